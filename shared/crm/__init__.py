@@ -1,0 +1,1 @@
+"""The CRM library every function uses."""

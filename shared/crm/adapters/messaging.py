@@ -1,0 +1,83 @@
+"""S3 raw archive, SQS ingest queue + dead letters, EventBridge publisher."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from crm.adapters.clients import client
+from crm.config import settings
+from crm.models.events import EVENT_SOURCE, AnyDomainEvent
+from crm.models.ingest import IngestEnvelope
+
+# PutEvents takes at most 10 entries per request.
+_PUT_EVENTS_BATCH = 10
+
+
+class S3RawArchive:
+    def __init__(self, bucket: str | None = None) -> None:
+        self.bucket = bucket or settings().require("archive_bucket")
+
+    def put(self, key: str, body: bytes, metadata: Mapping[str, str]) -> None:
+        client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata))
+
+    def get(self, key: str) -> bytes:
+        body: bytes = client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return body
+
+
+class SqsIngestQueue:
+    def __init__(self, queue_url: str | None = None, dead_letter_url: str | None = None) -> None:
+        self.queue_url = queue_url
+        self.dead_letter_url = dead_letter_url
+
+    def enqueue(self, envelope: IngestEnvelope) -> None:
+        url = self.queue_url or settings().require("ingest_queue_url")
+        client("sqs").send_message(QueueUrl=url, MessageBody=envelope.model_dump_json())
+
+    def dead_letter(self, message: str, reason: str) -> None:
+        """Park a message that cannot be applied, with why, where `crm dlq` can show and redrive it."""
+        url = self.dead_letter_url or settings().require("ingest_dlq_url")
+        client("sqs").send_message(
+            QueueUrl=url,
+            MessageBody=message,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
+        )
+
+
+class EventBridgePublisher:
+    def __init__(self, bus_name: str | None = None) -> None:
+        self.bus_name = bus_name or settings().require("event_bus_name")
+
+    def publish(self, events: Sequence[AnyDomainEvent]) -> list[int]:
+        failed: list[int] = []
+        for start in range(0, len(events), _PUT_EVENTS_BATCH):
+            chunk = events[start : start + _PUT_EVENTS_BATCH]
+            answer = client("events").put_events(Entries=[
+                {
+                    "EventBusName": self.bus_name,
+                    "Source": EVENT_SOURCE,
+                    "DetailType": event.type,
+                    "Detail": event.model_dump_json(),
+                    "Time": event.occurred_at,
+                }
+                for event in chunk
+            ])
+            if answer.get("FailedEntryCount"):
+                failed += [start + i for i, entry in enumerate(answer["Entries"]) if "ErrorCode" in entry]
+        return failed
+
+
+def dead_letter_reason(attributes: Mapping[str, object]) -> str:
+    """The reason a dead-lettered message carries, or why it has none (it exhausted its retries)."""
+    reason = attributes.get("reason")
+    if isinstance(reason, dict):
+        return str(reason.get("StringValue", ""))
+    return "retries exhausted (moved by the queue's redrive policy)"
+
+
+def message_json(body: str) -> object:
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError:
+        return body

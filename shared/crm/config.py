@@ -1,0 +1,39 @@
+"""Configuration, read from the environment in one place and validated once."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """What a function needs to know about the stack it runs in (template.yaml sets these)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table_name: str = Field(alias="TABLE_NAME")
+    archive_bucket: str | None = Field(default=None, alias="ARCHIVE_BUCKET")
+    ingest_queue_url: str | None = Field(default=None, alias="INGEST_QUEUE_URL")
+    ingest_dlq_url: str | None = Field(default=None, alias="INGEST_DLQ_URL")
+    event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
+
+    def require(self, name: str) -> str:
+        """The value of an optional setting this code path cannot run without."""
+        value = getattr(self, name)
+        if not value:
+            alias = type(self).model_fields[name].alias
+            raise RuntimeError(f"{alias} is not set for this function (see template.yaml)")
+        return str(value)
+
+
+@cache
+def settings() -> Settings:
+    """The settings of this process; read lazily so tests and the local runtime can set the env first."""
+    return Settings.model_validate(dict(os.environ))
+
+
+def reset() -> None:
+    """Forget the cached settings (the local runtime and tests change the environment)."""
+    settings.cache_clear()

@@ -1,0 +1,17 @@
+"""One module per store platform: verify its signature, map its payloads to canonical events."""
+
+from __future__ import annotations
+
+from crm.connectors.base import Connector
+from crm.connectors.shopify import SHOPIFY
+from crm.models.stores import Platform
+
+CONNECTORS: dict[Platform, Connector] = {Platform.SHOPIFY: SHOPIFY}
+
+
+def connector_for(platform: str) -> Connector:
+    """The connector of a platform named in a URL; KeyError names the unknown one."""
+    try:
+        return CONNECTORS[Platform(platform)]
+    except ValueError:
+        raise KeyError(platform) from None

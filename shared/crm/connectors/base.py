@@ -1,0 +1,77 @@
+"""What every platform connector offers, and the errors that say why a delivery was refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.orders import CanonicalOrder
+from crm.models.stores import Platform
+
+
+class DeliveryRejected(Exception):
+    """The delivery cannot be accepted; ``status`` is the HTTP answer it gets."""
+
+    status = 400
+
+
+class MissingHeader(DeliveryRejected):
+    def __init__(self, header: str) -> None:
+        super().__init__(f"missing required header {header}")
+
+
+class SignatureMissing(DeliveryRejected):
+    status = 401
+
+
+class PayloadNotUnderstood(Exception):
+    """A verified delivery we cannot turn into events (yet): it is dead-lettered with this reason."""
+
+
+class Connector(Protocol):
+    """A store platform: where its deliveries say who sent them, how they are signed, what they mean."""
+
+    platform: Platform
+
+    def store_domain(self, headers: Mapping[str, str]) -> str:
+        """The domain that names the sending store (raises MissingHeader)."""
+        ...
+
+    def signature(self, headers: Mapping[str, str]) -> str:
+        """The delivery's signature header (raises SignatureMissing)."""
+        ...
+
+    def is_signed_by(self, raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool: ...
+
+    def delivery_meta(self, headers: Mapping[str, str]) -> DeliveryMeta:
+        """Topic, delivery id and timing of a delivery (raises MissingHeader)."""
+        ...
+
+    def orders(self, envelope: IngestEnvelope, body: bytes) -> list[CanonicalOrder]:
+        """The orders a delivery carries (raises PayloadNotUnderstood)."""
+        ...
+
+
+def base64_hmac_sha256_matches(raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool:
+    """True if ``signature`` is base64(HMAC-SHA256(secret, raw body)) for any of the secrets.
+
+    Compared in constant time; several secrets cover a rotation window.
+    """
+    try:
+        expected = base64.b64decode(signature.strip(), validate=True)
+    except ValueError:
+        return False
+    matched = False
+    for secret in secrets:
+        digest = hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()
+        matched |= hmac.compare_digest(digest, expected)
+    return matched
+
+
+def sign_base64_hmac_sha256(raw_body: bytes, secret: str) -> str:
+    """The signature a platform would send (tests, the demo and the bench sign with it)."""
+    return base64.b64encode(hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()).decode()

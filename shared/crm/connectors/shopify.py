@@ -1,0 +1,205 @@
+"""Shopify: X-Shopify-* headers, base64 HMAC-SHA256 of the raw body, REST-shaped payloads.
+
+Quirks kept here: header names arrive in any case (HTTP/2 lowercases them); ids exceed 2^53,
+so they are parsed as integers and kept as strings; amounts are decimal strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crm.connectors.base import (
+    MissingHeader,
+    PayloadNotUnderstood,
+    SignatureMissing,
+    base64_hmac_sha256_matches,
+)
+from crm.contact import normalise_email, normalise_phone
+from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.orders import CanonicalOrder, LineItem, version_stamp
+from crm.models.stores import Platform
+from crm.money import to_money
+
+ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
+
+
+class _Transaction(BaseModel):
+    kind: str | None = None
+    status: str | None = None
+    amount: Decimal = Decimal("0")
+
+
+class _Refund(BaseModel):
+    transactions: list[_Transaction] = Field(default_factory=list)
+
+
+class _Address(BaseModel):
+    country_code: str | None = None
+
+
+class _Customer(BaseModel):
+    id: int | None = None
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    default_address: _Address | None = None
+
+
+class _LineItem(BaseModel):
+    product_id: int | None = None
+    sku: str | None = None
+    title: str = ""
+    quantity: int = 0
+    price: Decimal = Decimal("0")
+
+
+class _Order(BaseModel):
+    """The fields of Shopify's order payload the CRM reads; the rest stays in the archive."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    name: str | None = None
+    email: str | None = None
+    contact_email: str | None = None
+    phone: str | None = None
+    currency: str
+    total_price: Decimal
+    financial_status: str | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    landing_site: str | None = None
+    referring_site: str | None = None
+    customer: _Customer | None = None
+    billing_address: _Address | None = None
+    refunds: list[_Refund] = Field(default_factory=list)
+    line_items: list[_LineItem] = Field(default_factory=list)
+
+    def refunded(self) -> Decimal:
+        return sum(
+            (
+                t.amount
+                for r in self.refunds
+                for t in r.transactions
+                if t.kind == "refund" and t.status in (None, "success")
+            ),
+            Decimal("0"),
+        )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted and value.strip():
+            return value.strip()
+    return None
+
+
+def _required(headers: Mapping[str, str], name: str) -> str:
+    value = _header(headers, name)
+    if value is None:
+        raise MissingHeader(name)
+    return value
+
+
+class ShopifyConnector:
+    platform = Platform.SHOPIFY
+
+    def store_domain(self, headers: Mapping[str, str]) -> str:
+        return _required(headers, "X-Shopify-Shop-Domain").lower()
+
+    def signature(self, headers: Mapping[str, str]) -> str:
+        value = _header(headers, "X-Shopify-Hmac-Sha256")
+        if value is None:
+            raise SignatureMissing("missing X-Shopify-Hmac-Sha256 signature header")
+        return value
+
+    def is_signed_by(self, raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool:
+        return base64_hmac_sha256_matches(raw_body, signature, secrets)
+
+    def delivery_meta(self, headers: Mapping[str, str]) -> DeliveryMeta:
+        try:
+            return DeliveryMeta(
+                topic=_required(headers, "X-Shopify-Topic"),
+                delivery_id=_required(headers, "X-Shopify-Webhook-Id"),
+                event_id=_header(headers, "X-Shopify-Event-Id"),
+                triggered_at=_header(headers, "X-Shopify-Triggered-At"),
+                api_version=_header(headers, "X-Shopify-API-Version"),
+            )
+        except ValidationError as error:
+            raise MissingHeader(f"a valid X-Shopify-Triggered-At ({error.errors()[0]['msg']})") from None
+
+    def orders(self, envelope: IngestEnvelope, body: bytes) -> list[CanonicalOrder]:
+        if envelope.meta.topic not in ORDER_TOPICS:
+            raise PayloadNotUnderstood(f"unsupported Shopify topic {envelope.meta.topic!r}")
+        payload = _json_object(body)
+        try:
+            order = _Order.model_validate(payload)
+            return [_canonical(order, envelope)]
+        except ValidationError as error:
+            raise PayloadNotUnderstood(f"not a Shopify order: {_first_error(error)}") from None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PayloadNotUnderstood(f"body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise PayloadNotUnderstood("body is not a JSON object")
+    return payload
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {first['msg']}"
+
+
+def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
+    customer = order.customer or _Customer()
+    country = (order.billing_address or customer.default_address or _Address()).country_code
+    updated_at = order.updated_at or order.created_at
+    return CanonicalOrder(
+        workspace_id=envelope.workspace_id,
+        store_id=envelope.store_id,
+        platform=Platform.SHOPIFY,
+        order_id=str(order.id),
+        order_number=order.name,
+        email=normalise_email(order.email or order.contact_email or customer.email),
+        phone=normalise_phone(order.phone or customer.phone, country),
+        customer_id=str(customer.id) if customer.id is not None else None,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        currency=order.currency.upper(),
+        total_price=to_money(order.total_price),
+        total_refunded=to_money(order.refunded()),
+        financial_status=order.financial_status,
+        created_at=order.created_at,
+        updated_at=updated_at,
+        cancelled_at=order.cancelled_at,
+        version=version_stamp(updated_at, envelope.meta.triggered_at),
+        landing_site=order.landing_site,
+        referring_site=order.referring_site,
+        line_items=tuple(
+            LineItem(
+                product_id=str(item.product_id) if item.product_id is not None else None,
+                sku=item.sku or None,
+                title=item.title,
+                quantity=item.quantity,
+                price=to_money(item.price),
+            )
+            for item in order.line_items
+        ),
+    )
+
+
+SHOPIFY = ShopifyConnector()

@@ -1,0 +1,73 @@
+"""Applying a queued delivery: map it to canonical orders and upsert profiles, idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from crm.connectors import connector_for
+from crm.connectors.base import PayloadNotUnderstood
+from crm.models.ingest import IngestEnvelope
+from crm.models.orders import CanonicalOrder
+from crm.models.profile import new_profile
+from crm.ports import ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive
+from crm.profiles import apply_order, primary_identity, profile_id_for
+
+MAX_CONFLICT_RETRIES = 8
+
+
+class TooManyConflicts(Exception):
+    """The same profile kept changing under us; the message is retried by the queue."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    applied: int = 0
+    unchanged: int = 0
+    dead_lettered: str | None = None
+
+
+def upsert_order(repository: ProfileRepository, order: CanonicalOrder, now: datetime) -> bool:
+    """Apply one order to its profile; False when it changed nothing (duplicate or stale)."""
+    identity = primary_identity(order)
+    candidate = profile_id_for(order.workspace_id, identity)
+    for _ in range(MAX_CONFLICT_RETRIES):
+        context = repository.load_for_order(order.workspace_id, order.store_id, order.order_id, identity,
+                                            candidate)
+        before = context.profile
+        profile = before or new_profile(order.workspace_id, context.profile_id, now)
+        applied = apply_order(profile, context.previous, order, now)
+        if applied is None:
+            return False
+        new_identity = None if context.identity_exists or context.previous else identity
+        try:
+            repository.save_order(applied.record, context.previous, applied.profile, before, new_identity)
+        except ConcurrentUpdate:
+            continue
+        return True
+    raise TooManyConflicts(f"order {order.order_id} of store {order.store_id}")
+
+
+def apply_envelope(
+    message: str, repository: ProfileRepository, archive: RawArchive, queue: IngestQueue, now: datetime
+) -> Outcome:
+    """Apply one ingest-queue message. What can never succeed is dead-lettered with its reason;
+    what might (throttling, conflicts) raises so the queue retries it."""
+    try:
+        envelope = IngestEnvelope.model_validate_json(message)
+    except ValidationError as error:
+        return _dead_letter(queue, message, f"not an ingest envelope: {error.errors()[0]['msg']}")
+    body = envelope.body.encode() if envelope.body is not None else archive.get(envelope.archive_key)
+    try:
+        orders = connector_for(envelope.platform).orders(envelope, body)
+    except PayloadNotUnderstood as error:
+        return _dead_letter(queue, message, f"{envelope.meta.topic} {envelope.meta.delivery_id}: {error}")
+    applied = sum(upsert_order(repository, order, now) for order in orders)
+    return Outcome(applied=applied, unchanged=len(orders) - applied)
+
+
+def _dead_letter(queue: IngestQueue, message: str, reason: str) -> Outcome:
+    queue.dead_letter(message, reason)
+    return Outcome(dead_lettered=reason)

@@ -1,0 +1,1 @@
+"""Pydantic models: canonical events, profiles, orders, stores, domain events."""

@@ -1,0 +1,38 @@
+"""What crosses the ingest queue: a verified delivery, archived, waiting to be applied."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm.models.stores import Platform
+
+# SQS takes 256 KiB per message; keep room for the envelope and fall back to the archive.
+MAX_INLINE_BODY_BYTES = 200_000
+
+
+class DeliveryMeta(BaseModel):
+    """The platform's delivery headers, normalised across platforms."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str = Field(min_length=1)
+    delivery_id: str = Field(min_length=1)
+    event_id: str | None = None
+    triggered_at: datetime | None = None
+    api_version: str | None = None
+
+
+class IngestEnvelope(BaseModel):
+    """The ingest queue's message: who sent what, where the raw body is archived, and the body."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: Platform
+    workspace_id: str
+    store_id: str
+    meta: DeliveryMeta
+    received_at: datetime
+    archive_key: str
+    body: str | None = None

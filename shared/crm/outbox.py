@@ -1,0 +1,65 @@
+"""The transactional outbox: domain events derived from the table's stream, never a second write."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from crm.models.events import AnyDomainEvent, CustomerCreated, OrderPlaced
+from crm.models.profile import OrderRecord, Profile
+from crm.money import format_money
+from crm.ports import EventPublisher
+
+_deserializer = TypeDeserializer()
+
+
+def _image(record: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    image = record.get("dynamodb", {}).get(name)
+    return {k: _deserializer.deserialize(v) for k, v in image.items()} if image else None
+
+
+def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
+    """The domain events one stream record stands for (an INSERT of an order or a profile)."""
+    if record.get("eventName") != "INSERT":
+        return []
+    item = _image(record, "NewImage")
+    if item is None:
+        return []
+    if item.get("entity") == "order":
+        stored = OrderRecord.model_validate(item)
+        order = stored.order
+        return [OrderPlaced(
+            event_id=f"OrderPlaced:{order.workspace_id}:{order.store_id}:{order.order_id}",
+            workspace_id=order.workspace_id, profile_id=stored.profile_id, occurred_at=order.created_at,
+            store_id=order.store_id, order_id=order.order_id, currency=order.currency,
+            total_price=format_money(order.total_price), net_total=format_money(order.net_total),
+        )]
+    if item.get("entity") == "profile":
+        profile = Profile.model_validate(item)
+        return [CustomerCreated(
+            event_id=f"CustomerCreated:{profile.workspace_id}:{profile.profile_id}",
+            workspace_id=profile.workspace_id, profile_id=profile.profile_id,
+            occurred_at=profile.created_at,
+        )]
+    return []
+
+
+def publish_stream_batch(records: Sequence[Mapping[str, Any]], publisher: EventPublisher) -> list[str]:
+    """Publish the events of a stream batch in order; returns the sequence number to retry from.
+
+    Lambda resumes a stream batch at the lowest failed sequence number, so reporting the first
+    record whose event failed retries it and everything after it: no event overtakes an earlier one.
+    """
+    events: list[AnyDomainEvent] = []
+    owners: list[int] = []
+    for index, record in enumerate(records):
+        for event in events_for(record):
+            events.append(event)
+            owners.append(index)
+    failed = publisher.publish(events)
+    if not failed:
+        return []
+    first = min(owners[i] for i in failed)
+    return [str(records[first]["dynamodb"]["SequenceNumber"])]

@@ -1,0 +1,100 @@
+"""Accepting a store webhook: verify who sent it, archive the raw body, enqueue it.
+
+Nothing here parses the body: a delivery that is signed correctly is kept even when we cannot
+read it yet, and the profiles function decides what it means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from crm.connectors import connector_for
+from crm.connectors.base import DeliveryRejected
+from crm.models.ingest import MAX_INLINE_BODY_BYTES, DeliveryMeta, IngestEnvelope
+from crm.models.stores import Store
+from crm.ports import IngestQueue, RawArchive, StoreDirectory
+
+
+class UnknownPlatform(DeliveryRejected):
+    status = 404
+
+
+class NotAuthenticated(DeliveryRejected):
+    """Unknown store or wrong signature: 401, and nothing is stored."""
+
+    status = 401
+
+
+@dataclass(frozen=True)
+class AcceptedWebhook:
+    store: Store
+    envelope: IngestEnvelope
+
+
+def archive_key(platform: str, store_id: str, received_at: datetime, delivery_id: str) -> str:
+    """Where a raw body lives: by platform, store and day, so replays can pick a store and a time range."""
+    safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", delivery_id)[:128]
+    return f"raw/{platform}/{store_id}/{received_at:%Y/%m/%d/%H%M%S}-{safe_id}"
+
+
+def archive_metadata(envelope: IngestEnvelope) -> dict[str, str]:
+    """S3 user metadata (ASCII only) from which the envelope can be rebuilt for a replay."""
+    meta = envelope.meta
+    fields = {
+        "platform": envelope.platform.value,
+        "workspace-id": envelope.workspace_id,
+        "store-id": envelope.store_id,
+        "topic": meta.topic,
+        "delivery-id": meta.delivery_id,
+        "event-id": meta.event_id,
+        "triggered-at": meta.triggered_at.isoformat() if meta.triggered_at else None,
+        "api-version": meta.api_version,
+        "received-at": envelope.received_at.isoformat(),
+    }
+    return {k: v.encode("ascii", "replace").decode() for k, v in fields.items() if v}
+
+
+def accept_webhook(
+    platform: str,
+    headers: Mapping[str, str],
+    raw_body: bytes,
+    stores: StoreDirectory,
+    archive: RawArchive,
+    queue: IngestQueue,
+    now: datetime,
+) -> AcceptedWebhook:
+    """Verify, archive, enqueue; raises a DeliveryRejected subclass that names the problem."""
+    try:
+        connector = connector_for(platform)
+    except KeyError:
+        raise UnknownPlatform(f"unknown platform {platform!r}") from None
+    signature = connector.signature(headers)
+    domain = connector.store_domain(headers)
+    store = stores.store_by_domain(connector.platform, domain)
+    if store is None:
+        raise NotAuthenticated(f"no {platform} store is registered for {domain}")
+    if not connector.is_signed_by(raw_body, signature, store.webhook_secrets):
+        raise NotAuthenticated("webhook signature does not match the store's secret")
+    meta: DeliveryMeta = connector.delivery_meta(headers)
+    key = archive_key(platform, store.store_id, now, meta.delivery_id)
+    inline = raw_body.decode("utf-8", "strict") if _inlinable(raw_body) else None
+    envelope = IngestEnvelope(
+        platform=store.platform, workspace_id=store.workspace_id, store_id=store.store_id,
+        meta=meta, received_at=now, archive_key=key, body=inline,
+    )
+    archive.put(key, raw_body, archive_metadata(envelope))
+    queue.enqueue(envelope)
+    return AcceptedWebhook(store=store, envelope=envelope)
+
+
+def _inlinable(raw_body: bytes) -> bool:
+    if len(raw_body) > MAX_INLINE_BODY_BYTES:
+        return False
+    try:
+        raw_body.decode("utf-8", "strict")
+    except UnicodeDecodeError:
+        return False
+    return True
