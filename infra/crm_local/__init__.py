@@ -1,0 +1,1 @@
+"""The embedded local stack: template.yaml built on moto, functions served and polled in-process."""

@@ -1,0 +1,291 @@
+"""Create every resource of the translated template in the AWS that boto3 points at (moto locally).
+
+Resources are created with direct API calls, resolving Ref / Fn::GetAtt / Fn::Sub / Fn::Join
+ourselves: moto's CloudFormation cannot create SAM's API Gateway resources nor a rule on a
+`!Ref` bus. Only the Lambda service is emulated (by the runtime); IAM, API Gateway and Lambda
+resources get placeholder names, since chalice's local server and the pollers stand in for them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from crm_local.template import Stack
+
+ACCOUNT_ID = "123456789012"
+
+
+@dataclass
+class Physical:
+    ref: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A Lambda function as the runtime needs it: where its code is, its handler, its environment."""
+
+    logical_id: str
+    handler: str
+    code_path: str
+    environment: dict[str, str]
+    timeout: int
+
+
+@dataclass
+class Provisioned:
+    stack_name: str
+    region: str
+    physical: dict[str, Physical]
+    outputs: dict[str, str]
+    functions: dict[str, FunctionSpec]
+    event_source_mappings: dict[str, dict[str, Any]]
+    routes: list[tuple[str, str, str]]  # (method, path, function logical id)
+
+
+class Resolver:
+    def __init__(self, stack_name: str, region: str, physical: dict[str, Physical]) -> None:
+        self.pseudo = {"AWS::StackName": stack_name, "AWS::Region": region, "AWS::AccountId": ACCOUNT_ID,
+                       "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": ""}
+        self.physical = physical
+
+    def ref(self, name: str) -> str:
+        return self.pseudo[name] if name in self.pseudo else self.physical[name].ref
+
+    def attribute(self, name: str, attribute: str) -> str:
+        try:
+            return self.physical[name].attributes[attribute]
+        except KeyError:
+            raise KeyError(f"Fn::GetAtt {name}.{attribute} is not known to the local runtime") from None
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, argument), = value.items()
+            if key == "Ref":
+                return self.ref(argument)
+            if key == "Fn::GetAtt":
+                name, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
+                return self.attribute(name, attribute)
+            if key == "Fn::Sub":
+                return self._sub(argument)
+            if key == "Fn::Join":
+                return str(argument[0]).join(str(self.resolve(v)) for v in argument[1])
+            if key.startswith("Fn::"):
+                raise ValueError(f"{key} is not supported by the local runtime")
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def _sub(self, argument: Any) -> str:
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+        values = {k: self.resolve(v) for k, v in variables.items()}
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in values:
+                return str(values[name])
+            if "." in name and not name.startswith("AWS::"):
+                return self.attribute(*name.split(".", 1))
+            return self.ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", substitute, text)
+
+
+def dependencies(value: Any) -> set[str]:
+    """The logical ids a property value refers to."""
+    if isinstance(value, list):
+        return set().union(*(dependencies(v) for v in value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found: set[str] = set()
+    for key, argument in value.items():
+        if key == "Ref" and isinstance(argument, str) and not argument.startswith("AWS::"):
+            found.add(argument)
+        elif key == "Fn::GetAtt":
+            found.add(argument[0] if isinstance(argument, list) else argument.split(".")[0])
+        elif key == "Fn::Sub":
+            text = argument if isinstance(argument, str) else argument[0]
+            found |= {n.split(".")[0] for n in re.findall(r"\$\{([^}!]+)\}", text) if not n.startswith("AWS::")}
+            if isinstance(argument, list):
+                found |= dependencies(argument[1])
+                found -= set(argument[1])
+        else:
+            found |= dependencies(argument)
+    return found
+
+
+def _sqs_attributes(properties: dict[str, Any]) -> dict[str, str]:
+    attributes: dict[str, str] = {}
+    for name, value in properties.items():
+        if name in ("QueueName", "Tags"):
+            continue
+        if isinstance(value, dict):
+            value = json.dumps(value)
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        attributes[name] = str(value)
+    return attributes
+
+
+class Provisioner:
+    def __init__(self, stack: Stack, stack_name: str, region: str) -> None:
+        self.stack = stack
+        self.stack_name = stack_name
+        self.region = region
+        self.physical: dict[str, Physical] = {}
+        self.resolver = Resolver(stack_name, region, self.physical)
+        self.creators: dict[str, Callable[[str, dict[str, Any]], Physical]] = {
+            "AWS::DynamoDB::Table": self._table,
+            "AWS::S3::Bucket": self._bucket,
+            "AWS::SQS::Queue": self._queue,
+            "AWS::Events::EventBus": self._bus,
+            "AWS::Events::Rule": self._rule,
+        }
+
+    def _client(self, service: str) -> Any:
+        return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+
+    def _default_name(self, logical_id: str) -> str:
+        return f"{self.stack_name}-{logical_id}"
+
+    def _arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{resource}"
+
+    def _table(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("TableName") or self._default_name(logical_id)
+        request: dict[str, Any] = {
+            "TableName": name, "KeySchema": p["KeySchema"], "AttributeDefinitions": p["AttributeDefinitions"],
+            "BillingMode": p.get("BillingMode", "PROVISIONED"),
+        }
+        if request["BillingMode"] == "PROVISIONED":
+            request["ProvisionedThroughput"] = p["ProvisionedThroughput"]
+        for optional in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if optional in p:
+                request[optional] = p[optional]
+        if "StreamSpecification" in p:
+            request["StreamSpecification"] = {"StreamEnabled": True, **p["StreamSpecification"]}
+        dynamodb = self._client("dynamodb")
+        table = dynamodb.create_table(**request)["TableDescription"]
+        if p.get("TimeToLiveSpecification", {}).get("Enabled"):
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=p["TimeToLiveSpecification"])
+        attributes = {"Arn": table["TableArn"]}
+        if "LatestStreamArn" in table:
+            attributes["StreamArn"] = table["LatestStreamArn"]
+        return Physical(name, attributes)
+
+    def _bucket(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("BucketName") or self._default_name(logical_id).lower()
+        s3 = self._client("s3")
+        if self.region == "us-east-1":
+            s3.create_bucket(Bucket=name)
+        else:
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region})
+        return Physical(name, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"})
+
+    def _queue(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("QueueName") or self._default_name(logical_id)
+        url = self._client("sqs").create_queue(QueueName=name, Attributes=_sqs_attributes(p))["QueueUrl"]
+        return Physical(url, {"Arn": self._arn("sqs", name), "QueueName": name, "QueueUrl": url})
+
+    def _bus(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        arn = self._client("events").create_event_bus(Name=p["Name"])["EventBusArn"]
+        return Physical(p["Name"], {"Arn": arn, "Name": p["Name"]})
+
+    def _rule(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("Name") or self._default_name(logical_id)
+        request = {"Name": name, "State": p.get("State", "ENABLED"), "EventBusName": p.get("EventBusName", "default")}
+        if "EventPattern" in p:
+            request["EventPattern"] = json.dumps(p["EventPattern"])
+        if "ScheduleExpression" in p:
+            request["ScheduleExpression"] = p["ScheduleExpression"]
+        events = self._client("events")
+        arn = events.put_rule(**request)["RuleArn"]
+        targets = [t for t in p.get("Targets", []) if ":lambda:" not in str(t.get("Arn"))]
+        if targets:
+            events.put_targets(Rule=name, EventBusName=request["EventBusName"], Targets=targets)
+        return Physical(name, {"Arn": arn})
+
+    def _placeholder(self, logical_id: str, resource: dict[str, Any]) -> Physical:
+        name = self._default_name(logical_id)
+        kind = resource["Type"].split("::")[1].lower()
+        return Physical(name, {"Arn": self._arn(kind, f"function:{name}" if kind == "lambda" else name)})
+
+    def create_all(self) -> None:
+        resources = self.stack.resources
+        for logical_id, resource in resources.items():
+            if resource["Type"] not in self.creators:
+                self.physical[logical_id] = self._placeholder(logical_id, resource)
+        pending = {n: dependencies(r.get("Properties", {})) for n, r in resources.items() if n not in self.physical}
+        while pending:
+            ready = [n for n, needs in pending.items() if needs <= self.physical.keys()]
+            if not ready:
+                raise ValueError(f"circular or unknown references among {sorted(pending)}")
+            for logical_id in sorted(ready):
+                resource = resources[logical_id]
+                properties = self.resolver.resolve(resource.get("Properties", {}))
+                self.physical[logical_id] = self.creators[resource["Type"]](logical_id, properties)
+                del pending[logical_id]
+
+    def functions(self) -> dict[str, FunctionSpec]:
+        specs = {}
+        for logical_id, resource in self.stack.of_type("AWS::Lambda::Function").items():
+            p = resource["Properties"]
+            variables = self.resolver.resolve(p.get("Environment", {}).get("Variables", {}))
+            specs[logical_id] = FunctionSpec(
+                logical_id=logical_id, handler=p["Handler"], code_path=str(self.stack.code_paths[logical_id]),
+                environment={k: str(v) for k, v in variables.items()}, timeout=int(p.get("Timeout", 3)),
+            )
+        return specs
+
+    def event_source_mappings(self) -> dict[str, dict[str, Any]]:
+        mappings = {}
+        for logical_id, resource in self.stack.of_type("AWS::Lambda::EventSourceMapping").items():
+            properties = dict(resource["Properties"])
+            function = properties.pop("FunctionName")["Ref"]
+            mappings[logical_id] = {**self.resolver.resolve(properties), "Function": function}
+        return mappings
+
+    def routes(self) -> list[tuple[str, str, str]]:
+        """(method, path, function) for every API route, read from the translated API definitions."""
+        found = []
+        for api_type in ("AWS::ApiGateway::RestApi", "AWS::ApiGatewayV2::Api"):
+            for resource in self.stack.of_type(api_type).values():
+                for path, methods in resource["Properties"].get("Body", {}).get("paths", {}).items():
+                    for method, operation in methods.items():
+                        uri = json.dumps(operation.get("x-amazon-apigateway-integration", {}).get("uri"))
+                        function = re.search(r"\$\{(\w+)\.Arn\}", uri)
+                        if function:
+                            found.append((method.upper(), path, function.group(1)))
+        return found
+
+    def register_outputs(self) -> dict[str, str]:
+        """Resolve the template's Outputs and record them as a CloudFormation stack, as `sam deploy` would,
+        so `crm` commands find the stack's resources the same way locally and in AWS."""
+        outputs = {name: str(self.resolver.resolve(o["Value"])) for name, o in self.stack.outputs.items()}
+        template = {
+            "Resources": {"LocalRuntime": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+        }
+        with warnings.catch_warnings():  # moto creates no resource for the handle, which is all we need
+            warnings.simplefilter("ignore", UserWarning)
+            self._client("cloudformation").create_stack(StackName=self.stack_name, TemplateBody=json.dumps(template))
+        return outputs
+
+
+def provision(stack: Stack, stack_name: str = "crm", region: str = "us-east-1") -> Provisioned:
+    provisioner = Provisioner(stack, stack_name, region)
+    provisioner.create_all()
+    return Provisioned(
+        stack_name=stack_name, region=region, physical=provisioner.physical,
+        outputs=provisioner.register_outputs(), functions=provisioner.functions(),
+        event_source_mappings=provisioner.event_source_mappings(), routes=provisioner.routes(),
+    )
