@@ -1,0 +1,110 @@
+"""The `crm` command: run the local stack, register stores, inspect dead letters, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from crm.models.stores import Platform
+
+
+def _local(args: argparse.Namespace) -> int:
+    from crm_local.runtime import LocalRuntime
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime = LocalRuntime(port=args.port, aws_port=args.aws_port, stack_name=args.stack,
+                           template=args.template, log_level=args.log_level)
+    runtime.start()
+    try:
+        print(f"ready: api {runtime.api_url} aws {runtime.aws_endpoint} stack {args.stack} "
+              f"(export AWS_ENDPOINT_URL={runtime.aws_endpoint})", flush=True)
+        stop.wait()
+    finally:
+        runtime.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def _store_add(args: argparse.Namespace) -> int:
+    from crm_local.operations import add_store
+
+    registration = add_store(args.stack, args.platform, args.domain, args.webhook_secret)
+    print(registration.model_dump_json())
+    return 0
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from crm_local.operations import list_dead_letters
+
+    for entry in list_dead_letters(args.stack, args.limit):
+        print(json.dumps(entry))
+    return 0
+
+
+def _dlq_redrive(args: argparse.Namespace) -> int:
+    from crm_local.operations import redrive_dead_letters
+
+    print(json.dumps({"redriven": redrive_dead_letters(args.stack)}))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from crm_local.demo import run_demo
+
+    return run_demo(orders=args.orders, customers=args.customers, seed=args.seed)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="crm", description=__doc__)
+    root.add_argument("--stack", default="crm", help="stack name (CloudFormation stack, or the local one)")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="run the whole stack on an embedded moto server")
+    local.add_argument("--port", type=int, default=8000, help="HTTP port of the API (webhooks, customers)")
+    local.add_argument("--aws-port", type=int, default=5001, help="port of the embedded AWS (moto) server")
+    local.add_argument("--template", type=Path, default=None, help="template.yaml (default: this checkout's)")
+    local.add_argument("--log-level", default="WARNING", help="function log level (Powertools)")
+    local.set_defaults(run=_local)
+
+    store = commands.add_parser("store", help="stores").add_subparsers(dest="store_command", required=True)
+    add = store.add_parser("add", help="register a store; prints store_id, workspace_id and api_key as JSON")
+    add.add_argument("--platform", required=True, choices=[p.value for p in Platform])
+    add.add_argument("--domain", required=True)
+    add.add_argument("--webhook-secret", required=True)
+    add.set_defaults(run=_store_add)
+
+    dlq = commands.add_parser("dlq", help="the ingest dead-letter queue").add_subparsers(dest="dlq_command",
+                                                                                          required=True)
+    listing = dlq.add_parser("list", help="show parked deliveries and why")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(run=_dlq_list)
+    dlq.add_parser("redrive", help="send parked deliveries back to the ingest queue").set_defaults(run=_dlq_redrive)
+
+    demo = commands.add_parser("demo", help="boot the local stack, send signed Shopify orders, print a report")
+    demo.add_argument("--orders", type=int, default=300)
+    demo.add_argument("--customers", type=int, default=80)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(run=_demo)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (ValueError, KeyError) as error:
+        print(f"crm: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

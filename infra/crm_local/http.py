@@ -1,0 +1,73 @@
+"""API Gateway, emulated: one local HTTP server routing the template's API paths to each function's
+Chalice app, through chalice's own local gateway (the same request/response handling as `chalice local`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalGateway, ThreadedHTTPServer
+
+from crm_local.lambdas import Function
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    gateway: LocalGateway
+
+
+def route_pattern(path: str) -> re.Pattern[str]:
+    """`/customers/{profile_id}` -> a regex matching one path segment per parameter ({proxy+} many)."""
+    escaped = re.sub(r"\\\{[^}]+\\\+\\\}", ".+", re.escape(path))
+    return re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", escaped) + "$")
+
+
+class RoutingRequestHandler(ChaliceRequestHandler):
+    routes: list[Route] = []
+
+    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
+        # chalice's handler builds one gateway per connection; ours picks it per request instead.
+        super(ChaliceRequestHandler, self).__init__(request, client_address, server)
+
+    def _generic_handle(self) -> None:
+        path = self.path.split("?", 1)[0]
+        allowed = [r for r in self.routes if r.pattern.match(path)]
+        matched = [r for r in allowed if r.method == self.command or self.command == "OPTIONS"]
+        if not matched:
+            status, message = (405, "method not allowed") if allowed else (404, f"no route for {path}")
+            self._send_json(status, {"error": message})
+            return
+        self.local_gateway = matched[0].gateway
+        super()._generic_handle()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    def _send_json(self, status: int, body: dict[str, str]) -> None:
+        encoded = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        self.wfile.write(encoded)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def api_server(host: str, port: int, routes: list[tuple[str, str, Function]]) -> ThreadedHTTPServer:
+    gateways: dict[str, LocalGateway] = {}
+    table = []
+    for method, path, function in routes:
+        name = function.spec.logical_id
+        if name not in gateways:
+            config = Config(chalice_stage="local", function_name=name,
+                            user_provided_params={"lambda_timeout": function.spec.timeout})
+            gateways[name] = LocalGateway(function.handler, config)
+        table.append(Route(method, route_pattern(path), gateways[name]))
+    handler = type("TemplateRoutes", (RoutingRequestHandler,), {"routes": table})
+    return ThreadedHTTPServer((host, port), handler)

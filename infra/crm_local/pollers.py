@@ -1,0 +1,206 @@
+"""Event source mappings, emulated: SQS and DynamoDB Streams pollers that invoke handlers as Lambda does.
+
+The queues, redrive to dead-letter queues and the stream itself are moto's; only the polling
+and invoking that the Lambda service does is done here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+
+from crm_local.lambdas import Function
+
+log = logging.getLogger("crm.local")
+
+IDLE_WAIT_SECONDS = 0.05
+# Lambda waits for the visibility timeout before a failed message is tried again; locally we
+# retry at once so a poison message reaches the DLQ (after maxReceiveCount) in seconds.
+LOCAL_RETRY_DELAY_SECONDS = 0
+
+
+def _queue_url(sqs: Any, arn: str) -> str:
+    _, _, _, region, account, name = arn.split(":", 5)
+    return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+
+
+class Poller(threading.Thread):
+    """A thread that polls one event source until stopped; ``idle`` is set while nothing is pending."""
+
+    def __init__(self, name: str, function: Function, mapping: dict[str, Any], region: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.function = function
+        self.mapping = mapping
+        self.region = region
+        self.batch_size = int(mapping.get("BatchSize", 10))
+        self.reports_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
+        self.stopping = threading.Event()
+        self.idle = threading.Event()
+        self.invocations = 0
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                worked = self.poll_once()
+            except Exception:  # keep polling, as the Lambda service does; the error is logged
+                log.exception("poller %s failed", self.name)
+                worked = False
+            if worked:
+                self.idle.clear()
+            else:
+                self.idle.set()
+                self.stopping.wait(IDLE_WAIT_SECONDS)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def poll_once(self) -> bool:
+        raise NotImplementedError
+
+    def invoke(self, event: dict[str, Any]) -> set[str] | None:
+        """Invoke the function; None means the whole batch failed, else the failed item ids."""
+        self.invocations += 1
+        try:
+            response = self.function.invoke(event)
+        except Exception:
+            log.exception("%s failed on a batch of %d", self.function.spec.logical_id, len(event["Records"]))
+            return None
+        if not self.reports_failures or not isinstance(response, dict):
+            return set()
+        return {str(f["itemIdentifier"]) for f in response.get("batchItemFailures", [])}
+
+
+class SqsPoller(Poller):
+    def __init__(self, name: str, function: Function, mapping: dict[str, Any], region: str) -> None:
+        super().__init__(name, function, mapping, region)
+        self.sqs = boto3.client("sqs", region_name=region)  # type: ignore[call-overload]
+        self.arn = str(mapping["EventSourceArn"])
+        self.url = _queue_url(self.sqs, self.arn)
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        attributes = {k: v for k, v in message.get("Attributes", {}).items()}
+        message_attributes = {
+            k: {"stringValue": v.get("StringValue"), "binaryValue": v.get("BinaryValue"),
+                "stringListValues": [], "binaryListValues": [], "dataType": v["DataType"]}
+            for k, v in message.get("MessageAttributes", {}).items()
+        }
+        return {
+            "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"], "attributes": attributes, "messageAttributes": message_attributes,
+            "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),
+            "eventSource": "aws:sqs", "eventSourceARN": self.arn, "awsRegion": self.region,
+        }
+
+    def poll_once(self) -> bool:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=min(self.batch_size, 10), WaitTimeSeconds=0,
+            AttributeNames=["All"], MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return False
+        failed = self.invoke({"Records": [self._record(m) for m in messages]})
+        for message in messages:
+            if failed is None or message["MessageId"] in failed:
+                self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"],
+                                                   VisibilityTimeout=LOCAL_RETRY_DELAY_SECONDS)
+            else:
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        return True
+
+    def pending(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+class StreamPoller(Poller):
+    """Reads each shard in order; on failure retries from the failed record, up to MaximumRetryAttempts,
+    then sends a record of the batch to the OnFailure destination and moves on."""
+
+    def __init__(self, name: str, function: Function, mapping: dict[str, Any], region: str) -> None:
+        super().__init__(name, function, mapping, region)
+        self.streams = boto3.client("dynamodbstreams", region_name=region)  # type: ignore[call-overload]
+        self.sqs = boto3.client("sqs", region_name=region)  # type: ignore[call-overload]
+        self.arn = str(mapping["EventSourceArn"])
+        self.max_retries = int(mapping.get("MaximumRetryAttempts", -1))
+        self.on_failure = mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        self.iterators: dict[str, str | None] = {}
+        self.attempts = 0
+
+    def _refresh_shards(self) -> None:
+        shards = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            if shard["ShardId"] not in self.iterators:
+                self.iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
+                    StreamArn=self.arn, ShardId=shard["ShardId"],
+                    ShardIteratorType=self.mapping.get("StartingPosition", "TRIM_HORIZON"),
+                )["ShardIterator"]
+
+    def poll_once(self) -> bool:
+        if not self.iterators:
+            self._refresh_shards()
+        worked = False
+        for shard_id, iterator in list(self.iterators.items()):
+            if iterator is not None:
+                worked |= self._poll_shard(shard_id, iterator)
+        return worked
+
+    def _poll_shard(self, shard_id: str, iterator: str) -> bool:
+        answer = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+        records = [{**r, "eventSourceARN": self.arn} for r in answer.get("Records", [])]
+        if not records:
+            self.iterators[shard_id] = answer.get("NextShardIterator")
+            return False
+        failed = self.invoke({"Records": records})
+        sequences = [r["dynamodb"]["SequenceNumber"] for r in records]
+        if failed == set():
+            self.attempts = 0
+            self.iterators[shard_id] = answer.get("NextShardIterator")
+            return True
+        retry_from = sequences[0] if failed is None else min(failed & set(sequences), default=sequences[0], key=int)
+        self.attempts += 1
+        if 0 <= self.max_retries < self.attempts:
+            self._give_up(shard_id, records)
+            self.attempts = 0
+            self.iterators[shard_id] = answer.get("NextShardIterator")
+        else:
+            self.iterators[shard_id] = self.streams.get_shard_iterator(
+                StreamArn=self.arn, ShardId=shard_id, ShardIteratorType="AT_SEQUENCE_NUMBER",
+                SequenceNumber=retry_from)["ShardIterator"]
+        return True
+
+    def _give_up(self, shard_id: str, records: list[dict[str, Any]]) -> None:
+        log.error("%s: giving up on %d stream records of %s", self.name, len(records), shard_id)
+        if not self.on_failure:
+            return
+        # The shape Lambda sends to an on-failure destination for stream sources.
+        failure = {
+            "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": self.function.arn,
+                               "approximateInvokeCount": self.attempts},
+            "DDBStreamBatchInfo": {
+                "shardId": shard_id, "streamArn": self.arn, "batchSize": len(records),
+                "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+                "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+            },
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
+        self.sqs.send_message(QueueUrl=_queue_url(self.sqs, self.on_failure), MessageBody=json.dumps(failure))
+
+    def pending(self) -> int:
+        return 0 if self.idle.is_set() else 1
+
+
+def poller_for(name: str, function: Function, mapping: dict[str, Any], region: str) -> Poller:
+    source = str(mapping["EventSourceArn"])
+    if source.startswith("arn:aws:sqs:"):
+        return SqsPoller(name, function, mapping, region)
+    if ":dynamodb:" in source and "/stream/" in source:
+        return StreamPoller(name, function, mapping, region)
+    raise ValueError(f"{name}: event source {source} is not emulated by the local runtime")

@@ -1,0 +1,117 @@
+"""`crm local`: moto's server, the template's resources in it, the HTTP functions served, the pollers running."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from moto.server import ThreadedMotoServer
+
+from crm import config, wiring
+from crm.adapters import clients
+from crm_local.http import api_server
+from crm_local.lambdas import Function
+from crm_local.pollers import Poller, poller_for
+from crm_local.provision import Provisioned, provision
+from crm_local.template import load_stack
+
+log = logging.getLogger("crm.local")
+
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_SESSION_TOKEN": "testing"}
+
+
+def function_environment(provisioned: Provisioned, log_level: str) -> dict[str, str]:
+    """The functions' environments merged: they share this process, so a conflict is an error."""
+    merged: dict[str, str] = {}
+    for spec in provisioned.functions.values():
+        for name, value in spec.environment.items():
+            if merged.setdefault(name, value) != value:
+                raise ValueError(f"functions disagree on {name} ({merged[name]!r} vs {value!r}); "
+                                 "the local runtime runs them in one process")
+    merged["LOG_LEVEL"] = log_level
+    merged["POWERTOOLS_LOG_LEVEL"] = log_level
+    return merged
+
+
+@dataclass
+class LocalRuntime:
+    port: int
+    aws_port: int
+    host: str = "127.0.0.1"
+    stack_name: str = "crm"
+    region: str = "us-east-1"
+    template: Path | None = None
+    log_level: str = "WARNING"
+    provisioned: Provisioned | None = None
+    pollers: list[Poller] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://{self.host}:{self.aws_port}"
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
+        self._moto.start()
+        os.environ.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.aws_endpoint, AWS_DEFAULT_REGION=self.region,
+                          AWS_REGION=self.region)
+        self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
+        os.environ.update(function_environment(self.provisioned, self.log_level))
+        config.reset()
+        wiring.reset()
+        clients.reset()
+        functions = {name: Function(spec, self.region) for name, spec in self.provisioned.functions.items()}
+        self.pollers = [poller_for(name, functions[m["Function"]], m, self.region)
+                        for name, m in self.provisioned.event_source_mappings.items()]
+        routes = [(method, path, functions[name]) for method, path, name in self.provisioned.routes]
+        self._http = api_server(self.host, self.port, routes)
+        self._http_thread = threading.Thread(target=self._http.serve_forever, name="api", daemon=True)
+        self._http_thread.start()
+        for poller in self.pollers:
+            poller.start()
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until every queue is drained and every poller found nothing twice in a row."""
+        deadline = time.monotonic() + timeout
+        quiet_rounds = 0
+        while time.monotonic() < deadline:
+            busy = any(not p.idle.is_set() or p.pending() for p in self.pollers)
+            quiet_rounds = 0 if busy else quiet_rounds + 1
+            if quiet_rounds >= 3:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        for poller in self.pollers:
+            poller.join(timeout=5)
+        if hasattr(self, "_http"):
+            self._http.shutdown()
+            self._http.server_close()
+        if hasattr(self, "_moto"):
+            self._moto.stop()
+
+    def __enter__(self) -> LocalRuntime:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
