@@ -1,0 +1,118 @@
+"""Test data: the published Shopify fixtures, signed deliveries, canonical orders and envelopes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from crm.connectors.base import sign_base64_hmac_sha256
+from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.orders import CanonicalOrder, version_stamp
+from crm.models.stores import Platform, Store
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+FIXTURES = ROOT / "infra" / "crm_local" / "fixtures" / "webhooks"
+SHOPIFY_FIXTURES = FIXTURES / "shopify"
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+SECRET = "shpss_test_secret"
+DOMAIN = "jsmith.myshopify.com"
+TRIGGERED_AT = "2025-07-10T16:15:47.000000Z"
+
+# The published orders/create sample.
+FIXTURE_ORDER_ID = "820982911946154508"
+FIXTURE_CUSTOMER_ID = "115310627314723954"
+
+
+def fixture_bytes(topic: str) -> bytes:
+    """The raw bytes of a published Shopify sample (sign these, never a re-serialisation)."""
+    return (SHOPIFY_FIXTURES / f"{topic}.json").read_bytes()
+
+
+def fixture_json(topic: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(fixture_bytes(topic))
+    return payload
+
+
+def compact(payload: dict[str, Any]) -> bytes:
+    """A payload as Shopify puts it on the wire: compact JSON."""
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def shopify_headers(
+    body: bytes,
+    *,
+    secret: str = SECRET,
+    topic: str = "orders/create",
+    domain: str = DOMAIN,
+    delivery_id: str = "d-1",
+    triggered_at: str | None = TRIGGERED_AT,
+) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": sign_base64_hmac_sha256(body, secret),
+        "X-Shopify-Shop-Domain": domain,
+        "X-Shopify-API-Version": "2026-04",
+        "X-Shopify-Webhook-Id": delivery_id,
+        "X-Shopify-Event-Id": f"event-{delivery_id}",
+    }
+    if triggered_at is not None:
+        headers["X-Shopify-Triggered-At"] = triggered_at
+    return headers
+
+
+def store(
+    *, workspace_id: str = "ws_a", store_id: str = "st_a", domain: str = DOMAIN, secrets: tuple[str, ...] = (SECRET,)
+) -> Store:
+    return Store(store_id=store_id, workspace_id=workspace_id, platform=Platform.SHOPIFY, domain=domain,
+                 webhook_secrets=secrets, created_at=NOW)
+
+
+def envelope(
+    body: bytes | None,
+    *,
+    topic: str = "orders/create",
+    delivery_id: str = "d-1",
+    triggered_at: datetime | None = None,
+    workspace_id: str = "ws_a",
+    store_id: str = "st_a",
+    archive_key: str = "raw/shopify/st_a/key",
+) -> IngestEnvelope:
+    return IngestEnvelope(
+        platform=Platform.SHOPIFY, workspace_id=workspace_id, store_id=store_id,
+        meta=DeliveryMeta(topic=topic, delivery_id=delivery_id, triggered_at=triggered_at),
+        received_at=NOW, archive_key=archive_key, body=None if body is None else body.decode(),
+    )
+
+
+def cents(amount: int) -> Decimal:
+    return (Decimal(amount) / 100).quantize(Decimal("0.01"))
+
+
+def order(
+    order_id: str = "1001",
+    *,
+    workspace_id: str = "ws_a",
+    store_id: str = "st_a",
+    email: str | None = "shopper@example.com",
+    phone: str | None = None,
+    total: Decimal = Decimal("10.00"),
+    refunded: Decimal = Decimal("0.00"),
+    created_at: datetime = NOW - timedelta(days=1),
+    updated_at: datetime | None = None,
+    triggered_at: datetime | None = None,
+    first_name: str | None = None,
+    currency: str = "USD",
+) -> CanonicalOrder:
+    updated = updated_at or created_at
+    return CanonicalOrder(
+        workspace_id=workspace_id, store_id=store_id, platform=Platform.SHOPIFY, order_id=order_id,
+        email=email, phone=phone, first_name=first_name, currency=currency, total_price=total,
+        total_refunded=refunded, created_at=created_at, updated_at=updated,
+        version=version_stamp(updated, triggered_at),
+    )

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from crm.money import divide, format_money, to_money
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("404.95", Decimal("404.95")),
+        (" 404.95 ", Decimal("404.95")),
+        ("10", Decimal("10.00")),
+        (7, Decimal("7.00")),
+        (Decimal("0.1"), Decimal("0.10")),
+        ("0.005", Decimal("0.00")),  # banker's rounding: half to even
+        ("0.015", Decimal("0.02")),
+        ("0.025", Decimal("0.02")),
+        ("-3.50", Decimal("-3.50")),
+    ],
+)
+def test_to_money_parses_exactly_to_cents(value: str | int | Decimal, expected: Decimal) -> None:
+    amount = to_money(value)
+    assert amount == expected
+    assert amount.as_tuple().exponent == -2
+
+
+def test_to_money_refuses_float() -> None:
+    with pytest.raises(TypeError, match="float"):
+        to_money(404.95)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", Decimal("NaN")])
+def test_to_money_refuses_non_finite(value: str | Decimal) -> None:
+    with pytest.raises(ValueError, match="not an amount"):
+        to_money(value)
+
+
+def test_sum_of_parsed_amounts_is_exact() -> None:
+    assert sum((to_money("0.10") for _ in range(10)), Decimal("0")) == Decimal("1.00")
+
+
+@pytest.mark.parametrize(
+    ("total", "count", "expected"),
+    [
+        (Decimal("10.00"), 3, Decimal("3.33")),
+        (Decimal("20.00"), 3, Decimal("6.67")),
+        (Decimal("0.05"), 2, Decimal("0.02")),  # 0.025 -> half to even
+        (Decimal("0.15"), 2, Decimal("0.08")),  # 0.075 -> half to even
+        (Decimal("404.95"), 1, Decimal("404.95")),
+        (Decimal("99.99"), 0, Decimal("0.00")),
+        (Decimal("99.99"), -1, Decimal("0.00")),
+    ],
+)
+def test_divide_rounds_to_cents(total: Decimal, count: int, expected: Decimal) -> None:
+    result = divide(total, count)
+    assert result == expected
+    assert result.as_tuple().exponent == -2
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (Decimal("404.95"), "404.95"),
+        (Decimal("0"), "0.00"),
+        (Decimal("5"), "5.00"),
+        (Decimal("1E+2"), "100.00"),
+        (Decimal("1.005"), "1.00"),
+        (Decimal("1.015"), "1.02"),
+        (Decimal("-0.5"), "-0.50"),
+    ],
+)
+def test_format_money_is_a_two_place_decimal_string(amount: Decimal, text: str) -> None:
+    assert format_money(amount) == text

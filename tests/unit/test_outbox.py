@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from crm.adapters import keys
+from crm.adapters.dynamodb import to_item
+from crm.models.events import CustomerCreated, OrderPlaced
+from crm.models.profile import OrderRecord, new_profile
+from crm.outbox import events_for, publish_stream_batch
+
+from tests.builders import NOW, order
+from tests.fakes import FakeEventPublisher
+
+PROFILE_ID = "p" * 32
+
+
+def _record(event_name: str, new_image: Mapping[str, Any] | None, sequence: str,
+            old_image: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A DynamoDB stream record as Lambda delivers it (NEW_AND_OLD_IMAGES)."""
+    image_source = new_image or old_image or {}
+    data: dict[str, Any] = {
+        "ApproximateCreationDateTime": 1767225600.0,
+        "Keys": {"pk": image_source.get("pk", {"S": "x"}), "sk": image_source.get("sk", {"S": "x"})},
+        "SequenceNumber": sequence,
+        "SizeBytes": 512,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if new_image is not None:
+        data["NewImage"] = dict(new_image)
+    if old_image is not None:
+        data["OldImage"] = dict(old_image)
+    return {"eventID": f"e{sequence}", "eventName": event_name, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1", "dynamodb": data,
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"}
+
+
+def _order_image(order_id: str = "820982911946154508", total: str = "404.95", refunded: str = "4.95") -> dict[str, Any]:
+    placed = order(order_id, total=Decimal(total), refunded=Decimal(refunded))
+    record = OrderRecord(profile_id=PROFILE_ID, order=placed)
+    return to_item(keys.order("ws_a", "st_a", order_id), "order", record, version=placed.version)
+
+
+def _profile_image() -> dict[str, Any]:
+    profile = new_profile("ws_a", PROFILE_ID, NOW).model_copy(update={"orders_count": 1,
+                                                                     "total_spent": Decimal("400.00")})
+    return to_item(keys.profile("ws_a", PROFILE_ID), "profile", profile)
+
+
+def _identity_image() -> dict[str, Any]:
+    return {**{k: {"S": v} for k, v in keys.identity("ws_a", "email#a@example.com").items()},
+            "entity": {"S": "identity"}, "profile_id": {"S": PROFILE_ID}}
+
+
+def test_inserted_order_is_order_placed() -> None:
+    [event] = events_for(_record("INSERT", _order_image(), "100"))
+    assert isinstance(event, OrderPlaced)
+    assert event.type == "OrderPlaced"
+    assert event.event_id == "OrderPlaced:ws_a:st_a:820982911946154508"
+    assert (event.workspace_id, event.profile_id, event.store_id) == ("ws_a", PROFILE_ID, "st_a")
+    assert event.order_id == "820982911946154508"
+    assert (event.currency, event.total_price, event.net_total) == ("USD", "404.95", "400.00")
+    assert event.occurred_at == NOW - timedelta(days=1)
+
+
+def test_order_placed_carries_no_contact_data() -> None:
+    [event] = events_for(_record("INSERT", _order_image(), "100"))
+    assert "shopper@example.com" not in event.model_dump_json()
+
+
+def test_inserted_profile_is_customer_created() -> None:
+    [event] = events_for(_record("INSERT", _profile_image(), "101"))
+    assert isinstance(event, CustomerCreated)
+    assert event.event_id == f"CustomerCreated:ws_a:{PROFILE_ID}"
+    assert (event.workspace_id, event.profile_id, event.occurred_at) == ("ws_a", PROFILE_ID, NOW)
+
+
+def test_event_ids_are_deterministic_for_a_redelivered_record() -> None:
+    record = _record("INSERT", _order_image(), "100")
+    assert events_for(record) == events_for(dict(record))
+
+
+@pytest.mark.parametrize("image", [_order_image, _profile_image])
+def test_modify_publishes_nothing(image: Any) -> None:
+    assert events_for(_record("MODIFY", image(), "102", old_image=image())) == []
+
+
+def test_remove_publishes_nothing() -> None:
+    assert events_for(_record("REMOVE", None, "103", old_image=_profile_image())) == []
+
+
+def test_other_entities_publish_nothing() -> None:
+    assert events_for(_record("INSERT", _identity_image(), "104")) == []
+    assert events_for(_record("INSERT", None, "105")) == []
+
+
+def test_batch_is_published_in_stream_order() -> None:
+    records = [
+        _record("INSERT", _order_image("1"), "200"),
+        _record("INSERT", _profile_image(), "201"),
+        _record("MODIFY", _profile_image(), "202", old_image=_profile_image()),
+        _record("INSERT", _order_image("2"), "203"),
+    ]
+    publisher = FakeEventPublisher()
+
+    assert publish_stream_batch(records, publisher) == []
+
+    assert [(e.type, getattr(e, "order_id", None)) for e in publisher.published] == [
+        ("OrderPlaced", "1"), ("CustomerCreated", None), ("OrderPlaced", "2")]
+    assert publisher.calls == 1
+
+
+def test_failed_publish_returns_the_sequence_number_of_the_first_failed_record() -> None:
+    records = [
+        _record("INSERT", _order_image("1"), "300"),
+        _record("MODIFY", _profile_image(), "301", old_image=_profile_image()),
+        _record("INSERT", _order_image("2"), "302"),
+        _record("INSERT", _profile_image(), "303"),
+        _record("INSERT", _order_image("3"), "304"),
+    ]
+    refused = {"2", "3"}
+    publisher = FakeEventPublisher(refuse=lambda e: getattr(e, "order_id", None) in refused)
+
+    assert publish_stream_batch(records, publisher) == ["302"]
+
+
+def test_only_a_later_failure_returns_that_later_record() -> None:
+    records = [_record("INSERT", _order_image("1"), "400"), _record("INSERT", _profile_image(), "401")]
+    publisher = FakeEventPublisher(refuse=lambda e: e.type == "CustomerCreated")
+    assert publish_stream_batch(records, publisher) == ["401"]
+    assert [e.type for e in publisher.published] == ["OrderPlaced"]
+
+
+def test_batch_without_events_publishes_nothing_and_reports_nothing() -> None:
+    records = [_record("MODIFY", _profile_image(), "500", old_image=_profile_image())]
+    publisher = FakeEventPublisher(refuse=lambda e: True)
+    assert publish_stream_batch(records, publisher) == []
+    assert publisher.published == []
+

@@ -1,0 +1,166 @@
+"""template.yaml: lint-clean, translatable by SAM, wired the way the functions expect."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint
+from crm_local.lambdas import load_handler
+from crm_local.template import Stack
+
+from tests.builders import TEMPLATE
+
+FUNCTIONS = ("WebhooksFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction")
+
+# What each function's code needs: the settings it reads, and the calls its adapters make.
+NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
+    "WebhooksFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_QUEUE_URL"},
+                         {("dynamodb:GetItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
+                          ("sqs:SendMessage", "IngestQueue")}),
+    "ProfilesFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_DLQ_URL"},
+                         {("dynamodb:GetItem", "Table"), ("dynamodb:BatchGetItem", "Table"),
+                          ("dynamodb:PutItem", "Table"), ("s3:GetObject", "ArchiveBucket"),
+                          ("sqs:SendMessage", "IngestDeadLetterQueue")}),
+    "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
+    "ApiFunction": ({"TABLE_NAME"}, {("dynamodb:GetItem", "Table")}),
+}
+
+
+def test_cfn_lint_passes() -> None:
+    matches = lint(TEMPLATE.read_text(), regions=["us-east-1"])
+    assert [str(m) for m in matches] == []
+
+
+def test_cfn_lint_would_catch_a_broken_template() -> None:
+    broken = TEMPLATE.read_text().replace("VisibilityTimeout: 60", "VisibilityTimeout: 999999", 1)
+    assert [m.rule.id for m in lint(broken, regions=["us-east-1"])] == ["E3034"]
+
+
+def test_every_function_is_translated(stack: Stack) -> None:
+    assert set(stack.of_type("AWS::Lambda::Function")) == set(FUNCTIONS)
+    for name in FUNCTIONS:
+        assert stack.code_paths[name] == TEMPLATE.parent / "functions" / name.removesuffix("Function").lower()
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_handler_names_an_object_in_the_function_code(stack: Stack, name: str) -> None:
+    handler = stack.resources[name]["Properties"]["Handler"]
+    assert callable(load_handler(stack.code_paths[name], handler, name))
+
+
+def _mappings(stack: Stack, function: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in stack.of_type("AWS::Lambda::EventSourceMapping").values()
+            if r["Properties"]["FunctionName"] == {"Ref": function}]
+
+
+def test_profiles_function_reads_the_ingest_queue_reporting_item_failures(stack: Stack) -> None:
+    [mapping] = _mappings(stack, "ProfilesFunction")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    queue = stack.resources["IngestQueue"]["Properties"]
+    timeout = stack.resources["ProfilesFunction"]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout  # Lambda's guidance for SQS sources
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+
+
+def test_outbox_function_reads_the_table_stream_reporting_item_failures(stack: Stack) -> None:
+    [mapping] = _mappings(stack, "OutboxFunction")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
+    # The handler answers with batchItemFailures; without this, Lambda would ignore the answer.
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    stream = stack.resources["Table"]["Properties"]["StreamSpecification"]
+    assert stream["StreamViewType"] in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")  # events_for reads NewImage
+
+
+def test_webhooks_and_api_have_no_event_source_mapping(stack: Stack) -> None:
+    assert _mappings(stack, "WebhooksFunction") == []
+    assert _mappings(stack, "ApiFunction") == []
+
+
+def _routes(stack: Stack) -> set[tuple[str, str, str]]:
+    found = set()
+    for api in stack.of_type("AWS::ApiGateway::RestApi").values():
+        for path, methods in api["Properties"]["Body"]["paths"].items():
+            for method, operation in methods.items():
+                uri = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
+                [function] = [f for f in FUNCTIONS if f"${{{f}.Arn}}" in uri]
+                found.add((method.upper(), path, function))
+    return found
+
+
+def test_api_routes(stack: Stack) -> None:
+    assert _routes(stack) == {
+        ("POST", "/webhooks/{platform}", "WebhooksFunction"),
+        ("GET", "/customers", "ApiFunction"),
+        ("GET", "/customers/{profile_id}", "ApiFunction"),
+    }
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_environment_has_what_its_code_reads(stack: Stack, name: str) -> None:
+    variables = stack.resources[name]["Properties"]["Environment"]["Variables"]
+    needed, _ = NEEDS[name]
+    assert needed <= set(variables)
+
+
+def _role(stack: Stack, function: str) -> dict[str, Any]:
+    role = stack.resources[function]["Properties"]["Role"]
+    assert role == {"Fn::GetAtt": [f"{function}Role", "Arn"]}
+    resource = stack.resources[f"{function}Role"]
+    assert resource["Type"] == "AWS::IAM::Role"
+    return resource["Properties"]  # type: ignore[no-any-return]
+
+
+def _statements(role: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for policy in role.get("Policies", []):
+        statements = policy["PolicyDocument"]["Statement"]
+        yield from statements if isinstance(statements, list) else [statements]
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def _names(resource: Any) -> set[str]:
+    """The logical ids a statement's Resource refers to."""
+    text = json.dumps(resource)
+    return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
+                              "OutboxDeadLetterQueue")
+            if f'"{name}"' in text or f"${{{name}." in text}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_function_has_its_own_least_privilege_role(stack: Stack, name: str) -> None:
+    role = _role(stack, name)
+    statements = list(_statements(role))
+    assert statements, f"{name} has no Policies-derived statements"
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        for action in _listed(statement["Action"]):
+            assert action != "*" and not action.endswith(":*"), f"{name} allows {action}"
+        for resource in _listed(statement["Resource"]):
+            assert resource != "*", f"{name} allows {statement['Action']} on every resource"
+    assert "NotAction" not in json.dumps(statements)
+    managed = {arn.rsplit("/", 1)[-1] for arn in role.get("ManagedPolicyArns", [])}
+    assert managed <= {"AWSLambdaBasicExecutionRole", "AWSLambdaSQSQueueExecutionRole",
+                       "AWSLambdaDynamoDBExecutionRole"}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_function_may_make_the_calls_its_code_makes(stack: Stack, name: str) -> None:
+    granted = {(action, target) for statement in _statements(_role(stack, name))
+               for action in _listed(statement["Action"]) for target in _names(statement["Resource"])}
+    _, needed = NEEDS[name]
+    assert needed <= granted
+
+
+def test_functions_share_the_crm_layer(stack: Stack) -> None:
+    [layer] = stack.of_type("AWS::Lambda::LayerVersion")
+    for name in FUNCTIONS:
+        assert stack.resources[name]["Properties"]["Layers"] == [{"Ref": layer}]
+    assert Path(stack.code_paths["CrmLayer"]) == TEMPLATE.parent / "shared"

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import pytest
+from crm.connectors.base import MissingHeader, SignatureMissing, sign_base64_hmac_sha256
+from crm.models.ingest import MAX_INLINE_BODY_BYTES
+from crm.models.stores import Platform
+from crm.webhooks import NotAuthenticated, UnknownPlatform, accept_webhook, archive_key
+
+from tests.builders import DOMAIN, NOW, SECRET, fixture_bytes, shopify_headers, store
+from tests.fakes import FakeIngestQueue, FakeRawArchive, FakeStoreDirectory
+
+
+@pytest.fixture
+def stores() -> FakeStoreDirectory:
+    directory = FakeStoreDirectory()
+    directory.register(store(), "crm_key_a")
+    return directory
+
+
+@pytest.fixture
+def archive() -> FakeRawArchive:
+    return FakeRawArchive()
+
+
+@pytest.fixture
+def queue() -> FakeIngestQueue:
+    return FakeIngestQueue()
+
+
+def _accept(headers: dict[str, str], body: bytes, stores: FakeStoreDirectory, archive: FakeRawArchive,
+            queue: FakeIngestQueue, platform: str = "shopify") -> object:
+    return accept_webhook(platform, headers, body, stores, archive, queue, NOW)
+
+
+def test_valid_delivery_is_archived_and_enqueued(stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                 queue: FakeIngestQueue) -> None:
+    body = fixture_bytes("orders/create")
+    accepted = accept_webhook("shopify", shopify_headers(body, delivery_id="abc/1"), body, stores, archive,
+                              queue, NOW)
+
+    assert accepted.store.store_id == "st_a"
+    [envelope] = queue.envelopes
+    assert envelope == accepted.envelope
+    assert (envelope.platform, envelope.workspace_id, envelope.store_id) == (Platform.SHOPIFY, "ws_a", "st_a")
+    assert envelope.meta.topic == "orders/create"
+    assert envelope.meta.delivery_id == "abc/1"
+    assert envelope.received_at == NOW
+    assert envelope.body is not None
+    assert envelope.body.encode() == body  # inline, byte for byte
+    assert envelope.archive_key == archive_key("shopify", "st_a", NOW, "abc/1")
+    assert envelope.archive_key == "raw/shopify/st_a/2026/03/01/120000-abc_1"
+    stored = archive.objects[envelope.archive_key]
+    assert stored.body == body
+    assert stored.metadata["topic"] == "orders/create"
+    assert stored.metadata["delivery-id"] == "abc/1"
+    assert stored.metadata["workspace-id"] == "ws_a"
+    assert stored.metadata["store-id"] == "st_a"
+
+
+def test_lowercase_headers_as_sent_over_http2_are_accepted(stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                            queue: FakeIngestQueue) -> None:
+    body = fixture_bytes("orders/create")
+    headers = {name.lower(): value for name, value in shopify_headers(body).items()}
+    _accept(headers, body, stores, archive, queue)
+    assert len(queue.messages) == 1
+
+
+def test_unknown_store_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                  queue: FakeIngestQueue) -> None:
+    body = fixture_bytes("orders/create")
+    with pytest.raises(NotAuthenticated) as raised:
+        _accept(shopify_headers(body, domain="stranger.myshopify.com"), body, stores, archive, queue)
+    assert raised.value.status == 401
+    assert archive.objects == {}
+    assert queue.messages == []
+
+
+def test_bad_signature_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                  queue: FakeIngestQueue) -> None:
+    body = fixture_bytes("orders/create")
+    with pytest.raises(NotAuthenticated, match="signature") as raised:
+        _accept(shopify_headers(body, secret="not-the-store-secret"), body, stores, archive, queue)
+    assert raised.value.status == 401
+    assert archive.objects == {}
+    assert queue.messages == []
+
+
+def test_tampered_body_is_401(stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    body = fixture_bytes("orders/create")
+    headers = shopify_headers(body)
+    with pytest.raises(NotAuthenticated):
+        _accept(headers, body.replace(b"404.95", b"0.01"), stores, archive, queue)
+    assert archive.objects == {}
+    assert queue.messages == []
+
+
+def test_missing_signature_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                      queue: FakeIngestQueue) -> None:
+    body = fixture_bytes("orders/create")
+    headers = shopify_headers(body)
+    del headers["X-Shopify-Hmac-Sha256"]
+    with pytest.raises(SignatureMissing) as raised:
+        _accept(headers, body, stores, archive, queue)
+    assert raised.value.status == 401
+    assert archive.objects == {}
+    assert queue.messages == []
+
+
+def test_signed_delivery_without_topic_is_400_and_nothing_is_kept(
+    stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue
+) -> None:
+    body = fixture_bytes("orders/create")
+    headers = shopify_headers(body)
+    del headers["X-Shopify-Topic"]
+    with pytest.raises(MissingHeader) as raised:
+        _accept(headers, body, stores, archive, queue)
+    assert raised.value.status == 400
+    assert archive.objects == {}
+    assert queue.messages == []
+
+
+def test_unknown_platform_is_404(stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    body = b"{}"
+    with pytest.raises(UnknownPlatform) as raised:
+        _accept(shopify_headers(body), body, stores, archive, queue, platform="woocommerce")
+    assert raised.value.status == 404
+    assert queue.messages == []
+
+
+def test_either_secret_of_a_rotation_is_accepted(archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    stores = FakeStoreDirectory()
+    stores.register(store(secrets=("old-secret", "new-secret")), "crm_key")
+    body = fixture_bytes("orders/create")
+    _accept(shopify_headers(body, secret="old-secret", delivery_id="1"), body, stores, archive, queue)
+    _accept(shopify_headers(body, secret="new-secret", delivery_id="2"), body, stores, archive, queue)
+    with pytest.raises(NotAuthenticated):
+        _accept(shopify_headers(body, secret=SECRET, delivery_id="3"), body, stores, archive, queue)
+    assert [e.meta.delivery_id for e in queue.envelopes] == ["1", "2"]
+
+
+def test_a_signed_body_that_is_not_json_is_still_kept(stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                      queue: FakeIngestQueue) -> None:
+    body = b"\x00\x01 definitely not json \xff"
+    _accept(shopify_headers(body), body, stores, archive, queue)
+    [envelope] = queue.envelopes
+    assert envelope.body is None  # not UTF-8: not inlined, read back from the archive
+    assert archive.objects[envelope.archive_key].body == body
+
+
+def test_large_body_is_not_inlined_but_archived(stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                queue: FakeIngestQueue) -> None:
+    body = b'{"pad":"' + b"x" * MAX_INLINE_BODY_BYTES + b'"}'
+    _accept(shopify_headers(body), body, stores, archive, queue)
+    [envelope] = queue.envelopes
+    assert envelope.body is None
+    assert archive.objects[envelope.archive_key].body == body
+    assert len(queue.messages[0]) < 256 * 1024
+
+
+def test_domain_header_in_another_case_finds_the_store(stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                       queue: FakeIngestQueue) -> None:
+    body = b"{}"
+    headers = {**shopify_headers(body), "X-Shopify-Shop-Domain": DOMAIN.upper()}
+    headers["X-Shopify-Hmac-Sha256"] = sign_base64_hmac_sha256(body, SECRET)
+    _accept(headers, body, stores, archive, queue)
+    assert queue.envelopes[0].store_id == "st_a"
+
+
+def test_archive_key_is_safe_for_any_delivery_id() -> None:
+    key = archive_key("shopify", "st_a", NOW, "../../etc/passwd?x=1 y" + "z" * 300)
+    assert key.startswith("raw/shopify/st_a/2026/03/01/120000-")
+    suffix = key.rsplit("-", 1)[1]
+    assert "/" not in key.removeprefix("raw/shopify/st_a/2026/03/01/")
+    assert len(suffix) <= 128
