@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import boto3
-
 from crm.adapters.dynamodb import DynamoStoreDirectory
 from crm.adapters.messaging import dead_letter_reason
 from crm.clock import utc_now

@@ -26,7 +26,7 @@ LOCAL_RETRY_DELAY_SECONDS = 0
 
 
 def _queue_url(sqs: Any, arn: str) -> str:
-    _, _, _, region, account, name = arn.split(":", 5)
+    account, name = arn.split(":")[4:6]
     return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
 
 

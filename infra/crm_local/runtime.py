@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moto.server import ThreadedMotoServer
-
 from crm import config, wiring
 from crm.adapters import clients
+from moto.server import ThreadedMotoServer
+
+from crm_local import moto_patches
 from crm_local.http import api_server
 from crm_local.lambdas import Function
 from crm_local.pollers import Poller, poller_for
@@ -67,6 +68,7 @@ class LocalRuntime:
 
     def _start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        moto_patches.install()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
         self._moto.start()
         os.environ.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.aws_endpoint, AWS_DEFAULT_REGION=self.region,

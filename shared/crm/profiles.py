@@ -54,6 +54,23 @@ def _latest(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
+CONTACT_FIELDS = ("email", "phone", "first_name", "last_name")
+
+
+def _contact_changes(profile: Profile, order: CanonicalOrder) -> dict[str, object]:
+    """Contact fields this order supplies: each one from the latest order (then version) that has it."""
+    source = f"{order.created_at.isoformat()}|{order.store_id}|{order.order_id}|{order.version}"
+    sources = dict(profile.contact_sources)
+    changes: dict[str, object] = {}
+    for field in CONTACT_FIELDS:
+        value = getattr(order, field)
+        if value and source >= sources.get(field, ""):
+            changes[field] = value
+            sources[field] = source
+    changes["contact_sources"] = sources
+    return changes
+
+
 def apply_order(
     profile: Profile, previous: OrderRecord | None, order: CanonicalOrder, now: datetime
 ) -> OrderApplied | None:
@@ -70,14 +87,6 @@ def apply_order(
         "updated_at": now,
         "revision": profile.revision + 1,
     }
-    source = f"{order.created_at.isoformat()}|{order.store_id}|{order.order_id}"
-    if source >= profile.contact_source:
-        changes.update(
-            contact_source=source,
-            email=order.email or profile.email,
-            phone=order.phone or profile.phone,
-            first_name=order.first_name or profile.first_name,
-            last_name=order.last_name or profile.last_name,
-        )
+    changes.update(_contact_changes(profile, order))
     updated = profile.model_copy(update=changes)
     return OrderApplied(profile=updated, record=OrderRecord(profile_id=profile.profile_id, order=order))

@@ -276,9 +276,6 @@ def test_checkout_sample_without_an_id_is_not_an_order() -> None:
         _orders(fixture_bytes("checkouts/create"))
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG crm/models/ingest.py:23: DeliveryMeta.triggered_at accepts a naive datetime, so the webhook "
-    "answers 200 and the profiles function then fails on it (as_utc) on every retry. Use AwareDatetime."))
 def test_trigger_time_without_a_zone_is_refused_at_the_webhook() -> None:
     with pytest.raises(MissingHeader):
         SHOPIFY.delivery_meta(shopify_headers(b"{}", triggered_at="2025-07-10T16:15:47"))

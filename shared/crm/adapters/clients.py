@@ -1,4 +1,5 @@
-"""boto3 clients, created lazily and cached per thread.
+"""boto3 clients, created lazily once per process and shared (clients are thread-safe; sessions are not,
+so creation is serialised).
 
 The endpoint comes from configuration only: boto3 itself honours ``AWS_ENDPOINT_URL``, so the
 same code talks to AWS or to the embedded moto stack.
@@ -12,18 +13,24 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-_local = threading.local()
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
 def client(service: str) -> Any:
-    """A cached boto3 client for ``service`` (clients are not shared across threads)."""
-    cache: dict[str, Any] = _local.__dict__.setdefault("clients", {})
-    if service not in cache:
-        cache[service] = boto3.session.Session().client(service, config=_RETRIES)  # type: ignore[call-overload]
-    return cache[service]
+    """The process's boto3 client for ``service``."""
+    found = _clients.get(service)
+    if found is None:
+        with _lock:
+            found = _clients.get(service)
+            if found is None:
+                found = _clients[service] = boto3.session.Session().client(  # type: ignore[call-overload]
+                    service, config=_RETRIES)
+    return found
 
 
 def reset() -> None:
-    """Drop this thread's clients (after the endpoint or credentials change)."""
-    _local.__dict__.pop("clients", None)
+    """Drop the clients (after the endpoint or credentials change)."""
+    with _lock:
+        _clients.clear()

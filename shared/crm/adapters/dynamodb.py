@@ -24,11 +24,11 @@ Item = dict[str, Any]
 
 
 def _plain(value: Any) -> Any:
-    """A model dump as DynamoDB takes it: datetimes as ISO strings, no empty values."""
+    """A model dump as DynamoDB takes it: datetimes as ISO strings, no None values (empty strings are kept)."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None and v != ""}
+        return {k: _plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
@@ -169,8 +169,8 @@ class DynamoProfileRepository:
         return {"Put": put}
 
     def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.profile(workspace_id,
-                                                                                               profile_id)))
+        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
+                                            Key=_wire_key(keys.profile(workspace_id, profile_id)))
         return Profile.model_validate(from_item(found["Item"])) if "Item" in found else None
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from crm.connectors.base import (
     MissingHeader,
@@ -73,9 +72,9 @@ class _Order(BaseModel):
     currency: str
     total_price: Decimal
     financial_status: str | None = None
-    created_at: datetime
-    updated_at: datetime | None = None
-    cancelled_at: datetime | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime | None = None
+    cancelled_at: AwareDatetime | None = None
     landing_site: str | None = None
     referring_site: str | None = None
     customer: _Customer | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from crm.models.stores import Platform
 
@@ -20,7 +20,7 @@ class DeliveryMeta(BaseModel):
     topic: str = Field(min_length=1)
     delivery_id: str = Field(min_length=1)
     event_id: str | None = None
-    triggered_at: datetime | None = None
+    triggered_at: AwareDatetime | None = None
     api_version: str | None = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from crm.models.orders import CanonicalOrder
 from crm.money import divide
@@ -36,8 +36,9 @@ class Profile(BaseModel):
     currency: str | None = None
     first_order_at: datetime | None = None
     last_order_at: datetime | None = None
-    # Which order the contact fields came from: the latest order wins, whatever the arrival order.
-    contact_source: str = ""
+    # Which order each contact field came from: the latest order that has one wins, whatever the
+    # arrival order.
+    contact_sources: dict[str, str] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
     revision: int = 0

@@ -1,0 +1,88 @@
+"""One change to moto for the local runtime: transactions without copying whole tables.
+
+moto 5.2 deep-copies every table a TransactWriteItems touches (items and stream records) so it
+can roll back, which makes each transaction cost O(table size): a few hundred orders take
+minutes. DynamoDB checks every condition before it writes anything, so this version does the
+same (evaluate all conditions, then write) and needs no copy. Semantics for the caller are
+unchanged: all writes or none, TransactionCanceledException with one reason per item.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+
+_ORIGINAL = DynamoDBBackend.transact_write_items
+
+
+def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
+    if op_type != "Put":
+        return dict(op["Key"])
+    table = backend.get_table(op["TableName"])
+    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+    return key
+
+
+def _check(backend: DynamoDBBackend, op: dict[str, Any], key: dict[str, Any]) -> tuple[Any, ...]:
+    expression = op.get("ConditionExpression")
+    if expression is None:
+        return (None, None, None)
+    current = backend.get_item(op["TableName"], key)
+    condition = get_filter_expression(expression, op.get("ExpressionAttributeNames"),
+                                      op.get("ExpressionAttributeValues"))
+    if condition.expr(current):
+        return (None, None, None)
+    old = current.to_json()["Attributes"] if current and op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" \
+        else None
+    return ("ConditionalCheckFailed", ConditionalCheckFailed().message, old)
+
+
+def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    seen: set[tuple[str, str]] = set()
+    errors: list[tuple[Any, ...]] = []
+    operations = []
+    for item in transact_items:
+        if len(item) != 1:
+            raise TransactWriteSingleOpException
+        (op_type, op), = item.items()
+        key = _key(self, op_type, op)
+        identity = (str(op["TableName"]), str(dict(sorted(key.items()))))
+        if identity in seen:
+            raise MultipleTransactionsException()
+        seen.add(identity)
+        errors.append(_check(self, op, key))
+        operations.append((op_type, op, key))
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+    for op_type, op, key in operations:
+        names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        if op_type == "Put":
+            self.put_item(op["TableName"], op["Item"], expression_attribute_names=names,
+                          expression_attribute_values=values)
+        elif op_type == "Delete":
+            self.delete_item(op["TableName"], key, expression_attribute_names=names,
+                             expression_attribute_values=values)
+        elif op_type == "Update":
+            self.update_item(op["TableName"], key, update_expression=op["UpdateExpression"],
+                             expression_attribute_names=names, expression_attribute_values=values)
+
+
+def install() -> None:
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]
