@@ -1,0 +1,201 @@
+"""The walking skeleton over real HTTP: signed Shopify orders in, profiles out, on `crm local`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.builders import ROOT, compact, fixture_bytes, fixture_json, shopify_headers
+from tests.e2e.conftest import LocalStack, start_local_stack
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = "e2e-shop.myshopify.com"
+SECRET = "e2e-secret"
+
+
+def signed(body: bytes, delivery_id: str, **overrides: Any) -> dict[str, str]:
+    return shopify_headers(body, secret=overrides.pop("secret", SECRET), domain=overrides.pop("domain", DOMAIN),
+                           delivery_id=delivery_id, **overrides)
+
+
+def order_body(email: str, order_id: int, **changes: Any) -> bytes:
+    """The published orders/create sample, for a shopper of our own, compact as Shopify sends it."""
+    return compact({**fixture_json("orders/create"), "id": order_id, "email": email, "contact_email": email,
+                    **changes})
+
+
+def wait_for_customer(stack: LocalStack, api_key: str, email: str, orders: int, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = stack.get(f"/customers?email={email}", api_key)
+        if status == 200 and body["orders_count"] == orders:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"{email} never showed {orders} orders (last answer {status} {body})")
+
+
+def archived_keys(stack: LocalStack) -> list[str]:
+    bucket = stack.outputs()["ArchiveBucketName"]
+    return [o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_a_signed_order_creates_the_profile_and_a_redelivery_changes_nothing(
+        local_stack: LocalStack, store: dict[str, str]) -> None:
+    body = order_body("First.Buyer@Example.com ", 9_000_000_001)
+    started = time.monotonic()
+    status, answer = local_stack.post("/webhooks/shopify", body, signed(body, "e2e-first"))
+    assert (status, answer["status"]) == (200, "accepted")
+    assert time.monotonic() - started < 1.0
+
+    profile = wait_for_customer(local_stack, store["api_key"], "first.buyer@example.com", orders=1)
+    assert profile["total_spent"] == "404.95"
+    assert profile["average_order_value"] == "404.95"
+    assert profile["currency"] == "USD"
+    assert profile["email"] == "first.buyer@example.com"
+
+    assert local_stack.post("/webhooks/shopify", body, signed(body, "e2e-first"))[0] == 200
+    local_stack.wait_drained()
+    again = wait_for_customer(local_stack, store["api_key"], "first.buyer@example.com", orders=1)
+    assert again == profile
+
+    by_id = local_stack.get(f"/customers/{profile['profile_id']}", store["api_key"])
+    assert by_id == (200, profile)
+
+
+def test_an_older_update_after_a_newer_one_changes_nothing(local_stack: LocalStack, store: dict[str, str]) -> None:
+    email = "late.update@example.com"
+    refunded = order_body(email, 9_000_000_002, updated_at="2022-01-05T10:00:00-05:00", refunds=[
+        {"id": 1, "transactions": [{"kind": "refund", "status": "success", "amount": "100.00"}]}])
+    original = order_body(email, 9_000_000_002, updated_at="2022-01-01T10:00:00-05:00")
+    newer_headers = signed(refunded, "e2e-newer", topic="orders/updated")
+    assert local_stack.post("/webhooks/shopify", refunded, newer_headers)[0] == 200
+    wait_for_customer(local_stack, store["api_key"], email, orders=1)
+    assert local_stack.post("/webhooks/shopify", original, signed(original, "e2e-older"))[0] == 200
+    local_stack.wait_drained()
+    profile = wait_for_customer(local_stack, store["api_key"], email, orders=1)
+    assert Decimal(profile["total_spent"]) == Decimal("304.95")
+
+
+def test_a_wrong_signature_is_refused_and_nothing_is_stored(local_stack: LocalStack, store: dict[str, str]) -> None:
+    body = order_body("forged@example.com", 9_000_000_003)
+    before = archived_keys(local_stack)
+    status, answer = local_stack.post("/webhooks/shopify", body, signed(body, "e2e-forged", secret="not-the-secret"))
+    assert status == 401
+    assert "signature" in answer["error"]
+    other_shop = local_stack.post("/webhooks/shopify", body, signed(body, "e2e-other", domain="other.myshopify.com"))
+    assert other_shop[0] == 401
+    local_stack.wait_drained()
+    assert archived_keys(local_stack) == before
+    assert local_stack.get("/customers?email=forged@example.com", store["api_key"])[0] == 404
+
+
+def test_bad_requests_get_a_4xx_naming_the_problem(local_stack: LocalStack, store: dict[str, str]) -> None:
+    body = order_body("bad.request@example.com", 9_000_000_004)
+    headers = signed(body, "e2e-bad")
+    del headers["X-Shopify-Topic"]
+    status, answer = local_stack.post("/webhooks/shopify", body, headers)
+    assert (status, answer["error"]) == (400, "missing required header X-Shopify-Topic")
+    assert local_stack.post("/webhooks/magento", body, signed(body, "e2e-bad"))[0] == 404
+    assert local_stack.get("/customers?email=a@example.com", None)[0] == 401
+    assert local_stack.get("/customers?email=a@example.com", "crm_wrong")[0] == 401
+    assert local_stack.get("/customers", store["api_key"])[0] == 400
+    assert local_stack.get("/customers/unknown-profile", store["api_key"])[0] == 404
+
+
+def test_a_signed_body_that_is_not_json_is_kept_dead_lettered_and_replayable(
+        local_stack: LocalStack, store: dict[str, str]) -> None:
+    body = b"\x00 definitely { not json"
+    status, _ = local_stack.post("/webhooks/shopify", body, signed(body, "e2e-unreadable"))
+    assert status == 200
+    archived = [key for key in archived_keys(local_stack) if key.endswith("-e2e-unreadable")]
+    assert len(archived) == 1
+    bucket = local_stack.outputs()["ArchiveBucketName"]
+    assert local_stack.client("s3").get_object(Bucket=bucket, Key=archived[0])["Body"].read() == body
+
+    deadline = time.monotonic() + 15
+    parked: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not parked:
+        listed = [json.loads(line) for line in local_stack.crm("dlq", "list").splitlines()]
+        parked = [entry for entry in listed if entry["delivery_id"] == "e2e-unreadable"]
+        time.sleep(0.2)
+    assert parked, "the unreadable delivery was not dead-lettered"
+    assert "not valid JSON" in parked[0]["reason"]
+    assert parked[0]["archive_key"] == archived[0]
+
+
+def test_a_poison_message_reaches_the_dlq_after_max_receives_without_blocking_others(
+        local_stack: LocalStack, store: dict[str, str]) -> None:
+    outputs = local_stack.outputs()
+    poison = json.dumps({"platform": "shopify", "workspace_id": store["workspace_id"], "store_id": store["store_id"],
+                         "meta": {"topic": "orders/create", "delivery_id": "e2e-poison"},
+                         "received_at": "2026-11-23T10:00:00Z", "archive_key": "raw/missing-object"})
+    local_stack.client("sqs").send_message(QueueUrl=outputs["IngestQueueUrl"], MessageBody=poison)
+    body = order_body("neighbour@example.com", 9_000_000_005)
+    assert local_stack.post("/webhooks/shopify", body, signed(body, "e2e-neighbour"))[0] == 200
+    wait_for_customer(local_stack, store["api_key"], "neighbour@example.com", orders=1)
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = [json.loads(line) for line in local_stack.crm("dlq", "list").splitlines()]
+        if any(entry["delivery_id"] == "e2e-poison" for entry in listed):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the poison message never reached the dead-letter queue")
+    poisoned = next(entry for entry in listed if entry["delivery_id"] == "e2e-poison")
+    assert "retries exhausted" in poisoned["reason"]
+
+
+def test_domain_events_reach_the_bus(local_stack: LocalStack, store: dict[str, str]) -> None:
+    sqs, events = local_stack.client("sqs"), local_stack.client("events")
+    bus = local_stack.outputs()["EventBusName"]
+    url = sqs.create_queue(QueueName="e2e-tap")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="e2e-tap", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["OrderPlaced"]}))
+    events.put_targets(Rule="e2e-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+    body = order_body("events@example.com", 9_000_000_006)
+    assert local_stack.post("/webhooks/shopify", body, signed(body, "e2e-events"))[0] == 200
+    deadline, seen = time.monotonic() + 15, []
+    while time.monotonic() < deadline and not seen:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        seen = [json.loads(m["Body"]) for m in messages]
+        seen = [e for e in seen if e["detail"]["order_id"] == "9000000006"]
+    assert seen, "OrderPlaced never reached the bus"
+    detail = seen[0]["detail"]
+    assert (detail["total_price"], detail["currency"]) == ("404.95", "USD")
+    assert detail["workspace_id"] == store["workspace_id"]
+    assert "email" not in detail
+
+
+def test_the_published_sample_itself_is_accepted(local_stack: LocalStack, store: dict[str, str]) -> None:
+    """The pretty-printed published bytes, signed as they are: accepted and applied."""
+    body = fixture_bytes("orders/create")
+    assert local_stack.post("/webhooks/shopify", body, signed(body, "e2e-sample"))[0] == 200
+    profile = wait_for_customer(local_stack, store["api_key"], "jon@example.com", orders=1)
+    assert profile["total_spent"] == "404.95"
+
+
+def test_sigterm_stops_the_runtime_cleanly() -> None:
+    stack = start_local_stack()
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(timeout=30) == 0
+    assert stack.process.stdout is not None
+    assert "stopped" in stack.process.stdout.read()
+
+
+def test_the_demo_runs_and_verifies_its_own_totals() -> None:
+    done = subprocess.run([sys.executable, "-m", "crm_local.cli", "demo", "--orders", "40", "--customers", "10"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "10/10 profiles match" in done.stdout
+    assert "ingest DLQ depth         1" in done.stdout
