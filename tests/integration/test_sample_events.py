@@ -1,0 +1,77 @@
+"""The sample events in events/ (the shapes `sam local invoke` takes) drive each function as Lambda would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.models.stores import Platform
+from crm.stores import register_store
+from crm_local.lambdas import Function
+from crm_local.provision import Provisioned
+
+from tests.aws import bus_events, receive_all, subscribe_queue_to_bus
+from tests.builders import NOW, ROOT
+
+pytestmark = pytest.mark.integration
+
+EVENTS = ROOT / "events"
+UseEnv = Callable[[str], None]
+
+
+def sample(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+def invoke(provisioned: Provisioned, function_env: UseEnv, logical_id: str, event: dict[str, Any]) -> Any:
+    function_env(logical_id)
+    return Function(provisioned.functions[logical_id]).invoke(event)
+
+
+def test_every_function_has_a_sample_event(provisioned: Provisioned) -> None:
+    prefixes = {path.name.split("-")[0] for path in Path(EVENTS).glob("*.json")}
+    assert prefixes == {name.removesuffix("Function").lower() for name in provisioned.functions}
+
+
+def test_the_webhook_sample_is_accepted_and_the_api_sample_then_finds_the_customer(
+        provisioned: Provisioned, function_env: UseEnv) -> None:
+    registration = register_store(DynamoStoreDirectory(provisioned.outputs["TableName"]), Platform.SHOPIFY,
+                                  "sample-shop.myshopify.com", "sample-webhook-secret", NOW)
+    answer = invoke(provisioned, function_env, "WebhooksFunction", sample("webhooks-shopify-orders-create.json"))
+    assert answer["statusCode"] == 200, answer
+
+    messages = receive_all(provisioned.outputs["IngestQueueUrl"])
+    assert len(messages) == 1
+    batch = sample("profiles-sqs-batch.json")
+    batch["Records"][0]["body"] = messages[0]["Body"]
+    assert invoke(provisioned, function_env, "ProfilesFunction", batch) == {"batchItemFailures": []}
+
+    lookup = sample("api-find-customer.json")
+    lookup["headers"]["x-api-key"] = registration.api_key
+    found = invoke(provisioned, function_env, "ApiFunction", lookup)
+    assert found["statusCode"] == 200
+    assert json.loads(found["body"])["orders_count"] == 1
+
+
+def test_the_profiles_sample_upserts_its_profile(provisioned: Provisioned, function_env: UseEnv) -> None:
+    assert invoke(provisioned, function_env, "ProfilesFunction", sample("profiles-sqs-batch.json")) == {
+        "batchItemFailures": []}
+    repository = DynamoProfileRepository(provisioned.outputs["TableName"])
+    profile_id = repository.profile_id_for_identity("ws_sample", "email#jon@example.com")
+    assert profile_id is not None
+    profile = repository.get_profile("ws_sample", profile_id)
+    assert profile is not None
+    assert str(profile.total_spent) == "404.95"
+
+
+def test_the_outbox_sample_publishes_order_placed_and_customer_created(
+        provisioned: Provisioned, function_env: UseEnv) -> None:
+    tap = subscribe_queue_to_bus(provisioned.outputs["EventBusName"], "sample-tap")
+    assert invoke(provisioned, function_env, "OutboxFunction", sample("outbox-dynamodb-stream.json")) == {
+        "batchItemFailures": []}
+    assert sorted(event["detail-type"] for event in bus_events(tap)) == ["CustomerCreated", "OrderPlaced"]
