@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench local clean
+.PHONY: demo test bench local clean sam-build
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,4 +27,12 @@ local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-sam .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+# The SAM CLI pins many packages, so it gets a virtualenv of its own; it needs python3.12 on PATH.
+.venv-sam/bin/sam:
+	$(PYTHON) -m venv .venv-sam
+	.venv-sam/bin/python -m pip install --quiet aws-sam-cli
+
+sam-build: .venv-sam/bin/sam
+	.venv-sam/bin/sam build

@@ -26,7 +26,7 @@ def add_store(stack_name: str, platform: str, domain: str, webhook_secret: str) 
 
 def _dead_letters(url: str, limit: int) -> list[dict[str, Any]]:
     sqs = boto3.client("sqs")
-    seen: list[dict[str, Any]] = []
+    seen: list[Any] = []
     while len(seen) < limit:
         batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30,
                                     MessageAttributeNames=["All"], AttributeNames=["All"]).get("Messages", [])

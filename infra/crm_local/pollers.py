@@ -63,6 +63,10 @@ class Poller(threading.Thread):
     def poll_once(self) -> bool:
         raise NotImplementedError
 
+    def pending(self) -> int:
+        """Work the source still holds for this poller (0 when drained)."""
+        raise NotImplementedError
+
     def invoke(self, event: dict[str, Any]) -> set[str] | None:
         """Invoke the function; None means the whole batch failed, else the failed item ids."""
         self.invocations += 1
@@ -79,7 +83,7 @@ class Poller(threading.Thread):
 class SqsPoller(Poller):
     def __init__(self, name: str, function: Function, mapping: dict[str, Any], region: str) -> None:
         super().__init__(name, function, mapping, region)
-        self.sqs = boto3.client("sqs", region_name=region)  # type: ignore[call-overload]
+        self.sqs: Any = boto3.client("sqs", region_name=region)
         self.arn = str(mapping["EventSourceArn"])
         self.url = _queue_url(self.sqs, self.arn)
 
@@ -126,11 +130,11 @@ class StreamPoller(Poller):
 
     def __init__(self, name: str, function: Function, mapping: dict[str, Any], region: str) -> None:
         super().__init__(name, function, mapping, region)
-        self.streams = boto3.client("dynamodbstreams", region_name=region)  # type: ignore[call-overload]
-        self.sqs = boto3.client("sqs", region_name=region)  # type: ignore[call-overload]
+        self.streams: Any = boto3.client("dynamodbstreams", region_name=region)
+        self.sqs: Any = boto3.client("sqs", region_name=region)
         self.arn = str(mapping["EventSourceArn"])
         self.max_retries = int(mapping.get("MaximumRetryAttempts", -1))
-        self.on_failure = mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        self.on_failure: str | None = mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
         self.iterators: dict[str, str | None] = {}
         self.attempts = 0
 

@@ -105,7 +105,7 @@ def simulate_orders(orders: int, customers: int, seed: int, currency: str = "USD
     rng = random.Random(seed)
     template = json.loads(fixture("orders/create"))
     start = start or datetime(2026, 1, 1, tzinfo=UTC)
-    people = []
+    people: list[dict[str, Any]] = []
     for index in range(customers):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         email = f"{first}.{last}.{index}@example.com".lower().replace(" ", "")
@@ -122,8 +122,8 @@ def simulate_orders(orders: int, customers: int, seed: int, currency: str = "USD
         presentment = rng.choice(PRESENTMENT)
         body = order_payload(template, order_id, customer, total, Decimal("0"), created, created, currency,
                              presentment)
-        first = Delivery("orders/create", body, str(uuid.UUID(int=rng.getrandbits(128))), created)
-        deliveries.append(first)
+        placed = Delivery("orders/create", body, str(uuid.UUID(int=rng.getrandbits(128))), created)
+        deliveries.append(placed)
         net = total
         if rng.random() < 0.2:
             refunded = (total * Decimal(rng.choice([10, 25, 50, 100])) / 100).quantize(Decimal("0.01"))
@@ -135,6 +135,6 @@ def simulate_orders(orders: int, customers: int, seed: int, currency: str = "USD
             # Out of order: the newer update overtakes the original create now and then.
             deliveries.insert(len(deliveries) - 1 if rng.random() < 0.3 else len(deliveries), update)
         if rng.random() < 0.1:
-            deliveries.append(first)  # Shopify retries with the same webhook id
+            deliveries.append(placed)  # Shopify retries with the same webhook id
         expected.orders[str(order_id)] = (normalise_email(customer["raw_email"]) or "", net)
     return deliveries, expected

@@ -47,7 +47,8 @@ def read_sam(path: Path) -> dict[str, Any]:
     template, problems = decode_str(path.read_text())
     if template is None:
         raise ValueError(f"{path} cannot be read: {problems}")
-    return json.loads(json.dumps(template))
+    plain: dict[str, Any] = json.loads(json.dumps(template))
+    return plain
 
 
 def load_stack(path: Path | None = None, region: str = "us-east-1") -> Stack:
@@ -61,6 +62,6 @@ def load_stack(path: Path | None = None, region: str = "us-east-1") -> Stack:
                 code_paths[name] = (path.parent / properties[field]).resolve()
                 properties[field] = _CODE_PLACEHOLDER + properties[field]
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
-    cloudformation = transform(copy.deepcopy(sam), {}, None)  # type: ignore[arg-type]
+    cloudformation = transform(copy.deepcopy(sam), {}, None)
     return Stack(root=path.parent, resources=cloudformation["Resources"],
                  outputs=cloudformation.get("Outputs", {}), code_paths=code_paths)
