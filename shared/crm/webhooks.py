@@ -13,7 +13,7 @@ from datetime import datetime
 
 from crm.connectors import connector_for
 from crm.connectors.base import DeliveryRejected
-from crm.models.ingest import MAX_INLINE_BODY_BYTES, DeliveryMeta, IngestEnvelope
+from crm.models.ingest import MAX_MESSAGE_BYTES, DeliveryMeta, IngestEnvelope
 from crm.models.stores import Store
 from crm.ports import IngestQueue, RawArchive, StoreDirectory
 
@@ -80,21 +80,19 @@ def accept_webhook(
         raise NotAuthenticated("webhook signature does not match the store's secret")
     meta: DeliveryMeta = connector.delivery_meta(headers)
     key = archive_key(platform, store.store_id, now, meta.delivery_id)
-    inline = raw_body.decode("utf-8", "strict") if _inlinable(raw_body) else None
     envelope = IngestEnvelope(
         platform=store.platform, workspace_id=store.workspace_id, store_id=store.store_id,
-        meta=meta, received_at=now, archive_key=key, body=inline,
+        meta=meta, received_at=now, archive_key=key, body=_utf8(raw_body),
     )
+    if envelope.body is not None and len(envelope.model_dump_json().encode()) > MAX_MESSAGE_BYTES:
+        envelope = envelope.model_copy(update={"body": None})  # the profiles function reads the archive
     archive.put(key, raw_body, archive_metadata(envelope))
     queue.enqueue(envelope)
     return AcceptedWebhook(store=store, envelope=envelope)
 
 
-def _inlinable(raw_body: bytes) -> bool:
-    if len(raw_body) > MAX_INLINE_BODY_BYTES:
-        return False
+def _utf8(raw_body: bytes) -> str | None:
     try:
-        raw_body.decode("utf-8", "strict")
+        return raw_body.decode("utf-8", "strict")
     except UnicodeDecodeError:
-        return False
-    return True
+        return None

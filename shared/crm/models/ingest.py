@@ -8,8 +8,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from crm.models.stores import Platform
 
-# SQS takes 256 KiB per message; keep room for the envelope and fall back to the archive.
-MAX_INLINE_BODY_BYTES = 200_000
+# SQS takes 256 KiB per message; a larger envelope travels without its body, read from the archive.
+MAX_MESSAGE_BYTES = 250_000
 
 
 class DeliveryMeta(BaseModel):
