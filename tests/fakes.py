@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from crm.archive import ArchivedDelivery, unframe
 from crm.models.events import AnyDomainEvent
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import OrderRecord, Profile
@@ -139,10 +140,22 @@ class ArchivedObject:
 
 
 class FakeRawArchive:
-    """A bucket: bodies by key, with S3-like user metadata (ASCII strings)."""
+    """A Firehose stream (framed deliveries, in order) and a bucket (bodies by key, ASCII user metadata)."""
 
     def __init__(self) -> None:
         self.objects: dict[str, ArchivedObject] = {}
+        self.frames: list[bytes] = []
+
+    def append(self, framed_delivery: bytes) -> None:
+        list(unframe(framed_delivery))  # refuse what a replay could not read back
+        self.frames.append(bytes(framed_delivery))
+
+    def deliveries(self) -> list[tuple[ArchivedDelivery, bytes]]:
+        return [delivery for framed in self.frames for delivery in unframe(framed)]
+
+    @property
+    def empty(self) -> bool:
+        return not self.objects and not self.frames
 
     def put(self, key: str, body: bytes, metadata: Mapping[str, str]) -> None:
         for name, value in metadata.items():

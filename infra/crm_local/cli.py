@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 from crm.models.stores import Platform
@@ -56,6 +58,21 @@ def _dlq_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from crm_local.operations import replay_archive
+
+    report = replay_archive(args.stack, args.store, args.since, args.until)
+    print(json.dumps(asdict(report)))
+    return 1 if report.unreadable_objects else 0
+
+
+def _aware(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no time zone (add Z or +00:00)")
+    return parsed
+
+
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
@@ -87,6 +104,12 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(run=_dlq_list)
     dlq.add_parser("redrive", help="send parked deliveries back to the ingest queue").set_defaults(run=_dlq_redrive)
+
+    replay = commands.add_parser("replay", help="send archived deliveries through ingestion again (idempotent)")
+    replay.add_argument("--store", help="only this store_id")
+    replay.add_argument("--since", type=_aware, help="received at or after (ISO 8601 with zone)")
+    replay.add_argument("--until", type=_aware, help="received before (ISO 8601 with zone)")
+    replay.set_defaults(run=_replay)
 
     demo = commands.add_parser("demo", help="boot the local stack, send signed Shopify orders, print a report")
     demo.add_argument("--orders", type=int, default=300)

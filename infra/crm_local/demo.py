@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
-from crm_local.operations import add_store, stack_outputs
+from crm_local.operations import add_store, archived_deliveries, stack_outputs
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import Delivery, simulate_orders
 
@@ -128,6 +128,8 @@ def report(runtime: LocalRuntime, api_key: str, outputs: dict[str, str], deliver
                        headers={"x-api-key": api_key})
         print(f"  {view['email']:<40} {view['orders_count']:>3} orders  {view['total_spent']:>9} "
               f"{view['currency']}  AOV {view['average_order_value']}")
+    archive = list(archived_deliveries(outputs["ArchiveBucketName"]))
+    print(f"archived deliveries      {len(archive)} (raw bodies, byte for byte; replay with `crm replay`)")
     print(f"events published         {dict(events) or 'none'}")
     print(f"ingest DLQ depth         {queue_depth(outputs['IngestDeadLetterQueueUrl'])} "
           "(the signed, unreadable delivery: archived and parked with its reason; `crm dlq list`)")

@@ -1,13 +1,17 @@
-"""Operator commands against a deployed stack (local or AWS): stores and the ingest dead-letter queue."""
+"""Operator commands against a deployed stack (local or AWS): stores, the ingest DLQ, replay of the archive."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import boto3
 from crm.adapters.dynamodb import DynamoStoreDirectory
 from crm.adapters.messaging import dead_letter_reason
+from crm.archive import FIREHOSE_PREFIX, OBJECT_PREFIX, ArchivedDelivery, header_from_metadata, unframe
 from crm.clock import utc_now
 from crm.models.stores import Platform, StoreRegistration
 from crm.stores import register_store
@@ -65,3 +69,61 @@ def redrive_dead_letters(stack_name: str, limit: int = 10_000) -> int:
         sqs.delete_message(QueueUrl=outputs["IngestDeadLetterQueueUrl"], ReceiptHandle=message["ReceiptHandle"])
         moved += 1
     return moved
+
+
+@dataclass
+class ReplayReport:
+    deliveries: int = 0
+    skipped: int = 0
+    enqueued: int = 0
+    unreadable_objects: list[str] = field(default_factory=list)
+
+
+def archived_deliveries(bucket: str) -> Iterator[tuple[ArchivedDelivery, bytes, str | None] | str]:
+    """Every archived delivery (header, body, stand-alone key or None); an unreadable object yields its key."""
+    s3 = boto3.client("s3")
+    for prefix in (FIREHOSE_PREFIX, OBJECT_PREFIX):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for listed in page.get("Contents", []):
+                found = s3.get_object(Bucket=bucket, Key=listed["Key"])
+                data = found["Body"].read()
+                try:
+                    if prefix == FIREHOSE_PREFIX:
+                        for header, body in unframe(data):
+                            yield header, body, None
+                    else:
+                        yield header_from_metadata(found.get("Metadata", {}), len(data)), data, listed["Key"]
+                except (ValueError, KeyError):
+                    yield str(listed["Key"])
+
+
+def replay_archive(stack_name: str, store_id: str | None = None, since: datetime | None = None,
+                   until: datetime | None = None) -> ReplayReport:
+    """Send archived deliveries (all, one store's, or a time range of received_at) through the ingest
+    queue again. Applying a delivery twice changes nothing, so a replay rebuilds, never double-counts."""
+    outputs = stack_outputs(stack_name)
+    sqs, report = boto3.client("sqs"), ReplayReport()
+    batch: list[str] = []
+
+    def flush() -> None:
+        if batch:
+            sqs.send_message_batch(QueueUrl=outputs["IngestQueueUrl"], Entries=[
+                {"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)])
+            report.enqueued += len(batch)
+            batch.clear()
+
+    for found in archived_deliveries(outputs["ArchiveBucketName"]):
+        if isinstance(found, str):
+            report.unreadable_objects.append(found)
+            continue
+        header, body, key = found
+        report.deliveries += 1
+        if (store_id and header.store_id != store_id) or (since and header.received_at < since) or (
+                until and header.received_at >= until):
+            report.skipped += 1
+            continue
+        batch.append(header.envelope(body, key).model_dump_json())
+        if len(batch) == 10:  # SendMessageBatch takes at most 10 entries
+            flush()
+    flush()
+    return report

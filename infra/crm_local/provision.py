@@ -149,6 +149,7 @@ class Provisioner:
             "AWS::SQS::Queue": self._queue,
             "AWS::Events::EventBus": self._bus,
             "AWS::Events::Rule": self._rule,
+            "AWS::KinesisFirehose::DeliveryStream": self._delivery_stream,
         }
 
     def _client(self, service: str) -> Any:
@@ -213,6 +214,12 @@ class Provisioner:
         if targets:
             events.put_targets(Rule=name, EventBusName=request["EventBusName"], Targets=targets)
         return Physical(name, {"Arn": arn})
+
+    def _delivery_stream(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("DeliveryStreamName") or self._default_name(logical_id)
+        request = {k: v for k, v in p.items() if k not in ("DeliveryStreamEncryptionConfigurationInput", "Tags")}
+        arn = self._client("firehose").create_delivery_stream(**{**request, "DeliveryStreamName": name})
+        return Physical(name, {"Arn": arn["DeliveryStreamARN"]})
 
     def _placeholder(self, logical_id: str, resource: dict[str, Any]) -> Physical:
         name = self._default_name(logical_id)

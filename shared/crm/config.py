@@ -15,6 +15,7 @@ class Settings(BaseModel):
 
     table_name: str = Field(alias="TABLE_NAME")
     archive_bucket: str | None = Field(default=None, alias="ARCHIVE_BUCKET")
+    archive_stream: str | None = Field(default=None, alias="ARCHIVE_STREAM")
     ingest_queue_url: str | None = Field(default=None, alias="INGEST_QUEUE_URL")
     ingest_dlq_url: str | None = Field(default=None, alias="INGEST_DLQ_URL")
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")

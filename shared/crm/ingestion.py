@@ -59,7 +59,12 @@ def apply_envelope(
         envelope = IngestEnvelope.model_validate_json(message)
     except ValidationError as error:
         return _dead_letter(queue, message, f"not an ingest envelope: {error.errors()[0]['msg']}")
-    body = envelope.body.encode() if envelope.body is not None else archive.get(envelope.archive_key)
+    if envelope.body is not None:
+        body = envelope.body.encode()
+    elif envelope.archive_key is not None:
+        body = archive.get(envelope.archive_key)
+    else:
+        return _dead_letter(queue, message, "envelope has neither a body nor an archive key")
     try:
         orders = connector_for(envelope.platform).orders(envelope, body)
     except PayloadNotUnderstood as error:

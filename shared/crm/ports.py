@@ -56,6 +56,10 @@ class ProfileRepository(Protocol):
 
 
 class RawArchive(Protocol):
+    def append(self, framed_delivery: bytes) -> None:
+        """Archive one framed delivery (crm.archive.frame) in a batched object."""
+        ...
+
     def put(self, key: str, body: bytes, metadata: Mapping[str, str]) -> None: ...
 
     def get(self, key: str) -> bytes: ...

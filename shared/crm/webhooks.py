@@ -1,5 +1,8 @@
 """Accepting a store webhook: verify who sent it, archive the raw body, enqueue it.
 
+Two AWS writes per delivery: the archive (a Firehose record, or an S3 object when the body cannot
+travel in the queue message) and the queue message.
+
 Nothing here parses the body: a delivery that is signed correctly is kept even when we cannot
 read it yet, and the profiles function decides what it means.
 """
@@ -11,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from crm.archive import OBJECT_PREFIX, frame, object_metadata
 from crm.connectors import connector_for
 from crm.connectors.base import DeliveryRejected
 from crm.models.ingest import MAX_MESSAGE_BYTES, DeliveryMeta, IngestEnvelope
@@ -35,26 +39,9 @@ class AcceptedWebhook:
 
 
 def archive_key(platform: str, store_id: str, received_at: datetime, delivery_id: str) -> str:
-    """Where a raw body lives: by platform, store and day, so replays can pick a store and a time range."""
+    """Where a stand-alone raw body lives: by platform, store and day."""
     safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", delivery_id)[:128]
-    return f"raw/{platform}/{store_id}/{received_at:%Y/%m/%d/%H%M%S}-{safe_id}"
-
-
-def archive_metadata(envelope: IngestEnvelope) -> dict[str, str]:
-    """S3 user metadata (ASCII only) from which the envelope can be rebuilt for a replay."""
-    meta = envelope.meta
-    fields = {
-        "platform": envelope.platform.value,
-        "workspace-id": envelope.workspace_id,
-        "store-id": envelope.store_id,
-        "topic": meta.topic,
-        "delivery-id": meta.delivery_id,
-        "event-id": meta.event_id,
-        "triggered-at": meta.triggered_at.isoformat() if meta.triggered_at else None,
-        "api-version": meta.api_version,
-        "received-at": envelope.received_at.isoformat(),
-    }
-    return {k: v.encode("ascii", "replace").decode() for k, v in fields.items() if v}
+    return f"{OBJECT_PREFIX}{platform}/{store_id}/{received_at:%Y/%m/%d/%H%M%S}-{safe_id}"
 
 
 def accept_webhook(
@@ -79,14 +66,17 @@ def accept_webhook(
     if not connector.is_signed_by(raw_body, signature, store.webhook_secrets):
         raise NotAuthenticated("webhook signature does not match the store's secret")
     meta: DeliveryMeta = connector.delivery_meta(headers)
-    key = archive_key(platform, store.store_id, now, meta.delivery_id)
     envelope = IngestEnvelope(
         platform=store.platform, workspace_id=store.workspace_id, store_id=store.store_id,
-        meta=meta, received_at=now, archive_key=key, body=_utf8(raw_body),
+        meta=meta, received_at=now, body=_utf8(raw_body),
     )
-    if envelope.body is not None and len(envelope.model_dump_json().encode()) > MAX_MESSAGE_BYTES:
-        envelope = envelope.model_copy(update={"body": None})  # the profiles function reads the archive
-    archive.put(key, raw_body, archive_metadata(envelope))
+    if envelope.body is not None and len(envelope.model_dump_json().encode()) <= MAX_MESSAGE_BYTES:
+        archive.append(frame(envelope, raw_body))
+    else:
+        # Too large for a queue message, or not text: an object of its own that the message points to.
+        key = archive_key(platform, store.store_id, now, meta.delivery_id)
+        envelope = envelope.model_copy(update={"body": None, "archive_key": key})
+        archive.put(key, raw_body, object_metadata(envelope))
     queue.enqueue(envelope)
     return AcceptedWebhook(store=store, envelope=envelope)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
-from crm.adapters.messaging import EventBridgePublisher, S3RawArchive, SqsIngestQueue
+from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, SqsIngestQueue
 from crm.ports import EventPublisher, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
 
 
@@ -21,7 +21,7 @@ def profile_repository() -> ProfileRepository:
 
 @cache
 def raw_archive() -> RawArchive:
-    return S3RawArchive()
+    return FirehoseS3Archive()
 
 
 @cache

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from crm.archive import FIREHOSE_PREFIX, unframe
 
 from tests.builders import ROOT, compact, fixture_bytes, fixture_json, shopify_headers
 from tests.e2e.conftest import LocalStack, start_local_stack
@@ -43,9 +44,18 @@ def wait_for_customer(stack: LocalStack, api_key: str, email: str, orders: int, 
     raise AssertionError(f"{email} never showed {orders} orders (last answer {status} {body})")
 
 
-def archived_keys(stack: LocalStack) -> list[str]:
-    bucket = stack.outputs()["ArchiveBucketName"]
-    return [o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+def archived(stack: LocalStack) -> dict[str, bytes]:
+    """Every archived delivery's body by delivery id: Firehose frames and stand-alone objects."""
+    s3, bucket = stack.client("s3"), stack.outputs()["ArchiveBucketName"]
+    found: dict[str, bytes] = {}
+    for listed in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        obj = s3.get_object(Bucket=bucket, Key=listed["Key"])
+        data = obj["Body"].read()
+        if listed["Key"].startswith(FIREHOSE_PREFIX):
+            found.update((header.meta.delivery_id, body) for header, body in unframe(data))
+        else:
+            found[obj["Metadata"]["delivery-id"]] = data
+    return found
 
 
 def test_a_signed_order_creates_the_profile_and_a_redelivery_changes_nothing(
@@ -87,14 +97,14 @@ def test_an_older_update_after_a_newer_one_changes_nothing(local_stack: LocalSta
 
 def test_a_wrong_signature_is_refused_and_nothing_is_stored(local_stack: LocalStack, store: dict[str, str]) -> None:
     body = order_body("forged@example.com", 9_000_000_003)
-    before = archived_keys(local_stack)
+    before = archived(local_stack)
     status, answer = local_stack.post("/webhooks/shopify", body, signed(body, "e2e-forged", secret="not-the-secret"))
     assert status == 401
     assert "signature" in answer["error"]
     other_shop = local_stack.post("/webhooks/shopify", body, signed(body, "e2e-other", domain="other.myshopify.com"))
     assert other_shop[0] == 401
     local_stack.wait_drained()
-    assert archived_keys(local_stack) == before
+    assert archived(local_stack) == before
     assert local_stack.get("/customers?email=forged@example.com", store["api_key"])[0] == 404
 
 
@@ -116,10 +126,7 @@ def test_a_signed_body_that_is_not_json_is_kept_dead_lettered_and_replayable(
     body = b"\x00 definitely { not json"
     status, _ = local_stack.post("/webhooks/shopify", body, signed(body, "e2e-unreadable"))
     assert status == 200
-    archived = [key for key in archived_keys(local_stack) if key.endswith("-e2e-unreadable")]
-    assert len(archived) == 1
-    bucket = local_stack.outputs()["ArchiveBucketName"]
-    assert local_stack.client("s3").get_object(Bucket=bucket, Key=archived[0])["Body"].read() == body
+    assert archived(local_stack)["e2e-unreadable"] == body
 
     deadline = time.monotonic() + 15
     parked: list[dict[str, Any]] = []
@@ -129,7 +136,10 @@ def test_a_signed_body_that_is_not_json_is_kept_dead_lettered_and_replayable(
         time.sleep(0.2)
     assert parked, "the unreadable delivery was not dead-lettered"
     assert "not valid JSON" in parked[0]["reason"]
-    assert parked[0]["archive_key"] == archived[0]
+
+    binary = b"\xff\xfe\x00 not even UTF-8"
+    assert local_stack.post("/webhooks/shopify", binary, signed(binary, "e2e-binary"))[0] == 200
+    assert archived(local_stack)["e2e-binary"] == binary
 
 
 def test_a_poison_message_reaches_the_dlq_after_max_receives_without_blocking_others(
@@ -174,6 +184,22 @@ def test_domain_events_reach_the_bus(local_stack: LocalStack, store: dict[str, s
     assert (detail["total_price"], detail["currency"]) == ("404.95", "USD")
     assert detail["workspace_id"] == store["workspace_id"]
     assert "email" not in detail
+
+
+def test_replaying_the_archive_changes_no_profile(local_stack: LocalStack, store: dict[str, str]) -> None:
+    email = "replayed@example.com"
+    body = order_body(email, 9_000_000_007)
+    assert local_stack.post("/webhooks/shopify", body, signed(body, "e2e-replayed"))[0] == 200
+    before = wait_for_customer(local_stack, store["api_key"], email, orders=1)
+    local_stack.wait_drained()
+
+    report = json.loads(local_stack.crm("replay", "--store", store["store_id"]))
+    assert report["enqueued"] >= 1
+    assert report["unreadable_objects"] == []
+    none = json.loads(local_stack.crm("replay", "--store", store["store_id"], "--since", "2999-01-01T00:00:00Z"))
+    assert none["enqueued"] == 0
+    local_stack.wait_drained()
+    assert wait_for_customer(local_stack, store["api_key"], email, orders=1) == before
 
 
 def test_the_published_sample_itself_is_accepted(local_stack: LocalStack, store: dict[str, str]) -> None:

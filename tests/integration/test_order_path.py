@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from chalice.test import Client
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.archive import unframe
 from crm.ingestion import upsert_order
 from crm.models.ingest import IngestEnvelope
 from crm.models.stores import Platform, StoreRegistration
@@ -77,14 +78,17 @@ def test_signed_order_becomes_a_profile_and_domain_events(
     assert response.status_code == 200
     assert response.json_body == {"status": "accepted", "delivery_id": "545ebdd4-b7be"}
 
-    # The webhook archived the exact bytes and enqueued an envelope that points at them.
+    # The webhook archived the exact bytes (through Firehose into the bucket) and enqueued an envelope.
     messages = receive_all(provisioned.outputs["IngestQueueUrl"])
     assert len(messages) == 1
     envelope = IngestEnvelope.model_validate_json(messages[0]["Body"])
     assert (envelope.workspace_id, envelope.store_id) == (registration.workspace_id, registration.store_id)
-    archived = client("s3").get_object(Bucket=provisioned.outputs["ArchiveBucketName"], Key=envelope.archive_key)
-    assert archived["Body"].read() == body
-    assert archived["Metadata"]["topic"] == "orders/create"
+    bucket = provisioned.outputs["ArchiveBucketName"]
+    [listed] = client("s3").list_objects_v2(Bucket=bucket, Prefix="deliveries/")["Contents"]
+    [(header, archived)] = unframe(client("s3").get_object(Bucket=bucket, Key=listed["Key"])["Body"].read())
+    assert archived == body
+    assert header.meta.topic == "orders/create"
+    assert header.envelope(archived) == envelope
 
     # The profiles function applies the queued delivery.
     assert _run_profiles(provisioned, function_env, messages) == {"batchItemFailures": []}
@@ -233,7 +237,12 @@ def test_large_delivery_travels_through_the_archive(
     messages = receive_all(provisioned.outputs["IngestQueueUrl"])
     assert len(messages) == 1
     assert len(messages[0]["Body"]) < 10_000  # the body stays in S3; the message only points at it
-    assert IngestEnvelope.model_validate_json(messages[0]["Body"]).body is None
+    envelope = IngestEnvelope.model_validate_json(messages[0]["Body"])
+    assert envelope.body is None
+    assert envelope.archive_key is not None
+    archived = client("s3").get_object(Bucket=provisioned.outputs["ArchiveBucketName"], Key=envelope.archive_key)
+    assert archived["Body"].read() == body
+    assert archived["Metadata"]["topic"] == "orders/create"
 
     assert _run_profiles(provisioned, function_env, messages) == {"batchItemFailures": []}
 

@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
-from crm.adapters.messaging import EventBridgePublisher, S3RawArchive, SqsIngestQueue
+from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, SqsIngestQueue
 from crm.ports import EventPublisher, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
 
 from tests.fakes import (
@@ -23,7 +23,7 @@ from tests.fakes import (
 IMPLEMENTATIONS = [
     (StoreDirectory, FakeStoreDirectory), (StoreDirectory, DynamoStoreDirectory),
     (ProfileRepository, FakeProfileRepository), (ProfileRepository, DynamoProfileRepository),
-    (RawArchive, FakeRawArchive), (RawArchive, S3RawArchive),
+    (RawArchive, FakeRawArchive), (RawArchive, FirehoseS3Archive),
     (IngestQueue, FakeIngestQueue), (IngestQueue, SqsIngestQueue),
     (EventPublisher, FakeEventPublisher), (EventPublisher, EventBridgePublisher),
 ]

@@ -47,8 +47,21 @@ def test_valid_delivery_is_archived_and_enqueued(stores: FakeStoreDirectory, arc
     assert envelope.received_at == NOW
     assert envelope.body is not None
     assert envelope.body.encode() == body  # inline, byte for byte
+    assert envelope.archive_key is None  # the body travels in the message; the archive is a Firehose frame
+    assert archive.objects == {}
+    [(header, archived)] = archive.deliveries()
+    assert archived == body
+    assert header.envelope(archived) == envelope  # a replay rebuilds exactly this message
+
+
+def test_a_body_that_cannot_travel_in_the_message_is_an_object_of_its_own(
+        stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    body = b"\xff\xfe not UTF-8"
+    _accept(shopify_headers(body, delivery_id="abc/1"), body, stores, archive, queue)
+    [envelope] = queue.envelopes
     assert envelope.archive_key == archive_key("shopify", "st_a", NOW, "abc/1")
     assert envelope.archive_key == "raw/shopify/st_a/2026/03/01/120000-abc_1"
+    assert archive.frames == []
     stored = archive.objects[envelope.archive_key]
     assert stored.body == body
     assert stored.metadata["topic"] == "orders/create"
@@ -71,7 +84,7 @@ def test_unknown_store_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, ar
     with pytest.raises(NotAuthenticated) as raised:
         _accept(shopify_headers(body, domain="stranger.myshopify.com"), body, stores, archive, queue)
     assert raised.value.status == 401
-    assert archive.objects == {}
+    assert archive.empty
     assert queue.messages == []
 
 
@@ -81,7 +94,7 @@ def test_bad_signature_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, ar
     with pytest.raises(NotAuthenticated, match="signature") as raised:
         _accept(shopify_headers(body, secret="not-the-store-secret"), body, stores, archive, queue)
     assert raised.value.status == 401
-    assert archive.objects == {}
+    assert archive.empty
     assert queue.messages == []
 
 
@@ -90,7 +103,7 @@ def test_tampered_body_is_401(stores: FakeStoreDirectory, archive: FakeRawArchiv
     headers = shopify_headers(body)
     with pytest.raises(NotAuthenticated):
         _accept(headers, body.replace(b"404.95", b"0.01"), stores, archive, queue)
-    assert archive.objects == {}
+    assert archive.empty
     assert queue.messages == []
 
 
@@ -102,7 +115,7 @@ def test_missing_signature_is_401_and_nothing_is_kept(stores: FakeStoreDirectory
     with pytest.raises(SignatureMissing) as raised:
         _accept(headers, body, stores, archive, queue)
     assert raised.value.status == 401
-    assert archive.objects == {}
+    assert archive.empty
     assert queue.messages == []
 
 
@@ -115,7 +128,7 @@ def test_signed_delivery_without_topic_is_400_and_nothing_is_kept(
     with pytest.raises(MissingHeader) as raised:
         _accept(headers, body, stores, archive, queue)
     assert raised.value.status == 400
-    assert archive.objects == {}
+    assert archive.empty
     assert queue.messages == []
 
 
@@ -144,6 +157,7 @@ def test_a_signed_body_that_is_not_json_is_still_kept(stores: FakeStoreDirectory
     _accept(shopify_headers(body), body, stores, archive, queue)
     [envelope] = queue.envelopes
     assert envelope.body is None  # not UTF-8: not inlined, read back from the archive
+    assert envelope.archive_key is not None
     assert archive.objects[envelope.archive_key].body == body
 
 
@@ -153,6 +167,7 @@ def test_large_body_is_not_inlined_but_archived(stores: FakeStoreDirectory, arch
     _accept(shopify_headers(body), body, stores, archive, queue)
     [envelope] = queue.envelopes
     assert envelope.body is None
+    assert envelope.archive_key is not None
     assert archive.objects[envelope.archive_key].body == body
     assert len(queue.messages[0]) < 256 * 1024
 

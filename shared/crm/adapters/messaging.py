@@ -1,8 +1,7 @@
-"""S3 raw archive, SQS ingest queue + dead letters, EventBridge publisher."""
+"""Raw archive (Firehose + S3), SQS ingest queue + dead letters, EventBridge publisher."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 from crm.adapters.clients import client
@@ -14,15 +13,24 @@ from crm.models.ingest import IngestEnvelope
 _PUT_EVENTS_BATCH = 10
 
 
-class S3RawArchive:
-    def __init__(self, bucket: str | None = None) -> None:
-        self.bucket = bucket or settings().require("archive_bucket")
+class FirehoseS3Archive:
+    """Small deliveries through Firehose (batched into S3 objects), large ones straight to S3."""
+
+    def __init__(self, bucket: str | None = None, stream: str | None = None) -> None:
+        self.bucket = bucket
+        self.stream = stream
+
+    def append(self, framed_delivery: bytes) -> None:
+        stream = self.stream or settings().require("archive_stream")
+        client("firehose").put_record(DeliveryStreamName=stream, Record={"Data": framed_delivery})
 
     def put(self, key: str, body: bytes, metadata: Mapping[str, str]) -> None:
-        client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata))
+        bucket = self.bucket or settings().require("archive_bucket")
+        client("s3").put_object(Bucket=bucket, Key=key, Body=body, Metadata=dict(metadata))
 
     def get(self, key: str) -> bytes:
-        body: bytes = client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        bucket = self.bucket or settings().require("archive_bucket")
+        body: bytes = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
 
 
@@ -74,10 +82,3 @@ def dead_letter_reason(attributes: Mapping[str, object]) -> str:
     if isinstance(reason, dict):
         return str(reason.get("StringValue", ""))
     return "retries exhausted (moved by the queue's redrive policy)"
-
-
-def message_json(body: str) -> object:
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError:
-        return body

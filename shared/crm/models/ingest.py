@@ -34,5 +34,6 @@ class IngestEnvelope(BaseModel):
     store_id: str
     meta: DeliveryMeta
     received_at: datetime
-    archive_key: str
+    # Set when the body did not fit the message and lives as an S3 object of its own.
+    archive_key: str | None = None
     body: str | None = None

@@ -1,0 +1,98 @@
+"""The raw archive's record format: every delivery, byte for byte, with who sent it and when.
+
+Deliveries that fit an SQS message are archived through Kinesis Data Firehose, which batches many
+into one S3 object (one S3 PUT per delivery is the most expensive part of a naive archive). Each
+record is a frame: one JSON header line, then exactly ``body_length`` raw bytes, then a newline, so
+the body is stored verbatim whatever it contains. Larger or non-UTF-8 bodies are stored as S3
+objects of their own, with the header as object metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.stores import Platform
+
+FIREHOSE_PREFIX = "deliveries/"
+OBJECT_PREFIX = "raw/"
+
+
+class ArchiveFormatError(ValueError):
+    """An archive object that is not in the format written here."""
+
+
+class ArchivedDelivery(BaseModel):
+    """A frame's header: the envelope without its body, and the body's length in bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: Platform
+    workspace_id: str
+    store_id: str
+    meta: DeliveryMeta
+    received_at: AwareDatetime
+    body_length: int = Field(ge=0)
+
+    def envelope(self, body: bytes, archive_key: str | None = None) -> IngestEnvelope:
+        """The ingest message this delivery becomes again when replayed."""
+        text = None if archive_key else body.decode("utf-8")
+        return IngestEnvelope(platform=self.platform, workspace_id=self.workspace_id, store_id=self.store_id,
+                              meta=self.meta, received_at=self.received_at, archive_key=archive_key, body=text)
+
+
+def header_of(envelope: IngestEnvelope, raw_body: bytes) -> ArchivedDelivery:
+    return ArchivedDelivery(platform=envelope.platform, workspace_id=envelope.workspace_id,
+                            store_id=envelope.store_id, meta=envelope.meta, received_at=envelope.received_at,
+                            body_length=len(raw_body))
+
+
+def frame(envelope: IngestEnvelope, raw_body: bytes) -> bytes:
+    return header_of(envelope, raw_body).model_dump_json().encode() + b"\n" + raw_body + b"\n"
+
+
+def unframe(data: bytes) -> Iterator[tuple[ArchivedDelivery, bytes]]:
+    """The deliveries in one Firehose-written object, in the order they were archived."""
+    position = 0
+    while position < len(data):
+        end_of_header = data.find(b"\n", position)
+        if end_of_header < 0:
+            raise ArchiveFormatError(f"truncated frame header at byte {position}")
+        header = ArchivedDelivery.model_validate_json(data[position:end_of_header])
+        start = end_of_header + 1
+        end = start + header.body_length
+        if data[end:end + 1] != b"\n":
+            raise ArchiveFormatError(f"frame at byte {position} does not end where its length says")
+        yield header, data[start:end]
+        position = end + 1
+
+
+def object_metadata(envelope: IngestEnvelope) -> dict[str, str]:
+    """S3 user metadata (ASCII only) from which a stand-alone object's envelope is rebuilt."""
+    meta = envelope.meta
+    fields = {
+        "platform": envelope.platform.value,
+        "workspace-id": envelope.workspace_id,
+        "store-id": envelope.store_id,
+        "topic": meta.topic,
+        "delivery-id": meta.delivery_id,
+        "event-id": meta.event_id,
+        "triggered-at": meta.triggered_at.isoformat() if meta.triggered_at else None,
+        "api-version": meta.api_version,
+        "received-at": envelope.received_at.isoformat(),
+    }
+    return {k: v.encode("ascii", "replace").decode() for k, v in fields.items() if v}
+
+
+def header_from_metadata(metadata: Mapping[str, str], body_length: int) -> ArchivedDelivery:
+    return ArchivedDelivery(
+        platform=Platform(metadata["platform"]), workspace_id=metadata["workspace-id"],
+        store_id=metadata["store-id"], received_at=datetime.fromisoformat(metadata["received-at"]),
+        meta=DeliveryMeta(topic=metadata["topic"], delivery_id=metadata["delivery-id"],
+                          event_id=metadata.get("event-id"), triggered_at=metadata.get("triggered-at"),
+                          api_version=metadata.get("api-version")),
+        body_length=body_length,
+    )
