@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Chalice, Response
 from crm import wiring
 from crm.clock import utc_now
@@ -28,6 +29,11 @@ def receive_webhook(platform: str) -> Response:
         logger.warning("webhook rejected", extra={"platform": platform, "status": error.status,
                                                   "reason": str(error)})
         return Response(status_code=error.status, body={"error": str(error)})
+    except (BotoCoreError, ClientError):
+        # Not archived, so not acknowledged: the platform's retry delivers it again.
+        logger.exception("webhook not stored", extra={"platform": platform})
+        return Response(status_code=503, body={"error": "temporarily unable to store the webhook; retry"},
+                        headers={"Retry-After": "30"})
     envelope = accepted.envelope
     logger.info("webhook accepted", extra={"platform": platform, "store_id": envelope.store_id,
                                            "topic": envelope.meta.topic, "delivery_id": envelope.meta.delivery_id})

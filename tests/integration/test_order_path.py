@@ -250,3 +250,16 @@ def test_large_delivery_travels_through_the_archive(
         registration.workspace_id, profile_id_for(registration.workspace_id, "email#jon@example.com"))
     assert profile is not None
     assert profile.total_spent == Decimal("404.95")
+
+
+def test_a_delivery_that_cannot_be_archived_is_answered_503_so_the_platform_retries(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ARCHIVE_STREAM", f"{provisioned.stack_name}-no-such-stream")
+    reset_crm_caches()
+    body = fixture_bytes("orders/create")
+    response = _post(webhooks, body, shopify_headers(body, delivery_id="unstorable"))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    assert receive_all(provisioned.outputs["IngestQueueUrl"]) == []
