@@ -28,8 +28,9 @@ class LocalStack:
     process: subprocess.Popen[str]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        """Only the endpoint, as an operator would set it: `crm` needs no credentials for the local stack."""
+        return {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+                "AWS_ENDPOINT_URL": self.aws_endpoint}
 
     def crm(self, *args: str) -> str:
         """Run a `crm` command against this stack, as an operator would."""
