@@ -9,6 +9,7 @@ unchanged: all writes or none, TransactionCanceledException with one reason per 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from moto.dynamodb.comparisons import get_filter_expression
@@ -22,6 +23,7 @@ from moto.dynamodb.exceptions import (
 from moto.dynamodb.models import DynamoDBBackend
 
 _ORIGINAL = DynamoDBBackend.transact_write_items
+_TRANSACTIONS = threading.Lock()
 
 
 def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +51,12 @@ def _check(backend: DynamoDBBackend, op: dict[str, Any], key: dict[str, Any]) ->
 
 
 def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    # moto's server answers requests on several threads: check-then-write must not interleave.
+    with _TRANSACTIONS:
+        _transact_write_items(self, transact_items)
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
     seen: set[tuple[str, str]] = set()

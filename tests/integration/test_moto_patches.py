@@ -1,0 +1,62 @@
+"""The local runtime's TransactWriteItems behaves as DynamoDB's (and stock moto's): all writes or none."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from crm_local import moto_patches
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["stock", "patched"])
+def table(request: pytest.FixtureRequest, aws: None) -> Iterator[Any]:
+    if request.param == "patched":
+        moto_patches.install()
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    try:
+        yield dynamodb
+    finally:
+        moto_patches.uninstall()
+
+
+def put(pk: str, version: str, condition: str | None = None, expected: str | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {"TableName": "t", "Item": {"pk": {"S": pk}, "v": {"S": version}}}
+    if condition:
+        operation["ConditionExpression"] = condition
+    if expected:
+        operation["ExpressionAttributeValues"] = {":v": {"S": expected}}
+    return {"Put": operation}
+
+
+def items(dynamodb: Any) -> dict[str, str]:
+    return {i["pk"]["S"]: i["v"]["S"] for i in dynamodb.scan(TableName="t")["Items"]}
+
+
+def test_all_conditions_hold_so_every_write_lands(table: Any) -> None:
+    table.transact_write_items(TransactItems=[put("a", "1", "attribute_not_exists(pk)"), put("b", "1")])
+    table.transact_write_items(TransactItems=[put("a", "2", "v = :v", "1"), put("c", "1")])
+    assert items(table) == {"a": "2", "b": "1", "c": "1"}
+
+
+def test_one_failed_condition_cancels_every_write_with_a_reason_per_item(table: Any) -> None:
+    table.transact_write_items(TransactItems=[put("a", "1")])
+    with pytest.raises(ClientError) as raised:
+        table.transact_write_items(TransactItems=[put("b", "1"), put("a", "2", "attribute_not_exists(pk)")])
+    assert raised.value.response["Error"]["Code"] == "TransactionCanceledException"
+    reasons = [r["Code"] for r in raised.value.response["CancellationReasons"]]
+    assert reasons == ["None", "ConditionalCheckFailed"]
+    assert items(table) == {"a": "1"}
+
+
+def test_two_operations_on_one_item_are_refused(table: Any) -> None:
+    with pytest.raises(ClientError, match=r"ValidationException|multiple operations"):
+        table.transact_write_items(TransactItems=[put("a", "1"), put("a", "2")])
+    assert items(table) == {}
