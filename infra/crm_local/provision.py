@@ -150,6 +150,8 @@ class Provisioner:
             "AWS::Events::EventBus": self._bus,
             "AWS::Events::Rule": self._rule,
             "AWS::KinesisFirehose::DeliveryStream": self._delivery_stream,
+            "AWS::SNS::Topic": self._topic,
+            "AWS::CloudWatch::Alarm": self._alarm,
         }
 
     def _client(self, service: str) -> Any:
@@ -220,6 +222,16 @@ class Provisioner:
         request = {k: v for k, v in p.items() if k not in ("DeliveryStreamEncryptionConfigurationInput", "Tags")}
         arn = self._client("firehose").create_delivery_stream(**{**request, "DeliveryStreamName": name})
         return Physical(name, {"Arn": arn["DeliveryStreamARN"]})
+
+    def _topic(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("TopicName") or self._default_name(logical_id)
+        arn = self._client("sns").create_topic(Name=name)["TopicArn"]
+        return Physical(arn, {"TopicArn": arn, "TopicName": name})
+
+    def _alarm(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("AlarmName") or self._default_name(logical_id)
+        self._client("cloudwatch").put_metric_alarm(**{**p, "AlarmName": name})
+        return Physical(name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")})
 
     def _placeholder(self, logical_id: str, resource: dict[str, Any]) -> Physical:
         name = self._default_name(logical_id)
