@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,16 @@ def function_environment(provisioned: Provisioned, log_level: str) -> dict[str, 
     return merged
 
 
+def ensure_free(host: str, port: int) -> None:
+    """Fail now with a clear error: moto's server thread would otherwise fail silently on a taken port."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise OSError(f"port {port} on {host} is already in use") from None
+
+
 @dataclass
 class LocalRuntime:
     port: int
@@ -67,6 +78,8 @@ class LocalRuntime:
             raise
 
     def _start(self) -> None:
+        for port in (self.aws_port, self.port):
+            ensure_free(self.host, port)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_patches.install()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -225,3 +226,14 @@ def test_the_demo_runs_and_verifies_its_own_totals() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "10/10 profiles match" in done.stdout
     assert "ingest DLQ depth         1" in done.stdout
+
+
+def test_a_taken_port_is_a_clear_error_not_a_hang() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "crm_local.cli", "local", "--port", "0", "--aws-port", str(port)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
