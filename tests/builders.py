@@ -1,4 +1,4 @@
-"""Test data: the published Shopify fixtures, signed deliveries, canonical orders and envelopes."""
+"""Test data: the published Shopify and WooCommerce fixtures, signed deliveries, canonical orders and envelopes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 FIXTURES = ROOT / "infra" / "crm_local" / "fixtures" / "webhooks"
 SHOPIFY_FIXTURES = FIXTURES / "shopify"
+WOOCOMMERCE_FIXTURES = FIXTURES / "woocommerce"
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SECRET = "shpss_test_secret"
@@ -66,10 +67,65 @@ def shopify_headers(
     return headers
 
 
+# --- WooCommerce ---------------------------------------------------------------------------------
+
+WOO_SECRET = "wc_test_secret"
+WOO_SOURCE = "https://shop.example/"
+WOO_DOMAIN = "shop.example"
+WOO_ORDER_TOPICS = ("order.created", "order.updated")
+
+
+def woo_fixture_bytes(topic: str) -> bytes:
+    """The raw bytes of a published WooCommerce sample, e.g. ``order.created`` (sign these as they are)."""
+    return (WOOCOMMERCE_FIXTURES / f"{topic}.json").read_bytes()
+
+
+def woo_fixture_json(topic: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(woo_fixture_bytes(topic))
+    return payload
+
+
+def woo_wire(payload: dict[str, Any]) -> bytes:
+    """A payload as WooCommerce puts it on the wire: PHP's wp_json_encode, compact, with ``/`` escaped as ``\\/``
+    and non-ASCII as ``\\uXXXX``."""
+    return json.dumps(payload, separators=(",", ":")).replace("/", "\\/").encode()
+
+
+def woo_headers(
+    body: bytes,
+    *,
+    secret: str = WOO_SECRET,
+    topic: str = "order.created",
+    source: str = WOO_SOURCE,
+    delivery_id: str = "wc-d-1",
+    webhook_id: str = "17",
+) -> dict[str, str]:
+    """The headers WC_Webhook::deliver() sends."""
+    resource, _, event = topic.partition(".")
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "WooCommerce/10.2.1 Hookshot (WordPress/6.8.2)",
+        "X-WC-Webhook-Source": source,
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Resource": resource,
+        "X-WC-Webhook-Event": event,
+        "X-WC-Webhook-Signature": sign_base64_hmac_sha256(body, secret),
+        "X-WC-Webhook-ID": webhook_id,
+        "X-WC-Webhook-Delivery-ID": delivery_id,
+    }
+
+
+def woo_ping(webhook_id: int = 17) -> tuple[dict[str, str], bytes]:
+    """WC_Webhook::deliver_ping(): a form body ``webhook_id=<id>``, no X-WC-* headers, no signature."""
+    return ({"User-Agent": "WooCommerce/10.2.1 Hookshot (WordPress/6.8.2)",
+             "Content-Type": "application/x-www-form-urlencoded"}, f"webhook_id={webhook_id}".encode())
+
+
 def store(
-    *, workspace_id: str = "ws_a", store_id: str = "st_a", domain: str = DOMAIN, secrets: tuple[str, ...] = (SECRET,)
+    *, workspace_id: str = "ws_a", store_id: str = "st_a", domain: str = DOMAIN, secrets: tuple[str, ...] = (SECRET,),
+    platform: Platform = Platform.SHOPIFY,
 ) -> Store:
-    return Store(store_id=store_id, workspace_id=workspace_id, platform=Platform.SHOPIFY, domain=domain,
+    return Store(store_id=store_id, workspace_id=workspace_id, platform=platform, domain=domain,
                  webhook_secrets=secrets, created_at=NOW)
 
 
@@ -82,9 +138,10 @@ def envelope(
     workspace_id: str = "ws_a",
     store_id: str = "st_a",
     archive_key: str = "raw/shopify/st_a/key",
+    platform: Platform = Platform.SHOPIFY,
 ) -> IngestEnvelope:
     return IngestEnvelope(
-        platform=Platform.SHOPIFY, workspace_id=workspace_id, store_id=store_id,
+        platform=platform, workspace_id=workspace_id, store_id=store_id,
         meta=DeliveryMeta(topic=topic, delivery_id=delivery_id, triggered_at=triggered_at),
         received_at=NOW, archive_key=archive_key, body=None if body is None else body.decode(),
     )

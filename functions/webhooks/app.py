@@ -8,7 +8,7 @@ from chalice import Chalice, Response
 from crm import wiring
 from crm.clock import utc_now
 from crm.connectors.base import DeliveryRejected
-from crm.webhooks import accept_webhook
+from crm.webhooks import PingAcknowledged, accept_webhook
 
 app = Chalice(app_name="crm-webhooks")
 logger = Logger(service="webhooks")
@@ -34,6 +34,9 @@ def receive_webhook(platform: str) -> Response:
         logger.exception("webhook not stored", extra={"platform": platform})
         return Response(status_code=503, body={"error": "temporarily unable to store the webhook; retry"},
                         headers={"Retry-After": "30"})
+    if isinstance(accepted, PingAcknowledged):
+        logger.info("webhook ping acknowledged", extra={"platform": platform})
+        return Response(status_code=200, body={"status": "ping acknowledged"})
     envelope = accepted.envelope
     logger.info("webhook accepted", extra={"platform": platform, "store_id": envelope.store_id,
                                            "topic": envelope.meta.topic, "delivery_id": envelope.meta.delivery_id})

@@ -38,6 +38,13 @@ class AcceptedWebhook:
     envelope: IngestEnvelope
 
 
+@dataclass(frozen=True)
+class PingAcknowledged:
+    """The platform's unsigned "is this URL alive" request (WooCommerce's creation ping): 200, nothing stored."""
+
+    platform: str
+
+
 def archive_key(platform: str, store_id: str, received_at: datetime, delivery_id: str) -> str:
     """Where a stand-alone raw body lives: by platform, store and day."""
     safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", delivery_id)[:128]
@@ -52,12 +59,17 @@ def accept_webhook(
     archive: RawArchive,
     queue: IngestQueue,
     now: datetime,
-) -> AcceptedWebhook:
-    """Verify, archive, enqueue; raises a DeliveryRejected subclass that names the problem."""
+) -> AcceptedWebhook | PingAcknowledged:
+    """Verify, archive, enqueue; raises a DeliveryRejected subclass that names the problem.
+
+    A platform's ping is recognised before the signature check (it is unsigned) and stores nothing.
+    """
     try:
         connector = connector_for(platform)
     except KeyError:
         raise UnknownPlatform(f"unknown platform {platform!r}") from None
+    if connector.is_ping(headers, raw_body):
+        return PingAcknowledged(platform=platform)
     signature = connector.signature(headers)
     domain = connector.store_domain(headers)
     store = stores.store_by_domain(connector.platform, domain)

@@ -1,4 +1,4 @@
-"""The walking skeleton over real HTTP: signed Shopify orders in, profiles out, on `crm local`."""
+"""The walking skeleton over real HTTP: signed Shopify and WooCommerce orders in, profiles out, on `crm local`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,17 @@ from typing import Any
 import pytest
 from crm.archive import FIREHOSE_PREFIX, unframe
 
-from tests.builders import ROOT, compact, fixture_bytes, fixture_json, shopify_headers
+from tests.builders import (
+    ROOT,
+    compact,
+    fixture_bytes,
+    fixture_json,
+    shopify_headers,
+    woo_fixture_json,
+    woo_headers,
+    woo_ping,
+    woo_wire,
+)
 from tests.e2e.conftest import LocalStack, start_local_stack
 
 pytestmark = pytest.mark.e2e
@@ -209,6 +219,43 @@ def test_the_published_sample_itself_is_accepted(local_stack: LocalStack, store:
     assert local_stack.post("/webhooks/shopify", body, signed(body, "e2e-sample"))[0] == 200
     profile = wait_for_customer(local_stack, store["api_key"], "jon@example.com", orders=1)
     assert profile["total_spent"] == "404.95"
+
+
+def test_a_signed_woocommerce_order_creates_the_profile_and_the_creation_ping_gets_200(
+        local_stack: LocalStack, store: dict[str, str]) -> None:
+    woo: dict[str, str] = json.loads(local_stack.crm(
+        "store", "add", "--platform", "woocommerce", "--domain", "https://e2e-woo.example/",
+        "--webhook-secret", "e2e-woo-secret"))
+    assert (woo["platform"], woo["domain"]) == ("woocommerce", "e2e-woo.example")
+
+    before = archived(local_stack)
+    ping_headers, ping = woo_ping(42)
+    assert local_stack.post("/webhooks/woocommerce", ping, ping_headers) == (200, {"status": "ping acknowledged"})
+    local_stack.wait_drained()
+    assert archived(local_stack) == before  # the ping stores nothing
+
+    payload = woo_fixture_json("order.created")
+    payload.update(id=9_100_000_001, number="9100000001",
+                   billing={**payload["billing"], "email": " Woo.Buyer@Example.com", "phone": "(613) 555-0123",
+                            "country": "CA"})
+    body = woo_wire(payload)  # compact, slashes escaped: the bytes WooCommerce signs and sends
+    headers = woo_headers(body, secret="e2e-woo-secret", source="https://e2e-woo.example/", delivery_id="e2e-woo-1")
+    status, answer = local_stack.post("/webhooks/woocommerce", body, headers)
+    assert (status, answer) == (200, {"status": "accepted", "delivery_id": "e2e-woo-1"})
+
+    profile = wait_for_customer(local_stack, woo["api_key"], "woo.buyer@example.com", orders=1)
+    assert profile["total_spent"] == "29.35"
+    assert profile["currency"] == "USD"
+    assert profile["email"] == "woo.buyer@example.com"
+    assert profile["phone"] == "+16135550123"
+    assert archived(local_stack)["e2e-woo-1"] == body
+    # Another workspace's key does not see the shopper.
+    assert local_stack.get("/customers?email=woo.buyer@example.com", store["api_key"])[0] == 404
+
+    forged = woo_headers(body, secret="not-the-secret", source="https://e2e-woo.example/", delivery_id="e2e-woo-2")
+    assert local_stack.post("/webhooks/woocommerce", body, forged)[0] == 401
+    shopify_signed = signed(body, "e2e-woo-3")  # a Shopify delivery sent to the WooCommerce route
+    assert local_stack.post("/webhooks/woocommerce", body, shopify_signed)[0] == 401
 
 
 def test_sigterm_stops_the_runtime_cleanly() -> None:

@@ -9,10 +9,22 @@ import pytest
 from crm.ingestion import MAX_CONFLICT_RETRIES, Outcome, TooManyConflicts, apply_envelope, upsert_order
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import OrderRecord, Profile
+from crm.models.stores import Platform
 from crm.ports import ConcurrentUpdate
 from crm.profiles import primary_identity, profile_id_for
 
-from tests.builders import FIXTURE_ORDER_ID, NOW, compact, envelope, fixture_bytes, fixture_json, order
+from tests.builders import (
+    FIXTURE_ORDER_ID,
+    NOW,
+    compact,
+    envelope,
+    fixture_bytes,
+    fixture_json,
+    order,
+    woo_fixture_bytes,
+    woo_fixture_json,
+    woo_wire,
+)
 from tests.fakes import FakeIngestQueue, FakeProfileRepository, FakeRawArchive
 
 TRIGGER = datetime(2025, 7, 10, 16, 15, 47, tzinfo=UTC)
@@ -276,3 +288,36 @@ def test_contact_fields_do_not_depend_on_arrival_order(same_order: bool) -> None
         [profile] = repository.profiles.values()
         phones.append(profile.phone)
     assert phones[0] == phones[1]
+
+
+# --- WooCommerce ---------------------------------------------------------------------------------
+
+
+def _woo(body: bytes, topic: str = "order.created", delivery_id: str = "wc-1") -> IngestEnvelope:
+    return envelope(body, topic=topic, delivery_id=delivery_id, platform=Platform.WOOCOMMERCE)
+
+
+def test_woocommerce_orders_update_one_profile_newest_version_wins(
+        repository: FakeProfileRepository, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    created = woo_fixture_bytes("order.created")
+    refunded = woo_wire({**woo_fixture_json("order.updated"), "refunds": [{"id": 730, "total": "-9.35"}]})
+    assert _apply(_woo(refunded, "order.updated", "wc-2"), repository, archive, queue) == Outcome(applied=1)
+    # The older order.created after the newer order.updated: stale, changes nothing.
+    assert _apply(_woo(created), repository, archive, queue) == Outcome(unchanged=1)
+    # WooCommerce's delivery id is a per-second hash: the same one again is still only the same version.
+    assert _apply(_woo(refunded, "order.updated", "wc-2"), repository, archive, queue) == Outcome(unchanged=1)
+    profile = _the_profile(repository, "john.doe@example.com")
+    assert profile.orders_count == 1
+    assert profile.total_spent == Decimal("20.00")  # 29.35 less the 9.35 refund
+    assert (profile.first_name, profile.last_name) == ("John", "Doe")
+    assert profile.first_order_at == datetime(2017, 3, 22, 19, 28, 2, tzinfo=UTC)
+    assert repository.orders[("ws_a", "st_a", "727")].profile_id == profile.profile_id
+    assert queue.dead_letters == []
+
+
+@pytest.mark.parametrize("topic", ["order.deleted", "customer.created"])
+def test_woocommerce_topics_without_orders_are_dead_lettered(
+        topic: str, repository: FakeProfileRepository, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    outcome = _apply(_woo(b'{"id":727}', topic, "wc-del"), repository, archive, queue)
+    assert outcome.dead_lettered == f"{topic} wc-del: unsupported WooCommerce topic '{topic}'"
+    assert repository.orders == {}

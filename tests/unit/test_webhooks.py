@@ -4,9 +4,28 @@ import pytest
 from crm.connectors.base import MissingHeader, SignatureMissing, sign_base64_hmac_sha256
 from crm.models.ingest import MAX_MESSAGE_BYTES
 from crm.models.stores import Platform
-from crm.webhooks import NotAuthenticated, UnknownPlatform, accept_webhook, archive_key
+from crm.webhooks import (
+    AcceptedWebhook,
+    NotAuthenticated,
+    PingAcknowledged,
+    UnknownPlatform,
+    accept_webhook,
+    archive_key,
+)
 
-from tests.builders import DOMAIN, NOW, SECRET, fixture_bytes, shopify_headers, store
+from tests.builders import (
+    DOMAIN,
+    NOW,
+    SECRET,
+    WOO_DOMAIN,
+    WOO_SECRET,
+    fixture_bytes,
+    shopify_headers,
+    store,
+    woo_fixture_bytes,
+    woo_headers,
+    woo_ping,
+)
 from tests.fakes import FakeIngestQueue, FakeRawArchive, FakeStoreDirectory
 
 
@@ -135,7 +154,7 @@ def test_signed_delivery_without_topic_is_400_and_nothing_is_kept(
 def test_unknown_platform_is_404(stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
     body = b"{}"
     with pytest.raises(UnknownPlatform) as raised:
-        _accept(shopify_headers(body), body, stores, archive, queue, platform="woocommerce")
+        _accept(shopify_headers(body), body, stores, archive, queue, platform="magento")
     assert raised.value.status == 404
     assert queue.messages == []
 
@@ -205,3 +224,98 @@ def test_archive_key_is_safe_for_any_delivery_id() -> None:
     suffix = key.rsplit("-", 1)[1]
     assert "/" not in key.removeprefix("raw/shopify/st_a/2026/03/01/")
     assert len(suffix) <= 128
+
+
+# --- WooCommerce ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def woo_stores() -> FakeStoreDirectory:
+    """A Shopify store and a WooCommerce store, each with its own secret."""
+    directory = FakeStoreDirectory()
+    directory.register(store(), "crm_key_a")
+    directory.register(store(workspace_id="ws_w", store_id="st_w", domain=WOO_DOMAIN, secrets=(WOO_SECRET,),
+                             platform=Platform.WOOCOMMERCE), "crm_key_w")
+    return directory
+
+
+def test_a_signed_woocommerce_order_is_archived_and_enqueued(woo_stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                             queue: FakeIngestQueue) -> None:
+    body = woo_fixture_bytes("order.created")
+    accepted = accept_webhook("woocommerce", woo_headers(body, delivery_id="wc-abc"), body, woo_stores, archive,
+                              queue, NOW)
+    assert isinstance(accepted, AcceptedWebhook)
+    assert accepted.store.store_id == "st_w"
+    [envelope] = queue.envelopes
+    assert envelope == accepted.envelope
+    assert (envelope.platform, envelope.workspace_id, envelope.store_id) == (Platform.WOOCOMMERCE, "ws_w", "st_w")
+    assert (envelope.meta.topic, envelope.meta.delivery_id) == ("order.created", "wc-abc")
+    assert envelope.meta.triggered_at is None
+    assert envelope.body is not None and envelope.body.encode() == body
+    [(header, archived)] = archive.deliveries()
+    assert archived == body
+    assert header.envelope(archived) == envelope
+
+
+def test_a_woocommerce_delivery_with_the_wrong_secret_is_401_and_nothing_is_kept(
+        woo_stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    body = woo_fixture_bytes("order.created")
+    with pytest.raises(NotAuthenticated, match="signature") as raised:
+        _accept(woo_headers(body, secret="not-the-store-secret"), body, woo_stores, archive, queue,
+                platform="woocommerce")
+    assert raised.value.status == 401
+    with pytest.raises(NotAuthenticated, match="no woocommerce store"):
+        _accept(woo_headers(body, source="https://stranger.example/"), body, woo_stores, archive, queue,
+                platform="woocommerce")
+    assert archive.empty
+    assert queue.messages == []
+
+
+def test_the_woocommerce_creation_ping_is_acknowledged_and_nothing_is_kept(
+        woo_stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    headers, body = woo_ping(17)
+    acknowledged = _accept(headers, body, woo_stores, archive, queue, platform="woocommerce")
+    assert acknowledged == PingAcknowledged(platform="woocommerce")
+    assert archive.empty
+    assert queue.messages == []
+
+
+def test_a_ping_body_sent_to_shopify_is_still_401(woo_stores: FakeStoreDirectory, archive: FakeRawArchive,
+                                                  queue: FakeIngestQueue) -> None:
+    headers, body = woo_ping(17)
+    with pytest.raises(SignatureMissing) as raised:
+        _accept(headers, body, woo_stores, archive, queue, platform="shopify")
+    assert raised.value.status == 401
+    assert archive.empty
+    assert queue.messages == []
+
+
+def test_a_shopify_signed_body_sent_to_the_woocommerce_route_is_refused(
+        woo_stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    body = fixture_bytes("orders/create")
+    with pytest.raises(SignatureMissing) as raised:
+        _accept(shopify_headers(body), body, woo_stores, archive, queue, platform="woocommerce")
+    assert raised.value.status == 401
+    # Even dressed up with WooCommerce headers naming the store, the Shopify secret does not verify.
+    headers = {**woo_headers(body), "X-WC-Webhook-Signature": shopify_headers(body)["X-Shopify-Hmac-Sha256"]}
+    with pytest.raises(NotAuthenticated):
+        _accept(headers, body, woo_stores, archive, queue, platform="woocommerce")
+    assert archive.empty
+    assert queue.messages == []
+
+
+def test_a_woocommerce_signed_body_sent_to_the_shopify_route_is_refused(
+        woo_stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    body = woo_fixture_bytes("order.created")
+    with pytest.raises(SignatureMissing):
+        _accept(woo_headers(body), body, woo_stores, archive, queue, platform="shopify")
+    assert queue.messages == []
+
+
+def test_a_signed_ping_shaped_body_is_verified_like_any_delivery(
+        woo_stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    _, body = woo_ping(17)
+    with pytest.raises(NotAuthenticated):
+        _accept(woo_headers(body, secret="forged"), body, woo_stores, archive, queue, platform="woocommerce")
+    assert archive.empty
+    assert queue.messages == []

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from crm.connectors.base import Connector
 from crm.connectors.shopify import SHOPIFY
+from crm.connectors.woocommerce import WOOCOMMERCE
 from crm.models.stores import Platform
 
-CONNECTORS: dict[Platform, Connector] = {Platform.SHOPIFY: SHOPIFY}
+CONNECTORS: dict[Platform, Connector] = {Platform.SHOPIFY: SHOPIFY, Platform.WOOCOMMERCE: WOOCOMMERCE}
 
 
 def connector_for(platform: str) -> Connector:

@@ -8,6 +8,8 @@ import hmac
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.stores import Platform
@@ -45,6 +47,13 @@ class Connector(Protocol):
         """The delivery's signature header (raises SignatureMissing)."""
         ...
 
+    def is_ping(self, headers: Mapping[str, str], raw_body: bytes) -> bool:
+        """True for the platform's unsigned "is this URL alive" request, answered 200 with nothing stored.
+
+        Checked before the signature, so it must recognise only the exact shape the platform sends.
+        """
+        ...
+
     def is_signed_by(self, raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool: ...
 
     def delivery_meta(self, headers: Mapping[str, str]) -> DeliveryMeta:
@@ -54,6 +63,29 @@ class Connector(Protocol):
     def orders(self, envelope: IngestEnvelope, body: bytes) -> list[CanonicalOrder]:
         """The orders a delivery carries (raises PayloadNotUnderstood)."""
         ...
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's trimmed value, its name matched in any case (HTTP/2 lowercases them); blank is absent."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted and value.strip():
+            return value.strip()
+    return None
+
+
+def required_header(headers: Mapping[str, str], name: str) -> str:
+    value = header(headers, name)
+    if value is None:
+        raise MissingHeader(name)
+    return value
+
+
+def first_error(error: ValidationError) -> str:
+    """The first problem pydantic found, as "field.path: message"."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {first['msg']}"
 
 
 def base64_hmac_sha256_matches(raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool:

@@ -18,6 +18,9 @@ from crm.connectors.base import (
     PayloadNotUnderstood,
     SignatureMissing,
     base64_hmac_sha256_matches,
+    first_error,
+    header,
+    required_header,
 )
 from crm.contact import normalise_email, normalise_phone
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
@@ -94,32 +97,20 @@ class _Order(BaseModel):
         )
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted and value.strip():
-            return value.strip()
-    return None
-
-
-def _required(headers: Mapping[str, str], name: str) -> str:
-    value = _header(headers, name)
-    if value is None:
-        raise MissingHeader(name)
-    return value
-
-
 class ShopifyConnector:
     platform = Platform.SHOPIFY
 
     def store_domain(self, headers: Mapping[str, str]) -> str:
-        return _required(headers, "X-Shopify-Shop-Domain").lower()
+        return required_header(headers, "X-Shopify-Shop-Domain").lower()
 
     def signature(self, headers: Mapping[str, str]) -> str:
-        value = _header(headers, "X-Shopify-Hmac-Sha256")
+        value = header(headers, "X-Shopify-Hmac-Sha256")
         if value is None:
             raise SignatureMissing("missing X-Shopify-Hmac-Sha256 signature header")
         return value
+
+    def is_ping(self, headers: Mapping[str, str], raw_body: bytes) -> bool:
+        return False  # Shopify sends no unsigned pings: every request must be signed
 
     def is_signed_by(self, raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool:
         return base64_hmac_sha256_matches(raw_body, signature, secrets)
@@ -127,11 +118,11 @@ class ShopifyConnector:
     def delivery_meta(self, headers: Mapping[str, str]) -> DeliveryMeta:
         try:
             return DeliveryMeta(
-                topic=_required(headers, "X-Shopify-Topic"),
-                delivery_id=_required(headers, "X-Shopify-Webhook-Id"),
-                event_id=_header(headers, "X-Shopify-Event-Id"),
-                triggered_at=_header(headers, "X-Shopify-Triggered-At"),
-                api_version=_header(headers, "X-Shopify-API-Version"),
+                topic=required_header(headers, "X-Shopify-Topic"),
+                delivery_id=required_header(headers, "X-Shopify-Webhook-Id"),
+                event_id=header(headers, "X-Shopify-Event-Id"),
+                triggered_at=header(headers, "X-Shopify-Triggered-At"),
+                api_version=header(headers, "X-Shopify-API-Version"),
             )
         except ValidationError as error:
             raise MissingHeader(f"a valid X-Shopify-Triggered-At ({error.errors()[0]['msg']})") from None
@@ -144,7 +135,7 @@ class ShopifyConnector:
             order = _Order.model_validate(payload)
             return [_canonical(order, envelope)]
         except ValidationError as error:
-            raise PayloadNotUnderstood(f"not a Shopify order: {_first_error(error)}") from None
+            raise PayloadNotUnderstood(f"not a Shopify order: {first_error(error)}") from None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -155,12 +146,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise PayloadNotUnderstood("body is not a JSON object")
     return payload
-
-
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    return f"{location}: {first['msg']}"
 
 
 def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class Platform(StrEnum):
     SHOPIFY = "shopify"
+    WOOCOMMERCE = "woocommerce"
 
 
 class Store(BaseModel):
