@@ -9,6 +9,7 @@ read it yet, and the profiles function decides what it means.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,10 +46,12 @@ class PingAcknowledged:
     platform: str
 
 
-def archive_key(platform: str, store_id: str, received_at: datetime, delivery_id: str) -> str:
-    """Where a stand-alone raw body lives: by platform, store and day."""
+def archive_key(platform: str, store_id: str, received_at: datetime, delivery_id: str, raw_body: bytes) -> str:
+    """Where a stand-alone raw body lives: by platform, store and day. The body's digest keeps two
+    different bodies apart even when a platform reuses a delivery id (WooCommerce's is per second)."""
     safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", delivery_id)[:128]
-    return f"{OBJECT_PREFIX}{platform}/{store_id}/{received_at:%Y/%m/%d/%H%M%S}-{safe_id}"
+    digest = hashlib.sha256(raw_body).hexdigest()[:16]
+    return f"{OBJECT_PREFIX}{platform}/{store_id}/{received_at:%Y/%m/%d/%H%M%S}-{safe_id}-{digest}"
 
 
 def accept_webhook(
@@ -86,7 +89,7 @@ def accept_webhook(
         archive.append(frame(envelope, raw_body))
     else:
         # Too large for a queue message, or not text: an object of its own that the message points to.
-        key = archive_key(platform, store.store_id, now, meta.delivery_id)
+        key = archive_key(platform, store.store_id, now, meta.delivery_id, raw_body)
         envelope = envelope.model_copy(update={"body": None, "archive_key": key})
         archive.put(key, raw_body, object_metadata(envelope))
     queue.enqueue(envelope)

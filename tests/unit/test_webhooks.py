@@ -78,8 +78,8 @@ def test_a_body_that_cannot_travel_in_the_message_is_an_object_of_its_own(
     body = b"\xff\xfe not UTF-8"
     _accept(shopify_headers(body, delivery_id="abc/1"), body, stores, archive, queue)
     [envelope] = queue.envelopes
-    assert envelope.archive_key == archive_key("shopify", "st_a", NOW, "abc/1")
-    assert envelope.archive_key == "raw/shopify/st_a/2026/03/01/120000-abc_1"
+    assert envelope.archive_key == archive_key("shopify", "st_a", NOW, "abc/1", body)
+    assert envelope.archive_key.startswith("raw/shopify/st_a/2026/03/01/120000-abc_1-")
     assert archive.frames == []
     stored = archive.objects[envelope.archive_key]
     assert stored.body == body
@@ -219,11 +219,19 @@ def test_domain_header_in_another_case_finds_the_store(stores: FakeStoreDirector
 
 
 def test_archive_key_is_safe_for_any_delivery_id() -> None:
-    key = archive_key("shopify", "st_a", NOW, "../../etc/passwd?x=1 y" + "z" * 300)
+    key = archive_key("shopify", "st_a", NOW, "../../etc/passwd?x=1 y" + "z" * 300, b"{}")
     assert key.startswith("raw/shopify/st_a/2026/03/01/120000-")
-    suffix = key.rsplit("-", 1)[1]
+    delivery_part = key.removeprefix("raw/shopify/st_a/2026/03/01/120000-").rsplit("-", 1)[0]
     assert "/" not in key.removeprefix("raw/shopify/st_a/2026/03/01/")
-    assert len(suffix) <= 128
+    assert len(delivery_part) <= 128
+
+
+def test_two_bodies_under_one_delivery_id_in_one_second_are_both_kept() -> None:
+    """WooCommerce's delivery id is a per-second hash: the key must not let one body replace another."""
+    first = archive_key("woocommerce", "st_a", NOW, "same-id", b'{"id":1}')
+    second = archive_key("woocommerce", "st_a", NOW, "same-id", b'{"id":2}')
+    assert first != second
+    assert first == archive_key("woocommerce", "st_a", NOW, "same-id", b'{"id":1}')
 
 
 # --- WooCommerce ---------------------------------------------------------------------------------

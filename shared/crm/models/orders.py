@@ -18,7 +18,9 @@ def version_stamp(updated_at: datetime, triggered_at: datetime | None) -> str:
     between two updates within the same second.
     """
     trigger = triggered_at or datetime.min.replace(tzinfo=UTC)
-    return f"{as_utc(updated_at):%Y-%m-%dT%H:%M:%S.%f}Z|{as_utc(trigger):%Y-%m-%dT%H:%M:%S.%f}Z"
+    # isoformat pads the year to four digits on every platform (strftime's %Y does not for year 1).
+    return "|".join(as_utc(moment).isoformat(timespec="microseconds").replace("+00:00", "Z")
+                    for moment in (updated_at, trigger))
 
 
 class LineItem(BaseModel):
