@@ -421,6 +421,7 @@ class NaiveProfiles:
 
     def __init__(self, table: str) -> None:
         self.table = table
+        self.stores = DynamoStoreDirectory(table)  # only BigCommerce's connector reads it
         self.processor = BatchProcessor(event_type=EventType.SQS)
 
     def handler(self, event: dict[str, Any], context: Any) -> Any:
@@ -430,13 +431,13 @@ class NaiveProfiles:
     def apply_record(self, record: SQSRecord) -> None:
         envelope = IngestEnvelope.model_validate_json(record.body)
         body = envelope.body.encode() if envelope.body is not None else b""
-        for order in connector_for(envelope.platform).orders(envelope, body):
+        for order in connector_for(envelope.platform).orders(envelope, body, self.stores):
             self.upsert(order)
 
     def seed(self, message: str) -> None:
         """Write the order item upsert would write, unmetered and without the recompute (saves minutes)."""
         envelope = IngestEnvelope.model_validate_json(message)
-        for order in connector_for(envelope.platform).orders(envelope, (envelope.body or "").encode()):
+        for order in connector_for(envelope.platform).orders(envelope, (envelope.body or "").encode(), self.stores):
             identity = primary_identity(order)
             record = OrderRecord(profile_id=profile_id_for(order.workspace_id, identity), order=order)
             key = {"pk": f"WS#{order.workspace_id}#CUSTOMER#{identity}",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from crm.connectors.base import sign_base64_hmac_sha256
+from crm.connectors.bigcommerce import standard_webhooks_signature
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, version_stamp
 from crm.models.stores import Platform, Store
@@ -173,3 +174,46 @@ def order(
         total_refunded=refunded, created_at=created_at, updated_at=updated,
         version=version_stamp(updated, triggered_at),
     )
+
+
+# --- BigCommerce ---------------------------------------------------------------------------------
+
+BIGCOMMERCE_FIXTURES = FIXTURES / "bigcommerce"
+BC_SECRET = "bc_client_secret"
+BC_TOKEN = "bc_access_token"
+BC_STORE_HASH = "abc123"
+BC_ORDER_SCOPES = ("store/order/created", "store/order/updated", "store/order/statusUpdated",
+                   "store/order/refund/created")
+
+
+def bc_fixture_bytes(scope: str, store_hash: str = BC_STORE_HASH) -> bytes:
+    """A published thin body, e.g. ``store/order/created``, with its ``{store_hash}`` placeholder filled in."""
+    raw = (BIGCOMMERCE_FIXTURES / f"{scope}.json").read_bytes()
+    return raw.replace(b"stores/{store_hash}", f"stores/{store_hash}".encode())
+
+
+def bc_order_json() -> dict[str, Any]:
+    """A hand-built GET /v2/orders/250 answer following the documented shape (fixtures/.../api/README.md)."""
+    payload: dict[str, Any] = json.loads((BIGCOMMERCE_FIXTURES / "api" / "v2_order_250.json").read_bytes())
+    return payload
+
+
+def bc_headers(
+    body: bytes,
+    *,
+    secret: str = BC_SECRET,
+    webhook_id: str = "msg_2b9Qn1",
+    timestamp: datetime = NOW,
+    signatures: tuple[str, ...] | None = None,
+) -> dict[str, str]:
+    """Standard Webhooks headers as BigCommerce sends them (``signatures`` overrides the computed one)."""
+    stamp = str(int(timestamp.timestamp()))
+    signature = " ".join(signatures) if signatures is not None else standard_webhooks_signature(
+        webhook_id, stamp, body, secret)
+    return {"Content-Type": "application/json", "webhook-id": webhook_id, "webhook-timestamp": stamp,
+            "webhook-signature": signature}
+
+
+def bc_store(*, api_token: str | None = BC_TOKEN, secrets: tuple[str, ...] = (BC_SECRET,)) -> Store:
+    return Store(store_id="st_bc", workspace_id="ws_a", platform=Platform.BIGCOMMERCE, domain=BC_STORE_HASH,
+                 webhook_secrets=secrets, created_at=NOW, api_token=api_token)

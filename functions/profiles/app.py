@@ -18,7 +18,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def apply_record(record: SQSRecord) -> None:
     outcome = apply_envelope(record.body, wiring.profile_repository(), wiring.raw_archive(),
-                             wiring.ingest_queue(), utc_now())
+                             wiring.ingest_queue(), utc_now(), wiring.store_directory())
     logger.info("delivery applied", extra={"message_id": record.message_id, "applied": outcome.applied,
                                            "unchanged": outcome.unchanged,
                                            "dead_lettered": outcome.dead_lettered})

@@ -40,7 +40,7 @@ def _local(args: argparse.Namespace) -> int:
 def _store_add(args: argparse.Namespace) -> int:
     from crm_local.operations import add_store
 
-    registration = add_store(args.stack, args.platform, args.domain, args.webhook_secret)
+    registration = add_store(args.stack, args.platform, args.domain, args.webhook_secret, args.api_token)
     print(registration.model_dump_json())
     return 0
 
@@ -98,6 +98,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--platform", required=True, choices=[p.value for p in Platform])
     add.add_argument("--domain", required=True)
     add.add_argument("--webhook-secret", required=True)
+    add.add_argument("--api-token", help="the platform API's access token (required for bigcommerce)")
     add.set_defaults(run=_store_add)
 
     dlq = commands.add_parser("dlq", help="the ingest dead-letter queue").add_subparsers(dest="dlq_command",

@@ -14,7 +14,7 @@ from crm.adapters.messaging import dead_letter_reason
 from crm.archive import FIREHOSE_PREFIX, OBJECT_PREFIX, ArchivedDelivery, header_from_metadata, unframe
 from crm.clock import utc_now
 from crm.models.stores import Platform, StoreRegistration
-from crm.stores import register_store
+from crm.stores import api_token_for, register_store
 
 
 def stack_outputs(stack_name: str) -> dict[str, str]:
@@ -23,9 +23,12 @@ def stack_outputs(stack_name: str) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
 
-def add_store(stack_name: str, platform: str, domain: str, webhook_secret: str) -> StoreRegistration:
+def add_store(stack_name: str, platform: str, domain: str, webhook_secret: str,
+              api_token: str | None = None) -> StoreRegistration:
+    api_token_for(Platform(platform), api_token)  # refuse a missing token before touching the stack
     table = stack_outputs(stack_name)["TableName"]
-    return register_store(DynamoStoreDirectory(table), Platform(platform), domain, webhook_secret, utc_now())
+    return register_store(DynamoStoreDirectory(table), Platform(platform), domain, webhook_secret, utc_now(),
+                          api_token)
 
 
 def _dead_letters(url: str, limit: int) -> list[dict[str, Any]]:

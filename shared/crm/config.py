@@ -19,6 +19,7 @@ class Settings(BaseModel):
     ingest_queue_url: str | None = Field(default=None, alias="INGEST_QUEUE_URL")
     ingest_dlq_url: str | None = Field(default=None, alias="INGEST_DLQ_URL")
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
+    bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""

@@ -12,7 +12,7 @@ from crm.connectors.base import PayloadNotUnderstood
 from crm.models.ingest import IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import new_profile
-from crm.ports import ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive
+from crm.ports import ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
 from crm.profiles import apply_order, primary_identity, profile_id_for
 
 MAX_CONFLICT_RETRIES = 8
@@ -51,10 +51,13 @@ def upsert_order(repository: ProfileRepository, order: CanonicalOrder, now: date
 
 
 def apply_envelope(
-    message: str, repository: ProfileRepository, archive: RawArchive, queue: IngestQueue, now: datetime
+    message: str, repository: ProfileRepository, archive: RawArchive, queue: IngestQueue, now: datetime,
+    stores: StoreDirectory,
 ) -> Outcome:
     """Apply one ingest-queue message. What can never succeed is dead-lettered with its reason;
-    what might (throttling, conflicts) raises so the queue retries it."""
+    what might (throttling, conflicts, a platform API down) raises so the queue retries it.
+
+    ``stores`` lets a connector whose webhooks carry only ids find the store's API token."""
     try:
         envelope = IngestEnvelope.model_validate_json(message)
     except ValidationError as error:
@@ -66,7 +69,7 @@ def apply_envelope(
     else:
         return _dead_letter(queue, message, "envelope has neither a body nor an archive key")
     try:
-        orders = connector_for(envelope.platform).orders(envelope, body)
+        orders = connector_for(envelope.platform).orders(envelope, body, stores)
     except PayloadNotUnderstood as error:
         return _dead_letter(queue, message, f"{envelope.meta.topic} {envelope.meta.delivery_id}: {error}")
     applied = sum(upsert_order(repository, order, now) for order in orders)

@@ -3,8 +3,9 @@
 Two AWS writes per delivery: the archive (a Firehose record, or an S3 object when the body cannot
 travel in the queue message) and the queue message.
 
-Nothing here parses the body: a delivery that is signed correctly is kept even when we cannot
-read it yet, and the profiles function decides what it means.
+Nothing here interprets the body: a delivery that is signed correctly is kept even when we cannot
+read it yet, and the profiles function decides what it means. (A connector may read the few body
+fields that name the store and topic when its platform sends no headers for them: BigCommerce.)
 """
 
 from __future__ import annotations
@@ -74,13 +75,15 @@ def accept_webhook(
     if connector.is_ping(headers, raw_body):
         return PingAcknowledged(platform=platform)
     signature = connector.signature(headers)
-    domain = connector.store_domain(headers)
+    domain = connector.store_domain(headers, raw_body)
     store = stores.store_by_domain(connector.platform, domain)
     if store is None:
         raise NotAuthenticated(f"no {platform} store is registered for {domain}")
-    if not connector.is_signed_by(raw_body, signature, store.webhook_secrets):
+    if not connector.is_signed_by(headers, raw_body, signature, store.webhook_secrets):
         raise NotAuthenticated("webhook signature does not match the store's secret")
-    meta: DeliveryMeta = connector.delivery_meta(headers)
+    if not connector.is_fresh(headers, now):
+        raise NotAuthenticated("webhook timestamp is outside the accepted window (a replay?)")
+    meta: DeliveryMeta = connector.delivery_meta(headers, raw_body)
     envelope = IngestEnvelope(
         platform=store.platform, workspace_id=store.workspace_id, store_id=store.store_id,
         meta=meta, received_at=now, body=_utf8(raw_body),

@@ -102,6 +102,18 @@ def test_register_store_issues_a_key_for_a_new_workspace(backend: Backend) -> No
     assert (found.store_id, found.webhook_secrets, found.created_at) == (registration.store_id, ("s3cret",), NOW)
 
 
+def test_a_store_api_token_round_trips_and_stays_absent_when_not_given(backend: Backend) -> None:
+    bigcommerce = store(store_id="st_bc", domain="abc123", platform=Platform.BIGCOMMERCE).model_copy(
+        update={"api_token": "bc_token"})
+    backend.stores.register(bigcommerce, "crm_key_bc")
+    backend.stores.register(store(), "crm_key_a")
+
+    assert backend.stores.store_by_domain(Platform.BIGCOMMERCE, "abc123") == bigcommerce
+    shopify = backend.stores.store_by_domain(Platform.SHOPIFY, store().domain)
+    assert shopify is not None and shopify.api_token is None
+    assert backend.stores.store_by_domain(Platform.SHOPIFY, "abc123") is None  # platform is part of the key
+
+
 # --- ProfileRepository: reads --------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,12 +70,13 @@ class LocalStack:
         raise AssertionError("the ingest queue did not drain")
 
 
-def start_local_stack() -> LocalStack:
+def start_local_stack(extra_env: Mapping[str, str] | None = None) -> LocalStack:
+    """`crm local` in a process of its own; ``extra_env`` adds settings (e.g. BIGCOMMERCE_API_URL)."""
     port, aws_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "crm_local.cli", "local", "--port", str(port), "--aws-port", str(aws_port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **(extra_env or {})},
     )
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     assert process.stdout is not None

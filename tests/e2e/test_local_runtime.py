@@ -1,4 +1,5 @@
-"""The walking skeleton over real HTTP: signed Shopify and WooCommerce orders in, profiles out, on `crm local`."""
+"""The walking skeleton over real HTTP: signed Shopify, WooCommerce and BigCommerce orders in, profiles out, on
+`crm local`."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from crm.archive import FIREHOSE_PREFIX, unframe
 
+from tests.bigcommerce_api import ORDER_PATH, fake_bigcommerce_api
 from tests.builders import (
+    BC_SECRET,
+    BC_STORE_HASH,
+    BC_TOKEN,
     ROOT,
+    bc_fixture_bytes,
+    bc_headers,
     compact,
     fixture_bytes,
     fixture_json,
@@ -284,3 +292,32 @@ def test_a_taken_port_is_a_clear_error_not_a_hang() -> None:
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+
+
+def test_a_thin_bigcommerce_delivery_is_read_back_from_the_api_into_a_profile() -> None:
+    """A stack of its own, started with BIGCOMMERCE_API_URL pointing at a loopback BigCommerce API."""
+    with fake_bigcommerce_api() as api:
+        stack = start_local_stack({"BIGCOMMERCE_API_URL": api.url})
+        try:
+            with pytest.raises(subprocess.CalledProcessError) as refused:
+                stack.crm("store", "add", "--platform", "bigcommerce", "--domain", BC_STORE_HASH,
+                          "--webhook-secret", BC_SECRET)
+            assert "--api-token" in refused.value.stderr
+            registered = json.loads(stack.crm("store", "add", "--platform", "bigcommerce", "--domain",
+                                              BC_STORE_HASH, "--webhook-secret", BC_SECRET, "--api-token", BC_TOKEN))
+            body = bc_fixture_bytes("store/order/created")
+            now = datetime.now(UTC)
+
+            stale = stack.post("/webhooks/bigcommerce", body, bc_headers(body, timestamp=now - timedelta(minutes=10)))
+            assert stale[0] == 401 and "timestamp" in stale[1]["error"]
+            status, answer = stack.post("/webhooks/bigcommerce", body, bc_headers(body, webhook_id="msg_e2e",
+                                                                                  timestamp=now))
+            assert (status, answer["delivery_id"]) == (200, "msg_e2e")
+
+            profile = wait_for_customer(stack, registered["api_key"], "janedoe@example.com", orders=1)
+            assert Decimal(profile["total_spent"]) == Decimal("50.00")  # 60.98 less 10.98 refunded
+            assert [path for path, _ in api.requests] == [ORDER_PATH]
+            assert api.requests[0][1]["x-auth-token"] == BC_TOKEN
+        finally:
+            stack.process.send_signal(signal.SIGTERM)
+            stack.process.wait(timeout=30)

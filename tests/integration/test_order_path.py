@@ -177,7 +177,7 @@ def test_refused_delivery_stores_nothing(
 
 def test_unknown_platform_is_404(provisioned: Provisioned, registration: StoreRegistration, webhooks: Client) -> None:
     body = fixture_bytes("orders/create")
-    response = _post(webhooks, body, shopify_headers(body), platform="bigcommerce")
+    response = _post(webhooks, body, shopify_headers(body), platform="magento")
     assert response.status_code == 404
     assert receive_all(provisioned.outputs["IngestQueueUrl"]) == []
 

@@ -25,7 +25,7 @@ from tests.builders import (
     woo_fixture_json,
     woo_wire,
 )
-from tests.fakes import FakeIngestQueue, FakeProfileRepository, FakeRawArchive
+from tests.fakes import FakeIngestQueue, FakeProfileRepository, FakeRawArchive, FakeStoreDirectory
 
 TRIGGER = datetime(2025, 7, 10, 16, 15, 47, tzinfo=UTC)
 
@@ -46,9 +46,9 @@ def queue() -> FakeIngestQueue:
 
 
 def _apply(message: IngestEnvelope | str, repository: FakeProfileRepository, archive: FakeRawArchive,
-           queue: FakeIngestQueue, now: datetime = NOW) -> Outcome:
+           queue: FakeIngestQueue, now: datetime = NOW, stores: FakeStoreDirectory | None = None) -> Outcome:
     text = message if isinstance(message, str) else message.model_dump_json()
-    return apply_envelope(text, repository, archive, queue, now)
+    return apply_envelope(text, repository, archive, queue, now, stores or FakeStoreDirectory())
 
 
 def _the_profile(repository: FakeProfileRepository, email: str = "jon@example.com") -> Profile:

@@ -31,6 +31,7 @@ from tests.builders import (
     fixture_json,
     shopify_headers,
 )
+from tests.fakes import FakeStoreDirectory
 
 
 def test_connector_for_names_shopify_and_refuses_unknown_platforms() -> None:
@@ -47,19 +48,19 @@ def test_connector_for_names_shopify_and_refuses_unknown_platforms() -> None:
 def test_headers_are_read_in_any_case(case: Any) -> None:
     body = fixture_bytes("orders/create")
     headers = {case(name): value for name, value in shopify_headers(body).items()}
-    assert SHOPIFY.store_domain(headers) == DOMAIN
+    assert SHOPIFY.store_domain(headers, b"") == DOMAIN
     assert SHOPIFY.signature(headers) == sign_base64_hmac_sha256(body, SECRET)
-    meta = SHOPIFY.delivery_meta(headers)
+    meta = SHOPIFY.delivery_meta(headers, b"")
     assert meta.topic == "orders/create"
     assert meta.delivery_id == "d-1"
 
 
 def test_store_domain_is_lowercased_and_trimmed() -> None:
-    assert SHOPIFY.store_domain({"X-Shopify-Shop-Domain": "  JSmith.MyShopify.com "}) == DOMAIN
+    assert SHOPIFY.store_domain({"X-Shopify-Shop-Domain": "  JSmith.MyShopify.com "}, b"") == DOMAIN
 
 
 def test_delivery_meta_reads_every_delivery_header() -> None:
-    meta = SHOPIFY.delivery_meta(shopify_headers(b"{}", delivery_id="545ebdd4-b7be", topic="orders/updated"))
+    meta = SHOPIFY.delivery_meta(shopify_headers(b"{}", delivery_id="545ebdd4-b7be", topic="orders/updated"), b"")
     assert meta.topic == "orders/updated"
     assert meta.delivery_id == "545ebdd4-b7be"
     assert meta.event_id == "event-545ebdd4-b7be"
@@ -68,7 +69,7 @@ def test_delivery_meta_reads_every_delivery_header() -> None:
 
 
 def test_delivery_meta_without_trigger_time_is_accepted() -> None:
-    assert SHOPIFY.delivery_meta(shopify_headers(b"{}", triggered_at=None)).triggered_at is None
+    assert SHOPIFY.delivery_meta(shopify_headers(b"{}", triggered_at=None), b"").triggered_at is None
 
 
 @pytest.mark.parametrize("missing", ["X-Shopify-Topic", "X-Shopify-Webhook-Id"])
@@ -76,26 +77,26 @@ def test_delivery_meta_requires_topic_and_delivery_id(missing: str) -> None:
     headers = shopify_headers(b"{}")
     del headers[missing]
     with pytest.raises(MissingHeader, match=missing) as raised:
-        SHOPIFY.delivery_meta(headers)
+        SHOPIFY.delivery_meta(headers, b"")
     assert raised.value.status == 400
 
 
 def test_blank_header_counts_as_missing() -> None:
     headers = {**shopify_headers(b"{}"), "X-Shopify-Topic": "   "}
     with pytest.raises(MissingHeader):
-        SHOPIFY.delivery_meta(headers)
+        SHOPIFY.delivery_meta(headers, b"")
 
 
 def test_unparseable_trigger_time_is_a_missing_header() -> None:
     with pytest.raises(MissingHeader, match="Triggered-At"):
-        SHOPIFY.delivery_meta(shopify_headers(b"{}", triggered_at="yesterday"))
+        SHOPIFY.delivery_meta(shopify_headers(b"{}", triggered_at="yesterday"), b"")
 
 
 def test_missing_shop_domain_raises_missing_header() -> None:
     headers = shopify_headers(b"{}")
     del headers["X-Shopify-Shop-Domain"]
     with pytest.raises(MissingHeader, match="X-Shopify-Shop-Domain"):
-        SHOPIFY.store_domain(headers)
+        SHOPIFY.store_domain(headers, b"")
 
 
 def test_missing_signature_raises_signature_missing_with_401() -> None:
@@ -113,37 +114,37 @@ def test_signature_is_base64_hmac_sha256_of_the_raw_bytes() -> None:
     body = fixture_bytes("orders/create")
     expected = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
     assert sign_base64_hmac_sha256(body, SECRET) == expected
-    assert SHOPIFY.is_signed_by(body, expected, [SECRET])
+    assert SHOPIFY.is_signed_by({}, body, expected, [SECRET])
 
 
 def test_signature_over_the_exact_bytes_only() -> None:
     pretty = fixture_bytes("orders/create")
     signature = sign_base64_hmac_sha256(pretty, SECRET)
     wire = compact(json.loads(pretty))  # the same JSON, other bytes
-    assert not SHOPIFY.is_signed_by(wire, signature, [SECRET])
-    assert not SHOPIFY.is_signed_by(pretty + b" ", signature, [SECRET])
+    assert not SHOPIFY.is_signed_by({}, wire, signature, [SECRET])
+    assert not SHOPIFY.is_signed_by({}, pretty + b" ", signature, [SECRET])
 
 
 def test_signature_with_another_secret_is_refused() -> None:
     body = fixture_bytes("orders/create")
-    assert not SHOPIFY.is_signed_by(body, sign_base64_hmac_sha256(body, "someone-else"), [SECRET])
+    assert not SHOPIFY.is_signed_by({}, body, sign_base64_hmac_sha256(body, "someone-else"), [SECRET])
 
 
 @pytest.mark.parametrize("signature", ["", "not base64!", "AAAA", "====", sign_base64_hmac_sha256(b"x", SECRET)[:-4]])
 def test_malformed_signatures_are_refused(signature: str) -> None:
-    assert not SHOPIFY.is_signed_by(b"{}", signature, [SECRET])
+    assert not SHOPIFY.is_signed_by({}, b"{}", signature, [SECRET])
 
 
 def test_no_secrets_verify_nothing() -> None:
-    assert not SHOPIFY.is_signed_by(b"{}", sign_base64_hmac_sha256(b"{}", SECRET), [])
+    assert not SHOPIFY.is_signed_by({}, b"{}", sign_base64_hmac_sha256(b"{}", SECRET), [])
 
 
 def test_rotation_accepts_old_and_new_secret_and_nothing_else() -> None:
     body = fixture_bytes("orders/create")
     secrets = ("old-secret", "new-secret")
-    assert SHOPIFY.is_signed_by(body, sign_base64_hmac_sha256(body, "old-secret"), secrets)
-    assert SHOPIFY.is_signed_by(body, sign_base64_hmac_sha256(body, "new-secret"), secrets)
-    assert not SHOPIFY.is_signed_by(body, sign_base64_hmac_sha256(body, "third-secret"), secrets)
+    assert SHOPIFY.is_signed_by({}, body, sign_base64_hmac_sha256(body, "old-secret"), secrets)
+    assert SHOPIFY.is_signed_by({}, body, sign_base64_hmac_sha256(body, "new-secret"), secrets)
+    assert not SHOPIFY.is_signed_by({}, body, sign_base64_hmac_sha256(body, "third-secret"), secrets)
 
 
 def test_signature_with_surrounding_whitespace_still_verifies() -> None:
@@ -157,7 +158,7 @@ def test_signature_with_surrounding_whitespace_still_verifies() -> None:
 def _orders(payload: dict[str, Any] | bytes, topic: str = "orders/create") -> list[Any]:
     body = payload if isinstance(payload, bytes) else compact(payload)
     triggered = datetime(2025, 7, 10, 16, 15, 47, tzinfo=UTC)
-    return SHOPIFY.orders(envelope(None, topic=topic, triggered_at=triggered), body)
+    return SHOPIFY.orders(envelope(None, topic=topic, triggered_at=triggered), body, FakeStoreDirectory())
 
 
 def test_published_orders_create_sample_maps_to_a_canonical_order() -> None:
@@ -240,8 +241,9 @@ def test_amounts_sent_as_json_numbers_keep_their_cents() -> None:
 
 def test_trigger_time_breaks_ties_between_updates_in_the_same_second() -> None:
     body = fixture_bytes("orders/updated")
-    early = SHOPIFY.orders(envelope(body, triggered_at=datetime(2025, 1, 1, 0, 0, 0, 1, tzinfo=UTC)), body)[0]
-    late = SHOPIFY.orders(envelope(body, triggered_at=datetime(2025, 1, 1, 0, 0, 0, 2, tzinfo=UTC)), body)[0]
+    stores = FakeStoreDirectory()
+    early = SHOPIFY.orders(envelope(body, triggered_at=datetime(2025, 1, 1, 0, 0, 0, 1, tzinfo=UTC)), body, stores)[0]
+    late = SHOPIFY.orders(envelope(body, triggered_at=datetime(2025, 1, 1, 0, 0, 0, 2, tzinfo=UTC)), body, stores)[0]
     assert early.version < late.version
 
 
@@ -278,4 +280,4 @@ def test_checkout_sample_without_an_id_is_not_an_order() -> None:
 
 def test_trigger_time_without_a_zone_is_refused_at_the_webhook() -> None:
     with pytest.raises(MissingHeader):
-        SHOPIFY.delivery_meta(shopify_headers(b"{}", triggered_at="2025-07-10T16:15:47"))
+        SHOPIFY.delivery_meta(shopify_headers(b"{}", triggered_at="2025-07-10T16:15:47"), b"")

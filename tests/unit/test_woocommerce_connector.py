@@ -28,6 +28,7 @@ from tests.builders import (
     woo_ping,
     woo_wire,
 )
+from tests.fakes import FakeStoreDirectory
 
 
 def test_connector_for_names_woocommerce() -> None:
@@ -42,21 +43,21 @@ def test_connector_for_names_woocommerce() -> None:
 @pytest.mark.parametrize("source", ["https://shop.example/", "http://shop.example", "https://SHOP.Example/",
                                     "  https://shop.example/  ", "https://shop.example/wp/"])
 def test_store_is_the_host_of_the_source_url(source: str) -> None:
-    assert WOOCOMMERCE.store_domain({"X-WC-Webhook-Source": source}) == WOO_DOMAIN
+    assert WOOCOMMERCE.store_domain({"X-WC-Webhook-Source": source}, b"") == WOO_DOMAIN
 
 
 @pytest.mark.parametrize("case", [str.lower, str.upper, lambda name: name])
 def test_headers_are_read_in_any_case(case: Any) -> None:
     body = woo_fixture_bytes("order.created")
     headers = {case(name): value for name, value in woo_headers(body, delivery_id="abc123").items()}
-    assert WOOCOMMERCE.store_domain(headers) == WOO_DOMAIN
+    assert WOOCOMMERCE.store_domain(headers, b"") == WOO_DOMAIN
     assert WOOCOMMERCE.signature(headers) == sign_base64_hmac_sha256(body, WOO_SECRET)
-    meta = WOOCOMMERCE.delivery_meta(headers)
+    meta = WOOCOMMERCE.delivery_meta(headers, b"")
     assert (meta.topic, meta.delivery_id) == ("order.created", "abc123")
 
 
 def test_delivery_meta_has_no_event_id_trigger_time_or_api_version() -> None:
-    meta = WOOCOMMERCE.delivery_meta(woo_headers(b"{}", topic="order.updated", delivery_id="9f8e7d"))
+    meta = WOOCOMMERCE.delivery_meta(woo_headers(b"{}", topic="order.updated", delivery_id="9f8e7d"), b"")
     assert (meta.topic, meta.delivery_id) == ("order.updated", "9f8e7d")
     assert (meta.event_id, meta.triggered_at, meta.api_version) == (None, None, None)
 
@@ -66,7 +67,7 @@ def test_delivery_meta_requires_topic_and_delivery_id(missing: str) -> None:
     headers = woo_headers(b"{}")
     del headers[missing]
     with pytest.raises(MissingHeader, match=missing) as raised:
-        WOOCOMMERCE.delivery_meta(headers)
+        WOOCOMMERCE.delivery_meta(headers, b"")
     assert raised.value.status == 400
 
 
@@ -77,7 +78,7 @@ def test_missing_or_empty_source_raises_missing_header(source: str | None) -> No
     if source is not None:
         headers["X-WC-Webhook-Source"] = source
     with pytest.raises(MissingHeader, match="X-WC-Webhook-Source") as raised:
-        WOOCOMMERCE.store_domain(headers)
+        WOOCOMMERCE.store_domain(headers, b"")
     assert raised.value.status == 400
 
 
@@ -94,7 +95,7 @@ def test_shopify_headers_name_no_woocommerce_store_or_signature() -> None:
     with pytest.raises(SignatureMissing):
         WOOCOMMERCE.signature(headers)
     with pytest.raises(MissingHeader):
-        WOOCOMMERCE.store_domain(headers)
+        WOOCOMMERCE.store_domain(headers, b"")
 
 
 # --- signatures ----------------------------------------------------------------------------------
@@ -104,8 +105,8 @@ def test_signature_is_base64_hmac_sha256_of_the_raw_file_bytes() -> None:
     body = woo_fixture_bytes("order.created")
     expected = base64.b64encode(hmac.new(WOO_SECRET.encode(), body, hashlib.sha256).digest()).decode()
     assert woo_headers(body)["X-WC-Webhook-Signature"] == expected
-    assert WOOCOMMERCE.is_signed_by(body, expected, [WOO_SECRET])
-    assert not WOOCOMMERCE.is_signed_by(body, expected, ["another-secret"])
+    assert WOOCOMMERCE.is_signed_by({}, body, expected, [WOO_SECRET])
+    assert not WOOCOMMERCE.is_signed_by({}, body, expected, ["another-secret"])
 
 
 def test_wire_bytes_escape_slashes_and_only_those_bytes_verify() -> None:
@@ -113,18 +114,18 @@ def test_wire_bytes_escape_slashes_and_only_those_bytes_verify() -> None:
     assert b'"href":"https:\\/\\/example.com\\/wp-json\\/wc\\/v3\\/orders\\/727"' in wire
     assert json.loads(wire) == woo_fixture_json("order.created")  # the same JSON ...
     signature = sign_base64_hmac_sha256(wire, WOO_SECRET)
-    assert WOOCOMMERCE.is_signed_by(wire, signature, [WOO_SECRET])
-    assert not WOOCOMMERCE.is_signed_by(compact(json.loads(wire)), signature, [WOO_SECRET])  # ... other bytes
-    assert not WOOCOMMERCE.is_signed_by(woo_fixture_bytes("order.created"), signature, [WOO_SECRET])
-    assert not WOOCOMMERCE.is_signed_by(wire + b"\n", signature, [WOO_SECRET])
+    assert WOOCOMMERCE.is_signed_by({}, wire, signature, [WOO_SECRET])
+    assert not WOOCOMMERCE.is_signed_by({}, compact(json.loads(wire)), signature, [WOO_SECRET])  # ... other bytes
+    assert not WOOCOMMERCE.is_signed_by({}, woo_fixture_bytes("order.created"), signature, [WOO_SECRET])
+    assert not WOOCOMMERCE.is_signed_by({}, wire + b"\n", signature, [WOO_SECRET])
 
 
 def test_rotation_accepts_old_and_new_secret() -> None:
     body = woo_fixture_bytes("order.updated")
     secrets = ("old-secret", "new-secret")
-    assert WOOCOMMERCE.is_signed_by(body, sign_base64_hmac_sha256(body, "old-secret"), secrets)
-    assert WOOCOMMERCE.is_signed_by(body, sign_base64_hmac_sha256(body, "new-secret"), secrets)
-    assert not WOOCOMMERCE.is_signed_by(body, sign_base64_hmac_sha256(body, WOO_SECRET), secrets)
+    assert WOOCOMMERCE.is_signed_by({}, body, sign_base64_hmac_sha256(body, "old-secret"), secrets)
+    assert WOOCOMMERCE.is_signed_by({}, body, sign_base64_hmac_sha256(body, "new-secret"), secrets)
+    assert not WOOCOMMERCE.is_signed_by({}, body, sign_base64_hmac_sha256(body, WOO_SECRET), secrets)
 
 
 # --- the creation ping ---------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def test_an_order_delivery_is_not_a_ping() -> None:
 
 def _orders(payload: dict[str, Any] | bytes, topic: str = "order.created") -> list[CanonicalOrder]:
     body = payload if isinstance(payload, bytes) else woo_wire(payload)
-    return WOOCOMMERCE.orders(envelope(None, topic=topic, platform=Platform.WOOCOMMERCE), body)
+    return WOOCOMMERCE.orders(envelope(None, topic=topic, platform=Platform.WOOCOMMERCE), body, FakeStoreDirectory())
 
 
 def test_published_order_created_sample_maps_to_a_canonical_order() -> None:

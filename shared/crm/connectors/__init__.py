@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from crm.connectors.base import Connector
+from crm.connectors.bigcommerce import BIGCOMMERCE
 from crm.connectors.shopify import SHOPIFY
 from crm.connectors.woocommerce import WOOCOMMERCE
 from crm.models.stores import Platform
 
-CONNECTORS: dict[Platform, Connector] = {Platform.SHOPIFY: SHOPIFY, Platform.WOOCOMMERCE: WOOCOMMERCE}
+CONNECTORS: dict[Platform, Connector] = {
+    Platform.SHOPIFY: SHOPIFY, Platform.WOOCOMMERCE: WOOCOMMERCE, Platform.BIGCOMMERCE: BIGCOMMERCE,
+}
 
 
 def connector_for(platform: str) -> Connector:

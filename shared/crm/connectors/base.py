@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.stores import Platform
+from crm.ports import StoreDirectory
 
 
 class DeliveryRejected(Exception):
@@ -39,8 +41,12 @@ class Connector(Protocol):
 
     platform: Platform
 
-    def store_domain(self, headers: Mapping[str, str]) -> str:
-        """The domain that names the sending store (raises MissingHeader)."""
+    def store_domain(self, headers: Mapping[str, str], raw_body: bytes) -> str:
+        """The domain that names the sending store, from a header or (BigCommerce) the body.
+
+        Read before the signature is checked, so it must only locate the store, never trust the body
+        (raises MissingHeader, or another DeliveryRejected naming the problem).
+        """
         ...
 
     def signature(self, headers: Mapping[str, str]) -> str:
@@ -54,14 +60,28 @@ class Connector(Protocol):
         """
         ...
 
-    def is_signed_by(self, raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool: ...
-
-    def delivery_meta(self, headers: Mapping[str, str]) -> DeliveryMeta:
-        """Topic, delivery id and timing of a delivery (raises MissingHeader)."""
+    def is_signed_by(
+        self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
+    ) -> bool:
+        """True if ``signature`` signs the delivery with any of the secrets (headers: for schemes that
+        also sign header values, such as Standard Webhooks' id and timestamp)."""
         ...
 
-    def orders(self, envelope: IngestEnvelope, body: bytes) -> list[CanonicalOrder]:
-        """The orders a delivery carries (raises PayloadNotUnderstood)."""
+    def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
+        """False when the delivery's signed timestamp is too far from ``now`` (a replay); platforms
+        that sign no timestamp return True."""
+        ...
+
+    def delivery_meta(self, headers: Mapping[str, str], raw_body: bytes) -> DeliveryMeta:
+        """Topic, delivery id and timing of a delivery (raises MissingHeader or another DeliveryRejected)."""
+        ...
+
+    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
+        """The orders a delivery carries (raises PayloadNotUnderstood).
+
+        ``stores`` is for platforms whose bodies carry only ids and must be read with the store's API
+        token (BigCommerce); the others ignore it. Other exceptions mean "try again later".
+        """
         ...
 
 

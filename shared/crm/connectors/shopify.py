@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +28,7 @@ from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.stores import Platform
 from crm.money import to_money
+from crm.ports import StoreDirectory
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
 
@@ -100,7 +102,7 @@ class _Order(BaseModel):
 class ShopifyConnector:
     platform = Platform.SHOPIFY
 
-    def store_domain(self, headers: Mapping[str, str]) -> str:
+    def store_domain(self, headers: Mapping[str, str], raw_body: bytes) -> str:
         return required_header(headers, "X-Shopify-Shop-Domain").lower()
 
     def signature(self, headers: Mapping[str, str]) -> str:
@@ -112,10 +114,15 @@ class ShopifyConnector:
     def is_ping(self, headers: Mapping[str, str], raw_body: bytes) -> bool:
         return False  # Shopify sends no unsigned pings: every request must be signed
 
-    def is_signed_by(self, raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool:
+    def is_signed_by(
+        self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
+    ) -> bool:
         return base64_hmac_sha256_matches(raw_body, signature, secrets)
 
-    def delivery_meta(self, headers: Mapping[str, str]) -> DeliveryMeta:
+    def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
+        return True  # no signed timestamp to check
+
+    def delivery_meta(self, headers: Mapping[str, str], raw_body: bytes) -> DeliveryMeta:
         try:
             return DeliveryMeta(
                 topic=required_header(headers, "X-Shopify-Topic"),
@@ -127,7 +134,7 @@ class ShopifyConnector:
         except ValidationError as error:
             raise MissingHeader(f"a valid X-Shopify-Triggered-At ({error.errors()[0]['msg']})") from None
 
-    def orders(self, envelope: IngestEnvelope, body: bytes) -> list[CanonicalOrder]:
+    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
         if envelope.meta.topic not in ORDER_TOPICS:
             raise PayloadNotUnderstood(f"unsupported Shopify topic {envelope.meta.topic!r}")
         payload = _json_object(body)

@@ -34,6 +34,7 @@ from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.stores import Platform
 from crm.money import to_money
+from crm.ports import StoreDirectory
 from crm.stores import normalise_domain
 
 ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.restored"})
@@ -102,7 +103,7 @@ class _Order(BaseModel):
 class WooCommerceConnector:
     platform = Platform.WOOCOMMERCE
 
-    def store_domain(self, headers: Mapping[str, str]) -> str:
+    def store_domain(self, headers: Mapping[str, str], raw_body: bytes) -> str:
         domain = normalise_domain(required_header(headers, SOURCE_HEADER))
         if not domain:
             raise MissingHeader(f"a valid {SOURCE_HEADER} (the store's home URL)")
@@ -120,16 +121,21 @@ class WooCommerceConnector:
             return False
         return _PING_BODY.fullmatch(raw_body) is not None
 
-    def is_signed_by(self, raw_body: bytes, signature: str, secrets: Iterable[str]) -> bool:
+    def is_signed_by(
+        self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
+    ) -> bool:
         return base64_hmac_sha256_matches(raw_body, signature, secrets)
 
-    def delivery_meta(self, headers: Mapping[str, str]) -> DeliveryMeta:
+    def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
+        return True  # no signed timestamp to check
+
+    def delivery_meta(self, headers: Mapping[str, str], raw_body: bytes) -> DeliveryMeta:
         return DeliveryMeta(
             topic=required_header(headers, "X-WC-Webhook-Topic"),
             delivery_id=required_header(headers, "X-WC-Webhook-Delivery-ID"),
         )
 
-    def orders(self, envelope: IngestEnvelope, body: bytes) -> list[CanonicalOrder]:
+    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
         if envelope.meta.topic not in ORDER_TOPICS:
             raise PayloadNotUnderstood(f"unsupported WooCommerce topic {envelope.meta.topic!r}")
         payload = _json_object(body)

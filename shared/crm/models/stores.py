@@ -11,10 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 class Platform(StrEnum):
     SHOPIFY = "shopify"
     WOOCOMMERCE = "woocommerce"
+    BIGCOMMERCE = "bigcommerce"
 
 
 class Store(BaseModel):
-    """A store that sends webhooks; its secrets sign them (old and new during a rotation)."""
+    """A store that sends webhooks; its secrets sign them (old and new during a rotation).
+
+    ``api_token`` is the platform API's access token, for platforms whose webhooks carry only ids
+    (BigCommerce); it is stored like the secrets and never leaves the table.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -24,6 +29,7 @@ class Store(BaseModel):
     domain: str = Field(min_length=3)
     webhook_secrets: tuple[str, ...] = Field(min_length=1)
     created_at: datetime
+    api_token: str | None = None
 
 
 class StoreRegistration(BaseModel):
