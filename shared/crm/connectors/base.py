@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Protocol
+from decimal import Decimal
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -127,3 +129,14 @@ def base64_hmac_sha256_matches(raw_body: bytes, signature: str, secrets: Iterabl
 def sign_base64_hmac_sha256(raw_body: bytes, secret: str) -> str:
     """The signature a platform would send (tests, the demo and the bench sign with it)."""
     return base64.b64encode(hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()).decode()
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A delivery body parsed as a JSON object; numbers with a fraction stay Decimal (money keeps its digits)."""
+    try:
+        payload = json.loads(body, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PayloadNotUnderstood(f"body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise PayloadNotUnderstood("body is not a JSON object")
+    return payload

@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,6 +30,7 @@ from crm.connectors.base import (
     SignatureMissing,
     first_error,
     header,
+    json_object,
 )
 from crm.contact import normalise_email, normalise_phone
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
@@ -112,10 +112,9 @@ class _Order(BaseModel):
 
 def _json_object(raw_body: bytes) -> dict[str, Any] | None:
     try:
-        payload = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return json_object(raw_body)
+    except PayloadNotUnderstood:
         return None
-    return payload if isinstance(payload, dict) else None
 
 
 def store_hash_of(producer: str) -> str | None:

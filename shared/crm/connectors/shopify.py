@@ -6,11 +6,9 @@ so they are parsed as integers and kept as strings; amounts are decimal strings.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,6 +19,7 @@ from crm.connectors.base import (
     base64_hmac_sha256_matches,
     first_error,
     header,
+    json_object,
     required_header,
 )
 from crm.contact import normalise_email, normalise_phone
@@ -137,22 +136,12 @@ class ShopifyConnector:
     def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
         if envelope.meta.topic not in ORDER_TOPICS:
             raise PayloadNotUnderstood(f"unsupported Shopify topic {envelope.meta.topic!r}")
-        payload = _json_object(body)
+        payload = json_object(body)
         try:
             order = _Order.model_validate(payload)
             return [_canonical(order, envelope)]
         except ValidationError as error:
             raise PayloadNotUnderstood(f"not a Shopify order: {first_error(error)}") from None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PayloadNotUnderstood(f"body is not valid JSON: {error}") from None
-    if not isinstance(payload, dict):
-        raise PayloadNotUnderstood("body is not a JSON object")
-    return payload
 
 
 def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:

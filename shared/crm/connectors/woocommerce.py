@@ -11,12 +11,10 @@ a per-second hash, so an order's ``date_modified_gmt`` is its version.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -27,6 +25,7 @@ from crm.connectors.base import (
     base64_hmac_sha256_matches,
     first_error,
     header,
+    json_object,
     required_header,
 )
 from crm.contact import normalise_email, normalise_phone
@@ -138,22 +137,12 @@ class WooCommerceConnector:
     def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
         if envelope.meta.topic not in ORDER_TOPICS:
             raise PayloadNotUnderstood(f"unsupported WooCommerce topic {envelope.meta.topic!r}")
-        payload = _json_object(body)
+        payload = json_object(body)
         try:
             order = _Order.model_validate(payload)
             return [_canonical(order, envelope)]
         except ValidationError as error:
             raise PayloadNotUnderstood(f"not a WooCommerce order: {first_error(error)}") from None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body, parse_float=Decimal)  # prices can be JSON numbers: keep their digits
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PayloadNotUnderstood(f"body is not valid JSON: {error}") from None
-    if not isinstance(payload, dict):
-        raise PayloadNotUnderstood("body is not a JSON object")
-    return payload
 
 
 def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
