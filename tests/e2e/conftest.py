@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -21,11 +22,29 @@ from tests.builders import ROOT
 READY_TIMEOUT_SECONDS = 60
 
 
-@dataclass(frozen=True)
+@dataclass
 class LocalStack:
     api_url: str
     aws_endpoint: str
     process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Keep reading what the runtime prints: a full pipe would block its logging, and with it the stack.
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
+
+    def _read_output(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager would; the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return code
 
     def env(self) -> dict[str, str]:
         """Only the endpoint, as an operator would set it: `crm` needs no credentials for the local stack."""
@@ -94,8 +113,7 @@ def start_local_stack(extra_env: Mapping[str, str] | None = None) -> LocalStack:
 def local_stack() -> Iterator[LocalStack]:
     stack = start_local_stack()
     yield stack
-    stack.process.send_signal(signal.SIGTERM)
-    stack.process.wait(timeout=30)
+    stack.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -268,10 +267,8 @@ def test_a_signed_woocommerce_order_creates_the_profile_and_the_creation_ping_ge
 
 def test_sigterm_stops_the_runtime_cleanly() -> None:
     stack = start_local_stack()
-    stack.process.send_signal(signal.SIGTERM)
-    assert stack.process.wait(timeout=30) == 0
-    assert stack.process.stdout is not None
-    assert "stopped" in stack.process.stdout.read()
+    assert stack.stop() == 0
+    assert "stopped" in "".join(stack.output)
 
 
 def test_the_demo_runs_and_verifies_its_own_totals() -> None:
@@ -319,5 +316,4 @@ def test_a_thin_bigcommerce_delivery_is_read_back_from_the_api_into_a_profile() 
             assert [path for path, _ in api.requests] == [ORDER_PATH]
             assert api.requests[0][1]["x-auth-token"] == BC_TOKEN
         finally:
-            stack.process.send_signal(signal.SIGTERM)
-            stack.process.wait(timeout=30)
+            stack.stop()
