@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ def _local(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
     runtime = LocalRuntime(port=args.port, aws_port=args.aws_port, stack_name=args.stack,
                            template=args.template, log_level=args.log_level)
     runtime.start()

@@ -42,7 +42,14 @@ class LocalStack:
     def stop(self) -> int:
         """SIGTERM, as a service manager would; the exit code."""
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=60)
+        try:
+            code = self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # the runtime prints every thread's stack
+            time.sleep(1)
+            self.process.kill()
+            self._reader.join(timeout=10)
+            raise AssertionError("crm local did not stop on SIGTERM:\n" + "".join(self.output[-200:])) from None
         self._reader.join(timeout=10)
         return code
 
