@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from crm.models.stores import Platform
 
+STOP_TIMEOUT_SECONDS = 20
+
 
 def _local(args: argparse.Namespace) -> int:
     from crm_local.runtime import LocalRuntime
@@ -32,11 +34,17 @@ def _local(args: argparse.Namespace) -> int:
     try:
         print(f"ready: api {runtime.api_url} aws {runtime.aws_endpoint} stack {args.stack} "
               f"(export AWS_ENDPOINT_URL={runtime.aws_endpoint})", flush=True)
-        stop.wait()
+        while not stop.wait(0.5):  # a timed wait: the signal handler's flag is seen within half a second
+            pass
     finally:
-        runtime.stop()
-        print("stopped", flush=True)
-    return 0
+        stopping = threading.Thread(target=runtime.stop, name="stop", daemon=True)
+        stopping.start()
+        stopping.join(STOP_TIMEOUT_SECONDS)
+        print("stopped" if not stopping.is_alive() else "stopped (some servers did not shut down in time)",
+              flush=True)
+    # Every server thread is a daemon; leave without waiting on anything a library left running.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def _store_add(args: argparse.Namespace) -> int:
