@@ -12,7 +12,6 @@ handler times are dominated by moto's own time per request and do not.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -53,6 +52,7 @@ from crm.models.stores import Platform, Store, StoreRegistration
 from crm.profiles import apply_order, is_newer, primary_identity, profile_id_for
 from crm.stores import register_store
 from crm_local import moto_patches
+from crm_local.event_shapes import read_stream, sqs_record
 from crm_local.lambdas import Function, LambdaContext, load_handler
 from crm_local.provision import Provisioned, provision
 from crm_local.simulation import Delivery, Expected, fixture, order_payload, simulate_orders
@@ -497,19 +497,8 @@ def receive_all(url: str) -> list[dict[str, Any]]:
     return found
 
 
-def sqs_record(message_id: str, body: str, source_arn: str) -> dict[str, Any]:
-    """One record of the event Lambda's SQS event source mapping invokes a function with."""
-    return {
-        "messageId": message_id, "receiptHandle": f"bench-{message_id}", "body": body,
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "bench",
-                       "ApproximateFirstReceiveTimestamp": "0"},
-        "messageAttributes": {}, "md5OfBody": hashlib.md5(body.encode()).hexdigest(), "eventSource": "aws:sqs",
-        "eventSourceARN": source_arn, "awsRegion": REGION,
-    }
-
-
 def sqs_batches(messages: Sequence[dict[str, Any]], source_arn: str) -> list[dict[str, Any]]:
-    return [{"Records": [sqs_record(m["MessageId"], m["Body"], source_arn) for m in messages[i:i + PROFILES_BATCH]]}
+    return [{"Records": [sqs_record(m, source_arn, REGION) for m in messages[i:i + PROFILES_BATCH]]}
             for i in range(0, len(messages), PROFILES_BATCH)]
 
 
@@ -554,21 +543,7 @@ def invoke_batches(bench: Bench, handler: Callable[[dict[str, Any], Any], Any], 
 
 def stream_records(bench: Bench) -> list[dict[str, Any]]:
     """The table's stream, shaped as Lambda's DynamoDB event source delivers it (reading it is free in AWS)."""
-    streams = harness("dynamodbstreams")
-    arn = bench.provisioned.physical["Table"].attributes["StreamArn"]
-    records: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator and (answer := streams.get_records(ShardIterator=iterator))["Records"]:
-            records += answer["Records"]
-            iterator = answer.get("NextShardIterator")
-    for record in records:
-        created = record["dynamodb"].get("ApproximateCreationDateTime")
-        if isinstance(created, datetime):
-            record["dynamodb"]["ApproximateCreationDateTime"] = created.timestamp()
-        record["eventSourceARN"] = arn
-    return records
+    return read_stream(harness("dynamodbstreams"), bench.provisioned.physical["Table"].attributes["StreamArn"])
 
 
 def profile_totals(table: str) -> dict[str, tuple[int, Decimal]]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from crm import config, wiring
 from crm.adapters import clients
+from crm_local.event_shapes import read_stream, sqs_record
 from crm_local.provision import Provisioned
 
 REGION = "us-east-1"
@@ -48,51 +48,16 @@ def receive_all(url: str) -> list[dict[str, Any]]:
         found += batch
 
 
-def _lambda_attribute(value: dict[str, Any]) -> dict[str, Any]:
-    """SQS API message attribute -> the camelCase shape Lambda's SQS event uses."""
-    return {"stringValue": value.get("StringValue"), "binaryValue": value.get("BinaryValue"),
-            "stringListValues": [], "binaryListValues": [], "dataType": value["DataType"]}
-
-
 def sqs_event(messages: list[dict[str, Any]], source_arn: str) -> dict[str, Any]:
     """The event Lambda's SQS event source mapping would invoke the function with."""
-    records = []
     for message in messages:
         assert message["MD5OfBody"] == hashlib.md5(message["Body"].encode()).hexdigest()
-        records.append({
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            "messageAttributes": {k: _lambda_attribute(v) for k, v in message.get("MessageAttributes", {}).items()},
-            "md5OfBody": message["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": source_arn,
-            "awsRegion": REGION,
-        })
-    return {"Records": records}
+    return {"Records": [sqs_record(message, source_arn, REGION) for message in messages]}
 
 
 def stream_records(provisioned: Provisioned) -> list[dict[str, Any]]:
     """Every record on the table's stream, shaped as Lambda's DynamoDB event source delivers them."""
-    streams = client("dynamodbstreams")
-    arn = provisioned.physical["Table"].attributes["StreamArn"]
-    records: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            answer = streams.get_records(ShardIterator=iterator)
-            if not answer["Records"]:
-                break
-            records += answer["Records"]
-            iterator = answer.get("NextShardIterator")
-    for record in records:
-        created = record["dynamodb"].get("ApproximateCreationDateTime")
-        if isinstance(created, datetime):
-            record["dynamodb"]["ApproximateCreationDateTime"] = created.timestamp()
-        record["eventSourceARN"] = arn
-    return records
+    return read_stream(client("dynamodbstreams"), provisioned.physical["Table"].attributes["StreamArn"])
 
 
 def subscribe_queue_to_bus(bus_name: str, name: str) -> str:

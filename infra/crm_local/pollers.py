@@ -6,7 +6,6 @@ and invoking that the Lambda service does is done here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 import boto3
 
+from crm_local.event_shapes import sqs_record, stream_record
 from crm_local.lambdas import Function
 
 log = logging.getLogger("crm.local")
@@ -87,20 +87,6 @@ class SqsPoller(Poller):
         self.arn = str(mapping["EventSourceArn"])
         self.url = _queue_url(self.sqs, self.arn)
 
-    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
-        attributes = {k: v for k, v in message.get("Attributes", {}).items()}
-        message_attributes = {
-            k: {"stringValue": v.get("StringValue"), "binaryValue": v.get("BinaryValue"),
-                "stringListValues": [], "binaryListValues": [], "dataType": v["DataType"]}
-            for k, v in message.get("MessageAttributes", {}).items()
-        }
-        return {
-            "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"], "attributes": attributes, "messageAttributes": message_attributes,
-            "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),
-            "eventSource": "aws:sqs", "eventSourceARN": self.arn, "awsRegion": self.region,
-        }
-
     def poll_once(self) -> bool:
         messages = self.sqs.receive_message(
             QueueUrl=self.url, MaxNumberOfMessages=min(self.batch_size, 10), WaitTimeSeconds=0,
@@ -108,7 +94,7 @@ class SqsPoller(Poller):
         ).get("Messages", [])
         if not messages:
             return False
-        failed = self.invoke({"Records": [self._record(m) for m in messages]})
+        failed = self.invoke({"Records": [sqs_record(m, self.arn, self.region) for m in messages]})
         for message in messages:
             if failed is None or message["MessageId"] in failed:
                 self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"],
@@ -158,7 +144,7 @@ class StreamPoller(Poller):
 
     def _poll_shard(self, shard_id: str, iterator: str) -> bool:
         answer = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
-        records = [{**r, "eventSourceARN": self.arn} for r in answer.get("Records", [])]
+        records = [stream_record(r, self.arn) for r in answer.get("Records", [])]
         if not records:
             self.iterators[shard_id] = answer.get("NextShardIterator")
             return False
