@@ -9,9 +9,9 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
@@ -140,3 +140,48 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise PayloadNotUnderstood("body is not a JSON object")
     return payload
+
+
+OrderPayload = TypeVar("OrderPayload", bound=BaseModel)
+
+
+class BodySignedConnector(Generic[OrderPayload]):
+    """What Shopify and WooCommerce share: one header with base64 HMAC-SHA256 of the raw body, no
+    signed timestamp, and full order JSON in the body. A subclass says where its store, topic and
+    order fields are; everything else is here once."""
+
+    platform: Platform
+    name: str  # as the platform spells itself, for error messages
+    signature_header: str
+    order_topics: frozenset[str]
+    order_payload: type[OrderPayload]
+
+    def signature(self, headers: Mapping[str, str]) -> str:
+        value = header(headers, self.signature_header)
+        if value is None:
+            raise SignatureMissing(f"missing {self.signature_header} signature header")
+        return value
+
+    def is_ping(self, headers: Mapping[str, str], raw_body: bytes) -> bool:
+        return False  # every request must be signed
+
+    def is_signed_by(
+        self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
+    ) -> bool:
+        return base64_hmac_sha256_matches(raw_body, signature, secrets)
+
+    def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
+        return True  # no signed timestamp to check
+
+    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
+        if envelope.meta.topic not in self.order_topics:
+            raise PayloadNotUnderstood(f"unsupported {self.name} topic {envelope.meta.topic!r}")
+        payload = json_object(body)
+        try:
+            return [self.canonical(self.order_payload.model_validate(payload), envelope)]
+        except ValidationError as error:
+            raise PayloadNotUnderstood(f"not a {self.name} order: {first_error(error)}") from None
+
+    def canonical(self, order: OrderPayload, envelope: IngestEnvelope) -> CanonicalOrder:
+        """The platform's order payload as the CRM's canonical order."""
+        raise NotImplementedError

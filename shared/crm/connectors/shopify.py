@@ -6,20 +6,15 @@ so they are parsed as integers and kept as strings; amounts are decimal strings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from crm.connectors.base import (
+    BodySignedConnector,
     MissingHeader,
-    PayloadNotUnderstood,
-    SignatureMissing,
-    base64_hmac_sha256_matches,
-    first_error,
     header,
-    json_object,
     required_header,
 )
 from crm.contact import normalise_email, normalise_phone
@@ -27,7 +22,6 @@ from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.stores import Platform
 from crm.money import to_money
-from crm.ports import StoreDirectory
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
 
@@ -98,28 +92,15 @@ class _Order(BaseModel):
         )
 
 
-class ShopifyConnector:
+class ShopifyConnector(BodySignedConnector[_Order]):
     platform = Platform.SHOPIFY
+    name = "Shopify"
+    signature_header = "X-Shopify-Hmac-Sha256"
+    order_topics = ORDER_TOPICS
+    order_payload = _Order
 
     def store_domain(self, headers: Mapping[str, str], raw_body: bytes) -> str:
         return required_header(headers, "X-Shopify-Shop-Domain").lower()
-
-    def signature(self, headers: Mapping[str, str]) -> str:
-        value = header(headers, "X-Shopify-Hmac-Sha256")
-        if value is None:
-            raise SignatureMissing("missing X-Shopify-Hmac-Sha256 signature header")
-        return value
-
-    def is_ping(self, headers: Mapping[str, str], raw_body: bytes) -> bool:
-        return False  # Shopify sends no unsigned pings: every request must be signed
-
-    def is_signed_by(
-        self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
-    ) -> bool:
-        return base64_hmac_sha256_matches(raw_body, signature, secrets)
-
-    def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
-        return True  # no signed timestamp to check
 
     def delivery_meta(self, headers: Mapping[str, str], raw_body: bytes) -> DeliveryMeta:
         try:
@@ -133,15 +114,8 @@ class ShopifyConnector:
         except ValidationError as error:
             raise MissingHeader(f"a valid X-Shopify-Triggered-At ({error.errors()[0]['msg']})") from None
 
-    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
-        if envelope.meta.topic not in ORDER_TOPICS:
-            raise PayloadNotUnderstood(f"unsupported Shopify topic {envelope.meta.topic!r}")
-        payload = json_object(body)
-        try:
-            order = _Order.model_validate(payload)
-            return [_canonical(order, envelope)]
-        except ValidationError as error:
-            raise PayloadNotUnderstood(f"not a Shopify order: {first_error(error)}") from None
+    def canonical(self, order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
+        return _canonical(order, envelope)
 
 
 def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:

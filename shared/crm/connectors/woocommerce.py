@@ -12,20 +12,15 @@ a per-second hash, so an order's ``date_modified_gmt`` is its version.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crm.connectors.base import (
+    BodySignedConnector,
     MissingHeader,
-    PayloadNotUnderstood,
-    SignatureMissing,
-    base64_hmac_sha256_matches,
-    first_error,
-    header,
-    json_object,
     required_header,
 )
 from crm.contact import normalise_email, normalise_phone
@@ -33,7 +28,6 @@ from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.stores import Platform
 from crm.money import to_money
-from crm.ports import StoreDirectory
 from crm.stores import normalise_domain
 
 ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.restored"})
@@ -99,8 +93,12 @@ class _Order(BaseModel):
         return sum((abs(refund.total) for refund in self.refunds), Decimal("0"))
 
 
-class WooCommerceConnector:
+class WooCommerceConnector(BodySignedConnector[_Order]):
     platform = Platform.WOOCOMMERCE
+    name = "WooCommerce"
+    signature_header = SIGNATURE_HEADER
+    order_topics = ORDER_TOPICS
+    order_payload = _Order
 
     def store_domain(self, headers: Mapping[str, str], raw_body: bytes) -> str:
         domain = normalise_domain(required_header(headers, SOURCE_HEADER))
@@ -108,25 +106,11 @@ class WooCommerceConnector:
             raise MissingHeader(f"a valid {SOURCE_HEADER} (the store's home URL)")
         return domain
 
-    def signature(self, headers: Mapping[str, str]) -> str:
-        value = header(headers, SIGNATURE_HEADER)
-        if value is None:
-            raise SignatureMissing(f"missing {SIGNATURE_HEADER} signature header")
-        return value
-
     def is_ping(self, headers: Mapping[str, str], raw_body: bytes) -> bool:
         """The creation ping: exactly ``webhook_id=<digits>`` and no X-WC-Webhook-* header at all."""
         if any(name.lower().startswith(_WC_HEADER_PREFIX) for name in headers):
             return False
         return _PING_BODY.fullmatch(raw_body) is not None
-
-    def is_signed_by(
-        self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
-    ) -> bool:
-        return base64_hmac_sha256_matches(raw_body, signature, secrets)
-
-    def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
-        return True  # no signed timestamp to check
 
     def delivery_meta(self, headers: Mapping[str, str], raw_body: bytes) -> DeliveryMeta:
         return DeliveryMeta(
@@ -134,15 +118,8 @@ class WooCommerceConnector:
             delivery_id=required_header(headers, "X-WC-Webhook-Delivery-ID"),
         )
 
-    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
-        if envelope.meta.topic not in ORDER_TOPICS:
-            raise PayloadNotUnderstood(f"unsupported WooCommerce topic {envelope.meta.topic!r}")
-        payload = json_object(body)
-        try:
-            order = _Order.model_validate(payload)
-            return [_canonical(order, envelope)]
-        except ValidationError as error:
-            raise PayloadNotUnderstood(f"not a WooCommerce order: {first_error(error)}") from None
+    def canonical(self, order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
+        return _canonical(order, envelope)
 
 
 def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
