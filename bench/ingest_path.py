@@ -655,7 +655,10 @@ def measure_heavy_customer(bench: Bench) -> list[tuple[int, Counts, float, Count
     measured = {n for first, last in heavy_windows(HEAVY_ORDERS) for n in range(first, last + 1)}
     rows = []
     for number, body in enumerate(heavy_customer_messages(bench.store, HEAVY_ORDERS), start=1):
-        event = {"Records": [sqs_record(str(uuid.UUID(int=number)), body, arn)]}
+        message_id = str(uuid.UUID(int=number))
+        message = {"MessageId": message_id, "ReceiptHandle": f"bench-{message_id}", "Body": body,
+                   "Attributes": {"ApproximateReceiveCount": "1"}}
+        event = {"Records": [sqs_record(message, arn, REGION)]}
         ours = invoke_batches(bench, lambda e, _: profiles.invoke(e), "ProfilesFunction", [event])
         if number not in measured:
             naive.seed(body)
