@@ -47,6 +47,7 @@ from crm.clock import utc_now
 from crm.connectors import connector_for
 from crm.connectors.base import base64_hmac_sha256_matches
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.orders import CanonicalOrder
 from crm.models.profile import OrderRecord, Profile, new_profile
 from crm.models.stores import Platform, Store, StoreRegistration
 from crm.profiles import apply_order, is_newer, primary_identity, profile_id_for
@@ -431,13 +432,16 @@ class NaiveProfiles:
     def apply_record(self, record: SQSRecord) -> None:
         envelope = IngestEnvelope.model_validate_json(record.body)
         body = envelope.body.encode() if envelope.body is not None else b""
-        for order in connector_for(envelope.platform).orders(envelope, body, self.stores):
-            self.upsert(order)
+        for order in connector_for(envelope.platform).events(envelope, body, self.stores):
+            if isinstance(order, CanonicalOrder):
+                self.upsert(order)
 
     def seed(self, message: str) -> None:
         """Write the order item upsert would write, unmetered and without the recompute (saves minutes)."""
         envelope = IngestEnvelope.model_validate_json(message)
-        for order in connector_for(envelope.platform).orders(envelope, (envelope.body or "").encode(), self.stores):
+        for order in connector_for(envelope.platform).events(envelope, (envelope.body or "").encode(), self.stores):
+            if not isinstance(order, CanonicalOrder):
+                continue
             identity = primary_identity(order)
             record = OrderRecord(profile_id=profile_id_for(order.workspace_id, identity), order=order)
             key = {"pk": f"WS#{order.workspace_id}#CUSTOMER#{identity}",

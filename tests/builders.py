@@ -40,6 +40,18 @@ def fixture_json(topic: str) -> dict[str, Any]:
     return payload
 
 
+def placed_order_json(**overrides: Any) -> dict[str, Any]:
+    """The published order sample as a live order: Shopify's sample is a cancelled, voided test order."""
+    payload = fixture_json("orders/create")
+    payload.update(cancelled_at=None, cancel_reason=None, financial_status="paid")
+    payload.update(overrides)
+    return payload
+
+
+def placed_order_bytes(**overrides: Any) -> bytes:
+    return compact(placed_order_json(**overrides))
+
+
 def compact(payload: dict[str, Any]) -> bytes:
     """A payload as Shopify puts it on the wire: compact JSON."""
     return json.dumps(payload, separators=(",", ":")).encode()

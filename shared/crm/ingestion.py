@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from crm.connectors import connector_for
 from crm.connectors.base import PayloadNotUnderstood
+from crm.interpret import canonical_events
+from crm.models.canonical import CanonicalEvent
 from crm.models.ingest import IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import new_profile
@@ -69,11 +71,17 @@ def apply_envelope(
     else:
         return _dead_letter(queue, message, "envelope has neither a body nor an archive key")
     try:
-        orders = connector_for(envelope.platform).orders(envelope, body, stores)
+        events = canonical_events(envelope, body, stores)
     except PayloadNotUnderstood as error:
         return _dead_letter(queue, message, f"{envelope.meta.topic} {envelope.meta.delivery_id}: {error}")
+    return apply_events(repository, events, now)
+
+
+def apply_events(repository: ProfileRepository, events: Sequence[CanonicalEvent], now: datetime) -> Outcome:
+    """Apply canonical events in order (a delivery's, an import's); each is idempotent."""
+    orders = [event for event in events if isinstance(event, CanonicalOrder)]
     applied = sum(upsert_order(repository, order, now) for order in orders)
-    return Outcome(applied=applied, unchanged=len(orders) - applied)
+    return Outcome(applied=applied, unchanged=len(events) - applied)
 
 
 def _dead_letter(queue: IngestQueue, message: str, reason: str) -> Outcome:

@@ -163,7 +163,7 @@ def test_every_field_round_trips_exactly(backend: Backend) -> None:
     placed = order("820982911946154508", total=Decimal("404.95"), refunded=Decimal("0.05"),
                    phone="+12024561111", first_name="Jøn").model_copy(update={
                        "customer_id": "115310627314723954", "order_number": "#9999", "financial_status": "paid",
-                       "cancelled_at": NOW, "landing_site": "/?utm_source=x", "referring_site": None,
+                       "cancelled_at": None, "landing_site": "/?utm_source=x", "referring_site": None,
                        "line_items": (LineItem(product_id="788032119674292922", sku=None, title="Aviator",
                                                quantity=3, price=Decimal("89.99")),)})
     applied = apply_order(new_profile(WS, CANDIDATE, NOW), None, placed, NOW)

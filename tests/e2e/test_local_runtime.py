@@ -25,8 +25,8 @@ from tests.builders import (
     bc_fixture_bytes,
     bc_headers,
     compact,
-    fixture_bytes,
-    fixture_json,
+    placed_order_bytes,
+    placed_order_json,
     shopify_headers,
     woo_fixture_json,
     woo_headers,
@@ -48,7 +48,7 @@ def signed(body: bytes, delivery_id: str, **overrides: Any) -> dict[str, str]:
 
 def order_body(email: str, order_id: int, **changes: Any) -> bytes:
     """The published orders/create sample, for a shopper of our own, compact as Shopify sends it."""
-    return compact({**fixture_json("orders/create"), "id": order_id, "email": email, "contact_email": email,
+    return compact({**placed_order_json(), "id": order_id, "email": email, "contact_email": email,
                     **changes})
 
 
@@ -222,7 +222,7 @@ def test_replaying_the_archive_changes_no_profile(local_stack: LocalStack, store
 
 def test_the_published_sample_itself_is_accepted(local_stack: LocalStack, store: dict[str, str]) -> None:
     """The pretty-printed published bytes, signed as they are: accepted and applied."""
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     assert local_stack.post("/webhooks/shopify", body, signed(body, "e2e-sample"))[0] == 200
     profile = wait_for_customer(local_stack, store["api_key"], "jon@example.com", orders=1)
     assert profile["total_spent"] == "404.95"

@@ -33,7 +33,15 @@ from tests.aws import (
     stream_records,
     subscribe_queue_to_bus,
 )
-from tests.builders import DOMAIN, FIXTURE_ORDER_ID, NOW, SECRET, fixture_bytes, order, shopify_headers
+from tests.builders import (
+    DOMAIN,
+    FIXTURE_ORDER_ID,
+    NOW,
+    SECRET,
+    order,
+    placed_order_bytes,
+    shopify_headers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +79,7 @@ def _run_outbox(provisioned: Provisioned, function_env: UseEnv, records: list[di
 def test_signed_order_becomes_a_profile_and_domain_events(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
 ) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
 
     response = _post(webhooks, body, shopify_headers(body, delivery_id="545ebdd4-b7be"))
 
@@ -129,7 +137,7 @@ def test_signed_order_becomes_a_profile_and_domain_events(
 def test_redelivered_webhook_is_applied_once(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
 ) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     headers = shopify_headers(body, delivery_id="same-delivery")
     assert _post(webhooks, body, headers).status_code == 200
     assert _post(webhooks, body, headers).status_code == 200  # Shopify retried: both are accepted
@@ -162,7 +170,7 @@ def test_refused_delivery_stores_nothing(
     provisioned: Provisioned, registration: StoreRegistration, webhooks: Client,
     change: dict[str, str | None], status: int,
 ) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     headers = {**shopify_headers(body), **{k: v for k, v in change.items() if v is not None}}
     for name in [k for k, v in change.items() if v is None]:
         del headers[name]
@@ -176,7 +184,7 @@ def test_refused_delivery_stores_nothing(
 
 
 def test_unknown_platform_is_404(provisioned: Provisioned, registration: StoreRegistration, webhooks: Client) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     response = _post(webhooks, body, shopify_headers(body), platform="magento")
     assert response.status_code == 404
     assert receive_all(provisioned.outputs["IngestQueueUrl"]) == []
@@ -185,7 +193,7 @@ def test_unknown_platform_is_404(provisioned: Provisioned, registration: StoreRe
 def test_one_bad_record_neither_blocks_nor_drops_its_neighbours(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
 ) -> None:
-    good = fixture_bytes("orders/create")
+    good = placed_order_bytes()
     not_json = b"<xml>signed but not JSON</xml>"
     assert _post(webhooks, good, shopify_headers(good, delivery_id="good")).status_code == 200
     assert _post(webhooks, not_json, shopify_headers(not_json, delivery_id="not-json")).status_code == 200
@@ -231,7 +239,7 @@ def test_outbox_fails_the_invocation_when_the_bus_refuses_the_request(
 def test_large_delivery_travels_through_the_archive(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
 ) -> None:
-    payload = json.loads(fixture_bytes("orders/create")) | {"note": "n" * 250_000}
+    payload = json.loads(placed_order_bytes()) | {"note": "n" * 250_000}
     body = json.dumps(payload, separators=(",", ":")).encode()
     assert _post(webhooks, body, shopify_headers(body, delivery_id="large")).status_code == 200
     messages = receive_all(provisioned.outputs["IngestQueueUrl"])
@@ -258,7 +266,7 @@ def test_a_delivery_that_cannot_be_archived_is_answered_503_so_the_platform_retr
 ) -> None:
     monkeypatch.setenv("ARCHIVE_STREAM", f"{provisioned.stack_name}-no-such-stream")
     reset_crm_caches()
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     response = _post(webhooks, body, shopify_headers(body, delivery_id="unstorable"))
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"

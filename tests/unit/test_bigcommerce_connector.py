@@ -284,7 +284,7 @@ class _Api:
 def test_order_scopes_fetch_the_order_with_the_store_token(stores: FakeStoreDirectory, scope: str) -> None:
     api = _Api(bc_order_json())
     body = bc_fixture_bytes(scope)
-    [order] = BigCommerceConnector(fetch=api).orders(bc_envelope(body, scope), body, stores)
+    [order] = BigCommerceConnector(fetch=api).events(bc_envelope(body, scope), body, stores)
     assert api.calls == [(BC_STORE_HASH, 250, BC_TOKEN)]
     assert order.order_id == "250"
 
@@ -293,30 +293,30 @@ def test_order_scopes_fetch_the_order_with_the_store_token(stores: FakeStoreDire
 def test_other_scopes_are_not_understood(stores: FakeStoreDirectory, scope: str) -> None:
     api = _Api(bc_order_json())
     with pytest.raises(PayloadNotUnderstood, match="unsupported BigCommerce scope"):
-        BigCommerceConnector(fetch=api).orders(bc_envelope(b"{}", scope), b"{}", stores)
+        BigCommerceConnector(fetch=api).events(bc_envelope(b"{}", scope), b"{}", stores)
     assert api.calls == []
 
 
 def test_an_order_the_api_does_not_know_is_not_understood(stores: FakeStoreDirectory) -> None:
     body = bc_fixture_bytes("store/order/created")
     with pytest.raises(PayloadNotUnderstood, match="order 250 not found in store abc123"):
-        BigCommerceConnector(fetch=_Api(None)).orders(bc_envelope(body), body, stores)
+        BigCommerceConnector(fetch=_Api(None)).events(bc_envelope(body), body, stores)
 
 
 def test_an_api_failure_is_raised_for_the_queue_to_retry(stores: FakeStoreDirectory) -> None:
     body = bc_fixture_bytes("store/order/created")
     with pytest.raises(TimeoutError):
-        BigCommerceConnector(fetch=_Api(TimeoutError("timed out"))).orders(bc_envelope(body), body, stores)
+        BigCommerceConnector(fetch=_Api(TimeoutError("timed out"))).events(bc_envelope(body), body, stores)
 
 
 def test_a_store_no_longer_registered_is_not_understood(stores: FakeStoreDirectory) -> None:
     body = bc_fixture_bytes("store/order/created")
     with pytest.raises(PayloadNotUnderstood, match="no longer registered"):
-        BigCommerceConnector(fetch=_Api(bc_order_json())).orders(bc_envelope(body, store_id="st_gone"), body,
+        BigCommerceConnector(fetch=_Api(bc_order_json())).events(bc_envelope(body, store_id="st_gone"), body,
                                                                   stores)
     other = bc_fixture_bytes("store/order/created", store_hash="zzz999")
     with pytest.raises(PayloadNotUnderstood, match="no longer registered"):
-        BigCommerceConnector(fetch=_Api(bc_order_json())).orders(bc_envelope(other), other, stores)
+        BigCommerceConnector(fetch=_Api(bc_order_json())).events(bc_envelope(other), other, stores)
 
 
 @pytest.mark.parametrize("data", [b'{"type": "order"}', b'{"id": "250"}', b'"250"'])
@@ -325,7 +325,7 @@ def test_a_body_without_an_order_id_is_accepted_then_not_understood(stores: Fake
     accepted = _accept(bc_headers(body), body, stores, FakeRawArchive(), FakeIngestQueue())
     assert isinstance(accepted, AcceptedWebhook)  # signed: kept, and the profiles function decides
     with pytest.raises(PayloadNotUnderstood, match=r"data\.id"):
-        BigCommerceConnector(fetch=_Api(bc_order_json())).orders(bc_envelope(body), body, stores)
+        BigCommerceConnector(fetch=_Api(bc_order_json())).events(bc_envelope(body), body, stores)
 
 
 def test_rfc2822_dates_without_a_zone_are_utc() -> None:

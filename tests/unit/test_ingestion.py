@@ -19,8 +19,9 @@ from tests.builders import (
     compact,
     envelope,
     fixture_bytes,
-    fixture_json,
     order,
+    placed_order_bytes,
+    placed_order_json,
     woo_fixture_bytes,
     woo_fixture_json,
     woo_wire,
@@ -68,7 +69,7 @@ def _updated(payload: dict[str, Any], updated_at: str, refunded: str | None = No
 
 def test_published_order_creates_a_profile(repository: FakeProfileRepository, archive: FakeRawArchive,
                                            queue: FakeIngestQueue) -> None:
-    outcome = _apply(envelope(fixture_bytes("orders/create"), triggered_at=TRIGGER), repository, archive, queue)
+    outcome = _apply(envelope(placed_order_bytes(), triggered_at=TRIGGER), repository, archive, queue)
 
     assert outcome == Outcome(applied=1, unchanged=0)
     profile = _the_profile(repository)
@@ -125,7 +126,7 @@ def test_unsupported_topic_is_dead_lettered(repository: FakeProfileRepository, a
 
 def test_body_not_inlined_is_read_from_the_archive(repository: FakeProfileRepository, archive: FakeRawArchive,
                                                    queue: FakeIngestQueue) -> None:
-    archive.put("raw/shopify/st_a/big", fixture_bytes("orders/create"), {})
+    archive.put("raw/shopify/st_a/big", placed_order_bytes(), {})
     outcome = _apply(envelope(None, archive_key="raw/shopify/st_a/big"), repository, archive, queue)
     assert outcome == Outcome(applied=1)
     assert _the_profile(repository).total_spent == Decimal("404.95")
@@ -140,7 +141,7 @@ def test_missing_archived_body_raises_so_the_queue_retries(repository: FakeProfi
 
 def test_duplicate_delivery_changes_nothing(repository: FakeProfileRepository, archive: FakeRawArchive,
                                             queue: FakeIngestQueue) -> None:
-    message = envelope(fixture_bytes("orders/create"), triggered_at=TRIGGER)
+    message = envelope(placed_order_bytes(), triggered_at=TRIGGER)
     _apply(message, repository, archive, queue)
     before = (dict(repository.profiles), dict(repository.orders), dict(repository.identities))
 
@@ -153,7 +154,7 @@ def test_duplicate_delivery_changes_nothing(repository: FakeProfileRepository, a
 
 def test_newer_update_replaces_the_order_total(repository: FakeProfileRepository, archive: FakeRawArchive,
                                                queue: FakeIngestQueue) -> None:
-    payload = fixture_json("orders/create")
+    payload = placed_order_json()
     _apply(envelope(compact(payload), triggered_at=TRIGGER), repository, archive, queue)
     newer = envelope(_updated(payload, "2022-01-05T10:00:00-05:00", refunded="100.00"), topic="orders/updated",
                      delivery_id="d-2", triggered_at=TRIGGER)
@@ -168,7 +169,7 @@ def test_newer_update_replaces_the_order_total(repository: FakeProfileRepository
 
 def test_older_update_after_a_newer_one_changes_nothing(repository: FakeProfileRepository,
                                                         archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
-    payload = fixture_json("orders/create")
+    payload = placed_order_json()
     newer = envelope(_updated(payload, "2022-01-05T10:00:00-05:00", refunded="100.00"), topic="orders/updated",
                      delivery_id="d-new", triggered_at=TRIGGER)
     older = envelope(_updated(payload, "2022-01-03T10:00:00-05:00", refunded="5.00"), topic="orders/updated",
@@ -187,8 +188,8 @@ def test_older_update_after_a_newer_one_changes_nothing(repository: FakeProfileR
 def test_stale_retry_in_the_same_second_loses_to_the_later_trigger(
     repository: FakeProfileRepository, archive: FakeRawArchive, queue: FakeIngestQueue
 ) -> None:
-    body_paid = _updated(fixture_json("orders/create"), "2022-01-05T10:00:00-05:00", refunded="1.00")
-    body_refunded = _updated(fixture_json("orders/create"), "2022-01-05T10:00:00-05:00", refunded="50.00")
+    body_paid = _updated(placed_order_json(), "2022-01-05T10:00:00-05:00", refunded="1.00")
+    body_refunded = _updated(placed_order_json(), "2022-01-05T10:00:00-05:00", refunded="50.00")
     later = envelope(body_refunded, delivery_id="d-2", triggered_at=TRIGGER + timedelta(milliseconds=5))
     earlier = envelope(body_paid, delivery_id="d-1", triggered_at=TRIGGER)
     _apply(later, repository, archive, queue)
@@ -263,7 +264,7 @@ def test_endless_conflicts_raise_so_the_queue_retries_later() -> None:
                                     {"created_at": "2022-01-05T10:00:00", "updated_at": None}])
 def test_order_timestamps_without_a_zone_are_dead_lettered(change: dict[str, Any], repository: FakeProfileRepository,
                                                            archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
-    body = compact({**fixture_json("orders/create"), **change})
+    body = compact({**placed_order_json(), **change})
     outcome = _apply(envelope(body, triggered_at=TRIGGER), repository, archive, queue)
     assert outcome.dead_lettered is not None
     assert "updated_at" in outcome.dead_lettered or "created_at" in outcome.dead_lettered

@@ -19,7 +19,7 @@ from tests.builders import (
     SECRET,
     WOO_DOMAIN,
     WOO_SECRET,
-    fixture_bytes,
+    placed_order_bytes,
     shopify_headers,
     store,
     woo_fixture_bytes,
@@ -53,7 +53,7 @@ def _accept(headers: dict[str, str], body: bytes, stores: FakeStoreDirectory, ar
 
 def test_valid_delivery_is_archived_and_enqueued(stores: FakeStoreDirectory, archive: FakeRawArchive,
                                                  queue: FakeIngestQueue) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     accepted = accept_webhook("shopify", shopify_headers(body, delivery_id="abc/1"), body, stores, archive,
                               queue, NOW)
 
@@ -91,7 +91,7 @@ def test_a_body_that_cannot_travel_in_the_message_is_an_object_of_its_own(
 
 def test_lowercase_headers_as_sent_over_http2_are_accepted(stores: FakeStoreDirectory, archive: FakeRawArchive,
                                                             queue: FakeIngestQueue) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     headers = {name.lower(): value for name, value in shopify_headers(body).items()}
     _accept(headers, body, stores, archive, queue)
     assert len(queue.messages) == 1
@@ -99,7 +99,7 @@ def test_lowercase_headers_as_sent_over_http2_are_accepted(stores: FakeStoreDire
 
 def test_unknown_store_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, archive: FakeRawArchive,
                                                   queue: FakeIngestQueue) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     with pytest.raises(NotAuthenticated) as raised:
         _accept(shopify_headers(body, domain="stranger.myshopify.com"), body, stores, archive, queue)
     assert raised.value.status == 401
@@ -109,7 +109,7 @@ def test_unknown_store_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, ar
 
 def test_bad_signature_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, archive: FakeRawArchive,
                                                   queue: FakeIngestQueue) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     with pytest.raises(NotAuthenticated, match="signature") as raised:
         _accept(shopify_headers(body, secret="not-the-store-secret"), body, stores, archive, queue)
     assert raised.value.status == 401
@@ -118,7 +118,7 @@ def test_bad_signature_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, ar
 
 
 def test_tampered_body_is_401(stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     headers = shopify_headers(body)
     with pytest.raises(NotAuthenticated):
         _accept(headers, body.replace(b"404.95", b"0.01"), stores, archive, queue)
@@ -128,7 +128,7 @@ def test_tampered_body_is_401(stores: FakeStoreDirectory, archive: FakeRawArchiv
 
 def test_missing_signature_is_401_and_nothing_is_kept(stores: FakeStoreDirectory, archive: FakeRawArchive,
                                                       queue: FakeIngestQueue) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     headers = shopify_headers(body)
     del headers["X-Shopify-Hmac-Sha256"]
     with pytest.raises(SignatureMissing) as raised:
@@ -141,7 +141,7 @@ def test_missing_signature_is_401_and_nothing_is_kept(stores: FakeStoreDirectory
 def test_signed_delivery_without_topic_is_400_and_nothing_is_kept(
     stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue
 ) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     headers = shopify_headers(body)
     del headers["X-Shopify-Topic"]
     with pytest.raises(MissingHeader) as raised:
@@ -162,7 +162,7 @@ def test_unknown_platform_is_404(stores: FakeStoreDirectory, archive: FakeRawArc
 def test_either_secret_of_a_rotation_is_accepted(archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
     stores = FakeStoreDirectory()
     stores.register(store(secrets=("old-secret", "new-secret")), "crm_key")
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     _accept(shopify_headers(body, secret="old-secret", delivery_id="1"), body, stores, archive, queue)
     _accept(shopify_headers(body, secret="new-secret", delivery_id="2"), body, stores, archive, queue)
     with pytest.raises(NotAuthenticated):
@@ -204,7 +204,7 @@ def test_a_body_that_grows_when_escaped_is_not_inlined(stores: FakeStoreDirector
 
 def test_a_small_body_travels_inline(stores: FakeStoreDirectory, archive: FakeRawArchive,
                                      queue: FakeIngestQueue) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     _accept(shopify_headers(body), body, stores, archive, queue)
     assert queue.envelopes[0].body == body.decode()
 
@@ -300,7 +300,7 @@ def test_a_ping_body_sent_to_shopify_is_still_401(woo_stores: FakeStoreDirectory
 
 def test_a_shopify_signed_body_sent_to_the_woocommerce_route_is_refused(
         woo_stores: FakeStoreDirectory, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
-    body = fixture_bytes("orders/create")
+    body = placed_order_bytes()
     with pytest.raises(SignatureMissing) as raised:
         _accept(shopify_headers(body), body, woo_stores, archive, queue, platform="woocommerce")
     assert raised.value.status == 401

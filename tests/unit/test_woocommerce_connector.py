@@ -161,7 +161,7 @@ def test_an_order_delivery_is_not_a_ping() -> None:
 
 def _orders(payload: dict[str, Any] | bytes, topic: str = "order.created") -> list[CanonicalOrder]:
     body = payload if isinstance(payload, bytes) else woo_wire(payload)
-    return WOOCOMMERCE.orders(envelope(None, topic=topic, platform=Platform.WOOCOMMERCE), body, FakeStoreDirectory())
+    return WOOCOMMERCE.events(envelope(None, topic=topic, platform=Platform.WOOCOMMERCE), body, FakeStoreDirectory())
 
 
 def test_published_order_created_sample_maps_to_a_canonical_order() -> None:

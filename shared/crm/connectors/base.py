@@ -13,6 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from crm.models.canonical import CanonicalEvent
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.stores import Platform
@@ -78,8 +79,8 @@ class Connector(Protocol):
         """Topic, delivery id and timing of a delivery (raises MissingHeader or another DeliveryRejected)."""
         ...
 
-    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
-        """The orders a delivery carries (raises PayloadNotUnderstood).
+    def events(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalEvent]:
+        """The canonical events a delivery carries (raises PayloadNotUnderstood).
 
         ``stores`` is for platforms whose bodies carry only ids and must be read with the store's API
         token (BigCommerce); the others ignore it. Other exceptions mean "try again later".
@@ -173,7 +174,7 @@ class BodySignedConnector(Generic[OrderPayload]):
     def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
         return True  # no signed timestamp to check
 
-    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
+    def events(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalEvent]:
         if envelope.meta.topic not in self.order_topics:
             raise PayloadNotUnderstood(f"unsupported {self.name} topic {envelope.meta.topic!r}")
         payload = json_object(body)

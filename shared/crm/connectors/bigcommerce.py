@@ -33,6 +33,7 @@ from crm.connectors.base import (
     json_object,
 )
 from crm.contact import normalise_email, normalise_phone
+from crm.models.canonical import CanonicalEvent
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, version_stamp
 from crm.models.stores import Platform, Store
@@ -203,7 +204,7 @@ class BigCommerceConnector:
             raise BodyNotUnderstood(f"BigCommerce delivery has neither a {ID_HEADER} header nor a body hash")
         return DeliveryMeta(topic=delivery.scope, delivery_id=delivery_id)
 
-    def orders(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalOrder]:
+    def events(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalEvent]:
         topic = envelope.meta.topic
         if topic not in ORDER_SCOPES:
             raise PayloadNotUnderstood(f"unsupported BigCommerce scope {topic!r}")

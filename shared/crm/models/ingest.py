@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -30,6 +31,9 @@ class IngestEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     platform: Platform
+    # "webhook": a platform's signed delivery (its connector reads it); "track": a storefront
+    # tracking request sent with the store's public write key (crm.tracking reads it).
+    source: Literal["webhook", "track"] = "webhook"
     workspace_id: str
     store_id: str
     meta: DeliveryMeta

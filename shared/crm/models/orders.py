@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm.clock import as_utc
+from crm.models.consent import Consent
 from crm.models.stores import Platform
 
 
@@ -27,8 +29,10 @@ class LineItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     product_id: str | None = None
+    variant_id: str | None = None
     sku: str | None = None
     title: str
+    category: str | None = None
     quantity: int = Field(ge=0)
     price: Decimal
 
@@ -50,7 +54,9 @@ class CanonicalOrder(BaseModel):
     last_name: str | None = None
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     total_price: Decimal = Field(ge=0)
-    total_refunded: Decimal = Field(default=Decimal("0.00"), ge=0)
+    # Every refund known, by the platform's refund id: refunds that arrive on their own (refunds/create)
+    # and those listed on the order are unioned by id, so neither is counted twice.
+    refunds: dict[str, Decimal] = Field(default_factory=dict)
     financial_status: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -59,6 +65,37 @@ class CanonicalOrder(BaseModel):
     landing_site: str | None = None
     referring_site: str | None = None
     line_items: tuple[LineItem, ...] = ()
+    discount_codes: tuple[str, ...] = ()
+    fulfillment_status: str | None = None
+    # Links to the storefront activity that led here (cart and checkout tokens, the tracker's id).
+    cart_token: str | None = None
+    checkout_token: str | None = None
+    anonymous_id: str | None = None
+    country: str | None = None
+    consents: tuple[Consent, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refunds_by_id(cls, data: Any) -> Any:
+        """A platform that only reports a total refunded (BigCommerce) gives it as ``total_refunded``:
+        it becomes one refund."""
+        if isinstance(data, dict) and "total_refunded" in data:
+            data = dict(data)
+            total = data.pop("total_refunded")
+            if not data.get("refunds") and total:
+                data["refunds"] = {"total": total}
+        return data
+
+    @field_validator("refunds")
+    @classmethod
+    def _no_negative_refund(cls, refunds: dict[str, Decimal]) -> dict[str, Decimal]:
+        if any(amount < 0 for amount in refunds.values()):
+            raise ValueError("a refund amount cannot be negative")
+        return refunds
+
+    @property
+    def total_refunded(self) -> Decimal:
+        return sum(self.refunds.values(), Decimal("0.00"))
 
     @field_validator("created_at", "updated_at", "cancelled_at")
     @classmethod
@@ -67,5 +104,7 @@ class CanonicalOrder(BaseModel):
 
     @property
     def net_total(self) -> Decimal:
-        """What the shopper has paid and kept: the total less refunds known so far."""
+        """What the shopper has paid and kept: the total less refunds known so far (zero once cancelled)."""
+        if self.cancelled_at is not None:
+            return Decimal("0.00")
         return max(self.total_price - self.total_refunded, Decimal("0.00"))

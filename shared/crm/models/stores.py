@@ -12,6 +12,7 @@ class Platform(StrEnum):
     SHOPIFY = "shopify"
     WOOCOMMERCE = "woocommerce"
     BIGCOMMERCE = "bigcommerce"
+    CUSTOM = "custom"  # any storefront, through the canonical event API (POST /events)
 
 
 class Store(BaseModel):
