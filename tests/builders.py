@@ -10,6 +10,7 @@ from typing import Any
 
 from crm.connectors.base import sign_base64_hmac_sha256
 from crm.connectors.bigcommerce import standard_webhooks_signature
+from crm.models.canonical import CustomerRecord
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, version_stamp
 from crm.models.stores import Platform, Store
@@ -185,6 +186,18 @@ def order(
         email=email, phone=phone, first_name=first_name, currency=currency, total_price=total,
         total_refunded=refunded, created_at=created_at, updated_at=updated,
         version=version_stamp(updated, triggered_at),
+    )
+
+
+def customer_record(
+    customer_id: str = "c1", *, email: str | None = "shopper@example.com", phone: str | None = None,
+    updated_at: datetime = NOW - timedelta(days=1), first_name: str | None = None, store_id: str = "st_a",
+    workspace_id: str = "ws_a", deleted: bool = False,
+) -> CustomerRecord:
+    return CustomerRecord(
+        workspace_id=workspace_id, store_id=store_id, platform=Platform.SHOPIFY, customer_id=customer_id,
+        email=email, phone=phone, first_name=first_name, created_at=updated_at - timedelta(days=30),
+        updated_at=updated_at, version=version_stamp(updated_at, None), deleted=deleted,
     )
 
 

@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 from crm.archive import ArchivedDelivery, unframe
 from crm.models.events import AnyDomainEvent
 from crm.models.ingest import IngestEnvelope
-from crm.models.profile import OrderRecord, Profile
+from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.stores import Platform, Store
 from crm.ports import (
+    Change,
     ConcurrentUpdate,
+    Context,
     EventPublisher,
     IngestQueue,
-    OrderContext,
     ProfileRepository,
     RawArchive,
+    Reads,
     StoreDirectory,
 )
 
@@ -58,11 +60,9 @@ class FakeStoreDirectory:
 
 
 class FakeProfileRepository:
-    """Orders, profiles and identities; ``save_order`` is one atomic conditional write.
-
-    The conditions are the DynamoDB adapter's: the order is still at ``previous``'s version (or
-    absent when there is no previous), the profile is still at ``profile_before``'s revision (or
-    absent), and a new identity does not exist yet. If any fails, nothing is written.
+    """Profiles, identities, orders, customer accounts and timelines in dicts; ``commit`` is one atomic
+    conditional write with the DynamoDB adapter's conditions (each item still as it was read, or absent).
+    If any fails, nothing is written.
 
     ``before_save`` lets a test run a competing writer between a read and the write.
     """
@@ -71,66 +71,97 @@ class FakeProfileRepository:
         self.orders: dict[tuple[str, str, str], OrderRecord] = {}
         self.profiles: dict[tuple[str, str], Profile] = {}
         self.identities: dict[tuple[str, str], str] = {}
+        self.redacted: set[tuple[str, str]] = set()
+        self.customers: dict[tuple[str, str, str], CustomerState] = {}
+        self.events: dict[tuple[str, str, str], str] = {}
+        self.timelines: dict[tuple[str, str], dict[str, TimelineEntry]] = {}
         self.saves = 0
         self.conflicts = 0
         self.before_save: Callable[[], None] | None = None
         self._lock = threading.RLock()
 
-    def load_for_order(
-        self, workspace_id: str, store_id: str, order_id: str, identity: str, candidate_profile_id: str
-    ) -> OrderContext:
+    def _live(self, workspace_id: str, profile_id: str) -> Profile | None:
+        profile = self.profiles.get((workspace_id, profile_id))
+        while profile is not None and profile.merged_into:
+            profile = self.profiles.get((workspace_id, profile.merged_into))
+        return profile
+
+    def load(self, reads: Reads) -> Context:
+        ws = reads.workspace_id
         with self._lock:
-            previous = self.orders.get((workspace_id, store_id, order_id))
-            identity_profile = self.identities.get((workspace_id, identity))
-            if previous is not None:
-                profile_id = previous.profile_id
-            elif identity_profile is not None:
-                profile_id = identity_profile
-            else:
-                profile_id = candidate_profile_id
-            return OrderContext(
-                previous=previous,
-                profile=self.profiles.get((workspace_id, profile_id)),
-                profile_id=profile_id,
-                identity_exists=identity_profile is not None,
+            pointers = {i: self.identities[(ws, i)] for i in reads.identities if (ws, i) in self.identities}
+            owners = {i: p for i, pid in pointers.items() if (p := self._live(ws, pid)) is not None}
+            order = self.orders.get((ws, *reads.order)) if reads.order else None
+            customer = self.customers.get((ws, *reads.customer)) if reads.customer else None
+            if customer is not None and reads.customer and (owner := self._live(ws, customer.profile_id)):
+                owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", owner)
+            return Context(
+                owners=owners, pointers=pointers,
+                redacted=frozenset(i for i in reads.identities if (ws, i) in self.redacted),
+                order=order,
+                order_owner=self._live(ws, order.profile_id) if order and order.profile_id else None,
+                customer=customer,
+                event_seen=reads.event is not None and (ws, *reads.event) in self.events,
             )
 
-    def save_order(
-        self,
-        record: OrderRecord,
-        previous: OrderRecord | None,
-        profile: Profile,
-        profile_before: Profile | None,
-        identity: str | None,
-    ) -> None:
+    def _guards_hold(self, change: Change) -> bool:
+        ws = change.workspace_id
+        checks: list[tuple[object, object]] = [
+            *((getattr(self.profiles.get((ws, p.profile_id)), "revision", None), revision)
+              for p, revision in change.profiles),
+            *((self.identities.get((ws, link.identity)), link.previous_profile_id) for link in change.identities),
+        ]
+        if change.order is not None:
+            record, version = change.order
+            checks.append((getattr(self.orders.get((ws, record.store_id, record.order_id)), "version", None), version))
+        if change.customer is not None:
+            state, version = change.customer
+            checks.append((getattr(self.customers.get((ws, state.store_id, state.customer_id)), "version", None),
+                           version))
+        if change.event is not None and (ws, change.event[0], change.event[1]) in self.events:
+            return False
+        # An absent item reads as None, so "must be new" (expected None) and "still at this value" are one test.
+        return all(held == expected for held, expected in checks)
+
+    def commit(self, change: Change) -> None:
         hook, self.before_save = self.before_save, None
         if hook is not None:
             hook()
-        order = record.order
-        order_key = (order.workspace_id, order.store_id, order.order_id)
-        profile_key = (profile.workspace_id, profile.profile_id)
+        ws = change.workspace_id
         with self._lock:
-            held_order = self.orders.get(order_key)
-            held_profile = self.profiles.get(profile_key)
-            order_ok = (held_order is None if previous is None
-                        else held_order is not None and held_order.order.version == previous.order.version)
-            profile_ok = (held_profile is None if profile_before is None
-                          else held_profile is not None and held_profile.revision == profile_before.revision)
-            identity_ok = identity is None or (profile.workspace_id, identity) not in self.identities
-            if not (order_ok and profile_ok and identity_ok):
+            if not self._guards_hold(change):
                 self.conflicts += 1
-                raise ConcurrentUpdate(f"order {order.order_id} or profile {profile.profile_id} changed")
-            self.orders[order_key] = record
-            self.profiles[profile_key] = profile
-            if identity is not None:
-                self.identities[(profile.workspace_id, identity)] = profile.profile_id
+                raise ConcurrentUpdate("an item changed since it was read")
+            for profile, _ in change.profiles:
+                self.profiles[(ws, profile.profile_id)] = profile
+            for link in change.identities:
+                self.identities[(ws, link.identity)] = link.profile_id
+            if change.order is not None:
+                self.orders[(ws, change.order[0].store_id, change.order[0].order_id)] = change.order[0]
+            if change.customer is not None:
+                state = change.customer[0]
+                self.customers[(ws, state.store_id, state.customer_id)] = state
+            for entry in change.timeline:
+                self.timelines.setdefault((ws, entry.profile_id), {})[entry.sort_key] = entry
+            if change.event is not None:
+                self.events[(ws, change.event[0], change.event[1])] = change.event[2]
             self.saves += 1
 
     def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
-        return self.profiles.get((workspace_id, profile_id))
+        return self._live(workspace_id, profile_id)
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
         return self.identities.get((workspace_id, identity))
+
+    def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
+                 limit: int) -> list[TimelineEntry]:
+        entries = [e for pid in profile_ids for e in self.timelines.get((workspace_id, pid), {}).values()
+                   if before is None or e.sort_key < before]
+        entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
+        return entries[:limit]
+
+    def live_profiles(self) -> list[Profile]:
+        return sorted((p for p in self.profiles.values() if not p.merged_into), key=lambda p: p.profile_id)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The marketer API: profiles, scoped to the workspace of the caller's key."""
+"""The marketer API: profiles and their timelines, scoped to the workspace of the caller's key."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 from chalice import BadRequestError, Chalice, NotFoundError, UnauthorizedError
 from crm import wiring
-from crm.customers import find_by_email, profile_view
+from crm.customers import find_profile, profile_view, timeline_page
+from crm.models.profile import Profile
 
 app = Chalice(app_name="crm-api")
 
@@ -19,24 +20,45 @@ def _workspace() -> str:
     return workspace_id
 
 
+def _query() -> dict[str, str]:
+    return dict(app.current_request.query_params or {})
+
+
+def _profile(profile_id: str) -> Profile:
+    profile = wiring.profile_repository().get_profile(_workspace(), profile_id)
+    if profile is None:
+        raise NotFoundError(f"no customer {profile_id}")
+    return profile
+
+
 @app.route("/customers", methods=["GET"])
 def find_customers() -> dict[str, Any]:
     workspace_id = _workspace()
-    email = (app.current_request.query_params or {}).get("email")
-    if not email:
-        raise BadRequestError("query parameter 'email' is required")
+    query = _query()
     try:
-        profile = find_by_email(wiring.profile_repository(), workspace_id, email)
+        profile = find_profile(wiring.profile_repository(), workspace_id, email=query.get("email"),
+                               phone=query.get("phone"))
     except ValueError as error:
         raise BadRequestError(str(error)) from None
     if profile is None:
-        raise NotFoundError(f"no customer with email {email}")
+        raise NotFoundError(f"no customer with {'email ' + query['email'] if 'email' in query else 'that phone'}")
     return profile_view(profile)
 
 
 @app.route("/customers/{profile_id}", methods=["GET"])
 def get_customer(profile_id: str) -> dict[str, Any]:
-    profile = wiring.profile_repository().get_profile(_workspace(), profile_id)
-    if profile is None:
-        raise NotFoundError(f"no customer {profile_id}")
-    return profile_view(profile)
+    return profile_view(_profile(profile_id))
+
+
+@app.route("/customers/{profile_id}/timeline", methods=["GET"])
+def get_timeline(profile_id: str) -> dict[str, Any]:
+    query = _query()
+    profile = _profile(profile_id)
+    try:
+        limit = int(query.get("limit", "50"))
+    except ValueError:
+        raise BadRequestError("limit must be a whole number") from None
+    try:
+        return timeline_page(wiring.profile_repository(), profile, limit, query.get("cursor"))
+    except ValueError as error:
+        raise BadRequestError(str(error)) from None

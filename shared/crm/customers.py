@@ -1,36 +1,71 @@
-"""The marketer's view of a profile: JSON with money as decimal strings."""
+"""The marketer's view of a profile and its timeline: JSON with money as decimal strings."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
-from crm.contact import normalise_email
+from crm.changes import distinct_entries
+from crm.contact import normalise_email, normalise_phone
 from crm.models.profile import Profile
 from crm.money import format_money
 from crm.ports import ProfileRepository
 
+MAX_TIMELINE_PAGE = 100
+
 
 def profile_view(profile: Profile) -> dict[str, Any]:
+    data = profile.model_dump(mode="json", exclude={"contact_sources", "revision", "merged_into", "workspace_id"})
+    for name in ("total_spent", "total_refunded", "average_order_value"):
+        data[name] = format_money(getattr(profile, name))
+    mean = profile.mean_days_between_orders
+    data["mean_days_between_orders"] = None if mean is None else str(mean)
+    return data
+
+
+def find_profile(repository: ProfileRepository, workspace_id: str, *, email: str | None = None,
+                 phone: str | None = None) -> Profile | None:
+    """The profile an email or phone belongs to (raises ValueError naming an unusable one)."""
+    if email is not None:
+        normalised = normalise_email(email)
+        if normalised is None:
+            raise ValueError(f"not an email address: {email!r}")
+        identity = f"email#{normalised}"
+    elif phone is not None:
+        # A "+" left unencoded in a query string arrives as a space.
+        e164 = normalise_phone("+" + phone.strip().lstrip("+"))
+        if e164 is None:
+            raise ValueError(f"not a phone number in international form (+<country code>...): {phone!r}")
+        identity = f"phone#{e164}"
+    else:
+        raise ValueError("query parameter 'email' or 'phone' is required")
+    profile_id = repository.profile_id_for_identity(workspace_id, identity)
+    return repository.get_profile(workspace_id, profile_id) if profile_id else None
+
+
+def _cursor(token: str | None) -> str | None:
+    if not token:
+        return None
+    try:
+        value = base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("cursor is not one this API returned") from None
+    if not value.startswith("T#"):
+        raise ValueError("cursor is not one this API returned")
+    return value
+
+
+def timeline_page(repository: ProfileRepository, profile: Profile, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of a profile's timeline (its merged profiles' included), newest first."""
+    if not 1 <= limit <= MAX_TIMELINE_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_TIMELINE_PAGE}")
+    ids = [profile.profile_id, *profile.merged_from]
+    entries = repository.timeline(profile.workspace_id, ids, _cursor(cursor), limit + 1)
+    page, more = distinct_entries(entries[:limit]), len(entries) > limit
     return {
         "profile_id": profile.profile_id,
-        "email": profile.email,
-        "phone": profile.phone,
-        "first_name": profile.first_name,
-        "last_name": profile.last_name,
-        "orders_count": profile.orders_count,
-        "total_spent": format_money(profile.total_spent),
-        "average_order_value": format_money(profile.average_order_value),
-        "currency": profile.currency,
-        "first_order_at": profile.first_order_at.isoformat() if profile.first_order_at else None,
-        "last_order_at": profile.last_order_at.isoformat() if profile.last_order_at else None,
-        "created_at": profile.created_at.isoformat(),
-        "updated_at": profile.updated_at.isoformat(),
+        "entries": [{"occurred_at": e.occurred_at.isoformat(), "type": e.type, "ref": e.ref, **e.summary}
+                    for e in page],
+        "next_cursor": base64.urlsafe_b64encode(entries[limit - 1].sort_key.encode()).decode() if more else None,
     }
-
-
-def find_by_email(repository: ProfileRepository, workspace_id: str, email: str) -> Profile | None:
-    normalised = normalise_email(email)
-    if normalised is None:
-        raise ValueError(f"not an email address: {email!r}")
-    profile_id = repository.profile_id_for_identity(workspace_id, f"email#{normalised}")
-    return repository.get_profile(workspace_id, profile_id) if profile_id else None

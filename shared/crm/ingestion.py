@@ -1,4 +1,4 @@
-"""Applying a queued delivery: map it to canonical orders and upsert profiles, idempotently."""
+"""Applying a queued delivery: map it to canonical events and apply each to its profile, idempotently."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from crm.changes import OrderDates, counted_order_dates, plan, reads_for
 from crm.connectors.base import PayloadNotUnderstood
 from crm.interpret import canonical_events
-from crm.models.canonical import CanonicalEvent
+from crm.models.canonical import CanonicalEvent, ComplianceRequest
 from crm.models.ingest import IngestEnvelope
-from crm.models.orders import CanonicalOrder
-from crm.models.profile import new_profile
+from crm.models.profile import Profile, TimelineEntry
 from crm.ports import ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
-from crm.profiles import apply_order, primary_identity, profile_id_for
 
 MAX_CONFLICT_RETRIES = 8
+# A profile's timeline is read in pages of this many entries when its order dates must be recomputed.
+_TIMELINE_PAGE = 500
 
 
 class TooManyConflicts(Exception):
@@ -29,27 +30,47 @@ class Outcome:
     applied: int = 0
     unchanged: int = 0
     dead_lettered: str | None = None
+    compliance: tuple[ComplianceRequest, ...] = ()
 
 
-def upsert_order(repository: ProfileRepository, order: CanonicalOrder, now: datetime) -> bool:
-    """Apply one order to its profile; False when it changed nothing (duplicate or stale)."""
-    identity = primary_identity(order)
-    candidate = profile_id_for(order.workspace_id, identity)
+def _order_dates(repository: ProfileRepository) -> OrderDates:
+    def dates(profile: Profile, exclude_ref: str) -> list[datetime]:
+        ids = [profile.profile_id, *profile.merged_from]
+        entries: list[TimelineEntry] = []
+        before: str | None = None
+        while True:
+            page = repository.timeline(profile.workspace_id, ids, before, _TIMELINE_PAGE)
+            entries += page
+            if len(page) < _TIMELINE_PAGE:
+                return counted_order_dates(entries, exclude_ref)
+            before = page[-1].sort_key
+    return dates
+
+
+def apply_event(repository: ProfileRepository, event: CanonicalEvent, now: datetime) -> bool:
+    """Apply one event to its profile; False when it changed nothing (duplicate, stale or erased)."""
+    reads = reads_for(event)
+    order_dates = _order_dates(repository)
     for _ in range(MAX_CONFLICT_RETRIES):
-        context = repository.load_for_order(order.workspace_id, order.store_id, order.order_id, identity,
-                                            candidate)
-        before = context.profile
-        profile = before or new_profile(order.workspace_id, context.profile_id, now)
-        applied = apply_order(profile, context.previous, order, now)
-        if applied is None:
+        change = plan(event, repository.load(reads), now, order_dates)
+        if change is None:
             return False
-        new_identity = None if context.identity_exists or context.previous else identity
         try:
-            repository.save_order(applied.record, context.previous, applied.profile, before, new_identity)
+            repository.commit(change)
         except ConcurrentUpdate:
             continue
         return True
-    raise TooManyConflicts(f"order {order.order_id} of store {order.store_id}")
+    raise TooManyConflicts(f"{type(event).__name__} of store {event.store_id}")
+
+
+def apply_events(repository: ProfileRepository, events: Sequence[CanonicalEvent], now: datetime) -> Outcome:
+    """Apply canonical events in order (a delivery's, an import's); each is idempotent.
+
+    Privacy requests are returned, not applied: they are carried out by crm.privacy, which needs the archive.
+    """
+    compliance = tuple(event for event in events if isinstance(event, ComplianceRequest))
+    applied = sum(apply_event(repository, event, now) for event in events if not isinstance(event, ComplianceRequest))
+    return Outcome(applied=applied, unchanged=len(events) - len(compliance) - applied, compliance=compliance)
 
 
 def apply_envelope(
@@ -75,13 +96,6 @@ def apply_envelope(
     except PayloadNotUnderstood as error:
         return _dead_letter(queue, message, f"{envelope.meta.topic} {envelope.meta.delivery_id}: {error}")
     return apply_events(repository, events, now)
-
-
-def apply_events(repository: ProfileRepository, events: Sequence[CanonicalEvent], now: datetime) -> Outcome:
-    """Apply canonical events in order (a delivery's, an import's); each is idempotent."""
-    orders = [event for event in events if isinstance(event, CanonicalOrder)]
-    applied = sum(upsert_order(repository, order, now) for order in orders)
-    return Outcome(applied=applied, unchanged=len(events) - applied)
 
 
 def _dead_letter(queue: IngestQueue, message: str, reason: str) -> Outcome:

@@ -7,7 +7,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from crm.models.events import AnyDomainEvent, CustomerCreated, OrderPlaced
+from crm.models.events import AnyDomainEvent, CustomerCreated, OrderPlaced, ProfilesMerged
 from crm.models.profile import OrderRecord, Profile
 from crm.money import format_money
 from crm.ports import EventPublisher
@@ -21,15 +21,18 @@ def _image(record: Mapping[str, Any], name: str) -> dict[str, Any] | None:
 
 
 def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
-    """The domain events one stream record stands for (an INSERT of an order or a profile)."""
-    if record.get("eventName") != "INSERT":
-        return []
+    """The domain events one stream record stands for: an order that arrived, a new profile, a merge."""
     item = _image(record, "NewImage")
     if item is None:
         return []
+    old = _image(record, "OldImage") or {}
     if item.get("entity") == "order":
         stored = OrderRecord.model_validate(item)
         order = stored.order
+        # A refund may arrive before its order and wait in a record without one: the order is "placed"
+        # when its first version lands, by insert or by filling that record.
+        if order is None or stored.profile_id is None or old.get("order"):
+            return []
         return [OrderPlaced(
             event_id=f"OrderPlaced:{order.workspace_id}:{order.store_id}:{order.order_id}",
             workspace_id=order.workspace_id, profile_id=stored.profile_id, occurred_at=order.created_at,
@@ -38,6 +41,14 @@ def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
         )]
     if item.get("entity") == "profile":
         profile = Profile.model_validate(item)
+        if profile.merged_into and not old.get("merged_into"):
+            return [ProfilesMerged(
+                event_id=f"ProfilesMerged:{profile.workspace_id}:{profile.profile_id}",
+                workspace_id=profile.workspace_id, profile_id=profile.merged_into, occurred_at=profile.updated_at,
+                merged_profile_id=profile.profile_id,
+            )]
+        if old:
+            return []
         return [CustomerCreated(
             event_id=f"CustomerCreated:{profile.workspace_id}:{profile.profile_id}",
             workspace_id=profile.workspace_id, profile_id=profile.profile_id,

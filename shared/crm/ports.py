@@ -8,7 +8,7 @@ from typing import Protocol
 
 from crm.models.events import AnyDomainEvent
 from crm.models.ingest import IngestEnvelope
-from crm.models.profile import OrderRecord, Profile
+from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.stores import Platform, Store
 
 
@@ -17,13 +17,48 @@ class ConcurrentUpdate(Exception):
 
 
 @dataclass(frozen=True)
-class OrderContext:
-    """What applying one order needs to read: the order as held, and its profile if any."""
+class Reads:
+    """What applying one event needs to read, in one round trip (plus one to follow profile ids)."""
 
-    previous: OrderRecord | None
-    profile: Profile | None
+    workspace_id: str
+    identities: tuple[str, ...] = ()
+    order: tuple[str, str] | None = None  # (store_id, order_id)
+    customer: tuple[str, str] | None = None  # (store_id, customer_id)
+    event: tuple[str, str] | None = None  # (store_id, event_id): was it applied before?
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the table holds for one event. ``owners`` maps each known identity to its live profile
+    (merged profiles already followed to their survivor)."""
+
+    owners: dict[str, Profile]
+    pointers: dict[str, str]  # identity -> the profile id its item holds (maybe a merged one)
+    redacted: frozenset[str]  # identities erased by a privacy request: never stored again
+    order: OrderRecord | None
+    order_owner: Profile | None
+    customer: CustomerState | None
+    event_seen: bool
+
+
+@dataclass(frozen=True)
+class IdentityLink:
+    identity: str
     profile_id: str
-    identity_exists: bool
+    previous_profile_id: str | None  # None: the identity must be new
+
+
+@dataclass(frozen=True)
+class Change:
+    """Everything one event writes, atomically; each write is guarded by what was read."""
+
+    workspace_id: str
+    profiles: tuple[tuple[Profile, int | None], ...] = ()  # (profile, revision read; None: must be new)
+    order: tuple[OrderRecord, str | None] | None = None  # (record, version read; None: must be new)
+    customer: tuple[CustomerState, str | None] | None = None
+    identities: tuple[IdentityLink, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = ()
+    event: tuple[str, str, str] | None = None  # (store_id, event_id, profile_id): must be new
 
 
 class StoreDirectory(Protocol):
@@ -35,22 +70,20 @@ class StoreDirectory(Protocol):
 
 
 class ProfileRepository(Protocol):
-    def load_for_order(
-        self, workspace_id: str, store_id: str, order_id: str, identity: str, candidate_profile_id: str
-    ) -> OrderContext: ...
+    def load(self, reads: Reads) -> Context: ...
 
-    def save_order(
-        self,
-        record: OrderRecord,
-        previous: OrderRecord | None,
-        profile: Profile,
-        profile_before: Profile | None,
-        identity: str | None,
-    ) -> None:
-        """Write order, profile and (new) identity atomically; ConcurrentUpdate if either changed."""
+    def commit(self, change: Change) -> None:
+        """Write everything atomically; ConcurrentUpdate if anything read has changed since."""
         ...
 
-    def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None: ...
+    def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
+        """The live profile: a merged id is followed to the profile it was merged into."""
+        ...
+
+    def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
+                 limit: int) -> list[TimelineEntry]:
+        """Timeline entries of these profiles, newest first, older than the sort key ``before``."""
+        ...
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None: ...
 

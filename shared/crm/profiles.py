@@ -1,20 +1,33 @@
-"""How an order changes a profile: plain functions over models, no AWS.
+"""How events change a profile, and how two profiles combine: plain functions over models, no AWS.
 
-Totals are kept order-safe: each order counts once, at its newest version, so duplicates and
-late, out-of-order updates never change them.
+Each aggregate is kept so the result does not depend on the order events arrive in: an order's
+contribution is taken out and put back when a newer version arrives, counters add, earliest and latest
+are min and max, and "latest statement wins" fields carry the stamp that chose them.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from crm.attribution import touch_from_urls
+from crm.models.canonical import ActivityEvent, ActivityType, CustomerRecord, Touch
+from crm.models.consent import Consent
 from crm.models.orders import CanonicalOrder
-from crm.models.profile import OrderRecord, Profile
+from crm.models.profile import Activity, OrderRecord, Profile
 
 _PROFILE_NAMESPACE = uuid.UUID("5b0b5a52-93b0-4d4a-9d8e-8f3f2a1c7e10")
+
+CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "country")
+
+BROWSE = frozenset({ActivityType.PAGE_VIEWED, ActivityType.PRODUCT_VIEWED})
+CART = frozenset({ActivityType.PRODUCT_ADDED_TO_CART, ActivityType.CART_VIEWED, ActivityType.CART_UPDATED})
+CHECKOUT = frozenset({ActivityType.CHECKOUT_STARTED, ActivityType.CHECKOUT_UPDATED})
 
 
 def profile_id_for(workspace_id: str, identity: str) -> str:
@@ -22,71 +35,231 @@ def profile_id_for(workspace_id: str, identity: str) -> str:
     return uuid.uuid5(_PROFILE_NAMESPACE, f"{workspace_id}|{identity}").hex
 
 
-def primary_identity(order: CanonicalOrder) -> str:
-    """The identity a profile is found by: email, else phone, else the platform's customer id.
+@dataclass(frozen=True)
+class Contribution:
+    """What one order adds to its profile's totals."""
 
-    A guest order with none of them still gets a profile of its own, so no order is lost.
-    """
-    if order.email:
-        return f"email#{order.email}"
-    if order.phone:
-        return f"phone#{order.phone}"
-    if order.customer_id:
-        return f"customer#{order.store_id}#{order.customer_id}"
-    return f"order#{order.store_id}#{order.order_id}"
+    counted: int = 0
+    cancelled: int = 0
+    net: Decimal = Decimal("0.00")
+    refunded: Decimal = Decimal("0.00")
+    products: Mapping[str, int] = field(default_factory=dict)
+    categories: Mapping[str, int] = field(default_factory=dict)
+    skus: Mapping[str, int] = field(default_factory=dict)
+    coupons: Mapping[str, int] = field(default_factory=dict)
+    placed_at: datetime | None = None  # set only while the order counts
+
+
+def contribution(record: OrderRecord | None) -> Contribution:
+    if record is None or record.order is None:
+        return Contribution()
+    if not record.counts:
+        return Contribution(cancelled=1)
+    order = record.order
+    products: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
+    skus: Counter[str] = Counter()
+    for item in order.line_items:
+        products[item.title] += item.quantity
+        if item.category:
+            categories[item.category] += item.quantity
+        if item.sku:
+            skus[item.sku] += item.quantity
+    return Contribution(
+        counted=1, net=record.net_total, refunded=record.refunded, products=dict(products),
+        categories=dict(categories), skus=dict(skus), coupons={code: 1 for code in set(order.discount_codes)},
+        placed_at=order.created_at,
+    )
+
+
+def _add(counts: Mapping[str, int], delta: Mapping[str, int], sign: int = 1) -> dict[str, int]:
+    total = Counter(counts)
+    for key, value in delta.items():
+        total[key] += sign * value
+    return {key: value for key, value in sorted(total.items()) if value > 0}
+
+
+def _earliest(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _latest(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
 
 
 @dataclass(frozen=True)
-class OrderApplied:
+class OrderChange:
     profile: Profile
-    record: OrderRecord
+    # True when the order that was the first or last counted one stopped counting: the dates must be
+    # recomputed from the profile's other orders (crm.changes asks the repository for them).
+    dates_stale: bool
 
 
-def is_newer(order: CanonicalOrder, previous: OrderRecord | None) -> bool:
-    return previous is None or order.version > previous.order.version
-
-
-def _earliest(a: datetime | None, b: datetime) -> datetime:
-    return b if a is None or b < a else a
-
-
-def _latest(a: datetime | None, b: datetime) -> datetime:
-    return b if a is None or b > a else a
-
-
-CONTACT_FIELDS = ("email", "phone", "first_name", "last_name")
-
-
-def _contact_changes(profile: Profile, order: CanonicalOrder) -> dict[str, object]:
-    """Contact fields this order supplies: each one from the latest order (then version) that has it."""
-    source = f"{order.created_at.isoformat()}|{order.store_id}|{order.order_id}|{order.version}"
-    sources = dict(profile.contact_sources)
-    changes: dict[str, object] = {}
-    for field in CONTACT_FIELDS:
-        value = getattr(order, field)
-        if value and source >= sources.get(field, ""):
-            changes[field] = value
-            sources[field] = source
-    changes["contact_sources"] = sources
-    return changes
-
-
-def apply_order(
-    profile: Profile, previous: OrderRecord | None, order: CanonicalOrder, now: datetime
-) -> OrderApplied | None:
-    """The profile after ``order``; None when it is a duplicate or older than what we hold."""
-    if not is_newer(order, previous):
-        return None
-    previous_net = previous.order.net_total if previous else Decimal("0.00")
-    changes: dict[str, object] = {
-        "orders_count": profile.orders_count + (0 if previous else 1),
-        "total_spent": profile.total_spent + order.net_total - previous_net,
-        "currency": profile.currency or order.currency,
-        "first_order_at": _earliest(profile.first_order_at, order.created_at),
-        "last_order_at": _latest(profile.last_order_at, order.created_at),
+def apply_order_record(
+    profile: Profile, previous: OrderRecord | None, record: OrderRecord, now: datetime
+) -> OrderChange:
+    """The profile with ``previous``'s contribution replaced by ``record``'s."""
+    old, new = contribution(previous), contribution(record)
+    dates_stale = old.placed_at is not None and new.placed_at != old.placed_at and (
+        old.placed_at in (profile.first_order_at, profile.last_order_at))
+    changes: dict[str, Any] = {
+        "orders_count": profile.orders_count - old.counted + new.counted,
+        "cancelled_count": profile.cancelled_count - old.cancelled + new.cancelled,
+        "total_spent": profile.total_spent - old.net + new.net,
+        "total_refunded": profile.total_refunded - old.refunded + new.refunded,
+        "products": _add(_add(profile.products, old.products, -1), new.products),
+        "categories": _add(_add(profile.categories, old.categories, -1), new.categories),
+        "skus": _add(_add(profile.skus, old.skus, -1), new.skus),
+        "coupons": _add(_add(profile.coupons, old.coupons, -1), new.coupons),
+        "first_order_at": _earliest(profile.first_order_at, new.placed_at),
+        "last_order_at": _latest(profile.last_order_at, new.placed_at),
         "updated_at": now,
-        "revision": profile.revision + 1,
     }
-    changes.update(_contact_changes(profile, order))
+    if record.order is not None:
+        changes["currency"] = min(c for c in (profile.currency, record.order.currency) if c)
+        return OrderChange(with_order_facts(profile.model_copy(update=changes), record.order), dates_stale)
+    return OrderChange(profile.model_copy(update=changes), dates_stale)
+
+
+def with_order_facts(profile: Profile, order: CanonicalOrder) -> Profile:
+    """What an order says about the shopper besides money: contact fields, consent, how they came."""
+    updated = with_contact(profile, {f: getattr(order, f) for f in CONTACT_FIELDS},
+                           f"{order.created_at.isoformat()}|order|{order.store_id}|{order.order_id}|{order.version}")
+    updated = with_consents(updated, order.consents)
+    return with_touch(updated, touch_from_urls(order.landing_site, order.referring_site, order.created_at))
+
+
+def with_order_dates(profile: Profile, placed: Iterable[datetime]) -> Profile:
+    """The first and last order dates recomputed from every counted order's date."""
+    dates = list(placed)
+    return profile.model_copy(update={"first_order_at": min(dates, default=None),
+                                      "last_order_at": max(dates, default=None)})
+
+
+def with_contact(profile: Profile, values: Mapping[str, Any], stamp: str) -> Profile:
+    """Contact fields from one record: each is taken if this record is the latest that has one."""
+    sources = dict(profile.contact_sources)
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        if value and stamp >= sources.get(name, ""):
+            changes[name] = value
+            sources[name] = stamp
+    if not changes:
+        return profile
+    return profile.model_copy(update={**changes, "contact_sources": sources})
+
+
+def with_consents(profile: Profile, consents: Iterable[Consent]) -> Profile:
+    held = dict(profile.consents)
+    for consent in consents:
+        current = held.get(consent.channel.value)
+        if current is None or consent.sort_key() > current.sort_key():
+            held[consent.channel.value] = consent
+    return profile if held == profile.consents else profile.model_copy(update={"consents": held})
+
+
+def _touch_key(touch: Touch) -> tuple[str, str]:
+    return (touch.at.isoformat(), touch.model_dump_json())
+
+
+def with_touch(profile: Profile, touch: Touch | None) -> Profile:
+    if touch is None:
+        return profile
+    first, last = profile.first_touch, profile.last_touch
+    return profile.model_copy(update={
+        "first_touch": touch if first is None or _touch_key(touch) < _touch_key(first) else first,
+        "last_touch": touch if last is None or _touch_key(touch) > _touch_key(last) else last,
+    })
+
+
+def _later(current: Activity | None, candidate: Activity) -> Activity:
+    return candidate if current is None or candidate.sort_key() > current.sort_key() else current
+
+
+def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Profile:
+    activity = Activity(at=event.occurred_at, event_id=event.event_id, type=event.type.value, url=event.url,
+                        value=event.value, currency=event.currency, products=event.products)
+    changes: dict[str, Any] = {
+        "activity_counts": _add(profile.activity_counts, {event.type.value: 1}),
+        "last_seen_at": _latest(profile.last_seen_at, event.occurred_at),
+        "updated_at": now,
+    }
+    if event.type in BROWSE:
+        changes["last_browse"] = _later(profile.last_browse, activity)
+    elif event.type in CART:
+        changes["last_cart"] = _later(profile.last_cart, activity)
+    elif event.type in CHECKOUT:
+        changes["last_checkout"] = _later(profile.last_checkout, activity)
     updated = profile.model_copy(update=changes)
-    return OrderApplied(profile=updated, record=OrderRecord(profile_id=profile.profile_id, order=order))
+    updated = with_contact(updated, {"email": event.email, "phone": event.phone, "first_name": event.first_name,
+                                     "last_name": event.last_name},
+                           f"{event.occurred_at.isoformat()}|activity|{event.store_id}|{event.event_id}")
+    return with_touch(with_consents(updated, event.consents), event.touch)
+
+
+def apply_customer(profile: Profile, record: CustomerRecord, now: datetime) -> Profile:
+    """A platform account's contact fields, consent and tags (a deleted account changes nothing)."""
+    if record.deleted:
+        return profile.model_copy(update={"updated_at": now})
+    updated = with_contact(
+        profile, {f: getattr(record, f) for f in CONTACT_FIELDS},
+        f"{record.updated_at.isoformat()}|customer|{record.store_id}|{record.customer_id}|{record.version}")
+    tags = tuple(sorted(set(updated.tags) | set(record.tags)))
+    return with_consents(updated, record.consents).model_copy(update={"tags": tags, "updated_at": now})
+
+
+def _union(*groups: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({value for group in groups for value in group}))
+
+
+def linked(profile: Profile, identities: Iterable[str], store_id: str) -> Profile:
+    return profile.model_copy(update={"identities": _union(profile.identities, identities),
+                                      "store_ids": _union(profile.store_ids, [store_id])})
+
+
+def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Profile:
+    """One profile holding everything of ``survivor`` and ``others`` (a merge): totals add up, the
+    earliest and latest are kept, and each latest-wins field keeps its latest statement."""
+    result = survivor
+    for other in others:
+        for name in CONTACT_FIELDS:
+            value, stamp = getattr(other, name), other.contact_sources.get(name, "")
+            if value:
+                result = with_contact(result, {name: value}, stamp)
+        result = with_consents(result, other.consents.values())
+        for touch in (other.first_touch, other.last_touch):
+            result = with_touch(result, touch)
+        changes: dict[str, Any] = {
+            "identities": _union(result.identities, other.identities),
+            "merged_from": _union(result.merged_from, other.merged_from, [other.profile_id]),
+            "store_ids": _union(result.store_ids, other.store_ids),
+            "tags": _union(result.tags, other.tags),
+            "orders_count": result.orders_count + other.orders_count,
+            "cancelled_count": result.cancelled_count + other.cancelled_count,
+            "total_spent": result.total_spent + other.total_spent,
+            "total_refunded": result.total_refunded + other.total_refunded,
+            "currency": min((c for c in (result.currency, other.currency) if c), default=None),
+            "first_order_at": _earliest(result.first_order_at, other.first_order_at),
+            "last_order_at": _latest(result.last_order_at, other.last_order_at),
+            "products": _add(result.products, other.products),
+            "categories": _add(result.categories, other.categories),
+            "skus": _add(result.skus, other.skus),
+            "coupons": _add(result.coupons, other.coupons),
+            "activity_counts": _add(result.activity_counts, other.activity_counts),
+            "last_seen_at": _latest(result.last_seen_at, other.last_seen_at),
+            "created_at": min(result.created_at, other.created_at),
+            "updated_at": now,
+        }
+        for name in ("last_browse", "last_cart", "last_checkout"):
+            theirs = getattr(other, name)
+            changes[name] = getattr(result, name) if theirs is None else _later(getattr(result, name), theirs)
+        result = result.model_copy(update=changes)
+    return result
+
+
+def tombstone(profile: Profile, survivor_id: str, now: datetime) -> Profile:
+    """What is left of a merged profile: a pointer to the survivor, no personal data."""
+    return Profile(workspace_id=profile.workspace_id, profile_id=profile.profile_id, merged_into=survivor_id,
+                   created_at=profile.created_at, updated_at=now, revision=profile.revision)

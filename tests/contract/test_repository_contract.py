@@ -12,16 +12,18 @@ from decimal import Decimal
 
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
-from crm.ingestion import upsert_order
-from crm.models.orders import LineItem
-from crm.models.profile import OrderRecord, Profile, new_profile
+from crm.changes import plan, reads_for
+from crm.ingestion import apply_event
+from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, ProductRef, Touch
+from crm.models.consent import Channel, Consent, ConsentState
+from crm.models.orders import CanonicalOrder, LineItem
 from crm.models.stores import Platform
-from crm.ports import ConcurrentUpdate, OrderContext, ProfileRepository, StoreDirectory
-from crm.profiles import apply_order, primary_identity, profile_id_for
+from crm.ports import Change, ConcurrentUpdate, Context, ProfileRepository, StoreDirectory
+from crm.profiles import profile_id_for
 from crm.stores import register_store
 from crm_local.provision import Provisioned
 
-from tests.builders import NOW, order, store
+from tests.builders import NOW, customer_record, order, store
 from tests.fakes import FakeProfileRepository, FakeStoreDirectory
 
 WS = "ws_a"
@@ -42,22 +44,6 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     provisioned: Provisioned = request.getfixturevalue("provisioned")
     table = provisioned.outputs["TableName"]
     return Backend(DynamoStoreDirectory(table), DynamoProfileRepository(table))
-
-
-def _first_save(repository: ProfileRepository, order_id: str = "1", total: str = "10.00") -> tuple[OrderRecord,
-                                                                                                   Profile]:
-    """Apply a first order of the shopper as ingestion would, and return what was saved."""
-    placed = order(order_id, total=Decimal(total))
-    applied = apply_order(new_profile(WS, CANDIDATE, NOW), None, placed, NOW)
-    assert applied is not None
-    repository.save_order(applied.record, None, applied.profile, None, IDENTITY)
-    return applied.record, applied.profile
-
-
-def _unchanged(repository: ProfileRepository, record: OrderRecord, profile: Profile) -> None:
-    order_ = record.order
-    context = repository.load_for_order(WS, order_.store_id, order_.order_id, IDENTITY, CANDIDATE)
-    assert context == OrderContext(previous=record, profile=profile, profile_id=CANDIDATE, identity_exists=True)
 
 
 # --- StoreDirectory ------------------------------------------------------------------------------
@@ -117,201 +103,159 @@ def test_a_store_api_token_round_trips_and_stays_absent_when_not_given(backend: 
 # --- ProfileRepository: reads --------------------------------------------------------------------
 
 
+def _orders(repository: ProfileRepository, *placed: CanonicalOrder) -> None:
+    for each in placed:
+        assert apply_event(repository, each, NOW)
+
+
+def _plan(repository: ProfileRepository, event: CanonicalEvent) -> Change:
+    change = plan(event, repository.load(reads_for(event)), NOW, lambda profile, ref: [])
+    assert change is not None
+    return change
+
+
 def test_nothing_known_yet(backend: Backend) -> None:
-    context = backend.profiles.load_for_order(WS, "st_a", "1", IDENTITY, CANDIDATE)
-    assert context == OrderContext(previous=None, profile=None, profile_id=CANDIDATE, identity_exists=False)
+    context = backend.profiles.load(reads_for(order("1")))
+    assert context == Context(owners={}, pointers={}, redacted=frozenset(), order=None, order_owner=None,
+                              customer=None, event_seen=False)
     assert backend.profiles.get_profile(WS, CANDIDATE) is None
     assert backend.profiles.profile_id_for_identity(WS, IDENTITY) is None
 
 
-def test_saved_order_profile_and_identity_read_back_equal(backend: Backend) -> None:
-    record, profile = _first_save(backend.profiles)
-
+def test_saved_order_profile_identities_and_timeline_read_back_equal(backend: Backend) -> None:
+    change = _plan(backend.profiles, order("1"))
+    backend.profiles.commit(change)
+    (profile, _), = change.profiles
+    assert change.order is not None
+    context = backend.profiles.load(reads_for(order("1")))
+    assert context.order == change.order[0]
+    assert context.order_owner == profile
+    assert context.owners == {IDENTITY: profile, "order#st_a#1": profile}
+    assert context.pointers == {IDENTITY: CANDIDATE, "order#st_a#1": CANDIDATE}
     assert backend.profiles.get_profile(WS, CANDIDATE) == profile
     assert backend.profiles.profile_id_for_identity(WS, IDENTITY) == CANDIDATE
-    _unchanged(backend.profiles, record, profile)
-
-
-def test_a_new_order_finds_the_profile_through_its_identity(backend: Backend) -> None:
-    _, profile = _first_save(backend.profiles)
-    context = backend.profiles.load_for_order(WS, "st_a", "2", IDENTITY, "some-other-candidate")
-    assert context == OrderContext(previous=None, profile=profile, profile_id=CANDIDATE, identity_exists=True)
-
-
-def test_a_known_order_stays_with_its_profile_whatever_its_identity_now(backend: Backend) -> None:
-    record, profile = _first_save(backend.profiles)
-    context = backend.profiles.load_for_order(WS, "st_a", "1", "email#new@example.com",
-                                              profile_id_for(WS, "email#new@example.com"))
-    assert context == OrderContext(previous=record, profile=profile, profile_id=CANDIDATE, identity_exists=False)
-
-
-def test_workspaces_are_isolated(backend: Backend) -> None:
-    _first_save(backend.profiles)
-    assert backend.profiles.get_profile("ws_b", CANDIDATE) is None
-    assert backend.profiles.profile_id_for_identity("ws_b", IDENTITY) is None
-    context = backend.profiles.load_for_order("ws_b", "st_a", "1", IDENTITY, profile_id_for("ws_b", IDENTITY))
-    assert (context.previous, context.profile, context.identity_exists) == (None, None, False)
-
-
-def test_orders_of_two_stores_with_the_same_platform_id_are_distinct(backend: Backend) -> None:
-    _first_save(backend.profiles)
-    context = backend.profiles.load_for_order(WS, "st_b", "1", IDENTITY, CANDIDATE)
-    assert context.previous is None
+    assert backend.profiles.timeline(WS, [CANDIDATE], None, 10) == list(change.timeline)
 
 
 def test_every_field_round_trips_exactly(backend: Backend) -> None:
-    placed = order("820982911946154508", total=Decimal("404.95"), refunded=Decimal("0.05"),
-                   phone="+12024561111", first_name="Jøn").model_copy(update={
-                       "customer_id": "115310627314723954", "order_number": "#9999", "financial_status": "paid",
-                       "cancelled_at": None, "landing_site": "/?utm_source=x", "referring_site": None,
-                       "line_items": (LineItem(product_id="788032119674292922", sku=None, title="Aviator",
-                                               quantity=3, price=Decimal("89.99")),)})
-    applied = apply_order(new_profile(WS, CANDIDATE, NOW), None, placed, NOW)
-    assert applied is not None
-    backend.profiles.save_order(applied.record, None, applied.profile, None, IDENTITY)
+    rich = order("1", total=Decimal("404.90")).model_copy(update={
+        "line_items": (LineItem(product_id="9", sku="S-1", title="Hat", category="Hats", quantity=2,
+                                price=Decimal("10.10")),),
+        "refunds": {"r1": Decimal("1.10")}, "discount_codes": ("WELCOME",), "landing_site": "/?utm_source=x",
+        "consents": (Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED, source="t", at=NOW),),
+        "phone": "+12025550123", "anonymous_id": "a-1", "cart_token": "c-1", "country": "US"})
+    viewed = ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id="e-1",
+                           type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW, anonymous_id="a-1",
+                           products=(ProductRef(product_id="9", title="Hat", price=Decimal("10.10")),),
+                           touch=Touch(source="google", medium="cpc", at=NOW), url="https://s.example/hat")
+    _orders(backend.profiles, rich)
+    assert apply_event(backend.profiles, viewed, NOW)
+    context = backend.profiles.load(reads_for(rich))
+    assert context.order is not None and context.order.order == rich
+    profile = context.order_owner
+    assert profile is not None
+    assert backend.profiles.get_profile(WS, profile.profile_id) == profile
+    assert profile.total_spent == Decimal("403.80") and profile.products == {"Hat": 2}
+    assert profile.last_browse is not None and profile.last_browse.products[0].price == Decimal("10.10")
+    assert backend.profiles.load(reads_for(viewed)).event_seen
 
-    context = backend.profiles.load_for_order(WS, "st_a", "820982911946154508", IDENTITY, CANDIDATE)
-    assert context.previous == applied.record
-    assert context.previous.order.model_dump() == placed.model_dump()
-    assert context.profile == applied.profile
-    assert context.profile is not None
-    assert context.profile.total_spent == Decimal("404.90")
-    assert context.profile.phone == "+12024561111"
-    assert context.profile.first_name == "Jøn"
+
+def test_a_known_order_stays_with_its_profile_whatever_its_email_now(backend: Backend) -> None:
+    _orders(backend.profiles, order("1"))
+    context = backend.profiles.load(reads_for(order("1", email="new@example.com")))
+    assert context.order_owner is not None and context.order_owner.profile_id == CANDIDATE
+
+
+def test_workspaces_are_isolated(backend: Backend) -> None:
+    _orders(backend.profiles, order("1"))
+    context = backend.profiles.load(reads_for(order("1", workspace_id="ws_b")))
+    assert (context.owners, context.order) == ({}, None)
+
+
+def test_orders_of_two_stores_with_the_same_platform_id_are_distinct(backend: Backend) -> None:
+    _orders(backend.profiles, order("1"))
+    assert backend.profiles.load(reads_for(order("1", store_id="st_b"))).order is None
+
+
+def test_a_merged_profile_is_followed_to_its_survivor(backend: Backend) -> None:
+    by_email = order("1")
+    by_phone = order("2", email=None, phone="+12025550123")
+    both = order("3", phone="+12025550123")
+    _orders(backend.profiles, by_email, by_phone, both)
+    email_owner = backend.profiles.profile_id_for_identity(WS, IDENTITY)
+    phone_owner = backend.profiles.profile_id_for_identity(WS, "phone#+12025550123")
+    assert email_owner is not None and phone_owner is not None
+    survivor = backend.profiles.get_profile(WS, email_owner)
+    assert survivor is not None and backend.profiles.get_profile(WS, phone_owner) == survivor
+    assert survivor.orders_count == 3 and len(survivor.merged_from) == 1
+    entries = backend.profiles.timeline(WS, [survivor.profile_id, *survivor.merged_from], None, 10)
+    assert sorted(e.ref for e in entries if e.type == "order") == ["st_a:1", "st_a:2", "st_a:3"]
+    assert [e.type for e in entries].count("profile_merged") == 1
+
+
+def test_timeline_pages_newest_first(backend: Backend) -> None:
+    _orders(backend.profiles, *(order(str(n), created_at=NOW - timedelta(days=n)) for n in range(1, 6)))
+    first = backend.profiles.timeline(WS, [CANDIDATE], None, 2)
+    second = backend.profiles.timeline(WS, [CANDIDATE], first[-1].sort_key, 2)
+    third = backend.profiles.timeline(WS, [CANDIDATE], second[-1].sort_key, 2)
+    assert [e.ref for e in first + second + third] == ["st_a:1", "st_a:2", "st_a:3", "st_a:4", "st_a:5"]
 
 
 # --- ProfileRepository: conditional writes -------------------------------------------------------
 
 
-def test_update_at_the_version_and_revision_read(backend: Backend) -> None:
-    record, profile = _first_save(backend.profiles)
-    newer = order("1", total=Decimal("7.00"), updated_at=NOW)
-    applied = apply_order(profile, record, newer, NOW + timedelta(minutes=1))
-    assert applied is not None
-
-    backend.profiles.save_order(applied.record, record, applied.profile, profile, None)
-
-    _unchanged(backend.profiles, applied.record, applied.profile)
-    assert applied.profile.revision == profile.revision + 1
-    assert applied.profile.total_spent == Decimal("7.00")
-
-
-def test_creating_an_order_that_exists_conflicts_and_writes_nothing(backend: Backend) -> None:
-    record, profile = _first_save(backend.profiles)
-    again = apply_order(profile, None, order("1", total=Decimal("99.00"), updated_at=NOW), NOW)
-    assert again is not None
-
+def test_a_stale_plan_conflicts_and_writes_nothing(backend: Backend) -> None:
+    _orders(backend.profiles, order("1"))
+    stale = _plan(backend.profiles, order("2"))
+    _orders(backend.profiles, order("3"))
     with pytest.raises(ConcurrentUpdate):
-        backend.profiles.save_order(again.record, None, again.profile, profile, None)
-    _unchanged(backend.profiles, record, profile)
-
-
-def test_order_at_another_version_conflicts_and_writes_nothing(backend: Backend) -> None:
-    record, profile = _first_save(backend.profiles)
-    stale_previous = OrderRecord(profile_id=CANDIDATE, order=order("1", updated_at=NOW - timedelta(days=30)))
-    newer = apply_order(profile, stale_previous, order("1", total=Decimal("1.00"), updated_at=NOW), NOW)
-    assert newer is not None
-
-    with pytest.raises(ConcurrentUpdate):
-        backend.profiles.save_order(newer.record, stale_previous, newer.profile, profile, None)
-    _unchanged(backend.profiles, record, profile)
-
-
-def test_profile_at_another_revision_conflicts_and_writes_nothing(backend: Backend) -> None:
-    record, profile = _first_save(backend.profiles)
-    stale = profile.model_copy(update={"revision": profile.revision + 5})
-    second = apply_order(stale, None, order("2"), NOW)
-    assert second is not None
-
-    with pytest.raises(ConcurrentUpdate):
-        backend.profiles.save_order(second.record, None, second.profile, stale, None)
-    _unchanged(backend.profiles, record, profile)
-    assert backend.profiles.load_for_order(WS, "st_a", "2", IDENTITY, CANDIDATE).previous is None
-
-
-def test_creating_a_profile_that_exists_conflicts_and_writes_nothing(backend: Backend) -> None:
-    record, profile = _first_save(backend.profiles)
-    second = apply_order(new_profile(WS, CANDIDATE, NOW), None, order("2"), NOW)
-    assert second is not None
-
-    with pytest.raises(ConcurrentUpdate):
-        backend.profiles.save_order(second.record, None, second.profile, None, None)
-    _unchanged(backend.profiles, record, profile)
-    assert backend.profiles.load_for_order(WS, "st_a", "2", IDENTITY, CANDIDATE).previous is None
-
-
-def test_updating_a_profile_that_does_not_exist_conflicts(backend: Backend) -> None:
-    ghost = new_profile(WS, CANDIDATE, NOW).model_copy(update={"revision": 3})
-    applied = apply_order(ghost, None, order("1"), NOW)
-    assert applied is not None
-    with pytest.raises(ConcurrentUpdate):
-        backend.profiles.save_order(applied.record, None, applied.profile, ghost, IDENTITY)
-    assert backend.profiles.get_profile(WS, CANDIDATE) is None
-    assert backend.profiles.profile_id_for_identity(WS, IDENTITY) is None
-
-
-def test_claiming_an_identity_that_exists_conflicts_and_writes_nothing(backend: Backend) -> None:
-    record, profile = _first_save(backend.profiles)
-    rival_id = profile_id_for(WS, "phone#+12024561111")
-    rival = apply_order(new_profile(WS, rival_id, NOW), None, order("2"), NOW)
-    assert rival is not None
-
-    with pytest.raises(ConcurrentUpdate):
-        backend.profiles.save_order(rival.record, None, rival.profile, None, IDENTITY)
-    _unchanged(backend.profiles, record, profile)
-    assert backend.profiles.get_profile(WS, rival_id) is None
-    assert backend.profiles.load_for_order(WS, "st_a", "2", IDENTITY, CANDIDATE).previous is None
-
-
-def test_of_two_writers_that_read_the_same_state_only_one_wins(backend: Backend) -> None:
-    first, second = order("1", total=Decimal("3.00")), order("2", total=Decimal("4.00"))
-    contexts = [backend.profiles.load_for_order(WS, "st_a", o.order_id, IDENTITY, CANDIDATE) for o in (first, second)]
-    writes = []
-    for placed, context in zip((first, second), contexts, strict=True):
-        applied = apply_order(context.profile or new_profile(WS, context.profile_id, NOW), None, placed, NOW)
-        assert applied is not None
-        writes.append(applied)
-
-    backend.profiles.save_order(writes[0].record, None, writes[0].profile, None, IDENTITY)
-    with pytest.raises(ConcurrentUpdate):
-        backend.profiles.save_order(writes[1].record, None, writes[1].profile, None, IDENTITY)
-
-    assert upsert_order(backend.profiles, second, NOW)  # the loser reads again and succeeds
+        backend.profiles.commit(stale)
+    assert backend.profiles.load(reads_for(order("2"))).order is None
     profile = backend.profiles.get_profile(WS, CANDIDATE)
-    assert profile is not None
-    assert (profile.orders_count, profile.total_spent, profile.revision) == (2, Decimal("7.00"), 2)
+    assert profile is not None and profile.orders_count == 2
 
 
-# --- the ingestion service on top of the contract ------------------------------------------------
+def test_two_writers_of_a_new_shopper_only_one_wins(backend: Backend) -> None:
+    first, second = _plan(backend.profiles, order("1")), _plan(backend.profiles, order("2"))
+    backend.profiles.commit(first)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(second)
+    assert apply_event(backend.profiles, order("2"), NOW)  # read again, it applies
+    profile = backend.profiles.get_profile(WS, CANDIDATE)
+    assert profile is not None and profile.orders_count == 2
 
 
-def test_upsert_is_idempotent_and_order_safe(backend: Backend) -> None:
-    created = NOW - timedelta(days=2)
-    v1 = order("1", total=Decimal("50.00"), created_at=created, updated_at=created)
-    v2 = order("1", total=Decimal("50.00"), refunded=Decimal("20.00"), created_at=created,
-               updated_at=created + timedelta(hours=1))
-    other = order("2", total=Decimal("0.10"), created_at=NOW - timedelta(days=1))
+def test_an_order_version_read_guards_the_write(backend: Backend) -> None:
+    _orders(backend.profiles, order("1"))
+    newer = order("1", updated_at=NOW, total=Decimal("5.00"))
+    stale = _plan(backend.profiles, newer)
+    _orders(backend.profiles, order("1", updated_at=NOW - timedelta(hours=1), total=Decimal("7.00")))
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(stale)
 
-    applied = [upsert_order(backend.profiles, o, NOW) for o in (v2, other, v1, v2, other)]
 
-    assert applied == [True, True, False, False, False]
-    profile = backend.profiles.get_profile(WS, backend.profiles.profile_id_for_identity(WS, primary_identity(v1))
-                                           or "")
-    assert profile is not None
-    assert (profile.orders_count, profile.total_spent, profile.average_order_value) == (
-        2, Decimal("30.10"), Decimal("15.05"))
-    assert (profile.first_order_at, profile.last_order_at) == (created, other.created_at)
-    assert profile.revision == 2
+def test_an_activity_is_applied_once(backend: Backend) -> None:
+    viewed = ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id="e-1",
+                           type=ActivityType.PAGE_VIEWED, occurred_at=NOW, anonymous_id="a-1")
+    change = _plan(backend.profiles, viewed)
+    backend.profiles.commit(change)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(change.__class__(workspace_id=WS, event=change.event))
+    assert not apply_event(backend.profiles, viewed, NOW)
+
+
+def test_a_customer_version_read_guards_the_write(backend: Backend) -> None:
+    account = customer_record("1", updated_at=NOW)
+    stale = _plan(backend.profiles, account)
+    assert apply_event(backend.profiles, customer_record("1", updated_at=NOW - timedelta(days=1)), NOW)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(stale)
+    assert apply_event(backend.profiles, account, NOW)
+    assert not apply_event(backend.profiles, account, NOW)
 
 
 def test_empty_strings_round_trip(backend: Backend) -> None:
-    """A custom line item may have no title; an order holding one must still read back."""
-    placed = order("1", first_name="").model_copy(update={
-        "line_items": (LineItem(title="", quantity=1, price=Decimal("1.00")),)})
-    applied = apply_order(new_profile(WS, CANDIDATE, NOW), None, placed, NOW)
-    assert applied is not None
-    backend.profiles.save_order(applied.record, None, applied.profile, None, IDENTITY)
-
-    context = backend.profiles.load_for_order(WS, "st_a", "1", IDENTITY, CANDIDATE)
-
-    assert context.previous == applied.record
+    _orders(backend.profiles, order("1", first_name=""))
+    context = backend.profiles.load(reads_for(order("1")))
+    assert context.order is not None and context.order.order is not None
+    assert context.order.order.first_name == ""

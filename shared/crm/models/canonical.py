@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm.clock import as_utc
 from crm.models.consent import Consent
@@ -160,6 +160,14 @@ class ActivityEvent(_Canonical):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return as_utc(value)
+
+    @model_validator(mode="after")
+    def _someone(self) -> ActivityEvent:
+        if not any((self.anonymous_id, self.email, self.phone, self.customer_id, self.cart_token,
+                    self.checkout_token, self.order_id)):
+            raise ValueError("an activity needs someone: an anonymous id, email, phone, customer id, cart, "
+                             "checkout or order")
+        return self
 
 
 class ComplianceKind(StrEnum):

@@ -33,4 +33,11 @@ class CustomerCreated(DomainEvent):
     type: Literal["CustomerCreated"] = "CustomerCreated"
 
 
-AnyDomainEvent = OrderPlaced | CustomerCreated
+class ProfilesMerged(DomainEvent):
+    """``merged_profile_id`` is now part of ``profile_id``: consumers move its state (segments, flow runs)."""
+
+    type: Literal["ProfilesMerged"] = "ProfilesMerged"
+    merged_profile_id: str
+
+
+AnyDomainEvent = OrderPlaced | CustomerCreated | ProfilesMerged

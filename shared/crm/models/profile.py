@@ -1,44 +1,139 @@
-"""The shopper's profile and the order records that feed it."""
+"""The shopper's 360 profile, the records that feed it, and its timeline.
+
+Every aggregate on the profile is kept so that two profiles can be combined (a merge) and so that the
+result does not depend on the order events arrived in: sums and counters, earliest and latest, and
+"latest statement wins" fields that carry the stamp they were chosen by.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from crm.models.canonical import ProductRef, Touch
+from crm.models.consent import Consent
 from crm.models.orders import CanonicalOrder
 from crm.money import divide
 
 
 class OrderRecord(BaseModel):
-    """An order as stored: the canonical order plus the profile it counts towards."""
+    """An order as stored: its newest version, every refund known by id, and the profile it counts towards.
+
+    ``order`` is None while only a refund or a removal has arrived: they wait here for the order.
+    """
 
     model_config = ConfigDict(frozen=True)
 
+    workspace_id: str
+    store_id: str
+    order_id: str
+    profile_id: str | None = None
+    order: CanonicalOrder | None = None
+    refunds: dict[str, Decimal] = Field(default_factory=dict)
+    removed_at: datetime | None = None
+    # The attribution the order was placed under: the profile's first touch, and the touch that led to it.
+    first_touch: Touch | None = None
+    last_touch: Touch | None = None
+
+    @property
+    def version(self) -> str:
+        return self.order.version if self.order else ""
+
+    @property
+    def all_refunds(self) -> dict[str, Decimal]:
+        return {**(self.order.refunds if self.order else {}), **self.refunds}
+
+    @property
+    def counts(self) -> bool:
+        """An order counts towards totals unless it was cancelled or deleted."""
+        return self.order is not None and self.order.cancelled_at is None and self.removed_at is None
+
+    @property
+    def refunded(self) -> Decimal:
+        return sum(self.all_refunds.values(), Decimal("0.00"))
+
+    @property
+    def net_total(self) -> Decimal:
+        if not self.counts or self.order is None:
+            return Decimal("0.00")
+        return max(self.order.total_price - self.refunded, Decimal("0.00"))
+
+
+class CustomerState(BaseModel):
+    """A platform customer account as last seen (its newest version), and the profile it belongs to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: str
+    store_id: str
+    customer_id: str
     profile_id: str
-    order: CanonicalOrder
+    version: str
+    deleted: bool = False
+
+
+class Activity(BaseModel):
+    """The latest activity of one kind (browse, cart, checkout) and what it was about."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    event_id: str
+    type: str
+    url: str | None = None
+    value: Decimal | None = None
+    currency: str | None = None
+    products: tuple[ProductRef, ...] = ()
+
+    def sort_key(self) -> tuple[str, str]:
+        return (self.at.isoformat(), self.event_id)
 
 
 class Profile(BaseModel):
-    """One shopper in one workspace. ``revision`` guards every write (optimistic locking)."""
+    """One shopper in one workspace. ``revision`` guards every write (optimistic locking).
+
+    A profile merged into another keeps only ``merged_into``: it redirects readers to the survivor.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     workspace_id: str
     profile_id: str
+    merged_into: str | None = None
     email: str | None = None
     phone: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+    country: str | None = None
+    # Which record each contact field came from ("timestamp|source"): the latest wins, whatever the arrival
+    # order.
+    contact_sources: dict[str, str] = Field(default_factory=dict)
+    identities: tuple[str, ...] = ()
+    merged_from: tuple[str, ...] = ()
+    store_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
     orders_count: int = 0
+    cancelled_count: int = 0
     total_spent: Decimal = Decimal("0.00")
+    total_refunded: Decimal = Decimal("0.00")
     currency: str | None = None
     first_order_at: datetime | None = None
     last_order_at: datetime | None = None
-    # Which order each contact field came from: the latest order that has one wins, whatever the
-    # arrival order.
-    contact_sources: dict[str, str] = Field(default_factory=dict)
+    products: dict[str, int] = Field(default_factory=dict)  # product title -> units bought, net of cancellations
+    categories: dict[str, int] = Field(default_factory=dict)
+    skus: dict[str, int] = Field(default_factory=dict)
+    coupons: dict[str, int] = Field(default_factory=dict)  # code -> orders it was used on
+    consents: dict[str, Consent] = Field(default_factory=dict)  # channel -> latest statement
+    first_touch: Touch | None = None
+    last_touch: Touch | None = None
+    activity_counts: dict[str, int] = Field(default_factory=dict)  # activity type -> events
+    last_browse: Activity | None = None
+    last_cart: Activity | None = None
+    last_checkout: Activity | None = None
+    last_seen_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
     revision: int = 0
@@ -48,9 +143,36 @@ class Profile(BaseModel):
     def average_order_value(self) -> Decimal:
         return divide(self.total_spent, self.orders_count)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def mean_days_between_orders(self) -> Decimal | None:
+        if self.orders_count < 2 or self.first_order_at is None or self.last_order_at is None:
+            return None
+        days = Decimal((self.last_order_at - self.first_order_at).total_seconds()) / Decimal(86400)
+        return (days / (self.orders_count - 1)).quantize(Decimal("0.1"))
+
+
+class TimelineEntry(BaseModel):
+    """One line of a profile's timeline. ``ref`` makes it unique (an order re-written by a newer version
+    keeps its line)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: str
+    profile_id: str
+    occurred_at: datetime
+    type: str
+    ref: str
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def sort_key(self) -> str:
+        return f"T#{self.occurred_at.isoformat()}#{self.type}#{self.ref}"
+
 
 def new_profile(workspace_id: str, profile_id: str, now: datetime) -> Profile:
     return Profile(workspace_id=workspace_id, profile_id=profile_id, created_at=now, updated_at=now)
 
 
-__all__ = ["CanonicalOrder", "OrderRecord", "Profile", "new_profile"]
+__all__ = ["Activity", "CanonicalOrder", "CustomerState", "OrderRecord", "Profile", "TimelineEntry",
+           "new_profile"]

@@ -1,0 +1,261 @@
+"""What one canonical event writes: a pure plan over what the table holds (crm.ports.Context).
+
+The plan resolves the event's identities to one profile (merging profiles the event proves are one
+shopper), applies the event to it, and names every item to write with the value it was read at, so the
+repository can write it all atomically or not at all. None means the event changes nothing: a duplicate,
+an older version, or a shopper erased by a privacy request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from crm.attribution import touch_from_urls
+from crm.identity import identities_of, resolve
+from crm.models.canonical import ActivityEvent, CanonicalEvent, CustomerRecord, OrderRemoved, RefundRecord
+from crm.models.orders import CanonicalOrder
+from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry, new_profile
+from crm.money import format_money
+from crm.ports import Change, Context, IdentityLink, Reads
+from crm.profiles import (
+    apply_activity,
+    apply_customer,
+    apply_order_record,
+    combine,
+    linked,
+    profile_id_for,
+    tombstone,
+    with_order_dates,
+    with_order_facts,
+)
+
+# The dates of a profile's counted orders other than the one being applied (read only when the first or
+# last order stops counting).
+OrderDates = Callable[[Profile, str], list[datetime]]
+
+
+def reads_for(event: CanonicalEvent) -> Reads:
+    store = event.store_id
+    identities = tuple(identities_of(event))
+    if isinstance(event, CanonicalOrder | RefundRecord | OrderRemoved):
+        return Reads(event.workspace_id, identities, order=(store, event.order_id))
+    if isinstance(event, CustomerRecord):
+        return Reads(event.workspace_id, identities, customer=(store, event.customer_id))
+    if isinstance(event, ActivityEvent):
+        return Reads(event.workspace_id, identities, event=(store, event.event_id))
+    return Reads(event.workspace_id, identities)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The profile an event lands on, after any merge, and the writes that got it there."""
+
+    profile: Profile
+    before: Profile | None  # the survivor as read (None: new)
+    tombstones: tuple[tuple[Profile, int], ...]
+    links: tuple[IdentityLink, ...]
+    timeline: tuple[TimelineEntry, ...]
+
+
+def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Profile | None = None) -> _Target:
+    identities = identities_of(event)
+    email = getattr(event, "email", None)
+    resolution = resolve(identities, context.owners, email, anchor)
+    group = [p for p in (resolution.primary, *resolution.merged) if p is not None]
+    if group:
+        survivor = min(group, key=lambda p: p.profile_id)
+        others = [p for p in group if p.profile_id != survivor.profile_id]
+        profile = combine(survivor, others, now) if others else survivor
+        before: Profile | None = survivor
+    else:
+        others = []
+        profile = new_profile(event.workspace_id, profile_id_for(event.workspace_id, identities[0]), now)
+        before = None
+    profile = linked(profile, resolution.claimed, event.store_id)
+    links = tuple(
+        IdentityLink(identity, profile.profile_id, context.pointers.get(identity))
+        for identity in resolution.claimed if context.pointers.get(identity) != profile.profile_id
+    )
+    timeline: tuple[TimelineEntry, ...] = ()
+    if others:
+        kinds = sorted({identity.partition("#")[0] for identity in resolution.reason.split(", ")})
+        timeline = (TimelineEntry(
+            workspace_id=event.workspace_id, profile_id=profile.profile_id, occurred_at=now, type="profile_merged",
+            ref="+".join(sorted(p.profile_id for p in others)),
+            summary={"merged": sorted(p.profile_id for p in others), "linked_by": kinds},
+        ),)
+    stones = tuple((tombstone(p, profile.profile_id, now), p.revision) for p in others)
+    return _Target(profile, before, stones, links, timeline)
+
+
+def _profiles(target: _Target, profile: Profile) -> tuple[tuple[Profile, int | None], ...]:
+    revision = target.before.revision if target.before else None
+    written = profile.model_copy(update={"revision": (revision or 0) + 1})
+    return ((written, revision), *((stone.model_copy(update={"revision": read + 1}), read)
+                                   for stone, read in target.tombstones))
+
+
+def _entry(profile: Profile, at: datetime, kind: str, ref: str, **summary: Any) -> TimelineEntry:
+    return TimelineEntry(workspace_id=profile.workspace_id, profile_id=profile.profile_id, occurred_at=at, type=kind,
+                         ref=ref, summary={k: v for k, v in summary.items() if v is not None})
+
+
+def _order_entries(profile: Profile, record: OrderRecord) -> list[TimelineEntry]:
+    order = record.order
+    if order is None:
+        return []
+    ref = f"{order.store_id}:{order.order_id}"
+    entries = [_entry(profile, order.created_at, "order", ref, number=order.order_number, currency=order.currency,
+                      total=format_money(order.total_price), net=format_money(record.net_total),
+                      counted=record.counts, version=order.version,
+                      items=sum(item.quantity for item in order.line_items),
+                      channel=record.last_touch.channel if record.last_touch else None)]
+    ended = order.cancelled_at or record.removed_at
+    if ended is not None:
+        entries.append(_entry(profile, ended, "order_cancelled", ref))
+    return entries
+
+
+def _with_order(target: _Target, previous: OrderRecord | None, record: OrderRecord, now: datetime,
+                order_dates: OrderDates) -> tuple[Profile, OrderRecord]:
+    """The target profile with the order's contribution, and the record with its profile and attribution."""
+    profile = target.profile
+    record = record.model_copy(update={"profile_id": profile.profile_id})
+    counted_before = previous if previous is not None and previous.profile_id is not None else None
+    change = apply_order_record(profile, counted_before, record, now)
+    profile = change.profile
+    if change.dates_stale:
+        dates = order_dates(profile, f"{record.store_id}:{record.order_id}")
+        if record.counts and record.order is not None:
+            dates.append(record.order.created_at)
+        profile = with_order_dates(profile, dates)
+    order = record.order
+    if order is not None:
+        touch = touch_from_urls(order.landing_site, order.referring_site, order.created_at)
+        last = profile.last_touch if profile.last_touch and profile.last_touch.at <= order.created_at else None
+        record = record.model_copy(update={"first_touch": profile.first_touch, "last_touch": touch or last})
+    return profile, record
+
+
+def _links_only(event: CanonicalOrder | CustomerRecord, target: _Target, facts: Profile) -> Change | None:
+    """An older version changes no totals, but who it names still counts: its identities link and merge as
+    they would have on time, and its contact fields fill gaps (the newest record still wins each field)."""
+    if not target.links and not target.tombstones and facts == target.profile:
+        return None
+    return Change(workspace_id=event.workspace_id, profiles=_profiles(target, facts), identities=target.links,
+                  timeline=target.timeline)
+
+
+def _order_change(event: CanonicalOrder, context: Context, now: datetime, order_dates: OrderDates) -> Change | None:
+    previous = context.order
+    target = _target(event, context, now, anchor=context.order_owner)
+    if previous is not None and previous.order is not None and event.version <= previous.version:
+        return _links_only(event, target, with_order_facts(target.profile, event))
+    record = OrderRecord(workspace_id=event.workspace_id, store_id=event.store_id, order_id=event.order_id,
+                         order=event, refunds=previous.refunds if previous else {},
+                         removed_at=previous.removed_at if previous else None)
+    profile, record = _with_order(target, previous, record, now, order_dates)
+    return Change(
+        workspace_id=event.workspace_id, profiles=_profiles(target, profile),
+        order=(record, previous.version if previous else None), identities=target.links,
+        timeline=(*target.timeline, *_order_entries(profile, record)),
+    )
+
+
+def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: datetime,
+                     order_dates: OrderDates) -> Change | None:
+    """A refund or a removal: it amends the order record, and its profile if the order has arrived."""
+    previous = context.order
+    held = previous or OrderRecord(workspace_id=event.workspace_id, store_id=event.store_id, order_id=event.order_id)
+    if isinstance(event, RefundRecord):
+        if held.all_refunds.get(event.refund_id) == event.amount:
+            return None
+        record = held.model_copy(update={"refunds": {**held.refunds, event.refund_id: event.amount}})
+        at, kind, ref = event.created_at, "refund", f"{event.store_id}:{event.order_id}:{event.refund_id}"
+        summary: dict[str, Any] = {"amount": format_money(event.amount)}
+    else:
+        if held.removed_at is not None:
+            return None
+        record = held.model_copy(update={"removed_at": event.removed_at})
+        at, kind, ref, summary = event.removed_at, "order_removed", f"{event.store_id}:{event.order_id}", {}
+    expected = previous.version if previous else None
+    owner = context.order_owner
+    if owner is None or record.order is None:
+        return Change(workspace_id=event.workspace_id, order=(record, expected))  # waits for its order
+    target = _Target(owner, owner, (), (), ())
+    profile, record = _with_order(target, previous, record, now, order_dates)
+    return Change(
+        workspace_id=event.workspace_id, profiles=_profiles(target, profile), order=(record, expected),
+        timeline=(*_order_entries(profile, record), _entry(profile, at, kind, ref, **summary)),
+    )
+
+
+def _activity_change(event: ActivityEvent, context: Context, now: datetime) -> Change | None:
+    if context.event_seen:
+        return None
+    target = _target(event, context, now)
+    profile = apply_activity(target.profile, event, now)
+    entry = _entry(profile, event.occurred_at, event.type.value, event.event_id, url=event.url,
+                   value=format_money(event.value) if event.value is not None else None, currency=event.currency,
+                   products=[p.title for p in event.products if p.title] or None,
+                   order=f"{event.store_id}:{event.order_id}" if event.order_id else None,
+                   channel=event.touch.channel if event.touch else None)
+    return Change(
+        workspace_id=event.workspace_id, profiles=_profiles(target, profile), identities=target.links,
+        timeline=(*target.timeline, entry), event=(event.store_id, event.event_id, profile.profile_id),
+    )
+
+
+def _customer_change(event: CustomerRecord, context: Context, now: datetime) -> Change | None:
+    previous = context.customer
+    target = _target(event, context, now)
+    if previous is not None and event.version <= previous.version:
+        return _links_only(event, target, apply_customer(target.profile, event, target.profile.updated_at))
+    profile = apply_customer(target.profile, event, now)
+    state = CustomerState(workspace_id=event.workspace_id, store_id=event.store_id, customer_id=event.customer_id,
+                          profile_id=profile.profile_id, version=event.version, deleted=event.deleted)
+    ref = f"{event.store_id}:{event.customer_id}"
+    entries = [*target.timeline]
+    if previous is None:
+        entries.append(_entry(profile, event.created_at, "account_created", ref))
+    if event.deleted and not (previous and previous.deleted):
+        entries.append(_entry(profile, event.updated_at, "account_deleted", ref))
+    return Change(
+        workspace_id=event.workspace_id, profiles=_profiles(target, profile),
+        customer=(state, previous.version if previous else None), identities=target.links, timeline=tuple(entries),
+    )
+
+
+def plan(event: CanonicalEvent, context: Context, now: datetime, order_dates: OrderDates) -> Change | None:
+    """The writes ``event`` makes, or None when it changes nothing."""
+    if context.redacted.intersection(identities_of(event)):
+        return None  # an erased shopper stays erased, whatever arrives late or is replayed
+    if isinstance(event, CanonicalOrder):
+        return _order_change(event, context, now, order_dates)
+    if isinstance(event, RefundRecord | OrderRemoved):
+        return _order_amendment(event, context, now, order_dates)
+    if isinstance(event, ActivityEvent):
+        return _activity_change(event, context, now)
+    if isinstance(event, CustomerRecord):
+        return _customer_change(event, context, now)
+    raise TypeError(f"{type(event).__name__} is not applied to profiles")
+
+
+def distinct_entries(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
+    """Entries without the older copies an order leaves in a profile merged since (its newest version wins)."""
+    newest: dict[tuple[str, str], TimelineEntry] = {}
+    for entry in entries:
+        key = (entry.type, entry.ref)
+        held = newest.get(key)
+        if held is None or str(entry.summary.get("version", "")) > str(held.summary.get("version", "")):
+            newest[key] = entry
+    return [entry for entry in entries if newest[(entry.type, entry.ref)] is entry]
+
+
+def counted_order_dates(entries: Sequence[TimelineEntry], exclude_ref: str) -> list[datetime]:
+    """Placement dates of counted orders, from a profile's timeline."""
+    return [entry.occurred_at for entry in distinct_entries(entries)
+            if entry.type == "order" and entry.summary.get("counted") and entry.ref != exclude_ref]

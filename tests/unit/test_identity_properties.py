@@ -1,0 +1,149 @@
+"""Identity resolution by property: any interleaving, duplication and reordering of the same deliveries
+yields the same profiles (the same people, with the same totals to the cent) as in-order, once-only delivery.
+
+Shoppers are generated with identities of their own (email, phone, platform account, browser id); their
+events carry different subsets of them (guest checkouts by phone, anonymous browsing, an identify that
+links a browser to an email, an account that ties email and phone together), so profiles are created
+apart and must merge whatever the arrival order. Orders get newer versions, cancellations, refunds that
+arrive on their own (even before their order) and removals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from crm.ingestion import apply_event
+from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, OrderRemoved, RefundRecord
+from crm.models.consent import Channel, Consent, ConsentState
+from crm.models.orders import CanonicalOrder, LineItem
+from crm.models.profile import Profile
+from crm.models.stores import Platform
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.builders import NOW, cents, customer_record, order
+from tests.fakes import FakeProfileRepository
+
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
+WS = "ws_a"
+
+
+@dataclass(frozen=True)
+class Shopper:
+    number: int
+    email: str | None
+    phone: str | None
+    anonymous_id: str | None
+    customer_id: str | None
+
+
+@dataclass(frozen=True)
+class World:
+    shoppers: tuple[Shopper, ...]
+    events: tuple[CanonicalEvent, ...]
+    net_by_order: dict[str, Decimal]
+
+
+def _moment(draw: st.DrawFn) -> datetime:
+    return BASE + timedelta(minutes=draw(st.integers(0, 200_000)))
+
+
+@st.composite
+def shoppers(draw: st.DrawFn, number: int) -> Shopper:
+    email = draw(st.sampled_from([f"s{number}@example.com", None]))
+    phone = draw(st.sampled_from([f"+1202555{number:04d}", None])) if email else f"+1202555{number:04d}"
+    return Shopper(number, email, phone, draw(st.sampled_from([f"anon-{number}", None])),
+                   draw(st.sampled_from([f"cust-{number}", None])))
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> World:
+    people = tuple(draw(shoppers(n)) for n in range(draw(st.integers(1, 4))))
+    events: list[CanonicalEvent] = []
+    net_by_order: dict[str, Decimal] = {}
+    for shopper in people:
+        for index in range(draw(st.integers(0, 3))):
+            order_id = f"{shopper.number}-{index}"
+            created = _moment(draw)
+            # A guest checkout may carry only the phone, or only the browser id the storefront passed on.
+            use_email = shopper.email if draw(st.booleans()) or not shopper.phone else None
+            contact = {"email": use_email, "phone": shopper.phone if draw(st.booleans()) or not use_email else None}
+            total = cents(draw(st.integers(0, 500_000)))
+            versions = draw(st.integers(1, 3))
+            cancelled = draw(st.booleans()) and draw(st.booleans())
+            item = LineItem(title=f"product-{draw(st.integers(0, 3))}", sku="SKU", quantity=draw(st.integers(1, 3)),
+                            price=Decimal("1.00"))
+            latest: CanonicalOrder | None = None
+            for version in range(versions):
+                latest = order(order_id, created_at=created, updated_at=created + timedelta(minutes=version),
+                               total=total, **contact).model_copy(update={
+                                   "anonymous_id": shopper.anonymous_id if draw(st.booleans()) else None,
+                                   "customer_id": shopper.customer_id if draw(st.booleans()) else None,
+                                   "cancelled_at": created if cancelled and version == versions - 1 else None,
+                                   "line_items": (item,), "discount_codes": ("SAVE",) if index == 0 else ()})
+                events.append(latest)
+            assert latest is not None
+            refunded = Decimal("0.00")
+            for refund in range(draw(st.integers(0, 2))):
+                amount = cents(draw(st.integers(0, 10_000)))
+                refunded += amount
+                events.append(RefundRecord(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY,
+                                           order_id=order_id, refund_id=f"r{refund}", amount=amount,
+                                           created_at=created + timedelta(hours=1)))
+            removed = draw(st.booleans()) and draw(st.booleans()) and draw(st.booleans())
+            if removed:
+                events.append(OrderRemoved(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY,
+                                           order_id=order_id, removed_at=created + timedelta(days=1)))
+            counts = not cancelled and not removed
+            net_by_order[order_id] = max(total - refunded, Decimal("0.00")) if counts else Decimal("0.00")
+        if shopper.anonymous_id:
+            for view in range(draw(st.integers(0, 2))):
+                events.append(ActivityEvent(
+                    workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"v-{shopper.number}-{view}",
+                    type=ActivityType.PRODUCT_VIEWED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id))
+            if shopper.email and draw(st.booleans()):
+                events.append(ActivityEvent(
+                    workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"id-{shopper.number}",
+                    type=ActivityType.IDENTIFY, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
+                    email=shopper.email, consents=(Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED,
+                                                           source="track:identify", at=_moment(draw)),)))
+        if shopper.customer_id and draw(st.booleans()):
+            events.append(customer_record(shopper.customer_id, email=shopper.email, phone=shopper.phone,
+                                          updated_at=_moment(draw), first_name=f"Name{shopper.number}"))
+    return World(people, tuple(events), net_by_order)
+
+
+def _deliver(events: list[CanonicalEvent]) -> FakeProfileRepository:
+    repository = FakeProfileRepository()
+    for step, event in enumerate(events):
+        apply_event(repository, event, NOW + timedelta(seconds=step))
+    return repository
+
+
+def _person(profile: Profile) -> tuple[object, ...]:
+    """A profile as a person: who (identities) and what they did, not which generated id it landed on."""
+    return (profile.identities, profile.email, profile.phone, profile.first_name, profile.orders_count,
+            profile.cancelled_count, profile.total_spent, profile.total_refunded, profile.first_order_at,
+            profile.last_order_at, profile.products, profile.skus, profile.coupons, profile.activity_counts,
+            profile.consents, profile.last_browse, profile.average_order_value)
+
+
+def _people(repository: FakeProfileRepository) -> list[tuple[object, ...]]:
+    return sorted((_person(p) for p in repository.live_profiles()), key=repr)
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data(), world=worlds())
+def test_any_interleaving_with_duplicates_gives_the_in_order_profiles(data: st.DataObject, world: World) -> None:
+    every = list(world.events)
+    duplicates = data.draw(st.lists(st.sampled_from(every), max_size=6), label="duplicates") if every else []
+    arrival = data.draw(st.permutations(every + duplicates), label="arrival")
+
+    in_order = _deliver(every)
+    shuffled = _deliver(arrival)
+
+    assert _people(shuffled) == _people(in_order)
+    live = in_order.live_profiles()
+    assert sum((p.total_spent for p in live), Decimal("0.00")) == sum(world.net_by_order.values(), Decimal("0.00"))
