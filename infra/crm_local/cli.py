@@ -78,6 +78,17 @@ def _replay(args: argparse.Namespace) -> int:
     return 1 if report.unreadable_objects else 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from crm.imports.service import ExportKind
+
+    from crm_local.operations import import_file
+
+    kind, path = (ExportKind.ORDERS, args.orders) if args.orders else (ExportKind.CUSTOMERS, args.customers)
+    result = import_file(args.stack, args.platform, args.store, kind, path, dry_run=args.dry_run)
+    print(json.dumps(result.as_json()))
+    return 0
+
+
 def _aware(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -123,6 +134,15 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", type=_aware, help="received at or after (ISO 8601 with zone)")
     replay.add_argument("--until", type=_aware, help="received before (ISO 8601 with zone)")
     replay.set_defaults(run=_replay)
+
+    imports = commands.add_parser("import", help="load history from the platform's own CSV export (idempotent)")
+    imports.add_argument("--store", required=True, metavar="STORE_DOMAIN", help="the store's domain, as registered")
+    imports.add_argument("--platform", required=True, choices=[Platform.SHOPIFY.value])
+    exported = imports.add_mutually_exclusive_group(required=True)
+    exported.add_argument("--orders", type=Path, metavar="CSV", help="Shopify admin: Orders -> Export")
+    exported.add_argument("--customers", type=Path, metavar="CSV", help="Shopify admin: Customers -> Export")
+    imports.add_argument("--dry-run", action="store_true", help="parse and report; write nothing")
+    imports.set_defaults(run=_import)
 
     demo = commands.add_parser("demo", help="boot the local stack, send signed Shopify orders, print a report")
     demo.add_argument("--orders", type=int, default=300)

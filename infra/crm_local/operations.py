@@ -6,15 +6,17 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
-from crm.adapters.dynamodb import DynamoStoreDirectory
-from crm.adapters.messaging import dead_letter_reason
+from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.messaging import FirehoseS3Archive, dead_letter_reason
 from crm.archive import FIREHOSE_PREFIX, OBJECT_PREFIX, ArchivedDelivery, header_from_metadata, unframe
 from crm.clock import utc_now
+from crm.imports.service import ExportKind, ImportResult, import_export
 from crm.models.stores import Platform, StoreRegistration
-from crm.stores import api_token_for, register_store
+from crm.stores import api_token_for, normalise_domain, register_store
 
 
 def stack_outputs(stack_name: str) -> dict[str, str]:
@@ -130,3 +132,22 @@ def replay_archive(stack_name: str, store_id: str | None = None, since: datetime
             flush()
     flush()
     return report
+
+
+class UnknownStore(ValueError):
+    """No store of that platform and domain is registered in the stack."""
+
+
+def import_file(stack_name: str, platform: str, domain: str, kind: ExportKind, path: Path,
+                dry_run: bool = False, now: datetime | None = None) -> ImportResult:
+    """Import a platform's own export (e.g. Shopify's orders or customers CSV) into the stack's CRM:
+    the file is archived as-is under imports/, then its events go through crm.ingestion.apply_events."""
+    data = path.read_bytes()
+    outputs = stack_outputs(stack_name)
+    store = DynamoStoreDirectory(outputs["TableName"]).store_by_domain(Platform(platform), normalise_domain(domain))
+    if store is None:
+        raise UnknownStore(f"no {platform} store {domain!r} is registered in stack {stack_name!r} "
+                           "(crm store add registers one)")
+    return import_export(kind, data, path.name, store, now or utc_now(), dry_run=dry_run,
+                         repository=DynamoProfileRepository(outputs["TableName"]),
+                         archive=FirehoseS3Archive(bucket=outputs["ArchiveBucketName"]))

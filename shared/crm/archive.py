@@ -9,8 +9,11 @@ objects of their own, with the header as object metadata.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import PurePath
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -96,3 +99,16 @@ def header_from_metadata(metadata: Mapping[str, str], body_length: int) -> Archi
                           api_version=metadata.get("api-version")),
         body_length=body_length,
     )
+
+
+IMPORT_PREFIX = "imports/"
+
+
+def import_key(store_id: str, imported_at: datetime, data: bytes, filename: str) -> str:
+    """Where an imported file is kept as-is: by store, time and content hash (the same file imported twice
+    at different times is two objects; its hash says it is the same file)."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    # Keys become paths when someone syncs the bucket to disk: keep the name to portable characters.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", PurePath(filename).name) or "upload.csv"
+    stamp = imported_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{IMPORT_PREFIX}{store_id}/{stamp}-{digest}-{name}"

@@ -1,0 +1,1 @@
+"""Loading history from a platform's own exports (CSV files) into the CRM."""
