@@ -19,7 +19,7 @@ from crm.imports.shopify_csv import (
     parse_orders,
     summary,
 )
-from crm.ingestion import upsert_order
+from crm.ingestion import apply_event
 from crm.models.consent import Channel, ConsentState
 from crm.models.orders import CanonicalOrder, version_stamp
 from crm.models.stores import Platform, Store
@@ -81,7 +81,7 @@ def test_orders_export_maps_to_canonical_orders_to_the_cent() -> None:
     assert multi.updated_at == datetime(2024, 1, 11, 21, 40, tzinfo=UTC)  # Fulfilled at, the latest moment
     assert multi.version == version_stamp(multi.updated_at, None)
     assert [(c.channel, c.state, c.source, c.at) for c in multi.consents] == [
-        (Channel.EMAIL, ConsentState.SUBSCRIBED, "import:orders.csv", NOW)]
+        (Channel.EMAIL, ConsentState.SUBSCRIBED, "import:orders.csv", multi.created_at)]  # stated at checkout
 
     assert orders["#1002"].refunds == {"import": Decimal("60.00")}
     assert orders["#1002"].consents[0].state is ConsentState.NOT_SUBSCRIBED
@@ -272,7 +272,7 @@ def test_an_import_never_overrides_a_newer_webhook_version() -> None:
     imported = _by_number(parse_orders(ORDERS, STORE, NOW).events)["#1003"]
     webhook = imported.model_copy(update={"refunds": {"r1": Decimal("80.00")},
                                           "version": version_stamp(imported.updated_at, NOW)})
-    assert upsert_order(repository, webhook, NOW)
+    assert apply_event(repository, webhook, NOW)
     result = import_export(ExportKind.ORDERS, ORDERS, "orders_export.csv", STORE, NOW,
                            repository=repository, archive=archive)
     assert result.outcome is not None and result.outcome.applied == 8

@@ -406,7 +406,8 @@ def _order(first: OrderRow, more_items: list[LineItem], store: Store, now: datet
     items = sorted([*([first_item] if first_item else []), *more_items],
                    key=lambda item: (item.title, item.sku or "", item.price, item.quantity))
     first_name, last_name = _split_name(first.billing_name)
-    consents = _consent(first.accepts_marketing, Channel.EMAIL, ORDERS_SOURCE, now, cleaned)
+    # Stated at checkout: stamped with the order's time, so importing the file again states nothing new.
+    consents = _consent(first.accepts_marketing, Channel.EMAIL, ORDERS_SOURCE, created_at, cleaned)
     try:
         order = CanonicalOrder(
             workspace_id=store.workspace_id, store_id=store.store_id, platform=Platform.SHOPIFY,
