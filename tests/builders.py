@@ -242,3 +242,47 @@ def bc_headers(
 def bc_store(*, api_token: str | None = BC_TOKEN, secrets: tuple[str, ...] = (BC_SECRET,)) -> Store:
     return Store(store_id="st_bc", workspace_id="ws_a", platform=Platform.BIGCOMMERCE, domain=BC_STORE_HASH,
                  webhook_secrets=secrets, created_at=NOW, api_token=api_token)
+
+
+# --- custom storefronts (POST /events) -------------------------------------------------------------
+
+CUSTOM_SECRET = "crm_custom_secret"
+CUSTOM_DOMAIN = "shop.custom.example"
+
+
+def custom_order_json(**overrides: Any) -> dict[str, Any]:
+    """An order in the canonical event API's schema (docs/events-api.md)."""
+    payload: dict[str, Any] = {
+        "type": "order", "order_id": "1001", "order_number": "#1001", "email": " Ada@Example.com ",
+        "phone": "020 7946 0018", "country": "gb", "customer_id": "c-17", "first_name": "Ada",
+        "last_name": "Lovelace", "currency": "gbp", "total_price": "42.50", "refunds": {"rf-1": "5.00"},
+        "financial_status": "partially_refunded", "created_at": "2026-02-28T10:00:00Z",
+        "updated_at": "2026-02-28T11:30:00+01:00",
+        "line_items": [{"product_id": "p-1", "variant_id": "p-1-red", "sku": "MUG-RED", "title": "Mug",
+                        "category": "Kitchen", "quantity": 2, "price": "12.50"},
+                       {"title": "Tea", "quantity": 1, "price": 17.5}],
+        "discount_codes": ["SPRING10"],
+    }
+    payload.update(overrides)
+    return payload
+
+
+def custom_headers(
+    body: bytes,
+    *,
+    secret: str = CUSTOM_SECRET,
+    domain: str = CUSTOM_DOMAIN,
+    event_id: str = "ev-1",
+    timestamp: datetime | None = None,
+) -> dict[str, str]:
+    """The headers a custom storefront sends with a signed body."""
+    headers = {"Content-Type": "application/json", "X-CRM-Store": domain,
+               "X-CRM-Signature": sign_base64_hmac_sha256(body, secret), "X-CRM-Event-Id": event_id}
+    if timestamp is not None:
+        headers["X-CRM-Timestamp"] = str(int(timestamp.timestamp()))
+    return headers
+
+
+def custom_store(*, secrets: tuple[str, ...] = (CUSTOM_SECRET,)) -> Store:
+    return Store(store_id="st_custom", workspace_id="ws_a", platform=Platform.CUSTOM, domain=CUSTOM_DOMAIN,
+                 webhook_secrets=secrets, created_at=NOW)

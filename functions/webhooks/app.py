@@ -8,6 +8,7 @@ from chalice import Chalice, Response
 from crm import wiring
 from crm.clock import utc_now
 from crm.connectors.base import DeliveryRejected
+from crm.models.stores import Platform
 from crm.webhooks import PingAcknowledged, accept_webhook
 
 app = Chalice(app_name="crm-webhooks")
@@ -19,6 +20,16 @@ ANY_BODY = ["application/json", "text/plain", "application/x-www-form-urlencoded
 
 @app.route("/webhooks/{platform}", methods=["POST"], content_types=ANY_BODY)
 def receive_webhook(platform: str) -> Response:
+    return _receive(platform)
+
+
+@app.route("/events", methods=["POST"], content_types=ANY_BODY)
+def receive_events() -> Response:
+    """The canonical event API for custom storefronts (docs/events-api.md): /webhooks/custom by its own name."""
+    return _receive(Platform.CUSTOM.value)
+
+
+def _receive(platform: str) -> Response:
     request = app.current_request
     try:
         accepted = accept_webhook(

@@ -26,6 +26,8 @@ from tests.builders import (
     bc_fixture_bytes,
     bc_headers,
     compact,
+    custom_headers,
+    custom_order_json,
     placed_order_bytes,
     placed_order_json,
     shopify_headers,
@@ -267,6 +269,40 @@ def test_a_signed_woocommerce_order_creates_the_profile_and_the_creation_ping_ge
     shopify_signed = signed(body, "e2e-woo-3")  # a Shopify delivery sent to the WooCommerce route
     assert local_stack.post("/webhooks/woocommerce", body, shopify_signed)[0] == 401
 
+
+def test_a_custom_storefront_posts_a_signed_order_to_events_and_the_customer_appears(
+        local_stack: LocalStack, store: dict[str, str]) -> None:
+    shop: dict[str, str] = json.loads(local_stack.crm(
+        "store", "add", "--platform", "custom", "--domain", "https://e2e-custom.example/",
+        "--webhook-secret", "e2e-custom-secret"))
+    assert (shop["platform"], shop["domain"]) == ("custom", "e2e-custom.example")
+
+    body = compact(custom_order_json(order_id="e2e-c-1", email=" Custom.Buyer@Example.com", total_price=59.9,
+                                     refunds={"rf-1": "9.90"}))
+    assert b'"total_price":59.9,' in body  # a JSON number: read as exactly 59.90, never a float
+    headers = custom_headers(body, secret="e2e-custom-secret", domain="e2e-custom.example", event_id="e2e-custom-1",
+                             timestamp=datetime.now(UTC))
+    status, answer = local_stack.post("/events", body, headers)
+    assert (status, answer) == (200, {"status": "accepted", "delivery_id": "e2e-custom-1"})
+
+    profile = wait_for_customer(local_stack, shop["api_key"], "custom.buyer@example.com", orders=1)
+    assert (profile["total_spent"], profile["currency"]) == ("50.00", "GBP")
+    assert profile["phone"] == "+442079460018"
+    assert archived(local_stack)["e2e-custom-1"] == body
+    assert local_stack.get("/customers?email=custom.buyer@example.com", store["api_key"])[0] == 404
+
+    # The generic path is the same endpoint; a retry of the same order changes nothing.
+    retry = custom_headers(body, secret="e2e-custom-secret", domain="e2e-custom.example", event_id="e2e-custom-1")
+    assert local_stack.post("/webhooks/custom", body, retry)[0] == 200
+    forged = custom_headers(body, secret="not-the-secret", domain="e2e-custom.example", event_id="e2e-custom-2")
+    assert local_stack.post("/events", body, forged)[0] == 401
+    stale = custom_headers(body, secret="e2e-custom-secret", domain="e2e-custom.example", event_id="e2e-custom-3",
+                           timestamp=datetime.now(UTC) - timedelta(minutes=10))
+    assert local_stack.post("/events", body, stale)[0] == 401
+    del retry["X-CRM-Event-Id"]
+    assert local_stack.post("/events", body, retry) == (400, {"error": "missing required header X-CRM-Event-Id"})
+    local_stack.wait_drained()
+    assert wait_for_customer(local_stack, shop["api_key"], "custom.buyer@example.com", orders=1) == profile
 
 def test_sigterm_stops_the_runtime_cleanly() -> None:
     stack = start_local_stack()

@@ -312,9 +312,18 @@ def test_woocommerce_orders_update_one_profile_newest_version_wins(
     assert queue.dead_letters == []
 
 
-@pytest.mark.parametrize("topic", ["order.deleted", "customer.created"])
-def test_woocommerce_topics_without_orders_are_dead_lettered(
+@pytest.mark.parametrize("topic", ["product.updated", "coupon.deleted"])
+def test_woocommerce_topics_without_canonical_events_are_dead_lettered(
         topic: str, repository: FakeProfileRepository, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
     outcome = _apply(_woo(b'{"id":727}', topic, "wc-del"), repository, archive, queue)
     assert outcome.dead_lettered == f"{topic} wc-del: unsupported WooCommerce topic '{topic}'"
+    assert repository.orders == {}
+
+
+@pytest.mark.parametrize("topic", ["order.deleted", "customer.deleted"])
+def test_woocommerce_deletions_are_understood_not_dead_lettered(
+        topic: str, repository: FakeProfileRepository, archive: FakeRawArchive, queue: FakeIngestQueue) -> None:
+    outcome = _apply(_woo(b'{"id":727}', topic, "wc-del"), repository, archive, queue)
+    assert outcome.dead_lettered is None
+    assert queue.dead_letters == []
     assert repository.orders == {}

@@ -96,6 +96,7 @@ def _routes(stack: Stack) -> set[tuple[str, str, str]]:
 def test_api_routes(stack: Stack) -> None:
     assert _routes(stack) == {
         ("POST", "/webhooks/{platform}", "WebhooksFunction"),
+        ("POST", "/events", "WebhooksFunction"),
         ("GET", "/customers", "ApiFunction"),
         ("GET", "/customers/{profile_id}", "ApiFunction"),
         ("GET", "/customers/{profile_id}/timeline", "ApiFunction"),

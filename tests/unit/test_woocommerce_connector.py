@@ -6,16 +6,18 @@ import hmac
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from crm.connectors import connector_for
 from crm.connectors.base import MissingHeader, PayloadNotUnderstood, SignatureMissing, sign_base64_hmac_sha256
 from crm.connectors.woocommerce import WOOCOMMERCE
+from crm.models.canonical import CanonicalEvent, CustomerRecord, OrderRemoved
 from crm.models.orders import CanonicalOrder, version_stamp
 from crm.models.stores import Platform
 
 from tests.builders import (
+    NOW,
     WOO_DOMAIN,
     WOO_ORDER_TOPICS,
     WOO_SECRET,
@@ -159,9 +161,15 @@ def test_an_order_delivery_is_not_a_ping() -> None:
 # --- mapping orders ------------------------------------------------------------------------------
 
 
-def _orders(payload: dict[str, Any] | bytes, topic: str = "order.created") -> list[CanonicalOrder]:
+def _events(payload: dict[str, Any] | bytes, topic: str) -> list[CanonicalEvent]:
     body = payload if isinstance(payload, bytes) else woo_wire(payload)
     return WOOCOMMERCE.events(envelope(None, topic=topic, platform=Platform.WOOCOMMERCE), body, FakeStoreDirectory())
+
+
+def _orders(payload: dict[str, Any] | bytes, topic: str = "order.created") -> list[CanonicalOrder]:
+    events = _events(payload, topic)
+    assert all(isinstance(event, CanonicalOrder) for event in events)
+    return cast(list[CanonicalOrder], events)
 
 
 def test_published_order_created_sample_maps_to_a_canonical_order() -> None:
@@ -216,6 +224,7 @@ def test_refunds_are_listed_negative_and_summed_as_positive() -> None:
                "refunds": [{"id": 730, "reason": "damaged", "total": "-10.00"},
                            {"id": 731, "reason": "", "total": "-5.35"}]}
     [order] = _orders(payload)
+    assert order.refunds == {"730": Decimal("10.00"), "731": Decimal("5.35")}
     assert order.total_refunded == Decimal("15.35")
     assert order.net_total == Decimal("14.00")
 
@@ -278,13 +287,8 @@ def test_a_number_sent_as_an_integer_is_kept_as_a_string() -> None:
     assert order.order_number == "727"
 
 
-@pytest.mark.parametrize("topic", ["customer.created", "customer.updated"])
-def test_customer_topics_are_not_understood(topic: str) -> None:
-    with pytest.raises(PayloadNotUnderstood, match="unsupported WooCommerce topic"):
-        _orders(woo_fixture_bytes(topic), topic=topic)
-
-
-@pytest.mark.parametrize("topic", ["order.deleted", "product.updated", "action.woocommerce_new_order"])
+@pytest.mark.parametrize("topic", ["product.updated", "coupon.created", "action.woocommerce_new_order",
+                                   "order.trashed"])
 def test_other_topics_are_not_understood(topic: str) -> None:
     with pytest.raises(PayloadNotUnderstood, match=f"unsupported WooCommerce topic '{topic}'"):
         _orders(b'{"id":727}', topic=topic)
@@ -320,3 +324,116 @@ def test_order_with_an_invalid_field_is_not_understood(field: str, value: str) -
 def test_a_customer_body_under_an_order_topic_is_not_an_order() -> None:
     with pytest.raises(PayloadNotUnderstood, match="not a WooCommerce order"):
         _orders(woo_fixture_bytes("customer.created"))
+
+
+def test_published_samples_have_no_refunds_coupons_or_consents_and_name_variants_and_country() -> None:
+    [order] = _orders(woo_fixture_bytes("order.created"))
+    assert order.refunds == {}
+    assert order.discount_codes == ()
+    assert order.consents == ()  # WooCommerce core has no marketing consent field
+    assert order.country == "US"
+    simple, variable = order.line_items
+    assert (simple.variant_id, simple.category) == (None, None)  # variation_id 0: a simple product
+    assert (variable.variant_id, variable.category) == ("23", None)
+
+
+def test_coupon_codes_become_discount_codes() -> None:
+    payload = {**woo_fixture_json("order.updated"),
+               "coupon_lines": [{"id": 321, "code": "summer10", "discount": "2.00", "discount_tax": "0.00"},
+                                {"id": 322, "code": "freeship", "discount": "10.00", "discount_tax": "0.00"}]}
+    [order] = _orders(payload, topic="order.updated")
+    assert order.discount_codes == ("summer10", "freeship")
+
+
+def test_a_refund_without_an_id_is_not_understood() -> None:
+    payload = {**woo_fixture_json("order.updated"), "refunds": [{"reason": "", "total": "-1.00"}]}
+    with pytest.raises(PayloadNotUnderstood, match=r"not a WooCommerce order: refunds\.0\.id"):
+        _orders(payload)
+
+
+# --- deletions and customers ---------------------------------------------------------------------
+
+
+def test_order_deleted_with_only_an_id_is_removed_when_received() -> None:
+    [removed] = _events(b'{"id":727}', "order.deleted")
+    assert isinstance(removed, OrderRemoved)
+    assert (removed.workspace_id, removed.store_id, removed.platform) == ("ws_a", "st_a", Platform.WOOCOMMERCE)
+    assert removed.order_id == "727"
+    assert removed.removed_at == NOW
+
+
+def test_order_deleted_with_a_modification_time_is_removed_then() -> None:
+    [removed] = _events(woo_fixture_json("order.updated"), "order.deleted")  # a trashed order's full body
+    assert isinstance(removed, OrderRemoved)
+    assert removed.order_id == "727"
+    assert removed.removed_at == datetime(2017, 3, 22, 19, 30, 35, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("topic", ["order.deleted", "customer.deleted"])
+@pytest.mark.parametrize("body", [b"{}", b'{"id":"seven"}', b'{"id":null}'])
+def test_a_deletion_without_an_integer_id_is_not_understood(topic: str, body: bytes) -> None:
+    with pytest.raises(PayloadNotUnderstood, match=r"not a WooCommerce deleted (order|customer): id"):
+        _events(body, topic)
+
+
+def test_published_customer_created_sample_maps_to_a_customer_record() -> None:
+    [customer] = _events(woo_fixture_bytes("customer.created"), "customer.created")
+    assert isinstance(customer, CustomerRecord)
+    assert (customer.workspace_id, customer.store_id, customer.platform) == ("ws_a", "st_a", Platform.WOOCOMMERCE)
+    assert customer.customer_id == "25"
+    assert customer.email == "john.doe@example.com"
+    assert customer.phone is None  # "(555) 555-5555" is not a valid US number
+    assert (customer.first_name, customer.last_name, customer.country) == ("John", "Doe", "US")
+    assert customer.created_at == datetime(2017, 3, 21, 19, 9, 28, tzinfo=UTC)  # date_created_gmt
+    assert customer.updated_at == datetime(2017, 3, 21, 19, 9, 30, tzinfo=UTC)  # date_modified_gmt
+    assert customer.version == "2017-03-21T19:09:30.000000Z|0001-01-01T00:00:00.000000Z"
+    assert (customer.tags, customer.consents, customer.deleted) == ((), (), False)
+
+
+def test_published_customer_updated_sample_is_a_newer_version_with_the_new_name() -> None:
+    [created] = _events(woo_fixture_bytes("customer.created"), "customer.created")
+    [updated] = _events(woo_fixture_bytes("customer.updated"), "customer.updated")
+    assert isinstance(created, CustomerRecord) and isinstance(updated, CustomerRecord)
+    assert updated.customer_id == created.customer_id == "25"
+    assert (updated.first_name, updated.last_name) == ("James", "Doe")
+    assert updated.updated_at == datetime(2017, 3, 21, 19, 12, 28, tzinfo=UTC)
+    assert updated.created_at == created.created_at
+    assert updated.version > created.version
+
+
+def test_customer_contact_details_are_normalised_with_the_billing_country() -> None:
+    payload = woo_fixture_json("customer.updated")
+    payload.update(email=" James.Doe@Example.COM ", date_modified_gmt=None)
+    payload["billing"] = {**payload["billing"], "phone": "020 7946 0018", "country": "gb"}
+    [customer] = _events(payload, "customer.updated")
+    assert isinstance(customer, CustomerRecord)
+    assert customer.email == "james.doe@example.com"
+    assert customer.phone == "+442079460018"
+    assert customer.country == "GB"
+    assert customer.updated_at == customer.created_at  # no modification date: the creation date
+
+
+def test_a_customer_without_an_account_email_falls_back_to_the_billing_email() -> None:
+    payload = {**woo_fixture_json("customer.created"), "email": "", "first_name": "", "last_name": ""}
+    [customer] = _events(payload, "customer.created")
+    assert isinstance(customer, CustomerRecord)
+    assert customer.email == "john.doe@example.com"
+    assert (customer.first_name, customer.last_name) == ("John", "Doe")
+
+
+@pytest.mark.parametrize("field", ["id", "date_created_gmt"])
+def test_a_customer_without_a_required_field_is_not_understood(field: str) -> None:
+    payload = woo_fixture_json("customer.created")
+    del payload[field]
+    with pytest.raises(PayloadNotUnderstood, match=f"not a WooCommerce customer: {field}"):
+        _events(payload, "customer.created")
+
+
+def test_customer_deleted_is_a_deleted_record_timed_at_arrival() -> None:
+    [gone] = _events(b'{"id":25}', "customer.deleted")
+    assert isinstance(gone, CustomerRecord)
+    assert gone.customer_id == "25"
+    assert gone.deleted is True
+    assert gone.created_at == gone.updated_at == NOW
+    assert gone.version == version_stamp(NOW, None)
+    assert (gone.email, gone.phone, gone.first_name) == (None, None, None)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from crm.connectors.base import Connector
 from crm.connectors.bigcommerce import BIGCOMMERCE
+from crm.connectors.custom import CUSTOM
 from crm.connectors.shopify import SHOPIFY
 from crm.connectors.woocommerce import WOOCOMMERCE
 from crm.models.stores import Platform
 
 CONNECTORS: dict[Platform, Connector] = {
     Platform.SHOPIFY: SHOPIFY, Platform.WOOCOMMERCE: WOOCOMMERCE, Platform.BIGCOMMERCE: BIGCOMMERCE,
+    Platform.CUSTOM: CUSTOM,
 }
 
 
