@@ -64,7 +64,8 @@ def _the_profile(repository: FakeProfileRepository, email: str = "jon@example.co
 def _updated(payload: dict[str, Any], updated_at: str, refunded: str | None = None) -> bytes:
     changed = {**payload, "updated_at": updated_at}
     if refunded is not None:
-        changed["refunds"] = [{"transactions": [{"kind": "refund", "status": "success", "amount": refunded}]}]
+        refund = {"kind": "refund", "status": "success", "amount": refunded}
+        changed["refunds"] = [{"id": 901, "transactions": [refund]}]
     return compact(changed)
 
 
@@ -117,7 +118,7 @@ def test_message_that_is_not_an_envelope_is_dead_lettered(message: str, reposito
 
 def test_unsupported_topic_is_dead_lettered(repository: FakeProfileRepository, archive: FakeRawArchive,
                                             queue: FakeIngestQueue) -> None:
-    message = envelope(fixture_bytes("customers/create"), topic="customers/create")
+    message = envelope(fixture_bytes("app/uninstalled"), topic="app/uninstalled")
     outcome = _apply(message, repository, archive, queue)
     assert outcome.dead_lettered is not None
     assert "unsupported Shopify topic" in outcome.dead_lettered

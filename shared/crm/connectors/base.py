@@ -6,10 +6,10 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -146,6 +146,17 @@ def json_object(body: bytes) -> dict[str, Any]:
 OrderPayload = TypeVar("OrderPayload", bound=BaseModel)
 
 
+class TopicMapper(NamedTuple):
+    """How one topic's JSON object becomes canonical events.
+
+    ``what`` names the payload in the reason a delivery is dead-lettered ("not a Shopify refund: id: ...");
+    ``events`` may raise ValidationError, which becomes that reason.
+    """
+
+    what: str
+    events: Callable[[dict[str, Any], IngestEnvelope], list[CanonicalEvent]]
+
+
 class BodySignedConnector(Generic[OrderPayload]):
     """What Shopify and WooCommerce share: one header with base64 HMAC-SHA256 of the raw body, no
     signed timestamp, and full order JSON in the body. A subclass says where its store, topic and
@@ -175,13 +186,21 @@ class BodySignedConnector(Generic[OrderPayload]):
         return True  # no signed timestamp to check
 
     def events(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalEvent]:
-        if envelope.meta.topic not in self.order_topics:
+        mapper = self.mappers().get(envelope.meta.topic)
+        if mapper is None:
             raise PayloadNotUnderstood(f"unsupported {self.name} topic {envelope.meta.topic!r}")
         payload = json_object(body)
         try:
-            return [self.canonical(self.order_payload.model_validate(payload), envelope)]
+            return mapper.events(payload, envelope)
         except ValidationError as error:
-            raise PayloadNotUnderstood(f"not a {self.name} order: {first_error(error)}") from None
+            raise PayloadNotUnderstood(f"not a {self.name} {mapper.what}: {first_error(error)}") from None
+
+    def mappers(self) -> Mapping[str, TopicMapper]:
+        """Every topic the connector understands: each order topic is one order; a subclass adds its others."""
+        return dict.fromkeys(self.order_topics, TopicMapper("order", self._order_events))
+
+    def _order_events(self, payload: dict[str, Any], envelope: IngestEnvelope) -> list[CanonicalEvent]:
+        return [self.canonical(self.order_payload.model_validate(payload), envelope)]
 
     def canonical(self, order: OrderPayload, envelope: IngestEnvelope) -> CanonicalOrder:
         """The platform's order payload as the CRM's canonical order."""
