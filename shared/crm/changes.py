@@ -98,9 +98,11 @@ def _profiles(target: _Target, profile: Profile) -> tuple[tuple[Profile, int | N
                                    for stone, read in target.tombstones))
 
 
-def _entry(profile: Profile, at: datetime, kind: str, ref: str, **summary: Any) -> TimelineEntry:
-    return TimelineEntry(workspace_id=profile.workspace_id, profile_id=profile.profile_id, occurred_at=at, type=kind,
-                         ref=ref, summary={k: v for k, v in summary.items() if v is not None})
+def _entry(profile: Profile, at: datetime, kind: str, ref: str, store_id: str | None = None,
+           **summary: Any) -> TimelineEntry:
+    return TimelineEntry(workspace_id=profile.workspace_id, profile_id=profile.profile_id, store_id=store_id,
+                         occurred_at=at, type=kind, ref=ref,
+                         summary={k: v for k, v in summary.items() if v is not None})
 
 
 def _order_entries(profile: Profile, record: OrderRecord) -> list[TimelineEntry]:
@@ -108,14 +110,15 @@ def _order_entries(profile: Profile, record: OrderRecord) -> list[TimelineEntry]
     if order is None:
         return []
     ref = f"{order.store_id}:{order.order_id}"
-    entries = [_entry(profile, order.created_at, "order", ref, number=order.order_number, currency=order.currency,
+    entries = [_entry(profile, order.created_at, "order", ref, order.store_id, number=order.order_number,
+                      currency=order.currency,
                       total=format_money(order.total_price), net=format_money(record.net_total),
                       counted=record.counts, version=order.version,
                       items=sum(item.quantity for item in order.line_items),
                       channel=record.last_touch.channel if record.last_touch else None)]
     ended = order.cancelled_at or record.removed_at
     if ended is not None:
-        entries.append(_entry(profile, ended, "order_cancelled", ref))
+        entries.append(_entry(profile, ended, "order_cancelled", ref, order.store_id))
     return entries
 
 
@@ -189,7 +192,7 @@ def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: 
     profile, record = _with_order(target, previous, record, now, order_dates)
     return Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile), order=(record, expected),
-        timeline=(*_order_entries(profile, record), _entry(profile, at, kind, ref, **summary)),
+        timeline=(*_order_entries(profile, record), _entry(profile, at, kind, ref, event.store_id, **summary)),
     )
 
 
@@ -198,7 +201,7 @@ def _activity_change(event: ActivityEvent, context: Context, now: datetime) -> C
         return None
     target = _target(event, context, now)
     profile = apply_activity(target.profile, event, now)
-    entry = _entry(profile, event.occurred_at, event.type.value, event.event_id, url=event.url,
+    entry = _entry(profile, event.occurred_at, event.type.value, event.event_id, event.store_id, url=event.url,
                    value=format_money(event.value) if event.value is not None else None, currency=event.currency,
                    products=[p.title for p in event.products if p.title] or None,
                    order=f"{event.store_id}:{event.order_id}" if event.order_id else None,
@@ -214,15 +217,17 @@ def _customer_change(event: CustomerRecord, context: Context, now: datetime) -> 
     target = _target(event, context, now)
     if previous is not None and event.version <= previous.version:
         return _links_only(event, target, apply_customer(target.profile, event, target.profile.updated_at))
+    if event.deleted and target.before is None:
+        return None  # an account we never knew was deleted: there is no one to note it on
     profile = apply_customer(target.profile, event, now)
     state = CustomerState(workspace_id=event.workspace_id, store_id=event.store_id, customer_id=event.customer_id,
                           profile_id=profile.profile_id, version=event.version, deleted=event.deleted)
     ref = f"{event.store_id}:{event.customer_id}"
     entries = [*target.timeline]
     if previous is None:
-        entries.append(_entry(profile, event.created_at, "account_created", ref))
+        entries.append(_entry(profile, event.created_at, "account_created", ref, event.store_id))
     if event.deleted and not (previous and previous.deleted):
-        entries.append(_entry(profile, event.updated_at, "account_deleted", ref))
+        entries.append(_entry(profile, event.updated_at, "account_deleted", ref, event.store_id))
     return Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile),
         customer=(state, previous.version if previous else None), identities=target.links, timeline=tuple(entries),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from crm.models.events import AnyDomainEvent
 from crm.models.ingest import IngestEnvelope
@@ -59,6 +62,92 @@ class Change:
     identities: tuple[IdentityLink, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
     event: tuple[str, str, str] | None = None  # (store_id, event_id, profile_id): must be new
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """Everything held on one shopper: their live profiles and those merged into them, timelines, orders
+    and platform accounts."""
+
+    profiles: tuple[Profile, ...]
+    timeline: tuple[TimelineEntry, ...]
+    orders: tuple[OrderRecord, ...]
+    customers: tuple[CustomerState, ...]
+
+
+_RECORD_ENTRIES = frozenset({"order", "order_cancelled", "order_removed", "refund", "profile_merged",
+                             "account_created", "account_deleted"})
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What a redaction deletes, and the identities it leaves behind as "redacted" hashes."""
+
+    workspace_id: str
+    profile_ids: tuple[str, ...]  # whole partitions: profile and timeline
+    orders: tuple[tuple[str, str], ...]  # (store_id, order_id)
+    customers: tuple[tuple[str, str], ...]
+    events: tuple[tuple[str, str], ...]  # (store_id, event_id)
+    identities: tuple[str, ...]
+
+    @classmethod
+    def of(cls, workspace_id: str, holdings: Holdings, store_id: str, order_ids: Sequence[str],
+           customer_id: str | None) -> Erasure:
+        identities = {i for p in holdings.profiles for i in p.identities}
+        identities.update(f"order#{store_id}#{order_id}" for order_id in order_ids)
+        if customer_id:
+            identities.add(f"customer#{store_id}#{customer_id}")
+        orders = {(o.store_id, o.order_id) for o in holdings.orders} | {(store_id, o) for o in order_ids}
+        customers = {(c.store_id, c.customer_id) for c in holdings.customers}
+        if customer_id:
+            customers.add((store_id, customer_id))
+        # Activity entries are referenced by their event id; their markers go too.
+        events = {(entry.store_id or store_id, entry.ref) for entry in holdings.timeline
+                  if entry.type not in _RECORD_ENTRIES}
+        return cls(workspace_id, tuple(sorted({p.profile_id for p in holdings.profiles})), tuple(sorted(orders)),
+                   tuple(sorted(customers)), tuple(sorted(events)), tuple(sorted(identities)))
+
+
+class PrivacyRecord(BaseModel):
+    """What is kept of a privacy request: no personal data, only what was done and when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: str
+    store_id: str
+    request_id: str
+    request: str
+    carried_out_at: datetime
+    counts: dict[str, int]
+    export_key: str | None = None
+
+
+class PrivacyStore(Protocol):
+    def gather(self, workspace_id: str, profiles: Sequence[Profile], store_id: str,
+               order_ids: Sequence[str]) -> Holdings:
+        """The shopper's holdings, from their live profiles (and the profiles merged into them)."""
+        ...
+
+    def erase(self, erasure: Erasure) -> None: ...
+
+    def erase_store(self, workspace_id: str, store_id: str) -> dict[str, int]:
+        """Delete a store's orders, accounts and store-scoped identities, the profiles of that store alone,
+        and the store itself; returns counts."""
+        ...
+
+    def record(self, record: PrivacyRecord) -> None: ...
+
+
+class ArchiveStore(Protocol):
+    """The archive bucket as privacy requests need it: list, read, rewrite, delete."""
+
+    def keys(self, prefixes: Iterable[str]) -> Iterator[str]: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def delete(self, key: str) -> None: ...
 
 
 class StoreDirectory(Protocol):

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from functools import cache
 
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
-from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, SqsIngestQueue
-from crm.ports import EventPublisher, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
+from crm.adapters.dynamodb import DynamoPrivacyStore, DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, S3ArchiveStore, SqsIngestQueue
+from crm.ports import (
+    ArchiveStore,
+    EventPublisher,
+    IngestQueue,
+    PrivacyStore,
+    ProfileRepository,
+    RawArchive,
+    StoreDirectory,
+)
 
 
 @cache
@@ -34,7 +42,18 @@ def event_publisher() -> EventPublisher:
     return EventBridgePublisher()
 
 
+@cache
+def privacy_store() -> PrivacyStore:
+    return DynamoPrivacyStore()
+
+
+@cache
+def archive_store() -> ArchiveStore:
+    return S3ArchiveStore()
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
-    for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher):
+    for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
+                    archive_store):
         factory.cache_clear()

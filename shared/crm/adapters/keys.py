@@ -11,6 +11,7 @@ Access patterns:
 - order by store + platform order id:             WS#{ws}#ORDER#{store_id}#{order_id} / ORDER
 - platform customer account:                      WS#{ws}#CUSTOMER#{store_id}#{customer_id} / CUSTOMER
 - an activity event already applied:              WS#{ws}#EVENT#{store_id}#{sha256(event_id)} / EVENT
+- a privacy request carried out (no personal data): WS#{ws}#PRIVACY#{request_id} / PRIVACY
 """
 
 from __future__ import annotations
@@ -60,3 +61,7 @@ def customer(workspace_id: str, store_id: str, customer_id: str) -> Key:
 
 def event(workspace_id: str, store_id: str, event_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#EVENT#{store_id}#{_digest(event_id)}", "sk": "EVENT"}
+
+
+def privacy_request(workspace_id: str, request_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#PRIVACY#{request_id}", "sk": "PRIVACY"}

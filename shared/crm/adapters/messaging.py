@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from crm.adapters.clients import client
 from crm.config import settings
@@ -32,6 +32,33 @@ class FirehoseS3Archive:
         bucket = self.bucket or settings().require("archive_bucket")
         body: bytes = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
+
+
+class S3ArchiveStore:
+    """The archive bucket, object by object (privacy requests rewrite what names a shopper)."""
+
+    def __init__(self, bucket: str | None = None) -> None:
+        self.bucket = bucket
+
+    def _bucket(self) -> str:
+        return self.bucket or settings().require("archive_bucket")
+
+    def keys(self, prefixes: Iterable[str]) -> Iterator[str]:
+        paginator = client("s3").get_paginator("list_objects_v2")
+        for prefix in prefixes:
+            for page in paginator.paginate(Bucket=self._bucket(), Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    yield str(obj["Key"])
+
+    def get(self, key: str) -> bytes:
+        body: bytes = client("s3").get_object(Bucket=self._bucket(), Key=key)["Body"].read()
+        return body
+
+    def put(self, key: str, data: bytes) -> None:
+        client("s3").put_object(Bucket=self._bucket(), Key=key, Body=data)
+
+    def delete(self, key: str) -> None:
+        client("s3").delete_object(Bucket=self._bucket(), Key=key)
 
 
 class SqsIngestQueue:

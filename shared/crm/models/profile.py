@@ -160,6 +160,7 @@ class TimelineEntry(BaseModel):
 
     workspace_id: str
     profile_id: str
+    store_id: str | None = None
     occurred_at: datetime
     type: str
     ref: str
