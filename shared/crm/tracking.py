@@ -180,6 +180,10 @@ def accept_track(
     origin = lowered.get("origin")
     if len(raw_body) > MAX_BODY_BYTES:
         raise TrackRejected(f"body is larger than {MAX_BODY_BYTES} bytes; send fewer events per request", 413)
+    try:
+        text = raw_body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TrackRejected("body is not UTF-8 JSON") from None
     request = parse_request(raw_body)
     write_key = (lowered.get(WRITE_KEY_HEADER) or request.write_key or "").strip()
     if not write_key:
@@ -196,7 +200,7 @@ def accept_track(
         platform=store.platform, source="track", workspace_id=store.workspace_id, store_id=store.store_id,
         # The body's digest: a beacon the browser sends twice is the same delivery.
         meta=DeliveryMeta(topic=TOPIC, delivery_id=hashlib.sha256(raw_body).hexdigest()),
-        received_at=now, body=raw_body.decode("utf-8"),
+        received_at=now, body=text,
     )
     stored = store_delivery(envelope, raw_body, archive, queue, "track")
     return AcceptedTrack(store=store, envelope=stored, events=len(request.events), headers=cors_headers(origin))

@@ -120,6 +120,7 @@ def test_a_request_without_origin_comes_from_a_server_and_is_accepted(edge: Edge
     (body(write_key=None), 401, "write_key is required"),
     (b"x" * (MAX_BODY_BYTES + 1), 413, "larger than"),
     (b"{not json", 400, "body is not JSON"),
+    (b'{"anonymous_id": "\xff"}', 400, "not UTF-8"),
     (body(event(type="order_placed")), 400, "events.0.type"),
     (body(event(occurred_at="2026-03-01T12:00:00")), 400, "events.0.occurred_at"),
     (body(event(), event(event_id="e-2", value="twelve")), 400, "events.1.value"),
