@@ -137,10 +137,10 @@ def woo_ping(webhook_id: int = 17) -> tuple[dict[str, str], bytes]:
 
 def store(
     *, workspace_id: str = "ws_a", store_id: str = "st_a", domain: str = DOMAIN, secrets: tuple[str, ...] = (SECRET,),
-    platform: Platform = Platform.SHOPIFY,
+    platform: Platform = Platform.SHOPIFY, write_key: str | None = None, origins: tuple[str, ...] = (),
 ) -> Store:
     return Store(store_id=store_id, workspace_id=workspace_id, platform=platform, domain=domain,
-                 webhook_secrets=secrets, created_at=NOW)
+                 webhook_secrets=secrets, created_at=NOW, write_key=write_key, allowed_origins=origins)
 
 
 def envelope(

@@ -26,6 +26,7 @@ from crm.ports import (
     RawArchive,
     Reads,
     StoreDirectory,
+    UnknownWorkspace,
 )
 
 
@@ -40,21 +41,34 @@ class FakeStoreDirectory:
         self.stores: dict[tuple[str, str], Store] = {}
         self.api_keys: dict[str, str] = {}
         self.workspaces: set[str] = set()
+        self.write_keys: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     def store_by_domain(self, platform: Platform, domain: str) -> Store | None:
         return self.stores.get((str(platform), domain))
 
+    def store_by_write_key(self, write_key: str) -> Store | None:
+        pointer = self.write_keys.get(write_key)
+        return self.stores.get(pointer) if pointer else None
+
+    def workspace_exists(self, workspace_id: str) -> bool:
+        return workspace_id in self.workspaces
+
     def workspace_for_api_key(self, api_key: str) -> str | None:
         return self.api_keys.get(_key_hash(api_key))
 
-    def register(self, store: Store, api_key: str) -> None:
-        """Store, workspace and key together; a domain already registered is refused (ValueError)."""
+    def register(self, store: Store, api_key: str, *, new_workspace: bool = True) -> None:
+        """Store, write key, workspace and key together; a domain or write key already registered is
+        refused (ValueError), joining a missing workspace too (UnknownWorkspace)."""
         with self._lock:
             key = (str(store.platform), store.domain)
-            if key in self.stores:
-                raise ValueError(f"{store.platform} store {store.domain} is already registered")
+            if not new_workspace and store.workspace_id not in self.workspaces:
+                raise UnknownWorkspace(f"workspace {store.workspace_id} does not exist")
+            if key in self.stores or (store.write_key is not None and store.write_key in self.write_keys):
+                raise ValueError(f"{store.platform} store {store.domain} (or its write key) is already registered")
             self.stores[key] = store
+            if store.write_key is not None:
+                self.write_keys[store.write_key] = key
             self.workspaces.add(store.workspace_id)
             self.api_keys[_key_hash(api_key)] = store.workspace_id
 

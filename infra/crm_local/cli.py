@@ -50,7 +50,8 @@ def _local(args: argparse.Namespace) -> int:
 def _store_add(args: argparse.Namespace) -> int:
     from crm_local.operations import add_store
 
-    registration = add_store(args.stack, args.platform, args.domain, args.webhook_secret, args.api_token)
+    registration = add_store(args.stack, args.platform, args.domain, args.webhook_secret, args.api_token,
+                             workspace_id=args.workspace, origins=args.origin or ())
     print(registration.model_dump_json())
     return 0
 
@@ -115,11 +116,17 @@ def parser() -> argparse.ArgumentParser:
     local.set_defaults(run=_local)
 
     store = commands.add_parser("store", help="stores").add_subparsers(dest="store_command", required=True)
-    add = store.add_parser("add", help="register a store; prints store_id, workspace_id and api_key as JSON")
+    add = store.add_parser("add", help="register a store; prints store_id, workspace_id, api_key and write_key "
+                                       "as one JSON object")
     add.add_argument("--platform", required=True, choices=[p.value for p in Platform])
     add.add_argument("--domain", required=True)
     add.add_argument("--webhook-secret", required=True)
     add.add_argument("--api-token", help="the platform API's access token (required for bigcommerce)")
+    add.add_argument("--workspace", help="add the store to this existing workspace (default: a new one); "
+                                         "a new marketer key is issued for it")
+    add.add_argument("--origin", action="append", metavar="URL",
+                     help="a storefront origin allowed to send tracking events, e.g. https://shop.example "
+                          "(repeatable; default: https://<domain>)")
     add.set_defaults(run=_store_add)
 
     dlq = commands.add_parser("dlq", help="the ingest dead-letter queue").add_subparsers(dest="dlq_command",

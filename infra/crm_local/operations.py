@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +16,7 @@ from crm.archive import FIREHOSE_PREFIX, OBJECT_PREFIX, ArchivedDelivery, header
 from crm.clock import utc_now
 from crm.imports.service import ExportKind, ImportResult, import_export
 from crm.models.stores import Platform, StoreRegistration
-from crm.stores import api_token_for, normalise_domain, register_store
+from crm.stores import api_token_for, normalise_domain, normalise_origin, register_store
 
 
 def stack_outputs(stack_name: str) -> dict[str, str]:
@@ -26,11 +26,15 @@ def stack_outputs(stack_name: str) -> dict[str, str]:
 
 
 def add_store(stack_name: str, platform: str, domain: str, webhook_secret: str,
-              api_token: str | None = None) -> StoreRegistration:
+              api_token: str | None = None, *, workspace_id: str | None = None,
+              origins: Sequence[str] = ()) -> StoreRegistration:
+    """Register a store in a new workspace, or in ``workspace_id`` (crm.ports.UnknownWorkspace if none)."""
     api_token_for(Platform(platform), api_token)  # refuse a missing token before touching the stack
+    for origin in origins:
+        normalise_origin(origin)  # and a malformed origin
     table = stack_outputs(stack_name)["TableName"]
     return register_store(DynamoStoreDirectory(table), Platform(platform), domain, webhook_secret, utc_now(),
-                          api_token)
+                          api_token, workspace_id=workspace_id, origins=origins)
 
 
 def _dead_letters(url: str, limit: int) -> list[dict[str, Any]]:

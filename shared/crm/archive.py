@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import PurePath
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -34,6 +35,8 @@ class ArchivedDelivery(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     platform: Platform
+    # Frames written before /track existed have no source: they are all webhooks.
+    source: Literal["webhook", "track"] = "webhook"
     workspace_id: str
     store_id: str
     meta: DeliveryMeta
@@ -43,12 +46,13 @@ class ArchivedDelivery(BaseModel):
     def envelope(self, body: bytes, archive_key: str | None = None) -> IngestEnvelope:
         """The ingest message this delivery becomes again when replayed."""
         text = None if archive_key else body.decode("utf-8")
-        return IngestEnvelope(platform=self.platform, workspace_id=self.workspace_id, store_id=self.store_id,
+        return IngestEnvelope(platform=self.platform, source=self.source, workspace_id=self.workspace_id,
+                              store_id=self.store_id,
                               meta=self.meta, received_at=self.received_at, archive_key=archive_key, body=text)
 
 
 def header_of(envelope: IngestEnvelope, raw_body: bytes) -> ArchivedDelivery:
-    return ArchivedDelivery(platform=envelope.platform, workspace_id=envelope.workspace_id,
+    return ArchivedDelivery(platform=envelope.platform, source=envelope.source, workspace_id=envelope.workspace_id,
                             store_id=envelope.store_id, meta=envelope.meta, received_at=envelope.received_at,
                             body_length=len(raw_body))
 
@@ -78,6 +82,7 @@ def object_metadata(envelope: IngestEnvelope) -> dict[str, str]:
     meta = envelope.meta
     fields = {
         "platform": envelope.platform.value,
+        "source": envelope.source,
         "workspace-id": envelope.workspace_id,
         "store-id": envelope.store_id,
         "topic": meta.topic,
@@ -92,7 +97,8 @@ def object_metadata(envelope: IngestEnvelope) -> dict[str, str]:
 
 def header_from_metadata(metadata: Mapping[str, str], body_length: int) -> ArchivedDelivery:
     return ArchivedDelivery(
-        platform=Platform(metadata["platform"]), workspace_id=metadata["workspace-id"],
+        platform=Platform(metadata["platform"]), source="track" if metadata.get("source") == "track" else "webhook",
+        workspace_id=metadata["workspace-id"],
         store_id=metadata["store-id"], received_at=datetime.fromisoformat(metadata["received-at"]),
         meta=DeliveryMeta(topic=metadata["topic"], delivery_id=metadata["delivery-id"],
                           event_id=metadata.get("event-id"), triggered_at=metadata.get("triggered-at"),

@@ -15,6 +15,10 @@ from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntr
 from crm.models.stores import Platform, Store
 
 
+class UnknownWorkspace(ValueError):
+    """A store was to join a workspace that does not exist."""
+
+
 class ConcurrentUpdate(Exception):
     """Someone else wrote the same profile or order since we read it: read again and retry."""
 
@@ -155,7 +159,15 @@ class StoreDirectory(Protocol):
 
     def workspace_for_api_key(self, api_key: str) -> str | None: ...
 
-    def register(self, store: Store, api_key: str) -> None: ...
+    def store_by_write_key(self, write_key: str) -> Store | None: ...
+
+    def workspace_exists(self, workspace_id: str) -> bool: ...
+
+    def register(self, store: Store, api_key: str, *, new_workspace: bool = True) -> None:
+        """Store, its write key and a marketer key, atomically; with ``new_workspace`` the workspace is
+        created too, otherwise it must exist (UnknownWorkspace). A platform + domain or
+        write key already registered is refused (ValueError) and nothing is written."""
+        ...
 
 
 class ProfileRepository(Protocol):

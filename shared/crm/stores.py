@@ -1,18 +1,40 @@
-"""Registering a store: new ids, a marketer API key shown once and stored only as a hash."""
+"""Registering a store: new ids, a marketer API key shown once and stored only as a hash, and the
+store's public write key for storefront tracking."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from crm.models.stores import Platform, Store, StoreRegistration
-from crm.ports import StoreDirectory
+from crm.ports import StoreDirectory, UnknownWorkspace
+
+__all__ = ["UnknownWorkspace", "api_token_for", "new_write_key", "normalise_domain", "normalise_origin",
+           "register_store"]
 
 
 def normalise_domain(domain: str) -> str:
     """The store's host: lowercase, without scheme, path or trailing dot."""
     host = domain.strip().lower().removeprefix("https://").removeprefix("http://")
     return host.split("/", 1)[0].rstrip(".")
+
+
+def normalise_origin(origin: str) -> str:
+    """An origin as browsers send it in the Origin header: ``scheme://host[:port]``, lowercase, no path.
+
+    ValueError for anything else, so a typo at registration does not silently refuse every page view.
+    """
+    parts = urlsplit(origin.strip().lower())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{origin!r} is not an origin (expected https://host or https://host:port)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{origin!r} is not an origin: drop the path, query and credentials")
+    host = parts.hostname.rstrip(".")
+    default_port = {"https": 443, "http": 80}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 # Platforms whose webhooks carry only ids: the CRM reads the order from the platform's API with this token.
@@ -29,24 +51,42 @@ def api_token_for(platform: Platform, api_token: str | None) -> str | None:
     return token
 
 
+def new_write_key() -> str:
+    # 24 url-safe characters (144 bits): unguessable, though it is public once pasted into a theme.
+    return f"wk_{secrets.token_urlsafe(18)}"
+
+
 def register_store(
     directory: StoreDirectory, platform: Platform, domain: str, webhook_secret: str, now: datetime,
-    api_token: str | None = None,
+    api_token: str | None = None, *, workspace_id: str | None = None, origins: Iterable[str] = (),
 ) -> StoreRegistration:
-    """Register a store; ``api_token`` is required for (and only kept for) platforms in NEEDS_API_TOKEN."""
+    """Register a store in a new workspace, or in ``workspace_id`` (UnknownWorkspace if there is none).
+
+    Either way a new marketer key for the workspace is issued: keys are kept only as hashes, so an
+    earlier one cannot be shown again. ``origins`` are the storefront origins allowed to send
+    tracking events (default: https://<domain>). ``api_token`` is required for (and only kept for)
+    platforms in NEEDS_API_TOKEN.
+    """
     if not webhook_secret.strip():
         raise ValueError("the webhook secret must not be empty")
     token = api_token_for(platform, api_token)
+    allowed = tuple(dict.fromkeys(normalise_origin(o) for o in origins))
+    if workspace_id is not None and not directory.workspace_exists(workspace_id):
+        raise UnknownWorkspace(f"workspace {workspace_id} does not exist (omit --workspace to create one)")
+    write_key = new_write_key()
     store = Store(
         store_id=f"st_{secrets.token_hex(8)}",
-        workspace_id=f"ws_{secrets.token_hex(8)}",
+        workspace_id=workspace_id or f"ws_{secrets.token_hex(8)}",
         platform=platform,
         domain=normalise_domain(domain),
         webhook_secrets=(webhook_secret,),
         created_at=now,
         api_token=token,
+        write_key=write_key,
+        allowed_origins=allowed,
     )
     api_key = f"crm_{secrets.token_urlsafe(32)}"
-    directory.register(store, api_key)
+    directory.register(store, api_key, new_workspace=workspace_id is None)
     return StoreRegistration(store_id=store.store_id, workspace_id=store.workspace_id, platform=platform,
-                             domain=store.domain, api_key=api_key)
+                             domain=store.domain, api_key=api_key, write_key=write_key,
+                             allowed_origins=store.allowed_origins)

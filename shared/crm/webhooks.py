@@ -88,15 +88,27 @@ def accept_webhook(
         platform=store.platform, workspace_id=store.workspace_id, store_id=store.store_id,
         meta=meta, received_at=now, body=_utf8(raw_body),
     )
+    return AcceptedWebhook(store=store, envelope=store_delivery(envelope, raw_body, archive, queue, platform))
+
+
+def store_delivery(
+    envelope: IngestEnvelope, raw_body: bytes, archive: RawArchive, queue: IngestQueue, archive_name: str,
+) -> IngestEnvelope:
+    """Archive the raw body, then enqueue: what every accepted request (webhook or /track) goes through.
+
+    ``envelope`` carries the body as text when it is UTF-8; ``archive_name`` is the first folder of a
+    stand-alone object's key. Returns the envelope as enqueued.
+    """
     if envelope.body is not None and len(envelope.model_dump_json().encode()) <= MAX_MESSAGE_BYTES:
         archive.append(frame(envelope, raw_body))
     else:
         # Too large for a queue message, or not text: an object of its own that the message points to.
-        key = archive_key(platform, store.store_id, now, meta.delivery_id, raw_body)
+        key = archive_key(archive_name, envelope.store_id, envelope.received_at, envelope.meta.delivery_id,
+                          raw_body)
         envelope = envelope.model_copy(update={"body": None, "archive_key": key})
         archive.put(key, raw_body, object_metadata(envelope))
     queue.enqueue(envelope)
-    return AcceptedWebhook(store=store, envelope=envelope)
+    return envelope
 
 
 def _utf8(raw_body: bytes) -> str | None:

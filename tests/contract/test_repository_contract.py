@@ -18,7 +18,7 @@ from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, Pr
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem
 from crm.models.stores import Platform
-from crm.ports import Change, ConcurrentUpdate, Context, ProfileRepository, StoreDirectory
+from crm.ports import Change, ConcurrentUpdate, Context, ProfileRepository, StoreDirectory, UnknownWorkspace
 from crm.profiles import profile_id_for
 from crm.stores import register_store
 from crm_local.provision import Provisioned
@@ -98,6 +98,58 @@ def test_a_store_api_token_round_trips_and_stays_absent_when_not_given(backend: 
     shopify = backend.stores.store_by_domain(Platform.SHOPIFY, store().domain)
     assert shopify is not None and shopify.api_token is None
     assert backend.stores.store_by_domain(Platform.SHOPIFY, "abc123") is None  # platform is part of the key
+
+
+def test_a_store_is_found_by_its_write_key(backend: Backend) -> None:
+    registered = store(write_key="wk_a", origins=("https://shop.example", "https://www.shop.example"))
+    backend.stores.register(registered, "crm_key_a")
+
+    assert backend.stores.store_by_write_key("wk_a") == registered
+    assert backend.stores.store_by_write_key("wk_b") is None
+
+
+def test_a_write_key_is_registered_once(backend: Backend) -> None:
+    backend.stores.register(store(write_key="wk_a"), "crm_key_a")
+    with pytest.raises(ValueError, match="already registered"):
+        backend.stores.register(store(workspace_id="ws_x", store_id="st_x", domain="x.myshopify.com",
+                                      write_key="wk_a"), "crm_key_x")
+    assert backend.stores.store_by_domain(Platform.SHOPIFY, "x.myshopify.com") is None
+    assert backend.stores.workspace_for_api_key("crm_key_x") is None
+
+
+def test_stores_join_an_existing_workspace_each_with_a_new_key(backend: Backend) -> None:
+    first = register_store(backend.stores, Platform.SHOPIFY, "a.myshopify.com", "s", NOW)
+    second = register_store(backend.stores, Platform.WOOCOMMERCE, "shop.example", "s", NOW,
+                            workspace_id=first.workspace_id, origins=["https://Shop.Example/", "https://blog.example"])
+
+    assert second.workspace_id == first.workspace_id
+    assert second.api_key != first.api_key
+    assert backend.stores.workspace_for_api_key(first.api_key) == first.workspace_id
+    assert backend.stores.workspace_for_api_key(second.api_key) == first.workspace_id
+    assert second.write_key.startswith("wk_") and len(second.write_key) == 27 and second.write_key != first.write_key
+    assert first.allowed_origins == ("https://a.myshopify.com",)
+    assert second.allowed_origins == ("https://shop.example", "https://blog.example")
+    joined = backend.stores.store_by_write_key(second.write_key)
+    assert joined is not None and (joined.store_id, joined.workspace_id) == (second.store_id, first.workspace_id)
+    assert backend.stores.workspace_exists(first.workspace_id)
+
+
+def test_joining_a_missing_workspace_is_refused_and_writes_nothing(backend: Backend) -> None:
+    with pytest.raises(UnknownWorkspace, match="ws_missing"):
+        register_store(backend.stores, Platform.SHOPIFY, "a.myshopify.com", "s", NOW, workspace_id="ws_missing")
+    # The adapter checks it in the write too (the workspace may go between the check and the write).
+    with pytest.raises(UnknownWorkspace):
+        backend.stores.register(store(workspace_id="ws_missing", write_key="wk_m"), "crm_key_m", new_workspace=False)
+    assert backend.stores.store_by_domain(Platform.SHOPIFY, store().domain) is None
+    assert backend.stores.store_by_write_key("wk_m") is None
+    assert not backend.stores.workspace_exists("ws_missing")
+
+
+@pytest.mark.parametrize("origin", ["shop.example", "ftp://shop.example", "https://shop.example/path",
+                                    "https://"])
+def test_a_malformed_origin_is_refused_at_registration(backend: Backend, origin: str) -> None:
+    with pytest.raises(ValueError, match="origin"):
+        register_store(backend.stores, Platform.SHOPIFY, "a.myshopify.com", "s", NOW, origins=[origin])
 
 
 # --- ProfileRepository: reads --------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
-from crm.models.stores import Platform
+from crm.models.ingest import IngestEnvelope
+from crm.models.stores import Platform, Store
 from crm.stores import register_store
 from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
@@ -58,6 +59,19 @@ def test_the_webhook_sample_is_accepted_and_the_api_sample_then_finds_the_custom
     customer = json.loads(found["body"])
     # The published sample is a cancelled, voided test order: the shopper is known, nothing counts.
     assert (customer["orders_count"], customer["cancelled_count"], customer["total_spent"]) == (0, 1, "0.00")
+
+
+def test_the_track_sample_is_accepted_from_its_store_origin(provisioned: Provisioned, function_env: UseEnv) -> None:
+    DynamoStoreDirectory(provisioned.outputs["TableName"]).register(Store(
+        store_id="st_sample", workspace_id="ws_sample", platform=Platform.CUSTOM, domain="sample-shop.example",
+        webhook_secrets=("unused",), created_at=NOW, write_key="wk_sampleSampleSample0001"), "crm_sample")
+    answer = invoke(provisioned, function_env, "TrackFunction", sample("track-storefront-events.json"))
+    assert answer["statusCode"] == 202, answer
+    assert json.loads(answer["body"]) == {"status": "accepted", "events": 3}
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "https://sample-shop.example"
+    [message] = receive_all(provisioned.outputs["IngestQueueUrl"])
+    envelope = IngestEnvelope.model_validate_json(message["Body"])
+    assert (envelope.source, envelope.store_id, envelope.meta.topic) == ("track", "st_sample", "track")
 
 
 def test_the_profiles_sample_upserts_its_profile(provisioned: Provisioned, function_env: UseEnv) -> None:

@@ -14,13 +14,16 @@ from crm_local.template import Stack
 
 from tests.builders import TEMPLATE
 
-FUNCTIONS = ("WebhooksFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction")
+FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction")
 
 # What each function's code needs: the settings it reads, and the calls its adapters make.
 NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
     "WebhooksFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_QUEUE_URL"},
                          {("dynamodb:GetItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
                           ("sqs:SendMessage", "IngestQueue")}),
+    "TrackFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "ARCHIVE_STREAM", "INGEST_QUEUE_URL"},
+                      {("dynamodb:GetItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
+                       ("sqs:SendMessage", "IngestQueue")}),
     "ProfilesFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_DLQ_URL"},
                          {("dynamodb:GetItem", "Table"), ("dynamodb:BatchGetItem", "Table"),
                           ("dynamodb:PutItem", "Table"), ("s3:GetObject", "ArchiveBucket"),
@@ -79,6 +82,7 @@ def test_outbox_function_reads_the_table_stream_reporting_item_failures(stack: S
 
 def test_webhooks_and_api_have_no_event_source_mapping(stack: Stack) -> None:
     assert _mappings(stack, "WebhooksFunction") == []
+    assert _mappings(stack, "TrackFunction") == []
     assert _mappings(stack, "ApiFunction") == []
 
 
@@ -97,10 +101,20 @@ def test_api_routes(stack: Stack) -> None:
     assert _routes(stack) == {
         ("POST", "/webhooks/{platform}", "WebhooksFunction"),
         ("POST", "/events", "WebhooksFunction"),
+        ("POST", "/track", "TrackFunction"),
+        ("OPTIONS", "/track", "TrackFunction"),
         ("GET", "/customers", "ApiFunction"),
         ("GET", "/customers/{profile_id}", "ApiFunction"),
         ("GET", "/customers/{profile_id}/timeline", "ApiFunction"),
     }
+
+
+def test_track_is_throttled_by_api_gateway_not_only_in_memory(stack: Stack) -> None:
+    # The function's token bucket is per container; only the stage's method settings bound the total.
+    [stage] = stack.of_type("AWS::ApiGateway::Stage").values()
+    settings = {(s["ResourcePath"], s["HttpMethod"]): s for s in stage["Properties"]["MethodSettings"]}
+    track = settings[("/~1track", "POST")]
+    assert 0 < track["ThrottlingRateLimit"] <= track["ThrottlingBurstLimit"]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

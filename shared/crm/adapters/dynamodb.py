@@ -16,7 +16,7 @@ from crm.adapters.clients import client
 from crm.config import settings
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.stores import Platform, Store
-from crm.ports import Change, ConcurrentUpdate, Context, Erasure, Holdings, PrivacyRecord, Reads
+from crm.ports import Change, ConcurrentUpdate, Context, Erasure, Holdings, PrivacyRecord, Reads, UnknownWorkspace
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -59,31 +59,62 @@ class DynamoStoreDirectory:
         found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.store(platform, domain)))
         return Store.model_validate(from_item(found["Item"])) if "Item" in found else None
 
+    def store_by_write_key(self, write_key: str) -> Store | None:
+        """Two eventually consistent reads (the pointer, then the store): the store item stays the one
+        copy of its secrets and origins, so changing them never leaves a stale duplicate behind."""
+        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.write_key(write_key)))
+        if "Item" not in found:
+            return None
+        pointer = from_item(found["Item"])
+        return self.store_by_domain(Platform(pointer["platform"]), str(pointer["domain"]))
+
+    def workspace_exists(self, workspace_id: str) -> bool:
+        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.workspace(workspace_id)),
+                                            ProjectionExpression="pk")
+        return "Item" in found
+
     def workspace_for_api_key(self, api_key: str) -> str | None:
         found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.api_key(api_key)))
         return str(from_item(found["Item"])["workspace_id"]) if "Item" in found else None
 
-    def register(self, store: Store, api_key: str) -> None:
-        """Store, workspace and key in one transaction; a domain already registered is refused."""
+    def register(self, store: Store, api_key: str, *, new_workspace: bool = True) -> None:
+        """Store, write-key pointer, workspace (new) or its check (existing) and key in one transaction."""
         now = store.created_at.isoformat()
-        workspace = {**keys.workspace(store.workspace_id), "entity": "workspace",
-                     "workspace_id": store.workspace_id, "created_at": now}
+        workspace_key = keys.workspace(store.workspace_id)
         key_item = {**keys.api_key(api_key), "entity": "api_key", "workspace_id": store.workspace_id,
                     "created_at": now}
+        items: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table, "Item": to_item(keys.store(store.platform, store.domain),
+                                                              "store", store),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"TableName": self.table, "Item": _plain_item(key_item)}},
+        ]
+        if store.write_key is not None:
+            pointer = {**keys.write_key(store.write_key), "entity": "write_key", "platform": store.platform.value,
+                       "domain": store.domain, "workspace_id": store.workspace_id, "store_id": store.store_id}
+            items.append({"Put": {"TableName": self.table, "Item": _plain_item(pointer),
+                                  "ConditionExpression": "attribute_not_exists(pk)"}})
+        if new_workspace:
+            workspace = {**workspace_key, "entity": "workspace", "workspace_id": store.workspace_id,
+                         "created_at": now}
+            items.append({"Put": {"TableName": self.table, "Item": _plain_item(workspace)}})
+        else:
+            # The workspace may be deleted between the CLI's check and this write: check it in the transaction.
+            items.append({"ConditionCheck": {"TableName": self.table, "Key": _wire_key(workspace_key),
+                                             "ConditionExpression": "attribute_exists(pk)"}})
         try:
-            client("dynamodb").transact_write_items(TransactItems=[
-                {"Put": {"TableName": self.table, "Item": to_item(keys.store(store.platform, store.domain),
-                                                                  "store", store),
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
-                {"Put": {"TableName": self.table,
-                         "Item": {k: _serializer.serialize(v) for k, v in workspace.items()}}},
-                {"Put": {"TableName": self.table,
-                         "Item": {k: _serializer.serialize(v) for k, v in key_item.items()}}},
-            ])
+            client("dynamodb").transact_write_items(TransactItems=items)
         except ClientError as error:
-            if error.response["Error"]["Code"] == "TransactionCanceledException":
-                raise ValueError(f"{store.platform} store {store.domain} is already registered") from None
-            raise
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            if not new_workspace and not self.workspace_exists(store.workspace_id):
+                raise UnknownWorkspace(f"workspace {store.workspace_id} does not exist") from None
+            raise ValueError(f"{store.platform} store {store.domain} (or its write key) is already registered") \
+                from None
+
+
+def _plain_item(values: dict[str, Any]) -> Item:
+    return {k: _serializer.serialize(v) for k, v in values.items()}
 
 
 class DynamoProfileRepository:

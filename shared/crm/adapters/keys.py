@@ -2,6 +2,7 @@
 
 Access patterns:
 - webhook -> store by platform + domain:         STORE#{platform}#{domain} / STORE
+- storefront write key -> store (a pointer):     WRITEKEY#{write_key} / WRITEKEY  (holds platform + domain)
 - marketer key -> workspace (hash of the key):    APIKEY#{sha256} / APIKEY
 - workspace record:                               WS#{ws} / WORKSPACE
 - identity (email, phone, ids) -> profile:        WS#{ws}#IDENTITY#{sha256(identity)} / IDENTITY
@@ -29,6 +30,10 @@ def _digest(value: str) -> str:
 
 def store(platform: str, domain: str) -> Key:
     return {"pk": f"STORE#{platform}#{domain}", "sk": "STORE"}
+
+
+def write_key(key: str) -> Key:
+    return {"pk": f"WRITEKEY#{key}", "sk": "WRITEKEY"}
 
 
 def api_key(key: str) -> Key:
