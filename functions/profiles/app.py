@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.clock import utc_now
 from crm.ingestion import apply_envelope
+from crm.privacy import carry_out
 
 logger = Logger(service="profiles")
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -19,6 +20,11 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def apply_record(record: SQSRecord) -> None:
     outcome = apply_envelope(record.body, wiring.profile_repository(), wiring.raw_archive(),
                              wiring.ingest_queue(), utc_now(), wiring.store_directory())
+    for request in outcome.compliance:
+        done = carry_out(request, wiring.profile_repository(), wiring.privacy_store(), wiring.archive_store(),
+                         utc_now())
+        logger.info("privacy request carried out", extra={"request": done.request, "request_id": done.request_id,
+                                                           "counts": done.counts})
     logger.info("delivery applied", extra={"message_id": record.message_id, "applied": outcome.applied,
                                            "unchanged": outcome.unchanged,
                                            "dead_lettered": outcome.dead_lettered})

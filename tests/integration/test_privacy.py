@@ -1,0 +1,155 @@
+"""Shopify's compliance topics end to end on the stack from template.yaml: signed deliveries through the
+webhooks function, the profiles function carrying the requests out, then the whole table and bucket read back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory, from_item
+from crm.models.stores import Platform, StoreRegistration
+from crm.stores import register_store
+from crm_local.lambdas import Function, load_handler
+from crm_local.provision import Provisioned
+
+from tests.aws import client, queue_arn, receive_all, sqs_event
+from tests.builders import DOMAIN, NOW, SECRET, compact, fixture_json, placed_order_json, shopify_headers
+
+pytestmark = pytest.mark.integration
+
+UseEnv = Callable[[str], None]
+
+# Who is erased: every way the CRM could know her.
+XENA = {"email": "xena.warrior@example.com", "phone": "+12025550143", "raw_phone": "(202) 555-0143",
+        "customer_id": 7_300_000_000_001, "order_id": 7_400_000_000_001, "first": "Xenophila", "last": "Quartermain",
+        "street": "77 Amphipolis Lane", "checkout": "xena-checkout-token-9f3"}
+# Who stays.
+YARA = {"email": "yara.keeps@example.com", "customer_id": 7_300_000_000_002, "order_id": 7_400_000_000_002,
+        "first": "Yarrowina", "last": "Stays"}
+
+
+@pytest.fixture
+def registration(provisioned: Provisioned) -> StoreRegistration:
+    return register_store(DynamoStoreDirectory(provisioned.outputs["TableName"]), Platform.SHOPIFY, DOMAIN, SECRET,
+                          NOW)
+
+
+@pytest.fixture
+def webhooks(provisioned: Provisioned, function_env: UseEnv) -> Client:
+    function_env("WebhooksFunction")
+    spec = provisioned.functions["WebhooksFunction"]
+    return Client(load_handler(spec.code_path, spec.handler, spec.logical_id))
+
+
+def _deliver(webhooks: Client, topic: str, payload: dict[str, Any], delivery_id: str) -> None:
+    body = compact(payload)
+    answer = webhooks.http.post("/webhooks/shopify", body=body,
+                                headers=shopify_headers(body, topic=topic, delivery_id=delivery_id))
+    assert answer.status_code == 200, answer.body
+
+
+def _run_profiles(provisioned: Provisioned, function_env: UseEnv) -> None:
+    messages = receive_all(provisioned.outputs["IngestQueueUrl"])
+    function_env("ProfilesFunction")
+    answer = Function(provisioned.functions["ProfilesFunction"]).invoke(
+        sqs_event(messages, queue_arn(provisioned.outputs["IngestQueueUrl"])))
+    assert answer == {"batchItemFailures": []}
+    assert receive_all(provisioned.outputs["IngestDeadLetterQueueUrl"]) == []
+    function_env("WebhooksFunction")  # the next delivery goes through the webhooks function again
+
+
+def _shopper_order(person: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    sample = placed_order_json()
+    address = {**sample["billing_address"], "first_name": person["first"], "last_name": person["last"],
+               "address1": person.get("street", "1 Main St"), "phone": person.get("raw_phone")}
+    return {**sample, "id": person["order_id"], "email": person["email"], "contact_email": person["email"],
+            "phone": person.get("raw_phone"), "billing_address": address, "shipping_address": address,
+            "customer": {**sample["customer"], "id": person["customer_id"], "email": person["email"],
+                         "first_name": person["first"], "last_name": person["last"],
+                         "phone": person.get("phone")}, **extra}
+
+
+def _everything(provisioned: Provisioned) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+    table = provisioned.outputs["TableName"]
+    items: list[dict[str, Any]] = []
+    for page in client("dynamodb").get_paginator("scan").paginate(TableName=table):
+        items += [from_item(item) for item in page["Items"]]
+    bucket = provisioned.outputs["ArchiveBucketName"]
+    objects = {}
+    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for listed in page.get("Contents", []):
+            objects[listed["Key"]] = client("s3").get_object(Bucket=bucket, Key=listed["Key"])["Body"].read()
+    return items, objects
+
+
+def _traces(person: dict[str, Any]) -> list[str]:
+    found = [person["email"], str(person["customer_id"]), str(person["order_id"]), person["first"], person["last"]]
+    return found + [person[k] for k in ("phone", "raw_phone", "street", "checkout") if k in person]
+
+
+def _mentioning(term: str, items: list[dict[str, Any]], objects: dict[str, bytes]) -> list[str]:
+    where = [f"table {i['pk']} / {i['sk']}" for i in items
+             if term.lower() in json.dumps(i, default=str).lower().replace("\\/", "/")]
+    return where + [f"bucket {key}" for key, data in objects.items() if term.lower().encode() in data.lower()]
+
+
+def test_after_customers_redact_nothing_of_the_shopper_is_left_but_the_record(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
+) -> None:
+    _deliver(webhooks, "orders/create", _shopper_order(XENA), "x-order")
+    _deliver(webhooks, "orders/create", _shopper_order(YARA), "y-order")
+    checkout = {**fixture_json("checkouts/create"), "token": XENA["checkout"], "email": XENA["email"],
+                "customer": {"id": XENA["customer_id"], "email": XENA["email"]}}
+    _deliver(webhooks, "checkouts/create", checkout, "x-checkout")
+    account = {**fixture_json("customers/update"), "id": XENA["customer_id"], "email": XENA["email"],
+               "first_name": XENA["first"], "last_name": XENA["last"], "phone": XENA["phone"]}
+    _deliver(webhooks, "customers/update", account, "x-account")
+    _run_profiles(provisioned, function_env)
+    items, objects = _everything(provisioned)
+    assert _mentioning(XENA["email"], items, objects) and _mentioning(XENA["last"], items, objects)
+
+    redact = {**fixture_json("customers/redact"), "shop_domain": DOMAIN,
+              "customer": {"id": XENA["customer_id"], "email": XENA["email"], "phone": XENA["phone"]},
+              "orders_to_redact": [XENA["order_id"]]}
+    _deliver(webhooks, "customers/redact", redact, "x-redact")
+    _run_profiles(provisioned, function_env)
+
+    items, objects = _everything(provisioned)
+    left = {term: where for term in _traces(XENA) if (where := _mentioning(term, items, objects))}
+    assert left == {}
+    [record] = [i for i in items if i["entity"] == "privacy_request"]
+    assert record["request"] == "customer_redact" and record["counts"]["profiles"] == 1
+    # The other shopper is untouched.
+    for term in _traces(YARA):
+        assert _mentioning(term, items, objects), term
+    repository = DynamoProfileRepository(provisioned.outputs["TableName"])
+    assert repository.profile_id_for_identity(registration.workspace_id, f"email#{XENA['email']}") is None
+
+    # Erased stays erased: the same order delivered again (a retry, a replay) makes no profile.
+    _deliver(webhooks, "orders/updated", _shopper_order(XENA, updated_at="2030-01-01T00:00:00Z"), "x-late")
+    _run_profiles(provisioned, function_env)
+    items, _ = _everything(provisioned)
+    assert [i for i in items if i["entity"] == "profile" and i.get("email") == XENA["email"]] == []
+
+
+def test_a_data_request_exports_what_is_held_and_records_where(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
+) -> None:
+    _deliver(webhooks, "orders/create", _shopper_order(YARA), "y-order")
+    request = {**fixture_json("customers/data_request"), "shop_domain": DOMAIN,
+               "customer": {"id": YARA["customer_id"], "email": YARA["email"], "phone": None},
+               "orders_requested": [YARA["order_id"]]}
+    _deliver(webhooks, "customers/data_request", request, "y-request")
+    _run_profiles(provisioned, function_env)
+
+    items, objects = _everything(provisioned)
+    [record] = [i for i in items if i["entity"] == "privacy_request"]
+    assert record["request"] == "customer_data_request"
+    exported = json.loads(objects[record["export_key"]])
+    assert [p["email"] for p in exported["profiles"]] == [YARA["email"]]
+    assert [o["order_id"] for o in exported["orders"]] == [str(YARA["order_id"])]
+    assert {e["type"] for e in exported["timeline"]} >= {"order"}
