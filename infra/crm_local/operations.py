@@ -121,6 +121,7 @@ def replay_archive(stack_name: str, store_id: str | None = None, since: datetime
             report.enqueued += len(batch)
             batch.clear()
 
+    chosen: list[tuple[datetime, str]] = []
     for found in archived_deliveries(outputs["ArchiveBucketName"]):
         if isinstance(found, str):
             report.unreadable_objects.append(found)
@@ -131,7 +132,11 @@ def replay_archive(stack_name: str, store_id: str | None = None, since: datetime
                 until and header.received_at >= until):
             report.skipped += 1
             continue
-        batch.append(header.envelope(body, key).model_dump_json())
+        chosen.append((header.received_at, header.envelope(body, key).model_dump_json()))
+    # In the order they first arrived (objects list by key, not by arrival), so a replay into an empty table
+    # rebuilds the same profiles, ids included.
+    for _, message in sorted(chosen, key=lambda pair: pair[0]):
+        batch.append(message)
         if len(batch) == 10:  # SendMessageBatch takes at most 10 entries
             flush()
     flush()

@@ -60,6 +60,19 @@ class _Target:
     timeline: tuple[TimelineEntry, ...]
 
 
+def _moment(event: CanonicalEvent) -> datetime:
+    """When the event happened, by the store's clock."""
+    if isinstance(event, CanonicalOrder | CustomerRecord):
+        return event.updated_at
+    if isinstance(event, ActivityEvent):
+        return event.occurred_at
+    if isinstance(event, RefundRecord):
+        return event.created_at
+    if isinstance(event, OrderRemoved):
+        return event.removed_at
+    return event.requested_at
+
+
 def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Profile | None = None) -> _Target:
     identities = identities_of(event)
     email = getattr(event, "email", None)
@@ -81,9 +94,11 @@ def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Prof
     )
     timeline: tuple[TimelineEntry, ...] = ()
     if others:
+        # Stamped with the event's own time, not the clock's: a replay writes the same line.
         kinds = sorted({identity.partition("#")[0] for identity in resolution.reason.split(", ")})
         timeline = (TimelineEntry(
-            workspace_id=event.workspace_id, profile_id=profile.profile_id, occurred_at=now, type="profile_merged",
+            workspace_id=event.workspace_id, profile_id=profile.profile_id, occurred_at=_moment(event),
+            type="profile_merged",
             ref="+".join(sorted(p.profile_id for p in others)),
             summary={"merged": sorted(p.profile_id for p in others), "linked_by": kinds},
         ),)
@@ -159,12 +174,17 @@ def _order_change(event: CanonicalOrder, context: Context, now: datetime, order_
         return _links_only(event, target, with_order_facts(target.profile, event))
     record = OrderRecord(workspace_id=event.workspace_id, store_id=event.store_id, order_id=event.order_id,
                          order=event, refunds=previous.refunds if previous else {},
+                         refund_dates=previous.refund_dates if previous else {},
                          removed_at=previous.removed_at if previous else None)
     profile, record = _with_order(target, previous, record, now, order_dates)
+    waiting = [] if previous is None or previous.order is not None else [
+        _entry(profile, at, "refund", f"{event.store_id}:{event.order_id}:{refund_id}", event.store_id,
+               amount=format_money(previous.refunds[refund_id]))
+        for refund_id, at in sorted(previous.refund_dates.items())]
     return Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile),
         order=(record, previous.version if previous else None), identities=target.links,
-        timeline=(*target.timeline, *_order_entries(profile, record)),
+        timeline=(*target.timeline, *_order_entries(profile, record), *waiting),
     )
 
 
@@ -176,7 +196,8 @@ def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: 
     if isinstance(event, RefundRecord):
         if held.all_refunds.get(event.refund_id) == event.amount:
             return None
-        record = held.model_copy(update={"refunds": {**held.refunds, event.refund_id: event.amount}})
+        record = held.model_copy(update={"refunds": {**held.refunds, event.refund_id: event.amount},
+                                         "refund_dates": {**held.refund_dates, event.refund_id: event.created_at}})
         at, kind, ref = event.created_at, "refund", f"{event.store_id}:{event.order_id}:{event.refund_id}"
         summary: dict[str, Any] = {"amount": format_money(event.amount)}
     else:

@@ -33,6 +33,7 @@ class OrderRecord(BaseModel):
     profile_id: str | None = None
     order: CanonicalOrder | None = None
     refunds: dict[str, Decimal] = Field(default_factory=dict)
+    refund_dates: dict[str, datetime] = Field(default_factory=dict)  # of refunds that arrived on their own
     removed_at: datetime | None = None
     # The attribution the order was placed under: the profile's first touch, and the touch that led to it.
     first_touch: Touch | None = None
