@@ -99,6 +99,11 @@ class Erasure:
            customer_id: str | None) -> Erasure:
         identities = {i for p in holdings.profiles for i in p.identities}
         identities.update(f"order#{store_id}#{order_id}" for order_id in order_ids)
+        identities.update(f"order#{o.store_id}#{o.order_id}" for o in holdings.orders)
+        for order in holdings.orders:
+            if order.order is not None:
+                identities.update(f"{kind}#{order.store_id}#{token}" for kind, token in (
+                    ("cart", order.order.cart_token), ("checkout", order.order.checkout_token)) if token)
         if customer_id:
             identities.add(f"customer#{store_id}#{customer_id}")
         orders = {(o.store_id, o.order_id) for o in holdings.orders} | {(store_id, o) for o in order_ids}

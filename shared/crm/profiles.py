@@ -214,8 +214,14 @@ def _union(*groups: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({value for group in groups for value in group}))
 
 
+# Identities a shopper gathers one per order, cart or checkout: their items point at the profile, but the
+# profile does not list them, so it stays the same size however many orders it holds.
+_PER_PURCHASE = ("order#", "cart#", "checkout#")
+
+
 def linked(profile: Profile, identities: Iterable[str], store_id: str) -> Profile:
-    return profile.model_copy(update={"identities": _union(profile.identities, identities),
+    kept = [identity for identity in identities if not identity.startswith(_PER_PURCHASE)]
+    return profile.model_copy(update={"identities": _union(profile.identities, kept),
                                       "store_ids": _union(profile.store_ids, [store_id])})
 
 
