@@ -157,16 +157,10 @@ class TopicMapper(NamedTuple):
     events: Callable[[dict[str, Any], IngestEnvelope], list[CanonicalEvent]]
 
 
-class BodySignedConnector(Generic[OrderPayload]):
-    """What Shopify and WooCommerce share: one header with base64 HMAC-SHA256 of the raw body, no
-    signed timestamp, and full order JSON in the body. A subclass says where its store, topic and
-    order fields are; everything else is here once."""
+class BodyHmacSigned:
+    """Signed as Shopify signs: one header with base64 HMAC-SHA256 of the raw body, every request signed."""
 
-    platform: Platform
-    name: str  # as the platform spells itself, for error messages
     signature_header: str
-    order_topics: frozenset[str]
-    order_payload: type[OrderPayload]
 
     def signature(self, headers: Mapping[str, str]) -> str:
         value = header(headers, self.signature_header)
@@ -181,6 +175,16 @@ class BodySignedConnector(Generic[OrderPayload]):
         self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
     ) -> bool:
         return base64_hmac_sha256_matches(raw_body, signature, secrets)
+
+
+class BodySignedConnector(BodyHmacSigned, Generic[OrderPayload]):
+    """What Shopify and WooCommerce share: the body signature, no signed timestamp, and full order JSON in
+    the body. A subclass says where its store, topic and order fields are; everything else is here once."""
+
+    platform: Platform
+    name: str  # as the platform spells itself, for error messages
+    order_topics: frozenset[str]
+    order_payload: type[OrderPayload]
 
     def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
         return True  # no signed timestamp to check

@@ -30,10 +30,9 @@ from pydantic import (
 )
 
 from crm.connectors.base import (
+    BodyHmacSigned,
     MissingHeader,
     PayloadNotUnderstood,
-    SignatureMissing,
-    base64_hmac_sha256_matches,
     header,
     json_object,
     required_header,
@@ -275,28 +274,15 @@ def _describe(error: ValidationError, tag_at: int) -> str:
     return f"{'.'.join(map(str, loc))}: {message}" if loc else message
 
 
-class CustomConnector:
+class CustomConnector(BodyHmacSigned):
     platform = Platform.CUSTOM
+    signature_header = SIGNATURE_HEADER
 
     def store_domain(self, headers: Mapping[str, str], raw_body: bytes) -> str:
         domain = normalise_domain(required_header(headers, STORE_HEADER))
         if not domain:
             raise MissingHeader(f"a valid {STORE_HEADER} (the store's registered domain)")
         return domain
-
-    def signature(self, headers: Mapping[str, str]) -> str:
-        value = header(headers, SIGNATURE_HEADER)
-        if value is None:
-            raise SignatureMissing(f"missing {SIGNATURE_HEADER} signature header")
-        return value
-
-    def is_ping(self, headers: Mapping[str, str], raw_body: bytes) -> bool:
-        return False  # every request must be signed
-
-    def is_signed_by(
-        self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
-    ) -> bool:
-        return base64_hmac_sha256_matches(raw_body, signature, secrets)
 
     def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
         """No X-CRM-Timestamp is fresh; one must be Unix seconds within five minutes of now, either way."""
