@@ -153,3 +153,28 @@ def test_a_data_request_exports_what_is_held_and_records_where(
     assert [p["email"] for p in exported["profiles"]] == [YARA["email"]]
     assert [o["order_id"] for o in exported["orders"]] == [str(YARA["order_id"])]
     assert {e["type"] for e in exported["timeline"]} >= {"order"}
+
+
+def test_shop_redact_erases_the_store_and_keeps_the_rest_of_the_workspace(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
+) -> None:
+    directory = DynamoStoreDirectory(provisioned.outputs["TableName"])
+    other = register_store(directory, Platform.SHOPIFY, "other-shop.myshopify.com", "other-secret", NOW)
+    _deliver(webhooks, "orders/create", _shopper_order(XENA), "x-order")
+    other_body = compact(_shopper_order(YARA))
+    answer = webhooks.http.post("/webhooks/shopify", body=other_body, headers=shopify_headers(
+        other_body, secret="other-secret", domain="other-shop.myshopify.com", delivery_id="y-order"))
+    assert answer.status_code == 200
+    _run_profiles(provisioned, function_env)
+
+    _deliver(webhooks, "shop/redact", {**fixture_json("shop/redact"), "shop_domain": DOMAIN}, "shop-redact")
+    _run_profiles(provisioned, function_env)
+
+    items, objects = _everything(provisioned)
+    assert {term: where for term in _traces(XENA) if (where := _mentioning(term, items, objects))} == {}
+    assert directory.store_by_domain(Platform.SHOPIFY, DOMAIN) is None
+    assert directory.store_by_domain(Platform.SHOPIFY, "other-shop.myshopify.com") is not None
+    for term in _traces(YARA):
+        assert _mentioning(term, items, objects), term
+    assert [i for i in items if i["entity"] == "order"] == [
+        i for i in items if i["entity"] == "order" and i["store_id"] == other.store_id]
