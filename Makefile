@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_path.py
+	$(BIN)/python bench/profile_events.py
 
 local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001

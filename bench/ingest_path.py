@@ -46,11 +46,12 @@ from crm.adapters.dynamodb import DynamoStoreDirectory, from_item, to_item
 from crm.clock import utc_now
 from crm.connectors import connector_for
 from crm.connectors.base import base64_hmac_sha256_matches
+from crm.identity import identities_of
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import OrderRecord, Profile, new_profile
 from crm.models.stores import Platform, Store, StoreRegistration
-from crm.profiles import apply_order, is_newer, primary_identity, profile_id_for
+from crm.profiles import apply_order_record, profile_id_for
 from crm.stores import register_store
 from crm_local import moto_patches
 from crm_local.event_shapes import read_stream, sqs_record
@@ -412,6 +413,11 @@ def baseline_webhooks_app(bench: Bench) -> Chalice:
     return app
 
 
+def naive_record(order: CanonicalOrder, profile_id: str) -> OrderRecord:
+    return OrderRecord(workspace_id=order.workspace_id, store_id=order.store_id, order_id=order.order_id,
+                       profile_id=profile_id, order=order)
+
+
 class NaiveProfiles:
     """BASELINE profile upsert: recompute the profile from the customer's whole order history.
 
@@ -442,8 +448,8 @@ class NaiveProfiles:
         for order in connector_for(envelope.platform).events(envelope, (envelope.body or "").encode(), self.stores):
             if not isinstance(order, CanonicalOrder):
                 continue
-            identity = primary_identity(order)
-            record = OrderRecord(profile_id=profile_id_for(order.workspace_id, identity), order=order)
+            identity = identities_of(order)[0]
+            record = naive_record(order, profile_id_for(order.workspace_id, identity))
             key = {"pk": f"WS#{order.workspace_id}#CUSTOMER#{identity}",
                    "sk": f"ORDER#{order.store_id}#{order.order_id}"}
             harness("dynamodb").put_item(TableName=self.table,
@@ -462,18 +468,18 @@ class NaiveProfiles:
                 return held
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def upsert(self, order: Any) -> bool:
-        identity = primary_identity(order)
+    def upsert(self, order: CanonicalOrder) -> bool:
+        # The strongest identity (email, else the platform account) names the customer's partition.
+        identity = identities_of(order)[0]
         pk, sk = f"WS#{order.workspace_id}#CUSTOMER#{identity}", f"ORDER#{order.store_id}#{order.order_id}"
         history = self._history(pk)
-        if sk in history and not is_newer(order, history[sk]):
+        if sk in history and order.version <= history[sk].version:
             return False
         now, profile_id = utc_now(), profile_id_for(order.workspace_id, identity)
-        history[sk] = OrderRecord(profile_id=profile_id, order=order)
+        history[sk] = naive_record(order, profile_id)
         profile: Profile = new_profile(order.workspace_id, profile_id, now)
-        for held in sorted(history.values(), key=lambda r: (r.order.created_at, r.order.order_id)):
-            applied = apply_order(profile, None, held.order, now)
-            profile = applied.profile if applied else profile
+        for held in sorted(history.values(), key=lambda r: (r.order.created_at, r.order_id) if r.order else ()):
+            profile = apply_order_record(profile, None, held, now).profile
         dynamodb = clients.client("dynamodb")
         dynamodb.put_item(TableName=self.table, Item=to_item({"pk": pk, "sk": sk}, "order", history[sk],
                                                              version=order.version))
