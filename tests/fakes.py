@@ -107,6 +107,12 @@ class FakeProfileRepository:
             owners = {i: p for i, pid in pointers.items() if (p := self._live(ws, pid)) is not None}
             order = self.orders.get((ws, *reads.order)) if reads.order else None
             customer = self.customers.get((ws, *reads.customer)) if reads.customer else None
+            event_seen = reads.event is not None and (ws, *reads.event) in self.events
+            held_version = order.version if order else customer.version if customer else None
+            if event_seen or (reads.version is not None and reads.version == held_version):
+                return Context(owners={}, pointers=pointers, redacted=frozenset(
+                    i for i in reads.identities if (ws, i) in self.redacted), order=order, order_owner=None,
+                    customer=customer, event_seen=event_seen, already_held=True)
             if customer is not None and reads.customer and (owner := self._live(ws, customer.profile_id)):
                 owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", owner)
             return Context(

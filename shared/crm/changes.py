@@ -40,10 +40,12 @@ OrderDates = Callable[[Profile, str], list[datetime]]
 def reads_for(event: CanonicalEvent) -> Reads:
     store = event.store_id
     identities = tuple(identities_of(event))
-    if isinstance(event, CanonicalOrder | RefundRecord | OrderRemoved):
+    if isinstance(event, CanonicalOrder):
+        return Reads(event.workspace_id, identities, order=(store, event.order_id), version=event.version)
+    if isinstance(event, RefundRecord | OrderRemoved):
         return Reads(event.workspace_id, identities, order=(store, event.order_id))
     if isinstance(event, CustomerRecord):
-        return Reads(event.workspace_id, identities, customer=(store, event.customer_id))
+        return Reads(event.workspace_id, identities, customer=(store, event.customer_id), version=event.version)
     if isinstance(event, ActivityEvent):
         return Reads(event.workspace_id, identities, event=(store, event.event_id))
     return Reads(event.workspace_id, identities)
@@ -257,8 +259,8 @@ def _customer_change(event: CustomerRecord, context: Context, now: datetime) -> 
 
 def plan(event: CanonicalEvent, context: Context, now: datetime, order_dates: OrderDates) -> Change | None:
     """The writes ``event`` makes, or None when it changes nothing."""
-    if context.redacted.intersection(identities_of(event)):
-        return None  # an erased shopper stays erased, whatever arrives late or is replayed
+    if context.already_held or context.redacted.intersection(identities_of(event)):
+        return None  # a duplicate; or an erased shopper, who stays erased whatever arrives late or is replayed
     if isinstance(event, CanonicalOrder):
         return _order_change(event, context, now, order_dates)
     if isinstance(event, RefundRecord | OrderRemoved):

@@ -32,6 +32,7 @@ class Reads:
     order: tuple[str, str] | None = None  # (store_id, order_id)
     customer: tuple[str, str] | None = None  # (store_id, customer_id)
     event: tuple[str, str] | None = None  # (store_id, event_id): was it applied before?
+    version: str | None = None  # the order's or account's version: held already, nothing more is read
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Context:
     order_owner: Profile | None
     customer: CustomerState | None
     event_seen: bool
+    # The event is held already (the same order or account version, or the activity's marker): a duplicate,
+    # so profiles were not read.
+    already_held: bool = False
 
 
 @dataclass(frozen=True)

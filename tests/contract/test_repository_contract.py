@@ -6,7 +6,7 @@ exactly the cases the adapters pass, which is what lets the unit tests trust the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -18,7 +18,7 @@ from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, Pr
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem
 from crm.models.stores import Platform
-from crm.ports import Change, ConcurrentUpdate, Context, ProfileRepository, StoreDirectory, UnknownWorkspace
+from crm.ports import Change, ConcurrentUpdate, Context, ProfileRepository, Reads, StoreDirectory, UnknownWorkspace
 from crm.profiles import profile_id_for
 from crm.stores import register_store
 from crm_local.provision import Provisioned
@@ -166,6 +166,19 @@ def _plan(repository: ProfileRepository, event: CanonicalEvent) -> Change:
     return change
 
 
+def _everything_about(event: CanonicalEvent) -> Reads:
+    """The reads of an event, without its version: a load that reads profiles even for a held version."""
+    return replace(reads_for(event), version=None)
+
+
+def test_a_held_version_is_a_duplicate_and_reads_no_profile(backend: Backend) -> None:
+    _orders(backend.profiles, order("1"))
+    context = backend.profiles.load(reads_for(order("1")))
+    assert (context.already_held, context.owners, context.order_owner) == (True, {}, None)
+    assert not apply_event(backend.profiles, order("1"), NOW)
+    assert not backend.profiles.load(reads_for(order("1", updated_at=NOW))).already_held
+
+
 def test_nothing_known_yet(backend: Backend) -> None:
     context = backend.profiles.load(reads_for(order("1")))
     assert context == Context(owners={}, pointers={}, redacted=frozenset(), order=None, order_owner=None,
@@ -179,7 +192,7 @@ def test_saved_order_profile_identities_and_timeline_read_back_equal(backend: Ba
     backend.profiles.commit(change)
     (profile, _), = change.profiles
     assert change.order is not None
-    context = backend.profiles.load(reads_for(order("1")))
+    context = backend.profiles.load(_everything_about(order("1")))
     assert context.order == change.order[0]
     assert context.order_owner == profile
     assert context.owners == {IDENTITY: profile, "order#st_a#1": profile}
@@ -202,19 +215,19 @@ def test_every_field_round_trips_exactly(backend: Backend) -> None:
                            touch=Touch(source="google", medium="cpc", at=NOW), url="https://s.example/hat")
     _orders(backend.profiles, rich)
     assert apply_event(backend.profiles, viewed, NOW)
-    context = backend.profiles.load(reads_for(rich))
+    context = backend.profiles.load(_everything_about(rich))
     assert context.order is not None and context.order.order == rich
     profile = context.order_owner
     assert profile is not None
     assert backend.profiles.get_profile(WS, profile.profile_id) == profile
     assert profile.total_spent == Decimal("403.80") and profile.products == {"Hat": 2}
     assert profile.last_browse is not None and profile.last_browse.products[0].price == Decimal("10.10")
-    assert backend.profiles.load(reads_for(viewed)).event_seen
+    assert backend.profiles.load(_everything_about(viewed)).event_seen
 
 
 def test_a_known_order_stays_with_its_profile_whatever_its_email_now(backend: Backend) -> None:
     _orders(backend.profiles, order("1"))
-    context = backend.profiles.load(reads_for(order("1", email="new@example.com")))
+    context = backend.profiles.load(_everything_about(order("1", email="new@example.com")))
     assert context.order_owner is not None and context.order_owner.profile_id == CANDIDATE
 
 

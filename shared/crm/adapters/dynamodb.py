@@ -180,6 +180,11 @@ class DynamoProfileRepository:
         order = OrderRecord.model_validate(found[order_key["pk"]]) if order_key and order_key["pk"] in found else None
         customer = (CustomerState.model_validate(found[customer_key["pk"]])
                     if customer_key and customer_key["pk"] in found else None)
+        event_seen = event_key is not None and event_key["pk"] in found
+        held_version = order.version if order else customer.version if customer else None
+        if event_seen or (reads.version is not None and reads.version == held_version):
+            return Context(owners={}, pointers=pointers, redacted=frozenset(redacted), order=order, order_owner=None,
+                           customer=customer, event_seen=event_seen, already_held=True)
         profile_ids = set(pointers.values())
         for owner in (order.profile_id if order else None, customer.profile_id if customer else None):
             if owner:
@@ -191,7 +196,7 @@ class DynamoProfileRepository:
         return Context(
             owners=owners, pointers=pointers, redacted=frozenset(redacted), order=order,
             order_owner=live.get(order.profile_id) if order and order.profile_id else None, customer=customer,
-            event_seen=event_key is not None and event_key["pk"] in found,
+            event_seen=event_seen,
         )
 
     def commit(self, change: Change) -> None:
