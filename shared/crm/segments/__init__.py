@@ -1,0 +1,1 @@
+"""Segments: definitions, built-ins and their evaluation."""
