@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -217,6 +215,3 @@ def _redact_shop(request: ComplianceRequest, store: PrivacyStore, archive: Archi
     store.record(record)
     return record
 
-
-def iter_csv_rows(data: bytes) -> Iterator[list[str]]:
-    yield from csv.reader(io.StringIO(data.decode("utf-8-sig")))
