@@ -1,0 +1,7 @@
+"""Segments: the definition language (definition), its field registry (fields), values (values) and evaluation."""
+
+from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment, referenced_segments
+from crm.segments.evaluate import Needs, Subject, matches, needs
+
+__all__ = ["Needs", "SegmentDocument", "SegmentInvalid", "Subject", "matches", "needs", "parse_segment",
+           "referenced_segments"]
