@@ -153,8 +153,9 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="boot the local stack, simulate a Shopify and a WooCommerce store "
                                             "over months, print a report and check it against the simulation")
-    demo.add_argument("--shoppers", type=int, default=2000, help="simulated shoppers (and a fifth as many "
-                                                                   "anonymous visitors)")
+    demo.add_argument("--shoppers", type=int, default=250,
+                      help="simulated shoppers, and a fifth as many anonymous visitors (default 250: about three "
+                           "minutes on two cores; the stack runs in one Python process)")
     demo.add_argument("--seed", type=int, default=7, help="the simulation's seed: the same seed, the same run")
     demo.set_defaults(run=_demo)
     return root
