@@ -14,6 +14,9 @@ from crm.models.canonical import CustomerRecord
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, version_stamp
 from crm.models.stores import Platform, Store
+from crm_local import wire
+from crm_local.wire import compact as compact  # re-exported: the tests build deliveries from here
+from crm_local.wire import woo_wire as woo_wire
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -53,11 +56,6 @@ def placed_order_bytes(**overrides: Any) -> bytes:
     return compact(placed_order_json(**overrides))
 
 
-def compact(payload: dict[str, Any]) -> bytes:
-    """A payload as Shopify puts it on the wire: compact JSON."""
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
 def shopify_headers(
     body: bytes,
     *,
@@ -67,18 +65,8 @@ def shopify_headers(
     delivery_id: str = "d-1",
     triggered_at: str | None = TRIGGERED_AT,
 ) -> dict[str, str]:
-    headers = {
-        "Content-Type": "application/json",
-        "X-Shopify-Topic": topic,
-        "X-Shopify-Hmac-Sha256": sign_base64_hmac_sha256(body, secret),
-        "X-Shopify-Shop-Domain": domain,
-        "X-Shopify-API-Version": "2026-04",
-        "X-Shopify-Webhook-Id": delivery_id,
-        "X-Shopify-Event-Id": f"event-{delivery_id}",
-    }
-    if triggered_at is not None:
-        headers["X-Shopify-Triggered-At"] = triggered_at
-    return headers
+    return wire.shopify_headers(body, secret=secret, topic=topic, domain=domain, delivery_id=delivery_id,
+                                triggered_at=triggered_at)
 
 
 # --- WooCommerce ---------------------------------------------------------------------------------
@@ -99,12 +87,6 @@ def woo_fixture_json(topic: str) -> dict[str, Any]:
     return payload
 
 
-def woo_wire(payload: dict[str, Any]) -> bytes:
-    """A payload as WooCommerce puts it on the wire: PHP's wp_json_encode, compact, with ``/`` escaped as ``\\/``
-    and non-ASCII as ``\\uXXXX``."""
-    return json.dumps(payload, separators=(",", ":")).replace("/", "\\/").encode()
-
-
 def woo_headers(
     body: bytes,
     *,
@@ -115,23 +97,13 @@ def woo_headers(
     webhook_id: str = "17",
 ) -> dict[str, str]:
     """The headers WC_Webhook::deliver() sends."""
-    resource, _, event = topic.partition(".")
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": "WooCommerce/10.2.1 Hookshot (WordPress/6.8.2)",
-        "X-WC-Webhook-Source": source,
-        "X-WC-Webhook-Topic": topic,
-        "X-WC-Webhook-Resource": resource,
-        "X-WC-Webhook-Event": event,
-        "X-WC-Webhook-Signature": sign_base64_hmac_sha256(body, secret),
-        "X-WC-Webhook-ID": webhook_id,
-        "X-WC-Webhook-Delivery-ID": delivery_id,
-    }
+    return wire.woo_headers(body, secret=secret, topic=topic, source=source, delivery_id=delivery_id,
+                            webhook_id=webhook_id)
 
 
 def woo_ping(webhook_id: int = 17) -> tuple[dict[str, str], bytes]:
     """WC_Webhook::deliver_ping(): a form body ``webhook_id=<id>``, no X-WC-* headers, no signature."""
-    return ({"User-Agent": "WooCommerce/10.2.1 Hookshot (WordPress/6.8.2)",
+    return ({"User-Agent": wire.WOO_USER_AGENT,
              "Content-Type": "application/x-www-form-urlencoded"}, f"webhook_id={webhook_id}".encode())
 
 

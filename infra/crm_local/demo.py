@@ -1,28 +1,46 @@
-"""`make demo`: the whole path on the embedded stack, driven over HTTP, with a short report."""
+"""`make demo`: a simulated workspace (a Shopify and a WooCommerce store, their shoppers over months) driven
+over HTTP into the embedded stack, a report of what the CRM made of it, and a check against the simulation."""
 
 from __future__ import annotations
 
 import json
 import socket
-import statistics
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from http.client import HTTPConnection
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer
+from crm.adapters.dynamodb import from_item
+from crm.models.profile import OrderRecord, Profile
 
-from crm_local.operations import add_store, archived_deliveries, stack_outputs
+from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
-from crm_local.simulation import Delivery, simulate_orders
+from crm_local.simulation import (
+    DOMAINS,
+    LINKS,
+    SHOPIFY,
+    WAVES,
+    WOOCOMMERCE,
+    Expected,
+    Message,
+    Simulation,
+    Store,
+    TrackBatch,
+    Webhook,
+    simulate,
+)
 
-DEMO_DOMAIN = "demo-outfitters.myshopify.com"
-DEMO_SECRET = "demo-webhook-secret"
-_deserializer = TypeDeserializer()
+STACK = "crm-demo"
+SECRETS = {SHOPIFY: "demo-shopify-webhook-secret", WOOCOMMERCE: "demo-woocommerce-webhook-secret"}
+SENDERS = 8
+DRAIN_TIMEOUT_SECONDS = 900
 
 
 def free_port() -> int:
@@ -31,20 +49,46 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-         ) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+         source_ip: str | None = None) -> tuple[int, Any]:
+    """One request on a connection of its own; ``source_ip`` (any 127.x.y.z) makes it come from another client."""
+    parts = urlsplit(url)
+    connection = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60,
+                                            source_address=(source_ip, 0) if source_ip else None)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, target, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        try:
+            return response.status, json.loads(data or b"null")
+        except json.JSONDecodeError:
+            return response.status, data.decode(errors="replace")
+    finally:
+        connection.close()
 
 
-def post_delivery(api_url: str, delivery: Delivery, domain: str, secret: str) -> tuple[int, float]:
+@dataclass(frozen=True)
+class Sent:
+    kind: str  # "shopify", "woocommerce" or "track"
+    status: int
+    seconds: float
+    events: int = 0
+
+
+def send(api_url: str, stores: dict[str, Store], message: Message) -> Sent:
+    store = stores[message.platform]
     started = time.perf_counter()
-    status, _ = http("POST", f"{api_url}/webhooks/shopify", delivery.body, delivery.headers(domain, secret))
-    return status, time.perf_counter() - started
+    if isinstance(message, TrackBatch):
+        body = message.body(store)
+        for _ in range(5):
+            status, _ = http("POST", api_url + message.path, body, message.headers(store), message.client_ip)
+            if status != 429:
+                break
+            time.sleep(1.0)  # the browser's beacon would be retried later; the demo waits a second
+        return Sent("track", status, time.perf_counter() - started, len(message.events))
+    status, _ = http("POST", api_url + message.path, message.body, message.headers(store))
+    return Sent(message.platform, status, time.perf_counter() - started)
 
 
 def tap_events(bus_name: str) -> str:
@@ -62,7 +106,8 @@ def drain_tap(url: str) -> Counter[str]:
     while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for message in batch:
             counts[json.loads(message["Body"])["detail-type"]] += 1
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
     return counts
 
 
@@ -71,7 +116,7 @@ def table_entities(table: str) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=table):
         for item in page["Items"]:
-            plain = {k: _deserializer.deserialize(v) for k, v in item.items()}
+            plain = from_item(item)
             found.setdefault(str(plain.get("entity")), []).append(plain)
     return found
 
@@ -81,66 +126,164 @@ def queue_depth(url: str) -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def run_demo(orders: int = 300, customers: int = 80, seed: int = 7) -> int:
-    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name="crm-demo") as runtime:
-        print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}")
-        outputs = stack_outputs("crm-demo")
-        store = add_store("crm-demo", "shopify", DEMO_DOMAIN, DEMO_SECRET)
-        print(f"store {store.domain}: store_id {store.store_id}, workspace {store.workspace_id}")
+def _ms(values: Sequence[float], share: float) -> str:
+    ordered = sorted(values)
+    return f"{ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000:.0f} ms"
+
+
+def run_demo(shoppers: int = 250, seed: int = 7) -> int:
+    began = time.perf_counter()
+    simulation = simulate(shoppers, seed)
+    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
+        print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
+        outputs = stack_outputs(STACK)
+        shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY])
+        # The WooCommerce store joins the Shopify store's workspace (`crm store add --workspace`): one
+        # shopper, one profile across both.
+        woo = add_store(STACK, WOOCOMMERCE, DOMAINS[WOOCOMMERCE], SECRETS[WOOCOMMERCE], workspace_id=shop.workspace_id)
+        for registered in (shop, woo):
+            print(f"store {registered.platform.value:<12} {registered.domain}: store_id {registered.store_id}, "
+                  f"workspace {registered.workspace_id}, api_key {registered.api_key}, "
+                  f"write_key {registered.write_key}", flush=True)
+        stores = {SHOPIFY: Store(SHOPIFY, shop.domain, SECRETS[SHOPIFY], shop.write_key or ""),
+                  WOOCOMMERCE: Store(WOOCOMMERCE, woo.domain, SECRETS[WOOCOMMERCE], woo.write_key or "")}
         tap = tap_events(outputs["EventBusName"])
-        deliveries, expected = simulate_orders(orders, customers, seed)
-        # One delivery Shopify signed but nobody can read: it must be kept, not lost.
-        deliveries.append(Delivery("orders/create", b"<html>not json</html>", "demo-unreadable",
-                                   deliveries[0].triggered_at))
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(lambda d: post_delivery(runtime.api_url, d, DEMO_DOMAIN, DEMO_SECRET), deliveries))
-        sent_seconds = time.perf_counter() - started
-        forged = post_delivery(runtime.api_url, deliveries[0], DEMO_DOMAIN, "not-the-secret")[0]
-        drained = runtime.wait_idle(timeout=120)
-        report(runtime, store.api_key, outputs, deliveries, results, sent_seconds, forged, expected, tap, drained)
-        return 0 if drained and verify(outputs["TableName"], expected) else 1
+        print(f"simulated {shoppers} shoppers (seed {seed}): {len(simulation.messages)} requests, "
+              f"{dict(sorted(simulation.counts().items()))}", flush=True)
+        results, sending, drained = drive(runtime, stores, simulation)
+        extras = edge_cases(runtime.api_url, stores)
+        drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
+        report(outputs, results, sending, extras, simulation.expected, tap, drained)
+        wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
+    print(f"demo finished in {time.perf_counter() - began:.0f} s", flush=True)
+    return 0 if drained and not wrong else 1
 
 
-def report(runtime: LocalRuntime, api_key: str, outputs: dict[str, str], deliveries: list[Delivery],
-           results: list[tuple[int, float]], sent_seconds: float, forged_status: int, expected: Any,
-           tap: str, drained: bool) -> None:
-    statuses = Counter(status for status, _ in results)
-    latencies = sorted(seconds for _, seconds in results)
+def drive(runtime: LocalRuntime, stores: dict[str, Store], simulation: Simulation
+          ) -> tuple[list[Sent], float, bool]:
+    """Send each wave over HTTP with a few concurrent senders, and let the stack drain before the next."""
+    results: list[Sent] = []
+    sending, drained = 0.0, True
+    with ThreadPoolExecutor(max_workers=SENDERS) as pool:
+        for wave in range(1, LINKS + 1):
+            messages = simulation.wave(wave)
+            started = time.perf_counter()
+            results += pool.map(lambda m: send(runtime.api_url, stores, m), messages)
+            sent = time.perf_counter() - started
+            sending += sent
+            drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
+            print(f"wave {wave} ({WAVES[wave]}): {len(messages)} requests sent in {sent:.1f} s, "
+                  f"processed {time.perf_counter() - started:.1f} s after the first", flush=True)
+    return results, sending, drained
+
+
+def edge_cases(api_url: str, stores: dict[str, Store]) -> dict[str, int]:
+    """A body Shopify signed that nobody can read (kept and parked, not lost), and a forged signature."""
+    unreadable = Webhook(SHOPIFY, "orders/create", b"<html>not json</html>", "demo-unreadable",
+                         datetime.now(UTC), 0)
+    shop = stores[SHOPIFY]
+    forged = Store(SHOPIFY, shop.domain, "not-the-secret", shop.write_key)
+    return {"unreadable": http("POST", api_url + unreadable.path, unreadable.body, unreadable.headers(shop))[0],
+            "forged": http("POST", api_url + unreadable.path, unreadable.body, unreadable.headers(forged))[0]}
+
+
+def bought_in_both_stores(profiles: list[Profile], orders: list[OrderRecord]) -> int:
+    # An order keeps the profile it was placed on; that profile may have been merged into another since.
+    merged_into = {p.profile_id: p.merged_into for p in profiles}
+
+    def survivor(profile_id: str | None) -> str | None:
+        while profile_id is not None and merged_into.get(profile_id):
+            profile_id = merged_into[profile_id]
+        return profile_id
+
+    bought_in: dict[str | None, set[str]] = defaultdict(set)
+    for record in orders:
+        if record.counts:
+            bought_in[survivor(record.profile_id)].add(record.store_id)
+    return sum(1 for stores in bought_in.values() if len(stores) == 2)
+
+
+def report( outputs: dict[str, str], results: list[Sent], sending: float, extras: dict[str, int],
+           expected: Expected, tap: str, drained: bool) -> None:
     entities = table_entities(outputs["TableName"])
-    profiles = entities.get("profile", [])
-    revenue = sum((Decimal(p["total_spent"]) for p in profiles), Decimal("0"))
+    profiles = [Profile.model_validate(p) for p in entities.get("profile", [])]
+    live = [p for p in profiles if p.merged_into is None]
+    merged = len(profiles) - len(live)
+    orders = [OrderRecord.model_validate(o) for o in entities.get("order", [])]
     events = drain_tap(tap)
     print("\n== CRM demo report ==")
-    print(f"webhooks sent            {len(deliveries)} in {sent_seconds:.1f} s "
-          f"({len(deliveries) / sent_seconds:.0f}/s; p50 {statistics.median(latencies) * 1000:.0f} ms, "
-          f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms)")
-    print(f"webhooks accepted        {statuses.get(200, 0)} (other answers: "
-          f"{ {k: v for k, v in statuses.items() if k != 200} or 'none'})")
-    print(f"forged signature         answered {forged_status}")
+    print(f"requests sent            {len(results)} in {sending:.1f} s of sending ({len(results) / sending:.0f}/s)")
+    for kind, accepted in (("shopify", 200), ("woocommerce", 200), ("track", 202)):
+        mine = [r for r in results if r.kind == kind]
+        statuses = Counter(r.status for r in mine)
+        others = {k: v for k, v in statuses.items() if k != accepted} or "none"
+        extra = f", {sum(r.events for r in mine)} events" if kind == "track" else ""
+        seconds = [r.seconds for r in mine] or [0.0]
+        label = kind + (" webhooks" if kind != "track" else " requests")
+        print(f"  {label:<23}{statuses.get(accepted, 0)}/{len(mine)} accepted{extra} "
+              f"(p50 {_ms(seconds, 0.5)}, p95 {_ms(seconds, 0.95)}; other answers: {others})")
+    print(f"unreadable signed body   answered {extras['unreadable']}; forged signature answered {extras['forged']}")
     print(f"queues drained           {'yes' if drained else 'NO (timed out)'}")
-    print(f"profiles                 {len(profiles)}")
-    print(f"orders                   {len(entities.get('order', []))} (distinct; duplicates and stale updates ignored)")
-    print(f"total revenue            {revenue:.2f} USD (net of refunds)")
-    print("top customers by lifetime value (read back through GET /customers/{id}):")
-    for profile in sorted(profiles, key=lambda p: Decimal(p["total_spent"]), reverse=True)[:5]:
-        _, view = http("GET", f"{runtime.api_url}/customers/{profile['profile_id']}",
-                       headers={"x-api-key": api_key})
-        print(f"  {view['email']:<40} {view['orders_count']:>3} orders  {view['total_spent']:>9} "
-              f"{view['currency']}  AOV {view['average_order_value']}")
-    archive = list(archived_deliveries(outputs["ArchiveBucketName"]))
-    print(f"archived deliveries      {len(archive)} (raw bodies, byte for byte; replay with `crm replay`)")
-    print(f"events published         {dict(events) or 'none'}")
+    both = bought_in_both_stores(profiles, orders)
+    print(f"profiles                 {len(live)} live; {merged} merged into others (expected {expected.merges})")
+    print(f"shoppers in both stores  {both} bought in both (expected {expected.in_both_stores} shoppers with orders "
+          f"in both); {sum(1 for p in live if len(p.store_ids) == 2)} profiles seen in both")
+    counted = [o for o in orders if o.counts]
+    cancelled = [o for o in orders if o.order is not None and not o.counts]
+    currency = {o.order.currency for o in counted if o.order} or {"USD"}
+    unit = "/".join(sorted(currency))
+    by_store: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    names = {s["store_id"]: s["platform"] for s in entities.get("store", [])}
+    for record in counted:
+        by_store[names.get(record.store_id, record.store_id)] += record.net_total
+    total = sum(by_store.values(), Decimal("0.00"))
+    print(f"orders                   {len(counted)} counted, {len(cancelled)} cancelled "
+          f"(expected {expected.orders_counted} and {expected.orders_cancelled})")
+    print(f"refunds                  {sum((o.refunded for o in counted), Decimal('0.00')):.2f} {unit} "
+          f"(expected {expected.refunds:.2f})")
+    for platform in (SHOPIFY, WOOCOMMERCE):
+        print(f"revenue {platform:<17}{by_store[platform]:>12.2f} {unit} net of refunds "
+              f"(expected {expected.revenue[platform]:.2f})")
+    print(f"revenue total            {total:>12.2f} {unit} (expected {expected.total_revenue:.2f})")
+    channels: dict[str, list[Decimal]] = defaultdict(list)
+    for record in counted:
+        channels[record.last_touch.channel if record.last_touch else "unattributed"].append(record.net_total)
+    print("revenue by last-touch channel of the order:")
+    for channel, amounts in sorted(channels.items(), key=lambda c: -sum(c[1])):
+        print(f"  {channel:<26}{sum(amounts, Decimal('0.00')):>12.2f} {unit}  {len(amounts):>5} orders")
+    first = Counter(p.first_touch.channel if p.first_touch else "none recorded" for p in live)
+    print("profiles by first-touch channel:")
+    for channel, count in first.most_common():
+        print(f"  {channel:<26}{count:>6}")
+    print(f"events published         {dict(sorted(events.items())) or 'none'}")
     print(f"ingest DLQ depth         {queue_depth(outputs['IngestDeadLetterQueueUrl'])} "
           "(the signed, unreadable delivery: archived and parked with its reason; `crm dlq list`)")
 
 
-def verify(table: str, expected: Any) -> bool:
-    """Compare every profile with totals computed independently from the simulated orders."""
-    profiles = {p["email"]: p for p in table_entities(table).get("profile", [])}
-    wrong = [email for email, (count, spent) in expected.by_email().items()
-             if email not in profiles or int(profiles[email]["orders_count"]) != count
-             or Decimal(profiles[email]["total_spent"]) != spent]
-    print(f"verified                 {len(expected.by_email()) - len(wrong)}/{len(expected.by_email())} "
-          "profiles match the expected order counts and totals to the cent")
-    return not wrong
+def verify(api_url: str, api_key: str, table: str, expected: Expected) -> list[str]:
+    """Every shopper as the marketer API answers for them, against the simulation's own totals."""
+    def check(outcome: Any) -> str | None:
+        status, view = http("GET", f"{api_url}/customers?{outcome.by}={quote(outcome.key)}",
+                            headers={"x-api-key": api_key})
+        if not outcome.known:
+            return None if status == 404 else f"{outcome.key}: expected no profile, got {status}"
+        if status != 200:
+            return f"{outcome.key}: expected a profile, got {status} {view}"
+        got = (int(view["orders_count"]), Decimal(view["total_spent"]))
+        if got != (outcome.orders, outcome.net):
+            return f"{outcome.key}: expected {outcome.orders} orders, {outcome.net:.2f}; got {got[0]}, {got[1]:.2f}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=SENDERS) as pool:
+        wrong = [w for w in pool.map(check, expected.shoppers.values()) if w]
+    merged = sum(1 for p in table_entities(table).get("profile", []) if p.get("merged_into"))
+    if merged != expected.merges:
+        wrong.append(f"merges: expected {expected.merges}, found {merged} profiles merged into others")
+    print(f"verified                 {len(expected.shoppers) - len([w for w in wrong if not w.startswith('merges')])}"
+          f"/{len(expected.shoppers)} shoppers match the expected orders and net revenue to the cent "
+          f"(GET /customers); merges {'match' if merged == expected.merges else 'DIFFER'}")
+    for line in wrong[:50]:
+        print(f"  MISMATCH {line}")
+    if len(wrong) > 50:
+        print(f"  ... and {len(wrong) - 50} more")
+    return wrong

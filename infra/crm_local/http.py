@@ -5,20 +5,36 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, LocalGateway, ThreadedHTTPServer
 
 from crm_local.lambdas import Function
 
+# The server handles each connection on a thread of its own: the peer's address travels with that thread.
+_peer = threading.local()
+
+
+class PeerAwareGateway(LocalGateway):
+    """chalice's gateway, with API Gateway's ``requestContext.identity.sourceIp`` set to the connection's peer
+    rather than chalice's fixed 127.0.0.1, so per-client limits (the /track rate limit) see distinct clients."""
+
+    def _generate_lambda_event(self, method: str, path: str, headers: Any, body: bytes | None) -> Any:
+        event = super()._generate_lambda_event(method, path, headers, body)
+        peer = getattr(_peer, "address", None)
+        if peer:
+            event["requestContext"]["identity"]["sourceIp"] = peer
+        return event
+
 
 @dataclass(frozen=True)
 class Route:
     method: str
     pattern: re.Pattern[str]
-    gateway: LocalGateway
+    gateway: PeerAwareGateway
 
 
 def route_pattern(path: str) -> re.Pattern[str]:
@@ -43,6 +59,7 @@ class RoutingRequestHandler(ChaliceRequestHandler):
             self._send_json(status, {"error": message})
             return
         self.local_gateway = matched[0].gateway
+        _peer.address = str(self.client_address[0])
         super()._generic_handle()
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
@@ -60,14 +77,14 @@ class RoutingRequestHandler(ChaliceRequestHandler):
 
 
 def api_server(host: str, port: int, routes: list[tuple[str, str, Function]]) -> ThreadedHTTPServer:
-    gateways: dict[str, LocalGateway] = {}
+    gateways: dict[str, PeerAwareGateway] = {}
     table = []
     for method, path, function in routes:
         name = function.spec.logical_id
         if name not in gateways:
             config = Config(chalice_stage="local", function_name=name,
                             user_provided_params={"lambda_timeout": function.spec.timeout})
-            gateways[name] = LocalGateway(function.handler, config)
+            gateways[name] = PeerAwareGateway(cast(Any, function.handler), config)
         table.append(Route(method, route_pattern(path), gateways[name]))
     handler = type("TemplateRoutes", (RoutingRequestHandler,), {"routes": table})
     return ThreadedHTTPServer((host, port), handler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +47,30 @@ def load_handler(code_path: str | Path, handler: str, module_alias: str) -> Any:
     return getattr(sys.modules[alias], attribute)
 
 
+class OneAtATime:
+    """A handler that runs one invocation at a time, as one Lambda container does. Handlers may rely on it:
+    a Chalice app keeps the request being handled in ``app.current_request``, which concurrent requests on
+    the local server's threads would otherwise overwrite mid-request. Attributes are the handler's (chalice's
+    local gateway reads the app's routes)."""
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        with self._lock:
+            return self._handler(event, context)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handler, name)
+
+
 class Function:
     """A deployed function: its spec and its loaded handler."""
 
     def __init__(self, spec: FunctionSpec, region: str = "us-east-1") -> None:
         self.spec = spec
-        self.handler = load_handler(spec.code_path, spec.handler, spec.logical_id)
+        self.handler = OneAtATime(load_handler(spec.code_path, spec.handler, spec.logical_id))
         self.arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}"
 
     def invoke(self, event: dict[str, Any]) -> Any:

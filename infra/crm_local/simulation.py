@@ -1,7 +1,19 @@
-"""Realistic Shopify order deliveries, made from Shopify's published orders/create payload.
+"""A simulated workspace for `crm demo`: one Shopify and one WooCommerce store, their shoppers over months.
 
-Used by the demo, the end-to-end tests and the benchmarks: varied customers, amounts, currencies,
-refunds, duplicate deliveries and out-of-order updates, each signed as Shopify signs it.
+Shoppers browse the storefronts (POST /track batches: page views with UTM or search referrers, product
+views, carts, checkouts), some log in later (identify), and buy: Shopify orders built from Shopify's
+published orders/create sample (guest checkouts, phone-only guests, the tracker's id in note_attributes,
+the landing URL's UTM parameters), WooCommerce orders from its published order.created sample. Then what
+real stores do: refunds (refunds/create, and inside order updates), cancellations, retried deliveries
+with the same id and body, and older updates that arrive after newer ones.
+
+The expected outcome is computed here from the simulated facts alone, never with the CRM's code, so
+the demo can check the CRM against it to the cent. Everything is drawn from one seeded generator.
+
+Deliveries go out in three waves, each drained before the next: anonymous browsing, then orders not
+tied to a browser, then whatever links a browser to a shopper (logins, orders naming the tracker's id).
+Which profile survives a link depends on arrival order, but with the waves the number of profiles that
+exist when each link lands, and so the number of merges, is known in advance.
 """
 
 from __future__ import annotations
@@ -10,131 +22,432 @@ import copy
 import json
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from importlib import resources
 from typing import Any
 
-from crm.connectors.base import sign_base64_hmac_sha256
-from crm.contact import normalise_email
+from crm_local.wire import compact, shopify_fixture, shopify_headers, woo_fixture, woo_headers, woo_wire
+
+SHOPIFY = "shopify"
+WOOCOMMERCE = "woocommerce"
+BROWSE, ORDERS, LINKS = 1, 2, 3
+WAVES = {BROWSE: "anonymous browsing", ORDERS: "orders", LINKS: "logins and orders naming the tracker's id"}
+CURRENCY = "USD"
+DOMAINS = {SHOPIFY: "demo-outfitters.myshopify.com", WOOCOMMERCE: "shop.demo-outfitters.example"}
 
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Edsger",
                "Radia", "Tim", "Hedy", "John", "Sophie", "Yukihiro", "Anita", "Guido", "Karen", "Niklaus"]
 LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen",
               "Dijkstra", "Perlman", "Berners-Lee", "Lamarr", "McCarthy", "Wilson", "Matsumoto", "Borg", "van Rossum"]
-PRESENTMENT = ["USD", "USD", "USD", "EUR", "GBP", "CAD", "AUD", "JPY"]
-
-
-def fixture(topic: str) -> bytes:
-    """The published Shopify sample payload of a topic, as shipped in this repository."""
-    path = resources.files("crm_local").joinpath(f"fixtures/webhooks/shopify/{topic}.json")
-    return path.read_bytes()
+PRODUCTS = [("632910392", "Organic tee", "19.00"), ("632910393", "Canvas tote", "24.00"),
+            ("632910394", "Wool beanie", "32.00"), ("632910395", "Rain jacket", "129.00"),
+            ("632910396", "Trail shoes", "98.00"), ("632910397", "Water bottle", "15.00")]
+# Where visits come from, with their weights: (name, utm source, utm medium, referrer).
+CHANNELS: list[tuple[str, str | None, str | None, str | None, int]] = [
+    ("google / cpc", "google", "cpc", None, 30),
+    ("facebook / paid_social", "facebook", "paid_social", None, 20),
+    ("newsletter / email", "newsletter", "email", None, 15),
+    ("google.com / organic", None, None, "https://www.google.com/", 20),
+    ("direct", None, None, None, 15),
+]
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One HTTP delivery as Shopify would make it."""
+class Store:
+    """What a delivery needs to know about a registered store to be signed and addressed."""
 
+    platform: str
+    domain: str
+    secret: str
+    write_key: str
+
+    @property
+    def origin(self) -> str:
+        return f"https://{self.domain}"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One delivery as the platform makes it (a retry repeats ``delivery_id`` and ``body``)."""
+
+    platform: str
     topic: str
     body: bytes
-    webhook_id: str
-    triggered_at: datetime
+    delivery_id: str
+    at: datetime
+    wave: int
 
-    def headers(self, shop_domain: str, secret: str) -> dict[str, str]:
-        return {
-            "Content-Type": "application/json",
-            "X-Shopify-Topic": self.topic,
-            "X-Shopify-Hmac-Sha256": sign_base64_hmac_sha256(self.body, secret),
-            "X-Shopify-Shop-Domain": shop_domain,
-            "X-Shopify-Webhook-Id": self.webhook_id,
-            "X-Shopify-Event-Id": str(uuid.uuid5(uuid.NAMESPACE_URL, self.webhook_id)),
-            "X-Shopify-Triggered-At": self.triggered_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "X-Shopify-API-Version": "2026-04",
-        }
+    @property
+    def path(self) -> str:
+        return f"/webhooks/{self.platform}"
+
+    def headers(self, store: Store) -> dict[str, str]:
+        if self.platform == SHOPIFY:
+            return shopify_headers(self.body, secret=store.secret, topic=self.topic, domain=store.domain,
+                                   delivery_id=self.delivery_id,
+                                   triggered_at=self.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        # WooCommerce numbers each webhook (one per topic) and names the shop by its home URL.
+        return woo_headers(self.body, secret=store.secret, topic=self.topic, source=f"{store.origin}/",
+                           delivery_id=self.delivery_id, webhook_id="21" if self.topic == "order.created" else "22")
+
+
+@dataclass(frozen=True)
+class TrackBatch:
+    """One POST /track from a shopper's browser: up to 20 events, sent from the browser's own address."""
+
+    platform: str
+    anonymous_id: str
+    events: tuple[dict[str, Any], ...]
+    client_ip: str
+    wave: int
+
+    @property
+    def path(self) -> str:
+        return "/track"
+
+    def body(self, store: Store) -> bytes:
+        return json.dumps({"write_key": store.write_key, "anonymous_id": self.anonymous_id,
+                           "events": list(self.events)}).encode()
+
+    def headers(self, store: Store) -> dict[str, str]:
+        # sendBeacon's content type; the page's origin, as a browser sends it.
+        return {"Content-Type": "text/plain;charset=UTF-8", "Origin": store.origin}
+
+
+Message = Webhook | TrackBatch
+
+
+@dataclass
+class ShopperOutcome:
+    """What the CRM should hold for one shopper (looked up by ``key``: an email, else a phone)."""
+
+    key: str
+    by: str  # "email" or "phone"
+    orders: int = 0
+    net: Decimal = Decimal("0.00")
+    known: bool = False  # has a profile at all (bought, or identified)
+    stores: set[str] = field(default_factory=set)  # where they have counted orders
 
 
 @dataclass
 class Expected:
-    """What the CRM should end up with, computed independently of it: newest version of each order wins."""
+    shoppers: dict[str, ShopperOutcome] = field(default_factory=dict)
+    merges: int = 0
+    revenue: dict[str, Decimal] = field(default_factory=lambda: {SHOPIFY: Decimal("0.00"),
+                                                                 WOOCOMMERCE: Decimal("0.00")})
+    refunds: Decimal = Decimal("0.00")
+    orders_counted: int = 0
+    orders_cancelled: int = 0
 
-    orders: dict[str, tuple[str, Decimal]] = field(default_factory=dict)  # order id -> (email, net)
+    @property
+    def total_revenue(self) -> Decimal:
+        return sum(self.revenue.values(), Decimal("0.00"))
 
-    def by_email(self) -> dict[str, tuple[int, Decimal]]:
-        totals: dict[str, tuple[int, Decimal]] = {}
-        for email, net in self.orders.values():
-            count, spent = totals.get(email, (0, Decimal("0.00")))
-            totals[email] = (count + 1, spent + net)
-        return totals
+    @property
+    def in_both_stores(self) -> int:
+        return sum(1 for s in self.shoppers.values() if len(s.stores) == 2)
+
+
+@dataclass
+class Simulation:
+    messages: list[Message]
+    expected: Expected
+    currency: str = CURRENCY
+
+    def wave(self, number: int) -> list[Message]:
+        return [m for m in self.messages if m.wave == number]
+
+    def counts(self) -> Counter[str]:
+        return Counter("track" if isinstance(m, TrackBatch) else f"{m.platform} {m.topic}" for m in self.messages)
+
+
+@dataclass
+class _Shopper:
+    index: int
+    first: str
+    last: str
+    email: str | None
+    raw_email: str | None
+    phone: str | None
+    stores: tuple[str, ...]
+    customer_ids: dict[str, int | None]
+
+
+@dataclass
+class _Browser:
+    store: str
+    anonymous_id: str
+    client_ip: str
+    first_visit: datetime
+    channel: tuple[str, str | None, str | None, str | None, int]
+    linked: bool = False
 
 
 def _money(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
-def order_payload(template: dict[str, Any], order_id: int, customer: dict[str, Any], total: Decimal,
-                  refunded: Decimal, created_at: datetime, updated_at: datetime, currency: str,
-                  presentment: str) -> bytes:
-    order = copy.deepcopy(template)
-    stamp = created_at.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    order.update(
-        id=order_id, name=f"#{order_id % 100000}", order_number=order_id % 100000,
-        email=customer["raw_email"], contact_email=customer["raw_email"], phone=None,
-        created_at=stamp, processed_at=stamp, updated_at=updated_at.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-        cancelled_at=None, cancel_reason=None, financial_status="partially_refunded" if refunded else "paid",
-        currency=currency, presentment_currency=presentment, test=False,
-        total_price=_money(total), subtotal_price=_money(total), current_total_price=_money(total - refunded),
-        total_price_set={"shop_money": {"amount": _money(total), "currency_code": currency},
-                         "presentment_money": {"amount": _money(total), "currency_code": presentment}},
-        refunds=[] if not refunded else [{
-            "id": order_id + 1, "created_at": updated_at.isoformat(),
-            "transactions": [{"kind": "refund", "status": "success", "amount": _money(refunded),
-                              "currency": currency}],
-        }],
-    )
-    order["customer"] = {**order.get("customer", {}), "id": customer["id"], "email": customer["raw_email"],
-                         "first_name": customer["first_name"], "last_name": customer["last_name"]}
-    return json.dumps(order, separators=(",", ":")).encode()
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def simulate_orders(orders: int, customers: int, seed: int, currency: str = "USD",
-                    start: datetime | None = None) -> tuple[list[Delivery], Expected]:
-    """Deliveries for ``orders`` orders by ``customers`` shoppers, shuffled a little as real traffic is:
-    about a fifth get a later orders/updated with a refund, a tenth are delivered twice, and some
-    older updates arrive after newer ones."""
-    rng = random.Random(seed)
-    template = json.loads(fixture("orders/create"))
-    start = start or datetime(2026, 1, 1, tzinfo=UTC)
-    people: list[dict[str, Any]] = []
-    for index in range(customers):
+class _Generator:
+    def __init__(self, shoppers: int, seed: int, start: datetime, days: int) -> None:
+        self.rng = random.Random(seed)
+        self.count, self.start, self.days = shoppers, start, days
+        self.messages: list[Message] = []
+        self.expected = Expected()
+        self.shopify_order = json.loads(shopify_fixture("orders/create"))
+        self.woo_order = json.loads(woo_fixture("order.created"))
+        self.next_order = {SHOPIFY: 5_500_000_000_000, WOOCOMMERCE: 9000}
+        self.browsers = 0
+
+    def uid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def moment(self, after: datetime | None = None, within_days: int | None = None) -> datetime:
+        base = after or self.start
+        span = within_days * 86400 if within_days else int((self.start + timedelta(days=self.days) - base)
+                                                           .total_seconds())
+        return base + timedelta(seconds=self.rng.randint(60, max(120, span)))
+
+    def channel(self) -> tuple[str, str | None, str | None, str | None, int]:
+        return self.rng.choices(CHANNELS, weights=[c[4] for c in CHANNELS])[0]
+
+    # --- shoppers -------------------------------------------------------------------------------
+
+    def shopper(self, index: int) -> _Shopper:
+        rng = self.rng
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        phone = f"+1415{2_000_000 + index:07d}"
+        if rng.random() < 0.06:  # a guest who only ever gives a phone number
+            return _Shopper(index, first, last, None, None, phone, (SHOPIFY,), {SHOPIFY: None})
         email = f"{first}.{last}.{index}@example.com".lower().replace(" ", "")
         # Stores send emails as typed: mixed case, stray spaces; the CRM normalises them.
-        raw = f"  {email.upper()} " if index % 7 == 0 else email
-        people.append({"id": 7_000_000_000_000 + index, "raw_email": raw, "first_name": first, "last_name": last})
-    deliveries: list[Delivery] = []
-    expected = Expected()
-    for number in range(orders):
-        customer = people[min(int(rng.paretovariate(1.2)) - 1, customers - 1) if number % 3 else number % customers]
-        order_id = 5_500_000_000_000 + number
-        created = start + timedelta(minutes=rng.randint(0, 300 * 24 * 60))
+        raw = rng.choice([email, email, email, email.title(), f"  {email.upper()} ", f"{email} "])
+        r = rng.random()
+        stores = (SHOPIFY,) if r < 0.62 else (WOOCOMMERCE,) if r < 0.88 else (SHOPIFY, WOOCOMMERCE)
+        accounts = {s: (7_000_000_000_000 + index if s == SHOPIFY else 100 + index) if rng.random() < 0.7 else None
+                    for s in stores}
+        return _Shopper(index, first, last, email, raw, phone if rng.random() < 0.3 else None, stores, accounts)
+
+    def run(self) -> Simulation:
+        for index in range(self.count):
+            self.simulate(self.shopper(index))
+        # Visitors who browse and never say who they are: live anonymous profiles.
+        for _ in range(self.count // 5):
+            self.browse(self.rng.choice([SHOPIFY, WOOCOMMERCE]))
+        return Simulation(self.messages, self.expected)
+
+    def simulate(self, shopper: _Shopper) -> None:
+        rng = self.rng
+        key, by = (shopper.email, "email") if shopper.email else (shopper.phone or "", "phone")
+        outcome = self.expected.shoppers.setdefault(key, ShopperOutcome(key, by))
+        browsers = [self.browse(store) for store in shopper.stores if rng.random() < 0.55]
+        buys = rng.random() < 0.7
+        unlinked_orders = False
+        for store in shopper.stores:
+            if not buys:
+                break
+            browser = next((b for b in browsers if b.store == store), None)
+            placed = browser.first_visit if browser else self.moment(within_days=self.days // 2)
+            for _ in range(1 + int(rng.paretovariate(2.0)) - 1 + (rng.random() < 0.4)):
+                placed = self.moment(after=placed, within_days=25)
+                # Only Shopify orders can carry the tracker's id (the snippet's cart attribute).
+                via = browser if browser and store == SHOPIFY and rng.random() < 0.6 else None
+                if via:
+                    via.linked = True
+                else:
+                    unlinked_orders = True
+                self.order(shopper, store, placed, via, browser, outcome)
+        for browser in browsers:
+            if shopper.email and rng.random() < 0.4:
+                self.identify(shopper, browser)
+                browser.linked = True
+        linked = sum(b.linked for b in browsers)
+        outcome.known = outcome.known or linked > 0 or unlinked_orders
+        # Profiles that exist when the links land: each linked browser's, and the one the shopper's
+        # unlinked orders made. All of them end as one profile: every other one is merged into it.
+        self.expected.merges += max(linked + unlinked_orders - 1, 0)
+
+    # --- the storefront tracker -----------------------------------------------------------------
+
+    def browse(self, store: str) -> _Browser:
+        rng = self.rng
+        self.browsers += 1
+        n = self.browsers
+        browser = _Browser(store, self.uid(), f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255 or 1}",
+                           self.moment(within_days=self.days - 20), self.channel())
+        at = browser.first_visit
+        _, source, medium, referrer, _ = browser.channel
+        home = f"https://{DOMAINS[store]}/"
+        landing: dict[str, Any] = {"type": "page_viewed", "event_id": "e-1", "occurred_at": _iso(at), "url": home}
+        if source:
+            landing["url"] = f"{home}?utm_source={source}&utm_medium={medium}&utm_campaign=spring"
+            landing["utm"] = {"source": source, "medium": medium, "campaign": "spring"}
+        if referrer:
+            landing["referrer"] = referrer
+        events = [landing]
+        for product_id, title, price in rng.sample(PRODUCTS, rng.randint(1, 3)):
+            at += timedelta(seconds=rng.randint(5, 120))
+            events.append({"type": "product_viewed", "event_id": f"e-{len(events) + 1}", "occurred_at": _iso(at),
+                           "product": {"product_id": product_id, "title": title, "price": price},
+                           "value": price, "currency": CURRENCY})
+        if rng.random() < 0.5:
+            product_id, title, price = rng.choice(PRODUCTS)
+            at += timedelta(seconds=rng.randint(5, 60))
+            events.append({"type": "product_added_to_cart", "event_id": f"e-{len(events) + 1}",
+                           "occurred_at": _iso(at), "product": {"product_id": product_id, "price": price}})
+            if rng.random() < 0.5:
+                events.append({"type": "checkout_started", "event_id": f"e-{len(events) + 1}",
+                               "occurred_at": _iso(at + timedelta(seconds=30)), "value": price,
+                               "currency": CURRENCY})
+        self.messages.append(TrackBatch(store, browser.anonymous_id, tuple(events), browser.client_ip, BROWSE))
+        return browser
+
+    def identify(self, shopper: _Shopper, browser: _Browser) -> None:
+        at = self.moment(after=browser.first_visit, within_days=20)
+        identify: dict[str, Any] = {"type": "identify", "event_id": "login-1", "occurred_at": _iso(at),
+                                    "email": shopper.raw_email}
+        if shopper.phone:
+            identify["phone"] = shopper.phone
+        page = {"type": "page_viewed", "event_id": "login-0", "occurred_at": _iso(at - timedelta(seconds=20)),
+                "url": f"https://{DOMAINS[browser.store]}/account/login"}
+        self.messages.append(TrackBatch(browser.store, browser.anonymous_id, (page, identify), browser.client_ip,
+                                        LINKS))
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    def order(self, shopper: _Shopper, store: str, placed: datetime, via: _Browser | None,
+              browser: _Browser | None, outcome: ShopperOutcome) -> None:
+        rng = self.rng
         total = Decimal(rng.randint(1500, 45000)) / 100
-        presentment = rng.choice(PRESENTMENT)
-        body = order_payload(template, order_id, customer, total, Decimal("0"), created, created, currency,
-                             presentment)
-        placed = Delivery("orders/create", body, str(uuid.UUID(int=rng.getrandbits(128))), created)
-        deliveries.append(placed)
-        net = total
-        if rng.random() < 0.2:
-            refunded = (total * Decimal(rng.choice([10, 25, 50, 100])) / 100).quantize(Decimal("0.01"))
-            updated = created + timedelta(days=rng.randint(1, 20))
-            body = order_payload(template, order_id, customer, total, refunded, created, updated, currency,
-                                 presentment)
-            update = Delivery("orders/updated", body, str(uuid.UUID(int=rng.getrandbits(128))), updated)
-            net = total - refunded
-            # Out of order: the newer update overtakes the original create now and then.
-            deliveries.insert(len(deliveries) - 1 if rng.random() < 0.3 else len(deliveries), update)
-        if rng.random() < 0.1:
-            deliveries.append(placed)  # Shopify retries with the same webhook id
-        expected.orders[str(order_id)] = (normalise_email(customer["raw_email"]) or "", net)
-    return deliveries, expected
+        r = rng.random()
+        cancelled = r < 0.08
+        refund = Decimal("0.00") if cancelled or r > 0.3 else (
+            total * Decimal(rng.choice([10, 25, 50, 100])) / 100).quantize(Decimal("0.01"))
+        wave = LINKS if via else ORDERS
+        self.next_order[store] += 1
+        order_id = self.next_order[store]
+        # Mostly the channel that brought the shopper's browser; the rest came back some other way.
+        channel = browser.channel if browser and rng.random() < 0.8 else self.channel()
+        if store == SHOPIFY:
+            deliveries = self.shopify_deliveries(shopper, order_id, placed, total, refund, cancelled, via, channel)
+        else:
+            deliveries = self.woo_deliveries(shopper, order_id, placed, total, refund, cancelled)
+        late = [d for d in deliveries if d[0] == "late"]
+        ordered = [d for d in deliveries if d[0] != "late"]
+        for _, topic, body, at in ordered + late:  # an older update overtaken by newer ones arrives last
+            self.messages.append(Webhook(store, topic, body, self.uid(), at, wave))
+        if rng.random() < 0.1:  # the platform retries a delivery it saw no answer to: same id, same body
+            self.messages.append(self.messages[-1 - rng.randrange(len(deliveries))])
+        outcome.known = True
+        if cancelled:
+            self.expected.orders_cancelled += 1
+            return
+        outcome.stores.add(store)
+        outcome.orders += 1
+        outcome.net += total - refund
+        self.expected.orders_counted += 1
+        self.expected.revenue[store] += total - refund
+        self.expected.refunds += refund
+
+    def shopify_deliveries(self, shopper: _Shopper, order_id: int, placed: datetime, total: Decimal,
+                           refund: Decimal, cancelled: bool, via: _Browser | None,
+                           channel: tuple[str, str | None, str | None, str | None, int],
+                           ) -> list[tuple[str, str, bytes, datetime]]:
+        rng = self.rng
+        order = copy.deepcopy(self.shopify_order)
+        stamp = placed.isoformat()
+        guest = shopper.customer_ids.get(SHOPIFY) is None
+        _, source, medium, referrer, _ = channel
+        landing = f"/?utm_source={source}&utm_medium={medium}&utm_campaign=spring" if source else "/"
+        order.update(
+            id=order_id, name=f"#{order_id % 100000}", order_number=order_id % 100000,
+            email=shopper.raw_email, contact_email=shopper.raw_email,
+            phone=shopper.phone if shopper.phone and (not shopper.email or rng.random() < 0.5) else None,
+            created_at=stamp, processed_at=stamp, updated_at=stamp, cancelled_at=None, cancel_reason=None,
+            financial_status="paid", currency=CURRENCY, presentment_currency=CURRENCY, test=False,
+            total_price=_money(total), current_total_price=_money(total), refunds=[],
+            landing_site=landing, referring_site=referrer,
+            note_attributes=[{"name": "crm_anonymous_id", "value": via.anonymous_id}] if via else [],
+            total_price_set={"shop_money": {"amount": _money(total), "currency_code": CURRENCY},
+                             "presentment_money": {"amount": _money(total), "currency_code": CURRENCY}},
+        )
+        if guest:
+            order["customer"] = None
+        else:
+            order["customer"] = {**order["customer"], "id": shopper.customer_ids[SHOPIFY], "email": shopper.raw_email,
+                                 "first_name": shopper.first, "last_name": shopper.last, "phone": None}
+        deliveries = [("create", "orders/create", compact(order), placed)]
+        if cancelled:
+            at = placed + timedelta(hours=rng.randint(1, 72))
+            order.update(cancelled_at=at.isoformat(), cancel_reason="customer", updated_at=at.isoformat(),
+                         financial_status="voided", current_total_price="0.00")
+            deliveries.append(("cancel", "orders/cancelled", compact(order), at))
+            return deliveries
+        fulfilled = placed + timedelta(hours=rng.randint(2, 48))
+        if refund or rng.random() < 0.3:
+            order.update(updated_at=fulfilled.isoformat(), fulfillment_status="fulfilled")
+            shipped = compact(order)
+        else:
+            shipped = b""
+        if refund:
+            refunded_at = fulfilled + timedelta(days=rng.randint(1, 20))
+            refund_id = order_id + 1
+            listed = {"id": refund_id, "created_at": refunded_at.isoformat(), "transactions": [
+                {"kind": "refund", "status": "success", "amount": _money(refund), "currency": CURRENCY}]}
+            order.update(refunds=[listed], updated_at=refunded_at.isoformat(),
+                         financial_status="refunded" if refund == total else "partially_refunded",
+                         current_total_price=_money(total - refund))
+            how = rng.random()
+            if how < 0.7:  # Shopify sends both: refunds/create and the order's update listing it
+                deliveries.append(("refund", "refunds/create", compact({**listed, "order_id": order_id}),
+                                   refunded_at))
+            if how > 0.3:
+                deliveries.append(("update", "orders/updated", compact(order), refunded_at))
+        if shipped:
+            # The fulfilment update, older than the refund, is delivered after it now and then.
+            deliveries.append(("late" if refund and rng.random() < 0.5 else "update", "orders/updated", shipped,
+                               fulfilled))
+        return deliveries
+
+    def woo_deliveries(self, shopper: _Shopper, order_id: int, placed: datetime, total: Decimal,
+                       refund: Decimal, cancelled: bool) -> list[tuple[str, str, bytes, datetime]]:
+        rng = self.rng
+        order = copy.deepcopy(self.woo_order)
+        naive = "%Y-%m-%dT%H:%M:%S"
+        order.update(
+            id=order_id, number=str(order_id), status="processing", currency=CURRENCY, total=_money(total),
+            customer_id=shopper.customer_ids.get(WOOCOMMERCE) or 0,
+            date_created=placed.strftime(naive), date_created_gmt=placed.strftime(naive),
+            date_modified=placed.strftime(naive), date_modified_gmt=placed.strftime(naive), refunds=[],
+        )
+        order["billing"] = {**order["billing"], "first_name": shopper.first, "last_name": shopper.last,
+                            "email": shopper.raw_email or "", "phone": shopper.phone or ""}
+        deliveries = [("create", "order.created", woo_wire(order), placed)]
+        if cancelled:
+            at = placed + timedelta(hours=rng.randint(1, 72))
+            order.update(status="cancelled", date_modified_gmt=at.strftime(naive))
+            deliveries.append(("cancel", "order.updated", woo_wire(order), at))
+            return deliveries
+        completed = placed + timedelta(hours=rng.randint(2, 48))
+        order.update(status="completed", date_modified_gmt=completed.strftime(naive))
+        shipped = woo_wire(order)
+        if refund:
+            at = completed + timedelta(days=rng.randint(1, 20))
+            # WooCommerce lists refunds on the order as negative amounts.
+            order.update(status="refunded" if refund == total else "completed", date_modified_gmt=at.strftime(naive),
+                         refunds=[{"id": order_id * 10 + 1, "reason": "", "total": f"-{_money(refund)}"}])
+            deliveries.append(("update", "order.updated", woo_wire(order), at))
+            deliveries.append(("late" if rng.random() < 0.5 else "update", "order.updated", shipped, completed))
+        elif rng.random() < 0.5:
+            deliveries.append(("update", "order.updated", shipped, completed))
+        return deliveries
+
+
+def simulate(shoppers: int, seed: int, start: datetime | None = None, days: int = 182) -> Simulation:
+    """``shoppers`` shoppers (and a fifth as many anonymous visitors) over ``days`` from ``start``."""
+    return _Generator(shoppers, seed, start or datetime(2026, 1, 1, tzinfo=UTC), days).run()

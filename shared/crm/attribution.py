@@ -18,6 +18,11 @@ def _host(url: str | None) -> str | None:
     return host.removeprefix("www.") if host else None
 
 
+def referral_medium(referrer_host: str) -> str:
+    """A visit from another site: "organic" from a search engine, else "referral"."""
+    return "organic" if any(engine in referrer_host for engine in _SEARCH_ENGINES) else "referral"
+
+
 def touch_from_urls(landing: str | None, referrer: str | None, at: datetime,
                     own_hosts: frozenset[str] = frozenset()) -> Touch | None:
     """The touch a landing URL (absolute or a path, as Shopify's landing_site) and its referrer stand for.
@@ -34,8 +39,7 @@ def touch_from_urls(landing: str | None, referrer: str | None, at: datetime,
     if utm["source"]:
         source, medium = utm["source"].lower(), (utm["medium"] or "").lower() or None
     elif referrer_host:
-        organic = any(engine in referrer_host for engine in _SEARCH_ENGINES)
-        source, medium = referrer_host, "organic" if organic else "referral"
+        source, medium = referrer_host, referral_medium(referrer_host)
     else:
         source, medium = "direct", None
     return Touch(source=source, medium=medium, campaign=utm["campaign"], term=utm["term"], content=utm["content"],

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from crm.attribution import referral_medium
 from crm.connectors.base import DeliveryRejected, PayloadNotUnderstood
 from crm.contact import normalise_email, normalise_phone
 from crm.models.canonical import ActivityEvent, ActivityType, ProductRef, Touch
@@ -254,14 +255,17 @@ def _consents(event: TrackEvent) -> tuple[Consent, ...]:
 def touch_of(event: TrackEvent) -> Touch | None:
     """Where the visit came from: its UTM parameters; else the referring site when it is another
     site (a click within the store is not a source); else nothing (direct, or not a landing)."""
-    if event.utm is not None and event.utm.source is not None:
-        utm = event.utm
-        return Touch(source=utm.source, medium=utm.medium, campaign=utm.campaign, term=utm.term,
+    # Classified as crm.attribution classifies an order's landing URL, so a visit and the order it led to
+    # report the same channel ("google / cpc", "google.com / organic").
+    utm = event.utm
+    if utm is not None and utm.source is not None:
+        return Touch(source=utm.source.lower(), medium=utm.medium.lower() if utm.medium else None,
+                     campaign=utm.campaign, term=utm.term,
                      content=utm.content, landing_page=event.url, referrer=event.referrer, at=event.occurred_at)
     referrer_host = _host(event.referrer)
     if referrer_host and referrer_host != _host(event.url):
-        return Touch(source=referrer_host, medium="referral", landing_page=event.url, referrer=event.referrer,
-                     at=event.occurred_at)
+        return Touch(source=referrer_host, medium=referral_medium(referrer_host), landing_page=event.url,
+                     referrer=event.referrer, at=event.occurred_at)
     return None
 
 

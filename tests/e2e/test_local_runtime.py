@@ -311,11 +311,13 @@ def test_sigterm_stops_the_runtime_cleanly() -> None:
 
 
 def test_the_demo_runs_and_verifies_its_own_totals() -> None:
-    done = subprocess.run([sys.executable, "-m", "crm_local.cli", "demo", "--orders", "40", "--customers", "10"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-m", "crm_local.cli", "demo", "--shoppers", "40", "--seed", "3"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "10/10 profiles match" in done.stdout
+    assert "40/40 shoppers match" in done.stdout
+    assert "merges match" in done.stdout
+    assert "MISMATCH" not in done.stdout
     assert "ingest DLQ depth         1" in done.stdout
 
 

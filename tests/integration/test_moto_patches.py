@@ -60,3 +60,19 @@ def test_two_operations_on_one_item_are_refused(table: Any) -> None:
     with pytest.raises(ClientError, match=r"ValidationException|multiple operations"):
         table.transact_write_items(TransactItems=[put("a", "1"), put("a", "2")])
     assert items(table) == {}
+
+
+def test_item_reads_answer_the_same_items_as_stock_moto(table: Any) -> None:
+    """The patched answers skip moto's response serializer: every attribute type must still round-trip."""
+    item = {"pk": {"S": "a"}, "n": {"N": "12.50"}, "b": {"B": b"\x00\xffraw"}, "t": {"BOOL": True},
+            "z": {"NULL": True}, "ss": {"SS": ["x", "y"]}, "ns": {"NS": ["1", "2"]}, "bs": {"BS": [b"1"]},
+            "l": {"L": [{"S": "x"}, {"N": "1"}]}, "m": {"M": {"k": {"S": "v"}, "d": {"M": {}}}}}
+    table.put_item(TableName="t", Item=item)
+    assert table.get_item(TableName="t", Key={"pk": {"S": "a"}})["Item"] == item
+    assert table.batch_get_item(RequestItems={"t": {"Keys": [{"pk": {"S": "a"}}]}})["Responses"]["t"] == [item]
+    assert table.query(TableName="t", KeyConditionExpression="pk = :a",
+                       ExpressionAttributeValues={":a": {"S": "a"}})["Items"] == [item]
+    assert table.scan(TableName="t")["Items"] == [item]
+    updated = table.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET n = :n",
+                                ExpressionAttributeValues={":n": {"N": "3"}}, ReturnValues="ALL_NEW")
+    assert updated["Attributes"] == {**item, "n": {"N": "3"}}

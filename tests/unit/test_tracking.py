@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from crm.attribution import touch_from_urls
 from crm.connectors.base import PayloadNotUnderstood
 from crm.interpret import canonical_events
 from crm.models.canonical import ActivityEvent, ActivityType, ProductRef, Touch
@@ -232,13 +233,16 @@ def test_a_page_view_with_utm_parameters_is_a_touch() -> None:
 
 
 def test_without_utm_another_site_as_referrer_is_the_touch_and_the_store_itself_is_not() -> None:
-    external, internal, direct = mapped(
+    search, external, internal, direct = mapped(
         event(url="https://shop.example/a", referrer="https://www.google.com/search?q=tee"),
+        event(event_id="e-4", url="https://shop.example/a", referrer="https://blog.example/post"),
         event(event_id="e-2", url="https://www.shop.example/b", referrer="https://shop.example/a"),
         event(event_id="e-3", url="https://shop.example/c"),
     )
-    assert external.touch == Touch(source="google.com", medium="referral", landing_page="https://shop.example/a",
-                                   referrer="https://www.google.com/search?q=tee", at=AT)
+    # A search engine is organic, as it is on an order's landing URL (crm.attribution).
+    assert search.touch == Touch(source="google.com", medium="organic", landing_page="https://shop.example/a",
+                                 referrer="https://www.google.com/search?q=tee", at=AT)
+    assert external.touch is not None and external.touch.channel == "blog.example / referral"
     assert internal.touch is None
     assert direct.touch is None
 
@@ -292,3 +296,15 @@ def test_track_deliveries_are_read_by_the_tracker_not_a_connector() -> None:
 def test_an_unreadable_body_is_not_understood(raw: bytes) -> None:
     with pytest.raises(PayloadNotUnderstood):
         track_events(envelope_for(b"{}"), raw)
+
+
+def test_a_visit_and_the_order_it_led_to_report_the_same_channel() -> None:
+    page, search = mapped(
+        event(url="https://shop.example/?utm_source=Google&utm_medium=CPC", utm={"source": "Google", "medium": "CPC"}),
+        event(event_id="e-2", url="https://shop.example/", referrer="https://www.bing.com/search?q=tee"),
+    )
+    ordered = touch_from_urls("/?utm_source=Google&utm_medium=CPC", None, AT)
+    ordered_from_search = touch_from_urls("/", "https://www.bing.com/search?q=tee", AT)
+    assert page.touch is not None and ordered is not None and ordered_from_search is not None
+    assert page.touch.channel == ordered.channel == "google / cpc"
+    assert search.touch is not None and search.touch.channel == ordered_from_search.channel == "bing.com / organic"
