@@ -57,9 +57,9 @@ from crm_local import moto_patches
 from crm_local.event_shapes import read_stream, sqs_record
 from crm_local.lambdas import Function, LambdaContext, load_handler
 from crm_local.provision import Provisioned, provision
-from crm_local.simulation import Delivery, Expected, fixture, order_payload, simulate_orders
 from crm_local.template import load_stack
 from moto import mock_aws
+from order_workload import Delivery, Expected, fixture, order_payload, simulate_orders
 
 ORDERS, CUSTOMERS, SEED = 300, 80, 7
 HEAVY_ORDERS = 300  # one customer's order history, to show how each design scales with it
