@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from crm.archive import ArchivedDelivery, unframe
 from crm.models.events import AnyDomainEvent
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
+from crm.models.segments import GrowthPoint, Member, SegmentRecord
 from crm.models.stores import Platform, Store
 from crm.ports import (
     Change,
@@ -25,6 +27,7 @@ from crm.ports import (
     ProfileRepository,
     RawArchive,
     Reads,
+    SegmentStore,
     StoreDirectory,
     UnknownWorkspace,
 )
@@ -180,8 +183,77 @@ class FakeProfileRepository:
         entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
         return entries[:limit]
 
+    def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
+        """Shares by a hash of the profile id, as DynamoDB shares by a hash of the key; a snapshot first,
+        so a write during the pass does not break the iteration."""
+        with self._lock:
+            held = [p for (ws, _), p in self.profiles.items() if ws == workspace_id and not p.merged_into]
+        for profile in held:
+            if _share(profile.profile_id, total_segments) == segment:
+                yield profile
+
+    def profiles_by_id(self, workspace_id: str, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        found = (self.profiles.get((workspace_id, pid)) for pid in profile_ids)
+        return {p.profile_id: p for p in found if p is not None and not p.merged_into}
+
     def live_profiles(self) -> list[Profile]:
         return sorted((p for p in self.profiles.values() if not p.merged_into), key=lambda p: p.profile_id)
+
+
+def _share(profile_id: str, total: int) -> int:
+    return int(hashlib.sha256(profile_id.encode()).hexdigest(), 16) % total
+
+
+class FakeSegmentStore:
+    """Segment records and memberships in dicts, with the adapter's version guards."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], SegmentRecord] = {}
+        self.memberships: dict[tuple[str, str], dict[str, Member]] = {}
+        self.member_writes = 0  # members put or deleted: the adapter's BatchWriteItem requests, one per member
+
+    def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
+        return self.records.get((workspace_id, segment_id))
+
+    def list_segments(self, workspace_id: str) -> list[SegmentRecord]:
+        return sorted((r for (ws, _), r in self.records.items() if ws == workspace_id), key=lambda r: r.segment_id)
+
+    def put(self, record: SegmentRecord, expected_version: int | None) -> None:
+        held = self.records.get((record.workspace_id, record.segment_id))
+        if (held.version if held else None) != expected_version:
+            raise ConcurrentUpdate(f"segment {record.segment_id} changed since it was read")
+        self.records[(record.workspace_id, record.segment_id)] = record
+
+    def delete(self, workspace_id: str, segment_id: str) -> None:
+        self.records.pop((workspace_id, segment_id), None)
+        self.memberships.pop((workspace_id, segment_id), None)
+
+    def record_computation(self, workspace_id: str, segment_id: str, size: int, at: datetime,
+                           growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
+        held = self.records.get((workspace_id, segment_id))
+        if expected_version is None:
+            if held is not None and held.definition is not None:
+                raise ConcurrentUpdate(f"segment {segment_id} has a definition")
+            held = held or SegmentRecord(workspace_id=workspace_id, segment_id=segment_id, name=segment_id,
+                                         created_at=at, updated_at=at)
+            held = held.model_copy(update={"updated_at": at})
+        elif held is None or held.version != expected_version:
+            raise ConcurrentUpdate(f"segment {segment_id} changed since it was computed")
+        self.records[(workspace_id, segment_id)] = held.model_copy(update={
+            "size": size, "last_computed_at": at, "growth": tuple(growth)})
+
+    def members(self, workspace_id: str, segment_id: str, after: str | None, limit: int) -> list[Member]:
+        held = self.memberships.get((workspace_id, segment_id), {})
+        return [held[pid] for pid in sorted(held) if after is None or pid > after][:limit]
+
+    def change_members(self, workspace_id: str, segment_id: str, entered: Sequence[Member],
+                       exited: Sequence[str]) -> None:
+        held = self.memberships.setdefault((workspace_id, segment_id), {})
+        for member in entered:
+            held[member.profile_id] = member
+        for profile_id in exited:
+            held.pop(profile_id, None)
+        self.member_writes += len(entered) + len(exited)
 
 
 @dataclass
@@ -267,6 +339,7 @@ class FakeEventPublisher:
 # Static conformance: mypy checks these assignments against the Protocols.
 _store_directory: type[StoreDirectory] = FakeStoreDirectory
 _profile_repository: type[ProfileRepository] = FakeProfileRepository
+_segment_store: type[SegmentStore] = FakeSegmentStore
 _raw_archive: type[RawArchive] = FakeRawArchive
 _ingest_queue: type[IngestQueue] = FakeIngestQueue
 _event_publisher: type[EventPublisher] = FakeEventPublisher

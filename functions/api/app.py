@@ -1,13 +1,21 @@
-"""The marketer API: profiles and their timelines, scoped to the workspace of the caller's key."""
+"""The marketer API: profiles, their timelines and segments, scoped to the workspace of the caller's key.
+
+docs/openapi.yaml describes every route. Segment exports are built page by page by a generator and joined
+here, because Chalice answers with whole bodies: exports too large for one Lambda response are the job of
+the asynchronous export (POST /segments/{segment_id}/exports, to come), which writes to S3.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from chalice import BadRequestError, Chalice, NotFoundError, UnauthorizedError
+from chalice import BadRequestError, Chalice, ConflictError, NotFoundError, Response, UnauthorizedError
 from crm import wiring
+from crm.clock import utc_now
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.models.profile import Profile
+from crm.segments import service
+from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
 
 app = Chalice(app_name="crm-api")
 
@@ -62,3 +70,118 @@ def get_timeline(profile_id: str) -> dict[str, Any]:
         return timeline_page(wiring.profile_repository(), profile, limit, query.get("cursor"))
     except ValueError as error:
         raise BadRequestError(str(error)) from None
+
+
+# --- segments ------------------------------------------------------------------------------------
+
+_EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+
+
+def _document() -> SegmentDocument:
+    try:
+        return parse_segment(app.current_request.raw_body or b"")
+    except SegmentInvalid as error:
+        raise BadRequestError(str(error)) from None
+
+
+def _limit(query: dict[str, str], default: int) -> int:
+    try:
+        return int(query.get("limit", str(default)))
+    except ValueError:
+        raise BadRequestError("limit must be a whole number") from None
+
+
+class _Errors:
+    """Domain refusals as HTTP answers: invalid 400, unknown (or another workspace's) 404, conflict 409."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
+        if isinstance(error, SegmentInvalid | ValueError):
+            raise BadRequestError(str(error)) from None
+        if isinstance(error, service.SegmentNotFound):
+            raise NotFoundError(str(error.args[0])) from None
+        if isinstance(error, service.SegmentConflict):
+            raise ConflictError(str(error)) from None
+
+
+@app.route("/segments", methods=["GET"])
+def list_segments() -> dict[str, Any]:
+    return {"segments": service.list_segments(wiring.segment_store(), _workspace())}
+
+
+@app.route("/segments", methods=["POST"])
+def create_segment() -> Response:
+    workspace_id = _workspace()
+    document = _document()
+    with _Errors():
+        record = service.create(wiring.segment_store(), workspace_id, document, utc_now())
+    return Response(body=service.segment_view(wiring.segment_store(), workspace_id, record.segment_id),
+                    status_code=201, headers={"Location": f"/segments/{record.segment_id}"})
+
+
+@app.route("/segments/preview", methods=["POST"])
+def preview_segment() -> dict[str, Any]:
+    workspace_id = _workspace()
+    document = _document()
+    with _Errors():
+        return service.preview(wiring.segment_store(), wiring.profile_repository(), workspace_id, document,
+                               utc_now())
+
+
+@app.route("/segments/{segment_id}", methods=["GET"])
+def get_segment(segment_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        return service.segment_view(wiring.segment_store(), workspace_id, segment_id)
+
+
+@app.route("/segments/{segment_id}", methods=["PUT"])
+def replace_segment(segment_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    document = _document()
+    with _Errors():
+        service.replace(wiring.segment_store(), workspace_id, segment_id, document, utc_now())
+        return service.segment_view(wiring.segment_store(), workspace_id, segment_id)
+
+
+@app.route("/segments/{segment_id}", methods=["DELETE"])
+def delete_segment(segment_id: str) -> Response:
+    workspace_id = _workspace()
+    with _Errors():
+        service.delete(wiring.segment_store(), workspace_id, segment_id)
+    return Response(body="", status_code=204)
+
+
+@app.route("/segments/{segment_id}/recompute", methods=["POST"])
+def recompute_segment(segment_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        done = service.recompute(wiring.segment_store(), wiring.profile_repository(), workspace_id, segment_id,
+                                 utc_now())
+    return {"segment_id": done.segment_id, "size": done.size, "entered": done.entered, "exited": done.exited,
+            "computed_at": done.computed_at.isoformat()}
+
+
+@app.route("/segments/{segment_id}/members", methods=["GET"])
+def segment_members(segment_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    query = _query()
+    limit = _limit(query, 100)
+    with _Errors():
+        return service.members_page(wiring.segment_store(), wiring.profile_repository(), workspace_id, segment_id,
+                                    limit, query.get("cursor"))
+
+
+@app.route("/segments/{segment_id}/export", methods=["GET"])
+def export_segment(segment_id: str) -> Response:
+    workspace_id = _workspace()
+    with _Errors():
+        request = service.export_request(_query())
+        rows = service.export_rows(wiring.segment_store(), wiring.profile_repository(), workspace_id, segment_id,
+                                   request)
+        body = "".join(service.export_lines(rows, request))
+    return Response(body=body, status_code=200, headers={
+        "Content-Type": _EXPORT_TYPES[request.format],
+        "Content-Disposition": f'attachment; filename="{segment_id}.{request.format}"'})

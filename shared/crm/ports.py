@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from crm.models.events import AnyDomainEvent
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
+from crm.models.segments import GrowthPoint, Member, SegmentRecord
 from crm.models.stores import Platform, Store
 
 
@@ -196,6 +197,52 @@ class ProfileRepository(Protocol):
         ...
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None: ...
+
+    def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
+        """Every live (not merged) profile of the workspace, a page at a time, in no particular order.
+
+        ``segment`` of ``total_segments``: one share of a parallel scan, so a caller can fan out; the
+        shares of 0..total_segments-1 together hold each profile exactly once.
+        """
+        ...
+
+    def profiles_by_id(self, workspace_id: str, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        """The live profiles among these ids, by id (read in batches); merged or missing ones are left out."""
+        ...
+
+
+class SegmentStore(Protocol):
+    """Segment definitions, their computed state and their membership, per workspace."""
+
+    def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None: ...
+
+    def list_segments(self, workspace_id: str) -> list[SegmentRecord]:
+        """Every stored segment of the workspace, by id."""
+        ...
+
+    def put(self, record: SegmentRecord, expected_version: int | None) -> None:
+        """Write the definition; ``expected_version`` None: it must be new. ConcurrentUpdate otherwise."""
+        ...
+
+    def delete(self, workspace_id: str, segment_id: str) -> None:
+        """The definition, its catalogue entry and its membership; deleting nothing is no error."""
+        ...
+
+    def record_computation(self, workspace_id: str, segment_id: str, size: int, at: datetime,
+                           growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
+        """Store what a computation found. For a stored segment the version must still be
+        ``expected_version`` (ConcurrentUpdate); ``expected_version`` None creates the record of a
+        built-in segment when it has none."""
+        ...
+
+    def members(self, workspace_id: str, segment_id: str, after: str | None, limit: int) -> list[Member]:
+        """Up to ``limit`` members by profile id, those after the profile id ``after``."""
+        ...
+
+    def change_members(self, workspace_id: str, segment_id: str, entered: Sequence[Member],
+                       exited: Sequence[str]) -> None:
+        """Add and remove members; idempotent, not atomic (a retry finishes the job)."""
+        ...
 
 
 class RawArchive(Protocol):

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from functools import cache
 
-from crm.adapters.dynamodb import DynamoPrivacyStore, DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.dynamodb import (
+    DynamoPrivacyStore,
+    DynamoProfileRepository,
+    DynamoSegmentStore,
+    DynamoStoreDirectory,
+)
 from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, S3ArchiveStore, SqsIngestQueue
 from crm.ports import (
     ArchiveStore,
@@ -13,6 +18,7 @@ from crm.ports import (
     PrivacyStore,
     ProfileRepository,
     RawArchive,
+    SegmentStore,
     StoreDirectory,
 )
 
@@ -25,6 +31,11 @@ def store_directory() -> StoreDirectory:
 @cache
 def profile_repository() -> ProfileRepository:
     return DynamoProfileRepository()
+
+
+@cache
+def segment_store() -> SegmentStore:
+    return DynamoSegmentStore()
 
 
 @cache
@@ -55,5 +66,5 @@ def archive_store() -> ArchiveStore:
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
-                    archive_store):
+                    archive_store, segment_store):
         factory.cache_clear()

@@ -29,7 +29,8 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                           ("dynamodb:PutItem", "Table"), ("s3:GetObject", "ArchiveBucket"),
                           ("sqs:SendMessage", "IngestDeadLetterQueue")}),
     "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
-    "ApiFunction": ({"TABLE_NAME"}, {("dynamodb:GetItem", "Table")}),
+    "ApiFunction": ({"TABLE_NAME"}, {(f"dynamodb:{action}", "Table") for action in (
+        "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")}),
 }
 
 
@@ -106,6 +107,15 @@ def test_api_routes(stack: Stack) -> None:
         ("GET", "/customers", "ApiFunction"),
         ("GET", "/customers/{profile_id}", "ApiFunction"),
         ("GET", "/customers/{profile_id}/timeline", "ApiFunction"),
+        ("GET", "/segments", "ApiFunction"),
+        ("POST", "/segments", "ApiFunction"),
+        ("POST", "/segments/preview", "ApiFunction"),
+        ("GET", "/segments/{segment_id}", "ApiFunction"),
+        ("PUT", "/segments/{segment_id}", "ApiFunction"),
+        ("DELETE", "/segments/{segment_id}", "ApiFunction"),
+        ("POST", "/segments/{segment_id}/recompute", "ApiFunction"),
+        ("GET", "/segments/{segment_id}/members", "ApiFunction"),
+        ("GET", "/segments/{segment_id}/export", "ApiFunction"),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +15,7 @@ from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.config import settings
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
+from crm.models.segments import GrowthPoint, Member, SegmentRecord
 from crm.models.stores import Platform, Store
 from crm.ports import Change, ConcurrentUpdate, Context, Erasure, Holdings, PrivacyRecord, Reads, UnknownWorkspace
 
@@ -272,6 +273,156 @@ class DynamoProfileRepository:
         entries = [e for e in entries if before is None or e.sort_key < before]
         entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
         return entries[:limit]
+
+
+    def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
+        """A filtered Scan: the table has no index by workspace, and a full pass reads every profile anyway."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(pk, :prefix) AND sk = :sk AND attribute_not_exists(merged_into)",
+            "ExpressionAttributeValues": {":prefix": {"S": keys.profile_prefix(workspace_id)},
+                                          ":sk": {"S": keys.PROFILE_SK}},
+        }
+        if total_segments > 1:
+            request.update(Segment=segment, TotalSegments=total_segments)
+        while True:
+            answer = client("dynamodb").scan(**request)
+            for item in answer.get("Items", []):
+                yield Profile.model_validate(from_item(item))
+            if "LastEvaluatedKey" not in answer:
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def profiles_by_id(self, workspace_id: str, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        found = self._batch_get([keys.profile(workspace_id, pid) for pid in profile_ids])
+        held = (Profile.model_validate(item) for item in found.values())
+        return {p.profile_id: p for p in held if p.merged_into is None}
+
+
+def _write_batches(table: str, requests: list[dict[str, Any]]) -> None:
+    """BatchWriteItem, 25 a request, until DynamoDB has processed every one."""
+    for start in range(0, len(requests), 25):
+        pending: dict[str, Any] = {table: requests[start:start + 25]}
+        while pending:
+            answer = client("dynamodb").batch_write_item(RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+
+
+class DynamoSegmentStore:
+    """Segment definitions, a catalogue partition per workspace, and a membership partition per segment."""
+
+    def __init__(self, table_name: str | None = None) -> None:
+        self.table = table_name or settings().table_name
+
+    def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.segment(workspace_id,
+                                                                                             segment_id)),
+                                            ConsistentRead=True)
+        return SegmentRecord.model_validate(from_item(found["Item"])) if "Item" in found else None
+
+    def _query(self, pk: str, after: str | None, limit: int | None) -> Iterator[Item]:
+        request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
+                                   "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
+        if after is not None:
+            request["ExclusiveStartKey"] = {"pk": {"S": pk}, "sk": {"S": after}}
+        if limit is not None:
+            request["Limit"] = limit
+        while True:
+            answer = client("dynamodb").query(**request)
+            for item in answer.get("Items", []):
+                yield from_item(item)
+            if "LastEvaluatedKey" not in answer:
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def list_segments(self, workspace_id: str) -> list[SegmentRecord]:
+        ids = [str(item["sk"]) for item in self._query(keys.segment_catalogue_pk(workspace_id), None, None)]
+        records: list[SegmentRecord] = []
+        for start in range(0, len(ids), 100):
+            request: dict[str, Any] = {self.table: {"Keys": [_wire_key(keys.segment(workspace_id, i))
+                                                             for i in ids[start:start + 100]]}}
+            while request:
+                answer = client("dynamodb").batch_get_item(RequestItems=request)
+                records += [SegmentRecord.model_validate(from_item(item))
+                            for item in answer["Responses"].get(self.table, [])]
+                request = answer.get("UnprocessedKeys") or {}
+        return sorted(records, key=lambda r: r.segment_id)
+
+    def put(self, record: SegmentRecord, expected_version: int | None) -> None:
+        ws, segment_id = record.workspace_id, record.segment_id
+        put: dict[str, Any] = {"TableName": self.table, "Item": to_item(keys.segment(ws, segment_id), "segment",
+                                                                         record)}
+        if expected_version is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "#version = :expected"
+            put["ExpressionAttributeNames"] = {"#version": "version"}
+            put["ExpressionAttributeValues"] = {":expected": {"N": str(expected_version)}}
+        catalogue = _plain_item({**keys.segment_catalogue(ws, segment_id), "entity": "segment_catalogue"})
+        try:
+            client("dynamodb").transact_write_items(TransactItems=[
+                {"Put": put}, {"Put": {"TableName": self.table, "Item": catalogue}}])
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                raise ConcurrentUpdate(f"segment {segment_id} changed since it was read") from None
+            raise
+
+    def delete(self, workspace_id: str, segment_id: str) -> None:
+        # Definition and catalogue entry first: a crash half-way leaves orphaned members nobody can reach,
+        # never a listed segment whose members are gone.
+        _write_batches(self.table, [{"DeleteRequest": {"Key": _wire_key(k)}} for k in (
+            keys.segment(workspace_id, segment_id), keys.segment_catalogue(workspace_id, segment_id))])
+        pk = keys.segment_members_pk(workspace_id, segment_id)
+        _write_batches(self.table, [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": str(item["sk"])}}}}
+                                    for item in self._query(pk, None, None)])
+
+    def record_computation(self, workspace_id: str, segment_id: str, size: int, at: datetime,
+                           growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
+        values: dict[str, Any] = {":size": {"N": str(size)}, ":at": {"S": at.isoformat()},
+                                  ":growth": _serializer.serialize([_plain(p.model_dump()) for p in growth])}
+        # size, name and version are DynamoDB reserved words: every attribute goes through a name.
+        names = {"#size": "size", "#at": "last_computed_at", "#growth": "growth"}
+        update = "SET #size = :size, #at = :at, #growth = :growth"
+        if expected_version is None:
+            condition = "attribute_not_exists(#definition)"
+            update += (", #entity = :entity, #ws = :ws, #id = :id, #name = :id, "
+                       "#created = if_not_exists(#created, :at), #updated = :at, "
+                       "#version = if_not_exists(#version, :one)")
+            values.update({":entity": {"S": "segment"}, ":ws": {"S": workspace_id}, ":id": {"S": segment_id},
+                           ":one": {"N": "1"}})
+            names.update({"#definition": "definition", "#entity": "entity", "#ws": "workspace_id",
+                          "#id": "segment_id", "#name": "name", "#created": "created_at", "#updated": "updated_at",
+                          "#version": "version"})
+        else:
+            condition = "#version = :expected"
+            values[":expected"] = {"N": str(expected_version)}
+            names["#version"] = "version"
+        request: dict[str, Any] = {"TableName": self.table, "Key": _wire_key(keys.segment(workspace_id, segment_id)),
+                                   "UpdateExpression": update, "ConditionExpression": condition,
+                                   "ExpressionAttributeValues": values, "ExpressionAttributeNames": names}
+        try:
+            client("dynamodb").update_item(**request)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConcurrentUpdate(f"segment {segment_id} changed since it was computed") from None
+            raise
+
+    def members(self, workspace_id: str, segment_id: str, after: str | None, limit: int) -> list[Member]:
+        found: list[Member] = []
+        for item in self._query(keys.segment_members_pk(workspace_id, segment_id), after, limit):
+            found.append(Member.model_validate(item))
+            if len(found) == limit:
+                break
+        return found
+
+    def change_members(self, workspace_id: str, segment_id: str, entered: Sequence[Member],
+                       exited: Sequence[str]) -> None:
+        puts = [{"PutRequest": {"Item": _plain_item({
+            **keys.segment_member(workspace_id, segment_id, m.profile_id), "entity": "segment_member",
+            "profile_id": m.profile_id, "entered_at": m.entered_at.isoformat()})}} for m in entered]
+        deletes = [{"DeleteRequest": {"Key": _wire_key(keys.segment_member(workspace_id, segment_id, pid))}}
+                   for pid in exited]
+        _write_batches(self.table, [*puts, *deletes])
 
 
 class DynamoPrivacyStore:

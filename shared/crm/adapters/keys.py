@@ -13,6 +13,11 @@ Access patterns:
 - platform customer account:                      WS#{ws}#CUSTOMER#{store_id}#{customer_id} / CUSTOMER
 - an activity event already applied:              WS#{ws}#EVENT#{store_id}#{sha256(event_id)} / EVENT
 - a privacy request carried out (no personal data): WS#{ws}#PRIVACY#{request_id} / PRIVACY
+- the workspace's live profiles (a Scan, filtered): pk begins with WS#{ws}#PROFILE#, sk = PROFILE
+- segment definition and computed state:          WS#{ws}#SEGMENT#{segment_id} / SEGMENT
+- the workspace's segments, one item each:        WS#{ws}#SEGMENTS / {segment_id}
+  (a catalogue, so listing is one Query, not a Scan of the table; written with the definition)
+- segment membership, paged by profile id:        WS#{ws}#SEGMENT#{segment_id}#MEMBERS / {profile_id}
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import hashlib
 Key = dict[str, str]
 
 TIMELINE_PREFIX = "T#"
+PROFILE_SK = "PROFILE"
 
 
 def _digest(value: str) -> str:
@@ -49,7 +55,11 @@ def identity(workspace_id: str, identity_value: str) -> Key:
 
 
 def profile(workspace_id: str, profile_id: str) -> Key:
-    return {"pk": f"WS#{workspace_id}#PROFILE#{profile_id}", "sk": "PROFILE"}
+    return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": PROFILE_SK}
+
+
+def profile_prefix(workspace_id: str) -> str:
+    return f"WS#{workspace_id}#PROFILE#"
 
 
 def timeline(workspace_id: str, profile_id: str, sort_key: str) -> Key:
@@ -70,3 +80,23 @@ def event(workspace_id: str, store_id: str, event_id: str) -> Key:
 
 def privacy_request(workspace_id: str, request_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#PRIVACY#{request_id}", "sk": "PRIVACY"}
+
+
+def segment(workspace_id: str, segment_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#SEGMENT#{segment_id}", "sk": "SEGMENT"}
+
+
+def segment_catalogue(workspace_id: str, segment_id: str) -> Key:
+    return {"pk": segment_catalogue_pk(workspace_id), "sk": segment_id}
+
+
+def segment_catalogue_pk(workspace_id: str) -> str:
+    return f"WS#{workspace_id}#SEGMENTS"
+
+
+def segment_member(workspace_id: str, segment_id: str, profile_id: str) -> Key:
+    return {"pk": segment_members_pk(workspace_id, segment_id), "sk": profile_id}
+
+
+def segment_members_pk(workspace_id: str, segment_id: str) -> str:
+    return f"WS#{workspace_id}#SEGMENT#{segment_id}#MEMBERS"
