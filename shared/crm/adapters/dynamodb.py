@@ -397,13 +397,17 @@ class DynamoSegmentStore:
             condition = "#version = :expected"
             values[":expected"] = {"N": str(expected_version)}
             names["#version"] = "version"
-        request: dict[str, Any] = {"TableName": self.table, "Key": _wire_key(keys.segment(workspace_id, segment_id)),
-                                   "UpdateExpression": update, "ConditionExpression": condition,
-                                   "ExpressionAttributeValues": values, "ExpressionAttributeNames": names}
+        writes: list[dict[str, Any]] = [{"Update": {
+            "TableName": self.table, "Key": _wire_key(keys.segment(workspace_id, segment_id)),
+            "UpdateExpression": update, "ConditionExpression": condition, "ExpressionAttributeValues": values,
+            "ExpressionAttributeNames": names}}]
+        if expected_version is None:  # a built-in's first computation: list it from now on
+            writes.append({"Put": {"TableName": self.table, "Item": _plain_item(
+                {**keys.segment_catalogue(workspace_id, segment_id), "entity": "segment_catalogue"})}})
         try:
-            client("dynamodb").update_item(**request)
+            client("dynamodb").transact_write_items(TransactItems=writes)
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
                 raise ConcurrentUpdate(f"segment {segment_id} changed since it was computed") from None
             raise
 
