@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_path.py
 	$(BIN)/python bench/profile_events.py
+	$(BIN)/python bench/segments.py
 
 local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001
