@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 Clock = Callable[[], datetime]
 
@@ -17,3 +20,7 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp has no time zone")
     return value.astimezone(UTC)
+
+
+# A model field holding an aware UTC moment: a naive one is refused, any other zone is converted.
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]

@@ -7,14 +7,13 @@ that are replaced by newer ones) or an id (things that happen once).
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crm.clock import as_utc
+from crm.clock import UtcDateTime
 from crm.models.consent import Consent
 from crm.models.orders import CanonicalOrder
 from crm.models.stores import Platform
@@ -40,15 +39,11 @@ class CustomerRecord(_Canonical):
     country: str | None = None
     tags: tuple[str, ...] = ()
     consents: tuple[Consent, ...] = ()
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     version: str  # crm.models.orders.version_stamp of updated_at (and the delivery's trigger time)
     deleted: bool = False  # the platform deleted the account; the CRM keeps the shopper's history
 
-    @field_validator("created_at", "updated_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
 
 class RefundRecord(_Canonical):
@@ -58,12 +53,8 @@ class RefundRecord(_Canonical):
     order_id: str = Field(min_length=1)
     refund_id: str = Field(min_length=1)
     amount: Decimal = Field(ge=0)
-    created_at: datetime
+    created_at: UtcDateTime
 
-    @field_validator("created_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
 
 class OrderRemoved(_Canonical):
@@ -71,12 +62,8 @@ class OrderRemoved(_Canonical):
 
     kind: Literal["order_removed"] = "order_removed"
     order_id: str = Field(min_length=1)
-    removed_at: datetime
+    removed_at: UtcDateTime
 
-    @field_validator("removed_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
 
 class ActivityType(StrEnum):
@@ -115,12 +102,8 @@ class Touch(BaseModel):
     content: str | None = None
     landing_page: str | None = None
     referrer: str | None = None
-    at: datetime
+    at: UtcDateTime
 
-    @field_validator("at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
     @property
     def channel(self) -> str:
@@ -139,7 +122,7 @@ class ActivityEvent(_Canonical):
     kind: Literal["activity"] = "activity"
     event_id: str = Field(min_length=1, max_length=200)
     type: ActivityType
-    occurred_at: datetime
+    occurred_at: UtcDateTime
     anonymous_id: str | None = None
     email: str | None = None
     phone: str | None = None
@@ -156,10 +139,6 @@ class ActivityEvent(_Canonical):
     touch: Touch | None = None
     consents: tuple[Consent, ...] = ()
 
-    @field_validator("occurred_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
     @model_validator(mode="after")
     def _someone(self) -> ActivityEvent:
@@ -186,12 +165,8 @@ class ComplianceRequest(_Canonical):
     email: str | None = None
     phone: str | None = None
     order_ids: tuple[str, ...] = ()
-    requested_at: datetime
+    requested_at: UtcDateTime
 
-    @field_validator("requested_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
 
 CanonicalEvent = (

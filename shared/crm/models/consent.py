@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 
-from crm.clock import as_utc
+from crm.clock import UtcDateTime
 
 
 class Channel(StrEnum):
@@ -29,12 +28,8 @@ class Consent(BaseModel):
     channel: Channel
     state: ConsentState
     source: str  # e.g. "shopify:customers/update", "track:identify", "import:customers.csv"
-    at: datetime
+    at: UtcDateTime
 
-    @field_validator("at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
     def sort_key(self) -> tuple[str, str, str]:
         return (self.at.isoformat(), self.state.value, self.source)

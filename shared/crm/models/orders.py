@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from crm.clock import as_utc
+from crm.clock import UtcDateTime, as_utc
 from crm.models.consent import Consent
 from crm.models.stores import Platform
 
@@ -58,9 +58,9 @@ class CanonicalOrder(BaseModel):
     # and those listed on the order are unioned by id, so neither is counted twice.
     refunds: dict[str, Decimal] = Field(default_factory=dict)
     financial_status: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    cancelled_at: datetime | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    cancelled_at: UtcDateTime | None = None
     version: str
     landing_site: str | None = None
     referring_site: str | None = None
@@ -97,10 +97,6 @@ class CanonicalOrder(BaseModel):
     def total_refunded(self) -> Decimal:
         return sum(self.refunds.values(), Decimal("0.00"))
 
-    @field_validator("created_at", "updated_at", "cancelled_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
 
     @property
     def net_total(self) -> Decimal:
