@@ -15,7 +15,14 @@ from typing import Any
 
 from crm.attribution import touch_from_urls
 from crm.identity import identities_of, resolve
-from crm.models.canonical import ActivityEvent, CanonicalEvent, CustomerRecord, OrderRemoved, RefundRecord
+from crm.models.canonical import (
+    ActivityEvent,
+    ActivityType,
+    CanonicalEvent,
+    CustomerRecord,
+    OrderRemoved,
+    RefundRecord,
+)
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry, new_profile
 from crm.money import format_money
@@ -30,11 +37,25 @@ from crm.profiles import (
     tombstone,
     with_order_dates,
     with_order_facts,
+    with_recent_history,
 )
 
-# The dates of a profile's counted orders other than the one being applied (read only when the first or
-# last order stops counting).
-OrderDates = Callable[[Profile, str], list[datetime]]
+_ACTIVITY_TYPES = frozenset(kind.value for kind in ActivityType)
+
+
+@dataclass(frozen=True)
+class ProfileHistory:
+    """What a profile's timeline (its merged profiles' included) says: the placement dates of its counted
+    orders other than the one being applied, and the time of every activity, by type."""
+
+    order_dates: list[datetime]
+    activity: dict[str, list[datetime]]
+
+
+# Reads a profile's history, excluding the order ref given. The rare path: only when the first or last
+# order stops counting, when a kept order time leaves and an older one must come back (crm.recent), or
+# when the profile was written before times were kept and they must be rebuilt.
+ReadHistory = Callable[[Profile, str], ProfileHistory]
 
 
 def reads_for(event: CanonicalEvent) -> Reads:
@@ -140,18 +161,21 @@ def _order_entries(profile: Profile, record: OrderRecord) -> list[TimelineEntry]
 
 
 def _with_order(target: _Target, previous: OrderRecord | None, record: OrderRecord, now: datetime,
-                order_dates: OrderDates) -> tuple[Profile, OrderRecord]:
+                read_history: ReadHistory) -> tuple[Profile, OrderRecord]:
     """The target profile with the order's contribution, and the record with its profile and attribution."""
     profile = target.profile
     record = record.model_copy(update={"profile_id": profile.profile_id})
     counted_before = previous if previous is not None and previous.profile_id is not None else None
     change = apply_order_record(profile, counted_before, record, now)
     profile = change.profile
-    if change.dates_stale:
-        dates = order_dates(profile, f"{record.store_id}:{record.order_id}")
+    if change.dates_stale or change.recent_stale or profile.recent is None:
+        history = read_history(profile, f"{record.store_id}:{record.order_id}")
+        dates = list(history.order_dates)
         if record.counts and record.order is not None:
             dates.append(record.order.created_at)
-        profile = with_order_dates(profile, dates)
+        if change.dates_stale:
+            profile = with_order_dates(profile, dates)
+        profile = with_recent_history(profile, dates, history.activity if profile.recent is None else None)
     order = record.order
     if order is not None:
         touch = touch_from_urls(order.landing_site, order.referring_site, order.created_at)
@@ -169,7 +193,8 @@ def _links_only(event: CanonicalOrder | CustomerRecord, target: _Target, facts: 
                   timeline=target.timeline)
 
 
-def _order_change(event: CanonicalOrder, context: Context, now: datetime, order_dates: OrderDates) -> Change | None:
+def _order_change(event: CanonicalOrder, context: Context, now: datetime,
+                  read_history: ReadHistory) -> Change | None:
     previous = context.order
     target = _target(event, context, now, anchor=context.order_owner)
     if previous is not None and previous.order is not None and event.version <= previous.version:
@@ -178,7 +203,7 @@ def _order_change(event: CanonicalOrder, context: Context, now: datetime, order_
                          order=event, refunds=previous.refunds if previous else {},
                          refund_dates=previous.refund_dates if previous else {},
                          removed_at=previous.removed_at if previous else None)
-    profile, record = _with_order(target, previous, record, now, order_dates)
+    profile, record = _with_order(target, previous, record, now, read_history)
     waiting = [] if previous is None or previous.order is not None else [
         _entry(profile, at, "refund", f"{event.store_id}:{event.order_id}:{refund_id}", event.store_id,
                amount=format_money(previous.refunds[refund_id]))
@@ -191,7 +216,7 @@ def _order_change(event: CanonicalOrder, context: Context, now: datetime, order_
 
 
 def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: datetime,
-                     order_dates: OrderDates) -> Change | None:
+                     read_history: ReadHistory) -> Change | None:
     """A refund or a removal: it amends the order record, and its profile if the order has arrived."""
     previous = context.order
     held = previous or OrderRecord(workspace_id=event.workspace_id, store_id=event.store_id, order_id=event.order_id)
@@ -212,18 +237,23 @@ def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: 
     if owner is None or record.order is None:
         return Change(workspace_id=event.workspace_id, order=(record, expected))  # waits for its order
     target = _Target(owner, owner, (), (), ())
-    profile, record = _with_order(target, previous, record, now, order_dates)
+    profile, record = _with_order(target, previous, record, now, read_history)
     return Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile), order=(record, expected),
         timeline=(*_order_entries(profile, record), _entry(profile, at, kind, ref, event.store_id, **summary)),
     )
 
 
-def _activity_change(event: ActivityEvent, context: Context, now: datetime) -> Change | None:
+def _activity_change(event: ActivityEvent, context: Context, now: datetime,
+                     read_history: ReadHistory) -> Change | None:
     if context.event_seen:
         return None
     target = _target(event, context, now)
-    profile = apply_activity(target.profile, event, now)
+    profile = target.profile
+    if profile.recent is None:  # written before times were kept: rebuilt once, from its timeline
+        history = read_history(profile, "")
+        profile = with_recent_history(profile, history.order_dates, history.activity)
+    profile = apply_activity(profile, event, now)
     entry = _entry(profile, event.occurred_at, event.type.value, event.event_id, event.store_id, url=event.url,
                    value=format_money(event.value) if event.value is not None else None, currency=event.currency,
                    products=[p.title for p in event.products if p.title] or None,
@@ -257,16 +287,16 @@ def _customer_change(event: CustomerRecord, context: Context, now: datetime) -> 
     )
 
 
-def plan(event: CanonicalEvent, context: Context, now: datetime, order_dates: OrderDates) -> Change | None:
+def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: ReadHistory) -> Change | None:
     """The writes ``event`` makes, or None when it changes nothing."""
     if context.already_held or context.redacted.intersection(identities_of(event)):
         return None  # a duplicate; or an erased shopper, who stays erased whatever arrives late or is replayed
     if isinstance(event, CanonicalOrder):
-        return _order_change(event, context, now, order_dates)
+        return _order_change(event, context, now, read_history)
     if isinstance(event, RefundRecord | OrderRemoved):
-        return _order_amendment(event, context, now, order_dates)
+        return _order_amendment(event, context, now, read_history)
     if isinstance(event, ActivityEvent):
-        return _activity_change(event, context, now)
+        return _activity_change(event, context, now, read_history)
     if isinstance(event, CustomerRecord):
         return _customer_change(event, context, now)
     raise TypeError(f"{type(event).__name__} is not applied to profiles")
@@ -287,3 +317,16 @@ def counted_order_dates(entries: Sequence[TimelineEntry], exclude_ref: str) -> l
     """Placement dates of counted orders, from a profile's timeline."""
     return [entry.occurred_at for entry in distinct_entries(entries)
             if entry.type == "order" and entry.summary.get("counted") and entry.ref != exclude_ref]
+
+
+def activity_times(entries: Sequence[TimelineEntry]) -> dict[str, list[datetime]]:
+    """When each activity happened, by type, from a profile's timeline (one line per activity event)."""
+    found: dict[str, list[datetime]] = {}
+    for entry in entries:
+        if entry.type in _ACTIVITY_TYPES:
+            found.setdefault(entry.type, []).append(entry.occurred_at)
+    return found
+
+
+def history_of(entries: Sequence[TimelineEntry], exclude_ref: str) -> ProfileHistory:
+    return ProfileHistory(counted_order_dates(entries, exclude_ref), activity_times(entries))

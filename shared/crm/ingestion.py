@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from crm.changes import OrderDates, counted_order_dates, plan, reads_for
+from crm.changes import ProfileHistory, ReadHistory, history_of, plan, reads_for
 from crm.connectors.base import PayloadNotUnderstood
 from crm.interpret import canonical_events
 from crm.models.canonical import CanonicalEvent, ComplianceRequest
@@ -17,7 +17,8 @@ from crm.models.profile import Profile, TimelineEntry
 from crm.ports import ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
 
 MAX_CONFLICT_RETRIES = 8
-# A profile's timeline is read in pages of this many entries when its order dates must be recomputed.
+# A profile's timeline is read in pages of this many entries when its order dates or kept times must be
+# recomputed (crm.changes.ReadHistory: the rare path).
 _TIMELINE_PAGE = 500
 
 
@@ -33,8 +34,8 @@ class Outcome:
     compliance: tuple[ComplianceRequest, ...] = ()
 
 
-def _order_dates(repository: ProfileRepository) -> OrderDates:
-    def dates(profile: Profile, exclude_ref: str) -> list[datetime]:
+def _history(repository: ProfileRepository) -> ReadHistory:
+    def read(profile: Profile, exclude_ref: str) -> ProfileHistory:
         ids = [profile.profile_id, *profile.merged_from]
         entries: list[TimelineEntry] = []
         before: str | None = None
@@ -42,17 +43,17 @@ def _order_dates(repository: ProfileRepository) -> OrderDates:
             page = repository.timeline(profile.workspace_id, ids, before, _TIMELINE_PAGE)
             entries += page
             if len(page) < _TIMELINE_PAGE:
-                return counted_order_dates(entries, exclude_ref)
+                return history_of(entries, exclude_ref)
             before = page[-1].sort_key
-    return dates
+    return read
 
 
 def apply_event(repository: ProfileRepository, event: CanonicalEvent, now: datetime) -> bool:
     """Apply one event to its profile; False when it changed nothing (duplicate, stale or erased)."""
     reads = reads_for(event)
-    order_dates = _order_dates(repository)
+    read_history = _history(repository)
     for _ in range(MAX_CONFLICT_RETRIES):
-        change = plan(event, repository.load(reads), now, order_dates)
+        change = plan(event, repository.load(reads), now, read_history)
         if change is None:
             return False
         try:

@@ -19,7 +19,8 @@ from crm.attribution import touch_from_urls
 from crm.models.canonical import ActivityEvent, ActivityType, CustomerRecord, Touch
 from crm.models.consent import Consent
 from crm.models.orders import CanonicalOrder
-from crm.models.profile import Activity, OrderRecord, Profile
+from crm.models.profile import Activity, OrderRecord, Profile, RecentTimes
+from crm.recent import latest, merged, micros, replaced, with_time
 
 _PROFILE_NAMESPACE = uuid.UUID("5b0b5a52-93b0-4d4a-9d8e-8f3f2a1c7e10")
 
@@ -95,6 +96,13 @@ class OrderChange:
     # True when the order that was the first or last counted one stopped counting: the dates must be
     # recomputed from the profile's other orders (crm.changes asks the repository for them).
     dates_stale: bool
+    # True when a kept order time left while older counted orders were not kept: the next older one must
+    # come back, so the kept times are rebuilt from the same read (crm.recent.replaced).
+    recent_stale: bool = False
+
+
+def _micros(at: datetime | None) -> int | None:
+    return None if at is None else micros(at)
 
 
 def apply_order_record(
@@ -117,10 +125,16 @@ def apply_order_record(
         "last_order_at": _latest(profile.last_order_at, new.placed_at),
         "updated_at": now,
     }
+    recent_stale = False
+    if profile.recent is not None:  # None: written before times were kept, rebuilt whole by crm.changes
+        orders, recent_stale = replaced(profile.recent.orders, profile.orders_count, _micros(old.placed_at),
+                                        _micros(new.placed_at))
+        changes["recent"] = profile.recent.model_copy(update={"orders": orders})
     if record.order is not None:
         changes["currency"] = min(c for c in (profile.currency, record.order.currency) if c)
-        return OrderChange(with_order_facts(profile.model_copy(update=changes), record.order), dates_stale)
-    return OrderChange(profile.model_copy(update=changes), dates_stale)
+        return OrderChange(with_order_facts(profile.model_copy(update=changes), record.order), dates_stale,
+                           recent_stale)
+    return OrderChange(profile.model_copy(update=changes), dates_stale, recent_stale)
 
 
 def with_order_facts(profile: Profile, order: CanonicalOrder) -> Profile:
@@ -136,6 +150,17 @@ def with_order_dates(profile: Profile, placed: Iterable[datetime]) -> Profile:
     dates = list(placed)
     return profile.model_copy(update={"first_order_at": min(dates, default=None),
                                       "last_order_at": max(dates, default=None)})
+
+
+def with_recent_history(profile: Profile, placed: Iterable[datetime],
+                        activity: Mapping[str, Iterable[datetime]] | None = None) -> Profile:
+    """The kept times rebuilt from a whole history: every counted order's date, and (when given) every
+    activity's time by type; without ``activity`` the kept activity times stay as they are."""
+    held = profile.recent or RecentTimes()
+    kept_activity = held.activity if activity is None else {
+        kind: kept for kind, times in sorted(activity.items()) if (kept := latest(micros(at) for at in times))}
+    return profile.model_copy(update={"recent": RecentTimes(activity=kept_activity,
+                                                            orders=latest(micros(at) for at in placed))})
 
 
 def with_contact(profile: Profile, values: Mapping[str, Any], stamp: str) -> Profile:
@@ -186,6 +211,11 @@ def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Pro
         "last_seen_at": _latest(profile.last_seen_at, event.occurred_at),
         "updated_at": now,
     }
+    if profile.recent is not None:  # None: written before times were kept, rebuilt whole by crm.changes
+        kind = event.type.value
+        kept = with_time(profile.recent.activity.get(kind, ()), micros(event.occurred_at))
+        times = dict(sorted({**profile.recent.activity, kind: kept}.items()))
+        changes["recent"] = profile.recent.model_copy(update={"activity": times})
     if event.type in BROWSE:
         changes["last_browse"] = _later(profile.last_browse, activity)
     elif event.type in CART:
@@ -261,8 +291,20 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
         for name in ("last_browse", "last_cart", "last_checkout"):
             theirs = getattr(other, name)
             changes[name] = getattr(result, name) if theirs is None else _later(getattr(result, name), theirs)
+        changes["recent"] = _merged_recent(result.recent, other.recent)
         result = result.model_copy(update=changes)
     return result
+
+
+def _merged_recent(first: RecentTimes | None, second: RecentTimes | None) -> RecentTimes | None:
+    # Either side unknown (written before times were kept) leaves the whole unknown: crm.changes rebuilds it
+    # from the merged timelines at the next write that needs it.
+    if first is None or second is None:
+        return None
+    kinds = sorted({*first.activity, *second.activity})
+    return RecentTimes(activity={kind: merged(first.activity.get(kind, ()), second.activity.get(kind, ()))
+                                 for kind in kinds},
+                       orders=merged(first.orders, second.orders))
 
 
 def tombstone(profile: Profile, survivor_id: str, now: datetime) -> Profile:

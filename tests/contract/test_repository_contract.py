@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
-from crm.changes import plan, reads_for
+from crm.changes import ProfileHistory, plan, reads_for
 from crm.ingestion import apply_event
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, ProductRef, Touch
 from crm.models.consent import Channel, Consent, ConsentState
@@ -161,7 +161,7 @@ def _orders(repository: ProfileRepository, *placed: CanonicalOrder) -> None:
 
 
 def _plan(repository: ProfileRepository, event: CanonicalEvent) -> Change:
-    change = plan(event, repository.load(reads_for(event)), NOW, lambda profile, ref: [])
+    change = plan(event, repository.load(reads_for(event)), NOW, lambda profile, ref: ProfileHistory([], {}))
     assert change is not None
     return change
 

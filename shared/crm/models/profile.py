@@ -93,6 +93,19 @@ class Activity(BaseModel):
         return (self.at.isoformat(), self.event_id)
 
 
+class RecentTimes(BaseModel):
+    """When the latest occurrences happened (crm.recent): per activity type, and the placement of counted
+    orders; each newest first, at most crm.recent.RECENT_KEPT, in microseconds since the epoch.
+
+    Kept alongside the counters (``activity_counts``, ``orders_count``), which still count everything.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    activity: dict[str, tuple[int, ...]] = Field(default_factory=dict)
+    orders: tuple[int, ...] = ()
+
+
 class Profile(BaseModel):
     """One shopper in one workspace. ``revision`` guards every write (optimistic locking).
 
@@ -135,6 +148,9 @@ class Profile(BaseModel):
     last_cart: Activity | None = None
     last_checkout: Activity | None = None
     last_seen_at: datetime | None = None
+    # None on a profile written before the times were kept: the next order or activity written to it
+    # rebuilds them from its timeline (crm.changes).
+    recent: RecentTimes | None = None
     created_at: datetime
     updated_at: datetime
     revision: int = 0
@@ -173,8 +189,9 @@ class TimelineEntry(BaseModel):
 
 
 def new_profile(workspace_id: str, profile_id: str, now: datetime) -> Profile:
-    return Profile(workspace_id=workspace_id, profile_id=profile_id, created_at=now, updated_at=now)
+    return Profile(workspace_id=workspace_id, profile_id=profile_id, recent=RecentTimes(), created_at=now,
+                   updated_at=now)
 
 
-__all__ = ["Activity", "CanonicalOrder", "CustomerState", "OrderRecord", "Profile", "TimelineEntry",
+__all__ = ["Activity", "CanonicalOrder", "CustomerState", "OrderRecord", "Profile", "RecentTimes", "TimelineEntry",
            "new_profile"]

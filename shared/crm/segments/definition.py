@@ -3,7 +3,9 @@
 A segment is ``{"name": ..., "definition": D}``; D is ``{"all": [D, ...]}``, ``{"any": [D, ...]}``,
 ``{"not": D}``, a profile field condition ``{"field", "op", "value"}``, an event condition
 ``{"event", "op", "count", "within_days", "since"}`` or a membership ``{"segment", "op"}``, nesting freely
-up to MAX_DEPTH levels and MAX_CONDITIONS conditions. docs/segments.md describes the language.
+up to MAX_DEPTH levels and MAX_CONDITIONS conditions. An event condition with a window or ``since`` counts
+at most as many events as a profile keeps the times of (crm.recent.RECENT_KEPT), so that its answer is
+exact. docs/segments.md describes the language.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from crm import recent
 from crm.models.canonical import ActivityType
 from crm.segments.fields import FIELDS, Op
 from crm.segments.values import condition_value
@@ -37,6 +41,8 @@ EVENT_TYPES: tuple[str, ...] = (*(kind.value for kind in ActivityType), ORDER_PL
 
 _NODE = ConfigDict(frozen=True, extra="forbid")
 _OPS = frozenset(op.value for op in Op)
+# A model-level check that is about one field: the error type carries the field, describe() puts it in the path.
+_FIELD_ERROR = "segment_field"
 
 
 class SegmentInvalid(ValueError):
@@ -150,6 +156,22 @@ class EventCondition(BaseModel):
         if value is not None and value.event == info.data.get("event"):
             raise ValueError("since names the event being counted: it must be another event")
         return value
+
+    @model_validator(mode="after")
+    def _count_within_kept(self) -> EventCondition:
+        # A profile keeps the times of only the latest RECENT_KEPT occurrences of each event. Counting within a
+        # window (or since an anchor) is exact while the answer is decided by those: "at least K" needs K of
+        # them, "exactly K" / "at most K" one more to see that there are not K + 1. A whole-history count
+        # reads the profile's counters, which count everything, so it has no bound.
+        if self.count is None or (self.within_days is None and self.since is None):
+            return self
+        kept = recent.RECENT_KEPT
+        limit = kept if self.op is EventOp.AT_LEAST else kept - 1
+        if self.count > limit:
+            raise PydanticCustomError(_FIELD_ERROR, f"{self.op} takes a count of at most {limit} with within_days or "
+                                      f"since: a profile keeps the times of each event's latest {kept} occurrences",
+                                      {"field": "count"})
+        return self
 
 
 class MemberOf(BaseModel):
@@ -353,7 +375,10 @@ def _json(raw: bytes | bytearray) -> object:
 def describe(error: ValidationError) -> str:
     """The first error as "path: message", the path in the document's own keys."""
     first = error.errors(include_url=False)[0]
-    location = ".".join(str(part) for part in _document_path(first["loc"]))
+    path = _document_path(first["loc"])
+    if first["type"] == _FIELD_ERROR:
+        path.append(str(first.get("ctx", {})["field"]))
+    location = ".".join(str(part) for part in path)
     message = first["msg"].removeprefix("Value error, ")
     return f"{location}: {message}" if location else message
 

@@ -4,12 +4,11 @@ Pure over ports (SegmentStore, ProfileRepository): the API handlers call these, 
 and incremental recomputation that comes later (``recompute`` takes the profiles to evaluate from the
 repository's workspace scan, which can be fanned out by share).
 
-Event conditions are evaluated against what the profile itself holds, not the timeline: each activity
-type counts ``activity_counts[type]`` events, all placed at the latest time the profile knows for that
-type (``last_browse``/``last_cart``/``last_checkout`` when they are of that type, else ``last_seen_at``),
-and orders are ``orders_count`` placements at ``first_order_at`` (one) and ``last_order_at`` (the rest).
-"Ever" counts are exact; a ``within_days`` window or a ``since`` anchor may count events older than the
-window as recent. Reading the timeline for windows is later work.
+Event conditions are evaluated against what the profile itself holds, not the timeline
+(crm.segments.subject.subject_of): the times of its latest crm.recent.RECENT_KEPT occurrences of each
+activity type and of its counted orders, beside counters of all of them. Counts within a window or since
+an anchor are exact up to the bound the definition language enforces; profiles written before the times
+were kept are reconstructed from their counters (approximate windows) until their next write rebuilds them.
 """
 
 from __future__ import annotations
@@ -32,7 +31,8 @@ from crm.models.segments import GROWTH_KEPT, GrowthPoint, Member, SegmentRecord
 from crm.ports import ConcurrentUpdate, ProfileRepository, SegmentStore
 from crm.segments.builtin import BUILTINS, BY_ID, BuiltinSegment, PopulationSketch, PopulationStats, SegmentContext
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment, referenced_segments, segment_cycle
-from crm.segments.evaluate import Subject, matches
+from crm.segments.evaluate import matches
+from crm.segments.subject import subject_of  # importable from here too: the recompute's callers use it
 
 MAX_MEMBERS_PAGE = 1000
 PREVIEW_SAMPLE = 20
@@ -160,21 +160,6 @@ def segment_view(store: SegmentStore, workspace_id: str, segment_id: str) -> dic
 
 
 # --- evaluation ----------------------------------------------------------------------------------
-
-_LAST_ACTIVITY = ("last_browse", "last_cart", "last_checkout")
-
-
-def subject_of(profile: Profile, segments: frozenset[str] = frozenset()) -> Subject:
-    """The profile as a Subject; its events reconstructed from counts (see the module's note)."""
-    known = {a.type: a.at for a in (getattr(profile, name) for name in _LAST_ACTIVITY) if a is not None}
-    fallback = profile.last_seen_at or profile.updated_at
-    events = tuple((kind, known.get(kind, fallback)) for kind, count in sorted(profile.activity_counts.items())
-                   for _ in range(max(count, 0)))
-    orders: tuple[datetime, ...] = ()
-    if profile.orders_count and profile.first_order_at and profile.last_order_at:
-        orders = (profile.first_order_at, *([profile.last_order_at] * (profile.orders_count - 1)))
-    return Subject(profile=profile, events=events, orders=orders, segments=segments)
-
 
 @dataclass(frozen=True)
 class _Rule:
