@@ -5,7 +5,12 @@ evaluation rate (``crm.segments.evaluate.matches``) compared in the same run aga
 equivalent SQL over the same profiles, and the member counts checked to be identical for every definition.
 
 Profiles are generated deterministically (one seeded generator per chunk of CHUNK profiles), evaluated and
-loaded into DuckDB a chunk at a time, so that at most one chunk of pydantic Profiles is alive at once.
+loaded into DuckDB a chunk at a time, so that at most one chunk of pydantic Profiles is alive at once. Each
+profile carries what ingestion would have written: counters and the times of the latest RECENT_KEPT
+occurrences of each event (crm.recent). Ours evaluates the Subject built from the profile alone
+(crm.segments.subject.subject_of), DuckDB the whole raw event history: identical members prove the kept
+times decide every rule exactly, including counts at the bound and heavy browsers and buyers whose history
+is longer than what is kept.
 Both sides are timed on one thread (DuckDB with ``threads=1``): a recompute Lambda at 1769 MB has one vCPU.
 Times are this machine's and are printed, never asserted; the member counts are deterministic.
 """
@@ -35,10 +40,12 @@ from crm.adapters import keys
 from crm.adapters.dynamodb import from_item, to_item
 from crm.models.canonical import Touch
 from crm.models.consent import Channel, Consent, ConsentState
-from crm.models.profile import Profile
+from crm.models.profile import Profile, RecentTimes
+from crm.recent import latest, micros
 from crm.segments.definition import Definition, parse_segment
 from crm.segments.evaluate import Subject, matches
 from crm.segments.rfm import RfmInputs, RfmSketch, RfmThresholds, group, score
+from crm.segments.subject import subject_of
 from ingest_path import item_size, table
 
 SEED = 4
@@ -142,6 +149,16 @@ RULES: tuple[Rule, ...] = (
         f"AND ({_events('order_placed')} AND e.ts > ({_LAST_CHECKOUT})) = 0"),
     Rule("yearly_repeat", {"event": "order_placed", "op": "at_least", "count": 2, "within_days": 365},
          f"({_events('order_placed')} AND e.ts >= {_NOW} - INTERVAL 365 DAY) >= 2"),
+    # At the bound: 50 is as many as a profile keeps times of, and heavy browsers have more than that.
+    Rule("heavy_browsers", {"event": "product_viewed", "op": "at_least", "count": 50, "within_days": 60},
+         f"({_events('product_viewed')} AND e.ts >= {_NOW} - INTERVAL 60 DAY) >= 50"),
+    Rule("browsing_within_bound", {"all": [
+        {"event": "product_viewed", "op": "at_least", "count": 1, "within_days": 90},
+        {"event": "product_viewed", "op": "at_most", "count": 49, "within_days": 90}]},
+        f"({_events('product_viewed')} AND e.ts >= {_NOW} - INTERVAL 90 DAY) BETWEEN 1 AND 49"),
+    # A whole-history count past what is kept: read from the counter.
+    Rule("lifetime_browsers", {"event": "product_viewed", "op": "at_least", "count": 60},
+         f"({_events('product_viewed')}) >= 60"),
 )
 
 
@@ -150,7 +167,7 @@ RULES: tuple[Rule, ...] = (
 
 @dataclass
 class Shopper:
-    """One synthetic profile with the events a Subject carries beside it."""
+    """One synthetic profile and its whole raw history (what DuckDB counts; ours reads only the profile)."""
 
     pid: int
     profile: Profile
@@ -192,8 +209,10 @@ def _order_times(rng: random.Random, count: int) -> tuple[datetime, ...]:
 def _events_of(rng: random.Random, orders: int) -> list[tuple[str, datetime]]:
     events: list[tuple[str, datetime]] = []
     if rng.random() < 0.6:
-        views = min(int(rng.expovariate(1 / 4)) + 1, 60)
+        # A few heavy browsers view more products than a profile keeps the times of.
+        views = rng.randint(40, 150) if rng.random() < 0.02 else min(int(rng.expovariate(1 / 4)) + 1, 60)
         events += [("product_viewed", _before_now(rng, 120)) for _ in range(views)]
+        events += [("page_viewed", _before_now(rng, 120)) for _ in range(views * 2)]
     if rng.random() < 0.12 + 0.05 * min(orders, 3):
         events += [("checkout_started", _before_now(rng, 30)) for _ in range(rng.randint(1, 2))]
     return events
@@ -240,7 +259,12 @@ def shopper(rng: random.Random, pid: int) -> Shopper:
         country = country.lower()  # a platform that sends "gb": matched without regard to case
     tags = tuple(sorted({name for name, per_cent in TAGS if rng.random() * 100 < per_cent}))
     touch = Touch.model_construct(source=rng.choice(SOURCES), at=created) if rng.random() < 0.7 else None
-    views = sum(1 for kind, _ in events if kind == "product_viewed")
+    counts: dict[str, int] = {}
+    for kind, _ in events:
+        counts[kind] = counts.get(kind, 0) + 1
+    # What ingestion keeps (crm.profiles): the latest times of each activity type and of the counted orders.
+    kept = RecentTimes.of({kind: latest(micros(at) for k, at in events if k == kind) for kind in counts},
+                          latest(micros(at) for at in orders))
     profile = Profile.model_construct(
         workspace_id=WORKSPACE, profile_id=f"p{pid:08d}", email=f"shopper{pid}@example.com",
         first_name="Sam", last_name=f"Shopper{pid}", country=country, identities=(f"email:shopper{pid}@example.com",),
@@ -250,7 +274,7 @@ def shopper(rng: random.Random, pid: int) -> Shopper:
         products=products, categories=categories, skus={f"SKU-{PRODUCTS.index(n)}": u for n, u in products.items()},
         coupons={"WELCOME10": 1} if count and rng.random() < 0.15 else {},
         consents=_consents(rng, created), first_touch=touch, last_touch=touch,
-        activity_counts={"product_viewed": views, "page_viewed": views * 2} if views else {},
+        activity_counts=dict(sorted(counts.items())), recent=kept,
         last_seen_at=max((at for _, at in events), default=created), created_at=created, updated_at=created,
         revision=count + len(events))
     return Shopper(pid, profile, orders, tuple(events))
@@ -344,7 +368,8 @@ class Tally:
 
 
 def subjects_of(shoppers: Sequence[Shopper]) -> list[tuple[int, Subject]]:
-    return [(s.pid, Subject(profile=s.profile, events=s.events, orders=s.orders)) for s in shoppers]
+    """The Subjects a recompute evaluates: built from each profile alone (its kept times and counters)."""
+    return [(s.pid, subject_of(s.profile)) for s in shoppers]
 
 
 def evaluate(rule: Definition, subjects: Sequence[tuple[int, Subject]], tally: Tally) -> None:

@@ -127,9 +127,9 @@ def apply_order_record(
     }
     recent_stale = False
     if profile.recent is not None:  # None: written before times were kept, rebuilt whole by crm.changes
-        orders, recent_stale = replaced(profile.recent.orders, profile.orders_count, _micros(old.placed_at),
-                                        _micros(new.placed_at))
-        changes["recent"] = profile.recent.model_copy(update={"orders": orders})
+        orders, recent_stale = replaced(profile.recent.order_times(), profile.orders_count,
+                                        _micros(old.placed_at), _micros(new.placed_at))
+        changes["recent"] = RecentTimes.of(profile.recent.activity_times(), orders)
     if record.order is not None:
         changes["currency"] = min(c for c in (profile.currency, record.order.currency) if c)
         return OrderChange(with_order_facts(profile.model_copy(update=changes), record.order), dates_stale,
@@ -157,10 +157,10 @@ def with_recent_history(profile: Profile, placed: Iterable[datetime],
     """The kept times rebuilt from a whole history: every counted order's date, and (when given) every
     activity's time by type; without ``activity`` the kept activity times stay as they are."""
     held = profile.recent or RecentTimes()
-    kept_activity = held.activity if activity is None else {
-        kind: kept for kind, times in sorted(activity.items()) if (kept := latest(micros(at) for at in times))}
-    return profile.model_copy(update={"recent": RecentTimes(activity=kept_activity,
-                                                            orders=latest(micros(at) for at in placed))})
+    kept_activity = held.activity_times() if activity is None else {
+        kind: latest(micros(at) for at in times) for kind, times in activity.items()}
+    return profile.model_copy(update={"recent": RecentTimes.of(kept_activity,
+                                                               latest(micros(at) for at in placed))})
 
 
 def with_contact(profile: Profile, values: Mapping[str, Any], stamp: str) -> Profile:
@@ -212,10 +212,10 @@ def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Pro
         "updated_at": now,
     }
     if profile.recent is not None:  # None: written before times were kept, rebuilt whole by crm.changes
+        times = profile.recent.activity_times()
         kind = event.type.value
-        kept = with_time(profile.recent.activity.get(kind, ()), micros(event.occurred_at))
-        times = dict(sorted({**profile.recent.activity, kind: kept}.items()))
-        changes["recent"] = profile.recent.model_copy(update={"activity": times})
+        times[kind] = with_time(times.get(kind, ()), micros(event.occurred_at))
+        changes["recent"] = RecentTimes.of(times, profile.recent.order_times())
     if event.type in BROWSE:
         changes["last_browse"] = _later(profile.last_browse, activity)
     elif event.type in CART:
@@ -301,10 +301,9 @@ def _merged_recent(first: RecentTimes | None, second: RecentTimes | None) -> Rec
     # from the merged timelines at the next write that needs it.
     if first is None or second is None:
         return None
-    kinds = sorted({*first.activity, *second.activity})
-    return RecentTimes(activity={kind: merged(first.activity.get(kind, ()), second.activity.get(kind, ()))
-                                 for kind in kinds},
-                       orders=merged(first.orders, second.orders))
+    mine, theirs = first.activity_times(), second.activity_times()
+    return RecentTimes.of({kind: merged(mine.get(kind, ()), theirs.get(kind, ())) for kind in {*mine, *theirs}},
+                          merged(first.order_times(), second.order_times()))
 
 
 def tombstone(profile: Profile, survivor_id: str, now: datetime) -> Profile:

@@ -22,9 +22,9 @@ from crm import recent
 from crm.ingestion import apply_event
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, OrderRemoved
 from crm.models.orders import CanonicalOrder, version_stamp
-from crm.models.profile import Profile, TimelineEntry
+from crm.models.profile import Profile, RecentTimes, TimelineEntry
 from crm.models.stores import Platform
-from crm.recent import latest, micros, moment, replaced
+from crm.recent import latest, micros, moment, packed, replaced, unpacked
 from crm.segments.definition import EventCondition, EventOp, Since, parse_segment
 from crm.segments.evaluate import Subject, matches
 from crm.segments.service import subject_of as subject_of_from_service
@@ -96,12 +96,12 @@ def holds(definition: dict[str, Any], profile: Profile, now: datetime = NOW) -> 
 
 def kept_activity(profile: Profile, kind: ActivityType) -> list[datetime]:
     assert profile.recent is not None
-    return [moment(value) for value in profile.recent.activity.get(kind.value, ())]
+    return [moment(value) for value in profile.recent.activity_times().get(kind.value, ())]
 
 
 def kept_orders(profile: Profile) -> list[datetime]:
     assert profile.recent is not None
-    return [moment(value) for value in profile.recent.orders]
+    return [moment(value) for value in profile.recent.order_times()]
 
 
 # --- the representation -------------------------------------------------------------------------------------
@@ -112,6 +112,18 @@ def test_times_are_whole_microseconds_and_round_trip() -> None:
     assert micros(at) == 1770091506789012
     assert moment(micros(at)) == at
     assert micros(datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)) == -1_000_000
+
+
+def test_times_are_stored_as_the_newest_then_gaps() -> None:
+    newest = micros(NOW)
+    times = (newest, newest - 90_000_000, newest - 90_000_000 - 3 * 86_400_000_000)
+    # Gaps in whole seconds end in six zeros, which DynamoDB does not store: 90 s costs 2 bytes, 3 days 3.
+    assert packed(times) == (newest, 90_000_000, 259_200_000_000)
+    assert unpacked(packed(times)) == times
+    assert packed(()) == unpacked(()) == ()
+    kept = RecentTimes.of({"page_viewed": times, "identify": ()}, times[1:])
+    assert kept.activity == {"page_viewed": packed(times)}
+    assert (kept.activity_times(), kept.order_times()) == ({"page_viewed": times}, times[1:])
 
 
 def test_a_new_profile_keeps_times_newest_first() -> None:
@@ -362,6 +374,7 @@ def test_replacing_one_occurrence_matches_the_multiset_or_asks_for_a_rebuild(tim
         if rebuild:
             assert old is not None and len(times) > kept and old >= latest(times)[-1]
         assert latest(latest(times) + latest(after)) == latest(times + after)  # a merge of kept lists
+        assert unpacked(packed(latest(times))) == latest(times)
 
 
 # --- properties: ingestion against the raw history ------------------------------------------------------------
@@ -456,8 +469,9 @@ def test_any_arrival_order_duplicates_and_merges_keep_the_latest_of_the_truth(da
         assert shuffled.recent == in_order.recent
         assert shuffled.recent is not None
         for kind in {kind for kind, _ in stream.activity}:
-            assert shuffled.recent.activity[kind] == latest(micros(at) for k, at in stream.activity if k == kind)
-        assert shuffled.recent.orders == latest(micros(at) for at in stream.orders)
+            assert shuffled.recent.activity_times()[kind] == latest(
+                micros(at) for k, at in stream.activity if k == kind)
+        assert shuffled.recent.order_times() == latest(micros(at) for at in stream.orders)
         assert shuffled.orders_count == len(stream.orders)
 
 

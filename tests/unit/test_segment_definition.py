@@ -167,6 +167,17 @@ def test_event_conditions() -> None:
                           "since": {"event": "order_placed", "last": True}}).since == Since(event="order_placed")
 
 
+def test_window_and_since_counts_stay_within_what_profiles_keep() -> None:
+    # Profiles keep the times of the latest 50 occurrences: at_least up to 50, exactly / at_most up to 49.
+    assert definition_of({"event": "page_viewed", "op": "at_least", "count": 50, "within_days": 7}).count == 50
+    assert definition_of({"event": "page_viewed", "op": "exactly", "count": 49,
+                          "since": {"event": "identify"}}).count == 49
+    assert definition_of({"event": "page_viewed", "op": "at_most", "count": 49, "within_days": 7}).count == 49
+    # The whole history is counted by the profile's counters: no bound.
+    assert definition_of({"event": "page_viewed", "op": "at_least", "count": 5000}).count == 5000
+    assert definition_of({"event": "order_placed", "op": "exactly", "count": 120}).count == 120
+
+
 # --- errors: every kind names its path and problem -----------------------------------------------
 
 
@@ -227,6 +238,13 @@ def test_event_conditions() -> None:
      "definition.within_days: Input should be a valid integer"),
     (doc({"event": "order_placed", "op": "none", "since": {"event": "order_placed"}}),
      "definition.since: since names the event being counted: it must be another event"),
+    (doc({"event": "page_viewed", "op": "at_least", "count": 51, "within_days": 30}),
+     "definition.count: at_least takes a count of at most 50 with within_days or since: a profile keeps the times "
+     "of each event's latest 50 occurrences"),
+    (doc({"not": {"event": "page_viewed", "op": "at_most", "count": 50, "since": {"event": "order_placed"}}}),
+     "definition.not.count: at_most takes a count of at most 49 with within_days or since"),
+    (doc({"any": [{"event": "order_placed", "op": "exactly", "count": 50, "within_days": 365}]}),
+     "definition.any.0.count: exactly takes a count of at most 49 with within_days or since"),
     (doc({"event": "order_placed", "op": "none", "since": {"event": "nope"}}),
      "definition.since.event: unknown event 'nope'"),
     (doc({"event": "order_placed", "op": "none", "since": {"event": "checkout_started", "last": False}}),

@@ -46,6 +46,9 @@ ERRORS: list[tuple[dict[str, Any], str]] = [
      "definition.any.0.field: unknown field 'ltv'; the fields are lifetime_value, "),
     ({"event": "order_placed", "op": "none", "since": {"event": "order_placed", "last": True}},
      "definition.since: since names the event being counted: it must be another event"),
+    ({"all": [{"event": "product_viewed", "op": "exactly", "count": 50, "within_days": 30}]},
+     "definition.all.0.count: exactly takes a count of at most 49 with within_days or since: a profile keeps the "
+     "times of each event's latest 50 occurrences"),
     ({"all": [{"field": "country", "op": "eq", "value": "GB"}] * 101}, "definition: more than 100 conditions"),
 ]
 

@@ -7,6 +7,7 @@ result does not depend on the order events arrived in: sums and counters, earlie
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,7 @@ from crm.models.canonical import ProductRef, Touch
 from crm.models.consent import Consent
 from crm.models.orders import CanonicalOrder
 from crm.money import divide
+from crm.recent import packed, unpacked
 
 
 class OrderRecord(BaseModel):
@@ -97,13 +99,27 @@ class RecentTimes(BaseModel):
     """When the latest occurrences happened (crm.recent): per activity type, and the placement of counted
     orders; each newest first, at most crm.recent.RECENT_KEPT, in microseconds since the epoch.
 
-    Kept alongside the counters (``activity_counts``, ``orders_count``), which still count everything.
+    The fields hold the times packed as they are stored (crm.recent.packed: the newest, then gaps); build
+    with ``of`` and read with ``activity_times`` and ``order_times``. Kept alongside the counters
+    (``activity_counts``, ``orders_count``), which still count everything.
     """
 
     model_config = ConfigDict(frozen=True)
 
     activity: dict[str, tuple[int, ...]] = Field(default_factory=dict)
     orders: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, activity: Mapping[str, Sequence[int]], orders: Sequence[int]) -> RecentTimes:
+        """From times newest first (types with none are left out)."""
+        return cls(activity={kind: packed(times) for kind, times in sorted(activity.items()) if times},
+                   orders=packed(orders))
+
+    def activity_times(self) -> dict[str, tuple[int, ...]]:
+        return {kind: unpacked(gaps) for kind, gaps in self.activity.items()}
+
+    def order_times(self) -> tuple[int, ...]:
+        return unpacked(self.orders)
 
 
 class Profile(BaseModel):

@@ -72,12 +72,13 @@ def _occurrences(kept: tuple[int, ...], total: int, unknown_at: datetime | None,
 
 def _from_kept(profile: Profile, recent: RecentTimes, segments: frozenset[str]) -> Subject:
     known, fallback = _latest_known(profile), _fallback(profile)
+    kept = recent.activity_times()
     events = tuple(
         (kind, at)
-        for kind in sorted({*profile.activity_counts, *recent.activity})
-        for at in _occurrences(recent.activity.get(kind, ()), profile.activity_counts.get(kind, 0),
-                               known.get(kind, fallback)))
-    orders = tuple(_occurrences(recent.orders, profile.orders_count, profile.last_order_at, profile.first_order_at))
+        for kind in sorted({*profile.activity_counts, *kept})
+        for at in _occurrences(kept.get(kind, ()), profile.activity_counts.get(kind, 0), known.get(kind, fallback)))
+    orders = tuple(_occurrences(recent.order_times(), profile.orders_count, profile.last_order_at,
+                                profile.first_order_at))
     return Subject(profile=profile, events=events, orders=orders, segments=segments)
 
 
