@@ -16,7 +16,9 @@ MAX_TIMELINE_PAGE = 100
 
 
 def profile_view(profile: Profile) -> dict[str, Any]:
-    data = profile.model_dump(mode="json", exclude={"contact_sources", "revision", "merged_into", "workspace_id"})
+    # ``recent`` is bookkeeping for segment windows (packed microseconds), not something to show a marketer.
+    data = profile.model_dump(mode="json", exclude={"contact_sources", "revision", "merged_into", "workspace_id",
+                                                    "recent"})
     for name in ("total_spent", "total_refunded", "average_order_value"):
         data[name] = format_money(getattr(profile, name))
     mean = profile.mean_days_between_orders

@@ -19,6 +19,7 @@ from unittest import mock
 
 import pytest
 from crm import recent
+from crm.customers import profile_view
 from crm.ingestion import apply_event
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, OrderRemoved
 from crm.models.orders import CanonicalOrder, version_stamp
@@ -131,6 +132,7 @@ def test_a_new_profile_keeps_times_newest_first() -> None:
     profile = only_profile(deliver([activity(f"v{i}", at) for i, at in enumerate(views)]))
     assert kept_activity(profile, VIEWED) == sorted(views, reverse=True)
     assert profile.activity_counts == {"product_viewed": 3}
+    assert "recent" not in profile_view(profile)  # bookkeeping, not part of the marketer's view
 
 
 # --- windows --------------------------------------------------------------------------------------------------
