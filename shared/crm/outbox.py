@@ -5,27 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
+from crm.adapters.streams import image
 from crm.models.events import AnyDomainEvent, CustomerCreated, OrderPlaced, ProfilesMerged
 from crm.models.profile import OrderRecord, Profile
 from crm.money import format_money
 from crm.ports import EventPublisher
 
-_deserializer = TypeDeserializer()
-
-
-def _image(record: Mapping[str, Any], name: str) -> dict[str, Any] | None:
-    image = record.get("dynamodb", {}).get(name)
-    return {k: _deserializer.deserialize(v) for k, v in image.items()} if image else None
-
 
 def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
     """The domain events one stream record stands for: an order that arrived, a new profile, a merge."""
-    item = _image(record, "NewImage")
+    item = image(record, "NewImage")
     if item is None:
         return []
-    old = _image(record, "OldImage") or {}
+    old = image(record, "OldImage") or {}
     if item.get("entity") == "order":
         stored = OrderRecord.model_validate(item)
         order = stored.order
