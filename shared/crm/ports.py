@@ -272,6 +272,10 @@ class SegmentStore(Protocol):
 class SegmentRuns(Protocol):
     """Recomputation runs: their progress, each share's population sketch, and the workspace's statistics."""
 
+    def table_items(self) -> int:
+        """About how many items a full scan reads (to size the fan-out)."""
+        ...
+
     def start(self, run: SegmentRun, stale_before: datetime) -> SegmentRun:
         """Record ``run`` as the workspace's active run and return it; if another run is active (started
         after ``stale_before``), return that one instead."""

@@ -36,6 +36,10 @@ class DynamoSegmentRuns:
     def bucket(self) -> str:
         return self._bucket or settings().require("archive_bucket")
 
+    def table_items(self) -> int:
+        """DynamoDB's item count of the table (refreshed about every six hours: a sizing hint)."""
+        return int(client("dynamodb").describe_table(TableName=self.table)["Table"].get("ItemCount", 0))
+
     def start(self, run: SegmentRun, stale_before: datetime) -> SegmentRun:
         ws = run.workspace_id
         lock = {**keys.active_segment_run(ws), "entity": "segment_run_lock", "run_id": run.run_id,
