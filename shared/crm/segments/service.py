@@ -131,7 +131,9 @@ def _summary(segment_id: str, name: str, record: SegmentRecord | None, builtin: 
 def list_segments(store: SegmentStore, workspace_id: str) -> list[dict[str, Any]]:
     """The built-ins first (size None until first computed), then the workspace's own by id."""
     stored = {r.segment_id: r for r in store.list_segments(workspace_id)}
-    return [*(_summary(b.id, b.name, stored.get(b.id), True) for b in BUILTINS),
+    # A built-in is catalogued by its first run; before that, changes to its members may have made a record.
+    builtins = {b.id: stored[b.id] if b.id in stored else store.get(workspace_id, b.id) for b in BUILTINS}
+    return [*(_summary(b.id, b.name, builtins[b.id], True) for b in BUILTINS),
             *(_summary(r.segment_id, r.name, r, False) for r in stored.values() if r.definition is not None)]
 
 
