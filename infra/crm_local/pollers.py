@@ -124,9 +124,12 @@ class StreamPoller(Poller):
         self.on_failure: str | None = mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
         self.iterators: dict[str, str | None] = {}
         self.attempts = 0
+        self.filters = self.filters_of(mapping)
+
+    @staticmethod
+    def filters_of(mapping: dict[str, Any]) -> list[EventPattern]:
         # Lambda's filter criteria use EventBridge's pattern language: moto's matcher is that language.
-        self.filters = [EventPattern.load(f["Pattern"])
-                        for f in mapping.get("FilterCriteria", {}).get("Filters", [])]
+        return [EventPattern.load(f["Pattern"]) for f in mapping.get("FilterCriteria", {}).get("Filters", [])]
 
     def wanted(self, record: dict[str, Any]) -> bool:
         return not self.filters or any(f.matches_event(record) for f in self.filters)  # type: ignore[arg-type]
