@@ -34,6 +34,7 @@ class Rules:
 
     context: SegmentContext
     custom: tuple[tuple[str, Definition], ...] = ()
+    unreadable: frozenset[str] = frozenset()  # stored definitions this registry no longer accepts
 
     @property
     def segment_ids(self) -> frozenset[str]:
@@ -48,17 +49,18 @@ def rules_for(records: Iterable[SegmentRecord], context: SegmentContext) -> Rule
     """The rules of a workspace's stored segments; a stored definition the registry no longer accepts is
     left out (its members stay as they are) rather than stopping every other segment."""
     definitions: dict[str, Definition] = {}
+    unreadable: set[str] = set()
     for record in records:
         if record.definition is None:
             continue
         try:
             definitions[record.segment_id] = parse_segment(json.loads(record.definition)).definition
         except (SegmentInvalid, ValueError):
-            continue
+            unreadable.add(record.segment_id)
     graph = {sid: referenced_segments(d) & definitions.keys() for sid, d in definitions.items()}
     # The API refuses cycles when a segment is saved, so static_order only meets an acyclic graph here.
     order = [sid for sid in TopologicalSorter(graph).static_order()]
-    return Rules(context, tuple((sid, definitions[sid]) for sid in order))
+    return Rules(context, tuple((sid, definitions[sid]) for sid in order), frozenset(unreadable))
 
 
 def rfm_of(profile: Profile, context: SegmentContext) -> Rfm | None:
@@ -86,8 +88,8 @@ def memberships_of(profile: Profile, rules: Rules) -> frozenset[str]:
 def change_for(profile: Profile, held: HeldSegments, rules: Rules, at: datetime) -> MembershipChange | None:
     """What to write so the stored membership matches the rules; None when nothing changes.
 
-    Segments the rules do not know (deleted since, or whose definition no longer parses) are neither
-    entered nor exited: a deleted segment's members went with it, and an unreadable one keeps its own.
+    Segments the rules cannot evaluate are neither entered nor exited: a deleted segment's members went
+    with it (its id leaves the set), and one whose definition no longer parses keeps its members.
     A set decided on a newer revision of the profile than this one stands: that revision's own change
     (a later stream record) re-decides it.
     """
@@ -99,7 +101,7 @@ def change_for(profile: Profile, held: HeldSegments, rules: Rules, at: datetime)
     exited = tuple(sorted(known - computed))
     if not entered and not exited:
         return None
-    kept = held.segment_ids - rules.segment_ids
+    kept = held.segment_ids & rules.unreadable
     return MembershipChange(workspace_id=profile.workspace_id, profile_id=profile.profile_id,
                             segment_ids=computed | kept, entered=entered, exited=exited,
                             expected_version=held.version, revision=profile.revision, at=at)
