@@ -128,6 +128,7 @@ def test_api_routes(stack: Stack) -> None:
         ("POST", "/segments/{segment_id}/recompute", "ApiFunction"),
         ("GET", "/segments/{segment_id}/members", "ApiFunction"),
         ("GET", "/segments/{segment_id}/export", "ApiFunction"),
+        ("GET", "/segment-runs/{run_id}", "ApiFunction"),
     }
 
 
