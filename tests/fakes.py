@@ -16,7 +16,7 @@ from crm.archive import ArchivedDelivery, unframe
 from crm.models.events import AnyDomainEvent
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segments import GrowthPoint, Member, SegmentRecord
+from crm.models.segments import BuiltinSettings, GrowthPoint, Member, SegmentRecord
 from crm.models.stores import Platform, Store
 from crm.ports import (
     Change,
@@ -211,6 +211,7 @@ class FakeSegmentStore:
         self.records: dict[tuple[str, str], SegmentRecord] = {}
         self.memberships: dict[tuple[str, str], dict[str, Member]] = {}
         self.member_writes = 0  # members put or deleted: the adapter's BatchWriteItem requests, one per member
+        self.stored_settings: dict[str, BuiltinSettings] = {}
 
     def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
         return self.records.get((workspace_id, segment_id))
@@ -254,6 +255,12 @@ class FakeSegmentStore:
         for profile_id in exited:
             held.pop(profile_id, None)
         self.member_writes += len(entered) + len(exited)
+
+    def settings(self, workspace_id: str) -> BuiltinSettings:
+        return self.stored_settings.get(workspace_id, BuiltinSettings())
+
+    def put_settings(self, workspace_id: str, settings: BuiltinSettings) -> None:
+        self.stored_settings[workspace_id] = settings
 
 
 @dataclass

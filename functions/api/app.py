@@ -14,7 +14,7 @@ from crm import wiring
 from crm.clock import utc_now
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.models.profile import Profile
-from crm.segments import service
+from crm.segments import service, settings
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
 
 app = Chalice(app_name="crm-api")
@@ -128,6 +128,21 @@ def preview_segment() -> dict[str, Any]:
     with _Errors():
         return service.preview(wiring.segment_store(), wiring.profile_repository(), workspace_id, document,
                                utc_now())
+
+
+# A literal path beside /segments/{segment_id}: API Gateway and chalice's local router both prefer the
+# literal, and no segment id can be "settings" (custom ids are seg_..., built-ins builtin:...).
+@app.route("/segments/settings", methods=["GET"])
+def get_segment_settings() -> dict[str, int]:
+    return settings.view(wiring.segment_store().settings(_workspace()))
+
+
+@app.route("/segments/settings", methods=["PUT"])
+def replace_segment_settings() -> dict[str, int]:
+    workspace_id = _workspace()
+    with _Errors():
+        chosen = settings.parse_settings(app.current_request.raw_body or b"")
+    return settings.replace_settings(wiring.segment_store(), workspace_id, chosen)
 
 
 @app.route("/segments/{segment_id}", methods=["GET"])

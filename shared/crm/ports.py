@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from crm.models.events import AnyDomainEvent
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segments import GrowthPoint, Member, SegmentRecord
+from crm.models.segments import BuiltinSettings, GrowthPoint, Member, SegmentRecord
 from crm.models.stores import Platform, Store
 
 
@@ -242,6 +242,14 @@ class SegmentStore(Protocol):
     def change_members(self, workspace_id: str, segment_id: str, entered: Sequence[Member],
                        exited: Sequence[str]) -> None:
         """Add and remove members; idempotent, not atomic (a retry finishes the job)."""
+        ...
+
+    def settings(self, workspace_id: str) -> BuiltinSettings:
+        """The workspace's settings for its built-in segments; the defaults when it stored none."""
+        ...
+
+    def put_settings(self, workspace_id: str, settings: BuiltinSettings) -> None:
+        """Replace the workspace's built-in segment settings whole (memberships change at the next computation)."""
         ...
 
 

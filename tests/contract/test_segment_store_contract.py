@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore
 from crm.models.profile import Profile
-from crm.models.segments import GrowthPoint, Member, SegmentRecord
+from crm.models.segments import BuiltinSettings, GrowthPoint, Member, SegmentRecord
 from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore
 from crm_local.provision import Provisioned
 
@@ -94,6 +94,27 @@ def test_members_page_by_profile_id_and_go_with_the_segment(backend: Backend) ->
     assert backend.segments.get(WS, "seg_1") is None
     assert backend.segments.members(WS, "seg_1", None, 10) == []
     assert backend.segments.list_segments(WS) == []
+
+
+def test_settings_are_the_defaults_until_stored_then_replaced_whole_per_workspace(backend: Backend) -> None:
+    assert backend.segments.settings(WS) == BuiltinSettings()
+    chosen = BuiltinSettings(vip_top_percent=25, churn_after_days=90, window_shopper_min_views=7,
+                             new_customer_days=14, cart_abandon_days=3)
+    backend.segments.put_settings(WS, chosen)
+    assert backend.segments.settings(WS) == chosen
+    assert backend.segments.settings("ws_b") == BuiltinSettings()
+
+    backend.segments.put_settings(WS, BuiltinSettings(churn_after_days=365))
+    assert backend.segments.settings(WS) == BuiltinSettings(churn_after_days=365)
+
+
+def test_settings_are_not_a_segment_and_leave_the_segments_alone(backend: Backend) -> None:
+    backend.segments.put(record(), None)
+    backend.segments.put_settings(WS, BuiltinSettings(vip_top_percent=20))
+    assert [r.segment_id for r in backend.segments.list_segments(WS)] == ["seg_1"]
+    backend.segments.delete(WS, "seg_1")
+    assert backend.segments.list_segments(WS) == []
+    assert backend.segments.settings(WS) == BuiltinSettings(vip_top_percent=20)
 
 
 def test_the_workspace_scan_skips_merged_profiles_and_shares_partition_it(backend: Backend) -> None:

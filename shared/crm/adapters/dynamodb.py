@@ -15,7 +15,7 @@ from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.config import settings
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segments import GrowthPoint, Member, SegmentRecord
+from crm.models.segments import BuiltinSettings, GrowthPoint, Member, SegmentRecord
 from crm.models.stores import Platform, Store
 from crm.ports import Change, ConcurrentUpdate, Context, Erasure, Holdings, PrivacyRecord, Reads, UnknownWorkspace
 
@@ -427,6 +427,20 @@ class DynamoSegmentStore:
         deletes = [{"DeleteRequest": {"Key": _wire_key(keys.segment_member(workspace_id, segment_id, pid))}}
                    for pid in exited]
         _write_batches(self.table, [*puts, *deletes])
+
+    def settings(self, workspace_id: str) -> BuiltinSettings:
+        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.segment_settings(workspace_id)),
+                                            ConsistentRead=True)
+        if "Item" not in found:
+            return BuiltinSettings()
+        held = from_item(found["Item"])
+        # Only the settings this code knows: one added later reads as its default, one dropped is ignored.
+        return BuiltinSettings.model_validate({name: held[name] for name in BuiltinSettings.model_fields
+                                               if name in held})
+
+    def put_settings(self, workspace_id: str, settings: BuiltinSettings) -> None:
+        client("dynamodb").put_item(TableName=self.table, Item=to_item(keys.segment_settings(workspace_id),
+                                                                         "segment_settings", settings))
 
 
 class DynamoPrivacyStore:

@@ -18,6 +18,9 @@ Access patterns:
 - the workspace's segments, one item each:        WS#{ws}#SEGMENTS / {segment_id}
   (a catalogue, so listing is one Query, not a Scan of the table; written with the definition)
 - segment membership, paged by profile id:        WS#{ws}#SEGMENT#{segment_id}#MEMBERS / {profile_id}
+- the workspace's built-in segment settings:      WS#{ws} / SEGMENT_SETTINGS
+  (one item, replaced whole; absent: the defaults. Beside the workspace record, not in the catalogue
+  partition, whose every item is a segment)
 """
 
 from __future__ import annotations
@@ -100,3 +103,7 @@ def segment_member(workspace_id: str, segment_id: str, profile_id: str) -> Key:
 
 def segment_members_pk(workspace_id: str, segment_id: str) -> str:
     return f"WS#{workspace_id}#SEGMENT#{segment_id}#MEMBERS"
+
+
+def segment_settings(workspace_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}", "sk": "SEGMENT_SETTINGS"}

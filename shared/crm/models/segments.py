@@ -1,4 +1,5 @@
-"""A stored segment: its definition (custom ones only) and what its last computation found."""
+"""A stored segment: its definition (custom ones only) and what its last computation found; a workspace's
+settings for its built-in segments."""
 
 from __future__ import annotations
 
@@ -7,6 +8,21 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 GROWTH_KEPT = 30
+
+
+class BuiltinSettings(BaseModel):
+    """A workspace's choices for its built-in segments (crm.segments.builtin); absent ones take the defaults.
+
+    Stored one item per workspace: a new setting added here with a default reads back from older items.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vip_top_percent: int = Field(default=10, ge=1, le=50)
+    churn_after_days: int = Field(default=180, ge=1, le=3650)
+    window_shopper_min_views: int = Field(default=3, ge=1, le=10_000)
+    new_customer_days: int = Field(default=30, ge=1, le=365)
+    cart_abandon_days: int = Field(default=7, ge=1, le=90)
 
 
 class GrowthPoint(BaseModel):

@@ -210,17 +210,18 @@ def _rule(store: SegmentStore, workspace_id: str, builtin: BuiltinSegment | None
     return _Rule(builtin, document, {sid: frozenset(member_ids(store, workspace_id, sid)) for sid in sorted(refs)})
 
 
-def _context(profiles: ProfileRepository, workspace_id: str, builtin: BuiltinSegment | None,
+def _context(store: SegmentStore, profiles: ProfileRepository, workspace_id: str, builtin: BuiltinSegment | None,
              now: datetime, shares: Sequence[int], total_shares: int) -> SegmentContext:
-    if builtin is None or not builtin.population_relative:
+    if builtin is None:  # a definition: the built-ins' settings do not enter into it
         return SegmentContext(now=now)
-    # A first pass summarises the buyers (VIP threshold, RFM quintiles); default settings until the
-    # workspace can store its own.
+    context = SegmentContext(now=now, settings=store.settings(workspace_id))
+    if not builtin.population_relative:
+        return context
+    # A first pass summarises the buyers (VIP threshold, RFM quintiles).
     sketch = PopulationSketch()
     for share in shares:
         sketch = sketch.merge(PopulationSketch.of_profiles(
             profiles.workspace_profiles(workspace_id, share, total_shares), now))
-    context = SegmentContext(now=now)
     return context.model_copy(update={"population": PopulationStats.from_sketch(sketch, context.settings)})
 
 
@@ -267,7 +268,7 @@ def recompute(store: SegmentStore, profiles: ProfileRepository, workspace_id: st
         raise SegmentNotFound(f"no segment {segment_id}")
     document = _document(record) if builtin is None and record is not None else None
     rule = _rule(store, workspace_id, builtin, document)
-    context = _context(profiles, workspace_id, builtin, now, shares, total_shares)
+    context = _context(store, profiles, workspace_id, builtin, now, shares, total_shares)
     current = set(_matching(profiles, workspace_id, rule, context, shares, total_shares))
     held = set(member_ids(store, workspace_id, segment_id))
     entered = sorted(current - held)
