@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -326,8 +327,9 @@ def test_sigterm_stops_the_runtime_cleanly() -> None:
     assert "stopped" in "".join(stack.output)
 
 
-def test_the_demo_runs_and_verifies_its_own_totals() -> None:
-    done = subprocess.run([sys.executable, "-m", "crm_local.cli", "demo", "--shoppers", "40", "--seed", "3"],
+def test_the_demo_runs_and_verifies_its_own_totals(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "crm_local.cli", "demo", "--shoppers", "40", "--seed", "3",
+                           "--out-dir", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -335,6 +337,10 @@ def test_the_demo_runs_and_verifies_its_own_totals() -> None:
     assert "merges match" in done.stdout
     assert "MISMATCH" not in done.stdout
     assert "ingest DLQ depth         1" in done.stdout
+    assert "(= the simulation's" in done.stdout and "the groups partition them" in done.stdout
+    exported = (tmp_path / "builtin-vip.csv").read_text(encoding="utf-8").splitlines()
+    assert exported[0] == "email,phone,first_name,last_name,orders_count,total_spent,last_order_at"
+    assert len(exported) > 1 and f"{len(exported) - 1} rows and a header" in done.stdout
 
 
 def test_a_taken_port_is_a_clear_error_not_a_hang() -> None:
