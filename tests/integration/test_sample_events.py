@@ -13,7 +13,7 @@ from crm.adapters.segment_runs import DynamoSegmentRuns
 from crm.adapters.streams import image
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import Profile
-from crm.models.segments import RunPhase
+from crm.models.segment_runs import RunPhase
 from crm.models.stores import Platform, Store
 from crm.ports import Change
 from crm.stores import register_store
