@@ -90,6 +90,13 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segments_run(args: argparse.Namespace) -> int:
+    from crm_local.operations import start_segment_runs
+
+    print(json.dumps({"runs": start_segment_runs(args.stack, args.workspace)}))
+    return 0
+
+
 def _aware(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -100,7 +107,7 @@ def _aware(value: str) -> datetime:
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
-    return run_demo(shoppers=args.shoppers, seed=args.seed)
+    return run_demo(shoppers=args.shoppers, seed=args.seed, out_dir=args.out_dir)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -136,6 +143,13 @@ def parser() -> argparse.ArgumentParser:
     listing.set_defaults(run=_dlq_list)
     dlq.add_parser("redrive", help="send parked deliveries back to the ingest queue").set_defaults(run=_dlq_redrive)
 
+    segments = commands.add_parser("segments", help="segments").add_subparsers(dest="segments_command",
+                                                                              required=True)
+    run = segments.add_parser("run", help="recompute every segment now, as the daily schedule does (the stack's "
+                                          "workers carry it out); prints the run id of each workspace")
+    run.add_argument("--workspace", help="only this workspace")
+    run.set_defaults(run=_segments_run)
+
     replay = commands.add_parser("replay", help="send archived deliveries through ingestion again (idempotent)")
     replay.add_argument("--store", help="only this store_id")
     replay.add_argument("--since", type=_aware, help="received at or after (ISO 8601 with zone)")
@@ -157,6 +171,9 @@ def parser() -> argparse.ArgumentParser:
                       help="simulated shoppers, and a fifth as many anonymous visitors (default 250: about three "
                            "minutes on two cores; the stack runs in one Python process)")
     demo.add_argument("--seed", type=int, default=7, help="the simulation's seed: the same seed, the same run")
+    demo.add_argument("--out-dir", type=Path, default=Path("demo-output"),
+                      help="where the demo writes its segment export (default demo-output/ in the current "
+                           "directory, which the repository's .gitignore leaves out)")
     demo.set_defaults(run=_demo)
     return root
 

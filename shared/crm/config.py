@@ -19,6 +19,10 @@ class Settings(BaseModel):
     ingest_queue_url: str | None = Field(default=None, alias="INGEST_QUEUE_URL")
     ingest_dlq_url: str | None = Field(default=None, alias="INGEST_DLQ_URL")
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
+    segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
+    # How many table items one worker of a segment recomputation scans (a Lambda does about a million
+    # profiles in 100 s of CPU): the run fans out over ceil(items / this) parallel-scan shares.
+    segment_items_per_share: int = Field(default=500_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
 
     def require(self, name: str) -> str:

@@ -11,6 +11,7 @@ from crm.adapters.dynamodb import (
     DynamoStoreDirectory,
 )
 from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, S3ArchiveStore, SqsIngestQueue
+from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
 from crm.ports import (
     ArchiveStore,
     EventPublisher,
@@ -18,8 +19,10 @@ from crm.ports import (
     PrivacyStore,
     ProfileRepository,
     RawArchive,
+    SegmentRuns,
     SegmentStore,
     StoreDirectory,
+    TaskQueue,
 )
 
 
@@ -63,8 +66,18 @@ def archive_store() -> ArchiveStore:
     return S3ArchiveStore()
 
 
+@cache
+def segment_runs() -> SegmentRuns:
+    return DynamoSegmentRuns()
+
+
+@cache
+def segment_tasks() -> TaskQueue:
+    return SqsTaskQueue()
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
-                    archive_store, segment_store):
+                    archive_store, segment_store, segment_runs, segment_tasks):
         factory.cache_clear()

@@ -28,7 +28,6 @@ from crm.models.stores import Platform
 from crm.recent import latest, micros, moment, packed, replaced, unpacked
 from crm.segments.definition import EventCondition, EventOp, Since, parse_segment
 from crm.segments.evaluate import Subject, matches
-from crm.segments.service import subject_of as subject_of_from_service
 from crm.segments.subject import subject_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -307,10 +306,6 @@ def test_at_the_bound_the_kept_times_decide_exactly() -> None:
         assert matches(parsed, subject_of(profile), NOW) == matches(parsed, truth, NOW), definition
     assert holds({"event": "product_viewed", "op": "exactly", "count": 55}, profile)
     assert holds({"event": "product_viewed", "op": "exactly", "count": 5, "within_days": 10}, profile)
-
-
-def test_subject_of_is_importable_from_the_service() -> None:
-    assert subject_of_from_service is subject_of
 
 
 # --- profiles written before times were kept ------------------------------------------------------------------

@@ -8,21 +8,23 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore, DynamoStoreDirectory
 from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, SqsIngestQueue
-from crm.ports import EventPublisher, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
+from crm.ports import EventPublisher, IngestQueue, ProfileRepository, RawArchive, SegmentStore, StoreDirectory
 
 from tests.fakes import (
     FakeEventPublisher,
     FakeIngestQueue,
     FakeProfileRepository,
     FakeRawArchive,
+    FakeSegmentStore,
     FakeStoreDirectory,
 )
 
 IMPLEMENTATIONS = [
     (StoreDirectory, FakeStoreDirectory), (StoreDirectory, DynamoStoreDirectory),
     (ProfileRepository, FakeProfileRepository), (ProfileRepository, DynamoProfileRepository),
+    (SegmentStore, FakeSegmentStore), (SegmentStore, DynamoSegmentStore),
     (RawArchive, FakeRawArchive), (RawArchive, FirehoseS3Archive),
     (IngestQueue, FakeIngestQueue), (IngestQueue, SqsIngestQueue),
     (EventPublisher, FakeEventPublisher), (EventPublisher, EventBridgePublisher),

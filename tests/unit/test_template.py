@@ -14,7 +14,8 @@ from crm_local.template import Stack
 
 from tests.builders import TEMPLATE
 
-FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction")
+FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction",
+             "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction")
 
 # What each function's code needs: the settings it reads, and the calls its adapters make.
 NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
@@ -29,8 +30,18 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                           ("dynamodb:PutItem", "Table"), ("s3:GetObject", "ArchiveBucket"),
                           ("sqs:SendMessage", "IngestDeadLetterQueue")}),
     "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
-    "ApiFunction": ({"TABLE_NAME"}, {(f"dynamodb:{action}", "Table") for action in (
-        "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")}),
+    "ApiFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL"}, {(f"dynamodb:{action}", "Table") for action in (
+        "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+        "DescribeTable")} | {("sqs:SendMessage", "SegmentTasksQueue")}),
+    "SegmentRunsFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL"},
+                            {("dynamodb:DescribeTable", "Table"), ("dynamodb:Query", "Table"),
+                             ("dynamodb:PutItem", "Table"), ("sqs:SendMessage", "SegmentTasksQueue")}),
+    "SegmentTasksFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "ARCHIVE_BUCKET"},
+                             {("dynamodb:Scan", "Table"), ("dynamodb:UpdateItem", "Table"),
+                              ("dynamodb:ConditionCheckItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
+                              ("s3:GetObject", "ArchiveBucket"), ("sqs:SendMessage", "SegmentTasksQueue")}),
+    "SegmentRefreshFunction": ({"TABLE_NAME"}, {("dynamodb:GetItem", "Table"), ("dynamodb:UpdateItem", "Table"),
+                                                ("dynamodb:ConditionCheckItem", "Table")}),
 }
 
 
@@ -47,7 +58,8 @@ def test_cfn_lint_would_catch_a_broken_template() -> None:
 def test_every_function_is_translated(stack: Stack) -> None:
     assert set(stack.of_type("AWS::Lambda::Function")) == set(FUNCTIONS)
     for name in FUNCTIONS:
-        assert stack.code_paths[name] == TEMPLATE.parent / "functions" / name.removesuffix("Function").lower()
+        folder = "segments" if name.startswith("Segment") else name.removesuffix("Function").lower()
+        assert stack.code_paths[name] == TEMPLATE.parent / "functions" / folder
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -110,12 +122,15 @@ def test_api_routes(stack: Stack) -> None:
         ("GET", "/segments", "ApiFunction"),
         ("POST", "/segments", "ApiFunction"),
         ("POST", "/segments/preview", "ApiFunction"),
+        ("GET", "/segments/settings", "ApiFunction"),
+        ("PUT", "/segments/settings", "ApiFunction"),
         ("GET", "/segments/{segment_id}", "ApiFunction"),
         ("PUT", "/segments/{segment_id}", "ApiFunction"),
         ("DELETE", "/segments/{segment_id}", "ApiFunction"),
         ("POST", "/segments/{segment_id}/recompute", "ApiFunction"),
         ("GET", "/segments/{segment_id}/members", "ApiFunction"),
         ("GET", "/segments/{segment_id}/export", "ApiFunction"),
+        ("GET", "/segment-runs/{run_id}", "ApiFunction"),
     }
 
 
@@ -156,7 +171,7 @@ def _names(resource: Any) -> set[str]:
     """The logical ids a statement's Resource refers to."""
     text = json.dumps(resource)
     return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
-                              "OutboxDeadLetterQueue")
+                              "OutboxDeadLetterQueue", "SegmentTasksQueue")
             if f'"{name}"' in text or f"${{{name}." in text}
 
 
