@@ -14,7 +14,7 @@ from crm import wiring
 from crm.clock import utc_now
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.models.profile import Profile
-from crm.segments import service
+from crm.segments import exports, service
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
 
 app = Chalice(app_name="crm-api")
@@ -178,10 +178,10 @@ def segment_members(segment_id: str) -> dict[str, Any]:
 def export_segment(segment_id: str) -> Response:
     workspace_id = _workspace()
     with _Errors():
-        request = service.export_request(_query())
-        rows = service.export_rows(wiring.segment_store(), wiring.profile_repository(), workspace_id, segment_id,
+        request = exports.export_request(_query())
+        rows = exports.export_rows(wiring.segment_store(), wiring.profile_repository(), workspace_id, segment_id,
                                    request)
-        body = "".join(service.export_lines(rows, request))
+        body = "".join(exports.export_lines(rows, request))
     return Response(body=body, status_code=200, headers={
         "Content-Type": _EXPORT_TYPES[request.format],
         "Content-Disposition": f'attachment; filename="{segment_id}.{request.format}"'})

@@ -13,7 +13,7 @@ import pytest
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.profile import Profile
 from crm.ports import ConcurrentUpdate
-from crm.segments import service
+from crm.segments import exports, service
 from crm.segments.definition import SegmentInvalid, parse_segment
 
 from tests.builders import NOW
@@ -231,15 +231,15 @@ def test_export_csv_quotes_and_filters_by_consent(store: FakeSegmentStore, repo:
     record = service.create(store, WS, doc(BUYERS), NOW)
     service.recompute(store, repo, WS, record.segment_id, NOW)
 
-    request = service.export_request({"fields": "email,first_name,total_spent"})
-    text = "".join(service.export_lines(service.export_rows(store, repo, WS, record.segment_id, request), request))
+    request = exports.export_request({"fields": "email,first_name,total_spent"})
+    text = "".join(exports.export_lines(exports.export_rows(store, repo, WS, record.segment_id, request), request))
     rows = list(csv.reader(io.StringIO(text, newline="")))
     assert rows == [["email", "first_name", "total_spent"], ["a@example.com", 'Ann "Nan", Jr', "10.00"],
                     ["b@example.com", "Zoë", "10.00"], ["c@example.com", "", "10.00"]]
     assert '"Ann ""Nan"", Jr"' in text and text.endswith("\r\n")
 
-    consented = service.export_request({"format": "jsonl", "consent": "email"})
-    lines = "".join(service.export_lines(service.export_rows(store, repo, WS, record.segment_id, consented),
+    consented = exports.export_request({"format": "jsonl", "consent": "email"})
+    lines = "".join(exports.export_lines(exports.export_rows(store, repo, WS, record.segment_id, consented),
                                          consented)).splitlines()
     assert [json.loads(line) for line in lines] == [{"email": "a@example.com"}]
 
@@ -248,10 +248,10 @@ def test_export_csv_quotes_and_filters_by_consent(store: FakeSegmentStore, repo:
                                                 ({"consent": "post"}, "consent")])
 def test_export_options_name_the_bad_parameter(query: dict[str, str], problem: str) -> None:
     with pytest.raises(ValueError, match=f"^{problem}:"):
-        service.export_request(query)
+        exports.export_request(query)
 
 
 def test_export_of_an_unknown_segment_is_not_found(store: FakeSegmentStore, repo: FakeProfileRepository) -> None:
-    request = service.export_request({})
+    request = exports.export_request({})
     with pytest.raises(service.SegmentNotFound):
-        list(service.export_rows(store, repo, WS, "seg_0000000000000000", request))
+        list(exports.export_rows(store, repo, WS, "seg_0000000000000000", request))

@@ -1,8 +1,8 @@
-"""Segments as the marketer API manages them: custom definitions, the built-ins, computing membership, export.
+"""Segments as the marketer API manages them: custom definitions, the built-ins, computing membership, members.
 
 Pure over ports (SegmentStore, ProfileRepository): the API handlers call these, and so can the scheduled
 and incremental recomputation that comes later (``recompute`` takes the profiles to evaluate from the
-repository's workspace scan, which can be fanned out by share).
+repository's workspace scan, which can be fanned out by share). Exports are ``crm.segments.exports``.
 
 Event conditions are evaluated against what the profile itself holds, not the timeline: each activity
 type counts ``activity_counts[type]`` events, all placed at the latest time the profile knows for that
@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import io
 import json
 import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from crm.customers import profile_view
-from crm.models.consent import ConsentState
 from crm.models.profile import Profile
 from crm.models.segments import GROWTH_KEPT, GrowthPoint, Member, SegmentRecord
 from crm.ports import ConcurrentUpdate, ProfileRepository, SegmentStore
@@ -36,11 +32,6 @@ from crm.segments.evaluate import Subject, matches
 
 MAX_MEMBERS_PAGE = 1000
 PREVIEW_SAMPLE = 20
-EXPORT_PAGE = 100  # BatchGetItem's limit: one page of members, one read of their profiles
-EXPORT_FIELDS = ("profile_id", "email", "phone", "first_name", "last_name", "country", "currency", "orders_count",
-                 "cancelled_count", "total_spent", "total_refunded", "average_order_value", "first_order_at",
-                 "last_order_at", "last_seen_at", "created_at", "tags", "store_ids")
-CONSENT_CHANNELS = ("email", "sms")
 
 
 class SegmentNotFound(LookupError):
@@ -284,7 +275,7 @@ def recompute(store: SegmentStore, profiles: ProfileRepository, workspace_id: st
     return Recomputed(segment_id, len(current), len(entered), len(exited), now)
 
 
-# --- members and export --------------------------------------------------------------------------
+# --- members -------------------------------------------------------------------------------------
 
 
 def _cursor(token: str | None) -> str | None:
@@ -320,76 +311,6 @@ def members_page(store: SegmentStore, profiles: ProfileRepository, workspace_id:
     }
 
 
-@dataclass(frozen=True)
-class ExportRequest:
-    format: str
-    fields: tuple[str, ...]
-    consent: str | None
-
-
-def export_request(query: Mapping[str, str]) -> ExportRequest:
-    """The export's options from a query string; ValueError naming the bad parameter."""
-    fmt = query.get("format", "csv")
-    if fmt not in ("csv", "jsonl"):
-        raise ValueError(f"format: {fmt!r} is not csv or jsonl")
-    fields = tuple(f.strip() for f in query.get("fields", "email").split(",") if f.strip()) or ("email",)
-    for name in fields:
-        if name not in EXPORT_FIELDS:
-            raise ValueError(f"fields: unknown field {name!r}; the fields are {', '.join(EXPORT_FIELDS)}")
-    consent = query.get("consent") or None
-    if consent is not None and consent not in CONSENT_CHANNELS:
-        raise ValueError(f"consent: {consent!r} is not one of {', '.join(CONSENT_CHANNELS)}")
-    return ExportRequest(fmt, fields, consent)
-
-
-def _row(profile: Profile, fields: Iterable[str]) -> dict[str, Any]:
-    view = profile_view(profile)
-    row: dict[str, Any] = {}
-    for name in fields:
-        value = view.get(name)
-        row[name] = ";".join(value) if isinstance(value, list) else value
-    return row
-
-
-def export_rows(store: SegmentStore, profiles: ProfileRepository, workspace_id: str, segment_id: str,
-                request: ExportRequest) -> Iterator[dict[str, Any]]:
-    """Every member's requested fields, one page of members (and one batch read of profiles) at a time."""
-    _known(store, workspace_id, segment_id)
-    after: str | None = None
-    while True:
-        page = store.members(workspace_id, segment_id, after, EXPORT_PAGE)
-        found = profiles.profiles_by_id(workspace_id, [m.profile_id for m in page])
-        for member in page:
-            profile = found.get(member.profile_id)
-            if profile is None:
-                continue  # merged or erased since the last computation: the next one drops it
-            if request.consent is not None:
-                statement = profile.consents.get(request.consent)
-                if statement is None or statement.state is not ConsentState.SUBSCRIBED:
-                    continue
-            yield _row(profile, request.fields)
-        if len(page) < EXPORT_PAGE:
-            return
-        after = page[-1].profile_id
-
-
-def export_lines(rows: Iterable[Mapping[str, Any]], request: ExportRequest) -> Iterator[str]:
-    """CSV (a header row, RFC 4180 quoting, CRLF line ends) or JSON Lines, one line at a time."""
-    if request.format == "jsonl":
-        for row in rows:
-            yield json.dumps(row, ensure_ascii=False) + "\n"
-        return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)  # the excel dialect is RFC 4180: quotes doubled, CRLF
-    writer.writerow(request.fields)
-    for row in rows:
-        writer.writerow(["" if row[name] is None else row[name] for name in request.fields])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
-
-__all__ = ["EXPORT_FIELDS", "ExportRequest", "Recomputed", "SegmentConflict", "SegmentInvalid", "SegmentNotFound",
-           "create", "delete", "export_lines", "export_request", "export_rows", "list_segments", "member_ids",
-           "members_page", "new_segment_id", "preview", "recompute", "replace", "segment_view", "subject_of"]
+__all__ = ["Recomputed", "SegmentConflict", "SegmentInvalid", "SegmentNotFound", "create", "delete", "list_segments",
+           "member_ids", "members_page", "new_segment_id", "preview", "recompute", "replace", "segment_view",
+           "subject_of"]
