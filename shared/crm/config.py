@@ -19,6 +19,10 @@ class Settings(BaseModel):
     ingest_queue_url: str | None = Field(default=None, alias="INGEST_QUEUE_URL")
     ingest_dlq_url: str | None = Field(default=None, alias="INGEST_DLQ_URL")
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
+    export_bucket: str | None = Field(default=None, alias="EXPORT_BUCKET")
+    export_queue_url: str | None = Field(default=None, alias="EXPORT_QUEUE_URL")
+    # The export queue's maxReceiveCount: the worker records a job as failed on its last attempt.
+    export_max_receives: int = Field(default=3, alias="EXPORT_MAX_RECEIVES")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
 
     def require(self, name: str) -> str:

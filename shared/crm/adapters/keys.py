@@ -18,6 +18,9 @@ Access patterns:
 - the workspace's segments, one item each:        WS#{ws}#SEGMENTS / {segment_id}
   (a catalogue, so listing is one Query, not a Scan of the table; written with the definition)
 - segment membership, paged by profile id:        WS#{ws}#SEGMENT#{segment_id}#MEMBERS / {profile_id}
+- an asynchronous segment export job by id:       WS#{ws}#EXPORT#{export_id} / EXPORT
+  (options, status, counts and the file's S3 key; no personal data. Read by id only: the API answers
+  the id when the job is started, and the worker's queue message names it)
 """
 
 from __future__ import annotations
@@ -100,3 +103,7 @@ def segment_member(workspace_id: str, segment_id: str, profile_id: str) -> Key:
 
 def segment_members_pk(workspace_id: str, segment_id: str) -> str:
     return f"WS#{workspace_id}#SEGMENT#{segment_id}#MEMBERS"
+
+
+def export_job(workspace_id: str, export_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#EXPORT#{export_id}", "sk": "EXPORT"}
