@@ -35,20 +35,28 @@ class S3ExportFiles:
     def write(self, key: str, chunks: Iterable[bytes], content_type: str, filename: str) -> int:
         headers = {"ContentType": content_type, "ContentDisposition": f'attachment; filename="{filename}"'}
         upload = _MultipartUpload(self.s3, self._bucket(), key, headers)
-        buffer = bytearray()
-        size = 0
+        # One buffer of exactly a part, allocated once and refilled in place: every part but the last is
+        # exactly ``part_size`` bytes, and a growing buffer never over-allocates past it.
+        part = bytearray(self.part_size)
+        filled = size = 0
         try:
             for chunk in chunks:
-                buffer += chunk
                 size += len(chunk)
-                if len(buffer) >= self.part_size:
-                    upload.send_part(buffer)
-                    buffer = bytearray()
+                taken = 0
+                while taken < len(chunk):
+                    step = min(len(chunk) - taken, self.part_size - filled)
+                    part[filled:filled + step] = chunk[taken:taken + step]  # same length: no resize
+                    filled += step
+                    taken += step
+                    if filled == self.part_size:
+                        upload.send_part(part)
+                        filled = 0
+            del part[filled:]  # the rest, shrunk in place (botocore takes bytes or bytearray, not a memoryview)
             if upload.upload_id is None:  # smaller than one part: one request instead of three
-                self.s3.put_object(Bucket=self._bucket(), Key=key, Body=bytes(buffer), **headers)
+                self.s3.put_object(Bucket=self._bucket(), Key=key, Body=part, **headers)
             else:
-                if buffer:
-                    upload.send_part(buffer)
+                if part:
+                    upload.send_part(part)
                 upload.complete()
         except BaseException:
             upload.abort()  # parts of an unfinished upload are stored (and billed) until aborted
