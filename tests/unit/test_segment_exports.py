@@ -321,7 +321,8 @@ def test_a_failed_attempt_is_retried_by_the_queue_and_recorded_on_the_last(world
     with pytest.raises(ConnectionError):
         run(world, other, last_attempt=True)
     failed = world.jobs.jobs[(WS, other.export_id)]
-    assert (failed.status, failed.error) == (ExportStatus.FAILED, "the export failed 1 times; start a new one")
+    assert failed.status is ExportStatus.FAILED
+    assert failed.error == "the export failed on every attempt (1); start a new one"
     assert run(world, other) is None  # a failed job is not taken up again
 
 

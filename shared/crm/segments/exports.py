@@ -234,7 +234,7 @@ def direct_export(store: SegmentStore, profiles: ProfileRepository, workspace_id
     size = record.size if record is not None else 0
     instead = f"POST /segments/{segment_id}/exports writes it to a file to download instead"
     if size > MAX_DIRECT_MEMBERS:
-        raise ExportTooLarge(f"segment {segment_id} has {size} members, more than the {MAX_DIRECT_MEMBERS} a "
+        raise ExportTooLarge(f"segment {segment_id} has {size} members, more than the {MAX_DIRECT_MEMBERS:,} a "
                              f"direct export answers: {instead}")
     parts: list[str] = []
     escaped = 0
@@ -314,21 +314,20 @@ def run_export(message: ExportMessage, jobs: ExportJobStore, store: SegmentStore
         return None
     key = export_object_key(job)
     rows = _Counted(export_rows(store, profiles, job.workspace_id, job.segment_id, job.options))
-    failed = {"status": ExportStatus.FAILED}
+
+    def failed(error: str) -> ExportJob:
+        now = clock()
+        return job.model_copy(update={"status": ExportStatus.FAILED, "error": error, "updated_at": now,
+                                      "finished_at": now})
+
     try:
         size = files.write(key, export_chunks(export_lines(rows, job.options)), CONTENT_TYPES[job.options.format],
                            download_name(job.segment_id, job.options, job.export_id))
     except SegmentNotFound:
-        now = clock()
-        return _record(jobs, files, job.model_copy(update={
-            **failed, "error": f"segment {job.segment_id} was deleted", "updated_at": now, "finished_at": now}),
-            job)
+        return _record(jobs, files, failed(f"segment {job.segment_id} was deleted"), job)
     except Exception:
         if last_attempt:
-            now = clock()
-            _record(jobs, files, job.model_copy(update={
-                **failed, "error": f"the export failed {job.attempts} times; start a new one", "updated_at": now,
-                "finished_at": now}), job)
+            _record(jobs, files, failed(f"the export failed on every attempt ({job.attempts}); start a new one"), job)
         raise
     now = clock()
     done = job.model_copy(update={"status": ExportStatus.DONE, "rows": rows.count, "size_bytes": size,
@@ -369,8 +368,8 @@ def export_view(job: ExportJob, files: ExportFiles, now: datetime) -> dict[str, 
     }
 
 
-__all__ = ["CONTENT_TYPES", "DOWNLOAD_URL_VALID_FOR", "EXPORT_FIELDS", "EXPORT_FILES_KEPT_DAYS", "MAX_DIRECT_BYTES",
-           "MAX_DIRECT_MEMBERS", "ExportInvalid", "ExportNotFound", "ExportOptions", "ExportTooLarge",
-           "direct_export", "download_name", "export_chunks", "export_job", "export_lines", "export_object_key",
-           "export_rows", "export_view", "new_export_id", "options_from_body", "options_from_query",
-           "run_export", "spreadsheet_safe", "start_export"]
+__all__ = ["BOM", "CONTENT_TYPES", "DOWNLOAD_URL_VALID_FOR", "EXPORT_FIELDS", "EXPORT_FILES_KEPT_DAYS", "EXPORT_PAGE",
+           "GIVE_UP_AFTER", "MAX_DIRECT_BYTES", "MAX_DIRECT_MEMBERS", "ExportInvalid", "ExportNotFound",
+           "ExportOptions", "ExportTooLarge", "direct_export", "download_name", "export_chunks", "export_job",
+           "export_lines", "export_object_key", "export_rows", "export_view", "new_export_id", "options_from_body",
+           "options_from_query", "run_export", "spreadsheet_safe", "start_export"]
