@@ -17,7 +17,17 @@ from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage, ExportStatus
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segments import GrowthPoint, Member, SegmentRecord
+from crm.models.segments import (
+    BUILTIN_PREFIX,
+    GrowthPoint,
+    HeldSegments,
+    Member,
+    MembershipChange,
+    RunPhase,
+    RunTask,
+    SegmentRecord,
+    SegmentRun,
+)
 from crm.models.stores import Platform, Store
 from crm.ports import (
     Change,
@@ -28,13 +38,18 @@ from crm.ports import (
     ExportJobStore,
     ExportQueue,
     IngestQueue,
+    ProfileGone,
     ProfileRepository,
     RawArchive,
     Reads,
+    SegmentRuns,
     SegmentStore,
     StoreDirectory,
+    TaskQueue,
     UnknownWorkspace,
 )
+from crm.segments.builtin import PopulationSketch, PopulationStats
+from crm.segments.runs import carry_out
 
 
 def _key_hash(api_key: str) -> str:
@@ -47,7 +62,7 @@ class FakeStoreDirectory:
     def __init__(self) -> None:
         self.stores: dict[tuple[str, str], Store] = {}
         self.api_keys: dict[str, str] = {}
-        self.workspaces: set[str] = set()
+        self.workspace_ids: set[str] = set()
         self.write_keys: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
@@ -59,7 +74,10 @@ class FakeStoreDirectory:
         return self.stores.get(pointer) if pointer else None
 
     def workspace_exists(self, workspace_id: str) -> bool:
-        return workspace_id in self.workspaces
+        return workspace_id in self.workspace_ids
+
+    def workspaces(self) -> Iterator[str]:
+        yield from sorted(self.workspace_ids)
 
     def workspace_for_api_key(self, api_key: str) -> str | None:
         return self.api_keys.get(_key_hash(api_key))
@@ -69,14 +87,14 @@ class FakeStoreDirectory:
         refused (ValueError), joining a missing workspace too (UnknownWorkspace)."""
         with self._lock:
             key = (str(store.platform), store.domain)
-            if not new_workspace and store.workspace_id not in self.workspaces:
+            if not new_workspace and store.workspace_id not in self.workspace_ids:
                 raise UnknownWorkspace(f"workspace {store.workspace_id} does not exist")
             if key in self.stores or (store.write_key is not None and store.write_key in self.write_keys):
                 raise ValueError(f"{store.platform} store {store.domain} (or its write key) is already registered")
             self.stores[key] = store
             if store.write_key is not None:
                 self.write_keys[store.write_key] = key
-            self.workspaces.add(store.workspace_id)
+            self.workspace_ids.add(store.workspace_id)
             self.api_keys[_key_hash(api_key)] = store.workspace_id
 
 
@@ -209,18 +227,24 @@ def _share(profile_id: str, total: int) -> int:
 
 
 class FakeSegmentStore:
-    """Segment records and memberships in dicts, with the adapter's version guards."""
+    """Segment records, memberships and each profile's set of segments in dicts, with the adapter's guards.
 
-    def __init__(self) -> None:
+    ``profiles`` is the repository whose profiles a scan reads (the table holds both in DynamoDB)."""
+
+    def __init__(self, profiles: FakeProfileRepository | None = None) -> None:
+        self.profiles = profiles or FakeProfileRepository()
         self.records: dict[tuple[str, str], SegmentRecord] = {}
         self.memberships: dict[tuple[str, str], dict[str, Member]] = {}
-        self.member_writes = 0  # members put or deleted: the adapter's BatchWriteItem requests, one per member
+        self.held_sets: dict[tuple[str, str], HeldSegments] = {}
+        self.member_writes = 0  # member items put or deleted
 
     def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
         return self.records.get((workspace_id, segment_id))
 
     def list_segments(self, workspace_id: str) -> list[SegmentRecord]:
-        return sorted((r for (ws, _), r in self.records.items() if ws == workspace_id), key=lambda r: r.segment_id)
+        """As the adapter's catalogue: custom segments, and built-ins once computed."""
+        return sorted((r for (ws, _), r in self.records.items() if ws == workspace_id
+                       and (r.definition is not None or r.last_computed_at is not None)), key=lambda r: r.segment_id)
 
     def put(self, record: SegmentRecord, expected_version: int | None) -> None:
         held = self.records.get((record.workspace_id, record.segment_id))
@@ -232,32 +256,151 @@ class FakeSegmentStore:
         self.records.pop((workspace_id, segment_id), None)
         self.memberships.pop((workspace_id, segment_id), None)
 
-    def record_computation(self, workspace_id: str, segment_id: str, size: int, at: datetime,
+    def _builtin_record(self, workspace_id: str, segment_id: str, at: datetime) -> SegmentRecord:
+        return SegmentRecord(workspace_id=workspace_id, segment_id=segment_id, name=segment_id, created_at=at,
+                             updated_at=at)
+
+    def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
                            growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
         held = self.records.get((workspace_id, segment_id))
         if expected_version is None:
             if held is not None and held.definition is not None:
                 raise ConcurrentUpdate(f"segment {segment_id} has a definition")
-            held = held or SegmentRecord(workspace_id=workspace_id, segment_id=segment_id, name=segment_id,
-                                         created_at=at, updated_at=at)
-            held = held.model_copy(update={"updated_at": at})
+            held = held or self._builtin_record(workspace_id, segment_id, at)
         elif held is None or held.version != expected_version:
             raise ConcurrentUpdate(f"segment {segment_id} changed since it was computed")
         self.records[(workspace_id, segment_id)] = held.model_copy(update={
-            "size": size, "last_computed_at": at, "growth": tuple(growth)})
+            "last_computed_at": at, "growth": tuple(growth)})
 
     def members(self, workspace_id: str, segment_id: str, after: str | None, limit: int) -> list[Member]:
         held = self.memberships.get((workspace_id, segment_id), {})
         return [held[pid] for pid in sorted(held) if after is None or pid > after][:limit]
 
-    def change_members(self, workspace_id: str, segment_id: str, entered: Sequence[Member],
-                       exited: Sequence[str]) -> None:
-        held = self.memberships.setdefault((workspace_id, segment_id), {})
-        for member in entered:
-            held[member.profile_id] = member
-        for profile_id in exited:
-            held.pop(profile_id, None)
-        self.member_writes += len(entered) + len(exited)
+    def held(self, workspace_id: str, profile_id: str) -> HeldSegments:
+        return self.held_sets.get((workspace_id, profile_id), HeldSegments())
+
+    def profiles_with_segments(self, workspace_id: str, share: int = 0,
+                               shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
+        with self.profiles._lock:
+            found = [p for (ws, _), p in self.profiles.profiles.items() if ws == workspace_id]
+        for profile in found:
+            if _share(profile.profile_id, shares) == share:
+                yield profile, self.held(workspace_id, profile.profile_id)
+
+    def apply_membership(self, change: MembershipChange) -> None:
+        ws, pid = change.workspace_id, change.profile_id
+        if (ws, pid) not in self.profiles.profiles:
+            raise ProfileGone(f"profile {pid} no longer exists")
+        if self.held(ws, pid).version != change.expected_version:
+            raise ConcurrentUpdate(f"the segments of {pid} changed meanwhile")
+        for segment_id in (*change.entered, *change.exited):
+            if not segment_id.startswith(BUILTIN_PREFIX) and (ws, segment_id) not in self.records:
+                raise ConcurrentUpdate(f"segment {segment_id} was deleted meanwhile")
+        self.held_sets[(ws, pid)] = HeldSegments(segment_ids=change.segment_ids,
+                                                 version=change.expected_version + 1, revision=change.revision)
+        for segment_id in change.entered:
+            self.memberships.setdefault((ws, segment_id), {})[pid] = Member(profile_id=pid, entered_at=change.at)
+            self._resize(ws, segment_id, 1, change.at)
+        for segment_id in change.exited:
+            self.memberships.get((ws, segment_id), {}).pop(pid, None)
+            self._resize(ws, segment_id, -1, change.at)
+        self.member_writes += len(change.entered) + len(change.exited)
+
+    def _resize(self, workspace_id: str, segment_id: str, delta: int, at: datetime) -> None:
+        record = self.records.get((workspace_id, segment_id)) or self._builtin_record(workspace_id, segment_id, at)
+        self.records[(workspace_id, segment_id)] = record.model_copy(update={"size": record.size + delta})
+
+    def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
+        for segment_id in segment_ids:
+            if self.memberships.get((workspace_id, segment_id), {}).pop(profile_id, None) is not None:
+                self._resize(workspace_id, segment_id, -1, at)
+
+
+class FakeSegmentRuns:
+    """Runs, sketches and population statistics in dicts, counting each share once, as the adapter does."""
+
+    def __init__(self, items: int = 0) -> None:
+        self.items = items
+        self.runs: dict[tuple[str, str], SegmentRun] = {}
+        self.active: dict[str, str] = {}
+        self.sketch_store: dict[tuple[str, str, int], PopulationSketch] = {}
+        self.done: dict[tuple[str, str, str], set[int]] = {}
+        self.populations: dict[str, PopulationStats] = {}
+
+    def table_items(self) -> int:
+        return self.items
+
+    def start(self, run: SegmentRun, stale_before: datetime) -> SegmentRun:
+        current = self.runs.get((run.workspace_id, self.active.get(run.workspace_id, "")))
+        if current is not None and current.started_at >= stale_before:
+            return current
+        self.runs[(run.workspace_id, run.run_id)] = run
+        self.active[run.workspace_id] = run.run_id
+        return run
+
+    def get(self, workspace_id: str, run_id: str) -> SegmentRun | None:
+        return self.runs.get((workspace_id, run_id))
+
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: PopulationSketch) -> None:
+        self.sketch_store[(workspace_id, run_id, share)] = sketch
+
+    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[PopulationSketch]:
+        return [self.sketch_store[(workspace_id, run_id, share)] for share in range(shares)]
+
+    def _count(self, workspace_id: str, run_id: str, phase: str, share: int, **figures: int) -> SegmentRun:
+        run = self.runs[(workspace_id, run_id)]
+        done = self.done.setdefault((workspace_id, run_id, phase), set())
+        if share not in done:
+            done.add(share)
+            run = run.model_copy(update={name: getattr(run, name) + value for name, value in figures.items()})
+        run = run.model_copy(update={phase: len(done)})
+        self.runs[(workspace_id, run_id)] = run
+        return run
+
+    def sketched(self, workspace_id: str, run_id: str, share: int) -> SegmentRun:
+        return self._count(workspace_id, run_id, "sketched", share)
+
+    def evaluated(self, workspace_id: str, run_id: str, share: int, profiles: int, entered: int,
+                  exited: int) -> SegmentRun:
+        return self._count(workspace_id, run_id, "evaluated", share, profiles=profiles, entered=entered,
+                           exited=exited)
+
+    def advance(self, workspace_id: str, run_id: str, population: PopulationStats) -> bool:
+        run = self.runs[(workspace_id, run_id)]
+        if run.phase is not RunPhase.SKETCH:
+            return False
+        self.runs[(workspace_id, run_id)] = run.model_copy(update={"phase": RunPhase.EVALUATE,
+                                                                   "population": population})
+        self.populations[workspace_id] = population
+        return True
+
+    def finish(self, workspace_id: str, run_id: str, at: datetime) -> bool:
+        run = self.runs[(workspace_id, run_id)]
+        if run.phase is not RunPhase.EVALUATE:
+            return False
+        self.runs[(workspace_id, run_id)] = run.model_copy(update={"phase": RunPhase.DONE, "finished_at": at})
+        if self.active.get(workspace_id) == run_id:
+            del self.active[workspace_id]
+        return True
+
+    def population(self, workspace_id: str) -> PopulationStats:
+        return self.populations.get(workspace_id, PopulationStats())
+
+
+class FakeTaskQueue:
+    def __init__(self) -> None:
+        self.tasks: list[RunTask] = []
+
+    def send(self, tasks: Sequence[RunTask]) -> None:
+        self.tasks.extend(tasks)
+
+    def drain(self, store: FakeSegmentStore, runs: FakeSegmentRuns, clock: Callable[[], datetime]) -> int:
+        """Carry out every queued task (and those they queue), as the task function's workers would."""
+        done = 0
+        while self.tasks:
+            carry_out(self.tasks.pop(0), store, runs, self, clock)
+            done += 1
+        return done
 
 
 @dataclass
@@ -411,6 +554,8 @@ class FakeExportFiles:
 _store_directory: type[StoreDirectory] = FakeStoreDirectory
 _profile_repository: type[ProfileRepository] = FakeProfileRepository
 _segment_store: type[SegmentStore] = FakeSegmentStore
+_segment_runs: type[SegmentRuns] = FakeSegmentRuns
+_task_queue: type[TaskQueue] = FakeTaskQueue
 _raw_archive: type[RawArchive] = FakeRawArchive
 _ingest_queue: type[IngestQueue] = FakeIngestQueue
 _event_publisher: type[EventPublisher] = FakeEventPublisher

@@ -20,9 +20,11 @@ from chalice import (
 )
 from crm import wiring
 from crm.clock import utc_now
+from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.models.profile import Profile
-from crm.segments import exports, service
+from crm.models.segments import RunPhase, SegmentRun
+from crm.segments import exports, runs, service
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
 
 app = Chalice(app_name="crm-api")
@@ -125,14 +127,31 @@ def list_segments() -> dict[str, Any]:
     return {"segments": service.list_segments(wiring.segment_store(), _workspace())}
 
 
+def _start_run(workspace_id: str, reason: str) -> SegmentRun:
+    """A recomputation of the workspace's segments (or the one under way): membership of a new or changed
+    definition, and a refresh on request, are decided by the same fanned-out run as the schedule's."""
+    shares = runs.shares_for(wiring.segment_runs().table_items(), settings().segment_items_per_share)
+    return runs.start_run(wiring.segment_runs(), wiring.segment_tasks(), workspace_id, utc_now(), shares, reason)
+
+
+def _run_view(run: SegmentRun) -> dict[str, Any]:
+    return {"run_id": run.run_id, "status": "done" if run.phase is RunPhase.DONE else "running",
+            "phase": run.phase.value, "reason": run.reason, "computed_at": run.now.isoformat(),
+            "shares": run.shares, "shares_sketched": run.sketched, "shares_evaluated": run.evaluated,
+            "profiles": run.profiles, "entered": run.entered, "exited": run.exited,
+            "started_at": run.started_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None}
+
+
 @app.route("/segments", methods=["POST"])
 def create_segment() -> Response:
     workspace_id = _workspace()
     document = _document()
     with _Errors():
         record = service.create(wiring.segment_store(), workspace_id, document, utc_now())
-    return Response(body=service.segment_view(wiring.segment_store(), workspace_id, record.segment_id),
-                    status_code=201, headers={"Location": f"/segments/{record.segment_id}"})
+    view = service.segment_view(wiring.segment_store(), workspace_id, record.segment_id)
+    view["run"] = _run_view(_start_run(workspace_id, f"created {record.segment_id}"))
+    return Response(body=view, status_code=201, headers={"Location": f"/segments/{record.segment_id}"})
 
 
 @app.route("/segments/preview", methods=["POST"])
@@ -140,8 +159,7 @@ def preview_segment() -> dict[str, Any]:
     workspace_id = _workspace()
     document = _document()
     with _Errors():
-        return service.preview(wiring.segment_store(), wiring.profile_repository(), workspace_id, document,
-                               utc_now())
+        return service.preview(wiring.segment_store(), wiring.segment_runs(), workspace_id, document, utc_now())
 
 
 @app.route("/segments/{segment_id}", methods=["GET"])
@@ -157,7 +175,9 @@ def replace_segment(segment_id: str) -> dict[str, Any]:
     document = _document()
     with _Errors():
         service.replace(wiring.segment_store(), workspace_id, segment_id, document, utc_now())
-        return service.segment_view(wiring.segment_store(), workspace_id, segment_id)
+        view = service.segment_view(wiring.segment_store(), workspace_id, segment_id)
+    view["run"] = _run_view(_start_run(workspace_id, f"changed {segment_id}"))
+    return view
 
 
 @app.route("/segments/{segment_id}", methods=["DELETE"])
@@ -169,13 +189,22 @@ def delete_segment(segment_id: str) -> Response:
 
 
 @app.route("/segments/{segment_id}/recompute", methods=["POST"])
-def recompute_segment(segment_id: str) -> dict[str, Any]:
+def recompute_segment(segment_id: str) -> Response:
+    """Every segment of the workspace is recomputed together (they refer to each other, and the cost is the
+    one scan): 202 with the run to follow at /segment-runs/{run_id}."""
     workspace_id = _workspace()
     with _Errors():
-        done = service.recompute(wiring.segment_store(), wiring.profile_repository(), workspace_id, segment_id,
-                                 utc_now())
-    return {"segment_id": done.segment_id, "size": done.size, "entered": done.entered, "exited": done.exited,
-            "computed_at": done.computed_at.isoformat()}
+        service.segment_view(wiring.segment_store(), workspace_id, segment_id)  # 404 for an unknown segment
+    run = _start_run(workspace_id, f"requested for {segment_id}")
+    return Response(body=_run_view(run), status_code=202, headers={"Location": f"/segment-runs/{run.run_id}"})
+
+
+@app.route("/segment-runs/{run_id}", methods=["GET"])
+def get_segment_run(run_id: str) -> dict[str, Any]:
+    run = wiring.segment_runs().get(_workspace(), run_id)
+    if run is None:
+        raise NotFoundError(f"no segment run {run_id}")
+    return _run_view(run)
 
 
 @app.route("/segments/{segment_id}/members", methods=["GET"])

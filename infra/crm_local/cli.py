@@ -90,6 +90,13 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segments_run(args: argparse.Namespace) -> int:
+    from crm_local.operations import start_segment_runs
+
+    print(json.dumps({"runs": start_segment_runs(args.stack, args.workspace)}))
+    return 0
+
+
 def _aware(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -135,6 +142,13 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(run=_dlq_list)
     dlq.add_parser("redrive", help="send parked deliveries back to the ingest queue").set_defaults(run=_dlq_redrive)
+
+    segments = commands.add_parser("segments", help="segments").add_subparsers(dest="segments_command",
+                                                                              required=True)
+    run = segments.add_parser("run", help="recompute every segment now, as the daily schedule does (the stack's "
+                                          "workers carry it out); prints the run id of each workspace")
+    run.add_argument("--workspace", help="only this workspace")
+    run.set_defaults(run=_segments_run)
 
     replay = commands.add_parser("replay", help="send archived deliveries through ingestion again (idempotent)")
     replay.add_argument("--store", help="only this store_id")

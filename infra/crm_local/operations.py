@@ -160,3 +160,19 @@ def import_file(stack_name: str, platform: str, domain: str, kind: ExportKind, p
     return import_export(kind, data, path.name, store, now or utc_now(), dry_run=dry_run,
                          repository=DynamoProfileRepository(outputs["TableName"]),
                          archive=FirehoseS3Archive(bucket=outputs["ArchiveBucketName"]))
+
+
+def start_segment_runs(stack_name: str, workspace_id: str | None = None) -> dict[str, str]:
+    """Recompute segments now, as the daily schedule does: a run per workspace (or just ``workspace_id``),
+    carried out by the stack's task workers. Workspace id -> run id (an active run is answered as it is)."""
+    from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+    from crm.config import Settings
+    from crm.segments.runs import shares_for, start_run
+
+    outputs = stack_outputs(stack_name)
+    runs = DynamoSegmentRuns(outputs["TableName"], outputs["ArchiveBucketName"])
+    tasks = SqsTaskQueue(outputs["SegmentTasksQueueUrl"])
+    workspaces = [workspace_id] if workspace_id else list(DynamoStoreDirectory(outputs["TableName"]).workspaces())
+    shares = shares_for(runs.table_items(), Settings.model_fields["segment_items_per_share"].default)
+    now = utc_now()
+    return {ws: start_run(runs, tasks, ws, now, shares, "operator").run_id for ws in workspaces}

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from moto.events.models import EventPattern
 
 from crm_local.event_shapes import sqs_record, stream_record
 from crm_local.lambdas import Function
@@ -123,6 +124,15 @@ class StreamPoller(Poller):
         self.on_failure: str | None = mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
         self.iterators: dict[str, str | None] = {}
         self.attempts = 0
+        self.filters = self.filters_of(mapping)
+
+    @staticmethod
+    def filters_of(mapping: dict[str, Any]) -> list[EventPattern]:
+        # Lambda's filter criteria use EventBridge's pattern language: moto's matcher is that language.
+        return [EventPattern.load(f["Pattern"]) for f in mapping.get("FilterCriteria", {}).get("Filters", [])]
+
+    def wanted(self, record: dict[str, Any]) -> bool:
+        return not self.filters or any(f.matches_event(record) for f in self.filters)  # type: ignore[arg-type]
 
     def _refresh_shards(self) -> None:
         shards = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
@@ -144,10 +154,14 @@ class StreamPoller(Poller):
 
     def _poll_shard(self, shard_id: str, iterator: str) -> bool:
         answer = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
-        records = [stream_record(r, self.arn) for r in answer.get("Records", [])]
-        if not records:
+        read = [stream_record(r, self.arn) for r in answer.get("Records", [])]
+        if not read:
             self.iterators[shard_id] = answer.get("NextShardIterator")
             return False
+        records = [r for r in read if self.wanted(r)]
+        if not records:  # filtered out: Lambda moves past them without an invocation
+            self.iterators[shard_id] = answer.get("NextShardIterator")
+            return True
         failed = self.invoke({"Records": records})
         sequences = [r["dynamodb"]["SequenceNumber"] for r in records]
         if failed == set():

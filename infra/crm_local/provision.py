@@ -48,6 +48,7 @@ class Provisioned:
     functions: dict[str, FunctionSpec]
     event_source_mappings: dict[str, dict[str, Any]]
     routes: list[tuple[str, str, str]]  # (method, path, function logical id)
+    schedules: dict[str, tuple[str, str, str]]  # rule logical id -> (expression, rule ARN, function logical id)
 
 
 class Resolver:
@@ -273,6 +274,18 @@ class Provisioner:
             mappings[logical_id] = {**self.resolver.resolve(properties), "Function": function}
         return mappings
 
+    def schedules(self) -> dict[str, tuple[str, str, str]]:
+        """Every scheduled rule that targets one of the template's functions (EventBridge would invoke it)."""
+        found = {}
+        for logical_id, resource in self.stack.of_type("AWS::Events::Rule").items():
+            expression = resource["Properties"].get("ScheduleExpression")
+            for target in resource["Properties"].get("Targets", []):
+                arn = target.get("Arn")
+                if expression and isinstance(arn, dict) and "Fn::GetAtt" in arn:
+                    found[logical_id] = (str(expression), str(self.physical[logical_id].attributes["Arn"]),
+                                         str(arn["Fn::GetAtt"][0]))
+        return found
+
     def routes(self) -> list[tuple[str, str, str]]:
         """(method, path, function) for every API route, read from the translated API definitions."""
         found = []
@@ -307,4 +320,5 @@ def provision(stack: Stack, stack_name: str = "crm", region: str = "us-east-1") 
         stack_name=stack_name, region=region, physical=provisioner.physical,
         outputs=provisioner.register_outputs(), functions=provisioner.functions(),
         event_source_mappings=provisioner.event_source_mappings(), routes=provisioner.routes(),
+        schedules=provisioner.schedules(),
     )

@@ -8,9 +8,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from crm import config, wiring
+from crm import clock, config, wiring
 from crm.adapters import clients
 from moto.server import ThreadedMotoServer
 
@@ -19,6 +21,7 @@ from crm_local.http import api_server
 from crm_local.lambdas import Function
 from crm_local.pollers import Poller, poller_for
 from crm_local.provision import Provisioned, provision
+from crm_local.schedules import ScheduleTimer
 from crm_local.template import load_stack
 
 log = logging.getLogger("crm.local")
@@ -61,6 +64,7 @@ class LocalRuntime:
     log_level: str = "WARNING"
     provisioned: Provisioned | None = None
     pollers: list[Poller] = field(default_factory=list)
+    schedules: dict[str, ScheduleTimer] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -94,12 +98,24 @@ class LocalRuntime:
         functions = {name: Function(spec, self.region) for name, spec in self.provisioned.functions.items()}
         self.pollers = [poller_for(name, functions[m["Function"]], m, self.region)
                         for name, m in self.provisioned.event_source_mappings.items()]
+        self.schedules = {rule: ScheduleTimer(rule, functions[name], expression, arn, self.region)
+                          for rule, (expression, arn, name) in self.provisioned.schedules.items()}
         routes = [(method, path, functions[name]) for method, path, name in self.provisioned.routes]
         self._http = api_server(self.host, self.port, routes)
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="api", daemon=True)
         self._http_thread.start()
         for poller in self.pollers:
             poller.start()
+        for timer in self.schedules.values():
+            timer.start()
+
+    def fire_schedules(self) -> dict[str, Any]:
+        """Fire every schedule of the template now (what EventBridge does at their times); their answers."""
+        return {rule: timer.fire() for rule, timer in self.schedules.items()}
+
+    def advance_clock(self, by: timedelta) -> None:
+        """Fast-forward the runtime's clock: functions see the later time, and schedules fall due."""
+        clock.shift(by)
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Wait until every queue is drained and every poller found nothing twice in a row."""
@@ -114,6 +130,8 @@ class LocalRuntime:
         return False
 
     def stop(self) -> None:
+        for timer in self.schedules.values():
+            timer.stop()
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:

@@ -3,29 +3,52 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
-from crm.models.events import AnyDomainEvent, CustomerCreated, OrderPlaced, ProfilesMerged
+from crm.adapters.streams import image
+from crm.models.events import (
+    AnyDomainEvent,
+    CustomerCreated,
+    OrderPlaced,
+    ProfilesMerged,
+    SegmentEntered,
+    SegmentExited,
+)
 from crm.models.profile import OrderRecord, Profile
 from crm.money import format_money
 from crm.ports import EventPublisher
 
-_deserializer = TypeDeserializer()
 
-
-def _image(record: Mapping[str, Any], name: str) -> dict[str, Any] | None:
-    image = record.get("dynamodb", {}).get(name)
-    return {k: _deserializer.deserialize(v) for k, v in image.items()} if image else None
+def _segment_event(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
+    # A member item is only ever inserted (entered) or deleted (exited); its key and times name the stay.
+    new, old = image(record, "NewImage"), image(record, "OldImage")
+    if new is not None and old is None:
+        return [SegmentEntered(
+            event_id=f"SegmentEntered:{new['workspace_id']}:{new['segment_id']}:{new['profile_id']}:"
+                     f"{new['entered_at']}",
+            workspace_id=new["workspace_id"], profile_id=new["profile_id"], segment_id=new["segment_id"],
+            occurred_at=new["entered_at"])]
+    if new is None and old is not None:
+        exited_at = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+        return [SegmentExited(
+            event_id=f"SegmentExited:{old['workspace_id']}:{old['segment_id']}:{old['profile_id']}:"
+                     f"{old['entered_at']}",
+            workspace_id=old["workspace_id"], profile_id=old["profile_id"], segment_id=old["segment_id"],
+            entered_at=old["entered_at"],
+            occurred_at=datetime.fromtimestamp(float(exited_at), UTC) if exited_at else old["entered_at"])]
+    return []
 
 
 def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
-    """The domain events one stream record stands for: an order that arrived, a new profile, a merge."""
-    item = _image(record, "NewImage")
+    """The domain events one stream record stands for: an order that arrived, a new profile, a merge, a
+    profile entering or leaving a segment."""
+    if (image(record, "NewImage") or image(record, "OldImage") or {}).get("entity") == "segment_member":
+        return _segment_event(record)
+    item = image(record, "NewImage")
     if item is None:
         return []
-    old = _image(record, "OldImage") or {}
+    old = image(record, "OldImage") or {}
     if item.get("entity") == "order":
         stored = OrderRecord.model_validate(item)
         order = stored.order

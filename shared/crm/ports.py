@@ -13,8 +13,9 @@ from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segments import GrowthPoint, Member, SegmentRecord
+from crm.models.segments import GrowthPoint, HeldSegments, Member, MembershipChange, RunTask, SegmentRecord, SegmentRun
 from crm.models.stores import Platform, Store
+from crm.segments.builtin import PopulationSketch, PopulationStats
 
 
 class UnknownWorkspace(ValueError):
@@ -23,6 +24,10 @@ class UnknownWorkspace(ValueError):
 
 class ConcurrentUpdate(Exception):
     """Someone else wrote the same profile or order since we read it: read again and retry."""
+
+
+class ProfileGone(LookupError):
+    """The profile a membership change was decided for has been erased since."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,10 @@ class StoreDirectory(Protocol):
 
     def workspace_exists(self, workspace_id: str) -> bool: ...
 
+    def workspaces(self) -> Iterator[str]:
+        """Every workspace's id."""
+        ...
+
     def register(self, store: Store, api_key: str, *, new_workspace: bool = True) -> None:
         """Store, its write key and a marketer key, atomically; with ``new_workspace`` the workspace is
         created too, otherwise it must exist (UnknownWorkspace). A platform + domain or
@@ -229,21 +238,81 @@ class SegmentStore(Protocol):
         """The definition, its catalogue entry and its membership; deleting nothing is no error."""
         ...
 
-    def record_computation(self, workspace_id: str, segment_id: str, size: int, at: datetime,
+    def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
                            growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
-        """Store what a computation found. For a stored segment the version must still be
-        ``expected_version`` (ConcurrentUpdate); ``expected_version`` None creates the record of a
-        built-in segment when it has none."""
+        """Store when a computation ran and the growth it saw (the size is kept by membership changes).
+        For a stored segment the version must still be ``expected_version`` (ConcurrentUpdate);
+        ``expected_version`` None creates the record of a built-in segment when it has none."""
         ...
 
     def members(self, workspace_id: str, segment_id: str, after: str | None, limit: int) -> list[Member]:
         """Up to ``limit`` members by profile id, those after the profile id ``after``."""
         ...
 
-    def change_members(self, workspace_id: str, segment_id: str, entered: Sequence[Member],
-                       exited: Sequence[str]) -> None:
-        """Add and remove members; idempotent, not atomic (a retry finishes the job)."""
+    def held(self, workspace_id: str, profile_id: str) -> HeldSegments:
+        """The segments the profile is in, with the version that guards changing them."""
         ...
+
+    def profiles_with_segments(self, workspace_id: str, share: int = 0,
+                               shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
+        """Every profile of one share of a parallel scan (merged ones too) with the segments it is in;
+        the shares 0..shares-1 together hold each profile once."""
+        ...
+
+    def apply_membership(self, change: MembershipChange) -> None:
+        """Write the profile's new set, add and remove its member items and move the sizes, all or nothing;
+        ConcurrentUpdate when the set is no longer at ``change.expected_version``, ProfileGone when the
+        profile has been erased."""
+        ...
+
+    def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
+        """Remove an erased profile from these segments (member items and sizes); idempotent."""
+        ...
+
+
+class SegmentRuns(Protocol):
+    """Recomputation runs: their progress, each share's population sketch, and the workspace's statistics."""
+
+    def table_items(self) -> int:
+        """About how many items a full scan reads (to size the fan-out)."""
+        ...
+
+    def start(self, run: SegmentRun, stale_before: datetime) -> SegmentRun:
+        """Record ``run`` as the workspace's active run and return it; if another run is active (started
+        after ``stale_before``), return that one instead."""
+        ...
+
+    def get(self, workspace_id: str, run_id: str) -> SegmentRun | None: ...
+
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: PopulationSketch) -> None: ...
+
+    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[PopulationSketch]: ...
+
+    def sketched(self, workspace_id: str, run_id: str, share: int) -> SegmentRun:
+        """Count the share as sketched (once, however often it is told) and return the run."""
+        ...
+
+    def advance(self, workspace_id: str, run_id: str, population: PopulationStats) -> bool:
+        """Move the run from sketching to evaluating with these statistics, also kept as the workspace's
+        current ones; False when another worker already did."""
+        ...
+
+    def evaluated(self, workspace_id: str, run_id: str, share: int, profiles: int, entered: int,
+                  exited: int) -> SegmentRun:
+        """Count the share as evaluated with its figures (once) and return the run."""
+        ...
+
+    def finish(self, workspace_id: str, run_id: str, at: datetime) -> bool:
+        """Mark the run done and let the workspace start another; False when already done."""
+        ...
+
+    def population(self, workspace_id: str) -> PopulationStats:
+        """The statistics of the workspace's last run (empty before any)."""
+        ...
+
+
+class TaskQueue(Protocol):
+    def send(self, tasks: Sequence[RunTask]) -> None: ...
 
 
 class RawArchive(Protocol):

@@ -19,6 +19,7 @@ from crm.adapters.messaging import (
     SqsExportQueue,
     SqsIngestQueue,
 )
+from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
 from crm.ports import (
     ArchiveStore,
     EventPublisher,
@@ -29,8 +30,10 @@ from crm.ports import (
     PrivacyStore,
     ProfileRepository,
     RawArchive,
+    SegmentRuns,
     SegmentStore,
     StoreDirectory,
+    TaskQueue,
 )
 
 
@@ -75,6 +78,16 @@ def archive_store() -> ArchiveStore:
 
 
 @cache
+def segment_runs() -> SegmentRuns:
+    return DynamoSegmentRuns()
+
+
+@cache
+def segment_tasks() -> TaskQueue:
+    return SqsTaskQueue()
+
+
+@cache
 def export_jobs() -> ExportJobStore:
     return DynamoExportJobStore()
 
@@ -92,5 +105,5 @@ def export_files() -> ExportFiles:
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
-                    archive_store, segment_store, export_jobs, export_queue, export_files):
+                    archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files):
         factory.cache_clear()

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore
 from crm.models.profile import Profile
-from crm.models.segments import GrowthPoint, Member, SegmentRecord
-from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore
+from crm.models.segments import GrowthPoint, HeldSegments, MembershipChange, SegmentRecord
+from crm.ports import Change, ConcurrentUpdate, ProfileGone, ProfileRepository, SegmentStore
 from crm_local.provision import Provisioned
 
 from tests.builders import NOW
@@ -27,7 +27,8 @@ class Backend:
 @pytest.fixture(params=["fake", pytest.param("dynamodb", marks=pytest.mark.integration)])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "fake":
-        return Backend(FakeSegmentStore(), FakeProfileRepository())
+        profiles = FakeProfileRepository()
+        return Backend(FakeSegmentStore(profiles), profiles)
     provisioned: Provisioned = request.getfixturevalue("provisioned")
     table = provisioned.outputs["TableName"]
     return Backend(DynamoSegmentStore(table), DynamoProfileRepository(table))
@@ -63,37 +64,115 @@ def test_puts_are_guarded_by_version(backend: Backend) -> None:
 def test_computation_is_recorded_for_the_version_read(backend: Backend) -> None:
     backend.segments.put(record(), None)
     growth = (GrowthPoint(at=NOW, size=3),)
-    backend.segments.record_computation(WS, "seg_1", 3, NOW, growth, 1)
+    backend.segments.record_computation(WS, "seg_1", NOW, growth, 1)
     held = backend.segments.get(WS, "seg_1")
-    assert held is not None and (held.size, held.last_computed_at, held.growth, held.version) == (3, NOW, growth, 1)
+    assert held is not None and (held.last_computed_at, held.growth, held.version) == (NOW, growth, 1)
     with pytest.raises(ConcurrentUpdate):
-        backend.segments.record_computation(WS, "seg_1", 4, NOW, growth, 7)
+        backend.segments.record_computation(WS, "seg_1", NOW, growth, 7)
 
 
 def test_a_builtin_computation_creates_its_record_and_lists_it(backend: Backend) -> None:
-    backend.segments.record_computation(WS, "builtin:vip", 2, NOW, (GrowthPoint(at=NOW, size=2),), None)
-    backend.segments.record_computation(WS, "builtin:vip", 5, NOW + timedelta(days=1), (), None)
+    backend.segments.record_computation(WS, "builtin:vip", NOW, (GrowthPoint(at=NOW, size=2),), None)
+    backend.segments.record_computation(WS, "builtin:vip", NOW + timedelta(days=1), (), None)
     held = backend.segments.get(WS, "builtin:vip")
-    assert held is not None and (held.size, held.definition, held.created_at) == (5, None, NOW)
+    assert held is not None and (held.last_computed_at, held.definition, held.created_at) == (
+        NOW + timedelta(days=1), None, NOW)
     assert [r.segment_id for r in backend.segments.list_segments(WS)] == ["builtin:vip"]
 
 
-def test_members_page_by_profile_id_and_go_with_the_segment(backend: Backend) -> None:
+def _profile(workspace_id: str, profile_id: str, merged_into: str | None = None, revision: int = 1) -> Profile:
+    return Profile(workspace_id=workspace_id, profile_id=profile_id, created_at=NOW, updated_at=NOW,
+                   merged_into=merged_into, revision=revision)
+
+
+def _save(backend: Backend, *profiles: Profile) -> None:
+    for item in profiles:
+        backend.profiles.commit(Change(workspace_id=item.workspace_id, profiles=((item, None),)))
+
+
+def _change(profile_id: str, entered: tuple[str, ...], exited: tuple[str, ...], held: frozenset[str],
+            expected: int, revision: int = 1) -> MembershipChange:
+    return MembershipChange(workspace_id=WS, profile_id=profile_id, segment_ids=(held | set(entered)) - set(exited),
+                            entered=entered, exited=exited, expected_version=expected, revision=revision, at=NOW)
+
+
+def test_membership_changes_move_members_sizes_and_the_profiles_set(backend: Backend) -> None:
     backend.segments.put(record(), None)
-    ids = [f"p{i:03d}" for i in range(30)]
-    backend.segments.change_members(WS, "seg_1", [Member(profile_id=pid, entered_at=NOW) for pid in ids], [])
-    backend.segments.change_members(WS, "seg_1", [], ["p000", "p005", "absent"])
-    kept = [pid for pid in ids if pid not in ("p000", "p005")]
+    _save(backend, *(_profile(WS, f"p{i:03d}") for i in range(30)))
+    for i in range(30):
+        backend.segments.apply_membership(_change(f"p{i:03d}", ("seg_1", "builtin:vip"), (), frozenset(), 0))
+    for pid in ("p000", "p005"):
+        backend.segments.apply_membership(_change(pid, (), ("seg_1",), frozenset({"seg_1", "builtin:vip"}), 1))
+    kept = [f"p{i:03d}" for i in range(30) if i not in (0, 5)]
 
     first = backend.segments.members(WS, "seg_1", None, 10)
     assert [m.profile_id for m in first] == kept[:10] and first[0].entered_at == NOW
     assert [m.profile_id for m in backend.segments.members(WS, "seg_1", kept[9], 100)] == kept[10:]
     assert backend.segments.members("ws_b", "seg_1", None, 10) == []
+    assert backend.segments.held(WS, "p005") == HeldSegments(segment_ids=frozenset({"builtin:vip"}), version=2,
+                                                            revision=1)
+    assert backend.segments.held(WS, "nobody") == HeldSegments()
+    sizes = {sid: r.size for sid in ("seg_1", "builtin:vip") if (r := backend.segments.get(WS, sid))}
+    assert sizes == {"seg_1": 28, "builtin:vip": 30}
 
     backend.segments.delete(WS, "seg_1")
     assert backend.segments.get(WS, "seg_1") is None
     assert backend.segments.members(WS, "seg_1", None, 10) == []
-    assert backend.segments.list_segments(WS) == []
+    assert [r.segment_id for r in backend.segments.list_segments(WS)] == []
+
+
+def test_a_membership_change_is_guarded(backend: Backend) -> None:
+    backend.segments.put(record(), None)
+    _save(backend, _profile(WS, "p1"))
+    backend.segments.apply_membership(_change("p1", ("seg_1",), (), frozenset(), 0))
+    with pytest.raises(ConcurrentUpdate):  # decided on a set that is no longer there
+        backend.segments.apply_membership(_change("p1", ("builtin:vip",), (), frozenset(), 0))
+    with pytest.raises(ProfileGone):
+        backend.segments.apply_membership(_change("erased", ("seg_1",), (), frozenset(), 0))
+    backend.segments.delete(WS, "seg_1")
+    with pytest.raises(ConcurrentUpdate):  # a deleted custom segment does not come back
+        backend.segments.apply_membership(_change("p1", (), ("seg_1",), frozenset({"seg_1"}), 1))
+    assert backend.segments.get(WS, "seg_1") is None
+    assert backend.segments.held(WS, "p1").segment_ids == {"seg_1"}
+
+
+def test_a_change_of_more_than_one_transaction_lands_whole(backend: Backend) -> None:
+    ids = [f"seg_{i:03d}" for i in range(120)]
+    for sid in ids:
+        backend.segments.put(record(sid), None)
+    _save(backend, _profile(WS, "p1"))
+    backend.segments.apply_membership(_change("p1", tuple(ids), (), frozenset(), 0))
+    assert backend.segments.held(WS, "p1").segment_ids == set(ids)
+    assert all(backend.segments.members(WS, sid, None, 5)[0].profile_id == "p1" for sid in ids)
+    version = backend.segments.held(WS, "p1").version
+    backend.segments.apply_membership(_change("p1", (), tuple(ids[:60]), frozenset(ids), version))
+    assert backend.segments.held(WS, "p1").segment_ids == set(ids[60:])
+    assert {sid: r.size for sid in ids if (r := backend.segments.get(WS, sid))} == {
+        sid: int(i >= 60) for i, sid in enumerate(ids)}
+
+
+def test_forgetting_an_erased_profile_is_idempotent(backend: Backend) -> None:
+    backend.segments.put(record(), None)
+    _save(backend, _profile(WS, "p1"), _profile(WS, "p2"))
+    for pid in ("p1", "p2"):
+        backend.segments.apply_membership(_change(pid, ("seg_1",), (), frozenset(), 0))
+    for _ in range(2):
+        backend.segments.forget_profile(WS, "p1", ["seg_1"], NOW)
+    assert [m.profile_id for m in backend.segments.members(WS, "seg_1", None, 10)] == ["p2"]
+    held = backend.segments.get(WS, "seg_1")
+    assert held is not None and held.size == 1
+
+
+def test_the_membership_scan_pairs_every_profile_with_its_set_and_shares_partition_it(backend: Backend) -> None:
+    backend.segments.put(record(), None)
+    _save(backend, *(_profile(WS, f"p{i}") for i in range(12)), _profile(WS, "gone", "p1"), _profile("ws_b", "x"))
+    backend.segments.apply_membership(_change("p3", ("seg_1",), (), frozenset(), 0))
+
+    everyone = {p.profile_id: held for p, held in backend.segments.profiles_with_segments(WS)}
+    assert sorted(everyone) == sorted([f"p{i}" for i in range(12)] + ["gone"])
+    assert everyone["p3"].segment_ids == {"seg_1"} and everyone["p4"] == HeldSegments()
+    shared = [p.profile_id for share in range(3) for p, _ in backend.segments.profiles_with_segments(WS, share, 3)]
+    assert sorted(shared) == sorted(everyone)
 
 
 def test_the_workspace_scan_skips_merged_profiles_and_shares_partition_it(backend: Backend) -> None:

@@ -39,15 +39,16 @@ def call(stack: LocalStack, method: str, path: str, api_key: str, body: Any = No
     return http(method, stack.api_url + path, raw, {"x-api-key": api_key, "content-type": "application/json"})
 
 
-def wait_done(stack: LocalStack, path: str, api_key: str, timeout: float = 30.0) -> Any:
+def wait_for(stack: LocalStack, path: str, api_key: str, states: tuple[str, ...], timeout: float = 30.0) -> Any:
+    """GET ``path`` until its status is one of ``states``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, job = call(stack, "GET", path, api_key)
-        assert status == 200, job
-        if job["status"] in ("done", "failed"):
-            return job
+        status, answer = call(stack, "GET", path, api_key)
+        assert status == 200, answer
+        if answer["status"] in states:
+            return answer
         time.sleep(0.2)
-    raise AssertionError(f"the export never finished: {job}")
+    raise AssertionError(f"{path} never reached {states}: {answer}")
 
 
 def test_an_export_is_written_by_the_exports_function_and_downloaded_over_http(
@@ -66,13 +67,15 @@ def test_an_export_is_written_by_the_exports_function_and_downloaded_over_http(
     document = {"name": "Example shoppers", "definition": {"field": "email_domain", "op": "eq", "value": "example.com"}}
     status, segment = call(local_stack, "POST", "/segments", key, document)
     assert status == 201, segment
-    assert call(local_stack, "POST", f"/segments/{segment['id']}/recompute", key)[0] == 200
+    status, run = call(local_stack, "POST", f"/segments/{segment['id']}/recompute", key)
+    assert status == 202, run
+    wait_for(local_stack, f"/segment-runs/{run['run_id']}", key, ("done",))
 
     status, job = call(local_stack, "POST", f"/segments/{segment['id']}/exports", key,
                        {"format": "csv", "fields": ["email", "first_name", "total_spent"]})
     assert (status, job["status"]) == (202, "queued"), job
     path = f"/segments/{segment['id']}/exports/{job['export_id']}"
-    done = wait_done(local_stack, path, key)
+    done = wait_for(local_stack, path, key, ("done", "failed"))
     assert done["status"] == "done", done
     assert done["url"].startswith(local_stack.aws_endpoint + "/")  # moto's server: the endpoint configured
 

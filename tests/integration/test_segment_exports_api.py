@@ -29,6 +29,7 @@ from crm_local.provision import Provisioned
 
 from tests.aws import client, queue_arn, receive_all, sqs_event
 from tests.builders import NOW
+from tests.segment_workers import SegmentWorkers
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +45,7 @@ class World:
     api: Client
     a: StoreRegistration
     b: StoreRegistration
+    workers: SegmentWorkers
 
     def call(self, method: str, path: str, key: str | None = None, body: Any = None) -> Any:
         self.use("ApiFunction")
@@ -52,9 +54,14 @@ class World:
         return getattr(self.api.http, method)(path, headers=headers, body=raw)
 
     def segment(self) -> str:
+        """A new segment of workspace a, computed (creating it starts a run; the task workers carry it out)."""
         segment_id: str = self.call("post", "/segments", body=BUYERS).json_body["id"]
-        assert self.call("post", f"/segments/{segment_id}/recompute").status_code == 200
+        self.workers.drain()
         return segment_id
+
+    def recompute(self, segment_id: str, key: str) -> None:
+        assert self.call("post", f"/segments/{segment_id}/recompute", key=key).status_code == 202
+        self.workers.drain()
 
     def work_the_queue(self) -> list[dict[str, Any]]:
         """Invoke the exports function with what the export queue holds, as its event source mapping would
@@ -93,9 +100,11 @@ def world(provisioned: Provisioned, function_env: UseEnv) -> World:
                  profile(ws, "pa4", 0, email="visitor@example.com"),
                  profile(b.workspace_id, "pb1", 1, email="other@example.com")):
         repository.commit(Change(workspace_id=item.workspace_id, profiles=((item, None),)))
+    workers = SegmentWorkers(provisioned, function_env)
     function_env("ApiFunction")
     spec = provisioned.functions["ApiFunction"]
-    return World(provisioned, function_env, Client(load_handler(spec.code_path, spec.handler, spec.logical_id)), a, b)
+    return World(provisioned, function_env, Client(load_handler(spec.code_path, spec.handler, spec.logical_id)), a, b,
+                 workers)
 
 
 def test_post_then_the_worker_then_the_presigned_url_downloads_the_file(world: World) -> None:
@@ -185,7 +194,7 @@ def test_another_workspace_can_neither_read_nor_export_the_segment_or_its_custom
         # Nothing held on the customer (a 404 may echo the id or email asked about), and no download link.
         assert b"Nan" not in response.body and b"12.50" not in response.body and b"X-Amz" not in response.body
     # Workspace b's own export of the same built-in holds its own customers only.
-    world.call("post", "/segments/builtin:one_time_buyers/recompute", key=key_b)
+    world.recompute("builtin:one_time_buyers", key_b)
     own = world.call("post", "/segments/builtin:one_time_buyers/exports", key=key_b).json_body
     world.work_the_queue()
     done = world.call("get", f"/segments/builtin:one_time_buyers/exports/{own['export_id']}", key=key_b).json_body

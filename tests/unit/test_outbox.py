@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from crm.adapters import keys
 from crm.adapters.dynamodb import to_item
-from crm.models.events import CustomerCreated, OrderPlaced, ProfilesMerged
+from crm.models.events import CustomerCreated, OrderPlaced, ProfilesMerged, SegmentEntered, SegmentExited
 from crm.models.profile import OrderRecord, new_profile
 from crm.outbox import events_for, publish_stream_batch
 
@@ -158,3 +158,32 @@ def test_batch_without_events_publishes_nothing_and_reports_nothing() -> None:
     assert publish_stream_batch(records, publisher) == []
     assert publisher.published == []
 
+
+
+def _member_image(segment_id: str = "builtin:vip") -> dict[str, Any]:
+    return {**{k: {"S": v} for k, v in keys.segment_member("ws_a", segment_id, PROFILE_ID).items()},
+            "entity": {"S": "segment_member"}, "workspace_id": {"S": "ws_a"}, "segment_id": {"S": segment_id},
+            "profile_id": {"S": PROFILE_ID}, "entered_at": {"S": NOW.isoformat()}}
+
+
+def test_a_member_inserted_is_segment_entered_and_removed_is_segment_exited() -> None:
+    [entered] = events_for(_record("INSERT", _member_image(), "301"))
+    assert isinstance(entered, SegmentEntered)
+    assert (entered.workspace_id, entered.profile_id, entered.segment_id, entered.occurred_at) == (
+        "ws_a", PROFILE_ID, "builtin:vip", NOW)
+    assert entered.event_id == f"SegmentEntered:ws_a:builtin:vip:{PROFILE_ID}:{NOW.isoformat()}"
+
+    [exited] = events_for(_record("REMOVE", None, "302", old_image=_member_image()))
+    assert isinstance(exited, SegmentExited)
+    assert (exited.segment_id, exited.entered_at) == ("builtin:vip", NOW)
+    assert exited.occurred_at.timestamp() == 1767225600.0  # when the stream saw the member go
+    assert exited.event_id == f"SegmentExited:ws_a:builtin:vip:{PROFILE_ID}:{NOW.isoformat()}"
+    # One stay, one pair of ids: a redelivered record publishes the same event again, for consumers to drop.
+    assert events_for(_record("INSERT", _member_image(), "303")) == [entered]
+
+
+def test_a_profiles_set_of_segments_publishes_nothing() -> None:
+    held = {**{k: {"S": v} for k, v in keys.profile_segments("ws_a", PROFILE_ID).items()},
+            "entity": {"S": "profile_segments"}, "segment_ids": {"L": [{"S": "builtin:vip"}]}}
+    assert events_for(_record("INSERT", held, "304")) == []
+    assert events_for(_record("REMOVE", None, "305", old_image=held)) == []

@@ -49,9 +49,13 @@ class World:
         profile = Profile(workspace_id=workspace_id, profile_id=profile_id, created_at=NOW - timedelta(days=9),
                           updated_at=NOW, **{**defaults, **fields})
         self.repo.profiles[(workspace_id, profile_id)] = profile
-        self.store.change_members(workspace_id, self.segment_id, [Member(profile_id=profile_id,
-                                                                                  entered_at=NOW)], [])
+        self.enter(profile_id, workspace_id)
         return profile
+
+    def enter(self, profile_id: str, workspace_id: str = WS) -> None:
+        """A member, put straight into the fake's membership: how it got there is the runs' business."""
+        self.store.memberships.setdefault((workspace_id, self.segment_id), {})[profile_id] = Member(
+            profile_id=profile_id, entered_at=NOW)
 
     def text(self, **options: Any) -> str:
         chosen = ExportOptions(**options)
@@ -148,7 +152,7 @@ def test_the_consent_filter_keeps_the_subscribed_on_that_channel(world: World) -
 def test_merged_or_erased_members_are_left_out(world: World) -> None:
     world.member("p1", email="kept@example.com")
     world.member("p2", email="merged@example.com", merged_into="p1")
-    world.store.change_members(WS, world.segment_id, [Member(profile_id="p3", entered_at=NOW)], [])
+    world.enter("p3")  # erased since
     assert csv_rows(world.text()) == [["email"], ["kept@example.com"]]
 
 
@@ -218,7 +222,8 @@ def test_a_direct_export_is_the_whole_body(world: World) -> None:
 
 
 def test_a_direct_export_of_a_large_segment_is_refused_before_reading(world: World) -> None:
-    world.store.record_computation(WS, world.segment_id, exports.MAX_DIRECT_MEMBERS + 1, NOW, (), 1)
+    record = world.store.records[(WS, world.segment_id)]
+    world.store.records[(WS, world.segment_id)] = record.model_copy(update={"size": exports.MAX_DIRECT_MEMBERS + 1})
     world.repo.profiles_by_id = None  # type: ignore[assignment,method-assign]  # never reached
     with pytest.raises(exports.ExportTooLarge, match=f"POST /segments/{world.segment_id}/exports"):
         exports.direct_export(world.store, world.repo, WS, world.segment_id, ExportOptions())

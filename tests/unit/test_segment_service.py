@@ -1,22 +1,24 @@
-"""The segment service over the in-memory fakes: CRUD, built-ins protected, references, recompute diffs, members.
+"""The segment service over the in-memory fakes: CRUD, built-ins protected, references, runs' diffs, members.
 
 (Exports: test_segment_exports.py.)
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from crm.models.profile import Profile
+from crm.models.segments import RunPhase, SegmentRun
 from crm.ports import ConcurrentUpdate
 from crm.segments import service
 from crm.segments.definition import SegmentInvalid, parse_segment
+from crm.segments.runs import start_run
 
 from tests.builders import NOW
-from tests.fakes import FakeProfileRepository, FakeSegmentStore
+from tests.fakes import FakeProfileRepository, FakeSegmentRuns, FakeSegmentStore, FakeTaskQueue
 
 WS = "ws_a"
 OTHER = "ws_b"
@@ -43,13 +45,23 @@ def shopper(repo: FakeProfileRepository, profile_id: str, orders: int = 0, works
 
 
 @pytest.fixture
-def store() -> FakeSegmentStore:
-    return FakeSegmentStore()
+def repo() -> FakeProfileRepository:
+    return FakeProfileRepository()
 
 
 @pytest.fixture
-def repo() -> FakeProfileRepository:
-    return FakeProfileRepository()
+def store(repo: FakeProfileRepository) -> FakeSegmentStore:
+    return FakeSegmentStore(repo)
+
+
+def recompute(store: FakeSegmentStore, at: datetime, shares: int = 1) -> SegmentRun:
+    """A whole recomputation run of the workspace at ``at``, its tasks carried out as the workers would."""
+    runs, tasks = FakeSegmentRuns(), FakeTaskQueue()
+    started = start_run(runs, tasks, WS, at, shares, "test")
+    tasks.drain(store, runs, lambda: at)
+    done = runs.get(WS, started.run_id)
+    assert done is not None
+    return done
 
 
 def test_create_get_replace_delete(store: FakeSegmentStore) -> None:
@@ -130,16 +142,18 @@ def test_recompute_writes_only_the_differences(store: FakeSegmentStore, repo: Fa
     shopper(repo, "p5", 4, merged_into="p4")
     record = service.create(store, WS, doc(BUYERS), NOW)
 
-    first = service.recompute(store, repo, WS, record.segment_id, NOW)
-    assert (first.size, first.entered, first.exited) == (3, 3, 0)
-    assert store.member_writes == 3
+    first = recompute(store, NOW)
+    assert (first.phase, first.profiles) == (RunPhase.DONE, 4)
     assert [m.profile_id for m in store.members(WS, record.segment_id, None, 10)] == ["p2", "p3", "p4"]
+    writes = store.member_writes
 
     shopper(repo, "p2", 0)  # refunded and cancelled: no longer a buyer
     shopper(repo, "p1", 1)
-    again = service.recompute(store, repo, WS, record.segment_id, NOW + DAY)
-    assert (again.size, again.entered, again.exited) == (3, 1, 1)
-    assert store.member_writes == 5  # two writes, not a rewrite of all three
+    again = recompute(store, NOW + DAY)
+    assert again.entered and again.exited
+    assert store.member_writes - writes == again.entered + again.exited
+    unchanged = recompute(store, NOW + DAY)
+    assert (unchanged.entered, unchanged.exited, store.member_writes - writes) == (0, 0, again.entered + again.exited)
     members = store.members(WS, record.segment_id, None, 10)
     assert [(m.profile_id, m.entered_at) for m in members] == [("p1", NOW + DAY), ("p3", NOW), ("p4", NOW)]
 
@@ -152,7 +166,7 @@ def test_growth_keeps_the_last_30(store: FakeSegmentStore, repo: FakeProfileRepo
     shopper(repo, "p1", 1)
     record = service.create(store, WS, doc(BUYERS), NOW)
     for day in range(35):
-        service.recompute(store, repo, WS, record.segment_id, NOW + day * DAY)
+        recompute(store, NOW + day * DAY)
     growth = service.segment_view(store, WS, record.segment_id)["growth"]
     assert len(growth) == 30 and growth[-1]["at"] == (NOW + 34 * DAY).isoformat()
 
@@ -160,16 +174,12 @@ def test_growth_keeps_the_last_30(store: FakeSegmentStore, repo: FakeProfileRepo
 def test_recompute_of_builtins_and_references(store: FakeSegmentStore, repo: FakeProfileRepository) -> None:
     for pid, orders in (("p1", 1), ("p2", 2), ("p3", 3)):
         shopper(repo, pid, orders)
-    done = service.recompute(store, repo, WS, "builtin:repeat_buyers", NOW)
-    assert (done.size, done.entered) == (2, 2)
-    vip = service.recompute(store, repo, WS, "builtin:vip", NOW)
-    assert vip.size == 1  # ceil(10 % of 3 buyers)
-    listed = {s["id"]: s for s in service.list_segments(store, WS)}
-    assert listed["builtin:repeat_buyers"]["size"] == 2
-
     not_vip = service.create(store, WS, doc({"all": [{"segment": "builtin:repeat_buyers", "op": "member"},
                                                      {"segment": "builtin:vip", "op": "not_member"}]}), NOW)
-    assert service.recompute(store, repo, WS, not_vip.segment_id, NOW).size == 1
+    recompute(store, NOW)
+    listed = {s["id"]: s for s in service.list_segments(store, WS)}
+    assert listed["builtin:repeat_buyers"]["size"] == 2
+    assert listed["builtin:vip"]["size"] == 1  # ceil(10 % of 3 buyers)
     assert [m.profile_id for m in store.members(WS, not_vip.segment_id, None, 10)] == ["p2"]
 
 
@@ -177,16 +187,17 @@ def test_event_conditions_use_the_profile_counts(store: FakeSegmentStore, repo: 
     shopper(repo, "p1", activity_counts={"product_viewed": 3})
     shopper(repo, "p2", activity_counts={"product_viewed": 2})
     draft = doc({"event": "product_viewed", "op": "at_least", "count": 3})
-    assert service.preview(store, repo, WS, draft, NOW) == {"size": 1, "sample": ["p1"]}
+    runs = FakeSegmentRuns()
+    assert service.preview(store, runs, WS, draft, NOW) == {"size": 1, "sample": ["p1"]}
     orders = doc({"event": "order_placed", "op": "exactly", "count": 2})
     shopper(repo, "p3", 2)
-    assert service.preview(store, repo, WS, orders, NOW) == {"size": 1, "sample": ["p3"]}
+    assert service.preview(store, runs, WS, orders, NOW) == {"size": 1, "sample": ["p3"]}
 
 
 def test_preview_samples_at_most_20_and_saves_nothing(store: FakeSegmentStore, repo: FakeProfileRepository) -> None:
     for index in range(25):
         shopper(repo, f"p{index:02d}", 1)
-    found = service.preview(store, repo, WS, doc(BUYERS), NOW)
+    found = service.preview(store, FakeSegmentRuns(), WS, doc(BUYERS), NOW)
     assert found["size"] == 25 and len(found["sample"]) == 20
     assert store.records == {} and store.memberships == {}
 
@@ -203,7 +214,7 @@ def test_members_page_by_cursor(store: FakeSegmentStore, repo: FakeProfileReposi
     for index in range(5):
         shopper(repo, f"p{index}", 1, email=f"s{index}@example.com")
     record = service.create(store, WS, doc(BUYERS), NOW)
-    service.recompute(store, repo, WS, record.segment_id, NOW)
+    recompute(store, NOW)
 
     seen: list[str] = []
     cursor = None

@@ -17,7 +17,7 @@ from crm_local.template import Stack
 from tests.builders import TEMPLATE
 
 FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction",
-             "ExportsFunction")
+             "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction", "ExportsFunction")
 
 # What each function's code needs: the settings it reads, and the calls its adapters make.
 NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
@@ -32,11 +32,21 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                           ("dynamodb:PutItem", "Table"), ("s3:GetObject", "ArchiveBucket"),
                           ("sqs:SendMessage", "IngestDeadLetterQueue")}),
     "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
-    "ApiFunction": ({"TABLE_NAME", "EXPORT_QUEUE_URL", "EXPORT_BUCKET"}, {
+    "ApiFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "EXPORT_QUEUE_URL", "EXPORT_BUCKET"}, {
         *((f"dynamodb:{action}", "Table") for action in (
-            "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")),
-        ("sqs:SendMessage", "ExportQueue"),
+            "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+            "DescribeTable")),
+        ("sqs:SendMessage", "SegmentTasksQueue"), ("sqs:SendMessage", "ExportQueue"),
         ("s3:GetObject", "ExportsBucket")}),  # presigned download URLs carry their signer's rights
+    "SegmentRunsFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL"},
+                            {("dynamodb:DescribeTable", "Table"), ("dynamodb:Query", "Table"),
+                             ("dynamodb:PutItem", "Table"), ("sqs:SendMessage", "SegmentTasksQueue")}),
+    "SegmentTasksFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "ARCHIVE_BUCKET"},
+                             {("dynamodb:Scan", "Table"), ("dynamodb:UpdateItem", "Table"),
+                              ("dynamodb:ConditionCheckItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
+                              ("s3:GetObject", "ArchiveBucket"), ("sqs:SendMessage", "SegmentTasksQueue")}),
+    "SegmentRefreshFunction": ({"TABLE_NAME"}, {("dynamodb:GetItem", "Table"), ("dynamodb:UpdateItem", "Table"),
+                                                ("dynamodb:ConditionCheckItem", "Table")}),
     "ExportsFunction": ({"TABLE_NAME", "EXPORT_BUCKET", "EXPORT_MAX_RECEIVES"}, {
         *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "Query", "PutItem",
                                                           "UpdateItem")),
@@ -59,7 +69,8 @@ def test_cfn_lint_would_catch_a_broken_template() -> None:
 def test_every_function_is_translated(stack: Stack) -> None:
     assert set(stack.of_type("AWS::Lambda::Function")) == set(FUNCTIONS)
     for name in FUNCTIONS:
-        assert stack.code_paths[name] == TEMPLATE.parent / "functions" / name.removesuffix("Function").lower()
+        folder = "segments" if name.startswith("Segment") else name.removesuffix("Function").lower()
+        assert stack.code_paths[name] == TEMPLATE.parent / "functions" / folder
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -156,6 +167,7 @@ def test_api_routes(stack: Stack) -> None:
         ("GET", "/segments/{segment_id}/export", "ApiFunction"),
         ("POST", "/segments/{segment_id}/exports", "ApiFunction"),
         ("GET", "/segments/{segment_id}/exports/{export_id}", "ApiFunction"),
+        ("GET", "/segment-runs/{run_id}", "ApiFunction"),
     }
 
 
@@ -196,7 +208,8 @@ def _names(resource: Any) -> set[str]:
     """The logical ids a statement's Resource refers to."""
     text = json.dumps(resource)
     return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
-                              "OutboxDeadLetterQueue", "ExportsBucket", "ExportQueue", "ExportDeadLetterQueue")
+                              "OutboxDeadLetterQueue", "SegmentTasksQueue", "ExportsBucket", "ExportQueue",
+                              "ExportDeadLetterQueue")
             if f'"{name}"' in text or f"${{{name}." in text}
 
 

@@ -16,9 +16,19 @@ from crm.adapters.clients import client
 from crm.config import settings
 from crm.models.exports import ExportJob, ExportStatus
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segments import GrowthPoint, Member, SegmentRecord
+from crm.models.segments import BUILTIN_PREFIX, GrowthPoint, HeldSegments, Member, MembershipChange, SegmentRecord
 from crm.models.stores import Platform, Store
-from crm.ports import Change, ConcurrentUpdate, Context, Erasure, Holdings, PrivacyRecord, Reads, UnknownWorkspace
+from crm.ports import (
+    Change,
+    ConcurrentUpdate,
+    Context,
+    Erasure,
+    Holdings,
+    PrivacyRecord,
+    ProfileGone,
+    Reads,
+    UnknownWorkspace,
+)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -75,6 +85,16 @@ class DynamoStoreDirectory:
                                             ProjectionExpression="pk")
         return "Item" in found
 
+    def workspaces(self) -> Iterator[str]:
+        request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
+                                   "ExpressionAttributeValues": {":pk": {"S": keys.WORKSPACES_PK}}}
+        while True:
+            answer = client("dynamodb").query(**request)
+            yield from (str(item["sk"]["S"]) for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
     def workspace_for_api_key(self, api_key: str) -> str | None:
         found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.api_key(api_key)))
         return str(from_item(found["Item"])["workspace_id"]) if "Item" in found else None
@@ -99,7 +119,10 @@ class DynamoStoreDirectory:
         if new_workspace:
             workspace = {**workspace_key, "entity": "workspace", "workspace_id": store.workspace_id,
                          "created_at": now}
-            items.append({"Put": {"TableName": self.table, "Item": _plain_item(workspace)}})
+            entry = {**keys.workspace_entry(store.workspace_id), "entity": "workspace_entry",
+                     "workspace_id": store.workspace_id}
+            items += [{"Put": {"TableName": self.table, "Item": _plain_item(workspace)}},
+                      {"Put": {"TableName": self.table, "Item": _plain_item(entry)}}]
         else:
             # The workspace may be deleted between the CLI's check and this write: check it in the transaction.
             items.append({"ConditionCheck": {"TableName": self.table, "Key": _wire_key(workspace_key),
@@ -377,23 +400,19 @@ class DynamoSegmentStore:
         _write_batches(self.table, [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": str(item["sk"])}}}}
                                     for item in self._query(pk, None, None)])
 
-    def record_computation(self, workspace_id: str, segment_id: str, size: int, at: datetime,
+    def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
                            growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
-        values: dict[str, Any] = {":size": {"N": str(size)}, ":at": {"S": at.isoformat()},
+        # The size is not set here: membership changes keep it with atomic additions, and a computation
+        # running beside them would otherwise write back a size it read before their additions.
+        values: dict[str, Any] = {":at": {"S": at.isoformat()},
                                   ":growth": _serializer.serialize([_plain(p.model_dump()) for p in growth])}
-        # size, name and version are DynamoDB reserved words: every attribute goes through a name.
-        names = {"#size": "size", "#at": "last_computed_at", "#growth": "growth"}
-        update = "SET #size = :size, #at = :at, #growth = :growth"
+        names = {"#at": "last_computed_at", "#growth": "growth"}
+        update = "SET #at = :at, #growth = :growth"
         if expected_version is None:
             condition = "attribute_not_exists(#definition)"
-            update += (", #entity = :entity, #ws = :ws, #id = :id, #name = :id, "
-                       "#created = if_not_exists(#created, :at), #updated = :at, "
-                       "#version = if_not_exists(#version, :one)")
-            values.update({":entity": {"S": "segment"}, ":ws": {"S": workspace_id}, ":id": {"S": segment_id},
-                           ":one": {"N": "1"}})
-            names.update({"#definition": "definition", "#entity": "entity", "#ws": "workspace_id",
-                          "#id": "segment_id", "#name": "name", "#created": "created_at", "#updated": "updated_at",
-                          "#version": "version"})
+            update += ", " + _BUILTIN_RECORD
+            values.update(_builtin_record_values(workspace_id, segment_id, at))
+            names.update(_BUILTIN_RECORD_NAMES, **{"#definition": "definition"})
         else:
             condition = "#version = :expected"
             values[":expected"] = {"N": str(expected_version)}
@@ -420,14 +439,152 @@ class DynamoSegmentStore:
                 break
         return found
 
-    def change_members(self, workspace_id: str, segment_id: str, entered: Sequence[Member],
-                       exited: Sequence[str]) -> None:
-        puts = [{"PutRequest": {"Item": _plain_item({
-            **keys.segment_member(workspace_id, segment_id, m.profile_id), "entity": "segment_member",
-            "profile_id": m.profile_id, "entered_at": m.entered_at.isoformat()})}} for m in entered]
-        deletes = [{"DeleteRequest": {"Key": _wire_key(keys.segment_member(workspace_id, segment_id, pid))}}
-                   for pid in exited]
-        _write_batches(self.table, [*puts, *deletes])
+    def held(self, workspace_id: str, profile_id: str) -> HeldSegments:
+        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
+                                            Key=_wire_key(keys.profile_segments(workspace_id, profile_id)))
+        return _held(from_item(found["Item"])) if "Item" in found else HeldSegments()
+
+    def profiles_with_segments(self, workspace_id: str, share: int = 0,
+                               shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
+        """One share of a parallel Scan: each profile (merged ones too: their memberships must go) with the
+        segments it is in. Both items share a partition, so they come from the same share, one after the
+        other."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(pk, :prefix) AND (sk = :profile OR sk = :segments)",
+            "ExpressionAttributeValues": {":prefix": {"S": keys.profile_prefix(workspace_id)},
+                                          ":profile": {"S": keys.PROFILE_SK},
+                                          ":segments": {"S": keys.PROFILE_SEGMENTS_SK}},
+        }
+        if shares > 1:
+            request.update(Segment=share, TotalSegments=shares)
+        partition: list[Item] = []
+        while True:
+            answer = client("dynamodb").scan(**request)
+            for item in answer.get("Items", []):
+                if partition and partition[0]["pk"] != item["pk"]:
+                    yield from _profile_with_segments(partition)
+                    partition = []
+                partition.append(item)
+            if "LastEvaluatedKey" not in answer:
+                break
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        yield from _profile_with_segments(partition)
+
+    def apply_membership(self, change: MembershipChange) -> None:
+        """The profile's new set, its member items and the segments' sizes, all or nothing, guarded by the
+        version of the set it replaces. More than one transaction's worth (100 items) goes in several, each
+        guarded by the version the one before wrote."""
+        moves = [(sid, True) for sid in change.entered] + [(sid, False) for sid in change.exited]
+        current = set(change.segment_ids - set(change.entered)) | set(change.exited)
+        version = change.expected_version
+        for start in range(0, len(moves), _MOVES_PER_TRANSACTION):
+            chunk = moves[start:start + _MOVES_PER_TRANSACTION]
+            for segment_id, entering in chunk:
+                (current.add if entering else current.discard)(segment_id)
+            last = start + _MOVES_PER_TRANSACTION >= len(moves)
+            held = frozenset(change.segment_ids if last else current)
+            # The profile must still be there: a change decided from a stream record that an erasure
+            # overtook would otherwise bring back the memberships of someone erased.
+            writes = [{"ConditionCheck": {"TableName": self.table,
+                                          "Key": _wire_key(keys.profile(change.workspace_id, change.profile_id)),
+                                          "ConditionExpression": "attribute_exists(pk)"}},
+                      self._held_write(change, held, version)]
+            for segment_id, entering in chunk:
+                writes += self._member_writes(change, segment_id, entering)
+            try:
+                client("dynamodb").transact_write_items(TransactItems=writes)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = error.response.get("CancellationReasons") or [{}]
+                if reasons[0].get("Code") == "ConditionalCheckFailed":
+                    raise ProfileGone(f"profile {change.profile_id} no longer exists") from None
+                raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile") from None
+            version += 1
+
+    def _held_write(self, change: MembershipChange, segment_ids: frozenset[str], expected: int) -> dict[str, Any]:
+        item = _plain_item({**keys.profile_segments(change.workspace_id, change.profile_id),
+                            "entity": "profile_segments", "workspace_id": change.workspace_id,
+                            "profile_id": change.profile_id, "segment_ids": sorted(segment_ids),
+                            "version": expected + 1, "revision": change.revision,
+                            "updated_at": change.at.isoformat()})
+        put: dict[str, Any] = {"TableName": self.table, "Item": item}
+        if expected == 0:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put.update(ConditionExpression="#version = :expected", ExpressionAttributeNames={"#version": "version"},
+                       ExpressionAttributeValues={":expected": {"N": str(expected)}})
+        return {"Put": put}
+
+    def _member_writes(self, change: MembershipChange, segment_id: str, entering: bool) -> list[dict[str, Any]]:
+        ws, pid = change.workspace_id, change.profile_id
+        member_key = keys.segment_member(ws, segment_id, pid)
+        if entering:
+            member: dict[str, Any] = {"Put": {"TableName": self.table, "Item": _plain_item({
+                **member_key, "entity": "segment_member", "workspace_id": ws, "segment_id": segment_id,
+                "profile_id": pid, "entered_at": change.at.isoformat()})}}
+        else:
+            member = {"Delete": {"TableName": self.table, "Key": _wire_key(member_key)}}
+        return [member, self._size_write(ws, segment_id, 1 if entering else -1, change.at)]
+
+    def _size_write(self, workspace_id: str, segment_id: str, delta: int, at: datetime) -> dict[str, Any]:
+        values: dict[str, Any] = {":delta": {"N": str(delta)}}
+        names = {"#size": "size"}
+        if segment_id.startswith(BUILTIN_PREFIX):
+            # A built-in's record may not exist before its first scheduled computation.
+            update = "ADD #size :delta SET " + _BUILTIN_RECORD
+            values.update(_builtin_record_values(workspace_id, segment_id, at))
+            names.update(_BUILTIN_RECORD_NAMES)
+            return {"Update": {"TableName": self.table, "Key": _wire_key(keys.segment(workspace_id, segment_id)),
+                               "UpdateExpression": update, "ExpressionAttributeValues": values,
+                               "ExpressionAttributeNames": names}}
+        # A custom segment deleted meanwhile must not come back as a record without a definition.
+        names["#definition"] = "definition"
+        return {"Update": {"TableName": self.table, "Key": _wire_key(keys.segment(workspace_id, segment_id)),
+                           "UpdateExpression": "ADD #size :delta",
+                           "ConditionExpression": "attribute_exists(#definition)",
+                           "ExpressionAttributeValues": values, "ExpressionAttributeNames": names}}
+
+    def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
+        """An erased profile's member items and their share of the sizes (its set went with its partition).
+        Each segment on its own, guarded by the member item, so a retry never subtracts twice."""
+        for segment_id in sorted(segment_ids):
+            member = {"Delete": {"TableName": self.table,
+                                 "Key": _wire_key(keys.segment_member(workspace_id, segment_id, profile_id)),
+                                 "ConditionExpression": "attribute_exists(pk)"}}
+            size = self._size_write(workspace_id, segment_id, -1, at)
+            try:
+                client("dynamodb").transact_write_items(TransactItems=[member, size])
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+
+
+_MOVES_PER_TRANSACTION = 49  # two items each (member, size), the set and the profile check: within 100
+_BUILTIN_RECORD = ("#entity = if_not_exists(#entity, :entity), #ws = if_not_exists(#ws, :ws), "
+                   "#id = if_not_exists(#id, :id), #name = if_not_exists(#name, :id), "
+                   "#created = if_not_exists(#created, :created), #updated = if_not_exists(#updated, :created), "
+                   "#version = if_not_exists(#version, :one)")
+_BUILTIN_RECORD_NAMES = {"#entity": "entity", "#ws": "workspace_id", "#id": "segment_id", "#name": "name",
+                         "#created": "created_at", "#updated": "updated_at", "#version": "version"}
+
+
+def _builtin_record_values(workspace_id: str, segment_id: str, at: datetime) -> dict[str, Any]:
+    return {":entity": {"S": "segment"}, ":ws": {"S": workspace_id}, ":id": {"S": segment_id},
+            ":created": {"S": at.isoformat()}, ":one": {"N": "1"}}
+
+
+def _held(item: Item) -> HeldSegments:
+    return HeldSegments(segment_ids=frozenset(item.get("segment_ids", ())), version=int(item["version"]),
+                        revision=int(item.get("revision", 0)))
+
+
+def _profile_with_segments(partition: list[Item]) -> Iterator[tuple[Profile, HeldSegments]]:
+    found = {str(raw["sk"]["S"]): from_item(raw) for raw in partition}
+    if keys.PROFILE_SK in found:
+        held = found.get(keys.PROFILE_SEGMENTS_SK)
+        yield Profile.model_validate(found[keys.PROFILE_SK]), _held(held) if held else HeldSegments()
 
 
 class DynamoPrivacyStore:

@@ -18,6 +18,11 @@ Access patterns:
 - the workspace's segments, one item each:        WS#{ws}#SEGMENTS / {segment_id}
   (a catalogue, so listing is one Query, not a Scan of the table; written with the definition)
 - segment membership, paged by profile id:        WS#{ws}#SEGMENT#{segment_id}#MEMBERS / {profile_id}
+- the segments one profile is in (the guard of every membership change; in the profile's partition, so a
+  parallel Scan meets it next to the profile):     WS#{ws}#PROFILE#{profile_id} / SEGMENTS
+- a recomputation run, and the workspace's active one: WS#{ws}#SEGRUN#{run_id} / RUN, WS#{ws}#SEGRUN / ACTIVE
+- the population statistics of the last run (RFM quintiles, VIP threshold): WS#{ws}#SEGPOPULATION / POPULATION
+- every workspace (the schedule recomputes each): WORKSPACES / {ws}
 - an asynchronous segment export job by id:       WS#{ws}#EXPORT#{export_id} / EXPORT
   (options, status, counts and the file's S3 key; no personal data. Read by id only: the API answers
   the id when the job is started, and the worker's queue message names it)
@@ -31,6 +36,8 @@ Key = dict[str, str]
 
 TIMELINE_PREFIX = "T#"
 PROFILE_SK = "PROFILE"
+PROFILE_SEGMENTS_SK = "SEGMENTS"
+WORKSPACES_PK = "WORKSPACES"
 
 
 def _digest(value: str) -> str:
@@ -103,6 +110,31 @@ def segment_member(workspace_id: str, segment_id: str, profile_id: str) -> Key:
 
 def segment_members_pk(workspace_id: str, segment_id: str) -> str:
     return f"WS#{workspace_id}#SEGMENT#{segment_id}#MEMBERS"
+
+
+def profile_segments(workspace_id: str, profile_id: str) -> Key:
+    return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": PROFILE_SEGMENTS_SK}
+
+
+def segment_run(workspace_id: str, run_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#SEGRUN#{run_id}", "sk": "RUN"}
+
+
+def active_segment_run(workspace_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#SEGRUN", "sk": "ACTIVE"}
+
+
+def segment_population(workspace_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#SEGPOPULATION", "sk": "POPULATION"}
+
+
+def workspace_entry(workspace_id: str) -> Key:
+    return {"pk": WORKSPACES_PK, "sk": workspace_id}
+
+
+def segment_sketch_object(workspace_id: str, run_id: str, share: int) -> str:
+    """The S3 key of one share's population sketch (too large for an item at 50,000 distinct amounts)."""
+    return f"segment-runs/{workspace_id}/{run_id}/sketch-{share:04d}.json"
 
 
 def export_job(workspace_id: str, export_id: str) -> Key:

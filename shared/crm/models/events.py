@@ -40,4 +40,20 @@ class ProfilesMerged(DomainEvent):
     merged_profile_id: str
 
 
-AnyDomainEvent = OrderPlaced | CustomerCreated | ProfilesMerged
+class SegmentEntered(DomainEvent):
+    """The profile is now in the segment (``occurred_at``: when membership was decided)."""
+
+    type: Literal["SegmentEntered"] = "SegmentEntered"
+    segment_id: str
+
+
+class SegmentExited(DomainEvent):
+    """The profile left the segment: it no longer matches, was merged into another or was erased, or the
+    segment was deleted. ``entered_at`` says which stay in the segment ended."""
+
+    type: Literal["SegmentExited"] = "SegmentExited"
+    segment_id: str
+    entered_at: datetime
+
+
+AnyDomainEvent = OrderPlaced | CustomerCreated | ProfilesMerged | SegmentEntered | SegmentExited

@@ -147,7 +147,7 @@ def _consents(profile: Profile, options: ExportOptions) -> bool:
 def export_rows(store: SegmentStore, profiles: ProfileRepository, workspace_id: str, segment_id: str,
                 options: ExportOptions) -> Iterator[dict[str, Any]]:
     """Every member's requested fields, by profile id, one page of members (and one batch read of profiles)
-    at a time. Members merged or erased since the last computation are left out."""
+    at a time. Members merged or erased but still listed are left out."""
     _segment(store, workspace_id, segment_id)
     after: str | None = None
     while True:

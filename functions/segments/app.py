@@ -1,0 +1,57 @@
+"""Keeps segments current: the schedule starts runs, workers carry out their shares, the stream refreshes
+profiles that changed. Three handlers of one code folder (template.yaml names each)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from crm import wiring
+from crm.clock import utc_now
+from crm.config import settings
+from crm.models.segments import RunTask
+from crm.segments import runs
+from crm.segments.feed import read_feed
+
+logger = Logger(service="segments")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Start a run of every workspace (one already under way is left to finish)."""
+    now = utc_now()
+    shares = runs.shares_for(wiring.segment_runs().table_items(), settings().segment_items_per_share)
+    started = {}
+    for workspace_id in wiring.store_directory().workspaces():
+        run = runs.start_run(wiring.segment_runs(), wiring.segment_tasks(), workspace_id, now, shares, "schedule")
+        started[workspace_id] = run.run_id
+    logger.info("segment runs started", extra={"runs": started, "shares": shares})
+    return {"runs": started}
+
+
+def _carry_out(record: SQSRecord) -> None:
+    task = RunTask.model_validate_json(record.body)
+    runs.carry_out(task, wiring.segment_store(), wiring.segment_runs(), wiring.segment_tasks(), utc_now)
+    logger.info("segment task done", extra={"task": task.model_dump(mode="json")})
+
+
+@logger.inject_lambda_context
+def on_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=_carry_out, processor=processor, context=context)
+
+
+@logger.inject_lambda_context
+def on_profile_change(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Any failure fails the batch: Lambda retries it (bisecting), and re-deciding is idempotent."""
+    feed = read_feed(event.get("Records", []))
+    now = utc_now()
+    applied = runs.refresh(wiring.segment_store(), wiring.segment_runs(), feed.changed, now)
+    for erased in feed.erased:
+        runs.forget(wiring.segment_store(), erased.workspace_id, erased.profile_id, erased.held, now)
+    logger.info("memberships refreshed", extra={"profiles": applied.profiles, "entered": applied.entered,
+                                                "exited": applied.exited, "erased": len(feed.erased)})
+    return {}

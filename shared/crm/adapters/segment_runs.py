@@ -1,0 +1,178 @@
+"""Recomputation runs in the table, their population sketches in S3, and their tasks on SQS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from crm.adapters import keys
+from crm.adapters.clients import client
+from crm.adapters.dynamodb import from_item, to_item
+from crm.config import settings
+from crm.models.segments import RunPhase, RunTask, SegmentRun
+from crm.segments.builtin import PopulationSketch, PopulationStats
+
+Item = dict[str, Any]
+
+
+def _wire(key: keys.Key) -> Item:
+    return {name: {"S": value} for name, value in key.items()}
+
+
+def _cancelled(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException")
+
+
+class DynamoSegmentRuns:
+    def __init__(self, table_name: str | None = None, bucket: str | None = None) -> None:
+        self.table = table_name or settings().table_name
+        self._bucket = bucket
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket or settings().require("archive_bucket")
+
+    def table_items(self) -> int:
+        """DynamoDB's item count of the table (refreshed about every six hours: a sizing hint)."""
+        return int(client("dynamodb").describe_table(TableName=self.table)["Table"].get("ItemCount", 0))
+
+    def start(self, run: SegmentRun, stale_before: datetime) -> SegmentRun:
+        ws = run.workspace_id
+        lock = {**keys.active_segment_run(ws), "entity": "segment_run_lock", "run_id": run.run_id,
+                "started_at": run.started_at.isoformat()}
+        try:
+            client("dynamodb").transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table, "Item": {k: {"S": v} for k, v in lock.items()},
+                         "ConditionExpression": "attribute_not_exists(pk) OR started_at < :stale",
+                         "ExpressionAttributeValues": {":stale": {"S": stale_before.isoformat()}}}},
+                {"Put": {"TableName": self.table, "Item": to_item(keys.segment_run(ws, run.run_id), "segment_run",
+                                                                  run)}},
+            ])
+        except ClientError as error:
+            if not _cancelled(error):
+                raise
+            held = client("dynamodb").get_item(TableName=self.table, Key=_wire(keys.active_segment_run(ws)),
+                                               ConsistentRead=True).get("Item")
+            active = self.get(ws, held["run_id"]["S"]) if held else None
+            if active is None:  # finished between our attempt and this read: try once more
+                return self.start(run, stale_before)
+            return active
+        return run
+
+    def get(self, workspace_id: str, run_id: str) -> SegmentRun | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)),
+                                            ConsistentRead=True)
+        return _run(from_item(found["Item"])) if "Item" in found else None
+
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: PopulationSketch) -> None:
+        client("s3").put_object(Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share),
+                                Body=sketch.model_dump_json().encode(), ContentType="application/json")
+
+    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[PopulationSketch]:
+        return [PopulationSketch.model_validate_json(client("s3").get_object(
+            Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share))["Body"].read())
+            for share in range(shares)]
+
+    def _count_share(self, workspace_id: str, run_id: str, done: str, share: int,
+                     additions: dict[str, int]) -> SegmentRun:
+        # The share joins a set of done shares, and its figures are added, only the first time: a task
+        # delivered twice is counted once.
+        names = {"#done": done, **{f"#{name}": name for name in additions}}
+        values: dict[str, Any] = {":share": {"SS": [str(share)]}, ":one": {"S": str(share)},
+                                  **{f":{name}": {"N": str(v)} for name, v in additions.items()}}
+        adds = ", ".join(["#done :share", *(f"#{name} :{name}" for name in additions)])
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)), UpdateExpression=f"ADD {adds}",
+                ConditionExpression="attribute_exists(pk) AND NOT contains(#done, :one)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except ClientError as error:
+            if not _cancelled(error):
+                raise
+        run = self.get(workspace_id, run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id} in workspace {workspace_id}")
+        return run
+
+    def sketched(self, workspace_id: str, run_id: str, share: int) -> SegmentRun:
+        return self._count_share(workspace_id, run_id, "sketched_shares", share, {})
+
+    def evaluated(self, workspace_id: str, run_id: str, share: int, profiles: int, entered: int,
+                  exited: int) -> SegmentRun:
+        return self._count_share(workspace_id, run_id, "evaluated_shares", share,
+                                 {"profiles": profiles, "entered": entered, "exited": exited})
+
+    def advance(self, workspace_id: str, run_id: str, population: PopulationStats) -> bool:
+        stats = population.model_dump_json()
+        try:
+            client("dynamodb").transact_write_items(TransactItems=[
+                {"Update": {"TableName": self.table, "Key": _wire(keys.segment_run(workspace_id, run_id)),
+                            "UpdateExpression": "SET #phase = :next, #population = :stats",
+                            "ConditionExpression": "#phase = :sketch",
+                            "ExpressionAttributeNames": {"#phase": "phase", "#population": "population"},
+                            "ExpressionAttributeValues": {":next": {"S": RunPhase.EVALUATE.value},
+                                                          ":sketch": {"S": RunPhase.SKETCH.value},
+                                                          ":stats": {"S": stats}}}},
+                {"Put": {"TableName": self.table, "Item": {
+                    **_wire(keys.segment_population(workspace_id)), "entity": {"S": "segment_population"},
+                    "run_id": {"S": run_id}, "population": {"S": stats}}}},
+            ])
+        except ClientError as error:
+            if _cancelled(error):
+                return False
+            raise
+        return True
+
+    def finish(self, workspace_id: str, run_id: str, at: datetime) -> bool:
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)),
+                UpdateExpression="SET #phase = :done, finished_at = :at", ConditionExpression="#phase = :evaluate",
+                ExpressionAttributeNames={"#phase": "phase"},
+                ExpressionAttributeValues={":done": {"S": RunPhase.DONE.value}, ":at": {"S": at.isoformat()},
+                                           ":evaluate": {"S": RunPhase.EVALUATE.value}})
+        except ClientError as error:
+            if _cancelled(error):
+                return False
+            raise
+        try:
+            client("dynamodb").delete_item(TableName=self.table, Key=_wire(keys.active_segment_run(workspace_id)),
+                                           ConditionExpression="run_id = :run",
+                                           ExpressionAttributeValues={":run": {"S": run_id}})
+        except ClientError as error:
+            if not _cancelled(error):
+                raise
+        return True
+
+    def population(self, workspace_id: str) -> PopulationStats:
+        found = client("dynamodb").get_item(TableName=self.table, Key=_wire(keys.segment_population(workspace_id)))
+        if "Item" not in found:
+            return PopulationStats()
+        return PopulationStats.model_validate_json(found["Item"]["population"]["S"])
+
+
+def _run(item: Item) -> SegmentRun:
+    fields = {k: v for k, v in item.items() if k in SegmentRun.model_fields}
+    fields["sketched"] = len(item.get("sketched_shares", ()))
+    fields["evaluated"] = len(item.get("evaluated_shares", ()))
+    if "population" in item:
+        fields["population"] = PopulationStats.model_validate_json(str(item["population"]))
+    return SegmentRun.model_validate(fields)
+
+
+class SqsTaskQueue:
+    def __init__(self, queue_url: str | None = None) -> None:
+        self._url = queue_url
+
+    def send(self, tasks: Sequence[RunTask]) -> None:
+        url = self._url or settings().require("segment_tasks_url")
+        for start in range(0, len(tasks), 10):
+            batch = [{"Id": str(i), "MessageBody": json.dumps(t.model_dump(mode="json"))}
+                     for i, t in enumerate(tasks[start:start + 10])]
+            answer = client("sqs").send_message_batch(QueueUrl=url, Entries=batch)
+            if answer.get("Failed"):
+                raise RuntimeError(f"SQS refused {len(answer['Failed'])} segment tasks: {answer['Failed'][0]}")

@@ -1,0 +1,16 @@
+"""DynamoDB stream records as plain dicts: the one place their wire shape is read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+_deserializer = TypeDeserializer()
+
+
+def image(record: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """The record's ``NewImage`` or ``OldImage`` as plain values; None when the record has none."""
+    wire = record.get("dynamodb", {}).get(name)
+    return {k: _deserializer.deserialize(v) for k, v in wire.items()} if wire else None

@@ -1,0 +1,43 @@
+"""What the table's stream tells the incremental path: profiles that changed, and profiles erased."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from crm.adapters.streams import image
+from crm.models.profile import Profile
+from crm.models.segments import HeldSegments
+
+
+@dataclass(frozen=True)
+class Erased:
+    workspace_id: str
+    profile_id: str
+    held: HeldSegments
+
+
+@dataclass(frozen=True)
+class Feed:
+    changed: list[Profile] = field(default_factory=list)
+    erased: list[Erased] = field(default_factory=list)
+
+
+def read_feed(records: Iterable[Mapping[str, Any]]) -> Feed:
+    """Profile items written (inserted or modified), and sets of segments removed with an erased profile's
+    partition. Everything else on the stream is not this path's business (the template filters it out
+    already; this is the second line)."""
+    feed = Feed()
+    for record in records:
+        new, old = image(record, "NewImage"), image(record, "OldImage")
+        if new is not None and new.get("entity") == "profile":
+            feed.changed.append(Profile.model_validate(new))
+        elif new is None and old is not None and old.get("entity") == "profile_segments":
+            feed.erased.append(Erased(str(old["workspace_id"]), str(old["profile_id"]),
+                                      HeldSegments(segment_ids=frozenset(old.get("segment_ids", ())),
+                                                   version=int(old["version"]))))
+    return feed
+
+
+__all__ = ["Erased", "Feed", "read_feed"]

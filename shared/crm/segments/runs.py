@@ -1,0 +1,190 @@
+"""Keeping segments current: the incremental path (a profile changed) and the recomputation run.
+
+A profile's own change re-decides its memberships within seconds (``refresh``, fed by the table's stream).
+What changes with time alone (days since, windows) or with other profiles (RFM quintiles, the VIP
+threshold) is settled by a *run*, on a schedule or on request, over every profile of a workspace at one
+instant, fanned out over the shares of a parallel Scan (one worker per share, through a queue):
+
+1. sketch: each share summarises its buyers (a mergeable PopulationSketch). The share that finishes last
+   merges the sketches into the population statistics, which the run and then the incremental path use,
+   and queues phase 2.
+2. evaluate: each share decides every segment for each of its profiles at the run's instant and writes
+   only the differences. The share that finishes last records each segment's computation and ends the run.
+
+Both paths decide through :func:`crm.segments.membership.change_for` and write under the version of the
+profile's set of segments, so neither overwrites a decision it has not seen. Every task may be delivered
+twice: a share is counted once, a phase moves on once, and a write that changes nothing is not made.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import reduce
+
+from crm.models.profile import Profile
+from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments, RunPhase, RunTask, SegmentRun
+from crm.ports import ConcurrentUpdate, ProfileGone, SegmentRuns, SegmentStore, TaskQueue
+from crm.segments.builtin import BY_ID, BuiltinSettings, PopulationSketch, PopulationStats, SegmentContext
+from crm.segments.membership import Rules, change_for, rules_for
+
+# A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh.
+RUN_STALE_AFTER = timedelta(hours=1)
+MOST_SHARES = 256
+CONFLICT_RETRIES = 3
+
+
+def shares_for(table_items: int, items_per_share: int) -> int:
+    """How many workers scan the table: enough that each reads about ``items_per_share`` items."""
+    return max(1, min(MOST_SHARES, math.ceil(table_items / items_per_share)))
+
+
+def new_run_id(now: datetime) -> str:
+    return f"run_{now:%Y%m%dT%H%M%SZ}_{secrets.token_hex(4)}"
+
+
+def load_rules(store: SegmentStore, workspace_id: str, now: datetime, population: PopulationStats) -> Rules:
+    # The built-ins' settings are the defaults until a workspace can store its own.
+    context = SegmentContext(now=now, settings=BuiltinSettings(), population=population)
+    return rules_for(store.list_segments(workspace_id), context)
+
+
+def start_run(runs: SegmentRuns, tasks: TaskQueue, workspace_id: str, now: datetime, shares: int,
+              reason: str) -> SegmentRun:
+    """Start a run of the workspace, or return the one already under way (one at a time per workspace)."""
+    run = SegmentRun(workspace_id=workspace_id, run_id=new_run_id(now), now=now, shares=shares, reason=reason,
+                     started_at=now)
+    started = runs.start(run, now - RUN_STALE_AFTER)
+    if started.run_id == run.run_id:
+        tasks.send([RunTask(workspace_id=workspace_id, run_id=run.run_id, phase=RunPhase.SKETCH, share=share,
+                            shares=shares) for share in range(shares)])
+    return started
+
+
+def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
+              clock: Callable[[], datetime]) -> None:
+    """One worker's share of one phase; a task for a phase the run has left is done already."""
+    run = runs.get(task.workspace_id, task.run_id)
+    if run is None or run.phase is not task.phase:
+        return
+    if task.phase is RunPhase.SKETCH:
+        _sketch(task, run, store, runs, tasks)
+    else:
+        _evaluate(task, run, store, runs, clock)
+
+
+def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue) -> None:
+    profiles = (p for p, _ in store.profiles_with_segments(task.workspace_id, task.share, task.shares))
+    runs.put_sketch(task.workspace_id, task.run_id, task.share, PopulationSketch.of_profiles(profiles, run.now))
+    run = runs.sketched(task.workspace_id, task.run_id, task.share)
+    if run.sketched < run.shares:
+        return
+    merged = reduce(PopulationSketch.merge, runs.sketches(task.workspace_id, task.run_id, run.shares))
+    population = PopulationStats.from_sketch(merged, BuiltinSettings())
+    if runs.advance(task.workspace_id, task.run_id, population):
+        tasks.send([RunTask(workspace_id=task.workspace_id, run_id=task.run_id, phase=RunPhase.EVALUATE,
+                            share=share, shares=run.shares) for share in range(run.shares)])
+
+
+@dataclass(frozen=True)
+class Applied:
+    profiles: int = 0
+    entered: int = 0
+    exited: int = 0
+    conflicts: int = 0
+
+    def __add__(self, other: Applied) -> Applied:
+        return Applied(self.profiles + other.profiles, self.entered + other.entered, self.exited + other.exited,
+                       self.conflicts + other.conflicts)
+
+
+def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns,
+              clock: Callable[[], datetime]) -> None:
+    rules = load_rules(store, task.workspace_id, run.now, run.population or PopulationStats())
+    applied = Applied()
+    for profile, held in store.profiles_with_segments(task.workspace_id, task.share, task.shares):
+        applied += _apply_once(store, profile, held, rules, clock())
+    run = runs.evaluated(task.workspace_id, task.run_id, task.share, applied.profiles, applied.entered,
+                         applied.exited)
+    if run.evaluated == run.shares:
+        _record(store, run, rules)
+        runs.finish(task.workspace_id, task.run_id, clock())
+
+
+def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules: Rules, at: datetime) -> Applied:
+    live = int(profile.merged_into is None)
+    change = change_for(profile, held, rules, at)
+    if change is None:
+        return Applied(profiles=live)
+    try:
+        store.apply_membership(change)
+    except ConcurrentUpdate:
+        # The profile's set changed since the scan read it: whoever changed it decided on newer data.
+        return Applied(profiles=live, conflicts=1)
+    except ProfileGone:
+        return Applied()
+    return Applied(live, len(change.entered), len(change.exited))
+
+
+def _record(store: SegmentStore, run: SegmentRun, rules: Rules) -> None:
+    """Each segment's computation: when, and a growth point at its size now (sizes move with every change)."""
+    for segment_id in sorted(rules.segment_ids):
+        record = store.get(run.workspace_id, segment_id)
+        if record is None and segment_id not in BY_ID:
+            continue  # deleted during the run
+        growth = record.growth if record else ()
+        if growth and growth[-1].at == run.now:
+            continue  # recorded by an earlier delivery of this task
+        point = GrowthPoint(at=run.now, size=record.size if record else 0)
+        try:
+            store.record_computation(run.workspace_id, segment_id, run.now, (*growth, point)[-GROWTH_KEPT:],
+                                     None if segment_id in BY_ID else record.version if record else None)
+        except ConcurrentUpdate:
+            continue  # edited during the run: the edit started a run of its own
+
+
+# --- the incremental path --------------------------------------------------------------------------
+
+
+def refresh(store: SegmentStore, runs: SegmentRuns, profiles: Iterable[Profile], now: datetime) -> Applied:
+    """Re-decide the memberships of profiles that just changed, at ``now``, with the last run's statistics."""
+    latest: dict[tuple[str, str], Profile] = {}
+    for profile in profiles:  # a batch may hold several images of one profile: the last one counts
+        latest[(profile.workspace_id, profile.profile_id)] = profile
+    applied = Applied()
+    rules_by_workspace: dict[str, Rules] = {}
+    for (workspace_id, _), profile in latest.items():
+        if workspace_id not in rules_by_workspace:
+            rules_by_workspace[workspace_id] = load_rules(store, workspace_id, now, runs.population(workspace_id))
+        applied += _refresh_one(store, profile, rules_by_workspace[workspace_id], now)
+    return applied
+
+
+def _refresh_one(store: SegmentStore, profile: Profile, rules: Rules, now: datetime) -> Applied:
+    for _ in range(CONFLICT_RETRIES):
+        held = store.held(profile.workspace_id, profile.profile_id)
+        outcome = _apply_once(store, profile, held, rules, now)
+        if not outcome.conflicts:
+            return outcome
+    raise ConcurrentUpdate(f"the segments of {profile.profile_id} kept changing; the batch is retried")
+
+
+def forget(store: SegmentStore, workspace_id: str, profile_id: str, held: HeldSegments, now: datetime) -> None:
+    """An erased profile leaves the segments it was in (its set of segments went with its partition)."""
+    store.forget_profile(workspace_id, profile_id, held.segment_ids, now)
+
+
+__all__ = [
+    "RUN_STALE_AFTER",
+    "Applied",
+    "carry_out",
+    "forget",
+    "load_rules",
+    "new_run_id",
+    "refresh",
+    "shares_for",
+    "start_run",
+]
