@@ -17,16 +17,15 @@ from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage, ExportStatus
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
+from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.models.segments import (
     BUILTIN_PREFIX,
+    BuiltinSettings,
     GrowthPoint,
     HeldSegments,
     Member,
     MembershipChange,
-    RunPhase,
-    RunTask,
     SegmentRecord,
-    SegmentRun,
 )
 from crm.models.stores import Platform, Store
 from crm.ports import (
@@ -237,6 +236,7 @@ class FakeSegmentStore:
         self.memberships: dict[tuple[str, str], dict[str, Member]] = {}
         self.held_sets: dict[tuple[str, str], HeldSegments] = {}
         self.member_writes = 0  # member items put or deleted
+        self.stored_settings: dict[str, BuiltinSettings] = {}
 
     def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
         return self.records.get((workspace_id, segment_id))
@@ -315,6 +315,12 @@ class FakeSegmentStore:
             if self.memberships.get((workspace_id, segment_id), {}).pop(profile_id, None) is not None:
                 self._resize(workspace_id, segment_id, -1, at)
 
+    def settings(self, workspace_id: str) -> BuiltinSettings:
+        return self.stored_settings.get(workspace_id, BuiltinSettings())
+
+    def put_settings(self, workspace_id: str, settings: BuiltinSettings) -> None:
+        self.stored_settings[workspace_id] = settings
+
 
 class FakeSegmentRuns:
     """Runs, sketches and population statistics in dicts, counting each share once, as the adapter does."""
@@ -382,6 +388,15 @@ class FakeSegmentRuns:
         if self.active.get(workspace_id) == run_id:
             del self.active[workspace_id]
         return True
+
+    def request_rerun(self, workspace_id: str, run_id: str) -> None:
+        run = self.runs[(workspace_id, run_id)]
+        if run.phase is not RunPhase.DONE:
+            self.runs[(workspace_id, run_id)] = run.model_copy(update={"rerun": True})
+
+    def link_next(self, workspace_id: str, run_id: str, next_run_id: str) -> None:
+        self.runs[(workspace_id, run_id)] = self.runs[(workspace_id, run_id)].model_copy(
+            update={"next_run_id": next_run_id})
 
     def population(self, workspace_id: str) -> PopulationStats:
         return self.populations.get(workspace_id, PopulationStats())

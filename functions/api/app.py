@@ -23,8 +23,9 @@ from crm.clock import utc_now
 from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.models.profile import Profile
-from crm.models.segments import RunPhase, SegmentRun
+from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.segments import exports, runs, service
+from crm.segments import settings as builtin_settings
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
 
 app = Chalice(app_name="crm-api")
@@ -140,7 +141,8 @@ def _run_view(run: SegmentRun) -> dict[str, Any]:
             "shares": run.shares, "shares_sketched": run.sketched, "shares_evaluated": run.evaluated,
             "profiles": run.profiles, "entered": run.entered, "exited": run.exited,
             "started_at": run.started_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None}
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "follow_up": run.rerun, "next_run_id": run.next_run_id}
 
 
 @app.route("/segments", methods=["POST"])
@@ -160,6 +162,21 @@ def preview_segment() -> dict[str, Any]:
     document = _document()
     with _Errors():
         return service.preview(wiring.segment_store(), wiring.segment_runs(), workspace_id, document, utc_now())
+
+
+# A literal path beside /segments/{segment_id}: API Gateway and chalice's local router both prefer the
+# literal, and no segment id can be "settings" (custom ids are seg_..., built-ins builtin:...).
+@app.route("/segments/settings", methods=["GET"])
+def get_segment_settings() -> dict[str, int]:
+    return builtin_settings.view(wiring.segment_store().settings(_workspace()))
+
+
+@app.route("/segments/settings", methods=["PUT"])
+def replace_segment_settings() -> dict[str, int]:
+    workspace_id = _workspace()
+    with _Errors():
+        chosen = builtin_settings.parse_settings(app.current_request.raw_body or b"")
+    return builtin_settings.replace_settings(wiring.segment_store(), workspace_id, chosen)
 
 
 @app.route("/segments/{segment_id}", methods=["GET"])

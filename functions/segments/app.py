@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.clock import utc_now
 from crm.config import settings
-from crm.models.segments import RunTask
+from crm.models.segment_runs import RunTask
 from crm.segments import runs
 from crm.segments.feed import read_feed
 
@@ -27,7 +27,8 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     shares = runs.shares_for(wiring.segment_runs().table_items(), settings().segment_items_per_share)
     started = {}
     for workspace_id in wiring.store_directory().workspaces():
-        run = runs.start_run(wiring.segment_runs(), wiring.segment_tasks(), workspace_id, now, shares, "schedule")
+        run = runs.start_run(wiring.segment_runs(), wiring.segment_tasks(), workspace_id, now, shares,
+                             runs.SCHEDULE)
         started[workspace_id] = run.run_id
     logger.info("segment runs started", extra={"runs": started, "shares": shares})
     return {"runs": started}

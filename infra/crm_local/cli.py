@@ -107,7 +107,7 @@ def _aware(value: str) -> datetime:
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
-    return run_demo(shoppers=args.shoppers, seed=args.seed)
+    return run_demo(shoppers=args.shoppers, seed=args.seed, out_dir=args.out_dir)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -171,6 +171,9 @@ def parser() -> argparse.ArgumentParser:
                       help="simulated shoppers, and a fifth as many anonymous visitors (default 250: about three "
                            "minutes on two cores; the stack runs in one Python process)")
     demo.add_argument("--seed", type=int, default=7, help="the simulation's seed: the same seed, the same run")
+    demo.add_argument("--out-dir", type=Path, default=Path("demo-output"),
+                      help="where the demo writes its segment export (default demo-output/ in the current "
+                           "directory, which the repository's .gitignore leaves out)")
     demo.set_defaults(run=_demo)
     return root
 

@@ -1,8 +1,12 @@
 """`make demo`: a simulated workspace (a Shopify and a WooCommerce store, their shoppers over months) driven
-over HTTP into the embedded stack, a report of what the CRM made of it, and a check against the simulation."""
+over HTTP into the embedded stack, a report of what the CRM made of it, and a check against the simulation;
+then its segments: a few custom ones created over the API, every segment computed, their sizes, the RFM
+groups and a CSV export, checked against the simulation where that is cheap."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import socket
 import time
@@ -13,12 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.client import HTTPConnection
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import boto3
 from crm.adapters.dynamodb import from_item
 from crm.models.profile import OrderRecord, Profile
+from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
@@ -26,6 +32,7 @@ from crm_local.simulation import (
     DOMAINS,
     LINKS,
     SHOPIFY,
+    START,
     WAVES,
     WOOCOMMERCE,
     Expected,
@@ -34,6 +41,7 @@ from crm_local.simulation import (
     Store,
     TrackBatch,
     Webhook,
+    catalogue,
     simulate,
 )
 
@@ -41,6 +49,9 @@ STACK = "crm-demo"
 SECRETS = {SHOPIFY: "demo-shopify-webhook-secret", WOOCOMMERCE: "demo-woocommerce-webhook-secret"}
 SENDERS = 8
 DRAIN_TIMEOUT_SECONDS = 900
+SEGMENTS_TIMEOUT_SECONDS = 600
+EXPORT_FIELDS = ("email", "phone", "first_name", "last_name", "orders_count", "total_spent", "last_order_at")
+EXPORTED = "builtin:vip"
 
 
 def free_port() -> int:
@@ -131,7 +142,7 @@ def _ms(values: Sequence[float], share: float) -> str:
     return f"{ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000:.0f} ms"
 
 
-def run_demo(shoppers: int = 250, seed: int = 7) -> int:
+def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-output")) -> int:
     began = time.perf_counter()
     simulation = simulate(shoppers, seed)
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
@@ -155,6 +166,7 @@ def run_demo(shoppers: int = 250, seed: int = 7) -> int:
         drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
         report(outputs, results, sending, extras, simulation.expected, tap, drained)
         wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
+        wrong += segments(Api(runtime.api_url, shop.api_key), outputs["TableName"], simulation.expected, out_dir)
     print(f"demo finished in {time.perf_counter() - began:.0f} s", flush=True)
     return 0 if drained and not wrong else 1
 
@@ -286,4 +298,239 @@ def verify(api_url: str, api_key: str, table: str, expected: Expected) -> list[s
         print(f"  MISMATCH {line}")
     if len(wrong) > 50:
         print(f"  ... and {len(wrong) - 50} more")
+    return wrong
+
+
+# --- segments ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Api:
+    """The marketer API, as the workspace's key reaches it."""
+
+    url: str
+    key: str
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        return http(method, self.url + path, data, {"x-api-key": self.key, "Content-Type": "application/json"})
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, answer = self.call(method, path, body)
+        if status not in (200, 201, 202):
+            raise RuntimeError(f"{method} {path} answered {status}: {answer}")
+        return answer
+
+
+def custom_segments() -> list[dict[str, Any]]:
+    """What a marketer of the simulated stores would want to reach, as segment documents (docs/segments.md)."""
+    return [
+        {"name": "Bought in both stores",
+         "description": "Bought from the Shopify store's range and from the WooCommerce store's (they sell different "
+                        "products): the shoppers to tell about the other shop's news",
+         "definition": {"all": [{"field": "products", "op": "contains_any", "value": list(catalogue(SHOPIFY))},
+                                {"field": "products", "op": "contains_any", "value": list(catalogue(WOOCOMMERCE))}]}},
+        {"name": "Came from Google Ads, bought twice or more",
+         "description": "First touch google / cpc, two orders or more: the campaigns that bring loyal shoppers",
+         "definition": {"all": [{"field": "utm_source", "op": "eq", "value": "google"},
+                                {"field": "orders_count", "op": "gte", "value": 2}]}},
+        {"name": "Viewed products 3+ times, never bought",
+         "description": "Browse abandonment: interested, not yet convinced",
+         "definition": {"all": [{"event": "product_viewed", "op": "at_least", "count": 3},
+                                {"field": "orders_count", "op": "eq", "value": 0}]}},
+    ]
+
+
+def _segment_path(segment_id: str, action: str = "") -> str:
+    return f"/segments/{quote(segment_id, safe=':')}" + (f"/{action}" if action else "")
+
+
+def recompute_all(api: Api, timeout: float = SEGMENTS_TIMEOUT_SECONDS) -> list[dict[str, Any]]:
+    """Compute every segment of the workspace now and wait until each is computed; the segments as listed then.
+
+    One refresh starts a run of the whole workspace (or asks for one after the run under way, which the
+    segments just created started); the run is done when every segment's last_computed_at is at or after
+    the request.
+    """
+    started = datetime.now(UTC)
+    api.ok("POST", _segment_path("builtin:vip", "recompute"))
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = api.ok("GET", "/segments")["segments"]
+        pending = [s["id"] for s in listed
+                   if s["last_computed_at"] is None or datetime.fromisoformat(s["last_computed_at"]) < started]
+        if not pending:
+            return list(listed)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"segments not computed after {timeout:.0f} s: {', '.join(pending)}")
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class SegmentFacts:
+    """What the simulation says about the workspace's buyers, computed without the CRM's code."""
+
+    buyers: int
+    one_time: int
+    repeat: int
+    in_both: int
+    vip_seats: int
+    vip: dict[str, Decimal]  # shopper key (email, else phone) -> net spent
+
+    @classmethod
+    def of(cls, expected: Expected, vip_top_percent: int) -> SegmentFacts:
+        buyers = [o for o in expected.shoppers.values() if o.orders >= 1]
+        nets = sorted((o.net for o in buyers), reverse=True)
+        seats = -(-len(nets) * vip_top_percent // 100)
+        threshold = nets[seats - 1] if nets else Decimal("0")
+        vip = {o.key: o.net for o in buyers if o.net >= threshold and o.net > 0}
+        return cls(len(buyers), sum(o.orders == 1 for o in buyers), sum(o.orders >= 2 for o in buyers),
+                   expected.in_both_stores, seats, vip)
+
+
+def _span(values: Sequence[int]) -> str:
+    ordered = sorted(values)
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
+    return ",".join(map(str, ordered))
+
+
+def rfm_regions() -> dict[RfmGroup, str]:
+    """Each group's cells of the R x FM grid, as score ranges: "R4-5 FM4-5", "R3 FM4-5; R4-5 FM3"."""
+    by_column: dict[RfmGroup, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for fm, row in GRID.items():
+        for r, rfm_group in enumerate(row, start=1):
+            by_column[rfm_group][r].append(fm)
+    regions: dict[RfmGroup, str] = {}
+    for rfm_group, columns in by_column.items():
+        runs: list[tuple[list[int], list[int]]] = []  # (R scores, their FM scores), neighbours merged
+        for r in sorted(columns):
+            fms = sorted(columns[r])
+            if runs and runs[-1][1] == fms and runs[-1][0][-1] == r - 1:
+                runs[-1][0].append(r)
+            else:
+                runs.append(([r], fms))
+        regions[rfm_group] = "; ".join(f"R{_span(rs)} FM{_span(fms)}" for rs, fms in runs)
+    return regions
+
+
+# Two letters per group, for the grid.
+ABBREVIATIONS = {RfmGroup.CHAMPIONS: "CH", RfmGroup.LOYAL: "LO", RfmGroup.POTENTIAL_LOYALISTS: "PL",
+                 RfmGroup.NEW_CUSTOMERS: "NC", RfmGroup.PROMISING: "PR", RfmGroup.NEED_ATTENTION: "NA",
+                 RfmGroup.ABOUT_TO_SLEEP: "AS", RfmGroup.AT_RISK: "AR", RfmGroup.CANNOT_LOSE_THEM: "CL",
+                 RfmGroup.HIBERNATING: "HI", RfmGroup.LOST: "LS"}
+
+
+def print_rfm(sizes: dict[str, int], buyers: int) -> list[str]:
+    """The 11 RFM groups on their grid, with how many buyers each holds; they partition the buyers."""
+    print("RFM groups               R = recency, FM = the mean of frequency and monetary (rounded down), each "
+          "scored 1-5 by quintiles of the buyers")
+    print(f"  {'':<8}" + "".join(f"R{r:<5}" for r in range(1, 6)).rstrip())
+    for fm in sorted(GRID, reverse=True):
+        print(f"  {'FM' + str(fm):<8}" + "".join(f"{ABBREVIATIONS[g]:<6}" for g in GRID[fm]).rstrip())
+    regions = rfm_regions()
+    total = 0
+    for rfm_group in RfmGroup:
+        size = sizes.get(f"builtin:rfm:{rfm_group.value}", 0)
+        total += size
+        print(f"  {ABBREVIATIONS[rfm_group]} {GROUP_NAMES[rfm_group]:<20}{regions[rfm_group]:<22}{size:>6}")
+    fine = total == buyers
+    print(f"  {'all 11 groups':<45}{total:>6} buyers ({'=' if fine else '!='} the simulation's {buyers} buyers: "
+          f"the groups partition them)")
+    return [] if fine else [f"RFM groups: they hold {total} buyers, the simulation has {buyers}"]
+
+
+def _checked(got: int, want: int, what: str, wrong: list[str], detail: str = "") -> str:
+    if got != want:
+        wrong.append(f"{what}: expected {want}, the segment holds {got}")
+    return f"(expected {want}{detail}){'' if got == want else ' MISMATCH'}"
+
+
+def print_sizes(listed: list[dict[str, Any]], facts: SegmentFacts, table: dict[str, int], percent: int,
+                custom: dict[str, str]) -> list[str]:
+    """Every segment's size but the RFM groups' (printed on their grid), with what it is checked against."""
+    wrong: list[str] = []
+    size = {s["id"]: int(s["size"]) for s in listed}
+    both = custom["Bought in both stores"]
+    notes = {
+        "builtin:vip": _checked(size["builtin:vip"], len(facts.vip), "VIP", wrong,
+                                f": ceil({percent} % of {facts.buyers} buyers) = {facts.vip_seats} seats, "
+                                f"{len(facts.vip) - facts.vip_seats} more tied"),
+        "builtin:one_time_buyers": _checked(size["builtin:one_time_buyers"], facts.one_time, "one-time buyers", wrong),
+        "builtin:repeat_buyers": _checked(size["builtin:repeat_buyers"], facts.repeat, "repeat buyers", wrong),
+        both: _checked(size[both], facts.in_both, "bought in both stores", wrong, " shoppers with orders in both"),
+    }
+    for name, want in table.items():  # the segment engine against the stored profiles, read directly
+        notes[custom[name]] = _checked(size[custom[name]], want, name, wrong, " in the table's profiles")
+    by_id = {s["id"]: s for s in listed}
+    # The built-ins as listed, then the custom segments in the order they were created.
+    for segment in [*(s for s in listed if s["builtin"]), *(by_id[i] for i in custom.values())]:
+        if not segment["id"].startswith("builtin:rfm:"):
+            print(f"  {segment['name']:<44}{segment['size']:>6}  {segment['id']} {notes.get(segment['id'], '')}"
+                  .rstrip())
+    one_time, repeat = size["builtin:one_time_buyers"], size["builtin:repeat_buyers"]
+    fine = one_time + repeat == facts.buyers
+    print(f"  one-time + repeat buyers {one_time} + {repeat} = {one_time + repeat} "
+          f"({'=' if fine else '!='} the simulation's {facts.buyers} buyers)")
+    if not fine:
+        wrong.append(f"one-time + repeat buyers: {one_time + repeat}, the simulation has {facts.buyers} buyers")
+    return wrong
+
+
+def table_counts(table: str) -> dict[str, int]:
+    """The custom segments' sizes counted on the stored profiles directly (not with the segment engine)."""
+    live = [Profile.model_validate(p) for p in table_entities(table).get("profile", [])]
+    live = [p for p in live if p.merged_into is None]
+    return {
+        "Came from Google Ads, bought twice or more": sum(
+            1 for p in live if p.first_touch and p.first_touch.source == "google" and p.orders_count >= 2),
+        "Viewed products 3+ times, never bought": sum(
+            1 for p in live if p.activity_counts.get("product_viewed", 0) >= 3 and p.orders_count == 0),
+    }
+
+
+def export_csv(api: Api, segment_id: str, size: int, facts: SegmentFacts, out_dir: Path) -> list[str]:
+    """GET the segment's CSV export into ``out_dir``; the VIPs exported must be the simulation's VIPs."""
+    query = f"?format=csv&fields={','.join(EXPORT_FIELDS)}"
+    status, body = api.call("GET", _segment_path(segment_id, "export") + query)
+    if status != 200 or not isinstance(body, str):
+        return [f"export of {segment_id}: answered {status}"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = (out_dir / f"{segment_id.replace(':', '-')}.csv").resolve()
+    path.write_text(body, encoding="utf-8", newline="")
+    # The file keeps the export's byte order mark (Excel needs it to read UTF-8); csv does not skip it.
+    rows = list(csv.DictReader(io.StringIO(body.removeprefix("\ufeff"), newline="")))
+    exported = {row["email"] or row["phone"]: Decimal(row["total_spent"]) for row in rows}
+    fine = len(rows) == size and exported == facts.vip
+    print(f"export                   {segment_id} as CSV: {len(rows)} rows and a header ({','.join(EXPORT_FIELDS)})\n"
+          f"                         -> {path}\n"
+          f"                         {'the' if fine else 'NOT the'} simulation's {len(facts.vip)} VIPs, "
+          f"{'each with their' if fine else 'or not with their'} net spend")
+    return [] if fine else [f"export of {segment_id}: {len(rows)} rows, not the expected VIPs and their spend"]
+
+
+def segments(api: Api, table: str, expected: Expected, out_dir: Path) -> list[str]:
+    """Custom segments created over the API, every segment computed, sizes, RFM groups, one CSV export."""
+    print("\n== segments ==")
+    try:
+        settings = api.ok("GET", "/segments/settings")
+        print("settings                 " + ", ".join(f"{k} {v}" for k, v in settings.items())
+              + " (GET /segments/settings)")
+        custom = {document["name"]: api.ok("POST", "/segments", document)["id"] for document in custom_segments()}
+        print(f"custom segments          {len(custom)} created (POST /segments; demo.py custom_segments())")
+        started = time.perf_counter()
+        listed = recompute_all(api)
+    except (RuntimeError, TimeoutError) as error:
+        print(f"  MISMATCH segments could not be computed: {error}")
+        return [str(error)]
+    computed = max(datetime.fromisoformat(s["last_computed_at"]) for s in listed)
+    print(f"computed                 {len(listed)} segments in {time.perf_counter() - started:.1f} s, at "
+          f"{computed:%Y-%m-%d %H:%M} UTC (the simulated months start {START:%Y-%m-%d};\n"
+          "                         churn risk, new customers and cart abandoners count back from the time of the run)")
+    facts = SegmentFacts.of(expected, int(settings["vip_top_percent"]))
+    wrong = print_sizes(listed, facts, table_counts(table), int(settings["vip_top_percent"]), custom)
+    wrong += print_rfm({s["id"]: int(s["size"]) for s in listed}, facts.buyers)
+    wrong += export_csv(api, EXPORTED, next(int(s["size"]) for s in listed if s["id"] == EXPORTED), facts, out_dir)
+    for line in wrong:
+        print(f"  MISMATCH {line}")
     return wrong

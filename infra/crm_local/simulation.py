@@ -36,6 +36,7 @@ BROWSE, ORDERS, LINKS = 1, 2, 3
 WAVES = {BROWSE: "anonymous browsing", ORDERS: "orders", LINKS: "logins and orders naming the tracker's id"}
 CURRENCY = "USD"
 DOMAINS = {SHOPIFY: "demo-outfitters.myshopify.com", WOOCOMMERCE: "shop.demo-outfitters.example"}
+START = datetime(2026, 1, 1, tzinfo=UTC)  # the simulated months' first day
 
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Edsger",
                "Radia", "Tim", "Hedy", "John", "Sophie", "Yukihiro", "Anita", "Guido", "Karen", "Niklaus"]
@@ -448,6 +449,13 @@ class _Generator:
         return deliveries
 
 
+def catalogue(platform: str) -> tuple[str, ...]:
+    """The product titles a simulated store's orders carry (its published sample's line items): the two stores
+    sell different things, so what a shopper bought says in which store they bought it."""
+    sample = json.loads(shopify_fixture("orders/create") if platform == SHOPIFY else woo_fixture("order.created"))
+    return tuple(sorted({str(item.get("title") or item["name"]) for item in sample["line_items"]}))
+
+
 def simulate(shoppers: int, seed: int, start: datetime | None = None, days: int = 182) -> Simulation:
     """``shoppers`` shoppers (and a fifth as many anonymous visitors) over ``days`` from ``start``."""
-    return _Generator(shoppers, seed, start or datetime(2026, 1, 1, tzinfo=UTC), days).run()
+    return _Generator(shoppers, seed, start or START, days).run()

@@ -13,7 +13,15 @@ from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segments import GrowthPoint, HeldSegments, Member, MembershipChange, RunTask, SegmentRecord, SegmentRun
+from crm.models.segment_runs import RunTask, SegmentRun
+from crm.models.segments import (
+    BuiltinSettings,
+    GrowthPoint,
+    HeldSegments,
+    Member,
+    MembershipChange,
+    SegmentRecord,
+)
 from crm.models.stores import Platform, Store
 from crm.segments.builtin import PopulationSketch, PopulationStats
 
@@ -253,6 +261,14 @@ class SegmentStore(Protocol):
         """The segments the profile is in, with the version that guards changing them."""
         ...
 
+    def settings(self, workspace_id: str) -> BuiltinSettings:
+        """The workspace's settings for its built-in segments; the defaults when it stored none."""
+        ...
+
+    def put_settings(self, workspace_id: str, settings: BuiltinSettings) -> None:
+        """Replace the workspace's built-in segment settings whole (memberships change at the next computation)."""
+        ...
+
     def profiles_with_segments(self, workspace_id: str, share: int = 0,
                                shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
         """Every profile of one share of a parallel scan (merged ones too) with the segments it is in;
@@ -304,6 +320,14 @@ class SegmentRuns(Protocol):
 
     def finish(self, workspace_id: str, run_id: str, at: datetime) -> bool:
         """Mark the run done and let the workspace start another; False when already done."""
+        ...
+
+    def request_rerun(self, workspace_id: str, run_id: str) -> None:
+        """Ask for another run once this one is done (nothing if it is done already)."""
+        ...
+
+    def link_next(self, workspace_id: str, run_id: str, next_run_id: str) -> None:
+        """Record the run that followed this one."""
         ...
 
     def population(self, workspace_id: str) -> PopulationStats:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore
 from crm.models.profile import Profile
-from crm.models.segments import GrowthPoint, HeldSegments, MembershipChange, SegmentRecord
+from crm.models.segments import BuiltinSettings, GrowthPoint, HeldSegments, MembershipChange, SegmentRecord
 from crm.ports import Change, ConcurrentUpdate, ProfileGone, ProfileRepository, SegmentStore
 from crm_local.provision import Provisioned
 
@@ -173,6 +173,27 @@ def test_the_membership_scan_pairs_every_profile_with_its_set_and_shares_partiti
     assert everyone["p3"].segment_ids == {"seg_1"} and everyone["p4"] == HeldSegments()
     shared = [p.profile_id for share in range(3) for p, _ in backend.segments.profiles_with_segments(WS, share, 3)]
     assert sorted(shared) == sorted(everyone)
+
+
+def test_settings_are_the_defaults_until_stored_then_replaced_whole_per_workspace(backend: Backend) -> None:
+    assert backend.segments.settings(WS) == BuiltinSettings()
+    chosen = BuiltinSettings(vip_top_percent=25, churn_after_days=90, window_shopper_min_views=7,
+                             new_customer_days=14, cart_abandon_days=3)
+    backend.segments.put_settings(WS, chosen)
+    assert backend.segments.settings(WS) == chosen
+    assert backend.segments.settings("ws_b") == BuiltinSettings()
+
+    backend.segments.put_settings(WS, BuiltinSettings(churn_after_days=365))
+    assert backend.segments.settings(WS) == BuiltinSettings(churn_after_days=365)
+
+
+def test_settings_are_not_a_segment_and_leave_the_segments_alone(backend: Backend) -> None:
+    backend.segments.put(record(), None)
+    backend.segments.put_settings(WS, BuiltinSettings(vip_top_percent=20))
+    assert [r.segment_id for r in backend.segments.list_segments(WS)] == ["seg_1"]
+    backend.segments.delete(WS, "seg_1")
+    assert backend.segments.list_segments(WS) == []
+    assert backend.segments.settings(WS) == BuiltinSettings(vip_top_percent=20)
 
 
 def test_the_workspace_scan_skips_merged_profiles_and_shares_partition_it(backend: Backend) -> None:

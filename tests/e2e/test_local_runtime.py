@@ -12,10 +12,12 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from crm.archive import FIREHOSE_PREFIX, unframe
+from crm_local.demo import http
 
 from tests.bigcommerce_api import ORDER_PATH, fake_bigcommerce_api
 from tests.builders import (
@@ -142,6 +144,21 @@ def test_bad_requests_get_a_4xx_naming_the_problem(local_stack: LocalStack, stor
     assert local_stack.get("/customers?email=a@example.com", "crm_wrong")[0] == 401
     assert local_stack.get("/customers", store["api_key"])[0] == 400
     assert local_stack.get("/customers/unknown-profile", store["api_key"])[0] == 404
+
+
+def test_segment_settings_are_served_beside_segment_ids(local_stack: LocalStack, store: dict[str, str]) -> None:
+    # /segments/settings is a literal path next to /segments/{segment_id}: the local gateway must prefer it.
+    key = {"x-api-key": store["api_key"]}
+    status, defaults = local_stack.get("/segments/settings", store["api_key"])
+    assert status == 200 and defaults["vip_top_percent"] == 10
+    body = json.dumps({"vip_top_percent": 20}).encode()
+    assert http("PUT", local_stack.api_url + "/segments/settings", body, key) == (200, {**defaults,
+                                                                                         "vip_top_percent": 20})
+    assert local_stack.get("/segments/settings", store["api_key"]) == (200, {**defaults, "vip_top_percent": 20})
+    status, bad = http("PUT", local_stack.api_url + "/segments/settings", b'{"vip_top_percent": 99}', key)
+    assert status == 400 and bad["Message"].startswith("vip_top_percent: must be a whole number from 1 to 50")
+    assert local_stack.get("/segments/builtin:vip", store["api_key"])[1]["id"] == "builtin:vip"
+    assert local_stack.get("/segments/seg_0000000000000000", store["api_key"])[0] == 404
 
 
 def test_a_signed_body_that_is_not_json_is_kept_dead_lettered_and_replayable(
@@ -310,8 +327,9 @@ def test_sigterm_stops_the_runtime_cleanly() -> None:
     assert "stopped" in "".join(stack.output)
 
 
-def test_the_demo_runs_and_verifies_its_own_totals() -> None:
-    done = subprocess.run([sys.executable, "-m", "crm_local.cli", "demo", "--shoppers", "40", "--seed", "3"],
+def test_the_demo_runs_and_verifies_its_own_totals(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "crm_local.cli", "demo", "--shoppers", "40", "--seed", "3",
+                           "--out-dir", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -319,6 +337,10 @@ def test_the_demo_runs_and_verifies_its_own_totals() -> None:
     assert "merges match" in done.stdout
     assert "MISMATCH" not in done.stdout
     assert "ingest DLQ depth         1" in done.stdout
+    assert "(= the simulation's" in done.stdout and "the groups partition them" in done.stdout
+    exported = (tmp_path / "builtin-vip.csv").read_text(encoding="utf-8").splitlines()
+    assert exported[0] == "email,phone,first_name,last_name,orders_count,total_spent,last_order_at"
+    assert len(exported) > 1 and f"{len(exported) - 1} rows and a header" in done.stdout
 
 
 def test_a_taken_port_is_a_clear_error_not_a_hang() -> None:

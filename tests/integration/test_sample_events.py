@@ -11,11 +11,17 @@ import pytest
 from crm.adapters.dynamodb import (
     DynamoExportJobStore,
     DynamoProfileRepository,
+    DynamoSegmentStore,
     DynamoStoreDirectory,
 )
+from crm.adapters.segment_runs import DynamoSegmentRuns
+from crm.adapters.streams import image
 from crm.models.exports import ExportJob, ExportOptions, ExportStatus
 from crm.models.ingest import IngestEnvelope
+from crm.models.profile import Profile
+from crm.models.segment_runs import RunPhase
 from crm.models.stores import Platform, Store
+from crm.ports import Change
 from crm.stores import register_store
 from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
@@ -96,6 +102,34 @@ def test_the_outbox_sample_publishes_order_placed_and_customer_created(
     assert invoke(provisioned, function_env, "OutboxFunction", sample("outbox-dynamodb-stream.json")) == {
         "batchItemFailures": []}
     assert sorted(event["detail-type"] for event in bus_events(tap)) == ["CustomerCreated", "OrderPlaced"]
+
+
+def test_the_segment_samples_refresh_a_profile_start_a_run_and_carry_it_out(
+        provisioned: Provisioned, function_env: UseEnv) -> None:
+    table = provisioned.outputs["TableName"]
+    DynamoStoreDirectory(table).register(Store(
+        store_id="st_sample", workspace_id="ws_sample", platform=Platform.SHOPIFY, domain="sample-shop.myshopify.com",
+        webhook_secrets=("unused",), created_at=NOW), "crm_sample")
+    refresh = sample("segmentrefresh-dynamodb-stream.json")
+    profile = Profile.model_validate(image(refresh["Records"][0], "NewImage"))
+    DynamoProfileRepository(table).commit(Change(workspace_id="ws_sample", profiles=((profile, None),)))
+
+    assert invoke(provisioned, function_env, "SegmentRefreshFunction", refresh) == {}
+    segments = DynamoSegmentStore(table)
+    assert "builtin:repeat_buyers" in segments.held("ws_sample", profile.profile_id).segment_ids
+
+    started = invoke(provisioned, function_env, "SegmentRunsFunction", sample("segmentruns-schedule.json"))
+    run_id = started["runs"]["ws_sample"]
+    batch = sample("segmenttasks-sqs-task.json")
+    for _ in range(2):  # the sketch task, then the evaluate task it queues
+        [message] = receive_all(provisioned.outputs["SegmentTasksQueueUrl"])
+        batch["Records"][0]["body"] = message["Body"]
+        assert invoke(provisioned, function_env, "SegmentTasksFunction", batch) == {"batchItemFailures": []}
+    run = DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"]).get("ws_sample", run_id)
+    assert run is not None and (run.phase, run.profiles) == (RunPhase.DONE, 1)
+    # The sample task names a run that is not this one: a task for an unknown run is done already.
+    assert invoke(provisioned, function_env, "SegmentTasksFunction", sample("segmenttasks-sqs-task.json")) == {
+        "batchItemFailures": []}
 
 
 def test_the_exports_sample_writes_its_export_and_a_repeat_changes_nothing(

@@ -8,7 +8,12 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from crm.adapters.dynamodb import DynamoExportJobStore, DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.dynamodb import (
+    DynamoExportJobStore,
+    DynamoProfileRepository,
+    DynamoSegmentStore,
+    DynamoStoreDirectory,
+)
 from crm.adapters.export_files import S3ExportFiles
 from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, SqsExportQueue, SqsIngestQueue
 from crm.ports import (
@@ -19,6 +24,7 @@ from crm.ports import (
     IngestQueue,
     ProfileRepository,
     RawArchive,
+    SegmentStore,
     StoreDirectory,
 )
 
@@ -30,12 +36,14 @@ from tests.fakes import (
     FakeIngestQueue,
     FakeProfileRepository,
     FakeRawArchive,
+    FakeSegmentStore,
     FakeStoreDirectory,
 )
 
 IMPLEMENTATIONS = [
     (StoreDirectory, FakeStoreDirectory), (StoreDirectory, DynamoStoreDirectory),
     (ProfileRepository, FakeProfileRepository), (ProfileRepository, DynamoProfileRepository),
+    (SegmentStore, FakeSegmentStore), (SegmentStore, DynamoSegmentStore),
     (RawArchive, FakeRawArchive), (RawArchive, FirehoseS3Archive),
     (IngestQueue, FakeIngestQueue), (IngestQueue, SqsIngestQueue),
     (EventPublisher, FakeEventPublisher), (EventPublisher, EventBridgePublisher),

@@ -14,7 +14,8 @@ import pytest
 from crm.ingestion import apply_event
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.profile import Profile
-from crm.models.segments import HeldSegments, RunPhase, SegmentRecord, SegmentRun
+from crm.models.segment_runs import RunPhase, SegmentRun
+from crm.models.segments import HeldSegments, SegmentRecord
 from crm.ports import Change, ConcurrentUpdate
 from crm.segments import runs
 from crm.segments.builtin import BUILTINS, BuiltinSettings, PopulationSketch, PopulationStats, SegmentContext
@@ -313,3 +314,23 @@ def test_consent_segments_follow_the_latest_statement(consent: ConsentState) -> 
     rules = rules_for([stored("seg_subscribed", CUSTOM["seg_subscribed"])], SegmentContext(now=NOW))
     found = memberships_of(shopper("p1", consents={"email": statement}), rules)
     assert ("seg_subscribed" in found) is (consent is ConsentState.SUBSCRIBED)
+
+
+def test_a_request_during_a_run_gets_a_follow_up_run_the_schedule_does_not() -> None:
+    _, store = world_of(POPULATION[:10])
+    segment_runs, tasks = FakeSegmentRuns(), FakeTaskQueue()
+    first = runs.start_run(segment_runs, tasks, WS, NOW, 1, runs.SCHEDULE)
+    assert runs.start_run(segment_runs, tasks, WS, NOW, 1, runs.SCHEDULE).run_id == first.run_id
+    assert not segment_runs.runs[(WS, first.run_id)].rerun
+    store.put(stored("seg_new", {"field": "orders_count", "op": "gte", "value": 3}), None)
+    answered = runs.start_run(segment_runs, tasks, WS, NOW + timedelta(seconds=1), 1, "created seg_new")
+    assert answered.run_id == first.run_id
+
+    tasks.drain(store, segment_runs, lambda: NOW + timedelta(seconds=2))
+    done = segment_runs.get(WS, first.run_id)
+    assert done is not None and done.phase is RunPhase.DONE and done.rerun and done.next_run_id
+    following = segment_runs.get(WS, done.next_run_id)
+    assert following is not None and following.phase is RunPhase.DONE and following.next_run_id is None
+    assert following.reason == f"follows {first.run_id}"
+    record = store.get(WS, "seg_new")
+    assert record is not None and record.last_computed_at == following.now

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from crm.models.profile import Profile
-from crm.models.segments import RunPhase, SegmentRun
+from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.ports import ConcurrentUpdate
 from crm.segments import service
 from crm.segments.definition import SegmentInvalid, parse_segment

@@ -159,6 +159,8 @@ def test_api_routes(stack: Stack) -> None:
         ("GET", "/segments", "ApiFunction"),
         ("POST", "/segments", "ApiFunction"),
         ("POST", "/segments/preview", "ApiFunction"),
+        ("GET", "/segments/settings", "ApiFunction"),
+        ("PUT", "/segments/settings", "ApiFunction"),
         ("GET", "/segments/{segment_id}", "ApiFunction"),
         ("PUT", "/segments/{segment_id}", "ApiFunction"),
         ("DELETE", "/segments/{segment_id}", "ApiFunction"),

@@ -16,7 +16,15 @@ from crm.adapters.clients import client
 from crm.config import settings
 from crm.models.exports import ExportJob, ExportStatus
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segments import BUILTIN_PREFIX, GrowthPoint, HeldSegments, Member, MembershipChange, SegmentRecord
+from crm.models.segments import (
+    BUILTIN_PREFIX,
+    BuiltinSettings,
+    GrowthPoint,
+    HeldSegments,
+    Member,
+    MembershipChange,
+    SegmentRecord,
+)
 from crm.models.stores import Platform, Store
 from crm.ports import (
     Change,
@@ -560,6 +568,20 @@ class DynamoSegmentStore:
                 if error.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
 
+    def settings(self, workspace_id: str) -> BuiltinSettings:
+        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.segment_settings(workspace_id)),
+                                            ConsistentRead=True)
+        if "Item" not in found:
+            return BuiltinSettings()
+        held = from_item(found["Item"])
+        # Only the settings this code knows: one added later reads as its default, one dropped is ignored.
+        return BuiltinSettings.model_validate({name: held[name] for name in BuiltinSettings.model_fields
+                                               if name in held})
+
+    def put_settings(self, workspace_id: str, settings: BuiltinSettings) -> None:
+        client("dynamodb").put_item(TableName=self.table, Item=to_item(keys.segment_settings(workspace_id),
+                                                                         "segment_settings", settings))
+
 
 _MOVES_PER_TRANSACTION = 49  # two items each (member, size), the set and the profile check: within 100
 _BUILTIN_RECORD = ("#entity = if_not_exists(#entity, :entity), #ws = if_not_exists(#ws, :ws), "
@@ -585,7 +607,6 @@ def _profile_with_segments(partition: list[Item]) -> Iterator[tuple[Profile, Hel
     if keys.PROFILE_SK in found:
         held = found.get(keys.PROFILE_SEGMENTS_SK)
         yield Profile.model_validate(found[keys.PROFILE_SK]), _held(held) if held else HeldSegments()
-
 
 class DynamoPrivacyStore:
     """What privacy requests read and erase; deletes are batched (25 a request) and idempotent."""

@@ -13,7 +13,7 @@ from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.adapters.dynamodb import from_item, to_item
 from crm.config import settings
-from crm.models.segments import RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.segments.builtin import PopulationSketch, PopulationStats
 
 Item = dict[str, Any]
@@ -147,6 +147,22 @@ class DynamoSegmentRuns:
             if not _cancelled(error):
                 raise
         return True
+
+    def request_rerun(self, workspace_id: str, run_id: str) -> None:
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)),
+                UpdateExpression="SET rerun = :yes", ConditionExpression="#phase <> :done",
+                ExpressionAttributeNames={"#phase": "phase"},
+                ExpressionAttributeValues={":yes": {"BOOL": True}, ":done": {"S": RunPhase.DONE.value}})
+        except ClientError as error:
+            if not _cancelled(error):
+                raise
+
+    def link_next(self, workspace_id: str, run_id: str, next_run_id: str) -> None:
+        client("dynamodb").update_item(
+            TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)),
+            UpdateExpression="SET next_run_id = :next", ExpressionAttributeValues={":next": {"S": next_run_id}})
 
     def population(self, workspace_id: str) -> PopulationStats:
         found = client("dynamodb").get_item(TableName=self.table, Key=_wire(keys.segment_population(workspace_id)))

@@ -1,16 +1,29 @@
-"""A stored segment: its definition (custom ones only) and what its last computation found."""
+"""A stored segment: its definition (custom ones only) and what its last computation found; a workspace's
+settings for its built-in segments."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm.segments.builtin import PopulationStats
-
 GROWTH_KEPT = 30
 BUILTIN_PREFIX = "builtin:"  # the ids of the built-in segments; custom ones are seg_...
+
+
+class BuiltinSettings(BaseModel):
+    """A workspace's choices for its built-in segments (crm.segments.builtin); absent ones take the defaults.
+
+    Stored one item per workspace: a new setting added here with a default reads back from older items.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vip_top_percent: int = Field(default=10, ge=1, le=50)
+    churn_after_days: int = Field(default=180, ge=1, le=3650)
+    window_shopper_min_views: int = Field(default=3, ge=1, le=10_000)
+    new_customer_days: int = Field(default=30, ge=1, le=365)
+    cart_abandon_days: int = Field(default=7, ge=1, le=90)
 
 
 class GrowthPoint(BaseModel):
@@ -76,42 +89,3 @@ class MembershipChange(BaseModel):
     expected_version: int
     revision: int
     at: datetime
-
-
-class RunPhase(StrEnum):
-    SKETCH = "sketch"  # summarise the buyers of each share (RFM quintiles, the VIP threshold)
-    EVALUATE = "evaluate"  # evaluate every segment for each profile of each share, write the differences
-    DONE = "done"
-
-
-class SegmentRun(BaseModel):
-    """A recomputation of every segment of a workspace at one instant, fanned out over scan shares."""
-
-    model_config = ConfigDict(frozen=True)
-
-    workspace_id: str
-    run_id: str
-    now: datetime  # every share evaluates at this instant
-    shares: int = Field(ge=1)
-    reason: str
-    phase: RunPhase = RunPhase.SKETCH
-    sketched: int = 0
-    evaluated: int = 0
-    profiles: int = 0
-    entered: int = 0
-    exited: int = 0
-    started_at: datetime
-    finished_at: datetime | None = None
-    population: PopulationStats | None = None  # settled by the sketch phase, used by every evaluating share
-
-
-class RunTask(BaseModel):
-    """One worker's job: a phase of a run over one share of the parallel scan."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    workspace_id: str
-    run_id: str
-    phase: RunPhase
-    share: int = Field(ge=0)
-    shares: int = Field(ge=1)

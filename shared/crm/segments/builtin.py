@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crm.clock import as_utc
 from crm.models.canonical import ActivityType
 from crm.models.profile import Profile
+from crm.models.segments import BuiltinSettings  # stored per workspace, so a model; re-exported here
 from crm.segments.rfm import (
     DEFAULT_EXACT_LIMIT,
     GROUP_DESCRIPTIONS,
@@ -48,18 +49,6 @@ from crm.segments.rfm import (
 )
 
 BROWSE_TYPES = (ActivityType.PAGE_VIEWED.value, ActivityType.PRODUCT_VIEWED.value)
-
-
-class BuiltinSettings(BaseModel):
-    """A workspace's choices for its built-in segments."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    vip_top_percent: int = Field(default=10, ge=1, le=50)
-    churn_after_days: int = Field(default=180, ge=1, le=3650)
-    window_shopper_min_views: int = Field(default=3, ge=1, le=10_000)
-    new_customer_days: int = Field(default=30, ge=1, le=365)
-    cart_abandon_days: int = Field(default=7, ge=1, le=90)
 
 
 class VipThreshold(BaseModel):

@@ -26,9 +26,10 @@ from datetime import datetime, timedelta
 from functools import reduce
 
 from crm.models.profile import Profile
-from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
+from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments
 from crm.ports import ConcurrentUpdate, ProfileGone, SegmentRuns, SegmentStore, TaskQueue
-from crm.segments.builtin import BY_ID, BuiltinSettings, PopulationSketch, PopulationStats, SegmentContext
+from crm.segments.builtin import BY_ID, PopulationSketch, PopulationStats, SegmentContext
 from crm.segments.membership import Rules, change_for, rules_for
 
 # A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh.
@@ -47,20 +48,28 @@ def new_run_id(now: datetime) -> str:
 
 
 def load_rules(store: SegmentStore, workspace_id: str, now: datetime, population: PopulationStats) -> Rules:
-    # The built-ins' settings are the defaults until a workspace can store its own.
-    context = SegmentContext(now=now, settings=BuiltinSettings(), population=population)
+    context = SegmentContext(now=now, settings=store.settings(workspace_id), population=population)
     return rules_for(store.list_segments(workspace_id), context)
+
+
+SCHEDULE = "schedule"
 
 
 def start_run(runs: SegmentRuns, tasks: TaskQueue, workspace_id: str, now: datetime, shares: int,
               reason: str) -> SegmentRun:
-    """Start a run of the workspace, or return the one already under way (one at a time per workspace)."""
+    """Start a run of the workspace, or return the one already under way (one at a time per workspace).
+
+    A request that finds a run under way (other than the schedule's own) asks for another run after it:
+    the one under way may have read the segments before the change that prompted the request. The run
+    answered then names its successor in ``next_run_id`` once it is done."""
     run = SegmentRun(workspace_id=workspace_id, run_id=new_run_id(now), now=now, shares=shares, reason=reason,
                      started_at=now)
     started = runs.start(run, now - RUN_STALE_AFTER)
     if started.run_id == run.run_id:
         tasks.send([RunTask(workspace_id=workspace_id, run_id=run.run_id, phase=RunPhase.SKETCH, share=share,
                             shares=shares) for share in range(shares)])
+    elif reason != SCHEDULE:
+        runs.request_rerun(workspace_id, started.run_id)
     return started
 
 
@@ -73,7 +82,7 @@ def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: Task
     if task.phase is RunPhase.SKETCH:
         _sketch(task, run, store, runs, tasks)
     else:
-        _evaluate(task, run, store, runs, clock)
+        _evaluate(task, run, store, runs, tasks, clock)
 
 
 def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue) -> None:
@@ -83,7 +92,7 @@ def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRu
     if run.sketched < run.shares:
         return
     merged = reduce(PopulationSketch.merge, runs.sketches(task.workspace_id, task.run_id, run.shares))
-    population = PopulationStats.from_sketch(merged, BuiltinSettings())
+    population = PopulationStats.from_sketch(merged, store.settings(task.workspace_id))
     if runs.advance(task.workspace_id, task.run_id, population):
         tasks.send([RunTask(workspace_id=task.workspace_id, run_id=task.run_id, phase=RunPhase.EVALUATE,
                             share=share, shares=run.shares) for share in range(run.shares)])
@@ -101,7 +110,7 @@ class Applied:
                        self.conflicts + other.conflicts)
 
 
-def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns,
+def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
               clock: Callable[[], datetime]) -> None:
     rules = load_rules(store, task.workspace_id, run.now, run.population or PopulationStats())
     applied = Applied()
@@ -111,7 +120,15 @@ def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segment
                          applied.exited)
     if run.evaluated == run.shares:
         _record(store, run, rules)
-        runs.finish(task.workspace_id, task.run_id, clock())
+        if runs.finish(task.workspace_id, task.run_id, clock()):
+            _follow_up(task, runs, tasks, clock())
+
+
+def _follow_up(task: RunTask, runs: SegmentRuns, tasks: TaskQueue, now: datetime) -> None:
+    run = runs.get(task.workspace_id, task.run_id)
+    if run is not None and run.rerun:
+        following = start_run(runs, tasks, task.workspace_id, now, run.shares, f"follows {run.run_id}")
+        runs.link_next(task.workspace_id, task.run_id, following.run_id)
 
 
 def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules: Rules, at: datetime) -> Applied:

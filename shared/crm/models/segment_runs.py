@@ -1,0 +1,53 @@
+"""A recomputation run of a workspace's segments, and the tasks its workers carry out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm.segments.builtin import PopulationStats
+
+
+class RunPhase(StrEnum):
+    SKETCH = "sketch"  # summarise the buyers of each share (RFM quintiles, the VIP threshold)
+    EVALUATE = "evaluate"  # evaluate every segment for each profile of each share, write the differences
+    DONE = "done"
+
+
+class SegmentRun(BaseModel):
+    """A recomputation of every segment of a workspace at one instant, fanned out over scan shares."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: str
+    run_id: str
+    now: datetime  # every share evaluates at this instant
+    shares: int = Field(ge=1)
+    reason: str
+    phase: RunPhase = RunPhase.SKETCH
+    sketched: int = 0
+    evaluated: int = 0
+    profiles: int = 0
+    entered: int = 0
+    exited: int = 0
+    started_at: datetime
+    finished_at: datetime | None = None
+    population: PopulationStats | None = None  # settled by the sketch phase, used by every evaluating share
+    # Asked for while this run was under way (a segment saved, the refresh button): another run follows it,
+    # so that what was asked is computed with everything changed before the asking.
+    rerun: bool = False
+    next_run_id: str | None = None
+
+
+class RunTask(BaseModel):
+    """One worker's job: a phase of a run over one share of the parallel scan."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workspace_id: str
+    run_id: str
+    phase: RunPhase
+    share: int = Field(ge=0)
+    shares: int = Field(ge=1)
