@@ -10,10 +10,11 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from crm.archive import ArchivedDelivery, unframe
 from crm.models.events import AnyDomainEvent
+from crm.models.exports import ExportJob, ExportMessage, ExportStatus
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
@@ -32,6 +33,9 @@ from crm.ports import (
     ConcurrentUpdate,
     Context,
     EventPublisher,
+    ExportFiles,
+    ExportJobStore,
+    ExportQueue,
     IngestQueue,
     ProfileGone,
     ProfileRepository,
@@ -494,6 +498,73 @@ class FakeEventPublisher:
         return failed
 
 
+class FakeExportJobStore:
+    """Export jobs in a dict, with the adapter's conditions."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[str, str], ExportJob] = {}
+
+    def get(self, workspace_id: str, export_id: str) -> ExportJob | None:
+        return self.jobs.get((workspace_id, export_id))
+
+    def save(self, job: ExportJob, expected_attempts: int | None) -> None:
+        held = self.jobs.get((job.workspace_id, job.export_id))
+        if (held.attempts if held else None) != expected_attempts:
+            raise ConcurrentUpdate(f"export {job.export_id} changed since it was read")
+        self.jobs[(job.workspace_id, job.export_id)] = job
+
+    def claim(self, workspace_id: str, export_id: str, now: datetime) -> ExportJob | None:
+        held = self.jobs.get((workspace_id, export_id))
+        if held is None or held.status not in (ExportStatus.QUEUED, ExportStatus.RUNNING):
+            return None
+        claimed = held.model_copy(update={"status": ExportStatus.RUNNING, "attempts": held.attempts + 1,
+                                          "started_at": now, "updated_at": now})
+        self.jobs[(workspace_id, export_id)] = claimed
+        return claimed
+
+
+class FakeExportQueue:
+    def __init__(self) -> None:
+        self.messages: list[ExportMessage] = []
+
+    def enqueue(self, message: ExportMessage) -> None:
+        self.messages.append(message)
+
+
+@dataclass
+class ExportFile:
+    body: bytes
+    content_type: str
+    filename: str
+
+
+class FakeExportFiles:
+    """A bucket of whole objects. ``fail_after_chunks`` makes the next write raise after that many chunks,
+    leaving nothing behind (as an aborted multipart upload does)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, ExportFile] = {}
+        self.writes = 0
+        self.fail_after_chunks: int | None = None
+
+    def write(self, key: str, chunks: Iterable[bytes], content_type: str, filename: str) -> int:
+        self.writes += 1
+        fail_after, self.fail_after_chunks = self.fail_after_chunks, None
+        body = bytearray()
+        for count, chunk in enumerate(chunks):
+            if fail_after is not None and count >= fail_after:
+                raise ConnectionError("S3 went away")
+            body += chunk
+        self.objects[key] = ExportFile(bytes(body), content_type, filename)
+        return len(body)
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def download_url(self, key: str, valid_for: timedelta) -> str:
+        return f"https://exports.example/{key}?expires-in={int(valid_for.total_seconds())}"
+
+
 # Static conformance: mypy checks these assignments against the Protocols.
 _store_directory: type[StoreDirectory] = FakeStoreDirectory
 _profile_repository: type[ProfileRepository] = FakeProfileRepository
@@ -503,3 +574,6 @@ _task_queue: type[TaskQueue] = FakeTaskQueue
 _raw_archive: type[RawArchive] = FakeRawArchive
 _ingest_queue: type[IngestQueue] = FakeIngestQueue
 _event_publisher: type[EventPublisher] = FakeEventPublisher
+_export_jobs: type[ExportJobStore] = FakeExportJobStore
+_export_queue: type[ExportQueue] = FakeExportQueue
+_export_files: type[ExportFiles] = FakeExportFiles

@@ -1,22 +1,30 @@
 """The marketer API: profiles, their timelines and segments, scoped to the workspace of the caller's key.
 
-docs/openapi.yaml describes every route. Segment exports are built page by page by a generator and joined
-here, because Chalice answers with whole bodies: exports too large for one Lambda response are the job of
-the asynchronous export (POST /segments/{segment_id}/exports, to come), which writes to S3.
+docs/openapi.yaml describes every route. A direct segment export (GET .../export) is built page by page by a
+generator and joined here, because Chalice answers with whole bodies, so it is capped (413 beyond the
+limits in crm.segments.exports); POST .../exports queues an export the exports function writes to S3.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from chalice import BadRequestError, Chalice, ConflictError, NotFoundError, Response, UnauthorizedError
+from chalice import (
+    BadRequestError,
+    Chalice,
+    ChaliceViewError,
+    ConflictError,
+    NotFoundError,
+    Response,
+    UnauthorizedError,
+)
 from crm import wiring
 from crm.clock import utc_now
 from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
-from crm.segments import runs, service
+from crm.segments import exports, runs, service
 from crm.segments import settings as builtin_settings
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
 
@@ -77,7 +85,10 @@ def get_timeline(profile_id: str) -> dict[str, Any]:
 
 # --- segments ------------------------------------------------------------------------------------
 
-_EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+class ContentTooLargeError(ChaliceViewError):
+    """413: the answer would be larger than one response can carry (RFC 9110's "Content Too Large")."""
+
+    STATUS_CODE = 413
 
 
 def _document() -> SegmentDocument:
@@ -95,7 +106,8 @@ def _limit(query: dict[str, str], default: int) -> int:
 
 
 class _Errors:
-    """Domain refusals as HTTP answers: invalid 400, unknown (or another workspace's) 404, conflict 409."""
+    """Domain refusals as HTTP answers: invalid 400, unknown (or another workspace's) 404, conflict 409,
+    a direct export too large 413."""
 
     def __enter__(self) -> None:
         return None
@@ -103,8 +115,10 @@ class _Errors:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
         if isinstance(error, SegmentInvalid | ValueError):
             raise BadRequestError(str(error)) from None
-        if isinstance(error, service.SegmentNotFound):
+        if isinstance(error, service.SegmentNotFound | exports.ExportNotFound):
             raise NotFoundError(str(error.args[0])) from None
+        if isinstance(error, exports.ExportTooLarge):
+            raise ContentTooLargeError(str(error)) from None
         if isinstance(error, service.SegmentConflict):
             raise ConflictError(str(error)) from None
 
@@ -224,10 +238,28 @@ def segment_members(segment_id: str) -> dict[str, Any]:
 def export_segment(segment_id: str) -> Response:
     workspace_id = _workspace()
     with _Errors():
-        request = service.export_request(_query())
-        rows = service.export_rows(wiring.segment_store(), wiring.profile_repository(), workspace_id, segment_id,
-                                   request)
-        body = "".join(service.export_lines(rows, request))
+        options = exports.options_from_query(_query())
+        body = exports.direct_export(wiring.segment_store(), wiring.profile_repository(), workspace_id, segment_id,
+                                     options)
     return Response(body=body, status_code=200, headers={
-        "Content-Type": _EXPORT_TYPES[request.format],
-        "Content-Disposition": f'attachment; filename="{segment_id}.{request.format}"'})
+        "Content-Type": exports.CONTENT_TYPES[options.format],
+        "Content-Disposition": f'attachment; filename="{exports.download_name(segment_id, options)}"'})
+
+
+@app.route("/segments/{segment_id}/exports", methods=["POST"])
+def start_segment_export(segment_id: str) -> Response:
+    workspace_id = _workspace()
+    with _Errors():
+        options = exports.options_from_body(app.current_request.raw_body or b"")
+        job = exports.start_export(wiring.export_jobs(), wiring.export_queue(), wiring.segment_store(), workspace_id,
+                                   segment_id, options, utc_now())
+    return Response(body=exports.export_view(job, wiring.export_files(), utc_now()), status_code=202,
+                    headers={"Location": f"/segments/{segment_id}/exports/{job.export_id}"})
+
+
+@app.route("/segments/{segment_id}/exports/{export_id}", methods=["GET"])
+def get_segment_export(segment_id: str, export_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        job = exports.export_job(wiring.export_jobs(), workspace_id, segment_id, export_id)
+    return exports.export_view(job, wiring.export_files(), utc_now())

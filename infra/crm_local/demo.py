@@ -498,7 +498,8 @@ def export_csv(api: Api, segment_id: str, size: int, facts: SegmentFacts, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     path = (out_dir / f"{segment_id.replace(':', '-')}.csv").resolve()
     path.write_text(body, encoding="utf-8", newline="")
-    rows = list(csv.DictReader(io.StringIO(body, newline="")))
+    # The file keeps the export's byte order mark (Excel needs it to read UTF-8); csv does not skip it.
+    rows = list(csv.DictReader(io.StringIO(body.removeprefix("\ufeff"), newline="")))
     exported = {row["email"] or row["phone"]: Decimal(row["total_spent"]) for row in rows}
     fine = len(rows) == size and exported == facts.vip
     print(f"export                   {segment_id} as CSV: {len(rows)} rows and a header ({','.join(EXPORT_FIELDS)})\n"

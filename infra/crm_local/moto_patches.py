@@ -1,5 +1,6 @@
-"""Two changes to moto for the local runtime: transactions without copying whole tables, and item and
-stream reads answered without moto's generic response serializer.
+"""Three changes to moto for the local runtime: transactions without copying whole tables, item operations
+that are atomic across the server's threads, and item and stream reads answered without moto's generic
+response serializer.
 
 moto 5.2 deep-copies every table a TransactWriteItems touches (items and stream records) so it
 can roll back, which makes each transaction cost O(table size): a few hundred orders take
@@ -47,7 +48,21 @@ def _epoch_seconds(value: object) -> float:
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
     raise TypeError(f"{type(value).__name__} is not plain JSON")
-_TRANSACTIONS = threading.Lock()
+# moto's server answers requests on several threads, and moto writes an item in steps (an UpdateItem
+# creates the bare key, then applies its clauses): a read on another thread could see the bare key.
+# DynamoDB's item operations are atomic, so here every item read and write, and each transaction as a
+# whole, holds one lock.
+_ATOMIC = threading.RLock()
+_ITEM_OPERATIONS = ("get_item", "put_item", "update_item", "delete_item", "query", "scan")
+_ORIGINAL_ITEM_OPERATIONS = {name: getattr(DynamoDBBackend, name) for name in _ITEM_OPERATIONS}
+
+
+def _atomic(operation: Any) -> Any:
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _ATOMIC:
+            return operation(*args, **kwargs)
+
+    return locked
 
 
 def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +90,8 @@ def _check(backend: DynamoDBBackend, op: dict[str, Any], key: dict[str, Any]) ->
 
 
 def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-    # moto's server answers requests on several threads: check-then-write must not interleave.
-    with _TRANSACTIONS:
+    # Check-then-write must not interleave with another thread's writes (or reads).
+    with _ATOMIC:
         _transact_write_items(self, transact_items)
 
 
@@ -125,9 +140,13 @@ def serialized(self: BaseResponse, action_result: ActionResult) -> Any:
 
 def install() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
+        setattr(DynamoDBBackend, name, _atomic(operation))
     BaseResponse.serialized = serialized  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]
+    for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
+        setattr(DynamoDBBackend, name, operation)
     BaseResponse.serialized = _ORIGINAL_SERIALIZED  # type: ignore[method-assign]

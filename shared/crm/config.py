@@ -19,6 +19,10 @@ class Settings(BaseModel):
     ingest_queue_url: str | None = Field(default=None, alias="INGEST_QUEUE_URL")
     ingest_dlq_url: str | None = Field(default=None, alias="INGEST_DLQ_URL")
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
+    export_bucket: str | None = Field(default=None, alias="EXPORT_BUCKET")
+    export_queue_url: str | None = Field(default=None, alias="EXPORT_QUEUE_URL")
+    # The export queue's maxReceiveCount: the worker records a job as failed on its last attempt.
+    export_max_receives: int = Field(default=3, alias="EXPORT_MAX_RECEIVES")
     segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
     # How many table items one worker of a segment recomputation scans (a Lambda does about a million
     # profiles in 100 s of CPU): the run fans out over ceil(items / this) parallel-scan shares.

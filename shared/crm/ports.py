@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from crm.models.events import AnyDomainEvent
+from crm.models.exports import ExportJob, ExportMessage
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segment_runs import RunTask, SegmentRun
@@ -357,4 +358,39 @@ class IngestQueue(Protocol):
 class EventPublisher(Protocol):
     def publish(self, events: Sequence[AnyDomainEvent]) -> list[int]:
         """Publish in order; returns the indexes of events the bus did not accept."""
+        ...
+
+
+class ExportJobStore(Protocol):
+    """Asynchronous segment export jobs, per workspace."""
+
+    def get(self, workspace_id: str, export_id: str) -> ExportJob | None: ...
+
+    def save(self, job: ExportJob, expected_attempts: int | None) -> None:
+        """Write the job; ``expected_attempts`` None: it must be new, else its ``attempts`` must still be that
+        (no other worker claimed it since). ConcurrentUpdate otherwise."""
+        ...
+
+    def claim(self, workspace_id: str, export_id: str, now: datetime) -> ExportJob | None:
+        """A queued or running job becomes running with one more attempt, atomically, and is answered; a job
+        done, failed or unknown answers None (there is nothing to do)."""
+        ...
+
+
+class ExportQueue(Protocol):
+    def enqueue(self, message: ExportMessage) -> None: ...
+
+
+class ExportFiles(Protocol):
+    """Where export files are written, and fetched from with a time-limited URL."""
+
+    def write(self, key: str, chunks: Iterable[bytes], content_type: str, filename: str) -> int:
+        """Stream ``chunks`` into one object and answer its size in bytes. Memory holds one part at a time;
+        on an error nothing is left behind and the error is raised."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def download_url(self, key: str, valid_for: timedelta) -> str:
+        """A URL that fetches the object with a plain HTTP GET until ``valid_for`` has passed."""
         ...

@@ -5,16 +5,27 @@ from __future__ import annotations
 from functools import cache
 
 from crm.adapters.dynamodb import (
+    DynamoExportJobStore,
     DynamoPrivacyStore,
     DynamoProfileRepository,
     DynamoSegmentStore,
     DynamoStoreDirectory,
 )
-from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, S3ArchiveStore, SqsIngestQueue
+from crm.adapters.export_files import S3ExportFiles
+from crm.adapters.messaging import (
+    EventBridgePublisher,
+    FirehoseS3Archive,
+    S3ArchiveStore,
+    SqsExportQueue,
+    SqsIngestQueue,
+)
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
 from crm.ports import (
     ArchiveStore,
     EventPublisher,
+    ExportFiles,
+    ExportJobStore,
+    ExportQueue,
     IngestQueue,
     PrivacyStore,
     ProfileRepository,
@@ -76,8 +87,23 @@ def segment_tasks() -> TaskQueue:
     return SqsTaskQueue()
 
 
+@cache
+def export_jobs() -> ExportJobStore:
+    return DynamoExportJobStore()
+
+
+@cache
+def export_queue() -> ExportQueue:
+    return SqsExportQueue()
+
+
+@cache
+def export_files() -> ExportFiles:
+    return S3ExportFiles()
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
-                    archive_store, segment_store, segment_runs, segment_tasks):
+                    archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files):
         factory.cache_clear()

@@ -338,7 +338,9 @@ def test_the_demo_runs_and_verifies_its_own_totals(tmp_path: Path) -> None:
     assert "MISMATCH" not in done.stdout
     assert "ingest DLQ depth         1" in done.stdout
     assert "(= the simulation's" in done.stdout and "the groups partition them" in done.stdout
-    exported = (tmp_path / "builtin-vip.csv").read_text(encoding="utf-8").splitlines()
+    written = (tmp_path / "builtin-vip.csv").read_bytes()
+    assert written.startswith(b"\xef\xbb\xbf")  # the export's byte order mark: Excel reads the file as UTF-8
+    exported = written.decode("utf-8-sig").splitlines()
     assert exported[0] == "email,phone,first_name,last_name,orders_count,total_spent,last_order_at"
     assert len(exported) > 1 and f"{len(exported) - 1} rows and a header" in done.stdout
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,3 +78,50 @@ def test_item_reads_answer_the_same_items_as_stock_moto(table: Any) -> None:
     updated = table.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET n = :n",
                                 ExpressionAttributeValues={":n": {"N": "3"}}, ReturnValues="ALL_NEW")
     assert updated["Attributes"] == {**item, "n": {"N": "3"}}
+
+
+def test_a_read_on_another_thread_never_sees_an_update_half_applied(aws: None) -> None:
+    """moto's UpdateItem first stores the bare key, then applies its clauses; patched, a concurrent read sees
+    the item before or after, as DynamoDB's atomic item writes allow, never the bare key in between."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    moto_patches.install()
+    try:
+        stepping = threading.Event()
+        original = moto_patches._ORIGINAL_ITEM_OPERATIONS["update_item"]
+        reads: list[Any] = []
+
+        def slow_update(backend: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+            # Between storing the key and applying the clauses, let a reader try.
+            table = backend.get_table("t")
+            table.put_item({"pk": {"S": "a"}})
+            stepping.set()
+            time.sleep(0.2)
+            return original(backend, *args, **kwargs)
+
+        def read() -> None:
+            stepping.wait(5)
+            reads.append(DynamoDBBackend.get_item(backend, "t", {"pk": {"S": "a"}}))
+
+        backend = _backend()
+        DynamoDBBackend.update_item = moto_patches._atomic(slow_update)  # type: ignore[method-assign]
+        reader = threading.Thread(target=read)
+        reader.start()
+        DynamoDBBackend.update_item(backend, "t", {"pk": {"S": "a"}}, update_expression="SET v = :v",
+                                    expression_attribute_names=None, expression_attribute_values={":v": {"S": "1"}})
+        reader.join(5)
+        assert [r.to_json()["Attributes"] for r in reads] == [{"pk": {"S": "a"}, "v": {"S": "1"}}]
+    finally:
+        moto_patches.uninstall()
+
+
+def _backend() -> Any:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    if "t" not in backend.tables:
+        boto3.client("dynamodb").create_table(
+            TableName="t", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    return backend

@@ -8,9 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore, DynamoStoreDirectory
+from crm.adapters.dynamodb import (
+    DynamoExportJobStore,
+    DynamoProfileRepository,
+    DynamoSegmentStore,
+    DynamoStoreDirectory,
+)
 from crm.adapters.segment_runs import DynamoSegmentRuns
 from crm.adapters.streams import image
+from crm.models.exports import ExportJob, ExportOptions, ExportStatus
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase
@@ -124,3 +130,15 @@ def test_the_segment_samples_refresh_a_profile_start_a_run_and_carry_it_out(
     # The sample task names a run that is not this one: a task for an unknown run is done already.
     assert invoke(provisioned, function_env, "SegmentTasksFunction", sample("segmenttasks-sqs-task.json")) == {
         "batchItemFailures": []}
+
+
+def test_the_exports_sample_writes_its_export_and_a_repeat_changes_nothing(
+        provisioned: Provisioned, function_env: UseEnv) -> None:
+    jobs = DynamoExportJobStore(provisioned.outputs["TableName"])
+    jobs.save(ExportJob(workspace_id="ws_sample", export_id="exp_0123456789abcdef", segment_id="builtin:vip",
+                        options=ExportOptions(), created_at=NOW, updated_at=NOW), None)
+    for _ in range(2):
+        assert invoke(provisioned, function_env, "ExportsFunction", sample("exports-sqs-message.json")) == {
+            "batchItemFailures": []}
+    job = jobs.get("ws_sample", "exp_0123456789abcdef")
+    assert job is not None and (job.status, job.attempts, job.rows) == (ExportStatus.DONE, 1, 0)  # no members yet

@@ -179,7 +179,8 @@ def test_csv_export_round_trips_quotes_and_utf8(world: World) -> None:
     response = world.call("get", f"/segments/{segment_id}/export?format=csv&fields=email,first_name,total_spent")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
-    text = response.body.decode("utf-8")
+    assert response.body.startswith(b"\xef\xbb\xbf")  # a UTF-8 BOM, so Excel reads UTF-8
+    text = response.body.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text, newline="")))
     assert rows[0] == ["email", "first_name", "total_spent"]
     assert rows[1:] == [["ann@example.com", TRICKY, "12.50"], ["zoe@example.com", "Zoë", "25.00"],

@@ -8,12 +8,31 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore, DynamoStoreDirectory
-from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, SqsIngestQueue
-from crm.ports import EventPublisher, IngestQueue, ProfileRepository, RawArchive, SegmentStore, StoreDirectory
+from crm.adapters.dynamodb import (
+    DynamoExportJobStore,
+    DynamoProfileRepository,
+    DynamoSegmentStore,
+    DynamoStoreDirectory,
+)
+from crm.adapters.export_files import S3ExportFiles
+from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, SqsExportQueue, SqsIngestQueue
+from crm.ports import (
+    EventPublisher,
+    ExportFiles,
+    ExportJobStore,
+    ExportQueue,
+    IngestQueue,
+    ProfileRepository,
+    RawArchive,
+    SegmentStore,
+    StoreDirectory,
+)
 
 from tests.fakes import (
     FakeEventPublisher,
+    FakeExportFiles,
+    FakeExportJobStore,
+    FakeExportQueue,
     FakeIngestQueue,
     FakeProfileRepository,
     FakeRawArchive,
@@ -28,6 +47,9 @@ IMPLEMENTATIONS = [
     (RawArchive, FakeRawArchive), (RawArchive, FirehoseS3Archive),
     (IngestQueue, FakeIngestQueue), (IngestQueue, SqsIngestQueue),
     (EventPublisher, FakeEventPublisher), (EventPublisher, EventBridgePublisher),
+    (ExportJobStore, FakeExportJobStore), (ExportJobStore, DynamoExportJobStore),
+    (ExportQueue, FakeExportQueue), (ExportQueue, SqsExportQueue),
+    (ExportFiles, FakeExportFiles), (ExportFiles, S3ExportFiles),
 ]
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 from crm_local.lambdas import load_handler
+from openapi_spec_validator import validate  # installed with moto[server]
 
 from tests.builders import ROOT
 
@@ -43,3 +44,8 @@ def test_every_documented_path_parameter_is_declared() -> None:
                     declared.add(resolved["name"])
         wanted = {part[1:-1] for part in path.split("/") if part.startswith("{")}
         assert wanted <= declared, path
+
+
+def test_the_document_is_valid_openapi() -> None:
+    # YAML's flow style reads "{description: a, b}" as two keys: only a validator notices.
+    validate(yaml.safe_load(DOC.read_text()))

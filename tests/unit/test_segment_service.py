@@ -1,16 +1,15 @@
-"""The segment service over the in-memory fakes: CRUD, built-ins protected, references, runs' diffs, export."""
+"""The segment service over the in-memory fakes: CRUD, built-ins protected, references, runs' diffs, members.
+
+(Exports: test_segment_exports.py.)
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.ports import ConcurrentUpdate
@@ -231,38 +230,3 @@ def test_members_page_by_cursor(store: FakeSegmentStore, repo: FakeProfileReposi
         service.members_page(store, repo, WS, record.segment_id, 0, None)
     with pytest.raises(ValueError, match="cursor"):
         service.members_page(store, repo, WS, record.segment_id, 2, "!!!")
-
-
-def test_export_csv_quotes_and_filters_by_consent(store: FakeSegmentStore, repo: FakeProfileRepository) -> None:
-    subscribed = Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED, source="test", at=NOW)
-    unsubscribed = subscribed.model_copy(update={"state": ConsentState.UNSUBSCRIBED})
-    shopper(repo, "p1", 1, email="a@example.com", first_name='Ann "Nan", Jr', consents={"email": subscribed})
-    shopper(repo, "p2", 1, email="b@example.com", first_name="Zoë", consents={"email": unsubscribed})
-    shopper(repo, "p3", 1, email="c@example.com")
-    record = service.create(store, WS, doc(BUYERS), NOW)
-    recompute(store, NOW)
-
-    request = service.export_request({"fields": "email,first_name,total_spent"})
-    text = "".join(service.export_lines(service.export_rows(store, repo, WS, record.segment_id, request), request))
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    assert rows == [["email", "first_name", "total_spent"], ["a@example.com", 'Ann "Nan", Jr', "10.00"],
-                    ["b@example.com", "Zoë", "10.00"], ["c@example.com", "", "10.00"]]
-    assert '"Ann ""Nan"", Jr"' in text and text.endswith("\r\n")
-
-    consented = service.export_request({"format": "jsonl", "consent": "email"})
-    lines = "".join(service.export_lines(service.export_rows(store, repo, WS, record.segment_id, consented),
-                                         consented)).splitlines()
-    assert [json.loads(line) for line in lines] == [{"email": "a@example.com"}]
-
-
-@pytest.mark.parametrize(("query", "problem"), [({"format": "xml"}, "format"), ({"fields": "email,password"}, "fields"),
-                                                ({"consent": "post"}, "consent")])
-def test_export_options_name_the_bad_parameter(query: dict[str, str], problem: str) -> None:
-    with pytest.raises(ValueError, match=f"^{problem}:"):
-        service.export_request(query)
-
-
-def test_export_of_an_unknown_segment_is_not_found(store: FakeSegmentStore, repo: FakeProfileRepository) -> None:
-    request = service.export_request({})
-    with pytest.raises(service.SegmentNotFound):
-        list(service.export_rows(store, repo, WS, "seg_0000000000000000", request))

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint
+from crm.config import Settings
+from crm.segments.exports import EXPORT_FILES_KEPT_DAYS, GIVE_UP_AFTER
 from crm_local.lambdas import load_handler
 from crm_local.template import Stack
 
 from tests.builders import TEMPLATE
 
 FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction",
-             "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction")
+             "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction", "ExportsFunction")
 
 # What each function's code needs: the settings it reads, and the calls its adapters make.
 NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
@@ -30,9 +32,12 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                           ("dynamodb:PutItem", "Table"), ("s3:GetObject", "ArchiveBucket"),
                           ("sqs:SendMessage", "IngestDeadLetterQueue")}),
     "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
-    "ApiFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL"}, {(f"dynamodb:{action}", "Table") for action in (
-        "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
-        "DescribeTable")} | {("sqs:SendMessage", "SegmentTasksQueue")}),
+    "ApiFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "EXPORT_QUEUE_URL", "EXPORT_BUCKET"}, {
+        *((f"dynamodb:{action}", "Table") for action in (
+            "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+            "DescribeTable")),
+        ("sqs:SendMessage", "SegmentTasksQueue"), ("sqs:SendMessage", "ExportQueue"),
+        ("s3:GetObject", "ExportsBucket")}),  # presigned download URLs carry their signer's rights
     "SegmentRunsFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL"},
                             {("dynamodb:DescribeTable", "Table"), ("dynamodb:Query", "Table"),
                              ("dynamodb:PutItem", "Table"), ("sqs:SendMessage", "SegmentTasksQueue")}),
@@ -42,6 +47,12 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                               ("s3:GetObject", "ArchiveBucket"), ("sqs:SendMessage", "SegmentTasksQueue")}),
     "SegmentRefreshFunction": ({"TABLE_NAME"}, {("dynamodb:GetItem", "Table"), ("dynamodb:UpdateItem", "Table"),
                                                 ("dynamodb:ConditionCheckItem", "Table")}),
+    "ExportsFunction": ({"TABLE_NAME", "EXPORT_BUCKET", "EXPORT_MAX_RECEIVES"}, {
+        *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "Query", "PutItem",
+                                                          "UpdateItem")),
+        # CreateMultipartUpload, UploadPart and CompleteMultipartUpload are all authorised by s3:PutObject.
+        ("s3:PutObject", "ExportsBucket"), ("s3:AbortMultipartUpload", "ExportsBucket"),
+        ("s3:DeleteObject", "ExportsBucket")}),
 }
 
 
@@ -93,6 +104,32 @@ def test_outbox_function_reads_the_table_stream_reporting_item_failures(stack: S
     assert stream["StreamViewType"] in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")  # events_for reads NewImage
 
 
+def test_exports_function_reads_the_export_queue_one_job_at_a_time(stack: Stack) -> None:
+    [mapping] = _mappings(stack, "ExportsFunction")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["ExportQueue", "Arn"]}
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    assert mapping["BatchSize"] == 1
+    queue = stack.resources["ExportQueue"]["Properties"]
+    function = stack.resources["ExportsFunction"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["ExportDeadLetterQueue", "Arn"]}
+    # The worker records a failure on the queue's last delivery: it must know which one that is.
+    receives = queue["RedrivePolicy"]["maxReceiveCount"]
+    assert int(function["Environment"]["Variables"]["EXPORT_MAX_RECEIVES"]) == receives
+    assert Settings.model_fields["export_max_receives"].default == receives
+    # A job quiet for longer than every attempt can take is reported failed: not before they are all over.
+    assert GIVE_UP_AFTER.total_seconds() > receives * queue["VisibilityTimeout"]
+
+
+def test_export_files_expire_and_unfinished_uploads_are_aborted(stack: Stack) -> None:
+    bucket = stack.resources["ExportsBucket"]["Properties"]
+    [rule] = bucket["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["Prefix"]) == ("Enabled", "exports/")
+    assert rule["ExpirationInDays"] == EXPORT_FILES_KEPT_DAYS  # what the API tells marketers
+    assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+
+
 def test_webhooks_and_api_have_no_event_source_mapping(stack: Stack) -> None:
     assert _mappings(stack, "WebhooksFunction") == []
     assert _mappings(stack, "TrackFunction") == []
@@ -130,6 +167,8 @@ def test_api_routes(stack: Stack) -> None:
         ("POST", "/segments/{segment_id}/recompute", "ApiFunction"),
         ("GET", "/segments/{segment_id}/members", "ApiFunction"),
         ("GET", "/segments/{segment_id}/export", "ApiFunction"),
+        ("POST", "/segments/{segment_id}/exports", "ApiFunction"),
+        ("GET", "/segments/{segment_id}/exports/{export_id}", "ApiFunction"),
         ("GET", "/segment-runs/{run_id}", "ApiFunction"),
     }
 
@@ -171,7 +210,8 @@ def _names(resource: Any) -> set[str]:
     """The logical ids a statement's Resource refers to."""
     text = json.dumps(resource)
     return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
-                              "OutboxDeadLetterQueue", "SegmentTasksQueue")
+                              "OutboxDeadLetterQueue", "SegmentTasksQueue", "ExportsBucket", "ExportQueue",
+                              "ExportDeadLetterQueue")
             if f'"{name}"' in text or f"${{{name}." in text}
 
 

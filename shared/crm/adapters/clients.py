@@ -16,6 +16,9 @@ from botocore.config import Config
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+# Presigned S3 URLs are signed with SigV4 (botocore still presigns with SigV2 by default, which newer
+# regions refuse and which cannot say how long it is valid in the URL itself).
+_CONFIGS = {"s3": _RETRIES.merge(Config(signature_version="s3v4"))}
 
 
 def client(service: str) -> Any:
@@ -26,7 +29,7 @@ def client(service: str) -> Any:
             found = _clients.get(service)
             if found is None:
                 found = _clients[service] = boto3.session.Session().client(  # type: ignore[call-overload]
-                    service, config=_RETRIES)
+                    service, config=_CONFIGS.get(service, _RETRIES))
     return found
 
 

@@ -1,4 +1,4 @@
-"""DynamoDB adapters: stores, API keys, profiles, orders and identities in the single table."""
+"""DynamoDB adapters: stores, API keys, profiles, orders, identities, segments and export jobs in the single table."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.config import settings
+from crm.models.exports import ExportJob, ExportStatus
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segments import (
     BUILTIN_PREFIX,
@@ -709,3 +710,51 @@ class DynamoPrivacyStore:
     def record(self, record: PrivacyRecord) -> None:
         client("dynamodb").put_item(TableName=self.table, Item=to_item(
             keys.privacy_request(record.workspace_id, record.request_id), "privacy_request", record))
+
+
+class DynamoExportJobStore:
+    """Export jobs, one item each; every write is conditional, so two workers never both record an outcome."""
+
+    def __init__(self, table_name: str | None = None) -> None:
+        self.table = table_name or settings().table_name
+
+    def get(self, workspace_id: str, export_id: str) -> ExportJob | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.export_job(workspace_id,
+                                                                                                export_id)),
+                                            ConsistentRead=True)
+        return ExportJob.model_validate(from_item(found["Item"])) if "Item" in found else None
+
+    def save(self, job: ExportJob, expected_attempts: int | None) -> None:
+        put: dict[str, Any] = {"TableName": self.table,
+                               "Item": to_item(keys.export_job(job.workspace_id, job.export_id), "export_job", job)}
+        if expected_attempts is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "#attempts = :expected"
+            put["ExpressionAttributeNames"] = {"#attempts": "attempts"}
+            put["ExpressionAttributeValues"] = {":expected": {"N": str(expected_attempts)}}
+        try:
+            client("dynamodb").put_item(**put)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConcurrentUpdate(f"export {job.export_id} changed since it was read") from None
+            raise
+
+    def claim(self, workspace_id: str, export_id: str, now: datetime) -> ExportJob | None:
+        try:
+            answer = client("dynamodb").update_item(
+                TableName=self.table, Key=_wire_key(keys.export_job(workspace_id, export_id)),
+                UpdateExpression="SET #status = :running, #attempts = #attempts + :one, #started = :now, "
+                                 "#updated = :now",
+                ConditionExpression="#status IN (:queued, :running)",
+                ExpressionAttributeNames={"#status": "status", "#attempts": "attempts", "#started": "started_at",
+                                          "#updated": "updated_at"},
+                ExpressionAttributeValues={":running": {"S": ExportStatus.RUNNING.value},
+                                           ":queued": {"S": ExportStatus.QUEUED.value}, ":one": {"N": "1"},
+                                           ":now": {"S": now.isoformat()}},
+                ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None  # done, failed, or no such job
+            raise
+        return ExportJob.model_validate(from_item(answer["Attributes"]))

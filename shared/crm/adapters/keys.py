@@ -26,6 +26,9 @@ Access patterns:
 - the workspace's built-in segment settings:      WS#{ws} / SEGMENT_SETTINGS
   (one item, replaced whole; absent: the defaults. Beside the workspace record, not in the catalogue
   partition, whose every item is a segment)
+- an asynchronous segment export job by id:       WS#{ws}#EXPORT#{export_id} / EXPORT
+  (options, status, counts and the file's S3 key; no personal data. Read by id only: the API answers
+  the id when the job is started, and the worker's queue message names it)
 """
 
 from __future__ import annotations
@@ -135,5 +138,11 @@ def workspace_entry(workspace_id: str) -> Key:
 def segment_sketch_object(workspace_id: str, run_id: str, share: int) -> str:
     """The S3 key of one share's population sketch (too large for an item at 50,000 distinct amounts)."""
     return f"segment-runs/{workspace_id}/{run_id}/sketch-{share:04d}.json"
+
+
 def segment_settings(workspace_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}", "sk": "SEGMENT_SETTINGS"}
+
+
+def export_job(workspace_id: str, export_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#EXPORT#{export_id}", "sk": "EXPORT"}

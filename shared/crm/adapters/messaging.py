@@ -1,4 +1,4 @@
-"""Raw archive (Firehose + S3), SQS ingest queue + dead letters, EventBridge publisher."""
+"""Raw archive (Firehose + S3), SQS ingest queue + dead letters, SQS export queue, EventBridge publisher."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from crm.adapters.clients import client
 from crm.config import settings
 from crm.models.events import EVENT_SOURCE, AnyDomainEvent
+from crm.models.exports import ExportMessage
 from crm.models.ingest import IngestEnvelope
 
 # PutEvents takes at most 10 entries per request.
@@ -78,6 +79,17 @@ class SqsIngestQueue:
             MessageBody=message,
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
         )
+
+
+class SqsExportQueue:
+    """Segment export jobs for the exports function."""
+
+    def __init__(self, queue_url: str | None = None) -> None:
+        self.queue_url = queue_url
+
+    def enqueue(self, message: ExportMessage) -> None:
+        url = self.queue_url or settings().require("export_queue_url")
+        client("sqs").send_message(QueueUrl=url, MessageBody=message.model_dump_json())
 
 
 class EventBridgePublisher:
