@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_path.py
 	$(BIN)/python bench/profile_events.py
 	$(BIN)/python bench/segments.py
+	$(BIN)/python bench/segment_runs.py
 
 local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001

@@ -1,0 +1,1064 @@
+"""`make bench`, part 4: the real segment recomputation path on moto, metered, against a rewrite-all baseline.
+
+bench/segments.py measures rule evaluation and *models* what a recompute costs on DynamoDB. This script
+runs the real thing: the stack provisioned from template.yaml on moto's mock_aws, synthetic profiles from
+bench/segments.py's generator (with their timelines, so the Scan reads a realistic table), nine custom
+segments beside the built-ins, and full recomputation runs through ``crm.segments.runs`` with the real
+``DynamoSegmentStore`` and ``DynamoSegmentRuns`` (sketches in the archive bucket), each task carried out in
+this process as the segment-tasks function would. Then ``runs.refresh``, the incremental path, for
+profiles that changed. Every request is counted by ingest_path's meter; what that meter does not price
+(Scan, BatchWriteItem) and what it approximates (an update or a condition check costs what the whole item
+weighs, not its key) is priced here from the items as moto stores them.
+
+Request counts and units are deterministic (fixed seed, one thread) and transfer to AWS; times are moto's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from crm.adapters import clients, keys
+from crm.adapters.dynamodb import DynamoSegmentStore, to_item
+from crm.adapters.segment_runs import DynamoSegmentRuns
+from crm.config import Settings
+from crm.models.profile import Activity, Profile, TimelineEntry
+from crm.models.segments import GROWTH_KEPT, GrowthPoint, RunPhase, RunTask, SegmentRecord, SegmentRun
+from crm.segments import runs
+from crm.segments.builtin import PopulationStats
+from crm.segments.membership import memberships_of
+from crm_local import moto_patches
+from crm_local.template import load_stack
+from ingest_path import (
+    PRICES,
+    REGION,
+    TEMPLATE,
+    Bench,
+    Counts,
+    add,
+    fake_aws_environment,
+    harness,
+    item_size,
+    ratio,
+    requests_in,
+    set_up,
+    table,
+)
+from moto import mock_aws
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table as MotoTable
+from profile_events import (
+    CANCELLATION,
+    CUSTOMER,
+    DUPLICATE,
+    IDENTIFY,
+    MONTHLY_MIX,
+    ORDER_NEW,
+    ORDER_RETURNING,
+    ORDER_UPDATED,
+    PRODUCT_VIEW,
+    REFUND,
+    REMOVED,
+)
+from profile_events import CHECKOUT as CHECKOUT_STARTED
+from segments import NOW, RULES, WORKSPACE, chunks
+
+PROFILES = 1_000
+SHARES = 4
+CHURN = 0.05  # the share of profiles that change between the first and the second run
+REFRESHED = 200
+REFRESH_BATCH = 1  # ~1.3 profile writes a second and a 1 s batching window: stream batches of about one
+TARGETS = (100_000, 1_000_000)
+REFERENCE_PROFILES = 100_000  # DESIGN.md's reference store
+# Profile writes a month at the reference store (each is a stream record the refresh reads); duplicate
+# deliveries write nothing.
+PROFILE_WRITES = sum(n for kind, n in MONTHLY_MIX.items() if kind != DUPLICATE)
+RUNS_PER_MONTH = 30
+ITEMS_PER_SHARE = int(Settings.model_fields["segment_items_per_share"].default)
+TASK_GB = 1024 / 1024  # template.yaml: SegmentTasksFunction MemorySize
+REFRESH_GB = 256 / 1024  # SegmentRefreshFunction: the Globals' MemorySize
+LAMBDA_LIMIT_S = 900
+LAMBDA_GB_SECOND = 0.0000166667
+SEED = 12
+# Assumed round trips from a Lambda (moto's in-process time says nothing about AWS's): a request of a few
+# items ~10 ms, a 1 MB Scan page ~100 ms.
+AWS_SECONDS = {"Scan": 0.1}
+AWS_SECONDS_DEFAULT = 0.01
+KB = 1024
+
+# Which item a write touches, for the breakdown of write units.
+CHECK, HELD, MEMBER, SIZE, BOOKKEEPING = "profile check", "segment set", "member item", "segment size", "bookkeeping"
+MEMBERSHIP_KINDS = (CHECK, HELD, MEMBER, SIZE)
+
+Item = dict[str, Any]
+Key = tuple[str, str]
+
+
+# --- What moto holds: item sizes for writes and scans -------------------------------------------------------
+
+
+class StoredItems:
+    """Item sizes as moto stores them (read from its backend, no request): DynamoDB bills an update by the
+    larger of the item before and after, a delete by the item deleted, a Scan by every item it reads."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].get_table(table_name)
+        self._sizes: dict[Key, tuple[Any, int]] = {}
+
+    def _size_of(self, key: Key, stored: Any) -> int:
+        cached = self._sizes.get(key)
+        if cached is not None and cached[0] is stored:
+            return cached[1]
+        size = item_size(stored.to_json()["Attributes"])
+        self._sizes[key] = (stored, size)
+        return size
+
+    def items(self) -> Iterator[tuple[Key, Any]]:
+        for hash_value, by_range in self.table.items.items():
+            for range_value, stored in by_range.items():
+                yield (str(hash_value.value), str(range_value.value)), stored
+
+    def forget(self, key: Key) -> None:
+        """An item moto updated in place is the same object with another size."""
+        self._sizes.pop(key, None)
+
+    def size(self, key: Key) -> int:
+        """The stored item's size, 0 when there is none (``.get``: the table's defaultdict must not grow)."""
+        stored = self.table.items.get(DynamoType({"S": key[0]}), {}).get(DynamoType({"S": key[1]}))
+        return 0 if stored is None else self._size_of(key, stored)
+
+    def scanned(self, share: tuple[int, int] | None, start: Key | None, last: Key | None) -> int:
+        """Bytes of the items one Scan page read: those of its share after ``start``, up to ``last``."""
+        total = 0
+        for key, stored in self.items():
+            if (start is not None and key <= start) or (last is not None and key > last):
+                continue
+            if share is None or stored.is_within_segment(share):
+                total += self._size_of(key, stored)
+        return total
+
+    def members(self, workspace_id: str, segment_id: str) -> int:
+        return len(self.table.items.get(DynamoType({"S": keys.segment_members_pk(workspace_id, segment_id)}), {}))
+
+    def count(self) -> int:
+        return sum(len(by_range) for by_range in self.table.items.values())
+
+
+class SortedTable:
+    """moto sorts every item of a table for each Query and each Scan page (``Table.all_items``), so a Query of
+    one small partition costs O(n log n) in the table's size (0.8 s at 1,000 profiles). This keeps each table's
+    items in order as they are put and deleted (updates change items in place). moto's answers are unchanged;
+    only its time, which this bench does not price, is saved."""
+
+    _all_items = MotoTable.all_items
+    _put_item = MotoTable.put_item
+    _delete_item = MotoTable.delete_item
+
+    @staticmethod
+    def _key(item: Any) -> Key:
+        return str(item.hash_key.value), str(item.range_key.value)
+
+    @staticmethod
+    def _order(table: Any) -> tuple[list[Key], list[Any]] | None:
+        return table.__dict__.get("_bench_order") if table.range_key_attr else None
+
+    @staticmethod
+    def all_items(table: Any) -> list[Any]:
+        order = SortedTable._order(table)
+        if order is None:
+            items = SortedTable._all_items(table)
+            if not table.range_key_attr:
+                return items
+            order = table.__dict__["_bench_order"] = ([SortedTable._key(i) for i in items], list(items))
+        return list(order[1])
+
+    @staticmethod
+    def put_item(table: Any, *args: Any, **kwargs: Any) -> Any:
+        item = SortedTable._put_item(table, *args, **kwargs)
+        order = SortedTable._order(table)
+        if order is not None:
+            key = SortedTable._key(item)
+            at = bisect.bisect_left(order[0], key)
+            if at < len(order[0]) and order[0][at] == key:
+                order[1][at] = item
+            else:
+                order[0].insert(at, key)
+                order[1].insert(at, item)
+        return item
+
+    @staticmethod
+    def delete_item(table: Any, *args: Any, **kwargs: Any) -> Any:
+        item = SortedTable._delete_item(table, *args, **kwargs)
+        order = SortedTable._order(table)
+        if item is not None and order is not None:
+            at = bisect.bisect_left(order[0], SortedTable._key(item))
+            del order[0][at], order[1][at]
+        return item
+
+    @classmethod
+    def install(cls) -> None:
+        MotoTable.all_items = cls.all_items  # type: ignore[method-assign,assignment]
+        MotoTable.put_item = cls.put_item  # type: ignore[method-assign,assignment]
+        MotoTable.delete_item = cls.delete_item  # type: ignore[method-assign,assignment]
+
+
+# --- Pricing what the meter leaves out -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Write:
+    table: str
+    action: str  # Put, Update, Delete or ConditionCheck
+    key: Key
+    kind: str
+    written: int = 0  # a Put's item size
+
+
+def _key_of(wire: Item) -> Key:
+    return str(wire["pk"]["S"]), str(wire["sk"]["S"])
+
+
+def _kind(action: str, op: Item, key: Key) -> str:
+    if action == "ConditionCheck" and key[1] == keys.PROFILE_SK:
+        return CHECK
+    if key[1] == keys.PROFILE_SEGMENTS_SK:
+        return HELD
+    if key[0].endswith("#MEMBERS"):
+        return MEMBER
+    if key[1] == "SEGMENT" and "ADD #size" in op.get("UpdateExpression", ""):
+        return SIZE
+    return BOOKKEEPING
+
+
+def _write(table_name: str, action: str, op: Item) -> Write:
+    key = _key_of(op["Item"] if action == "Put" else op["Key"])
+    return Write(table_name, action, key, _kind(action, op, key), item_size(op["Item"]) if action == "Put" else 0)
+
+
+def writes_of(operation: str, params: Item) -> list[Write]:
+    if operation == "TransactWriteItems":
+        return [_write(op["TableName"], action, op) for entry in params["TransactItems"]
+                for action, op in entry.items()]
+    if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        return [_write(params["TableName"], operation.removesuffix("Item").capitalize(), params)]
+    if operation == "BatchWriteItem":
+        return [_write(name, "Put", r["PutRequest"]) if "PutRequest" in r
+                else _write(name, "Delete", r["DeleteRequest"])
+                for name, requests in params["RequestItems"].items() for r in requests]
+    return []
+
+
+class Ledger:
+    """A second botocore handler beside ingest_path's meter, adding to the same counts what the meter does not
+    price: a Scan's read units (0.5 per 4 KB of every item read, filtered out or not), BatchWriteItem (by
+    the meter's own rules), and ``sized`` write units: each item written billed as DynamoDB bills it, by the
+    larger of the item before and after (the meter sizes an update, a delete or a condition check by its key),
+    x2 in a transaction. Writes are broken down by what they touch (the profile check, the profile's set of
+    segments, member items, segment sizes, the run's bookkeeping)."""
+
+    def __init__(self, counts: Counter[tuple[str, ...]]) -> None:
+        self.counts = counts
+        self._tables: dict[str, StoredItems] = {}
+        self.profiles_moved: list[str] = []
+
+    def stored(self, table_name: str) -> StoredItems:
+        if table_name not in self._tables:
+            self._tables[table_name] = StoredItems(table_name)
+        return self._tables[table_name]
+
+    def attach(self, client: Any) -> None:
+        events = client.meta.events
+        if client.meta.service_model.service_name == "dynamodb":
+            events.register("before-parameter-build.dynamodb", self._before, unique_id="bench-ledger-before")
+            events.register("after-call.dynamodb", self._after, unique_id="bench-ledger-after")
+        # The time a request spends in moto (and botocore's sending and parsing), to tell it from ours.
+        events.register("before-call", self._sent, unique_id="bench-ledger-sent")
+        events.register("response-received", self._received, unique_id="bench-ledger-received")
+
+    def _sent(self, context: Item, **_: Any) -> None:
+        context["ledger_sent"] = time.perf_counter()
+
+    def _received(self, context: Item, **_: Any) -> None:
+        if "ledger_sent" in context:
+            self._add(("time", "aws"), time.perf_counter() - context.pop("ledger_sent"))
+
+    def _add(self, key: tuple[str, ...], amount: float) -> None:
+        self.counts[key] += amount  # type: ignore[assignment]  # units are fractional
+
+    def _before(self, params: Item, model: Any, context: Item, **_: Any) -> None:
+        started = time.perf_counter()
+        context["ledger_params"] = params
+        context["ledger_writes"] = [(w, self.stored(w.table).size(w.key)) for w in writes_of(model.name, params)]
+        self._add(("time", "ledger"), time.perf_counter() - started)
+
+    def _after(self, parsed: Item, model: Any, context: Item, **_: Any) -> None:
+        started = time.perf_counter()
+        params = context.get("ledger_params", {})
+        if model.name == "Scan":
+            self._scan(params, parsed)
+        writes = context.get("ledger_writes") or []
+        if writes:
+            self._written(model.name, writes, failed="Error" in parsed)
+        self._add(("time", "ledger"), time.perf_counter() - started)
+
+    def _scan(self, params: Item, parsed: Item) -> None:
+        share = (int(params["Segment"]), int(params["TotalSegments"])) if "TotalSegments" in params else None
+        start = _key_of(params["ExclusiveStartKey"]) if "ExclusiveStartKey" in params else None
+        last = _key_of(parsed["LastEvaluatedKey"]) if "LastEvaluatedKey" in parsed else None
+        scanned = self.stored(params["TableName"]).scanned(share, start, last)
+        units = max(1, math.ceil(scanned / 4096)) * (1.0 if params.get("ConsistentRead") else 0.5)
+        self._add(("unit", "rru"), units)
+        self._add(("scan", "rru"), units)
+        self._add(("scan", "bytes"), scanned)
+
+    def _written(self, operation: str, writes: list[tuple[Write, int]], failed: bool) -> None:
+        factor = 2 if operation == "TransactWriteItems" else 1
+        for write, before in writes:
+            self.stored(write.table).forget(write.key)
+            after = write.written if write.action == "Put" else 0 if write.action == "Delete" \
+                else self.stored(write.table).size(write.key)
+            units = factor * max(1, math.ceil(max(before, before if failed else after) / KB))
+            self._add(("sized", write.kind), units)
+            # What ingest_path's meter counts for the same write: a Put by its item, anything else by its key.
+            self._add(("meter", write.kind), factor * max(1, math.ceil(
+                (write.written if write.action == "Put" else 4 + len(write.key[0]) + len(write.key[1])) / KB)))
+            self._add(("unit", "wru_sized"), units)
+            if write.kind == SIZE:
+                self._add(("moves", write.key[0]), 1)
+            if operation == "BatchWriteItem":  # the meter's rules: a put by its item, a delete as 1
+                self._add(("unit", "wru"), max(1, math.ceil(write.written / KB)) if write.action == "Put" else 1)
+        checked = [w.key for w, _ in writes if w.kind == CHECK]
+        if checked and not failed:
+            self.profiles_moved += [pk.removeprefix(keys.profile_prefix(WORKSPACE)) for pk, _ in checked]
+            self._add(("moved", "profiles"), len(checked))
+            self._add(("moved", "segments"), sum(1 for w, _ in writes if w.kind == MEMBER))
+
+
+# --- The workspace: synthetic profiles with their timelines, nine custom segments ------------------------------
+
+
+def _timeline(profile: Profile, orders: Sequence[datetime], events: Sequence[tuple[str, datetime]],
+              fixed: int | None) -> list[TimelineEntry]:
+    """What apply_event would have left on the profile's timeline: an entry per order and per event."""
+    entries = [TimelineEntry(
+        workspace_id=WORKSPACE, profile_id=profile.profile_id, store_id="store-1", occurred_at=at, type="order",
+        ref=f"store-1:{profile.profile_id}-{i}", summary={
+            "number": f"#{1001 + i}", "currency": "USD", "total": "84.20", "net": "84.20", "counted": True,
+            "version": at.isoformat(), "items": 2, "channel": "email"}) for i, at in enumerate(orders)]
+    entries += [TimelineEntry(
+        workspace_id=WORKSPACE, profile_id=profile.profile_id, store_id="store-1", occurred_at=at, type=kind,
+        ref=f"evt-{profile.profile_id}-{i}", summary={
+            "url": "https://shop.example.com/products/mug-classic", "products": ["Mugs item 0"], "channel": "search"})
+        for i, (kind, at) in enumerate(events)]
+    if fixed is None:
+        return entries
+    while 0 < len(entries) < fixed:
+        entries += [e.model_copy(update={"ref": f"{e.ref}-{len(entries)}"}) for e in entries[:fixed - len(entries)]]
+    if not entries and fixed:
+        at = profile.created_at
+        entries = [TimelineEntry(workspace_id=WORKSPACE, profile_id=profile.profile_id, store_id="store-1",
+                                 occurred_at=at, type="page_viewed", ref=f"evt-{profile.profile_id}-{i}",
+                                 summary={"url": "https://shop.example.com/"}) for i in range(fixed)]
+    return entries[:fixed]
+
+
+def batch_write(table_name: str, items: Iterable[Item]) -> None:
+    """The bench's own writes: BatchWriteItem on an unmetered client, 25 a request."""
+    dynamodb, batch = harness("dynamodb"), []
+    for item in items:
+        batch.append({"PutRequest": {"Item": item}})
+        if len(batch) == 25:
+            _flush(dynamodb, table_name, batch)
+            batch = []
+    if batch:
+        _flush(dynamodb, table_name, batch)
+
+
+def _flush(dynamodb: Any, table_name: str, batch: list[Item]) -> None:
+    pending: dict[str, Any] = {table_name: batch}
+    while pending:
+        pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+
+@dataclass
+class Workspace:
+    profiles: dict[str, Profile]
+    timeline_items: int
+    segment_ids: list[str]
+
+
+def populate(table_name: str, n: int, timeline: int | None) -> Workspace:
+    profiles: dict[str, Profile] = {}
+    entries = 0
+
+    def items() -> Iterator[Item]:
+        nonlocal entries
+        for shoppers in chunks(n):
+            for shopper in shoppers:
+                profile = shopper.profile
+                profiles[profile.profile_id] = profile
+                yield to_item(keys.profile(WORKSPACE, profile.profile_id), "profile", profile)
+                for entry in _timeline(profile, shopper.orders, shopper.events, timeline):
+                    entries += 1
+                    yield to_item(keys.timeline(WORKSPACE, profile.profile_id, entry.sort_key), "timeline", entry)
+
+    batch_write(table_name, items())
+    return Workspace(profiles, entries, [])
+
+
+def create_segments(store: DynamoSegmentStore) -> list[str]:
+    """bench/segments.py's nine rules as custom segments, saved as the API saves them (a month ago)."""
+    ids = []
+    for rule in RULES:
+        record = SegmentRecord(workspace_id=WORKSPACE, segment_id=f"seg_{rule.name}", name=rule.name,
+                               definition=json.dumps({"name": rule.name, "definition": rule.document}),
+                               created_at=NOW - timedelta(days=30), updated_at=NOW - timedelta(days=30))
+        store.put(record, None)
+        ids.append(record.segment_id)
+    return ids
+
+
+PURCHASES = (("Mugs item 0", "Mugs"), ("Tea item 2", "Tea"), ("Espresso Cup", "Kitchen"), ("Books item 5", "Books"))
+# One profile write of the reference store's month, by what caused it (profile_events' MONTHLY_MIX).
+ORDER, AMENDMENT, VIEW, CHECKOUT, CONTACT = "order", "amendment", "view", "checkout", "contact"
+WRITE_MIX = {
+    ORDER: MONTHLY_MIX[ORDER_NEW] + MONTHLY_MIX[ORDER_RETURNING],
+    AMENDMENT: MONTHLY_MIX[ORDER_UPDATED] + MONTHLY_MIX[CANCELLATION] + MONTHLY_MIX[REFUND] + MONTHLY_MIX[REMOVED],
+    VIEW: MONTHLY_MIX[PRODUCT_VIEW],
+    CHECKOUT: MONTHLY_MIX[CHECKOUT_STARTED],
+    CONTACT: MONTHLY_MIX[IDENTIFY] + MONTHLY_MIX[CUSTOMER],
+}
+
+
+def _order(profile: Profile, rng: random.Random, at: datetime) -> dict[str, Any]:
+    product, category = rng.choice(PURCHASES)
+    return {"orders_count": profile.orders_count + 1,
+            "total_spent": profile.total_spent + Decimal(int(rng.lognormvariate(8.3, 0.7))) / 100,
+            "first_order_at": profile.first_order_at or at, "last_order_at": at,
+            "products": {**profile.products, product: profile.products.get(product, 0) + 1},
+            "categories": {**profile.categories, category: profile.categories.get(category, 0) + 1}}
+
+
+def _activity(profile: Profile, kind: str, at: datetime) -> dict[str, Any]:
+    counts = {**profile.activity_counts, kind: profile.activity_counts.get(kind, 0) + 1}
+    latest = Activity(at=at, event_id=f"evt-{profile.profile_id}-{int(at.timestamp())}", type=kind,
+                      url="https://shop.example.com/products/mug-classic")
+    return {"activity_counts": counts, "last_checkout" if kind == "checkout_started" else "last_browse": latest}
+
+
+def changed(profile: Profile, rng: random.Random, at: datetime) -> Profile:
+    """The profile after one write of the reference mix: an order; an update, refund or cancellation of one
+    (its net spend moves); a product view; a checkout; a contact or account change (nothing segments read)."""
+    cause = rng.choices(tuple(WRITE_MIX), tuple(WRITE_MIX.values()))[0]
+    update: dict[str, Any] = {}
+    if cause == ORDER:
+        update = _order(profile, rng, at)
+    elif cause == AMENDMENT and profile.orders_count:
+        refunded = (profile.total_spent * Decimal("0.1")).quantize(Decimal("0.01"))
+        update = {"total_spent": profile.total_spent - refunded, "total_refunded": profile.total_refunded + refunded}
+    elif cause in (VIEW, CHECKOUT):
+        update = _activity(profile, "product_viewed" if cause == VIEW else "checkout_started", at)
+    return profile.model_copy(update={**update, "last_seen_at": at, "updated_at": at, "revision": profile.revision + 1})
+
+
+def change_profiles(table_name: str, workspace: Workspace, profile_ids: Sequence[str], rng: random.Random,
+                    at: datetime) -> list[Profile]:
+    """Change these profiles in the table (unmetered: the profile upsert is ingest_path's to measure)."""
+    updated = [changed(workspace.profiles[pid], rng, at + timedelta(seconds=i)) for i, pid in enumerate(profile_ids)]
+    for profile in updated:
+        workspace.profiles[profile.profile_id] = profile
+    batch_write(table_name, (to_item(keys.profile(WORKSPACE, p.profile_id), "profile", p) for p in updated))
+    return updated
+
+
+# --- Runs and refreshes, measured ------------------------------------------------------------------------------
+
+
+class InProcessQueue:
+    """The segment-tasks queue, carried out in this process one task at a time (as tests/fakes.py's
+    FakeTaskQueue.drain does): each task is what one SegmentTasksFunction invocation does with one message."""
+
+    def __init__(self) -> None:
+        self.tasks: list[RunTask] = []
+
+    def send(self, tasks: Sequence[RunTask]) -> None:
+        self.tasks.extend(tasks)
+
+    def drain(self, store: DynamoSegmentStore, segment_runs: DynamoSegmentRuns, clock: Callable[[], datetime]) -> int:
+        """Carry out every queued task (and those they queue); how many there were."""
+        done = 0
+        while self.tasks:
+            runs.carry_out(self.tasks.pop(0), store, segment_runs, self, clock)
+            done += 1
+        return done
+
+
+@dataclass
+class Measured:
+    label: str
+    counts: Counts
+    seconds: float
+    profiles: int  # profiles evaluated
+    entered: int = 0
+    exited: int = 0
+    moved: list[str] = field(default_factory=list)  # profiles whose set of segments was written
+    tasks: int = 0  # Lambda invocations: a run's tasks, the refresh's batches
+    run: SegmentRun | None = None
+
+    def get(self, *key: str) -> float:
+        return self.counts.get(key, 0.0)
+
+    @property
+    def changes(self) -> int:
+        return self.entered + self.exited
+
+    def sized(self, kinds: Iterable[str]) -> float:
+        return sum(self.get("sized", kind) for kind in kinds)
+
+    @property
+    def own_seconds(self) -> float:
+        """Wall time less the time spent in moto (and in this bench's own metering)."""
+        return max(0.0, self.seconds - self.get("time", "aws") - self.get("time", "ledger"))
+
+    @property
+    def lambda_seconds(self) -> float:
+        """What a Lambda would spend: our own time, and each request's round trip to AWS (assumed, not measured)."""
+        return self.own_seconds + sum(v * AWS_SECONDS.get(k[2], AWS_SECONDS_DEFAULT) for k, v in self.counts.items()
+                                      if k[0] == "req")
+
+
+@dataclass
+class Rig:
+    """The stack provisioned, its meter and ledger, and the adapters under test."""
+
+    bench: Bench
+    ledger: Ledger
+    store: DynamoSegmentStore
+    segment_runs: DynamoSegmentRuns
+    queue: InProcessQueue = field(default_factory=InProcessQueue)
+
+    @property
+    def table_name(self) -> str:
+        return self.store.table
+
+
+def measure_run(rig: Rig, label: str, now: datetime, shares: int, profiles: int) -> Measured:
+    """One recomputation run from its start (as the schedule starts it) until its last share finishes."""
+    meter = rig.bench.meter
+    rig.ledger.profiles_moved = []
+    mark, started = meter.mark(), time.perf_counter()
+    run = runs.start_run(rig.segment_runs, rig.queue, WORKSPACE, now, shares, "bench")
+    done = rig.queue.drain(rig.store, rig.segment_runs, lambda: now)
+    seconds, counts = time.perf_counter() - started, meter.since(mark)
+    final = rig.segment_runs.get(WORKSPACE, run.run_id)
+    return Measured(label, counts, seconds, profiles, final.entered if final else 0, final.exited if final else 0,
+                    list(rig.ledger.profiles_moved), done, final)
+
+
+def measure_refresh(rig: Rig, label: str, profiles: Sequence[Profile], now: datetime, batch: int) -> Measured:
+    """runs.refresh as the refresh function calls it, one stream batch of ``batch`` changed profiles at a time."""
+    meter = rig.bench.meter
+    rig.ledger.profiles_moved = []
+    mark, started = meter.mark(), time.perf_counter()
+    applied = runs.Applied()
+    for start in range(0, len(profiles), batch):
+        applied += runs.refresh(rig.store, rig.segment_runs, profiles[start:start + batch], now)
+    seconds, counts = time.perf_counter() - started, meter.since(mark)
+    return Measured(label, counts, seconds, len(profiles), applied.entered, applied.exited,
+                    list(rig.ledger.profiles_moved), tasks=math.ceil(len(profiles) / batch))
+
+
+def measure_rules(rig: Rig, now: datetime) -> Counts:
+    """What every refresh invocation reads before its first profile: the population and every segment."""
+    mark = rig.bench.meter.mark()
+    runs.load_rules(rig.store, WORKSPACE, now, rig.segment_runs.population(WORKSPACE))
+    return rig.bench.meter.since(mark)
+
+
+# --- BASELINE (written here only to be measured against) --------------------------------------------------------
+
+
+class RewriteAll:
+    """BASELINE: a recompute that rewrites every membership each run, the way a batch job over a table of
+    member rows usually does. It reads the profiles as ours does (the same two Scan passes, counted from ours'
+    run rather than repeated) and decides with the same ``memberships_of``; then, per segment, it Queries the
+    member items, deletes them all and puts every member again (BatchWriteItem, 25 a request), and sets the
+    segment's size (UpdateItem). Its member items are ours' (same keys and attributes), in a table of its own."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table = table_name
+
+    def run(self, rig: Rig, profiles: Iterable[Profile], run: SegmentRun) -> dict[str, int]:
+        rules = runs.load_rules(rig.store, WORKSPACE, run.now, run.population or PopulationStats())
+        members: dict[str, list[str]] = {sid: [] for sid in sorted(rules.segment_ids)}
+        for profile in profiles:
+            for segment_id in memberships_of(profile, rules):
+                members[segment_id].append(profile.profile_id)
+        dynamodb = clients.client("dynamodb")  # metered
+        for segment_id, profile_ids in members.items():
+            pk = keys.segment_members_pk(WORKSPACE, segment_id)
+            old = [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}} for sk in self._members(pk)]
+            new = [{"PutRequest": {"Item": {
+                "pk": {"S": pk}, "sk": {"S": pid}, "entity": {"S": "segment_member"}, "workspace_id": {"S": WORKSPACE},
+                "segment_id": {"S": segment_id}, "profile_id": {"S": pid}, "entered_at": {"S": run.now.isoformat()}}}}
+                for pid in profile_ids]
+            for requests in (old, new):  # one batch may not delete and put the same key
+                for start in range(0, len(requests), 25):
+                    pending: dict[str, Any] = {self.table: requests[start:start + 25]}
+                    while pending:
+                        pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            dynamodb.update_item(TableName=self.table, Key={"pk": {"S": f"WS#{WORKSPACE}#SEGMENT#{segment_id}"},
+                                                            "sk": {"S": "SEGMENT"}},
+                                 UpdateExpression="SET #size = :size", ExpressionAttributeNames={"#size": "size"},
+                                 ExpressionAttributeValues={":size": {"N": str(len(profile_ids))}})
+        return {sid: len(pids) for sid, pids in members.items()}
+
+    def _members(self, pk: str) -> Iterator[str]:
+        request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
+                                   "ExpressionAttributeValues": {":pk": {"S": pk}}}
+        while True:
+            answer = clients.client("dynamodb").query(**request)
+            yield from (str(item["sk"]["S"]) for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+def measure_baseline(rig: Rig, baseline: RewriteAll, label: str, profiles: Iterable[Profile],
+                     ours: Measured) -> tuple[Measured, dict[str, int]]:
+    assert ours.run is not None
+    meter = rig.bench.meter
+    mark, started = meter.mark(), time.perf_counter()
+    sizes = baseline.run(rig, profiles, ours.run)
+    seconds, counts = time.perf_counter() - started, meter.since(mark)
+    scans: Counts = {k: v for k, v in ours.counts.items() if k in (("req", "dynamodb", "Scan"), ("scan", "rru"),
+                                                                    ("scan", "bytes"))}
+    counts = add(counts, scans, {("unit", "rru"): ours.get("scan", "rru")})
+    return Measured(label, counts, seconds, ours.profiles), sizes
+
+
+# --- Checks ---------------------------------------------------------------------------------------------------
+
+
+def check_state(rig: Rig, segment_ids: Iterable[str], label: str) -> list[str]:
+    """Each segment's size equals its member items, and the profiles' sets hold as many as the member items."""
+    stored = rig.ledger.stored(rig.table_name)
+    problems, members = [], 0
+    for segment_id in sorted(segment_ids):
+        record = stored.table.items.get(DynamoType({"S": keys.segment(WORKSPACE, segment_id)["pk"]}), {}).get(
+            DynamoType({"S": "SEGMENT"}))
+        size = int(record.attrs["size"].value) if record is not None and "size" in record.attrs else 0
+        count = stored.members(WORKSPACE, segment_id)
+        members += count
+        if size != count:
+            problems.append(f"{label}: {segment_id} has size {size} but {count} member items")
+    held = sum(len(item.attrs["segment_ids"].value) for key, item in stored.items()
+               if key[1] == keys.PROFILE_SEGMENTS_SK and "segment_ids" in item.attrs)
+    if held != members:
+        problems.append(f"{label}: the profiles' sets hold {held} memberships, the member items are {members}")
+    return problems
+
+
+def check_run(measured: Measured, shares: int) -> list[str]:
+    run = measured.run
+    if run is None or run.phase is not RunPhase.DONE or run.evaluated != shares or run.profiles != measured.profiles:
+        state = "missing" if run is None else f"{run.phase.value}, {run.evaluated}/{shares} shares, {run.profiles} " \
+                                               "profiles"
+        return [f"{measured.label}: run did not finish over every share and profile ({state})"]
+    return []
+
+
+# --- Report ---------------------------------------------------------------------------------------------------
+
+
+def n(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _per(value: float, count: float, digits: int = 2) -> str:
+    return f"{value / count:,.{digits}f}" if count else "-"
+
+
+def _other_dynamodb(m: Measured) -> float:
+    return sum(v for k, v in m.counts.items() if k[:2] == ("req", "dynamodb")) \
+        - m.get("req", "dynamodb", "Scan") - m.get("req", "dynamodb", "TransactWriteItems")
+
+
+def print_measured(rows: Sequence[Measured]) -> None:
+    header = ["", "profiles moved", "entered", "exited", "requests", "Scan", "TransactWrite", "other DynamoDB", "S3",
+              "RRU", "WRU meter", "WRU sized", "wall s", "own s", "Lambda s"]
+    print(table(header, [[
+        m.label, *((n(len(m.moved)), n(m.entered), n(m.exited)) if m.tasks else ("-", "-", "-")),
+        n(requests_in(m.counts)),
+        n(m.get("req", "dynamodb", "Scan")),
+        n(m.get("req", "dynamodb", "TransactWriteItems")), n(_other_dynamodb(m)),
+        n(sum(v for k, v in m.counts.items() if k[:2] == ("req", "s3"))), n(m.get("unit", "rru"), 1),
+        n(m.get("unit", "wru")), n(m.get("unit", "wru_sized")), n(m.seconds, 1), n(m.own_seconds, 1),
+        n(m.lambda_seconds, 1)] for m in rows]))
+
+
+def print_breakdown(rows: Sequence[Measured]) -> None:
+    """Write units by what they touch, as the meter counts them and as DynamoDB bills them."""
+    header = ["WRU by item written", *(f"{m.label}: {how}" for m in rows for how in ("meter", "sized"))]
+    lines = [[kind, *(n(m.get(how, kind)) for m in rows for how in ("meter", "sized"))] for kind in MEMBERSHIP_KINDS]
+    # The meter's own total, less its membership writes (its plain UpdateItem/DeleteItem rules differ from Puts').
+    lines.append([BOOKKEEPING, *(n(m.get("unit", "wru") - sum(m.get("meter", k) for k in MEMBERSHIP_KINDS)
+                                   if how == "meter" else m.get("sized", BOOKKEEPING)) for m in rows
+                                 for how in ("meter", "sized"))])
+    lines.append(["per membership change (entered or exited)", *(
+        _per(sum(m.get(how, kind) for kind in MEMBERSHIP_KINDS), m.changes) for m in rows
+        for how in ("meter", "sized"))])
+    lines.append(["per profile moved", *(
+        _per(sum(m.get(how, kind) for kind in MEMBERSHIP_KINDS), len(m.moved)) for m in rows
+        for how in ("meter", "sized"))])
+    print(table(header, lines))
+
+
+@dataclass(frozen=True)
+class RecordCost:
+    """The segment-size updates of one run: what they cost as the records are, and with a month of growth."""
+
+    moves: int
+    mean_bytes: float
+    mean_points: float
+    sized: float
+    at_full_growth: float
+    full_growth_bytes: dict[str, float]  # mean record size with a month of growth: custom and built-in ones
+    largest: int  # the largest record with a month of growth
+    membership_sized: float  # every membership write of the run, sized
+    changes: int
+
+
+def record_cost(rig: Rig, measured: Measured, segment_ids: Iterable[str]) -> RecordCost:
+    stored = rig.ledger.stored(rig.table_name)
+    moves = sizes = points = full = 0.0
+    records = 0
+    month: dict[str, list[int]] = {"custom": [], "built-in": []}
+    for segment_id in segment_ids:
+        record = rig.store.get(WORKSPACE, segment_id)
+        if record is None:
+            continue
+        key = (keys.segment(WORKSPACE, segment_id)["pk"], "SEGMENT")
+        now_bytes = stored.size(key)
+        growth = tuple(GrowthPoint(at=NOW - timedelta(days=d), size=record.size) for d in range(GROWTH_KEPT))
+        # Stored as the adapter stores a record (the model's fields), with the 30 growth points it keeps.
+        month_bytes = item_size(to_item(keys.segment(WORKSPACE, segment_id), "segment",
+                                        record.model_copy(update={"growth": growth})))
+        segment_moves = measured.get("moves", key[0])
+        moves += segment_moves
+        full += segment_moves * 2 * max(1, math.ceil(month_bytes / KB))
+        sizes, points, records = sizes + now_bytes, points + len(record.growth), records + 1
+        month["custom" if record.definition else "built-in"].append(month_bytes)
+    return RecordCost(int(moves), sizes / max(records, 1), points / max(records, 1), measured.get("sized", SIZE), full,
+                      {kind: sum(b) / len(b) for kind, b in month.items() if b}, max(max(b, default=0) for b in
+                                                                                       month.values()),
+                      measured.sized(MEMBERSHIP_KINDS), measured.changes)
+
+
+def print_record_cost(cost: RecordCost, label: str) -> None:
+    if not cost.moves:
+        return
+    small = 2 * cost.moves  # a small counter item (< 1 KB) updated in the transaction
+    print(f"  Segment-size updates in {label}: {cost.moves:,} (one per membership change), each an UpdateItem ADD on "
+          f"the segment's record in the transaction.")
+    print(f"    the records weigh {cost.mean_bytes:,.0f} B on average now ({cost.mean_points:.0f} growth points): "
+          f"{cost.sized:,.0f} WRU sized ({cost.sized / cost.moves:.2f} a change); the meter counts the key, "
+          f"{small:,} WRU (2 a change).")
+    weights = ", ".join(f"{kind} {size:,.0f} B" for kind, size in cost.full_growth_bytes.items())
+    print(f"    with a month of growth ({GROWTH_KEPT} points; records: {weights}, the largest {cost.largest:,} B): "
+          f"{cost.at_full_growth:,.0f} WRU ({cost.at_full_growth / cost.moves:.2f} a change), "
+          f"{cost.at_full_growth / small:.2f}x what a size kept in a small item of its own would cost ({small:,}).")
+    later = cost.membership_sized - cost.sized + cost.at_full_growth
+    print(f"    every membership write of {label}: {cost.membership_sized / cost.changes:.2f} WRU a change now, "
+          f"{later / cost.changes:.2f} with a month of growth (+{later / cost.membership_sized - 1:.0%}).")
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """A run at ``profiles``, extrapolated linearly from the measured per-profile figures."""
+
+    profiles: int
+    items: int
+    shares: int
+    scan_rru: float
+    wru_daily: float
+    wru_first: float
+    wru_baseline: float
+    task_seconds_daily: float
+    task_seconds_first: float
+    s3_requests: float
+    transactions_first: float
+
+    @property
+    def lambda_daily(self) -> float:
+        invocations = 2 * self.shares * PRICES["lambda"][1] / 1e6
+        return self.task_seconds_daily * TASK_GB * LAMBDA_GB_SECOND + invocations
+
+    @property
+    def sqs(self) -> float:  # per task: a share of a SendMessageBatch, the poller's receive and delete
+        return 2 * self.shares * 2.1 * PRICES["sqs"][1] / 1e6
+
+    def daily(self, wru: float) -> float:
+        s3 = self.s3_requests / 2 * (PRICES["s3_put"][1] + PRICES["s3_get"][1]) / 1e6
+        return (self.scan_rru * PRICES["rru"][1] + wru * PRICES["wru"][1]) / 1e6 + self.lambda_daily + self.sqs + s3
+
+
+def scale(target: int, n_profiles: int, first: Measured, daily: Measured, baseline: Measured,
+          items_per_profile: float) -> Scaled:
+    def per(value: float) -> float:
+        return value / n_profiles * target
+
+    def wru(m: Measured) -> float:
+        return per(m.sized(MEMBERSHIP_KINDS)) + m.get("sized", BOOKKEEPING)  # bookkeeping: per run, not per profile
+
+    items = round(items_per_profile * target)
+    s3 = sum(v for k, v in daily.counts.items() if k[:2] == ("req", "s3")) / SHARES
+    shares = runs.shares_for(items, ITEMS_PER_SHARE)
+    return Scaled(target, items, shares, per(daily.get("scan", "rru")), wru(daily), wru(first),
+                  per(baseline.get("unit", "wru_sized")), per(daily.lambda_seconds), per(first.lambda_seconds),
+                  s3 * shares, per(first.get("req", "dynamodb", "TransactWriteItems")))
+
+
+def print_scaled(scaled: Sequence[Scaled]) -> None:
+    rows = []
+    for s in scaled:
+        rows.append([f"{s.profiles:,}", f"{s.items:,}", str(s.shares), n(s.scan_rru), n(s.wru_daily), n(s.wru_first),
+                     n(s.wru_baseline), f"{s.task_seconds_daily / s.shares:,.0f}",
+                     f"{s.task_seconds_first / s.shares:,.0f}", n(s.transactions_first / s.shares),
+                     f"${s.daily(s.wru_daily):.3f}",
+                     f"${s.daily(s.wru_baseline):.3f}"])
+    print(table(["profiles", "table items", "shares", "Scan RRU", "WRU daily", "WRU first run", "WRU baseline",
+                 "s/share daily", "s/share first", "transactions/share, first", "$ daily run", "$ baseline run"], rows))
+    over = [s for s in scaled if max(s.task_seconds_daily, s.task_seconds_first) / s.shares > LAMBDA_LIMIT_S]
+    for s in over:
+        print(f"  !! at {s.profiles:,} profiles a share would run longer than Lambda's {LAMBDA_LIMIT_S} s "
+              "(SEGMENT_ITEMS_PER_SHARE sets the fan-out)")
+
+
+@dataclass(frozen=True)
+class Refresh:
+    rru: float  # per profile write
+    wru: float
+    seconds: float
+    moving: float  # the share of refreshes that changed a membership
+
+
+def monthly(s: Scaled, refresh: Refresh) -> list[tuple[str, float, str]]:
+    writes = PROFILE_WRITES * s.profiles / REFERENCE_PROFILES
+    invocations = writes / REFRESH_BATCH
+    return [
+        ("daily runs: DynamoDB Scan RRU", RUNS_PER_MONTH * s.scan_rru * PRICES["rru"][1] / 1e6,
+         f"{RUNS_PER_MONTH} x {n(s.scan_rru)}"),
+        ("daily runs: DynamoDB WRU", RUNS_PER_MONTH * s.wru_daily * PRICES["wru"][1] / 1e6,
+         f"{RUNS_PER_MONTH} x {n(s.wru_daily)}"),
+        ("daily runs: Lambda, SQS, S3", RUNS_PER_MONTH * (s.daily(s.wru_daily) - (
+            s.scan_rru * PRICES["rru"][1] + s.wru_daily * PRICES["wru"][1]) / 1e6),
+         f"{2 * s.shares} tasks a run, {s.task_seconds_daily:,.0f} s at {TASK_GB * 1024:.0f} MB"),
+        ("refresh: DynamoDB RRU", writes * refresh.rru * PRICES["rru"][1] / 1e6,
+         f"{writes / 1e6:.2f}M profile writes x {refresh.rru:.2f}"),
+        ("refresh: DynamoDB WRU", writes * refresh.wru * PRICES["wru"][1] / 1e6,
+         f"x {refresh.wru:.2f} ({refresh.moving:.0%} move a membership)"),
+        ("refresh: Lambda", invocations * PRICES["lambda"][1] / 1e6
+         + writes * refresh.seconds * REFRESH_GB * LAMBDA_GB_SECOND,
+         f"{invocations / 1e6:.2f}M invocations, {refresh.seconds * 1000:.0f} ms a profile at "
+         f"{REFRESH_GB * 1024:.0f} MB"),
+    ]
+
+
+def print_monthly(scaled: Sequence[Scaled], refresh: Refresh, baseline_daily: Sequence[float]) -> None:
+    costs = [monthly(s, refresh) for s in scaled]
+    rows = [[name, *(f"${c[i][1]:.2f}" for c in costs), costs[0][i][2]] for i, (name, _, _) in enumerate(costs[0])]
+    rows.append(["total", *(f"${sum(d for _, d, _ in c):.2f}" for c in costs), ""])
+    rows.append(["baseline's daily runs instead (rewrite all)", *(
+        f"${RUNS_PER_MONTH * b:.2f}" for b in baseline_daily), "its refresh not counted"])
+    print(table(["$/month", *(f"{s.profiles:,} profiles" for s in scaled), f"how ({scaled[0].profiles:,})"], rows))
+
+
+# --- The bench ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    args: argparse.Namespace
+    workspace: Workspace
+    first: Measured
+    daily: Measured
+    quiet: Measured
+    refresh: Measured
+    baseline_first: Measured
+    baseline_daily: Measured
+    rules: Counts
+    changed: list[str]
+    items_before: int
+    bytes_before: int
+    items_after: int
+    record_costs: list[tuple[str, RecordCost]]
+    problems: list[str]
+
+
+def _compare(label: str, baseline: dict[str, int], rig: Rig) -> list[str]:
+    stored = rig.ledger.stored(rig.table_name)
+    return [f"{label}: {sid} has {count} members in the baseline, {stored.members(WORKSPACE, sid)} in ours"
+            for sid, count in baseline.items() if count != stored.members(WORKSPACE, sid)]
+
+
+def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
+    profiles, shares = args.profiles, args.shares
+    workspace = populate(rig.table_name, profiles, args.timeline)
+    workspace.segment_ids = sorted(runs.load_rules(rig.store, WORKSPACE, NOW, PopulationStats()).segment_ids
+                                   | set(create_segments(rig.store)))
+    stored = rig.ledger.stored(rig.table_name)
+    items_before, bytes_before = stored.count(), stored.scanned(None, None, None)
+    baseline = RewriteAll(rig.bench.baseline.table)
+    rng = random.Random(SEED)
+
+    first = measure_run(rig, "run 1", NOW, shares, profiles)
+    problems = check_run(first, shares) + check_state(rig, workspace.segment_ids, first.label)
+    baseline_first, sizes = measure_baseline(rig, baseline, "baseline 1", workspace.profiles.values(), first)
+    problems += _compare(baseline_first.label, sizes, rig)
+
+    ids = sorted(workspace.profiles)
+    chosen = rng.sample(ids, round(profiles * args.churn_percent / 100))
+    change_profiles(rig.table_name, workspace, chosen, rng, NOW + timedelta(hours=12))
+    day = NOW + timedelta(days=1)
+    daily = measure_run(rig, "run 2", day, shares, profiles)
+    problems += check_run(daily, shares) + check_state(rig, workspace.segment_ids, daily.label)
+    baseline_daily, sizes = measure_baseline(rig, baseline, "baseline 2", workspace.profiles.values(), daily)
+    problems += _compare(baseline_daily.label, sizes, rig)
+    costs = [("run 2", record_cost(rig, daily, workspace.segment_ids))]
+
+    # At run 2's instant: a minute later a time window may already have moved someone (it did at 5,000 profiles).
+    quiet = measure_run(rig, "run 3", day, shares, profiles)
+    problems += check_run(quiet, shares) + check_state(rig, workspace.segment_ids, quiet.label)
+    if quiet.changes or quiet.sized(MEMBERSHIP_KINDS):
+        problems.append(f"run 3 changed nothing but wrote {quiet.changes} memberships "
+                        f"({quiet.sized(MEMBERSHIP_KINDS):,.0f} WRU)")
+
+    at = day + timedelta(hours=2)
+    untouched = sorted(set(ids) - set(chosen))
+    updated = change_profiles(rig.table_name, workspace, rng.sample(untouched, min(args.refreshed, len(untouched))),
+                              rng, at - timedelta(hours=1))
+    rules = measure_rules(rig, at)
+    refresh = measure_refresh(rig, "refresh", updated, at, args.refresh_batch)
+    problems += check_state(rig, workspace.segment_ids, refresh.label)
+    costs.append(("the refresh", record_cost(rig, refresh, workspace.segment_ids)))
+    return Results(args, workspace, first, daily, quiet, refresh, baseline_first, baseline_daily, rules, chosen,
+                   items_before, bytes_before, stored.count(), costs, problems)
+
+
+def print_report(r: Results, seconds: float) -> None:
+    a, profiles = r.args, r.args.profiles
+    changed = set(r.changed)
+    print(f"\n{profiles:,} profiles ({r.workspace.timeline_items / profiles:.1f} timeline items each), "
+          f"{len(r.workspace.segment_ids)} segments ({len(RULES)} custom), {a.shares} shares; table before run 1: "
+          f"{r.items_before:,} items, {r.bytes_before / profiles:,.0f} B a profile")
+    print(f"run 1 at {NOW:%Y-%m-%d}: every membership is new. Then {len(changed):,} profiles ({a.churn_percent:g} %) "
+          "each take one profile write of the reference mix (an order, an order amended, a product view, a checkout")
+    print("or a contact change, weighted as profile_events' MONTHLY_MIX; written unmetered); run 2 a day later; run 3 "
+          f"at the same instant (nothing changed); then {r.refresh.profiles:,} other profiles")
+    print(f"take one such write each and runs.refresh re-decides them, in stream batches of {a.refresh_batch}. "
+          "Baseline: rewrite every membership each run (BatchWriteItem).")
+    print("\n1. What each run and the refresh did and cost (requests by the meter; RRU includes each Scan's items,")
+    print("   filtered out or not; 'WRU sized' bills each written item by its size before and after, as DynamoDB does)")
+    print_measured([r.first, r.daily, r.quiet, r.refresh, r.baseline_first, r.baseline_daily])
+    for m in (r.daily, r.refresh):
+        moves = sorted(((v, k[1].removeprefix(f"WS#{WORKSPACE}#SEGMENT#")) for k, v in m.counts.items()
+                        if k[0] == "moves"), reverse=True)
+        print(f"  {m.label} moved memberships of: " + ", ".join(f"{sid} {v:.0f}" for v, sid in moves))
+    print("  run 3 ran at run 2's instant: the segments' growth points were recorded already, so its bookkeeping is "
+          "the run's own items")
+    moved = set(r.daily.moved)
+    print(f"  run 2 moved {len(moved):,} profiles: {len(moved & changed):,} of the {len(changed):,} changed, "
+          f"{len(moved - changed):,} unchanged ones that time moved (windows, days since, quintiles); "
+          f"{_per(r.daily.get('unit', 'wru_sized'), len(changed))} WRU sized a changed profile, "
+          f"{_per(r.daily.sized(MEMBERSHIP_KINDS), len(changed))} without the run's bookkeeping")
+    fresh, rules_rru = r.refresh, r.rules.get(("unit", "rru"), 0.0)
+    print(f"  refresh: {fresh.profiles:,} profiles, {len(fresh.moved):,} moved; per profile "
+          f"{_per(requests_in(fresh.counts), fresh.profiles)} requests, "
+          f"{_per(fresh.get('unit', 'rru'), fresh.profiles)} RRU, "
+          f"{_per(fresh.get('unit', 'wru_sized'), fresh.profiles)} WRU sized; loading the rules (once a batch): "
+          f"{requests_in(r.rules):.0f} requests, {rules_rru:.1f} RRU; in batches of 100 the refresh would read "
+          f"{(fresh.get('unit', 'rru') - rules_rru * fresh.tasks) / fresh.profiles + rules_rru / 100:.2f} RRU "
+          "a profile")
+    print(f"  refresh per membership change: {_per(requests_in(fresh.counts), fresh.changes)} requests, "
+          f"{_per(fresh.get('unit', 'rru'), fresh.changes)} RRU, {_per(fresh.get('unit', 'wru_sized'), fresh.changes)} "
+          "WRU sized")
+    for label, ours, base in (("run 1", r.first, r.baseline_first), ("run 2", r.daily, r.baseline_daily)):
+        wru = ratio(ours.get("unit", "wru_sized"), base.get("unit", "wru_sized"))
+        print(f"  ours/baseline, {label}: WRU sized {wru}, "
+              f"requests {ratio(requests_in(ours.counts), requests_in(base.counts))}, "
+              f"RRU {ratio(ours.get('unit', 'rru'), base.get('unit', 'rru'))}")
+    print("\n2. Write units by the item written, per membership change and per profile moved")
+    print_breakdown([r.first, r.daily, r.refresh])
+    for label, cost in r.record_costs:
+        print_record_cost(cost, label)
+    print_extrapolation(r)
+    print(f"\n(segment runs bench ran in {seconds:.0f} s)")
+
+
+def print_extrapolation(r: Results) -> None:
+    profiles = r.args.profiles
+    scaled = [scale(t, profiles, r.first, r.daily, r.baseline_daily, r.items_after / profiles) for t in TARGETS]
+    print(f"\n3. Extrapolated linearly from these {profiles:,} profiles ({r.items_after / profiles:.1f} table items a "
+          f"profile after the runs; shares = crm.segments.runs.shares_for(items, {ITEMS_PER_SHARE:,})). Lambda")
+    print(f"   seconds: our own time here + {AWS_SECONDS_DEFAULT * 1000:.0f} ms a request, "
+          f"{AWS_SECONDS['Scan'] * 1000:.0f} ms a Scan page (assumed); s/share: a share's sketch + evaluate tasks")
+    print_scaled(scaled)
+    moving = len(r.refresh.moved) / r.refresh.profiles if r.refresh.profiles else 0.0
+    refresh = Refresh(r.refresh.get("unit", "rru") / r.refresh.profiles,
+                      r.refresh.get("unit", "wru_sized") / r.refresh.profiles,
+                      r.refresh.lambda_seconds / r.refresh.profiles, moving)
+    print("\n4. Monthly: a daily run at run 2's churn (it counts again the changes the refresh already made: an upper "
+          "bound) + the refresh for every")
+    print(f"   profile write: {PROFILE_WRITES:,} a month at the reference store (profile_events' MONTHLY_MIX less "
+          f"duplicates), scaled with profiles; list prices us-east-1")
+    print_monthly(scaled, refresh, [s.daily(s.wru_baseline) for s in scaled])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--profiles", type=int, default=PROFILES)
+    parser.add_argument("--shares", type=int, default=SHARES)
+    parser.add_argument("--churn-percent", type=float, default=CHURN * 100,
+                        help="profiles changed between run 1 and run 2")
+    parser.add_argument("--refreshed", type=int, default=REFRESHED, help="profiles changed for runs.refresh")
+    parser.add_argument("--refresh-batch", type=int, default=REFRESH_BATCH, help="stream records per invocation")
+    parser.add_argument("--timeline", type=int, default=None,
+                        help="timeline items per profile (default: one per order and event of the shopper)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    print("Segment recomputation on moto: crm.segments.runs with DynamoSegmentStore/DynamoSegmentRuns, metered")
+    print(f"command: bench/segment_runs.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    fake_aws_environment()
+    moto_patches.install()  # moto's own TransactWriteItems deep-copies the table on every call
+    SortedTable.install()
+    with mock_aws():
+        bench = set_up(load_stack(TEMPLATE, region=REGION))
+        ledger = Ledger(bench.meter.counts)
+        ledger.attach(clients.client("dynamodb"))
+        ledger.attach(clients.client("s3"))
+        table_name = bench.outputs["TableName"]
+        rig = Rig(bench, ledger, DynamoSegmentStore(table_name),
+              DynamoSegmentRuns(table_name, bench.outputs["ArchiveBucketName"]))
+        results = run_bench(rig, args)
+    print_report(results, time.perf_counter() - started)
+    for problem in results.problems:
+        print(f"!!! {problem}", file=sys.stderr)
+    return 1 if results.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
