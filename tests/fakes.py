@@ -37,7 +37,6 @@ from crm.ports import (
     ExportJobStore,
     ExportQueue,
     IngestQueue,
-    ProfileGone,
     ProfileRepository,
     RawArchive,
     Reads,
@@ -279,6 +278,10 @@ class FakeSegmentStore:
     def held(self, workspace_id: str, profile_id: str) -> HeldSegments:
         return self.held_sets.get((workspace_id, profile_id), HeldSegments())
 
+    def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None:
+        profile = self.profiles.profiles.get((workspace_id, profile_id))
+        return None if profile is None else (profile, self.held(workspace_id, profile_id))
+
     def profiles_with_segments(self, workspace_id: str, share: int = 0,
                                shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
         with self.profiles._lock:
@@ -289,8 +292,6 @@ class FakeSegmentStore:
 
     def apply_membership(self, change: MembershipChange) -> None:
         ws, pid = change.workspace_id, change.profile_id
-        if (ws, pid) not in self.profiles.profiles:
-            raise ProfileGone(f"profile {pid} no longer exists")
         if self.held(ws, pid).version != change.expected_version:
             raise ConcurrentUpdate(f"the segments of {pid} changed meanwhile")
         for segment_id in (*change.entered, *change.exited):

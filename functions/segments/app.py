@@ -18,6 +18,7 @@ from crm.segments.feed import read_feed
 
 logger = Logger(service="segments")
 processor = BatchProcessor(event_type=EventType.SQS)
+rules_cache = runs.RulesCache()  # lives as long as the Lambda container
 
 
 @logger.inject_lambda_context
@@ -50,7 +51,7 @@ def on_profile_change(event: dict[str, Any], context: LambdaContext) -> dict[str
     """Any failure fails the batch: Lambda retries it (bisecting), and re-deciding is idempotent."""
     feed = read_feed(event.get("Records", []))
     now = utc_now()
-    applied = runs.refresh(wiring.segment_store(), wiring.segment_runs(), feed.changed, now)
+    applied = runs.refresh(wiring.segment_store(), wiring.segment_runs(), feed.changed, now, rules_cache)
     for erased in feed.erased:
         runs.forget(wiring.segment_store(), erased.workspace_id, erased.profile_id, erased.held, now)
     logger.info("memberships refreshed", extra={"profiles": applied.profiles, "entered": applied.entered,

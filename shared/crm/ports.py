@@ -34,9 +34,6 @@ class ConcurrentUpdate(Exception):
     """Someone else wrote the same profile or order since we read it: read again and retry."""
 
 
-class ProfileGone(LookupError):
-    """The profile a membership change was decided for has been erased since."""
-
 
 @dataclass(frozen=True)
 class Reads:
@@ -269,6 +266,10 @@ class SegmentStore(Protocol):
         """Replace the workspace's built-in segment settings whole (memberships change at the next computation)."""
         ...
 
+    def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None:
+        """The profile and the segments it is in, read together as they are now; None once erased."""
+        ...
+
     def profiles_with_segments(self, workspace_id: str, share: int = 0,
                                shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
         """Every profile of one share of a parallel scan (merged ones too) with the segments it is in;
@@ -277,8 +278,7 @@ class SegmentStore(Protocol):
 
     def apply_membership(self, change: MembershipChange) -> None:
         """Write the profile's new set, add and remove its member items and move the sizes, all or nothing;
-        ConcurrentUpdate when the set is no longer at ``change.expected_version``, ProfileGone when the
-        profile has been erased."""
+        ConcurrentUpdate when the set is no longer at ``change.expected_version``."""
         ...
 
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:

@@ -9,7 +9,7 @@ import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore
 from crm.models.profile import Profile
 from crm.models.segments import BuiltinSettings, GrowthPoint, HeldSegments, MembershipChange, SegmentRecord
-from crm.ports import Change, ConcurrentUpdate, ProfileGone, ProfileRepository, SegmentStore
+from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore
 from crm_local.provision import Provisioned
 
 from tests.builders import NOW
@@ -127,13 +127,23 @@ def test_a_membership_change_is_guarded(backend: Backend) -> None:
     backend.segments.apply_membership(_change("p1", ("seg_1",), (), frozenset(), 0))
     with pytest.raises(ConcurrentUpdate):  # decided on a set that is no longer there
         backend.segments.apply_membership(_change("p1", ("builtin:vip",), (), frozenset(), 0))
-    with pytest.raises(ProfileGone):
-        backend.segments.apply_membership(_change("erased", ("seg_1",), (), frozenset(), 0))
     backend.segments.delete(WS, "seg_1")
     with pytest.raises(ConcurrentUpdate):  # a deleted custom segment does not come back
         backend.segments.apply_membership(_change("p1", (), ("seg_1",), frozenset({"seg_1"}), 1))
     assert backend.segments.get(WS, "seg_1") is None
     assert backend.segments.held(WS, "p1").segment_ids == {"seg_1"}
+
+
+def test_a_profile_is_read_with_its_set_of_segments(backend: Backend) -> None:
+    backend.segments.put(record(), None)
+    _save(backend, _profile(WS, "p1", revision=4), _profile(WS, "p2"))
+    backend.segments.apply_membership(_change("p1", ("seg_1",), (), frozenset(), 0, revision=4))
+    found = backend.segments.profile_with_segments(WS, "p1")
+    assert found is not None and found[0].revision == 4
+    assert found[1] == HeldSegments(segment_ids=frozenset({"seg_1"}), version=1, revision=4)
+    assert backend.segments.profile_with_segments(WS, "p2") == (_profile(WS, "p2"), HeldSegments())
+    assert backend.segments.profile_with_segments(WS, "erased") is None
+    assert backend.segments.profile_with_segments("ws_b", "p1") is None
 
 
 def test_a_change_of_more_than_one_transaction_lands_whole(backend: Backend) -> None:

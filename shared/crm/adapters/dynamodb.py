@@ -33,7 +33,6 @@ from crm.ports import (
     Erasure,
     Holdings,
     PrivacyRecord,
-    ProfileGone,
     Reads,
     UnknownWorkspace,
 )
@@ -452,6 +451,17 @@ class DynamoSegmentStore:
                                             Key=_wire_key(keys.profile_segments(workspace_id, profile_id)))
         return _held(from_item(found["Item"])) if "Item" in found else HeldSegments()
 
+    def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None:
+        """The profile and its set of segments, as they are now: one strongly consistent Query of the two
+        neighbouring items of its partition (the timeline sorts after them). None when it was erased."""
+        key = keys.profile(workspace_id, profile_id)
+        answer = client("dynamodb").query(
+            TableName=self.table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :profile AND :segments",
+            ExpressionAttributeValues={":pk": {"S": key["pk"]}, ":profile": {"S": keys.PROFILE_SK},
+                                       ":segments": {"S": keys.PROFILE_SEGMENTS_SK}})
+        return next(_profile_with_segments(answer.get("Items", [])), None)
+
     def profiles_with_segments(self, workspace_id: str, share: int = 0,
                                shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
         """One share of a parallel Scan: each profile (merged ones too: their memberships must go) with the
@@ -492,23 +502,15 @@ class DynamoSegmentStore:
                 (current.add if entering else current.discard)(segment_id)
             last = start + _MOVES_PER_TRANSACTION >= len(moves)
             held = frozenset(change.segment_ids if last else current)
-            # The profile must still be there: a change decided from a stream record that an erasure
-            # overtook would otherwise bring back the memberships of someone erased.
-            writes = [{"ConditionCheck": {"TableName": self.table,
-                                          "Key": _wire_key(keys.profile(change.workspace_id, change.profile_id)),
-                                          "ConditionExpression": "attribute_exists(pk)"}},
-                      self._held_write(change, held, version)]
+            writes = [self._held_write(change, held, version)]
             for segment_id, entering in chunk:
                 writes += self._member_writes(change, segment_id, entering)
             try:
                 client("dynamodb").transact_write_items(TransactItems=writes)
             except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                reasons = error.response.get("CancellationReasons") or [{}]
-                if reasons[0].get("Code") == "ConditionalCheckFailed":
-                    raise ProfileGone(f"profile {change.profile_id} no longer exists") from None
-                raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile") from None
+                if error.response["Error"]["Code"] == "TransactionCanceledException":
+                    raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile") from None
+                raise
             version += 1
 
     def _held_write(self, change: MembershipChange, segment_ids: frozenset[str], expected: int) -> dict[str, Any]:
@@ -583,7 +585,7 @@ class DynamoSegmentStore:
                                                                          "segment_settings", settings))
 
 
-_MOVES_PER_TRANSACTION = 49  # two items each (member, size), the set and the profile check: within 100
+_MOVES_PER_TRANSACTION = 49  # two items each (member, size) and the set: within TransactWriteItems' 100
 _BUILTIN_RECORD = ("#entity = if_not_exists(#entity, :entity), #ws = if_not_exists(#ws, :ws), "
                    "#id = if_not_exists(#id, :id), #name = if_not_exists(#name, :id), "
                    "#created = if_not_exists(#created, :created), #updated = if_not_exists(#updated, :created), "

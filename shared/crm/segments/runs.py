@@ -21,14 +21,14 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import reduce
 
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments
-from crm.ports import ConcurrentUpdate, ProfileGone, SegmentRuns, SegmentStore, TaskQueue
+from crm.ports import ConcurrentUpdate, SegmentRuns, SegmentStore, TaskQueue
 from crm.segments.builtin import BY_ID, PopulationSketch, PopulationStats, SegmentContext
 from crm.segments.membership import Rules, change_for, rules_for
 
@@ -141,8 +141,6 @@ def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules
     except ConcurrentUpdate:
         # The profile's set changed since the scan read it: whoever changed it decided on newer data.
         return Applied(profiles=live, conflicts=1)
-    except ProfileGone:
-        return Applied()
     return Applied(live, len(change.entered), len(change.exited))
 
 
@@ -166,27 +164,47 @@ def _record(store: SegmentStore, run: SegmentRun, rules: Rules) -> None:
 # --- the incremental path --------------------------------------------------------------------------
 
 
-def refresh(store: SegmentStore, runs: SegmentRuns, profiles: Iterable[Profile], now: datetime) -> Applied:
-    """Re-decide the memberships of profiles that just changed, at ``now``, with the last run's statistics."""
-    latest: dict[tuple[str, str], Profile] = {}
-    for profile in profiles:  # a batch may hold several images of one profile: the last one counts
-        latest[(profile.workspace_id, profile.profile_id)] = profile
+@dataclass
+class RulesCache:
+    """Each workspace's rules as last read, for ``ttl``: the refresh runs on every profile write, and reading
+    the segments, settings and statistics (some thirty items) each time would be most of its cost. A new or
+    changed segment starts a run of its own, so a refresh that misses it for a minute loses nothing."""
+
+    ttl: timedelta = timedelta(minutes=1)
+    held: dict[str, tuple[datetime, Rules]] = field(default_factory=dict)
+
+    def rules(self, store: SegmentStore, runs: SegmentRuns, workspace_id: str, now: datetime) -> Rules:
+        hit = self.held.get(workspace_id)
+        if hit is None or not timedelta(0) <= now - hit[0] < self.ttl:
+            rules = load_rules(store, workspace_id, now, runs.population(workspace_id))
+            self.held[workspace_id] = (now, rules)
+            return rules
+        return replace(hit[1], context=hit[1].context.model_copy(update={"now": now}))
+
+
+def refresh(store: SegmentStore, runs: SegmentRuns, profiles: Iterable[Profile], now: datetime,
+            cache: RulesCache | None = None) -> Applied:
+    """Re-decide the memberships of profiles that just changed, at ``now``, with the last run's statistics.
+
+    The stream's images only name the profiles: each is read again with its set of segments, so the
+    decision is on the profile as it is now, and a profile erased since is left alone."""
+    cache = cache or RulesCache()
+    changed = dict.fromkeys((p.workspace_id, p.profile_id) for p in profiles)  # once each, in order
     applied = Applied()
-    rules_by_workspace: dict[str, Rules] = {}
-    for (workspace_id, _), profile in latest.items():
-        if workspace_id not in rules_by_workspace:
-            rules_by_workspace[workspace_id] = load_rules(store, workspace_id, now, runs.population(workspace_id))
-        applied += _refresh_one(store, profile, rules_by_workspace[workspace_id], now)
+    for workspace_id, profile_id in changed:
+        applied += _refresh_one(store, workspace_id, profile_id, cache.rules(store, runs, workspace_id, now), now)
     return applied
 
 
-def _refresh_one(store: SegmentStore, profile: Profile, rules: Rules, now: datetime) -> Applied:
+def _refresh_one(store: SegmentStore, workspace_id: str, profile_id: str, rules: Rules, now: datetime) -> Applied:
     for _ in range(CONFLICT_RETRIES):
-        held = store.held(profile.workspace_id, profile.profile_id)
-        outcome = _apply_once(store, profile, held, rules, now)
+        found = store.profile_with_segments(workspace_id, profile_id)
+        if found is None:
+            return Applied()
+        outcome = _apply_once(store, *found, rules, now)
         if not outcome.conflicts:
             return outcome
-    raise ConcurrentUpdate(f"the segments of {profile.profile_id} kept changing; the batch is retried")
+    raise ConcurrentUpdate(f"the segments of {profile_id} kept changing; the batch is retried")
 
 
 def forget(store: SegmentStore, workspace_id: str, profile_id: str, held: HeldSegments, now: datetime) -> None:
