@@ -346,10 +346,9 @@ class DynamoSegmentStore:
         self.table = table_name or settings().table_name
 
     def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.segment(workspace_id,
-                                                                                             segment_id)),
-                                            ConsistentRead=True)
-        return SegmentRecord.model_validate(from_item(found["Item"])) if "Item" in found else None
+        """The record and its size: one Query of the segment's partition (both items)."""
+        items = list(self._query(keys.segment(workspace_id, segment_id)["pk"], None, None))
+        return _record(workspace_id, segment_id, {str(item["sk"]): item for item in items})
 
     def _query(self, pk: str, after: str | None, limit: int | None) -> Iterator[Item]:
         request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
@@ -368,16 +367,19 @@ class DynamoSegmentStore:
 
     def list_segments(self, workspace_id: str) -> list[SegmentRecord]:
         ids = [str(item["sk"]) for item in self._query(keys.segment_catalogue_pk(workspace_id), None, None)]
-        records: list[SegmentRecord] = []
-        for start in range(0, len(ids), 100):
-            request: dict[str, Any] = {self.table: {"Keys": [_wire_key(keys.segment(workspace_id, i))
-                                                             for i in ids[start:start + 100]]}}
+        found: dict[str, dict[str, Item]] = {}
+        for start in range(0, len(ids), 50):
+            wanted = [key for i in ids[start:start + 50]
+                      for key in (keys.segment(workspace_id, i), keys.segment_size(workspace_id, i))]
+            request: dict[str, Any] = {self.table: {"Keys": [_wire_key(k) for k in wanted]}}
             while request:
                 answer = client("dynamodb").batch_get_item(RequestItems=request)
-                records += [SegmentRecord.model_validate(from_item(item))
-                            for item in answer["Responses"].get(self.table, [])]
+                for raw in answer["Responses"].get(self.table, []):
+                    item = from_item(raw)
+                    found.setdefault(str(item["pk"]), {})[str(item["sk"])] = item
                 request = answer.get("UnprocessedKeys") or {}
-        return sorted(records, key=lambda r: r.segment_id)
+        records = (_record(workspace_id, i, found.get(keys.segment(workspace_id, i)["pk"], {})) for i in ids)
+        return sorted((r for r in records if r is not None), key=lambda r: r.segment_id)
 
     def put(self, record: SegmentRecord, expected_version: int | None) -> None:
         ws, segment_id = record.workspace_id, record.segment_id
@@ -390,9 +392,13 @@ class DynamoSegmentStore:
             put["ExpressionAttributeNames"] = {"#version": "version"}
             put["ExpressionAttributeValues"] = {":expected": {"N": str(expected_version)}}
         catalogue = _plain_item({**keys.segment_catalogue(ws, segment_id), "entity": "segment_catalogue"})
+        writes: list[dict[str, Any]] = [{"Put": put}, {"Put": {"TableName": self.table, "Item": catalogue}}]
+        if expected_version is None:  # a new segment starts empty; its size item exists while it does
+            size = _plain_item({**keys.segment_size(ws, segment_id), "entity": "segment_size", "size": 0,
+                                "created_at": record.created_at.isoformat()})
+            writes.append({"Put": {"TableName": self.table, "Item": size}})
         try:
-            client("dynamodb").transact_write_items(TransactItems=[
-                {"Put": put}, {"Put": {"TableName": self.table, "Item": catalogue}}])
+            client("dynamodb").transact_write_items(TransactItems=writes)
         except ClientError as error:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
                 raise ConcurrentUpdate(f"segment {segment_id} changed since it was read") from None
@@ -402,7 +408,8 @@ class DynamoSegmentStore:
         # Definition and catalogue entry first: a crash half-way leaves orphaned members nobody can reach,
         # never a listed segment whose members are gone.
         _write_batches(self.table, [{"DeleteRequest": {"Key": _wire_key(k)}} for k in (
-            keys.segment(workspace_id, segment_id), keys.segment_catalogue(workspace_id, segment_id))])
+            keys.segment(workspace_id, segment_id), keys.segment_size(workspace_id, segment_id),
+            keys.segment_catalogue(workspace_id, segment_id))])
         pk = keys.segment_members_pk(workspace_id, segment_id)
         _write_batches(self.table, [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": str(item["sk"])}}}}
                                     for item in self._query(pk, None, None)])
@@ -539,22 +546,16 @@ class DynamoSegmentStore:
         return [member, self._size_write(ws, segment_id, 1 if entering else -1, change.at)]
 
     def _size_write(self, workspace_id: str, segment_id: str, delta: int, at: datetime) -> dict[str, Any]:
-        values: dict[str, Any] = {":delta": {"N": str(delta)}}
-        names = {"#size": "size"}
-        if segment_id.startswith(BUILTIN_PREFIX):
-            # A built-in's record may not exist before its first scheduled computation.
-            update = "ADD #size :delta SET " + _BUILTIN_RECORD
-            values.update(_builtin_record_values(workspace_id, segment_id, at))
-            names.update(_BUILTIN_RECORD_NAMES)
-            return {"Update": {"TableName": self.table, "Key": _wire_key(keys.segment(workspace_id, segment_id)),
-                               "UpdateExpression": update, "ExpressionAttributeValues": values,
-                               "ExpressionAttributeNames": names}}
-        # A custom segment deleted meanwhile must not come back as a record without a definition.
-        names["#definition"] = "definition"
-        return {"Update": {"TableName": self.table, "Key": _wire_key(keys.segment(workspace_id, segment_id)),
-                           "UpdateExpression": "ADD #size :delta",
-                           "ConditionExpression": "attribute_exists(#definition)",
-                           "ExpressionAttributeValues": values, "ExpressionAttributeNames": names}}
+        update: dict[str, Any] = {
+            "TableName": self.table, "Key": _wire_key(keys.segment_size(workspace_id, segment_id)),
+            "UpdateExpression": "ADD #size :delta SET #entity = :entity, #created = if_not_exists(#created, :at)",
+            "ExpressionAttributeNames": {"#size": "size", "#entity": "entity", "#created": "created_at"},
+            "ExpressionAttributeValues": {":delta": {"N": str(delta)}, ":entity": {"S": "segment_size"},
+                                          ":at": {"S": at.isoformat()}}}
+        if not segment_id.startswith(BUILTIN_PREFIX):
+            # A custom segment's size item goes with it: one deleted meanwhile must not come back.
+            update["ConditionExpression"] = "attribute_exists(pk)"
+        return {"Update": update}
 
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
         """An erased profile's member items and their share of the sizes (its set went with its partition).
@@ -597,6 +598,20 @@ _BUILTIN_RECORD_NAMES = {"#entity": "entity", "#ws": "workspace_id", "#id": "seg
 def _builtin_record_values(workspace_id: str, segment_id: str, at: datetime) -> dict[str, Any]:
     return {":entity": {"S": "segment"}, ":ws": {"S": workspace_id}, ":id": {"S": segment_id},
             ":created": {"S": at.isoformat()}, ":one": {"N": "1"}}
+
+
+def _record(workspace_id: str, segment_id: str, items: dict[str, Item]) -> SegmentRecord | None:
+    """A segment's record with the size from its size item; a built-in's record before its first computation
+    is its size alone."""
+    size = items.get("SIZE")
+    if "SEGMENT" in items:
+        record = SegmentRecord.model_validate(items["SEGMENT"])
+    elif size is not None and segment_id.startswith(BUILTIN_PREFIX):
+        record = SegmentRecord(workspace_id=workspace_id, segment_id=segment_id, name=segment_id,
+                               created_at=size["created_at"], updated_at=size["created_at"])
+    else:
+        return None
+    return record.model_copy(update={"size": int(size["size"]) if size else 0})
 
 
 def _held(item: Item) -> HeldSegments:

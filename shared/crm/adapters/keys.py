@@ -18,6 +18,9 @@ Access patterns:
 - the workspace's segments, one item each:        WS#{ws}#SEGMENTS / {segment_id}
   (a catalogue, so listing is one Query, not a Scan of the table; written with the definition)
 - segment membership, paged by profile id:        WS#{ws}#SEGMENT#{segment_id}#MEMBERS / {profile_id}
+- a segment's size, beside its record:            WS#{ws}#SEGMENT#{segment_id} / SIZE
+  (a small item of its own: every membership change adds to it, and DynamoDB bills an update by the size
+  of the whole item, which for the record holds the definition and 30 growth points)
 - the segments one profile is in (the guard of every membership change; in the profile's partition, so a
   parallel Scan meets it next to the profile):     WS#{ws}#PROFILE#{profile_id} / SEGMENTS
 - a recomputation run, and the workspace's active one: WS#{ws}#SEGRUN#{run_id} / RUN, WS#{ws}#SEGRUN / ACTIVE
@@ -97,6 +100,10 @@ def privacy_request(workspace_id: str, request_id: str) -> Key:
 
 def segment(workspace_id: str, segment_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#SEGMENT#{segment_id}", "sk": "SEGMENT"}
+
+
+def segment_size(workspace_id: str, segment_id: str) -> Key:
+    return {"pk": segment(workspace_id, segment_id)["pk"], "sk": "SIZE"}
 
 
 def segment_catalogue(workspace_id: str, segment_id: str) -> Key:
