@@ -992,7 +992,8 @@ def print_report(r: Results, seconds: float) -> None:
     print(f"  refresh: {fresh.profiles:,} profiles, {len(fresh.moved):,} moved; per profile "
           f"{_per(requests_in(fresh.counts), fresh.profiles)} requests, "
           f"{_per(fresh.get('unit', 'rru'), fresh.profiles)} RRU, "
-          f"{_per(fresh.get('unit', 'wru_sized'), fresh.profiles)} WRU sized; loading the rules (once a minute per warm container): "
+          f"{_per(fresh.get('unit', 'wru_sized'), fresh.profiles)} WRU sized; "
+          "loading the rules (once a minute per warm container): "
           f"{requests_in(r.rules):.0f} requests, {rules_rru:.1f} RRU")
     print(f"  refresh per membership change: {_per(requests_in(fresh.counts), fresh.changes)} requests, "
           f"{_per(fresh.get('unit', 'rru'), fresh.changes)} RRU, {_per(fresh.get('unit', 'wru_sized'), fresh.changes)} "
