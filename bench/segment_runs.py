@@ -35,7 +35,7 @@ from crm.adapters.segment_runs import DynamoSegmentRuns
 from crm.config import Settings
 from crm.models.profile import Activity, Profile, TimelineEntry
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
-from crm.models.segments import GROWTH_KEPT, GrowthPoint, SegmentRecord
+from crm.models.segments import SegmentRecord
 from crm.segments import runs
 from crm.segments.builtin import PopulationStats
 from crm.segments.membership import memberships_of
@@ -101,8 +101,8 @@ AWS_SECONDS_DEFAULT = 0.01
 KB = 1024
 
 # Which item a write touches, for the breakdown of write units.
-CHECK, HELD, MEMBER, SIZE, BOOKKEEPING = "profile check", "segment set", "member item", "segment size", "bookkeeping"
-MEMBERSHIP_KINDS = (CHECK, HELD, MEMBER, SIZE)
+HELD, MEMBER, SIZE, BOOKKEEPING = "segment set", "member item", "segment size", "bookkeeping"
+MEMBERSHIP_KINDS = (HELD, MEMBER, SIZE)
 
 Item = dict[str, Any]
 Key = tuple[str, str]
@@ -233,13 +233,11 @@ def _key_of(wire: Item) -> Key:
 
 
 def _kind(action: str, op: Item, key: Key) -> str:
-    if action == "ConditionCheck" and key[1] == keys.PROFILE_SK:
-        return CHECK
     if key[1] == keys.PROFILE_SEGMENTS_SK:
         return HELD
     if key[0].endswith("#MEMBERS"):
         return MEMBER
-    if key[1] == "SEGMENT" and "ADD #size" in op.get("UpdateExpression", ""):
+    if key[1] == "SIZE":
         return SIZE
     return BOOKKEEPING
 
@@ -341,10 +339,10 @@ class Ledger:
                 self._add(("moves", write.key[0]), 1)
             if operation == "BatchWriteItem":  # the meter's rules: a put by its item, a delete as 1
                 self._add(("unit", "wru"), max(1, math.ceil(write.written / KB)) if write.action == "Put" else 1)
-        checked = [w.key for w, _ in writes if w.kind == CHECK]
-        if checked and not failed:
-            self.profiles_moved += [pk.removeprefix(keys.profile_prefix(WORKSPACE)) for pk, _ in checked]
-            self._add(("moved", "profiles"), len(checked))
+        sets = [w.key for w, _ in writes if w.kind == HELD]  # one set written per profile moved
+        if sets and not failed:
+            self.profiles_moved += [pk.removeprefix(keys.profile_prefix(WORKSPACE)) for pk, _ in sets]
+            self._add(("moved", "profiles"), len(sets))
             self._add(("moved", "segments"), sum(1 for w, _ in writes if w.kind == MEMBER))
 
 
@@ -624,7 +622,7 @@ class RewriteAll:
                     while pending:
                         pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
             dynamodb.update_item(TableName=self.table, Key={"pk": {"S": f"WS#{WORKSPACE}#SEGMENT#{segment_id}"},
-                                                            "sk": {"S": "SEGMENT"}},
+                                                            "sk": {"S": "SIZE"}},
                                  UpdateExpression="SET #size = :size", ExpressionAttributeNames={"#size": "size"},
                                  ExpressionAttributeValues={":size": {"N": str(len(profile_ids))}})
         return {sid: len(pids) for sid, pids in members.items()}
@@ -662,7 +660,7 @@ def check_state(rig: Rig, segment_ids: Iterable[str], label: str) -> list[str]:
     problems, members = [], 0
     for segment_id in sorted(segment_ids):
         record = stored.table.items.get(DynamoType({"S": keys.segment(WORKSPACE, segment_id)["pk"]}), {}).get(
-            DynamoType({"S": "SEGMENT"}))
+            DynamoType({"S": keys.segment_size(WORKSPACE, segment_id)["sk"]}))
         size = int(record.attrs["size"].value) if record is not None and "size" in record.attrs else 0
         count = stored.members(WORKSPACE, segment_id)
         members += count
@@ -728,65 +726,6 @@ def print_breakdown(rows: Sequence[Measured]) -> None:
         _per(sum(m.get(how, kind) for kind in MEMBERSHIP_KINDS), len(m.moved)) for m in rows
         for how in ("meter", "sized"))])
     print(table(header, lines))
-
-
-@dataclass(frozen=True)
-class RecordCost:
-    """The segment-size updates of one run: what they cost as the records are, and with a month of growth."""
-
-    moves: int
-    mean_bytes: float
-    mean_points: float
-    sized: float
-    at_full_growth: float
-    full_growth_bytes: dict[str, float]  # mean record size with a month of growth: custom and built-in ones
-    largest: int  # the largest record with a month of growth
-    membership_sized: float  # every membership write of the run, sized
-    changes: int
-
-
-def record_cost(rig: Rig, measured: Measured, segment_ids: Iterable[str]) -> RecordCost:
-    stored = rig.ledger.stored(rig.table_name)
-    moves = sizes = points = full = 0.0
-    records = 0
-    month: dict[str, list[int]] = {"custom": [], "built-in": []}
-    for segment_id in segment_ids:
-        record = rig.store.get(WORKSPACE, segment_id)
-        if record is None:
-            continue
-        key = (keys.segment(WORKSPACE, segment_id)["pk"], "SEGMENT")
-        now_bytes = stored.size(key)
-        growth = tuple(GrowthPoint(at=NOW - timedelta(days=d), size=record.size) for d in range(GROWTH_KEPT))
-        # Stored as the adapter stores a record (the model's fields), with the 30 growth points it keeps.
-        month_bytes = item_size(to_item(keys.segment(WORKSPACE, segment_id), "segment",
-                                        record.model_copy(update={"growth": growth})))
-        segment_moves = measured.get("moves", key[0])
-        moves += segment_moves
-        full += segment_moves * 2 * max(1, math.ceil(month_bytes / KB))
-        sizes, points, records = sizes + now_bytes, points + len(record.growth), records + 1
-        month["custom" if record.definition else "built-in"].append(month_bytes)
-    return RecordCost(int(moves), sizes / max(records, 1), points / max(records, 1), measured.get("sized", SIZE), full,
-                      {kind: sum(b) / len(b) for kind, b in month.items() if b}, max(max(b, default=0) for b in
-                                                                                       month.values()),
-                      measured.sized(MEMBERSHIP_KINDS), measured.changes)
-
-
-def print_record_cost(cost: RecordCost, label: str) -> None:
-    if not cost.moves:
-        return
-    small = 2 * cost.moves  # a small counter item (< 1 KB) updated in the transaction
-    print(f"  Segment-size updates in {label}: {cost.moves:,} (one per membership change), each an UpdateItem ADD on "
-          f"the segment's record in the transaction.")
-    print(f"    the records weigh {cost.mean_bytes:,.0f} B on average now ({cost.mean_points:.0f} growth points): "
-          f"{cost.sized:,.0f} WRU sized ({cost.sized / cost.moves:.2f} a change); the meter counts the key, "
-          f"{small:,} WRU (2 a change).")
-    weights = ", ".join(f"{kind} {size:,.0f} B" for kind, size in cost.full_growth_bytes.items())
-    print(f"    with a month of growth ({GROWTH_KEPT} points; records: {weights}, the largest {cost.largest:,} B): "
-          f"{cost.at_full_growth:,.0f} WRU ({cost.at_full_growth / cost.moves:.2f} a change), "
-          f"{cost.at_full_growth / small:.2f}x what a size kept in a small item of its own would cost ({small:,}).")
-    later = cost.membership_sized - cost.sized + cost.at_full_growth
-    print(f"    every membership write of {label}: {cost.membership_sized / cost.changes:.2f} WRU a change now, "
-          f"{later / cost.changes:.2f} with a month of growth (+{later / cost.membership_sized - 1:.0%}).")
 
 
 @dataclass(frozen=True)
@@ -908,7 +847,6 @@ class Results:
     items_before: int
     bytes_before: int
     items_after: int
-    record_costs: list[tuple[str, RecordCost]]
     problems: list[str]
 
 
@@ -941,7 +879,6 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     problems += check_run(daily, shares) + check_state(rig, workspace.segment_ids, daily.label)
     baseline_daily, sizes = measure_baseline(rig, baseline, "baseline 2", workspace.profiles.values(), daily)
     problems += _compare(baseline_daily.label, sizes, rig)
-    costs = [("run 2", record_cost(rig, daily, workspace.segment_ids))]
 
     # At run 2's instant: a minute later a time window may already have moved someone (it did at 5,000 profiles).
     quiet = measure_run(rig, "run 3", day, shares, profiles)
@@ -957,9 +894,8 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     rules = measure_rules(rig, at)
     refresh = measure_refresh(rig, "refresh", updated, at, args.refresh_batch)
     problems += check_state(rig, workspace.segment_ids, refresh.label)
-    costs.append(("the refresh", record_cost(rig, refresh, workspace.segment_ids)))
     return Results(args, workspace, first, daily, quiet, refresh, baseline_first, baseline_daily, rules, chosen,
-                   items_before, bytes_before, stored.count(), costs, problems)
+                   items_before, bytes_before, stored.count(), problems)
 
 
 def print_report(r: Results, seconds: float) -> None:
@@ -1005,8 +941,6 @@ def print_report(r: Results, seconds: float) -> None:
               f"RRU {ratio(ours.get('unit', 'rru'), base.get('unit', 'rru'))}")
     print("\n2. Write units by the item written, per membership change and per profile moved")
     print_breakdown([r.first, r.daily, r.refresh])
-    for label, cost in r.record_costs:
-        print_record_cost(cost, label)
     print_extrapolation(r)
     print(f"\n(segment runs bench ran in {seconds:.0f} s)")
 
