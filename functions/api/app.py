@@ -131,8 +131,8 @@ def list_segments() -> dict[str, Any]:
 def _start_run(workspace_id: str, reason: str) -> SegmentRun:
     """A recomputation of the workspace's segments (or the one under way): membership of a new or changed
     definition, and a refresh on request, are decided by the same fanned-out run as the schedule's."""
-    shares = runs.shares_for(wiring.segment_runs().table_items(), settings().segment_items_per_share)
-    return runs.start_run(wiring.segment_runs(), wiring.segment_tasks(), workspace_id, utc_now(), shares, reason)
+    return runs.start_runs(wiring.segment_runs(), wiring.segment_tasks(), [workspace_id], utc_now(),
+                           settings().segment_items_per_share, reason)[workspace_id]
 
 
 def _run_view(run: SegmentRun) -> dict[str, Any]:

@@ -24,15 +24,11 @@ rules_cache = runs.RulesCache()  # lives as long as the Lambda container
 @logger.inject_lambda_context
 def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Start a run of every workspace (one already under way is left to finish)."""
-    now = utc_now()
-    shares = runs.shares_for(wiring.segment_runs().table_items(), settings().segment_items_per_share)
-    started = {}
-    for workspace_id in wiring.store_directory().workspaces():
-        run = runs.start_run(wiring.segment_runs(), wiring.segment_tasks(), workspace_id, now, shares,
-                             runs.SCHEDULE)
-        started[workspace_id] = run.run_id
-    logger.info("segment runs started", extra={"runs": started, "shares": shares})
-    return {"runs": started}
+    started = runs.start_runs(wiring.segment_runs(), wiring.segment_tasks(), wiring.store_directory().workspaces(),
+                              utc_now(), settings().segment_items_per_share, runs.SCHEDULE)
+    ids = {workspace_id: run.run_id for workspace_id, run in started.items()}
+    logger.info("segment runs started", extra={"runs": ids})
+    return {"runs": ids}
 
 
 def _carry_out(record: SQSRecord) -> None:
@@ -52,8 +48,8 @@ def on_profile_change(event: dict[str, Any], context: LambdaContext) -> dict[str
     feed = read_feed(event.get("Records", []))
     now = utc_now()
     applied = runs.refresh(wiring.segment_store(), wiring.segment_runs(), feed.changed, now, rules_cache)
-    for erased in feed.erased:
-        runs.forget(wiring.segment_store(), erased.workspace_id, erased.profile_id, erased.held, now)
+    for erased in feed.erased:  # its set went with its partition: its member items and sizes follow
+        wiring.segment_store().forget_profile(erased.workspace_id, erased.profile_id, erased.segment_ids, now)
     logger.info("memberships refreshed", extra={"profiles": applied.profiles, "entered": applied.entered,
                                                 "exited": applied.exited, "erased": len(feed.erased)})
     return {}

@@ -167,12 +167,12 @@ def start_segment_runs(stack_name: str, workspace_id: str | None = None) -> dict
     carried out by the stack's task workers. Workspace id -> run id (an active run is answered as it is)."""
     from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
     from crm.config import Settings
-    from crm.segments.runs import shares_for, start_run
+    from crm.segments.runs import start_runs
 
     outputs = stack_outputs(stack_name)
     runs = DynamoSegmentRuns(outputs["TableName"], outputs["ArchiveBucketName"])
     tasks = SqsTaskQueue(outputs["SegmentTasksQueueUrl"])
     workspaces = [workspace_id] if workspace_id else list(DynamoStoreDirectory(outputs["TableName"]).workspaces())
-    shares = shares_for(runs.table_items(), Settings.model_fields["segment_items_per_share"].default)
-    now = utc_now()
-    return {ws: start_run(runs, tasks, ws, now, shares, "operator").run_id for ws in workspaces}
+    started = start_runs(runs, tasks, workspaces, utc_now(), Settings.model_fields["segment_items_per_share"].default,
+                         "operator")
+    return {ws: run.run_id for ws, run in started.items()}

@@ -254,10 +254,6 @@ class SegmentStore(Protocol):
         """Up to ``limit`` members by profile id, those after the profile id ``after``."""
         ...
 
-    def held(self, workspace_id: str, profile_id: str) -> HeldSegments:
-        """The segments the profile is in, with the version that guards changing them."""
-        ...
-
     def settings(self, workspace_id: str) -> BuiltinSettings:
         """The workspace's settings for its built-in segments; the defaults when it stored none."""
         ...

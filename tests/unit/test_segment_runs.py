@@ -213,8 +213,8 @@ def test_an_erased_profile_leaves_its_segments_and_is_not_brought_back() -> None
     assert "builtin:repeat_buyers" in held.segment_ids
 
     profile = repository.profiles.pop((WS, "p1"))
-    runs.forget(store, WS, "p1", held, NOW)
-    runs.forget(store, WS, "p1", held, NOW)
+    store.forget_profile(WS, "p1", held.segment_ids, NOW)
+    store.forget_profile(WS, "p1", held.segment_ids, NOW)
     assert members(store) == {} and store.get(WS, "builtin:repeat_buyers").size == 0  # type: ignore[union-attr]
     # A stream record from before the erasure, processed after it, writes nothing.
     assert runs.refresh(store, segment_runs, [profile.model_copy(update={"revision": 9})], NOW).entered == 0

@@ -64,7 +64,7 @@ def from_item(item: Item) -> dict[str, Any]:
     return {name: _deserializer.deserialize(v) for name, v in item.items()}
 
 
-def _wire_key(key: keys.Key) -> Item:
+def wire_key(key: keys.Key) -> Item:
     return {name: {"S": value} for name, value in key.items()}
 
 
@@ -75,20 +75,20 @@ class DynamoStoreDirectory:
         self.table = table_name or settings().table_name
 
     def store_by_domain(self, platform: Platform, domain: str) -> Store | None:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.store(platform, domain)))
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.store(platform, domain)))
         return Store.model_validate(from_item(found["Item"])) if "Item" in found else None
 
     def store_by_write_key(self, write_key: str) -> Store | None:
         """Two eventually consistent reads (the pointer, then the store): the store item stays the one
         copy of its secrets and origins, so changing them never leaves a stale duplicate behind."""
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.write_key(write_key)))
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.write_key(write_key)))
         if "Item" not in found:
             return None
         pointer = from_item(found["Item"])
         return self.store_by_domain(Platform(pointer["platform"]), str(pointer["domain"]))
 
     def workspace_exists(self, workspace_id: str) -> bool:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.workspace(workspace_id)),
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.workspace(workspace_id)),
                                             ProjectionExpression="pk")
         return "Item" in found
 
@@ -103,7 +103,7 @@ class DynamoStoreDirectory:
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def workspace_for_api_key(self, api_key: str) -> str | None:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.api_key(api_key)))
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.api_key(api_key)))
         return str(from_item(found["Item"])["workspace_id"]) if "Item" in found else None
 
     def register(self, store: Store, api_key: str, *, new_workspace: bool = True) -> None:
@@ -116,23 +116,23 @@ class DynamoStoreDirectory:
             {"Put": {"TableName": self.table, "Item": to_item(keys.store(store.platform, store.domain),
                                                               "store", store),
                      "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"TableName": self.table, "Item": _plain_item(key_item)}},
+            {"Put": {"TableName": self.table, "Item": plain_item(key_item)}},
         ]
         if store.write_key is not None:
             pointer = {**keys.write_key(store.write_key), "entity": "write_key", "platform": store.platform.value,
                        "domain": store.domain, "workspace_id": store.workspace_id, "store_id": store.store_id}
-            items.append({"Put": {"TableName": self.table, "Item": _plain_item(pointer),
+            items.append({"Put": {"TableName": self.table, "Item": plain_item(pointer),
                                   "ConditionExpression": "attribute_not_exists(pk)"}})
         if new_workspace:
             workspace = {**workspace_key, "entity": "workspace", "workspace_id": store.workspace_id,
                          "created_at": now}
             entry = {**keys.workspace_entry(store.workspace_id), "entity": "workspace_entry",
                      "workspace_id": store.workspace_id}
-            items += [{"Put": {"TableName": self.table, "Item": _plain_item(workspace)}},
-                      {"Put": {"TableName": self.table, "Item": _plain_item(entry)}}]
+            items += [{"Put": {"TableName": self.table, "Item": plain_item(workspace)}},
+                      {"Put": {"TableName": self.table, "Item": plain_item(entry)}}]
         else:
             # The workspace may be deleted between the CLI's check and this write: check it in the transaction.
-            items.append({"ConditionCheck": {"TableName": self.table, "Key": _wire_key(workspace_key),
+            items.append({"ConditionCheck": {"TableName": self.table, "Key": wire_key(workspace_key),
                                              "ConditionExpression": "attribute_exists(pk)"}})
         try:
             client("dynamodb").transact_write_items(TransactItems=items)
@@ -145,7 +145,7 @@ class DynamoStoreDirectory:
                 from None
 
 
-def _plain_item(values: dict[str, Any]) -> Item:
+def plain_item(values: dict[str, Any]) -> Item:
     return {k: _serializer.serialize(v) for k, v in values.items()}
 
 
@@ -160,7 +160,7 @@ class DynamoProfileRepository:
         found: dict[str, Item] = {}
         unique = list({k["pk"]: k for k in wanted}.values())
         for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {self.table: {"Keys": [_wire_key(k) for k in unique[start:start + 100]],
+            request: dict[str, Any] = {self.table: {"Keys": [wire_key(k) for k in unique[start:start + 100]],
                                                     "ConsistentRead": True}}
             while request:
                 answer = client("dynamodb").batch_get_item(RequestItems=request)
@@ -282,7 +282,7 @@ class DynamoProfileRepository:
         return self._live_profiles(workspace_id, {profile_id}).get(profile_id)
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.identity(workspace_id,
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.identity(workspace_id,
                                                                                                 identity)))
         item = from_item(found["Item"]) if "Item" in found else {}
         return str(item["profile_id"]) if item.get("profile_id") else None
@@ -371,7 +371,7 @@ class DynamoSegmentStore:
         for start in range(0, len(ids), 50):
             wanted = [key for i in ids[start:start + 50]
                       for key in (keys.segment(workspace_id, i), keys.segment_size(workspace_id, i))]
-            request: dict[str, Any] = {self.table: {"Keys": [_wire_key(k) for k in wanted]}}
+            request: dict[str, Any] = {self.table: {"Keys": [wire_key(k) for k in wanted]}}
             while request:
                 answer = client("dynamodb").batch_get_item(RequestItems=request)
                 for raw in answer["Responses"].get(self.table, []):
@@ -391,10 +391,10 @@ class DynamoSegmentStore:
             put["ConditionExpression"] = "#version = :expected"
             put["ExpressionAttributeNames"] = {"#version": "version"}
             put["ExpressionAttributeValues"] = {":expected": {"N": str(expected_version)}}
-        catalogue = _plain_item({**keys.segment_catalogue(ws, segment_id), "entity": "segment_catalogue"})
+        catalogue = plain_item({**keys.segment_catalogue(ws, segment_id), "entity": "segment_catalogue"})
         writes: list[dict[str, Any]] = [{"Put": put}, {"Put": {"TableName": self.table, "Item": catalogue}}]
         if expected_version is None:  # a new segment starts empty; its size item exists while it does
-            size = _plain_item({**keys.segment_size(ws, segment_id), "entity": "segment_size", "size": 0,
+            size = plain_item({**keys.segment_size(ws, segment_id), "entity": "segment_size", "size": 0,
                                 "created_at": record.created_at.isoformat()})
             writes.append({"Put": {"TableName": self.table, "Item": size}})
         try:
@@ -407,7 +407,7 @@ class DynamoSegmentStore:
     def delete(self, workspace_id: str, segment_id: str) -> None:
         # Definition and catalogue entry first: a crash half-way leaves orphaned members nobody can reach,
         # never a listed segment whose members are gone.
-        _write_batches(self.table, [{"DeleteRequest": {"Key": _wire_key(k)}} for k in (
+        _write_batches(self.table, [{"DeleteRequest": {"Key": wire_key(k)}} for k in (
             keys.segment(workspace_id, segment_id), keys.segment_size(workspace_id, segment_id),
             keys.segment_catalogue(workspace_id, segment_id))])
         pk = keys.segment_members_pk(workspace_id, segment_id)
@@ -432,11 +432,11 @@ class DynamoSegmentStore:
             values[":expected"] = {"N": str(expected_version)}
             names["#version"] = "version"
         writes: list[dict[str, Any]] = [{"Update": {
-            "TableName": self.table, "Key": _wire_key(keys.segment(workspace_id, segment_id)),
+            "TableName": self.table, "Key": wire_key(keys.segment(workspace_id, segment_id)),
             "UpdateExpression": update, "ConditionExpression": condition, "ExpressionAttributeValues": values,
             "ExpressionAttributeNames": names}}]
         if expected_version is None:  # a built-in's first computation: list it from now on
-            writes.append({"Put": {"TableName": self.table, "Item": _plain_item(
+            writes.append({"Put": {"TableName": self.table, "Item": plain_item(
                 {**keys.segment_catalogue(workspace_id, segment_id), "entity": "segment_catalogue"})}})
         try:
             client("dynamodb").transact_write_items(TransactItems=writes)
@@ -452,11 +452,6 @@ class DynamoSegmentStore:
             if len(found) == limit:
                 break
         return found
-
-    def held(self, workspace_id: str, profile_id: str) -> HeldSegments:
-        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
-                                            Key=_wire_key(keys.profile_segments(workspace_id, profile_id)))
-        return _held(from_item(found["Item"])) if "Item" in found else HeldSegments()
 
     def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None:
         """The profile and its set of segments, as they are now: one strongly consistent Query of the two
@@ -521,7 +516,7 @@ class DynamoSegmentStore:
             version += 1
 
     def _held_write(self, change: MembershipChange, segment_ids: frozenset[str], expected: int) -> dict[str, Any]:
-        item = _plain_item({**keys.profile_segments(change.workspace_id, change.profile_id),
+        item = plain_item({**keys.profile_segments(change.workspace_id, change.profile_id),
                             "entity": "profile_segments", "workspace_id": change.workspace_id,
                             "profile_id": change.profile_id, "segment_ids": sorted(segment_ids),
                             "version": expected + 1, "revision": change.revision,
@@ -538,16 +533,16 @@ class DynamoSegmentStore:
         ws, pid = change.workspace_id, change.profile_id
         member_key = keys.segment_member(ws, segment_id, pid)
         if entering:
-            member: dict[str, Any] = {"Put": {"TableName": self.table, "Item": _plain_item({
+            member: dict[str, Any] = {"Put": {"TableName": self.table, "Item": plain_item({
                 **member_key, "entity": "segment_member", "workspace_id": ws, "segment_id": segment_id,
                 "profile_id": pid, "entered_at": change.at.isoformat()})}}
         else:
-            member = {"Delete": {"TableName": self.table, "Key": _wire_key(member_key)}}
+            member = {"Delete": {"TableName": self.table, "Key": wire_key(member_key)}}
         return [member, self._size_write(ws, segment_id, 1 if entering else -1, change.at)]
 
     def _size_write(self, workspace_id: str, segment_id: str, delta: int, at: datetime) -> dict[str, Any]:
         update: dict[str, Any] = {
-            "TableName": self.table, "Key": _wire_key(keys.segment_size(workspace_id, segment_id)),
+            "TableName": self.table, "Key": wire_key(keys.segment_size(workspace_id, segment_id)),
             "UpdateExpression": "ADD #size :delta SET #entity = :entity, #created = if_not_exists(#created, :at)",
             "ExpressionAttributeNames": {"#size": "size", "#entity": "entity", "#created": "created_at"},
             "ExpressionAttributeValues": {":delta": {"N": str(delta)}, ":entity": {"S": "segment_size"},
@@ -562,7 +557,7 @@ class DynamoSegmentStore:
         Each segment on its own, guarded by the member item, so a retry never subtracts twice."""
         for segment_id in sorted(segment_ids):
             member = {"Delete": {"TableName": self.table,
-                                 "Key": _wire_key(keys.segment_member(workspace_id, segment_id, profile_id)),
+                                 "Key": wire_key(keys.segment_member(workspace_id, segment_id, profile_id)),
                                  "ConditionExpression": "attribute_exists(pk)"}}
             size = self._size_write(workspace_id, segment_id, -1, at)
             try:
@@ -572,7 +567,7 @@ class DynamoSegmentStore:
                     raise
 
     def settings(self, workspace_id: str) -> BuiltinSettings:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.segment_settings(workspace_id)),
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_settings(workspace_id)),
                                             ConsistentRead=True)
         if "Item" not in found:
             return BuiltinSettings()
@@ -671,7 +666,7 @@ class DynamoPrivacyStore:
                 pending = answer.get("UnprocessedItems") or {}
 
     def _delete(self, wanted: Iterable[keys.Key]) -> None:
-        self._write_batches([{"DeleteRequest": {"Key": _wire_key(k)}} for k in wanted])
+        self._write_batches([{"DeleteRequest": {"Key": wire_key(k)}} for k in wanted])
 
     def erase(self, erasure: Erasure) -> None:
         ws = erasure.workspace_id
@@ -736,7 +731,7 @@ class DynamoExportJobStore:
         self.table = table_name or settings().table_name
 
     def get(self, workspace_id: str, export_id: str) -> ExportJob | None:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire_key(keys.export_job(workspace_id,
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.export_job(workspace_id,
                                                                                                 export_id)),
                                             ConsistentRead=True)
         return ExportJob.model_validate(from_item(found["Item"])) if "Item" in found else None
@@ -760,7 +755,7 @@ class DynamoExportJobStore:
     def claim(self, workspace_id: str, export_id: str, now: datetime) -> ExportJob | None:
         try:
             answer = client("dynamodb").update_item(
-                TableName=self.table, Key=_wire_key(keys.export_job(workspace_id, export_id)),
+                TableName=self.table, Key=wire_key(keys.export_job(workspace_id, export_id)),
                 UpdateExpression="SET #status = :running, #attempts = #attempts + :one, #started = :now, "
                                  "#updated = :now",
                 ConditionExpression="#status IN (:queued, :running)",

@@ -11,16 +11,10 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import keys
 from crm.adapters.clients import client
-from crm.adapters.dynamodb import from_item, to_item
+from crm.adapters.dynamodb import Item, from_item, plain_item, to_item, wire_key
 from crm.config import settings
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.segments.builtin import PopulationSketch, PopulationStats
-
-Item = dict[str, Any]
-
-
-def _wire(key: keys.Key) -> Item:
-    return {name: {"S": value} for name, value in key.items()}
 
 
 def _cancelled(error: ClientError) -> bool:
@@ -46,7 +40,7 @@ class DynamoSegmentRuns:
                 "started_at": run.started_at.isoformat()}
         try:
             client("dynamodb").transact_write_items(TransactItems=[
-                {"Put": {"TableName": self.table, "Item": {k: {"S": v} for k, v in lock.items()},
+                {"Put": {"TableName": self.table, "Item": plain_item(lock),
                          "ConditionExpression": "attribute_not_exists(pk) OR started_at < :stale",
                          "ExpressionAttributeValues": {":stale": {"S": stale_before.isoformat()}}}},
                 {"Put": {"TableName": self.table, "Item": to_item(keys.segment_run(ws, run.run_id), "segment_run",
@@ -55,7 +49,7 @@ class DynamoSegmentRuns:
         except ClientError as error:
             if not _cancelled(error):
                 raise
-            held = client("dynamodb").get_item(TableName=self.table, Key=_wire(keys.active_segment_run(ws)),
+            held = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.active_segment_run(ws)),
                                                ConsistentRead=True).get("Item")
             active = self.get(ws, held["run_id"]["S"]) if held else None
             if active is None:  # finished between our attempt and this read: try once more
@@ -64,7 +58,7 @@ class DynamoSegmentRuns:
         return run
 
     def get(self, workspace_id: str, run_id: str) -> SegmentRun | None:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)),
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
                                             ConsistentRead=True)
         return _run(from_item(found["Item"])) if "Item" in found else None
 
@@ -87,7 +81,8 @@ class DynamoSegmentRuns:
         adds = ", ".join(["#done :share", *(f"#{name} :{name}" for name in additions)])
         try:
             client("dynamodb").update_item(
-                TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)), UpdateExpression=f"ADD {adds}",
+                TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
+                UpdateExpression=f"ADD {adds}",
                 ConditionExpression="attribute_exists(pk) AND NOT contains(#done, :one)",
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except ClientError as error:
@@ -110,7 +105,7 @@ class DynamoSegmentRuns:
         stats = population.model_dump_json()
         try:
             client("dynamodb").transact_write_items(TransactItems=[
-                {"Update": {"TableName": self.table, "Key": _wire(keys.segment_run(workspace_id, run_id)),
+                {"Update": {"TableName": self.table, "Key": wire_key(keys.segment_run(workspace_id, run_id)),
                             "UpdateExpression": "SET #phase = :next, #population = :stats",
                             "ConditionExpression": "#phase = :sketch",
                             "ExpressionAttributeNames": {"#phase": "phase", "#population": "population"},
@@ -118,7 +113,7 @@ class DynamoSegmentRuns:
                                                           ":sketch": {"S": RunPhase.SKETCH.value},
                                                           ":stats": {"S": stats}}}},
                 {"Put": {"TableName": self.table, "Item": {
-                    **_wire(keys.segment_population(workspace_id)), "entity": {"S": "segment_population"},
+                    **wire_key(keys.segment_population(workspace_id)), "entity": {"S": "segment_population"},
                     "run_id": {"S": run_id}, "population": {"S": stats}}}},
             ])
         except ClientError as error:
@@ -130,7 +125,7 @@ class DynamoSegmentRuns:
     def finish(self, workspace_id: str, run_id: str, at: datetime) -> bool:
         try:
             client("dynamodb").update_item(
-                TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)),
+                TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
                 UpdateExpression="SET #phase = :done, finished_at = :at", ConditionExpression="#phase = :evaluate",
                 ExpressionAttributeNames={"#phase": "phase"},
                 ExpressionAttributeValues={":done": {"S": RunPhase.DONE.value}, ":at": {"S": at.isoformat()},
@@ -140,7 +135,7 @@ class DynamoSegmentRuns:
                 return False
             raise
         try:
-            client("dynamodb").delete_item(TableName=self.table, Key=_wire(keys.active_segment_run(workspace_id)),
+            client("dynamodb").delete_item(TableName=self.table, Key=wire_key(keys.active_segment_run(workspace_id)),
                                            ConditionExpression="run_id = :run",
                                            ExpressionAttributeValues={":run": {"S": run_id}})
         except ClientError as error:
@@ -151,7 +146,7 @@ class DynamoSegmentRuns:
     def request_rerun(self, workspace_id: str, run_id: str) -> None:
         try:
             client("dynamodb").update_item(
-                TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)),
+                TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
                 UpdateExpression="SET rerun = :yes", ConditionExpression="#phase <> :done",
                 ExpressionAttributeNames={"#phase": "phase"},
                 ExpressionAttributeValues={":yes": {"BOOL": True}, ":done": {"S": RunPhase.DONE.value}})
@@ -161,11 +156,11 @@ class DynamoSegmentRuns:
 
     def link_next(self, workspace_id: str, run_id: str, next_run_id: str) -> None:
         client("dynamodb").update_item(
-            TableName=self.table, Key=_wire(keys.segment_run(workspace_id, run_id)),
+            TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
             UpdateExpression="SET next_run_id = :next", ExpressionAttributeValues={":next": {"S": next_run_id}})
 
     def population(self, workspace_id: str) -> PopulationStats:
-        found = client("dynamodb").get_item(TableName=self.table, Key=_wire(keys.segment_population(workspace_id)))
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_population(workspace_id)))
         if "Item" not in found:
             return PopulationStats()
         return PopulationStats.model_validate_json(found["Item"]["population"]["S"])

@@ -8,14 +8,13 @@ from typing import Any
 
 from crm.adapters.streams import image
 from crm.models.profile import Profile
-from crm.models.segments import HeldSegments
 
 
 @dataclass(frozen=True)
 class Erased:
     workspace_id: str
     profile_id: str
-    held: HeldSegments
+    segment_ids: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,7 @@ def read_feed(records: Iterable[Mapping[str, Any]]) -> Feed:
             feed.changed.append(Profile.model_validate(new))
         elif new is None and old is not None and old.get("entity") == "profile_segments":
             feed.erased.append(Erased(str(old["workspace_id"]), str(old["profile_id"]),
-                                      HeldSegments(segment_ids=frozenset(old.get("segment_ids", ())),
-                                                   version=int(old["version"]))))
+                                      frozenset(old.get("segment_ids", ()))))
     return feed
 
 

@@ -73,6 +73,13 @@ def start_run(runs: SegmentRuns, tasks: TaskQueue, workspace_id: str, now: datet
     return started
 
 
+def start_runs(runs: SegmentRuns, tasks: TaskQueue, workspace_ids: Iterable[str], now: datetime,
+               items_per_share: int, reason: str) -> dict[str, SegmentRun]:
+    """A run of each workspace (see start_run), fanned out over as many shares as the table's size asks."""
+    shares = shares_for(runs.table_items(), items_per_share)
+    return {ws: start_run(runs, tasks, ws, now, shares, reason) for ws in workspace_ids}
+
+
 def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
               clock: Callable[[], datetime]) -> None:
     """One worker's share of one phase; a task for a phase the run has left is done already."""
@@ -207,19 +214,16 @@ def _refresh_one(store: SegmentStore, workspace_id: str, profile_id: str, rules:
     raise ConcurrentUpdate(f"the segments of {profile_id} kept changing; the batch is retried")
 
 
-def forget(store: SegmentStore, workspace_id: str, profile_id: str, held: HeldSegments, now: datetime) -> None:
-    """An erased profile leaves the segments it was in (its set of segments went with its partition)."""
-    store.forget_profile(workspace_id, profile_id, held.segment_ids, now)
-
-
 __all__ = [
     "RUN_STALE_AFTER",
+    "SCHEDULE",
     "Applied",
+    "RulesCache",
     "carry_out",
-    "forget",
     "load_rules",
     "new_run_id",
     "refresh",
     "shares_for",
     "start_run",
+    "start_runs",
 ]
