@@ -20,9 +20,9 @@ from crm.money import format_money
 from crm.ports import EventPublisher
 
 
-def _segment_event(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
+def _segment_event(record: Mapping[str, Any], new: dict[str, Any] | None,
+                   old: dict[str, Any] | None) -> list[AnyDomainEvent]:
     # A member item is only ever inserted (entered) or deleted (exited); its key and times name the stay.
-    new, old = image(record, "NewImage"), image(record, "OldImage")
     if new is not None and old is None:
         return [SegmentEntered(
             event_id=f"SegmentEntered:{new['workspace_id']}:{new['segment_id']}:{new['profile_id']}:"
@@ -43,12 +43,12 @@ def _segment_event(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
 def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
     """The domain events one stream record stands for: an order that arrived, a new profile, a merge, a
     profile entering or leaving a segment."""
-    if (image(record, "NewImage") or image(record, "OldImage") or {}).get("entity") == "segment_member":
-        return _segment_event(record)
-    item = image(record, "NewImage")
+    item, before = image(record, "NewImage"), image(record, "OldImage")  # each image read once: a hot path
+    if (item or before or {}).get("entity") == "segment_member":
+        return _segment_event(record, item, before)
     if item is None:
         return []
-    old = image(record, "OldImage") or {}
+    old = before or {}
     if item.get("entity") == "order":
         stored = OrderRecord.model_validate(item)
         order = stored.order
