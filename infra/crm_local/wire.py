@@ -1,13 +1,16 @@
 """What Shopify and WooCommerce put on the wire: their published sample payloads, their JSON encodings and
-their signed headers. Shared by the demo's simulation and the tests, so both sign exactly as the platforms do."""
+their signed headers; and what a custom storefront sends to POST /events. Shared by the demo's simulation and
+the tests, so both sign exactly as the platforms (and docs/events-api.md) do."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
 from crm.connectors.base import sign_base64_hmac_sha256
+from crm.connectors.custom import events_signature
 
 SHOPIFY_API_VERSION = "2026-04"
 WOO_USER_AGENT = "WooCommerce/10.2.1 Hookshot (WordPress/6.8.2)"
@@ -69,4 +72,16 @@ def woo_headers(body: bytes, *, secret: str, topic: str, source: str, delivery_i
         "X-WC-Webhook-Signature": sign_base64_hmac_sha256(body, secret),
         "X-WC-Webhook-ID": webhook_id,
         "X-WC-Webhook-Delivery-ID": delivery_id,
+    }
+
+
+def events_headers(body: bytes, *, secret: str, store: str, event_id: str, sent_at: datetime) -> dict[str, str]:
+    """The headers a custom storefront sends to POST /events: the signature covers the timestamp and the body."""
+    timestamp = str(int(sent_at.timestamp()))
+    return {
+        "Content-Type": "application/json",
+        "X-CRM-Store": store,
+        "X-CRM-Event-Id": event_id,
+        "X-CRM-Timestamp": timestamp,
+        "X-CRM-Signature": events_signature(timestamp, body, secret),
     }
