@@ -10,7 +10,6 @@ from importlib import resources
 from typing import Any
 
 from crm.connectors.base import sign_base64_hmac_sha256
-from crm.connectors.custom import events_signature
 
 SHOPIFY_API_VERSION = "2026-04"
 WOO_USER_AGENT = "WooCommerce/10.2.1 Hookshot (WordPress/6.8.2)"
@@ -76,12 +75,12 @@ def woo_headers(body: bytes, *, secret: str, topic: str, source: str, delivery_i
 
 
 def events_headers(body: bytes, *, secret: str, store: str, event_id: str, sent_at: datetime) -> dict[str, str]:
-    """The headers a custom storefront sends to POST /events: the signature covers the timestamp and the body."""
+    """The headers a custom storefront sends to POST /events: the signature covers ``{timestamp}.{body}``."""
     timestamp = str(int(sent_at.timestamp()))
     return {
         "Content-Type": "application/json",
         "X-CRM-Store": store,
         "X-CRM-Event-Id": event_id,
         "X-CRM-Timestamp": timestamp,
-        "X-CRM-Signature": events_signature(timestamp, body, secret),
+        "X-CRM-Signature": sign_base64_hmac_sha256(f"{timestamp}.".encode() + body, secret),
     }

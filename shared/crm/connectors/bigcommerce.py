@@ -77,8 +77,9 @@ class _Delivery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    scope: str = Field(min_length=1)
-    producer: str
+    # Bounded: the producer becomes a table key (the store lookup) before the signature is checked.
+    scope: str = Field(min_length=1, max_length=200)
+    producer: str = Field(max_length=255)
     hash: str | None = None
     data: Any = None  # read only by orders(): accepting a delivery needs just the store and the scope
 

@@ -39,7 +39,6 @@ from crm.connectors.base import (
     header,
     json_object,
     required_header,
-    sign_base64_hmac_sha256,
     unix_seconds,
 )
 from crm.contact import normalise_email, normalise_phone
@@ -282,11 +281,6 @@ def _describe(error: ValidationError, tag_at: int) -> str:
 def signed_message(timestamp: str, raw_body: bytes) -> bytes:
     """What X-CRM-Signature signs: the timestamp header's value, a dot, the raw body."""
     return f"{timestamp}.".encode() + raw_body
-
-
-def events_signature(timestamp: str, raw_body: bytes, secret: str) -> str:
-    """The X-CRM-Signature a sender computes (docs/events-api.md; the demo and the tests sign with it)."""
-    return sign_base64_hmac_sha256(signed_message(timestamp, raw_body), secret)
 
 
 class CustomConnector(BodyHmacSigned):
