@@ -19,10 +19,10 @@ from chalice import (
     ChaliceViewError,
     ConflictError,
     NotFoundError,
-    Request,
     Response,
     UnauthorizedError,
 )
+from chalice.app import Request
 from crm import wiring
 from crm.api_keys import authenticate
 from crm.clock import utc_now
@@ -56,9 +56,15 @@ def access_log(request: Request, get_response: Callable[[Request], Response]) ->
         caller = _caller.get()
         logger.info("api request", extra={
             "workspace_id": caller.workspace_id if caller else None, "key_id": caller.key_id if caller else None,
-            "method": request.method, "route": request.path, "path": request.to_original_event().get("path"),
+            "method": request.method, "route": request.path, "path": _path(request),
             "status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 1)})
         _caller.reset(reset)
+
+
+def _path(request: Request) -> str | None:
+    # API Gateway gives the path without the stage at the top; chalice's local gateway only in requestContext.
+    path = request.to_original_event().get("path") or request.context.get("path")
+    return str(path) if path else None
 
 
 def _workspace() -> str:
