@@ -84,8 +84,9 @@ def test_keys_are_listed_by_id_and_revoked_once(backend: Backend) -> None:
     assert listed[1] == later.key and listed[1].expires_at == NOW + timedelta(days=30)
     assert backend.stores.api_key(later.api_key) == later.key
 
-    revoked = backend.stores.revoke_api_key(registration.workspace_id, registration.api_key_id, NOW + timedelta(hours=2))
-    again = backend.stores.revoke_api_key(registration.workspace_id, registration.api_key_id, NOW + timedelta(hours=3))
+    workspace, key_id = registration.workspace_id, registration.api_key_id
+    revoked = backend.stores.revoke_api_key(workspace, key_id, NOW + timedelta(hours=2))
+    again = backend.stores.revoke_api_key(workspace, key_id, NOW + timedelta(hours=3))
     assert revoked is not None and revoked.revoked_at == NOW + timedelta(hours=2)
     assert again == revoked  # the first revocation's time is kept
     found = backend.stores.api_key(registration.api_key)
