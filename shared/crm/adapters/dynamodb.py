@@ -201,26 +201,30 @@ class DynamoStoreDirectory:
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def revoke_api_key(self, workspace_id: str, key_id: str, now: datetime) -> ApiKey | None:
-        entry_key = keys.workspace_api_key(workspace_id, key_id)
-        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(entry_key), ConsistentRead=True)
-        if "Item" not in found:
-            return None
-        entry = from_item(found["Item"])
-        if entry.get("revoked_at") is None:
-            entry["revoked_at"] = now.isoformat()
-            update = {"TableName": self.table, "UpdateExpression": "SET revoked_at = :now",
-                      "ConditionExpression": "attribute_not_exists(revoked_at)",
-                      "ExpressionAttributeValues": {":now": {"S": entry["revoked_at"]}}}
-            lookup_key = keys.api_key_by_digest(str(entry["key_digest"]))
-            try:
-                client("dynamodb").transact_write_items(TransactItems=[
-                    {"Update": {"Key": wire_key(entry_key), **update}},
-                    {"Update": {"Key": wire_key(lookup_key), **update}}])
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                return self.revoke_api_key(workspace_id, key_id, now)  # revoked meanwhile: answer the first time
-        return ApiKey.model_validate(entry)
+        entry = self._key_entry(workspace_id, key_id)
+        if entry is None or entry.get("revoked_at") is not None:
+            return ApiKey.model_validate(entry) if entry else None
+        revoked_at = {":now": {"S": now.isoformat()}}
+        try:
+            client("dynamodb").transact_write_items(TransactItems=[
+                {"Update": {"TableName": self.table, "Key": wire_key(keys.workspace_api_key(workspace_id, key_id)),
+                            "UpdateExpression": "SET revoked_at = :now", "ExpressionAttributeValues": revoked_at,
+                            "ConditionExpression": "attribute_not_exists(revoked_at)"}},
+                {"Update": {"TableName": self.table, "Key": wire_key(keys.api_key_by_digest(str(entry["key_digest"]))),
+                            "UpdateExpression": "SET revoked_at = :now", "ExpressionAttributeValues": revoked_at,
+                            "ConditionExpression": "attribute_exists(pk)"}}])
+        except ClientError as error:
+            again = self._key_entry(workspace_id, key_id)
+            if error.response["Error"]["Code"] != "TransactionCanceledException" or again is None \
+                    or again.get("revoked_at") is None:
+                raise
+            return ApiKey.model_validate(again)  # revoked meanwhile: the first revocation's time stands
+        return ApiKey.model_validate({**entry, "revoked_at": now})
+
+    def _key_entry(self, workspace_id: str, key_id: str) -> dict[str, Any] | None:
+        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
+                                            Key=wire_key(keys.workspace_api_key(workspace_id, key_id)))
+        return from_item(found["Item"]) if "Item" in found else None
 
     # --- stores registered before the vault ----------------------------------------------------------
 
