@@ -50,7 +50,7 @@ from crm.identity import identities_of
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import OrderRecord, Profile, new_profile
-from crm.models.stores import Platform, Store, StoreRegistration
+from crm.models.stores import Platform, StoreRegistration
 from crm.profiles import apply_order_record, profile_id_for
 from crm.stores import register_store
 from crm_local import moto_patches
@@ -373,6 +373,7 @@ def baseline_webhooks_app(bench: Bench) -> Chalice:
     app = Chalice(app_name="bench-baseline-webhooks")
     dynamodb = clients.client("dynamodb")
     bucket, table = bench.outputs["ArchiveBucketName"], bench.outputs["TableName"]
+    stores = DynamoStoreDirectory(table)
     persistence = DynamoDBPersistenceLayer(table_name=bench.baseline.idempotency_table, boto3_client=dynamodb)
     idempotency = IdempotencyConfig(event_key_jmespath="delivery_id")
 
@@ -390,9 +391,7 @@ def baseline_webhooks_app(bench: Bench) -> Chalice:
     def receive(platform: str) -> Response:
         headers, body = _request(app)
         domain = headers.get("x-shopify-shop-domain", "").lower()
-        found = dynamodb.get_item(TableName=table, Key={"pk": {"S": f"STORE#{platform}#{domain}"},
-                                                        "sk": {"S": "STORE"}})
-        store = Store.model_validate(from_item(found["Item"])) if "Item" in found else None
+        store = stores.store_by_domain(Platform(platform), domain)  # the same read as ours (secrets cached)
         if store is None or not base64_hmac_sha256_matches(body, headers.get("x-shopify-hmac-sha256", ""),
                                                            store.webhook_secrets):
             return Response(status_code=401, body={"error": "not authenticated"})

@@ -27,7 +27,7 @@ from crm.models.segments import (
     MembershipChange,
     SegmentRecord,
 )
-from crm.models.stores import Platform, Store
+from crm.models.stores import ApiKey, Platform, Store, StoreSecrets, api_key_id
 from crm.ports import (
     Change,
     ConcurrentUpdate,
@@ -59,7 +59,7 @@ class FakeStoreDirectory:
 
     def __init__(self) -> None:
         self.stores: dict[tuple[str, str], Store] = {}
-        self.api_keys: dict[str, str] = {}
+        self.keys: dict[str, ApiKey] = {}  # by the key's hash
         self.workspace_ids: set[str] = set()
         self.write_keys: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -69,7 +69,8 @@ class FakeStoreDirectory:
 
     def store_by_write_key(self, write_key: str) -> Store | None:
         pointer = self.write_keys.get(write_key)
-        return self.stores.get(pointer) if pointer else None
+        found = self.stores.get(pointer) if pointer else None
+        return found.model_copy(update={"webhook_secrets": (), "api_token": None}) if found else None
 
     def workspace_exists(self, workspace_id: str) -> bool:
         return workspace_id in self.workspace_ids
@@ -77,8 +78,27 @@ class FakeStoreDirectory:
     def workspaces(self) -> Iterator[str]:
         yield from sorted(self.workspace_ids)
 
-    def workspace_for_api_key(self, api_key: str) -> str | None:
-        return self.api_keys.get(_key_hash(api_key))
+    def api_key(self, api_key: str) -> ApiKey | None:
+        return self.keys.get(_key_hash(api_key))
+
+    def add_api_key(self, api_key: str, key: ApiKey) -> None:
+        with self._lock:
+            if key.workspace_id not in self.workspace_ids:
+                raise UnknownWorkspace(f"workspace {key.workspace_id} does not exist")
+            self.keys[_key_hash(api_key)] = key
+
+    def api_keys(self, workspace_id: str) -> list[ApiKey]:
+        return sorted((k for k in self.keys.values() if k.workspace_id == workspace_id),
+                      key=lambda k: (k.created_at, k.key_id))
+
+    def revoke_api_key(self, workspace_id: str, key_id: str, now: datetime) -> ApiKey | None:
+        with self._lock:
+            for digest, key in self.keys.items():
+                if (key.workspace_id, key.key_id) == (workspace_id, key_id):
+                    if key.revoked_at is None:
+                        self.keys[digest] = key = key.model_copy(update={"revoked_at": now})
+                    return key
+        return None
 
     def register(self, store: Store, api_key: str, *, new_workspace: bool = True) -> None:
         """Store, write key, workspace and key together; a domain or write key already registered is
@@ -93,7 +113,24 @@ class FakeStoreDirectory:
             if store.write_key is not None:
                 self.write_keys[store.write_key] = key
             self.workspace_ids.add(store.workspace_id)
-            self.api_keys[_key_hash(api_key)] = store.workspace_id
+            self.keys[_key_hash(api_key)] = ApiKey(key_id=api_key_id(api_key), workspace_id=store.workspace_id,
+                                                   created_at=store.created_at)
+
+
+class FakeSecretVault:
+    """Store secrets by store id, without SecretsManagerVault's cache (tested on moto)."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, StoreSecrets] = {}
+
+    def store_secrets(self, store_id: str) -> StoreSecrets | None:
+        return self.secrets.get(store_id)
+
+    def keep(self, store_id: str, secrets: StoreSecrets) -> None:
+        self.secrets[store_id] = secrets
+
+    def forget(self, store_id: str) -> None:
+        self.secrets.pop(store_id, None)
 
 
 class FakeProfileRepository:

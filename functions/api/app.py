@@ -7,8 +7,12 @@ limits in crm.segments.exports); POST .../exports queues an export the exports f
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from chalice import (
     BadRequestError,
     Chalice,
@@ -18,25 +22,57 @@ from chalice import (
     Response,
     UnauthorizedError,
 )
+from chalice.app import Request
 from crm import wiring
+from crm.api_keys import authenticate
 from crm.clock import utc_now
 from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
+from crm.models.stores import ApiKey
 from crm.segments import exports, runs, service
 from crm.segments import settings as builtin_settings
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
 
 app = Chalice(app_name="crm-api")
+logger = Logger(service="api")
+# The key that authenticated the request being handled, for its access log line (never the key's text).
+_caller: ContextVar[ApiKey | None] = ContextVar("caller", default=None)
+
+
+@app.middleware("http")
+def access_log(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """One JSON line per request: the workspace and key id (never the key), method, route, path, status and
+    latency."""
+    started = time.perf_counter()
+    reset = _caller.set(None)
+    status = 500  # unless a response comes back
+    try:
+        response = get_response(request)
+        status = response.status_code
+        return response
+    finally:
+        caller = _caller.get()
+        logger.info("api request", extra={
+            "workspace_id": caller.workspace_id if caller else None, "key_id": caller.key_id if caller else None,
+            "method": request.method, "route": request.path, "path": _path(request),
+            "status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 1)})
+        _caller.reset(reset)
+
+
+def _path(request: Request) -> str | None:
+    # API Gateway gives the path without the stage at the top; chalice's local gateway only in requestContext.
+    path = request.to_original_event().get("path") or request.context.get("path")
+    return str(path) if path else None
 
 
 def _workspace() -> str:
-    key = app.current_request.headers.get("x-api-key")
-    workspace_id = wiring.store_directory().workspace_for_api_key(key) if key else None
-    if workspace_id is None:
+    key = authenticate(wiring.store_directory(), app.current_request.headers.get("x-api-key"), utc_now())
+    if key is None:
         raise UnauthorizedError("a valid x-api-key header is required")
-    return workspace_id
+    _caller.set(key)
+    return key.workspace_id
 
 
 def _query() -> dict[str, str]:

@@ -56,6 +56,49 @@ def _store_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_rotate_secret(args: argparse.Namespace) -> int:
+    from crm_local.access import rotate_secret
+
+    print(json.dumps(rotate_secret(args.stack, args.store, args.webhook_secret)))
+    return 0
+
+
+def _store_retire_secret(args: argparse.Namespace) -> int:
+    from crm_local.access import retire_secret
+
+    print(json.dumps(retire_secret(args.stack, args.store)))
+    return 0
+
+
+def _store_migrate_secrets(args: argparse.Namespace) -> int:
+    from crm_local.access import migrate_secrets
+
+    print(json.dumps(migrate_secrets(args.stack)))
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from crm_local.access import list_keys
+
+    for key in list_keys(args.stack, args.workspace):
+        print(json.dumps(key))
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from crm_local.access import create_key
+
+    print(json.dumps(create_key(args.stack, args.workspace, args.expires_at)))
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from crm_local.access import revoke_key
+
+    print(json.dumps(revoke_key(args.stack, args.workspace, args.key_id)))
+    return 0
+
+
 def _dlq_list(args: argparse.Namespace) -> int:
     from crm_local.operations import list_dead_letters
 
@@ -135,6 +178,32 @@ def parser() -> argparse.ArgumentParser:
                      help="a storefront origin allowed to send tracking events, e.g. https://shop.example "
                           "(repeatable; default: https://<domain>)")
     add.set_defaults(run=_store_add)
+    rotate = store.add_parser("rotate-secret", help="add a webhook secret; old and new both verify until "
+                                                    "retire-secret (prints the new secret)")
+    rotate.add_argument("--store", required=True, metavar="STORE_ID")
+    rotate.add_argument("--webhook-secret", help="the platform's new secret (default: a new random one, for "
+                                                 "platforms where you choose it)")
+    rotate.set_defaults(run=_store_rotate_secret)
+    retire = store.add_parser("retire-secret", help="keep only the newest webhook secret (older ones stop "
+                                                    "verifying within a minute)")
+    retire.add_argument("--store", required=True, metavar="STORE_ID")
+    retire.set_defaults(run=_store_retire_secret)
+    store.add_parser("migrate-secrets", help="move secrets of stores registered before Secrets Manager out of "
+                                             "the table, and give older API keys ids (once, after upgrading)"
+                     ).set_defaults(run=_store_migrate_secrets)
+
+    api_keys = commands.add_parser("keys", help="marketer API keys").add_subparsers(dest="keys_command",
+                                                                                     required=True)
+    for name, run_keys, says in (("list", _keys_list, "one JSON line per key: id, state, times (never the key)"),
+                                 ("create", _keys_create, "a new key, shown once"),
+                                 ("revoke", _keys_revoke, "refuse the key from the next request on")):
+        keys_command = api_keys.add_parser(name, help=says)
+        keys_command.add_argument("--workspace", required=True)
+        keys_command.set_defaults(run=run_keys)
+        if name == "create":
+            keys_command.add_argument("--expires-at", type=_aware, help="ISO 8601 with zone (default: never)")
+        if name == "revoke":
+            keys_command.add_argument("--key-id", required=True, metavar="KEY_ID")
 
     dlq = commands.add_parser("dlq", help="the ingest dead-letter queue").add_subparsers(dest="dlq_command",
                                                                                           required=True)

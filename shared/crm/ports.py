@@ -22,7 +22,7 @@ from crm.models.segments import (
     MembershipChange,
     SegmentRecord,
 )
-from crm.models.stores import Platform, Store
+from crm.models.stores import ApiKey, Platform, Store, StoreSecrets
 from crm.segments.builtin import PopulationSketch, PopulationStats
 
 
@@ -176,11 +176,13 @@ class ArchiveStore(Protocol):
 
 
 class StoreDirectory(Protocol):
-    def store_by_domain(self, platform: Platform, domain: str) -> Store | None: ...
+    def store_by_domain(self, platform: Platform, domain: str) -> Store | None:
+        """The store with its secrets (from the vault), for checking signatures and calling its API."""
+        ...
 
-    def workspace_for_api_key(self, api_key: str) -> str | None: ...
-
-    def store_by_write_key(self, write_key: str) -> Store | None: ...
+    def store_by_write_key(self, write_key: str) -> Store | None:
+        """The store without its secrets: the tracking path has no use for them."""
+        ...
 
     def workspace_exists(self, workspace_id: str) -> bool: ...
 
@@ -193,6 +195,33 @@ class StoreDirectory(Protocol):
         created too, otherwise it must exist (UnknownWorkspace). A platform + domain or
         write key already registered is refused (ValueError) and nothing is written."""
         ...
+
+    def api_key(self, api_key: str) -> ApiKey | None:
+        """The record of a marketer key, revoked and expired ones included (found by the key's hash)."""
+        ...
+
+    def add_api_key(self, api_key: str, key: ApiKey) -> None:
+        """Keep a new key (its hash and record) for an existing workspace (UnknownWorkspace if none)."""
+        ...
+
+    def api_keys(self, workspace_id: str) -> list[ApiKey]:
+        """Every key of the workspace, revoked and expired ones included, oldest first."""
+        ...
+
+    def revoke_api_key(self, workspace_id: str, key_id: str, now: datetime) -> ApiKey | None:
+        """Mark the key revoked (a second revocation keeps the first time); None if the workspace has no
+        such key."""
+        ...
+
+
+class SecretVault(Protocol):
+    """Each store's StoreSecrets, kept apart from the table (Secrets Manager), possibly cached briefly."""
+
+    def store_secrets(self, store_id: str) -> StoreSecrets | None: ...
+
+    def keep(self, store_id: str, secrets: StoreSecrets) -> None: ...
+
+    def forget(self, store_id: str) -> None: ...
 
 
 class ProfileRepository(Protocol):

@@ -1,5 +1,5 @@
 """Registering a store: new ids, a marketer API key shown once and stored only as a hash, and the
-store's public write key for storefront tracking."""
+store's public write key for storefront tracking; rotating its webhook secret in the vault."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from crm.models.stores import Platform, Store, StoreRegistration
-from crm.ports import StoreDirectory, UnknownWorkspace
+from crm.models.stores import Platform, Store, StoreRegistration, StoreSecrets, api_key_id
+from crm.ports import SecretVault, StoreDirectory, UnknownWorkspace
 
-__all__ = ["UnknownWorkspace", "api_token_for", "new_write_key", "normalise_domain", "normalise_origin",
-           "register_store"]
+__all__ = ["UnknownStore", "UnknownWorkspace", "api_token_for", "new_api_key", "new_write_key", "normalise_domain",
+           "normalise_origin", "register_store", "retire_webhook_secrets", "rotate_webhook_secret"]
+
+
+class UnknownStore(ValueError):
+    """The vault holds no secrets for that store id (unknown, or registered before the vault and not yet
+    migrated: `crm store migrate-secrets`)."""
 
 
 def normalise_domain(domain: str) -> str:
@@ -56,6 +61,10 @@ def new_write_key() -> str:
     return f"wk_{secrets.token_urlsafe(18)}"
 
 
+def new_api_key() -> str:
+    return f"crm_{secrets.token_urlsafe(32)}"
+
+
 def register_store(
     directory: StoreDirectory, platform: Platform, domain: str, webhook_secret: str, now: datetime,
     api_token: str | None = None, *, workspace_id: str | None = None, origins: Iterable[str] = (),
@@ -85,8 +94,37 @@ def register_store(
         write_key=write_key,
         allowed_origins=allowed,
     )
-    api_key = f"crm_{secrets.token_urlsafe(32)}"
+    api_key = new_api_key()
     directory.register(store, api_key, new_workspace=workspace_id is None)
     return StoreRegistration(store_id=store.store_id, workspace_id=store.workspace_id, platform=platform,
-                             domain=store.domain, api_key=api_key, write_key=write_key,
-                             allowed_origins=store.allowed_origins)
+                             domain=store.domain, api_key=api_key, api_key_id=api_key_id(api_key),
+                             write_key=write_key, allowed_origins=store.allowed_origins)
+
+
+def _secrets_of(vault: SecretVault, store_id: str) -> StoreSecrets:
+    found = vault.store_secrets(store_id)
+    if found is None:
+        raise UnknownStore(f"no secrets for store {store_id} in the vault (an unknown store id, or one "
+                           "registered before the vault: run `crm store migrate-secrets` first)")
+    return found
+
+
+def rotate_webhook_secret(vault: SecretVault, store_id: str, new_secret: str | None = None) -> str:
+    """Add a webhook secret beside the store's current ones (given by the platform, or a new random one
+    for platforms where the owner chooses it); until retire_webhook_secrets, old and new both verify.
+    Returns the new secret."""
+    secret = (new_secret if new_secret is not None else secrets.token_urlsafe(32)).strip()
+    if not secret:
+        raise ValueError("the webhook secret must not be empty")
+    current = _secrets_of(vault, store_id)
+    kept = tuple(s for s in current.webhook_secrets if s != secret)
+    vault.keep(store_id, current.model_copy(update={"webhook_secrets": (*kept, secret)}))
+    return secret
+
+
+def retire_webhook_secrets(vault: SecretVault, store_id: str) -> int:
+    """Keep only the newest webhook secret; returns how many older ones stop verifying (once every
+    container's cache has expired, within a minute)."""
+    current = _secrets_of(vault, store_id)
+    vault.keep(store_id, current.model_copy(update={"webhook_secrets": current.webhook_secrets[-1:]}))
+    return len(current.webhook_secrets) - 1

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.api_keys import create_api_key
 from crm.changes import ProfileHistory, plan, reads_for
 from crm.ingestion import apply_event
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, ProductRef, Touch
@@ -49,6 +50,11 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 # --- StoreDirectory ------------------------------------------------------------------------------
 
 
+def _workspace_of(backend: Backend, api_key: str) -> str | None:
+    found = backend.stores.api_key(api_key)
+    return found.workspace_id if found is not None else None
+
+
 def test_registered_store_is_found_by_platform_and_domain(backend: Backend) -> None:
     registered = store(secrets=("old-secret", "new-secret"))
     backend.stores.register(registered, "crm_key_a")
@@ -61,10 +67,37 @@ def test_api_key_resolves_to_its_workspace_only(backend: Backend) -> None:
     backend.stores.register(store(workspace_id="ws_a", domain="a.myshopify.com"), "crm_key_a")
     backend.stores.register(store(workspace_id="ws_b", store_id="st_b", domain="b.myshopify.com"), "crm_key_b")
 
-    assert backend.stores.workspace_for_api_key("crm_key_a") == "ws_a"
-    assert backend.stores.workspace_for_api_key("crm_key_b") == "ws_b"
-    assert backend.stores.workspace_for_api_key("crm_key_c") is None
-    assert backend.stores.workspace_for_api_key("CRM_KEY_A") is None
+    assert _workspace_of(backend, "crm_key_a") == "ws_a"
+    assert _workspace_of(backend, "crm_key_b") == "ws_b"
+    assert _workspace_of(backend, "crm_key_c") is None
+    assert _workspace_of(backend, "CRM_KEY_A") is None
+
+
+def test_keys_are_listed_by_id_and_revoked_once(backend: Backend) -> None:
+    registration = register_store(backend.stores, Platform.SHOPIFY, "a.myshopify.com", "s", NOW)
+    other = register_store(backend.stores, Platform.SHOPIFY, "b.myshopify.com", "s", NOW)
+    later = create_api_key(backend.stores, registration.workspace_id, NOW + timedelta(hours=1),
+                           expires_at=NOW + timedelta(days=30))
+
+    listed = backend.stores.api_keys(registration.workspace_id)
+    assert [k.key_id for k in listed] == [registration.api_key_id, later.key.key_id]
+    assert listed[1] == later.key and listed[1].expires_at == NOW + timedelta(days=30)
+    assert backend.stores.api_key(later.api_key) == later.key
+
+    workspace, key_id = registration.workspace_id, registration.api_key_id
+    revoked = backend.stores.revoke_api_key(workspace, key_id, NOW + timedelta(hours=2))
+    again = backend.stores.revoke_api_key(workspace, key_id, NOW + timedelta(hours=3))
+    assert revoked is not None and revoked.revoked_at == NOW + timedelta(hours=2)
+    assert again == revoked  # the first revocation's time is kept
+    found = backend.stores.api_key(registration.api_key)
+    assert found is not None and found.revoked_at == NOW + timedelta(hours=2)
+    assert backend.stores.api_key(later.api_key) == later.key  # the other key is untouched
+    # Another workspace's key is not found by id, let alone revoked.
+    assert backend.stores.revoke_api_key(registration.workspace_id, other.api_key_id, NOW) is None
+    found_other = backend.stores.api_key(other.api_key)
+    assert found_other is not None and found_other.revoked_at is None
+    with pytest.raises(UnknownWorkspace):
+        create_api_key(backend.stores, "ws_missing", NOW)
 
 
 def test_a_domain_is_registered_once(backend: Backend) -> None:
@@ -75,14 +108,14 @@ def test_a_domain_is_registered_once(backend: Backend) -> None:
         backend.stores.register(store(workspace_id="ws_x", store_id="st_x", domain="a.myshopify.com"), "crm_key_x")
 
     assert backend.stores.store_by_domain(Platform.SHOPIFY, "a.myshopify.com") == first
-    assert backend.stores.workspace_for_api_key("crm_key_x") is None  # nothing of the refused one was kept
+    assert _workspace_of(backend, "crm_key_x") is None  # nothing of the refused one was kept
 
 
 def test_register_store_issues_a_key_for_a_new_workspace(backend: Backend) -> None:
     registration = register_store(backend.stores, Platform.SHOPIFY, "https://Shop.MyShopify.com/admin", "s3cret", NOW)
 
     assert registration.domain == "shop.myshopify.com"
-    assert backend.stores.workspace_for_api_key(registration.api_key) == registration.workspace_id
+    assert _workspace_of(backend, registration.api_key) == registration.workspace_id
     found = backend.stores.store_by_domain(Platform.SHOPIFY, "shop.myshopify.com")
     assert found is not None
     assert (found.store_id, found.webhook_secrets, found.created_at) == (registration.store_id, ("s3cret",), NOW)
@@ -104,7 +137,8 @@ def test_a_store_is_found_by_its_write_key(backend: Backend) -> None:
     registered = store(write_key="wk_a", origins=("https://shop.example", "https://www.shop.example"))
     backend.stores.register(registered, "crm_key_a")
 
-    assert backend.stores.store_by_write_key("wk_a") == registered
+    # The tracking path reads the store without its secrets.
+    assert backend.stores.store_by_write_key("wk_a") == registered.model_copy(update={"webhook_secrets": ()})
     assert backend.stores.store_by_write_key("wk_b") is None
 
 
@@ -114,7 +148,7 @@ def test_a_write_key_is_registered_once(backend: Backend) -> None:
         backend.stores.register(store(workspace_id="ws_x", store_id="st_x", domain="x.myshopify.com",
                                       write_key="wk_a"), "crm_key_x")
     assert backend.stores.store_by_domain(Platform.SHOPIFY, "x.myshopify.com") is None
-    assert backend.stores.workspace_for_api_key("crm_key_x") is None
+    assert _workspace_of(backend, "crm_key_x") is None
 
 
 def test_stores_join_an_existing_workspace_each_with_a_new_key(backend: Backend) -> None:
@@ -124,8 +158,8 @@ def test_stores_join_an_existing_workspace_each_with_a_new_key(backend: Backend)
 
     assert second.workspace_id == first.workspace_id
     assert second.api_key != first.api_key
-    assert backend.stores.workspace_for_api_key(first.api_key) == first.workspace_id
-    assert backend.stores.workspace_for_api_key(second.api_key) == first.workspace_id
+    assert _workspace_of(backend, first.api_key) == first.workspace_id
+    assert _workspace_of(backend, second.api_key) == first.workspace_id
     assert second.write_key.startswith("wk_") and len(second.write_key) == 27 and second.write_key != first.write_key
     assert first.allowed_origins == ("https://a.myshopify.com",)
     assert second.allowed_origins == ("https://shop.example", "https://blog.example")

@@ -3,7 +3,9 @@
 Access patterns:
 - webhook -> store by platform + domain:         STORE#{platform}#{domain} / STORE
 - storefront write key -> store (a pointer):     WRITEKEY#{write_key} / WRITEKEY  (holds platform + domain)
-- marketer key -> workspace (hash of the key):    APIKEY#{sha256} / APIKEY
+- marketer key -> workspace (hash of the key):    APIKEY#{sha256} / APIKEY  (key id, expiry, revocation)
+- the workspace's marketer keys, by key id:       WS#{ws}#APIKEYS / {key_id}  (the same, and the hash: a
+  key is listed and revoked by id, and the key itself is never stored)
 - workspace record:                               WS#{ws} / WORKSPACE
 - identity (email, phone, ids) -> profile:        WS#{ws}#IDENTITY#{sha256(identity)} / IDENTITY
   (hashed: keys carry no personal data, and an erased identity keeps only its hash)
@@ -59,7 +61,24 @@ def write_key(key: str) -> Key:
 
 
 def api_key(key: str) -> Key:
-    return {"pk": f"APIKEY#{_digest(key)}", "sk": "APIKEY"}
+    return api_key_by_digest(_digest(key))
+
+
+def api_key_digest(key: str) -> str:
+    return _digest(key)
+
+
+def api_key_by_digest(digest: str) -> Key:
+    return {"pk": f"APIKEY#{digest}", "sk": "APIKEY"}
+
+
+def workspace_api_keys(workspace_id: str) -> str:
+    """The partition of a workspace's key catalogue (one Query lists them)."""
+    return f"WS#{workspace_id}#APIKEYS"
+
+
+def workspace_api_key(workspace_id: str, key_id: str) -> Key:
+    return {"pk": workspace_api_keys(workspace_id), "sk": key_id}
 
 
 def workspace(workspace_id: str) -> Key:

@@ -1,0 +1,43 @@
+"""The store secrets' IAM grant in template.yaml: read-only, only to the functions that verify or call a
+store, only on this stack's prefix (the one crm.adapters.secrets names secrets under)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from crm.adapters.secrets import secrets_prefix
+from crm_local.template import Stack
+
+READERS = {"WebhooksFunction", "ProfilesFunction"}  # signatures; the BigCommerce API token
+
+
+def _secret_statements(stack: Stack, function: str) -> list[dict[str, Any]]:
+    role = stack.resources[f"{function}Role"]["Properties"]
+    found = []
+    for policy in role.get("Policies", []):
+        statements = policy["PolicyDocument"]["Statement"]
+        for statement in statements if isinstance(statements, list) else [statements]:
+            if "secretsmanager:" in json.dumps(statement.get("Action")):
+                found.append(statement)
+    return found
+
+
+def test_only_the_webhooks_and_profiles_functions_read_store_secrets_on_the_stack_prefix(stack: Stack) -> None:
+    functions = {name for name, resource in stack.resources.items() if resource["Type"] == "AWS::Lambda::Function"}
+    assert functions >= READERS
+    for function in sorted(functions):
+        statements = _secret_statements(stack, function)
+        if function not in READERS:
+            assert statements == [], f"{function} may touch secrets"
+            continue
+        [statement] = statements
+        assert statement["Effect"] == "Allow"
+        assert statement["Action"] in (["secretsmanager:GetSecretValue"], "secretsmanager:GetSecretValue")
+        template, names = statement["Resource"]["Fn::Sub"], {}
+        if isinstance(template, list):
+            template, names = template
+        assert not names
+        prefix = secrets_prefix("${Table}")
+        account = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+        assert template == f"{account}:secret:{prefix}*"
