@@ -15,6 +15,7 @@ from crm.adapters import keys
 from crm_local.template import Stack, read_sam
 
 from tests.builders import ROOT, TEMPLATE
+from tests.iam import Call, allows, calls
 
 # Roles allowed an AWS-managed policy, and why: API Gateway writes every API's logs in an account and region
 # with one role, so narrowing it to this stack's log group would break the other APIs there.
@@ -186,3 +187,21 @@ def test_checkov_finds_nothing_failed_and_every_skip_is_the_templates(tmp_path: 
     assert broken != TEMPLATE.read_text()
     (tmp_path / "template.yaml").write_text(broken)
     assert checkov_report(tmp_path / "template.yaml")["summary"]["failed"] > 0
+
+
+# tests/iam.py holds every function's calls under the integration tests against its role: it must refuse.
+def test_the_integration_iam_check_splits_transactions_and_refuses_keys_outside_leading_keys() -> None:
+    put = {"Put": {"TableName": "t", "Item": {"pk": {"S": "WS#a#PROFILE#p"}, "sk": {"S": "PROFILE"}}}}
+    check = {"ConditionCheck": {"TableName": "t", "Key": {"pk": {"S": "STORE#shopify#x"}, "sk": {"S": "STORE"}}}}
+    found = calls("F", "us-east-1", "dynamodb", "TransactWriteItems", {"TransactItems": [put, check]})
+    table = "arn:aws:dynamodb:us-east-1:123456789012:table/t"
+    assert found == [Call("F", "dynamodb:PutItem", table, ("WS#a#PROFILE#p",)),
+                     Call("F", "dynamodb:ConditionCheckItem", table, ("STORE#shopify#x",))]
+    statement = {"Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
+                 "Resource": table, "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["WS#*"]}}}
+    assert [allows(statement, c) for c in found] == [True, False]
+    assert not allows({**statement, "Resource": table + "-other"}, found[0])
+    assert not allows({**statement, "Action": ["dynamodb:GetItem"]}, found[0])
+    [upload] = calls("F", "us-east-1", "s3", "UploadPart", {"Bucket": "b", "Key": "exports/x.csv"})
+    assert allows({"Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/exports/*"}, upload)
+    assert not allows({"Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/raw/*"}, upload)
