@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/bin/checkov
+# make bench SEGMENT_SIZES="100000 1000000" adds the 1M-profile segment run (several minutes more)
+SEGMENT_SIZES ?= 100000
 
 .PHONY: demo test bench local clean sam-build checkov
 
@@ -26,7 +28,7 @@ test: $(STAMP) $(CHECKOV)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_path.py
 	$(BIN)/python bench/profile_events.py
-	$(BIN)/python bench/segments.py
+	$(BIN)/python bench/segments.py --sizes $(SEGMENT_SIZES)
 	$(BIN)/python bench/segment_runs.py
 
 local: $(STAMP)
