@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHECKOV := .venv-checkov/bin/checkov
 # make bench SEGMENT_SIZES="100000 1000000" adds the 1M-profile segment run (several minutes more)
 SEGMENT_SIZES ?= 100000
 
-.PHONY: demo test bench local clean sam-build
+.PHONY: demo test bench local clean sam-build checkov
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/crm demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	$(MAKE) checkov
 	$(BIN)/python -m pytest -n 2 tests
 
 bench: $(STAMP)
@@ -33,7 +35,7 @@ local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001
 
 clean:
-	rm -rf $(VENV) .venv-sam .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # The SAM CLI pins many packages, so it gets a virtualenv of its own; it needs python3.12 on PATH.
 .venv-sam/bin/sam:
@@ -42,3 +44,12 @@ clean:
 
 sam-build: .venv-sam/bin/sam
 	.venv-sam/bin/sam build
+
+# checkov pins an older boto3 (and much else) than the project needs, so it gets a virtualenv of its own too.
+# Every check it skips is named, with its reason, in the resource's Metadata (docs/least-privilege.md).
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet checkov==3.3.30
+
+checkov: $(CHECKOV)
+	$(CHECKOV) --quiet --compact --framework cloudformation -f template.yaml

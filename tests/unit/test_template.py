@@ -34,8 +34,7 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
     "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
     "ApiFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "EXPORT_QUEUE_URL", "EXPORT_BUCKET"}, {
         *((f"dynamodb:{action}", "Table") for action in (
-            "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
-            "DescribeTable")),
+            "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "BatchWriteItem", "DescribeTable")),
         ("sqs:SendMessage", "SegmentTasksQueue"), ("sqs:SendMessage", "ExportQueue"),
         ("s3:GetObject", "ExportsBucket")}),  # presigned download URLs carry their signer's rights
     "SegmentRunsFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL"},
