@@ -28,6 +28,9 @@ class Settings(BaseModel):
     # profiles in 100 s of CPU): the run fans out over ceil(items / this) parallel-scan shares.
     segment_items_per_share: int = Field(default=500_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
+    # /track refuses events older than this (docs/consent.md); only a replay of months of browsing (make demo)
+    # sets it longer.
+    track_max_event_age_days: int = Field(default=7, ge=1, alias="TRACK_MAX_EVENT_AGE_DAYS")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""
