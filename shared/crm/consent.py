@@ -63,6 +63,9 @@ def with_statements(
     return held, open_requests
 
 
+_ADDRESS_FIELDS = {Channel.EMAIL: "email", Channel.SMS: "phone"}
+
+
 def addresses_of(profile: Profile) -> dict[Channel, str | None]:
     return {Channel.EMAIL: profile.email, Channel.SMS: profile.phone}
 
@@ -94,7 +97,12 @@ def confirm_request(profile: Profile, channel: Channel, address: str, at: dateti
     if at < request.at:
         raise ConsentNotConfirmable("a confirmation cannot come before its request")
     granted = Consent(channel=channel, state=ConsentState.SUBSCRIBED, source=source, at=at)
-    return with_consent_statements(profile, [granted])
+    # The address is proven now: it stays the profile's even if a browser first stated it (crm.profiles
+    # drops browser-stated contact fields once a signed source knows the profile).
+    field = _ADDRESS_FIELDS[channel]
+    proven = profile.model_copy(update={"contact_sources": {**profile.contact_sources,
+                                                            field: f"{at.isoformat()}|{source}|{channel.value}"}})
+    return with_consent_statements(proven, [granted])
 
 
 def consent_history(before: Profile | None, after: Profile) -> list[TimelineEntry]:

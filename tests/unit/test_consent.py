@@ -19,7 +19,7 @@ from crm.consent import (
 from crm.models.canonical import Touch
 from crm.models.consent import Channel, Consent, ConsentRequest, ConsentState
 from crm.models.profile import Profile, new_profile
-from crm.profiles import known_from_signed_source, with_touch
+from crm.profiles import known_from_signed_source, with_touch, without_browser_contact
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -98,10 +98,13 @@ def test_no_browser_statement_ever_grants_consent(given_statements: list[Consent
 
 
 def test_confirming_a_request_grants_consent_from_the_confirmation() -> None:
-    asked = with_consent_statements(profile(email="jane@example.com"), [browser(SUBSCRIBED, T0)])
+    typed = profile(email="jane@example.com", contact_sources={"email": f"{T0.isoformat()}|track|st_a|e-1"})
+    asked = with_consent_statements(typed, [browser(SUBSCRIBED, T0)])
     confirmed = confirm_request(asked, EMAIL, "jane@example.com", T0 + timedelta(hours=2))
     assert confirmed.consents["email"] == stated(SUBSCRIBED, T0 + timedelta(hours=2), "double_opt_in")
     assert confirmed.consent_requests == {}
+    assert not known_from_signed_source(asked)
+    assert without_browser_contact(confirmed).email == "jane@example.com"  # the proven address is kept
     [line] = consent_history(asked, confirmed)
     assert (line.type, line.occurred_at, line.summary) == ("consent_changed", T0 + timedelta(hours=2), {
         "channel": "email", "new": "subscribed", "source": "double_opt_in"})
