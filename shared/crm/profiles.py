@@ -165,18 +165,18 @@ def with_recent_history(profile: Profile, placed: Iterable[datetime],
                                                                latest(micros(at) for at in placed))})
 
 
+_BROWSER_KIND = "track"
+
+
 def browser_stamp(at: datetime, store_id: str, event_id: str) -> str:
     """The stamp of contact fields a browser stated through /track (crm.tracking)."""
     return f"{at.isoformat()}|{_BROWSER_KIND}|{store_id}|{event_id}"
 
 
-_BROWSER_KIND = "track"
-
-
 def _from_browser(stamp: str) -> bool:
     # "|activity|<store>|track:..." is how browser stamps were written before they had a kind of their own.
-    kind = stamp.split("|")[1] if stamp.count("|") >= 1 else ""
-    return kind == _BROWSER_KIND or "|track:" in stamp
+    parts = stamp.split("|")
+    return (len(parts) > 1 and parts[1] == _BROWSER_KIND) or "|track:" in stamp
 
 
 def known_from_signed_source(profile: Profile) -> bool:
