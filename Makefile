@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make bench SEGMENT_SIZES="100000 1000000" adds the 1M-profile segment run (several minutes more)
+SEGMENT_SIZES ?= 100000
 
 .PHONY: demo test bench local clean sam-build
 
@@ -24,7 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_path.py
 	$(BIN)/python bench/profile_events.py
-	$(BIN)/python bench/segments.py
+	$(BIN)/python bench/segments.py --sizes $(SEGMENT_SIZES)
 	$(BIN)/python bench/segment_runs.py
 
 local: $(STAMP)

@@ -1,4 +1,4 @@
-"""`make bench`, part 3: recomputing segment memberships over 100k and 1M synthetic profiles.
+"""`make bench`, part 3: recomputing segment memberships over 100k (and, with --sizes, 1M) synthetic profiles.
 
 Issue 4's requirement: recomputation time and capacity units at 100k and 1M profiles, with our rule
 evaluation rate (``crm.segments.evaluate.matches``) compared in the same run against DuckDB evaluating the
@@ -50,7 +50,7 @@ from ingest_path import item_size, table
 
 SEED = 4
 CHUNK = 100_000
-SIZES = (100_000, 1_000_000)
+SIZES = (100_000,)  # make bench stays within minutes; 1M is asked for: --sizes 100000 1000000
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 WORKSPACE = "ws-bench"
 WORKERS = 4

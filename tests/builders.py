@@ -8,7 +8,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from crm.connectors.base import sign_base64_hmac_sha256
 from crm.connectors.bigcommerce import standard_webhooks_signature
 from crm.models.canonical import CustomerRecord
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
@@ -245,14 +244,10 @@ def custom_headers(
     secret: str = CUSTOM_SECRET,
     domain: str = CUSTOM_DOMAIN,
     event_id: str = "ev-1",
-    timestamp: datetime | None = None,
+    timestamp: datetime = NOW,
 ) -> dict[str, str]:
-    """The headers a custom storefront sends with a signed body."""
-    headers = {"Content-Type": "application/json", "X-CRM-Store": domain,
-               "X-CRM-Signature": sign_base64_hmac_sha256(body, secret), "X-CRM-Event-Id": event_id}
-    if timestamp is not None:
-        headers["X-CRM-Timestamp"] = str(int(timestamp.timestamp()))
-    return headers
+    """The headers a custom storefront sends with a body signed, with its timestamp, at ``timestamp``."""
+    return wire.events_headers(body, secret=secret, store=domain, event_id=event_id, sent_at=timestamp)
 
 
 def custom_store(*, secrets: tuple[str, ...] = (CUSTOM_SECRET,)) -> Store:

@@ -1,9 +1,11 @@
 """What Shopify and WooCommerce put on the wire: their published sample payloads, their JSON encodings and
-their signed headers. Shared by the demo's simulation and the tests, so both sign exactly as the platforms do."""
+their signed headers; and what a custom storefront sends to POST /events. Shared by the demo's simulation and
+the tests, so both sign exactly as the platforms (and docs/events-api.md) do."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -69,4 +71,16 @@ def woo_headers(body: bytes, *, secret: str, topic: str, source: str, delivery_i
         "X-WC-Webhook-Signature": sign_base64_hmac_sha256(body, secret),
         "X-WC-Webhook-ID": webhook_id,
         "X-WC-Webhook-Delivery-ID": delivery_id,
+    }
+
+
+def events_headers(body: bytes, *, secret: str, store: str, event_id: str, sent_at: datetime) -> dict[str, str]:
+    """The headers a custom storefront sends to POST /events: the signature covers ``{timestamp}.{body}``."""
+    timestamp = str(int(sent_at.timestamp()))
+    return {
+        "Content-Type": "application/json",
+        "X-CRM-Store": store,
+        "X-CRM-Event-Id": event_id,
+        "X-CRM-Timestamp": timestamp,
+        "X-CRM-Signature": sign_base64_hmac_sha256(f"{timestamp}.".encode() + body, secret),
     }

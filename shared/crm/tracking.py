@@ -28,7 +28,7 @@ from crm.models.canonical import ActivityEvent, ActivityType, ProductRef, Touch
 from crm.models.consent import Channel, Consent
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.stores import Store
-from crm.models.tracking import TrackEvent, TrackProduct, TrackRequest
+from crm.models.tracking import MAX_WRITE_KEY_LENGTH, TrackEvent, TrackProduct, TrackRequest
 from crm.ports import IngestQueue, RawArchive, StoreDirectory
 from crm.webhooks import store_delivery
 
@@ -194,6 +194,8 @@ def accept_track(
     write_key = (lowered.get(WRITE_KEY_HEADER) or request.write_key or "").strip()
     if not write_key:
         raise TrackRejected(f"write_key is required (in the body or the {WRITE_KEY_HEADER} header)", 401)
+    if len(write_key) > MAX_WRITE_KEY_LENGTH:  # as the body's field is bounded, before it becomes a table key
+        raise TrackRejected(f"header {WRITE_KEY_HEADER} is longer than {MAX_WRITE_KEY_LENGTH} characters")
     wait = limiter.take(f"{write_key}|{client_ip}")
     if wait is not None:
         raise TrackRejected("too many requests; slow down", 429, {"Retry-After": str(max(1, math.ceil(wait)))})

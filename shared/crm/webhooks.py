@@ -34,6 +34,11 @@ class NotAuthenticated(DeliveryRejected):
     status = 401
 
 
+# The same answer whether the store is unknown or the signature wrong: a 401 must not tell a stranger
+# which store domains are registered.
+NOT_SIGNED_BY_A_STORE = "unknown store or the signature does not match the store's secret"
+
+
 @dataclass(frozen=True)
 class AcceptedWebhook:
     store: Store
@@ -77,10 +82,8 @@ def accept_webhook(
     signature = connector.signature(headers)
     domain = connector.store_domain(headers, raw_body)
     store = stores.store_by_domain(connector.platform, domain)
-    if store is None:
-        raise NotAuthenticated(f"no {platform} store is registered for {domain}")
-    if not connector.is_signed_by(headers, raw_body, signature, store.webhook_secrets):
-        raise NotAuthenticated("webhook signature does not match the store's secret")
+    if store is None or not connector.is_signed_by(headers, raw_body, signature, store.webhook_secrets):
+        raise NotAuthenticated(NOT_SIGNED_BY_A_STORE)
     if not connector.is_fresh(headers, now):
         raise NotAuthenticated("webhook timestamp is outside the accepted window (a replay?)")
     meta: DeliveryMeta = connector.delivery_meta(headers, raw_body)

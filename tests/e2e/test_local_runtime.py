@@ -309,9 +309,11 @@ def test_a_custom_storefront_posts_a_signed_order_to_events_and_the_customer_app
     assert local_stack.get("/customers?email=custom.buyer@example.com", store["api_key"])[0] == 404
 
     # The generic path is the same endpoint; a retry of the same order changes nothing.
-    retry = custom_headers(body, secret="e2e-custom-secret", domain="e2e-custom.example", event_id="e2e-custom-1")
+    retry = custom_headers(body, secret="e2e-custom-secret", domain="e2e-custom.example", event_id="e2e-custom-1",
+                           timestamp=datetime.now(UTC))
     assert local_stack.post("/webhooks/custom", body, retry)[0] == 200
-    forged = custom_headers(body, secret="not-the-secret", domain="e2e-custom.example", event_id="e2e-custom-2")
+    forged = custom_headers(body, secret="not-the-secret", domain="e2e-custom.example", event_id="e2e-custom-2",
+                            timestamp=datetime.now(UTC))
     assert local_stack.post("/events", body, forged)[0] == 401
     stale = custom_headers(body, secret="e2e-custom-secret", domain="e2e-custom.example", event_id="e2e-custom-3",
                            timestamp=datetime.now(UTC) - timedelta(minutes=10))

@@ -22,7 +22,7 @@ from crm.models.canonical import (
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.stores import Platform
-from crm.webhooks import NotAuthenticated, accept_webhook
+from crm.webhooks import NOT_SIGNED_BY_A_STORE, NotAuthenticated, accept_webhook
 
 from tests.builders import (
     CUSTOM_DOMAIN,
@@ -90,11 +90,13 @@ def test_a_missing_signature_is_401() -> None:
     assert raised.value.status == 401
 
 
-def test_the_signature_is_base64_hmac_sha256_of_the_raw_body_with_any_current_secret() -> None:
+def test_the_signature_is_base64_hmac_sha256_of_the_timestamp_and_the_raw_body_with_any_current_secret() -> None:
     body = compact(custom_order_json())
     headers = {name.lower(): value for name, value in custom_headers(body).items()}  # HTTP/2 lowercases
     signature = CUSTOM.signature(headers)
-    assert signature == sign_base64_hmac_sha256(body, CUSTOM_SECRET)
+    stamp = str(int(NOW.timestamp()))
+    assert headers["x-crm-timestamp"] == stamp
+    assert signature == sign_base64_hmac_sha256(f"{stamp}.".encode() + body, CUSTOM_SECRET)
     assert CUSTOM.is_signed_by(headers, body, signature, ["old", CUSTOM_SECRET])
     assert not CUSTOM.is_signed_by(headers, body, signature, ["another-secret"])
     assert not CUSTOM.is_signed_by(headers, body + b" ", signature, [CUSTOM_SECRET])
@@ -106,7 +108,9 @@ def test_the_signature_is_base64_hmac_sha256_of_the_raw_body_with_any_current_se
 def test_delivery_meta_is_the_event_id_and_the_send_time() -> None:
     meta = CUSTOM.delivery_meta(custom_headers(b"{}", event_id="ev-9", timestamp=NOW), b"{}")
     assert (meta.topic, meta.delivery_id, meta.triggered_at) == (TOPIC, "ev-9", NOW)
-    assert CUSTOM.delivery_meta(custom_headers(b"{}"), b"{}").triggered_at is None
+    unstamped = custom_headers(b"{}")
+    del unstamped["X-CRM-Timestamp"]
+    assert CUSTOM.delivery_meta(unstamped, b"{}").triggered_at is None
 
 
 @pytest.mark.parametrize("offset", [timedelta(0), timedelta(minutes=5), timedelta(minutes=-5), timedelta(seconds=-299)])
@@ -114,8 +118,15 @@ def test_a_timestamp_within_five_minutes_is_fresh(offset: timedelta) -> None:
     assert CUSTOM.is_fresh(custom_headers(b"{}", timestamp=NOW + offset), NOW)
 
 
-def test_no_timestamp_is_fresh() -> None:
-    assert CUSTOM.is_fresh(custom_headers(b"{}"), NOW)
+def test_a_missing_timestamp_is_a_missing_signature_401() -> None:
+    """The timestamp is signed with the body: without it there is nothing to verify."""
+    headers = custom_headers(b"{}")
+    del headers["X-CRM-Timestamp"]
+    with pytest.raises(SignatureMissing, match="X-CRM-Timestamp") as raised:
+        CUSTOM.signature(headers)
+    assert raised.value.status == 401
+    assert not CUSTOM.is_fresh(headers, NOW)
+    assert not CUSTOM.is_signed_by(headers, b"{}", custom_headers(b"{}")["X-CRM-Signature"], [CUSTOM_SECRET])
 
 
 @pytest.mark.parametrize("value", [str(int((NOW - timedelta(minutes=5, seconds=1)).timestamp())),
@@ -158,7 +169,7 @@ def test_an_unreadable_signed_body_is_still_kept(stores: FakeStoreDirectory) -> 
 
 @pytest.mark.parametrize(("change", "reason"), [
     ({"secret": "wrong"}, "signature does not match"),
-    ({"domain": "other.example"}, "no custom store is registered for other.example"),
+    ({"domain": "other.example"}, NOT_SIGNED_BY_A_STORE),
     ({"timestamp": NOW - timedelta(minutes=10)}, "outside the accepted window"),
 ])
 def test_wrong_signature_unknown_store_or_stale_timestamp_is_401_and_nothing_is_kept(

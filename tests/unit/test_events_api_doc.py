@@ -6,13 +6,15 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from crm.connectors.base import json_object, sign_base64_hmac_sha256
+from crm.connectors.base import json_object
 from crm.connectors.custom import CUSTOM, TOPIC, parse_events
 from crm.models.stores import Platform
+from crm_local.wire import events_headers
 
 from tests.builders import ROOT, envelope
 from tests.fakes import FakeStoreDirectory
@@ -42,14 +44,23 @@ def test_every_json_example_is_a_valid_body(example: str) -> None:
     assert events and all(event.platform is Platform.CUSTOM for event in events)
 
 
+def _wire_signature(body: bytes) -> str:
+    """How the demo and the tests sign (crm_local.wire), at 1772366400 (2026-03-01T12:00:00Z)."""
+    sent_at = datetime.fromtimestamp(1772366400, UTC)
+    return events_headers(body, secret="the-store-secret", store="shop.example.com", event_id="e", sent_at=sent_at)[
+        "X-CRM-Signature"]
+
+
 def test_the_python_example_signs_as_the_connector_verifies() -> None:
     [example] = _blocks("python")
     namespace: dict[str, Any] = {"__name__": "docs_example"}  # defines sign() and send(); sends nothing
     exec(compile(example, str(DOC), "exec"), namespace)
     body = JSON_EXAMPLES[0].encode()
-    signature = namespace["sign"](body, "the-store-secret")
-    assert signature == sign_base64_hmac_sha256(body, "the-store-secret")
-    assert CUSTOM.is_signed_by({}, body, signature, ["the-store-secret"])
+    signature = namespace["sign"]("1772366400", body, "the-store-secret")
+    assert signature == _wire_signature(body)
+    headers = {"X-CRM-Timestamp": "1772366400"}
+    assert CUSTOM.is_signed_by(headers, body, signature, ["the-store-secret"])
+    assert not CUSTOM.is_signed_by({"X-CRM-Timestamp": "1772366401"}, body, signature, ["the-store-secret"])
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("base64") is None, reason="needs openssl")
@@ -58,5 +69,6 @@ def test_the_openssl_example_signs_as_the_connector_verifies(tmp_path: Path) -> 
     body = JSON_EXAMPLES[0].encode()
     (tmp_path / "order.json").write_bytes(body)
     done = subprocess.run(["sh", "-c", f'{command}\nprintf %s "$SIGNATURE"'], cwd=tmp_path, capture_output=True,
-                          env={"CRM_SECRET": "the-store-secret", "PATH": os.environ["PATH"]}, check=True, timeout=30)
-    assert done.stdout.decode() == sign_base64_hmac_sha256(body, "the-store-secret")
+                          env={"CRM_SECRET": "the-store-secret", "TIMESTAMP": "1772366400", "PATH": os.environ["PATH"]},
+                          check=True, timeout=30)
+    assert done.stdout.decode() == _wire_signature(body)

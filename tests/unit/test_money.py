@@ -3,7 +3,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from crm.money import divide, format_money, to_money
+from crm.money import Amount, AmountOutOfBounds, divide, format_money, to_money
+from pydantic import BaseModel, ValidationError
 
 
 @pytest.mark.parametrize(
@@ -73,3 +74,25 @@ def test_divide_rounds_to_cents(total: Decimal, count: int, expected: Decimal) -
 )
 def test_format_money_is_a_two_place_decimal_string(amount: Decimal, text: str) -> None:
     assert format_money(amount) == text
+
+
+@pytest.mark.parametrize("value", ["1e40", "-1e40", "1000000000000.01", "-1000000000000.01", "9" * 39, "1E+400"])
+def test_to_money_refuses_an_amount_out_of_bounds(value: str) -> None:
+    with pytest.raises(AmountOutOfBounds):
+        to_money(value)
+
+
+@pytest.mark.parametrize("value", ["1e12", "-1e12", "999999999999.99", "0.00000000000000000000000000000000000001"])
+def test_to_money_keeps_an_amount_at_the_bounds(value: str) -> None:
+    assert to_money(value) == Decimal(value).quantize(Decimal("0.01"))
+
+
+def test_a_payload_amount_field_names_the_bound_it_breaks() -> None:
+    class Line(BaseModel):
+        price: Amount
+
+    assert Line.model_validate({"price": "12.345"}).price == Decimal("12.345")  # kept exact, not rounded
+    with pytest.raises(ValidationError, match=r"price\n  Value error, amount 1\.000000E\+40 is larger than 1E\+12"):
+        Line.model_validate({"price": Decimal("1e40")})
+    with pytest.raises(ValidationError, match="at most 38 significant digits"):
+        Line.model_validate({"price": "0." + "1" * 39})

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -17,7 +17,16 @@ from crm.models.canonical import CanonicalEvent
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.stores import Platform
+from crm.money import MAX_SIGNIFICANT_DIGITS
 from crm.ports import StoreDirectory
+
+# Every header a platform sends (domains, ids, signatures, timestamps) is far shorter; a longer one is
+# refused before it reaches a parser or a table key (DynamoDB caps a partition key at 2,048 bytes).
+MAX_HEADER_BYTES = 1024
+# Unix seconds: twelve digits reach the year 33658.
+_MAX_UNIX_SECONDS_DIGITS = 12
+# A DynamoDB Number's exponent range: a JSON number outside it could never be stored.
+_NUMBER_EXPONENTS = range(-130, 126)
 
 
 class DeliveryRejected(Exception):
@@ -29,6 +38,11 @@ class DeliveryRejected(Exception):
 class MissingHeader(DeliveryRejected):
     def __init__(self, header: str) -> None:
         super().__init__(f"missing required header {header}")
+
+
+class HeaderTooLong(DeliveryRejected):
+    def __init__(self, header: str) -> None:
+        super().__init__(f"header {header} is longer than {MAX_HEADER_BYTES} bytes")
 
 
 class SignatureMissing(DeliveryRejected):
@@ -89,10 +103,14 @@ class Connector(Protocol):
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's trimmed value, its name matched in any case (HTTP/2 lowercases them); blank is absent."""
+    """A header's trimmed value, its name matched in any case (HTTP/2 lowercases them); blank is absent.
+
+    Raises HeaderTooLong (a 400) for a value longer than any platform sends."""
     wanted = name.lower()
     for key, value in headers.items():
         if key.lower() == wanted and value.strip():
+            if len(value.encode("utf-8", "surrogatepass")) > MAX_HEADER_BYTES:
+                raise HeaderTooLong(name)
             return value.strip()
     return None
 
@@ -102,6 +120,17 @@ def required_header(headers: Mapping[str, str], name: str) -> str:
     if value is None:
         raise MissingHeader(name)
     return value
+
+
+def unix_seconds(value: str | None) -> datetime | None:
+    """A timestamp header in Unix seconds as a time; None when absent or not a plausible count of seconds."""
+    # The length is checked before int(): Python refuses to convert very long digit strings (ValueError).
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > _MAX_UNIX_SECONDS_DIGITS:
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def first_error(error: ValidationError) -> str:
@@ -132,11 +161,39 @@ def sign_base64_hmac_sha256(raw_body: bytes, secret: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()).decode()
 
 
+class _NumberOutOfBounds(ValueError):
+    pass
+
+
+def _bounded_integer(text: str) -> int:
+    # Checked before int(), which is slow on (and refuses) very long digit strings.
+    if len(text.lstrip("-").lstrip("0")) > MAX_SIGNIFICANT_DIGITS:
+        raise _NumberOutOfBounds(f"a number has more than {MAX_SIGNIFICANT_DIGITS} digits")
+    return int(text)
+
+
+def _bounded_decimal(text: str) -> Decimal:
+    number = Decimal(text)
+    if len(number.as_tuple().digits) > MAX_SIGNIFICANT_DIGITS:
+        raise _NumberOutOfBounds(f"a number has more than {MAX_SIGNIFICANT_DIGITS} significant digits")
+    if number and number.adjusted() not in _NUMBER_EXPONENTS:
+        raise _NumberOutOfBounds(f"number {text[:20]} is out of range")
+    return number
+
+
 def json_object(body: bytes) -> dict[str, Any]:
-    """A delivery body parsed as a JSON object; numbers with a fraction stay Decimal (money keeps its digits)."""
+    """A delivery body parsed as a JSON object; numbers with a fraction stay Decimal (money keeps its digits).
+
+    Raises PayloadNotUnderstood for anything else, including what no profile could hold: a number with more
+    than 38 significant digits or out of DynamoDB's range, and nesting deeper than the parser's recursion limit.
+    """
     try:
-        payload = json.loads(body, parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        payload = json.loads(body, parse_float=_bounded_decimal, parse_int=_bounded_integer)
+    except _NumberOutOfBounds as error:
+        raise PayloadNotUnderstood(f"body is out of bounds: {error}") from None
+    except RecursionError:
+        raise PayloadNotUnderstood("body is not valid JSON: nested too deeply") from None
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError among them
         raise PayloadNotUnderstood(f"body is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise PayloadNotUnderstood("body is not a JSON object")
@@ -198,6 +255,8 @@ class BodySignedConnector(BodyHmacSigned, Generic[OrderPayload]):
             return mapper.events(payload, envelope)
         except ValidationError as error:
             raise PayloadNotUnderstood(f"not a {self.name} {mapper.what}: {first_error(error)}") from None
+        except (ValueError, ArithmeticError) as error:  # a value the mapping cannot use, e.g. a total above 1e12
+            raise PayloadNotUnderstood(f"not a {self.name} {mapper.what}: {error}") from None
 
     def mappers(self) -> Mapping[str, TopicMapper]:
         """Every topic the connector understands: each order topic is one order; a subclass adds its others."""

@@ -31,13 +31,14 @@ from crm.connectors.base import (
     first_error,
     header,
     json_object,
+    unix_seconds,
 )
 from crm.contact import normalise_email, normalise_phone
 from crm.models.canonical import CanonicalEvent
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, version_stamp
 from crm.models.stores import Platform, Store
-from crm.money import to_money
+from crm.money import Amount, to_money
 from crm.ports import StoreDirectory
 from crm.stores import normalise_domain
 
@@ -76,8 +77,9 @@ class _Delivery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    scope: str = Field(min_length=1)
-    producer: str
+    # Bounded: the producer becomes a table key (the store lookup) before the signature is checked.
+    scope: str = Field(min_length=1, max_length=200)
+    producer: str = Field(max_length=255)
     hash: str | None = None
     data: Any = None  # read only by orders(): accepting a delivery needs just the store and the scope
 
@@ -101,8 +103,8 @@ class _Order(BaseModel):
     date_modified: datetime | None = None
     status: str | None = None
     currency_code: str
-    total_inc_tax: Decimal
-    refunded_amount: Decimal = Decimal("0")
+    total_inc_tax: Amount
+    refunded_amount: Amount = Decimal("0")
     billing_address: _BillingAddress = Field(default_factory=_BillingAddress)
 
     @field_validator("date_created", "date_modified", mode="before")
@@ -192,10 +194,8 @@ class BigCommerceConnector:
 
     def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
         """``webhook-timestamp`` (Unix seconds) within five minutes of now, either way: stops replays."""
-        value = header(headers, TIMESTAMP_HEADER)
-        if value is None or not (value.isascii() and value.isdigit()):
-            return False
-        return abs(int(value) - now.timestamp()) <= TIMESTAMP_TOLERANCE.total_seconds()
+        sent_at = unix_seconds(header(headers, TIMESTAMP_HEADER))
+        return sent_at is not None and abs(sent_at - now) <= TIMESTAMP_TOLERANCE
 
     def delivery_meta(self, headers: Mapping[str, str], raw_body: bytes) -> DeliveryMeta:
         delivery = _delivery(raw_body)
@@ -264,6 +264,8 @@ def map_order(payload: Mapping[str, Any], envelope: IngestEnvelope) -> Canonical
         return _canonical(_Order.model_validate(dict(payload)), envelope)
     except ValidationError as error:
         raise PayloadNotUnderstood(f"not a BigCommerce v2 order: {first_error(error)}") from None
+    except (ValueError, ArithmeticError) as error:
+        raise PayloadNotUnderstood(f"not a BigCommerce v2 order: {error}") from None
 
 
 BIGCOMMERCE = BigCommerceConnector()

@@ -5,16 +5,17 @@ one JSON object ``{"type": "order" | "customer" | "refund" | "order_removed" | "
 ``{"events": [...]}`` with up to 100 of them. The models below are that schema; their fields mirror the
 canonical models, less the workspace, store and platform, which come from the registered store.
 
-Signing is Shopify's scheme under our own header names: ``X-CRM-Signature`` is base64 HMAC-SHA256 of the
-raw body with the store's webhook secret. ``X-CRM-Timestamp`` is optional and not covered by the
-signature, so it only turns away deliveries a sender itself marks as stale; replays are harmless
-because every event is applied idempotently (orders and customers by version, the rest by id).
+Signing: ``X-CRM-Signature`` is base64 HMAC-SHA256, keyed with the store's webhook secret, of
+``{X-CRM-Timestamp}.{raw body}``; the timestamp (Unix seconds) is required and must be within five minutes
+of now. Signing it with the body means a captured request cannot be replayed later under a fresh
+timestamp; within the window a replay is harmless, because every event is applied idempotently (orders and
+customers by version, the rest by id).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
@@ -33,9 +34,12 @@ from crm.connectors.base import (
     BodyHmacSigned,
     MissingHeader,
     PayloadNotUnderstood,
+    SignatureMissing,
+    base64_hmac_sha256_matches,
     header,
     json_object,
     required_header,
+    unix_seconds,
 )
 from crm.contact import normalise_email, normalise_phone
 from crm.models.canonical import (
@@ -274,6 +278,11 @@ def _describe(error: ValidationError, tag_at: int) -> str:
     return f"{'.'.join(map(str, loc))}: {message}" if loc else message
 
 
+def signed_message(timestamp: str, raw_body: bytes) -> bytes:
+    """What X-CRM-Signature signs: the timestamp header's value, a dot, the raw body."""
+    return f"{timestamp}.".encode() + raw_body
+
+
 class CustomConnector(BodyHmacSigned):
     platform = Platform.CUSTOM
     signature_header = SIGNATURE_HEADER
@@ -284,31 +293,33 @@ class CustomConnector(BodyHmacSigned):
             raise MissingHeader(f"a valid {STORE_HEADER} (the store's registered domain)")
         return domain
 
-    def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
-        """No X-CRM-Timestamp is fresh; one must be Unix seconds within five minutes of now, either way."""
+    def signature(self, headers: Mapping[str, str]) -> str:
         if header(headers, TIMESTAMP_HEADER) is None:
-            return True
-        sent_at = _sent_at(headers)
+            raise SignatureMissing(f"missing {TIMESTAMP_HEADER} header (it is signed with the body)")
+        return super().signature(headers)
+
+    def is_signed_by(
+        self, headers: Mapping[str, str], raw_body: bytes, signature: str, secrets: Iterable[str]
+    ) -> bool:
+        timestamp = header(headers, TIMESTAMP_HEADER)
+        if timestamp is None:
+            return False
+        return base64_hmac_sha256_matches(signed_message(timestamp, raw_body), signature, secrets)
+
+    def is_fresh(self, headers: Mapping[str, str], now: datetime) -> bool:
+        """X-CRM-Timestamp is Unix seconds within five minutes of now, either way."""
+        sent_at = unix_seconds(header(headers, TIMESTAMP_HEADER))
         return sent_at is not None and abs(sent_at - now) <= TIMESTAMP_TOLERANCE
 
     def delivery_meta(self, headers: Mapping[str, str], raw_body: bytes) -> DeliveryMeta:
         return DeliveryMeta(topic=TOPIC, delivery_id=required_header(headers, EVENT_ID_HEADER),
-                            triggered_at=_sent_at(headers))
+                            triggered_at=unix_seconds(header(headers, TIMESTAMP_HEADER)))
 
     def events(self, envelope: IngestEnvelope, body: bytes, stores: StoreDirectory) -> list[CanonicalEvent]:
-        return [canonical(event, envelope) for event in parse_events(json_object(body))]
-
-
-def _sent_at(headers: Mapping[str, str]) -> datetime | None:
-    """X-CRM-Timestamp as a time, or None when absent or not Unix seconds."""
-    value = header(headers, TIMESTAMP_HEADER)
-    # Twelve digits reach the year 33658: longer values are refused before int() (Python caps digit strings).
-    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 12:
-        return None
-    try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+        try:
+            return [canonical(event, envelope) for event in parse_events(json_object(body))]
+        except ValidationError as error:  # a canonical model refusing what the body's model let through
+            raise PayloadNotUnderstood(f"not a CRM event: {_describe(error, tag_at=0)}") from None
 
 
 def canonical(

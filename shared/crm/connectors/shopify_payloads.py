@@ -1,7 +1,8 @@
 """Shopify's webhook payloads, as far as the CRM reads them; every other field stays in the raw archive.
 
 Ids exceed 2^53, so they are declared ``int`` (JSON integers parse exactly, never via float) and the
-mapping keeps them as strings. Amounts are decimal strings (or JSON numbers parsed as Decimal).
+mapping keeps them as strings. Amounts are decimal strings (or JSON numbers parsed as Decimal), bounded
+(crm.money.Amount: at most 1e12, 38 significant digits).
 Timestamps must carry a zone: a naive one is refused, not guessed.
 """
 
@@ -11,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from crm.money import Amount
 
 
 class MarketingConsent(BaseModel):
@@ -50,7 +53,7 @@ class DiscountCode(BaseModel):
 class Transaction(BaseModel):
     kind: str | None = None
     status: str | None = None
-    amount: Decimal = Decimal("0")
+    amount: Amount = Decimal("0")
 
 
 class Refund(BaseModel):
@@ -83,8 +86,8 @@ class LineItem(BaseModel):
     # Not in Shopify's line items today; read if a payload (or a later API version) carries it.
     product_type: str | None = None
     quantity: int = 0
-    price: Decimal = Decimal("0")
-    line_price: Decimal | None = None
+    price: Amount = Decimal("0")
+    line_price: Amount | None = None
 
 
 class Order(BaseModel):
@@ -96,7 +99,7 @@ class Order(BaseModel):
     contact_email: str | None = None
     phone: str | None = None
     currency: str
-    total_price: Decimal
+    total_price: Amount
     financial_status: str | None = None
     fulfillment_status: str | None = None
     created_at: AwareDatetime
@@ -129,7 +132,7 @@ class Checkout(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime | None = None
     currency: str | None = None
-    total_price: Decimal | None = None
+    total_price: Amount | None = None
     abandoned_checkout_url: str | None = None
     customer: Customer | None = None
     billing_address: Address | None = None

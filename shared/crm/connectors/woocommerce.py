@@ -35,7 +35,7 @@ from crm.models.canonical import CanonicalEvent, CustomerRecord, OrderRemoved
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.stores import Platform
-from crm.money import to_money
+from crm.money import Amount, to_money
 from crm.ports import StoreDirectory
 from crm.stores import normalise_domain
 
@@ -74,7 +74,7 @@ class _Billing(BaseModel):
 
 class _Refund(BaseModel):
     id: int
-    total: Decimal = Decimal("0")
+    total: Amount = Decimal("0")
 
 
 class _CouponLine(BaseModel):
@@ -87,7 +87,7 @@ class _LineItem(BaseModel):
     sku: str | None = None
     name: str = ""
     quantity: int = 0
-    price: Decimal = Decimal("0")
+    price: Amount = Decimal("0")
 
 
 class _Order(BaseModel):
@@ -99,7 +99,7 @@ class _Order(BaseModel):
     number: str | int | None = None
     status: str | None = None
     currency: str
-    total: Decimal
+    total: Amount
     customer_id: int = 0
     date_created_gmt: datetime
     date_modified_gmt: datetime | None = None
@@ -160,6 +160,8 @@ def _parse(model: type[Payload], body: bytes, what: str) -> Payload:
         return model.model_validate(json_object(body))
     except ValidationError as error:
         raise PayloadNotUnderstood(f"not a WooCommerce {what}: {first_error(error)}") from None
+    except (ValueError, ArithmeticError) as error:
+        raise PayloadNotUnderstood(f"not a WooCommerce {what}: {error}") from None
 
 
 class WooCommerceConnector(BodySignedConnector[_Order]):

@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from crm.models.consent import ConsentState
 
 MAX_EVENTS = 20
+MAX_WRITE_KEY_LENGTH = 100
 
 TrackType = Literal["page_viewed", "product_viewed", "product_added_to_cart", "cart_viewed", "checkout_started",
                     "identify"]
@@ -85,6 +86,6 @@ class TrackEvent(_Strict):
 
 class TrackRequest(_Strict):
     # Optional here: it may come as the X-CRM-Write-Key header instead (crm.tracking.accept_track).
-    write_key: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    write_key: Annotated[str, Field(min_length=1, max_length=MAX_WRITE_KEY_LENGTH)] | None = None
     anonymous_id: ClientId
     events: list[TrackEvent] = Field(min_length=1, max_length=MAX_EVENTS)
