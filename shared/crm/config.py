@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,9 +29,6 @@ class Settings(BaseModel):
     # profiles in 100 s of CPU): the run fans out over ceil(items / this) parallel-scan shares.
     segment_items_per_share: int = Field(default=500_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
-    # /track refuses events older than this (docs/consent.md); only a replay of months of browsing (make demo)
-    # sets it longer.
-    track_max_event_age_days: int = Field(default=7, ge=1, alias="TRACK_MAX_EVENT_AGE_DAYS")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""
@@ -47,6 +45,26 @@ def settings() -> Settings:
     return Settings.model_validate(dict(os.environ))
 
 
+class TrackSettings(BaseModel):
+    """What the public /track edge needs, read on its own: it needs no table to refuse an event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Events older than this are refused (docs/consent.md); only a replay of months of browsing (make demo,
+    # an e2e test) sets it longer.
+    max_event_age_days: int = Field(default=7, ge=1, alias="TRACK_MAX_EVENT_AGE_DAYS")
+
+    @property
+    def max_event_age(self) -> timedelta:
+        return timedelta(days=self.max_event_age_days)
+
+
+@cache
+def track_settings() -> TrackSettings:
+    return TrackSettings.model_validate(dict(os.environ))
+
+
 def reset() -> None:
     """Forget the cached settings (the local runtime and tests change the environment)."""
     settings.cache_clear()
+    track_settings.cache_clear()
