@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Chalice, Response
 from crm import wiring
 from crm.clock import utc_now
+from crm.config import track_settings
 from crm.tracking import TokenBucketLimiter, TrackRejected, accept_track, accepted_body, preflight_headers
 
 app = Chalice(app_name="crm-track")
@@ -27,7 +28,8 @@ def track() -> Response:
     source_ip = str(request.context.get("identity", {}).get("sourceIp") or "unknown")
     try:
         accepted = accept_track(request.headers, request.raw_body or b"", source_ip, wiring.store_directory(),
-                                wiring.raw_archive(), wiring.ingest_queue(), limiter, utc_now())
+                                wiring.raw_archive(), wiring.ingest_queue(), limiter, utc_now(),
+                                track_settings().max_event_age)
     except TrackRejected as error:
         logger.info("track request refused", extra={"status": error.status, "reason": str(error)})
         return Response(status_code=error.status, body={"error": str(error)}, headers=error.headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import socket
 import time
 from collections import Counter, defaultdict
@@ -145,6 +146,9 @@ def _ms(values: Sequence[float], share: float) -> str:
 def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-output")) -> int:
     began = time.perf_counter()
     simulation = simulate(shoppers, seed)
+    # The simulation replays months of storefront browsing through /track, which refuses events older than a
+    # week from a live page (docs/consent.md): the demo's runtime accepts its whole span.
+    os.environ["TRACK_MAX_EVENT_AGE_DAYS"] = str(max(7, (datetime.now(UTC) - START).days + 1))
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
         outputs = stack_outputs(STACK)

@@ -9,11 +9,12 @@ an older version, or a shopper erased by a privacy request.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from crm.attribution import touch_from_urls
+from crm.consent import consent_history
 from crm.identity import identities_of, resolve
 from crm.models.canonical import (
     ActivityEvent,
@@ -38,6 +39,7 @@ from crm.profiles import (
     with_order_dates,
     with_order_facts,
     with_recent_history,
+    with_signed_touches,
 )
 
 _ACTIVITY_TYPES = frozenset(kind.value for kind in ActivityType)
@@ -105,6 +107,8 @@ def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Prof
         survivor = min(group, key=lambda p: p.profile_id)
         others = [p for p in group if p.profile_id != survivor.profile_id]
         profile = combine(survivor, others, now) if others else survivor
+        if others and isinstance(event, ActivityEvent) and event.from_browser:
+            profile = with_signed_touches(profile, group)
         before: Profile | None = survivor
     else:
         others = []
@@ -292,14 +296,27 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
     if context.already_held or context.redacted.intersection(identities_of(event)):
         return None  # a duplicate; or an erased shopper, who stays erased whatever arrives late or is replayed
     if isinstance(event, CanonicalOrder):
-        return _order_change(event, context, now, read_history)
-    if isinstance(event, RefundRecord | OrderRemoved):
-        return _order_amendment(event, context, now, read_history)
-    if isinstance(event, ActivityEvent):
-        return _activity_change(event, context, now, read_history)
-    if isinstance(event, CustomerRecord):
-        return _customer_change(event, context, now)
-    raise TypeError(f"{type(event).__name__} is not applied to profiles")
+        change = _order_change(event, context, now, read_history)
+    elif isinstance(event, RefundRecord | OrderRemoved):
+        change = _order_amendment(event, context, now, read_history)
+    elif isinstance(event, ActivityEvent):
+        change = _activity_change(event, context, now, read_history)
+    elif isinstance(event, CustomerRecord):
+        change = _customer_change(event, context, now)
+    else:
+        raise TypeError(f"{type(event).__name__} is not applied to profiles")
+    return _with_consent_history(change, context)
+
+
+def _with_consent_history(change: Change | None, context: Context) -> Change | None:
+    """The change with a timeline line for each consent statement or request it records (crm.consent)."""
+    if change is None or not change.profiles:
+        return change
+    written = change.profiles[0][0]
+    read = [*context.owners.values(), context.order_owner]
+    before = next((p for p in read if p is not None and p.profile_id == written.profile_id), None)
+    lines = consent_history(before, written)
+    return replace(change, timeline=(*change.timeline, *lines)) if lines else change
 
 
 def distinct_entries(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:

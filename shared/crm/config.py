@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +45,26 @@ def settings() -> Settings:
     return Settings.model_validate(dict(os.environ))
 
 
+class TrackSettings(BaseModel):
+    """What the public /track edge needs, read on its own: it needs no table to refuse an event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Events older than this are refused (docs/consent.md); only a replay of months of browsing (make demo,
+    # an e2e test) sets it longer.
+    max_event_age_days: int = Field(default=7, ge=1, alias="TRACK_MAX_EVENT_AGE_DAYS")
+
+    @property
+    def max_event_age(self) -> timedelta:
+        return timedelta(days=self.max_event_age_days)
+
+
+@cache
+def track_settings() -> TrackSettings:
+    return TrackSettings.model_validate(dict(os.environ))
+
+
 def reset() -> None:
     """Forget the cached settings (the local runtime and tests change the environment)."""
     settings.cache_clear()
+    track_settings.cache_clear()

@@ -96,7 +96,7 @@ class Holdings:
 
 
 _RECORD_ENTRIES = frozenset({"order", "order_cancelled", "order_removed", "refund", "profile_merged",
-                             "account_created", "account_deleted"})
+                             "account_created", "account_deleted", "consent_changed", "consent_requested"})
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from crm.attribution import touch_from_urls
+from crm.consent import with_consent_statements
 from crm.models.canonical import ActivityEvent, ActivityType, CustomerRecord, Touch
-from crm.models.consent import Consent
+from crm.models.consent import Consent, ConsentState
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import Activity, OrderRecord, Profile, RecentTimes
 from crm.recent import latest, merged, micros, replaced, with_time
@@ -142,7 +143,8 @@ def with_order_facts(profile: Profile, order: CanonicalOrder) -> Profile:
     updated = with_contact(profile, {f: getattr(order, f) for f in CONTACT_FIELDS},
                            f"{order.created_at.isoformat()}|order|{order.store_id}|{order.order_id}|{order.version}")
     updated = with_consents(updated, order.consents)
-    return with_touch(updated, touch_from_urls(order.landing_site, order.referring_site, order.created_at))
+    updated = with_touch(updated, touch_from_urls(order.landing_site, order.referring_site, order.created_at))
+    return without_browser_contact(updated)
 
 
 def with_order_dates(profile: Profile, placed: Iterable[datetime]) -> Profile:
@@ -163,34 +165,78 @@ def with_recent_history(profile: Profile, placed: Iterable[datetime],
                                                                latest(micros(at) for at in placed))})
 
 
+_BROWSER_KIND = "track"
+
+
+def browser_stamp(at: datetime, store_id: str, event_id: str) -> str:
+    """The stamp of contact fields a browser stated through /track (crm.tracking)."""
+    return f"{at.isoformat()}|{_BROWSER_KIND}|{store_id}|{event_id}"
+
+
+def _from_browser(stamp: str) -> bool:
+    # "|activity|<store>|track:..." is how browser stamps were written before they had a kind of their own.
+    parts = stamp.split("|")
+    return (len(parts) > 1 and parts[1] == _BROWSER_KIND) or "|track:" in stamp
+
+
+def known_from_signed_source(profile: Profile) -> bool:
+    """Whether anything on the profile came from a signed source (a platform, /events, an import): from then
+    on what a browser states about the shopper (contact fields, touches, consent grants) is not taken."""
+    return bool(
+        profile.orders_count or profile.cancelled_count
+        or any(not _from_browser(stamp) for stamp in profile.contact_sources.values())
+        or any(not consent.from_browser for consent in profile.consents.values())
+        or any(identity.startswith("customer#") for identity in profile.identities))
+
+
+def without_browser_contact(profile: Profile) -> Profile:
+    """A profile a signed source knows keeps only signed contact fields: a value a browser stated (anyone
+    holding the store's public key could have) must not reach a message (docs/consent.md)."""
+    if not known_from_signed_source(profile):
+        return profile
+    dropped = [name for name, stamp in profile.contact_sources.items() if _from_browser(stamp)]
+    if not dropped:
+        return profile
+    return profile.model_copy(update={**dict.fromkeys(dropped), "contact_sources": {
+        name: stamp for name, stamp in profile.contact_sources.items() if name not in dropped}})
+
+
+def _outranks(stamp: str, held: str) -> bool:
+    """A signed record's field beats a browser's whatever their times; within each, the latest wins."""
+    if _from_browser(stamp) != _from_browser(held) and held:
+        return _from_browser(held)
+    return stamp >= held
+
+
 def with_contact(profile: Profile, values: Mapping[str, Any], stamp: str) -> Profile:
-    """Contact fields from one record: each is taken if this record is the latest that has one."""
+    """Contact fields from one record: each is taken if this record is the latest that has one, except that a
+    browser's never replaces a signed source's, nor lands on a profile a signed source knows."""
+    if _from_browser(stamp) and known_from_signed_source(profile):
+        return profile
     sources = dict(profile.contact_sources)
     changes: dict[str, Any] = {}
     for name, value in values.items():
-        if value and stamp >= sources.get(name, ""):
+        if value and _outranks(stamp, sources.get(name, "")):
             changes[name] = value
             sources[name] = stamp
     if not changes:
         return profile
-    return profile.model_copy(update={**changes, "contact_sources": sources})
+    return without_browser_contact(profile.model_copy(update={**changes, "contact_sources": sources}))
 
 
 def with_consents(profile: Profile, consents: Iterable[Consent]) -> Profile:
-    held = dict(profile.consents)
-    for consent in consents:
-        current = held.get(consent.channel.value)
-        if current is None or consent.sort_key() > current.sort_key():
-            held[consent.channel.value] = consent
-    return profile if held == profile.consents else profile.model_copy(update={"consents": held})
+    """The statements applied by crm.consent's rules (a browser withdraws but only asks to subscribe)."""
+    return without_browser_contact(with_consent_statements(profile, consents))
 
 
 def _touch_key(touch: Touch) -> tuple[str, str]:
     return (touch.at.isoformat(), touch.model_dump_json())
 
 
-def with_touch(profile: Profile, touch: Touch | None) -> Profile:
-    if touch is None:
+def with_touch(profile: Profile, touch: Touch | None, from_browser: bool = False) -> Profile:
+    """The earliest and latest touches. A browser's visit sets them only while no signed source knows the
+    profile: otherwise whoever holds the public key could rewrite a known shopper's attribution."""
+    if touch is None or (from_browser and known_from_signed_source(profile)):
         return profile
     first, last = profile.first_touch, profile.last_touch
     return profile.model_copy(update={
@@ -223,10 +269,11 @@ def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Pro
     elif event.type in CHECKOUT:
         changes["last_checkout"] = _later(profile.last_checkout, activity)
     updated = profile.model_copy(update=changes)
+    stamp = (browser_stamp(event.occurred_at, event.store_id, event.event_id) if event.from_browser
+             else f"{event.occurred_at.isoformat()}|activity|{event.store_id}|{event.event_id}")
     updated = with_contact(updated, {"email": event.email, "phone": event.phone, "first_name": event.first_name,
-                                     "last_name": event.last_name},
-                           f"{event.occurred_at.isoformat()}|activity|{event.store_id}|{event.event_id}")
-    return with_touch(with_consents(updated, event.consents), event.touch)
+                                     "last_name": event.last_name}, stamp)
+    return with_touch(with_consents(updated, event.consents), event.touch, event.from_browser)
 
 
 def apply_customer(profile: Profile, record: CustomerRecord, now: datetime) -> Profile:
@@ -264,7 +311,7 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
             value, stamp = getattr(other, name), other.contact_sources.get(name, "")
             if value:
                 result = with_contact(result, {name: value}, stamp)
-        result = with_consents(result, other.consents.values())
+        result = with_consents(result, [*other.consents.values(), *_as_statements(other)])
         for touch in (other.first_touch, other.last_touch):
             result = with_touch(result, touch)
         changes: dict[str, Any] = {
@@ -293,6 +340,25 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
             changes[name] = getattr(result, name) if theirs is None else _later(getattr(result, name), theirs)
         changes["recent"] = _merged_recent(result.recent, other.recent)
         result = result.model_copy(update=changes)
+    return without_browser_contact(result)
+
+
+def _as_statements(profile: Profile) -> list[Consent]:
+    """A profile's open requests as the browser statements they came from, to be combined like any other."""
+    return [Consent(channel=request.channel, state=ConsentState.SUBSCRIBED, source=request.source, at=request.at)
+            for request in profile.consent_requests.values()]
+
+
+def with_signed_touches(profile: Profile, group: Iterable[Profile]) -> Profile:
+    """The touches of a merge a browser caused: only those of the profiles a signed source knows, so an
+    ``identify`` naming a known shopper's email cannot bring its browser's visits into their attribution."""
+    known = [member for member in group if known_from_signed_source(member)]
+    if not known:
+        return profile
+    result = profile.model_copy(update={"first_touch": None, "last_touch": None})
+    for member in known:
+        for touch in (member.first_touch, member.last_touch):
+            result = with_touch(result, touch)
     return result
 
 

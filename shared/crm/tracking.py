@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +38,8 @@ TOPIC = "track"
 ALLOWED_METHODS = "POST, OPTIONS"
 ALLOWED_HEADERS = "Content-Type, X-CRM-Write-Key"
 PREFLIGHT_MAX_AGE_SECONDS = 7200  # Chrome caps preflight caching at two hours
+# A page sends its events within seconds; older ones are a replay or a forgery (docs/consent.md).
+MAX_EVENT_AGE = timedelta(days=7)
 
 
 class TrackRejected(DeliveryRejected):
@@ -171,11 +173,13 @@ def accept_track(
     queue: IngestQueue,
     limiter: TokenBucketLimiter,
     now: datetime,
+    max_age: timedelta = MAX_EVENT_AGE,
 ) -> AcceptedTrack:
     """Check, archive and enqueue one /track request; raises TrackRejected with the answer's status.
 
-    Checked cheapest first, so refused requests cost no table read: size (413), shape (400), rate
-    (429), write key (401), origin (403).
+    Checked cheapest first, so refused requests cost no table read: size (413), shape and age (400),
+    rate (429), write key (401), origin (403). A time in the future is not refused but taken as the
+    receipt time when the events are read (``track_events``).
     """
     lowered = {name.lower(): value for name, value in headers.items()}
     origin = lowered.get("origin")
@@ -186,6 +190,7 @@ def accept_track(
     except UnicodeDecodeError:
         raise TrackRejected("body is not UTF-8 JSON") from None
     request = parse_request(raw_body)
+    refuse_stale(request, now, max_age)
     write_key = (lowered.get(WRITE_KEY_HEADER) or request.write_key or "").strip()
     if not write_key:
         raise TrackRejected(f"write_key is required (in the body or the {WRITE_KEY_HEADER} header)", 401)
@@ -209,6 +214,15 @@ def accept_track(
     return AcceptedTrack(store=store, envelope=stored, events=len(request.events), headers=cors_headers(origin))
 
 
+def refuse_stale(request: TrackRequest, now: datetime, max_age: timedelta = MAX_EVENT_AGE) -> None:
+    """TrackRejected (400) naming the first event that happened more than ``max_age`` before ``now``."""
+    oldest = now - max_age
+    for index, event in enumerate(request.events):
+        if event.occurred_at < oldest:
+            raise TrackRejected(f"events.{index}.occurred_at: {event.occurred_at.isoformat()} is more than "
+                                f"{max_age.days} days before the request; send events as they happen")
+
+
 # --- what a request means ------------------------------------------------------------------------
 
 
@@ -223,6 +237,10 @@ def track_events(envelope: IngestEnvelope, body: bytes) -> list[ActivityEvent]:
 
 def _activity(envelope: IngestEnvelope, anonymous_id: str, event: TrackEvent) -> ActivityEvent:
     products = ((event.product,) if event.product else ()) + tuple(event.products)
+    # A browser's clock (or whoever holds the public key) may say anything: never later than the receipt,
+    # or a forged date far ahead would outrank every later statement.
+    occurred_at = min(event.occurred_at, envelope.received_at)
+    event = event.model_copy(update={"occurred_at": occurred_at})
     return ActivityEvent(
         workspace_id=envelope.workspace_id, store_id=envelope.store_id, platform=envelope.platform,
         # Namespaced by browser: client ids are only unique per browser, and never collide with a platform's.
@@ -239,6 +257,7 @@ def _activity(envelope: IngestEnvelope, anonymous_id: str, event: TrackEvent) ->
         currency=event.currency,
         touch=touch_of(event),
         consents=_consents(event),
+        from_browser=True,
     )
 
 
@@ -286,6 +305,7 @@ def accepted_body(accepted: AcceptedTrack) -> dict[str, Any]:
 
 
 __all__ = [
-    "MAX_BODY_BYTES", "AcceptedTrack", "TokenBucketLimiter", "TrackRejected", "accept_track", "accepted_body",
-    "cors_headers", "origin_allowed", "parse_request", "preflight_headers", "touch_of", "track_events",
+    "MAX_BODY_BYTES", "MAX_EVENT_AGE", "AcceptedTrack", "TokenBucketLimiter", "TrackRejected", "accept_track",
+    "accepted_body", "cors_headers", "origin_allowed", "parse_request", "preflight_headers", "refuse_stale",
+    "touch_of", "track_events",
 ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from crm import clock
 from crm.adapters.dynamodb import (
     DynamoExportJobStore,
     DynamoProfileRepository,
@@ -72,6 +74,17 @@ def test_the_webhook_sample_is_accepted_and_the_api_sample_then_finds_the_custom
     assert (customer["orders_count"], customer["cancelled_count"], customer["total_spent"]) == (0, 1, "0.00")
 
 
+@pytest.fixture
+def when_the_track_sample_was_sent() -> Iterator[None]:
+    """The clock set to a moment after the sample's events: /track refuses events a week old (docs/consent.md),
+    and the published sample keeps its dates."""
+    back = datetime(2026, 11, 23, 10, 1, 30, tzinfo=UTC) - clock.utc_now()
+    clock.shift(back)
+    yield
+    clock.shift(-back)
+
+
+@pytest.mark.usefixtures("when_the_track_sample_was_sent")
 def test_the_track_sample_is_accepted_from_its_store_origin(provisioned: Provisioned, function_env: UseEnv) -> None:
     DynamoStoreDirectory(provisioned.outputs["TableName"]).register(Store(
         store_id="st_sample", workspace_id="ws_sample", platform=Platform.CUSTOM, domain="sample-shop.example",

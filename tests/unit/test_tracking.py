@@ -133,6 +133,9 @@ def test_a_request_without_origin_comes_from_a_server_and_is_accepted(edge: Edge
     (json.dumps({"write_key": WRITE_KEY, "anonymous_id": ANON, "events": []}).encode(), 400, "events"),
     (json.dumps({"write_key": WRITE_KEY, "events": [event()]}).encode(), 400, "anonymous_id: Field required"),
     (body(anonymous_id="has spaces"), 400, "anonymous_id"),
+    # NOW is 2026-03-01T12:00Z: eight days before it is too old, whatever else the request holds.
+    (body(event(), event(event_id="e-2", occurred_at="2026-02-21T11:59:59Z")), 400,
+     "events.1.occurred_at: 2026-02-21T11:59:59+00:00 is more than 7 days before the request"),
 ])
 def test_refused_requests_name_the_problem(edge: Edge, raw: bytes, status: int, message: str) -> None:
     refused = edge.refused(raw)
@@ -228,7 +231,7 @@ def test_a_page_view_with_utm_parameters_is_a_touch() -> None:
         workspace_id="ws_a", store_id="st_a", platform=Platform.SHOPIFY, event_id=f"track:{ANON}:e-1",
         type=ActivityType.PAGE_VIEWED, occurred_at=AT, anonymous_id=ANON, url="https://shop.example/?utm_source=news",
         touch=Touch(source="newsletter", medium="email", campaign="spring", landing_page=page.url,
-                    referrer="https://mail.example/", at=AT))
+                    referrer="https://mail.example/", at=AT), from_browser=True)
     assert page.occurred_at.tzinfo is UTC
 
 
@@ -269,6 +272,20 @@ def test_product_and_cart_events_carry_products_value_and_cart_token() -> None:
     assert cart.value == Decimal("38.5") and isinstance(cart.value, Decimal)
     assert (checkout.type, checkout.cart_token, checkout.value) == (ActivityType.CHECKOUT_STARTED, "c1",
                                                                     Decimal("38.50"))
+
+
+def test_an_event_of_seven_days_ago_is_still_accepted(edge: Edge) -> None:
+    assert edge.post(body(event(occurred_at="2026-02-22T12:00:00Z"))).events == 1
+
+
+def test_a_browser_time_in_the_future_is_taken_as_the_receipt_time() -> None:
+    [forged, early] = mapped(event(type="identify", email="victim@example.com", occurred_at="2099-01-01T00:00:00Z",
+                                   consent={"email": "subscribed"}, utm={"source": "evil"}),
+                             event(event_id="e-2", occurred_at="2026-03-01T11:00:00Z"))
+    assert forged.occurred_at == NOW  # the envelope's received_at
+    assert forged.consents[0].at == NOW
+    assert forged.touch is not None and forged.touch.at == NOW
+    assert early.occurred_at == AT  # a past time is kept as sent
 
 
 def test_identify_normalises_contacts_and_states_consent_from_the_tracker() -> None:

@@ -138,6 +138,8 @@ class ActivityEvent(_Canonical):
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     touch: Touch | None = None
     consents: tuple[Consent, ...] = ()
+    # Sent by a browser through the public /track API: nobody vouches for it (docs/consent.md).
+    from_browser: bool = False
 
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from crm.models.canonical import ProductRef, Touch
-from crm.models.consent import Consent
+from crm.models.consent import Consent, ConsentRequest
 from crm.models.orders import CanonicalOrder
 from crm.money import divide
 from crm.recent import packed, unpacked
@@ -157,6 +157,8 @@ class Profile(BaseModel):
     skus: dict[str, int] = Field(default_factory=dict)
     coupons: dict[str, int] = Field(default_factory=dict)  # code -> orders it was used on
     consents: dict[str, Consent] = Field(default_factory=dict)  # channel -> latest statement
+    # channel -> a browser's subscribe awaiting the shopper's confirmation (crm.consent)
+    consent_requests: dict[str, ConsentRequest] = Field(default_factory=dict)
     first_touch: Touch | None = None
     last_touch: Touch | None = None
     activity_counts: dict[str, int] = Field(default_factory=dict)  # activity type -> events
