@@ -9,7 +9,7 @@ an older version, or a shopper erased by a privacy request.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from crm.models.canonical import (
     OrderRemoved,
     RefundRecord,
 )
+from crm.models.currency import CurrencySettings
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry, new_profile
 from crm.money import format_money
@@ -39,6 +40,7 @@ from crm.profiles import (
     with_order_facts,
     with_recent_history,
 )
+from crm.reporting import with_figures
 
 _ACTIVITY_TYPES = frozenset(kind.value for kind in ActivityType)
 
@@ -151,7 +153,8 @@ def _order_entries(profile: Profile, record: OrderRecord) -> list[TimelineEntry]
     entries = [_entry(profile, order.created_at, "order", ref, order.store_id, number=order.order_number,
                       currency=order.currency,
                       total=format_money(order.total_price), net=format_money(record.net_total),
-                      counted=record.counts, version=order.version,
+                      counted=record.counts, unpaid=record.unpaid or None, status=order.financial_status,
+                      version=order.version,
                       items=sum(item.quantity for item in order.line_items),
                       channel=record.last_touch.channel if record.last_touch else None)]
     ended = order.cancelled_at or record.removed_at
@@ -292,14 +295,24 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
     if context.already_held or context.redacted.intersection(identities_of(event)):
         return None  # a duplicate; or an erased shopper, who stays erased whatever arrives late or is replayed
     if isinstance(event, CanonicalOrder):
-        return _order_change(event, context, now, read_history)
-    if isinstance(event, RefundRecord | OrderRemoved):
-        return _order_amendment(event, context, now, read_history)
-    if isinstance(event, ActivityEvent):
-        return _activity_change(event, context, now, read_history)
-    if isinstance(event, CustomerRecord):
-        return _customer_change(event, context, now)
-    raise TypeError(f"{type(event).__name__} is not applied to profiles")
+        change = _order_change(event, context, now, read_history)
+    elif isinstance(event, RefundRecord | OrderRemoved):
+        change = _order_amendment(event, context, now, read_history)
+    elif isinstance(event, ActivityEvent):
+        change = _activity_change(event, context, now, read_history)
+    elif isinstance(event, CustomerRecord):
+        change = _customer_change(event, context, now)
+    else:
+        raise TypeError(f"{type(event).__name__} is not applied to profiles")
+    return None if change is None else _in_reporting_currency(change, context.currency)
+
+
+def _in_reporting_currency(change: Change, settings: CurrencySettings | None) -> Change:
+    """Every live profile written states its figures at the workspace's settings as read with it: a change of
+    settings since fails the write (the re-derivation job wrote the profile) and the event is applied again."""
+    profiles = tuple((profile if profile.merged_into else with_figures(profile, settings), revision)
+                     for profile, revision in change.profiles)
+    return replace(change, profiles=profiles)
 
 
 def distinct_entries(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
