@@ -51,7 +51,7 @@ def _store_add(args: argparse.Namespace) -> int:
     from crm_local.operations import add_store
 
     registration = add_store(args.stack, args.platform, args.domain, args.webhook_secret, args.api_token,
-                             workspace_id=args.workspace, origins=args.origin or ())
+                             workspace_id=args.workspace, origins=args.origin or (), currency=args.currency)
     print(registration.model_dump_json())
     return 0
 
@@ -134,6 +134,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--origin", action="append", metavar="URL",
                      help="a storefront origin allowed to send tracking events, e.g. https://shop.example "
                           "(repeatable; default: https://<domain>)")
+    add.add_argument("--currency", help="the store's currency (ISO 4217, e.g. EUR): the first store of a workspace "
+                                        "that names one sets its reporting currency (docs/currency.md)")
     add.set_defaults(run=_store_add)
 
     dlq = commands.add_parser("dlq", help="the ingest dead-letter queue").add_subparsers(dest="dlq_command",
