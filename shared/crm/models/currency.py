@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -19,10 +20,10 @@ PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC 
 TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
 """))
 
-# A rate's bounds: what a Decimal holds exactly in the table (38 significant digits), and far beyond any
-# real rate (the smallest today is about 1e-5, the largest about 1e5).
-MOST_RATE_DIGITS = 20
-LARGEST_RATE = Decimal("1e9")
+# A rate as text: positive, at most 9 digits before the point and 12 after (the exchange rates in use lie
+# between about 1e-5 and 1e5). docs/openapi.yaml states the same pattern.
+RATE_PATTERN = r"^(?:[1-9][0-9]{0,8}(?:\.[0-9]{1,12})?|0?\.[0-9]{0,11}[1-9][0-9]{0,11})$"
+_RATE = re.compile(RATE_PATTERN)
 
 
 def _iso_4217(code: str) -> str:
@@ -35,17 +36,11 @@ def _rate(value: object) -> Decimal:
     # Rates travel as strings ("1.10"): a JSON number reaches Python as a float and may have lost digits.
     if not isinstance(value, str):
         raise ValueError(f'a rate is given as a decimal string, such as "1.10"; got {value!r}')
-    if len(value) > 64:
-        raise ValueError("a rate is at most 64 characters long")
-    try:
-        rate = Decimal(value.strip())
-    except ArithmeticError:
-        raise ValueError(f"{value!r} is not a decimal number") from None
-    if not rate.is_finite() or rate <= 0 or rate > LARGEST_RATE:
-        raise ValueError(f"a rate must be a positive number no greater than {LARGEST_RATE:f}; got {value!r}")
-    if len(rate.normalize().as_tuple().digits) > MOST_RATE_DIGITS:
-        raise ValueError(f"a rate has at most {MOST_RATE_DIGITS} significant digits; got {value!r}")
-    return rate
+    if not _RATE.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError("a rate is a positive decimal with at most 9 digits before the point and 12 after, "
+                         f"such as \"1.10\"; got {shown!r}")
+    return Decimal(value)
 
 
 CurrencyCode = Annotated[str, AfterValidator(_iso_4217)]
@@ -63,8 +58,8 @@ class CurrencySettingsRequest(BaseModel):
 
     @model_validator(mode="after")
     def _no_rate_for_itself(self) -> CurrencySettingsRequest:
-        if self.reporting_currency in self.rates:
-            raise ValueError(f"rates: {self.reporting_currency} is the reporting currency and takes no rate")
+        # The reporting currency's own rate is 1 whatever is sent: one sent is not kept.
+        self.rates.pop(self.reporting_currency, None)
         return self
 
 
