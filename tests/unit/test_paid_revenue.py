@@ -119,3 +119,12 @@ def test_the_timeline_says_an_order_is_unpaid_and_its_state() -> None:
     assert entry.summary["counted"] is False
     assert entry.summary["unpaid"] is True
     assert entry.summary["status"] == "failed"
+
+
+def test_a_shopify_order_is_counted_in_the_shops_money_whatever_the_shopper_paid_in() -> None:
+    payload = placed_order_json(id=5, refunds=[], currency="EUR", total_price="92.00", presentment_currency="EUR",
+                                total_price_set={"shop_money": {"amount": "100.00", "currency_code": "USD"},
+                                                 "presentment_money": {"amount": "92.00", "currency_code": "EUR"}})
+    [mapped] = SHOPIFY.events(envelope(None, topic="orders/create"), compact(payload), FakeStoreDirectory())
+    assert isinstance(mapped, CanonicalOrder)
+    assert (mapped.currency, mapped.total_price) == ("USD", Decimal("100.00"))
