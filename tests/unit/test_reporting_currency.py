@@ -207,3 +207,25 @@ def test_sums_per_currency_are_exact_whatever_the_arrival_order(history: list[Ca
     assert profile.total_spent == expected.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
     assert profile.unconverted_currencies == (("JPY",) if spent.get("JPY") or counted.get("JPY") else ())
     assert profile == with_figures(profile, repository.currency["ws_a"])  # derived is a fixed point
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_a_merge_keeps_every_currencys_sum_whatever_the_arrival_order(data: st.DataObject) -> None:
+    # Orders of two identities that start as two profiles, and one order naming both: one shopper in the end.
+    who = [("a@example.com", None), (None, "+14155550199"), ("a@example.com", "+14155550199")]
+    placed = [order(str(n), email=email, phone=phone, currency=data.draw(st.sampled_from(CURRENCIES)),
+                    total=cents(data.draw(st.integers(0, 1_000_000))), paid=data.draw(st.booleans()))
+              for n, (email, phone) in enumerate(data.draw(st.lists(st.sampled_from(who[:2]), max_size=4)) + who[2:])]
+    repository = FakeProfileRepository()
+    repository.currency["ws_a"] = CurrencySettings(workspace_id="ws_a", reporting_currency="EUR",
+                                                   rates={"USD": Decimal("0.9")}, version=1)
+    profile = _apply(repository, *data.draw(st.permutations(placed)))
+    spent: dict[str, Decimal] = defaultdict(Decimal)
+    for each in placed:
+        if each.paid:
+            spent[each.currency] += each.total_price
+    assert profile.spent_by_currency == {c: v for c, v in spent.items() if v}
+    assert profile.unpaid_orders_count == sum(not each.paid for each in placed)
+    expected = spent["EUR"] + spent["USD"] * Decimal("0.9")
+    assert (profile.currency, profile.total_spent) == ("EUR", expected.quantize(Decimal("0.01")))
