@@ -289,7 +289,7 @@ def report( outputs: dict[str, str], results: list[Sent], sending: float, extras
     channels: dict[str, list[Decimal]] = defaultdict(list)
     for record in counted:
         channels[record.last_touch.channel if record.last_touch else "unattributed"].append(record.net_total)
-    print("orders by last-touch channel (net of refunds, each in its store's currency):")
+    print("counted orders by last-touch channel of the order:")
     for channel, amounts in sorted(channels.items(), key=lambda c: -len(c[1])):
         print(f"  {channel:<26}{len(amounts):>5} orders")
     first = Counter(p.first_touch.channel if p.first_touch else "none recorded" for p in live)
