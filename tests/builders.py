@@ -150,11 +150,12 @@ def order(
     triggered_at: datetime | None = None,
     first_name: str | None = None,
     currency: str = "USD",
+    paid: bool = True,
 ) -> CanonicalOrder:
     updated = updated_at or created_at
     return CanonicalOrder(
         workspace_id=workspace_id, store_id=store_id, platform=Platform.SHOPIFY, order_id=order_id,
-        email=email, phone=phone, first_name=first_name, currency=currency, total_price=total,
+        email=email, phone=phone, first_name=first_name, currency=currency, total_price=total, paid=paid,
         total_refunded=refunded, created_at=created_at, updated_at=updated,
         version=version_stamp(updated, triggered_at),
     )

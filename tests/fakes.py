@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from crm.archive import ArchivedDelivery, unframe
+from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage, ExportStatus
 from crm.models.ingest import IngestEnvelope
@@ -149,6 +150,7 @@ class FakeProfileRepository:
         self.customers: dict[tuple[str, str, str], CustomerState] = {}
         self.events: dict[tuple[str, str, str], str] = {}
         self.timelines: dict[tuple[str, str], dict[str, TimelineEntry]] = {}
+        self.currency: dict[str, CurrencySettings] = {}  # shared with a FakeCurrencyStore, as the table is
         self.saves = 0
         self.conflicts = 0
         self.before_save: Callable[[], None] | None = None
@@ -182,6 +184,7 @@ class FakeProfileRepository:
                 order_owner=self._live(ws, order.profile_id) if order and order.profile_id else None,
                 customer=customer,
                 event_seen=reads.event is not None and (ws, *reads.event) in self.events,
+                currency=self.currency.get(ws),
             )
 
     def _guards_hold(self, change: Change) -> bool:
@@ -454,6 +457,47 @@ class FakeTaskQueue:
             carry_out(self.tasks.pop(0), store, runs, self, clock)
             done += 1
         return done
+
+
+class FakeCurrencyStore:
+    """Settings in the dict a FakeProfileRepository reads them from (``FakeCurrencyStore(repo.currency)``)."""
+
+    def __init__(self, held: dict[str, CurrencySettings] | None = None) -> None:
+        self.held = {} if held is None else held
+        self.jobs: dict[tuple[str, str], CurrencyJob] = {}
+
+    def settings(self, workspace_id: str) -> CurrencySettings | None:
+        return self.held.get(workspace_id)
+
+    def put_settings(self, settings: CurrencySettings, held_version: int | None) -> None:
+        held = self.held.get(settings.workspace_id)
+        if (held.version if held else None) != held_version:
+            raise ConcurrentUpdate(f"the currency settings of {settings.workspace_id} changed meanwhile")
+        self.held[settings.workspace_id] = settings
+
+    def start_job(self, job: CurrencyJob) -> None:
+        self.jobs[(job.workspace_id, job.job_id)] = job
+
+    def job(self, workspace_id: str, job_id: str) -> CurrencyJob | None:
+        return self.jobs.get((workspace_id, job_id))
+
+    def share_done(self, workspace_id: str, job_id: str, share: int, profiles: int, rederived: int,
+                   at: datetime) -> CurrencyJob:
+        job = self.jobs[(workspace_id, job_id)]
+        if share not in job.shares_done:
+            job = job.model_copy(update={"shares_done": tuple(sorted((*job.shares_done, share))),
+                                         "profiles": job.profiles + profiles,
+                                         "rederived": job.rederived + rederived, "finished_at": at})
+            self.jobs[(workspace_id, job_id)] = job
+        return job
+
+
+class FakeCurrencyTasks:
+    def __init__(self) -> None:
+        self.tasks: list[CurrencyTask] = []
+
+    def send(self, tasks: Sequence[CurrencyTask]) -> None:
+        self.tasks.extend(tasks)
 
 
 @dataclass

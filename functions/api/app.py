@@ -23,7 +23,7 @@ from chalice import (
     UnauthorizedError,
 )
 from chalice.app import Request
-from crm import wiring
+from crm import reporting, wiring
 from crm.api_keys import authenticate
 from crm.clock import utc_now
 from crm.config import settings
@@ -31,6 +31,7 @@ from crm.customers import find_profile, profile_view, timeline_page
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.models.stores import ApiKey
+from crm.ports import ConcurrentUpdate
 from crm.segments import exports, runs, service
 from crm.segments import settings as builtin_settings
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
@@ -299,3 +300,37 @@ def get_segment_export(segment_id: str, export_id: str) -> dict[str, Any]:
     with _Errors():
         job = exports.export_job(wiring.export_jobs(), workspace_id, segment_id, export_id)
     return exports.export_view(job, wiring.export_files(), utc_now())
+
+
+# --- reporting currency (docs/currency.md) ------------------------------------------------------------
+
+@app.route("/settings/currency", methods=["GET"])
+def get_currency_settings() -> dict[str, Any]:
+    return reporting.settings_view(wiring.currency_store().settings(_workspace()))
+
+
+@app.route("/settings/currency", methods=["PUT"])
+def replace_currency_settings() -> Response:
+    """202: the settings are held, and a job re-derives every profile's figures at them (follow it at
+    /settings/currency/jobs/{job_id}); 409 when they changed meanwhile."""
+    workspace_id = _workspace()
+    try:
+        request = reporting.parse_settings(app.current_request.raw_body or b"")
+    except reporting.CurrencySettingsInvalid as error:
+        raise BadRequestError(str(error)) from None
+    shares = runs.shares_for(wiring.segment_runs().table_items(), settings().segment_items_per_share)
+    try:
+        held, job = reporting.replace_settings(wiring.currency_store(), wiring.currency_tasks(), workspace_id,
+                                               request, utc_now(), shares)
+    except ConcurrentUpdate:
+        raise ConflictError("the currency settings changed meanwhile: read them again and retry") from None
+    return Response(body={**reporting.settings_view(held), "job": reporting.job_view(job)}, status_code=202,
+                    headers={"Location": f"/settings/currency/jobs/{job.job_id}"})
+
+
+@app.route("/settings/currency/jobs/{job_id}", methods=["GET"])
+def get_currency_job(job_id: str) -> dict[str, Any]:
+    job = wiring.currency_store().job(_workspace(), job_id)
+    if job is None:
+        raise NotFoundError(f"no currency job {job_id}")
+    return reporting.job_view(job)

@@ -9,16 +9,21 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from crm import wiring
+from crm import reporting, wiring
 from crm.clock import utc_now
 from crm.config import settings
+from crm.models.currency import CurrencyTask, JobStatus
 from crm.models.segment_runs import RunTask
 from crm.segments import runs
 from crm.segments.feed import read_feed
+from pydantic import TypeAdapter
 
 logger = Logger(service="segments")
 processor = BatchProcessor(event_type=EventType.SQS)
 rules_cache = runs.RulesCache()  # lives as long as the Lambda container
+# The queue carries the segment runs' tasks and the currency re-derivation's (crm.reporting): both forbid
+# fields they do not know, so a body is one or the other.
+_TASKS: TypeAdapter[RunTask | CurrencyTask] = TypeAdapter(RunTask | CurrencyTask)
 
 
 @logger.inject_lambda_context
@@ -32,9 +37,21 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 
 
 def _carry_out(record: SQSRecord) -> None:
-    task = RunTask.model_validate_json(record.body)
+    task = _TASKS.validate_json(record.body)
+    if isinstance(task, CurrencyTask):
+        _rederive(task)
+        return
     runs.carry_out(task, wiring.segment_store(), wiring.segment_runs(), wiring.segment_tasks(), utc_now)
     logger.info("segment task done", extra={"task": task.model_dump(mode="json")})
+
+
+def _rederive(task: CurrencyTask) -> None:
+    job = reporting.carry_out(task, wiring.profile_repository(), wiring.currency_store(), utc_now())
+    if job is not None and job.status is JobStatus.DONE:
+        # Totals moved: VIP thresholds and RFM quintiles are settled again by a run over the new figures.
+        runs.start_run(wiring.segment_runs(), wiring.segment_tasks(), task.workspace_id, utc_now(), task.shares,
+                       f"currency {task.job_id}")
+    logger.info("currency task done", extra={"task": task.model_dump(mode="json")})
 
 
 @logger.inject_lambda_context

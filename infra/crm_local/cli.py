@@ -51,7 +51,7 @@ def _store_add(args: argparse.Namespace) -> int:
     from crm_local.operations import add_store
 
     registration = add_store(args.stack, args.platform, args.domain, args.webhook_secret, args.api_token,
-                             workspace_id=args.workspace, origins=args.origin or ())
+                             workspace_id=args.workspace, origins=args.origin or (), currency=args.currency)
     print(registration.model_dump_json())
     return 0
 
@@ -177,6 +177,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--origin", action="append", metavar="URL",
                      help="a storefront origin allowed to send tracking events, e.g. https://shop.example "
                           "(repeatable; default: https://<domain>)")
+    add.add_argument("--currency", help="the store's currency (ISO 4217, e.g. EUR): the first store of a workspace "
+                                        "that names one sets its reporting currency (docs/currency.md)")
     add.set_defaults(run=_store_add)
     rotate = store.add_parser("rotate-secret", help="add a webhook secret; old and new both verify until "
                                                     "retire-secret (prints the new secret)")

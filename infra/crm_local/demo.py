@@ -30,10 +30,13 @@ from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import (
+    CURRENCY,
     DOMAINS,
     LINKS,
+    RATES,
     SHOPIFY,
     START,
+    STORE_CURRENCY,
     WAVES,
     WOOCOMMERCE,
     Expected,
@@ -152,10 +155,12 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
         outputs = stack_outputs(STACK)
-        shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY])
-        # The WooCommerce store joins the Shopify store's workspace (`crm store add --workspace`): one
+        # The first store names its currency: the workspace reports in it (`crm store add --currency`).
+        shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY], currency=STORE_CURRENCY[SHOPIFY])
+        # The WooCommerce store (in EUR) joins the Shopify store's workspace (`crm store add --workspace`): one
         # shopper, one profile across both.
-        woo = add_store(STACK, WOOCOMMERCE, DOMAINS[WOOCOMMERCE], SECRETS[WOOCOMMERCE], workspace_id=shop.workspace_id)
+        woo = add_store(STACK, WOOCOMMERCE, DOMAINS[WOOCOMMERCE], SECRETS[WOOCOMMERCE], workspace_id=shop.workspace_id,
+                        currency=STORE_CURRENCY[WOOCOMMERCE])
         for registered in (shop, woo):
             print(f"store {registered.platform.value:<12} {registered.domain}: store_id {registered.store_id}, "
                   f"workspace {registered.workspace_id}, api_key {registered.api_key}, "
@@ -168,6 +173,8 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
         results, sending, drained = drive(runtime, stores, simulation)
         extras = edge_cases(runtime.api_url, stores)
         drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
+        drained = set_rates(Api(runtime.api_url, shop.api_key)) and runtime.wait_idle(
+            timeout=DRAIN_TIMEOUT_SECONDS) and drained
         report(outputs, results, sending, extras, simulation.expected, tap, drained)
         wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
         wrong += segments(Api(runtime.api_url, shop.api_key), outputs["TableName"], simulation.expected, out_dir)
@@ -191,6 +198,23 @@ def drive(runtime: LocalRuntime, stores: dict[str, Store], simulation: Simulatio
             print(f"wave {wave} ({WAVES[wave]}): {len(messages)} requests sent in {sent:.1f} s, "
                   f"processed {time.perf_counter() - started:.1f} s after the first", flush=True)
     return results, sending, drained
+
+
+def set_rates(api: Api, timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
+    """PUT /settings/currency with the simulation's rates, after the orders: until then the EUR orders were
+    named in unconverted_currencies; the job re-derives every profile. Waits for it to finish."""
+    body = {"reporting_currency": CURRENCY, "rates": {code: str(rate) for code, rate in RATES.items()}}
+    job = api.ok("PUT", "/settings/currency", body)["job"]
+    deadline = time.monotonic() + timeout
+    while job["status"] != "done":
+        if time.monotonic() > deadline:
+            print(f"currency job {job['job_id']} not done after {timeout:.0f} s", flush=True)
+            return False
+        time.sleep(0.5)
+        job = api.ok("GET", f"/settings/currency/jobs/{job['job_id']}")
+    print(f"rates set                {body['rates']} ({CURRENCY} reporting): job {job['job_id']} re-derived "
+          f"{job['rederived']} of {job['profiles']} profiles over {job['shares']} shares", flush=True)
+    return True
 
 
 def edge_cases(api_url: str, stores: dict[str, Store]) -> dict[str, int]:
@@ -245,28 +269,33 @@ def report( outputs: dict[str, str], results: list[Sent], sending: float, extras
     print(f"shoppers in both stores  {both} bought in both (expected {expected.in_both_stores} shoppers with orders "
           f"in both); {sum(1 for p in live if len(p.store_ids) == 2)} profiles seen in both")
     counted = [o for o in orders if o.counts]
-    cancelled = [o for o in orders if o.order is not None and not o.counts]
-    currency = {o.order.currency for o in counted if o.order} or {"USD"}
-    unit = "/".join(sorted(currency))
+    unpaid = [o for o in orders if o.unpaid]
+    cancelled = [o for o in orders if o.order is not None and not o.counts and not o.unpaid]
     by_store: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    refunds: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
     names = {s["store_id"]: s["platform"] for s in entities.get("store", [])}
     for record in counted:
         by_store[names.get(record.store_id, record.store_id)] += record.net_total
-    total = sum(by_store.values(), Decimal("0.00"))
-    print(f"orders                   {len(counted)} counted, {len(cancelled)} cancelled "
-          f"(expected {expected.orders_counted} and {expected.orders_cancelled})")
-    print(f"refunds                  {sum((o.refunded for o in counted), Decimal('0.00')):.2f} {unit} "
-          f"(expected {expected.refunds:.2f})")
+        refunds[record.order.currency if record.order else "?"] += record.refunded
+    print(f"orders                   {len(counted)} counted, {len(unpaid)} unpaid (failed or pending), "
+          f"{len(cancelled)} cancelled (expected {expected.orders_counted}, {expected.orders_unpaid} and "
+          f"{expected.orders_cancelled}); profiles' unpaid_orders_count add up to "
+          f"{sum(p.unpaid_orders_count for p in live)}")
+    print("refunds                  " + ", ".join(
+        f"{refunds[code]:.2f} {code} (expected {expected.refunds[code]:.2f})" for code in sorted(expected.refunds)))
     for platform in (SHOPIFY, WOOCOMMERCE):
-        print(f"revenue {platform:<17}{by_store[platform]:>12.2f} {unit} net of refunds "
+        print(f"revenue {platform:<17}{by_store[platform]:>12.2f} {STORE_CURRENCY[platform]} net of refunds "
               f"(expected {expected.revenue[platform]:.2f})")
-    print(f"revenue total            {total:>12.2f} {unit} (expected {expected.total_revenue:.2f})")
+    stated = sum((p.total_spent for p in live), Decimal("0.00"))
+    print(f"revenue in {CURRENCY:<14}{stated:>12.2f} {CURRENCY}: the profiles' total_spent at "
+          f"{', '.join(f'1 {code} = {rate} {CURRENCY}' for code, rate in RATES.items())} "
+          f"(expected {expected.total_revenue:.2f}, computed by the simulation)")
     channels: dict[str, list[Decimal]] = defaultdict(list)
     for record in counted:
         channels[record.last_touch.channel if record.last_touch else "unattributed"].append(record.net_total)
-    print("revenue by last-touch channel of the order:")
-    for channel, amounts in sorted(channels.items(), key=lambda c: -sum(c[1])):
-        print(f"  {channel:<26}{sum(amounts, Decimal('0.00')):>12.2f} {unit}  {len(amounts):>5} orders")
+    print("counted orders by last-touch channel of the order:")
+    for channel, amounts in sorted(channels.items(), key=lambda c: -len(c[1])):
+        print(f"  {channel:<26}{len(amounts):>5} orders")
     first = Counter(p.first_touch.channel if p.first_touch else "none recorded" for p in live)
     print("profiles by first-touch channel:")
     for channel, count in first.most_common():
@@ -285,9 +314,13 @@ def verify(api_url: str, api_key: str, table: str, expected: Expected) -> list[s
             return None if status == 404 else f"{outcome.key}: expected no profile, got {status}"
         if status != 200:
             return f"{outcome.key}: expected a profile, got {status} {view}"
-        got = (int(view["orders_count"]), Decimal(view["total_spent"]))
-        if got != (outcome.orders, outcome.net):
-            return f"{outcome.key}: expected {outcome.orders} orders, {outcome.net:.2f}; got {got[0]}, {got[1]:.2f}"
+        got = (int(view["orders_count"]), Decimal(view["total_spent"]), int(view["unpaid_orders_count"]))
+        if got != (outcome.orders, outcome.net, outcome.unpaid):
+            return (f"{outcome.key}: expected {outcome.orders} orders, {outcome.net:.2f} {CURRENCY}, "
+                    f"{outcome.unpaid} unpaid; got {got[0]}, {got[1]:.2f} {view['currency']}, {got[2]}")
+        if outcome.orders and (view["currency"], view["unconverted_currencies"]) != (CURRENCY, []):
+            return f"{outcome.key}: expected figures in {CURRENCY}, got {view['currency']} less " \
+                   f"{view['unconverted_currencies']}"
         return None
 
     with ThreadPoolExecutor(max_workers=SENDERS) as pool:
@@ -296,8 +329,8 @@ def verify(api_url: str, api_key: str, table: str, expected: Expected) -> list[s
     if merged != expected.merges:
         wrong.append(f"merges: expected {expected.merges}, found {merged} profiles merged into others")
     print(f"verified                 {len(expected.shoppers) - len([w for w in wrong if not w.startswith('merges')])}"
-          f"/{len(expected.shoppers)} shoppers match the expected orders and net revenue to the cent "
-          f"(GET /customers); merges {'match' if merged == expected.merges else 'DIFFER'}")
+          f"/{len(expected.shoppers)} shoppers match the expected orders, unpaid orders and net revenue in "
+          f"{CURRENCY} to the cent (GET /customers); merges {'match' if merged == expected.merges else 'DIFFER'}")
     for line in wrong[:50]:
         print(f"  MISMATCH {line}")
     if len(wrong) > 50:

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from crm.adapters.currency import DynamoCurrencyStore
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
 from crm.adapters.messaging import FirehoseS3Archive, dead_letter_reason
 from crm.archive import FIREHOSE_PREFIX, OBJECT_PREFIX, ArchivedDelivery, header_from_metadata, unframe
 from crm.clock import utc_now
 from crm.imports.service import ExportKind, ImportResult, import_export
+from crm.models.currency import ISO_4217
 from crm.models.stores import Platform, StoreRegistration
+from crm.reporting import initial_settings
 from crm.stores import api_token_for, normalise_domain, normalise_origin, register_store
 
 
@@ -27,14 +30,22 @@ def stack_outputs(stack_name: str) -> dict[str, str]:
 
 def add_store(stack_name: str, platform: str, domain: str, webhook_secret: str,
               api_token: str | None = None, *, workspace_id: str | None = None,
-              origins: Sequence[str] = ()) -> StoreRegistration:
-    """Register a store in a new workspace, or in ``workspace_id`` (crm.ports.UnknownWorkspace if none)."""
+              origins: Sequence[str] = (), currency: str | None = None) -> StoreRegistration:
+    """Register a store in a new workspace, or in ``workspace_id`` (crm.ports.UnknownWorkspace if none).
+
+    ``currency`` is the store's: the first store of a workspace that names one sets the workspace's
+    reporting currency (crm.reporting.initial_settings)."""
     api_token_for(Platform(platform), api_token)  # refuse a missing token before touching the stack
     for origin in origins:
         normalise_origin(origin)  # and a malformed origin
+    if currency is not None and currency not in ISO_4217:
+        raise ValueError(f"--currency: {currency!r} is not an ISO 4217 currency code")
     table = stack_outputs(stack_name)["TableName"]
-    return register_store(DynamoStoreDirectory(table), Platform(platform), domain, webhook_secret, utc_now(),
-                          api_token, workspace_id=workspace_id, origins=origins)
+    registration = register_store(DynamoStoreDirectory(table), Platform(platform), domain, webhook_secret,
+                                  utc_now(), api_token, workspace_id=workspace_id, origins=origins)
+    if currency is not None:
+        initial_settings(DynamoCurrencyStore(table), registration.workspace_id, currency, utc_now())
+    return registration
 
 
 def _dead_letters(url: str, limit: int) -> list[dict[str, Any]]:

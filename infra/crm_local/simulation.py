@@ -1,11 +1,14 @@
-"""A simulated workspace for `crm demo`: one Shopify and one WooCommerce store, their shoppers over months.
+"""A simulated workspace for `crm demo`: a Shopify store in USD and a WooCommerce store in EUR, their shoppers
+over months; the workspace reports in USD at RATES (PUT /settings/currency).
 
 Shoppers browse the storefronts (POST /track batches: page views with UTM or search referrers, product
 views, carts, checkouts), some log in later (identify), and buy: Shopify orders built from Shopify's
 published orders/create sample (guest checkouts, phone-only guests, the tracker's id in note_attributes,
 the landing URL's UTM parameters), WooCommerce orders from its published order.created sample. Then what
 real stores do: refunds (refunds/create, and inside order updates), cancellations, retried deliveries
-with the same id and body, and older updates that arrive after newer ones.
+with the same id and body, and older updates that arrive after newer ones. Not every order is paid: some
+WooCommerce orders fail or stay pending, some are pending before they are paid, and some Shopify orders stay
+pending; only paid ones are revenue (docs/revenue.md).
 
 The expected outcome is computed here from the simulated facts alone, never with the CRM's code, so
 the demo can check the CRM against it to the cent. Everything is drawn from one seeded generator.
@@ -25,7 +28,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from crm_local.wire import compact, shopify_fixture, shopify_headers, woo_fixture, woo_headers, woo_wire
@@ -34,7 +37,9 @@ SHOPIFY = "shopify"
 WOOCOMMERCE = "woocommerce"
 BROWSE, ORDERS, LINKS = 1, 2, 3
 WAVES = {BROWSE: "anonymous browsing", ORDERS: "orders", LINKS: "logins and orders naming the tracker's id"}
-CURRENCY = "USD"
+CURRENCY = "USD"  # the Shopify store's, and the workspace's reporting currency
+STORE_CURRENCY = {"shopify": "USD", "woocommerce": "EUR"}
+RATES = {"EUR": Decimal("1.10")}  # 1 EUR = 1.10 USD: what the demo sets with PUT /settings/currency
 DOMAINS = {SHOPIFY: "demo-outfitters.myshopify.com", WOOCOMMERCE: "shop.demo-outfitters.example"}
 START = datetime(2026, 1, 1, tzinfo=UTC)  # the simulated months' first day
 
@@ -127,9 +132,17 @@ class ShopperOutcome:
     key: str
     by: str  # "email" or "phone"
     orders: int = 0
-    net: Decimal = Decimal("0.00")
+    net: Decimal = Decimal("0.00")  # in the reporting currency: net_by_currency at RATES, rounded to the cent
     known: bool = False  # has a profile at all (bought, or identified)
     stores: set[str] = field(default_factory=set)  # where they have counted orders
+    net_by_currency: dict[str, Decimal] = field(default_factory=dict)
+    unpaid: int = 0  # orders placed and never paid (failed, pending)
+
+    def add_paid(self, currency: str, net: Decimal) -> None:
+        self.net_by_currency[currency] = self.net_by_currency.get(currency, Decimal("0.00")) + net
+        converted = sum((amount * (Decimal(1) if code == CURRENCY else RATES[code])
+                         for code, amount in self.net_by_currency.items()), Decimal(0))
+        self.net = converted.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
 
 
 @dataclass
@@ -138,13 +151,16 @@ class Expected:
     merges: int = 0
     revenue: dict[str, Decimal] = field(default_factory=lambda: {SHOPIFY: Decimal("0.00"),
                                                                  WOOCOMMERCE: Decimal("0.00")})
-    refunds: Decimal = Decimal("0.00")
+    refunds: dict[str, Decimal] = field(default_factory=lambda: {code: Decimal("0.00")
+                                                                  for code in STORE_CURRENCY.values()})
     orders_counted: int = 0
     orders_cancelled: int = 0
+    orders_unpaid: int = 0
 
     @property
     def total_revenue(self) -> Decimal:
-        return sum(self.revenue.values(), Decimal("0.00"))
+        """In the reporting currency: the sum of every shopper's."""
+        return sum((s.net for s in self.shoppers.values()), Decimal("0.00"))
 
     @property
     def in_both_stores(self) -> int:
@@ -327,7 +343,14 @@ class _Generator:
         total = Decimal(rng.randint(1500, 45000)) / 100
         r = rng.random()
         cancelled = r < 0.08
-        refund = Decimal("0.00") if cancelled or r > 0.3 else (
+        # How it is paid: WooCommerce orders fail, stay pending, or are pending a while before being paid;
+        # some Shopify orders stay pending (a manual payment never made).
+        p = rng.random()
+        payment = "paid" if cancelled else (
+            ("failed" if p < 0.05 else "pending" if p < 0.10 else "pending, then paid" if p < 0.30 else "paid")
+            if store == WOOCOMMERCE else ("pending" if p < 0.05 else "paid"))
+        paid = payment in ("paid", "pending, then paid")
+        refund = Decimal("0.00") if cancelled or not paid or r > 0.3 else (
             total * Decimal(rng.choice([10, 25, 50, 100])) / 100).quantize(Decimal("0.01"))
         wave = LINKS if via else ORDERS
         self.next_order[store] += 1
@@ -335,9 +358,10 @@ class _Generator:
         # Mostly the channel that brought the shopper's browser; the rest came back some other way.
         channel = browser.channel if browser and rng.random() < 0.8 else self.channel()
         if store == SHOPIFY:
-            deliveries = self.shopify_deliveries(shopper, order_id, placed, total, refund, cancelled, via, channel)
+            deliveries = self.shopify_deliveries(shopper, order_id, placed, total, refund, cancelled, via, channel,
+                                                 paid)
         else:
-            deliveries = self.woo_deliveries(shopper, order_id, placed, total, refund, cancelled)
+            deliveries = self.woo_deliveries(shopper, order_id, placed, total, refund, cancelled, payment)
         late = [d for d in deliveries if d[0] == "late"]
         ordered = [d for d in deliveries if d[0] != "late"]
         for _, topic, body, at in ordered + late:  # an older update overtaken by newer ones arrives last
@@ -348,16 +372,20 @@ class _Generator:
         if cancelled:
             self.expected.orders_cancelled += 1
             return
+        if not paid:
+            outcome.unpaid += 1
+            self.expected.orders_unpaid += 1
+            return
         outcome.stores.add(store)
         outcome.orders += 1
-        outcome.net += total - refund
+        outcome.add_paid(STORE_CURRENCY[store], total - refund)
         self.expected.orders_counted += 1
         self.expected.revenue[store] += total - refund
-        self.expected.refunds += refund
+        self.expected.refunds[STORE_CURRENCY[store]] += refund
 
     def shopify_deliveries(self, shopper: _Shopper, order_id: int, placed: datetime, total: Decimal,
                            refund: Decimal, cancelled: bool, via: _Browser | None,
-                           channel: tuple[str, str | None, str | None, str | None, int],
+                           channel: tuple[str, str | None, str | None, str | None, int], paid: bool = True,
                            ) -> list[tuple[str, str, bytes, datetime]]:
         rng = self.rng
         order = copy.deepcopy(self.shopify_order)
@@ -370,7 +398,8 @@ class _Generator:
             email=shopper.raw_email, contact_email=shopper.raw_email,
             phone=shopper.phone if shopper.phone and (not shopper.email or rng.random() < 0.5) else None,
             created_at=stamp, processed_at=stamp, updated_at=stamp, cancelled_at=None, cancel_reason=None,
-            financial_status="paid", currency=CURRENCY, presentment_currency=CURRENCY, test=False,
+            financial_status="paid" if paid else "pending", currency=CURRENCY, presentment_currency=CURRENCY,
+            test=False,
             total_price=_money(total), current_total_price=_money(total), refunds=[],
             landing_site=landing, referring_site=referrer,
             note_attributes=[{"name": "crm_anonymous_id", "value": via.anonymous_id}] if via else [],
@@ -383,6 +412,8 @@ class _Generator:
             order["customer"] = {**order["customer"], "id": shopper.customer_ids[SHOPIFY], "email": shopper.raw_email,
                                  "first_name": shopper.first, "last_name": shopper.last, "phone": None}
         deliveries = [("create", "orders/create", compact(order), placed)]
+        if not paid:
+            return deliveries
         if cancelled:
             at = placed + timedelta(hours=rng.randint(1, 72))
             order.update(cancelled_at=at.isoformat(), cancel_reason="customer", updated_at=at.isoformat(),
@@ -416,12 +447,14 @@ class _Generator:
         return deliveries
 
     def woo_deliveries(self, shopper: _Shopper, order_id: int, placed: datetime, total: Decimal,
-                       refund: Decimal, cancelled: bool) -> list[tuple[str, str, bytes, datetime]]:
+                       refund: Decimal, cancelled: bool, payment: str = "paid",
+                       ) -> list[tuple[str, str, bytes, datetime]]:
         rng = self.rng
         order = copy.deepcopy(self.woo_order)
         naive = "%Y-%m-%dT%H:%M:%S"
         order.update(
-            id=order_id, number=str(order_id), status="processing", currency=CURRENCY, total=_money(total),
+            id=order_id, number=str(order_id), status="processing" if payment == "paid" else "pending",
+            currency=STORE_CURRENCY[WOOCOMMERCE], total=_money(total),
             customer_id=shopper.customer_ids.get(WOOCOMMERCE) or 0,
             date_created=placed.strftime(naive), date_created_gmt=placed.strftime(naive),
             date_modified=placed.strftime(naive), date_modified_gmt=placed.strftime(naive), refunds=[],
@@ -429,6 +462,17 @@ class _Generator:
         order["billing"] = {**order["billing"], "first_name": shopper.first, "last_name": shopper.last,
                             "email": shopper.raw_email or "", "phone": shopper.phone or ""}
         deliveries = [("create", "order.created", woo_wire(order), placed)]
+        if payment != "paid":
+            # The payment's outcome minutes later; the pending creation arrives after it now and then.
+            at = placed + timedelta(minutes=rng.randint(1, 90))
+            if rng.random() < 0.3:
+                deliveries = [("late", *deliveries[0][1:])]
+            if payment == "pending":
+                return deliveries
+            order.update(status="failed" if payment == "failed" else "processing", date_modified_gmt=at.strftime(naive))
+            deliveries.append(("update", "order.updated", woo_wire(order), at))
+            if payment == "failed":
+                return deliveries
         if cancelled:
             at = placed + timedelta(hours=rng.randint(1, 72))
             order.update(status="cancelled", date_modified_gmt=at.strftime(naive))

@@ -24,6 +24,7 @@ from crm.models.canonical import (
     OrderRemoved,
     RefundRecord,
 )
+from crm.models.currency import CurrencySettings
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry, new_profile
 from crm.money import format_money
@@ -41,6 +42,7 @@ from crm.profiles import (
     with_recent_history,
     with_signed_touches,
 )
+from crm.reporting import with_figures
 
 _ACTIVITY_TYPES = frozenset(kind.value for kind in ActivityType)
 
@@ -155,7 +157,8 @@ def _order_entries(profile: Profile, record: OrderRecord) -> list[TimelineEntry]
     entries = [_entry(profile, order.created_at, "order", ref, order.store_id, number=order.order_number,
                       currency=order.currency,
                       total=format_money(order.total_price), net=format_money(record.net_total),
-                      counted=record.counts, version=order.version,
+                      counted=record.counts, unpaid=record.unpaid or None, status=order.financial_status,
+                      version=order.version,
                       items=sum(item.quantity for item in order.line_items),
                       channel=record.last_touch.channel if record.last_touch else None)]
     ended = order.cancelled_at or record.removed_at
@@ -305,7 +308,8 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
         change = _customer_change(event, context, now)
     else:
         raise TypeError(f"{type(event).__name__} is not applied to profiles")
-    return _with_consent_history(change, context)
+    change = _with_consent_history(change, context)
+    return None if change is None else _in_reporting_currency(change, context.currency)
 
 
 def _with_consent_history(change: Change | None, context: Context) -> Change | None:
@@ -317,6 +321,14 @@ def _with_consent_history(change: Change | None, context: Context) -> Change | N
     before = next((p for p in read if p is not None and p.profile_id == written.profile_id), None)
     lines = consent_history(before, written)
     return replace(change, timeline=(*change.timeline, *lines)) if lines else change
+
+
+def _in_reporting_currency(change: Change, settings: CurrencySettings | None) -> Change:
+    """Every live profile written states its figures at the workspace's settings as read with it: a change of
+    settings since fails the write (the re-derivation job wrote the profile) and the event is applied again."""
+    profiles = tuple((profile if profile.merged_into else with_figures(profile, settings), revision)
+                     for profile, revision in change.profiles)
+    return replace(change, profiles=profiles)
 
 
 def distinct_entries(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:

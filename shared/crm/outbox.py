@@ -60,7 +60,7 @@ def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
             event_id=f"OrderPlaced:{order.workspace_id}:{order.store_id}:{order.order_id}",
             workspace_id=order.workspace_id, profile_id=stored.profile_id, occurred_at=order.created_at,
             store_id=order.store_id, order_id=order.order_id, currency=order.currency,
-            total_price=format_money(order.total_price), net_total=format_money(order.net_total),
+            total_price=format_money(order.total_price), net_total=format_money(order.net_total), paid=order.paid,
         )]
     if item.get("entity") == "profile":
         profile = Profile.model_validate(item)

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage
 from crm.models.ingest import IngestEnvelope
@@ -62,6 +63,7 @@ class Context:
     # The event is held already (the same order or account version, or the activity's marker): a duplicate,
     # so profiles were not read.
     already_held: bool = False
+    currency: CurrencySettings | None = None  # the workspace's reporting currency and rates (None: unset)
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,29 @@ class SegmentRuns(Protocol):
     def population(self, workspace_id: str) -> PopulationStats:
         """The statistics of the workspace's last run (empty before any)."""
         ...
+
+
+class CurrencyStore(Protocol):
+    """A workspace's reporting currency and rates, and the jobs that re-derive its profiles' figures."""
+
+    def settings(self, workspace_id: str) -> CurrencySettings | None: ...
+
+    def put_settings(self, settings: CurrencySettings, held_version: int | None) -> None:
+        """Write ``settings`` if the held ones are at ``held_version`` (None: none held); ConcurrentUpdate if not."""
+        ...
+
+    def start_job(self, job: CurrencyJob) -> None: ...
+
+    def job(self, workspace_id: str, job_id: str) -> CurrencyJob | None: ...
+
+    def share_done(self, workspace_id: str, job_id: str, share: int, profiles: int, rederived: int,
+                   at: datetime) -> CurrencyJob:
+        """Count one share's figures, once however often its task is delivered; the job as it is now."""
+        ...
+
+
+class CurrencyTasks(Protocol):
+    def send(self, tasks: Sequence[CurrencyTask]) -> None: ...
 
 
 class TaskQueue(Protocol):

@@ -22,6 +22,7 @@ from crm.models.consent import Consent, ConsentState
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import Activity, OrderRecord, Profile, RecentTimes
 from crm.recent import latest, merged, micros, replaced, with_time
+from crm.reporting import add_amount, add_sums, with_figures
 
 _PROFILE_NAMESPACE = uuid.UUID("5b0b5a52-93b0-4d4a-9d8e-8f3f2a1c7e10")
 
@@ -43,6 +44,8 @@ class Contribution:
 
     counted: int = 0
     cancelled: int = 0
+    unpaid: int = 0
+    currency: str | None = None
     net: Decimal = Decimal("0.00")
     refunded: Decimal = Decimal("0.00")
     products: Mapping[str, int] = field(default_factory=dict)
@@ -55,6 +58,8 @@ class Contribution:
 def contribution(record: OrderRecord | None) -> Contribution:
     if record is None or record.order is None:
         return Contribution()
+    if record.unpaid:
+        return Contribution(unpaid=1)
     if not record.counts:
         return Contribution(cancelled=1)
     order = record.order
@@ -68,7 +73,7 @@ def contribution(record: OrderRecord | None) -> Contribution:
         if item.sku:
             skus[item.sku] += item.quantity
     return Contribution(
-        counted=1, net=record.net_total, refunded=record.refunded, products=dict(products),
+        counted=1, currency=order.currency, net=record.net_total, refunded=record.refunded, products=dict(products),
         categories=dict(categories), skus=dict(skus), coupons={code: 1 for code in set(order.discount_codes)},
         placed_at=order.created_at,
     )
@@ -116,8 +121,13 @@ def apply_order_record(
     changes: dict[str, Any] = {
         "orders_count": profile.orders_count - old.counted + new.counted,
         "cancelled_count": profile.cancelled_count - old.cancelled + new.cancelled,
-        "total_spent": profile.total_spent - old.net + new.net,
-        "total_refunded": profile.total_refunded - old.refunded + new.refunded,
+        "unpaid_orders_count": profile.unpaid_orders_count - old.unpaid + new.unpaid,
+        "spent_by_currency": add_amount(add_amount(profile.spent_by_currency, old.currency, -old.net),
+                                        new.currency, new.net),
+        "refunded_by_currency": add_amount(add_amount(profile.refunded_by_currency, old.currency, -old.refunded),
+                                           new.currency, new.refunded),
+        "orders_by_currency": _add(_add(profile.orders_by_currency, {old.currency: 1} if old.currency else {}, -1),
+                                   {new.currency: 1} if new.currency else {}),
         "products": _add(_add(profile.products, old.products, -1), new.products),
         "categories": _add(_add(profile.categories, old.categories, -1), new.categories),
         "skus": _add(_add(profile.skus, old.skus, -1), new.skus),
@@ -131,11 +141,12 @@ def apply_order_record(
         orders, recent_stale = replaced(profile.recent.order_times(), profile.orders_count,
                                         _micros(old.placed_at), _micros(new.placed_at))
         changes["recent"] = RecentTimes.of(profile.recent.activity_times(), orders)
+    # The figures in one currency are derived here without the workspace's rates, and again with them by
+    # crm.changes.plan, the one place that reads them.
+    updated = with_figures(profile.model_copy(update=changes), None)
     if record.order is not None:
-        changes["currency"] = min(c for c in (profile.currency, record.order.currency) if c)
-        return OrderChange(with_order_facts(profile.model_copy(update=changes), record.order), dates_stale,
-                           recent_stale)
-    return OrderChange(profile.model_copy(update=changes), dates_stale, recent_stale)
+        return OrderChange(with_order_facts(updated, record.order), dates_stale, recent_stale)
+    return OrderChange(updated, dates_stale, recent_stale)
 
 
 def with_order_facts(profile: Profile, order: CanonicalOrder) -> Profile:
@@ -321,9 +332,10 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
             "tags": _union(result.tags, other.tags),
             "orders_count": result.orders_count + other.orders_count,
             "cancelled_count": result.cancelled_count + other.cancelled_count,
-            "total_spent": result.total_spent + other.total_spent,
-            "total_refunded": result.total_refunded + other.total_refunded,
-            "currency": min((c for c in (result.currency, other.currency) if c), default=None),
+            "unpaid_orders_count": result.unpaid_orders_count + other.unpaid_orders_count,
+            "spent_by_currency": add_sums(result.spent_by_currency, other.spent_by_currency),
+            "refunded_by_currency": add_sums(result.refunded_by_currency, other.refunded_by_currency),
+            "orders_by_currency": _add(result.orders_by_currency, other.orders_by_currency),
             "first_order_at": _earliest(result.first_order_at, other.first_order_at),
             "last_order_at": _latest(result.last_order_at, other.last_order_at),
             "products": _add(result.products, other.products),
@@ -339,7 +351,7 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
             theirs = getattr(other, name)
             changes[name] = getattr(result, name) if theirs is None else _later(getattr(result, name), theirs)
         changes["recent"] = _merged_recent(result.recent, other.recent)
-        result = result.model_copy(update=changes)
+        result = with_figures(result.model_copy(update=changes), None)
     return without_browser_contact(result)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from crm.adapters.currency import DynamoCurrencyStore, SqsCurrencyTasks
 from crm.adapters.dynamodb import (
     DynamoExportJobStore,
     DynamoPrivacyStore,
@@ -22,6 +23,8 @@ from crm.adapters.messaging import (
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
 from crm.ports import (
     ArchiveStore,
+    CurrencyStore,
+    CurrencyTasks,
     EventPublisher,
     ExportFiles,
     ExportJobStore,
@@ -102,8 +105,19 @@ def export_files() -> ExportFiles:
     return S3ExportFiles()
 
 
+@cache
+def currency_store() -> CurrencyStore:
+    return DynamoCurrencyStore()
+
+
+@cache
+def currency_tasks() -> CurrencyTasks:
+    return SqsCurrencyTasks()
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
-                    archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files):
+                    archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
+                    currency_store, currency_tasks):
         factory.cache_clear()

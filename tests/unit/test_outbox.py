@@ -187,3 +187,13 @@ def test_a_profiles_set_of_segments_publishes_nothing() -> None:
             "entity": {"S": "profile_segments"}, "segment_ids": {"L": [{"S": "builtin:vip"}]}}
     assert events_for(_record("INSERT", held, "304")) == []
     assert events_for(_record("REMOVE", None, "305", old_image=held)) == []
+
+
+def test_an_order_placed_unpaid_says_so() -> None:
+    placed = order("77", paid=False)
+    record = OrderRecord(workspace_id="ws_a", store_id="st_a", order_id="77", profile_id=PROFILE_ID, order=placed)
+    image = to_item(keys.order("ws_a", "st_a", "77"), "order", record, version=placed.version)
+    [event] = events_for(_record("INSERT", image, "100"))
+    assert isinstance(event, OrderPlaced) and event.paid is False
+    [paid] = events_for(_record("INSERT", _order_image(), "101"))
+    assert isinstance(paid, OrderPlaced) and paid.paid is True

@@ -169,6 +169,9 @@ def test_api_routes(stack: Stack) -> None:
         ("POST", "/segments/{segment_id}/exports", "ApiFunction"),
         ("GET", "/segments/{segment_id}/exports/{export_id}", "ApiFunction"),
         ("GET", "/segment-runs/{run_id}", "ApiFunction"),
+        ("GET", "/settings/currency", "ApiFunction"),
+        ("PUT", "/settings/currency", "ApiFunction"),
+        ("GET", "/settings/currency/jobs/{job_id}", "ApiFunction"),
     }
 
 

@@ -15,6 +15,7 @@ from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.adapters.secrets import SecretsManagerVault
 from crm.config import settings
+from crm.models.currency import CurrencySettings
 from crm.models.exports import ExportJob, ExportStatus
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segments import (
@@ -335,7 +336,8 @@ class DynamoProfileRepository:
         order_key = keys.order(ws, *reads.order) if reads.order else None
         customer_key = keys.customer(ws, *reads.customer) if reads.customer else None
         event_key = keys.event(ws, *reads.event) if reads.event else None
-        wanted += [k for k in (order_key, customer_key, event_key) if k is not None]
+        currency_key = keys.currency_settings(ws)
+        wanted += [k for k in (order_key, customer_key, event_key, currency_key) if k is not None]
         found = self._batch_get(wanted)
         pointers: dict[str, str] = {}
         redacted: set[str] = set()
@@ -367,6 +369,8 @@ class DynamoProfileRepository:
             owners=owners, pointers=pointers, redacted=frozenset(redacted), order=order,
             order_owner=live.get(order.profile_id) if order and order.profile_id else None, customer=customer,
             event_seen=event_seen,
+            currency=(CurrencySettings.model_validate(found[currency_key["pk"]])
+                      if currency_key["pk"] in found else None),
         )
 
     def commit(self, change: Change) -> None:

@@ -34,6 +34,10 @@ Access patterns:
 - an asynchronous segment export job by id:       WS#{ws}#EXPORT#{export_id} / EXPORT
   (options, status, counts and the file's S3 key; no personal data. Read by id only: the API answers
   the id when the job is started, and the worker's queue message names it)
+- the workspace's reporting currency and rates:   WS#{ws}#CURRENCY / SETTINGS
+  (a partition of its own: the profiles function reads it in the same BatchGetItem as the event's items,
+  which are told apart by pk)
+- a re-derivation of the profiles' figures after the rates changed: WS#{ws}#CURRENCYJOB#{job_id} / JOB
 """
 
 from __future__ import annotations
@@ -172,3 +176,11 @@ def segment_settings(workspace_id: str) -> Key:
 
 def export_job(workspace_id: str, export_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#EXPORT#{export_id}", "sk": "EXPORT"}
+
+
+def currency_settings(workspace_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#CURRENCY", "sk": "SETTINGS"}
+
+
+def currency_job(workspace_id: str, job_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#CURRENCYJOB#{job_id}", "sk": "JOB"}

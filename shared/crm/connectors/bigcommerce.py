@@ -102,6 +102,7 @@ class _Order(BaseModel):
     date_created: datetime
     date_modified: datetime | None = None
     status: str | None = None
+    status_id: int | None = None
     currency_code: str
     total_inc_tax: Amount
     refunded_amount: Amount = Decimal("0")
@@ -233,6 +234,20 @@ class BigCommerceConnector:
         return store, store.api_token
 
 
+# BigCommerce's order statuses (v2 status_id) whose order is revenue (docs/revenue.md): payment taken or
+# authorized. 0 Incomplete, 1 Pending, 6 Declined, 7 Awaiting Payment and 12 Manual Verification Required are
+# kept as unpaid; 5 Cancelled is cancelled.
+PAID_STATUS_IDS = frozenset({2, 3, 4, 8, 9, 10, 11, 13, 14})
+PAID_STATUSES = frozenset({"Shipped", "Partially Shipped", "Refunded", "Awaiting Pickup", "Awaiting Shipment",
+                           "Completed", "Awaiting Fulfillment", "Disputed", "Partially Refunded"})
+
+
+def _paid(order: _Order) -> bool:
+    if order.status_id is not None:
+        return order.status_id in PAID_STATUS_IDS
+    return order.status is None or order.status in PAID_STATUSES
+
+
 def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
     billing = order.billing_address
     updated_at = order.date_modified or order.date_created
@@ -251,6 +266,7 @@ def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
         total_price=to_money(order.total_inc_tax),
         total_refunded=to_money(order.refunded_amount),
         financial_status=order.status,
+        paid=_paid(order),
         created_at=order.date_created,
         updated_at=updated_at,
         cancelled_at=updated_at if order.status == "Cancelled" else None,

@@ -349,12 +349,18 @@ def canonical(
             return _activity(event, owner)
 
 
+# The financial statuses whose order is revenue (docs/revenue.md); any other (pending, failed, voided,
+# unpaid...) is kept as unpaid. An order sent without one counts: the store sends what it takes as placed.
+PAID_FINANCIAL_STATUSES = frozenset({"authorized", "paid", "partially_paid", "partially_refunded", "refunded"})
+
+
 def _order(event: OrderBody, owner: dict[str, Any]) -> CanonicalOrder:
     updated_at = event.updated_at or event.created_at  # only when a version was sent instead
     fields = event.model_dump(exclude={"type", "email", "phone", "updated_at", "version", "line_items",
                                        "consents"})
     return CanonicalOrder(
         **owner, **fields, email=normalise_email(event.email), phone=normalise_phone(event.phone, event.country),
+        paid=event.financial_status is None or event.financial_status.lower() in PAID_FINANCIAL_STATUSES,
         updated_at=updated_at, version=event.version or version_stamp(updated_at, None),
         line_items=tuple(LineItem(**item.model_dump()) for item in event.line_items),
         consents=_consents(event.consents, "order"),

@@ -38,6 +38,7 @@ from crm.connectors.shopify_payloads import (
     Order,
     RefundPayload,
     ShopRedact,
+    is_paid,
 )
 from crm.contact import normalise_email, normalise_phone
 from crm.models.canonical import (
@@ -112,6 +113,7 @@ def _canonical_order(order: Order, envelope: IngestEnvelope) -> CanonicalOrder:
     customer = order.customer or Customer()
     country = _country(order.billing_address, order.shipping_address, customer.default_address)
     updated_at = order.updated_at or order.created_at
+    currency, total = order.shop_total()
     return CanonicalOrder(
         workspace_id=envelope.workspace_id,
         store_id=envelope.store_id,
@@ -123,10 +125,11 @@ def _canonical_order(order: Order, envelope: IngestEnvelope) -> CanonicalOrder:
         customer_id=_id(customer.id),
         first_name=customer.first_name,
         last_name=customer.last_name,
-        currency=order.currency.upper(),
-        total_price=to_money(order.total_price),
+        currency=currency.upper(),
+        total_price=to_money(total),
         refunds={str(refund.id): to_money(refund.amount()) for refund in order.refunds},
         financial_status=order.financial_status,
+        paid=is_paid(order.financial_status),
         created_at=order.created_at,
         updated_at=updated_at,
         cancelled_at=order.cancelled_at,

@@ -90,6 +90,24 @@ class LineItem(BaseModel):
     line_price: Amount | None = None
 
 
+class _ShopMoney(BaseModel):
+    amount: Amount | None = None
+    currency_code: str | None = None
+
+
+class _MoneySet(BaseModel):
+    shop_money: _ShopMoney | None = None
+
+
+# The financial statuses whose order is revenue (docs/revenue.md): paid, or authorized and to be captured.
+# pending, voided and expired are kept as unpaid; a payload without one (older exports) counts.
+PAID_FINANCIAL_STATUSES = frozenset({"authorized", "paid", "partially_paid", "partially_refunded", "refunded"})
+
+
+def is_paid(financial_status: str | None) -> bool:
+    return financial_status is None or financial_status.lower() in PAID_FINANCIAL_STATUSES
+
+
 class Order(BaseModel):
     """orders/create, orders/updated, orders/paid, orders/cancelled, orders/fulfilled."""
 
@@ -100,6 +118,8 @@ class Order(BaseModel):
     phone: str | None = None
     currency: str
     total_price: Amount
+    # The amounts in the shop's currency, whatever the currency the shopper paid in (presentment money).
+    total_price_set: _MoneySet | None = None
     financial_status: str | None = None
     fulfillment_status: str | None = None
     created_at: AwareDatetime
@@ -117,6 +137,15 @@ class Order(BaseModel):
     discount_codes: list[DiscountCode] = Field(default_factory=list)
     refunds: list[Refund] = Field(default_factory=list)
     line_items: list[LineItem] = Field(default_factory=list)
+
+
+    def shop_total(self) -> tuple[str, Decimal]:
+        """(currency, total) in the shop's money: total_price_set.shop_money when sent, else the top-level
+        fields (which Shopify also states in the shop's currency)."""
+        shop = self.total_price_set.shop_money if self.total_price_set else None
+        if shop is not None and shop.amount is not None and shop.currency_code:
+            return shop.currency_code, shop.amount
+        return self.currency, self.total_price
 
 
 class Checkout(BaseModel):
@@ -139,14 +168,6 @@ class Checkout(BaseModel):
     shipping_address: Address | None = None
     note_attributes: list[NoteAttribute] = Field(default_factory=list)
     line_items: list[LineItem] = Field(default_factory=list)
-
-
-class _ShopMoney(BaseModel):
-    currency_code: str | None = None
-
-
-class _MoneySet(BaseModel):
-    shop_money: _ShopMoney | None = None
 
 
 class CartLine(LineItem):

@@ -49,6 +49,10 @@ SIGNATURE_HEADER = "X-WC-Webhook-Signature"
 _WC_HEADER_PREFIX = "x-wc-webhook-"
 # WC_Webhook::deliver_ping(): 'body' => 'webhook_id=' . $this->get_id(), nothing else.
 _PING_BODY = re.compile(rb"webhook_id=[0-9]+")
+# The order statuses whose order is revenue (docs/revenue.md): payment received. pending (awaiting payment),
+# on-hold (awaiting confirmation of a manual payment), failed, checkout-draft and trash are kept as unpaid;
+# cancelled is cancelled.
+PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -233,6 +237,7 @@ def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
         total_price=to_money(order.total),
         refunds=order.refunds_by_id(),
         financial_status=order.status,
+        paid=order.status is None or order.status in PAID_STATUSES,
         created_at=order.date_created_gmt,
         updated_at=updated_at,
         cancelled_at=updated_at if order.status == "cancelled" else None,

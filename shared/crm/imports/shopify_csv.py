@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from crm.connectors.shopify_payloads import is_paid
 from crm.contact import normalise_email, normalise_phone
 from crm.models.canonical import CustomerRecord
 from crm.models.consent import Channel, Consent, ConsentState
@@ -414,7 +415,7 @@ def _order(first: OrderRow, more_items: list[LineItem], store: Store, now: datet
             order_id=first.id or first.name, order_number=first.name, email=email, phone=phone,
             first_name=first_name, last_name=last_name, currency=currency, total_price=total,
             refunds={"import": refunded} if refunded > 0 else {},
-            financial_status=first.financial_status or None,
+            financial_status=first.financial_status or None, paid=is_paid(first.financial_status or None),
             fulfillment_status=first.fulfillment_status or None,
             created_at=created_at, updated_at=updated_at, cancelled_at=cancelled_at,
             version=version_stamp(updated_at, None),

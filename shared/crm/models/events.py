@@ -27,6 +27,9 @@ class OrderPlaced(DomainEvent):
     currency: str
     total_price: str
     net_total: str
+    # As placed: an order placed unpaid (pending, failed; docs/revenue.md) is not revenue, and a post-purchase
+    # message should wait for a paid one.
+    paid: bool = True
 
 
 class CustomerCreated(DomainEvent):

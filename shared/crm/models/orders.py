@@ -58,6 +58,9 @@ class CanonicalOrder(BaseModel):
     # and those listed on the order are unioned by id, so neither is counted twice.
     refunds: dict[str, Decimal] = Field(default_factory=dict)
     financial_status: str | None = None
+    # Whether the platform's state of the order says it is paid or authorized: only then does it count
+    # towards orders_count and total_spent (each connector's table: docs/revenue.md).
+    paid: bool = True
     created_at: UtcDateTime
     updated_at: UtcDateTime
     cancelled_at: UtcDateTime | None = None

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from crm.models.canonical import ProductRef, Touch
 from crm.models.consent import Consent, ConsentRequest
@@ -51,8 +51,17 @@ class OrderRecord(BaseModel):
 
     @property
     def counts(self) -> bool:
-        """An order counts towards totals unless it was cancelled or deleted."""
+        """An order counts towards totals while it is paid (or authorized), and not cancelled or deleted."""
+        return self.open and self.order is not None and self.order.paid
+
+    @property
+    def open(self) -> bool:
         return self.order is not None and self.order.cancelled_at is None and self.removed_at is None
+
+    @property
+    def unpaid(self) -> bool:
+        """Placed but not paid (pending, failed, voided, declined): kept apart, never revenue."""
+        return self.open and self.order is not None and not self.order.paid
 
     @property
     def refunded(self) -> Decimal:
@@ -147,9 +156,18 @@ class Profile(BaseModel):
     tags: tuple[str, ...] = ()
     orders_count: int = 0
     cancelled_count: int = 0
+    unpaid_orders_count: int = 0
+    # Exact, per ISO code, of counted orders: what was spent net of refunds, refunded, and how many.
+    spent_by_currency: dict[str, Decimal] = Field(default_factory=dict)
+    refunded_by_currency: dict[str, Decimal] = Field(default_factory=dict)
+    orders_by_currency: dict[str, int] = Field(default_factory=dict)
+    # Derived from the above in the workspace's reporting currency (crm.reporting): ``currency`` names it,
+    # and orders in a currency without a rate are left out and named in ``unconverted_currencies``.
     total_spent: Decimal = Decimal("0.00")
     total_refunded: Decimal = Decimal("0.00")
     currency: str | None = None
+    unconverted_currencies: tuple[str, ...] = ()
+    currency_settings_version: int = 0  # of the workspace's currency settings the figures were derived at
     first_order_at: datetime | None = None
     last_order_at: datetime | None = None
     products: dict[str, int] = Field(default_factory=dict)  # product title -> units bought, net of cancellations
@@ -173,10 +191,24 @@ class Profile(BaseModel):
     updated_at: datetime
     revision: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_currency_before(cls, data: Any) -> Any:
+        # A profile written before sums were kept per currency held them in its one ``currency``.
+        if (isinstance(data, dict) and data.get("orders_count") and data.get("currency")
+                and not data.get("orders_by_currency")):
+            currency = data["currency"]
+            data = {**data, "orders_by_currency": {currency: data["orders_count"]},
+                    "spent_by_currency": {currency: data.get("total_spent", "0.00")},
+                    "refunded_by_currency": {currency: data.get("total_refunded", "0.00")}}
+        return data
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def average_order_value(self) -> Decimal:
-        return divide(self.total_spent, self.orders_count)
+        """In the reporting currency, over the orders that could be converted into it."""
+        left_out = sum(self.orders_by_currency.get(code, 0) for code in self.unconverted_currencies)
+        return divide(self.total_spent, self.orders_count - left_out)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 
 class Kind(StrEnum):
-    MONEY = "money"  # a Decimal amount in the profile's currency
+    MONEY = "money"  # a Decimal amount in the workspace's reporting currency (docs/currency.md)
     COUNT = "count"  # a whole number
     DAYS = "days"  # whole days up to now: relative to the injected clock
     PROBABILITY = "probability"  # a Decimal from 0 to 1
