@@ -13,7 +13,7 @@ from chalice.test import Client
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory, from_item
 from crm.models.stores import Platform, StoreRegistration
 from crm.stores import register_store
-from crm_local.lambdas import Function, load_handler
+from crm_local.lambdas import Function, LambdaContext, load_handler
 from crm_local.provision import Provisioned
 
 from tests.aws import client, queue_arn, receive_all, sqs_event
@@ -59,7 +59,39 @@ def _run_profiles(provisioned: Provisioned, function_env: UseEnv) -> None:
         sqs_event(messages, queue_arn(provisioned.outputs["IngestQueueUrl"])))
     assert answer == {"batchItemFailures": []}
     assert receive_all(provisioned.outputs["IngestDeadLetterQueueUrl"]) == []
+    run_privacy(provisioned, function_env)
     function_env("WebhooksFunction")  # the next delivery goes through the webhooks function again
+
+
+class Countdown(LambdaContext):
+    """A context whose remaining time runs out after ``calls`` questions (a run that must stop early)."""
+
+    def __init__(self, function_name: str, calls: int) -> None:
+        super().__init__(function_name=function_name, timeout_ms=900_000)
+        self.calls = calls
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.calls -= 1
+        return 900_000 if self.calls >= 0 else 1_000
+
+
+def run_privacy(provisioned: Provisioned, function_env: UseEnv, objects_per_run: int | None = None) -> int:
+    """Invoke the privacy function on its queue until it is empty, as Lambda would; answers the invocations.
+    With ``objects_per_run`` each run is told its time is up after that many archive objects."""
+    function_env("PrivacyFunction")
+    function = Function(provisioned.functions["PrivacyFunction"])
+    url = provisioned.outputs["PrivacyQueueUrl"]
+    invocations = 0
+    while messages := receive_all(url):
+        for message in messages:  # batch size 1, as the template's mapping says
+            context = Countdown("PrivacyFunction", objects_per_run) if objects_per_run else None
+            event = sqs_event([message], queue_arn(url))
+            answer = function.invoke(event) if context is None else function.handler(event, context)
+            assert answer == {"batchItemFailures": []}
+            client("sqs").delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            invocations += 1
+    assert receive_all(provisioned.outputs["PrivacyDeadLetterQueueUrl"]) == []
+    return invocations
 
 
 def _shopper_order(person: dict[str, Any], **extra: Any) -> dict[str, Any]:
