@@ -168,8 +168,11 @@ def _without_rows(archive: ArchiveStore, key: str, terms: Terms) -> ArchiveProgr
 
 
 def _scrub_object(archive: ArchiveStore, key: str, job: PrivacyJob) -> tuple[ArchiveProgress, set[str]]:
+    """What changed, and the stores of the workspace whose own prefixes the walk must visit as well."""
     if key.startswith(FIREHOSE_PREFIX):
-        return _without_frames(archive, key, job)
+        change, seen = _without_frames(archive, key, job)
+        # A shop redaction erases one store's objects: the workspace's other stores are not its business.
+        return change, set() if job.request == ComplianceKind.SHOP_REDACT else seen
     # Every other key is under one of the job's stores' own prefixes.
     if job.request == ComplianceKind.SHOP_REDACT:
         archive.delete(key)

@@ -16,10 +16,10 @@ from crm.models.privacy import Terms
 from crm.models.stores import Platform, StoreRegistration
 from crm.privacy import mentions
 from crm.stores import register_store
-from crm_local.lambdas import Function, LambdaContext, load_handler
+from crm_local.lambdas import Function, load_handler
 from crm_local.provision import Provisioned
 
-from tests.aws import client, queue_arn, receive_all, sqs_event
+from tests.aws import Countdown, client, queue_arn, receive_all, sqs_event
 from tests.builders import DOMAIN, NOW, SECRET, compact, fixture_json, placed_order_json, shopify_headers
 
 pytestmark = pytest.mark.integration
@@ -65,18 +65,6 @@ def _run_profiles(provisioned: Provisioned, function_env: UseEnv) -> None:
     assert receive_all(provisioned.outputs["IngestDeadLetterQueueUrl"]) == []
     run_privacy(provisioned, function_env)
     function_env("WebhooksFunction")  # the next delivery goes through the webhooks function again
-
-
-class Countdown(LambdaContext):
-    """A context whose remaining time runs out after ``calls`` questions (a run that must stop early)."""
-
-    def __init__(self, function_name: str, calls: int) -> None:
-        super().__init__(function_name=function_name, timeout_ms=900_000)
-        self.calls = calls
-
-    def get_remaining_time_in_millis(self) -> int:
-        self.calls -= 1
-        return 900_000 if self.calls > 0 else 1_000
 
 
 def run_privacy(provisioned: Provisioned, function_env: UseEnv, objects_per_run: int | None = None) -> int:
