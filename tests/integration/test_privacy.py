@@ -16,6 +16,7 @@ from crm.models.privacy import Terms
 from crm.models.stores import Platform, StoreRegistration
 from crm.privacy import mentions
 from crm.stores import register_store
+from crm_local.cli import main
 from crm_local.lambdas import Function, load_handler
 from crm_local.provision import Provisioned
 
@@ -278,7 +279,8 @@ def test_a_redaction_in_one_workspace_leaves_another_workspaces_archive_and_reco
 
 
 def test_a_redaction_stopped_for_time_resumes_from_its_cursor_and_ends_as_one_uninterrupted_run_would(
-    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     other_workspace = _two_workspaces_know_xena(provisioned, function_env, webhooks)
     _batch_archive_as_firehose_does(provisioned, deliveries_per_object=2)
@@ -311,3 +313,11 @@ def test_a_redaction_stopped_for_time_resumes_from_its_cursor_and_ends_as_one_un
                 and XENA["email"].encode() in b.lower()]
     [record] = [i for i in items if i["entity"] == "privacy_request"]
     assert record["counts"]["archived_deliveries_removed"] == 4
+
+    # What an operator sees of it: progress, no personal data.
+    assert main(["--stack", provisioned.stack_name, "privacy", "status", "--workspace", registration.workspace_id,
+                 "--request", "x-redact"]) == 0
+    status = json.loads(capsys.readouterr().out.splitlines()[-1])  # after the functions' own log lines
+    assert (status["stage"], status["runs"], status["profiles_erased"]) == ("done", invocations, 1)
+    assert status["archive"]["objects_scanned"] >= 5 and status["archive"]["deliveries_removed"] == 4
+    assert "terms" not in status and XENA["email"] not in json.dumps(status)
