@@ -11,6 +11,7 @@ from botocore.config import Config
 from crm import config, wiring
 from crm.adapters import clients
 from crm_local.event_shapes import read_stream, sqs_record
+from crm_local.lambdas import LambdaContext
 from crm_local.provision import Provisioned
 
 REGION = "us-east-1"
@@ -71,3 +72,15 @@ def subscribe_queue_to_bus(bus_name: str, name: str) -> str:
 
 def bus_events(url: str) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in receive_all(url)]
+
+
+class Countdown(LambdaContext):
+    """A Lambda context whose time runs low from the ``calls``-th question on (a run that must stop early)."""
+
+    def __init__(self, function_name: str, calls: int, timeout_ms: int = 900_000) -> None:
+        super().__init__(function_name=function_name, timeout_ms=timeout_ms)
+        self.calls = calls
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.calls -= 1
+        return self.timeout_ms if self.calls > 0 else 1_000

@@ -17,6 +17,7 @@ from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage, ExportStatus
 from crm.models.ingest import IngestEnvelope
+from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.models.segments import (
@@ -659,3 +660,53 @@ _event_publisher: type[EventPublisher] = FakeEventPublisher
 _export_jobs: type[ExportJobStore] = FakeExportJobStore
 _export_queue: type[ExportQueue] = FakeExportQueue
 _export_files: type[ExportFiles] = FakeExportFiles
+
+
+class FakeArchiveStore:
+    """The archive bucket for privacy requests: objects by key, each with a version that every write changes."""
+
+    def __init__(self, objects: Mapping[str, bytes] = ()) -> None:  # type: ignore[assignment]
+        self.objects: dict[str, bytes] = dict(objects)
+        self.versions: dict[str, int] = dict.fromkeys(self.objects, 0)
+        self.writes = 0
+
+    def keys(self, prefixes: Iterable[str], start_after: str | None = None) -> Iterator[str]:
+        for prefix in prefixes:
+            yield from (key for key in sorted(self.objects)
+                        if key.startswith(prefix) and (start_after is None or key > start_after))
+
+    def get(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def read(self, key: str) -> tuple[bytes, str]:
+        return self.objects[key], str(self.versions[key])
+
+    def put(self, key: str, data: bytes) -> None:
+        self.objects[key] = data
+        self.versions[key] = self.versions.get(key, 0) + 1
+        self.writes += 1
+
+    def replace(self, key: str, data: bytes, version: str) -> None:
+        if str(self.versions.get(key)) != version:
+            raise ConcurrentUpdate(f"{key} changed")
+        self.put(key, data)
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.versions.pop(key, None)
+        self.writes += 1
+
+
+class FakePrivacyJobs:
+    """The job side of a PrivacyStore: what the archive walk stores as it goes."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[str, str], PrivacyJob] = {}
+        self.saves = 0
+
+    def job(self, workspace_id: str, request_id: str) -> PrivacyJob | None:
+        return self.jobs.get((workspace_id, request_id))
+
+    def save_job(self, job: PrivacyJob) -> None:
+        self.jobs[(job.workspace_id, job.request_id)] = job
+        self.saves += 1

@@ -9,22 +9,30 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
+from crm.adapters.bigcommerce import TIMEOUT_SECONDS
 from crm.clock import utc_now
 from crm.ingestion import apply_envelope
-from crm.privacy import carry_out
+from crm.privacy import hand_over
 
 logger = Logger(service="profiles")
 processor = BatchProcessor(event_type=EventType.SQS)
+# A record may wait on the BigCommerce API for its whole timeout, then write: one is started only with that
+# much time left and a margin, so a slow batch ends with its unstarted records retried, not all ten.
+RECORD_RESERVE_MS = int((TIMEOUT_SECONDS + 5) * 1000)
 
 
-def apply_record(record: SQSRecord) -> None:
+class NotStarted(Exception):
+    """Too little of the invocation's time was left to start the record: the queue delivers it again."""
+
+
+def apply_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    if lambda_context.get_remaining_time_in_millis() < RECORD_RESERVE_MS:
+        raise NotStarted(f"{lambda_context.get_remaining_time_in_millis()} ms left, {RECORD_RESERVE_MS} needed")
     outcome = apply_envelope(record.body, wiring.profile_repository(), wiring.raw_archive(),
                              wiring.ingest_queue(), utc_now(), wiring.store_directory())
     for request in outcome.compliance:
-        done = carry_out(request, wiring.profile_repository(), wiring.privacy_store(), wiring.archive_store(),
-                         utc_now())
-        logger.info("privacy request carried out", extra={"request": done.request, "request_id": done.request_id,
-                                                           "counts": done.counts})
+        job = hand_over(request, wiring.privacy_store(), wiring.privacy_queue(), utc_now())
+        logger.info("privacy request handed over", extra={"request": job.request, "request_id": job.request_id})
     logger.info("delivery applied", extra={"message_id": record.message_id, "applied": outcome.applied,
                                            "unchanged": outcome.unchanged,
                                            "dead_lettered": outcome.dead_lettered})

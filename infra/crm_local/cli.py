@@ -140,6 +140,17 @@ def _segments_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy_status(args: argparse.Namespace) -> int:
+    from crm_local.operations import privacy_status
+
+    status = privacy_status(args.stack, args.workspace, args.request)
+    if status is None:
+        print(f"crm: no privacy request {args.request!r} in workspace {args.workspace!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(status))
+    return 0
+
+
 def _aware(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -220,6 +231,15 @@ def parser() -> argparse.ArgumentParser:
                                           "workers carry it out); prints the run id of each workspace")
     run.add_argument("--workspace", help="only this workspace")
     run.set_defaults(run=_segments_run)
+
+    privacy = commands.add_parser("privacy", help="privacy requests (erasure, data export)").add_subparsers(
+        dest="privacy_command", required=True)
+    status = privacy.add_parser("status", help="how far a request has got: stage, runs, archive objects scanned "
+                                               "and changed, profiles erased (one JSON object)")
+    status.add_argument("--workspace", required=True)
+    status.add_argument("--request", required=True,
+                        help="the request id (Shopify: the data request id, else the webhook delivery id)")
+    status.set_defaults(run=_privacy_status)
 
     replay = commands.add_parser("replay", help="send archived deliveries through ingestion again (idempotent)")
     replay.add_argument("--store", help="only this store_id")

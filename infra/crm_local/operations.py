@@ -187,3 +187,12 @@ def start_segment_runs(stack_name: str, workspace_id: str | None = None) -> dict
     started = start_runs(runs, tasks, workspaces, utc_now(), Settings.model_fields["segment_items_per_share"].default,
                          "operator")
     return {ws: run.run_id for ws, run in started.items()}
+
+
+def privacy_status(stack_name: str, workspace_id: str, request_id: str) -> dict[str, object] | None:
+    """How far a privacy request has got (stage, runs, archive objects scanned and changed, profiles erased),
+    without the shopper's personal data; None for a request the stack has not received."""
+    from crm.adapters.dynamodb import DynamoPrivacyStore
+
+    job = DynamoPrivacyStore(stack_outputs(stack_name)["TableName"]).job(workspace_id, request_id)
+    return None if job is None else job.public()

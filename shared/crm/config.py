@@ -24,6 +24,7 @@ class Settings(BaseModel):
     export_queue_url: str | None = Field(default=None, alias="EXPORT_QUEUE_URL")
     # The export queue's maxReceiveCount: the worker records a job as failed on its last attempt.
     export_max_receives: int = Field(default=3, alias="EXPORT_MAX_RECEIVES")
+    privacy_queue_url: str | None = Field(default=None, alias="PRIVACY_QUEUE_URL")
     segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
     # How many table items one worker of a segment recomputation scans (a Lambda does about a million
     # profiles in 100 s of CPU): the run fans out over ceil(items / this) parallel-scan shares.

@@ -9,10 +9,12 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from crm.models.canonical import ComplianceRequest
 from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage
 from crm.models.ingest import IngestEnvelope
+from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segment_runs import RunTask, SegmentRun
 from crm.models.segments import (
@@ -164,17 +166,37 @@ class PrivacyStore(Protocol):
 
     def record(self, record: PrivacyRecord) -> None: ...
 
+    def job(self, workspace_id: str, request_id: str) -> PrivacyJob | None: ...
+
+    def save_job(self, job: PrivacyJob) -> None: ...
+
 
 class ArchiveStore(Protocol):
     """The archive bucket as privacy requests need it: list, read, rewrite, delete."""
 
-    def keys(self, prefixes: Iterable[str]) -> Iterator[str]: ...
+    def keys(self, prefixes: Iterable[str], start_after: str | None = None) -> Iterator[str]:
+        """The keys under ``prefixes``, each prefix in order, in key order, after ``start_after``."""
+        ...
 
     def get(self, key: str) -> bytes: ...
 
+    def read(self, key: str) -> tuple[bytes, str]:
+        """The object and its version (ETag), for a ``replace`` that loses nothing written since."""
+        ...
+
     def put(self, key: str, data: bytes) -> None: ...
 
+    def replace(self, key: str, data: bytes, version: str) -> None:
+        """Write ``data`` if the object is still at ``version``; ConcurrentUpdate if it changed."""
+        ...
+
     def delete(self, key: str) -> None: ...
+
+
+class PrivacyQueue(Protocol):
+    """Privacy requests for the privacy function (and a paused one, to resume from its cursor)."""
+
+    def enqueue(self, request: ComplianceRequest) -> None: ...
 
 
 class StoreDirectory(Protocol):

@@ -19,6 +19,7 @@ from crm.adapters.messaging import (
     S3ArchiveStore,
     SqsExportQueue,
     SqsIngestQueue,
+    SqsPrivacyQueue,
 )
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
 from crm.ports import (
@@ -30,6 +31,7 @@ from crm.ports import (
     ExportJobStore,
     ExportQueue,
     IngestQueue,
+    PrivacyQueue,
     PrivacyStore,
     ProfileRepository,
     RawArchive,
@@ -76,6 +78,11 @@ def privacy_store() -> PrivacyStore:
 
 
 @cache
+def privacy_queue() -> PrivacyQueue:
+    return SqsPrivacyQueue()
+
+
+@cache
 def archive_store() -> ArchiveStore:
     return S3ArchiveStore()
 
@@ -119,5 +126,5 @@ def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks):
+                    currency_store, currency_tasks, privacy_queue):
         factory.cache_clear()

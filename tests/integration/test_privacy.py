@@ -11,12 +11,16 @@ from typing import Any
 import pytest
 from chalice.test import Client
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory, from_item
+from crm.archive import ArchivedDelivery, frame, unframe
+from crm.models.privacy import Terms
 from crm.models.stores import Platform, StoreRegistration
+from crm.privacy import mentions
 from crm.stores import register_store
+from crm_local.cli import main
 from crm_local.lambdas import Function, load_handler
 from crm_local.provision import Provisioned
 
-from tests.aws import client, queue_arn, receive_all, sqs_event
+from tests.aws import Countdown, client, queue_arn, receive_all, sqs_event
 from tests.builders import DOMAIN, NOW, SECRET, compact, fixture_json, placed_order_json, shopify_headers
 
 pytestmark = pytest.mark.integration
@@ -27,6 +31,7 @@ UseEnv = Callable[[str], None]
 XENA = {"email": "xena.warrior@example.com", "phone": "+12025550143", "raw_phone": "(202) 555-0143",
         "customer_id": 7_300_000_000_001, "order_id": 7_400_000_000_001, "first": "Xenophila", "last": "Quartermain",
         "street": "77 Amphipolis Lane", "checkout": "xena-checkout-token-9f3"}
+XENA_TERMS = Terms(emails=frozenset({XENA["email"]}))
 # Who stays.
 YARA = {"email": "yara.keeps@example.com", "customer_id": 7_300_000_000_002, "order_id": 7_400_000_000_002,
         "first": "Yarrowina", "last": "Stays"}
@@ -59,7 +64,27 @@ def _run_profiles(provisioned: Provisioned, function_env: UseEnv) -> None:
         sqs_event(messages, queue_arn(provisioned.outputs["IngestQueueUrl"])))
     assert answer == {"batchItemFailures": []}
     assert receive_all(provisioned.outputs["IngestDeadLetterQueueUrl"]) == []
+    run_privacy(provisioned, function_env)
     function_env("WebhooksFunction")  # the next delivery goes through the webhooks function again
+
+
+def run_privacy(provisioned: Provisioned, function_env: UseEnv, objects_per_run: int | None = None) -> int:
+    """Invoke the privacy function on its queue until it is empty, as Lambda would; answers the invocations.
+    With ``objects_per_run`` each run is told its time is up after that many archive objects."""
+    function_env("PrivacyFunction")
+    function = Function(provisioned.functions["PrivacyFunction"])
+    url = provisioned.outputs["PrivacyQueueUrl"]
+    invocations = 0
+    while messages := receive_all(url):
+        for message in messages:  # batch size 1, as the template's mapping says
+            context = Countdown("PrivacyFunction", objects_per_run) if objects_per_run else None
+            event = sqs_event([message], queue_arn(url))
+            answer = function.invoke(event) if context is None else function.handler(event, context)
+            assert answer == {"batchItemFailures": []}
+            client("sqs").delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            invocations += 1
+    assert receive_all(provisioned.outputs["PrivacyDeadLetterQueueUrl"]) == []
+    return invocations
 
 
 def _shopper_order(person: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -178,3 +203,121 @@ def test_shop_redact_erases_the_store_and_keeps_the_rest_of_the_workspace(
         assert _mentioning(term, items, objects), term
     assert [i for i in items if i["entity"] == "order"] == [
         i for i in items if i["entity"] == "order" and i["store_id"] == other.store_id]
+
+
+OTHER_DOMAIN, OTHER_SECRET = "other-tenant.myshopify.com", "other-tenant-secret"
+
+
+def _deliver_to_other(webhooks: Client, topic: str, payload: dict[str, Any], delivery_id: str) -> None:
+    body = compact(payload)
+    answer = webhooks.http.post("/webhooks/shopify", body=body, headers=shopify_headers(
+        body, topic=topic, secret=OTHER_SECRET, domain=OTHER_DOMAIN, delivery_id=delivery_id))
+    assert answer.status_code == 200, answer.body
+
+
+def _frames(objects: dict[str, bytes]) -> list[tuple[ArchivedDelivery, bytes]]:
+    return [found for key, data in sorted(objects.items()) if key.startswith("deliveries/")
+            for found in unframe(data)]
+
+
+def _batch_archive_as_firehose_does(provisioned: Provisioned, deliveries_per_object: int) -> None:
+    """Firehose writes many deliveries, of every tenant, into one object: put the archive in that shape."""
+    bucket = provisioned.outputs["ArchiveBucketName"]
+    _, objects = _everything(provisioned)
+    framed = [frame(header.envelope(body), body) for header, body in _frames(objects)]
+    for key in objects:
+        if key.startswith("deliveries/"):
+            client("s3").delete_object(Bucket=bucket, Key=key)
+    for start in range(0, len(framed), deliveries_per_object):
+        client("s3").put_object(Bucket=bucket, Key=f"deliveries/2026/05/01/12/batch-{start:04d}",
+                                Body=b"".join(framed[start:start + deliveries_per_object]))
+
+
+def _two_workspaces_know_xena(provisioned: Provisioned, function_env: UseEnv, webhooks: Client) -> str:
+    other = register_store(DynamoStoreDirectory(provisioned.outputs["TableName"]), Platform.SHOPIFY, OTHER_DOMAIN,
+                           OTHER_SECRET, NOW)
+    for n in range(3):
+        _deliver(webhooks, "orders/create", _shopper_order({**XENA, "order_id": XENA["order_id"] + 1000 * n}), f"x-{n}")
+        _deliver_to_other(webhooks, "orders/create", _shopper_order({**XENA, "order_id": XENA["order_id"] + 1000 * n}),
+                          f"bx-{n}")
+    _deliver(webhooks, "orders/create", _shopper_order(YARA), "y-order")
+    _run_profiles(provisioned, function_env)
+    return other.workspace_id
+
+
+def _redact_xena(webhooks: Client) -> None:
+    _deliver(webhooks, "customers/redact", {
+        **fixture_json("customers/redact"), "shop_domain": DOMAIN,
+        "customer": {"id": XENA["customer_id"], "email": XENA["email"], "phone": XENA["phone"]},
+        "orders_to_redact": [XENA["order_id"]]}, "x-redact")
+
+
+def test_a_redaction_in_one_workspace_leaves_another_workspaces_archive_and_records_intact(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
+) -> None:
+    other_workspace = _two_workspaces_know_xena(provisioned, function_env, webhooks)
+    _batch_archive_as_firehose_does(provisioned, deliveries_per_object=4)  # tenants mixed in each object
+    _, before = _everything(provisioned)
+    others_before = [f for f in _frames(before) if f[0].workspace_id == other_workspace]
+    assert len(others_before) == 3 and all(XENA["email"].encode() in body for _, body in others_before)
+
+    _redact_xena(webhooks)
+    _run_profiles(provisioned, function_env)
+
+    items, after = _everything(provisioned)
+    # The other workspace's deliveries are there, byte for byte, and so are its records of her.
+    assert [f for f in _frames(after) if f[0].workspace_id == other_workspace] == others_before
+    assert DynamoProfileRepository(provisioned.outputs["TableName"]).profile_id_for_identity(
+        other_workspace, f"email#{XENA['email']}") is not None
+    # Nothing of her is left in the requesting workspace.
+    own = [body for header, body in _frames(after) if header.workspace_id == registration.workspace_id]
+    assert own and not [body for body in own if XENA["email"].encode() in body.lower()]
+    assert [i for i in items if str(i["pk"]).startswith(f"WS#{registration.workspace_id}#")
+            and XENA["email"] in json.dumps(i, default=str)] == []
+    [record] = [i for i in items if i["entity"] == "privacy_request"]
+    assert record["counts"]["archived_deliveries_removed"] == 4  # three orders and the redaction itself
+
+
+def test_a_redaction_stopped_for_time_resumes_from_its_cursor_and_ends_as_one_uninterrupted_run_would(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other_workspace = _two_workspaces_know_xena(provisioned, function_env, webhooks)
+    _batch_archive_as_firehose_does(provisioned, deliveries_per_object=2)
+    _, before = _everything(provisioned)
+    kept_by_one_run = {key: b"".join(frame(h.envelope(b), b) for h, b in unframe(data)
+                                     if h.workspace_id == other_workspace or not mentions(b, XENA_TERMS))
+                       for key, data in before.items() if key.startswith("deliveries/")}
+
+    _redact_xena(webhooks)
+    messages = receive_all(provisioned.outputs["IngestQueueUrl"])
+    function_env("ProfilesFunction")
+    Function(provisioned.functions["ProfilesFunction"]).invoke(
+        sqs_event(messages, queue_arn(provisioned.outputs["IngestQueueUrl"])))
+    [job] = [i for i in _everything(provisioned)[0] if i["entity"] == "privacy_job"]
+    assert job["stage"] == "queued"
+
+    invocations = run_privacy(provisioned, function_env, objects_per_run=1)
+
+    items, after = _everything(provisioned)
+    assert invocations > 3  # one archive object per run: it stopped and resumed
+    [job] = [i for i in items if i["entity"] == "privacy_job"]
+    assert (job["stage"], job["runs"]) == ("done", invocations)
+    assert "terms" not in job or not any(job["terms"].values())
+    # The redaction's own delivery (archived after the snapshot) is gone too; everything else is as one run
+    # would leave it: the other tenant's frames and the requesting tenant's other shoppers' frames, in order.
+    survived = {key: data for key, data in after.items() if key.startswith("deliveries/")}
+    assert {k: v for k, v in survived.items() if k in kept_by_one_run} == {
+        k: v for k, v in kept_by_one_run.items() if v}
+    assert not [b for h, b in _frames(after) if h.workspace_id == registration.workspace_id
+                and XENA["email"].encode() in b.lower()]
+    [record] = [i for i in items if i["entity"] == "privacy_request"]
+    assert record["counts"]["archived_deliveries_removed"] == 4
+
+    # What an operator sees of it: progress, no personal data.
+    assert main(["--stack", provisioned.stack_name, "privacy", "status", "--workspace", registration.workspace_id,
+                 "--request", "x-redact"]) == 0
+    status = json.loads(capsys.readouterr().out.splitlines()[-1])  # after the functions' own log lines
+    assert (status["stage"], status["runs"], status["profiles_erased"]) == ("done", invocations, 1)
+    assert status["archive"]["objects_scanned"] >= 5 and status["archive"]["deliveries_removed"] == 4
+    assert "terms" not in status and XENA["email"] not in json.dumps(status)

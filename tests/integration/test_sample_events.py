@@ -12,14 +12,17 @@ import pytest
 from crm import clock
 from crm.adapters.dynamodb import (
     DynamoExportJobStore,
+    DynamoPrivacyStore,
     DynamoProfileRepository,
     DynamoSegmentStore,
     DynamoStoreDirectory,
 )
 from crm.adapters.segment_runs import DynamoSegmentRuns
 from crm.adapters.streams import image
+from crm.archive import ArchivedDelivery, frame, unframe
 from crm.models.exports import ExportJob, ExportOptions, ExportStatus
-from crm.models.ingest import IngestEnvelope
+from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.privacy import PrivacyStage
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase
 from crm.models.stores import Platform, Store
@@ -28,7 +31,7 @@ from crm.stores import register_store
 from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
 
-from tests.aws import bus_events, receive_all, subscribe_queue_to_bus
+from tests.aws import bus_events, client, receive_all, subscribe_queue_to_bus
 from tests.builders import NOW, ROOT
 
 pytestmark = pytest.mark.integration
@@ -156,3 +159,25 @@ def test_the_exports_sample_writes_its_export_and_a_repeat_changes_nothing(
             "batchItemFailures": []}
     job = jobs.get("ws_sample", "exp_0123456789abcdef")
     assert job is not None and (job.status, job.attempts, job.rows) == (ExportStatus.DONE, 1, 0)  # no members yet
+
+
+def test_the_privacy_sample_erases_the_shopper_from_its_workspace_only_and_a_redelivery_changes_nothing(
+        provisioned: Provisioned, function_env: UseEnv) -> None:
+    bucket = provisioned.outputs["ArchiveBucketName"]
+    body = b'{"id": 1, "email": "erase.me@example.com"}'
+
+    def framed(workspace_id: str) -> bytes:
+        header = ArchivedDelivery(platform=Platform.SHOPIFY, workspace_id=workspace_id, store_id=f"st_{workspace_id}",
+                                  meta=DeliveryMeta(topic="orders/create", delivery_id=workspace_id),
+                                  received_at=NOW, body_length=len(body))
+        return frame(header.envelope(body), body)
+
+    client("s3").put_object(Bucket=bucket, Key="deliveries/2026/11/20/09/batch",
+                            Body=framed("ws_sample") + framed("ws_other"))
+    for _ in range(2):  # the second time, a redelivery of the same message
+        answer = invoke(provisioned, function_env, "PrivacyFunction", sample("privacy-sqs-request.json"))
+        assert answer == {"batchItemFailures": []}
+    job = DynamoPrivacyStore(provisioned.outputs["TableName"]).job("ws_sample", "sample-redact-1")
+    assert job is not None and (job.stage, job.runs, job.archive.deliveries_removed) == (PrivacyStage.DONE, 1, 1)
+    left = client("s3").get_object(Bucket=bucket, Key="deliveries/2026/11/20/09/batch")["Body"].read()
+    assert [header.workspace_id for header, _ in unframe(left)] == ["ws_other"]

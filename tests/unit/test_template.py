@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.api import lint
+from crm.adapters.bigcommerce import TIMEOUT_SECONDS as BIGCOMMERCE_TIMEOUT_SECONDS
 from crm.config import Settings
 from crm.segments.exports import EXPORT_FILES_KEPT_DAYS, GIVE_UP_AFTER
 from crm_local.lambdas import load_handler
@@ -17,7 +19,8 @@ from crm_local.template import Stack
 from tests.builders import TEMPLATE
 
 FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction",
-             "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction", "ExportsFunction")
+             "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction", "ExportsFunction",
+             "PrivacyFunction")
 
 # What each function's code needs: the settings it reads, and the calls its adapters make.
 NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
@@ -27,10 +30,10 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
     "TrackFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "ARCHIVE_STREAM", "INGEST_QUEUE_URL"},
                       {("dynamodb:GetItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
                        ("sqs:SendMessage", "IngestQueue")}),
-    "ProfilesFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_DLQ_URL"},
+    "ProfilesFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_DLQ_URL", "PRIVACY_QUEUE_URL"},
                          {("dynamodb:GetItem", "Table"), ("dynamodb:BatchGetItem", "Table"),
                           ("dynamodb:PutItem", "Table"), ("s3:GetObject", "ArchiveBucket"),
-                          ("sqs:SendMessage", "IngestDeadLetterQueue")}),
+                          ("sqs:SendMessage", "IngestDeadLetterQueue"), ("sqs:SendMessage", "PrivacyQueue")}),
     "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
     "ApiFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "EXPORT_QUEUE_URL", "EXPORT_BUCKET"}, {
         *((f"dynamodb:{action}", "Table") for action in (
@@ -52,6 +55,11 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
         # CreateMultipartUpload, UploadPart and CompleteMultipartUpload are all authorised by s3:PutObject.
         ("s3:PutObject", "ExportsBucket"), ("s3:AbortMultipartUpload", "ExportsBucket"),
         ("s3:DeleteObject", "ExportsBucket")}),
+    "PrivacyFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "PRIVACY_QUEUE_URL"}, {
+        *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "Query", "Scan", "PutItem",
+                                                          "DeleteItem", "BatchWriteItem")),
+        *((f"s3:{action}", "ArchiveBucket") for action in ("ListBucket", "GetObject", "PutObject", "DeleteObject")),
+        ("sqs:SendMessage", "PrivacyQueue")}),
 }
 
 
@@ -61,7 +69,7 @@ def test_cfn_lint_passes() -> None:
 
 
 def test_cfn_lint_would_catch_a_broken_template() -> None:
-    broken = TEMPLATE.read_text().replace("VisibilityTimeout: 60", "VisibilityTimeout: 999999", 1)
+    broken = TEMPLATE.read_text().replace("VisibilityTimeout: 360", "VisibilityTimeout: 999999", 1)
     assert [m.rule.id for m in lint(broken, regions=["us-east-1"])] == ["E3034"]
 
 
@@ -91,6 +99,37 @@ def test_profiles_function_reads_the_ingest_queue_reporting_item_failures(stack:
     timeout = stack.resources["ProfilesFunction"]["Properties"]["Timeout"]
     assert queue["VisibilityTimeout"] >= 6 * timeout  # Lambda's guidance for SQS sources
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+
+
+def test_profiles_function_outlasts_a_record_that_waits_on_the_bigcommerce_api(stack: Stack) -> None:
+    timeout = stack.resources["ProfilesFunction"]["Properties"]["Timeout"]
+    assert timeout >= 4 * BIGCOMMERCE_TIMEOUT_SECONDS
+    assert stack.resources["IngestQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+    # The handler stops starting records early enough for the one started last to finish within the timeout,
+    # and still has time to start several.
+    load_handler(stack.code_paths["ProfilesFunction"], "app.handler", "ProfilesFunction")
+    reserve_ms = sys.modules["crm_function_ProfilesFunction"].RECORD_RESERVE_MS
+    assert BIGCOMMERCE_TIMEOUT_SECONDS * 1000 < reserve_ms <= timeout * 1000 / 2
+
+
+def test_privacy_function_carries_out_one_request_at_a_time_from_its_own_queue(stack: Stack) -> None:
+    [mapping] = _mappings(stack, "PrivacyFunction")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["PrivacyQueue", "Arn"]}
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    assert mapping["BatchSize"] == 1
+    function = stack.resources["PrivacyFunction"]["Properties"]
+    assert function["Timeout"] == 900
+    queue = stack.resources["PrivacyQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["PrivacyDeadLetterQueue", "Arn"]}
+    [alarm] = [r["Properties"] for r in stack.of_type("AWS::CloudWatch::Alarm").values()
+               if r["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["PrivacyDeadLetterQueue", "QueueName"]}]
+    assert alarm["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+    # The profiles function only hands requests over: it no longer writes to the archive.
+    profiles = _role(stack, "ProfilesFunction")
+    writes = {action for statement in _statements(profiles) for action in _listed(statement["Action"])
+              if action in ("s3:PutObject", "s3:DeleteObject", "s3:ListBucket")}
+    assert writes == set()
 
 
 def test_outbox_function_reads_the_table_stream_reporting_item_failures(stack: Stack) -> None:
@@ -213,7 +252,7 @@ def _names(resource: Any) -> set[str]:
     text = json.dumps(resource)
     return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
                               "OutboxDeadLetterQueue", "SegmentTasksQueue", "ExportsBucket", "ExportQueue",
-                              "ExportDeadLetterQueue")
+                              "ExportDeadLetterQueue", "PrivacyQueue")
             if f'"{name}"' in text or f"${{{name}." in text}
 
 

@@ -17,6 +17,7 @@ from crm.adapters.secrets import SecretsManagerVault
 from crm.config import settings
 from crm.models.currency import CurrencySettings
 from crm.models.exports import ExportJob, ExportStatus
+from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segments import (
     BUILTIN_PREFIX,
@@ -864,6 +865,16 @@ class DynamoPrivacyStore:
     def record(self, record: PrivacyRecord) -> None:
         client("dynamodb").put_item(TableName=self.table, Item=to_item(
             keys.privacy_request(record.workspace_id, record.request_id), "privacy_request", record))
+
+    def job(self, workspace_id: str, request_id: str) -> PrivacyJob | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.privacy_job(workspace_id,
+                                                                                                 request_id)),
+                                            ConsistentRead=True)
+        return PrivacyJob.model_validate(from_item(found["Item"])) if "Item" in found else None
+
+    def save_job(self, job: PrivacyJob) -> None:
+        client("dynamodb").put_item(TableName=self.table, Item=to_item(
+            keys.privacy_job(job.workspace_id, job.request_id), "privacy_job", job))
 
 
 class DynamoExportJobStore:

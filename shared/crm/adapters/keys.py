@@ -15,6 +15,7 @@ Access patterns:
 - platform customer account:                      WS#{ws}#CUSTOMER#{store_id}#{customer_id} / CUSTOMER
 - an activity event already applied:              WS#{ws}#EVENT#{store_id}#{sha256(event_id)} / EVENT
 - a privacy request carried out (no personal data): WS#{ws}#PRIVACY#{request_id} / PRIVACY
+- its job while it runs (progress, cursor; the shopper's terms until done): WS#{ws}#PRIVACY#{request_id} / JOB
 - the workspace's live profiles (a Scan, filtered): pk begins with WS#{ws}#PROFILE#, sk = PROFILE
 - segment definition and computed state:          WS#{ws}#SEGMENT#{segment_id} / SEGMENT
 - the workspace's segments, one item each:        WS#{ws}#SEGMENTS / {segment_id}
@@ -119,6 +120,10 @@ def event(workspace_id: str, store_id: str, event_id: str) -> Key:
 
 def privacy_request(workspace_id: str, request_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#PRIVACY#{request_id}", "sk": "PRIVACY"}
+
+
+def privacy_job(workspace_id: str, request_id: str) -> Key:
+    return {"pk": privacy_request(workspace_id, request_id)["pk"], "sk": "JOB"}
 
 
 def segment(workspace_id: str, segment_id: str) -> Key:

@@ -1,14 +1,19 @@
-"""Raw archive (Firehose + S3), SQS ingest queue + dead letters, SQS export queue, EventBridge publisher."""
+"""Raw archive (Firehose + S3), SQS ingest queue + dead letters, SQS export and privacy queues, EventBridge
+publisher."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from botocore.exceptions import ClientError
+
 from crm.adapters.clients import client
 from crm.config import settings
+from crm.models.canonical import ComplianceRequest
 from crm.models.events import EVENT_SOURCE, AnyDomainEvent
 from crm.models.exports import ExportMessage
 from crm.models.ingest import IngestEnvelope
+from crm.ports import ConcurrentUpdate
 
 # PutEvents takes at most 10 entries per request.
 _PUT_EVENTS_BATCH = 10
@@ -44,19 +49,32 @@ class S3ArchiveStore:
     def _bucket(self) -> str:
         return self.bucket or settings().require("archive_bucket")
 
-    def keys(self, prefixes: Iterable[str]) -> Iterator[str]:
+    def keys(self, prefixes: Iterable[str], start_after: str | None = None) -> Iterator[str]:
         paginator = client("s3").get_paginator("list_objects_v2")
+        after = {"StartAfter": start_after} if start_after else {}
         for prefix in prefixes:
-            for page in paginator.paginate(Bucket=self._bucket(), Prefix=prefix):
+            for page in paginator.paginate(Bucket=self._bucket(), Prefix=prefix, **after):
                 for obj in page.get("Contents", []):
                     yield str(obj["Key"])
 
     def get(self, key: str) -> bytes:
-        body: bytes = client("s3").get_object(Bucket=self._bucket(), Key=key)["Body"].read()
-        return body
+        return self.read(key)[0]
+
+    def read(self, key: str) -> tuple[bytes, str]:
+        answer = client("s3").get_object(Bucket=self._bucket(), Key=key)
+        body: bytes = answer["Body"].read()
+        return body, str(answer["ETag"])
 
     def put(self, key: str, data: bytes) -> None:
         client("s3").put_object(Bucket=self._bucket(), Key=key, Body=data)
+
+    def replace(self, key: str, data: bytes, version: str) -> None:
+        try:
+            client("s3").put_object(Bucket=self._bucket(), Key=key, Body=data, IfMatch=version)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise ConcurrentUpdate(f"archive object {key} changed since it was read") from None
+            raise
 
     def delete(self, key: str) -> None:
         client("s3").delete_object(Bucket=self._bucket(), Key=key)
@@ -90,6 +108,17 @@ class SqsExportQueue:
     def enqueue(self, message: ExportMessage) -> None:
         url = self.queue_url or settings().require("export_queue_url")
         client("sqs").send_message(QueueUrl=url, MessageBody=message.model_dump_json())
+
+
+class SqsPrivacyQueue:
+    """Privacy requests for the privacy function."""
+
+    def __init__(self, queue_url: str | None = None) -> None:
+        self.queue_url = queue_url
+
+    def enqueue(self, request: ComplianceRequest) -> None:
+        url = self.queue_url or settings().require("privacy_queue_url")
+        client("sqs").send_message(QueueUrl=url, MessageBody=request.model_dump_json())
 
 
 class EventBridgePublisher:
