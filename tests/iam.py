@@ -32,6 +32,7 @@ class Call:
     action: str  # as IAM names it: "dynamodb:PutItem"
     resource: str | None  # its ARN; None when this module does not know how to build it
     leading_keys: tuple[str, ...] = ()
+    s3_prefix: str | None = None  # a listing's Prefix (None: none given), for s3:prefix conditions
 
 
 def calling_function(frame: FrameType | None) -> str | None:
@@ -92,7 +93,9 @@ def calls(function: str, region: str, service: str, operation: str, params: dict
     if service == "s3":
         action = f"s3:{_S3_ACTIONS.get(operation, operation)}"
         bucket = f"arn:aws:s3:::{params['Bucket']}"
-        return [Call(function, action, bucket if action == "s3:ListBucket" else f"{bucket}/{params['Key']}")]
+        if action == "s3:ListBucket":
+            return [Call(function, action, bucket, s3_prefix=params.get("Prefix"))]
+        return [Call(function, action, f"{bucket}/{params['Key']}")]
     if service == "sqs":
         name = str(params["QueueUrl"]).rstrip("/").rsplit("/", 1)[-1]
         action = "sqs:SendMessage" if operation == "SendMessageBatch" else f"sqs:{operation}"
@@ -141,9 +144,11 @@ def allows(statement: dict[str, Any], call: Call) -> bool:
         return True
     [(operator, tests)] = condition.items()
     [(key, patterns)] = tests.items()
+    patterns = patterns if isinstance(patterns, list) else [patterns]
+    if (operator, key) == ("StringLike", "s3:prefix"):
+        return call.s3_prefix is not None and any(fnmatchcase(call.s3_prefix, p) for p in patterns)
     if (operator, key) != ("ForAllValues:StringLike", "dynamodb:LeadingKeys"):
         raise NotImplementedError(f"tests/iam.py does not evaluate {operator} {key}")
-    patterns = patterns if isinstance(patterns, list) else [patterns]
     return all(any(fnmatchcase(pk, p) for p in patterns) for pk in call.leading_keys)
 
 
