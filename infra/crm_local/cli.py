@@ -97,6 +97,13 @@ def _segments_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profiles_index(args: argparse.Namespace) -> int:
+    from crm_local.operations import index_profiles
+
+    print(json.dumps({"indexed": index_profiles(args.stack)}))
+    return 0
+
+
 def _aware(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -149,6 +156,12 @@ def parser() -> argparse.ArgumentParser:
                                           "workers carry it out); prints the run id of each workspace")
     run.add_argument("--workspace", help="only this workspace")
     run.set_defaults(run=_segments_run)
+
+    profiles = commands.add_parser("profiles", help="profiles").add_subparsers(dest="profiles_command",
+                                                                              required=True)
+    profiles.add_parser("index", help="add the workspace index's attributes to profiles written before it "
+                                      "(once after upgrading; idempotent); prints how many").set_defaults(
+        run=_profiles_index)
 
     replay = commands.add_parser("replay", help="send archived deliveries through ingestion again (idempotent)")
     replay.add_argument("--store", help="only this store_id")
