@@ -161,8 +161,7 @@ def preview_segment() -> dict[str, Any]:
     workspace_id = _workspace()
     document = _document()
     with _Errors():
-        return service.preview(wiring.segment_store(), wiring.segment_runs(), workspace_id, document, utc_now(),
-                               utc_now)
+        return service.preview(wiring.segment_store(), wiring.segment_runs(), workspace_id, document, utc_now())
 
 
 # A literal path beside /segments/{segment_id}: API Gateway and chalice's local router both prefer the

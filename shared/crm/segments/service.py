@@ -11,10 +11,10 @@ import base64
 import binascii
 import json
 import secrets
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from crm.clock import Clock, utc_now
 from crm.models.segments import SegmentRecord
 from crm.ports import ConcurrentUpdate, ProfileRepository, SegmentRuns, SegmentStore
 from crm.segments.builtin import BUILTINS, BY_ID
@@ -156,7 +156,7 @@ DRAFT_ID = "draft"
 
 
 def preview(store: SegmentStore, runs: SegmentRuns, workspace_id: str, document: SegmentDocument,
-            now: datetime, clock: Callable[[], datetime], most_profiles: int = PREVIEW_MOST_PROFILES,
+            now: datetime, clock: Clock = utc_now, most_profiles: int = PREVIEW_MOST_PROFILES,
             time_limit: timedelta = PREVIEW_TIME) -> dict[str, Any]:
     """A draft's size and a sample of its members, evaluated at ``now``, nothing saved.
 
