@@ -25,9 +25,9 @@ class Settings(BaseModel):
     export_max_receives: int = Field(default=3, alias="EXPORT_MAX_RECEIVES")
     segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
     # How many profiles (items of the workspace index) one worker of a segment recomputation reads (a Lambda
-    # does about a million profiles in 100 s of CPU; reading 100,000 takes 2,000 BatchGetItem calls): the
-    # run fans out over ceil(indexed profiles / this) shares of the index's buckets.
-    segment_items_per_share: int = Field(default=100_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
+    # evaluates a few thousand profiles a second; reading 50,000 takes 1,000 BatchGetItem calls): the run
+    # fans out over ceil(indexed profiles / this) shares of the index's buckets.
+    segment_items_per_share: int = Field(default=50_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
 
     def require(self, name: str) -> str:
