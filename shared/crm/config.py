@@ -24,10 +24,10 @@ class Settings(BaseModel):
     # The export queue's maxReceiveCount: the worker records a job as failed on its last attempt.
     export_max_receives: int = Field(default=3, alias="EXPORT_MAX_RECEIVES")
     segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
-    # How many profiles (items of the workspace index) one worker of a segment recomputation reads (a Lambda
-    # evaluates a few thousand profiles a second; reading 50,000 takes 1,000 BatchGetItem calls): the run
-    # fans out over ceil(indexed profiles / this) shares of the index's buckets.
-    segment_items_per_share: int = Field(default=50_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
+    # How many profiles (items of the workspace index) one worker of a segment recomputation reads: about as
+    # many as when a worker scanned 500,000 table items (~21 a profile), well inside Lambda's 900 s on
+    # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).
+    segment_items_per_share: int = Field(default=25_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
 
     def require(self, name: str) -> str:
