@@ -30,12 +30,12 @@ from decimal import Decimal
 from typing import Any
 
 from crm.adapters import clients, keys
-from crm.adapters.dynamodb import DynamoSegmentStore, to_item
+from crm.adapters.dynamodb import DynamoSegmentStore, _profile_with_segments, to_item
 from crm.adapters.segment_runs import DynamoSegmentRuns
 from crm.config import Settings
 from crm.models.profile import Activity, Profile, TimelineEntry
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
-from crm.models.segments import SegmentRecord
+from crm.models.segments import HeldSegments, SegmentRecord
 from crm.segments import runs
 from crm.segments.builtin import PopulationStats
 from crm.segments.membership import memberships_of
@@ -52,6 +52,7 @@ from ingest_path import (
     harness,
     item_size,
     ratio,
+    read_units,
     requests_in,
     set_up,
     table,
@@ -83,7 +84,8 @@ CHURN = 0.05  # the share of profiles that change between the first and the seco
 REFRESHED = 200
 REFRESH_BATCH = 1  # ~1.3 profile writes a second and a 1 s batching window: stream batches of about one
 TARGETS = (100_000, 1_000_000)
-REFERENCE_PROFILES = 100_000  # DESIGN.md's reference store
+REFERENCE_PROFILES = 100_000
+OTHER_WORKSPACE = "ws-other"  # DESIGN.md's reference store
 # Profile writes a month at the reference store (each is a stream record the refresh reads); duplicate
 # deliveries write nothing.
 PROFILE_WRITES = sum(n for kind, n in MONTHLY_MIX.items() if kind != DUPLICATE)
@@ -308,6 +310,8 @@ class Ledger:
         params = context.get("ledger_params", {})
         if model.name == "Scan":
             self._scan(params, parsed)
+        elif model.name in ("Query", "BatchGetItem"):
+            self._workspace_read(model.name, params, parsed)
         writes = context.get("ledger_writes") or []
         if writes:
             self._written(model.name, writes, failed="Error" in parsed)
@@ -322,6 +326,30 @@ class Ledger:
         self._add(("unit", "rru"), units)
         self._add(("scan", "rru"), units)
         self._add(("scan", "bytes"), scanned)
+        self._read(units, scanned)
+
+    def _read(self, units: float, read: int) -> None:
+        """What reading the workspace's profiles cost, whichever way (a Scan, or the index and BatchGetItem)."""
+        self._add(("read", "rru"), units)
+        self._add(("read", "bytes"), read)
+        self._add(("read", "requests"), 1)
+
+    def _workspace_read(self, operation: str, params: Item, parsed: Item) -> None:
+        """The index's Queries and the BatchGetItem calls of profiles and their sets, priced as the meter prices
+        them (which adds them to the RRU already): a Query by what it returned, a key by its own item."""
+        if operation == "Query":
+            if params.get("IndexName"):
+                read = sum(item_size(i) for i in parsed.get("Items", []))
+                self._read(read_units(read, bool(params.get("ConsistentRead"))), read)
+            return
+        for table_name, request in params["RequestItems"].items():
+            if not all(k["sk"]["S"] in (keys.PROFILE_SK, keys.PROFILE_SEGMENTS_SK) for k in request["Keys"]):
+                return
+            returned = {_key_of(i): item_size(i) for i in parsed.get("Responses", {}).get(table_name, [])}
+            unprocessed = parsed.get("UnprocessedKeys", {}).get(table_name, {}).get("Keys", [])
+            wanted = [_key_of(k) for k in request["Keys"] if k not in unprocessed]
+            self._read(sum(read_units(returned.get(k, 0), bool(request.get("ConsistentRead"))) for k in wanted),
+                       sum(returned.values()))
 
     def _written(self, operation: str, writes: list[tuple[Write, int]], failed: bool) -> None:
         factor = 2 if operation == "TransactWriteItems" else 1
@@ -399,7 +427,13 @@ class Workspace:
     segment_ids: list[str]
 
 
-def populate(table_name: str, n: int, timeline: int | None) -> Workspace:
+def _profile_item(profile: Profile) -> Item:
+    """The profile as DynamoProfileRepository.commit writes it (with the workspace index's attributes)."""
+    ws, pid = profile.workspace_id, profile.profile_id
+    return to_item(keys.profile(ws, pid), "profile", profile, **keys.workspace_index(ws, pid))
+
+
+def populate(table_name: str, n: int, timeline: int | None, workspace_id: str = WORKSPACE) -> Workspace:
     profiles: dict[str, Profile] = {}
     entries = 0
 
@@ -407,12 +441,13 @@ def populate(table_name: str, n: int, timeline: int | None) -> Workspace:
         nonlocal entries
         for shoppers in chunks(n):
             for shopper in shoppers:
-                profile = shopper.profile
+                profile = shopper.profile.model_copy(update={"workspace_id": workspace_id})
                 profiles[profile.profile_id] = profile
-                yield to_item(keys.profile(WORKSPACE, profile.profile_id), "profile", profile)
+                yield _profile_item(profile)
                 for entry in _timeline(profile, shopper.orders, shopper.events, timeline):
                     entries += 1
-                    yield to_item(keys.timeline(WORKSPACE, profile.profile_id, entry.sort_key), "timeline", entry)
+                    entry = entry.model_copy(update={"workspace_id": workspace_id})
+                    yield to_item(keys.timeline(workspace_id, profile.profile_id, entry.sort_key), "timeline", entry)
 
     batch_write(table_name, items())
     return Workspace(profiles, entries, [])
@@ -479,7 +514,7 @@ def change_profiles(table_name: str, workspace: Workspace, profile_ids: Sequence
     updated = [changed(workspace.profiles[pid], rng, at + timedelta(seconds=i)) for i, pid in enumerate(profile_ids)]
     for profile in updated:
         workspace.profiles[profile.profile_id] = profile
-    batch_write(table_name, (to_item(keys.profile(WORKSPACE, p.profile_id), "profile", p) for p in updated))
+    batch_write(table_name, (_profile_item(p) for p in updated))
     return updated
 
 
@@ -645,10 +680,48 @@ def measure_baseline(rig: Rig, baseline: RewriteAll, label: str, profiles: Itera
     mark, started = meter.mark(), time.perf_counter()
     sizes = baseline.run(rig, profiles, ours.run)
     seconds, counts = time.perf_counter() - started, meter.since(mark)
-    scans: Counts = {k: v for k, v in ours.counts.items() if k in (("req", "dynamodb", "Scan"), ("scan", "rru"),
-                                                                    ("scan", "bytes"))}
-    counts = add(counts, scans, {("unit", "rru"): ours.get("scan", "rru")})
+    reads: Counts = {k: v for k, v in ours.counts.items() if k[0] in ("read", "scan")}
+    counts = add(counts, reads, {("unit", "rru"): ours.get("read", "rru"),
+                                 ("req", "dynamodb", "workspace reads"): ours.get("read", "requests")})
     return Measured(label, counts, seconds, ours.profiles), sizes
+
+
+class ScanningSegmentStore(DynamoSegmentStore):
+    """BASELINE (bench only): how runs and previews read a workspace before the workspace index, a share of a
+    parallel Scan of the whole table filtered to the workspace's profiles and their sets. Every item of the
+    table is read (and billed) by some share, whatever its workspace or entity, then filtered out."""
+
+    def profiles_with_segments(self, workspace_id: str, share: int = 0,
+                               shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(pk, :prefix) AND (sk = :profile OR sk = :segments)",
+            "ExpressionAttributeValues": {":prefix": {"S": keys.profile_prefix(workspace_id)},
+                                          ":profile": {"S": keys.PROFILE_SK},
+                                          ":segments": {"S": keys.PROFILE_SEGMENTS_SK}},
+        }
+        if shares > 1:
+            request.update(Segment=share, TotalSegments=shares)
+        partition: list[Item] = []
+        while True:
+            answer = clients.client("dynamodb").scan(**request)
+            for item in answer.get("Items", []):
+                if partition and partition[0]["pk"] != item["pk"]:
+                    yield from _profile_with_segments(partition)
+                    partition = []
+                partition.append(item)
+            if "LastEvaluatedKey" not in answer:
+                break
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        yield from _profile_with_segments(partition)
+
+
+def measure_read(rig: Rig, store: DynamoSegmentStore, label: str, shares: int) -> Measured:
+    """One pass over the workspace's profiles and their sets, every share, as each phase of a run reads them."""
+    meter = rig.bench.meter
+    mark, started = meter.mark(), time.perf_counter()
+    profiles = sum(1 for share in range(shares) for _ in store.profiles_with_segments(WORKSPACE, share, shares))
+    return Measured(label, meter.since(mark), time.perf_counter() - started, profiles)
 
 
 # --- Checks ---------------------------------------------------------------------------------------------------
@@ -735,7 +808,7 @@ class Scaled:
     profiles: int
     items: int
     shares: int
-    scan_rru: float
+    read_rru: float
     wru_daily: float
     wru_first: float
     wru_baseline: float
@@ -755,7 +828,7 @@ class Scaled:
 
     def daily(self, wru: float) -> float:
         s3 = self.s3_requests / 2 * (PRICES["s3_put"][1] + PRICES["s3_get"][1]) / 1e6
-        return (self.scan_rru * PRICES["rru"][1] + wru * PRICES["wru"][1]) / 1e6 + self.lambda_daily + self.sqs + s3
+        return (self.read_rru * PRICES["rru"][1] + wru * PRICES["wru"][1]) / 1e6 + self.lambda_daily + self.sqs + s3
 
 
 def scale(target: int, n_profiles: int, first: Measured, daily: Measured, baseline: Measured,
@@ -768,8 +841,8 @@ def scale(target: int, n_profiles: int, first: Measured, daily: Measured, baseli
 
     items = round(items_per_profile * target)
     s3 = sum(v for k, v in daily.counts.items() if k[:2] == ("req", "s3")) / SHARES
-    shares = runs.shares_for(items, ITEMS_PER_SHARE)
-    return Scaled(target, items, shares, per(daily.get("scan", "rru")), wru(daily), wru(first),
+    shares = runs.shares_for(target, ITEMS_PER_SHARE)
+    return Scaled(target, items, shares, per(daily.get("read", "rru")), wru(daily), wru(first),
                   per(baseline.get("unit", "wru_sized")), per(daily.lambda_seconds), per(first.lambda_seconds),
                   s3 * shares, per(first.get("req", "dynamodb", "TransactWriteItems")))
 
@@ -777,12 +850,12 @@ def scale(target: int, n_profiles: int, first: Measured, daily: Measured, baseli
 def print_scaled(scaled: Sequence[Scaled]) -> None:
     rows = []
     for s in scaled:
-        rows.append([f"{s.profiles:,}", f"{s.items:,}", str(s.shares), n(s.scan_rru), n(s.wru_daily), n(s.wru_first),
+        rows.append([f"{s.profiles:,}", f"{s.items:,}", str(s.shares), n(s.read_rru), n(s.wru_daily), n(s.wru_first),
                      n(s.wru_baseline), f"{s.task_seconds_daily / s.shares:,.0f}",
                      f"{s.task_seconds_first / s.shares:,.0f}", n(s.transactions_first / s.shares),
                      f"${s.daily(s.wru_daily):.3f}",
                      f"${s.daily(s.wru_baseline):.3f}"])
-    print(table(["profiles", "table items", "shares", "Scan RRU", "WRU daily", "WRU first run", "WRU baseline",
+    print(table(["profiles", "table items", "shares", "read RRU", "WRU daily", "WRU first run", "WRU baseline",
                  "s/share daily", "s/share first", "transactions/share, first", "$ daily run", "$ baseline run"], rows))
     over = [s for s in scaled if max(s.task_seconds_daily, s.task_seconds_first) / s.shares > LAMBDA_LIMIT_S]
     for s in over:
@@ -802,12 +875,12 @@ def monthly(s: Scaled, refresh: Refresh) -> list[tuple[str, float, str]]:
     writes = PROFILE_WRITES * s.profiles / REFERENCE_PROFILES
     invocations = writes / REFRESH_BATCH
     return [
-        ("daily runs: DynamoDB Scan RRU", RUNS_PER_MONTH * s.scan_rru * PRICES["rru"][1] / 1e6,
-         f"{RUNS_PER_MONTH} x {n(s.scan_rru)}"),
+        ("daily runs: DynamoDB read RRU", RUNS_PER_MONTH * s.read_rru * PRICES["rru"][1] / 1e6,
+         f"{RUNS_PER_MONTH} x {n(s.read_rru)}"),
         ("daily runs: DynamoDB WRU", RUNS_PER_MONTH * s.wru_daily * PRICES["wru"][1] / 1e6,
          f"{RUNS_PER_MONTH} x {n(s.wru_daily)}"),
         ("daily runs: Lambda, SQS, S3", RUNS_PER_MONTH * (s.daily(s.wru_daily) - (
-            s.scan_rru * PRICES["rru"][1] + s.wru_daily * PRICES["wru"][1]) / 1e6),
+            s.read_rru * PRICES["rru"][1] + s.wru_daily * PRICES["wru"][1]) / 1e6),
          f"{2 * s.shares} tasks a run, {s.task_seconds_daily:,.0f} s at {TASK_GB * 1024:.0f} MB"),
         ("refresh: DynamoDB RRU", writes * refresh.rru * PRICES["rru"][1] / 1e6,
          f"{writes / 1e6:.2f}M profile writes x {refresh.rru:.2f}"),
@@ -848,6 +921,7 @@ class Results:
     bytes_before: int
     items_after: int
     problems: list[str]
+    reads: list[Measured] = field(default_factory=list)
 
 
 def _compare(label: str, baseline: dict[str, int], rig: Rig) -> list[str]:
@@ -859,6 +933,8 @@ def _compare(label: str, baseline: dict[str, int], rig: Rig) -> list[str]:
 def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     profiles, shares = args.profiles, args.shares
     workspace = populate(rig.table_name, profiles, args.timeline)
+    if args.other_profiles:  # another tenant in the same table: the Scan reads it, the index does not
+        populate(rig.table_name, args.other_profiles, args.timeline, OTHER_WORKSPACE)
     workspace.segment_ids = sorted(runs.load_rules(rig.store, WORKSPACE, NOW, PopulationStats()).segment_ids
                                    | set(create_segments(rig.store)))
     stored = rig.ledger.stored(rig.table_name)
@@ -870,6 +946,10 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     problems = check_run(first, shares) + check_state(rig, workspace.segment_ids, first.label)
     baseline_first, sizes = measure_baseline(rig, baseline, "baseline 1", workspace.profiles.values(), first)
     problems += _compare(baseline_first.label, sizes, rig)
+    # The same read both ways, on the same table: the workspace index (ours) and a Scan (before it).
+    reads = [measure_read(rig, rig.store, "index", shares),
+             measure_read(rig, ScanningSegmentStore(rig.table_name), "Scan (before)", shares)]
+    problems += [f"{m.label} read {m.profiles} profiles, not {profiles}" for m in reads if m.profiles != profiles]
 
     ids = sorted(workspace.profiles)
     chosen = rng.sample(ids, round(profiles * args.churn_percent / 100))
@@ -895,7 +975,7 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     refresh = measure_refresh(rig, "refresh", updated, at, args.refresh_batch)
     problems += check_state(rig, workspace.segment_ids, refresh.label)
     return Results(args, workspace, first, daily, quiet, refresh, baseline_first, baseline_daily, rules, chosen,
-                   items_before, bytes_before, stored.count(), problems)
+                   items_before, bytes_before, stored.count(), problems, reads)
 
 
 def print_report(r: Results, seconds: float) -> None:
@@ -939,10 +1019,24 @@ def print_report(r: Results, seconds: float) -> None:
         print(f"  ours/baseline, {label}: WRU sized {wru}, "
               f"requests {ratio(requests_in(ours.counts), requests_in(base.counts))}, "
               f"RRU {ratio(ours.get('unit', 'rru'), base.get('unit', 'rru'))}")
+    print_reads(r)
     print("\n2. Write units by the item written, per membership change and per profile moved")
     print_breakdown([r.first, r.daily, r.refresh])
     print_extrapolation(r)
     print(f"\n(segment runs bench ran in {seconds:.0f} s)")
+
+
+def print_reads(r: Results) -> None:
+    other = f" beside {r.args.other_profiles:,} profiles of another workspace" if r.args.other_profiles else ""
+    print(f"\n1b. Reading the workspace's profiles and their sets once (each phase of a run does; all {r.args.shares} "
+          f"shares), table of {r.items_before:,} items{other}: the workspace index (ours) and the Scan it replaced")
+    rows = [[m.label, n(m.profiles), n(m.get("read", "requests")), n(m.get("read", "rru"), 1),
+             n(m.get("read", "bytes") / KB), _per(m.get("read", "rru"), m.profiles, 3),
+             _per(m.get("read", "bytes"), m.profiles, 0)] for m in r.reads]
+    print(table(["read by", "profiles", "requests", "RRU", "KB read", "RRU a profile", "B read a profile"], rows))
+    if len(r.reads) == 2:
+        print(f"  index/Scan: RRU {ratio(r.reads[0].get('read', 'rru'), r.reads[1].get('read', 'rru'))}, "
+              f"bytes read {ratio(r.reads[0].get('read', 'bytes'), r.reads[1].get('read', 'bytes'))}")
 
 
 def print_extrapolation(r: Results) -> None:
@@ -972,6 +1066,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="profiles changed between run 1 and run 2")
     parser.add_argument("--refreshed", type=int, default=REFRESHED, help="profiles changed for runs.refresh")
     parser.add_argument("--refresh-batch", type=int, default=REFRESH_BATCH, help="stream records per invocation")
+    parser.add_argument("--other-profiles", type=int, default=0,
+                        help="profiles of another workspace in the same table (read by a Scan, not by the index)")
     parser.add_argument("--timeline", type=int, default=None,
                         help="timeline items per profile (default: one per order and event of the shopper)")
     args = parser.parse_args(argv)

@@ -375,7 +375,7 @@ class FakeSegmentRuns:
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, PopulationStats] = {}
 
-    def table_items(self) -> int:
+    def indexed_profiles(self) -> int:
         return self.items
 
     def start(self, run: SegmentRun, stale_before: datetime) -> SegmentRun:

@@ -318,7 +318,7 @@ def replace_currency_settings() -> Response:
         request = reporting.parse_settings(app.current_request.raw_body or b"")
     except reporting.CurrencySettingsInvalid as error:
         raise BadRequestError(str(error)) from None
-    shares = runs.shares_for(wiring.segment_runs().table_items(), settings().segment_items_per_share)
+    shares = runs.shares_for(wiring.segment_runs().indexed_profiles(), settings().segment_items_per_share)
     try:
         held, job = reporting.replace_settings(wiring.currency_store(), wiring.currency_tasks(), workspace_id,
                                                request, utc_now(), shares)

@@ -151,6 +151,13 @@ def _privacy_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profiles_index(args: argparse.Namespace) -> int:
+    from crm_local.operations import index_profiles
+
+    print(json.dumps({"indexed": index_profiles(args.stack)}))
+    return 0
+
+
 def _aware(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -240,6 +247,12 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--request", required=True,
                         help="the request id (Shopify: the data request id, else the webhook delivery id)")
     status.set_defaults(run=_privacy_status)
+
+    profiles = commands.add_parser("profiles", help="profiles").add_subparsers(dest="profiles_command",
+                                                                              required=True)
+    profiles.add_parser("index", help="add the workspace index's attributes to profiles written before it "
+                                      "(once after upgrading; idempotent); prints how many").set_defaults(
+        run=_profiles_index)
 
     replay = commands.add_parser("replay", help="send archived deliveries through ingestion again (idempotent)")
     replay.add_argument("--store", help="only this store_id")

@@ -173,6 +173,13 @@ def import_file(stack_name: str, platform: str, domain: str, kind: ExportKind, p
                          archive=FirehoseS3Archive(bucket=outputs["ArchiveBucketName"]))
 
 
+def index_profiles(stack_name: str) -> int:
+    """Give profiles written before the workspace index its attributes (docs/workspace-reads.md); how many."""
+    from crm.adapters.workspace_index import backfill
+
+    return backfill(stack_outputs(stack_name)["TableName"])
+
+
 def start_segment_runs(stack_name: str, workspace_id: str | None = None) -> dict[str, str]:
     """Recompute segments now, as the daily schedule does: a run per workspace (or just ``workspace_id``),
     carried out by the stack's task workers. Workspace id -> run id (an active run is answered as it is)."""

@@ -26,9 +26,10 @@ class Settings(BaseModel):
     export_max_receives: int = Field(default=3, alias="EXPORT_MAX_RECEIVES")
     privacy_queue_url: str | None = Field(default=None, alias="PRIVACY_QUEUE_URL")
     segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
-    # How many table items one worker of a segment recomputation scans (a Lambda does about a million
-    # profiles in 100 s of CPU): the run fans out over ceil(items / this) parallel-scan shares.
-    segment_items_per_share: int = Field(default=500_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
+    # How many profiles (items of the workspace index) one worker of a segment recomputation reads: about as
+    # many as when a worker scanned 500,000 table items (~21 a profile), well inside Lambda's 900 s on
+    # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).
+    segment_items_per_share: int = Field(default=25_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
 
     def require(self, name: str) -> str:

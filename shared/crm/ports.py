@@ -267,10 +267,12 @@ class ProfileRepository(Protocol):
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None: ...
 
     def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
-        """Every live (not merged) profile of the workspace, a page at a time, in no particular order.
+        """Every live (not merged) profile of the workspace, a page at a time, in no particular order, read
+        from the workspace's own index (no other workspace's item, no timeline, order or member item).
 
-        ``segment`` of ``total_segments``: one share of a parallel scan, so a caller can fan out; the
-        shares of 0..total_segments-1 together hold each profile exactly once.
+        ``segment`` of ``total_segments``: one share of the workspace, so a caller can fan out (as segment
+        runs do); the shares of 0..total_segments-1 together hold each profile exactly once, each an even
+        random part of the workspace.
         """
         ...
 
@@ -321,8 +323,9 @@ class SegmentStore(Protocol):
 
     def profiles_with_segments(self, workspace_id: str, share: int = 0,
                                shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
-        """Every profile of one share of a parallel scan (merged ones too) with the segments it is in;
-        the shares 0..shares-1 together hold each profile once."""
+        """Every profile of one share of the workspace (merged ones too) with the segments it is in, read
+        as workspace_profiles reads; the shares 0..shares-1 together hold each profile once, and each share
+        is an even, random part of the workspace (so the first shares of a bounded read are a fair sample)."""
         ...
 
     def apply_membership(self, change: MembershipChange) -> None:
@@ -338,8 +341,8 @@ class SegmentStore(Protocol):
 class SegmentRuns(Protocol):
     """Recomputation runs: their progress, each share's population sketch, and the workspace's statistics."""
 
-    def table_items(self) -> int:
-        """About how many items a full scan reads (to size the fan-out)."""
+    def indexed_profiles(self) -> int:
+        """About how many profiles the workspace index holds, every workspace's (to size the fan-out)."""
         ...
 
     def start(self, run: SegmentRun, stale_before: datetime) -> SegmentRun:

@@ -134,7 +134,8 @@ def test_builtins_cannot_be_replaced_or_deleted(world: World) -> None:
 def test_preview_saves_nothing(world: World) -> None:
     response = world.call("post", "/segments/preview", body=BUYERS)
     assert response.status_code == 200
-    assert response.json_body == {"size": 5, "sample": ["pa1", "pa2", "pa3", "pa4", "pa5"]}
+    assert response.json_body == {"size": 5, "sample": ["pa1", "pa2", "pa3", "pa4", "pa5"], "complete": True,
+                                  "profiles_read": 7, "fraction_read": 1.0}
     assert [s for s in world.call("get", "/segments").json_body["segments"] if not s["builtin"]] == []
 
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from crm.adapters import keys
 from crm.ingestion import apply_event
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.profile import Profile
@@ -168,9 +169,11 @@ def test_one_run_at_a_time_per_workspace_and_a_stale_one_is_replaced() -> None:
     assert late.run_id != first.run_id
 
 
-def test_shares_scale_with_the_table() -> None:
-    assert [runs.shares_for(n, 500_000) for n in (0, 1, 500_000, 500_001, 40_000_000, 10**10)] == [1, 1, 1, 2, 80,
-                                                                                                   256]
+def test_shares_scale_with_the_index_up_to_its_buckets() -> None:
+    assert [runs.shares_for(n, 100_000) for n in (0, 1, 100_000, 100_001, 3_000_000, 10**10)] == [1, 1, 1, 2, 30,
+                                                                                                  32]
+    # A share reads whole buckets of the workspace index: there are never more shares than buckets.
+    assert runs.MOST_SHARES <= keys.WORKSPACE_BUCKETS
 
 
 # --- the incremental path ------------------------------------------------------------------------

@@ -188,18 +188,44 @@ def test_event_conditions_use_the_profile_counts(store: FakeSegmentStore, repo: 
     shopper(repo, "p2", activity_counts={"product_viewed": 2})
     draft = doc({"event": "product_viewed", "op": "at_least", "count": 3})
     runs = FakeSegmentRuns()
-    assert service.preview(store, runs, WS, draft, NOW) == {"size": 1, "sample": ["p1"]}
+    whole = {"complete": True, "fraction_read": 1.0}
+    assert service.preview(store, runs, WS, draft, NOW, lambda: NOW) == {
+        "size": 1, "sample": ["p1"], "profiles_read": 2, **whole}
     orders = doc({"event": "order_placed", "op": "exactly", "count": 2})
     shopper(repo, "p3", 2)
-    assert service.preview(store, runs, WS, orders, NOW) == {"size": 1, "sample": ["p3"]}
+    assert service.preview(store, runs, WS, orders, NOW, lambda: NOW) == {
+        "size": 1, "sample": ["p3"], "profiles_read": 3, **whole}
 
 
 def test_preview_samples_at_most_20_and_saves_nothing(store: FakeSegmentStore, repo: FakeProfileRepository) -> None:
     for index in range(25):
         shopper(repo, f"p{index:02d}", 1)
-    found = service.preview(store, FakeSegmentRuns(), WS, doc(BUYERS), NOW)
-    assert found["size"] == 25 and len(found["sample"]) == 20
+    found = service.preview(store, FakeSegmentRuns(), WS, doc(BUYERS), NOW, lambda: NOW)
+    assert found["size"] == 25 and len(found["sample"]) == 20 and found["complete"]
     assert store.records == {} and store.memberships == {}
+
+
+def test_a_preview_of_a_large_workspace_stops_at_its_profile_bound_and_says_it_estimated(
+        store: FakeSegmentStore, repo: FakeProfileRepository) -> None:
+    for index in range(400):
+        shopper(repo, f"p{index:03d}", index % 2)  # every other profile a buyer
+    found = service.preview(store, FakeSegmentRuns(), WS, doc(BUYERS), NOW, lambda: NOW, most_profiles=100)
+    assert found["complete"] is False and found["profiles_read"] == 100
+    assert 0 < found["fraction_read"] < 1
+    # Scaled from the parts read whole (each an even, random part): near the 200 buyers, not the ~50 seen.
+    assert 120 <= found["size"] <= 280
+    everything = service.preview(store, FakeSegmentRuns(), WS, doc(BUYERS), NOW, lambda: NOW)
+    assert everything == {**everything, "size": 200, "complete": True, "profiles_read": 400, "fraction_read": 1.0}
+
+
+def test_a_preview_stops_at_its_time_bound(store: FakeSegmentStore, repo: FakeProfileRepository) -> None:
+    for index in range(100):
+        shopper(repo, f"p{index:03d}", 1)
+    ticks = iter(NOW + timedelta(seconds=s) for s in range(10_000))
+    found = service.preview(store, FakeSegmentRuns(), WS, doc(BUYERS), NOW, lambda: next(ticks),
+                            time_limit=timedelta(seconds=30))
+    assert found["complete"] is False and 0 < found["profiles_read"] < 30
+    assert found["size"] >= found["profiles_read"] * found["fraction_read"]
 
 
 def test_scan_shares_hold_every_profile_once(repo: FakeProfileRepository) -> None:

@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.adapters.secrets import SecretsManagerVault
+from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
+from crm.adapters.workspace_index import partition_items, profile_partitions
 from crm.config import settings
 from crm.models.currency import CurrencySettings
 from crm.models.exports import ExportJob, ExportStatus
@@ -292,22 +294,17 @@ def plain_item(values: dict[str, Any]) -> Item:
 class DynamoProfileRepository:
     """Profiles, identities, orders, customer accounts, timelines; every write is guarded by what was read."""
 
-    def __init__(self, table_name: str | None = None) -> None:
+    def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.table = table_name or settings().table_name
+        self.backoff = backoff
 
     def _batch_get(self, wanted: list[keys.Key]) -> dict[str, Item]:
-        """Items by pk, read consistently (retrying what DynamoDB leaves unprocessed, 100 keys a request)."""
+        """Items by pk, read consistently (what DynamoDB leaves unprocessed is asked again after a backoff)."""
         found: dict[str, Item] = {}
         unique = list({k["pk"]: k for k in wanted}.values())
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {self.table: {"Keys": [wire_key(k) for k in unique[start:start + 100]],
-                                                    "ConsistentRead": True}}
-            while request:
-                answer = client("dynamodb").batch_get_item(RequestItems=request)
-                for item in answer["Responses"].get(self.table, []):
-                    plain = from_item(item)
-                    found[plain["pk"]] = plain
-                request = answer.get("UnprocessedKeys") or {}
+        for item in batch_get(self.table, [wire_key(k) for k in unique], consistent=True, backoff=self.backoff):
+            plain = from_item(item)
+            found[plain["pk"]] = plain
         return found
 
     def _live_profiles(self, workspace_id: str, profile_ids: set[str]) -> dict[str, Profile]:
@@ -378,7 +375,8 @@ class DynamoProfileRepository:
         ws = change.workspace_id
         writes: list[dict[str, Any]] = []
         for profile, revision in change.profiles:
-            writes.append(self._guarded_put(to_item(keys.profile(ws, profile.profile_id), "profile", profile),
+            writes.append(self._guarded_put(to_item(keys.profile(ws, profile.profile_id), "profile", profile,
+                                                    **keys.workspace_index(ws, profile.profile_id)),
                                             "revision", revision))
         if change.order is not None:
             record, version = change.order
@@ -404,7 +402,7 @@ class DynamoProfileRepository:
         if not writes:
             return
         try:
-            client("dynamodb").transact_write_items(TransactItems=writes)
+            transact_write(writes, self.backoff)
         except ClientError as error:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
                 raise ConcurrentUpdate(str(error)) from None
@@ -450,22 +448,12 @@ class DynamoProfileRepository:
 
 
     def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
-        """A filtered Scan: the table has no index by workspace, and a full pass reads every profile anyway."""
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": "begins_with(pk, :prefix) AND sk = :sk AND attribute_not_exists(merged_into)",
-            "ExpressionAttributeValues": {":prefix": {"S": keys.profile_prefix(workspace_id)},
-                                          ":sk": {"S": keys.PROFILE_SK}},
-        }
-        if total_segments > 1:
-            request.update(Segment=segment, TotalSegments=total_segments)
-        while True:
-            answer = client("dynamodb").scan(**request)
-            for item in answer.get("Items", []):
-                yield Profile.model_validate(from_item(item))
-            if "LastEvaluatedKey" not in answer:
-                return
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        """Through the workspace index (crm.adapters.workspace_index): this workspace's profile items only."""
+        partitions = profile_partitions(self.table, workspace_id, segment, total_segments)
+        for (item,) in partition_items(self.table, partitions, (keys.PROFILE_SK,), self.backoff):
+            profile = Profile.model_validate(from_item(item))
+            if profile.merged_into is None:
+                yield profile
 
     def profiles_by_id(self, workspace_id: str, profile_ids: Sequence[str]) -> dict[str, Profile]:
         found = self._batch_get([keys.profile(workspace_id, pid) for pid in profile_ids])
@@ -473,20 +461,17 @@ class DynamoProfileRepository:
         return {p.profile_id: p for p in held if p.merged_into is None}
 
 
-def _write_batches(table: str, requests: list[dict[str, Any]]) -> None:
-    """BatchWriteItem, 25 a request, until DynamoDB has processed every one."""
-    for start in range(0, len(requests), 25):
-        pending: dict[str, Any] = {table: requests[start:start + 25]}
-        while pending:
-            answer = client("dynamodb").batch_write_item(RequestItems=pending)
-            pending = answer.get("UnprocessedItems") or {}
+def _write_batches(table: str, requests: list[dict[str, Any]], backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    """BatchWriteItem, 25 a request, until DynamoDB has processed every one (the rest after a backoff)."""
+    batch_write(table, requests, backoff)
 
 
 class DynamoSegmentStore:
     """Segment definitions, a catalogue partition per workspace, and a membership partition per segment."""
 
-    def __init__(self, table_name: str | None = None) -> None:
+    def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.table = table_name or settings().table_name
+        self.backoff = backoff
 
     def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
         """The record and its size: one Query of the segment's partition (both items)."""
@@ -514,13 +499,9 @@ class DynamoSegmentStore:
         for start in range(0, len(ids), 50):
             wanted = [key for i in ids[start:start + 50]
                       for key in (keys.segment(workspace_id, i), keys.segment_size(workspace_id, i))]
-            request: dict[str, Any] = {self.table: {"Keys": [wire_key(k) for k in wanted]}}
-            while request:
-                answer = client("dynamodb").batch_get_item(RequestItems=request)
-                for raw in answer["Responses"].get(self.table, []):
-                    item = from_item(raw)
-                    found.setdefault(str(item["pk"]), {})[str(item["sk"])] = item
-                request = answer.get("UnprocessedKeys") or {}
+            for raw in batch_get(self.table, [wire_key(k) for k in wanted], consistent=False, backoff=self.backoff):
+                item = from_item(raw)
+                found.setdefault(str(item["pk"]), {})[str(item["sk"])] = item
         records = (_record(workspace_id, i, found.get(keys.segment(workspace_id, i)["pk"], {})) for i in ids)
         return sorted((r for r in records if r is not None), key=lambda r: r.segment_id)
 
@@ -541,7 +522,7 @@ class DynamoSegmentStore:
                                 "created_at": record.created_at.isoformat()})
             writes.append({"Put": {"TableName": self.table, "Item": size}})
         try:
-            client("dynamodb").transact_write_items(TransactItems=writes)
+            transact_write(writes, self.backoff)
         except ClientError as error:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
                 raise ConcurrentUpdate(f"segment {segment_id} changed since it was read") from None
@@ -552,10 +533,10 @@ class DynamoSegmentStore:
         # never a listed segment whose members are gone.
         _write_batches(self.table, [{"DeleteRequest": {"Key": wire_key(k)}} for k in (
             keys.segment(workspace_id, segment_id), keys.segment_size(workspace_id, segment_id),
-            keys.segment_catalogue(workspace_id, segment_id))])
+            keys.segment_catalogue(workspace_id, segment_id))], self.backoff)
         pk = keys.segment_members_pk(workspace_id, segment_id)
         _write_batches(self.table, [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": str(item["sk"])}}}}
-                                    for item in self._query(pk, None, None)])
+                                    for item in self._query(pk, None, None)], self.backoff)
 
     def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
                            growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
@@ -582,7 +563,7 @@ class DynamoSegmentStore:
             writes.append({"Put": {"TableName": self.table, "Item": plain_item(
                 {**keys.segment_catalogue(workspace_id, segment_id), "entity": "segment_catalogue"})}})
         try:
-            client("dynamodb").transact_write_items(TransactItems=writes)
+            transact_write(writes, self.backoff)
         except ClientError as error:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
                 raise ConcurrentUpdate(f"segment {segment_id} changed since it was computed") from None
@@ -609,30 +590,12 @@ class DynamoSegmentStore:
 
     def profiles_with_segments(self, workspace_id: str, share: int = 0,
                                shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
-        """One share of a parallel Scan: each profile (merged ones too: their memberships must go) with the
-        segments it is in. Both items share a partition, so they come from the same share, one after the
-        other."""
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": "begins_with(pk, :prefix) AND (sk = :profile OR sk = :segments)",
-            "ExpressionAttributeValues": {":prefix": {"S": keys.profile_prefix(workspace_id)},
-                                          ":profile": {"S": keys.PROFILE_SK},
-                                          ":segments": {"S": keys.PROFILE_SEGMENTS_SK}},
-        }
-        if shares > 1:
-            request.update(Segment=share, TotalSegments=shares)
-        partition: list[Item] = []
-        while True:
-            answer = client("dynamodb").scan(**request)
-            for item in answer.get("Items", []):
-                if partition and partition[0]["pk"] != item["pk"]:
-                    yield from _profile_with_segments(partition)
-                    partition = []
-                partition.append(item)
-            if "LastEvaluatedKey" not in answer:
-                break
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        yield from _profile_with_segments(partition)
+        """One share of the workspace index's buckets: each profile (merged ones too: their memberships must go)
+        with the segments it is in, both read from the profile's partition by BatchGetItem."""
+        partitions = profile_partitions(self.table, workspace_id, share, shares)
+        for partition in partition_items(self.table, partitions, (keys.PROFILE_SK, keys.PROFILE_SEGMENTS_SK),
+                                         self.backoff):
+            yield from _profile_with_segments(partition)
 
     def apply_membership(self, change: MembershipChange) -> None:
         """The profile's new set, its member items and the segments' sizes, all or nothing, guarded by the
@@ -651,7 +614,7 @@ class DynamoSegmentStore:
             for segment_id, entering in chunk:
                 writes += self._member_writes(change, segment_id, entering)
             try:
-                client("dynamodb").transact_write_items(TransactItems=writes)
+                transact_write(writes, self.backoff)
             except ClientError as error:
                 if error.response["Error"]["Code"] == "TransactionCanceledException":
                     raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile") from None
@@ -704,7 +667,7 @@ class DynamoSegmentStore:
                                  "ConditionExpression": "attribute_exists(pk)"}}
             size = self._size_write(workspace_id, segment_id, -1, at)
             try:
-                client("dynamodb").transact_write_items(TransactItems=[member, size])
+                transact_write([member, size], self.backoff)
             except ClientError as error:
                 if error.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
@@ -802,11 +765,7 @@ class DynamoPrivacyStore:
         return Holdings(tuple(held), tuple(timeline), orders, customers)
 
     def _write_batches(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), 25):
-            pending: dict[str, Any] = {self.table: requests[start:start + 25]}
-            while pending:
-                answer = client("dynamodb").batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
+        batch_write(self.table, requests, self.profiles.backoff)
 
     def _delete(self, wanted: Iterable[keys.Key]) -> None:
         self._write_batches([{"DeleteRequest": {"Key": wire_key(k)}} for k in wanted])

@@ -16,7 +16,8 @@ Access patterns:
 - an activity event already applied:              WS#{ws}#EVENT#{store_id}#{sha256(event_id)} / EVENT
 - a privacy request carried out (no personal data): WS#{ws}#PRIVACY#{request_id} / PRIVACY
 - its job while it runs (progress, cursor; the shopper's terms until done): WS#{ws}#PRIVACY#{request_id} / JOB
-- the workspace's live profiles (a Scan, filtered): pk begins with WS#{ws}#PROFILE#, sk = PROFILE
+- the workspace's profiles (index ProfilesByWorkspace, sparse, keys only): ws_bucket = WS#{ws}#{bucket},
+  ws_order = a hash of the profile id; only profile items carry them (docs/workspace-reads.md)
 - segment definition and computed state:          WS#{ws}#SEGMENT#{segment_id} / SEGMENT
 - the workspace's segments, one item each:        WS#{ws}#SEGMENTS / {segment_id}
   (a catalogue, so listing is one Query, not a Scan of the table; written with the definition)
@@ -51,6 +52,11 @@ TIMELINE_PREFIX = "T#"
 PROFILE_SK = "PROFILE"
 PROFILE_SEGMENTS_SK = "SEGMENTS"
 WORKSPACES_PK = "WORKSPACES"
+# The sparse index by workspace (template.yaml's Table) and its buckets: a workspace's profiles are spread
+# over this many index partitions by a hash of the profile id, so neither its writes nor a run's reads meet
+# the throughput limit of one partition, and a run fans out over buckets.
+WORKSPACE_INDEX = "ProfilesByWorkspace"
+WORKSPACE_BUCKETS = 32
 
 
 def _digest(value: str) -> str:
@@ -96,6 +102,18 @@ def identity(workspace_id: str, identity_value: str) -> Key:
 
 def profile(workspace_id: str, profile_id: str) -> Key:
     return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": PROFILE_SK}
+
+
+def workspace_index(workspace_id: str, profile_id: str) -> Key:
+    """The index attributes of a profile item: its bucket, and its place in the bucket (a hash, so that the
+    first profiles of a bucket are a random sample of the workspace)."""
+    digest = _digest(profile_id)
+    return {"ws_bucket": workspace_bucket(workspace_id, int(digest, 16) % WORKSPACE_BUCKETS),
+            "ws_order": digest[:16]}
+
+
+def workspace_bucket(workspace_id: str, bucket: int) -> str:
+    return f"WS#{workspace_id}#{bucket:02d}"
 
 
 def profile_prefix(workspace_id: str) -> str:

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.adapters.dynamodb import Item, from_item, plain_item, to_item, wire_key
+from crm.adapters.throttling import transact_write
 from crm.config import settings
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.segments.builtin import PopulationSketch, PopulationStats
@@ -30,16 +31,18 @@ class DynamoSegmentRuns:
     def bucket(self) -> str:
         return self._bucket or settings().require("archive_bucket")
 
-    def table_items(self) -> int:
-        """DynamoDB's item count of the table (refreshed about every six hours: a sizing hint)."""
-        return int(client("dynamodb").describe_table(TableName=self.table)["Table"].get("ItemCount", 0))
+    def indexed_profiles(self) -> int:
+        """DynamoDB's item count of the workspace index (refreshed about every six hours: a sizing hint)."""
+        table = client("dynamodb").describe_table(TableName=self.table)["Table"]
+        return sum(int(index.get("ItemCount", 0)) for index in table.get("GlobalSecondaryIndexes", [])
+                   if index["IndexName"] == keys.WORKSPACE_INDEX)
 
     def start(self, run: SegmentRun, stale_before: datetime) -> SegmentRun:
         ws = run.workspace_id
         lock = {**keys.active_segment_run(ws), "entity": "segment_run_lock", "run_id": run.run_id,
                 "started_at": run.started_at.isoformat()}
         try:
-            client("dynamodb").transact_write_items(TransactItems=[
+            transact_write([
                 {"Put": {"TableName": self.table, "Item": plain_item(lock),
                          "ConditionExpression": "attribute_not_exists(pk) OR started_at < :stale",
                          "ExpressionAttributeValues": {":stale": {"S": stale_before.isoformat()}}}},
@@ -104,7 +107,7 @@ class DynamoSegmentRuns:
     def advance(self, workspace_id: str, run_id: str, population: PopulationStats) -> bool:
         stats = population.model_dump_json()
         try:
-            client("dynamodb").transact_write_items(TransactItems=[
+            transact_write([
                 {"Update": {"TableName": self.table, "Key": wire_key(keys.segment_run(workspace_id, run_id)),
                             "UpdateExpression": "SET #phase = :next, #population = :stats",
                             "ConditionExpression": "#phase = :sketch",

@@ -3,7 +3,8 @@
 A profile's own change re-decides its memberships within seconds (``refresh``, fed by the table's stream).
 What changes with time alone (days since, windows) or with other profiles (RFM quintiles, the VIP
 threshold) is settled by a *run*, on a schedule or on request, over every profile of a workspace at one
-instant, fanned out over the shares of a parallel Scan (one worker per share, through a queue):
+instant, fanned out over shares of the workspace's profiles (one worker per share, through a queue; the
+store reads a share from the workspace's own index, never the whole table):
 
 1. sketch: each share summarises its buyers (a mergeable PopulationSketch). The share that finishes last
    merges the sketches into the population statistics, which the run and then the incremental path use,
@@ -34,13 +35,15 @@ from crm.segments.membership import Rules, change_for, rules_for
 
 # A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh.
 RUN_STALE_AFTER = timedelta(hours=1)
-MOST_SHARES = 256
+# No more shares than the workspace index has buckets (crm.adapters.keys.WORKSPACE_BUCKETS): a share reads
+# whole buckets.
+MOST_SHARES = 32
 CONFLICT_RETRIES = 3
 
 
-def shares_for(table_items: int, items_per_share: int) -> int:
-    """How many workers scan the table: enough that each reads about ``items_per_share`` items."""
-    return max(1, min(MOST_SHARES, math.ceil(table_items / items_per_share)))
+def shares_for(profiles: int, profiles_per_share: int) -> int:
+    """How many workers read a workspace: enough that each reads about ``profiles_per_share`` profiles."""
+    return max(1, min(MOST_SHARES, math.ceil(profiles / profiles_per_share)))
 
 
 def new_run_id(now: datetime) -> str:
@@ -75,8 +78,8 @@ def start_run(runs: SegmentRuns, tasks: TaskQueue, workspace_id: str, now: datet
 
 def start_runs(runs: SegmentRuns, tasks: TaskQueue, workspace_ids: Iterable[str], now: datetime,
                items_per_share: int, reason: str) -> dict[str, SegmentRun]:
-    """A run of each workspace (see start_run), fanned out over as many shares as the table's size asks."""
-    shares = shares_for(runs.table_items(), items_per_share)
+    """A run of each workspace (see start_run), fanned out over as many shares as the index's size asks."""
+    shares = shares_for(runs.indexed_profiles(), items_per_share)
     return {ws: start_run(runs, tasks, ws, now, shares, reason) for ws in workspace_ids}
 
 

@@ -11,9 +11,10 @@ import base64
 import binascii
 import json
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from crm.clock import Clock, utc_now
 from crm.models.segments import SegmentRecord
 from crm.ports import ConcurrentUpdate, ProfileRepository, SegmentRuns, SegmentStore
 from crm.segments.builtin import BUILTINS, BY_ID
@@ -23,6 +24,12 @@ from crm.segments.runs import load_rules
 
 MAX_MEMBERS_PAGE = 1000
 PREVIEW_SAMPLE = 20
+# A preview answers inside an API request (29 s at most): it reads at most this many profiles, for at most
+# this long, a part of the workspace at a time (each part an even, random share of its profiles, so the
+# parts read whole are a fair sample to estimate from).
+PREVIEW_MOST_PROFILES = 20_000
+PREVIEW_TIME = timedelta(seconds=10)
+PREVIEW_PARTS = 32
 
 
 class SegmentNotFound(LookupError):
@@ -149,18 +156,42 @@ DRAFT_ID = "draft"
 
 
 def preview(store: SegmentStore, runs: SegmentRuns, workspace_id: str, document: SegmentDocument,
-            now: datetime) -> dict[str, Any]:
-    """A draft's size and a sample of its members, evaluated now over every profile, nothing saved."""
+            now: datetime, clock: Clock = utc_now, most_profiles: int = PREVIEW_MOST_PROFILES,
+            time_limit: timedelta = PREVIEW_TIME) -> dict[str, Any]:
+    """A draft's size and a sample of its members, evaluated at ``now``, nothing saved.
+
+    Bounded: at most ``most_profiles`` profiles and ``time_limit`` by ``clock``. The workspace is read one
+    part at a time; when the bounds stop it early, the size is scaled up from the parts read whole, and the
+    answer says so (``complete``, ``profiles_read``, ``fraction_read``)."""
     _check_references(store, workspace_id, None, document)
     rules = load_rules(store, workspace_id, now, runs.population(workspace_id)).with_draft(
         DRAFT_ID, document.definition)
-    size, sample = 0, list[str]()
-    for profile, _ in store.profiles_with_segments(workspace_id):
-        if DRAFT_ID in memberships_of(profile, rules):
-            size += 1
-            if len(sample) < PREVIEW_SAMPLE:
-                sample.append(profile.profile_id)
-    return {"size": size, "sample": sorted(sample)}
+    started = clock()
+    read = matched = matched_in_whole_parts = whole_parts = 0
+    sample: list[str] = []
+
+    def bounded() -> bool:
+        return read >= most_profiles or clock() - started >= time_limit
+
+    for part in range(PREVIEW_PARTS):
+        if bounded():
+            break
+        for profile, _ in store.profiles_with_segments(workspace_id, part, PREVIEW_PARTS):
+            if bounded():
+                break
+            read += 1
+            if DRAFT_ID in memberships_of(profile, rules):
+                matched += 1
+                if len(sample) < PREVIEW_SAMPLE:
+                    sample.append(profile.profile_id)
+        else:
+            whole_parts, matched_in_whole_parts = whole_parts + 1, matched
+            continue
+        break
+    complete = whole_parts == PREVIEW_PARTS
+    size = round(matched_in_whole_parts * PREVIEW_PARTS / whole_parts) if whole_parts else matched
+    return {"size": size, "sample": sorted(sample), "complete": complete, "profiles_read": read,
+            "fraction_read": whole_parts / PREVIEW_PARTS}
 
 
 # --- members -------------------------------------------------------------------------------------

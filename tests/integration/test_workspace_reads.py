@@ -1,0 +1,176 @@
+"""Per-workspace reads (issue 9, finding 11): a segment run and a preview read the workspace's own profile items
+(and each profile's set of segments) through the workspace index, never a Scan of the table, and never an item
+of another workspace, a timeline, an order, an identity or a member item. Every item DynamoDB reads is metered
+from the answers themselves: a Query's or Scan's ScannedCount (read, filtered out or not) and BatchGetItem's
+responses."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from crm.adapters import keys
+from crm.adapters.clients import client
+from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore, plain_item
+from crm.adapters.segment_runs import DynamoSegmentRuns
+from crm.models.profile import Profile, TimelineEntry
+from crm.models.segments import SegmentRecord
+from crm.ports import Change, IdentityLink
+from crm.segments import runs, service
+from crm.segments.definition import SegmentDocument, parse_segment
+from crm_local.provision import Provisioned
+
+from tests.builders import NOW
+from tests.fakes import FakeTaskQueue
+
+WS, OTHER = "ws_a", "ws_b"
+BUYERS = {"name": "Buyers", "definition": {"field": "orders_count", "op": "gte", "value": 1}}
+
+
+@dataclass
+class ItemsRead:
+    """What DynamoDB read, request by request: (operation, index or None, items read, the items' keys)."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    read: int = 0
+    returned: list[tuple[str, str]] = field(default_factory=list)
+    index_entries: list[tuple[str, str]] = field(default_factory=list)
+
+    def after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        self.requests[model.name] += 1
+        if model.name in ("Query", "Scan"):
+            self.read += int(parsed.get("ScannedCount", 0))
+            found = [(i["pk"]["S"], i["sk"]["S"]) for i in parsed.get("Items", [])]
+            (self.index_entries if context.get("index") else self.returned).extend(found)
+        elif model.name == "BatchGetItem":
+            found = [(i["pk"]["S"], i["sk"]["S"]) for items in parsed.get("Responses", {}).values() for i in items]
+            self.read += len(found)
+            self.returned.extend(found)
+        elif model.name == "GetItem":
+            self.read += int("Item" in parsed)
+            if "Item" in parsed:
+                self.returned.append((parsed["Item"]["pk"]["S"], parsed["Item"]["sk"]["S"]))
+
+    def before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["index"] = params.get("IndexName")
+
+
+@pytest.fixture
+def items_read(provisioned: Provisioned) -> Iterator[ItemsRead]:
+    meter = ItemsRead()
+    events = client("dynamodb").meta.events
+    events.register("before-parameter-build.dynamodb", meter.before)
+    events.register("after-call.dynamodb", meter.after)
+    yield meter
+    events.unregister("before-parameter-build.dynamodb", meter.before)
+    events.unregister("after-call.dynamodb", meter.after)
+
+
+def _profile(workspace_id: str, profile_id: str, orders: int, merged_into: str | None = None) -> Profile:
+    return Profile(workspace_id=workspace_id, profile_id=profile_id, created_at=NOW - timedelta(days=40),
+                   updated_at=NOW, orders_count=orders, email=f"{profile_id}@example.com",
+                   first_order_at=NOW - timedelta(days=30) if orders else None,
+                   last_order_at=NOW - timedelta(days=2) if orders else None, merged_into=merged_into)
+
+
+def _populate(table: str, workspace_id: str, count: int) -> None:
+    """Profiles with what a real table holds beside them: timelines, identities, orders."""
+    repository = DynamoProfileRepository(table)
+    for index in range(count):
+        pid = f"{workspace_id}_p{index:03d}"
+        merged_into = f"{workspace_id}_p000" if index == count - 1 else None
+        held = _profile(workspace_id, pid, index % 3, merged_into=merged_into)
+        timeline = tuple(TimelineEntry(workspace_id=workspace_id, profile_id=pid, occurred_at=NOW - timedelta(days=d),
+                                       type="product_viewed", ref=f"view{d}") for d in range(3))
+        repository.commit(Change(workspace_id=workspace_id, profiles=((held, None),), timeline=timeline,
+                                 identities=(IdentityLink(f"email:{pid}@example.com", pid, None),)))
+        client("dynamodb").put_item(TableName=table, Item=plain_item(
+            {**keys.order(workspace_id, "store_1", f"o{index}"), "entity": "order", "profile_id": pid}))
+
+
+@pytest.fixture
+def table(provisioned: Provisioned) -> str:
+    name = provisioned.outputs["TableName"]
+    _populate(name, WS, 12)
+    _populate(name, OTHER, 12)
+    store = DynamoSegmentStore(name)
+    for workspace_id in (WS, OTHER):
+        store.put(SegmentRecord(workspace_id=workspace_id, segment_id="seg_buyers", name="Buyers",
+                                definition=parse_segment(BUYERS).model_dump_json(), created_at=NOW, updated_at=NOW),
+                  None)
+    return name
+
+
+def _run(table: str, provisioned: Provisioned, workspace_id: str) -> None:
+    store, segment_runs = DynamoSegmentStore(table), DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"])
+    tasks = FakeTaskQueue()
+    runs.start_run(segment_runs, tasks, workspace_id, NOW, 3, "test")
+    while tasks.tasks:
+        runs.carry_out(tasks.tasks.pop(0), store, segment_runs, tasks, lambda: NOW)
+
+
+def _assert_only_the_workspaces_profiles(meter: ItemsRead, workspace_id: str) -> None:
+    assert meter.requests["Scan"] == 0
+    profile_items = [(pk, sk) for pk, sk in meter.returned if "#PROFILE#" in pk]
+    assert profile_items, "the profiles were read"
+    own = f"WS#{workspace_id}"
+    assert all(pk == own or pk.startswith(f"{own}#") for pk, _ in meter.returned + meter.index_entries)
+    assert {sk for _, sk in profile_items} <= {keys.PROFILE_SK, keys.PROFILE_SEGMENTS_SK}
+    assert not [pk for pk, _ in meter.returned if any(part in pk for part in ("#ORDER#", "#IDENTITY#", "#MEMBERS"))]
+    # Nothing read and then filtered away: every item read is an item answered.
+    assert meter.read == len(meter.returned) + len(meter.index_entries)
+
+
+def test_a_run_reads_only_its_workspaces_profiles_and_their_sets(
+        table: str, provisioned: Provisioned, items_read: ItemsRead) -> None:
+    _run(table, provisioned, WS)
+    _assert_only_the_workspaces_profiles(items_read, WS)
+    profiles = {pk for pk, sk in items_read.returned if sk == keys.PROFILE_SK}
+    # Each profile read once by each of the two phases (sketch, evaluate); the merged one too.
+    assert len(profiles) == 12
+    assert [pk for pk, sk in items_read.returned if sk == keys.PROFILE_SK].count(sorted(profiles)[0]) == 2
+    members = DynamoSegmentStore(table).members(WS, "seg_buyers", None, 100)
+    assert sorted(m.profile_id for m in members) == [f"{WS}_p{i:03d}" for i in range(11) if i % 3]
+
+
+def test_a_preview_reads_only_its_workspaces_profiles(table: str, items_read: ItemsRead,
+                                                      provisioned: Provisioned) -> None:
+    store, segment_runs = DynamoSegmentStore(table), DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"])
+    found = service.preview(store, segment_runs, WS, SegmentDocument.model_validate(BUYERS), NOW)
+    _assert_only_the_workspaces_profiles(items_read, WS)
+    assert (found["size"], found["complete"], found["profiles_read"]) == (7, True, 12)
+
+
+def test_a_bounded_preview_reads_no_more_than_its_bound(table: str, items_read: ItemsRead,
+                                                         provisioned: Provisioned) -> None:
+    store, segment_runs = DynamoSegmentStore(table), DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"])
+    found = service.preview(store, segment_runs, WS, SegmentDocument.model_validate(BUYERS), NOW, lambda: NOW,
+                            most_profiles=4)
+    assert found["complete"] is False and found["profiles_read"] == 4
+    profiles_fetched = [pk for pk, sk in items_read.returned if sk == keys.PROFILE_SK]
+    assert len(profiles_fetched) < 12  # it stopped reading, not only counting
+
+
+def test_profiles_written_before_the_index_are_read_once_backfilled(provisioned: Provisioned) -> None:
+    from crm.adapters.workspace_index import backfill
+
+    name = provisioned.outputs["TableName"]
+    _populate(name, WS, 5)
+    for pk in {pk for pk in _profile_keys(name)}:
+        client("dynamodb").update_item(TableName=name, Key={"pk": {"S": pk}, "sk": {"S": keys.PROFILE_SK}},
+                                       UpdateExpression="REMOVE ws_bucket, ws_order")
+    repository = DynamoProfileRepository(name)
+    assert list(repository.workspace_profiles(WS)) == []
+    assert backfill(name) == 5
+    assert backfill(name) == 0
+    assert sorted(p.profile_id for p in repository.workspace_profiles(WS)) == [f"{WS}_p{i:03d}" for i in range(4)]
+
+
+def _profile_keys(table: str) -> list[str]:
+    items = client("dynamodb").scan(TableName=table, FilterExpression="sk = :sk",
+                                    ExpressionAttributeValues={":sk": {"S": keys.PROFILE_SK}})["Items"]
+    return [i["pk"]["S"] for i in items]
