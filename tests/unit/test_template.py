@@ -37,14 +37,14 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
     "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
     "ApiFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "EXPORT_QUEUE_URL", "EXPORT_BUCKET"}, {
         *((f"dynamodb:{action}", "Table") for action in (
-            "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "BatchWriteItem", "DescribeTable")),
+            "GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "BatchWriteItem", "DescribeTable")),
         ("sqs:SendMessage", "SegmentTasksQueue"), ("sqs:SendMessage", "ExportQueue"),
         ("s3:GetObject", "ExportsBucket")}),  # presigned download URLs carry their signer's rights
     "SegmentRunsFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL"},
                             {("dynamodb:DescribeTable", "Table"), ("dynamodb:Query", "Table"),
                              ("dynamodb:PutItem", "Table"), ("sqs:SendMessage", "SegmentTasksQueue")}),
     "SegmentTasksFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "ARCHIVE_BUCKET"},
-                             {("dynamodb:Scan", "Table"), ("dynamodb:UpdateItem", "Table"),
+                             {("dynamodb:Query", "Table"), ("dynamodb:UpdateItem", "Table"),
                               ("dynamodb:ConditionCheckItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
                               ("s3:GetObject", "ArchiveBucket"), ("sqs:SendMessage", "SegmentTasksQueue")}),
     "SegmentRefreshFunction": ({"TABLE_NAME"}, {("dynamodb:GetItem", "Table"), ("dynamodb:UpdateItem", "Table"),
