@@ -62,7 +62,8 @@ class RoutingRequestHandler(ChaliceRequestHandler):
         _peer.address = str(self.client_address[0])
         super()._generic_handle()
 
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+    # TRACE too, so that a method no route takes is a 405, as API Gateway answers, not http.server's 501.
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _generic_handle
 
     def _send_json(self, status: int, body: dict[str, str]) -> None:
         encoded = json.dumps(body).encode()
