@@ -62,8 +62,14 @@ class RoutingRequestHandler(ChaliceRequestHandler):
         _peer.address = str(self.client_address[0])
         super()._generic_handle()
 
-    # TRACE too, so that a method no route takes is a 405, as API Gateway answers, not http.server's 501.
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _generic_handle
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...) is routed too, so that one no route takes is a 405 (or 404), as
+        # API Gateway answers, rather than http.server's 501 for a method it has no do_ for.
+        if name.startswith("do_"):
+            return self._generic_handle
+        raise AttributeError(name)
 
     def _send_json(self, status: int, body: dict[str, str]) -> None:
         encoded = json.dumps(body).encode()

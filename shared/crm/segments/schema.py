@@ -1,9 +1,11 @@
 """The segment definition language as JSON Schema, derived from the registries the parser checks against.
 
 docs/openapi.yaml carries these schemas (tests/unit/test_openapi_doc.py holds them equal), so a document that
-is valid by the published schema is one parse_segment accepts, short of the one limit JSON Schema cannot
-count (MAX_CONDITIONS conditions in all; the MAX_DEPTH levels are unrolled) and of references to segments,
-which depend on the workspace (an unknown or circular one is a 409). Regenerate with ``python -m crm.segments.schema``.
+is valid by the published schema is one parse_segment accepts, short of the two limits a recursive JSON Schema
+cannot count (MAX_DEPTH levels, MAX_CONDITIONS conditions in all: the description states them; unrolling
+the levels makes a schema that grows exponentially in tools that inline references) and of references to
+segments, which depend on the workspace (an unknown or circular one is a 409).
+Regenerate with ``python -m crm.segments.schema``.
 """
 
 from __future__ import annotations
@@ -109,25 +111,10 @@ def event_condition_schema() -> dict[str, Any]:
             "anyOf": branches}
 
 
-def _level_name(depth: int) -> str:
-    return "SegmentDefinition" if depth == 1 else f"SegmentDefinition{depth}"
-
-
-def level_schema(depth: int) -> dict[str, Any]:
-    """A definition at this depth: groups hold the next depth's, down to MAX_DEPTH, where only conditions are
-    left (JSON Schema has no depth limit of its own, so the nesting is unrolled)."""
-    conditions = [{"$ref": REF + name} for name in ("FieldCondition", "EventCondition", "SegmentCondition")]
-    if depth == MAX_DEPTH:
-        return {"description": f"a definition nested {depth} deep: a condition", "anyOf": conditions}
-    inner = {"$ref": REF + _level_name(depth + 1)}
-    groups = [{"type": "object", "required": [key], "additionalProperties": False,
-               "properties": {key: {"type": "array", "minItems": 1, "maxItems": MAX_CONDITIONS, "items": inner}}}
-              for key in ("all", "any")]
-    groups.append({"type": "object", "required": ["not"], "additionalProperties": False,
-                   "properties": {"not": inner}})
-    description = ("all / any / not, a field, event or segment condition; see docs/segments.md" if depth == 1
-                   else f"a definition nested {depth} deep")
-    return {"description": description, "anyOf": [*groups, *conditions]}
+def group_schema(key: str) -> dict[str, Any]:
+    inner = {"$ref": REF + "SegmentDefinition"}
+    items = {"type": "array", "minItems": 1, "maxItems": MAX_CONDITIONS, "items": inner} if key != "not" else inner
+    return {"type": "object", "required": [key], "additionalProperties": False, "properties": {key: items}}
 
 
 def schemas() -> dict[str, dict[str, Any]]:
@@ -136,9 +123,19 @@ def schemas() -> dict[str, dict[str, Any]]:
                  "properties": {"segment": {"type": "string", "minLength": 1, "maxLength": 200,
                                             "description": "a segment id of the workspace (an unknown one is 409)"},
                                 "op": {"type": "string", "enum": [op.value for op in MemberOp]}}}
-    levels = {_level_name(depth): level_schema(depth) for depth in range(1, MAX_DEPTH + 1)}
-    return {**levels, "FieldCondition": field_condition_schema(), "EventCondition": event_condition_schema(),
-            "SegmentCondition": member_of}
+    parts = ("AllOf", "AnyOf", "NotOf", "FieldCondition", "EventCondition", "SegmentCondition")
+    return {
+        "SegmentDefinition": {
+            "description": (f"all / any / not, a field, event or segment condition (docs/segments.md), nested at "
+                            f"most {MAX_DEPTH} levels deep and holding at most {MAX_CONDITIONS} conditions in all"),
+            "anyOf": [{"$ref": REF + name} for name in parts]},
+        "AllOf": group_schema("all"),
+        "AnyOf": group_schema("any"),
+        "NotOf": group_schema("not"),
+        "FieldCondition": field_condition_schema(),
+        "EventCondition": event_condition_schema(),
+        "SegmentCondition": member_of,
+    }
 
 
 class _Dumper(yaml.SafeDumper):
