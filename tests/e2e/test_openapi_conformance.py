@@ -91,7 +91,7 @@ def _seed(stack: LocalStack, api_key: str) -> dict[str, list[str]]:
 def _config(known: dict[str, list[str]]) -> str:
     """schemathesis.toml: the seeded ids mixed into half of the path parameters drawn; a cursor is always one
     the API returned (any other string is rightly a 400, and OpenAPI cannot describe "a token we issued")."""
-    lines = [f'hooks = "{HOOKS}"', ""]
+    lines = [f'hooks = "{HOOKS}"', "", "[cache]", "enabled = false  # no crash files left in the checkout", ""]
     for name, values in known.items():
         lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
     lines.append("[parameters]")
