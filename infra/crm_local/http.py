@@ -64,6 +64,13 @@ class RoutingRequestHandler(ChaliceRequestHandler):
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...) is routed too, so that one no route takes is a 405 (or 404), as
+        # API Gateway answers, rather than http.server's 501 for a method it has no do_ for.
+        if name.startswith("do_"):
+            return self._generic_handle
+        raise AttributeError(name)
+
     def _send_json(self, status: int, body: dict[str, str]) -> None:
         encoded = json.dumps(body).encode()
         self.send_response(status)

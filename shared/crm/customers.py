@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from crm.changes import distinct_entries
@@ -13,6 +14,8 @@ from crm.money import format_money
 from crm.ports import ProfileRepository
 
 MAX_TIMELINE_PAGE = 100
+# A phone as a marketer types it: digits, optionally after a "+", with spaces, dots, dashes or brackets.
+PHONE_SHAPE = re.compile(r"\+?[0-9][0-9 ().-]{5,30}")
 
 
 def profile_view(profile: Profile) -> dict[str, Any]:
@@ -32,16 +35,20 @@ def find_profile(repository: ProfileRepository, workspace_id: str, *, email: str
     if email is not None:
         normalised = normalise_email(email)
         if normalised is None:
-            raise ValueError(f"not an email address: {email!r}")
+            raise ValueError(f"email: not an email address: {email!r}")
         identity = f"email#{normalised}"
     elif phone is not None:
         # A "+" left unencoded in a query string arrives as a space.
-        e164 = normalise_phone("+" + phone.strip().lstrip("+"))
+        typed = phone.strip()
+        if not PHONE_SHAPE.fullmatch(typed):
+            raise ValueError(f"phone: not a phone number in international form (+<country code>...): {phone!r}")
+        # Well formed but no number a phone can have (an unassigned range): no customer has it either.
+        e164 = normalise_phone("+" + typed.lstrip("+"))
         if e164 is None:
-            raise ValueError(f"not a phone number in international form (+<country code>...): {phone!r}")
+            return None
         identity = f"phone#{e164}"
     else:
-        raise ValueError("query parameter 'email' or 'phone' is required")
+        raise ValueError("email or phone: one of these query parameters is required")
     profile_id = repository.profile_id_for_identity(workspace_id, identity)
     return repository.get_profile(workspace_id, profile_id) if profile_id else None
 

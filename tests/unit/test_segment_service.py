@@ -14,7 +14,7 @@ from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.ports import ConcurrentUpdate
 from crm.segments import service
-from crm.segments.definition import SegmentInvalid, parse_segment
+from crm.segments.definition import parse_segment
 from crm.segments.runs import start_run
 
 from tests.builders import NOW
@@ -112,18 +112,18 @@ def test_builtins_are_listed_and_cannot_be_replaced_or_deleted(store: FakeSegmen
         service.delete(store, WS, "builtin:vip")
 
 
-def test_unknown_references_and_cycles_are_invalid(store: FakeSegmentStore) -> None:
-    with pytest.raises(SegmentInvalid, match="seg_missing"):
+def test_unknown_references_and_cycles_conflict_with_the_workspace(store: FakeSegmentStore) -> None:
+    with pytest.raises(service.SegmentConflict, match="seg_missing"):
         service.create(store, WS, doc({"segment": "seg_missing", "op": "member"}), NOW)
     a = service.create(store, WS, doc({"segment": "builtin:vip", "op": "member"}), NOW)
     b = service.create(store, WS, doc({"segment": a.segment_id, "op": "not_member"}), NOW)
 
-    with pytest.raises(SegmentInvalid, match="cycle"):
+    with pytest.raises(service.SegmentConflict, match="cycle"):
         service.replace(store, WS, a.segment_id, doc({"segment": b.segment_id, "op": "member"}), NOW)
-    with pytest.raises(SegmentInvalid, match="cycle"):
+    with pytest.raises(service.SegmentConflict, match="cycle"):
         service.replace(store, WS, a.segment_id, doc({"segment": a.segment_id, "op": "member"}), NOW)
     # Another workspace's segment is as unknown as a missing one.
-    with pytest.raises(SegmentInvalid, match="does not exist"):
+    with pytest.raises(service.SegmentConflict, match="does not exist"):
         service.create(store, OTHER, doc({"segment": a.segment_id, "op": "member"}), NOW)
     with pytest.raises(service.SegmentConflict, match=b.segment_id):
         service.delete(store, WS, a.segment_id)

@@ -53,10 +53,8 @@ class ExportOptions(BaseModel):
     @field_validator("fields")
     @classmethod
     def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        repeated = sorted({name for name in value if value.count(name) > 1})
-        if repeated:
-            raise ValueError(f"{', '.join(repeated)} listed more than once")
-        return value
+        # A field named twice is one column: the first place it is named.
+        return tuple(dict.fromkeys(value))
 
 
 class ExportStatus(StrEnum):

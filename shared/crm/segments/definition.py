@@ -67,6 +67,13 @@ def _event_type(value: str) -> str:
     return value
 
 
+def _whole_decimal(value: object) -> object:
+    # JSON Schema counts 3.0 as an integer, and a JSON 3.0 arrives here as Decimal("3.0"): it is the number 3.
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
 class Condition(BaseModel):
     """A profile field compared with a value; see crm.segments.fields for each field's type and operators."""
 
@@ -132,6 +139,11 @@ class EventCondition(BaseModel):
     within_days: int | None = Field(default=None, ge=1, le=36500, strict=True)
     since: Since | None = None
 
+    @field_validator("within_days", mode="before")
+    @classmethod
+    def _whole_days(cls, value: object) -> object:
+        return _whole_decimal(value)
+
     @field_validator("event")
     @classmethod
     def _known(cls, value: str) -> str:
@@ -140,6 +152,7 @@ class EventCondition(BaseModel):
     @field_validator("count", mode="before")
     @classmethod
     def _count_fits_op(cls, value: object, info: ValidationInfo) -> object:
+        value = _whole_decimal(value)
         op = info.data.get("op")
         if op is EventOp.NONE:
             if value is not None:

@@ -54,17 +54,18 @@ def _document(record: SegmentRecord) -> SegmentDocument:
 
 def _check_references(store: SegmentStore, workspace_id: str, segment_id: str | None,
                       document: SegmentDocument) -> None:
-    """Every referenced segment exists (a built-in or one of this workspace's), and no cycle forms."""
+    """Every referenced segment exists (a built-in or one of this workspace's), and no cycle forms: a conflict
+    with the workspace's other segments (409), not a malformed document (400)."""
     stored = {r.segment_id: r for r in store.list_segments(workspace_id) if r.definition is not None}
     for ref in sorted(referenced_segments(document.definition)):
         if ref not in BY_ID and ref not in stored and ref != segment_id:
-            raise SegmentInvalid(f"definition: refers to segment {ref!r}, which does not exist")
+            raise SegmentConflict(f"definition: refers to segment {ref!r}, which does not exist")
     references = {sid: referenced_segments(_document(r).definition) for sid, r in stored.items()}
     own = segment_id or "(this segment)"
     references[own] = referenced_segments(document.definition)
     cycle = segment_cycle(references)
     if cycle is not None:
-        raise SegmentInvalid(f"definition: segments refer to each other in a cycle: {' -> '.join(cycle)}")
+        raise SegmentConflict(f"definition: segments refer to each other in a cycle: {' -> '.join(cycle)}")
 
 
 def _dump(document: SegmentDocument) -> str:

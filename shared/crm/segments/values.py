@@ -67,20 +67,19 @@ def _items(raw: object, problem: str) -> list[object]:
 
 
 def _between(spec: FieldSpec, raw: object) -> tuple[Any, Any]:
-    problem = "between takes [low, high], both included, with low no later or larger than high"
+    # The bounds may come in either order ("between 100 and 50" means what "between 50 and 100" does); they
+    # are kept low first. One absolute and one relative time keep their order: which is earlier moves with
+    # the clock.
+    problem = "between takes [low, high], both included (the two bounds in either order)"
     items = _items(raw, problem)
     if len(items) != 2:
         raise ValueError(problem)
     low, high = (_scalar(spec, item) for item in items)
     if isinstance(low, DaysAgo) and isinstance(high, DaysAgo):
-        in_order = low.days_ago >= high.days_ago
-    elif isinstance(low, DaysAgo) or isinstance(high, DaysAgo):
-        in_order = True  # one absolute, one relative: their order changes with the clock
-    else:
-        in_order = low <= high
-    if not in_order:
-        raise ValueError(problem)
-    return (low, high)
+        return (low, high) if low.days_ago >= high.days_ago else (high, low)
+    if isinstance(low, DaysAgo) or isinstance(high, DaysAgo):
+        return (low, high)
+    return (low, high) if low <= high else (high, low)
 
 
 def _scalar(spec: FieldSpec, raw: object) -> Any:
