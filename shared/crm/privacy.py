@@ -31,6 +31,7 @@ import phonenumbers
 
 from crm.archive import FIREHOSE_PREFIX, IMPORT_PREFIX, OBJECT_PREFIX, ArchivedDelivery, frame, unframe
 from crm.changes import distinct_entries
+from crm.contact import normalise_email
 from crm.models.canonical import ComplianceKind, ComplianceRequest
 from crm.models.privacy import ArchiveProgress, PrivacyJob, PrivacyStage, Terms
 from crm.models.profile import Profile
@@ -106,7 +107,7 @@ def terms_for(request: ComplianceRequest, holdings: Holdings) -> Terms:
             else:
                 ids.add(rest.partition("#")[2])
     ids.update(order.order_id for order in holdings.orders)
-    return Terms(emails=frozenset(e.lower() for e in emails), phones=frozenset(phones),
+    return Terms(emails=frozenset(filter(None, map(normalise_email, emails))), phones=frozenset(phones),
                  ids=frozenset(i for i in ids if i))
 
 

@@ -159,3 +159,21 @@ def test_two_jobs_rewriting_one_firehose_object_at_once_keep_both_erasures() -> 
     scrub_archive(_job(), archive, FakePrivacyJobs(), out_of_time=lambda: False)
 
     assert [json.loads(body)["email"] for _, body in unframe(archive.objects["deliveries/x"])] == ["dee@example.com"]
+
+
+
+def test_an_erasure_looks_for_the_address_as_identities_spell_it() -> None:
+    """A request naming ``Ev\\u200bZW@Example.com`` erases the shopper known as ``evzw@example.com``."""
+    from datetime import UTC, datetime
+
+    from crm.models.canonical import ComplianceKind, ComplianceRequest
+    from crm.models.stores import Platform
+    from crm.ports import Holdings
+    from crm.privacy import terms_for
+
+    request = ComplianceRequest(workspace_id="ws_a", store_id="st_a", platform=Platform.SHOPIFY,
+                                request=ComplianceKind.CUSTOMER_REDACT,
+                                request_id="r1", email=" Ev\u200bZW@Example.com ",
+                                requested_at=datetime(2026, 1, 1, tzinfo=UTC))
+    terms = terms_for(request, Holdings(profiles=(), timeline=(), orders=(), customers=()))
+    assert terms.emails == frozenset({"evzw@example.com"})
