@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,6 +11,7 @@ from botocore.exceptions import ClientError
 from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.adapters.dynamodb import Item, from_item, to_item, wire_key
+from crm.adapters.segment_runs import send_tasks
 from crm.config import settings
 from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.ports import ConcurrentUpdate
@@ -90,10 +90,4 @@ class SqsCurrencyTasks:
         self._url = queue_url
 
     def send(self, tasks: Sequence[CurrencyTask]) -> None:
-        url = self._url or settings().require("segment_tasks_url")
-        for start in range(0, len(tasks), 10):
-            batch = [{"Id": str(i), "MessageBody": json.dumps(t.model_dump(mode="json"))}
-                     for i, t in enumerate(tasks[start:start + 10])]
-            answer = client("sqs").send_message_batch(QueueUrl=url, Entries=batch)
-            if answer.get("Failed"):
-                raise RuntimeError(f"SQS refused {len(answer['Failed'])} currency tasks: {answer['Failed'][0]}")
+        send_tasks(self._url, tasks, "currency")

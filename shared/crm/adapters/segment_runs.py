@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from crm.adapters import keys
 from crm.adapters.clients import client
@@ -178,15 +179,20 @@ def _run(item: Item) -> SegmentRun:
     return SegmentRun.model_validate(fields)
 
 
+def send_tasks(queue_url: str | None, tasks: Sequence[BaseModel], kind: str) -> None:
+    """Tasks onto the segment task queue (its URL from settings unless given), ten to a request."""
+    url = queue_url or settings().require("segment_tasks_url")
+    for start in range(0, len(tasks), 10):
+        batch = [{"Id": str(i), "MessageBody": json.dumps(t.model_dump(mode="json"))}
+                 for i, t in enumerate(tasks[start:start + 10])]
+        answer = client("sqs").send_message_batch(QueueUrl=url, Entries=batch)
+        if answer.get("Failed"):
+            raise RuntimeError(f"SQS refused {len(answer['Failed'])} {kind} tasks: {answer['Failed'][0]}")
+
+
 class SqsTaskQueue:
     def __init__(self, queue_url: str | None = None) -> None:
         self._url = queue_url
 
     def send(self, tasks: Sequence[RunTask]) -> None:
-        url = self._url or settings().require("segment_tasks_url")
-        for start in range(0, len(tasks), 10):
-            batch = [{"Id": str(i), "MessageBody": json.dumps(t.model_dump(mode="json"))}
-                     for i, t in enumerate(tasks[start:start + 10])]
-            answer = client("sqs").send_message_batch(QueueUrl=url, Entries=batch)
-            if answer.get("Failed"):
-                raise RuntimeError(f"SQS refused {len(answer['Failed'])} segment tasks: {answer['Failed'][0]}")
+        send_tasks(self._url, tasks, "segment")
