@@ -94,8 +94,8 @@ class Ingestion:
         messages, self.applied = self.queue.messages[self.applied:], len(self.queue.messages)
         records = [sqs_record({"MessageId": str(uuid.uuid4()), "ReceiptHandle": "r", "Body": message}, QUEUE_ARN,
                               "us-east-1") for message in messages]
-        outcome: dict[str, Any] = _app("profiles", "app.handler")({"Records": records},
-                                                                   LambdaContext(function_name="profiles"))
+        context = LambdaContext(function_name="profiles", timeout_ms=60_000)  # the template's timeout
+        outcome: dict[str, Any] = _app("profiles", "app.handler")({"Records": records}, context)
         return outcome
 
     def fetch_bc_order(self, store_hash: str, order_id: int, api_token: str) -> dict[str, Any] | None:
