@@ -14,7 +14,7 @@ from crm.interpret import canonical_events
 from crm.models.canonical import CanonicalEvent, ComplianceRequest
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import Profile, TimelineEntry
-from crm.ports import ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
+from crm.ports import ChangeRefused, ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
 
 MAX_CONFLICT_RETRIES = 8
 # A profile's timeline is read in pages of this many entries when its order dates or kept times must be
@@ -96,7 +96,11 @@ def apply_envelope(
         events = canonical_events(envelope, body, stores)
     except PayloadNotUnderstood as error:
         return _dead_letter(queue, message, f"{envelope.meta.topic} {envelope.meta.delivery_id}: {error}")
-    return apply_events(repository, events, now)
+    try:
+        return apply_events(repository, events, now)
+    except ChangeRefused as error:
+        return _dead_letter(queue, message, f"{envelope.meta.topic} {envelope.meta.delivery_id}: the table refused "
+                                            f"it: {error}")
 
 
 def _dead_letter(queue: IngestQueue, message: str, reason: str) -> Outcome:

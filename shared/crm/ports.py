@@ -37,6 +37,11 @@ class ConcurrentUpdate(Exception):
     """Someone else wrote the same profile or order since we read it: read again and retry."""
 
 
+class ChangeRefused(Exception):
+    """The table refuses this change however often it is sent (an item over DynamoDB's 400 KB, say): the
+    delivery is parked with the reason, to be replayed once the code can store it."""
+
+
 
 @dataclass(frozen=True)
 class Reads:

@@ -272,3 +272,22 @@ def test_a_delivery_that_cannot_be_archived_is_answered_503_so_the_platform_retr
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
     assert receive_all(provisioned.outputs["IngestQueueUrl"]) == []
+
+
+def test_a_signed_order_the_table_cannot_hold_is_parked_at_once_with_its_reason(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
+) -> None:
+    """A line item title of 450 KB makes items over DynamoDB's 400 KB: no retry can store it, so it is parked on
+    its first attempt (archived, replayable once the code can hold it), not retried until the queue gives up."""
+    payload = json.loads(placed_order_bytes())
+    payload["line_items"][0]["title"] = "t" * 450_000
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    assert _post(webhooks, body, shopify_headers(body, delivery_id="too-big")).status_code == 200
+    messages = receive_all(provisioned.outputs["IngestQueueUrl"])
+
+    assert _run_profiles(provisioned, function_env, messages) == {"batchItemFailures": []}
+
+    [dead] = receive_all(provisioned.outputs["IngestDeadLetterQueueUrl"])
+    reason = dead["MessageAttributes"]["reason"]["StringValue"]
+    assert reason.startswith("orders/create too-big: the table refused it: ")
+    assert "maximum allowed size" in reason

@@ -33,6 +33,7 @@ from crm.models.segments import (
 from crm.models.stores import ApiKey, Platform, Store, StoreSecrets, api_key_id
 from crm.ports import (
     Change,
+    ChangeRefused,
     ConcurrentUpdate,
     Context,
     Erasure,
@@ -291,6 +292,19 @@ def plain_item(values: dict[str, Any]) -> Item:
     return {k: _serializer.serialize(v) for k, v in values.items()}
 
 
+def _write_change(writes: list[dict[str, Any]], backoff: Backoff) -> None:
+    """One change's writes in one transaction: a refused condition is a concurrent update (read again), a
+    refused item (over 400 KB, say) a change that can never be stored."""
+    try:
+        transact_write(writes, backoff)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "TransactionCanceledException":
+            raise ConcurrentUpdate(str(error)) from None
+        if error.response["Error"]["Code"] == "ValidationException":
+            raise ChangeRefused(error.response["Error"].get("Message", str(error))) from None
+        raise
+
+
 class DynamoProfileRepository:
     """Profiles, identities, orders, customer accounts, timelines; every write is guarded by what was read."""
 
@@ -401,12 +415,7 @@ class DynamoProfileRepository:
             writes.append(self._guarded_put({k: _serializer.serialize(v) for k, v in item.items()}, "pk", None))
         if not writes:
             return
-        try:
-            transact_write(writes, self.backoff)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "TransactionCanceledException":
-                raise ConcurrentUpdate(str(error)) from None
-            raise
+        _write_change(writes, self.backoff)
 
     def _guarded_put(self, item: Item, attribute: str, expected: str | int | None) -> dict[str, Any]:
         put: dict[str, Any] = {"TableName": self.table, "Item": item}
