@@ -207,3 +207,53 @@ def currency_settings(workspace_id: str) -> Key:
 
 def currency_job(workspace_id: str, job_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#CURRENCYJOB#{job_id}", "sk": "JOB"}
+
+
+# Flows (crm.flows). Written down before the keys:
+# - the workspace's flows, listed in one Query:          WS#{ws}#FLOWS / {flow_id}
+# - a profile's flow runs (in the profile's partition, so an erasure of the partition takes them, and one
+#   Query lists a profile's runs when an exit event or a merge arrives):
+#                                                         WS#{ws}#PROFILE#{profile_id} / FLOWRUN#{run_id}
+# - a run's step claims (exactly once):                   WS#{ws}#PROFILE#{profile_id} / FLOWSTEP#{run_id}#{step_id}
+# - when the profile was last sent on a channel:          WS#{ws}#PROFILE#{profile_id} / LASTSENT#{channel}
+# - the suppression list, by a hash of the address:       WS#{ws}#SUPPRESSION#{sha256(address)} / SUPPRESSION
+# - messaging settings:                                   WS#{ws}#MESSAGING / SETTINGS
+# - templates:                                            WS#{ws}#TEMPLATES / {template_id}
+FLOW_RUN_PREFIX = "FLOWRUN#"
+FLOW_STEP_PREFIX = "FLOWSTEP#"
+
+
+def flows_pk(workspace_id: str) -> str:
+    return f"WS#{workspace_id}#FLOWS"
+
+
+def flow(workspace_id: str, flow_id: str) -> Key:
+    return {"pk": flows_pk(workspace_id), "sk": flow_id}
+
+
+def flow_run(workspace_id: str, profile_id: str, run_id: str) -> Key:
+    return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": f"{FLOW_RUN_PREFIX}{run_id}"}
+
+
+def flow_step(workspace_id: str, profile_id: str, run_id: str, step_id: str) -> Key:
+    return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": f"{FLOW_STEP_PREFIX}{run_id}#{step_id}"}
+
+
+def last_sent(workspace_id: str, profile_id: str, channel: str) -> Key:
+    return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": f"LASTSENT#{channel}"}
+
+
+def suppression(workspace_id: str, address: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#SUPPRESSION#{_digest(address)}", "sk": "SUPPRESSION"}
+
+
+def messaging_settings(workspace_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#MESSAGING", "sk": "SETTINGS"}
+
+
+def templates_pk(workspace_id: str) -> str:
+    return f"WS#{workspace_id}#TEMPLATES"
+
+
+def template(workspace_id: str, template_id: str) -> Key:
+    return {"pk": templates_pk(workspace_id), "sk": template_id}

@@ -1,4 +1,5 @@
-"""Domain events the outbox publishes to the bus. They carry ids and money, never contact data."""
+"""Domain events the outbox publishes to the bus. They carry ids, money and what a message needs to show (cart
+and order items, links), never contact data: a consumer reads the profile for that."""
 
 from __future__ import annotations
 
@@ -20,6 +21,21 @@ class DomainEvent(BaseModel):
     occurred_at: datetime
 
 
+class Item(BaseModel):
+    """A cart, checkout or order line as a message shows it (money as a decimal string)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str | None = None
+    quantity: int = 1
+    price: str | None = None
+    product_id: str | None = None
+    variant_id: str | None = None
+    sku: str | None = None
+    image_url: str | None = None
+    product_url: str | None = None
+
+
 class OrderPlaced(DomainEvent):
     type: Literal["OrderPlaced"] = "OrderPlaced"
     store_id: str
@@ -30,6 +46,59 @@ class OrderPlaced(DomainEvent):
     # As placed: an order placed unpaid (pending, failed; docs/revenue.md) is not revenue, and a post-purchase
     # message should wait for a paid one.
     paid: bool = True
+    order_number: str | None = None
+    items: tuple[Item, ...] = ()
+
+
+class OrderFulfilled(DomainEvent):
+    """The store shipped the order (Shopify fulfillments, WooCommerce "completed")."""
+
+    type: Literal["OrderFulfilled"] = "OrderFulfilled"
+    store_id: str
+    order_id: str
+    items: tuple[Item, ...] = ()
+
+
+class CheckoutStarted(DomainEvent):
+    """A shopper started a checkout (``checkout_id``: the platform's token); ``recovery_url`` takes them
+    back to it."""
+
+    type: Literal["CheckoutStarted"] = "CheckoutStarted"
+    store_id: str
+    checkout_id: str
+    items: tuple[Item, ...] = ()
+    recovery_url: str | None = None
+    value: str | None = None
+    currency: str | None = None
+    # The activity reached the profile only through an unsigned browser link (docs/consent.md): flows that
+    # show browsing or carts do not act on it.
+    from_browser: bool = False
+
+
+class ProductViewed(DomainEvent):
+    type: Literal["ProductViewed"] = "ProductViewed"
+    store_id: str
+    product: Item
+    url: str | None = None
+    from_browser: bool = False
+
+
+class ContactCreated(DomainEvent):
+    """A profile gained a way to reach it: an email or a phone it did not have (``CustomerCreated`` still
+    says a profile came to be, reachable or not)."""
+
+    type: Literal["ContactCreated"] = "ContactCreated"
+    channels: tuple[Literal["email", "sms"], ...]
+
+
+class ConsentChanged(DomainEvent):
+    """A channel's consent changed (crm.consent): old and new state, who said so."""
+
+    type: Literal["ConsentChanged"] = "ConsentChanged"
+    channel: Literal["email", "sms"]
+    old_state: str | None
+    new_state: str
+    source: str
 
 
 class CustomerCreated(DomainEvent):
@@ -59,4 +128,12 @@ class SegmentExited(DomainEvent):
     entered_at: datetime
 
 
-AnyDomainEvent = OrderPlaced | CustomerCreated | ProfilesMerged | SegmentEntered | SegmentExited
+AnyDomainEvent = (
+    OrderPlaced | OrderFulfilled | CheckoutStarted | ProductViewed | CustomerCreated | ContactCreated
+    | ConsentChanged | ProfilesMerged | SegmentEntered | SegmentExited
+)
+# The detail-types the flows queue receives from the bus (template.yaml's FlowEventsRule).
+FLOW_EVENT_TYPES: tuple[str, ...] = (
+    "CheckoutStarted", "ProductViewed", "OrderPlaced", "OrderFulfilled", "ContactCreated", "ConsentChanged",
+    "CustomerCreated", "ProfilesMerged", "SegmentEntered", "SegmentExited",
+)

@@ -1,0 +1,99 @@
+"""What the flows service needs from AWS, as protocols: adapters (crm.adapters.flows, crm.adapters.scheduler,
+crm.adapters.outbound) implement them over DynamoDB, EventBridge Scheduler, SES and SNS; tests use fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal, Protocol
+
+from crm.models.flows import FlowRecord, FlowRun, StepRecord, WakeUp
+from crm.models.messaging import MessagingSettings, OutgoingEmail, OutgoingSms, TemplateRecord
+
+ChannelName = Literal["email", "sms"]
+
+
+class StepAlreadyClaimed(Exception):
+    """Another delivery claimed this run's step first: it is being done, or was done."""
+
+
+class FlowStore(Protocol):
+    """Flow definitions and runs (crm.adapters.flows; keys in crm.adapters.keys)."""
+
+    def list_flows(self, workspace_id: str) -> list[FlowRecord]: ...
+    def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None: ...
+    def put_flow(self, record: FlowRecord, expected_version: int | None) -> None: ...
+    def delete_flow(self, workspace_id: str, flow_id: str) -> None: ...
+
+    def create_run(self, run: FlowRun) -> bool:
+        """Store a new run; False when a run with its id exists (the trigger was delivered before)."""
+        ...
+
+    def get_run(self, workspace_id: str, profile_id: str, run_id: str) -> FlowRun | None: ...
+    def save_run(self, run: FlowRun, expected_revision: int) -> None:
+        """Raises crm.ports.ConcurrentUpdate when the run changed since it was read."""
+        ...
+
+    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None) -> list[FlowRun]: ...
+    def delete_runs(self, workspace_id: str, profile_id: str) -> list[FlowRun]:
+        """Delete every run of the profile (an erasure); returns them, so their schedules can go too."""
+        ...
+
+    def claim_step(self, run: FlowRun, step_id: str, at: datetime) -> None:
+        """Claim a step before doing it (conditional put): raises StepAlreadyClaimed if claimed before."""
+        ...
+
+    def step_claim(self, run: FlowRun, step_id: str) -> StepRecord | None:
+        """What a claimed step came to: None if unclaimed; outcome UNKNOWN if claimed and never recorded."""
+        ...
+
+    def record_step(self, run: FlowRun, record: StepRecord) -> None: ...
+
+    def last_sent(self, workspace_id: str, profile_id: str, channel: ChannelName) -> datetime | None:
+        """When the profile was last sent a message on the channel, by any flow (Smart Sending)."""
+        ...
+
+    def note_sent(self, workspace_id: str, profile_id: str, channel: ChannelName, at: datetime) -> None: ...
+
+
+class WaitScheduler(Protocol):
+    """One-time EventBridge Scheduler schedules that put a WakeUp on the flows queue (crm.adapters.scheduler)."""
+
+    def schedule(self, wake: WakeUp) -> None: ...
+    def cancel(self, run_id: str, step_id: str) -> None:
+        """Delete the schedule if it exists (an exit, an erasure); a missing one is not an error."""
+        ...
+
+
+class Suppressions(Protocol):
+    """The workspace's suppression list (hard bounces, complaints), by normalised address."""
+
+    def is_suppressed(self, workspace_id: str, address: str) -> bool: ...
+    def suppress(self, workspace_id: str, address: str, reason: str, at: datetime) -> None: ...
+
+
+class EmailSender(Protocol):
+    def send(self, email: OutgoingEmail) -> str:
+        """Send by SES v2 (raw MIME); returns SES's message id."""
+        ...
+
+
+class SmsSender(Protocol):
+    def is_opted_out(self, phone: str) -> bool:
+        """SNS's opted-out list (CheckIfPhoneNumberIsOptedOut)."""
+        ...
+
+    def send(self, sms: OutgoingSms) -> str:
+        """SNS Publish to the E.164 number; returns the message id."""
+        ...
+
+
+class MessagingStore(Protocol):
+    """Messaging settings and templates per workspace."""
+
+    def messaging_settings(self, workspace_id: str) -> MessagingSettings: ...
+    def put_messaging_settings(self, workspace_id: str, settings: MessagingSettings) -> None: ...
+    def list_templates(self, workspace_id: str) -> Sequence[TemplateRecord]: ...
+    def get_template(self, workspace_id: str, template_id: str) -> TemplateRecord | None: ...
+    def put_template(self, record: TemplateRecord) -> None: ...
+    def delete_template(self, workspace_id: str, template_id: str) -> bool: ...
