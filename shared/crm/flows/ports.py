@@ -17,13 +17,21 @@ class StepAlreadyClaimed(Exception):
     """Another delivery claimed this run's step first: it is being done, or was done."""
 
 
-class FlowStore(Protocol):
-    """Flow definitions and runs (crm.adapters.flows; keys in crm.adapters.keys)."""
+class FlowCatalogue(Protocol):
+    """The workspace's flow definitions (crm.adapters.flow_definitions). A built-in flow never saved is listed
+    from crm.flows.builtin as a draft."""
 
     def list_flows(self, workspace_id: str) -> list[FlowRecord]: ...
     def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None: ...
-    def put_flow(self, record: FlowRecord, expected_version: int | None) -> None: ...
-    def delete_flow(self, workspace_id: str, flow_id: str) -> None: ...
+    def put_flow(self, record: FlowRecord, expected_version: int | None) -> None:
+        """Raises crm.ports.ConcurrentUpdate when the stored version is not ``expected_version``."""
+        ...
+
+    def delete_flow(self, workspace_id: str, flow_id: str) -> bool: ...
+
+
+class RunStore(Protocol):
+    """Flow runs, step claims and last sends (crm.adapters.flow_runs; keys in crm.adapters.keys)."""
 
     def create_run(self, run: FlowRun) -> bool:
         """Store a new run; False when a run with its id exists (the trigger was delivered before)."""
@@ -89,7 +97,8 @@ class SmsSender(Protocol):
 
 
 class MessagingStore(Protocol):
-    """Messaging settings and templates per workspace."""
+    """Messaging settings and templates per workspace (crm.adapters.flow_definitions). A built-in template
+    (crm.messaging.defaults) is read from there until the workspace saves its own under the same id."""
 
     def messaging_settings(self, workspace_id: str) -> MessagingSettings: ...
     def put_messaging_settings(self, workspace_id: str, settings: MessagingSettings) -> None: ...

@@ -42,7 +42,9 @@ class FilterOp(StrEnum):
 
 
 class PropertyFilter(BaseModel):
-    """A condition on the trigger event's detail: ``property`` is a dotted path (``paid``, ``items.0.sku``)."""
+    """A condition on an event's detail: ``property`` is a dotted path (``paid``, ``items.0.sku``); ``value``
+    may be ``{"trigger": "<path>"}``, the same path's value on the run's trigger (an exit on the trigger's own
+    order id, say)."""
 
     model_config = _MODEL
 
@@ -110,6 +112,20 @@ class Delay(BaseModel):
     duration: timedelta | None = None
     until_time: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     until: DateAnchor | None = None
+
+
+class WaitForEvent(BaseModel):
+    """Wait until ``event`` happens to the profile (e.g. the trigger's order is fulfilled), at most
+    ``timeout``; then go on, or end the run (``on_timeout``)."""
+
+    model_config = _MODEL
+
+    kind: Literal["wait_for"] = "wait_for"
+    id: str = Field(pattern=STEP_ID)
+    event: TriggerEvent
+    where: tuple[PropertyFilter, ...] = ()
+    timeout: timedelta = timedelta(days=30)
+    on_timeout: Literal["continue", "exit"] = "exit"
 
 
 class SendEmail(BaseModel):
@@ -181,8 +197,8 @@ class RandomSplit(BaseModel):
     paths: tuple[WeightedPath, ...] = Field(min_length=2, max_length=20)
 
 
-Step = Annotated[Delay | SendEmail | SendSms | TagProfile | ExitStep | ConditionalSplit | RandomSplit,
-                 Discriminator("kind")]
+Step = Annotated[Delay | WaitForEvent | SendEmail | SendSms | TagProfile | ExitStep | ConditionalSplit
+                 | RandomSplit, Discriminator("kind")]
 
 
 class FlowStatus(StrEnum):
@@ -279,6 +295,7 @@ class FlowRun(BaseModel):
     ended_at: UtcDateTime | None = None
     next_step: str | None = None  # the id of the step to do next; None when done
     wake_at: UtcDateTime | None = None  # while waiting: when the scheduled wake-up is due
+    waiting_for: str | None = None  # while at a wait_for step: the event type it waits for
     steps: tuple[StepRecord, ...] = ()
     revision: int = 0
 
