@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from crm.adapters.suppressions import suppression_address
 from crm.archive import ArchivedDelivery, unframe
 from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.models.events import AnyDomainEvent
@@ -710,3 +711,20 @@ class FakePrivacyJobs:
     def save_job(self, job: PrivacyJob) -> None:
         self.jobs[(job.workspace_id, job.request_id)] = job
         self.saves += 1
+
+
+class FakeSuppressions:
+    """The workspace suppression list (crm.flows.ports.Suppressions), as crm.adapters.suppressions keeps it: by
+    normalised address, the first reason and time kept."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, str], tuple[str, datetime]] = {}
+
+    def is_suppressed(self, workspace_id: str, address: str) -> bool:
+        return (workspace_id, suppression_address(address)) in self.held
+
+    def suppress(self, workspace_id: str, address: str, reason: str, at: datetime) -> None:
+        self.held.setdefault((workspace_id, suppression_address(address)), (reason, at))
+
+    def suppression(self, workspace_id: str, address: str) -> tuple[str, datetime] | None:
+        return self.held.get((workspace_id, suppression_address(address)))

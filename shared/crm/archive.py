@@ -14,11 +14,10 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import PurePath
-from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.ingest import DeliveryMeta, EnvelopeSource, IngestEnvelope
 from crm.models.stores import Platform
 
 FIREHOSE_PREFIX = "deliveries/"
@@ -36,7 +35,7 @@ class ArchivedDelivery(BaseModel):
 
     platform: Platform
     # Frames written before /track existed have no source: they are all webhooks.
-    source: Literal["webhook", "track"] = "webhook"
+    source: EnvelopeSource = "webhook"
     workspace_id: str
     store_id: str
     meta: DeliveryMeta

@@ -12,6 +12,11 @@ from crm.models.stores import Platform
 # SQS takes 256 KiB per message; a larger envelope travels without its body, read from the archive.
 MAX_MESSAGE_BYTES = 250_000
 
+# "webhook": a platform's signed delivery (its connector reads it); "track": a storefront tracking request
+# sent with the store's public write key (crm.tracking reads it); "statement": a consent statement the CRM
+# received itself from the shopper, e.g. an SMS STOP reply or a spam complaint (crm.messaging.statements).
+EnvelopeSource = Literal["webhook", "track", "statement"]
+
 
 class DeliveryMeta(BaseModel):
     """The platform's delivery headers, normalised across platforms."""
@@ -31,9 +36,7 @@ class IngestEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     platform: Platform
-    # "webhook": a platform's signed delivery (its connector reads it); "track": a storefront
-    # tracking request sent with the store's public write key (crm.tracking reads it).
-    source: Literal["webhook", "track"] = "webhook"
+    source: EnvelopeSource = "webhook"
     workspace_id: str
     store_id: str
     meta: DeliveryMeta
