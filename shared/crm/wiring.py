@@ -22,6 +22,9 @@ from crm.adapters.messaging import (
     SqsPrivacyQueue,
 )
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+from crm.adapters.sns import SnsSmsSender
+from crm.adapters.suppressions import DynamoSuppressions
+from crm.flows.ports import SmsSender, Suppressions
 from crm.ports import (
     ArchiveStore,
     CurrencyStore,
@@ -122,9 +125,19 @@ def currency_tasks() -> CurrencyTasks:
     return SqsCurrencyTasks()
 
 
+@cache
+def suppressions() -> Suppressions:
+    return DynamoSuppressions()
+
+
+@cache
+def sms_sender() -> SmsSender:
+    return SnsSmsSender()
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks, privacy_queue):
+                    currency_store, currency_tasks, privacy_queue, suppressions, sms_sender):
         factory.cache_clear()
