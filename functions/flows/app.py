@@ -11,7 +11,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
-from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, domain_event, read_message
+from crm.flows.engine import FlowEvent
+from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, read_message
 from crm.flows.service import Report
 
 logger = Logger(service="flows")
@@ -47,11 +48,7 @@ def handle_record(record: SQSRecord) -> None:
         return
     service = wiring.flows_service()
     if isinstance(message, BusEvent):
-        event = domain_event(message)
-        if event is None:
-            logger.info("event type flows do not act on", extra={"detail_type": message.detail_type})
-            return
-        _reported(service.on_event(event), record)
+        _reported(service.on_event(FlowEvent.of(message.detail_type, message.detail)), record)
     else:
         _reported(service.on_wake(message), record)
 

@@ -26,7 +26,7 @@ from crm.adapters.scheduler import EventBridgeWaitScheduler
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
 from crm.clock import utc_now
 from crm.flows.ports import EmailSender, FlowCatalogue, MessagingStore, RunStore, SmsSender, Suppressions, WaitScheduler
-from crm.flows.service import FlowEngine, FlowsService, MessageComposer
+from crm.flows.service import FlowsService, MessageComposer
 from crm.ports import (
     ArchiveStore,
     CurrencyStore,
@@ -137,17 +137,12 @@ def wait_scheduler() -> WaitScheduler:
     return EventBridgeWaitScheduler()
 
 
-# The flows service's other ports come from the branches that build them (issue 10): the engine (crm.flows.engine),
-# the flow catalogue and messaging store (api: crm.adapters.flow_definitions), the renderer and SES sender
-# (email: crm.messaging.render, crm.adapters.ses), suppressions and the SNS sender (deliver). Until they are
-# merged these factories fail loudly; the lead wires each one here.
+# The flows service's other ports come from the branches that build them (issue 10): the flow catalogue and
+# messaging store (api: crm.adapters.flow_definitions), the renderer and SES sender (email: crm.messaging.render,
+# crm.adapters.ses), suppressions and the SNS sender (deliver). Until they are merged these factories fail
+# loudly; the lead wires each one here.
 class NotWiredYet(RuntimeError):
     """A port whose adapter has not been merged into this branch yet."""
-
-
-@cache
-def flow_engine() -> FlowEngine:
-    raise NotWiredYet("crm.flows.engine")
 
 
 @cache
@@ -181,8 +176,8 @@ def message_composer() -> MessageComposer:
 
 
 def flows_service() -> FlowsService:
-    return FlowsService(engine=flow_engine(), catalogue=flow_catalogue(), runs=flow_runs(),
-                        scheduler=wait_scheduler(), profiles=profile_repository(), messaging=messaging_store(),
+    return FlowsService(catalogue=flow_catalogue(), runs=flow_runs(), scheduler=wait_scheduler(),
+                        profiles=profile_repository(), segments=segment_store(), messaging=messaging_store(),
                         suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
                         composer=message_composer(), clock=utc_now)
 
@@ -191,6 +186,6 @@ def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler, flow_engine,
+                    currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer):
         factory.cache_clear()

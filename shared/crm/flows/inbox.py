@@ -5,11 +5,10 @@ them is refused with the reason (it goes to the dead-letter queue after its retr
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from crm.models.events import AnyDomainEvent
 from crm.models.flows import WakeUp
 
 
@@ -44,7 +43,6 @@ class SnsNotification(BaseModel):
 
 FlowsMessage = BusEvent | SesEvent | SnsNotification | WakeUp
 _MESSAGE: TypeAdapter[FlowsMessage] = TypeAdapter(FlowsMessage)
-_EVENT: TypeAdapter[AnyDomainEvent] = TypeAdapter(Annotated[AnyDomainEvent, Field(discriminator="type")])
 
 
 class UnreadableMessage(ValueError):
@@ -56,13 +54,3 @@ def read_message(body: str) -> FlowsMessage:
         return _MESSAGE.validate_json(body)
     except ValidationError as error:
         raise UnreadableMessage(f"not a bus event, wake-up, SES event or SNS notification: {error}") from None
-
-
-def domain_event(message: BusEvent) -> AnyDomainEvent | None:
-    """The bus event's domain event; None for a type flows do not know (a newer publisher's)."""
-    if message.detail.get("type", message.detail_type) not in _KNOWN_TYPES:
-        return None
-    return _EVENT.validate_python({"type": message.detail_type, **message.detail})
-
-
-_KNOWN_TYPES = frozenset(t.__name__ for t in AnyDomainEvent.__args__)
