@@ -29,6 +29,7 @@ from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.flows.ports import EmailSender, FlowCatalogue, MessagingStore, RunStore, SmsSender, Suppressions, WaitScheduler
 from crm.flows.service import FlowsService, MessageComposer
+from crm.messaging.feedback import FeedbackDeps
 from crm.ports import (
     ArchiveStore,
     CurrencyStore,
@@ -175,6 +176,13 @@ def sms_sender() -> SmsSender:
 @cache
 def message_composer() -> MessageComposer:
     raise NotWiredYet("crm.messaging.render")
+
+
+def feedback_deps() -> FeedbackDeps:
+    """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS."""
+    return FeedbackDeps(suppressions=suppressions(), profiles=profile_repository(), archive=raw_archive(),
+                        ingest=ingest_queue(), workspaces=lambda: store_directory().workspaces(),
+                        messaging_settings=lambda workspace: messaging_store().messaging_settings(workspace))
 
 
 def flows_service() -> FlowsService:

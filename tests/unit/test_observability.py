@@ -123,7 +123,8 @@ def test_alert_email_subscribes_to_the_topic_only_when_given() -> None:
     assert sam["Parameters"]["AlertEmail"] == {**sam["Parameters"]["AlertEmail"], "Type": "String", "Default": ""}
     condition = sam["Conditions"]["HasAlertEmail"]
     assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]}
-    [subscription] = [r for r in sam["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"]
+    [subscription] = [r for r in sam["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"
+                      and r["Properties"]["TopicArn"] == {"Ref": "AlertsTopic"}]
     assert subscription["Condition"] == "HasAlertEmail"
     assert subscription["Properties"] == {"TopicArn": {"Ref": "AlertsTopic"}, "Protocol": "email",
                                           "Endpoint": {"Ref": "AlertEmail"}}
