@@ -16,7 +16,7 @@ from crm import clock, config, wiring
 from crm.adapters import clients
 from moto.server import ThreadedMotoServer
 
-from crm_local import moto_patches
+from crm_local import mailbox_simulator, moto_patches
 from crm_local.http import api_server
 from crm_local.lambdas import Function
 from crm_local.pollers import Poller, poller_for
@@ -90,7 +90,9 @@ class LocalRuntime:
         self._moto.start()
         os.environ.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.aws_endpoint, AWS_DEFAULT_REGION=self.region,
                           AWS_REGION=self.region)
-        self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
+        stack = load_stack(self.template, self.region)
+        self.provisioned = provision(stack, self.stack_name, self.region)
+        mailbox_simulator.install(stack, self.provisioned)
         os.environ.update(function_environment(self.provisioned, self.log_level))
         config.reset()
         wiring.reset()
@@ -130,6 +132,7 @@ class LocalRuntime:
         return False
 
     def stop(self) -> None:
+        mailbox_simulator.uninstall()
         for timer in self.schedules.values():
             timer.stop()
         for poller in self.pollers:
