@@ -24,6 +24,7 @@ from crm.models.ingest import IngestEnvelope
 from crm.models.messaging import MessagingSettings
 from crm.models.stores import Platform, StoreRegistration
 from crm.stores import register_store
+from crm_local import inbound_sms
 from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
 
@@ -118,9 +119,9 @@ def test_an_inbound_stop_withdraws_sms_consent_through_the_profiles_path(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration,
     shopper: DynamoProfileRepository, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    inbound = json.loads((EVENTS / "flows-sns-inbound-sms.json").read_text())
     # As two-way SMS does: the reply's JSON published on the stack's inbound topic.
-    client("sns").publish(TopicArn=provisioned.outputs["InboundSmsTopicArn"], Message=json.dumps(inbound))
+    inbound_id = inbound_sms.reply(provisioned.outputs["InboundSmsTopicArn"], SHOPPER_PHONE, OUR_NUMBER, "Stop",
+                                   sns=client("sns"))
     messages = receive_all(_flows_queue(provisioned))
     assert [json.loads(m["Body"])["Type"] for m in messages] == ["Notification"]
 
@@ -131,8 +132,8 @@ def test_an_inbound_stop_withdraws_sms_consent_through_the_profiles_path(
 
     statements = receive_all(provisioned.outputs["IngestQueueUrl"])
     [envelope] = [IngestEnvelope.model_validate_json(m["Body"]) for m in statements]
-    assert (envelope.source, envelope.workspace_id, envelope.store_id) == \
-        ("statement", registration.workspace_id, registration.store_id)
+    assert (envelope.source, envelope.workspace_id, envelope.store_id, envelope.meta.delivery_id) == \
+        ("statement", registration.workspace_id, registration.store_id, f"sms:{inbound_id}")
     assert _run(provisioned, function_env, "ProfilesFunction", provisioned.outputs["IngestQueueUrl"], statements) == \
         {"batchItemFailures": []}
 
