@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -165,6 +165,34 @@ def _aware(value: str) -> datetime:
     return parsed
 
 
+def _clock_advance(args: argparse.Namespace) -> int:
+    from crm_local.clock_control import remote_advance
+
+    answer = remote_advance(args.api, args.duration, wait_seconds=args.wait)
+    print(answer.model_dump_json())
+    if not answer.idle:
+        print(f"crm: the stack was still busy {args.wait:g} s after the jump (it carries on; `crm clock now` shows "
+              "the time)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _clock_now(args: argparse.Namespace) -> int:
+    from crm_local.clock_control import remote_now
+
+    print(remote_now(args.api).model_dump_json(exclude_none=True))
+    return 0
+
+
+def _duration(value: str) -> timedelta:
+    from crm_local.clock_control import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
@@ -268,6 +296,21 @@ def parser() -> argparse.ArgumentParser:
     exported.add_argument("--customers", type=Path, metavar="CSV", help="Shopify admin: Customers -> Export")
     imports.add_argument("--dry-run", action="store_true", help="parse and report; write nothing")
     imports.set_defaults(run=_import)
+
+    clock = commands.add_parser("clock", help="a running `crm local`'s clock (only the local runtime has one to "
+                                              "move)").add_subparsers(dest="clock_command", required=True)
+    advance = clock.add_parser("advance", help="fast-forward it: what falls due fires (flow waits, daily segment "
+                                               "runs), then waits until the stack is idle; prints the new time as "
+                                               "JSON")
+    advance.add_argument("duration", type=_duration, metavar="DURATION",
+                         help="4h, 30m, 2d, 1w (combinable: 1d12h) or ISO 8601 (PT4H)")
+    advance.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
+                         help="how long to wait for the stack to go idle (default 120; at most 600)")
+    now = clock.add_parser("now", help="its time, as JSON")
+    for command, run_clock in ((advance, _clock_advance), (now, _clock_now)):
+        command.add_argument("--api", default="http://127.0.0.1:8000", metavar="URL",
+                             help="the local runtime's API (default http://127.0.0.1:8000)")
+        command.set_defaults(run=run_clock)
 
     demo = commands.add_parser("demo", help="boot the local stack, simulate a Shopify and a WooCommerce store "
                                             "over months, print a report and check it against the simulation")

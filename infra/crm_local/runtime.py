@@ -18,6 +18,7 @@ from moto.scheduler.models import scheduler_backends
 from moto.server import ThreadedMotoServer
 
 from crm_local import moto_patches, scheduler
+from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
 from crm_local.lambdas import Function
 from crm_local.pollers import Poller, poller_for
@@ -108,7 +109,7 @@ class LocalRuntime:
             function.arn: function.invoke for function in functions.values()}))
         scheduler.listen(scheduler_backends[ACCOUNT_ID][self.region], self.scheduler.book)
         routes = [(method, path, functions[name]) for method, path, name in self.provisioned.routes]
-        self._http = api_server(self.host, self.port, routes)
+        self._http = api_server(self.host, self.port, routes, local_routes=clock_routes(self))
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="api", daemon=True)
         self._http_thread.start()
         for poller in self.pollers:
