@@ -22,14 +22,15 @@ STOP_TIMEOUT_SECONDS = 20
 
 
 def _local(args: argparse.Namespace) -> int:
-    from crm_local.runtime import LocalRuntime
+    from crm_local.runtime import DEFAULT_SENDER, LocalRuntime
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
     runtime = LocalRuntime(port=args.port, aws_port=args.aws_port, stack_name=args.stack,
-                           template=args.template, log_level=args.log_level)
+                           template=args.template, log_level=args.log_level,
+                           senders=(DEFAULT_SENDER, *(args.sender or ())))
     runtime.start()
     try:
         print(f"ready: api {runtime.api_url} aws {runtime.aws_endpoint} stack {args.stack} "
@@ -209,6 +210,9 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument("--aws-port", type=int, default=5001, help="port of the embedded AWS (moto) server")
     local.add_argument("--template", type=Path, default=None, help="template.yaml (default: this checkout's)")
     local.add_argument("--log-level", default="WARNING", help="function log level (Powertools)")
+    local.add_argument("--sender", action="append", metavar="ADDRESS_OR_DOMAIN",
+                       help="an SES sender identity to verify in the local SES (repeatable; store@crm-local.example "
+                            "always is, and so is any sender a workspace's messaging settings name)")
     local.set_defaults(run=_local)
 
     store = commands.add_parser("store", help="stores").add_subparsers(dest="store_command", required=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -12,15 +13,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 from crm import clock, config, wiring
 from crm.adapters import clients
 from moto.scheduler.models import scheduler_backends
 from moto.server import ThreadedMotoServer
 
-from crm_local import moto_patches, scheduler
+from crm_local import moto_outbound, moto_patches, scheduler
 from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
 from crm_local.lambdas import Function
+from crm_local.outbound import Outbox
 from crm_local.pollers import Poller, poller_for
 from crm_local.provision import ACCOUNT_ID, Provisioned, provision
 from crm_local.scheduler import Fired, ScheduleBook, ScheduleRunner, Targets
@@ -29,6 +32,9 @@ from crm_local.template import load_stack
 
 log = logging.getLogger("crm.local")
 
+# A sender verified in the local SES from the start (any other one ends verified once a workspace's messaging
+# settings name it, or with `crm local --sender`): local sends need no set-up.
+DEFAULT_SENDER = "store@crm-local.example"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing"}
 
@@ -69,6 +75,7 @@ class LocalRuntime:
     pollers: list[Poller] = field(default_factory=list)
     schedules: dict[str, ScheduleTimer] = field(default_factory=dict)
     scheduler: ScheduleRunner | None = None  # EventBridge Scheduler's schedules (moto stores, this fires)
+    senders: tuple[str, ...] = (DEFAULT_SENDER,)  # SES identities (addresses or domains) verified at start
 
     @property
     def api_url(self) -> str:
@@ -90,12 +97,14 @@ class LocalRuntime:
             ensure_free(self.host, port)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_patches.install()
+        moto_outbound.install()
         scheduler.install()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
         self._moto.start()
         os.environ.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.aws_endpoint, AWS_DEFAULT_REGION=self.region,
                           AWS_REGION=self.region)
         self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
+        self.verify_senders(*self.senders)
         os.environ.update(function_environment(self.provisioned, self.log_level))
         config.reset()
         wiring.reset()
@@ -117,6 +126,17 @@ class LocalRuntime:
         for timer in self.schedules.values():
             timer.start()
         self.scheduler.start()
+
+    def verify_senders(self, *identities: str) -> None:
+        """Email addresses or domains SES may send from, verified (as if their owner had confirmed them)."""
+        ses: Any = boto3.client("sesv2", region_name=self.region)
+        for identity in identities:
+            with contextlib.suppress(ses.exceptions.AlreadyExistsException):
+                ses.create_email_identity(EmailIdentity=identity)
+
+    def outbox(self) -> Outbox:
+        """The emails and SMS sent so far (read back from moto)."""
+        return Outbox(self.aws_endpoint)
 
     def fire_schedules(self) -> dict[str, Any]:
         """Fire every schedule of the template now (what EventBridge does at their times); their answers."""

@@ -1,5 +1,6 @@
 """`crm clock advance` on a running `crm local`: a one-time Scheduler schedule written through the local AWS
-endpoint fires onto its queue once the clock passes its time, and deletes itself; nothing fires before."""
+endpoint fires onto its queue once the clock passes its time, and deletes itself; nothing fires before. And the
+local SES: its default sender verified, its sends read back with the runtime's time of sending."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
+from crm_local.outbound import Outbox
+from crm_local.runtime import DEFAULT_SENDER
 
 from tests.builders import ROOT
 from tests.e2e.conftest import LocalStack
@@ -63,3 +66,16 @@ def test_the_cli_names_a_bad_duration_and_a_missing_runtime(local_stack: LocalSt
     done = subprocess.run([sys.executable, "-m", "crm_local.cli", "clock", "now", "--api", local_stack.aws_endpoint],
                           env=local_stack.env(), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "not a local runtime" in done.stderr  # moto's server: no clock
+
+
+def test_the_default_sender_is_verified_and_its_sends_are_read_back(local_stack: LocalStack) -> None:
+    ses = local_stack.client("sesv2")
+    assert ses.get_email_identity(EmailIdentity=DEFAULT_SENDER)["VerifiedForSendingStatus"] is True
+    outbox = Outbox(local_stack.aws_endpoint)
+    mark = outbox.mark()
+    ses.send_email(FromEmailAddress=DEFAULT_SENDER, Destination={"ToAddresses": ["e2e@example.com"]},
+                   Content={"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi"}}}},
+                   EmailTags=[{"Name": "flow", "Value": "e2e"}])
+    [sent] = outbox.since(mark).emails
+    assert (sent.to, sent.subject, sent.source) == (["e2e@example.com"], "Hello", DEFAULT_SENDER)
+    assert sent.sent_at is not None and sent.sent_at >= now(local_stack) - timedelta(minutes=1)
