@@ -4,7 +4,8 @@ to a simulator address produces the event SES would publish, on the same path as
 SES's simulator (docs: "Using the mailbox simulator") answers ``success@``, ``bounce@``, ``ooto@``,
 ``complaint@`` and ``suppressionlist@simulator.amazonses.com``, each also with a ``+label`` (so that many
 tests or simulated shoppers can each have their own address). When the message was sent in a configuration
-set whose event destination (template.yaml's ``AWS::SES::ConfigurationSetEventDestination``) is EventBridge
+set whose event destination (template.yaml's ``AWS::SES::ConfigurationSetEventDestination``, kept by
+provisioning in ``Provisioned.ses_event_destinations``) is EventBridge
 and matches the event type, SES puts the event on the default bus as source ``aws.ses`` with the detail of
 event publishing (mail with its tags, then bounce, complaint or delivery). So does this: the template's rule
 on the default bus routes it to the flows queue, whose function suppresses the address.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -30,8 +31,7 @@ from crm.clock import utc_now
 from moto.events.models import events_backends
 from moto.sesv2.responses import SESV2Response
 
-from crm_local.provision import Provisioned, Resolver
-from crm_local.template import Stack
+from crm_local.provision import Provisioned
 
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
 DEFAULT_BUS = "default"
@@ -60,19 +60,14 @@ class EventDestination:
     bus_arn: str
 
 
-def event_destinations(stack: Stack, provisioned: Provisioned) -> list[EventDestination]:
-    """The template's SES event destinations that publish to EventBridge."""
-    resolver = Resolver(provisioned.stack_name, provisioned.region, provisioned.physical)
-    found = []
-    for resource in stack.of_type("AWS::SES::ConfigurationSetEventDestination").values():
-        properties = resolver.resolve(resource["Properties"])
-        destination = properties["EventDestination"]
-        bridge = destination.get("EventBridgeDestination")
-        if bridge and destination.get("Enabled", False):
-            found.append(EventDestination(str(properties["ConfigurationSetName"]),
-                                          frozenset(t.lower() for t in destination["MatchingEventTypes"]),
-                                          str(bridge["EventBusArn"])))
-    return found
+def event_destinations(provisioned: Provisioned) -> list[EventDestination]:
+    """The template's SES event destinations that publish to EventBridge (as provisioning kept them: moto's SES
+    has none)."""
+    return [EventDestination(configuration_set, frozenset(t.lower() for t in destination["MatchingEventTypes"]),
+                             str(destination["EventBridgeDestination"]["EventBusArn"]))
+            for configuration_set, destinations in provisioned.ses_event_destinations.items()
+            for destination in destinations
+            if destination.get("EventBridgeDestination") and destination.get("Enabled", False)]
 
 
 @dataclass(frozen=True)
@@ -156,13 +151,14 @@ def ses_events(sent: SentEmail, destinations: list[EventDestination], account: s
                        "Resources": [configuration_set], "EventBusName": destination.bus_arn, "Time": at.timestamp()}
 
 
-_ORIGINAL_SEND_EMAIL = SESV2Response.send_email
 _lock = threading.Lock()
 _destinations: list[EventDestination] = []
+# The SendEmail handler this wraps: whatever was installed before (crm_local.moto_outbound's stamping, or moto's).
+_wrapped: list[Callable[[SESV2Response], str]] = []
 
 
 def _send_email(self: SESV2Response) -> str:
-    answer = _ORIGINAL_SEND_EMAIL(self)
+    answer = _wrapped[0](self)
     sent = SentEmail.of(json.loads(self.body), str(json.loads(answer)["MessageId"]))
     with _lock:
         destinations = list(_destinations)
@@ -176,16 +172,19 @@ def _send_email(self: SESV2Response) -> str:
     return answer
 
 
-def install(stack: Stack, provisioned: Provisioned) -> list[EventDestination]:
+def install(provisioned: Provisioned) -> list[EventDestination]:
     """Emulate the simulator for the provisioned stack's event destinations (in this process's moto)."""
-    found = event_destinations(stack, provisioned)
+    found = event_destinations(provisioned)
     with _lock:
         _destinations[:] = found
-    SESV2Response.send_email = _send_email  # type: ignore[method-assign]
+        if not _wrapped:
+            _wrapped.append(SESV2Response.send_email)
+            SESV2Response.send_email = _send_email  # type: ignore[method-assign]
     return found
 
 
 def uninstall() -> None:
     with _lock:
         _destinations.clear()
-    SESV2Response.send_email = _ORIGINAL_SEND_EMAIL  # type: ignore[method-assign]
+        if _wrapped:
+            SESV2Response.send_email = _wrapped.pop()  # type: ignore[method-assign]

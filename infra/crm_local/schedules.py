@@ -61,12 +61,22 @@ class ScheduleTimer(threading.Thread):
         self.due = next_time(expression, utc_now())
         self.stopping = threading.Event()
         self.fired = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # fire_if_due holds it across fire
 
     def run(self) -> None:
         while not self.stopping.wait(CHECK_EVERY_SECONDS):
-            if utc_now() >= self.due:
-                self.fire()
+            self.fire_if_due()
+
+    def is_due(self) -> bool:
+        return utc_now() >= self.due
+
+    def fire_if_due(self) -> bool:
+        """Fire if the clock has passed the due time (once, however far past); whether it fired."""
+        with self._lock:
+            if not self.is_due():
+                return False
+            self.fire()
+            return True
 
     def fire(self) -> Any:
         """Invoke the function now, as EventBridge would at the due time."""

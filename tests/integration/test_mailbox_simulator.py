@@ -14,7 +14,6 @@ from crm.stores import register_store
 from crm_local import mailbox_simulator
 from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
-from crm_local.template import Stack
 
 from tests.aws import client, queue_arn, receive_all, sqs_event
 from tests.builders import DOMAIN, NOW, SECRET
@@ -25,8 +24,8 @@ SENDER = "shop@shop.example"
 
 
 @pytest.fixture
-def simulator(stack: Stack, provisioned: Provisioned) -> Iterator[list[mailbox_simulator.EventDestination]]:
-    yield mailbox_simulator.install(stack, provisioned)
+def simulator(provisioned: Provisioned) -> Iterator[list[mailbox_simulator.EventDestination]]:
+    yield mailbox_simulator.install(provisioned)
     mailbox_simulator.uninstall()
 
 
