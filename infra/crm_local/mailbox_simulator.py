@@ -187,4 +187,4 @@ def uninstall() -> None:
     with _lock:
         _destinations.clear()
         if _wrapped:
-            SESV2Response.send_email = _wrapped.pop()  # type: ignore[method-assign]
+            SESV2Response.send_email = _wrapped.pop()  # type: ignore[method-assign,assignment]

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import botocore.client
 import pytest
 from crm import wiring
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
@@ -66,6 +67,20 @@ def shopper(provisioned: Provisioned, registration: StoreRegistration) -> Dynamo
     return repository
 
 
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every AWS request made from here on, as service:operation (the cost of feedback, docs/deliverability.md)."""
+    made: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(client: botocore.client.BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        made.append(f"{client.meta.service_model.service_name}:{operation}")
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return made
+
+
 def _flows_queue(provisioned: Provisioned) -> str:
     return provisioned.physical["FlowsQueue"].ref
 
@@ -90,7 +105,7 @@ def _put_on_default_bus(event: dict[str, Any]) -> None:
 
 
 def test_a_hard_bounce_of_our_configuration_set_reaches_the_flows_function_and_suppresses(
-    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, requests: list[str]
 ) -> None:
     configuration_set = provisioned.outputs["MessagesConfigurationSetName"]
     _put_on_default_bus(_ses_event(registration.workspace_id, "another-apps-set"))  # not ours: not routed
@@ -99,8 +114,11 @@ def test_a_hard_bounce_of_our_configuration_set_reaches_the_flows_function_and_s
     assert [json.loads(m["Body"])["detail"]["mail"]["tags"]["ses:configuration-set"] for m in messages] == \
         [[configuration_set]]
 
-    assert _run(provisioned, function_env, "FlowsFunction", _flows_queue(provisioned), messages) == \
-        {"batchItemFailures": []}
+    function_env("FlowsFunction")
+    event = sqs_event(messages, queue_arn(_flows_queue(provisioned)))
+    requests.clear()
+    assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
+    assert requests == ["dynamodb:UpdateItem"]  # one write unit per hard bounce
     suppressions = DynamoSuppressions(provisioned.outputs["TableName"])
     assert suppressions.suppression(registration.workspace_id, "recipient@example.com") == \
         ("hard bounce (General, 5.1.1)", datetime(2026, 3, 5, 0, 41, 2, 669000, tzinfo=UTC))
@@ -117,7 +135,7 @@ def test_a_delivery_event_never_reaches_the_flows_queue(provisioned: Provisioned
 
 def test_an_inbound_stop_withdraws_sms_consent_through_the_profiles_path(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration,
-    shopper: DynamoProfileRepository, monkeypatch: pytest.MonkeyPatch,
+    shopper: DynamoProfileRepository, monkeypatch: pytest.MonkeyPatch, requests: list[str],
 ) -> None:
     # As two-way SMS does: the reply's JSON published on the stack's inbound topic.
     inbound_id = inbound_sms.reply(provisioned.outputs["InboundSmsTopicArn"], SHOPPER_PHONE, OUR_NUMBER, "Stop",
@@ -127,8 +145,12 @@ def test_an_inbound_stop_withdraws_sms_consent_through_the_profiles_path(
 
     function_env("FlowsFunction")
     monkeypatch.setattr(wiring, "messaging_store", cache(Settings))
-    assert Function(provisioned.functions["FlowsFunction"]).invoke(
-        sqs_event(messages, queue_arn(_flows_queue(provisioned)))) == {"batchItemFailures": []}
+    event = sqs_event(messages, queue_arn(_flows_queue(provisioned)))
+    requests.clear()
+    assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
+    # The workspaces (one Query), the phone's identity and its profile, then the statement archived and queued.
+    assert requests == ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "firehose:PutRecord",
+                        "sqs:SendMessage"]
 
     statements = receive_all(provisioned.outputs["IngestQueueUrl"])
     [envelope] = [IngestEnvelope.model_validate_json(m["Body"]) for m in statements]
@@ -145,3 +167,23 @@ def test_an_inbound_stop_withdraws_sms_consent_through_the_profiles_path(
     lines = [e.summary for e in shopper.timeline(registration.workspace_id, [profile.profile_id], None, 50)
              if e.type == "consent_changed" and e.summary["source"] == "sms STOP"]
     assert lines == [{"channel": "sms", "old": "subscribed", "new": "unsubscribed", "source": "sms STOP"}]
+
+
+def test_a_complaint_suppresses_and_queues_the_email_consent_statement(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration,
+    shopper: DynamoProfileRepository, requests: list[str],
+) -> None:
+    _put_on_default_bus(_ses_event(registration.workspace_id, provisioned.outputs["MessagesConfigurationSetName"],
+                                   "flows-ses-complaint.json"))
+    messages = receive_all(_flows_queue(provisioned))
+    function_env("FlowsFunction")
+    event = sqs_event(messages, queue_arn(_flows_queue(provisioned)))
+    requests.clear()
+    assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
+    assert requests == ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "firehose:PutRecord",
+                        "sqs:SendMessage"]
+    assert DynamoSuppressions(provisioned.outputs["TableName"]).is_suppressed(registration.workspace_id,
+                                                                             "recipient@example.com")
+    [statement] = [IngestEnvelope.model_validate_json(m["Body"])
+                   for m in receive_all(provisioned.outputs["IngestQueueUrl"])]
+    assert (statement.source, statement.meta.topic) == ("statement", "statement/email")
