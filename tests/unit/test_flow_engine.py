@@ -163,6 +163,13 @@ def _previous(flow_id: str, entered: datetime, **fields: Any) -> FlowRun:
                    trigger={"occurred_at": entered.isoformat(), "checkout_id": "c0"}, **fields)
 
 
+def test_the_same_order_sent_again_under_another_event_id_starts_no_second_run() -> None:
+    flow = live(builtin.POST_PURCHASE)  # entered every time: once per order
+    first = started(flow, order("e-1", T0, "o1"))
+    assert enter(flow, order("e-2", T0 + HOUR, "o1"), shopper(), [first], T0 + HOUR).refusal is Refusal.DUPLICATE
+    assert enter(flow, order("e-3", T0 + HOUR, "o2"), shopper(), [first], T0 + HOUR).run is not None
+
+
 def test_once_per_days_counts_from_the_last_entry() -> None:
     flow = live(builtin.ABANDONED_CHECKOUT)  # once per 7 days
     done = {"status": RunStatus.COMPLETED}
@@ -202,7 +209,7 @@ def test_an_active_run_this_checkout_supersedes_does_not_block_it_whichever_is_h
     assert enter(flow, newer, shopper(), [first], T0 + HOUR).run is not None
     # the same checkout sent again (a platform's update) is no newer checkout: the first run goes on
     again = checkout("e3", T0 + HOUR, "c1")
-    assert enter(flow, again, shopper(), [first], T0 + HOUR).refusal is Refusal.REENTRY
+    assert enter(flow, again, shopper(), [first], T0 + HOUR).refusal is Refusal.DUPLICATE
     assert on_event(flow.definition, first, again, T0 + HOUR) is None
 
 

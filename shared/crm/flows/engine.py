@@ -67,6 +67,10 @@ Channel = Literal["email", "sms"]
 # Flows that show browsing or carts do not act on activity only a browser vouched for (docs/consent.md,
 # "Residual risk"): a trigger of these kinds with ``from_browser`` is skipped at every send (browser_only).
 BROWSING_TRIGGERS = frozenset({"CheckoutStarted", "ProductViewed"})
+# What one occurrence of a trigger is about: a platform that re-sends an order or a checkout (another event
+# id, the same order) must not start a second run, even in a flow entered every time.
+OCCURRENCE_KEYS: dict[str, str] = {"OrderPlaced": "order_id", "OrderFulfilled": "order_id",
+                                   "CheckoutStarted": "checkout_id"}
 
 
 class FlowEvent(BaseModel):
@@ -98,7 +102,7 @@ class Refusal(StrEnum):
     MERGED = "merged"  # the profile was merged into another: the survivor's event starts its run
     FILTER = "profile_filter"
     REENTRY = "reentry"  # the re-entry rule refuses: the profile entered too recently (or ever, for once)
-    DUPLICATE = "duplicate"  # this trigger occurrence already started its run
+    DUPLICATE = "duplicate"  # this trigger (or another event about the same order or checkout) started a run
 
 
 @dataclass(frozen=True)
@@ -243,8 +247,7 @@ def _refusal(flow: FlowRecord, event: FlowEvent, profile: Profile, previous_runs
         return Refusal.NOT_TRIGGER
     if profile.merged_into is not None:
         return Refusal.MERGED
-    run_id = run_id_for(flow.flow_id, event.event_id)
-    if any(previous.run_id == run_id for previous in previous_runs):
+    if any(_same_occurrence(previous, flow.flow_id, event) for previous in previous_runs):
         return Refusal.DUPLICATE
     if not passes_filter(definition, profile, now, segments):
         return Refusal.FILTER
@@ -252,6 +255,14 @@ def _refusal(flow: FlowRecord, event: FlowEvent, profile: Profile, previous_runs
     if _reentry_refuses(definition.reentry, counted, now):
         return Refusal.REENTRY
     return None
+
+
+def _same_occurrence(previous: FlowRun, flow_id: str, event: FlowEvent) -> bool:
+    if previous.run_id == run_id_for(flow_id, event.event_id):
+        return True
+    key = OCCURRENCE_KEYS.get(event.type)
+    value = event.detail.get(key) if key else None
+    return (value is not None and previous.trigger_type == event.type and previous.trigger.get(key) == value)
 
 
 def triggers(definition: FlowDefinition, event: FlowEvent) -> bool:
@@ -334,7 +345,7 @@ def exit_from_profile(definition: FlowDefinition, run: FlowRun, profile: Profile
         if exit_event.where:
             continue  # a filter on the event's detail: only the event itself can tell
         moment = _latest(profile, exit_event.event)
-        if moment is not None and as_utc(moment) > since:
+        if moment is not None and moment.tzinfo is not None and as_utc(moment) > since:
             return _exit_reason(run, exit_event.event)
     return None
 
@@ -378,7 +389,7 @@ def decide(definition: FlowDefinition, run: FlowRun, profile: Profile, now: date
         return _exit_before(step, reason, SkipReason.EXITED, now)
     if not passes_filter(definition, profile, now, segments):
         return _exit_before(step, ExitReason.FILTER.value, SkipReason.FILTER, now)
-    context = _Context(definition, run, profile, as_utc(now), settings, facts)
+    context = _Context(definition, run, profile, as_utc(now), settings, facts, segments)
     return _step(step, context)
 
 
@@ -390,6 +401,7 @@ class _Context:
     now: datetime
     settings: MessagingSettings
     facts: SendFacts | None
+    segments: frozenset[str]
 
     def following(self, step_id: str) -> str | None:
         return _following(self.definition).get(step_id)
@@ -507,7 +519,7 @@ def _browser_only(definition: FlowDefinition, run: FlowRun) -> bool:
 
 
 def _conditional_path(split: ConditionalSplit, context: _Context) -> int | None:
-    subject = subject_of(context.profile)
+    subject = subject_of(context.profile, context.segments)
     for number, branch in enumerate(split.paths):
         if branch.when is None or matches(segment_filter(branch.when), subject, context.now):
             return number
@@ -518,6 +530,8 @@ def random_path(split: RandomSplit, run_id: str) -> int:
     """The path a run takes at a random split: drawn from the run id and the step id, by weight, so that a
     retried step takes the same path and runs spread over the paths as the weights say."""
     total = sum(branch.weight for branch in split.paths)
+    if total <= 0:
+        return 0  # crm.flows.definition refuses such a split; a stored one still takes a path
     digest = hashlib.sha256(f"{run_id}|{split.id}".encode()).digest()
     draw = int.from_bytes(digest[:8], "big") % total
     for number, branch in enumerate(split.paths):
@@ -574,7 +588,7 @@ def apply(run: FlowRun, decision: Decision, now: datetime, *, message_id: str | 
     return run.model_copy(update=update)
 
 
-__all__ = ["BROWSING_TRIGGERS", "Action", "Channel", "Complete", "Decision", "Entry", "Exit", "ExitReason",
-           "FlowEvent", "Proceed", "Refusal", "Send", "SendFacts", "Tag", "Wait", "WaitFor", "address_of", "apply",
-           "decide", "enter", "exit_from_profile", "on_event", "passes_filter", "random_path", "send_step",
-           "triggers"]
+__all__ = ["BROWSING_TRIGGERS", "OCCURRENCE_KEYS", "Action", "Channel", "Complete", "Decision", "Entry", "Exit",
+           "ExitReason", "FlowEvent", "Proceed", "Refusal", "Send", "SendFacts", "Tag", "Wait", "WaitFor",
+           "address_of", "apply", "decide", "enter", "exit_from_profile", "on_event", "passes_filter", "random_path",
+           "send_step", "triggers"]
