@@ -261,8 +261,9 @@ def _same_occurrence(previous: FlowRun, flow_id: str, event: FlowEvent) -> bool:
     if previous.run_id == run_id_for(flow_id, event.event_id):
         return True
     key = OCCURRENCE_KEYS.get(event.type)
-    value = event.detail.get(key) if key else None
-    return (value is not None and previous.trigger_type == event.type and previous.trigger.get(key) == value)
+    if key is None or event.detail.get(key) is None:
+        return False
+    return previous.trigger_type == event.type and previous.trigger.get(key) == event.detail[key]
 
 
 def triggers(definition: FlowDefinition, event: FlowEvent) -> bool:
