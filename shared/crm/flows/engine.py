@@ -67,6 +67,12 @@ Channel = Literal["email", "sms"]
 # Flows that show browsing or carts do not act on activity only a browser vouched for (docs/consent.md,
 # "Residual risk"): a trigger of these kinds with ``from_browser`` is skipped at every send (browser_only).
 BROWSING_TRIGGERS = frozenset({"CheckoutStarted", "ProductViewed"})
+# The checks before a send, in the order they run (the order; docs/flows.md): the first that fails names
+# the skip. Exit events and the profile filter end the run as well; quiet hours hold an SMS, never skip it.
+CHECK_ORDER: tuple[SkipReason, ...] = (
+    SkipReason.EXITED, SkipReason.FILTER, SkipReason.BROWSER_ONLY, SkipReason.NO_ADDRESS, SkipReason.NO_CONSENT,
+    SkipReason.SUPPRESSED, SkipReason.CARRIER_OPT_OUT, SkipReason.SMART_SENDING,
+)
 # What one occurrence of a trigger is about: a platform that re-sends an order or a checkout (another event
 # id, the same order) must not start a second run, even in a flow entered every time.
 OCCURRENCE_KEYS: dict[str, str] = {"OrderPlaced": "order_id", "OrderFulfilled": "order_id",
@@ -589,7 +595,7 @@ def apply(run: FlowRun, decision: Decision, now: datetime, *, message_id: str | 
     return run.model_copy(update=update)
 
 
-__all__ = ["BROWSING_TRIGGERS", "OCCURRENCE_KEYS", "Action", "Channel", "Complete", "Decision", "Entry", "Exit",
-           "ExitReason", "FlowEvent", "Proceed", "Refusal", "Send", "SendFacts", "Tag", "Wait", "WaitFor",
-           "address_of", "apply", "decide", "enter", "exit_from_profile", "on_event", "passes_filter", "random_path",
-           "send_step", "triggers"]
+__all__ = ["BROWSING_TRIGGERS", "CHECK_ORDER", "OCCURRENCE_KEYS", "Action", "Channel", "Complete", "Decision",
+           "Entry", "Exit", "ExitReason", "FlowEvent", "Proceed", "Refusal", "Send", "SendFacts", "Tag", "Wait",
+           "WaitFor", "address_of", "apply", "decide", "enter", "exit_from_profile", "on_event", "passes_filter",
+           "random_path", "send_step", "triggers"]
