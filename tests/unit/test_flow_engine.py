@@ -29,6 +29,7 @@ from crm.flows.engine import (
     random_path,
     send_step,
 )
+from crm.flows.timing import in_quiet_hours, shopper_zone
 from crm.models.canonical import ActivityType
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.flows import (
@@ -577,3 +578,76 @@ def test_the_abandoned_checkout_sends_at_most_the_two_reminders_and_none_after_a
     if ordered_at is None and last_sent_before is None:
         assert [r.step_id for r in sent] == ["email_1", "email_2"]
         assert sent[0].at >= T0 + 4 * HOUR and sent[1].at >= T0 + 24 * HOUR
+
+
+def _leaf(kind: str, step_id: str, minutes: int) -> dict[str, Any]:
+    return {
+        "delay": {"kind": "delay", "id": step_id, "duration": f"PT{minutes + 1}M"},
+        "until": {"kind": "delay", "id": step_id, "until_time": f"{minutes % 24:02d}:{minutes % 60:02d}"},
+        "wait_for": {"kind": "wait_for", "id": step_id, "event": "OrderFulfilled", "timeout": f"PT{minutes + 1}H",
+                     "on_timeout": "continue" if minutes % 2 else "exit"},
+        "email": {"kind": "email", "id": step_id, "template_id": "t"},
+        "sms": {"kind": "sms", "id": step_id, "template_id": "t", "smart_sending": minutes % 3 == 0},
+        "tag": {"kind": "tag", "id": step_id, "tag": "x"},
+        "exit": {"kind": "exit", "id": step_id},
+    }[kind]
+
+
+@st.composite
+def step_trees(draw: st.DrawFn, depth: int = 0, counter: list[int] | None = None) -> list[dict[str, Any]]:
+    """A list of steps (splits within splits) with ids unique across the tree; an exit only last."""
+    counter = counter if counter is not None else [0]
+    steps: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(1, 4))):
+        counter[0] += 1
+        step_id = f"s{counter[0]}"
+        kinds = ["delay", "until", "wait_for", "email", "sms", "tag"] + (["split", "random"] if depth < 2 else [])
+        kind = draw(st.sampled_from(kinds))
+        if kind in ("split", "random"):
+            paths = [draw(step_trees(depth + 1, counter)) for _ in range(draw(st.integers(2, 3)))]
+            if kind == "split":
+                steps.append({"kind": "split", "id": step_id, "paths": [
+                    {"when": {"field": "country", "op": "eq", "value": code}, "steps": branch}
+                    for code, branch in zip(("FR", "GB"), paths[:-1], strict=False)] + [{"steps": paths[-1]}]})
+            else:
+                steps.append({"kind": "random", "id": step_id, "paths": [
+                    {"weight": draw(st.integers(1, 5)), "steps": branch} for branch in paths]})
+        else:
+            steps.append(_leaf(kind, step_id, draw(st.integers(0, 300))))
+    if draw(st.booleans()) and depth > 0:
+        counter[0] += 1
+        steps.append(_leaf("exit", f"s{counter[0]}", 0))
+    return steps
+
+
+@settings(max_examples=150, deadline=None)
+@given(tree=step_trees(), country=st.sampled_from(["FR", "GB", "DE"]), late=st.lists(st.integers(0, 600),
+                                                                                   min_size=30, max_size=30),
+       fulfilled_after=st.one_of(st.none(), st.integers(0, 72 * 60)))
+def test_any_flow_runs_to_its_end_recording_each_step_once_and_never_waking_in_the_past(
+        tree: list[dict[str, Any]], country: str, late: list[int], fulfilled_after: int | None) -> None:
+    definition = parse_flow({"name": "any", "trigger": {"kind": "event", "event": "CheckoutStarted"},
+                             "reentry": {"mode": "every_time"}, "steps": tree})
+    profile = shopper(country=country)
+    run, now = started(live("any", definition), checkout(), profile), T0
+    fulfilment = event("OrderFulfilled", "f1", T0 + timedelta(minutes=fulfilled_after or 0), store_id="s1",
+                       order_id="o1") if fulfilled_after is not None else None
+    for minutes in late:
+        if run.status is not RunStatus.ACTIVE:
+            break
+        if fulfilment is not None and run.waiting_for and fulfilment.occurred_at <= (run.wake_at or now):
+            now = max(now, fulfilment.occurred_at)
+            resumed = on_event(definition, run, fulfilment, now)
+            run = apply(run, resumed, now) if resumed is not None else run
+        else:
+            now = max(now, run.wake_at or now) + timedelta(minutes=minutes)
+        run, decisions = step_on(definition, run, profile, now, facts=SendFacts(last_sent=T0 - 48 * HOUR))
+        assert run.wake_at is None or run.wake_at > now
+        assert all(not isinstance(d.action, Wait) or d.action.until > now for d in decisions)
+    assert run.status is not RunStatus.ACTIVE, "30 wake-ups finish any flow of this size"
+    recorded = [record.step_id for record in run.steps]
+    assert len(set(recorded)) == len(recorded)
+    assert all(record.at <= now for record in run.steps)
+    zone = shopper_zone(profile, SETTINGS.time_zone)
+    assert not any(in_quiet_hours(record.at, zone, SETTINGS.quiet_hours) for record in run.steps
+                   if record.channel == "sms" and record.outcome is StepOutcome.SENT)
