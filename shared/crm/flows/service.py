@@ -33,7 +33,16 @@ from crm.flows.ports import (
     Suppressions,
     WaitScheduler,
 )
-from crm.models.flows import FlowRecord, FlowRun, FlowStatus, RunStatus, StepOutcome, StepRecord, WakeUp
+from crm.models.flows import (
+    FlowRecord,
+    FlowRun,
+    FlowStatus,
+    RunStatus,
+    StepOutcome,
+    StepRecord,
+    WakeUp,
+    run_id_for,
+)
 from crm.models.messaging import MessagingSettings, OutgoingEmail, OutgoingSms, TemplateRecord
 from crm.models.profile import Profile, TimelineEntry
 from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore
@@ -128,6 +137,11 @@ class FlowsService:
                 self._start(flow, [r for r in runs if r.flow_id == flow.flow_id], shopper, event, report)
         return report
 
+    def _in_motion(self, run: FlowRun, flow: FlowRecord | None) -> bool:
+        """An active run neither waiting nor ended: a delivery died while it was doing steps (its redelivery
+        must carry it on, since nothing else will)."""
+        return flow is not None and run.status is RunStatus.ACTIVE and run.wake_at is None
+
     def _follow(self, run: FlowRun, flow: FlowRecord | None, shopper: Shopper, event: FlowEvent,
                 report: Report) -> None:
         """An active run hears of an event: it may exit on it, or be waiting for it."""
@@ -136,15 +150,16 @@ class FlowsService:
             self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report)
             return
         decision = engine.on_event(flow.definition, run, event, now)
-        if decision is None:
-            return
-        run = self._carry_out(run, decision, shopper, report)
-        if isinstance(decision.action, Proceed):
+        if decision is not None:
+            run = self._carry_out(run, decision, shopper, report)
+        if self._in_motion(run, flow):
             self.advance(run, flow, shopper, report)
 
     def _start(self, flow: FlowRecord, earlier: list[FlowRun], shopper: Shopper, event: FlowEvent,
                report: Report) -> None:
         entry = engine.enter(flow, event, shopper.profile, earlier, self.clock(), segments=shopper.segments)
+        if entry.refusal is engine.Refusal.DUPLICATE:
+            report.duplicates.append(run_id_for(flow.flow_id, event.event_id))
         if entry.run is None:
             return
         if not self.runs.create_run(entry.run):  # the trigger was delivered before: its run exists
@@ -161,8 +176,9 @@ class FlowsService:
         if shopper is not None:
             # A merged profile's runs moved to the survivor under the same ids.
             run = self.runs.get_run(wake.workspace_id, shopper.profile.profile_id, wake.run_id)
-        if (shopper is None or run is None or run.status is not RunStatus.ACTIVE or run.next_step != wake.step_id
-                or run.wake_at != wake.due_at):
+        awaited = run is not None and (run.next_step, run.wake_at) == (wake.step_id, wake.due_at)
+        if shopper is None or run is None or run.status is not RunStatus.ACTIVE or not (
+                awaited or run.wake_at is None):
             report.ignored.append(f"stale wake-up {wake.run_id}/{wake.step_id}")
             return report
         flow = self.catalogue.get_flow(wake.workspace_id, run.flow_id)
@@ -184,6 +200,10 @@ class FlowsService:
                                      segments=shopper.segments, facts=facts)
             if isinstance(decision.action, engine.Send):
                 run = self._send(run, decision, decision.action, shopper, settings, report)
+            elif step is not None and isinstance(decision.action, Proceed) and (
+                    found := self.runs.step_claim(run, step.id)) is not None:
+                # Skipped now, but claimed before: the run's save after that send was lost. The claim tells.
+                run = self._claimed_before(run, decision, found, report)
             else:
                 run = self._carry_out(run, decision, shopper, report)
             if decision.pauses:
@@ -197,8 +217,9 @@ class FlowsService:
             self.scheduler.schedule(WakeUp(workspace_id=run.workspace_id, profile_id=run.profile_id,
                                            flow_id=run.flow_id, run_id=run.run_id, step_id=action.step_id,
                                            due_at=action.until))
-        elif run.wake_at is not None and run.next_step is not None:
-            # Leaving a wait early (an exit, or the event a wait_for waited for): its schedule goes.
+        elif run.wake_at is not None and run.next_step is not None and run.wake_at > now:
+            # Leaving a wait early (an exit, or the event a wait_for waited for): its schedule goes. One that
+            # came due has fired and deleted itself (ActionAfterCompletion DELETE).
             self.scheduler.cancel(run.run_id, run.next_step)
         if isinstance(action, engine.Tag):
             self._tag(shopper.profile, action.tag)

@@ -1,0 +1,281 @@
+"""The flows service over in-memory ports, with the real engine and injected time: the issue's "exactly once"
+list (a duplicated trigger, a retried step, a crash between claim and send), exits that cancel wake-ups, a merge
+in mid-flow, an erasure."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS
+from crm.flows.engine import FlowEvent
+from crm.flows.service import CLAIM_GRACE, FlowsService, Report, StepInFlight, forget_runs
+from crm.models.consent import Consent, ConsentState
+from crm.models.events import CheckoutStarted, DomainEvent, Item, OrderPlaced, ProfilesMerged
+from crm.models.flows import (
+    FlowDefinition,
+    FlowRecord,
+    FlowRun,
+    FlowStatus,
+    RunStatus,
+    SendEmail,
+    StepOutcome,
+    TagProfile,
+    WakeUp,
+    schedule_name,
+)
+from crm.models.messaging import EmailTemplate, TemplateRecord
+from crm.models.profile import Profile, new_profile
+
+from tests.builders import NOW
+from tests.fakes import (
+    FakeEmailSender,
+    FakeFlowCatalogue,
+    FakeMessageComposer,
+    FakeMessagingStore,
+    FakeProfileRepository,
+    FakeRunStore,
+    FakeSegmentStore,
+    FakeSmsSender,
+    FakeSuppressions,
+    FakeWaitScheduler,
+)
+
+WS = "ws1"
+
+
+def _template(template_id: str) -> TemplateRecord:
+    return TemplateRecord(workspace_id=WS, template_id=template_id, created_at=NOW, updated_at=NOW,
+                          template=EmailTemplate(name=template_id, subject=f"subject of {template_id}",
+                                                 html="<p>{{ profile.first_name }}</p>"))
+
+
+def _live(flow_id: str, definition: FlowDefinition) -> FlowRecord:
+    return FlowRecord(workspace_id=WS, flow_id=flow_id, status=FlowStatus.LIVE, definition=definition,
+                      created_at=NOW, updated_at=NOW)
+
+
+class World:
+    """The ports a flows function has, as fakes, and a clock the test moves."""
+
+    def __init__(self, *flows: FlowRecord) -> None:
+        self.now = NOW
+        self.profiles = FakeProfileRepository()
+        self.runs = FakeRunStore()
+        self.scheduler = FakeWaitScheduler()
+        self.email = FakeEmailSender()
+        templates = [_template(t) for t in ("builtin:abandoned_checkout_1", "builtin:abandoned_checkout_2",
+                                            "thanks")]
+        self.service = FlowsService(
+            catalogue=FakeFlowCatalogue(*(flows or (_live(ABANDONED_CHECKOUT, BUILTIN_FLOWS[ABANDONED_CHECKOUT]),))),
+            runs=self.runs, scheduler=self.scheduler, profiles=self.profiles,
+            segments=FakeSegmentStore(self.profiles), messaging=FakeMessagingStore(*templates),
+            suppressions=FakeSuppressions(), email=self.email, sms=FakeSmsSender(),
+            composer=FakeMessageComposer(), clock=lambda: self.now)
+
+    def shopper(self, profile_id: str, email: str | None = "ann@example.com") -> Profile:
+        consent = Consent(channel="email", state=ConsentState.SUBSCRIBED, source="shopify:customers/update",
+                          at=NOW - timedelta(days=30))
+        profile = new_profile(WS, profile_id, NOW - timedelta(days=30)).model_copy(
+            update={"email": email, "consents": {"email": consent}, "identities": (f"email#{email}",)})
+        self.profiles.profiles[(WS, profile_id)] = profile
+        return profile
+
+    def deliver(self, event: DomainEvent) -> Report:
+        return self.service.on_event(FlowEvent.of(event.type, event.model_dump(mode="json")))  # type: ignore[attr-defined]
+
+    def later(self, by: timedelta) -> list[Report]:
+        """Move the clock, delivering each wake-up the Scheduler fires on the way at its time."""
+        until = self.now + by
+        reports = []
+        while pending := [w for w in self.scheduler.schedules.values() if w.due_at <= until]:
+            self.now = max(self.now, min(w.due_at for w in pending))
+            reports += [self.service.on_wake(wake) for wake in self.scheduler.fire_due(self.now)]
+        self.now = until
+        return reports
+
+    def run_of(self, profile_id: str) -> FlowRun:
+        [run] = self.runs.runs_of_profile(WS, profile_id)
+        return run
+
+
+def checkout(profile_id: str, checkout_id: str = "c1", at: datetime = NOW) -> CheckoutStarted:
+    return CheckoutStarted(event_id=f"checkout-{checkout_id}", workspace_id=WS, profile_id=profile_id,
+                           occurred_at=at, store_id="st", checkout_id=checkout_id,
+                           items=(Item(title="Mug", price="12.00"),), recovery_url="https://shop.example/r/1")
+
+
+def order(profile_id: str, at: datetime) -> OrderPlaced:
+    return OrderPlaced(event_id=f"order-{at.isoformat()}", workspace_id=WS, profile_id=profile_id, occurred_at=at,
+                       store_id="st", order_id="o1", currency="USD", total_price="12.00", net_total="12.00")
+
+
+def test_reminders_at_4_and_24_hours_and_no_more() -> None:
+    world = World()
+    world.shopper("p1")
+    started = world.deliver(checkout("p1"))
+    assert len(started.started) == 1 and world.email.sent == []
+    [wake] = world.scheduler.schedules.values()
+    assert (wake.step_id, wake.due_at) == ("wait_4h", NOW + timedelta(hours=4))
+
+    world.later(timedelta(hours=3, minutes=59))
+    assert world.email.sent == []
+    world.later(timedelta(minutes=1))
+    assert [e.subject for e in world.email.sent] == ["subject of builtin:abandoned_checkout_1"]
+    world.later(timedelta(hours=20))
+    assert len(world.email.sent) == 2
+    world.later(timedelta(days=30))
+    assert len(world.email.sent) == 2
+    run = world.run_of("p1")
+    assert run.status is RunStatus.COMPLETED
+    assert [(s.step_id, s.outcome) for s in run.steps] == [
+        ("wait_4h", StepOutcome.WAITED), ("email_1", StepOutcome.SENT), ("wait_24h", StepOutcome.WAITED),
+        ("email_2", StepOutcome.SENT)]
+    # Each send is on the profile's timeline with its flow, step, channel and message id.
+    lines = sorted(world.profiles.timelines[(WS, "p1")].values(), key=lambda e: e.sort_key)
+    assert [(e.type, e.summary) for e in lines] == [
+        ("flow_message", {"flow_id": ABANDONED_CHECKOUT, "step_id": "email_1", "channel": "email",
+                          "message_id": "ses-1"}),
+        ("flow_message", {"flow_id": ABANDONED_CHECKOUT, "step_id": "email_2", "channel": "email",
+                          "message_id": "ses-2"})]
+
+
+def test_a_duplicated_trigger_starts_one_run() -> None:
+    world = World()
+    world.shopper("p1")
+    first = world.deliver(checkout("p1"))
+    again = world.deliver(checkout("p1"))
+    assert len(first.started) == 1 and again.started == [] and again.duplicates == first.started
+    assert len(world.runs.runs) == 1 and world.scheduler.created == 1
+    world.later(timedelta(days=2))
+    assert len(world.email.sent) == 2
+
+
+def test_an_order_within_the_4_hours_exits_and_cancels_the_wake_up() -> None:
+    world = World()
+    world.shopper("p1")
+    world.deliver(checkout("p1"))
+    run = world.run_of("p1")
+    world.later(timedelta(hours=1))
+    report = world.deliver(order("p1", NOW + timedelta(hours=1)))
+    assert report.ended == [(run.run_id, "exit_event:OrderPlaced")]
+    assert world.scheduler.schedules == {} and world.scheduler.cancelled == [schedule_name(run.run_id, "wait_4h")]
+    world.later(timedelta(days=2))
+    assert world.email.sent == []
+    assert world.run_of("p1").status is RunStatus.EXITED
+
+
+def test_a_wake_up_delivered_twice_or_after_a_lost_save_never_sends_twice() -> None:
+    world = World()
+    world.shopper("p1")
+    world.deliver(checkout("p1"))
+    before = world.run_of("p1")
+    [wake] = world.scheduler.schedules.values()
+    world.later(timedelta(hours=4))
+    assert len(world.email.sent) == 1
+
+    # SQS delivers the same wake-up again: the run is past that step.
+    assert world.service.on_wake(wake).ignored
+    # The send happened and was recorded, but the run's save was lost (the function died just before it).
+    world.runs.runs[(WS, "p1", before.run_id)] = before.model_copy(update={"revision": world.run_of("p1").revision})
+    again = world.service.on_wake(wake)
+    assert again.sent == [] and len(world.email.sent) == 1
+    run = world.run_of("p1")
+    assert [s.outcome for s in run.steps if s.step_id == "email_1"] == [StepOutcome.SENT]
+    assert run.next_step == "wait_24h"
+
+
+def test_a_crash_between_claim_and_send_is_unknown_alarmed_and_never_resent() -> None:
+    world = World()
+    world.shopper("p1")
+    world.deliver(checkout("p1"))
+    [wake] = world.scheduler.schedules.values()
+    world.email.crash_next = True
+    world.now += timedelta(hours=4)
+    with pytest.raises(TimeoutError):
+        world.service.on_wake(wake)  # SQS will deliver it again
+    # Moments later the claim may be a send still under way: the delivery is retried, not judged.
+    with pytest.raises(StepInFlight):
+        world.service.on_wake(wake)
+    world.now += CLAIM_GRACE
+    report = world.service.on_wake(wake)
+    run = world.run_of("p1")
+    assert report.unknown == [(run.run_id, "email_1")] and world.email.sent == []
+    assert [s.outcome for s in run.steps if s.step_id == "email_1"] == [StepOutcome.UNKNOWN]
+    # The run goes on to its next step; the unknown one is not tried again.
+    world.later(timedelta(days=2))
+    assert [e.subject for e in world.email.sent] == ["subject of builtin:abandoned_checkout_2"]
+
+
+def test_a_merge_in_mid_flow_leaves_one_run_that_carries_on() -> None:
+    world = World()
+    world.shopper("p1")
+    world.shopper("p2", email="ann.other@example.com")
+    world.deliver(checkout("p1", "c1"))
+    world.now += timedelta(minutes=10)
+    world.deliver(checkout("p2", "c2", at=world.now))
+    first, second = world.run_of("p1"), world.run_of("p2")
+    # p2 is merged into p1 (the identity service did it; the bus tells flows).
+    world.profiles.profiles[(WS, "p2")] = world.profiles.profiles[(WS, "p2")].model_copy(
+        update={"merged_into": "p1"})
+    merge = ProfilesMerged(event_id="merge-1", workspace_id=WS, profile_id="p1", occurred_at=world.now,
+                           merged_profile_id="p2")
+    report = world.deliver(merge)
+    assert report.ended == [(second.run_id, "merged")]
+    world.deliver(merge)  # a redelivery changes nothing
+    runs = world.runs.runs_of_profile(WS, "p1")
+    assert {(r.run_id, r.status) for r in runs} == {(first.run_id, RunStatus.ACTIVE),
+                                                   (second.run_id, RunStatus.EXITED)}
+    assert world.runs.runs_of_profile(WS, "p2") == []
+    assert list(world.scheduler.schedules) == [schedule_name(first.run_id, "wait_4h")]
+    world.later(timedelta(days=2))
+    assert len(world.email.sent) == 2 and {e.to for e in world.email.sent} == {"ann@example.com"}
+
+
+def test_a_merged_profiles_run_moves_to_the_survivor_and_its_wake_up_finds_it() -> None:
+    world = World()
+    world.shopper("p1")
+    world.shopper("p2", email="ann.other@example.com")
+    world.deliver(checkout("p2", "c2"))
+    moved = world.run_of("p2")
+    world.profiles.profiles[(WS, "p2")] = world.profiles.profiles[(WS, "p2")].model_copy(
+        update={"merged_into": "p1"})
+    world.deliver(ProfilesMerged(event_id="merge-1", workspace_id=WS, profile_id="p1", occurred_at=NOW,
+                                 merged_profile_id="p2"))
+    assert world.run_of("p1").run_id == moved.run_id
+    # The pending wake-up still names p2: it follows the merge to the survivor.
+    world.later(timedelta(hours=4))
+    assert [e.to for e in world.email.sent] == ["ann@example.com"]
+
+
+def test_an_erasure_deletes_runs_and_their_wake_ups() -> None:
+    world = World()
+    world.shopper("p1")
+    world.deliver(checkout("p1"))
+    run = world.run_of("p1")
+    deleted = forget_runs(world.runs, world.scheduler, WS, "p1")
+    assert [r.run_id for r in deleted] == [run.run_id]
+    assert world.runs.runs == {} and world.runs.claims == {} and world.scheduler.schedules == {}
+    # A wake-up already on the queue finds nothing to do.
+    stale = WakeUp(workspace_id=WS, profile_id="p1", flow_id=ABANDONED_CHECKOUT, run_id=run.run_id,
+                   step_id="wait_4h", due_at=NOW + timedelta(hours=4))
+    assert world.service.on_wake(stale).ignored
+    assert world.email.sent == []
+
+
+def test_a_tag_step_tags_the_profile_under_its_revision_and_smart_sending_spans_flows() -> None:
+    tagging = FlowDefinition(name="Thanks", trigger={"kind": "event", "event": "OrderPlaced"},
+                             reentry={"mode": "every_time"},
+                             steps=(TagProfile(id="tag", tag="buyer"), SendEmail(id="thanks", template_id="thanks")))
+    world = World(_live("thanks", tagging), _live(ABANDONED_CHECKOUT, BUILTIN_FLOWS[ABANDONED_CHECKOUT]))
+    profile = world.shopper("p1")
+    world.deliver(checkout("p1"))
+    world.later(timedelta(hours=4))
+    assert len(world.email.sent) == 1  # the reminder
+    world.now += timedelta(hours=1)
+    report = world.deliver(order("p1", world.now))
+    tagged = world.profiles.profiles[(WS, "p1")]
+    assert tagged.tags == ("buyer",) and tagged.revision == profile.revision + 1
+    # The thank-you came an hour after the reminder: Smart Sending (16 h, across flows) skips it.
+    assert [(step, reason) for _, step, reason in report.skipped] == [("thanks", "smart_sending")]
+    assert len(world.email.sent) == 1
