@@ -18,16 +18,18 @@ from crm.adapters import keys
 from crm.adapters.dynamodb import DynamoProfileRepository, from_item, wire_key
 from crm.adapters.flow_runs import DynamoRunStore
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS
+from crm.models.canonical import ComplianceRequest
 from crm.models.consent import Consent, ConsentState
 from crm.models.events import CheckoutStarted, DomainEvent, Item, OrderPlaced
 from crm.models.flows import FlowRecord, FlowStatus, RunStatus, StepOutcome, WakeUp, schedule_name
 from crm.models.messaging import EmailTemplate, TemplateRecord
 from crm.models.profile import new_profile
-from crm.ports import Change
+from crm.ports import Change, IdentityLink
 from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
 
 from tests.aws import client, queue_arn, receive_all, sqs_event
+from tests.builders import ROOT
 from tests.fakes import (
     FakeEmailSender,
     FakeFlowCatalogue,
@@ -103,7 +105,8 @@ def flows(provisioned: Provisioned, function_env: UseEnv, monkeypatch: pytest.Mo
                       at=START - timedelta(days=9))
     profile = new_profile(WS, "p1", START - timedelta(days=9)).model_copy(
         update={"email": "ann@example.com", "consents": {"email": consent}, "identities": ("email#ann@example.com",)})
-    DynamoProfileRepository(provisioned.outputs["TableName"]).commit(Change(WS, profiles=((profile, None),)))
+    DynamoProfileRepository(provisioned.outputs["TableName"]).commit(Change(
+        WS, profiles=((profile, None),), identities=(IdentityLink("email#ann@example.com", "p1", None),)))
     yield Flows(provisioned, email)
 
 
@@ -188,3 +191,28 @@ def test_runs_are_kept_in_the_profiles_partition(flows: Flows) -> None:
     item = client("dynamodb").get_item(TableName=flows.provisioned.outputs["TableName"],
                                        Key=wire_key(keys.flow_run(WS, "p1", run.run_id)))["Item"]
     assert from_item(item)["entity"] == "flow_run" and item["pk"]["S"] == keys.profile(WS, "p1")["pk"]
+
+
+def test_an_erasure_deletes_the_shoppers_runs_and_their_schedules(flows: Flows, function_env: UseEnv) -> None:
+    flows.publish(_checkout(clock.utc_now()))
+    assert flows.run_function() == {"batchItemFailures": []}
+    [run] = DynamoRunStore(flows.provisioned.outputs["TableName"]).runs_of_profile(WS, "p1")
+    request = ComplianceRequest.model_validate({
+        "workspace_id": WS, "store_id": "st", "platform": "shopify", "kind": "compliance",
+        "request": "customer_redact", "request_id": "redact-1", "email": "ann@example.com",
+        "requested_at": clock.utc_now().isoformat()})
+    function_env("PrivacyFunction")
+    url = flows.provisioned.outputs["PrivacyQueueUrl"]
+    client("sqs").send_message(QueueUrl=url, MessageBody=request.model_dump_json())
+    answer = Function(flows.provisioned.functions["PrivacyFunction"]).invoke(sqs_event(receive_all(url),
+                                                                                       queue_arn(url)))
+    assert answer == {"batchItemFailures": []}
+    assert DynamoRunStore(flows.provisioned.outputs["TableName"]).runs_of_profile(WS, "p1") == []
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        flows.schedule(run.run_id, "wait_4h")
+
+
+def test_the_sample_wake_up_of_no_run_is_dropped_as_stale(flows: Flows) -> None:
+    sample = json.loads((ROOT / "events" / "flows-sqs-wakeup.json").read_text())
+    answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(sample)
+    assert answer == {"batchItemFailures": []} and flows.email.sent == []
