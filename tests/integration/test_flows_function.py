@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+import botocore.client
 import pytest
 from botocore.exceptions import ClientError
 from crm import clock, wiring
@@ -216,3 +217,29 @@ def test_the_sample_wake_up_of_no_run_is_dropped_as_stale(flows: Flows) -> None:
     sample = json.loads((ROOT / "events" / "flows-sqs-wakeup.json").read_text())
     answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(sample)
     assert answer == {"batchItemFailures": []} and flows.email.sent == []
+
+
+def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget bench/flows.py reports: waking from the 4 h delay, sending email 1 and scheduling the 24 h wait."""
+    flows.publish(_checkout(clock.utc_now()))
+    assert flows.run_function() == {"batchItemFailures": []}
+    [run] = DynamoRunStore(flows.provisioned.outputs["TableName"]).runs_of_profile(WS, "p1")
+    _later(monkeypatch, timedelta(hours=4))
+    flows.fire(run.run_id, "wait_4h")
+    delivery = sqs_event(receive_all(flows.queue_url), queue_arn(flows.queue_url))
+    made: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        made.append(f"{client.meta.service_model.service_name}:{operation}")
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(delivery)
+    assert answer == {"batchItemFailures": []} and len(flows.email.sent) == 1
+    # Reads: the profile with its segments (one Query), the run, last send; writes: the claim, the last send,
+    # the timeline line, the claim's record, the run (once); the next wait's schedule. (The catalogue, settings,
+    # template, suppression and SES calls are fakes here.)
+    assert sorted(made) == sorted([
+        "dynamodb:Query", "dynamodb:GetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:PutItem",
+        "dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:PutItem", "scheduler:CreateSchedule"])

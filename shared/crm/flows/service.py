@@ -147,13 +147,14 @@ class FlowsService:
         """An active run hears of an event: it may exit on it, or be waiting for it."""
         now = self.clock()
         if flow is None:
-            self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report)
+            self._save(run, self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report))
             return
         decision = engine.on_event(flow.definition, run, event, now)
-        if decision is not None:
-            run = self._carry_out(run, decision, shopper, report)
-        if self._in_motion(run, flow):
-            self.advance(run, flow, shopper, report)
+        moved = run if decision is None else self._carry_out(run, decision, shopper, report)
+        if self._in_motion(moved, flow):
+            self.advance(moved, flow, shopper, report, stored=run)
+        else:
+            self._save(run, moved)
 
     def _start(self, flow: FlowRecord, earlier: list[FlowRun], shopper: Shopper, event: FlowEvent,
                report: Report) -> None:
@@ -183,17 +184,22 @@ class FlowsService:
             return report
         flow = self.catalogue.get_flow(wake.workspace_id, run.flow_id)
         if flow is None:
-            self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report)
+            self._save(run, self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report))
             return report
         self.advance(run, flow, shopper, report)
         return report
 
     # ---- advancing a run ----
-    def advance(self, run: FlowRun, flow: FlowRecord, shopper: Shopper, report: Report) -> FlowRun:
+    def advance(self, run: FlowRun, flow: FlowRecord, shopper: Shopper, report: Report,
+                stored: FlowRun | None = None) -> FlowRun:
+        """Do the run's steps until it waits or ends, then save it once (``stored``: the run as the table holds
+        it, ``run`` by default). Nothing between needs saving: a send's claim is its own guard, and a delivery
+        that dies part-way is redelivered and decides the same steps again from the stored run."""
+        stored = stored or run
         settings = self.messaging.messaging_settings(run.workspace_id)
         for _ in range(MAX_STEPS_AT_ONCE):
             if run.status is not RunStatus.ACTIVE:
-                return run
+                return self._save(stored, run)
             step = engine.send_step(flow.definition, run)
             facts = None if step is None else self._facts(run, shopper.profile, step.kind)
             decision = engine.decide(flow.definition, run, shopper.profile, self.clock(), settings=settings,
@@ -207,8 +213,9 @@ class FlowsService:
             else:
                 run = self._carry_out(run, decision, shopper, report)
             if decision.pauses:
-                return run
-        return self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper, report)
+                return self._save(stored, run)
+        return self._save(stored, self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper,
+                                                  report))
 
     def _carry_out(self, run: FlowRun, decision: Decision, shopper: Shopper, report: Report) -> FlowRun:
         """Everything but a send: schedule a wake-up, tag, end (cancelling a pending wake-up), or just record."""
@@ -227,7 +234,7 @@ class FlowsService:
             report.skipped.append((run.run_id, decision.record.step_id, decision.record.reason or ""))
         if isinstance(action, engine.Exit | engine.Complete):
             report.ended.append((run.run_id, action.reason if isinstance(action, engine.Exit) else "completed"))
-        return self._save(run, engine.apply(run, decision, now))
+        return engine.apply(run, decision, now)
 
     def _send(self, run: FlowRun, decision: Decision, send: engine.Send, shopper: Shopper,
               settings: MessagingSettings, report: Report) -> FlowRun:
@@ -243,7 +250,7 @@ class FlowsService:
         self.runs.record_step(run, done.steps[-1] if done.steps else StepRecord(
             step_id=send.step_id, outcome=StepOutcome.SENT, at=now, channel=send.channel, message_id=message_id))
         report.sent.append((run.run_id, send.step_id, message_id))
-        return self._save(run, done)
+        return done
 
     def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:
         """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send."""
@@ -254,7 +261,7 @@ class FlowsService:
             self.runs.record_step(run, found)
             report.unknown.append((run.run_id, found.step_id))
         moved_on = Decision(action=Proceed(found.step_id), record=found, next_step=decision.next_step)
-        return self._save(run, engine.apply(run, moved_on, self.clock()))
+        return engine.apply(run, moved_on, self.clock())
 
     def _facts(self, run: FlowRun, profile: Profile, channel: engine.Channel) -> engine.SendFacts:
         address = engine.address_of(profile, channel)
@@ -301,6 +308,8 @@ class FlowsService:
         raise ConcurrentUpdate(f"profile {profile.profile_id} kept changing while it was tagged")
 
     def _save(self, before: FlowRun, after: FlowRun) -> FlowRun:
+        if after == before:
+            return before
         saved = after.model_copy(update={"revision": before.revision + 1})
         self.runs.save_run(saved, before.revision)
         return saved
