@@ -279,3 +279,14 @@ def test_a_tag_step_tags_the_profile_under_its_revision_and_smart_sending_spans_
     # The thank-you came an hour after the reminder: Smart Sending (16 h, across flows) skips it.
     assert [(step, reason) for _, step, reason in report.skipped] == [("thanks", "smart_sending")]
     assert len(world.email.sent) == 1
+
+
+def test_a_message_that_cannot_be_composed_is_a_recorded_skip_not_a_claim() -> None:
+    missing = FlowDefinition(name="Broken", trigger={"kind": "event", "event": "OrderPlaced"},
+                             reentry={"mode": "every_time"}, steps=(SendEmail(id="gone", template_id="nowhere"),))
+    world = World(_live("broken", missing))
+    world.shopper("p1")
+    report = world.deliver(order("p1", NOW))
+    run = world.run_of("p1")
+    assert report.skipped == [(run.run_id, "gone", "not_composed: no email template nowhere")]
+    assert run.status is RunStatus.COMPLETED and world.runs.claims == {} and world.email.sent == []

@@ -58,7 +58,8 @@ CHANNELS: tuple[engine.Channel, ...] = ("email", "sms")
 
 
 class MessageComposer(Protocol):
-    """Renders a template for a profile and run (crm.messaging.render), addressed to ``to``."""
+    """Renders a template for a profile and run (crm.messaging.compose), addressed to ``to``; a ValueError
+    when it cannot (the send is then skipped with its message as the reason)."""
 
     def email(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
               step_id: str, to: str, now: datetime) -> OutgoingEmail: ...
@@ -238,19 +239,46 @@ class FlowsService:
 
     def _send(self, run: FlowRun, decision: Decision, send: engine.Send, shopper: Shopper,
               settings: MessagingSettings, report: Report) -> FlowRun:
+        """Compose, claim, send, record. Composing comes first: a message that cannot be made (no template, no
+        sender address) is a recorded skip, not a claim that would later read as "unknown"."""
         now = self.clock()
+        try:
+            message = self._compose(run, shopper.profile, send, settings, now)
+        except MessageNotComposed as error:
+            skipped = StepRecord(step_id=send.step_id, outcome=StepOutcome.SKIPPED, at=now, channel=send.channel,
+                                 reason=f"not_composed: {error}")
+            report.skipped.append((run.run_id, send.step_id, skipped.reason or ""))
+            return engine.apply(run, Decision(Proceed(send.step_id), record=skipped, next_step=decision.next_step),
+                                now)
         try:
             self.runs.claim_step(run, send.step_id, now)
         except StepAlreadyClaimed:
             found = self.runs.step_claim(run, send.step_id)
             assert found is not None
             return self._claimed_before(run, decision, found, report)
-        message_id = self._deliver(run, shopper.profile, send, settings, now)
+        message_id = self.email.send(message) if isinstance(message, OutgoingEmail) else self.sms.send(message)
         done = engine.apply(run, decision, now, message_id=message_id)
-        self.runs.record_step(run, done.steps[-1] if done.steps else StepRecord(
-            step_id=send.step_id, outcome=StepOutcome.SENT, at=now, channel=send.channel, message_id=message_id))
+        self.runs.record_step(run, done.steps[-1])
+        self.runs.note_sent(run.workspace_id, shopper.profile.profile_id, send.channel, now)
+        self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
+            workspace_id=run.workspace_id, profile_id=shopper.profile.profile_id, occurred_at=now,
+            type="flow_message", ref=f"{run.run_id}:{send.step_id}",
+            summary={"flow_id": run.flow_id, "step_id": send.step_id, "channel": send.channel,
+                     "message_id": message_id}),)))
         report.sent.append((run.run_id, send.step_id, message_id))
         return done
+
+    def _compose(self, run: FlowRun, profile: Profile, send: engine.Send, settings: MessagingSettings,
+                 now: datetime) -> OutgoingEmail | OutgoingSms:
+        template = self.messaging.get_template(run.workspace_id, send.template_id)
+        if template is None or template.template.channel != send.channel:
+            raise MessageNotComposed(f"no {send.channel} template {send.template_id}")
+        try:
+            if send.channel == "email":
+                return self.composer.email(template, settings, profile, run, send.step_id, send.to, now)
+            return self.composer.sms(template, settings, profile, run, send.step_id, send.to, now)
+        except ValueError as error:  # the renderer's refusals (crm.messaging.compose.CannotCompose, ...)
+            raise MessageNotComposed(str(error)) from error
 
     def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:
         """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send."""
@@ -272,25 +300,6 @@ class FlowsService:
             return engine.SendFacts(suppressed=self.suppressions.is_suppressed(run.workspace_id, address),
                                     last_sent=last)
         return engine.SendFacts(carrier_opted_out=self.sms.is_opted_out(address), last_sent=last)
-
-    def _deliver(self, run: FlowRun, profile: Profile, send: engine.Send, settings: MessagingSettings,
-                 now: datetime) -> str:
-        template = self.messaging.get_template(run.workspace_id, send.template_id)
-        if template is None or template.template.channel != send.channel:
-            raise MissingTemplate(f"{send.channel} template {send.template_id} of workspace {run.workspace_id}")
-        if send.channel == "email":
-            message_id = self.email.send(self.composer.email(template, settings, profile, run, send.step_id,
-                                                             send.to, now))
-        else:
-            message_id = self.sms.send(self.composer.sms(template, settings, profile, run, send.step_id, send.to,
-                                                         now))
-        self.runs.note_sent(run.workspace_id, profile.profile_id, send.channel, now)
-        self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
-            workspace_id=run.workspace_id, profile_id=profile.profile_id, occurred_at=now, type="flow_message",
-            ref=f"{run.run_id}:{send.step_id}",
-            summary={"flow_id": run.flow_id, "step_id": send.step_id, "channel": send.channel,
-                     "message_id": message_id}),)))
-        return message_id
 
     def _tag(self, profile: Profile, tag: str) -> None:
         """Tags are a profile field: written like every profile write, guarded by the revision read."""
@@ -353,9 +362,9 @@ class FlowsService:
         self.runs.delete_runs(workspace_id, merged_profile_id)
 
 
-class MissingTemplate(LookupError):
-    """A live flow sends a template the workspace does not have: retried, then dead-lettered, not skipped
-    silently."""
+class MessageNotComposed(Exception):
+    """The step's message cannot be made (no such template, no sender address...): the send is skipped with
+    this reason, recorded on the run."""
 
 
 def _cancel_wake(scheduler: WaitScheduler, run: FlowRun) -> None:
