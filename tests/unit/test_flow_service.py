@@ -4,14 +4,15 @@ in mid-flow, an erasure."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
 import pytest
-from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS
+from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE
 from crm.flows.engine import FlowEvent
 from crm.flows.service import CLAIM_GRACE, FlowsService, Report, StepInFlight, forget_runs
 from crm.models.consent import Consent, ConsentState
-from crm.models.events import CheckoutStarted, DomainEvent, Item, OrderPlaced, ProfilesMerged
+from crm.models.events import CheckoutStarted, DomainEvent, Item, OrderFulfilled, OrderPlaced, ProfilesMerged
 from crm.models.flows import (
     FlowDefinition,
     FlowRecord,
@@ -26,6 +27,8 @@ from crm.models.flows import (
 )
 from crm.models.messaging import EmailTemplate, TemplateRecord
 from crm.models.profile import Profile, new_profile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.builders import NOW
 from tests.fakes import (
@@ -290,3 +293,85 @@ def test_a_message_that_cannot_be_composed_is_a_recorded_skip_not_a_claim() -> N
     run = world.run_of("p1")
     assert report.skipped == [(run.run_id, "gone", "not_composed: no email template nowhere")]
     assert run.status is RunStatus.COMPLETED and world.runs.claims == {} and world.email.sent == []
+
+
+def test_a_wait_for_is_resumed_by_its_event_and_its_timeout_schedule_goes() -> None:
+    world = World(_live(POST_PURCHASE, BUILTIN_FLOWS[POST_PURCHASE]))
+    for template_id in ("builtin:post_purchase_thanks", "builtin:post_purchase_review"):
+        world.service.messaging.put_template(_template(template_id))
+    world.shopper("p1")
+    world.deliver(order("p1", NOW))
+    run = world.run_of("p1")
+    assert [e.subject for e in world.email.sent] == ["subject of builtin:post_purchase_thanks"]
+    assert (run.next_step, run.waiting_for, run.wake_at) == ("fulfilled", "OrderFulfilled", NOW + timedelta(days=60))
+
+    world.now += timedelta(days=2)
+    other = OrderFulfilled(event_id="f-0", workspace_id=WS, profile_id="p1", occurred_at=world.now, store_id="st",
+                           order_id="another")
+    world.deliver(other)  # another order's fulfilment: still waiting
+    assert world.run_of("p1").next_step == "fulfilled"
+    world.deliver(OrderFulfilled(event_id="f-1", workspace_id=WS, profile_id="p1", occurred_at=world.now,
+                                 store_id="st", order_id="o1"))
+    run = world.run_of("p1")
+    assert world.scheduler.cancelled == [schedule_name(run.run_id, "fulfilled")]
+    assert (run.next_step, run.wake_at) == ("wait_7d", world.now + timedelta(days=7))
+    world.later(timedelta(days=7))
+    assert [e.subject for e in world.email.sent][-1] == "subject of builtin:post_purchase_review"
+    assert world.run_of("p1").status is RunStatus.COMPLETED
+
+
+class Retrying(World):
+    """A World whose deliveries may die (SQS then retries them): every wake-up fired is kept for redelivery."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[WakeUp] = []
+
+    def wake_up(self, wake: WakeUp) -> None:
+        with contextlib.suppress(TimeoutError, StepInFlight):  # back on the queue, retried later
+            self.service.on_wake(wake)
+
+    def tick(self, by: timedelta) -> None:
+        """As the Scheduler does: each wake-up at its time."""
+        until = self.now + by
+        while pending := [w for w in self.scheduler.schedules.values() if w.due_at <= until]:
+            self.now = max(self.now, min(w.due_at for w in pending))
+            for wake in self.scheduler.fire_due(self.now):
+                self.delivered.append(wake)
+                self.wake_up(wake)
+        self.now = until
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.just("checkout"), st.just("redeliver"), st.just("crash"),
+                          st.integers(min_value=1, max_value=30 * 60)), max_size=30))
+def test_whatever_is_duplicated_or_crashes_each_reminder_goes_at_most_once(steps: list[str | int]) -> None:
+    """Deliveries duplicated, replayed late, or dying mid-send (SQS retries them): a step is sent once, or
+    recorded unknown and never sent; and once everything has been retried, the run has done both steps."""
+    world = Retrying()
+    world.shopper("p1")
+    world.deliver(checkout("p1"))
+    crashed = False
+    for step in steps:
+        if step == "checkout":
+            world.deliver(checkout("p1"))
+        elif step == "redeliver" and world.delivered:
+            world.wake_up(world.delivered[-1])
+        elif step == "crash":
+            world.email.crash_next, crashed = True, True
+        elif isinstance(step, int):
+            world.tick(timedelta(minutes=step))
+    world.email.crash_next = False
+    world.now += CLAIM_GRACE  # the queue's retries
+    for wake in list(world.delivered):
+        world.wake_up(wake)
+    world.tick(timedelta(days=3))
+
+    sent = [e.tags["step"] for e in world.email.sent]
+    assert sorted(sent) == sorted(set(sent))
+    run = world.run_of("p1")
+    outcomes = {s.step_id: s.outcome for s in run.steps}
+    assert run.status is RunStatus.COMPLETED
+    for step_id in ("email_1", "email_2"):
+        assert (step_id in sent) == (outcomes[step_id] is StepOutcome.SENT)
+        assert outcomes[step_id] in ((StepOutcome.SENT, StepOutcome.UNKNOWN) if crashed else (StepOutcome.SENT,))
