@@ -20,12 +20,13 @@ from crm.models.flows import (
     FlowStatus,
     RunStatus,
     SendEmail,
+    SendSms,
     StepOutcome,
     TagProfile,
     WakeUp,
     schedule_name,
 )
-from crm.models.messaging import EmailTemplate, TemplateRecord
+from crm.models.messaging import EmailTemplate, SmsTemplate, TemplateRecord
 from crm.models.profile import Profile, new_profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -375,3 +376,29 @@ def test_whatever_is_duplicated_or_crashes_each_reminder_goes_at_most_once(steps
     for step_id in ("email_1", "email_2"):
         assert (step_id in sent) == (outcomes[step_id] is StepOutcome.SENT)
         assert outcomes[step_id] in ((StepOutcome.SENT, StepOutcome.UNKNOWN) if crashed else (StepOutcome.SENT,))
+
+
+def test_an_sms_in_quiet_hours_waits_for_their_end_and_a_carrier_opt_out_is_a_skip() -> None:
+    texting = FlowDefinition(name="Text", trigger={"kind": "event", "event": "OrderPlaced"},
+                             reentry={"mode": "every_time"}, steps=(SendSms(id="text", template_id="text"),))
+    world = World(_live("text", texting))
+    world.service.messaging.put_template(TemplateRecord(workspace_id=WS, template_id="text", created_at=NOW,
+                                                        updated_at=NOW, template=SmsTemplate(name="t", body="Thanks")))
+    sms_consent = Consent(channel="sms", state=ConsentState.SUBSCRIBED, source="shopify:customers/update",
+                          at=NOW - timedelta(days=30))
+    for profile_id, phone in (("p1", "+12025550143"), ("p2", "+12025550199")):
+        profile = world.shopper(profile_id)
+        world.profiles.profiles[(WS, profile_id)] = profile.model_copy(
+            update={"phone": phone, "consents": {**profile.consents, "sms": sms_consent}})
+    assert isinstance(world.service.sms, FakeSmsSender)
+    world.service.sms.opted_out.add("+12025550199")
+    sms = world.service.sms
+
+    # 12:00 UTC is 07:00 in Washington (the number's zone): quiet until 08:00, 13:00 UTC.
+    world.deliver(order("p1", NOW))
+    assert sms.sent == [] and world.run_of("p1").wake_at == NOW + timedelta(hours=1)
+    world.later(timedelta(hours=1))
+    assert [(m.to, m.body) for m in sms.sent] == [("+12025550143", "Thanks")]
+
+    report = world.deliver(order("p2", world.now))
+    assert [reason for _, _, reason in report.skipped] == ["carrier_opt_out"] and len(sms.sent) == 1
