@@ -13,6 +13,7 @@ from typing import Any
 
 import botocore.client
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.exceptions import ClientError
 from crm import clock, wiring
 from crm.adapters import keys
@@ -243,3 +244,31 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
     assert sorted(made) == sorted([
         "dynamodb:Query", "dynamodb:GetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:PutItem",
         "dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:PutItem", "scheduler:CreateSchedule"])
+
+
+def test_a_send_lost_between_claim_and_answer_emits_the_metric_the_alarm_watches(
+        flows: Flows, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stack: Any) -> None:
+    flows.publish(_checkout(clock.utc_now()))
+    assert flows.run_function() == {"batchItemFailures": []}
+    [run] = DynamoRunStore(flows.provisioned.outputs["TableName"]).runs_of_profile(WS, "p1")
+    _later(monkeypatch, timedelta(hours=4))
+    flows.fire(run.run_id, "wait_4h")
+    delivery = sqs_event(receive_all(flows.queue_url), queue_arn(flows.queue_url))
+    flows.email.crash_next = True
+    function = Function(flows.provisioned.functions["FlowsFunction"])
+    with pytest.raises(BatchProcessingError):  # the whole batch failed: SQS delivers it again
+        function.invoke(delivery)
+    _later(monkeypatch, timedelta(minutes=6))  # the queue's visibility timeout
+    capsys.readouterr()
+    assert function.invoke(delivery) == {"batchItemFailures": []}
+    assert flows.email.sent == []
+
+    alarm = stack.resources["FlowStepUnknownAlarm"]["Properties"]
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    namespace = alarm["Namespace"]["Fn::Sub"].replace("${AWS::StackName}", flows.provisioned.stack_name)
+    assert directive["Namespace"] == namespace
+    assert {"Name": alarm["MetricName"]} in [{"Name": m["Name"]} for m in directive["Metrics"]]
+    assert emf[alarm["MetricName"]] == [1.0]
+    [dimension] = alarm["Dimensions"]
+    assert emf[dimension["Name"]] == dimension["Value"] and [dimension["Name"]] in directive["Dimensions"]
