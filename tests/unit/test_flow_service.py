@@ -402,3 +402,23 @@ def test_an_sms_in_quiet_hours_waits_for_their_end_and_a_carrier_opt_out_is_a_sk
 
     report = world.deliver(order("p2", world.now))
     assert [reason for _, _, reason in report.skipped] == ["carrier_opt_out"] and len(sms.sent) == 1
+
+
+def test_in_a_merge_the_run_that_entered_first_continues_whoever_survives() -> None:
+    world = World()
+    world.shopper("p1")
+    world.shopper("p2", email="ann.other@example.com")
+    world.deliver(checkout("p2", "c2"))  # the merged profile's checkout came first
+    world.now += timedelta(minutes=10)
+    world.deliver(checkout("p1", "c1", at=world.now))
+    earlier, later = world.run_of("p2"), world.run_of("p1")
+    world.profiles.profiles[(WS, "p2")] = world.profiles.profiles[(WS, "p2")].model_copy(
+        update={"merged_into": "p1"})
+    report = world.deliver(ProfilesMerged(event_id="merge-1", workspace_id=WS, profile_id="p1",
+                                          occurred_at=world.now, merged_profile_id="p2"))
+    assert report.ended == [(later.run_id, "merged")]
+    assert {r.run_id: r.status for r in world.runs.runs_of_profile(WS, "p1")} == {
+        earlier.run_id: RunStatus.ACTIVE, later.run_id: RunStatus.EXITED}
+    assert list(world.scheduler.schedules) == [schedule_name(earlier.run_id, "wait_4h")]
+    world.later(timedelta(days=2))
+    assert len(world.email.sent) == 2 and {e.tags["step"] for e in world.email.sent} == {"email_1", "email_2"}
