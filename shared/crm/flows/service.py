@@ -105,6 +105,8 @@ class FlowsService:
     sms: SmsSender
     composer: MessageComposer
     clock: Callable[[], datetime]
+    # Read once per workspace by this service (the flows function builds one per record).
+    _settings: dict[str, MessagingSettings] = field(default_factory=dict, init=False, repr=False)
 
     def _shopper(self, workspace_id: str, profile_id: str) -> Shopper | None:
         for _ in range(_MERGE_HOPS):
@@ -197,7 +199,9 @@ class FlowsService:
         it, ``run`` by default). Nothing between needs saving: a send's claim is its own guard, and a delivery
         that dies part-way is redelivered and decides the same steps again from the stored run."""
         stored = stored or run
-        settings = self.messaging.messaging_settings(run.workspace_id)
+        settings = self._settings.get(run.workspace_id)
+        if settings is None:
+            settings = self._settings[run.workspace_id] = self.messaging.messaging_settings(run.workspace_id)
         for _ in range(MAX_STEPS_AT_ONCE):
             if run.status is not RunStatus.ACTIVE:
                 return self._save(stored, run)
