@@ -164,6 +164,14 @@ def test_a_complaint_about_an_address_no_profile_holds_suppresses_and_changes_no
     assert world.queue.messages == [] and world.profiles.profiles == {}
 
 
+def test_a_complaint_whose_complainant_was_redacted_names_the_messages_recipient() -> None:
+    world = World()
+    detail = sample("flows-ses-complaint.json")["detail"]
+    detail["complaint"]["complainedRecipients"] = []
+    assert apply_ses_event(detail, world.deps, NOW).suppressed == 1
+    assert world.suppressions.is_suppressed(WORKSPACE, "recipient@example.com")
+
+
 def test_not_spam_feedback_is_no_complaint() -> None:
     world = World()
     world.shopper()

@@ -86,7 +86,7 @@ class ComplainedRecipient(BaseModel):
 class Complaint(BaseModel):
     model_config = _EVENT
 
-    complained_recipients: tuple[ComplainedRecipient, ...] = Field(alias="complainedRecipients")
+    complained_recipients: tuple[ComplainedRecipient, ...] = Field(default=(), alias="complainedRecipients")
     timestamp: AwareDatetime
     feedback_id: str | None = Field(default=None, alias="feedbackId")
     complaint_feedback_type: str | None = Field(default=None, alias="complaintFeedbackType")
@@ -183,7 +183,10 @@ def ses_feedback(detail: SesEventDetail) -> SesFeedback:
         if complaint.complaint_feedback_type == _NOT_A_COMPLAINT:
             return SesFeedback(workspace, note="not-spam feedback: no complaint")
         kind = complaint.complaint_sub_type or complaint.complaint_feedback_type or "complaint"
-        addresses = [a for a in (_address(r.email_address) for r in complaint.complained_recipients) if a]
+        # A mailbox provider may redact the complainant (RFC 6590); our messages have one recipient, so the
+        # message's destination is who complained.
+        named = [r.email_address for r in complaint.complained_recipients] or list(detail.mail.destination)
+        addresses = [a for a in map(_address, named) if a]
         return SesFeedback(
             workspace,
             suppress=tuple(Suppression(a, f"complaint ({kind})", complaint.timestamp) for a in addresses),
