@@ -21,6 +21,7 @@ from crm.adapters.messaging import (
     SqsIngestQueue,
     SqsPrivacyQueue,
 )
+from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
 from crm.ports import (
     ArchiveStore,
@@ -122,9 +123,14 @@ def currency_tasks() -> CurrencyTasks:
     return SqsCurrencyTasks()
 
 
+@cache
+def link_signing_keys() -> LinkSigningKeys:
+    return LinkSigningKeys()
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks, privacy_queue):
+                    currency_store, currency_tasks, privacy_queue, link_signing_keys):
         factory.cache_clear()
