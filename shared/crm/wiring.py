@@ -23,6 +23,8 @@ from crm.adapters.messaging import (
 )
 from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+from crm.config import settings
+from crm.messaging.unsubscribe import Links
 from crm.ports import (
     ArchiveStore,
     CurrencyStore,
@@ -126,6 +128,11 @@ def currency_tasks() -> CurrencyTasks:
 @cache
 def link_signing_keys() -> LinkSigningKeys:
     return LinkSigningKeys()
+
+
+def links() -> Links:
+    """Signs the links of the emails being sent now (the keys are re-read after their cache expires)."""
+    return Links(link_signing_keys().keys(), settings().require("public_api_url"))
 
 
 def reset() -> None:

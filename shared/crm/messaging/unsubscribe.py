@@ -142,7 +142,20 @@ def claims_for(purpose: LinkPurpose, workspace_id: str, profile_id: str, address
                       channel=channel, store_id=store_id, issued_at=int(at.timestamp()))
 
 
+@dataclass(frozen=True)
+class Links:
+    """Makes the signed links of one email: ``base_url`` is the public API (config PUBLIC_API_URL)."""
+
+    keys: SigningKeys
+    base_url: str
+
+    def url(self, purpose: LinkPurpose, workspace_id: str, profile_id: str, address: str, channel: Channel,
+            store_id: str, at: datetime) -> str:
+        claims = claims_for(purpose, workspace_id, profile_id, address, channel, store_id, at)
+        return link_url(self.base_url, purpose, sign(claims, self.keys))
+
+
 __all__ = [
-    "CONFIRM_MAX_AGE", "LinkClaims", "LinkInvalid", "LinkPurpose", "SigningKeys", "claims_for", "key_id",
+    "CONFIRM_MAX_AGE", "LinkClaims", "LinkInvalid", "LinkPurpose", "Links", "SigningKeys", "claims_for", "key_id",
     "link_url", "sign", "verify",
 ]
