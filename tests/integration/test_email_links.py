@@ -219,3 +219,23 @@ def test_a_browser_subscribe_is_granted_once_the_double_opt_in_link_is_followed(
     assert confirmed.consents["email"].source == "double_opt_in"
     assert confirmed.consent_requests == {}
     assert double_opt_in_email(confirmed, SETTINGS, datetime.now(UTC), _links(provisioned)) is None
+
+
+def test_links_signed_before_a_rotation_of_the_secret_still_work_after_it(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration,
+) -> None:
+    secret = provisioned.physical["LinkSigningSecret"].ref
+    before = LinkSigningKeys(secret).keys()
+    assert len(before.current) == 64 and before.previous == ()
+    token = sign(claims_for(LinkPurpose.UNSUBSCRIBE, registration.workspace_id, "p", "ada@example.com",
+                            Channel.EMAIL, registration.store_id, NOW), before)
+    client("secretsmanager").put_secret_value(SecretId=secret, SecretString="n" * 64)
+
+    after = LinkSigningKeys(secret).keys()
+    assert (after.current, tuple(after.previous)) == (b"n" * 64, (before.current,))
+    track = _client(provisioned, function_env, "TrackFunction")
+    assert track.http.get(f"/unsubscribe/{token}").status_code == 200
+    new_token = sign(claims_for(LinkPurpose.UNSUBSCRIBE, registration.workspace_id, "p", "ada@example.com",
+                                Channel.EMAIL, registration.store_id, NOW), after)
+    assert new_token.split(".")[0] != token.split(".")[0]
+    assert track.http.get(f"/unsubscribe/{new_token}").status_code == 200

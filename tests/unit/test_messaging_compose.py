@@ -1,0 +1,86 @@
+"""Composing an email for one shopper (crm.messaging.compose) and the double opt-in email (crm.messaging.optin)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from crm.messaging.compose import CannotCompose, compose_email
+from crm.messaging.defaults import DOUBLE_OPT_IN, EMAIL_TEMPLATES, WELCOME_1
+from crm.messaging.optin import double_opt_in_claim, double_opt_in_email
+from crm.messaging.unsubscribe import LinkPurpose, Links, SigningKeys, verify
+from crm.models.consent import Channel, Consent, ConsentRequest, ConsentState
+from crm.models.events import OrderPlaced
+from crm.models.messaging import MessagingSettings
+from crm.models.profile import Profile, new_profile
+
+from tests.builders import NOW
+
+KEYS = SigningKeys(current=b"k" * 32)
+LINKS = Links(KEYS, "https://crm.example")
+SETTINGS = MessagingSettings(from_address="hello@shop.example", from_name="Shop", reply_to="help@shop.example",
+                             postal_address="1 Main St")
+
+
+def _profile(**fields: object) -> Profile:
+    return new_profile("w1", "p1", NOW).model_copy(update={"email": "ada@example.com", "store_ids": ("s1", "s2"),
+                                                          **fields})
+
+
+def _token(url: str, purpose: LinkPurpose) -> str:
+    return url.removeprefix(f"https://crm.example/{purpose.value}/")
+
+
+def test_a_marketing_email_carries_a_signed_unsubscribe_link_for_the_triggers_store() -> None:
+    order = OrderPlaced(event_id="e", workspace_id="w1", profile_id="p1", occurred_at=NOW, store_id="s2",
+                        order_id="o1", currency="USD", total_price="10.00", net_total="10.00")
+    email = compose_email(EMAIL_TEMPLATES[WELCOME_1], _profile(), SETTINGS, LINKS, NOW, order,
+                          tags={"flow": "builtin:welcome"})
+    assert (email.to, email.from_address, email.from_name, email.reply_to) == (
+        "ada@example.com", "hello@shop.example", "Shop", "help@shop.example")
+    assert email.tags == {"workspace": "w1", "flow": "builtin:welcome"}
+    assert email.unsubscribe_url is not None and email.unsubscribe_url in email.html
+    claims = verify(_token(email.unsubscribe_url, LinkPurpose.UNSUBSCRIBE), KEYS, LinkPurpose.UNSUBSCRIBE, NOW)
+    assert (claims.workspace_id, claims.profile_id, claims.address, claims.channel, claims.store_id) == (
+        "w1", "p1", "ada@example.com", Channel.EMAIL, "s2")
+
+
+@pytest.mark.parametrize(("profile", "settings", "reason"), [
+    (_profile(), MessagingSettings(), "no sender address"),
+    (_profile(email=None), SETTINGS, "no email address"),
+    (_profile(store_ids=()), SETTINGS, "no store"),
+])
+def test_an_email_that_cannot_be_made_says_why(profile: Profile, settings: MessagingSettings, reason: str) -> None:
+    with pytest.raises(CannotCompose, match=reason):
+        compose_email(EMAIL_TEMPLATES[WELCOME_1], profile, settings, LINKS, NOW)
+
+
+def _asked(at: object = NOW, address: str | None = "ada@example.com", **fields: object) -> Profile:
+    request = ConsentRequest(channel=Channel.EMAIL, source="track:identify", at=at, address=address)
+    return _profile(consent_requests={"email": request}, **fields)
+
+
+def test_the_double_opt_in_email_confirms_the_open_request_and_is_not_marketing() -> None:
+    email = double_opt_in_email(_asked(), SETTINGS, NOW + timedelta(minutes=1), LINKS)
+    assert email is not None and email.unsubscribe_url is None
+    assert EMAIL_TEMPLATES[DOUBLE_OPT_IN].subject.startswith("Please confirm")
+    [url] = [part.split('"')[0] for part in email.html.split('href="')[1:] if "/confirm/" in part]
+    claims = verify(_token(url, LinkPurpose.CONFIRM), KEYS, LinkPurpose.CONFIRM, NOW)
+    assert (claims.profile_id, claims.address, claims.store_id) == ("p1", "ada@example.com", "s1")
+    assert double_opt_in_claim(_asked()) == f"double_opt_in#{NOW.isoformat()}"
+
+
+@pytest.mark.parametrize("profile", [
+    _profile(),  # nothing requested
+    _asked(address="old@example.com"),  # requested for an address the profile no longer has
+    _asked(at=NOW - timedelta(days=31)),  # older than a confirmation link lives
+    _asked(consents={"email": Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED, source="shopify",
+                                      at=NOW - timedelta(days=1))}),  # subscribed already
+    _asked(email=None),
+])
+def test_no_double_opt_in_email_when_there_is_nothing_to_confirm(profile: Profile) -> None:
+    assert double_opt_in_email(profile, SETTINGS, NOW, LINKS) is None
+
+
+def test_no_double_opt_in_email_without_a_sender() -> None:
+    assert double_opt_in_email(_asked(), MessagingSettings(), NOW, LINKS) is None
