@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from crm.flows.builtin import BUILTIN_FLOWS
 from crm.messaging import defaults
 from crm.messaging.render import (
     TemplateInvalid,
@@ -157,3 +158,20 @@ def test_html_to_text_keeps_paragraphs_lists_and_links() -> None:
                         "<br>three</p><ul><li>a</li><li>b</li></ul><p><a href='https://x.example'>Go</a></p>"
                         "</body></html>")
     assert text == "Title\n\nOne & two\nthree\n\n- a\n- b\n\nGo (https://x.example)\n"
+
+
+def _template_ids(value: object, kind: str) -> set[str]:
+    if isinstance(value, dict):
+        found = {str(value["template_id"])} if value.get("kind") == kind else set()
+        return found.union(*(_template_ids(v, kind) for v in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(*(_template_ids(v, kind) for v in value))
+    return set()
+
+
+def test_every_template_the_built_in_flows_send_is_a_default_template() -> None:
+    emails = set().union(*(_template_ids(flow.model_dump(mode="json"), "email") for flow in BUILTIN_FLOWS.values()))
+    sms = set().union(*(_template_ids(flow.model_dump(mode="json"), "sms") for flow in BUILTIN_FLOWS.values()))
+    assert emails and emails <= set(defaults.EMAIL_TEMPLATES)
+    assert sms <= set(defaults.SMS_TEMPLATES)
+    assert set(defaults.EMAIL_TEMPLATES) - emails == {defaults.DOUBLE_OPT_IN}  # sent by crm.messaging.optin
