@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from crm.messaging.compose import CannotCompose, compose_email
-from crm.messaging.defaults import DOUBLE_OPT_IN, EMAIL_TEMPLATES, WELCOME_1
+from crm.messaging.compose import CannotCompose, compose_email, compose_sms
+from crm.messaging.defaults import DOUBLE_OPT_IN, EMAIL_TEMPLATES, SMS_TEMPLATES, WELCOME_1
 from crm.messaging.optin import double_opt_in_claim, double_opt_in_email
 from crm.messaging.unsubscribe import LinkPurpose, Links, SigningKeys, verify
 from crm.models.consent import Channel, Consent, ConsentRequest, ConsentState
-from crm.models.events import OrderPlaced
-from crm.models.messaging import MessagingSettings
+from crm.models.events import CheckoutStarted, OrderPlaced
+from crm.models.messaging import MessagingSettings, SmsTemplate
 from crm.models.profile import Profile, new_profile
 
 from tests.builders import NOW
@@ -84,3 +84,18 @@ def test_no_double_opt_in_email_when_there_is_nothing_to_confirm(profile: Profil
 
 def test_no_double_opt_in_email_without_a_sender() -> None:
     assert double_opt_in_email(_asked(), MessagingSettings(), NOW, LINKS) is None
+
+
+def test_an_sms_is_plain_text_to_the_profiles_phone_from_the_sms_sender() -> None:
+    checkout = CheckoutStarted(event_id="e", workspace_id="w1", profile_id="p1", occurred_at=NOW, store_id="s1",
+                               checkout_id="c1", recovery_url="https://shop.example/r?a=1&b=2")
+    settings = SETTINGS.model_copy(update={"from_name": "Tom & Co", "sms_sender": "TOMCO"})
+    sms = compose_sms(SMS_TEMPLATES["builtin:abandoned_checkout_sms"], _profile(phone="+15555550100"), settings,
+                      checkout)
+    assert (sms.to, sms.sender) == ("+15555550100", "TOMCO")
+    assert sms.body.startswith("Tom & Co: ") and "https://shop.example/r?a=1&b=2" in sms.body  # not HTML-escaped
+    with pytest.raises(CannotCompose, match="no phone"):
+        compose_sms(SMS_TEMPLATES["builtin:abandoned_checkout_sms"], _profile(), settings, checkout)
+    with pytest.raises(CannotCompose, match="empty"):
+        compose_sms(SmsTemplate(name="s", body="{{ profile.first_name }}"), _profile(phone="+15555550100"),
+                    settings)

@@ -139,6 +139,13 @@ def test_a_marketing_template_without_an_unsubscribe_link_gets_the_footer() -> N
     assert UNSUBSCRIBE not in transactional.html and UNSUBSCRIBE not in transactional.text
 
 
+def test_a_missing_field_prints_as_nothing_not_none() -> None:
+    context = message_context(_profile(), SETTINGS, None, UNSUBSCRIBE)
+    rendered = render_email(_email("<p>Hi {{ profile.first_name }}!{{ trigger.recovery_url }}</p>",
+                                   subject="Hi {{ profile.first_name }}{{ nothing.at.all }}"), context)
+    assert rendered.subject == "Hi" and "<p>Hi !</p>" in rendered.html and "None" not in rendered.text
+
+
 def test_no_internal_id_reaches_the_context() -> None:
     context = message_context(_profile(), SETTINGS, CHECKOUT, UNSUBSCRIBE)
     flat = repr(context)

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from crm.messaging.render import message_context, render_email
+from crm.messaging.render import message_context, render_email, render_sms
 from crm.messaging.unsubscribe import LinkPurpose, Links
 from crm.models.consent import Channel
 from crm.models.events import DomainEvent
-from crm.models.messaging import EmailTemplate, MessagingSettings, OutgoingEmail
+from crm.models.messaging import EmailTemplate, MessagingSettings, OutgoingEmail, OutgoingSms, SmsTemplate
 from crm.models.profile import Profile
 
 
@@ -48,3 +48,15 @@ def compose_email(template: EmailTemplate, profile: Profile, settings: Messaging
         subject=rendered.subject, html=rendered.html, text=rendered.text, unsubscribe_url=unsubscribe_url,
         tags={"workspace": profile.workspace_id, **(tags or {})},
     )
+
+
+def compose_sms(template: SmsTemplate, profile: Profile, settings: MessagingSettings,
+                trigger: DomainEvent | None = None) -> OutgoingSms:
+    """The rendered SMS to the profile's phone, from the workspace's SMS sender (SNS's default when unset)."""
+    if not profile.phone:
+        raise CannotCompose("the profile has no phone number")
+    body = render_sms(template, message_context(profile, settings, trigger))
+    if not body:
+        raise CannotCompose("the SMS renders empty")
+    return OutgoingSms(workspace_id=profile.workspace_id, profile_id=profile.profile_id, to=profile.phone,
+                       body=body, sender=settings.sms_sender)

@@ -76,6 +76,10 @@ def money(amount: object, currency: object = None) -> str:
     return f"{written} {code}".strip()
 
 
+def _nothing_for_none(value: Any) -> Any:
+    return "" if value is None else value
+
+
 class _ContextEnvironment(ImmutableSandboxedEnvironment):
     """``{{ trigger.items }}`` means the context's "items", not the dict method of that name: a key of a
     mapping wins over its attributes (Jinja2 tries the attribute first)."""
@@ -87,8 +91,9 @@ class _ContextEnvironment(ImmutableSandboxedEnvironment):
 
 
 def _environment(autoescape: bool, undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
-    environment = _ContextEnvironment(autoescape=autoescape, undefined=undefined,
-                                                trim_blocks=True, lstrip_blocks=True)
+    # finalize: a field the shopper never gave (None) prints as nothing, not as "None".
+    environment = _ContextEnvironment(autoescape=autoescape, undefined=undefined, trim_blocks=True,
+                                      lstrip_blocks=True, finalize=_nothing_for_none)
     environment.filters["money"] = money
     return environment
 
