@@ -3,6 +3,7 @@ templates (crm.messaging.defaults) rendered for real checkout and order triggers
 
 from __future__ import annotations
 
+import html
 from decimal import Decimal
 
 import pytest
@@ -22,6 +23,8 @@ from crm.messaging.render import (
 from crm.models.events import CheckoutStarted, Item, OrderFulfilled, ProductViewed
 from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate
 from crm.models.profile import new_profile
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.builders import NOW
 
@@ -182,3 +185,12 @@ def test_every_template_the_built_in_flows_send_is_a_default_template() -> None:
     assert emails and emails <= set(defaults.EMAIL_TEMPLATES)
     assert sms <= set(defaults.SMS_TEMPLATES)
     assert set(defaults.EMAIL_TEMPLATES) - emails == {defaults.DOUBLE_OPT_IN}  # sent by crm.messaging.optin
+
+
+@given(name=st.text(max_size=60, alphabet=st.characters(blacklist_categories=("Cc", "Cs"))))
+def test_whatever_a_shopper_calls_themselves_the_html_shows_it_as_text(name: str) -> None:
+    context = message_context(_profile(first_name=name), SETTINGS, None, UNSUBSCRIBE)
+    rendered = render_email(_email("<p>Hi <b>{{ profile.first_name }}</b></p>", marketing=False), context)
+    shown = rendered.html.split("<b>", 1)[1].rsplit("</b>", 1)[0]
+    assert "<" not in shown  # no markup of the shopper's reaches the page, only text
+    assert html.unescape(shown) == name
