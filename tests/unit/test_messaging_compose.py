@@ -11,7 +11,7 @@ from crm.messaging.optin import double_opt_in_claim, double_opt_in_email
 from crm.messaging.unsubscribe import LinkPurpose, Links, SigningKeys, verify
 from crm.models.consent import Channel, Consent, ConsentRequest, ConsentState
 from crm.models.events import CheckoutStarted, OrderPlaced
-from crm.models.messaging import MessagingSettings, SmsTemplate
+from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate
 from crm.models.profile import Profile, new_profile
 
 from tests.builders import NOW
@@ -84,6 +84,12 @@ def test_no_double_opt_in_email_when_there_is_nothing_to_confirm(profile: Profil
 
 def test_no_double_opt_in_email_without_a_sender() -> None:
     assert double_opt_in_email(_asked(), MessagingSettings(), NOW, LINKS) is None
+
+
+def test_a_template_that_fails_for_one_shopper_is_a_reason_not_a_crash() -> None:
+    broken = EmailTemplate(name="b", subject="Hi", html="<p>{{ 1 / 0 }}</p>")
+    with pytest.raises(CannotCompose, match="does not render: division by zero"):
+        compose_email(broken, _profile(), SETTINGS, LINKS, NOW)
 
 
 def test_an_sms_is_plain_text_to_the_profiles_phone_from_the_sms_sender() -> None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from jinja2 import TemplateError
+
 from crm.messaging.render import message_context, render_email, render_sms
 from crm.messaging.unsubscribe import LinkPurpose, Links
 from crm.models.consent import Channel
@@ -16,8 +18,8 @@ from crm.models.profile import Profile
 
 
 class CannotCompose(ValueError):
-    """The email cannot be made: no sender address in the messaging settings, or no address or store for
-    the profile. The caller records a skip with this reason."""
+    """The email cannot be made: no sender address in the messaging settings, no address or store for the
+    profile, or a template that does not render for this shopper. The caller records a skip with the reason."""
 
 
 def store_of(profile: Profile, trigger: DomainEvent | None) -> str | None:
@@ -41,7 +43,10 @@ def compose_email(template: EmailTemplate, profile: Profile, settings: Messaging
     unsubscribe_url = (links.url(LinkPurpose.UNSUBSCRIBE, profile.workspace_id, profile.profile_id, profile.email,
                                  Channel.EMAIL, store_id, now) if template.marketing else None)
     context = message_context(profile, settings, trigger, unsubscribe_url, **extra)
-    rendered = render_email(template, context)
+    try:
+        rendered = render_email(template, context)
+    except (TemplateError, TypeError, ValueError, ArithmeticError) as error:
+        raise CannotCompose(f"the template does not render: {error}") from None
     return OutgoingEmail(
         workspace_id=profile.workspace_id, profile_id=profile.profile_id, to=profile.email,
         from_address=settings.from_address, from_name=settings.from_name, reply_to=settings.reply_to,
@@ -55,7 +60,10 @@ def compose_sms(template: SmsTemplate, profile: Profile, settings: MessagingSett
     """The rendered SMS to the profile's phone, from the workspace's SMS sender (SNS's default when unset)."""
     if not profile.phone:
         raise CannotCompose("the profile has no phone number")
-    body = render_sms(template, message_context(profile, settings, trigger))
+    try:
+        body = render_sms(template, message_context(profile, settings, trigger))
+    except (TemplateError, TypeError, ValueError, ArithmeticError) as error:
+        raise CannotCompose(f"the template does not render: {error}") from None
     if not body:
         raise CannotCompose("the SMS renders empty")
     return OutgoingSms(workspace_id=profile.workspace_id, profile_id=profile.profile_id, to=profile.phone,

@@ -69,7 +69,10 @@ def money(amount: object, currency: object = None) -> str:
         return str(amount)
     code = str(currency).upper() if currency and not isinstance(currency, Undefined) else ""
     places = Decimal("1") if code == "JPY" else Decimal("0.01")
-    written = f"{value.quantize(places):,}"
+    try:
+        written = f"{value.quantize(places):,}"
+    except InvalidOperation:  # too large to write to the cent: no price is
+        return str(amount)
     if code in _SYMBOLS:
         sign, digits = ("-", written[1:]) if written.startswith("-") else ("", written)
         return f"{sign}{_SYMBOLS[code]}{digits}"
@@ -80,9 +83,26 @@ def _nothing_for_none(value: Any) -> Any:
     return "" if value is None else value
 
 
+# A template may not build a value larger than this (``{{ "x" * 10**9 }}`` would exhaust the sender's memory).
+MAX_BUILT_LENGTH = 100_000
+MAX_EXPONENT = 100
+
+
 class _ContextEnvironment(ImmutableSandboxedEnvironment):
     """``{{ trigger.items }}`` means the context's "items", not the dict method of that name: a key of a
-    mapping wins over its attributes (Jinja2 tries the attribute first)."""
+    mapping wins over its attributes (Jinja2 tries the attribute first). Repetition and powers are bounded."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"an exponent above {MAX_EXPONENT} is not allowed in a template")
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                if (isinstance(sequence, str | list | tuple) and isinstance(count, int)
+                        and len(sequence) * count > MAX_BUILT_LENGTH):
+                    raise SecurityError(f"a value longer than {MAX_BUILT_LENGTH} is not allowed in a template")
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:
