@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from crm.messaging.compose import CannotCompose, compose_email, compose_sms
-from crm.messaging.defaults import DOUBLE_OPT_IN, EMAIL_TEMPLATES, SMS_TEMPLATES, WELCOME_1
+from crm.messaging.compose import CannotCompose, FlowMessages, compose_email, compose_sms
+from crm.messaging.defaults import (
+    ABANDONED_CHECKOUT_1,
+    DOUBLE_OPT_IN,
+    EMAIL_TEMPLATES,
+    SMS_TEMPLATES,
+    TEMPLATES,
+    WELCOME_1,
+)
 from crm.messaging.optin import double_opt_in_claim, double_opt_in_email
+from crm.messaging.render import trigger_event
 from crm.messaging.unsubscribe import LinkPurpose, Links, SigningKeys, verify
 from crm.models.consent import Channel, Consent, ConsentRequest, ConsentState
-from crm.models.events import CheckoutStarted, OrderPlaced
-from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate
+from crm.models.events import CheckoutStarted, Item, OrderPlaced
+from crm.models.flows import FlowRun
+from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate, TemplateRecord
 from crm.models.profile import Profile, new_profile
 
 from tests.builders import NOW
@@ -105,3 +114,48 @@ def test_an_sms_is_plain_text_to_the_profiles_phone_from_the_sms_sender() -> Non
     with pytest.raises(CannotCompose, match="empty"):
         compose_sms(SmsTemplate(name="s", body="{{ profile.first_name }}"), _profile(phone="+15555550100"),
                     settings)
+
+
+def _run(trigger: dict[str, object], trigger_type: str = "CheckoutStarted") -> FlowRun:
+    return FlowRun(workspace_id="w1", flow_id="builtin:abandoned_checkout", flow_version=1, run_id="r" * 32,
+                   profile_id="p1", trigger_type=trigger_type, trigger_event_id="e1", trigger=trigger, entered_at=NOW)
+
+
+def _record(template_id: str) -> TemplateRecord:
+    return TemplateRecord(workspace_id="w1", template_id=template_id, template=TEMPLATES[template_id],
+                          created_at=NOW, updated_at=NOW)
+
+
+CHECKOUT = CheckoutStarted(event_id="e1", workspace_id="w1", profile_id="p1", occurred_at=NOW, store_id="s2",
+                           checkout_id="c1", items=(Item(title="Linen shirt", quantity=2, price="39.00"),),
+                           recovery_url="https://shop.example/recover/c1", value="78.00", currency="USD")
+
+
+def test_a_flow_step_renders_with_the_runs_trigger_and_is_tagged_with_flow_step_and_run() -> None:
+    messages = FlowMessages(lambda: LINKS)
+    run = _run(CHECKOUT.model_dump(mode="json"))
+    email = messages.email(_record(ABANDONED_CHECKOUT_1), SETTINGS, _profile(first_name="Ada"), run, "email_1",
+                           "test@example.com", NOW)
+    assert email.to == "test@example.com"  # a test send goes to the address given, its link names it
+    assert "https://shop.example/recover/c1" in email.html and "$78.00" in email.html
+    assert email.tags == {"workspace": "w1", "flow": "builtin:abandoned_checkout", "step": "email_1",
+                          "run": "r" * 32}
+    assert email.unsubscribe_url is not None
+    claims = verify(_token(email.unsubscribe_url, LinkPurpose.UNSUBSCRIBE), KEYS, LinkPurpose.UNSUBSCRIBE, NOW)
+    assert (claims.address, claims.store_id) == ("test@example.com", "s2")
+    sms = messages.sms(_record("builtin:abandoned_checkout_sms"), SETTINGS, _profile(), run, "sms", "+15555550100",
+                       NOW)
+    assert sms.to == "+15555550100" and "https://shop.example/recover/c1" in sms.body
+    with pytest.raises(CannotCompose, match="not an email template"):
+        messages.email(_record("builtin:abandoned_checkout_sms"), SETTINGS, _profile(), run, "x", "a@b.example", NOW)
+    with pytest.raises(CannotCompose, match="not an SMS template"):
+        messages.sms(_record(ABANDONED_CHECKOUT_1), SETTINGS, _profile(), run, "x", "+15555550100", NOW)
+
+
+def test_a_trigger_this_code_does_not_know_renders_as_no_trigger() -> None:
+    assert trigger_event("CheckoutStarted", CHECKOUT.model_dump(mode="json")) == CHECKOUT
+    assert trigger_event("SomethingNew", {"a": 1}) is None
+    assert trigger_event("CheckoutStarted", {"checkout_id": "c1"}) is None  # not a whole event
+    email = FlowMessages(lambda: LINKS).email(_record(ABANDONED_CHECKOUT_1), SETTINGS, _profile(),
+                                              _run({"a": 1}, "SomethingNew"), "email_1", "a@example.com", NOW)
+    assert "Return to your cart" not in email.html  # no recovery link to show

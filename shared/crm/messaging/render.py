@@ -142,6 +142,23 @@ def _is_amount(value: str) -> bool:
         return False
 
 
+def _event_classes() -> dict[str, type[DomainEvent]]:
+    return {str(cls.model_fields["type"].default): cls for cls in DomainEvent.__subclasses__()
+            if "type" in cls.model_fields}
+
+
+def trigger_event(trigger_type: str, detail: Mapping[str, Any]) -> DomainEvent | None:
+    """A flow run's trigger (FlowRun.trigger: the bus event's detail) as its domain event; None when it is not
+    one this code knows (a newer event type): the template then sees no trigger rather than failing."""
+    cls = _event_classes().get(trigger_type)
+    if cls is None:
+        return None
+    try:
+        return cls.model_validate(dict(detail))
+    except ValueError:
+        return None
+
+
 def trigger_context(event: DomainEvent | None) -> dict[str, Any]:
     """What the flow's trigger says, for a template: its type, items (title, quantity, price, image_url,
     product_url, with ``price_display`` and ``line_total_display``), the checkout's ``recovery_url``,
@@ -370,5 +387,5 @@ def html_to_text(html: str) -> str:
 __all__ = [
     "RenderedEmail", "TemplateInvalid", "check_template", "footer_html", "footer_text", "html_to_text",
     "inline_css", "message_context", "money", "profile_context", "render_email", "render_sms", "sample_context",
-    "store_context", "trigger_context", "validate_template",
+    "store_context", "trigger_context", "trigger_event", "validate_template",
 ]
