@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from crm.archive import frame, header_from_metadata, object_metadata, unframe
 from crm.messaging.links import LinkStatement, link_events
 from crm.messaging.unsubscribe import (
     CONFIRM_MAX_AGE,
@@ -161,3 +162,16 @@ def test_a_confirmation_grants_only_an_open_request_for_the_profiles_address() -
 
 def _request(at: datetime, address: str) -> ConsentRequest:
     return ConsentRequest(channel=Channel.EMAIL, source="track:identify", at=at, address=address)
+
+
+def test_a_followed_link_is_archived_and_replayed_as_a_link() -> None:
+    statement = LinkStatement(claims=_claims(), followed_at=NOW, token_digest="d" * 32).model_dump_json()
+    envelope = IngestEnvelope(platform=Platform.CUSTOM, source="link", workspace_id="w1", store_id="s1",
+                              meta=DeliveryMeta(topic="link/unsubscribe", delivery_id="d"), received_at=NOW,
+                              body=statement)
+    [(header, body)] = unframe(frame(envelope, statement.encode()))
+    assert header.envelope(body) == envelope
+    stored = header_from_metadata(object_metadata(envelope), len(statement))
+    assert stored.source == "link"
+    [event] = link_events(stored.envelope(statement.encode()), statement.encode())
+    assert event.consents[0].state is ConsentState.UNSUBSCRIBED
