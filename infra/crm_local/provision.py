@@ -154,6 +154,7 @@ class Provisioner:
             "AWS::SNS::Topic": self._topic,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::Scheduler::ScheduleGroup": self._schedule_group,
+            "AWS::SecretsManager::Secret": self._secret,
         }
 
     def _client(self, service: str) -> Any:
@@ -239,6 +240,16 @@ class Provisioner:
         name = p.get("Name") or self._default_name(logical_id)
         arn = self._client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
         return Physical(name, {"Arn": arn})
+    def _secret(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("Name") or self._default_name(logical_id)
+        secrets = self._client("secretsmanager")
+        if "GenerateSecretString" in p:
+            length = p["GenerateSecretString"].get("PasswordLength", 32)
+            value = secrets.get_random_password(PasswordLength=length, ExcludePunctuation=True)["RandomPassword"]
+        else:
+            value = p["SecretString"]
+        arn = secrets.create_secret(Name=name, SecretString=value, Description=p.get("Description", ""))["ARN"]
+        return Physical(arn, {"Id": arn})
 
     def _placeholder(self, logical_id: str, resource: dict[str, Any]) -> Physical:
         name = self._default_name(logical_id)
