@@ -107,6 +107,7 @@ class LocalRuntime:
         self.verify_senders(*self.senders)
         mailbox_simulator.install(self.provisioned)
         os.environ.update(function_environment(self.provisioned, self.log_level))
+        os.environ["PUBLIC_API_URL"] = self.api_url  # the links in emails point at the local API
         config.reset()
         wiring.reset()
         clients.reset()

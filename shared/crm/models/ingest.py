@@ -12,10 +12,7 @@ from crm.models.stores import Platform
 # SQS takes 256 KiB per message; a larger envelope travels without its body, read from the archive.
 MAX_MESSAGE_BYTES = 250_000
 
-# "webhook": a platform's signed delivery (its connector reads it); "track": a storefront tracking request
-# sent with the store's public write key (crm.tracking reads it); "statement": a consent statement the CRM
-# received itself from the shopper, e.g. an SMS STOP reply or a spam complaint (crm.messaging.statements).
-EnvelopeSource = Literal["webhook", "track", "statement"]
+DeliverySource = Literal["webhook", "track", "link", "statement"]
 
 
 class DeliveryMeta(BaseModel):
@@ -36,7 +33,11 @@ class IngestEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     platform: Platform
-    source: EnvelopeSource = "webhook"
+    # "webhook": a platform's signed delivery (its connector reads it); "track": a storefront
+    # tracking request sent with the store's public write key (crm.tracking reads it); "link": a link of
+    # an email followed, unsubscribe or confirm (crm.messaging.links reads it); "statement": a consent statement
+    # the shopper made to the CRM itself, an SMS STOP reply or a spam complaint (crm.messaging.statements).
+    source: DeliverySource = "webhook"
     workspace_id: str
     store_id: str
     meta: DeliveryMeta
