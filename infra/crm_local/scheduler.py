@@ -268,6 +268,7 @@ class Targets:
         self.region = region
         self.functions = functions or {}  # by function ARN
         self._clients: dict[str, Any] = {}
+        self._queue_urls: dict[str, str] = {}
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:
@@ -294,8 +295,10 @@ class Targets:
     def _to_queue(self, arn: str, body: str, parameters: dict[str, Any],
                   attributes: dict[str, str] | None = None) -> None:
         sqs = self._client("sqs")
-        account, name = arn.split(":")[4:6]
-        url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        if arn not in self._queue_urls:
+            account, name = arn.split(":")[4:6]
+            self._queue_urls[arn] = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        url = self._queue_urls[arn]
         extra: dict[str, Any] = {}
         if parameters.get("MessageGroupId"):
             extra["MessageGroupId"] = parameters["MessageGroupId"]
