@@ -108,11 +108,21 @@ def test_one_time_schedules_ignore_start_and_end_dates_recurring_ones_keep_to_th
                                end=START + timedelta(hours=5, minutes=30), target={"Arn": QUEUE},
                                action_after_completion="DELETE"))
     assert names(book.take_due(START + timedelta(hours=2))) == ["one-time"]
-    assert book.next_due() == START + timedelta(hours=4)  # the first hour after StartDate
-    [fourth] = book.take_due(START + timedelta(hours=4))
-    assert not fourth.completes
-    [fifth] = book.take_due(START + timedelta(hours=5))
-    assert fifth.completes and len(book) == 0  # the next hour falls after EndDate
+    assert book.next_due() == START + timedelta(hours=3)  # a rate schedule first fires at its StartDate
+    assert [f.completes for f in book.take_due(START + timedelta(hours=3, minutes=10))] == [False]
+    assert book.next_due() == START + timedelta(hours=4)  # every hour from StartDate, not from the late firing
+    assert [f.completes for f in book.take_due(START + timedelta(hours=4))] == [False]
+    [last] = book.take_due(START + timedelta(hours=5))
+    assert last.completes and len(book) == 0  # the next hour falls after EndDate
+
+
+def test_a_rate_schedule_without_start_date_fires_at_once_then_every_period() -> None:
+    book = ScheduleBook(Clock())
+    book.observe(ScheduleEntry(group="g", name="every-5", expression="rate(5 minutes)", target={"Arn": QUEUE},
+                               created=START))
+    assert book.next_due() == START
+    book.take_due(START + timedelta(minutes=12))  # late: once
+    assert book.next_due() == START + timedelta(minutes=15)
 
 
 def test_a_recurring_schedule_catches_up_once_after_a_jump() -> None:
