@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from crm_local.runtime import LocalRuntime
 from crm_local.scheduler import (
     Firing,
     ScheduleBook,
@@ -216,3 +217,30 @@ def test_a_target_the_runtime_does_not_emulate_is_an_error_naming_it(arn: str) -
     with pytest.raises(TargetError, match="not emulated"):
         Targets("us-east-1").deliver(ScheduleEntry(group="g", name="n", expression="at(2026-12-03T10:00:00)",
                                                    target={"Arn": arn}))
+
+
+class ChainingTargets(RecordingTargets):
+    """A target whose delivery writes the next wait, due at once (a flow step's zero wait)."""
+
+    def __init__(self, book: ScheduleBook) -> None:
+        super().__init__()
+        self.book = book
+
+    def deliver(self, entry: ScheduleEntry) -> None:
+        super().deliver(entry)
+        if entry.name == "first":
+            self.book.observe(at(START, "chained"))
+
+
+def test_wait_idle_is_idle_only_once_nothing_due_is_left_unfired() -> None:
+    clock = Clock()
+    book = ScheduleBook(clock)
+    targets = ChainingTargets(book)
+    runtime = LocalRuntime(port=0, aws_port=0)
+    runtime.scheduler = ScheduleRunner(book, targets)  # not started: only wait_idle fires
+    book.observe(at(START + timedelta(hours=4), "first"))
+    book.observe(at(START + timedelta(hours=30), "later"))
+    clock.now = START + timedelta(hours=4)
+    assert runtime.wait_idle(timeout=5)
+    assert targets.delivered == ['{"wake": "first"}', '{"wake": "chained"}']
+    assert not runtime.scheduler.busy() and book.next_due() == START + timedelta(hours=30)
