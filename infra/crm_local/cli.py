@@ -194,6 +194,13 @@ def _duration(value: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _wait_seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0 <= seconds <= 600:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 600 seconds")
+    return seconds
+
+
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
@@ -308,7 +315,7 @@ def parser() -> argparse.ArgumentParser:
                                                "JSON")
     advance.add_argument("duration", type=_duration, metavar="DURATION",
                          help="4h, 30m, 2d, 1w (combinable: 1d12h) or ISO 8601 (PT4H)")
-    advance.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
+    advance.add_argument("--wait", type=_wait_seconds, default=120.0, metavar="SECONDS",
                          help="how long to wait for the stack to go idle (default 120; at most 600)")
     now = clock.add_parser("now", help="its time, as JSON")
     for command, run_clock in ((advance, _clock_advance), (now, _clock_now)):

@@ -32,7 +32,7 @@ import boto3
 from crm.clock import utc_now
 from moto.scheduler.models import EventBridgeSchedulerBackend, Schedule
 
-from crm_local.schedules import next_time
+from crm_local.schedules import next_time, rate_period
 
 log = logging.getLogger("crm.local")
 
@@ -70,6 +70,7 @@ class ScheduleEntry:
     end: datetime | None = None
     target: dict[str, Any] = field(default_factory=dict)
     action_after_completion: str | None = None
+    created: datetime | None = None
 
     @property
     def key(self) -> ScheduleKey:
@@ -89,7 +90,8 @@ class ScheduleEntry:
                    timezone=schedule.schedule_expression_timezone or "UTC",
                    enabled=(schedule.state or "ENABLED") == "ENABLED", start=_moment(schedule.start_date),
                    end=_moment(schedule.end_date), target=dict(schedule.target or {}),
-                   action_after_completion=schedule.action_after_completion)
+                   action_after_completion=schedule.action_after_completion,
+                   created=_moment(schedule.creation_date))
 
     def zone(self) -> ZoneInfo:
         try:
@@ -97,16 +99,23 @@ class ScheduleEntry:
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"schedule {self.group}/{self.name}: unknown time zone {self.timezone!r}") from None
 
-    def next_due(self, after: datetime) -> datetime | None:
-        """When the schedule fires next after ``after`` (a one-time schedule: its time, whenever asked);
-        None once a recurring schedule has passed its EndDate."""
+    def next_due(self, after: datetime, first: bool = False) -> datetime | None:
+        """When the schedule fires next after ``after`` (``first``: its first time, once written); a one-time
+        schedule: its time, whenever asked. None once a recurring schedule has passed its EndDate."""
         at = _AT.fullmatch(self.expression)
         if at:
             return datetime.fromisoformat(at.group(1)).replace(tzinfo=self.zone()).astimezone(UTC)
         if self.expression.startswith("at("):
             raise ValueError(f"schedule {self.group}/{self.name}: {self.expression!r} is not at(yyyy-mm-ddThh:mm:ss)")
-        begin = max(after, self.start) if self.start else after
-        due = next_time(self.expression, begin.astimezone(self.zone())).astimezone(UTC)
+        period = rate_period(self.expression)
+        if period is not None:
+            # Scheduler: a rate schedule first fires at its StartDate, or at once without one, then every period.
+            anchor = self.start or self.created or after
+            steps = 0 if first or after < anchor else (after - anchor) // period + 1
+            due = anchor + steps * period
+        else:
+            begin = max(after, self.start) if self.start else after
+            due = next_time(self.expression, begin.astimezone(self.zone())).astimezone(UTC)
         return None if self.end is not None and due > self.end else due
 
 
@@ -139,7 +148,7 @@ class ScheduleBook:
             self._current[entry.key] = (generation, entry)
             if entry.enabled:
                 try:
-                    due = entry.next_due(self._now())
+                    due = entry.next_due(self._now(), first=True)
                 except ValueError as error:  # Scheduler refuses these at creation; moto stores them
                     log.warning("%s: not scheduled", error)
                     return
@@ -268,6 +277,7 @@ class Targets:
         self.region = region
         self.functions = functions or {}  # by function ARN
         self._clients: dict[str, Any] = {}
+        self._queue_urls: dict[str, str] = {}
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:
@@ -294,8 +304,10 @@ class Targets:
     def _to_queue(self, arn: str, body: str, parameters: dict[str, Any],
                   attributes: dict[str, str] | None = None) -> None:
         sqs = self._client("sqs")
-        account, name = arn.split(":")[4:6]
-        url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        if arn not in self._queue_urls:
+            account, name = arn.split(":")[4:6]
+            self._queue_urls[arn] = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        url = self._queue_urls[arn]
         extra: dict[str, Any] = {}
         if parameters.get("MessageGroupId"):
             extra["MessageGroupId"] = parameters["MessageGroupId"]

@@ -26,12 +26,20 @@ _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _CRON = re.compile(r"cron\((.+)\)")
 
 
+def rate_period(expression: str) -> timedelta | None:
+    """The period of a ``rate(...)`` expression; None for any other."""
+    rate = _RATE.fullmatch(expression)
+    if rate is None:
+        return None
+    unit = rate.group(2).rstrip("s") + "s"
+    return timedelta(**{unit: int(rate.group(1))})
+
+
 def next_time(expression: str, after: datetime) -> datetime:
     """The first occurrence of an EventBridge schedule expression after ``after``."""
-    rate = _RATE.fullmatch(expression)
-    if rate:
-        unit = rate.group(2).rstrip("s") + "s"
-        return after + timedelta(**{unit: int(rate.group(1))})
+    period = rate_period(expression)
+    if period is not None:
+        return after + period
     cron = _CRON.fullmatch(expression)
     if cron is None:
         raise ValueError(f"schedule expression {expression!r} is neither rate(...) nor cron(...)")

@@ -133,10 +133,13 @@ def test_the_cli_says_nothing_is_listening(capsys: pytest.CaptureFixture[str]) -
     assert "nothing is listening" in capsys.readouterr().err
 
 
-def test_the_cli_refuses_a_bad_duration_before_calling(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("arguments", "problem"), [(["soon"], "not a duration"),
+                                                   (["4h", "--wait", "601"], "between 0 and 600")])
+def test_the_cli_refuses_bad_arguments_before_calling(capsys: pytest.CaptureFixture[str], arguments: list[str],
+                                                      problem: str) -> None:
     with pytest.raises(SystemExit):
-        main(["clock", "advance", "soon", "--api", f"http://127.0.0.1:{free_port()}"])
-    assert "not a duration" in capsys.readouterr().err
+        main(["clock", "advance", *arguments, "--api", f"http://127.0.0.1:{free_port()}"])
+    assert problem in capsys.readouterr().err
 
 
 def test_an_api_without_the_route_is_not_a_local_runtime() -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from crm_local.runtime import LocalRuntime
 from crm_local.scheduler import (
     Firing,
     ScheduleBook,
@@ -108,11 +109,21 @@ def test_one_time_schedules_ignore_start_and_end_dates_recurring_ones_keep_to_th
                                end=START + timedelta(hours=5, minutes=30), target={"Arn": QUEUE},
                                action_after_completion="DELETE"))
     assert names(book.take_due(START + timedelta(hours=2))) == ["one-time"]
-    assert book.next_due() == START + timedelta(hours=4)  # the first hour after StartDate
-    [fourth] = book.take_due(START + timedelta(hours=4))
-    assert not fourth.completes
-    [fifth] = book.take_due(START + timedelta(hours=5))
-    assert fifth.completes and len(book) == 0  # the next hour falls after EndDate
+    assert book.next_due() == START + timedelta(hours=3)  # a rate schedule first fires at its StartDate
+    assert [f.completes for f in book.take_due(START + timedelta(hours=3, minutes=10))] == [False]
+    assert book.next_due() == START + timedelta(hours=4)  # every hour from StartDate, not from the late firing
+    assert [f.completes for f in book.take_due(START + timedelta(hours=4))] == [False]
+    [last] = book.take_due(START + timedelta(hours=5))
+    assert last.completes and len(book) == 0  # the next hour falls after EndDate
+
+
+def test_a_rate_schedule_without_start_date_fires_at_once_then_every_period() -> None:
+    book = ScheduleBook(Clock())
+    book.observe(ScheduleEntry(group="g", name="every-5", expression="rate(5 minutes)", target={"Arn": QUEUE},
+                               created=START))
+    assert book.next_due() == START
+    book.take_due(START + timedelta(minutes=12))  # late: once
+    assert book.next_due() == START + timedelta(minutes=15)
 
 
 def test_a_recurring_schedule_catches_up_once_after_a_jump() -> None:
@@ -206,3 +217,30 @@ def test_a_target_the_runtime_does_not_emulate_is_an_error_naming_it(arn: str) -
     with pytest.raises(TargetError, match="not emulated"):
         Targets("us-east-1").deliver(ScheduleEntry(group="g", name="n", expression="at(2026-12-03T10:00:00)",
                                                    target={"Arn": arn}))
+
+
+class ChainingTargets(RecordingTargets):
+    """A target whose delivery writes the next wait, due at once (a flow step's zero wait)."""
+
+    def __init__(self, book: ScheduleBook) -> None:
+        super().__init__()
+        self.book = book
+
+    def deliver(self, entry: ScheduleEntry) -> None:
+        super().deliver(entry)
+        if entry.name == "first":
+            self.book.observe(at(START, "chained"))
+
+
+def test_wait_idle_is_idle_only_once_nothing_due_is_left_unfired() -> None:
+    clock = Clock()
+    book = ScheduleBook(clock)
+    targets = ChainingTargets(book)
+    runtime = LocalRuntime(port=0, aws_port=0)
+    runtime.scheduler = ScheduleRunner(book, targets)  # not started: only wait_idle fires
+    book.observe(at(START + timedelta(hours=4), "first"))
+    book.observe(at(START + timedelta(hours=30), "later"))
+    clock.now = START + timedelta(hours=4)
+    assert runtime.wait_idle(timeout=5)
+    assert targets.delivered == ['{"wake": "first"}', '{"wake": "chained"}']
+    assert not runtime.scheduler.busy() and book.next_due() == START + timedelta(hours=30)
