@@ -148,6 +148,7 @@ class Provisioner:
             "AWS::DynamoDB::Table": self._table,
             "AWS::S3::Bucket": self._bucket,
             "AWS::SQS::Queue": self._queue,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::Events::EventBus": self._bus,
             "AWS::Events::Rule": self._rule,
             "AWS::KinesisFirehose::DeliveryStream": self._delivery_stream,
@@ -199,6 +200,12 @@ class Provisioner:
         name = p.get("QueueName") or self._default_name(logical_id)
         url = self._client("sqs").create_queue(QueueName=name, Attributes=_sqs_attributes(p))["QueueUrl"]
         return Physical(url, {"Arn": self._arn("sqs", name), "QueueName": name, "QueueUrl": url})
+
+    def _queue_policy(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        policy = json.dumps(p["PolicyDocument"])
+        for url in p["Queues"]:
+            self._client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
+        return Physical(self._default_name(logical_id), {})
 
     def _bus(self, logical_id: str, p: dict[str, Any]) -> Physical:
         arn = self._client("events").create_event_bus(Name=p["Name"])["EventBusArn"]

@@ -313,6 +313,15 @@ def linked(profile: Profile, identities: Iterable[str], store_id: str) -> Profil
                                       "store_ids": _union(profile.store_ids, [store_id])})
 
 
+def with_signed_browsers(profile: Profile, identities: Iterable[str]) -> Profile:
+    """The profile once a signed record (an order, a platform's checkout, a signed activity) named these of
+    its identities: the tracker's browser ids among them are the shopper's own (docs/consent.md)."""
+    browsers = [identity for identity in identities if identity.startswith("anon#")]
+    if not browsers or set(browsers) <= set(profile.signed_browsers):
+        return profile
+    return profile.model_copy(update={"signed_browsers": _union(profile.signed_browsers, browsers)})
+
+
 def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Profile:
     """One profile holding everything of ``survivor`` and ``others`` (a merge): totals add up, the
     earliest and latest are kept, and each latest-wins field keeps its latest statement."""
@@ -327,6 +336,7 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
             result = with_touch(result, touch)
         changes: dict[str, Any] = {
             "identities": _union(result.identities, other.identities),
+            "signed_browsers": _union(result.signed_browsers, other.signed_browsers),
             "merged_from": _union(result.merged_from, other.merged_from, [other.profile_id]),
             "store_ids": _union(result.store_ids, other.store_ids),
             "tags": _union(result.tags, other.tags),
