@@ -17,6 +17,7 @@ from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.stores import Platform
 from crm.tracking import TrackRejected, parse_request, track_events
+from crm_local.template import Stack
 
 from tests.builders import NOW, bc_order_json, compact, envelope, fixture_json, woo_fixture_json, woo_wire
 from tests.fakes import FakeStoreDirectory
@@ -134,3 +135,33 @@ def test_a_tracked_link_must_be_a_web_address(field: str) -> None:
            else _track_body(products=[{"title": "Mug", "image_url": "javascript:alert(1)"}]))
     with pytest.raises(TrackRejected, match=field):
         parse_request(raw)
+
+
+# --- the flows queue in template.yaml ------------------------------------------------------------
+
+FLOWS_FUNCTION_TIMEOUT = 60  # the flows function's timeout (runtime's FlowsFunction)
+
+
+def test_the_flows_queue_outlasts_six_function_timeouts_and_parks_after_five_receives(stack: Stack) -> None:
+    queue = stack.resources["FlowsQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * FLOWS_FUNCTION_TIMEOUT
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["FlowsDeadLetterQueue", "Arn"]},
+                                      "maxReceiveCount": 5}
+
+
+def test_the_flow_events_rule_may_send_to_the_flows_queues_and_no_other_rule_by_default(stack: Stack) -> None:
+    rule = stack.resources["FlowEventsRule"]["Properties"]
+    assert rule["EventBusName"] == {"Ref": "EventBus"}
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["FlowsQueue", "Arn"]}
+    policies = {p["Properties"]["Queues"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+                for p in stack.of_type("AWS::SQS::QueuePolicy").values()}
+    for queue in ("FlowsQueue", "FlowsDeadLetterQueue"):
+        by_service = [s for s in policies[queue] if "Service" in s["Principal"]]
+        assert {"Fn::GetAtt": ["FlowEventsRule", "Arn"]} in [
+            s["Condition"]["ArnEquals"]["aws:SourceArn"] for s in by_service], queue
+        for statement in by_service:
+            # Without a source condition any rule or topic in any account could send.
+            assert statement["Condition"]["ArnEquals"]["aws:SourceArn"], queue
+            assert statement["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
