@@ -159,9 +159,8 @@ def test_the_flow_events_rule_may_send_to_the_flows_queues_and_no_other_rule_by_
                 for p in stack.of_type("AWS::SQS::QueuePolicy").values()}
     for queue in ("FlowsQueue", "FlowsDeadLetterQueue"):
         by_service = [s for s in policies[queue] if "Service" in s["Principal"]]
-        assert {"Fn::GetAtt": ["FlowEventsRule", "Arn"]} in [
-            s["Condition"]["ArnEquals"]["aws:SourceArn"] for s in by_service], queue
-        for statement in by_service:
-            # Without a source condition any rule or topic in any account could send.
-            assert statement["Condition"]["ArnEquals"]["aws:SourceArn"], queue
-            assert statement["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
+        sources = [value.get("aws:SourceArn") for s in by_service for value in s.get("Condition", {}).values()]
+        assert {"Fn::GetAtt": ["FlowEventsRule", "Arn"]} in sources, queue
+        # Without a source condition any rule or topic in any account could send.
+        assert len(sources) == len(by_service) and all(sources), queue
+        assert all(s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]} for s in by_service), queue
