@@ -261,8 +261,12 @@ def _later(current: Activity | None, candidate: Activity) -> Activity:
 
 
 def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Profile:
+    # Pictures and links stay on the timeline line (crm.changes): every later write of the profile would carry
+    # them, in write units, for nothing a segment reads.
+    products = tuple(p.model_copy(update={"image_url": None, "url": None}) if p.image_url or p.url else p
+                     for p in event.products)
     activity = Activity(at=event.occurred_at, event_id=event.event_id, type=event.type.value, url=event.url,
-                        value=event.value, currency=event.currency, products=event.products)
+                        value=event.value, currency=event.currency, products=products)
     changes: dict[str, Any] = {
         "activity_counts": _add(profile.activity_counts, {event.type.value: 1}),
         "last_seen_at": _latest(profile.last_seen_at, event.occurred_at),

@@ -365,3 +365,17 @@ def test_a_replayed_stream_record_publishes_the_same_events(order: list[int]) ->
         apply(tap, _DELIVERIES[index])
     for record in tap.records:
         assert events_for(json.loads(json.dumps(record))) == events_for(record)
+
+
+def test_pictures_and_links_stay_on_the_timeline_not_on_the_profile() -> None:
+    """The profile is read and written by every event of the shopper: what only a message shows is kept on
+    the activity's own timeline line."""
+    tap = StreamTap()
+    apply(tap, shopify("checkouts/create", checkout_payload()))
+    profile_id = tap.profile_id_for_identity(WS, f"checkout#{STORE}#{checkout_payload()['token']}")
+    assert profile_id is not None
+    profile = tap.get_profile(WS, profile_id)
+    assert profile is not None and profile.last_checkout is not None
+    assert profile.last_checkout.products[0].title == checkout_payload()["line_items"][0]["title"]
+    assert all(p.image_url is None and p.url is None for p in profile.last_checkout.products)
+    assert IMAGE not in json.dumps(to_item(keys.profile(WS, profile_id), "profile", profile))
