@@ -295,8 +295,11 @@ def _message_fields(event: ActivityEvent, profile: Profile) -> dict[str, Any]:
         ("product_id", p.product_id), ("variant_id", p.variant_id), ("sku", p.sku), ("image_url", p.image_url),
         ("product_url", p.url)) if value is not None} for p in event.products[:_ITEMS_KEPT]]
     checkout = (event.checkout_token or event.cart_token) if event.type is ActivityType.CHECKOUT_STARTED else None
+    # Most views are anonymous browsing nobody can message: the outbox publishes a view only of a profile with
+    # an address (one EventBridge entry, queue message and flows invocation saved per anonymous view).
+    reachable = event.type is ActivityType.PRODUCT_VIEWED and bool(profile.email or profile.phone)
     return {"items": items or None, "checkout": checkout, "recovery_url": event.recovery_url,
-            "from_browser": from_browser or None}
+            "from_browser": from_browser or None, "reachable": reachable or None}
 
 
 def _customer_change(event: CustomerRecord, context: Context, now: datetime) -> Change | None:

@@ -150,6 +150,8 @@ def _timeline_event(line: dict[str, Any]) -> list[AnyDomainEvent]:
                                 recovery_url=summary.get("recovery_url"), value=summary.get("value"),
                                 currency=summary.get("currency"), from_browser=bool(summary.get("from_browser")))]
     if kind == "product_viewed":
+        if not summary.get("reachable"):
+            return []  # anonymous browsing (crm.changes): no flow can message it
         items = _items(summary)
         return [ProductViewed(event_id=f"ProductViewed:{ws}:{store_id}:{ref}", **common, store_id=store_id,
                               product=items[0] if items else Item(), url=summary.get("url"),
