@@ -28,7 +28,7 @@ UseEnv = Callable[[str], None]
 
 
 def _flows_queue(provisioned: Provisioned) -> str:
-    return provisioned.physical["FlowsQueue"].attributes["QueueUrl"]
+    return provisioned.outputs["FlowsQueueUrl"]
 
 
 def _delivered(provisioned: Provisioned) -> list[dict[str, Any]]:
