@@ -13,6 +13,7 @@ from crm.adapters.dynamodb import (
     DynamoStoreDirectory,
 )
 from crm.adapters.export_files import S3ExportFiles
+from crm.adapters.flow_definitions import DynamoFlowCatalogue, DynamoMessagingStore
 from crm.adapters.messaging import (
     EventBridgePublisher,
     FirehoseS3Archive,
@@ -22,6 +23,8 @@ from crm.adapters.messaging import (
     SqsPrivacyQueue,
 )
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+from crm.adapters.sender_identities import SesSenderIdentities
+from crm.flows.ports import FlowCatalogue, MessagingStore, SenderIdentities
 from crm.ports import (
     ArchiveStore,
     CurrencyStore,
@@ -122,9 +125,24 @@ def currency_tasks() -> CurrencyTasks:
     return SqsCurrencyTasks()
 
 
+@cache
+def flow_catalogue() -> FlowCatalogue:
+    return DynamoFlowCatalogue()
+
+
+@cache
+def messaging_store() -> MessagingStore:
+    return DynamoMessagingStore()
+
+
+@cache
+def sender_identities() -> SenderIdentities:
+    return SesSenderIdentities()
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks, privacy_queue):
+                    currency_store, currency_tasks, privacy_queue, flow_catalogue, messaging_store, sender_identities):
         factory.cache_clear()
