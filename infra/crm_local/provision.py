@@ -153,6 +153,7 @@ class Provisioner:
             "AWS::KinesisFirehose::DeliveryStream": self._delivery_stream,
             "AWS::SNS::Topic": self._topic,
             "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::SecretsManager::Secret": self._secret,
         }
 
     def _client(self, service: str) -> Any:
@@ -233,6 +234,17 @@ class Provisioner:
         name = p.get("AlarmName") or self._default_name(logical_id)
         self._client("cloudwatch").put_metric_alarm(**{**p, "AlarmName": name})
         return Physical(name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")})
+
+    def _secret(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("Name") or self._default_name(logical_id)
+        secrets = self._client("secretsmanager")
+        if "GenerateSecretString" in p:
+            length = p["GenerateSecretString"].get("PasswordLength", 32)
+            value = secrets.get_random_password(PasswordLength=length, ExcludePunctuation=True)["RandomPassword"]
+        else:
+            value = p["SecretString"]
+        arn = secrets.create_secret(Name=name, SecretString=value, Description=p.get("Description", ""))["ARN"]
+        return Physical(arn, {"Id": arn})
 
     def _placeholder(self, logical_id: str, resource: dict[str, Any]) -> Physical:
         name = self._default_name(logical_id)

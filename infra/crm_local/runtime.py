@@ -92,6 +92,7 @@ class LocalRuntime:
                           AWS_REGION=self.region)
         self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
         os.environ.update(function_environment(self.provisioned, self.log_level))
+        os.environ["PUBLIC_API_URL"] = self.api_url  # the links in emails point at the local API
         config.reset()
         wiring.reset()
         clients.reset()

@@ -31,6 +31,11 @@ class Settings(BaseModel):
     # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).
     segment_items_per_share: int = Field(default=25_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
+    # Where the links in emails point (unsubscribe, confirm): the stack's public API; `crm local` sets the
+    # local API, http://127.0.0.1:8000. LINK_SIGNING_SECRET names the secret their tokens are signed with.
+    public_api_url: str | None = Field(default=None, alias="PUBLIC_API_URL")
+    link_signing_secret: str | None = Field(default=None, alias="LINK_SIGNING_SECRET")
+    ses_configuration_set: str | None = Field(default=None, alias="SES_CONFIGURATION_SET")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""

@@ -22,9 +22,12 @@ from crm.adapters.messaging import (
     SqsIngestQueue,
     SqsPrivacyQueue,
 )
+from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
 from crm.adapters.sender_identities import SesSenderIdentities
+from crm.config import settings
 from crm.flows.ports import FlowCatalogue, MessagingStore, SenderIdentities
+from crm.messaging.unsubscribe import Links
 from crm.ports import (
     ArchiveStore,
     CurrencyStore,
@@ -140,9 +143,20 @@ def sender_identities() -> SenderIdentities:
     return SesSenderIdentities()
 
 
+@cache
+def link_signing_keys() -> LinkSigningKeys:
+    return LinkSigningKeys()
+
+
+def links() -> Links:
+    """Signs the links of the emails being sent now (the keys are re-read after their cache expires)."""
+    return Links(link_signing_keys().keys(), settings().require("public_api_url"))
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks, privacy_queue, flow_catalogue, messaging_store, sender_identities):
+                    currency_store, currency_tasks, privacy_queue, flow_catalogue, messaging_store, sender_identities,
+                    link_signing_keys):
         factory.cache_clear()

@@ -140,6 +140,9 @@ class ActivityEvent(_Canonical):
     consents: tuple[Consent, ...] = ()
     # Sent by a browser through the public /track API: nobody vouches for it (docs/consent.md).
     from_browser: bool = False
+    # A double opt-in confirmation (a followed confirm link, crm.messaging.links): grants this consent only
+    # through crm.consent.confirm_request, i.e. if a request is open and the address is still the profile's.
+    confirms: Consent | None = None
 
 
     @model_validator(mode="after")
