@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, WELCOME
+from crm.flows.defaults import BUILTIN_SINCE
 from crm_local.provision import Provisioned
 
 from tests.builders import NOW
@@ -22,7 +24,7 @@ REMINDER = {
     "steps": [{"kind": "delay", "id": "wait", "duration": "PT4H"},
               {"kind": "email", "id": "remind", "template_id": "cart"}],
 }
-CART_TEMPLATE = {"id": "cart", "name": "Cart", "subject": "You left {{ items|length }} items",
+CART_TEMPLATE = {"id": "cart", "name": "Cart", "subject": "You left {{ trigger.items|length }} items",
                  "html": "<p>Hello {{ profile.first_name }}</p>"}
 
 
@@ -75,12 +77,12 @@ def test_a_given_id_is_kept_and_a_taken_one_is_409(world: MarketerApi) -> None:
     ({"trigger": {"kind": "event", "event": "OrderShipped"}}, "trigger.event"),
     ({"trigger": {"kind": "segment"}}, "trigger.segment_id"),
     ({"steps": []}, "steps"),
-    ({"steps": [{"kind": "email", "id": "Remind!", "template_id": "cart"}]}, "steps.0.id"),
+    ({"steps": [{"kind": "email", "id": "Remind!", "template_id": "cart"}]}, "steps[0].id"),
     ({"steps": [{"kind": "delay", "id": "a", "duration": "PT1H"}, {"kind": "delay", "id": "a",
-                                                                    "duration": "PT1H"}]}, "steps.1.id"),
+                                                                    "duration": "PT1H"}]}, "steps[1].id"),
     ({"steps": [{"kind": "random", "id": "ab", "paths": [
         {"weight": 50, "steps": [{"kind": "email", "id": "x", "template_id": "t", "colour": "red"}]},
-        {"weight": 50}]}]}, "steps.0.paths.0.steps.0.colour"),
+        {"weight": 50}]}]}, "steps[0].paths[0].steps[0].colour"),
     ({"reentry": {"mode": "sometimes"}}, "reentry.mode"),
     ({"surprise": 1}, "surprise"),
 ])
@@ -159,3 +161,35 @@ def test_another_workspace_sees_nothing(world: MarketerApi) -> None:
                                ("delete", f"/flows/{flow_id}", None)):
         assert world.call(method, path, key=other, body=body).status_code == 404, (method, path)
     assert world.ok("get", f"/flows/{flow_id}")["version"] == 1
+
+
+def test_builtins_are_drafts_until_saved_and_a_delete_resets_them(world: MarketerApi) -> None:
+    listed = {f["id"]: f for f in world.ok("get", "/flows")["flows"]}
+    assert set(BUILTIN_FLOWS) <= set(listed)
+    assert listed[ABANDONED_CHECKOUT] == {
+        "id": ABANDONED_CHECKOUT, "name": BUILTIN_FLOWS[ABANDONED_CHECKOUT].name, "status": "draft", "version": 0,
+        "builtin": True, "saved": False, "trigger": "CheckoutStarted", "updated_at": BUILTIN_SINCE.isoformat()}
+    default = world.ok("get", f"/flows/{ABANDONED_CHECKOUT}")["definition"]
+
+    edited = world.ok("put", f"/flows/{ABANDONED_CHECKOUT}", body={**default, "name": "Our cart reminder"})
+    assert (edited["version"], edited["saved"], edited["name"]) == (1, True, "Our cart reminder")
+    world.ok("put", "/settings/messaging", body={"from_address": "shop@example.com"})
+    assert world.ok("put", f"/flows/{ABANDONED_CHECKOUT}/status", body={"status": "live"})["status"] == "live"
+    # Another workspace still has the default draft.
+    theirs = world.ok("get", f"/flows/{ABANDONED_CHECKOUT}", key=world.b.api_key)
+    assert (theirs["name"], theirs["status"], theirs["version"]) == (
+        BUILTIN_FLOWS[ABANDONED_CHECKOUT].name, "draft", 0)
+
+    assert world.call("delete", f"/flows/{ABANDONED_CHECKOUT}").status_code == 409  # live
+    world.ok("put", f"/flows/{ABANDONED_CHECKOUT}/status", body={"status": "draft"})
+    assert world.call("delete", f"/flows/{ABANDONED_CHECKOUT}").status_code == 204
+    reset = world.ok("get", f"/flows/{ABANDONED_CHECKOUT}")
+    assert (reset["definition"], reset["status"], reset["version"], reset["saved"]) == (default, "draft", 0, False)
+
+
+def test_a_builtin_goes_live_with_the_builtin_templates(world: MarketerApi) -> None:
+    refused = world.call("put", f"/flows/{WELCOME}/status", body={"status": "live"})
+    assert refused.status_code == 409 and refused.json_body["Message"].endswith(
+        "no from address: PUT /settings/messaging first")
+    world.ok("put", "/settings/messaging", body={"from_address": "shop@example.com"})
+    assert world.ok("put", f"/flows/{WELCOME}/status", body={"status": "live"})["version"] == 1

@@ -1,7 +1,7 @@
 """Flows as the marketer API manages them: list, create, read, replace, delete (a built-in: reset), status.
 
-Pure over ports (FlowCatalogue, MessagingStore). A definition is validated by its model and then by the
-engine's checks (crm.flows.defaults.check_definition); a refusal names the path at fault. A stored flow has a
+Pure over ports (FlowCatalogue, MessagingStore). A definition is checked by the engine (crm.flows.definition,
+through crm.flows.defaults); a refusal names the path at fault ("steps[1].duration: ..."). A stored flow has a
 version: every save makes the next one, and a save refuses (409) when the flow changed since it was read, or
 when the caller's ``If-Match`` version is not the current one.
 """
@@ -59,7 +59,8 @@ def json_body(raw: bytes | str | None) -> dict[str, Any]:
 
 
 def describe(error: ValidationError, document: object) -> str:
-    """The first error as "path: message", the path in the document's own keys: pydantic puts a discriminated
+    """The first error as "path: message", the path in the document's own keys ("steps[1].duration", as the
+    engine's checks name it): pydantic puts a discriminated
     union's tag into the location right after the union's field (trigger.event.event), and that is left out."""
     first = error.errors(include_url=False)[0]
     path: list[str] = []
@@ -69,7 +70,7 @@ def describe(error: ValidationError, document: object) -> str:
         if fresh and isinstance(node, Mapping) and part in (node.get("kind"), node.get("channel")):
             fresh = False
             continue
-        path.append(str(part))
+        path.append(f"[{part}]" if isinstance(part, int) else f".{part}")
         if isinstance(node, Mapping):
             node = node.get(part)
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
@@ -78,7 +79,7 @@ def describe(error: ValidationError, document: object) -> str:
             node = None
         fresh = True
     message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{'.'.join(path) or 'body'}: {message}"
+    return f"{''.join(path).lstrip('.') or 'body'}: {message}"
 
 
 def parse_model(model: type[_Model], document: dict[str, Any]) -> _Model:
@@ -89,9 +90,7 @@ def parse_model(model: type[_Model], document: dict[str, Any]) -> _Model:
 
 
 def parse_definition(document: dict[str, Any]) -> FlowDefinition:
-    definition = parse_model(FlowDefinition, document)
-    check_definition(definition)
-    return definition
+    return check_definition(parse_model(FlowDefinition, document))
 
 
 class StatusChange(BaseModel):
