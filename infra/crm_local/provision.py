@@ -154,6 +154,7 @@ class Provisioner:
             "AWS::SNS::Topic": self._topic,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::SecretsManager::Secret": self._secret,
+            "AWS::Scheduler::ScheduleGroup": self._schedule_group,
         }
 
     def _client(self, service: str) -> Any:
@@ -245,6 +246,11 @@ class Provisioner:
             value = p["SecretString"]
         arn = secrets.create_secret(Name=name, SecretString=value, Description=p.get("Description", ""))["ARN"]
         return Physical(arn, {"Id": arn})
+
+    def _schedule_group(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("Name") or self._default_name(logical_id)
+        arn = self._client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+        return Physical(name, {"Arn": arn})
 
     def _placeholder(self, logical_id: str, resource: dict[str, Any]) -> Physical:
         name = self._default_name(logical_id)

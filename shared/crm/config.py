@@ -36,6 +36,10 @@ class Settings(BaseModel):
     public_api_url: str | None = Field(default=None, alias="PUBLIC_API_URL")
     link_signing_secret: str | None = Field(default=None, alias="LINK_SIGNING_SECRET")
     ses_configuration_set: str | None = Field(default=None, alias="SES_CONFIGURATION_SET")
+    # Flows (crm.flows.service): where a wait's one-time schedule goes, and who may put its wake-up there.
+    flows_queue_arn: str | None = Field(default=None, alias="FLOWS_QUEUE_ARN")
+    schedule_group: str | None = Field(default=None, alias="SCHEDULE_GROUP")
+    scheduler_role_arn: str | None = Field(default=None, alias="SCHEDULER_ROLE_ARN")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""

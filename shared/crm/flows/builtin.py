@@ -137,9 +137,6 @@ BUILTIN_FLOWS: dict[str, FlowDefinition] = {
     WIN_BACK: _win_back(),
     VIP: _vip(),
 }
-# Flows that show browsing or carts: they do not act on activity that only a browser vouched for (a trigger
-# with from_browser; docs/consent.md, "Residual risk").
-BROWSING_TRIGGERS = frozenset({"CheckoutStarted", "ProductViewed"})
 
 
 def is_builtin(flow_id: str) -> bool:
@@ -158,6 +155,6 @@ def builtin_records(workspace_id: str, now: datetime) -> list[FlowRecord]:
     return [builtin_record(workspace_id, flow_id, now) for flow_id in BUILTIN_FLOWS]
 
 
-__all__ = ["ABANDONED_CHECKOUT", "BROWSE_ABANDONMENT", "BROWSING_TRIGGERS", "BUILTIN_FLOWS", "CHURN_RISK_SEGMENT",
+__all__ = ["ABANDONED_CHECKOUT", "BROWSE_ABANDONMENT", "BUILTIN_FLOWS", "CHURN_RISK_SEGMENT",
            "POST_PURCHASE", "VIP", "VIP_SEGMENT", "WELCOME", "WIN_BACK", "builtin_record", "builtin_records",
            "is_builtin"]
