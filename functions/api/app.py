@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 from chalice import (
     BadRequestError,
     Chalice,
@@ -30,6 +31,7 @@ from crm.clock import utc_now
 from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.flows import manage as flows
+from crm.flows import proofs
 from crm.messaging import manage as templates
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
@@ -156,7 +158,7 @@ class _Errors:
         if isinstance(error, SegmentInvalid | ValueError):
             raise BadRequestError(str(error)) from None
         if isinstance(error, service.SegmentNotFound | exports.ExportNotFound | flows.FlowNotFound
-                      | templates.TemplateNotFound):
+                      | templates.TemplateNotFound | proofs.ProfileNotFound):
             raise NotFoundError(str(error.args[0])) from None
         if isinstance(error, exports.ExportTooLarge):
             raise ContentTooLargeError(str(error)) from None
@@ -396,6 +398,33 @@ def set_flow_status(flow_id: str) -> dict[str, Any]:
         record = flows.set_status(wiring.flow_catalogue(), wiring.messaging_store(), workspace_id, flow_id, _body(),
                                   utc_now(), _held_version())
     return flows.flow_view(record)
+
+
+@app.route("/flows/{flow_id}/runs", methods=["GET"])
+def flow_runs(flow_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        return proofs.runs_of(wiring.flow_catalogue(), wiring.flow_runs(), wiring.profile_repository(), workspace_id,
+                              flow_id, _query().get("profile_id"))
+
+
+@app.route("/flows/{flow_id}/test-send", methods=["POST"])
+def test_send_flow(flow_id: str) -> dict[str, Any]:
+    """One email step rendered (a real profile or the sample shopper) and sent to one address, as a test."""
+    workspace_id = _workspace()
+    try:
+        with _Errors():
+            return proofs.send_proof(wiring.flow_catalogue(), wiring.messaging_store(), wiring.profile_repository(),
+                                     wiring.email_sender(), wiring.sender_identities(), workspace_id, flow_id, _body())
+    except ClientError as error:
+        # SES's refusals of this one message (a sandboxed account's unverified recipient, a paused account).
+        if error.response["Error"]["Code"] not in _SES_REFUSALS:
+            raise
+        raise ConflictError(f"SES refused the test: {error.response['Error'].get('Message', '')}") from None
+
+
+_SES_REFUSALS = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "AccountSuspendedException",
+                           "SendingPausedException", "BadRequestException"})
 
 
 @app.route("/templates", methods=["GET"])

@@ -3,13 +3,20 @@ workspace isolation."""
 
 from __future__ import annotations
 
+import email
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from crm.adapters.dynamodb import DynamoProfileRepository
+from crm.adapters.flow_runs import DynamoRunStore
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, WELCOME
 from crm.flows.defaults import BUILTIN_SINCE
-from crm_local.provision import Provisioned
+from crm.models.flows import FlowRun, run_id_for
+from crm.models.profile import Profile
+from crm.ports import Change
+from crm_local.provision import ACCOUNT_ID, Provisioned
+from moto.ses.models import ses_backends
 
 from tests.builders import NOW
 from tests.marketer_api import MarketerApi, marketer_api
@@ -193,3 +200,77 @@ def test_a_builtin_goes_live_with_the_builtin_templates(world: MarketerApi) -> N
         "no from address: PUT /settings/messaging first")
     world.ok("put", "/settings/messaging", body={"from_address": "shop@example.com"})
     assert world.ok("put", f"/flows/{WELCOME}/status", body={"status": "live"})["version"] == 1
+
+
+def _sent(world: MarketerApi) -> list[Any]:
+    """What moto's SES accepted (sesv2 SendEmail raw lands in the v1 backend's sent messages)."""
+    return list(ses_backends[ACCOUNT_ID][world.provisioned.region].sent_messages)
+
+
+def _shopper(world: MarketerApi, workspace_id: str, profile_id: str, first_name: str) -> None:
+    profile = Profile(workspace_id=workspace_id, profile_id=profile_id, email=f"{profile_id}@example.com",
+                      first_name=first_name, created_at=NOW, updated_at=NOW)
+    DynamoProfileRepository(world.provisioned.outputs["TableName"]).commit(
+        Change(workspace_id=workspace_id, profiles=((profile, None),)))
+
+
+def test_a_test_send_renders_the_step_for_a_profile_and_sends_one_marked_email(world: MarketerApi) -> None:
+    flow_id = world.ok("post", "/flows", body=REMINDER, status=201)["id"]
+    world.ok("post", "/templates", body=CART_TEMPLATE, status=201)
+    proof = {"to": "Marketer@Example.com", "profile_id": "pa1"}
+    assert world.call("post", f"/flows/{flow_id}/test-send", body=proof).json_body["Message"] == (
+        "no from address: PUT /settings/messaging first")
+    world.ok("put", "/settings/messaging", body={"from_address": "shop@example.com", "from_name": "Shop"})
+    _shopper(world, world.a.workspace_id, "pa1", "Ann")
+
+    sent = world.ok("post", f"/flows/{flow_id}/test-send", body=proof)
+    assert {k: sent[k] for k in ("step_id", "template_id", "to", "test")} == {
+        "step_id": "remind", "template_id": "cart", "to": "marketer@example.com", "test": True}
+    [message] = _sent(world)
+    assert set(message.destinations) == {"marketer@example.com"} and message.source == "shop@example.com"
+    mail = email.message_from_string(message.raw_data)
+    assert mail["Subject"] == "[Test] You left 1 items"  # the sample cart
+    html = next(part for part in mail.walk() if part.get_content_type() == "text/html")
+    assert "Hello Ann" in html.get_payload(decode=True).decode()
+
+    sample = world.ok("post", f"/flows/{flow_id}/test-send", body={"to": "m@example.com", "step_id": "remind"})
+    assert sample["profile_id"] is None and len(_sent(world)) == 2
+
+
+@pytest.mark.parametrize(("body", "status", "start"), [
+    ({"to": "not an address"}, 400, "to:"),
+    ({}, 400, "to:"),
+    ({"to": "m@example.com", "step_id": "wait"}, 400, "step_id: step 'wait' is a delay step"),
+    ({"to": "m@example.com", "step_id": "nope"}, 400, "step_id: flow"),
+    ({"to": "m@example.com", "profile_id": "missing"}, 404, "no customer missing"),
+    ({"to": "m@example.com", "cc": "x@example.com"}, 400, "cc:"),
+])
+def test_a_test_send_refused_names_the_problem(world: MarketerApi, body: dict[str, Any], status: int,
+                                               start: str) -> None:
+    flow_id = world.ok("post", "/flows", body=REMINDER, status=201)["id"]
+    world.ok("post", "/templates", body=CART_TEMPLATE, status=201)
+    world.ok("put", "/settings/messaging", body={"from_address": "shop@example.com"})
+    response = world.call("post", f"/flows/{flow_id}/test-send", body=body)
+    assert response.status_code == status and response.json_body["Message"].startswith(start), response.json_body
+    assert _sent(world) == []
+
+
+def test_a_profiles_runs_of_a_flow(world: MarketerApi) -> None:
+    ws = world.a.workspace_id
+    _shopper(world, ws, "pa1", "Ann")
+    runs = DynamoRunStore(world.provisioned.outputs["TableName"])
+    for flow_id, trigger in ((ABANDONED_CHECKOUT, "evt-1"), (ABANDONED_CHECKOUT, "evt-2"), (WELCOME, "evt-3")):
+        assert runs.create_run(FlowRun(
+            workspace_id=ws, flow_id=flow_id, flow_version=1, run_id=run_id_for(flow_id, trigger), profile_id="pa1",
+            trigger_type="CheckoutStarted", trigger_event_id=trigger, trigger={}, entered_at=NOW,
+            next_step="wait_4h"))
+    answer = world.ok("get", f"/flows/{ABANDONED_CHECKOUT}/runs?profile_id=pa1")
+    assert answer["profile_id"] == "pa1"
+    assert sorted(run["run_id"] for run in answer["runs"]) == sorted(
+        run_id_for(ABANDONED_CHECKOUT, t) for t in ("evt-1", "evt-2"))
+    assert answer["runs"][0]["status"] == "active" and answer["runs"][0]["next_step"] == "wait_4h"
+    assert world.call("get", f"/flows/{ABANDONED_CHECKOUT}/runs").status_code == 400
+    assert world.call("get", f"/flows/{ABANDONED_CHECKOUT}/runs?profile_id=nobody").status_code == 404
+    assert world.call("get", "/flows/nope/runs?profile_id=pa1").status_code == 404
+    # Another workspace's key finds no such customer.
+    assert world.call("get", f"/flows/{ABANDONED_CHECKOUT}/runs?profile_id=pa1", key=world.b.api_key).status_code == 404
