@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime
+from functools import cache
+from importlib.resources import files
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Discriminator, TypeAdapter, ValidationError
 
@@ -133,6 +134,12 @@ def delete_template(store: MessagingStore, catalogue: FlowCatalogue, workspace_i
 
 # --- settings ---------------------------------------------------------------------------------------------
 
+@cache
+def time_zones() -> frozenset[str]:
+    """The IANA zones of the tzdata package (a dependency, so the same on every machine and in Lambda)."""
+    return frozenset(files("tzdata").joinpath("zones").read_text().split())
+
+
 def parse_settings(document: dict[str, Any]) -> MessagingSettings:
     """The settings with addresses normalised (crm.contact): a from or reply-to address that is none, an
     unknown time zone or an SMS sender that is neither E.164 nor a sender id is refused naming the field."""
@@ -151,10 +158,8 @@ def parse_settings(document: dict[str, Any]) -> MessagingSettings:
             raise DefinitionInvalid("sms_sender: an E.164 number (+15550100) or a sender id of 1 to 11 letters "
                                     "and digits")
         update["sms_sender"] = phone or held.sms_sender
-    try:
-        ZoneInfo(held.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise DefinitionInvalid(f"time_zone: {held.time_zone!r} is not an IANA time zone (Europe/Paris)") from None
+    if held.time_zone not in time_zones():
+        raise DefinitionInvalid(f"time_zone: {held.time_zone!r} is not an IANA time zone (Europe/Paris)")
     return held.model_copy(update=update)
 
 
