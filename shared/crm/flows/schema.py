@@ -54,7 +54,7 @@ def _name(model: str) -> str:
 def _clean(node: Any) -> Any:
     """pydantic's output without titles, with references renamed into the document's namespace."""
     if isinstance(node, dict):
-        cleaned = {}
+        cleaned: dict[str, Any] = {}
         for key, value in node.items():
             if key == "title":
                 continue
