@@ -27,6 +27,7 @@ from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate, 
 
 TEMPLATE_ID = r"^(builtin:[a-z0-9_]{1,60}|[a-z0-9][a-z0-9_-]{0,62})$"
 CUSTOM_TEMPLATE_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 _SENDER_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]{1,11}$")  # an alphanumeric SMS sender id
 _TEMPLATE: TypeAdapter[EmailTemplate | SmsTemplate] = TypeAdapter(
     Annotated[EmailTemplate | SmsTemplate, Discriminator("channel")])
@@ -153,7 +154,9 @@ def parse_settings(document: dict[str, Any]) -> MessagingSettings:
                 raise DefinitionInvalid(f"{field}: {value!r} is not an email address")
             update[field] = normal
     if held.sms_sender is not None:
-        phone = normalise_phone(held.sms_sender) if held.sms_sender.startswith("+") else None
+        # An origination number SNS gave the workspace: E.164, though not always a number phonenumbers knows.
+        phone = (normalise_phone(held.sms_sender) or (held.sms_sender if _E164.fullmatch(held.sms_sender) else None)
+                 if held.sms_sender.startswith("+") else None)
         if phone is None and not _SENDER_ID.fullmatch(held.sms_sender):
             raise DefinitionInvalid("sms_sender: an E.164 number (+15550100) or a sender id of 1 to 11 letters "
                                     "and digits")
