@@ -240,8 +240,8 @@ def test_a_test_send_renders_the_step_for_a_profile_and_sends_one_marked_email(w
 @pytest.mark.parametrize(("body", "status", "start"), [
     ({"to": "not an address"}, 400, "to:"),
     ({}, 400, "to:"),
-    ({"to": "m@example.com", "step_id": "wait"}, 400, "step_id: step 'wait' is a delay step"),
-    ({"to": "m@example.com", "step_id": "nope"}, 400, "step_id: flow"),
+    ({"to": "m@example.com", "step_id": "wait"}, 409, "step_id: step 'wait' is a delay step"),
+    ({"to": "m@example.com", "step_id": "nope"}, 404, "step_id: flow"),
     ({"to": "m@example.com", "profile_id": "missing"}, 404, "no customer missing"),
     ({"to": "m@example.com", "cc": "x@example.com"}, 400, "cc:"),
 ])

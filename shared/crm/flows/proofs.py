@@ -29,7 +29,7 @@ TEST_SUBJECT_PREFIX = "[Test] "
 
 
 class ProfileNotFound(LookupError):
-    """The named profile is not in this workspace: 404."""
+    """The named profile (or step) is not in this workspace (or flow): 404."""
 
 
 class ProofRequest(BaseModel):
@@ -45,9 +45,9 @@ def _email_step(catalogue: FlowCatalogue, workspace_id: str, flow_id: str, step_
     if step_id is not None:
         step = find_step(definition, step_id)
         if step is None:
-            raise DefinitionInvalid(f"step_id: flow {flow_id} has no step {step_id!r}")
+            raise ProfileNotFound(f"step_id: flow {flow_id} has no step {step_id!r}")
         if not isinstance(step, SendEmail):
-            raise DefinitionInvalid(f"step_id: step {step_id!r} is a {step.kind} step, not an email")
+            raise FlowConflict(f"step_id: step {step_id!r} is a {step.kind} step, not an email")
         return step
     first = next((step for _, step in walk_steps(definition.steps) if isinstance(step, SendEmail)), None)
     if first is None:
