@@ -133,10 +133,10 @@ def describe(error: ValidationError) -> str:
 def _document_path(loc: Sequence[int | str]) -> list[int | str]:
     # pydantic puts the union member's tag (the step's kind) after every place a step or trigger sits.
     path: list[int | str] = []
-    for part in loc:
-        previous = path[-1] if path else None
+    for index, part in enumerate(loc):
+        previous = loc[index - 1] if index else None
         if isinstance(part, str) and ((part in _STEP_TAGS and isinstance(previous, int))
-                                      or (part in _TRIGGER_TAGS and previous == "trigger")):
+                                      or (part in _TRIGGER_TAGS and previous == "trigger" and index == 1)):
             continue
         path.append(part)
     return path

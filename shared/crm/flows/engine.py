@@ -19,16 +19,30 @@ ends, a send's when it is sent or skipped.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict
-
-from crm.clock import UtcDateTime, as_utc
+from crm.clock import as_utc
+from crm.flows.actions import (
+    Action,
+    Channel,
+    Complete,
+    Decision,
+    Entry,
+    Exit,
+    ExitReason,
+    FlowEvent,
+    Proceed,
+    Refusal,
+    Send,
+    SendFacts,
+    Tag,
+    Wait,
+    WaitFor,
+)
 from crm.flows.definition import branches_of, find_step, segment_filter
 from crm.flows.filters import filters_hold
 from crm.flows.timing import delay_end, quiet_hours_end, shopper_zone, trigger_moment
@@ -63,150 +77,19 @@ from crm.models.profile import Profile
 from crm.segments.evaluate import matches
 from crm.segments.subject import subject_of
 
-Channel = Literal["email", "sms"]
 # Flows that show browsing or carts do not act on activity only a browser vouched for (docs/consent.md,
 # "Residual risk"): a trigger of these kinds with ``from_browser`` is skipped at every send (browser_only).
 BROWSING_TRIGGERS = frozenset({"CheckoutStarted", "ProductViewed"})
-
-
-class FlowEvent(BaseModel):
-    """A bus event as the engine reads it: its detail-type and its detail (the domain event as JSON)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    type: str
-    event_id: str
-    workspace_id: str
-    profile_id: str
-    occurred_at: UtcDateTime
-    detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, event_type: str, detail: Mapping[str, Any]) -> FlowEvent:
-        """From EventBridge's ``detail-type`` and ``detail``; pydantic's ValidationError when the detail lacks
-        the envelope (event_id, workspace_id, profile_id, occurred_at)."""
-        return cls.model_validate({**{key: detail.get(key) for key in ("event_id", "workspace_id", "profile_id",
-                                                                      "occurred_at")},
-                                   "type": event_type, "detail": dict(detail)})
-
-
-class Refusal(StrEnum):
-    """Why an event did not start a run of a flow."""
-
-    NOT_LIVE = "not_live"  # the flow is a draft
-    NOT_TRIGGER = "not_trigger"  # another event, or the trigger's filter does not hold
-    MERGED = "merged"  # the profile was merged into another: the survivor's event starts its run
-    FILTER = "profile_filter"
-    REENTRY = "reentry"  # the re-entry rule refuses: the profile entered too recently (or ever, for once)
-    DUPLICATE = "duplicate"  # this trigger occurrence already started its run
-
-
-@dataclass(frozen=True)
-class Entry:
-    """``run`` to create (RunStore.create_run) when the event starts one, else ``refusal``."""
-
-    run: FlowRun | None = None
-    refusal: Refusal | None = None
-
-
-class ExitReason(StrEnum):
-    """The prefixes of FlowRun.exit_reason (an exit event's reason is ``exit_event:<EventType>``)."""
-
-    EXIT_EVENT = "exit_event"  # an exit event arrived on the bus, or the profile shows one (exit facts)
-    SUPERSEDED = "superseded"  # a newer occurrence of the trigger's own kind (a newer checkout)
-    FILTER = "profile_filter"  # the profile no longer matches the flow's filter
-    EXIT_STEP = "exit_step"
-    WAIT_TIMEOUT = "wait_timeout"  # a wait_for with on_timeout "exit" saw no event
-    NO_MOMENT = "no_moment"  # a delay until a moment the profile or trigger does not have
-    TOO_LONG = "wait_too_long"  # a delay until a moment beyond MAX_WAIT
-    STEP_GONE = "step_removed"  # the flow was edited and the step the run stood at is no more
-    MERGED = "merged"  # the profile was merged into another (the service moves the run to the survivor)
-
-
-@dataclass(frozen=True)
-class SendFacts:
-    """What a send's checks need beyond the profile, gathered by the service for the step's channel and
-    address (engine.send_step and engine.address_of say which)."""
-
-    suppressed: bool = False  # the address is on the workspace's suppression list (or SES's account list)
-    carrier_opted_out: bool = False  # SMS: the number is on SNS's opted-out list
-    last_sent: datetime | None = None  # the profile's last message on this channel, by any flow (Smart Sending)
-
-
-# --- actions -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Sleep until ``until`` (schedule a WakeUp for ``step_id``): a delay, or an SMS held in quiet hours."""
-
-    step_id: str
-    until: datetime
-    why: Literal["delay", "quiet_hours"] = "delay"
-
-
-@dataclass(frozen=True)
-class WaitFor:
-    """Wait for ``event`` (on_event resumes the run) and schedule a WakeUp at ``until`` (the timeout)."""
-
-    step_id: str
-    event: str
-    until: datetime
-
-
-@dataclass(frozen=True)
-class Send:
-    """Claim the step, render ``template_id`` and send it to ``to``; then apply with the message id."""
-
-    step_id: str
-    channel: Channel
-    template_id: str
-    to: str
-
-
-@dataclass(frozen=True)
-class Tag:
-    step_id: str
-    tag: str
-
-
-@dataclass(frozen=True)
-class Proceed:
-    """Nothing to do outside: a split chose its path, a send was skipped, a wait ended. Record and go on."""
-
-    step_id: str
-
-
-@dataclass(frozen=True)
-class Exit:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Complete:
-    """The run did its last step."""
-
-
-Action = Wait | WaitFor | Send | Tag | Proceed | Exit | Complete
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to do now (``action``), what to append to the run's steps (``record``; a Send's gets its message
-    id in ``apply``) and where the run stands afterwards (``next_step``)."""
-
-    action: Action
-    record: StepRecord | None = None
-    next_step: str | None = None
-
-    @property
-    def pauses(self) -> bool:
-        """The run sleeps after this action (until a WakeUp or an event)."""
-        return isinstance(self.action, Wait | WaitFor)
-
-    @property
-    def ends(self) -> bool:
-        return isinstance(self.action, Exit | Complete)
+# The checks before a send, in the order they run (the issue's order; docs/flows.md): the first that fails names
+# the skip. Exit events and the profile filter end the run as well; quiet hours hold an SMS, never skip it.
+CHECK_ORDER: tuple[SkipReason, ...] = (
+    SkipReason.EXITED, SkipReason.FILTER, SkipReason.BROWSER_ONLY, SkipReason.NO_ADDRESS, SkipReason.NO_CONSENT,
+    SkipReason.SUPPRESSED, SkipReason.CARRIER_OPT_OUT, SkipReason.SMART_SENDING,
+)
+# What one occurrence of a trigger is about: a platform that re-sends an order or a checkout (another event
+# id, the same order) must not start a second run, even in a flow entered every time.
+OCCURRENCE_KEYS: dict[str, str] = {"OrderPlaced": "order_id", "OrderFulfilled": "order_id",
+                                   "CheckoutStarted": "checkout_id"}
 
 
 # --- the decisions -------------------------------------------------------------------------------------
@@ -243,8 +126,7 @@ def _refusal(flow: FlowRecord, event: FlowEvent, profile: Profile, previous_runs
         return Refusal.NOT_TRIGGER
     if profile.merged_into is not None:
         return Refusal.MERGED
-    run_id = run_id_for(flow.flow_id, event.event_id)
-    if any(previous.run_id == run_id for previous in previous_runs):
+    if any(_same_occurrence(previous, flow.flow_id, event) for previous in previous_runs):
         return Refusal.DUPLICATE
     if not passes_filter(definition, profile, now, segments):
         return Refusal.FILTER
@@ -252,6 +134,15 @@ def _refusal(flow: FlowRecord, event: FlowEvent, profile: Profile, previous_runs
     if _reentry_refuses(definition.reentry, counted, now):
         return Refusal.REENTRY
     return None
+
+
+def _same_occurrence(previous: FlowRun, flow_id: str, event: FlowEvent) -> bool:
+    if previous.run_id == run_id_for(flow_id, event.event_id):
+        return True
+    key = OCCURRENCE_KEYS.get(event.type)
+    if key is None or event.detail.get(key) is None:
+        return False
+    return previous.trigger_type == event.type and previous.trigger.get(key) == event.detail[key]
 
 
 def triggers(definition: FlowDefinition, event: FlowEvent) -> bool:
@@ -334,7 +225,7 @@ def exit_from_profile(definition: FlowDefinition, run: FlowRun, profile: Profile
         if exit_event.where:
             continue  # a filter on the event's detail: only the event itself can tell
         moment = _latest(profile, exit_event.event)
-        if moment is not None and as_utc(moment) > since:
+        if moment is not None and moment.tzinfo is not None and as_utc(moment) > since:
             return _exit_reason(run, exit_event.event)
     return None
 
@@ -378,7 +269,7 @@ def decide(definition: FlowDefinition, run: FlowRun, profile: Profile, now: date
         return _exit_before(step, reason, SkipReason.EXITED, now)
     if not passes_filter(definition, profile, now, segments):
         return _exit_before(step, ExitReason.FILTER.value, SkipReason.FILTER, now)
-    context = _Context(definition, run, profile, as_utc(now), settings, facts)
+    context = _Context(definition, run, profile, as_utc(now), settings, facts, segments)
     return _step(step, context)
 
 
@@ -390,6 +281,7 @@ class _Context:
     now: datetime
     settings: MessagingSettings
     facts: SendFacts | None
+    segments: frozenset[str]
 
     def following(self, step_id: str) -> str | None:
         return _following(self.definition).get(step_id)
@@ -507,7 +399,7 @@ def _browser_only(definition: FlowDefinition, run: FlowRun) -> bool:
 
 
 def _conditional_path(split: ConditionalSplit, context: _Context) -> int | None:
-    subject = subject_of(context.profile)
+    subject = subject_of(context.profile, context.segments)
     for number, branch in enumerate(split.paths):
         if branch.when is None or matches(segment_filter(branch.when), subject, context.now):
             return number
@@ -518,6 +410,8 @@ def random_path(split: RandomSplit, run_id: str) -> int:
     """The path a run takes at a random split: drawn from the run id and the step id, by weight, so that a
     retried step takes the same path and runs spread over the paths as the weights say."""
     total = sum(branch.weight for branch in split.paths)
+    if total <= 0:
+        return 0  # crm.flows.definition refuses such a split; a stored one still takes a path
     digest = hashlib.sha256(f"{run_id}|{split.id}".encode()).digest()
     draw = int.from_bytes(digest[:8], "big") % total
     for number, branch in enumerate(split.paths):
@@ -574,7 +468,7 @@ def apply(run: FlowRun, decision: Decision, now: datetime, *, message_id: str | 
     return run.model_copy(update=update)
 
 
-__all__ = ["BROWSING_TRIGGERS", "Action", "Channel", "Complete", "Decision", "Entry", "Exit", "ExitReason",
-           "FlowEvent", "Proceed", "Refusal", "Send", "SendFacts", "Tag", "Wait", "WaitFor", "address_of", "apply",
-           "decide", "enter", "exit_from_profile", "on_event", "passes_filter", "random_path", "send_step",
-           "triggers"]
+__all__ = ["BROWSING_TRIGGERS", "CHECK_ORDER", "OCCURRENCE_KEYS", "Action", "Channel", "Complete", "Decision",
+           "Entry", "Exit", "ExitReason", "FlowEvent", "Proceed", "Refusal", "Send", "SendFacts", "Tag", "Wait",
+           "WaitFor", "address_of", "apply", "decide", "enter", "exit_from_profile", "on_event", "passes_filter",
+           "random_path", "send_step", "triggers"]

@@ -33,7 +33,16 @@ from crm.flows.ports import (
     Suppressions,
     WaitScheduler,
 )
-from crm.models.flows import FlowRecord, FlowRun, FlowStatus, RunStatus, StepOutcome, StepRecord, WakeUp
+from crm.models.flows import (
+    FlowRecord,
+    FlowRun,
+    FlowStatus,
+    RunStatus,
+    StepOutcome,
+    StepRecord,
+    WakeUp,
+    run_id_for,
+)
 from crm.models.messaging import MessagingSettings, OutgoingEmail, OutgoingSms, TemplateRecord
 from crm.models.profile import Profile, TimelineEntry
 from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore
@@ -49,7 +58,8 @@ CHANNELS: tuple[engine.Channel, ...] = ("email", "sms")
 
 
 class MessageComposer(Protocol):
-    """Renders a template for a profile and run (crm.messaging.render), addressed to ``to``."""
+    """Renders a template for a profile and run (crm.messaging.compose), addressed to ``to``; a ValueError
+    when it cannot (the send is then skipped with its message as the reason)."""
 
     def email(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
               step_id: str, to: str, now: datetime) -> OutgoingEmail: ...
@@ -95,6 +105,8 @@ class FlowsService:
     sms: SmsSender
     composer: MessageComposer
     clock: Callable[[], datetime]
+    # Read once per workspace by this service (the flows function builds one per record).
+    _settings: dict[str, MessagingSettings] = field(default_factory=dict, init=False, repr=False)
 
     def _shopper(self, workspace_id: str, profile_id: str) -> Shopper | None:
         for _ in range(_MERGE_HOPS):
@@ -128,23 +140,30 @@ class FlowsService:
                 self._start(flow, [r for r in runs if r.flow_id == flow.flow_id], shopper, event, report)
         return report
 
+    def _in_motion(self, run: FlowRun, flow: FlowRecord | None) -> bool:
+        """An active run neither waiting nor ended: a delivery died while it was doing steps (its redelivery
+        must carry it on, since nothing else will)."""
+        return flow is not None and run.status is RunStatus.ACTIVE and run.wake_at is None
+
     def _follow(self, run: FlowRun, flow: FlowRecord | None, shopper: Shopper, event: FlowEvent,
                 report: Report) -> None:
         """An active run hears of an event: it may exit on it, or be waiting for it."""
         now = self.clock()
         if flow is None:
-            self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report)
+            self._save(run, self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report))
             return
         decision = engine.on_event(flow.definition, run, event, now)
-        if decision is None:
-            return
-        run = self._carry_out(run, decision, shopper, report)
-        if isinstance(decision.action, Proceed):
-            self.advance(run, flow, shopper, report)
+        moved = run if decision is None else self._carry_out(run, decision, shopper, report)
+        if self._in_motion(moved, flow):
+            self.advance(moved, flow, shopper, report, stored=run)
+        else:
+            self._save(run, moved)
 
     def _start(self, flow: FlowRecord, earlier: list[FlowRun], shopper: Shopper, event: FlowEvent,
                report: Report) -> None:
         entry = engine.enter(flow, event, shopper.profile, earlier, self.clock(), segments=shopper.segments)
+        if entry.refusal is engine.Refusal.DUPLICATE:
+            report.duplicates.append(run_id_for(flow.flow_id, event.event_id))
         if entry.run is None:
             return
         if not self.runs.create_run(entry.run):  # the trigger was delivered before: its run exists
@@ -161,34 +180,47 @@ class FlowsService:
         if shopper is not None:
             # A merged profile's runs moved to the survivor under the same ids.
             run = self.runs.get_run(wake.workspace_id, shopper.profile.profile_id, wake.run_id)
-        if (shopper is None or run is None or run.status is not RunStatus.ACTIVE or run.next_step != wake.step_id
-                or run.wake_at != wake.due_at):
+        awaited = run is not None and (run.next_step, run.wake_at) == (wake.step_id, wake.due_at)
+        if shopper is None or run is None or run.status is not RunStatus.ACTIVE or not (
+                awaited or run.wake_at is None):
             report.ignored.append(f"stale wake-up {wake.run_id}/{wake.step_id}")
             return report
         flow = self.catalogue.get_flow(wake.workspace_id, run.flow_id)
         if flow is None:
-            self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report)
+            self._save(run, self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report))
             return report
         self.advance(run, flow, shopper, report)
         return report
 
     # ---- advancing a run ----
-    def advance(self, run: FlowRun, flow: FlowRecord, shopper: Shopper, report: Report) -> FlowRun:
-        settings = self.messaging.messaging_settings(run.workspace_id)
+    def advance(self, run: FlowRun, flow: FlowRecord, shopper: Shopper, report: Report,
+                stored: FlowRun | None = None) -> FlowRun:
+        """Do the run's steps until it waits or ends, then save it once (``stored``: the run as the table holds
+        it, ``run`` by default). Nothing between needs saving: a send's claim is its own guard, and a delivery
+        that dies part-way is redelivered and decides the same steps again from the stored run."""
+        stored = stored or run
+        settings = self._settings.get(run.workspace_id)
+        if settings is None:
+            settings = self._settings[run.workspace_id] = self.messaging.messaging_settings(run.workspace_id)
         for _ in range(MAX_STEPS_AT_ONCE):
             if run.status is not RunStatus.ACTIVE:
-                return run
+                return self._save(stored, run)
             step = engine.send_step(flow.definition, run)
             facts = None if step is None else self._facts(run, shopper.profile, step.kind)
             decision = engine.decide(flow.definition, run, shopper.profile, self.clock(), settings=settings,
                                      segments=shopper.segments, facts=facts)
             if isinstance(decision.action, engine.Send):
                 run = self._send(run, decision, decision.action, shopper, settings, report)
+            elif step is not None and isinstance(decision.action, Proceed) and (
+                    found := self.runs.step_claim(run, step.id)) is not None:
+                # Skipped now, but claimed before: the run's save after that send was lost. The claim tells.
+                run = self._claimed_before(run, decision, found, report)
             else:
                 run = self._carry_out(run, decision, shopper, report)
             if decision.pauses:
-                return run
-        return self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper, report)
+                return self._save(stored, run)
+        return self._save(stored, self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper,
+                                                  report))
 
     def _carry_out(self, run: FlowRun, decision: Decision, shopper: Shopper, report: Report) -> FlowRun:
         """Everything but a send: schedule a wake-up, tag, end (cancelling a pending wake-up), or just record."""
@@ -197,8 +229,9 @@ class FlowsService:
             self.scheduler.schedule(WakeUp(workspace_id=run.workspace_id, profile_id=run.profile_id,
                                            flow_id=run.flow_id, run_id=run.run_id, step_id=action.step_id,
                                            due_at=action.until))
-        elif run.wake_at is not None and run.next_step is not None:
-            # Leaving a wait early (an exit, or the event a wait_for waited for): its schedule goes.
+        elif run.wake_at is not None and run.next_step is not None and run.wake_at > now:
+            # Leaving a wait early (an exit, or the event a wait_for waited for): its schedule goes. One that
+            # came due has fired and deleted itself (ActionAfterCompletion DELETE).
             self.scheduler.cancel(run.run_id, run.next_step)
         if isinstance(action, engine.Tag):
             self._tag(shopper.profile, action.tag)
@@ -206,23 +239,50 @@ class FlowsService:
             report.skipped.append((run.run_id, decision.record.step_id, decision.record.reason or ""))
         if isinstance(action, engine.Exit | engine.Complete):
             report.ended.append((run.run_id, action.reason if isinstance(action, engine.Exit) else "completed"))
-        return self._save(run, engine.apply(run, decision, now))
+        return engine.apply(run, decision, now)
 
     def _send(self, run: FlowRun, decision: Decision, send: engine.Send, shopper: Shopper,
               settings: MessagingSettings, report: Report) -> FlowRun:
+        """Compose, claim, send, record. Composing comes first: a message that cannot be made (no template, no
+        sender address) is a recorded skip, not a claim that would later read as "unknown"."""
         now = self.clock()
+        try:
+            message = self._compose(run, shopper.profile, send, settings, now)
+        except MessageNotComposed as error:
+            skipped = StepRecord(step_id=send.step_id, outcome=StepOutcome.SKIPPED, at=now, channel=send.channel,
+                                 reason=f"not_composed: {error}")
+            report.skipped.append((run.run_id, send.step_id, skipped.reason or ""))
+            return engine.apply(run, Decision(Proceed(send.step_id), record=skipped, next_step=decision.next_step),
+                                now)
         try:
             self.runs.claim_step(run, send.step_id, now)
         except StepAlreadyClaimed:
             found = self.runs.step_claim(run, send.step_id)
             assert found is not None
             return self._claimed_before(run, decision, found, report)
-        message_id = self._deliver(run, shopper.profile, send, settings, now)
+        message_id = self.email.send(message) if isinstance(message, OutgoingEmail) else self.sms.send(message)
         done = engine.apply(run, decision, now, message_id=message_id)
-        self.runs.record_step(run, done.steps[-1] if done.steps else StepRecord(
-            step_id=send.step_id, outcome=StepOutcome.SENT, at=now, channel=send.channel, message_id=message_id))
+        self.runs.record_step(run, done.steps[-1])
+        self.runs.note_sent(run.workspace_id, shopper.profile.profile_id, send.channel, now)
+        self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
+            workspace_id=run.workspace_id, profile_id=shopper.profile.profile_id, occurred_at=now,
+            type="flow_message", ref=f"{run.run_id}:{send.step_id}",
+            summary={"flow_id": run.flow_id, "step_id": send.step_id, "channel": send.channel,
+                     "message_id": message_id}),)))
         report.sent.append((run.run_id, send.step_id, message_id))
-        return self._save(run, done)
+        return done
+
+    def _compose(self, run: FlowRun, profile: Profile, send: engine.Send, settings: MessagingSettings,
+                 now: datetime) -> OutgoingEmail | OutgoingSms:
+        template = self.messaging.get_template(run.workspace_id, send.template_id)
+        if template is None or template.template.channel != send.channel:
+            raise MessageNotComposed(f"no {send.channel} template {send.template_id}")
+        try:
+            if send.channel == "email":
+                return self.composer.email(template, settings, profile, run, send.step_id, send.to, now)
+            return self.composer.sms(template, settings, profile, run, send.step_id, send.to, now)
+        except ValueError as error:  # the renderer's refusals (crm.messaging.compose.CannotCompose, ...)
+            raise MessageNotComposed(str(error)) from error
 
     def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:
         """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send."""
@@ -233,7 +293,7 @@ class FlowsService:
             self.runs.record_step(run, found)
             report.unknown.append((run.run_id, found.step_id))
         moved_on = Decision(action=Proceed(found.step_id), record=found, next_step=decision.next_step)
-        return self._save(run, engine.apply(run, moved_on, self.clock()))
+        return engine.apply(run, moved_on, self.clock())
 
     def _facts(self, run: FlowRun, profile: Profile, channel: engine.Channel) -> engine.SendFacts:
         address = engine.address_of(profile, channel)
@@ -244,25 +304,6 @@ class FlowsService:
             return engine.SendFacts(suppressed=self.suppressions.is_suppressed(run.workspace_id, address),
                                     last_sent=last)
         return engine.SendFacts(carrier_opted_out=self.sms.is_opted_out(address), last_sent=last)
-
-    def _deliver(self, run: FlowRun, profile: Profile, send: engine.Send, settings: MessagingSettings,
-                 now: datetime) -> str:
-        template = self.messaging.get_template(run.workspace_id, send.template_id)
-        if template is None or template.template.channel != send.channel:
-            raise MissingTemplate(f"{send.channel} template {send.template_id} of workspace {run.workspace_id}")
-        if send.channel == "email":
-            message_id = self.email.send(self.composer.email(template, settings, profile, run, send.step_id,
-                                                             send.to, now))
-        else:
-            message_id = self.sms.send(self.composer.sms(template, settings, profile, run, send.step_id, send.to,
-                                                         now))
-        self.runs.note_sent(run.workspace_id, profile.profile_id, send.channel, now)
-        self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
-            workspace_id=run.workspace_id, profile_id=profile.profile_id, occurred_at=now, type="flow_message",
-            ref=f"{run.run_id}:{send.step_id}",
-            summary={"flow_id": run.flow_id, "step_id": send.step_id, "channel": send.channel,
-                     "message_id": message_id}),)))
-        return message_id
 
     def _tag(self, profile: Profile, tag: str) -> None:
         """Tags are a profile field: written like every profile write, guarded by the revision read."""
@@ -280,6 +321,8 @@ class FlowsService:
         raise ConcurrentUpdate(f"profile {profile.profile_id} kept changing while it was tagged")
 
     def _save(self, before: FlowRun, after: FlowRun) -> FlowRun:
+        if after == before:
+            return before
         saved = after.model_copy(update={"revision": before.revision + 1})
         self.runs.save_run(saved, before.revision)
         return saved
@@ -323,9 +366,9 @@ class FlowsService:
         self.runs.delete_runs(workspace_id, merged_profile_id)
 
 
-class MissingTemplate(LookupError):
-    """A live flow sends a template the workspace does not have: retried, then dead-lettered, not skipped
-    silently."""
+class MessageNotComposed(Exception):
+    """The step's message cannot be made (no such template, no sender address...): the send is skipped with
+    this reason, recorded on the run."""
 
 
 def _cancel_wake(scheduler: WaitScheduler, run: FlowRun) -> None:

@@ -43,7 +43,10 @@ def _phone_zone(phone: str) -> str | None:
     except phonenumbers.NumberParseException:
         return None
     zones = [zone for zone in phone_zones.time_zones_for_number(number) if zone != UNKNOWN_ZONE]
-    country = _country_zone(phonenumbers.region_code_for_number(number) or "")
+    # A number not in a valid range has no region of its own: the main country of its calling code (44: GB).
+    region = phonenumbers.region_code_for_number(number) or next(
+        iter(phonenumbers.region_codes_for_country_code(number.country_code or 0)), "")
+    country = _country_zone(region)
     if len(zones) > 1 and country in zones:
         return country  # a number spanning a country's zones (US toll-free): its main zone, not the first listed
     return zones[0] if zones else country
