@@ -84,6 +84,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {_name(n): _clean(s) for n, s in derived.pop("$defs").items()}
     found["FlowDefinition"] = _clean(derived)
     for schema in found.values():
+        schema.pop("description", None)  # the models' docstrings: docs/flows.md describes them for marketers
         properties = schema.get("properties", {})
         if "kind" in properties:
             schema["required"] = ["kind", *schema.get("required", [])]
