@@ -56,12 +56,20 @@ HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
         "Referrer-Policy": "no-referrer"}
 
 
+def _unavailable() -> Response:
+    return Response(status_code=503, body=error_page("We could not record this just now; please try again."),
+                    headers={**HTML, "Retry-After": "5"})
+
+
 def _link_page(token: str, purpose: LinkPurpose) -> Response:
     """GET: what the button does, and the button (scanners that follow every link must not act)."""
     try:
         claims = verify(token, wiring.link_signing_keys().keys(), purpose, utc_now())
     except LinkInvalid as error:
         return Response(status_code=error.status, body=error_page(str(error)), headers=HTML)
+    except (BotoCoreError, ClientError):
+        logger.exception("link key not read")
+        return _unavailable()
     return Response(status_code=200, body=ask_page(purpose, claims), headers=HTML)
 
 
@@ -75,8 +83,7 @@ def _follow(token: str, purpose: LinkPurpose) -> Response:
         return Response(status_code=error.status, body=error_page(str(error)), headers=HTML)
     except (BotoCoreError, ClientError):
         logger.exception("link not stored")
-        return Response(status_code=503, body=error_page("We could not record this just now; please try again."),
-                        headers={**HTML, "Retry-After": "5"})
+        return _unavailable()
     logger.info("link followed", extra={"purpose": purpose.value, "workspace_id": claims.workspace_id})
     return Response(status_code=200, body=done_page(purpose, claims), headers=HTML)
 

@@ -31,15 +31,15 @@ class Settings(BaseModel):
     # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).
     segment_items_per_share: int = Field(default=25_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
+    # Flows (crm.flows.service): where a wait's one-time schedule goes, and who may put its wake-up there.
+    flows_queue_arn: str | None = Field(default=None, alias="FLOWS_QUEUE_ARN")
+    schedule_group: str | None = Field(default=None, alias="SCHEDULE_GROUP")
+    scheduler_role_arn: str | None = Field(default=None, alias="SCHEDULER_ROLE_ARN")
     # Where the links in emails point (unsubscribe, confirm): the stack's public API; `crm local` sets the
     # local API, http://127.0.0.1:8000. LINK_SIGNING_SECRET names the secret their tokens are signed with.
     public_api_url: str | None = Field(default=None, alias="PUBLIC_API_URL")
     link_signing_secret: str | None = Field(default=None, alias="LINK_SIGNING_SECRET")
     ses_configuration_set: str | None = Field(default=None, alias="SES_CONFIGURATION_SET")
-    # Flows (crm.flows.service): where a wait's one-time schedule goes, and who may put its wake-up there.
-    flows_queue_arn: str | None = Field(default=None, alias="FLOWS_QUEUE_ARN")
-    schedule_group: str | None = Field(default=None, alias="SCHEDULE_GROUP")
-    scheduler_role_arn: str | None = Field(default=None, alias="SCHEDULER_ROLE_ARN")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""

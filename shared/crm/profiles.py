@@ -282,8 +282,9 @@ def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Pro
     updated = profile.model_copy(update=changes)
     stamp = (browser_stamp(event.occurred_at, event.store_id, event.event_id) if event.from_browser
              else f"{event.occurred_at.isoformat()}|activity|{event.store_id}|{event.event_id}")
-    updated = with_contact(updated, {"email": event.email, "phone": event.phone, "first_name": event.first_name,
-                                     "last_name": event.last_name}, stamp)
+    if not event.identifies_only:
+        updated = with_contact(updated, {"email": event.email, "phone": event.phone,
+                                         "first_name": event.first_name, "last_name": event.last_name}, stamp)
     updated = with_confirmation(with_consents(updated, event.consents), event)
     return with_touch(updated, event.touch, event.from_browser)
 

@@ -41,6 +41,7 @@ from crm.flows.ports import (
     WaitScheduler,
 )
 from crm.flows.service import FlowsService, MessageComposer
+from crm.messaging.compose import FlowMessages
 from crm.messaging.unsubscribe import Links
 from crm.ports import (
     ArchiveStore,
@@ -143,6 +144,16 @@ def currency_tasks() -> CurrencyTasks:
 
 
 @cache
+def link_signing_keys() -> LinkSigningKeys:
+    return LinkSigningKeys()
+
+
+def links() -> Links:
+    """Signs the links of the emails being sent now (the keys are re-read after their cache expires)."""
+    return Links(link_signing_keys().keys(), settings().require("public_api_url"))
+
+
+@cache
 def flow_runs() -> RunStore:
     return DynamoRunStore()
 
@@ -153,8 +164,7 @@ def wait_scheduler() -> WaitScheduler:
 
 
 # The flows service's other ports come from the branches that build them (issue 10): suppressions and the SNS
-# sender (deliver), the composer (runtime over email's crm.messaging.compose). Until they are merged these
-# factories fail loudly; the lead wires each one here.
+# sender (deliver). Until they are merged these factories fail loudly; the lead wires each one here.
 class NotWiredYet(RuntimeError):
     """A port whose adapter has not been merged into this branch yet."""
 
@@ -175,16 +185,6 @@ def sender_identities() -> SenderIdentities:
 
 
 @cache
-def link_signing_keys() -> LinkSigningKeys:
-    return LinkSigningKeys()
-
-
-def links() -> Links:
-    """Signs the links of the emails being sent now (the keys are re-read after their cache expires)."""
-    return Links(link_signing_keys().keys(), settings().require("public_api_url"))
-
-
-@cache
 def suppressions() -> Suppressions:
     raise NotWiredYet("crm.adapters.suppressions")
 
@@ -201,7 +201,7 @@ def sms_sender() -> SmsSender:
 
 @cache
 def message_composer() -> MessageComposer:
-    raise NotWiredYet("crm.messaging.render")
+    return FlowMessages(links)
 
 
 def flows_service() -> FlowsService:
@@ -215,7 +215,7 @@ def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler, flow_catalogue,
-                    messaging_store, sender_identities, link_signing_keys, suppressions, email_sender, sms_sender,
-                    message_composer):
+                    currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
+                    flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
+                    link_signing_keys, sender_identities):
         factory.cache_clear()

@@ -5,6 +5,7 @@ role. The ports other branches build (catalogue, templates, suppressions, sender
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -248,6 +249,9 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
 
 def test_a_send_lost_between_claim_and_answer_emits_the_metric_the_alarm_watches(
         flows: Flows, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stack: Any) -> None:
+    # Powertools reads the metrics namespace (the stack's) when the module loads, as a fresh Lambda container
+    # would: load it again for this test's stack.
+    monkeypatch.delitem(sys.modules, "crm_function_FlowsFunction", raising=False)
     flows.publish(_checkout(clock.utc_now()))
     assert flows.run_function() == {"batchItemFailures": []}
     [run] = DynamoRunStore(flows.provisioned.outputs["TableName"]).runs_of_profile(WS, "p1")

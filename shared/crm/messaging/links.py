@@ -92,7 +92,7 @@ def link_events(envelope: IngestEnvelope, body: bytes) -> list[ActivityEvent]:
         workspace_id=claims.workspace_id, store_id=envelope.store_id, platform=envelope.platform,
         event_id=f"link:{claims.purpose.value}:{statement.token_digest}:{int(at.timestamp())}",
         type=ActivityType.IDENTIFY, occurred_at=at, email=email, phone=phone,
-        consents=(consent,) if unsubscribe else (), confirms=None if unsubscribe else consent,
+        consents=(consent,) if unsubscribe else (), confirms=None if unsubscribe else consent, identifies_only=True,
     )]
 
 

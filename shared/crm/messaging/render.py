@@ -69,16 +69,40 @@ def money(amount: object, currency: object = None) -> str:
         return str(amount)
     code = str(currency).upper() if currency and not isinstance(currency, Undefined) else ""
     places = Decimal("1") if code == "JPY" else Decimal("0.01")
-    written = f"{value.quantize(places):,}"
+    try:
+        written = f"{value.quantize(places):,}"
+    except InvalidOperation:  # too large to write to the cent: no price is
+        return str(amount)
     if code in _SYMBOLS:
         sign, digits = ("-", written[1:]) if written.startswith("-") else ("", written)
         return f"{sign}{_SYMBOLS[code]}{digits}"
     return f"{written} {code}".strip()
 
 
+def _nothing_for_none(value: Any) -> Any:
+    return "" if value is None else value
+
+
+# A template may not build a value larger than this (``{{ "x" * 10**9 }}`` would exhaust the sender's memory).
+MAX_BUILT_LENGTH = 100_000
+MAX_EXPONENT = 100
+
+
 class _ContextEnvironment(ImmutableSandboxedEnvironment):
     """``{{ trigger.items }}`` means the context's "items", not the dict method of that name: a key of a
-    mapping wins over its attributes (Jinja2 tries the attribute first)."""
+    mapping wins over its attributes (Jinja2 tries the attribute first). Repetition and powers are bounded."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"an exponent above {MAX_EXPONENT} is not allowed in a template")
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                if (isinstance(sequence, str | list | tuple) and isinstance(count, int)
+                        and len(sequence) * count > MAX_BUILT_LENGTH):
+                    raise SecurityError(f"a value longer than {MAX_BUILT_LENGTH} is not allowed in a template")
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:
@@ -87,8 +111,9 @@ class _ContextEnvironment(ImmutableSandboxedEnvironment):
 
 
 def _environment(autoescape: bool, undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
-    environment = _ContextEnvironment(autoescape=autoescape, undefined=undefined,
-                                                trim_blocks=True, lstrip_blocks=True)
+    # finalize: a field the shopper never gave (None) prints as nothing, not as "None".
+    environment = _ContextEnvironment(autoescape=autoescape, undefined=undefined, trim_blocks=True,
+                                      lstrip_blocks=True, finalize=_nothing_for_none)
     environment.filters["money"] = money
     return environment
 
@@ -115,6 +140,23 @@ def _is_amount(value: str) -> bool:
         return Decimal(value).is_finite()
     except InvalidOperation:
         return False
+
+
+def _event_classes() -> dict[str, type[DomainEvent]]:
+    return {str(cls.model_fields["type"].default): cls for cls in DomainEvent.__subclasses__()
+            if "type" in cls.model_fields}
+
+
+def trigger_event(trigger_type: str, detail: Mapping[str, Any]) -> DomainEvent | None:
+    """A flow run's trigger (FlowRun.trigger: the bus event's detail) as its domain event; None when it is not
+    one this code knows (a newer event type): the template then sees no trigger rather than failing."""
+    cls = _event_classes().get(trigger_type)
+    if cls is None:
+        return None
+    try:
+        return cls.model_validate(dict(detail))
+    except ValueError:
+        return None
 
 
 def trigger_context(event: DomainEvent | None) -> dict[str, Any]:
@@ -345,5 +387,5 @@ def html_to_text(html: str) -> str:
 __all__ = [
     "RenderedEmail", "TemplateInvalid", "check_template", "footer_html", "footer_text", "html_to_text",
     "inline_css", "message_context", "money", "profile_context", "render_email", "render_sms", "sample_context",
-    "store_context", "trigger_context", "validate_template",
+    "store_context", "trigger_context", "trigger_event", "validate_template",
 ]

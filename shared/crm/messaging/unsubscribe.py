@@ -118,7 +118,9 @@ def verify(token: str, keys: SigningKeys, purpose: LinkPurpose, now: datetime) -
         given = _unb64(signature)
     except (binascii.Error, ValueError):
         raise LinkInvalid("this link is malformed; copy the whole link from the email", 400) from None
-    if key is None or not hmac.compare_digest(_mac(key, f"{kid}.{body}"), given):
+    # The signature's own spelling must be the canonical one: base64 ignores a last character's spare bits,
+    # and a token that still verifies after a character changed would make "tampered" ambiguous.
+    if key is None or _b64(given) != signature or not hmac.compare_digest(_mac(key, f"{kid}.{body}"), given):
         raise LinkInvalid("this link is not valid (it was changed, or is not one of ours)")
     try:
         claims = LinkClaims.model_validate_json(_unb64(body))
