@@ -116,6 +116,8 @@ def calls(function: str, region: str, service: str, operation: str, params: dict
         buses = {str(e.get("EventBusName", "default")) for e in params["Entries"]}
         return [Call(function, "events:PutEvents", bus if bus.startswith("arn:")
                      else f"arn:aws:events:{region}:{ACCOUNT_ID}:event-bus/{bus}") for bus in buses]
+    if service == "sesv2":  # SES v2's API authorises under IAM's "ses" prefix (ses:SendEmail, ses:GetEmailIdentity)
+        return [Call(function, f"ses:{operation}", None)]
     if service == "scheduler" and operation in ("CreateSchedule", "DeleteSchedule", "GetSchedule"):
         group = params.get("GroupName", "default")
         return [Call(function, f"scheduler:{operation}",

@@ -13,6 +13,7 @@ from crm.adapters.dynamodb import (
     DynamoStoreDirectory,
 )
 from crm.adapters.export_files import S3ExportFiles
+from crm.adapters.flow_definitions import DynamoFlowCatalogue, DynamoMessagingStore
 from crm.adapters.flow_runs import DynamoRunStore
 from crm.adapters.messaging import (
     EventBridgePublisher,
@@ -25,12 +26,22 @@ from crm.adapters.messaging import (
 from crm.adapters.scheduler import EventBridgeWaitScheduler
 from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+from crm.adapters.sender_identities import SesSenderIdentities
 from crm.adapters.ses import SesEmailSender
 from crm.adapters.sns import SnsSmsSender
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.config import settings
-from crm.flows.ports import EmailSender, FlowCatalogue, MessagingStore, RunStore, SmsSender, Suppressions, WaitScheduler
+from crm.flows.ports import (
+    EmailSender,
+    FlowCatalogue,
+    MessagingStore,
+    RunStore,
+    SenderIdentities,
+    SmsSender,
+    Suppressions,
+    WaitScheduler,
+)
 from crm.flows.service import FlowsService, MessageComposer
 from crm.messaging.compose import FlowMessages
 from crm.messaging.feedback import FeedbackDeps
@@ -155,22 +166,19 @@ def wait_scheduler() -> WaitScheduler:
     return EventBridgeWaitScheduler()
 
 
-# The flows service's other ports come from the branches that build them (issue 10): the flow catalogue and
-# messaging store (api: crm.adapters.flow_definitions), the renderer and SES sender (email: crm.messaging.render,
-# crm.adapters.ses). Until they are merged these factories fail
-# loudly; the lead wires each one here.
-class NotWiredYet(RuntimeError):
-    """A port whose adapter has not been merged into this branch yet."""
-
-
 @cache
 def flow_catalogue() -> FlowCatalogue:
-    raise NotWiredYet("crm.adapters.flow_definitions (FlowCatalogue)")
+    return DynamoFlowCatalogue()
 
 
 @cache
 def messaging_store() -> MessagingStore:
-    raise NotWiredYet("crm.adapters.flow_definitions (MessagingStore)")
+    return DynamoMessagingStore()
+
+
+@cache
+def sender_identities() -> SenderIdentities:
+    return SesSenderIdentities()
 
 
 @cache
@@ -213,5 +221,5 @@ def reset() -> None:
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
                     currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
-                    link_signing_keys):
+                    link_signing_keys, sender_identities):
         factory.cache_clear()

@@ -128,10 +128,12 @@ def test_internet_facing_functions_only_read_the_table(stack: Stack, function: s
     assert actions == {"dynamodb:GetItem"}
 
 
-def test_api_function_cannot_write_items_one_by_one_outside_batches(stack: Stack) -> None:
-    # Its code never deletes an item by itself (a segment's items go in BatchWriteItem, bounded by key).
-    actions = {a for s in _statements(_function_role(stack, "ApiFunction")) for a in _listed(s["Action"])}
-    assert "dynamodb:DeleteItem" not in actions
+def test_api_function_deletes_items_one_by_one_only_from_flow_and_template_catalogues(stack: Stack) -> None:
+    # A segment's items go in BatchWriteItem, bounded by key; DeleteItem removes a flow or a template only.
+    deleting = [s for s in _statements(_function_role(stack, "ApiFunction")) if "dynamodb:DeleteItem" in
+                _listed(s["Action"])]
+    assert len(deleting) == 1 and _listed(deleting[0]["Action"]) == ["dynamodb:DeleteItem"]
+    assert _leading_keys(deleting[0]) == ["WS#*#FLOWS", "WS#*#TEMPLATES"]
 
 
 def test_every_function_writes_only_its_own_log_group(stack: Stack) -> None:
