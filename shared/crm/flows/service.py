@@ -144,6 +144,8 @@ class FlowsService:
         if event.type == "ConsentRequested":  # no flow starts, waits or exits on it (models.flows.TriggerEvent)
             if event.detail.get("channel") == "email":
                 self._double_opt_in(shopper.profile, report)
+            else:
+                report.ignored.append("no double opt-in by SMS")  # only email confirmations are sent
             return report
         flows = {f.flow_id: f for f in self.catalogue.list_flows(ws)}
         runs = self.runs.runs_of_profile(ws, shopper.profile.profile_id)
