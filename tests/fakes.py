@@ -907,6 +907,11 @@ class FakeMessageComposer:
         return OutgoingSms(workspace_id=run.workspace_id, profile_id=profile.profile_id, to=to,
                            body=template.template.body, sender=settings.sms_sender)
 
+    def double_opt_in(self, template: TemplateRecord | None, settings: MessagingSettings, profile: Profile,
+                      now: datetime) -> OutgoingEmail | None:
+        """Nothing to confirm here: crm.messaging.optin.OptInMessages makes the real one."""
+        return None
+
 
 class FakeSuppressions:
     """The workspace suppression list (crm.flows.ports.Suppressions), as crm.adapters.suppressions keeps it: by

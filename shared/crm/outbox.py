@@ -11,6 +11,7 @@ from crm.models.events import (
     AnyDomainEvent,
     CheckoutStarted,
     ConsentChanged,
+    ConsentRequested,
     ContactCreated,
     CustomerCreated,
     Item,
@@ -144,6 +145,9 @@ def _timeline_event(line: dict[str, Any]) -> list[AnyDomainEvent]:
         return [ConsentChanged(event_id=f"ConsentChanged:{ws}:{profile_id}:{line['occurred_at']}:{ref}", **common,
                                channel=summary["channel"], old_state=summary.get("old"), new_state=summary["new"],
                                source=summary["source"])]
+    if kind == "consent_requested":
+        return [ConsentRequested(event_id=f"ConsentRequested:{ws}:{profile_id}:{line['occurred_at']}:{ref}",
+                                 **common, channel=summary["channel"], source=summary["source"])]
     if kind == "checkout_started":
         return [CheckoutStarted(event_id=f"CheckoutStarted:{ws}:{store_id}:{ref}", **common, store_id=store_id,
                                 checkout_id=summary.get("checkout") or ref, items=_items(summary),
@@ -162,13 +166,14 @@ def _timeline_event(line: dict[str, Any]) -> list[AnyDomainEvent]:
                            order_id=order_id, items=_items(summary))]
 
 
-_TIMELINE_EVENTS = frozenset({"consent_changed", "checkout_started", "product_viewed", "order_fulfilled"})
+_TIMELINE_EVENTS = frozenset({"consent_changed", "consent_requested", "checkout_started", "product_viewed",
+                              "order_fulfilled"})
 
 
 def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
     """The domain events one stream record stands for (docs/events.md): an order placed or fulfilled, a new
     profile or one that can now be reached, a merge, a profile entering or leaving a segment, and the
-    timeline lines flows start from (checkouts, product views, fulfillments, consent changes)."""
+    timeline lines flows start from (checkouts, product views, fulfillments, consent changes and requests)."""
     item, before = image(record, "NewImage"), image(record, "OldImage")  # each image read once: a hot path
     entity = (item or before or {}).get("entity")
     if entity == "segment_member":

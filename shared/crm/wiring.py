@@ -43,8 +43,8 @@ from crm.flows.ports import (
     WaitScheduler,
 )
 from crm.flows.service import FlowsService, MessageComposer
-from crm.messaging.compose import FlowMessages
 from crm.messaging.feedback import FeedbackDeps
+from crm.messaging.optin import OptInMessages
 from crm.messaging.unsubscribe import Links
 from crm.ports import (
     ArchiveStore,
@@ -198,7 +198,7 @@ def sms_sender() -> SmsSender:
 
 @cache
 def message_composer() -> MessageComposer:
-    return FlowMessages(links)
+    return OptInMessages(links)
 
 
 def feedback_deps() -> FeedbackDeps:

@@ -1,9 +1,11 @@
 """The links in emails over real HTTP on `crm local`: a browser's subscribe confirmed by the double opt-in
-link, then a one-click unsubscribe; each a consent statement applied through the ingest path."""
+link, then a one-click unsubscribe; each a consent statement applied through the ingest path. The double
+opt-in email itself is read back from what the local SES took (crm_local.outbound)."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +13,9 @@ from typing import Any
 import pytest
 from crm.messaging.unsubscribe import LinkPurpose, Links, SigningKeys
 from crm.models.consent import Channel
+from crm_local.demo import http
+from crm_local.outbound import Outbox, SentEmail
+from crm_local.runtime import DEFAULT_SENDER
 
 from tests.e2e.conftest import LocalStack
 
@@ -34,8 +39,8 @@ def _links(stack: LocalStack) -> Links:
     return Links(SigningKeys(current=secret.encode()), stack.api_url)
 
 
-def _customer(stack: LocalStack, shop: dict[str, str]) -> dict[str, Any]:
-    status, body = stack.get(f"/customers?email={EMAIL}", shop["api_key"])
+def _customer(stack: LocalStack, shop: dict[str, str], email: str = EMAIL) -> dict[str, Any]:
+    status, body = stack.get(f"/customers?email={email}", shop["api_key"])
     assert status == 200, body
     return dict(body)
 
@@ -77,3 +82,41 @@ def test_double_opt_in_then_one_click_unsubscribe(local_stack: LocalStack, shop:
 
     tampered = unsubscribe[:-1] + ("A" if not unsubscribe.endswith("A") else "B")
     assert local_stack.post(tampered, b"", {})[0] == 404
+
+
+def _mailed(outbox: Outbox, mark: Any, address: str, timeout: float = 30.0) -> list[SentEmail]:
+    """What SES took for ``address`` since ``mark``, once something came (outbox -> bus -> flows queue)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := outbox.since(mark).emails_to(address):
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no email to {address} within {timeout} s")
+
+
+def test_a_browser_subscribe_is_mailed_a_confirmation_whose_link_confirms(
+    local_stack: LocalStack, shop: dict[str, str],
+) -> None:
+    address = "optin.shopper@example.com"
+    status, body = http("PUT", local_stack.api_url + "/settings/messaging",
+                        json.dumps({"from_address": DEFAULT_SENDER, "from_name": "E2E Links"}).encode(),
+                        {"x-api-key": shop["api_key"], "Content-Type": "application/json"})
+    assert status == 200, body
+    outbox = Outbox(local_stack.aws_endpoint)
+    mark = outbox.mark()
+    asked = json.dumps({"write_key": shop["write_key"], "anonymous_id": str(uuid.uuid4()), "events": [
+        {"type": "identify", "event_id": str(uuid.uuid4()), "occurred_at": datetime.now(UTC).isoformat(),
+         "email": address, "consent": {"email": "subscribed"}}]}).encode()
+    assert local_stack.post("/track", asked, {"Origin": ORIGIN})[0] == 202
+
+    [email] = _mailed(outbox, mark, address)
+    assert email.source == DEFAULT_SENDER and email.list_unsubscribe is None  # a confirmation, not marketing
+    assert email.html is not None
+    start = email.html.index(local_stack.api_url + "/confirm/")
+    path = email.html[start:email.html.index('"', start)].removeprefix(local_stack.api_url)
+    assert _customer(local_stack, shop, address)["consents"].get("email") is None
+    assert local_stack.post(path, b"", {})[0] == 200
+    local_stack.wait_drained()
+    consent = _customer(local_stack, shop, address)["consents"]["email"]
+    assert (consent["state"], consent["source"]) == ("subscribed", "double_opt_in")
+    assert outbox.since(mark).emails_to(address) == [email]  # one confirmation, nothing else

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 from crm.adapters import clients as crm_clients
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.flow_definitions import DynamoMessagingStore
 from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.ses import SesEmailSender
 from crm.messaging.compose import compose_email
@@ -32,7 +33,7 @@ from crm_local.lambdas import Function, load_handler
 from crm_local.provision import ACCOUNT_ID, Provisioned
 from moto.ses.models import ses_backends
 
-from tests.aws import REGION, client, queue_arn, receive_all, sqs_event
+from tests.aws import REGION, client, queue_arn, receive_all, sqs_event, stream_records
 from tests.builders import NOW, compact, fixture_json, shopify_headers
 
 pytestmark = pytest.mark.integration
@@ -239,3 +240,51 @@ def test_links_signed_before_a_rotation_of_the_secret_still_work_after_it(
                                 Channel.EMAIL, registration.store_id, NOW), after)
     assert new_token.split(".")[0] != token.split(".")[0]
     assert track.http.get(f"/unsubscribe/{new_token}").status_code == 200
+
+
+def test_the_flows_function_mails_the_double_opt_in_once_and_its_link_confirms(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration,
+) -> None:
+    """/track -> profiles -> stream -> outbox -> bus -> FlowsQueue -> FlowsFunction -> SES (moto), then the
+    link in the message SES took -> /confirm -> profiles: the whole way a browser's subscribe is confirmed."""
+    table = provisioned.outputs["TableName"]
+    DynamoMessagingStore(table).put_messaging_settings(registration.workspace_id, SETTINGS)
+    client("sesv2").create_email_identity(EmailIdentity="shop.example")
+    track = _client(provisioned, function_env, "TrackFunction")
+    body = json.dumps({"write_key": registration.write_key, "anonymous_id": "anon-7", "events": [
+        {"type": "identify", "event_id": "i-1", "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+         "email": "cy@example.com", "consent": {"email": "subscribed"}}]}).encode()
+    assert track.http.post("/track", body=body, headers={"Origin": ORIGIN}).status_code == 202
+    _run_profiles(provisioned, function_env)
+    function_env("OutboxFunction")
+    assert Function(provisioned.functions["OutboxFunction"]).invoke({"Records": stream_records(provisioned)}) == \
+        {"batchItemFailures": []}
+
+    flows_queue = provisioned.outputs["FlowsQueueUrl"]
+    messages = receive_all(flows_queue)
+    assert "ConsentRequested" in [json.loads(m["Body"])["detail-type"] for m in messages]
+    function_env("FlowsFunction")
+    flows = Function(provisioned.functions["FlowsFunction"])
+    for _ in range(2):  # the queue delivers the batch twice: one email all the same
+        assert flows.invoke(sqs_event(messages, queue_arn(flows_queue))) == {"batchItemFailures": []}
+
+    sent = [m for m in ses_backends[ACCOUNT_ID][REGION].sent_messages
+            if "cy@example.com" in message_from_string(m.raw_data, policy=default)["To"]]
+    [message] = sent
+    parsed = message_from_string(message.raw_data, policy=default)
+    assert parsed["List-Unsubscribe"] is None  # a confirmation, not marketing
+    html = parsed.get_body(("html",))
+    assert html is not None
+    content = html.get_content()
+    start = content.index("/confirm/")
+    token = content[start + len("/confirm/"):content.index('"', start)]
+    asked = _profile(provisioned, registration, "cy@example.com")
+    timeline = DynamoProfileRepository(table).timeline(registration.workspace_id, [asked.profile_id], None, 20)
+    assert [e.summary["message_id"] for e in timeline if e.type == "double_opt_in_sent"] == [message.id]
+
+    function_env("TrackFunction")
+    assert track.http.post(f"/confirm/{token}", body=b"").status_code == 200
+    _run_profiles(provisioned, function_env)
+    confirmed = _profile(provisioned, registration, "cy@example.com")
+    assert (confirmed.consents["email"].state, confirmed.consents["email"].source) == \
+        (ConsentState.SUBSCRIBED, "double_opt_in")

@@ -10,6 +10,8 @@
   record (a crash between claim and send) is recorded as UNKNOWN, reported (an alarm watches it), and never
   resent blindly.
 - A merge leaves one run per flow for the survivor; an erasure deletes runs and their schedules.
+- A browser's subscribe (``ConsentRequested``) gets the double opt-in email (crm.messaging.optin), exactly
+  once per request by the same claim as a flow step (``_double_opt_in``).
 
 Time comes in as ``now``; nothing here sleeps.
 """
@@ -33,11 +35,14 @@ from crm.flows.ports import (
     Suppressions,
     WaitScheduler,
 )
+from crm.messaging.defaults import DOUBLE_OPT_IN as DOUBLE_OPT_IN_TEMPLATE
+from crm.messaging.optin import double_opt_in_claim, open_email_request
 from crm.models.flows import (
     FlowRecord,
     FlowRun,
     FlowStatus,
     RunStatus,
+    SkipReason,
     StepOutcome,
     StepRecord,
     WakeUp,
@@ -65,6 +70,12 @@ class MessageComposer(Protocol):
               step_id: str, to: str, now: datetime) -> OutgoingEmail: ...
     def sms(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
             step_id: str, to: str, now: datetime) -> OutgoingSms: ...
+    def double_opt_in(self, template: TemplateRecord | None, settings: MessagingSettings, profile: Profile,
+                      now: datetime) -> OutgoingEmail | None:
+        """The confirmation email for the profile's open email consent request (``template``: the workspace's
+        ``builtin:double_opt_in``, else the default); None when there is nothing to confirm or it cannot be
+        made."""
+        ...
 
 
 class StepInFlight(Exception):
@@ -129,6 +140,12 @@ class FlowsService:
         shopper = self._shopper(ws, event.profile_id)
         if shopper is None:
             report.ignored.append(f"no profile {event.profile_id}")
+            return report
+        if event.type == "ConsentRequested":  # no flow starts, waits or exits on it (models.flows.TriggerEvent)
+            if event.detail.get("channel") == "email":
+                self._double_opt_in(shopper.profile, report)
+            else:
+                report.ignored.append("no double opt-in by SMS")  # only email confirmations are sent
             return report
         flows = {f.flow_id: f for f in self.catalogue.list_flows(ws)}
         runs = self.runs.runs_of_profile(ws, shopper.profile.profile_id)
@@ -199,9 +216,7 @@ class FlowsService:
         it, ``run`` by default). Nothing between needs saving: a send's claim is its own guard, and a delivery
         that dies part-way is redelivered and decides the same steps again from the stored run."""
         stored = stored or run
-        settings = self._settings.get(run.workspace_id)
-        if settings is None:
-            settings = self._settings[run.workspace_id] = self.messaging.messaging_settings(run.workspace_id)
+        settings = self._settings_of(run.workspace_id)
         for _ in range(MAX_STEPS_AT_ONCE):
             if run.status is not RunStatus.ACTIVE:
                 return self._save(stored, run)
@@ -271,6 +286,56 @@ class FlowsService:
                      "message_id": message_id}),)))
         report.sent.append((run.run_id, send.step_id, message_id))
         return done
+
+    # ---- the double opt-in email ----
+    def _double_opt_in(self, profile: Profile, report: Report) -> None:
+        """Mail the confirmation of the profile's open email request as the profile stands now (the request may
+        have been confirmed, withdrawn or overtaken, or the address changed, since the event): to an address not
+        suppressed, exactly once per request (the claim is named after the request's time, so an older event
+        read after a newer request claims the newer one too), without Smart Sending (the shopper asked for
+        it) and without counting as a send for it: a welcome email right after the confirmation still goes."""
+        now = self.clock()
+        claim = double_opt_in_claim(profile)
+        if claim is None or open_email_request(profile, now) is None or profile.email is None:
+            report.ignored.append(f"no open email consent request for {profile.profile_id}")
+            return
+        run = _double_opt_in_run(profile)
+        if self.suppressions.is_suppressed(profile.workspace_id, profile.email):
+            report.skipped.append((run.run_id, claim, SkipReason.SUPPRESSED.value))
+            return
+        settings = self._settings_of(profile.workspace_id)
+        template = self.messaging.get_template(profile.workspace_id, DOUBLE_OPT_IN_TEMPLATE)
+        message = self.composer.double_opt_in(template, settings, profile, now)
+        if message is None:
+            report.skipped.append((run.run_id, claim, "not_composed"))
+            return
+        try:
+            self.runs.claim_step(run, claim, now)
+        except StepAlreadyClaimed:
+            found = self.runs.step_claim(run, claim)
+            assert found is not None
+            if found.outcome is not StepOutcome.UNKNOWN or found.reason is not None:
+                report.duplicates.append(f"{run.run_id}/{claim}")  # sent, or already reported unknown
+                return
+            if now - found.at < CLAIM_GRACE:
+                raise StepInFlight(f"the double opt-in {claim} of {profile.profile_id} claimed at "
+                                   f"{found.at.isoformat()}") from None
+            self.runs.record_step(run, found.model_copy(update={"at": now, "reason": "claimed, never recorded"}))
+            report.unknown.append((run.run_id, claim))
+            return
+        message_id = self.email.send(message)
+        self.runs.record_step(run, StepRecord(step_id=claim, outcome=StepOutcome.SENT, at=now, channel="email",
+                                              message_id=message_id))
+        self.profiles.commit(Change(profile.workspace_id, timeline=(TimelineEntry(
+            workspace_id=profile.workspace_id, profile_id=profile.profile_id, occurred_at=now,
+            type="double_opt_in_sent", ref=claim, summary={"channel": "email", "message_id": message_id}),)))
+        report.sent.append((run.run_id, claim, message_id))
+
+    def _settings_of(self, workspace_id: str) -> MessagingSettings:
+        settings = self._settings.get(workspace_id)
+        if settings is None:
+            settings = self._settings[workspace_id] = self.messaging.messaging_settings(workspace_id)
+        return settings
 
     def _compose(self, run: FlowRun, profile: Profile, send: engine.Send, settings: MessagingSettings,
                  now: datetime) -> OutgoingEmail | OutgoingSms:
@@ -369,6 +434,17 @@ class FlowsService:
 class MessageNotComposed(Exception):
     """The step's message cannot be made (no such template, no sender address...): the send is skipped with
     this reason, recorded on the run."""
+
+
+DOUBLE_OPT_IN_RUN = "double_opt_in"
+
+
+def _double_opt_in_run(profile: Profile) -> FlowRun:
+    """Where the double opt-in's claims live: a run never stored, so only its step claims are written, in the
+    profile's partition (an erasure deletes them with the runs; its runs_of_profile never lists them)."""
+    return FlowRun(workspace_id=profile.workspace_id, flow_id=DOUBLE_OPT_IN_RUN, flow_version=0,
+                   run_id=DOUBLE_OPT_IN_RUN, profile_id=profile.profile_id, trigger_type="ConsentRequested",
+                   trigger_event_id="", trigger={}, entered_at=profile.created_at, status=RunStatus.COMPLETED)
 
 
 def _cancel_wake(scheduler: WaitScheduler, run: FlowRun) -> None:

@@ -1,22 +1,22 @@
 """The double opt-in email: a browser's subscribe (a ConsentRequest, crm.consent) counts only once the
 shopper confirms it from the address it names.
 
-Who sends it: the flows service, on a ``ConsentChanged`` bus event, or whenever it reads a profile with an
-open email request, calls ``double_opt_in_email`` and sends what it returns, once per request: claim
-``double_opt_in_claim(profile)`` (the request's time is in it) before sending, as for a flow step, so a
-re-delivered event never sends it twice. The confirm link (POST /confirm/{token}, crm.messaging.links)
-grants consent through crm.consent.confirm_request.
+Who sends it: the flows service, on a ``ConsentRequested`` bus event (the outbox publishes one for each
+``consent_requested`` timeline line), calls ``double_opt_in_email`` through ``OptInMessages`` and sends what it
+returns, once per request: it claims ``double_opt_in_claim(profile)`` (the request's time is in it) before
+sending, as for a flow step, so a re-delivered event never sends it twice. The confirm link
+(POST /confirm/{token}, crm.messaging.links) grants consent through crm.consent.confirm_request.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from crm.messaging.compose import CannotCompose, compose_email, store_of
+from crm.messaging.compose import CannotCompose, FlowMessages, compose_email, store_of
 from crm.messaging.defaults import DOUBLE_OPT_IN, EMAIL_TEMPLATES
 from crm.messaging.unsubscribe import CONFIRM_MAX_AGE, LinkPurpose, Links
 from crm.models.consent import Channel, ConsentRequest, ConsentState
-from crm.models.messaging import EmailTemplate, MessagingSettings, OutgoingEmail
+from crm.models.messaging import EmailTemplate, MessagingSettings, OutgoingEmail, TemplateRecord
 from crm.models.profile import Profile
 
 
@@ -56,3 +56,13 @@ def double_opt_in_email(profile: Profile, settings: MessagingSettings, now: date
                              tags={"flow": "double_opt_in"}, confirm_url=confirm_url)
     except CannotCompose:
         return None
+
+
+class OptInMessages(FlowMessages):
+    """The flows service's MessageComposer (crm.flows.service): a flow step's messages and the double opt-in
+    email, with the link signer of the moment."""
+
+    def double_opt_in(self, template: TemplateRecord | None, settings: MessagingSettings, profile: Profile,
+                      now: datetime) -> OutgoingEmail | None:
+        own = template.template if template is not None and isinstance(template.template, EmailTemplate) else None
+        return double_opt_in_email(profile, settings, now, self.links(), own)

@@ -101,6 +101,16 @@ class ConsentChanged(DomainEvent):
     source: str
 
 
+class ConsentRequested(DomainEvent):
+    """A browser asked to subscribe (crm.consent: a request, not consent): the flows service mails the
+    double opt-in confirmation (crm.messaging.optin) to the address the profile holds. ``occurred_at`` is when
+    it was asked."""
+
+    type: Literal["ConsentRequested"] = "ConsentRequested"
+    channel: Literal["email", "sms"]
+    source: str
+
+
 class CustomerCreated(DomainEvent):
     type: Literal["CustomerCreated"] = "CustomerCreated"
 
@@ -130,10 +140,10 @@ class SegmentExited(DomainEvent):
 
 AnyDomainEvent = (
     OrderPlaced | OrderFulfilled | CheckoutStarted | ProductViewed | CustomerCreated | ContactCreated
-    | ConsentChanged | ProfilesMerged | SegmentEntered | SegmentExited
+    | ConsentChanged | ConsentRequested | ProfilesMerged | SegmentEntered | SegmentExited
 )
 # The detail-types the flows queue receives from the bus (template.yaml's FlowEventsRule).
 FLOW_EVENT_TYPES: tuple[str, ...] = (
     "CheckoutStarted", "ProductViewed", "OrderPlaced", "OrderFulfilled", "ContactCreated", "ConsentChanged",
-    "CustomerCreated", "ProfilesMerged", "SegmentEntered", "SegmentExited",
+    "CustomerCreated", "ProfilesMerged", "SegmentEntered", "SegmentExited", "ConsentRequested",
 )
