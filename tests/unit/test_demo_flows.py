@@ -3,15 +3,21 @@ fate alone), and that what they send reads, through the real Shopify connector, 
 
 from __future__ import annotations
 
+import email
+import email.policy
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 
 import pytest
 from crm.connectors.shopify import SHOPIFY as SHOPIFY_CONNECTOR
 from crm.models.canonical import ActivityEvent, CustomerRecord
 from crm.models.consent import Channel, ConsentState
+from crm.models.flows import FlowRun, StepOutcome, StepRecord
 from crm.models.orders import CanonicalOrder
+from crm_local.demo_flows import FlowsOutcome, SentEmail, check, parsed_email, step_templates
 from crm_local.simulation import (
+    ABANDONED_CHECKOUT,
     FIRST_REMINDER_AFTER,
     REMINDERS,
     SECOND_REMINDER_AFTER,
@@ -19,6 +25,7 @@ from crm_local.simulation import (
     UNSUBSCRIBE_AT,
     Fate,
     FlowAction,
+    FlowShopper,
     FlowSimulation,
     TrackBatch,
     Webhook,
@@ -205,3 +212,78 @@ def test_an_action_is_plain_data() -> None:
     flows = simulate_flows(10, seed=1, t0=T0)
     assert all(isinstance(a, FlowAction) for a in flows.actions)
     assert all(a.message is None for a in flows.actions if a.kind == "unsubscribe")
+
+
+# --- what the demo reads back and checks ------------------------------------------------------------------------
+
+
+def test_a_sent_message_gives_its_recipient_and_one_click_link() -> None:
+    raw = ("From: Demo <hello@demo.example>\r\nTo: Ada <Ada@Example.com>\r\nSubject: You left something\r\n"
+           "List-Unsubscribe: <mailto:u@demo.example?subject=x>, <http://127.0.0.1:8000/unsubscribe/tok.sig>\r\n"
+           "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain\r\n\r\nhello\r\n")
+    parsed = email.message_from_string(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    sent = parsed_email("m-1", parsed, [])
+    assert sent == SentEmail("m-1", ("ada@example.com",), "You left something",
+                             "http://127.0.0.1:8000/unsubscribe/tok.sig", "List-Unsubscribe=One-Click")
+    assert parsed_email("m-2", parsed, ["Other@Example.com"]).to == ("other@example.com",)
+
+
+def test_step_templates_walk_split_paths() -> None:
+    definition = {"steps": [{"kind": "delay", "id": "wait"}, {"kind": "email", "id": "e1", "template_id": "t1"},
+                            {"kind": "random", "id": "ab", "paths": [
+                                {"weight": 50, "steps": [{"kind": "email", "id": "a", "template_id": "ta"}]},
+                                {"weight": 50, "steps": [{"kind": "sms", "id": "b", "template_id": "tb"}]}]}]}
+    assert step_templates(definition) == {"e1": "t1", "a": "ta", "b": "tb"}
+
+
+def _run(shopper: FlowShopper, sends: list[tuple[str, datetime]], flow_id: str = ABANDONED_CHECKOUT) -> FlowRun:
+    return FlowRun(workspace_id="ws", flow_id=flow_id, flow_version=1, run_id=f"r-{shopper.index}",
+                   profile_id=f"p-{shopper.index}", trigger_type="CheckoutStarted", trigger_event_id="e",
+                   trigger={}, entered_at=T0,
+                   steps=tuple(StepRecord(step_id=step, outcome=StepOutcome.SENT, at=at, channel="email",
+                                          message_id=f"{shopper.email}|{step}") for step, at in sends))
+
+
+def _outcome(flows: FlowSimulation, sends: dict[str, list[tuple[str, datetime]]]) -> FlowsOutcome:
+    runs = [_run(s, sends.get(s.email, [])) for s in flows.shoppers if s.checkout_token]
+    emails = [SentEmail(f"{address}|{step}", (address,), step, None, None)
+              for address, steps in sends.items() for step, _ in steps]
+    sent_by = {e.message_id: (ABANDONED_CHECKOUT if e.subject in REMINDERS else "builtin:welcome", e.subject)
+               for e in emails}
+    sent_at = {f"{address}|{step}": at for address, steps in sends.items() for step, at in steps}
+    unsubscribed = {s.email: 200 for s in flows.shoppers if s.fate == Fate.UNSUBSCRIBES}
+    return FlowsOutcome(emails, sent_at, sent_by, runs, unsubscribed)
+
+
+def _as_expected(flows: FlowSimulation) -> dict[str, list[tuple[str, datetime]]]:
+    due = {REMINDERS[0]: FIRST_REMINDER_AFTER, REMINDERS[1]: SECOND_REMINDER_AFTER}
+    return {s.email: [(r, T0 + due[r] - s.checkout_lead) for r in s.expected_reminders()] for s in flows.shoppers
+            if s.expected_reminders()}
+
+
+def test_the_checks_pass_on_what_the_simulation_expects(flows: FlowSimulation) -> None:
+    assert check(flows, _outcome(flows, _as_expected(flows)), T0) == []
+
+
+def test_the_checks_catch_a_missing_reminder_a_reminder_after_an_early_order_and_a_send_after_silence(
+        flows: FlowSimulation) -> None:
+    sends = _as_expected(flows)
+    abandoner = next(s for s in flows.shoppers if s.expected_reminders() == REMINDERS)
+    sends[abandoner.email] = sends[abandoner.email][:1]
+    early = next(s for s in flows.shoppers if s.fate == Fate.ORDERS_SOON)
+    sends[early.email] = [(REMINDERS[0], T0 + FIRST_REMINDER_AFTER)]
+    bounced = next(s for s in flows.shoppers if s.fate == Fate.BOUNCES)
+    sends[bounced.email] = [*sends[bounced.email], ("builtin:welcome_1", T0 + timedelta(days=2))]
+    wrong = check(flows, _outcome(flows, sends), T0)
+    assert len(wrong) == 3
+    assert any(abandoner.email in w for w in wrong) and any(early.email in w for w in wrong)
+    assert any(bounced.email in w and "after being silenced" in w for w in wrong)
+
+
+def test_the_checks_catch_a_second_run_for_a_duplicated_checkout(flows: FlowSimulation) -> None:
+    outcome = _outcome(flows, _as_expected(flows))
+    duplicated = next(s for s in flows.shoppers if s.duplicated)
+    outcome.runs.append(_run(duplicated, []).model_copy(update={"run_id": "again"}))
+    assert [w for w in check(flows, outcome, T0) if "runs" in w]
