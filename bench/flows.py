@@ -286,11 +286,11 @@ class FlowsBench:
         workspace.ok("PUT", "/settings/messaging", SENDER)
         if shape is not None:
             if any(s.get("template_id") == SMS_TEMPLATE_ID for s in shape["steps"]):
-                workspace.ok("PUT", f"/templates/{SMS_TEMPLATE_ID}", SMS_TEMPLATE)
+                workspace.ok("POST", "/templates", {"id": SMS_TEMPLATE_ID, **SMS_TEMPLATE})
             definition = {"name": f"bench {name}", "trigger": {"kind": "event", "event": "CheckoutStarted"},
                           "reentry": {"mode": "every_time"}, **shape}
             created = workspace.ok("POST", "/flows", definition)
-            workspace.flow_id = str(created.get("flow_id") or created.get("id"))
+            workspace.flow_id = str(created["id"])
             workspace.ok("PUT", f"/flows/{quote(workspace.flow_id, safe=':')}/status", {"status": "live"})
         return workspace
 

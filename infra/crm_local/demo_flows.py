@@ -112,7 +112,10 @@ def flow_runs(table: str) -> list[FlowRun]:
             TableName=table, FilterExpression="begins_with(sk, :run)",
             ExpressionAttributeValues={":run": {"S": "FLOWRUN#"}}):
         for item in page["Items"]:
-            runs.append(FlowRun.model_validate(from_item(item)))
+            # crm.adapters.flow_runs keeps the run as its JSON beside the keys it is queried by.
+            plain = from_item(item)
+            runs.append(FlowRun.model_validate_json(plain["run"]) if isinstance(plain.get("run"), str)
+                        else FlowRun.model_validate(plain))
     return runs
 
 

@@ -372,9 +372,9 @@ NEW_YORK, TOKYO = ZoneInfo("America/New_York"), ZoneInfo("Asia/Tokyo")
 @pytest.fixture(scope="module")
 def sms_shop(stack: LocalStack) -> Shop:
     shop = new_shop(stack, "sms")
-    shop.ok("PUT", "/templates/e2e_checkout_sms", SMS_TEMPLATE)
+    shop.ok("POST", "/templates", {"id": "e2e_checkout_sms", **SMS_TEMPLATE})
     created = shop.ok("POST", "/flows", SMS_FLOW)
-    shop.live(str(created.get("flow_id") or created.get("id")))
+    shop.live(str(created["id"]))
     return shop
 
 
@@ -399,8 +399,7 @@ def _texter(shop: Shop, phone: str) -> tuple[str, str]:
 
 def test_quiet_hours_hold_an_sms_in_the_shoppers_own_time_zone(sms_shop: Shop) -> None:
     shop = sms_shop
-    flow_id = next(f["flow_id"] for f in shop.ok("GET", "/flows")["flows"] if f["definition"]["name"] ==
-                   SMS_FLOW["name"])
+    flow_id = next(f["id"] for f in shop.ok("GET", "/flows")["flows"] if f["name"] == SMS_FLOW["name"])
     new_yorker = _texter(shop, "+12127365000")
     tokyoite = _texter(shop, "+81312345678")
     # 22:30 in New York (quiet) is 12:30 next day in Tokyo (not).
@@ -422,8 +421,7 @@ def test_quiet_hours_end_at_local_8_00_across_a_dst_change(sms_shop: Shop) -> No
     """The night New York springs forward: quiet hours end at 08:00 EDT, 12:00 UTC, not 13:00 as the evening
     before (EST) would say. Runs last in the module: it moves the clock months ahead."""
     shop = sms_shop
-    flow_id = next(f["flow_id"] for f in shop.ok("GET", "/flows")["flows"] if f["definition"]["name"] ==
-                   SMS_FLOW["name"])
+    flow_id = next(f["id"] for f in shop.ok("GET", "/flows")["flows"] if f["name"] == SMS_FLOW["name"])
     now = shop.now()
     change = _next_dst_change(now, NEW_YORK)
     evening = datetime.combine(change.astimezone(NEW_YORK).date() - timedelta(days=1),
