@@ -73,8 +73,8 @@ Trigger = Annotated[EventTrigger | SegmentTrigger, Discriminator("kind")]
 
 
 class ExitEvent(BaseModel):
-    """The run ends when this event happens to the profile after it entered (``newer_than_trigger``: a later
-    occurrence of the trigger's own kind, e.g. a newer checkout, but not the trigger itself)."""
+    """The run ends when this event happens to the profile after its trigger (never the trigger itself): an
+    event of the trigger's own kind is a newer occurrence, e.g. a newer checkout (crm.flows.engine)."""
 
     model_config = _MODEL
 
