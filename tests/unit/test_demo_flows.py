@@ -287,3 +287,19 @@ def test_the_checks_catch_a_second_run_for_a_duplicated_checkout(flows: FlowSimu
     duplicated = next(s for s in flows.shoppers if s.duplicated)
     outcome.runs.append(_run(duplicated, []).model_copy(update={"run_id": "again"}))
     assert [w for w in check(flows, outcome, T0) if "runs" in w]
+
+
+def test_the_simulations_reminders_are_the_builtin_flows() -> None:
+    """The simulation states its expectations on its own; this keeps its constants those of the built-in flow
+    it checks (template ids, 4 h after entry, 24 h after the checkout)."""
+    from crm.flows.builtin import ABANDONED_CHECKOUT as BUILTIN_ID
+    from crm.flows.builtin import BUILTIN_FLOWS
+    from crm.models.flows import Delay, SendEmail
+
+    assert BUILTIN_ID == ABANDONED_CHECKOUT
+    steps = BUILTIN_FLOWS[ABANDONED_CHECKOUT].steps
+    assert tuple(s.template_id for s in steps if isinstance(s, SendEmail)) == REMINDERS
+    delays = [s for s in steps if isinstance(s, Delay)]
+    assert delays[0].duration == FIRST_REMINDER_AFTER
+    assert delays[1].until is not None and delays[1].until.property == "trigger.occurred_at"
+    assert delays[1].until.offset == SECOND_REMINDER_AFTER
