@@ -107,6 +107,10 @@ def calls(function: str, region: str, service: str, operation: str, params: dict
         buses = {str(e.get("EventBusName", "default")) for e in params["Entries"]}
         return [Call(function, "events:PutEvents", bus if bus.startswith("arn:")
                      else f"arn:aws:events:{region}:{ACCOUNT_ID}:event-bus/{bus}") for bus in buses]
+    if service == "scheduler" and operation in ("CreateSchedule", "DeleteSchedule", "GetSchedule"):
+        group = params.get("GroupName", "default")
+        return [Call(function, f"scheduler:{operation}",
+                     f"arn:aws:scheduler:{region}:{ACCOUNT_ID}:schedule/{group}/{params['Name']}")]
     return [Call(function, f"{service}:{operation}", None)]
 
 

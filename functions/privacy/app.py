@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.clock import utc_now
+from crm.flows.service import forget_runs
 from crm.models.canonical import ComplianceRequest
 from crm.privacy import carry_out
 
@@ -23,7 +24,9 @@ def carry_out_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     request = ComplianceRequest.model_validate_json(record.body)
     job = carry_out(request, wiring.profile_repository(), wiring.privacy_store(), wiring.archive_store(),
                     wiring.privacy_queue(), utc_now(),
-                    out_of_time=lambda: lambda_context.get_remaining_time_in_millis() < RESERVE_MS)
+                    out_of_time=lambda: lambda_context.get_remaining_time_in_millis() < RESERVE_MS,
+                    forget_flows=lambda ws, profile_id: forget_runs(wiring.flow_runs(), wiring.wait_scheduler(), ws,
+                                                                   profile_id))
     logger.info("privacy request " + ("carried out" if job.stage == "done" else "paused, queued to resume"),
                 extra={"request": job.request, "request_id": job.request_id, "runs": job.runs,
                        "objects_scanned": job.archive.objects_scanned})

@@ -153,6 +153,7 @@ class Provisioner:
             "AWS::KinesisFirehose::DeliveryStream": self._delivery_stream,
             "AWS::SNS::Topic": self._topic,
             "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::Scheduler::ScheduleGroup": self._schedule_group,
         }
 
     def _client(self, service: str) -> Any:
@@ -233,6 +234,11 @@ class Provisioner:
         name = p.get("AlarmName") or self._default_name(logical_id)
         self._client("cloudwatch").put_metric_alarm(**{**p, "AlarmName": name})
         return Physical(name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")})
+
+    def _schedule_group(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("Name") or self._default_name(logical_id)
+        arn = self._client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+        return Physical(name, {"Arn": arn})
 
     def _placeholder(self, logical_id: str, resource: dict[str, Any]) -> Physical:
         name = self._default_name(logical_id)

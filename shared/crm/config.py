@@ -31,6 +31,10 @@ class Settings(BaseModel):
     # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).
     segment_items_per_share: int = Field(default=25_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
+    # Flows (crm.flows.service): where a wait's one-time schedule goes, and who may put its wake-up there.
+    flows_queue_arn: str | None = Field(default=None, alias="FLOWS_QUEUE_ARN")
+    schedule_group: str | None = Field(default=None, alias="SCHEDULE_GROUP")
+    scheduler_role_arn: str | None = Field(default=None, alias="SCHEDULER_ROLE_ARN")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""

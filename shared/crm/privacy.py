@@ -51,6 +51,8 @@ from crm.ports import (
 EXPORT_PREFIX = "privacy/exports/"
 # Progress is stored every so many archive objects, so a run that dies without warning redoes little.
 CHECKPOINT_EVERY = 25
+# Deletes one profile's flow runs and cancels their wake-ups (workspace id, profile id).
+ForgetFlows = Callable[[str, str], object]
 # Another privacy job rewriting the same Firehose object at the same moment: read it again, this often.
 _REWRITE_ATTEMPTS = 5
 _ID_KEYS = frozenset({"order_id", "customer_id", "anonymous_id", "cart_token", "checkout_token", "token"})
@@ -255,9 +257,10 @@ def hand_over(request: ComplianceRequest, store: PrivacyStore, queue: PrivacyQue
 
 def carry_out(request: ComplianceRequest, repository: ProfileRepository, store: PrivacyStore,
               archive: ArchiveStore, queue: PrivacyQueue, now: datetime,
-              out_of_time: Callable[[], bool]) -> PrivacyJob:
+              out_of_time: Callable[[], bool], forget_flows: ForgetFlows | None = None) -> PrivacyJob:
     """Take the request as far as time allows; if it is not done, store where it stopped and queue it again.
-    Doing it again finds nothing more to do."""
+    Doing it again finds nothing more to do. ``forget_flows`` deletes an erased profile's flow runs and their
+    pending wake-ups (crm.flows.service.forget_runs)."""
     job = store.job(request.workspace_id, request.request_id) or PrivacyJob(
         workspace_id=request.workspace_id, store_id=request.store_id, request_id=request.request_id,
         request=request.request.value, created_at=now, updated_at=now)
@@ -265,7 +268,7 @@ def carry_out(request: ComplianceRequest, repository: ProfileRepository, store: 
         return job
     job = job.model_copy(update={"runs": job.runs + 1, "updated_at": now})
     if job.stage in (PrivacyStage.QUEUED, PrivacyStage.RECORDS):
-        job = _erase_records(request, job, repository, store, archive)
+        job = _erase_records(request, job, repository, store, archive, forget_flows)
     if job.stage == PrivacyStage.ARCHIVE:
         job = scrub_archive(job, archive, store, out_of_time)
     if job.stage == PrivacyStage.DONE:
@@ -279,7 +282,7 @@ def carry_out(request: ComplianceRequest, repository: ProfileRepository, store: 
 
 
 def _erase_records(request: ComplianceRequest, job: PrivacyJob, repository: ProfileRepository,
-                   store: PrivacyStore, archive: ArchiveStore) -> PrivacyJob:
+                   store: PrivacyStore, archive: ArchiveStore, forget_flows: ForgetFlows | None) -> PrivacyJob:
     if request.request == ComplianceKind.SHOP_REDACT:
         erased = store.erase_store(request.workspace_id, request.store_id)
         return job.model_copy(update={"stage": PrivacyStage.ARCHIVE, "counts": erased,
@@ -299,6 +302,10 @@ def _erase_records(request: ComplianceRequest, job: PrivacyJob, repository: Prof
     # Kept before the records they come from are erased: a run that dies after the erasure still has them.
     store.save_job(job)
     erasure = Erasure.of(request.workspace_id, holdings, request.store_id, request.order_ids, request.customer_id)
+    if forget_flows is not None:
+        # Before the partitions go: the runs name the schedules that would otherwise still fire.
+        for profile_id in erasure.profile_ids:
+            forget_flows(request.workspace_id, profile_id)
     store.erase(erasure)
     # A retry after a crash finds less (some was erased already): the counts keep the first run's figures.
     counts = {"profiles": len(holdings.profiles), "orders": len(erasure.orders),

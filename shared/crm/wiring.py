@@ -13,6 +13,7 @@ from crm.adapters.dynamodb import (
     DynamoStoreDirectory,
 )
 from crm.adapters.export_files import S3ExportFiles
+from crm.adapters.flow_runs import DynamoRunStore
 from crm.adapters.messaging import (
     EventBridgePublisher,
     FirehoseS3Archive,
@@ -21,7 +22,11 @@ from crm.adapters.messaging import (
     SqsIngestQueue,
     SqsPrivacyQueue,
 )
+from crm.adapters.scheduler import EventBridgeWaitScheduler
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+from crm.clock import utc_now
+from crm.flows.ports import EmailSender, FlowCatalogue, MessagingStore, RunStore, SmsSender, Suppressions, WaitScheduler
+from crm.flows.service import FlowsService, MessageComposer
 from crm.ports import (
     ArchiveStore,
     CurrencyStore,
@@ -122,9 +127,65 @@ def currency_tasks() -> CurrencyTasks:
     return SqsCurrencyTasks()
 
 
+@cache
+def flow_runs() -> RunStore:
+    return DynamoRunStore()
+
+
+@cache
+def wait_scheduler() -> WaitScheduler:
+    return EventBridgeWaitScheduler()
+
+
+# The flows service's other ports come from the branches that build them (issue 10): the flow catalogue and
+# messaging store (api: crm.adapters.flow_definitions), the renderer and SES sender (email: crm.messaging.render,
+# crm.adapters.ses), suppressions and the SNS sender (deliver). Until they are merged these factories fail
+# loudly; the lead wires each one here.
+class NotWiredYet(RuntimeError):
+    """A port whose adapter has not been merged into this branch yet."""
+
+
+@cache
+def flow_catalogue() -> FlowCatalogue:
+    raise NotWiredYet("crm.adapters.flow_definitions (FlowCatalogue)")
+
+
+@cache
+def messaging_store() -> MessagingStore:
+    raise NotWiredYet("crm.adapters.flow_definitions (MessagingStore)")
+
+
+@cache
+def suppressions() -> Suppressions:
+    raise NotWiredYet("crm.adapters.suppressions")
+
+
+@cache
+def email_sender() -> EmailSender:
+    raise NotWiredYet("crm.adapters.ses")
+
+
+@cache
+def sms_sender() -> SmsSender:
+    raise NotWiredYet("crm.adapters.sns")
+
+
+@cache
+def message_composer() -> MessageComposer:
+    raise NotWiredYet("crm.messaging.render")
+
+
+def flows_service() -> FlowsService:
+    return FlowsService(catalogue=flow_catalogue(), runs=flow_runs(), scheduler=wait_scheduler(),
+                        profiles=profile_repository(), segments=segment_store(), messaging=messaging_store(),
+                        suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
+                        composer=message_composer(), clock=utc_now)
+
+
 def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks, privacy_queue):
+                    currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
+                    flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer):
         factory.cache_clear()

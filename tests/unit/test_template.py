@@ -20,7 +20,7 @@ from tests.builders import TEMPLATE
 
 FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction",
              "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction", "ExportsFunction",
-             "PrivacyFunction")
+             "PrivacyFunction", "FlowsFunction")
 
 # What each function's code needs: the settings it reads, and the calls its adapters make.
 NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
@@ -55,11 +55,16 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
         # CreateMultipartUpload, UploadPart and CompleteMultipartUpload are all authorised by s3:PutObject.
         ("s3:PutObject", "ExportsBucket"), ("s3:AbortMultipartUpload", "ExportsBucket"),
         ("s3:DeleteObject", "ExportsBucket")}),
-    "PrivacyFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "PRIVACY_QUEUE_URL"}, {
+    "PrivacyFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "PRIVACY_QUEUE_URL", "SCHEDULE_GROUP"}, {
         *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "Query", "Scan", "PutItem",
                                                           "DeleteItem", "BatchWriteItem")),
         *((f"s3:{action}", "ArchiveBucket") for action in ("ListBucket", "GetObject", "PutObject", "DeleteObject")),
-        ("sqs:SendMessage", "PrivacyQueue")}),
+        ("sqs:SendMessage", "PrivacyQueue"), ("scheduler:DeleteSchedule", "FlowSchedules")}),
+    "FlowsFunction": ({"TABLE_NAME", "FLOWS_QUEUE_ARN", "SCHEDULE_GROUP", "SCHEDULER_ROLE_ARN"}, {
+        *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "Query", "PutItem",
+                                                          "UpdateItem", "BatchWriteItem")),
+        ("scheduler:CreateSchedule", "FlowSchedules"), ("scheduler:DeleteSchedule", "FlowSchedules"),
+        ("iam:PassRole", "FlowsSchedulerRole"), ("sqs:ReceiveMessage", "FlowsQueue")}),
 }
 
 
@@ -252,8 +257,9 @@ def _names(resource: Any) -> set[str]:
     text = json.dumps(resource)
     return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
                               "OutboxDeadLetterQueue", "SegmentTasksQueue", "ExportsBucket", "ExportQueue",
-                              "ExportDeadLetterQueue", "PrivacyQueue")
-            if f'"{name}"' in text or f"${{{name}." in text}
+                              "ExportDeadLetterQueue", "PrivacyQueue", "FlowsQueue", "FlowSchedules",
+                              "FlowsSchedulerRole")
+            if f'"{name}"' in text or f"${{{name}." in text or f"${{{name}}}" in text}
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

@@ -1,0 +1,60 @@
+"""Runs flows: bus events start, resume and end runs; wake-ups move them past waits; SES events and inbound
+SMS go to the messaging feedback. One bad record never blocks or drops its neighbours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from crm import wiring
+from crm.flows.engine import FlowEvent
+from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, read_message
+from crm.flows.service import Report
+
+logger = Logger(service="flows")
+metrics = Metrics(service="flows")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class FeedbackNotWired(RuntimeError):
+    """SES events and inbound SMS belong to crm.messaging.feedback, wired at the merge of its branch."""
+
+
+def _feedback(message: SesEvent | SnsNotification) -> None:
+    raise FeedbackNotWired(f"no handler yet for {type(message).__name__}: crm.messaging.feedback is not wired")
+
+
+def _reported(report: Report, record: SQSRecord) -> None:
+    if report.unknown:
+        # A send claimed and never recorded: not resent; a person decides (the FlowStepUnknown alarm).
+        metrics.add_metric(name="FlowStepUnknown", unit=MetricUnit.Count, value=len(report.unknown))
+        logger.error("flow steps of unknown outcome", extra={"steps": report.unknown})
+    if report.sent:
+        metrics.add_metric(name="FlowMessageSent", unit=MetricUnit.Count, value=len(report.sent))
+    logger.info("flows record done", extra={"message_id": record.message_id, "started": report.started,
+                                            "duplicates": report.duplicates, "sent": report.sent,
+                                            "skipped": report.skipped, "ended": report.ended,
+                                            "ignored": report.ignored})
+
+
+def handle_record(record: SQSRecord) -> None:
+    message = read_message(record.body)
+    if isinstance(message, SesEvent | SnsNotification):
+        _feedback(message)
+        return
+    service = wiring.flows_service()
+    if isinstance(message, BusEvent):
+        _reported(service.on_event(FlowEvent.of(message.detail_type, message.detail)), record)
+    else:
+        _reported(service.on_wake(message), record)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor,
+                                    context=context)

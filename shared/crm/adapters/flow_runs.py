@@ -1,0 +1,145 @@
+"""Flow runs, step claims and last sends in the single table (keys in crm.adapters.keys).
+
+Everything a run touches lives in its profile's partition: an erasure of the partition takes it, and one
+Query lists a profile's runs. A run is stored as one JSON attribute beside the few attributes a condition
+needs (``revision``): its trigger is an event's detail, which may hold floats DynamoDB's types refuse.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from crm.adapters import keys
+from crm.adapters.clients import client
+from crm.adapters.dynamodb import Item, wire_key
+from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_write
+from crm.config import settings
+from crm.flows.ports import ChannelName, StepAlreadyClaimed
+from crm.models.flows import FlowRun, StepOutcome, StepRecord
+from crm.ports import ConcurrentUpdate
+
+
+def _refused(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _run_item(run: FlowRun) -> Item:
+    return {**wire_key(keys.flow_run(run.workspace_id, run.profile_id, run.run_id)),
+            "entity": {"S": "flow_run"}, "flow_id": {"S": run.flow_id}, "status": {"S": run.status.value},
+            "revision": {"N": str(run.revision)}, "run": {"S": run.model_dump_json()}}
+
+
+def _run(item: Item) -> FlowRun:
+    return FlowRun.model_validate_json(item["run"]["S"])
+
+
+class DynamoRunStore:
+    """A step costs: one conditional put to claim it, one put to record its outcome, one conditional put to
+    save the run; a send adds a read and a conditional put of the channel's last send (Smart Sending)."""
+
+    def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+        self.table = table_name or settings().table_name
+        self.backoff = backoff
+
+    def create_run(self, run: FlowRun) -> bool:
+        try:
+            client("dynamodb").put_item(TableName=self.table, Item=_run_item(run),
+                                        ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if _refused(error):
+                return False
+            raise
+        return True
+
+    def get_run(self, workspace_id: str, profile_id: str, run_id: str) -> FlowRun | None:
+        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
+                                            Key=wire_key(keys.flow_run(workspace_id, profile_id, run_id)))
+        return _run(found["Item"]) if "Item" in found else None
+
+    def save_run(self, run: FlowRun, expected_revision: int) -> None:
+        try:
+            client("dynamodb").put_item(TableName=self.table, Item=_run_item(run),
+                                        ConditionExpression="revision = :expected",
+                                        ExpressionAttributeValues={":expected": {"N": str(expected_revision)}})
+        except ClientError as error:
+            if _refused(error):
+                raise ConcurrentUpdate(f"flow run {run.run_id} changed since revision {expected_revision}") from None
+            raise
+
+    def _partition(self, workspace_id: str, profile_id: str, prefix: str) -> list[Item]:
+        pk = keys.flow_run(workspace_id, profile_id, "")["pk"]
+        request: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True,
+                                   "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                                   "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": prefix}}}
+        items: list[Item] = []
+        while True:
+            answer = client("dynamodb").query(**request)
+            items += answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return items
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None) -> list[FlowRun]:
+        runs = [_run(item) for item in self._partition(workspace_id, profile_id, keys.FLOW_RUN_PREFIX)]
+        return [run for run in runs if flow_id is None or run.flow_id == flow_id]
+
+    def delete_runs(self, workspace_id: str, profile_id: str) -> list[FlowRun]:
+        runs = self._partition(workspace_id, profile_id, keys.FLOW_RUN_PREFIX)
+        claims = self._partition(workspace_id, profile_id, keys.FLOW_STEP_PREFIX)
+        batch_write(self.table, [{"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
+                                 for item in (*runs, *claims)], self.backoff)
+        return [_run(item) for item in runs]
+
+    def _step_key(self, run: FlowRun, step_id: str) -> Item:
+        return wire_key(keys.flow_step(run.workspace_id, run.profile_id, run.run_id, step_id))
+
+    def claim_step(self, run: FlowRun, step_id: str, at: datetime) -> None:
+        item = {**self._step_key(run, step_id), "entity": {"S": "flow_step"}, "claimed_at": {"S": at.isoformat()}}
+        try:
+            client("dynamodb").put_item(TableName=self.table, Item=item,
+                                        ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if _refused(error):
+                raise StepAlreadyClaimed(f"step {step_id} of run {run.run_id}") from None
+            raise
+
+    def step_claim(self, run: FlowRun, step_id: str) -> StepRecord | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=self._step_key(run, step_id),
+                                            ConsistentRead=True).get("Item")
+        if found is None:
+            return None
+        if "record" in found:
+            return StepRecord.model_validate_json(found["record"]["S"])
+        return StepRecord(step_id=step_id, outcome=StepOutcome.UNKNOWN, at=datetime.fromisoformat(
+            found["claimed_at"]["S"]))
+
+    def record_step(self, run: FlowRun, record: StepRecord) -> None:
+        client("dynamodb").update_item(TableName=self.table, Key=self._step_key(run, record.step_id),
+                                       UpdateExpression="SET #record = :record, entity = :entity, "
+                                                        "claimed_at = if_not_exists(claimed_at, :at)",
+                                       ExpressionAttributeNames={"#record": "record"},
+                                       ExpressionAttributeValues={":record": {"S": record.model_dump_json()},
+                                                                  ":entity": {"S": "flow_step"},
+                                                                  ":at": {"S": record.at.isoformat()}})
+
+    def last_sent(self, workspace_id: str, profile_id: str, channel: ChannelName) -> datetime | None:
+        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
+                                            Key=wire_key(keys.last_sent(workspace_id, profile_id, channel)))
+        item = found.get("Item")
+        return datetime.fromisoformat(item["at"]["S"]) if item else None
+
+    def note_sent(self, workspace_id: str, profile_id: str, channel: ChannelName, at: datetime) -> None:
+        """Only ever moves forward: a late retry or a merge's older send never hides a newer one."""
+        item = {**wire_key(keys.last_sent(workspace_id, profile_id, channel)), "entity": {"S": "last_sent"},
+                "at": {"S": at.isoformat()}, "epoch": {"N": str(Decimal(str(at.timestamp())))}}
+        try:
+            client("dynamodb").put_item(TableName=self.table, Item=item,
+                                        ConditionExpression="attribute_not_exists(pk) OR epoch < :epoch",
+                                        ExpressionAttributeValues={":epoch": item["epoch"]})
+        except ClientError as error:
+            if not _refused(error):
+                raise

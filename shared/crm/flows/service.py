@@ -1,0 +1,384 @@
+"""Carries flows out: what the flow engine decides (crm.flows.engine, pure) done through the ports.
+
+- A bus event for a profile ends the runs it exits (their wake-ups cancelled), resumes the runs waiting for
+  it, and starts a run of every live flow it triggers (a run's id comes from the trigger, so a duplicated
+  event starts one run), which then go as far as they can at once.
+- A wake-up (a Scheduler one-time schedule on the flows queue) moves its run past a wait; a stale one (the
+  run ended, or is no longer at that step) is dropped.
+- A send is exactly-once: the pre-send checks first, then a conditional claim of the run's step, then the
+  send, then its record. A retried step finds the claim and never sends again; a claim found without a
+  record (a crash between claim and send) is recorded as UNKNOWN, reported (an alarm watches it), and never
+  resent blindly.
+- A merge leaves one run per flow for the survivor; an erasure deletes runs and their schedules.
+
+Time comes in as ``now``; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from crm.flows import engine
+from crm.flows.engine import Decision, FlowEvent, Proceed
+from crm.flows.ports import (
+    EmailSender,
+    FlowCatalogue,
+    MessagingStore,
+    RunStore,
+    SmsSender,
+    StepAlreadyClaimed,
+    Suppressions,
+    WaitScheduler,
+)
+from crm.models.flows import (
+    FlowRecord,
+    FlowRun,
+    FlowStatus,
+    RunStatus,
+    StepOutcome,
+    StepRecord,
+    WakeUp,
+    run_id_for,
+)
+from crm.models.messaging import MessagingSettings, OutgoingEmail, OutgoingSms, TemplateRecord
+from crm.models.profile import Profile, TimelineEntry
+from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore
+
+# A claim younger than this may be a send still under way in another invocation (the flows function's
+# timeout is 60 s): the delivery is retried later rather than the step declared unknown.
+CLAIM_GRACE = timedelta(minutes=2)
+# More steps than this in one go is a definition that loops: the run is ended rather than spun forever.
+MAX_STEPS_AT_ONCE = 100
+_ATTEMPTS = 5
+_MERGE_HOPS = 10
+CHANNELS: tuple[engine.Channel, ...] = ("email", "sms")
+
+
+class MessageComposer(Protocol):
+    """Renders a template for a profile and run (crm.messaging.compose), addressed to ``to``; a ValueError
+    when it cannot (the send is then skipped with its message as the reason)."""
+
+    def email(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
+              step_id: str, to: str, now: datetime) -> OutgoingEmail: ...
+    def sms(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
+            step_id: str, to: str, now: datetime) -> OutgoingSms: ...
+
+
+class StepInFlight(Exception):
+    """Another invocation claimed the step moments ago and may still be sending: try the delivery later."""
+
+
+@dataclass
+class Report:
+    """What one delivery did (the handler logs it and turns ``unknown`` into the FlowStepUnknown metric)."""
+
+    started: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    sent: list[tuple[str, str, str]] = field(default_factory=list)  # (run, step, message id)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (run, step, reason)
+    ended: list[tuple[str, str]] = field(default_factory=list)  # (run, exit reason or "completed")
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # (run, step)
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Shopper:
+    """The live profile (merges followed) and the segments it is in, read in one Query."""
+
+    profile: Profile
+    segments: frozenset[str]
+
+
+@dataclass
+class FlowsService:
+    catalogue: FlowCatalogue
+    runs: RunStore
+    scheduler: WaitScheduler
+    profiles: ProfileRepository
+    segments: SegmentStore
+    messaging: MessagingStore
+    suppressions: Suppressions
+    email: EmailSender
+    sms: SmsSender
+    composer: MessageComposer
+    clock: Callable[[], datetime]
+    # Read once per workspace by this service (the flows function builds one per record).
+    _settings: dict[str, MessagingSettings] = field(default_factory=dict, init=False, repr=False)
+
+    def _shopper(self, workspace_id: str, profile_id: str) -> Shopper | None:
+        for _ in range(_MERGE_HOPS):
+            found = self.segments.profile_with_segments(workspace_id, profile_id)
+            if found is None:
+                return None
+            profile, held = found
+            if profile.merged_into is None:
+                return Shopper(profile, held.segment_ids)
+            profile_id = profile.merged_into
+        return None
+
+    # ---- a bus event ----
+    def on_event(self, event: FlowEvent) -> Report:
+        report = Report()
+        if event.type == "ProfilesMerged":
+            self.merge(event.workspace_id, str(event.detail["merged_profile_id"]), event.profile_id, report)
+            return report
+        ws = event.workspace_id
+        shopper = self._shopper(ws, event.profile_id)
+        if shopper is None:
+            report.ignored.append(f"no profile {event.profile_id}")
+            return report
+        flows = {f.flow_id: f for f in self.catalogue.list_flows(ws)}
+        runs = self.runs.runs_of_profile(ws, shopper.profile.profile_id)
+        for run in runs:
+            if run.status is RunStatus.ACTIVE:
+                self._follow(run, flows.get(run.flow_id), shopper, event, report)
+        for flow in flows.values():
+            if flow.status is FlowStatus.LIVE:
+                self._start(flow, [r for r in runs if r.flow_id == flow.flow_id], shopper, event, report)
+        return report
+
+    def _in_motion(self, run: FlowRun, flow: FlowRecord | None) -> bool:
+        """An active run neither waiting nor ended: a delivery died while it was doing steps (its redelivery
+        must carry it on, since nothing else will)."""
+        return flow is not None and run.status is RunStatus.ACTIVE and run.wake_at is None
+
+    def _follow(self, run: FlowRun, flow: FlowRecord | None, shopper: Shopper, event: FlowEvent,
+                report: Report) -> None:
+        """An active run hears of an event: it may exit on it, or be waiting for it."""
+        now = self.clock()
+        if flow is None:
+            self._save(run, self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report))
+            return
+        decision = engine.on_event(flow.definition, run, event, now)
+        moved = run if decision is None else self._carry_out(run, decision, shopper, report)
+        if self._in_motion(moved, flow):
+            self.advance(moved, flow, shopper, report, stored=run)
+        else:
+            self._save(run, moved)
+
+    def _start(self, flow: FlowRecord, earlier: list[FlowRun], shopper: Shopper, event: FlowEvent,
+               report: Report) -> None:
+        entry = engine.enter(flow, event, shopper.profile, earlier, self.clock(), segments=shopper.segments)
+        if entry.refusal is engine.Refusal.DUPLICATE:
+            report.duplicates.append(run_id_for(flow.flow_id, event.event_id))
+        if entry.run is None:
+            return
+        if not self.runs.create_run(entry.run):  # the trigger was delivered before: its run exists
+            report.duplicates.append(entry.run.run_id)
+            return
+        report.started.append(entry.run.run_id)
+        self.advance(entry.run, flow, shopper, report)
+
+    # ---- a wake-up ----
+    def on_wake(self, wake: WakeUp) -> Report:
+        report = Report()
+        shopper = self._shopper(wake.workspace_id, wake.profile_id)
+        run = None
+        if shopper is not None:
+            # A merged profile's runs moved to the survivor under the same ids.
+            run = self.runs.get_run(wake.workspace_id, shopper.profile.profile_id, wake.run_id)
+        awaited = run is not None and (run.next_step, run.wake_at) == (wake.step_id, wake.due_at)
+        if shopper is None or run is None or run.status is not RunStatus.ACTIVE or not (
+                awaited or run.wake_at is None):
+            report.ignored.append(f"stale wake-up {wake.run_id}/{wake.step_id}")
+            return report
+        flow = self.catalogue.get_flow(wake.workspace_id, run.flow_id)
+        if flow is None:
+            self._save(run, self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report))
+            return report
+        self.advance(run, flow, shopper, report)
+        return report
+
+    # ---- advancing a run ----
+    def advance(self, run: FlowRun, flow: FlowRecord, shopper: Shopper, report: Report,
+                stored: FlowRun | None = None) -> FlowRun:
+        """Do the run's steps until it waits or ends, then save it once (``stored``: the run as the table holds
+        it, ``run`` by default). Nothing between needs saving: a send's claim is its own guard, and a delivery
+        that dies part-way is redelivered and decides the same steps again from the stored run."""
+        stored = stored or run
+        settings = self._settings.get(run.workspace_id)
+        if settings is None:
+            settings = self._settings[run.workspace_id] = self.messaging.messaging_settings(run.workspace_id)
+        for _ in range(MAX_STEPS_AT_ONCE):
+            if run.status is not RunStatus.ACTIVE:
+                return self._save(stored, run)
+            step = engine.send_step(flow.definition, run)
+            facts = None if step is None else self._facts(run, shopper.profile, step.kind)
+            decision = engine.decide(flow.definition, run, shopper.profile, self.clock(), settings=settings,
+                                     segments=shopper.segments, facts=facts)
+            if isinstance(decision.action, engine.Send):
+                run = self._send(run, decision, decision.action, shopper, settings, report)
+            elif step is not None and isinstance(decision.action, Proceed) and (
+                    found := self.runs.step_claim(run, step.id)) is not None:
+                # Skipped now, but claimed before: the run's save after that send was lost. The claim tells.
+                run = self._claimed_before(run, decision, found, report)
+            else:
+                run = self._carry_out(run, decision, shopper, report)
+            if decision.pauses:
+                return self._save(stored, run)
+        return self._save(stored, self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper,
+                                                  report))
+
+    def _carry_out(self, run: FlowRun, decision: Decision, shopper: Shopper, report: Report) -> FlowRun:
+        """Everything but a send: schedule a wake-up, tag, end (cancelling a pending wake-up), or just record."""
+        action, now = decision.action, self.clock()
+        if isinstance(action, engine.Wait | engine.WaitFor):
+            self.scheduler.schedule(WakeUp(workspace_id=run.workspace_id, profile_id=run.profile_id,
+                                           flow_id=run.flow_id, run_id=run.run_id, step_id=action.step_id,
+                                           due_at=action.until))
+        elif run.wake_at is not None and run.next_step is not None and run.wake_at > now:
+            # Leaving a wait early (an exit, or the event a wait_for waited for): its schedule goes. One that
+            # came due has fired and deleted itself (ActionAfterCompletion DELETE).
+            self.scheduler.cancel(run.run_id, run.next_step)
+        if isinstance(action, engine.Tag):
+            self._tag(shopper.profile, action.tag)
+        if decision.record is not None and decision.record.outcome is StepOutcome.SKIPPED:
+            report.skipped.append((run.run_id, decision.record.step_id, decision.record.reason or ""))
+        if isinstance(action, engine.Exit | engine.Complete):
+            report.ended.append((run.run_id, action.reason if isinstance(action, engine.Exit) else "completed"))
+        return engine.apply(run, decision, now)
+
+    def _send(self, run: FlowRun, decision: Decision, send: engine.Send, shopper: Shopper,
+              settings: MessagingSettings, report: Report) -> FlowRun:
+        """Compose, claim, send, record. Composing comes first: a message that cannot be made (no template, no
+        sender address) is a recorded skip, not a claim that would later read as "unknown"."""
+        now = self.clock()
+        try:
+            message = self._compose(run, shopper.profile, send, settings, now)
+        except MessageNotComposed as error:
+            skipped = StepRecord(step_id=send.step_id, outcome=StepOutcome.SKIPPED, at=now, channel=send.channel,
+                                 reason=f"not_composed: {error}")
+            report.skipped.append((run.run_id, send.step_id, skipped.reason or ""))
+            return engine.apply(run, Decision(Proceed(send.step_id), record=skipped, next_step=decision.next_step),
+                                now)
+        try:
+            self.runs.claim_step(run, send.step_id, now)
+        except StepAlreadyClaimed:
+            found = self.runs.step_claim(run, send.step_id)
+            assert found is not None
+            return self._claimed_before(run, decision, found, report)
+        message_id = self.email.send(message) if isinstance(message, OutgoingEmail) else self.sms.send(message)
+        done = engine.apply(run, decision, now, message_id=message_id)
+        self.runs.record_step(run, done.steps[-1])
+        self.runs.note_sent(run.workspace_id, shopper.profile.profile_id, send.channel, now)
+        self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
+            workspace_id=run.workspace_id, profile_id=shopper.profile.profile_id, occurred_at=now,
+            type="flow_message", ref=f"{run.run_id}:{send.step_id}",
+            summary={"flow_id": run.flow_id, "step_id": send.step_id, "channel": send.channel,
+                     "message_id": message_id}),)))
+        report.sent.append((run.run_id, send.step_id, message_id))
+        return done
+
+    def _compose(self, run: FlowRun, profile: Profile, send: engine.Send, settings: MessagingSettings,
+                 now: datetime) -> OutgoingEmail | OutgoingSms:
+        template = self.messaging.get_template(run.workspace_id, send.template_id)
+        if template is None or template.template.channel != send.channel:
+            raise MessageNotComposed(f"no {send.channel} template {send.template_id}")
+        try:
+            if send.channel == "email":
+                return self.composer.email(template, settings, profile, run, send.step_id, send.to, now)
+            return self.composer.sms(template, settings, profile, run, send.step_id, send.to, now)
+        except ValueError as error:  # the renderer's refusals (crm.messaging.compose.CannotCompose, ...)
+            raise MessageNotComposed(str(error)) from error
+
+    def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:
+        """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send."""
+        if found.outcome is StepOutcome.UNKNOWN:
+            if self.clock() - found.at < CLAIM_GRACE:
+                raise StepInFlight(f"step {found.step_id} of run {run.run_id} claimed at {found.at.isoformat()}")
+            found = found.model_copy(update={"at": self.clock(), "reason": "claimed, never recorded"})
+            self.runs.record_step(run, found)
+            report.unknown.append((run.run_id, found.step_id))
+        moved_on = Decision(action=Proceed(found.step_id), record=found, next_step=decision.next_step)
+        return engine.apply(run, moved_on, self.clock())
+
+    def _facts(self, run: FlowRun, profile: Profile, channel: engine.Channel) -> engine.SendFacts:
+        address = engine.address_of(profile, channel)
+        last = self.runs.last_sent(run.workspace_id, profile.profile_id, channel)
+        if address is None:
+            return engine.SendFacts(last_sent=last)
+        if channel == "email":
+            return engine.SendFacts(suppressed=self.suppressions.is_suppressed(run.workspace_id, address),
+                                    last_sent=last)
+        return engine.SendFacts(carrier_opted_out=self.sms.is_opted_out(address), last_sent=last)
+
+    def _tag(self, profile: Profile, tag: str) -> None:
+        """Tags are a profile field: written like every profile write, guarded by the revision read."""
+        for _ in range(_ATTEMPTS):
+            current = self.profiles.get_profile(profile.workspace_id, profile.profile_id)
+            if current is None or tag in current.tags:
+                return
+            tagged = current.model_copy(update={"tags": (*current.tags, tag), "updated_at": self.clock(),
+                                                "revision": current.revision + 1})
+            try:
+                self.profiles.commit(Change(profile.workspace_id, profiles=((tagged, current.revision),)))
+            except ConcurrentUpdate:
+                continue
+            return
+        raise ConcurrentUpdate(f"profile {profile.profile_id} kept changing while it was tagged")
+
+    def _save(self, before: FlowRun, after: FlowRun) -> FlowRun:
+        if after == before:
+            return before
+        saved = after.model_copy(update={"revision": before.revision + 1})
+        self.runs.save_run(saved, before.revision)
+        return saved
+
+    # ---- a merge, an erasure ----
+    def merge(self, workspace_id: str, merged_profile_id: str, survivor_id: str, report: Report) -> None:
+        """Move the merged profile's runs to the survivor under the same ids (a pending wake-up finds them by
+        following ``merged_into``); where both are active in the same flow, the run that entered first
+        continues and the other ends ("merged", its wake-up cancelled). Last sends carry over, so Smart
+        Sending spans both."""
+        moving = self.runs.runs_of_profile(workspace_id, merged_profile_id)
+        held = {r.run_id: r for r in self.runs.runs_of_profile(workspace_id, survivor_id)}
+        active = {r.flow_id: r for r in held.values() if r.status is RunStatus.ACTIVE}
+        now = self.clock()
+        for run in sorted(moving, key=lambda r: (r.entered_at, r.run_id)):
+            if run.run_id in held:
+                continue  # moved by an earlier delivery of this merge
+            moved = run.model_copy(update={"profile_id": survivor_id, "revision": 0})
+            other = active.get(run.flow_id) if run.status is RunStatus.ACTIVE else None
+            if other is not None and (other.entered_at, other.run_id) <= (moved.entered_at, moved.run_id):
+                _cancel_wake(self.scheduler, run)
+                moved = moved.model_copy(update={"status": RunStatus.EXITED, "exit_reason": "merged",
+                                                 "ended_at": now, "next_step": None, "wake_at": None,
+                                                 "waiting_for": None})
+                report.ended.append((run.run_id, "merged"))
+            elif other is not None:
+                _cancel_wake(self.scheduler, other)
+                ended = other.model_copy(update={"status": RunStatus.EXITED, "exit_reason": "merged",
+                                                 "ended_at": now, "next_step": None, "wake_at": None,
+                                                 "waiting_for": None})
+                self._save(other, ended)
+                report.ended.append((other.run_id, "merged"))
+                active[run.flow_id] = moved
+            elif run.status is RunStatus.ACTIVE:
+                active[run.flow_id] = moved
+            self.runs.create_run(moved)
+        for channel in CHANNELS:
+            at = self.runs.last_sent(workspace_id, merged_profile_id, channel)
+            if at is not None:
+                self.runs.note_sent(workspace_id, survivor_id, channel, at)
+        self.runs.delete_runs(workspace_id, merged_profile_id)
+
+
+class MessageNotComposed(Exception):
+    """The step's message cannot be made (no such template, no sender address...): the send is skipped with
+    this reason, recorded on the run."""
+
+
+def _cancel_wake(scheduler: WaitScheduler, run: FlowRun) -> None:
+    if run.wake_at is not None and run.next_step is not None:
+        scheduler.cancel(run.run_id, run.next_step)
+
+
+def forget_runs(runs: RunStore, scheduler: WaitScheduler, workspace_id: str, profile_id: str) -> list[FlowRun]:
+    """An erasure: the profile's runs and step claims deleted, and every pending wake-up of theirs."""
+    deleted = runs.delete_runs(workspace_id, profile_id)
+    for run in deleted:
+        _cancel_wake(scheduler, run)
+    return deleted
