@@ -1,4 +1,5 @@
-"""Storefront tracking: check the public write key and origin, archive the raw body, enqueue; answer 202."""
+"""Storefront tracking: check the public write key and origin, archive the raw body, enqueue; answer 202.
+And the links in emails (unsubscribe, confirm a subscribe): public too, the signed token is the credential."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from chalice import Chalice, Response
 from crm import wiring
 from crm.clock import utc_now
 from crm.config import track_settings
+from crm.messaging.links import ask_page, done_page, error_page, follow_link
+from crm.messaging.unsubscribe import LinkInvalid, LinkPurpose, verify
 from crm.tracking import TokenBucketLimiter, TrackRejected, accept_track, accepted_body, preflight_headers
 
 app = Chalice(app_name="crm-track")
@@ -44,3 +47,62 @@ def track() -> Response:
 @app.route("/track", methods=["OPTIONS"])
 def preflight() -> Response:
     return Response(status_code=204, body="", headers=preflight_headers(app.current_request.headers.get("origin")))
+
+
+# A mail client's RFC 8058 one-click POST is form-encoded ("List-Unsubscribe=One-Click"); some send nothing.
+LINK_BODIES = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain", "application/json",
+               "application/octet-stream"]
+HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", "X-Robots-Tag": "noindex",
+        "Referrer-Policy": "no-referrer"}
+
+
+def _unavailable() -> Response:
+    return Response(status_code=503, body=error_page("We could not record this just now; please try again."),
+                    headers={**HTML, "Retry-After": "5"})
+
+
+def _link_page(token: str, purpose: LinkPurpose) -> Response:
+    """GET: what the button does, and the button (scanners that follow every link must not act)."""
+    try:
+        claims = verify(token, wiring.link_signing_keys().keys(), purpose, utc_now())
+    except LinkInvalid as error:
+        return Response(status_code=error.status, body=error_page(str(error)), headers=HTML)
+    except (BotoCoreError, ClientError):
+        logger.exception("link key not read")
+        return _unavailable()
+    return Response(status_code=200, body=ask_page(purpose, claims), headers=HTML)
+
+
+def _follow(token: str, purpose: LinkPurpose) -> Response:
+    """POST: the statement is enqueued at once (applied within seconds by the profiles function)."""
+    try:
+        claims = follow_link(token, purpose, wiring.link_signing_keys().keys(), wiring.raw_archive(),
+                             wiring.ingest_queue(), utc_now())
+    except LinkInvalid as error:
+        logger.info("link refused", extra={"purpose": purpose.value, "status": error.status, "reason": str(error)})
+        return Response(status_code=error.status, body=error_page(str(error)), headers=HTML)
+    except (BotoCoreError, ClientError):
+        logger.exception("link not stored")
+        return _unavailable()
+    logger.info("link followed", extra={"purpose": purpose.value, "workspace_id": claims.workspace_id})
+    return Response(status_code=200, body=done_page(purpose, claims), headers=HTML)
+
+
+@app.route("/unsubscribe/{token}", methods=["GET"])
+def unsubscribe_page(token: str) -> Response:
+    return _link_page(token, LinkPurpose.UNSUBSCRIBE)
+
+
+@app.route("/unsubscribe/{token}", methods=["POST"], content_types=LINK_BODIES)
+def unsubscribe(token: str) -> Response:
+    return _follow(token, LinkPurpose.UNSUBSCRIBE)
+
+
+@app.route("/confirm/{token}", methods=["GET"])
+def confirm_page(token: str) -> Response:
+    return _link_page(token, LinkPurpose.CONFIRM)
+
+
+@app.route("/confirm/{token}", methods=["POST"], content_types=LINK_BODIES)
+def confirm(token: str) -> Response:
+    return _follow(token, LinkPurpose.CONFIRM)

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,14 +22,15 @@ STOP_TIMEOUT_SECONDS = 20
 
 
 def _local(args: argparse.Namespace) -> int:
-    from crm_local.runtime import LocalRuntime
+    from crm_local.runtime import DEFAULT_SENDER, LocalRuntime
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
     runtime = LocalRuntime(port=args.port, aws_port=args.aws_port, stack_name=args.stack,
-                           template=args.template, log_level=args.log_level)
+                           template=args.template, log_level=args.log_level,
+                           senders=(DEFAULT_SENDER, *(args.sender or ())))
     runtime.start()
     try:
         print(f"ready: api {runtime.api_url} aws {runtime.aws_endpoint} stack {args.stack} "
@@ -165,6 +166,41 @@ def _aware(value: str) -> datetime:
     return parsed
 
 
+def _clock_advance(args: argparse.Namespace) -> int:
+    from crm_local.clock_control import remote_advance
+
+    answer = remote_advance(args.api, args.duration, wait_seconds=args.wait)
+    print(answer.model_dump_json())
+    if not answer.idle:
+        print(f"crm: the stack was still busy {args.wait:g} s after the jump (it carries on; `crm clock now` shows "
+              "the time)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _clock_now(args: argparse.Namespace) -> int:
+    from crm_local.clock_control import remote_now
+
+    print(remote_now(args.api).model_dump_json(exclude_none=True))
+    return 0
+
+
+def _duration(value: str) -> timedelta:
+    from crm_local.clock_control import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _wait_seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0 <= seconds <= 600:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 600 seconds")
+    return seconds
+
+
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
@@ -181,6 +217,9 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument("--aws-port", type=int, default=5001, help="port of the embedded AWS (moto) server")
     local.add_argument("--template", type=Path, default=None, help="template.yaml (default: this checkout's)")
     local.add_argument("--log-level", default="WARNING", help="function log level (Powertools)")
+    local.add_argument("--sender", action="append", metavar="ADDRESS_OR_DOMAIN",
+                       help="an SES sender identity to verify in the local SES (repeatable; store@crm-local.example "
+                            "always is, and so is any sender a workspace's messaging settings name)")
     local.set_defaults(run=_local)
 
     store = commands.add_parser("store", help="stores").add_subparsers(dest="store_command", required=True)
@@ -268,6 +307,21 @@ def parser() -> argparse.ArgumentParser:
     exported.add_argument("--customers", type=Path, metavar="CSV", help="Shopify admin: Customers -> Export")
     imports.add_argument("--dry-run", action="store_true", help="parse and report; write nothing")
     imports.set_defaults(run=_import)
+
+    clock = commands.add_parser("clock", help="a running `crm local`'s clock (only the local runtime has one to "
+                                              "move)").add_subparsers(dest="clock_command", required=True)
+    advance = clock.add_parser("advance", help="fast-forward it: what falls due fires (flow waits, daily segment "
+                                               "runs), then waits until the stack is idle; prints the new time as "
+                                               "JSON")
+    advance.add_argument("duration", type=_duration, metavar="DURATION",
+                         help="4h, 30m, 2d, 1w (combinable: 1d12h) or ISO 8601 (PT4H)")
+    advance.add_argument("--wait", type=_wait_seconds, default=120.0, metavar="SECONDS",
+                         help="how long to wait for the stack to go idle (default 120; at most 600)")
+    now = clock.add_parser("now", help="its time, as JSON")
+    for command, run_clock in ((advance, _clock_advance), (now, _clock_now)):
+        command.add_argument("--api", default="http://127.0.0.1:8000", metavar="URL",
+                             help="the local runtime's API (default http://127.0.0.1:8000)")
+        command.set_defaults(run=run_clock)
 
     demo = commands.add_parser("demo", help="boot the local stack, simulate a Shopify and a WooCommerce store "
                                             "over months, print a report and check it against the simulation")

@@ -1,18 +1,23 @@
 """API Gateway, emulated: one local HTTP server routing the template's API paths to each function's
-Chalice app, through chalice's own local gateway (the same request/response handling as `chalice local`)."""
+Chalice app, through chalice's own local gateway (the same request/response handling as `chalice local`).
+Paths under /_local/ are the runtime's own (crm_local.clock_control); the deployed API has none of them."""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, LocalGateway, ThreadedHTTPServer
 
+from crm_local.clock_control import LocalRoute
 from crm_local.lambdas import Function
+
+LOCAL_PREFIX = "/_local/"
 
 # The server handles each connection on a thread of its own: the peer's address travels with that thread.
 _peer = threading.local()
@@ -45,6 +50,7 @@ def route_pattern(path: str) -> re.Pattern[str]:
 
 class RoutingRequestHandler(ChaliceRequestHandler):
     routes: list[Route] = []
+    local_routes: Mapping[tuple[str, str], LocalRoute] = {}
 
     def __init__(self, request: Any, client_address: Any, server: Any) -> None:
         # chalice's handler builds one gateway per connection; ours picks it per request instead.
@@ -52,6 +58,9 @@ class RoutingRequestHandler(ChaliceRequestHandler):
 
     def _generic_handle(self) -> None:
         path = self.path.split("?", 1)[0]
+        if path.startswith(LOCAL_PREFIX):
+            self._local(path)
+            return
         allowed = [r for r in self.routes if r.pattern.match(path)]
         matched = [r for r in allowed if r.method == self.command or self.command == "OPTIONS"]
         if not matched:
@@ -71,7 +80,18 @@ class RoutingRequestHandler(ChaliceRequestHandler):
             return self._generic_handle
         raise AttributeError(name)
 
-    def _send_json(self, status: int, body: dict[str, str]) -> None:
+    def _local(self, path: str) -> None:
+        route = self.local_routes.get((self.command, path))
+        if route is None:
+            known = any(p == path for _, p in self.local_routes)
+            status, message = (405, "method not allowed") if known else (404, f"no route for {path}")
+            self._send_json(status, {"error": message})
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, answer = route(body)
+        self._send_json(status, answer)
+
+    def _send_json(self, status: int, body: Mapping[str, Any]) -> None:
         encoded = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -83,7 +103,8 @@ class RoutingRequestHandler(ChaliceRequestHandler):
         pass
 
 
-def api_server(host: str, port: int, routes: list[tuple[str, str, Function]]) -> ThreadedHTTPServer:
+def api_server(host: str, port: int, routes: list[tuple[str, str, Function]],
+               local_routes: Mapping[tuple[str, str], LocalRoute] | None = None) -> ThreadedHTTPServer:
     gateways: dict[str, PeerAwareGateway] = {}
     table = []
     for method, path, function in routes:
@@ -93,5 +114,5 @@ def api_server(host: str, port: int, routes: list[tuple[str, str, Function]]) ->
                             user_provided_params={"lambda_timeout": function.spec.timeout})
             gateways[name] = PeerAwareGateway(cast(Any, function.handler), config)
         table.append(Route(method, route_pattern(path), gateways[name]))
-    handler = type("TemplateRoutes", (RoutingRequestHandler,), {"routes": table})
+    handler = type("TemplateRoutes", (RoutingRequestHandler,), {"routes": table, "local_routes": local_routes or {}})
     return ThreadedHTTPServer((host, port), handler)

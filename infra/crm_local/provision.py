@@ -49,6 +49,9 @@ class Provisioned:
     event_source_mappings: dict[str, dict[str, Any]]
     routes: list[tuple[str, str, str]]  # (method, path, function logical id)
     schedules: dict[str, tuple[str, str, str]]  # rule logical id -> (expression, rule ARN, function logical id)
+    # configuration set name -> its event destinations as the template gives them (moto keeps one, and no
+    # EventBridge one: whatever emulates SES's events reads them here)
+    ses_event_destinations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class Resolver:
@@ -137,6 +140,46 @@ def _sqs_attributes(properties: dict[str, Any]) -> dict[str, str]:
     return attributes
 
 
+_PASSWORD_OPTIONS = ("PasswordLength", "ExcludeCharacters", "ExcludeNumbers", "ExcludePunctuation", "ExcludeUppercase",
+                     "ExcludeLowercase", "IncludeSpace", "RequireEachIncludedType")
+
+
+def generated_secret(secrets: Any, generate: dict[str, Any]) -> str:
+    """A secret as CloudFormation generates it: a random password (Secrets Manager's GetRandomPassword, with the
+    same options), alone or as the ``GenerateStringKey`` of the ``SecretStringTemplate`` JSON object."""
+    options = {k: v for k, v in generate.items() if k in _PASSWORD_OPTIONS}
+    password = str(secrets.get_random_password(**options)["RandomPassword"])
+    if "SecretStringTemplate" not in generate:
+        return password
+    document = json.loads(generate["SecretStringTemplate"])
+    document[generate["GenerateStringKey"]] = password
+    return json.dumps(document)
+
+
+_DYNAMIC = re.compile(r"\{\{resolve:secretsmanager:([^}]+)\}\}")
+
+
+def dynamic_references(value: Any, secrets: Any) -> Any:
+    """``{{resolve:secretsmanager:SECRET:SecretString[:JSON_KEY]}}`` replaced by the secret (as CloudFormation
+    does when it deploys), in every string of a resolved property value."""
+    if isinstance(value, list):
+        return [dynamic_references(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: dynamic_references(v, secrets) for k, v in value.items()}
+    if not isinstance(value, str) or "{{resolve:" not in value:
+        return value
+
+    def secret(match: re.Match[str]) -> str:
+        parts = match.group(1).split(":")
+        cut = 7 if parts[0] == "arn" else 1  # an ARN has colons of its own
+        secret_id, rest = ":".join(parts[:cut]), parts[cut:]
+        text = str(secrets.get_secret_value(SecretId=secret_id)["SecretString"])
+        json_key = rest[1] if len(rest) > 1 and rest[1] else None
+        return str(json.loads(text)[json_key]) if json_key else text
+
+    return _DYNAMIC.sub(secret, value)
+
+
 class Provisioner:
     def __init__(self, stack: Stack, stack_name: str, region: str) -> None:
         self.stack = stack
@@ -152,9 +195,17 @@ class Provisioner:
             "AWS::Events::Rule": self._rule,
             "AWS::KinesisFirehose::DeliveryStream": self._delivery_stream,
             "AWS::SNS::Topic": self._topic,
+            "AWS::SNS::Subscription": self._subscription,
+            "AWS::SNS::TopicPolicy": self._topic_policy,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::Scheduler::ScheduleGroup": self._schedule_group,
+            "AWS::Scheduler::Schedule": self._schedule,
+            "AWS::SES::ConfigurationSet": self._configuration_set,
+            "AWS::SES::ConfigurationSetEventDestination": self._event_destination,
+            "AWS::SecretsManager::Secret": self._secret,
         }
+        self.ses_event_destinations: dict[str, list[dict[str, Any]]] = {}
 
     def _client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
@@ -230,42 +281,127 @@ class Provisioner:
         arn = self._client("sns").create_topic(Name=name)["TopicArn"]
         return Physical(arn, {"TopicArn": arn, "TopicName": name})
 
-    def _alarm(self, logical_id: str, p: dict[str, Any]) -> Physical:
-        name = p.get("AlarmName") or self._default_name(logical_id)
-        self._client("cloudwatch").put_metric_alarm(**{**p, "AlarmName": name})
-        return Physical(name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")})
+    def _subscription(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        attributes = {name: json.dumps(value) if isinstance(value, dict) else str(value).lower()
+                      if isinstance(value, bool) else str(value)
+                      for name, value in p.items()
+                      if name in ("RawMessageDelivery", "FilterPolicy", "FilterPolicyScope", "RedrivePolicy",
+                                  "DeliveryPolicy")}
+        arn = self._client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"],
+                                            Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
+        return Physical(arn, {"Arn": arn})
+
+    def _topic_policy(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        for topic in p["Topics"]:
+            self._client("sns").set_topic_attributes(TopicArn=topic, AttributeName="Policy",
+                                                     AttributeValue=json.dumps(p["PolicyDocument"]))
+        return Physical(self._default_name(logical_id))
+
+    def _queue_policy(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        for url in p["Queues"]:
+            self._client("sqs").set_queue_attributes(QueueUrl=url, Attributes={
+                "Policy": json.dumps(p["PolicyDocument"])})
+        return Physical(self._default_name(logical_id))
 
     def _schedule_group(self, logical_id: str, p: dict[str, Any]) -> Physical:
         name = p.get("Name") or self._default_name(logical_id)
         arn = self._client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
         return Physical(name, {"Arn": arn})
 
+    def _schedule(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("Name") or self._default_name(logical_id)
+        arn = self._client("scheduler").create_schedule(**{**p, "Name": name})["ScheduleArn"]
+        return Physical(arn, {"Arn": arn})
+
+    def _configuration_set(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("Name") or self._default_name(logical_id)
+        self._client("sesv2").create_configuration_set(ConfigurationSetName=name)
+        return Physical(name)
+
+    def _event_destination(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        """moto keeps one destination per configuration set and has no SES v2 API for them: the template's
+        are kept in ``ses_event_destinations``, and an SNS one is also given to moto (it publishes to it)."""
+        configuration_set, destination = p["ConfigurationSetName"], p["EventDestination"]
+        name = destination.get("Name") or self._default_name(logical_id)
+        self.ses_event_destinations.setdefault(configuration_set, []).append({**destination, "Name": name})
+        topic = destination.get("SnsDestination", {}).get("TopicARN")
+        if topic:
+            self._client("ses").create_configuration_set_event_destination(
+                ConfigurationSetName=configuration_set, EventDestination={
+                    "Name": name, "Enabled": destination.get("Enabled", True),
+                    "MatchingEventTypes": [t[0].lower() + t[1:] for t in destination["MatchingEventTypes"]],
+                    "SNSDestination": {"TopicARN": topic}})
+        return Physical(name)
+
+    def _secret(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("Name") or self._default_name(logical_id)
+        secrets = self._client("secretsmanager")
+        value = p.get("SecretString")
+        if value is None and "GenerateSecretString" in p:
+            value = generated_secret(secrets, p["GenerateSecretString"])
+        request = {"Name": name, "SecretString": value or ""}
+        if p.get("Description"):
+            request["Description"] = p["Description"]
+        arn = secrets.create_secret(**request)["ARN"]
+        return Physical(arn, {"Id": arn})
+
+    def _alarm(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        name = p.get("AlarmName") or self._default_name(logical_id)
+        self._client("cloudwatch").put_metric_alarm(**{**p, "AlarmName": name})
+        return Physical(name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")})
+
     def _placeholder(self, logical_id: str, resource: dict[str, Any]) -> Physical:
         name = self._default_name(logical_id)
         kind = resource["Type"].split("::")[1].lower()
         return Physical(name, {"Arn": self._arn(kind, f"function:{name}" if kind == "lambda" else name)})
 
+    def condition(self, name: str | None) -> bool:
+        """A template condition, with every parameter at its default (the local runtime is given none)."""
+        if name is None:
+            return True
+        return self._holds(self.stack.conditions[name])
+
+    def _holds(self, expression: Any) -> bool:
+        (function, argument), = expression.items()
+        if function == "Condition":
+            return self.condition(argument)
+        if function == "Fn::Equals":
+            left, right = (self.resolver.resolve(a) for a in argument)
+            return bool(str(left) == str(right))
+        if function == "Fn::Not":
+            return not self._holds(argument[0])
+        if function == "Fn::And":
+            return all(self._holds(a) for a in argument)
+        if function == "Fn::Or":
+            return any(self._holds(a) for a in argument)
+        raise ValueError(f"condition function {function} is not supported by the local runtime")
+
     def create_all(self) -> None:
-        resources = self.stack.resources
+        self.resolver.pseudo.update({name: str(p.get("Default", "")) for name, p in self.stack.parameters.items()})
+        resources = {n: r for n, r in self.stack.resources.items() if self.condition(r.get("Condition"))}
         for logical_id, resource in resources.items():
             if resource["Type"] not in self.creators:
                 self.physical[logical_id] = self._placeholder(logical_id, resource)
-        pending = {n: dependencies(r.get("Properties", {})) for n, r in resources.items() if n not in self.physical}
+        pending = {n: dependencies(r.get("Properties", {})) - self.stack.parameters.keys()
+                   for n, r in resources.items() if n not in self.physical}
         while pending:
             ready = [n for n, needs in pending.items() if needs <= self.physical.keys()]
             if not ready:
                 raise ValueError(f"circular or unknown references among {sorted(pending)}")
             for logical_id in sorted(ready):
                 resource = resources[logical_id]
-                properties = self.resolver.resolve(resource.get("Properties", {}))
+                properties = self._resolved(resource.get("Properties", {}))
                 self.physical[logical_id] = self.creators[resource["Type"]](logical_id, properties)
                 del pending[logical_id]
+
+    def _resolved(self, value: Any) -> Any:
+        return dynamic_references(self.resolver.resolve(value), self._client("secretsmanager"))
 
     def functions(self) -> dict[str, FunctionSpec]:
         specs = {}
         for logical_id, resource in self.stack.of_type("AWS::Lambda::Function").items():
             p = resource["Properties"]
-            variables = self.resolver.resolve(p.get("Environment", {}).get("Variables", {}))
+            variables = self._resolved(p.get("Environment", {}).get("Variables", {}))
             specs[logical_id] = FunctionSpec(
                 logical_id=logical_id, handler=p["Handler"], code_path=str(self.stack.code_paths[logical_id]),
                 environment={k: str(v) for k, v in variables.items()}, timeout=int(p.get("Timeout", 3)),
@@ -326,5 +462,5 @@ def provision(stack: Stack, stack_name: str = "crm", region: str = "us-east-1") 
         stack_name=stack_name, region=region, physical=provisioner.physical,
         outputs=provisioner.register_outputs(), functions=provisioner.functions(),
         event_source_mappings=provisioner.event_source_mappings(), routes=provisioner.routes(),
-        schedules=provisioner.schedules(),
+        schedules=provisioner.schedules(), ses_event_destinations=provisioner.ses_event_destinations,
     )

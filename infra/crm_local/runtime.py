@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -12,20 +13,28 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 from crm import clock, config, wiring
 from crm.adapters import clients
+from moto.scheduler.models import scheduler_backends
 from moto.server import ThreadedMotoServer
 
-from crm_local import moto_patches
+from crm_local import moto_outbound, moto_patches, scheduler
+from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
 from crm_local.lambdas import Function
+from crm_local.outbound import Outbox
 from crm_local.pollers import Poller, poller_for
-from crm_local.provision import Provisioned, provision
+from crm_local.provision import ACCOUNT_ID, Provisioned, provision
+from crm_local.scheduler import Fired, ScheduleBook, ScheduleRunner, Targets
 from crm_local.schedules import ScheduleTimer
 from crm_local.template import load_stack
 
 log = logging.getLogger("crm.local")
 
+# A sender verified in the local SES from the start (any other one ends verified once a workspace's messaging
+# settings name it, or with `crm local --sender`): local sends need no set-up.
+DEFAULT_SENDER = "store@crm-local.example"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing"}
 
@@ -65,6 +74,8 @@ class LocalRuntime:
     provisioned: Provisioned | None = None
     pollers: list[Poller] = field(default_factory=list)
     schedules: dict[str, ScheduleTimer] = field(default_factory=dict)
+    scheduler: ScheduleRunner | None = None  # EventBridge Scheduler's schedules (moto stores, this fires)
+    senders: tuple[str, ...] = (DEFAULT_SENDER,)  # SES identities (addresses or domains) verified at start
 
     @property
     def api_url(self) -> str:
@@ -86,12 +97,16 @@ class LocalRuntime:
             ensure_free(self.host, port)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_patches.install()
+        moto_outbound.install()
+        scheduler.install()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
         self._moto.start()
         os.environ.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.aws_endpoint, AWS_DEFAULT_REGION=self.region,
                           AWS_REGION=self.region)
         self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
+        self.verify_senders(*self.senders)
         os.environ.update(function_environment(self.provisioned, self.log_level))
+        os.environ["PUBLIC_API_URL"] = self.api_url  # the links in emails point at the local API
         config.reset()
         wiring.reset()
         clients.reset()
@@ -100,29 +115,58 @@ class LocalRuntime:
                         for name, m in self.provisioned.event_source_mappings.items()]
         self.schedules = {rule: ScheduleTimer(rule, functions[name], expression, arn, self.region)
                           for rule, (expression, arn, name) in self.provisioned.schedules.items()}
+        self.scheduler = ScheduleRunner(ScheduleBook(), Targets(self.region, {
+            function.arn: function.invoke for function in functions.values()}))
+        scheduler.listen(scheduler_backends[ACCOUNT_ID][self.region], self.scheduler.book)
         routes = [(method, path, functions[name]) for method, path, name in self.provisioned.routes]
-        self._http = api_server(self.host, self.port, routes)
+        self._http = api_server(self.host, self.port, routes, local_routes=clock_routes(self))
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="api", daemon=True)
         self._http_thread.start()
         for poller in self.pollers:
             poller.start()
         for timer in self.schedules.values():
             timer.start()
+        self.scheduler.start()
+
+    def verify_senders(self, *identities: str) -> None:
+        """Email addresses or domains SES may send from, verified (as if their owner had confirmed them)."""
+        ses: Any = boto3.client("sesv2", region_name=self.region)
+        for identity in identities:
+            with contextlib.suppress(ses.exceptions.AlreadyExistsException):
+                ses.create_email_identity(EmailIdentity=identity)
+
+    def outbox(self) -> Outbox:
+        """The emails and SMS sent so far (read back from moto)."""
+        return Outbox(self.aws_endpoint)
 
     def fire_schedules(self) -> dict[str, Any]:
         """Fire every schedule of the template now (what EventBridge does at their times); their answers."""
         return {rule: timer.fire() for rule, timer in self.schedules.items()}
 
-    def advance_clock(self, by: timedelta) -> None:
-        """Fast-forward the runtime's clock: functions see the later time, and schedules fall due."""
+    def fire_due(self) -> list[Fired]:
+        """Fire what the clock has passed: the template's scheduled rules (once each, however late) and the
+        Scheduler's schedules (in due order); the schedules fired."""
+        for timer in self.schedules.values():
+            timer.fire_if_due()
+        return self.scheduler.fire_due() if self.scheduler else []
+
+    def advance_clock(self, by: timedelta) -> list[Fired]:
+        """Fast-forward the runtime's clock: functions see the later time, and what fell due fires now (the
+        schedules fired; their work is still under way: ``wait_idle``)."""
+        if by < timedelta(0):
+            raise ValueError("the clock only moves forward (schedules already fired would not fire again)")
         clock.shift(by)
+        return self.fire_due()
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Wait until every queue is drained and every poller found nothing twice in a row."""
+        """Wait until every queue is drained, every poller found nothing twice in a row, and nothing is due:
+        what falls due meanwhile (a zero wait scheduled by a flow step) is fired here."""
         deadline = time.monotonic() + timeout
         quiet_rounds = 0
         while time.monotonic() < deadline:
-            busy = any(not p.idle.is_set() or p.pending() for p in self.pollers)
+            fired = self.fire_due()
+            busy = bool(fired) or any(not p.idle.is_set() or p.pending() for p in self.pollers) or (
+                self.scheduler is not None and self.scheduler.busy())
             quiet_rounds = 0 if busy else quiet_rounds + 1
             if quiet_rounds >= 3:
                 return True
@@ -132,6 +176,9 @@ class LocalRuntime:
     def stop(self) -> None:
         for timer in self.schedules.values():
             timer.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            scheduler.unlisten(self.scheduler.book)
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:

@@ -26,12 +26,20 @@ _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _CRON = re.compile(r"cron\((.+)\)")
 
 
+def rate_period(expression: str) -> timedelta | None:
+    """The period of a ``rate(...)`` expression; None for any other."""
+    rate = _RATE.fullmatch(expression)
+    if rate is None:
+        return None
+    unit = rate.group(2).rstrip("s") + "s"
+    return timedelta(**{unit: int(rate.group(1))})
+
+
 def next_time(expression: str, after: datetime) -> datetime:
     """The first occurrence of an EventBridge schedule expression after ``after``."""
-    rate = _RATE.fullmatch(expression)
-    if rate:
-        unit = rate.group(2).rstrip("s") + "s"
-        return after + timedelta(**{unit: int(rate.group(1))})
+    period = rate_period(expression)
+    if period is not None:
+        return after + period
     cron = _CRON.fullmatch(expression)
     if cron is None:
         raise ValueError(f"schedule expression {expression!r} is neither rate(...) nor cron(...)")
@@ -61,12 +69,22 @@ class ScheduleTimer(threading.Thread):
         self.due = next_time(expression, utc_now())
         self.stopping = threading.Event()
         self.fired = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # fire_if_due holds it across fire
 
     def run(self) -> None:
         while not self.stopping.wait(CHECK_EVERY_SECONDS):
-            if utc_now() >= self.due:
-                self.fire()
+            self.fire_if_due()
+
+    def is_due(self) -> bool:
+        return utc_now() >= self.due
+
+    def fire_if_due(self) -> bool:
+        """Fire if the clock has passed the due time (once, however far past); whether it fired."""
+        with self._lock:
+            if not self.is_due():
+                return False
+            self.fire()
+            return True
 
     def fire(self) -> Any:
         """Invoke the function now, as EventBridge would at the due time."""

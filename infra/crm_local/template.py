@@ -9,6 +9,7 @@ import copy
 import json
 import os
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class Stack:
     resources: dict[str, dict[str, Any]]
     outputs: dict[str, dict[str, Any]]
     code_paths: dict[str, Path]
+    parameters: dict[str, dict[str, Any]] = dataclass_field(default_factory=dict)
+    conditions: dict[str, Any] = dataclass_field(default_factory=dict)
 
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {name: r for name, r in self.resources.items() if r["Type"] == resource_type}
@@ -64,4 +67,5 @@ def load_stack(path: Path | None = None, region: str = "us-east-1") -> Stack:
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
     cloudformation = transform(copy.deepcopy(sam), {}, None)
     return Stack(root=path.parent, resources=cloudformation["Resources"],
-                 outputs=cloudformation.get("Outputs", {}), code_paths=code_paths)
+                 outputs=cloudformation.get("Outputs", {}), code_paths=code_paths,
+                 parameters=cloudformation.get("Parameters", {}), conditions=cloudformation.get("Conditions", {}))

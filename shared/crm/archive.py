@@ -14,11 +14,10 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import PurePath
-from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.ingest import DeliveryMeta, DeliverySource, IngestEnvelope
 from crm.models.stores import Platform
 
 FIREHOSE_PREFIX = "deliveries/"
@@ -36,7 +35,7 @@ class ArchivedDelivery(BaseModel):
 
     platform: Platform
     # Frames written before /track existed have no source: they are all webhooks.
-    source: Literal["webhook", "track"] = "webhook"
+    source: DeliverySource = "webhook"
     workspace_id: str
     store_id: str
     meta: DeliveryMeta
@@ -95,9 +94,12 @@ def object_metadata(envelope: IngestEnvelope) -> dict[str, str]:
     return {k: v.encode("ascii", "replace").decode() for k, v in fields.items() if v}
 
 
+_SOURCES: dict[str, DeliverySource] = {"webhook": "webhook", "track": "track", "link": "link"}
+
+
 def header_from_metadata(metadata: Mapping[str, str], body_length: int) -> ArchivedDelivery:
     return ArchivedDelivery(
-        platform=Platform(metadata["platform"]), source="track" if metadata.get("source") == "track" else "webhook",
+        platform=Platform(metadata["platform"]), source=_SOURCES.get(metadata.get("source", ""), "webhook"),
         workspace_id=metadata["workspace-id"],
         store_id=metadata["store-id"], received_at=datetime.fromisoformat(metadata["received-at"]),
         meta=DeliveryMeta(topic=metadata["topic"], delivery_id=metadata["delivery-id"],

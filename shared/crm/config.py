@@ -35,6 +35,11 @@ class Settings(BaseModel):
     flows_queue_arn: str | None = Field(default=None, alias="FLOWS_QUEUE_ARN")
     schedule_group: str | None = Field(default=None, alias="SCHEDULE_GROUP")
     scheduler_role_arn: str | None = Field(default=None, alias="SCHEDULER_ROLE_ARN")
+    # Where the links in emails point (unsubscribe, confirm): the stack's public API; `crm local` sets the
+    # local API, http://127.0.0.1:8000. LINK_SIGNING_SECRET names the secret their tokens are signed with.
+    public_api_url: str | None = Field(default=None, alias="PUBLIC_API_URL")
+    link_signing_secret: str | None = Field(default=None, alias="LINK_SIGNING_SECRET")
+    ses_configuration_set: str | None = Field(default=None, alias="SES_CONFIGURATION_SET")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""

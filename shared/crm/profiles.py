@@ -16,9 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from crm.attribution import touch_from_urls
-from crm.consent import with_consent_statements
+from crm.consent import ConsentNotConfirmable, confirm_request, with_consent_statements
 from crm.models.canonical import ActivityEvent, ActivityType, CustomerRecord, Touch
-from crm.models.consent import Consent, ConsentState
+from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder
 from crm.models.profile import Activity, OrderRecord, Profile, RecentTimes
 from crm.recent import latest, merged, micros, replaced, with_time
@@ -282,9 +282,24 @@ def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Pro
     updated = profile.model_copy(update=changes)
     stamp = (browser_stamp(event.occurred_at, event.store_id, event.event_id) if event.from_browser
              else f"{event.occurred_at.isoformat()}|activity|{event.store_id}|{event.event_id}")
-    updated = with_contact(updated, {"email": event.email, "phone": event.phone, "first_name": event.first_name,
-                                     "last_name": event.last_name}, stamp)
-    return with_touch(with_consents(updated, event.consents), event.touch, event.from_browser)
+    if not event.identifies_only:
+        updated = with_contact(updated, {"email": event.email, "phone": event.phone,
+                                         "first_name": event.first_name, "last_name": event.last_name}, stamp)
+    updated = with_confirmation(with_consents(updated, event.consents), event)
+    return with_touch(updated, event.touch, event.from_browser)
+
+
+def with_confirmation(profile: Profile, event: ActivityEvent) -> Profile:
+    """A followed double opt-in link (``event.confirms``) grants consent only as crm.consent.confirm_request
+    allows: an open request, and the link's address still the profile's; otherwise it changes nothing."""
+    statement = event.confirms
+    address = event.email if statement and statement.channel is Channel.EMAIL else event.phone
+    if statement is None or event.from_browser or address is None:
+        return profile
+    try:
+        return confirm_request(profile, statement.channel, address, statement.at, statement.source)
+    except ConsentNotConfirmable:
+        return profile
 
 
 def apply_customer(profile: Profile, record: CustomerRecord, now: datetime) -> Profile:

@@ -23,10 +23,15 @@ from crm.adapters.messaging import (
     SqsPrivacyQueue,
 )
 from crm.adapters.scheduler import EventBridgeWaitScheduler
+from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+from crm.adapters.ses import SesEmailSender
 from crm.clock import utc_now
+from crm.config import settings
 from crm.flows.ports import EmailSender, FlowCatalogue, MessagingStore, RunStore, SmsSender, Suppressions, WaitScheduler
 from crm.flows.service import FlowsService, MessageComposer
+from crm.messaging.compose import FlowMessages
+from crm.messaging.unsubscribe import Links
 from crm.ports import (
     ArchiveStore,
     CurrencyStore,
@@ -128,6 +133,16 @@ def currency_tasks() -> CurrencyTasks:
 
 
 @cache
+def link_signing_keys() -> LinkSigningKeys:
+    return LinkSigningKeys()
+
+
+def links() -> Links:
+    """Signs the links of the emails being sent now (the keys are re-read after their cache expires)."""
+    return Links(link_signing_keys().keys(), settings().require("public_api_url"))
+
+
+@cache
 def flow_runs() -> RunStore:
     return DynamoRunStore()
 
@@ -162,7 +177,7 @@ def suppressions() -> Suppressions:
 
 @cache
 def email_sender() -> EmailSender:
-    raise NotWiredYet("crm.adapters.ses")
+    return SesEmailSender()
 
 
 @cache
@@ -172,7 +187,7 @@ def sms_sender() -> SmsSender:
 
 @cache
 def message_composer() -> MessageComposer:
-    raise NotWiredYet("crm.messaging.render")
+    return FlowMessages(links)
 
 
 def flows_service() -> FlowsService:
@@ -187,5 +202,6 @@ def reset() -> None:
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
                     currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
-                    flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer):
+                    flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
+                    link_signing_keys):
         factory.cache_clear()

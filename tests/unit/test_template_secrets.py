@@ -10,15 +10,19 @@ from crm.adapters.secrets import secrets_prefix
 from crm_local.template import Stack
 
 READERS = {"WebhooksFunction", "ProfilesFunction"}  # signatures; the BigCommerce API token
+LINK_KEY_READERS = {"TrackFunction"}  # verifies unsubscribe and confirm links (the flows function signs them)
+LINK_SECRET = {"Ref": "LinkSigningSecret"}
 
 
-def _secret_statements(stack: Stack, function: str) -> list[dict[str, Any]]:
+def _secret_statements(stack: Stack, function: str, link_key: bool = False) -> list[dict[str, Any]]:
+    """The function's statements on store secrets (or, with ``link_key``, on the link signing key)."""
     role = stack.resources[f"{function}Role"]["Properties"]
     found = []
     for policy in role.get("Policies", []):
         statements = policy["PolicyDocument"]["Statement"]
         for statement in statements if isinstance(statements, list) else [statements]:
-            if "secretsmanager:" in json.dumps(statement.get("Action")):
+            if "secretsmanager:" in json.dumps(statement.get("Action")) and (
+                    (statement.get("Resource") == LINK_SECRET) is link_key):
                 found.append(statement)
     return found
 
@@ -41,3 +45,21 @@ def test_only_the_webhooks_and_profiles_functions_read_store_secrets_on_the_stac
         prefix = secrets_prefix("${Table}")
         account = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
         assert template == f"{account}:secret:{prefix}*"
+
+
+def test_only_the_functions_that_verify_or_sign_links_read_the_link_key_and_only_that_key(stack: Stack) -> None:
+    assert stack.resources["LinkSigningSecret"]["Type"] == "AWS::SecretsManager::Secret"
+    assert "GenerateSecretString" in stack.resources["LinkSigningSecret"]["Properties"]
+    functions = {name for name, resource in stack.resources.items() if resource["Type"] == "AWS::Lambda::Function"}
+    # The flows function (issue 10's runtime) signs links once it is in the template: it reads the key too.
+    readers = LINK_KEY_READERS | ({"FlowsFunction"} & functions)
+    for function in sorted(functions):
+        statements = _secret_statements(stack, function, link_key=True)
+        if function not in readers:
+            assert statements == [], f"{function} may read the link signing key"
+            continue
+        [statement] = statements
+        assert statement["Effect"] == "Allow"
+        assert statement["Action"] in (["secretsmanager:GetSecretValue"], "secretsmanager:GetSecretValue")
+        environment = stack.resources[function]["Properties"]["Environment"]["Variables"]
+        assert environment["LINK_SIGNING_SECRET"] == LINK_SECRET

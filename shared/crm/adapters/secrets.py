@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from crm.adapters.clients import client
 from crm.clock import Clock, utc_now
 from crm.config import settings
+from crm.messaging.unsubscribe import SigningKeys
 from crm.models.stores import StoreSecrets
 
 CACHE_TTL = timedelta(seconds=60)
@@ -76,3 +77,37 @@ class SecretsManagerVault:
             if error.response["Error"]["Code"] != _NOT_FOUND:
                 raise
         self._cache.pop(store_id, None)
+
+
+class LinkSigningKeys:
+    """The keys that sign the links in emails (crm.messaging.unsubscribe): the secret LINK_SIGNING_SECRET
+    names (template.yaml LinkSigningSecret, generated at deploy). Its current version signs; the previous
+    one (AWSPREVIOUS, after a rotation) still verifies, so links already sent keep working. Cached for
+    ``ttl`` like the store secrets."""
+
+    def __init__(self, secret_id: str | None = None, *, ttl: timedelta = CACHE_TTL, clock: Clock = utc_now) -> None:
+        self.secret_id = secret_id or settings().require("link_signing_secret")
+        self.ttl = ttl
+        self.clock = clock
+        self._cached: tuple[datetime, SigningKeys] | None = None
+
+    def _version(self, stage: str) -> bytes | None:
+        try:
+            answer = client("secretsmanager").get_secret_value(SecretId=self.secret_id, VersionStage=stage)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == _NOT_FOUND:
+                return None
+            raise
+        return str(answer["SecretString"]).encode()
+
+    def keys(self) -> SigningKeys:
+        now = self.clock()
+        if self._cached is not None and now < self._cached[0]:
+            return self._cached[1]
+        current = self._version("AWSCURRENT")
+        if current is None:
+            raise RuntimeError(f"the link signing secret {self.secret_id} does not exist (see template.yaml)")
+        previous = self._version("AWSPREVIOUS")
+        found = SigningKeys(current=current, previous=(previous,) if previous and previous != current else ())
+        self._cached = (now + self.ttl, found)
+        return found

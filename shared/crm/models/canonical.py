@@ -140,6 +140,12 @@ class ActivityEvent(_Canonical):
     consents: tuple[Consent, ...] = ()
     # Sent by a browser through the public /track API: nobody vouches for it (docs/consent.md).
     from_browser: bool = False
+    # A double opt-in confirmation (a followed confirm link, crm.messaging.links): grants this consent only
+    # through crm.consent.confirm_request, i.e. if a request is open and the address is still the profile's.
+    confirms: Consent | None = None
+    # The email / phone only find the profile and are not stated as its contact fields: a link followed today
+    # may have been sent to an address the profile has replaced since.
+    identifies_only: bool = False
 
 
     @model_validator(mode="after")

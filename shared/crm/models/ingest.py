@@ -13,6 +13,9 @@ from crm.models.stores import Platform
 MAX_MESSAGE_BYTES = 250_000
 
 
+DeliverySource = Literal["webhook", "track", "link"]
+
+
 class DeliveryMeta(BaseModel):
     """The platform's delivery headers, normalised across platforms."""
 
@@ -32,8 +35,9 @@ class IngestEnvelope(BaseModel):
 
     platform: Platform
     # "webhook": a platform's signed delivery (its connector reads it); "track": a storefront
-    # tracking request sent with the store's public write key (crm.tracking reads it).
-    source: Literal["webhook", "track"] = "webhook"
+    # tracking request sent with the store's public write key (crm.tracking reads it); "link": a link of
+    # an email followed, unsubscribe or confirm (crm.messaging.links reads it).
+    source: DeliverySource = "webhook"
     workspace_id: str
     store_id: str
     meta: DeliveryMeta

@@ -1,0 +1,192 @@
+"""What the local runtime "sent": the emails SES (v1 or v2, raw or simple) and the SMS SNS accepted, read back
+from moto's record of them (GET {aws_endpoint}/moto-api/data.json), for the demo's report, e2e tests and the
+bench.
+
+Example::
+
+    outbox = Outbox(runtime.aws_endpoint)
+    mark = outbox.mark()
+    ...  # drive the stack
+    for email in outbox.since(mark).emails:
+        print(email.to, email.subject, email.list_unsubscribe, email.tags.get("flow"))
+
+A mark counts what had been sent when it was taken: moto lists its records in the order they were made, so
+``since`` returns only what came after, without ids to remember. The runtime's time of sending, the SES v2
+configuration set and message tags, and the SMS attributes are there because crm_local.moto_outbound records
+them; read from a plain moto server they are empty.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import getaddresses
+from typing import Any, Literal
+from urllib.request import urlopen
+
+from crm.clock import UtcDateTime
+from pydantic import BaseModel, ConfigDict, Field
+
+DATA_PATH = "/moto-api/data.json"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SentEmail(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: str
+    kind: Literal["raw", "simple"]
+    source: str | None  # the envelope sender SES was given (a raw send may name none: then From)
+    destinations: list[str]  # every recipient SES was given, envelope and To/Cc headers
+    to: list[str]  # the To header's addresses (simple sends: Destination.ToAddresses)
+    from_header: str | None = None
+    subject: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)  # a raw message's top-level headers, decoded
+    html: str | None = None
+    text: str | None = None
+    configuration_set: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    sent_at: UtcDateTime | None = None  # the runtime's (fast-forwardable) clock
+    raw: str | None = None
+
+    def header(self, name: str) -> str | None:
+        """A header by name, in any case."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
+
+    @property
+    def list_unsubscribe(self) -> str | None:
+        return self.header("List-Unsubscribe")
+
+    @property
+    def list_unsubscribe_post(self) -> str | None:
+        return self.header("List-Unsubscribe-Post")
+
+    @property
+    def unsubscribe_url(self) -> str | None:
+        """The https one-click URL of List-Unsubscribe (RFC 8058), if any."""
+        for part in (self.list_unsubscribe or "").split(","):
+            url = part.strip().strip("<>")
+            if url.startswith("https://") or url.startswith("http://"):
+                return url
+        return None
+
+
+class SentSms(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: str
+    phone_number: str
+    message: str
+    attributes: dict[str, str] = Field(default_factory=dict)  # AWS.SNS.SMS.SenderID, AWS.SNS.SMS.SMSType, ...
+    sent_at: UtcDateTime | None = None
+
+
+class Mark(BaseModel):
+    """How many of each kind of record moto held when the mark was taken."""
+
+    model_config = ConfigDict(frozen=True)
+
+    raw_emails: int = 0
+    simple_emails: int = 0
+    sms: int = 0
+
+
+class Sent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    emails: list[SentEmail]  # by time of sending
+    sms: list[SentSms]
+    mark: Mark  # what to pass to ``since`` next time
+
+    def emails_to(self, address: str) -> list[SentEmail]:
+        wanted = address.lower()
+        return [e for e in self.emails if wanted in (a.lower() for a in e.to)]
+
+    def sms_to(self, phone: str) -> list[SentSms]:
+        return [s for s in self.sms if s.phone_number == phone]
+
+
+def _sent_at(record: dict[str, Any]) -> datetime | None:
+    value = record.get("sent_at")
+    return datetime.fromisoformat(value) if value else None
+
+
+def _part(message: EmailMessage, subtype: str) -> str | None:
+    body = message.get_body(preferencelist=(subtype,))
+    return str(body.get_content()) if body is not None and body.get_content_subtype() == subtype else None
+
+
+def parse_raw(record: dict[str, Any]) -> SentEmail:
+    raw = str(record.get("raw_data") or "")
+    message = email.message_from_string(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)  # the default policy's class
+    headers: dict[str, str] = {}
+    for name, value in message.items():
+        headers.setdefault(name, str(value))
+    return SentEmail(
+        message_id=str(record["id"]), kind="raw", source=record.get("source"),
+        destinations=list(record.get("destinations") or []),
+        to=[address for _, address in getaddresses([str(v) for v in message.get_all("To", [])]) if address],
+        from_header=headers.get("From"), subject=message.get("Subject"), headers=headers,
+        html=_part(message, "html"), text=_part(message, "plain"),
+        configuration_set=record.get("configuration_set"), tags=dict(record.get("tags") or {}),
+        sent_at=_sent_at(record), raw=raw)
+
+
+def parse_simple(record: dict[str, Any]) -> SentEmail:
+    destinations: dict[str, list[str]] = record.get("destinations") or {}
+    body = str(record.get("body") or "")
+    html = body if body.lstrip().startswith("<") else None
+    return SentEmail(
+        message_id=str(record["id"]), kind="simple", source=record.get("source"),
+        destinations=[a for kind in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destinations.get(kind, [])],
+        to=list(destinations.get("ToAddresses", [])), subject=record.get("subject"),
+        html=html, text=None if html is not None else body, configuration_set=record.get("configuration_set"),
+        tags=dict(record.get("tags") or {}), sent_at=_sent_at(record))
+
+
+def parse_sms(record: dict[str, Any]) -> SentSms:
+    return SentSms(message_id=str(record["message_id"]), phone_number=str(record["phone_number"]),
+                   message=str(record["message"]), attributes=dict(record.get("attributes") or {}),
+                   sent_at=_sent_at(record))
+
+
+def read_sent(data: dict[str, Any], since: Mark | None = None) -> Sent:
+    """The sends in moto's model data (data.json's content), those after ``since`` only if given."""
+    since = since or Mark()
+    raw = data.get("ses", {}).get("RawMessage", [])
+    simple = data.get("ses", {}).get("Message", [])
+    sms = data.get("sns", {}).get("SMS", [])
+    emails = [parse_raw(r) for r in raw[since.raw_emails:]] + [parse_simple(r) for r in simple[since.simple_emails:]]
+    # Records without a time (a plain moto server) keep moto's order, after those with one.
+    emails.sort(key=lambda e: (e.sent_at is None, e.sent_at or _EPOCH))
+    return Sent(emails=emails, sms=[parse_sms(r) for r in sms[since.sms:]],
+                mark=Mark(raw_emails=len(raw), simple_emails=len(simple), sms=len(sms)))
+
+
+class Outbox:
+    """The sends of the moto server at ``aws_endpoint`` (the local runtime's AWS endpoint)."""
+
+    def __init__(self, aws_endpoint: str, timeout: float = 60.0) -> None:
+        self.url = aws_endpoint.rstrip("/") + DATA_PATH
+        self.timeout = timeout
+
+    def _data(self) -> dict[str, Any]:
+        with urlopen(self.url, timeout=self.timeout) as response:
+            data: dict[str, Any] = json.loads(response.read())
+        return data
+
+    def read(self) -> Sent:
+        """Everything sent since the runtime started."""
+        return read_sent(self._data())
+
+    def since(self, mark: Mark) -> Sent:
+        """What was sent after ``mark`` was taken."""
+        return read_sent(self._data(), mark)
+
+    def mark(self) -> Mark:
+        return self.read().mark
