@@ -10,15 +10,11 @@ exited, and the issue's checks computed from the simulation alone:
 
 from __future__ import annotations
 
-import email
-import email.policy
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +23,7 @@ from crm.adapters.dynamodb import from_item
 from crm.clock import utc_now
 from crm.models.flows import FlowRun, StepOutcome
 
+from crm_local import outbound
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import (
     ABANDONED_CHECKOUT,
@@ -45,55 +42,35 @@ SENDER = {"from_address": "hello@demo-outfitters.example", "from_name": "Demo Ou
           "postal_address": "Demo Outfitters, 1 Market Street, San Francisco, CA 94105, USA"}
 IDLE_TIMEOUT_SECONDS = 300
 LEAD = timedelta(minutes=2)
-_ANGLED = re.compile(r"<([^>]+)>")
 
 
 @dataclass(frozen=True)
 class SentEmail:
-    """An email as moto's SES recorded it (raw MIME), read back."""
+    """An email as moto's SES recorded it (crm_local.outbound), the parts the demo reads."""
 
     message_id: str
     to: tuple[str, ...]
     subject: str
     unsubscribe_url: str | None
     unsubscribe_post: str | None
+    sent_at: datetime | None = None  # the runtime's clock
+    flow_id: str | None = None  # SES message tags the flows function sets
+    step_id: str | None = None
+
+
+def sent_email(record: outbound.SentEmail) -> SentEmail:
+    return SentEmail(record.message_id, tuple(a.lower() for a in record.to or record.destinations),
+                     record.subject or "", record.unsubscribe_url, record.list_unsubscribe_post, record.sent_at,
+                     record.tags.get("flow"), record.tags.get("step"))
 
 
 def read_emails(aws_endpoint: str) -> list[SentEmail]:
-    """Every email moto's SES "sent" (raw and simple), from moto's /moto-api/data.json."""
-    from crm_local.demo import http  # one request helper for the whole demo
-
-    status, data = http("GET", f"{aws_endpoint}/moto-api/data.json")
-    if status != 200 or not isinstance(data, dict):
-        raise RuntimeError(f"moto's data.json answered {status}")
-    sent: list[SentEmail] = []
-    for model, instances in data.get("ses", {}).items():
-        for instance in instances:
-            if model == "RawMessage":
-                parsed = email.message_from_string(str(instance.get("raw_data", "")), policy=email.policy.default)
-                assert isinstance(parsed, EmailMessage)
-                sent.append(parsed_email(str(instance["id"]), parsed, instance.get("destinations") or []))
-            elif model == "Message":
-                sent.append(SentEmail(str(instance["id"]), tuple(_addresses(instance.get("destinations"))),
-                                      str(instance.get("subject", "")), None, None))
-    return sent
+    """Every email moto's SES "sent", by time of sending (/moto-api/data.json through crm_local.outbound)."""
+    return [sent_email(record) for record in outbound.Outbox(aws_endpoint).read().emails]
 
 
-def _addresses(destinations: Any) -> list[str]:
-    if isinstance(destinations, dict):  # moto's simple messages: {"ToAddresses": [...], ...}
-        return [a for key in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destinations.get(key, [])]
-    return [str(a) for a in destinations or []]
-
-
-def parsed_email(message_id: str, message: EmailMessage, destinations: Iterable[str]) -> SentEmail:
-    """The parts of a sent message the demo reads: to whom, the subject, the one-click unsubscribe link."""
-    to = [a.strip().lower() for a in destinations] or [
-        email.utils.parseaddr(a)[1].lower() for a in str(message.get("To", "")).split(",") if a.strip()]
-    listed = str(message.get("List-Unsubscribe", ""))
-    https = [url for url in _ANGLED.findall(listed) if url.startswith(("https://", "http://"))]
-    post = message.get("List-Unsubscribe-Post")
-    return SentEmail(message_id, tuple(to), str(message.get("Subject", "")), https[0] if https else None,
-                     str(post) if post is not None else None)
+def read_sms(aws_endpoint: str) -> list[outbound.SentSms]:
+    return outbound.Outbox(aws_endpoint).read().sms
 
 
 def one_click_unsubscribe(url: str) -> int:
@@ -143,6 +120,7 @@ class FlowsOutcome:
     sent_by: dict[str, tuple[str, str]]  # message id -> (flow id, template id or step id)
     runs: list[FlowRun]
     unsubscribed: dict[str, int]  # address -> the one-click POST's status
+    sms: int = 0  # SNS SMS moto recorded
 
     def to(self, address: str) -> list[SentEmail]:
         return [m for m in self.emails if address.lower() in m.to]
@@ -185,8 +163,8 @@ def report(simulation: FlowSimulation, outcome: FlowsOutcome, wrong: list[str]) 
     print(f"emails sent              {len(outcome.emails)} (read back from moto's SES), by flow and step:")
     for (flow_id, step_name), count in sorted(by_step.items()):
         print(f"  {flow_id:<32}{step_name:<36}{count:>5}")
-    sms = sum(1 for r in outcome.runs for s in r.steps if s.channel == "sms" and s.outcome == StepOutcome.SENT)
-    print(f"sms sent                 {sms} (the built-in flows send email; SMS is shown by the e2e tests)")
+    print(f"sms sent                 {outcome.sms} (read back from moto's SNS; the built-in flows send email, "
+          "tests/e2e/test_flows.py shows SMS)")
     skips: Counter[tuple[str, str]] = Counter()
     exits: Counter[tuple[str, str]] = Counter()
     for run in outcome.runs:
@@ -301,13 +279,21 @@ class FlowsDemo:
         templates = self.templates_by_step()
         sent_at: dict[str, datetime] = {}
         sent_by: dict[str, tuple[str, str]] = {}
+        # Each email's flow and step: from its SES tags, else from the run that recorded its message id; its time
+        # from moto's record (the runtime's clock), else from the run's step record.
         for run in runs:
             for step in run.steps:
                 if step.message_id:
                     sent_at[step.message_id] = step.at
-                    sent_by[step.message_id] = (run.flow_id, templates.get(run.flow_id, {}).get(step.step_id,
-                                                                                                 step.step_id))
-        return FlowsOutcome(emails, sent_at, sent_by, runs, dict(self.unsubscribed))
+                    sent_by[step.message_id] = (run.flow_id, step.step_id)
+        for sent in emails:
+            if sent.flow_id and sent.step_id:
+                sent_by[sent.message_id] = (sent.flow_id, sent.step_id)
+            if sent.sent_at:
+                sent_at[sent.message_id] = sent.sent_at
+        named = {m: (flow, templates.get(flow, {}).get(step, step)) for m, (flow, step) in sent_by.items()}
+        sms = len(read_sms(self.runtime.aws_endpoint))
+        return FlowsOutcome(emails, sent_at, named, runs, dict(self.unsubscribed), sms)
 
 
 def demo_flows(runtime: LocalRuntime, api: Any, stores: dict[str, Store], table: str, shoppers: int = 60,

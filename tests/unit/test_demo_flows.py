@@ -3,11 +3,8 @@ fate alone), and that what they send reads, through the real Shopify connector, 
 
 from __future__ import annotations
 
-import email
-import email.policy
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 
 import pytest
 from crm.connectors.shopify import SHOPIFY as SHOPIFY_CONNECTOR
@@ -15,7 +12,8 @@ from crm.models.canonical import ActivityEvent, CustomerRecord
 from crm.models.consent import Channel, ConsentState
 from crm.models.flows import FlowRun, StepOutcome, StepRecord
 from crm.models.orders import CanonicalOrder
-from crm_local.demo_flows import FlowsOutcome, SentEmail, check, parsed_email, step_templates
+from crm_local.demo_flows import FlowsOutcome, SentEmail, check, sent_email, step_templates
+from crm_local.outbound import parse_raw
 from crm_local.simulation import (
     ABANDONED_CHECKOUT,
     FIRST_REMINDER_AFTER,
@@ -217,17 +215,16 @@ def test_an_action_is_plain_data() -> None:
 # --- what the demo reads back and checks ------------------------------------------------------------------------
 
 
-def test_a_sent_message_gives_its_recipient_and_one_click_link() -> None:
+def test_a_sent_message_gives_its_recipient_one_click_link_and_flow() -> None:
     raw = ("From: Demo <hello@demo.example>\r\nTo: Ada <Ada@Example.com>\r\nSubject: You left something\r\n"
            "List-Unsubscribe: <mailto:u@demo.example?subject=x>, <http://127.0.0.1:8000/unsubscribe/tok.sig>\r\n"
            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nMIME-Version: 1.0\r\n"
            "Content-Type: text/plain\r\n\r\nhello\r\n")
-    parsed = email.message_from_string(raw, policy=email.policy.default)
-    assert isinstance(parsed, EmailMessage)
-    sent = parsed_email("m-1", parsed, [])
-    assert sent == SentEmail("m-1", ("ada@example.com",), "You left something",
-                             "http://127.0.0.1:8000/unsubscribe/tok.sig", "List-Unsubscribe=One-Click")
-    assert parsed_email("m-2", parsed, ["Other@Example.com"]).to == ("other@example.com",)
+    record = parse_raw({"id": "m-1", "raw_data": raw, "destinations": ["Ada@Example.com"],
+                        "tags": {"flow": ABANDONED_CHECKOUT, "step": "email_1"}, "sent_at": T0.isoformat()})
+    assert sent_email(record) == SentEmail("m-1", ("ada@example.com",), "You left something",
+                                           "http://127.0.0.1:8000/unsubscribe/tok.sig", "List-Unsubscribe=One-Click",
+                                           T0, ABANDONED_CHECKOUT, "email_1")
 
 
 def test_step_templates_walk_split_paths() -> None:
