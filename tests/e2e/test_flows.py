@@ -75,8 +75,9 @@ class Shop:
 
     def advance(self, by: timedelta) -> datetime:
         """`crm clock advance` (it waits until the stack is idle), then a moment for anything left to show."""
-        answer = json.loads(self.stack.crm("clock", "advance", f"{int(by.total_seconds())}s", "--api",
-                                           self.stack.api_url))
+        # `crm` runs under a 60 s timeout (conftest): the advance waits for idle a little less.
+        answer = json.loads(self.stack.crm("clock", "advance", f"{int(by.total_seconds())}s", "--wait", "50",
+                                           "--api", self.stack.api_url))
         time.sleep(SETTLE_SECONDS)
         return datetime.fromisoformat(answer["now"])
 
