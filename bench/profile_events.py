@@ -534,6 +534,9 @@ def print_types(r: Results) -> None:
     per_event = requests_in(add(*ours.counts.values())) / len(r.workload.arrivals)
     print(f"  events/s overall: {ours.rate():.0f} ({per_event:.2f} requests/event); checked: {r.checks[0]};")
     print(f"  {r.merged} anonymous profiles merged into shoppers by identifies")
+    published = ", ".join(f"{kind} {ours.published[kind] / ours.events[kind]:.2f}" for kind in KINDS
+                          if ours.events[kind])
+    print(f"  PutEvents entries per event (the outbox's domain events, docs/events.md): {published}")
     print("\n   baseline: append every event to its shopper's partition and recompute the profile from all of it")
     print("   (Query partition + PutItem event + PutItem profile; refunds/removals GetItem an order pointer first;")
     print("   no identity merge), on a fresh table")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from crm.adapters.suppressions import suppression_address
 from crm.archive import ArchivedDelivery, unframe
 from crm.flows.ports import StepAlreadyClaimed
 from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
@@ -861,17 +862,6 @@ class FakeMessagingStore:
         return self.templates.pop((workspace_id, template_id), None) is not None
 
 
-class FakeSuppressions:
-    def __init__(self) -> None:
-        self.suppressed: dict[tuple[str, str], str] = {}
-
-    def is_suppressed(self, workspace_id: str, address: str) -> bool:
-        return (workspace_id, address.lower()) in self.suppressed
-
-    def suppress(self, workspace_id: str, address: str, reason: str, at: datetime) -> None:
-        self.suppressed[(workspace_id, address.lower())] = reason
-
-
 class FakeEmailSender:
     """Keeps what it sent; ``crash_next`` raises after nothing was sent (a Lambda dying mid-step)."""
 
@@ -916,3 +906,20 @@ class FakeMessageComposer:
         assert isinstance(template.template, SmsTemplate)
         return OutgoingSms(workspace_id=run.workspace_id, profile_id=profile.profile_id, to=to,
                            body=template.template.body, sender=settings.sms_sender)
+
+
+class FakeSuppressions:
+    """The workspace suppression list (crm.flows.ports.Suppressions), as crm.adapters.suppressions keeps it: by
+    normalised address, the first reason and time kept."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, str], tuple[str, datetime]] = {}
+
+    def is_suppressed(self, workspace_id: str, address: str) -> bool:
+        return (workspace_id, suppression_address(address)) in self.held
+
+    def suppress(self, workspace_id: str, address: str, reason: str, at: datetime) -> None:
+        self.held.setdefault((workspace_id, suppression_address(address)), (reason, at))
+
+    def suppression(self, workspace_id: str, address: str) -> tuple[str, datetime] | None:
+        return self.held.get((workspace_id, suppression_address(address)))

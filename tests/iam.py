@@ -7,6 +7,7 @@ A call is attributed to a function when a frame of the function's module (``crm_
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import threading
@@ -20,6 +21,11 @@ from crm_local.provision import ACCOUNT_ID, Provisioned, Resolver
 from crm_local.template import Stack
 
 _MODULE_PREFIX = "crm_function_"
+# Actions IAM authorises on no resource type, which therefore take Resource "*": SNS's opted-out list, and
+# Publish to a phone number (SNS's own guide; a Deny of sns:Publish on every topic must then go with it, so
+# the "*" reaches phones only: ``star_is_confined``).
+WITHOUT_RESOURCE_TYPE = frozenset({"sns:Publish", "sns:CheckIfPhoneNumberIsOptedOut"})
+_EVERY_TOPIC = ":sns:*:*:*"  # how a Resource names every topic (after "arn:${AWS::Partition}")
 _TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                      "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
 _S3_ACTIONS = {"ListObjectsV2": "ListBucket", "ListObjects": "ListBucket", "HeadObject": "GetObject",
@@ -103,10 +109,15 @@ def calls(function: str, region: str, service: str, operation: str, params: dict
     if service == "firehose":
         stream = f"arn:aws:firehose:{region}:{ACCOUNT_ID}:deliverystream/{params['DeliveryStreamName']}"
         return [Call(function, f"firehose:{operation}", stream)]
+    if service == "sns" and operation == "Publish" and "PhoneNumber" not in params:
+        topic = str(params.get("TopicArn") or params.get("TargetArn"))
+        return [Call(function, "sns:Publish", topic)]
     if service == "events" and operation == "PutEvents":
         buses = {str(e.get("EventBusName", "default")) for e in params["Entries"]}
         return [Call(function, "events:PutEvents", bus if bus.startswith("arn:")
                      else f"arn:aws:events:{region}:{ACCOUNT_ID}:event-bus/{bus}") for bus in buses]
+    if service == "sesv2":  # SES v2's API authorises under IAM's "ses" prefix (ses:SendEmail, ses:GetEmailIdentity)
+        return [Call(function, f"ses:{operation}", None)]
     if service == "scheduler" and operation in ("CreateSchedule", "DeleteSchedule", "GetSchedule"):
         group = params.get("GroupName", "default")
         return [Call(function, f"scheduler:{operation}",
@@ -134,6 +145,18 @@ class Recorder:
             return original(client, operation, params)
 
         return make_api_call
+
+
+def star_is_confined(statement: dict[str, Any], statements: list[dict[str, Any]]) -> bool:
+    """An Allow on Resource "*" is acceptable only for actions without a resource type, and sns:Publish only
+    beside a Deny of it on every topic (template form, before resolution)."""
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    if not set(actions) <= WITHOUT_RESOURCE_TYPE:
+        return False
+    topics_denied = any(s["Effect"] == "Deny" and "sns:Publish" in json.dumps(s["Action"])
+                        and _EVERY_TOPIC in json.dumps(s["Resource"])
+                        for s in statements)
+    return "sns:Publish" not in actions or topics_denied
 
 
 def allows(statement: dict[str, Any], call: Call) -> bool:
@@ -174,6 +197,12 @@ class Roles:
         a missing bus or bucket on purpose, which IAM would refuse too (as AccessDenied, not NotFound)."""
         return call.resource is None or call.resource.startswith(self.stack_arns)
 
+    def permits(self, call: Call) -> bool:
+        """Allowed by a statement and denied by none (a Deny names resources: it never matches a call that has no
+        resource, an SMS to a phone number)."""
+        statements = self.statements[call.function]
+        return any(allows(s, call) for s in statements if s["Effect"] == "Allow") and \
+            not any(call.resource is not None and allows(s, call) for s in statements if s["Effect"] == "Deny")
+
     def denied(self, recorded: list[Call]) -> list[Call]:
-        return sorted({c for c in recorded if self.of_the_stack(c)
-                       and not any(allows(s, c) for s in self.statements[c.function])}, key=repr)
+        return sorted({c for c in recorded if self.of_the_stack(c) and not self.permits(c)}, key=repr)

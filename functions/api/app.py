@@ -1,4 +1,5 @@
-"""The marketer API: profiles, their timelines and segments, scoped to the workspace of the caller's key.
+"""The marketer API: profiles, their timelines and segments, flows, templates and messaging settings, scoped to
+the workspace of the caller's key.
 
 docs/openapi.yaml describes every route. A direct segment export (GET .../export) is built page by page by a
 generator and joined here, because Chalice answers with whole bodies, so it is capped (413 beyond the
@@ -13,6 +14,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 from chalice import (
     BadRequestError,
     Chalice,
@@ -28,6 +30,9 @@ from crm.api_keys import authenticate
 from crm.clock import utc_now
 from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
+from crm.flows import manage as flows
+from crm.flows import proofs
+from crm.messaging import manage as templates
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.models.stores import ApiKey
@@ -152,11 +157,12 @@ class _Errors:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
         if isinstance(error, SegmentInvalid | ValueError):
             raise BadRequestError(str(error)) from None
-        if isinstance(error, service.SegmentNotFound | exports.ExportNotFound):
+        if isinstance(error, service.SegmentNotFound | exports.ExportNotFound | flows.FlowNotFound
+                      | templates.TemplateNotFound | proofs.ProfileNotFound):
             raise NotFoundError(str(error.args[0])) from None
         if isinstance(error, exports.ExportTooLarge):
             raise ContentTooLargeError(str(error)) from None
-        if isinstance(error, service.SegmentConflict):
+        if isinstance(error, service.SegmentConflict | flows.FlowConflict | templates.TemplateConflict):
             raise ConflictError(str(error)) from None
 
 
@@ -334,3 +340,144 @@ def get_currency_job(job_id: str) -> dict[str, Any]:
     if job is None:
         raise NotFoundError(f"no currency job {job_id}")
     return reporting.job_view(job)
+
+
+# --- flows, templates, messaging settings (docs/flows.md, docs/messaging.md) ---------------------------------
+
+def _body() -> dict[str, Any]:
+    with _Errors():
+        return flows.json_body(app.current_request.raw_body)
+
+
+def _held_version() -> int | None:
+    with _Errors():
+        return flows.expected_version(app.current_request.headers.get("if-match"))
+
+
+@app.route("/flows", methods=["GET"])
+def list_flows() -> dict[str, Any]:
+    return {"flows": [flows.flow_summary(r) for r in wiring.flow_catalogue().list_flows(_workspace())]}
+
+
+@app.route("/flows", methods=["POST"])
+def create_flow() -> Response:
+    workspace_id = _workspace()
+    with _Errors():
+        record = flows.create(wiring.flow_catalogue(), workspace_id, _body(), utc_now())
+    return Response(body=flows.flow_view(record), status_code=201, headers={"Location": f"/flows/{record.flow_id}"})
+
+
+@app.route("/flows/{flow_id}", methods=["GET"])
+def get_flow(flow_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        return flows.flow_view(flows.get(wiring.flow_catalogue(), workspace_id, flow_id))
+
+
+@app.route("/flows/{flow_id}", methods=["PUT"])
+def replace_flow(flow_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        record = flows.replace(wiring.flow_catalogue(), workspace_id, flow_id, _body(), utc_now(), _held_version())
+    return flows.flow_view(record)
+
+
+@app.route("/flows/{flow_id}", methods=["DELETE"])
+def delete_flow(flow_id: str) -> Response:
+    """A custom flow is deleted; a built-in one is reset to its default draft."""
+    workspace_id = _workspace()
+    with _Errors():
+        flows.delete(wiring.flow_catalogue(), workspace_id, flow_id, _held_version())
+    return Response(body="", status_code=204)
+
+
+@app.route("/flows/{flow_id}/status", methods=["PUT"])
+def set_flow_status(flow_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        record = flows.set_status(wiring.flow_catalogue(), wiring.messaging_store(), workspace_id, flow_id, _body(),
+                                  utc_now(), _held_version())
+    return flows.flow_view(record)
+
+
+@app.route("/flows/{flow_id}/runs", methods=["GET"])
+def flow_runs(flow_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        return proofs.runs_of(wiring.flow_catalogue(), wiring.flow_runs(), wiring.profile_repository(), workspace_id,
+                              flow_id, _query().get("profile_id"))
+
+
+@app.route("/flows/{flow_id}/test-send", methods=["POST"])
+def test_send_flow(flow_id: str) -> dict[str, Any]:
+    """One email step rendered (a real profile or the sample shopper) and sent to one address, as a test."""
+    workspace_id = _workspace()
+    try:
+        with _Errors():
+            return proofs.send_proof(wiring.flow_catalogue(), wiring.messaging_store(), wiring.profile_repository(),
+                                     wiring.email_sender(), wiring.sender_identities(), workspace_id, flow_id, _body())
+    except ClientError as error:
+        # SES's refusals of this one message (a sandboxed account's unverified recipient, a paused account).
+        if error.response["Error"]["Code"] not in _SES_REFUSALS:
+            raise
+        raise ConflictError(f"SES refused the test: {error.response['Error'].get('Message', '')}") from None
+
+
+_SES_REFUSALS = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "AccountSuspendedException",
+                           "SendingPausedException", "BadRequestException"})
+
+
+@app.route("/templates", methods=["GET"])
+def list_templates() -> dict[str, Any]:
+    listed = wiring.messaging_store().list_templates(_workspace())
+    return {"templates": [templates.template_summary(r) for r in listed]}
+
+
+@app.route("/templates", methods=["POST"])
+def create_template() -> Response:
+    workspace_id = _workspace()
+    with _Errors():
+        record = templates.create_template(wiring.messaging_store(), workspace_id, _body(), utc_now())
+    return Response(body=templates.template_view(record), status_code=201,
+                    headers={"Location": f"/templates/{record.template_id}"})
+
+
+@app.route("/templates/{template_id}", methods=["GET"])
+def get_template(template_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        return templates.template_view(templates.get_template(wiring.messaging_store(), workspace_id, template_id))
+
+
+@app.route("/templates/{template_id}", methods=["PUT"])
+def replace_template(template_id: str) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        record = templates.replace_template(wiring.messaging_store(), wiring.flow_catalogue(), workspace_id,
+                                            template_id, _body(), utc_now())
+    return templates.template_view(record)
+
+
+@app.route("/templates/{template_id}", methods=["DELETE"])
+def delete_template(template_id: str) -> Response:
+    """A custom template is deleted; a built-in one is reset to its default."""
+    workspace_id = _workspace()
+    with _Errors():
+        templates.delete_template(wiring.messaging_store(), wiring.flow_catalogue(), workspace_id, template_id)
+    return Response(body="", status_code=204)
+
+
+@app.route("/settings/messaging", methods=["GET"])
+def get_messaging_settings() -> dict[str, Any]:
+    held = wiring.messaging_store().messaging_settings(_workspace())
+    return templates.settings_view(held, templates.sender_verification(wiring.sender_identities(),
+                                                                       held.from_address, request=False))
+
+
+@app.route("/settings/messaging", methods=["PUT"])
+def replace_messaging_settings() -> dict[str, Any]:
+    """The settings are saved; SES is asked to verify the from address unless it (or its domain) is an identity."""
+    workspace_id = _workspace()
+    with _Errors():
+        return templates.replace_settings(wiring.messaging_store(), wiring.sender_identities(), workspace_id,
+                                          _body())

@@ -11,21 +11,28 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
+from crm.clock import utc_now
 from crm.flows.engine import FlowEvent
 from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, read_message
 from crm.flows.service import Report
+from crm.messaging.feedback import apply_inbound_sms, apply_ses_event
 
 logger = Logger(service="flows")
 metrics = Metrics(service="flows")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-class FeedbackNotWired(RuntimeError):
-    """SES events and inbound SMS belong to crm.messaging.feedback, wired at the merge of its branch."""
-
-
 def _feedback(message: SesEvent | SnsNotification) -> None:
-    raise FeedbackNotWired(f"no handler yet for {type(message).__name__}: crm.messaging.feedback is not wired")
+    deps, now = wiring.feedback_deps(), utc_now()
+    if isinstance(message, SesEvent):
+        outcome = apply_ses_event(message.detail, deps, now)
+    else:
+        outcome = apply_inbound_sms(message.message, deps, now)
+    if outcome.suppressed:
+        metrics.add_metric(name="EmailAddressSuppressed", unit=MetricUnit.Count, value=outcome.suppressed)
+    logger.info("messaging feedback", extra={"kind": type(message).__name__, "suppressed": outcome.suppressed,
+                                             "withdrawn": outcome.withdrawn, "workspaces": outcome.workspaces,
+                                             "note": outcome.note, "ignored": outcome.ignored, **outcome.details})
 
 
 def _reported(report: Report, record: SQSRecord) -> None:

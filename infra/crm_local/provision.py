@@ -191,13 +191,13 @@ class Provisioner:
             "AWS::DynamoDB::Table": self._table,
             "AWS::S3::Bucket": self._bucket,
             "AWS::SQS::Queue": self._queue,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::Events::EventBus": self._bus,
             "AWS::Events::Rule": self._rule,
             "AWS::KinesisFirehose::DeliveryStream": self._delivery_stream,
             "AWS::SNS::Topic": self._topic,
             "AWS::SNS::Subscription": self._subscription,
             "AWS::SNS::TopicPolicy": self._topic_policy,
-            "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::Scheduler::ScheduleGroup": self._schedule_group,
             "AWS::Scheduler::Schedule": self._schedule,
@@ -252,6 +252,12 @@ class Provisioner:
         url = self._client("sqs").create_queue(QueueName=name, Attributes=_sqs_attributes(p))["QueueUrl"]
         return Physical(url, {"Arn": self._arn("sqs", name), "QueueName": name, "QueueUrl": url})
 
+    def _queue_policy(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        policy = json.dumps(p["PolicyDocument"])
+        for url in p["Queues"]:
+            self._client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
+        return Physical(self._default_name(logical_id), {})
+
     def _bus(self, logical_id: str, p: dict[str, Any]) -> Physical:
         arn = self._client("events").create_event_bus(Name=p["Name"])["EventBusArn"]
         return Physical(p["Name"], {"Arn": arn, "Name": p["Name"]})
@@ -295,12 +301,6 @@ class Provisioner:
         for topic in p["Topics"]:
             self._client("sns").set_topic_attributes(TopicArn=topic, AttributeName="Policy",
                                                      AttributeValue=json.dumps(p["PolicyDocument"]))
-        return Physical(self._default_name(logical_id))
-
-    def _queue_policy(self, logical_id: str, p: dict[str, Any]) -> Physical:
-        for url in p["Queues"]:
-            self._client("sqs").set_queue_attributes(QueueUrl=url, Attributes={
-                "Policy": json.dumps(p["PolicyDocument"])})
         return Physical(self._default_name(logical_id))
 
     def _schedule_group(self, logical_id: str, p: dict[str, Any]) -> Physical:

@@ -19,7 +19,7 @@ from crm.adapters import clients
 from moto.scheduler.models import scheduler_backends
 from moto.server import ThreadedMotoServer
 
-from crm_local import moto_outbound, moto_patches, scheduler
+from crm_local import mailbox_simulator, moto_outbound, moto_patches, scheduler
 from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
 from crm_local.lambdas import Function
@@ -105,6 +105,7 @@ class LocalRuntime:
                           AWS_REGION=self.region)
         self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
         self.verify_senders(*self.senders)
+        mailbox_simulator.install(self.provisioned)
         os.environ.update(function_environment(self.provisioned, self.log_level))
         os.environ["PUBLIC_API_URL"] = self.api_url  # the links in emails point at the local API
         config.reset()
@@ -174,6 +175,7 @@ class LocalRuntime:
         return False
 
     def stop(self) -> None:
+        mailbox_simulator.uninstall()
         for timer in self.schedules.values():
             timer.stop()
         if self.scheduler is not None:

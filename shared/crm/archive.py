@@ -94,7 +94,8 @@ def object_metadata(envelope: IngestEnvelope) -> dict[str, str]:
     return {k: v.encode("ascii", "replace").decode() for k, v in fields.items() if v}
 
 
-_SOURCES: dict[str, DeliverySource] = {"webhook": "webhook", "track": "track", "link": "link"}
+_SOURCES: dict[str, DeliverySource] = {"webhook": "webhook", "track": "track", "link": "link",
+                                      "statement": "statement"}
 
 
 def header_from_metadata(metadata: Mapping[str, str], body_length: int) -> ArchivedDelivery:

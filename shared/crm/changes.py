@@ -40,6 +40,7 @@ from crm.profiles import (
     with_order_dates,
     with_order_facts,
     with_recent_history,
+    with_signed_browsers,
     with_signed_touches,
 )
 from crm.reporting import with_figures
@@ -117,6 +118,8 @@ def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Prof
         profile = new_profile(event.workspace_id, profile_id_for(event.workspace_id, identities[0]), now)
         before = None
     profile = linked(profile, resolution.claimed, event.store_id)
+    if isinstance(event, CanonicalOrder) or (isinstance(event, ActivityEvent) and not event.from_browser):
+        profile = with_signed_browsers(profile, resolution.claimed)
     links = tuple(
         IdentityLink(identity, profile.profile_id, context.pointers.get(identity))
         for identity in resolution.claimed if context.pointers.get(identity) != profile.profile_id
@@ -265,11 +268,38 @@ def _activity_change(event: ActivityEvent, context: Context, now: datetime,
                    value=format_money(event.value) if event.value is not None else None, currency=event.currency,
                    products=[p.title for p in event.products if p.title] or None,
                    order=f"{event.store_id}:{event.order_id}" if event.order_id else None,
-                   channel=event.touch.channel if event.touch else None)
+                   channel=event.touch.channel if event.touch else None,
+                   **_message_fields(event, profile))
     return Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile), identities=target.links,
         timeline=(*target.timeline, entry), event=(event.store_id, event.event_id, profile.profile_id),
     )
+
+
+# The activity lines the outbox turns into flow events (crm.outbox): they carry what a message shows.
+_MESSAGE_ACTIVITY = frozenset({ActivityType.CHECKOUT_STARTED, ActivityType.PRODUCT_VIEWED,
+                               ActivityType.ORDER_FULFILLED})
+_ITEMS_KEPT = 50  # a line stays well under DynamoDB's item limit however big the cart
+
+
+def _message_fields(event: ActivityEvent, profile: Profile) -> dict[str, Any]:
+    """The items (with picture and link), the recovery link, and whether only a browser vouches for the
+    activity being this shopper's: true for /track activity unless a signed source tied its browser to the
+    profile (docs/consent.md)."""
+    if event.type not in _MESSAGE_ACTIVITY:
+        return {}
+    browser = f"anon#{event.store_id}#{event.anonymous_id}" if event.anonymous_id else None
+    from_browser = event.from_browser and browser not in profile.signed_browsers
+    items = [{name: value for name, value in (
+        ("title", p.title), ("quantity", p.quantity), ("price", format_money(p.price) if p.price is not None else None),
+        ("product_id", p.product_id), ("variant_id", p.variant_id), ("sku", p.sku), ("image_url", p.image_url),
+        ("product_url", p.url)) if value is not None} for p in event.products[:_ITEMS_KEPT]]
+    checkout = (event.checkout_token or event.cart_token) if event.type is ActivityType.CHECKOUT_STARTED else None
+    # Most views are anonymous browsing nobody can message: the outbox publishes a view only of a profile with
+    # an address (one EventBridge entry, queue message and flows invocation saved per anonymous view).
+    reachable = event.type is ActivityType.PRODUCT_VIEWED and bool(profile.email or profile.phone)
+    return {"items": items or None, "checkout": checkout, "recovery_url": event.recovery_url,
+            "from_browser": from_browser or None, "reachable": reachable or None}
 
 
 def _customer_change(event: CustomerRecord, context: Context, now: datetime) -> Change | None:

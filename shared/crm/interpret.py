@@ -5,6 +5,7 @@ from __future__ import annotations
 from crm.connectors import connector_for
 from crm.connectors.base import PayloadNotUnderstood
 from crm.messaging.links import link_events
+from crm.messaging.statements import statement_events
 from crm.models.canonical import CanonicalEvent
 from crm.models.ingest import IngestEnvelope
 from crm.ports import StoreDirectory
@@ -19,6 +20,8 @@ def canonical_events(envelope: IngestEnvelope, body: bytes, stores: StoreDirecto
             return list(track_events(envelope, body))
         if envelope.source == "link":
             return list(link_events(envelope, body))
+        if envelope.source == "statement":
+            return list(statement_events(envelope, body))
         return connector_for(envelope.platform).events(envelope, body, stores)
     except (ValueError, ArithmeticError, RecursionError) as error:
         # Reading a body is deterministic: an error about its values fails the same way on every retry, so

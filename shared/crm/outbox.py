@@ -9,15 +9,24 @@ from typing import Any
 from crm.adapters.streams import image
 from crm.models.events import (
     AnyDomainEvent,
+    CheckoutStarted,
+    ConsentChanged,
+    ContactCreated,
     CustomerCreated,
+    Item,
+    OrderFulfilled,
     OrderPlaced,
+    ProductViewed,
     ProfilesMerged,
     SegmentEntered,
     SegmentExited,
 )
+from crm.models.orders import CanonicalOrder
 from crm.models.profile import OrderRecord, Profile
 from crm.money import format_money
 from crm.ports import EventPublisher
+
+_FULFILLED = "fulfilled"  # the canonical order's fulfillment_status once everything shipped (each connector)
 
 
 def _segment_event(record: Mapping[str, Any], new: dict[str, Any] | None,
@@ -40,43 +49,139 @@ def _segment_event(record: Mapping[str, Any], new: dict[str, Any] | None,
     return []
 
 
+def _order_items(order: CanonicalOrder) -> tuple[Item, ...]:
+    return tuple(Item(title=line.title or None, quantity=line.quantity, price=format_money(line.price),
+                      product_id=line.product_id, variant_id=line.variant_id, sku=line.sku)
+                 for line in order.line_items)
+
+
+def _fulfilled_id(workspace_id: str, store_id: str, order_id: str) -> str:
+    # One per order, whichever way it is learnt (an order's status, a fulfillment of its own): the copies a
+    # platform sends both ways are one event to a consumer.
+    return f"OrderFulfilled:{workspace_id}:{store_id}:{order_id}"
+
+
+def _order_events(item: dict[str, Any], old: dict[str, Any]) -> list[AnyDomainEvent]:
+    stored = OrderRecord.model_validate(item)
+    order = stored.order
+    if order is None or stored.profile_id is None:
+        return []
+    ids = (order.workspace_id, order.store_id, order.order_id)
+    items = _order_items(order)
+    events: list[AnyDomainEvent] = []
+    held = old.get("order") or {}
+    # A refund may arrive before its order and wait in a record without one: the order is "placed" when its
+    # first version lands, by insert or by filling that record.
+    if not held:
+        events.append(OrderPlaced(
+            event_id="OrderPlaced:{}:{}:{}".format(*ids),
+            workspace_id=order.workspace_id, profile_id=stored.profile_id, occurred_at=order.created_at,
+            store_id=order.store_id, order_id=order.order_id, currency=order.currency,
+            total_price=format_money(order.total_price), net_total=format_money(stored.net_total), paid=order.paid,
+            order_number=order.order_number, items=items,
+        ))
+    if (order.fulfillment_status or "").lower() == _FULFILLED and order.cancelled_at is None \
+            and str(held.get("fulfillment_status") or "").lower() != _FULFILLED:
+        events.append(OrderFulfilled(
+            event_id=_fulfilled_id(*ids), workspace_id=order.workspace_id, profile_id=stored.profile_id,
+            occurred_at=order.updated_at, store_id=order.store_id, order_id=order.order_id, items=items))
+    return events
+
+
+def _statement_time(profile: Profile, field: str) -> str:
+    """When the contact field was stated (its stamp's first part: "timestamp|source|...")."""
+    return profile.contact_sources.get(field, "").partition("|")[0] or profile.updated_at.isoformat()
+
+
+def _profile_events(item: dict[str, Any], old: dict[str, Any]) -> list[AnyDomainEvent]:
+    profile = Profile.model_validate(item)
+    ws, profile_id = profile.workspace_id, profile.profile_id
+    if profile.merged_into:
+        if old.get("merged_into"):
+            return []
+        return [ProfilesMerged(event_id=f"ProfilesMerged:{ws}:{profile_id}", workspace_id=ws,
+                               profile_id=profile.merged_into, occurred_at=profile.updated_at,
+                               merged_profile_id=profile_id)]
+    events: list[AnyDomainEvent] = []
+    if not old:
+        # Kept as it was: a profile came to be, reachable or not (ContactCreated says it can be reached).
+        events.append(CustomerCreated(event_id=f"CustomerCreated:{ws}:{profile_id}", workspace_id=ws,
+                                      profile_id=profile_id, occurred_at=profile.created_at))
+    gained = [(channel, field) for channel, field in (("email", "email"), ("sms", "phone"))
+              if getattr(profile, field) and not old.get(field)]
+    if gained:
+        # Named by when each address was stated: a replayed record gives the same id, a later address a new one.
+        stated = [_statement_time(profile, field) for _, field in gained]
+        events.append(ContactCreated(
+            event_id=f"ContactCreated:{ws}:{profile_id}:" + ",".join(
+                f"{channel}@{at}" for (channel, _), at in zip(gained, stated, strict=True)),
+            workspace_id=ws, profile_id=profile_id, occurred_at=_moment(min(stated), profile.updated_at),
+            channels=tuple(channel for channel, _ in gained)))
+    return events
+
+
+def _moment(value: str, fallback: datetime) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return fallback
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _items(summary: Mapping[str, Any]) -> tuple[Item, ...]:
+    return tuple(Item.model_validate(line) for line in summary.get("items") or ())
+
+
+def _timeline_event(line: dict[str, Any]) -> list[AnyDomainEvent]:
+    """The flow event a new timeline line stands for (crm.changes writes what each needs into its summary)."""
+    kind, summary = line.get("type"), line.get("summary") or {}
+    if kind not in _TIMELINE_EVENTS:
+        return []
+    ws, profile_id, ref = line["workspace_id"], line["profile_id"], line["ref"]
+    store_id = line.get("store_id") or ""
+    common: dict[str, Any] = {"workspace_id": ws, "profile_id": profile_id, "occurred_at": line["occurred_at"]}
+    if kind == "consent_changed":
+        return [ConsentChanged(event_id=f"ConsentChanged:{ws}:{profile_id}:{line['occurred_at']}:{ref}", **common,
+                               channel=summary["channel"], old_state=summary.get("old"), new_state=summary["new"],
+                               source=summary["source"])]
+    if kind == "checkout_started":
+        return [CheckoutStarted(event_id=f"CheckoutStarted:{ws}:{store_id}:{ref}", **common, store_id=store_id,
+                                checkout_id=summary.get("checkout") or ref, items=_items(summary),
+                                recovery_url=summary.get("recovery_url"), value=summary.get("value"),
+                                currency=summary.get("currency"), from_browser=bool(summary.get("from_browser")))]
+    if kind == "product_viewed":
+        if not summary.get("reachable"):
+            return []  # anonymous browsing (crm.changes): no flow can message it
+        items = _items(summary)
+        return [ProductViewed(event_id=f"ProductViewed:{ws}:{store_id}:{ref}", **common, store_id=store_id,
+                              product=items[0] if items else Item(), url=summary.get("url"),
+                              from_browser=bool(summary.get("from_browser")))]
+    order_ref = str(summary.get("order") or "")  # "store_id:order_id"
+    order_id = order_ref[len(store_id) + 1:] if order_ref.startswith(f"{store_id}:") else ""
+    return [OrderFulfilled(event_id=_fulfilled_id(ws, store_id, order_id or ref), **common, store_id=store_id,
+                           order_id=order_id, items=_items(summary))]
+
+
+_TIMELINE_EVENTS = frozenset({"consent_changed", "checkout_started", "product_viewed", "order_fulfilled"})
+
+
 def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
-    """The domain events one stream record stands for: an order that arrived, a new profile, a merge, a
-    profile entering or leaving a segment."""
+    """The domain events one stream record stands for (docs/events.md): an order placed or fulfilled, a new
+    profile or one that can now be reached, a merge, a profile entering or leaving a segment, and the
+    timeline lines flows start from (checkouts, product views, fulfillments, consent changes)."""
     item, before = image(record, "NewImage"), image(record, "OldImage")  # each image read once: a hot path
-    if (item or before or {}).get("entity") == "segment_member":
+    entity = (item or before or {}).get("entity")
+    if entity == "segment_member":
         return _segment_event(record, item, before)
     if item is None:
         return []
     old = before or {}
-    if item.get("entity") == "order":
-        stored = OrderRecord.model_validate(item)
-        order = stored.order
-        # A refund may arrive before its order and wait in a record without one: the order is "placed"
-        # when its first version lands, by insert or by filling that record.
-        if order is None or stored.profile_id is None or old.get("order"):
-            return []
-        return [OrderPlaced(
-            event_id=f"OrderPlaced:{order.workspace_id}:{order.store_id}:{order.order_id}",
-            workspace_id=order.workspace_id, profile_id=stored.profile_id, occurred_at=order.created_at,
-            store_id=order.store_id, order_id=order.order_id, currency=order.currency,
-            total_price=format_money(order.total_price), net_total=format_money(order.net_total), paid=order.paid,
-        )]
-    if item.get("entity") == "profile":
-        profile = Profile.model_validate(item)
-        if profile.merged_into and not old.get("merged_into"):
-            return [ProfilesMerged(
-                event_id=f"ProfilesMerged:{profile.workspace_id}:{profile.profile_id}",
-                workspace_id=profile.workspace_id, profile_id=profile.merged_into, occurred_at=profile.updated_at,
-                merged_profile_id=profile.profile_id,
-            )]
-        if old:
-            return []
-        return [CustomerCreated(
-            event_id=f"CustomerCreated:{profile.workspace_id}:{profile.profile_id}",
-            workspace_id=profile.workspace_id, profile_id=profile.profile_id,
-            occurred_at=profile.created_at,
-        )]
+    if entity == "order":
+        return _order_events(item, old)
+    if entity == "profile":
+        return _profile_events(item, old)
+    if entity == "timeline" and not old:  # a line written again (an order's newer version) is not news
+        return _timeline_event(item)
     return []
 
 

@@ -261,8 +261,12 @@ def _later(current: Activity | None, candidate: Activity) -> Activity:
 
 
 def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Profile:
+    # Pictures and links stay on the timeline line (crm.changes): every later write of the profile would carry
+    # them, in write units, for nothing a segment reads.
+    products = tuple(p.model_copy(update={"image_url": None, "url": None}) if p.image_url or p.url else p
+                     for p in event.products)
     activity = Activity(at=event.occurred_at, event_id=event.event_id, type=event.type.value, url=event.url,
-                        value=event.value, currency=event.currency, products=event.products)
+                        value=event.value, currency=event.currency, products=products)
     changes: dict[str, Any] = {
         "activity_counts": _add(profile.activity_counts, {event.type.value: 1}),
         "last_seen_at": _latest(profile.last_seen_at, event.occurred_at),
@@ -328,6 +332,15 @@ def linked(profile: Profile, identities: Iterable[str], store_id: str) -> Profil
                                       "store_ids": _union(profile.store_ids, [store_id])})
 
 
+def with_signed_browsers(profile: Profile, identities: Iterable[str]) -> Profile:
+    """The profile once a signed record (an order, a platform's checkout, a signed activity) named these of
+    its identities: the tracker's browser ids among them are the shopper's own (docs/consent.md)."""
+    browsers = [identity for identity in identities if identity.startswith("anon#")]
+    if not browsers or set(browsers) <= set(profile.signed_browsers):
+        return profile
+    return profile.model_copy(update={"signed_browsers": _union(profile.signed_browsers, browsers)})
+
+
 def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Profile:
     """One profile holding everything of ``survivor`` and ``others`` (a merge): totals add up, the
     earliest and latest are kept, and each latest-wins field keeps its latest statement."""
@@ -342,6 +355,7 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
             result = with_touch(result, touch)
         changes: dict[str, Any] = {
             "identities": _union(result.identities, other.identities),
+            "signed_browsers": _union(result.signed_browsers, other.signed_browsers),
             "merged_from": _union(result.merged_from, other.merged_from, [other.profile_id]),
             "store_ids": _union(result.store_ids, other.store_ids),
             "tags": _union(result.tags, other.tags),

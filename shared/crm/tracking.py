@@ -252,6 +252,7 @@ def _activity(envelope: IngestEnvelope, anonymous_id: str, event: TrackEvent) ->
         phone=normalise_phone(event.phone),
         cart_token=event.cart_token,
         url=event.url,
+        recovery_url=event.recovery_url,
         products=tuple(_product(p) for p in products),
         value=event.value,
         currency=event.currency,

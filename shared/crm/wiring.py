@@ -13,6 +13,7 @@ from crm.adapters.dynamodb import (
     DynamoStoreDirectory,
 )
 from crm.adapters.export_files import S3ExportFiles
+from crm.adapters.flow_definitions import DynamoFlowCatalogue, DynamoMessagingStore
 from crm.adapters.flow_runs import DynamoRunStore
 from crm.adapters.messaging import (
     EventBridgePublisher,
@@ -25,12 +26,25 @@ from crm.adapters.messaging import (
 from crm.adapters.scheduler import EventBridgeWaitScheduler
 from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+from crm.adapters.sender_identities import SesSenderIdentities
 from crm.adapters.ses import SesEmailSender
+from crm.adapters.sns import SnsSmsSender
+from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.config import settings
-from crm.flows.ports import EmailSender, FlowCatalogue, MessagingStore, RunStore, SmsSender, Suppressions, WaitScheduler
+from crm.flows.ports import (
+    EmailSender,
+    FlowCatalogue,
+    MessagingStore,
+    RunStore,
+    SenderIdentities,
+    SmsSender,
+    Suppressions,
+    WaitScheduler,
+)
 from crm.flows.service import FlowsService, MessageComposer
 from crm.messaging.compose import FlowMessages
+from crm.messaging.feedback import FeedbackDeps
 from crm.messaging.unsubscribe import Links
 from crm.ports import (
     ArchiveStore,
@@ -152,27 +166,24 @@ def wait_scheduler() -> WaitScheduler:
     return EventBridgeWaitScheduler()
 
 
-# The flows service's other ports come from the branches that build them (issue 10): the flow catalogue and
-# messaging store (api: crm.adapters.flow_definitions), the renderer and SES sender (email: crm.messaging.render,
-# crm.adapters.ses), suppressions and the SNS sender (deliver). Until they are merged these factories fail
-# loudly; the lead wires each one here.
-class NotWiredYet(RuntimeError):
-    """A port whose adapter has not been merged into this branch yet."""
-
-
 @cache
 def flow_catalogue() -> FlowCatalogue:
-    raise NotWiredYet("crm.adapters.flow_definitions (FlowCatalogue)")
+    return DynamoFlowCatalogue()
 
 
 @cache
 def messaging_store() -> MessagingStore:
-    raise NotWiredYet("crm.adapters.flow_definitions (MessagingStore)")
+    return DynamoMessagingStore()
+
+
+@cache
+def sender_identities() -> SenderIdentities:
+    return SesSenderIdentities()
 
 
 @cache
 def suppressions() -> Suppressions:
-    raise NotWiredYet("crm.adapters.suppressions")
+    return DynamoSuppressions()
 
 
 @cache
@@ -182,12 +193,19 @@ def email_sender() -> EmailSender:
 
 @cache
 def sms_sender() -> SmsSender:
-    raise NotWiredYet("crm.adapters.sns")
+    return SnsSmsSender()
 
 
 @cache
 def message_composer() -> MessageComposer:
     return FlowMessages(links)
+
+
+def feedback_deps() -> FeedbackDeps:
+    """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS."""
+    return FeedbackDeps(suppressions=suppressions(), profiles=profile_repository(), archive=raw_archive(),
+                        ingest=ingest_queue(), workspaces=lambda: store_directory().workspaces(),
+                        messaging_settings=lambda workspace: messaging_store().messaging_settings(workspace))
 
 
 def flows_service() -> FlowsService:
@@ -203,5 +221,5 @@ def reset() -> None:
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
                     currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
-                    link_signing_keys):
+                    link_signing_keys, sender_identities):
         factory.cache_clear()

@@ -93,6 +93,9 @@ class Flows:
 @pytest.fixture
 def flows(provisioned: Provisioned, function_env: UseEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flows]:
     function_env("FlowsFunction")
+    # Powertools reads the metrics namespace when the module loads: load it afresh with this stack's
+    # environment, as a new Lambda container would, whatever another test loaded before.
+    monkeypatch.delitem(sys.modules, "crm_function_FlowsFunction", raising=False)
     monkeypatch.setattr(clock, "_shift", START - datetime.now(UTC))
     email = FakeEmailSender()
     live = FlowRecord(workspace_id=WS, flow_id=ABANDONED_CHECKOUT, status=FlowStatus.LIVE,
@@ -249,9 +252,6 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
 
 def test_a_send_lost_between_claim_and_answer_emits_the_metric_the_alarm_watches(
         flows: Flows, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stack: Any) -> None:
-    # Powertools reads the metrics namespace (the stack's) when the module loads, as a fresh Lambda container
-    # would: load it again for this test's stack.
-    monkeypatch.delitem(sys.modules, "crm_function_FlowsFunction", raising=False)
     flows.publish(_checkout(clock.utc_now()))
     assert flows.run_function() == {"batchItemFailures": []}
     [run] = DynamoRunStore(flows.provisioned.outputs["TableName"]).runs_of_profile(WS, "p1")

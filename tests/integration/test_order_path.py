@@ -123,7 +123,9 @@ def test_signed_order_becomes_a_profile_and_domain_events(
     assert _run_outbox(provisioned, function_env, records) == {"batchItemFailures": []}
 
     events = bus_events(sink)
-    assert sorted(e["detail-type"] for e in events) == ["CustomerCreated", "OrderPlaced"]
+    # The sample order ticks "accepts marketing" (buyer_accepts_marketing): the profile's first email consent.
+    assert sorted(e["detail-type"] for e in events) == [
+        "ConsentChanged", "ContactCreated", "CustomerCreated", "OrderPlaced"]
     assert {e["source"] for e in events} == {"crm"}
     [placed] = [e["detail"] for e in events if e["detail-type"] == "OrderPlaced"]
     assert placed["event_id"] == f"OrderPlaced:{registration.workspace_id}:{registration.store_id}:{FIXTURE_ORDER_ID}"

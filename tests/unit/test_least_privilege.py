@@ -15,7 +15,7 @@ from crm.adapters import keys
 from crm_local.template import Stack, read_sam
 
 from tests.builders import ROOT, TEMPLATE
-from tests.iam import Call, allows, calls
+from tests.iam import Call, allows, calls, star_is_confined
 
 # Roles allowed an AWS-managed policy, and why: API Gateway writes every API's logs in an account and region
 # with one role, so narrowing it to this stack's log group would break the other APIs there.
@@ -69,11 +69,14 @@ def _leading_keys(statement: dict[str, Any]) -> list[str] | None:
 def test_no_role_allows_every_resource_or_every_action(stack: Stack) -> None:
     for name, role in _roles(stack).items():
         for statement in _statements(role):
-            assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+            assert statement["Effect"] in ("Allow", "Deny") and "NotAction" not in statement \
+                and "NotResource" not in statement
             for action in _listed(statement["Action"]):
                 assert "*" not in action, f"{name} allows {action}"
             for resource in _listed(statement["Resource"]):
-                assert resource != "*", f"{name} allows {statement['Action']} on every resource"
+                assert resource != "*" or (statement["Effect"] == "Allow"
+                                           and star_is_confined(statement, list(_statements(role)))), \
+                    f"{name} allows {statement['Action']} on every resource"
 
 
 def test_only_documented_roles_carry_aws_managed_policies(stack: Stack) -> None:
@@ -125,10 +128,12 @@ def test_internet_facing_functions_only_read_the_table(stack: Stack, function: s
     assert actions == {"dynamodb:GetItem"}
 
 
-def test_api_function_cannot_write_items_one_by_one_outside_batches(stack: Stack) -> None:
-    # Its code never deletes an item by itself (a segment's items go in BatchWriteItem, bounded by key).
-    actions = {a for s in _statements(_function_role(stack, "ApiFunction")) for a in _listed(s["Action"])}
-    assert "dynamodb:DeleteItem" not in actions
+def test_api_function_deletes_items_one_by_one_only_from_flow_and_template_catalogues(stack: Stack) -> None:
+    # A segment's items go in BatchWriteItem, bounded by key; DeleteItem removes a flow or a template only.
+    deleting = [s for s in _statements(_function_role(stack, "ApiFunction")) if "dynamodb:DeleteItem" in
+                _listed(s["Action"])]
+    assert len(deleting) == 1 and _listed(deleting[0]["Action"]) == ["dynamodb:DeleteItem"]
+    assert _leading_keys(deleting[0]) == ["WS#*#FLOWS", "WS#*#TEMPLATES"]
 
 
 def test_every_function_writes_only_its_own_log_group(stack: Stack) -> None:

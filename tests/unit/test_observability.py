@@ -69,13 +69,24 @@ def _dead_letter_queues(stack: Stack) -> set[str]:
     return found
 
 
+def _fed_queues(stack: Stack) -> set[str]:
+    """Queues a bus rule sends to: work waits in them like in a consumed queue."""
+    return {_queue_of(target["Arn"]) for rule in stack.of_type("AWS::Events::Rule").values()
+            for target in rule["Properties"].get("Targets", [])
+            if isinstance(target["Arn"], dict) and "Fn::GetAtt" in target["Arn"]
+            and stack.resources[_queue_of(target["Arn"])]["Type"] == "AWS::SQS::Queue"}
+
+
 def test_every_queue_is_consumed_or_a_dead_letter_queue(stack: Stack) -> None:
-    # A queue neither read by a function nor catching failures would escape the two alarm rules below.
-    assert set(stack.of_type("AWS::SQS::Queue")) == _consumed_queues(stack) | _dead_letter_queues(stack)
+    # A queue neither read by a function (or fed by a rule) nor catching failures would escape the two alarm
+    # rules below.
+    assert set(stack.of_type("AWS::SQS::Queue")) == \
+        _consumed_queues(stack) | _fed_queues(stack) | _dead_letter_queues(stack)
 
 
 def test_every_consumed_queue_has_its_oldest_message_age_alarmed(stack: Stack) -> None:
-    consumed = _consumed_queues(stack)
+    consumed = _consumed_queues(stack) | _fed_queues(stack)
+    assert "FlowsQueue" in consumed
     assert {"IngestQueue", "SegmentTasksQueue", "ExportQueue"} <= consumed
     for queue in consumed:
         [alarm] = _watching(stack, "AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName",
@@ -123,7 +134,8 @@ def test_alert_email_subscribes_to_the_topic_only_when_given() -> None:
     assert sam["Parameters"]["AlertEmail"] == {**sam["Parameters"]["AlertEmail"], "Type": "String", "Default": ""}
     condition = sam["Conditions"]["HasAlertEmail"]
     assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]}
-    [subscription] = [r for r in sam["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"]
+    [subscription] = [r for r in sam["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"
+                      and r["Properties"]["TopicArn"] == {"Ref": "AlertsTopic"}]
     assert subscription["Condition"] == "HasAlertEmail"
     assert subscription["Properties"] == {"TopicArn": {"Ref": "AlertsTopic"}, "Protocol": "email",
                                           "Endpoint": {"Ref": "AlertEmail"}}

@@ -240,6 +240,15 @@ class BigCommerceConnector:
 PAID_STATUS_IDS = frozenset({2, 3, 4, 8, 9, 10, 11, 13, 14})
 PAID_STATUSES = frozenset({"Shipped", "Partially Shipped", "Refunded", "Awaiting Pickup", "Awaiting Shipment",
                            "Completed", "Awaiting Fulfillment", "Disputed", "Partially Refunded"})
+# The v2 statuses whose goods left the store (2 Shipped, 10 Completed; 3 Partially Shipped is not yet all).
+SHIPPED_STATUS_IDS = frozenset({2, 10})
+SHIPPED_STATUSES = frozenset({"Shipped", "Completed"})
+
+
+def _fulfillment_status(order: _Order) -> str | None:
+    shipped = (order.status_id in SHIPPED_STATUS_IDS if order.status_id is not None
+               else order.status in SHIPPED_STATUSES)
+    return "fulfilled" if shipped else None
 
 
 def _paid(order: _Order) -> bool:
@@ -271,6 +280,7 @@ def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
         updated_at=updated_at,
         cancelled_at=updated_at if order.status == "Cancelled" else None,
         version=version_stamp(updated_at, None),
+        fulfillment_status=_fulfillment_status(order),
     )
 
 

@@ -56,6 +56,7 @@ from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.stores import Platform
+from crm.models.tracking import WebUrl
 from crm.money import to_money
 from crm.ports import StoreDirectory
 from crm.stores import normalise_domain
@@ -125,6 +126,8 @@ class ProductBody(_Schema):
     category: str | None = None
     price: Money | None = None
     quantity: int = Field(default=1, ge=0)
+    image_url: WebUrl | None = None
+    url: WebUrl | None = None
 
 
 class TouchBody(_Schema):
@@ -229,6 +232,7 @@ class ActivityBody(_Schema):
     checkout_token: str | None = None
     order_id: Id | None = None
     url: str | None = None
+    recovery_url: WebUrl | None = None  # a checkout's link back to itself (abandoned-checkout reminders)
     products: tuple[ProductBody, ...] = ()
     value: Money | None = None
     currency: Currency | None = None

@@ -232,6 +232,7 @@ def _checkout(kind: ActivityType) -> TopicMapper:
             cart_token=checkout.cart_token or None,
             checkout_token=checkout.token,
             url=checkout.abandoned_checkout_url or None,
+            recovery_url=checkout.abandoned_checkout_url or None,
             products=_products(checkout.line_items),
             value=None if checkout.total_price is None else to_money(checkout.total_price),
             currency=checkout.currency.upper() if checkout.currency else None,
@@ -368,6 +369,7 @@ def _products(items: Iterable[LineItem]) -> tuple[ProductRef, ...]:
             category=item.product_type or None,
             price=to_money(item.price),
             quantity=item.quantity,
+            image_url=item.picture(),
         )
         for item in items
     )

@@ -78,6 +78,11 @@ class RefundPayload(Refund):
     created_at: AwareDatetime
 
 
+class _Image(BaseModel):
+    src: str | None = None
+    url: str | None = None
+
+
 class LineItem(BaseModel):
     product_id: int | None = None
     variant_id: int | None = None
@@ -88,6 +93,17 @@ class LineItem(BaseModel):
     quantity: int = 0
     price: Amount = Decimal("0")
     line_price: Amount | None = None
+    # The published checkout and order samples carry no picture; some payloads (and apps) add ``image_url``
+    # or an ``image`` object, which a cart reminder shows when present.
+    image_url: str | None = None
+    image: _Image | str | None = None
+
+    def picture(self) -> str | None:
+        if self.image_url:
+            return self.image_url
+        if isinstance(self.image, str):
+            return self.image or None
+        return (self.image.src or self.image.url or None) if self.image else None
 
 
 class _ShopMoney(BaseModel):

@@ -53,6 +53,7 @@ _PING_BODY = re.compile(rb"webhook_id=[0-9]+")
 # on-hold (awaiting confirmation of a manual payment), failed, checkout-draft and trash are kept as unpaid;
 # cancelled is cancelled.
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
+FULFILLED = "fulfilled"  # the canonical fulfillment_status (crm.outbox publishes OrderFulfilled on it)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -254,6 +255,8 @@ def _canonical(order: _Order, envelope: IngestEnvelope) -> CanonicalOrder:
             for item in order.line_items
         ),
         discount_codes=tuple(coupon.code for coupon in order.coupon_lines if coupon.code),
+        # WooCommerce has no shipping state of its own: "completed" is the merchant's "fulfilled and done".
+        fulfillment_status=FULFILLED if order.status == "completed" else None,
         country=billing.country,
         # No consents: WooCommerce core has no marketing-consent field (plugins keep their own in meta_data).
     )

@@ -106,3 +106,16 @@ class MessagingStore(Protocol):
     def get_template(self, workspace_id: str, template_id: str) -> TemplateRecord | None: ...
     def put_template(self, record: TemplateRecord) -> None: ...
     def delete_template(self, workspace_id: str, template_id: str) -> bool: ...
+
+
+class SenderIdentities(Protocol):
+    """SES identities a workspace sends from (crm.adapters.sender_identities): the from address is asked to be
+    verified when the messaging settings name it."""
+
+    def verification_status(self, identity: str) -> str | None:
+        """SES's status for an address or domain identity (SUCCESS, PENDING, FAILED, ...); None if it is none."""
+        ...
+
+    def request_verification(self, address: str) -> str:
+        """Create the address's identity (SES mails it a link to confirm); answers its status."""
+        ...

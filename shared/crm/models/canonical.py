@@ -88,6 +88,9 @@ class ProductRef(BaseModel):
     category: str | None = None
     price: Decimal | None = None
     quantity: int = Field(default=1, ge=0)
+    # What a message shows of it (a cart reminder's picture and link); None when the source sends none.
+    image_url: str | None = None
+    url: str | None = None
 
 
 class Touch(BaseModel):
@@ -133,6 +136,8 @@ class ActivityEvent(_Canonical):
     checkout_token: str | None = None
     order_id: str | None = None
     url: str | None = None
+    # A checkout's link back to itself (Shopify's abandoned_checkout_url): what a reminder links to.
+    recovery_url: str | None = None
     products: tuple[ProductRef, ...] = ()
     value: Decimal | None = None
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")

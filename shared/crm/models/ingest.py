@@ -12,8 +12,7 @@ from crm.models.stores import Platform
 # SQS takes 256 KiB per message; a larger envelope travels without its body, read from the archive.
 MAX_MESSAGE_BYTES = 250_000
 
-
-DeliverySource = Literal["webhook", "track", "link"]
+DeliverySource = Literal["webhook", "track", "link", "statement"]
 
 
 class DeliveryMeta(BaseModel):
@@ -36,7 +35,8 @@ class IngestEnvelope(BaseModel):
     platform: Platform
     # "webhook": a platform's signed delivery (its connector reads it); "track": a storefront
     # tracking request sent with the store's public write key (crm.tracking reads it); "link": a link of
-    # an email followed, unsubscribe or confirm (crm.messaging.links reads it).
+    # an email followed, unsubscribe or confirm (crm.messaging.links reads it); "statement": a consent statement
+    # the shopper made to the CRM itself, an SMS STOP reply or a spam complaint (crm.messaging.statements).
     source: DeliverySource = "webhook"
     workspace_id: str
     store_id: str

@@ -100,3 +100,4 @@ class OutgoingSms(BaseModel):
     to: str  # E.164
     body: str
     sender: str | None = None
+    transactional: bool = False  # SNS's SMSType: Promotional for marketing, Transactional for a confirmation

@@ -151,6 +151,10 @@ class Profile(BaseModel):
     # order.
     contact_sources: dict[str, str] = Field(default_factory=dict)
     identities: tuple[str, ...] = ()
+    # The tracker's browser ids (``anon#...``) a signed source tied to this shopper (an order or checkout
+    # carrying the tracker's cart attribute): their /track activity is the shopper's, not only a browser's
+    # claim (docs/consent.md).
+    signed_browsers: tuple[str, ...] = ()
     merged_from: tuple[str, ...] = ()
     store_ids: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()

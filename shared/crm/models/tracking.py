@@ -22,6 +22,9 @@ TrackType = Literal["page_viewed", "product_viewed", "product_added_to_cart", "c
 
 Short = Annotated[str, Field(min_length=1, max_length=200)]
 Url = Annotated[str, Field(max_length=2048)]
+# A link a message may show (a product's page or picture, a checkout's recovery link): web addresses only, so
+# nothing a page sends becomes a javascript: or data: link in an email.
+WebUrl = Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
 # Client-made ids end up inside canonical event ids (at most 200 characters) and table keys.
 ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)]
@@ -55,6 +58,8 @@ class TrackProduct(_Strict):
     category: Short | None = None
     price: Money | None = None
     quantity: int = Field(default=1, ge=0, le=10_000)
+    image_url: WebUrl | None = None
+    url: WebUrl | None = None
 
 
 class TrackConsent(_Strict):
@@ -72,6 +77,7 @@ class TrackEvent(_Strict):
     product: TrackProduct | None = None
     products: list[TrackProduct] = Field(default_factory=list, max_length=100)
     cart_token: Short | None = None
+    recovery_url: WebUrl | None = None  # checkout_started: the link back to this checkout
     value: Money | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")] | None = None
     email: Annotated[str, Field(max_length=320)] | None = None

@@ -1,0 +1,190 @@
+"""SES's mailbox simulator, emulated: moto accepts a send and publishes no event, so here a send through SES v2
+to a simulator address produces the event SES would publish, on the same path as in AWS.
+
+SES's simulator (docs: "Using the mailbox simulator") answers ``success@``, ``bounce@``, ``ooto@``,
+``complaint@`` and ``suppressionlist@simulator.amazonses.com``, each also with a ``+label`` (so that many
+tests or simulated shoppers can each have their own address). When the message was sent in a configuration
+set whose event destination (template.yaml's ``AWS::SES::ConfigurationSetEventDestination``, kept by
+provisioning in ``Provisioned.ses_event_destinations``) is EventBridge
+and matches the event type, SES puts the event on the default bus as source ``aws.ses`` with the detail of
+event publishing (mail with its tags, then bounce, complaint or delivery). So does this: the template's rule
+on the default bus routes it to the flows queue, whose function suppresses the address.
+
+The hook is moto's SES v2 SendEmail handler, wrapped in the runtime's process (moto's server runs there), and
+the event goes to moto's EventBridge backend in the same process, at once: SES takes seconds, and a test or
+the demo waiting for the runtime to be idle then finds the event already queued. Times are the runtime's
+clock (crm.clock), which ``crm clock advance`` moves.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Any
+
+from crm.clock import utc_now
+from moto.events.models import events_backends
+from moto.sesv2.responses import SESV2Response
+
+from crm_local.provision import Provisioned
+
+SIMULATOR_DOMAIN = "simulator.amazonses.com"
+DEFAULT_BUS = "default"
+
+# What each simulator mailbox does: (event type as MatchingEventTypes names it, SES's eventType, detail-type).
+_OUTCOMES = {
+    "success": ("delivery", "Delivery", "Email Delivered"),
+    "ooto": ("delivery", "Delivery", "Email Delivered"),  # delivered; the out-of-office reply is not an event
+    "bounce": ("bounce", "Bounce", "Email Bounced"),
+    "suppressionlist": ("bounce", "Bounce", "Email Bounced"),
+    "complaint": ("complaint", "Complaint", "Email Complaint Received"),
+}
+
+
+def simulator_mailbox(address: str) -> str | None:
+    """``bounce`` for ``bounce+alice@simulator.amazonses.com`` (any case); None for any other address."""
+    local, _, domain = parseaddr(address)[1].lower().rpartition("@")
+    mailbox = local.split("+", 1)[0]
+    return mailbox if domain == SIMULATOR_DOMAIN and mailbox in _OUTCOMES else None
+
+
+@dataclass(frozen=True)
+class EventDestination:
+    configuration_set: str
+    matching_types: frozenset[str]  # lower case, as CloudFormation lists them: bounce, complaint, delivery...
+    bus_arn: str
+
+
+def event_destinations(provisioned: Provisioned) -> list[EventDestination]:
+    """The template's SES event destinations that publish to EventBridge (as provisioning kept them: moto's SES
+    has none)."""
+    return [EventDestination(configuration_set, frozenset(t.lower() for t in destination["MatchingEventTypes"]),
+                             str(destination["EventBridgeDestination"]["EventBusArn"]))
+            for configuration_set, destinations in provisioned.ses_event_destinations.items()
+            for destination in destinations
+            if destination.get("EventBridgeDestination") and destination.get("Enabled", False)]
+
+
+@dataclass(frozen=True)
+class SentEmail:
+    """What SES v2 SendEmail was asked, and the message id it answered."""
+
+    message_id: str
+    from_address: str
+    destinations: tuple[str, ...]
+    configuration_set: str | None
+    tags: Mapping[str, str]
+
+    @classmethod
+    def of(cls, request: Mapping[str, Any], message_id: str) -> SentEmail:
+        destination = request.get("Destination", {})
+        recipients = [a for field in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destination.get(field, [])]
+        return cls(message_id=message_id, from_address=str(request.get("FromEmailAddress", "")),
+                   destinations=tuple(recipients), configuration_set=request.get("ConfigurationSetName"),
+                   tags={str(t["Name"]): str(t["Value"]) for t in request.get("EmailTags", [])})
+
+
+def _mail(sent: SentEmail, account: str, region: str, sent_at: datetime) -> dict[str, Any]:
+    sender = parseaddr(sent.from_address)[1]
+    tags: dict[str, list[str]] = {"ses:operation": ["SendEmail"], "ses:source-ip": ["127.0.0.1"],
+                                  "ses:from-domain": [sender.rpartition("@")[2]],
+                                  "ses:caller-identity": ["crm-local"]}
+    if sent.configuration_set:
+        tags["ses:configuration-set"] = [sent.configuration_set]
+    tags.update({name: [value] for name, value in sent.tags.items()})
+    return {"timestamp": _iso(sent_at), "source": sent.from_address,
+            "sourceArn": f"arn:aws:ses:{region}:{account}:identity/{sender}", "sendingAccountId": account,
+            "messageId": sent.message_id, "destination": list(sent.destinations), "headersTruncated": False,
+            "tags": tags}
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _outcome_detail(mailbox: str, recipients: list[str], at: datetime) -> tuple[str, dict[str, Any]]:
+    feedback_id = f"{uuid.uuid4().hex}-000000"
+    if mailbox == "bounce":
+        return "bounce", {"bounceType": "Permanent", "bounceSubType": "General", "timestamp": _iso(at),
+                          "feedbackId": feedback_id, "reportingMTA": "dns; amazonses.com",
+                          "bouncedRecipients": [{"emailAddress": r, "action": "failed", "status": "5.1.1",
+                                                 "diagnosticCode": "smtp; 550 5.1.1 user unknown"} for r in recipients]}
+    if mailbox == "suppressionlist":
+        return "bounce", {"bounceType": "Permanent", "bounceSubType": "OnAccountSuppressionList",
+                          "timestamp": _iso(at), "feedbackId": feedback_id, "reportingMTA": "dns; amazonses.com",
+                          "bouncedRecipients": [{"emailAddress": r, "action": "failed", "diagnosticCode":
+                                                 "Amazon SES did not send the message to this address because it "
+                                                 "is on the suppression list for your account."}
+                                                for r in recipients]}
+    if mailbox == "complaint":
+        return "complaint", {"complainedRecipients": [{"emailAddress": r} for r in recipients],
+                             "timestamp": _iso(at), "feedbackId": feedback_id,
+                             "userAgent": "Amazon SES Mailbox Simulator", "complaintFeedbackType": "abuse",
+                             "arrivalDate": _iso(at)}
+    return "delivery", {"timestamp": _iso(at), "processingTimeMillis": 0, "recipients": recipients,
+                        "smtpResponse": "250 2.6.0 Message received", "reportingMTA": "a8-70.smtp-out.amazonses.com",
+                        "remoteMtaIp": "127.0.0.1"}
+
+
+def ses_events(sent: SentEmail, destinations: list[EventDestination], account: str, region: str,
+               at: datetime) -> Iterator[dict[str, Any]]:
+    """The PutEvents entries SES would publish for a send: one per simulator outcome and matching destination."""
+    by_mailbox: dict[str, list[str]] = {}
+    for recipient in sent.destinations:
+        mailbox = simulator_mailbox(recipient)
+        if mailbox is not None:
+            by_mailbox.setdefault(mailbox, []).append(parseaddr(recipient)[1])
+    for mailbox, recipients in by_mailbox.items():
+        kind, event_type, detail_type = _OUTCOMES[mailbox]
+        field, outcome = _outcome_detail(mailbox, recipients, at)
+        for destination in destinations:
+            if destination.configuration_set == sent.configuration_set and kind in destination.matching_types:
+                detail = {"eventType": event_type, "mail": _mail(sent, account, region, at), field: outcome}
+                configuration_set = f"arn:aws:ses:{region}:{account}:configuration-set/{destination.configuration_set}"
+                # Time in epoch seconds, as boto3 sends PutEvents' Time and moto's backend takes it.
+                yield {"Source": "aws.ses", "DetailType": detail_type, "Detail": json.dumps(detail),
+                       "Resources": [configuration_set], "EventBusName": destination.bus_arn, "Time": at.timestamp()}
+
+
+_lock = threading.Lock()
+_destinations: list[EventDestination] = []
+# The SendEmail handler this wraps: whatever was installed before (crm_local.moto_outbound's stamping, or moto's).
+_wrapped: list[Callable[[SESV2Response], str]] = []
+
+
+def _send_email(self: SESV2Response) -> str:
+    answer = _wrapped[0](self)
+    sent = SentEmail.of(json.loads(self.body), str(json.loads(answer)["MessageId"]))
+    with _lock:
+        destinations = list(_destinations)
+    entries = list(ses_events(sent, destinations, self.current_account, self.region, utc_now()))
+    if entries:
+        backend = events_backends[self.current_account][self.region]
+        for entry in entries:
+            [result] = backend.put_events([entry])
+            if "ErrorCode" in result:
+                raise RuntimeError(f"the mailbox simulator could not publish {entry['DetailType']}: {result}")
+    return answer
+
+
+def install(provisioned: Provisioned) -> list[EventDestination]:
+    """Emulate the simulator for the provisioned stack's event destinations (in this process's moto)."""
+    found = event_destinations(provisioned)
+    with _lock:
+        _destinations[:] = found
+        if not _wrapped:
+            _wrapped.append(SESV2Response.send_email)
+            SESV2Response.send_email = _send_email  # type: ignore[method-assign]
+    return found
+
+
+def uninstall() -> None:
+    with _lock:
+        _destinations.clear()
+        if _wrapped:
+            SESV2Response.send_email = _wrapped.pop()  # type: ignore[method-assign,assignment]

@@ -1,0 +1,166 @@
+"""What each source says that flow messages show: item pictures and links, a checkout's recovery link, and
+that an order shipped (Shopify, WooCommerce, BigCommerce, custom /events, the public /track API)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from crm.connectors.base import PayloadNotUnderstood
+from crm.connectors.bigcommerce import map_order
+from crm.connectors.custom import CUSTOM, TOPIC
+from crm.connectors.shopify import SHOPIFY
+from crm.connectors.woocommerce import WOOCOMMERCE
+from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent
+from crm.models.ingest import DeliveryMeta, IngestEnvelope
+from crm.models.orders import CanonicalOrder
+from crm.models.stores import Platform
+from crm.tracking import TrackRejected, parse_request, track_events
+from crm_local.template import Stack
+
+from tests.builders import NOW, bc_order_json, compact, envelope, fixture_json, woo_fixture_json, woo_wire
+from tests.fakes import FakeStoreDirectory
+
+
+def _shopify(topic: str, payload: dict[str, Any]) -> list[CanonicalEvent]:
+    return SHOPIFY.events(envelope(None, topic=topic), compact(payload), FakeStoreDirectory())
+
+
+def test_a_shopify_checkout_keeps_its_recovery_link() -> None:
+    payload = fixture_json("checkouts/create")
+    [checkout] = _shopify("checkouts/create", payload)
+    assert isinstance(checkout, ActivityEvent)
+    assert checkout.recovery_url == payload["abandoned_checkout_url"]
+    # The published sample's lines carry no picture: none is made up.
+    assert [p.image_url for p in checkout.products] == [None] * len(payload["line_items"])
+
+
+@pytest.mark.parametrize("picture", [{"image_url": "https://cdn.example/a.png"},
+                                     {"image": {"src": "https://cdn.example/a.png"}},
+                                     {"image": "https://cdn.example/a.png"}])
+def test_a_shopify_line_item_picture_is_read_in_any_of_its_shapes(picture: dict[str, Any]) -> None:
+    payload = fixture_json("checkouts/create")
+    payload["line_items"][0].update(picture)
+    [checkout] = _shopify("checkouts/create", payload)
+    assert isinstance(checkout, ActivityEvent)
+    assert checkout.products[0].image_url == "https://cdn.example/a.png"
+
+
+def test_a_shopify_fulfillment_is_an_order_fulfilled_activity_naming_the_order() -> None:
+    payload = fixture_json("fulfillments/create")
+    [fulfillment] = _shopify("fulfillments/create", payload)
+    assert isinstance(fulfillment, ActivityEvent)
+    assert (fulfillment.type, fulfillment.order_id) == (ActivityType.ORDER_FULFILLED, str(payload["order_id"]))
+    assert [p.title for p in fulfillment.products] == [line["title"] for line in payload["line_items"]]
+
+
+def test_a_shopify_order_carries_its_fulfillment_status() -> None:
+    # The published orders/fulfilled sample is a test order left unfulfilled; a live one says "fulfilled".
+    [order] = _shopify("orders/fulfilled", {**fixture_json("orders/fulfilled"), "fulfillment_status": "fulfilled"})
+    assert isinstance(order, CanonicalOrder)
+    assert order.fulfillment_status == "fulfilled"
+
+
+@pytest.mark.parametrize(("status", "fulfilled"), [("completed", "fulfilled"), ("processing", None),
+                                                   ("on-hold", None), ("cancelled", None)])
+def test_a_woocommerce_order_is_fulfilled_once_completed(status: str, fulfilled: str | None) -> None:
+    payload = {**woo_fixture_json("order.updated"), "status": status}
+    woo = envelope(None, topic="order.updated", platform=Platform.WOOCOMMERCE)
+    [order] = WOOCOMMERCE.events(woo, woo_wire(payload), FakeStoreDirectory())
+    assert isinstance(order, CanonicalOrder)
+    assert order.fulfillment_status == fulfilled
+
+
+@pytest.mark.parametrize(("status_id", "status", "fulfilled"), [
+    (2, "Shipped", "fulfilled"), (10, "Completed", "fulfilled"), (3, "Partially Shipped", None),
+    (11, "Awaiting Fulfillment", None), (None, "Shipped", "fulfilled"), (None, "Pending", None)])
+def test_a_bigcommerce_order_is_fulfilled_once_shipped(status_id: int | None, status: str,
+                                                      fulfilled: str | None) -> None:
+    payload = {**bc_order_json(), "status_id": status_id, "status": status}
+    bc = envelope(b"{}", topic="store/order/updated", platform=Platform.BIGCOMMERCE, store_id="st_bc")
+    assert map_order(payload, bc).fulfillment_status == fulfilled
+
+
+def _custom(payload: dict[str, Any]) -> list[CanonicalEvent]:
+    return CUSTOM.events(envelope(None, topic=TOPIC, platform=Platform.CUSTOM), compact(payload),
+                         FakeStoreDirectory())
+
+
+CUSTOM_CHECKOUT = {
+    "type": "activity", "event_id": "co-1", "activity": "checkout_started", "occurred_at": "2026-02-28T10:00:00Z",
+    "email": "ada@example.com", "checkout_token": "tok-1", "recovery_url": "https://shop.custom.example/r/tok-1",
+    "products": [{"product_id": "p-1", "title": "Mug", "price": "12.50", "quantity": 2,
+                  "image_url": "https://shop.custom.example/mug.png", "url": "https://shop.custom.example/p/mug"}],
+}
+
+
+def test_a_custom_checkout_carries_pictures_links_and_its_recovery_url() -> None:
+    [checkout] = _custom({"events": [CUSTOM_CHECKOUT]})
+    assert isinstance(checkout, ActivityEvent)
+    assert checkout.recovery_url == "https://shop.custom.example/r/tok-1"
+    [product] = checkout.products
+    assert (product.image_url, product.url) == ("https://shop.custom.example/mug.png",
+                                                "https://shop.custom.example/p/mug")
+    assert checkout.from_browser is False  # signed by the store
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,hi", "//evil.example/x", "mug.png"])
+def test_a_custom_link_a_message_would_show_must_be_a_web_address(link: str) -> None:
+    with pytest.raises(PayloadNotUnderstood, match="recovery_url"):
+        _custom({"events": [{**CUSTOM_CHECKOUT, "recovery_url": link}]})
+
+
+def _track_body(**event: Any) -> bytes:
+    return json.dumps({"anonymous_id": "browser-1", "events": [{
+        "type": "checkout_started", "event_id": "co-1", "occurred_at": "2026-03-01T11:00:00Z", **event}]}).encode()
+
+
+def test_a_tracked_checkout_carries_pictures_links_and_its_recovery_url() -> None:
+    raw = _track_body(recovery_url="https://shop.example/cart/recover",
+                      products=[{"title": "Mug", "image_url": "https://shop.example/mug.png",
+                                 "url": "https://shop.example/p/mug"}])
+    message = IngestEnvelope(platform=Platform.SHOPIFY, source="track", workspace_id="ws_a", store_id="st_a",
+                             meta=DeliveryMeta(topic="track", delivery_id="d"), received_at=NOW, body=raw.decode())
+    [checkout] = track_events(message, raw)
+    assert checkout.recovery_url == "https://shop.example/cart/recover"
+    assert (checkout.products[0].image_url, checkout.products[0].url) == ("https://shop.example/mug.png",
+                                                                          "https://shop.example/p/mug")
+    assert checkout.from_browser is True
+
+
+@pytest.mark.parametrize("field", ["recovery_url", "image_url"])
+def test_a_tracked_link_must_be_a_web_address(field: str) -> None:
+    raw = (_track_body(recovery_url="javascript:alert(1)") if field == "recovery_url"
+           else _track_body(products=[{"title": "Mug", "image_url": "javascript:alert(1)"}]))
+    with pytest.raises(TrackRejected, match=field):
+        parse_request(raw)
+
+
+# --- the flows queue in template.yaml ------------------------------------------------------------
+
+FLOWS_FUNCTION_TIMEOUT = 60  # the flows function's timeout (runtime's FlowsFunction)
+
+
+def test_the_flows_queue_outlasts_six_function_timeouts_and_parks_after_five_receives(stack: Stack) -> None:
+    queue = stack.resources["FlowsQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * FLOWS_FUNCTION_TIMEOUT
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["FlowsDeadLetterQueue", "Arn"]},
+                                      "maxReceiveCount": 5}
+
+
+def test_the_flow_events_rule_may_send_to_the_flows_queues_and_no_other_rule_by_default(stack: Stack) -> None:
+    rule = stack.resources["FlowEventsRule"]["Properties"]
+    assert rule["EventBusName"] == {"Ref": "EventBus"}
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["FlowsQueue", "Arn"]}
+    policies = {p["Properties"]["Queues"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+                for p in stack.of_type("AWS::SQS::QueuePolicy").values()}
+    for queue in ("FlowsQueue", "FlowsDeadLetterQueue"):
+        by_service = [s for s in policies[queue] if "Service" in s["Principal"]]
+        sources = [value.get("aws:SourceArn") for s in by_service for value in s.get("Condition", {}).values()]
+        assert {"Fn::GetAtt": ["FlowEventsRule", "Arn"]} in sources, queue
+        # Without a source condition any rule or topic in any account could send.
+        assert len(sources) == len(by_service) and all(sources), queue
+        assert all(s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]} for s in by_service), queue
