@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/profile_events.py
 	$(BIN)/python bench/segments.py --sizes $(SEGMENT_SIZES)
 	$(BIN)/python bench/segment_runs.py
+	$(BIN)/python bench/flows.py
 
 local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001

@@ -1,7 +1,8 @@
 """`make demo`: a simulated workspace (a Shopify and a WooCommerce store, their shoppers over months) driven
 over HTTP into the embedded stack, a report of what the CRM made of it, and a check against the simulation;
 then its segments: a few custom ones created over the API, every segment computed, their sizes, the RFM
-groups and a CSV export, checked against the simulation where that is cheap."""
+groups and a CSV export, checked against the simulation where that is cheap; then its flows (demo_flows.py):
+the built-ins live, checkouts abandoned, a month fast-forwarded, what was sent checked against the simulation."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from crm.adapters.dynamodb import from_item
 from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
+from crm_local.demo_flows import demo_flows
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import (
@@ -178,6 +180,7 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
         report(outputs, results, sending, extras, simulation.expected, tap, drained)
         wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
         wrong += segments(Api(runtime.api_url, shop.api_key), outputs["TableName"], simulation.expected, out_dir)
+        wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"], seed=seed)
     print(f"demo finished in {time.perf_counter() - began:.0f} s", flush=True)
     return 0 if drained and not wrong else 1
 

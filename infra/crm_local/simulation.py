@@ -503,3 +503,296 @@ def catalogue(platform: str) -> tuple[str, ...]:
 def simulate(shoppers: int, seed: int, start: datetime | None = None, days: int = 182) -> Simulation:
     """``shoppers`` shoppers (and a fifth as many anonymous visitors) over ``days`` from ``start``."""
     return _Generator(shoppers, seed, start or START, days).run()
+
+
+# --- flows: a day of carts, then a month fast-forwarded -------------------------------------------------------
+#
+# A second, separate cast for the flows part of `make demo`: shoppers of the Shopify store who abandon checkouts,
+# browse, order, unsubscribe and bounce. Their times are offsets from the moment the built-in flows go live (T0,
+# the runtime's clock then); the demo delivers each action when its fast-forwarded clock reaches it. What each
+# shopper must receive is computed here from their fate alone, never with the CRM's code.
+
+ABANDONED_CHECKOUT = "builtin:abandoned_checkout"
+BROWSE_ABANDONMENT = "builtin:browse_abandonment"
+REMINDERS = ("builtin:abandoned_checkout_1", "builtin:abandoned_checkout_2")  # the reminders' template ids
+FIRST_REMINDER_AFTER = timedelta(hours=4)
+SECOND_REMINDER_AFTER = timedelta(hours=24)  # after the checkout
+# When the demo acts, as offsets from T0. Orders come in a few batches, each a clock step of its own; each batch
+# is well clear of the reminders' due times (a checkout starts up to CHECKOUT_SPREAD before T0).
+CHECKOUT_SPREAD = timedelta(minutes=10)
+SOON_ORDERS = (timedelta(hours=2),)
+LATER_ORDERS = (timedelta(hours=12),)
+UNSUBSCRIBE_AT = timedelta(hours=5)  # after the first reminders, before the second
+MONTH = timedelta(days=30)
+SIMULATOR = "simulator.amazonses.com"  # SES's mailbox simulator (the local runtime emulates it)
+
+
+class Fate:
+    """What a flow shopper does after starting a checkout (or, for BROWSES, instead of one)."""
+
+    ABANDONS = "abandons"  # never orders
+    ORDERS_SOON = "orders within 4 h"
+    ORDERS_LATER = "orders after 4 h, before 24 h"
+    UNSUBSCRIBES = "unsubscribes from the first reminder"
+    BOUNCES = "hard-bounces"
+    COMPLAINS = "complains"
+    BROWSES = "browses products, no checkout"
+
+    ALL = (ABANDONS, ORDERS_SOON, ORDERS_LATER, UNSUBSCRIBES, BOUNCES, COMPLAINS, BROWSES)
+    WEIGHTS = (30, 18, 14, 10, 8, 6, 14)
+
+
+@dataclass(frozen=True)
+class FlowShopper:
+    """One shopper of the flows part; ``consents``: subscribed to email before the flows go live."""
+
+    index: int
+    first: str
+    last: str
+    email: str
+    customer_id: int | None  # None: a guest, no account
+    fate: str
+    consents: bool
+    checkout_token: str | None = None  # None for BROWSES
+    items: tuple[tuple[str, str, str, int], ...] = ()  # (product id, title, price, quantity)
+    checkout_lead: timedelta = timedelta(0)  # how long before T0 the checkout started
+    duplicated: bool = False  # Shopify delivers the checkout webhook twice (same id, same body)
+    anonymous_id: str | None = None  # BROWSES: the storefront tracker's id, tied by a signed order
+    order_at: timedelta | None = None
+
+    @property
+    def value(self) -> Decimal:
+        return sum((Decimal(price) * quantity for _, _, price, quantity in self.items), Decimal("0.00"))
+
+    @property
+    def bounces(self) -> bool:
+        return self.fate in (Fate.BOUNCES, Fate.COMPLAINS)
+
+    def expected_reminders(self) -> tuple[str, ...]:
+        """The abandoned-checkout reminders (template ids) this shopper must get: both when they consent and
+        never order; none when they order within 4 h or do not consent; only the first when they order later,
+        unsubscribe from it, or bounce or complain about it (suppressed)."""
+        if self.checkout_token is None or not self.consents or self.fate == Fate.ORDERS_SOON:
+            return ()
+        if self.fate == Fate.ABANDONS:
+            return REMINDERS
+        return REMINDERS[:1]
+
+    @property
+    def silenced_at(self) -> timedelta | None:
+        """From when nothing more may reach the address (unsubscribed, bounced, complained), from T0; a
+        bounce or complaint comes back with the first reminder, so that is the earliest it can count."""
+        if self.fate == Fate.UNSUBSCRIBES:
+            return UNSUBSCRIBE_AT
+        if self.bounces:
+            return FIRST_REMINDER_AFTER - self.checkout_lead
+        return None
+
+
+@dataclass(frozen=True)
+class FlowAction:
+    """Something the demo does at ``at`` (from T0): deliver a message, or unsubscribe a shopper."""
+
+    at: timedelta
+    kind: str  # "webhook", "track" or "unsubscribe"
+    shopper: FlowShopper
+    message: Message | None = None
+
+
+@dataclass
+class FlowSimulation:
+    shoppers: list[FlowShopper]
+    t0: datetime
+    before_live: list[Message]  # consent and the browsers' ties, delivered and drained before the flows go live
+    actions: list[FlowAction]  # ordered by ``at``
+
+    def checkpoints(self) -> list[timedelta]:
+        """The clock's stops, from T0: every action's time, each reminder's due time (plus a margin), then the
+        rest of the month in a few large steps, so that due schedules fire in batches."""
+        margin = CHECKOUT_SPREAD
+        stops = {a.at for a in self.actions} | {FIRST_REMINDER_AFTER + margin, SECOND_REMINDER_AFTER + margin}
+        stops |= {timedelta(days=8), MONTH}  # the welcome's second email (3 days) and more fire on the way
+        return sorted(s for s in stops if s > timedelta(0))
+
+    def expected_reminders(self) -> dict[str, tuple[str, ...]]:
+        return {s.email: s.expected_reminders() for s in self.shoppers if s.checkout_token}
+
+    def count(self, fate: str) -> int:
+        return sum(1 for s in self.shoppers if s.fate == fate)
+
+    def runs_expected(self) -> int:
+        """Abandoned-checkout runs: one per checkout, a duplicated webhook included."""
+        return sum(1 for s in self.shoppers if s.checkout_token)
+
+
+class _FlowGenerator:
+    def __init__(self, shoppers: int, seed: int, t0: datetime, store: str) -> None:
+        self.rng = random.Random(seed)
+        self.count, self.t0, self.domain = shoppers, t0, store
+        self.checkout = json.loads(shopify_fixture("checkouts/create"))
+        self.order = json.loads(shopify_fixture("orders/create"))
+        self.next_order = 6_600_000_000_000
+
+    def uid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def shopper(self, index: int, fate: str) -> FlowShopper:
+        rng = self.rng
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        label = f"f{index}"
+        if fate == Fate.BOUNCES:
+            email = f"bounce+{label}@{SIMULATOR}"
+        elif fate == Fate.COMPLAINS:
+            email = f"complaint+{label}@{SIMULATOR}"
+        else:
+            email = f"{first}.{last}.{label}@example.com".lower().replace(" ", "")
+        # Those who unsubscribe or bounce must first get something: they consent. Consent lives on an account
+        # (customers/create, before the flows go live); browsers have one too; half of the rest are guests.
+        consents = fate in (Fate.UNSUBSCRIBES, Fate.BOUNCES, Fate.COMPLAINS) or rng.random() < 0.75
+        account = consents or fate == Fate.BROWSES or rng.random() < 0.5
+        customer_id = 8_000_000_000_000 + index if account else None
+        if fate == Fate.BROWSES:
+            return FlowShopper(index, first, last, email, customer_id, fate, consents, anonymous_id=self.uid())
+        items = tuple((pid, title, price, rng.randint(1, 2)) for pid, title, price in rng.sample(PRODUCTS,
+                                                                                             rng.randint(1, 3)))
+        order_at = (rng.choice(SOON_ORDERS) if fate == Fate.ORDERS_SOON
+                    else rng.choice(LATER_ORDERS) if fate == Fate.ORDERS_LATER else None)
+        return FlowShopper(index, first, last, email, customer_id, fate, consents,
+                           checkout_token=uuid.UUID(int=rng.getrandbits(128)).hex, items=items,
+                           checkout_lead=timedelta(seconds=rng.randint(0, int(CHECKOUT_SPREAD.total_seconds()))),
+                           duplicated=rng.random() < 0.15, order_at=order_at)
+
+    def run(self) -> FlowSimulation:
+        # Every fate at least once, then drawn by weight.
+        fates = list(Fate.ALL) + self.rng.choices(Fate.ALL, weights=Fate.WEIGHTS, k=max(0, self.count - len(Fate.ALL)))
+        shoppers = [self.shopper(index, fate) for index, fate in enumerate(fates[:self.count])]
+        before: list[Message] = []
+        actions: list[FlowAction] = []
+        for shopper in shoppers:
+            before += self.before_live(shopper)
+            if shopper.checkout_token:
+                checkout = self.webhook("checkouts/create", self.checkout_body(shopper),
+                                        self.t0 - shopper.checkout_lead)
+                actions.append(FlowAction(timedelta(0), "webhook", shopper, checkout))
+                if shopper.duplicated:
+                    actions.append(FlowAction(timedelta(0), "webhook", shopper, checkout))
+            else:
+                actions.append(FlowAction(timedelta(0), "track", shopper, self.views(shopper)))
+            if shopper.order_at is not None:
+                at = self.t0 + shopper.order_at
+                actions.append(FlowAction(shopper.order_at, "webhook", shopper,
+                                          self.webhook("orders/create", self.order_body(shopper, at), at)))
+            if shopper.fate == Fate.UNSUBSCRIBES:
+                actions.append(FlowAction(UNSUBSCRIBE_AT, "unsubscribe", shopper))
+        actions.sort(key=lambda a: a.at)
+        return FlowSimulation(shoppers, self.t0, before, actions)
+
+    def webhook(self, topic: str, body: dict[str, Any], at: datetime, wave: int = 0) -> Webhook:
+        return Webhook(SHOPIFY, topic, compact(body), self.uid(), at, wave)
+
+    def before_live(self, shopper: FlowShopper) -> list[Message]:
+        """The shopper's account with their email consent (or its absence), and for a browser the signed order
+        that names the tracker's id (the cart attribute): the tie that lets flows act on their browsing."""
+        at = self.t0 - timedelta(hours=2)
+        messages: list[Message] = []
+        if shopper.customer_id is not None:
+            messages.append(self.webhook("customers/create", self.customer(shopper, at), at))
+        if shopper.anonymous_id:
+            visited = at + timedelta(minutes=5)
+            page = {"type": "page_viewed", "event_id": "tie-1", "occurred_at": _iso(visited),
+                    "url": f"https://{self.domain}/"}
+            messages.append(TrackBatch(SHOPIFY, shopper.anonymous_id, (page,), _browser_ip(shopper), 0))
+            ordered = at + timedelta(minutes=30)
+            messages.append(self.webhook("orders/create", self.order_body(shopper, ordered, tie=True), ordered))
+        return messages
+
+    def customer(self, shopper: FlowShopper, at: datetime) -> dict[str, Any]:
+        stamp = at.isoformat()
+        return {"id": shopper.customer_id, "email": shopper.email, "first_name": shopper.first,
+                "last_name": shopper.last, "phone": None, "created_at": stamp, "updated_at": stamp,
+                "state": "enabled", "verified_email": True, "currency": CURRENCY, "addresses": [],
+                "email_marketing_consent": {"state": "subscribed" if shopper.consents else "not_subscribed",
+                                            "opt_in_level": "single_opt_in", "consent_updated_at": stamp}}
+
+    def line_items(self, shopper: FlowShopper, sample: dict[str, Any]) -> list[dict[str, Any]]:
+        items = shopper.items or ((PRODUCTS[0][0], PRODUCTS[0][1], PRODUCTS[0][2], 1),)
+        lines = []
+        for n, (product_id, title, price, quantity) in enumerate(items):
+            line = copy.deepcopy(sample)
+            line.update(product_id=int(product_id), variant_id=int(product_id) * 10 + 1, title=title,
+                        price=price, quantity=quantity, line_price=_money(Decimal(price) * quantity),
+                        sku=f"SKU-{product_id}", presentment_title=title)
+            if "id" in line:  # an order's line has an id; a checkout's has a key
+                line["id"] = int(product_id) * 100 + n
+            lines.append(line)
+        return lines
+
+    def buyer(self, shopper: FlowShopper) -> dict[str, Any] | None:
+        # No consent objects on the checkout's or order's customer: they state nothing about consent.
+        if shopper.customer_id is None:
+            return None
+        return {"id": shopper.customer_id, "email": shopper.email, "first_name": shopper.first,
+                "last_name": shopper.last, "phone": None, "state": "enabled", "verified_email": True,
+                "currency": CURRENCY}
+
+    def checkout_body(self, shopper: FlowShopper) -> dict[str, Any]:
+        body: dict[str, Any] = copy.deepcopy(self.checkout)
+        started = (self.t0 - shopper.checkout_lead).isoformat()
+        token = shopper.checkout_token or ""
+        total = _money(shopper.value)
+        names = {"first_name": shopper.first, "last_name": shopper.last, "name": f"{shopper.first} {shopper.last}",
+                 "phone": None}
+        body.update(
+            token=token, cart_token=f"cart-{token[:16]}", email=shopper.email, created_at=started,
+            updated_at=started, buyer_accepts_marketing=False, buyer_accepts_sms_marketing=False, phone=None,
+            sms_marketing_phone=None, completed_at=None, closed_at=None, currency=CURRENCY,
+            presentment_currency=CURRENCY, note_attributes=[],
+            abandoned_checkout_url=f"https://{self.domain}/checkouts/{token}/recover?key={token[16:]}",
+            line_items=self.line_items(shopper, self.checkout["line_items"][0]),
+            total_price=total, subtotal_price=total, total_line_items_price=total, total_tax="0.00",
+            total_discounts="0.00", customer=self.buyer(shopper),
+            billing_address={**body["billing_address"], **names},
+            shipping_address={**body["shipping_address"], **names},
+        )
+        return body
+
+    def order_body(self, shopper: FlowShopper, at: datetime, tie: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = copy.deepcopy(self.order)
+        self.next_order += 1
+        stamp = at.isoformat()
+        lines = self.line_items(shopper, self.order["line_items"][0])
+        total = _money(sum((Decimal(line["price"]) * line["quantity"] for line in lines), Decimal("0.00")))
+        body.update(
+            id=self.next_order, name=f"#{self.next_order % 100000}", order_number=self.next_order % 100000,
+            email=shopper.email, contact_email=shopper.email, phone=None, buyer_accepts_marketing=False,
+            created_at=stamp, processed_at=stamp, updated_at=stamp, cancelled_at=None, cancel_reason=None,
+            financial_status="paid", currency=CURRENCY, presentment_currency=CURRENCY, test=False,
+            checkout_token=shopper.checkout_token, line_items=lines, refunds=[], total_price=total,
+            current_total_price=total, subtotal_price=total,
+            total_price_set={"shop_money": {"amount": total, "currency_code": CURRENCY},
+                             "presentment_money": {"amount": total, "currency_code": CURRENCY}},
+            note_attributes=[{"name": "crm_anonymous_id", "value": shopper.anonymous_id}] if tie else [],
+            customer=self.buyer(shopper),
+        )
+        return body
+
+    def views(self, shopper: FlowShopper) -> TrackBatch:
+        """A known shopper's browsing at T0: two or three products viewed, nothing added to a cart."""
+        events: list[dict[str, Any]] = []
+        at = self.t0 - timedelta(minutes=5)
+        for product_id, title, price in self.rng.sample(PRODUCTS, self.rng.randint(2, 3)):
+            at += timedelta(seconds=self.rng.randint(5, 60))
+            events.append({"type": "product_viewed", "event_id": f"view-{len(events) + 1}", "occurred_at": _iso(at),
+                           "url": f"https://{self.domain}/products/{product_id}",
+                           "product": {"product_id": product_id, "title": title, "price": price},
+                           "value": price, "currency": CURRENCY})
+        return TrackBatch(SHOPIFY, shopper.anonymous_id or "", tuple(events), _browser_ip(shopper), 0)
+
+
+def _browser_ip(shopper: FlowShopper) -> str:
+    return f"127.200.{shopper.index // 250}.{shopper.index % 250 + 1}"
+
+
+def simulate_flows(shoppers: int, seed: int, t0: datetime, domain: str = DOMAINS[SHOPIFY]) -> FlowSimulation:
+    """``shoppers`` shoppers of the Shopify store for the flows part, acting from ``t0`` (when flows go live)."""
+    return _FlowGenerator(shoppers, seed, t0, domain).run()

@@ -1,0 +1,429 @@
+"""`make bench`: flows on the local runtime. (a) Webhook arrival to the SES send for a zero-wait email step,
+p50 and p95, against the same webhook's arrival on the bus (the outbox's PutEvents) as the baseline in the same
+run; (b) AWS requests and capacity units per flow run for six flow shapes, and per step kind by difference;
+(c) the monthly cost of flows for DESIGN.md's reference store from those counts and its list prices, with SES's
+and SNS's delivery fees listed apart.
+
+Everything runs in this process: `crm local`'s LocalRuntime (moto's server, the template's functions, the
+pollers, the Scheduler emulation), driven over HTTP with signed Shopify webhooks and the marketer API. The
+requests are counted with a botocore event hook on the process's boto3 clients (ingest_path's Meter), only
+while the flows function runs (a thread-local flag set around its invocation), so the profiles and outbox
+functions' requests, measured by the other benches, are not counted twice. Request counts are deterministic
+for a given stack; latencies are this machine's (moto-bound, polled queues) and compare only with the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from crm.adapters import clients
+from crm.clock import utc_now
+from crm_local.demo import http
+from crm_local.operations import add_store
+from crm_local.runtime import LocalRuntime
+from crm_local.wire import compact, shopify_fixture, shopify_headers
+from ingest_path import Counts, Meter, add, fake_aws_environment
+
+FLOWS_FUNCTION = "FlowsFunction"
+SERVICES = ("dynamodb", "sqs", "scheduler", "sesv2", "sns", "events", "secretsmanager")
+DOMAIN_PREFIX = "bench-flows"
+SECRET = "bench-flows-secret"
+SENDER = {"from_address": "hello@bench-flows.example", "from_name": "Bench Outfitters",
+          "postal_address": "1 Market Street, San Francisco, CA 94105"}
+EMAIL_TEMPLATE = "builtin:abandoned_checkout_1"
+SMS_TEMPLATE_ID = "bench_sms"
+SMS_TEMPLATE = {"channel": "sms", "name": "Bench text", "body": "You left something in your cart."}
+
+# --- (c) the cost model ---------------------------------------------------------------------------------------
+
+# List prices, us-east-1, USD per million (DESIGN.md; check before quoting). Lambda duration is not priced:
+# moto-bound handler times do not transfer (as in ingest_path.py).
+PRICES: dict[str, tuple[str, Decimal]] = {
+    "lambda": ("Lambda invocations", Decimal("0.20")),
+    "sqs": ("SQS requests", Decimal("0.40")),
+    "wru": ("DynamoDB write request units", Decimal("0.625")),
+    "rru": ("DynamoDB read request units", Decimal("0.125")),
+    "eventbridge": ("EventBridge events put", Decimal("1.00")),
+    "scheduler": ("EventBridge Scheduler invocations", Decimal("1.00")),
+}
+# Delivery fees, listed apart: SES $0.10 per 1,000 emails (DESIGN.md); SNS SMS to US numbers $0.00581 per
+# message plus carrier fees (AWS End User Messaging's price list; varies by country: check before quoting).
+SES_PER_EMAIL = Decimal("0.0001")
+SMS_PER_MESSAGE = Decimal("0.00581")
+
+# DESIGN.md's reference store, a month: 300k checkouts (150k abandoned: no order within 4 h), 300k orders,
+# 2.4M product views, 1M messages. How the work divides among the step kinds (assumed, printed with the cost):
+REFERENCE_MONTH: dict[str, int] = {
+    # Every flow event the flows queue receives is checked against the live triggers, exits and the profile's
+    # runs: 300k checkouts, 300k orders, 150k fulfilments, 2.4M product views, 100k contact and consent changes,
+    # 50k segment entries.
+    "trigger_check": 300_000 + 300_000 + 150_000 + 2_400_000 + 100_000 + 50_000,
+    # Runs started, beyond their event's check: abandoned checkout 300k, browse abandonment 150k, welcome 50k,
+    # post-purchase 300k, win-back 30k, VIP 20k.
+    "run_start": 850_000,
+    # Durable waits (a one-time schedule created, fired, its wake-up on the queue): abandoned checkout 300k + 150k,
+    # browse 150k, welcome 50k, post-purchase's review 150k.
+    "delay": 800_000,
+    # Emails: abandoned 300k, browse 100k, welcome 100k, post-purchase 450k, win-back 30k, VIP 20k = 1M.
+    "email": 1_000_000,
+    "sms": 0,
+    "tag": 0,
+    # Runs ended by an event (an order within 4 h, an order after the first reminder, a newer checkout).
+    "exit_on_event": 250_000,
+}
+
+
+@dataclass(frozen=True)
+class CostLine:
+    component: str
+    dollars: Decimal
+
+
+def monthly_cost(per_step: Mapping[str, Counts], month: Mapping[str, int]) -> list[CostLine]:
+    """Infrastructure dollars a month: each step kind's measured units times how often the month does it, at
+    the list prices; one line per billed component, then the delivery fees apart (not in the total)."""
+    billed: dict[str, Decimal] = {unit: Decimal(0) for unit in PRICES}
+    for kind, times in month.items():
+        for key, amount in per_step.get(kind, {}).items():
+            if key[0] == "unit" and key[1] in billed:
+                billed[key[1]] += Decimal(str(amount)) * times
+    lines = [CostLine(f"{name} ({billed[unit] / 1_000_000:,.2f}M)", _cents(billed[unit] * price / 1_000_000))
+             for unit, (name, price) in PRICES.items()]
+    lines.append(CostLine("total, infrastructure", sum((line.dollars for line in lines), Decimal(0))))
+    emails = _sent(per_step, month, "ses")
+    texts = _sent(per_step, month, "sms")
+    lines.append(CostLine(f"SES delivery, apart ({emails:,.0f} emails at $0.10/1,000)", _cents(emails * SES_PER_EMAIL)))
+    lines.append(CostLine(f"SNS SMS delivery, apart ({texts:,.0f} messages at ${SMS_PER_MESSAGE} + carrier fees)",
+                          _cents(texts * SMS_PER_MESSAGE)))
+    return lines
+
+
+def _sent(per_step: Mapping[str, Counts], month: Mapping[str, int], unit: str) -> Decimal:
+    return sum((Decimal(str(per_step.get(kind, {}).get(("unit", unit), 0))) * times for kind, times in month.items()),
+               Decimal(0))
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"))
+
+
+def flow_units(service: str, operation: str, params: dict[str, Any]) -> dict[str, float]:
+    """What a flows request is billed as beyond ingest_path's units: an email, an SMS."""
+    if service == "sesv2" and operation == "SendEmail":
+        return {"ses": 1}
+    if service == "sns" and operation == "Publish" and params.get("PhoneNumber"):
+        return {"sms": 1}
+    return {}
+
+
+def per_run(counts: Counts, runs: int) -> Counts:
+    return {key: value / runs for key, value in counts.items()} if runs else {}
+
+
+def minus(left: Counts, right: Counts) -> Counts:
+    """``left - right``, floored at zero (a difference of shapes: one step kind's share)."""
+    keys = set(left) | set(right)
+    return {key: max(0.0, left.get(key, 0) - right.get(key, 0)) for key in keys
+            if max(0.0, left.get(key, 0) - right.get(key, 0))}
+
+
+def step_kinds(shapes: Mapping[str, Counts]) -> dict[str, Counts]:
+    """Each step kind's requests and units per occurrence, from the shapes' per-run figures:
+    trigger_check = an event no flow takes; run_start = a one-step [exit] flow less that; email / sms / tag =
+    that one-step flow less [exit]; delay = [delay, email] less [email]; exit_on_event = [delay, email] whose
+    run an order ends, less [exit], the delay and the order's own check (counted with the trigger checks)."""
+    check = shapes["no_flow"]
+    started = shapes["exit"]
+    kinds = {"trigger_check": check, "run_start": minus(started, check)}
+    for kind in ("email", "sms", "tag"):
+        if kind in shapes:
+            kinds[kind] = minus(shapes[kind], started)
+    kinds["delay"] = minus(shapes["delay_email"], shapes["email"])
+    kinds["exit_on_event"] = minus(shapes["delay_exit"], add(started, kinds["delay"], check))
+    return kinds
+
+
+# --- (a), (b) measured on the local runtime ------------------------------------------------------------------------
+
+
+class FlowsMeter(Meter):
+    """ingest_path's Meter, counting only while this thread runs the flows function; and when each email left."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+        self.sends: dict[str, float] = {}  # recipient -> perf_counter of SES's answer
+        self.published: list[tuple[float, str]] = []  # (perf_counter, detail-type) of the outbox's PutEvents
+
+    def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **kwargs: Any) -> None:
+        service, operation = model.service_model.service_name, model.name
+        params = context.get("bench_params", {})
+        now = time.perf_counter()
+        if service == "sesv2" and operation == "SendEmail":
+            for address in params.get("Destination", {}).get("ToAddresses", []):
+                self.sends.setdefault(address.lower(), now)
+        if service == "events" and operation == "PutEvents":
+            self.published += [(now, str(e.get("DetailType"))) for e in params.get("Entries", [])]
+        if getattr(self.local, "flows", False):
+            super()._after(parsed, model, context, **kwargs)
+            for unit, amount in flow_units(service, operation, params).items():
+                self.counts["unit", unit] += amount  # type: ignore[assignment]
+
+    def invoking(self, records: Iterable[dict[str, Any]]) -> None:
+        """One invocation of the flows function, on its way in: Lambda, and the queue's own requests."""
+        batch = list(records)
+        self.counts["unit", "lambda"] += 1
+        # The event source mapping's receive and delete, and each message's send (EventBridge's rule target or the
+        # Scheduler): SQS bills them all. A wake-up was also one Scheduler invocation.
+        self.counts["unit", "sqs"] += 2 + len(batch)
+        self.counts["unit", "scheduler"] += sum(1 for r in batch if '"wake"' in str(r.get("body", "")))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Workspace:
+    """A Shopify store in a workspace of its own, with one flow shape live."""
+
+    api_url: str
+    domain: str
+    api_key: str
+    flow_id: str | None = None
+    shoppers: list[str] = field(default_factory=list)
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return http(method, self.api_url + path, json.dumps(body).encode() if body is not None else None,
+                    {"x-api-key": self.api_key, "Content-Type": "application/json"})
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, answer = self.api(method, path, body)
+        if status not in (200, 201, 202):
+            raise RuntimeError(f"{method} {path} answered {status}: {answer}")
+        return answer
+
+    def webhook(self, topic: str, payload: dict[str, Any]) -> None:
+        body = compact(payload)
+        status, answer = http("POST", f"{self.api_url}/webhooks/shopify", body, shopify_headers(
+            body, secret=SECRET, topic=topic, domain=self.domain, delivery_id=str(uuid.uuid4()),
+            triggered_at=utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")))
+        if status != 200:
+            raise RuntimeError(f"webhook {topic} answered {status}: {answer}")
+
+
+def _customer(email: str, account: int, phone: str | None) -> dict[str, Any]:
+    at = utc_now().isoformat()
+    consent = {"state": "subscribed", "opt_in_level": "single_opt_in", "consent_updated_at": at}
+    return {"id": account, "email": email, "phone": phone, "first_name": "Ada", "last_name": "Lovelace",
+            "created_at": at, "updated_at": at, "state": "enabled", "verified_email": True, "currency": "USD",
+            "addresses": [], "email_marketing_consent": consent,
+            **({"sms_marketing_consent": consent} if phone else {})}
+
+
+def _checkout(email: str, phone: str | None, domain: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(shopify_fixture("checkouts/create"))
+    token, at = uuid.uuid4().hex, utc_now().isoformat()
+    payload.update(token=token, cart_token=f"cart-{token}", email=email, phone=phone, created_at=at, updated_at=at,
+                   buyer_accepts_marketing=False, buyer_accepts_sms_marketing=False, sms_marketing_phone=None,
+                   completed_at=None, customer=None, note_attributes=[],
+                   abandoned_checkout_url=f"https://{domain}/checkouts/{token}/recover?key=k{token}")
+    return payload
+
+
+def _order(email: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(shopify_fixture("orders/create"))
+    at, order_id = utc_now().isoformat(), uuid.uuid4().int % 10**13
+    payload.update(id=order_id, name=f"#{order_id % 10000}", email=email, contact_email=email, created_at=at,
+                   processed_at=at, updated_at=at, cancelled_at=None, cancel_reason=None, financial_status="paid",
+                   buyer_accepts_marketing=False, customer=None, test=False)
+    return payload
+
+
+SHAPES: dict[str, dict[str, Any] | None] = {
+    "no_flow": None,
+    "exit": {"steps": [{"kind": "exit", "id": "done"}]},
+    "email": {"steps": [{"kind": "email", "id": "mail", "template_id": EMAIL_TEMPLATE, "smart_sending": False}]},
+    "tag": {"steps": [{"kind": "tag", "id": "label", "tag": "bench"}]},
+    "sms": {"steps": [{"kind": "sms", "id": "text", "template_id": SMS_TEMPLATE_ID, "smart_sending": False}]},
+    "delay_email": {"steps": [{"kind": "delay", "id": "wait", "duration": "PT1H"},
+                              {"kind": "email", "id": "mail", "template_id": EMAIL_TEMPLATE, "smart_sending": False}]},
+    "delay_exit": {"exits": [{"event": "OrderPlaced"}],
+                   "steps": [{"kind": "delay", "id": "wait", "duration": "PT1H"},
+                             {"kind": "email", "id": "mail", "template_id": EMAIL_TEMPLATE, "smart_sending": False}]},
+}
+
+
+class FlowsBench:
+    def __init__(self, runtime: Any, meter: FlowsMeter) -> None:
+        self.runtime, self.meter = runtime, meter
+        self.numbers = 0
+
+    def idle(self) -> None:
+        if not self.runtime.wait_idle(timeout=300):
+            raise RuntimeError("the stack did not go idle within 300 s")
+
+    def workspace(self, name: str, shape: dict[str, Any] | None) -> Workspace:
+        domain = f"{DOMAIN_PREFIX}-{name.replace('_', '-')}.myshopify.com"
+        registered = add_store(self.runtime.stack_name, "shopify", domain, SECRET)
+        workspace = Workspace(self.runtime.api_url, domain, registered.api_key)
+        workspace.ok("PUT", "/settings/messaging", SENDER)
+        if shape is not None:
+            if any(s.get("template_id") == SMS_TEMPLATE_ID for s in shape["steps"]):
+                workspace.ok("POST", "/templates", {"id": SMS_TEMPLATE_ID, **SMS_TEMPLATE})
+            definition = {"name": f"bench {name}", "trigger": {"kind": "event", "event": "CheckoutStarted"},
+                          "reentry": {"mode": "every_time"}, **shape}
+            created = workspace.ok("POST", "/flows", definition)
+            workspace.flow_id = str(created["id"])
+            workspace.ok("PUT", f"/flows/{quote(workspace.flow_id, safe=':')}/status", {"status": "live"})
+        return workspace
+
+    def shoppers(self, workspace: Workspace, count: int, phones: bool) -> list[tuple[str, str | None]]:
+        """Accounts with email (and SMS) consent, made before the measuring starts."""
+        made = []
+        for _ in range(count):
+            self.numbers += 1
+            email = f"shopper{self.numbers}@bench-flows.example"
+            phone = f"+1212736{self.numbers % 10000:04d}" if phones else None
+            workspace.webhook("customers/create", _customer(email, 9_100_000_000_000 + self.numbers, phone))
+            made.append((email, phone))
+        self.idle()
+        return made
+
+    def shape(self, name: str, runs: int) -> Counts:
+        """Requests and units per run of one flow shape (the flows function only)."""
+        shape = SHAPES[name]
+        workspace = self.workspace(name, shape)
+        shoppers = self.shoppers(workspace, runs, phones=name == "sms")
+        mark = self.meter.mark()
+        for email, phone in shoppers:
+            workspace.webhook("checkouts/create", _checkout(email, phone, workspace.domain))
+        self.idle()
+        if name == "delay_exit":
+            for email, _ in shoppers:
+                workspace.webhook("orders/create", _order(email))
+            self.idle()
+        if shape is not None and shape["steps"][0]["kind"] == "delay":
+            self.runtime.advance_clock(timedelta(hours=1, minutes=5))
+            self.idle()
+        return per_run(self.meter.since(mark), runs)
+
+    def latency(self, runs: int) -> tuple[list[float], list[float]]:
+        """Seconds from the webhook's POST to SES's answer (a live [email] flow), and to the CheckoutStarted
+        event's PutEvents by the outbox (the baseline: the bus before the flows hop), one checkout at a time."""
+        workspace = self.workspace("latency", SHAPES["email"])
+        shoppers = self.shoppers(workspace, runs, phones=False)
+        to_send, to_bus = [], []
+        for email, _ in shoppers:
+            published = len(self.meter.published)
+            started = time.perf_counter()
+            workspace.webhook("checkouts/create", _checkout(email, None, workspace.domain))
+            deadline = started + 60
+            while email not in self.meter.sends and time.perf_counter() < deadline:
+                time.sleep(0.002)
+            if email not in self.meter.sends:
+                raise RuntimeError(f"no email to {email} within 60 s")
+            to_send.append(self.meter.sends[email] - started)
+            bus = [t for t, kind in self.meter.published[published:] if kind == "CheckoutStarted"]
+            to_bus.append((bus[0] if bus else self.meter.sends[email]) - started)
+            self.idle()
+        return to_send, to_bus
+
+
+def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], dict[str, Counts]]:
+    fake_aws_environment()
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    meter = FlowsMeter()
+    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name="bench-flows") as runtime:
+        for service in SERVICES:
+            meter.attach(clients.client(service))
+        flows = next((p.function for p in runtime.pollers if p.function.spec.logical_id == FLOWS_FUNCTION), None)
+        if flows is None:
+            raise RuntimeError(f"the template has no {FLOWS_FUNCTION} with an event source")
+        original: Callable[[dict[str, Any]], Any] = flows.invoke
+
+        def invoke(event: dict[str, Any]) -> Any:
+            meter.invoking(event.get("Records", []))
+            meter.local.flows = True
+            try:
+                return original(event)
+            finally:
+                meter.local.flows = False
+
+        flows.invoke = invoke  # type: ignore[method-assign]
+        bench = FlowsBench(runtime, meter)
+        to_send, to_bus = bench.latency(latency_runs)
+        shapes = {name: bench.shape(name, shape_runs) for name in SHAPES}
+    return to_send, to_bus, shapes
+
+
+# --- the report ------------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def _row(label: str, counts: Counts) -> str:
+    requests = sum(v for k, v in counts.items() if k[0] == "req")
+    units = {k[1]: v for k, v in counts.items() if k[0] == "unit"}
+    ops = ", ".join(f"{k[2]} {v:.2f}" for k, v in sorted(counts.items()) if k[0] == "req" and v >= 0.005)
+    return (f"| {label} | {requests:.2f} | {units.get('rru', 0):.2f} | {units.get('wru', 0):.2f} | "
+            f"{units.get('sqs', 0):.2f} | {units.get('scheduler', 0):.2f} | {ops} |")
+
+
+def print_report(to_send: list[float], to_bus: list[float], shapes: dict[str, Counts]) -> None:
+    print("## (a) webhook arrival to the SES send, a live flow whose first step is an email (no wait)\n")
+    for label, values in (("webhook -> SES SendEmail", to_send),
+                          ("baseline: webhook -> bus (outbox PutEvents)", to_bus)):
+        p50, p95 = percentile(values, 0.5) * 1000, percentile(values, 0.95) * 1000
+        print(f"{label:<45} p50 {p50:7.0f} ms   p95 {p95:7.0f} ms   (n = {len(values)})")
+    ratio = statistics.median(to_send) / statistics.median(to_bus)
+    print(f"{'ratio to the baseline':<45} p50 {ratio:.2f}x")
+    print("\n## (b) the flows function's AWS requests and units, per run of each shape and per step kind\n")
+    header = "| {} | requests | RRU | WRU | SQS req | Scheduler | by operation |\n|---|--:|--:|--:|--:|--:|---|"
+    print(header.format("shape (per run)"))
+    for name, counts in shapes.items():
+        print(_row(name, counts))
+    kinds = step_kinds(shapes)
+    print("\n" + header.format("step kind (per occurrence)"))
+    for name, counts in kinds.items():
+        print(_row(name, counts))
+    print("\n## (c) monthly cost of flows, DESIGN.md's reference store (300k checkouts, 150k abandoned, 1M messages)\n")
+    print("assumed month: " + ", ".join(f"{kind} {times:,}" for kind, times in REFERENCE_MONTH.items()))
+    print("\n| component | $/month |\n|---|--:|")
+    for line in monthly_cost(kinds, REFERENCE_MONTH):
+        print(f"| {line.component} | {line.dollars} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--latency-runs", type=int, default=40)
+    parser.add_argument("--shape-runs", type=int, default=20)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    to_send, to_bus, shapes = run(args.latency_runs, args.shape_runs)
+    print_report(to_send, to_bus, shapes)
+    print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
