@@ -422,3 +422,21 @@ def test_in_a_merge_the_run_that_entered_first_continues_whoever_survives() -> N
     assert list(world.scheduler.schedules) == [schedule_name(earlier.run_id, "wait_4h")]
     world.later(timedelta(days=2))
     assert len(world.email.sent) == 2 and {e.tags["step"] for e in world.email.sent} == {"email_1", "email_2"}
+
+
+def test_a_workspace_that_never_saved_a_flow_reads_nothing_but_its_catalogue() -> None:
+    # Built-ins a workspace never saved are drafts at version 0 (crm.adapters.flow_definitions): no run can
+    # exist, so the store's every event costs one catalogue read and no profile read.
+    never_saved = FlowRecord(workspace_id=WS, flow_id=ABANDONED_CHECKOUT, status=FlowStatus.DRAFT, version=0,
+                             definition=BUILTIN_FLOWS[ABANDONED_CHECKOUT], created_at=NOW, updated_at=NOW)
+    world = World(never_saved)
+    world.shopper("p1")
+    reads: list[str] = []
+    segments = world.service.segments
+    original = segments.profile_with_segments
+    segments.profile_with_segments = lambda ws, pid: reads.append(pid) or original(ws, pid)  # type: ignore[method-assign]
+    report = world.deliver(checkout("p1"))
+    assert report.started == [] and reads == [] and report.ignored == ["no flow ever saved in the workspace"]
+
+    world.service.catalogue.put_flow(_live(ABANDONED_CHECKOUT, BUILTIN_FLOWS[ABANDONED_CHECKOUT]), 0)
+    assert len(world.deliver(checkout("p1", "c2", NOW + timedelta(minutes=1))).started) == 1 and reads == ["p1"]

@@ -133,21 +133,25 @@ class FlowsService:
     # ---- a bus event ----
     def on_event(self, event: FlowEvent) -> Report:
         report = Report()
-        if event.type == "ProfilesMerged":
-            self.merge(event.workspace_id, str(event.detail["merged_profile_id"]), event.profile_id, report)
-            return report
         ws = event.workspace_id
+        flows: dict[str, FlowRecord] = {}
+        if event.type != "ConsentRequested":
+            flows = {f.flow_id: f for f in self.catalogue.list_flows(ws)}
+            if all(f.version == 0 for f in flows.values()):
+                # Only built-ins never saved, so never live: no run can exist, and nothing more is read (most
+                # of a store's events, until it turns a flow on).
+                report.ignored.append("no flow ever saved in the workspace")
+                return report
+        if event.type == "ProfilesMerged":
+            self.merge(ws, str(event.detail["merged_profile_id"]), event.profile_id, report)
+            return report
         shopper = self._shopper(ws, event.profile_id)
         if shopper is None:
             report.ignored.append(f"no profile {event.profile_id}")
             return report
         if event.type == "ConsentRequested":  # no flow starts, waits or exits on it (models.flows.TriggerEvent)
-            if event.detail.get("channel") == "email":
-                self._double_opt_in(shopper.profile, report)
-            else:
-                report.ignored.append("no double opt-in by SMS")  # only email confirmations are sent
+            self._confirm_request(event, shopper, report)
             return report
-        flows = {f.flow_id: f for f in self.catalogue.list_flows(ws)}
         runs = self.runs.runs_of_profile(ws, shopper.profile.profile_id)
         for run in runs:
             if run.status is RunStatus.ACTIVE:
@@ -156,6 +160,12 @@ class FlowsService:
             if flow.status is FlowStatus.LIVE:
                 self._start(flow, [r for r in runs if r.flow_id == flow.flow_id], shopper, event, report)
         return report
+
+    def _confirm_request(self, event: FlowEvent, shopper: Shopper, report: Report) -> None:
+        if event.detail.get("channel") == "email":
+            self._double_opt_in(shopper.profile, report)
+        else:
+            report.ignored.append("no double opt-in by SMS")  # only email confirmations are sent
 
     def _in_motion(self, run: FlowRun, flow: FlowRecord | None) -> bool:
         """An active run neither waiting nor ended: a delivery died while it was doing steps (its redelivery
