@@ -27,6 +27,7 @@ from crm_local.demo import http
 from crm_local.demo_flows import SentEmail, one_click_unsubscribe, read_emails
 
 from tests.builders import compact, fixture_json, placed_order_json, shopify_headers
+from tests.e2e import waiting
 from tests.e2e.conftest import LocalStack, start_local_stack
 
 pytestmark = pytest.mark.e2e
@@ -41,13 +42,7 @@ WITHIN_SECONDS = 30.0
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WITHIN_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = check()
-        if answer:
-            return answer
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    return waiting.eventually(check, what, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e import waiting
 from tests.e2e.conftest import LocalStack
 from tests.e2e.test_track import send
 
@@ -23,14 +24,7 @@ WITHIN_SECONDS = 20.0
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WITHIN_SECONDS) -> Any:
-    """The first truthy answer of ``check``, polled until ``timeout``: the stack works asynchronously."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = check()
-        if answer:
-            return answer
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    return waiting.eventually(check, what, timeout)
 
 
 @pytest.fixture(scope="module")
