@@ -257,3 +257,41 @@ def templates_pk(workspace_id: str) -> str:
 
 def template(workspace_id: str, template_id: str) -> Key:
     return {"pk": templates_pk(workspace_id), "sk": template_id}
+
+
+# Flow stats (issue 11; crm.models.flow_stats):
+# - a flow message sent and its events (in the profile's partition, so an erasure takes it; Query
+#   begins_with MSG# lists a profile's messages for attribution): WS#{ws}#PROFILE#{profile_id} / MSG#{message_id}
+# - the message's owner by message id (SNS SMS status names only the message; ids only, no personal data):
+#                                                         MESSAGE#{message_id} / MESSAGE
+# - a flow's counters, one item per day, step and variant: WS#{ws}#FLOWSTATS#{flow_id} / {day}#{step}#{variant}
+#   (a day range is one Query; "-" is the flow-wide step or no variant)
+# - an A/B winner once decided:                           WS#{ws}#FLOWSTATS#{flow_id} / WINNER#{split_id}
+# - an order's attribution (at most one per order):      WS#{ws}#ATTRIBUTION#{store_id}#{order_id} / ATTRIBUTION
+FLOW_MESSAGE_PREFIX = "MSG#"
+SPLIT_WINNER_PREFIX = "WINNER#"
+
+
+def flow_message(workspace_id: str, profile_id: str, message_id: str) -> Key:
+    return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": f"{FLOW_MESSAGE_PREFIX}{message_id}"}
+
+
+def message_pointer(message_id: str) -> Key:
+    return {"pk": f"MESSAGE#{message_id}", "sk": "MESSAGE"}
+
+
+def flow_counters_pk(workspace_id: str, flow_id: str) -> str:
+    return f"WS#{workspace_id}#FLOWSTATS#{flow_id}"
+
+
+def flow_counters(workspace_id: str, flow_id: str, day: str, step_id: str, variant: str) -> Key:
+    """``day`` is an ISO date: the sort key orders by day, so a range of days is one Query."""
+    return {"pk": flow_counters_pk(workspace_id, flow_id), "sk": f"{day}#{step_id}#{variant}"}
+
+
+def split_winner(workspace_id: str, flow_id: str, split_id: str) -> Key:
+    return {"pk": flow_counters_pk(workspace_id, flow_id), "sk": f"{SPLIT_WINNER_PREFIX}{split_id}"}
+
+
+def attribution(workspace_id: str, store_id: str, order_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#ATTRIBUTION#{store_id}#{order_id}", "sk": "ATTRIBUTION"}

@@ -3,10 +3,12 @@ crm.adapters.outbound) implement them over DynamoDB, EventBridge Scheduler, SES 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal, Protocol
 
+from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEvent, MessageRecord
 from crm.models.flows import FlowRecord, FlowRun, StepRecord, WakeUp
 from crm.models.messaging import MessagingSettings, OutgoingEmail, OutgoingSms, TemplateRecord
 
@@ -118,4 +120,63 @@ class SenderIdentities(Protocol):
 
     def request_verification(self, address: str) -> str:
         """Create the address's identity (SES mails it a link to confirm); answers its status."""
+        ...
+
+
+class MessageLedger(Protocol):
+    """Flow messages and what became of them (crm.adapters.flow_stats; keys.flow_message, keys.message_pointer)."""
+
+    def record_sent(self, message: MessageRecord) -> None:
+        """Store the message as sent (and its pointer by message id); a second call for the same id does nothing."""
+        ...
+
+    def find(self, message_id: str, workspace_id: str | None = None,
+             profile_id: str | None = None) -> MessageRecord | None:
+        """The message by id (``workspace_id``/``profile_id`` from SES tags save the pointer's read)."""
+        ...
+
+    def note_event(self, message: MessageRecord, event: MessageEvent) -> MessageRecord | None:
+        """Record the event's first occurrence on the message (conditional update); the updated record, or
+        None when this event type was recorded before (a repeated open, SES's redelivery): count nothing."""
+        ...
+
+    def touches(self, workspace_id: str, profile_id: str, since: datetime) -> list[MessageRecord]:
+        """The profile's messages sent at or after ``since`` (attribution's candidates)."""
+        ...
+
+
+class FlowCounters(Protocol):
+    """Per flow, day, step and variant counters (crm.adapters.flow_stats; keys.flow_counters)."""
+
+    def add(self, workspace_id: str, flow_id: str, day: date, counts: Mapping[str, int | Decimal],
+            step_id: str = ALL_STEPS, variant: str = ALL_STEPS) -> None: ...
+
+    def rows(self, workspace_id: str, flow_id: str, first_day: date, last_day: date) -> list[CounterRow]: ...
+
+
+class Attributions(Protocol):
+    """Orders credited to flow messages (crm.adapters.flow_stats; keys.attribution)."""
+
+    def claim(self, attribution: Attribution) -> bool:
+        """Store it unless the order was attributed before (then False: never attributed twice)."""
+        ...
+
+    def get(self, workspace_id: str, store_id: str, order_id: str) -> Attribution | None: ...
+
+    def add_refund(self, workspace_id: str, store_id: str, order_id: str, refund_id: str,
+                   amount: Decimal) -> Attribution | None:
+        """Add a refund once per ``refund_id``; the updated attribution, or None (no attribution, or the
+        refund was counted before)."""
+        ...
+
+
+class SplitWinners(Protocol):
+    """A/B winners once decided (crm.adapters.flow_stats; keys.split_winner)."""
+
+    def winners(self, workspace_id: str, flow_id: str) -> dict[str, int]:
+        """Split id -> the winning path number."""
+        ...
+
+    def decide(self, workspace_id: str, flow_id: str, split_id: str, path: int, at: datetime) -> int:
+        """Store the winner unless one was stored before; answers the stored one."""
         ...

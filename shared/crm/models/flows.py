@@ -187,6 +187,18 @@ class WeightedPath(BaseModel):
     steps: tuple[Step, ...] = ()
 
 
+class WinnerRule(BaseModel):
+    """Pick an A/B winner automatically: once every path has ``min_recipients`` and one path is the best on
+    ``metric`` with probability >= ``probability`` (Beta-binomial, crm.flows.abtest), every later run takes it.
+    The winner is stored once decided (crm.flows.ports.SplitWinners) and never changes."""
+
+    model_config = _MODEL
+
+    metric: Literal["conversion", "click", "open"] = "conversion"
+    min_recipients: int = Field(default=500, ge=1, le=10_000_000)
+    probability: float = Field(default=0.9, gt=0.5, lt=1.0)
+
+
 class RandomSplit(BaseModel):
     """A/B: the path is drawn from the run id, so a retried step takes the same path."""
 
@@ -195,6 +207,7 @@ class RandomSplit(BaseModel):
     kind: Literal["random"] = "random"
     id: str = Field(pattern=STEP_ID)
     paths: tuple[WeightedPath, ...] = Field(min_length=2, max_length=20)
+    winner: WinnerRule | None = None
 
 
 Step = Annotated[Delay | WaitForEvent | SendEmail | SendSms | TagProfile | ExitStep | ConditionalSplit

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.clock import UtcDateTime
+from crm.models.flow_stats import AttributionWindows
 
 _MODEL = ConfigDict(frozen=True, extra="forbid")
 
@@ -41,6 +42,7 @@ class MessagingSettings(BaseModel):
     time_zone: str = "UTC"  # the store's: for shoppers whose zone neither phone nor address tells
     quiet_hours: QuietHours = QuietHours()
     smart_sending: SmartSending = SmartSending()
+    attribution: AttributionWindows = AttributionWindows()
 
 
 class EmailTemplate(BaseModel):

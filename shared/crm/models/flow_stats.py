@@ -1,0 +1,156 @@
+"""What flows bring in: each message sent and what became of it, the orders attributed to messages, and the
+per-flow counters the stats API reads (GET /flows/{id}/stats). Written down before the code (issue 11).
+
+- A **MessageRecord** is written when a flow message is sent (crm.flows.service) and updated, at most once
+  per event type, by the SES / SMS events that come back (crm.messaging.feedback): the first open, the first
+  click... so that counters count unique recipients' actions, whatever SES repeats.
+- An **Attribution** ties one order to one message (crm.flows.conversions): the last message the shopper
+  clicked (or opened; an SMS clicked or delivered) within the workspace's windows before the order. An order
+  is attributed at most once (a conditional put on the order's key); its refunds reduce it.
+- **Counters** are DynamoDB ADDs on one small item per flow, day, step and variant; the stats API sums the
+  days asked for. Names are CounterName values, plus ``exited:<reason>`` and ``skipped:<reason>``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm.clock import UtcDateTime
+
+_MODEL = ConfigDict(frozen=True, extra="forbid")
+
+MessageChannel = Literal["email", "sms"]
+
+
+class MessageEventType(StrEnum):
+    """SES event publishing's types (DELIVERY ... RENDERING_FAILURE) and SNS SMS delivery status, in our names."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    DELIVERY_DELAYED = "delivery_delayed"
+    BOUNCED = "bounced"  # a permanent bounce (a transient one is only a delay)
+    COMPLAINED = "complained"
+    REJECTED = "rejected"
+    RENDERING_FAILED = "rendering_failed"
+    FAILED = "failed"  # SMS: the carrier did not deliver
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class MessageEvent(BaseModel):
+    """One event about one sent message, as read from SES's or SNS's report of it."""
+
+    model_config = _MODEL
+
+    message_id: str = Field(min_length=1)
+    type: MessageEventType
+    at: UtcDateTime
+    link: str | None = None  # a click's URL
+    detail: str | None = None  # a bounce's sub-type, a delay's reason, a failure's provider response
+
+
+class MessageRecord(BaseModel):
+    """A flow message sent, and the first time each event happened to it.
+
+    Key: the profile's partition (crm.adapters.keys.flow_message), so an erasure takes it with the profile;
+    crm.adapters.keys.message_pointer finds it from the message id alone (SMS status carries no tags)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: str
+    profile_id: str
+    message_id: str
+    channel: MessageChannel
+    flow_id: str
+    flow_version: int
+    step_id: str
+    run_id: str
+    # The A/B path the message was sent on: "<random split id>:<path number>" of the innermost random split
+    # the step is in (crm.flows.definition.variant_of); None outside any.
+    variant: str | None = None
+    trigger_type: str
+    sent_at: UtcDateTime
+    events: dict[MessageEventType, UtcDateTime] = Field(default_factory=dict)  # first time of each
+    clicked_links: tuple[str, ...] = ()
+
+
+class AttributionWindows(BaseModel):
+    """How long after a message an order is credited to it (Klaviyo's defaults): per workspace, in
+    MessagingSettings.attribution."""
+
+    model_config = _MODEL
+
+    email_click: timedelta = timedelta(days=5)
+    email_open: timedelta = timedelta(days=5)
+    sms_click: timedelta = timedelta(days=5)
+    sms_delivery: timedelta = timedelta(days=1)
+
+
+TouchKind = Literal["email_click", "email_open", "sms_click", "sms_delivery"]
+
+
+class Attribution(BaseModel):
+    """One order credited to one flow message. ``revenue`` is the order's paid total in the workspace's
+    reporting currency at the time it was attributed; ``refunded`` grows with its refunds (same currency)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: str
+    store_id: str
+    order_id: str
+    profile_id: str
+    message_id: str
+    flow_id: str
+    step_id: str
+    variant: str | None = None
+    channel: MessageChannel
+    touch: TouchKind
+    touched_at: UtcDateTime
+    ordered_at: UtcDateTime
+    revenue: Decimal
+    currency: str
+    refunded: Decimal = Decimal("0")
+    refund_ids: tuple[str, ...] = ()
+    # The run's trigger was a checkout and the order ended it: a recovered checkout.
+    recovered_checkout: bool = False
+
+
+class CounterName(StrEnum):
+    ENTERED = "entered"
+    COMPLETED = "completed"
+    EXITED = "exited"  # also "exited:<reason>"
+    SKIPPED = "skipped"  # also "skipped:<reason>"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+    COMPLAINED = "complained"
+    CONVERTED = "converted"
+    REVENUE = "revenue"  # attributed, reporting currency, net of refunds
+    RECOVERED = "recovered"  # recovered checkouts
+    RECOVERED_REVENUE = "recovered_revenue"
+    RECIPIENTS = "recipients"  # runs that reached a step (an A/B path: runs that took it)
+
+
+ALL_STEPS = "-"  # the step or variant dimension of a flow-wide counter
+
+
+class CounterRow(BaseModel):
+    """One counters item: a flow's counts on one day (UTC), for one step (or ALL_STEPS) and variant."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_id: str
+    flow_id: str
+    day: date
+    step_id: str = ALL_STEPS
+    variant: str = ALL_STEPS
+    counts: dict[str, Decimal] = Field(default_factory=dict)
