@@ -154,3 +154,74 @@ class CounterRow(BaseModel):
     step_id: str = ALL_STEPS
     variant: str = ALL_STEPS
     counts: dict[str, Decimal] = Field(default_factory=dict)
+
+
+# --- what GET /flows/{id}/stats and GET /flows/{id}/steps/{step}/stats answer (crm.flows.stats) -----------
+
+class Counts(BaseModel):
+    """Counts over a period. Rates are fractions of ``delivered`` (opens, clicks) and of recipients
+    (``sent``) for conversions; money is in ``FlowStatsReport.currency``, net of refunds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entered: int = 0
+    in_progress: int = 0  # runs entered in the period and not ended by its last day
+    completed: int = 0
+    exited: dict[str, int] = Field(default_factory=dict)  # by reason
+    skipped: dict[str, int] = Field(default_factory=dict)  # by reason
+    sent: int = 0
+    delivered: int = 0
+    bounced: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unsubscribed: int = 0
+    complained: int = 0
+    converted: int = 0
+    revenue: Decimal = Decimal("0")
+    revenue_per_recipient: Decimal = Decimal("0")
+    recovered: int = 0
+    recovered_revenue: Decimal = Decimal("0")
+    open_rate: Decimal = Decimal("0")
+    click_rate: Decimal = Decimal("0")
+    conversion_rate: Decimal = Decimal("0")
+
+
+class DayCounts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    day: date
+    counts: Counts
+
+
+class VariantStats(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    variant: str  # "<split id>:<path>"
+    path: int
+    weight: int
+    recipients: int
+    counts: Counts
+    probability_best: float  # on the split's metric (its WinnerRule's, else conversion)
+
+
+class SplitStats(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    split_id: str
+    metric: Literal["conversion", "click", "open"]
+    winner: int | None = None  # the path every run takes since it was decided
+    variants: tuple[VariantStats, ...] = ()
+
+
+class FlowStatsReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    flow_id: str
+    step_id: str | None = None  # the step asked for (GET /flows/{id}/steps/{step}/stats)
+    from_day: date = Field(serialization_alias="from")
+    to_day: date = Field(serialization_alias="to")
+    currency: str
+    totals: Counts
+    by_day: tuple[DayCounts, ...] = ()
+    steps: dict[str, Counts] = Field(default_factory=dict)  # flow-wide answer: each step's counts
+    splits: tuple[SplitStats, ...] = ()
