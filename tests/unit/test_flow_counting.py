@@ -206,6 +206,21 @@ def test_a_merge_counts_the_run_it_ends_once() -> None:
     assert flow_wide == {"entered": Decimal(2), "exited:merged": Decimal(1)}
 
 
+def test_a_merge_hands_the_merged_profiles_messages_to_the_survivor() -> None:
+    world = World()
+    world.shopper("p1")
+    world.shopper("p2", email="ann.other@example.com")
+    world.deliver(checkout("p2", "c2"))
+    world.later(timedelta(hours=5))
+    [reminder] = world.ledger.touches(WS, "p2", NOW)
+    world.profiles.profiles[(WS, "p2")] = world.profiles.profiles[(WS, "p2")].model_copy(
+        update={"merged_into": "p1"})
+    world.deliver(ProfilesMerged(event_id="merge-1", workspace_id=WS, profile_id="p1", occurred_at=world.now,
+                                 merged_profile_id="p2"))
+    assert world.ledger.touches(WS, "p1", NOW) == [reminder.model_copy(update={"profile_id": "p1"})]
+    assert world.ledger.touches(WS, "p2", NOW) == []
+
+
 def test_nothing_is_counted_for_a_save_that_adds_nothing_new() -> None:
     run = _run((A_B, 0))
     assert run_counts(run, run, SPLIT_TEST) == []
