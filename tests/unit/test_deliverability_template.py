@@ -33,12 +33,6 @@ def test_the_configuration_set_publishes_every_event_type_of_issue_11(stack: Sta
                                                       "deliveryDelay", "reject", "renderingFailure"}
 
 
-def test_a_tracking_domain_is_the_configuration_sets_redirect_domain_only_when_given(stack: Stack) -> None:
-    assert _resource(stack, "MessagesConfigurationSet")["TrackingOptions"] == {"Fn::If": [
-        "HasTrackingDomain", {"CustomRedirectDomain": {"Ref": "TrackingDomain"}, "HttpsPolicy": "REQUIRE"},
-        {"Ref": "AWS::NoValue"}]}
-
-
 def test_every_ses_event_of_our_configuration_set_but_send_reaches_the_flows_queue(stack: Stack) -> None:
     rule = _resource(stack, "SesFeedbackRule")
     assert rule["EventBusName"] == "default"
