@@ -24,7 +24,10 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.clock import UtcDateTime
-from crm.messaging.unsubscribe import LinkOrigin, SigningKeys
+from crm.flows.inbox import LinkFollowed
+from crm.messaging.unsubscribe import LinkClaims, LinkOrigin, SigningKeys
+from crm.models.consent import Channel
+from crm.models.flow_stats import MessageEventType
 
 SHORT_LINK_PATH = "r"
 CODE_LENGTH = 16
@@ -32,6 +35,9 @@ CODE = re.compile(rf"^[A-Za-z0-9_-]{{{CODE_LENGTH}}}$")
 # A link in a text message: up to the first space or quote; punctuation ending a sentence is not part of it.
 _LINK = re.compile(r"https?://[^\s<>\"']+")
 _TRAILING = ".,;:!?)]}"
+# Apps that fetch a link to preview it in the conversation: a fetch of theirs is no shopper's click.
+PREVIEW_AGENTS = ("facebookexternalhit", "twitterbot", "whatsapp", "telegrambot", "slackbot", "discordbot",
+                  "googlebot", "bingbot", "skypeuripreview")
 
 
 class ShortLink(BaseModel):
@@ -88,3 +94,30 @@ class SmsLinks:
             return f"{self.base_url.rstrip('/')}/{SHORT_LINK_PATH}/{code}{found[len(url):]}"
 
         return _LINK.sub(shorten, body)
+
+
+class LinkNotices(Protocol):
+    """Where the public track function notes a flow message's followed link (crm.adapters.links.SqsLinkNotices:
+    the flows queue)."""
+
+    def notify(self, notice: LinkFollowed) -> None: ...
+
+
+def is_preview(user_agent: str | None) -> bool:
+    agent = (user_agent or "").lower()
+    return any(name in agent for name in PREVIEW_AGENTS)
+
+
+def clicked(link: ShortLink, now: datetime) -> LinkFollowed:
+    return LinkFollowed(type=MessageEventType.CLICKED, channel="sms", workspace_id=link.workspace_id,
+                        profile_id=link.profile_id, flow_id=link.flow_id, run_id=link.run_id, step_id=link.step_id,
+                        issued_at=link.created_at, at=now, link=link.url)
+
+
+def unsubscribed(claims: LinkClaims, now: datetime) -> LinkFollowed | None:
+    """The unsubscribe of a flow email, to count on its step (None for a link that names no flow message)."""
+    if claims.flow_id is None or claims.run_id is None or claims.step_id is None or claims.channel != Channel.EMAIL:
+        return None
+    return LinkFollowed(type=MessageEventType.UNSUBSCRIBED, channel="email", workspace_id=claims.workspace_id,
+                        profile_id=claims.profile_id, flow_id=claims.flow_id, run_id=claims.run_id,
+                        step_id=claims.step_id, issued_at=claims.issued, at=now)

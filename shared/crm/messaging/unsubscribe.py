@@ -176,6 +176,6 @@ class Links:
 
 
 __all__ = [
-    "CONFIRM_MAX_AGE", "LinkClaims", "LinkInvalid", "LinkOrigin", "LinkPurpose", "Links", "SigningKeys", "claims_for", "key_id",
-    "link_url", "sign", "verify",
+    "CONFIRM_MAX_AGE", "LinkClaims", "LinkInvalid", "LinkOrigin", "LinkPurpose", "Links", "SigningKeys", "claims_for",
+    "key_id", "link_url", "sign", "verify",
 ]
