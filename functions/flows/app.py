@@ -1,5 +1,6 @@
 """Runs flows: bus events start, resume and end runs; wake-ups move them past waits; SES events and inbound
-SMS go to the messaging feedback. One bad record never blocks or drops its neighbours."""
+SMS go to the messaging feedback, and so do SNS's SMS delivery status lines (a CloudWatch Logs subscription
+invokes the function with them). One bad record never blocks or drops its neighbours."""
 
 from __future__ import annotations
 
@@ -13,19 +14,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.clock import utc_now
 from crm.flows.engine import FlowEvent
-from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, read_message
+from crm.flows.inbox import BusEvent, LinkFollowed, SesEvent, SnsNotification, read_message
 from crm.flows.service import Report
-from crm.messaging.feedback import apply_inbound_sms, apply_ses_event
+from crm.messaging.feedback import apply_inbound_sms, apply_link_followed, apply_ses_event, apply_sms_statuses
 
 logger = Logger(service="flows")
 metrics = Metrics(service="flows")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def _feedback(message: SesEvent | SnsNotification) -> None:
+def _feedback(message: SesEvent | SnsNotification | LinkFollowed) -> None:
     deps, now = wiring.feedback_deps(), utc_now()
     if isinstance(message, SesEvent):
         outcome = apply_ses_event(message.detail, deps, now)
+    elif isinstance(message, LinkFollowed):
+        outcome = apply_link_followed(message, deps)
     else:
         outcome = apply_inbound_sms(message.message, deps, now)
     if outcome.suppressed:
@@ -50,7 +53,7 @@ def _reported(report: Report, record: SQSRecord) -> None:
 
 def handle_record(record: SQSRecord) -> None:
     message = read_message(record.body)
-    if isinstance(message, SesEvent | SnsNotification):
+    if isinstance(message, SesEvent | SnsNotification | LinkFollowed):
         _feedback(message)
         return
     service = wiring.flows_service()
@@ -63,5 +66,9 @@ def handle_record(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "awslogs" in event:  # SMS delivery status (template.yaml SmsDeliveryStatus subscriptions)
+        outcome = apply_sms_statuses(event, wiring.feedback_deps())
+        logger.info("sms delivery status", extra={"ignored": outcome.ignored, **outcome.details})
+        return {}
     return process_partial_response(event=event, record_handler=handle_record, processor=processor,
                                     context=context)
