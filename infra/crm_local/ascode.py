@@ -119,8 +119,14 @@ def run_apply(http: MarketerHttp, directory: Path, dry_run: bool, out: TextIO = 
     return 0
 
 
-def run_export(http: MarketerHttp, directory: Path, managed_by: str | None, out: TextIO = sys.stdout) -> int:
-    files = exported(read_workspace(http), managed_by)
+def run_export(http: MarketerHttp, directory: Path, managed_by: str | None, out: TextIO = sys.stdout,
+               err: TextIO = sys.stderr) -> int:
+    """Writes the export; exit code 2 when the API refused a read (nothing is written then)."""
+    try:
+        files = exported(read_workspace(http), managed_by)
+    except ApiRefused as refused:
+        print(f"crm: {refused}", file=err)
+        return 2
     removed = write_files(directory, files)
     print(json.dumps({"written": sorted(files), "removed": removed}), file=out)
     return 0
