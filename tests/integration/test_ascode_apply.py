@@ -184,3 +184,18 @@ def test_post_segments_takes_a_chosen_id(world: MarketerApi) -> None:
     for bad in ("settings", "Buyers", "builtin:vip"):
         refused = world.call("post", "/segments", body={**body, "id": bad})
         assert refused.status_code == 400 and refused.json_body["Message"].startswith("id: "), refused.body
+
+
+def test_a_wrong_key_is_named_and_nothing_is_written(world: MarketerApi, config: Path, tmp_path: Path) -> None:
+    http = InProcessHttp(world, key="not-a-key")
+    err = io.StringIO()
+    assert run_apply(http, config, dry_run=False, out=io.StringIO(), err=err) == 2
+    assert err.getvalue().startswith("crm: GET /segments: 401 "), err.getvalue()
+    assert run_export(http, tmp_path / "out", None, out=io.StringIO(), err=io.StringIO()) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_workspaces_do_not_see_each_others_definitions(world: MarketerApi, config: Path) -> None:
+    assert run_apply(InProcessHttp(world), config, dry_run=False, out=io.StringIO()) == 0
+    other = plan_for(InProcessHttp(world, key=world.b.api_key), config)
+    assert other.count(Action.CREATE) == 5

@@ -19,8 +19,8 @@ import yaml
 
 from crm.ascode.layout import DOCUMENT_SUFFIXES, SETTINGS_FILE, Kind, file_stem
 from crm.ascode.plan import Action, Held, Plan, Step
-from crm.messaging.manage import parse_template
 from crm.models.flows import FlowDefinition, FlowStatus
+from crm.models.messaging import EmailTemplate, SmsTemplate
 from crm.segments.definition import parse_segment
 
 
@@ -75,7 +75,10 @@ def read_workspace(http: MarketerHttp) -> Workspace:
     for summary in _ask(http, "GET", "/templates")["templates"]:
         view = _ask(http, "GET", _route(Kind.TEMPLATE, summary["id"]))
         document = {k: v for k, v in view.items() if k not in _VIEW_ONLY and v is not None}
-        held.append(Held(Kind.TEMPLATE, summary["id"], parse_template(dict(document)), saved=summary["saved"]))
+        # The model only: a template saved long ago is compared as it is, even if today's checks would refuse it.
+        model = (SmsTemplate.model_validate(document) if document.get("channel") == "sms"
+                 else EmailTemplate.model_validate(document))
+        held.append(Held(Kind.TEMPLATE, summary["id"], model, saved=summary["saved"]))
         views[(Kind.TEMPLATE, summary["id"])] = document
     for summary in _ask(http, "GET", "/flows")["flows"]:
         view = _ask(http, "GET", _route(Kind.FLOW, summary["id"]))
