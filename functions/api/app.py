@@ -39,7 +39,7 @@ from crm.models.stores import ApiKey
 from crm.ports import ConcurrentUpdate
 from crm.segments import exports, runs, service
 from crm.segments import settings as builtin_settings
-from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment
+from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_new_segment, parse_segment
 
 app = Chalice(app_name="crm-api")
 logger = Logger(service="api")
@@ -191,9 +191,9 @@ def _run_view(run: SegmentRun) -> dict[str, Any]:
 @app.route("/segments", methods=["POST"])
 def create_segment() -> Response:
     workspace_id = _workspace()
-    document = _document()
     with _Errors():
-        record = service.create(wiring.segment_store(), workspace_id, document, utc_now())
+        document, chosen_id = parse_new_segment(app.current_request.raw_body or b"")
+        record = service.create(wiring.segment_store(), workspace_id, document, utc_now(), chosen_id)
     view = service.segment_view(wiring.segment_store(), workspace_id, record.segment_id)
     view["run"] = _run_view(_start_run(workspace_id, f"created {record.segment_id}"))
     return Response(body=view, status_code=201, headers={"Location": f"/segments/{record.segment_id}"})

@@ -201,6 +201,20 @@ def _wait_seconds(value: str) -> float:
     return seconds
 
 
+def _apply(args: argparse.Namespace) -> int:
+    from crm_local.ascode import marketer_http, run_apply
+
+    with marketer_http(args.api, args.key, args.stack, args.workspace) as http:
+        return run_apply(http, args.directory, args.dry_run)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from crm_local.ascode import marketer_http, run_export
+
+    with marketer_http(args.api, args.key, args.stack, args.workspace) as http:
+        return run_export(http, args.directory, args.managed_by)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
@@ -322,6 +336,25 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--api", default="http://127.0.0.1:8000", metavar="URL",
                              help="the local runtime's API (default http://127.0.0.1:8000)")
         command.set_defaults(run=run_clock)
+
+    as_code = commands.add_parser("apply", help="make the workspace's segments, flows and templates what a directory "
+                                                "of YAML/JSON files says (docs/as-code.md): prints the plan, then "
+                                                "applies it")
+    as_code.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    exporting = commands.add_parser("export", help="write the workspace's segments, flows and templates as files in "
+                                                   "the layout `crm apply` reads")
+    exporting.add_argument("--managed-by", metavar="LABEL",
+                           help="only the definitions an apply with this managed_by label made (and a crm.yaml "
+                                "naming it); default: every custom definition and every built-in the workspace "
+                                "saved")
+    for command, run_as_code in ((as_code, _apply), (exporting, _export)):
+        command.add_argument("directory", type=Path, metavar="DIR")
+        command.add_argument("--api", default="http://127.0.0.1:8000", metavar="URL",
+                             help="the marketer API (API Gateway's URL; default the local runtime's)")
+        command.add_argument("--key", help="a marketer API key (default: $CRM_API_KEY)")
+        command.add_argument("--workspace", help="without a key: issue one for this workspace for this command, "
+                                                 "revoked at its end (needs AWS credentials for the stack)")
+        command.set_defaults(run=run_as_code)
 
     demo = commands.add_parser("demo", help="boot the local stack, simulate a Shopify and a WooCommerce store "
                                             "over months, print a report and check it against the simulation")

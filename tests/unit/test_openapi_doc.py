@@ -21,7 +21,7 @@ from crm.models.flows import FLOW_ID, FlowRecord
 from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate
 from crm.profiles import profile_id_for
 from crm.segments.builtin import BY_ID
-from crm.segments.definition import check_limits, parse_segment
+from crm.segments.definition import check_limits, parse_new_segment
 from crm.segments.exports import new_export_id
 from crm.segments.runs import new_run_id
 from crm.segments.schema import schemas as definition_schemas
@@ -116,7 +116,7 @@ def test_a_segment_document_valid_by_the_document_is_one_the_parser_accepts() ->
             check_limits(case.body["definition"])
         except ValueError:
             return  # the two limits the description states and a recursive schema cannot count
-        parse_segment(json.dumps(case.body).encode())
+        parse_new_segment(json.dumps(case.body).encode())
 
     accepted()
 

@@ -20,6 +20,9 @@ from crm.clock import UtcDateTime
 
 FLOW_ID = r"^(builtin:[a-z_]{1,40}|[a-z0-9][a-z0-9_-]{0,62})$"
 STEP_ID = r"^[a-z0-9_]{1,24}$"
+# The label of the directory that `crm apply` keeps a definition from (crm.ascode): the only definitions an
+# apply deletes are those it labelled and whose files are gone.
+MANAGED_BY = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 # EventBridge Scheduler waits any time; a flow waits at most this long (Shopify Flow: 90 days).
 MAX_WAIT = timedelta(days=365)
 
@@ -232,6 +235,7 @@ class FlowDefinition(BaseModel):
     exits: tuple[ExitEvent, ...] = ()
     reentry: Reentry = Reentry(mode="once_per", days=7)
     steps: tuple[Step, ...] = Field(min_length=1)
+    managed_by: str | None = Field(default=None, pattern=MANAGED_BY)
 
 
 class FlowRecord(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm.clock import UtcDateTime
 from crm.models.flow_stats import AttributionWindows
+from crm.models.flows import MANAGED_BY
 
 _MODEL = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,6 +57,7 @@ class EmailTemplate(BaseModel):
     html: str = Field(min_length=1, max_length=200_000)
     text: str | None = Field(default=None, max_length=100_000)  # derived from the HTML when absent
     marketing: bool = True  # carries List-Unsubscribe and the footer; a double opt-in email does not
+    managed_by: str | None = Field(default=None, pattern=MANAGED_BY)  # crm apply's directory (crm.ascode)
 
 
 class SmsTemplate(BaseModel):
@@ -64,6 +66,7 @@ class SmsTemplate(BaseModel):
     channel: Literal["sms"] = "sms"
     name: str = Field(min_length=1, max_length=200)
     body: str = Field(min_length=1, max_length=1600)
+    managed_by: str | None = Field(default=None, pattern=MANAGED_BY)  # crm apply's directory (crm.ascode)
 
 
 class TemplateRecord(BaseModel):

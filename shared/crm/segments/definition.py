@@ -11,6 +11,7 @@ exact. docs/segments.md describes the language.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from enum import StrEnum
@@ -31,6 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from crm import recent
 from crm.models.canonical import ActivityType
+from crm.models.flows import MANAGED_BY
 from crm.segments.fields import FIELDS, Op
 from crm.segments.values import condition_value
 
@@ -256,6 +258,7 @@ class SegmentDocument(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     definition: Definition
     description: str | None = Field(default=None, max_length=2000)
+    managed_by: str | None = Field(default=None, pattern=MANAGED_BY)  # crm apply's directory (crm.ascode)
 
     @field_validator("name")
     @classmethod
@@ -371,6 +374,24 @@ def parse_segment(raw: Mapping[str, object] | bytes) -> SegmentDocument:
         raise SegmentInvalid(describe(error)) from None
 
 
+# Custom ids a caller chooses; not the literal routes beside /segments/{segment_id}.
+CUSTOM_SEGMENT_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_ROUTE_WORDS = frozenset({"settings", "preview"})
+
+
+def parse_new_segment(raw: bytes) -> tuple[SegmentDocument, str | None]:
+    """A POST /segments body: the document and the id the caller chose (``"id"``, optional), else None."""
+    data = _json(raw)
+    if not isinstance(data, dict):
+        raise SegmentInvalid("body must be a JSON object")
+    given = data.pop("id", None)
+    if given is not None and (not isinstance(given, str) or not re.fullmatch(CUSTOM_SEGMENT_ID, given)
+                              or given in _ROUTE_WORDS):
+        raise SegmentInvalid("id: must be 1 to 63 lowercase letters, digits, - or _, starting with a letter or digit "
+                             f"(and not {' or '.join(sorted(_ROUTE_WORDS))})")
+    return parse_segment(data), given
+
+
 def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not a number")
 
@@ -430,6 +451,7 @@ __all__ = [
     "check_limits",
     "describe",
     "nodes",
+    "parse_new_segment",
     "parse_segment",
     "referenced_segments",
     "segment_cycle",

@@ -79,7 +79,10 @@ def create(store: SegmentStore, workspace_id: str, document: SegmentDocument, no
     record = SegmentRecord(workspace_id=workspace_id, segment_id=segment_id, name=document.name,
                            definition=_dump(document), description=document.description, created_at=now,
                            updated_at=now)
-    store.put(record, None)
+    try:
+        store.put(record, None)
+    except ConcurrentUpdate:
+        raise SegmentConflict(f"id: a segment {segment_id} exists already") from None
     return record
 
 
@@ -144,7 +147,9 @@ def segment_view(store: SegmentStore, workspace_id: str, segment_id: str) -> dic
     else:
         record = _custom(store, workspace_id, segment_id)
         view = _summary(record.segment_id, record.name, record, False)
-        view.update(description=record.description, definition=json.loads(record.definition or "{}")["definition"],
+        stored = json.loads(record.definition or "{}")
+        view.update(description=record.description, definition=stored["definition"],
+                    managed_by=stored.get("managed_by"),
                     created_at=record.created_at.isoformat(), updated_at=record.updated_at.isoformat(),
                     version=record.version)
     view["growth"] = [{"at": p.at.isoformat(), "size": p.size} for p in record.growth] if record else []
