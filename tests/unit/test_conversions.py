@@ -4,6 +4,8 @@ checkouts and the reporting currency."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -36,6 +38,7 @@ from crm.models.messaging import MessagingSettings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.builders import ROOT
 from tests.fakes import FakeCurrencyStore, FakeMessagingStore, FakeProfileRepository, FakeRunStore
 
 WS, PROFILE, FLOW, STORE = "ws_a", "p" * 32, "builtin:abandoned_checkout", "st_a"
@@ -447,3 +450,11 @@ def test_windows_are_iso_durations_and_zero_turns_a_touch_off() -> None:
     delivered = message(channel="sms", events={DELIVERED: T0})
     assert last_touch([delivered], T0 + timedelta(seconds=1), held) is None
     assert last_touch([delivered], T0, held) is None  # not even at the order's very instant
+
+
+def test_the_docs_example_sets_the_windows_it_says() -> None:
+    doc = (ROOT / "docs" / "attribution.md").read_text()
+    [example] = re.findall(r"```json\n(.*?)```", doc, re.DOTALL)
+    held = parse_settings(json.loads(example)).attribution
+    assert held == AttributionWindows(email_open=timedelta(hours=12), sms_delivery=timedelta(0))
+    assert "attribution.email_open: Input should be less than or equal to 90 days" in doc
