@@ -784,6 +784,7 @@ class DynamoPrivacyStore:
         # Records first, the profile partitions next, identities last: a retry after a crash finds the
         # profiles through their identities and carries on.
         self._delete([*(keys.order(ws, s, o) for s, o in erasure.orders),
+                      *(keys.attribution(ws, s, o) for s, o in erasure.orders),  # an order's flow credit
                       *(keys.customer(ws, s, c) for s, c in erasure.customers),
                       *(keys.event(ws, s, e) for s, e in erasure.events)])
         for profile_id in erasure.profile_ids:
