@@ -230,6 +230,16 @@ def test_an_unpaid_order_is_not_attributed() -> None:
     assert world.attributions.items == {}
 
 
+def test_an_order_cancelled_or_refunded_in_full_when_first_stored_is_not_a_conversion_but_a_free_one_is() -> None:
+    world = World()
+    world.send(message(events={CLICKED: T0}))
+    gone = placed("o1", at=T0 + timedelta(hours=1), total="30.00").model_copy(update={"net_total": "0.00"})
+    assert world.service.on_order_placed(gone).ignored == "cancelled or refunded in full"
+    free = placed("o2", at=T0 + timedelta(hours=1), total="0.00")
+    assert world.service.on_order_placed(free).attribution is not None
+    assert world.totals()["converted"] == 1 and world.totals()["revenue"] == 0
+
+
 def test_a_step_outside_any_split_counts_on_its_step_row_without_a_variant() -> None:
     world = World()
     world.send(message(events={OPENED: T0}, trigger_type="SegmentEntered", step_id="welcome"))

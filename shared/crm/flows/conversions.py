@@ -172,6 +172,8 @@ class ConversionsService:
     def on_order_placed(self, event: OrderPlaced) -> Outcome:
         if not event.paid:
             return Outcome(ignored="unpaid")  # only paid revenue is attributed (docs/revenue.md)
+        if to_money(event.net_total) == 0 < to_money(event.total_price):
+            return Outcome(ignored="cancelled or refunded in full")  # when its first version was stored
         ws, ordered_at = event.workspace_id, event.occurred_at
         windows = self.messaging.messaging_settings(ws).attribution
         shopper = self._shopper_ids(ws, event.profile_id)
