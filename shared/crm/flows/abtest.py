@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from crm.models.flows import RandomSplit, WinnerRule
 
-# Monte Carlo joint draws: the standard error of a probability near the usual 0.9 threshold is about 0.002.
-DRAWS = 20_000
+# Monte Carlo joint draws: the standard error of a probability near the usual 0.9 threshold is 0.003.
+DRAWS = 10_000
 # The exact two-path sum has one term per success of the smaller side: beyond this, sampling is cheaper.
 EXACT_TERMS_LIMIT = 100_000
 
