@@ -77,7 +77,9 @@ def test_a_step_sums_its_rows_over_variants_and_every_step_is_listed() -> None:
 
 
 def _ab_rows(recipients: tuple[int, int], clicked: tuple[int, int]) -> list[CounterRow]:
+    # As crm.flows.counting writes them: the split step's own row (runs that reached it), then its paths'.
     return [
+        row(DAY, {"recipients": sum(recipients)}, step="ab"),
         row(DAY, {"recipients": recipients[0]}, step="ab", variant="ab:0"),
         row(DAY, {"recipients": recipients[1]}, step="ab", variant="ab:1"),
         row(DAY, {"sent": recipients[0], "delivered": recipients[0], "clicked": clicked[0] - 1, "revenue": "10"},

@@ -7,9 +7,13 @@ The counters (crm.models.flow_stats.CounterRow) are one item per flow, day, step
   every message count of the flow; it makes the totals and the days;
 - a step's rows (step ``<id>``; variant ``<split>:<path>`` on an A/B path, else ``-``) hold what happened
   at that step; a step's counts sum its rows over variants;
-- an A/B path's counts sum the rows of every step on the path (nested ones too). Its recipients (the runs
-  that took it) are the ``recipients`` of the path's own rows that are not a step on it (the split's row or
-  a variant-wide row), else those of the path's first step.
+- a random split's rows naming its own paths (step ``<split id>``, variant ``<split id>:<path>``) hold the
+  runs that took each path (``recipients``): they are the paths', not the split step's;
+- an A/B path's counts sum the rows of every step on the path (nested ones too). Its recipients are the
+  ``recipients`` of the rows naming the path that are not a step on it (the split's row), else (no such row)
+  those of the path's first step.
+
+crm.flows.counting (the writing side) says which doings add to which row.
 
 Rates: opens and clicks per delivered message, conversions and revenue per message sent; 0 without a
 denominator. ``in_progress``: runs entered in the period less those that ended in it, never below 0 (a run
@@ -24,7 +28,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from crm.flows.abtest import Arm, split_probabilities, winner
-from crm.flows.definition import find_step, variant_name, walk_steps
+from crm.flows.definition import find_step, parse_variant, variant_name, walk_steps
 from crm.models.flow_stats import (
     ALL_STEPS,
     CounterName,
@@ -103,6 +107,12 @@ def _by_day(rows: Sequence[CounterRow], *, runs: bool) -> tuple[DayCounts, ...]:
     return tuple(DayCounts(day=day, counts=counts_of(summed(days[day]), runs=runs)) for day in sorted(days))
 
 
+def _names_own_path(row: CounterRow) -> bool:
+    """A random split's row of one of its own paths (the runs that took it)."""
+    named = parse_variant(row.variant)
+    return named is not None and named[0] == row.step_id
+
+
 # --- A/B paths ---------------------------------------------------------------------------------------------
 
 
@@ -170,7 +180,8 @@ def flow_stats(flow_id: str, definition: FlowDefinition, rows: Sequence[CounterR
     flow_wide = [row for row in rows if row.step_id == ALL_STEPS and row.variant == ALL_STEPS]
     by_step: dict[str, list[CounterRow]] = defaultdict(list)
     for row in rows:
-        by_step[row.step_id].append(row)
+        if not _names_own_path(row):
+            by_step[row.step_id].append(row)
     steps = {step.id: counts_of(summed(by_step.get(step.id, ())), runs=False)
              for _, step in walk_steps(definition.steps)}
     winners = winners or {}
@@ -189,7 +200,7 @@ def step_stats(flow_id: str, definition: FlowDefinition, step_id: str, rows: Seq
     if step is None:
         raise StepNotFound(f"flow {flow_id} has no step {step_id}")
     rows = [row for row in rows if first_day <= row.day <= last_day]
-    mine = [row for row in rows if row.step_id == step_id]
+    mine = [row for row in rows if row.step_id == step_id and not _names_own_path(row)]
     splits: tuple[SplitStats, ...] = ()
     if isinstance(step, RandomSplit):
         splits = (split_stats(step, rows, (winners or {}).get(step.id)),)
