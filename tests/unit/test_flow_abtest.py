@@ -162,7 +162,7 @@ def test_the_service_decides_the_winner_at_the_split_and_every_run_then_takes_it
 
 
 def test_no_winner_is_decided_before_the_minimum_so_runs_still_spread() -> None:
-    world = _world(WinnerRule(metric="conversion", min_recipients=101, probability=0.9), recipients=100)
+    world = _world(WinnerRule(metric="conversion", min_recipients=200, probability=0.9), recipients=100)
     sent = _template_sent_to(world, [f"p{n}" for n in range(24)])
     assert world.winners.winners(WS, AB_FLOW) == {}
     assert set(sent) == {"builtin:abandoned_checkout_1", "builtin:abandoned_checkout_2"}
