@@ -448,7 +448,7 @@ class FlowsService:
         """Move the merged profile's runs to the survivor under the same ids (a pending wake-up finds them by
         following ``merged_into``); where both are active in the same flow, the run that entered first
         continues and the other ends ("merged", its wake-up cancelled). Last sends carry over, so Smart
-        Sending spans both."""
+        Sending spans both, and so do the messages sent (an order of the survivor is attributed to them)."""
         moving = self.runs.runs_of_profile(workspace_id, merged_profile_id)
         held = {r.run_id: r for r in self.runs.runs_of_profile(workspace_id, survivor_id)}
         active = {r.flow_id: r for r in held.values() if r.status is RunStatus.ACTIVE}
@@ -480,6 +480,7 @@ class FlowsService:
             at = self.runs.last_sent(workspace_id, merged_profile_id, channel)
             if at is not None:
                 self.runs.note_sent(workspace_id, survivor_id, channel, at)
+        self.ledger.move_messages(workspace_id, merged_profile_id, survivor_id)
         self.runs.delete_runs(workspace_id, merged_profile_id)
 
 
