@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from crm.flows.abtest import Arm, probability_best
 from crm.flows.stats import StepNotFound, counts_of, flow_stats, settled_winner, step_stats, summed
-from crm.flows.stats_query import report_view
+from crm.flows.stats_query import StatsQueryInvalid, period, report_view
 from crm.models.flow_stats import ALL_STEPS, CounterRow, Counts
 from crm.models.flows import FlowDefinition, RandomSplit
 from hypothesis import given, settings
@@ -174,3 +174,15 @@ def test_the_documented_field_table_names_every_count() -> None:
     table = DOC.split("| Field | Meaning |", 1)[1].split("\n\n", 1)[0]
     documented = set(re.findall(r"`([a-z_]+)`", table))
     assert set(Counts.model_fields) <= documented
+
+
+def test_the_period_defaults_to_30_days_to_today_and_refuses_what_is_not_one() -> None:
+    today = date(2026, 12, 4)
+    assert period({}, today) == (date(2026, 11, 5), today)
+    assert period({"to": "2026-01-31"}, today) == (date(2026, 1, 2), date(2026, 1, 31))
+    assert period({"to": "0001-01-05"}, today) == (date.min, date(1, 1, 5))  # no overflow below year 1
+    assert period({"from": "2025-12-04", "to": "2026-12-04"}, today)[0] == date(2025, 12, 4)  # 366 days
+    with pytest.raises(StatsQueryInvalid, match="spans 367 days"):
+        period({"from": "2025-12-03", "to": "2026-12-04"}, today)
+    with pytest.raises(StatsQueryInvalid, match=r"^from: '' is not a date"):
+        period({"from": ""}, today)
