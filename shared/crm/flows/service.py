@@ -28,7 +28,9 @@ from crm.flows.engine import Decision, FlowEvent, Proceed
 from crm.flows.ports import (
     EmailSender,
     FlowCatalogue,
+    FlowProfiles,
     MessagingStore,
+    ProfileSegments,
     RunStore,
     SmsSender,
     StepAlreadyClaimed,
@@ -50,7 +52,7 @@ from crm.models.flows import (
 )
 from crm.models.messaging import MessagingSettings, OutgoingEmail, OutgoingSms, TemplateRecord
 from crm.models.profile import Profile, TimelineEntry
-from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore
+from crm.ports import Change, ConcurrentUpdate
 
 # A claim younger than this may be a send still under way in another invocation (the flows function's
 # timeout is 60 s): the delivery is retried later rather than the step declared unknown.
@@ -108,8 +110,8 @@ class FlowsService:
     catalogue: FlowCatalogue
     runs: RunStore
     scheduler: WaitScheduler
-    profiles: ProfileRepository
-    segments: SegmentStore
+    profiles: FlowProfiles
+    segments: ProfileSegments
     messaging: MessagingStore
     suppressions: Suppressions
     email: EmailSender

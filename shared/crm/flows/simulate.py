@@ -1,0 +1,373 @@
+"""Backtests: the real flows service (crm.flows.service, so the same engine code as live runs) carried over a
+recorded, time-ordered history on in-memory ports (crm.flows.memory) and a simulated clock. Nothing is sent:
+the senders only record.
+
+The clock stands at each recorded event's time when the event is delivered; between two events, the wake-ups
+that fell due fire in time order, each at its own due time (as EventBridge Scheduler would have fired them), and
+after the last event the clock runs on to the end of the period. The flow runs as if it had been live the whole
+period, whatever its status. Before each event the profile is set to what the event recorded (``HistoryEvent``:
+the profile as it stood once the event was applied, which is what the live flows function reads after the
+outbox), so an exit the profile already shows (an order since the trigger), consent and the profile filter are
+judged as they were then.
+
+Orders that followed: a paid order of a profile the flow messaged within the attribution window after that
+message. No message of a backtest was delivered, opened or clicked, so crm.flows.conversions' last-touch rule
+has nothing to work on; ``followed_orders`` applies the rule's windows as if every message had been engaged with
+(the email window: the longer of click and open; SMS: the longer of click and delivery). It is the most a flow
+could have earned in the period, not what it would have been credited.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm.flows.engine import FlowEvent
+from crm.flows.memory import (
+    MemoryFlowCatalogue,
+    MemoryMessagingStore,
+    MemoryRunStore,
+    MemorySuppressions,
+    MemoryWaitScheduler,
+    RecordingEmailSender,
+    RecordingSmsSender,
+    UnrenderedComposer,
+)
+from crm.flows.service import FlowsService, Report
+from crm.models.flow_stats import AttributionWindows
+from crm.models.flows import FlowRecord, FlowStatus, RunStatus
+from crm.models.messaging import OutgoingEmail
+from crm.models.profile import Profile
+from crm.models.segments import HeldSegments
+from crm.ports import Change
+
+# Events a backtest does not deliver: a double opt-in answers a browser's request, it is no flow's doing, and a
+# merge of profiles moves runs that a history read per profile cannot tell apart.
+NOT_REPLAYED = frozenset({"ConsentRequested", "ProfilesMerged"})
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One recorded bus event and the profile as it stood once the event was applied (with its segments)."""
+
+    event: FlowEvent
+    profile: Profile
+    segments: frozenset[str] = frozenset()
+
+
+class SimulatedClock:
+    """The backtest's time: moved by the driver only."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class HistoryProfiles:
+    """Profiles as the history recorded them (crm.flows.ports.FlowProfiles and ProfileSegments). A write of the
+    service (a tag, a timeline line) lands on the profile held until the next recorded event replaces it."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[tuple[str, str], tuple[Profile, frozenset[str]]] = {}
+        self.timeline_lines = 0
+
+    def stand(self, profile: Profile, segments: frozenset[str]) -> None:
+        self.profiles[(profile.workspace_id, profile.profile_id)] = (profile, segments)
+
+    def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
+        held = self.profiles.get((workspace_id, profile_id))
+        return None if held is None else held[0]
+
+    def commit(self, change: Change) -> None:
+        for profile, _ in change.profiles:
+            key = (profile.workspace_id, profile.profile_id)
+            segments = self.profiles[key][1] if key in self.profiles else frozenset()
+            self.profiles[key] = (profile, segments)
+        self.timeline_lines += len(change.timeline)
+
+    def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None:
+        held = self.profiles.get((workspace_id, profile_id))
+        if held is None:
+            return None
+        return held[0], HeldSegments(segment_ids=tuple(sorted(held[1])))
+
+
+# ---- the answer ----------------------------------------------------------------------------------------------
+
+_ANSWER = ConfigDict(frozen=True)
+
+
+class SimulatedSend(BaseModel):
+    """A message the flow would have sent: when, to whom, from which run and step."""
+
+    model_config = _ANSWER
+
+    at: datetime
+    profile_id: str
+    run_id: str
+    step_id: str
+    channel: str
+    to: str
+    subject: str | None = None
+
+
+class SimulatedSkip(BaseModel):
+    model_config = _ANSWER
+
+    at: datetime
+    profile_id: str
+    run_id: str
+    step_id: str
+    reason: str
+
+
+class FollowedOrder(BaseModel):
+    """A paid order placed within the attribution window after a message of the flow (the last one before it)."""
+
+    model_config = _ANSWER
+
+    at: datetime
+    profile_id: str
+    store_id: str
+    order_id: str
+    currency: str
+    total: Decimal
+    step_id: str
+    message_sent_at: datetime
+
+
+class BacktestDay(BaseModel):
+    model_config = _ANSWER
+
+    day: date
+    entered: int = 0
+    sent: int = 0
+    skipped: int = 0
+    exited: int = 0
+    completed: int = 0
+    orders: int = 0
+
+
+class BacktestReport(BaseModel):
+    """What the flow would have done over the period (``truncated``: the time budget ran out after
+    ``events_replayed`` events; the figures cover those)."""
+
+    model_config = _ANSWER
+
+    flow_id: str
+    start: datetime
+    end: datetime
+    events_replayed: int
+    wake_ups: int
+    entered: int
+    reached: dict[str, int]
+    sent: dict[str, int]
+    skipped: dict[str, int]
+    exited: dict[str, int]
+    completed: int
+    in_progress: int
+    by_day: list[BacktestDay]
+    orders: int
+    revenue: dict[str, Decimal]
+    sends: list[SimulatedSend] = Field(default_factory=list)
+    skips: list[SimulatedSkip] = Field(default_factory=list)
+    followed_orders: list[FollowedOrder] = Field(default_factory=list)
+    truncated: bool = False
+
+
+# ---- the driver ----------------------------------------------------------------------------------------------
+
+
+def followed_by(order_at: datetime, sends: list[SimulatedSend], windows: AttributionWindows) -> SimulatedSend | None:
+    """The last message sent at or before ``order_at`` whose channel's window still covers the order (see the
+    module's docstring: the windows as if every message had been engaged with); None if there is none.
+
+    A local stand-in for crm.flows.conversions' rule, which credits only delivered, opened or clicked messages:
+    a backtest has none."""
+    email = max(windows.email_click, windows.email_open)
+    sms = max(windows.sms_click, windows.sms_delivery)
+    for send in reversed(sends):
+        if send.at > order_at:
+            continue
+        if order_at - send.at <= (email if send.channel == "email" else sms):
+            return send
+        if order_at - send.at > max(email, sms):
+            return None
+    return None
+
+
+@dataclass
+class _Tally:
+    keep: int
+    entered: int = 0
+    wake_ups: int = 0
+    sent: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    exited: Counter[str] = field(default_factory=Counter)
+    days: dict[date, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    sends: list[SimulatedSend] = field(default_factory=list)
+    skips: list[SimulatedSkip] = field(default_factory=list)
+    orders: list[FollowedOrder] = field(default_factory=list)
+    by_profile: dict[str, list[SimulatedSend]] = field(default_factory=lambda: defaultdict(list))
+
+
+class Backtest:
+    """One flow over one period. ``play`` the history once; the service is the real one, on memory ports."""
+
+    def __init__(self, flow: FlowRecord, start: datetime, end: datetime, *,
+                 messaging: MemoryMessagingStore | None = None, suppressions: MemorySuppressions | None = None,
+                 opted_out_phones: Iterable[str] = (), windows: AttributionWindows | None = None,
+                 keep: int = 1000) -> None:
+        if end <= start:
+            raise ValueError("the backtest's period ends before it starts")
+        # Live for the whole period, saved at least once (a never-saved workspace reads no runs at all).
+        self.flow = flow.model_copy(update={"status": FlowStatus.LIVE, "version": max(flow.version, 1)})
+        self.start, self.end = start, end
+        self.clock = SimulatedClock(start)
+        self.profiles = HistoryProfiles()
+        self.runs = MemoryRunStore()
+        self.scheduler = MemoryWaitScheduler()
+        self.email = RecordingEmailSender()
+        self.sms = RecordingSmsSender(opted_out_phones)
+        self.messaging = messaging or MemoryMessagingStore()
+        self.windows = windows or self.messaging.messaging_settings(flow.workspace_id).attribution
+        self.service = FlowsService(
+            catalogue=MemoryFlowCatalogue(self.flow), runs=self.runs, scheduler=self.scheduler,
+            profiles=self.profiles, segments=self.profiles, messaging=self.messaging,
+            suppressions=suppressions or MemorySuppressions(), email=self.email, sms=self.sms,
+            composer=UnrenderedComposer(), clock=self.clock)
+        self._tally = _Tally(keep=keep)
+
+    def play(self, history: Iterable[HistoryEvent], *, out_of_time: Callable[[], bool] = lambda: False
+             ) -> BacktestReport:
+        """Deliver each event in the period (in time order; a ValueError if the history is not) and the wake-ups
+        between them; ``out_of_time`` is asked between events and ends the replay early (``truncated``)."""
+        replayed, truncated, last = 0, False, self.start
+        for recorded in history:
+            event = recorded.event
+            if event.occurred_at < last:
+                raise ValueError(f"the history is not in time order at event {event.event_id}")
+            last = event.occurred_at
+            if not self.start <= event.occurred_at < self.end or event.type in NOT_REPLAYED:
+                continue
+            if out_of_time():
+                truncated = True
+                break
+            self._wake_until(event.occurred_at)
+            self.clock.now = event.occurred_at
+            self.profiles.stand(recorded.profile, recorded.segments)
+            if event.type == "OrderPlaced":
+                self._order(event)
+            self._note(self.service.on_event(event), event.profile_id)
+            replayed += 1
+        if not truncated:
+            self._wake_until(self.end, before=True)
+            self.clock.now = self.end
+        return self._report(replayed, truncated)
+
+    def _wake_until(self, moment: datetime, *, before: bool = False) -> None:
+        while (wake := self.scheduler.next_due()) is not None and (
+                wake.due_at < moment or (not before and wake.due_at == moment)):
+            self.clock.now = max(self.clock.now, wake.due_at)
+            for due in self.scheduler.fire_due(self.clock.now):
+                self._tally.wake_ups += 1
+                self._note(self.service.on_wake(due), due.profile_id)
+
+    def _order(self, event: FlowEvent) -> None:
+        detail = event.detail
+        if detail.get("paid") is False:
+            return
+        send = followed_by(event.occurred_at, self._tally.by_profile.get(event.profile_id, []), self.windows)
+        if send is None:
+            return
+        try:
+            total = Decimal(str(detail.get("total_price") or "0"))
+        except InvalidOperation:
+            total = Decimal(0)
+        self._tally.orders.append(FollowedOrder(
+            at=event.occurred_at, profile_id=event.profile_id, store_id=str(detail.get("store_id") or ""),
+            order_id=str(detail.get("order_id") or event.event_id), currency=str(detail.get("currency") or ""),
+            total=total, step_id=send.step_id, message_sent_at=send.at))
+        self._tally.days[event.occurred_at.date()]["orders"] += 1
+
+    def _note(self, report: Report, profile_id: str) -> None:
+        tally, now = self._tally, self.clock.now
+        day = tally.days[now.date()]
+        tally.entered += len(report.started)
+        day["entered"] += len(report.started)
+        for run_id, step_id, message_id in report.sent:
+            send = self._send(run_id, step_id, message_id, profile_id, now)
+            tally.sent[send.channel] += 1
+            day["sent"] += 1
+            tally.by_profile[profile_id].append(send)
+            if len(tally.sends) < tally.keep:
+                tally.sends.append(send)
+        for run_id, step_id, reason in report.skipped:
+            tally.skipped[reason] += 1
+            day["skipped"] += 1
+            if len(tally.skips) < tally.keep:
+                tally.skips.append(SimulatedSkip(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id,
+                                                 reason=reason))
+        for _, reason in report.ended:
+            if reason == "completed":
+                day["completed"] += 1
+            else:
+                tally.exited[reason] += 1
+                day["exited"] += 1
+
+    def _send(self, run_id: str, step_id: str, message_id: str, profile_id: str, now: datetime) -> SimulatedSend:
+        channel, _, number = message_id.partition("-")
+        if channel == "ses":
+            email: OutgoingEmail = self.email.sent[int(number) - 1]
+            return SimulatedSend(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id, channel="email",
+                                 to=email.to, subject=email.subject)
+        sms = self.sms.sent[int(number) - 1]
+        return SimulatedSend(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id, channel="sms", to=sms.to)
+
+    def _report(self, replayed: int, truncated: bool) -> BacktestReport:
+        tally = self._tally
+        reached: Counter[str] = Counter()
+        completed = in_progress = 0
+        for run in self.runs.runs.values():
+            reached.update({record.step_id for record in run.steps})
+            if run.status is RunStatus.ACTIVE:
+                in_progress += 1
+                if run.next_step is not None and run.next_step not in {r.step_id for r in run.steps}:
+                    reached[run.next_step] += 1
+            completed += run.status is RunStatus.COMPLETED
+        revenue: dict[str, Decimal] = defaultdict(Decimal)
+        for order in tally.orders:
+            revenue[order.currency] += order.total
+        days = [BacktestDay(day=day, **counts) for day, counts in sorted(tally.days.items()) if any(counts.values())]
+        return BacktestReport(
+            flow_id=self.flow.flow_id, start=self.start, end=self.end, events_replayed=replayed,
+            wake_ups=tally.wake_ups, entered=tally.entered, reached=dict(sorted(reached.items())),
+            sent=dict(sorted(tally.sent.items())), skipped=dict(sorted(tally.skipped.items())),
+            exited=dict(sorted(tally.exited.items())), completed=completed, in_progress=in_progress, by_day=days,
+            orders=len(tally.orders), revenue=dict(sorted(revenue.items())), sends=tally.sends, skips=tally.skips,
+            followed_orders=tally.orders[:tally.keep], truncated=truncated)
+
+
+def deadline(seconds: float) -> Callable[[], bool]:
+    """``out_of_time`` for ``play``: true once ``seconds`` of wall time have passed since this call."""
+    until = time.monotonic() + seconds
+    return lambda: time.monotonic() >= until
+
+
+def period(end: datetime, days: int) -> tuple[datetime, datetime]:
+    if not 1 <= days <= 90:
+        raise ValueError(f"days: {days} is not between 1 and 90")
+    return end - timedelta(days=days), end
+
+
+__all__ = ["NOT_REPLAYED", "Backtest", "BacktestDay", "BacktestReport", "FollowedOrder", "HistoryEvent",
+           "HistoryProfiles", "SimulatedClock", "SimulatedSend", "SimulatedSkip", "deadline", "followed_by",
+           "period"]
