@@ -10,11 +10,11 @@ the profile as it stood once the event was applied, which is what the live flows
 outbox), so an exit the profile already shows (an order since the trigger), consent and the profile filter are
 judged as they were then.
 
-Orders that followed: a paid order of a profile the flow messaged within the attribution window after that
-message. No message of a backtest was delivered, opened or clicked, so crm.flows.conversions' last-touch rule
-has nothing to work on; ``followed_orders`` applies the rule's windows as if every message had been engaged with
-(the email window: the longer of click and open; SMS: the longer of click and delivery). It is the most a flow
-could have earned in the period, not what it would have been credited.
+Orders that followed: crm.flows.conversions' rule (the last touch within the workspace's windows), applied as if
+every message had been engaged with the moment it was sent (an email opened and clicked, an SMS delivered and
+clicked): no message of a backtest was delivered, so nothing else could be credited. It is the most the flow
+could have been credited in the period, not what it would have been; a recovered checkout is counted by the
+same rule's ``is_recovered_checkout``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ from decimal import Decimal, InvalidOperation
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crm.flows.conversions import earliest_candidate, is_recovered_checkout, last_touch
 from crm.flows.engine import FlowEvent
 from crm.flows.memory import (
     MemoryFlowCatalogue,
+    MemoryFlowCounters,
+    MemoryMessageLedger,
     MemoryMessagingStore,
     MemoryRunStore,
+    MemorySplitWinners,
     MemorySuppressions,
     MemoryWaitScheduler,
     RecordingEmailSender,
@@ -40,7 +44,7 @@ from crm.flows.memory import (
     UnrenderedComposer,
 )
 from crm.flows.service import FlowsService, Report
-from crm.models.flow_stats import AttributionWindows
+from crm.models.flow_stats import AttributionWindows, MessageEventType, MessageRecord
 from crm.models.flows import FlowRecord, FlowStatus, RunStatus
 from crm.models.messaging import OutgoingEmail
 from crm.models.profile import Profile
@@ -142,6 +146,7 @@ class FollowedOrder(BaseModel):
     total: Decimal
     step_id: str
     message_sent_at: datetime
+    recovered_checkout: bool = False
 
 
 class BacktestDay(BaseModel):
@@ -177,6 +182,7 @@ class BacktestReport(BaseModel):
     by_day: list[BacktestDay]
     orders: int
     revenue: dict[str, Decimal]
+    recovered_checkouts: int
     sends: list[SimulatedSend] = Field(default_factory=list)
     skips: list[SimulatedSkip] = Field(default_factory=list)
     followed_orders: list[FollowedOrder] = Field(default_factory=list)
@@ -186,22 +192,11 @@ class BacktestReport(BaseModel):
 # ---- the driver ----------------------------------------------------------------------------------------------
 
 
-def followed_by(order_at: datetime, sends: list[SimulatedSend], windows: AttributionWindows) -> SimulatedSend | None:
-    """The last message sent at or before ``order_at`` whose channel's window still covers the order (see the
-    module's docstring: the windows as if every message had been engaged with); None if there is none.
-
-    A local stand-in for crm.flows.conversions' rule, which credits only delivered, opened or clicked messages:
-    a backtest has none."""
-    email = max(windows.email_click, windows.email_open)
-    sms = max(windows.sms_click, windows.sms_delivery)
-    for send in reversed(sends):
-        if send.at > order_at:
-            continue
-        if order_at - send.at <= (email if send.channel == "email" else sms):
-            return send
-        if order_at - send.at > max(email, sms):
-            return None
-    return None
+def engaged(message: MessageRecord) -> MessageRecord:
+    """The message as if the shopper had engaged with it as it was sent (see the module's docstring)."""
+    kinds = ((MessageEventType.OPENED, MessageEventType.CLICKED) if message.channel == "email"
+             else (MessageEventType.DELIVERED, MessageEventType.CLICKED))
+    return message.model_copy(update={"events": {kind: message.sent_at for kind in kinds}})
 
 
 @dataclass
@@ -216,7 +211,7 @@ class _Tally:
     sends: list[SimulatedSend] = field(default_factory=list)
     skips: list[SimulatedSkip] = field(default_factory=list)
     orders: list[FollowedOrder] = field(default_factory=list)
-    by_profile: dict[str, list[SimulatedSend]] = field(default_factory=lambda: defaultdict(list))
+    recovered: int = 0
 
 
 class Backtest:
@@ -238,12 +233,14 @@ class Backtest:
         self.email = RecordingEmailSender()
         self.sms = RecordingSmsSender(opted_out_phones)
         self.messaging = messaging or MemoryMessagingStore()
+        self.ledger = MemoryMessageLedger()
         self.windows = windows or self.messaging.messaging_settings(flow.workspace_id).attribution
         self.service = FlowsService(
             catalogue=MemoryFlowCatalogue(self.flow), runs=self.runs, scheduler=self.scheduler,
             profiles=self.profiles, segments=self.profiles, messaging=self.messaging,
             suppressions=suppressions or MemorySuppressions(), email=self.email, sms=self.sms,
-            composer=UnrenderedComposer(), clock=self.clock)
+            composer=UnrenderedComposer(), clock=self.clock, ledger=self.ledger, counters=MemoryFlowCounters(),
+            winners=MemorySplitWinners())
         self._tally = _Tally(keep=keep)
 
     def play(self, history: Iterable[HistoryEvent], *, out_of_time: Callable[[], bool] = lambda: False
@@ -282,21 +279,27 @@ class Backtest:
                 self._note(self.service.on_wake(due), due.profile_id)
 
     def _order(self, event: FlowEvent) -> None:
-        detail = event.detail
+        detail, at = event.detail, event.occurred_at
         if detail.get("paid") is False:
             return
-        send = followed_by(event.occurred_at, self._tally.by_profile.get(event.profile_id, []), self.windows)
-        if send is None:
+        messages = self.ledger.touches(event.workspace_id, event.profile_id, earliest_candidate(at, self.windows))
+        touch = last_touch([engaged(m) for m in messages], at, self.windows)
+        if touch is None:
             return
+        message = touch.message
+        run = self.runs.get_run(message.workspace_id, message.profile_id, message.run_id)
+        recovered = is_recovered_checkout(message, run.trigger if run else None, detail.get("checkout_token"),
+                                          detail.get("cart_token"))
         try:
             total = Decimal(str(detail.get("total_price") or "0"))
         except InvalidOperation:
             total = Decimal(0)
         self._tally.orders.append(FollowedOrder(
-            at=event.occurred_at, profile_id=event.profile_id, store_id=str(detail.get("store_id") or ""),
+            at=at, profile_id=event.profile_id, store_id=str(detail.get("store_id") or ""),
             order_id=str(detail.get("order_id") or event.event_id), currency=str(detail.get("currency") or ""),
-            total=total, step_id=send.step_id, message_sent_at=send.at))
-        self._tally.days[event.occurred_at.date()]["orders"] += 1
+            total=total, step_id=message.step_id, message_sent_at=message.sent_at, recovered_checkout=recovered))
+        self._tally.recovered += recovered
+        self._tally.days[at.date()]["orders"] += 1
 
     def _note(self, report: Report, profile_id: str) -> None:
         tally, now = self._tally, self.clock.now
@@ -307,7 +310,6 @@ class Backtest:
             send = self._send(run_id, step_id, message_id, profile_id, now)
             tally.sent[send.channel] += 1
             day["sent"] += 1
-            tally.by_profile[profile_id].append(send)
             if len(tally.sends) < tally.keep:
                 tally.sends.append(send)
         for run_id, step_id, reason in report.skipped:
@@ -352,7 +354,8 @@ class Backtest:
             wake_ups=tally.wake_ups, entered=tally.entered, reached=dict(sorted(reached.items())),
             sent=dict(sorted(tally.sent.items())), skipped=dict(sorted(tally.skipped.items())),
             exited=dict(sorted(tally.exited.items())), completed=completed, in_progress=in_progress, by_day=days,
-            orders=len(tally.orders), revenue=dict(sorted(revenue.items())), sends=tally.sends, skips=tally.skips,
+            orders=len(tally.orders), revenue=dict(sorted(revenue.items())), recovered_checkouts=tally.recovered,
+            sends=tally.sends, skips=tally.skips,
             followed_orders=tally.orders[:tally.keep], truncated=truncated)
 
 
@@ -369,5 +372,4 @@ def period(end: datetime, days: int) -> tuple[datetime, datetime]:
 
 
 __all__ = ["NOT_REPLAYED", "Backtest", "BacktestDay", "BacktestReport", "FollowedOrder", "HistoryEvent",
-           "HistoryProfiles", "SimulatedClock", "SimulatedSend", "SimulatedSkip", "deadline", "followed_by",
-           "period"]
+           "HistoryProfiles", "SimulatedClock", "SimulatedSend", "SimulatedSkip", "deadline", "engaged", "period"]
