@@ -29,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.flows.conversions import earliest_candidate, is_recovered_checkout, last_touch
+from crm.flows.defaults import BUILTIN_SINCE, builtin_templates
 from crm.flows.engine import FlowEvent
 from crm.flows.memory import (
     MemoryFlowCatalogue,
@@ -46,7 +47,7 @@ from crm.flows.memory import (
 from crm.flows.service import FlowsService, Report
 from crm.models.flow_stats import AttributionWindows, MessageEventType, MessageRecord
 from crm.models.flows import FlowRecord, FlowStatus, RunStatus
-from crm.models.messaging import OutgoingEmail
+from crm.models.messaging import MessagingSettings, OutgoingEmail, TemplateRecord
 from crm.models.profile import Profile
 from crm.models.segments import HeldSegments
 from crm.ports import Change
@@ -121,6 +122,7 @@ class SimulatedSend(BaseModel):
     channel: str
     to: str
     subject: str | None = None
+    message_id: str
 
 
 class SimulatedSkip(BaseModel):
@@ -310,6 +312,7 @@ class Backtest:
             send = self._send(run_id, step_id, message_id, profile_id, now)
             tally.sent[send.channel] += 1
             day["sent"] += 1
+            self._ledger_holds(send)
             if len(tally.sends) < tally.keep:
                 tally.sends.append(send)
         for run_id, step_id, reason in report.skipped:
@@ -325,14 +328,25 @@ class Backtest:
                 tally.exited[reason] += 1
                 day["exited"] += 1
 
+    def _ledger_holds(self, send: SimulatedSend) -> None:
+        """The service records each message it sends (MessageLedger.record_sent); a record it already made is
+        kept as it is (the first record of a message id wins), so this only fills in a service that does not."""
+        run = self.runs.get_run(self.flow.workspace_id, send.profile_id, send.run_id)
+        self.ledger.record_sent(MessageRecord(
+            workspace_id=self.flow.workspace_id, profile_id=send.profile_id, message_id=send.message_id,
+            channel="email" if send.channel == "email" else "sms", flow_id=self.flow.flow_id,
+            flow_version=self.flow.version, step_id=send.step_id, run_id=send.run_id,
+            trigger_type=run.trigger_type if run else "", sent_at=send.at))
+
     def _send(self, run_id: str, step_id: str, message_id: str, profile_id: str, now: datetime) -> SimulatedSend:
         channel, _, number = message_id.partition("-")
         if channel == "ses":
             email: OutgoingEmail = self.email.sent[int(number) - 1]
             return SimulatedSend(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id, channel="email",
-                                 to=email.to, subject=email.subject)
+                                 to=email.to, subject=email.subject, message_id=message_id)
         sms = self.sms.sent[int(number) - 1]
-        return SimulatedSend(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id, channel="sms", to=sms.to)
+        return SimulatedSend(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id, channel="sms", to=sms.to,
+                             message_id=message_id)
 
     def _report(self, replayed: int, truncated: bool) -> BacktestReport:
         tally = self._tally
@@ -359,6 +373,18 @@ class Backtest:
             followed_orders=tally.orders[:tally.keep], truncated=truncated)
 
 
+def messaging_of(workspace_id: str, settings: MessagingSettings | None = None,
+                 templates: Iterable[TemplateRecord] = ()) -> MemoryMessagingStore:
+    """A backtest's messaging store: the workspace's settings and templates (``templates``, read from its own
+    store), and the built-in templates it never saved, as crm.adapters.flow_definitions answers them."""
+    held = {t.template_id: t for t in templates}
+    for template_id, template in builtin_templates().items():
+        held.setdefault(template_id, TemplateRecord(workspace_id=workspace_id, template_id=template_id,
+                                                    template=template, created_at=BUILTIN_SINCE,
+                                                    updated_at=BUILTIN_SINCE))
+    return MemoryMessagingStore(*held.values(), settings=settings or MessagingSettings())
+
+
 def deadline(seconds: float) -> Callable[[], bool]:
     """``out_of_time`` for ``play``: true once ``seconds`` of wall time have passed since this call."""
     until = time.monotonic() + seconds
@@ -372,4 +398,5 @@ def period(end: datetime, days: int) -> tuple[datetime, datetime]:
 
 
 __all__ = ["NOT_REPLAYED", "Backtest", "BacktestDay", "BacktestReport", "FollowedOrder", "HistoryEvent",
-           "HistoryProfiles", "SimulatedClock", "SimulatedSend", "SimulatedSkip", "deadline", "engaged", "period"]
+           "HistoryProfiles", "SimulatedClock", "SimulatedSend", "SimulatedSkip", "deadline", "engaged",
+           "messaging_of", "period"]
