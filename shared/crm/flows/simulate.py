@@ -44,6 +44,7 @@ from crm.flows.memory import (
     RecordingSmsSender,
     UnrenderedComposer,
 )
+from crm.flows.ports import Suppressions
 from crm.flows.service import FlowsService, Report
 from crm.models.flow_stats import AttributionWindows, MessageEventType, MessageRecord
 from crm.models.flows import FlowRecord, FlowStatus, RunStatus
@@ -220,7 +221,7 @@ class Backtest:
     """One flow over one period. ``play`` the history once; the service is the real one, on memory ports."""
 
     def __init__(self, flow: FlowRecord, start: datetime, end: datetime, *,
-                 messaging: MemoryMessagingStore | None = None, suppressions: MemorySuppressions | None = None,
+                 messaging: MemoryMessagingStore | None = None, suppressions: Suppressions | None = None,
                  opted_out_phones: Iterable[str] = (), windows: AttributionWindows | None = None,
                  keep: int = 1000) -> None:
         if end <= start:
