@@ -242,5 +242,5 @@ def test_sends_are_kept_up_to_the_limit_and_counted_beyond_it() -> None:
     assert report.sent == {"email": 3}
     [kept] = report.sends
     assert kept == SimulatedSend(at=START + timedelta(hours=5), profile_id="ann", run_id=kept.run_id,
-                                 step_id="email_1", channel="email", to="ann@example.com", subject=kept.subject,
-                                 message_id="ses-1")
+                                 step_id="email_1", channel="email", to="ann@example.com",
+                                 template_id="builtin:abandoned_checkout_1", message_id="ses-1")

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm.flows.conversions import earliest_candidate, is_recovered_checkout, last_touch
 from crm.flows.defaults import BUILTIN_SINCE, builtin_templates
+from crm.flows.definition import find_step
 from crm.flows.engine import FlowEvent
 from crm.flows.memory import (
     MemoryFlowCatalogue,
@@ -47,8 +48,8 @@ from crm.flows.memory import (
 from crm.flows.ports import Suppressions
 from crm.flows.service import FlowsService, Report
 from crm.models.flow_stats import AttributionWindows, MessageEventType, MessageRecord
-from crm.models.flows import FlowRecord, FlowStatus, RunStatus
-from crm.models.messaging import MessagingSettings, OutgoingEmail, TemplateRecord
+from crm.models.flows import FlowRecord, FlowStatus, RunStatus, SendEmail, SendSms
+from crm.models.messaging import MessagingSettings, TemplateRecord
 from crm.models.profile import Profile
 from crm.models.segments import HeldSegments
 from crm.ports import Change
@@ -122,7 +123,7 @@ class SimulatedSend(BaseModel):
     step_id: str
     channel: str
     to: str
-    subject: str | None = None
+    template_id: str | None = None
     message_id: str
 
 
@@ -340,13 +341,13 @@ class Backtest:
             trigger_type=run.trigger_type if run else "", sent_at=send.at))
 
     def _send(self, run_id: str, step_id: str, message_id: str, profile_id: str, now: datetime) -> SimulatedSend:
+        # The recording senders' ids number their messages: "ses-3" is the third email.
         channel, _, number = message_id.partition("-")
-        if channel == "ses":
-            email: OutgoingEmail = self.email.sent[int(number) - 1]
-            return SimulatedSend(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id, channel="email",
-                                 to=email.to, subject=email.subject, message_id=message_id)
-        sms = self.sms.sent[int(number) - 1]
-        return SimulatedSend(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id, channel="sms", to=sms.to,
+        step = find_step(self.flow.definition, step_id)
+        template_id = step.template_id if isinstance(step, SendEmail | SendSms) else None
+        to = (self.email.sent[int(number) - 1].to if channel == "ses" else self.sms.sent[int(number) - 1].to)
+        return SimulatedSend(at=now, profile_id=profile_id, run_id=run_id, step_id=step_id,
+                             channel="email" if channel == "ses" else "sms", to=to, template_id=template_id,
                              message_id=message_id)
 
     def _report(self, replayed: int, truncated: bool) -> BacktestReport:
