@@ -207,12 +207,14 @@ def _flows_backtest(args: argparse.Namespace) -> int:
     from crm_local.flow_backtest import on_stack, request_body, through_api
 
     body = request_body(args.flow, args.days)
+    if args.api and args.until:
+        raise ValueError("--until: the API's period ends now")
     if args.api:
         print(json.dumps(through_api(args.api, args.key, body)))
         return 0
     if not args.workspace:
         raise ValueError("--workspace: which workspace's history (or --api URL with that workspace's key)")
-    print(on_stack(args.stack, args.workspace, body, utc_now()).model_dump_json())
+    print(on_stack(args.stack, args.workspace, body, args.until or utc_now()).model_dump_json())
     return 0
 
 
@@ -353,6 +355,8 @@ def parser() -> argparse.ArgumentParser:
     backtest.add_argument("flow", metavar="FLOW", help="a JSON or YAML file holding a flow definition, or a flow id")
     backtest.add_argument("--days", type=int, default=30, help="how many days back from now (1 to 90; default 30)")
     backtest.add_argument("--workspace", help="whose history (read from the stack's table)")
+    backtest.add_argument("--until", type=_aware, help="the period's end (ISO 8601 with zone; default now; not "
+                                                       "with --api, whose period ends now)")
     backtest.add_argument("--api", metavar="URL", help="ask the marketer API instead (POST /flows/backtest)")
     backtest.add_argument("--key", help="the workspace's API key for --api (default: $CRM_API_KEY)")
     backtest.set_defaults(run=_flows_backtest)

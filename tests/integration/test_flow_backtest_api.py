@@ -4,8 +4,10 @@ recorded history (profiles through the workspace index, their timelines), nothin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from crm.adapters.dynamodb import DynamoProfileRepository
@@ -13,6 +15,7 @@ from crm.flows.builtin import ABANDONED_CHECKOUT
 from crm.models.consent import Consent, ConsentState
 from crm.models.profile import Profile, TimelineEntry, new_profile
 from crm.ports import Change
+from crm_local.cli import main
 from crm_local.provision import ACCOUNT_ID, Provisioned
 from moto.ses.models import ses_backends
 
@@ -109,3 +112,19 @@ def test_a_bad_request_is_a_400_naming_the_field(world: MarketerApi, body: dict[
 
 def test_an_unknown_flow_is_a_404(world: MarketerApi) -> None:
     assert world.call("post", "/flows/backtest", body={"flow_id": "flow_nope"}).status_code == 404
+
+
+def test_the_cli_backtests_a_definition_file_on_the_stack(world: MarketerApi, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    _history(world, world.a.workspace_id)
+    flow = tmp_path / "nudge.json"
+    flow.write_text(json.dumps({"name": "Nudge", "trigger": {"kind": "event", "event": "CheckoutStarted"},
+                                "steps": [{"kind": "email", "id": "nudge",
+                                           "template_id": "builtin:abandoned_checkout_1"}]}))
+    code = main(["--stack", world.provisioned.stack_name, "flows", "backtest", str(flow), "--days", "30",
+                 "--workspace", world.a.workspace_id, "--until", NOW.isoformat()])
+    answer = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (answer["mode"], answer["complete"], answer["profiles_read"]) == ("unbounded", True, 3)
+    assert [(s["profile_id"], s["at"]) for s in answer["report"]["sends"]] == [
+        ("ann", CHECKOUT_AT.isoformat().replace("+00:00", "Z"))]
