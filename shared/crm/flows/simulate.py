@@ -246,15 +246,16 @@ class Backtest:
             composer=UnrenderedComposer(), clock=self.clock, ledger=self.ledger, counters=MemoryFlowCounters(),
             winners=MemorySplitWinners())
         self._tally = _Tally(keep=keep)
+        self._messages: dict[str, list[MessageRecord]] = defaultdict(list)
 
     def play(self, history: Iterable[HistoryEvent], *, out_of_time: Callable[[], bool] = lambda: False
              ) -> BacktestReport:
         """Deliver each event in the period (in time order; a ValueError if the history is not) and the wake-ups
         between them; ``out_of_time`` is asked between events and ends the replay early (``truncated``)."""
-        replayed, truncated, last = 0, False, self.start
+        replayed, truncated, last = 0, False, None
         for recorded in history:
             event = recorded.event
-            if event.occurred_at < last:
+            if last is not None and event.occurred_at < last:
                 raise ValueError(f"the history is not in time order at event {event.event_id}")
             last = event.occurred_at
             if not self.start <= event.occurred_at < self.end or event.type in NOT_REPLAYED:
@@ -286,7 +287,8 @@ class Backtest:
         detail, at = event.detail, event.occurred_at
         if detail.get("paid") is False:
             return
-        messages = self.ledger.touches(event.workspace_id, event.profile_id, earliest_candidate(at, self.windows))
+        since = earliest_candidate(at, self.windows)
+        messages = [m for m in self._messages.get(event.profile_id, ()) if since <= m.sent_at <= at]
         touch = last_touch([engaged(m) for m in messages], at, self.windows)
         if touch is None:
             return
@@ -339,6 +341,10 @@ class Backtest:
             channel="email" if send.channel == "email" else "sms", flow_id=self.flow.flow_id,
             flow_version=self.flow.version, step_id=send.step_id, run_id=send.run_id,
             trigger_type=run.trigger_type if run else "", sent_at=send.at))
+        # The profile's messages at hand (MessageLedger.touches reads them all in memory): an order reads its own
+        held = self.ledger.find(send.message_id, self.flow.workspace_id, send.profile_id)
+        if held is not None:
+            self._messages[send.profile_id].append(held)
 
     def _send(self, run_id: str, step_id: str, message_id: str, profile_id: str, now: datetime) -> SimulatedSend:
         # The recording senders' ids number their messages: "ses-3" is the third email.
