@@ -19,9 +19,9 @@ profile's timeline (ProfileRepository.timeline: one Query per profile, newest fi
   then carried forward event by event.
 - current, not rebuilt: everything else (addresses, names, tags, spend, products, the segments the profile is
   in: a trigger segment entered after the event is left out), so a profile filter on them reads today's value.
-- not replayed: merges (the merged profile's lines are read with its survivor's), double opt-in requests,
-  members who left a trigger segment since (membership keeps no history), and bus events no line records
-  (ContactCreated, CustomerCreated).
+- not replayed: merges (a merged profile's lines are read with its survivor's, as the survivor's events), double
+  opt-in requests, members who left a trigger segment since (membership keeps no history), and bus events no
+  line records (ContactCreated, CustomerCreated).
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ def workspace_history(reads: Timelines, segments: WorkspaceSegments, workspace_i
             return _in_order(history), read, False
         read += 1
         lines = lines_since(reads, current, start)
-        events = [event for line in lines if line.occurred_at < end for event in line_events(line)]
+        events = [_as_survivor(event, current.profile_id)
+                  for line in lines if line.occurred_at < end for event in line_events(line)]
         joined = entered.get(current.profile_id)
         if joined is not None:
             events.append(FlowEvent.of("SegmentEntered", {
@@ -192,6 +193,13 @@ def workspace_history(reads: Timelines, segments: WorkspaceSegments, workspace_i
             stood = held if joined is None or event.occurred_at >= joined else held - {trigger}
             history.append(HistoryEvent(event=event, profile=profile, segments=stood))
     return _in_order(history), read, True
+
+
+def _as_survivor(event: FlowEvent, profile_id: str) -> FlowEvent:
+    """A line of a profile merged since is replayed as the survivor's (its runs would have moved there)."""
+    if event.profile_id == profile_id:
+        return event
+    return event.model_copy(update={"profile_id": profile_id, "detail": {**event.detail, "profile_id": profile_id}})
 
 
 def _in_order(history: list[HistoryEvent]) -> list[HistoryEvent]:
