@@ -8,7 +8,8 @@ after the last event the clock runs on to the end of the period. The flow runs a
 period, whatever its status. Before each event the profile is set to what the event recorded (``HistoryEvent``:
 the profile as it stood once the event was applied, which is what the live flows function reads after the
 outbox), so an exit the profile already shows (an order since the trigger), consent and the profile filter are
-judged as they were then.
+judged as they were then. The suppression list may be the workspace's own (read only, as the live service reads
+it: ``crm.flows.backtests``); SNS's opted-out list is never asked (``opted_out_phones`` stands for it).
 
 Orders that followed: crm.flows.conversions' rule (the last touch within the workspace's windows), applied as if
 every message had been engaged with the moment it was sent (an email opened and clicked, an SMS delivered and
