@@ -3,7 +3,12 @@ refusals before it reads anything."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from crm_local.cli import main
@@ -97,3 +102,56 @@ def test_backtest_needs_a_workspace_or_an_api_key(monkeypatch: pytest.MonkeyPatc
     assert "--workspace" in capsys.readouterr().err
     assert main(["flows", "backtest", "builtin:abandoned_checkout", "--api", "http://127.0.0.1:9"]) == 2
     assert "--key or CRM_API_KEY" in capsys.readouterr().err
+
+
+class _Api(BaseHTTPRequestHandler):
+    """The marketer API's POST /flows/backtest as far as the CLI sees it: the request kept, a canned answer."""
+
+    seen: ClassVar[list[tuple[str, str | None, dict[str, object]]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        _Api.seen.append((self.path, self.headers.get("x-api-key"), body))
+        status, answer = (400, {"Message": "days: too many"}) if body.get("days") == 99 else (200, {"report": {}})
+        payload = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Api.seen.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_backtest_through_the_api_posts_the_definition_file(api: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "nudge.yaml"
+    flow.write_text("name: Nudge\ntrigger: {kind: event, event: CheckoutStarted}\nsteps:\n"
+                    "  - {kind: email, id: nudge, template_id: builtin:abandoned_checkout_1}\n")
+    assert main(["flows", "backtest", str(flow), "--days", "7", "--api", api, "--key", "k1"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"report": {}}
+    [(path, key, body)] = _Api.seen
+    assert (path, key, body["days"]) == ("/flows/backtest", "k1", 7)
+    assert body["definition"]["steps"][0]["id"] == "nudge" and "flow_id" not in body
+
+
+def test_backtest_through_the_api_names_a_flow_id_and_reports_a_refusal(api: str, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CRM_API_KEY", "k2")
+    assert main(["flows", "backtest", "builtin:welcome", "--api", api]) == 0
+    assert _Api.seen[-1][1:] == ("k2", {"flow_id": "builtin:welcome", "days": 30})
+    capsys.readouterr()
+    assert main(["flows", "backtest", "builtin:welcome", "--days", "99", "--api", api]) == 2
+    assert "400" in capsys.readouterr().err
