@@ -229,6 +229,7 @@ def test_api_routes(stack: Stack) -> None:
         ("PUT", "/flows/{flow_id}/status", "ApiFunction"),
         ("GET", "/flows/{flow_id}/runs", "ApiFunction"),
         ("POST", "/flows/{flow_id}/test-send", "ApiFunction"),
+        ("POST", "/flows/backtest", "ApiFunction"),
         ("GET", "/templates", "ApiFunction"),
         ("POST", "/templates", "ApiFunction"),
         ("GET", "/templates/{template_id}", "ApiFunction"),
