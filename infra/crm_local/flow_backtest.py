@@ -67,4 +67,4 @@ def flow_test(path: Path) -> list[str]:
         text = path.read_text()
     except OSError as error:
         raise ValueError(f"{path}: {error.strerror}") from None
-    return described(run_script(load_script(text, str(path)), str(path)))
+    return described(run_script(load_script(text, str(path))))

@@ -73,13 +73,15 @@ def test_an_inline_definition_runs(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (CHECKOUT.replace("checkout_id: c1", "checkout: c1"), "FILE: events[0].event.checkout_id: Field required"),
+    (CHECKOUT.replace("checkout_id: c1", "checkout: c1"), "FILE:6: events[0].event.checkout_id: Field required"),
     (CHECKOUT.replace("type: CheckoutStarted", "type: Teleported"),
-     "FILE: events[0].event.type: 'Teleported' is not a bus event"),
-    (CHECKOUT.replace("2026-03-02T12:00:00Z", "tomorrow"), "FILE: events[0].at:"),
-    (CHECKOUT.replace("builtin:abandoned_checkout", "builtin:nope"), "FILE: flow: 'builtin:nope' is not a built-in"),
-    (CHECKOUT.replace("ann@example.com", "[1, 2]"), "FILE: profile.email:"),
-    (CHECKOUT.replace("events:", "event:"), "FILE: events: Field required"),
+     "FILE:6: events[0].event.type: 'Teleported' is not a bus event"),
+    (CHECKOUT.replace("2026-03-02T12:00:00Z", "tomorrow"), "FILE:5: events[0].at:"),
+    (CHECKOUT.replace("builtin:abandoned_checkout", "builtin:nope"),
+     "FILE:2: flow: 'builtin:nope' is not a built-in"),
+    (CHECKOUT.replace("ann@example.com", "[1, 2]"), "FILE:3: profile.email:"),
+    (CHECKOUT.replace("events:", "event:"), "FILE:2: events: Field required"),
+    (CHECKOUT + "until: 2026-03-01T00:00:00Z\n", "FILE:7: until: 2026-03-01T00:00:00+00:00 is not after"),
     ("flow: [", "FILE: not YAML or JSON"),
     ("- 1", "FILE: expected a mapping with flow, profile and events"),
 ])

@@ -19,12 +19,15 @@ Each event is a bus event of that ``type`` (crm.models.events; the envelope, ``e
 ``profile_id`` and ``occurred_at``, is filled in), and the profile is carried forward by each event
 (crm.flows.history.profile_after). The run is a backtest (crm.flows.simulate: the real service and engine,
 nothing sent); built-in templates are used, and a template the workspace would have written is not known here.
-An invalid file is a ``ScriptInvalid`` naming the file and the field.
+An invalid file is a ``ScriptInvalid`` naming the file, the line and the field ("FILE:7: events[1].event.order_id:
+Field required").
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, get_args
 
@@ -85,39 +88,84 @@ def _path(location: tuple[int | str, ...]) -> str:
     return path
 
 
-def _refusal(name: str, error: ValidationError, prefix: str = "") -> ScriptInvalid:
-    first = error.errors()[0]
-    where = _path((*((prefix,) if prefix else ()), *first["loc"]))
-    return ScriptInvalid(f"{name}: {where}: {first['msg']}")
+@dataclass(frozen=True)
+class _Source:
+    """The file's name and YAML nodes: a refusal names the file, the line and the field."""
+
+    name: str
+    root: yaml.Node | None
+
+    def line_of(self, location: Sequence[int | str]) -> int | None:
+        """The line of the deepest node the location reaches (a missing field: the mapping that lacks it)."""
+        node = self.root
+        if node is None:
+            return None
+        for part in location:
+            found: yaml.Node | None = None
+            if isinstance(node, yaml.MappingNode):
+                found = next((value for key, value in node.value if getattr(key, "value", None) == part), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+                found = node.value[part]
+            if found is None:
+                break
+            node = found
+        return node.start_mark.line + 1
+
+    def refusal(self, location: Sequence[int | str], message: str) -> ScriptInvalid:
+        line = self.line_of(location)
+        return ScriptInvalid(f"{self.name}:{line}: {_path(tuple(location))}: {message}" if line is not None
+                             else f"{self.name}: {_path(tuple(location))}: {message}")
+
+    def invalid(self, error: ValidationError, prefix: Sequence[int | str] = ()) -> ScriptInvalid:
+        first = error.errors(include_url=False)[0]
+        return self.refusal((*prefix, *first["loc"]), str(first["msg"]).removeprefix("Value error, "))
 
 
-def load_script(text: str, name: str) -> FlowScript:
-    """The file's content parsed (YAML, of which JSON is a part) and validated."""
+@dataclass(frozen=True)
+class LoadedScript:
+    """A file validated to its last event: ready to run."""
+
+    script: FlowScript
+    profile: Profile
+    events: list[FlowEvent]
+    start: datetime
+    end: datetime
+
+
+def load_script(text: str, name: str) -> LoadedScript:
+    """The file's content parsed (YAML, of which JSON is a part) and validated, the profile and each event by
+    their own models; a ScriptInvalid ("FILE:LINE: path: what") at the first problem."""
     try:
-        raw = yaml.safe_load(text)
+        raw, root = yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         raise ScriptInvalid(f"{name}: not YAML or JSON: {error}") from None
+    source = _Source(name, root)
     if not isinstance(raw, dict):
         raise ScriptInvalid(f"{name}: expected a mapping with flow, profile and events")
     try:
         script = FlowScript.model_validate(json.loads(json.dumps(raw, default=str)))
     except ValidationError as error:
-        raise _refusal(name, error) from None
+        raise source.invalid(error) from None
     if isinstance(script.flow, str) and script.flow not in BUILTIN_FLOWS:
-        raise ScriptInvalid(f"{name}: flow: {script.flow!r} is not a built-in flow ({', '.join(BUILTIN_FLOWS)}) "
-                            "nor a definition")
+        raise source.refusal(("flow",), f"{script.flow!r} is not a built-in flow ({', '.join(BUILTIN_FLOWS)}) "
+                                        "nor a definition")
     try:
         validate_flow(_definition(script))
     except FlowInvalid as error:
-        raise ScriptInvalid(f"{name}: flow: {error}") from None
-    return script
+        raise source.refusal(("flow",), str(error)) from None
+    first, last = min(e.at for e in script.events), max(e.at for e in script.events)
+    end = script.until or last + RUN_ON
+    if end <= last:
+        raise source.refusal(("until",), f"{end.isoformat()} is not after the last event ({last.isoformat()})")
+    start = first - timedelta(seconds=1)
+    return LoadedScript(script, _profile(script, source, start), _events(script, source), start, end)
 
 
 def _definition(script: FlowScript) -> FlowDefinition:
     return BUILTIN_FLOWS[script.flow] if isinstance(script.flow, str) else script.flow
 
 
-def _profile(script: FlowScript, name: str, since: datetime) -> Profile:
+def _profile(script: FlowScript, source: _Source, since: datetime) -> Profile:
     fields = dict(script.profile)
     consents = fields.get("consents") or {}
     if isinstance(consents, dict):
@@ -129,40 +177,35 @@ def _profile(script: FlowScript, name: str, since: datetime) -> Profile:
     try:
         return Profile.model_validate(fields)
     except ValidationError as error:
-        raise _refusal(name, error, "profile") from None
+        raise source.invalid(error, ("profile",)) from None
 
 
-def _events(script: FlowScript, name: str) -> list[FlowEvent]:
+def _events(script: FlowScript, source: _Source) -> list[FlowEvent]:
     events = []
     for index, scripted in enumerate(script.events):
         detail = {"event_id": f"event-{index}", "store_id": "store", **scripted.event, "workspace_id": WORKSPACE,
                   "profile_id": PROFILE, "occurred_at": scripted.at.isoformat()}
         kind = _EVENTS.get(detail["type"])
         if kind is None:
-            raise ScriptInvalid(f"{name}: events[{index}].event.type: {detail['type']!r} is not a bus event "
-                                f"({', '.join(sorted(_EVENTS))})")
+            raise source.refusal(("events", index, "event", "type"),
+                                 f"{detail['type']!r} is not a bus event ({', '.join(sorted(_EVENTS))})")
         try:
             event = kind.model_validate(detail)
         except ValidationError as error:
-            raise _refusal(name, error, f"events[{index}].event") from None
+            raise source.invalid(error, ("events", index, "event")) from None
         events.append(FlowEvent.of(detail["type"], event.model_dump(mode="json")))
     return events
 
 
-def run_script(script: FlowScript, name: str) -> BacktestReport:
+def run_script(loaded: LoadedScript) -> BacktestReport:
     """What the flow would do over the scripted events (nothing sent)."""
-    first = min(e.at for e in script.events)
-    last = max(e.at for e in script.events)
-    end = script.until or last + RUN_ON
-    if end <= last:
-        raise ScriptInvalid(f"{name}: until: {end.isoformat()} is not after the last event ({last.isoformat()})")
-    start = first - timedelta(seconds=1)
-    history = scripted_history(_profile(script, name, start), _events(script, name))
+    script = loaded.script
     flow = FlowRecord(workspace_id=WORKSPACE, flow_id=script.flow if isinstance(script.flow, str) else FLOW_ID,
-                      status=FlowStatus.LIVE, version=1, definition=_definition(script), created_at=start,
-                      updated_at=start)
-    backtest = Backtest(flow, start, end, messaging=messaging_of(WORKSPACE, script.settings), keep=100_000)
-    return backtest.play(history)
+                      status=FlowStatus.LIVE, version=1, definition=_definition(script), created_at=loaded.start,
+                      updated_at=loaded.start)
+    backtest = Backtest(flow, loaded.start, loaded.end, messaging=messaging_of(WORKSPACE, script.settings),
+                        keep=100_000)
+    return backtest.play(scripted_history(loaded.profile, loaded.events))
 
 
 def described(report: BacktestReport) -> list[str]:
@@ -180,4 +223,4 @@ def described(report: BacktestReport) -> list[str]:
     return out
 
 
-__all__ = ["FlowScript", "ScriptInvalid", "described", "load_script", "run_script"]
+__all__ = ["FlowScript", "LoadedScript", "ScriptInvalid", "described", "load_script", "run_script"]
