@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/segments.py --sizes $(SEGMENT_SIZES)
 	$(BIN)/python bench/segment_runs.py
 	$(BIN)/python bench/flows.py
+	$(BIN)/python bench/backtest.py
 
 local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001

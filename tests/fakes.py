@@ -12,21 +12,23 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from crm.adapters.suppressions import suppression_address
 from crm.archive import ArchivedDelivery, unframe
-from crm.flows.ports import StepAlreadyClaimed
+from crm.flows.memory import (
+    MemoryFlowCatalogue,
+    MemoryMessagingStore,
+    MemoryRunStore,
+    MemorySuppressions,
+    MemoryWaitScheduler,
+    RecordingEmailSender,
+    RecordingSmsSender,
+    UnrenderedComposer,
+)
 from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage, ExportStatus
-from crm.models.flows import FlowRecord, FlowRun, StepOutcome, StepRecord, WakeUp, schedule_name
 from crm.models.ingest import IngestEnvelope
 from crm.models.messaging import (
-    EmailTemplate,
-    MessagingSettings,
     OutgoingEmail,
-    OutgoingSms,
-    SmsTemplate,
-    TemplateRecord,
 )
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
@@ -726,205 +728,25 @@ class FakePrivacyJobs:
 # ---- flows (crm.flows.ports) ----
 
 
-class FakeRunStore:
-    """Runs, step claims and last sends in dicts, with the DynamoDB adapter's conditions."""
-
-    def __init__(self) -> None:
-        self.runs: dict[tuple[str, str, str], FlowRun] = {}  # (workspace, profile, run id)
-        self.claims: dict[tuple[str, str, str, str], tuple[datetime, StepRecord | None]] = {}
-        self.sent: dict[tuple[str, str, str], datetime] = {}
-
-    def create_run(self, run: FlowRun) -> bool:
-        key = (run.workspace_id, run.profile_id, run.run_id)
-        if key in self.runs:
-            return False
-        self.runs[key] = run
-        return True
-
-    def get_run(self, workspace_id: str, profile_id: str, run_id: str) -> FlowRun | None:
-        return self.runs.get((workspace_id, profile_id, run_id))
-
-    def save_run(self, run: FlowRun, expected_revision: int) -> None:
-        key = (run.workspace_id, run.profile_id, run.run_id)
-        held = self.runs.get(key)
-        if held is None or held.revision != expected_revision:
-            raise ConcurrentUpdate(f"flow run {run.run_id} changed since revision {expected_revision}")
-        self.runs[key] = run
-
-    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None) -> list[FlowRun]:
-        return sorted((r for (ws, pid, _), r in self.runs.items() if ws == workspace_id and pid == profile_id
-                       and (flow_id is None or r.flow_id == flow_id)), key=lambda r: r.run_id)
-
-    def delete_runs(self, workspace_id: str, profile_id: str) -> list[FlowRun]:
-        doomed = self.runs_of_profile(workspace_id, profile_id)
-        for run in doomed:
-            del self.runs[(workspace_id, profile_id, run.run_id)]
-        for key in [k for k in self.claims if k[:2] == (workspace_id, profile_id)]:
-            del self.claims[key]
-        return doomed
-
-    def claim_step(self, run: FlowRun, step_id: str, at: datetime) -> None:
-        key = (run.workspace_id, run.profile_id, run.run_id, step_id)
-        if key in self.claims:
-            raise StepAlreadyClaimed(f"step {step_id} of run {run.run_id}")
-        self.claims[key] = (at, None)
-
-    def step_claim(self, run: FlowRun, step_id: str) -> StepRecord | None:
-        found = self.claims.get((run.workspace_id, run.profile_id, run.run_id, step_id))
-        if found is None:
-            return None
-        at, record = found
-        return record or StepRecord(step_id=step_id, outcome=StepOutcome.UNKNOWN, at=at)
-
-    def record_step(self, run: FlowRun, record: StepRecord) -> None:
-        key = (run.workspace_id, run.profile_id, run.run_id, record.step_id)
-        at, _ = self.claims.get(key, (record.at, None))
-        self.claims[key] = (at, record)
-
-    def last_sent(self, workspace_id: str, profile_id: str, channel: str) -> datetime | None:
-        return self.sent.get((workspace_id, profile_id, channel))
-
-    def note_sent(self, workspace_id: str, profile_id: str, channel: str, at: datetime) -> None:
-        held = self.sent.get((workspace_id, profile_id, channel))
-        if held is None or held < at:
-            self.sent[(workspace_id, profile_id, channel)] = at
+# The flow ports live in crm.flows.memory (a backtest runs the real service on them); the names tests know:
+FakeRunStore = MemoryRunStore
+FakeWaitScheduler = MemoryWaitScheduler
+FakeFlowCatalogue = MemoryFlowCatalogue
+FakeMessagingStore = MemoryMessagingStore
+FakeSmsSender = RecordingSmsSender
+FakeMessageComposer = UnrenderedComposer
+FakeSuppressions = MemorySuppressions
 
 
-class FakeWaitScheduler:
-    """One-time schedules by name; ``due(now)`` are those a Scheduler would have fired by then."""
-
-    def __init__(self) -> None:
-        self.schedules: dict[str, WakeUp] = {}
-        self.created = 0
-        self.cancelled: list[str] = []
-
-    def schedule(self, wake: WakeUp) -> None:
-        name = schedule_name(wake.run_id, wake.step_id)
-        if name not in self.schedules:
-            self.schedules[name] = wake
-            self.created += 1
-
-    def cancel(self, run_id: str, step_id: str) -> None:
-        name = schedule_name(run_id, step_id)
-        if self.schedules.pop(name, None) is not None:
-            self.cancelled.append(name)
-
-    def fire_due(self, now: datetime) -> list[WakeUp]:
-        """The wake-ups due by ``now``, deleted as ActionAfterCompletion DELETE does."""
-        due = sorted((w for w in self.schedules.values() if w.due_at <= now), key=lambda w: w.due_at)
-        for wake in due:
-            del self.schedules[schedule_name(wake.run_id, wake.step_id)]
-        return due
-
-
-class FakeFlowCatalogue:
-    def __init__(self, *flows: FlowRecord) -> None:
-        self.flows = {(f.workspace_id, f.flow_id): f for f in flows}
-
-    def list_flows(self, workspace_id: str) -> list[FlowRecord]:
-        return sorted((f for (ws, _), f in self.flows.items() if ws == workspace_id), key=lambda f: f.flow_id)
-
-    def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None:
-        return self.flows.get((workspace_id, flow_id))
-
-    def put_flow(self, record: FlowRecord, expected_version: int | None) -> None:
-        held = self.flows.get((record.workspace_id, record.flow_id))
-        if (held.version if held else None) != expected_version:
-            raise ConcurrentUpdate(f"flow {record.flow_id} changed since it was read")
-        self.flows[(record.workspace_id, record.flow_id)] = record
-
-    def delete_flow(self, workspace_id: str, flow_id: str) -> bool:
-        return self.flows.pop((workspace_id, flow_id), None) is not None
-
-
-class FakeMessagingStore:
-    def __init__(self, *templates: TemplateRecord, settings: MessagingSettings | None = None) -> None:
-        self.templates = {(t.workspace_id, t.template_id): t for t in templates}
-        self.settings: dict[str, MessagingSettings] = {}
-        self.default = settings or MessagingSettings(from_address="shop@example.com")
-
-    def messaging_settings(self, workspace_id: str) -> MessagingSettings:
-        return self.settings.get(workspace_id, self.default)
-
-    def put_messaging_settings(self, workspace_id: str, settings: MessagingSettings) -> None:
-        self.settings[workspace_id] = settings
-
-    def list_templates(self, workspace_id: str) -> list[TemplateRecord]:
-        return [t for (ws, _), t in sorted(self.templates.items()) if ws == workspace_id]
-
-    def get_template(self, workspace_id: str, template_id: str) -> TemplateRecord | None:
-        return self.templates.get((workspace_id, template_id))
-
-    def put_template(self, record: TemplateRecord) -> None:
-        self.templates[(record.workspace_id, record.template_id)] = record
-
-    def delete_template(self, workspace_id: str, template_id: str) -> bool:
-        return self.templates.pop((workspace_id, template_id), None) is not None
-
-
-class FakeEmailSender:
+class FakeEmailSender(RecordingEmailSender):
     """Keeps what it sent; ``crash_next`` raises after nothing was sent (a Lambda dying mid-step)."""
 
     def __init__(self) -> None:
-        self.sent: list[OutgoingEmail] = []
+        super().__init__()
         self.crash_next = False
 
     def send(self, email: OutgoingEmail) -> str:
         if self.crash_next:
             self.crash_next = False
             raise TimeoutError("the function timed out while SES answered")
-        self.sent.append(email)
-        return f"ses-{len(self.sent)}"
-
-
-class FakeSmsSender:
-    def __init__(self, opted_out: Iterable[str] = ()) -> None:
-        self.sent: list[OutgoingSms] = []
-        self.opted_out = set(opted_out)
-
-    def is_opted_out(self, phone: str) -> bool:
-        return phone in self.opted_out
-
-    def send(self, sms: OutgoingSms) -> str:
-        self.sent.append(sms)
-        return f"sns-{len(self.sent)}"
-
-
-class FakeMessageComposer:
-    """Addresses the template's subject and body as they are (rendering is crm.messaging.render's)."""
-
-    def email(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
-              step_id: str, to: str, now: datetime) -> OutgoingEmail:
-        assert isinstance(template.template, EmailTemplate)
-        return OutgoingEmail(workspace_id=run.workspace_id, profile_id=profile.profile_id, to=to,
-                             from_address=settings.from_address or "shop@example.com",
-                             subject=template.template.subject, html=template.template.html,
-                             text=template.template.text or "", tags={"flow": run.flow_id, "step": step_id})
-
-    def sms(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
-            step_id: str, to: str, now: datetime) -> OutgoingSms:
-        assert isinstance(template.template, SmsTemplate)
-        return OutgoingSms(workspace_id=run.workspace_id, profile_id=profile.profile_id, to=to,
-                           body=template.template.body, sender=settings.sms_sender)
-
-    def double_opt_in(self, template: TemplateRecord | None, settings: MessagingSettings, profile: Profile,
-                      now: datetime) -> OutgoingEmail | None:
-        """Nothing to confirm here: crm.messaging.optin.OptInMessages makes the real one."""
-        return None
-
-
-class FakeSuppressions:
-    """The workspace suppression list (crm.flows.ports.Suppressions), as crm.adapters.suppressions keeps it: by
-    normalised address, the first reason and time kept."""
-
-    def __init__(self) -> None:
-        self.held: dict[tuple[str, str], tuple[str, datetime]] = {}
-
-    def is_suppressed(self, workspace_id: str, address: str) -> bool:
-        return (workspace_id, suppression_address(address)) in self.held
-
-    def suppress(self, workspace_id: str, address: str, reason: str, at: datetime) -> None:
-        self.held.setdefault((workspace_id, suppression_address(address)), (reason, at))
-
-    def suppression(self, workspace_id: str, address: str) -> tuple[str, datetime] | None:
-        return self.held.get((workspace_id, suppression_address(address)))
+        return super().send(email)

@@ -30,8 +30,8 @@ from crm.api_keys import authenticate
 from crm.clock import utc_now
 from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
+from crm.flows import backtests, proofs, stats_query
 from crm.flows import manage as flows
-from crm.flows import proofs, stats_query
 from crm.messaging import manage as templates
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
@@ -365,6 +365,21 @@ def create_flow() -> Response:
     with _Errors():
         record = flows.create(wiring.flow_catalogue(), workspace_id, _body(), utc_now())
     return Response(body=flows.flow_view(record), status_code=201, headers={"Location": f"/flows/{record.flow_id}"})
+
+
+@app.route("/flows/backtest", methods=["POST"])
+def backtest_flow() -> dict[str, Any]:
+    """What a flow (saved, built-in or a definition) would have done over the workspace's last days; nothing is
+    sent. Bounded by the API's time limit (crm.flows.backtests)."""
+    workspace_id = _workspace()
+    with _Errors():
+        request = backtests.parse_request(_body())
+        flow = backtests.flow_to_test(wiring.flow_catalogue(), workspace_id, request, utc_now())
+        answer = backtests.backtest_workspace(
+            flow, request.days, utc_now(), timelines=wiring.profile_repository(), segments=wiring.segment_store(),
+            messaging=wiring.messaging_store(), suppressions=wiring.suppressions(),
+            budget_seconds=backtests.API_BUDGET_SECONDS)
+    return answer.model_dump(mode="json")
 
 
 @app.route("/flows/{flow_id}", methods=["GET"])

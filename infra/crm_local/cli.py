@@ -215,6 +215,31 @@ def _export(args: argparse.Namespace) -> int:
         return run_export(http, args.directory, args.managed_by)
 
 
+def _flows_backtest(args: argparse.Namespace) -> int:
+    from crm.clock import utc_now
+
+    from crm_local.flow_backtest import on_stack, request_body, through_api
+
+    body = request_body(args.flow, args.days)
+    if args.api and args.until:
+        raise ValueError("--until: the API's period ends now")
+    if args.api:
+        print(json.dumps(through_api(args.api, args.key, body)))
+        return 0
+    if not args.workspace:
+        raise ValueError("--workspace: which workspace's history (or --api URL with that workspace's key)")
+    print(on_stack(args.stack, args.workspace, body, args.until or utc_now()).model_dump_json())
+    return 0
+
+
+def _flows_test(args: argparse.Namespace) -> int:
+    from crm_local.flow_backtest import flow_test
+
+    for line in flow_test(args.file):
+        print(line)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
@@ -355,6 +380,24 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--workspace", help="without a key: issue one for this workspace for this command, "
                                                  "revoked at its end (needs AWS credentials for the stack)")
         command.set_defaults(run=run_as_code)
+
+    flows = commands.add_parser("flows", help="flows: try one on history before it goes live").add_subparsers(
+        dest="flows_command", required=True)
+    backtest = flows.add_parser("backtest", help="what a flow would have done over the workspace's last days, "
+                                                 "nothing sent (docs/backtest.md); prints the report as JSON")
+    backtest.add_argument("flow", metavar="FLOW", help="a JSON or YAML file holding a flow definition, or a flow id")
+    backtest.add_argument("--days", type=int, default=30, help="how many days back from now (1 to 90; default 30)")
+    backtest.add_argument("--workspace", help="whose history (read from the stack's table)")
+    backtest.add_argument("--until", type=_aware, help="the period's end (ISO 8601 with zone; default now; not "
+                                                       "with --api, whose period ends now)")
+    backtest.add_argument("--api", metavar="URL", help="ask the marketer API instead (POST /flows/backtest)")
+    backtest.add_argument("--key", help="the workspace's API key for --api (default: $CRM_API_KEY)")
+    backtest.set_defaults(run=_flows_backtest)
+    tested = flows.add_parser("test", help="run a flow against a scripted timeline (YAML: flow, profile, events "
+                                           "of {at, event}) and print what would be sent when; exit 2 on an "
+                                           "invalid file")
+    tested.add_argument("file", type=Path, metavar="FILE")
+    tested.set_defaults(run=_flows_test)
 
     demo = commands.add_parser("demo", help="boot the local stack, simulate a Shopify and a WooCommerce store "
                                             "over months, print a report and check it against the simulation")

@@ -25,7 +25,7 @@ from crm.models.events import (
     SegmentExited,
 )
 from crm.models.orders import CanonicalOrder
-from crm.models.profile import OrderRecord, Profile
+from crm.models.profile import OrderRecord, Profile, TimelineEntry
 from crm.money import format_money
 from crm.ports import EventPublisher
 
@@ -235,3 +235,9 @@ def publish_stream_batch(records: Sequence[Mapping[str, Any]], publisher: EventP
         return []
     first = min(owners[i] for i in failed)
     return [str(records[first]["dynamodb"]["SequenceNumber"])]
+
+
+def timeline_line_events(line: TimelineEntry) -> list[AnyDomainEvent]:
+    """The flow events a timeline line stood for when it was written (a backtest reads history back this way:
+    crm.flows.history)."""
+    return _timeline_event(line.model_dump(mode="json"))

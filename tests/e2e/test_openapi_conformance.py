@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 
 DOC = ROOT / "docs" / "openapi.yaml"
 SEGMENT_DOCUMENTS = (("POST", "/segments"), ("POST", "/segments/preview"), ("PUT", "/segments/{segment_id}"))
-FLOW_DOCUMENTS = (("POST", "/flows"), ("PUT", "/flows/{flow_id}"))
+FLOW_DOCUMENTS = (("POST", "/flows"), ("PUT", "/flows/{flow_id}"), ("POST", "/flows/backtest"))
 STATS = ("/flows/{flow_id}/stats", "/flows/{flow_id}/steps/{step_id}/stats")
 HOOKS = ROOT / "tests" / "e2e" / "schemathesis_hooks.py"
 MAX_EXAMPLES = 15  # per operation: about 400 requests, two to three minutes on 2 busy cores

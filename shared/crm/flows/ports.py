@@ -11,6 +11,9 @@ from typing import Literal, Protocol
 from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEvent, MessageRecord
 from crm.models.flows import FlowRecord, FlowRun, StepRecord, WakeUp
 from crm.models.messaging import MessagingSettings, OutgoingEmail, OutgoingSms, TemplateRecord
+from crm.models.profile import Profile
+from crm.models.segments import HeldSegments
+from crm.ports import Change
 
 ChannelName = Literal["email", "sms"]
 
@@ -30,6 +33,22 @@ class FlowCatalogue(Protocol):
         ...
 
     def delete_flow(self, workspace_id: str, flow_id: str) -> bool: ...
+
+
+class FlowProfiles(Protocol):
+    """What the flows service reads and writes of profiles: a crm.ports.ProfileRepository is one, and a backtest
+    (crm.flows.simulate) holds the profiles as they stood at each recorded event."""
+
+    def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None: ...
+    def commit(self, change: Change) -> None:
+        """Raises crm.ports.ConcurrentUpdate when an item changed since it was read."""
+        ...
+
+
+class ProfileSegments(Protocol):
+    """A profile and the segments it is in, in one read: a crm.ports.SegmentStore is one."""
+
+    def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None: ...
 
 
 class RunStore(Protocol):

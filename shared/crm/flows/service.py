@@ -30,8 +30,10 @@ from crm.flows.ports import (
     EmailSender,
     FlowCatalogue,
     FlowCounters,
+    FlowProfiles,
     MessageLedger,
     MessagingStore,
+    ProfileSegments,
     RunStore,
     SmsSender,
     SplitWinners,
@@ -57,7 +59,7 @@ from crm.models.flows import (
 )
 from crm.models.messaging import MessagingSettings, OutgoingEmail, OutgoingSms, TemplateRecord
 from crm.models.profile import Profile, TimelineEntry
-from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore
+from crm.ports import Change, ConcurrentUpdate
 
 # A claim younger than this may be a send still under way in another invocation (the flows function's
 # timeout is 60 s): the delivery is retried later rather than the step declared unknown.
@@ -115,8 +117,8 @@ class FlowsService:
     catalogue: FlowCatalogue
     runs: RunStore
     scheduler: WaitScheduler
-    profiles: ProfileRepository
-    segments: SegmentStore
+    profiles: FlowProfiles
+    segments: ProfileSegments
     messaging: MessagingStore
     suppressions: Suppressions
     email: EmailSender
