@@ -12,10 +12,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.clock import utc_now
+from crm.flows.conversions import Outcome
 from crm.flows.engine import FlowEvent
 from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, read_message
 from crm.flows.service import Report
 from crm.messaging.feedback import apply_inbound_sms, apply_ses_event
+from crm.models.events import OrderPlaced, OrderRefunded
 
 logger = Logger(service="flows")
 metrics = Metrics(service="flows")
@@ -48,14 +50,32 @@ def _reported(report: Report, record: SQSRecord) -> None:
                                             "ignored": report.ignored})
 
 
+def _attributed(outcome: Outcome, event: OrderPlaced | OrderRefunded) -> None:
+    found = outcome.attribution
+    if found is not None and isinstance(event, OrderPlaced):
+        metrics.add_metric(name="FlowOrderAttributed", unit=MetricUnit.Count, value=1)
+    logger.info("order attribution", extra={
+        "event_id": event.event_id, "ignored": outcome.ignored, "refunded": str(outcome.refunded),
+        "flow_id": found.flow_id if found else None, "message_id": found.message_id if found else None,
+        "revenue": str(found.revenue) if found else None,
+        "recovered_checkout": bool(found and found.recovered_checkout)})
+
+
 def handle_record(record: SQSRecord) -> None:
     message = read_message(record.body)
     if isinstance(message, SesEvent | SnsNotification):
         _feedback(message)
         return
+    if isinstance(message, BusEvent) and message.detail_type == "OrderRefunded":
+        refund = OrderRefunded.model_validate(message.detail)
+        _attributed(wiring.conversions_service().on_order_refunded(refund), refund)
+        return
     service = wiring.flows_service()
     if isinstance(message, BusEvent):
         _reported(service.on_event(FlowEvent.of(message.detail_type, message.detail)), record)
+        if message.detail_type == "OrderPlaced":
+            placed = OrderPlaced.model_validate(message.detail)
+            _attributed(wiring.conversions_service().on_order_placed(placed), placed)
     else:
         _reported(service.on_wake(message), record)
 

@@ -33,6 +33,7 @@ from crm.adapters.sns import SnsSmsSender
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.config import settings
+from crm.flows.conversions import ConversionsService
 from crm.flows.ports import (
     Attributions,
     EmailSender,
@@ -239,6 +240,12 @@ def flows_service() -> FlowsService:
                         suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
                         composer=message_composer(), clock=utc_now, ledger=message_ledger(),
                         counters=flow_counters(), winners=split_winners())
+
+
+def conversions_service() -> ConversionsService:
+    return ConversionsService(ledger=message_ledger(), attributions=attributions(), counters=flow_counters(),
+                              runs=flow_runs(), profiles=profile_repository(), messaging=messaging_store(),
+                              currency=currency_store(), clock=utc_now)
 
 
 def reset() -> None:

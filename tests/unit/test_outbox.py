@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from crm.adapters import keys
 from crm.adapters.dynamodb import to_item
-from crm.models.events import CustomerCreated, OrderPlaced, ProfilesMerged, SegmentEntered, SegmentExited
+from crm.models.events import (
+    CustomerCreated,
+    OrderPlaced,
+    OrderRefunded,
+    ProfilesMerged,
+    SegmentEntered,
+    SegmentExited,
+)
 from crm.models.profile import OrderRecord, new_profile
 from crm.outbox import events_for, publish_stream_batch
 
@@ -197,3 +204,52 @@ def test_an_order_placed_unpaid_says_so() -> None:
     assert isinstance(event, OrderPlaced) and event.paid is False
     [paid] = events_for(_record("INSERT", _order_image(), "101"))
     assert isinstance(paid, OrderPlaced) and paid.paid is True
+
+
+# --- OrderRefunded (issue 11: refunds reduce attributed revenue) ---------------------------------------------
+
+def _refunded_image(refunds: dict[str, str], dates: dict[str, Any] | None = None,
+                    order_refunds: dict[str, str] | None = None) -> dict[str, Any]:
+    placed = order("9001", total=Decimal("100.00")).model_copy(
+        update={"refunds": {k: Decimal(v) for k, v in (order_refunds or {}).items()}})
+    record = OrderRecord(workspace_id="ws_a", store_id="st_a", order_id="9001", profile_id=PROFILE_ID,
+                         order=placed, refunds={k: Decimal(v) for k, v in refunds.items()},
+                         refund_dates=dates or {})
+    return to_item(keys.order("ws_a", "st_a", "9001"), "order", record, version=placed.version)
+
+
+def test_a_new_refund_on_a_placed_order_is_order_refunded() -> None:
+    refunded_at = NOW + timedelta(hours=3)
+    [event] = events_for(_record("MODIFY", _refunded_image({"r1": "10.00", "r2": "5.50"}, {"r2": refunded_at}),
+                                 "200", old_image=_refunded_image({"r1": "10.00"})))
+    assert isinstance(event, OrderRefunded)
+    assert event.event_id == "OrderRefunded:ws_a:st_a:9001:r2"
+    assert (event.refund_id, event.amount, event.currency) == ("r2", "5.50", "USD")
+    assert (event.store_id, event.order_id, event.profile_id) == ("st_a", "9001", PROFILE_ID)
+    assert event.occurred_at == refunded_at
+
+
+def test_a_refund_listed_on_the_order_itself_is_order_refunded_once() -> None:
+    first = events_for(_record("MODIFY", _refunded_image({}, order_refunds={"r9": "20.00"}), "201",
+                               old_image=_refunded_image({})))
+    assert [(e.type, getattr(e, "refund_id", None)) for e in first] == [("OrderRefunded", "r9")]
+    # the refund arrives on its own too (refunds/create): same id, nothing new
+    again = events_for(_record("MODIFY", _refunded_image({"r9": "20.00"}, order_refunds={"r9": "20.00"}), "202",
+                               old_image=_refunded_image({}, order_refunds={"r9": "20.00"})))
+    assert again == []
+
+
+def test_refunds_known_when_the_order_lands_are_in_its_net_total_not_refund_events() -> None:
+    waiting = {k: v for k, v in _refunded_image({"r1": "10.00"}).items() if k != "order"}
+    events = events_for(_record("MODIFY", _refunded_image({"r1": "10.00"}), "203", old_image=waiting))
+    assert [e.type for e in events] == ["OrderPlaced"]
+    assert isinstance(events[0], OrderPlaced) and events[0].net_total == "90.00"
+
+
+def test_order_placed_names_its_checkout_and_cart() -> None:
+    placed = order("9002").model_copy(update={"checkout_token": "chk_1", "cart_token": "cart_1"})
+    record = OrderRecord(workspace_id="ws_a", store_id="st_a", order_id="9002", profile_id=PROFILE_ID, order=placed)
+    [event] = events_for(_record("INSERT", to_item(keys.order("ws_a", "st_a", "9002"), "order", record,
+                                                   version=placed.version), "204"))
+    assert isinstance(event, OrderPlaced)
+    assert (event.checkout_token, event.cart_token) == ("chk_1", "cart_1")

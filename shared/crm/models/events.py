@@ -48,6 +48,22 @@ class OrderPlaced(DomainEvent):
     paid: bool = True
     order_number: str | None = None
     items: tuple[Item, ...] = ()
+    # The storefront checkout and cart it came from, when the platform says (a recovered checkout is one whose
+    # checkout became this order: crm.flows.conversions).
+    checkout_token: str | None = None
+    cart_token: str | None = None
+
+
+class OrderRefunded(DomainEvent):
+    """A refund was applied to a placed order: once per refund id (``amount`` in ``currency``, a decimal
+    string). ``occurred_at`` is the refund's time when the platform gave it, else the order's update."""
+
+    type: Literal["OrderRefunded"] = "OrderRefunded"
+    store_id: str
+    order_id: str
+    refund_id: str
+    amount: str
+    currency: str
 
 
 class OrderFulfilled(DomainEvent):
@@ -139,11 +155,11 @@ class SegmentExited(DomainEvent):
 
 
 AnyDomainEvent = (
-    OrderPlaced | OrderFulfilled | CheckoutStarted | ProductViewed | CustomerCreated | ContactCreated
+    OrderPlaced | OrderRefunded | OrderFulfilled | CheckoutStarted | ProductViewed | CustomerCreated | ContactCreated
     | ConsentChanged | ConsentRequested | ProfilesMerged | SegmentEntered | SegmentExited
 )
 # The detail-types the flows queue receives from the bus (template.yaml's FlowEventsRule).
 FLOW_EVENT_TYPES: tuple[str, ...] = (
     "CheckoutStarted", "ProductViewed", "OrderPlaced", "OrderFulfilled", "ContactCreated", "ConsentChanged",
-    "CustomerCreated", "ProfilesMerged", "SegmentEntered", "SegmentExited", "ConsentRequested",
+    "CustomerCreated", "ProfilesMerged", "SegmentEntered", "SegmentExited", "ConsentRequested", "OrderRefunded",
 )

@@ -119,6 +119,11 @@ class Attribution(BaseModel):
     refund_ids: tuple[str, ...] = ()
     # The run's trigger was a checkout and the order ended it: a recovered checkout.
     recovered_checkout: bool = False
+    # The order's own amount (net of refunds known when placed) and currency, and the rate it was converted
+    # at (None: the workspace held no rate for it, so ``revenue`` is 0 and refunds take nothing off).
+    order_revenue: Decimal | None = None
+    order_currency: str | None = None
+    rate: Decimal | None = None
 
 
 class CounterName(StrEnum):
