@@ -38,7 +38,8 @@ OFFER_TEMPLATE = {
             "{% if trigger.recovery_url %}<p><a href=\"{{ trigger.recovery_url }}\">Take 10% off your cart</a></p>"
             "{% endif %}<p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p></body></html>",
 }
-WINNER_RULE = {"metric": "click", "min_recipients": 8, "probability": 0.9}
+MIN_RECIPIENTS, WIN_PROBABILITY = 8, 0.9  # the split's winner rule: on clicks
+WINNER_RULE: dict[str, Any] = {"metric": "click", "min_recipients": MIN_RECIPIENTS, "probability": WIN_PROBABILITY}
 CLICK_WINDOW = OPEN_WINDOW = timedelta(days=5)  # the workspace's attribution windows (the defaults)
 
 # How shoppers answer each message: (open, click given an open). The offer is the better reminder.
@@ -245,8 +246,7 @@ class AttributionSimulation:
         return arms
 
     def expected_winner(self) -> int | None:
-        rule = WINNER_RULE
-        return winner(self.arms(1), int(rule["min_recipients"]), float(rule["probability"]))
+        return winner(self.arms(1), MIN_RECIPIENTS, WIN_PROBABILITY)
 
 
 def flow_definition(builtin: dict[str, Any], offer_template_id: str) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 over HTTP into the embedded stack, a report of what the CRM made of it, and a check against the simulation;
 then its segments: a few custom ones created over the API, every segment computed, their sizes, the RFM
 groups and a CSV export, checked against the simulation where that is cheap; then its flows (demo_flows.py):
-the built-ins live, checkouts abandoned, a month fast-forwarded, what was sent checked against the simulation."""
+the built-ins live, checkouts abandoned, a month fast-forwarded, what was sent checked against the simulation;
+then what the flows earn (demo_attribution.py): an A/B split in the abandoned-checkout flow, reminders opened
+and clicked through the runtime's tracking links, orders attributed, the stats checked against the simulation."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from crm.adapters.dynamodb import from_item
 from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
+from crm_local.demo_attribution import demo_attribution
 from crm_local.demo_flows import demo_flows
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
@@ -181,6 +184,7 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
         wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
         wrong += segments(Api(runtime.api_url, shop.api_key), outputs["TableName"], simulation.expected, out_dir)
         wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"], seed=seed)
+        wrong += demo_attribution(runtime, STACK)
     print(f"demo finished in {time.perf_counter() - began:.0f} s", flush=True)
     return 0 if drained and not wrong else 1
 
