@@ -19,7 +19,7 @@ ends, a send's when it is sent or skipped.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -252,9 +252,10 @@ def address_of(profile: Profile, channel: Channel) -> str | None:
 
 def decide(definition: FlowDefinition, run: FlowRun, profile: Profile, now: datetime, *,
            settings: MessagingSettings, segments: frozenset[str] = frozenset(),
-           facts: SendFacts | None = None) -> Decision:
+           facts: SendFacts | None = None, winners: Mapping[str, int] | None = None) -> Decision:
     """The run's next action at ``now``. ``facts`` are required when the run is at a send step (send_step):
-    a ValueError otherwise, so that a send is never checked without them."""
+    a ValueError otherwise, so that a send is never checked without them. ``winners``: the A/B winners decided
+    so far (random split id -> path, crm.flows.ports.SplitWinners), which every run takes at their split."""
     if run.status is not RunStatus.ACTIVE:
         raise ValueError(f"run {run.run_id} is {run.status}: nothing to decide")
     if run.next_step is None:
@@ -269,7 +270,7 @@ def decide(definition: FlowDefinition, run: FlowRun, profile: Profile, now: date
         return _exit_before(step, reason, SkipReason.EXITED, now)
     if not passes_filter(definition, profile, now, segments):
         return _exit_before(step, ExitReason.FILTER.value, SkipReason.FILTER, now)
-    context = _Context(definition, run, profile, as_utc(now), settings, facts, segments)
+    context = _Context(definition, run, profile, as_utc(now), settings, facts, segments, winners or {})
     return _step(step, context)
 
 
@@ -282,6 +283,7 @@ class _Context:
     settings: MessagingSettings
     facts: SendFacts | None
     segments: frozenset[str]
+    winners: Mapping[str, int]
 
     def following(self, step_id: str) -> str | None:
         return _following(self.definition).get(step_id)
@@ -313,7 +315,7 @@ def _step(step: Step, context: _Context) -> Decision:
         return Decision(Exit(ExitReason.EXIT_STEP.value))
     if isinstance(step, ConditionalSplit):
         return _split(step, _conditional_path(step, context), context)
-    return _split(step, random_path(step, context.run.run_id), context)
+    return _split(step, random_path(step, context.run.run_id, context.winners.get(step.id)), context)
 
 
 def _delay(step: Delay, context: _Context) -> Decision:
@@ -406,9 +408,12 @@ def _conditional_path(split: ConditionalSplit, context: _Context) -> int | None:
     return None
 
 
-def random_path(split: RandomSplit, run_id: str) -> int:
-    """The path a run takes at a random split: drawn from the run id and the step id, by weight, so that a
-    retried step takes the same path and runs spread over the paths as the weights say."""
+def random_path(split: RandomSplit, run_id: str, winner: int | None = None) -> int:
+    """The path a run takes at a random split: the decided ``winner`` (crm.flows.abtest) once there is one,
+    else drawn from the run id and the step id, by weight, so that a retried step takes the same path and runs
+    spread over the paths as the weights say."""
+    if winner is not None and 0 <= winner < len(split.paths):
+        return winner
     total = sum(branch.weight for branch in split.paths)
     if total <= 0:
         return 0  # crm.flows.definition refuses such a split; a stored one still takes a path

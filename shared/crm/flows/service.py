@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from crm.flows import counting, engine
-from crm.flows.definition import variant_of
+from crm.flows.definition import find_step, variant_of
 from crm.flows.engine import Decision, FlowEvent, Proceed
 from crm.flows.ports import (
     EmailSender,
@@ -39,6 +39,7 @@ from crm.flows.ports import (
     Suppressions,
     WaitScheduler,
 )
+from crm.flows.stats import settled_winner
 from crm.messaging.defaults import DOUBLE_OPT_IN as DOUBLE_OPT_IN_TEMPLATE
 from crm.messaging.optin import double_opt_in_claim, open_email_request
 from crm.models.flow_stats import MessageRecord
@@ -46,6 +47,7 @@ from crm.models.flows import (
     FlowRecord,
     FlowRun,
     FlowStatus,
+    RandomSplit,
     RunStatus,
     SkipReason,
     StepOutcome,
@@ -244,7 +246,7 @@ class FlowsService:
             step = engine.send_step(flow.definition, run)
             facts = None if step is None else self._facts(run, shopper.profile, step.kind)
             decision = engine.decide(flow.definition, run, shopper.profile, self.clock(), settings=settings,
-                                     segments=shopper.segments, facts=facts)
+                                     segments=shopper.segments, facts=facts, winners=self._winners(flow, run))
             if isinstance(decision.action, engine.Send):
                 run = self._send(run, decision, decision.action, shopper, settings, report, flow)
             elif step is not None and isinstance(decision.action, Proceed) and (
@@ -257,6 +259,22 @@ class FlowsService:
                 return self._save(stored, run, flow)
         return self._save(stored, self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper,
                                                   report), flow)
+
+    def _winners(self, flow: FlowRecord, run: FlowRun) -> dict[str, int]:
+        """At a random split: the flow's A/B winners, and this split's decided now from the counters of all
+        the flow's days when it has a winner rule and none yet (crm.flows.stats.settled_winner)."""
+        split = find_step(flow.definition, run.next_step) if run.next_step else None
+        if not isinstance(split, RandomSplit):
+            return {}
+        held = self.winners.winners(run.workspace_id, run.flow_id)
+        if split.winner is None or split.id in held:
+            return held
+        now = self.clock()
+        rows = self.counters.rows(run.workspace_id, run.flow_id, flow.created_at.date(), now.date())
+        path = settled_winner(split, rows)
+        if path is not None:
+            held[split.id] = self.winners.decide(run.workspace_id, run.flow_id, split.id, path, now)
+        return held
 
     def _carry_out(self, run: FlowRun, decision: Decision, shopper: Shopper, report: Report) -> FlowRun:
         """Everything but a send: schedule a wake-up, tag, end (cancelling a pending wake-up), or just record."""

@@ -170,6 +170,7 @@ class Counts(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     entered: int = 0
+    recipients: int = 0  # runs that reached the step / took the A/B path (the "recipients" counter)
     in_progress: int = 0  # runs entered in the period and not ended by its last day
     completed: int = 0
     exited: dict[str, int] = Field(default_factory=dict)  # by reason
