@@ -49,7 +49,7 @@ from crm.flows.ports import (
     WaitScheduler,
 )
 from crm.flows.service import FlowsService, MessageComposer
-from crm.messaging.feedback import FeedbackDeps
+from crm.messaging.feedback import FeedbackDeps, MessageEvents
 from crm.messaging.optin import OptInMessages
 from crm.messaging.unsubscribe import Links
 from crm.ports import (
@@ -231,7 +231,13 @@ def feedback_deps() -> FeedbackDeps:
     """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS."""
     return FeedbackDeps(suppressions=suppressions(), profiles=profile_repository(), archive=raw_archive(),
                         ingest=ingest_queue(), workspaces=lambda: store_directory().workspaces(),
-                        messaging_settings=lambda workspace: messaging_store().messaging_settings(workspace))
+                        messaging_settings=lambda workspace: messaging_store().messaging_settings(workspace),
+                        events=message_events())
+
+
+def message_events() -> MessageEvents:
+    """What became of flow messages: on the message, its flow's counters and the profile's timeline."""
+    return MessageEvents(ledger=message_ledger(), counters=flow_counters(), profiles=profile_repository())
 
 
 def flows_service() -> FlowsService:
