@@ -19,7 +19,7 @@ from crm.adapters import clients
 from moto.scheduler.models import scheduler_backends
 from moto.server import ThreadedMotoServer
 
-from crm_local import mailbox_simulator, moto_outbound, moto_patches, scheduler
+from crm_local import mailbox_simulator, moto_outbound, moto_patches, scheduler, ses_tracking
 from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
 from crm_local.lambdas import Function
@@ -106,6 +106,7 @@ class LocalRuntime:
         self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
         self.verify_senders(*self.senders)
         mailbox_simulator.install(self.provisioned)
+        ses_tracking.install(self.api_url)
         os.environ.update(function_environment(self.provisioned, self.log_level))
         os.environ["PUBLIC_API_URL"] = self.api_url  # the links in emails point at the local API
         config.reset()
@@ -120,7 +121,8 @@ class LocalRuntime:
             function.arn: function.invoke for function in functions.values()}))
         scheduler.listen(scheduler_backends[ACCOUNT_ID][self.region], self.scheduler.book)
         routes = [(method, path, functions[name]) for method, path, name in self.provisioned.routes]
-        self._http = api_server(self.host, self.port, routes, local_routes=clock_routes(self))
+        self._http = api_server(self.host, self.port, routes, local_routes=clock_routes(self),
+                                prefix_routes=ses_tracking.routes())
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="api", daemon=True)
         self._http_thread.start()
         for poller in self.pollers:
@@ -175,6 +177,7 @@ class LocalRuntime:
         return False
 
     def stop(self) -> None:
+        ses_tracking.uninstall()  # it wraps the simulator's hook: undone first
         mailbox_simulator.uninstall()
         for timer in self.schedules.values():
             timer.stop()
