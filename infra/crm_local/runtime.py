@@ -19,7 +19,7 @@ from crm.adapters import clients
 from moto.scheduler.models import scheduler_backends
 from moto.server import ThreadedMotoServer
 
-from crm_local import mailbox_simulator, moto_outbound, moto_patches, scheduler, ses_tracking
+from crm_local import mailbox_simulator, moto_outbound, moto_patches, scheduler, ses_tracking, sms_status
 from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
 from crm_local.lambdas import Function
@@ -113,6 +113,7 @@ class LocalRuntime:
         wiring.reset()
         clients.reset()
         functions = {name: Function(spec, self.region) for name, spec in self.provisioned.functions.items()}
+        sms_status.install(self.provisioned, {name: function.invoke for name, function in functions.items()})
         self.pollers = [poller_for(name, functions[m["Function"]], m, self.region)
                         for name, m in self.provisioned.event_source_mappings.items()]
         self.schedules = {rule: ScheduleTimer(rule, functions[name], expression, arn, self.region)
@@ -169,7 +170,7 @@ class LocalRuntime:
         while time.monotonic() < deadline:
             fired = self.fire_due()
             busy = bool(fired) or any(not p.idle.is_set() or p.pending() for p in self.pollers) or (
-                self.scheduler is not None and self.scheduler.busy())
+                self.scheduler is not None and self.scheduler.busy()) or sms_status.busy()
             quiet_rounds = 0 if busy else quiet_rounds + 1
             if quiet_rounds >= 3:
                 return True
@@ -179,6 +180,7 @@ class LocalRuntime:
     def stop(self) -> None:
         ses_tracking.uninstall()  # it wraps the simulator's hook: undone first
         mailbox_simulator.uninstall()
+        sms_status.uninstall()
         for timer in self.schedules.values():
             timer.stop()
         if self.scheduler is not None:
