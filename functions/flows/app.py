@@ -1,5 +1,6 @@
 """Runs flows: bus events start, resume and end runs; wake-ups move them past waits; SES events and inbound
-SMS go to the messaging feedback. One bad record never blocks or drops its neighbours."""
+SMS go to the messaging feedback, and so do SNS's SMS delivery status lines (a CloudWatch Logs subscription
+invokes the function with them). One bad record never blocks or drops its neighbours."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from crm.clock import utc_now
 from crm.flows.engine import FlowEvent
 from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, read_message
 from crm.flows.service import Report
-from crm.messaging.feedback import apply_inbound_sms, apply_ses_event
+from crm.messaging.feedback import apply_inbound_sms, apply_ses_event, apply_sms_statuses
 
 logger = Logger(service="flows")
 metrics = Metrics(service="flows")
@@ -63,5 +64,9 @@ def handle_record(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "awslogs" in event:  # SMS delivery status (template.yaml SmsDeliveryStatus subscriptions)
+        outcome = apply_sms_statuses(event, wiring.feedback_deps())
+        logger.info("sms delivery status", extra={"ignored": outcome.ignored, **outcome.details})
+        return {}
     return process_partial_response(event=event, record_handler=handle_record, processor=processor,
                                     context=context)

@@ -15,6 +15,7 @@ from crm.adapters.dynamodb import (
 from crm.adapters.export_files import S3ExportFiles
 from crm.adapters.flow_definitions import DynamoFlowCatalogue, DynamoMessagingStore
 from crm.adapters.flow_runs import DynamoRunStore
+from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger, DynamoSplitWinners
 from crm.adapters.messaging import (
     EventBridgePublisher,
     FirehoseS3Archive,
@@ -33,17 +34,21 @@ from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.config import settings
 from crm.flows.ports import (
+    Attributions,
     EmailSender,
     FlowCatalogue,
+    FlowCounters,
+    MessageLedger,
     MessagingStore,
     RunStore,
     SenderIdentities,
     SmsSender,
+    SplitWinners,
     Suppressions,
     WaitScheduler,
 )
 from crm.flows.service import FlowsService, MessageComposer
-from crm.messaging.feedback import FeedbackDeps
+from crm.messaging.feedback import FeedbackDeps, MessageEvents
 from crm.messaging.optin import OptInMessages
 from crm.messaging.unsubscribe import Links
 from crm.ports import (
@@ -201,18 +206,45 @@ def message_composer() -> MessageComposer:
     return OptInMessages(links)
 
 
+@cache
+def message_ledger() -> MessageLedger:
+    return DynamoMessageLedger()
+
+
+@cache
+def flow_counters() -> FlowCounters:
+    return DynamoFlowCounters()
+
+
+@cache
+def attributions() -> Attributions:
+    return DynamoAttributions()
+
+
+@cache
+def split_winners() -> SplitWinners:
+    return DynamoSplitWinners()
+
+
 def feedback_deps() -> FeedbackDeps:
     """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS."""
     return FeedbackDeps(suppressions=suppressions(), profiles=profile_repository(), archive=raw_archive(),
                         ingest=ingest_queue(), workspaces=lambda: store_directory().workspaces(),
-                        messaging_settings=lambda workspace: messaging_store().messaging_settings(workspace))
+                        messaging_settings=lambda workspace: messaging_store().messaging_settings(workspace),
+                        events=message_events())
+
+
+def message_events() -> MessageEvents:
+    """What became of flow messages: on the message, its flow's counters and the profile's timeline."""
+    return MessageEvents(ledger=message_ledger(), counters=flow_counters(), profiles=profile_repository())
 
 
 def flows_service() -> FlowsService:
     return FlowsService(catalogue=flow_catalogue(), runs=flow_runs(), scheduler=wait_scheduler(),
                         profiles=profile_repository(), segments=segment_store(), messaging=messaging_store(),
                         suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
-                        composer=message_composer(), clock=utc_now)
+                        composer=message_composer(), clock=utc_now, ledger=message_ledger(),
+                        counters=flow_counters(), winners=split_winners())
 
 
 def reset() -> None:
@@ -221,5 +253,6 @@ def reset() -> None:
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
                     currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
-                    link_signing_keys, sender_identities):
+                    link_signing_keys, sender_identities, message_ledger, flow_counters, attributions,
+                    split_winners):
         factory.cache_clear()

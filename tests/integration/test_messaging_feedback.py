@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,11 @@ import botocore.client
 import pytest
 from crm import wiring
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.flow_stats import DynamoFlowCounters, DynamoMessageLedger
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.ingestion import apply_events
 from crm.models.consent import Channel, Consent, ConsentState
+from crm.models.flow_stats import MessageRecord
 from crm.models.ingest import IngestEnvelope
 from crm.models.messaging import MessagingSettings
 from crm.models.stores import Platform, StoreRegistration
@@ -30,7 +35,7 @@ from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
 
 from tests.aws import client, queue_arn, receive_all, sqs_event
-from tests.builders import DOMAIN, NOW, SECRET, customer_record
+from tests.builders import DOMAIN, NOW, ROOT, SECRET, customer_record
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +43,8 @@ UseEnv = Callable[[str], None]
 EVENTS = Path(__file__).parents[2] / "events"
 OUR_NUMBER = "+12125550101"
 SHOPPER_PHONE = "+14255550182"
+EMAIL_ID = "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000"  # the SES samples' message id
+SMS_ID = "34d9b400-c6dd-5444-820d-fbeb0f1f54cf"  # tests/fixtures/sns: SNS's sample line
 
 
 class Settings:
@@ -118,19 +125,69 @@ def test_a_hard_bounce_of_our_configuration_set_reaches_the_flows_function_and_s
     event = sqs_event(messages, queue_arn(_flows_queue(provisioned)))
     requests.clear()
     assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
-    assert requests == ["dynamodb:UpdateItem"]  # one write unit per hard bounce
+    # One write unit per hard bounce, and one read to learn that the message is no flow message.
+    assert requests == ["dynamodb:UpdateItem", "dynamodb:GetItem"]
     suppressions = DynamoSuppressions(provisioned.outputs["TableName"])
     assert suppressions.suppression(registration.workspace_id, "recipient@example.com") == \
         ("hard bounce (General, 5.1.1)", datetime(2026, 3, 5, 0, 41, 2, 669000, tzinfo=UTC))
     assert not suppressions.is_suppressed("ws_other", "recipient@example.com")
 
 
-def test_a_delivery_event_never_reaches_the_flows_queue(provisioned: Provisioned,
-                                                       registration: StoreRegistration) -> None:
-    event = _ses_event(registration.workspace_id, provisioned.outputs["MessagesConfigurationSetName"])
-    event["detail-type"], event["detail"]["eventType"] = "Email Delivered", "Delivery"
-    _put_on_default_bus(event)
-    assert receive_all(_flows_queue(provisioned)) == []
+def _flow_message(workspace_id: str, message_id: str, channel: str = "email") -> MessageRecord:
+    return MessageRecord(workspace_id=workspace_id, profile_id="p_0123456789abcdef", message_id=message_id,
+                         channel=channel, flow_id="builtin:abandoned_checkout", flow_version=1,  # type: ignore[arg-type]
+                         step_id="email_1", run_id="run_1", variant="split_1:2", trigger_type="CheckoutStarted",
+                         sent_at=datetime(2026, 3, 5, 0, 40, 2, tzinfo=UTC))
+
+
+def _counts(table: str, workspace_id: str) -> dict[tuple[str, str], dict[str, Decimal]]:
+    rows = DynamoFlowCounters(table).rows(workspace_id, "builtin:abandoned_checkout", date(2026, 3, 5),
+                                          date(2026, 3, 5))
+    return {(row.step_id, row.variant): row.counts for row in rows}
+
+
+def test_a_delivery_and_two_opens_of_a_flow_message_count_once_each_on_its_rows(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, requests: list[str]
+) -> None:
+    table, workspace = provisioned.outputs["TableName"], registration.workspace_id
+    DynamoMessageLedger(table).record_sent(_flow_message(workspace, EMAIL_ID))
+    configuration_set = provisioned.outputs["MessagesConfigurationSetName"]
+    for name in ("flows-ses-delivery.json", "flows-ses-open.json", "flows-ses-open.json", "flows-ses-send.json"):
+        _put_on_default_bus(_ses_event(workspace, configuration_set, name))
+    messages = receive_all(_flows_queue(provisioned))
+    # "Email Sent" stays on the default bus (the service recorded the send already).
+    assert sorted(json.loads(m["Body"])["detail-type"] for m in messages) == [
+        "Email Delivered", "Email Opened", "Email Opened"]
+
+    function_env("FlowsFunction")
+    requests.clear()
+    assert Function(provisioned.functions["FlowsFunction"]).invoke(
+        sqs_event(messages, queue_arn(_flows_queue(provisioned)))) == {"batchItemFailures": []}
+    # Per event: the record by its tags' partition, the conditional update; per first one, three counter rows
+    # (and the open's timeline line).
+    assert requests.count("dynamodb:GetItem") == 3 and requests.count("dynamodb:UpdateItem") == 3 + 2 * 3
+    assert _counts(table, workspace) == {key: {"delivered": Decimal(1), "opened": Decimal(1)} for key in (
+        ("-", "-"), ("email_1", "-"), ("email_1", "split_1:2"))}
+    lines = DynamoProfileRepository(table).timeline(workspace, ["p_0123456789abcdef"], None, 10)
+    assert [(e.type, e.ref) for e in lines] == [("email_opened", f"{EMAIL_ID}:opened")]
+
+
+def test_sns_sms_delivery_status_lines_reach_the_flows_function_and_count(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, requests: list[str]
+) -> None:
+    table, workspace = provisioned.outputs["TableName"], registration.workspace_id
+    DynamoMessageLedger(table).record_sent(_flow_message(workspace, SMS_ID, "sms"))
+    body = json.loads((ROOT / "tests" / "fixtures" / "sns" / "sms-delivery-status.json").read_text())
+    event = {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(body).encode())).decode()}}
+    function_env("FlowsFunction")
+    requests.clear()
+    assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {}
+    # The status names no workspace: the pointer, then the record; the update, three counters, the line.
+    assert requests == ["dynamodb:GetItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem",
+                        "dynamodb:UpdateItem", "dynamodb:UpdateItem", "dynamodb:TransactWriteItems"]
+    assert _counts(table, workspace)[("-", "-")] == {"delivered": Decimal(1)}
+    assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {}  # Lambda's retry counts nothing
+    assert _counts(table, workspace)[("email_1", "split_1:2")] == {"delivered": Decimal(1)}
 
 
 def test_an_inbound_stop_withdraws_sms_consent_through_the_profiles_path(
@@ -181,7 +238,7 @@ def test_a_complaint_suppresses_and_queues_the_email_consent_statement(
     requests.clear()
     assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
     assert requests == ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "firehose:PutRecord",
-                        "sqs:SendMessage"]
+                        "sqs:SendMessage", "dynamodb:GetItem"]
     assert DynamoSuppressions(provisioned.outputs["TableName"]).is_suppressed(registration.workspace_id,
                                                                              "recipient@example.com")
     [statement] = [IngestEnvelope.model_validate_json(m["Body"])

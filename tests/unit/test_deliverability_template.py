@@ -21,20 +21,48 @@ def test_the_configuration_set_uses_the_account_suppression_list_and_publishes_t
         "SuppressedReasons": ["BOUNCE", "COMPLAINT"]}
     destination = _resource(stack, "MessagesEventDestination")
     assert destination["ConfigurationSetName"] == {"Ref": "MessagesConfigurationSet"}
-    assert {"bounce", "complaint"} <= set(destination["EventDestination"]["MatchingEventTypes"])
     assert destination["EventDestination"]["EventBridgeDestination"]["EventBusArn"] == {
         "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"}
 
 
-def test_only_bounces_and_complaints_of_our_configuration_set_reach_the_flows_queue(stack: Stack) -> None:
+def test_the_configuration_set_publishes_every_event_type_of_issue_11(stack: Stack) -> None:
+    # The issue's DELIVERY, OPEN, CLICK, BOUNCE, COMPLAINT, DELIVERY_DELAY, REJECT, RENDERING_FAILURE, in the
+    # spelling AWS::SES::ConfigurationSetEventDestination takes; open and click are what turn tracking on.
+    destination = _resource(stack, "MessagesEventDestination")["EventDestination"]
+    assert set(destination["MatchingEventTypes"]) == {"send", "delivery", "open", "click", "bounce", "complaint",
+                                                      "deliveryDelay", "reject", "renderingFailure"}
+
+
+def test_every_ses_event_of_our_configuration_set_but_send_reaches_the_flows_queue(stack: Stack) -> None:
     rule = _resource(stack, "SesFeedbackRule")
     assert rule["EventBusName"] == "default"
     assert rule["EventPattern"] == {
-        "source": ["aws.ses"], "detail-type": ["Email Bounced", "Email Complaint Received"],
+        "source": ["aws.ses"],
+        "detail-type": ["Email Bounced", "Email Complaint Received", "Email Delivered", "Email Opened",
+                        "Email Clicked", "Email Delivery Delayed", "Email Rejected", "Email Rendering Failed"],
         "detail": {"mail": {"tags": {"ses:configuration-set": [{"Ref": "MessagesConfigurationSet"}]}}}}
     [target] = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["FlowsQueue", "Arn"]}
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FlowsDeadLetterQueue", "Arn"]}}
+
+
+def test_sns_sms_delivery_status_logs_are_subscribed_by_the_flows_function(stack: Stack) -> None:
+    groups = {name: _resource(stack, name)["LogGroupName"] for name in ("SmsDeliveryStatusLogs",
+                                                                        "SmsDeliveryFailureLogs")}
+    # SNS's own names for them: it writes there, whatever the stack is called.
+    assert groups == {
+        "SmsDeliveryStatusLogs": {"Fn::Sub": "sns/${AWS::Region}/${AWS::AccountId}/DirectPublishToPhoneNumber"},
+        "SmsDeliveryFailureLogs": {
+            "Fn::Sub": "sns/${AWS::Region}/${AWS::AccountId}/DirectPublishToPhoneNumber/Failure"}}
+    filters = [r["Properties"] for r in stack.of_type("AWS::Logs::SubscriptionFilter").values()]
+    assert sorted(str(f["LogGroupName"]) for f in filters) == sorted(
+        str({"Ref": name}) for name in groups)
+    assert {str(f["DestinationArn"]) for f in filters} == {str({"Fn::GetAtt": ["FlowsFunction", "Arn"]})}
+    assert _resource(stack, "FlowsFunction")["DeadLetterConfig"] == {
+        "TargetArn": {"Fn::GetAtt": ["FlowsDeadLetterQueue", "Arn"]}}
+    role = _resource(stack, "SmsDeliveryStatusRole")
+    assert [s["Principal"] for s in role["AssumeRolePolicyDocument"]["Statement"]] == [
+        {"Service": "sns.amazonaws.com"}]
 
 
 def test_inbound_sms_arrive_encrypted_and_wrapped_on_the_flows_queue(stack: Stack) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from crm.flows.engine import FlowEvent
+from crm.flows.memory import MemoryFlowCounters, MemoryMessageLedger, MemorySplitWinners
 from crm.flows.service import CLAIM_GRACE, DOUBLE_OPT_IN_RUN, FlowsService, Report, StepInFlight
 from crm.messaging.defaults import DOUBLE_OPT_IN
 from crm.messaging.links import follow_link, link_events
@@ -65,7 +66,8 @@ class World:
             messaging=FakeMessagingStore(*templates, settings=settings or MessagingSettings(
                 from_address="hello@shop.example", from_name="Shop")),
             suppressions=self.suppressions, email=self.email, sms=FakeSmsSender(),
-            composer=OptInMessages(lambda: Links(KEYS, BASE_URL)), clock=lambda: self.now)
+            composer=OptInMessages(lambda: Links(KEYS, BASE_URL)), clock=lambda: self.now,
+            ledger=MemoryMessageLedger(), counters=MemoryFlowCounters(), winners=MemorySplitWinners())
 
     def publish(self, events: list[Any]) -> list[ConsentRequested]:
         return of_type(apply(self.tap, events, self.now), ConsentRequested)

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crm.flows.memory import MemoryFlowCounters, MemoryMessageLedger
 from crm.ingestion import apply_envelope, apply_events
 from crm.messaging.feedback import (
     COMPLAINT_SOURCE,
     SMS_STOP_SOURCE,
     FeedbackDeps,
     InboundSms,
+    MessageEvents,
     apply_inbound_sms,
     apply_ses_event,
     read_inbound_sms,
@@ -52,9 +54,11 @@ class World:
         self.archive = FakeRawArchive()
         self.queue = FakeIngestQueue()
         self.settings = {WORKSPACE: MessagingSettings(sms_sender=sms_sender), "ws_other": MessagingSettings()}
+        self.ledger, self.counters = MemoryMessageLedger(), MemoryFlowCounters()
         self.deps = FeedbackDeps(suppressions=self.suppressions, profiles=self.profiles, archive=self.archive,
                                  ingest=self.queue, workspaces=lambda: iter(self.settings),
-                                 messaging_settings=lambda w: self.settings[w])
+                                 messaging_settings=lambda w: self.settings[w],
+                                 events=MessageEvents(self.ledger, self.counters, self.profiles))
 
     def shopper(self, email: str = "recipient@example.com", phone: str | None = SHOPPER_PHONE) -> None:
         stated = NOW - timedelta(days=10)

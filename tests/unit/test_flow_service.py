@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE
 from crm.flows.engine import FlowEvent
+from crm.flows.memory import MemoryFlowCounters, MemoryMessageLedger, MemorySplitWinners
 from crm.flows.service import CLAIM_GRACE, FlowsService, Report, StepInFlight, forget_runs
 from crm.models.consent import Consent, ConsentState
 from crm.models.events import CheckoutStarted, DomainEvent, Item, OrderFulfilled, OrderPlaced, ProfilesMerged
@@ -68,6 +69,9 @@ class World:
         self.runs = FakeRunStore()
         self.scheduler = FakeWaitScheduler()
         self.email = FakeEmailSender()
+        self.ledger = MemoryMessageLedger()
+        self.counters = MemoryFlowCounters()
+        self.winners = MemorySplitWinners()
         templates = [_template(t) for t in ("builtin:abandoned_checkout_1", "builtin:abandoned_checkout_2",
                                             "thanks")]
         self.service = FlowsService(
@@ -75,7 +79,8 @@ class World:
             runs=self.runs, scheduler=self.scheduler, profiles=self.profiles,
             segments=FakeSegmentStore(self.profiles), messaging=FakeMessagingStore(*templates),
             suppressions=FakeSuppressions(), email=self.email, sms=FakeSmsSender(),
-            composer=FakeMessageComposer(), clock=lambda: self.now)
+            composer=FakeMessageComposer(), clock=lambda: self.now, ledger=self.ledger, counters=self.counters,
+            winners=self.winners)
 
     def shopper(self, profile_id: str, email: str | None = "ann@example.com") -> Profile:
         consent = Consent(channel="email", state=ConsentState.SUBSCRIBED, source="shopify:customers/update",

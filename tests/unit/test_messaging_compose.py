@@ -131,7 +131,7 @@ CHECKOUT = CheckoutStarted(event_id="e1", workspace_id="w1", profile_id="p1", oc
                            recovery_url="https://shop.example/recover/c1", value="78.00", currency="USD")
 
 
-def test_a_flow_step_renders_with_the_runs_trigger_and_is_tagged_with_flow_step_and_run() -> None:
+def test_a_flow_step_renders_with_the_runs_trigger_and_is_tagged_with_flow_step_run_and_profile() -> None:
     messages = FlowMessages(lambda: LINKS)
     run = _run(CHECKOUT.model_dump(mode="json"))
     email = messages.email(_record(ABANDONED_CHECKOUT_1), SETTINGS, _profile(first_name="Ada"), run, "email_1",
@@ -139,7 +139,7 @@ def test_a_flow_step_renders_with_the_runs_trigger_and_is_tagged_with_flow_step_
     assert email.to == "test@example.com"  # a test send goes to the address given, its link names it
     assert "https://shop.example/recover/c1" in email.html and "$78.00" in email.html
     assert email.tags == {"workspace": "w1", "flow": "builtin:abandoned_checkout", "step": "email_1",
-                          "run": "r" * 32}
+                          "run": "r" * 32, "profile": "p1"}
     assert email.unsubscribe_url is not None
     claims = verify(_token(email.unsubscribe_url, LinkPurpose.UNSUBSCRIBE), KEYS, LinkPurpose.UNSUBSCRIBE, NOW)
     assert (claims.address, claims.store_id) == ("test@example.com", "s2")

@@ -32,6 +32,7 @@ from crm.models.flows import (
     ExitStep,
     FilterOp,
     FlowDefinition,
+    FlowRun,
     PropertyFilter,
     RandomSplit,
     SegmentTrigger,
@@ -39,6 +40,7 @@ from crm.models.flows import (
     SendSms,
     SplitPath,
     Step,
+    StepOutcome,
     WaitForEvent,
     WeightedPath,
 )
@@ -183,6 +185,48 @@ def template_ids(definition: FlowDefinition) -> frozenset[str]:
 
 def branches_of(split: ConditionalSplit | RandomSplit) -> Sequence[SplitPath | WeightedPath]:
     return split.paths
+
+
+# --- A/B variants ----------------------------------------------------------------------------------------
+
+
+def variant_name(split_id: str, path: int) -> str:
+    """An A/B variant's name in stats and message records: ``"<random split id>:<path number>"``."""
+    return f"{split_id}:{path}"
+
+
+def parse_variant(variant: str) -> tuple[str, int] | None:
+    """``(split id, path number)`` of a variant name; None for anything else (ALL_STEPS' ``"-"``)."""
+    split_id, _, path = variant.rpartition(":")
+    return (split_id, int(path)) if split_id and path.isdigit() else None
+
+
+def enclosing_random_splits(steps: Sequence[Step], step_id: str) -> tuple[tuple[RandomSplit, int], ...] | None:
+    """The random splits the step is in, outermost first, each with the path number holding it; None when
+    no such step (a step directly under ``steps`` is in none: ``()``)."""
+    for step in steps:
+        if step.id == step_id:
+            return ()
+        if isinstance(step, ConditionalSplit | RandomSplit):
+            for number, branch in enumerate(branches_of(step)):
+                inner = enclosing_random_splits(branch.steps, step_id)
+                if inner is not None:
+                    return ((step, number), *inner) if isinstance(step, RandomSplit) else inner
+    return None
+
+
+def variant_of(definition: FlowDefinition, step_id: str, run: FlowRun) -> str | None:
+    """The A/B variant a run is on at ``step_id``: the innermost random split the step is in and the path
+    the run took there (its SPLIT record), as ``variant_name`` puts it; None outside any random split (a
+    split's own step is not inside itself) or when the run has no record of taking that split."""
+    enclosing = enclosing_random_splits(definition.steps, step_id)
+    if not enclosing:
+        return None
+    split, _ = enclosing[-1]
+    taken = next((record.path for record in reversed(run.steps)
+                  if record.step_id == split.id and record.outcome is StepOutcome.SPLIT
+                  and record.path is not None), None)
+    return None if taken is None else variant_name(split.id, taken)
 
 
 def _check_steps(definition: FlowDefinition) -> None:

@@ -28,9 +28,12 @@ from crm.flows.engine import Decision, FlowEvent, Proceed
 from crm.flows.ports import (
     EmailSender,
     FlowCatalogue,
+    FlowCounters,
+    MessageLedger,
     MessagingStore,
     RunStore,
     SmsSender,
+    SplitWinners,
     StepAlreadyClaimed,
     Suppressions,
     WaitScheduler,
@@ -116,6 +119,11 @@ class FlowsService:
     sms: SmsSender
     composer: MessageComposer
     clock: Callable[[], datetime]
+    # What flows bring in (crm.models.flow_stats): a record of every message sent, counters per flow, day,
+    # step and A/B variant, and the A/B winners once decided.
+    ledger: MessageLedger
+    counters: FlowCounters
+    winners: SplitWinners
     # Read once per workspace by this service (the flows function builds one per record).
     _settings: dict[str, MessagingSettings] = field(default_factory=dict, init=False, repr=False)
 

@@ -85,7 +85,7 @@ def compose_sms(template: SmsTemplate, profile: Profile, settings: MessagingSett
 class FlowMessages:
     """The flows service's MessageComposer (crm.flows.service): a flow step's template rendered for the run's
     profile, with the run's trigger (``FlowRun.trigger``) as ``trigger`` and SES tags naming the workspace,
-    flow, step and run. ``links`` gives the link signer of the moment (crm.wiring.links: keys re-read as
+    flow, step, run and profile. ``links`` gives the link signer of the moment (crm.wiring.links: keys re-read as
     their cache expires). Raises CannotCompose (a ValueError) when the message cannot be made."""
 
     def __init__(self, links: Callable[[], Links]) -> None:
@@ -95,7 +95,8 @@ class FlowMessages:
               step_id: str, to: str, now: datetime) -> OutgoingEmail:
         if not isinstance(template.template, EmailTemplate):
             raise CannotCompose(f"template {template.template_id} is not an email template")
-        tags = {"flow": run.flow_id, "step": step_id, "run": run.run_id}
+        # ``profile``: the message record's partition (crm.flows.ports.MessageLedger.find reads it directly).
+        tags = {"flow": run.flow_id, "step": step_id, "run": run.run_id, "profile": run.profile_id}
         return compose_email(template.template, profile, settings, self.links(), now,
                              trigger_event(run.trigger_type, run.trigger), tags, to=to)
 

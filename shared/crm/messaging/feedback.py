@@ -23,29 +23,47 @@ already knows has consent to withdraw, so an unknown one changes no profile. SNS
 The event formats are SES event publishing's (through an EventBridge event destination, on the default bus)
 and two-way SMS's JSON message on an SNS topic; both are validated here, and a body that is neither, or an
 event for another sender (no workspace tag), is ignored with the reason, never retried.
+
+**What became of each flow message** (issue 11, docs/deliverability.md "Message events"): every SES event type
+(Send, Delivery, Open, Click, Bounce, Complaint, DeliveryDelay, Reject, Rendering Failure) and SNS's SMS
+delivery status (its CloudWatch Logs lines) becomes a MessageEvent, recorded once per type on the message
+(MessageLedger.note_event). Its first occurrence adds one to the message's counters (delivered, bounced,
+opened, clicked, complained, unsubscribed) on the flow-wide row, the step's row and, on an A/B path, the
+step's row of that variant, on the event's UTC day, and writes a timeline line for what a marketer reads on
+a profile: email_opened, email_clicked, email_bounced, email_complained, sms_delivered, sms_failed,
+sms_clicked (a delivered email is no line: every send has its ``flow_message`` line already). A repeated
+event (a second open, SES's redelivery) counts nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from crm.contact import normalise_email, normalise_phone
-from crm.flows.ports import Suppressions
+from crm.flows.ports import FlowCounters, MessageLedger, Suppressions
 from crm.messaging.statements import ShopperStatement, statement_envelope
 from crm.models.consent import Channel, ConsentState
+from crm.models.flow_stats import ALL_STEPS, CounterName, MessageEvent, MessageEventType, MessageRecord
 from crm.models.messaging import MessagingSettings
-from crm.ports import IngestQueue, ProfileRepository, RawArchive
+from crm.models.profile import TimelineEntry
+from crm.ports import Change, IngestQueue, ProfileRepository, RawArchive
 from crm.webhooks import store_delivery
 
 WORKSPACE_TAG = "workspace"  # the SES message tag naming the sending workspace (crm.adapters.ses)
+PROFILE_TAG = "profile"  # the recipient's profile (crm.messaging.compose): finds the message without its pointer
 COMPLAINT_SOURCE = "ses complaint"
 SMS_STOP_SOURCE = "sms STOP"
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT",
@@ -102,19 +120,70 @@ class Mail(BaseModel):
     # Event publishing's tags: every tag the message was sent with, plus SES's own (ses:configuration-set, ...).
     tags: dict[str, list[str]] = Field(default_factory=dict)
 
+    def tag(self, name: str) -> str | None:
+        values = self.tags.get(name) or []
+        return values[0] if values and values[0] else None
+
     @property
     def workspace_id(self) -> str | None:
-        values = self.tags.get(WORKSPACE_TAG) or []
-        return values[0] if values and values[0] else None
+        return self.tag(WORKSPACE_TAG)
+
+
+class Delivery(BaseModel):
+    model_config = _EVENT
+
+    timestamp: AwareDatetime
+    smtp_response: str | None = Field(default=None, alias="smtpResponse")
+
+
+class Open(BaseModel):
+    model_config = _EVENT
+
+    timestamp: AwareDatetime
+    user_agent: str | None = Field(default=None, alias="userAgent")
+
+
+class Click(BaseModel):
+    model_config = _EVENT
+
+    timestamp: AwareDatetime
+    link: str = Field(min_length=1)
+    link_tags: dict[str, list[str]] = Field(default_factory=dict, alias="linkTags")
+
+
+class DeliveryDelay(BaseModel):
+    model_config = _EVENT
+
+    timestamp: AwareDatetime
+    delay_type: str | None = Field(default=None, alias="delayType")  # InternalFailure, MailboxFull, ...
+
+
+class Reject(BaseModel):
+    model_config = _EVENT
+
+    reason: str | None = None  # "Bad content" (a virus)
+
+
+class RenderingFailure(BaseModel):
+    model_config = _EVENT
+
+    error_message: str | None = Field(default=None, alias="errorMessage")
 
 
 class SesEventDetail(BaseModel):
     model_config = _EVENT
 
-    event_type: str = Field(alias="eventType")  # Bounce, Complaint, Delivery, Send, Reject, DeliveryDelay, ...
+    # Send, Delivery, Open, Click, Bounce, Complaint, DeliveryDelay, Reject, Rendering Failure, Subscription
+    event_type: str = Field(alias="eventType")
     mail: Mail
     bounce: Bounce | None = None
     complaint: Complaint | None = None
+    delivery: Delivery | None = None
+    open: Open | None = None
+    click: Click | None = None
+    delivery_delay: DeliveryDelay | None = Field(default=None, alias="deliveryDelay")
+    reject: Reject | None = None
+    failure: RenderingFailure | None = None  # a Rendering Failure's record is named "failure"
 
 
 # --- two-way SMS through SNS -------------------------------------------------------------------------------
@@ -213,7 +282,203 @@ def workspaces_sending_from(number: str, settings: Iterable[tuple[str, Messaging
             if wanted is not None and held.sms_sender and normalise_phone(held.sms_sender) == wanted]
 
 
+# --- message events (pure) ----------------------------------------------------------------------------------
+
+def is_unsubscribe_link(link: str) -> bool:
+    """SES wraps every link, the footer's unsubscribe link too: following it is an unsubscribe (counted by the
+    link itself, crm.messaging.links), not a click that may earn the message an order."""
+    return "/unsubscribe/" in urlparse(link).path
+
+
+def ses_message_event(detail: SesEventDetail) -> MessageEvent | None:
+    """The MessageEvent an SES event record states; None for one that says nothing about the message (a
+    not-spam complaint, a Subscription event, a click on the unsubscribe link, a record missing its part).
+
+    A transient or undetermined bounce is a delay (SES publishes it once it gave up retrying: the address
+    may work tomorrow), so only a permanent one is ``bounced``. Send, Reject and Rendering Failure carry no
+    time of their own: the message's is used."""
+    message_id, mail_at = detail.mail.message_id, detail.mail.timestamp
+    kind = detail.event_type
+    if kind == "Send" and mail_at is not None:
+        return MessageEvent(message_id=message_id, type=MessageEventType.SENT, at=mail_at)
+    if kind == "Delivery" and detail.delivery is not None:
+        return MessageEvent(message_id=message_id, type=MessageEventType.DELIVERED, at=detail.delivery.timestamp)
+    if kind == "Open" and detail.open is not None:
+        return MessageEvent(message_id=message_id, type=MessageEventType.OPENED, at=detail.open.timestamp)
+    if kind == "Click" and detail.click is not None and not is_unsubscribe_link(detail.click.link):
+        return MessageEvent(message_id=message_id, type=MessageEventType.CLICKED, at=detail.click.timestamp,
+                            link=detail.click.link)
+    if kind in ("Bounce", "Complaint"):
+        return _feedback_event(detail)
+    if kind == "DeliveryDelay" and detail.delivery_delay is not None:
+        return MessageEvent(message_id=message_id, type=MessageEventType.DELIVERY_DELAYED,
+                            at=detail.delivery_delay.timestamp, detail=detail.delivery_delay.delay_type)
+    if kind == "Reject" and mail_at is not None:
+        return MessageEvent(message_id=message_id, type=MessageEventType.REJECTED, at=mail_at,
+                            detail=detail.reject.reason if detail.reject else None)
+    if kind == "Rendering Failure" and mail_at is not None:
+        return MessageEvent(message_id=message_id, type=MessageEventType.RENDERING_FAILED, at=mail_at,
+                            detail=detail.failure.error_message if detail.failure else None)
+    return None
+
+
+def _feedback_event(detail: SesEventDetail) -> MessageEvent | None:
+    message_id = detail.mail.message_id
+    if detail.bounce is not None:
+        bounce = detail.bounce
+        text = " ".join(filter(None, (bounce.bounce_type, bounce.bounce_sub_type)))
+        kept = MessageEventType.BOUNCED if bounce.bounce_type == "Permanent" else MessageEventType.DELIVERY_DELAYED
+        return MessageEvent(message_id=message_id, type=kept, at=bounce.timestamp, detail=text)
+    complaint = detail.complaint
+    if complaint is None or complaint.complaint_feedback_type == _NOT_A_COMPLAINT:
+        return None
+    return MessageEvent(message_id=message_id, type=MessageEventType.COMPLAINED, at=complaint.timestamp,
+                        detail=complaint.complaint_sub_type or complaint.complaint_feedback_type)
+
+
+# SNS's SMS delivery status log line (CloudWatch Logs, sns/<region>/<account>/DirectPublishToPhoneNumber and
+# .../Failure), as documented in "Viewing Amazon CloudWatch metrics and logs for SMS" (SNS developer guide).
+
+class SmsNotificationPart(BaseModel):
+    model_config = _EVENT
+
+    message_id: str = Field(alias="messageId", min_length=1)  # what Publish answered (OutgoingSms' message id)
+    timestamp: str  # "2016-06-28 00:40:34.558", UTC without a zone
+
+
+class SmsDeliveryPart(BaseModel):
+    model_config = _EVENT
+
+    destination: str | None = None
+    provider_response: str | None = Field(default=None, alias="providerResponse")
+    sms_type: str | None = Field(default=None, alias="smsType")
+
+
+class SmsDeliveryStatus(BaseModel):
+    model_config = _EVENT
+
+    notification: SmsNotificationPart
+    delivery: SmsDeliveryPart = Field(default_factory=SmsDeliveryPart)
+    status: Literal["SUCCESS", "FAILURE"]
+
+    @property
+    def at(self) -> datetime:
+        text = self.notification.timestamp.strip().replace("T", " ").removesuffix("Z")
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=UTC)
+
+
+def read_sms_status(line: str) -> SmsDeliveryStatus:
+    """One delivery status log line; raises ValueError (pydantic's, JSON's, or a bad timestamp)."""
+    status = SmsDeliveryStatus.model_validate_json(line)
+    status.at  # noqa: B018 -- the timestamp is checked now, not when it is first used
+    return status
+
+
+def sms_message_event(status: SmsDeliveryStatus) -> MessageEvent:
+    """SUCCESS: the carrier accepted it (``delivered``); FAILURE: it did not (``failed``, with its reason)."""
+    if status.status == "SUCCESS":
+        return MessageEvent(message_id=status.notification.message_id, type=MessageEventType.DELIVERED,
+                            at=status.at)
+    return MessageEvent(message_id=status.notification.message_id, type=MessageEventType.FAILED, at=status.at,
+                        detail=status.delivery.provider_response)
+
+
+def read_log_lines(event: Mapping[str, Any]) -> list[str]:
+    """The log lines of a CloudWatch Logs subscription's Lambda event (``{"awslogs": {"data": <base64 of the
+    gzipped JSON>}}``); none for its CONTROL_MESSAGE (the check Logs sends when the subscription is made).
+    Raises ValueError when the event is no such payload."""
+    try:
+        data = event["awslogs"]["data"]
+        body = json.loads(gzip.decompress(base64.b64decode(data, validate=True)))
+    except (KeyError, TypeError, binascii.Error, OSError, EOFError, zlib.error, json.JSONDecodeError) as error:
+        raise ValueError(f"not a CloudWatch Logs subscription event: {error}") from None
+    if not isinstance(body, dict) or body.get("messageType") != "DATA_MESSAGE":
+        return []
+    return [str(line["message"]) for line in body.get("logEvents", []) if isinstance(line, dict)
+            and "message" in line]
+
+
+# The first occurrence of these adds one to the counter of the same name.
+COUNTED: Mapping[MessageEventType, CounterName] = {
+    MessageEventType.DELIVERED: CounterName.DELIVERED, MessageEventType.BOUNCED: CounterName.BOUNCED,
+    MessageEventType.OPENED: CounterName.OPENED, MessageEventType.CLICKED: CounterName.CLICKED,
+    MessageEventType.COMPLAINED: CounterName.COMPLAINED, MessageEventType.UNSUBSCRIBED: CounterName.UNSUBSCRIBED,
+}
+
+# What a marketer reads on a profile's timeline, by channel.
+TIMELINE_LINES: Mapping[tuple[str, MessageEventType], str] = {
+    ("email", MessageEventType.OPENED): "email_opened", ("email", MessageEventType.CLICKED): "email_clicked",
+    ("email", MessageEventType.BOUNCED): "email_bounced", ("email", MessageEventType.COMPLAINED): "email_complained",
+    ("sms", MessageEventType.DELIVERED): "sms_delivered", ("sms", MessageEventType.FAILED): "sms_failed",
+    ("sms", MessageEventType.CLICKED): "sms_clicked",
+}
+
+
+def counter_rows(message: MessageRecord) -> list[tuple[str, str]]:
+    """The (step, variant) rows a message's events count on: the flow's, its step's, and on an A/B path its
+    step's row of that variant."""
+    rows = [(ALL_STEPS, ALL_STEPS), (message.step_id, ALL_STEPS)]
+    if message.variant:
+        rows.append((message.step_id, message.variant))
+    return rows
+
+
+def timeline_entry(message: MessageRecord, event: MessageEvent) -> TimelineEntry | None:
+    line = TIMELINE_LINES.get((message.channel, event.type))
+    if line is None:
+        return None
+    summary: dict[str, Any] = {"flow_id": message.flow_id, "step_id": message.step_id, "channel": message.channel,
+                               "message_id": message.message_id}
+    if event.link is not None:
+        summary["link"] = event.link
+    if event.detail is not None:
+        summary["detail"] = event.detail
+    return TimelineEntry(workspace_id=message.workspace_id, profile_id=message.profile_id, occurred_at=event.at,
+                         type=line, ref=f"{message.message_id}:{event.type.value}", summary=summary)
+
+
 # --- applying them ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MessageEvents:
+    """Records what became of flow messages: on the message, in the flow's counters, on the timeline (the
+    flows function for SES and SMS status, the track function for SMS clicks and unsubscribe links)."""
+
+    ledger: MessageLedger
+    counters: FlowCounters
+    profiles: ProfileRepository
+
+    def record(self, event: MessageEvent, workspace_id: str | None = None, profile_id: str | None = None,
+               message: MessageRecord | None = None) -> str:
+        """Record the event on its message; answers what was done, for the log: "recorded", "repeated" (this
+        type was recorded on the message before: nothing counted) or "not a flow message" (a double opt-in
+        email, or a message sent before messages were recorded)."""
+        found = message or self.ledger.find(event.message_id, workspace_id, profile_id)
+        if found is None:
+            return "not a flow message"
+        if event.type is MessageEventType.CLICKED and found.channel == "email" and \
+                MessageEventType.OPENED not in found.events:
+            # Images off: the pixel never loaded, yet whoever clicked read the email. Counting the click as an
+            # open keeps clicks <= opens, as every rate that divides one by the other assumes.
+            opened = self._note(found, event.model_copy(update={"type": MessageEventType.OPENED, "link": None}))
+            found = opened or found
+        return "recorded" if self._note(found, event) is not None else "repeated"
+
+    def _note(self, message: MessageRecord, event: MessageEvent) -> MessageRecord | None:
+        updated = self.ledger.note_event(message, event)
+        if updated is None:
+            return None
+        counter = COUNTED.get(event.type)
+        if counter is not None:
+            for step_id, variant in counter_rows(updated):
+                self.counters.add(updated.workspace_id, updated.flow_id, event.at.date(), {counter.value: 1},
+                                  step_id=step_id, variant=variant)
+        entry = timeline_entry(updated, event)
+        if entry is not None:
+            self.profiles.commit(Change(updated.workspace_id, timeline=(entry,)))
+        return updated
+
 
 @dataclass(frozen=True)
 class FeedbackDeps:
@@ -225,6 +490,7 @@ class FeedbackDeps:
     ingest: IngestQueue
     workspaces: Callable[[], Iterable[str]]  # every workspace (crm.ports.StoreDirectory.workspaces)
     messaging_settings: Callable[[str], MessagingSettings]  # crm.flows.ports.MessagingStore.messaging_settings
+    events: MessageEvents
 
 
 @dataclass(frozen=True)
@@ -275,9 +541,13 @@ def apply_ses_event(detail: Mapping[str, Any], deps: FeedbackDeps, now: datetime
         deps.suppressions.suppress(workspace, suppression.address, suppression.reason, suppression.at)
     withdrawn = sum(_statement(deps, workspace, f"email#{statement.email}", statement, now)
                     for statement in feedback.withdraw)
+    message_event = ses_message_event(event)
+    recorded = deps.events.record(message_event, workspace, event.mail.tag(PROFILE_TAG)) \
+        if message_event is not None else "no message event"
     return FeedbackOutcome(suppressed=len(feedback.suppress), withdrawn=withdrawn, workspaces=(workspace,),
                            note=feedback.note, details={"event_type": event.event_type,
-                                                        "message_id": event.mail.message_id})
+                                                        "message_id": event.mail.message_id,
+                                                        "message_event": recorded})
 
 
 def read_inbound_sms(message: str | Mapping[str, Any]) -> InboundSms:
@@ -307,3 +577,23 @@ def apply_inbound_sms(message: str | Mapping[str, Any], deps: FeedbackDeps, now:
                     for workspace in workspaces)
     return FeedbackOutcome(withdrawn=withdrawn, workspaces=tuple(workspaces))
 
+
+
+def apply_sms_statuses(event: Mapping[str, Any], deps: FeedbackDeps) -> FeedbackOutcome:
+    """Record each SMS delivery status line of a CloudWatch Logs subscription event on its message (found by
+    SNS's message id alone: the status names no workspace). A line that is no delivery status is ignored
+    with the reason; only AWS errors raise (Lambda retries the event, then keeps it in the dead-letter queue)."""
+    try:
+        lines = read_log_lines(event)
+    except ValueError as error:
+        return FeedbackOutcome(ignored=str(error))
+    outcomes: dict[str, int] = {}
+    for line in lines:
+        try:
+            status = read_sms_status(line)
+        except ValueError:
+            outcomes["not a delivery status"] = outcomes.get("not a delivery status", 0) + 1
+            continue
+        done = deps.events.record(sms_message_event(status))
+        outcomes[done] = outcomes.get(done, 0) + 1
+    return FeedbackOutcome(details={"sms_statuses": outcomes})
