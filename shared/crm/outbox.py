@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from crm.adapters.streams import image
@@ -84,7 +85,7 @@ def _order_events(item: dict[str, Any], old: dict[str, Any]) -> list[AnyDomainEv
             cart_token=order.cart_token,
         ))
     else:
-        events.extend(_refund_events(stored, {*(old.get("refunds") or {}), *(held.get("refunds") or {})}))
+        events.extend(_refund_events(stored, {**(held.get("refunds") or {}), **(old.get("refunds") or {})}))
     if (order.fulfillment_status or "").lower() == _FULFILLED and order.cancelled_at is None \
             and str(held.get("fulfillment_status") or "").lower() != _FULFILLED:
         events.append(OrderFulfilled(
@@ -93,19 +94,27 @@ def _order_events(item: dict[str, Any], old: dict[str, Any]) -> list[AnyDomainEv
     return events
 
 
-def _refund_events(stored: OrderRecord, known: set[str]) -> list[AnyDomainEvent]:
-    """A refund id the placed order did not have before (``known``: the old image's, read raw: a hot path):
-    one OrderRefunded each. Refunds known when the order was placed are already out of its OrderPlaced's
-    ``net_total``; a refund id seen again is not news."""
+def _refund_events(stored: OrderRecord, known: Mapping[str, Any]) -> list[AnyDomainEvent]:
+    """A refund the placed order did not have before (``known``: the old image's refunds, read raw: a hot
+    path): one OrderRefunded each. A known refund whose amount grew (BigCommerce reports one running total)
+    publishes the increase, named by refund id and new amount. Refunds known when the order was placed are
+    already out of its OrderPlaced's ``net_total``; a refund seen again is not news."""
     order = stored.order
     if order is None or stored.profile_id is None:
         return []
-    return [OrderRefunded(
-        event_id=f"OrderRefunded:{order.workspace_id}:{order.store_id}:{order.order_id}:{refund_id}",
-        workspace_id=order.workspace_id, profile_id=stored.profile_id,
-        occurred_at=stored.refund_dates.get(refund_id, order.updated_at), store_id=order.store_id,
-        order_id=order.order_id, refund_id=refund_id, amount=format_money(amount), currency=order.currency)
-        for refund_id, amount in sorted(stored.all_refunds.items()) if refund_id not in known]
+    events: list[AnyDomainEvent] = []
+    for refund_id, amount in sorted(stored.all_refunds.items()):
+        before = Decimal(str(known[refund_id])) if refund_id in known else None
+        if before is not None and amount <= before:
+            continue
+        named = refund_id if before is None else f"{refund_id}@{format_money(amount)}"
+        events.append(OrderRefunded(
+            event_id=f"OrderRefunded:{order.workspace_id}:{order.store_id}:{order.order_id}:{named}",
+            workspace_id=order.workspace_id, profile_id=stored.profile_id,
+            occurred_at=stored.refund_dates.get(refund_id, order.updated_at), store_id=order.store_id,
+            order_id=order.order_id, refund_id=named, amount=format_money(amount - (before or 0)),
+            currency=order.currency))
+    return events
 
 
 def _statement_time(profile: Profile, field: str) -> str:

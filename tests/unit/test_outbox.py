@@ -253,3 +253,14 @@ def test_order_placed_names_its_checkout_and_cart() -> None:
                                                    version=placed.version), "204"))
     assert isinstance(event, OrderPlaced)
     assert (event.checkout_token, event.cart_token) == ("chk_1", "cart_1")
+
+
+def test_a_running_refund_total_that_grows_publishes_the_increase() -> None:
+    # BigCommerce reports one total refunded: it is one refund ("total") whose amount grows.
+    [event] = events_for(_record("MODIFY", _refunded_image({"total": "25.00"}), "205",
+                                 old_image=_refunded_image({"total": "10.00"})))
+    assert isinstance(event, OrderRefunded)
+    assert (event.refund_id, event.amount) == ("total@25.00", "15.00")
+    assert event.event_id == "OrderRefunded:ws_a:st_a:9001:total@25.00"
+    assert events_for(_record("MODIFY", _refunded_image({"total": "10.00"}), "206",
+                              old_image=_refunded_image({"total": "25.00"}))) == []

@@ -7,7 +7,8 @@ edges included; ``within_window``), the window being the workspace's for that ki
 (MessagingSettings.attribution, Klaviyo's defaults: 5 days for email clicks and opens and SMS clicks, 1 day for
 SMS deliveries). The order goes to the eligible touch with the latest time; on a tie, a click before an open
 before a delivery, then the greater message id (only so that the answer never depends on the order the
-ledger lists messages in).
+ledger lists messages in). Candidates are the profile's messages sent at most the longest window plus 30 days
+(ENGAGEMENT_AFTER_SEND) before the order.
 
 The service (``ConversionsService``): on OrderPlaced, the touches are read (MessageLedger.touches), the rule
 picks one, the order is claimed (Attributions.claim: never twice), and the counters ``converted`` and
@@ -42,6 +43,9 @@ from crm.money import CENT, format_money, to_money
 from crm.ports import Change, CurrencyStore, ProfileRepository
 
 CHECKOUT_TRIGGER = "CheckoutStarted"
+# A message is opened or clicked days, rarely weeks, after it is sent: one sent longer than this before its
+# touch's window began is not a candidate (it bounds the read of the profile's messages).
+ENGAGEMENT_AFTER_SEND = timedelta(days=30)
 ORDER_ATTRIBUTED = "order_attributed"  # the timeline line's type
 
 # Which event of which channel touches the shopper, and the strength that breaks a tie in time.
@@ -89,7 +93,8 @@ def touches_of(message: MessageRecord) -> list[Touch]:
 
 def last_touch(messages: Iterable[MessageRecord], ordered_at: datetime, windows: AttributionWindows) -> Touch | None:
     """The touch an order placed at ``ordered_at`` is attributed to, or None (the rule in this module's doc)."""
-    eligible = [touch for message in messages for touch in touches_of(message)
+    oldest = earliest_candidate(ordered_at, windows)
+    eligible = [touch for message in messages if message.sent_at >= oldest for touch in touches_of(message)
                 if within_window(touch.at, ordered_at, window_for(touch.kind, windows))]
     if not eligible:
         return None
@@ -97,8 +102,9 @@ def last_touch(messages: Iterable[MessageRecord], ordered_at: datetime, windows:
 
 
 def earliest_candidate(ordered_at: datetime, windows: AttributionWindows) -> datetime:
-    """Messages sent before this cannot touch within any window of the order (a touch follows its send)."""
-    return ordered_at - longest_window(windows)
+    """The oldest send a candidate may have: the longest window plus ENGAGEMENT_AFTER_SEND before the order
+    (so the candidates are one bounded read of the profile's messages)."""
+    return ordered_at - longest_window(windows) - ENGAGEMENT_AFTER_SEND
 
 
 def is_recovered_checkout(message: MessageRecord, trigger: dict[str, Any] | None, checkout_token: str | None,
