@@ -53,7 +53,6 @@ SENDER = {"from_address": "hello@demo-outfitters.example", "from_name": "Demo Ou
 LEAD = timedelta(minutes=2)
 SENDERS = 8  # concurrent deliveries, as the main demo sends
 IDLE_TIMEOUT_SECONDS = 120
-READ_AFTER = timedelta(minutes=30)  # a message is read at the first clock stop this long after it was sent
 RATE_TOLERANCE = Decimal("0.0005")  # the rates' rounding
 PROBABILITY_TOLERANCE = 0.02  # crm.flows.abtest may estimate by (seeded) Monte Carlo
 STEPS = (FIRST_REMINDER, OFFER_REMINDER, SECOND_REMINDER)
@@ -160,11 +159,8 @@ class AttributionDemo:
 
     def read(self, simulation: AttributionSimulation) -> None:
         """Each shopper opens (the pixel) and clicks (a tracked link) what they got, as the simulation plans."""
-        now, still = utc_now(), []
+        now = utc_now()
         for received, email in self.unread:
-            if now - received.at < READ_AFTER:
-                still.append((received, email))
-                continue
             shopper = simulation.by_email(received.shopper)
             plan = simulation.plan(shopper, received.step_id)
             try:
@@ -182,7 +178,7 @@ class AttributionDemo:
                 after = simulation.order_after(shopper)
                 if after is not None:
                     self.due_orders.append((simulation.t0 + shopper.checkout_at + after, shopper))
-        self.unread = still
+        self.unread = []
 
     def order(self, simulation: AttributionSimulation) -> None:
         now = utc_now()

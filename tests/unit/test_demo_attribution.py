@@ -108,13 +108,14 @@ def test_the_flow_with_its_split_is_a_valid_definition() -> None:
     assert [s.id for s in definition.steps if isinstance(s, SendEmail)] == [SECOND_REMINDER]
 
 
-def test_the_clock_stops_cover_each_waves_reminders_reads_and_orders(simulation: AttributionSimulation) -> None:
+def test_the_clock_stops_cover_each_waves_reminders_and_the_orders(simulation: AttributionSimulation) -> None:
     stops = simulation.checkpoints()
     assert stops == sorted(set(stops)) and stops[0] == timedelta(0)
-    for start in (timedelta(0), timedelta(days=2)):
-        for offset in (timedelta(hours=4, minutes=10), timedelta(hours=5), timedelta(hours=12),
-                       timedelta(hours=24, minutes=10), timedelta(days=3, hours=12), timedelta(days=7)):
-            assert start + offset in stops
+    due = [timedelta(hours=4, minutes=10), timedelta(days=2), timedelta(days=2, hours=4, minutes=10),
+           timedelta(hours=24, minutes=10), *ORDER_TIMES]
+    assert set(due) <= set(stops) and len(stops) == len(due) + 1
+    # The orders between the reminders come before the second one; the others after it.
+    assert ORDER_TIMES[0] < timedelta(hours=24) < ORDER_TIMES[1]
 
 
 def test_a_shopper_orders_only_as_their_own_draws_and_touches_say(simulation: AttributionSimulation) -> None:
@@ -122,10 +123,13 @@ def test_a_shopper_orders_only_as_their_own_draws_and_touches_say(simulation: At
     orders when their draws say, sooner."""
     for shopper in simulation.shoppers:
         assert simulation.order_after(shopper) in (None, TOO_LATE)
-    keen = next(s for s in simulation.shoppers if ORDER_AFTER["none"] <= s.draws["order"] < ORDER_AFTER["click"])
+    keen = next(s for s in simulation.wave(1) if ORDER_AFTER["none"] <= s.draws["order"] < ORDER_AFTER["click"])
     assert simulation.order_after(keen) is None
     simulation.log.touches.append(Touch(keen.email, "m1", FIRST_REMINDER, "click", T0))
     assert simulation.order_after(keen) in ORDER_TIMES
+    second = simulation.wave(2)[0]
+    simulation.log.touches.append(Touch(second.email, "m2", FIRST_REMINDER, "click", T0))
+    assert simulation.order_after(second) is None, "the second wave does not order"
 
 
 def test_the_offer_is_clicked_more_than_the_plain_reminder_by_the_same_shoppers(
