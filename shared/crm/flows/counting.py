@@ -9,8 +9,9 @@ The rows (``step`` and ``variant`` of CounterRow):
 
 - flow-wide (``-``, ``-``): entered, completed, ``exited:<reason>``, ``skipped:<reason>``, sent, and every
   message event and conversion (crm.messaging.feedback, crm.flows.conversions: ``message_rows``);
-- a step (``<step id>``, the run's variant there or ``-``): ``recipients`` (runs that reached the step, once
-  per run), sent, ``skipped:<reason>``, and the events and conversions of the messages sent at it;
+- a step (``<step id>``, the run's variant there or ``-``): ``recipients`` (runs that did the step, once per
+  run: its first record; a wait is done once waited out, so a run that exits during it is not counted), sent,
+  ``skipped:<reason>``, and the events and conversions of the messages sent at it;
 - an A/B path (``<random split id>``, ``<random split id>:<path>``): ``recipients``, the runs that took it.
   A variant's other counts are the sum of the step rows naming it.
 
