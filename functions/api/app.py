@@ -31,7 +31,7 @@ from crm.clock import utc_now
 from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
 from crm.flows import manage as flows
-from crm.flows import proofs
+from crm.flows import proofs, stats_query
 from crm.messaging import manage as templates
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
@@ -158,7 +158,7 @@ class _Errors:
         if isinstance(error, SegmentInvalid | ValueError):
             raise BadRequestError(str(error)) from None
         if isinstance(error, service.SegmentNotFound | exports.ExportNotFound | flows.FlowNotFound
-                      | templates.TemplateNotFound | proofs.ProfileNotFound):
+                      | templates.TemplateNotFound | proofs.ProfileNotFound | stats_query.StepNotFound):
             raise NotFoundError(str(error.args[0])) from None
         if isinstance(error, exports.ExportTooLarge):
             raise ContentTooLargeError(str(error)) from None
@@ -406,6 +406,26 @@ def flow_runs(flow_id: str) -> dict[str, Any]:
     with _Errors():
         return proofs.runs_of(wiring.flow_catalogue(), wiring.flow_runs(), wiring.profile_repository(), workspace_id,
                               flow_id, _query().get("profile_id"))
+
+
+@app.route("/flows/{flow_id}/stats", methods=["GET"])
+def get_flow_stats(flow_id: str) -> dict[str, Any]:
+    """What the flow did and brought in over ?from=&to= (docs/flow-stats.md)."""
+    return _flow_stats(flow_id, None)
+
+
+@app.route("/flows/{flow_id}/steps/{step_id}/stats", methods=["GET"])
+def get_flow_step_stats(flow_id: str, step_id: str) -> dict[str, Any]:
+    return _flow_stats(flow_id, step_id)
+
+
+def _flow_stats(flow_id: str, step_id: str | None) -> dict[str, Any]:
+    workspace_id = _workspace()
+    with _Errors():
+        report = stats_query.flow_stats(wiring.flow_catalogue(), wiring.flow_counters(), wiring.split_winners(),
+                                        wiring.currency_store(), workspace_id, flow_id, _query(),
+                                        utc_now().date(), step_id)
+    return stats_query.report_view(report)
 
 
 @app.route("/flows/{flow_id}/test-send", methods=["POST"])

@@ -228,6 +228,8 @@ def test_api_routes(stack: Stack) -> None:
         ("DELETE", "/flows/{flow_id}", "ApiFunction"),
         ("PUT", "/flows/{flow_id}/status", "ApiFunction"),
         ("GET", "/flows/{flow_id}/runs", "ApiFunction"),
+        ("GET", "/flows/{flow_id}/stats", "ApiFunction"),
+        ("GET", "/flows/{flow_id}/steps/{step_id}/stats", "ApiFunction"),
         ("POST", "/flows/{flow_id}/test-send", "ApiFunction"),
         ("GET", "/templates", "ApiFunction"),
         ("POST", "/templates", "ApiFunction"),

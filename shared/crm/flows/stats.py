@@ -173,7 +173,7 @@ def settled_winner(split: RandomSplit, rows: Sequence[CounterRow]) -> int | None
 
 
 def flow_stats(flow_id: str, definition: FlowDefinition, rows: Sequence[CounterRow], first_day: date,
-               last_day: date, currency: str, winners: Mapping[str, int] | None = None) -> FlowStatsReport:
+               last_day: date, currency: str | None, winners: Mapping[str, int] | None = None) -> FlowStatsReport:
     """GET /flows/{id}/stats: the flow-wide totals and days, each step's counts and each A/B split's paths,
     over the rows of ``first_day``..``last_day`` (others are ignored)."""
     rows = [row for row in rows if first_day <= row.day <= last_day]
@@ -192,7 +192,7 @@ def flow_stats(flow_id: str, definition: FlowDefinition, rows: Sequence[CounterR
 
 
 def step_stats(flow_id: str, definition: FlowDefinition, step_id: str, rows: Sequence[CounterRow],
-               first_day: date, last_day: date, currency: str,
+               first_day: date, last_day: date, currency: str | None,
                winners: Mapping[str, int] | None = None) -> FlowStatsReport:
     """GET /flows/{id}/steps/{step}/stats: one step's counts (all its variants) and days; a random split's
     own paths. StepNotFound for a step the flow does not have."""

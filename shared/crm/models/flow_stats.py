@@ -226,7 +226,9 @@ class FlowStatsReport(BaseModel):
     step_id: str | None = None  # the step asked for (GET /flows/{id}/steps/{step}/stats)
     from_day: date = Field(serialization_alias="from")
     to_day: date = Field(serialization_alias="to")
-    currency: str
+    # The workspace's reporting currency (docs/currency.md); None until it has one: revenue is then the
+    # orders' amounts in their own currencies (crm.flows.conversions), as a single-currency store has them.
+    currency: str | None
     totals: Counts
     by_day: tuple[DayCounts, ...] = ()
     steps: dict[str, Counts] = Field(default_factory=dict)  # flow-wide answer: each step's counts
