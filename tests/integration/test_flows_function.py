@@ -20,6 +20,7 @@ from crm import clock, wiring
 from crm.adapters import keys
 from crm.adapters.dynamodb import DynamoProfileRepository, from_item, wire_key
 from crm.adapters.flow_runs import DynamoRunStore
+from crm.adapters.flow_stats import DynamoFlowCounters, DynamoMessageLedger
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS
 from crm.models.canonical import ComplianceRequest
 from crm.models.consent import Consent, ConsentState
@@ -243,11 +244,20 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
     answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(delivery)
     assert answer == {"batchItemFailures": []} and len(flows.email.sent) == 1
     # Reads: the profile with its segments (one Query), the run, last send; writes: the claim, the last send,
-    # the timeline line, the claim's record, the run (once); the next wait's schedule. (The catalogue, settings,
-    # template, suppression and SES calls are fakes here.)
+    # the timeline line, the claim's record, the run (once); the message record and its pointer (crm.adapters.
+    # flow_stats), the counters of the saved steps (flow-wide, wait_4h, email_1: crm.flows.counting); the next
+    # wait's schedule. (The catalogue, settings, template, suppression and SES calls are fakes here.)
     assert sorted(made) == sorted([
         "dynamodb:Query", "dynamodb:GetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:PutItem",
-        "dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:PutItem", "scheduler:CreateSchedule"])
+        "dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
+        "dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem"])
+    # What the stats read: the message recorded where the feedback looks for it, the send counted.
+    table = flows.provisioned.outputs["TableName"]
+    recorded = DynamoMessageLedger(table).find("ses-1", WS, run.profile_id)
+    assert recorded is not None and (recorded.run_id, recorded.step_id) == (run.run_id, "email_1")
+    day = clock.utc_now().date()
+    assert {(row.step_id, name): value for row in DynamoFlowCounters(table).rows(WS, ABANDONED_CHECKOUT, day, day)
+            for name, value in row.counts.items() if name == "sent"} == {("-", "sent"): 1, ("email_1", "sent"): 1}
 
 
 def test_a_send_lost_between_claim_and_answer_emits_the_metric_the_alarm_watches(

@@ -779,16 +779,26 @@ class DynamoPrivacyStore:
     def _delete(self, wanted: Iterable[keys.Key]) -> None:
         self._write_batches([{"DeleteRequest": {"Key": wire_key(k)}} for k in wanted])
 
+    def _profile_partition(self, workspace_id: str, profile_id: str) -> list[keys.Key]:
+        """A profile partition's keys, led by the pointers of its flow messages (outside the partition, so
+        listed from it: a retry after a crash still finds them)."""
+        held: list[keys.Key] = [{"pk": i["pk"], "sk": i["sk"]}
+                                for i in self._partition(keys.profile(workspace_id, profile_id)["pk"])]
+        pointers = [keys.message_pointer(str(k["sk"]).removeprefix(keys.FLOW_MESSAGE_PREFIX))
+                    for k in held if str(k["sk"]).startswith(keys.FLOW_MESSAGE_PREFIX)]
+        return [*pointers, *held]
+
     def erase(self, erasure: Erasure) -> None:
         ws = erasure.workspace_id
         # Records first, the profile partitions next, identities last: a retry after a crash finds the
-        # profiles through their identities and carries on.
+        # profiles through their identities and carries on. An order's attribution to a flow message goes with
+        # the order (the flows' counters keep only sums).
         self._delete([*(keys.order(ws, s, o) for s, o in erasure.orders),
+                      *(keys.attribution(ws, s, o) for s, o in erasure.orders),
                       *(keys.customer(ws, s, c) for s, c in erasure.customers),
                       *(keys.event(ws, s, e) for s, e in erasure.events)])
         for profile_id in erasure.profile_ids:
-            self._delete({"pk": i["pk"], "sk": i["sk"]}
-                         for i in self._partition(keys.profile(ws, profile_id)["pk"]))
+            self._delete(self._profile_partition(ws, profile_id))
         self._write_batches([{"PutRequest": {"Item": {
             k: _serializer.serialize(v)
             for k, v in {**keys.identity(ws, identity), "entity": "identity", "redacted": True}.items()}}}
@@ -811,7 +821,7 @@ class DynamoPrivacyStore:
                 elif not pk.startswith(prefix):
                     continue
                 elif pk.startswith((f"{prefix}ORDER#{store_id}#", f"{prefix}CUSTOMER#{store_id}#",
-                                    f"{prefix}EVENT#{store_id}#")):
+                                    f"{prefix}EVENT#{store_id}#", f"{prefix}ATTRIBUTION#{store_id}#")):
                     doomed.append({"pk": pk, "sk": str(item["sk"])})
                 elif item.get("entity") == "profile":
                     profile = Profile.model_validate(item)
@@ -823,8 +833,7 @@ class DynamoPrivacyStore:
         self._delete(doomed)
         identities = sorted({i for p in profiles for i in p.identities})
         for profile in profiles:
-            self._delete({"pk": i["pk"], "sk": i["sk"]}
-                         for i in self._partition(keys.profile(workspace_id, profile.profile_id)["pk"]))
+            self._delete(self._profile_partition(workspace_id, profile.profile_id))
         self._delete(keys.identity(workspace_id, identity) for identity in identities)
         self._delete([{"pk": str(s["pk"]), "sk": str(s["sk"])} for s in stores])
         return {"records": len(doomed), "profiles": len(profiles), "identities": len(identities),

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from crm.flows import engine
+from crm.flows import counting, engine
+from crm.flows.definition import variant_of
 from crm.flows.engine import Decision, FlowEvent, Proceed
 from crm.flows.ports import (
     EmailSender,
@@ -40,6 +41,7 @@ from crm.flows.ports import (
 )
 from crm.messaging.defaults import DOUBLE_OPT_IN as DOUBLE_OPT_IN_TEMPLATE
 from crm.messaging.optin import double_opt_in_claim, open_email_request
+from crm.models.flow_stats import MessageRecord
 from crm.models.flows import (
     FlowRecord,
     FlowRun,
@@ -192,7 +194,7 @@ class FlowsService:
         if self._in_motion(moved, flow):
             self.advance(moved, flow, shopper, report, stored=run)
         else:
-            self._save(run, moved)
+            self._save(run, moved, flow)
 
     def _start(self, flow: FlowRecord, earlier: list[FlowRun], shopper: Shopper, event: FlowEvent,
                report: Report) -> None:
@@ -205,6 +207,7 @@ class FlowsService:
             report.duplicates.append(entry.run.run_id)
             return
         report.started.append(entry.run.run_id)
+        self._count(counting.entry_counts(entry.run), entry.run)
         self.advance(entry.run, flow, shopper, report)
 
     # ---- a wake-up ----
@@ -237,13 +240,13 @@ class FlowsService:
         settings = self._settings_of(run.workspace_id)
         for _ in range(MAX_STEPS_AT_ONCE):
             if run.status is not RunStatus.ACTIVE:
-                return self._save(stored, run)
+                return self._save(stored, run, flow)
             step = engine.send_step(flow.definition, run)
             facts = None if step is None else self._facts(run, shopper.profile, step.kind)
             decision = engine.decide(flow.definition, run, shopper.profile, self.clock(), settings=settings,
                                      segments=shopper.segments, facts=facts)
             if isinstance(decision.action, engine.Send):
-                run = self._send(run, decision, decision.action, shopper, settings, report)
+                run = self._send(run, decision, decision.action, shopper, settings, report, flow)
             elif step is not None and isinstance(decision.action, Proceed) and (
                     found := self.runs.step_claim(run, step.id)) is not None:
                 # Skipped now, but claimed before: the run's save after that send was lost. The claim tells.
@@ -251,9 +254,9 @@ class FlowsService:
             else:
                 run = self._carry_out(run, decision, shopper, report)
             if decision.pauses:
-                return self._save(stored, run)
+                return self._save(stored, run, flow)
         return self._save(stored, self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper,
-                                                  report))
+                                                  report), flow)
 
     def _carry_out(self, run: FlowRun, decision: Decision, shopper: Shopper, report: Report) -> FlowRun:
         """Everything but a send: schedule a wake-up, tag, end (cancelling a pending wake-up), or just record."""
@@ -275,7 +278,7 @@ class FlowsService:
         return engine.apply(run, decision, now)
 
     def _send(self, run: FlowRun, decision: Decision, send: engine.Send, shopper: Shopper,
-              settings: MessagingSettings, report: Report) -> FlowRun:
+              settings: MessagingSettings, report: Report, flow: FlowRecord) -> FlowRun:
         """Compose, claim, send, record. Composing comes first: a message that cannot be made (no template, no
         sender address) is a recorded skip, not a claim that would later read as "unknown"."""
         now = self.clock()
@@ -294,6 +297,11 @@ class FlowsService:
             assert found is not None
             return self._claimed_before(run, decision, found, report)
         message_id = self.email.send(message) if isinstance(message, OutgoingEmail) else self.sms.send(message)
+        # Before anything else: SES may report the delivery within a second (crm.messaging.feedback finds it).
+        self.ledger.record_sent(MessageRecord(
+            workspace_id=run.workspace_id, profile_id=run.profile_id, message_id=message_id, channel=send.channel,
+            flow_id=run.flow_id, flow_version=run.flow_version, step_id=send.step_id, run_id=run.run_id,
+            variant=variant_of(flow.definition, send.step_id, run), trigger_type=run.trigger_type, sent_at=now))
         done = engine.apply(run, decision, now, message_id=message_id)
         self.runs.record_step(run, done.steps[-1])
         self.runs.note_sent(run.workspace_id, shopper.profile.profile_id, send.channel, now)
@@ -403,12 +411,19 @@ class FlowsService:
             return
         raise ConcurrentUpdate(f"profile {profile.profile_id} kept changing while it was tagged")
 
-    def _save(self, before: FlowRun, after: FlowRun) -> FlowRun:
+    def _save(self, before: FlowRun, after: FlowRun, flow: FlowRecord | None = None) -> FlowRun:
+        """Save the run over the revision read, then count what the save added (crm.flows.counting: the
+        condition makes a redelivery's second save of the same steps fail, so nothing is counted twice)."""
         if after == before:
             return before
         saved = after.model_copy(update={"revision": before.revision + 1})
         self.runs.save_run(saved, before.revision)
+        self._count(counting.run_counts(before, saved, flow.definition if flow else None), saved)
         return saved
+
+    def _count(self, adds: list[counting.CounterAdd], run: FlowRun) -> None:
+        for add in adds:
+            self.counters.add(run.workspace_id, run.flow_id, add.day, add.counts, add.step_id, add.variant)
 
     # ---- a merge, an erasure ----
     def merge(self, workspace_id: str, merged_profile_id: str, survivor_id: str, report: Report) -> None:
@@ -441,7 +456,8 @@ class FlowsService:
                 active[run.flow_id] = moved
             elif run.status is RunStatus.ACTIVE:
                 active[run.flow_id] = moved
-            self.runs.create_run(moved)
+            if self.runs.create_run(moved) and moved.status is not run.status:
+                self._count(counting.merged_exit_counts(moved), moved)
         for channel in CHANNELS:
             at = self.runs.last_sent(workspace_id, merged_profile_id, channel)
             if at is not None:

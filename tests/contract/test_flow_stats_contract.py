@@ -1,0 +1,208 @@
+"""One contract for what flows bring in (crm.flows.ports: MessageLedger, FlowCounters, Attributions,
+SplitWinners): the in-memory ports (crm.flows.memory) and the DynamoDB adapters (crm.adapters.flow_stats).
+Each write that must count once is checked by repeating it."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger, DynamoSplitWinners
+from crm.flows.memory import MemoryAttributions, MemoryFlowCounters, MemoryMessageLedger, MemorySplitWinners
+from crm.flows.ports import Attributions, FlowCounters, MessageLedger, SplitWinners
+from crm.models.flow_stats import ALL_STEPS, Attribution, MessageEvent, MessageEventType, MessageRecord
+from crm_local.provision import Provisioned
+
+from tests.builders import NOW
+
+WS = "ws_a"
+FLOW = "builtin:abandoned_checkout"
+DAY = NOW.date()
+BACKENDS = ["memory", pytest.param("dynamodb", marks=pytest.mark.integration)]
+
+
+def _table(request: pytest.FixtureRequest) -> str:
+    provisioned: Provisioned = request.getfixturevalue("provisioned")
+    return provisioned.outputs["TableName"]
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger(request: pytest.FixtureRequest) -> MessageLedger:
+    return MemoryMessageLedger() if request.param == "memory" else DynamoMessageLedger(_table(request))
+
+
+@pytest.fixture(params=BACKENDS)
+def counters(request: pytest.FixtureRequest) -> FlowCounters:
+    return MemoryFlowCounters() if request.param == "memory" else DynamoFlowCounters(_table(request))
+
+
+@pytest.fixture(params=BACKENDS)
+def attributions(request: pytest.FixtureRequest) -> Attributions:
+    return MemoryAttributions() if request.param == "memory" else DynamoAttributions(_table(request))
+
+
+@pytest.fixture(params=BACKENDS)
+def winners(request: pytest.FixtureRequest) -> SplitWinners:
+    return MemorySplitWinners() if request.param == "memory" else DynamoSplitWinners(_table(request))
+
+
+def sent(message_id: str = "m1", profile_id: str = "p1", minutes: int = 0, workspace_id: str = WS,
+         variant: str | None = "ab:1") -> MessageRecord:
+    return MessageRecord(workspace_id=workspace_id, profile_id=profile_id, message_id=message_id, channel="email",
+                         flow_id=FLOW, flow_version=3, step_id="email_1", run_id="r" * 32, variant=variant,
+                         trigger_type="CheckoutStarted", sent_at=NOW + timedelta(minutes=minutes))
+
+
+def event(kind: MessageEventType, minutes: int = 5, link: str | None = None) -> MessageEvent:
+    return MessageEvent(message_id="m1", type=kind, at=NOW + timedelta(minutes=minutes), link=link)
+
+
+# --- MessageLedger --------------------------------------------------------------------------------------
+
+def test_a_message_is_recorded_once_and_found_by_id_alone_or_by_its_tags(ledger: MessageLedger) -> None:
+    ledger.record_sent(sent())
+    ledger.record_sent(sent().model_copy(update={"step_id": "email_2"}))  # a retried send: the first stays
+    assert ledger.find("m1") == sent()  # an SMS status names the message only
+    assert ledger.find("m1", WS, "p1") == sent()  # SES tags name the workspace and the profile
+    assert ledger.find("m1", WS, "p_renamed") == sent()  # tags that do not name its partition: the pointer
+    assert ledger.find("m1", "ws_other") is None
+    assert ledger.find("m1", "ws_other", "p1") is None
+    assert ledger.find("m_unknown") is None
+
+
+def test_each_event_type_is_noted_once_whatever_ses_repeats(ledger: MessageLedger) -> None:
+    ledger.record_sent(sent(variant=None))
+    kinds = [MessageEventType.DELIVERED, MessageEventType.OPENED, MessageEventType.CLICKED] * 3
+    random.Random(11).shuffle(kinds)
+    first: dict[MessageEventType, int] = {}
+    for position, kind in enumerate(kinds):
+        link = "https://shop.example/a" if kind is MessageEventType.CLICKED else None
+        noted = ledger.note_event(sent(variant=None), event(kind, minutes=position, link=link))
+        if noted is not None:
+            assert kind not in first
+            first[kind] = position
+    assert set(first) == {MessageEventType.DELIVERED, MessageEventType.OPENED, MessageEventType.CLICKED}
+    held = ledger.find("m1")
+    assert held is not None and held.variant is None
+    assert held.events == {kind: NOW + timedelta(minutes=at) for kind, at in first.items()}
+    assert held.clicked_links == ("https://shop.example/a",)  # the first click's link
+
+
+def test_a_noted_event_answers_the_record_as_it_now_stands(ledger: MessageLedger) -> None:
+    ledger.record_sent(sent())
+    opened = ledger.note_event(sent(), event(MessageEventType.OPENED))
+    assert opened == sent().model_copy(update={"events": {MessageEventType.OPENED: NOW + timedelta(minutes=5)}})
+    clicked = ledger.note_event(sent(), event(MessageEventType.CLICKED, 9, link="https://shop.example/r/1?x=1&y=2"))
+    assert clicked is not None and clicked.events == {MessageEventType.OPENED: NOW + timedelta(minutes=5),
+                                                      MessageEventType.CLICKED: NOW + timedelta(minutes=9)}
+    assert clicked.clicked_links == ("https://shop.example/r/1?x=1&y=2",)
+    assert ledger.note_event(sent(), event(MessageEventType.CLICKED, 12, link="https://shop.example/b")) is None
+    assert ledger.find("m1") == clicked
+
+
+def test_an_event_on_a_message_never_recorded_counts_nothing(ledger: MessageLedger) -> None:
+    assert ledger.note_event(sent(), event(MessageEventType.DELIVERED)) is None
+    assert ledger.find("m1") is None
+
+
+def test_touches_are_the_profiles_messages_sent_since_in_time_order(ledger: MessageLedger) -> None:
+    for message in (sent("m3", minutes=30), sent("m1", minutes=-10), sent("m2", minutes=0), sent("m0", minutes=0),
+                    sent("m_other", profile_id="p2"), sent("m_ws", workspace_id="ws_b")):
+        ledger.record_sent(message)
+    assert [m.message_id for m in ledger.touches(WS, "p1", NOW)] == ["m0", "m2", "m3"]  # ``since`` included
+    assert [m.message_id for m in ledger.touches(WS, "p1", NOW - timedelta(days=1))] == ["m1", "m0", "m2", "m3"]
+    assert ledger.touches(WS, "p1", NOW + timedelta(minutes=31)) == []
+    assert [m.message_id for m in ledger.touches("ws_b", "p1", NOW)] == ["m_ws"]
+    ledger.note_event(sent("m3", minutes=30), MessageEvent(message_id="m3", type=MessageEventType.OPENED, at=NOW))
+    [*_, last] = ledger.touches(WS, "p1", NOW)
+    assert last.events == {MessageEventType.OPENED: NOW}
+
+
+# --- FlowCounters ---------------------------------------------------------------------------------------
+
+def _held(counters: FlowCounters, first: date, last: date, flow_id: str = FLOW,
+          workspace_id: str = WS) -> dict[tuple[date, str, str], dict[str, Decimal]]:
+    return {(row.day, row.step_id, row.variant): row.counts
+            for row in counters.rows(workspace_id, flow_id, first, last)}
+
+
+def test_counters_add_up_per_flow_day_step_and_variant(counters: FlowCounters) -> None:
+    counters.add(WS, FLOW, DAY, {"entered": 1})
+    counters.add(WS, FLOW, DAY, {"entered": 1, "exited:exit_event:OrderPlaced": 1})
+    counters.add(WS, FLOW, DAY, {"sent": 1, "recipients": 1}, step_id="email_1", variant="ab:0")
+    counters.add(WS, FLOW, DAY, {"sent": 2}, step_id="email_1", variant="ab:0")
+    counters.add(WS, FLOW, DAY, {"revenue": Decimal("78.10"), "converted": 1}, step_id="email_1", variant="ab:1")
+    counters.add(WS, FLOW, DAY, {"revenue": Decimal("-8.05")}, step_id="email_1", variant="ab:1")  # a refund
+    counters.add(WS, FLOW, DAY + timedelta(days=1), {"entered": 5})
+    counters.add(WS, "builtin:welcome", DAY, {"entered": 7})
+    counters.add("ws_b", FLOW, DAY, {"entered": 9})
+    assert _held(counters, DAY, DAY) == {
+        (DAY, ALL_STEPS, ALL_STEPS): {"entered": Decimal(2), "exited:exit_event:OrderPlaced": Decimal(1)},
+        (DAY, "email_1", "ab:0"): {"sent": Decimal(3), "recipients": Decimal(1)},
+        (DAY, "email_1", "ab:1"): {"revenue": Decimal("70.05"), "converted": Decimal(1)},
+    }
+    [row, *_] = counters.rows(WS, FLOW, DAY, DAY)
+    assert (row.workspace_id, row.flow_id) == (WS, FLOW)
+    assert _held(counters, DAY, DAY, "builtin:welcome") == {(DAY, ALL_STEPS, ALL_STEPS): {"entered": Decimal(7)}}
+    assert _held(counters, DAY, DAY, workspace_id="ws_b") == {(DAY, ALL_STEPS, ALL_STEPS): {"entered": Decimal(9)}}
+
+
+def test_rows_are_the_days_asked_for_both_ends_included(counters: FlowCounters) -> None:
+    for offset in range(-2, 4):
+        counters.add(WS, FLOW, DAY + timedelta(days=offset), {"entered": offset + 10}, step_id="wait_4h")
+    held = _held(counters, DAY - timedelta(days=1), DAY + timedelta(days=2))
+    assert sorted(day for day, _, _ in held) == [DAY + timedelta(days=offset) for offset in (-1, 0, 1, 2)]
+    assert held[(DAY + timedelta(days=2), "wait_4h", ALL_STEPS)] == {"entered": Decimal(12)}
+    assert counters.rows(WS, FLOW, DAY + timedelta(days=9), DAY + timedelta(days=12)) == []
+    assert counters.rows(WS, FLOW, DAY, DAY - timedelta(days=1)) == []  # an empty range
+
+
+def test_a_flows_winners_are_not_counter_rows(counters: FlowCounters, request: pytest.FixtureRequest) -> None:
+    counters.add(WS, FLOW, DAY, {"entered": 1})
+    winners = MemorySplitWinners() if isinstance(counters, MemoryFlowCounters) else DynamoSplitWinners(
+        _table(request))
+    winners.decide(WS, FLOW, "ab", 1, NOW)
+    assert _held(counters, date(2000, 1, 1), date(2100, 1, 1)) == {(DAY, ALL_STEPS, ALL_STEPS): {"entered": 1}}
+
+
+# --- Attributions ---------------------------------------------------------------------------------------
+
+def attributed(order_id: str = "o1", message_id: str = "m1", revenue: str = "78.10") -> Attribution:
+    return Attribution(workspace_id=WS, store_id="st", order_id=order_id, profile_id="p1", message_id=message_id,
+                       flow_id=FLOW, step_id="email_1", variant="ab:1", channel="email", touch="email_click",
+                       touched_at=NOW, ordered_at=NOW + timedelta(days=2), revenue=Decimal(revenue),
+                       currency="USD", recovered_checkout=True)
+
+
+def test_an_order_is_attributed_at_most_once(attributions: Attributions) -> None:
+    assert attributions.claim(attributed()) is True
+    assert attributions.claim(attributed(message_id="m2", revenue="1.00")) is False  # a later touch loses
+    assert attributions.get(WS, "st", "o1") == attributed()
+    assert attributions.get(WS, "st_other", "o1") is None
+    assert attributions.get("ws_b", "st", "o1") is None
+    assert attributions.claim(attributed("o2")) is True
+
+
+def test_a_refund_counts_once_per_refund_id(attributions: Attributions) -> None:
+    assert attributions.add_refund(WS, "st", "o1", "rf1", Decimal("5")) is None  # nothing attributed
+    attributions.claim(attributed())
+    first = attributions.add_refund(WS, "st", "o1", "rf1", Decimal("10.05"))
+    assert first is not None and (first.refunded, first.refund_ids) == (Decimal("10.05"), ("rf1",))
+    assert attributions.add_refund(WS, "st", "o1", "rf1", Decimal("10.05")) is None  # redelivered
+    second = attributions.add_refund(WS, "st", "o1", "rf2", Decimal("0.95"))
+    assert second == attributed().model_copy(update={"refunded": Decimal("11.00"), "refund_ids": ("rf1", "rf2")})
+    assert attributions.get(WS, "st", "o1") == second
+
+
+# --- SplitWinners ---------------------------------------------------------------------------------------
+
+def test_a_winner_once_decided_never_changes(winners: SplitWinners) -> None:
+    assert winners.winners(WS, FLOW) == {}
+    assert winners.decide(WS, FLOW, "ab", 1, NOW) == 1
+    assert winners.decide(WS, FLOW, "ab", 0, NOW + timedelta(hours=1)) == 1  # a racing decision reads the first
+    assert winners.decide(WS, FLOW, "subject_test", 0, NOW) == 0
+    assert winners.decide(WS, "builtin:welcome", "ab", 2, NOW) == 2
+    assert winners.winners(WS, FLOW) == {"ab": 1, "subject_test": 0}
+    assert winners.winners("ws_b", FLOW) == {}
