@@ -14,19 +14,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.clock import utc_now
 from crm.flows.engine import FlowEvent
-from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, read_message
+from crm.flows.inbox import BusEvent, LinkFollowed, SesEvent, SnsNotification, read_message
 from crm.flows.service import Report
-from crm.messaging.feedback import apply_inbound_sms, apply_ses_event, apply_sms_statuses
+from crm.messaging.feedback import apply_inbound_sms, apply_link_followed, apply_ses_event, apply_sms_statuses
 
 logger = Logger(service="flows")
 metrics = Metrics(service="flows")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def _feedback(message: SesEvent | SnsNotification) -> None:
+def _feedback(message: SesEvent | SnsNotification | LinkFollowed) -> None:
     deps, now = wiring.feedback_deps(), utc_now()
     if isinstance(message, SesEvent):
         outcome = apply_ses_event(message.detail, deps, now)
+    elif isinstance(message, LinkFollowed):
+        outcome = apply_link_followed(message, deps)
     else:
         outcome = apply_inbound_sms(message.message, deps, now)
     if outcome.suppressed:
@@ -51,7 +53,7 @@ def _reported(report: Report, record: SQSRecord) -> None:
 
 def handle_record(record: SQSRecord) -> None:
     message = read_message(record.body)
-    if isinstance(message, SesEvent | SnsNotification):
+    if isinstance(message, SesEvent | SnsNotification | LinkFollowed):
         _feedback(message)
         return
     service = wiring.flows_service()

@@ -1,5 +1,6 @@
 """Storefront tracking: check the public write key and origin, archive the raw body, enqueue; answer 202.
-And the links in emails (unsubscribe, confirm a subscribe): public too, the signed token is the credential."""
+And the links in emails (unsubscribe, confirm a subscribe): public too, the signed token is the credential.
+And the short links in flow SMS (GET /r/{code}): a redirect, the click noted for the flows function."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from chalice import Chalice, Response
 from crm import wiring
 from crm.clock import utc_now
 from crm.config import track_settings
+from crm.flows.inbox import LinkFollowed
 from crm.messaging.links import ask_page, done_page, error_page, follow_link
+from crm.messaging.shortlinks import CODE, clicked, is_preview, unsubscribed
 from crm.messaging.unsubscribe import LinkInvalid, LinkPurpose, verify
 from crm.tracking import TokenBucketLimiter, TrackRejected, accept_track, accepted_body, preflight_headers
 
@@ -85,7 +88,19 @@ def _follow(token: str, purpose: LinkPurpose) -> Response:
         logger.exception("link not stored")
         return _unavailable()
     logger.info("link followed", extra={"purpose": purpose.value, "workspace_id": claims.workspace_id})
+    if purpose is LinkPurpose.UNSUBSCRIBE:
+        _note(unsubscribed(claims, utc_now()))
     return Response(status_code=200, body=done_page(purpose, claims), headers=HTML)
+
+
+def _note(notice: LinkFollowed | None) -> None:
+    """Tell the flows function (stats only): a failure here must not cost the shopper the page or the shop."""
+    if notice is None:
+        return
+    try:
+        wiring.link_notices().notify(notice)
+    except (BotoCoreError, ClientError):
+        logger.exception("followed link not noted", extra={"type": notice.type.value, "run_id": notice.run_id})
 
 
 @app.route("/unsubscribe/{token}", methods=["GET"])
@@ -106,3 +121,24 @@ def confirm_page(token: str) -> Response:
 @app.route("/confirm/{token}", methods=["POST"], content_types=LINK_BODIES)
 def confirm(token: str) -> Response:
     return _follow(token, LinkPurpose.CONFIRM)
+
+
+NOT_FOUND = "This link does not exist (or it was copied in part)."
+
+
+@app.route("/r/{code}", methods=["GET"])
+def short_link(code: str) -> Response:
+    """An SMS's short link (crm.messaging.shortlinks): 302 to where it points, the click noted."""
+    if not CODE.match(code):
+        return Response(status_code=404, body=error_page(NOT_FOUND), headers=HTML)
+    try:
+        link = wiring.short_links().get(code)
+    except (BotoCoreError, ClientError):
+        logger.exception("short link not read")
+        return _unavailable()
+    if link is None:
+        return Response(status_code=404, body=error_page(NOT_FOUND), headers=HTML)
+    if not is_preview(app.current_request.headers.get("user-agent")):
+        _note(clicked(link, utc_now()))
+    return Response(status_code=302, body="", headers={"Location": link.url, "Cache-Control": "no-store",
+                                                       "Referrer-Policy": "no-referrer"})

@@ -33,6 +33,8 @@ class Settings(BaseModel):
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
     # Flows (crm.flows.service): where a wait's one-time schedule goes, and who may put its wake-up there.
     flows_queue_arn: str | None = Field(default=None, alias="FLOWS_QUEUE_ARN")
+    # The public track function notes followed links of flow messages there (SMS clicks, unsubscribes).
+    flows_queue_url: str | None = Field(default=None, alias="FLOWS_QUEUE_URL")
     schedule_group: str | None = Field(default=None, alias="SCHEDULE_GROUP")
     scheduler_role_arn: str | None = Field(default=None, alias="SCHEDULER_ROLE_ARN")
     # Where the links in emails point (unsubscribe, confirm): the stack's public API; `crm local` sets the

@@ -16,6 +16,7 @@ from crm.adapters.export_files import S3ExportFiles
 from crm.adapters.flow_definitions import DynamoFlowCatalogue, DynamoMessagingStore
 from crm.adapters.flow_runs import DynamoRunStore
 from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger, DynamoSplitWinners
+from crm.adapters.links import DynamoShortLinks, SqsLinkNotices
 from crm.adapters.messaging import (
     EventBridgePublisher,
     FirehoseS3Archive,
@@ -50,6 +51,7 @@ from crm.flows.ports import (
 from crm.flows.service import FlowsService, MessageComposer
 from crm.messaging.feedback import FeedbackDeps, MessageEvents
 from crm.messaging.optin import OptInMessages
+from crm.messaging.shortlinks import ShortLinks, SmsLinks
 from crm.messaging.unsubscribe import Links
 from crm.ports import (
     ArchiveStore,
@@ -203,7 +205,22 @@ def sms_sender() -> SmsSender:
 
 @cache
 def message_composer() -> MessageComposer:
-    return OptInMessages(links)
+    return OptInMessages(links, sms_links)
+
+
+@cache
+def short_links() -> ShortLinks:
+    return DynamoShortLinks()
+
+
+def sms_links() -> SmsLinks:
+    """Shortens the links of the SMS being sent now (signed with the link key of the moment)."""
+    return SmsLinks(link_signing_keys().keys(), settings().require("public_api_url"), short_links())
+
+
+@cache
+def link_notices() -> SqsLinkNotices:
+    return SqsLinkNotices()
 
 
 @cache
@@ -254,5 +271,5 @@ def reset() -> None:
                     currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
                     link_signing_keys, sender_identities, message_ledger, flow_counters, attributions,
-                    split_winners):
+                    split_winners, short_links, link_notices):
         factory.cache_clear()

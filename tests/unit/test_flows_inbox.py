@@ -1,11 +1,11 @@
-"""The flows queue carries four kinds of message; each is told apart by its shape, anything else is refused."""
+"""The flows queue carries five kinds of message; each is told apart by its shape, anything else is refused."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from crm.flows.inbox import BusEvent, SesEvent, SnsNotification, UnreadableMessage, read_message
+from crm.flows.inbox import BusEvent, LinkFollowed, SesEvent, SnsNotification, UnreadableMessage, read_message
 from crm.models.flows import WakeUp
 
 from tests.builders import ROOT
@@ -28,11 +28,17 @@ def test_each_kind_is_read_as_itself() -> None:
     [record] = json.loads((ROOT / "events" / "flows-sqs-wakeup.json").read_text())["Records"]
     wake = read_message(record["body"])
     assert isinstance(wake, WakeUp) and wake.step_id == "wait_4h"
+    link = read_message(json.dumps({"kind": "link_followed", "type": "clicked", "channel": "sms", "workspace_id": "w",
+                                    "profile_id": "p", "flow_id": "f", "run_id": "r", "step_id": "sms_1",
+                                    "issued_at": "2026-03-01T12:00:00Z", "at": "2026-03-01T12:05:00Z",
+                                    "link": "https://shop.example.com/cart"}))
+    assert isinstance(link, LinkFollowed) and (link.type, link.link) == ("clicked", "https://shop.example.com/cart")
 
 
 @pytest.mark.parametrize("body", ["", "not json", "[]", json.dumps({"source": "aws.ec2", "detail-type": "x",
                                                                       "detail": {}}),
-                                  json.dumps({"kind": "wake", "run_id": "r"})])
+                                  json.dumps({"kind": "wake", "run_id": "r"}),
+                                  json.dumps({"kind": "link_followed", "type": "opened", "channel": "sms"})])
 def test_anything_else_is_refused_with_the_reason(body: str) -> None:
-    with pytest.raises(UnreadableMessage, match="not a bus event, wake-up, SES event or SNS notification"):
+    with pytest.raises(UnreadableMessage, match="not a bus event, wake-up, SES event, SNS notification or followed"):
         read_message(body)

@@ -201,6 +201,7 @@ def test_api_routes(stack: Stack) -> None:
         ("POST", "/unsubscribe/{token}", "TrackFunction"),
         ("GET", "/confirm/{token}", "TrackFunction"),
         ("POST", "/confirm/{token}", "TrackFunction"),
+        ("GET", "/r/{code}", "TrackFunction"),
         ("GET", "/customers", "ApiFunction"),
         ("GET", "/customers/{profile_id}", "ApiFunction"),
         ("GET", "/customers/{profile_id}/timeline", "ApiFunction"),
@@ -240,6 +241,7 @@ def test_api_routes(stack: Stack) -> None:
         ("POST", "/unsubscribe/{token}", "TrackFunction"),
         ("GET", "/confirm/{token}", "TrackFunction"),
         ("POST", "/confirm/{token}", "TrackFunction"),
+        ("GET", "/r/{code}", "TrackFunction"),
     }
 
 

@@ -295,3 +295,8 @@ def split_winner(workspace_id: str, flow_id: str, split_id: str) -> Key:
 
 def attribution(workspace_id: str, store_id: str, order_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#ATTRIBUTION#{store_id}#{order_id}", "sk": "ATTRIBUTION"}
+
+
+def short_link(code: str) -> Key:
+    """An SMS's short link (crm.messaging.shortlinks), read by code alone by the public track function."""
+    return {"pk": f"LINK#{code}", "sk": "LINK"}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+from crm.messaging.shortlinks import ShortLink
 from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEvent, MessageRecord
 
 
@@ -95,3 +96,16 @@ class MemorySplitWinners:
 
     def decide(self, workspace_id: str, flow_id: str, split_id: str, path: int, at: datetime) -> int:
         return self.items.setdefault((workspace_id, flow_id), {}).setdefault(split_id, path)
+
+
+@dataclass
+class MemoryShortLinks:
+    """crm.messaging.shortlinks.ShortLinks in memory."""
+
+    items: dict[str, ShortLink] = field(default_factory=dict)
+
+    def save(self, link: ShortLink) -> None:
+        self.items.setdefault(link.code, link)
+
+    def get(self, code: str) -> ShortLink | None:
+        return self.items.get(code)

@@ -10,7 +10,8 @@ from typing import Any
 from jinja2 import TemplateError
 
 from crm.messaging.render import message_context, render_email, render_sms, trigger_event
-from crm.messaging.unsubscribe import LinkPurpose, Links
+from crm.messaging.shortlinks import SmsLinks
+from crm.messaging.unsubscribe import LinkOrigin, LinkPurpose, Links
 from crm.models.consent import Channel
 from crm.models.events import DomainEvent
 from crm.models.flows import FlowRun
@@ -38,10 +39,10 @@ def store_of(profile: Profile, trigger: DomainEvent | None) -> str | None:
 
 def compose_email(template: EmailTemplate, profile: Profile, settings: MessagingSettings, links: Links,
                   now: datetime, trigger: DomainEvent | None = None, tags: Mapping[str, str] | None = None,
-                  to: str | None = None, **extra: Any) -> OutgoingEmail:
+                  to: str | None = None, origin: LinkOrigin | None = None, **extra: Any) -> OutgoingEmail:
     """The rendered email to ``to`` (default: the profile's address); a marketing template gets a signed
     one-click unsubscribe link for that address (the List-Unsubscribe header and the footer's link are the
-    same URL)."""
+    same URL); ``origin`` (a flow's email) goes into it, so an unsubscribe is counted on the flow's step."""
     if not settings.from_address:
         raise CannotCompose("the workspace has no sender address (PUT /settings/messaging)")
     address = to or profile.email
@@ -51,7 +52,7 @@ def compose_email(template: EmailTemplate, profile: Profile, settings: Messaging
     if store_id is None:
         raise CannotCompose("the profile belongs to no store")
     unsubscribe_url = (links.url(LinkPurpose.UNSUBSCRIBE, profile.workspace_id, profile.profile_id, address,
-                                 Channel.EMAIL, store_id, now) if template.marketing else None)
+                                 Channel.EMAIL, store_id, now, origin) if template.marketing else None)
     context = message_context(profile, settings, trigger, unsubscribe_url, **extra)
     try:
         rendered = render_email(template, context)
@@ -86,10 +87,13 @@ class FlowMessages:
     """The flows service's MessageComposer (crm.flows.service): a flow step's template rendered for the run's
     profile, with the run's trigger (``FlowRun.trigger``) as ``trigger`` and SES tags naming the workspace,
     flow, step, run and profile. ``links`` gives the link signer of the moment (crm.wiring.links: keys re-read as
-    their cache expires). Raises CannotCompose (a ValueError) when the message cannot be made."""
+    their cache expires); ``sms_links`` the SMS link shortener (crm.messaging.shortlinks; None leaves an SMS's
+    links as written: a backtest sends nothing). Raises CannotCompose (a ValueError) when the message cannot be
+    made."""
 
-    def __init__(self, links: Callable[[], Links]) -> None:
+    def __init__(self, links: Callable[[], Links], sms_links: Callable[[], SmsLinks] | None = None) -> None:
         self.links = links
+        self.sms_links = sms_links
 
     def email(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
               step_id: str, to: str, now: datetime) -> OutgoingEmail:
@@ -98,10 +102,16 @@ class FlowMessages:
         # ``profile``: the message record's partition (crm.flows.ports.MessageLedger.find reads it directly).
         tags = {"flow": run.flow_id, "step": step_id, "run": run.run_id, "profile": run.profile_id}
         return compose_email(template.template, profile, settings, self.links(), now,
-                             trigger_event(run.trigger_type, run.trigger), tags, to=to)
+                             trigger_event(run.trigger_type, run.trigger), tags, to=to,
+                             origin=LinkOrigin(run.flow_id, run.run_id, step_id))
 
     def sms(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
             step_id: str, to: str, now: datetime) -> OutgoingSms:
         if not isinstance(template.template, SmsTemplate):
             raise CannotCompose(f"template {template.template_id} is not an SMS template")
-        return compose_sms(template.template, profile, settings, trigger_event(run.trigger_type, run.trigger), to)
+        sms = compose_sms(template.template, profile, settings, trigger_event(run.trigger_type, run.trigger), to)
+        if self.sms_links is None:
+            return sms
+        body = self.sms_links().rewrite(sms.body, profile.workspace_id, run.profile_id,
+                                        LinkOrigin(run.flow_id, run.run_id, step_id), now)
+        return sms.model_copy(update={"body": body})

@@ -28,8 +28,8 @@ event for another sender (no workspace tag), is ignored with the reason, never r
 (Send, Delivery, Open, Click, Bounce, Complaint, DeliveryDelay, Reject, Rendering Failure) and SNS's SMS
 delivery status (its CloudWatch Logs lines) becomes a MessageEvent, recorded once per type on the message
 (MessageLedger.note_event). Its first occurrence adds one to the message's counters (delivered, bounced,
-opened, clicked, complained, unsubscribed) on the flow-wide row, the step's row and, on an A/B path, the
-step's row of that variant, on the event's UTC day, and writes a timeline line for what a marketer reads on
+opened, clicked, complained, unsubscribed) on the flow-wide row and its step's row (naming its A/B variant,
+crm.flows.counting.message_rows), on the event's UTC day, and writes a timeline line for what a marketer reads on
 a profile: email_opened, email_clicked, email_bounced, email_complained, sms_delivered, sms_failed,
 sms_clicked (a delivered email is no line: every send has its ``flow_message`` line already). A repeated
 event (a second open, SES's redelivery) counts nothing.
@@ -45,7 +45,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -53,10 +53,12 @@ from urllib.parse import urlparse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from crm.contact import normalise_email, normalise_phone
+from crm.flows.counting import message_rows
+from crm.flows.inbox import LinkFollowed
 from crm.flows.ports import FlowCounters, MessageLedger, Suppressions
 from crm.messaging.statements import ShopperStatement, statement_envelope
 from crm.models.consent import Channel, ConsentState
-from crm.models.flow_stats import ALL_STEPS, CounterName, MessageEvent, MessageEventType, MessageRecord
+from crm.models.flow_stats import CounterName, MessageEvent, MessageEventType, MessageRecord
 from crm.models.messaging import MessagingSettings
 from crm.models.profile import TimelineEntry
 from crm.ports import Change, IngestQueue, ProfileRepository, RawArchive
@@ -415,15 +417,6 @@ TIMELINE_LINES: Mapping[tuple[str, MessageEventType], str] = {
 }
 
 
-def counter_rows(message: MessageRecord) -> list[tuple[str, str]]:
-    """The (step, variant) rows a message's events count on: the flow's, its step's, and on an A/B path its
-    step's row of that variant."""
-    rows = [(ALL_STEPS, ALL_STEPS), (message.step_id, ALL_STEPS)]
-    if message.variant:
-        rows.append((message.step_id, message.variant))
-    return rows
-
-
 def timeline_entry(message: MessageRecord, event: MessageEvent) -> TimelineEntry | None:
     line = TIMELINE_LINES.get((message.channel, event.type))
     if line is None:
@@ -471,7 +464,7 @@ class MessageEvents:
             return None
         counter = COUNTED.get(event.type)
         if counter is not None:
-            for step_id, variant in counter_rows(updated):
+            for step_id, variant in message_rows(updated):
                 self.counters.add(updated.workspace_id, updated.flow_id, event.at.date(), {counter.value: 1},
                                   step_id=step_id, variant=variant)
         entry = timeline_entry(updated, event)
@@ -597,3 +590,23 @@ def apply_sms_statuses(event: Mapping[str, Any], deps: FeedbackDeps) -> Feedback
         done = deps.events.record(sms_message_event(status))
         outcomes[done] = outcomes.get(done, 0) + 1
     return FeedbackOutcome(details={"sms_statuses": outcomes})
+
+
+# A link is made as its message is composed, moments before the send (seconds, whole, in an unsubscribe token).
+_COMPOSED_BEFORE_SENT = timedelta(minutes=5)
+
+
+def apply_link_followed(notice: LinkFollowed, deps: FeedbackDeps) -> FeedbackOutcome:
+    """Record an SMS click or an unsubscribe on the message its link is in: the run's message at the step,
+    among the profile's messages sent since the link was made."""
+    since = notice.issued_at - _COMPOSED_BEFORE_SENT
+    found = [m for m in deps.events.ledger.touches(notice.workspace_id, notice.profile_id, since)
+             if (m.run_id, m.step_id, m.channel) == (notice.run_id, notice.step_id, notice.channel)]
+    if not found:
+        return FeedbackOutcome(workspaces=(notice.workspace_id,),
+                               ignored=f"no {notice.channel} message of run {notice.run_id} at {notice.step_id}")
+    message = found[0]
+    event = MessageEvent(message_id=message.message_id, type=notice.type, at=notice.at, link=notice.link)
+    done = deps.events.record(event, message=message)
+    return FeedbackOutcome(workspaces=(notice.workspace_id,),
+                           details={"message_id": message.message_id, "message_event": f"{notice.type.value} {done}"})

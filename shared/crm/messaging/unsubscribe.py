@@ -5,7 +5,10 @@ No login: the link itself proves that whoever follows it received the email at `
     <key id>.<claims: base64url JSON>.<HMAC-SHA256 of "<key id>.<claims>": base64url>
 
 URL-safe, compared in constant time. The claims carry the purpose, workspace, profile id, the address the
-email went to, the channel, the store (the statement's store when it is applied) and the issue time.
+email went to, the channel, the store (the statement's store when it is applied) and the issue time; a flow
+email's unsubscribe link also names its flow, run and step, so the unsubscribe is counted on that step
+(crm.messaging.feedback.apply_link_followed). Absent claims are left out of the token, so links signed before
+they existed read the same.
 
 The key comes from a Secrets Manager secret (template.yaml ``LinkSigningSecret``, generated at deploy). Its
 key id is derived from the key itself, so rotating the secret needs no bookkeeping: new links are signed
@@ -59,6 +62,10 @@ class LinkClaims(BaseModel):
     channel: Channel = Field(alias="c")
     store_id: str = Field(alias="s", min_length=1)
     issued_at: int = Field(alias="t", ge=0)  # Unix seconds
+    # The flow message the link is in (None in a double opt-in email, or a link signed before issue 11).
+    flow_id: str | None = Field(default=None, alias="f", min_length=1)
+    run_id: str | None = Field(default=None, alias="r", min_length=1)
+    step_id: str | None = Field(default=None, alias="st", min_length=1)
 
     @property
     def issued(self) -> datetime:
@@ -102,7 +109,7 @@ def _mac(key: bytes, signed: str) -> bytes:
 
 def sign(claims: LinkClaims, keys: SigningKeys) -> str:
     kid = key_id(keys.current)
-    body = _b64(json.dumps(claims.model_dump(by_alias=True, mode="json"), separators=(",", ":"),
+    body = _b64(json.dumps(claims.model_dump(by_alias=True, mode="json", exclude_none=True), separators=(",", ":"),
                            sort_keys=True).encode())
     signed = f"{kid}.{body}"
     return f"{signed}.{_b64(_mac(keys.current, signed))}"
@@ -138,10 +145,21 @@ def link_url(base_url: str, purpose: LinkPurpose, token: str) -> str:
     return f"{base_url.rstrip('/')}/{purpose.value}/{quote(token, safe='.-_')}"
 
 
+@dataclass(frozen=True)
+class LinkOrigin:
+    """The flow message a link is in."""
+
+    flow_id: str
+    run_id: str
+    step_id: str
+
+
 def claims_for(purpose: LinkPurpose, workspace_id: str, profile_id: str, address: str, channel: Channel,
-               store_id: str, at: datetime) -> LinkClaims:
+               store_id: str, at: datetime, origin: LinkOrigin | None = None) -> LinkClaims:
     return LinkClaims(purpose=purpose, workspace_id=workspace_id, profile_id=profile_id, address=address,
-                      channel=channel, store_id=store_id, issued_at=int(at.timestamp()))
+                      channel=channel, store_id=store_id, issued_at=int(at.timestamp()),
+                      flow_id=origin.flow_id if origin else None, run_id=origin.run_id if origin else None,
+                      step_id=origin.step_id if origin else None)
 
 
 @dataclass(frozen=True)
@@ -152,12 +170,12 @@ class Links:
     base_url: str
 
     def url(self, purpose: LinkPurpose, workspace_id: str, profile_id: str, address: str, channel: Channel,
-            store_id: str, at: datetime) -> str:
-        claims = claims_for(purpose, workspace_id, profile_id, address, channel, store_id, at)
+            store_id: str, at: datetime, origin: LinkOrigin | None = None) -> str:
+        claims = claims_for(purpose, workspace_id, profile_id, address, channel, store_id, at, origin)
         return link_url(self.base_url, purpose, sign(claims, self.keys))
 
 
 __all__ = [
-    "CONFIRM_MAX_AGE", "LinkClaims", "LinkInvalid", "LinkPurpose", "Links", "SigningKeys", "claims_for", "key_id",
-    "link_url", "sign", "verify",
+    "CONFIRM_MAX_AGE", "LinkClaims", "LinkInvalid", "LinkOrigin", "LinkPurpose", "Links", "SigningKeys", "claims_for",
+    "key_id", "link_url", "sign", "verify",
 ]
