@@ -208,6 +208,7 @@ class Provisioner:
             "AWS::SES::ConfigurationSetEventDestination": self._event_destination,
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::Logs::SubscriptionFilter": self._subscription_filter,
+            "AWS::Logs::LogGroup": self._log_group,
         }
         self.ses_event_destinations: dict[str, list[dict[str, Any]]] = {}
         self.log_subscriptions: list[dict[str, Any]] = []
@@ -337,6 +338,13 @@ class Provisioner:
                     "MatchingEventTypes": [t[0].lower() + t[1:] for t in destination["MatchingEventTypes"]],
                     "SNSDestination": {"TopicARN": topic}})
         return Physical(name)
+
+    def _log_group(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        """Created, so that its Ref is its name (SNS's SMS status groups are named by SNS: a subscription finds
+        them by that name)."""
+        name = p.get("LogGroupName") or self._default_name(logical_id)
+        self._client("logs").create_log_group(logGroupName=name)
+        return Physical(name, {"Arn": self._arn("logs", f"log-group:{name}:*")})
 
     def _subscription_filter(self, logical_id: str, p: dict[str, Any]) -> Physical:
         """Kept, not given to moto (its Logs would invoke a Lambda service the runtime stands in for)."""

@@ -9,11 +9,13 @@ import copy
 import gzip
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from crm.messaging.feedback import read_log_lines, read_sms_status
 from crm_local import sms_status
+from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
 
 from tests.aws import client
@@ -111,3 +113,27 @@ def test_a_topic_publish_is_no_sms(recorder: Recorder) -> None:
     client("sns").publish(TopicArn=topic, Message="hello")
     _settle()
     assert recorder.events == []
+
+
+def test_the_templates_subscriptions_hand_the_status_to_the_flows_function_which_reads_it(
+    provisioned: Provisioned, function_env: Callable[[str], None],
+) -> None:
+    found = sms_status.subscriptions(provisioned)
+    assert sorted((s.log_group, s.function, s.pattern) for s in found) == [
+        (DELIVERED, "FlowsFunction", ""), (FAILED, "FlowsFunction", "")]
+    function_env("FlowsFunction")
+    flows = Function(provisioned.functions["FlowsFunction"])
+    answers: list[Any] = []
+    sms_status.install(provisioned, {"FlowsFunction": lambda event: answers.append((event, flows.invoke(event)))})
+    try:
+        message_id = _publish("+14255550100")
+        _publish("+33755512502")
+        _settle()
+    finally:
+        sms_status.uninstall()
+    delivered, failed = (event for event, _ in answers)
+    [line] = read_log_lines(delivered)
+    status = read_sms_status(line)
+    assert (status.status, status.notification.message_id) == ("SUCCESS", message_id)
+    assert read_sms_status(read_log_lines(failed)[0]).status == "FAILURE"
+    assert [answer for _, answer in answers] == [{}, {}]  # taken (no flow sent these: nothing to record them on)
