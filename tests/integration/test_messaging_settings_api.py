@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 
 DEFAULTS = {"from_address": None, "from_name": None, "reply_to": None, "postal_address": None, "sms_sender": None,
             "time_zone": "UTC", "quiet_hours": {"start": "21:00", "end": "08:00"},
-            "smart_sending": {"email": "PT16H", "sms": "P1D"}, "sender_verification": None}
+            "smart_sending": {"email": "PT16H", "sms": "P1D"},
+            "attribution": {"email_click": "P5D", "email_open": "P5D", "sms_click": "P5D", "sms_delivery": "P1D"},
+            "sender_verification": None}
 
 
 @pytest.fixture
@@ -38,9 +40,11 @@ def test_put_normalises_and_asks_ses_to_verify_the_from_address(world: MarketerA
     chosen = {"from_address": " Hello@Shop.Example ", "from_name": "Shop", "reply_to": "Help@Shop.Example",
               "postal_address": "1 Main St, Springfield", "sms_sender": "+1 202-555-0101",
               "time_zone": "America/New_York", "quiet_hours": {"start": "20:00", "end": "09:00"},
-              "smart_sending": {"email": "PT12H", "sms": "P1D"}}
+              "smart_sending": {"email": "PT12H", "sms": "P1D"},
+              "attribution": {"email_click": "P7D", "email_open": "PT12H", "sms_click": "P5D", "sms_delivery": "P0D"}}
     held = world.ok("put", "/settings/messaging", body=chosen)
     assert held == {**chosen, "from_address": "hello@shop.example", "reply_to": "help@shop.example",
+                    "attribution": {**chosen["attribution"], "sms_delivery": "PT0S"},  # zero, as pydantic writes it
                     "sms_sender": "+12025550101", "smart_sending": {"email": "PT12H", "sms": "P1D"},
                     "sender_verification": {"identity": "hello@shop.example", "status": "PENDING"}}
     assert _identities(world) == {"hello@shop.example"}
@@ -64,6 +68,8 @@ def test_a_verified_domain_covers_its_addresses(world: MarketerApi) -> None:
     ({"time_zone": "Mars/Olympus"}, "time_zone"),
     ({"quiet_hours": {"start": "25:00"}}, "quiet_hours.start"),
     ({"smart_sending": {"email": "often"}}, "smart_sending.email"),
+    ({"attribution": {"email_open": "P91D"}}, "attribution.email_open"),
+    ({"attribution": {"sms_delivery": "-PT1H"}}, "attribution.sms_delivery"),
     ({"sms_sender": "+1 555"}, "sms_sender"),
     ({"sms_sender": "TOO-LONG-SENDER"}, "sms_sender"),
     ({"colour": "red"}, "colour"),

@@ -4,6 +4,8 @@ checkouts and the reporting currency."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,7 +20,9 @@ from crm.flows.conversions import (
     last_touch,
     within_window,
 )
+from crm.flows.defaults import DefinitionInvalid
 from crm.flows.memory import MemoryAttributions, MemoryFlowCounters, MemoryMessageLedger
+from crm.messaging.manage import parse_settings
 from crm.models.currency import CurrencySettings
 from crm.models.events import OrderPlaced, OrderRefunded
 from crm.models.flow_stats import (
@@ -34,6 +38,7 @@ from crm.models.messaging import MessagingSettings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.builders import ROOT
 from tests.fakes import FakeCurrencyStore, FakeMessagingStore, FakeProfileRepository, FakeRunStore
 
 WS, PROFILE, FLOW, STORE = "ws_a", "p" * 32, "builtin:abandoned_checkout", "st_a"
@@ -423,3 +428,33 @@ def test_each_order_is_attributed_at_most_once_whatever_the_deliveries(
                     in world.counters.items.items() if step != ALL_STEPS)
     assert step_rows == attributed  # each conversion on exactly one step row
     assert len(world.profiles.timelines.get((WS, PROFILE), {})) == attributed
+
+
+# --- the windows a workspace sets (PUT /settings/messaging) -------------------------------------------------
+
+@pytest.mark.parametrize(("windows", "refusal"), [
+    ({"email_open": "P91D"}, "attribution.email_open: Input should be less than or equal to 90 days"),
+    ({"sms_click": "-PT1H"}, "attribution.sms_click: Input should be greater than or equal to 0 seconds"),
+    ({"email_click": "soon"}, "attribution.email_click: Input should be a valid timedelta"),
+    ({"sms_delivery": "P1D", "web_click": "P1D"}, "attribution.web_click: Extra inputs are not permitted"),
+])
+def test_windows_out_of_bounds_are_refused_naming_the_field(windows: dict[str, str], refusal: str) -> None:
+    with pytest.raises(DefinitionInvalid) as refused:
+        parse_settings({"attribution": windows})
+    assert str(refused.value).startswith(refusal)
+
+
+def test_windows_are_iso_durations_and_zero_turns_a_touch_off() -> None:
+    held = parse_settings({"attribution": {"email_open": "PT12H", "sms_delivery": "P0D"}}).attribution
+    assert held == AttributionWindows(email_open=timedelta(hours=12), sms_delivery=timedelta(0))
+    delivered = message(channel="sms", events={DELIVERED: T0})
+    assert last_touch([delivered], T0 + timedelta(seconds=1), held) is None
+    assert last_touch([delivered], T0, held) is None  # not even at the order's very instant
+
+
+def test_the_docs_example_sets_the_windows_it_says() -> None:
+    doc = (ROOT / "docs" / "attribution.md").read_text()
+    [example] = re.findall(r"```json\n(.*?)```", doc, re.DOTALL)
+    held = parse_settings(json.loads(example)).attribution
+    assert held == AttributionWindows(email_open=timedelta(hours=12), sms_delivery=timedelta(0))
+    assert "attribution.email_open: Input should be less than or equal to 90 days" in doc

@@ -5,10 +5,10 @@ an SMS is clicked or delivered, each at the first time the message ledger holds 
 eligible for an order placed at ``ordered_at`` when ``touched_at <= ordered_at <= touched_at + window`` (both
 edges included; ``within_window``), the window being the workspace's for that kind of touch
 (MessagingSettings.attribution, Klaviyo's defaults: 5 days for email clicks and opens and SMS clicks, 1 day for
-SMS deliveries). The order goes to the eligible touch with the latest time; on a tie, a click before an open
-before a delivery, then the greater message id (only so that the answer never depends on the order the
-ledger lists messages in). Candidates are the profile's messages sent at most the longest window plus 30 days
-(ENGAGEMENT_AFTER_SEND) before the order.
+SMS deliveries; a zero window turns that kind of touch off). The order goes to the eligible touch with the
+latest time; on a tie, a click before an open before a delivery, then the greater message id (only so that the
+answer never depends on the order the ledger lists messages in). Candidates are the profile's messages sent at
+most the longest window plus 30 days (ENGAGEMENT_AFTER_SEND) before the order.
 
 The service (``ConversionsService``): on OrderPlaced, the touches are read (MessageLedger.touches), the rule
 picks one, the order is claimed (Attributions.claim: never twice), and the counters ``converted`` and
@@ -95,7 +95,7 @@ def last_touch(messages: Iterable[MessageRecord], ordered_at: datetime, windows:
     """The touch an order placed at ``ordered_at`` is attributed to, or None (the rule in this module's doc)."""
     oldest = earliest_candidate(ordered_at, windows)
     eligible = [touch for message in messages if message.sent_at >= oldest for touch in touches_of(message)
-                if within_window(touch.at, ordered_at, window_for(touch.kind, windows))]
+                if (window := window_for(touch.kind, windows)) and within_window(touch.at, ordered_at, window)]
     if not eligible:
         return None
     return max(eligible, key=lambda t: (t.at, _STRENGTH[t.kind], t.message.message_id))

@@ -86,10 +86,12 @@ class AttributionWindows(BaseModel):
 
     model_config = _MODEL
 
-    email_click: timedelta = timedelta(days=5)
-    email_open: timedelta = timedelta(days=5)
-    sms_click: timedelta = timedelta(days=5)
-    sms_delivery: timedelta = timedelta(days=1)
+    # ISO 8601 durations in JSON ("P5D", "PT12H"); zero turns that kind of touch off; at most 90 days (an
+    # order months after a message owes it nothing, and the candidates' read grows with the longest window).
+    email_click: timedelta = Field(default=timedelta(days=5), ge=timedelta(0), le=timedelta(days=90))
+    email_open: timedelta = Field(default=timedelta(days=5), ge=timedelta(0), le=timedelta(days=90))
+    sms_click: timedelta = Field(default=timedelta(days=5), ge=timedelta(0), le=timedelta(days=90))
+    sms_delivery: timedelta = Field(default=timedelta(days=1), ge=timedelta(0), le=timedelta(days=90))
 
 
 TouchKind = Literal["email_click", "email_open", "sms_click", "sms_delivery"]
