@@ -38,12 +38,12 @@ OFFER_TEMPLATE = {
             "{% if trigger.recovery_url %}<p><a href=\"{{ trigger.recovery_url }}\">Take 10% off your cart</a></p>"
             "{% endif %}<p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p></body></html>",
 }
-MIN_RECIPIENTS, WIN_PROBABILITY = 6, 0.9  # the split's winner rule: on clicks
+MIN_RECIPIENTS, WIN_PROBABILITY = 5, 0.9  # the split's winner rule: on clicks
 WINNER_RULE: dict[str, Any] = {"metric": "click", "min_recipients": MIN_RECIPIENTS, "probability": WIN_PROBABILITY}
 CLICK_WINDOW = OPEN_WINDOW = timedelta(days=5)  # the workspace's attribution windows (the defaults)
 
 # How shoppers answer each message: (open, click given an open). The offer is the better reminder.
-RESPONSE = {FIRST_REMINDER: (0.55, 0.2), OFFER_REMINDER: (0.8, 0.75), SECOND_REMINDER: (0.45, 0.35)}
+RESPONSE = {FIRST_REMINDER: (0.5, 0.15), OFFER_REMINDER: (0.85, 0.8), SECOND_REMINDER: (0.45, 0.35)}
 # Who orders: after a click, after an open only, after neither.
 ORDER_AFTER = {"click": 0.7, "open": 0.35, "none": 0.1}
 # When, from their checkout: before the second reminder (the run exits), days later (within 5 days of the
@@ -271,7 +271,7 @@ def simulate_attribution(first_wave: int, second_wave: int, seed: int, t0: datet
         items = tuple((pid, title, price, rng.randint(1, 2)) for pid, title, price in rng.sample(PRODUCTS,
                                                                                              rng.randint(1, 3)))
         # Guests who tick "email me news and offers" at checkout: their consent comes with the checkout.
-        cast = FlowShopper(10_000 + index, first, last, f"{first}.{last}.{label}@example.com".lower(),
+        cast = FlowShopper(10_000 + index, first, last, f"{first}.{last}.{label}@example.com".lower().replace(" ", ""),
                            None, Fate.ABANDONS, True,
                            checkout_token=f"{rng.getrandbits(128):032x}", items=items)
         draws = {f"{kind}:{step}": rng.random() for kind in ("open", "click") for step in RESPONSE}
