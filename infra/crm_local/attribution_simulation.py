@@ -203,16 +203,21 @@ class AttributionSimulation:
 
     def order_after(self, shopper: Shopper) -> timedelta | None:
         """Whether and when the shopper orders, from what they did with the first reminder (the simulation's
-        own log): a clicker or opener orders sooner; someone who touched nothing, if at all, a week later."""
+        own log; the same answer before and after the second): a clicker or opener orders sooner; someone who
+        touched nothing, if at all, a week later. The second wave does not order."""
         if shopper.wave != 1:
             return None
-        mine = {t.kind for t in self.log.touches if t.shopper == shopper.email}
+        mine = {t.kind for t in self.log.touches if t.shopper == shopper.email and t.step_id in STEP_VARIANT}
         engaged = "click" if "click" in mine else "open" if "open" in mine else "none"
         if shopper.draws["order"] >= ORDER_AFTER[engaged]:
             return None
         if engaged == "none":
             return TOO_LATE
         return ORDER_TIMES[min(int(shopper.draws["when"] * len(ORDER_TIMES)), len(ORDER_TIMES) - 1)]
+
+    def reminders_due(self, shopper: Shopper) -> int:
+        """Both reminders, but one when the shopper ordered before the second (the order ends the run)."""
+        return 1 if self.order_after(shopper) == ORDER_TIMES[0] else 2
 
     def checkout(self, shopper: Shopper) -> Webhook:
         assert self.generator is not None

@@ -40,6 +40,7 @@ from crm_local.attribution_simulation import (
     Received,
     Shopper,
     Touch,
+    flow_definition,
     probability_best,
     simulate_attribution,
 )
@@ -115,8 +116,6 @@ class AttributionDemo:
         offer = self.api.ok("POST", "/templates", OFFER_TEMPLATE)
         path = f"/flows/{quote(FLOW, safe=':')}"
         builtin = self.api.ok("GET", path)["definition"]
-        from crm_local.attribution_simulation import flow_definition
-
         self.api.ok("PUT", path, flow_definition(builtin, offer.get("template_id") or offer["id"]))
         self.api.ok("PUT", f"{path}/status", {"status": "live"})
 
@@ -231,12 +230,17 @@ def report(simulation: AttributionSimulation, stats: dict[str, Any]) -> list[str
         counts = stats.get("steps", {}).get(step_id, {})
         figures += compare(f"step {step_id}", counts, expected_counts(simulation, [step_id]),
                            ("sent", "opened", "clicked", "converted", "revenue"))
-    figures += split_figures(simulation, stats)
+    reminders = Counter(r.shopper for r in simulation.log.received)
+    figures.append(Figure("shoppers who got the reminders they should", sum(
+        reminders[s.email] == simulation.reminders_due(s) for s in simulation.shoppers), len(simulation.shoppers)))
+    split, summary = split_figures(simulation, stats)
+    figures += split
     print(f"flow {FLOW}: attributed revenue {money(totals.get('revenue')):.2f} {currency}, "
           f"{totals.get('converted')} orders, recovered checkouts {totals.get('recovered')} "
           f"({money(totals.get('recovered_revenue')):.2f} {currency}); GET /flows/{FLOW}/stats against the simulation:")
     for figure in figures:
         print(figure.line())
+    print(summary)
     orders = len(simulation.log.orders)
     credited = len(simulation.credits())
     print(f"orders                   {orders} placed by the simulated shoppers, {credited} after an open or a click "
@@ -247,12 +251,12 @@ def report(simulation: AttributionSimulation, stats: dict[str, Any]) -> list[str
     return wrong
 
 
-def split_figures(simulation: AttributionSimulation, stats: dict[str, Any]) -> list[Figure]:
+def split_figures(simulation: AttributionSimulation, stats: dict[str, Any]) -> tuple[list[Figure], str]:
     """The split's variants (recipients, clicks, probability best on clicks), its winner, and the second
     wave's first reminders: all the winner's once it was decided."""
     split = next((s for s in stats.get("splits", ()) if s.get("split_id") == SPLIT), None)
     if split is None:
-        return [Figure(f"split {SPLIT}", None, "reported")]
+        return [Figure(f"split {SPLIT}", None, "reported")], ""
     arms = [(0, 0), (0, 0)]
     for wave in (1, 2):
         arms = [(a + c, b + n) for (a, b), (c, n) in zip(arms, simulation.arms(wave), strict=True)]
@@ -267,9 +271,9 @@ def split_figures(simulation: AttributionSimulation, stats: dict[str, Any]) -> l
                               round(best[path], 4), PROBABILITY_TOLERANCE))
     expected = simulation.expected_winner()
     rule = WINNER_RULE
-    print(f"A/B split {SPLIT!r}           winner rule: {rule['metric']}, {rule['min_recipients']} recipients per "
-          f"variant, P(best) >= {rule['probability']}; first wave clicks/recipients "
-          f"{simulation.arms(1)} -> winner {expected if expected is not None else 'none yet'}")
+    summary = (f"A/B split {SPLIT!r}       winner rule: {rule['metric']}, {rule['min_recipients']} recipients per "
+               f"variant, P(best) >= {rule['probability']}; the first wave's (clicks, recipients) by variant "
+               f"{simulation.arms(1)} -> winner {expected if expected is not None else 'none yet'}")
     figures.append(Figure(f"split {SPLIT} winner", split.get("winner"), expected))
     if expected is not None:
         second = Counter(r.step_id for r in simulation.log.received
@@ -277,7 +281,7 @@ def split_figures(simulation: AttributionSimulation, stats: dict[str, Any]) -> l
         took = {STEP_VARIANT[step]: count for step, count in second.items()}
         figures.append(Figure("second wave's first reminders, by variant", took,
                               {expected: len(simulation.wave(2))}))
-    return figures
+    return figures, summary
 
 
 def demo_attribution(runtime: LocalRuntime, stack_name: str, first_wave: int = 16, second_wave: int = 4,

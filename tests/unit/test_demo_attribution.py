@@ -150,3 +150,13 @@ def test_the_shoppers_webhooks_are_checkouts_and_paid_orders_of_their_cart(simul
     body = json.loads(webhook.body)
     assert (body["checkout_token"], body["financial_status"]) == (shopper.cast.checkout_token, "paid")
     assert Decimal(body["total_price"]) == order.value == shopper.value > 0
+
+
+def test_only_the_first_reminder_decides_an_order_and_so_the_reminders_due(simulation: AttributionSimulation) -> None:
+    keen = next(s for s in simulation.wave(1)
+                if ORDER_AFTER["none"] <= s.draws["order"] < ORDER_AFTER["open"] and s.draws["when"] < 1 / 3)
+    simulation.log.touches.append(Touch(keen.email, "m2", SECOND_REMINDER, "click", T0 + timedelta(days=1)))
+    assert simulation.order_after(keen) is None and simulation.reminders_due(keen) == 2
+    simulation.log.touches.append(Touch(keen.email, "m1", OFFER_REMINDER, "open", T0 + timedelta(hours=4)))
+    assert simulation.order_after(keen) == ORDER_TIMES[0], "an opener who orders soon orders before the second"
+    assert simulation.reminders_due(keen) == 1
