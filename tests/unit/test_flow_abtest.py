@@ -175,3 +175,21 @@ def test_a_split_without_a_rule_never_gets_a_winner_but_a_stored_one_is_followed
     world.winners.decide(WS, AB_FLOW, "ab", 0, NOW)
     sent = _template_sent_to(world, [f"q{n}" for n in range(10)])
     assert sent[3:] == ["builtin:abandoned_checkout_1"] * 10
+
+
+def test_the_winner_comes_from_the_recipients_the_service_counts_itself() -> None:
+    """No seeded recipients: the service's own counters (crm.flows.counting) count the runs that take each
+    path; the clicks are as the feedback counts them on the steps' rows. Once both paths have 20 runs, path 1
+    wins and every later run takes it."""
+    world = World(_live(AB_FLOW, _ab_definition(WinnerRule(metric="click", min_recipients=20, probability=0.9))))
+    world.counters.add(WS, AB_FLOW, NOW.date(), {"clicked": 1}, step_id="email_a", variant="ab:0")
+    world.counters.add(WS, AB_FLOW, NOW.date(), {"clicked": 15}, step_id="email_b", variant="ab:1")
+    sent = _template_sent_to(world, [f"p{n}" for n in range(80)])
+    assert world.winners.winners(WS, AB_FLOW) == {"ab": 1}
+    recipients = {row.variant: row.counts["recipients"] for row in world.counters.rows(WS, AB_FLOW, NOW.date(),
+                                                                                        NOW.date())
+                  if row.step_id == "ab" and row.variant != "-"}
+    # Path 0 stopped at the 20 runs that decided it; every run after the decision took path 1.
+    assert recipients["ab:0"] == 20 and recipients["ab:0"] + recipients["ab:1"] == len(sent) == 80
+    last_a = max(n for n, template in enumerate(sent) if template.endswith("_1"))
+    assert all(template.endswith("_2") for template in sent[last_a + 1:]) and len(sent) - last_a > 30

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 from crm.flows.abtest import Arm, probability_best
 from crm.flows.stats import StepNotFound, counts_of, flow_stats, settled_winner, step_stats, summed
-from crm.models.flow_stats import ALL_STEPS, CounterRow
+from crm.flows.stats_query import StatsQueryInvalid, period, report_view
+from crm.models.flow_stats import ALL_STEPS, CounterRow, Counts
 from crm.models.flows import FlowDefinition, RandomSplit
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.builders import ROOT
 
 WS, FLOW = "ws1", "f1"
 DAY = date(2026, 11, 2)
@@ -148,3 +153,36 @@ def test_the_totals_are_the_sum_of_the_days_asked_for(rows: list[CounterRow], fi
         assert getattr(report.totals, name) == sum(getattr(d.counts, name) for d in report.by_day)
         expected = sum(r.counts.get(name, 0) for r in rows if first_day <= r.day <= last_day)
         assert getattr(report.totals, name) == expected
+
+
+# --- docs/flow-stats.md says what the code answers -----------------------------------------------------------
+
+DOC = (ROOT / "docs" / "flow-stats.md").read_text()
+ANSWER, SPLIT = (json.loads(block) for block in re.findall(r"^```json\n(.*?)^```", DOC, re.MULTILINE | re.DOTALL))
+
+
+def test_the_documented_answer_has_the_report_s_fields_and_the_split_example_parses() -> None:
+    report = flow_stats(FLOW, DEFINITION, [], DAY, DAY, "USD")
+    assert set(ANSWER) == set(report_view(report))
+    assert set(ANSWER["totals"]) == set(report_view(report)["totals"])
+    assert set(ANSWER["splits"][0]["variants"][0]) == set(report_view(report)["splits"][0]["variants"][0])
+    split = RandomSplit.model_validate(SPLIT)
+    assert split.winner is not None and split.winner.metric == "click"
+
+
+def test_the_documented_field_table_names_every_count() -> None:
+    table = DOC.split("| Field | Meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", table))
+    assert set(Counts.model_fields) <= documented
+
+
+def test_the_period_defaults_to_30_days_to_today_and_refuses_what_is_not_one() -> None:
+    today = date(2026, 12, 4)
+    assert period({}, today) == (date(2026, 11, 5), today)
+    assert period({"to": "2026-01-31"}, today) == (date(2026, 1, 2), date(2026, 1, 31))
+    assert period({"to": "0001-01-05"}, today) == (date.min, date(1, 1, 5))  # no overflow below year 1
+    assert period({"from": "2025-12-04", "to": "2026-12-04"}, today)[0] == date(2025, 12, 4)  # 366 days
+    with pytest.raises(StatsQueryInvalid, match="spans 367 days"):
+        period({"from": "2025-12-03", "to": "2026-12-04"}, today)
+    with pytest.raises(StatsQueryInvalid, match=r"^from: '' is not a date"):
+        period({"from": ""}, today)

@@ -34,10 +34,17 @@ def _day(query: Mapping[str, str], name: str) -> date | None:
         raise StatsQueryInvalid(f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _days_before(day: date, days: int) -> date:
+    try:
+        return day - timedelta(days=days)
+    except OverflowError:  # ?to=0001-01-05
+        return date.min
+
+
 def period(query: Mapping[str, str], today: date) -> tuple[date, date]:
     """The first and last days (UTC, both included) of ``?from=&to=``."""
     last = _day(query, "to") or today
-    first = _day(query, "from") or last - timedelta(days=DEFAULT_DAYS - 1)
+    first = _day(query, "from") or _days_before(last, DEFAULT_DAYS - 1)
     if first > last:
         raise StatsQueryInvalid(f"from ({first}) is after to ({last})")
     if (last - first).days + 1 > MAX_DAYS:
