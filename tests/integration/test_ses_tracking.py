@@ -40,20 +40,22 @@ class Emulated:
     configuration_set: str
 
 
-def _with_tracking(provisioned: Provisioned, types: list[str]) -> Provisioned:
-    """The stack, its configuration set's event destination taking ``types`` (the template's may not yet)."""
+def _with_types(provisioned: Provisioned, types: list[str] | None) -> Provisioned:
+    """The stack, its configuration set's event destination taking ``types`` (None: the template's)."""
+    if types is None:
+        return provisioned
     tracked = copy.copy(provisioned)
     tracked.ses_event_destinations = {name: [{**d, "MatchingEventTypes": types} for d in destinations]
                                       for name, destinations in provisioned.ses_event_destinations.items()}
     return tracked
 
 
-def _emulate(provisioned: Provisioned, types: list[str]) -> Iterator[Emulated]:
+def _emulate(provisioned: Provisioned, types: list[str] | None) -> Iterator[Emulated]:
     moto_port, api_port = free_port(), free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
     moto_outbound.install()
-    mailbox_simulator.install(_with_tracking(provisioned, types))
+    mailbox_simulator.install(_with_types(provisioned, types))
     api_url = f"http://127.0.0.1:{api_port}"
     ses_tracking.install(api_url)
     server = api_server("127.0.0.1", api_port, [], prefix_routes=ses_tracking.routes())
@@ -77,7 +79,7 @@ def _emulate(provisioned: Provisioned, types: list[str]) -> Iterator[Emulated]:
 
 @pytest.fixture
 def tracked(provisioned: Provisioned) -> Iterator[Emulated]:
-    yield from _emulate(provisioned, ["send", "delivery", "bounce", "complaint", "open", "click"])
+    yield from _emulate(provisioned, None)  # the template's destination takes every type
 
 
 @pytest.fixture
@@ -176,6 +178,16 @@ def test_clicking_puts_email_clicked_on_the_bus_and_redirects_to_the_original(tr
     assert detail["click"]["link"] == CART
     assert detail["click"]["linkTags"] == {"step": ["reminder"], "variant": ["a"]}
     assert set(detail["click"]) == {"timestamp", "userAgent", "ipAddress", "link", "linkTags"}
+
+
+def test_the_templates_rule_queues_opens_and_clicks_for_the_flows_function(tracked: Emulated) -> None:
+    email = _sent(tracked, _send(tracked, "shopper@example.com"))
+    open_email(email)
+    click(email)
+    queued = [json.loads(m["Body"]) for m in receive_all(tracked.provisioned.physical["FlowsQueue"].ref)]
+    # "Email Sent" stays on the default bus: the flows service knows what it sent.
+    assert sorted(e["detail-type"] for e in queued) == ["Email Clicked", "Email Delivered", "Email Opened"]
+    assert {e["detail"]["mail"]["messageId"] for e in queued} == {email.message_id}
 
 
 def test_a_tampered_or_unknown_link_redirects_nowhere(tracked: Emulated) -> None:
