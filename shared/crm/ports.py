@@ -105,7 +105,8 @@ class Holdings:
 
 
 _RECORD_ENTRIES = frozenset({"order", "order_cancelled", "order_removed", "refund", "profile_merged",
-                             "account_created", "account_deleted", "consent_changed", "consent_requested"})
+                             "account_created", "account_deleted", "consent_changed", "consent_requested",
+                             "order_attributed"})
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from chalice.test import Client
 from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory, from_item
+from crm.adapters.flow_stats import DynamoAttributions
 from crm.archive import ArchivedDelivery, frame, unframe
+from crm.models.flow_stats import Attribution
 from crm.models.privacy import Terms
 from crm.models.stores import Platform, StoreRegistration
 from crm.privacy import mentions
@@ -122,6 +126,19 @@ def _mentioning(term: str, items: list[dict[str, Any]], objects: dict[str, bytes
     return where + [f"bucket {key}" for key, data in objects.items() if term.lower().encode() in data.lower()]
 
 
+def _credit_to_a_flow(provisioned: Provisioned, registration: StoreRegistration, person: dict[str, Any]) -> None:
+    """The shopper's order attributed to a flow email (crm.flows.conversions): an erasure takes the credit too."""
+    table = provisioned.outputs["TableName"]
+    ws = registration.workspace_id
+    profile_id = DynamoProfileRepository(table).profile_id_for_identity(ws, f"email#{person['email']}")
+    assert profile_id is not None
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    assert DynamoAttributions(table).claim(Attribution(
+        workspace_id=ws, store_id=registration.store_id, order_id=str(person["order_id"]), profile_id=profile_id,
+        message_id="ses-1", flow_id="builtin:abandoned_checkout", step_id="email_1", channel="email",
+        touch="email_click", touched_at=at, ordered_at=at, revenue=Decimal("10.00"), currency="USD"))
+
+
 def test_after_customers_redact_nothing_of_the_shopper_is_left_but_the_record(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client
 ) -> None:
@@ -134,6 +151,7 @@ def test_after_customers_redact_nothing_of_the_shopper_is_left_but_the_record(
                "first_name": XENA["first"], "last_name": XENA["last"], "phone": XENA["phone"]}
     _deliver(webhooks, "customers/update", account, "x-account")
     _run_profiles(provisioned, function_env)
+    _credit_to_a_flow(provisioned, registration, XENA)
     items, objects = _everything(provisioned)
     assert _mentioning(XENA["email"], items, objects) and _mentioning(XENA["last"], items, objects)
 

@@ -35,6 +35,7 @@ from crm.models.flow_stats import (
 )
 from crm.models.flows import FlowRun
 from crm.models.messaging import MessagingSettings
+from crm.models.profile import new_profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -227,6 +228,16 @@ def test_an_unpaid_order_is_not_attributed() -> None:
     world.send(message(events={CLICKED: T0}))
     assert world.service.on_order_placed(placed(at=T0 + timedelta(hours=1), paid=False)).ignored == "unpaid"
     assert world.attributions.items == {}
+
+
+def test_an_order_cancelled_or_refunded_in_full_when_first_stored_is_not_a_conversion_but_a_free_one_is() -> None:
+    world = World()
+    world.send(message(events={CLICKED: T0}))
+    gone = placed("o1", at=T0 + timedelta(hours=1), total="30.00").model_copy(update={"net_total": "0.00"})
+    assert world.service.on_order_placed(gone).ignored == "cancelled or refunded in full"
+    free = placed("o2", at=T0 + timedelta(hours=1), total="0.00")
+    assert world.service.on_order_placed(free).attribution is not None
+    assert world.totals()["converted"] == 1 and world.totals()["revenue"] == 0
 
 
 def test_a_step_outside_any_split_counts_on_its_step_row_without_a_variant() -> None:
@@ -458,3 +469,25 @@ def test_the_docs_example_sets_the_windows_it_says() -> None:
     held = parse_settings(json.loads(example)).attribution
     assert held == AttributionWindows(email_open=timedelta(hours=12), sms_delivery=timedelta(0))
     assert "attribution.email_open: Input should be less than or equal to 90 days" in doc
+
+
+# --- merges ----------------------------------------------------------------------------------------------
+
+def test_messages_sent_to_a_profile_merged_into_the_buyer_count() -> None:
+    world = World()
+    survivor = "s" * 32
+    world.profiles.profiles[(WS, survivor)] = new_profile(WS, survivor, T0).model_copy(
+        update={"merged_from": (PROFILE,)})
+    world.profiles.profiles[(WS, PROFILE)] = new_profile(WS, PROFILE, T0).model_copy(
+        update={"merged_into": survivor})
+    world.runs.create_run(_checkout_run("chk_1").model_copy(update={"profile_id": survivor}))  # moved by the merge
+    world.send(message(events={CLICKED: T0}))  # sent before the merge, to the merged profile
+    order = placed(at=T0 + timedelta(hours=1), checkout_token="chk_2").model_copy(update={"profile_id": survivor})
+    outcome = world.service.on_order_placed(order)
+    assert outcome.attribution is not None and outcome.attribution.message_id == "m1"
+    assert not outcome.attribution.recovered_checkout  # the moved run was found: its checkout is another
+    [line] = world.profiles.timelines[(WS, survivor)].values()
+    assert line.type == ORDER_ATTRIBUTED
+    # An order event naming the merged profile (placed before the merge) is credited once all the same.
+    again = placed(at=T0 + timedelta(hours=1), checkout_token="chk_2")
+    assert world.service.on_order_placed(again).ignored == "attributed before"

@@ -172,15 +172,22 @@ class ConversionsService:
     def on_order_placed(self, event: OrderPlaced) -> Outcome:
         if not event.paid:
             return Outcome(ignored="unpaid")  # only paid revenue is attributed (docs/revenue.md)
+        if to_money(event.net_total) == 0 < to_money(event.total_price):
+            return Outcome(ignored="cancelled or refunded in full")  # when its first version was stored
         ws, ordered_at = event.workspace_id, event.occurred_at
         windows = self.messaging.messaging_settings(ws).attribution
-        candidates = self.ledger.touches(ws, event.profile_id, earliest_candidate(ordered_at, windows))
+        shopper = self._shopper_ids(ws, event.profile_id)
+        since = earliest_candidate(ordered_at, windows)
+        candidates = [m for profile_id in shopper for m in self.ledger.touches(ws, profile_id, since)]
         touch = last_touch(candidates, ordered_at, windows)
         if touch is None:
             return Outcome(ignored="no touch within the windows")
         message = touch.message
-        run = self.runs.get_run(ws, message.profile_id, message.run_id) \
-            if message.trigger_type == CHECKOUT_TRIGGER else None
+        run = None
+        if message.trigger_type == CHECKOUT_TRIGGER:
+            # A merge moves runs to the survivor under the same ids; the message stays where it was sent.
+            run = self.runs.get_run(ws, message.profile_id, message.run_id) or \
+                self.runs.get_run(ws, shopper[0], message.run_id)
         revenue = in_reporting_currency(to_money(event.net_total), event.currency, self.currency.settings(ws))
         attribution = Attribution(
             workspace_id=ws, store_id=event.store_id, order_id=event.order_id, profile_id=event.profile_id,
@@ -197,9 +204,17 @@ class ConversionsService:
             counts |= {CounterName.RECOVERED: 1, CounterName.RECOVERED_REVENUE: attribution.revenue}
         self._count(attribution, counts)
         self.profiles.commit(Change(ws, timeline=(TimelineEntry(
-            workspace_id=ws, profile_id=event.profile_id, store_id=event.store_id, occurred_at=ordered_at,
+            workspace_id=ws, profile_id=shopper[0], store_id=event.store_id, occurred_at=ordered_at,
             type=ORDER_ATTRIBUTED, ref=f"{event.store_id}:{event.order_id}", summary=_summary(attribution)),)))
         return Outcome(attribution=attribution)
+
+    def _shopper_ids(self, workspace_id: str, profile_id: str) -> list[str]:
+        """The live profile the order's profile is (merges followed) first, then every profile merged into
+        it: their messages were sent to the same shopper."""
+        live = self.profiles.get_profile(workspace_id, profile_id)
+        if live is None:
+            return [profile_id]
+        return list(dict.fromkeys((live.profile_id, profile_id, *live.merged_from)))
 
     def on_order_refunded(self, event: OrderRefunded) -> Outcome:
         ws = event.workspace_id
