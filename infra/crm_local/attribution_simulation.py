@@ -108,11 +108,10 @@ class Received:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a shopper does about one message: open (twice, for some: a repeat counts once), click, order."""
+    """What a shopper does with one message: open it (a clicker opens it twice: a repeat counts once), click."""
 
     opens: int
     clicks: bool
-    order_after: timedelta | None  # from their checkout
 
 
 @dataclass
@@ -199,7 +198,7 @@ class AttributionSimulation:
         opens, clicks = RESPONSE[step_id]
         opened = shopper.draws[f"open:{step_id}"] < opens
         clicked = opened and shopper.draws[f"click:{step_id}"] < clicks
-        return Plan(opens=(2 if clicked else 1) if opened else 0, clicks=clicked, order_after=None)
+        return Plan(opens=(2 if clicked else 1) if opened else 0, clicks=clicked)
 
     def order_after(self, shopper: Shopper) -> timedelta | None:
         """Whether and when the shopper orders, from what they did with the first reminder (the simulation's
