@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,13 @@ def _seed(stack: LocalStack, api_key: str) -> dict[str, list[str]]:
     timeline_cursor = get(f"/customers/{profile_id}/timeline?limit=1")["next_cursor"]
     members_cursor = get(f"/segments/{created['id']}/members?limit=1")["next_cursor"]
     assert timeline_cursor and members_cursor, "the seed gives no second page"
+    today = datetime.now(UTC).date()
     return {"profile_id": [profile_id], "segment_id": [created["id"], "builtin:vip"], "run_id": [run_id],
             "timeline_cursor": [timeline_cursor], "members_cursor": [members_cursor],
             "flow_id": ["conformance-flow", "builtin:abandoned_checkout", "builtin:welcome"],
             "template_id": ["thanks", "builtin:abandoned_checkout_1", "builtin:welcome_1"],
-            "step_id": ["thanks", "email_1"]}
+            "step_id": ["email_1"],  # a step of both built-in flows in flow_id
+            "day": [str(today - timedelta(days=7)), str(today)]}
 
 
 def _config(known: dict[str, list[str]]) -> str:
@@ -131,8 +134,11 @@ def _config(known: dict[str, list[str]]) -> str:
                   'checks = { positive_data_acceptance = { expected-statuses = ["2XX", "400", "401", "404", "409"] } }']
     # Two valid dates may still be a period refused with a 400 (from after to, more than 366 days): JSON Schema
     # cannot relate two parameters, the operations' descriptions say so.
+    # Days near today are mixed in, so that most periods are ones the API answers.
     for path in STATS:
         lines += ["", "[[operations]]", f'include-path = "{path}"',
+                  'parameters = { "query.from" = { dictionary = "day", probability = 0.5 }, '
+                  '"query.to" = { dictionary = "day", probability = 0.5 } }',
                   'checks = { positive_data_acceptance = { expected-statuses = ["2XX", "400", "401", "404"] } }']
     return "\n".join(lines) + "\n"
 
