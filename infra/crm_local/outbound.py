@@ -30,6 +30,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -49,6 +50,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OPEN_PATH = "/_local/ses/open/"
 CLICK_PATH = "/_local/ses/click/"
 DEFAULT_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) crm-local-outbox"
+_URL = re.compile(r"https?://[^\s<>\"']+")
 
 
 class TrackedLink(BaseModel):
@@ -178,6 +180,11 @@ class SentSms(BaseModel):
     message: str
     attributes: dict[str, str] = Field(default_factory=dict)  # AWS.SNS.SMS.SenderID, AWS.SNS.SMS.SMSType, ...
     sent_at: UtcDateTime | None = None
+
+    @property
+    def links(self) -> list[str]:
+        """The http(s) links of the text (the flows' short links, ``{api}/r/{code}``, for a flow's SMS)."""
+        return [url.rstrip(".,;:!?)") for url in _URL.findall(self.message)]
 
 
 class Mark(BaseModel):
@@ -327,4 +334,18 @@ def click(email: SentEmail, containing: str = "", *, user_agent: str = DEFAULT_U
     location = next((v for k, v in headers.items() if k.lower() == "location"), None)
     if status != 302 or location is None:
         raise OSError(f"the tracked link {link.url} answered {status}, not a redirect")
+    return location
+
+
+def click_sms(sms: SentSms, containing: str = "", *, user_agent: str = DEFAULT_USER_AGENT,
+              ip_address: str | None = None, timeout: float = 30.0) -> str:
+    """Tap the text's first link containing ``containing``: GET it without following the redirect (a flow's short
+    link records the click); the address it redirected to."""
+    link = next((url for url in sms.links if containing in url), None)
+    if link is None:
+        raise LookupError(f"no link containing {containing!r} in SMS {sms.message_id} (its links: {sms.links})")
+    status, headers = _get(link, user_agent, ip_address, timeout)
+    location = next((v for k, v in headers.items() if k.lower() == "location"), None)
+    if status not in (301, 302, 303, 307, 308) or location is None:
+        raise OSError(f"the link {link} answered {status}, not a redirect")
     return location

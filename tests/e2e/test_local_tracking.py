@@ -13,7 +13,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
-from crm_local.outbound import Outbox, SentEmail, click, open_email
+from crm_local.outbound import Outbox, SentEmail, click, click_sms, open_email
 
 from tests.e2e.conftest import LocalStack, start_local_stack
 from tests.e2e.test_flows import (
@@ -77,7 +77,8 @@ def test_a_texts_delivery_status_reaches_the_flows_function_through_the_log_subs
     stack: LocalStack,
 ) -> None:
     shop = new_shop(stack, "sms-status")
-    shop.ok("POST", "/templates", {"id": "e2e_checkout_sms", **SMS_TEMPLATE})
+    shop.ok("POST", "/templates", {"id": "e2e_checkout_sms", **SMS_TEMPLATE,
+                                   "body": "Your cart: {{ trigger.recovery_url }} Reply STOP to opt out."})
     shop.live(str(shop.ok("POST", "/flows", SMS_FLOW)["id"]))
     shop.advance_to(_next_local(shop.now(), PARIS, 10, 0))  # daytime in Paris and Tokyo: no quiet hours
     delivered, failed = _address("delivered"), _address("failed")
@@ -89,3 +90,11 @@ def test_a_texts_delivery_status_reaches_the_flows_function_through_the_log_subs
     [failure] = eventually(lambda: _lines(shop, failed, "sms_failed"), "the failure on the timeline")
     assert failure["detail"] == "Phone is currently unreachable/unavailable"
     assert _lines(shop, delivered, "sms_failed") == [] and _lines(shop, failed, "sms_delivered") == []
+
+    # The text's short link, tapped: the track function redirects to the cart and the click is noted.
+    [text] = [sms for sms in Outbox(stack.aws_endpoint).read().sms if sms.phone_number == "+81312345678"]
+    assert text.links and "/recover" not in text.message  # the link is the flows' short link
+    landed = click_sms(text, containing="/r/")
+    assert landed.startswith(f"https://{shop.domain}/checkouts/") and "/recover?key=k-" in landed
+    shop.advance(timedelta(minutes=1))
+    assert eventually(lambda: _lines(shop, delivered, "sms_clicked"), "the text's click on the timeline")

@@ -1,9 +1,9 @@
 """SES's link rewriting and open pixel as the local runtime emulates them (crm_local.ses_tracking), read back by
-crm_local.outbound's helpers."""
+crm_local.outbound's helpers (an SMS's links too)."""
 
 from __future__ import annotations
 
-from crm_local.outbound import SentEmail, tracked_original
+from crm_local.outbound import SentEmail, SentSms, tracked_original
 from crm_local.ses_tracking import Link, Tracking, link_tags, rewrite_html
 
 BASE = "http://127.0.0.1:8000"
@@ -51,3 +51,9 @@ def test_opens_only_or_clicks_only() -> None:
 def test_only_tracking_urls_have_an_original() -> None:
     assert tracked_original("https://shop.example/cart") is None
     assert tracked_original(f"{BASE}/_local/ses/click/tok/3/https%3A%2F%2Fa.example%2F") == "https://a.example/"
+
+
+def test_an_sms_links_are_read_from_its_text() -> None:
+    sms = SentSms(message_id="s", phone_number="+14255550100",
+                  message="Your cart: http://127.0.0.1:8000/r/Ab3dE9. Or https://shop.example/help! Reply STOP")
+    assert sms.links == ["http://127.0.0.1:8000/r/Ab3dE9", "https://shop.example/help"]
