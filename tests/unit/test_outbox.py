@@ -18,6 +18,8 @@ from crm.models.events import (
 )
 from crm.models.profile import OrderRecord, new_profile
 from crm.outbox import events_for, publish_stream_batch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.builders import NOW, order
 from tests.fakes import FakeEventPublisher
@@ -264,3 +266,27 @@ def test_a_running_refund_total_that_grows_publishes_the_increase() -> None:
     assert event.event_id == "OrderRefunded:ws_a:st_a:9001:total@25.00"
     assert events_for(_record("MODIFY", _refunded_image({"total": "10.00"}), "206",
                               old_image=_refunded_image({"total": "25.00"}))) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(placed_with=st.dictionaries(st.sampled_from(["r1", "r2"]), st.integers(1, 500), max_size=2),
+       steps=st.lists(st.tuples(st.sampled_from(["r1", "r2", "r3", "total"]), st.integers(0, 500)),
+                      min_size=1, max_size=8))
+def test_refund_events_add_up_to_the_refunds_after_the_order_was_placed(
+        placed_with: dict[str, int], steps: list[tuple[str, int]]) -> None:
+    # Refund amounts only grow (a platform's running total) or arrive under new ids; each stream record of the
+    # order publishes what changed, and replaying a record publishes the same ids.
+    held = {k: Decimal(v) for k, v in placed_with.items()}
+    first = {k: Decimal(v) for k, v in placed_with.items()}
+    published: dict[str, Decimal] = {}
+    for sequence, (refund_id, amount) in enumerate(steps):
+        before = dict(held)
+        held[refund_id] = max(held.get(refund_id, Decimal(0)), Decimal(amount))
+        record = _record("MODIFY", _refunded_image({k: str(v) for k, v in held.items()}), str(300 + sequence),
+                         old_image=_refunded_image({k: str(v) for k, v in before.items()}))
+        events = [e for e in events_for(record) if isinstance(e, OrderRefunded)]
+        assert events_for(record) == events_for(record)
+        for event in events:
+            assert event.event_id not in published or published[event.event_id] == Decimal(event.amount)
+            published[event.event_id] = Decimal(event.amount)
+    assert sum(published.values(), Decimal(0)) == sum(held.values(), Decimal(0)) - sum(first.values(), Decimal(0))
