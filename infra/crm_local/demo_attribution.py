@@ -8,7 +8,9 @@ per message and their revenue, recovered checkouts, each variant's recipients an
 and the winner every second-wave run took.
 
 Kept short (well under a minute): a few dozen shoppers, one clock stop per thing that happens.
-`python -m crm_local.demo_attribution` runs this part alone on a runtime of its own.
+It runs on a runtime of its own (`python -m crm_local.demo_attribution`; `make demo` runs it so after the
+main stack is down): on a stack holding the main demo's workspace, each clock stop would also recompute that
+workspace's segments and move its flows.
 """
 
 from __future__ import annotations
@@ -303,13 +305,14 @@ def demo_attribution(runtime: LocalRuntime, stack_name: str, first_wave: int = 1
 
 
 def main() -> int:
-    """This part alone, on a runtime of its own."""
+    """This part on a runtime of its own (`make demo` runs it so)."""
     from crm_local.demo import free_port
 
+    started = time.perf_counter()
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name="crm-demo-attribution") as runtime:
-        began = time.perf_counter()
+        print(f"attribution stack up in {time.perf_counter() - started:.0f} s", flush=True)
         wrong = demo_attribution(runtime, "crm-demo-attribution")
-        print(f"attribution demo finished in {time.perf_counter() - began:.0f} s (after the stack's start)")
+    print(f"attribution part finished in {time.perf_counter() - started:.0f} s, its stack's start included", flush=True)
     return 0 if not wrong else 1
 
 
