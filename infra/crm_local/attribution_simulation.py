@@ -38,7 +38,7 @@ OFFER_TEMPLATE = {
             "{% if trigger.recovery_url %}<p><a href=\"{{ trigger.recovery_url }}\">Take 10% off your cart</a></p>"
             "{% endif %}<p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p></body></html>",
 }
-MIN_RECIPIENTS, WIN_PROBABILITY = 5, 0.9  # the split's winner rule: on clicks
+MIN_RECIPIENTS, WIN_PROBABILITY = 4, 0.9  # the split's winner rule: on clicks
 WINNER_RULE: dict[str, Any] = {"metric": "click", "min_recipients": MIN_RECIPIENTS, "probability": WIN_PROBABILITY}
 CLICK_WINDOW = OPEN_WINDOW = timedelta(days=5)  # the workspace's attribution windows (the defaults)
 

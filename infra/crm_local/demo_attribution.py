@@ -288,7 +288,7 @@ def split_figures(simulation: AttributionSimulation, stats: dict[str, Any]) -> t
     return figures, summary
 
 
-def demo_attribution(runtime: LocalRuntime, stack_name: str, first_wave: int = 16, second_wave: int = 4,
+def demo_attribution(runtime: LocalRuntime, stack_name: str, first_wave: int = 14, second_wave: int = 3,
                      seed: int = 11) -> list[str]:
     """The attribution part on a running runtime; the mismatches (empty when every check holds)."""
     from crm_local.demo import Api
