@@ -7,8 +7,8 @@ import math
 from collections import Counter
 
 import pytest
-from crm.flows.abtest import Arm, probability_best, split_probabilities, winner
-from crm.flows.abtest import _sampled as sampled
+from crm.flows.abtest import Arm, probability_best, sampled, split_probabilities, winner
+from crm.flows.abtest import _integrated as integrated
 from crm.flows.engine import random_path
 from crm.models.flows import FlowDefinition, RandomSplit, WinnerRule, run_id_for
 from hypothesis import given, settings
@@ -82,11 +82,19 @@ def test_equal_evidence_is_a_coin_toss_and_more_successes_is_better() -> None:
     assert probability_best([Arm(0, 0), Arm(0, 0)]) == pytest.approx((0.5, 0.5))
 
 
-def test_three_paths_are_sampled_reproducibly_and_sum_to_one() -> None:
-    three = [Arm(500, 50), Arm(500, 65), Arm(500, 52)]
+@settings(max_examples=8, deadline=None)
+@given(three=st.lists(arms, min_size=3, max_size=3))
+def test_three_paths_are_integrated_as_sampling_says_and_sum_to_one(three: list[Arm]) -> None:
     answer = probability_best(three)
-    assert answer == probability_best(three)
-    assert math.isclose(sum(answer), 1.0) and max(range(3), key=answer.__getitem__) == 1
+    assert math.isclose(sum(answer), 1.0, abs_tol=1e-9) and answer == probability_best(three)
+    check = sampled(three, 4_000, 11)
+    assert all(abs(a - b) < 0.04 for a, b in zip(answer, check, strict=True)), (answer, check)
+
+
+def test_two_paths_integrated_equal_the_exact_sum() -> None:
+    """The grid integration (three or more paths, very large counts) against Miller's exact sum."""
+    for pair in ([Arm(500, 50), Arm(500, 60)], [Arm(10, 0), Arm(10, 3)], [Arm(3000, 2900), Arm(2000, 1950)]):
+        assert integrated(pair) == pytest.approx(probability_best(pair), abs=1e-4)
 
 
 def test_a_path_of_weight_zero_takes_no_part() -> None:

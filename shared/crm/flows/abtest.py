@@ -6,9 +6,12 @@ Beta-binomial model). The probability that a path is the best is the probability
 other path's under these independent posteriors:
 
 - two paths: exact, by Evan Miller's closed form ("Formulas for Bayesian A/B testing", 2015), a sum of
-  ``successes + 1`` terms of the smaller side;
-- more paths (or very large counts): Monte Carlo over ``draws`` joint draws from a seeded generator, so the
-  answer is the same every time it is asked on the same counts.
+  ``successes + 1`` terms of the smaller side (up to EXACT_TERMS_LIMIT terms);
+- otherwise: P(path k is best) = integral over x of f_k(x) * prod_{j != k} F_j(x), with the exact Beta
+  densities f_j evaluated on a grid of GRID points spanning every posterior's mass (12 standard deviations
+  either side of its mean, within [0, 1]) and their CDFs F_j accumulated on the same grid (midpoint rule).
+  Milliseconds, and the same answer every time: the flows service asks it at a split for each run until
+  there is a winner. ``sampled`` (seeded Monte Carlo) is the independent check the tests hold it to.
 
 A path of weight 0 receives no runs: it takes no part (probability 0). Pure: no I/O, no clock.
 """
@@ -22,10 +25,10 @@ from dataclasses import dataclass
 
 from crm.models.flows import RandomSplit, WinnerRule
 
-# Monte Carlo joint draws: the standard error of a probability near the usual 0.9 threshold is 0.003.
-DRAWS = 10_000
-# The exact two-path sum has one term per success of the smaller side: beyond this, sampling is cheaper.
-EXACT_TERMS_LIMIT = 100_000
+# The exact two-path sum has one term per success of the smaller side: beyond this, integrating is cheaper.
+EXACT_TERMS_LIMIT = 5_000
+GRID = 2_000
+_SPAN = 12  # standard deviations either side of each posterior's mean
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Arm:
         return 1 + self.trials - min(self.successes, self.trials)
 
 
-def probability_best(arms: Sequence[Arm], *, draws: int = DRAWS, seed: int = 0) -> tuple[float, ...]:
+def probability_best(arms: Sequence[Arm]) -> tuple[float, ...]:
     """For each arm, the posterior probability that its rate is the highest (the probabilities sum to 1)."""
     if not arms:
         return ()
@@ -59,7 +62,7 @@ def probability_best(arms: Sequence[Arm], *, draws: int = DRAWS, seed: int = 0) 
             1.0 - _probability_greater(arms[0], arms[1]))
         second = min(1.0, max(0.0, second))
         return (1.0 - second, second)
-    return _sampled(arms, draws, seed)
+    return _integrated(arms)
 
 
 def _log_beta(a: float, b: float) -> float:
@@ -76,7 +79,35 @@ def _probability_greater(b: Arm, a: Arm) -> float:
     return total
 
 
-def _sampled(arms: Sequence[Arm], draws: int, seed: int) -> tuple[float, ...]:
+def _integrated(arms: Sequence[Arm]) -> tuple[float, ...]:
+    low, high = 1.0, 0.0
+    for arm in arms:
+        total = arm.alpha + arm.beta
+        mean = arm.alpha / total
+        spread = _SPAN * math.sqrt(arm.alpha * arm.beta / (total * total * (total + 1)))
+        low, high = min(low, mean - spread), max(high, mean + spread)
+    low, high = max(low, 0.0), min(high, 1.0)
+    step = (high - low) / GRID
+    grid = [low + (index + 0.5) * step for index in range(GRID)]
+    densities, cdfs = [], []
+    for arm in arms:
+        base = _log_beta(arm.alpha, arm.beta)
+        density = [math.exp((arm.alpha - 1) * math.log(x) + (arm.beta - 1) * math.log1p(-x) - base) * step
+                   for x in grid]
+        cumulative, running = [], 0.0
+        for mass in density:
+            cumulative.append(running + mass / 2)
+            running += mass
+        densities.append(density)
+        cdfs.append(cumulative)
+    weights = [sum(densities[k][index] * math.prod(cdfs[j][index] for j in range(len(arms)) if j != k)
+                   for index in range(GRID)) for k in range(len(arms))]
+    whole = sum(weights)
+    return tuple(weight / whole for weight in weights)
+
+
+def sampled(arms: Sequence[Arm], draws: int, seed: int = 0) -> tuple[float, ...]:
+    """Monte Carlo: the share of ``draws`` joint draws of the posteriors in which each arm's rate is highest."""
     generator = random.Random(seed)
     wins = [0] * len(arms)
     for _ in range(draws):
@@ -85,16 +116,16 @@ def _sampled(arms: Sequence[Arm], draws: int, seed: int) -> tuple[float, ...]:
     return tuple(count / draws for count in wins)
 
 
-def split_probabilities(split: RandomSplit, arms: Sequence[Arm], *, seed: int = 0) -> tuple[float, ...]:
+def split_probabilities(split: RandomSplit, arms: Sequence[Arm]) -> tuple[float, ...]:
     """Each path's probability of being the best, by path number; a path of weight 0 has 0."""
     if len(arms) != len(split.paths):
         raise ValueError(f"split {split.id} has {len(split.paths)} paths, not {len(arms)}")
     competing = [number for number, path in enumerate(split.paths) if path.weight > 0]
-    probabilities = dict(zip(competing, probability_best([arms[n] for n in competing], seed=seed), strict=True))
+    probabilities = dict(zip(competing, probability_best([arms[n] for n in competing]), strict=True))
     return tuple(probabilities.get(number, 0.0) for number in range(len(split.paths)))
 
 
-def winner(split: RandomSplit, arms: Sequence[Arm], rule: WinnerRule | None = None, *, seed: int = 0) -> int | None:
+def winner(split: RandomSplit, arms: Sequence[Arm], rule: WinnerRule | None = None) -> int | None:
     """The winning path under the split's rule (or ``rule``), or None while there is none: every path of a
     positive weight has at least ``min_recipients`` recipients, and one path is the best with probability at
     least ``probability``. A split with fewer than two such paths never has a winner (nothing is compared)."""
@@ -104,9 +135,9 @@ def winner(split: RandomSplit, arms: Sequence[Arm], rule: WinnerRule | None = No
     competing = [number for number, path in enumerate(split.paths) if path.weight > 0]
     if len(competing) < 2 or any(arms[number].trials < rule.min_recipients for number in competing):
         return None
-    probabilities = split_probabilities(split, arms, seed=seed)
+    probabilities = split_probabilities(split, arms)
     best = max(competing, key=probabilities.__getitem__)
     return best if probabilities[best] >= rule.probability else None
 
 
-__all__ = ["DRAWS", "Arm", "probability_best", "split_probabilities", "winner"]
+__all__ = ["EXACT_TERMS_LIMIT", "GRID", "Arm", "probability_best", "sampled", "split_probabilities", "winner"]
