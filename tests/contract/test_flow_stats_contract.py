@@ -120,6 +120,22 @@ def test_touches_are_the_profiles_messages_sent_since_in_time_order(ledger: Mess
     assert last.events == {MessageEventType.OPENED: NOW}
 
 
+def test_a_merge_moves_the_merged_profiles_messages_to_the_survivor_events_kept(ledger: MessageLedger) -> None:
+    for message in (sent("m1"), sent("m2", minutes=3), sent("m_survivor", profile_id="p2"),
+                    sent("m_elsewhere", workspace_id="ws_b")):
+        ledger.record_sent(message)
+    opened = ledger.note_event(sent("m1"), event(MessageEventType.OPENED))
+    assert ledger.move_messages(WS, "p1", "p2") == 2
+    assert ledger.move_messages(WS, "p1", "p2") == 0  # a redelivered merge
+    assert [m.message_id for m in ledger.touches(WS, "p2", NOW)] == ["m1", "m_survivor", "m2"]
+    assert ledger.touches(WS, "p1", NOW - timedelta(days=1)) == []
+    moved = ledger.find("m1", WS, "p1")  # SES's tags still name the merged profile: the pointer follows
+    assert opened is not None and moved == opened.model_copy(update={"profile_id": "p2"})
+    assert ledger.note_event(moved, event(MessageEventType.OPENED, 20)) is None  # still noted once
+    assert ledger.note_event(moved, event(MessageEventType.CLICKED, 21, "https://a")) is not None
+    assert ledger.touches("ws_b", "p1", NOW)[0].profile_id == "p1"
+
+
 # --- FlowCounters ---------------------------------------------------------------------------------------
 
 def _held(counters: FlowCounters, first: date, last: date, flow_id: str = FLOW,

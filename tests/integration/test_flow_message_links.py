@@ -1,6 +1,7 @@
 """A flow message's links on the stack provisioned from template.yaml: an SMS's short link on the public track
 function (302 to the shop, the click noted on the flows queue) and a flow email's unsubscribe link, each then
-recorded by the flows function on its message and counted on its flow's rows."""
+recorded by the flows function on its message and counted on its flow's rows; an erasure takes the short links
+of the shopper."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoStoreDirectory
+from crm.adapters.dynamodb import DynamoPrivacyStore, DynamoStoreDirectory
 from crm.adapters.flow_stats import DynamoFlowCounters, DynamoMessageLedger
 from crm.adapters.links import DynamoShortLinks
 from crm.adapters.secrets import LinkSigningKeys
@@ -21,11 +22,12 @@ from crm.messaging.unsubscribe import LinkOrigin, LinkPurpose, claims_for, sign
 from crm.models.consent import Channel
 from crm.models.flow_stats import MessageRecord
 from crm.models.stores import Platform, StoreRegistration
+from crm.ports import Erasure
 from crm.stores import register_store
 from crm_local.lambdas import Function, load_handler
 from crm_local.provision import Provisioned
 
-from tests.aws import queue_arn, receive_all, sqs_event
+from tests.aws import client, queue_arn, receive_all, sqs_event
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +112,20 @@ def test_a_flow_emails_unsubscribe_link_counts_on_its_step(
     assert [(n["type"], n["channel"], n["run_id"]) for n in notes] == [("unsubscribed", "email", "run_1")]
     assert _counts(provisioned, workspace) == {("-", "-"): {"unsubscribed": Decimal(1)},
                                                ("email_2", "-"): {"unsubscribed": Decimal(1)}}
+
+
+def test_an_erasure_takes_the_shoppers_short_links_and_leaves_anothers(provisioned: Provisioned) -> None:
+    table = provisioned.outputs["TableName"]
+    links = SmsLinks(LinkSigningKeys(provisioned.physical["LinkSigningSecret"].ref).keys(), "https://crm.example/v1",
+                     DynamoShortLinks(table))
+    codes = {profile: links.rewrite("https://shop.example/c?for=" + profile, "ws_a", profile,
+                                    LinkOrigin(FLOW, f"run_{profile}", "sms_1"), utc_now())
+             .removeprefix("https://crm.example/v1/r/") for profile in ("p_x", "p_y")}
+    DynamoPrivacyStore(table).erase(Erasure(workspace_id="ws_a", profile_ids=("p_x",), orders=(), customers=(),
+                                            events=(), identities=()))
+    assert DynamoShortLinks(table).get(codes["p_x"]) is None
+    held = DynamoShortLinks(table).get(codes["p_y"])
+    assert held is not None and held.url == "https://shop.example/c?for=p_y"
+    items = [item for page in client("dynamodb").get_paginator("scan").paginate(TableName=table)
+             for item in page["Items"]]
+    assert [item["pk"] for item in items if "p_x" in str(item) or codes["p_x"] in str(item)] == []

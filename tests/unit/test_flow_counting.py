@@ -16,6 +16,7 @@ from crm.models.events import ProfilesMerged
 from crm.models.flow_stats import ALL_STEPS, MessageRecord
 from crm.models.flows import (
     ConditionalSplit,
+    ExitStep,
     FlowDefinition,
     FlowRun,
     RandomSplit,
@@ -140,10 +141,27 @@ def test_an_exit_is_counted_by_its_reason_and_a_duplicated_trigger_enters_once()
     world.later(timedelta(hours=1))
     world.deliver(order("p1", world.now))
     world.deliver(order("p1", world.now))
-    # A wait counts the runs that waited it out: this one left during it.
+    # A wait counts the runs that waited it out as recipients: this one left during it, its exit counted there.
     assert _totals(world, ABANDONED_CHECKOUT) == {
-        (ALL_STEPS, ALL_STEPS): {"entered": Decimal(1), "exited:exit_event:OrderPlaced": Decimal(1)}}
+        (ALL_STEPS, ALL_STEPS): {"entered": Decimal(1), "exited:exit_event:OrderPlaced": Decimal(1)},
+        ("wait_4h", ALL_STEPS): {"exited:exit_event:OrderPlaced": Decimal(1)}}
     assert world.ledger.messages == {}
+
+
+def test_an_exit_step_inside_an_ab_path_is_counted_on_its_row_and_variant() -> None:
+    leaving = FlowDefinition(name="Leave", trigger={"kind": "event", "event": "OrderPlaced"},
+                             reentry={"mode": "every_time"}, steps=(
+                                 RandomSplit(id=A_B, paths=(WeightedPath(weight=1, steps=(ExitStep(id="leave"),)),
+                                                            WeightedPath(weight=0, steps=()))),
+                                 _email("never")))
+    world = World(_live("leave", leaving))
+    world.shopper("p1")
+    world.deliver(order("p1", NOW))
+    assert _totals(world, "leave") == {
+        (ALL_STEPS, ALL_STEPS): {"entered": Decimal(1), "exited:exit_step": Decimal(1)},
+        (A_B, ALL_STEPS): {"recipients": Decimal(1)},
+        (A_B, "ab:0"): {"recipients": Decimal(1)},
+        ("leave", "ab:0"): {"exited:exit_step": Decimal(1)}}
 
 
 def test_skips_are_counted_by_reason_flow_wide_and_on_their_step() -> None:
@@ -204,6 +222,21 @@ def test_a_merge_counts_the_run_it_ends_once() -> None:
     world.deliver(merge)
     flow_wide = _totals(world, ABANDONED_CHECKOUT)[(ALL_STEPS, ALL_STEPS)]
     assert flow_wide == {"entered": Decimal(2), "exited:merged": Decimal(1)}
+
+
+def test_a_merge_hands_the_merged_profiles_messages_to_the_survivor() -> None:
+    world = World()
+    world.shopper("p1")
+    world.shopper("p2", email="ann.other@example.com")
+    world.deliver(checkout("p2", "c2"))
+    world.later(timedelta(hours=5))
+    [reminder] = world.ledger.touches(WS, "p2", NOW)
+    world.profiles.profiles[(WS, "p2")] = world.profiles.profiles[(WS, "p2")].model_copy(
+        update={"merged_into": "p1"})
+    world.deliver(ProfilesMerged(event_id="merge-1", workspace_id=WS, profile_id="p1", occurred_at=world.now,
+                                 merged_profile_id="p2"))
+    assert world.ledger.touches(WS, "p1", NOW) == [reminder.model_copy(update={"profile_id": "p1"})]
+    assert world.ledger.touches(WS, "p2", NOW) == []
 
 
 def test_nothing_is_counted_for_a_save_that_adds_nothing_new() -> None:

@@ -169,3 +169,17 @@ def test_an_unsubscribe_counts_on_its_email_and_a_link_older_than_any_message_is
     assert world.profiles.timelines.get(("w1", "p1"), {}) == {}
     stranger = LinkFollowed.model_validate({**notice.model_dump(), "run_id": "run_9"})
     assert apply_link_followed(stranger, world.deps).ignored == "no email message of run run_9 at sms_1"
+
+
+def test_a_click_follows_the_profile_into_the_one_it_was_merged_into() -> None:
+    world = World()
+    world.ledger.record_sent(_message("sms", "sms_1", "sns-1"))
+    world.ledger.move_messages("w1", "p1", "p2")
+    world.profiles.profiles[("w1", "p1")] = new_profile("w1", "p1", NOW).model_copy(update={"merged_into": "p2"})
+    world.profiles.profiles[("w1", "p2")] = new_profile("w1", "p2", NOW)
+    sms_links, store = _sms_links()
+    code = sms_links.rewrite("https://shop.example/c", "w1", "p1", ORIGIN, NOW).removeprefix(f"{BASE}/r/")
+    outcome = apply_link_followed(clicked(store.items[code], NOW + timedelta(hours=1)), world.deps)
+    assert outcome.details == {"message_id": "sns-1", "message_event": "clicked recorded"}
+    held = world.ledger.find("sns-1")
+    assert held is not None and held.profile_id == "p2" and MessageEventType.CLICKED in held.events

@@ -780,12 +780,14 @@ class DynamoPrivacyStore:
         self._write_batches([{"DeleteRequest": {"Key": wire_key(k)}} for k in wanted])
 
     def _profile_partition(self, workspace_id: str, profile_id: str) -> list[keys.Key]:
-        """A profile partition's keys, led by the pointers of its flow messages (outside the partition, so
-        listed from it: a retry after a crash still finds them)."""
+        """A profile partition's keys, led by the pointers of its flow messages and its SMS short links (outside
+        the partition, so listed from it: a retry after a crash still finds them)."""
         held: list[keys.Key] = [{"pk": i["pk"], "sk": i["sk"]}
                                 for i in self._partition(keys.profile(workspace_id, profile_id)["pk"])]
         pointers = [keys.message_pointer(str(k["sk"]).removeprefix(keys.FLOW_MESSAGE_PREFIX))
                     for k in held if str(k["sk"]).startswith(keys.FLOW_MESSAGE_PREFIX)]
+        pointers += [keys.short_link(str(k["sk"]).removeprefix(keys.SHORT_LINK_PREFIX))
+                     for k in held if str(k["sk"]).startswith(keys.SHORT_LINK_PREFIX)]
         return [*pointers, *held]
 
     def erase(self, erasure: Erasure) -> None:

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.adapters.dynamodb import Item, wire_key
+from crm.adapters.throttling import batch_write
 from crm.config import settings
 from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEvent, MessageEventType, MessageRecord
 
@@ -132,6 +133,21 @@ class DynamoMessageLedger:
                                                  ":since": _number(Decimal(str(since.timestamp())))}}
         found = [_message(item) for item in _query(request)]
         return sorted((m for m in found if m.sent_at >= since), key=lambda m: (m.sent_at, m.message_id))
+
+    def move_messages(self, workspace_id: str, from_profile_id: str, to_profile_id: str) -> int:
+        """Each message put in the survivor's partition (if absent) and its pointer moved, then the old ones
+        deleted in batches (the flows function's role deletes only so); a retry after a crash finds what is left
+        in the old partition and does the rest."""
+        pk = keys.flow_message(workspace_id, from_profile_id, "")["pk"]
+        request = {"TableName": self.table, "ConsistentRead": True,
+                   "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                   "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.FLOW_MESSAGE_PREFIX}}}
+        moving = [_message(item) for item in _query(request)]
+        for message in moving:
+            self.record_sent(message.model_copy(update={"profile_id": to_profile_id}))
+        batch_write(self.table, [{"DeleteRequest": {"Key": wire_key(keys.flow_message(
+            workspace_id, from_profile_id, message.message_id))}} for message in moving])
+        return len(moving)
 
 
 # --- counters -------------------------------------------------------------------------------------------

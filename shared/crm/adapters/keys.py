@@ -297,6 +297,14 @@ def attribution(workspace_id: str, store_id: str, order_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#ATTRIBUTION#{store_id}#{order_id}", "sk": "ATTRIBUTION"}
 
 
+SHORT_LINK_PREFIX = "SHORTLINK#"
+
+
 def short_link(code: str) -> Key:
     """An SMS's short link (crm.messaging.shortlinks), read by code alone by the public track function."""
     return {"pk": f"LINK#{code}", "sk": "LINK"}
+
+
+def short_link_mark(workspace_id: str, profile_id: str, code: str) -> Key:
+    """The short link's mark in its profile's partition: an erasure finds the link from it."""
+    return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": f"{SHORT_LINK_PREFIX}{code}"}

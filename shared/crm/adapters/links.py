@@ -15,12 +15,17 @@ from crm.messaging.shortlinks import ShortLink
 
 class DynamoShortLinks:
     """One item per code, written when the SMS is composed, read by code alone (keys.short_link: the track
-    function's role may read only LINK# items of the table, besides its write keys and stores)."""
+    function's role may read only LINK# items of the table, besides its write keys and stores), and a mark in
+    the profile's partition (keys.short_link_mark) that an erasure deletes it by (crm.adapters.dynamodb)."""
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table = table_name or settings().table_name
 
     def save(self, link: ShortLink) -> None:
+        # The mark first: a link is never stored without the mark an erasure finds it by.
+        mark = {**wire_key(keys.short_link_mark(link.workspace_id, link.profile_id, link.code)),
+                "entity": {"S": "short_link_mark"}}
+        client("dynamodb").put_item(TableName=self.table, Item=mark)
         item = {**wire_key(keys.short_link(link.code)), "entity": {"S": "short_link"},
                 "link": {"S": link.model_dump_json()}}
         try:

@@ -11,7 +11,8 @@ The rows (``step`` and ``variant`` of CounterRow):
   message event and conversion (crm.messaging.feedback, crm.flows.conversions: ``message_rows``);
 - a step (``<step id>``, the run's variant there or ``-``): ``recipients`` (runs that did the step, once per
   run: its first record; a wait is done once waited out, so a run that exits during it is not counted), sent,
-  ``skipped:<reason>``, and the events and conversions of the messages sent at it;
+  ``skipped:<reason>``, ``exited:<reason>`` of the runs an exit ended at it (waiting there, or about to do
+  it), and the events and conversions of the messages sent at it;
 - an A/B path (``<random split id>``, ``<random split id>:<path>``): ``recipients``, the runs that took it.
   A variant's other counts are the sum of the step rows naming it.
 
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from crm.flows.definition import find_step, variant_name, variant_of
 from crm.models.flow_stats import ALL_STEPS, CounterName, MessageRecord
-from crm.models.flows import FlowDefinition, FlowRun, RandomSplit, RunStatus, StepOutcome
+from crm.models.flows import FlowDefinition, FlowRun, RandomSplit, RunStatus, StepOutcome, StepRecord
 
 
 @dataclass(frozen=True)
@@ -56,38 +57,61 @@ def entry_counts(run: FlowRun) -> list[CounterAdd]:
     return [CounterAdd(run.entered_at.date(), {CounterName.ENTERED.value: 1})]
 
 
-def run_counts(before: FlowRun, after: FlowRun, definition: FlowDefinition | None) -> list[CounterAdd]:
+@dataclass
+class _Tally:
+    """Counts by (day, step, variant) row for one run; a step's row names the run's variant there."""
+
+    definition: FlowDefinition | None
+    run: FlowRun
+    rows: dict[tuple[date, str, str], Counter[str]] = field(default_factory=dict)
+
+    def add(self, day: date, name: str, step_id: str = ALL_STEPS, variant: str = ALL_STEPS) -> None:
+        self.rows.setdefault((day, step_id, variant), Counter())[name] += 1
+
+    def on_step(self, day: date, name: str, step_id: str) -> None:
+        """On the step's row, when the flow still has that step."""
+        if self.definition is not None and find_step(self.definition, step_id) is not None:
+            self.add(day, name, step_id, variant_of(self.definition, step_id, self.run) or ALL_STEPS)
+
+    def adds(self) -> list[CounterAdd]:
+        return [CounterAdd(day, dict(counts), step_id, variant)
+                for (day, step_id, variant), counts in self.rows.items()]
+
+
+def run_counts(before: FlowRun, after: FlowRun, definition: FlowDefinition | None,
+               exit_step: str | None = None) -> list[CounterAdd]:
     """What a run's save from ``before`` to ``after`` adds (``definition``: the flow's, to name variants and
-    A/B paths; None when the flow is gone: flow-wide counts only)."""
-    rows: dict[tuple[date, str, str], Counter[str]] = {}
-
-    def add(day: date, name: str, step_id: str = ALL_STEPS, variant: str = ALL_STEPS) -> None:
-        rows.setdefault((day, step_id, variant), Counter())[name] += 1
-
+    A/B paths; None when the flow is gone: flow-wide counts only; ``exit_step``: the step the run was at when
+    an exit ended it, which counts the exit on its row too)."""
+    tally = _Tally(definition, after)
     reached = {record.step_id for record in before.steps}
     for record in after.steps[len(before.steps):] if after.steps[:len(before.steps)] == before.steps else ():
-        day, step_id = record.at.date(), record.step_id
-        variant = (variant_of(definition, step_id, after) if definition is not None else None) or ALL_STEPS
-        if definition is not None and step_id not in reached:
-            add(day, CounterName.RECIPIENTS.value, step_id, variant)
-        reached.add(step_id)
-        if record.outcome is StepOutcome.SENT:
-            add(day, CounterName.SENT.value)
-            if definition is not None:
-                add(day, CounterName.SENT.value, step_id, variant)
-        elif record.outcome is StepOutcome.SKIPPED:
-            name = f"{CounterName.SKIPPED.value}:{counter_reason(record.reason)}"
-            add(day, name)
-            if definition is not None:
-                add(day, name, step_id, variant)
-        elif record.outcome is StepOutcome.SPLIT and record.path is not None and definition is not None and (
-                isinstance(find_step(definition, step_id), RandomSplit)):
-            add(day, CounterName.RECIPIENTS.value, step_id, variant_name(step_id, record.path))
+        if record.step_id not in reached:
+            tally.on_step(record.at.date(), CounterName.RECIPIENTS.value, record.step_id)
+            reached.add(record.step_id)
+        _count_record(tally, record)
     if before.status is RunStatus.ACTIVE and after.status is not RunStatus.ACTIVE:
         ended = (after.ended_at or after.entered_at).date()
-        add(ended, CounterName.COMPLETED.value if after.status is RunStatus.COMPLETED
-            else f"{CounterName.EXITED.value}:{after.exit_reason or 'unknown'}")
-    return [CounterAdd(day, dict(counts), step_id, variant) for (day, step_id, variant), counts in rows.items()]
+        if after.status is RunStatus.COMPLETED:
+            tally.add(ended, CounterName.COMPLETED.value)
+        else:
+            name = f"{CounterName.EXITED.value}:{after.exit_reason or 'unknown'}"
+            tally.add(ended, name)
+            if exit_step is not None:
+                tally.on_step(ended, name, exit_step)
+    return tally.adds()
+
+
+def _count_record(tally: _Tally, record: StepRecord) -> None:
+    day, step_id = record.at.date(), record.step_id
+    if record.outcome in (StepOutcome.SENT, StepOutcome.SKIPPED):
+        name = (CounterName.SENT.value if record.outcome is StepOutcome.SENT
+                else f"{CounterName.SKIPPED.value}:{counter_reason(record.reason)}")
+        tally.add(day, name)
+        tally.on_step(day, name, step_id)
+    elif record.outcome is StepOutcome.SPLIT and record.path is not None and tally.definition is not None and (
+            isinstance(find_step(tally.definition, step_id), RandomSplit)):
+        tally.add(day, CounterName.RECIPIENTS.value, step_id, variant_name(step_id, record.path))
 
 
 def merged_exit_counts(run: FlowRun) -> list[CounterAdd]:

@@ -44,6 +44,13 @@ class MemoryMessageLedger:
                        if m.workspace_id == workspace_id and m.profile_id == profile_id and m.sent_at >= since),
                       key=lambda m: (m.sent_at, m.message_id))
 
+    def move_messages(self, workspace_id: str, from_profile_id: str, to_profile_id: str) -> int:
+        moving = [m for m in self.messages.values()
+                  if m.workspace_id == workspace_id and m.profile_id == from_profile_id]
+        for message in moving:
+            self.messages[message.message_id] = message.model_copy(update={"profile_id": to_profile_id})
+        return len(moving)
+
 
 @dataclass
 class MemoryFlowCounters:

@@ -144,6 +144,11 @@ class MessageLedger(Protocol):
         """The profile's messages sent at or after ``since`` (attribution's candidates)."""
         ...
 
+    def move_messages(self, workspace_id: str, from_profile_id: str, to_profile_id: str) -> int:
+        """A merge: the merged profile's messages become the survivor's, events kept, so an order of the
+        survivor finds them; the number moved (a repeated call moves what is left: nothing)."""
+        ...
+
 
 class FlowCounters(Protocol):
     """Per flow, day, step and variant counters (crm.adapters.flow_stats; keys.flow_counters)."""

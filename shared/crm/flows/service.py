@@ -128,6 +128,8 @@ class FlowsService:
     winners: SplitWinners
     # Read once per workspace by this service (the flows function builds one per record).
     _settings: dict[str, MessagingSettings] = field(default_factory=dict, init=False, repr=False)
+    # Where each run ended by an exit in this invocation (the step it was at), for its save's counters.
+    _exit_steps: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
 
     def _shopper(self, workspace_id: str, profile_id: str) -> Shopper | None:
         for _ in range(_MERGE_HOPS):
@@ -275,6 +277,8 @@ class FlowsService:
             report.skipped.append((run.run_id, decision.record.step_id, decision.record.reason or ""))
         if isinstance(action, engine.Exit | engine.Complete):
             report.ended.append((run.run_id, action.reason if isinstance(action, engine.Exit) else "completed"))
+        if isinstance(action, engine.Exit):
+            self._exit_steps[run.run_id] = run.next_step
         return engine.apply(run, decision, now)
 
     def _send(self, run: FlowRun, decision: Decision, send: engine.Send, shopper: Shopper,
@@ -418,7 +422,8 @@ class FlowsService:
             return before
         saved = after.model_copy(update={"revision": before.revision + 1})
         self.runs.save_run(saved, before.revision)
-        self._count(counting.run_counts(before, saved, flow.definition if flow else None), saved)
+        self._count(counting.run_counts(before, saved, flow.definition if flow else None,
+                                        exit_step=self._exit_steps.pop(saved.run_id, None)), saved)
         return saved
 
     def _count(self, adds: list[counting.CounterAdd], run: FlowRun) -> None:
@@ -430,7 +435,7 @@ class FlowsService:
         """Move the merged profile's runs to the survivor under the same ids (a pending wake-up finds them by
         following ``merged_into``); where both are active in the same flow, the run that entered first
         continues and the other ends ("merged", its wake-up cancelled). Last sends carry over, so Smart
-        Sending spans both."""
+        Sending spans both, and so do the messages sent (an order of the survivor is attributed to them)."""
         moving = self.runs.runs_of_profile(workspace_id, merged_profile_id)
         held = {r.run_id: r for r in self.runs.runs_of_profile(workspace_id, survivor_id)}
         active = {r.flow_id: r for r in held.values() if r.status is RunStatus.ACTIVE}
@@ -462,6 +467,7 @@ class FlowsService:
             at = self.runs.last_sent(workspace_id, merged_profile_id, channel)
             if at is not None:
                 self.runs.note_sent(workspace_id, survivor_id, channel, at)
+        self.ledger.move_messages(workspace_id, merged_profile_id, survivor_id)
         self.runs.delete_runs(workspace_id, merged_profile_id)
 
 

@@ -596,16 +596,30 @@ def apply_sms_statuses(event: Mapping[str, Any], deps: FeedbackDeps) -> Feedback
 _COMPOSED_BEFORE_SENT = timedelta(minutes=5)
 
 
-def apply_link_followed(notice: LinkFollowed, deps: FeedbackDeps) -> FeedbackOutcome:
-    """Record an SMS click or an unsubscribe on the message its link is in: the run's message at the step,
-    among the profile's messages sent since the link was made."""
+def _link_message(notice: LinkFollowed, deps: FeedbackDeps) -> MessageRecord | None:
+    """The run's message at the step among the profile's messages sent since the link was made; when the profile
+    was merged since, its messages moved to the live profile (MessageLedger.move_messages): looked for there."""
     since = notice.issued_at - _COMPOSED_BEFORE_SENT
-    found = [m for m in deps.events.ledger.touches(notice.workspace_id, notice.profile_id, since)
-             if (m.run_id, m.step_id, m.channel) == (notice.run_id, notice.step_id, notice.channel)]
-    if not found:
+
+    def among(profile_id: str) -> MessageRecord | None:
+        found = [m for m in deps.events.ledger.touches(notice.workspace_id, profile_id, since)
+                 if (m.run_id, m.step_id, m.channel) == (notice.run_id, notice.step_id, notice.channel)]
+        return found[0] if found else None
+
+    message = among(notice.profile_id)
+    if message is None:
+        live = deps.profiles.get_profile(notice.workspace_id, notice.profile_id)  # follows merges
+        if live is not None and live.profile_id != notice.profile_id:
+            message = among(live.profile_id)
+    return message
+
+
+def apply_link_followed(notice: LinkFollowed, deps: FeedbackDeps) -> FeedbackOutcome:
+    """Record an SMS click or an unsubscribe on the message its link is in."""
+    message = _link_message(notice, deps)
+    if message is None:
         return FeedbackOutcome(workspaces=(notice.workspace_id,),
                                ignored=f"no {notice.channel} message of run {notice.run_id} at {notice.step_id}")
-    message = found[0]
     event = MessageEvent(message_id=message.message_id, type=notice.type, at=notice.at, link=notice.link)
     done = deps.events.record(event, message=message)
     return FeedbackOutcome(workspaces=(notice.workspace_id,),
