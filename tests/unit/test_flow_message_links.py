@@ -84,6 +84,26 @@ def _record(template: EmailTemplate | SmsTemplate) -> TemplateRecord:
     return TemplateRecord(workspace_id="w1", template_id="t", template=template, created_at=NOW, updated_at=NOW)
 
 
+_WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="h"), max_size=30)
+_URLS = st.builds(lambda host, path: f"https://{host}.example/{path}",
+                  st.from_regex(r"[a-z]{1,12}", fullmatch=True),
+                  st.from_regex(r"[A-Za-z0-9/?=&%_-]{0,40}", fullmatch=True))
+
+
+@given(st.lists(st.tuples(_WORDS, _URLS), max_size=5), _WORDS)
+def test_an_sms_read_back_through_its_short_links_is_the_sms_written(parts: list[tuple[str, str]], end: str) -> None:
+    # Words without an "h" hold no link; a space before each link keeps it apart from the words before it.
+    body = "".join(f"{words} {url} " for words, url in parts) + end
+    sms_links, store = _sms_links()
+    rewritten = sms_links.rewrite(body, "w1", "p1", ORIGIN, NOW)
+    restored = rewritten
+    for code, link in store.items.items():
+        restored = restored.replace(f"{BASE}/r/{code}", link.url)
+    assert restored == body
+    # A link's last "?" reads as the sentence's (kept after the short link): such twins share a code.
+    assert len(links_in(rewritten)) == len(parts) and len(store.items) == len({url.rstrip("?") for _, url in parts})
+
+
 def test_flow_messages_shorten_sms_links_when_given_a_shortener_and_not_otherwise() -> None:
     sms_links, store = _sms_links()
     template = _record(SmsTemplate(name="cart", body="Back to your cart: https://shop.example/c"))
