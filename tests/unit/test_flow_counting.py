@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 from crm.flows.builtin import ABANDONED_CHECKOUT
-from crm.flows.counting import counter_reason, message_rows, run_counts
+from crm.flows.counting import CounterAdd, counter_reason, message_rows, run_counts
 from crm.flows.definition import parse_variant, variant_name, variant_of
 from crm.models.events import ProfilesMerged
 from crm.models.flow_stats import ALL_STEPS, MessageRecord
@@ -20,6 +21,7 @@ from crm.models.flows import (
     FlowDefinition,
     FlowRun,
     RandomSplit,
+    RunStatus,
     SendEmail,
     SplitPath,
     StepOutcome,
@@ -312,3 +314,29 @@ def test_whatever_is_duplicated_or_crashes_the_counters_match_what_was_done(step
         assert totals[(step_id, ALL_STEPS)].get("sent", 0) == (step_id in sent)
     assert sorted(m.step_id for m in world.ledger.messages.values()) == sorted(e.tags["step"]
                                                                                for e in world.email.sent)
+
+
+def _summed(adds: list[CounterAdd]) -> Counter[tuple[date, str, str, str]]:
+    summed: Counter[tuple[date, str, str, str]] = Counter()
+    for add in adds:
+        summed.update({(add.day, add.step_id, add.variant, name): value for name, value in add.counts.items()})
+    return summed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.integers(min_value=0, max_value=12)), st.integers(min_value=0, max_value=23))
+def test_a_runs_counts_are_the_same_however_many_saves_it_took(cuts: set[int], shopper: int) -> None:
+    """Counting per save adds up: a run saved once at its end counts what it counts saved step by step."""
+    world = World(_live("ab_flow", SPLIT_TEST))
+    world.shopper("p1")
+    world.deliver(checkout("p1", f"c{shopper}"))
+    final = world.run_of("p1")
+    start = final.model_copy(update={"steps": (), "status": RunStatus.ACTIVE, "ended_at": None})
+    saves = [final.model_copy(update={"steps": final.steps[:cut], "status": RunStatus.ACTIVE, "ended_at": None})
+             for cut in sorted(cuts) if cut < len(final.steps)]
+    states = [start, *saves, final]
+    stepwise = _summed([add for before, after in pairwise(states)
+                        for add in run_counts(before, after, SPLIT_TEST)])
+    assert stepwise == _summed(run_counts(start, final, SPLIT_TEST))
+    assert stepwise[(DAY, ALL_STEPS, ALL_STEPS, "completed")] == 1
+    assert stepwise[(DAY, ALL_STEPS, ALL_STEPS, "sent")] == len(world.email.sent)
