@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email
 import email.policy
 import json
 import threading
@@ -30,6 +29,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
@@ -111,13 +112,14 @@ class SentEmail:
 
 
 def raw_headers(data: str | bytes) -> tuple[tuple[str, str], ...]:
-    """The top-level headers of a raw message as SendEmail takes it (base64), decoded."""
+    """The top-level headers of a raw message as SendEmail takes it (base64), decoded (the body is not parsed:
+    this runs on every send)."""
     try:
         raw = base64.b64decode(data)
     except (binascii.Error, ValueError):
         return ()
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    return tuple((name, str(value)) for name, value in message.items())
+    message = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    return tuple((name, " ".join(str(make_header(decode_header(value))).split())) for name, value in message.items())
 
 
 def mail_object(sent: SentEmail, account: str, region: str, sent_at: datetime) -> dict[str, Any]:

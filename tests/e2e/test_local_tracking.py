@@ -57,7 +57,8 @@ def test_a_reminder_opened_and_clicked_through_its_tracking_shows_on_the_timelin
     shop.checkout(email)
     outbox = Outbox(stack.aws_endpoint)
     shop.advance(timedelta(hours=4, minutes=10))
-    sent: list[SentEmail] = eventually(lambda: outbox.read().emails_to(email), "the first reminder")
+    # The first flow of a fresh runtime (cold functions) on a shared machine: more time than a later step needs.
+    sent: list[SentEmail] = eventually(lambda: outbox.read().emails_to(email), "the first reminder", timeout=120)
     [reminder] = sent
     assert reminder.open_url is not None and reminder.open_url.startswith(stack.api_url + "/_local/ses/open/")
     recovery = next(link for link in reminder.links if "/recover" in link)
