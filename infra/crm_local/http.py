@@ -1,14 +1,15 @@
 """API Gateway, emulated: one local HTTP server routing the template's API paths to each function's
 Chalice app, through chalice's own local gateway (the same request/response handling as `chalice local`).
-Paths under /_local/ are the runtime's own (crm_local.clock_control); the deployed API has none of them."""
+Paths under /_local/ are the runtime's own (crm_local.clock_control; SES's tracking links, crm_local.ses_tracking);
+the deployed API has none of them."""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from chalice.config import Config
@@ -36,6 +37,27 @@ class PeerAwareGateway(LocalGateway):
 
 
 @dataclass(frozen=True)
+class LocalRequest:
+    """A request to one of the runtime's own routes under a path prefix (``rest``: the path after it)."""
+
+    method: str
+    rest: str
+    headers: Mapping[str, str]
+    peer: str
+
+
+@dataclass(frozen=True)
+class LocalAnswer:
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+# A local route that answers any path under its prefix, in any content type (a redirect, an image).
+PrefixRoute = Callable[[LocalRequest], LocalAnswer]
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     pattern: re.Pattern[str]
@@ -51,6 +73,7 @@ def route_pattern(path: str) -> re.Pattern[str]:
 class RoutingRequestHandler(ChaliceRequestHandler):
     routes: list[Route] = []
     local_routes: Mapping[tuple[str, str], LocalRoute] = {}
+    prefix_routes: Mapping[tuple[str, str], PrefixRoute] = {}
 
     def __init__(self, request: Any, client_address: Any, server: Any) -> None:
         # chalice's handler builds one gateway per connection; ours picks it per request instead.
@@ -81,6 +104,17 @@ class RoutingRequestHandler(ChaliceRequestHandler):
         raise AttributeError(name)
 
     def _local(self, path: str) -> None:
+        for (method, prefix), prefixed in self.prefix_routes.items():
+            if path.startswith(prefix) and method == self.command:
+                peer = str(self.client_address[0])
+                answered = prefixed(LocalRequest(self.command, path[len(prefix):],
+                                               {k.lower(): v for k, v in self.headers.items()}, peer))
+                self.send_response(answered.status)
+                for name, value in {"Content-Length": str(len(answered.body)), **answered.headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(answered.body)
+                return
         route = self.local_routes.get((self.command, path))
         if route is None:
             known = any(p == path for _, p in self.local_routes)
@@ -104,7 +138,8 @@ class RoutingRequestHandler(ChaliceRequestHandler):
 
 
 def api_server(host: str, port: int, routes: list[tuple[str, str, Function]],
-               local_routes: Mapping[tuple[str, str], LocalRoute] | None = None) -> ThreadedHTTPServer:
+               local_routes: Mapping[tuple[str, str], LocalRoute] | None = None,
+               prefix_routes: Mapping[tuple[str, str], PrefixRoute] | None = None) -> ThreadedHTTPServer:
     gateways: dict[str, PeerAwareGateway] = {}
     table = []
     for method, path, function in routes:
@@ -114,5 +149,6 @@ def api_server(host: str, port: int, routes: list[tuple[str, str, Function]],
                             user_provided_params={"lambda_timeout": function.spec.timeout})
             gateways[name] = PeerAwareGateway(cast(Any, function.handler), config)
         table.append(Route(method, route_pattern(path), gateways[name]))
-    handler = type("TemplateRoutes", (RoutingRequestHandler,), {"routes": table, "local_routes": local_routes or {}})
+    handler = type("TemplateRoutes", (RoutingRequestHandler,), {"routes": table, "local_routes": local_routes or {},
+                                                                 "prefix_routes": prefix_routes or {}})
     return ThreadedHTTPServer((host, port), handler)

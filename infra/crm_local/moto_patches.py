@@ -1,4 +1,4 @@
-"""Four changes to moto for the local runtime: transactions without copying whole tables, item operations
+"""Five changes to moto for the local runtime: transactions without copying whole tables, item operations
 that are atomic across the server's threads, item and stream reads answered without moto's generic
 response serializer, and index queries that do not sort the whole table (``index_query``).
 
@@ -13,6 +13,9 @@ attribute, which took about a third of the local stack's CPU (items and stream r
 frequent). For item operations and stream reads, moto's result already is the wire form (attribute
 values as {"S": ...} maps), so it is sent as JSON directly, times as epoch seconds as the JSON protocol
 has them; anything else that is not plain JSON (bytes, objects) takes moto's path.
+
+moto's server also lists its package's folders (a listdir and a stat per service) on every request to
+find the service a host names; the list never changes while it runs, so it is listed once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from moto import backends
 from moto.core.responses import ActionResult, BaseResponse
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
@@ -35,6 +39,8 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 
 _ORIGINAL = DynamoDBBackend.transact_write_items
+_ORIGINAL_MODULES = backends.list_of_moto_modules
+_MODULES: tuple[str, ...] = ()
 _ORIGINAL_SERIALIZED = BaseResponse.serialized
 # Operations whose answers are items and keys in wire form, counts, capacities and times: nothing to reshape.
 _PLAIN_JSON_OPERATIONS = {
@@ -167,7 +173,15 @@ def index_query(self: Table, hash_key: Any, range_comparison: Any, range_objs: A
         del self.__dict__["all_items"]
 
 
+def moto_modules() -> tuple[str, ...]:
+    global _MODULES
+    if not _MODULES:
+        _MODULES = tuple(_ORIGINAL_MODULES())
+    return _MODULES
+
+
 def install() -> None:
+    backends.list_of_moto_modules = moto_modules
     Table.query = index_query  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
@@ -176,6 +190,7 @@ def install() -> None:
 
 
 def uninstall() -> None:
+    backends.list_of_moto_modules = _ORIGINAL_MODULES
     Table.query = _ORIGINAL_TABLE_QUERY  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]
     for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():

@@ -14,6 +14,15 @@ A mark counts what had been sent when it was taken: moto lists its records in th
 ``since`` returns only what came after, without ids to remember. The runtime's time of sending, the SES v2
 configuration set and message tags, and the SMS attributes are there because crm_local.moto_outbound records
 them; read from a plain moto server they are empty.
+
+Open and click tracking (crm_local.ses_tracking emulates SES's): a message sent in a configuration set whose
+event destination takes opens and clicks has its HTML links rewritten to the runtime's tracking route and an
+open pixel added, as SES does with awstrack.me. A test or the demo "reads" it through them::
+
+    email = outbox.since(mark).emails_to("shopper@example.com")[0]
+    open_email(email)                          # GET the pixel: SES's "Email Opened" on the default bus
+    landed = click(email, containing="/cart")  # GET the tracked link: "Email Clicked"; where it redirected
+    email.tracked_links                        # every rewritten link: its url, the original, the anchor text
 """
 
 from __future__ import annotations
@@ -21,17 +30,77 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import getaddresses
+from html.parser import HTMLParser
 from typing import Any, Literal
-from urllib.request import urlopen
+from urllib.error import HTTPError
+from urllib.parse import unquote, urlsplit
+from urllib.request import HTTPRedirectHandler, Request, build_opener, urlopen
 
 from crm.clock import UtcDateTime
 from pydantic import BaseModel, ConfigDict, Field
 
 DATA_PATH = "/moto-api/data.json"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The runtime's stand-ins for SES's awstrack.me: /_local/ses/open/{token} and
+# /_local/ses/click/{token}/{link number}/{the original link, percent-encoded}.
+OPEN_PATH = "/_local/ses/open/"
+CLICK_PATH = "/_local/ses/click/"
+DEFAULT_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) crm-local-outbox"
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+class TrackedLink(BaseModel):
+    """A link of a sent message as SES rewrote it for click tracking."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str  # what the recipient's mail client opens: a GET records the click and redirects to ``original``
+    original: str  # the link as the message was written
+    text: str = ""  # the anchor's text
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[tuple[str, str]] = []
+        self.images: list[str] = []
+        self._open: list[tuple[str, list[str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "a" and found.get("href"):
+            self._open.append((str(found["href"]), []))
+        elif tag == "img" and found.get("src"):
+            self.images.append(str(found["src"]))
+
+    def handle_data(self, data: str) -> None:
+        for _, text in self._open:
+            text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open:
+            href, text = self._open.pop()
+            self.anchors.append((href, " ".join("".join(text).split())))
+
+
+def _links(html: str) -> _Links:
+    parser = _Links()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def tracked_original(url: str) -> str | None:
+    """The original link a tracked click URL leads to; None if ``url`` is no tracked link."""
+    path = urlsplit(url).path
+    if CLICK_PATH not in path:
+        return None
+    parts = path.split(CLICK_PATH, 1)[1].split("/", 2)
+    return unquote(parts[2]) if len(parts) == 3 else None
 
 
 class SentEmail(BaseModel):
@@ -74,6 +143,34 @@ class SentEmail(BaseModel):
                 return url
         return None
 
+    @property
+    def tracked_links(self) -> list[TrackedLink]:
+        """The HTML's links SES rewrote for click tracking, in the order they appear (none without tracking)."""
+        found = []
+        for href, text in _links(self.html or "").anchors:
+            original = tracked_original(href)
+            if original is not None:
+                found.append(TrackedLink(url=href, original=original, text=text))
+        return found
+
+    @property
+    def links(self) -> list[str]:
+        """Every link of the HTML as the message was written (a tracked one: its original)."""
+        return [tracked_original(href) or href for href, _ in _links(self.html or "").anchors]
+
+    def tracked_link(self, containing: str = "") -> TrackedLink:
+        """The first tracked link whose original contains ``containing`` (the first one if empty)."""
+        for link in self.tracked_links:
+            if containing in link.original:
+                return link
+        raise LookupError(f"no tracked link containing {containing!r} in {self.message_id} (its links: "
+                          f"{self.links}); was it sent in a configuration set with click tracking?")
+
+    @property
+    def open_url(self) -> str | None:
+        """The open pixel SES added (open tracking), None without one."""
+        return next((src for src in _links(self.html or "").images if OPEN_PATH in urlsplit(src).path), None)
+
 
 class SentSms(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -83,6 +180,11 @@ class SentSms(BaseModel):
     message: str
     attributes: dict[str, str] = Field(default_factory=dict)  # AWS.SNS.SMS.SenderID, AWS.SNS.SMS.SMSType, ...
     sent_at: UtcDateTime | None = None
+
+    @property
+    def links(self) -> list[str]:
+        """The http(s) links of the text (the flows' short links, ``{api}/r/{code}``, for a flow's SMS)."""
+        return [url.rstrip(".,;:!?)") for url in _URL.findall(self.message)]
 
 
 class Mark(BaseModel):
@@ -190,3 +292,60 @@ class Outbox:
 
     def mark(self) -> Mark:
         return self.read().mark
+
+
+class _NoRedirect(HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _get(url: str, user_agent: str, ip_address: str | None, timeout: float) -> tuple[int, dict[str, str]]:
+    headers = {"User-Agent": user_agent}
+    if ip_address:
+        headers["X-Forwarded-For"] = ip_address  # the reader's address in SES's event (else the connection's)
+    try:
+        with build_opener(_NoRedirect).open(Request(url, headers=headers), timeout=timeout) as response:
+            return response.status, dict(response.headers.items())
+    except HTTPError as answer:
+        if 300 <= answer.code < 400:
+            return answer.code, dict(answer.headers.items())
+        raise
+
+
+def open_email(email: SentEmail, *, user_agent: str = DEFAULT_USER_AGENT, ip_address: str | None = None,
+               timeout: float = 30.0) -> None:
+    """Open the message as a mail client showing images does: GET its open pixel (SES publishes "Email
+    Opened" per its configuration set). LookupError if it was sent without open tracking."""
+    url = email.open_url
+    if url is None:
+        raise LookupError(f"{email.message_id} has no open pixel: was it sent in a configuration set with open "
+                          "tracking?")
+    status, _ = _get(url, user_agent, ip_address, timeout)
+    if status != 200:
+        raise OSError(f"the open pixel of {email.message_id} answered {status}")
+
+
+def click(email: SentEmail, containing: str = "", *, user_agent: str = DEFAULT_USER_AGENT,
+          ip_address: str | None = None, timeout: float = 30.0) -> str:
+    """Click the message's first tracked link whose original contains ``containing``: GET it (SES publishes
+    "Email Clicked") without following the redirect; the address it redirected to."""
+    link = email.tracked_link(containing)
+    status, headers = _get(link.url, user_agent, ip_address, timeout)
+    location = next((v for k, v in headers.items() if k.lower() == "location"), None)
+    if status != 302 or location is None:
+        raise OSError(f"the tracked link {link.url} answered {status}, not a redirect")
+    return location
+
+
+def click_sms(sms: SentSms, containing: str = "", *, user_agent: str = DEFAULT_USER_AGENT,
+              ip_address: str | None = None, timeout: float = 30.0) -> str:
+    """Tap the text's first link containing ``containing``: GET it without following the redirect (a flow's short
+    link records the click); the address it redirected to."""
+    link = next((url for url in sms.links if containing in url), None)
+    if link is None:
+        raise LookupError(f"no link containing {containing!r} in SMS {sms.message_id} (its links: {sms.links})")
+    status, headers = _get(link, user_agent, ip_address, timeout)
+    location = next((v for k, v in headers.items() if k.lower() == "location"), None)
+    if status not in (301, 302, 303, 307, 308) or location is None:
+        raise OSError(f"the link {link} answered {status}, not a redirect")
+    return location

@@ -52,6 +52,9 @@ class Provisioned:
     # configuration set name -> its event destinations as the template gives them (moto keeps one, and no
     # EventBridge one: whatever emulates SES's events reads them here)
     ses_event_destinations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # CloudWatch Logs subscription filters, resolved (LogGroupName, FilterPattern, DestinationArn, FilterName):
+    # moto cannot invoke the runtime's functions; crm_local.sms_status delivers what SNS logs to them
+    log_subscriptions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Resolver:
@@ -204,8 +207,11 @@ class Provisioner:
             "AWS::SES::ConfigurationSet": self._configuration_set,
             "AWS::SES::ConfigurationSetEventDestination": self._event_destination,
             "AWS::SecretsManager::Secret": self._secret,
+            "AWS::Logs::SubscriptionFilter": self._subscription_filter,
+            "AWS::Logs::LogGroup": self._log_group,
         }
         self.ses_event_destinations: dict[str, list[dict[str, Any]]] = {}
+        self.log_subscriptions: list[dict[str, Any]] = []
 
     def _client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
@@ -331,6 +337,19 @@ class Provisioner:
                     "Name": name, "Enabled": destination.get("Enabled", True),
                     "MatchingEventTypes": [t[0].lower() + t[1:] for t in destination["MatchingEventTypes"]],
                     "SNSDestination": {"TopicARN": topic}})
+        return Physical(name)
+
+    def _log_group(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        """Created, so that its Ref is its name (SNS's SMS status groups are named by SNS: a subscription finds
+        them by that name)."""
+        name = p.get("LogGroupName") or self._default_name(logical_id)
+        self._client("logs").create_log_group(logGroupName=name)
+        return Physical(name, {"Arn": self._arn("logs", f"log-group:{name}:*")})
+
+    def _subscription_filter(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        """Kept, not given to moto (its Logs would invoke a Lambda service the runtime stands in for)."""
+        name = p.get("FilterName") or self._default_name(logical_id)
+        self.log_subscriptions.append({"FilterPattern": "", **p, "FilterName": name})
         return Physical(name)
 
     def _secret(self, logical_id: str, p: dict[str, Any]) -> Physical:
@@ -463,4 +482,5 @@ def provision(stack: Stack, stack_name: str = "crm", region: str = "us-east-1") 
         outputs=provisioner.register_outputs(), functions=provisioner.functions(),
         event_source_mappings=provisioner.event_source_mappings(), routes=provisioner.routes(),
         schedules=provisioner.schedules(), ses_event_destinations=provisioner.ses_event_destinations,
+        log_subscriptions=provisioner.log_subscriptions,
     )

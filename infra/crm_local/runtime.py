@@ -19,7 +19,7 @@ from crm.adapters import clients
 from moto.scheduler.models import scheduler_backends
 from moto.server import ThreadedMotoServer
 
-from crm_local import mailbox_simulator, moto_outbound, moto_patches, scheduler
+from crm_local import mailbox_simulator, moto_outbound, moto_patches, scheduler, ses_tracking, sms_status
 from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
 from crm_local.lambdas import Function
@@ -106,12 +106,14 @@ class LocalRuntime:
         self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
         self.verify_senders(*self.senders)
         mailbox_simulator.install(self.provisioned)
+        ses_tracking.install(self.api_url)
         os.environ.update(function_environment(self.provisioned, self.log_level))
         os.environ["PUBLIC_API_URL"] = self.api_url  # the links in emails point at the local API
         config.reset()
         wiring.reset()
         clients.reset()
         functions = {name: Function(spec, self.region) for name, spec in self.provisioned.functions.items()}
+        sms_status.install(self.provisioned, {name: function.invoke for name, function in functions.items()})
         self.pollers = [poller_for(name, functions[m["Function"]], m, self.region)
                         for name, m in self.provisioned.event_source_mappings.items()]
         self.schedules = {rule: ScheduleTimer(rule, functions[name], expression, arn, self.region)
@@ -120,7 +122,8 @@ class LocalRuntime:
             function.arn: function.invoke for function in functions.values()}))
         scheduler.listen(scheduler_backends[ACCOUNT_ID][self.region], self.scheduler.book)
         routes = [(method, path, functions[name]) for method, path, name in self.provisioned.routes]
-        self._http = api_server(self.host, self.port, routes, local_routes=clock_routes(self))
+        self._http = api_server(self.host, self.port, routes, local_routes=clock_routes(self),
+                                prefix_routes=ses_tracking.routes())
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="api", daemon=True)
         self._http_thread.start()
         for poller in self.pollers:
@@ -167,7 +170,7 @@ class LocalRuntime:
         while time.monotonic() < deadline:
             fired = self.fire_due()
             busy = bool(fired) or any(not p.idle.is_set() or p.pending() for p in self.pollers) or (
-                self.scheduler is not None and self.scheduler.busy())
+                self.scheduler is not None and self.scheduler.busy()) or sms_status.busy()
             quiet_rounds = 0 if busy else quiet_rounds + 1
             if quiet_rounds >= 3:
                 return True
@@ -175,7 +178,9 @@ class LocalRuntime:
         return False
 
     def stop(self) -> None:
+        ses_tracking.uninstall()  # it wraps the simulator's hook: undone first
         mailbox_simulator.uninstall()
+        sms_status.uninstall()
         for timer in self.schedules.values():
             timer.stop()
         if self.scheduler is not None:

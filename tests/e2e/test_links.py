@@ -111,9 +111,9 @@ def test_a_browser_subscribe_is_mailed_a_confirmation_whose_link_confirms(
 
     [email] = _mailed(outbox, mark, address)
     assert email.source == DEFAULT_SENDER and email.list_unsubscribe is None  # a confirmation, not marketing
-    assert email.html is not None
-    start = email.html.index(local_stack.api_url + "/confirm/")
-    path = email.html[start:email.html.index('"', start)].removeprefix(local_stack.api_url)
+    # As SES would, the runtime's click tracking rewrote the link: ``links`` reads it as it was written.
+    confirm = next(link for link in email.links if link.startswith(local_stack.api_url + "/confirm/"))
+    path = confirm.removeprefix(local_stack.api_url)
     assert _customer(local_stack, shop, address)["consents"].get("email") is None
     assert local_stack.post(path, b"", {})[0] == 200
     local_stack.wait_drained()

@@ -50,7 +50,8 @@ def test_the_template_destination_is_what_the_simulator_serves(
     simulator: list[mailbox_simulator.EventDestination], provisioned: Provisioned
 ) -> None:
     assert [(d.configuration_set, sorted(d.matching_types), d.bus_arn) for d in simulator] == [
-        (provisioned.outputs["MessagesConfigurationSetName"], ["bounce", "complaint", "delivery", "reject"],
+        (provisioned.outputs["MessagesConfigurationSetName"],
+         ["bounce", "click", "complaint", "delivery", "deliverydelay", "open", "reject", "renderingfailure", "send"],
          "arn:aws:events:us-east-1:123456789012:event-bus/default")]
 
 
@@ -63,9 +64,9 @@ def test_a_send_to_the_bounce_and_complaint_mailboxes_ends_suppressed(
     _send(provisioned, workspace, "bounce+dave@simulator.amazonses.com", configuration_set=False)  # no events
     flows_queue = provisioned.physical["FlowsQueue"].ref
     messages = receive_all(flows_queue)
-    # The delivery is published too, and stays on the default bus (the rule takes bounces and complaints).
+    # "Email Sent" is published too, and stays on the default bus (the rule takes what became of a message).
     assert sorted(json.loads(m["Body"])["detail-type"] for m in messages) == \
-        ["Email Bounced", "Email Complaint Received"]
+        ["Email Bounced", "Email Complaint Received", "Email Delivered"]
 
     function_env("FlowsFunction")
     assert Function(provisioned.functions["FlowsFunction"]).invoke(sqs_event(messages, queue_arn(flows_queue))) == \

@@ -59,12 +59,33 @@ def test_a_complaint_and_the_account_suppression_list_are_published_too() -> Non
         ["hard bounce (OnAccountSuppressionList)"]
 
 
-def test_only_simulator_addresses_only_matching_types_only_the_sets_configuration() -> None:
-    assert events(sent("shopper@example.com")) == []
+def test_only_matching_types_only_the_sets_configuration() -> None:
     assert events(sent("bounce@simulator.amazonses.com", configuration_set=None)) == []
     assert events(sent("bounce@simulator.amazonses.com", configuration_set="another")) == []
     bounces_only = EventDestination("crm-messages", frozenset({"bounce"}), OURS.bus_arn)
     assert events(sent("success@simulator.amazonses.com"), bounces_only) == []
-    [delivered] = events(sent("success@simulator.amazonses.com", "shopper@example.com"))
+    assert [e["DetailType"] for e in events(sent("bounce@simulator.amazonses.com"), bounces_only)] == ["Email Bounced"]
+
+
+def test_any_address_is_delivered_with_the_simulators_success_in_one_event() -> None:
+    [delivered] = events(sent("success@simulator.amazonses.com", "shopper@example.com",
+                              "ooto+1@simulator.amazonses.com"))
     assert delivered["DetailType"] == "Email Delivered"
-    assert json.loads(str(delivered["Detail"]))["delivery"]["recipients"] == ["success@simulator.amazonses.com"]
+    assert json.loads(str(delivered["Detail"]))["delivery"]["recipients"] == \
+        ["success@simulator.amazonses.com", "shopper@example.com", "ooto+1@simulator.amazonses.com"]
+    assert simulator_mailbox("delivered@simulator.amazonses.com") is None  # not one of SES's mailboxes
+
+
+def test_a_send_is_published_once_before_its_outcomes_when_the_destination_takes_sends() -> None:
+    with_sends = EventDestination("crm-messages", frozenset({"send", "delivery", "bounce"}), OURS.bus_arn)
+    sent_event, delivered, bounced = events(sent("shopper@example.com", "bounce@simulator.amazonses.com"), with_sends)
+    assert [e["DetailType"] for e in (sent_event, delivered, bounced)] == \
+        ["Email Sent", "Email Delivered", "Email Bounced"]
+    detail = json.loads(str(sent_event["Detail"]))
+    assert (detail["eventType"], detail["send"]) == ("Send", {})
+    assert detail["mail"]["destination"] == ["shopper@example.com", "bounce@simulator.amazonses.com"]
+    assert detail["mail"]["commonHeaders"] == {"from": ["Shop <shop@shop.example>"],
+                                               "to": ["shopper@example.com", "bounce@simulator.amazonses.com"],
+                                               "messageId": "0100-abc"}
+    assert json.loads(str(bounced["Detail"]))["bounce"]["bouncedRecipients"][0]["emailAddress"] == \
+        "bounce@simulator.amazonses.com"
