@@ -8,6 +8,7 @@ same code talks to AWS or to the embedded moto stack.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -31,6 +32,16 @@ def client(service: str) -> Any:
                 found = _clients[service] = boto3.session.Session().client(  # type: ignore[call-overload]
                     service, config=_CONFIGS.get(service, _RETRIES))
     return found
+
+
+def query_items(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every item a DynamoDB Query answers (in wire format), page after page."""
+    while True:
+        answer = client("dynamodb").query(**request)
+        yield from answer.get("Items", [])
+        if "LastEvaluatedKey" not in answer:
+            return
+        request = {**request, "ExclusiveStartKey": answer["LastEvaluatedKey"]}
 
 
 def reset() -> None:

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, query_items
 from crm.adapters.secrets import SecretsManagerVault
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
 from crm.adapters.workspace_index import partition_items, profile_partitions
@@ -114,12 +114,7 @@ class DynamoStoreDirectory:
     def workspaces(self) -> Iterator[str]:
         request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
                                    "ExpressionAttributeValues": {":pk": {"S": keys.WORKSPACES_PK}}}
-        while True:
-            answer = client("dynamodb").query(**request)
-            yield from (str(item["sk"]["S"]) for item in answer.get("Items", []))
-            if "LastEvaluatedKey" not in answer:
-                return
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return (str(item["sk"]["S"]) for item in query_items(request))
 
     def register(self, store: Store, api_key: str, *, new_workspace: bool = True) -> None:
         """Secrets into the vault first (a store item never exists without them), then store, write-key
@@ -197,13 +192,8 @@ class DynamoStoreDirectory:
     def api_keys(self, workspace_id: str) -> list[ApiKey]:
         request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
                                    "ExpressionAttributeValues": {":pk": {"S": keys.workspace_api_keys(workspace_id)}}}
-        found: list[ApiKey] = []
-        while True:
-            answer = client("dynamodb").query(**request)
-            found += [ApiKey.model_validate(from_item(item)) for item in answer.get("Items", [])]
-            if "LastEvaluatedKey" not in answer:
-                return sorted(found, key=lambda k: (k.created_at, k.key_id))
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        found = [ApiKey.model_validate(from_item(item)) for item in query_items(request)]
+        return sorted(found, key=lambda k: (k.created_at, k.key_id))
 
     def revoke_api_key(self, workspace_id: str, key_id: str, now: datetime) -> ApiKey | None:
         entry = self._key_entry(workspace_id, key_id)
@@ -494,13 +484,7 @@ class DynamoSegmentStore:
             request["ExclusiveStartKey"] = {"pk": {"S": pk}, "sk": {"S": after}}
         if limit is not None:
             request["Limit"] = limit
-        while True:
-            answer = client("dynamodb").query(**request)
-            for item in answer.get("Items", []):
-                yield from_item(item)
-            if "LastEvaluatedKey" not in answer:
-                return
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return map(from_item, query_items(request))
 
     def list_segments(self, workspace_id: str) -> list[SegmentRecord]:
         ids = [str(item["sk"]) for item in self._query(keys.segment_catalogue_pk(workspace_id), None, None)]
@@ -743,15 +727,9 @@ class DynamoPrivacyStore:
         self.profiles = DynamoProfileRepository(self.table)
 
     def _partition(self, pk: str) -> list[Item]:
-        items: list[Item] = []
         request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
                                    "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
-        while True:
-            answer = client("dynamodb").query(**request)
-            items += [from_item(item) for item in answer.get("Items", [])]
-            if "LastEvaluatedKey" not in answer:
-                return items
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return [from_item(item) for item in query_items(request)]
 
     def gather(self, workspace_id: str, profiles: Sequence[Profile], store_id: str,
                order_ids: Sequence[str]) -> Holdings:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from pydantic import Discriminator, TypeAdapter
 
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, query_items
 from crm.adapters.dynamodb import Item, from_item, wire_key
 from crm.config import settings
 from crm.flows.defaults import BUILTIN_SINCE, builtin_flows, builtin_templates
@@ -69,13 +69,7 @@ def _version_condition(expected_version: int | None) -> dict[str, Any]:
 def _query(table: str, pk: str) -> Iterator[dict[str, Any]]:
     request: dict[str, Any] = {"TableName": table, "KeyConditionExpression": "pk = :pk",
                                "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
-    while True:
-        answer = client("dynamodb").query(**request)
-        for item in answer.get("Items", []):
-            yield from_item(item)
-        if "LastEvaluatedKey" not in answer:
-            return
-        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+    return map(from_item, query_items(request))
 
 
 def _builtin_flow(workspace_id: str, flow_id: str, definition: FlowDefinition) -> FlowRecord:

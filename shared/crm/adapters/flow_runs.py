@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, query_items
 from crm.adapters.dynamodb import Item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_write
 from crm.config import settings
@@ -75,13 +75,7 @@ class DynamoRunStore:
         request: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True,
                                    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
                                    "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": prefix}}}
-        items: list[Item] = []
-        while True:
-            answer = client("dynamodb").query(**request)
-            items += answer.get("Items", [])
-            if "LastEvaluatedKey" not in answer:
-                return items
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return list(query_items(request))
 
     def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None) -> list[FlowRun]:
         runs = [_run(item) for item in self._partition(workspace_id, profile_id, keys.FLOW_RUN_PREFIX)]

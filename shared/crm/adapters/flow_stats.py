@@ -12,7 +12,7 @@ event or two invocations racing count nothing twice:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, query_items
 from crm.adapters.dynamodb import Item, wire_key
 from crm.adapters.throttling import batch_write
 from crm.config import settings
@@ -39,15 +39,6 @@ def _refused(error: ClientError) -> bool:
 
 def _number(value: int | Decimal) -> dict[str, str]:
     return {"N": str(value)}
-
-
-def _query(request: dict[str, Any]) -> Iterator[Item]:
-    while True:
-        page = client("dynamodb").query(**request)
-        yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        request = {**request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
 # --- message records ------------------------------------------------------------------------------------
@@ -131,7 +122,7 @@ class DynamoMessageLedger:
                    "FilterExpression": "sent_epoch >= :since",
                    "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.FLOW_MESSAGE_PREFIX},
                                                  ":since": _number(Decimal(str(since.timestamp())))}}
-        found = [_message(item) for item in _query(request)]
+        found = [_message(item) for item in query_items(request)]
         return sorted((m for m in found if m.sent_at >= since), key=lambda m: (m.sent_at, m.message_id))
 
     def move_messages(self, workspace_id: str, from_profile_id: str, to_profile_id: str) -> int:
@@ -142,7 +133,7 @@ class DynamoMessageLedger:
         request = {"TableName": self.table, "ConsistentRead": True,
                    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
                    "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.FLOW_MESSAGE_PREFIX}}}
-        moving = [_message(item) for item in _query(request)]
+        moving = [_message(item) for item in query_items(request)]
         for message in moving:
             self.record_sent(message.model_copy(update={"profile_id": to_profile_id}))
         batch_write(self.table, [{"DeleteRequest": {"Key": wire_key(keys.flow_message(
@@ -186,7 +177,7 @@ class DynamoFlowCounters:
                            step_id=item["step_id"]["S"], variant=item["variant"]["S"],
                            counts={name.removeprefix(COUNTER_PREFIX): Decimal(value["N"])
                                    for name, value in item.items() if name.startswith(COUNTER_PREFIX)})
-                for item in _query(request) if item.get("entity", {}).get("S") == "flow_counters"]
+                for item in query_items(request) if item.get("entity", {}).get("S") == "flow_counters"]
 
 
 # --- attributions ---------------------------------------------------------------------------------------
@@ -256,7 +247,7 @@ class DynamoSplitWinners:
                    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
                    "ExpressionAttributeValues": {":pk": {"S": keys.flow_counters_pk(workspace_id, flow_id)},
                                                  ":prefix": {"S": keys.SPLIT_WINNER_PREFIX}}}
-        return {item["split_id"]["S"]: int(item["path"]["N"]) for item in _query(request)}
+        return {item["split_id"]["S"]: int(item["path"]["N"]) for item in query_items(request)}
 
     def decide(self, workspace_id: str, flow_id: str, split_id: str, path: int, at: datetime) -> int:
         key = wire_key(keys.split_winner(workspace_id, flow_id, split_id))

@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, query_items
 from crm.adapters.throttling import BATCH_GET_KEYS, DEFAULT_BACKOFF, Backoff, batch_get
 
 Item = dict[str, Any]
@@ -43,13 +43,7 @@ def profile_partitions(table: str, workspace_id: str, share: int = 0, shares: in
             "TableName": table, "IndexName": keys.WORKSPACE_INDEX, "Limit": INDEX_PAGE,
             "KeyConditionExpression": "ws_bucket = :bucket",
             "ExpressionAttributeValues": {":bucket": {"S": keys.workspace_bucket(workspace_id, bucket)}}}
-        while True:
-            answer = client("dynamodb").query(**request)
-            for entry in answer.get("Items", []):
-                yield str(entry["pk"]["S"])
-            if "LastEvaluatedKey" not in answer:
-                break
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        yield from (str(entry["pk"]["S"]) for entry in query_items(request))
 
 
 def partition_items(table: str, partitions: Iterable[str], sort_keys: tuple[str, ...],
