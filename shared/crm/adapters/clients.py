@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
@@ -42,6 +43,17 @@ def query_items(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if "LastEvaluatedKey" not in answer:
             return
         request = {**request, "ExclusiveStartKey": answer["LastEvaluatedKey"]}
+
+
+def put_if_absent(table: str, item: dict[str, Any]) -> bool:
+    """Put ``item`` unless an item with its key exists (then False, and nothing is written)."""
+    try:
+        client("dynamodb").put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def reset() -> None:

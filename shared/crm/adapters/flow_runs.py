@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from crm.adapters import keys
-from crm.adapters.clients import client, query_items
+from crm.adapters.clients import client, put_if_absent, query_items
 from crm.adapters.dynamodb import Item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_write
 from crm.config import settings
@@ -46,14 +46,7 @@ class DynamoRunStore:
         self.backoff = backoff
 
     def create_run(self, run: FlowRun) -> bool:
-        try:
-            client("dynamodb").put_item(TableName=self.table, Item=_run_item(run),
-                                        ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as error:
-            if _refused(error):
-                return False
-            raise
-        return True
+        return put_if_absent(self.table, _run_item(run))
 
     def get_run(self, workspace_id: str, profile_id: str, run_id: str) -> FlowRun | None:
         found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
@@ -93,13 +86,8 @@ class DynamoRunStore:
 
     def claim_step(self, run: FlowRun, step_id: str, at: datetime) -> None:
         item = {**self._step_key(run, step_id), "entity": {"S": "flow_step"}, "claimed_at": {"S": at.isoformat()}}
-        try:
-            client("dynamodb").put_item(TableName=self.table, Item=item,
-                                        ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as error:
-            if _refused(error):
-                raise StepAlreadyClaimed(f"step {step_id} of run {run.run_id}") from None
-            raise
+        if not put_if_absent(self.table, item):
+            raise StepAlreadyClaimed(f"step {step_id} of run {run.run_id}")
 
     def step_claim(self, run: FlowRun, step_id: str) -> StepRecord | None:
         found = client("dynamodb").get_item(TableName=self.table, Key=self._step_key(run, step_id),

@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from crm.adapters import keys
-from crm.adapters.clients import client, query_items
+from crm.adapters.clients import client, put_if_absent, query_items
 from crm.adapters.dynamodb import Item, wire_key
 from crm.adapters.throttling import batch_write
 from crm.config import settings
@@ -67,12 +67,7 @@ class DynamoMessageLedger:
         self.table = table_name or settings().table_name
 
     def record_sent(self, message: MessageRecord) -> None:
-        try:
-            client("dynamodb").put_item(TableName=self.table, Item=_message_item(message),
-                                        ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as error:
-            if not _refused(error):
-                raise
+        put_if_absent(self.table, _message_item(message))
         pointer = {**wire_key(keys.message_pointer(message.message_id)), "entity": {"S": "message_pointer"},
                    "workspace_id": {"S": message.workspace_id}, "profile_id": {"S": message.profile_id}}
         client("dynamodb").put_item(TableName=self.table, Item=pointer)
@@ -203,14 +198,7 @@ class DynamoAttributions:
                 "attribution": {"S": attribution.model_dump_json(exclude={"refunded", "refund_ids"})},
                 "refunded": _number(attribution.refunded),
                 "refund_ids": {"L": [{"S": refund} for refund in attribution.refund_ids]}}
-        try:
-            client("dynamodb").put_item(TableName=self.table, Item=item,
-                                        ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as error:
-            if _refused(error):
-                return False
-            raise
-        return True
+        return put_if_absent(self.table, item)
 
     def get(self, workspace_id: str, store_id: str, order_id: str) -> Attribution | None:
         found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
@@ -253,12 +241,7 @@ class DynamoSplitWinners:
         key = wire_key(keys.split_winner(workspace_id, flow_id, split_id))
         item = {**key, "entity": {"S": "split_winner"}, "split_id": {"S": split_id}, "path": _number(path),
                 "decided_at": {"S": at.isoformat()}}
-        try:
-            client("dynamodb").put_item(TableName=self.table, Item=item,
-                                        ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as error:
-            if not _refused(error):
-                raise
-            stored = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True, Key=key)["Item"]
-            return int(stored["path"]["N"])
-        return path
+        if put_if_absent(self.table, item):
+            return path
+        stored = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True, Key=key)["Item"]
+        return int(stored["path"]["N"])

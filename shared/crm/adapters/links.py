@@ -3,10 +3,8 @@ track function puts on the flows queue (crm.flows.inbox.LinkFollowed)."""
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, put_if_absent
 from crm.adapters.dynamodb import wire_key
 from crm.config import settings
 from crm.flows.inbox import LinkFollowed
@@ -28,11 +26,7 @@ class DynamoShortLinks:
         client("dynamodb").put_item(TableName=self.table, Item=mark)
         item = {**wire_key(keys.short_link(link.code)), "entity": {"S": "short_link"},
                 "link": {"S": link.model_dump_json()}}
-        try:
-            client("dynamodb").put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        put_if_absent(self.table, item)
 
     def get(self, code: str) -> ShortLink | None:
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.short_link(code))).get("Item")
