@@ -42,7 +42,8 @@ from chalice.app import Chalice, Response
 from chalice.test import Client
 from crm import config, wiring
 from crm.adapters import clients
-from crm.adapters.dynamodb import DynamoStoreDirectory, from_item, to_item
+from crm.adapters.items import from_item, to_item
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.clock import utc_now
 from crm.connectors import connector_for
 from crm.connectors.base import base64_hmac_sha256_matches

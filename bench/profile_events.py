@@ -23,7 +23,8 @@ from decimal import Decimal
 from typing import Any
 
 from crm.adapters import clients
-from crm.adapters.dynamodb import DynamoProfileRepository, from_item, to_item
+from crm.adapters.items import from_item, to_item
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.identity import identities_of
 from crm.ingestion import apply_event
 from crm.models.canonical import (

@@ -30,8 +30,9 @@ from decimal import Decimal
 from typing import Any
 
 from crm.adapters import clients, keys
-from crm.adapters.dynamodb import DynamoSegmentStore, _profile_with_segments, to_item
+from crm.adapters.items import to_item
 from crm.adapters.segment_runs import DynamoSegmentRuns
+from crm.adapters.segments import DynamoSegmentStore, _profile_with_segments
 from crm.config import Settings
 from crm.models.profile import Activity, Profile, TimelineEntry
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun

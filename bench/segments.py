@@ -37,7 +37,7 @@ from typing import Any
 
 import duckdb
 from crm.adapters import keys
-from crm.adapters.dynamodb import from_item, to_item
+from crm.adapters.items import from_item, to_item
 from crm.models.canonical import Touch
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.profile import Profile, RecentTimes

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoStoreDirectory
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.models.stores import Platform, StoreRegistration
 from crm.stores import register_store
 from crm_local.lambdas import load_handler

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from crm.adapters.dynamodb import DynamoStoreDirectory
 from crm.adapters.secrets import SecretsManagerVault
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.api_keys import create_api_key, key_view, revoke_api_key
 from crm.clock import utc_now
 from crm.stores import retire_webhook_secrets, rotate_webhook_secret

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import boto3
-from crm.adapters.dynamodb import from_item
+from crm.adapters.items import from_item
 from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 

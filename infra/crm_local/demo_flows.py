@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import boto3
-from crm.adapters.dynamodb import from_item
+from crm.adapters.items import from_item
 from crm.clock import utc_now
 from crm.models.flows import FlowRun, StepOutcome
 

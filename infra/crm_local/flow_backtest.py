@@ -13,8 +13,9 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import yaml
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore
 from crm.adapters.flow_definitions import DynamoFlowCatalogue, DynamoMessagingStore
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.segments import DynamoSegmentStore
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.flows.backtests import BacktestAnswer, backtest_workspace, flow_to_test, parse_request
 from crm.flows.scripted import described, load_script, run_script

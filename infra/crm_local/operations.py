@@ -11,8 +11,9 @@ from typing import Any
 
 import boto3
 from crm.adapters.currency import DynamoCurrencyStore
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
 from crm.adapters.messaging import FirehoseS3Archive, dead_letter_reason
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.archive import FIREHOSE_PREFIX, OBJECT_PREFIX, ArchivedDelivery, header_from_metadata, unframe
 from crm.clock import utc_now
 from crm.imports.service import ExportKind, ImportResult, import_export
@@ -199,7 +200,7 @@ def start_segment_runs(stack_name: str, workspace_id: str | None = None) -> dict
 def privacy_status(stack_name: str, workspace_id: str, request_id: str) -> dict[str, object] | None:
     """How far a privacy request has got (stage, runs, archive objects scanned and changed, profiles erased),
     without the shopper's personal data; None for a request the stack has not received."""
-    from crm.adapters.dynamodb import DynamoPrivacyStore
+    from crm.adapters.privacy import DynamoPrivacyStore
 
     job = DynamoPrivacyStore(stack_outputs(stack_name)["TableName"]).job(workspace_id, request_id)
     return None if job is None else job.public()

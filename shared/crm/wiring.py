@@ -5,14 +5,8 @@ from __future__ import annotations
 from functools import cache
 
 from crm.adapters.currency import DynamoCurrencyStore, SqsCurrencyTasks
-from crm.adapters.dynamodb import (
-    DynamoExportJobStore,
-    DynamoPrivacyStore,
-    DynamoProfileRepository,
-    DynamoSegmentStore,
-    DynamoStoreDirectory,
-)
 from crm.adapters.export_files import S3ExportFiles
+from crm.adapters.export_jobs import DynamoExportJobStore
 from crm.adapters.flow_definitions import DynamoFlowCatalogue, DynamoMessagingStore
 from crm.adapters.flow_runs import DynamoRunStore
 from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger, DynamoSplitWinners
@@ -25,12 +19,16 @@ from crm.adapters.messaging import (
     SqsIngestQueue,
     SqsPrivacyQueue,
 )
+from crm.adapters.privacy import DynamoPrivacyStore
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.scheduler import EventBridgeWaitScheduler
 from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
+from crm.adapters.segments import DynamoSegmentStore
 from crm.adapters.sender_identities import SesSenderIdentities
 from crm.adapters.ses import SesEmailSender
 from crm.adapters.sns import SnsSmsSender
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.config import settings

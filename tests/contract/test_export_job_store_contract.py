@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from crm.adapters.dynamodb import DynamoExportJobStore
+from crm.adapters.export_jobs import DynamoExportJobStore
 from crm.models.consent import Channel
 from crm.models.exports import ExportFormat, ExportJob, ExportOptions, ExportStatus
 from crm.ports import ConcurrentUpdate, ExportJobStore

@@ -11,7 +11,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.api_keys import create_api_key
 from crm.changes import ProfileHistory, plan, reads_for
 from crm.ingestion import apply_event

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.segments import DynamoSegmentStore
 from crm.models.profile import Profile
 from crm.models.segments import BuiltinSettings, GrowthPoint, HeldSegments, MembershipChange, SegmentRecord
 from crm.ports import Change, ConcurrentUpdate, ProfileRepository, SegmentStore

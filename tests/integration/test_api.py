@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.ingestion import apply_event
 from crm.models.stores import Platform, StoreRegistration
 from crm.profiles import profile_id_for

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 from crm import clock
-from crm.adapters.dynamodb import DynamoStoreDirectory
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.models.stores import Platform, StoreRegistration
 from crm.stores import register_store
 from crm_local.cli import main

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from chalice.test import Client
 from crm.adapters.currency import DynamoCurrencyStore
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.ingestion import apply_event
 from crm.models.stores import Platform, StoreRegistration
 from crm.reporting import initial_settings

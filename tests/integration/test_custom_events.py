@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.clock import utc_now
 from crm.models.ingest import IngestEnvelope
 from crm.models.stores import Platform, StoreRegistration

@@ -15,10 +15,11 @@ import pytest
 from botocore.exceptions import ClientError
 from chalice.test import Client
 from crm.adapters import clients as crm_clients
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
 from crm.adapters.flow_definitions import DynamoMessagingStore
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.secrets import LinkSigningKeys
 from crm.adapters.ses import SesEmailSender
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.messaging.compose import compose_email
 from crm.messaging.defaults import ABANDONED_CHECKOUT_1, EMAIL_TEMPLATES
 from crm.messaging.optin import double_opt_in_email

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
 from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.flows.builtin import ABANDONED_CHECKOUT
 from crm.models.flow_stats import ALL_STEPS, MessageEvent, MessageEventType, MessageRecord
 from crm.models.stores import Platform

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from crm.adapters.dynamodb import DynamoProfileRepository
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.flows.builtin import ABANDONED_CHECKOUT
 from crm.models.consent import Consent, ConsentState
 from crm.models.profile import Profile, TimelineEntry, new_profile

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoStoreDirectory
 from crm.adapters.messaging import EventBridgePublisher
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.models.events import EVENT_SOURCE, FLOW_EVENT_TYPES, Item, OrderPlaced
 from crm.models.stores import Platform
 from crm.stores import register_store

@@ -12,10 +12,11 @@ from decimal import Decimal
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoPrivacyStore, DynamoStoreDirectory
 from crm.adapters.flow_stats import DynamoFlowCounters, DynamoMessageLedger
 from crm.adapters.links import DynamoShortLinks
+from crm.adapters.privacy import DynamoPrivacyStore
 from crm.adapters.secrets import LinkSigningKeys
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.clock import utc_now
 from crm.messaging.shortlinks import SmsLinks
 from crm.messaging.unsubscribe import LinkOrigin, LinkPurpose, claims_for, sign

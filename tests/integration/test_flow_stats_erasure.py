@@ -7,8 +7,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from crm.adapters.dynamodb import DynamoPrivacyStore, from_item
 from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger
+from crm.adapters.items import from_item
+from crm.adapters.privacy import DynamoPrivacyStore
 from crm.models.flow_stats import Attribution, MessageRecord
 from crm.ports import Erasure
 from crm_local.provision import Provisioned

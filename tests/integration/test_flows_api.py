@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from crm.adapters.dynamodb import DynamoProfileRepository
 from crm.adapters.flow_runs import DynamoRunStore
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, WELCOME
 from crm.flows.defaults import BUILTIN_SINCE
 from crm.models.flows import FlowRun, run_id_for

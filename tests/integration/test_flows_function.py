@@ -18,9 +18,10 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from botocore.exceptions import ClientError
 from crm import clock, wiring
 from crm.adapters import keys
-from crm.adapters.dynamodb import DynamoProfileRepository, from_item, wire_key
 from crm.adapters.flow_runs import DynamoRunStore
 from crm.adapters.flow_stats import DynamoFlowCounters, DynamoMessageLedger
+from crm.adapters.items import from_item, wire_key
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS
 from crm.models.canonical import ComplianceRequest
 from crm.models.consent import Consent, ConsentState

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.models.stores import Platform, StoreRegistration
 from crm.stores import register_store
 from crm_local.cli import main

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 
 import pytest
-from crm.adapters.dynamodb import DynamoStoreDirectory
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.models.stores import Platform, StoreRegistration
 from crm.stores import register_store

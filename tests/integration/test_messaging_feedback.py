@@ -20,8 +20,9 @@ from typing import Any
 import botocore.client
 import pytest
 from crm import wiring
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
 from crm.adapters.flow_stats import DynamoFlowCounters, DynamoMessageLedger
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.ingestion import apply_events
 from crm.models.consent import Channel, Consent, ConsentState

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory, from_item
 from crm.adapters.flow_stats import DynamoAttributions
+from crm.adapters.items import from_item
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.archive import ArchivedDelivery, frame, unframe
 from crm.models.flow_stats import Attribution
 from crm.models.privacy import Terms

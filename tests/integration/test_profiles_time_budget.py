@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.models.stores import Platform
 from crm.stores import register_store
 from crm_local.lambdas import Function, load_handler

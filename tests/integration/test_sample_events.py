@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 from crm import clock
-from crm.adapters.dynamodb import (
-    DynamoExportJobStore,
-    DynamoPrivacyStore,
-    DynamoProfileRepository,
-    DynamoSegmentStore,
-    DynamoStoreDirectory,
-)
+from crm.adapters.export_jobs import DynamoExportJobStore
+from crm.adapters.privacy import DynamoPrivacyStore
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.segment_runs import DynamoSegmentRuns
+from crm.adapters.segments import DynamoSegmentStore
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.adapters.streams import image
 from crm.archive import ArchivedDelivery, frame, unframe
 from crm.models.exports import ExportJob, ExportOptions, ExportStatus

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.profile import Profile
 from crm.models.stores import Platform, StoreRegistration

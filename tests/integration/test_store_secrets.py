@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from crm.adapters.dynamodb import DynamoStoreDirectory
 from crm.adapters.secrets import SecretsManagerVault
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.models.stores import Platform, api_key_id
 from crm.stores import register_store
 from crm.webhooks import NotAuthenticated, accept_webhook

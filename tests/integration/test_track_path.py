@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoStoreDirectory
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.archive import unframe
 from crm.models.consent import ConsentState
 from crm.models.ingest import IngestEnvelope

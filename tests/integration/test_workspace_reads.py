@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from crm.adapters import keys
 from crm.adapters.clients import client
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore, plain_item
+from crm.adapters.items import plain_item
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.segment_runs import DynamoSegmentRuns
+from crm.adapters.segments import DynamoSegmentStore
 from crm.models.profile import Profile, TimelineEntry
 from crm.models.segments import SegmentRecord
 from crm.ports import Change, IdentityLink

@@ -8,14 +8,12 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from crm.adapters.dynamodb import (
-    DynamoExportJobStore,
-    DynamoProfileRepository,
-    DynamoSegmentStore,
-    DynamoStoreDirectory,
-)
 from crm.adapters.export_files import S3ExportFiles
+from crm.adapters.export_jobs import DynamoExportJobStore
 from crm.adapters.messaging import EventBridgePublisher, FirehoseS3Archive, SqsExportQueue, SqsIngestQueue
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.segments import DynamoSegmentStore
+from crm.adapters.stores import DynamoStoreDirectory
 from crm.ports import (
     EventPublisher,
     ExportFiles,

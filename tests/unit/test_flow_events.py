@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from crm.adapters import keys
-from crm.adapters.dynamodb import to_item
+from crm.adapters.items import to_item
 from crm.connectors.shopify import ANONYMOUS_ID_ATTRIBUTE, SHOPIFY
 from crm.connectors.woocommerce import WOOCOMMERCE
 from crm.ingestion import apply_event

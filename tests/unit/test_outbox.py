@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from crm.adapters import keys
-from crm.adapters.dynamodb import to_item
+from crm.adapters.items import to_item
 from crm.models.events import (
     CustomerCreated,
     OrderPlaced,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from crm.adapters import keys
-from crm.adapters.dynamodb import to_item
+from crm.adapters.items import to_item
 from crm.models.profile import new_profile
 from crm.segments.feed import Erased, read_feed
 

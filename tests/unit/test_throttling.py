@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from crm.adapters import clients, keys
-from crm.adapters.dynamodb import DynamoProfileRepository, DynamoSegmentStore, wire_key
+from crm.adapters.items import wire_key
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.segments import DynamoSegmentStore
 from crm.adapters.throttling import Backoff, CapacityExceeded, batch_get, batch_write, transact_write
 from crm.models.profile import Profile
 from crm.models.segments import MembershipChange

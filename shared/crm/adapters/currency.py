@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import keys
 from crm.adapters.clients import client
-from crm.adapters.dynamodb import Item, from_item, to_item, wire_key
+from crm.adapters.items import Item, from_item, to_item, wire_key
 from crm.adapters.segment_runs import send_tasks
 from crm.config import settings
 from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask

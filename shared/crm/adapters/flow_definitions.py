@@ -20,7 +20,7 @@ from pydantic import Discriminator, TypeAdapter
 
 from crm.adapters import keys
 from crm.adapters.clients import client, query_items
-from crm.adapters.dynamodb import Item, from_item, wire_key
+from crm.adapters.items import Item, from_item, wire_key
 from crm.config import settings
 from crm.flows.defaults import BUILTIN_SINCE, builtin_flows, builtin_templates
 from crm.models.flows import FlowDefinition, FlowRecord, FlowStatus

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import keys
 from crm.adapters.clients import client, put_if_absent, query_items
-from crm.adapters.dynamodb import Item, wire_key
+from crm.adapters.items import Item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_write
 from crm.config import settings
 from crm.flows.ports import ChannelName, StepAlreadyClaimed

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import keys
 from crm.adapters.clients import client, put_if_absent, query_items
-from crm.adapters.dynamodb import Item, wire_key
+from crm.adapters.items import Item, wire_key
 from crm.adapters.throttling import batch_write
 from crm.config import settings
 from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEvent, MessageEventType, MessageRecord

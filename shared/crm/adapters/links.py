@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from crm.adapters import keys
 from crm.adapters.clients import client, put_if_absent
-from crm.adapters.dynamodb import wire_key
+from crm.adapters.items import wire_key
 from crm.config import settings
 from crm.flows.inbox import LinkFollowed
 from crm.messaging.shortlinks import ShortLink
@@ -14,7 +14,7 @@ from crm.messaging.shortlinks import ShortLink
 class DynamoShortLinks:
     """One item per code, written when the SMS is composed, read by code alone (keys.short_link: the track
     function's role may read only LINK# items of the table, besides its write keys and stores), and a mark in
-    the profile's partition (keys.short_link_mark) that an erasure deletes it by (crm.adapters.dynamodb)."""
+    the profile's partition (keys.short_link_mark) that an erasure deletes it by (crm.adapters.privacy)."""
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table = table_name or settings().table_name

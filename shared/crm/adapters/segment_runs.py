@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from crm.adapters import keys
 from crm.adapters.clients import client
-from crm.adapters.dynamodb import Item, from_item, plain_item, to_item, wire_key
+from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.throttling import transact_write
 from crm.config import settings
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from crm.adapters import keys
 from crm.adapters.clients import client
-from crm.adapters.dynamodb import wire_key
+from crm.adapters.items import wire_key
 from crm.config import settings
 from crm.contact import normalise_email
 

@@ -1,0 +1,204 @@
+"""Profiles, identities, orders, customer accounts and timelines: the profile aggregate's repository."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from crm.adapters import keys
+from crm.adapters.clients import client
+from crm.adapters.items import Item, from_item, serializer, to_item, wire_key
+from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, transact_write
+from crm.adapters.workspace_index import partition_items, profile_partitions
+from crm.config import settings
+from crm.models.currency import CurrencySettings
+from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
+from crm.ports import (
+    Change,
+    ChangeRefused,
+    ConcurrentUpdate,
+    Context,
+    Reads,
+)
+
+
+def _write_change(writes: list[dict[str, Any]], backoff: Backoff) -> None:
+    """One change's writes in one transaction: a refused condition is a concurrent update (read again), a
+    refused item (over 400 KB, say) a change that can never be stored."""
+    try:
+        transact_write(writes, backoff)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "TransactionCanceledException":
+            raise ConcurrentUpdate(str(error)) from None
+        if error.response["Error"]["Code"] == "ValidationException":
+            raise ChangeRefused(error.response["Error"].get("Message", str(error))) from None
+        raise
+
+
+class DynamoProfileRepository:
+    """Profiles, identities, orders, customer accounts, timelines; every write is guarded by what was read."""
+
+    def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+        self.table = table_name or settings().table_name
+        self.backoff = backoff
+
+    def _batch_get(self, wanted: list[keys.Key]) -> dict[str, Item]:
+        """Items by pk, read consistently (what DynamoDB leaves unprocessed is asked again after a backoff)."""
+        found: dict[str, Item] = {}
+        unique = list({k["pk"]: k for k in wanted}.values())
+        for item in batch_get(self.table, [wire_key(k) for k in unique], consistent=True, backoff=self.backoff):
+            plain = from_item(item)
+            found[plain["pk"]] = plain
+        return found
+
+    def _live_profiles(self, workspace_id: str, profile_ids: set[str]) -> dict[str, Profile]:
+        """Each id's live profile: merged profiles are followed to the profile they were merged into."""
+        held: dict[str, Profile] = {}
+        pending = set(profile_ids)
+        while pending:
+            found = self._batch_get([keys.profile(workspace_id, pid) for pid in pending])
+            for item in found.values():
+                profile = Profile.model_validate(item)
+                held[profile.profile_id] = profile
+            pending = {p.merged_into for p in held.values() if p.merged_into and p.merged_into not in held}
+            pending -= set(held)
+        live: dict[str, Profile] = {}
+        for pid in profile_ids:
+            current, hops = held.get(pid), 0
+            while current is not None and current.merged_into and hops < 50:
+                current, hops = held.get(current.merged_into), hops + 1
+            if current is not None:
+                live[pid] = current
+        return live
+
+    def load(self, reads: Reads) -> Context:
+        ws = reads.workspace_id
+        identity_keys = {identity: keys.identity(ws, identity) for identity in reads.identities}
+        wanted = list(identity_keys.values())
+        order_key = keys.order(ws, *reads.order) if reads.order else None
+        customer_key = keys.customer(ws, *reads.customer) if reads.customer else None
+        event_key = keys.event(ws, *reads.event) if reads.event else None
+        currency_key = keys.currency_settings(ws)
+        wanted += [k for k in (order_key, customer_key, event_key, currency_key) if k is not None]
+        found = self._batch_get(wanted)
+        pointers: dict[str, str] = {}
+        redacted: set[str] = set()
+        for identity, key in identity_keys.items():
+            item = found.get(key["pk"])
+            if item is None:
+                continue
+            if item.get("redacted"):
+                redacted.add(identity)
+            else:
+                pointers[identity] = str(item["profile_id"])
+        order = OrderRecord.model_validate(found[order_key["pk"]]) if order_key and order_key["pk"] in found else None
+        customer = (CustomerState.model_validate(found[customer_key["pk"]])
+                    if customer_key and customer_key["pk"] in found else None)
+        event_seen = event_key is not None and event_key["pk"] in found
+        held_version = order.version if order else customer.version if customer else None
+        if event_seen or (reads.version is not None and reads.version == held_version):
+            return Context(owners={}, pointers=pointers, redacted=frozenset(redacted), order=order, order_owner=None,
+                           customer=customer, event_seen=event_seen, already_held=True)
+        profile_ids = set(pointers.values())
+        for owner in (order.profile_id if order else None, customer.profile_id if customer else None):
+            if owner:
+                profile_ids.add(owner)
+        live = self._live_profiles(ws, profile_ids)
+        owners = {identity: live[pid] for identity, pid in pointers.items() if pid in live}
+        if customer is not None and customer.profile_id in live and reads.customer:
+            owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", live[customer.profile_id])
+        return Context(
+            owners=owners, pointers=pointers, redacted=frozenset(redacted), order=order,
+            order_owner=live.get(order.profile_id) if order and order.profile_id else None, customer=customer,
+            event_seen=event_seen,
+            currency=(CurrencySettings.model_validate(found[currency_key["pk"]])
+                      if currency_key["pk"] in found else None),
+        )
+
+    def commit(self, change: Change) -> None:
+        ws = change.workspace_id
+        writes: list[dict[str, Any]] = []
+        for profile, revision in change.profiles:
+            writes.append(self._guarded_put(to_item(keys.profile(ws, profile.profile_id), "profile", profile,
+                                                    **keys.workspace_index(ws, profile.profile_id)),
+                                            "revision", revision))
+        if change.order is not None:
+            record, version = change.order
+            writes.append(self._guarded_put(
+                to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
+                "version", version))
+        if change.customer is not None:
+            state, version = change.customer
+            writes.append(self._guarded_put(
+                to_item(keys.customer(ws, state.store_id, state.customer_id), "customer", state), "version", version))
+        for link in change.identities:
+            item = {**keys.identity(ws, link.identity), "entity": "identity", "workspace_id": ws,
+                    "profile_id": link.profile_id}
+            writes.append(self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "profile_id",
+                                            link.previous_profile_id))
+        for entry in change.timeline:
+            writes.append({"Put": {"TableName": self.table, "Item": to_item(
+                keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline", entry)}})
+        if change.event is not None:
+            store_id, event_id, profile_id = change.event
+            item = {**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
+            writes.append(self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "pk", None))
+        if not writes:
+            return
+        _write_change(writes, self.backoff)
+
+    def _guarded_put(self, item: Item, attribute: str, expected: str | int | None) -> dict[str, Any]:
+        put: dict[str, Any] = {"TableName": self.table, "Item": item}
+        if expected is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "#guard = :expected"
+            put["ExpressionAttributeNames"] = {"#guard": attribute}
+            put["ExpressionAttributeValues"] = {":expected": serializer.serialize(
+                Decimal(expected) if isinstance(expected, int) else expected)}
+        return {"Put": put}
+
+    def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
+        return self._live_profiles(workspace_id, {profile_id}).get(profile_id)
+
+    def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.identity(workspace_id,
+                                                                                                identity)))
+        item = from_item(found["Item"]) if "Item" in found else {}
+        return str(item["profile_id"]) if item.get("profile_id") else None
+
+    def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
+                 limit: int) -> list[TimelineEntry]:
+        entries: list[TimelineEntry] = []
+        for profile_id in profile_ids:
+            pk = keys.profile(workspace_id, profile_id)["pk"]
+            condition = "pk = :pk AND begins_with(sk, :prefix)"
+            values: dict[str, Any] = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX}}
+            if before is not None:
+                condition = "pk = :pk AND sk BETWEEN :prefix AND :before"
+                values = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX}, ":before": {"S": before}}
+            answer = client("dynamodb").query(TableName=self.table, KeyConditionExpression=condition,
+                                              ExpressionAttributeValues=values, ScanIndexForward=False,
+                                              Limit=limit + 1, ConsistentRead=True)
+            entries += [TimelineEntry.model_validate(from_item(item)) for item in answer.get("Items", [])]
+        entries = [e for e in entries if before is None or e.sort_key < before]
+        entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
+        return entries[:limit]
+
+
+    def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
+        """Through the workspace index (crm.adapters.workspace_index): this workspace's profile items only."""
+        partitions = profile_partitions(self.table, workspace_id, segment, total_segments)
+        for (item,) in partition_items(self.table, partitions, (keys.PROFILE_SK,), self.backoff):
+            profile = Profile.model_validate(from_item(item))
+            if profile.merged_into is None:
+                yield profile
+
+    def profiles_by_id(self, workspace_id: str, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        found = self._batch_get([keys.profile(workspace_id, pid) for pid in profile_ids])
+        held = (Profile.model_validate(item) for item in found.values())
+        return {p.profile_id: p for p in held if p.merged_into is None}
+

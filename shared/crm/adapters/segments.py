@@ -1,0 +1,289 @@
+"""Segments: definitions, sizes, members, each profile's held segments and the built-in settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from crm.adapters import keys
+from crm.adapters.clients import client, query_items
+from crm.adapters.items import Item, from_item, plain, plain_item, serializer, to_item, wire_key
+from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
+from crm.adapters.workspace_index import partition_items, profile_partitions
+from crm.config import settings
+from crm.models.profile import Profile
+from crm.models.segments import (
+    BUILTIN_PREFIX,
+    BuiltinSettings,
+    GrowthPoint,
+    HeldSegments,
+    Member,
+    MembershipChange,
+    SegmentRecord,
+)
+from crm.ports import (
+    ConcurrentUpdate,
+)
+
+
+def _write_batches(table: str, requests: list[dict[str, Any]], backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    """BatchWriteItem, 25 a request, until DynamoDB has processed every one (the rest after a backoff)."""
+    batch_write(table, requests, backoff)
+
+
+class DynamoSegmentStore:
+    """Segment definitions, a catalogue partition per workspace, and a membership partition per segment."""
+
+    def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+        self.table = table_name or settings().table_name
+        self.backoff = backoff
+
+    def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
+        """The record and its size: one Query of the segment's partition (both items)."""
+        items = list(self._query(keys.segment(workspace_id, segment_id)["pk"], None, None))
+        return _record(workspace_id, segment_id, {str(item["sk"]): item for item in items})
+
+    def _query(self, pk: str, after: str | None, limit: int | None) -> Iterator[Item]:
+        request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
+                                   "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
+        if after is not None:
+            request["ExclusiveStartKey"] = {"pk": {"S": pk}, "sk": {"S": after}}
+        if limit is not None:
+            request["Limit"] = limit
+        return map(from_item, query_items(request))
+
+    def list_segments(self, workspace_id: str) -> list[SegmentRecord]:
+        ids = [str(item["sk"]) for item in self._query(keys.segment_catalogue_pk(workspace_id), None, None)]
+        found: dict[str, dict[str, Item]] = {}
+        for start in range(0, len(ids), 50):
+            wanted = [key for i in ids[start:start + 50]
+                      for key in (keys.segment(workspace_id, i), keys.segment_size(workspace_id, i))]
+            for raw in batch_get(self.table, [wire_key(k) for k in wanted], consistent=False, backoff=self.backoff):
+                item = from_item(raw)
+                found.setdefault(str(item["pk"]), {})[str(item["sk"])] = item
+        records = (_record(workspace_id, i, found.get(keys.segment(workspace_id, i)["pk"], {})) for i in ids)
+        return sorted((r for r in records if r is not None), key=lambda r: r.segment_id)
+
+    def put(self, record: SegmentRecord, expected_version: int | None) -> None:
+        ws, segment_id = record.workspace_id, record.segment_id
+        put: dict[str, Any] = {"TableName": self.table, "Item": to_item(keys.segment(ws, segment_id), "segment",
+                                                                         record)}
+        if expected_version is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "#version = :expected"
+            put["ExpressionAttributeNames"] = {"#version": "version"}
+            put["ExpressionAttributeValues"] = {":expected": {"N": str(expected_version)}}
+        catalogue = plain_item({**keys.segment_catalogue(ws, segment_id), "entity": "segment_catalogue"})
+        writes: list[dict[str, Any]] = [{"Put": put}, {"Put": {"TableName": self.table, "Item": catalogue}}]
+        if expected_version is None:  # a new segment starts empty; its size item exists while it does
+            size = plain_item({**keys.segment_size(ws, segment_id), "entity": "segment_size", "size": 0,
+                                "created_at": record.created_at.isoformat()})
+            writes.append({"Put": {"TableName": self.table, "Item": size}})
+        try:
+            transact_write(writes, self.backoff)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                raise ConcurrentUpdate(f"segment {segment_id} changed since it was read") from None
+            raise
+
+    def delete(self, workspace_id: str, segment_id: str) -> None:
+        # Definition and catalogue entry first: a crash half-way leaves orphaned members nobody can reach,
+        # never a listed segment whose members are gone.
+        _write_batches(self.table, [{"DeleteRequest": {"Key": wire_key(k)}} for k in (
+            keys.segment(workspace_id, segment_id), keys.segment_size(workspace_id, segment_id),
+            keys.segment_catalogue(workspace_id, segment_id))], self.backoff)
+        pk = keys.segment_members_pk(workspace_id, segment_id)
+        _write_batches(self.table, [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": str(item["sk"])}}}}
+                                    for item in self._query(pk, None, None)], self.backoff)
+
+    def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
+                           growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
+        # The size is not set here: membership changes keep it with atomic additions, and a computation
+        # running beside them would otherwise write back a size it read before their additions.
+        values: dict[str, Any] = {":at": {"S": at.isoformat()},
+                                  ":growth": serializer.serialize([plain(p.model_dump()) for p in growth])}
+        names = {"#at": "last_computed_at", "#growth": "growth"}
+        update = "SET #at = :at, #growth = :growth"
+        if expected_version is None:
+            condition = "attribute_not_exists(#definition)"
+            update += ", " + _BUILTIN_RECORD
+            values.update(_builtin_record_values(workspace_id, segment_id, at))
+            names.update(_BUILTIN_RECORD_NAMES, **{"#definition": "definition"})
+        else:
+            condition = "#version = :expected"
+            values[":expected"] = {"N": str(expected_version)}
+            names["#version"] = "version"
+        writes: list[dict[str, Any]] = [{"Update": {
+            "TableName": self.table, "Key": wire_key(keys.segment(workspace_id, segment_id)),
+            "UpdateExpression": update, "ConditionExpression": condition, "ExpressionAttributeValues": values,
+            "ExpressionAttributeNames": names}}]
+        if expected_version is None:  # a built-in's first computation: list it from now on
+            writes.append({"Put": {"TableName": self.table, "Item": plain_item(
+                {**keys.segment_catalogue(workspace_id, segment_id), "entity": "segment_catalogue"})}})
+        try:
+            transact_write(writes, self.backoff)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                raise ConcurrentUpdate(f"segment {segment_id} changed since it was computed") from None
+            raise
+
+    def members(self, workspace_id: str, segment_id: str, after: str | None, limit: int) -> list[Member]:
+        found: list[Member] = []
+        for item in self._query(keys.segment_members_pk(workspace_id, segment_id), after, limit):
+            found.append(Member.model_validate(item))
+            if len(found) == limit:
+                break
+        return found
+
+    def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None:
+        """The profile and its set of segments, as they are now: one strongly consistent Query of the two
+        neighbouring items of its partition (the timeline sorts after them). None when it was erased."""
+        key = keys.profile(workspace_id, profile_id)
+        answer = client("dynamodb").query(
+            TableName=self.table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :profile AND :segments",
+            ExpressionAttributeValues={":pk": {"S": key["pk"]}, ":profile": {"S": keys.PROFILE_SK},
+                                       ":segments": {"S": keys.PROFILE_SEGMENTS_SK}})
+        return next(_profile_with_segments(answer.get("Items", [])), None)
+
+    def profiles_with_segments(self, workspace_id: str, share: int = 0,
+                               shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
+        """One share of the workspace index's buckets: each profile (merged ones too: their memberships must go)
+        with the segments it is in, both read from the profile's partition by BatchGetItem."""
+        partitions = profile_partitions(self.table, workspace_id, share, shares)
+        for partition in partition_items(self.table, partitions, (keys.PROFILE_SK, keys.PROFILE_SEGMENTS_SK),
+                                         self.backoff):
+            yield from _profile_with_segments(partition)
+
+    def apply_membership(self, change: MembershipChange) -> None:
+        """The profile's new set, its member items and the segments' sizes, all or nothing, guarded by the
+        version of the set it replaces. More than one transaction's worth (100 items) goes in several, each
+        guarded by the version the one before wrote."""
+        moves = [(sid, True) for sid in change.entered] + [(sid, False) for sid in change.exited]
+        current = set(change.segment_ids - set(change.entered)) | set(change.exited)
+        version = change.expected_version
+        for start in range(0, len(moves), _MOVES_PER_TRANSACTION):
+            chunk = moves[start:start + _MOVES_PER_TRANSACTION]
+            for segment_id, entering in chunk:
+                (current.add if entering else current.discard)(segment_id)
+            last = start + _MOVES_PER_TRANSACTION >= len(moves)
+            held = frozenset(change.segment_ids if last else current)
+            writes = [self._held_write(change, held, version)]
+            for segment_id, entering in chunk:
+                writes += self._member_writes(change, segment_id, entering)
+            try:
+                transact_write(writes, self.backoff)
+            except ClientError as error:
+                if error.response["Error"]["Code"] == "TransactionCanceledException":
+                    raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile") from None
+                raise
+            version += 1
+
+    def _held_write(self, change: MembershipChange, segment_ids: frozenset[str], expected: int) -> dict[str, Any]:
+        item = plain_item({**keys.profile_segments(change.workspace_id, change.profile_id),
+                            "entity": "profile_segments", "workspace_id": change.workspace_id,
+                            "profile_id": change.profile_id, "segment_ids": sorted(segment_ids),
+                            "version": expected + 1, "revision": change.revision,
+                            "updated_at": change.at.isoformat()})
+        put: dict[str, Any] = {"TableName": self.table, "Item": item}
+        if expected == 0:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put.update(ConditionExpression="#version = :expected", ExpressionAttributeNames={"#version": "version"},
+                       ExpressionAttributeValues={":expected": {"N": str(expected)}})
+        return {"Put": put}
+
+    def _member_writes(self, change: MembershipChange, segment_id: str, entering: bool) -> list[dict[str, Any]]:
+        ws, pid = change.workspace_id, change.profile_id
+        member_key = keys.segment_member(ws, segment_id, pid)
+        if entering:
+            member: dict[str, Any] = {"Put": {"TableName": self.table, "Item": plain_item({
+                **member_key, "entity": "segment_member", "workspace_id": ws, "segment_id": segment_id,
+                "profile_id": pid, "entered_at": change.at.isoformat()})}}
+        else:
+            member = {"Delete": {"TableName": self.table, "Key": wire_key(member_key)}}
+        return [member, self._size_write(ws, segment_id, 1 if entering else -1, change.at)]
+
+    def _size_write(self, workspace_id: str, segment_id: str, delta: int, at: datetime) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "TableName": self.table, "Key": wire_key(keys.segment_size(workspace_id, segment_id)),
+            "UpdateExpression": "ADD #size :delta SET #entity = :entity, #created = if_not_exists(#created, :at)",
+            "ExpressionAttributeNames": {"#size": "size", "#entity": "entity", "#created": "created_at"},
+            "ExpressionAttributeValues": {":delta": {"N": str(delta)}, ":entity": {"S": "segment_size"},
+                                          ":at": {"S": at.isoformat()}}}
+        if not segment_id.startswith(BUILTIN_PREFIX):
+            # A custom segment's size item goes with it: one deleted meanwhile must not come back.
+            update["ConditionExpression"] = "attribute_exists(pk)"
+        return {"Update": update}
+
+    def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
+        """An erased profile's member items and their share of the sizes (its set went with its partition).
+        Each segment on its own, guarded by the member item, so a retry never subtracts twice."""
+        for segment_id in sorted(segment_ids):
+            member = {"Delete": {"TableName": self.table,
+                                 "Key": wire_key(keys.segment_member(workspace_id, segment_id, profile_id)),
+                                 "ConditionExpression": "attribute_exists(pk)"}}
+            size = self._size_write(workspace_id, segment_id, -1, at)
+            try:
+                transact_write([member, size], self.backoff)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+
+    def settings(self, workspace_id: str) -> BuiltinSettings:
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_settings(workspace_id)),
+                                            ConsistentRead=True)
+        if "Item" not in found:
+            return BuiltinSettings()
+        held = from_item(found["Item"])
+        # Only the settings this code knows: one added later reads as its default, one dropped is ignored.
+        return BuiltinSettings.model_validate({name: held[name] for name in BuiltinSettings.model_fields
+                                               if name in held})
+
+    def put_settings(self, workspace_id: str, settings: BuiltinSettings) -> None:
+        client("dynamodb").put_item(TableName=self.table, Item=to_item(keys.segment_settings(workspace_id),
+                                                                         "segment_settings", settings))
+
+
+_MOVES_PER_TRANSACTION = 49  # two items each (member, size) and the set: within TransactWriteItems' 100
+_BUILTIN_RECORD = ("#entity = if_not_exists(#entity, :entity), #ws = if_not_exists(#ws, :ws), "
+                   "#id = if_not_exists(#id, :id), #name = if_not_exists(#name, :id), "
+                   "#created = if_not_exists(#created, :created), #updated = if_not_exists(#updated, :created), "
+                   "#version = if_not_exists(#version, :one)")
+_BUILTIN_RECORD_NAMES = {"#entity": "entity", "#ws": "workspace_id", "#id": "segment_id", "#name": "name",
+                         "#created": "created_at", "#updated": "updated_at", "#version": "version"}
+
+
+def _builtin_record_values(workspace_id: str, segment_id: str, at: datetime) -> dict[str, Any]:
+    return {":entity": {"S": "segment"}, ":ws": {"S": workspace_id}, ":id": {"S": segment_id},
+            ":created": {"S": at.isoformat()}, ":one": {"N": "1"}}
+
+
+def _record(workspace_id: str, segment_id: str, items: dict[str, Item]) -> SegmentRecord | None:
+    """A segment's record with the size from its size item; a built-in's record before its first computation
+    is its size alone."""
+    size = items.get("SIZE")
+    if "SEGMENT" in items:
+        record = SegmentRecord.model_validate(items["SEGMENT"])
+    elif size is not None and segment_id.startswith(BUILTIN_PREFIX):
+        record = SegmentRecord(workspace_id=workspace_id, segment_id=segment_id, name=segment_id,
+                               created_at=size["created_at"], updated_at=size["created_at"])
+    else:
+        return None
+    return record.model_copy(update={"size": int(size["size"]) if size else 0})
+
+
+def _held(item: Item) -> HeldSegments:
+    return HeldSegments(segment_ids=frozenset(item.get("segment_ids", ())), version=int(item["version"]),
+                        revision=int(item.get("revision", 0)))
+
+
+def _profile_with_segments(partition: list[Item]) -> Iterator[tuple[Profile, HeldSegments]]:
+    found = {str(raw["sk"]["S"]): from_item(raw) for raw in partition}
+    if keys.PROFILE_SK in found:
+        held = found.get(keys.PROFILE_SEGMENTS_SK)
+        yield Profile.model_validate(found[keys.PROFILE_SK]), _held(held) if held else HeldSegments()
