@@ -36,6 +36,7 @@ from crm_local.demo import http
 from crm_local.operations import add_store
 from crm_local.runtime import LocalRuntime
 from crm_local.wire import compact, shopify_fixture, shopify_headers
+from figures import billed, record
 from ingest_path import Counts, Meter, add, fake_aws_environment
 
 FLOWS_FUNCTION = "FlowsFunction"
@@ -422,6 +423,10 @@ def main() -> int:
     to_send, to_bus, shapes = run(args.latency_runs, args.shape_runs)
     print_report(to_send, to_bus, shapes)
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
+    record("flows", {"reference_month": REFERENCE_MONTH, "billed": billed(step_kinds(shapes), REFERENCE_MONTH),
+                     "monthly": monthly_cost(step_kinds(shapes), REFERENCE_MONTH),
+                     "webhook_to_send_ms": {"p50": percentile(to_send, 0.5) * 1000,
+                                            "p95": percentile(to_send, 0.95) * 1000}})
     return 0
 
 

@@ -59,6 +59,7 @@ from crm_local.event_shapes import read_stream, sqs_record
 from crm_local.lambdas import Function, LambdaContext, load_handler
 from crm_local.provision import Provisioned, provision
 from crm_local.template import load_stack
+from figures import per, record
 from moto import mock_aws
 from order_workload import Delivery, Expected, fixture, order_payload, simulate_orders
 
@@ -890,6 +891,13 @@ def main() -> int:
                          ours_profiles, baseline_profiles, outbox, verified, heavy, firehose_flush_interval(stack)))
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s: "
           + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items()) + ")")
+    record("ingest_path", {
+        "deliveries": len(deliveries), "orders": len(expected.orders),
+        "webhook_per_delivery": per(ours_webhook.counts, len(deliveries)),
+        "webhook_baseline_per_delivery": per(add(baseline_webhook.counts, claim_checks), len(deliveries)),
+        "webhook_handler_ms": {"p50": ours_webhook.ms(0.5), "p95": ours_webhook.ms(0.95)},
+        "profiles_per_order": per(add(ours_profiles.counts, outbox), len(expected.orders)),
+        "firehose_interval_s": firehose_flush_interval(stack)})
     return 0
 
 

@@ -44,6 +44,7 @@ from crm.profiles import apply_activity, apply_customer, apply_order_record, pro
 from crm_local import moto_patches
 from crm_local.event_shapes import stream_record
 from crm_local.template import load_stack
+from figures import per, record
 from ingest_path import (
     PRICES,
     REGION,
@@ -621,6 +622,13 @@ def main() -> int:
     print_types(results)
     print_costs(results)
     print(f"\n(profile events bench ran in {time.perf_counter() - started:.0f} s)")
+    ours = results.ours
+    record("profile_events", {
+        "monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
+        "per_event": {kind: per(ours.counts.get(kind, {}), ours.events[kind]) for kind in KINDS if ours.events[kind]},
+        "published_per_event": {kind: ours.published[kind] / ours.events[kind] for kind in KINDS if ours.events[kind]},
+        "baseline_per_event": {kind: per(results.baseline.counts.get(kind, {}), results.baseline.events[kind])
+                               for kind in KINDS if results.baseline.events[kind]}})
     return 0
 
 

@@ -42,6 +42,7 @@ from crm.segments.builtin import PopulationStats
 from crm.segments.membership import memberships_of
 from crm_local import moto_patches
 from crm_local.template import load_stack
+from figures import record
 from ingest_path import (
     PRICES,
     REGION,
@@ -1090,6 +1091,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(results, time.perf_counter() - started)
     for problem in results.problems:
         print(f"!!! {problem}", file=sys.stderr)
+    r, measured = results, results.args.profiles
+    reference = scale(REFERENCE_PROFILES, measured, r.first, r.daily, r.baseline_daily, r.items_after / measured)
+    refreshed = Refresh(r.refresh.get("unit", "rru") / r.refresh.profiles,
+                        r.refresh.get("unit", "wru_sized") / r.refresh.profiles,
+                        r.refresh.lambda_seconds / r.refresh.profiles, len(r.refresh.moved) / r.refresh.profiles)
+    record("segment_runs", {"profiles": REFERENCE_PROFILES, "profile_writes": PROFILE_WRITES,
+                            "refresh_batch": results.args.refresh_batch, "refresh_per_write": refreshed,
+                            "monthly": [{"component": c, "dollars": d, "how": h}
+                                        for c, d, h in monthly(reference, refreshed)],
+                            "problems": results.problems})
     return 1 if results.problems else 0
 
 

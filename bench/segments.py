@@ -46,6 +46,7 @@ from crm.segments.definition import Definition, parse_segment
 from crm.segments.evaluate import Subject, matches
 from crm.segments.rfm import RfmInputs, RfmSketch, RfmThresholds, group, score
 from crm.segments.subject import subject_of
+from figures import record
 from ingest_path import item_size, table
 
 SEED = 4
@@ -622,11 +623,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("ours: CPU time of matches() over prebuilt Subjects, one thread; DuckDB: CPU time of SELECT count(*)")
     print("with the rule as WHERE, one thread. Members are also checked by the sum of their ids.")
     failed = False
+    rates: dict[int, dict[str, Any]] = {}
     for n in args.sizes:
         run = run_size(n, definitions)
         print_size(run, args.churn_percent)
         failed = failed or bool(run.mismatches) or not run.rfm.same_thresholds
+        rates[n] = {"ours_to_duckdb": run.duck_s / run.ours_cpu_s, "same_members": not run.mismatches}
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
+    record("segments", {"sizes": rates})
     if failed:
         print("!!! FAILED: member counts or RFM thresholds differ (see above)", file=sys.stderr)
         return 1
