@@ -627,6 +627,7 @@ def main() -> int:
         "monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
         "per_event": {kind: per(ours.counts.get(kind, {}), ours.events[kind]) for kind in KINDS if ours.events[kind]},
         "published_per_event": {kind: ours.published[kind] / ours.events[kind] for kind in KINDS if ours.events[kind]},
+        "changed_per_event": {kind: ours.applied[kind] / ours.events[kind] for kind in KINDS if ours.events[kind]},
         "baseline_per_event": {kind: per(results.baseline.counts.get(kind, {}), results.baseline.events[kind])
                                for kind in KINDS if results.baseline.events[kind]}})
     return 0

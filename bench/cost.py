@@ -1,0 +1,365 @@
+"""`make bench`, last: the reference store's monthly bill, all in, from the figures the other scripts recorded.
+
+DESIGN.md's reference store (100k profiles, 300k orders and 3M storefront events a month) priced from counted
+requests and units (bench/results/*.json, written by each script's ``figures.record``) at list prices, with the
+wiring read from template.yaml (which API type serves each route, the event sources' batch sizes and windows,
+memory sizes). It measures nothing itself: it prices what the others counted, so it runs in a second.
+
+    .venv/bin/python bench/cost.py                       # after the other scripts (make bench runs them first)
+    .venv/bin/python bench/cost.py --template OLD.yaml   # the same counts under another wiring
+
+Its last lines are one line per component and ``reference store all in: $X.XX per month (target $15.00)``;
+the assumed monthly mix and the wiring are printed above them. Components whose script has not run here are
+named as missing and left out of the total (which then says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crm_local.template import read_sam
+from figures import Counts, counts, recorded
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+TARGET = 15.00  # DESIGN.md: "around $15 a month in infrastructure"; issue 12: <= $15.00
+SCRIPTS = ("profile_events", "ingest_path", "segment_runs", "flows", "segments", "backtest")
+
+# List prices, us-east-1, USD (DESIGN.md; check before quoting). Per million unless named otherwise.
+PER_MILLION = {
+    "REST": 3.50,  # API Gateway REST API requests (first 333M)
+    "HTTP": 1.00,  # API Gateway HTTP API requests (first 300M, 512 KB each)
+    "lambda": 0.20,  # Lambda invocations
+    "sqs": 0.40,  # SQS standard requests, 64 KiB chunks (a batch of 10 is one request)
+    "wru": 0.625,  # DynamoDB on-demand write request units
+    "rru": 0.125,  # DynamoDB on-demand read request units
+    "eventbridge": 1.00,  # EventBridge custom events (64 KB chunks)
+    "scheduler": 1.00,  # EventBridge Scheduler invocations
+    "s3_put": 5.00,
+}
+LAMBDA_GB_SECOND_ARM = 0.0000133334  # the template's functions are arm64 (x86: 0.0000166667)
+FIREHOSE_PER_GB = 0.029  # Direct PUT ingestion, each record rounded up to 5 KB
+SECONDS_PER_MONTH = 30 * 24 * 3600
+
+# Assumptions, printed with the bill. The snippet (storefront/crm-track.js) queues events and sends them 1 s
+# after the first, at most 20 a request, and on pagehide: a product page's page_viewed and product_viewed go
+# together, as do a cart page's events; one request per page is the conservative reading.
+TRACK_EVENTS_PER_REQUEST = 2.0
+# Warm handler time a call (Lambda duration is billed; moto's times here say nothing about AWS's): the front
+# door's two AWS calls and Chalice; the profiles function per queued message; the outbox per stream batch.
+HANDLER_MS = {"WebhooksFunction": 30.0, "TrackFunction": 30.0, "ProfilesFunction": 60.0, "OutboxFunction": 20.0}
+
+
+@dataclass(frozen=True)
+class Source:
+    """An event source mapping as the template sets it: records per invocation at most, and the batching window."""
+
+    batch_size: int
+    window_s: float
+
+    def batch_at(self, per_second: float) -> float:
+        """Records per invocation at a steady rate: without a window a poll takes what has arrived (about one at
+        these rates); with one, what arrives within it, up to the batch size."""
+        return max(1.0, min(float(self.batch_size), per_second * self.window_s))
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What template.yaml decides about the bill."""
+
+    api: dict[str, str]  # route -> "REST" or "HTTP"
+    ingest: Source  # ProfilesFunction's SQS event source
+    outbox: Source  # OutboxFunction's stream
+    refresh: Source  # SegmentRefreshFunction's stream
+    memory_mb: dict[str, int]
+    firehose_interval_s: int
+
+    def gb(self, function: str) -> float:
+        return self.memory_mb.get(function, self.memory_mb["Globals"]) / 1024
+
+
+def _events(resource: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list(resource.get("Properties", {}).get("Events", {}).values())
+
+
+def wiring_of(template: Path) -> Wiring:
+    sam = read_sam(template)
+    resources: dict[str, Any] = sam["Resources"]
+    functions = {name: r for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    api = {}
+    for resource in functions.values():
+        for event in _events(resource):
+            path = event.get("Properties", {}).get("Path")
+            if event["Type"] in ("Api", "HttpApi") and path in ("/track", "/webhooks/{platform}"):
+                api[path] = "HTTP" if event["Type"] == "HttpApi" else "REST"
+
+    def source(function: str, kind: str) -> Source:
+        for event in _events(functions[function]):
+            if event["Type"] == kind:
+                props = event["Properties"]
+                return Source(int(props.get("BatchSize", 10 if kind == "SQS" else 100)),
+                              float(props.get("MaximumBatchingWindowInSeconds", 0)))
+        raise ValueError(f"{function} has no {kind} event source in {template}")
+
+    memory = {name: int(r["Properties"]["MemorySize"]) for name, r in functions.items()
+              if "MemorySize" in r.get("Properties", {})}
+    memory["Globals"] = int(sam.get("Globals", {}).get("Function", {}).get("MemorySize", 128))
+    interval = 300
+    for resource in resources.values():
+        if resource["Type"] == "AWS::KinesisFirehose::DeliveryStream":
+            hints = resource["Properties"].get("ExtendedS3DestinationConfiguration", {}).get("BufferingHints", {})
+            interval = int(hints.get("IntervalInSeconds", 300))
+    return Wiring(api, source("ProfilesFunction", "SQS"), source("OutboxFunction", "DynamoDB"),
+                  source("SegmentRefreshFunction", "DynamoDB"), memory, interval)
+
+
+@dataclass(frozen=True)
+class Line:
+    group: str  # the component's part of the bill: ingest, segments, flows
+    component: str
+    dollars: float
+    how: str
+
+
+@dataclass(frozen=True)
+class Month:
+    """The reference month's traffic as the ingest path sees it (from profile_events' MONTHLY_MIX)."""
+
+    mix: dict[str, int]
+    storefront: frozenset[str]
+    events_per_track_request: float
+
+    @property
+    def events(self) -> int:
+        return sum(self.mix.values())
+
+    @property
+    def storefront_events(self) -> int:
+        return sum(n for kind, n in self.mix.items() if kind in self.storefront)
+
+    @property
+    def webhooks(self) -> int:
+        return self.events - self.storefront_events
+
+    @property
+    def track_requests(self) -> float:
+        return self.storefront_events / self.events_per_track_request
+
+    @property
+    def messages(self) -> float:
+        """Queued for the profiles function: one per webhook delivery and one per /track request (crm.tracking)."""
+        return self.webhooks + self.track_requests
+
+
+def _m(value: float) -> str:
+    return f"{value / 1e6:,.2f}M" if value >= 1e5 else f"{value:,.0f}"
+
+
+def lambda_cost(wiring: Wiring, function: str, invocations: float, ms: float) -> float:
+    duration = invocations * ms / 1000 * wiring.gb(function) * LAMBDA_GB_SECOND_ARM
+    return invocations * PER_MILLION["lambda"] / 1e6 + duration
+
+
+def unit_cost(units: Mapping[str, float]) -> float:
+    """Dollars for billed units by the meter's names (rru, wru, sqs, eventbridge, scheduler, firehose_gb...)."""
+    total = 0.0
+    for unit, amount in units.items():
+        if unit in PER_MILLION:
+            total += amount * PER_MILLION[unit] / 1e6
+        elif unit == "firehose_gb":
+            total += amount * FIREHOSE_PER_GB
+    return total
+
+
+def per_month(per_kind: Mapping[str, Counts], month: Month, key: tuple[str, ...]) -> float:
+    return sum(n * per_kind.get(kind, {}).get(key, 0.0) for kind, n in month.mix.items())
+
+
+def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wiring: Wiring,
+                 month: Month) -> list[Line]:
+    """The front door, the queue, the profile upsert and the outbox for the month's events."""
+    per_kind = {kind: counts(c) for kind, c in events["per_event"].items()}
+    changed = sum(n * events["changed_per_event"].get(kind, 1.0) for kind, n in month.mix.items())
+    published = sum(n * events["published_per_event"].get(kind, 0.0) for kind, n in month.mix.items())
+    requests = month.messages  # API requests: one per webhook delivery, one per /track request
+    lines = []
+    for route, label, n in (("/webhooks/{platform}", "webhooks", month.webhooks),
+                            ("/track", "/track", month.track_requests)):
+        kind = wiring.api.get(route, "REST")
+        lines.append(Line("ingest", f"API Gateway {kind} API: {label}", n * PER_MILLION[kind] / 1e6,
+                          f"{_m(n)} requests at ${PER_MILLION[kind]:.2f}/M"))
+    lines.append(Line("ingest", "Lambda: webhooks + track functions",
+                      lambda_cost(wiring, "WebhooksFunction", month.webhooks, HANDLER_MS["WebhooksFunction"])
+                      + lambda_cost(wiring, "TrackFunction", month.track_requests, HANDLER_MS["TrackFunction"]),
+                      f"{_m(requests)} invocations, {HANDLER_MS['TrackFunction']:.0f} ms each (assumed)"))
+    front: Counts = counts(ingest["webhook_per_delivery"]) if ingest else {}
+    front_units = {key[1]: value * requests for key, value in front.items() if key[0] == "unit"}
+    front_requests = sum(v for k, v in front.items() if k[0] == "req")
+    if ingest:
+        lines.append(Line("ingest", "front door's own AWS requests (not SQS)",
+                          unit_cost({k: v for k, v in front_units.items() if k not in ("sqs", "firehose_gb")}),
+                          f"{front_requests:.2f} requests a delivery measured (ingest_path), /track alike: "
+                          f"{', '.join(f'{k[2]} {v:.2f}' for k, v in sorted(front.items()) if k[0] == 'req')}"))
+    else:
+        lines.append(Line("ingest", "front door's own AWS requests: MISSING (run bench/ingest_path.py)", 0.0, ""))
+    rate = requests / SECONDS_PER_MONTH
+    batch = wiring.ingest.batch_at(rate)
+    invocations = requests / batch
+    sends = front_units.get("sqs", requests)
+    lines.append(Line("ingest", "SQS: ingest queue", (sends + 2 * invocations) * PER_MILLION["sqs"] / 1e6,
+                      f"{_m(sends)} sends + receive and delete per batch of {batch:.1f} "
+                      f"(BatchSize {wiring.ingest.batch_size}, window {wiring.ingest.window_s:g} s, "
+                      f"{rate:.2f} messages/s)"))
+    lines.append(Line("ingest", "Lambda: profiles function",
+                      invocations * PER_MILLION["lambda"] / 1e6
+                      + requests * HANDLER_MS["ProfilesFunction"] / 1000 * wiring.gb("ProfilesFunction")
+                      * LAMBDA_GB_SECOND_ARM,
+                      f"{_m(invocations)} invocations, {HANDLER_MS['ProfilesFunction']:.0f} ms a message (assumed)"))
+    rru, wru = per_month(per_kind, month, ("unit", "rru")), per_month(per_kind, month, ("unit", "wru"))
+    lines.append(Line("ingest", "DynamoDB WRU: profile upsert", wru * PER_MILLION["wru"] / 1e6,
+                      f"{_m(wru)} measured (profile_events)"))
+    lines.append(Line("ingest", "DynamoDB RRU: profile upsert", rru * PER_MILLION["rru"] / 1e6,
+                      f"{_m(rru)} measured (profile_events)"))
+    stream_batch = wiring.outbox.batch_at(changed / SECONDS_PER_MONTH)
+    lines.append(Line("ingest", "Lambda: outbox function",
+                      lambda_cost(wiring, "OutboxFunction", changed / stream_batch, HANDLER_MS["OutboxFunction"]),
+                      f"{_m(changed / stream_batch)} invocations: a stream batch of {stream_batch:.1f} profile writes"))
+    lines.append(Line("ingest", "EventBridge: outbox events", published * PER_MILLION["eventbridge"] / 1e6,
+                      f"{_m(published)} events measured (profile_events)"))
+    firehose_gb = front_units.get("firehose_gb", requests * 5 * 1024 / 2**30)
+    s3_puts = SECONDS_PER_MONTH / wiring.firehose_interval_s
+    lines.append(Line("ingest", "Firehose archive",
+                      firehose_gb * FIREHOSE_PER_GB + s3_puts * PER_MILLION["s3_put"] / 1e6,
+                      f"{_m(requests)} records of 5 KB, <= 1 S3 object per {wiring.firehose_interval_s} s"))
+    return lines
+
+
+def segment_lines(segments: Mapping[str, Any] | None, events: Mapping[str, Any], wiring: Wiring,
+                  month: Month) -> list[Line]:
+    """The scheduled runs as segment_runs priced them, and the refresh for this month's profile writes."""
+    if segments is None:
+        return [Line("segments", "segments: MISSING (run bench/segment_runs.py)", 0.0, "")]
+    runs: dict[str, float] = {}
+    for line in segments["monthly"]:
+        name = str(line["component"])
+        if not name.startswith("refresh"):
+            part = name.split(":")[0]
+            runs[part] = runs.get(part, 0.0) + float(line["dollars"])
+    lines = [Line("segments", f"segments: {part}", dollars, "segment_runs' model (all its lines)")
+             for part, dollars in runs.items()]
+    refresh = segments.get("refresh_per_write")
+    if refresh:
+        writes = sum(n * events["changed_per_event"].get(kind, 1.0) for kind, n in month.mix.items())
+        batch = wiring.refresh.batch_at(writes / SECONDS_PER_MONTH)
+        units = unit_cost({"rru": writes * refresh["rru"], "wru": writes * refresh["wru"]})
+        lambda_dollars = (writes / batch * PER_MILLION["lambda"] / 1e6
+                          + writes * refresh["seconds"] * wiring.gb("SegmentRefreshFunction") * LAMBDA_GB_SECOND_ARM)
+        lines.append(Line("segments", "segments: event-driven refresh", units + lambda_dollars,
+                          f"{_m(writes)} profile writes x {refresh['rru']:.2f} RRU, {refresh['wru']:.2f} WRU; "
+                          f"stream batches of {batch:.1f}"))
+    else:
+        lines += [Line("segments", f"segments: {line['component']}", float(line["dollars"]), str(line["how"]))
+                  for line in segments["monthly"] if str(line["component"]).startswith("refresh")]
+    return lines
+
+
+def flows_lines(flows: Mapping[str, Any] | None) -> list[Line]:
+    if flows is None:
+        return [Line("flows", "flows' own requests: MISSING (run bench/flows.py)", 0.0, "")]
+    billed = {unit: float(v) for unit, v in flows["billed"].items()}
+    priced = {unit: amount for unit, amount in billed.items() if unit in PER_MILLION}
+    how = ", ".join(f"{unit} {_m(amount)}" for unit, amount in priced.items())
+    return [Line("flows", "flows' own requests", unit_cost(priced), how)]
+
+
+def delivery_fees(flows: Mapping[str, Any] | None) -> list[str]:
+    if flows is None:
+        return []
+    return [str(line["component"]) + f": ${float(line['dollars']):,.2f}" for line in flows["monthly"]
+            if "apart" in str(line["component"])]
+
+
+def bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_request: float) -> list[Line]:
+    events = found["profile_events"]
+    month = Month({k: int(v) for k, v in events["monthly_mix"].items()}, frozenset(events["storefront"]),
+                  per_track_request)
+    return (ingest_lines(events, found.get("ingest_path"), wiring, month)
+            + segment_lines(found.get("segment_runs"), events, wiring, month) + flows_lines(found.get("flows")))
+
+
+def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Issue 12's other figures as this run measured them, for the before/after table."""
+    lines = []
+    if ingest := found.get("ingest_path"):
+        front = counts(ingest["webhook_per_delivery"])
+        ms = ingest["webhook_handler_ms"]
+        lines.append(f"webhook: {sum(v for k, v in front.items() if k[0] == 'req'):.2f} AWS requests a delivery "
+                     f"(ingest_path; handler on moto p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms)")
+    if segments := found.get("segments"):
+        lines += [f"segment rule evaluation at {int(n):,} profiles: {size['ours_to_duckdb']:.3f}x DuckDB's rate, "
+                  f"members {'identical' if size['same_members'] else 'DIFFERENT'}"
+                  for n, size in segments["sizes"].items()]
+    if flows := found.get("flows"):
+        ms = flows["webhook_to_send_ms"]
+        lines.append(f"flows: webhook -> SES send p50 {ms['p50']:.0f} ms, p95 {ms['p95']:.0f} ms")
+    return lines
+
+
+def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_request: float,
+               out: Any = sys.stdout) -> float:
+    events = found["profile_events"]
+    month = Month({k: int(v) for k, v in events["monthly_mix"].items()}, frozenset(events["storefront"]),
+                  per_track_request)
+    print("Reference store bill (bench/cost.py): counted requests from bench/results/ at list prices, us-east-1",
+          file=out)
+    print("  recorded: " + ", ".join(f"{name} {str(figures.get('recorded_at', '?'))[:16]}"
+                                     for name, figures in found.items()), file=out)
+    for figure in issue_figures(found):
+        print(f"  {figure}", file=out)
+    print("assumed month (profile_events' MONTHLY_MIX): "
+          + ", ".join(f"{n:,} {kind}" for kind, n in month.mix.items()), file=out)
+    print(f"  {month.events:,} events: {month.webhooks:,} by webhook, {month.storefront_events:,} by /track at "
+          f"{per_track_request:g} events a request ({_m(month.track_requests)} requests); "
+          f"{_m(month.messages)} queued messages", file=out)
+    if flows := found.get("flows"):
+        print("  flows' month: " + ", ".join(f"{kind} {int(n):,}" for kind, n in flows["reference_month"].items()),
+              file=out)
+    print(f"wiring (template.yaml): webhooks on {wiring.api.get('/webhooks/{platform}')} API, /track on "
+          f"{wiring.api.get('/track')} API; profiles' SQS BatchSize {wiring.ingest.batch_size} window "
+          f"{wiring.ingest.window_s:g} s; outbox stream {wiring.outbox.batch_size}/{wiring.outbox.window_s:g} s; "
+          f"refresh stream {wiring.refresh.batch_size}/{wiring.refresh.window_s:g} s", file=out)
+    print("assumed handler ms: " + ", ".join(f"{k} {v:g}" for k, v in HANDLER_MS.items())
+          + "; Lambda arm64 at the template's memory", file=out)
+    for fee in delivery_fees(found.get("flows")):
+        print(f"not in the total: {fee}", file=out)
+    missing = [name for name in ("ingest_path", "segment_runs", "flows") if name not in found]
+    lines = bill(found, wiring, per_track_request)
+    width = max(len(line.component) for line in lines)
+    for line in lines:
+        print(f"{line.component:<{width}}  ${line.dollars:>7.2f}  {line.how}", file=out)
+    total = sum(line.dollars for line in lines)
+    partial = f" (WITHOUT {', '.join(missing)}: not run here)" if missing else ""
+    print(f"reference store all in: ${total:.2f} per month (target ${TARGET:.2f}){partial}", file=out)
+    return total
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--template", type=Path, default=TEMPLATE, help="the wiring to price (default: ours)")
+    parser.add_argument("--events-per-track-request", type=float, default=TRACK_EVENTS_PER_REQUEST)
+    args = parser.parse_args(argv)
+    found = recorded(SCRIPTS)
+    if "profile_events" not in found:
+        print("bench/cost.py: no bench/results/profile_events.json; run bench/profile_events.py first",
+              file=sys.stderr)
+        return 1
+    print_bill(found, wiring_of(args.template), args.events_per_track_request)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

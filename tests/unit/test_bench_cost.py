@@ -1,0 +1,144 @@
+"""bench/cost.py's and bench/figures.py's arithmetic: figures kept and read back, the wiring read from a template,
+batches at a steady rate, and the bill priced from counted units. The figures themselves are measured by
+`make bench`, never asserted here."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    # The bench scripts import each other as top-level modules (`from figures import ...`).
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cost() -> ModuleType:
+    return _load("cost")
+
+
+@pytest.fixture(scope="module")
+def figures() -> ModuleType:
+    return _load("figures")
+
+
+TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    MemorySize: 256
+Resources:
+  WebhooksFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Shopify: {Type: Api, Properties: {Path: "/webhooks/{platform}", Method: post}}
+  TrackFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Track: {Type: HttpApi, Properties: {Path: /track, Method: post}}
+  ProfilesFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      MemorySize: 512
+      Events:
+        Ingest: {Type: SQS, Properties: {Queue: arn, BatchSize: 10, MaximumBatchingWindowInSeconds: 20}}
+  OutboxFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Stream: {Type: DynamoDB, Properties: {Stream: arn, StartingPosition: LATEST, BatchSize: 100}}
+  SegmentRefreshFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Stream: {Type: DynamoDB, Properties: {Stream: arn, StartingPosition: LATEST, BatchSize: 100,
+                                              MaximumBatchingWindowInSeconds: 1}}
+  ArchiveStream:
+    Type: AWS::KinesisFirehose::DeliveryStream
+    Properties:
+      ExtendedS3DestinationConfiguration: {BufferingHints: {IntervalInSeconds: 900}}
+"""
+
+
+def test_figures_round_trip_tuple_keys_and_decimals(figures: ModuleType, tmp_path: Path) -> None:
+    measured = {("req", "dynamodb", "GetItem"): 2.0, ("unit", "rru"): 1.5}
+    figures.record("x", {"per": measured, "money": Decimal("1.25"), "kinds": frozenset({"b", "a"})}, tmp_path)
+    found = figures.load("x", tmp_path)
+    assert found is not None
+    assert figures.counts(found["per"]) == measured
+    assert found["money"] == 1.25 and found["kinds"] == ["a", "b"]
+    assert figures.load("never_ran", tmp_path) is None
+
+
+def test_billed_sums_each_kind_times_its_month(figures: ModuleType) -> None:
+    per_kind = {"email": {("unit", "wru"): 5.0, ("req", "sesv2", "SendEmail"): 1.0}, "tag": {("unit", "wru"): 2.0}}
+    assert figures.billed(per_kind, {"email": 10, "tag": 3, "sms": 7}) == {"wru": 56.0, "requests": 10.0}
+
+
+def test_a_batch_fills_only_within_its_window(cost: ModuleType) -> None:
+    assert cost.Source(10, 0).batch_at(0.8) == 1.0
+    assert cost.Source(10, 5).batch_at(0.8) == pytest.approx(4.0)
+    assert cost.Source(10, 20).batch_at(0.8) == 10.0
+    assert cost.Source(10, 20).batch_at(0.01) == 1.0
+
+
+def test_the_wiring_is_read_from_the_template(cost: ModuleType, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+    wiring = cost.wiring_of(template)
+    assert wiring.api == {"/webhooks/{platform}": "REST", "/track": "HTTP"}
+    assert wiring.ingest == cost.Source(10, 20.0)
+    assert wiring.outbox == cost.Source(100, 0.0) and wiring.refresh == cost.Source(100, 1.0)
+    assert wiring.gb("ProfilesFunction") == 0.5 and wiring.gb("TrackFunction") == 0.25
+    assert wiring.firehose_interval_s == 900
+
+
+def _found() -> dict[str, Any]:
+    return {"profile_events": {
+        "monthly_mix": {"view": 1_000_000, "order": 100_000}, "storefront": ["view"],
+        "per_event": {"view": {"unit wru": 1.0, "unit rru": 0.5}, "order": {"unit wru": 10.0}},
+        "changed_per_event": {"view": 1.0, "order": 0.5}, "published_per_event": {"order": 2.0}}}
+
+
+def test_the_bill_prices_counted_units_under_the_wiring(cost: ModuleType, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+    lines = {line.component: line.dollars for line in cost.bill(_found(), cost.wiring_of(template), 2.0)}
+    assert lines["API Gateway HTTP API: /track"] == pytest.approx(500_000 * 1.00 / 1e6)
+    assert lines["API Gateway REST API: webhooks"] == pytest.approx(100_000 * 3.50 / 1e6)
+    assert lines["DynamoDB WRU: profile upsert"] == pytest.approx(2_000_000 * 0.625 / 1e6)
+    assert lines["DynamoDB RRU: profile upsert"] == pytest.approx(500_000 * 0.125 / 1e6)
+    assert lines["EventBridge: outbox events"] == pytest.approx(200_000 * 1.00 / 1e6)
+    # 600k messages a month (0.23/s) in a 20 s window: batches of 4.6; a send each, a receive and a delete a batch
+    batch = 600_000 / (30 * 24 * 3600) * 20
+    assert lines["SQS: ingest queue"] == pytest.approx((600_000 + 2 * 600_000 / batch) * 0.40 / 1e6)
+
+
+def test_the_last_line_is_the_total_and_names_what_did_not_run(cost: ModuleType, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+    out = io.StringIO()
+    total = cost.print_bill(_found(), cost.wiring_of(template), 2.0, out)
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith(f"reference store all in: ${total:.2f} per month (target $15.00)")
+    assert "WITHOUT ingest_path, segment_runs, flows" in last
+    assert total == pytest.approx(sum(line.dollars for line in cost.bill(_found(), cost.wiring_of(template), 2.0)))
