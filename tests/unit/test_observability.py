@@ -129,6 +129,13 @@ def test_api_5xx_is_alarmed_on_the_deployed_stage(stack: Stack) -> None:
     assert {"Name": "Stage", "Value": stage["Properties"]["StageName"]} in alarm["Dimensions"]
 
 
+def test_ingest_api_5xx_is_alarmed_on_its_stage(stack: Stack) -> None:
+    [api] = stack.of_type("AWS::ApiGatewayV2::Api")
+    [stage] = stack.of_type("AWS::ApiGatewayV2::Stage").values()
+    [alarm] = _watching(stack, "AWS/ApiGateway", "5xx", "ApiId", {"Ref": api})
+    assert {"Name": "Stage", "Value": stage["Properties"]["StageName"]} in alarm["Dimensions"]
+
+
 def test_alert_email_subscribes_to_the_topic_only_when_given() -> None:
     sam = read_sam(TEMPLATE)
     assert sam["Parameters"]["AlertEmail"] == {**sam["Parameters"]["AlertEmail"], "Type": "String", "Default": ""}
@@ -143,14 +150,15 @@ def test_alert_email_subscribes_to_the_topic_only_when_given() -> None:
 
 def test_api_access_log_is_one_json_object_per_request_without_secrets(stack: Stack) -> None:
     [stage] = stack.of_type("AWS::ApiGateway::Stage").values()
-    setting = stage["Properties"]["AccessLogSetting"]
-    group = setting["DestinationArn"]["Fn::GetAtt"][0]
-    assert stack.resources[group]["Type"] == "AWS::Logs::LogGroup"
-    assert stack.resources[group]["Properties"]["RetentionInDays"] > 0
-    line = json.loads(setting["Format"])
-    assert {"requestId", "status", "path", "method", "ip"} <= set(line)
-    # A header or the API Gateway key would put a credential in the log.
-    assert not any("header" in v.lower() or "apikey" in v.lower() for v in line.values())
+    [ingest_stage] = stack.of_type("AWS::ApiGatewayV2::Stage").values()
+    for setting in (stage["Properties"]["AccessLogSetting"], ingest_stage["Properties"]["AccessLogSettings"]):
+        group = setting["DestinationArn"]["Fn::GetAtt"][0]
+        assert stack.resources[group]["Type"] == "AWS::Logs::LogGroup"
+        assert stack.resources[group]["Properties"]["RetentionInDays"] > 0
+        line = json.loads(setting["Format"])
+        assert {"requestId", "status", "path", "method", "ip"} <= set(line)
+        # A header or the API Gateway key would put a credential (a key, a webhook signature) in the log.
+        assert not any("header" in v.lower() or "apikey" in v.lower() for v in line.values())
     # API Gateway needs the account's CloudWatch role to write it.
     [account] = stack.of_type("AWS::ApiGateway::Account").values()
     assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}

@@ -180,9 +180,9 @@ def test_webhooks_and_api_have_no_event_source_mapping(stack: Stack) -> None:
     assert _mappings(stack, "ApiFunction") == []
 
 
-def _routes(stack: Stack) -> set[tuple[str, str, str]]:
+def _routes(stack: Stack, api_type: str = "AWS::ApiGateway::RestApi") -> set[tuple[str, str, str]]:
     found = set()
-    for api in stack.of_type("AWS::ApiGateway::RestApi").values():
+    for api in stack.of_type(api_type).values():
         for path, methods in api["Properties"]["Body"]["paths"].items():
             for method, operation in methods.items():
                 uri = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
@@ -248,12 +248,35 @@ def test_api_routes(stack: Stack) -> None:
     }
 
 
+INGEST_ROUTES = {
+    ("POST", "/webhooks/{platform}", "WebhooksFunction"),
+    ("POST", "/events", "WebhooksFunction"),
+    ("POST", "/track", "TrackFunction"),
+    ("OPTIONS", "/track", "TrackFunction"),
+}
+
+
+def test_the_front_doors_volume_is_on_the_http_api_with_the_rest_event_shape(stack: Stack) -> None:
+    assert _routes(stack, "AWS::ApiGatewayV2::Api") == INGEST_ROUTES
+    # The same routes stay on the REST API for stores and snippets set up before the HTTP API.
+    assert INGEST_ROUTES <= _routes(stack)
+    [api] = stack.of_type("AWS::ApiGatewayV2::Api").values()
+    integrations = [o["x-amazon-apigateway-integration"] for methods in api["Properties"]["Body"]["paths"].values()
+                    for o in methods.values()]
+    # Chalice reads API Gateway's REST (1.0) event: 2.0 has no requestContext.resourcePath to route on.
+    assert {i["payloadFormatVersion"] for i in integrations} == {"1.0"}
+    assert "CorsConfiguration" not in api["Properties"]  # the track function answers preflights per store
+
+
 def test_track_is_throttled_by_api_gateway_not_only_in_memory(stack: Stack) -> None:
-    # The function's token bucket is per container; only the stage's method settings bound the total.
+    # The function's token bucket is per container; only the stages' settings bound the total.
     [stage] = stack.of_type("AWS::ApiGateway::Stage").values()
     settings = {(s["ResourcePath"], s["HttpMethod"]): s for s in stage["Properties"]["MethodSettings"]}
     track = settings[("/~1track", "POST")]
     assert 0 < track["ThrottlingRateLimit"] <= track["ThrottlingBurstLimit"]
+    [ingest_stage] = stack.of_type("AWS::ApiGatewayV2::Stage").values()
+    ingest_track = ingest_stage["Properties"]["RouteSettings"]["POST /track"]
+    assert 0 < ingest_track["ThrottlingRateLimit"] <= ingest_track["ThrottlingBurstLimit"]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

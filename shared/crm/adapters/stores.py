@@ -1,9 +1,19 @@
-"""Stores, workspaces and API keys in the single table (secrets in Secrets Manager)."""
+"""Stores, workspaces and API keys in the single table (secrets in Secrets Manager).
+
+The two lookups on the public front door (a webhook's store by domain, a /track request's store by write
+key) are kept per container for ``cache_ttl`` (60 s, like the secrets): a warm container then makes no
+DynamoDB read per request. Why that is safe (docs/security.md): a store is never cached as missing, so one
+registered a moment ago is found at once; its secrets are not part of the cached store but come from the
+vault's own 60 s cache, so a rotation or a retirement is seen within a minute as before; a changed store
+item (origins, a store moved out of the way by hand) is seen within a minute too. Only stores that exist
+are cached, so the cache holds at most one entry per registered store and write key. API keys are never
+cached: a revoked key must be refused from the next request on.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -12,6 +22,7 @@ from crm.adapters import keys
 from crm.adapters.clients import client, query_items
 from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.secrets import SecretsManagerVault
+from crm.clock import Clock, utc_now
 from crm.config import settings
 from crm.models.stores import ApiKey, Platform, Store, StoreSecrets, api_key_id
 from crm.ports import (
@@ -19,18 +30,50 @@ from crm.ports import (
     UnknownWorkspace,
 )
 
+STORE_CACHE_TTL = timedelta(seconds=60)
+
+
+class FoundStores:
+    """What a container has found, each for ``ttl`` after it was read; misses are never kept."""
+
+    def __init__(self, ttl: timedelta, clock: Clock) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._kept: dict[tuple[str, ...], tuple[datetime, Any]] = {}
+
+    def get(self, key: tuple[str, ...]) -> Any | None:
+        kept = self._kept.get(key)
+        if kept is None or self.clock() >= kept[0]:
+            return None
+        return kept[1]
+
+    def keep(self, key: tuple[str, ...], value: Any) -> None:
+        if self.ttl > timedelta(0):
+            self._kept[key] = (self.clock() + self.ttl, value)
+
 
 class DynamoStoreDirectory:
     """Stores by platform + domain (their secrets in the vault, not the table), and marketer API keys
-    (stored as hashes) by key and by workspace."""
+    (stored as hashes) by key and by workspace. Stores found are cached for ``cache_ttl`` (module
+    docstring); ``cache_ttl=timedelta(0)`` reads the table on every lookup."""
 
-    def __init__(self, table_name: str | None = None, vault: SecretVault | None = None) -> None:
+    def __init__(self, table_name: str | None = None, vault: SecretVault | None = None, *,
+                 cache_ttl: timedelta = STORE_CACHE_TTL, clock: Clock = utc_now) -> None:
         self.table = table_name or settings().table_name
         self.vault = vault or SecretsManagerVault(self.table)
+        self._found = FoundStores(cache_ttl, clock)
 
     def _store_item(self, platform: Platform | str, domain: str) -> dict[str, Any] | None:
+        cache_key = ("store", str(platform), domain)
+        cached: dict[str, Any] | None = self._found.get(cache_key)
+        if cached is not None:
+            return cached
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.store(platform, domain)))
-        return from_item(found["Item"]) if "Item" in found else None
+        if "Item" not in found:
+            return None
+        item = from_item(found["Item"])
+        self._found.keep(cache_key, item)
+        return item
 
     def store_by_domain(self, platform: Platform, domain: str) -> Store | None:
         """The store with its secrets from the vault. A store registered before the vault (its secrets
@@ -44,12 +87,20 @@ class DynamoStoreDirectory:
     def store_by_write_key(self, write_key: str) -> Store | None:
         """Two eventually consistent reads (the pointer, then the store): the store item stays the one
         copy of its origins, so changing them never leaves a stale duplicate behind. No secrets."""
+        cache_key = ("write_key", write_key)
+        cached: Store | None = self._found.get(cache_key)
+        if cached is not None:
+            return cached
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.write_key(write_key)))
         if "Item" not in found:
             return None
         pointer = from_item(found["Item"])
         item = self._store_item(str(pointer["platform"]), str(pointer["domain"]))
-        return Store.model_validate(_without_secrets(item)) if item is not None else None
+        if item is None:
+            return None
+        store = Store.model_validate(_without_secrets(item))
+        self._found.keep(cache_key, store)
+        return store
 
     def workspace_exists(self, workspace_id: str) -> bool:
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.workspace(workspace_id)),
