@@ -90,11 +90,14 @@ def wiring_of(template: Path) -> Wiring:
     sam = read_sam(template)
     resources: dict[str, Any] = sam["Resources"]
     functions = {name: r for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
-    api = {}
+    api: dict[str, str] = {}
     for resource in functions.values():
         for event in _events(resource):
             path = event.get("Properties", {}).get("Path")
-            if event["Type"] in ("Api", "HttpApi") and path in ("/track", "/webhooks/{platform}"):
+            # A route on both: the REST one is kept for stores set up before; a store set up now (the
+            # reference) is given the HTTP API's URLs.
+            if (event["Type"] in ("Api", "HttpApi") and path in ("/track", "/webhooks/{platform}")
+                    and (event["Type"] == "HttpApi" or path not in api)):
                 api[path] = "HTTP" if event["Type"] == "HttpApi" else "REST"
 
     def source(function: str, kind: str) -> Source:

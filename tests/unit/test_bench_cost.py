@@ -55,6 +55,7 @@ Resources:
     Properties:
       Events:
         Track: {Type: HttpApi, Properties: {Path: /track, Method: post}}
+        TrackBefore: {Type: Api, Properties: {Path: /track, Method: post}}
   ProfilesFunction:
     Type: AWS::Serverless::Function
     Properties:
