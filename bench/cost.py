@@ -16,6 +16,7 @@ named as missing and left out of the total (which then says so).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,11 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from crm_local.template import read_sam
-from figures import Counts, counts, recorded
+from figures import Counts, counts, plain, recorded
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+# Issue 12's starting point: the figures these scripts recorded at commit 0ccbb87 and its template's wiring,
+# kept so that every run prints the bill before beside the bill now (`--save-before` wrote it).
+BEFORE = Path(__file__).resolve().parent / "before.json"
 TARGET = 15.00  # DESIGN.md: "around $15 a month in infrastructure"; issue 12: <= $15.00
 SCRIPTS = ("profile_events", "ingest_path", "segment_runs", "flows", "segments", "backtest")
+PRICED = SCRIPTS[:4]  # what the bill is made of; the other two give the issue's other figures
 
 # List prices, us-east-1, USD (DESIGN.md; check before quoting). Per million unless named otherwise.
 PER_MILLION = {
@@ -84,6 +89,11 @@ class Wiring:
 
 def _events(resource: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(resource.get("Properties", {}).get("Events", {}).values())
+
+
+def wiring_from(stored: Mapping[str, Any]) -> Wiring:
+    return Wiring(dict(stored["api"]), Source(**stored["ingest"]), Source(**stored["outbox"]),
+                  Source(**stored["refresh"]), dict(stored["memory_mb"]), int(stored["firehose_interval_s"]))
 
 
 def wiring_of(template: Path) -> Wiring:
@@ -160,6 +170,10 @@ class Month:
 
 def _m(value: float) -> str:
     return f"{value / 1e6:,.2f}M" if value >= 1e5 else f"{value:,.0f}"
+
+
+def _usd(dollars: float) -> str:
+    return f"${dollars:,.2f}".rjust(8)
 
 
 def lambda_cost(wiring: Wiring, function: str, invocations: float, ms: float) -> float:
@@ -312,8 +326,20 @@ def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def print_before(before: Mapping[str, Any], now: Sequence[Line], per_track_request: float, out: Any) -> None:
+    """The bill of the recorded starting point, priced the same way, by part of the stack beside now's."""
+    then = bill(before["figures"], wiring_from(before["wiring"]), per_track_request)
+    print(f"before: {before['label']}, priced the same way (same mix and assumptions); now: this run", file=out)
+    for group in ("ingest", "segments", "flows"):
+        b = sum(line.dollars for line in then if line.group == group)
+        n = sum(line.dollars for line in now if line.group == group)
+        print(f"  {group:<9} before {_usd(b)}  now {_usd(n)}", file=out)
+    print(f"  {'all in':<9} before {_usd(sum(x.dollars for x in then))}  now {_usd(sum(x.dollars for x in now))}",
+          file=out)
+
+
 def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_request: float,
-               out: Any = sys.stdout) -> float:
+               out: Any = sys.stdout, before: Mapping[str, Any] | None = None) -> float:
     events = found["profile_events"]
     month = Month({k: int(v) for k, v in events["monthly_mix"].items()}, frozenset(events["storefront"]),
                   per_track_request)
@@ -339,11 +365,13 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
           + "; Lambda arm64 at the template's memory", file=out)
     for fee in delivery_fees(found.get("flows")):
         print(f"not in the total: {fee}", file=out)
-    missing = [name for name in ("ingest_path", "segment_runs", "flows") if name not in found]
+    missing = [name for name in PRICED if name not in found]
     lines = bill(found, wiring, per_track_request)
+    if before is not None:
+        print_before(before, lines, per_track_request, out)
     width = max(len(line.component) for line in lines)
     for line in lines:
-        print(f"{line.component:<{width}}  ${line.dollars:>7.2f}  {line.how}", file=out)
+        print(f"{line.component:<{width}}  {_usd(line.dollars)}  {line.how}", file=out)
     total = sum(line.dollars for line in lines)
     partial = f" (WITHOUT {', '.join(missing)}: not run here)" if missing else ""
     print(f"reference store all in: ${total:.2f} per month (target ${TARGET:.2f}){partial}", file=out)
@@ -354,13 +382,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the wiring to price (default: ours)")
     parser.add_argument("--events-per-track-request", type=float, default=TRACK_EVENTS_PER_REQUEST)
+    parser.add_argument("--save-before", metavar="LABEL",
+                        help=f"keep this run's figures and the template's wiring as the starting point ({BEFORE.name})")
     args = parser.parse_args(argv)
     found = recorded(SCRIPTS)
     if "profile_events" not in found:
         print("bench/cost.py: no bench/results/profile_events.json; run bench/profile_events.py first",
               file=sys.stderr)
         return 1
-    print_bill(found, wiring_of(args.template), args.events_per_track_request)
+    wiring = wiring_of(args.template)
+    if args.save_before:
+        kept = {name: found[name] for name in PRICED if name in found}
+        BEFORE.write_text(json.dumps({"label": args.save_before, "wiring": plain(wiring), "figures": kept},
+                                     indent=1, sort_keys=True) + "\n")
+    before = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
+    print_bill(found, wiring, args.events_per_track_request, before=before)
     return 0
 
 

@@ -143,3 +143,20 @@ def test_the_last_line_is_the_total_and_names_what_did_not_run(cost: ModuleType,
     assert last.startswith(f"reference store all in: ${total:.2f} per month (target $15.00)")
     assert "WITHOUT ingest_path, segment_runs, flows" in last
     assert total == pytest.approx(sum(line.dollars for line in cost.bill(_found(), cost.wiring_of(template), 2.0)))
+
+
+def test_the_recorded_starting_point_is_priced_beside_now(cost: ModuleType, figures: ModuleType,
+                                                         tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+    wiring = cost.wiring_of(template)
+    stored = figures.plain(wiring)
+    stored["api"]["/track"] = "REST"  # the starting point: /track on the REST API
+    before = {"label": "at the start", "wiring": stored, "figures": _found()}
+    out = io.StringIO()
+    total = cost.print_bill(_found(), wiring, 2.0, out, before=before)
+    text = out.getvalue().splitlines()
+    [ingest] = [line for line in text if line.strip().startswith("ingest ")]
+    then_now = [float(part.strip("$")) for part in ingest.split() if part.startswith("$")]
+    assert then_now[0] - then_now[1] == pytest.approx(500_000 * (3.50 - 1.00) / 1e6)
+    assert text[-1].startswith(f"reference store all in: ${total:.2f} per month")
