@@ -43,10 +43,12 @@ from chalice.test import Client
 from crm import config, wiring
 from crm.adapters import clients
 from crm.adapters.items import from_item, to_item
-from crm.adapters.stores import DynamoStoreDirectory
+from crm.adapters.messaging import SqsIngestQueue
+from crm.adapters.secrets import SecretsManagerVault
+from crm.adapters.stores import STORE_CACHE_TTL, DynamoStoreDirectory
 from crm.clock import utc_now
 from crm.connectors import connector_for
-from crm.connectors.base import base64_hmac_sha256_matches
+from crm.connectors.base import DeliveryRejected, base64_hmac_sha256_matches
 from crm.identity import identities_of
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
@@ -54,6 +56,7 @@ from crm.models.profile import OrderRecord, Profile, new_profile
 from crm.models.stores import Platform, StoreRegistration
 from crm.profiles import apply_order_record, profile_id_for
 from crm.stores import register_store
+from crm.webhooks import accept_webhook
 from crm_local import moto_patches
 from crm_local.event_shapes import read_stream, sqs_record
 from crm_local.lambdas import Function, LambdaContext, load_handler
@@ -337,7 +340,7 @@ def set_up(stack: Any) -> Bench:
         queue_url=harness("sqs").create_queue(QueueName=f"{STACK}-baseline-ingest")["QueueUrl"],
     )
     meter = Meter()
-    for service in ("dynamodb", "s3", "sqs", "events", "firehose"):
+    for service in ("dynamodb", "s3", "sqs", "events", "firehose", "secretsmanager"):
         meter.attach(clients.client(service))
     return Bench(provisioned, store, meter, baseline)
 
@@ -574,6 +577,49 @@ def verify(table: str, expected: Expected) -> str:
     return f"{right}/{len(wanted)} profiles match"
 
 
+def store_lookup_app(bench: Bench, cache_ttl: timedelta) -> Chalice:
+    """Our webhook path (crm.webhooks.accept_webhook, the function's adapters) in a container of its own,
+    with its store lookups kept for ``cache_ttl``; ``timedelta(0)`` is the design BEFORE issue 12 (a store
+    GetItem per delivery), measured here as a labelled baseline. It enqueues to a queue of its own, so the
+    profile sections see only the function's messages."""
+    app = Chalice(app_name="bench-store-lookup")
+    table = bench.outputs["TableName"]
+    stores = DynamoStoreDirectory(table, SecretsManagerVault(table), cache_ttl=cache_ttl)
+    queue = SqsIngestQueue(harness("sqs").create_queue(QueueName=f"{STACK}-lookup-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+
+    @app.route("/webhooks/{platform}", methods=["POST"], content_types=ANY_BODY)
+    def receive(platform: str) -> Response:
+        headers, body = _request(app)
+        try:
+            accept_webhook(platform, headers, body, stores, wiring.raw_archive(), queue, utc_now())
+        except DeliveryRejected as error:
+            return Response(status_code=error.status, body={"error": str(error)})
+        return Response(status_code=200, body={"status": "accepted"})
+
+    return app
+
+
+@dataclass
+class StoreLookups:
+    """The webhook's requests per delivery around the store cache: a new container's first delivery, and
+    every delivery of the design before issue 12 (no store cache)."""
+
+    cold: Counts
+    before: Run
+
+
+def measure_store_lookups(bench: Bench, deliveries: list[Delivery]) -> StoreLookups:
+    cold_client = Client(store_lookup_app(bench, STORE_CACHE_TTL))
+    first = deliveries[0]
+    mark = bench.meter.mark()
+    answer = cold_client.http.post("/webhooks/shopify", headers=first.headers(DOMAIN, SECRET), body=first.body)
+    if answer.status_code != 200:
+        raise SystemExit(f"a new container answered {answer.status_code}: {answer.body!r}")
+    cold = bench.meter.since(mark)
+    before = post_all(bench, Client(store_lookup_app(bench, timedelta(0))), "/webhooks/shopify", deliveries)
+    return StoreLookups(cold, before)
+
+
 # --- The measurements -----------------------------------------------------------------------------------------
 
 
@@ -592,6 +638,7 @@ class Results:
     verified: tuple[str, str]
     heavy: list[tuple[int, Counts, float, Counts, float]]
     firehose_interval: int | None
+    store_lookups: StoreLookups | None = None
 
 
 def measure_webhooks(bench: Bench, deliveries: list[Delivery]) -> tuple[Run, Run, Run, Counts]:
@@ -736,6 +783,15 @@ def print_webhooks(r: Results) -> None:
                                                                                         r.baseline_webhook)))
     print(f"  floor (same route, HMAC verify + JSON parse only, no AWS): median {r.floor.ms(0.5):.2f} ms, "
           f"p95 {r.floor.ms(0.95):.2f} ms")
+    if r.store_lookups is not None:
+        cold, before = r.store_lookups.cold, r.store_lookups.before
+        print(f"  AWS requests per delivery around the store cache (a store found is kept {STORE_CACHE_TTL.seconds} s "
+              "per container, crm.adapters.stores):")
+        print(f"    before issue 12 (a store GetItem per delivery; baseline, same run): "
+              f"{requests_in(before.counts) / n:.2f}")
+        print(f"    a new container's first delivery: {requests_in(cold):.0f} ("
+              + ", ".join(f"{k[2]} {v:.0f}" for k, v in sorted(cold.items()) if k[0] == "req") + ")")
+        print(f"    a warm container (ours, above): {requests_in(r.ours_webhook.counts) / n:.2f}")
 
 
 def print_profiles(r: Results) -> None:
@@ -882,13 +938,15 @@ def main() -> int:
         moto_ms = moto_ms_per_request(bench.outputs["TableName"])
         lap("set-up")
         ours_webhook, baseline_webhook, floor, claim_checks = measure_webhooks(bench, deliveries)
+        store_lookups = measure_store_lookups(bench, deliveries)
         lap("webhooks")
         ours_profiles, baseline_profiles, outbox, verified = measure_profiles(bench, expected)
         lap("profiles")
         heavy = measure_heavy_customer(bench)
         lap("history")
     print_report(Results(deliveries, expected, moto_ms, ours_webhook, baseline_webhook, floor, claim_checks,
-                         ours_profiles, baseline_profiles, outbox, verified, heavy, firehose_flush_interval(stack)))
+                         ours_profiles, baseline_profiles, outbox, verified, heavy, firehose_flush_interval(stack),
+                         store_lookups))
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s: "
           + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items()) + ")")
     record("ingest_path", {

@@ -5,8 +5,11 @@ One place for these shapes: the local runtime's pollers, the tests and the bench
 
 from __future__ import annotations
 
+import base64
 import hashlib
-from datetime import datetime
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -49,3 +52,41 @@ def read_stream(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
             records += [stream_record(r, stream_arn) for r in answer["Records"]]
             iterator = answer.get("NextShardIterator")
     return records
+
+
+def http_api_event(method: str, route: str, path: str, headers: Mapping[str, str], body: bytes,
+                   source_ip: str = "203.0.113.7", now: datetime | None = None) -> dict[str, Any]:
+    """API Gateway HTTP API's Lambda event in payload format 1.0 (template.yaml IngestApi): REST's shape,
+    which Chalice routes on (``requestContext.resourcePath`` is the route), with HTTP API's differences:
+    header names in lower case, the ``$default`` stage, and a body that is not JSON passed base64-encoded
+    (HTTP APIs have no binary media types setting)."""
+    moment = now or datetime.now(UTC)
+    lowered = {name.lower(): value for name, value in headers.items()}
+    names = re.findall(r"\{(\w+)\}", route)
+    values = re.fullmatch(re.sub(r"\\\{\w+\\\}", "([^/]+)", re.escape(route)), path)
+    if values is None:
+        raise ValueError(f"{path} does not match the route {route}")
+    is_json = lowered.get("content-type", "").split(";")[0].strip().endswith("json")
+    return {
+        "version": "1.0",
+        "resource": route,
+        "path": path,
+        "httpMethod": method,
+        "headers": lowered,
+        "multiValueHeaders": {name: [value] for name, value in lowered.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "ingest", "domainName": "ingest.execute-api.local",
+            "domainPrefix": "ingest", "extendedRequestId": "local", "httpMethod": method,
+            "identity": {"sourceIp": source_ip, "userAgent": lowered.get("user-agent"), "accessKey": None,
+                         "caller": None, "user": None, "userArn": None},
+            "path": path, "protocol": "HTTP/1.1", "requestId": "local",
+            "requestTime": f"{moment:%d/%b/%Y:%H:%M:%S} +0000", "requestTimeEpoch": int(moment.timestamp() * 1000),
+            "resourceId": None, "resourcePath": route, "stage": "$default",
+        },
+        "pathParameters": dict(zip(names, values.groups(), strict=True)) or None,
+        "stageVariables": None,
+        "body": body.decode() if is_json else base64.b64encode(body).decode(),
+        "isBase64Encoded": not is_json,
+    }

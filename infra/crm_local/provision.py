@@ -448,15 +448,17 @@ class Provisioner:
         return found
 
     def routes(self) -> list[tuple[str, str, str]]:
-        """(method, path, function) for every API route, read from the translated API definitions."""
-        found = []
-        for api_type in ("AWS::ApiGateway::RestApi", "AWS::ApiGatewayV2::Api"):
+        """(method, path, function) for every API route, read from the translated API definitions: the HTTP
+        APIs' first, and a route both API types carry (kept on the REST API for older clients) once, since
+        the local server answers every API on one address."""
+        found: list[tuple[str, str, str]] = []
+        for api_type in ("AWS::ApiGatewayV2::Api", "AWS::ApiGateway::RestApi"):
             for resource in self.stack.of_type(api_type).values():
                 for path, methods in resource["Properties"].get("Body", {}).get("paths", {}).items():
                     for method, operation in methods.items():
                         uri = json.dumps(operation.get("x-amazon-apigateway-integration", {}).get("uri"))
                         function = re.search(r"\$\{(\w+)\.Arn\}", uri)
-                        if function:
+                        if function and (method.upper(), path, function.group(1)) not in found:
                             found.append((method.upper(), path, function.group(1)))
         return found
 

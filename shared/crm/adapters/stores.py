@@ -5,8 +5,8 @@ key) are kept per container for ``cache_ttl`` (60 s, like the secrets): a warm c
 DynamoDB read per request. Why that is safe (docs/security.md): a store is never cached as missing, so one
 registered a moment ago is found at once; its secrets are not part of the cached store but come from the
 vault's own 60 s cache, so a rotation or a retirement is seen within a minute as before; a changed store
-item (origins, a store moved out of the way by hand) is seen within a minute too. Only stores that exist
-are cached, so the cache holds at most one entry per registered store and write key. API keys are never
+item (its origins, or one deleted by hand) is seen within a minute too. Only stores that exist are
+cached, so the cache holds at most one entry per registered store and write key. API keys are never
 cached: a revoked key must be refused from the next request on.
 """
 
@@ -85,8 +85,8 @@ class DynamoStoreDirectory:
         return Store.model_validate({**item, **(secrets.model_dump() if secrets else {})})
 
     def store_by_write_key(self, write_key: str) -> Store | None:
-        """Two eventually consistent reads (the pointer, then the store): the store item stays the one
-        copy of its origins, so changing them never leaves a stale duplicate behind. No secrets."""
+        """Two eventually consistent reads (the pointer, then the store), then none for ``cache_ttl``: the
+        store item stays the one copy of its origins, so a change is seen everywhere within the TTL. No secrets."""
         cache_key = ("write_key", write_key)
         cached: Store | None = self._found.get(cache_key)
         if cached is not None:
