@@ -308,14 +308,22 @@ def bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_reque
             + segment_lines(found.get("segment_runs"), events, wiring, month) + flows_lines(found.get("flows")))
 
 
+def _requests(measured: Counts) -> float:
+    return sum(v for k, v in measured.items() if k[0] == "req")
+
+
 def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Issue 12's other figures as this run measured them, for the before/after table."""
     lines = []
     if ingest := found.get("ingest_path"):
         front = counts(ingest["webhook_per_delivery"])
         ms = ingest["webhook_handler_ms"]
-        lines.append(f"webhook: {sum(v for k, v in front.items() if k[0] == 'req'):.2f} AWS requests a delivery "
-                     f"(ingest_path; handler on moto p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms)")
+        before = counts(ingest.get("webhook_before_issue12_per_delivery", {}))
+        cold = counts(ingest.get("webhook_cold_container", {}))
+        lines.append(f"webhook: {_requests(front):.2f} AWS requests a delivery on a warm container"
+                     + (f", {_requests(cold):.0f} on a new one" if cold else "")
+                     + (f", {_requests(before):.2f} before issue 12 (same run)" if before else "")
+                     + f" (ingest_path; handler on moto p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms)")
     if segments := found.get("segments"):
         lines += [f"segment rule evaluation at {int(n):,} profiles: {size['ours_to_duckdb']:.3f}x DuckDB's rate, "
                   f"members {'identical' if size['same_members'] else 'DIFFERENT'}"
