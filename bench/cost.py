@@ -54,6 +54,11 @@ SECONDS_PER_MONTH = 30 * 24 * 3600
 # after the first, at most 20 a request, and on pagehide: a product page's page_viewed and product_viewed go
 # together, as do a cart page's events; one request per page is the conservative reading.
 TRACK_EVENTS_PER_REQUEST = 2.0
+# Lambda polls an SQS queue with a few concurrent long polls (5 when messages flow, as few as 2 when traffic is
+# low: "Configuring scaling behavior for SQS event source mappings"); each waits up to 20 s when the queue is
+# empty, and a batching window is filled per poller, so the messages of a window are shared among them.
+SQS_POLLERS = 2
+LONG_POLL_S = 20
 # Warm handler time a call (Lambda duration is billed; moto's times here say nothing about AWS's): the front
 # door's two AWS calls and Chalice; the profiles function per queued message; the outbox per stream batch.
 HANDLER_MS = {"WebhooksFunction": 30.0, "TrackFunction": 30.0, "ProfilesFunction": 60.0, "OutboxFunction": 20.0}
@@ -66,10 +71,11 @@ class Source:
     batch_size: int
     window_s: float
 
-    def batch_at(self, per_second: float) -> float:
-        """Records per invocation at a steady rate: without a window a poll takes what has arrived (about one at
-        these rates); with one, what arrives within it, up to the batch size."""
-        return max(1.0, min(float(self.batch_size), per_second * self.window_s))
+    def batch_at(self, per_second: float, readers: int = 1) -> float:
+        """Records per invocation at a steady rate shared by ``readers`` concurrent pollers: without a window a
+        poll takes what has arrived (about one at these rates); with one, what arrives within it, up to the
+        batch size."""
+        return max(1.0, min(float(self.batch_size), per_second / readers * self.window_s))
 
 
 @dataclass(frozen=True)
@@ -224,13 +230,14 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
     else:
         lines.append(Line("ingest", "front door's own AWS requests: MISSING (run bench/ingest_path.py)", 0.0, ""))
     rate = requests / SECONDS_PER_MONTH
-    batch = wiring.ingest.batch_at(rate)
+    batch = wiring.ingest.batch_at(rate, SQS_POLLERS)
     invocations = requests / batch
     sends = front_units.get("sqs", requests)
-    lines.append(Line("ingest", "SQS: ingest queue", (sends + 2 * invocations) * PER_MILLION["sqs"] / 1e6,
-                      f"{_m(sends)} sends + receive and delete per batch of {batch:.1f} "
+    receives = max(invocations, SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S)  # at least the idle long polls
+    lines.append(Line("ingest", "SQS: ingest queue", (sends + receives + invocations) * PER_MILLION["sqs"] / 1e6,
+                      f"{_m(sends)} sends, {_m(receives)} receives, a delete per batch of {batch:.1f} "
                       f"(BatchSize {wiring.ingest.batch_size}, window {wiring.ingest.window_s:g} s, "
-                      f"{rate:.2f} messages/s)"))
+                      f"{rate:.2f} messages/s, {SQS_POLLERS} pollers)"))
     lines.append(Line("ingest", "Lambda: profiles function",
                       invocations * PER_MILLION["lambda"] / 1e6
                       + requests * HANDLER_MS["ProfilesFunction"] / 1000 * wiring.gb("ProfilesFunction")

@@ -100,6 +100,7 @@ def test_a_batch_fills_only_within_its_window(cost: ModuleType) -> None:
     assert cost.Source(10, 5).batch_at(0.8) == pytest.approx(4.0)
     assert cost.Source(10, 20).batch_at(0.8) == 10.0
     assert cost.Source(10, 20).batch_at(0.01) == 1.0
+    assert cost.Source(10, 5).batch_at(0.8, readers=2) == pytest.approx(2.0)
 
 
 def test_the_wiring_is_read_from_the_template(cost: ModuleType, tmp_path: Path) -> None:
@@ -129,9 +130,12 @@ def test_the_bill_prices_counted_units_under_the_wiring(cost: ModuleType, tmp_pa
     assert lines["DynamoDB WRU: profile upsert"] == pytest.approx(2_000_000 * 0.625 / 1e6)
     assert lines["DynamoDB RRU: profile upsert"] == pytest.approx(500_000 * 0.125 / 1e6)
     assert lines["EventBridge: outbox events"] == pytest.approx(200_000 * 1.00 / 1e6)
-    # 600k messages a month (0.23/s) in a 20 s window: batches of 4.6; a send each, a receive and a delete a batch
-    batch = 600_000 / (30 * 24 * 3600) * 20
-    assert lines["SQS: ingest queue"] == pytest.approx((600_000 + 2 * 600_000 / batch) * 0.40 / 1e6)
+    # 600k messages a month (0.23/s) shared by 2 pollers in a 20 s window: batches of 2.3; a send each, a delete
+    # a batch, and a receive a batch or the pollers' idle 20 s long polls, whichever is more
+    month = 30 * 24 * 3600
+    batch = 600_000 / month / 2 * 20
+    receives = max(600_000 / batch, 2 * month / 20)
+    assert lines["SQS: ingest queue"] == pytest.approx((600_000 + receives + 600_000 / batch) * 0.40 / 1e6)
 
 
 def test_the_last_line_is_the_total_and_names_what_did_not_run(cost: ModuleType, tmp_path: Path) -> None:
