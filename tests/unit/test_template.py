@@ -14,6 +14,7 @@ from crm.adapters.bigcommerce import TIMEOUT_SECONDS as BIGCOMMERCE_TIMEOUT_SECO
 from crm.config import Settings
 from crm.segments.exports import EXPORT_FILES_KEPT_DAYS, GIVE_UP_AFTER
 from crm_local.lambdas import load_handler
+from crm_local.provision import Provisioner
 from crm_local.template import Stack
 
 from tests.builders import TEMPLATE
@@ -268,6 +269,13 @@ def test_the_front_doors_volume_is_on_the_http_api_with_the_rest_event_shape(sta
     # Chalice reads API Gateway's REST (1.0) event: 2.0 has no requestContext.resourcePath to route on.
     assert {i["payloadFormatVersion"] for i in integrations} == {"1.0"}
     assert "CorsConfiguration" not in api["Properties"]  # the track function answers preflights per store
+
+
+def test_the_local_runtime_serves_every_route_once_the_http_apis_first(stack: Stack) -> None:
+    served = Provisioner(stack, "local", "us-east-1").routes()
+    assert len(served) == len(set(served))
+    assert set(served) == _routes(stack) | _routes(stack, "AWS::ApiGatewayV2::Api")
+    assert set(served[:len(INGEST_ROUTES)]) == INGEST_ROUTES
 
 
 def test_track_is_throttled_by_api_gateway_not_only_in_memory(stack: Stack) -> None:

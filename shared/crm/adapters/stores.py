@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -33,23 +33,26 @@ from crm.ports import (
 STORE_CACHE_TTL = timedelta(seconds=60)
 
 
-class FoundStores:
+Found = TypeVar("Found")
+
+
+class FoundStores(Generic[Found]):
     """What a container has found, each for ``ttl`` after it was read; misses are never kept."""
 
     def __init__(self, ttl: timedelta, clock: Clock) -> None:
         self.ttl = ttl
         self.clock = clock
-        self._kept: dict[tuple[str, ...], tuple[datetime, Any]] = {}
+        self._kept: dict[tuple[str, ...], tuple[datetime, Found]] = {}
 
-    def get(self, key: tuple[str, ...]) -> Any | None:
+    def get(self, key: tuple[str, ...]) -> Found | None:
         kept = self._kept.get(key)
         if kept is None or self.clock() >= kept[0]:
             return None
         return kept[1]
 
-    def keep(self, key: tuple[str, ...], value: Any) -> None:
+    def keep(self, key: tuple[str, ...], found: Found) -> None:
         if self.ttl > timedelta(0):
-            self._kept[key] = (self.clock() + self.ttl, value)
+            self._kept[key] = (self.clock() + self.ttl, found)
 
 
 class DynamoStoreDirectory:
@@ -61,18 +64,19 @@ class DynamoStoreDirectory:
                  cache_ttl: timedelta = STORE_CACHE_TTL, clock: Clock = utc_now) -> None:
         self.table = table_name or settings().table_name
         self.vault = vault or SecretsManagerVault(self.table)
-        self._found = FoundStores(cache_ttl, clock)
+        self._store_items: FoundStores[dict[str, Any]] = FoundStores(cache_ttl, clock)
+        self._by_write_key: FoundStores[Store] = FoundStores(cache_ttl, clock)
 
     def _store_item(self, platform: Platform | str, domain: str) -> dict[str, Any] | None:
-        cache_key = ("store", str(platform), domain)
-        cached: dict[str, Any] | None = self._found.get(cache_key)
+        key = keys.store(platform, domain)
+        cached = self._store_items.get((key["pk"], key["sk"]))
         if cached is not None:
             return cached
-        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.store(platform, domain)))
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(key))
         if "Item" not in found:
             return None
         item = from_item(found["Item"])
-        self._found.keep(cache_key, item)
+        self._store_items.keep((key["pk"], key["sk"]), item)
         return item
 
     def store_by_domain(self, platform: Platform, domain: str) -> Store | None:
@@ -87,8 +91,7 @@ class DynamoStoreDirectory:
     def store_by_write_key(self, write_key: str) -> Store | None:
         """Two eventually consistent reads (the pointer, then the store), then none for ``cache_ttl``: the
         store item stays the one copy of its origins, so a change is seen everywhere within the TTL. No secrets."""
-        cache_key = ("write_key", write_key)
-        cached: Store | None = self._found.get(cache_key)
+        cached = self._by_write_key.get((write_key,))
         if cached is not None:
             return cached
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.write_key(write_key)))
@@ -99,7 +102,7 @@ class DynamoStoreDirectory:
         if item is None:
             return None
         store = Store.model_validate(_without_secrets(item))
-        self._found.keep(cache_key, store)
+        self._by_write_key.keep((write_key,), store)
         return store
 
     def workspace_exists(self, workspace_id: str) -> bool:
