@@ -55,6 +55,16 @@ def load_rules(store: SegmentStore, workspace_id: str, now: datetime, population
     return rules_for(store.list_segments(workspace_id), context)
 
 
+def population_of(stats: str | None) -> PopulationStats:
+    """Population statistics as a run keeps them (JSON); empty before the first run settled any."""
+    return PopulationStats.model_validate_json(stats) if stats else PopulationStats()
+
+
+def current_population(runs: SegmentRuns, workspace_id: str) -> PopulationStats:
+    """The statistics of the workspace's last run."""
+    return population_of(runs.population(workspace_id))
+
+
 SCHEDULE = "schedule"
 
 
@@ -97,13 +107,15 @@ def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: Task
 
 def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue) -> None:
     profiles = (p for p, _ in store.profiles_with_segments(task.workspace_id, task.share, task.shares))
-    runs.put_sketch(task.workspace_id, task.run_id, task.share, PopulationSketch.of_profiles(profiles, run.now))
+    runs.put_sketch(task.workspace_id, task.run_id, task.share,
+                    PopulationSketch.of_profiles(profiles, run.now).model_dump_json())
     run = runs.sketched(task.workspace_id, task.run_id, task.share)
     if run.sketched < run.shares:
         return
-    merged = reduce(PopulationSketch.merge, runs.sketches(task.workspace_id, task.run_id, run.shares))
+    merged = reduce(PopulationSketch.merge, map(PopulationSketch.model_validate_json,
+                                                runs.sketches(task.workspace_id, task.run_id, run.shares)))
     population = PopulationStats.from_sketch(merged, store.settings(task.workspace_id))
-    if runs.advance(task.workspace_id, task.run_id, population):
+    if runs.advance(task.workspace_id, task.run_id, population.model_dump_json()):
         tasks.send([RunTask(workspace_id=task.workspace_id, run_id=task.run_id, phase=RunPhase.EVALUATE,
                             share=share, shares=run.shares) for share in range(run.shares)])
 
@@ -122,7 +134,7 @@ class Applied:
 
 def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
               clock: Callable[[], datetime]) -> None:
-    rules = load_rules(store, task.workspace_id, run.now, run.population or PopulationStats())
+    rules = load_rules(store, task.workspace_id, run.now, population_of(run.population))
     applied = Applied()
     for profile, held in store.profiles_with_segments(task.workspace_id, task.share, task.shares):
         applied += _apply_once(store, profile, held, rules, clock())
@@ -186,7 +198,7 @@ class RulesCache:
     def rules(self, store: SegmentStore, runs: SegmentRuns, workspace_id: str, now: datetime) -> Rules:
         hit = self.held.get(workspace_id)
         if hit is None or not timedelta(0) <= now - hit[0] < self.ttl:
-            rules = load_rules(store, workspace_id, now, runs.population(workspace_id))
+            rules = load_rules(store, workspace_id, now, current_population(runs, workspace_id))
             self.held[workspace_id] = (now, rules)
             return rules
         return replace(hit[1], context=hit[1].context.model_copy(update={"now": now}))
@@ -223,8 +235,10 @@ __all__ = [
     "Applied",
     "RulesCache",
     "carry_out",
+    "current_population",
     "load_rules",
     "new_run_id",
+    "population_of",
     "refresh",
     "shares_for",
     "start_run",
