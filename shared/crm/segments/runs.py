@@ -25,14 +25,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import reduce
+from itertools import islice
 
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments
 from crm.ports import ConcurrentUpdate, SegmentRuns, SegmentStore, TaskQueue
 from crm.segments.builtin import BY_ID, PopulationSketch, PopulationStats, SegmentContext
-from crm.segments.membership import Rules, change_for, rules_for
+from crm.segments.membership import Rules, change_for, memberships_of_all, rules_for
 
+# A share's profiles are decided this many at a time: columns of this length, and no more held at once.
+EVALUATED_TOGETHER = 2_000
 # A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh.
 RUN_STALE_AFTER = timedelta(hours=1)
 # No more shares than the workspace index has buckets (crm.adapters.keys.WORKSPACE_BUCKETS): a share reads
@@ -136,8 +139,11 @@ def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segment
               clock: Callable[[], datetime]) -> None:
     rules = load_rules(store, task.workspace_id, run.now, population_of(run.population))
     applied = Applied()
-    for profile, held in store.profiles_with_segments(task.workspace_id, task.share, task.shares):
-        applied += _apply_once(store, profile, held, rules, clock())
+    profiles = iter(store.profiles_with_segments(task.workspace_id, task.share, task.shares))
+    while together := list(islice(profiles, EVALUATED_TOGETHER)):
+        decided = memberships_of_all([profile for profile, _ in together], rules)
+        for (profile, held), computed in zip(together, decided, strict=True):
+            applied += _apply_once(store, profile, held, rules, clock(), computed)
     run = runs.evaluated(task.workspace_id, task.run_id, task.share, applied.profiles, applied.entered,
                          applied.exited)
     if run.evaluated == run.shares:
@@ -153,9 +159,10 @@ def _follow_up(task: RunTask, runs: SegmentRuns, tasks: TaskQueue, now: datetime
         runs.link_next(task.workspace_id, task.run_id, following.run_id)
 
 
-def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules: Rules, at: datetime) -> Applied:
+def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules: Rules, at: datetime,
+                computed: frozenset[str] | None = None) -> Applied:
     live = int(profile.merged_into is None)
-    change = change_for(profile, held, rules, at)
+    change = change_for(profile, held, rules, at, computed)
     if change is None:
         return Applied(profiles=live)
     try:
