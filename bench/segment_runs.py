@@ -622,7 +622,7 @@ def measure_refresh(rig: Rig, label: str, profiles: Sequence[Profile], now: date
 def measure_rules(rig: Rig, now: datetime) -> Counts:
     """What every refresh invocation reads before its first profile: the population and every segment."""
     mark = rig.bench.meter.mark()
-    runs.load_rules(rig.store, WORKSPACE, now, rig.segment_runs.population(WORKSPACE))
+    runs.load_rules(rig.store, WORKSPACE, now, runs.current_population(rig.segment_runs, WORKSPACE))
     return rig.bench.meter.since(mark)
 
 
@@ -640,7 +640,7 @@ class RewriteAll:
         self.table = table_name
 
     def run(self, rig: Rig, profiles: Iterable[Profile], run: SegmentRun) -> dict[str, int]:
-        rules = runs.load_rules(rig.store, WORKSPACE, run.now, run.population or PopulationStats())
+        rules = runs.load_rules(rig.store, WORKSPACE, run.now, runs.population_of(run.population))
         members: dict[str, list[str]] = {sid: [] for sid in sorted(rules.segment_ids)}
         for profile in profiles:
             for segment_id in memberships_of(profile, rules):

@@ -61,7 +61,6 @@ from crm.ports import (
     TaskQueue,
     UnknownWorkspace,
 )
-from crm.segments.builtin import PopulationSketch, PopulationStats
 from crm.segments.runs import carry_out
 
 
@@ -384,9 +383,9 @@ class FakeSegmentRuns:
         self.items = items
         self.runs: dict[tuple[str, str], SegmentRun] = {}
         self.active: dict[str, str] = {}
-        self.sketch_store: dict[tuple[str, str, int], PopulationSketch] = {}
+        self.sketch_store: dict[tuple[str, str, int], str] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
-        self.populations: dict[str, PopulationStats] = {}
+        self.populations: dict[str, str] = {}
 
     def indexed_profiles(self) -> int:
         return self.items
@@ -402,10 +401,10 @@ class FakeSegmentRuns:
     def get(self, workspace_id: str, run_id: str) -> SegmentRun | None:
         return self.runs.get((workspace_id, run_id))
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: PopulationSketch) -> None:
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
         self.sketch_store[(workspace_id, run_id, share)] = sketch
 
-    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[PopulationSketch]:
+    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]:
         return [self.sketch_store[(workspace_id, run_id, share)] for share in range(shares)]
 
     def _count(self, workspace_id: str, run_id: str, phase: str, share: int, **figures: int) -> SegmentRun:
@@ -426,7 +425,7 @@ class FakeSegmentRuns:
         return self._count(workspace_id, run_id, "evaluated", share, profiles=profiles, entered=entered,
                            exited=exited)
 
-    def advance(self, workspace_id: str, run_id: str, population: PopulationStats) -> bool:
+    def advance(self, workspace_id: str, run_id: str, population: str) -> bool:
         run = self.runs[(workspace_id, run_id)]
         if run.phase is not RunPhase.SKETCH:
             return False
@@ -453,8 +452,8 @@ class FakeSegmentRuns:
         self.runs[(workspace_id, run_id)] = self.runs[(workspace_id, run_id)].model_copy(
             update={"next_run_id": next_run_id})
 
-    def population(self, workspace_id: str) -> PopulationStats:
-        return self.populations.get(workspace_id, PopulationStats())
+    def population(self, workspace_id: str) -> str | None:
+        return self.populations.get(workspace_id)
 
 
 class FakeTaskQueue:

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import reporting, wiring
+from crm.adapters.streams import images
 from crm.clock import utc_now
 from crm.config import settings
 from crm.models.currency import CurrencyTask, JobStatus
@@ -62,7 +63,7 @@ def on_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 def on_profile_change(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Any failure fails the batch: Lambda retries it (bisecting), and re-deciding is idempotent."""
-    feed = read_feed(event.get("Records", []))
+    feed = read_feed(images(event.get("Records", [])))
     now = utc_now()
     applied = runs.refresh(wiring.segment_store(), wiring.segment_runs(), feed.changed, now, rules_cache)
     for erased in feed.erased:  # its set went with its partition: its member items and sizes follow

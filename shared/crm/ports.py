@@ -26,7 +26,6 @@ from crm.models.segments import (
     SegmentRecord,
 )
 from crm.models.stores import ApiKey, Platform, Store, StoreSecrets
-from crm.segments.builtin import PopulationSketch, PopulationStats
 
 
 class UnknownWorkspace(ValueError):
@@ -358,17 +357,20 @@ class SegmentRuns(Protocol):
 
     def get(self, workspace_id: str, run_id: str) -> SegmentRun | None: ...
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: PopulationSketch) -> None: ...
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
+        """Keep one share's sketch (the JSON of crm.segments.builtin.PopulationSketch)."""
+        ...
 
-    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[PopulationSketch]: ...
+    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]: ...
 
     def sketched(self, workspace_id: str, run_id: str, share: int) -> SegmentRun:
         """Count the share as sketched (once, however often it is told) and return the run."""
         ...
 
-    def advance(self, workspace_id: str, run_id: str, population: PopulationStats) -> bool:
-        """Move the run from sketching to evaluating with these statistics, also kept as the workspace's
-        current ones; False when another worker already did."""
+    def advance(self, workspace_id: str, run_id: str, population: str) -> bool:
+        """Move the run from sketching to evaluating with these statistics (the JSON of
+        crm.segments.builtin.PopulationStats), also kept as the workspace's current ones; False when another
+        worker already did."""
         ...
 
     def evaluated(self, workspace_id: str, run_id: str, share: int, profiles: int, entered: int,
@@ -388,8 +390,8 @@ class SegmentRuns(Protocol):
         """Record the run that followed this one."""
         ...
 
-    def population(self, workspace_id: str) -> PopulationStats:
-        """The statistics of the workspace's last run (empty before any)."""
+    def population(self, workspace_id: str) -> str | None:
+        """The statistics of the workspace's last run as advance() was given them (None before any)."""
         ...
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from crm.adapters import keys
 from crm.adapters.items import to_item
+from crm.adapters.streams import images
 from crm.models.profile import new_profile
 from crm.segments.feed import Erased, read_feed
 
@@ -31,13 +32,13 @@ def _set_image() -> dict[str, Any]:
 def test_profiles_written_and_sets_removed_are_read_the_rest_is_not() -> None:
     profile = new_profile("ws_a", "p1", NOW)
     image = to_item(keys.profile("ws_a", "p1"), "profile", profile)
-    feed = read_feed([
+    feed = read_feed(images([
         _record("INSERT", image), _record("MODIFY", image, image),
         _record("REMOVE", old=image),  # the profile item itself going: its set's removal says what to undo
         _record("REMOVE", old=_set_image()),
         _record("INSERT", _set_image()),  # the refresh's own writes
         _record("INSERT", {**{k: {"S": v} for k, v in keys.identity("ws_a", "email#a@example.com").items()},
                            "entity": {"S": "identity"}}),
-    ])
+    ]))
     assert [p.profile_id for p in feed.changed] == ["p1", "p1"]
     assert feed.erased == [Erased("ws_a", "p1", frozenset({"builtin:vip", "seg_1"}))]

@@ -22,7 +22,7 @@ from crm.segments import runs
 from crm.segments.builtin import BUILTINS, BuiltinSettings, PopulationSketch, PopulationStats, SegmentContext
 from crm.segments.definition import parse_segment
 from crm.segments.evaluate import needs
-from crm.segments.membership import Rules, change_for, memberships_of, rfm_of, rules_for
+from crm.segments.membership import Rules, change_for, memberships_of, memberships_of_all, rfm_of, rules_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,6 +65,10 @@ def test_segments_are_evaluated_after_those_they_refer_to() -> None:
     assert memberships_of(shopper("p1", 2, "50.00"), rules) >= {"seg_a", "seg_b", "builtin:repeat_buyers"}
     assert not memberships_of(shopper("p2", 2, "150.00"), rules) & {"seg_a", "seg_b"}
     assert memberships_of(shopper("p3", 2, "50.00", merged_into="p1"), rules) == frozenset()
+    # The run decides many at once, column by column: the same sets, references to other segments included.
+    together = [shopper("p1", 2, "50.00"), shopper("p2", 2, "150.00"), shopper("p3", 2, "50.00", merged_into="p1"),
+                shopper("p4")]
+    assert memberships_of_all(together, rules) == [memberships_of(p, rules) for p in together]
 
 
 def test_rfm_fields_come_from_the_population_of_the_last_run() -> None:

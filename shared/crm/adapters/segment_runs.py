@@ -16,7 +16,6 @@ from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.throttling import transact_write
 from crm.config import settings
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
-from crm.segments.builtin import PopulationSketch, PopulationStats
 
 
 def _cancelled(error: ClientError) -> bool:
@@ -66,13 +65,13 @@ class DynamoSegmentRuns:
                                             ConsistentRead=True)
         return _run(from_item(found["Item"])) if "Item" in found else None
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: PopulationSketch) -> None:
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
         client("s3").put_object(Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share),
-                                Body=sketch.model_dump_json().encode(), ContentType="application/json")
+                                Body=sketch.encode(), ContentType="application/json")
 
-    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[PopulationSketch]:
-        return [PopulationSketch.model_validate_json(client("s3").get_object(
-            Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share))["Body"].read())
+    def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]:
+        return [client("s3").get_object(
+            Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share))["Body"].read().decode()
             for share in range(shares)]
 
     def _count_share(self, workspace_id: str, run_id: str, done: str, share: int,
@@ -105,8 +104,8 @@ class DynamoSegmentRuns:
         return self._count_share(workspace_id, run_id, "evaluated_shares", share,
                                  {"profiles": profiles, "entered": entered, "exited": exited})
 
-    def advance(self, workspace_id: str, run_id: str, population: PopulationStats) -> bool:
-        stats = population.model_dump_json()
+    def advance(self, workspace_id: str, run_id: str, population: str) -> bool:
+        stats = population
         try:
             transact_write([
                 {"Update": {"TableName": self.table, "Key": wire_key(keys.segment_run(workspace_id, run_id)),
@@ -163,11 +162,11 @@ class DynamoSegmentRuns:
             TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
             UpdateExpression="SET next_run_id = :next", ExpressionAttributeValues={":next": {"S": next_run_id}})
 
-    def population(self, workspace_id: str) -> PopulationStats:
+    def population(self, workspace_id: str) -> str | None:
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_population(workspace_id)))
         if "Item" not in found:
-            return PopulationStats()
-        return PopulationStats.model_validate_json(found["Item"]["population"]["S"])
+            return None
+        return str(found["Item"]["population"]["S"])
 
 
 def _run(item: Item) -> SegmentRun:
@@ -175,7 +174,7 @@ def _run(item: Item) -> SegmentRun:
     fields["sketched"] = len(item.get("sketched_shares", ()))
     fields["evaluated"] = len(item.get("evaluated_shares", ()))
     if "population" in item:
-        fields["population"] = PopulationStats.model_validate_json(str(item["population"]))
+        fields["population"] = str(item["population"])
     return SegmentRun.model_validate(fields)
 
 

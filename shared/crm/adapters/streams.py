@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
@@ -14,3 +14,8 @@ def image(record: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     """The record's ``NewImage`` or ``OldImage`` as plain values; None when the record has none."""
     wire = record.get("dynamodb", {}).get(name)
     return {k: _deserializer.deserialize(v) for k, v in wire.items()} if wire else None
+
+
+def images(records: Iterable[Mapping[str, Any]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """Each record's (new image, old image) as plain values, for domain code that must not read the wire."""
+    return [(image(record, "NewImage"), image(record, "OldImage")) for record in records]

@@ -7,8 +7,6 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm.segments.builtin import PopulationStats
-
 
 class RunPhase(StrEnum):
     SKETCH = "sketch"  # summarise the buyers of each share (RFM quintiles, the VIP threshold)
@@ -34,7 +32,9 @@ class SegmentRun(BaseModel):
     exited: int = 0
     started_at: datetime
     finished_at: datetime | None = None
-    population: PopulationStats | None = None  # settled by the sketch phase, used by every evaluating share
+    # Settled by the sketch phase, used by every evaluating share: the JSON of crm.segments.builtin's
+    # PopulationStats, which only the segments' own code reads (a model does not import the logic above it).
+    population: str | None = None
     # Asked for while this run was under way (a segment saved, the refresh button): another run follows it,
     # so that what was asked is computed with everything changed before the asking.
     rerun: bool = False

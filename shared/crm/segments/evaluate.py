@@ -136,7 +136,7 @@ def _predicted(name: str) -> Callable[[Subject, datetime], object]:
     return lambda subject, _now: getattr(subject.predicted, name) if subject.predicted else None
 
 
-_READERS: dict[str, Callable[[Subject, datetime], object]] = {
+READERS: dict[str, Callable[[Subject, datetime], object]] = {
     "lifetime_value": lambda s, _: s.profile.total_spent,
     "orders_count": lambda s, _: s.profile.orders_count,
     "average_order_value": lambda s, _: _average(s.profile),
@@ -189,15 +189,15 @@ _TESTS: dict[Op, Callable[[Any, Any], bool]] = {
 
 def _condition(condition: Condition, subject: Subject, now: datetime) -> bool:
     spec = FIELDS[condition.field]
-    actual = _normal(spec.kind, _READERS[condition.field](subject, now))
+    actual = normal(spec.kind, READERS[condition.field](subject, now))
     if condition.op in (Op.EXISTS, Op.NOT_EXISTS):
         return (actual is not None) == (condition.op is Op.EXISTS)
     if actual is None:
         return False
-    return bool(_TESTS[condition.op](actual, _resolve(spec.kind, condition.value, now)))
+    return bool(_TESTS[condition.op](actual, resolve(spec.kind, condition.value, now)))
 
 
-def _normal(kind: Kind, actual: object) -> object:
+def normal(kind: Kind, actual: object) -> object:
     if kind is Kind.TEXT_SET and isinstance(actual, frozenset):
         return frozenset(item.casefold() for item in actual) or None
     if kind is Kind.TEXT and isinstance(actual, str):
@@ -205,9 +205,9 @@ def _normal(kind: Kind, actual: object) -> object:
     return actual
 
 
-def _resolve(kind: Kind, value: object, now: datetime) -> object:
+def resolve(kind: Kind, value: object, now: datetime) -> object:
     if isinstance(value, tuple):
-        parts = tuple(_resolve(kind, part, now) for part in value)
+        parts = tuple(resolve(kind, part, now) for part in value)
         return frozenset(parts) if kind in (Kind.TEXT, Kind.TEXT_SET) else parts
     if isinstance(value, DaysAgo):
         return now - value.days_ago * DAY
@@ -220,7 +220,7 @@ def _resolve(kind: Kind, value: object, now: datetime) -> object:
 
 # --- events --------------------------------------------------------------------------------------
 
-_COUNTS: dict[EventOp, Callable[[int, int], bool]] = {
+COUNTS: dict[EventOp, Callable[[int, int], bool]] = {
     EventOp.AT_LEAST: operator.ge,
     EventOp.AT_MOST: operator.le,
     EventOp.EXACTLY: operator.eq,
@@ -239,7 +239,7 @@ def _event(condition: EventCondition, subject: Subject, now: datetime) -> bool:
     if condition.within_days is not None:
         start = now - condition.within_days * DAY
         seen = [at for at in seen if at >= start]
-    return _COUNTS[condition.op](len(seen), condition.count or 0)
+    return COUNTS[condition.op](len(seen), condition.count or 0)
 
 
 # --- what a definition depends on ----------------------------------------------------------------
@@ -303,4 +303,6 @@ def _relative(value: object) -> bool:
     return isinstance(value, DaysAgo | Days)
 
 
-__all__ = ["EventNeeds", "Needs", "Predicted", "Rfm", "Subject", "matches", "needs"]
+# READERS, COUNTS, normal and resolve are shared with crm.segments.columns, which must answer as matches() does.
+__all__ = ["COUNTS", "DAY", "READERS", "EventNeeds", "Needs", "Predicted", "Rfm", "Subject", "matches", "needs",
+           "normal", "resolve"]

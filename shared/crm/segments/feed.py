@@ -1,4 +1,6 @@
-"""What the table's stream tells the incremental path: profiles that changed, and profiles erased."""
+"""What the table's stream tells the incremental path: profiles that changed, and profiles erased.
+
+The handler decodes the stream's wire shape (crm.adapters.streams.images); this reads plain images."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm.adapters.streams import image
 from crm.models.profile import Profile
 
 
@@ -23,13 +24,15 @@ class Feed:
     erased: list[Erased] = field(default_factory=list)
 
 
-def read_feed(records: Iterable[Mapping[str, Any]]) -> Feed:
+Image = Mapping[str, Any] | None
+
+
+def read_feed(changes: Iterable[tuple[Image, Image]]) -> Feed:
     """Profile items written (inserted or modified), and sets of segments removed with an erased profile's
     partition. Everything else on the stream is not this path's business (the template filters it out
     already; this is the second line)."""
     feed = Feed()
-    for record in records:
-        new, old = image(record, "NewImage"), image(record, "OldImage")
+    for new, old in changes:
         if new is not None and new.get("entity") == "profile":
             feed.changed.append(Profile.model_validate(new))
         elif new is None and old is not None and old.get("entity") == "profile_segments":

@@ -6,12 +6,15 @@ fresh population statistics). For the same profile, rules and instant, both comp
 
 A segment that refers to another is evaluated after it, over the memberships just computed for the same
 profile, never over stored member lists: one profile's evaluation needs nothing but the profile.
+
+The run decides many profiles at once (``memberships_of_all``: each custom segment evaluated a column at a
+time by crm.segments.columns, which answers as ``matches`` does); the incremental path one at a time.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from graphlib import TopologicalSorter
@@ -19,6 +22,7 @@ from graphlib import TopologicalSorter
 from crm.models.profile import Profile
 from crm.models.segments import HeldSegments, MembershipChange, SegmentRecord
 from crm.segments.builtin import BUILTINS, SegmentContext, memberships
+from crm.segments.columns import Batch
 from crm.segments.definition import Definition, SegmentInvalid, parse_segment, referenced_segments
 from crm.segments.evaluate import Rfm, matches
 from crm.segments.rfm import RfmInputs, group, score
@@ -85,17 +89,39 @@ def memberships_of(profile: Profile, rules: Rules) -> frozenset[str]:
     return frozenset(found)
 
 
-def change_for(profile: Profile, held: HeldSegments, rules: Rules, at: datetime) -> MembershipChange | None:
+def memberships_of_all(profiles: Sequence[Profile], rules: Rules) -> list[frozenset[str]]:
+    """``[memberships_of(p, rules) for p in profiles]``, with each custom segment evaluated once for all of them."""
+    context = rules.context
+    live = [i for i, profile in enumerate(profiles) if profile.merged_into is None]
+    found: list[set[str]] = [set() for _ in profiles]
+    for i in live:
+        found[i].update(memberships(profiles[i], context))
+    if rules.custom and live:
+        batch = Batch([replace(subject_of(profiles[i]), rfm=rfm_of(profiles[i], context)) for i in live],
+                      context.now)
+        for segment_id in BUILTIN_IDS:
+            batch.set_members(segment_id, int.from_bytes(bytes(segment_id in found[i] for i in live), "little"))
+        for segment_id, definition in rules.custom:
+            mask = batch.matching(definition)
+            batch.set_members(segment_id, mask)
+            for position in batch.indices(mask):
+                found[live[position]].add(segment_id)
+    return [frozenset(segments) for segments in found]
+
+
+def change_for(profile: Profile, held: HeldSegments, rules: Rules, at: datetime,
+               computed: frozenset[str] | None = None) -> MembershipChange | None:
     """What to write so the stored membership matches the rules; None when nothing changes.
 
     Segments the rules cannot evaluate are neither entered nor exited: a deleted segment's members went
     with it (its id leaves the set), and one whose definition no longer parses keeps its members.
     A set decided on a newer revision of the profile than this one stands: that revision's own change
-    (a later stream record) re-decides it.
+    (a later stream record) re-decides it. ``computed``: the profile's memberships when already decided.
     """
     if held.revision > profile.revision:
         return None
-    computed = memberships_of(profile, rules)
+    if computed is None:
+        computed = memberships_of(profile, rules)
     known = held.segment_ids & rules.segment_ids
     entered = tuple(sorted(computed - known))
     exited = tuple(sorted(known - computed))
@@ -107,4 +133,4 @@ def change_for(profile: Profile, held: HeldSegments, rules: Rules, at: datetime)
                             expected_version=held.version, revision=profile.revision, at=at)
 
 
-__all__ = ["BUILTIN_IDS", "Rules", "change_for", "memberships_of", "rfm_of", "rules_for"]
+__all__ = ["BUILTIN_IDS", "Rules", "change_for", "memberships_of", "memberships_of_all", "rfm_of", "rules_for"]

@@ -25,14 +25,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import reduce
+from itertools import islice
 
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments
 from crm.ports import ConcurrentUpdate, SegmentRuns, SegmentStore, TaskQueue
 from crm.segments.builtin import BY_ID, PopulationSketch, PopulationStats, SegmentContext
-from crm.segments.membership import Rules, change_for, rules_for
+from crm.segments.membership import Rules, change_for, memberships_of_all, rules_for
 
+# A share's profiles are decided this many at a time: columns of this length, and no more held at once.
+EVALUATED_TOGETHER = 2_000
 # A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh.
 RUN_STALE_AFTER = timedelta(hours=1)
 # No more shares than the workspace index has buckets (crm.adapters.keys.WORKSPACE_BUCKETS): a share reads
@@ -53,6 +56,16 @@ def new_run_id(now: datetime) -> str:
 def load_rules(store: SegmentStore, workspace_id: str, now: datetime, population: PopulationStats) -> Rules:
     context = SegmentContext(now=now, settings=store.settings(workspace_id), population=population)
     return rules_for(store.list_segments(workspace_id), context)
+
+
+def population_of(stats: str | None) -> PopulationStats:
+    """Population statistics as a run keeps them (JSON); empty before the first run settled any."""
+    return PopulationStats.model_validate_json(stats) if stats else PopulationStats()
+
+
+def current_population(runs: SegmentRuns, workspace_id: str) -> PopulationStats:
+    """The statistics of the workspace's last run."""
+    return population_of(runs.population(workspace_id))
 
 
 SCHEDULE = "schedule"
@@ -97,13 +110,15 @@ def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: Task
 
 def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue) -> None:
     profiles = (p for p, _ in store.profiles_with_segments(task.workspace_id, task.share, task.shares))
-    runs.put_sketch(task.workspace_id, task.run_id, task.share, PopulationSketch.of_profiles(profiles, run.now))
+    runs.put_sketch(task.workspace_id, task.run_id, task.share,
+                    PopulationSketch.of_profiles(profiles, run.now).model_dump_json())
     run = runs.sketched(task.workspace_id, task.run_id, task.share)
     if run.sketched < run.shares:
         return
-    merged = reduce(PopulationSketch.merge, runs.sketches(task.workspace_id, task.run_id, run.shares))
+    merged = reduce(PopulationSketch.merge, map(PopulationSketch.model_validate_json,
+                                                runs.sketches(task.workspace_id, task.run_id, run.shares)))
     population = PopulationStats.from_sketch(merged, store.settings(task.workspace_id))
-    if runs.advance(task.workspace_id, task.run_id, population):
+    if runs.advance(task.workspace_id, task.run_id, population.model_dump_json()):
         tasks.send([RunTask(workspace_id=task.workspace_id, run_id=task.run_id, phase=RunPhase.EVALUATE,
                             share=share, shares=run.shares) for share in range(run.shares)])
 
@@ -122,10 +137,13 @@ class Applied:
 
 def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
               clock: Callable[[], datetime]) -> None:
-    rules = load_rules(store, task.workspace_id, run.now, run.population or PopulationStats())
+    rules = load_rules(store, task.workspace_id, run.now, population_of(run.population))
     applied = Applied()
-    for profile, held in store.profiles_with_segments(task.workspace_id, task.share, task.shares):
-        applied += _apply_once(store, profile, held, rules, clock())
+    profiles = iter(store.profiles_with_segments(task.workspace_id, task.share, task.shares))
+    while together := list(islice(profiles, EVALUATED_TOGETHER)):
+        decided = memberships_of_all([profile for profile, _ in together], rules)
+        for (profile, held), computed in zip(together, decided, strict=True):
+            applied += _apply_once(store, profile, held, rules, clock(), computed)
     run = runs.evaluated(task.workspace_id, task.run_id, task.share, applied.profiles, applied.entered,
                          applied.exited)
     if run.evaluated == run.shares:
@@ -141,9 +159,10 @@ def _follow_up(task: RunTask, runs: SegmentRuns, tasks: TaskQueue, now: datetime
         runs.link_next(task.workspace_id, task.run_id, following.run_id)
 
 
-def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules: Rules, at: datetime) -> Applied:
+def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules: Rules, at: datetime,
+                computed: frozenset[str] | None = None) -> Applied:
     live = int(profile.merged_into is None)
-    change = change_for(profile, held, rules, at)
+    change = change_for(profile, held, rules, at, computed)
     if change is None:
         return Applied(profiles=live)
     try:
@@ -186,7 +205,7 @@ class RulesCache:
     def rules(self, store: SegmentStore, runs: SegmentRuns, workspace_id: str, now: datetime) -> Rules:
         hit = self.held.get(workspace_id)
         if hit is None or not timedelta(0) <= now - hit[0] < self.ttl:
-            rules = load_rules(store, workspace_id, now, runs.population(workspace_id))
+            rules = load_rules(store, workspace_id, now, current_population(runs, workspace_id))
             self.held[workspace_id] = (now, rules)
             return rules
         return replace(hit[1], context=hit[1].context.model_copy(update={"now": now}))
@@ -223,8 +242,10 @@ __all__ = [
     "Applied",
     "RulesCache",
     "carry_out",
+    "current_population",
     "load_rules",
     "new_run_id",
+    "population_of",
     "refresh",
     "shares_for",
     "start_run",

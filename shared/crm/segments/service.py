@@ -20,7 +20,7 @@ from crm.ports import ConcurrentUpdate, ProfileRepository, SegmentRuns, SegmentS
 from crm.segments.builtin import BUILTINS, BY_ID
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_segment, referenced_segments, segment_cycle
 from crm.segments.membership import memberships_of
-from crm.segments.runs import load_rules
+from crm.segments.runs import current_population, load_rules
 
 MAX_MEMBERS_PAGE = 1000
 PREVIEW_SAMPLE = 20
@@ -170,7 +170,7 @@ def preview(store: SegmentStore, runs: SegmentRuns, workspace_id: str, document:
     part at a time; when the bounds stop it early, the size is scaled up from the parts read whole, and the
     answer says so (``complete``, ``profiles_read``, ``fraction_read``)."""
     _check_references(store, workspace_id, None, document)
-    rules = load_rules(store, workspace_id, now, runs.population(workspace_id)).with_draft(
+    rules = load_rules(store, workspace_id, now, current_population(runs, workspace_id)).with_draft(
         DRAFT_ID, document.definition)
     started = clock()
     read = matched = matched_in_whole_parts = whole_parts = 0
