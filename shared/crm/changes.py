@@ -34,6 +34,7 @@ from crm.profiles import (
     apply_customer,
     apply_order_record,
     combine,
+    event_digest,
     linked,
     profile_id_for,
     tombstone,
@@ -42,6 +43,7 @@ from crm.profiles import (
     with_recent_history,
     with_signed_browsers,
     with_signed_touches,
+    with_unmarked,
 )
 from crm.reporting import with_figures
 
@@ -260,20 +262,43 @@ def _activity_change(event: ActivityEvent, context: Context, now: datetime,
         return None
     target = _target(event, context, now)
     profile = target.profile
+    if event_digest(event.store_id, event.event_id) in profile.unmarked_events:
+        # Applied by a write whose marker never followed: only its line and marker are left to write.
+        return Change(workspace_id=event.workspace_id, profiles=_profiles(target, profile) if (
+                          target.links or target.tombstones) else (), identities=target.links,
+                      timeline=(*target.timeline, _activity_entry(event, profile)),
+                      event=(event.store_id, event.event_id, profile.profile_id))
     if profile.recent is None:  # written before times were kept: rebuilt once, from its timeline
         history = read_history(profile, "")
         profile = with_recent_history(profile, history.order_dates, history.activity)
     profile = apply_activity(profile, event, now)
-    entry = _entry(profile, event.occurred_at, event.type.value, event.event_id, event.store_id, url=event.url,
-                   value=format_money(event.value) if event.value is not None else None, currency=event.currency,
-                   products=[p.title for p in event.products if p.title] or None,
-                   order=f"{event.store_id}:{event.order_id}" if event.order_id else None,
-                   channel=event.touch.channel if event.touch else None,
-                   **_message_fields(event, profile))
     return Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile), identities=target.links,
-        timeline=(*target.timeline, entry), event=(event.store_id, event.event_id, profile.profile_id),
+        timeline=(*target.timeline, _activity_entry(event, profile)),
+        event=(event.store_id, event.event_id, profile.profile_id),
     )
+
+
+def _activity_entry(event: ActivityEvent, profile: Profile) -> TimelineEntry:
+    return _entry(profile, event.occurred_at, event.type.value, event.event_id, event.store_id, url=event.url,
+                  value=format_money(event.value) if event.value is not None else None, currency=event.currency,
+                  products=[p.title for p in event.products if p.title] or None,
+                  order=f"{event.store_id}:{event.order_id}" if event.order_id else None,
+                  channel=event.touch.channel if event.touch else None,
+                  **_message_fields(event, profile))
+
+
+def _guard_last(change: Change | None, event: ActivityEvent) -> Change | None:
+    """An activity that only updates one existing profile and adds its own timeline line needs no transaction:
+    the profile is written under its revision guard carrying the event's digest, then the line and the marker.
+    A retry after the profile write finds the digest and writes only those (idempotent); a conflict writes
+    nothing. New profiles, links, merges and consent lines keep the transaction: their writes must not part."""
+    if (change is None or len(change.profiles) != 1 or change.profiles[0][1] is None or change.identities
+            or len(change.timeline) != 1 or change.event is None or change.order or change.customer):
+        return change
+    profile, revision = change.profiles[0]
+    return replace(change, profiles=((with_unmarked(profile, event_digest(event.store_id, event.event_id)),
+                                      revision),), guard_last=True)
 
 
 # The activity lines the outbox turns into flow events (crm.outbox): they carry what a message shows.
@@ -339,6 +364,8 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
     else:
         raise TypeError(f"{type(event).__name__} is not applied to profiles")
     change = _with_consent_history(change, context)
+    if isinstance(event, ActivityEvent):
+        change = _guard_last(change, event)
     return None if change is None else _in_reporting_currency(change, context.currency)
 
 

@@ -81,7 +81,8 @@ class IdentityLink:
 
 @dataclass(frozen=True)
 class Change:
-    """Everything one event writes, atomically; each write is guarded by what was read."""
+    """Everything one event writes, atomically (or, ``guard_last``, profile first and marker last); each write
+    is guarded by what was read."""
 
     workspace_id: str
     profiles: tuple[tuple[Profile, int | None], ...] = ()  # (profile, revision read; None: must be new)
@@ -90,6 +91,9 @@ class Change:
     identities: tuple[IdentityLink, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
     event: tuple[str, str, str] | None = None  # (store_id, event_id, profile_id): must be new
+    # The one profile written carries the event's digest (crm.profiles.with_unmarked): the repository may write
+    # it alone under its guard, then the rest, the event's marker last, without a transaction's 2x units.
+    guard_last: bool = False
 
 
 @dataclass(frozen=True)

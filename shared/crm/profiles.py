@@ -7,6 +7,7 @@ are min and max, and "latest statement wins" fields carry the stamp that chose t
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -293,6 +294,21 @@ def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Pro
     return with_touch(updated, event.touch, event.from_browser)
 
 
+# How many activity events a profile remembers as written before their markers: a retry of one finds it here
+# unless this many other guard-last writes reached the same profile first (docs/ingestion.md).
+UNMARKED_KEPT = 10
+
+
+def event_digest(store_id: str, event_id: str) -> str:
+    """12 hex characters naming an activity event on its profile (a chance of 1 in 2^48 to confuse two)."""
+    return hashlib.blake2b(f"{store_id}:{event_id}".encode(), digest_size=6).hexdigest()
+
+
+def with_unmarked(profile: Profile, digest: str) -> Profile:
+    """The profile remembering an event applied to it whose marker is written after it."""
+    return profile.model_copy(update={"unmarked_events": (*profile.unmarked_events, digest)[-UNMARKED_KEPT:]})
+
+
 def with_confirmation(profile: Profile, event: ActivityEvent) -> Profile:
     """A followed double opt-in link (``event.confirms``) grants consent only as crm.consent.confirm_request
     allows: an open request, and the link's address still the profile's; otherwise it changes nothing."""
@@ -380,6 +396,7 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
             theirs = getattr(other, name)
             changes[name] = getattr(result, name) if theirs is None else _later(getattr(result, name), theirs)
         changes["recent"] = _merged_recent(result.recent, other.recent)
+        changes["unmarked_events"] = (*result.unmarked_events, *other.unmarked_events)[-UNMARKED_KEPT:]
         result = with_figures(result.model_copy(update=changes), None)
     return without_browser_contact(result)
 

@@ -191,6 +191,9 @@ class Profile(BaseModel):
     # None on a profile written before the times were kept: the next order or activity written to it
     # rebuilds them from its timeline (crm.changes).
     recent: RecentTimes | None = None
+    # Short digests of the latest activity events written to this profile before their markers (crm.changes
+    # "guard last"): a retry that finds its event here writes only the marker and the timeline line.
+    unmarked_events: tuple[str, ...] = ()
     created_at: datetime
     updated_at: datetime
     revision: int = 0
