@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/segment_runs.py
 	$(BIN)/python bench/flows.py
 	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/cost.py
 
 local: $(STAMP)

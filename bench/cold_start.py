@@ -53,6 +53,7 @@ from crm_local import moto_patches
 from crm_local.provision import Provisioned, provision
 from crm_local.template import load_stack
 from crm_local.wire import shopify_fixture, shopify_headers
+from figures import record
 from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -399,6 +400,12 @@ def main() -> int:
         finally:
             server.stop()
     print(f"\n(cold_start ran in {time.perf_counter() - started:.0f} s)")
+    record("cold_start", {
+        "layer_bytes": {"before": before.bytes, "after": after.bytes},
+        "layer_zipped": {"before": before.zipped, "after": after.zipped},
+        "import_s_median": {label: statistics.median(by[label] for by in times.values()) for label in labels},
+        "cold_webhook_s": {label: statistics.median(r["import"] + r["answers"][0][1] for r in answers[label])
+                           for label in labels}})
     return 0
 
 

@@ -31,8 +31,8 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 # kept so that every run prints the bill before beside the bill now (`--save-before` wrote it).
 BEFORE = Path(__file__).resolve().parent / "before.json"
 TARGET = 15.00  # DESIGN.md: "around $15 a month in infrastructure"; issue 12: <= $15.00
-SCRIPTS = ("profile_events", "ingest_path", "segment_runs", "flows", "segments", "backtest")
-PRICED = SCRIPTS[:4]  # what the bill is made of; the other two give the issue's other figures
+SCRIPTS = ("profile_events", "ingest_path", "segment_runs", "flows", "segments", "backtest", "cold_start")
+PRICED = SCRIPTS[:4]  # what the bill is made of; the others give the issue's other figures
 
 # List prices, us-east-1, USD (DESIGN.md; check before quoting). Per million unless named otherwise.
 PER_MILLION = {
@@ -332,9 +332,18 @@ def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
                      + (f", {_requests(before):.2f} before issue 12 (same run)" if before else "")
                      + f" (ingest_path; handler on moto p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms)")
     if segments := found.get("segments"):
-        lines += [f"segment rule evaluation at {int(n):,} profiles: {size['ours_to_duckdb']:.3f}x DuckDB's rate, "
-                  f"members {'identical' if size['same_members'] else 'DIFFERENT'}"
+        lines += [f"segment rule evaluation at {int(n):,} profiles: {size['ours_to_duckdb']:.3f}x DuckDB's rate"
+                  + (f" (before issue 12, same run: {size['before_to_duckdb']:.3f}x)" if "before_to_duckdb" in size
+                     else "")
+                  + f", members {'identical' if size['same_members'] else 'DIFFERENT'}"
                   for n, size in segments["sizes"].items()]
+    if cold_start := found.get("cold_start"):
+        layer, zipped = cold_start["layer_bytes"], cold_start["layer_zipped"]
+        lines.append(f"layer: {layer['before'] / 2**20:.1f} MB -> {layer['after'] / 2**20:.1f} MB unzipped "
+                     f"({zipped['before'] / 2**20:.1f} -> {zipped['after'] / 2**20:.1f} MB zipped); a cold webhook "
+                     + ", ".join(f"{label} {s:.2f} s" for label, s in cold_start["cold_webhook_s"].items())
+                     + "; median import " + ", ".join(f"{label} {s:.3f} s"
+                                                      for label, s in cold_start["import_s_median"].items()))
     if flows := found.get("flows"):
         ms = flows["webhook_to_send_ms"]
         lines.append(f"flows: webhook -> SES send p50 {ms['p50']:.0f} ms, p95 {ms['p95']:.0f} ms")
