@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_local.template import read_sam
-from figures import Counts, counts, plain, recorded
+from figures import RESULTS, Counts, counts, plain, recorded
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 # Issue 12's starting point: the figures these scripts recorded at commit 0ccbb87 and its template's wiring,
@@ -48,6 +48,7 @@ PER_MILLION = {
 }
 LAMBDA_GB_SECOND_ARM = 0.0000133334  # the template's functions are arm64 (x86: 0.0000166667)
 FIREHOSE_PER_GB = 0.029  # Direct PUT ingestion, each record rounded up to 5 KB
+FIREHOSE_RECORD_KB = 5
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
 # Assumptions, printed with the bill. The snippet (storefront/crm-track.js) queues events and sends them 1 s
@@ -254,11 +255,15 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
                       f"{_m(changed / stream_batch)} invocations: a stream batch of {stream_batch:.1f} profile writes"))
     lines.append(Line("ingest", "EventBridge: outbox events", published * PER_MILLION["eventbridge"] / 1e6,
                       f"{_m(published)} events measured (profile_events)"))
-    firehose_gb = front_units.get("firehose_gb", requests * 5 * 1024 / 2**30)
+    # A webhook's record is its body as measured (Shopify's order bodies pass 10 KB); a /track request's body is
+    # a few hundred bytes an event, so one 5 KB increment.
+    record_gb = FIREHOSE_RECORD_KB * 1024 / 2**30
+    firehose_gb = front.get(("unit", "firehose_gb"), record_gb) * month.webhooks + record_gb * month.track_requests
     s3_puts = SECONDS_PER_MONTH / wiring.firehose_interval_s
     lines.append(Line("ingest", "Firehose archive",
                       firehose_gb * FIREHOSE_PER_GB + s3_puts * PER_MILLION["s3_put"] / 1e6,
-                      f"{_m(requests)} records of 5 KB, <= 1 S3 object per {wiring.firehose_interval_s} s"))
+                      f"{_m(requests)} records ({firehose_gb:.1f} GB: a webhook's as measured, /track's 5 KB), "
+                      f"<= 1 S3 object per {wiring.firehose_interval_s} s"))
     return lines
 
 
@@ -406,19 +411,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the wiring to price (default: ours)")
     parser.add_argument("--events-per-track-request", type=float, default=TRACK_EVENTS_PER_REQUEST)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the scripts recorded their figures")
     parser.add_argument("--save-before", metavar="LABEL",
                         help=f"keep this run's figures and the template's wiring as the starting point ({BEFORE.name})")
     args = parser.parse_args(argv)
-    found = recorded(SCRIPTS)
+    found = recorded(SCRIPTS, args.results)
     if "profile_events" not in found:
-        print("bench/cost.py: no bench/results/profile_events.json; run bench/profile_events.py first",
+        print(f"bench/cost.py: no profile_events.json in {args.results}; run bench/profile_events.py first",
               file=sys.stderr)
         return 1
     wiring = wiring_of(args.template)
     if args.save_before:
         kept = {name: found[name] for name in PRICED if name in found}
         BEFORE.write_text(json.dumps({"label": args.save_before, "wiring": plain(wiring), "figures": kept},
-                                     indent=1, sort_keys=True) + "\n")
+                                     indent=1) + "\n")
     before = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
     print_bill(found, wiring, args.events_per_track_request, before=before)
     return 0

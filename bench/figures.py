@@ -69,7 +69,7 @@ def record(script: str, figures: Mapping[str, Any], results: Path = RESULTS) -> 
     results.mkdir(parents=True, exist_ok=True)
     target = path_of(script, results)
     document = {"script": script, "recorded_at": datetime.now(UTC).isoformat(), "figures": plain(figures)}
-    target.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    target.write_text(json.dumps(document, indent=1) + "\n")  # in the script's order: the mix prints as written
     return target
 
 
