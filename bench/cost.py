@@ -355,10 +355,18 @@ def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def print_before(before: Mapping[str, Any], now: Sequence[Line], per_track_request: float, out: Any) -> None:
-    """The bill of the recorded starting point, priced the same way, by part of the stack beside now's."""
-    then = bill(before["figures"], wiring_from(before["wiring"]), per_track_request)
-    print(f"before: {before['label']}, priced the same way (same mix and assumptions); now: this run", file=out)
+def print_before(before: Mapping[str, Any], found: Mapping[str, Mapping[str, Any]], now: Sequence[Line],
+                 per_track_request: float, out: Any) -> None:
+    """The bill of the recorded starting point, priced the same way, by part of the stack beside now's. Where
+    profile_events measured the starting point's upsert in this run (its labelled "before"), that is used."""
+    figures = dict(before["figures"])
+    same_run = found["profile_events"].get("before")
+    if same_run:
+        figures["profile_events"] = {**figures["profile_events"], **same_run}
+    then = bill(figures, wiring_from(before["wiring"]), per_track_request)
+    print(f"before: {before['label']}, priced the same way (same mix and assumptions)"
+          + ("; its profile upsert as profile_events measured it in this run" if same_run else "")
+          + "; now: this run", file=out)
     for group in ("ingest", "segments", "flows"):
         b = sum(line.dollars for line in then if line.group == group)
         n = sum(line.dollars for line in now if line.group == group)
@@ -397,7 +405,7 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
     missing = [name for name in PRICED if name not in found]
     lines = bill(found, wiring, per_track_request)
     if before is not None:
-        print_before(before, lines, per_track_request, out)
+        print_before(before, found, lines, per_track_request, out)
     width = max(len(line.component) for line in lines)
     for line in lines:
         print(f"{line.component:<{width}}  {_usd(line.dollars)}  {line.how}", file=out)

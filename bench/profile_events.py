@@ -622,14 +622,16 @@ def main() -> int:
     print_types(results)
     print_costs(results)
     print(f"\n(profile events bench ran in {time.perf_counter() - started:.0f} s)")
-    ours = results.ours
-    record("profile_events", {
-        "monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
-        "per_event": {kind: per(ours.counts.get(kind, {}), ours.events[kind]) for kind in KINDS if ours.events[kind]},
-        "published_per_event": {kind: ours.published[kind] / ours.events[kind] for kind in KINDS if ours.events[kind]},
-        "changed_per_event": {kind: ours.applied[kind] / ours.events[kind] for kind in KINDS if ours.events[kind]},
-        "baseline_per_event": {kind: per(results.baseline.counts.get(kind, {}), results.baseline.events[kind])
-                               for kind in KINDS if results.baseline.events[kind]}})
+    def figures_of(run: TypeRun) -> dict[str, Any]:
+        kinds = [kind for kind in KINDS if run.events[kind]]
+        return {"per_event": {kind: per(run.counts.get(kind, {}), run.events[kind]) for kind in kinds},
+                "published_per_event": {kind: run.published[kind] / run.events[kind] for kind in kinds},
+                "changed_per_event": {kind: run.applied[kind] / run.events[kind] for kind in kinds}}
+
+    before = getattr(results, "before", None)  # today's design at issue 12's start, when measured in this run
+    record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
+                              **figures_of(results.ours), "baseline": figures_of(results.baseline),
+                              **({"before": figures_of(before)} if before is not None else {})})
     return 0
 
 
