@@ -164,3 +164,41 @@ def test_the_recorded_starting_point_is_priced_beside_now(cost: ModuleType, figu
     then_now = [float(part.strip("$")) for part in ingest.split() if part.startswith("$")]
     assert then_now[0] - then_now[1] == pytest.approx(500_000 * (3.50 - 1.00) / 1e6)
     assert text[-1].startswith(f"reference store all in: ${total:.2f} per month")
+
+
+def test_the_issue_figures_read_every_script_that_recorded(cost: ModuleType) -> None:
+    found = {
+        "ingest_path": {"webhook_per_delivery": {"req dynamodb GetItem": 0.0, "req sqs SendMessage": 1.0,
+                                                 "req firehose PutRecord": 1.0},
+                        "webhook_cold_container": {"req dynamodb GetItem": 1.0, "req sqs SendMessage": 1.0,
+                                                   "req firehose PutRecord": 1.0,
+                                                   "req secretsmanager GetSecretValue": 1.0},
+                        "webhook_before_issue12_per_delivery": {"req dynamodb GetItem": 1.0, "req sqs SendMessage": 1.0,
+                                                                "req firehose PutRecord": 1.0},
+                        "webhook_handler_ms": {"p50": 20.0, "p95": 40.0}},
+        "segments": {"sizes": {"100000": {"ours_to_duckdb": 0.6, "before_to_duckdb": 0.07, "same_members": True}}},
+        "flows": {"webhook_to_send_ms": {"p50": 400.0, "p95": 600.0}},
+        "cold_start": {"layer_bytes": {"before": 88 * 2**20, "after": 20 * 2**20},
+                       "layer_zipped": {"before": 30 * 2**20, "after": 7 * 2**20},
+                       "import_s_median": {"before": 1.2, "today": 0.4}, "cold_webhook_s": {"today": 0.9}},
+    }
+    text = "\n".join(cost.issue_figures(found))
+    assert "2.00 AWS requests a delivery on a warm container, 4 on a new one, 3.00 before issue 12" in text
+    assert "0.600x DuckDB's rate (before issue 12, same run: 0.070x), members identical" in text
+    assert "88.0 MB -> 20.0 MB unzipped" in text and "p95 600 ms" in text
+
+
+def test_the_upsert_measured_before_in_the_same_run_prices_the_starting_point(cost: ModuleType, figures: ModuleType,
+                                                                               tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+    wiring = cost.wiring_of(template)
+    found = _found()
+    found["profile_events"]["before"] = {"per_event": {"view": {"unit wru": 3.0}, "order": {"unit wru": 10.0}}}
+    before = {"label": "at the start", "wiring": figures.plain(wiring), "figures": _found()}
+    out = io.StringIO()
+    cost.print_bill(found, wiring, 2.0, out, before=before)
+    [ingest] = [line for line in out.getvalue().splitlines() if line.strip().startswith("ingest ")]
+    then_now = [float(part.strip("$").replace(",", "")) for part in ingest.split() if part.startswith("$")]
+    # views' 2 WRU more each (1M views) and their 0.5 RRU gone: the rest is priced alike
+    assert then_now[0] - then_now[1] == pytest.approx((2_000_000 * 0.625 - 500_000 * 0.125) / 1e6, abs=0.01)
