@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,6 +40,7 @@ from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.profile import OrderRecord, Profile, new_profile
 from crm.models.stores import Platform
 from crm.outbox import events_for
+from crm.ports import Change
 from crm.profiles import apply_activity, apply_customer, apply_order_record, profile_id_for
 from crm_local import moto_patches
 from crm_local.event_shapes import stream_record
@@ -456,6 +457,32 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
     return run
 
 
+class EveryChangeATransaction(DynamoProfileRepository):
+    """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
+    too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds."""
+
+    def commit(self, change: Change) -> None:
+        if change.guard_last:
+            change = replace(change, guard_last=False, profiles=tuple(
+                (profile.model_copy(update={"unmarked_events": ()}), revision)
+                for profile, revision in change.profiles))
+        super().commit(change)
+
+
+def clone_table(name: str, source: str) -> tuple[str, str]:
+    """A table with ``source``'s keys, indexes and stream, empty: (name, stream ARN)."""
+    dynamodb = harness("dynamodb")
+    held = dynamodb.describe_table(TableName=source)["Table"]
+    created = dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=held["AttributeDefinitions"],
+        KeySchema=held["KeySchema"],
+        GlobalSecondaryIndexes=[{"IndexName": index["IndexName"], "KeySchema": index["KeySchema"],
+                                 "Projection": index["Projection"]}
+                                for index in held.get("GlobalSecondaryIndexes", [])],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    return name, created["TableDescription"]["LatestStreamArn"]
+
+
 def check_ours(repository: DynamoProfileRepository, workspace_id: str, workload: Workload) -> str:
     wrong = []
     for email, (orders, spent) in workload.expected.items():
@@ -492,8 +519,9 @@ def merged_profiles(table_name: str) -> int:
 class Results:
     workload: Workload
     ours: TypeRun
+    before: TypeRun  # today's design at issue 12's start: every change a transaction
     baseline: TypeRun
-    checks: tuple[str, str]
+    checks: tuple[str, str, str]
     merged: int
 
 
@@ -502,12 +530,16 @@ def measure(bench: Bench, workload: Workload) -> Results:
     repository = DynamoProfileRepository(table_name)
     stream = StreamTail(bench.provisioned.physical["Table"].attributes["StreamArn"])
     ours = run_design(bench, workload, lambda event, now: apply_event(repository, event, now), stream)
+    before_table, before_stream = clone_table(f"{table_name}-before", table_name)
+    transactional = EveryChangeATransaction(before_table)
+    before = run_design(bench, workload, lambda event, now: apply_event(transactional, event, now),
+                        StreamTail(before_stream))
     naive = AppendAndRecompute(bench.baseline.table)
     baseline = run_design(bench, workload, naive.apply, None)
     workspace_id = bench.store.workspace_id
-    checks = (check_ours(repository, workspace_id, workload),
+    checks = (check_ours(repository, workspace_id, workload), check_ours(transactional, workspace_id, workload),
               check_baseline(bench.baseline.table, workspace_id, workload))
-    return Results(workload, ours, baseline, checks, merged_profiles(table_name))
+    return Results(workload, ours, before, baseline, checks, merged_profiles(table_name))
 
 
 # --- The report -----------------------------------------------------------------------------------------------
@@ -538,31 +570,43 @@ def print_types(r: Results) -> None:
     published = ", ".join(f"{kind} {ours.published[kind] / ours.events[kind]:.2f}" for kind in KINDS
                           if ours.events[kind])
     print(f"  PutEvents entries per event (the outbox's domain events, docs/events.md): {published}")
+    print("\n   BEFORE (issue 12's start, same run, its own table): every change in one TransactWriteItems")
+    header, rows = operation_rows(r.before)
+    print(table(header, rows))
+    print(f"  checked: {r.checks[1]}")
+    print("\n   ours/before per event type (lower is cheaper; time is moto's)")
+    print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, r.before)))
     print("\n   baseline: append every event to its shopper's partition and recompute the profile from all of it")
     print("   (Query partition + PutItem event + PutItem profile; refunds/removals GetItem an order pointer first;")
     print("   no identity merge), on a fresh table")
     header, rows = operation_rows(baseline)
     print(table(header, rows))
     per_event = requests_in(add(*baseline.counts.values())) / len(r.workload.arrivals)
-    print(f"  events/s overall: {baseline.rate():.0f} ({per_event:.2f} requests/event); checked: {r.checks[1]}")
+    print(f"  events/s overall: {baseline.rate():.0f} ({per_event:.2f} requests/event); checked: {r.checks[2]}")
     print("\n   ours/baseline per event type (lower is cheaper; time is moto's)")
+    print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, baseline)))
+    print("  ours writes an event's items in one TransactWriteItems (2 WRU per KB: the price of atomicity and of the")
+    print("  guards that make retries and merges safe), except an activity that only updates one known profile:")
+    print("  PutItem of the profile under its revision, then BatchWriteItem of its timeline line and marker (guard")
+    print("  last, crm.changes). The baseline's PutItems are neither atomic nor merged.")
+
+
+def ratio_rows(ours: TypeRun, other: TypeRun) -> list[list[str]]:
     rows = []
     for kind in [*KINDS, None]:
         kinds = KINDS if kind is None else (kind,)
         o = add(*(ours.counts.get(k, {}) for k in kinds))
-        b = add(*(baseline.counts.get(k, {}) for k in kinds))
-        o_seconds, b_seconds = sum(ours.seconds[k] for k in kinds), sum(baseline.seconds[k] for k in kinds)
+        b = add(*(other.counts.get(k, {}) for k in kinds))
+        o_seconds, b_seconds = sum(ours.seconds[k] for k in kinds), sum(other.seconds[k] for k in kinds)
         rows.append([kind or "all events", ratio(requests_in(o), requests_in(b)),
                      ratio(o.get(("unit", "rru"), 0), b.get(("unit", "rru"), 0)),
                      ratio(o.get(("unit", "wru"), 0), b.get(("unit", "wru"), 0)), ratio(o_seconds, b_seconds)])
-    print(table(["event type", "requests", "RRU", "WRU", "time"], rows))
-    print("  ours writes every item of an event in one TransactWriteItems (2 WRU per KB: the price of atomicity and")
-    print("  of the guards that make retries and merges safe); the baseline's PutItems are neither atomic nor merged.")
+    return rows
 
 
-def monthly_lines(r: Results) -> list[tuple[str, float, str]]:
+def monthly_lines(ours: TypeRun) -> list[tuple[str, float, str]]:
     """(component, $ per month, how it is counted) for MONTHLY_MIX, from the measured per-event figures."""
-    ours, mix = r.ours, MONTHLY_MIX
+    mix = MONTHLY_MIX
     events = sum(mix.values())
     track = sum(mix[k] for k in STOREFRONT)
     transactions = sum(n * ours.per_event(k, ("req", "dynamodb", "TransactWriteItems")) for k, n in mix.items())
@@ -592,7 +636,7 @@ def print_costs(r: Results) -> None:
     print("   mix (a month, assumed): " + ", ".join(mix[:4]))
     for start in range(4, len(mix), 4):
         print("     " + ", ".join(mix[start:start + 4]))
-    lines = monthly_lines(r)
+    lines = monthly_lines(r.ours)
     rows = [[name, f"${cost:.2f}", how] for name, cost, how in lines]
     total = sum(cost for _, cost, _ in lines)
     track = sum(MONTHLY_MIX[k] for k in STOREFRONT)
@@ -603,6 +647,16 @@ def print_costs(r: Results) -> None:
     upsert = sum(cost for name, cost, _ in lines if "profile upsert" in name)
     views = MONTHLY_MIX[PRODUCT_VIEW] * r.ours.per_event(PRODUCT_VIEW, ("unit", "wru")) * PRICES["wru"][1] / 1e6
     print(f"  the profile upsert itself (DynamoDB) is ${upsert:.2f} of it, product views' writes alone ${views:.2f}.")
+    before_lines = monthly_lines(r.before)
+    before_upsert = sum(cost for name, cost, _ in before_lines if "profile upsert" in name)
+    before_wru = next(cost for name, cost, _ in before_lines if name == "DynamoDB WRU: profile upsert")
+    before_views = (MONTHLY_MIX[PRODUCT_VIEW] * r.before.per_event(PRODUCT_VIEW, ("unit", "wru")) * PRICES["wru"][1]
+                    / 1e6)
+    wru = next(cost for name, cost, _ in lines if name == "DynamoDB WRU: profile upsert")
+    print(f"  BEFORE (every change a transaction, same run): WRU ${before_wru:.2f} -> ${wru:.2f}, product views' "
+          f"writes ${before_views:.2f} -> ${views:.2f},")
+    print(f"  the upsert (DynamoDB) ${before_upsert:.2f} -> ${upsert:.2f}, total on REST "
+          f"${sum(c for _, c, _ in before_lines):.2f} -> ${total:.2f}.")
     print("  Assumes ~1.3 events/s, so SQS batches of one (a profiles invocation + ReceiveMessage + DeleteMessage per")
     print("  event) and one outbox invocation per transaction. The front door (one API request, one Lambda invocation,")
     print("  one SendMessage, a 5 KB Firehose record per event) is assumed, not measured here (section 1 measures the")

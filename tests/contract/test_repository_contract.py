@@ -344,6 +344,47 @@ def test_an_activity_is_applied_once(backend: Backend) -> None:
     assert not apply_event(backend.profiles, viewed, NOW)
 
 
+def _view(event_id: str) -> ActivityEvent:
+    return ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=event_id,
+                         type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW, anonymous_id="a-1")
+
+
+def test_an_activity_on_a_known_profile_is_written_guard_last_and_applied_once(backend: Backend) -> None:
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    change = _plan(backend.profiles, _view("e-2"))
+    assert change.guard_last and len(change.profiles) == 1
+    backend.profiles.commit(change)
+    assert not apply_event(backend.profiles, _view("e-2"), NOW)
+    profile = backend.profiles.get_profile(WS, change.profiles[0][0].profile_id)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 2}
+
+
+def test_a_guard_last_write_that_lost_its_marker_is_completed_not_counted_again(backend: Backend) -> None:
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    change = _plan(backend.profiles, _view("e-2"))
+    # The invocation ends between the profile's write and the marker's: only the profile is in the table.
+    backend.profiles.commit(replace(change, timeline=(), event=None, guard_last=False))
+    assert apply_event(backend.profiles, _view("e-2"), NOW)  # the retry writes the line and the marker
+    assert not apply_event(backend.profiles, _view("e-2"), NOW)
+    profile_id = change.profiles[0][0].profile_id
+    profile = backend.profiles.get_profile(WS, profile_id)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 2}
+    views = [e.ref for e in backend.profiles.timeline(WS, [profile_id], None, 10) if e.type == "product_viewed"]
+    assert sorted(views) == ["e-1", "e-2"]
+
+
+def test_a_stale_guard_last_write_conflicts_and_writes_nothing(backend: Backend) -> None:
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    stale = _plan(backend.profiles, _view("e-2"))
+    assert apply_event(backend.profiles, _view("e-3"), NOW)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(stale)
+    assert backend.profiles.load(reads_for(_view("e-2"))).event_seen is False
+    profile_id = stale.profiles[0][0].profile_id
+    assert sorted(e.ref for e in backend.profiles.timeline(WS, [profile_id], None, 10)
+                  if e.type == "product_viewed") == ["e-1", "e-3"]
+
+
 def test_a_customer_version_read_guards_the_write(backend: Backend) -> None:
     account = customer_record("1", updated_at=NOW)
     stale = _plan(backend.profiles, account)
