@@ -9,10 +9,10 @@ import pytest
 from crm.identity import identities_of
 from crm.ingestion import MAX_CONFLICT_RETRIES, Outcome, TooManyConflicts, apply_envelope, apply_event
 from crm.models.ingest import IngestEnvelope
-from crm.models.profile import Profile
+from crm.models.profile import Profile, new_profile
 from crm.models.stores import Platform
 from crm.ports import Change, ConcurrentUpdate
-from crm.profiles import profile_id_for
+from crm.profiles import UNMARKED_KEPT, combine, event_digest, profile_id_for, with_unmarked
 
 from tests.builders import (
     FIXTURE_ORDER_ID,
@@ -335,3 +335,16 @@ def test_woocommerce_deletions_are_understood_not_dead_lettered(
     else:
         assert repository.orders == {}
     assert repository.profiles == {}
+
+
+def test_a_merge_keeps_the_unmarked_events_of_both_profiles_and_a_bounded_list() -> None:
+    survivor, other = new_profile("ws_a", "p-1", NOW), new_profile("ws_a", "p-2", NOW)
+    for n in range(UNMARKED_KEPT + 3):
+        survivor = with_unmarked(survivor, event_digest("st_a", f"e-{n}"))
+    other = with_unmarked(other, event_digest("st_a", "theirs"))
+    assert len(survivor.unmarked_events) == UNMARKED_KEPT
+    assert event_digest("st_a", "e-0") not in survivor.unmarked_events
+    merged = combine(survivor, [other], NOW)
+    assert event_digest("st_a", "theirs") in merged.unmarked_events
+    assert event_digest("st_a", f"e-{UNMARKED_KEPT + 2}") in merged.unmarked_events
+    assert event_digest("st_a", "e-1") != event_digest("st_b", "e-1")
