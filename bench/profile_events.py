@@ -26,7 +26,7 @@ from crm.adapters import clients
 from crm.adapters.items import from_item, to_item
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.identity import identities_of
-from crm.ingestion import apply_event
+from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import (
     ActivityEvent,
     ActivityType,
@@ -515,6 +515,70 @@ def merged_profiles(table_name: str) -> int:
     return count
 
 
+# --- 5b. A /track request's views folded into one write ---------------------------------------------------------
+
+# Assumed: the views of one browsing session the snippet sends in one /track request (it batches up to 20 events,
+# flushing on a timer and when the page is left). Printed with the figures.
+VIEWS_PER_TRACK_REQUEST = 4
+
+
+def track_requests(workload: Workload) -> list[list[ActivityEvent]]:
+    """The workload's product views, each browser's in time order, cut into /track requests."""
+    by_browser: dict[str, list[ActivityEvent]] = {}
+    for arrival in workload.arrivals:
+        if arrival.kind == PRODUCT_VIEW and isinstance(arrival.event, ActivityEvent):
+            by_browser.setdefault(arrival.event.anonymous_id or "", []).append(arrival.event)
+    return [views[start:start + VIEWS_PER_TRACK_REQUEST] for views in by_browser.values()
+            for start in range(0, len(views), VIEWS_PER_TRACK_REQUEST)]
+
+
+@dataclass
+class FoldRun:
+    design: str
+    counts: Counts
+    views: int
+    seconds: float
+    checked: str
+
+    def per_view(self, key: tuple[str, ...]) -> float:
+        return self.counts.get(key, 0) / self.views
+
+
+def run_requests(bench: Bench, design: str, repository: DynamoProfileRepository, requests: list[list[ActivityEvent]],
+                 folded: bool) -> FoldRun:
+    mark, started = bench.meter.mark(), time.perf_counter()
+    for request in requests:
+        now = request[-1].occurred_at + timedelta(seconds=1)
+        if folded:
+            apply_events(repository, request, now)
+        else:
+            for event in request:
+                apply_event(repository, event, now)
+    seconds, counts = time.perf_counter() - started, bench.meter.since(mark)
+    views = sum(len(request) for request in requests)
+    counted = 0
+    for anonymous_id in {request[0].anonymous_id for request in requests}:
+        profile_id = repository.profile_id_for_identity(bench.store.workspace_id,
+                                                        f"anon#{bench.store.store_id}#{anonymous_id}")
+        profile = repository.get_profile(bench.store.workspace_id, profile_id) if profile_id else None
+        counted += profile.activity_counts.get(ActivityType.PRODUCT_VIEWED.value, 0) if profile else 0
+    if counted != views:
+        raise SystemExit(f"{design}: profiles count {counted} views of {views}")
+    return FoldRun(design, counts, views, seconds, f"{counted}/{views} views counted on their profiles")
+
+
+def measure_folding(bench: Bench, workload: Workload) -> list[FoldRun]:
+    requests, source = track_requests(workload), bench.outputs["TableName"]
+    designs = (("ours, a request folded (apply_events)", DynamoProfileRepository, True),
+               ("ours, one event at a time (apply_event)", DynamoProfileRepository, False),
+               ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False))
+    runs = []
+    for number, (design, repository, folded) in enumerate(designs):
+        table_name, _ = clone_table(f"{source}-views-{number}", source)
+        runs.append(run_requests(bench, design, repository(table_name), requests, folded))
+    return runs
+
+
 @dataclass
 class Results:
     workload: Workload
@@ -523,6 +587,7 @@ class Results:
     baseline: TypeRun
     checks: tuple[str, str, str]
     merged: int
+    folding: list[FoldRun]
 
 
 def measure(bench: Bench, workload: Workload) -> Results:
@@ -539,7 +604,8 @@ def measure(bench: Bench, workload: Workload) -> Results:
     workspace_id = bench.store.workspace_id
     checks = (check_ours(repository, workspace_id, workload), check_ours(transactional, workspace_id, workload),
               check_baseline(bench.baseline.table, workspace_id, workload))
-    return Results(workload, ours, before, baseline, checks, merged_profiles(table_name))
+    merged = merged_profiles(table_name)
+    return Results(workload, ours, before, baseline, checks, merged, measure_folding(bench, workload))
 
 
 # --- The report -----------------------------------------------------------------------------------------------
@@ -604,12 +670,35 @@ def ratio_rows(ours: TypeRun, other: TypeRun) -> list[list[str]]:
     return rows
 
 
+def print_folding(r: Results) -> None:
+    requests = len(track_requests(r.workload))
+    print(f"\n5b. A /track request's views folded into one write of their profile: the workload's {r.folding[0].views} "
+          f"product views,")
+    print(f"   each browser's cut into requests of up to {VIEWS_PER_TRACK_REQUEST} (assumed; {requests} requests), "
+          "each design on a table of its own")
+    found = sorted({key[2] for run in r.folding for key in run.counts if key[0] == "req"})
+    rows = [[run.design, fmt(requests_in(run.counts) / run.views),
+             *(fmt(run.per_view(("req", "dynamodb", op))) for op in found), fmt(run.per_view(("unit", "rru"))),
+             fmt(run.per_view(("unit", "wru"))), f"{run.views / run.seconds:.0f}"] for run in r.folding]
+    print(table(["per view", "requests", *found, "RRU", "WRU", "views/s"], rows))
+    print("  checked: " + "; ".join(f"{run.design.split(',')[0]}: {run.checked}" for run in r.folding[:1]) +
+          " (each design's count is checked the same way)")
+
+
+def product_view_cost(run: FoldRun) -> float:
+    per_m = {key: price for key, (_, price) in PRICES.items()}
+    return MONTHLY_MIX[PRODUCT_VIEW] * (run.per_view(("unit", "wru")) * per_m["wru"] +
+                                        run.per_view(("unit", "rru")) * per_m["rru"]) / 1e6
+
+
 def monthly_lines(ours: TypeRun) -> list[tuple[str, float, str]]:
     """(component, $ per month, how it is counted) for MONTHLY_MIX, from the measured per-event figures."""
     mix = MONTHLY_MIX
     events = sum(mix.values())
     track = sum(mix[k] for k in STOREFRONT)
-    transactions = sum(n * ours.per_event(k, ("req", "dynamodb", "TransactWriteItems")) for k, n in mix.items())
+    # the outbox is invoked per batch of the stream: about once per profile write
+    transactions = sum(n * (ours.per_event(k, ("req", "dynamodb", "TransactWriteItems"))
+                            + ours.per_event(k, ("req", "dynamodb", "PutItem"))) for k, n in mix.items())
     rru = sum(n * ours.per_event(k, ("unit", "rru")) for k, n in mix.items())
     wru = sum(n * ours.per_event(k, ("unit", "wru")) for k, n in mix.items())
     published = sum(n * ours.published[k] / ours.events[k] for k, n in mix.items())
@@ -657,6 +746,11 @@ def print_costs(r: Results) -> None:
           f"writes ${before_views:.2f} -> ${views:.2f},")
     print(f"  the upsert (DynamoDB) ${before_upsert:.2f} -> ${upsert:.2f}, total on REST "
           f"${sum(c for _, c, _ in before_lines):.2f} -> ${total:.2f}.")
+    folded, single, before = (product_view_cost(run) for run in r.folding)
+    print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before, ${single:.2f} one at a time, "
+          f"${folded:.2f} folded at {VIEWS_PER_TRACK_REQUEST} a /track request:")
+    print(f"  the upsert (DynamoDB) with views folded: ${upsert - single + folded:.2f}; total on REST "
+          f"${total - single + folded:.2f}, on HTTP API ${http_total - single + folded:.2f}.")
     print("  Assumes ~1.3 events/s, so SQS batches of one (a profiles invocation + ReceiveMessage + DeleteMessage per")
     print("  event) and one outbox invocation per transaction. The front door (one API request, one Lambda invocation,")
     print("  one SendMessage, a 5 KB Firehose record per event) is assumed, not measured here (section 1 measures the")
@@ -673,6 +767,7 @@ def main() -> int:
                                   SEED)
         results = measure(bench, workload)
     print_types(results)
+    print_folding(results)
     print_costs(results)
     print(f"\n(profile events bench ran in {time.perf_counter() - started:.0f} s)")
     return 0
