@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,7 +26,7 @@ from crm.adapters import clients
 from crm.adapters.items import from_item, to_item
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.identity import identities_of
-from crm.ingestion import apply_event
+from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import (
     ActivityEvent,
     ActivityType,
@@ -40,6 +40,7 @@ from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.profile import OrderRecord, Profile, new_profile
 from crm.models.stores import Platform
 from crm.outbox import events_for
+from crm.ports import Change
 from crm.profiles import apply_activity, apply_customer, apply_order_record, profile_id_for
 from crm_local import moto_patches
 from crm_local.event_shapes import stream_record
@@ -457,6 +458,32 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
     return run
 
 
+class EveryChangeATransaction(DynamoProfileRepository):
+    """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
+    too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds."""
+
+    def commit(self, change: Change) -> None:
+        if change.guard_last:
+            change = replace(change, guard_last=False, profiles=tuple(
+                (profile.model_copy(update={"unmarked_events": ()}), revision)
+                for profile, revision in change.profiles))
+        super().commit(change)
+
+
+def clone_table(name: str, source: str) -> tuple[str, str]:
+    """A table with ``source``'s keys, indexes and stream, empty: (name, stream ARN)."""
+    dynamodb = harness("dynamodb")
+    held = dynamodb.describe_table(TableName=source)["Table"]
+    created = dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=held["AttributeDefinitions"],
+        KeySchema=held["KeySchema"],
+        GlobalSecondaryIndexes=[{"IndexName": index["IndexName"], "KeySchema": index["KeySchema"],
+                                 "Projection": index["Projection"]}
+                                for index in held.get("GlobalSecondaryIndexes", [])],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    return name, created["TableDescription"]["LatestStreamArn"]
+
+
 def check_ours(repository: DynamoProfileRepository, workspace_id: str, workload: Workload) -> str:
     wrong = []
     for email, (orders, spent) in workload.expected.items():
@@ -489,13 +516,79 @@ def merged_profiles(table_name: str) -> int:
     return count
 
 
+# --- 5b. A /track request's views folded into one write ---------------------------------------------------------
+
+# Assumed: the views of one browsing session the snippet sends in one /track request (it batches up to 20 events,
+# flushing on a timer and when the page is left). Printed with the figures.
+VIEWS_PER_TRACK_REQUEST = 4
+
+
+def track_requests(workload: Workload) -> list[list[ActivityEvent]]:
+    """The workload's product views, each browser's in time order, cut into /track requests."""
+    by_browser: dict[str, list[ActivityEvent]] = {}
+    for arrival in workload.arrivals:
+        if arrival.kind == PRODUCT_VIEW and isinstance(arrival.event, ActivityEvent):
+            by_browser.setdefault(arrival.event.anonymous_id or "", []).append(arrival.event)
+    return [views[start:start + VIEWS_PER_TRACK_REQUEST] for views in by_browser.values()
+            for start in range(0, len(views), VIEWS_PER_TRACK_REQUEST)]
+
+
+@dataclass
+class FoldRun:
+    design: str
+    counts: Counts
+    views: int
+    seconds: float
+    checked: str
+
+    def per_view(self, key: tuple[str, ...]) -> float:
+        return self.counts.get(key, 0) / self.views
+
+
+def run_requests(bench: Bench, design: str, repository: DynamoProfileRepository, requests: list[list[ActivityEvent]],
+                 folded: bool) -> FoldRun:
+    mark, started = bench.meter.mark(), time.perf_counter()
+    for request in requests:
+        now = request[-1].occurred_at + timedelta(seconds=1)
+        if folded:
+            apply_events(repository, request, now)
+        else:
+            for event in request:
+                apply_event(repository, event, now)
+    seconds, counts = time.perf_counter() - started, bench.meter.since(mark)
+    views = sum(len(request) for request in requests)
+    counted = 0
+    for anonymous_id in {request[0].anonymous_id for request in requests}:
+        profile_id = repository.profile_id_for_identity(bench.store.workspace_id,
+                                                        f"anon#{bench.store.store_id}#{anonymous_id}")
+        profile = repository.get_profile(bench.store.workspace_id, profile_id) if profile_id else None
+        counted += profile.activity_counts.get(ActivityType.PRODUCT_VIEWED.value, 0) if profile else 0
+    if counted != views:
+        raise SystemExit(f"{design}: profiles count {counted} views of {views}")
+    return FoldRun(design, counts, views, seconds, f"{counted}/{views} views counted on their profiles")
+
+
+def measure_folding(bench: Bench, workload: Workload) -> list[FoldRun]:
+    requests, source = track_requests(workload), bench.outputs["TableName"]
+    designs = (("ours, a request folded (apply_events)", DynamoProfileRepository, True),
+               ("ours, one event at a time (apply_event)", DynamoProfileRepository, False),
+               ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False))
+    runs = []
+    for number, (design, repository, folded) in enumerate(designs):
+        table_name, _ = clone_table(f"{source}-views-{number}", source)
+        runs.append(run_requests(bench, design, repository(table_name), requests, folded))
+    return runs
+
+
 @dataclass
 class Results:
     workload: Workload
     ours: TypeRun
+    before: TypeRun  # today's design at issue 12's start: every change a transaction
     baseline: TypeRun
-    checks: tuple[str, str]
+    checks: tuple[str, str, str]
     merged: int
+    folding: list[FoldRun]
 
 
 def measure(bench: Bench, workload: Workload) -> Results:
@@ -503,12 +596,17 @@ def measure(bench: Bench, workload: Workload) -> Results:
     repository = DynamoProfileRepository(table_name)
     stream = StreamTail(bench.provisioned.physical["Table"].attributes["StreamArn"])
     ours = run_design(bench, workload, lambda event, now: apply_event(repository, event, now), stream)
+    before_table, before_stream = clone_table(f"{table_name}-before", table_name)
+    transactional = EveryChangeATransaction(before_table)
+    before = run_design(bench, workload, lambda event, now: apply_event(transactional, event, now),
+                        StreamTail(before_stream))
     naive = AppendAndRecompute(bench.baseline.table)
     baseline = run_design(bench, workload, naive.apply, None)
     workspace_id = bench.store.workspace_id
-    checks = (check_ours(repository, workspace_id, workload),
+    checks = (check_ours(repository, workspace_id, workload), check_ours(transactional, workspace_id, workload),
               check_baseline(bench.baseline.table, workspace_id, workload))
-    return Results(workload, ours, baseline, checks, merged_profiles(table_name))
+    merged = merged_profiles(table_name)
+    return Results(workload, ours, before, baseline, checks, merged, measure_folding(bench, workload))
 
 
 # --- The report -----------------------------------------------------------------------------------------------
@@ -539,34 +637,69 @@ def print_types(r: Results) -> None:
     published = ", ".join(f"{kind} {ours.published[kind] / ours.events[kind]:.2f}" for kind in KINDS
                           if ours.events[kind])
     print(f"  PutEvents entries per event (the outbox's domain events, docs/events.md): {published}")
+    print("\n   BEFORE (issue 12's start, same run, its own table): every change in one TransactWriteItems")
+    header, rows = operation_rows(r.before)
+    print(table(header, rows))
+    print(f"  checked: {r.checks[1]}")
+    print("\n   ours/before per event type (lower is cheaper; time is moto's)")
+    print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, r.before)))
     print("\n   baseline: append every event to its shopper's partition and recompute the profile from all of it")
     print("   (Query partition + PutItem event + PutItem profile; refunds/removals GetItem an order pointer first;")
     print("   no identity merge), on a fresh table")
     header, rows = operation_rows(baseline)
     print(table(header, rows))
     per_event = requests_in(add(*baseline.counts.values())) / len(r.workload.arrivals)
-    print(f"  events/s overall: {baseline.rate():.0f} ({per_event:.2f} requests/event); checked: {r.checks[1]}")
+    print(f"  events/s overall: {baseline.rate():.0f} ({per_event:.2f} requests/event); checked: {r.checks[2]}")
     print("\n   ours/baseline per event type (lower is cheaper; time is moto's)")
+    print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, baseline)))
+    print("  ours writes an event's items in one TransactWriteItems (2 WRU per KB: the price of atomicity and of the")
+    print("  guards that make retries and merges safe), except an activity that only updates one known profile:")
+    print("  PutItem of the profile under its revision, then BatchWriteItem of its timeline line and marker (guard")
+    print("  last, crm.changes). The baseline's PutItems are neither atomic nor merged.")
+
+
+def ratio_rows(ours: TypeRun, other: TypeRun) -> list[list[str]]:
     rows = []
     for kind in [*KINDS, None]:
         kinds = KINDS if kind is None else (kind,)
         o = add(*(ours.counts.get(k, {}) for k in kinds))
-        b = add(*(baseline.counts.get(k, {}) for k in kinds))
-        o_seconds, b_seconds = sum(ours.seconds[k] for k in kinds), sum(baseline.seconds[k] for k in kinds)
+        b = add(*(other.counts.get(k, {}) for k in kinds))
+        o_seconds, b_seconds = sum(ours.seconds[k] for k in kinds), sum(other.seconds[k] for k in kinds)
         rows.append([kind or "all events", ratio(requests_in(o), requests_in(b)),
                      ratio(o.get(("unit", "rru"), 0), b.get(("unit", "rru"), 0)),
                      ratio(o.get(("unit", "wru"), 0), b.get(("unit", "wru"), 0)), ratio(o_seconds, b_seconds)])
-    print(table(["event type", "requests", "RRU", "WRU", "time"], rows))
-    print("  ours writes every item of an event in one TransactWriteItems (2 WRU per KB: the price of atomicity and")
-    print("  of the guards that make retries and merges safe); the baseline's PutItems are neither atomic nor merged.")
+    return rows
 
 
-def monthly_lines(r: Results) -> list[tuple[str, float, str]]:
+def print_folding(r: Results) -> None:
+    requests = len(track_requests(r.workload))
+    print(f"\n5b. A /track request's views folded into one write of their profile: the workload's {r.folding[0].views} "
+          f"product views,")
+    print(f"   each browser's cut into requests of up to {VIEWS_PER_TRACK_REQUEST} (assumed; {requests} requests), "
+          "each design on a table of its own")
+    found = sorted({key[2] for run in r.folding for key in run.counts if key[0] == "req"})
+    rows = [[run.design, fmt(requests_in(run.counts) / run.views),
+             *(fmt(run.per_view(("req", "dynamodb", op))) for op in found), fmt(run.per_view(("unit", "rru"))),
+             fmt(run.per_view(("unit", "wru"))), f"{run.views / run.seconds:.0f}"] for run in r.folding]
+    print(table(["per view", "requests", *found, "RRU", "WRU", "views/s"], rows))
+    print("  checked: " + "; ".join(f"{run.design.split(',')[0]}: {run.checked}" for run in r.folding[:1]) +
+          " (each design's count is checked the same way)")
+
+
+def product_view_cost(run: FoldRun) -> float:
+    per_m = {key: price for key, (_, price) in PRICES.items()}
+    return MONTHLY_MIX[PRODUCT_VIEW] * (run.per_view(("unit", "wru")) * per_m["wru"] +
+                                        run.per_view(("unit", "rru")) * per_m["rru"]) / 1e6
+
+
+def monthly_lines(ours: TypeRun) -> list[tuple[str, float, str]]:
     """(component, $ per month, how it is counted) for MONTHLY_MIX, from the measured per-event figures."""
-    ours, mix = r.ours, MONTHLY_MIX
+    mix = MONTHLY_MIX
     events = sum(mix.values())
     track = sum(mix[k] for k in STOREFRONT)
-    transactions = sum(n * ours.per_event(k, ("req", "dynamodb", "TransactWriteItems")) for k, n in mix.items())
+    # the outbox is invoked per batch of the stream: about once per profile write
+    transactions = sum(n * (ours.per_event(k, ("req", "dynamodb", "TransactWriteItems"))
+                            + ours.per_event(k, ("req", "dynamodb", "PutItem"))) for k, n in mix.items())
     rru = sum(n * ours.per_event(k, ("unit", "rru")) for k, n in mix.items())
     wru = sum(n * ours.per_event(k, ("unit", "wru")) for k, n in mix.items())
     published = sum(n * ours.published[k] / ours.events[k] for k, n in mix.items())
@@ -593,7 +726,7 @@ def print_costs(r: Results) -> None:
     print("   mix (a month, assumed): " + ", ".join(mix[:4]))
     for start in range(4, len(mix), 4):
         print("     " + ", ".join(mix[start:start + 4]))
-    lines = monthly_lines(r)
+    lines = monthly_lines(r.ours)
     rows = [[name, f"${cost:.2f}", how] for name, cost, how in lines]
     total = sum(cost for _, cost, _ in lines)
     track = sum(MONTHLY_MIX[k] for k in STOREFRONT)
@@ -604,6 +737,21 @@ def print_costs(r: Results) -> None:
     upsert = sum(cost for name, cost, _ in lines if "profile upsert" in name)
     views = MONTHLY_MIX[PRODUCT_VIEW] * r.ours.per_event(PRODUCT_VIEW, ("unit", "wru")) * PRICES["wru"][1] / 1e6
     print(f"  the profile upsert itself (DynamoDB) is ${upsert:.2f} of it, product views' writes alone ${views:.2f}.")
+    before_lines = monthly_lines(r.before)
+    before_upsert = sum(cost for name, cost, _ in before_lines if "profile upsert" in name)
+    before_wru = next(cost for name, cost, _ in before_lines if name == "DynamoDB WRU: profile upsert")
+    before_views = (MONTHLY_MIX[PRODUCT_VIEW] * r.before.per_event(PRODUCT_VIEW, ("unit", "wru")) * PRICES["wru"][1]
+                    / 1e6)
+    wru = next(cost for name, cost, _ in lines if name == "DynamoDB WRU: profile upsert")
+    print(f"  BEFORE (every change a transaction, same run): WRU ${before_wru:.2f} -> ${wru:.2f}, product views' "
+          f"writes ${before_views:.2f} -> ${views:.2f},")
+    print(f"  the upsert (DynamoDB) ${before_upsert:.2f} -> ${upsert:.2f}, total on REST "
+          f"${sum(c for _, c, _ in before_lines):.2f} -> ${total:.2f}.")
+    folded, single, before = (product_view_cost(run) for run in r.folding)
+    print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before, ${single:.2f} one at a time, "
+          f"${folded:.2f} folded at {VIEWS_PER_TRACK_REQUEST} a /track request:")
+    print(f"  the upsert (DynamoDB) with views folded: ${upsert - single + folded:.2f}; total on REST "
+          f"${total - single + folded:.2f}, on HTTP API ${http_total - single + folded:.2f}.")
     print("  Assumes ~1.3 events/s, so SQS batches of one (a profiles invocation + ReceiveMessage + DeleteMessage per")
     print("  event) and one outbox invocation per transaction. The front door (one API request, one Lambda invocation,")
     print("  one SendMessage, a 5 KB Firehose record per event) is assumed, not measured here (section 1 measures the")
@@ -620,6 +768,7 @@ def main() -> int:
                                   SEED)
         results = measure(bench, workload)
     print_types(results)
+    print_folding(results)
     print_costs(results)
     print(f"\n(profile events bench ran in {time.perf_counter() - started:.0f} s)")
     def figures_of(run: TypeRun) -> dict[str, Any]:

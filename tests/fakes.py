@@ -184,7 +184,7 @@ class FakeProfileRepository:
             customer = self.customers.get((ws, *reads.customer)) if reads.customer else None
             event_seen = reads.event is not None and (ws, *reads.event) in self.events
             held_version = order.version if order else customer.version if customer else None
-            if event_seen or (reads.version is not None and reads.version == held_version):
+            if (event_seen and not reads.folded) or (reads.version is not None and reads.version == held_version):
                 return Context(owners={}, pointers=pointers, redacted=frozenset(
                     i for i in reads.identities if (ws, i) in self.redacted), order=order, order_owner=None,
                     customer=customer, event_seen=event_seen, already_held=True)
@@ -198,6 +198,7 @@ class FakeProfileRepository:
                 customer=customer,
                 event_seen=reads.event is not None and (ws, *reads.event) in self.events,
                 currency=self.currency.get(ws),
+                seen=frozenset(event for event in reads.folded if (ws, *event) in self.events),
             )
 
     def _guards_hold(self, change: Change) -> bool:
@@ -214,7 +215,8 @@ class FakeProfileRepository:
             state, version = change.customer
             checks.append((getattr(self.customers.get((ws, state.store_id, state.customer_id)), "version", None),
                            version))
-        if change.event is not None and (ws, change.event[0], change.event[1]) in self.events:
+        if any((ws, store_id, event_id) in self.events
+               for store_id, event_id, _ in (*([change.event] if change.event else []), *change.folded)):
             return False
         # An absent item reads as None, so "must be new" (expected None) and "still at this value" are one test.
         return all(held == expected for held, expected in checks)
@@ -239,8 +241,8 @@ class FakeProfileRepository:
                 self.customers[(ws, state.store_id, state.customer_id)] = state
             for entry in change.timeline:
                 self.timelines.setdefault((ws, entry.profile_id), {})[entry.sort_key] = entry
-            if change.event is not None:
-                self.events[(ws, change.event[0], change.event[1])] = change.event[2]
+            for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded):
+                self.events[(ws, store_id, event_id)] = profile_id
             self.saves += 1
 
     def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:

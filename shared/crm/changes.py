@@ -369,6 +369,35 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
     return None if change is None else _in_reporting_currency(change, context.currency)
 
 
+def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
+         read_history: ReadHistory) -> tuple[int, Change | None, int]:
+    """Activities of one shopper (a /track request's, read together: ``Reads.folded``) as one write: the longest
+    run of them that are guard-last writes of the same profile, each planned on the profile as the previous one
+    left it, written once with every line and marker. Returns (events taken, the change, how many it applies);
+    a first event that needs a transaction (a new profile, a link) is taken alone."""
+    written: Change | None = None
+    applied = 0
+    for taken, event in enumerate(events):
+        seen = (event.store_id, event.event_id) in context.seen or (taken == 0 and context.event_seen)
+        change = plan(event, replace(context, event_seen=seen, already_held=False), now, read_history)
+        if change is None:
+            continue
+        if written is None and not change.guard_last:
+            return taken + 1, change, 1
+        profile, revision = change.profiles[0] if change.guard_last else (None, None)
+        if written is not None and (profile is None or profile.profile_id != written.profiles[0][0].profile_id):
+            return taken, written, applied
+        assert profile is not None and change.event is not None
+        written = change if written is None else replace(
+            written, profiles=change.profiles, timeline=(*written.timeline, *change.timeline),
+            folded=(*written.folded, change.event))
+        applied += 1
+        as_read = profile.model_copy(update={"revision": revision})  # the next event's guard stays the one read
+        context = replace(context, owners={identity: as_read if owner.profile_id == profile.profile_id else owner
+                                           for identity, owner in context.owners.items()})
+    return len(events), written, applied
+
+
 def _with_consent_history(change: Change | None, context: Context) -> Change | None:
     """The change with a timeline line for each consent statement or request it records (crm.consent)."""
     if change is None or not change.profiles:

@@ -20,9 +20,9 @@ PHONE_SHAPE = re.compile(r"\+?[0-9][0-9 ().-]{5,30}")
 
 def profile_view(profile: Profile) -> dict[str, Any]:
     # ``recent`` is bookkeeping for segment windows (packed microseconds), ``signed_browsers`` for flows (a
-    # subset of ``identities``): not something to show a marketer.
+    # subset of ``identities``), ``unmarked_events`` for retries: not something to show a marketer.
     data = profile.model_dump(mode="json", exclude={"contact_sources", "revision", "merged_into", "workspace_id",
-                                                    "recent", "signed_browsers"})
+                                                    "recent", "signed_browsers", "unmarked_events"})
     for name in ("total_spent", "total_refunded", "average_order_value"):
         data[name] = format_money(getattr(profile, name))
     mean = profile.mean_days_between_orders

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from crm.changes import ProfileHistory, ReadHistory, history_of, plan, reads_for
+from crm.changes import ProfileHistory, ReadHistory, fold, history_of, plan, reads_for
 from crm.connectors.base import PayloadNotUnderstood
+from crm.identity import identities_of
 from crm.interpret import canonical_events
-from crm.models.canonical import CanonicalEvent, ComplianceRequest
+from crm.models.canonical import ActivityEvent, CanonicalEvent, ComplianceRequest
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import Profile, TimelineEntry
 from crm.ports import ChangeRefused, ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
+from crm.profiles import UNMARKED_KEPT
 
 MAX_CONFLICT_RETRIES = 8
 # A profile's timeline is read in pages of this many entries when its order dates or kept times must be
 # recomputed (crm.changes.ReadHistory: the rare path).
 _TIMELINE_PAGE = 500
+# A shopper's activities written in one write at most: their digests all stay on the profile until their
+# markers are written (crm.profiles.UNMARKED_KEPT, docs/profile-writes.md).
+FOLD_LIMIT = UNMARKED_KEPT
 
 
 class TooManyConflicts(Exception):
@@ -64,13 +69,50 @@ def apply_event(repository: ProfileRepository, event: CanonicalEvent, now: datet
     raise TooManyConflicts(f"{type(event).__name__} of store {event.store_id}")
 
 
+def apply_activities(repository: ProfileRepository, events: Sequence[ActivityEvent], now: datetime) -> tuple[int, int]:
+    """Apply the first of a shopper's activities, and as many after it as fold into the same write (crm.changes.
+    fold): (events taken, events that changed anything)."""
+    reads = replace(reads_for(events[0]), folded=tuple((event.store_id, event.event_id) for event in events[1:]))
+    read_history = _history(repository)
+    for _ in range(MAX_CONFLICT_RETRIES):
+        taken, change, applied = fold(events, repository.load(reads), now, read_history)
+        if change is None:
+            return taken, 0
+        try:
+            repository.commit(change)
+        except ConcurrentUpdate:
+            continue
+        return taken, applied
+    raise TooManyConflicts(f"{type(events[0]).__name__} of store {events[0].store_id}")
+
+
+def _same_shopper_run(events: Sequence[CanonicalEvent]) -> list[ActivityEvent]:
+    """The activities at the head of ``events`` that name the same identities, at most FOLD_LIMIT."""
+    run: list[ActivityEvent] = []
+    for event in events[:FOLD_LIMIT]:
+        if not isinstance(event, ActivityEvent) or (run and identities_of(event) != identities_of(run[0])):
+            break
+        run.append(event)
+    return run
+
+
 def apply_events(repository: ProfileRepository, events: Sequence[CanonicalEvent], now: datetime) -> Outcome:
-    """Apply canonical events in order (a delivery's, an import's); each is idempotent.
+    """Apply canonical events in order (a delivery's, an import's); each is idempotent. A shopper's consecutive
+    activities (a /track request's) are folded into one write of their profile where they can be.
 
     Privacy requests are returned, not applied: they are carried out by crm.privacy, which needs the archive.
     """
     compliance = tuple(event for event in events if isinstance(event, ComplianceRequest))
-    applied = sum(apply_event(repository, event, now) for event in events if not isinstance(event, ComplianceRequest))
+    pending = [event for event in events if not isinstance(event, ComplianceRequest)]
+    applied = 0
+    while pending:
+        run = _same_shopper_run(pending)
+        if len(run) > 1:
+            taken, changed = apply_activities(repository, run, now)
+        else:
+            taken, changed = 1, apply_event(repository, pending[0], now)
+        applied += changed
+        pending = pending[taken:]
     return Outcome(applied=applied, unchanged=len(events) - len(compliance) - applied, compliance=compliance)
 
 

@@ -52,6 +52,7 @@ class Reads:
     customer: tuple[str, str] | None = None  # (store_id, customer_id)
     event: tuple[str, str] | None = None  # (store_id, event_id): was it applied before?
     version: str | None = None  # the order's or account's version: held already, nothing more is read
+    folded: tuple[tuple[str, str], ...] = ()  # (store_id, event_id) of further activities of the same shopper
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Context:
     # so profiles were not read.
     already_held: bool = False
     currency: CurrencySettings | None = None  # the workspace's reporting currency and rates (None: unset)
+    seen: frozenset[tuple[str, str]] = frozenset()  # which of ``Reads.folded`` have their markers
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Change:
     # The one profile written carries the event's digest (crm.profiles.with_unmarked): the repository may write
     # it alone under its guard, then the rest, the event's marker last, without a transaction's 2x units.
     guard_last: bool = False
+    folded: tuple[tuple[str, str, str], ...] = ()  # markers of further activities applied with ``event``
 
 
 @dataclass(frozen=True)

@@ -295,7 +295,7 @@ def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Pro
 
 
 # How many activity events a profile remembers as written before their markers: a retry of one finds it here
-# unless this many other guard-last writes reached the same profile first (docs/ingestion.md).
+# unless this many other guard-last writes reached the same profile first (docs/profile-writes.md).
 UNMARKED_KEPT = 10
 
 

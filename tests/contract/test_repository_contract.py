@@ -14,8 +14,8 @@ import pytest
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.stores import DynamoStoreDirectory
 from crm.api_keys import create_api_key
-from crm.changes import ProfileHistory, plan, reads_for
-from crm.ingestion import apply_event
+from crm.changes import ProfileHistory, fold, plan, reads_for
+from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, ProductRef, Touch
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem
@@ -342,6 +342,74 @@ def test_an_activity_is_applied_once(backend: Backend) -> None:
     with pytest.raises(ConcurrentUpdate):
         backend.profiles.commit(change.__class__(workspace_id=WS, event=change.event))
     assert not apply_event(backend.profiles, viewed, NOW)
+
+
+def _view(event_id: str) -> ActivityEvent:
+    return ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=event_id,
+                         type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW, anonymous_id="a-1")
+
+
+def test_an_activity_on_a_known_profile_is_written_guard_last_and_applied_once(backend: Backend) -> None:
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    change = _plan(backend.profiles, _view("e-2"))
+    assert change.guard_last and len(change.profiles) == 1
+    backend.profiles.commit(change)
+    assert not apply_event(backend.profiles, _view("e-2"), NOW)
+    profile = backend.profiles.get_profile(WS, change.profiles[0][0].profile_id)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 2}
+
+
+def test_a_guard_last_write_that_lost_its_marker_is_completed_not_counted_again(backend: Backend) -> None:
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    change = _plan(backend.profiles, _view("e-2"))
+    # The invocation ends between the profile's write and the marker's: only the profile is in the table.
+    backend.profiles.commit(replace(change, timeline=(), event=None, guard_last=False))
+    assert apply_event(backend.profiles, _view("e-2"), NOW)  # the retry writes the line and the marker
+    assert not apply_event(backend.profiles, _view("e-2"), NOW)
+    profile_id = change.profiles[0][0].profile_id
+    profile = backend.profiles.get_profile(WS, profile_id)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 2}
+    views = [e.ref for e in backend.profiles.timeline(WS, [profile_id], None, 10) if e.type == "product_viewed"]
+    assert sorted(views) == ["e-1", "e-2"]
+
+
+def test_a_stale_guard_last_write_conflicts_and_writes_nothing(backend: Backend) -> None:
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    stale = _plan(backend.profiles, _view("e-2"))
+    assert apply_event(backend.profiles, _view("e-3"), NOW)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(stale)
+    assert backend.profiles.load(reads_for(_view("e-2"))).event_seen is False
+    profile_id = stale.profiles[0][0].profile_id
+    assert sorted(e.ref for e in backend.profiles.timeline(WS, [profile_id], None, 10)
+                  if e.type == "product_viewed") == ["e-1", "e-3"]
+
+
+def test_a_shoppers_activities_fold_into_one_write_and_each_is_applied_once(backend: Backend) -> None:
+    views = [_view(f"e-{n}") for n in range(1, 6)]
+    assert apply_events(backend.profiles, views, NOW).applied == 5
+    again = apply_events(backend.profiles, [*views, _view("e-6")], NOW)
+    assert (again.applied, again.unchanged) == (1, 5)
+    profile_id = backend.profiles.profile_id_for_identity(WS, "anon#st_a#a-1")
+    assert profile_id is not None
+    profile = backend.profiles.get_profile(WS, profile_id)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 6}
+    assert sorted(e.ref for e in backend.profiles.timeline(WS, [profile_id], None, 10)) == [
+        f"e-{n}" for n in range(1, 7)]
+
+
+def test_a_fold_that_lost_its_markers_is_completed_not_counted_again(backend: Backend) -> None:
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    views = [_view(f"e-{n}") for n in range(2, 5)]
+    taken, change, applied = fold(views, backend.profiles.load(replace(
+        reads_for(views[0]), folded=tuple(("st_a", v.event_id) for v in views[1:]))), NOW,
+        lambda profile, ref: ProfileHistory([], {}))
+    assert (taken, applied) == (3, 3) and change is not None and len(change.folded) == 2
+    backend.profiles.commit(replace(change, timeline=(), event=None, folded=(), guard_last=False))
+    assert apply_events(backend.profiles, views, NOW).applied == 3  # lines and markers only
+    assert apply_events(backend.profiles, views, NOW).applied == 0
+    profile = backend.profiles.get_profile(WS, change.profiles[0][0].profile_id)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 4}
 
 
 def test_a_customer_version_read_guards_the_write(backend: Backend) -> None:

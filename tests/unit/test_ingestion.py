@@ -7,12 +7,21 @@ from typing import Any
 
 import pytest
 from crm.identity import identities_of
-from crm.ingestion import MAX_CONFLICT_RETRIES, Outcome, TooManyConflicts, apply_envelope, apply_event
+from crm.ingestion import (
+    FOLD_LIMIT,
+    MAX_CONFLICT_RETRIES,
+    Outcome,
+    TooManyConflicts,
+    apply_envelope,
+    apply_event,
+    apply_events,
+)
+from crm.models.canonical import ActivityEvent, ActivityType
 from crm.models.ingest import IngestEnvelope
-from crm.models.profile import Profile
+from crm.models.profile import Profile, new_profile
 from crm.models.stores import Platform
 from crm.ports import Change, ConcurrentUpdate
-from crm.profiles import profile_id_for
+from crm.profiles import UNMARKED_KEPT, combine, event_digest, profile_id_for, with_unmarked
 
 from tests.builders import (
     FIXTURE_ORDER_ID,
@@ -335,3 +344,44 @@ def test_woocommerce_deletions_are_understood_not_dead_lettered(
     else:
         assert repository.orders == {}
     assert repository.profiles == {}
+
+
+def test_a_merge_keeps_the_unmarked_events_of_both_profiles_and_a_bounded_list() -> None:
+    survivor, other = new_profile("ws_a", "p-1", NOW), new_profile("ws_a", "p-2", NOW)
+    for n in range(UNMARKED_KEPT + 3):
+        survivor = with_unmarked(survivor, event_digest("st_a", f"e-{n}"))
+    other = with_unmarked(other, event_digest("st_a", "theirs"))
+    assert len(survivor.unmarked_events) == UNMARKED_KEPT
+    assert event_digest("st_a", "e-0") not in survivor.unmarked_events
+    merged = combine(survivor, [other], NOW)
+    assert event_digest("st_a", "theirs") in merged.unmarked_events
+    assert event_digest("st_a", f"e-{UNMARKED_KEPT + 2}") in merged.unmarked_events
+    assert event_digest("st_a", "e-1") != event_digest("st_b", "e-1")
+
+
+def _viewed(event_id: str, anonymous_id: str = "a-1") -> ActivityEvent:
+    return ActivityEvent(workspace_id="ws_a", store_id="st_a", platform=Platform.SHOPIFY, event_id=event_id,
+                         type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW, anonymous_id=anonymous_id)
+
+
+def test_a_new_browsers_request_is_two_writes_and_a_known_ones_one(repository: FakeProfileRepository) -> None:
+    outcome = apply_events(repository, [_viewed(f"e-{n}") for n in range(4)], NOW)
+    assert (outcome.applied, repository.saves) == (4, 2)  # the new profile in a transaction, then the rest folded
+    outcome = apply_events(repository, [_viewed(f"e-{n}") for n in range(4, 8)], NOW)
+    assert (outcome.applied, repository.saves) == (4, 3)
+
+
+def test_only_one_shoppers_consecutive_activities_fold(repository: FakeProfileRepository) -> None:
+    apply_events(repository, [_viewed("a-0"), _viewed("b-0", "b")], NOW)
+    saves = repository.saves
+    events = [_viewed("a-1"), _viewed("a-2"), _viewed("b-1", "b"), _viewed("a-3")]
+    assert apply_events(repository, events, NOW).applied == 4
+    assert repository.saves - saves == 3  # a-1 and a-2 together, then b-1, then a-3
+
+
+def test_a_fold_is_at_most_what_a_profile_remembers(repository: FakeProfileRepository) -> None:
+    apply_events(repository, [_viewed("e-0")], NOW)
+    saves = repository.saves
+    assert apply_events(repository, [_viewed(f"e-{n}") for n in range(1, 2 * FOLD_LIMIT + 1)], NOW).applied == (
+        2 * FOLD_LIMIT)
+    assert repository.saves - saves == 2

@@ -83,7 +83,9 @@ class DynamoProfileRepository:
         event_key = keys.event(ws, *reads.event) if reads.event else None
         currency_key = keys.currency_settings(ws)
         wanted += [k for k in (order_key, customer_key, event_key, currency_key) if k is not None]
-        found = self._batch_get(wanted)
+        folded_keys = {event: keys.event(ws, *event) for event in reads.folded}
+        found = self._batch_get([*wanted, *folded_keys.values()])
+        seen = frozenset(event for event, key in folded_keys.items() if key["pk"] in found)
         pointers: dict[str, str] = {}
         redacted: set[str] = set()
         for identity, key in identity_keys.items():
@@ -99,7 +101,7 @@ class DynamoProfileRepository:
                     if customer_key and customer_key["pk"] in found else None)
         event_seen = event_key is not None and event_key["pk"] in found
         held_version = order.version if order else customer.version if customer else None
-        if event_seen or (reads.version is not None and reads.version == held_version):
+        if (event_seen and not reads.folded) or (reads.version is not None and reads.version == held_version):
             return Context(owners={}, pointers=pointers, redacted=frozenset(redacted), order=order, order_owner=None,
                            customer=customer, event_seen=event_seen, already_held=True)
         profile_ids = set(pointers.values())
@@ -116,6 +118,7 @@ class DynamoProfileRepository:
             event_seen=event_seen,
             currency=(CurrencySettings.model_validate(found[currency_key["pk"]])
                       if currency_key["pk"] in found else None),
+            seen=seen,
         )
 
     def commit(self, change: Change) -> None:
@@ -145,8 +148,7 @@ class DynamoProfileRepository:
         for entry in change.timeline:
             writes.append({"Put": {"TableName": self.table, "Item": to_item(
                 keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline", entry)}})
-        if change.event is not None:
-            store_id, event_id, profile_id = change.event
+        for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded):
             item = {**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
             writes.append(self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "pk", None))
         if not writes:
@@ -154,9 +156,9 @@ class DynamoProfileRepository:
         _write_change(writes, self.backoff)
 
     def _commit_guard_last(self, change: Change) -> None:
-        """The profile under its revision guard (it carries the event's digest, crm.changes), then its timeline
-        line and the event's marker in one BatchWriteItem: single writes at 1 unit per KB, not a transaction's 2.
-        Both later puts write the same item whoever repeats them, so they need no condition."""
+        """The profile under its revision guard (it carries the events' digests, crm.changes), then the timeline
+        lines and the events' markers (a fold's too) in BatchWriteItem: single writes at 1 unit per KB, not a
+        transaction's 2. Those later puts write the same items whoever repeats them: they need no condition."""
         ws = change.workspace_id
         (profile, revision), = change.profiles
         assert change.event is not None and revision is not None
@@ -171,12 +173,12 @@ class DynamoProfileRepository:
             if code == "ValidationException":
                 raise ChangeRefused(error.response["Error"].get("Message", str(error))) from None
             raise
-        store_id, event_id, profile_id = change.event
-        marker = {**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
+        markers = ({**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
+                   for store_id, event_id, profile_id in (change.event, *change.folded))
         batch_write(self.table, [
             *({"PutRequest": {"Item": to_item(keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline",
                                               entry)}} for entry in change.timeline),
-            {"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in marker.items()}}},
+            *({"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in marker.items()}}} for marker in markers),
         ], self.backoff)
 
     def _guarded_put(self, item: Item, attribute: str, expected: str | int | None) -> dict[str, Any]:
