@@ -56,6 +56,7 @@ from crm.models.profile import OrderRecord, Profile, new_profile
 from crm.models.stores import Platform, StoreRegistration
 from crm.profiles import apply_order_record, profile_id_for
 from crm.stores import register_store
+from crm.tracking import TokenBucketLimiter, accept_track
 from crm.webhooks import accept_webhook
 from crm_local import moto_patches
 from crm_local.event_shapes import read_stream, sqs_record
@@ -602,10 +603,35 @@ def store_lookup_app(bench: Bench, cache_ttl: timedelta) -> Chalice:
 @dataclass
 class StoreLookups:
     """The webhook's requests per delivery around the store cache: a new container's first delivery, and
-    every delivery of the design before issue 12 (no store cache)."""
+    every delivery of the design before issue 12 (no store cache); and /track's per request (before, a new
+    container's first, warm)."""
 
     cold: Counts
     before: Run
+    track: dict[str, float]
+
+
+TRACK_REQUESTS = 100
+
+
+def track_requests_per_request(bench: Bench, cache_ttl: timedelta, requests: int, warm: bool = False) -> float:
+    """POST /track's path (crm.tracking.accept_track with the function's adapters) in a new container:
+    AWS requests per request over ``requests`` page views (after one uncounted first request if ``warm``),
+    enqueued to a queue of its own."""
+    table = bench.outputs["TableName"]
+    stores = DynamoStoreDirectory(table, cache_ttl=cache_ttl)
+    queue = SqsIngestQueue(harness("sqs").create_queue(QueueName=f"{STACK}-track-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+    limiter = TokenBucketLimiter(rate=1e9, burst=1e9, clock=time.monotonic)
+    headers = {"Origin": f"https://{DOMAIN}", "Content-Type": "text/plain"}
+    mark = bench.meter.mark()
+    for n in range(-1 if warm else 0, requests):
+        if n == 0:
+            mark = bench.meter.mark()
+        body = json.dumps({"write_key": bench.store.write_key, "anonymous_id": f"anon-{n}", "events": [
+            {"type": "page_viewed", "event_id": f"pv-{n}", "occurred_at": utc_now().isoformat(),
+             "url": f"https://{DOMAIN}/products/{n}"}]}).encode()
+        accept_track(headers, body, "203.0.113.7", stores, wiring.raw_archive(), queue, limiter, utc_now())
+    return requests_in(bench.meter.since(mark)) / requests
 
 
 def measure_store_lookups(bench: Bench, deliveries: list[Delivery]) -> StoreLookups:
@@ -617,7 +643,10 @@ def measure_store_lookups(bench: Bench, deliveries: list[Delivery]) -> StoreLook
         raise SystemExit(f"a new container answered {answer.status_code}: {answer.body!r}")
     cold = bench.meter.since(mark)
     before = post_all(bench, Client(store_lookup_app(bench, timedelta(0))), "/webhooks/shopify", deliveries)
-    return StoreLookups(cold, before)
+    track = {"before": track_requests_per_request(bench, timedelta(0), TRACK_REQUESTS),
+             "cold": track_requests_per_request(bench, STORE_CACHE_TTL, 1),
+             "warm": track_requests_per_request(bench, STORE_CACHE_TTL, TRACK_REQUESTS, warm=True)}
+    return StoreLookups(cold, before, track)
 
 
 # --- The measurements -----------------------------------------------------------------------------------------
@@ -792,6 +821,10 @@ def print_webhooks(r: Results) -> None:
         print(f"    a new container's first delivery: {requests_in(cold):.0f} ("
               + ", ".join(f"{k[2]} {v:.0f}" for k, v in sorted(cold.items()) if k[0] == "req") + ")")
         print(f"    a warm container (ours, above): {requests_in(r.ours_webhook.counts) / n:.2f}")
+        track = r.store_lookups.track
+        print(f"  POST /track (crm.tracking.accept_track, {TRACK_REQUESTS} page views), AWS requests per request: "
+              f"before issue 12 {track['before']:.2f}, a new container's first {track['cold']:.0f}, "
+              f"warm {track['warm']:.2f}")
 
 
 def print_profiles(r: Results) -> None:
