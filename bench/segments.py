@@ -27,7 +27,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -383,16 +383,17 @@ def evaluate(rule: Definition, subjects: Sequence[tuple[int, Subject]], tally: T
     tally.pid_sum += sum(members)
 
 
-def batch_of(subjects: Sequence[tuple[int, Subject]], tally: Tally) -> Batch:
+def batch_of(subjects: Sequence[tuple[int, Subject]], definitions: Iterable[Definition], tally: Tally) -> Batch:
+    """The chunk's Batch with every column the rules name read once (a run's share does the same)."""
     started = time.process_time()
     batch = Batch([subject for _, subject in subjects], NOW)
+    batch.prepare(definitions)
     tally.cpu_s += time.process_time() - started
     return batch
 
 
 def evaluate_columns(rule: Definition, batch: Batch, pids: Sequence[int], tally: Tally) -> None:
-    """The scheduled run's way (crm.segments.columns): one pass per condition over a column. A column is
-    read on the first rule that names it, and that rule's time includes reading it."""
+    """The scheduled run's way (crm.segments.columns): one pass per condition over columns read already."""
     started = time.process_time()
     members = [pids[i] for i in batch.indices(batch.matching(rule))]
     tally.cpu_s += time.process_time() - started
@@ -456,7 +457,7 @@ class SizeRun:
     n: int
     ours: dict[str, Tally]  # crm.segments.columns, as the scheduled run evaluates
     before: dict[str, Tally]  # matches() one subject at a time: the run before issue 12
-    setup: Tally  # the Batch of each chunk, before any column is read
+    columns: Tally  # reading every column the rules name into each chunk's Batch (once, for all rules)
     duck: dict[str, tuple[int, int, float]]
     subject_s: float
     generate_s: float
@@ -469,7 +470,11 @@ class SizeRun:
 
     @property
     def ours_cpu_s(self) -> float:
-        return sum(t.cpu_s for t in self.ours.values()) + self.setup.cpu_s
+        return sum(t.cpu_s for t in self.ours.values())
+
+    @property
+    def ours_all_in_s(self) -> float:
+        return self.ours_cpu_s + self.columns.cpu_s
 
     @property
     def before_cpu_s(self) -> float:
@@ -483,7 +488,7 @@ class SizeRun:
 def warm_up(shoppers: Sequence[Shopper], definitions: dict[str, Definition]) -> None:
     """Run every timed path once first: the first calls pay for pydantic's and DuckDB's one-off set-up."""
     subjects = subjects_of(shoppers)
-    batch = batch_of(subjects, Tally())
+    batch = batch_of(subjects, definitions.values(), Tally())
     for definition in definitions.values():
         evaluate(definition, subjects, Tally())
         evaluate_columns(definition, batch, [pid for pid, _ in subjects], Tally())
@@ -503,7 +508,7 @@ def run_size(n: int, definitions: dict[str, Definition], compare_before: bool = 
     db = connect()
     ours = {name: Tally() for name in definitions}
     before = {name: Tally() for name in definitions}
-    setup = Tally()
+    columns = Tally()
     rfm = RfmRun()
     generate_s = load_s = subject_s = 0.0
     item_bytes = deserialise_s = 0.0
@@ -524,7 +529,7 @@ def run_size(n: int, definitions: dict[str, Definition], compare_before: bool = 
                 warm_up(last[:200], definitions)
             subjects, seconds = timed(subjects_of, last)
             subject_s += seconds
-            batch, pids = batch_of(subjects, setup), [pid for pid, _ in subjects]
+            batch, pids = batch_of(subjects, definitions.values(), columns), [pid for pid, _ in subjects]
             for name, definition in definitions.items():
                 evaluate_columns(definition, batch, pids, ours[name])
                 if compare_before:
@@ -539,7 +544,7 @@ def run_size(n: int, definitions: dict[str, Definition], compare_before: bool = 
     gc.unfreeze()
     duck = {rule.name: duckdb_members(db, rule) for rule in RULES if rule.name in definitions}
     db.close()
-    run = SizeRun(n, ours, before, setup, duck, subject_s, generate_s, load_s, rfm, item_bytes, deserialise_s,
+    run = SizeRun(n, ours, before, columns, duck, subject_s, generate_s, load_s, rfm, item_bytes, deserialise_s,
                   n > CHUNK)
     for name, tally in ours.items():
         members, pid_sum, _ = duck[name]
@@ -581,10 +586,11 @@ def print_rules(run: SizeRun) -> None:
                      rate(run.n, tally.cpu_s), rate(run.n, seconds), times(seconds, tally.cpu_s),
                      rate(run.n, old.cpu_s), times(seconds, old.cpu_s)])
     pairs = run.n * len(run.ours)
-    rows.append(["batch set-up (per chunk)", "", "", "", f"{run.setup.cpu_s:.3f} s", "", "", "", ""])
     rows.append(["all rules (profiles x rules / s)", "", "", "", rate(pairs, run.ours_cpu_s),
                  rate(pairs, run.duck_s), times(run.duck_s, run.ours_cpu_s), rate(pairs, run.before_cpu_s),
                  times(run.duck_s, run.before_cpu_s)])
+    rows.append([f"  + columns read ({run.columns.cpu_s:.2f} s)", "", "", "", rate(pairs, run.ours_all_in_s),
+                 rate(pairs, run.duck_s), times(run.duck_s, run.ours_all_in_s), "", ""])
     print(table(["rule", "ours members", "DuckDB members", "same", "ours profiles/s", "DuckDB rows/s",
                  "ours/DuckDB rate", "before: matches()/s", "before/DuckDB"], rows))
 
@@ -613,7 +619,7 @@ def recompute_cost(run: SizeRun, n: int, churn_percent: float) -> Cost:
     """A daily recompute: Scan every profile item, evaluate every rule, write the membership differences."""
     # Eventually consistent Scan: 0.5 RRU per 4 KB of items read, the size summed over each 1 MB page.
     rru = math.ceil(n * run.item_bytes / 4096) * 0.5
-    per_profile = run.deserialise_s + (run.subject_s + run.ours_cpu_s + run.rfm.single_s + run.rfm.score_s * (
+    per_profile = run.deserialise_s + (run.subject_s + run.ours_all_in_s + run.rfm.single_s + run.rfm.score_s * (
         run.rfm.single.buyers / max(run.rfm.scored, 1))) / run.n
     cpu_s = per_profile * n
     segments = max(1, math.ceil(cpu_s / (LAMBDA_LIMIT_S * 0.8)))  # 20 % headroom for Scan's own latency
@@ -664,8 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("crm.segments.evaluate.matches one subject at a time, against DuckDB's SQL; same profiles, one run")
     print(f"python {platform.python_version()}, duckdb {metadata.version('duckdb')} (threads=1), pydantic "
           f"{metadata.version('pydantic')}, {os.cpu_count()} cpus; seed {SEED}, now {NOW.isoformat()}")
-    print("ours: CPU time over prebuilt Subjects (columns read from them included), one thread; DuckDB: CPU time of")
-    print("SELECT count(*)")
+    print("ours: CPU time over prebuilt Subjects, one thread, each field's column read once a chunk for every rule")
+    print("(like DuckDB's load; its time is shown, and the rate with it); DuckDB: CPU time of SELECT count(*)")
     print("with the rule as WHERE, one thread. Members are also checked by the sum of their ids.")
     failed = False
     rates: dict[int, dict[str, Any]] = {}

@@ -20,7 +20,18 @@ from itertools import compress
 from typing import Any
 
 from crm.clock import as_utc
-from crm.segments.definition import All, Any_, Condition, Definition, EventCondition, MemberOf, MemberOp, Not
+from crm.segments.definition import (
+    ORDER_PLACED,
+    All,
+    Any_,
+    Condition,
+    Definition,
+    EventCondition,
+    MemberOf,
+    MemberOp,
+    Not,
+    nodes,
+)
 from crm.segments.evaluate import COUNTS, DAY, READERS, Subject, normal, resolve
 from crm.segments.fields import FIELDS, Kind, Op
 
@@ -66,6 +77,17 @@ class Batch:
         self._columns: dict[str, Column] = {}
         self._times: dict[str, list[list[datetime]]] = {}
         self._members: dict[str, Mask] = {}
+
+    def prepare(self, definitions: Iterable[Definition]) -> None:
+        """Read now every column these definitions name (otherwise each is read on first use)."""
+        for definition in definitions:
+            for node in nodes(definition):
+                if isinstance(node, Condition):
+                    self._column(node.field)
+                elif isinstance(node, EventCondition):
+                    self._event_times(node.event)
+                    if node.since is not None:
+                        self._event_times(node.since.event)
 
     def set_members(self, segment_id: str, mask: Mask) -> None:
         self._members[segment_id] = mask
@@ -118,7 +140,11 @@ class Batch:
         times = self._times.get(event)
         if times is None:
             now = self.now
-            times = [sorted(at for at in subject.occurrences(event) if at <= now) for subject in self.subjects]
+            if event == ORDER_PLACED:
+                times = [sorted([at for at in subject.orders if at <= now]) for subject in self.subjects]
+            else:
+                times = [sorted([at for kind, at in subject.events if kind == event and at <= now])
+                         for subject in self.subjects]
             self._times[event] = times
         return times
 

@@ -199,7 +199,7 @@ def _condition(condition: Condition, subject: Subject, now: datetime) -> bool:
 
 def normal(kind: Kind, actual: object) -> object:
     if kind is Kind.TEXT_SET and isinstance(actual, frozenset):
-        return frozenset(item.casefold() for item in actual) or None
+        return frozenset(map(str.casefold, actual)) or None
     if kind is Kind.TEXT and isinstance(actual, str):
         return actual.casefold()
     return actual
