@@ -32,7 +32,7 @@ from crm.adapters.stores import DynamoStoreDirectory
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.config import settings
-from crm.flows.catalogue import CatalogueCache
+from crm.flows.catalogue import CatalogueCache, HeldWinners
 from crm.flows.conversions import ConversionsService
 from crm.flows.ports import (
     Attributions,
@@ -250,6 +250,12 @@ def split_winners() -> SplitWinners:
     return DynamoSplitWinners()
 
 
+@cache
+def held_split_winners() -> SplitWinners:
+    """The flows function's: winners held a while per container (crm.flows.catalogue.HeldWinners)."""
+    return HeldWinners(split_winners())
+
+
 def feedback_deps() -> FeedbackDeps:
     """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS."""
     return FeedbackDeps(suppressions=suppressions(), profiles=profile_repository(), archive=raw_archive(),
@@ -268,7 +274,7 @@ def flows_service() -> FlowsService:
                         profiles=profile_repository(), segments=segment_store(), messaging=messaging_store(),
                         suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
                         composer=message_composer(), clock=utc_now, ledger=message_ledger(),
-                        counters=flow_counters(), winners=split_winners())
+                        counters=flow_counters(), winners=held_split_winners())
 
 
 def conversions_service() -> ConversionsService:
@@ -284,5 +290,5 @@ def reset() -> None:
                     currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
                     link_signing_keys, sender_identities, message_ledger, flow_counters, attributions,
-                    split_winners, short_links, link_notices):
+                    split_winners, held_split_winners, short_links, link_notices):
         factory.cache_clear()

@@ -39,7 +39,8 @@ def _counts(requests: float = 0, **units: float) -> dict[tuple[str, ...], float]
 
 def test_each_step_kind_is_a_difference_of_shapes(bench: ModuleType) -> None:
     shapes = {
-        "no_flow": _counts(2, rru=1.5),
+        "no_flow": _counts(1, rru=1.0),
+        "heard": _counts(2, rru=1.5),
         "exit": _counts(5, rru=3.0, wru=4.0),
         "email": _counts(8, rru=4.0, wru=7.0, ses=1),
         "tag": _counts(6, rru=3.0, wru=6.0),
@@ -48,7 +49,7 @@ def test_each_step_kind_is_a_difference_of_shapes(bench: ModuleType) -> None:
         "delay_exit": _counts(13, rru=7.5, wru=10.0, scheduler=1),
     }
     kinds = bench.step_kinds(shapes)
-    assert kinds["trigger_check"] == shapes["no_flow"]
+    assert kinds["trigger_check"] == shapes["heard"]  # an event of a live workspace, heard, starting nothing
     assert kinds["run_start"] == _counts(3, rru=1.5, wru=4.0)
     assert kinds["email"] == _counts(3, rru=1.0, wru=3.0, ses=1)
     assert kinds["sms"] == _counts(4, rru=1.0, wru=3.0, sms=1)

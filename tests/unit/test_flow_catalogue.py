@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE
-from crm.flows.catalogue import CatalogueCache, event_types, listens_to
-from crm.flows.memory import MemoryFlowCatalogue
+from crm.flows.catalogue import CatalogueCache, HeldWinners, event_types, listens_to
+from crm.flows.memory import MemoryFlowCatalogue, MemorySplitWinners
 from crm.models.flows import FlowDefinition, FlowRecord, FlowStatus
 
 from tests.builders import NOW
@@ -79,3 +79,28 @@ def test_the_events_a_flow_listens_to_are_its_trigger_exits_and_waits() -> None:
     assert "OrderPlaced" in post_purchase
     assert listens_to([flow()], "OrderPlaced") and not listens_to([flow()], "ProductViewed")
     assert not listens_to([flow(version=0)], "CheckoutStarted")  # a built-in never saved holds no run
+
+
+class CountingWinners(MemorySplitWinners):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def winners(self, workspace_id: str, flow_id: str) -> dict[str, int]:
+        self.reads += 1
+        return super().winners(workspace_id, flow_id)
+
+
+def test_winners_are_held_and_an_undecided_split_is_checked_once_per_ttl() -> None:
+    source, clock = CountingWinners(), Clock()
+    held = HeldWinners(source, ttl=30, monotonic=clock)
+    assert held.winners(WS, "f") == {} and held.winners(WS, "f") == {} and source.reads == 1
+    assert held.due_for_check(WS, "f", "split") and not held.due_for_check(WS, "f", "split")
+    assert held.due_for_check(WS, "f", "other")  # each split its own
+    source.decide(WS, "f", "split", 2, NOW)  # another container decided
+    assert held.decide(WS, "f", "split", 1, NOW) == 2  # the stored winner stands, and is held at once
+    assert held.winners(WS, "f") == {"split": 2} and source.reads == 1
+    clock.at = 30.0
+    assert held.due_for_check(WS, "f", "split")
+    held.winners(WS, "f")
+    assert source.reads == 2

@@ -1,4 +1,5 @@
-"""The flow catalogue as the flows function reads it: once per workspace per short while, not once per event.
+"""The flow catalogue (and the A/B winners, ``HeldWinners``) as the flows function reads them: once per workspace
+per short while, not once per event.
 
 Every bus event of a workspace that ever saved a flow used to Query the workspace's flows first. A container
 now holds a workspace's listing for ``ttl`` seconds (``HeldCatalogue``), which is safe because:
@@ -19,9 +20,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from crm.flows.definition import walk_steps
-from crm.flows.ports import FlowCatalogue
+from crm.flows.ports import FlowCatalogue, SplitWinners
 from crm.models.flows import FlowDefinition, FlowRecord, SegmentTrigger, WaitForEvent
 
 # Long enough that a busy store's events share one listing, short enough that a marketer who turns a second
@@ -120,3 +122,50 @@ class HeldCatalogue:
 
     def delete_flow(self, workspace_id: str, flow_id: str) -> bool:
         return self.cache.delete_flow(workspace_id, flow_id)
+
+
+@dataclass
+class _Winners:
+    paths: dict[str, int]
+    read_at: float
+
+
+@dataclass
+class HeldWinners:
+    """The flows function's SplitWinners: a flow's A/B winners held ``ttl`` seconds per container, and a split
+    without one checked against the counters at most once per ``ttl`` (every run at the split used to read the
+    winners and, until a winner existed, every day's counters of the flow). Safe: a winner is stored once and
+    never changes (``decide`` answers the stored one, whoever decided first), and until it is decided a run
+    takes a random path, so deciding up to ``ttl`` later only sends a few more runs down a random path."""
+
+    source: SplitWinners
+    ttl: float = HELD_FOR_SECONDS
+    monotonic: Callable[[], float] = time.monotonic
+    _held: dict[tuple[str, str], _Winners] = field(default_factory=dict, init=False, repr=False)
+    _checked: dict[tuple[str, str, str], float] = field(default_factory=dict, init=False, repr=False)
+
+    def winners(self, workspace_id: str, flow_id: str) -> dict[str, int]:
+        now, key = self.monotonic(), (workspace_id, flow_id)
+        held = self._held.get(key)
+        if held is None or now - held.read_at >= self.ttl:
+            if len(self._held) >= MAX_WORKSPACES:
+                del self._held[next(iter(self._held))]
+            held = self._held[key] = _Winners(self.source.winners(workspace_id, flow_id), now)
+        return dict(held.paths)
+
+    def decide(self, workspace_id: str, flow_id: str, split_id: str, path: int, at: datetime) -> int:
+        stored = self.source.decide(workspace_id, flow_id, split_id, path, at)
+        held = self._held.get((workspace_id, flow_id))
+        if held is not None:
+            held.paths[split_id] = stored
+        return stored
+
+    def due_for_check(self, workspace_id: str, flow_id: str, split_id: str) -> bool:
+        now, key = self.monotonic(), (workspace_id, flow_id, split_id)
+        last = self._checked.get(key)
+        if last is not None and now - last < self.ttl:
+            return False
+        if len(self._checked) >= MAX_WORKSPACES:
+            del self._checked[next(iter(self._checked))]
+        self._checked[key] = now
+        return True

@@ -280,7 +280,8 @@ class FlowsService:
         if not isinstance(split, RandomSplit):
             return {}
         held = self.winners.winners(run.workspace_id, run.flow_id)
-        if split.winner is None or split.id in held:
+        if split.winner is None or split.id in held or not self.winners.due_for_check(run.workspace_id, run.flow_id,
+                                                                                      split.id):
             return held
         now = self.clock()
         rows = self.counters.rows(run.workspace_id, run.flow_id, flow.created_at.date(), now.date())
