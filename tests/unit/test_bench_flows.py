@@ -109,6 +109,7 @@ def test_the_meter_counts_only_inside_the_flows_function_but_times_every_send(be
 def test_an_invocation_counts_lambda_the_queue_and_wake_ups(bench: ModuleType) -> None:
     meter = bench.FlowsMeter()
     meter.invoking([{"body": '{"kind": "wake", "run_id": "r"}'}, {"body": '{"detail-type": "CheckoutStarted"}'}])
-    assert meter.counts["unit", "lambda"] == 1
-    assert meter.counts["unit", "sqs"] == 4  # receive, delete, and each message's send
+    per_batch = bench.RECORDS_PER_BATCH
+    assert meter.counts["unit", "lambda"] == 2 / per_batch
+    assert meter.counts["unit", "sqs"] == 2 * (1 + 2 / per_batch)  # each message's send; receive, delete per batch
     assert meter.counts["unit", "scheduler"] == 1
