@@ -23,13 +23,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import flows_today
+from crm import wiring
 from crm.adapters import clients
 from crm.clock import utc_now
 from crm_local.demo import http
@@ -40,6 +43,9 @@ from figures import billed, record
 from ingest_path import Counts, Meter, add, fake_aws_environment
 
 FLOWS_FUNCTION = "FlowsFunction"
+# The reference store's ~3.3M flow events a month are ~1.3 a second: with no batching window on the flows queue
+# (template.yaml) Lambda's poller hands them over about one at a time.
+RECORDS_PER_BATCH = 1
 SERVICES = ("dynamodb", "sqs", "scheduler", "sesv2", "sns", "events", "secretsmanager")
 DOMAIN_PREFIX = "bench-flows"
 SECRET = "bench-flows-secret"
@@ -144,10 +150,12 @@ def minus(left: Counts, right: Counts) -> Counts:
 
 def step_kinds(shapes: Mapping[str, Counts]) -> dict[str, Counts]:
     """Each step kind's requests and units per occurrence, from the shapes' per-run figures:
-    trigger_check = an event no flow takes; run_start = a one-step [exit] flow less that; email / sms / tag =
-    that one-step flow less [exit]; delay = [delay, email] less [email]; exit_on_event = [delay, email] whose
-    run an order ends, less [exit], the delay and the order's own check (counted with the trigger checks)."""
-    check = shapes["no_flow"]
+    trigger_check = an event a live flow hears and does not start on (``heard``: every flow event of a store
+    whose flows are live, as the reference store's are); run_start = a one-step [exit] flow less that;
+    email / sms / tag = that one-step flow less [exit]; delay = [delay, email] less [email]; exit_on_event =
+    [delay, email] whose run an order ends, less [exit], the delay and the order's own check (counted with the
+    trigger checks)."""
+    check = shapes["heard"]
     started = shapes["exit"]
     kinds = {"trigger_check": check, "run_start": minus(started, check)}
     for kind in ("email", "sms", "tag"):
@@ -185,12 +193,14 @@ class FlowsMeter(Meter):
                 self.counts["unit", unit] += amount  # type: ignore[assignment]
 
     def invoking(self, records: Iterable[dict[str, Any]]) -> None:
-        """One invocation of the flows function, on its way in: Lambda, and the queue's own requests."""
+        """One invocation of the flows function, on its way in: Lambda, and the queue's own requests, per message
+        at RECORDS_PER_BATCH (the local poller's batches depend on timing, so they are not what is counted:
+        the designs compare on what they read and write)."""
         batch = list(records)
-        self.counts["unit", "lambda"] += 1
+        self.counts["unit", "lambda"] += len(batch) / RECORDS_PER_BATCH  # type: ignore[assignment]
         # The event source mapping's receive and delete, and each message's send (EventBridge's rule target or the
         # Scheduler): SQS bills them all. A wake-up was also one Scheduler invocation.
-        self.counts["unit", "sqs"] += 2 + len(batch)
+        self.counts["unit", "sqs"] += len(batch) * (1 + 2 / RECORDS_PER_BATCH)  # type: ignore[assignment]
         self.counts["unit", "scheduler"] += sum(1 for r in batch if '"wake"' in str(r.get("body", "")))
 
 
@@ -257,8 +267,15 @@ def _order(email: str) -> dict[str, Any]:
     return payload
 
 
+# A live flow the checkouts are heard by but never start (its trigger's filter never holds), and one they are
+# not heard by at all (it starts on a fulfilment and has no exits).
+NEVER_HOLDS = [{"property": "checkout_id", "op": "eq", "value": "no-such-checkout"}]
 SHAPES: dict[str, dict[str, Any] | None] = {
     "no_flow": None,
+    "no_flow_order": None,  # orders, not checkouts: attribution in a workspace that never saved a flow
+    "heard": {"trigger": {"kind": "event", "event": "CheckoutStarted", "where": NEVER_HOLDS},
+              "steps": [{"kind": "exit", "id": "done"}]},
+    "unheard": {"trigger": {"kind": "event", "event": "OrderFulfilled"}, "steps": [{"kind": "exit", "id": "done"}]},
     "exit": {"steps": [{"kind": "exit", "id": "done"}]},
     "email": {"steps": [{"kind": "email", "id": "mail", "template_id": EMAIL_TEMPLATE, "smart_sending": False}]},
     "tag": {"steps": [{"kind": "tag", "id": "label", "tag": "bench"}]},
@@ -307,14 +324,17 @@ class FlowsBench:
         self.idle()
         return made
 
-    def shape(self, name: str, runs: int) -> Counts:
-        """Requests and units per run of one flow shape (the flows function only)."""
+    def shape(self, name: str, runs: int, design: str) -> Counts:
+        """Requests and units per run of one flow shape (the flows function only), in a workspace of its own."""
         shape = SHAPES[name]
-        workspace = self.workspace(name, shape)
+        workspace = self.workspace(f"{design}-{name}", shape)
         shoppers = self.shoppers(workspace, runs, phones=name == "sms")
         mark = self.meter.mark()
         for email, phone in shoppers:
-            workspace.webhook("checkouts/create", _checkout(email, phone, workspace.domain))
+            if name == "no_flow_order":
+                workspace.webhook("orders/create", _order(email))
+            else:
+                workspace.webhook("checkouts/create", _checkout(email, phone, workspace.domain))
         self.idle()
         if name == "delay_exit":
             for email, _ in shoppers:
@@ -347,7 +367,7 @@ class FlowsBench:
         return to_send, to_bus
 
 
-def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], dict[str, Counts]]:
+def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], dict[str, dict[str, Counts]]]:
     fake_aws_environment()
     os.environ.pop("AWS_ENDPOINT_URL", None)
     meter = FlowsMeter()
@@ -370,8 +390,30 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
         flows.invoke = invoke  # type: ignore[method-assign]
         bench = FlowsBench(runtime, meter)
         to_send, to_bus = bench.latency(latency_runs)
-        shapes = {name: bench.shape(name, shape_runs) for name in SHAPES}
-    return to_send, to_bus, shapes
+        designs = {}
+        for design in DESIGNS:
+            with design_in_place(design):
+                designs[design] = {name: bench.shape(name, shape_runs, design) for name in SHAPES}
+    return to_send, to_bus, designs
+
+
+DESIGNS = ("today", "held")  # today's baseline (bench/flows_today.py, commit 0ccbb87), then this design
+DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87)",
+                 "held": "after: catalogue held per container, unheard events read nothing"}
+
+
+@contextmanager
+def design_in_place(design: str) -> Iterator[None]:
+    """The flows function's services as the design builds them (the handler asks crm.wiring per record)."""
+    if design != "today":
+        yield
+        return
+    built = wiring.flows_service, wiring.conversions_service
+    wiring.flows_service, wiring.conversions_service = flows_today.flows_service, flows_today.conversions_service
+    try:
+        yield
+    finally:
+        wiring.flows_service, wiring.conversions_service = built
 
 
 # --- the report ------------------------------------------------------------------------------------------------
@@ -390,7 +432,7 @@ def _row(label: str, counts: Counts) -> str:
             f"{units.get('sqs', 0):.2f} | {units.get('scheduler', 0):.2f} | {ops} |")
 
 
-def print_report(to_send: list[float], to_bus: list[float], shapes: dict[str, Counts]) -> None:
+def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, dict[str, Counts]]) -> None:
     print("## (a) webhook arrival to the SES send, a live flow whose first step is an email (no wait)\n")
     for label, values in (("webhook -> SES SendEmail", to_send),
                           ("baseline: webhook -> bus (outbox PutEvents)", to_bus)):
@@ -399,19 +441,29 @@ def print_report(to_send: list[float], to_bus: list[float], shapes: dict[str, Co
     ratio = statistics.median(to_send) / statistics.median(to_bus)
     print(f"{'ratio to the baseline':<45} p50 {ratio:.2f}x")
     print("\n## (b) the flows function's AWS requests and units, per run of each shape and per step kind\n")
+    print("shapes: no_flow / no_flow_order = checkouts / paid orders in a workspace that never saved a flow; heard = "
+          "checkouts a live flow hears and never starts on; unheard = checkouts in a workspace whose live flow "
+          "listens to fulfilments only; the rest start the named steps. Each design in workspaces of its own.")
     header = "| {} | requests | RRU | WRU | SQS req | Scheduler | by operation |\n|---|--:|--:|--:|--:|--:|---|"
-    print(header.format("shape (per run)"))
-    for name, counts in shapes.items():
-        print(_row(name, counts))
-    kinds = step_kinds(shapes)
-    print("\n" + header.format("step kind (per occurrence)"))
-    for name, counts in kinds.items():
-        print(_row(name, counts))
+    kinds = {design: step_kinds(shapes) for design, shapes in designs.items()}
+    for design, shapes in designs.items():
+        print(f"\n### {DESIGN_LABELS[design]}\n")
+        print(header.format("shape (per run)"))
+        for name, counts in shapes.items():
+            print(_row(name, counts))
+        print("\n" + header.format("step kind (per occurrence)"))
+        for name, counts in kinds[design].items():
+            print(_row(name, counts))
     print("\n## (c) monthly cost of flows, DESIGN.md's reference store (300k checkouts, 150k abandoned, 1M messages)\n")
     print("assumed month: " + ", ".join(f"{kind} {times:,}" for kind, times in REFERENCE_MONTH.items()))
-    print("\n| component | $/month |\n|---|--:|")
-    for line in monthly_cost(kinds, REFERENCE_MONTH):
-        print(f"| {line.component} | {line.dollars} |")
+    costs = {design: monthly_cost(by_kind, REFERENCE_MONTH) for design, by_kind in kinds.items()}
+    print("\n| component | " + " | ".join(f"{DESIGN_LABELS[d]} $/month" for d in costs) + " |")
+    print("|---|" + "--:|" * len(costs))
+    for lines in zip(*costs.values(), strict=True):
+        print(f"| {lines[-1].component} | " + " | ".join(str(line.dollars) for line in lines) + " |")
+    total = {design: next(line.dollars for line in lines if line.component == "total, infrastructure")
+             for design, lines in costs.items()}
+    print(f"\nflows' own requests, reference store: ${total['held']} per month (today's design ${total['today']})")
 
 
 def main() -> int:
@@ -420,8 +472,8 @@ def main() -> int:
     parser.add_argument("--shape-runs", type=int, default=20)
     args = parser.parse_args()
     started = time.perf_counter()
-    to_send, to_bus, shapes = run(args.latency_runs, args.shape_runs)
-    print_report(to_send, to_bus, shapes)
+    to_send, to_bus, designs = run(args.latency_runs, args.shape_runs)
+    print_report(to_send, to_bus, designs)
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
     record("flows", {"reference_month": REFERENCE_MONTH, "billed": billed(step_kinds(shapes), REFERENCE_MONTH),
                      "monthly": monthly_cost(step_kinds(shapes), REFERENCE_MONTH),

@@ -32,6 +32,7 @@ from crm.adapters.stores import DynamoStoreDirectory
 from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.config import settings
+from crm.flows.catalogue import CatalogueCache, HeldWinners
 from crm.flows.conversions import ConversionsService
 from crm.flows.ports import (
     Attributions,
@@ -174,7 +175,14 @@ def wait_scheduler() -> WaitScheduler:
 
 @cache
 def flow_catalogue() -> FlowCatalogue:
-    return DynamoFlowCatalogue()
+    """The marketer API's: every read fresh, and its writes forget what held_flow_catalogue() holds here."""
+    return CatalogueCache(DynamoFlowCatalogue())
+
+
+def held_flow_catalogue() -> FlowCatalogue:
+    """The flows function's: a workspace's listing held a while per container (crm.flows.catalogue)."""
+    catalogue = flow_catalogue()
+    return catalogue.held() if isinstance(catalogue, CatalogueCache) else catalogue
 
 
 @cache
@@ -242,6 +250,12 @@ def split_winners() -> SplitWinners:
     return DynamoSplitWinners()
 
 
+@cache
+def held_split_winners() -> SplitWinners:
+    """The flows function's: winners held a while per container (crm.flows.catalogue.HeldWinners)."""
+    return HeldWinners(split_winners())
+
+
 def feedback_deps() -> FeedbackDeps:
     """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS."""
     return FeedbackDeps(suppressions=suppressions(), profiles=profile_repository(), archive=raw_archive(),
@@ -256,17 +270,17 @@ def message_events() -> MessageEvents:
 
 
 def flows_service() -> FlowsService:
-    return FlowsService(catalogue=flow_catalogue(), runs=flow_runs(), scheduler=wait_scheduler(),
+    return FlowsService(catalogue=held_flow_catalogue(), runs=flow_runs(), scheduler=wait_scheduler(),
                         profiles=profile_repository(), segments=segment_store(), messaging=messaging_store(),
                         suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
                         composer=message_composer(), clock=utc_now, ledger=message_ledger(),
-                        counters=flow_counters(), winners=split_winners())
+                        counters=flow_counters(), winners=held_split_winners())
 
 
 def conversions_service() -> ConversionsService:
     return ConversionsService(ledger=message_ledger(), attributions=attributions(), counters=flow_counters(),
                               runs=flow_runs(), profiles=profile_repository(), messaging=messaging_store(),
-                              currency=currency_store(), clock=utc_now)
+                              currency=currency_store(), clock=utc_now, catalogue=held_flow_catalogue())
 
 
 def reset() -> None:
@@ -276,5 +290,5 @@ def reset() -> None:
                     currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
                     link_signing_keys, sender_identities, message_ledger, flow_counters, attributions,
-                    split_winners, short_links, link_notices):
+                    split_winners, held_split_winners, short_links, link_notices):
         factory.cache_clear()

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from crm.adapters.flow_definitions import DynamoFlowCatalogue
 from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.stores import DynamoStoreDirectory
-from crm.flows.builtin import ABANDONED_CHECKOUT
+from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS
 from crm.models.flow_stats import ALL_STEPS, MessageEvent, MessageEventType, MessageRecord
+from crm.models.flows import FlowRecord, FlowStatus
 from crm.models.stores import Platform
 from crm.stores import register_store
 from crm_local.lambdas import Function, load_handler
@@ -73,7 +75,12 @@ def test_an_order_after_a_clicked_reminder_is_attributed_and_its_refund_taken_of
     profiles = DynamoProfileRepository(table)
     profile_id = profiles.profile_id_for_identity(workspace, "email#jon@example.com")
     assert profile_id is not None
-    # The reminder the abandoned-checkout flow sent, clicked two hours before the order.
+    # The abandoned-checkout flow, saved (a workspace that never saved a flow attributes nothing), and the
+    # reminder it sent, clicked two hours before the order.
+    DynamoFlowCatalogue(table).put_flow(FlowRecord(
+        workspace_id=workspace, flow_id=ABANDONED_CHECKOUT, status=FlowStatus.LIVE, version=1,
+        definition=BUILTIN_FLOWS[ABANDONED_CHECKOUT], created_at=ORDERED_AT - timedelta(days=10),
+        updated_at=ORDERED_AT - timedelta(days=10)), None)
     reminder = MessageRecord(workspace_id=workspace, profile_id=profile_id, message_id="ses-msg-1", channel="email",
                              flow_id=ABANDONED_CHECKOUT, flow_version=1, step_id="email_1", run_id="run-1",
                              trigger_type="CheckoutStarted", sent_at=ORDERED_AT - timedelta(hours=3))

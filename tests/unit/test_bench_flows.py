@@ -39,7 +39,8 @@ def _counts(requests: float = 0, **units: float) -> dict[tuple[str, ...], float]
 
 def test_each_step_kind_is_a_difference_of_shapes(bench: ModuleType) -> None:
     shapes = {
-        "no_flow": _counts(2, rru=1.5),
+        "no_flow": _counts(1, rru=1.0),
+        "heard": _counts(2, rru=1.5),
         "exit": _counts(5, rru=3.0, wru=4.0),
         "email": _counts(8, rru=4.0, wru=7.0, ses=1),
         "tag": _counts(6, rru=3.0, wru=6.0),
@@ -48,7 +49,7 @@ def test_each_step_kind_is_a_difference_of_shapes(bench: ModuleType) -> None:
         "delay_exit": _counts(13, rru=7.5, wru=10.0, scheduler=1),
     }
     kinds = bench.step_kinds(shapes)
-    assert kinds["trigger_check"] == shapes["no_flow"]
+    assert kinds["trigger_check"] == shapes["heard"]  # an event of a live workspace, heard, starting nothing
     assert kinds["run_start"] == _counts(3, rru=1.5, wru=4.0)
     assert kinds["email"] == _counts(3, rru=1.0, wru=3.0, ses=1)
     assert kinds["sms"] == _counts(4, rru=1.0, wru=3.0, sms=1)
@@ -108,6 +109,7 @@ def test_the_meter_counts_only_inside_the_flows_function_but_times_every_send(be
 def test_an_invocation_counts_lambda_the_queue_and_wake_ups(bench: ModuleType) -> None:
     meter = bench.FlowsMeter()
     meter.invoking([{"body": '{"kind": "wake", "run_id": "r"}'}, {"body": '{"detail-type": "CheckoutStarted"}'}])
-    assert meter.counts["unit", "lambda"] == 1
-    assert meter.counts["unit", "sqs"] == 4  # receive, delete, and each message's send
+    per_batch = bench.RECORDS_PER_BATCH
+    assert meter.counts["unit", "lambda"] == 2 / per_batch
+    assert meter.counts["unit", "sqs"] == 2 * (1 + 2 / per_batch)  # each message's send; receive, delete per batch
     assert meter.counts["unit", "scheduler"] == 1

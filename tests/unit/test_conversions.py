@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS
 from crm.flows.conversions import (
     ENGAGEMENT_AFTER_SEND,
     ORDER_ATTRIBUTED,
@@ -21,7 +22,7 @@ from crm.flows.conversions import (
     within_window,
 )
 from crm.flows.defaults import DefinitionInvalid
-from crm.flows.memory import MemoryAttributions, MemoryFlowCounters, MemoryMessageLedger
+from crm.flows.memory import MemoryAttributions, MemoryFlowCatalogue, MemoryFlowCounters, MemoryMessageLedger
 from crm.messaging.manage import parse_settings
 from crm.models.currency import CurrencySettings
 from crm.models.events import OrderPlaced, OrderRefunded
@@ -33,7 +34,7 @@ from crm.models.flow_stats import (
     MessageEventType,
     MessageRecord,
 )
-from crm.models.flows import FlowRun
+from crm.models.flows import FlowRecord, FlowRun, FlowStatus
 from crm.models.messaging import MessagingSettings
 from crm.models.profile import new_profile
 from hypothesis import given, settings
@@ -71,10 +72,17 @@ def refunded(order_id: str = "o1", refund_id: str = "r1", amount: str = "10.00",
                          refund_id=refund_id, amount=amount, currency=currency)
 
 
+def saved_flow(version: int = 1) -> FlowRecord:
+    """A flow the workspace saved (version 1), or a built-in it never saved (version 0)."""
+    return FlowRecord(workspace_id=WS, flow_id=ABANDONED_CHECKOUT, status=FlowStatus.LIVE, version=version,
+                      definition=BUILTIN_FLOWS[ABANDONED_CHECKOUT], created_at=T0, updated_at=T0)
+
+
 class World:
     """The service over the in-memory ports (crm.flows.memory) and the test fakes."""
 
-    def __init__(self, windows: AttributionWindows = DEFAULT, currency: CurrencySettings | None = None) -> None:
+    def __init__(self, windows: AttributionWindows = DEFAULT, currency: CurrencySettings | None = None,
+                 flow: FlowRecord | None = None) -> None:
         self.ledger = MemoryMessageLedger()
         self.attributions = MemoryAttributions()
         self.counters = MemoryFlowCounters()
@@ -85,7 +93,8 @@ class World:
                                                                        attribution=windows))
         self.service = ConversionsService(ledger=self.ledger, attributions=self.attributions,
                                           counters=self.counters, runs=self.runs, profiles=self.profiles,
-                                          messaging=self.messaging, currency=self.currency, clock=lambda: T0)
+                                          messaging=self.messaging, currency=self.currency, clock=lambda: T0,
+                                          catalogue=MemoryFlowCatalogue(flow or saved_flow()))
 
     def send(self, record: MessageRecord) -> MessageRecord:
         self.ledger.record_sent(record.model_copy(update={"events": {}}))
@@ -213,6 +222,18 @@ def test_an_order_after_a_click_is_attributed_once_and_counted_on_the_orders_day
     [line] = world.profiles.timelines[(WS, PROFILE)].values()
     assert line.type == ORDER_ATTRIBUTED and line.ref == f"{STORE}:o1" and line.occurred_at == ordered
     assert line.summary["message_id"] == "m1" and line.summary["revenue"] == "80.50"
+
+
+def test_an_order_in_a_workspace_that_never_saved_a_flow_reads_no_message() -> None:
+    class Unread(MemoryMessageLedger):
+        def touches(self, workspace_id: str, profile_id: str, since: datetime) -> list[MessageRecord]:
+            raise AssertionError("the ledger was read")
+
+    world = World(flow=saved_flow(version=0))
+    world.ledger = world.service.ledger = Unread()
+    outcome = world.service.on_order_placed(placed(at=T0 + timedelta(hours=2)))
+    assert outcome.attribution is None and outcome.ignored == "no flow ever saved in the workspace"
+    assert world.counters.items == {}
 
 
 def test_a_message_outside_any_window_is_not_read_as_a_candidate() -> None:

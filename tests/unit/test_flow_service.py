@@ -445,3 +445,44 @@ def test_a_workspace_that_never_saved_a_flow_reads_nothing_but_its_catalogue() -
 
     world.service.catalogue.put_flow(_live(ABANDONED_CHECKOUT, BUILTIN_FLOWS[ABANDONED_CHECKOUT]), 0)
     assert len(world.deliver(checkout("p1", "c2", NOW + timedelta(minutes=1))).started) == 1 and reads == ["p1"]
+
+
+def test_an_event_no_saved_flow_listens_to_reads_neither_the_profile_nor_its_runs() -> None:
+    world = World()  # the abandoned checkout: CheckoutStarted starts it, OrderPlaced ends it
+    world.shopper("p1")
+    reads: list[str] = []
+    segments = world.service.segments
+    original = segments.profile_with_segments
+    segments.profile_with_segments = lambda ws, pid: reads.append(pid) or original(ws, pid)  # type: ignore[method-assign]
+    fulfilled = OrderFulfilled(event_id="fulfilled-1", workspace_id=WS, profile_id="p1", occurred_at=NOW,
+                               store_id="st", order_id="o1")
+    report = world.deliver(fulfilled)
+    assert reads == [] and report.ignored == ["no flow listens to OrderFulfilled"]
+    assert world.deliver(order("p1", NOW)).ignored == [] and reads == ["p1"]  # an exit event: read
+
+
+def test_a_flow_paused_since_the_listing_was_read_starts_no_run() -> None:
+    world = World()
+    world.shopper("p1")
+    listed = world.service.catalogue.list_flows(WS)
+    catalogue = world.service.catalogue
+    world.service.catalogue = HeldListing(catalogue, listed)  # type: ignore[assignment]
+    [flow] = listed
+    catalogue.put_flow(flow.model_copy(update={"status": FlowStatus.DRAFT, "version": 2}), flow.version)
+    assert world.deliver(checkout("p1")).started == [] and world.runs.runs_of_profile(WS, "p1") == []
+    catalogue.put_flow(flow.model_copy(update={"version": 3}), 2)  # live again: the next checkout starts one
+    assert len(world.deliver(checkout("p1", "c2", NOW + timedelta(minutes=1))).started) == 1
+    assert world.run_of("p1").flow_version == 3
+
+
+class HeldListing:
+    """A catalogue whose listing is an older read (as crm.flows.catalogue holds it); single flows read now."""
+
+    def __init__(self, source: FakeFlowCatalogue, listing: list[FlowRecord]) -> None:
+        self.source, self.listing = source, listing
+
+    def list_flows(self, workspace_id: str) -> list[FlowRecord]:
+        return self.listing
+
+    def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None:
+        return self.source.get_flow(workspace_id, flow_id)

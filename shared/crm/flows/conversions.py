@@ -10,7 +10,8 @@ latest time; on a tie, a click before an open before a delivery, then the greate
 answer never depends on the order the ledger lists messages in). Candidates are the profile's messages sent at
 most the longest window plus 30 days (ENGAGEMENT_AFTER_SEND) before the order.
 
-The service (``ConversionsService``): on OrderPlaced, the touches are read (MessageLedger.touches), the rule
+The service (``ConversionsService``): on OrderPlaced in a workspace that ever saved a flow (else nothing is
+read beyond the flows listing the container holds), the touches are read (MessageLedger.touches), the rule
 picks one, the order is claimed (Attributions.claim: never twice), and the counters ``converted`` and
 ``revenue`` (plus ``recovered`` and ``recovered_revenue`` for a recovered checkout) are added on the order's
 day (UTC) to the flow-wide row and the message's step row (its variant named, on an A/B path), and an
@@ -26,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from crm.flows.ports import Attributions, FlowCounters, MessageLedger, MessagingStore, RunStore
+from crm.flows.catalogue import ever_saved
+from crm.flows.ports import Attributions, FlowCatalogue, FlowCounters, MessageLedger, MessagingStore, RunStore
 from crm.models.currency import CurrencySettings
 from crm.models.events import OrderPlaced, OrderRefunded
 from crm.models.flow_stats import (
@@ -168,6 +170,8 @@ class ConversionsService:
     messaging: MessagingStore
     currency: CurrencyStore
     clock: Callable[[], datetime]
+    # Held a while per container (crm.flows.catalogue.HeldCatalogue), as the flows service reads it.
+    catalogue: FlowCatalogue
 
     def on_order_placed(self, event: OrderPlaced) -> Outcome:
         if not event.paid:
@@ -175,6 +179,10 @@ class ConversionsService:
         if to_money(event.net_total) == 0 < to_money(event.total_price):
             return Outcome(ignored="cancelled or refunded in full")  # when its first version was stored
         ws, ordered_at = event.workspace_id, event.occurred_at
+        if not ever_saved(self.catalogue.list_flows(ws)):
+            # The flows service's own check (crm.flows.catalogue): no flow ever saved, so no flow message was
+            # ever sent here and there is nothing to credit (most stores' orders, until they turn a flow on).
+            return Outcome(ignored="no flow ever saved in the workspace")
         windows = self.messaging.messaging_settings(ws).attribution
         shopper = self._shopper_ids(ws, event.profile_id)
         since = earliest_candidate(ordered_at, windows)

@@ -118,6 +118,9 @@ class MemorySplitWinners:
     def decide(self, workspace_id: str, flow_id: str, split_id: str, path: int, at: datetime) -> int:
         return self.items.setdefault((workspace_id, flow_id), {}).setdefault(split_id, path)
 
+    def due_for_check(self, workspace_id: str, flow_id: str, split_id: str) -> bool:
+        return True
+
 
 @dataclass
 class MemoryShortLinks:

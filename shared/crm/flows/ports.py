@@ -204,3 +204,8 @@ class SplitWinners(Protocol):
     def decide(self, workspace_id: str, flow_id: str, split_id: str, path: int, at: datetime) -> int:
         """Store the winner unless one was stored before; answers the stored one."""
         ...
+
+    def due_for_check(self, workspace_id: str, flow_id: str, split_id: str) -> bool:
+        """Whether a run at this undecided split should read the flow's counters to settle it now (a container
+        holding the winners checks a split at most once a while: crm.flows.catalogue.HeldWinners)."""
+        ...

@@ -18,12 +18,13 @@ Time comes in as ``now``; nothing here sleeps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from crm.flows import counting, engine
+from crm.flows.catalogue import ever_saved, listens_to
 from crm.flows.definition import find_step, variant_of
 from crm.flows.engine import Decision, FlowEvent, Proceed
 from crm.flows.ports import (
@@ -153,10 +154,9 @@ class FlowsService:
         flows: dict[str, FlowRecord] = {}
         if event.type != "ConsentRequested":
             flows = {f.flow_id: f for f in self.catalogue.list_flows(ws)}
-            if all(f.version == 0 for f in flows.values()):
-                # Only built-ins never saved, so never live: no run can exist, and nothing more is read (most
-                # of a store's events, until it turns a flow on).
-                report.ignored.append("no flow ever saved in the workspace")
+            unread = _nothing_to_read(event, flows.values())
+            if unread is not None:
+                report.ignored.append(unread)
                 return report
         if event.type == "ProfilesMerged":
             self.merge(ws, str(event.detail["merged_profile_id"]), event.profile_id, report)
@@ -203,11 +203,20 @@ class FlowsService:
             self._save(run, moved, flow)
 
     def _start(self, flow: FlowRecord, earlier: list[FlowRun], shopper: Shopper, event: FlowEvent,
-               report: Report) -> None:
+               report: Report, *, read_now: bool = False) -> None:
+        """``flow`` as listed (the listing may be held a while, crm.flows.catalogue): a run starts only from
+        the flow as read now, so a flow paused or changed since it was listed never starts a stale run."""
         entry = engine.enter(flow, event, shopper.profile, earlier, self.clock(), segments=shopper.segments)
         if entry.refusal is engine.Refusal.DUPLICATE:
             report.duplicates.append(run_id_for(flow.flow_id, event.event_id))
         if entry.run is None:
+            return
+        if not read_now:
+            current = self.catalogue.get_flow(flow.workspace_id, flow.flow_id)
+            if current is None:
+                report.ignored.append(f"flow {flow.flow_id} deleted")
+                return
+            self._start(current, earlier, shopper, event, report, read_now=True)
             return
         if not self.runs.create_run(entry.run):  # the trigger was delivered before: its run exists
             report.duplicates.append(entry.run.run_id)
@@ -271,7 +280,8 @@ class FlowsService:
         if not isinstance(split, RandomSplit):
             return {}
         held = self.winners.winners(run.workspace_id, run.flow_id)
-        if split.winner is None or split.id in held:
+        if split.winner is None or split.id in held or not self.winners.due_for_check(run.workspace_id, run.flow_id,
+                                                                                      split.id):
             return held
         now = self.clock()
         rows = self.counters.rows(run.workspace_id, run.flow_id, flow.created_at.date(), now.date())
@@ -489,6 +499,17 @@ class FlowsService:
                 self.runs.note_sent(workspace_id, survivor_id, channel, at)
         self.ledger.move_messages(workspace_id, merged_profile_id, survivor_id)
         self.runs.delete_runs(workspace_id, merged_profile_id)
+
+
+def _nothing_to_read(event: FlowEvent, flows: Iterable[FlowRecord]) -> str | None:
+    """Why the event needs nothing more read, if it does not: only built-ins never saved (never live, no run can
+    exist: most of a store's events, until it turns a flow on), or no saved flow starts, ends or resumes a run
+    on it (a merge still moves the merged profile's runs)."""
+    if not ever_saved(flows):
+        return "no flow ever saved in the workspace"
+    if event.type != "ProfilesMerged" and not listens_to(flows, event.type):
+        return f"no flow listens to {event.type}"
+    return None
 
 
 class MessageNotComposed(Exception):

@@ -1,0 +1,103 @@
+"""The flows function as it was before issue 12 (commit 0ccbb87), the labelled baseline bench/flows.py measures
+in the same run: every event lists the workspace's flows (one Query, nothing held), and an event of a workspace
+that ever saved a flow reads the profile and its runs whether or not a flow listens to it; every paid OrderPlaced
+reads the messaging settings, the profile and its messages, whether or not a flow was ever saved.
+
+Only the two methods that changed are copied (``on_event``, ``_start``); the rest is today's service."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from crm import wiring
+from crm.adapters.flow_definitions import DynamoFlowCatalogue
+from crm.clock import utc_now
+from crm.flows import counting, engine
+from crm.flows.conversions import ConversionsService
+from crm.flows.engine import FlowEvent
+from crm.flows.service import FlowsService, Report, Shopper
+from crm.models.flows import FlowDefinition, FlowRecord, FlowRun, FlowStatus, RunStatus, run_id_for
+
+
+class TodayFlowsService(FlowsService):
+    def on_event(self, event: FlowEvent) -> Report:
+        report = Report()
+        ws = event.workspace_id
+        flows: dict[str, FlowRecord] = {}
+        if event.type != "ConsentRequested":
+            flows = {f.flow_id: f for f in self.catalogue.list_flows(ws)}
+            if all(f.version == 0 for f in flows.values()):
+                report.ignored.append("no flow ever saved in the workspace")
+                return report
+        if event.type == "ProfilesMerged":
+            self.merge(ws, str(event.detail["merged_profile_id"]), event.profile_id, report)
+            return report
+        shopper = self._shopper(ws, event.profile_id)
+        if shopper is None:
+            report.ignored.append(f"no profile {event.profile_id}")
+            return report
+        if event.type == "ConsentRequested":
+            self._confirm_request(event, shopper, report)
+            return report
+        runs = self.runs.runs_of_profile(ws, shopper.profile.profile_id)
+        for run in runs:
+            if run.status is RunStatus.ACTIVE:
+                self._follow(run, flows.get(run.flow_id), shopper, event, report)
+        for flow in flows.values():
+            if flow.status is FlowStatus.LIVE:
+                self._start(flow, [r for r in runs if r.flow_id == flow.flow_id], shopper, event, report)
+        return report
+
+    def _start(self, flow: FlowRecord, earlier: list[FlowRun], shopper: Shopper, event: FlowEvent,
+               report: Report, *, read_now: bool = False) -> None:
+        entry = engine.enter(flow, event, shopper.profile, earlier, self.clock(), segments=shopper.segments)
+        if entry.refusal is engine.Refusal.DUPLICATE:
+            report.duplicates.append(run_id_for(flow.flow_id, event.event_id))
+        if entry.run is None:
+            return
+        if not self.runs.create_run(entry.run):
+            report.duplicates.append(entry.run.run_id)
+            return
+        report.started.append(entry.run.run_id)
+        self._count(counting.entry_counts(entry.run), entry.run)
+        self.advance(entry.run, flow, shopper, report)
+
+
+class _EverSaved:
+    """Today's attribution read no catalogue: it went on as if every workspace had saved a flow."""
+
+    def list_flows(self, workspace_id: str) -> list[FlowRecord]:
+        return [FlowRecord(workspace_id=workspace_id, flow_id="today", version=1, status=FlowStatus.DRAFT,
+                           definition=_ANY_DEFINITION, created_at=_SINCE, updated_at=_SINCE)]
+
+    def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None:
+        return None
+
+    def put_flow(self, record: FlowRecord, expected_version: int | None) -> None:
+        raise NotImplementedError("the baseline's stand-in catalogue is read only")
+
+    def delete_flow(self, workspace_id: str, flow_id: str) -> bool:
+        return False
+
+
+_SINCE = datetime(2026, 1, 1, tzinfo=UTC)
+_ANY_DEFINITION = FlowDefinition.model_validate({"name": "today", "steps": [{"kind": "exit", "id": "done"}],
+                                                 "trigger": {"kind": "event", "event": "OrderFulfilled"}})
+
+
+def flows_service() -> FlowsService:
+    """wiring.flows_service as it was: the catalogue listed afresh by every event."""
+    return TodayFlowsService(
+        catalogue=DynamoFlowCatalogue(), runs=wiring.flow_runs(), scheduler=wiring.wait_scheduler(),
+        profiles=wiring.profile_repository(), segments=wiring.segment_store(), messaging=wiring.messaging_store(),
+        suppressions=wiring.suppressions(), email=wiring.email_sender(), sms=wiring.sms_sender(),
+        composer=wiring.message_composer(), clock=utc_now, ledger=wiring.message_ledger(),
+        counters=wiring.flow_counters(), winners=wiring.split_winners())
+
+
+def conversions_service() -> ConversionsService:
+    """wiring.conversions_service as it was: no check of the workspace's flows."""
+    return ConversionsService(ledger=wiring.message_ledger(), attributions=wiring.attributions(),
+                              counters=wiring.flow_counters(), runs=wiring.flow_runs(),
+                              profiles=wiring.profile_repository(), messaging=wiring.messaging_store(),
+                              currency=wiring.currency_store(), clock=utc_now, catalogue=_EverSaved())

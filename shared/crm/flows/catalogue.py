@@ -1,0 +1,171 @@
+"""The flow catalogue (and the A/B winners, ``HeldWinners``) as the flows function reads them: once per workspace
+per short while, not once per event.
+
+Every bus event of a workspace that ever saved a flow used to Query the workspace's flows first. A container
+now holds a workspace's listing for ``ttl`` seconds (``HeldCatalogue``), which is safe because:
+
+- a flow paused, or changed, is read again (``get_flow``, strongly consistent) before a run of it starts
+  (crm.flows.service ``_start``), and a wake-up always reads its flow: a paused flow never starts a run late;
+- a listing with no saved flow is never held: a workspace's first flow is seen by the very next event;
+- the marketer API's writes in the same container forget the workspace's listing at once.
+
+What a held listing can delay, by at most ``ttl``: a second flow going live in a workspace that already has
+one (its first triggers in that while start nothing), and a changed definition's exits and waits reaching the
+runs it already has (the engine checks the profile's exit facts again before every step, crm.flows.engine
+``exit_from_profile``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from crm.flows.definition import walk_steps
+from crm.flows.ports import FlowCatalogue, SplitWinners
+from crm.models.flows import FlowDefinition, FlowRecord, SegmentTrigger, WaitForEvent
+
+# Long enough that a busy store's events share one listing, short enough that a marketer who turns a second
+# flow on sees it work within the minute.
+HELD_FOR_SECONDS = 30.0
+# Bounds what a container holds (a listing is a few KB): the least recently listed workspaces go first.
+MAX_WORKSPACES = 2_000
+
+
+def ever_saved(flows: Iterable[FlowRecord]) -> bool:
+    """A workspace that never saved a flow has only built-in drafts (version 0): no run, no message of a flow
+    can exist there, so its events and orders need nothing more read."""
+    return any(flow.version > 0 for flow in flows)
+
+
+def event_types(definition: FlowDefinition) -> frozenset[str]:
+    """The bus events a flow reacts to: its trigger (or its segment's entry or exit), its exits, and the events
+    its wait_for steps wait for. A run also exits when its trigger's kind comes again (superseded)."""
+    trigger = definition.trigger
+    if isinstance(trigger, SegmentTrigger):
+        kinds = {"SegmentEntered" if trigger.on == "entered" else "SegmentExited"}
+    else:
+        kinds = {trigger.event}
+    kinds |= {exit_event.event for exit_event in definition.exits}
+    kinds |= {step.event for _, step in walk_steps(definition.steps) if isinstance(step, WaitForEvent)}
+    return frozenset(kinds)
+
+
+def listens_to(flows: Iterable[FlowRecord], event_type: str) -> bool:
+    """Whether any saved flow (live, or a draft whose runs go on) starts, ends or resumes a run on the event.
+    Built-ins never saved start nothing and hold no runs."""
+    return any(event_type in event_types(flow.definition) for flow in flows if flow.version > 0)
+
+
+@dataclass
+class _Listing:
+    flows: list[FlowRecord]
+    read_at: float
+
+
+@dataclass
+class CatalogueCache:
+    """A FlowCatalogue for the marketer API (every read fresh; a write forgets the workspace's held listing)
+    whose ``held()`` view is what the flows function reads."""
+
+    source: FlowCatalogue
+    ttl: float = HELD_FOR_SECONDS
+    monotonic: Callable[[], float] = time.monotonic
+    _listings: dict[str, _Listing] = field(default_factory=dict, init=False, repr=False)
+
+    def list_flows(self, workspace_id: str) -> list[FlowRecord]:
+        return self.source.list_flows(workspace_id)
+
+    def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None:
+        return self.source.get_flow(workspace_id, flow_id)
+
+    def put_flow(self, record: FlowRecord, expected_version: int | None) -> None:
+        self._listings.pop(record.workspace_id, None)
+        self.source.put_flow(record, expected_version)
+
+    def delete_flow(self, workspace_id: str, flow_id: str) -> bool:
+        self._listings.pop(workspace_id, None)
+        return self.source.delete_flow(workspace_id, flow_id)
+
+    def held_list(self, workspace_id: str) -> list[FlowRecord]:
+        now = self.monotonic()
+        listing = self._listings.get(workspace_id)
+        if listing is not None and now - listing.read_at < self.ttl:
+            return listing.flows
+        flows = self.source.list_flows(workspace_id)
+        self._listings.pop(workspace_id, None)
+        if ever_saved(flows):
+            if len(self._listings) >= MAX_WORKSPACES:
+                del self._listings[next(iter(self._listings))]
+            self._listings[workspace_id] = _Listing(flows, now)
+        return flows
+
+    def held(self) -> HeldCatalogue:
+        return HeldCatalogue(self)
+
+
+@dataclass(frozen=True)
+class HeldCatalogue:
+    """The flows function's FlowCatalogue: listings held (CatalogueCache), single flows read fresh."""
+
+    cache: CatalogueCache
+
+    def list_flows(self, workspace_id: str) -> list[FlowRecord]:
+        return self.cache.held_list(workspace_id)
+
+    def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None:
+        return self.cache.get_flow(workspace_id, flow_id)
+
+    def put_flow(self, record: FlowRecord, expected_version: int | None) -> None:
+        self.cache.put_flow(record, expected_version)
+
+    def delete_flow(self, workspace_id: str, flow_id: str) -> bool:
+        return self.cache.delete_flow(workspace_id, flow_id)
+
+
+@dataclass
+class _Winners:
+    paths: dict[str, int]
+    read_at: float
+
+
+@dataclass
+class HeldWinners:
+    """The flows function's SplitWinners: a flow's A/B winners held ``ttl`` seconds per container, and a split
+    without one checked against the counters at most once per ``ttl`` (every run at the split used to read the
+    winners and, until a winner existed, every day's counters of the flow). Safe: a winner is stored once and
+    never changes (``decide`` answers the stored one, whoever decided first), and until it is decided a run
+    takes a random path, so deciding up to ``ttl`` later only sends a few more runs down a random path."""
+
+    source: SplitWinners
+    ttl: float = HELD_FOR_SECONDS
+    monotonic: Callable[[], float] = time.monotonic
+    _held: dict[tuple[str, str], _Winners] = field(default_factory=dict, init=False, repr=False)
+    _checked: dict[tuple[str, str, str], float] = field(default_factory=dict, init=False, repr=False)
+
+    def winners(self, workspace_id: str, flow_id: str) -> dict[str, int]:
+        now, key = self.monotonic(), (workspace_id, flow_id)
+        held = self._held.get(key)
+        if held is None or now - held.read_at >= self.ttl:
+            if len(self._held) >= MAX_WORKSPACES:
+                del self._held[next(iter(self._held))]
+            held = self._held[key] = _Winners(self.source.winners(workspace_id, flow_id), now)
+        return dict(held.paths)
+
+    def decide(self, workspace_id: str, flow_id: str, split_id: str, path: int, at: datetime) -> int:
+        stored = self.source.decide(workspace_id, flow_id, split_id, path, at)
+        held = self._held.get((workspace_id, flow_id))
+        if held is not None:
+            held.paths[split_id] = stored
+        return stored
+
+    def due_for_check(self, workspace_id: str, flow_id: str, split_id: str) -> bool:
+        now, key = self.monotonic(), (workspace_id, flow_id, split_id)
+        last = self._checked.get(key)
+        if last is not None and now - last < self.ttl:
+            return False
+        if len(self._checked) >= MAX_WORKSPACES:
+            del self._checked[next(iter(self._checked))]
+        self._checked[key] = now
+        return True

@@ -1,0 +1,106 @@
+"""The flows function's held catalogue (crm.flows.catalogue): what is held, for how long, and what is not."""
+
+from __future__ import annotations
+
+from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE
+from crm.flows.catalogue import CatalogueCache, HeldWinners, event_types, listens_to
+from crm.flows.memory import MemoryFlowCatalogue, MemorySplitWinners
+from crm.models.flows import FlowDefinition, FlowRecord, FlowStatus
+
+from tests.builders import NOW
+
+WS = "ws1"
+
+
+class CountingCatalogue(MemoryFlowCatalogue):
+    def __init__(self, *flows: FlowRecord) -> None:
+        super().__init__(*flows)
+        self.listings = 0
+
+    def list_flows(self, workspace_id: str) -> list[FlowRecord]:
+        self.listings += 1
+        return super().list_flows(workspace_id)
+
+
+def flow(flow_id: str = ABANDONED_CHECKOUT, version: int = 1, definition: FlowDefinition | None = None) -> FlowRecord:
+    return FlowRecord(workspace_id=WS, flow_id=flow_id, status=FlowStatus.LIVE, version=version,
+                      definition=definition or BUILTIN_FLOWS[ABANDONED_CHECKOUT], created_at=NOW, updated_at=NOW)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = 0.0
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def test_a_listing_with_a_saved_flow_is_held_for_the_ttl_then_read_again() -> None:
+    source, clock = CountingCatalogue(flow()), Clock()
+    held = CatalogueCache(source, ttl=30, monotonic=clock).held()
+    for _ in range(5):
+        assert [f.flow_id for f in held.list_flows(WS)] == [ABANDONED_CHECKOUT]
+    assert source.listings == 1
+    clock.at = 29.9
+    held.list_flows(WS)
+    assert source.listings == 1
+    clock.at = 30.0
+    held.list_flows(WS)
+    assert source.listings == 2
+
+
+def test_a_workspace_that_never_saved_a_flow_is_never_held_so_its_first_flow_counts_at_once() -> None:
+    source = CountingCatalogue(flow(version=0))
+    cache = CatalogueCache(source, ttl=30, monotonic=Clock())
+    held = cache.held()
+    held.list_flows(WS)
+    held.list_flows(WS)
+    assert source.listings == 2
+    source.put_flow(flow(version=1), 0)
+    assert [f.version for f in held.list_flows(WS)] == [1]
+
+
+def test_a_write_through_the_api_forgets_the_held_listing_and_single_flows_are_read_fresh() -> None:
+    source = CountingCatalogue(flow())
+    cache = CatalogueCache(source, ttl=30, monotonic=Clock())
+    held = cache.held()
+    held.list_flows(WS)
+    cache.put_flow(flow(POST_PURCHASE, definition=BUILTIN_FLOWS[POST_PURCHASE]), None)
+    assert [f.flow_id for f in held.list_flows(WS)] == sorted([ABANDONED_CHECKOUT, POST_PURCHASE])
+    assert cache.list_flows(WS) == source.list_flows(WS)  # the API's listing is never held
+    source.put_flow(flow(version=2).model_copy(update={"status": FlowStatus.DRAFT}), 1)  # another container
+    got = held.get_flow(WS, ABANDONED_CHECKOUT)
+    assert got is not None and got.version == 2 and got.status is FlowStatus.DRAFT
+
+
+def test_the_events_a_flow_listens_to_are_its_trigger_exits_and_waits() -> None:
+    assert event_types(BUILTIN_FLOWS[ABANDONED_CHECKOUT]) == {"CheckoutStarted", "OrderPlaced"}
+    post_purchase = event_types(BUILTIN_FLOWS[POST_PURCHASE])
+    assert "OrderPlaced" in post_purchase
+    assert listens_to([flow()], "OrderPlaced") and not listens_to([flow()], "ProductViewed")
+    assert not listens_to([flow(version=0)], "CheckoutStarted")  # a built-in never saved holds no run
+
+
+class CountingWinners(MemorySplitWinners):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def winners(self, workspace_id: str, flow_id: str) -> dict[str, int]:
+        self.reads += 1
+        return super().winners(workspace_id, flow_id)
+
+
+def test_winners_are_held_and_an_undecided_split_is_checked_once_per_ttl() -> None:
+    source, clock = CountingWinners(), Clock()
+    held = HeldWinners(source, ttl=30, monotonic=clock)
+    assert held.winners(WS, "f") == {} and held.winners(WS, "f") == {} and source.reads == 1
+    assert held.due_for_check(WS, "f", "split") and not held.due_for_check(WS, "f", "split")
+    assert held.due_for_check(WS, "f", "other")  # each split its own
+    source.decide(WS, "f", "split", 2, NOW)  # another container decided
+    assert held.decide(WS, "f", "split", 1, NOW) == 2  # the stored winner stands, and is held at once
+    assert held.winners(WS, "f") == {"split": 2} and source.reads == 1
+    clock.at = 30.0
+    assert held.due_for_check(WS, "f", "split")
+    held.winners(WS, "f")
+    assert source.reads == 2
