@@ -207,6 +207,9 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
                  month: Month) -> list[Line]:
     """The front door, the queue, the profile upsert and the outbox for the month's events."""
     per_kind = {kind: counts(c) for kind, c in events["per_event"].items()}
+    folded = events.get("folded")  # the views of a /track request written as one (profile_events' section 5b)
+    if folded:
+        per_kind[folded["kind"]] = counts(folded["per_view"])
     changed = sum(n * events["changed_per_event"].get(kind, 1.0) for kind, n in month.mix.items())
     published = sum(n * events["published_per_event"].get(kind, 0.0) for kind, n in month.mix.items())
     requests = month.messages  # API requests: one per webhook delivery, one per /track request
@@ -246,7 +249,9 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
                       f"{_m(invocations)} invocations, {HANDLER_MS['ProfilesFunction']:.0f} ms a message (assumed)"))
     rru, wru = per_month(per_kind, month, ("unit", "rru")), per_month(per_kind, month, ("unit", "wru"))
     lines.append(Line("ingest", "DynamoDB WRU: profile upsert", wru * PER_MILLION["wru"] / 1e6,
-                      f"{_m(wru)} measured (profile_events)"))
+                      f"{_m(wru)} measured (profile_events"
+                      + (f"; {folded['kind']}: {folded['views_per_request']} a request folded into one write)"
+                         if folded else ")")))
     lines.append(Line("ingest", "DynamoDB RRU: profile upsert", rru * PER_MILLION["rru"] / 1e6,
                       f"{_m(rru)} measured (profile_events)"))
     stream_batch = wiring.outbox.batch_at(changed / SECONDS_PER_MONTH)
@@ -357,15 +362,15 @@ def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 def print_before(before: Mapping[str, Any], found: Mapping[str, Mapping[str, Any]], now: Sequence[Line],
                  per_track_request: float, out: Any) -> None:
-    """The bill of the recorded starting point, priced the same way, by part of the stack beside now's. Where
-    profile_events measured the starting point's upsert in this run (its labelled "before"), that is used."""
+    """The bill of the recorded starting point, priced the same way, by part of the stack beside now's. Where a
+    script measured the starting point in this run too (its labelled "before"), that is used."""
     figures = dict(before["figures"])
-    same_run = found["profile_events"].get("before")
-    if same_run:
-        figures["profile_events"] = {**figures["profile_events"], **same_run}
+    same_run = [name for name in PRICED if name in found and name in figures and "before" in found[name]]
+    for name in same_run:
+        figures[name] = {**figures[name], **found[name]["before"]}
     then = bill(figures, wiring_from(before["wiring"]), per_track_request)
     print(f"before: {before['label']}, priced the same way (same mix and assumptions)"
-          + ("; its profile upsert as profile_events measured it in this run" if same_run else "")
+          + (f"; as {', '.join(same_run)} measured it in this run (their labelled before)" if same_run else "")
           + "; now: this run", file=out)
     for group in ("ingest", "segments", "flows"):
         b = sum(line.dollars for line in then if line.group == group)

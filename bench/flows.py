@@ -475,8 +475,11 @@ def main() -> int:
     to_send, to_bus, designs = run(args.latency_runs, args.shape_runs)
     print_report(to_send, to_bus, designs)
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
-    record("flows", {"reference_month": REFERENCE_MONTH, "billed": billed(step_kinds(shapes), REFERENCE_MONTH),
-                     "monthly": monthly_cost(step_kinds(shapes), REFERENCE_MONTH),
+    kinds = {design: step_kinds(shapes) for design, shapes in designs.items()}
+    ours = kinds[DESIGNS[-1]]
+    record("flows", {"reference_month": REFERENCE_MONTH, "billed": billed(ours, REFERENCE_MONTH),
+                     "monthly": monthly_cost(ours, REFERENCE_MONTH),
+                     **({"before": {"billed": billed(kinds["today"], REFERENCE_MONTH)}} if "today" in kinds else {}),
                      "webhook_to_send_ms": {"p50": percentile(to_send, 0.5) * 1000,
                                             "p95": percentile(to_send, 0.95) * 1000}})
     return 0

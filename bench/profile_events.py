@@ -778,9 +778,12 @@ def main() -> int:
                 "changed_per_event": {kind: run.applied[kind] / run.events[kind] for kind in kinds}}
 
     before = getattr(results, "before", None)  # today's design at issue 12's start, when measured in this run
+    folded = next(iter(getattr(results, "folding", [])), None)  # section 5b: a /track request's views in one write
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),
-                              **({"before": figures_of(before)} if before is not None else {})})
+                              **({"before": figures_of(before)} if before is not None else {}),
+                              **({"folded": {"kind": PRODUCT_VIEW, "views_per_request": VIEWS_PER_TRACK_REQUEST,
+                                             "per_view": per(folded.counts, folded.views)}} if folded else {})})
     return 0
 
 

@@ -202,3 +202,13 @@ def test_the_upsert_measured_before_in_the_same_run_prices_the_starting_point(co
     then_now = [float(part.strip("$").replace(",", "")) for part in ingest.split() if part.startswith("$")]
     # views' 2 WRU more each (1M views) and their 0.5 RRU gone: the rest is priced alike
     assert then_now[0] - then_now[1] == pytest.approx((2_000_000 * 0.625 - 500_000 * 0.125) / 1e6, abs=0.01)
+
+
+def test_folded_views_replace_their_one_at_a_time_figures(cost: ModuleType, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+    found = _found()
+    found["profile_events"]["folded"] = {"kind": "view", "views_per_request": 4, "per_view": {"unit wru": 0.25}}
+    lines = {line.component: line.dollars for line in cost.bill(found, cost.wiring_of(template), 2.0)}
+    assert lines["DynamoDB WRU: profile upsert"] == pytest.approx((250_000 + 1_000_000) * 0.625 / 1e6)
+    assert lines["DynamoDB RRU: profile upsert"] == 0.0
