@@ -341,6 +341,8 @@ def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
                      + (f", {_requests(cold):.0f} on a new one" if cold else "")
                      + (f", {_requests(before):.2f} before issue 12 (same run)" if before else "")
                      + f" (ingest_path; handler on moto p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms)")
+        if track := ingest.get("track_requests_per_request"):
+            lines.append("/track: AWS requests a request " + ", ".join(f"{k} {v:.2f}" for k, v in track.items()))
     if segments := found.get("segments"):
         lines += [f"segment rule evaluation at {int(n):,} profiles: {size['ours_to_duckdb']:.3f}x DuckDB's rate"
                   + (f" (before issue 12, same run: {size['before_to_duckdb']:.3f}x)" if "before_to_duckdb" in size

@@ -989,6 +989,7 @@ def main() -> int:
         "webhook_handler_ms": {"p50": ours_webhook.ms(0.5), "p95": ours_webhook.ms(0.95)},
         "webhook_cold_container": store_lookups.cold,
         "webhook_before_issue12_per_delivery": per(store_lookups.before.counts, len(deliveries)),
+        "track_requests_per_request": store_lookups.track,
         "profiles_per_order": per(add(ours_profiles.counts, outbox), len(expected.orders)),
         "firehose_interval_s": firehose_flush_interval(stack)})
     return 0
