@@ -15,8 +15,9 @@ the workspace history source hands them over, and timed apart):
 
 - each built-in flow the history triggers (abandoned checkout, browse abandonment, post-purchase): the real
   flows service on memory ports with the simulated clock (``Backtest.play``);
-- the baseline: the same history through the same service with a flow no event triggers (every event still
-  reads the catalogue, the profile and its runs, and is turned away by the engine's ``enter``): the per-event
+- the baseline: the same history through the same service with a flow no event triggers but every event is
+  heard by (its exits: each event still reads the catalogue, the profile and its runs, and is turned away by
+  the engine's ``enter``): the per-event
   cost of the service without any run; the ratio says what running a flow adds.
 
 The projected time of a backtest of the whole reference store's month is its flow events over the measured
@@ -36,7 +37,7 @@ from crm.flows.engine import FlowEvent
 from crm.flows.history import scripted_history
 from crm.flows.simulate import Backtest, BacktestReport, HistoryEvent, messaging_of
 from crm.models.consent import Consent, ConsentState
-from crm.models.flows import EventTrigger, FlowRecord, FlowStatus
+from crm.models.flows import EventTrigger, ExitEvent, FilterOp, FlowRecord, FlowStatus, PropertyFilter
 from crm.models.profile import new_profile
 from figures import record
 
@@ -118,7 +119,11 @@ def generate(scale: float, seed: int) -> list[HistoryEvent]:
 def _flow(flow_id: str, *, never_triggered: bool = False) -> FlowRecord:
     definition = BUILTIN_FLOWS[flow_id]
     if never_triggered:  # an event the history never has: the service's per-event cost without any run
-        definition = definition.model_copy(update={"trigger": EventTrigger(event="ContactCreated")})
+        # Exits on every kind of event the history has (a run would end on none: there is none), so that each
+        # event is heard and reads the profile and its runs (crm.flows.catalogue.listens_to) as a live store's do.
+        heard = tuple(ExitEvent(event=kind, where=(PropertyFilter(property="no_such_property", op=FilterOp.EXISTS),))
+                      for kind in ("CheckoutStarted", "ProductViewed", "OrderPlaced", "OrderFulfilled"))
+        definition = definition.model_copy(update={"trigger": EventTrigger(event="ContactCreated"), "exits": heard})
     return FlowRecord(workspace_id=WS, flow_id=flow_id, status=FlowStatus.LIVE, version=1, definition=definition,
                       created_at=START, updated_at=START)
 
