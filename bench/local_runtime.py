@@ -32,6 +32,29 @@ def _ms(values: list[float], share: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time (user + system) of this process, and of its live descendants (the worker processes), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    descendants, frontier = 0.0, list(children.get(os.getpid(), []))
+    while frontier:
+        pid = frontier.pop()
+        descendants += stats[pid][1]
+        frontier += children.get(pid, [])
+    return stats[os.getpid()][1], descendants
+
+
 def run(shoppers: int, seed: int, in_process: bool) -> int:
     began = time.perf_counter()
     simulation = simulate(shoppers, seed)
@@ -61,6 +84,7 @@ def run(shoppers: int, seed: int, in_process: bool) -> int:
                       flush=True)
         rated = set_rates(Api(runtime.api_url, shop.api_key)) and runtime.wait_idle(timeout=900)
         history = time.perf_counter() - history_began
+        own_cpu, workers_cpu = cpu_seconds()
         wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
     webhooks = [r.seconds for r in results if r.kind != "track"]
     tracks = [r.seconds for r in results if r.kind == "track"]
@@ -75,6 +99,8 @@ def run(shoppers: int, seed: int, in_process: bool) -> int:
     print(f"  /track latency           p50 {_ms(tracks, 0.5):.0f} ms, p95 {_ms(tracks, 0.95):.0f} ms")
     print(f"  history part             {history:.1f} s (sent, drained, rates set); "
           f"{len(results) / history:.1f} requests/s")
+    print(f"  CPU seconds              {own_cpu:.1f} in the runtime's process, {workers_cpu:.1f} in its workers "
+          f"(stack start included)")
     print(f"  verified                 {len(simulation.expected.shoppers) - len(wrong)}/"
           f"{len(simulation.expected.shoppers)} shoppers" + (f"; wrong: {wrong[:3]}" if wrong else ""))
     print(f"  wall time                {time.perf_counter() - began:.1f} s", flush=True)
