@@ -111,12 +111,20 @@ class SqsPoller(Poller):
         if not messages:
             return False
         failed = self.invoke({"Records": [sqs_record(m, self.arn, self.region) for m in messages]})
-        for message in messages:
-            if failed is None or message["MessageId"] in failed:
-                self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"],
-                                                   VisibilityTimeout=LOCAL_RETRY_DELAY_SECONDS)
-            else:
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        # One request for the batch's deletes and one for its retries, as Lambda's poller does, not one a message.
+        retried = [m for m in messages if failed is None or m["MessageId"] in failed]
+        done = [m for m in messages if m not in retried]
+        answers = []
+        if done:
+            answers.append(self.sqs.delete_message_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)]))
+        if retried:
+            answers.append(self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": LOCAL_RETRY_DELAY_SECONDS}
+                for n, m in enumerate(retried)]))
+        for answer in answers:
+            for failure in answer.get("Failed", []):
+                log.error("%s: %s on a message of the batch", self.name, failure.get("Message") or failure["Code"])
         return True
 
     def pending(self) -> int:
