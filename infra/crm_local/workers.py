@@ -89,7 +89,9 @@ class WorkerProcess:
         self.zygote = zygote
         self.spec = spec
         self.arn = arn
-        self.environment = {**environment, **spec.environment}
+        # The runtime's environment wins: it holds every function's (agreed) variables and what the runtime sets
+        # over the template's (PUBLIC_API_URL: the links in emails point at the local API; LOG_LEVEL).
+        self.environment = {**spec.environment, **environment}
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._ready = False

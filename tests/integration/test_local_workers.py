@@ -36,7 +36,8 @@ class App:
         if event.get("exit"):
             os._exit(3)
         return {"pid": os.getpid(), "ahead": (utc_now() - datetime.now(UTC)).total_seconds(),
-                "setting": os.environ.get("THE_SETTING"), "function": context.function_name}
+                "setting": os.environ.get("THE_SETTING"), "url": os.environ.get("THE_URL"),
+                "function": context.function_name}
 
 
 handler = App()
@@ -61,8 +62,10 @@ def zygote(code: Path) -> Iterator[Zygote]:
 
 @pytest.fixture
 def worker(zygote: Zygote, code: Path) -> Iterator[WorkerProcess]:
-    spec = FunctionSpec("Things", "app.handler", str(code), {"THE_SETTING": "from the template"}, 3)
-    process = WorkerProcess(zygote, spec, "arn:aws:lambda:us-east-1:123456789012:function:Things", {})
+    spec = FunctionSpec("Things", "app.handler", str(code),
+                        {"THE_SETTING": "from the template", "THE_URL": "https://api.example.com"}, 3)
+    process = WorkerProcess(zygote, spec, "arn:aws:lambda:us-east-1:123456789012:function:Things",
+                            {"THE_URL": "http://127.0.0.1:8000"})
     process.start()
     process.ready()
     try:
@@ -75,6 +78,7 @@ def test_a_handler_answers_from_its_own_process_with_its_function_environment(wo
     answer = worker.invoke({})
     assert answer["pid"] != os.getpid()
     assert (answer["setting"], answer["function"]) == ("from the template", "Things")
+    assert answer["url"] == "http://127.0.0.1:8000"  # what the runtime sets wins over the template's
     assert worker.invoke({})["pid"] == answer["pid"]  # one container, kept warm
 
 
