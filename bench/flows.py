@@ -374,7 +374,7 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
     fake_aws_environment()
     os.environ.pop("AWS_ENDPOINT_URL", None)
     meter = FlowsMeter()
-    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name="bench-flows") as runtime:
+    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name="bench-flows", workers=False) as runtime:
         for service in SERVICES:
             meter.attach(clients.client(service))
         flows = next((p.function for p in runtime.pollers if p.function.spec.logical_id == FLOWS_FUNCTION), None)

@@ -65,13 +65,19 @@ class OneAtATime:
         return getattr(self._handler, name)
 
 
-class Function:
-    """A deployed function: its spec and its loaded handler."""
+def function_arn(spec: FunctionSpec, region: str) -> str:
+    return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}"
 
-    def __init__(self, spec: FunctionSpec, region: str = "us-east-1") -> None:
+
+class Function:
+    """A deployed function: its spec and its handler, loaded in this process unless one is given (the runtime's
+    worker processes: crm_local.workers)."""
+
+    def __init__(self, spec: FunctionSpec, region: str = "us-east-1", handler: Any = None) -> None:
         self.spec = spec
-        self.handler = OneAtATime(load_handler(spec.code_path, spec.handler, spec.logical_id))
-        self.arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}"
+        self.handler = handler if handler is not None else OneAtATime(
+            load_handler(spec.code_path, spec.handler, spec.logical_id))
+        self.arn = function_arn(spec, region)
 
     def invoke(self, event: dict[str, Any]) -> Any:
         context = LambdaContext(function_name=self.spec.logical_id, invoked_function_arn=self.arn,

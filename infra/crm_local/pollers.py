@@ -14,13 +14,16 @@ from typing import Any
 
 import boto3
 from moto.events.models import EventPattern
+from moto.sqs.models import sqs_backends
 
 from crm_local.event_shapes import sqs_record, stream_record
 from crm_local.lambdas import Function
 
 log = logging.getLogger("crm.local")
 
-IDLE_WAIT_SECONDS = 0.05
+# A poller is woken when its source gets work (crm_local.doorbell); it also looks this often for what the doorbell
+# does not ring for (a delayed message, a visibility timeout that ran out).
+IDLE_WAIT_SECONDS = 1.0
 # Lambda waits for the visibility timeout before a failed message is tried again; locally we
 # retry at once so a poison message reaches the DLQ (after maxReceiveCount) in seconds.
 LOCAL_RETRY_DELAY_SECONDS = 0
@@ -39,14 +42,18 @@ class Poller(threading.Thread):
         self.function = function
         self.mapping = mapping
         self.region = region
+        self.arn = str(mapping["EventSourceArn"])
         self.batch_size = int(mapping.get("BatchSize", 10))
         self.reports_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
         self.stopping = threading.Event()
         self.idle = threading.Event()
+        self.bell = threading.Event()  # rung when the source gets work, or to stop
+        self._idle_lock = threading.Lock()  # a ring and the poller's "found nothing" never interleave
         self.invocations = 0
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            self.bell.clear()  # a ring from here on makes the wait below return at once
             try:
                 worked = self.poll_once()
             except Exception:  # keep polling, as the Lambda service does; the error is logged
@@ -54,12 +61,21 @@ class Poller(threading.Thread):
                 worked = False
             if worked:
                 self.idle.clear()
-            else:
-                self.idle.set()
-                self.stopping.wait(IDLE_WAIT_SECONDS)
+                continue
+            with self._idle_lock:
+                if not self.bell.is_set():
+                    self.idle.set()
+            self.bell.wait(IDLE_WAIT_SECONDS)
+
+    def wake(self) -> None:
+        """The source has work: busy until a poll finds nothing again."""
+        with self._idle_lock:
+            self.idle.clear()
+            self.bell.set()
 
     def stop(self) -> None:
         self.stopping.set()
+        self.bell.set()
 
     def poll_once(self) -> bool:
         raise NotImplementedError
@@ -85,7 +101,6 @@ class SqsPoller(Poller):
     def __init__(self, name: str, function: Function, mapping: dict[str, Any], region: str) -> None:
         super().__init__(name, function, mapping, region)
         self.sqs: Any = boto3.client("sqs", region_name=region)
-        self.arn = str(mapping["EventSourceArn"])
         self.url = _queue_url(self.sqs, self.arn)
 
     def poll_once(self) -> bool:
@@ -96,19 +111,27 @@ class SqsPoller(Poller):
         if not messages:
             return False
         failed = self.invoke({"Records": [sqs_record(m, self.arn, self.region) for m in messages]})
-        for message in messages:
-            if failed is None or message["MessageId"] in failed:
-                self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"],
-                                                   VisibilityTimeout=LOCAL_RETRY_DELAY_SECONDS)
-            else:
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        # One request for the batch's deletes and one for its retries, as Lambda's poller does, not one a message.
+        retried = [m for m in messages if failed is None or m["MessageId"] in failed]
+        done = [m for m in messages if m not in retried]
+        answers = []
+        if done:
+            answers.append(self.sqs.delete_message_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)]))
+        if retried:
+            answers.append(self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": LOCAL_RETRY_DELAY_SECONDS}
+                for n, m in enumerate(retried)]))
+        for answer in answers:
+            for failure in answer.get("Failed", []):
+                log.error("%s: %s on a message of the batch", self.name, failure.get("Message") or failure["Code"])
         return True
 
     def pending(self) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        """Messages held, visible or not: read from moto's queue, which lives in this process (asked
+        over HTTP, as before, ``wait_idle``'s rounds cost a request per queue)."""
+        account, name = self.arn.split(":")[4:6]
+        return sum(1 for m in sqs_backends[account][self.region].get_queue(name)._messages if not m.delayed)
 
 
 class StreamPoller(Poller):
@@ -119,7 +142,6 @@ class StreamPoller(Poller):
         super().__init__(name, function, mapping, region)
         self.streams: Any = boto3.client("dynamodbstreams", region_name=region)
         self.sqs: Any = boto3.client("sqs", region_name=region)
-        self.arn = str(mapping["EventSourceArn"])
         self.max_retries = int(mapping.get("MaximumRetryAttempts", -1))
         self.on_failure: str | None = mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
         self.iterators: dict[str, str | None] = {}

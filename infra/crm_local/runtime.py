@@ -17,24 +17,26 @@ import boto3
 from crm import clock, config, wiring
 from crm.adapters import clients
 from moto.scheduler.models import scheduler_backends
-from moto.server import ThreadedMotoServer
 
-from crm_local import mailbox_simulator, moto_outbound, moto_patches, scheduler, ses_tracking, sms_status
+from crm_local import doorbell, mailbox_simulator, moto_outbound, moto_patches, scheduler, ses_tracking, sms_status
+from crm_local.aws_server import AwsServer
 from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
-from crm_local.lambdas import Function
+from crm_local.lambdas import Function, function_arn
 from crm_local.outbound import Outbox
 from crm_local.pollers import Poller, poller_for
 from crm_local.provision import ACCOUNT_ID, Provisioned, provision
 from crm_local.scheduler import Fired, ScheduleBook, ScheduleRunner, Targets
 from crm_local.schedules import ScheduleTimer
 from crm_local.template import load_stack
+from crm_local.workers import InWorker, WorkerProcess, Zygote
 
 log = logging.getLogger("crm.local")
 
 # A sender verified in the local SES from the start (any other one ends verified once a workspace's messaging
 # settings name it, or with `crm local --sender`): local sends need no set-up.
 DEFAULT_SENDER = "store@crm-local.example"
+IDLE_ROUNDS, IDLE_ROUND_SECONDS = 2, 0.02  # wait_idle's quiet rounds (was 3 x 0.1 s, while pollers polled)
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing"}
 
@@ -76,6 +78,10 @@ class LocalRuntime:
     schedules: dict[str, ScheduleTimer] = field(default_factory=dict)
     scheduler: ScheduleRunner | None = None  # EventBridge Scheduler's schedules (moto stores, this fires)
     senders: tuple[str, ...] = (DEFAULT_SENDER,)  # SES identities (addresses or domains) verified at start
+    # Each function in a worker process of its own (crm_local.workers); False loads them all in this process, for
+    # a caller that instruments what they do (bench/flows.py meters the flows function's clients).
+    workers: bool = True
+    processes: list[WorkerProcess] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -96,14 +102,21 @@ class LocalRuntime:
         for port in (self.aws_port, self.port):
             ensure_free(self.host, port)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        stack = load_stack(self.template, self.region)
+        if self.workers:  # its imports overlap moto's start and the provisioning
+            handlers = {name: stack.resources.get(name, {}).get("Properties", {}).get("Handler")
+                        for name in stack.code_paths}
+            self._zygote = Zygote((str(stack.code_paths[name]), handler)
+                                  for name, handler in handlers.items() if handler)
         moto_patches.install()
+        doorbell.install()
         moto_outbound.install()
         scheduler.install()
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
+        self._moto = AwsServer(self.host, self.aws_port)
         self._moto.start()
         os.environ.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.aws_endpoint, AWS_DEFAULT_REGION=self.region,
                           AWS_REGION=self.region)
-        self.provisioned = provision(load_stack(self.template, self.region), self.stack_name, self.region)
+        self.provisioned = provision(stack, self.stack_name, self.region)
         self.verify_senders(*self.senders)
         mailbox_simulator.install(self.provisioned)
         ses_tracking.install(self.api_url)
@@ -112,7 +125,7 @@ class LocalRuntime:
         config.reset()
         wiring.reset()
         clients.reset()
-        functions = {name: Function(spec, self.region) for name, spec in self.provisioned.functions.items()}
+        functions = self._functions()
         sms_status.install(self.provisioned, {name: function.invoke for name, function in functions.items()})
         self.pollers = [poller_for(name, functions[m["Function"]], m, self.region)
                         for name, m in self.provisioned.event_source_mappings.items()]
@@ -127,10 +140,25 @@ class LocalRuntime:
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="api", daemon=True)
         self._http_thread.start()
         for poller in self.pollers:
+            doorbell.listen(doorbell.source_of(poller.arn), poller.wake)
             poller.start()
         for timer in self.schedules.values():
             timer.start()
         self.scheduler.start()
+
+    def _functions(self) -> dict[str, Function]:
+        assert self.provisioned is not None
+        specs = self.provisioned.functions
+        if not self.workers:
+            return {name: Function(spec, self.region) for name, spec in specs.items()}
+        self.processes = [WorkerProcess(self._zygote, spec, function_arn(spec, self.region), os.environ)
+                          for spec in specs.values()]
+        for process in self.processes:  # they load their handlers side by side
+            process.start()
+        for process in self.processes:
+            process.ready()
+        return {name: Function(process.spec, self.region, handler=InWorker(process))
+                for name, process in zip(specs, self.processes, strict=True)}
 
     def verify_senders(self, *identities: str) -> None:
         """Email addresses or domains SES may send from, verified (as if their owner had confirmed them)."""
@@ -163,8 +191,9 @@ class LocalRuntime:
         return self.fire_due()
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Wait until every queue is drained, every poller found nothing twice in a row, and nothing is due:
-        what falls due meanwhile (a zero wait scheduled by a flow step) is fired here."""
+        """Wait until every queue is drained, every poller found nothing since its source last got work (the
+        doorbell marks it busy as the work arrives), and nothing is due: what falls due meanwhile (a zero wait
+        scheduled by a flow step) is fired here. Two quiet rounds in a row, for what no doorbell rings."""
         deadline = time.monotonic() + timeout
         quiet_rounds = 0
         while time.monotonic() < deadline:
@@ -172,9 +201,9 @@ class LocalRuntime:
             busy = bool(fired) or any(not p.idle.is_set() or p.pending() for p in self.pollers) or (
                 self.scheduler is not None and self.scheduler.busy()) or sms_status.busy()
             quiet_rounds = 0 if busy else quiet_rounds + 1
-            if quiet_rounds >= 3:
+            if quiet_rounds >= IDLE_ROUNDS:
                 return True
-            time.sleep(0.1)
+            time.sleep(IDLE_ROUND_SECONDS)
         return False
 
     def stop(self) -> None:
@@ -187,12 +216,17 @@ class LocalRuntime:
             self.scheduler.stop()
             scheduler.unlisten(self.scheduler.book)
         for poller in self.pollers:
+            doorbell.unlisten(doorbell.source_of(poller.arn), poller.wake)
             poller.stop()
         for poller in self.pollers:
             poller.join(timeout=5)
         if hasattr(self, "_http"):
             self._http.shutdown()
             self._http.server_close()
+        for process in self.processes:
+            process.stop()
+        if hasattr(self, "_zygote"):
+            self._zygote.stop()
         if hasattr(self, "_moto"):
             self._moto.stop()
 

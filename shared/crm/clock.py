@@ -24,6 +24,11 @@ def shift(by: timedelta) -> None:
     _shift += by
 
 
+def offset() -> timedelta:
+    """How far ``shift`` has moved this process's clock (the local runtime hands it to its worker processes)."""
+    return _shift
+
+
 def as_utc(value: datetime) -> datetime:
     """An aware UTC datetime; a naive one is refused rather than guessed."""
     if value.tzinfo is None:
