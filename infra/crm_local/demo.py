@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
 from crm_local.demo_flows import demo_flows
+from crm_local.demo_timing import Phases, percentile_ms
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import (
@@ -147,19 +149,28 @@ def queue_depth(url: str) -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def _ms(values: Sequence[float], share: float) -> str:
-    ordered = sorted(values)
-    return f"{ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000:.0f} ms"
-
-
 def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-output")) -> int:
-    began = time.perf_counter()
+    phases = Phases()
     simulation = simulate(shoppers, seed)
     # The simulation replays months of storefront browsing through /track, which refuses events older than a
     # week from a live page (docs/consent.md): the demo's runtime accepts its whole span.
     os.environ["TRACK_MAX_EVENT_AGE_DAYS"] = str(max(7, (datetime.now(UTC) - START).days + 1))
+    with AttributionBeside() as attribution:
+        wrong, results, drained = main_parts(simulation, shoppers, seed, out_dir, phases, attribution)
+        with phases.phase("the attribution part's end awaited"):
+            wrong += attribution.finish()
+    phases.add("attribution (a stack of its own, its start included)", attribution.seconds, beside=True)
+    phases.report(latencies(results))
+    return 0 if drained and not wrong else 1
+
+
+def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, phases: Phases,
+               attribution: AttributionBeside) -> tuple[list[str], list[Sent], bool]:
+    """The history, its report, the segments and the flows on the main stack (the attribution part started
+    beside them once the history's requests are done); the mismatches, the requests sent, whether it drained."""
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
+        phases.add("simulated, stack up (moto, the template provisioned)", phases.total())
         outputs = stack_outputs(STACK)
         # The first store names its currency: the workspace reports in it (`crm store add --currency`).
         shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY], currency=STORE_CURRENCY[SHOPIFY])
@@ -176,44 +187,99 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
         tap = tap_events(outputs["EventBusName"])
         print(f"simulated {shoppers} shoppers (seed {seed}): {len(simulation.messages)} requests, "
               f"{dict(sorted(simulation.counts().items()))}", flush=True)
-        results, sending, drained = drive(runtime, stores, simulation)
-        extras = edge_cases(runtime.api_url, stores)
-        drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
-        drained = set_rates(Api(runtime.api_url, shop.api_key)) and runtime.wait_idle(
-            timeout=DRAIN_TIMEOUT_SECONDS) and drained
-        report(outputs, results, sending, extras, simulation.expected, tap, drained)
-        wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
-        wrong += segments(Api(runtime.api_url, shop.api_key), outputs["TableName"], simulation.expected, out_dir)
-        wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"], seed=seed)
-    wrong += attribution_part()
-    print(f"demo finished in {time.perf_counter() - began:.0f} s", flush=True)
-    return 0 if drained and not wrong else 1
+        results, sending, drained = drive(runtime, stores, simulation, phases)
+        with phases.phase("edge cases, currency rates set and re-derived"):
+            extras = edge_cases(runtime.api_url, stores)
+            drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
+            drained = set_rates(Api(runtime.api_url, shop.api_key)) and runtime.wait_idle(
+                timeout=DRAIN_TIMEOUT_SECONDS) and drained
+        with phases.phase("report and verification (GET /customers)"):
+            report(outputs, results, sending, extras, simulation.expected, tap, drained)
+            wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
+        # From here on no request's latency is reported: what the flows earn runs beside the main stack.
+        attribution.start()
+        with phases.phase("segments (created, computed, checked, exported)"):
+            wrong += segments(Api(runtime.api_url, shop.api_key), outputs["TableName"], simulation.expected,
+                              out_dir)
+        with phases.phase("flows (a month fast-forwarded, checked)"):
+            wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"],
+                                seed=seed)
+        stopping = time.perf_counter()
+    phases.add("main stack stopped", time.perf_counter() - stopping)
+    return wrong, results, drained
 
 
-def attribution_part() -> list[str]:
-    """What the flows earn (crm_local.demo_attribution) on a stack of its own, in a process of its own, once the
-    main stack is down: on the main stack, each of its week's clock stops would also run the daily segment
-    recomputation and the flows of the main workspace (three times the part's own work)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    done = subprocess.run([sys.executable, "-m", "crm_local.demo_attribution"], env=environment, check=False)
-    return [] if done.returncode == 0 else [f"the attribution part exited {done.returncode}"]
+def latencies(results: list[Sent]) -> dict[str, list[float]]:
+    """Each request's time to answer, by kind: the webhooks of both platforms together, the /track requests."""
+    return {"webhooks (shopify and woocommerce)": [r.seconds for r in results if r.kind != "track"],
+            "track requests": [r.seconds for r in results if r.kind == "track"]}
 
 
-def drive(runtime: LocalRuntime, stores: dict[str, Store], simulation: Simulation
+class AttributionBeside:
+    """What the flows earn (crm_local.demo_attribution) on a stack of its own, in a process of its own, run beside
+    the main stack's segments and flows parts; its report is printed, as it wrote it, once theirs are.
+
+    On the main stack, each of its week's clock stops would also run the daily segment recomputation and the
+    flows of the main workspace (three times the part's own work); after the main stack, its ~40 s would add
+    to the demo's. Beside it, it takes the core the main stack's process leaves (one process holds the GIL).
+    It starts after the history's requests, whose latencies the report gives: they do not share the machine.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.out, self.err = b"", b""
+        self.seconds = 0.0
+        self._started = 0.0
+        self._waiter: threading.Thread | None = None
+
+    def start(self) -> None:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self._started = time.perf_counter()
+        self.process = subprocess.Popen([sys.executable, "-m", "crm_local.demo_attribution"], env=environment,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._waiter = threading.Thread(target=self._wait, args=(self.process,), name="attribution", daemon=True)
+        self._waiter.start()
+
+    def _wait(self, process: subprocess.Popen[bytes]) -> None:
+        self.out, self.err = process.communicate()  # held until the main parts are reported
+        self.seconds = time.perf_counter() - self._started
+
+    def finish(self) -> list[str]:
+        """Wait for the part to end, print what it wrote; the mismatches (its exit status)."""
+        if self.process is None or self._waiter is None:
+            return ["the attribution part did not start"]
+        self._waiter.join()
+        for held, stream in ((self.err, sys.stderr), (self.out, sys.stdout)):
+            stream.write(held.decode(errors="replace"))
+            stream.flush()
+        code = self.process.returncode
+        return [] if code == 0 else [f"the attribution part exited {code}"]
+
+    def __enter__(self) -> AttributionBeside:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:  # the main parts failed: no waiting
+            self.process.kill()
+            self.process.wait()
+
+
+def drive(runtime: LocalRuntime, stores: dict[str, Store], simulation: Simulation, phases: Phases
           ) -> tuple[list[Sent], float, bool]:
     """Send each wave over HTTP with a few concurrent senders, and let the stack drain before the next."""
     results: list[Sent] = []
     sending, drained = 0.0, True
     with ThreadPoolExecutor(max_workers=SENDERS) as pool:
         for wave in range(1, LINKS + 1):
-            messages = simulation.wave(wave)
-            started = time.perf_counter()
-            results += pool.map(lambda m: send(runtime.api_url, stores, m), messages)
-            sent = time.perf_counter() - started
-            sending += sent
-            drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
-            print(f"wave {wave} ({WAVES[wave]}): {len(messages)} requests sent in {sent:.1f} s, "
-                  f"processed {time.perf_counter() - started:.1f} s after the first", flush=True)
+            with phases.phase(f"wave {wave} sent and processed"):
+                messages = simulation.wave(wave)
+                started = time.perf_counter()
+                results += pool.map(lambda m: send(runtime.api_url, stores, m), messages)
+                sent = time.perf_counter() - started
+                sending += sent
+                drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
+                print(f"wave {wave} ({WAVES[wave]}): {len(messages)} requests sent in {sent:.1f} s, "
+                      f"processed {time.perf_counter() - started:.1f} s after the first", flush=True)
     return results, sending, drained
 
 
@@ -278,7 +344,7 @@ def report( outputs: dict[str, str], results: list[Sent], sending: float, extras
         seconds = [r.seconds for r in mine] or [0.0]
         label = kind + (" webhooks" if kind != "track" else " requests")
         print(f"  {label:<23}{statuses.get(accepted, 0)}/{len(mine)} accepted{extra} "
-              f"(p50 {_ms(seconds, 0.5)}, p95 {_ms(seconds, 0.95)}; other answers: {others})")
+              f"(p50 {percentile_ms(seconds, 0.5)}, p95 {percentile_ms(seconds, 0.95)}; other answers: {others})")
     print(f"unreadable signed body   answered {extras['unreadable']}; forged signature answered {extras['forged']}")
     print(f"queues drained           {'yes' if drained else 'NO (timed out)'}")
     both = bought_in_both_stores(profiles, orders)
