@@ -194,13 +194,14 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
             drained = set_rates(Api(runtime.api_url, shop.api_key)) and runtime.wait_idle(
                 timeout=DRAIN_TIMEOUT_SECONDS) and drained
         with phases.phase("report and verification (GET /customers)"):
-            report(outputs, results, sending, extras, simulation.expected, tap, drained)
-            wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
+            # One scan of the table for the report and every check on the stored profiles after it: nothing
+            # writes a profile once the queues drained (the segment runs write memberships beside them).
+            profiles = report(outputs, results, sending, extras, simulation.expected, tap, drained)
+            wrong = verify(runtime.api_url, shop.api_key, profiles, simulation.expected)
         # From here on no request's latency is reported: what the flows earn runs beside the main stack.
         attribution.start()
         with phases.phase("segments (created, computed, checked, exported)"):
-            wrong += segments(Api(runtime.api_url, shop.api_key), outputs["TableName"], simulation.expected,
-                              out_dir)
+            wrong += segments(Api(runtime.api_url, shop.api_key), profiles, simulation.expected, out_dir)
         with phases.phase("flows (a month fast-forwarded, checked)"):
             wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"],
                                 seed=seed)
@@ -327,7 +328,8 @@ def bought_in_both_stores(profiles: list[Profile], orders: list[OrderRecord]) ->
 
 
 def report( outputs: dict[str, str], results: list[Sent], sending: float, extras: dict[str, int],
-           expected: Expected, tap: str, drained: bool) -> None:
+           expected: Expected, tap: str, drained: bool) -> list[Profile]:
+    """The history's report; the profiles as stored (merged ones included)."""
     entities = table_entities(outputs["TableName"])
     profiles = [Profile.model_validate(p) for p in entities.get("profile", [])]
     live = [p for p in profiles if p.merged_into is None]
@@ -386,9 +388,10 @@ def report( outputs: dict[str, str], results: list[Sent], sending: float, extras
     print(f"events published         {dict(sorted(events.items())) or 'none'}")
     print(f"ingest DLQ depth         {queue_depth(outputs['IngestDeadLetterQueueUrl'])} "
           "(the signed, unreadable delivery: archived and parked with its reason; `crm dlq list`)")
+    return profiles
 
 
-def verify(api_url: str, api_key: str, table: str, expected: Expected) -> list[str]:
+def verify(api_url: str, api_key: str, profiles: list[Profile], expected: Expected) -> list[str]:
     """Every shopper as the marketer API answers for them, against the simulation's own totals."""
     def check(outcome: Any) -> str | None:
         status, view = http("GET", f"{api_url}/customers?{outcome.by}={quote(outcome.key)}",
@@ -408,7 +411,7 @@ def verify(api_url: str, api_key: str, table: str, expected: Expected) -> list[s
 
     with ThreadPoolExecutor(max_workers=SENDERS) as pool:
         wrong = [w for w in pool.map(check, expected.shoppers.values()) if w]
-    merged = sum(1 for p in table_entities(table).get("profile", []) if p.get("merged_into"))
+    merged = sum(1 for p in profiles if p.merged_into)
     if merged != expected.merges:
         wrong.append(f"merges: expected {expected.merges}, found {merged} profiles merged into others")
     print(f"verified                 {len(expected.shoppers) - len([w for w in wrong if not w.startswith('merges')])}"
@@ -597,10 +600,9 @@ def print_sizes(listed: list[dict[str, Any]], facts: SegmentFacts, table: dict[s
     return wrong
 
 
-def table_counts(table: str) -> dict[str, int]:
+def table_counts(profiles: list[Profile]) -> dict[str, int]:
     """The custom segments' sizes counted on the stored profiles directly (not with the segment engine)."""
-    live = [Profile.model_validate(p) for p in table_entities(table).get("profile", [])]
-    live = [p for p in live if p.merged_into is None]
+    live = [p for p in profiles if p.merged_into is None]
     return {
         "Came from Google Ads, bought twice or more": sum(
             1 for p in live if p.first_touch and p.first_touch.source == "google" and p.orders_count >= 2),
@@ -629,7 +631,7 @@ def export_csv(api: Api, segment_id: str, size: int, facts: SegmentFacts, out_di
     return [] if fine else [f"export of {segment_id}: {len(rows)} rows, not the expected VIPs and their spend"]
 
 
-def segments(api: Api, table: str, expected: Expected, out_dir: Path) -> list[str]:
+def segments(api: Api, profiles: list[Profile], expected: Expected, out_dir: Path) -> list[str]:
     """Custom segments created over the API, every segment computed, sizes, RFM groups, one CSV export."""
     print("\n== segments ==")
     try:
@@ -648,7 +650,7 @@ def segments(api: Api, table: str, expected: Expected, out_dir: Path) -> list[st
           f"{computed:%Y-%m-%d %H:%M} UTC (the simulated months start {START:%Y-%m-%d};\n"
           "                         churn risk, new customers and cart abandoners count back from the time of the run)")
     facts = SegmentFacts.of(expected, int(settings["vip_top_percent"]))
-    wrong = print_sizes(listed, facts, table_counts(table), int(settings["vip_top_percent"]), custom)
+    wrong = print_sizes(listed, facts, table_counts(profiles), int(settings["vip_top_percent"]), custom)
     wrong += print_rfm({s["id"]: int(s["size"]) for s in listed}, facts.buyers)
     wrong += export_csv(api, EXPORTED, next(int(s["size"]) for s in listed if s["id"] == EXPORTED), facts, out_dir)
     for line in wrong:

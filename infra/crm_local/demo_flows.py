@@ -71,10 +71,6 @@ def read_emails(aws_endpoint: str) -> list[SentEmail]:
     return [sent_email(record) for record in outbound.Outbox(aws_endpoint).read().emails]
 
 
-def read_sms(aws_endpoint: str) -> list[outbound.SentSms]:
-    return outbound.Outbox(aws_endpoint).read().sms
-
-
 def one_click_unsubscribe(url: str) -> int:
     """What Gmail does for a List-Unsubscribe-Post message (RFC 8058): POST the link, no cookies, no login."""
     from crm_local.demo import http
@@ -289,7 +285,8 @@ class FlowsDemo:
         return wrong
 
     def outcome(self) -> FlowsOutcome:
-        emails = read_emails(self.runtime.aws_endpoint)
+X
+        emails = [sent_email(record) for record in sent.emails]
         runs = flow_runs(self.table)
         templates = self.templates_by_step()
         sent_at: dict[str, datetime] = {}
@@ -310,8 +307,7 @@ class FlowsDemo:
             if sent.sent_at:
                 sent_at[sent.message_id] = sent.sent_at
         named = {m: (flow, templates.get(flow, {}).get(step, step)) for m, (flow, step) in sent_by.items()}
-        sms = len(read_sms(self.runtime.aws_endpoint))
-        return FlowsOutcome(emails, sent_at, named, runs, dict(self.unsubscribed), sms)
+        return FlowsOutcome(emails, sent_at, named, runs, dict(self.unsubscribed), len(outbox.sms))
 
 
 def demo_flows(runtime: LocalRuntime, api: Any, stores: dict[str, Store], table: str, shoppers: int = 60,
