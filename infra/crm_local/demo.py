@@ -3,8 +3,10 @@ over HTTP into the embedded stack, a report of what the CRM made of it, and a ch
 then its segments: a few custom ones created over the API, every segment computed, their sizes, the RFM
 groups and a CSV export, checked against the simulation where that is cheap; then its flows (demo_flows.py):
 the built-ins live, checkouts abandoned, a month fast-forwarded, what was sent checked against the simulation;
-then what the flows earn (demo_attribution.py): an A/B split in the abandoned-checkout flow, reminders opened
-and clicked through the runtime's tracking links, orders attributed, the stats checked against the simulation."""
+then what the flows earn (demo_attribution.py, on a stack of its own beside the segments and flows parts): an
+A/B split in the abandoned-checkout flow, reminders opened and clicked through the runtime's tracking links,
+orders attributed, the stats checked against the simulation. Last, the wall time of each phase and the
+requests' latencies (demo_timing.py)."""
 
 from __future__ import annotations
 
