@@ -3,9 +3,9 @@ over HTTP into the embedded stack, a report of what the CRM made of it, and a ch
 then its segments: a few custom ones created over the API, every segment computed, their sizes, the RFM
 groups and a CSV export, checked against the simulation where that is cheap; then its flows (demo_flows.py):
 the built-ins live, checkouts abandoned, a month fast-forwarded, what was sent checked against the simulation;
-then what the flows earn (demo_attribution.py, on a stack of its own beside the segments and flows parts): an
-A/B split in the abandoned-checkout flow, reminders opened and clicked through the runtime's tracking links,
-orders attributed, the stats checked against the simulation. Last, the wall time of each phase and the
+then what the flows earn (demo_attribution.py, on a stack of its own beside the main one once the history is
+sent): an A/B split in the abandoned-checkout flow, reminders opened and clicked through the runtime's tracking
+links, orders attributed, the stats checked against the simulation. Last, the wall time of each phase and the
 requests' latencies (demo_timing.py)."""
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
 def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, phases: Phases,
                attribution: AttributionBeside) -> tuple[list[str], list[Sent], bool]:
     """The history, its report, the segments and the flows on the main stack (the attribution part started
-    beside them once the history's requests are done); the mismatches, the requests sent, whether it drained."""
+    beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained."""
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
         phases.add("simulated, stack up (moto, the template provisioned)", phases.total())
@@ -190,6 +190,8 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
         print(f"simulated {shoppers} shoppers (seed {seed}): {len(simulation.messages)} requests, "
               f"{dict(sorted(simulation.counts().items()))}", flush=True)
         results, sending, drained = drive(runtime, stores, simulation, phases)
+        # From here on no request's latency is reported: what the flows earn runs beside the main stack.
+        attribution.start()
         with phases.phase("edge cases, currency rates set and re-derived"):
             extras = edge_cases(runtime.api_url, stores)
             drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
@@ -200,8 +202,6 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
             # writes a profile once the queues drained (the segment runs write memberships beside them).
             profiles = report(outputs, results, sending, extras, simulation.expected, tap, drained)
             wrong = verify(runtime.api_url, shop.api_key, profiles, simulation.expected)
-        # From here on no request's latency is reported: what the flows earn runs beside the main stack.
-        attribution.start()
         with phases.phase("segments (created, computed, checked, exported)"):
             wrong += segments(Api(runtime.api_url, shop.api_key), profiles, simulation.expected, out_dir)
         with phases.phase("flows (a month fast-forwarded, checked)"):
@@ -220,7 +220,7 @@ def latencies(results: list[Sent]) -> dict[str, list[float]]:
 
 class AttributionBeside:
     """What the flows earn (crm_local.demo_attribution) on a stack of its own, in a process of its own, run beside
-    the main stack's segments and flows parts; its report is printed, as it wrote it, once theirs are.
+    the main stack's later parts; its report is printed, as it wrote it, once theirs are.
 
     On the main stack, each of its week's clock stops would also run the daily segment recomputation and the
     flows of the main workspace (three times the part's own work); after the main stack, its ~40 s would add

@@ -9,7 +9,7 @@ and the winner every second-wave run took.
 
 Kept short (well under a minute): a few dozen shoppers, one clock stop per thing that happens.
 It runs on a runtime of its own (`python -m crm_local.demo_attribution`; `make demo` runs it so, beside the
-main stack's segments and flows parts, and prints its report after theirs): on a stack holding the main demo's
+main stack once the history is sent, and prints its report last): on a stack holding the main demo's
 workspace, each clock stop would also recompute that workspace's segments and move its flows.
 """
 
