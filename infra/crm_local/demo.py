@@ -233,7 +233,10 @@ class AttributionBeside:
     It starts after the history's requests, whose latencies the report gives: they do not share the machine.
     """
 
-    def __init__(self) -> None:
+    COMMAND = (sys.executable, "-m", "crm_local.demo_attribution")
+
+    def __init__(self, command: Sequence[str] = COMMAND) -> None:
+        self.command = list(command)
         self.process: subprocess.Popen[bytes] | None = None
         self.out, self.err = b"", b""
         self.seconds = 0.0
@@ -243,8 +246,7 @@ class AttributionBeside:
     def start(self) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         self._started = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, "-m", "crm_local.demo_attribution"], env=environment,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(self.command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._waiter = threading.Thread(target=self._wait, args=(self.process,), name="attribution", daemon=True)
         self._waiter.start()
 

@@ -4,7 +4,7 @@ requests met, printed last in its report (`make demo` has a budget: docs/local-r
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -19,22 +19,25 @@ def percentile_ms(values: Sequence[float], share: float) -> str:
 class Phases:
     """Wall time of each phase in the order they ran; ``beside`` for one that ran beside the others."""
 
-    began: float = field(default_factory=time.perf_counter)
+    clock: Callable[[], float] = time.perf_counter
     spans: list[tuple[str, float, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.began = self.clock()
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started = self.clock()
         try:
             yield
         finally:
-            self.spans.append((name, time.perf_counter() - started, False))
+            self.spans.append((name, self.clock() - started, False))
 
     def add(self, name: str, seconds: float, beside: bool = False) -> None:
         self.spans.append((name, seconds, beside))
 
     def total(self) -> float:
-        return time.perf_counter() - self.began
+        return self.clock() - self.began
 
     def report(self, latencies: Mapping[str, Sequence[float]]) -> None:
         """A line per phase, one per kind of request with its p50 and p95, then the total."""
