@@ -10,6 +10,7 @@ requests' latencies (demo_timing.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -116,24 +117,52 @@ def send(api_url: str, stores: dict[str, Store], message: Message) -> Sent:
     return Sent(message.platform, status, time.perf_counter() - started)
 
 
-def tap_events(bus_name: str) -> str:
-    """A queue subscribed to every CRM event on the bus: the demo counts what the outbox published."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="demo-event-tap")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="demo-event-tap", EventBusName=bus_name, EventPattern=json.dumps({"source": ["crm"]}))
-    events.put_targets(Rule="demo-event-tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": arn}])
-    return str(url)
+class EventTap:
+    """A queue subscribed to every CRM event on the bus: the demo counts what the outbox published.
 
+    A thread empties it as the events arrive: moto's queue walks every message it holds on each receive and
+    each delete, so a tap left to fill until the report (thousands of events) would cost the main process a
+    receive and a delete per ten events over all of them, and slow the bus's deliveries to it meanwhile."""
 
-def drain_tap(url: str) -> Counter[str]:
-    sqs, counts = boto3.client("sqs"), Counter[str]()
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        for message in batch:
-            counts[json.loads(message["Body"])["detail-type"]] += 1
-        sqs.delete_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
-    return counts
+    EVERY_SECONDS = 0.5
+
+    def __init__(self, bus_name: str) -> None:
+        sqs, events = boto3.client("sqs"), boto3.client("events")
+        self.url = str(sqs.create_queue(QueueName="demo-event-tap")["QueueUrl"])
+        arn = sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="demo-event-tap", EventBusName=bus_name, EventPattern=json.dumps({"source": ["crm"]}))
+        events.put_targets(Rule="demo-event-tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": arn}])
+        self.counts: Counter[str] = Counter()
+        self._sqs = sqs
+        self._lock = threading.Lock()  # one drainer at a time: a message is counted once
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event-tap", daemon=True)
+
+    def start(self) -> EventTap:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.EVERY_SECONDS):
+            with contextlib.suppress(Exception):  # the stack stopping under it; the report drains the rest
+                self.drain()
+
+    def drain(self) -> Counter[str]:
+        """Count and delete what the queue holds now; every event counted so far."""
+        with self._lock:
+            while batch := self._sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+                for message in batch:
+                    self.counts[json.loads(message["Body"])["detail-type"]] += 1
+                self._sqs.delete_message_batch(QueueUrl=self.url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+            return Counter(self.counts)
+
+    def stop(self) -> Counter[str]:
+        """Stop the thread, count what is left; every event published."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.drain()
 
 
 def table_entities(table: str) -> dict[str, list[dict[str, Any]]]:
@@ -186,7 +215,7 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
                   f"write_key {registered.write_key}", flush=True)
         stores = {SHOPIFY: Store(SHOPIFY, shop.domain, SECRETS[SHOPIFY], shop.write_key or ""),
                   WOOCOMMERCE: Store(WOOCOMMERCE, woo.domain, SECRETS[WOOCOMMERCE], woo.write_key or "")}
-        tap = tap_events(outputs["EventBusName"])
+        tap = EventTap(outputs["EventBusName"]).start()
         # The custom segments exist before the history: creating one starts a run of the workspace, which over
         # an empty workspace costs nothing; the event-driven refresh then keeps them current with the others,
         # and the segments part's one run computes them all (created after the history, they would cost a
@@ -337,14 +366,14 @@ def bought_in_both_stores(profiles: list[Profile], orders: list[OrderRecord]) ->
 
 
 def report( outputs: dict[str, str], results: list[Sent], sending: float, extras: dict[str, int],
-           expected: Expected, tap: str, drained: bool) -> list[Profile]:
+           expected: Expected, tap: EventTap, drained: bool) -> list[Profile]:
     """The history's report; the profiles as stored (merged ones included)."""
     entities = table_entities(outputs["TableName"])
     profiles = [Profile.model_validate(p) for p in entities.get("profile", [])]
     live = [p for p in profiles if p.merged_into is None]
     merged = len(profiles) - len(live)
     orders = [OrderRecord.model_validate(o) for o in entities.get("order", [])]
-    events = drain_tap(tap)
+    events = tap.stop()
     print("\n== CRM demo report ==")
     print(f"requests sent            {len(results)} in {sending:.1f} s of sending ({len(results) / sending:.0f}/s)")
     for kind, accepted in (("shopify", 200), ("woocommerce", 200), ("track", 202)):
