@@ -190,7 +190,7 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
         wrong, results, drained = main_parts(simulation, shoppers, seed, out_dir, phases, attribution)
         with phases.phase("the attribution part's end awaited"):
             wrong += attribution.finish()
-    phases.add("attribution (a stack of its own, its start included)", attribution.seconds, beside=True)
+    phases.add("attribution (its own stack, its start included)", attribution.seconds, beside=True)
     phases.report(latencies(results))
     return 0 if drained and not wrong else 1
 
@@ -201,7 +201,7 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
     beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained."""
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
-        phases.add("simulated, stack up (moto, the template provisioned)", phases.total())
+        phases.add("simulated, stack up", phases.total())
         outputs = stack_outputs(STACK)
         # The first store names its currency: the workspace reports in it (`crm store add --currency`).
         shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY], currency=STORE_CURRENCY[SHOPIFY])
