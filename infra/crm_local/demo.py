@@ -3,11 +3,14 @@ over HTTP into the embedded stack, a report of what the CRM made of it, and a ch
 then its segments: a few custom ones created over the API, every segment computed, their sizes, the RFM
 groups and a CSV export, checked against the simulation where that is cheap; then its flows (demo_flows.py):
 the built-ins live, checkouts abandoned, a month fast-forwarded, what was sent checked against the simulation;
-then what the flows earn (demo_attribution.py): an A/B split in the abandoned-checkout flow, reminders opened
-and clicked through the runtime's tracking links, orders attributed, the stats checked against the simulation."""
+then what the flows earn (demo_attribution.py, on a stack of its own beside the main one once the history is
+sent): an A/B split in the abandoned-checkout flow, reminders opened and clicked through the runtime's tracking
+links, orders attributed, the stats checked against the simulation. Last, the wall time of each phase and the
+requests' latencies (demo_timing.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -15,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -33,6 +37,7 @@ from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
 from crm_local.demo_flows import demo_flows
+from crm_local.demo_timing import Phases, percentile_ms
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import (
@@ -112,24 +117,52 @@ def send(api_url: str, stores: dict[str, Store], message: Message) -> Sent:
     return Sent(message.platform, status, time.perf_counter() - started)
 
 
-def tap_events(bus_name: str) -> str:
-    """A queue subscribed to every CRM event on the bus: the demo counts what the outbox published."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="demo-event-tap")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="demo-event-tap", EventBusName=bus_name, EventPattern=json.dumps({"source": ["crm"]}))
-    events.put_targets(Rule="demo-event-tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": arn}])
-    return str(url)
+class EventTap:
+    """A queue subscribed to every CRM event on the bus: the demo counts what the outbox published.
 
+    A thread empties it as the events arrive: moto's queue walks every message it holds on each receive and
+    each delete, so a tap left to fill until the report (thousands of events) would cost the main process a
+    receive and a delete per ten events over all of them, and slow the bus's deliveries to it meanwhile."""
 
-def drain_tap(url: str) -> Counter[str]:
-    sqs, counts = boto3.client("sqs"), Counter[str]()
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        for message in batch:
-            counts[json.loads(message["Body"])["detail-type"]] += 1
-        sqs.delete_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
-    return counts
+    EVERY_SECONDS = 0.5
+
+    def __init__(self, bus_name: str) -> None:
+        sqs, events = boto3.client("sqs"), boto3.client("events")
+        self.url = str(sqs.create_queue(QueueName="demo-event-tap")["QueueUrl"])
+        arn = sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="demo-event-tap", EventBusName=bus_name, EventPattern=json.dumps({"source": ["crm"]}))
+        events.put_targets(Rule="demo-event-tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": arn}])
+        self.counts: Counter[str] = Counter()
+        self._sqs = sqs
+        self._lock = threading.Lock()  # one drainer at a time: a message is counted once
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event-tap", daemon=True)
+
+    def start(self) -> EventTap:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.EVERY_SECONDS):
+            with contextlib.suppress(Exception):  # the stack stopping under it; the report drains the rest
+                self.drain()
+
+    def drain(self) -> Counter[str]:
+        """Count and delete what the queue holds now; every event counted so far."""
+        with self._lock:
+            while batch := self._sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+                for message in batch:
+                    self.counts[json.loads(message["Body"])["detail-type"]] += 1
+                self._sqs.delete_message_batch(QueueUrl=self.url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+            return Counter(self.counts)
+
+    def stop(self) -> Counter[str]:
+        """Stop the thread, count what is left; every event published."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.drain()
 
 
 def table_entities(table: str) -> dict[str, list[dict[str, Any]]]:
@@ -147,19 +180,28 @@ def queue_depth(url: str) -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def _ms(values: Sequence[float], share: float) -> str:
-    ordered = sorted(values)
-    return f"{ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000:.0f} ms"
-
-
 def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-output")) -> int:
-    began = time.perf_counter()
+    phases = Phases()
     simulation = simulate(shoppers, seed)
     # The simulation replays months of storefront browsing through /track, which refuses events older than a
     # week from a live page (docs/consent.md): the demo's runtime accepts its whole span.
     os.environ["TRACK_MAX_EVENT_AGE_DAYS"] = str(max(7, (datetime.now(UTC) - START).days + 1))
+    with AttributionBeside() as attribution:
+        wrong, results, drained = main_parts(simulation, shoppers, seed, out_dir, phases, attribution)
+        with phases.phase("the attribution part's end awaited"):
+            wrong += attribution.finish()
+    phases.add("attribution (its own stack, its start included)", attribution.seconds, beside=True)
+    phases.report(latencies(results))
+    return 0 if drained and not wrong else 1
+
+
+def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, phases: Phases,
+               attribution: AttributionBeside) -> tuple[list[str], list[Sent], bool]:
+    """The history, its report, the segments and the flows on the main stack (the attribution part started
+    beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained."""
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
+        phases.add("simulated, stack up", phases.total())
         outputs = stack_outputs(STACK)
         # The first store names its currency: the workspace reports in it (`crm store add --currency`).
         shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY], currency=STORE_CURRENCY[SHOPIFY])
@@ -173,47 +215,110 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
                   f"write_key {registered.write_key}", flush=True)
         stores = {SHOPIFY: Store(SHOPIFY, shop.domain, SECRETS[SHOPIFY], shop.write_key or ""),
                   WOOCOMMERCE: Store(WOOCOMMERCE, woo.domain, SECRETS[WOOCOMMERCE], woo.write_key or "")}
-        tap = tap_events(outputs["EventBusName"])
+        tap = EventTap(outputs["EventBusName"]).start()
+        # The custom segments exist before the history: creating one starts a run of the workspace, which over
+        # an empty workspace costs nothing; the event-driven refresh then keeps them current with the others,
+        # and the segments part's one run computes them all (created after the history, they would cost a
+        # whole run of the workspace each time, and the part's recomputation another).
+        custom = create_custom_segments(Api(runtime.api_url, shop.api_key))
         print(f"simulated {shoppers} shoppers (seed {seed}): {len(simulation.messages)} requests, "
               f"{dict(sorted(simulation.counts().items()))}", flush=True)
-        results, sending, drained = drive(runtime, stores, simulation)
-        extras = edge_cases(runtime.api_url, stores)
-        drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
-        drained = set_rates(Api(runtime.api_url, shop.api_key)) and runtime.wait_idle(
-            timeout=DRAIN_TIMEOUT_SECONDS) and drained
-        report(outputs, results, sending, extras, simulation.expected, tap, drained)
-        wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
-        wrong += segments(Api(runtime.api_url, shop.api_key), outputs["TableName"], simulation.expected, out_dir)
-        wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"], seed=seed)
-    wrong += attribution_part()
-    print(f"demo finished in {time.perf_counter() - began:.0f} s", flush=True)
-    return 0 if drained and not wrong else 1
+        results, sending, drained = drive(runtime, stores, simulation, phases)
+        # From here on no request's latency is reported: what the flows earn runs beside the main stack.
+        attribution.start()
+        with phases.phase("edge cases, currency rates set and re-derived"):
+            extras = edge_cases(runtime.api_url, stores)
+            drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
+            drained = set_rates(Api(runtime.api_url, shop.api_key)) and runtime.wait_idle(
+                timeout=DRAIN_TIMEOUT_SECONDS) and drained
+        with phases.phase("report and verification (GET /customers)"):
+            # One scan of the table for the report and every check on the stored profiles after it: nothing
+            # writes a profile once the queues drained (the segment runs write memberships beside them).
+            profiles = report(outputs, results, sending, extras, simulation.expected, tap, drained)
+            wrong = verify(runtime.api_url, shop.api_key, profiles, simulation.expected)
+        with phases.phase("segments (computed, checked, exported)"):
+            wrong += segments(Api(runtime.api_url, shop.api_key), custom, profiles, simulation.expected, out_dir)
+        with phases.phase("flows (a month fast-forwarded, checked)"):
+            wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"],
+                                seed=seed)
+        stopping = time.perf_counter()
+    phases.add("main stack stopped", time.perf_counter() - stopping)
+    return wrong, results, drained
 
 
-def attribution_part() -> list[str]:
-    """What the flows earn (crm_local.demo_attribution) on a stack of its own, in a process of its own, once the
-    main stack is down: on the main stack, each of its week's clock stops would also run the daily segment
-    recomputation and the flows of the main workspace (three times the part's own work)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    done = subprocess.run([sys.executable, "-m", "crm_local.demo_attribution"], env=environment, check=False)
-    return [] if done.returncode == 0 else [f"the attribution part exited {done.returncode}"]
+def latencies(results: list[Sent]) -> dict[str, list[float]]:
+    """Each request's time to answer, by kind: the webhooks of both platforms together, the /track requests."""
+    return {"webhooks (shopify and woocommerce)": [r.seconds for r in results if r.kind != "track"],
+            "track requests": [r.seconds for r in results if r.kind == "track"]}
 
 
-def drive(runtime: LocalRuntime, stores: dict[str, Store], simulation: Simulation
+class AttributionBeside:
+    """What the flows earn (crm_local.demo_attribution) on a stack of its own, in a process of its own, run beside
+    the main stack's later parts; its report is printed, as it wrote it, once theirs are.
+
+    On the main stack, each of its week's clock stops would also run the daily segment recomputation and the
+    flows of the main workspace (three times the part's own work); after the main stack, its ~40 s would add
+    to the demo's. Beside it, it takes the core the main stack's process leaves (one process holds the GIL).
+    It starts after the history's requests, whose latencies the report gives: they do not share the machine.
+    """
+
+    COMMAND = (sys.executable, "-m", "crm_local.demo_attribution")
+
+    def __init__(self, command: Sequence[str] = COMMAND) -> None:
+        self.command = list(command)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.out, self.err = b"", b""
+        self.seconds = 0.0
+        self._started = 0.0
+        self._waiter: threading.Thread | None = None
+
+    def start(self) -> None:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self._started = time.perf_counter()
+        self.process = subprocess.Popen(self.command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._waiter = threading.Thread(target=self._wait, args=(self.process,), name="attribution", daemon=True)
+        self._waiter.start()
+
+    def _wait(self, process: subprocess.Popen[bytes]) -> None:
+        self.out, self.err = process.communicate()  # held until the main parts are reported
+        self.seconds = time.perf_counter() - self._started
+
+    def finish(self) -> list[str]:
+        """Wait for the part to end, print what it wrote; the mismatches (its exit status)."""
+        if self.process is None or self._waiter is None:
+            return ["the attribution part did not start"]
+        self._waiter.join()
+        for held, stream in ((self.err, sys.stderr), (self.out, sys.stdout)):
+            stream.write(held.decode(errors="replace"))
+            stream.flush()
+        code = self.process.returncode
+        return [] if code == 0 else [f"the attribution part exited {code}"]
+
+    def __enter__(self) -> AttributionBeside:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:  # the main parts failed: no waiting
+            self.process.kill()
+            self.process.wait()
+
+
+def drive(runtime: LocalRuntime, stores: dict[str, Store], simulation: Simulation, phases: Phases
           ) -> tuple[list[Sent], float, bool]:
     """Send each wave over HTTP with a few concurrent senders, and let the stack drain before the next."""
     results: list[Sent] = []
     sending, drained = 0.0, True
     with ThreadPoolExecutor(max_workers=SENDERS) as pool:
         for wave in range(1, LINKS + 1):
-            messages = simulation.wave(wave)
-            started = time.perf_counter()
-            results += pool.map(lambda m: send(runtime.api_url, stores, m), messages)
-            sent = time.perf_counter() - started
-            sending += sent
-            drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
-            print(f"wave {wave} ({WAVES[wave]}): {len(messages)} requests sent in {sent:.1f} s, "
-                  f"processed {time.perf_counter() - started:.1f} s after the first", flush=True)
+            with phases.phase(f"wave {wave} sent and processed"):
+                messages = simulation.wave(wave)
+                started = time.perf_counter()
+                results += pool.map(lambda m: send(runtime.api_url, stores, m), messages)
+                sent = time.perf_counter() - started
+                sending += sent
+                drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
+                print(f"wave {wave} ({WAVES[wave]}): {len(messages)} requests sent in {sent:.1f} s, "
+                      f"processed {time.perf_counter() - started:.1f} s after the first", flush=True)
     return results, sending, drained
 
 
@@ -261,13 +366,14 @@ def bought_in_both_stores(profiles: list[Profile], orders: list[OrderRecord]) ->
 
 
 def report( outputs: dict[str, str], results: list[Sent], sending: float, extras: dict[str, int],
-           expected: Expected, tap: str, drained: bool) -> None:
+           expected: Expected, tap: EventTap, drained: bool) -> list[Profile]:
+    """The history's report; the profiles as stored (merged ones included)."""
     entities = table_entities(outputs["TableName"])
     profiles = [Profile.model_validate(p) for p in entities.get("profile", [])]
     live = [p for p in profiles if p.merged_into is None]
     merged = len(profiles) - len(live)
     orders = [OrderRecord.model_validate(o) for o in entities.get("order", [])]
-    events = drain_tap(tap)
+    events = tap.stop()
     print("\n== CRM demo report ==")
     print(f"requests sent            {len(results)} in {sending:.1f} s of sending ({len(results) / sending:.0f}/s)")
     for kind, accepted in (("shopify", 200), ("woocommerce", 200), ("track", 202)):
@@ -278,7 +384,7 @@ def report( outputs: dict[str, str], results: list[Sent], sending: float, extras
         seconds = [r.seconds for r in mine] or [0.0]
         label = kind + (" webhooks" if kind != "track" else " requests")
         print(f"  {label:<23}{statuses.get(accepted, 0)}/{len(mine)} accepted{extra} "
-              f"(p50 {_ms(seconds, 0.5)}, p95 {_ms(seconds, 0.95)}; other answers: {others})")
+              f"(p50 {percentile_ms(seconds, 0.5)}, p95 {percentile_ms(seconds, 0.95)}; other answers: {others})")
     print(f"unreadable signed body   answered {extras['unreadable']}; forged signature answered {extras['forged']}")
     print(f"queues drained           {'yes' if drained else 'NO (timed out)'}")
     both = bought_in_both_stores(profiles, orders)
@@ -320,9 +426,10 @@ def report( outputs: dict[str, str], results: list[Sent], sending: float, extras
     print(f"events published         {dict(sorted(events.items())) or 'none'}")
     print(f"ingest DLQ depth         {queue_depth(outputs['IngestDeadLetterQueueUrl'])} "
           "(the signed, unreadable delivery: archived and parked with its reason; `crm dlq list`)")
+    return profiles
 
 
-def verify(api_url: str, api_key: str, table: str, expected: Expected) -> list[str]:
+def verify(api_url: str, api_key: str, profiles: list[Profile], expected: Expected) -> list[str]:
     """Every shopper as the marketer API answers for them, against the simulation's own totals."""
     def check(outcome: Any) -> str | None:
         status, view = http("GET", f"{api_url}/customers?{outcome.by}={quote(outcome.key)}",
@@ -342,7 +449,7 @@ def verify(api_url: str, api_key: str, table: str, expected: Expected) -> list[s
 
     with ThreadPoolExecutor(max_workers=SENDERS) as pool:
         wrong = [w for w in pool.map(check, expected.shoppers.values()) if w]
-    merged = sum(1 for p in table_entities(table).get("profile", []) if p.get("merged_into"))
+    merged = sum(1 for p in profiles if p.merged_into)
     if merged != expected.merges:
         wrong.append(f"merges: expected {expected.merges}, found {merged} profiles merged into others")
     print(f"verified                 {len(expected.shoppers) - len([w for w in wrong if not w.startswith('merges')])}"
@@ -531,10 +638,9 @@ def print_sizes(listed: list[dict[str, Any]], facts: SegmentFacts, table: dict[s
     return wrong
 
 
-def table_counts(table: str) -> dict[str, int]:
+def table_counts(profiles: list[Profile]) -> dict[str, int]:
     """The custom segments' sizes counted on the stored profiles directly (not with the segment engine)."""
-    live = [Profile.model_validate(p) for p in table_entities(table).get("profile", [])]
-    live = [p for p in live if p.merged_into is None]
+    live = [p for p in profiles if p.merged_into is None]
     return {
         "Came from Google Ads, bought twice or more": sum(
             1 for p in live if p.first_touch and p.first_touch.source == "google" and p.orders_count >= 2),
@@ -563,15 +669,22 @@ def export_csv(api: Api, segment_id: str, size: int, facts: SegmentFacts, out_di
     return [] if fine else [f"export of {segment_id}: {len(rows)} rows, not the expected VIPs and their spend"]
 
 
-def segments(api: Api, table: str, expected: Expected, out_dir: Path) -> list[str]:
-    """Custom segments created over the API, every segment computed, sizes, RFM groups, one CSV export."""
+def create_custom_segments(api: Api) -> dict[str, str]:
+    """POST /segments for each of custom_segments(); their ids by name."""
+    return {document["name"]: api.ok("POST", "/segments", document)["id"] for document in custom_segments()}
+
+
+def segments(api: Api, custom: dict[str, str], profiles: list[Profile], expected: Expected, out_dir: Path
+             ) -> list[str]:
+    """The custom segments (created before the history), every segment computed, sizes, RFM groups, one CSV
+    export."""
     print("\n== segments ==")
     try:
         settings = api.ok("GET", "/segments/settings")
         print("settings                 " + ", ".join(f"{k} {v}" for k, v in settings.items())
               + " (GET /segments/settings)")
-        custom = {document["name"]: api.ok("POST", "/segments", document)["id"] for document in custom_segments()}
-        print(f"custom segments          {len(custom)} created (POST /segments; demo.py custom_segments())")
+        print(f"custom segments          {len(custom)} created before the history (POST /segments; demo.py "
+              "custom_segments())")
         started = time.perf_counter()
         listed = recompute_all(api)
     except (RuntimeError, TimeoutError) as error:
@@ -582,7 +695,7 @@ def segments(api: Api, table: str, expected: Expected, out_dir: Path) -> list[st
           f"{computed:%Y-%m-%d %H:%M} UTC (the simulated months start {START:%Y-%m-%d};\n"
           "                         churn risk, new customers and cart abandoners count back from the time of the run)")
     facts = SegmentFacts.of(expected, int(settings["vip_top_percent"]))
-    wrong = print_sizes(listed, facts, table_counts(table), int(settings["vip_top_percent"]), custom)
+    wrong = print_sizes(listed, facts, table_counts(profiles), int(settings["vip_top_percent"]), custom)
     wrong += print_rfm({s["id"]: int(s["size"]) for s in listed}, facts.buyers)
     wrong += export_csv(api, EXPORTED, next(int(s["size"]) for s in listed if s["id"] == EXPORTED), facts, out_dir)
     for line in wrong:

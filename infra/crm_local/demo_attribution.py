@@ -8,9 +8,9 @@ per message and their revenue, recovered checkouts, each variant's recipients an
 and the winner every second-wave run took.
 
 Kept short (well under a minute): a few dozen shoppers, one clock stop per thing that happens.
-It runs on a runtime of its own (`python -m crm_local.demo_attribution`; `make demo` runs it so after the
-main stack is down): on a stack holding the main demo's workspace, each clock stop would also recompute that
-workspace's segments and move its flows.
+It runs on a runtime of its own (`python -m crm_local.demo_attribution`; `make demo` runs it so, beside the
+main stack once the history is sent, and prints its report last): on a stack holding the main demo's
+workspace, each clock stop would also recompute that workspace's segments and move its flows.
 """
 
 from __future__ import annotations

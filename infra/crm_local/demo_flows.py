@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ BUILTIN_FLOWS = ("builtin:abandoned_checkout", "builtin:browse_abandonment", "bu
 SENDER = {"from_address": "hello@demo-outfitters.example", "from_name": "Demo Outfitters",
           "postal_address": "Demo Outfitters, 1 Market Street, San Francisco, CA 94105, USA"}
 IDLE_TIMEOUT_SECONDS = 300
+SENDERS = 8  # concurrent shoppers, as the history part sends
 LEAD = timedelta(minutes=2)
 
 
@@ -67,10 +69,6 @@ def sent_email(record: outbound.SentEmail) -> SentEmail:
 def read_emails(aws_endpoint: str) -> list[SentEmail]:
     """Every email moto's SES "sent", by time of sending (/moto-api/data.json through crm_local.outbound)."""
     return [sent_email(record) for record in outbound.Outbox(aws_endpoint).read().emails]
-
-
-def read_sms(aws_endpoint: str) -> list[outbound.SentSms]:
-    return outbound.Outbox(aws_endpoint).read().sms
 
 
 def one_click_unsubscribe(url: str) -> int:
@@ -209,8 +207,18 @@ class FlowsDemo:
             if sent.status not in (200, 202):
                 print(f"  a {sent.kind} delivery answered {sent.status}", flush=True)
 
+    def deliver_side_by_side(self, sequences: Iterable[list[Any]]) -> None:
+        """Each shopper's messages in order (a duplicated webhook right after the first), the shoppers side by side
+        as a store's webhooks and browsers arrive: one shopper's deliveries never race each other."""
+        with ThreadPoolExecutor(max_workers=SENDERS) as pool:
+            list(pool.map(self.deliver, sequences))
+
     def act(self, actions: list[FlowAction]) -> None:
-        self.deliver(a.message for a in actions if a.message is not None)
+        by_shopper: dict[str, list[Any]] = {}
+        for action in actions:
+            if action.message is not None:
+                by_shopper.setdefault(action.shopper.email, []).append(action.message)
+        self.deliver_side_by_side(by_shopper.values())
         unsubscribing = [a.shopper for a in actions if a.kind == "unsubscribe"]
         if unsubscribing:
             self.idle()
@@ -248,7 +256,7 @@ class FlowsDemo:
         # the clock moves to T0 and the checkouts start.
         simulation = simulate_flows(shoppers, seed, utc_now() + LEAD, self.stores["shopify"].domain)
         t0 = simulation.t0
-        self.deliver(simulation.before_live)
+        self.deliver_side_by_side(simulation.before_live_by_shopper)
         if not self.idle():
             return ["the accounts and ties before the flows went live did not drain"]
         wrong = self.go_live()
@@ -277,7 +285,8 @@ class FlowsDemo:
         return wrong
 
     def outcome(self) -> FlowsOutcome:
-        emails = read_emails(self.runtime.aws_endpoint)
+        outbox = outbound.Outbox(self.runtime.aws_endpoint).read()  # moto's whole record: read once
+        emails = [sent_email(record) for record in outbox.emails]
         runs = flow_runs(self.table)
         templates = self.templates_by_step()
         sent_at: dict[str, datetime] = {}
@@ -298,8 +307,7 @@ class FlowsDemo:
             if sent.sent_at:
                 sent_at[sent.message_id] = sent.sent_at
         named = {m: (flow, templates.get(flow, {}).get(step, step)) for m, (flow, step) in sent_by.items()}
-        sms = len(read_sms(self.runtime.aws_endpoint))
-        return FlowsOutcome(emails, sent_at, named, runs, dict(self.unsubscribed), sms)
+        return FlowsOutcome(emails, sent_at, named, runs, dict(self.unsubscribed), len(outbox.sms))
 
 
 def demo_flows(runtime: LocalRuntime, api: Any, stores: dict[str, Store], table: str, shoppers: int = 60,
