@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/segment_runs.py
 	$(BIN)/python bench/flows.py
 	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/cold_start.py
 
 local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001
