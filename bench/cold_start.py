@@ -135,7 +135,9 @@ class SetUp:
     layer: Path
 
 
-def run(*command: str | Path, env: dict[str, str] | None = None) -> None:
+def run(*command: str | Path) -> None:
+    # the bench's temp directories are its own: pip's warning about installing as root is noise here
+    env = {**os.environ, "PIP_ROOT_USER_ACTION": "ignore"}
     subprocess.run([str(c) for c in command], check=True, env=env, stdout=subprocess.DEVNULL)
 
 

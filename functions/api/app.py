@@ -30,8 +30,8 @@ from crm.api_keys import authenticate
 from crm.clock import utc_now
 from crm.config import settings
 from crm.customers import find_profile, profile_view, timeline_page
-from crm.flows import backtests, proofs, stats_query
 from crm.flows import manage as flows
+from crm.flows import proofs, stats_query
 from crm.messaging import manage as templates
 from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
@@ -371,6 +371,8 @@ def create_flow() -> Response:
 def backtest_flow() -> dict[str, Any]:
     """What a flow (saved, built-in or a definition) would have done over the workspace's last days; nothing is
     sent. Bounded by the API's time limit (crm.flows.backtests)."""
+    from crm.flows import backtests  # the replay engine: only this route needs it (cold starts)
+
     workspace_id = _workspace()
     with _Errors():
         request = backtests.parse_request(_body())

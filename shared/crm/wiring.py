@@ -1,263 +1,282 @@
-"""The composition root: the one place adapters are built (lazily, once per process)."""
+"""The composition root: the one place adapters are built (lazily, once per process).
+
+Each factory imports its adapter when first called: a function's cold start then loads only what it wires
+(the webhooks function needs no flows, segments or messaging code; bench/cold_start.py measures it).
+"""
 
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from crm.adapters.currency import DynamoCurrencyStore, SqsCurrencyTasks
-from crm.adapters.export_files import S3ExportFiles
-from crm.adapters.export_jobs import DynamoExportJobStore
-from crm.adapters.flow_definitions import DynamoFlowCatalogue, DynamoMessagingStore
-from crm.adapters.flow_runs import DynamoRunStore
-from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger, DynamoSplitWinners
-from crm.adapters.links import DynamoShortLinks, SqsLinkNotices
-from crm.adapters.messaging import (
-    EventBridgePublisher,
-    FirehoseS3Archive,
-    S3ArchiveStore,
-    SqsExportQueue,
-    SqsIngestQueue,
-    SqsPrivacyQueue,
-)
-from crm.adapters.privacy import DynamoPrivacyStore
-from crm.adapters.profiles import DynamoProfileRepository
-from crm.adapters.scheduler import EventBridgeWaitScheduler
-from crm.adapters.secrets import LinkSigningKeys
-from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
-from crm.adapters.segments import DynamoSegmentStore
-from crm.adapters.sender_identities import SesSenderIdentities
-from crm.adapters.ses import SesEmailSender
-from crm.adapters.sns import SnsSmsSender
-from crm.adapters.stores import DynamoStoreDirectory
-from crm.adapters.suppressions import DynamoSuppressions
 from crm.clock import utc_now
 from crm.config import settings
-from crm.flows.catalogue import CatalogueCache, HeldWinners
-from crm.flows.conversions import ConversionsService
-from crm.flows.ports import (
-    Attributions,
-    EmailSender,
-    FlowCatalogue,
-    FlowCounters,
-    MessageLedger,
-    MessagingStore,
-    RunStore,
-    SenderIdentities,
-    SmsSender,
-    SplitWinners,
-    Suppressions,
-    WaitScheduler,
-)
-from crm.flows.service import FlowsService, MessageComposer
-from crm.messaging.feedback import FeedbackDeps, MessageEvents
-from crm.messaging.optin import OptInMessages
-from crm.messaging.shortlinks import ShortLinks, SmsLinks
-from crm.messaging.unsubscribe import Links
-from crm.ports import (
-    ArchiveStore,
-    CurrencyStore,
-    CurrencyTasks,
-    EventPublisher,
-    ExportFiles,
-    ExportJobStore,
-    ExportQueue,
-    IngestQueue,
-    PrivacyQueue,
-    PrivacyStore,
-    ProfileRepository,
-    RawArchive,
-    SegmentRuns,
-    SegmentStore,
-    StoreDirectory,
-    TaskQueue,
-)
+
+if TYPE_CHECKING:
+    from crm.adapters.links import SqsLinkNotices
+    from crm.adapters.secrets import LinkSigningKeys
+    from crm.flows.conversions import ConversionsService
+    from crm.flows.ports import (
+        Attributions,
+        EmailSender,
+        FlowCatalogue,
+        FlowCounters,
+        MessageLedger,
+        MessagingStore,
+        RunStore,
+        SenderIdentities,
+        SmsSender,
+        SplitWinners,
+        Suppressions,
+        WaitScheduler,
+    )
+    from crm.flows.service import FlowsService, MessageComposer
+    from crm.messaging.feedback import FeedbackDeps, MessageEvents
+    from crm.messaging.shortlinks import ShortLinks, SmsLinks
+    from crm.messaging.unsubscribe import Links
+    from crm.ports import (
+        ArchiveStore,
+        CurrencyStore,
+        CurrencyTasks,
+        EventPublisher,
+        ExportFiles,
+        ExportJobStore,
+        ExportQueue,
+        IngestQueue,
+        PrivacyQueue,
+        PrivacyStore,
+        ProfileRepository,
+        RawArchive,
+        SegmentRuns,
+        SegmentStore,
+        StoreDirectory,
+        TaskQueue,
+    )
 
 
 @cache
 def store_directory() -> StoreDirectory:
+    from crm.adapters.stores import DynamoStoreDirectory
     return DynamoStoreDirectory()
 
 
 @cache
 def profile_repository() -> ProfileRepository:
+    from crm.adapters.profiles import DynamoProfileRepository
     return DynamoProfileRepository()
 
 
 @cache
 def segment_store() -> SegmentStore:
+    from crm.adapters.segments import DynamoSegmentStore
     return DynamoSegmentStore()
 
 
 @cache
 def raw_archive() -> RawArchive:
+    from crm.adapters.messaging import FirehoseS3Archive
     return FirehoseS3Archive()
 
 
 @cache
 def ingest_queue() -> IngestQueue:
+    from crm.adapters.messaging import SqsIngestQueue
     return SqsIngestQueue()
 
 
 @cache
 def event_publisher() -> EventPublisher:
+    from crm.adapters.messaging import EventBridgePublisher
     return EventBridgePublisher()
 
 
 @cache
 def privacy_store() -> PrivacyStore:
+    from crm.adapters.privacy import DynamoPrivacyStore
     return DynamoPrivacyStore()
 
 
 @cache
 def privacy_queue() -> PrivacyQueue:
+    from crm.adapters.messaging import SqsPrivacyQueue
     return SqsPrivacyQueue()
 
 
 @cache
 def archive_store() -> ArchiveStore:
+    from crm.adapters.messaging import S3ArchiveStore
     return S3ArchiveStore()
 
 
 @cache
 def segment_runs() -> SegmentRuns:
+    from crm.adapters.segment_runs import DynamoSegmentRuns
     return DynamoSegmentRuns()
 
 
 @cache
 def segment_tasks() -> TaskQueue:
+    from crm.adapters.segment_runs import SqsTaskQueue
     return SqsTaskQueue()
 
 
 @cache
 def export_jobs() -> ExportJobStore:
+    from crm.adapters.export_jobs import DynamoExportJobStore
     return DynamoExportJobStore()
 
 
 @cache
 def export_queue() -> ExportQueue:
+    from crm.adapters.messaging import SqsExportQueue
     return SqsExportQueue()
 
 
 @cache
 def export_files() -> ExportFiles:
+    from crm.adapters.export_files import S3ExportFiles
     return S3ExportFiles()
 
 
 @cache
 def currency_store() -> CurrencyStore:
+    from crm.adapters.currency import DynamoCurrencyStore
     return DynamoCurrencyStore()
 
 
 @cache
 def currency_tasks() -> CurrencyTasks:
+    from crm.adapters.currency import SqsCurrencyTasks
     return SqsCurrencyTasks()
 
 
 @cache
 def link_signing_keys() -> LinkSigningKeys:
+    from crm.adapters.secrets import LinkSigningKeys
     return LinkSigningKeys()
 
 
 def links() -> Links:
     """Signs the links of the emails being sent now (the keys are re-read after their cache expires)."""
+    from crm.messaging.unsubscribe import Links
     return Links(link_signing_keys().keys(), settings().require("public_api_url"))
 
 
 @cache
 def flow_runs() -> RunStore:
+    from crm.adapters.flow_runs import DynamoRunStore
     return DynamoRunStore()
 
 
 @cache
 def wait_scheduler() -> WaitScheduler:
+    from crm.adapters.scheduler import EventBridgeWaitScheduler
     return EventBridgeWaitScheduler()
 
 
 @cache
 def flow_catalogue() -> FlowCatalogue:
     """The marketer API's: every read fresh, and its writes forget what held_flow_catalogue() holds here."""
+    from crm.adapters.flow_definitions import DynamoFlowCatalogue
+    from crm.flows.catalogue import CatalogueCache
     return CatalogueCache(DynamoFlowCatalogue())
 
 
 def held_flow_catalogue() -> FlowCatalogue:
     """The flows function's: a workspace's listing held a while per container (crm.flows.catalogue)."""
+    from crm.flows.catalogue import CatalogueCache
     catalogue = flow_catalogue()
     return catalogue.held() if isinstance(catalogue, CatalogueCache) else catalogue
 
 
 @cache
 def messaging_store() -> MessagingStore:
+    from crm.adapters.flow_definitions import DynamoMessagingStore
     return DynamoMessagingStore()
 
 
 @cache
 def sender_identities() -> SenderIdentities:
+    from crm.adapters.sender_identities import SesSenderIdentities
     return SesSenderIdentities()
 
 
 @cache
 def suppressions() -> Suppressions:
+    from crm.adapters.suppressions import DynamoSuppressions
     return DynamoSuppressions()
 
 
 @cache
 def email_sender() -> EmailSender:
+    from crm.adapters.ses import SesEmailSender
     return SesEmailSender()
 
 
 @cache
 def sms_sender() -> SmsSender:
+    from crm.adapters.sns import SnsSmsSender
     return SnsSmsSender()
 
 
 @cache
 def message_composer() -> MessageComposer:
+    from crm.messaging.optin import OptInMessages
     return OptInMessages(links, sms_links)
 
 
 @cache
 def short_links() -> ShortLinks:
+    from crm.adapters.links import DynamoShortLinks
     return DynamoShortLinks()
 
 
 def sms_links() -> SmsLinks:
     """Shortens the links of the SMS being sent now (signed with the link key of the moment)."""
+    from crm.messaging.shortlinks import SmsLinks
     return SmsLinks(link_signing_keys().keys(), settings().require("public_api_url"), short_links())
 
 
 @cache
 def link_notices() -> SqsLinkNotices:
+    from crm.adapters.links import SqsLinkNotices
     return SqsLinkNotices()
 
 
 @cache
 def message_ledger() -> MessageLedger:
+    from crm.adapters.flow_stats import DynamoMessageLedger
     return DynamoMessageLedger()
 
 
 @cache
 def flow_counters() -> FlowCounters:
+    from crm.adapters.flow_stats import DynamoFlowCounters
     return DynamoFlowCounters()
 
 
 @cache
 def attributions() -> Attributions:
+    from crm.adapters.flow_stats import DynamoAttributions
     return DynamoAttributions()
 
 
 @cache
 def split_winners() -> SplitWinners:
+    from crm.adapters.flow_stats import DynamoSplitWinners
     return DynamoSplitWinners()
 
 
 @cache
 def held_split_winners() -> SplitWinners:
     """The flows function's: winners held a while per container (crm.flows.catalogue.HeldWinners)."""
+    from crm.flows.catalogue import HeldWinners
     return HeldWinners(split_winners())
 
 
 def feedback_deps() -> FeedbackDeps:
     """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS."""
+    from crm.messaging.feedback import FeedbackDeps
     return FeedbackDeps(suppressions=suppressions(), profiles=profile_repository(), archive=raw_archive(),
                         ingest=ingest_queue(), workspaces=lambda: store_directory().workspaces(),
                         messaging_settings=lambda workspace: messaging_store().messaging_settings(workspace),
@@ -266,10 +285,12 @@ def feedback_deps() -> FeedbackDeps:
 
 def message_events() -> MessageEvents:
     """What became of flow messages: on the message, its flow's counters and the profile's timeline."""
+    from crm.messaging.feedback import MessageEvents
     return MessageEvents(ledger=message_ledger(), counters=flow_counters(), profiles=profile_repository())
 
 
 def flows_service() -> FlowsService:
+    from crm.flows.service import FlowsService
     return FlowsService(catalogue=held_flow_catalogue(), runs=flow_runs(), scheduler=wait_scheduler(),
                         profiles=profile_repository(), segments=segment_store(), messaging=messaging_store(),
                         suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
@@ -278,6 +299,7 @@ def flows_service() -> FlowsService:
 
 
 def conversions_service() -> ConversionsService:
+    from crm.flows.conversions import ConversionsService
     return ConversionsService(ledger=message_ledger(), attributions=attributions(), counters=flow_counters(),
                               runs=flow_runs(), profiles=profile_repository(), messaging=messaging_store(),
                               currency=currency_store(), clock=utc_now, catalogue=held_flow_catalogue())
