@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from crm_local.demo import SECRETS, SENDERS, STACK, Api, Sent, free_port, send, set_rates, verify
+from crm.models.profile import Profile
+from crm_local.demo import SECRETS, SENDERS, STACK, Api, Sent, free_port, send, set_rates, table_entities, verify
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import DOMAINS, LINKS, SHOPIFY, START, STORE_CURRENCY, WOOCOMMERCE, Store, simulate
@@ -85,7 +86,8 @@ def run(shoppers: int, seed: int, in_process: bool) -> int:
         rated = set_rates(Api(runtime.api_url, shop.api_key)) and runtime.wait_idle(timeout=900)
         history = time.perf_counter() - history_began
         own_cpu, workers_cpu = cpu_seconds()
-        wrong = verify(runtime.api_url, shop.api_key, outputs["TableName"], simulation.expected)
+        profiles = [Profile.model_validate(p) for p in table_entities(outputs["TableName"]).get("profile", [])]
+        wrong = verify(runtime.api_url, shop.api_key, profiles, simulation.expected)
     webhooks = [r.seconds for r in results if r.kind != "track"]
     tracks = [r.seconds for r in results if r.kind == "track"]
     rejected = sum(1 for r in results if r.status >= 300)
