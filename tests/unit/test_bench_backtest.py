@@ -17,6 +17,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
+    # The bench scripts import each other as top-level modules (`from figures import record`).
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location("bench_backtest", BENCH / "backtest.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from crm import clock
 from crm.flows.definition import walk_steps
 from crm.flows.ports import FlowCatalogue, SplitWinners
 from crm.models.flows import FlowDefinition, FlowRecord, SegmentTrigger, WaitForEvent
@@ -140,7 +141,9 @@ class HeldWinners:
 
     source: SplitWinners
     ttl: float = HELD_FOR_SECONDS
-    monotonic: Callable[[], float] = time.monotonic
+    # The injected clock, not the container's: a split is checked again once ``ttl`` has passed for the flows
+    # (a fast-forwarded local runtime, a backtest), as it is decided by their time.
+    monotonic: Callable[[], float] = field(default=lambda: clock.utc_now().timestamp())
     _held: dict[tuple[str, str], _Winners] = field(default_factory=dict, init=False, repr=False)
     _checked: dict[tuple[str, str, str], float] = field(default_factory=dict, init=False, repr=False)
 
