@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validat
 from crm.models.canonical import ProductRef, Touch
 from crm.models.consent import Consent, ConsentRequest
 from crm.models.orders import CanonicalOrder
+from crm.models.predictions import Prediction
 from crm.money import divide
 from crm.recent import packed, unpacked
 
@@ -194,6 +195,8 @@ class Profile(BaseModel):
     # Short digests of the latest activity events written to this profile before their markers (crm.changes
     # "guard last"): a retry that finds its event here writes only the marker and the timeline line.
     unmarked_events: tuple[str, ...] = ()
+    # The buy-till-you-die models' view of the shopper (crm.predictions), refreshed by the scheduled run.
+    prediction: Prediction | None = None
     created_at: datetime
     updated_at: datetime
     revision: int = 0
