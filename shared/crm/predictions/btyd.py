@@ -172,6 +172,18 @@ def fit_spend(x: ArrayLike, zbar: ArrayLike) -> SpendFit:
 # Per-customer predictions
 
 
+def _hyp2f1(a: float | Array, b: float | Array, c: Array, z: Array) -> Array:
+    """scipy's 2F1, except where its special case for an integer c - a - b (or c) gives inf or NaN: there the
+    function is continuous in c, so c nudged by a relative 1e-9 gives the value to about that precision."""
+    value = np.asarray(hyp2f1(a, b, c, z), dtype=np.float64)
+    bad = ~np.isfinite(value)
+    if bad.any():
+        a, b, c, z = np.broadcast_arrays(a, b, c, z)
+        value = np.array(value, copy=True)
+        value[bad] = hyp2f1(a[bad], b[bad], c[bad] * (1 + 1e-9) + 1e-9, z[bad])
+    return value
+
+
 def _off_one(a: float) -> float:
     return a + _NEAR_ONE if abs(a - 1) < _NEAR_ONE else a
 
@@ -203,11 +215,11 @@ def expected_purchases(fit: PurchaseFit, t: ArrayLike, x: ArrayLike, t_x: ArrayL
     if fit.model == "bgnbd":
         c = a + b + x - 1
         # Euler: (1-z)^(r+x) 2F1(r+x, b+x; c; z) = (1-z)^(a-1) 2F1(a+b-1-r, a-1; c; z)
-        tail = one_minus_z ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, c, z)
+        tail = one_minus_z ** (a - 1) * _hyp2f1(a + b - 1 - r, a - 1, c, z)
     else:
         c = a + b + x
         # Euler: (1-z)^(r+x) 2F1(r+x, b+x+1; c; z) = (1-z)^(a-1) 2F1(a+b-r, a-1; c; z)
-        tail = one_minus_z ** (a - 1) * hyp2f1(a + b - r, a - 1, c, z)
+        tail = one_minus_z ** (a - 1) * _hyp2f1(a + b - r, a - 1, c, z)
     given_alive = c / (a - 1) * (1 - tail)
     return np.asarray(given_alive * probability_alive(fit, x, t_x, T), dtype=np.float64)
 

@@ -1,0 +1,69 @@
+"""Invariants of the models for any parameters and any customer: probabilities, monotonicity, non-negative CLV."""
+
+from __future__ import annotations
+
+import numpy as np
+from crm.predictions import btyd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+positive = st.floats(min_value=0.01, max_value=50)
+purchase_fits = st.builds(btyd.PurchaseFit, model=st.sampled_from(["bgnbd", "mbgnbd"]), r=positive, alpha=positive,
+                          a=positive, b=positive, log_likelihood=st.just(0.0))
+spend_fits = st.builds(btyd.SpendFit, p=positive, q=st.floats(min_value=1.01, max_value=50), gamma=positive,
+                       log_likelihood=st.just(0.0))
+
+
+@st.composite
+def customers(draw: st.DrawFn) -> tuple[float, float, float]:
+    x = draw(st.integers(min_value=0, max_value=500))
+    T = draw(st.floats(min_value=0, max_value=1000))
+    t_x = 0.0 if x == 0 else draw(st.floats(min_value=0, max_value=T))
+    return float(x), t_x, T
+
+
+def close_or_below(later: np.ndarray, earlier: np.ndarray) -> bool:
+    return bool(np.all(later <= earlier + 1e-9 * np.maximum(1, np.abs(earlier))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(purchase_fits, customers(), st.lists(st.floats(min_value=0, max_value=2000), min_size=2, max_size=8))
+def test_p_alive_is_a_probability_non_increasing_in_the_time_since_the_last_order(
+        fit: btyd.PurchaseFit, customer: tuple[float, float, float], waits: list[float]) -> None:
+    x, t_x, _ = customer
+    ages = t_x + np.sort(np.array(waits))  # the same purchases, observed ever longer after the last one
+    p_alive = btyd.probability_alive(fit, x, t_x, ages)
+    assert np.all((p_alive >= 0) & (p_alive <= 1))
+    assert close_or_below(p_alive[1:], p_alive[:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(purchase_fits, customers(), st.lists(st.floats(min_value=0, max_value=5000), min_size=2, max_size=8))
+def test_expected_purchases_do_not_decrease_with_the_horizon(
+        fit: btyd.PurchaseFit, customer: tuple[float, float, float], horizons: list[float]) -> None:
+    x, t_x, T = customer
+    expected = btyd.expected_purchases(fit, np.sort(np.array(horizons)), x, t_x, T)
+    assert np.all(np.isfinite(expected)) and np.all(expected >= -1e-12)
+    assert close_or_below(expected[:-1], expected[1:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(purchase_fits, spend_fits, customers(), st.floats(min_value=0.01, max_value=10_000),
+       st.integers(min_value=1, max_value=60), st.floats(min_value=0, max_value=1))
+def test_clv_is_never_negative(fit: btyd.PurchaseFit, spend: btyd.SpendFit, customer: tuple[float, float, float],
+                               zbar: float, months: int, rate: float) -> None:
+    x, t_x, T = customer
+    order_value = btyd.expected_order_value(spend, x, zbar if x > 0 else 0.0)
+    clv = btyd.customer_lifetime_value(fit, order_value, x, t_x, T, months=months, monthly_discount_rate=rate,
+                                       units_per_month=30.4375)
+    assert float(order_value) > 0 and float(clv) >= -1e-9
+
+
+def test_large_frequencies_stay_finite() -> None:
+    """2F1 with parameters in the thousands overflows unless rewritten (Euler's transformation in btyd)."""
+    fit = btyd.PurchaseFit(model="bgnbd", r=0.243, alpha=4.414, a=0.793, b=2.426, log_likelihood=0.0)
+    x = np.array([1e3, 1e4, 1e5])
+    expected = btyd.expected_purchases(fit, 39, x, x / 20, x / 20 + 0.5)
+    assert np.all(np.isfinite(expected)) and np.all(expected > 0)
+    # a customer buying 20 times a week until last week keeps buying at that rate: about 20 * 39
+    assert expected[-1] == np.float64(expected[-1]) and 600 < expected[-1] < 800
