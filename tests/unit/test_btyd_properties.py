@@ -67,3 +67,31 @@ def test_large_frequencies_stay_finite() -> None:
     assert np.all(np.isfinite(expected)) and np.all(expected > 0)
     # a customer buying 20 times a week until last week keeps buying at that rate: about 20 * 39
     assert expected[-1] == np.float64(expected[-1]) and 600 < expected[-1] < 800
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 400)), min_size=1, max_size=300),
+       st.sampled_from([1.0, 7.0, 0.37]))
+def test_distinct_rows_give_back_every_row(rows: list[tuple[int, int]], scale: float) -> None:
+    x = np.array([row[0] for row in rows], dtype=np.float64)
+    T = np.array([row[1] for row in rows], dtype=np.float64) / scale
+    (dx, dT), inverse = btyd._distinct(x, T)
+    assert np.array_equal(dx[inverse], x) and np.array_equal(dT[inverse], T)
+    assert len(dx) == len(set(zip(x.tolist(), T.tolist(), strict=True)))
+
+
+def test_many_customers_get_the_same_figures_as_one_at_a_time() -> None:
+    rng = np.random.default_rng(3)
+    n = btyd.DISTINCT_FROM + 5000
+    x = rng.integers(0, 20, n).astype(np.float64)
+    T = rng.integers(0, 700, n) / 7
+    t_x = np.where(x > 0, T * rng.uniform(0, 1, n), 0)
+    fit = btyd.PurchaseFit(model="mbgnbd", r=0.52, alpha=6.18, a=0.89, b=1.61, log_likelihood=0.0)
+    clv = btyd.customer_lifetime_value(fit, 30.0, x, t_x, T, months=12, monthly_discount_rate=0.01,
+                                       units_per_month=4.345)
+    expected = btyd.expected_purchases(fit, 39, x, t_x, T)
+    few = slice(0, 500)
+    assert np.allclose(expected[few], btyd.expected_purchases(fit, 39, x[few], t_x[few], T[few]), rtol=1e-12)
+    assert np.allclose(clv[few], btyd.customer_lifetime_value(fit, 30.0, x[few], t_x[few], T[few], months=12,
+                                                              monthly_discount_rate=0.01, units_per_month=4.345),
+                       rtol=1e-12)

@@ -16,6 +16,7 @@ small; c; z)``: the large parameter is left only in ``c``, where it makes the se
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -205,9 +206,39 @@ def probability_alive(fit: PurchaseFit, x: ArrayLike, t_x: ArrayLike, T: ArrayLi
     return np.asarray(expit(-_log_alive_odds_against(fit, x, t_x, T)), dtype=np.float64)
 
 
-def expected_purchases(fit: PurchaseFit, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Array:
-    """E[Y(t) | x, t_x, T]: the expected number of purchases in the next ``t`` time units."""
-    t, x, t_x, T = _arrays(t, x, t_x, T)
+def _distinct(*columns: Array) -> tuple[tuple[Array, ...], npt.NDArray[np.int64]]:
+    """The distinct rows of equal-length columns and, per row, the index of its distinct row.
+
+    A shop's customers share few (x, T) pairs (whole days, few orders), and the hypergeometric term costs far
+    more than finding them: columns are factorised one at a time and their codes combined (faster than a sort
+    of rows)."""
+    code = np.zeros(columns[0].shape, dtype=np.int64)
+    values = []
+    for column in columns:
+        distinct, codes = np.unique(column, return_inverse=True)
+        values.append(distinct)
+        code = code * len(distinct) + codes.reshape(code.shape)
+    combinations = math.prod(len(v) for v in values)
+    if combinations > 4 * code.size:
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        return tuple(column[first] for column in columns), np.asarray(inverse, dtype=np.int64).reshape(code.shape)
+    # few combinations: mark the codes present instead of sorting a million of them
+    present = np.zeros(combinations, dtype=bool)
+    present[code] = True
+    remaining = np.flatnonzero(present)
+    inverse = np.asarray((np.cumsum(present) - 1)[code], dtype=np.int64)
+    rows = []
+    for distinct in reversed(values):
+        remaining, index = np.divmod(remaining, len(distinct))
+        rows.append(distinct[index])
+    return tuple(reversed(rows)), inverse
+
+
+DISTINCT_FROM = 20_000  # below this many customers the term is cheaper than finding the distinct ones
+
+
+def _purchases_if_alive(fit: PurchaseFit, t: Array, x: Array, T: Array) -> Array:
+    """E[Y(t) | alive, x, T] (t_x matters only to P(alive))."""
     r, alpha, b = fit.r, fit.alpha, fit.b
     a = _off_one(fit.a)
     z = t / (alpha + T + t)
@@ -220,8 +251,24 @@ def expected_purchases(fit: PurchaseFit, t: ArrayLike, x: ArrayLike, t_x: ArrayL
         c = a + b + x
         # Euler: (1-z)^(r+x) 2F1(r+x, b+x+1; c; z) = (1-z)^(a-1) 2F1(a+b-r, a-1; c; z)
         tail = one_minus_z ** (a - 1) * _hyp2f1(a + b - r, a - 1, c, z)
-    given_alive = c / (a - 1) * (1 - tail)
-    return np.asarray(given_alive * probability_alive(fit, x, t_x, T), dtype=np.float64)
+    return np.asarray(c / (a - 1) * (1 - tail), dtype=np.float64)
+
+
+def _purchases_if_alive_over(fit: PurchaseFit, horizons: list[float], x: Array, T: Array) -> list[Array]:
+    """E[Y(t) | alive, x, T] for each horizon t, computed once per distinct (x, T)."""
+    x, T = np.broadcast_arrays(x, T)
+    if x.size < DISTINCT_FROM:
+        return [_purchases_if_alive(fit, np.array(t), x, T) for t in horizons]
+    (dx, dT), inverse = _distinct(x.ravel(), T.ravel())
+    return [_purchases_if_alive(fit, np.array(t), dx, dT)[inverse].reshape(x.shape) for t in horizons]
+
+
+def expected_purchases(fit: PurchaseFit, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Array:
+    """E[Y(t) | x, t_x, T]: the expected number of purchases in the next ``t`` time units."""
+    t, x, t_x, T = _arrays(t, x, t_x, T)
+    # one horizon for all (the usual case): computed once per distinct (x, T)
+    if_alive = _purchases_if_alive_over(fit, [float(t)], x, T)[0] if t.ndim == 0 else _purchases_if_alive(fit, t, x, T)
+    return np.asarray(if_alive * probability_alive(fit, x, t_x, T), dtype=np.float64)
 
 
 def expected_order_value(spend: SpendFit, x: ArrayLike, zbar: ArrayLike) -> Array:
@@ -240,13 +287,10 @@ def customer_lifetime_value(fit: PurchaseFit, spend_per_order: ArrayLike, x: Arr
     Month m's orders are E[Y(m)] - E[Y(m-1)], discounted by (1 + rate)^m (end of month), as lifetimes does.
     """
     spend_per_order, x, t_x, T = _arrays(spend_per_order, x, t_x, T)
-    value = np.zeros(np.broadcast(spend_per_order, x, t_x, T).shape)
-    previous = np.zeros_like(value)
-    for month in range(1, months + 1):
-        cumulative = expected_purchases(fit, month * units_per_month, x, t_x, T)
-        value += (cumulative - previous) / (1 + monthly_discount_rate) ** month
-        previous = cumulative
-    return np.asarray(value * spend_per_order, dtype=np.float64)
+    # E[Y(t)] = P(alive) * E[Y(t) | alive]: the discounted sum is taken over the second factor
+    if_alive = _purchases_if_alive_over(fit, [m * units_per_month for m in range(months + 1)], x, T)
+    orders = sum((if_alive[m] - if_alive[m - 1]) / (1 + monthly_discount_rate) ** m for m in range(1, months + 1))
+    return np.asarray(orders * probability_alive(fit, x, t_x, T) * spend_per_order, dtype=np.float64)
 
 
 def time_to_one_expected_purchase(fit: PurchaseFit, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, *,
