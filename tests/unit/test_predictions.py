@@ -113,3 +113,26 @@ def test_the_chosen_model_predicts_a_repeat_buyer(days_since_last: int) -> None:
     history = {"p": [(last - timedelta(days=200), Decimal("20")), (last, Decimal("40"))]}
     prediction = predict(cdnow_fit(), history, NOW)["p"]
     assert prediction.status == "predicted" and prediction.expected_order_value is not None
+
+
+def test_repeat_buyers_who_paid_nothing_do_not_count_for_the_spend_model() -> None:
+    paid = {f"p{i}": [(NOW - timedelta(days=90), Decimal("10")), (NOW - timedelta(days=9), Decimal("12"))]
+            for i in range(20)}
+    free = {f"f{i}": [(NOW - timedelta(days=90), Decimal("10")), (NOW - timedelta(days=9), Decimal("0"))]
+            for i in range(20)}
+    fit = fit_workspace("ws", {**paid, **free}, NOW, SETTINGS)
+    assert fit.status == "too_few_repeat_buyers" and fit.repeat_buyers == 40
+    assert fit.reason == "20 repeat buyers with a positive spend; the spend model needs at least 30"
+
+
+def test_days_are_utc_days() -> None:
+    from zoneinfo import ZoneInfo
+
+    from crm.predictions.summary import summarise
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    # 08:00 and 23:00 in Tokyo on one local day are two UTC days (the day before and that day)
+    history = {"p": [(datetime(2026, 3, 2, 8, tzinfo=tokyo), Decimal("5")),
+                     (datetime(2026, 3, 2, 23, tzinfo=tokyo), Decimal("7"))]}
+    summary = summarise(history, datetime(2026, 3, 10, tzinfo=UTC))
+    assert (summary.x[0], summary.t_x[0], summary.T[0], summary.zbar[0]) == (1, 1, 9, 7)

@@ -107,6 +107,10 @@ def fit_workspace(workspace_id: str, histories: Histories[Key], now: datetime,
         return WorkspaceFit(status="too_few_repeat_buyers",
                             reason=f"{summaries.repeat_buyers} repeat buyers; the models need at least "
                                    f"{settings.min_repeat_buyers}", **common)
+    if summaries.paying_repeat_buyers < settings.min_repeat_buyers:
+        return WorkspaceFit(status="too_few_repeat_buyers",
+                            reason=f"{summaries.paying_repeat_buyers} repeat buyers with a positive spend; the "
+                                   f"spend model needs at least {settings.min_repeat_buyers}", **common)
     first_order = min(moment for orders in histories.values() for moment, _ in orders if moment <= now)
     fits = _fit_both(summaries)
     holdout = _choose_by_holdout(histories, now, first_order, settings)

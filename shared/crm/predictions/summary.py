@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Generic, Literal, TypeVar
 
@@ -44,9 +44,16 @@ class Summaries(Generic[Key]):
     def repeat_buyers(self) -> int:
         return int((self.x > 0).sum())
 
+    @property
+    def paying_repeat_buyers(self) -> int:
+        """Repeat buyers whose repeat purchases cost something: the ones the spend model learns from."""
+        return int(((self.x > 0) & (self.zbar > 0)).sum())
+
 
 def _day(moment: date | datetime) -> date:
-    return moment.date() if isinstance(moment, datetime) else moment
+    if isinstance(moment, datetime):
+        return (moment.astimezone(UTC) if moment.tzinfo is not None else moment).date()
+    return moment
 
 
 def daily_transactions(orders: Iterable[tuple[date | datetime, Decimal]]) -> list[tuple[date, Decimal]]:
