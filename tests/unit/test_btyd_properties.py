@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from crm.predictions import btyd
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,3 +96,41 @@ def test_many_customers_get_the_same_figures_as_one_at_a_time() -> None:
     assert np.allclose(clv[few], btyd.customer_lifetime_value(fit, 30.0, x[few], t_x[few], T[few], months=12,
                                                               monthly_discount_rate=0.01, units_per_month=4.345),
                        rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["bgnbd", "mbgnbd"]), st.lists(st.floats(min_value=0.05, max_value=20), min_size=4,
+                                                      max_size=4))
+def test_the_fits_gradient_is_the_log_likelihoods_slope(model: btyd.PurchaseModel, params: list[float]) -> None:
+    """The maximum likelihood follows the analytic gradient: it must be the slope of the log-likelihood."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 15, 300).astype(np.float64)
+    T = rng.uniform(1, 60, 300)
+    t_x = np.where(x > 0, T * rng.uniform(0, 1, 300), 0)
+    values, gradient = btyd.purchase_log_likelihood_gradient(model, *params, x, t_x, T)
+    assert np.allclose(values, btyd._PURCHASE_LOG_LIKELIHOOD[model](*params, x, t_x, T))
+    for k in range(4):
+        step = 1e-6 * params[k]
+        up, down = list(params), list(params)
+        up[k] += step
+        down[k] -= step
+        slope = (btyd._PURCHASE_LOG_LIKELIHOOD[model](*up, x, t_x, T).sum()
+                 - btyd._PURCHASE_LOG_LIKELIHOOD[model](*down, x, t_x, T).sum()) / (2 * step)
+        assert gradient[k].sum() == pytest.approx(slope, rel=1e-4, abs=1e-4)
+
+
+def test_the_spend_gradient_is_the_log_likelihoods_slope() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.integers(1, 10, 300).astype(np.float64)
+    zbar = rng.uniform(5, 80, 300)
+    params = [4.0, 2.5, 12.0]
+    values, gradient = btyd.gamma_gamma_log_likelihood_gradient(*params, x, zbar)
+    assert np.allclose(values, btyd.gamma_gamma_log_likelihood(*params, x, zbar))
+    for k in range(3):
+        step = 1e-6 * params[k]
+        up, down = list(params), list(params)
+        up[k] += step
+        down[k] -= step
+        slope = (btyd.gamma_gamma_log_likelihood(*up, x, zbar).sum()
+                 - btyd.gamma_gamma_log_likelihood(*down, x, zbar).sum()) / (2 * step)
+        assert gradient[k].sum() == pytest.approx(slope, rel=1e-5)

@@ -17,13 +17,14 @@ small; c; z)``: the large parameter is left only in ``c``, where it makes the se
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
-from scipy.special import expit, gammaln, hyp2f1
+from scipy.special import digamma, expit, gammaln, hyp2f1
 
 Array = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
@@ -110,13 +111,62 @@ def gamma_gamma_log_likelihood(p: float, q: float, gamma: float, x: ArrayLike, z
 _PURCHASE_LOG_LIKELIHOOD = {"bgnbd": bgnbd_log_likelihood, "mbgnbd": mbgnbd_log_likelihood}
 
 
+def purchase_log_likelihood_gradient(model: PurchaseModel, r: float, alpha: float, a: float, b: float,
+                                     x: Array, t_x: Array, T: Array) -> tuple[Array, Array]:
+    """Per customer: the log-likelihood and its derivatives by r, alpha, a, b (rows of a 4 x n array).
+
+    The likelihood's last factor is a sum of two terms, exp(A3) + exp(A4); w3 and w4 are their shares, so
+    each term's derivative enters weighted by its share (A4 is absent for a BG/NBD customer without repeats).
+    """
+    shift = 0 if model == "bgnbd" else 1  # MBG/NBD's drop-out may also follow the first purchase
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    a2 = gammaln(a + b) + gammaln(b + x + shift) - gammaln(b) - gammaln(a + b + x + shift)
+    a3 = -(r + x) * np.log(alpha + T)
+    second = (x > 0) if model == "bgnbd" else np.ones(x.shape, dtype=bool)
+    b_x = np.where(second, b + x - 1 + shift, 1.0)
+    a4 = np.where(second, np.log(a) - np.log(b_x) - (r + x) * np.log(alpha + t_x), -np.inf)
+    total = np.logaddexp(a3, a4)
+    w3, w4 = np.exp(a3 - total), np.exp(a4 - total)
+    gradient = np.stack([
+        digamma(r + x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x),
+        r / alpha - (r + x) * (w3 / (alpha + T) + w4 / (alpha + t_x)),
+        digamma(a + b) - digamma(a + b + x + shift) + w4 / a,
+        digamma(a + b) + digamma(b + x + shift) - digamma(b) - digamma(a + b + x + shift) - w4 / b_x,
+    ])
+    return np.asarray(a1 + a2 + total, dtype=np.float64), np.asarray(gradient, dtype=np.float64)
+
+
+def gamma_gamma_log_likelihood_gradient(p: float, q: float, gamma: float, x: Array, zbar: Array
+                                        ) -> tuple[Array, Array]:
+    """Per repeat buyer: the Gamma-Gamma log-likelihood and its derivatives by p, q, gamma (3 x n)."""
+    px = p * x
+    spent = np.log(gamma + x * zbar)
+    value = gamma_gamma_log_likelihood(p, q, gamma, x, zbar)
+    gradient = np.stack([
+        x * (digamma(px + q) - digamma(px) + np.log(zbar) + np.log(x) - spent),
+        digamma(px + q) - digamma(q) + np.log(gamma) - spent,
+        q / gamma - (px + q) / (gamma + x * zbar),
+    ])
+    return value, np.asarray(gradient, dtype=np.float64)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Maximum likelihood
 
 
-def _maximise(negative_log_likelihood, start: Array) -> Array:  # type: ignore[no-untyped-def]
-    bounds = [LOG_BOUNDS] * len(start)
-    best = minimize(negative_log_likelihood, start, method="L-BFGS-B", bounds=bounds)
+def _maximise(log_likelihood: Callable[[Array], tuple[Array, Array]], weight: Array, start: Array) -> Array:
+    """The log parameters maximising the weighted log-likelihood (per customer, with its gradient by the
+    parameters): L-BFGS-B on the mean negative log-likelihood, the gradient by the chain rule d/dlog p = p d/dp."""
+    total = float(weight.sum())
+
+    def negative(log_params: Array) -> tuple[float, Array]:
+        values, gradient = log_likelihood(np.exp(log_params))
+        value = -float(np.dot(weight, values)) / total
+        if not np.isfinite(value):
+            return 1e300, np.zeros_like(log_params)
+        return value, -(gradient @ weight) * np.exp(log_params) / total
+
+    best = minimize(negative, start, jac=True, method="L-BFGS-B", bounds=[LOG_BOUNDS] * len(start))
     return np.asarray(best.x, dtype=np.float64)
 
 
@@ -133,18 +183,15 @@ def fit_purchases(model: PurchaseModel, x: ArrayLike, t_x: ArrayLike, T: ArrayLi
     if x.size == 0:
         raise ValueError("no customers to fit")
     (ux, ut_x, uT), weight = _compress(x, t_x, T)
-    log_likelihood = _PURCHASE_LOG_LIKELIHOOD[model]
-    total = float(weight.sum())
 
-    def negative(log_params: Array) -> float:
-        r, alpha, a, b = np.exp(log_params)
-        value = -float(np.dot(weight, log_likelihood(r, alpha, a, b, ux, ut_x, uT))) / total
-        return value if np.isfinite(value) else 1e300
+    def per_customer(params: Array) -> tuple[Array, Array]:
+        r, alpha, a, b = params
+        return purchase_log_likelihood_gradient(model, r, alpha, a, b, ux, ut_x, uT)
 
     # alpha is on the scale of the time unit: start it at the mean age, the rest at 1
     start = np.array([0.0, np.log(max(float(T.mean()), 1e-3)), 0.0, 0.0])
-    r, alpha, a, b = (float(v) for v in np.exp(_maximise(negative, start)))
-    ll = float(log_likelihood(r, alpha, a, b, x, t_x, T).sum())
+    r, alpha, a, b = (float(v) for v in np.exp(_maximise(per_customer, weight, start)))
+    ll = float(_PURCHASE_LOG_LIKELIHOOD[model](r, alpha, a, b, x, t_x, T).sum())
     return PurchaseFit(model=model, r=r, alpha=alpha, a=a, b=b, log_likelihood=ll)
 
 
@@ -156,15 +203,13 @@ def fit_spend(x: ArrayLike, zbar: ArrayLike) -> SpendFit:
     if x.size == 0:
         raise ValueError("no repeat buyers with a positive spend to fit")
     (ux, uz), weight = _compress(x, zbar)
-    total = float(weight.sum())
 
-    def negative(log_params: Array) -> float:
-        p, q, gamma = np.exp(log_params)
-        value = -float(np.dot(weight, gamma_gamma_log_likelihood(p, q, gamma, ux, uz))) / total
-        return value if np.isfinite(value) else 1e300
+    def per_customer(params: Array) -> tuple[Array, Array]:
+        p, q, gamma = params
+        return gamma_gamma_log_likelihood_gradient(p, q, gamma, ux, uz)
 
     start = np.array([0.0, 0.0, np.log(max(float(zbar.mean()), 1e-3))])
-    p, q, gamma = (float(v) for v in np.exp(_maximise(negative, start)))
+    p, q, gamma = (float(v) for v in np.exp(_maximise(per_customer, weight, start)))
     ll = float(gamma_gamma_log_likelihood(p, q, gamma, x, zbar).sum())
     return SpendFit(p=p, q=q, gamma=gamma, log_likelihood=ll)
 
