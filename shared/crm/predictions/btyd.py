@@ -172,9 +172,8 @@ def _maximise(log_likelihood: Callable[[Array], tuple[Array, Array]], weight: Ar
 
 def _compress(*columns: Array) -> tuple[tuple[Array, ...], Array]:
     """Identical customers counted once with a weight: a shop's summaries repeat a lot (whole days, few orders)."""
-    stacked = np.column_stack(columns)
-    unique, counts = np.unique(stacked, axis=0, return_counts=True)
-    return tuple(unique[:, i] for i in range(unique.shape[1])), counts.astype(np.float64)
+    rows, inverse = _distinct(*columns)
+    return rows, np.bincount(inverse, minlength=len(rows[0])).astype(np.float64)
 
 
 def fit_purchases(model: PurchaseModel, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> PurchaseFit:
