@@ -51,7 +51,7 @@ def draw_reports(ask: Ask, out_dir: Path, first: date) -> list[str]:
         path = folder / f"{name}.png"
         size = render(answer["chart"], path, "png")
         report = answer["report"]
-        print(f"  {path!s:<40}{size:>9,} bytes  {_gist(name, report['data'], report['currency'])}")
+        print(f"  {path!s:<48}{size:>9,} bytes  {_gist(name, report['data'], report['currency'])}")
     for line in wrong:
         print(f"  MISMATCH {line}")
     return wrong

@@ -10,7 +10,7 @@ import pytest
 from crm.models.currency import CurrencySettings
 from crm.models.predictions import Prediction
 from crm.models.profile import Profile, new_profile
-from crm.models.reports import CohortsData, OrderFact, RevenueData
+from crm.models.reports import AbandonmentData, CohortsData, OrderFact, RevenueData
 from crm.reports import charts, compute, query
 from crm.reports.query import PeriodFacts, ReportNotFound, ReportQueryInvalid
 from hypothesis import given, settings
@@ -241,20 +241,24 @@ def test_every_report_is_json_with_a_vega_lite_chart_of_its_data(name: str) -> N
     assert view["report"]["currency"] == "USD"
     spec = view["chart"]
     assert spec["$schema"].endswith("vega-lite/v5.json") and spec["title"]["text"] == query.TITLES[name]
-    assert "2026-06-01 to 2026-06-30" in spec["title"]["subtitle"]
+    moment = "as of 2026-06-30 12:00 UTC" if name in query.AS_OF_NOW else "2026-06-01 to 2026-06-30"
+    assert spec["title"]["subtitle"].startswith(moment)
 
 
 def test_the_revenue_report_reads_the_period_and_its_json_keeps_money_exact() -> None:
     source = _Source(PeriodFacts(orders=(_order("a", _day(6, 1), "0.10"), _order("a", _day(6, 2), "0.20"))))
     report = query.build(source, WS, "revenue", {"from": "2026-06-01", "to": "2026-06-30"}, NOW)
-    assert source.asked == [(date(2026, 6, 1), date(2026, 6, 30))]
+    assert source.asked == [(date(2026, 6, 1), date(2026, 7, 1))]  # a day more: abandonment's window
     assert isinstance(report.data, RevenueData)
     view = query.report_view(report)["report"]
     assert view["data"]["revenue"] == "0.30" and view["data"]["points"][0]["revenue"] == "0.10"
     assert charts.chart(report)["data"]["values"][1]["revenue"] == pytest.approx(0.2)
 
 
-def test_abandonment_reads_orders_a_day_past_the_period() -> None:
-    source = _Source(PeriodFacts())
-    query.build(source, WS, "abandonment", {"from": "2026-06-01", "to": "2026-06-30"}, NOW)
-    assert source.asked == [(date(2026, 6, 1), date(2026, 7, 1))]
+def test_an_order_the_day_after_the_period_counts_for_abandonment_only() -> None:
+    source = _Source(PeriodFacts(orders=(_order("a", _day(7, 1, 1), "10"),), checkouts=(("a", _day(6, 30, 23)),)))
+    asked = {"from": "2026-06-01", "to": "2026-06-30"}
+    abandonment = query.build(source, WS, "abandonment", asked, NOW).data
+    revenue = query.build(source, WS, "revenue", asked, NOW).data
+    assert isinstance(abandonment, AbandonmentData) and isinstance(revenue, RevenueData)
+    assert (abandonment.checkouts, abandonment.abandoned, revenue.orders) == (1, 0, 0)

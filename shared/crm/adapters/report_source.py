@@ -2,16 +2,22 @@
 
 A period's orders and checkouts are the order and ``checkout_started`` lines of the profiles' timelines: the
 workspace's profiles are read through the sparse index ProfilesByWorkspace (never a Scan of the table), and
-of those written to since the period began, one Query each reads the timeline of the period's days only
-(the timeline's sort key starts with the time). An order line carries the order's newest version: counted
-or not, its net after refunds and its currency, and the channel of the touch that led to it.
+of those whose latest order or checkout falls on or after the period's first day, one Query each reads the
+timeline of the period's days only (the timeline's sort key starts with the time; a filter keeps only order
+and checkout lines in the answer). An order line carries the order's newest version: counted or not, its
+net after refunds and its currency, and the channel of the touch that led to it.
+
+A container keeps a period's facts for FACTS_TTL: the reports of one screen (or one `make demo`) asked one
+after another read the workspace once, and a report is at most that much behind.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +25,7 @@ from crm.adapters import keys
 from crm.adapters.clients import query_items
 from crm.adapters.items import from_item
 from crm.changes import distinct_entries
+from crm.clock import as_utc
 from crm.config import settings
 from crm.flows.ports import FlowCatalogue, FlowCounters
 from crm.models.canonical import ActivityType
@@ -33,10 +40,16 @@ from crm.segments.builtin import BUILTINS
 
 # Timelines read at once: each is one small Query, so the wait is the round trips, not the units.
 PARALLEL_READS = 16
-# A profile last written this long before the period began may still hold a line in it (a store clock
-# running fast stamps an order ahead of the moment it was written).
-CLOCK_SLACK = timedelta(days=1)
+FACTS_TTL = 60.0  # seconds
 _CHECKOUT = ActivityType.CHECKOUT_STARTED.value
+_FACTS: dict[tuple[str, str, date, date], tuple[float, PeriodFacts]] = {}
+
+
+def _active_since(profile: Profile, since: datetime) -> bool:
+    """Whether the profile can hold an order or a checkout line on or after ``since``: its latest of each is."""
+    latest = [at for at in (profile.last_order_at, profile.last_checkout.at if profile.last_checkout else None)
+              if at is not None]
+    return any(as_utc(at) >= since for at in latest)
 
 
 class DynamoReportSource:
@@ -54,18 +67,29 @@ class DynamoReportSource:
         # Lines sort by "T#<ISO time>#...": the period's days lie between "T#<first>" and "T#<last>~".
         request: dict[str, Any] = {
             "TableName": self.table, "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
+            "FilterExpression": "#type IN (:order, :checkout)", "ExpressionAttributeNames": {"#type": "type"},
             "ExpressionAttributeValues": {":pk": {"S": pk},
                                           ":first": {"S": f"{keys.TIMELINE_PREFIX}{first.isoformat()}"},
-                                          ":last": {"S": f"{keys.TIMELINE_PREFIX}{last.isoformat()}~"}}}
+                                          ":last": {"S": f"{keys.TIMELINE_PREFIX}{last.isoformat()}~"},
+                                          ":order": {"S": "order"}, ":checkout": {"S": _CHECKOUT}}}
         return [TimelineEntry.model_validate(from_item(item)) for item in query_items(request)]
 
     def period_facts(self, workspace_id: str, first: date, last: date) -> PeriodFacts:
-        since = datetime.combine(first, time.min, UTC) - CLOCK_SLACK
-        touched = [p for p in self.profiles_repository.workspace_profiles(workspace_id) if p.updated_at >= since]
+        key = (self.table, workspace_id, first, last)
+        held = _FACTS.get(key)
+        if held is not None and time.monotonic() < held[0]:
+            return held[1]
+        facts = self._read_facts(workspace_id, first, last)
+        _FACTS[key] = (time.monotonic() + FACTS_TTL, facts)
+        return facts
+
+    def _read_facts(self, workspace_id: str, first: date, last: date) -> PeriodFacts:
+        since = datetime.combine(first, dt_time.min, UTC)
+        active = [p for p in self.profiles_repository.workspace_profiles(workspace_id) if _active_since(p, since)]
         orders: list[OrderFact] = []
         checkouts: list[tuple[str, datetime]] = []
         with ThreadPoolExecutor(PARALLEL_READS) as pool:
-            timelines = pool.map(lambda profile: (profile, self._timeline(profile, first, last)), touched)
+            timelines = pool.map(lambda profile: (profile, self._timeline(profile, first, last)), active)
             for profile, entries in timelines:
                 for entry in distinct_entries(entries):
                     if entry.type == "order" and entry.summary.get("counted"):
@@ -77,8 +101,8 @@ class DynamoReportSource:
                         checkouts.append((profile.profile_id, entry.occurred_at))
         return PeriodFacts(
             orders=tuple(orders), checkouts=tuple(checkouts),
-            first_order_at={p.profile_id: p.first_order_at for p in touched if p.first_order_at is not None},
-            first_touch={p.profile_id: p.first_touch.channel for p in touched if p.first_touch is not None})
+            first_order_at={p.profile_id: p.first_order_at for p in active if p.first_order_at is not None},
+            first_touch={p.profile_id: p.first_touch.channel for p in active if p.first_touch is not None})
 
     def profiles(self, workspace_id: str) -> Iterator[tuple[Profile, frozenset[str]]]:
         for profile, held in self.segments.profiles_with_segments(workspace_id):

@@ -35,17 +35,19 @@ def _money_axis(title: str, currency: str | None) -> dict[str, Any]:
 
 
 def _spec(report: Report, subtitle: str, body: dict[str, Any]) -> dict[str, Any]:
-    period = f"{report.from_.isoformat()} to {report.to.isoformat()}"
+    period = (f"as of {report.generated_at:%Y-%m-%d %H:%M} UTC" if report.name in ("rfm", "predictions")
+              else f"{report.from_.isoformat()} to {report.to.isoformat()}")
     return {"$schema": SCHEMA, "title": {"text": report.title, "subtitle": f"{period} · {subtitle}",
                                          "anchor": "start", "fontSize": 16},
-            "config": {"font": "Helvetica", "view": {"stroke": None}, "axis": {"labelFontSize": 11,
+            "config": {"view": {"stroke": None}, "axis": {"labelFontSize": 11,
                                                                                "titleFontSize": 12}},
             "background": "white", "padding": 16, **body}
 
 
 def _time_x(report: Report) -> dict[str, Any]:
     label = {"day": "Day", "week": "Week starting", "month": "Month"}[report.interval]
-    return {"field": "start", "type": "temporal", "timeUnit": _TIME_UNIT[report.interval], "title": label,
+    # Ordinal: one band per bucket, its label under its middle (a temporal axis ticks the buckets' edges).
+    return {"field": "start", "type": "ordinal", "timeUnit": _TIME_UNIT[report.interval], "title": label,
             "axis": {"format": _TIME_FORMAT[report.interval], "labelAngle": -40}}
 
 
@@ -69,7 +71,7 @@ def revenue(report: Report, data: RevenueData) -> dict[str, Any]:
              "encoding": {"x": x, "y": {"field": "revenue", "type": "quantitative",
                                         "axis": _money_axis("Revenue", report.currency) | {"titleColor": BAR}},
                           "tooltip": tooltip}},
-            {"mark": {"type": "line", "color": ACCENT, "point": True, "strokeWidth": 2},
+            {"mark": {"type": "line", "color": ACCENT, "point": {"color": ACCENT}, "strokeWidth": 2},
              "encoding": {"x": x, "y": {"field": "aov", "type": "quantitative",
                                         "axis": _money_axis("Average order value", report.currency)
                                         | {"titleColor": ACCENT, "orient": "right"}},
@@ -80,23 +82,34 @@ def revenue(report: Report, data: RevenueData) -> dict[str, Any]:
 def repeat_rate(report: Report, data: RepeatData) -> dict[str, Any]:
     values = []
     for p in data.points:
-        values.append({"start": p.start.isoformat(), "kind": "New", "customers": p.customers - p.returning_customers})
-        values.append({"start": p.start.isoformat(), "kind": "Returning", "customers": p.returning_customers})
+        share = _number(p.repeat_rate)
+        values.append({"start": p.start.isoformat(), "kind": "New", "customers": p.customers - p.returning_customers,
+                       "rate": share})
+        values.append({"start": p.start.isoformat(), "kind": "Returning", "customers": p.returning_customers,
+                       "rate": share})
     overall = f"{data.repeat_rate:.1%}" if data.repeat_rate is not None else "n/a"
     subtitle = (f"{data.customers:,} customers ordered; {data.repeat_customers:,} of them "
-                f"have ordered twice or more ({overall})")
+                f"have ordered twice or more ({overall}); line: returning share of each bucket's customers")
+    x = _time_x(report)
     return _spec(report, subtitle, {
         "width": WIDTH, "height": HEIGHT, "data": {"values": values},
-        "mark": {"type": "bar"},
-        "encoding": {"x": _time_x(report),
-                     "y": {"field": "customers", "type": "quantitative", "stack": "zero",
-                           "title": "Customers who ordered"},
-                     "color": {"field": "kind", "type": "nominal", "title": None,
-                               "scale": {"domain": ["New", "Returning"], "range": ["#9ecae9", BAR]},
-                               "legend": {"orient": "top"}},
-                     "order": {"field": "kind", "sort": "descending"},
-                     "tooltip": [{"field": "start", "type": "temporal"}, {"field": "kind"},
-                                 {"field": "customers"}]}})
+        "layer": [
+            {"mark": {"type": "bar"},
+             "encoding": {"x": x,
+                          "y": {"field": "customers", "type": "quantitative", "stack": "zero",
+                                "title": "Customers who ordered"},
+                          "color": {"field": "kind", "type": "nominal", "title": None,
+                                    "scale": {"domain": ["New", "Returning"], "range": ["#9ecae9", BAR]},
+                                    "legend": {"orient": "top"}},
+                          "order": {"field": "kind", "sort": "descending"},
+                          "tooltip": [{"field": "start", "type": "temporal"}, {"field": "kind"},
+                                      {"field": "customers"}]}},
+            {"transform": [{"filter": "datum.kind === 'Returning'"}],
+             "mark": {"type": "line", "color": ACCENT, "point": {"color": ACCENT}, "strokeWidth": 2},
+             "encoding": {"x": x, "y": {"field": "rate", "type": "quantitative", "scale": {"domain": [0, 1]},
+                                        "axis": {"title": "Returning share", "format": ".0%", "orient": "right",
+                                                 "titleColor": ACCENT}}}}],
+        "resolve": {"scale": {"y": "independent"}}})
 
 
 def cohorts(report: Report, data: CohortsData) -> dict[str, Any]:
@@ -126,20 +139,29 @@ def rfm(report: Report, data: RfmData) -> dict[str, Any]:
     values = [{"recency": c.recency, "fm": c.frequency_monetary, "profiles": c.profiles,
                "group": names.get(c.group, c.group), "label": f"{names.get(c.group, c.group)}\n{c.profiles:,}"}
               for c in data.cells]
-    subtitle = f"{data.buyers:,} buyers scored 1-5 by quintiles; cell: RFM group and buyers in it"
+    sizes = [{"group": g.name, "profiles": g.profiles} for g in data.groups]
+    darkest = max((c.profiles for c in data.cells), default=0)
+    subtitle = f"{data.buyers:,} buyers scored 1-5 by quintiles; a cell: its RFM group and buyers; right: each group"
     base = {"x": {"field": "recency", "type": "ordinal", "title": "Recency score (5 = ordered most recently)",
                   "axis": {"labelAngle": 0}},
             "y": {"field": "fm", "type": "ordinal", "sort": "descending",
                   "title": "Frequency & monetary score (5 = most)"}}
-    return _spec(report, subtitle, {
-        "width": 560, "height": 360, "data": {"values": values},
-        "layer": [
-            {"mark": {"type": "rect", "stroke": "white", "strokeWidth": 2}, "encoding": base | {
-                "color": {"field": "profiles", "type": "quantitative", "title": "Buyers",
-                          "scale": {"scheme": "greens"}},
-                "tooltip": [{"field": "group"}, {"field": "recency"}, {"field": "fm"}, {"field": "profiles"}]}},
-            {"mark": {"type": "text", "fontSize": 10, "lineBreak": "\n"},
-             "encoding": base | {"text": {"field": "label"}}}]})
+    grid = {"width": 520, "height": 340, "data": {"values": values}, "layer": [
+        {"mark": {"type": "rect", "stroke": "white", "strokeWidth": 2}, "encoding": base | {
+            "color": {"field": "profiles", "type": "quantitative", "title": "Buyers", "scale": {"scheme": "greens"},
+                      "legend": None},
+            "tooltip": [{"field": "group"}, {"field": "recency"}, {"field": "fm"}, {"field": "profiles"}]}},
+        {"mark": {"type": "text", "fontSize": 10, "lineBreak": "\n"},
+         "encoding": base | {"text": {"field": "label"},
+                             "color": {"condition": {"test": f"datum.profiles > {darkest * 0.6}", "value": "white"},
+                                       "value": "black"}}}]}
+    bars = {"width": 220, "height": {"step": 24}, "data": {"values": sizes},
+            "encoding": {"y": {"field": "group", "type": "nominal", "title": None, "sort": "-x"},
+                         "x": {"field": "profiles", "type": "quantitative", "title": "Buyers in the group"}},
+            "layer": [{"mark": {"type": "bar", "color": "#54a24b"}},
+                      {"mark": {"type": "text", "align": "left", "dx": 3, "fontSize": 10},
+                       "encoding": {"text": {"field": "profiles", "format": ","}}}]}
+    return _spec(report, subtitle, {"hconcat": [grid, bars], "spacing": 30})
 
 
 def channels(report: Report, data: ChannelsData) -> dict[str, Any]:
@@ -176,7 +198,7 @@ def abandonment(report: Report, data: AbandonmentData) -> dict[str, Any]:
              "encoding": {"x": x, "y": {"field": "recovered", "type": "quantitative",
                                         "axis": _money_axis("Recovered by flows", report.currency)
                                         | {"titleColor": "#54a24b"}}}},
-            {"mark": {"type": "line", "color": "#e45756", "point": True, "strokeWidth": 2},
+            {"mark": {"type": "line", "color": "#e45756", "point": {"color": "#e45756"}, "strokeWidth": 2},
              "encoding": {"x": x, "y": {"field": "rate", "type": "quantitative", "scale": {"domain": [0, 1]},
                                         "axis": {"title": "Checkout abandonment rate", "format": ".0%",
                                                  "orient": "right", "titleColor": "#e45756"}}}}],
@@ -186,9 +208,13 @@ def abandonment(report: Report, data: AbandonmentData) -> dict[str, Any]:
 def predictions(report: Report, data: PredictionsData) -> dict[str, Any]:
     bins = [{"lower": float(b.lower), "upper": float(b.upper), "profiles": b.profiles} for b in data.clv_bins]
     segments = [{"segment": s.name, "churn": float(s.mean_churn_probability), "members": s.predicted,
-                 "at_risk": s.at_risk} for s in data.segments]
+                 "at_risk": s.at_risk,
+                 "label": f"{s.mean_churn_probability:.0%} ({s.at_risk:,} of {s.predicted:,} at risk)"}
+                for s in data.segments]
     subtitle = (f"{data.predicted:,} shoppers predicted, 12-month CLV {data.total_clv:,} {report.currency or ''} "
-                f"in all; at risk: churn probability >= {data.at_risk_threshold}")
+                f"in all; at risk: churn probability >= {data.at_risk_threshold}" if data.predicted else
+                "no shopper predicted yet (the scheduled run fits the models): "
+                + ", ".join(f"{status} {count:,}" for status, count in data.statuses.items()))
     money = report.currency or ""
     return _spec(report, subtitle, {
         "hconcat": [
@@ -200,12 +226,14 @@ def predictions(report: Report, data: PredictionsData) -> dict[str, Any]:
                           "y": {"field": "profiles", "type": "quantitative", "title": "Shoppers"}}},
             {"title": "Mean churn probability by segment", "width": 320, "data": {"values": segments},
              "height": {"step": 18},
-             "mark": {"type": "bar", "color": "#e45756"},
              "encoding": {"y": {"field": "segment", "type": "nominal", "title": None, "sort": "-x"},
                           "x": {"field": "churn", "type": "quantitative", "scale": {"domain": [0, 1]},
                                 "title": "Mean churn probability", "axis": {"format": ".0%"}},
                           "tooltip": [{"field": "segment"}, {"field": "members"}, {"field": "at_risk"},
-                                      {"field": "churn", "format": ".1%"}]}}],
+                                      {"field": "churn", "format": ".1%"}]},
+             "layer": [{"mark": {"type": "bar", "color": "#e45756"}},
+                       {"mark": {"type": "text", "align": "left", "dx": 3, "fontSize": 10},
+                        "encoding": {"text": {"field": "label"}}}]}],
         "spacing": 40})
 
 

@@ -42,6 +42,7 @@ from crm.segments.rfm import GRID, GROUP_NAMES, RfmInputs, RfmSketch, RfmThresho
 RATE = Decimal("0.0001")
 # A checkout followed by an order of the same shopper within this many hours was completed, not abandoned.
 COMPLETION_WINDOW = timedelta(hours=24)
+COMPLETION_DAYS = timedelta(days=1)  # the days of orders read past a period for it
 # A churn probability at or above this puts a shopper "at risk" in the predictions report.
 AT_RISK = Decimal("0.5")
 CLV_BINS = 10
@@ -318,5 +319,5 @@ def predictions(members: Iterable[tuple[Profile, frozenset[str]]], segment_names
                            clv_bins=_clv_bins(clvs), segments=tuple(segments))
 
 
-__all__ = ["AT_RISK", "COMPLETION_WINDOW", "Converted", "Recovered", "abandonment", "bucket_of", "buckets",
-           "channels", "cohorts", "convert", "predictions", "repeat_rate", "revenue", "rfm"]
+__all__ = ["AT_RISK", "COMPLETION_DAYS", "COMPLETION_WINDOW", "Converted", "Recovered", "abandonment", "bucket_of",
+           "buckets", "channels", "cohorts", "convert", "predictions", "repeat_rate", "revenue", "rfm"]
