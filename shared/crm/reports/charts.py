@@ -196,6 +196,8 @@ def abandonment(report: Report, data: AbandonmentData) -> dict[str, Any]:
         "layer": [
             {"mark": {"type": "bar", "color": "#54a24b", "opacity": 0.8},
              "encoding": {"x": x, "y": {"field": "recovered", "type": "quantitative",
+                                        # Nothing recovered yet: an axis from 0, not a lone 0 in the middle.
+                                        "scale": {"domainMin": 0} if data.recovered_revenue else {"domain": [0, 1]},
                                         "axis": _money_axis("Recovered by flows", report.currency)
                                         | {"titleColor": "#54a24b"}}}},
             {"mark": {"type": "line", "color": "#e45756", "point": {"color": "#e45756"}, "strokeWidth": 2},
@@ -216,6 +218,15 @@ def predictions(report: Report, data: PredictionsData) -> dict[str, Any]:
                 "no shopper predicted yet (the scheduled run fits the models): "
                 + ", ".join(f"{status} {count:,}" for status, count in data.statuses.items()))
     money = report.currency or ""
+    if not data.predicted:  # nothing to plot but why: the profiles by prediction status
+        statuses = [{"status": status, "profiles": count} for status, count in data.statuses.items()]
+        return _spec(report, subtitle, {
+            "width": 400, "height": {"step": 28}, "data": {"values": statuses},
+            "encoding": {"y": {"field": "status", "type": "nominal", "title": "Prediction status"},
+                         "x": {"field": "profiles", "type": "quantitative", "title": "Profiles"}},
+            "layer": [{"mark": {"type": "bar", "color": "#bab0ac"}},
+                      {"mark": {"type": "text", "align": "left", "dx": 3},
+                       "encoding": {"text": {"field": "profiles", "format": ","}}}]})
     return _spec(report, subtitle, {
         "hconcat": [
             {"title": "Predicted 12-month CLV", "width": 320, "height": HEIGHT, "data": {"values": bins},
