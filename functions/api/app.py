@@ -37,6 +37,7 @@ from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.models.stores import ApiKey
 from crm.ports import ConcurrentUpdate
+from crm.reports import query as reports
 from crm.segments import exports, runs, service
 from crm.segments import settings as builtin_settings
 from crm.segments.definition import SegmentDocument, SegmentInvalid, parse_new_segment, parse_segment
@@ -158,7 +159,8 @@ class _Errors:
         if isinstance(error, SegmentInvalid | ValueError):
             raise BadRequestError(str(error)) from None
         if isinstance(error, service.SegmentNotFound | exports.ExportNotFound | flows.FlowNotFound
-                      | templates.TemplateNotFound | proofs.ProfileNotFound | stats_query.StepNotFound):
+                      | templates.TemplateNotFound | proofs.ProfileNotFound | stats_query.StepNotFound
+                      | reports.ReportNotFound):
             raise NotFoundError(str(error.args[0])) from None
         if isinstance(error, exports.ExportTooLarge):
             raise ContentTooLargeError(str(error)) from None
@@ -443,6 +445,15 @@ def _flow_stats(flow_id: str, step_id: str | None) -> dict[str, Any]:
                                         wiring.currency_store(), workspace_id, flow_id, _query(),
                                         utc_now().date(), step_id)
     return stats_query.report_view(report)
+
+
+@app.route("/reports/{name}", methods=["GET"])
+def get_report(name: str) -> dict[str, Any]:
+    """One report's data and its Vega-Lite chart over ?from=&to=&interval= (docs/reports.md)."""
+    workspace_id = _workspace()
+    with _Errors():
+        report = reports.build(wiring.report_source(), workspace_id, name, _query(), utc_now())
+    return reports.report_view(report)
 
 
 @app.route("/flows/{flow_id}/test-send", methods=["POST"])

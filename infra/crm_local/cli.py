@@ -254,6 +254,27 @@ def _predict_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from crm.clock import utc_now
+
+    from crm_local.reports import on_stack, render, through_api
+
+    query = {name: value for name, value in (("from", args.from_), ("to", args.to), ("interval", args.interval))
+             if value is not None}
+    if args.api:
+        view = through_api(args.api, args.key, args.name, query)
+    elif args.workspace:
+        view = on_stack(args.stack, args.workspace, args.name, query, utc_now())
+    else:
+        raise ValueError("--workspace: whose report (or --api URL with that workspace's key)")
+    if args.png or args.svg:
+        path = args.png or args.svg
+        size = render(view["chart"], path, "png" if args.png else "svg")
+        print(f"wrote {path} ({size:,} bytes)", file=sys.stderr)
+    print(json.dumps(view["report"] if args.png or args.svg else view))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
@@ -427,6 +448,21 @@ def parser() -> argparse.ArgumentParser:
                          help="the unit of recency, age and of the parameters (default weeks, as the papers)")
     fitting.add_argument("--json", action="store_true", help="print the report as JSON")
     fitting.set_defaults(run=_predict_fit)
+
+    report = commands.add_parser("report", help="a report of the workspace (docs/reports.md) as JSON, its chart "
+                                                "drawn to PNG or SVG")
+    report.add_argument("name", metavar="NAME", help="revenue, repeat_rate, cohorts, rfm, channels, abandonment or "
+                                                     "predictions")
+    report.add_argument("--from", dest="from_", metavar="DAY", help="the first UTC day (default: a year before --to)")
+    report.add_argument("--to", metavar="DAY", help="the last UTC day, included (default: today)")
+    report.add_argument("--interval", choices=("day", "week", "month"), help="the buckets over time")
+    drawn = report.add_mutually_exclusive_group()
+    drawn.add_argument("--png", type=Path, metavar="FILE", help="draw the chart to FILE as PNG (prints the data only)")
+    drawn.add_argument("--svg", type=Path, metavar="FILE", help="draw the chart to FILE as SVG (prints the data only)")
+    report.add_argument("--workspace", help="whose report (read from the stack's table)")
+    report.add_argument("--api", metavar="URL", help="ask the marketer API instead (GET /reports/NAME)")
+    report.add_argument("--key", help="the workspace's API key for --api (default: $CRM_API_KEY)")
+    report.set_defaults(run=_report)
 
     demo = commands.add_parser("demo", help="boot the local stack, simulate a Shopify and a WooCommerce store "
                                             "over months, print a report and check it against the simulation")

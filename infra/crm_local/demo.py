@@ -37,6 +37,7 @@ from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
 from crm_local.demo_flows import demo_flows
+from crm_local.demo_reports import draw_reports
 from crm_local.demo_timing import Phases, percentile_ms
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
@@ -241,6 +242,9 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
         with phases.phase("flows (a month fast-forwarded, checked)"):
             wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"],
                                 seed=seed)
+        with phases.phase("reports (charts drawn to demo-output/reports)"):
+            wrong += draw_reports(lambda path: Api(runtime.api_url, shop.api_key).call("GET", path), out_dir,
+                                  START.date())
         stopping = time.perf_counter()
     phases.add("main stack stopped", time.perf_counter() - stopping)
     return wrong, results, drained

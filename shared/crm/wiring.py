@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         StoreDirectory,
         TaskQueue,
     )
+    from crm.reports.query import ReportSource
 
 
 @cache
@@ -303,6 +304,12 @@ def conversions_service() -> ConversionsService:
     return ConversionsService(ledger=message_ledger(), attributions=attributions(), counters=flow_counters(),
                               runs=flow_runs(), profiles=profile_repository(), messaging=messaging_store(),
                               currency=currency_store(), clock=utc_now, catalogue=held_flow_catalogue())
+
+
+def report_source() -> ReportSource:
+    from crm.adapters.report_source import DynamoReportSource
+    return DynamoReportSource(profiles=profile_repository(), segments=segment_store(), catalogue=flow_catalogue(),
+                              counters=flow_counters(), currency=currency_store())
 
 
 def reset() -> None:

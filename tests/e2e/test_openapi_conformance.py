@@ -101,7 +101,8 @@ def _seed(stack: LocalStack, api_key: str) -> dict[str, list[str]]:
             "flow_id": ["conformance-flow", "builtin:abandoned_checkout", "builtin:welcome"],
             "template_id": ["thanks", "builtin:abandoned_checkout_1", "builtin:welcome_1"],
             "step_id": ["email_1"],  # a step of both built-in flows in flow_id
-            "day": [str(today - timedelta(days=7)), str(today)]}
+            "day": [str(today - timedelta(days=7)), str(today)],
+            "report": ["revenue", "repeat_rate", "cohorts", "rfm", "channels", "abandonment", "predictions"]}
 
 
 def _config(known: dict[str, list[str]]) -> str:
@@ -140,6 +141,12 @@ def _config(known: dict[str, list[str]]) -> str:
                   'parameters = { "query.from" = { dictionary = "day", probability = 0.5 }, '
                   '"query.to" = { dictionary = "day", probability = 0.5 } }',
                   'checks = { positive_data_acceptance = { expected-statuses = ["2XX", "400", "401", "404"] } }']
+    # The same for a report's period (and a cohorts report asked by day or week); its names are the seven.
+    lines += ["", "[[operations]]", 'include-path = "/reports/{name}"',
+              'parameters = { "path.name" = { dictionary = "report", probability = 0.7 }, '
+              '"query.from" = { dictionary = "day", probability = 0.5 }, '
+              '"query.to" = { dictionary = "day", probability = 0.5 } }',
+              'checks = { positive_data_acceptance = { expected-statuses = ["2XX", "400", "401", "404"] } }']
     return "\n".join(lines) + "\n"
 
 
