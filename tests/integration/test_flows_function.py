@@ -245,13 +245,14 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
     answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(delivery)
     assert answer == {"batchItemFailures": []} and len(flows.email.sent) == 1
     # Reads: the profile with its segments (one Query), the run, last send; writes: the claim, the last send,
-    # the timeline line, the claim's record, the run (once); the message record and its pointer (crm.adapters.
-    # flow_stats), the counters of the saved steps (flow-wide, wait_4h, email_1: crm.flows.counting); the next
-    # wait's schedule. (The catalogue, settings, template, suppression and SES calls are fakes here.)
+    # the timeline line (a plain put, not a transaction), the claim's record, the run (once); the message record
+    # (no pointer for an email: SES's tags find it, crm.adapters.flow_stats), one ADD per counters row the
+    # delivery touched (flow-wide, wait_4h, email_1: crm.flows.counting); the next wait's schedule. (The
+    # catalogue, settings, template, suppression and SES calls are fakes here.)
     assert sorted(made) == sorted([
         "dynamodb:Query", "dynamodb:GetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:PutItem",
-        "dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
-        "dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem"])
+        "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
+        "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem"])
     # What the stats read: the message recorded where the feedback looks for it, the send counted.
     table = flows.provisioned.outputs["TableName"]
     recorded = DynamoMessageLedger(table).find("ses-1", WS, run.profile_id)
