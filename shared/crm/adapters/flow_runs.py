@@ -3,12 +3,14 @@
 Everything a run touches lives in its profile's partition: an erasure of the partition takes it, and one
 Query lists a profile's runs. A run is stored as one attribute beside the few attributes a condition needs
 (``revision``): its JSON (its trigger is an event's detail, which may hold floats DynamoDB's types refuse),
-zlib-compressed (``run_z``), since a write costs a unit per KB and a checkout's detail makes a run 1-2 KB of
-JSON that compresses to a third. Runs stored before as plain JSON (``run``) are still read.
+zlib-compressed and base64'd (``run_z``, a string: the table's stream and its filters handle no bytes), since a
+write costs a unit per KB and a checkout's detail makes a run 1-2 KB of JSON that compresses to about a third.
+Runs stored before as plain JSON (``run``) are still read.
 """
 
 from __future__ import annotations
 
+import base64
 import zlib
 from datetime import datetime
 from decimal import Decimal
@@ -31,22 +33,24 @@ def _refused(error: ClientError) -> bool:
 
 
 def run_item(run: FlowRun) -> Item:
+    packed = base64.b64encode(zlib.compress(run.model_dump_json().encode(), 9)).decode()
     return {**wire_key(keys.flow_run(run.workspace_id, run.profile_id, run.run_id)),
             "entity": {"S": "flow_run"}, "flow_id": {"S": run.flow_id}, "status": {"S": run.status.value},
-            "revision": {"N": str(run.revision)}, "run_z": {"B": zlib.compress(run.model_dump_json().encode())}}
+            "revision": {"N": str(run.revision)}, "run_z": {"S": packed}}
 
 
 def run_of_item(item: Item) -> FlowRun:
     """The run of a stored item (wire form), compressed or, as stored before, plain JSON."""
     if "run_z" in item:
-        return FlowRun.model_validate_json(zlib.decompress(bytes(item["run_z"]["B"])))
+        return FlowRun.model_validate_json(zlib.decompress(base64.b64decode(item["run_z"]["S"])))
     return FlowRun.model_validate_json(item["run"]["S"])
 
 
 
 class DynamoRunStore:
-    """A step costs: one conditional put to claim it, one put to record its outcome, one conditional put to
-    save the run; a send adds a read and a conditional put of the channel's last send (Smart Sending)."""
+    """A send costs one conditional put to claim it (its outcome is its message's record, crm.adapters.
+    flow_stats; a double opt-in's is written on the claim), a read and a conditional put of the channel's last
+    send (Smart Sending); a run one conditional put per delivery that moved it."""
 
     def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.table = table_name or settings().table_name

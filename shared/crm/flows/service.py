@@ -294,7 +294,7 @@ class FlowsService:
             if isinstance(decision.action, engine.Send):
                 run = self._send(run, decision, decision.action, shopper, settings, report, flow)
             elif step is not None and isinstance(decision.action, Proceed) and (
-                    found := self.runs.step_claim(run, step.id)) is not None:
+                    found := self._step_claim(run, step.id)) is not None:
                 # Skipped now, but claimed before: the run's save after that send was lost. The claim tells.
                 run = self._claimed_before(run, decision, found, report)
             else:
@@ -357,7 +357,7 @@ class FlowsService:
         try:
             self.runs.claim_step(run, send.step_id, now)
         except StepAlreadyClaimed:
-            found = self.runs.step_claim(run, send.step_id)
+            found = self._step_claim(run, send.step_id)
             assert found is not None
             return self._claimed_before(run, decision, found, report)
         message_id = self.email.send(message) if isinstance(message, OutgoingEmail) else self.sms.send(message)
@@ -366,8 +366,8 @@ class FlowsService:
             workspace_id=run.workspace_id, profile_id=run.profile_id, message_id=message_id, channel=send.channel,
             flow_id=run.flow_id, flow_version=run.flow_version, step_id=send.step_id, run_id=run.run_id,
             variant=variant_of(flow.definition, send.step_id, run), trigger_type=run.trigger_type, sent_at=now))
+        # The message's record is the step's: its claim is not written again (_step_claim reads the ledger).
         done = engine.apply(run, decision, now, message_id=message_id)
-        self.runs.record_step(run, done.steps[-1])
         self.runs.note_sent(run.workspace_id, shopper.profile.profile_id, send.channel, now)
         self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
             workspace_id=run.workspace_id, profile_id=shopper.profile.profile_id, occurred_at=now,
@@ -438,6 +438,18 @@ class FlowsService:
             return self.composer.sms(template, settings, profile, run, send.step_id, send.to, now)
         except ValueError as error:  # the renderer's refusals (crm.messaging.compose.CannotCompose, ...)
             raise MessageNotComposed(str(error)) from error
+
+    def _step_claim(self, run: FlowRun, step_id: str) -> StepRecord | None:
+        """What a claimed step of the run came to: a send is recorded as its message (MessageLedger.record_sent,
+        right after the send), not on its claim, so a claim without a record is looked up there first."""
+        found = self.runs.step_claim(run, step_id)
+        if found is None or found.outcome is not StepOutcome.UNKNOWN or found.reason is not None:
+            return found
+        for message in self.ledger.touches(run.workspace_id, run.profile_id, found.at):
+            if (message.run_id, message.step_id) == (run.run_id, step_id):
+                return StepRecord(step_id=step_id, outcome=StepOutcome.SENT, at=message.sent_at,
+                                  channel=message.channel, message_id=message.message_id)
+        return found
 
     def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:
         """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send."""
