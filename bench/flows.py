@@ -168,13 +168,14 @@ def minus(left: Counts, right: Counts) -> Counts:
 def step_kinds(shapes: Mapping[str, Counts]) -> dict[str, Counts]:
     """Each step kind's requests and units per occurrence, from the shapes' per-run figures:
     trigger_check = an event a live flow hears and does not start on (``heard``: every flow event of a store
-    whose flows are live, as the reference store's are); run_start = a one-step [exit] flow less that;
+    whose flows are live, as the reference store's are), per flow event; run_start = a one-step [exit] flow
+    less ``heard``'s webhook (whose other flow events, a segment entry, are the month's own trigger checks);
     email / sms / tag = that one-step flow less [exit]; delay = [delay, email] less [email]; exit_on_event =
     [delay, email] whose run an order ends, less [exit], the delay and the order's own check (counted with the
     trigger checks)."""
-    check = per_message(shapes["heard"])
+    check = shapes["heard"]
     started = shapes["exit"]
-    kinds = {"trigger_check": check, "run_start": minus(started, check)}
+    kinds = {"trigger_check": per_message(check), "run_start": minus(started, check)}
     for kind in ("email", "sms", "tag"):
         if kind in shapes:
             kinds[kind] = minus(shapes[kind], started)
