@@ -51,8 +51,11 @@ RECORDS_PER_BATCH = 5
 SERVICES = ("dynamodb", "sqs", "scheduler", "sesv2", "sns", "events", "secretsmanager")
 DOMAIN_PREFIX = "bench-flows"
 SECRET = "bench-flows-secret"
+# No quiet hours (start == end): an SMS step sends at whatever hour the bench runs, rather than waiting for a
+# morning that a later shape's clock step would reach and count as its own.
 SENDER = {"from_address": "hello@bench-flows.example", "from_name": "Bench Outfitters",
-          "postal_address": "1 Market Street, San Francisco, CA 94105"}
+          "postal_address": "1 Market Street, San Francisco, CA 94105",
+          "quiet_hours": {"start": "00:00", "end": "00:00"}}
 EMAIL_TEMPLATE = "builtin:abandoned_checkout_1"
 SMS_TEMPLATE_ID = "bench_sms"
 SMS_TEMPLATE = {"channel": "sms", "name": "Bench text", "body": "You left something in your cart."}
@@ -79,7 +82,7 @@ SMS_PER_MESSAGE = Decimal("0.00581")
 REFERENCE_MONTH: dict[str, int] = {
     # Every flow event the flows queue receives is checked against the live triggers, exits and the profile's
     # runs: 300k checkouts, 300k orders, 150k fulfilments, 2.4M product views, 100k contact and consent changes,
-    # 50k segment entries.
+    # 50k segment entries. Priced per flow event (one message on the queue), not per webhook.
     "trigger_check": 300_000 + 300_000 + 150_000 + 2_400_000 + 100_000 + 50_000,
     # Runs started, beyond their event's check: abandoned checkout 300k, browse abandonment 150k, welcome 50k,
     # post-purchase 300k, win-back 30k, VIP 20k.
@@ -139,6 +142,18 @@ def flow_units(service: str, operation: str, params: dict[str, Any]) -> dict[str
     return {}
 
 
+MESSAGES = ("msg", "flows queue")  # messages the flows function received (a key of Counts, not billed)
+_PER_MESSAGE = {("unit", "lambda"), ("unit", "sqs"), MESSAGES}
+
+
+def per_message(counts: Counts) -> Counts:
+    """A shape's figures for one flow event: its queue's units divided among the messages its webhook brought
+    (a checkout brings its CheckoutStarted and another flow event no flow of the shape listens to), its reads
+    all the heard event's."""
+    messages = counts.get(MESSAGES, 1) or 1
+    return {key: value / messages if key in _PER_MESSAGE else value for key, value in counts.items()}
+
+
 def per_run(counts: Counts, runs: int) -> Counts:
     return {key: value / runs for key, value in counts.items()} if runs else {}
 
@@ -153,13 +168,14 @@ def minus(left: Counts, right: Counts) -> Counts:
 def step_kinds(shapes: Mapping[str, Counts]) -> dict[str, Counts]:
     """Each step kind's requests and units per occurrence, from the shapes' per-run figures:
     trigger_check = an event a live flow hears and does not start on (``heard``: every flow event of a store
-    whose flows are live, as the reference store's are); run_start = a one-step [exit] flow less that;
+    whose flows are live, as the reference store's are), per flow event; run_start = a one-step [exit] flow
+    less ``heard``'s webhook (whose other flow events, a segment entry, are the month's own trigger checks);
     email / sms / tag = that one-step flow less [exit]; delay = [delay, email] less [email]; exit_on_event =
     [delay, email] whose run an order ends, less [exit], the delay and the order's own check (counted with the
     trigger checks)."""
     check = shapes["heard"]
     started = shapes["exit"]
-    kinds = {"trigger_check": check, "run_start": minus(started, check)}
+    kinds = {"trigger_check": per_message(check), "run_start": minus(started, check)}
     for kind in ("email", "sms", "tag"):
         if kind in shapes:
             kinds[kind] = minus(shapes[kind], started)
@@ -200,6 +216,7 @@ class FlowsMeter(Meter):
         at ``records_per_batch`` (the local poller's batches depend on timing, so they are not what is counted:
         the designs compare on what they read and write)."""
         batch = list(records)
+        self.counts[MESSAGES] += len(batch)
         self.counts["unit", "lambda"] += len(batch) / self.records_per_batch  # type: ignore[assignment]
         # The event source mapping's receive and delete, and each message's send (EventBridge's rule target or the
         # Scheduler): SQS bills them all. A wake-up was also one Scheduler invocation.

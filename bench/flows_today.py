@@ -1,22 +1,33 @@
 """The flows function as it was before issue 12 (commit 0ccbb87), the labelled baseline bench/flows.py measures
 in the same run: every event lists the workspace's flows (one Query, nothing held), and an event of a workspace
 that ever saved a flow reads the profile and its runs whether or not a flow listens to it; every paid OrderPlaced
-reads the messaging settings, the profile and its messages, whether or not a flow was ever saved.
+reads the messaging settings, the profile and its messages, whether or not a flow was ever saved. Its writes: a
+run created, then saved; each doing counted by an ADD of its own; a run stored as plain JSON; every message's
+pointer by id written; a timeline line as a transaction.
 
-Only the two methods that changed are copied (``on_event``, ``_start``); the rest is today's service."""
+Only what changed is copied (``on_event``, ``_start``, ``_count``; the adapters' write of a run, a message and a
+timeline line); the rest is today's service."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from crm import wiring
+from crm.adapters import keys
 from crm.adapters.flow_definitions import DynamoFlowCatalogue
+from crm.adapters.flow_runs import DynamoRunStore
+from crm.adapters.flow_stats import DynamoMessageLedger
+from crm.adapters.items import Item, to_item
+from crm.adapters.profiles import DynamoProfileRepository, _write_change
 from crm.clock import utc_now
 from crm.flows import counting, engine
 from crm.flows.conversions import ConversionsService
 from crm.flows.engine import FlowEvent
 from crm.flows.service import FlowsService, Report, Shopper
+from crm.models.flow_stats import MessageRecord
 from crm.models.flows import FlowDefinition, FlowRecord, FlowRun, FlowStatus, RunStatus, run_id_for
+from crm.ports import Change
 
 
 class TodayFlowsService(FlowsService):
@@ -62,6 +73,40 @@ class TodayFlowsService(FlowsService):
         self._count(counting.entry_counts(entry.run), entry.run)
         self.advance(entry.run, flow, shopper, report)
 
+    def _count(self, adds: list[counting.CounterAdd], run: FlowRun) -> None:
+        for add in adds:
+            self.counters.add(run.workspace_id, run.flow_id, add.day, add.counts, add.step_id, add.variant)
+
+
+class TodayRunStore(DynamoRunStore):
+    """A run as plain JSON (today's store reads both)."""
+
+    def _run_item(self, run: FlowRun) -> Item:
+        item = {**super()._run_item(run), "run": {"S": run.model_dump_json()}}
+        del item["run_z"]
+        return item
+
+
+class TodayLedger(DynamoMessageLedger):
+    """Every message's pointer by id, emails' too."""
+
+    def record_sent(self, message: MessageRecord) -> None:
+        super().record_sent(message)
+        if message.channel == "email":
+            self._point(message)
+
+
+class TodayProfiles(DynamoProfileRepository):
+    """A change of timeline lines alone written in a transaction, as every change was."""
+
+    def commit(self, change: Change) -> None:
+        if change.timeline and change == Change(change.workspace_id, timeline=change.timeline):
+            writes: list[dict[str, Any]] = [{"Put": {"TableName": self.table, "Item": to_item(
+                keys.timeline(change.workspace_id, e.profile_id, e.sort_key), "timeline", e)}} for e in change.timeline]
+            _write_change(writes, self.backoff)
+            return
+        super().commit(change)
+
 
 class _EverSaved:
     """Today's attribution read no catalogue: it went on as if every workspace had saved a flow."""
@@ -88,10 +133,10 @@ _ANY_DEFINITION = FlowDefinition.model_validate({"name": "today", "steps": [{"ki
 def flows_service() -> FlowsService:
     """wiring.flows_service as it was: the catalogue listed afresh by every event."""
     return TodayFlowsService(
-        catalogue=DynamoFlowCatalogue(), runs=wiring.flow_runs(), scheduler=wiring.wait_scheduler(),
-        profiles=wiring.profile_repository(), segments=wiring.segment_store(), messaging=wiring.messaging_store(),
+        catalogue=DynamoFlowCatalogue(), runs=TodayRunStore(), scheduler=wiring.wait_scheduler(),
+        profiles=TodayProfiles(), segments=wiring.segment_store(), messaging=wiring.messaging_store(),
         suppressions=wiring.suppressions(), email=wiring.email_sender(), sms=wiring.sms_sender(),
-        composer=wiring.message_composer(), clock=utc_now, ledger=wiring.message_ledger(),
+        composer=wiring.message_composer(), clock=utc_now, ledger=TodayLedger(),
         counters=wiring.flow_counters(), winners=wiring.split_winners())
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import boto3
-from crm.adapters.items import from_item
+from crm.adapters.flow_runs import run_of_item
 from crm.clock import utc_now
 from crm.models.flows import FlowRun, StepOutcome
 
@@ -87,10 +87,7 @@ def flow_runs(table: str) -> list[FlowRun]:
             TableName=table, FilterExpression="begins_with(sk, :run)",
             ExpressionAttributeValues={":run": {"S": "FLOWRUN#"}}):
         for item in page["Items"]:
-            # crm.adapters.flow_runs keeps the run as its JSON beside the keys it is queried by.
-            plain = from_item(item)
-            runs.append(FlowRun.model_validate_json(plain["run"]) if isinstance(plain.get("run"), str)
-                        else FlowRun.model_validate(plain))
+            runs.append(run_of_item(item))
     return runs
 
 

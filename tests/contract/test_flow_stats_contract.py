@@ -61,14 +61,17 @@ def event(kind: MessageEventType, minutes: int = 5, link: str | None = None) -> 
 
 # --- MessageLedger --------------------------------------------------------------------------------------
 
-def test_a_message_is_recorded_once_and_found_by_id_alone_or_by_its_tags(ledger: MessageLedger) -> None:
+def test_a_message_is_recorded_once_and_found_by_its_tags_an_sms_by_id_alone(ledger: MessageLedger) -> None:
     ledger.record_sent(sent())
     ledger.record_sent(sent().model_copy(update={"step_id": "email_2"}))  # a retried send: the first stays
-    assert ledger.find("m1") == sent()  # an SMS status names the message only
     assert ledger.find("m1", WS, "p1") == sent()  # SES tags name the workspace and the profile
-    assert ledger.find("m1", WS, "p_renamed") == sent()  # tags that do not name its partition: the pointer
-    assert ledger.find("m1", "ws_other") is None
+    assert ledger.find("m1") is None  # an email is always found by its tags: no pointer by id is written
     assert ledger.find("m1", "ws_other", "p1") is None
+    text = sent("s1").model_copy(update={"channel": "sms", "step_id": "sms_1"})
+    ledger.record_sent(text)
+    assert ledger.find("s1") == text  # an SMS status names the message only: its pointer
+    assert ledger.find("s1", WS, "p_renamed") == text  # tags that do not name its partition: the pointer
+    assert ledger.find("s1", "ws_other") is None
     assert ledger.find("m_unknown") is None
 
 
@@ -84,7 +87,7 @@ def test_each_event_type_is_noted_once_whatever_ses_repeats(ledger: MessageLedge
             assert kind not in first
             first[kind] = position
     assert set(first) == {MessageEventType.DELIVERED, MessageEventType.OPENED, MessageEventType.CLICKED}
-    held = ledger.find("m1")
+    held = ledger.find("m1", WS, "p1")
     assert held is not None and held.variant is None
     assert held.events == {kind: NOW + timedelta(minutes=at) for kind, at in first.items()}
     assert held.clicked_links == ("https://shop.example/a",)  # the first click's link
@@ -99,12 +102,12 @@ def test_a_noted_event_answers_the_record_as_it_now_stands(ledger: MessageLedger
                                                       MessageEventType.CLICKED: NOW + timedelta(minutes=9)}
     assert clicked.clicked_links == ("https://shop.example/r/1?x=1&y=2",)
     assert ledger.note_event(sent(), event(MessageEventType.CLICKED, 12, link="https://shop.example/b")) is None
-    assert ledger.find("m1") == clicked
+    assert ledger.find("m1", WS, "p1") == clicked
 
 
 def test_an_event_on_a_message_never_recorded_counts_nothing(ledger: MessageLedger) -> None:
     assert ledger.note_event(sent(), event(MessageEventType.DELIVERED)) is None
-    assert ledger.find("m1") is None
+    assert ledger.find("m1", WS, "p1") is None
 
 
 def test_touches_are_the_profiles_messages_sent_since_in_time_order(ledger: MessageLedger) -> None:

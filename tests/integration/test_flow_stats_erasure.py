@@ -49,13 +49,13 @@ def test_an_erasure_takes_the_shoppers_messages_their_pointers_and_her_orders_at
     DynamoPrivacyStore(table).erase(Erasure(workspace_id=WS, profile_ids=("p_x",), orders=(("st", "o_x"),),
                                             customers=(), events=(), identities=()))
 
-    assert ledger.find("m_x1") is None and ledger.find("m_x2") is None
+    assert ledger.find("m_x1", WS, "p_x") is None and ledger.find("m_x2", WS, "p_x") is None
     assert attributions.get(WS, "st", "o_x") is None
     items = [from_item(item) for page in client("dynamodb").get_paginator("scan").paginate(TableName=table)
              for item in page["Items"]]
     assert [i["pk"] for i in items if "p_x" in str(i) or "m_x" in str(i) or "o_x" in str(i)] == []
     # The other shopper's are untouched, and the flow's sums stay.
-    assert ledger.find("m_y") == _message("m_y", "p_y")
+    assert ledger.find("m_y", WS, "p_y") == _message("m_y", "p_y")
     assert attributions.get(WS, "st", "o_y") is not None
     [row] = DynamoFlowCounters(table).rows(WS, FLOW, NOW.date(), NOW.date())
     assert row.counts == {"sent": 3}

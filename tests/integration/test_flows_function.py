@@ -158,8 +158,12 @@ def test_a_checkout_waits_in_a_one_time_schedule_then_sends_once(flows: Flows, m
     [run] = store.runs_of_profile(WS, "p1")
     assert run.next_step == "wait_24h" and run.wake_at == datetime.fromisoformat(event.occurred_at.isoformat()) + \
         timedelta(hours=24)
+    assert [(s.outcome, s.message_id) for s in run.steps if s.step_id == "email_1"] == [(StepOutcome.SENT, "ses-1")]
+    # The step's claim, whose outcome is its message's record (what a redelivery finds if the run's save is lost).
     claim = store.step_claim(run, "email_1")
-    assert claim is not None and (claim.outcome, claim.message_id) == (StepOutcome.SENT, "ses-1")
+    recorded = DynamoMessageLedger(flows.provisioned.outputs["TableName"]).find("ses-1", WS, "p1")
+    assert claim is not None and recorded is not None and (recorded.run_id, recorded.step_id) == (run.run_id,
+                                                                                                 "email_1")
     last = store.last_sent(WS, "p1", "email")
     assert last is not None and timedelta(0) <= last - claim.at < timedelta(seconds=1)
     timeline = DynamoProfileRepository(flows.provisioned.outputs["TableName"]).timeline(WS, ["p1"], None, 10)
@@ -245,13 +249,14 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
     answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(delivery)
     assert answer == {"batchItemFailures": []} and len(flows.email.sent) == 1
     # Reads: the profile with its segments (one Query), the run, last send; writes: the claim, the last send,
-    # the timeline line, the claim's record, the run (once); the message record and its pointer (crm.adapters.
-    # flow_stats), the counters of the saved steps (flow-wide, wait_4h, email_1: crm.flows.counting); the next
-    # wait's schedule. (The catalogue, settings, template, suppression and SES calls are fakes here.)
+    # the timeline line (a plain put, not a transaction), the run (once); the message record, which is the
+    # step's record too (no pointer for an email: SES's tags find it, crm.adapters.flow_stats), one ADD per
+    # counters row the delivery touched (flow-wide, wait_4h, email_1: crm.flows.counting); the next wait's
+    # schedule. (The catalogue, settings, template, suppression and SES calls are fakes here.)
     assert sorted(made) == sorted([
         "dynamodb:Query", "dynamodb:GetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:PutItem",
-        "dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
-        "dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem"])
+        "dynamodb:BatchWriteItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
+        "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem"])
     # What the stats read: the message recorded where the feedback looks for it, the send counted.
     table = flows.provisioned.outputs["TableName"]
     recorded = DynamoMessageLedger(table).find("ses-1", WS, run.profile_id)

@@ -170,7 +170,7 @@ def test_an_open_counts_once_on_the_flow_row_and_its_steps_variant_row_of_its_da
     for row in ((ALL_STEPS, ALL_STEPS), ("email_1", "split_1:2")):
         assert feedback.counts(*row) == {"opened": Decimal(1)}, row
     assert feedback.counts("email_1") == {}  # a variant's step row is the step's (crm.flows.counting)
-    stored = feedback.world.ledger.find(EMAIL_ID)
+    stored = feedback.world.ledger.find(EMAIL_ID, WORKSPACE, PROFILE)
     assert stored is not None and stored.events == {MessageEventType.OPENED: opened.at}
     assert feedback.timeline() == [("email_opened", "2026-03-05T09:12:30.652000+00:00", {
         "flow_id": "builtin:abandoned_checkout", "step_id": "email_1", "channel": "email", "message_id": EMAIL_ID})]
@@ -179,7 +179,7 @@ def test_an_open_counts_once_on_the_flow_row_and_its_steps_variant_row_of_its_da
 def test_a_message_outside_any_split_counts_on_the_flow_and_step_rows() -> None:
     feedback = Feedback()
     delivered = ses_message_event(read_ses_event(ses_sample("delivery")))
-    assert delivered is not None and feedback.events.record(delivered) == "recorded"
+    assert delivered is not None and feedback.events.record(delivered, WORKSPACE, PROFILE) == "recorded"
     rows = feedback.world.counters.rows(WORKSPACE, "builtin:abandoned_checkout", date(2026, 3, 5), date(2026, 3, 5))
     assert [(r.step_id, r.variant, r.counts) for r in rows] == [
         (ALL_STEPS, ALL_STEPS, {"delivered": Decimal(1)}), ("email_1", ALL_STEPS, {"delivered": Decimal(1)})]
@@ -191,10 +191,10 @@ def test_a_click_without_an_open_counts_an_open_too_and_a_later_open_adds_nothin
     clicked = ses_message_event(read_ses_event(ses_sample("click")))
     opened = ses_message_event(read_ses_event(ses_sample("open")))
     assert clicked is not None and opened is not None
-    feedback.events.record(clicked)
-    assert feedback.events.record(opened) == "repeated"
+    feedback.events.record(clicked, WORKSPACE, PROFILE)
+    assert feedback.events.record(opened, WORKSPACE, PROFILE) == "repeated"
     assert feedback.counts() == {"opened": Decimal(1), "clicked": Decimal(1)}
-    stored = feedback.world.ledger.find(EMAIL_ID)
+    stored = feedback.world.ledger.find(EMAIL_ID, WORKSPACE, PROFILE)
     assert stored is not None and stored.clicked_links == ("https://shop.example.com/cart?utm_source=crm",)
     # Both at the click's time (the timeline orders lines of one moment by their type).
     assert {(line, at) for line, at, _ in feedback.timeline()} == {

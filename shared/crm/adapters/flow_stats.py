@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from crm.adapters import keys
 from crm.adapters.clients import client, put_if_absent, query_items
 from crm.adapters.items import Item, wire_key
+from crm.adapters.ses import tag_value
 from crm.adapters.throttling import batch_write
 from crm.config import settings
 from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEvent, MessageEventType, MessageRecord
@@ -60,14 +61,21 @@ def _message(item: Item) -> MessageRecord:
 
 
 class DynamoMessageLedger:
-    """A send costs two puts (the record in the profile's partition, so an erasure takes it; a pointer by
-    message id, holding ids only, for SMS status that carries no tags); an event one conditional update."""
+    """An email sent costs one put: the record in the profile's partition (an erasure takes it), found by the
+    workspace and profile SES's tags carry (where a tag would alter them, a pointer too). An SMS adds a pointer
+    by message id, holding ids only, as its status carries no tags; and so does a message a merge moved (its
+    tags name the merged profile). An event costs one conditional update."""
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table = table_name or settings().table_name
 
     def record_sent(self, message: MessageRecord) -> None:
         put_if_absent(self.table, _message_item(message))
+        tagged = (tag_value(message.workspace_id), tag_value(message.profile_id))
+        if message.channel != "email" or tagged != (message.workspace_id, message.profile_id):
+            self._point(message)
+
+    def _point(self, message: MessageRecord) -> None:
         pointer = {**wire_key(keys.message_pointer(message.message_id)), "entity": {"S": "message_pointer"},
                    "workspace_id": {"S": message.workspace_id}, "profile_id": {"S": message.profile_id}}
         client("dynamodb").put_item(TableName=self.table, Item=pointer)
@@ -121,7 +129,7 @@ class DynamoMessageLedger:
         return sorted((m for m in found if m.sent_at >= since), key=lambda m: (m.sent_at, m.message_id))
 
     def move_messages(self, workspace_id: str, from_profile_id: str, to_profile_id: str) -> int:
-        """Each message put in the survivor's partition (if absent) and its pointer moved, then the old ones
+        """Each message put in the survivor's partition (if absent) and pointed to, then the old ones
         deleted in batches (the flows function's role deletes only so); a retry after a crash finds what is left
         in the old partition and does the rest."""
         pk = keys.flow_message(workspace_id, from_profile_id, "")["pk"]
@@ -130,7 +138,9 @@ class DynamoMessageLedger:
                    "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.FLOW_MESSAGE_PREFIX}}}
         moving = [_message(item) for item in query_items(request)]
         for message in moving:
-            self.record_sent(message.model_copy(update={"profile_id": to_profile_id}))
+            moved = message.model_copy(update={"profile_id": to_profile_id})
+            put_if_absent(self.table, _message_item(moved))
+            self._point(moved)
         batch_write(self.table, [{"DeleteRequest": {"Key": wire_key(keys.flow_message(
             workspace_id, from_profile_id, message.message_id))}} for message in moving])
         return len(moving)

@@ -30,14 +30,20 @@ from crm.ports import ConcurrentUpdate
 @dataclass
 class MemoryMessageLedger:
     messages: dict[str, MessageRecord] = field(default_factory=dict)
+    # Found by id alone (as the DynamoDB ledger's pointers find them): SMS, and messages a merge moved.
+    pointed: set[str] = field(default_factory=set)
 
     def record_sent(self, message: MessageRecord) -> None:
         self.messages.setdefault(message.message_id, message)
+        if message.channel != "email":
+            self.pointed.add(message.message_id)
 
     def find(self, message_id: str, workspace_id: str | None = None,
              profile_id: str | None = None) -> MessageRecord | None:
         found = self.messages.get(message_id)
         if found is None or (workspace_id is not None and found.workspace_id != workspace_id):
+            return None
+        if message_id not in self.pointed and (found.workspace_id, found.profile_id) != (workspace_id, profile_id):
             return None
         return found
 
@@ -63,6 +69,7 @@ class MemoryMessageLedger:
                   if m.workspace_id == workspace_id and m.profile_id == from_profile_id]
         for message in moving:
             self.messages[message.message_id] = message.model_copy(update={"profile_id": to_profile_id})
+            self.pointed.add(message.message_id)
         return len(moving)
 
 

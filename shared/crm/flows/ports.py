@@ -151,7 +151,8 @@ class MessageLedger(Protocol):
 
     def find(self, message_id: str, workspace_id: str | None = None,
              profile_id: str | None = None) -> MessageRecord | None:
-        """The message by id (``workspace_id``/``profile_id`` from SES tags save the pointer's read)."""
+        """The message by id and the ``workspace_id``/``profile_id`` its SES tags carry; by id alone only an SMS
+        (its status carries no tags) or a message a merge moved (its tags name the merged profile)."""
         ...
 
     def note_event(self, message: MessageRecord, event: MessageEvent) -> MessageRecord | None:

@@ -18,10 +18,11 @@ Time comes in as ``now``; nothing here sleeps.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import date, datetime, timedelta
+from typing import Literal, Protocol, overload
 
 from crm.flows import counting, engine
 from crm.flows.catalogue import ever_saved, listens_to
@@ -135,6 +136,10 @@ class FlowsService:
     _settings: dict[str, MessagingSettings] = field(default_factory=dict, init=False, repr=False)
     # Where each run ended by an exit in this invocation (the step it was at), for its save's counters.
     _exit_steps: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
+    # What this delivery's saves added to the counters, by row: written once per row when it is done
+    # (flush_counts), so a run that enters, sends and ends adds to each of its rows once, not once per doing.
+    _pending: dict[tuple[str, str, date, str, str], Counter[str]] = field(default_factory=dict, init=False,
+                                                                         repr=False)
 
     def _shopper(self, workspace_id: str, profile_id: str) -> Shopper | None:
         for _ in range(_MERGE_HOPS):
@@ -149,6 +154,12 @@ class FlowsService:
 
     # ---- a bus event ----
     def on_event(self, event: FlowEvent) -> Report:
+        try:
+            return self._on_event(event)
+        finally:
+            self.flush_counts()
+
+    def _on_event(self, event: FlowEvent) -> Report:
         report = Report()
         ws = event.workspace_id
         flows: dict[str, FlowRecord] = {}
@@ -218,15 +229,23 @@ class FlowsService:
                 return
             self._start(current, earlier, shopper, event, report, read_now=True)
             return
-        if not self.runs.create_run(entry.run):  # the trigger was delivered before: its run exists
+        # The run is stored once, as far as it went (waiting or ended): one write, not a create and a save. A
+        # delivery that dies before storing it leaves no run, so its redelivery starts it again and decides the
+        # same steps: a send's claim stops a second send, a schedule or a tag is made once by name or by value.
+        started = self.advance(entry.run, flow, shopper, report, new=True)
+        if started is None:  # a concurrent delivery of the trigger stored it first (and counts it)
             report.duplicates.append(entry.run.run_id)
             return
         report.started.append(entry.run.run_id)
-        self._count(counting.entry_counts(entry.run), entry.run)
-        self.advance(entry.run, flow, shopper, report)
 
     # ---- a wake-up ----
     def on_wake(self, wake: WakeUp) -> Report:
+        try:
+            return self._on_wake(wake)
+        finally:
+            self.flush_counts()
+
+    def _on_wake(self, wake: WakeUp) -> Report:
         report = Report()
         shopper = self._shopper(wake.workspace_id, wake.profile_id)
         run = None
@@ -246,16 +265,28 @@ class FlowsService:
         return report
 
     # ---- advancing a run ----
+    @overload
     def advance(self, run: FlowRun, flow: FlowRecord, shopper: Shopper, report: Report,
-                stored: FlowRun | None = None) -> FlowRun:
+                stored: FlowRun | None = None, *, new: Literal[False] = False) -> FlowRun: ...
+    @overload
+    def advance(self, run: FlowRun, flow: FlowRecord, shopper: Shopper, report: Report,
+                stored: FlowRun | None = None, *, new: bool) -> FlowRun | None: ...
+    def advance(self, run: FlowRun, flow: FlowRecord, shopper: Shopper, report: Report,
+                stored: FlowRun | None = None, *, new: bool = False) -> FlowRun | None:
         """Do the run's steps until it waits or ends, then save it once (``stored``: the run as the table holds
-        it, ``run`` by default). Nothing between needs saving: a send's claim is its own guard, and a delivery
-        that dies part-way is redelivered and decides the same steps again from the stored run."""
+        it, ``run`` by default; ``new``: a run just entered, not stored yet, created now, or None when a
+        concurrent delivery created it first). Nothing between needs saving: a send's claim is its own guard,
+        and a delivery that dies part-way is redelivered and decides the same steps again from the stored run
+        (or, for a new run, from its trigger)."""
         stored = stored or run
         settings = self._settings_of(run.workspace_id)
+
+        def save(after: FlowRun) -> FlowRun | None:
+            return self._create(stored, after, flow) if new else self._save(stored, after, flow)
+
         for _ in range(MAX_STEPS_AT_ONCE):
             if run.status is not RunStatus.ACTIVE:
-                return self._save(stored, run, flow)
+                return save(run)
             step = engine.send_step(flow.definition, run)
             facts = None if step is None else self._facts(run, shopper.profile, step.kind)
             decision = engine.decide(flow.definition, run, shopper.profile, self.clock(), settings=settings,
@@ -263,15 +294,14 @@ class FlowsService:
             if isinstance(decision.action, engine.Send):
                 run = self._send(run, decision, decision.action, shopper, settings, report, flow)
             elif step is not None and isinstance(decision.action, Proceed) and (
-                    found := self.runs.step_claim(run, step.id)) is not None:
+                    found := self._step_claim(run, step.id)) is not None:
                 # Skipped now, but claimed before: the run's save after that send was lost. The claim tells.
                 run = self._claimed_before(run, decision, found, report)
             else:
                 run = self._carry_out(run, decision, shopper, report)
             if decision.pauses:
-                return self._save(stored, run, flow)
-        return self._save(stored, self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper,
-                                                  report), flow)
+                return save(run)
+        return save(self._carry_out(run, Decision(action=engine.Exit("too_many_steps")), shopper, report))
 
     def _winners(self, flow: FlowRecord, run: FlowRun) -> dict[str, int]:
         """At a random split: the flow's A/B winners, and this split's decided now from the counters of all
@@ -327,7 +357,7 @@ class FlowsService:
         try:
             self.runs.claim_step(run, send.step_id, now)
         except StepAlreadyClaimed:
-            found = self.runs.step_claim(run, send.step_id)
+            found = self._step_claim(run, send.step_id)
             assert found is not None
             return self._claimed_before(run, decision, found, report)
         message_id = self.email.send(message) if isinstance(message, OutgoingEmail) else self.sms.send(message)
@@ -336,8 +366,8 @@ class FlowsService:
             workspace_id=run.workspace_id, profile_id=run.profile_id, message_id=message_id, channel=send.channel,
             flow_id=run.flow_id, flow_version=run.flow_version, step_id=send.step_id, run_id=run.run_id,
             variant=variant_of(flow.definition, send.step_id, run), trigger_type=run.trigger_type, sent_at=now))
+        # The message's record is the step's: its claim is not written again (_step_claim reads the ledger).
         done = engine.apply(run, decision, now, message_id=message_id)
-        self.runs.record_step(run, done.steps[-1])
         self.runs.note_sent(run.workspace_id, shopper.profile.profile_id, send.channel, now)
         self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
             workspace_id=run.workspace_id, profile_id=shopper.profile.profile_id, occurred_at=now,
@@ -409,6 +439,18 @@ class FlowsService:
         except ValueError as error:  # the renderer's refusals (crm.messaging.compose.CannotCompose, ...)
             raise MessageNotComposed(str(error)) from error
 
+    def _step_claim(self, run: FlowRun, step_id: str) -> StepRecord | None:
+        """What a claimed step of the run came to: a send is recorded as its message (MessageLedger.record_sent,
+        right after the send), not on its claim, so a claim without a record is looked up there first."""
+        found = self.runs.step_claim(run, step_id)
+        if found is None or found.outcome is not StepOutcome.UNKNOWN or found.reason is not None:
+            return found
+        for message in self.ledger.touches(run.workspace_id, run.profile_id, found.at):
+            if (message.run_id, message.step_id) == (run.run_id, step_id):
+                return StepRecord(step_id=step_id, outcome=StepOutcome.SENT, at=message.sent_at,
+                                  channel=message.channel, message_id=message.message_id)
+        return found
+
     def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:
         """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send."""
         if found.outcome is StepOutcome.UNKNOWN:
@@ -456,12 +498,39 @@ class FlowsService:
                                         exit_step=self._exit_steps.pop(saved.run_id, None)), saved)
         return saved
 
+    def _create(self, entered: FlowRun, after: FlowRun, flow: FlowRecord) -> FlowRun | None:
+        """Store a new run as ``after`` (conditional on its id being new), then count its entry and what it
+        did; None, counting nothing, when a run with its id exists."""
+        if not self.runs.create_run(after):
+            self._exit_steps.pop(after.run_id, None)
+            return None
+        self._count(counting.entry_counts(entered), after)
+        self._count(counting.run_counts(entered, after, flow.definition,
+                                        exit_step=self._exit_steps.pop(after.run_id, None)), after)
+        return after
+
     def _count(self, adds: list[counting.CounterAdd], run: FlowRun) -> None:
         for add in adds:
-            self.counters.add(run.workspace_id, run.flow_id, add.day, add.counts, add.step_id, add.variant)
+            row = self._pending.setdefault((run.workspace_id, run.flow_id, add.day, add.step_id, add.variant),
+                                           Counter())
+            row.update(add.counts)
+
+    def flush_counts(self) -> None:
+        """Write what this delivery counted, one ADD per row (a crash before it loses those counts rather than
+        doubling them, as a crash between a save and its counters always did: crm.flows.counting)."""
+        pending, self._pending = self._pending, {}
+        for (workspace_id, flow_id, day, step_id, variant), counts in pending.items():
+            if counts:
+                self.counters.add(workspace_id, flow_id, day, dict(counts), step_id, variant)
 
     # ---- a merge, an erasure ----
     def merge(self, workspace_id: str, merged_profile_id: str, survivor_id: str, report: Report) -> None:
+        try:
+            self._merge(workspace_id, merged_profile_id, survivor_id, report)
+        finally:
+            self.flush_counts()
+
+    def _merge(self, workspace_id: str, merged_profile_id: str, survivor_id: str, report: Report) -> None:
         """Move the merged profile's runs to the survivor under the same ids (a pending wake-up finds them by
         following ``merged_into``); where both are active in the same flow, the run that entered first
         continues and the other ends ("merged", its wake-up cancelled). Last sends carry over, so Smart
