@@ -201,7 +201,7 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
     beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained."""
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
-        phases.add("simulated, stack up", phases.total())
+        phases.add("simulated, stack up", phases.total(), cpu=time.process_time())
         outputs = stack_outputs(STACK)
         # The first store names its currency: the workspace reports in it (`crm store add --currency`).
         shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY], currency=STORE_CURRENCY[SHOPIFY])
@@ -241,8 +241,8 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
         with phases.phase("flows (a month fast-forwarded, checked)"):
             wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"],
                                 seed=seed)
-        stopping = time.perf_counter()
-    phases.add("main stack stopped", time.perf_counter() - stopping)
+        stopping, stopping_cpu = time.perf_counter(), time.process_time()
+    phases.add("main stack stopped", time.perf_counter() - stopping, cpu=time.process_time() - stopping_cpu)
     return wrong, results, drained
 
 

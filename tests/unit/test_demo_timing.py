@@ -26,7 +26,7 @@ def test_percentiles_are_read_off_the_sorted_values_in_milliseconds() -> None:
 
 def test_each_phase_is_timed_in_the_order_it_ran_and_the_total_spans_them_all(
         capsys: pytest.CaptureFixture[str]) -> None:
-    phases = Phases(clock=ticking(100.0, 100.0, 130.5, 130.5, 131.0, 190.0))
+    phases = Phases(clock=ticking(100.0, 100.0, 130.5, 130.5, 131.0, 190.0), cpu_clock=ticking(1.0, 13.0, 13.0, 13.25))
     with phases.phase("waves"):
         pass
     with phases.phase("segments"):
@@ -34,18 +34,27 @@ def test_each_phase_is_timed_in_the_order_it_ran_and_the_total_spans_them_all(
     phases.add("attribution", 42.0, beside=True)
     phases.report({"webhooks": [0.1, 0.3, 0.2], "track requests": [0.05]})
     assert phases.spans == [("waves", 30.5, False), ("segments", 0.5, False), ("attribution", 42.0, True)]
+    assert phases.cpu == {"waves": 12.0, "segments": 0.25}
     out = capsys.readouterr().out
     assert out.index("waves") < out.index("segments") < out.index("attribution")
-    assert "30.5 s" in out and "42.0 s  (beside" in out
+    assert "30.5 s    12.0 s CPU" in out and "0.5 s     0.2 s CPU" in out
+    assert "42.0 s" + " " * 16 + "(beside" in out
     assert "webhooks" in out and "p50 200 ms, p95 300 ms (3 requests)" in out
     assert out.rstrip().endswith("demo finished in 90 s")
 
 
 def test_a_phase_that_fails_is_still_timed() -> None:
-    phases = Phases(clock=ticking(0.0, 1.0, 3.0))
+    phases = Phases(clock=ticking(0.0, 1.0, 3.0), cpu_clock=ticking(5.0, 5.5))
     with pytest.raises(RuntimeError), phases.phase("flows"):
         raise RuntimeError("the stack did not go idle")
-    assert phases.spans == [("flows", 2.0, False)]
+    assert phases.spans == [("flows", 2.0, False)] and phases.cpu == {"flows": 0.5}
+
+
+def test_a_phase_added_with_its_cpu_time_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
+    phases = Phases(clock=ticking(0.0, 10.0))
+    phases.add("stack up", 8.0, cpu=6.5)
+    phases.report({})
+    assert "8.0 s     6.5 s CPU" in capsys.readouterr().out
 
 
 def test_latencies_put_both_platforms_webhooks_together_and_track_apart() -> None:
