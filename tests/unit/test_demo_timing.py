@@ -1,4 +1,4 @@
-"""The demo's wall-time report (crm_local.demo_timing) and its attribution part run beside the main stack."""
+"""The demo's wall-time report (crm_local.demo_timing) and its parts run beside the main stack."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from crm_local.demo import AttributionBeside, Sent, latencies
+from crm_local.demo import ATTRIBUTION, PartBeside, Sent, latencies
 from crm_local.demo_timing import Phases, percentile_ms
 
 
@@ -65,20 +65,21 @@ def test_latencies_put_both_platforms_webhooks_together_and_track_apart() -> Non
 def test_the_part_beside_is_held_until_finished_then_printed_and_its_exit_status_counts(
         capsys: pytest.CaptureFixture[str]) -> None:
     script = "import sys; print('== attribution =='); print('a warning', file=sys.stderr); sys.exit({})"
-    with AttributionBeside([sys.executable, "-c", script.format(0)]) as part:
+    with PartBeside("the attribution part", [sys.executable, "-c", script.format(0)]) as part:
         part.start()
         print("the main parts")
         assert part.finish() == []
     captured = capsys.readouterr()
     assert captured.out.index("the main parts") < captured.out.index("== attribution ==")
     assert "a warning" in captured.err and part.seconds > 0
-    with AttributionBeside([sys.executable, "-c", script.format(3)]) as failing:
+    with PartBeside("the flows part", [sys.executable, "-c", script.format(3)]) as failing:
         failing.start()
-        assert failing.finish() == ["the attribution part exited 3"]
+        assert failing.finish() == ["the flows part exited 3"]
 
 
 def test_a_part_never_started_is_a_mismatch_and_one_left_running_is_stopped() -> None:
-    assert AttributionBeside().finish() == ["the attribution part did not start"]
-    with AttributionBeside([sys.executable, "-c", "import time; time.sleep(60)"]) as running:
+    assert PartBeside("the attribution part", ATTRIBUTION).finish() == ["the attribution part did not start"]
+    with PartBeside("the flows part", [sys.executable, "-c", "import time; time.sleep(60)"]) as running:
         running.start()
     assert running.process is not None and running.process.returncode is not None
+
