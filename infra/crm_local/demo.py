@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -187,12 +187,15 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
     os.environ["TRACK_MAX_EVENT_AGE_DAYS"] = str(max(7, (datetime.now(UTC) - START).days + 1))
     with PartBeside("the flows part", (*FLOWS, "--seed", str(seed))) as flows, \
             PartBeside("the attribution part", ATTRIBUTION) as attribution:
+        # Their stacks start now, beside the main one's, and wait: each part runs once the history is answered.
+        flows.start()
+        attribution.start()
         wrong, results, drained = main_parts(simulation, shoppers, seed, out_dir, phases, (flows, attribution))
         with phases.phase("the flows and attribution parts' ends awaited"):
             wrong += flows.finish()
             wrong += attribution.finish()
-    phases.add("flows (its own stack, its start included)", flows.seconds, beside=True)
-    phases.add("attribution (its own stack, its start included)", attribution.seconds, beside=True)
+    phases.add("flows part, on its own stack", flows.seconds, beside=True)
+    phases.add("attribution part, on its own stack", attribution.seconds, beside=True)
     phases.report(latencies(results))
     return 0 if drained and not wrong else 1
 
@@ -228,7 +231,7 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
         results, sending, drained = drive(runtime, stores, simulation, phases)
         # From here on no request's latency is reported: the flows and what they earn run beside the main stack.
         for part in beside:
-            part.start()
+            part.go()
         with phases.phase("edge cases, currency rates set and re-derived"):
             extras = edge_cases(runtime.api_url, stores)
             drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
@@ -252,9 +255,14 @@ def latencies(results: list[Sent]) -> dict[str, list[float]]:
             "track requests": [r.seconds for r in results if r.kind == "track"]}
 
 
-# The parts run beside the main stack, each on a stack of its own in a process of its own.
-FLOWS = (sys.executable, "-m", "crm_local.demo_flows")
-ATTRIBUTION = (sys.executable, "-m", "crm_local.demo_attribution")
+# The parts run beside the main stack, each on a stack of its own in a process of its own; with --wait, a part
+# starts its stack, then waits for a line on its standard input before it runs.
+FLOWS = (sys.executable, "-m", "crm_local.demo_flows", "--wait")
+ATTRIBUTION = (sys.executable, "-m", "crm_local.demo_attribution", "--wait")
+
+
+def _read_into(stream: IO[bytes], into: list[bytes]) -> None:
+    into.append(stream.read())
 
 
 class PartBeside:
@@ -266,8 +274,9 @@ class PartBeside:
     time to the demo's; beside them, it takes the core the main stack's process leaves. On the main stack,
     each clock stop of the flows (a month) and of the attribution part (a week) would also recompute the main
     workspace's segments and move its flows; on a stack of its own a part pays only for its own shoppers.
-    The parts start after the history's requests, whose latencies the report gives: they do not share the
-    machine.
+    The parts' stacks start with the main one (``start``), and wait; the parts run once the history's requests
+    are answered (``go``): those latencies, which the report gives, do not share the machine with them. The
+    time reported is from ``go`` to the end.
     """
 
     def __init__(self, name: str, command: Sequence[str]) -> None:
@@ -276,24 +285,44 @@ class PartBeside:
         self.process: subprocess.Popen[bytes] | None = None
         self.out, self.err = b"", b""
         self.seconds = 0.0
-        self._started = 0.0
+        self._went: float | None = None
         self._waiter: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start the part's process: its stack comes up, then it waits for ``go``."""
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self._started = time.perf_counter()
-        self.process = subprocess.Popen(self.command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(self.command, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE)
         self._waiter = threading.Thread(target=self._wait, args=(self.process,), name=self.name, daemon=True)
         self._waiter.start()
 
+    def go(self) -> None:
+        """Let the part run (a line on its standard input, then end of input)."""
+        if self.process is None or self.process.stdin is None or self._went is not None:
+            return
+        self._went = time.perf_counter()
+        with contextlib.suppress(OSError):  # ended already (it failed to start): finish() reports its status
+            self.process.stdin.write(b"go\n")
+            self.process.stdin.close()
+
     def _wait(self, process: subprocess.Popen[bytes]) -> None:
-        self.out, self.err = process.communicate()  # held until the main parts are reported
-        self.seconds = time.perf_counter() - self._started
+        # Both streams read to their end, held until the main parts are reported; standard input is go's.
+        assert process.stdout is not None and process.stderr is not None
+        errors: list[bytes] = []
+        reader = threading.Thread(target=_read_into, args=(process.stderr, errors), name=f"{self.name} stderr",
+                                  daemon=True)
+        reader.start()
+        self.out = process.stdout.read()
+        reader.join()
+        self.err = b"".join(errors)
+        process.wait()
+        self.seconds = time.perf_counter() - (self._went or time.perf_counter())
 
     def finish(self) -> list[str]:
         """Wait for the part to end, print what it wrote; the mismatches (its exit status)."""
         if self.process is None or self._waiter is None:
             return [f"{self.name} did not start"]
+        self.go()
         self._waiter.join()
         for held, stream in ((self.err, sys.stderr), (self.out, sys.stdout)):
             stream.write(held.decode(errors="replace"))

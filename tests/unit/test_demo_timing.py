@@ -64,17 +64,21 @@ def test_latencies_put_both_platforms_webhooks_together_and_track_apart() -> Non
 
 def test_the_part_beside_is_held_until_finished_then_printed_and_its_exit_status_counts(
         capsys: pytest.CaptureFixture[str]) -> None:
-    script = "import sys; print('== attribution =='); print('a warning', file=sys.stderr); sys.exit({})"
+    # The part waits for go (a line on its standard input) before it runs, as the demo's parts do with --wait.
+    script = ("import sys; print('stack up', flush=True); line = sys.stdin.readline(); "
+              "print('== attribution ==', line.strip()); print('a warning', file=sys.stderr); sys.exit({})")
     with PartBeside("the attribution part", [sys.executable, "-c", script.format(0)]) as part:
         part.start()
         print("the main parts")
+        part.go()
         assert part.finish() == []
     captured = capsys.readouterr()
-    assert captured.out.index("the main parts") < captured.out.index("== attribution ==")
+    assert captured.out.index("the main parts") < captured.out.index("stack up") < captured.out.index(
+        "== attribution == go")
     assert "a warning" in captured.err and part.seconds > 0
     with PartBeside("the flows part", [sys.executable, "-c", script.format(3)]) as failing:
         failing.start()
-        assert failing.finish() == ["the flows part exited 3"]
+        assert failing.finish() == ["the flows part exited 3"]  # finish() lets it go if nothing did
 
 
 def test_a_part_never_started_is_a_mismatch_and_one_left_running_is_stopped() -> None:
@@ -83,3 +87,11 @@ def test_a_part_never_started_is_a_mismatch_and_one_left_running_is_stopped() ->
         running.start()
     assert running.process is not None and running.process.returncode is not None
 
+
+def test_a_part_that_ended_before_go_is_reported_not_raised() -> None:
+    with PartBeside("the flows part", [sys.executable, "-c", "import sys; sys.exit(2)"]) as ended:
+        ended.start()
+        assert ended.process is not None
+        ended.process.wait()
+        ended.go()
+        assert ended.finish() == ["the flows part exited 2"]
