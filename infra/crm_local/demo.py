@@ -1,12 +1,12 @@
 """`make demo`: a simulated workspace (a Shopify and a WooCommerce store, their shoppers over months) driven
 over HTTP into the embedded stack, a report of what the CRM made of it, and a check against the simulation;
 then its segments: a few custom ones created over the API, every segment computed, their sizes, the RFM
-groups and a CSV export, checked against the simulation where that is cheap; then its flows (demo_flows.py):
-the built-ins live, checkouts abandoned, a month fast-forwarded, what was sent checked against the simulation;
-then what the flows earn (demo_attribution.py, on a stack of its own beside the main one once the history is
-sent): an A/B split in the abandoned-checkout flow, reminders opened and clicked through the runtime's tracking
-links, orders attributed, the stats checked against the simulation. Last, the wall time of each phase and the
-requests' latencies (demo_timing.py)."""
+groups and a CSV export, checked against the simulation where that is cheap. Beside them, once the history is
+sent, each on a stack of its own: the flows (demo_flows.py: the built-ins live, checkouts abandoned, a month
+fast-forwarded, what was sent checked against the simulation) and what the flows earn (demo_attribution.py:
+an A/B split in the abandoned-checkout flow, reminders opened and clicked through the runtime's tracking
+links, orders attributed, the stats checked against the simulation), reported after the main parts. Last,
+the wall time of each phase and the requests' latencies (demo_timing.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -36,7 +36,6 @@ from crm.adapters.items import from_item
 from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
-from crm_local.demo_flows import demo_flows
 from crm_local.demo_reports import draw_reports
 from crm_local.demo_timing import Phases, percentile_ms
 from crm_local.operations import add_store, stack_outputs
@@ -187,22 +186,28 @@ def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-outp
     # The simulation replays months of storefront browsing through /track, which refuses events older than a
     # week from a live page (docs/consent.md): the demo's runtime accepts its whole span.
     os.environ["TRACK_MAX_EVENT_AGE_DAYS"] = str(max(7, (datetime.now(UTC) - START).days + 1))
-    with AttributionBeside() as attribution:
-        wrong, results, drained = main_parts(simulation, shoppers, seed, out_dir, phases, attribution)
-        with phases.phase("the attribution part's end awaited"):
+    with PartBeside("the flows part", (*FLOWS, "--seed", str(seed))) as flows, \
+            PartBeside("the attribution part", ATTRIBUTION) as attribution:
+        # Their stacks start now, beside the main one's, and wait: each part runs once the history is answered.
+        flows.start()
+        attribution.start()
+        wrong, results, drained = main_parts(simulation, shoppers, seed, out_dir, phases, (flows, attribution))
+        with phases.phase("the flows and attribution parts' ends awaited"):
+            wrong += flows.finish()
             wrong += attribution.finish()
-    phases.add("attribution (its own stack, its start included)", attribution.seconds, beside=True)
+    phases.add("flows part, on its own stack", flows.seconds, beside=True)
+    phases.add("attribution part, on its own stack", attribution.seconds, beside=True)
     phases.report(latencies(results))
     return 0 if drained and not wrong else 1
 
 
 def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, phases: Phases,
-               attribution: AttributionBeside) -> tuple[list[str], list[Sent], bool]:
-    """The history, its report, the segments and the flows on the main stack (the attribution part started
+               beside: Sequence[PartBeside]) -> tuple[list[str], list[Sent], bool]:
+    """The history, its report and the segments on the main stack (the flows and attribution parts started
     beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained."""
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
-        phases.add("simulated, stack up", phases.total())
+        phases.add("simulated, stack up", phases.total(), cpu=time.process_time())
         outputs = stack_outputs(STACK)
         # The first store names its currency: the workspace reports in it (`crm store add --currency`).
         shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY], currency=STORE_CURRENCY[SHOPIFY])
@@ -225,8 +230,9 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
         print(f"simulated {shoppers} shoppers (seed {seed}): {len(simulation.messages)} requests, "
               f"{dict(sorted(simulation.counts().items()))}", flush=True)
         results, sending, drained = drive(runtime, stores, simulation, phases)
-        # From here on no request's latency is reported: what the flows earn runs beside the main stack.
-        attribution.start()
+        # From here on no request's latency is reported: the flows and what they earn run beside the main stack.
+        for part in beside:
+            part.go()
         with phases.phase("edge cases, currency rates set and re-derived"):
             extras = edge_cases(runtime.api_url, stores)
             drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
@@ -239,14 +245,11 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
             wrong = verify(runtime.api_url, shop.api_key, profiles, simulation.expected)
         with phases.phase("segments (computed, checked, exported)"):
             wrong += segments(Api(runtime.api_url, shop.api_key), custom, profiles, simulation.expected, out_dir)
-        with phases.phase("flows (a month fast-forwarded, checked)"):
-            wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"],
-                                seed=seed)
         with phases.phase("reports (charts drawn to demo-output/reports)"):
             wrong += draw_reports(lambda path: Api(runtime.api_url, shop.api_key).call("GET", path), out_dir,
                                   START.date())
-        stopping = time.perf_counter()
-    phases.add("main stack stopped", time.perf_counter() - stopping)
+        stopping, stopping_cpu = time.perf_counter(), time.process_time()
+    phases.add("main stack stopped", time.perf_counter() - stopping, cpu=time.process_time() - stopping_cpu)
     return wrong, results, drained
 
 
@@ -256,49 +259,82 @@ def latencies(results: list[Sent]) -> dict[str, list[float]]:
             "track requests": [r.seconds for r in results if r.kind == "track"]}
 
 
-class AttributionBeside:
-    """What the flows earn (crm_local.demo_attribution) on a stack of its own, in a process of its own, run beside
-    the main stack's later parts; its report is printed, as it wrote it, once theirs are.
+# The parts run beside the main stack, each on a stack of its own in a process of its own; with --wait, a part
+# starts its stack, then waits for a line on its standard input before it runs.
+FLOWS = (sys.executable, "-m", "crm_local.demo_flows", "--wait")
+ATTRIBUTION = (sys.executable, "-m", "crm_local.demo_attribution", "--wait")
 
-    On the main stack, each of its week's clock stops would also run the daily segment recomputation and the
-    flows of the main workspace (three times the part's own work); after the main stack, its ~40 s would add
-    to the demo's. Beside it, it takes the core the main stack's process leaves (one process holds the GIL).
-    It starts after the history's requests, whose latencies the report gives: they do not share the machine.
+
+def _read_into(stream: IO[bytes], into: list[bytes]) -> None:
+    into.append(stream.read())
+
+
+class PartBeside:
+    """A part of the demo on a stack of its own, in a process of its own, run beside the main stack's later
+    parts; its report is printed, as it wrote it, once theirs are.
+
+    The main stack's process holds moto, the pollers and the HTTP server: one process, one GIL, about one core
+    busy while the functions' workers use part of the other. A part after the main ones would add its whole
+    time to the demo's; beside them, it takes the core the main stack's process leaves. On the main stack,
+    each clock stop of the flows (a month) and of the attribution part (a week) would also recompute the main
+    workspace's segments and move its flows; on a stack of its own a part pays only for its own shoppers.
+    The parts' stacks start with the main one (``start``), and wait; the parts run once the history's requests
+    are answered (``go``): those latencies, which the report gives, do not share the machine with them. The
+    time reported is from ``go`` to the end.
     """
 
-    COMMAND = (sys.executable, "-m", "crm_local.demo_attribution")
-
-    def __init__(self, command: Sequence[str] = COMMAND) -> None:
+    def __init__(self, name: str, command: Sequence[str]) -> None:
+        self.name = name
         self.command = list(command)
         self.process: subprocess.Popen[bytes] | None = None
         self.out, self.err = b"", b""
         self.seconds = 0.0
-        self._started = 0.0
+        self._went: float | None = None
         self._waiter: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start the part's process: its stack comes up, then it waits for ``go``."""
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self._started = time.perf_counter()
-        self.process = subprocess.Popen(self.command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._waiter = threading.Thread(target=self._wait, args=(self.process,), name="attribution", daemon=True)
+        self.process = subprocess.Popen(self.command, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE)
+        self._waiter = threading.Thread(target=self._wait, args=(self.process,), name=self.name, daemon=True)
         self._waiter.start()
 
+    def go(self) -> None:
+        """Let the part run (a line on its standard input, then end of input)."""
+        if self.process is None or self.process.stdin is None or self._went is not None:
+            return
+        self._went = time.perf_counter()
+        with contextlib.suppress(OSError):  # ended already (it failed to start): finish() reports its status
+            self.process.stdin.write(b"go\n")
+            self.process.stdin.close()
+
     def _wait(self, process: subprocess.Popen[bytes]) -> None:
-        self.out, self.err = process.communicate()  # held until the main parts are reported
-        self.seconds = time.perf_counter() - self._started
+        # Both streams read to their end, held until the main parts are reported; standard input is go's.
+        assert process.stdout is not None and process.stderr is not None
+        errors: list[bytes] = []
+        reader = threading.Thread(target=_read_into, args=(process.stderr, errors), name=f"{self.name} stderr",
+                                  daemon=True)
+        reader.start()
+        self.out = process.stdout.read()
+        reader.join()
+        self.err = b"".join(errors)
+        process.wait()
+        self.seconds = time.perf_counter() - (self._went or time.perf_counter())
 
     def finish(self) -> list[str]:
         """Wait for the part to end, print what it wrote; the mismatches (its exit status)."""
         if self.process is None or self._waiter is None:
-            return ["the attribution part did not start"]
+            return [f"{self.name} did not start"]
+        self.go()
         self._waiter.join()
         for held, stream in ((self.err, sys.stderr), (self.out, sys.stdout)):
             stream.write(held.decode(errors="replace"))
             stream.flush()
         code = self.process.returncode
-        return [] if code == 0 else [f"the attribution part exited {code}"]
+        return [] if code == 0 else [f"{self.name} exited {code}"]
 
-    def __enter__(self) -> AttributionBeside:
+    def __enter__(self) -> PartBeside:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,10 +15,11 @@ workspace, each clock stop would also recompute that workspace's segments and mo
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -304,15 +305,20 @@ def demo_attribution(runtime: LocalRuntime, stack_name: str, first_wave: int = 1
         return [str(error)]
 
 
-def main() -> int:
-    """This part on a runtime of its own (`make demo` runs it so)."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """This part on a runtime of its own (`make demo` runs it so, with --wait)."""
     from crm_local.demo import free_port
 
+    parser = argparse.ArgumentParser(prog="python -m crm_local.demo_attribution", description=__doc__)
+    parser.add_argument("--wait", action="store_true", help="once the stack is up, wait for a line on stdin")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name="crm-demo-attribution") as runtime:
         print(f"attribution stack up in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.wait and not sys.stdin.readline():
+            return 1  # the input ended without a line: the demo is gone
         wrong = demo_attribution(runtime, "crm-demo-attribution")
-    print(f"attribution part finished in {time.perf_counter() - started:.0f} s, its stack's start included", flush=True)
+    print(f"attribution part finished {time.perf_counter() - started:.0f} s after the start of its stack", flush=True)
     return 0 if not wrong else 1
 
 

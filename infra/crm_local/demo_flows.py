@@ -6,13 +6,20 @@ exited, and the issue's checks computed from the simulation alone:
 - every consenting shopper who abandoned a checkout without ordering got exactly the two reminders;
 - no one who ordered within 4 h got one (and those who ordered later got only the first);
 - no unsubscribed or bounced address got anything after that.
+
+It runs on a runtime of its own (`python -m crm_local.demo_flows`; `make demo` runs it so, beside the main
+stack once the history is sent, and prints its report after the main parts): on the main stack, each clock
+stop would also recompute the main workspace's segments and move its flows, and its time would add to the
+main parts' instead of running beside them.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +35,10 @@ from crm_local import outbound
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import (
     ABANDONED_CHECKOUT,
+    DOMAINS,
     REMINDERS,
+    SHOPIFY,
+    STORE_CURRENCY,
     Fate,
     FlowAction,
     FlowShopper,
@@ -42,6 +52,7 @@ BUILTIN_FLOWS = ("builtin:abandoned_checkout", "builtin:browse_abandonment", "bu
 SENDER = {"from_address": "hello@demo-outfitters.example", "from_name": "Demo Outfitters",
           "postal_address": "Demo Outfitters, 1 Market Street, San Francisco, CA 94105, USA"}
 IDLE_TIMEOUT_SECONDS = 300
+STACK = "crm-demo-flows"
 SENDERS = 8  # concurrent shoppers, as the history part sends
 LEAD = timedelta(minutes=2)
 
@@ -256,16 +267,20 @@ class FlowsDemo:
         self.deliver_side_by_side(simulation.before_live_by_shopper)
         if not self.idle():
             return ["the accounts and ties before the flows went live did not drain"]
+        accounts = time.perf_counter() - began
         wrong = self.go_live()
         print(f"flows live               {', '.join(BUILTIN_FLOWS)} (PUT /flows/{{id}}/status); T0 "
               f"{t0:%Y-%m-%d %H:%M} UTC on the runtime's clock", flush=True)
+        stepped = time.perf_counter()
         if t0 > utc_now():
             self.runtime.advance_clock(t0 - utc_now())
         pending = list(simulation.actions)
         self.act([a for a in pending if a.at <= timedelta(0)])
         pending = [a for a in pending if a.at > timedelta(0)]
         self.idle()
+        steps = [f"accounts {accounts:.1f} s", f"T0 {time.perf_counter() - stepped:.1f} s"]
         for stop in simulation.checkpoints():
+            stepped = time.perf_counter()
             ahead = t0 + stop - utc_now()
             if ahead > timedelta(0):
                 self.runtime.advance_clock(ahead)
@@ -274,8 +289,9 @@ class FlowsDemo:
             pending = [a for a in pending if a.at > stop]
             self.act(due)
             self.idle()
+            steps.append(f"T0+{_span_text(stop)} {time.perf_counter() - stepped:.1f} s")
         print(f"fast-forwarded           {len(simulation.checkpoints())} clock steps to T0+30 days in "
-              f"{time.perf_counter() - began:.0f} s", flush=True)
+              f"{time.perf_counter() - began:.0f} s ({', '.join(steps)})", flush=True)
         outcome = self.outcome()
         wrong += check(simulation, outcome, t0)
         report(simulation, outcome, wrong)
@@ -307,6 +323,13 @@ class FlowsDemo:
         return FlowsOutcome(emails, sent_at, named, runs, dict(self.unsubscribed), len(outbox.sms))
 
 
+def _span_text(span: timedelta) -> str:
+    """4h10m, 30d: a clock stop as the report names it."""
+    minutes = int(span.total_seconds()) // 60
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    return "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n) or "0m"
+
+
 def demo_flows(runtime: LocalRuntime, api: Any, stores: dict[str, Store], table: str, shoppers: int = 60,
                seed: int = 7) -> list[str]:
     """The flows part; the mismatches (empty when every check holds)."""
@@ -316,3 +339,34 @@ def demo_flows(runtime: LocalRuntime, api: Any, stores: dict[str, Store], table:
         print(f"  MISMATCH flows could not run: {error}")
         return [str(error)]
 
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """This part on a runtime of its own, for the Shopify store of a workspace of its own (`make demo` runs it
+    so, with the demo's seed)."""
+    from crm_local.demo import SECRETS, Api, free_port
+    from crm_local.operations import add_store, stack_outputs
+
+    parser = argparse.ArgumentParser(prog="python -m crm_local.demo_flows", description=__doc__)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--wait", action="store_true", help="once the stack is up, wait for a line on stdin")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
+        print(f"flows stack up in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.wait and not sys.stdin.readline():
+            return 1  # the input ended without a line: the demo is gone
+        began, cpu = time.perf_counter(), time.process_time()
+        shop = add_store(STACK, SHOPIFY, DOMAINS[SHOPIFY], SECRETS[SHOPIFY], currency=STORE_CURRENCY[SHOPIFY])
+        stores = {SHOPIFY: Store(SHOPIFY, shop.domain, SECRETS[SHOPIFY], shop.write_key or "")}
+        wrong = demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, stack_outputs(STACK)["TableName"],
+                           seed=args.seed)
+        # CPU time too: the stack runs in this process, so it is what the part costs whatever else the machine does.
+        print(f"flows part               {time.perf_counter() - began:.0f} s wall, "
+              f"{time.process_time() - cpu:.0f} s CPU (the stack's and the demo's)", flush=True)
+    print(f"flows part finished {time.perf_counter() - started:.0f} s after the start of its stack", flush=True)
+    return 0 if not wrong else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The demo's wall-time report (crm_local.demo_timing) and its attribution part run beside the main stack."""
+"""The demo's wall-time report (crm_local.demo_timing) and its parts run beside the main stack."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from crm_local.demo import AttributionBeside, Sent, latencies
+from crm_local.demo import ATTRIBUTION, PartBeside, Sent, latencies
 from crm_local.demo_timing import Phases, percentile_ms
 
 
@@ -26,7 +26,7 @@ def test_percentiles_are_read_off_the_sorted_values_in_milliseconds() -> None:
 
 def test_each_phase_is_timed_in_the_order_it_ran_and_the_total_spans_them_all(
         capsys: pytest.CaptureFixture[str]) -> None:
-    phases = Phases(clock=ticking(100.0, 100.0, 130.5, 130.5, 131.0, 190.0))
+    phases = Phases(clock=ticking(100.0, 100.0, 130.5, 130.5, 131.0, 190.0), cpu_clock=ticking(1.0, 13.0, 13.0, 13.25))
     with phases.phase("waves"):
         pass
     with phases.phase("segments"):
@@ -34,18 +34,27 @@ def test_each_phase_is_timed_in_the_order_it_ran_and_the_total_spans_them_all(
     phases.add("attribution", 42.0, beside=True)
     phases.report({"webhooks": [0.1, 0.3, 0.2], "track requests": [0.05]})
     assert phases.spans == [("waves", 30.5, False), ("segments", 0.5, False), ("attribution", 42.0, True)]
+    assert phases.cpu == {"waves": 12.0, "segments": 0.25}
     out = capsys.readouterr().out
     assert out.index("waves") < out.index("segments") < out.index("attribution")
-    assert "30.5 s" in out and "42.0 s  (beside" in out
+    assert "30.5 s    12.0 s CPU" in out and "0.5 s     0.2 s CPU" in out
+    assert "42.0 s" + " " * 16 + "(beside" in out
     assert "webhooks" in out and "p50 200 ms, p95 300 ms (3 requests)" in out
     assert out.rstrip().endswith("demo finished in 90 s")
 
 
 def test_a_phase_that_fails_is_still_timed() -> None:
-    phases = Phases(clock=ticking(0.0, 1.0, 3.0))
+    phases = Phases(clock=ticking(0.0, 1.0, 3.0), cpu_clock=ticking(5.0, 5.5))
     with pytest.raises(RuntimeError), phases.phase("flows"):
         raise RuntimeError("the stack did not go idle")
-    assert phases.spans == [("flows", 2.0, False)]
+    assert phases.spans == [("flows", 2.0, False)] and phases.cpu == {"flows": 0.5}
+
+
+def test_a_phase_added_with_its_cpu_time_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
+    phases = Phases(clock=ticking(0.0, 10.0))
+    phases.add("stack up", 8.0, cpu=6.5)
+    phases.report({})
+    assert "8.0 s     6.5 s CPU" in capsys.readouterr().out
 
 
 def test_latencies_put_both_platforms_webhooks_together_and_track_apart() -> None:
@@ -55,21 +64,34 @@ def test_latencies_put_both_platforms_webhooks_together_and_track_apart() -> Non
 
 def test_the_part_beside_is_held_until_finished_then_printed_and_its_exit_status_counts(
         capsys: pytest.CaptureFixture[str]) -> None:
-    script = "import sys; print('== attribution =='); print('a warning', file=sys.stderr); sys.exit({})"
-    with AttributionBeside([sys.executable, "-c", script.format(0)]) as part:
+    # The part waits for go (a line on its standard input) before it runs, as the demo's parts do with --wait.
+    script = ("import sys; print('stack up', flush=True); line = sys.stdin.readline(); "
+              "print('== attribution ==', line.strip()); print('a warning', file=sys.stderr); sys.exit({})")
+    with PartBeside("the attribution part", [sys.executable, "-c", script.format(0)]) as part:
         part.start()
         print("the main parts")
+        part.go()
         assert part.finish() == []
     captured = capsys.readouterr()
-    assert captured.out.index("the main parts") < captured.out.index("== attribution ==")
+    assert captured.out.index("the main parts") < captured.out.index("stack up") < captured.out.index(
+        "== attribution == go")
     assert "a warning" in captured.err and part.seconds > 0
-    with AttributionBeside([sys.executable, "-c", script.format(3)]) as failing:
+    with PartBeside("the flows part", [sys.executable, "-c", script.format(3)]) as failing:
         failing.start()
-        assert failing.finish() == ["the attribution part exited 3"]
+        assert failing.finish() == ["the flows part exited 3"]  # finish() lets it go if nothing did
 
 
 def test_a_part_never_started_is_a_mismatch_and_one_left_running_is_stopped() -> None:
-    assert AttributionBeside().finish() == ["the attribution part did not start"]
-    with AttributionBeside([sys.executable, "-c", "import time; time.sleep(60)"]) as running:
+    assert PartBeside("the attribution part", ATTRIBUTION).finish() == ["the attribution part did not start"]
+    with PartBeside("the flows part", [sys.executable, "-c", "import time; time.sleep(60)"]) as running:
         running.start()
     assert running.process is not None and running.process.returncode is not None
+
+
+def test_a_part_that_ended_before_go_is_reported_not_raised() -> None:
+    with PartBeside("the flows part", [sys.executable, "-c", "import sys; sys.exit(2)"]) as ended:
+        ended.start()
+        assert ended.process is not None
+        ended.process.wait()
+        ended.go()
+        assert ended.finish() == ["the flows part exited 2"]
