@@ -463,7 +463,10 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
 
 class EveryChangeATransaction(DynamoProfileRepository):
     """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
-    too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds."""
+    too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds, every
+    field of a profile written."""
+
+    profile_defaults = True
 
     def commit(self, change: Change) -> None:
         if change.guard_last:
@@ -471,6 +474,13 @@ class EveryChangeATransaction(DynamoProfileRepository):
                 (profile.model_copy(update={"unmarked_events": ()}), revision)
                 for profile, revision in change.profiles))
         super().commit(change)
+
+
+class EveryFieldWritten(DynamoProfileRepository):
+    """BEFORE this session (main at bc3f065, kept to be measured against): guard last and folding as ours, but a
+    profile item carries every field, those at their defaults too."""
+
+    profile_defaults = True
 
 
 def clone_table(name: str, source: str) -> tuple[str, str]:
@@ -576,6 +586,7 @@ def run_requests(bench: Bench, design: str, repository: DynamoProfileRepository,
 def measure_folding(bench: Bench, workload: Workload, batching: Batching) -> list[FoldRun]:
     requests, source = track_requests(workload, batching.views_per_request), bench.outputs["TableName"]
     designs = (("ours, a request folded (apply_events)", DynamoProfileRepository, True),
+               ("main at bc3f065: folded, every profile field written", EveryFieldWritten, True),
                ("ours, one event at a time (apply_event)", DynamoProfileRepository, False),
                ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False))
     runs = []
@@ -757,9 +768,10 @@ def print_costs(r: Results) -> None:
           f"writes ${before_views:.2f} -> ${views:.2f},")
     print(f"  the upsert (DynamoDB) ${before_upsert:.2f} -> ${upsert:.2f}, total on REST "
           f"${sum(c for _, c, _ in before_lines):.2f} -> ${total:.2f}.")
-    folded, single, before = (product_view_cost(run) for run in r.folding)
-    print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before, ${single:.2f} one at a time, "
-          f"${folded:.2f} folded as the snippet sends them:")
+    folded, main, single, before = (product_view_cost(run) for run in r.folding)
+    print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before issue 12, ${main:.2f} at main bc3f065 "
+          f"(folded, every profile field written), ${single:.2f} one at a time, ${folded:.2f} folded as the snippet "
+          "sends them:")
     print(f"  the upsert (DynamoDB) with views folded: ${upsert - single + folded:.2f}; total on REST "
           f"${total - single + folded:.2f}, on HTTP API ${http_total - single + folded:.2f}.")
     print("  Assumes ~1.3 events/s, so SQS batches of one (a profiles invocation + ReceiveMessage + DeleteMessage per")
@@ -791,7 +803,9 @@ def main() -> int:
     folded = next(iter(getattr(results, "folding", [])), None)  # section 5b: a /track request's views in one write
     views = results.batching.views_per_request
     folded_figures = {"folded": {"kind": PRODUCT_VIEW, "views_per_request": round(sum(views) / len(views), 2),
-                                 "per_view": per(folded.counts, folded.views)}} if folded else {}
+                                 "per_view": per(folded.counts, folded.views)},
+                      "folded_main_bc3f065": {"per_view": per(results.folding[1].counts, results.folding[1].views)}
+                      } if folded else {}
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),
