@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from tests.builders import NOW
 from tests.unit.segment_strategies import profiles
 
+
 def _stored(profile: Profile) -> Profile:
     item = to_compact_item(keys.profile(profile.workspace_id, profile.profile_id), "profile", profile,
                            **keys.workspace_index(profile.workspace_id, profile.profile_id))
