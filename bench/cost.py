@@ -51,10 +51,10 @@ FIREHOSE_PER_GB = 0.029  # Direct PUT ingestion, each record rounded up to 5 KB
 FIREHOSE_RECORD_KB = 5
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
-# Assumptions, printed with the bill. The snippet (storefront/crm-track.js) queues events and sends them 1 s
-# after the first, at most 20 a request, and on pagehide: a product page's page_viewed and product_viewed go
-# together, as do a cart page's events; one request per page is the conservative reading.
-TRACK_EVENTS_PER_REQUEST = 2.0
+# Assumptions, printed with the bill. The events a /track request carries are not assumed here: profile_events
+# records what the storefront snippet sends over simulated sessions (bench/track_batching.py) and folds its views
+# in those requests, so both price the same requests. A run recorded before it did: one event a request.
+UNRECORDED_EVENTS_PER_TRACK_REQUEST = 1.0
 # Lambda polls an SQS queue with a few concurrent long polls (5 when messages flow, as few as 2 when traffic is
 # low: "Configuring scaling behavior for SQS event source mappings"); each waits up to 20 s when the queue is
 # empty, and a batching window is filled per poller, so the messages of a window are shared among them.
@@ -395,8 +395,12 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
         print(f"  {figure}", file=out)
     print("assumed month (profile_events' MONTHLY_MIX): "
           + ", ".join(f"{n:,} {kind}" for kind, n in month.mix.items()), file=out)
+    measured = events.get("events_per_track_request")
     print(f"  {month.events:,} events: {month.webhooks:,} by webhook, {month.storefront_events:,} by /track at "
-          f"{per_track_request:g} events a request ({_m(month.track_requests)} requests); "
+          f"{per_track_request:.2f} events a request ("
+          + ("as profile_events recorded the snippet sends them" if measured == per_track_request
+             else "NOT MEASURED: profile_events recorded none" if measured is None else "given")
+          + f"; {_m(month.track_requests)} requests); "
           f"{_m(month.messages)} queued messages", file=out)
     if flows := found.get("flows"):
         print("  flows' month: " + ", ".join(f"{kind} {int(n):,}" for kind, n in flows["reference_month"].items()),
@@ -422,10 +426,17 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
     return total
 
 
+def events_per_track_request(events: Mapping[str, Any]) -> float:
+    """What the snippet sends a request, as profile_events recorded it (bench/track_batching.py)."""
+    return float(events.get("events_per_track_request", UNRECORDED_EVENTS_PER_TRACK_REQUEST))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the wiring to price (default: ours)")
-    parser.add_argument("--events-per-track-request", type=float, default=TRACK_EVENTS_PER_REQUEST)
+    parser.add_argument("--events-per-track-request", type=float,
+                        help="price /track at this many events a request (default: what profile_events recorded "
+                             "the snippet sends, bench/track_batching.py)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the scripts recorded their figures")
     parser.add_argument("--save-before", metavar="LABEL",
                         help=f"keep this run's figures and the template's wiring as the starting point ({BEFORE.name})")
@@ -441,7 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         BEFORE.write_text(json.dumps({"label": args.save_before, "wiring": plain(wiring), "figures": kept},
                                      indent=1) + "\n")
     before = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
-    print_bill(found, wiring, args.events_per_track_request, before=before)
+    print_bill(found, wiring, args.events_per_track_request or events_per_track_request(found["profile_events"]),
+               before=before)
     return 0
 
 

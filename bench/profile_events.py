@@ -12,6 +12,7 @@ Request counts are deterministic and transfer to AWS; times are moto's and only 
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
 import time
@@ -62,6 +63,8 @@ from ingest_path import (
     table,
 )
 from moto import mock_aws
+from track_batching import Batching, describe
+from track_batching import measure as measure_batching
 
 SHOPPERS, ANONYMOUS_BROWSERS, SEED = 300, 150, 11
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -460,7 +463,10 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
 
 class EveryChangeATransaction(DynamoProfileRepository):
     """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
-    too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds."""
+    too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds, every
+    field of a profile written."""
+
+    profile_defaults = True
 
     def commit(self, change: Change) -> None:
         if change.guard_last:
@@ -468,6 +474,13 @@ class EveryChangeATransaction(DynamoProfileRepository):
                 (profile.model_copy(update={"unmarked_events": ()}), revision)
                 for profile, revision in change.profiles))
         super().commit(change)
+
+
+class EveryFieldWritten(DynamoProfileRepository):
+    """BEFORE this session (main at bc3f065, kept to be measured against): guard last and folding as ours, but a
+    profile item carries every field, those at their defaults too."""
+
+    profile_defaults = True
 
 
 def clone_table(name: str, source: str) -> tuple[str, str]:
@@ -518,19 +531,21 @@ def merged_profiles(table_name: str) -> int:
 
 # --- 5b. A /track request's views folded into one write ---------------------------------------------------------
 
-# Assumed: the views of one browsing session the snippet sends in one /track request (it batches up to 20 events,
-# flushing on a timer and when the page is left). Printed with the figures.
-VIEWS_PER_TRACK_REQUEST = 4
-
-
-def track_requests(workload: Workload) -> list[list[ActivityEvent]]:
-    """The workload's product views, each browser's in time order, cut into /track requests."""
+def track_requests(workload: Workload, views_per_request: Sequence[int]) -> list[list[ActivityEvent]]:
+    """The workload's product views, each browser's in time order, cut into /track requests of the sizes the
+    storefront snippet sends them in (bench/track_batching.py: the views a request carries, taken in turn)."""
     by_browser: dict[str, list[ActivityEvent]] = {}
     for arrival in workload.arrivals:
         if arrival.kind == PRODUCT_VIEW and isinstance(arrival.event, ActivityEvent):
             by_browser.setdefault(arrival.event.anonymous_id or "", []).append(arrival.event)
-    return [views[start:start + VIEWS_PER_TRACK_REQUEST] for views in by_browser.values()
-            for start in range(0, len(views), VIEWS_PER_TRACK_REQUEST)]
+    sizes = itertools.cycle(views_per_request)
+    requests = []
+    for views in by_browser.values():
+        while views:
+            size = next(sizes)
+            requests.append(views[:size])
+            views = views[size:]
+    return requests
 
 
 @dataclass
@@ -568,9 +583,10 @@ def run_requests(bench: Bench, design: str, repository: DynamoProfileRepository,
     return FoldRun(design, counts, views, seconds, f"{counted}/{views} views counted on their profiles")
 
 
-def measure_folding(bench: Bench, workload: Workload) -> list[FoldRun]:
-    requests, source = track_requests(workload), bench.outputs["TableName"]
+def measure_folding(bench: Bench, workload: Workload, batching: Batching) -> list[FoldRun]:
+    requests, source = track_requests(workload, batching.views_per_request), bench.outputs["TableName"]
     designs = (("ours, a request folded (apply_events)", DynamoProfileRepository, True),
+               ("main at bc3f065: folded, every profile field written", EveryFieldWritten, True),
                ("ours, one event at a time (apply_event)", DynamoProfileRepository, False),
                ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False))
     runs = []
@@ -589,9 +605,10 @@ class Results:
     checks: tuple[str, str, str]
     merged: int
     folding: list[FoldRun]
+    batching: Batching
 
 
-def measure(bench: Bench, workload: Workload) -> Results:
+def measure(bench: Bench, workload: Workload, batching: Batching) -> Results:
     table_name = bench.outputs["TableName"]
     repository = DynamoProfileRepository(table_name)
     stream = StreamTail(bench.provisioned.physical["Table"].attributes["StreamArn"])
@@ -606,7 +623,8 @@ def measure(bench: Bench, workload: Workload) -> Results:
     checks = (check_ours(repository, workspace_id, workload), check_ours(transactional, workspace_id, workload),
               check_baseline(bench.baseline.table, workspace_id, workload))
     merged = merged_profiles(table_name)
-    return Results(workload, ours, before, baseline, checks, merged, measure_folding(bench, workload))
+    return Results(workload, ours, before, baseline, checks, merged, measure_folding(bench, workload, batching),
+                   batching)
 
 
 # --- The report -----------------------------------------------------------------------------------------------
@@ -672,11 +690,11 @@ def ratio_rows(ours: TypeRun, other: TypeRun) -> list[list[str]]:
 
 
 def print_folding(r: Results) -> None:
-    requests = len(track_requests(r.workload))
+    requests = len(track_requests(r.workload, r.batching.views_per_request))
     print(f"\n5b. A /track request's views folded into one write of their profile: the workload's {r.folding[0].views} "
           f"product views,")
-    print(f"   each browser's cut into requests of up to {VIEWS_PER_TRACK_REQUEST} (assumed; {requests} requests), "
-          "each design on a table of its own")
+    print(f"   each browser's cut into {requests} requests as {describe(r.batching)};")
+    print("   each design on a table of its own")
     found = sorted({key[2] for run in r.folding for key in run.counts if key[0] == "req"})
     rows = [[run.design, fmt(requests_in(run.counts) / run.views),
              *(fmt(run.per_view(("req", "dynamodb", op))) for op in found), fmt(run.per_view(("unit", "rru"))),
@@ -692,11 +710,13 @@ def product_view_cost(run: FoldRun) -> float:
                                         run.per_view(("unit", "rru")) * per_m["rru"]) / 1e6
 
 
-def monthly_lines(ours: TypeRun) -> list[tuple[str, float, str]]:
+def monthly_lines(ours: TypeRun, events_per_track_request: float) -> list[tuple[str, float, str]]:
     """(component, $ per month, how it is counted) for MONTHLY_MIX, from the measured per-event figures."""
     mix = MONTHLY_MIX
     events = sum(mix.values())
-    track = sum(mix[k] for k in STOREFRONT)
+    webhooks = events - sum(mix[k] for k in STOREFRONT)
+    track = round(sum(mix[k] for k in STOREFRONT) / events_per_track_request)
+    messages = webhooks + track  # a queued message per webhook delivery and per /track request
     # the outbox is invoked per batch of the stream: about once per profile write
     transactions = sum(n * (ours.per_event(k, ("req", "dynamodb", "TransactWriteItems"))
                             + ours.per_event(k, ("req", "dynamodb", "PutItem"))) for k, n in mix.items())
@@ -705,14 +725,15 @@ def monthly_lines(ours: TypeRun) -> list[tuple[str, float, str]]:
     published = sum(n * ours.published[k] / ours.events[k] for k, n in mix.items())
     per_m = {key: price for key, (_, price) in PRICES.items()}
     return [
-        ("API Gateway REST: webhooks", (events - track) * per_m["api_gateway"] / 1e6,
-         f"{events - track:,} requests"),
-        ("API Gateway REST: /track", track * per_m["api_gateway"] / 1e6, f"{track:,} requests"),
-        ("Lambda invocations", (2 * events + transactions) * per_m["lambda"] / 1e6,
-         f"{events:,} front + {events:,} profiles + {transactions:,.0f} outbox"),
-        ("SQS requests", 3 * events * per_m["sqs"] / 1e6, "send + receive + delete per event"),
-        ("Firehose archive", events * DELIVERY_KB / 2**20 * per_m["firehose_gb"] / 1e6, f"{DELIVERY_KB} KB/event"),
-        ("DynamoDB RRU: front door", events * FRONT_DOOR_RRU * per_m["rru"] / 1e6, "store/key GetItem"),
+        ("API Gateway REST: webhooks", webhooks * per_m["api_gateway"] / 1e6, f"{webhooks:,} requests"),
+        ("API Gateway REST: /track", track * per_m["api_gateway"] / 1e6,
+         f"{track:,} requests ({events_per_track_request:.2f} events each)"),
+        ("Lambda invocations", (2 * messages + transactions) * per_m["lambda"] / 1e6,
+         f"{messages:,} front + {messages:,} profiles + {transactions:,.0f} outbox"),
+        ("SQS requests", 3 * messages * per_m["sqs"] / 1e6, "send + receive + delete per message"),
+        ("Firehose archive", messages * DELIVERY_KB / 2**20 * per_m["firehose_gb"] / 1e6,
+         f"{DELIVERY_KB} KB/message"),
+        ("DynamoDB RRU: front door", messages * FRONT_DOOR_RRU * per_m["rru"] / 1e6, "store/key GetItem"),
         ("DynamoDB RRU: profile upsert", rru * per_m["rru"] / 1e6, f"{rru / 1e6:.2f}M measured"),
         ("DynamoDB WRU: profile upsert", wru * per_m["wru"] / 1e6, f"{wru / 1e6:.2f}M measured"),
         ("EventBridge (outbox)", published * per_m["eventbridge"] / 1e6, f"{published:,.0f} events measured"),
@@ -726,10 +747,10 @@ def print_costs(r: Results) -> None:
     print("   mix (a month, assumed): " + ", ".join(mix[:4]))
     for start in range(4, len(mix), 4):
         print("     " + ", ".join(mix[start:start + 4]))
-    lines = monthly_lines(r.ours)
+    lines = monthly_lines(r.ours, r.batching.events_per_request)
     rows = [[name, f"${cost:.2f}", how] for name, cost, how in lines]
     total = sum(cost for _, cost, _ in lines)
-    track = sum(MONTHLY_MIX[k] for k in STOREFRONT)
+    track = sum(MONTHLY_MIX[k] for k in STOREFRONT) / r.batching.events_per_request
     http_total = total - track * (PRICES["api_gateway"][1] - HTTP_API_PRICE) / 1e6
     rows.append(["total, /track on REST API", f"${total:.2f}", ""])
     rows.append(["total, /track on HTTP API ($1/M)", f"${http_total:.2f}", f"target ~${COST_TARGET:.0f}/month"])
@@ -737,7 +758,7 @@ def print_costs(r: Results) -> None:
     upsert = sum(cost for name, cost, _ in lines if "profile upsert" in name)
     views = MONTHLY_MIX[PRODUCT_VIEW] * r.ours.per_event(PRODUCT_VIEW, ("unit", "wru")) * PRICES["wru"][1] / 1e6
     print(f"  the profile upsert itself (DynamoDB) is ${upsert:.2f} of it, product views' writes alone ${views:.2f}.")
-    before_lines = monthly_lines(r.before)
+    before_lines = monthly_lines(r.before, r.batching.events_per_request)
     before_upsert = sum(cost for name, cost, _ in before_lines if "profile upsert" in name)
     before_wru = next(cost for name, cost, _ in before_lines if name == "DynamoDB WRU: profile upsert")
     before_views = (MONTHLY_MIX[PRODUCT_VIEW] * r.before.per_event(PRODUCT_VIEW, ("unit", "wru")) * PRICES["wru"][1]
@@ -747,9 +768,10 @@ def print_costs(r: Results) -> None:
           f"writes ${before_views:.2f} -> ${views:.2f},")
     print(f"  the upsert (DynamoDB) ${before_upsert:.2f} -> ${upsert:.2f}, total on REST "
           f"${sum(c for _, c, _ in before_lines):.2f} -> ${total:.2f}.")
-    folded, single, before = (product_view_cost(run) for run in r.folding)
-    print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before, ${single:.2f} one at a time, "
-          f"${folded:.2f} folded at {VIEWS_PER_TRACK_REQUEST} a /track request:")
+    folded, main, single, before = (product_view_cost(run) for run in r.folding)
+    print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before issue 12, ${main:.2f} at main bc3f065 "
+          f"(folded, every profile field written), ${single:.2f} one at a time, ${folded:.2f} folded as the snippet "
+          "sends them:")
     print(f"  the upsert (DynamoDB) with views folded: ${upsert - single + folded:.2f}; total on REST "
           f"${total - single + folded:.2f}, on HTTP API ${http_total - single + folded:.2f}.")
     print("  Assumes ~1.3 events/s, so SQS batches of one (a profiles invocation + ReceiveMessage + DeleteMessage per")
@@ -766,7 +788,7 @@ def main() -> int:
         bench = set_up(load_stack(TEMPLATE, region=REGION))
         workload = build_workload(bench.store.workspace_id, bench.store.store_id, SHOPPERS, ANONYMOUS_BROWSERS,
                                   SEED)
-        results = measure(bench, workload)
+        results = measure(bench, workload, measure_batching())
     print_types(results)
     print_folding(results)
     print_costs(results)
@@ -779,11 +801,15 @@ def main() -> int:
 
     before = getattr(results, "before", None)  # today's design at issue 12's start, when measured in this run
     folded = next(iter(getattr(results, "folding", [])), None)  # section 5b: a /track request's views in one write
+    views = results.batching.views_per_request
+    folded_figures = {"folded": {"kind": PRODUCT_VIEW, "views_per_request": round(sum(views) / len(views), 2),
+                                 "per_view": per(folded.counts, folded.views)},
+                      "folded_main_bc3f065": {"per_view": per(results.folding[1].counts, results.folding[1].views)}
+                      } if folded else {}
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
+                              "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),
-                              **({"before": figures_of(before)} if before is not None else {}),
-                              **({"folded": {"kind": PRODUCT_VIEW, "views_per_request": VIEWS_PER_TRACK_REQUEST,
-                                             "per_view": per(folded.counts, folded.views)}} if folded else {})})
+                              **({"before": figures_of(before)} if before is not None else {}), **folded_figures})
     return 0
 
 

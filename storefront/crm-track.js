@@ -3,7 +3,7 @@
   "use strict";
   var TYPES = ["page_viewed", "product_viewed", "product_added_to_cart", "cart_viewed", "checkout_started",
     "identify"];
-  var MAX = 20, AID = "crm_anonymous_id", cfg = null, queue = [], timer = null;
+  var MAX = 20, WAIT = 10000, AID = "crm_anonymous_id", cfg = null, queue = [], timer = null;
 
   function uuid() {
     if (w.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -51,7 +51,7 @@
     var e = { type: type, event_id: uuid(), occurred_at: new Date().toISOString(), url: w.location.href };
     for (var k in props || {}) if (props[k] != null) e[k] = props[k];
     queue.push(e);
-    if (queue.length >= MAX) flush(); else if (!timer) timer = setTimeout(flush, 1000);
+    if (queue.length >= MAX) flush(); else if (!timer) timer = setTimeout(flush, WAIT);
   }
 
   function identify(who) {

@@ -212,3 +212,9 @@ def test_folded_views_replace_their_one_at_a_time_figures(cost: ModuleType, tmp_
     lines = {line.component: line.dollars for line in cost.bill(found, cost.wiring_of(template), 2.0)}
     assert lines["DynamoDB WRU: profile upsert"] == pytest.approx((250_000 + 1_000_000) * 0.625 / 1e6)
     assert lines["DynamoDB RRU: profile upsert"] == 0.0
+
+
+def test_track_requests_are_priced_as_profile_events_recorded_the_snippet_sends(cost: ModuleType) -> None:
+    found = _found()["profile_events"]
+    assert cost.events_per_track_request(found) == cost.UNRECORDED_EVENTS_PER_TRACK_REQUEST
+    assert cost.events_per_track_request({**found, "events_per_track_request": 1.6}) == 1.6

@@ -29,7 +29,17 @@ def plain(value: Any) -> Any:
 
 def to_item(key: keys.Key, entity: str, model: BaseModel, **extra: Any) -> Item:
     """The DynamoDB wire form of a model stored under ``key``."""
-    body = plain(model.model_dump(mode="python", exclude_computed_fields=True))
+    return _wire(key, entity, plain(model.model_dump(mode="python", exclude_computed_fields=True)), extra)
+
+
+def to_compact_item(key: keys.Key, entity: str, model: BaseModel, **extra: Any) -> Item:
+    """The same without the fields (nested ones too) at their defaults: DynamoDB bills a write per KB of the whole
+    item, names included, and reading the item back through the model restores them."""
+    body = plain(model.model_dump(mode="python", exclude_computed_fields=True, exclude_defaults=True))
+    return _wire(key, entity, body, extra)
+
+
+def _wire(key: keys.Key, entity: str, body: dict[str, Any], extra: dict[str, Any]) -> Item:
     return {name: serializer.serialize(v) for name, v in {**body, **extra, **key, "entity": entity}.items()}
 
 
