@@ -87,9 +87,8 @@ def _builtin_candidates(profile: Profile, rules: Rules) -> Iterator[datetime]:
         yield last + settings.churn_after_days * DAY  # churn risk from that instant on
         thresholds = rules.context.population.rfm
         if thresholds is not None:
-            # Recency is whole days since the last order, scored by where it falls among the quintile edges.
+            # Recency is whole days since the last order; a day count above an edge scores in the next bucket.
             for edge in thresholds.recency.edges:
-                yield last + edge * DAY
                 yield last + (edge + 1) * DAY
     if first is not None:
         yield first + settings.new_customer_days * DAY  # a new customer until just after this instant
