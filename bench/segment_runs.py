@@ -86,6 +86,10 @@ PROFILES = 1_000
 SHARES = 4
 CHURN = 0.05  # the share of profiles that change between the first and the second run
 REFRESHED = 200
+# A refreshed profile takes this many writes of the mix in a row, a minute apart: the reference month's 3.5M
+# writes are ~35 a profile, in visits of several page and product views (a profile taking only one write
+# would make every write its first in months, and overstate how many writes move a membership).
+VISIT_WRITES = 5
 REFRESH_BATCH = 1  # ~1.3 profile writes a second and a 1 s batching window: stream batches of about one
 TARGETS = (100_000, 1_000_000)
 REFERENCE_PROFILES = 100_000
@@ -644,6 +648,8 @@ def measure_refresh(rig: Rig, label: str, profiles: Sequence[ProfileChange], now
     mark, started = meter.mark(), time.perf_counter()
     applied = runs.Applied()
     cache = runs.RulesCache()  # one warm container, as Lambda keeps it: the rules are read once a minute
+    cache.rules(rig.store, rig.segment_runs, WORKSPACE, now)  # priced apart (measure_rules), not per write
+    mark, started = meter.mark(), time.perf_counter()
     for start in range(0, len(profiles), batch):
         applied += refresher(rig.store, rig.segment_runs, profiles[start:start + batch], now, cache)
     seconds, counts = time.perf_counter() - started, meter.since(mark)
@@ -651,14 +657,13 @@ def measure_refresh(rig: Rig, label: str, profiles: Sequence[ProfileChange], now
                     list(rig.ledger.profiles_moved), tasks=math.ceil(len(profiles) / batch))
 
 
-def measure_hourly(rig: Rig, label: str, first: datetime, profiles: int) -> Measured:
-    """HOURS_MEASURED hourly runs, each as the schedule queues it at ``first`` and every hour after (the task
-    carried out a minute past the hour)."""
+def measure_hourly(rig: Rig, label: str, first: datetime, hours: int = HOURS_MEASURED) -> Measured:
+    """``hours`` hourly runs, each as the schedule queues it at ``first`` and every hour after."""
     meter = rig.bench.meter
     rig.ledger.profiles_moved = []
     mark, started = meter.mark(), time.perf_counter()
     applied, tasks = runs.Applied(), 0
-    for hour in range(HOURS_MEASURED):
+    for hour in range(hours):
         at = first + hour * HOUR
         for task in runs.start_hourly(rig.queue, [WORKSPACE], at):
             rig.queue.tasks.remove(task)
@@ -954,13 +959,17 @@ class HourlyDay:
     runs: int = HOURLY_RUNS_A_DAY
 
 
-def hourly_day(m: Measured, n_profiles: int, target: int) -> HourlyDay:
-    queries = m.get("req", "dynamodb", "Query")
-    fixed_rru = queries * 0.5  # eventually consistent Queries of a few filed keys each
-    per_run = HOURLY_RUNS_A_DAY / HOURS_MEASURED
+def hourly_day(m: Measured, idle: Measured, n_profiles: int, target: int) -> HourlyDay:
+    """A day of hourly runs at ``target`` profiles: each run's fixed part (``idle``: the rules read, the
+    horizon's Queries) as measured, the rest (the profiles filed, read, decided and filed again) scaled."""
     factor = target / n_profiles
-    return HourlyDay(target, per_run * (fixed_rru + (m.get("unit", "rru") - fixed_rru) * factor),
-                     per_run * m.get("unit", "wru_sized") * factor, per_run * m.lambda_seconds * factor)
+
+    def day(value: Callable[[Measured], float]) -> float:
+        fixed = value(idle) * HOURS_MEASURED
+        return HOURLY_RUNS_A_DAY / HOURS_MEASURED * (fixed + max(0.0, value(m) - fixed) * factor)
+
+    return HourlyDay(target, day(lambda x: x.get("unit", "rru")), day(lambda x: x.get("unit", "wru_sized")),
+                     day(lambda x: x.lambda_seconds))
 
 
 def refresh_of(m: Measured) -> Refresh:
@@ -984,9 +993,10 @@ def refresh_lines(s: Scaled, refresh: Refresh, label: str = "refresh") -> list[t
     ]
 
 
-def monthly(s: Scaled, refresh: Refresh, hourly: HourlyDay) -> list[tuple[str, float, str]]:
+def monthly(s: Scaled, refresh: Refresh, hourly: HourlyDay, rules_rru: float) -> list[tuple[str, float, str]]:
     days = RUNS_PER_MONTH
     tasks = days * hourly.runs
+    minutes = days * 24 * 60
     return [
         ("daily runs: DynamoDB read RRU", RUNS_PER_MONTH * s.read_rru * PRICES["rru"][1] / 1e6,
          f"{RUNS_PER_MONTH} x {n(s.read_rru)}"),
@@ -1001,12 +1011,15 @@ def monthly(s: Scaled, refresh: Refresh, hourly: HourlyDay) -> list[tuple[str, f
          + days * hourly.seconds * TASK_GB * LAMBDA_GB_SECOND + tasks * 3 * PRICES["sqs"][1] / 1e6,
          f"{tasks} tasks, {hourly.seconds:,.0f} s a day at {TASK_GB * 1024:.0f} MB"),
         *refresh_lines(s, refresh),
+        # Not "refresh: ..." (bench/cost.py prices the refresh from refresh_per_write and skips those lines).
+        ("rules read by the refresh: DynamoDB RRU", minutes * rules_rru * PRICES["rru"][1] / 1e6,
+         f"once a minute by a warm container: {n(rules_rru, 1)} RRU"),
     ]
 
 
-def print_monthly(scaled: Sequence[Scaled], refresh: Refresh, hourly: Sequence[HourlyDay],
+def print_monthly(scaled: Sequence[Scaled], refresh: Refresh, hourly: Sequence[HourlyDay], rules_rru: float,
                   baseline_daily: Sequence[float], refresh_baseline: Refresh | None) -> None:
-    costs = [monthly(s, refresh, h) for s, h in zip(scaled, hourly, strict=True)]
+    costs = [monthly(s, refresh, h, rules_rru) for s, h in zip(scaled, hourly, strict=True)]
     rows = [[name, *(f"${c[i][1]:.2f}" for c in costs), costs[0][i][2]] for i, (name, _, _) in enumerate(costs[0])]
     rows.append(["total", *(f"${sum(d for _, d, _ in c):.2f}" for c in costs), ""])
     rows.append(["baseline's daily runs instead (rewrite all)", *(
@@ -1043,6 +1056,7 @@ class Results:
     reads: list[Measured] = field(default_factory=list)
     refresh_baseline: Measured | None = None
     hourly: Measured | None = None
+    hourly_idle: Measured | None = None
 
 
 def _compare(label: str, baseline: dict[str, int], rig: Rig) -> list[str]:
@@ -1092,22 +1106,26 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     at = day + timedelta(hours=2)
     untouched = sorted(set(ids) - set(chosen))
     sampled = rng.sample(untouched, min(2 * args.refreshed, len(untouched)))
-    updated = change_profiles(rig.table_name, workspace, sampled, rng, at - timedelta(hours=1))
+    half = len(sampled) // 2
+    visits = [change_profiles(rig.table_name, workspace, sampled, rng, at - timedelta(hours=1, minutes=-write))
+              for write in range(args.visit_writes)]
     rules = measure_rules(rig, at)
-    half = len(updated) // 2
-    refresh_baseline = measure_refresh(rig, "refresh (before)", updated[:half], at, args.refresh_batch,
-                                       refresh_before)
-    refresh = measure_refresh(rig, "refresh", updated[half:], at, args.refresh_batch)
+    refresh_baseline = measure_refresh(rig, "refresh (before)", [c for v in visits for c in v[:half]], at,
+                                       args.refresh_batch, refresh_before)
+    refresh = measure_refresh(rig, "refresh", [c for v in visits for c in v[half:]], at, args.refresh_batch)
+    updated = visits[0]
     problems += check_state(rig, workspace.segment_ids, refresh.label)
 
     # A day of hourly runs after the refresh (a day's: up to the next daily run, which files the day after).
     first_hour = hour_of(at) + HOUR
-    hourly = measure_hourly(rig, "hourly runs", first_hour, profiles)
+    hourly = measure_hourly(rig, "hourly runs", first_hour)
+    # Once more at the last one's instant: nothing is due, so this is what every run costs whatever is filed.
+    idle = measure_hourly(rig, "hourly run, nothing due", first_hour + (HOURS_MEASURED - 1) * HOUR, 1)
     problems += check_state(rig, workspace.segment_ids, hourly.label)
     baseline_refreshed = {c.after.profile_id for c in updated[:half]}  # the old refresh filed nothing
     problems += check_hourly(rig, workspace, first_hour + (HOURS_MEASURED - 1) * HOUR, baseline_refreshed)
     return Results(args, workspace, first, daily, quiet, refresh, baseline_first, baseline_daily, rules, chosen,
-                   items_before, bytes_before, stored.count(), problems, reads, refresh_baseline, hourly)
+                   items_before, bytes_before, stored.count(), problems, reads, refresh_baseline, hourly, idle)
 
 
 def print_report(r: Results, seconds: float) -> None:
@@ -1125,7 +1143,7 @@ def print_report(r: Results, seconds: float) -> None:
     print("\n1. What each run and the refresh did and cost (requests by the meter; RRU includes each Scan's items,")
     print("   filtered out or not; 'WRU sized' bills each written item by its size before and after, as DynamoDB does)")
     print_measured([r.first, r.daily, r.quiet, r.refresh, *([r.refresh_baseline] if r.refresh_baseline else []),
-                    *([r.hourly] if r.hourly else []), r.baseline_first, r.baseline_daily])
+                    *(m for m in (r.hourly, r.hourly_idle) if m), r.baseline_first, r.baseline_daily])
     for m in (r.daily, r.refresh):
         moves = sorted(((v, k[1].removeprefix(f"WS#{WORKSPACE}#SEGMENT#")) for k, v in m.counts.items()
                         if k[0] == "moves"), reverse=True)
@@ -1186,15 +1204,16 @@ def print_extrapolation(r: Results) -> None:
     print(f"   seconds: our own time here + {AWS_SECONDS_DEFAULT * 1000:.0f} ms a request, "
           f"{AWS_SECONDS['Scan'] * 1000:.0f} ms a Scan page (assumed); s/share: a share's sketch + evaluate tasks")
     print_scaled(scaled)
-    assert r.hourly is not None
-    hourly = [hourly_day(r.hourly, profiles, t) for t in TARGETS]
+    assert r.hourly is not None and r.hourly_idle is not None
+    hourly = [hourly_day(r.hourly, r.hourly_idle, profiles, t) for t in TARGETS]
     print("\n4. Monthly: a daily run at run 2's churn (it counts again the changes the refresh already made: an upper "
           "bound), 24 hourly runs a day")
     print(f"   (measured: {HOURS_MEASURED}) and the refresh for every profile write: {PROFILE_WRITES:,} a month at "
           "the reference store (profile_events' MONTHLY_MIX less")
     print("   duplicates), scaled with profiles; list prices us-east-1. 'refresh (before)': the refresh before this "
           "change, on a sample of as many profiles in the same run")
-    print_monthly(scaled, refresh_of(r.refresh), hourly, [s.daily(s.wru_baseline) for s in scaled],
+    print_monthly(scaled, refresh_of(r.refresh), hourly, r.rules.get(("unit", "rru"), 0.0),
+                  [s.daily(s.wru_baseline) for s in scaled],
                   refresh_of(r.refresh_baseline) if r.refresh_baseline else None)
 
 
@@ -1206,6 +1225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="profiles changed between run 1 and run 2")
     parser.add_argument("--refreshed", type=int, default=REFRESHED, help="profiles changed for runs.refresh")
     parser.add_argument("--refresh-batch", type=int, default=REFRESH_BATCH, help="stream records per invocation")
+    parser.add_argument("--visit-writes", type=int, default=VISIT_WRITES,
+                        help="profile writes each refreshed profile takes in a row (a visit)")
     parser.add_argument("--other-profiles", type=int, default=0,
                         help="profiles of another workspace in the same table (read by a Scan, not by the index)")
     parser.add_argument("--timeline", type=int, default=None,
@@ -1232,13 +1253,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     r, measured = results, results.args.profiles
     reference = scale(REFERENCE_PROFILES, measured, r.first, r.daily, r.baseline_daily, r.items_after / measured)
     refreshed = refresh_of(r.refresh)
-    assert r.hourly is not None
-    hourly = hourly_day(r.hourly, measured, REFERENCE_PROFILES)
+    assert r.hourly is not None and r.hourly_idle is not None
+    hourly = hourly_day(r.hourly, r.hourly_idle, measured, REFERENCE_PROFILES)
     record("segment_runs", {"profiles": REFERENCE_PROFILES, "profile_writes": PROFILE_WRITES,
                             "refresh_batch": results.args.refresh_batch, "refresh_per_write": refreshed,
                             "refresh_per_write_before": refresh_of(r.refresh_baseline) if r.refresh_baseline else None,
                             "monthly": [{"component": c, "dollars": d, "how": h}
-                                        for c, d, h in monthly(reference, refreshed, hourly)],
+                                        for c, d, h in monthly(reference, refreshed, hourly,
+                                                               r.rules.get(("unit", "rru"), 0.0))],
                             "problems": results.problems})
     return 1 if results.problems else 0
 

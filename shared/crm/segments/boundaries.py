@@ -15,6 +15,7 @@ candidate again. The daily run files every profile whose next candidate falls be
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from crm.clock import as_utc
@@ -65,60 +66,66 @@ def due(profile: Profile, rules: Rules, at: datetime) -> datetime | None:
     return change if change is not None and change < as_utc(at) + HORIZON else None
 
 
-def _candidates(profile: Profile, rules: Rules) -> Iterator[datetime]:
-    yield from _builtin_candidates(profile, rules)
-    subject = None
+@dataclass(frozen=True)
+class _Plan:
+    """What the rules compare with time, gathered once per Rules: for each time field of the profile the
+    distances (whole days) it is compared at, and for each event type its windows."""
+
+    offsets: dict[str, frozenset[int]]
+    windows: dict[str, frozenset[int]]
+
+
+_last_plan: tuple[Rules, _Plan] | None = None
+
+
+def _plan(rules: Rules) -> _Plan:
+    global _last_plan
+    if _last_plan is not None and _last_plan[0] is rules:
+        return _last_plan[1]
+    settings = rules.context.settings
+    offsets: dict[str, set[int]] = {"last_order_at": {settings.churn_after_days},
+                                    "first_order_at": {settings.new_customer_days},
+                                    "last_checkout": {settings.cart_abandon_days}}
+    if rules.context.population.rfm is not None:
+        # Recency is whole days since the last order; a day count above an edge scores in the next bucket.
+        offsets["last_order_at"].update(edge + 1 for edge in rules.context.population.rfm.recency.edges)
+    windows: dict[str, set[int]] = {}
     for _, definition in rules.custom:
         for node in nodes(definition):
-            if isinstance(node, Condition):
-                yield from _field_candidates(profile, node)
+            if isinstance(node, Condition) and node.field in _DAY_COUNTS:
+                # Whole days elapsed: N from the anchor + N days, N + 1 from the day after.
+                offsets[_DAY_COUNTS[node.field]].update(d + k for d in _whole_days(node.value) for k in (0, 1))
+            elif isinstance(node, Condition) and node.field in _TIMES:
+                offsets[node.field].update(_relative_days(node.value))
             elif isinstance(node, EventCondition) and node.within_days is not None:
-                subject = subject or subject_of(profile)
-                window = node.within_days * DAY
-                for occurred in subject.occurrences(node.event):
-                    yield as_utc(occurred)  # one in the future (a clock ahead) counts from then
-                    yield as_utc(occurred) + window
+                windows.setdefault(node.event, set()).add(node.within_days)
+    plan = _Plan({k: frozenset(v) for k, v in offsets.items()}, {k: frozenset(v) for k, v in windows.items()})
+    _last_plan = (rules, plan)
+    return plan
 
 
-def _builtin_candidates(profile: Profile, rules: Rules) -> Iterator[datetime]:
-    settings = rules.context.settings
-    first, last = _utc(profile.first_order_at), _utc(profile.last_order_at)
-    if last is not None:
-        yield last + settings.churn_after_days * DAY  # churn risk from that instant on
-        thresholds = rules.context.population.rfm
-        if thresholds is not None:
-            # Recency is whole days since the last order; a day count above an edge scores in the next bucket.
-            for edge in thresholds.recency.edges:
-                yield last + (edge + 1) * DAY
-    if first is not None:
-        yield first + settings.new_customer_days * DAY  # a new customer until just after this instant
-    if profile.last_checkout is not None:
-        yield as_utc(profile.last_checkout.at) + settings.cart_abandon_days * DAY
-    for moment in (first, last, _utc(profile.last_checkout.at) if profile.last_checkout else None):
-        if moment is not None:
-            yield moment  # a time in the future (a clock ahead) is compared from then on
+def _candidates(profile: Profile, rules: Rules) -> Iterator[datetime]:
+    plan = _plan(rules)
+    anchors = {"first_order_at": _utc(profile.first_order_at), "last_order_at": _utc(profile.last_order_at),
+               "last_checkout": _utc(profile.last_checkout.at) if profile.last_checkout else None}
+    for name, anchor in anchors.items():
+        if anchor is not None:
+            yield anchor  # a time in the future (a clock ahead) is compared from then on
+            yield from (anchor + days * DAY for days in plan.offsets[name])
+    if plan.windows:
+        subject = subject_of(profile)
+        for event, windows in plan.windows.items():
+            for occurred in map(as_utc, subject.occurrences(event)):
+                yield occurred  # one in the future counts from then
+                yield from (occurred + days * DAY for days in windows)
 
 
-def _field_candidates(profile: Profile, condition: Condition) -> Iterator[datetime]:
-    if condition.field in _DAY_COUNTS:
-        anchor = _utc(getattr(profile, _DAY_COUNTS[condition.field]))
-        if anchor is None:
-            return
-        yield anchor
-        for days in _whole_days(condition.value):
-            # Whole days elapsed: N from anchor + N days, N + 1 from the day after.
-            yield anchor + days * DAY
-            yield anchor + (days + 1) * DAY
-    elif condition.field in _TIMES:
-        anchor = _utc(getattr(profile, condition.field))
-        if anchor is None:
-            return
-        yield anchor
-        for value in _parts(condition.value):
-            if isinstance(value, DaysAgo):
-                yield anchor + value.days_ago * DAY
-            elif isinstance(value, Days):
-                yield anchor + value.days * DAY
+def _relative_days(value: object) -> Iterator[int]:
+    for part in _parts(value):
+        if isinstance(part, DaysAgo):
+            yield part.days_ago
+        elif isinstance(part, Days):
+            yield part.days
 
 
 def _parts(value: object) -> tuple[object, ...]:
