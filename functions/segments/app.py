@@ -3,6 +3,7 @@ profiles that changed. Three handlers of one code folder (template.yaml names ea
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -29,9 +30,10 @@ _TASKS: TypeAdapter[RunTask | HourlyTask | CurrencyTask] = TypeAdapter(RunTask |
 
 @logger.inject_lambda_context
 def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Start a run of every workspace (one already under way is left to finish); the hourly schedule
-    (``{"hourly": true}``) queues each workspace's hourly run of its time-relative segments instead."""
-    if event.get("hourly") is True:
+    """Start a run of every workspace (one already under way is left to finish) at the daily hour, or when
+    invoked by hand; at every other hour of the schedule, queue each workspace's hourly run instead."""
+    scheduled = event.get("time")
+    if isinstance(scheduled, str) and not runs.is_daily(datetime.fromisoformat(scheduled)):
         hourly = runs.start_hourly(wiring.segment_tasks(), wiring.store_directory().workspaces(), utc_now())
         logger.info("hourly segment runs queued", extra={"workspaces": len(hourly)})
         return {"hourly": len(hourly)}

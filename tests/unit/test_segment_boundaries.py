@@ -3,7 +3,7 @@ that reads only the profiles whose boundary has passed."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -213,3 +213,12 @@ def test_a_write_that_moves_no_membership_reads_and_writes_nothing_and_one_that_
     change = next_change(viewer, rules, at)
     assert change is not None and change <= at + DAY - timedelta(minutes=1)  # the one-day window's view at most
     assert "p_steady" in store.due[(WS, hour_of(change))] and change < at + HORIZON
+
+
+def test_the_hourly_schedule_is_the_full_run_at_the_daily_hour_only() -> None:
+    daily = NOW.replace(hour=runs.DAILY_RUN_HOUR, minute=0, second=0, microsecond=0)
+    assert runs.is_daily(daily) and not runs.is_daily(daily + HOUR)
+    assert runs.is_daily(daily.astimezone(timezone(timedelta(hours=2))))  # the same instant elsewhere
+    tasks = FakeTaskQueue()
+    queued = runs.start_hourly(tasks, [WS, "ws_b"], daily + HOUR + timedelta(minutes=1))
+    assert tasks.tasks == queued and {t.hour for t in queued} == {daily + HOUR}

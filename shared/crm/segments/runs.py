@@ -23,7 +23,7 @@ import math
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 from itertools import islice
 
@@ -201,6 +201,15 @@ def _record(store: SegmentStore, run: SegmentRun, rules: Rules) -> None:
 # --- the hourly run: time-relative segments, for the profiles that can cross a boundary -------------
 
 
+# The hour (UTC) of the full run: the schedule fires every hour, and this one recomputes everything.
+DAILY_RUN_HOUR = 3
+
+
+def is_daily(scheduled_at: datetime) -> bool:
+    """Whether the schedule's firing at this time is the full daily run (else an hourly run)."""
+    return scheduled_at.astimezone(UTC).hour == DAILY_RUN_HOUR
+
+
 def start_hourly(tasks: TaskQueue, workspace_ids: Iterable[str], now: datetime) -> list[HourlyTask]:
     """A task per workspace for the hour that just ended (carried out by the task workers)."""
     hourly = [HourlyTask(workspace_id=ws, hour=hour_of(now)) for ws in workspace_ids]
@@ -308,12 +317,14 @@ def _file_if_moved(store: SegmentStore, change: ProfileChange, rules: Rules, now
 
 
 __all__ = [
+    "DAILY_RUN_HOUR",
     "RUN_STALE_AFTER",
     "SCHEDULE",
     "Applied",
     "RulesCache",
     "carry_out",
     "current_population",
+    "is_daily",
     "load_rules",
     "new_run_id",
     "population_of",
