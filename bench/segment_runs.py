@@ -639,22 +639,44 @@ def refresh_before(store: DynamoSegmentStore, segment_runs: DynamoSegmentRuns, c
     return applied
 
 
-def measure_refresh(rig: Rig, label: str, profiles: Sequence[ProfileChange], now: datetime, batch: int,
-                    refresher: Refresher = runs.refresh) -> Measured:
-    """runs.refresh as the refresh function calls it, one stream batch of ``batch`` changed profiles at a time,
-    in one warm container (its rules cache read once)."""
+def measure_visits(rig: Rig, workspace: Workspace, rng: random.Random, start: datetime, visits: int, batch: int,
+                   samples: Sequence[tuple[str, Sequence[str], Refresher]]) -> list[Measured]:
+    """Each sample's profiles take ``visits`` writes of the mix in turn, a minute apart, and each write's records
+    are refreshed 30 s after it (the stream delivers within seconds), by that sample's refresher in a warm
+    container of its own. The writes are unmetered and untimed (the upsert is ingest_path's to measure)."""
     meter = rig.bench.meter
-    rig.ledger.profiles_moved = []
-    mark, started = meter.mark(), time.perf_counter()
-    applied = runs.Applied()
-    cache = runs.RulesCache()  # one warm container, as Lambda keeps it: the rules are read once a minute
-    cache.rules(rig.store, rig.segment_runs, WORKSPACE, now)  # priced apart (measure_rules), not per write
-    mark, started = meter.mark(), time.perf_counter()
-    for start in range(0, len(profiles), batch):
-        applied += refresher(rig.store, rig.segment_runs, profiles[start:start + batch], now, cache)
-    seconds, counts = time.perf_counter() - started, meter.since(mark)
-    return Measured(label, counts, seconds, len(profiles), applied.entered, applied.exited,
-                    list(rig.ledger.profiles_moved), tasks=math.ceil(len(profiles) / batch))
+    measured = []
+    for label, _, _ in samples:
+        measured.append(Measured(label, {}, 0.0, 0))
+    caches = [runs.RulesCache() for _ in samples]
+    for cache in caches:  # the rules are read once a minute, priced apart (measure_rules), not per write
+        cache.rules(rig.store, rig.segment_runs, WORKSPACE, start)
+    for visit in range(visits):
+        written = start + visit * timedelta(minutes=1)
+        for i, (_, profile_ids, refresher) in enumerate(samples):
+            changes = change_profiles(rig.table_name, workspace, profile_ids, rng, written)
+            rig.ledger.profiles_moved = []
+            mark, started = meter.mark(), time.perf_counter()
+            applied = runs.Applied()
+            for first in range(0, len(changes), batch):
+                applied += refresher(rig.store, rig.segment_runs, changes[first:first + batch],
+                                     written + timedelta(seconds=30), caches[i])
+            m = measured[i]
+            measured[i] = Measured(m.label, add(m.counts, meter.since(mark)), m.seconds + time.perf_counter() - started,
+                                   m.profiles + len(changes), m.entered + applied.entered, m.exited + applied.exited,
+                                   m.moved + list(rig.ledger.profiles_moved), m.tasks + math.ceil(len(changes) / batch))
+    return measured
+
+
+def active_sample(workspace: Workspace, candidates: Sequence[str], count: int, rng: random.Random) -> list[str]:
+    """``count`` profiles drawn without replacement with weights 1 + their orders and activities: the reference
+    month's writes come from the shoppers who browse and buy, not evenly from every profile."""
+    def weight(pid: str) -> int:
+        p = workspace.profiles[pid]
+        return 1 + p.orders_count + sum(p.activity_counts.values())
+
+    keyed = sorted(candidates, key=lambda pid: rng.random() ** (1 / weight(pid)), reverse=True)
+    return keyed[:count]
 
 
 def measure_hourly(rig: Rig, label: str, first: datetime, hours: int = HOURS_MEASURED) -> Measured:
@@ -1105,15 +1127,12 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     # Two samples of the same size take one write each: the refresh before (baseline) re-decides one, ours the other.
     at = day + timedelta(hours=2)
     untouched = sorted(set(ids) - set(chosen))
-    sampled = rng.sample(untouched, min(2 * args.refreshed, len(untouched)))
+    sampled = active_sample(workspace, untouched, min(2 * args.refreshed, len(untouched)), rng)
     half = len(sampled) // 2
-    visits = [change_profiles(rig.table_name, workspace, sampled, rng, at - timedelta(hours=1, minutes=-write))
-              for write in range(args.visit_writes)]
     rules = measure_rules(rig, at)
-    refresh_baseline = measure_refresh(rig, "refresh (before)", [c for v in visits for c in v[:half]], at,
-                                       args.refresh_batch, refresh_before)
-    refresh = measure_refresh(rig, "refresh", [c for v in visits for c in v[half:]], at, args.refresh_batch)
-    updated = visits[0]
+    refresh, refresh_baseline = measure_visits(
+        rig, workspace, rng, at - timedelta(hours=1), args.visit_writes, args.refresh_batch,
+        [("refresh", sampled[half:], runs.refresh), ("refresh (before)", sampled[:half], refresh_before)])
     problems += check_state(rig, workspace.segment_ids, refresh.label)
 
     # A day of hourly runs after the refresh (a day's: up to the next daily run, which files the day after).
@@ -1122,7 +1141,7 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     # Once more at the last one's instant: nothing is due, so this is what every run costs whatever is filed.
     idle = measure_hourly(rig, "hourly run, nothing due", first_hour + (HOURS_MEASURED - 1) * HOUR, 1)
     problems += check_state(rig, workspace.segment_ids, hourly.label)
-    baseline_refreshed = {c.after.profile_id for c in updated[:half]}  # the old refresh filed nothing
+    baseline_refreshed = set(sampled[:half])  # the old refresh filed nothing
     problems += check_hourly(rig, workspace, first_hour + (HOURS_MEASURED - 1) * HOUR, baseline_refreshed)
     return Results(args, workspace, first, daily, quiet, refresh, baseline_first, baseline_daily, rules, chosen,
                    items_before, bytes_before, stored.count(), problems, reads, refresh_baseline, hourly, idle)
