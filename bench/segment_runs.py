@@ -85,11 +85,12 @@ from segments import NOW, RULES, WORKSPACE, chunks
 PROFILES = 1_000
 SHARES = 4
 CHURN = 0.05  # the share of profiles that change between the first and the second run
-REFRESHED = 200
-# A refreshed profile takes this many writes of the mix in a row, a minute apart: the reference month's 3.5M
-# writes are ~35 a profile, in visits of several page and product views (a profile taking only one write
-# would make every write its first in months, and overstate how many writes move a membership).
-VISIT_WRITES = 5
+REFRESHED = 40
+# A refreshed profile takes this many writes of the mix in a row: the reference month's 3.5M writes are ~35
+# a profile (a profile taking one write would make every write its first in months, and overstate how many
+# writes move a membership); the profiles are drawn by activity (active_sample).
+VISIT_WRITES = 35
+WRITES_APART = timedelta(seconds=2)
 REFRESH_BATCH = 1  # ~1.3 profile writes a second and a 1 s batching window: stream batches of about one
 TARGETS = (100_000, 1_000_000)
 REFERENCE_PROFILES = 100_000
@@ -641,8 +642,8 @@ def refresh_before(store: DynamoSegmentStore, segment_runs: DynamoSegmentRuns, c
 
 def measure_visits(rig: Rig, workspace: Workspace, rng: random.Random, start: datetime, visits: int, batch: int,
                    samples: Sequence[tuple[str, Sequence[str], Refresher]]) -> list[Measured]:
-    """Each sample's profiles take ``visits`` writes of the mix in turn, a minute apart, and each write's records
-    are refreshed 30 s after it (the stream delivers within seconds), by that sample's refresher in a warm
+    """Each sample's profiles take ``visits`` writes of the mix in turn, WRITES_APART, and each write's records
+    are refreshed a second after it (the stream delivers within seconds), by that sample's refresher in a warm
     container of its own. The writes are unmetered and untimed (the upsert is ingest_path's to measure)."""
     meter = rig.bench.meter
     measured = []
@@ -652,7 +653,7 @@ def measure_visits(rig: Rig, workspace: Workspace, rng: random.Random, start: da
     for cache in caches:  # the rules are read once a minute, priced apart (measure_rules), not per write
         cache.rules(rig.store, rig.segment_runs, WORKSPACE, start)
     for visit in range(visits):
-        written = start + visit * timedelta(minutes=1)
+        written = start + visit * WRITES_APART
         for i, (_, profile_ids, refresher) in enumerate(samples):
             changes = change_profiles(rig.table_name, workspace, profile_ids, rng, written)
             rig.ledger.profiles_moved = []
@@ -660,7 +661,7 @@ def measure_visits(rig: Rig, workspace: Workspace, rng: random.Random, start: da
             applied = runs.Applied()
             for first in range(0, len(changes), batch):
                 applied += refresher(rig.store, rig.segment_runs, changes[first:first + batch],
-                                     written + timedelta(seconds=30), caches[i])
+                                     written + timedelta(seconds=1), caches[i])
             m = measured[i]
             measured[i] = Measured(m.label, add(m.counts, meter.since(mark)), m.seconds + time.perf_counter() - started,
                                    m.profiles + len(changes), m.entered + applied.entered, m.exited + applied.exited,
