@@ -35,10 +35,12 @@ from crm.adapters.segment_runs import DynamoSegmentRuns
 from crm.adapters.segments import DynamoSegmentStore, _profile_with_segments
 from crm.config import Settings
 from crm.models.profile import Activity, Profile, TimelineEntry
-from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
 from crm.models.segments import HeldSegments, SegmentRecord
 from crm.segments import runs
+from crm.segments.boundaries import HOUR, hour_of, next_change, timed_segments
 from crm.segments.builtin import PopulationStats
+from crm.segments.feed import ProfileChange
 from crm.segments.membership import memberships_of
 from crm_local import moto_patches
 from crm_local.template import load_stack
@@ -83,7 +85,12 @@ from segments import NOW, RULES, WORKSPACE, chunks
 PROFILES = 1_000
 SHARES = 4
 CHURN = 0.05  # the share of profiles that change between the first and the second run
-REFRESHED = 200
+REFRESHED = 40
+# A refreshed profile takes this many writes of the mix in a row: the reference month's 3.5M writes are ~35
+# a profile (a profile taking one write would make every write its first in months, and overstate how many
+# writes move a membership); the profiles are drawn by activity (active_sample).
+VISIT_WRITES = 35
+WRITES_APART = timedelta(seconds=2)
 REFRESH_BATCH = 1  # ~1.3 profile writes a second and a 1 s batching window: stream batches of about one
 TARGETS = (100_000, 1_000_000)
 REFERENCE_PROFILES = 100_000
@@ -106,6 +113,9 @@ KB = 1024
 
 # Which item a write touches, for the breakdown of write units.
 HELD, MEMBER, SIZE, BOOKKEEPING = "segment set", "member item", "segment size", "bookkeeping"
+DUE = "filed for the hourly run"  # crm.segments.boundaries: a key-only item per profile and hour
+HOURS_MEASURED = 22  # hourly runs measured one after another, from the refresh to the next daily run
+HOURLY_RUNS_A_DAY = 24
 MEMBERSHIP_KINDS = (HELD, MEMBER, SIZE)
 
 Item = dict[str, Any]
@@ -243,6 +253,8 @@ def _kind(action: str, op: Item, key: Key) -> str:
         return MEMBER
     if key[1] == "SIZE":
         return SIZE
+    if "#SEGDUE#" in key[0]:
+        return DUE
     return BOOKKEEPING
 
 
@@ -511,13 +523,15 @@ def changed(profile: Profile, rng: random.Random, at: datetime) -> Profile:
 
 
 def change_profiles(table_name: str, workspace: Workspace, profile_ids: Sequence[str], rng: random.Random,
-                    at: datetime) -> list[Profile]:
-    """Change these profiles in the table (unmetered: the profile upsert is ingest_path's to measure)."""
-    updated = [changed(workspace.profiles[pid], rng, at + timedelta(seconds=i)) for i, pid in enumerate(profile_ids)]
-    for profile in updated:
-        workspace.profiles[profile.profile_id] = profile
-    batch_write(table_name, (_profile_item(p) for p in updated))
-    return updated
+                    at: datetime) -> list[ProfileChange]:
+    """Change these profiles in the table (unmetered: the profile upsert is ingest_path's to measure); each
+    change as the stream carries it, the profile before and after."""
+    changes = [ProfileChange(workspace.profiles[pid], changed(workspace.profiles[pid], rng, at + timedelta(seconds=i)))
+               for i, pid in enumerate(profile_ids)]
+    for change in changes:
+        workspace.profiles[change.after.profile_id] = change.after
+    batch_write(table_name, (_profile_item(c.after) for c in changes))
+    return changes
 
 
 # --- Runs and refreshes, measured ------------------------------------------------------------------------------
@@ -528,16 +542,20 @@ class InProcessQueue:
     FakeTaskQueue.drain does): each task is what one SegmentTasksFunction invocation does with one message."""
 
     def __init__(self) -> None:
-        self.tasks: list[RunTask] = []
+        self.tasks: list[RunTask | HourlyTask] = []
 
-    def send(self, tasks: Sequence[RunTask]) -> None:
+    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None:
         self.tasks.extend(tasks)
 
     def drain(self, store: DynamoSegmentStore, segment_runs: DynamoSegmentRuns, clock: Callable[[], datetime]) -> int:
         """Carry out every queued task (and those they queue); how many there were."""
         done = 0
         while self.tasks:
-            runs.carry_out(self.tasks.pop(0), store, segment_runs, self, clock)
+            task = self.tasks.pop(0)
+            if isinstance(task, HourlyTask):
+                runs.run_hour(task, store, segment_runs, clock)
+            else:
+                runs.carry_out(task, store, segment_runs, self, clock)
             done += 1
         return done
 
@@ -604,19 +622,96 @@ def measure_run(rig: Rig, label: str, now: datetime, shares: int, profiles: int)
                     list(rig.ledger.profiles_moved), done, final)
 
 
-def measure_refresh(rig: Rig, label: str, profiles: Sequence[Profile], now: datetime, batch: int) -> Measured:
-    """runs.refresh as the refresh function calls it, one stream batch of ``batch`` changed profiles at a time,
-    in one warm container (its rules cache read once)."""
+Refresher = Callable[[DynamoSegmentStore, DynamoSegmentRuns, Sequence[ProfileChange], datetime, runs.RulesCache],
+                      runs.Applied]
+
+
+def refresh_before(store: DynamoSegmentStore, segment_runs: DynamoSegmentRuns, changes: Sequence[ProfileChange],
+                   now: datetime, cache: runs.RulesCache) -> runs.Applied:
+    """BASELINE (bench only): the refresh before issue 12 part two: every changed profile read again with its
+    set (one strongly consistent Query), re-decided whole at ``now`` (what time moved too) and written in one
+    transaction, set, member items and sizes."""
+    applied = runs.Applied()
+    for workspace_id, profile_id in dict.fromkeys((c.after.workspace_id, c.after.profile_id) for c in changes):
+        rules = cache.rules(store, segment_runs, workspace_id, now)
+        found = store.profile_with_segments(workspace_id, profile_id)
+        if found is not None:
+            applied += runs._apply_once(store, *found, rules, now)
+    return applied
+
+
+def measure_visits(rig: Rig, workspace: Workspace, rng: random.Random, start: datetime, visits: int, batch: int,
+                   samples: Sequence[tuple[str, Sequence[str], Refresher]]) -> list[Measured]:
+    """Each sample's profiles take ``visits`` writes of the mix in turn, WRITES_APART, and each write's records
+    are refreshed a second after it (the stream delivers within seconds), by that sample's refresher in a warm
+    container of its own. The writes are unmetered and untimed (the upsert is ingest_path's to measure)."""
+    meter = rig.bench.meter
+    measured = []
+    for label, _, _ in samples:
+        measured.append(Measured(label, {}, 0.0, 0))
+    caches = [runs.RulesCache() for _ in samples]
+    for cache in caches:  # the rules are read once a minute, priced apart (measure_rules), not per write
+        cache.rules(rig.store, rig.segment_runs, WORKSPACE, start)
+    for visit in range(visits):
+        written = start + visit * WRITES_APART
+        for i, (_, profile_ids, refresher) in enumerate(samples):
+            changes = change_profiles(rig.table_name, workspace, profile_ids, rng, written)
+            rig.ledger.profiles_moved = []
+            mark, started = meter.mark(), time.perf_counter()
+            applied = runs.Applied()
+            for first in range(0, len(changes), batch):
+                applied += refresher(rig.store, rig.segment_runs, changes[first:first + batch],
+                                     written + timedelta(seconds=1), caches[i])
+            m = measured[i]
+            measured[i] = Measured(m.label, add(m.counts, meter.since(mark)), m.seconds + time.perf_counter() - started,
+                                   m.profiles + len(changes), m.entered + applied.entered, m.exited + applied.exited,
+                                   m.moved + list(rig.ledger.profiles_moved), m.tasks + math.ceil(len(changes) / batch))
+    return measured
+
+
+def active_sample(workspace: Workspace, candidates: Sequence[str], count: int, rng: random.Random) -> list[str]:
+    """``count`` profiles drawn without replacement with weights 1 + their orders and activities: the reference
+    month's writes come from the shoppers who browse and buy, not evenly from every profile."""
+    def weight(pid: str) -> int:
+        p = workspace.profiles[pid]
+        return 1 + p.orders_count + sum(p.activity_counts.values())
+
+    keyed = sorted(candidates, key=lambda pid: rng.random() ** (1 / weight(pid)), reverse=True)
+    return keyed[:count]
+
+
+def measure_hourly(rig: Rig, label: str, first: datetime, hours: int = HOURS_MEASURED) -> Measured:
+    """``hours`` hourly runs, each as the schedule queues it at ``first`` and every hour after."""
     meter = rig.bench.meter
     rig.ledger.profiles_moved = []
     mark, started = meter.mark(), time.perf_counter()
-    applied = runs.Applied()
-    cache = runs.RulesCache()  # one warm container, as Lambda keeps it: the rules are read once a minute
-    for start in range(0, len(profiles), batch):
-        applied += runs.refresh(rig.store, rig.segment_runs, profiles[start:start + batch], now, cache)
+    applied, tasks = runs.Applied(), 0
+    for hour in range(hours):
+        at = first + hour * HOUR
+        for task in runs.start_hourly(rig.queue, [WORKSPACE], at):
+            rig.queue.tasks.remove(task)
+            applied += runs.run_hour(task, rig.store, rig.segment_runs, lambda at=at: at)  # type: ignore[misc]
+            tasks += 1
     seconds, counts = time.perf_counter() - started, meter.since(mark)
-    return Measured(label, counts, seconds, len(profiles), applied.entered, applied.exited,
-                    list(rig.ledger.profiles_moved), tasks=math.ceil(len(profiles) / batch))
+    return Measured(label, counts, seconds, applied.profiles, applied.entered, applied.exited,
+                    list(rig.ledger.profiles_moved), tasks)
+
+
+def check_hourly(rig: Rig, workspace: Workspace, at: datetime, left_out: set[str]) -> list[str]:
+    """After the hourly runs, each profile's time-relative memberships are those it has at ``at`` (with the
+    last run's statistics), unless its next boundary falls in the hour ``at`` is in (the next run's)."""
+    rules = runs.load_rules(rig.store, WORKSPACE, at, runs.current_population(rig.segment_runs, WORKSPACE))
+    timed = timed_segments(rules)
+    problems = []
+    for (profile, held) in rig.store.profiles_by_id(WORKSPACE, sorted(workspace.profiles)):
+        pending = next_change(profile, rules, hour_of(at))
+        if profile.profile_id in left_out or (pending is not None and pending <= at):
+            continue
+        expected = memberships_of(profile, rules) & timed
+        if held.segment_ids & timed != expected:
+            problems.append(f"hourly: {profile.profile_id} is in {sorted(held.segment_ids & timed)} of the "
+                            f"time-relative segments, not {sorted(expected)}")
+    return problems[:5]
 
 
 def measure_rules(rig: Rig, now: datetime) -> Counts:
@@ -789,9 +884,10 @@ def print_measured(rows: Sequence[Measured]) -> None:
 def print_breakdown(rows: Sequence[Measured]) -> None:
     """Write units by what they touch, as the meter counts them and as DynamoDB bills them."""
     header = ["WRU by item written", *(f"{m.label}: {how}" for m in rows for how in ("meter", "sized"))]
-    lines = [[kind, *(n(m.get(how, kind)) for m in rows for how in ("meter", "sized"))] for kind in MEMBERSHIP_KINDS]
+    lines = [[kind, *(n(m.get(how, kind)) for m in rows for how in ("meter", "sized"))]
+             for kind in (*MEMBERSHIP_KINDS, DUE)]
     # The meter's own total, less its membership writes (its plain UpdateItem/DeleteItem rules differ from Puts').
-    lines.append([BOOKKEEPING, *(n(m.get("unit", "wru") - sum(m.get("meter", k) for k in MEMBERSHIP_KINDS)
+    lines.append([BOOKKEEPING, *(n(m.get("unit", "wru") - sum(m.get("meter", k) for k in (*MEMBERSHIP_KINDS, DUE))
                                    if how == "meter" else m.get("sized", BOOKKEEPING)) for m in rows
                                  for how in ("meter", "sized"))])
     lines.append(["per membership change (entered or exited)", *(
@@ -839,7 +935,8 @@ def scale(target: int, n_profiles: int, first: Measured, daily: Measured, baseli
         return value / n_profiles * target
 
     def wru(m: Measured) -> float:
-        return per(m.sized(MEMBERSHIP_KINDS)) + m.get("sized", BOOKKEEPING)  # bookkeeping: per run, not per profile
+        # Membership writes and boundaries filed scale with the profiles; bookkeeping is per run.
+        return per(m.sized(MEMBERSHIP_KINDS) + m.get("sized", DUE)) + m.get("sized", BOOKKEEPING)
 
     items = round(items_per_profile * target)
     s3 = sum(v for k, v in daily.counts.items() if k[:2] == ("req", "s3")) / SHARES
@@ -873,34 +970,90 @@ class Refresh:
     moving: float  # the share of refreshes that changed a membership
 
 
-def monthly(s: Scaled, refresh: Refresh) -> list[tuple[str, float, str]]:
+@dataclass(frozen=True)
+class HourlyDay:
+    """A day of hourly runs at ``profiles``: what scales with the profiles filed, and each run's fixed Queries
+    of the horizon's hours (HORIZON of them, small or empty partitions)."""
+
+    profiles: int
+    rru: float
+    wru: float
+    seconds: float
+    runs: int = HOURLY_RUNS_A_DAY
+
+
+def hourly_day(m: Measured, idle: Measured, n_profiles: int, target: int) -> HourlyDay:
+    """A day of hourly runs at ``target`` profiles: each run's fixed part (``idle``: the rules read, the
+    horizon's Queries) as measured, the rest (the profiles filed, read, decided and filed again) scaled."""
+    factor = target / n_profiles
+
+    def day(value: Callable[[Measured], float]) -> float:
+        fixed = value(idle) * HOURS_MEASURED
+        return HOURLY_RUNS_A_DAY / HOURS_MEASURED * (fixed + max(0.0, value(m) - fixed) * factor)
+
+    return HourlyDay(target, day(lambda x: x.get("unit", "rru")), day(lambda x: x.get("unit", "wru_sized")),
+                     day(lambda x: x.lambda_seconds))
+
+
+def refresh_of(m: Measured) -> Refresh:
+    """The refresh's figures per profile write."""
+    return Refresh(m.get("unit", "rru") / m.profiles, m.get("unit", "wru_sized") / m.profiles,
+                   m.lambda_seconds / m.profiles, len(m.moved) / m.profiles)
+
+
+def refresh_lines(s: Scaled, refresh: Refresh, label: str = "refresh") -> list[tuple[str, float, str]]:
     writes = PROFILE_WRITES * s.profiles / REFERENCE_PROFILES
     invocations = writes / REFRESH_BATCH
     return [
-        ("daily runs: DynamoDB read RRU", RUNS_PER_MONTH * s.read_rru * PRICES["rru"][1] / 1e6,
-         f"{RUNS_PER_MONTH} x {n(s.read_rru)}"),
-        ("daily runs: DynamoDB WRU", RUNS_PER_MONTH * s.wru_daily * PRICES["wru"][1] / 1e6,
-         f"{RUNS_PER_MONTH} x {n(s.wru_daily)}"),
-        ("daily runs: Lambda, SQS, S3", RUNS_PER_MONTH * (s.daily(s.wru_daily) - (
-            s.read_rru * PRICES["rru"][1] + s.wru_daily * PRICES["wru"][1]) / 1e6),
-         f"{2 * s.shares} tasks a run, {s.task_seconds_daily:,.0f} s at {TASK_GB * 1024:.0f} MB"),
-        ("refresh: DynamoDB RRU", writes * refresh.rru * PRICES["rru"][1] / 1e6,
+        (f"{label}: DynamoDB RRU", writes * refresh.rru * PRICES["rru"][1] / 1e6,
          f"{writes / 1e6:.2f}M profile writes x {refresh.rru:.2f}"),
-        ("refresh: DynamoDB WRU", writes * refresh.wru * PRICES["wru"][1] / 1e6,
+        (f"{label}: DynamoDB WRU", writes * refresh.wru * PRICES["wru"][1] / 1e6,
          f"x {refresh.wru:.2f} ({refresh.moving:.0%} move a membership)"),
-        ("refresh: Lambda", invocations * PRICES["lambda"][1] / 1e6
+        (f"{label}: Lambda", invocations * PRICES["lambda"][1] / 1e6
          + writes * refresh.seconds * REFRESH_GB * LAMBDA_GB_SECOND,
          f"{invocations / 1e6:.2f}M invocations, {refresh.seconds * 1000:.0f} ms a profile at "
          f"{REFRESH_GB * 1024:.0f} MB"),
     ]
 
 
-def print_monthly(scaled: Sequence[Scaled], refresh: Refresh, baseline_daily: Sequence[float]) -> None:
-    costs = [monthly(s, refresh) for s in scaled]
+def monthly(s: Scaled, refresh: Refresh, hourly: HourlyDay, rules_rru: float) -> list[tuple[str, float, str]]:
+    days = RUNS_PER_MONTH
+    tasks = days * hourly.runs
+    minutes = days * 24 * 60
+    return [
+        ("daily runs: DynamoDB read RRU", RUNS_PER_MONTH * s.read_rru * PRICES["rru"][1] / 1e6,
+         f"{RUNS_PER_MONTH} x {n(s.read_rru)}"),
+        ("daily runs: DynamoDB WRU", RUNS_PER_MONTH * s.wru_daily * PRICES["wru"][1] / 1e6,
+         f"{RUNS_PER_MONTH} x {n(s.wru_daily)} (filing the day's boundaries included)"),
+        ("daily runs: Lambda, SQS, S3", RUNS_PER_MONTH * (s.daily(s.wru_daily) - (
+            s.read_rru * PRICES["rru"][1] + s.wru_daily * PRICES["wru"][1]) / 1e6),
+         f"{2 * s.shares} tasks a run, {s.task_seconds_daily:,.0f} s at {TASK_GB * 1024:.0f} MB"),
+        ("hourly runs: DynamoDB RRU", days * hourly.rru * PRICES["rru"][1] / 1e6, f"{days} x {n(hourly.rru)} a day"),
+        ("hourly runs: DynamoDB WRU", days * hourly.wru * PRICES["wru"][1] / 1e6, f"{days} x {n(hourly.wru)} a day"),
+        ("hourly runs: Lambda, SQS", tasks * PRICES["lambda"][1] / 1e6
+         + days * hourly.seconds * TASK_GB * LAMBDA_GB_SECOND + tasks * 3 * PRICES["sqs"][1] / 1e6,
+         f"{tasks} tasks, {hourly.seconds:,.0f} s a day at {TASK_GB * 1024:.0f} MB"),
+        *refresh_lines(s, refresh),
+        # Not "refresh: ..." (bench/cost.py prices the refresh from refresh_per_write and skips those lines).
+        ("rules read by the refresh: DynamoDB RRU", minutes * rules_rru * PRICES["rru"][1] / 1e6,
+         f"once a minute by a warm container: {n(rules_rru, 1)} RRU"),
+    ]
+
+
+def print_monthly(scaled: Sequence[Scaled], refresh: Refresh, hourly: Sequence[HourlyDay], rules_rru: float,
+                  baseline_daily: Sequence[float], refresh_baseline: Refresh | None) -> None:
+    costs = [monthly(s, refresh, h, rules_rru) for s, h in zip(scaled, hourly, strict=True)]
     rows = [[name, *(f"${c[i][1]:.2f}" for c in costs), costs[0][i][2]] for i, (name, _, _) in enumerate(costs[0])]
     rows.append(["total", *(f"${sum(d for _, d, _ in c):.2f}" for c in costs), ""])
     rows.append(["baseline's daily runs instead (rewrite all)", *(
         f"${RUNS_PER_MONTH * b:.2f}" for b in baseline_daily), "its refresh not counted"])
+    if refresh_baseline is not None:
+        before = [refresh_lines(s, refresh_baseline, "refresh (before)") for s in scaled]
+        rows += [[name, *(f"${c[i][1]:.2f}" for c in before), before[0][i][2]] for i, (name, _, _) in
+                 enumerate(before[0])]
+        ours = [sum(d for _, d, _ in refresh_lines(s, refresh)) for s in scaled]
+        old = [sum(d for _, d, _ in c) for c in before]
+        rows.append(["refresh: ours/before", *(ratio(a, b) for a, b in zip(ours, old, strict=True)), "same run"])
     print(table(["$/month", *(f"{s.profiles:,} profiles" for s in scaled), f"how ({scaled[0].profiles:,})"], rows))
 
 
@@ -924,6 +1077,9 @@ class Results:
     items_after: int
     problems: list[str]
     reads: list[Measured] = field(default_factory=list)
+    refresh_baseline: Measured | None = None
+    hourly: Measured | None = None
+    hourly_idle: Measured | None = None
 
 
 def _compare(label: str, baseline: dict[str, int], rig: Rig) -> list[str]:
@@ -969,15 +1125,27 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
         problems.append(f"run 3 changed nothing but wrote {quiet.changes} memberships "
                         f"({quiet.sized(MEMBERSHIP_KINDS):,.0f} WRU)")
 
+    # Two samples of the same size take one write each: the refresh before (baseline) re-decides one, ours the other.
     at = day + timedelta(hours=2)
     untouched = sorted(set(ids) - set(chosen))
-    updated = change_profiles(rig.table_name, workspace, rng.sample(untouched, min(args.refreshed, len(untouched))),
-                              rng, at - timedelta(hours=1))
+    sampled = active_sample(workspace, untouched, min(2 * args.refreshed, len(untouched)), rng)
+    half = len(sampled) // 2
     rules = measure_rules(rig, at)
-    refresh = measure_refresh(rig, "refresh", updated, at, args.refresh_batch)
+    refresh, refresh_baseline = measure_visits(
+        rig, workspace, rng, at - timedelta(hours=1), args.visit_writes, args.refresh_batch,
+        [("refresh", sampled[half:], runs.refresh), ("refresh (before)", sampled[:half], refresh_before)])
     problems += check_state(rig, workspace.segment_ids, refresh.label)
+
+    # A day of hourly runs after the refresh (a day's: up to the next daily run, which files the day after).
+    first_hour = hour_of(at) + HOUR
+    hourly = measure_hourly(rig, "hourly runs", first_hour)
+    # Once more at the last one's instant: nothing is due, so this is what every run costs whatever is filed.
+    idle = measure_hourly(rig, "hourly run, nothing due", first_hour + (HOURS_MEASURED - 1) * HOUR, 1)
+    problems += check_state(rig, workspace.segment_ids, hourly.label)
+    baseline_refreshed = set(sampled[:half])  # the old refresh filed nothing
+    problems += check_hourly(rig, workspace, first_hour + (HOURS_MEASURED - 1) * HOUR, baseline_refreshed)
     return Results(args, workspace, first, daily, quiet, refresh, baseline_first, baseline_daily, rules, chosen,
-                   items_before, bytes_before, stored.count(), problems, reads)
+                   items_before, bytes_before, stored.count(), problems, reads, refresh_baseline, hourly, idle)
 
 
 def print_report(r: Results, seconds: float) -> None:
@@ -994,7 +1162,8 @@ def print_report(r: Results, seconds: float) -> None:
           "Baseline: rewrite every membership each run (BatchWriteItem).")
     print("\n1. What each run and the refresh did and cost (requests by the meter; RRU includes each Scan's items,")
     print("   filtered out or not; 'WRU sized' bills each written item by its size before and after, as DynamoDB does)")
-    print_measured([r.first, r.daily, r.quiet, r.refresh, r.baseline_first, r.baseline_daily])
+    print_measured([r.first, r.daily, r.quiet, r.refresh, *([r.refresh_baseline] if r.refresh_baseline else []),
+                    *(m for m in (r.hourly, r.hourly_idle) if m), r.baseline_first, r.baseline_daily])
     for m in (r.daily, r.refresh):
         moves = sorted(((v, k[1].removeprefix(f"WS#{WORKSPACE}#SEGMENT#")) for k, v in m.counts.items()
                         if k[0] == "moves"), reverse=True)
@@ -1013,6 +1182,12 @@ def print_report(r: Results, seconds: float) -> None:
           f"{_per(fresh.get('unit', 'wru_sized'), fresh.profiles)} WRU sized; "
           "loading the rules (once a minute per warm container): "
           f"{requests_in(r.rules):.0f} requests, {rules_rru:.1f} RRU")
+    for extra in (r.refresh_baseline, r.hourly):
+        if extra is not None:
+            m = extra
+            print(f"  {m.label}: {m.profiles:,} profiles evaluated, {len(m.moved):,} moved; per profile "
+                  f"{_per(requests_in(m.counts), m.profiles)} requests, {_per(m.get('unit', 'rru'), m.profiles)} RRU, "
+                  f"{_per(m.get('unit', 'wru_sized'), m.profiles)} WRU sized ({m.tasks} invocations)")
     print(f"  refresh per membership change: {_per(requests_in(fresh.counts), fresh.changes)} requests, "
           f"{_per(fresh.get('unit', 'rru'), fresh.changes)} RRU, {_per(fresh.get('unit', 'wru_sized'), fresh.changes)} "
           "WRU sized")
@@ -1023,7 +1198,7 @@ def print_report(r: Results, seconds: float) -> None:
               f"RRU {ratio(ours.get('unit', 'rru'), base.get('unit', 'rru'))}")
     print_reads(r)
     print("\n2. Write units by the item written, per membership change and per profile moved")
-    print_breakdown([r.first, r.daily, r.refresh])
+    print_breakdown([r.first, r.daily, r.refresh, *([r.hourly] if r.hourly else [])])
     print_extrapolation(r)
     print(f"\n(segment runs bench ran in {seconds:.0f} s)")
 
@@ -1049,15 +1224,17 @@ def print_extrapolation(r: Results) -> None:
     print(f"   seconds: our own time here + {AWS_SECONDS_DEFAULT * 1000:.0f} ms a request, "
           f"{AWS_SECONDS['Scan'] * 1000:.0f} ms a Scan page (assumed); s/share: a share's sketch + evaluate tasks")
     print_scaled(scaled)
-    moving = len(r.refresh.moved) / r.refresh.profiles if r.refresh.profiles else 0.0
-    refresh = Refresh(r.refresh.get("unit", "rru") / r.refresh.profiles,
-                      r.refresh.get("unit", "wru_sized") / r.refresh.profiles,
-                      r.refresh.lambda_seconds / r.refresh.profiles, moving)
+    assert r.hourly is not None and r.hourly_idle is not None
+    hourly = [hourly_day(r.hourly, r.hourly_idle, profiles, t) for t in TARGETS]
     print("\n4. Monthly: a daily run at run 2's churn (it counts again the changes the refresh already made: an upper "
-          "bound) + the refresh for every")
-    print(f"   profile write: {PROFILE_WRITES:,} a month at the reference store (profile_events' MONTHLY_MIX less "
-          f"duplicates), scaled with profiles; list prices us-east-1")
-    print_monthly(scaled, refresh, [s.daily(s.wru_baseline) for s in scaled])
+          "bound), 24 hourly runs a day")
+    print(f"   (measured: {HOURS_MEASURED}) and the refresh for every profile write: {PROFILE_WRITES:,} a month at "
+          "the reference store (profile_events' MONTHLY_MIX less")
+    print("   duplicates), scaled with profiles; list prices us-east-1. 'refresh (before)': the refresh before this "
+          "change, on a sample of as many profiles in the same run")
+    print_monthly(scaled, refresh_of(r.refresh), hourly, r.rules.get(("unit", "rru"), 0.0),
+                  [s.daily(s.wru_baseline) for s in scaled],
+                  refresh_of(r.refresh_baseline) if r.refresh_baseline else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1068,6 +1245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="profiles changed between run 1 and run 2")
     parser.add_argument("--refreshed", type=int, default=REFRESHED, help="profiles changed for runs.refresh")
     parser.add_argument("--refresh-batch", type=int, default=REFRESH_BATCH, help="stream records per invocation")
+    parser.add_argument("--visit-writes", type=int, default=VISIT_WRITES,
+                        help="profile writes each refreshed profile takes in a row (a visit)")
     parser.add_argument("--other-profiles", type=int, default=0,
                         help="profiles of another workspace in the same table (read by a Scan, not by the index)")
     parser.add_argument("--timeline", type=int, default=None,
@@ -1093,13 +1272,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"!!! {problem}", file=sys.stderr)
     r, measured = results, results.args.profiles
     reference = scale(REFERENCE_PROFILES, measured, r.first, r.daily, r.baseline_daily, r.items_after / measured)
-    refreshed = Refresh(r.refresh.get("unit", "rru") / r.refresh.profiles,
-                        r.refresh.get("unit", "wru_sized") / r.refresh.profiles,
-                        r.refresh.lambda_seconds / r.refresh.profiles, len(r.refresh.moved) / r.refresh.profiles)
+    refreshed = refresh_of(r.refresh)
+    assert r.hourly is not None and r.hourly_idle is not None
+    hourly = hourly_day(r.hourly, r.hourly_idle, measured, REFERENCE_PROFILES)
     record("segment_runs", {"profiles": REFERENCE_PROFILES, "profile_writes": PROFILE_WRITES,
                             "refresh_batch": results.args.refresh_batch, "refresh_per_write": refreshed,
+                            "refresh_per_write_before": refresh_of(r.refresh_baseline) if r.refresh_baseline else None,
                             "monthly": [{"component": c, "dollars": d, "how": h}
-                                        for c, d, h in monthly(reference, refreshed)],
+                                        for c, d, h in monthly(reference, refreshed, hourly,
+                                                               r.rules.get(("unit", "rru"), 0.0))],
                             "problems": results.problems})
     return 1 if results.problems else 0
 

@@ -32,7 +32,7 @@ from crm.models.messaging import (
 )
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
 from crm.models.segments import (
     BUILTIN_PREFIX,
     BuiltinSettings,
@@ -61,7 +61,7 @@ from crm.ports import (
     TaskQueue,
     UnknownWorkspace,
 )
-from crm.segments.runs import carry_out
+from crm.segments.runs import carry_out, run_hour
 
 
 def _key_hash(api_key: str) -> str:
@@ -291,6 +291,8 @@ class FakeSegmentStore:
         self.held_sets: dict[tuple[str, str], HeldSegments] = {}
         self.member_writes = 0  # member items put or deleted
         self.stored_settings: dict[str, BuiltinSettings] = {}
+        self.due: dict[tuple[str, datetime], set[str]] = {}  # (workspace, hour): profiles filed under it
+        self.held_reads = 0
 
     def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
         return self.records.get((workspace_id, segment_id))
@@ -344,6 +346,27 @@ class FakeSegmentStore:
         for profile in found:
             if _share(profile.profile_id, shares) == share:
                 yield profile, self.held(workspace_id, profile.profile_id)
+
+    def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
+        self.held_reads += 1
+        return self.held_sets.get((workspace_id, profile_id))
+
+    def profiles_by_id(self, workspace_id: str, profile_ids: Iterable[str]) -> Iterator[tuple[Profile, HeldSegments]]:
+        for pid in profile_ids:
+            profile = self.profiles.profiles.get((workspace_id, pid))
+            if profile is not None:
+                yield profile, self.held(workspace_id, pid)
+
+    def file_due(self, workspace_id: str, due: Iterable[tuple[str, datetime]]) -> None:
+        for pid, at in due:
+            hour = at.replace(minute=0, second=0, microsecond=0)
+            self.due.setdefault((workspace_id, hour), set()).add(pid)
+
+    def due_profiles(self, workspace_id: str, hour: datetime) -> list[str]:
+        return sorted(self.due.get((workspace_id, hour), ()))
+
+    def clear_due(self, workspace_id: str, hour: datetime, profile_ids: Iterable[str]) -> None:
+        self.due.get((workspace_id, hour), set()).difference_update(profile_ids)
 
     def apply_membership(self, change: MembershipChange) -> None:
         ws, pid = change.workspace_id, change.profile_id
@@ -460,16 +483,20 @@ class FakeSegmentRuns:
 
 class FakeTaskQueue:
     def __init__(self) -> None:
-        self.tasks: list[RunTask] = []
+        self.tasks: list[RunTask | HourlyTask] = []
 
-    def send(self, tasks: Sequence[RunTask]) -> None:
+    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None:
         self.tasks.extend(tasks)
 
     def drain(self, store: FakeSegmentStore, runs: FakeSegmentRuns, clock: Callable[[], datetime]) -> int:
         """Carry out every queued task (and those they queue), as the task function's workers would."""
         done = 0
         while self.tasks:
-            carry_out(self.tasks.pop(0), store, runs, self, clock)
+            task = self.tasks.pop(0)
+            if isinstance(task, HourlyTask):
+                run_hour(task, store, runs, clock)
+            else:
+                carry_out(task, store, runs, self, clock)
             done += 1
         return done
 

@@ -3,6 +3,7 @@ profiles that changed. Three handlers of one code folder (template.yaml names ea
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -14,7 +15,7 @@ from crm.adapters.streams import images
 from crm.clock import utc_now
 from crm.config import settings
 from crm.models.currency import CurrencyTask, JobStatus
-from crm.models.segment_runs import RunTask
+from crm.models.segment_runs import HourlyTask, RunTask
 from crm.segments import runs
 from crm.segments.feed import read_feed
 from pydantic import TypeAdapter
@@ -22,14 +23,20 @@ from pydantic import TypeAdapter
 logger = Logger(service="segments")
 processor = BatchProcessor(event_type=EventType.SQS)
 rules_cache = runs.RulesCache()  # lives as long as the Lambda container
-# The queue carries the segment runs' tasks and the currency re-derivation's (crm.reporting): both forbid
-# fields they do not know, so a body is one or the other.
-_TASKS: TypeAdapter[RunTask | CurrencyTask] = TypeAdapter(RunTask | CurrencyTask)
+# The queue carries the segment runs' tasks, the hourly runs' and the currency re-derivation's
+# (crm.reporting): each forbids fields it does not know, so a body is exactly one of them.
+_TASKS: TypeAdapter[RunTask | HourlyTask | CurrencyTask] = TypeAdapter(RunTask | HourlyTask | CurrencyTask)
 
 
 @logger.inject_lambda_context
 def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Start a run of every workspace (one already under way is left to finish)."""
+    """Start a run of every workspace (one already under way is left to finish) at the daily hour, or when
+    invoked by hand; at every other hour of the schedule, queue each workspace's hourly run instead."""
+    scheduled = event.get("time")
+    if isinstance(scheduled, str) and not runs.is_daily(datetime.fromisoformat(scheduled)):
+        hourly = runs.start_hourly(wiring.segment_tasks(), wiring.store_directory().workspaces(), utc_now())
+        logger.info("hourly segment runs queued", extra={"workspaces": len(hourly)})
+        return {"hourly": len(hourly)}
     started = runs.start_runs(wiring.segment_runs(), wiring.segment_tasks(), wiring.store_directory().workspaces(),
                               utc_now(), settings().segment_items_per_share, runs.SCHEDULE)
     ids = {workspace_id: run.run_id for workspace_id, run in started.items()}
@@ -41,6 +48,11 @@ def _carry_out(record: SQSRecord) -> None:
     task = _TASKS.validate_json(record.body)
     if isinstance(task, CurrencyTask):
         _rederive(task)
+        return
+    if isinstance(task, HourlyTask):
+        applied = runs.run_hour(task, wiring.segment_store(), wiring.segment_runs(), utc_now)
+        logger.info("hourly segment run done", extra={"workspace_id": task.workspace_id, "profiles": applied.profiles,
+                                                      "entered": applied.entered, "exited": applied.exited})
         return
     runs.carry_out(task, wiring.segment_store(), wiring.segment_runs(), wiring.segment_tasks(), utc_now)
     logger.info("segment task done", extra={"task": task.model_dump(mode="json")})

@@ -16,7 +16,7 @@ from crm.models.exports import ExportJob, ExportMessage
 from crm.models.ingest import IngestEnvelope
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segment_runs import RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunTask, SegmentRun
 from crm.models.segments import (
     BuiltinSettings,
     GrowthPoint,
@@ -340,6 +340,26 @@ class SegmentStore(Protocol):
         is an even, random part of the workspace (so the first shares of a bounded read are a fair sample)."""
         ...
 
+    def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
+        """The profile's set of segments as it is now; None when none was ever written (or it was erased)."""
+        ...
+
+    def profiles_by_id(self, workspace_id: str, profile_ids: Iterable[str]) -> Iterator[tuple[Profile, HeldSegments]]:
+        """These profiles (those that exist, merged ones too) with the segments they are in."""
+        ...
+
+    def file_due(self, workspace_id: str, due: Iterable[tuple[str, datetime]]) -> None:
+        """File each (profile id, instant) under the hour of the instant: the hourly run reads it then."""
+        ...
+
+    def due_profiles(self, workspace_id: str, hour: datetime) -> list[str]:
+        """The profiles filed under the hour ``hour`` (its first instant)."""
+        ...
+
+    def clear_due(self, workspace_id: str, hour: datetime, profile_ids: Iterable[str]) -> None:
+        """Take these profiles off the hour's list (once the hourly run has evaluated them)."""
+        ...
+
     def apply_membership(self, change: MembershipChange) -> None:
         """Write the profile's new set, add and remove its member items and move the sizes, all or nothing;
         ConcurrentUpdate when the set is no longer at ``change.expected_version``."""
@@ -426,7 +446,7 @@ class CurrencyTasks(Protocol):
 
 
 class TaskQueue(Protocol):
-    def send(self, tasks: Sequence[RunTask]) -> None: ...
+    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None: ...
 
 
 class RawArchive(Protocol):

@@ -62,11 +62,11 @@ def test_scheduled_event_time_is_utc_seconds() -> None:
     assert scheduled_event("arn", AT, "eu-west-1")["time"] == "2026-11-23T14:30:00Z"
 
 
-def test_the_template_schedules_the_segment_runs_daily(stack: Stack) -> None:
+def test_the_template_schedules_the_segment_runs_hourly(stack: Stack) -> None:
     rules = {name: r["Properties"] for name, r in stack.of_type("AWS::Events::Rule").items()
              if "ScheduleExpression" in r["Properties"]}
     assert [(p["ScheduleExpression"], p["Targets"][0]["Arn"]) for p in rules.values()] == [
-        ("cron(0 3 * * ? *)", {"Fn::GetAtt": ["SegmentRunsFunction", "Arn"]})]
+        ("cron(0 * * * ? *)", {"Fn::GetAtt": ["SegmentRunsFunction", "Arn"]})]
 
 
 def _stream_record(event_name: str, sk: str) -> dict[str, Any]:

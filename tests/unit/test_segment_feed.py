@@ -40,5 +40,7 @@ def test_profiles_written_and_sets_removed_are_read_the_rest_is_not() -> None:
         _record("INSERT", {**{k: {"S": v} for k, v in keys.identity("ws_a", "email#a@example.com").items()},
                            "entity": {"S": "identity"}}),
     ]))
-    assert [p.profile_id for p in feed.changed] == ["p1", "p1"]
+    assert [c.after.profile_id for c in feed.changed] == ["p1", "p1"]
+    # A new item has no image before it; a modified one carries both (the refresh compares them).
+    assert [c.before for c in feed.changed] == [None, profile]
     assert feed.erased == [Erased("ws_a", "p1", frozenset({"builtin:vip", "seg_1"}))]

@@ -22,6 +22,7 @@ from crm.segments import runs
 from crm.segments.builtin import BUILTINS, BuiltinSettings, PopulationSketch, PopulationStats, SegmentContext
 from crm.segments.definition import parse_segment
 from crm.segments.evaluate import needs
+from crm.segments.feed import ProfileChange
 from crm.segments.membership import Rules, change_for, memberships_of, memberships_of_all, rfm_of, rules_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -191,7 +192,7 @@ def test_refresh_decides_with_the_last_runs_population_and_retries_a_conflict() 
 
     whale = shopper("p_new", orders=1, spent="100000.00")
     repository.profiles[(WS, "p_new")] = whale
-    applied = runs.refresh(store, segment_runs, [whale], NOW)
+    applied = runs.refresh(store, segment_runs, [ProfileChange(None, whale)], NOW)
     assert "p_new" in members(store)["builtin:vip"] and applied.entered >= 2
     assert members(store)["builtin:vip"] - {"p_new"} == vip_before  # thresholds stay until the next run
 
@@ -208,14 +209,15 @@ def test_refresh_decides_with_the_last_runs_population_and_retries_a_conflict() 
     lapsed = whale.model_copy(update={"orders_count": 0, "total_spent": Decimal("0.00"), "first_order_at": None,
                                       "last_order_at": None, "revision": 2})
     repository.profiles[(WS, "p_new")] = lapsed
-    runs.refresh(store, segment_runs, [whale, lapsed], NOW)  # the batch's last image counts
+    # The batch's first image before and last image after count.
+    runs.refresh(store, segment_runs, [ProfileChange(whale, whale), ProfileChange(whale, lapsed)], NOW)
     assert calls["n"] == 2 and "p_new" not in members(store).get("builtin:vip", set())
 
 
 def test_an_erased_profile_leaves_its_segments_and_is_not_brought_back() -> None:
     repository, store = world_of([shopper("p1", 2, "20.00")])
     segment_runs = FakeSegmentRuns()
-    runs.refresh(store, segment_runs, [repository.profiles[(WS, "p1")]], NOW)
+    runs.refresh(store, segment_runs, [ProfileChange(None, repository.profiles[(WS, "p1")])], NOW)
     held = store.held(WS, "p1")
     assert "builtin:repeat_buyers" in held.segment_ids
 
@@ -224,7 +226,8 @@ def test_an_erased_profile_leaves_its_segments_and_is_not_brought_back() -> None
     store.forget_profile(WS, "p1", held.segment_ids, NOW)
     assert members(store) == {} and store.get(WS, "builtin:repeat_buyers").size == 0  # type: ignore[union-attr]
     # A stream record from before the erasure, processed after it, writes nothing.
-    assert runs.refresh(store, segment_runs, [profile.model_copy(update={"revision": 9})], NOW).entered == 0
+    stale = ProfileChange(None, profile.model_copy(update={"revision": 9}))
+    assert runs.refresh(store, segment_runs, [stale], NOW).entered == 0
     assert members(store) == {}
 
 
@@ -249,11 +252,12 @@ class StreamingRepository(FakeProfileRepository):
 
     def __init__(self) -> None:
         super().__init__()
-        self.written: list[Profile] = []
+        self.written: list[ProfileChange] = []
 
     def commit(self, change: Change) -> None:
+        before = {p.profile_id: self.profiles.get((p.workspace_id, p.profile_id)) for p, _ in change.profiles}
         super().commit(change)
-        self.written += [profile for profile, _ in change.profiles]
+        self.written += [ProfileChange(before[p.profile_id], p) for p, _ in change.profiles]
 
 
 def _profile_only(rules: Rules) -> set[str]:

@@ -172,6 +172,15 @@ def profile_segments(workspace_id: str, profile_id: str) -> Key:
     return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": PROFILE_SEGMENTS_SK}
 
 
+def segment_due_pk(workspace_id: str, hour: str) -> str:
+    """The profiles whose time-relative memberships may change within one hour (``hour``: 2026-12-04T10)."""
+    return f"WS#{workspace_id}#SEGDUE#{hour}"
+
+
+def segment_due(workspace_id: str, hour: str, profile_id: str) -> Key:
+    return {"pk": segment_due_pk(workspace_id, hour), "sk": profile_id}
+
+
 def segment_run(workspace_id: str, run_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#SEGRUN#{run_id}", "sk": "RUN"}
 

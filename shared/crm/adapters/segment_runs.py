@@ -15,7 +15,7 @@ from crm.adapters.clients import client
 from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.throttling import transact_write
 from crm.config import settings
-from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
 
 
 def _cancelled(error: ClientError) -> bool:
@@ -193,5 +193,5 @@ class SqsTaskQueue:
     def __init__(self, queue_url: str | None = None) -> None:
         self._url = queue_url
 
-    def send(self, tasks: Sequence[RunTask]) -> None:
+    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None:
         send_tasks(self._url, tasks, "segment")

@@ -159,6 +159,37 @@ class DynamoSegmentStore:
                                          self.backoff):
             yield from _profile_with_segments(partition)
 
+    def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
+        """The profile's set of segments as it is now (one strongly consistent GetItem); None when it has none."""
+        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
+                                            Key=wire_key(keys.profile_segments(workspace_id, profile_id)))
+        return _held(from_item(found["Item"])) if "Item" in found else None
+
+    def profiles_by_id(self, workspace_id: str, profile_ids: Iterable[str]) -> Iterator[tuple[Profile, HeldSegments]]:
+        """These profiles (those that exist) with their sets, read as a run's share reads them."""
+        partitions = (keys.profile(workspace_id, pid)["pk"] for pid in profile_ids)
+        for partition in partition_items(self.table, partitions, (keys.PROFILE_SK, keys.PROFILE_SEGMENTS_SK),
+                                         self.backoff):
+            yield from _profile_with_segments(partition)
+
+    def file_due(self, workspace_id: str, due: Iterable[tuple[str, datetime]]) -> None:
+        """File each profile under the hour of its next time-relative change (an item each, key only)."""
+        _write_batches(self.table, [{"PutRequest": {"Item": plain_item(
+            {**keys.segment_due(workspace_id, _hour(at), pid), "entity": "segment_due"})}}
+            for pid, at in due], self.backoff)
+
+    def due_profiles(self, workspace_id: str, hour: datetime) -> list[str]:
+        """The profiles filed under this hour."""
+        # Filed an hour or more before: an eventually consistent read sees them, at half the price.
+        request = {"TableName": self.table, "KeyConditionExpression": "pk = :pk", "ProjectionExpression": "sk",
+                   "ExpressionAttributeValues": {":pk": {"S": keys.segment_due_pk(workspace_id, _hour(hour))}}}
+        return [str(item["sk"]["S"]) for item in query_items(request)]
+
+    def clear_due(self, workspace_id: str, hour: datetime, profile_ids: Iterable[str]) -> None:
+        _write_batches(self.table, [{"DeleteRequest": {"Key": wire_key(keys.segment_due(workspace_id, _hour(hour),
+                                                                                         pid))}}
+                                    for pid in profile_ids], self.backoff)
+
     def apply_membership(self, change: MembershipChange) -> None:
         """The profile's new set, its member items and the segments' sizes, all or nothing, guarded by the
         version of the set it replaces. More than one transaction's worth (100 items) goes in several, each
@@ -275,6 +306,10 @@ def _record(workspace_id: str, segment_id: str, items: dict[str, Item]) -> Segme
     else:
         return None
     return record.model_copy(update={"size": int(size["size"]) if size else 0})
+
+
+def _hour(at: datetime) -> str:
+    return f"{at:%Y-%m-%dT%H}"
 
 
 def _held(item: Item) -> HeldSegments:

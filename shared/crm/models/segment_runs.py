@@ -51,3 +51,13 @@ class RunTask(BaseModel):
     phase: RunPhase
     share: int = Field(ge=0)
     shares: int = Field(ge=1)
+
+
+class HourlyTask(BaseModel):
+    """The hourly run of one workspace: its time-relative segments, for the profiles filed under the hours
+    before ``hour`` (crm.segments.boundaries)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workspace_id: str
+    hour: datetime

@@ -1,4 +1,5 @@
-"""What the table's stream tells the incremental path: profiles that changed, and profiles erased.
+"""What the table's stream tells the incremental path: profiles that changed (each as it was and as it is),
+and profiles erased.
 
 The handler decodes the stream's wire shape (crm.adapters.streams.images); this reads plain images."""
 
@@ -19,8 +20,16 @@ class Erased:
 
 
 @dataclass(frozen=True)
+class ProfileChange:
+    """One profile write: the profile before it (None for a new item) and after it."""
+
+    before: Profile | None
+    after: Profile
+
+
+@dataclass(frozen=True)
 class Feed:
-    changed: list[Profile] = field(default_factory=list)
+    changed: list[ProfileChange] = field(default_factory=list)
     erased: list[Erased] = field(default_factory=list)
 
 
@@ -34,11 +43,12 @@ def read_feed(changes: Iterable[tuple[Image, Image]]) -> Feed:
     feed = Feed()
     for new, old in changes:
         if new is not None and new.get("entity") == "profile":
-            feed.changed.append(Profile.model_validate(new))
+            before = Profile.model_validate(old) if old is not None and old.get("entity") == "profile" else None
+            feed.changed.append(ProfileChange(before, Profile.model_validate(new)))
         elif new is None and old is not None and old.get("entity") == "profile_segments":
             feed.erased.append(Erased(str(old["workspace_id"]), str(old["profile_id"]),
                                       frozenset(old.get("segment_ids", ()))))
     return feed
 
 
-__all__ = ["Erased", "Feed", "read_feed"]
+__all__ = ["Erased", "Feed", "ProfileChange", "read_feed"]

@@ -23,16 +23,18 @@ import math
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 from itertools import islice
 
 from crm.models.profile import Profile
-from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
 from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments
 from crm.ports import ConcurrentUpdate, SegmentRuns, SegmentStore, TaskQueue
+from crm.segments.boundaries import HORIZON, HOUR, due, hour_of, timed_segments
 from crm.segments.builtin import BY_ID, PopulationSketch, PopulationStats, SegmentContext
-from crm.segments.membership import Rules, change_for, memberships_of_all, rules_for
+from crm.segments.feed import ProfileChange
+from crm.segments.membership import Rules, change_for, memberships_of, memberships_of_all, rules_for
 
 # A share's profiles are decided this many at a time: columns of this length, and no more held at once.
 EVALUATED_TOGETHER = 2_000
@@ -144,12 +146,18 @@ def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segment
         decided = memberships_of_all([profile for profile, _ in together], rules)
         for (profile, held), computed in zip(together, decided, strict=True):
             applied += _apply_once(store, profile, held, rules, clock(), computed)
+        # Whoever can cross a time boundary before the next daily run is filed for the hourly run.
+        store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, run.now))
     run = runs.evaluated(task.workspace_id, task.run_id, task.share, applied.profiles, applied.entered,
                          applied.exited)
     if run.evaluated == run.shares:
         _record(store, run, rules)
         if runs.finish(task.workspace_id, task.run_id, clock()):
             _follow_up(task, runs, tasks, clock())
+
+
+def _due_of(profiles: Iterable[Profile], rules: Rules, now: datetime) -> list[tuple[str, datetime]]:
+    return [(profile.profile_id, at) for profile in profiles if (at := due(profile, rules, now)) is not None]
 
 
 def _follow_up(task: RunTask, runs: SegmentRuns, tasks: TaskQueue, now: datetime) -> None:
@@ -190,6 +198,52 @@ def _record(store: SegmentStore, run: SegmentRun, rules: Rules) -> None:
             continue  # edited during the run: the edit started a run of its own
 
 
+# --- the hourly run: time-relative segments, for the profiles that can cross a boundary -------------
+
+
+# The hour (UTC) of the full run: the schedule fires every hour, and this one recomputes everything.
+DAILY_RUN_HOUR = 3
+
+
+def is_daily(scheduled_at: datetime) -> bool:
+    """Whether the schedule's firing at this time is the full daily run (else an hourly run)."""
+    return scheduled_at.astimezone(UTC).hour == DAILY_RUN_HOUR
+
+
+def start_hourly(tasks: TaskQueue, workspace_ids: Iterable[str], now: datetime) -> list[HourlyTask]:
+    """A task per workspace for the hour that just ended (carried out by the task workers)."""
+    hourly = [HourlyTask(workspace_id=ws, hour=hour_of(now)) for ws in workspace_ids]
+    tasks.send(hourly)
+    return hourly
+
+
+def run_hour(task: HourlyTask, store: SegmentStore, runs: SegmentRuns, clock: Callable[[], datetime]) -> Applied:
+    """Re-decide the time-relative segments of the profiles filed under the hours before ``task.hour``.
+
+    Every hour of the horizon is looked at, so an hour a failed task left behind is taken up by the next one.
+    Only the time-relative segments move (``timed_segments``): the profile's other memberships are kept as
+    held (its own changes keep them current). Each profile is filed again under its next boundary, then
+    taken off the hour just read: a task delivered twice re-decides what is still filed, and changes nothing."""
+    now = clock()
+    rules = load_rules(store, task.workspace_id, now, current_population(runs, task.workspace_id))
+    timed = timed_segments(rules)
+    applied = Applied()
+    hour = task.hour - HORIZON
+    while hour < task.hour:
+        filed = store.due_profiles(task.workspace_id, hour)
+        for start in range(0, len(filed), EVALUATED_TOGETHER):
+            chunk = filed[start:start + EVALUATED_TOGETHER]
+            together = list(store.profiles_by_id(task.workspace_id, chunk))
+            decided = memberships_of_all([profile for profile, _ in together], rules)
+            for (profile, held), computed in zip(together, decided, strict=True):
+                kept = held.segment_ids & rules.segment_ids - timed
+                applied += _apply_once(store, profile, held, rules, clock(), computed & timed | kept)
+            store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, now))
+            store.clear_due(task.workspace_id, hour, chunk)
+        hour += HOUR
+    return applied
+
+
 # --- the incremental path --------------------------------------------------------------------------
 
 
@@ -211,43 +265,73 @@ class RulesCache:
         return replace(hit[1], context=hit[1].context.model_copy(update={"now": now}))
 
 
-def refresh(store: SegmentStore, runs: SegmentRuns, profiles: Iterable[Profile], now: datetime,
+def refresh(store: SegmentStore, runs: SegmentRuns, changes: Iterable[ProfileChange], now: datetime,
             cache: RulesCache | None = None) -> Applied:
     """Re-decide the memberships of profiles that just changed, at ``now``, with the last run's statistics.
 
-    The stream's images only name the profiles: each is read again with its set of segments, so the
-    decision is on the profile as it is now, and a profile erased since is left alone."""
+    The stream's images carry the profile before and after the write: both are evaluated at ``now``, and when
+    they are in the same segments the write moved nothing (what time moves is the runs'): nothing is read or
+    written. Otherwise the profile's set is read and the change written under its version. A profile written
+    several times in a batch is decided once, from its first image before to its last image after."""
     cache = cache or RulesCache()
-    changed = dict.fromkeys((p.workspace_id, p.profile_id) for p in profiles)  # once each, in order
+    latest: dict[tuple[str, str], ProfileChange] = {}
+    for change in changes:
+        key = (change.after.workspace_id, change.after.profile_id)
+        first = latest.pop(key, None)
+        latest[key] = ProfileChange(first.before if first else change.before, change.after)
     applied = Applied()
-    for workspace_id, profile_id in changed:
-        applied += _refresh_one(store, workspace_id, profile_id, cache.rules(store, runs, workspace_id, now), now)
+    for (workspace_id, _), change in latest.items():
+        applied += _refresh_one(store, change, cache.rules(store, runs, workspace_id, now), now)
     return applied
 
 
-def _refresh_one(store: SegmentStore, workspace_id: str, profile_id: str, rules: Rules, now: datetime) -> Applied:
+def _refresh_one(store: SegmentStore, change: ProfileChange, rules: Rules, now: datetime) -> Applied:
+    profile = change.after
+    _file_if_moved(store, change, rules, now)
+    computed = memberships_of(profile, rules)
+    before = memberships_of(change.before, rules) if change.before is not None else frozenset()
+    if before == computed:  # a new profile in no segment has nothing to write either
+        return Applied(profiles=int(profile.merged_into is None))
     for _ in range(CONFLICT_RETRIES):
-        found = store.profile_with_segments(workspace_id, profile_id)
-        if found is None:
-            return Applied()
-        outcome = _apply_once(store, *found, rules, now)
+        held = store.held_segments(profile.workspace_id, profile.profile_id)
+        if held is None:  # its first set: the profile must still be there (an erasure takes both)
+            found = store.profile_with_segments(profile.workspace_id, profile.profile_id)
+            if found is None:
+                return Applied()
+            held = found[1]
+        outcome = _apply_once(store, profile, held, rules, now, computed)
         if not outcome.conflicts:
             return outcome
-    raise ConcurrentUpdate(f"the segments of {profile_id} kept changing; the batch is retried")
+    raise ConcurrentUpdate(f"the segments of {profile.profile_id} kept changing; the batch is retried")
+
+
+def _file_if_moved(store: SegmentStore, change: ProfileChange, rules: Rules, now: datetime) -> None:
+    """File the profile for the hourly run when the write moved its next time boundary to another hour
+    (the one before was filed by whoever decided the profile before the write)."""
+    after = due(change.after, rules, now)
+    if after is None:
+        return
+    before = due(change.before, rules, now) if change.before is not None else None
+    if before is None or hour_of(before) != hour_of(after):
+        store.file_due(change.after.workspace_id, [(change.after.profile_id, after)])
 
 
 __all__ = [
+    "DAILY_RUN_HOUR",
     "RUN_STALE_AFTER",
     "SCHEDULE",
     "Applied",
     "RulesCache",
     "carry_out",
     "current_population",
+    "is_daily",
     "load_rules",
     "new_run_id",
     "population_of",
     "refresh",
+    "run_hour",
     "shares_for",
+    "start_hourly",
     "start_run",
     "start_runs",
 ]
