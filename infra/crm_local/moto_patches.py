@@ -19,6 +19,10 @@ moto's SQS checks each received message's retention period by building the queue
 counts the queue's messages (visible, in flight, delayed) each time: a receive cost O(queue size) per message.
 Here the retention period is read from the queue. moto's EventBridge builds a new JSONPath parser (a yacc table,
 about 10 ms) for every path of a rule's input transformer on every event it delivers; a parsed path is kept.
+moto checks an item's 400 KB limit as each attribute is set by measuring every attribute already set
+(``LimitedSizeDict``): an item of n attributes cost n² measures, each walking a map's whole value. Here each
+attribute's measure is kept while it holds the same value object, so a set measures the new value alone (an
+attribute changed in place inside moto is counted at its size when it was set: the limit is approximate there).
 
 moto's server also lists its package's folders (a listdir and a stat per service) on every request to
 find the service a host names; the list never changes while it runs, so it is listed once.
@@ -40,13 +44,16 @@ from moto.core.utils import unix_time
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
+    ItemSizeTooLarge,
     MultipleTransactionsException,
     TooManyTransactionsException,
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.utilities import bytesize
 from moto.sqs.models import Message, SQSBackend
 
 _ORIGINAL = DynamoDBBackend.transact_write_items
@@ -61,7 +68,7 @@ _PLAIN_JSON_OPERATIONS = {
 }
 
 
-def _epoch_seconds(value: object) -> float:
+def epoch_seconds(value: object) -> float:
     """The JSON protocols' timestamps: seconds since the epoch (moto keeps naive datetimes in UTC)."""
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
@@ -149,7 +156,7 @@ def serialized(self: BaseResponse, action_result: ActionResult) -> Any:
     result = action_result.result
     if isinstance(result, dict) and self._get_action() in _PLAIN_JSON_OPERATIONS.get(self.boto3_service_name, ()):
         try:
-            body = json.dumps(result, separators=(",", ":"), default=_epoch_seconds)
+            body = json.dumps(result, separators=(",", ":"), default=epoch_seconds)
         except TypeError:
             return _ORIGINAL_SERIALIZED(self, action_result)
         return 200, {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}, body
@@ -202,6 +209,27 @@ _ORIGINAL_RETENTION_CHECK = SQSBackend.is_message_valid_based_on_retention_perio
 _parsed_jsonpath = functools.lru_cache(maxsize=1024)(jsonpath_parse)
 
 
+_ORIGINAL_SET_ATTRIBUTE = LimitedSizeDict.__setitem__
+ITEM_SIZE_LIMIT = 405000  # moto's: between DynamoDB's measured 409 and 410 KB
+
+
+def _measure(value: Any) -> int:
+    return int(value.size()) if type(value) is DynamoType else bytesize(str(value))
+
+
+def set_attribute(self: LimitedSizeDict, key: str, value: Any) -> None:
+    measures: dict[str, tuple[Any, int]] = self.__dict__.setdefault("_measures", {})
+    current = 0
+    for name, held in self.items():
+        kept = measures.get(name)
+        if kept is None or kept[0] is not held:
+            kept = measures[name] = (held, _measure(held))
+        current += bytesize(name) + kept[1]
+    if current + bytesize(key) + _measure(value) > ITEM_SIZE_LIMIT:
+        raise ItemSizeTooLarge
+    dict.__setitem__(self, key, value)
+
+
 def moto_modules() -> tuple[str, ...]:
     global _MODULES
     if not _MODULES:
@@ -214,6 +242,7 @@ def install() -> None:
     Table.query = index_query  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
     jsonpath_ng.ext.parse = _parsed_jsonpath  # type: ignore[attr-defined]
+    LimitedSizeDict.__setitem__ = set_attribute  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
         setattr(DynamoDBBackend, name, _atomic(operation))
@@ -225,6 +254,7 @@ def uninstall() -> None:
     Table.query = _ORIGINAL_TABLE_QUERY  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = _ORIGINAL_RETENTION_CHECK  # type: ignore[method-assign]
     jsonpath_ng.ext.parse = jsonpath_parse  # type: ignore[attr-defined]
+    LimitedSizeDict.__setitem__ = _ORIGINAL_SET_ATTRIBUTE  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]
     for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
         setattr(DynamoDBBackend, name, operation)
