@@ -17,8 +17,8 @@ has them; anything else that is not plain JSON (bytes, objects) takes moto's pat
 
 moto's SQS checks each received message's retention period by building the queue's whole attribute map, which
 counts the queue's messages (visible, in flight, delayed) each time: a receive cost O(queue size) per message.
-Here the retention period is read from the queue. moto's EventBridge builds a new JSONPath parser (a yacc table,
-about 10 ms) for every path of a rule's input transformer on every event it delivers; a parsed path is kept.
+Here the retention period is read from the queue. moto's EventBridge builds a new JSONPath parser (a yacc table)
+for every path of a rule's input transformer on every event it delivers; a parsed path is kept.
 moto checks an item's 400 KB limit as each attribute is set by measuring every attribute already set
 (``LimitedSizeDict``): an item of n attributes cost n² measures, each walking a map's whole value. Here each
 attribute's measure is kept while it holds the same value object, so a set measures the new value alone (an
