@@ -31,10 +31,6 @@ IDLE_WAIT_SECONDS = 1.0
 # Lambda waits for the visibility timeout before a failed message is tried again; locally we
 # retry at once so a poison message reaches the DLQ (after maxReceiveCount) in seconds.
 LOCAL_RETRY_DELAY_SECONDS = 0
-# Pollers per queue: Lambda reads a queue with several (five at first), each invoking the function with its own
-# batch, so one slow batch does not hold the queue; the mapping's ScalingConfig.MaximumConcurrency bounds them.
-# Two keep a small machine's two cores busy (a function runs a worker per poller: crm_local.workers).
-SQS_POLLERS = 2
 
 
 def _queue_url(sqs: Any, arn: str) -> str:
@@ -237,13 +233,10 @@ class StreamPoller(Poller):
         return 0 if self.idle.is_set() else 1
 
 
-def pollers_for(name: str, function: Function, mapping: dict[str, Any], region: str) -> list[Poller]:
-    """A queue's pollers (``SQS_POLLERS``, at most its MaximumConcurrency), or a stream's one (its shards in
-    order)."""
+def poller_for(name: str, function: Function, mapping: dict[str, Any], region: str) -> Poller:
     source = str(mapping["EventSourceArn"])
     if source.startswith("arn:aws:sqs:"):
-        limit = int(mapping.get("ScalingConfig", {}).get("MaximumConcurrency", SQS_POLLERS))
-        return [SqsPoller(f"{name}#{n}", function, mapping, region) for n in range(1, min(limit, SQS_POLLERS) + 1)]
+        return SqsPoller(name, function, mapping, region)
     if ":dynamodb:" in source and "/stream/" in source:
-        return [StreamPoller(name, function, mapping, region)]
+        return StreamPoller(name, function, mapping, region)
     raise ValueError(f"{name}: event source {source} is not emulated by the local runtime")

@@ -24,7 +24,7 @@ from crm_local.clock_control import clock_routes
 from crm_local.http import api_server
 from crm_local.lambdas import Function, function_arn
 from crm_local.outbound import Outbox
-from crm_local.pollers import Poller, pollers_for
+from crm_local.pollers import Poller, poller_for
 from crm_local.provision import ACCOUNT_ID, Provisioned, provision
 from crm_local.scheduler import Fired, ScheduleBook, ScheduleRunner, Targets
 from crm_local.schedules import ScheduleTimer
@@ -127,8 +127,8 @@ class LocalRuntime:
         clients.reset()
         functions = self._functions()
         sms_status.install(self.provisioned, {name: function.invoke for name, function in functions.items()})
-        self.pollers = [poller for name, m in self.provisioned.event_source_mappings.items()
-                        for poller in pollers_for(name, functions[m["Function"]], m, self.region)]
+        self.pollers = [poller_for(name, functions[m["Function"]], m, self.region)
+                        for name, m in self.provisioned.event_source_mappings.items()]
         self.schedules = {rule: ScheduleTimer(rule, functions[name], expression, arn, self.region)
                           for rule, (expression, arn, name) in self.provisioned.schedules.items()}
         self.scheduler = ScheduleRunner(ScheduleBook(), Targets(self.region, {
