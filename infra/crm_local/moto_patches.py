@@ -1,6 +1,7 @@
-"""Five changes to moto for the local runtime: transactions without copying whole tables, item operations
+"""Changes to moto for the local runtime: transactions without copying whole tables, item operations
 that are atomic across the server's threads, item and stream reads answered without moto's generic
-response serializer, and index queries that do not sort the whole table (``index_query``).
+response serializer, queries that neither sort nor compare the whole table (``index_query``), SQS receives that
+do not count the whole queue per message, and EventBridge input transformers whose paths are parsed once.
 
 moto 5.2 deep-copies every table a TransactWriteItems touches (items and stream records) so it
 can roll back, which makes each transaction cost O(table size): a few hundred orders take
@@ -14,29 +15,46 @@ frequent). For item operations and stream reads, moto's result already is the wi
 values as {"S": ...} maps), so it is sent as JSON directly, times as epoch seconds as the JSON protocol
 has them; anything else that is not plain JSON (bytes, objects) takes moto's path.
 
+moto's SQS checks each received message's retention period by building the queue's whole attribute map, which
+counts the queue's messages (visible, in flight, delayed) each time: a receive cost O(queue size) per message.
+Here the retention period is read from the queue. moto's EventBridge builds a new JSONPath parser (a yacc table)
+for every path of a rule's input transformer on every event it delivers; a parsed path is kept.
+moto checks an item's 400 KB limit as each attribute is set by measuring every attribute already set
+(``LimitedSizeDict``): an item of n attributes cost n² measures, each walking a map's whole value. Here each
+attribute's measure is kept while it holds the same value object, so a set measures the new value alone (an
+attribute changed in place inside moto is counted at its size when it was set: the limit is approximate there).
+
 moto's server also lists its package's folders (a listdir and a stat per service) on every request to
 find the service a host names; the list never changes while it runs, so it is listed once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import jsonpath_ng.ext
+from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from moto import backends
 from moto.core.responses import ActionResult, BaseResponse
+from moto.core.utils import unix_time
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
+    ItemSizeTooLarge,
     MultipleTransactionsException,
     TooManyTransactionsException,
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.utilities import bytesize
+from moto.sqs.models import Message, SQSBackend
 
 _ORIGINAL = DynamoDBBackend.transact_write_items
 _ORIGINAL_MODULES = backends.list_of_moto_modules
@@ -50,7 +68,7 @@ _PLAIN_JSON_OPERATIONS = {
 }
 
 
-def _epoch_seconds(value: object) -> float:
+def epoch_seconds(value: object) -> float:
     """The JSON protocols' timestamps: seconds since the epoch (moto keeps naive datetimes in UTC)."""
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
@@ -138,7 +156,7 @@ def serialized(self: BaseResponse, action_result: ActionResult) -> Any:
     result = action_result.result
     if isinstance(result, dict) and self._get_action() in _PLAIN_JSON_OPERATIONS.get(self.boto3_service_name, ()):
         try:
-            body = json.dumps(result, separators=(",", ":"), default=_epoch_seconds)
+            body = json.dumps(result, separators=(",", ":"), default=epoch_seconds)
         except TypeError:
             return _ORIGINAL_SERIALIZED(self, action_result)
         return 200, {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}, body
@@ -151,26 +169,65 @@ _ORIGINAL_TABLE_QUERY: Any = Table.query
 def index_query(self: Table, hash_key: Any, range_comparison: Any, range_objs: Any, limit: Any,
                 exclusive_start_key: Any, scan_index_forward: Any, projection_expressions: Any,
                 index_name: str | None = None, *args: Any, hash_key_conditions: Any = None, **kwargs: Any) -> Any:
-    """moto answers a Query of a global secondary index by sorting every item of the table and comparing each
-    with DynamoType's equality (over a second a query at 5,000 items; a segment run queries a workspace's 32
-    index buckets twice). Here only the items under the asked index key, compared as plain values, are handed
-    to moto's own query, which then runs unchanged over them (its sort, paging, projection and filters)."""
+    """moto answers every Query by sorting every item of the table (``Table.all_items``) and comparing each with
+    DynamoType's equality: over a second a query at 5,000 items, and a third of the runtime's CPU in the demo,
+    where every webhook reads a profile's items by its partition key. Here only the candidates are handed to
+    moto's own query, which then runs unchanged over them (its sort, paging, projection and filters): for the
+    table's key, the partition's items (moto keeps them by partition); for an index, the items under the asked
+    index key, compared as plain values."""
     def query() -> Any:
         return _ORIGINAL_TABLE_QUERY(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
                                      scan_index_forward, projection_expressions, index_name, *args,
                                      hash_key_conditions=hash_key_conditions, **kwargs)
 
-    if not index_name or not hash_key_conditions or not self.range_key_attr:
+    if not self.range_key_attr:
         return query()
-    wanted = [(name, value.type, value.value) for name, value in hash_key_conditions]
-    candidates = [item for by_range in self.items.values() for item in by_range.values()
-                  if all((held := item.attrs.get(name)) is not None and (held.type, held.value) == (kind, value)
-                         for name, kind, value in wanted)]
+    if not index_name:
+        partition = self.items.get(hash_key)  # .get: self.items is a defaultdict, a read must not add a partition
+        candidates = list(partition.values()) if partition else []
+    elif hash_key_conditions:
+        wanted = [(name, value.type, value.value) for name, value in hash_key_conditions]
+        candidates = [item for by_range in self.items.values() for item in by_range.values()
+                      if all((held := item.attrs.get(name)) is not None and (held.type, held.value) == (kind, value)
+                             for name, kind, value in wanted)]
+    else:
+        return query()
     self.__dict__["all_items"] = lambda: list(candidates)
     try:
         return query()
     finally:
         del self.__dict__["all_items"]
+
+
+def is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: str, message: Message) -> bool:
+    retention_seconds = int(self.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
+    return bool(retention_seconds + (message.sent_timestamp or 0) / 1000 > unix_time())
+
+
+_ORIGINAL_RETENTION_CHECK = SQSBackend.is_message_valid_based_on_retention_period
+# A parsed JSONPath is only read when it finds (moto.events.utils imports ``parse`` at each call: this is it).
+_parsed_jsonpath = functools.lru_cache(maxsize=1024)(jsonpath_parse)
+
+
+_ORIGINAL_SET_ATTRIBUTE = LimitedSizeDict.__setitem__
+ITEM_SIZE_LIMIT = 405000  # moto's: between DynamoDB's measured 409 and 410 KB
+
+
+def _measure(value: Any) -> int:
+    return int(value.size()) if type(value) is DynamoType else bytesize(str(value))
+
+
+def set_attribute(self: LimitedSizeDict, key: str, value: Any) -> None:
+    measures: dict[str, tuple[Any, int]] = self.__dict__.setdefault("_measures", {})
+    current = 0
+    for name, held in self.items():
+        kept = measures.get(name)
+        if kept is None or kept[0] is not held:
+            kept = measures[name] = (held, _measure(held))
+        current += bytesize(name) + kept[1]
+    if current + bytesize(key) + _measure(value) > ITEM_SIZE_LIMIT:
+        raise ItemSizeTooLarge
+    dict.__setitem__(self, key, value)
 
 
 def moto_modules() -> tuple[str, ...]:
@@ -183,6 +240,9 @@ def moto_modules() -> tuple[str, ...]:
 def install() -> None:
     backends.list_of_moto_modules = moto_modules
     Table.query = index_query  # type: ignore[method-assign]
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+    jsonpath_ng.ext.parse = _parsed_jsonpath  # type: ignore[attr-defined]
+    LimitedSizeDict.__setitem__ = set_attribute  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
         setattr(DynamoDBBackend, name, _atomic(operation))
@@ -192,6 +252,9 @@ def install() -> None:
 def uninstall() -> None:
     backends.list_of_moto_modules = _ORIGINAL_MODULES
     Table.query = _ORIGINAL_TABLE_QUERY  # type: ignore[method-assign]
+    SQSBackend.is_message_valid_based_on_retention_period = _ORIGINAL_RETENTION_CHECK  # type: ignore[method-assign]
+    jsonpath_ng.ext.parse = jsonpath_parse  # type: ignore[attr-defined]
+    LimitedSizeDict.__setitem__ = _ORIGINAL_SET_ATTRIBUTE  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]
     for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
         setattr(DynamoDBBackend, name, operation)

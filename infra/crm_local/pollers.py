@@ -1,7 +1,9 @@
 """Event source mappings, emulated: SQS and DynamoDB Streams pollers that invoke handlers as Lambda does.
 
 The queues, redrive to dead-letter queues and the stream itself are moto's; only the polling
-and invoking that the Lambda service does is done here.
+and invoking that the Lambda service does is done here. A stream's records are read from moto's backend in this
+process (its GetRecords answer, through JSON as over HTTP): a stream poller reads after every write to the table,
+and the request through botocore and moto's server cost more than the read.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from moto.dynamodbstreams.models import dynamodbstreams_backends
 from moto.events.models import EventPattern
 from moto.sqs.models import sqs_backends
 
 from crm_local.event_shapes import sqs_record, stream_record
 from crm_local.lambdas import Function
+from crm_local.moto_patches import epoch_seconds
 
 log = logging.getLogger("crm.local")
 
@@ -174,8 +178,14 @@ class StreamPoller(Poller):
                 worked |= self._poll_shard(shard_id, iterator)
         return worked
 
+    def _get_records(self, iterator: str) -> dict[str, Any]:
+        region, account = self.arn.split(":")[3:5]
+        answer = dynamodbstreams_backends[account][region].get_records(iterator, self.batch_size)
+        wire: dict[str, Any] = json.loads(json.dumps(answer, default=epoch_seconds))
+        return wire
+
     def _poll_shard(self, shard_id: str, iterator: str) -> bool:
-        answer = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+        answer = self._get_records(iterator)
         read = [stream_record(r, self.arn) for r in answer.get("Records", [])]
         if not read:
             self.iterators[shard_id] = answer.get("NextShardIterator")

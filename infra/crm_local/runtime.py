@@ -29,7 +29,7 @@ from crm_local.provision import ACCOUNT_ID, Provisioned, provision
 from crm_local.scheduler import Fired, ScheduleBook, ScheduleRunner, Targets
 from crm_local.schedules import ScheduleTimer
 from crm_local.template import load_stack
-from crm_local.workers import InWorker, WorkerProcess, Zygote
+from crm_local.workers import CONCURRENCY, Containers, InWorker, Zygote
 
 log = logging.getLogger("crm.local")
 
@@ -81,7 +81,7 @@ class LocalRuntime:
     # Each function in a worker process of its own (crm_local.workers); False loads them all in this process, for
     # a caller that instruments what they do (bench/flows.py meters the flows function's clients).
     workers: bool = True
-    processes: list[WorkerProcess] = field(default_factory=list)
+    processes: list[Containers] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -151,8 +151,12 @@ class LocalRuntime:
         specs = self.provisioned.functions
         if not self.workers:
             return {name: Function(spec, self.region) for name, spec in specs.items()}
-        self.processes = [WorkerProcess(self._zygote, spec, function_arn(spec, self.region), os.environ)
-                          for spec in specs.values()]
+        # The API's functions scale out (concurrent requests); the others keep one worker, so that what their
+        # pollers, schedules and hooks invoke runs one at a time, as the demo's verified figures were measured.
+        served = {name for _, _, name in self.provisioned.routes}
+        self.processes = [Containers(self._zygote, spec, function_arn(spec, self.region), os.environ,
+                                     limit=CONCURRENCY if name in served else 1)
+                          for name, spec in specs.items()]
         for process in self.processes:  # they load their handlers side by side
             process.start()
         for process in self.processes:

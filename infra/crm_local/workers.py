@@ -7,6 +7,11 @@ fast-forward of ``LocalRuntime.advance_clock``) over a socket pair; the worker m
 offset, calls the handler with a fresh Lambda context, and sends back its answer (or the traceback of what it
 raised). A worker that dies is replaced at the next invocation, as Lambda starts a new container.
 
+A function has as many workers as it has invocations at once, up to ``CONCURRENCY`` (``Containers``): Lambda
+scales a function out rather than queueing its requests, and the local API's eight concurrent webhooks queued
+behind one worker each waited for the seven before them (most of a webhook's latency). A second worker is forked
+when an invocation finds every one busy, and stays warm.
+
 Workers are forked from one process (``Zygote``, started by ``python -m crm_local.workers FD``) that imported
 what the functions' modules import (boto3, pydantic, chalice, Powertools, the domain code) once, before any
 thread ran in it: eleven workers then cost one set of imports, not eleven, and share those pages.
@@ -37,6 +42,9 @@ from crm_local.lambdas import LambdaContext, load_handler
 from crm_local.provision import FunctionSpec
 
 READY_TIMEOUT_SECONDS = 120.0
+# Containers a function may run at once: enough to keep both cores of a small machine busy while others wait on
+# moto; a pollers' function uses one (a poller invokes one batch at a time, as Lambda does per shard).
+CONCURRENCY = 4
 STOP_TIMEOUT_SECONDS = 5.0
 
 
@@ -156,12 +164,59 @@ class WorkerProcess:
         self._ready = False
 
 
+class Containers:
+    """A function's warm workers: an invocation takes an idle one, or forks another while fewer than ``limit``
+    run, else waits for one to finish (the interface of ``WorkerProcess``: start, ready, invoke, stop)."""
+
+    def __init__(self, zygote: Zygote, spec: FunctionSpec, arn: str, environment: Mapping[str, str],
+                 limit: int = CONCURRENCY) -> None:
+        self.spec = spec
+        self.limit = limit
+        self._arguments = (zygote, spec, arn, environment)
+        self._workers = [self._new()]
+        self._idle: list[WorkerProcess] = []
+        self._changed = threading.Condition()
+
+    def _new(self) -> WorkerProcess:
+        return WorkerProcess(*self._arguments)
+
+    def start(self) -> None:
+        self._workers[0].start()
+
+    def ready(self) -> None:
+        self._workers[0].ready()
+        with self._changed:
+            self._idle.append(self._workers[0])
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self._changed:
+            while not self._idle and len(self._workers) >= self.limit:
+                self._changed.wait()
+            if self._idle:
+                worker = self._idle.pop()  # the one that finished last: its caches are the warmest
+            else:
+                worker = self._new()
+                self._workers.append(worker)
+        try:
+            return worker.invoke(event)  # a new worker forks here, outside the lock
+        finally:
+            with self._changed:
+                self._idle.append(worker)
+                self._changed.notify()
+
+    def stop(self) -> None:
+        with self._changed:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.stop()
+
+
 class InWorker:
     """A handler that runs in a worker process, called as the handler itself would be. Other attributes (a
     Chalice app's routes, which chalice's local gateway reads) come from a copy of the handler loaded in this
     process on first use, never invoked."""
 
-    def __init__(self, process: WorkerProcess) -> None:
+    def __init__(self, process: WorkerProcess | Containers) -> None:
         self.process = process
         self._local: Any = None
 

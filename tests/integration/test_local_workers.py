@@ -1,24 +1,30 @@
 """The local runtime's worker processes (crm_local.workers): each function's handler in a process of its own,
 forked from one that imported what the handlers import; the runtime's clock offset travels with each
-invocation; what a handler raises comes back with its traceback; a worker that dies is replaced."""
+invocation; what a handler raises comes back with its traceback; a worker that dies is replaced; a function
+runs as many workers as it has invocations at once, up to its limit."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from crm import clock
 from crm_local.provision import FunctionSpec
-from crm_local.workers import InWorker, WorkerFailed, WorkerProcess, Zygote, imported_by
+from crm_local.workers import Containers, InWorker, WorkerFailed, WorkerProcess, Zygote, imported_by
 
 pytestmark = pytest.mark.integration
 
 HANDLER = '''
 import os
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from crm.clock import utc_now
 
@@ -35,6 +41,11 @@ class App:
             raise ValueError("the handler refused " + event["raise"])
         if event.get("exit"):
             os._exit(3)
+        if event.get("meet"):  # say it started, then hold until the test lets it go
+            folder = Path(event["meet"])
+            (folder / f"started-{os.getpid()}-{event['n']}").touch()
+            while not (folder / "go").exists():
+                time.sleep(0.01)
         return {"pid": os.getpid(), "ahead": (utc_now() - datetime.now(UTC)).total_seconds(),
                 "setting": os.environ.get("THE_SETTING"), "url": os.environ.get("THE_URL"),
                 "function": context.function_name}
@@ -125,5 +136,48 @@ def test_other_attributes_come_from_a_copy_loaded_here(worker: WorkerProcess) ->
     assert handler({}, None)["pid"] != os.getpid()
 
 
+@pytest.fixture
+def containers(zygote: Zygote, code: Path) -> Iterator[Containers]:
+    spec = FunctionSpec("Things", "app.handler", str(code), {}, 3)
+    started = Containers(zygote, spec, "arn", {}, limit=2)
+    started.start()
+    started.ready()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _meet(containers: Containers, folder: Path, invocations: int) -> list[int]:
+    """Invoke ``invocations`` times at once; once ``limit`` of them started, let every one go; their pids."""
+    with ThreadPoolExecutor(max_workers=invocations) as pool:
+        answers = [pool.submit(containers.invoke, {"meet": str(folder), "n": n}) for n in range(invocations)]
+        deadline = time.monotonic() + 60
+        while len(list(folder.glob("started-*"))) < min(invocations, containers.limit):
+            assert time.monotonic() < deadline, "the invocations did not start side by side"
+            threading.Event().wait(0.01)
+        (folder / "go").touch()
+        return [answer.result(timeout=60)["pid"] for answer in answers]
+
+
+def test_invocations_at_once_run_in_workers_side_by_side_up_to_the_limit(containers: Containers,
+                                                                           tmp_path: Path) -> None:
+    pids = _meet(containers, tmp_path, 3)
+    assert len(set(pids)) == 2 and os.getpid() not in pids  # two ran at once; the third waited for one of them
+    assert containers.invoke({})["pid"] in pids  # the workers stay warm: no third is forked for one at a time
+
+
+def test_a_function_limited_to_one_worker_runs_one_invocation_at_a_time(zygote: Zygote, code: Path,
+                                                                        tmp_path: Path) -> None:
+    one = Containers(zygote, FunctionSpec("Things", "app.handler", str(code), {}, 3), "arn", {}, limit=1)
+    one.start()
+    one.ready()
+    try:
+        pids = _meet(one, tmp_path, 2)
+    finally:
+        one.stop()
+    assert len(set(pids)) == 1
+
+
 def test_the_zygote_imports_what_the_handlers_import(code: Path) -> None:
-    assert imported_by(str(code), "app.handler") == ["os", "datetime", "crm.clock"]
+    assert imported_by(str(code), "app.handler") == ["os", "time", "datetime", "pathlib", "crm.clock"]

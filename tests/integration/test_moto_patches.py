@@ -125,3 +125,22 @@ def _backend() -> Any:
             TableName="t", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
     return backend
+
+
+def test_the_item_size_limit_holds_as_in_stock_moto(table: Any) -> None:
+    big = "x" * 100_000
+    attributes = {f"a{n}": {"S": big} for n in range(3)}
+    table.put_item(TableName="t", Item={"pk": {"S": "under"}, **attributes, "m": {"M": {"k": {"S": big}}}})
+    with pytest.raises(ClientError, match=r"Item size (to update )?has exceeded"):
+        table.put_item(TableName="t", Item={"pk": {"S": "over"}, **attributes, "m": {"M": {"k": {"S": big}}},
+                                            "last": {"S": "y" * 10_000}})
+    with pytest.raises(ClientError, match=r"Item size (to update )?has exceeded"):
+        table.update_item(TableName="t", Key={"pk": {"S": "under"}}, UpdateExpression="SET more = :v",
+                          ExpressionAttributeValues={":v": {"S": "y" * 10_000}})
+    table.update_item(TableName="t", Key={"pk": {"S": "under"}}, UpdateExpression="SET a0 = :v",
+                      ExpressionAttributeValues={":v": {"S": "small"}})  # a smaller value replaces a big one
+    table.update_item(TableName="t", Key={"pk": {"S": "under"}}, UpdateExpression="SET more = :v",
+                      ExpressionAttributeValues={":v": {"S": "y" * 10_000}})
+    item = table.get_item(TableName="t", Key={"pk": {"S": "under"}})["Item"]
+    assert (item["a0"]["S"], len(item["more"]["S"]), "over") == ("small", 10_000, "over")
+    assert "Item" not in table.get_item(TableName="t", Key={"pk": {"S": "over"}})
