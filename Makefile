@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/bin/checkov
+LIFETIMES := .venv-lifetimes/bin/python
 # make bench SEGMENT_SIZES="100000 1000000" adds the 1M-profile segment run (several minutes more)
 SEGMENT_SIZES ?= 100000
 
@@ -25,7 +26,7 @@ test: $(STAMP) $(CHECKOV)
 	$(MAKE) checkov
 	$(BIN)/python -m pytest -n 2 tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(LIFETIMES)
 	$(BIN)/python bench/ingest_path.py
 	$(BIN)/python bench/profile_events.py
 	$(BIN)/python bench/segments.py --sizes $(SEGMENT_SIZES)
@@ -33,13 +34,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/flows.py
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/predictions.py
 	$(BIN)/python bench/cost.py
 
 local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001
 
 clean:
-	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-sam .venv-checkov .venv-lifetimes .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # The SAM CLI pins many packages, so it gets a virtualenv of its own; it needs python3.12 on PATH.
 .venv-sam/bin/sam:
@@ -57,3 +59,9 @@ $(CHECKOV):
 
 checkov: $(CHECKOV)
 	$(CHECKOV) --quiet --compact --framework cloudformation -f template.yaml
+
+# bench/predictions.py times ours against the lifetimes package (0.11.3, 2020), which is no dependency of the
+# project: it gets a virtualenv of its own, as checkov does.
+$(LIFETIMES):
+	$(PYTHON) -m venv .venv-lifetimes
+	.venv-lifetimes/bin/python -m pip install --quiet lifetimes==0.11.3 'numpy>=2,<3' 'pandas>=2,<4'

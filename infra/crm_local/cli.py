@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -240,6 +240,20 @@ def _flows_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_fit(args: argparse.Namespace) -> int:
+    from crm.predictions.fit_report import describe, fit_report
+    from crm.predictions.transactions_file import read_transactions
+
+    if args.holdout_end is not None and args.calibration_end is None:
+        raise ValueError("--holdout-end needs --calibration-end (where the holdout starts)")
+    with args.transactions.open(newline="") as lines:
+        histories = read_transactions(lines)
+    report = fit_report(histories, calibration_end=args.calibration_end, holdout_end=args.holdout_end,
+                        time_unit=args.time_unit)
+    print(json.dumps(report, indent=2) if args.json else "\n".join(describe(report)))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
@@ -398,6 +412,21 @@ def parser() -> argparse.ArgumentParser:
                                            "invalid file")
     tested.add_argument("file", type=Path, metavar="FILE")
     tested.set_defaults(run=_flows_test)
+
+    predicting = commands.add_parser("predict", help="buy-till-you-die models (docs/predictions.md)").add_subparsers(
+        dest="predict_command", required=True)
+    fitting = predicting.add_parser("fit", help="fit BG/NBD, MBG/NBD and Gamma-Gamma on any store's history and "
+                                                "print their parameters; with a holdout, expected vs actual")
+    fitting.add_argument("--transactions", type=Path, required=True, metavar="FILE.csv",
+                         help="header customer_id,date,amount; ISO dates; one line per order")
+    fitting.add_argument("--calibration-end", type=date.fromisoformat, metavar="DATE",
+                         help="fit on transactions up to this day (default: the last transaction's day)")
+    fitting.add_argument("--holdout-end", type=date.fromisoformat, metavar="DATE",
+                         help="compare expected with actual repeat purchases after the calibration up to this day")
+    fitting.add_argument("--time-unit", choices=("weeks", "days"), default="weeks",
+                         help="the unit of recency, age and of the parameters (default weeks, as the papers)")
+    fitting.add_argument("--json", action="store_true", help="print the report as JSON")
+    fitting.set_defaults(run=_predict_fit)
 
     demo = commands.add_parser("demo", help="boot the local stack, simulate a Shopify and a WooCommerce store "
                                             "over months, print a report and check it against the simulation")

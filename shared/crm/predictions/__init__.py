@@ -7,3 +7,7 @@
   ``predict(fit, histories, now) -> dict[profile_id, Prediction]``, where ``histories`` maps a profile id to
   its counted (paid) orders as ``(placed_at, net amount in the reporting currency)`` pairs.
 """
+
+from crm.predictions.predict import fit_workspace, predict
+
+__all__ = ["fit_workspace", "predict"]
