@@ -233,6 +233,8 @@ def test_api_routes(stack: Stack) -> None:
         ("GET", "/settings/currency", "ApiFunction"),
         ("PUT", "/settings/currency", "ApiFunction"),
         ("GET", "/settings/currency/jobs/{job_id}", "ApiFunction"),
+        ("GET", "/settings/predictions", "ApiFunction"),
+        ("PUT", "/settings/predictions", "ApiFunction"),
         ("GET", "/flows", "ApiFunction"),
         ("POST", "/flows", "ApiFunction"),
         ("GET", "/flows/{flow_id}", "ApiFunction"),
