@@ -27,11 +27,14 @@ class DynamoPredictionStore:
 
     def fit(self, workspace_id: str) -> WorkspaceFit | None:
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.prediction_fit(workspace_id)))
-        return WorkspaceFit.model_validate(from_item(found["Item"])) if "Item" in found else None
+        return WorkspaceFit.model_validate_json(found["Item"]["fit"]["S"]) if "Item" in found else None
 
     def put_fit(self, fit: WorkspaceFit) -> None:
-        client("dynamodb").put_item(TableName=self.table, Item=to_item(keys.prediction_fit(fit.workspace_id),
-                                                                       "prediction_fit", fit))
+        # As JSON: the models' parameters are floats, which DynamoDB's number type would take only as Decimals
+        # (and give back as Decimals); the fit is read whole, never queried by a field.
+        client("dynamodb").put_item(TableName=self.table, Item={
+            **wire_key(keys.prediction_fit(fit.workspace_id)), "entity": {"S": "prediction_fit"},
+            "fit": {"S": fit.model_dump_json()}})
 
     def write_prediction(self, profile: Profile, prediction: Prediction) -> None:
         # One attribute and the revision, not the whole profile: the revision moves so that a writer that
