@@ -37,6 +37,7 @@ from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
 from crm_local.demo_flows import demo_flows
+from crm_local.demo_predictions import demo_predictions
 from crm_local.demo_timing import Phases, percentile_ms
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
@@ -238,6 +239,9 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
             wrong = verify(runtime.api_url, shop.api_key, profiles, simulation.expected)
         with phases.phase("segments (computed, checked, exported)"):
             wrong += segments(Api(runtime.api_url, shop.api_key), custom, profiles, simulation.expected, out_dir)
+        with phases.phase("predictions (fitted, shown)"):
+            wrong += demo_predictions(runtime, Api(runtime.api_url, shop.api_key), outputs["TableName"],
+                                      shop.workspace_id, DRAIN_TIMEOUT_SECONDS)
         with phases.phase("flows (a month fast-forwarded, checked)"):
             wrong += demo_flows(runtime, Api(runtime.api_url, shop.api_key), stores, outputs["TableName"],
                                 seed=seed)

@@ -120,13 +120,13 @@ def test_after_an_order_the_profile_is_predicted_again_with_the_kept_fit() -> No
     assert after.prediction.p_alive > before.prediction.p_alive
 
 
-def test_before_the_first_fit_a_refresh_says_the_workspace_is_not_fitted() -> None:
+def test_before_the_first_fit_a_refresh_leaves_the_profile_alone() -> None:
     repository, store, models = _world()
     ann = _buy(repository, "ann@example.com", [30])
-    refresh_profiles(store, repository, models.models(), WS, [ann], NOW)
+    outcome = refresh_profiles(store, repository, models.models(), WS, [ann], NOW)
     profile = repository.get_profile(WS, ann)
-    assert profile is not None and profile.prediction is not None
-    assert profile.prediction.status == "workspace_not_fitted" and models.predicted == 0
+    assert profile is not None and profile.prediction is None
+    assert (outcome.written, models.predicted, store.writes) == (0, 0, 0)
 
 
 def test_a_profile_written_meanwhile_is_read_and_predicted_again() -> None:

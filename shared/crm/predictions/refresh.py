@@ -37,7 +37,6 @@ MONEY_SHARE = Decimal("0.02")  # CLV and expected order value: 2 % of the stored
 MONEY_STEP = Decimal("0.50")  # ... or 50 cents, whichever is more
 NEXT_ORDER_STEP = timedelta(days=1)
 CONFLICT_RETRIES = 3
-NOT_FITTED_YET = "the workspace has not been fitted yet: its first scheduled run fits it"
 
 
 @dataclass(frozen=True)
@@ -94,10 +93,6 @@ def _in_currency(prediction: Prediction, profile: Profile) -> Prediction:
     return prediction
 
 
-def _not_fitted(now: datetime) -> Prediction:
-    return Prediction(status="workspace_not_fitted", reason=NOT_FITTED_YET, computed_at=now)
-
-
 def _write(store: PredictionStore, profiles: ProfileRepository, profile: Profile, prediction: Prediction,
            again: Callable[[Profile], Prediction]) -> bool:
     """Write the prediction if it moved, under the profile's revision; a profile written meanwhile (a new
@@ -118,9 +113,7 @@ def _write(store: PredictionStore, profiles: ProfileRepository, profile: Profile
     raise ConcurrentUpdate(f"profile {profile.profile_id} kept changing; its prediction is refreshed again")
 
 
-def _predict_one(models: Models, fit: WorkspaceFit | None, profile: Profile, now: datetime) -> Prediction:
-    if fit is None:
-        return _not_fitted(now)
+def _predict_one(models: Models, fit: WorkspaceFit, profile: Profile, now: datetime) -> Prediction:
     found = models.predict(fit, {profile.profile_id: history_of(profile)}, now)
     return _in_currency(found[profile.profile_id], profile)
 
@@ -145,8 +138,11 @@ def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: M
 def refresh_profiles(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
                      profile_ids: Iterable[str], now: datetime, fit: WorkspaceFit | None = None) -> Outcome:
     """Predict these profiles again with the workspace's kept fit (``fit``, else read); a merged id
-    refreshes the profile it was merged into."""
+    refreshes the profile it was merged into. Before the workspace's first fit there is nothing to predict
+    with, and nothing is written: its first scheduled run gives every profile its prediction."""
     fit = fit or store.fit(workspace_id)
+    if fit is None:
+        return Outcome(profiles=0, written=0)
     live = {}
     for profile_id in dict.fromkeys(profile_ids):
         profile = profiles.get_profile(workspace_id, profile_id)
