@@ -12,6 +12,7 @@ from crm.ingestion import apply_event
 from crm.models.predictions import Prediction, PredictionSettings
 from crm.predictions.histories import history_of, order_times
 from crm.predictions.refresh import moved, refresh_profiles, run_workspace
+from crm.predictions.settings import PredictionSettingsInvalid, parse_settings
 from crm.profiles import profile_id_for
 from crm.segments.definition import Definition, parse_segment
 from crm.segments.evaluate import matches
@@ -185,3 +186,12 @@ def test_what_counts_as_moved(change: dict[str, object], expected: bool) -> None
     held = Prediction(status="predicted", model="bgnbd", computed_at=NOW, p_alive=Decimal("0.5"),
                       clv=Decimal("100.00"), currency="USD", next_order_expected_at=NOW)
     assert moved(held, held.model_copy(update=change)) is expected
+
+
+def test_the_settings_document_names_the_field_it_refuses() -> None:
+    assert parse_settings(b'{"clv_months": 24}') == PredictionSettings(clv_months=24)
+    for body, field in [(b'{"clv_months": 0}', "clv_months"), (b'{"monthly_discount_rate": "2"}',
+                                                                 "monthly_discount_rate"),
+                        (b'{"discount": 1}', "discount"), (b"[]", "body"), (b"{", "body")]:
+        with pytest.raises(PredictionSettingsInvalid, match=f"^{field}:"):
+            parse_settings(body)
