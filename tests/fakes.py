@@ -30,6 +30,7 @@ from crm.models.ingest import IngestEnvelope
 from crm.models.messaging import (
     OutgoingEmail,
 )
+from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
@@ -273,6 +274,42 @@ class FakeProfileRepository:
 
     def live_profiles(self) -> list[Profile]:
         return sorted((p for p in self.profiles.values() if not p.merged_into), key=lambda p: p.profile_id)
+
+
+class FakePredictionStore:
+    """Settings and fits in dicts; a prediction goes onto the repository's profile under its revision guard."""
+
+    def __init__(self, profiles: FakeProfileRepository) -> None:
+        self.profiles = profiles
+        self.held_settings: dict[str, PredictionSettings] = {}
+        self.fits: dict[str, WorkspaceFit] = {}
+        self.writes = 0
+        self.before_write: Callable[[], None] | None = None
+
+    def settings(self, workspace_id: str) -> PredictionSettings | None:
+        return self.held_settings.get(workspace_id)
+
+    def put_settings(self, workspace_id: str, settings: PredictionSettings) -> None:
+        self.held_settings[workspace_id] = settings
+
+    def fit(self, workspace_id: str) -> WorkspaceFit | None:
+        return self.fits.get(workspace_id)
+
+    def put_fit(self, fit: WorkspaceFit) -> None:
+        self.fits[fit.workspace_id] = fit
+
+    def write_prediction(self, profile: Profile, prediction: Prediction) -> None:
+        hook, self.before_write = self.before_write, None
+        if hook is not None:
+            hook()
+        key = (profile.workspace_id, profile.profile_id)
+        with self.profiles._lock:
+            held = self.profiles.profiles.get(key)
+            if held is None or held.revision != profile.revision:
+                raise ConcurrentUpdate("the profile changed since it was read")
+            self.profiles.profiles[key] = held.model_copy(update={"prediction": prediction,
+                                                                  "revision": held.revision + 1})
+            self.writes += 1
 
 
 def _share(profile_id: str, total: int) -> int:

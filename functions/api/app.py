@@ -37,6 +37,7 @@ from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.models.stores import ApiKey
 from crm.ports import ConcurrentUpdate
+from crm.predictions import settings as prediction_settings
 from crm.reports import query as reports
 from crm.segments import exports, runs, service
 from crm.segments import settings as builtin_settings
@@ -342,6 +343,26 @@ def get_currency_job(job_id: str) -> dict[str, Any]:
     if job is None:
         raise NotFoundError(f"no currency job {job_id}")
     return reporting.job_view(job)
+
+
+@app.route("/settings/predictions", methods=["GET"])
+def get_prediction_settings() -> dict[str, Any]:
+    workspace_id = _workspace()
+    store = wiring.prediction_store()
+    return prediction_settings.settings_view(store.settings(workspace_id), store.fit(workspace_id))
+
+
+@app.route("/settings/predictions", methods=["PUT"])
+def replace_prediction_settings() -> dict[str, Any]:
+    """The settings apply from the workspace's next scheduled fit (docs/predictions-in-product.md)."""
+    workspace_id = _workspace()
+    try:
+        chosen = prediction_settings.parse_settings(app.current_request.raw_body or b"")
+    except prediction_settings.PredictionSettingsInvalid as error:
+        raise BadRequestError(str(error)) from None
+    store = wiring.prediction_store()
+    store.put_settings(workspace_id, chosen)
+    return prediction_settings.settings_view(chosen, store.fit(workspace_id))
 
 
 # --- flows, templates, messaging settings (docs/flows.md, docs/messaging.md) ---------------------------------

@@ -36,6 +36,7 @@ from crm.adapters.items import from_item
 from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
+from crm_local.demo_predictions import demo_predictions
 from crm_local.demo_reports import draw_reports
 from crm_local.demo_timing import Phases, percentile_ms
 from crm_local.operations import add_store, stack_outputs
@@ -245,6 +246,9 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
             wrong = verify(runtime.api_url, shop.api_key, profiles, simulation.expected)
         with phases.phase("segments (computed, checked, exported)"):
             wrong += segments(Api(runtime.api_url, shop.api_key), custom, profiles, simulation.expected, out_dir)
+        with phases.phase("predictions (fitted, shown)"):
+            wrong += demo_predictions(runtime, Api(runtime.api_url, shop.api_key), outputs["TableName"],
+                                      shop.workspace_id, DRAIN_TIMEOUT_SECONDS)
         with phases.phase("reports (charts drawn to demo-output/reports)"):
             wrong += draw_reports(lambda path: Api(runtime.api_url, shop.api_key).call("GET", path), out_dir,
                                   START.date())

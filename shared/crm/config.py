@@ -26,6 +26,8 @@ class Settings(BaseModel):
     export_max_receives: int = Field(default=3, alias="EXPORT_MAX_RECEIVES")
     privacy_queue_url: str | None = Field(default=None, alias="PRIVACY_QUEUE_URL")
     segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
+    # The predictions function's queue: the schedule's fit of each workspace, and orders placed or refunded.
+    predictions_queue_url: str | None = Field(default=None, alias="PREDICTIONS_QUEUE_URL")
     # How many profiles (items of the workspace index) one worker of a segment recomputation reads: about as
     # many as when a worker scanned 500,000 table items (~21 a profile), well inside Lambda's 900 s on
     # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).

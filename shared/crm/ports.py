@@ -14,6 +14,7 @@ from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.models.events import AnyDomainEvent
 from crm.models.exports import ExportJob, ExportMessage
 from crm.models.ingest import IngestEnvelope
+from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
 from crm.models.segment_runs import HourlyTask, RunTask, SegmentRun
@@ -438,6 +439,23 @@ class CurrencyStore(Protocol):
     def share_done(self, workspace_id: str, job_id: str, share: int, profiles: int, rederived: int,
                    at: datetime) -> CurrencyJob:
         """Count one share's figures, once however often its task is delivered; the job as it is now."""
+        ...
+
+
+class PredictionStore(Protocol):
+    """A workspace's prediction settings and last fit, and each profile's prediction (crm.predictions)."""
+
+    def settings(self, workspace_id: str) -> PredictionSettings | None: ...
+
+    def put_settings(self, workspace_id: str, settings: PredictionSettings) -> None: ...
+
+    def fit(self, workspace_id: str) -> WorkspaceFit | None: ...
+
+    def put_fit(self, fit: WorkspaceFit) -> None: ...
+
+    def write_prediction(self, profile: Profile, prediction: Prediction) -> None:
+        """Set the profile's prediction (and the next revision) if it is still at ``profile.revision``;
+        ConcurrentUpdate if it moved on (read it again)."""
         ...
 
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         ExportJobStore,
         ExportQueue,
         IngestQueue,
+        PredictionStore,
         PrivacyQueue,
         PrivacyStore,
         ProfileRepository,
@@ -143,6 +144,12 @@ def export_files() -> ExportFiles:
 def currency_store() -> CurrencyStore:
     from crm.adapters.currency import DynamoCurrencyStore
     return DynamoCurrencyStore()
+
+
+@cache
+def prediction_store() -> PredictionStore:
+    from crm.adapters.predictions import DynamoPredictionStore
+    return DynamoPredictionStore()
 
 
 @cache
@@ -316,7 +323,7 @@ def reset() -> None:
     """Forget built adapters (tests and the local runtime change the environment)."""
     for factory in (store_directory, profile_repository, raw_archive, ingest_queue, event_publisher, privacy_store,
                     archive_store, segment_store, segment_runs, segment_tasks, export_jobs, export_queue, export_files,
-                    currency_store, currency_tasks, privacy_queue, flow_runs, wait_scheduler,
+                    currency_store, currency_tasks, prediction_store, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
                     link_signing_keys, sender_identities, message_ledger, flow_counters, attributions,
                     split_winners, held_split_winners, short_links, link_notices):

@@ -39,14 +39,19 @@ def _source_of(module: str) -> Path | None:
     return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
 
 
-def imports_of_the_functions() -> set[str]:
+# The code folders whose functions also carry the science layer (layers/science: numpy and scipy).
+FITTING_FOLDERS = {"predictions"}
+SCIENCE = ROOT / "layers" / "science"
+
+
+def imports_of_the_functions(folders: set[str] | None = None) -> set[str]:
     """What the functions' code can import at run time: their app modules and every crm module they reach.
 
     Modules of shared/crm that no function reaches (the command line's flows-as-code, the schema printers)
     may use what only the CLI installs (PyYAML).
     """
     found: set[str] = set()
-    todo = list((ROOT / "functions").glob("*/app.py"))
+    todo = [path for path in (ROOT / "functions").glob("*/app.py") if folders is None or path.parent.name in folders]
     seen: set[Path] = set()
     while todo:
         path = todo.pop()
@@ -63,8 +68,8 @@ def imports_of_the_functions() -> set[str]:
     return found
 
 
-def layer_requirements() -> list[Requirement]:
-    lines = (line.split("#", 1)[0].strip() for line in (SHARED / "requirements.txt").read_text().splitlines())
+def layer_requirements(folder: Path = SHARED) -> list[Requirement]:
+    lines = (line.split("#", 1)[0].strip() for line in (folder / "requirements.txt").read_text().splitlines())
     return [Requirement(line) for line in lines if line]
 
 
@@ -72,10 +77,10 @@ def _name(distribution: str) -> str:
     return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
-def distributions_in_the_layer() -> set[str]:
+def distributions_in_the_layer(folder: Path = SHARED) -> set[str]:
     """The listed requirements and, as pip installs them, their own dependencies (extras left out)."""
     found: set[str] = set()
-    todo = [requirement.name for requirement in layer_requirements()]
+    todo = [requirement.name for requirement in layer_requirements(folder)]
     while todo:
         name = _name(todo.pop())
         if name in found:
@@ -95,17 +100,36 @@ def test_the_layer_is_built_by_the_makefile_in_its_content_uri() -> None:
     assert re.search(r"^build-CrmLayer:", (SHARED / "Makefile").read_text(), re.MULTILINE)
 
 
-def test_every_third_party_module_the_functions_import_is_in_the_layer_or_the_runtime() -> None:
+def _not_shipped(modules: set[str], in_layers: set[str]) -> set[str]:
     owners = metadata.packages_distributions()
-    in_layer = distributions_in_the_layer()
     missing = set()
-    for module in imports_of_the_functions():
+    for module in modules:
         top = module.split(".")[0]
         if top in sys.stdlib_module_names or top in IN_THE_RUNTIME or top == "crm" or top == "chalice":
             continue
-        if not {_name(d) for d in owners.get(top, [])} & in_layer:
+        if not {_name(d) for d in owners.get(top, [])} & in_layers:
             missing.add(module)
+    return missing
+
+
+def test_every_third_party_module_the_functions_import_is_in_the_layer_or_the_runtime() -> None:
+    others = {path.parent.name for path in (ROOT / "functions").glob("*/app.py")} - FITTING_FOLDERS
+    missing = _not_shipped(imports_of_the_functions(others), distributions_in_the_layer())
     assert not missing, f"imported by shared/crm or functions/ but not shipped in the layer: {sorted(missing)}"
+
+
+def test_the_functions_that_fit_find_their_imports_in_the_crm_or_the_science_layer() -> None:
+    shipped = distributions_in_the_layer() | distributions_in_the_layer(SCIENCE)
+    missing = _not_shipped(imports_of_the_functions(FITTING_FOLDERS), shipped)
+    assert not missing, f"imported by functions/predictions but not shipped in a layer: {sorted(missing)}"
+
+
+def test_numpy_and_scipy_stay_off_every_other_function() -> None:
+    others = {path.parent.name for path in (ROOT / "functions").glob("*/app.py")} - FITTING_FOLDERS
+    numeric = {m for m in imports_of_the_functions(others) if m.split(".")[0] in ("numpy", "scipy")}
+    assert not numeric
+    assert not distributions_in_the_layer() & {"numpy", "scipy"}
+    assert re.search(r"^build-ScienceLayer:", (SCIENCE / "Makefile").read_text(), re.MULTILINE)
 
 
 def test_the_functions_use_only_the_part_of_chalice_the_layer_ships() -> None:

@@ -8,7 +8,7 @@ from functools import cache
 
 import pytest
 from crm.models.predictions import PredictionSettings, WorkspaceFit
-from crm.predictions import fit_workspace, predict
+from crm.predictions.predict import fit_workspace, predict
 
 from tests.unit.test_btyd_cdnow import sample_history
 

@@ -22,7 +22,9 @@ from tests.iam import star_is_confined
 
 FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction",
              "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction", "ExportsFunction",
-             "PrivacyFunction", "FlowsFunction")
+             "PrivacyFunction", "FlowsFunction", "PredictionsScheduleFunction", "PredictionsFunction")
+# The functions that fit the prediction models: they also carry numpy and scipy (the science layer).
+FITTING = ("PredictionsScheduleFunction", "PredictionsFunction")
 
 # What each function's code needs: the settings it reads, and the calls its adapters make.
 NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
@@ -67,6 +69,11 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                                                           "UpdateItem", "BatchWriteItem")),
         ("scheduler:CreateSchedule", "FlowSchedules"), ("scheduler:DeleteSchedule", "FlowSchedules"),
         ("iam:PassRole", "FlowsSchedulerRole"), ("sqs:ReceiveMessage", "FlowsQueue")}),
+    "PredictionsScheduleFunction": ({"TABLE_NAME", "PREDICTIONS_QUEUE_URL"},
+                                    {("dynamodb:Query", "Table"), ("sqs:SendMessage", "PredictionsQueue")}),
+    "PredictionsFunction": ({"TABLE_NAME"}, {
+        *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem")),
+        ("sqs:ReceiveMessage", "PredictionsQueue")}),
 }
 
 
@@ -83,7 +90,8 @@ def test_cfn_lint_would_catch_a_broken_template() -> None:
 def test_every_function_is_translated(stack: Stack) -> None:
     assert set(stack.of_type("AWS::Lambda::Function")) == set(FUNCTIONS)
     for name in FUNCTIONS:
-        folder = "segments" if name.startswith("Segment") else name.removesuffix("Function").lower()
+        folder = ("segments" if name.startswith("Segment") else "predictions" if name in FITTING
+                  else name.removesuffix("Function").lower())
         assert stack.code_paths[name] == TEMPLATE.parent / "functions" / folder
 
 
@@ -225,6 +233,8 @@ def test_api_routes(stack: Stack) -> None:
         ("GET", "/settings/currency", "ApiFunction"),
         ("PUT", "/settings/currency", "ApiFunction"),
         ("GET", "/settings/currency/jobs/{job_id}", "ApiFunction"),
+        ("GET", "/settings/predictions", "ApiFunction"),
+        ("PUT", "/settings/predictions", "ApiFunction"),
         ("GET", "/flows", "ApiFunction"),
         ("POST", "/flows", "ApiFunction"),
         ("GET", "/flows/{flow_id}", "ApiFunction"),
@@ -321,7 +331,7 @@ def _names(resource: Any) -> set[str]:
     return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
                               "OutboxDeadLetterQueue", "SegmentTasksQueue", "ExportsBucket", "ExportQueue",
                               "ExportDeadLetterQueue", "PrivacyQueue", "FlowsQueue", "FlowSchedules",
-                              "FlowsSchedulerRole")
+                              "FlowsSchedulerRole", "PredictionsQueue")
             if f'"{name}"' in text or f"${{{name}." in text or f"${{{name}}}" in text}
 
 
@@ -351,8 +361,12 @@ def test_every_function_may_make_the_calls_its_code_makes(stack: Stack, name: st
     assert needed <= granted
 
 
-def test_functions_share_the_crm_layer(stack: Stack) -> None:
-    [layer] = stack.of_type("AWS::Lambda::LayerVersion")
+def test_functions_share_the_crm_layer_and_only_those_that_fit_carry_the_science_layer(stack: Stack) -> None:
+    # SAM names each translated layer version by its logical id and a hash of its content.
+    crm, science = (next(layer for layer in stack.of_type("AWS::Lambda::LayerVersion") if layer.startswith(name))
+                    for name in ("CrmLayer", "ScienceLayer"))
     for name in FUNCTIONS:
-        assert stack.resources[name]["Properties"]["Layers"] == [{"Ref": layer}]
+        fitting = [{"Ref": science}] if name in FITTING else []
+        assert stack.resources[name]["Properties"]["Layers"] == [{"Ref": crm}, *fitting], name
     assert Path(stack.code_paths["CrmLayer"]) == TEMPLATE.parent / "shared"
+    assert Path(stack.code_paths["ScienceLayer"]) == TEMPLATE.parent / "layers" / "science"

@@ -40,6 +40,8 @@ Access patterns:
   (a partition of its own: the profiles function reads it in the same BatchGetItem as the event's items,
   which are told apart by pk)
 - a re-derivation of the profiles' figures after the rates changed: WS#{ws}#CURRENCYJOB#{job_id} / JOB
+- the workspace's prediction settings and last fit: WS#{ws}#PREDICTIONS / SETTINGS, WS#{ws}#PREDICTIONS / FIT
+  (each profile's prediction is an attribute of its profile item)
 """
 
 from __future__ import annotations
@@ -212,6 +214,14 @@ def export_job(workspace_id: str, export_id: str) -> Key:
 
 def currency_settings(workspace_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#CURRENCY", "sk": "SETTINGS"}
+
+
+def prediction_settings(workspace_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#PREDICTIONS", "sk": "SETTINGS"}
+
+
+def prediction_fit(workspace_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#PREDICTIONS", "sk": "FIT"}
 
 
 def currency_job(workspace_id: str, job_id: str) -> Key:

@@ -15,10 +15,14 @@ from crm.models.consent import Channel
 # decimal strings and ISO times the CRM writes itself.
 EXPORT_FIELDS = ("profile_id", "email", "phone", "first_name", "last_name", "country", "currency", "orders_count",
                  "cancelled_count", "total_spent", "total_refunded", "average_order_value", "first_order_at",
-                 "last_order_at", "last_seen_at", "created_at", "tags", "store_ids")
+                 "last_order_at", "last_seen_at", "created_at", "tags", "store_ids",
+                 # the profile's prediction (docs/predictions-in-product.md): empty where it has none
+                 "prediction_status", "predicted_clv", "predicted_churn_probability", "predicted_p_alive",
+                 "predicted_orders_365d", "next_order_expected_at")
 NUMERIC_FIELDS = frozenset({"orders_count", "cancelled_count", "total_spent", "total_refunded",
-                            "average_order_value"})
-TIME_FIELDS = frozenset({"first_order_at", "last_order_at", "last_seen_at", "created_at"})
+                            "average_order_value", "predicted_clv", "predicted_churn_probability",
+                            "predicted_p_alive", "predicted_orders_365d"})
+TIME_FIELDS = frozenset({"first_order_at", "last_order_at", "last_seen_at", "created_at", "next_order_expected_at"})
 TEXT_FIELDS = frozenset(EXPORT_FIELDS) - NUMERIC_FIELDS - TIME_FIELDS
 
 

@@ -78,3 +78,12 @@ class Prediction(BaseModel):
     clv: Decimal | None = None  # over settings.clv_months, discounted monthly
     currency: str | None = None
     next_order_expected_at: datetime | None = None
+
+
+class FitTask(BaseModel):
+    """A message on the predictions queue: fit this workspace now (the schedule sends one per workspace)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fit_workspace: str
+    reason: str = "schedule"

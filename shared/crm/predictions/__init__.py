@@ -6,8 +6,9 @@
   ``fit_workspace(workspace_id, histories, now, settings) -> WorkspaceFit`` and
   ``predict(fit, histories, now) -> dict[profile_id, Prediction]``, where ``histories`` maps a profile id to
   its counted (paid) orders as ``(placed_at, net amount in the reporting currency)`` pairs.
+- ``crm.predictions.histories``, ``refresh``, ``inbox``, ``settings``: the models in the product (the
+  scheduled fit, the refresh after an order, the settings; docs/predictions-in-product.md).
+
+Nothing is imported here: importing this package must not load numpy or scipy, which only the functions
+that fit carry (the science layer); the API imports ``crm.predictions.settings``.
 """
-
-from crm.predictions.predict import fit_workspace, predict
-
-__all__ = ["fit_workspace", "predict"]

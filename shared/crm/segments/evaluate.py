@@ -55,6 +55,15 @@ class Predicted:
     churn_probability: Decimal | None = None
 
 
+def predicted_of(profile: Profile) -> Predicted | None:
+    """The profile's stored prediction as segments read it: absent unless the models predicted a figure
+    (a profile with too little history, or a workspace not fitted, has none: docs/predictions-in-product.md)."""
+    held = profile.prediction
+    if held is None or held.status != "predicted":
+        return None
+    return Predicted(clv=held.clv, churn_probability=held.churn_probability)
+
+
 @dataclass(frozen=True)
 class Subject:
     """What a definition is evaluated against: the profile and what the profile alone does not hold.
@@ -62,6 +71,7 @@ class Subject:
     ``events`` are (activity type, occurred_at) pairs and ``orders`` the times orders were placed, as far
     back as the definition's event windows need (see Needs); ``segments`` are the ids of the segments the
     profile belongs to now.
+    ``predicted`` is the profile's own stored prediction unless given.
     """
 
     profile: Profile
@@ -72,6 +82,8 @@ class Subject:
     segments: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
+        if self.predicted is None:
+            object.__setattr__(self, "predicted", predicted_of(self.profile))  # frozen: set once, here
         # A naive time cannot be placed against now; refusing it here beats a TypeError mid-evaluation.
         for at in (*(at for _, at in self.events), *self.orders):
             as_utc(at)
@@ -305,4 +317,4 @@ def _relative(value: object) -> bool:
 
 # READERS, COUNTS, normal and resolve are shared with crm.segments.columns, which must answer as matches() does.
 __all__ = ["COUNTS", "DAY", "READERS", "EventNeeds", "Needs", "Predicted", "Rfm", "Subject", "matches", "needs",
-           "normal", "resolve"]
+           "normal", "predicted_of", "resolve"]

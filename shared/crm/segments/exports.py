@@ -28,6 +28,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -128,8 +129,22 @@ def _segment(store: SegmentStore, workspace_id: str, segment_id: str) -> Segment
     return record
 
 
+def _prediction_columns(profile: Profile) -> dict[str, Any]:
+    held = profile.prediction
+    if held is None:
+        return {}
+    return {"prediction_status": held.status, "predicted_clv": _text(held.clv),
+            "predicted_churn_probability": _text(held.churn_probability), "predicted_p_alive": _text(held.p_alive),
+            "predicted_orders_365d": _text(held.expected_orders_365d),
+            "next_order_expected_at": _iso(held.next_order_expected_at)}
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def _row(profile: Profile, fields: Iterable[str]) -> dict[str, Any]:
-    view = profile_view(profile)
+    view = {**profile_view(profile), **_prediction_columns(profile)}
     row: dict[str, Any] = {}
     for name in fields:
         value = view.get(name)

@@ -1,0 +1,158 @@
+"""Keeping each profile's prediction current: the scheduled fit of a workspace, and the refresh after an order.
+
+The models themselves are pure functions (crm.predictions.predict: ``fit_workspace`` and ``predict``); they
+are passed in as :class:`Models` so that this module, and whatever imports it, never loads numpy or scipy
+itself (the functions that fit carry them in a layer of their own).
+
+- :func:`run_workspace` (the daily schedule): every live profile's history, one fit of the workspace, kept
+  (the fit after an order is predicted with), and each profile's prediction written where it moved.
+- :func:`refresh_profiles` (after OrderPlaced/OrderRefunded): the named profiles predicted again with the
+  kept fit, without fitting again.
+
+A prediction is written only when it moved enough to matter (:func:`moved`): the time since a shopper's
+last order grows every day, so every figure drifts a little every day, and rewriting every profile daily
+would cost the reference store more than its whole segments bill (docs/predictions-in-product.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
+from crm.models.profile import Profile
+from crm.ports import ConcurrentUpdate, PredictionStore, ProfileRepository
+from crm.predictions.histories import History, history_of
+
+Histories = Mapping[str, Sequence[tuple[datetime, Decimal]]]
+FitWorkspace = Callable[[str, Histories, datetime, PredictionSettings], WorkspaceFit]
+PredictProfiles = Callable[[WorkspaceFit, Histories, datetime], dict[str, Prediction]]
+
+# How far a figure must move before the stored prediction is written again.
+PROBABILITY_STEP = Decimal("0.01")  # p_alive, churn_probability
+ORDERS_STEP = Decimal("0.05")  # expected orders in 90 / 365 days
+MONEY_SHARE = Decimal("0.02")  # CLV and expected order value: 2 % of the stored figure ...
+MONEY_STEP = Decimal("0.50")  # ... or 50 cents, whichever is more
+NEXT_ORDER_STEP = timedelta(days=1)
+CONFLICT_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Models:
+    """The pure entry points (crm.predictions.predict), given by the caller."""
+
+    fit: FitWorkspace
+    predict: PredictProfiles
+
+
+@dataclass(frozen=True)
+class Outcome:
+    profiles: int
+    written: int
+    fit: WorkspaceFit | None = None
+
+
+def _money_moved(old: Decimal | None, new: Decimal | None) -> bool:
+    if old is None or new is None:
+        return old is not new
+    return abs(new - old) >= max(MONEY_STEP, abs(old) * MONEY_SHARE)
+
+
+def _step_moved(old: Decimal | None, new: Decimal | None, step: Decimal) -> bool:
+    if old is None or new is None:
+        return old is not new
+    return abs(new - old) >= step
+
+
+def moved(held: Prediction | None, new: Prediction) -> bool:
+    """Whether ``new`` says something ``held`` does not: another status, reason, model or currency, or a
+    figure moved by at least its step."""
+    if held is None:
+        return True
+    if (held.status, held.reason, held.model, held.currency) != (new.status, new.reason, new.model, new.currency):
+        return True
+    if held.next_order_expected_at is None or new.next_order_expected_at is None:
+        if held.next_order_expected_at is not new.next_order_expected_at:
+            return True
+    elif abs(new.next_order_expected_at - held.next_order_expected_at) >= NEXT_ORDER_STEP:
+        return True
+    return (any(_step_moved(getattr(held, name), getattr(new, name), PROBABILITY_STEP)
+                for name in ("p_alive", "churn_probability"))
+            or any(_step_moved(getattr(held, name), getattr(new, name), ORDERS_STEP)
+                   for name in ("expected_orders_90d", "expected_orders_365d"))
+            or any(_money_moved(getattr(held, name), getattr(new, name))
+                   for name in ("clv", "expected_order_value")))
+
+
+def _in_currency(prediction: Prediction, profile: Profile) -> Prediction:
+    # The models learn amounts in the reporting currency; the profile names it.
+    if prediction.currency is None and prediction.clv is not None and profile.currency:
+        return prediction.model_copy(update={"currency": profile.currency})
+    return prediction
+
+
+def _write(store: PredictionStore, profiles: ProfileRepository, profile: Profile, prediction: Prediction,
+           again: Callable[[Profile], Prediction]) -> bool:
+    """Write the prediction if it moved, under the profile's revision; a profile written meanwhile (a new
+    order, say) is read and predicted again. Whether it was written."""
+    current: Profile | None = profile
+    for _ in range(CONFLICT_RETRIES):
+        if current is None or current.merged_into is not None:
+            return False
+        if not moved(current.prediction, prediction):
+            return False
+        try:
+            store.write_prediction(current, prediction)
+            return True
+        except ConcurrentUpdate:
+            current = profiles.get_profile(profile.workspace_id, profile.profile_id)
+            if current is not None:
+                prediction = again(current)
+    raise ConcurrentUpdate(f"profile {profile.profile_id} kept changing; its prediction is refreshed again")
+
+
+def _predict_one(models: Models, fit: WorkspaceFit, profile: Profile, now: datetime) -> Prediction:
+    found = models.predict(fit, {profile.profile_id: history_of(profile)}, now)
+    return _in_currency(found[profile.profile_id], profile)
+
+
+def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
+                  now: datetime) -> Outcome:
+    """Fit the workspace on every live profile's history, keep the fit, and write what moved."""
+    settings = store.settings(workspace_id) or PredictionSettings()
+    held = {p.profile_id: p for p in profiles.workspace_profiles(workspace_id)}
+    histories: dict[str, History] = {pid: history_of(p) for pid, p in held.items()}
+    fit = models.fit(workspace_id, histories, now, settings)
+    store.put_fit(fit)
+    predictions = models.predict(fit, histories, now)
+    written = 0
+    for profile_id, profile in held.items():
+        prediction = _in_currency(predictions[profile_id], profile)
+        written += _write(store, profiles, profile, prediction,
+                          lambda current: _predict_one(models, fit, current, now))
+    return Outcome(profiles=len(held), written=written, fit=fit)
+
+
+def refresh_profiles(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
+                     profile_ids: Iterable[str], now: datetime, fit: WorkspaceFit | None = None) -> Outcome:
+    """Predict these profiles again with the workspace's kept fit (``fit``, else read); a merged id
+    refreshes the profile it was merged into. Before the workspace's first fit there is nothing to predict
+    with, and nothing is written: its first scheduled run gives every profile its prediction."""
+    fit = fit or store.fit(workspace_id)
+    if fit is None:
+        return Outcome(profiles=0, written=0)
+    live = {}
+    for profile_id in dict.fromkeys(profile_ids):
+        profile = profiles.get_profile(workspace_id, profile_id)
+        if profile is not None:
+            live[profile.profile_id] = profile
+    written = 0
+    for profile in live.values():
+        written += _write(store, profiles, profile, _predict_one(models, fit, profile, now),
+                          lambda current: _predict_one(models, fit, current, now))
+    return Outcome(profiles=len(live), written=written, fit=fit)
+
+
+__all__ = ["Models", "Outcome", "moved", "refresh_profiles", "run_workspace"]

@@ -1,0 +1,174 @@
+"""The predictions functions on the provisioned stack, with the real models: the daily schedule queues a fit
+per workspace, the worker fits it and writes each profile's prediction; an order placed afterwards reaches
+the worker through the bus rule and the profile is predicted again with the kept fit; the API shows the
+prediction and the settings, and docs/segments.md's "Likely to churn, worth keeping" matches. Every AWS call
+is checked against the functions' roles (tests/integration/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from crm.adapters.predictions import DynamoPredictionStore
+from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.stores import DynamoStoreDirectory
+from crm.ingestion import apply_event
+from crm.models.events import OrderPlaced
+from crm.models.predictions import PredictionSettings
+from crm.models.stores import Platform, StoreRegistration
+from crm.profiles import profile_id_for
+from crm.stores import register_store
+from crm_local.event_shapes import sqs_record
+from crm_local.lambdas import LambdaContext, load_handler
+from crm_local.provision import Provisioned
+
+from tests.builders import NOW, order
+
+pytestmark = pytest.mark.integration
+
+LATER = NOW + timedelta(days=1)
+
+
+def _history(store: StoreRegistration, repository: DynamoProfileRepository) -> dict[str, str]:
+    """40 shoppers over two years: regulars, one-time buyers, and big spenders who bought often and went quiet.
+    Their profile ids by kind."""
+    rng = random.Random(13)
+    kinds: dict[str, str] = {}
+    for number in range(40):
+        kind = "lapsed_whale" if number < 5 else "regular" if number < 25 else "one_time"
+        email = f"{kind}{number}@example.com"
+        if kind == "lapsed_whale":
+            days = sorted(rng.sample(range(420, 700), 8), reverse=True)
+            amount = Decimal("9000.00")
+        elif kind == "regular":
+            days = sorted(rng.sample(range(1, 700), rng.randint(2, 8)), reverse=True)
+            amount = Decimal(rng.randint(20, 120))
+        else:
+            days = [rng.randint(1, 700)]
+            amount = Decimal(rng.randint(20, 120))
+        for order_number, ago in enumerate(days):
+            apply_event(repository, order(f"{number}-{order_number}", workspace_id=store.workspace_id,
+                                          store_id=store.store_id, email=email, total=amount,
+                                          created_at=NOW - timedelta(days=ago)), NOW)
+        kinds[profile_id_for(store.workspace_id, f"email#{email}")] = kind
+    return kinds
+
+
+class Predictions:
+    def __init__(self, provisioned: Provisioned, function_env: Callable[[str], None],
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        self.provisioned, self.function_env = provisioned, function_env
+        self.url = provisioned.physical["PredictionsQueue"].attributes["QueueUrl"]
+        self.arn = provisioned.physical["PredictionsQueue"].attributes["Arn"]
+        self.handlers: dict[str, Any] = {}
+        for name in ("PredictionsScheduleFunction", "PredictionsFunction"):
+            spec = provisioned.functions[name]
+            self.handlers[name] = load_handler(spec.code_path, spec.handler, spec.logical_id)
+            monkeypatch.setattr(sys.modules[f"crm_function_{spec.logical_id}"], "utc_now", lambda: LATER)
+
+    def schedule(self) -> Any:
+        self.function_env("PredictionsScheduleFunction")
+        return self.handlers["PredictionsScheduleFunction"]({}, LambdaContext(
+            function_name="PredictionsScheduleFunction"))
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every queued message through the worker, as Lambda's SQS poller would; the bodies."""
+        sqs = boto3.client("sqs", region_name=self.provisioned.region)
+        self.function_env("PredictionsFunction")
+        bodies = []
+        while messages := sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+            answer = self.handlers["PredictionsFunction"](
+                {"Records": [sqs_record(m, self.arn, self.provisioned.region) for m in messages]},
+                LambdaContext(function_name="PredictionsFunction"))
+            assert answer == {"batchItemFailures": []}, answer
+            for message in messages:
+                sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+                bodies.append(json.loads(message["Body"]))
+        return bodies
+
+
+@pytest.fixture
+def predictions(provisioned: Provisioned, function_env: Callable[[str], None],
+                monkeypatch: pytest.MonkeyPatch) -> Predictions:
+    return Predictions(provisioned, function_env, monkeypatch)
+
+
+def test_the_schedule_fits_each_workspace_and_an_order_refreshes_its_profile(
+        provisioned: Provisioned, function_env: Callable[[str], None], predictions: Predictions) -> None:
+    table = provisioned.outputs["TableName"]
+    directory, repository = DynamoStoreDirectory(table), DynamoProfileRepository(table)
+    shop = register_store(directory, Platform.SHOPIFY, "a.myshopify.com", "secret-a", NOW)
+    empty = register_store(directory, Platform.SHOPIFY, "b.myshopify.com", "secret-b", NOW)
+    kinds = _history(shop, repository)
+    store = DynamoPredictionStore(table)
+    store.put_settings(shop.workspace_id, PredictionSettings(min_repeat_buyers=10))
+
+    assert predictions.schedule() == {"workspaces": 2}
+    fitted = predictions.drain()
+    assert sorted(body["fit_workspace"] for body in fitted) == sorted([shop.workspace_id, empty.workspace_id])
+
+    fit = store.fit(shop.workspace_id)
+    assert fit is not None and fit.status == "fitted" and fit.chosen in ("bgnbd", "mbgnbd")
+    assert fit.customers == 40 and fit.repeat_buyers == 25 and fit.why_chosen
+    empty_fit = store.fit(empty.workspace_id)
+    assert empty_fit is not None and empty_fit.status == "no_orders"
+    profiles = {pid: repository.get_profile(shop.workspace_id, pid) for pid in kinds}
+    for profile in profiles.values():
+        assert profile is not None and profile.prediction is not None
+        assert profile.prediction.status == "predicted"
+        # In the reporting currency wherever there is money (Gamma-Gamma may have no finite mean for a
+        # one-time buyer: then no CLV, and no currency).
+        assert profile.prediction.currency == ("USD" if profile.prediction.clv is not None else None)
+        assert profile.prediction.computed_at == LATER
+
+    # The docs' example: likely to churn, worth keeping: the big spenders who went quiet, no one else.
+    function_env("ApiFunction")
+    spec = provisioned.functions["ApiFunction"]
+    api = Client(load_handler(spec.code_path, spec.handler, spec.logical_id))
+    headers = {"x-api-key": shop.api_key, "content-type": "application/json"}
+    draft = {"name": "Likely to churn, worth keeping", "definition": {"all": [
+        {"field": "predicted.churn_probability", "op": "gte", "value": "0.6"},
+        {"field": "predicted.clv", "op": "gt", "value": "300"}]}}
+    preview = api.http.post("/segments/preview", headers=headers, body=json.dumps(draft).encode())
+    assert preview.status_code == 200, preview.json_body
+    whales = {pid for pid, kind in kinds.items() if kind == "lapsed_whale"}
+    churning = {pid for pid, p in profiles.items() if p and p.prediction and p.prediction.churn_probability
+                and p.prediction.churn_probability >= Decimal("0.6") and p.prediction.clv
+                and p.prediction.clv > 300}
+    assert churning and churning <= whales  # the big spenders who went quiet, and no one else
+    assert preview.json_body["size"] == len(churning)
+
+    # The profile API shows it; the settings show the fit.
+    whale = sorted(churning)[0]
+    shown = api.http.get(f"/customers/{whale}", headers=headers).json_body
+    assert shown["prediction"]["status"] == "predicted" and Decimal(shown["prediction"]["clv"]) > 300
+    settings = api.http.get("/settings/predictions", headers=headers).json_body
+    assert settings["min_repeat_buyers"] == 10 and settings["last_fit"]["status"] == "fitted"
+    refused = api.http.put("/settings/predictions", headers=headers, body=b'{"clv_months": 0}')
+    assert refused.status_code == 400 and refused.json_body["Message"].startswith("clv_months")
+
+    # The whale comes back: the order reaches the worker through the bus rule, and the kept fit says so.
+    before = profiles[whale]
+    assert before is not None and before.prediction is not None
+    apply_event(repository, order("back", workspace_id=shop.workspace_id, store_id=shop.store_id,
+                                  email=before.email, total=Decimal("9000.00"), created_at=LATER), LATER)
+    placed = OrderPlaced(event_id="OrderPlaced:back", workspace_id=shop.workspace_id, profile_id=whale,
+                         occurred_at=LATER, store_id=shop.store_id, order_id="back", currency="USD",
+                         total_price="9000.00", net_total="9000.00")
+    boto3.client("events", region_name=provisioned.region).put_events(Entries=[{
+        "Source": "crm", "DetailType": "OrderPlaced", "Detail": placed.model_dump_json(),
+        "EventBusName": provisioned.outputs["EventBusName"]}])
+    refreshed = predictions.drain()
+    assert [body["detail-type"] for body in refreshed] == ["OrderPlaced"]
+    after = repository.get_profile(shop.workspace_id, whale)
+    assert after is not None and after.prediction is not None and after.prediction.p_alive is not None
+    assert before.prediction.p_alive is not None and after.prediction.p_alive > before.prediction.p_alive
+    assert store.fit(shop.workspace_id) == fit  # predicted with the kept fit, not fitted again

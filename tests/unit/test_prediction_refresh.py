@@ -1,0 +1,197 @@
+"""Predictions in the product (crm.predictions.histories, crm.predictions.refresh): the histories the models
+learn from, the scheduled fit, the refresh after an order with the kept fit, and writing only what moved.
+The models are a stand-in (tests/prediction_models.py): what is checked here is the plumbing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from crm.ingestion import apply_event
+from crm.models.predictions import Prediction, PredictionSettings
+from crm.predictions.histories import history_of, order_times
+from crm.predictions.refresh import moved, refresh_profiles, run_workspace
+from crm.predictions.settings import PredictionSettingsInvalid, parse_settings
+from crm.profiles import profile_id_for
+from crm.segments.definition import Definition, parse_segment
+from crm.segments.evaluate import matches
+from crm.segments.subject import subject_of
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.builders import NOW, order
+from tests.fakes import FakePredictionStore, FakeProfileRepository
+from tests.prediction_models import FakeModels
+
+WS = "ws_a"
+
+
+def parse_definition(node: dict[str, object]) -> Definition:
+    return parse_segment({"name": "s", "definition": node}).definition
+FEW = PredictionSettings(min_repeat_buyers=2)
+
+
+def _buy(repository: FakeProfileRepository, email: str, days_ago: list[int], total: str = "50.00") -> str:
+    for number, days in enumerate(days_ago):
+        apply_event(repository, order(f"{email}-{number}", email=email, total=Decimal(total),
+                                      created_at=NOW - timedelta(days=days)), NOW)
+    return profile_id_for(WS, f"email#{email}")
+
+
+def _world() -> tuple[FakeProfileRepository, FakePredictionStore, FakeModels]:
+    repository = FakeProfileRepository()
+    store = FakePredictionStore(repository)
+    store.put_settings(WS, FEW)
+    return repository, store, FakeModels()
+
+
+def test_a_profiles_history_is_its_counted_orders_at_its_average_order_value() -> None:
+    repository, _, _ = _world()
+    ann = _buy(repository, "ann@example.com", [300, 200, 10], total="30.00")
+    apply_event(repository, order("ann-x", email="ann@example.com", total=Decimal("90.00"),
+                                  created_at=NOW - timedelta(days=5), paid=False), NOW)  # unpaid: not counted
+    profile = repository.get_profile(WS, ann)
+    assert profile is not None
+    history = history_of(profile)
+    assert [at for at, _ in history] == [NOW - timedelta(days=d) for d in (300, 200, 10)]
+    assert {amount for _, amount in history} == {Decimal("30.00")}
+
+
+def test_a_profile_without_kept_times_places_its_orders_at_first_and_last() -> None:
+    repository, _, _ = _world()
+    ann = _buy(repository, "ann@example.com", [300, 200, 10])
+    profile = repository.get_profile(WS, ann)
+    assert profile is not None
+    old = profile.model_copy(update={"recent": None})
+    assert order_times(old) == [NOW - timedelta(days=300), NOW - timedelta(days=10), NOW - timedelta(days=10)]
+
+
+def test_the_scheduled_run_fits_keeps_the_fit_and_writes_every_profiles_prediction() -> None:
+    repository, store, models = _world()
+    ann = _buy(repository, "ann@example.com", [300, 200, 10])
+    bob = _buy(repository, "bob@example.com", [100, 40])
+    cat = _buy(repository, "cat@example.com", [5])
+    outcome = run_workspace(store, repository, models.models(), WS, NOW)
+    assert (outcome.profiles, outcome.written, models.fits) == (3, 3, 1)
+    fit = store.fit(WS)
+    assert fit is not None and fit.status == "fitted" and fit.repeat_buyers == 2 and fit.settings == FEW
+    for profile_id in (ann, bob, cat):
+        profile = repository.get_profile(WS, profile_id)
+        assert profile is not None and profile.prediction is not None
+        assert profile.prediction.status == "predicted"
+        assert profile.prediction.currency == "USD"  # the reporting currency, filled in by the caller
+
+
+def test_too_few_repeat_buyers_say_so_on_every_profile() -> None:
+    repository, store, models = _world()
+    store.put_settings(WS, PredictionSettings(min_repeat_buyers=30))
+    ann = _buy(repository, "ann@example.com", [300, 10])
+    run_workspace(store, repository, models.models(), WS, NOW)
+    profile = repository.get_profile(WS, ann)
+    assert profile is not None and profile.prediction is not None
+    assert profile.prediction.status == "workspace_not_fitted"
+    assert profile.prediction.reason and "30" in profile.prediction.reason
+    assert profile.prediction.clv is None
+
+
+def test_a_run_the_next_day_writes_only_predictions_that_moved() -> None:
+    repository, store, models = _world()
+    _buy(repository, "ann@example.com", [300, 200, 10])
+    _buy(repository, "bob@example.com", [100, 40])
+    run_workspace(store, repository, models.models(), WS, NOW)
+    again = run_workspace(store, repository, models.models(), WS, NOW + timedelta(days=1))
+    assert again.written == 0  # a day's drift is below every step
+    later = run_workspace(store, repository, models.models(), WS, NOW + timedelta(days=60))
+    assert later.written == 2
+
+
+def test_after_an_order_the_profile_is_predicted_again_with_the_kept_fit() -> None:
+    repository, store, models = _world()
+    ann = _buy(repository, "ann@example.com", [300, 200, 100])
+    _buy(repository, "bob@example.com", [100, 40])
+    run_workspace(store, repository, models.models(), WS, NOW)
+    before = repository.get_profile(WS, ann)
+    assert before is not None and before.prediction is not None and before.prediction.p_alive is not None
+    apply_event(repository, order("ann-new", email="ann@example.com", total=Decimal("50.00"), created_at=NOW), NOW)
+    outcome = refresh_profiles(store, repository, models.models(), WS, [ann], NOW)
+    assert (outcome.written, models.fits) == (1, 1)  # no second fit
+    after = repository.get_profile(WS, ann)
+    assert after is not None and after.prediction is not None and after.prediction.p_alive is not None
+    assert after.prediction.p_alive > before.prediction.p_alive
+
+
+def test_before_the_first_fit_a_refresh_leaves_the_profile_alone() -> None:
+    repository, store, models = _world()
+    ann = _buy(repository, "ann@example.com", [30])
+    outcome = refresh_profiles(store, repository, models.models(), WS, [ann], NOW)
+    profile = repository.get_profile(WS, ann)
+    assert profile is not None and profile.prediction is None
+    assert (outcome.written, models.predicted, store.writes) == (0, 0, 0)
+
+
+def test_a_profile_written_meanwhile_is_read_and_predicted_again() -> None:
+    repository, store, models = _world()
+    ann = _buy(repository, "ann@example.com", [300, 200, 100])
+    _buy(repository, "bob@example.com", [100, 40])
+    run_workspace(store, repository, models.models(), WS, NOW)
+    stale = repository.get_profile(WS, ann)
+    store.before_write = lambda: apply_event(repository, order("ann-new", email="ann@example.com",
+                                                               total=Decimal("50.00"), created_at=NOW), NOW)
+    assert stale is not None
+    later = NOW + timedelta(days=60)  # far enough for the prediction to have moved
+    refresh_profiles(store, repository, models.models(), WS, [ann], later)
+    profile = repository.get_profile(WS, ann)
+    assert profile is not None and profile.orders_count == 4  # the order written meanwhile is kept ...
+    assert profile.prediction is not None and profile.prediction.computed_at == later
+    # ... and predicted from (the stand-in expects the next order 60 days after the last)
+    assert profile.prediction.next_order_expected_at == NOW + timedelta(days=60)
+
+
+def test_the_segments_example_likely_to_churn_worth_keeping_matches_on_the_stored_prediction() -> None:
+    repository, store, models = _world()
+    big = _buy(repository, "big@example.com", [500, 400, 300], total="400.00")
+    small = _buy(repository, "small@example.com", [500, 400, 300], total="20.00")
+    fresh = _buy(repository, "fresh@example.com", [20, 2], total="400.00")
+    run_workspace(store, repository, models.models(), WS, NOW)
+    definition = parse_definition({"all": [{"field": "predicted.churn_probability", "op": "gte", "value": "0.6"},
+                                           {"field": "predicted.clv", "op": "gt", "value": "50"}]})
+    found = {pid for pid in (big, small, fresh)
+             if matches(definition, subject_of(repository.get_profile(WS, pid)), NOW)}  # type: ignore[arg-type]
+    assert found == {big}
+    nobody = parse_definition({"field": "predicted.clv", "op": "not_exists"})
+    assert not any(matches(nobody, subject_of(p), NOW) for p in repository.live_profiles())
+
+
+_figures = st.decimals(min_value=0, max_value=1, places=4)
+
+
+@given(_figures, st.decimals(min_value=0, max_value=10_000, places=2))
+def test_a_prediction_never_moves_from_itself(p_alive: Decimal, clv: Decimal) -> None:
+    prediction = Prediction(status="predicted", computed_at=NOW, p_alive=p_alive, churn_probability=1 - p_alive,
+                            clv=clv, currency="USD", next_order_expected_at=NOW)
+    assert not moved(prediction, prediction.model_copy(update={"computed_at": NOW + timedelta(days=1)}))
+    assert moved(None, prediction)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"p_alive": Decimal("0.505")}, False), ({"p_alive": Decimal("0.49")}, True),
+    ({"clv": Decimal("100.90")}, False), ({"clv": Decimal("102.00")}, True),
+    ({"next_order_expected_at": NOW + timedelta(hours=23)}, False),
+    ({"next_order_expected_at": NOW + timedelta(days=1)}, True),
+    ({"status": "insufficient_history"}, True), ({"model": "mbgnbd"}, True),
+    ({"clv": None}, True),
+])
+def test_what_counts_as_moved(change: dict[str, object], expected: bool) -> None:
+    held = Prediction(status="predicted", model="bgnbd", computed_at=NOW, p_alive=Decimal("0.5"),
+                      clv=Decimal("100.00"), currency="USD", next_order_expected_at=NOW)
+    assert moved(held, held.model_copy(update=change)) is expected
+
+
+def test_the_settings_document_names_the_field_it_refuses() -> None:
+    assert parse_settings(b'{"clv_months": 24}') == PredictionSettings(clv_months=24)
+    for body, field in [(b'{"clv_months": 0}', "clv_months"), (b'{"monthly_discount_rate": "2"}',
+                                                                 "monthly_discount_rate"),
+                        (b'{"discount": 1}', "discount"), (b"[]", "body"), (b"{", "body")]:
+        with pytest.raises(PredictionSettingsInvalid, match=f"^{field}:"):
+            parse_settings(body)
