@@ -12,6 +12,7 @@ from crm.flows.manage import get as get_flow
 from crm.flows.ports import FlowCatalogue, FlowCounters, SplitWinners
 from crm.flows.stats import StepNotFound
 from crm.models.flow_stats import FlowStatsReport
+from crm.periods import query_day
 from crm.ports import CurrencyStore
 
 # The period when ``from`` is not given: the 30 days up to ``to`` (today by default), both included.
@@ -25,13 +26,7 @@ class StatsQueryInvalid(ValueError):
 
 
 def _day(query: Mapping[str, str], name: str) -> date | None:
-    text = query.get(name)
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise StatsQueryInvalid(f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
+    return query_day(query, name, StatsQueryInvalid)
 
 
 def _days_before(day: date, days: int) -> date:

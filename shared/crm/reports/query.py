@@ -12,6 +12,7 @@ from typing import Any, Protocol, cast, get_args
 from crm.models.currency import CurrencySettings
 from crm.models.profile import Profile
 from crm.models.reports import REPORT_NAMES, Interval, OrderFact, Report, ReportName
+from crm.periods import query_day
 from crm.reporting import default_currency
 from crm.reports import charts, compute
 
@@ -80,13 +81,7 @@ class Question:
 
 
 def _day(query: Mapping[str, str], name: str) -> date | None:
-    text = query.get(name)
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ReportQueryInvalid(f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
+    return query_day(query, name, ReportQueryInvalid)
 
 
 def default_interval(days: int) -> Interval:
