@@ -566,7 +566,8 @@ def profile_totals(table: str) -> dict[str, tuple[int, Decimal]]:
     for page in harness("dynamodb").get_paginator("scan").paginate(TableName=table):
         for item in map(from_item, page["Items"]):
             if item.get("entity") == "profile":
-                found[str(item.get("email"))] = (int(item["orders_count"]), Decimal(item["total_spent"]))
+                found[str(item.get("email"))] = (int(item.get("orders_count", 0)),
+                                                 Decimal(item.get("total_spent", "0.00")))  # defaults left out
     return found
 
 
