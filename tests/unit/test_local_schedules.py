@@ -62,11 +62,12 @@ def test_scheduled_event_time_is_utc_seconds() -> None:
     assert scheduled_event("arn", AT, "eu-west-1")["time"] == "2026-11-23T14:30:00Z"
 
 
-def test_the_template_schedules_the_segment_runs_hourly(stack: Stack) -> None:
+def test_the_template_schedules_the_segment_runs_hourly_and_the_prediction_fits_daily(stack: Stack) -> None:
     rules = {name: r["Properties"] for name, r in stack.of_type("AWS::Events::Rule").items()
              if "ScheduleExpression" in r["Properties"]}
-    assert [(p["ScheduleExpression"], p["Targets"][0]["Arn"]) for p in rules.values()] == [
-        ("cron(0 * * * ? *)", {"Fn::GetAtt": ["SegmentRunsFunction", "Arn"]})]
+    assert sorted((p["ScheduleExpression"], p["Targets"][0]["Arn"]["Fn::GetAtt"][0]) for p in rules.values()) == [
+        ("cron(0 * * * ? *)", "SegmentRunsFunction"),
+        ("cron(0 2 * * ? *)", "PredictionsScheduleFunction")]
 
 
 def _stream_record(event_name: str, sk: str) -> dict[str, Any]:
