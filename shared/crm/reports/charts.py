@@ -31,7 +31,8 @@ _TIME_UNIT = {"day": "yearmonthdate", "week": "yearmonthdate", "month": "yearmon
 
 
 def _money_axis(title: str, currency: str | None) -> dict[str, Any]:
-    return {"title": f"{title} ({currency})" if currency else title, "format": ",.0f"}
+    # ",.2~f": whole amounts print whole, small ones keep their cents (",.0f" printed 0.5 and 1 both as "1").
+    return {"title": f"{title} ({currency})" if currency else title, "format": ",.2~f"}
 
 
 def _spec(report: Report, subtitle: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +200,8 @@ def abandonment(report: Report, data: AbandonmentData) -> dict[str, Any]:
                                         # Nothing recovered yet: an axis from 0, not a lone 0 in the middle.
                                         "scale": {"domainMin": 0} if data.recovered_revenue else {"domain": [0, 1]},
                                         "axis": _money_axis("Recovered by flows", report.currency)
-                                        | {"titleColor": "#54a24b"}}}},
+                                        | {"titleColor": "#54a24b"}
+                                        | ({} if data.recovered_revenue else {"values": [0]})}}},
             {"mark": {"type": "line", "color": "#e45756", "point": {"color": "#e45756"}, "strokeWidth": 2},
              "encoding": {"x": x, "y": {"field": "rate", "type": "quantitative", "scale": {"domain": [0, 1]},
                                         "axis": {"title": "Checkout abandonment rate", "format": ".0%",
