@@ -13,15 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 def _pages(dynamodb: Any, bucket: str) -> list[list[str]]:
-    request: dict[str, Any] = {"TableName": "t", "IndexName": "by_bucket", "Limit": 3,
-                               "KeyConditionExpression": "b = :b", "ExpressionAttributeValues": {":b": {"S": bucket}}}
-    pages = []
-    while True:
-        answer = dynamodb.query(**request)
-        pages.append([f"{i['pk']['S']}/{i['sk']['S']}" for i in answer["Items"]])
-        if "LastEvaluatedKey" not in answer:
-            return pages
-        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+    return _partition_pages(dynamodb, {"IndexName": "by_bucket", "Limit": 3, "KeyConditionExpression": "b = :b",
+                                       "ExpressionAttributeValues": {":b": {"S": bucket}}})
 
 
 def test_an_index_query_answers_as_stock_motos(aws: None) -> None:
