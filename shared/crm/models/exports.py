@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from crm.clock import UtcDateTime
 from crm.models.consent import Channel
@@ -29,6 +29,12 @@ TEXT_FIELDS = frozenset(EXPORT_FIELDS) - NUMERIC_FIELDS - TIME_FIELDS
 class ExportFormat(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
+    # Customer files for ads (crm.audiences, docs/audiences.md): CSV with the platform's own columns, hashed.
+    META_AUDIENCE = "meta_audience"
+    GOOGLE_AUDIENCE = "google_audience"
+
+
+AUDIENCE_FORMATS = frozenset({ExportFormat.META_AUDIENCE, ExportFormat.GOOGLE_AUDIENCE})
 
 
 def _known_field(name: str) -> str:
@@ -56,7 +62,11 @@ class ExportOptions(BaseModel):
 
     @field_validator("fields")
     @classmethod
-    def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _each_once(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # Runs only for fields given (not the default): an audience file's columns are the platform's.
+        chosen = info.data.get("format")
+        if chosen in AUDIENCE_FORMATS:
+            raise ValueError(f"the {chosen} format has the platform's own columns; leave fields out")
         # A field named twice is one column: the first place it is named.
         return tuple(dict.fromkeys(value))
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from crm.audiences import COLUMNS, AdPlatform, audience_row
 from crm.customers import profile_view
 from crm.models.consent import ConsentState
 from crm.models.exports import (
@@ -51,7 +52,10 @@ from crm.segments.builtin import BY_ID
 from crm.segments.service import SegmentNotFound
 
 EXPORT_PAGE = 100  # BatchGetItem's limit: one page of members, one read of their profiles
-CONTENT_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson; charset=utf-8"}
+CONTENT_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson; charset=utf-8",
+                 ExportFormat.META_AUDIENCE: "text/csv; charset=utf-8",
+                 ExportFormat.GOOGLE_AUDIENCE: "text/csv; charset=utf-8"}
+AUDIENCES = {ExportFormat.META_AUDIENCE: AdPlatform.META, ExportFormat.GOOGLE_AUDIENCE: AdPlatform.GOOGLE}
 BOM = "\ufeff"
 
 # A direct (GET) export is one Lambda response: at most 6 MB of JSON, the body escaped inside it. The
@@ -168,10 +172,15 @@ def export_rows(store: SegmentStore, profiles: ProfileRepository, workspace_id: 
     while True:
         page = store.members(workspace_id, segment_id, after, EXPORT_PAGE)
         found = profiles.profiles_by_id(workspace_id, [m.profile_id for m in page])
+        platform = AUDIENCES.get(options.format)
         for member in page:
             profile = found.get(member.profile_id)
-            if profile is not None and _consents(profile, options):
+            if profile is None or not _consents(profile, options):
+                continue
+            if platform is None:
                 yield _row(profile, options.fields)
+            elif (row := audience_row(profile, platform)) is not None:
+                yield row
         if len(page) < EXPORT_PAGE:
             return
         after = page[-1].profile_id
@@ -203,7 +212,17 @@ def _cell(name: str, value: Any) -> Any:
     return value  # numbers, decimal strings ("-5.00" stays a number) and ISO times: written by the CRM
 
 
-def _csv_lines(rows: Iterable[Mapping[str, Any]], fields: tuple[str, ...]) -> Iterator[str]:
+def export_columns(options: ExportOptions) -> tuple[str, ...]:
+    """The columns (and JSON keys) of an export: the fields asked for, or an ad platform's own."""
+    platform = AUDIENCES.get(options.format)
+    return COLUMNS[platform] if platform is not None else options.fields
+
+
+def file_extension(export_format: ExportFormat) -> str:
+    return "csv" if export_format in AUDIENCES else export_format.value
+
+
+def _csv_lines(rows: Iterable[Mapping[str, Any]], fields: tuple[str, ...], for_spreadsheets: bool) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)  # the excel dialect is RFC 4180: quotes doubled, minimal quoting, CRLF
 
@@ -214,15 +233,22 @@ def _csv_lines(rows: Iterable[Mapping[str, Any]], fields: tuple[str, ...]) -> It
         buffer.truncate()
         return text
 
+    if not for_spreadsheets:
+        # An ad platform's upload reads the header names exactly (a BOM would become part of the first), and
+        # every cell is a hash or a country code this module wrote.
+        yield line(fields)
+        yield from (line(row[name] for name in fields) for row in rows)
+        return
     yield BOM + line(fields)
     for row in rows:
         yield line(_cell(name, row[name]) for name in fields)
 
 
 def export_lines(rows: Iterable[Mapping[str, Any]], options: ExportOptions) -> Iterator[str]:
-    """CSV (a BOM and a header row first) or JSON Lines, one line at a time."""
-    if options.format is ExportFormat.CSV:
-        yield from _csv_lines(rows, options.fields)
+    """CSV (a BOM and a header row first; an ad platform's customer file without the BOM) or JSON Lines, one line
+    at a time."""
+    if options.format is not ExportFormat.JSONL:
+        yield from _csv_lines(rows, export_columns(options), for_spreadsheets=options.format is ExportFormat.CSV)
         return
     for row in rows:
         yield json.dumps(row, ensure_ascii=False) + "\n"
@@ -236,7 +262,9 @@ def export_chunks(lines: Iterable[str]) -> Iterator[bytes]:
 def download_name(segment_id: str, options: ExportOptions, export_id: str | None = None) -> str:
     """The file name a browser saves the export as (no ":", which Windows refuses in file names)."""
     stem = segment_id.replace(":", "-") + (f"-{export_id}" if export_id else "")
-    return f"{stem}.{options.format.value}"
+    if options.format in AUDIENCES:
+        stem += f"-{options.format.value}"
+    return f"{stem}.{file_extension(options.format)}"
 
 
 # --- the direct export (GET) ---------------------------------------------------------------------
@@ -289,7 +317,7 @@ def start_export(jobs: ExportJobStore, queue: ExportQueue, store: SegmentStore, 
 
 def export_object_key(job: ExportJob) -> str:
     """Where an attempt writes its file: its own key, so a late attempt never overwrites the recorded one."""
-    return f"exports/{job.workspace_id}/{job.export_id}/{job.attempts}.{job.options.format.value}"
+    return f"exports/{job.workspace_id}/{job.export_id}/{job.attempts}.{file_extension(job.options.format)}"
 
 
 class _Counted:
@@ -375,7 +403,7 @@ def export_view(job: ExportJob, files: ExportFiles, now: datetime) -> dict[str, 
             url_expires_at = (now + DOWNLOAD_URL_VALID_FOR).isoformat()
     return {
         "export_id": job.export_id, "segment_id": job.segment_id, "status": status.value,
-        "format": job.options.format.value, "fields": list(job.options.fields),
+        "format": job.options.format.value, "fields": list(export_columns(job.options)),
         "consent": job.options.consent.value if job.options.consent else None,
         "created_at": job.created_at.isoformat(), "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at), "rows": job.rows, "bytes": job.size_bytes, "error": error,
@@ -383,8 +411,9 @@ def export_view(job: ExportJob, files: ExportFiles, now: datetime) -> dict[str, 
     }
 
 
-__all__ = ["BOM", "CONTENT_TYPES", "DOWNLOAD_URL_VALID_FOR", "EXPORT_FIELDS", "EXPORT_FILES_KEPT_DAYS", "EXPORT_PAGE",
-           "GIVE_UP_AFTER", "MAX_DIRECT_BYTES", "MAX_DIRECT_MEMBERS", "ExportInvalid", "ExportNotFound",
-           "ExportOptions", "ExportTooLarge", "direct_export", "download_name", "export_chunks", "export_job",
-           "export_lines", "export_object_key", "export_rows", "export_view", "new_export_id", "options_from_body",
-           "options_from_query", "run_export", "spreadsheet_safe", "start_export"]
+__all__ = ["AUDIENCES", "BOM", "CONTENT_TYPES", "DOWNLOAD_URL_VALID_FOR", "EXPORT_FIELDS", "EXPORT_FILES_KEPT_DAYS",
+           "EXPORT_PAGE", "GIVE_UP_AFTER", "MAX_DIRECT_BYTES", "MAX_DIRECT_MEMBERS", "ExportInvalid", "ExportNotFound",
+           "ExportOptions", "ExportTooLarge", "direct_export", "download_name", "export_chunks", "export_columns",
+           "export_job", "export_lines", "export_object_key", "export_rows", "export_view", "file_extension",
+           "new_export_id", "options_from_body", "options_from_query", "run_export", "spreadsheet_safe",
+           "start_export"]
