@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from crm.clock import UtcDateTime
 from crm.models.consent import Channel
@@ -34,9 +34,6 @@ class ExportFormat(StrEnum):
     GOOGLE_AUDIENCE = "google_audience"
 
 
-AUDIENCE_FORMATS = frozenset({ExportFormat.META_AUDIENCE, ExportFormat.GOOGLE_AUDIENCE})
-
-
 def _known_field(name: str) -> str:
     if name not in EXPORT_FIELDS:
         raise ValueError(f"unknown field {name!r}; the fields are {', '.join(EXPORT_FIELDS)}")
@@ -62,11 +59,7 @@ class ExportOptions(BaseModel):
 
     @field_validator("fields")
     @classmethod
-    def _each_once(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        # Runs only for fields given (not the default): an audience file's columns are the platform's.
-        chosen = info.data.get("format")
-        if chosen in AUDIENCE_FORMATS:
-            raise ValueError(f"the {chosen} format has the platform's own columns; leave fields out")
+    def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         # A field named twice is one column: the first place it is named.
         return tuple(dict.fromkeys(value))
 

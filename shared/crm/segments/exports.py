@@ -96,10 +96,16 @@ def _describe(error: ValidationError) -> str:
     return f"{location}: {first['msg'].removeprefix('Value error, ')}"
 
 
+def _as_asked(options: ExportOptions) -> ExportOptions:
+    if options.format in AUDIENCES and "fields" in options.model_fields_set:
+        raise ExportInvalid(f"fields: the {options.format} format has the platform's own columns; leave fields out")
+    return options
+
+
 def options_from_query(query: Mapping[str, str]) -> ExportOptions:
     """The GET export's options from its query string (``fields`` comma-separated)."""
     try:
-        return ExportOptions.model_validate(dict(query))
+        return _as_asked(ExportOptions.model_validate(dict(query)))
     except ValidationError as error:
         raise ExportInvalid(_describe(error)) from None
 
@@ -116,7 +122,7 @@ def options_from_body(raw: bytes) -> ExportOptions:
     if not isinstance(data, dict):
         raise ExportInvalid("body must be a JSON object")
     try:
-        return ExportOptions.model_validate(data)
+        return _as_asked(ExportOptions.model_validate(data))
     except ValidationError as error:
         raise ExportInvalid(_describe(error)) from None
 
