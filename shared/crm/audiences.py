@@ -63,7 +63,8 @@ def google_email(value: str | None) -> str | None:
     local, _, domain = email.rpartition("@")
     if domain in _GMAIL_DOMAINS:
         # Gmail ignores periods in the name: Google documents hashing that one spelling.
-        return local.replace(".", "") + "@" + domain
+        undotted = local.replace(".", "")
+        return undotted + "@" + domain if undotted else None
     return email
 
 

@@ -61,6 +61,7 @@ def test_documented_digests() -> None:
     ("first.last@example.com", "first.last@example.com", "first.last@example.com"),  # only Gmail ignores periods
     ("ev\u200bzw@example.com", "evzw@example.com", "evzw@example.com"),
     ("not-an-address", None, None),
+    ("...@gmail.com", "...@gmail.com", None),  # no name left once the periods go
     (None, None, None),
 ])
 def test_email_per_platform(typed: str | None, meta: str | None, google: str | None) -> None:
