@@ -16,7 +16,8 @@ quote or line break quoted, CRLF line ends), UTF-8 with a byte order mark (witho
 CSV file in the machine's legacy code page and "Zoë" becomes "ZoÃ«"; Google Sheets, Numbers, LibreOffice,
 pandas and Python's ``utf-8-sig`` all skip it). Text cells that a spreadsheet would run as a formula are
 defused (``spreadsheet_safe``). JSON Lines is UTF-8 without a BOM (RFC 8259) and is not defused: it is
-read by programs, not spreadsheets.
+read by programs, not spreadsheets. The ``meta_audience`` and ``google_audience`` formats are an ad platform's
+customer file instead (crm.audiences, docs/audiences.md): its own columns, hashed, without a BOM.
 """
 
 from __future__ import annotations
@@ -175,10 +176,10 @@ def export_rows(store: SegmentStore, profiles: ProfileRepository, workspace_id: 
     at a time. Members merged or erased but still listed are left out."""
     _segment(store, workspace_id, segment_id)
     after: str | None = None
+    platform = AUDIENCES.get(options.format)
     while True:
         page = store.members(workspace_id, segment_id, after, EXPORT_PAGE)
         found = profiles.profiles_by_id(workspace_id, [m.profile_id for m in page])
-        platform = AUDIENCES.get(options.format)
         for member in page:
             profile = found.get(member.profile_id)
             if profile is None or not _consents(profile, options):
