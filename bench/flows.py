@@ -28,26 +28,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import flows_today
+from cost import SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
 from crm import wiring
 from crm.adapters import clients
 from crm.clock import utc_now
 from crm_local.demo import http
 from crm_local.operations import add_store
 from crm_local.runtime import LocalRuntime
+from crm_local.template import read_sam
 from crm_local.wire import compact, shopify_fixture, shopify_headers
 from figures import billed, record
 from ingest_path import Counts, Meter, add, fake_aws_environment
 
 FLOWS_FUNCTION = "FlowsFunction"
-# What shares one receive, one delete and one invocation. The flows queue's event source waits up to 5 s for a
-# batch of 10 (template.yaml MaximumBatchingWindowInSeconds); the reference store's queue carries ~3.3M bus
-# events, 0.8M wake-ups and ~2M SES events (deliveries, opens, clicks) a month, ~2.3 a second on average:
-# assumed 5 a batch (quieter hours fill less). Without the window (before issue 12) it was about 1.
-RECORDS_PER_BATCH = 5
+SES_RULE = "SesFeedbackRule"
 SERVICES = ("dynamodb", "sqs", "scheduler", "sesv2", "sns", "events", "secretsmanager")
 DOMAIN_PREFIX = "bench-flows"
 SECRET = "bench-flows-secret"
@@ -97,6 +96,24 @@ REFERENCE_MONTH: dict[str, int] = {
     # Runs ended by an event (an order within 4 h, an order after the first reminder, a newer checkout).
     "exit_on_event": 250_000,
 }
+
+
+
+def records_per_batch(template: Path, month: Mapping[str, int]) -> float:
+    """What shares one receive, one delete and one invocation: the flows queue's messages (the month's flow
+    events and wake-ups) at their average rate under the flows function's SQS event source as the template
+    sets it (BatchSize, MaximumBatchingWindowInSeconds), shared by Lambda's pollers, as bench/cost.py prices the
+    ingest queue. Without a window (before issue 12) a batch was about one message."""
+    for event in read_sam(template)["Resources"][FLOWS_FUNCTION]["Properties"]["Events"].values():
+        if event["Type"] == "SQS":
+            props = event["Properties"]
+            source = Source(int(props.get("BatchSize", 10)), float(props.get("MaximumBatchingWindowInSeconds", 0)))
+            messages = month["trigger_check"] + month["delay"] + month["exit_on_event"]
+            return source.batch_at(messages / SECONDS_PER_MONTH, SQS_POLLERS)
+    raise ValueError(f"{FLOWS_FUNCTION} has no SQS event source in {template}")
+
+
+RECORDS_PER_BATCH = records_per_batch(TEMPLATE, REFERENCE_MONTH)
 
 
 @dataclass(frozen=True)
@@ -413,28 +430,37 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
         designs = {}
         for design in DESIGNS:
             meter.records_per_batch = 1 if design == "today" else RECORDS_PER_BATCH
-            with design_in_place(design):
+            with design_in_place(design, runtime):
                 designs[design] = {name: bench.shape(name, shape_runs, design) for name in SHAPES}
     return to_send, to_bus, designs
 
 
 DESIGNS = ("today", "held")  # today's baseline (bench/flows_today.py, commit 0ccbb87), then this design
 DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; batches of 1)",
-                 "held": f"after: catalogue held, unheard events read nothing, batches of {RECORDS_PER_BATCH}"}
+                 "held": f"after: catalogue held, unheard events read nothing, no SES Delivery events, "
+                         f"batches of {RECORDS_PER_BATCH:.1f}"}
 
 
 @contextmanager
-def design_in_place(design: str) -> Iterator[None]:
-    """The flows function's services as the design builds them (the handler asks crm.wiring per record)."""
+def design_in_place(design: str, runtime: Any) -> Iterator[None]:
+    """The flows function's services as the design builds them (the handler asks crm.wiring per record), and
+    the SES events the design's rule brings to the flows queue."""
     if design != "today":
         yield
         return
-    built = wiring.flows_service, wiring.conversions_service
+    built = wiring.flows_service, wiring.conversions_service, wiring.feedback_deps
     wiring.flows_service, wiring.conversions_service = flows_today.flows_service, flows_today.conversions_service
+    wiring.feedback_deps = flows_today.feedback_deps
+    rule = runtime.provisioned.physical[SES_RULE].ref
+    events = clients.client("events")
+    pattern = json.loads(events.describe_rule(Name=rule, EventBusName="default")["EventPattern"])
+    events.put_rule(Name=rule, EventBusName="default",
+                    EventPattern=json.dumps({**pattern, "detail-type": flows_today.SES_EVENTS_TODAY}))
     try:
         yield
     finally:
-        wiring.flows_service, wiring.conversions_service = built
+        events.put_rule(Name=rule, EventBusName="default", EventPattern=json.dumps(pattern))
+        wiring.flows_service, wiring.conversions_service, wiring.feedback_deps = built
 
 
 # --- the report ------------------------------------------------------------------------------------------------

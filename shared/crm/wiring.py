@@ -199,8 +199,17 @@ def held_flow_catalogue() -> FlowCatalogue:
 
 @cache
 def messaging_store() -> MessagingStore:
+    """The marketer API's: every read fresh, and its writes forget what held_messaging_store() holds here."""
     from crm.adapters.flow_definitions import DynamoMessagingStore
-    return DynamoMessagingStore()
+    from crm.flows.catalogue import MessagingCache
+    return MessagingCache(DynamoMessagingStore())
+
+
+def held_messaging_store() -> MessagingStore:
+    """The flows function's: settings and templates held a while per container (crm.flows.catalogue)."""
+    from crm.flows.catalogue import MessagingCache
+    store = messaging_store()
+    return store.held() if isinstance(store, MessagingCache) else store
 
 
 @cache
@@ -300,7 +309,7 @@ def message_events() -> MessageEvents:
 def flows_service() -> FlowsService:
     from crm.flows.service import FlowsService
     return FlowsService(catalogue=held_flow_catalogue(), runs=flow_runs(), scheduler=wait_scheduler(),
-                        profiles=profile_repository(), segments=segment_store(), messaging=messaging_store(),
+                        profiles=profile_repository(), segments=segment_store(), messaging=held_messaging_store(),
                         suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
                         composer=message_composer(), clock=utc_now, ledger=message_ledger(),
                         counters=flow_counters(), winners=held_split_winners())

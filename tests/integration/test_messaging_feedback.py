@@ -148,7 +148,7 @@ def _counts(table: str, workspace_id: str) -> dict[tuple[str, str], dict[str, De
     return {(row.step_id, row.variant): row.counts for row in rows}
 
 
-def test_a_delivery_and_two_opens_of_a_flow_message_count_once_each_on_its_rows(
+def test_two_opens_of_a_flow_message_count_once_on_its_rows_and_its_delivery_never_reaches_the_queue(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, requests: list[str]
 ) -> None:
     table, workspace = provisioned.outputs["TableName"], registration.workspace_id
@@ -157,9 +157,9 @@ def test_a_delivery_and_two_opens_of_a_flow_message_count_once_each_on_its_rows(
     for name in ("flows-ses-delivery.json", "flows-ses-open.json", "flows-ses-open.json", "flows-ses-send.json"):
         _put_on_default_bus(_ses_event(workspace, configuration_set, name))
     messages = receive_all(_flows_queue(provisioned))
-    # "Email Sent" stays on the default bus (the service recorded the send already).
-    assert sorted(json.loads(m["Body"])["detail-type"] for m in messages) == [
-        "Email Delivered", "Email Opened", "Email Opened"]
+    # "Email Sent" and "Email Delivered" stay on the default bus: the service recorded the send, and counted it
+    # delivered (crm.flows.counting), already.
+    assert sorted(json.loads(m["Body"])["detail-type"] for m in messages) == ["Email Opened", "Email Opened"]
 
     function_env("FlowsFunction")
     requests.clear()
@@ -167,8 +167,8 @@ def test_a_delivery_and_two_opens_of_a_flow_message_count_once_each_on_its_rows(
         sqs_event(messages, queue_arn(_flows_queue(provisioned)))) == {"batchItemFailures": []}
     # Per event: the record by its tags' partition, the conditional update; per first one, two counter rows
     # (and the open's timeline line).
-    assert requests.count("dynamodb:GetItem") == 3 and requests.count("dynamodb:UpdateItem") == 3 + 2 * 2
-    assert _counts(table, workspace) == {key: {"delivered": Decimal(1), "opened": Decimal(1)} for key in (
+    assert requests.count("dynamodb:GetItem") == 2 and requests.count("dynamodb:UpdateItem") == 2 + 2
+    assert _counts(table, workspace) == {key: {"opened": Decimal(1)} for key in (
         ("-", "-"), ("email_1", "split_1:2"))}
     lines = DynamoProfileRepository(table).timeline(workspace, ["p_0123456789abcdef"], None, 10)
     assert [(e.type, e.ref) for e in lines] == [("email_opened", f"{EMAIL_ID}:opened")]

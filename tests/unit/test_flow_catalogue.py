@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE
-from crm.flows.catalogue import CatalogueCache, HeldWinners, event_types, listens_to
-from crm.flows.memory import MemoryFlowCatalogue, MemorySplitWinners
+from crm.flows.catalogue import CatalogueCache, HeldWinners, MessagingCache, event_types, listens_to
+from crm.flows.memory import MemoryFlowCatalogue, MemoryMessagingStore, MemorySplitWinners
 from crm.models.flows import FlowDefinition, FlowRecord, FlowStatus
+from crm.models.messaging import EmailTemplate, MessagingSettings, TemplateRecord
 
 from tests.builders import NOW
 
@@ -104,3 +105,54 @@ def test_winners_are_held_and_an_undecided_split_is_checked_once_per_ttl() -> No
     assert held.due_for_check(WS, "f", "split")
     held.winners(WS, "f")
     assert source.reads == 2
+
+
+class CountingMessaging(MemoryMessagingStore):
+    def __init__(self, *templates: TemplateRecord) -> None:
+        super().__init__(*templates)
+        self.reads = 0
+
+    def messaging_settings(self, workspace_id: str) -> MessagingSettings:
+        self.reads += 1
+        return super().messaging_settings(workspace_id)
+
+    def get_template(self, workspace_id: str, template_id: str) -> TemplateRecord | None:
+        self.reads += 1
+        return super().get_template(workspace_id, template_id)
+
+
+def template(subject: str) -> TemplateRecord:
+    return TemplateRecord(workspace_id=WS, template_id="t1", created_at=NOW, updated_at=NOW,
+                          template=EmailTemplate(name="t", subject=subject, html="<p>hi</p>"))
+
+
+def test_settings_and_templates_are_held_for_the_ttl_and_the_apis_reads_are_fresh() -> None:
+    source, clock = CountingMessaging(template("one")), Clock()
+    cache = MessagingCache(source, ttl=30, monotonic=clock)
+    held = cache.held()
+    for _ in range(3):
+        held.messaging_settings(WS)
+        assert (found := held.get_template(WS, "t1")) is not None and found.template.subject == "one"
+        assert held.get_template(WS, "missing") is None  # a template that is not there is held too
+    assert source.reads == 3
+    source.put_template(template("two"))  # another container's write: seen once the ttl has passed
+    assert (found := held.get_template(WS, "t1")) is not None and found.template.subject == "one"
+    assert (fresh := cache.get_template(WS, "t1")) is not None and fresh.template.subject == "two"
+    cache.messaging_settings(WS)
+    assert source.reads == 5
+    clock.at = 30.0
+    assert (found := held.get_template(WS, "t1")) is not None and found.template.subject == "two"
+
+
+def test_a_write_through_the_api_forgets_the_workspaces_held_settings_and_templates() -> None:
+    source = CountingMessaging(template("one"))
+    cache = MessagingCache(source, ttl=30, monotonic=Clock())
+    held = cache.held()
+    held.messaging_settings(WS)
+    held.get_template(WS, "t1")
+    cache.put_messaging_settings(WS, MessagingSettings(from_address="new@example.com"))
+    assert held.messaging_settings(WS).from_address == "new@example.com"
+    cache.put_template(template("two"))
+    assert (found := held.get_template(WS, "t1")) is not None and found.template.subject == "two"
+    assert cache.delete_template(WS, "t1")
+    assert held.get_template(WS, "t1") is None

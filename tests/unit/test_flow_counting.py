@@ -118,11 +118,12 @@ def test_a_run_of_the_abandoned_checkout_flow_is_counted_step_by_step_and_its_se
     run = world.run_of("p1")
     one = Decimal(1)
     assert _totals(world, ABANDONED_CHECKOUT) == {
-        (ALL_STEPS, ALL_STEPS): {"entered": one, "sent": Decimal(2), "completed": one},
+        # An email counts as delivered when SES accepts it (its bounce would take that back).
+        (ALL_STEPS, ALL_STEPS): {"entered": one, "sent": Decimal(2), "delivered": Decimal(2), "completed": one},
         ("wait_4h", ALL_STEPS): {"recipients": one},
-        ("email_1", ALL_STEPS): {"recipients": one, "sent": one},
+        ("email_1", ALL_STEPS): {"recipients": one, "sent": one, "delivered": one},
         ("wait_24h", ALL_STEPS): {"recipients": one},
-        ("email_2", ALL_STEPS): {"recipients": one, "sent": one},
+        ("email_2", ALL_STEPS): {"recipients": one, "sent": one, "delivered": one},
     }
     # Each count on the day it happened: the second reminder went out the next day (UTC).
     [second] = [r for r in world.counters.rows(WS, ABANDONED_CHECKOUT, DAY, DAY + timedelta(days=5))
@@ -195,9 +196,9 @@ def test_an_ab_path_counts_the_runs_that_took_it_and_its_messages_carry_the_vari
     for path in (0, 1):
         assert totals[(A_B, f"ab:{path}")] == {"recipients": taken[path]}
     assert totals[(A_B, ALL_STEPS)] == {"recipients": len(shoppers)}
-    assert totals[("email_a", "ab:0")] == {"recipients": taken[0], "sent": taken[0]}
+    assert totals[("email_a", "ab:0")] == {"recipients": taken[0], "sent": taken[0], "delivered": taken[0]}
     assert totals[("vip", "ab:1")] == {"recipients": taken[1]}
-    assert totals[("after", "ab:1")] == {"recipients": taken[1], "sent": taken[1]}
+    assert totals[("after", "ab:1")] == {"recipients": taken[1], "sent": taken[1], "delivered": taken[1]}
     nested = Counter(m.variant for m in world.ledger.messages.values() if m.step_id.startswith("subject_"))
     assert sum(nested.values()) == taken[1] and set(nested) <= {"subject:0", "subject:1"}
     for message in world.ledger.messages.values():
@@ -205,7 +206,8 @@ def test_an_ab_path_counts_the_runs_that_took_it_and_its_messages_carry_the_vari
         assert run is not None
         assert message.variant == variant_of(SPLIT_TEST, message.step_id, run)
         assert message.step_id != "last" or message.variant is None
-    assert totals[("last", ALL_STEPS)] == {"recipients": len(shoppers), "sent": len(shoppers)}
+    assert totals[("last", ALL_STEPS)] == {"recipients": len(shoppers), "sent": len(shoppers),
+                                           "delivered": len(shoppers)}
     assert totals[(ALL_STEPS, ALL_STEPS)]["sent"] == len(world.email.sent) == 2 * taken[0] + 3 * taken[1]
 
 
@@ -276,8 +278,8 @@ def test_a_send_whose_run_save_was_lost_is_counted_once_when_the_retry_saves_it(
     world.service.on_wake(wake)
     assert len(world.email.sent) == 1
     totals = _totals(world, ABANDONED_CHECKOUT)
-    assert totals[(ALL_STEPS, ALL_STEPS)] == {"entered": 1, "sent": 1}
-    assert totals[("email_1", ALL_STEPS)] == {"recipients": 1, "sent": 1}
+    assert totals[(ALL_STEPS, ALL_STEPS)] == {"entered": 1, "sent": 1, "delivered": 1}
+    assert totals[("email_1", ALL_STEPS)] == {"recipients": 1, "sent": 1, "delivered": 1}
     assert list(world.ledger.messages) == ["ses-1"]
 
 
@@ -308,10 +310,12 @@ def test_whatever_is_duplicated_or_crashes_the_counters_match_what_was_done(step
     run = world.run_of("p1")
     sent = [s.step_id for s in run.steps if s.outcome is StepOutcome.SENT]
     totals = _totals(world, ABANDONED_CHECKOUT)
-    assert totals[(ALL_STEPS, ALL_STEPS)] == {"entered": 1, "completed": 1, **({"sent": len(sent)} if sent else {})}
+    assert totals[(ALL_STEPS, ALL_STEPS)] == {"entered": 1, "completed": 1,
+                                              **({"sent": len(sent), "delivered": len(sent)} if sent else {})}
     for step_id in ("wait_4h", "email_1", "wait_24h", "email_2"):
         assert totals[(step_id, ALL_STEPS)]["recipients"] == 1
         assert totals[(step_id, ALL_STEPS)].get("sent", 0) == (step_id in sent)
+        assert totals[(step_id, ALL_STEPS)].get("delivered", 0) == (step_id in sent)
     assert sorted(m.step_id for m in world.ledger.messages.values()) == sorted(e.tags["step"]
                                                                                for e in world.email.sent)
 

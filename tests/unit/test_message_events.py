@@ -178,11 +178,20 @@ def test_an_open_counts_once_on_the_flow_row_and_its_steps_variant_row_of_its_da
 
 def test_a_message_outside_any_split_counts_on_the_flow_and_step_rows() -> None:
     feedback = Feedback()
-    delivered = ses_message_event(read_ses_event(ses_sample("delivery")))
-    assert delivered is not None and feedback.events.record(delivered, WORKSPACE, PROFILE) == "recorded"
+    opened = ses_message_event(read_ses_event(ses_sample("open")))
+    assert opened is not None and feedback.events.record(opened, WORKSPACE, PROFILE) == "recorded"
     rows = feedback.world.counters.rows(WORKSPACE, "builtin:abandoned_checkout", date(2026, 3, 5), date(2026, 3, 5))
     assert [(r.step_id, r.variant, r.counts) for r in rows] == [
-        (ALL_STEPS, ALL_STEPS, {"delivered": Decimal(1)}), ("email_1", ALL_STEPS, {"delivered": Decimal(1)})]
+        (ALL_STEPS, ALL_STEPS, {"opened": Decimal(1)}), ("email_1", ALL_STEPS, {"opened": Decimal(1)})]
+
+
+def test_an_emails_delivery_event_is_noted_and_counts_nothing_since_its_send_counted_it() -> None:
+    feedback = Feedback()
+    delivered = ses_message_event(read_ses_event(ses_sample("delivery")))
+    assert delivered is not None and feedback.events.record(delivered, WORKSPACE, PROFILE) == "recorded"
+    stored = feedback.world.ledger.find(EMAIL_ID, WORKSPACE, PROFILE)
+    assert stored is not None and MessageEventType.DELIVERED in stored.events
+    assert feedback.world.counters.items == {}
     assert feedback.timeline() == []  # every send has its flow_message line: a delivery adds none
 
 
@@ -212,12 +221,13 @@ def test_a_hard_bounce_still_suppresses_and_now_counts_on_its_message() -> None:
     feedback = Feedback()
     outcome = apply_ses_event(ses_sample("bounce"), feedback.world.deps, NOW)
     assert outcome.suppressed == 1 and outcome.details["message_event"] == "recorded"
-    assert feedback.counts("email_1") == {"bounced": Decimal(1)}
+    # The send counted it delivered (crm.flows.counting); its bounce takes that back.
+    assert feedback.counts("email_1") == {"bounced": Decimal(1), "delivered": Decimal(-1)}
     [(line, _, summary)] = feedback.timeline()
     assert (line, summary["detail"]) == ("email_bounced", "Permanent General")
     # SES redelivers: the suppression stands, nothing is counted twice.
     assert apply_ses_event(ses_sample("bounce"), feedback.world.deps, NOW).details["message_event"] == "repeated"
-    assert feedback.counts("email_1") == {"bounced": Decimal(1)}
+    assert feedback.counts("email_1") == {"bounced": Decimal(1), "delivered": Decimal(-1)}
 
 
 def test_sms_delivery_statuses_count_delivered_and_note_failures_on_the_timeline() -> None:
@@ -247,8 +257,12 @@ def test_any_order_and_repetition_of_ses_events_counts_each_type_at_most_once(na
         assert event is not None
         feedback.events.record(event, WORKSPACE, PROFILE)
     seen = set(names) | ({"open"} if "click" in names else set())
+    # An email's delivery was counted by its send: the first bounce or rejection takes it back, the Delivery
+    # event adds nothing.
     expected = {counter: Decimal(1) for sample, counter in (
-        ("delivery", "delivered"), ("open", "opened"), ("click", "clicked"), ("bounce", "bounced"),
-        ("complaint", "complained")) if sample in seen}
+        ("open", "opened"), ("click", "clicked"), ("bounce", "bounced"), ("complaint", "complained"))
+        if sample in seen}
+    if seen & {"bounce", "reject"}:
+        expected["delivered"] = Decimal(-1)
     for row in ((ALL_STEPS, ALL_STEPS), ("email_1", "split_1:1")):
         assert feedback.counts(*row) == expected

@@ -1,5 +1,5 @@
-"""The flow catalogue (and the A/B winners, ``HeldWinners``) as the flows function reads them: once per workspace
-per short while, not once per event.
+"""The flow catalogue (and the A/B winners, ``HeldWinners``; the messaging settings and templates,
+``MessagingCache``) as the flows function reads them: once per workspace per short while, not once per event.
 
 Every bus event of a workspace that ever saved a flow used to Query the workspace's flows first. A container
 now holds a workspace's listing for ``ttl`` seconds (``HeldCatalogue``), which is safe because:
@@ -21,12 +21,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from crm import clock
 from crm.flows.definition import walk_steps
-from crm.flows.ports import FlowCatalogue, SplitWinners
+from crm.flows.ports import FlowCatalogue, MessagingStore, SplitWinners
 from crm.models.flows import FlowDefinition, FlowRecord, SegmentTrigger, WaitForEvent
+from crm.models.messaging import MessagingSettings, TemplateRecord
 
+T = TypeVar("T")
 # Long enough that a busy store's events share one listing, short enough that a marketer who turns a second
 # flow on sees it work within the minute.
 HELD_FOR_SECONDS = 30.0
@@ -172,3 +175,98 @@ class HeldWinners:
             del self._checked[next(iter(self._checked))]
         self._checked[key] = now
         return True
+
+
+@dataclass
+class _Held(Generic[T]):
+    value: T
+    read_at: float
+
+
+@dataclass
+class MessagingCache:
+    """A MessagingStore for the marketer API (every read fresh; a write forgets what is held of the workspace)
+    whose ``held()`` view is what the flows function reads: a workspace's messaging settings and each template
+    held ``ttl`` seconds per container. Every run that started or woke read the settings (and every send its
+    template) afresh, a read unit each, for what a marketer changes a few times a year. What holding can
+    delay, by at most ``ttl`` in another container: a new sender, postal address, quiet hours or Smart Sending
+    window, or a template's new text, reaching the sends (the flows' own checks, consent and suppression, are
+    read afresh for every send)."""
+
+    source: MessagingStore
+    ttl: float = HELD_FOR_SECONDS
+    monotonic: Callable[[], float] = time.monotonic
+    _settings: dict[str, _Held[MessagingSettings]] = field(default_factory=dict, init=False, repr=False)
+    _templates: dict[tuple[str, str], _Held[TemplateRecord | None]] = field(default_factory=dict, init=False,
+                                                                             repr=False)
+
+    def messaging_settings(self, workspace_id: str) -> MessagingSettings:
+        return self.source.messaging_settings(workspace_id)
+
+    def put_messaging_settings(self, workspace_id: str, settings: MessagingSettings) -> None:
+        self._forget(workspace_id)
+        self.source.put_messaging_settings(workspace_id, settings)
+
+    def list_templates(self, workspace_id: str) -> list[TemplateRecord]:
+        return list(self.source.list_templates(workspace_id))
+
+    def get_template(self, workspace_id: str, template_id: str) -> TemplateRecord | None:
+        return self.source.get_template(workspace_id, template_id)
+
+    def put_template(self, record: TemplateRecord) -> None:
+        self._forget(record.workspace_id)
+        self.source.put_template(record)
+
+    def delete_template(self, workspace_id: str, template_id: str) -> bool:
+        self._forget(workspace_id)
+        return self.source.delete_template(workspace_id, template_id)
+
+    def _forget(self, workspace_id: str) -> None:
+        self._settings.pop(workspace_id, None)
+        for key in [key for key in self._templates if key[0] == workspace_id]:
+            del self._templates[key]
+
+    def held_settings(self, workspace_id: str) -> MessagingSettings:
+        now, held = self.monotonic(), self._settings.get(workspace_id)
+        if held is None or now - held.read_at >= self.ttl:
+            if len(self._settings) >= MAX_WORKSPACES:
+                del self._settings[next(iter(self._settings))]
+            held = self._settings[workspace_id] = _Held(self.source.messaging_settings(workspace_id), now)
+        return held.value
+
+    def held_template(self, workspace_id: str, template_id: str) -> TemplateRecord | None:
+        now, key = self.monotonic(), (workspace_id, template_id)
+        held = self._templates.get(key)
+        if held is None or now - held.read_at >= self.ttl:
+            if len(self._templates) >= MAX_WORKSPACES:
+                del self._templates[next(iter(self._templates))]
+            held = self._templates[key] = _Held(self.source.get_template(workspace_id, template_id), now)
+        return held.value
+
+    def held(self) -> HeldMessaging:
+        return HeldMessaging(self)
+
+
+@dataclass(frozen=True)
+class HeldMessaging:
+    """The flows function's MessagingStore: settings and templates held (MessagingCache), writes passed on."""
+
+    cache: MessagingCache
+
+    def messaging_settings(self, workspace_id: str) -> MessagingSettings:
+        return self.cache.held_settings(workspace_id)
+
+    def put_messaging_settings(self, workspace_id: str, settings: MessagingSettings) -> None:
+        self.cache.put_messaging_settings(workspace_id, settings)
+
+    def list_templates(self, workspace_id: str) -> list[TemplateRecord]:
+        return self.cache.list_templates(workspace_id)
+
+    def get_template(self, workspace_id: str, template_id: str) -> TemplateRecord | None:
+        return self.cache.held_template(workspace_id, template_id)
+
+    def put_template(self, record: TemplateRecord) -> None:
+        self.cache.put_template(record)
+
+    def delete_template(self, workspace_id: str, template_id: str) -> bool:
+        return self.cache.delete_template(workspace_id, template_id)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from crm.flows.definition import find_step, variant_name, variant_of
-from crm.models.flow_stats import ALL_STEPS, CounterName, MessageRecord
+from crm.models.flow_stats import ALL_STEPS, CounterName, MessageEvent, MessageEventType, MessageRecord
 from crm.models.flows import FlowDefinition, FlowRun, RandomSplit, RunStatus, StepOutcome, StepRecord
 
 
@@ -46,6 +46,36 @@ def counter_reason(reason: str | None) -> str:
     """A reason as a counter names it: up to its free text (``not_composed: no email template x`` counts as
     ``not_composed``), so counter names stay a small set."""
     return (reason or "unknown").split(": ", 1)[0].strip() or "unknown"
+
+
+# The first occurrence of these adds one to the counter of the same name (an email's delivery excepted, below).
+_EVENT_COUNTERS: Mapping[MessageEventType, CounterName] = {
+    MessageEventType.DELIVERED: CounterName.DELIVERED, MessageEventType.BOUNCED: CounterName.BOUNCED,
+    MessageEventType.OPENED: CounterName.OPENED, MessageEventType.CLICKED: CounterName.CLICKED,
+    MessageEventType.COMPLAINED: CounterName.COMPLAINED, MessageEventType.UNSUBSCRIBED: CounterName.UNSUBSCRIBED,
+}
+# What tells that an email SES accepted never reached the mailbox.
+EMAIL_NOT_DELIVERED = frozenset({MessageEventType.BOUNCED, MessageEventType.REJECTED,
+                                 MessageEventType.RENDERING_FAILED})
+
+
+def message_event_counts(message: MessageRecord, event: MessageEvent) -> dict[str, int]:
+    """What the first occurrence of ``event`` on ``message`` adds to the message's rows (``message``: as the
+    event's note left it, its events included).
+
+    An email is counted ``delivered`` when SES accepts it (``_count_record``), not on SES's Delivery event:
+    that event is not subscribed (template.yaml SesFeedbackRule), since it would cost a queue message, a read
+    and three writes per email to learn what almost every send becomes. The first of a bounce, a rejection or a
+    rendering failure takes the delivery back, so ``delivered`` is the emails SES accepted less those it
+    reports undelivered (a late Delivery event counts nothing). An SMS's delivery is its carrier's status."""
+    counts: dict[str, int] = {}
+    counter = _EVENT_COUNTERS.get(event.type)
+    if counter is not None and not (message.channel == "email" and event.type is MessageEventType.DELIVERED):
+        counts[counter.value] = 1
+    if message.channel == "email" and event.type in EMAIL_NOT_DELIVERED and not any(
+            kind in message.events for kind in EMAIL_NOT_DELIVERED - {event.type}):
+        counts[CounterName.DELIVERED.value] = -1
+    return counts
 
 
 def message_rows(message: MessageRecord) -> tuple[tuple[str, str], ...]:
@@ -109,6 +139,9 @@ def _count_record(tally: _Tally, record: StepRecord) -> None:
                 else f"{CounterName.SKIPPED.value}:{counter_reason(record.reason)}")
         tally.add(day, name)
         tally.on_step(day, name, step_id)
+        if record.outcome is StepOutcome.SENT and record.channel == "email":  # message_event_counts says why
+            tally.add(day, CounterName.DELIVERED.value)
+            tally.on_step(day, CounterName.DELIVERED.value, step_id)
     elif record.outcome is StepOutcome.SPLIT and record.path is not None and tally.definition is not None and (
             isinstance(find_step(tally.definition, step_id), RandomSplit)):
         tally.add(day, CounterName.RECIPIENTS.value, step_id, variant_name(step_id, record.path))

@@ -27,12 +27,13 @@ event for another sender (no workspace tag), is ignored with the reason, never r
 **What became of each flow message** (issue 11, docs/deliverability.md "Message events"): every SES event type
 (Send, Delivery, Open, Click, Bounce, Complaint, DeliveryDelay, Reject, Rendering Failure) and SNS's SMS
 delivery status (its CloudWatch Logs lines) becomes a MessageEvent, recorded once per type on the message
-(MessageLedger.note_event). Its first occurrence adds one to the message's counters (delivered, bounced,
-opened, clicked, complained, unsubscribed) on the flow-wide row and its step's row (naming its A/B variant,
-crm.flows.counting.message_rows), on the event's UTC day, and writes a timeline line for what a marketer reads on
-a profile: email_opened, email_clicked, email_bounced, email_complained, sms_delivered, sms_failed,
-sms_clicked (a delivered email is no line: every send has its ``flow_message`` line already). A repeated
-event (a second open, SES's redelivery) counts nothing.
+(MessageLedger.note_event). Its first occurrence adds to the message's counters (bounced, opened, clicked,
+complained, unsubscribed, an SMS's delivered; an email is counted delivered when SES accepts it and taken back
+by its bounce or rejection: crm.flows.counting.message_event_counts) on the flow-wide row and its step's row
+(naming its A/B variant, crm.flows.counting.message_rows), on the event's UTC day, and writes a timeline line
+for what a marketer reads on a profile: email_opened, email_clicked, email_bounced, email_complained,
+sms_delivered, sms_failed, sms_clicked (a delivered email is no line: every send has its ``flow_message`` line
+already). A repeated event (a second open, SES's redelivery) counts nothing.
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ from urllib.parse import urlparse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from crm.contact import normalise_email, normalise_phone
-from crm.flows.counting import message_rows
+from crm.flows.counting import message_event_counts, message_rows
 from crm.flows.inbox import LinkFollowed
 from crm.flows.ports import FlowCounters, MessageLedger, Suppressions
 from crm.messaging.statements import ShopperStatement, statement_envelope
 from crm.models.consent import Channel, ConsentState
-from crm.models.flow_stats import CounterName, MessageEvent, MessageEventType, MessageRecord
+from crm.models.flow_stats import MessageEvent, MessageEventType, MessageRecord
 from crm.models.messaging import MessagingSettings
 from crm.models.profile import TimelineEntry
 from crm.ports import Change, IngestQueue, ProfileRepository, RawArchive
@@ -401,13 +402,6 @@ def read_log_lines(event: Mapping[str, Any]) -> list[str]:
             and "message" in line]
 
 
-# The first occurrence of these adds one to the counter of the same name.
-COUNTED: Mapping[MessageEventType, CounterName] = {
-    MessageEventType.DELIVERED: CounterName.DELIVERED, MessageEventType.BOUNCED: CounterName.BOUNCED,
-    MessageEventType.OPENED: CounterName.OPENED, MessageEventType.CLICKED: CounterName.CLICKED,
-    MessageEventType.COMPLAINED: CounterName.COMPLAINED, MessageEventType.UNSUBSCRIBED: CounterName.UNSUBSCRIBED,
-}
-
 # What a marketer reads on a profile's timeline, by channel.
 TIMELINE_LINES: Mapping[tuple[str, MessageEventType], str] = {
     ("email", MessageEventType.OPENED): "email_opened", ("email", MessageEventType.CLICKED): "email_clicked",
@@ -462,10 +456,10 @@ class MessageEvents:
         updated = self.ledger.note_event(message, event)
         if updated is None:
             return None
-        counter = COUNTED.get(event.type)
-        if counter is not None:
+        counts = message_event_counts(updated, event)
+        if counts:
             for step_id, variant in message_rows(updated):
-                self.counters.add(updated.workspace_id, updated.flow_id, event.at.date(), {counter.value: 1},
+                self.counters.add(updated.workspace_id, updated.flow_id, event.at.date(), counts,
                                   step_id=step_id, variant=variant)
         entry = timeline_entry(updated, event)
         if entry is not None:
