@@ -20,14 +20,14 @@ first (ties: more shoppers together, then the title), and each product keeps its
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from itertools import combinations
 
 from crm.models.affinity import ProductAffinity, ProductShown, RelatedProduct
-from crm.models.canonical import ProductRef
+from crm.models.canonical import ActivityType, ProductRef
 from crm.models.profile import Profile
 
 MIN_BUYERS_TOGETHER = 3
@@ -50,21 +50,26 @@ def basket_of(profile: Profile) -> Basket:
 
 
 def shown_products(profiles: Iterable[Profile]) -> dict[str, ProductShown]:
-    """Each product's id, link and picture as the profiles' latest browse, cart and checkout show it (the
-    latest sighting wins): what a cross-sell block links to. A product no one browsed lately has its title."""
+    """Each product's id and link as the profiles' latest browse, cart and checkout show it (the latest
+    sighting wins): what a cross-sell block links to. A profile keeps no product's link or picture (they stay
+    on the timeline: crm.profiles.apply_activity), but a view of one product was on that product's page. A
+    product no one browsed lately has its title only."""
     seen: dict[str, tuple[datetime, ProductShown]] = {}
     for profile in profiles:
         for activity in (profile.last_browse, profile.last_cart, profile.last_checkout):
             if activity is None:
                 continue
+            page = activity.url if activity.type == ActivityType.PRODUCT_VIEWED and len(activity.products) == 1 \
+                else None
             for ref in activity.products:
                 if ref.title and (ref.title not in seen or seen[ref.title][0] < activity.at):
-                    seen[ref.title] = (activity.at, _shown(ref))
+                    seen[ref.title] = (activity.at, _shown(ref, page))
     return {title: shown for title, (_, shown) in seen.items()}
 
 
-def _shown(ref: ProductRef) -> ProductShown:
-    return ProductShown(title=ref.title or "", product_id=ref.product_id, url=ref.url, image_url=ref.image_url)
+def _shown(ref: ProductRef, page: str | None) -> ProductShown:
+    return ProductShown(title=ref.title or "", product_id=ref.product_id, url=ref.url or page,
+                        image_url=ref.image_url)
 
 
 def lift(both: int, first: int, second: int, baskets: int) -> Fraction:
@@ -133,5 +138,12 @@ def cross_sell(affinities: Iterable[ProductAffinity], bought: Iterable[str], kep
     return sorted(best.values(), key=lambda p: (-p.lift, -p.buyers_together, p.title))[:kept]
 
 
-__all__ = ["BASKET_LIMIT", "MIN_BUYERS_TOGETHER", "RELATED_KEPT", "Basket", "basket_of", "cross_sell", "lift",
-           "product_affinity", "shown_products"]
+def changes(held: Mapping[str, ProductAffinity], found: Mapping[str, ProductAffinity]
+            ) -> tuple[list[ProductAffinity], list[str]]:
+    """What a run writes: the products whose figures moved or are new, and the titles no longer bought."""
+    moved = [a for title, a in found.items() if title not in held or not held[title].same_figures(a)]
+    return moved, [title for title in held if title not in found]
+
+
+__all__ = ["BASKET_LIMIT", "MIN_BUYERS_TOGETHER", "RELATED_KEPT", "Basket", "basket_of", "changes", "cross_sell",
+           "lift", "product_affinity", "shown_products"]

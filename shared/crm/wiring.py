@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from crm.messaging.shortlinks import ShortLinks, SmsLinks
     from crm.messaging.unsubscribe import Links
     from crm.ports import (
+        AffinityStore,
         ArchiveStore,
         CurrencyStore,
         CurrencyTasks,
@@ -150,6 +151,12 @@ def currency_store() -> CurrencyStore:
 def prediction_store() -> PredictionStore:
     from crm.adapters.predictions import DynamoPredictionStore
     return DynamoPredictionStore()
+
+
+@cache
+def affinity_store() -> AffinityStore:
+    from crm.adapters.affinity import DynamoAffinityStore
+    return DynamoAffinityStore()
 
 
 @cache
@@ -326,5 +333,5 @@ def reset() -> None:
                     currency_store, currency_tasks, prediction_store, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
                     link_signing_keys, sender_identities, message_ledger, flow_counters, attributions,
-                    split_winners, held_split_winners, short_links, link_notices):
+                    split_winners, held_split_winners, short_links, link_notices, affinity_store):
         factory.cache_clear()

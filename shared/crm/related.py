@@ -1,0 +1,51 @@
+"""GET /products/{id}/related (docs/affinity.md): the question checked, the product found by its title or its
+id, and the products its shoppers also bought."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crm.affinity import RELATED_KEPT
+from crm.models.affinity import ProductAffinity
+from crm.ports import AffinityStore
+
+
+class RelatedQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: int = Field(default=RELATED_KEPT, ge=1, le=RELATED_KEPT)
+
+
+class ProductNotFound(LookupError):
+    """No paid order of the workspace holds that product (404)."""
+
+
+def parse_query(params: Mapping[str, str]) -> RelatedQuery:
+    """The query parameters checked; a ValueError naming the parameter at fault."""
+    try:
+        return RelatedQuery.model_validate(dict(params))
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "query"
+        raise ValueError(f"{where}: {first['msg']}") from None
+
+
+def find_product(store: AffinityStore, workspace_id: str, product: str) -> ProductAffinity:
+    """The product named by its title (as orders and segment conditions name it) or, failing that, its id."""
+    found = store.product(workspace_id, product) or store.product_by_id(workspace_id, product)
+    if found is None:
+        raise ProductNotFound(f"no paid order holds a product {product!r} (by title or id) as of the last "
+                              f"daily run")
+    return found
+
+
+def related_view(affinity: ProductAffinity, query: RelatedQuery) -> dict[str, Any]:
+    view = affinity.model_dump(mode="json", exclude={"workspace_id"})
+    view["related"] = view["related"][:query.limit]
+    return view
+
+
+__all__ = ["ProductNotFound", "RelatedQuery", "find_product", "parse_query", "related_view"]
