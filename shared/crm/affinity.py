@@ -138,6 +138,18 @@ def cross_sell(affinities: Iterable[ProductAffinity], bought: Iterable[str], kep
     return sorted(best.values(), key=lambda p: (-p.lift, -p.buyers_together, p.title))[:kept]
 
 
+def cross_sell_basis(profile: Profile, trigger_titles: Iterable[str], kept: int = RELATED_KEPT) -> list[str]:
+    """The products a cross-sell block suggests beside: the trigger's lines (an order's, a cart's), else the
+    profile's latest cart or checkout, else what the shopper bought most (a profile keeps no order's lines)."""
+    basis = list(dict.fromkeys(title for title in trigger_titles if title))
+    for activity in (profile.last_cart, profile.last_checkout):
+        if not basis and activity is not None:
+            basis = list(dict.fromkeys(ref.title for ref in activity.products if ref.title))
+    if not basis:
+        basis = [title for _, title in sorted((-units, title) for title, units in profile.products.items())]
+    return basis[:kept]
+
+
 def changes(held: Mapping[str, ProductAffinity], found: Mapping[str, ProductAffinity]
             ) -> tuple[list[ProductAffinity], list[str]]:
     """What a run writes: the products whose figures moved or are new, and the titles no longer bought."""
@@ -146,4 +158,4 @@ def changes(held: Mapping[str, ProductAffinity], found: Mapping[str, ProductAffi
 
 
 __all__ = ["BASKET_LIMIT", "MIN_BUYERS_TOGETHER", "RELATED_KEPT", "Basket", "basket_of", "changes", "cross_sell",
-           "lift", "product_affinity", "shown_products"]
+           "cross_sell_basis", "lift", "product_affinity", "shown_products"]

@@ -237,7 +237,7 @@ def sms_sender() -> SmsSender:
 @cache
 def message_composer() -> MessageComposer:
     from crm.messaging.optin import OptInMessages
-    return OptInMessages(links, sms_links)
+    return OptInMessages(links, sms_links, affinity_store)
 
 
 @cache
