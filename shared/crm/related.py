@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,8 +35,12 @@ def parse_query(params: Mapping[str, str]) -> RelatedQuery:
 
 
 def find_product(store: AffinityStore, workspace_id: str, product: str) -> ProductAffinity:
-    """The product named by its title (as orders and segment conditions name it) or, failing that, its id."""
-    found = store.product(workspace_id, product) or store.product_by_id(workspace_id, product)
+    """The product named by its title (as orders and segment conditions name it) or, failing that, its id.
+    A path parameter may reach the function still percent-encoded (whether it is decoded depends on the
+    gateway in front): the decoded form is tried too."""
+    found = None
+    for name in dict.fromkeys((product, unquote(product))):
+        found = found or store.product(workspace_id, name) or store.product_by_id(workspace_id, name)
     if found is None:
         raise ProductNotFound(f"no paid order holds a product {product!r} (by title or id) as of the last "
                               f"daily run")

@@ -92,6 +92,8 @@ def test_the_daily_run_stores_related_products_and_the_api_answers_them(
     assert by_title.status_code == 200, by_title.json_body
     assert by_title.json_body["buyers"] == 5 and by_title.json_body["shoppers"] == 8
     assert [(r["title"], r["lift"]) for r in by_title.json_body["related"]] == [("Tie", "1.6000")]
+    escaped = api.http.get(f"/products/{quote('Shirt & Tie combo')}/related", headers=headers)
+    assert escaped.status_code == 404 and "'Shirt & Tie combo'" in escaped.json_body["Message"]
     by_id = api.http.get("/products/id-tie/related", headers=headers)
     assert by_id.status_code == 200 and by_id.json_body["title"] == "Tie"
     assert api.http.get("/products/Umbrella/related", headers=headers).status_code == 404

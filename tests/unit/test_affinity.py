@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
+import pytest
 from crm.affinity import basket_of, cross_sell, lift, product_affinity, shown_products
+from crm.models.affinity import ProductAffinity, ProductShown
 from crm.models.canonical import ProductRef
 from crm.models.profile import Activity, Profile
+from crm.related import ProductNotFound, find_product, parse_query, related_view
 from efficient_apriori import apriori
 from hypothesis import given
 from hypothesis import strategies as st
@@ -130,3 +133,29 @@ def test_cross_sell_suggests_what_the_shopper_has_not_bought() -> None:
     # The products asked about are never suggested for one another.
     assert [p.title for p in cross_sell([found["shirt"], found["tie"]], bought=[])] == []
     assert [p.title for p in cross_sell([found["shirt"], found["belt"]], bought=[])] == ["socks", "tie"]
+
+
+class _Store:
+    def __init__(self, held: dict[str, ProductAffinity]) -> None:
+        self.held = held
+
+    def product(self, workspace_id: str, title: str) -> ProductAffinity | None:
+        return self.held.get(title)
+
+    def product_by_id(self, workspace_id: str, product_id: str) -> ProductAffinity | None:
+        return next((a for a in self.held.values() if a.product_id == product_id), None)
+
+
+def test_the_route_finds_a_product_by_title_even_still_encoded_or_by_id_and_refuses_bad_parameters() -> None:
+    shown = {"Silk tie": ProductShown(title="Silk tie", product_id="42")}
+    found = product_affinity("ws", [frozenset({"Silk tie", "shirt"})] * 3 + [frozenset({"hat"})], NOW, shown=shown)
+    store = _Store(found)
+    for asked in ("Silk tie", "Silk%20tie", "42"):
+        assert find_product(store, "ws", asked).title == "Silk tie"  # type: ignore[arg-type]
+    with pytest.raises(ProductNotFound, match="'Umbrella'"):
+        find_product(store, "ws", "Umbrella")  # type: ignore[arg-type]
+    view = related_view(found["shirt"], parse_query({"limit": "1"}))
+    assert [r["title"] for r in view["related"]] == ["Silk tie"] and "workspace_id" not in view
+    for bad in ({"limit": "0"}, {"limit": "6"}, {"limit": "x"}, {"colour": "red"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            parse_query(bad)
