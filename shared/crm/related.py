@@ -42,7 +42,7 @@ def find_product(store: AffinityStore, workspace_id: str, product: str) -> Produ
     for name in dict.fromkeys((product, unquote(product))):
         found = found or store.product(workspace_id, name) or store.product_by_id(workspace_id, name)
     if found is None:
-        raise ProductNotFound(f"no paid order holds a product {product!r} (by title or id) as of the last "
+        raise ProductNotFound(f"no paid order holds a product {unquote(product)!r} (by title or id) as of the last "
                               f"daily run")
     return found
 
