@@ -22,6 +22,7 @@ from crm.models.canonical import ActivityEvent, ActivityType, ProductRef
 from crm.models.orders import LineItem
 from crm.models.stores import Platform, StoreRegistration
 from crm.stores import register_store
+from crm_local.demo_predictions import _print_affinity
 from crm_local.lambdas import load_handler
 from crm_local.provision import Provisioned
 
@@ -51,7 +52,7 @@ def predictions(provisioned: Provisioned, function_env: Callable[[str], None],
 
 def test_the_daily_run_stores_related_products_and_the_api_answers_them(
         provisioned: Provisioned, function_env: Callable[[str], None], predictions: Predictions,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     table = provisioned.outputs["TableName"]
     directory, repository = DynamoStoreDirectory(table), DynamoProfileRepository(table)
     shop = register_store(directory, Platform.SHOPIFY, "a.myshopify.com", "secret-a", NOW)
@@ -83,6 +84,11 @@ def test_the_daily_run_stores_related_products_and_the_api_answers_them(
     predictions.drain()
     assert {title: a.computed_at for title, a in store.products(shop.workspace_id).items()} == first_run
     assert set(first_run.values()) == {LATER}
+    # `make demo` prints the best pairs from the same items.
+    _print_affinity(table, shop.workspace_id)
+    assert capsys.readouterr().out.splitlines()[-3:] == [
+        "products bought together: 5 products bought, 2 related pairs (GET /products/{product}/related)",
+        "  Belt + Socks: 3 shoppers, lift 2.6667", "  Shirt + Tie: 4 shoppers, lift 1.6000"]
 
     function_env("ApiFunction")
     spec = provisioned.functions["ApiFunction"]
