@@ -38,6 +38,7 @@ from crm.models.segment_runs import RunPhase, SegmentRun
 from crm.models.stores import ApiKey
 from crm.ports import ConcurrentUpdate
 from crm.predictions import settings as prediction_settings
+from crm.related import ProductNotFound, find_product, parse_query, related_view
 from crm.reports import query as reports
 from crm.segments import exports, runs, service
 from crm.segments import settings as builtin_settings
@@ -363,6 +364,19 @@ def replace_prediction_settings() -> dict[str, Any]:
     store = wiring.prediction_store()
     store.put_settings(workspace_id, chosen)
     return prediction_settings.settings_view(chosen, store.fit(workspace_id))
+
+
+@app.route("/products/{product}/related", methods=["GET"])
+def get_related_products(product: str) -> dict[str, Any]:
+    """The products bought by the same shoppers, from the last daily run (docs/affinity.md)."""
+    workspace_id = _workspace()
+    with _Errors():
+        query = parse_query(_query())
+    try:
+        found = find_product(wiring.affinity_store(), workspace_id, product)
+    except ProductNotFound as error:
+        raise NotFoundError(str(error)) from None
+    return related_view(found, query)
 
 
 # --- flows, templates, messaging settings (docs/flows.md, docs/messaging.md) ---------------------------------

@@ -44,11 +44,12 @@ def handle_record(record: SQSRecord) -> None:
     now = utc_now()
     if isinstance(message, FitTask):
         outcome = run_workspace(wiring.prediction_store(), wiring.profile_repository(), models(),
-                                message.fit_workspace, now)
+                                message.fit_workspace, now, wiring.affinity_store())
         fit = outcome.fit
         logger.info("workspace fitted", extra={
             "workspace_id": message.fit_workspace, "status": fit.status if fit else None,
-            "chosen": fit.chosen if fit else None, "profiles": outcome.profiles, "written": outcome.written})
+            "chosen": fit.chosen if fit else None, "profiles": outcome.profiles, "written": outcome.written,
+            "products_written": outcome.products_written})
         return
     outcome = refresh_profiles(wiring.prediction_store(), wiring.profile_repository(), models(),
                                message.detail.workspace_id, [message.detail.profile_id], now)

@@ -1,11 +1,13 @@
-"""`crm demo`'s predictions part: the workspace fitted as the daily schedule would, the fit stated, and a few
-profiles' predictions (the biggest predicted CLVs, and the likeliest to churn among past buyers)."""
+"""`crm demo`'s predictions part: the workspace fitted as the daily schedule would, the fit stated, a few
+profiles' predictions (the biggest predicted CLVs, and the likeliest to churn among past buyers), and the
+products bought together that the same run kept (docs/affinity.md)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any, Protocol
 
+from crm.adapters.affinity import DynamoAffinityStore
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.models.profile import Profile
 
@@ -61,4 +63,15 @@ def demo_predictions(runtime: LocalRuntime, api: MarketerApi, table: str, worksp
         print("likeliest to churn:")
         for profile in sorted(predicted, key=lambda p: _figure(p, "churn_probability"), reverse=True)[:SHOWN]:
             print(_line(profile))
+    _print_affinity(table, workspace_id)
     return []
+
+
+def _print_affinity(table: str, workspace_id: str) -> None:
+    products = DynamoAffinityStore(table).products(workspace_id)
+    pairs = sorted({tuple(sorted((a.title, r.title))): r for a in products.values() for r in a.related}.items(),
+                   key=lambda pair: (-pair[1].lift, pair[0]))
+    print(f"products bought together: {len(products)} products bought, {len(pairs)} related pairs "
+          f"(GET /products/{{product}}/related)")
+    for (first, second), related in pairs[:SHOWN]:
+        print(f"  {first} + {second}: {related.buyers_together} shoppers, lift {related.lift}")

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from crm.models.affinity import ProductAffinity
 from crm.models.canonical import ComplianceRequest
 from crm.models.currency import CurrencyJob, CurrencySettings, CurrencyTask
 from crm.models.events import AnyDomainEvent
@@ -457,6 +458,22 @@ class PredictionStore(Protocol):
         """Set the profile's prediction (and the next revision) if it is still at ``profile.revision``;
         ConcurrentUpdate if it moved on (read it again)."""
         ...
+
+
+class AffinityStore(Protocol):
+    """The products a workspace's shoppers buy together (crm.affinity), one record per product title."""
+
+    def products(self, workspace_id: str) -> dict[str, ProductAffinity]: ...
+
+    def product(self, workspace_id: str, title: str) -> ProductAffinity | None: ...
+
+    def product_by_id(self, workspace_id: str, product_id: str) -> ProductAffinity | None: ...
+
+    def related_to(self, workspace_id: str, titles: Iterable[str]) -> list[ProductAffinity]:
+        """The records of those of ``titles`` that have one."""
+        ...
+
+    def replace(self, workspace_id: str, put: Sequence[ProductAffinity], deleted: Iterable[str]) -> None: ...
 
 
 class CurrencyTasks(Protocol):

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from crm.messaging.shortlinks import ShortLinks, SmsLinks
     from crm.messaging.unsubscribe import Links
     from crm.ports import (
+        AffinityStore,
         ArchiveStore,
         CurrencyStore,
         CurrencyTasks,
@@ -153,6 +154,12 @@ def prediction_store() -> PredictionStore:
 
 
 @cache
+def affinity_store() -> AffinityStore:
+    from crm.adapters.affinity import DynamoAffinityStore
+    return DynamoAffinityStore()
+
+
+@cache
 def currency_tasks() -> CurrencyTasks:
     from crm.adapters.currency import SqsCurrencyTasks
     return SqsCurrencyTasks()
@@ -239,7 +246,7 @@ def sms_sender() -> SmsSender:
 @cache
 def message_composer() -> MessageComposer:
     from crm.messaging.optin import OptInMessages
-    return OptInMessages(links, sms_links)
+    return OptInMessages(links, sms_links, affinity_store)
 
 
 @cache
@@ -335,5 +342,5 @@ def reset() -> None:
                     currency_store, currency_tasks, prediction_store, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
                     link_signing_keys, sender_identities, message_ledger, flow_counters, attributions,
-                    split_winners, held_split_winners, short_links, link_notices):
+                    split_winners, held_split_winners, short_links, link_notices, affinity_store):
         factory.cache_clear()

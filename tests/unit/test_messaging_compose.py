@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
+from crm.affinity import cross_sell_basis
 from crm.messaging.compose import CannotCompose, FlowMessages, compose_email, compose_sms
 from crm.messaging.defaults import (
     ABANDONED_CHECKOUT_1,
     DOUBLE_OPT_IN,
     EMAIL_TEMPLATES,
+    POST_PURCHASE_THANKS,
     SMS_TEMPLATES,
     TEMPLATES,
     WELCOME_1,
@@ -17,11 +21,13 @@ from crm.messaging.defaults import (
 from crm.messaging.optin import double_opt_in_claim, double_opt_in_email
 from crm.messaging.render import trigger_event
 from crm.messaging.unsubscribe import LinkPurpose, Links, SigningKeys, verify
+from crm.models.affinity import ProductAffinity, RelatedProduct
+from crm.models.canonical import ProductRef
 from crm.models.consent import Channel, Consent, ConsentRequest, ConsentState
 from crm.models.events import CheckoutStarted, Item, OrderPlaced
 from crm.models.flows import FlowRun
 from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate, TemplateRecord
-from crm.models.profile import Profile, new_profile
+from crm.models.profile import Activity, Profile, new_profile
 
 from tests.builders import NOW
 
@@ -159,3 +165,55 @@ def test_a_trigger_this_code_does_not_know_renders_as_no_trigger() -> None:
     email = FlowMessages(lambda: LINKS).email(_record(ABANDONED_CHECKOUT_1), SETTINGS, _profile(),
                                               _run({"a": 1}, "SomethingNew"), "email_1", "a@example.com", NOW)
     assert "Return to your cart" not in email.html  # no recovery link to show
+
+
+class _Affinity:
+    """The related products of a few products (crm.ports.AffinityStore, read side), and what was asked."""
+
+    def __init__(self, products: list[ProductAffinity]) -> None:
+        self.held = {p.title: p for p in products}
+        self.asked: list[list[str]] = []
+
+    def related_to(self, workspace_id: str, titles: Iterable[str]) -> list[ProductAffinity]:
+        self.asked.append(list(titles))
+        return [self.held[t] for t in self.asked[-1] if t in self.held]
+
+
+def _related(title: str, *others: tuple[str, str | None]) -> ProductAffinity:
+    return ProductAffinity(workspace_id="w1", title=title, buyers=10, support=Decimal("0.1"), shoppers=100,
+                           computed_at=NOW, related=tuple(
+                               RelatedProduct(title=other, url=url, buyers_together=5, support=Decimal("0.05"),
+                                              confidence=Decimal("0.5"), lift=Decimal(f"{5 - n}"))
+                               for n, (other, url) in enumerate(others)))
+
+
+def test_the_post_purchase_email_suggests_what_the_orders_shoppers_also_bought_and_this_one_did_not() -> None:
+    affinity = _Affinity([_related("Linen shirt", ("Silk tie", "https://shop.example/tie"), ("Belt", None),
+                                   ("Hat", None))])
+    placed = OrderPlaced(event_id="e", workspace_id="w1", profile_id="p1", occurred_at=NOW, store_id="s2",
+                         order_id="o1", currency="USD", total_price="78.00", net_total="78.00",
+                         items=(Item(title="Linen shirt", quantity=2, price="39.00"),))
+    messages = FlowMessages(lambda: LINKS, affinity=lambda: affinity)  # type: ignore[arg-type,return-value]
+    email = messages.email(_record(POST_PURCHASE_THANKS), SETTINGS, _profile(products={"Linen shirt": 2, "Hat": 1}),
+                           _run(placed.model_dump(mode="json"), "OrderPlaced"), "email_1", "a@example.com", NOW)
+    assert affinity.asked == [["Linen shirt"]]
+    assert "Often bought with your order" in email.html
+    assert '<a href="https://shop.example/tie"' in email.html and "Belt" in email.html
+    assert "Hat" not in email.html  # already bought
+    assert email.html.index("Silk tie") < email.html.index("Belt")  # best lift first
+
+    # A template that does not show cross_sell reads nothing; nothing related shows no block.
+    messages.email(_record(ABANDONED_CHECKOUT_1), SETTINGS, _profile(), _run(CHECKOUT.model_dump(mode="json")),
+                   "email_1", "a@example.com", NOW)
+    assert len(affinity.asked) == 1
+    alone = FlowMessages(lambda: LINKS, affinity=lambda: _Affinity([]))  # type: ignore[arg-type,return-value]
+    plain = alone.email(_record(POST_PURCHASE_THANKS), SETTINGS, _profile(),
+                        _run(placed.model_dump(mode="json"), "OrderPlaced"), "email_1", "a@example.com", NOW)
+    assert "Often bought" not in plain.html
+
+
+def test_without_an_order_the_cross_sell_starts_from_the_cart_then_from_what_was_bought_most() -> None:
+    cart = Activity(at=NOW, event_id="c", type="added_to_cart", products=(ProductRef(title="Belt"),))
+    assert cross_sell_basis(_profile(last_cart=cart, products={"Hat": 3}), []) == ["Belt"]
+    assert cross_sell_basis(_profile(products={"Hat": 1, "Shirt": 3}), []) == ["Shirt", "Hat"]
+    assert cross_sell_basis(_profile(last_cart=cart), ["Shirt", "Shirt"]) == ["Shirt"]

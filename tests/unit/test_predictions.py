@@ -8,7 +8,7 @@ from functools import cache
 
 import pytest
 from crm.models.predictions import PredictionSettings, WorkspaceFit
-from crm.predictions.predict import fit_workspace, predict
+from crm.predictions.predict import choice_note, fit_workspace, predict
 
 from tests.unit.test_btyd_cdnow import sample_history
 
@@ -52,13 +52,22 @@ def test_cdnow_fit_chooses_by_holdout_and_says_how() -> None:
     assert [m.model for m in fit.purchase_models] == ["bgnbd", "mbgnbd"]
     assert fit.chosen in ("bgnbd", "mbgnbd")
     assert fit.why_chosen is not None and fit.why_chosen.startswith("holdout of the last 272 days")
-    assert f"chosen {fit.chosen}: lower RMSE" in fit.why_chosen
+    assert f"chosen {fit.chosen}: lower RMSE per customer" in fit.why_chosen
+
     assert fit.calibration_end == NOW - timedelta(days=272)
     assert fit.spend_model is not None and fit.spend_model.model == "gamma_gamma"
     assert (fit.customers, fit.repeat_buyers) == (2357, fit.spend_model.customers)
     # in days the BG/NBD alpha is about 7 times the weekly one; the shape parameters do not depend on the unit
     bgnbd = fit.purchase_models[0].parameters
     assert 0.1 < bgnbd["r"] < 1 and bgnbd["alpha"] > 7
+
+
+def test_the_choice_names_its_criterion_and_a_closer_total_of_the_other_model() -> None:
+    assert choice_note("mbgnbd", {"bgnbd": 1638.9, "mbgnbd": 1564.3}, 1877) == (
+        "chosen mbgnbd: lower RMSE per customer (the criterion: each profile is predicted on its own); "
+        "bgnbd's total came closer to the actual total, which is not the criterion")
+    assert choice_note("bgnbd", {"bgnbd": 1638.9, "mbgnbd": 1564.3}, 1877) == (
+        "chosen bgnbd: lower RMSE per customer (the criterion: each profile is predicted on its own)")
 
 
 def test_a_short_history_chooses_by_log_likelihood() -> None:

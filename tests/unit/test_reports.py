@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 from crm.models.currency import CurrencySettings
 from crm.models.predictions import Prediction
 from crm.models.profile import Profile, new_profile
-from crm.models.reports import AbandonmentData, CohortsData, OrderFact, RevenueData
+from crm.models.reports import AbandonmentData, CohortsData, OrderFact, Report, RevenueData
 from crm.reports import charts, compute, query
 from crm.reports.query import PeriodFacts, ReportNotFound, ReportQueryInvalid
 from hypothesis import given, settings
@@ -204,6 +205,40 @@ def test_churn_risk_per_segment_of_the_predicted_members() -> None:
     assert [(s.name, s.predicted, s.mean_churn_probability, s.at_risk, s.mean_clv) for s in data.segments] == [
         ("Lapsed", 2, Decimal("0.5"), 1, Decimal("55.00")), ("VIP", 1, Decimal("0.2"), 0, Decimal("100.00"))]
 
+
+
+def _clv_members(clvs: Iterable[str]) -> list[tuple[Profile, frozenset[str]]]:
+    return [(_buyer(f"p{i}", 2, "10", 5, _predicted("0.2", clv)), frozenset()) for i, clv in enumerate(clvs)]
+
+
+def test_one_big_spender_goes_to_an_overflow_bin_instead_of_squashing_every_bar() -> None:
+    clvs = [str(10 + i) for i in range(99)] + ["3300"]  # 10..108, and one 3,300
+    bins = compute.predictions(_clv_members(clvs), {}).clv_bins
+    assert len(bins) == compute.CLV_BINS and [b.overflow for b in bins] == [False] * 9 + [True]
+    # The 95th percentile by nearest rank: the 95th of 100, 104.00; the overflow holds 104..108 and 3,300.
+    assert (bins[-1].lower, bins[-1].upper, bins[-1].profiles) == (Decimal("104.00"), Decimal("3300.00"), 6)
+    assert (bins[0].lower, bins[-2].upper) == (Decimal("10.00"), Decimal("104.00"))
+    assert max(b.profiles for b in bins[:-1]) <= 11  # the 94 others spread over nine bars
+    report = Report(name="predictions", title="t", from_=NOW.date(), to=NOW.date(), interval="month",
+                          currency="USD", generated_at=NOW, data=compute.predictions(_clv_members(clvs), {}))
+    values = charts.chart(report)["hconcat"][0]["data"]["values"]
+    assert [v["range"] for v in values][::9] == ["10-20", ">= 104"]
+
+
+def test_a_clv_spread_without_a_long_tail_keeps_ten_even_bins() -> None:
+    bins = compute.predictions(_clv_members(str(10 + i) for i in range(100)), {}).clv_bins
+    assert not any(b.overflow for b in bins) and [b.profiles for b in bins] == [10] * 10
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.decimals(min_value=0, max_value=100_000, places=2), min_size=1, max_size=60))
+def test_the_clv_bins_hold_every_predicted_shopper_once_in_order(clvs: list[Decimal]) -> None:
+    bins = compute.predictions(_clv_members(str(c) for c in clvs), {}).clv_bins
+    assert sum(b.profiles for b in bins) == len(clvs)
+    assert all(b.lower <= b.upper for b in bins)
+    assert all(a.upper == b.lower for a, b in pairwise(bins))
+    assert bins[0].lower == min(clvs) and bins[-1].upper == max(clvs)
+    assert sum(b.overflow for b in bins) <= 1 and not any(b.overflow for b in bins[:-1])
 
 # --- building and drawing --------------------------------------------------------------------------------------
 

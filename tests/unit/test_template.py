@@ -246,6 +246,7 @@ def test_api_routes(stack: Stack) -> None:
         ("GET", "/flows/{flow_id}/stats", "ApiFunction"),
         ("GET", "/flows/{flow_id}/steps/{step_id}/stats", "ApiFunction"),
         ("GET", "/reports/{name}", "ApiFunction"),
+        ("GET", "/products/{product}/related", "ApiFunction"),
         ("POST", "/flows/{flow_id}/test-send", "ApiFunction"),
         ("POST", "/flows/backtest", "ApiFunction"),
         ("GET", "/templates", "ApiFunction"),

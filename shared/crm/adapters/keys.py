@@ -42,6 +42,8 @@ Access patterns:
 - a re-derivation of the profiles' figures after the rates changed: WS#{ws}#CURRENCYJOB#{job_id} / JOB
 - the workspace's prediction settings and last fit: WS#{ws}#PREDICTIONS / SETTINGS, WS#{ws}#PREDICTIONS / FIT
   (each profile's prediction is an attribute of its profile item)
+- the products bought together (crm.affinity), one item per product, by a hash of its title:
+                                                  WS#{ws}#AFFINITY / {sha256(title)}  (one Query lists them)
 """
 
 from __future__ import annotations
@@ -222,6 +224,14 @@ def prediction_settings(workspace_id: str) -> Key:
 
 def prediction_fit(workspace_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#PREDICTIONS", "sk": "FIT"}
+
+
+def product_affinity_pk(workspace_id: str) -> str:
+    return f"WS#{workspace_id}#AFFINITY"
+
+
+def product_affinity(workspace_id: str, title: str) -> Key:
+    return {"pk": product_affinity_pk(workspace_id), "sk": _digest(title)}
 
 
 def currency_job(workspace_id: str, job_id: str) -> Key:

@@ -9,7 +9,8 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from crm.messaging.render import message_context, render_email, render_sms, trigger_event
+from crm.affinity import cross_sell, cross_sell_basis
+from crm.messaging.render import cross_sell_context, message_context, render_email, render_sms, trigger_event
 from crm.messaging.shortlinks import SmsLinks
 from crm.messaging.unsubscribe import LinkOrigin, LinkPurpose, Links
 from crm.models.consent import Channel
@@ -24,6 +25,7 @@ from crm.models.messaging import (
     TemplateRecord,
 )
 from crm.models.profile import Profile
+from crm.ports import AffinityStore
 
 
 class CannotCompose(ValueError):
@@ -83,6 +85,20 @@ def compose_sms(template: SmsTemplate, profile: Profile, settings: MessagingSett
                        body=body, sender=settings.sms_sender)
 
 
+def uses_cross_sell(template: EmailTemplate) -> bool:
+    """Whether the template shows ``cross_sell``: only then are the related products read for it."""
+    return any("cross_sell" in part for part in (template.subject, template.html, template.text or ""))
+
+
+def cross_sell_products(store: AffinityStore, profile: Profile, trigger: DomainEvent | None) -> list[dict[str, Any]]:
+    """The template's ``cross_sell``: products bought by the same shoppers as the trigger's lines (an order's,
+    a cart's) or the profile's latest cart, that this shopper has not bought (crm.affinity)."""
+    titles = [item.title for item in getattr(trigger, "items", ()) if item.title]
+    basis = cross_sell_basis(profile, titles)
+    found = store.related_to(profile.workspace_id, basis) if basis else []
+    return cross_sell_context(cross_sell(found, bought=profile.products))
+
+
 class FlowMessages:
     """The flows service's MessageComposer (crm.flows.service): a flow step's template rendered for the run's
     profile, with the run's trigger (``FlowRun.trigger``) as ``trigger`` and SES tags naming the workspace,
@@ -91,9 +107,11 @@ class FlowMessages:
     links as written: a backtest sends nothing). Raises CannotCompose (a ValueError) when the message cannot be
     made."""
 
-    def __init__(self, links: Callable[[], Links], sms_links: Callable[[], SmsLinks] | None = None) -> None:
+    def __init__(self, links: Callable[[], Links], sms_links: Callable[[], SmsLinks] | None = None,
+                 affinity: Callable[[], AffinityStore] | None = None) -> None:
         self.links = links
         self.sms_links = sms_links
+        self.affinity = affinity
 
     def email(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
               step_id: str, to: str, now: datetime) -> OutgoingEmail:
@@ -101,9 +119,11 @@ class FlowMessages:
             raise CannotCompose(f"template {template.template_id} is not an email template")
         # ``profile``: the message record's partition (crm.flows.ports.MessageLedger.find reads it directly).
         tags = {"flow": run.flow_id, "step": step_id, "run": run.run_id, "profile": run.profile_id}
-        return compose_email(template.template, profile, settings, self.links(), now,
-                             trigger_event(run.trigger_type, run.trigger), tags, to=to,
-                             origin=LinkOrigin(run.flow_id, run.run_id, step_id))
+        trigger = trigger_event(run.trigger_type, run.trigger)
+        extra = ({"cross_sell": cross_sell_products(self.affinity(), profile, trigger)}
+                 if self.affinity is not None and uses_cross_sell(template.template) else {})
+        return compose_email(template.template, profile, settings, self.links(), now, trigger, tags, to=to,
+                             origin=LinkOrigin(run.flow_id, run.run_id, step_id), **extra)
 
     def sms(self, template: TemplateRecord, settings: MessagingSettings, profile: Profile, run: FlowRun,
             step_id: str, to: str, now: datetime) -> OutgoingSms:

@@ -55,6 +55,19 @@ _ITEMS = """<table class="items" role="presentation">
 
 _GREETING = "Hi{% if profile.first_name %} {{ profile.first_name }}{% endif %},"
 
+# Products bought by the same shoppers as the order's, not bought by this one (crm.affinity; docs/affinity.md).
+_CROSS_SELL = """{% if cross_sell %}
+<h2>Often bought with your order</h2>
+<table class="items" role="presentation">
+{% for product in cross_sell %}
+  <tr>
+    <td>{% if product.image_url %}<img src="{{ product.image_url }}" alt="{{ product.title }}">{% endif %}</td>
+    <td>{% if product.product_url %}<a href="{{ product.product_url }}">{{ product.title }}</a>{% else %}{{ product.title }}{% endif %}</td>
+  </tr>
+{% endfor %}
+</table>
+{% endif %}"""
+
 
 def _page(body: str, marketing: bool = True) -> str:
     footer = _FOOTER if marketing else ""
@@ -107,7 +120,8 @@ EMAIL_TEMPLATES: dict[str, EmailTemplate] = {
         f"""<h1>Thank you for your order</h1>
 <p>{_GREETING} we received your order{{% if trigger.order_number %}} #{{{{ trigger.order_number }}}}{{% endif %}}.</p>
 {_ITEMS}
-{{% if trigger.total_price_display %}}<p>Total: <strong>{{{{ trigger.total_price_display }}}}</strong></p>{{% endif %}}"""),
+{{% if trigger.total_price_display %}}<p>Total: <strong>{{{{ trigger.total_price_display }}}}</strong></p>{{% endif %}}
+{_CROSS_SELL}"""),
     POST_PURCHASE_REVIEW: _email(
         "Post-purchase: review request",
         "How {% if trigger.items|length == 1 %}is your {{ trigger.items[0].title }}{% else %}are your items{% endif %}?",

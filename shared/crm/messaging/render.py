@@ -11,8 +11,8 @@ Marketers write templates, so a template is treated as untrusted code (docs/mess
   send time the lenient ``ChainableUndefined`` renders a missing value (a profile without a first name, a
   checkout without a recovery URL) as empty text, so one missing field never stops a message.
 
-The context a template sees is built by ``message_context``: ``profile``, ``trigger``, ``store`` and
-``unsubscribe_url`` (and ``confirm_url`` for the double opt-in email).
+The context a template sees is built by ``message_context``: ``profile``, ``trigger``, ``store``,
+``cross_sell`` and ``unsubscribe_url`` (and ``confirm_url`` for the double opt-in email).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, TemplateS
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from crm.models.affinity import ProductShown
 from crm.models.events import DomainEvent, Item
 from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate
 from crm.models.profile import Profile
@@ -190,6 +191,11 @@ def profile_context(profile: Profile) -> dict[str, Any]:
     }
 
 
+def cross_sell_context(products: Sequence[ProductShown]) -> list[dict[str, Any]]:
+    """Products to suggest (crm.affinity.cross_sell) as a template sees them: title, product_url, image_url."""
+    return [{"title": p.title, "product_url": p.url, "image_url": p.image_url} for p in products]
+
+
 def store_context(settings: MessagingSettings) -> dict[str, Any]:
     return {"name": settings.from_name, "from_address": settings.from_address, "reply_to": settings.reply_to,
             "postal_address": settings.postal_address}
@@ -197,9 +203,10 @@ def store_context(settings: MessagingSettings) -> dict[str, Any]:
 
 def message_context(profile: Profile, settings: MessagingSettings, trigger: DomainEvent | None = None,
                     unsubscribe_url: str | None = None, **extra: Any) -> dict[str, Any]:
-    """Everything a template may use (docs/messaging.md lists it)."""
+    """Everything a template may use (docs/messaging.md lists it). ``cross_sell`` is empty unless the caller
+    gives it (crm.messaging.compose reads it only for a template that uses it)."""
     return {"profile": profile_context(profile), "trigger": trigger_context(trigger),
-            "store": store_context(settings), "unsubscribe_url": unsubscribe_url, **extra}
+            "store": store_context(settings), "unsubscribe_url": unsubscribe_url, "cross_sell": [], **extra}
 
 
 def sample_context() -> dict[str, Any]:
@@ -221,7 +228,9 @@ def sample_context() -> dict[str, Any]:
                "total_spent": "120.00", "total_spent_display": "$120.00", "currency": "USD", "tags": ["vip"]}
     store = {"name": "Example Shop", "from_address": "hello@shop.example", "reply_to": "help@shop.example",
              "postal_address": "1 Main St, Springfield"}
-    return {"profile": profile, "trigger": trigger, "store": store,
+    cross_sell = [{"title": "Silk tie", "product_url": "https://shop.example/products/silk-tie",
+                   "image_url": "https://shop.example/tie.jpg"}]
+    return {"profile": profile, "trigger": trigger, "store": store, "cross_sell": cross_sell,
             "unsubscribe_url": "https://crm.example/unsubscribe/token", "confirm_url": "https://crm.example/confirm/t"}
 
 
@@ -385,7 +394,7 @@ def html_to_text(html: str) -> str:
 
 
 __all__ = [
-    "RenderedEmail", "TemplateInvalid", "check_template", "footer_html", "footer_text", "html_to_text",
-    "inline_css", "message_context", "money", "profile_context", "render_email", "render_sms", "sample_context",
-    "store_context", "trigger_context", "trigger_event", "validate_template",
+    "RenderedEmail", "TemplateInvalid", "check_template", "cross_sell_context", "footer_html", "footer_text",
+    "html_to_text", "inline_css", "message_context", "money", "profile_context", "render_email", "render_sms",
+    "sample_context", "store_context", "trigger_context", "trigger_event", "validate_template",
 ]

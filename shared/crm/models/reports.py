@@ -155,6 +155,9 @@ class ClvBin(BaseModel):
     lower: Decimal  # included
     upper: Decimal  # excluded (the last bin: included)
     profiles: int
+    # The last bin holds every CLV >= lower when a few shoppers' CLV would squash the others' bars
+    # (crm.reports.compute.CLV_CLIP_PERCENTILE); its upper is then the highest CLV.
+    overflow: bool = False
 
 
 class SegmentChurn(BaseModel):

@@ -6,6 +6,7 @@ itself (the functions that fit carry them in a layer of their own).
 
 - :func:`run_workspace` (the daily schedule): every live profile's history, one fit of the workspace, kept
   (the fit after an order is predicted with), and each profile's prediction written where it moved.
+  The same pass gives the products bought together (crm.affinity), stored when an AffinityStore is given.
 - :func:`refresh_profiles` (after OrderPlaced/OrderRefunded): the named profiles predicted again with the
   kept fit, without fitting again.
 
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from crm.affinity import basket_of, changes, product_affinity, shown_products
 from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.profile import Profile
-from crm.ports import ConcurrentUpdate, PredictionStore, ProfileRepository
+from crm.ports import AffinityStore, ConcurrentUpdate, PredictionStore, ProfileRepository
 from crm.predictions.histories import History, history_of
 
 Histories = Mapping[str, Sequence[tuple[datetime, Decimal]]]
@@ -52,6 +54,7 @@ class Outcome:
     profiles: int
     written: int
     fit: WorkspaceFit | None = None
+    products_written: int = 0  # products whose related products were written (new, moved or gone)
 
 
 def _money_moved(old: Decimal | None, new: Decimal | None) -> bool:
@@ -118,11 +121,21 @@ def _predict_one(models: Models, fit: WorkspaceFit, profile: Profile, now: datet
     return _in_currency(found[profile.profile_id], profile)
 
 
+def _refresh_affinity(affinity: AffinityStore, workspace_id: str, held: Mapping[str, Profile], now: datetime) -> int:
+    found = product_affinity(workspace_id, (basket_of(p) for p in held.values()), now,
+                             shown=shown_products(held.values()))
+    put, deleted = changes(affinity.products(workspace_id), found)
+    affinity.replace(workspace_id, put, deleted)
+    return len(put) + len(deleted)
+
+
 def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
-                  now: datetime) -> Outcome:
-    """Fit the workspace on every live profile's history, keep the fit, and write what moved."""
+                  now: datetime, affinity: AffinityStore | None = None) -> Outcome:
+    """Fit the workspace on every live profile's history, keep the fit, and write what moved; with
+    ``affinity``, the products bought together from the same read of the profiles."""
     settings = store.settings(workspace_id) or PredictionSettings()
     held = {p.profile_id: p for p in profiles.workspace_profiles(workspace_id)}
+    products_written = _refresh_affinity(affinity, workspace_id, held, now) if affinity is not None else 0
     histories: dict[str, History] = {pid: history_of(p) for pid, p in held.items()}
     fit = models.fit(workspace_id, histories, now, settings)
     store.put_fit(fit)
@@ -132,7 +145,7 @@ def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: M
         prediction = _in_currency(predictions[profile_id], profile)
         written += _write(store, profiles, profile, prediction,
                           lambda current: _predict_one(models, fit, current, now))
-    return Outcome(profiles=len(held), written=written, fit=fit)
+    return Outcome(profiles=len(held), written=written, fit=fit, products_written=products_written)
 
 
 def refresh_profiles(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,

@@ -210,7 +210,12 @@ def abandonment(report: Report, data: AbandonmentData) -> dict[str, Any]:
 
 
 def predictions(report: Report, data: PredictionsData) -> dict[str, Any]:
-    bins = [{"lower": float(b.lower), "upper": float(b.upper), "profiles": b.profiles} for b in data.clv_bins]
+    # Bars named by their range, not placed on a continuous axis: an overflow bin (">= X") has no width to
+    # draw, and a range label says exactly what each bar counts.
+    places = 0 if data.clv_bins and data.clv_bins[-1].upper >= 100 else 2
+    bins = [{"range": f">= {b.lower:,.{places}f}" if b.overflow else f"{b.lower:,.{places}f}-{b.upper:,.{places}f}",
+             "order": k, "lower": float(b.lower), "upper": float(b.upper), "profiles": b.profiles}
+            for k, b in enumerate(data.clv_bins)]
     segments = [{"segment": s.name, "churn": float(s.mean_churn_probability), "members": s.predicted,
                  "at_risk": s.at_risk,
                  "label": f"{s.mean_churn_probability:.0%} ({s.at_risk:,} of {s.predicted:,} at risk)"}
@@ -232,11 +237,13 @@ def predictions(report: Report, data: PredictionsData) -> dict[str, Any]:
     return _spec(report, subtitle, {
         "hconcat": [
             {"title": "Predicted 12-month CLV", "width": 320, "height": HEIGHT, "data": {"values": bins},
-             "mark": {"type": "bar", "color": BAR, "binSpacing": 1},
-             "encoding": {"x": {"field": "lower", "type": "quantitative", "bin": {"binned": True},
-                                "title": f"CLV ({money})" if money else "CLV", "axis": {"format": ",.0f"}},
-                          "x2": {"field": "upper"},
-                          "y": {"field": "profiles", "type": "quantitative", "title": "Shoppers"}}},
+             "encoding": {"x": {"field": "range", "type": "ordinal", "sort": {"field": "order"},
+                                "title": f"CLV ({money})" if money else "CLV", "axis": {"labelAngle": -40}},
+                          "y": {"field": "profiles", "type": "quantitative", "title": "Shoppers"},
+                          "tooltip": [{"field": "range", "title": "CLV"}, {"field": "profiles", "format": ","}]},
+             "layer": [{"mark": {"type": "bar", "color": BAR}},
+                       {"mark": {"type": "text", "baseline": "bottom", "dy": -2, "fontSize": 10},
+                        "encoding": {"text": {"field": "profiles", "format": ","}}}]},
             {"title": "Mean churn probability by segment", "width": 320, "data": {"values": segments},
              "height": {"step": 18},
              "encoding": {"y": {"field": "segment", "type": "nominal", "title": None, "sort": "-x"},

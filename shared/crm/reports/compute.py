@@ -6,6 +6,7 @@ order, then added: so the revenue of the buckets adds up to the period's, and ea
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ COMPLETION_DAYS = timedelta(days=1)  # the days of orders read past a period for
 # A churn probability at or above this puts a shopper "at risk" in the predictions report.
 AT_RISK = Decimal("0.5")
 CLV_BINS = 10
+# The CLV histogram's bins end at this percentile, the rest in one overflow bin ">= X", when the shoppers above
+# it stretch the axis to more than twice the range of the others (one big spender would leave every other
+# shopper in the first of ten bins).
+CLV_CLIP_PERCENTILE = 95
 UNTRACKED = "(untracked)"
 
 
@@ -277,16 +282,28 @@ def abandonment(checkouts: Iterable[tuple[str, datetime]], orders: Converted, re
                            recovered_revenue=_cents(sum(won_revenue.values(), Decimal(0))), points=points)
 
 
+def _even_bins(values: Sequence[Decimal], low: Decimal, high: Decimal, count: int) -> list[ClvBin]:
+    width = (high - low) / count
+    counts = Counter(min(int((value - low) / width), count - 1) for value in values)
+    return [ClvBin(lower=_cents(low + width * k), upper=_cents(low + width * (k + 1)), profiles=counts[k])
+            for k in range(count)]
+
+
 def _clv_bins(values: Sequence[Decimal]) -> tuple[ClvBin, ...]:
+    """Ten even bins from the lowest CLV to the highest, or, when the highest few would squash the rest, nine
+    up to the CLV_CLIP_PERCENTILE-th percentile (nearest rank, to the cent) and one overflow bin above."""
     if not values:
         return ()
-    low, high = min(values), max(values)
+    ordered = sorted(values)
+    low, high = ordered[0], ordered[-1]
     if low == high:
         return (ClvBin(lower=_cents(low), upper=_cents(high), profiles=len(values)),)
-    width = (high - low) / CLV_BINS
-    counts = Counter(min(int((value - low) / width), CLV_BINS - 1) for value in values)
-    return tuple(ClvBin(lower=_cents(low + width * k), upper=_cents(low + width * (k + 1)), profiles=counts[k])
-                 for k in range(CLV_BINS))
+    clip = _cents(ordered[math.ceil(len(ordered) * CLV_CLIP_PERCENTILE / 100) - 1])
+    if not low < clip < high or high - low <= 2 * (clip - low):
+        return tuple(_even_bins(values, low, high, CLV_BINS))
+    below = [value for value in values if value < clip]
+    overflow = ClvBin(lower=clip, upper=_cents(high), profiles=len(values) - len(below), overflow=True)
+    return (*_even_bins(below, low, clip, CLV_BINS - 1), overflow)
 
 
 def predictions(members: Iterable[tuple[Profile, frozenset[str]]], segment_names: Mapping[str, str]) -> PredictionsData:
