@@ -66,6 +66,7 @@ from crm_local.simulation import (
 STACK = "crm-demo"
 SECRETS = {SHOPIFY: "demo-shopify-webhook-secret", WOOCOMMERCE: "demo-woocommerce-webhook-secret"}
 SENDERS = 8
+SEGMENT_WORKERS = 4
 DRAIN_TIMEOUT_SECONDS = 900
 SEGMENTS_TIMEOUT_SECONDS = 600
 EXPORT_FIELDS = ("email", "phone", "first_name", "last_name", "orders_count", "total_spent", "last_order_at")
@@ -208,7 +209,12 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
                beside: Sequence[PartBeside]) -> tuple[list[str], list[Sent], bool]:
     """The history, its report and the segments on the main stack (the flows and attribution parts started
     beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained."""
-    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
+    # The segment runs and the currency job fan out over shares of the workspace's profiles (a share is one
+    # worker's scan; 25,000 profiles each by default, so one share here): a share of about a quarter of the
+    # workspace's profiles (about 1.2 a shopper), worked by four workers side by side, as Lambda scales out.
+    os.environ["SEGMENT_ITEMS_PER_SHARE"] = str(max(1, -(-shoppers * 6 // 5) // SEGMENT_WORKERS))
+    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK,
+                      scaled_out={"SegmentTasksFunction": SEGMENT_WORKERS}) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
         phases.add("simulated, stack up", phases.total(), cpu=time.process_time())
         outputs = stack_outputs(STACK)

@@ -27,6 +27,10 @@ moto checks an item's 400 KB limit as each attribute is set by measuring every a
 attribute's measure is kept while it holds the same value object, so a set measures the new value alone (an
 attribute changed in place inside moto is counted at its size when it was set: the limit is approximate there).
 
+moto describes a table's global secondary indexes without their ItemCount, which DynamoDB gives (refreshed about
+every six hours) and the segment runs and currency jobs size their fan-out by: here it is the index's live count
+(the items holding the index's key attributes).
+
 moto's server also lists its package's folders (a listdir and a stat per service) on every request to
 find the service a host names; the list never changes while it runs, so it is listed once.
 """
@@ -91,6 +95,20 @@ def _atomic(operation: Any) -> Any:
             return operation(*args, **kwargs)
 
     return locked
+
+
+_ORIGINAL_DESCRIBE_TABLE = Table.describe
+
+
+def describe_table(self: Table, base_key: str = "TableDescription") -> dict[str, Any]:
+    described: dict[str, Any] = _ORIGINAL_DESCRIBE_TABLE(self, base_key)
+    with _ATOMIC:
+        items: list[Any] = [item for held in self.items.values()
+                            for item in (held.values() if self.range_key_attr else [held])]
+    for index in described[base_key].get("GlobalSecondaryIndexes", []):
+        keys = [key["AttributeName"] for key in index["KeySchema"]]
+        index["ItemCount"] = sum(all(key in item.attrs for key in keys) for item in items)
+    return described
 
 
 def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +282,7 @@ def moto_modules() -> tuple[str, ...]:
 def install() -> None:
     backends.list_of_moto_modules = moto_modules
     Table.query = index_query  # type: ignore[method-assign]
+    Table.describe = describe_table  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
     for name, count in _QUEUE_COUNTS.items():
         setattr(Queue, name, property(count))
@@ -278,6 +297,7 @@ def install() -> None:
 def uninstall() -> None:
     backends.list_of_moto_modules = _ORIGINAL_MODULES
     Table.query = _ORIGINAL_TABLE_QUERY  # type: ignore[method-assign]
+    Table.describe = _ORIGINAL_DESCRIBE_TABLE  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = _ORIGINAL_RETENTION_CHECK  # type: ignore[method-assign]
     for name, original in _ORIGINAL_QUEUE_COUNTS.items():
         setattr(Queue, name, original)
