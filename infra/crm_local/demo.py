@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,9 +42,11 @@ from crm_local.demo_timing import Phases, percentile_ms
 from crm_local.operations import add_store, stack_outputs
 from crm_local.runtime import LocalRuntime
 from crm_local.simulation import (
+    BROWSE,
     CURRENCY,
     DOMAINS,
     LINKS,
+    ORDERS,
     RATES,
     SHOPIFY,
     START,
@@ -64,6 +66,7 @@ from crm_local.simulation import (
 STACK = "crm-demo"
 SECRETS = {SHOPIFY: "demo-shopify-webhook-secret", WOOCOMMERCE: "demo-woocommerce-webhook-secret"}
 SENDERS = 8
+SEGMENT_WORKERS = 4
 DRAIN_TIMEOUT_SECONDS = 900
 SEGMENTS_TIMEOUT_SECONDS = 600
 EXPORT_FIELDS = ("email", "phone", "first_name", "last_name", "orders_count", "total_spent", "last_order_at")
@@ -206,7 +209,12 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
                beside: Sequence[PartBeside]) -> tuple[list[str], list[Sent], bool]:
     """The history, its report and the segments on the main stack (the flows and attribution parts started
     beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained."""
-    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK) as runtime:
+    # The segment runs and the currency job fan out over shares of the workspace's profiles (a share is one
+    # worker's scan; 25,000 profiles each by default, so one share here): a share of about a quarter of the
+    # workspace's profiles (about 1.2 a shopper), worked by four workers side by side, as Lambda scales out.
+    os.environ["SEGMENT_ITEMS_PER_SHARE"] = str(max(1, -(-shoppers * 6 // 5) // SEGMENT_WORKERS))
+    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK,
+                      scaled_out={"SegmentTasksFunction": SEGMENT_WORKERS}) as runtime:
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
         phases.add("simulated, stack up", phases.total(), cpu=time.process_time())
         outputs = stack_outputs(STACK)
@@ -230,10 +238,13 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
         custom = create_custom_segments(Api(runtime.api_url, shop.api_key))
         print(f"simulated {shoppers} shoppers (seed {seed}): {len(simulation.messages)} requests, "
               f"{dict(sorted(simulation.counts().items()))}", flush=True)
-        results, sending, drained = drive(runtime, stores, simulation, phases)
-        # From here on no request's latency is reported: the flows and what they earn run beside the main stack.
-        for part in beside:
-            part.go()
+        # Once the last request is answered no request's latency is reported: the flows and what they earn run
+        # beside the main stack from then on, while it drains.
+        def let_parts_go() -> None:
+            for part in beside:
+                part.go()
+
+        results, sending, drained = drive(runtime, stores, simulation, phases, answered=let_parts_go)
         with phases.phase("edge cases, currency rates set and re-derived"):
             extras = edge_cases(runtime.api_url, stores)
             drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
@@ -347,22 +358,33 @@ class PartBeside:
             self.process.wait()
 
 
-def drive(runtime: LocalRuntime, stores: dict[str, Store], simulation: Simulation, phases: Phases
-          ) -> tuple[list[Sent], float, bool]:
-    """Send each wave over HTTP with a few concurrent senders, and let the stack drain before the next."""
+# The waves sent together, each group drained before the next: anonymous browsing and the orders no browser
+# names touch different profiles (the links of the last wave join them), so they arrive at once, as real
+# storefront events and webhooks do; the links must find every profile they join already written.
+SENT_TOGETHER = ((BROWSE, ORDERS), (LINKS,))
+
+
+def drive(runtime: LocalRuntime, stores: dict[str, Store], simulation: Simulation, phases: Phases,
+          answered: Callable[[], None] = lambda: None) -> tuple[list[Sent], float, bool]:
+    """Send the waves over HTTP with a few concurrent senders, and let the stack drain before the next ones;
+    ``answered`` is called once the last request is answered, before that last drain."""
     results: list[Sent] = []
     sending, drained = 0.0, True
     with ThreadPoolExecutor(max_workers=SENDERS) as pool:
-        for wave in range(1, LINKS + 1):
-            with phases.phase(f"wave {wave} sent and processed"):
-                messages = simulation.wave(wave)
+        for waves in SENT_TOGETHER:
+            numbers = " and ".join(map(str, waves))
+            with phases.phase(f"wave{'s' if len(waves) > 1 else ''} {numbers} sent and processed"):
+                messages = [m for wave in waves for m in simulation.wave(wave)]
                 started = time.perf_counter()
                 results += pool.map(lambda m: send(runtime.api_url, stores, m), messages)
                 sent = time.perf_counter() - started
                 sending += sent
+                if waves is SENT_TOGETHER[-1]:
+                    answered()
                 drained = runtime.wait_idle(timeout=DRAIN_TIMEOUT_SECONDS) and drained
-                print(f"wave {wave} ({WAVES[wave]}): {len(messages)} requests sent in {sent:.1f} s, "
-                      f"processed {time.perf_counter() - started:.1f} s after the first", flush=True)
+                print(f"wave{'s' if len(waves) > 1 else ''} {numbers} ({'; '.join(WAVES[w] for w in waves)}): "
+                      f"{len(messages)} requests sent in {sent:.1f} s, processed {time.perf_counter() - started:.1f} "
+                      "s after the first", flush=True)
     return results, sending, drained
 
 

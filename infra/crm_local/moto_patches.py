@@ -17,12 +17,19 @@ has them; anything else that is not plain JSON (bytes, objects) takes moto's pat
 
 moto's SQS checks each received message's retention period by building the queue's whole attribute map, which
 counts the queue's messages (visible, in flight, delayed) each time: a receive cost O(queue size) per message.
-Here the retention period is read from the queue. moto's EventBridge builds a new JSONPath parser (a yacc table)
+Here the retention period is read from the queue. Each SendMessage builds that map too (for a FIFO attribute),
+and each count asked the clock once per message: the ingest queue holds hundreds while a wave drains, so every
+webhook's send walked them all, reading the clock three times a message. Here a count reads the clock once.
+moto's EventBridge builds a new JSONPath parser (a yacc table)
 for every path of a rule's input transformer on every event it delivers; a parsed path is kept.
 moto checks an item's 400 KB limit as each attribute is set by measuring every attribute already set
 (``LimitedSizeDict``): an item of n attributes cost n² measures, each walking a map's whole value. Here each
 attribute's measure is kept while it holds the same value object, so a set measures the new value alone (an
 attribute changed in place inside moto is counted at its size when it was set: the limit is approximate there).
+
+moto describes a table's global secondary indexes without their ItemCount, which DynamoDB gives (refreshed about
+every six hours) and the segment runs and currency jobs size their fan-out by: here it is the index's live count
+(the items holding the index's key attributes).
 
 moto's server also lists its package's folders (a listdir and a stat per service) on every request to
 find the service a host names; the list never changes while it runs, so it is listed once.
@@ -40,7 +47,7 @@ import jsonpath_ng.ext
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from moto import backends
 from moto.core.responses import ActionResult, BaseResponse
-from moto.core.utils import unix_time
+from moto.core.utils import unix_time, unix_time_millis
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -54,7 +61,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.models.utilities import bytesize
-from moto.sqs.models import Message, SQSBackend
+from moto.sqs.models import Message, Queue, SQSBackend
 
 _ORIGINAL = DynamoDBBackend.transact_write_items
 _ORIGINAL_MODULES = backends.list_of_moto_modules
@@ -88,6 +95,20 @@ def _atomic(operation: Any) -> Any:
             return operation(*args, **kwargs)
 
     return locked
+
+
+_ORIGINAL_DESCRIBE_TABLE = Table.describe
+
+
+def describe_table(self: Table, base_key: str = "TableDescription") -> dict[str, Any]:
+    described: dict[str, Any] = _ORIGINAL_DESCRIBE_TABLE(self, base_key)
+    with _ATOMIC:
+        items: list[Any] = [item for held in self.items.values()
+                            for item in (held.values() if self.range_key_attr else [held])]
+    for index in described[base_key].get("GlobalSecondaryIndexes", []):
+        keys = [key["AttributeName"] for key in index["KeySchema"]]
+        index["ItemCount"] = sum(all(key in item.attrs for key in keys) for item in items)
+    return described
 
 
 def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +226,27 @@ def is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: str
 
 
 _ORIGINAL_RETENTION_CHECK = SQSBackend.is_message_valid_based_on_retention_period
+
+
+# moto's Message.visible and Message.delayed, at one instant for the whole queue.
+def visible_messages(self: Queue) -> list[Message]:
+    now = unix_time_millis()
+    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def messages_not_visible(self: Queue) -> int:
+    now = unix_time_millis()
+    return sum(1 for m in self._messages if not now > m.visible_at)
+
+
+def messages_delayed(self: Queue) -> int:
+    now = unix_time_millis()
+    return sum(1 for m in self._messages if now < m.delayed_until)
+
+
+_QUEUE_COUNTS = {"messages": visible_messages, "approximate_number_of_messages_not_visible": messages_not_visible,
+                 "approximate_number_of_messages_delayed": messages_delayed}
+_ORIGINAL_QUEUE_COUNTS = {name: getattr(Queue, name) for name in _QUEUE_COUNTS}
 # A parsed JSONPath is only read when it finds (moto.events.utils imports ``parse`` at each call: this is it).
 _parsed_jsonpath = functools.lru_cache(maxsize=1024)(jsonpath_parse)
 
@@ -240,7 +282,10 @@ def moto_modules() -> tuple[str, ...]:
 def install() -> None:
     backends.list_of_moto_modules = moto_modules
     Table.query = index_query  # type: ignore[method-assign]
+    Table.describe = describe_table  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+    for name, count in _QUEUE_COUNTS.items():
+        setattr(Queue, name, property(count))
     jsonpath_ng.ext.parse = _parsed_jsonpath  # type: ignore[attr-defined]
     LimitedSizeDict.__setitem__ = set_attribute  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
@@ -252,7 +297,10 @@ def install() -> None:
 def uninstall() -> None:
     backends.list_of_moto_modules = _ORIGINAL_MODULES
     Table.query = _ORIGINAL_TABLE_QUERY  # type: ignore[method-assign]
+    Table.describe = _ORIGINAL_DESCRIBE_TABLE  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = _ORIGINAL_RETENTION_CHECK  # type: ignore[method-assign]
+    for name, original in _ORIGINAL_QUEUE_COUNTS.items():
+        setattr(Queue, name, original)
     jsonpath_ng.ext.parse = jsonpath_parse  # type: ignore[attr-defined]
     LimitedSizeDict.__setitem__ = _ORIGINAL_SET_ATTRIBUTE  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]

@@ -102,16 +102,25 @@ class Poller(threading.Thread):
 
 
 class SqsPoller(Poller):
+    """Several may poll one queue (``LocalRuntime.scaled_out``): their receives take turns, since moto's receive
+    marks the messages it answers received without a lock, and two at once could answer the same message."""
+
+    _receiving: dict[str, threading.Lock] = {}
+    _receiving_lock = threading.Lock()
+
     def __init__(self, name: str, function: Function, mapping: dict[str, Any], region: str) -> None:
         super().__init__(name, function, mapping, region)
         self.sqs: Any = boto3.client("sqs", region_name=region)
         self.url = _queue_url(self.sqs, self.arn)
+        with self._receiving_lock:
+            self._receive_turn = self._receiving.setdefault(self.arn, threading.Lock())
 
     def poll_once(self) -> bool:
-        messages = self.sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=min(self.batch_size, 10), WaitTimeSeconds=0,
-            AttributeNames=["All"], MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        with self._receive_turn:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=min(self.batch_size, 10), WaitTimeSeconds=0,
+                AttributeNames=["All"], MessageAttributeNames=["All"],
+            ).get("Messages", [])
         if not messages:
             return False
         failed = self.invoke({"Records": [sqs_record(m, self.arn, self.region) for m in messages]})

@@ -82,6 +82,9 @@ class LocalRuntime:
     # a caller that instruments what they do (bench/flows.py meters the flows function's clients).
     workers: bool = True
     processes: list[Containers] = field(default_factory=list)
+    # Functions whose SQS source is polled this many batches at once, as Lambda scales a queue's consumers out
+    # (with workers; the demo works the segment runs' shares side by side); every other source one at a time.
+    scaled_out: dict[str, int] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -127,8 +130,9 @@ class LocalRuntime:
         clients.reset()
         functions = self._functions()
         sms_status.install(self.provisioned, {name: function.invoke for name, function in functions.items()})
-        self.pollers = [poller_for(name, functions[m["Function"]], m, self.region)
-                        for name, m in self.provisioned.event_source_mappings.items()]
+        self.pollers = [poller_for(name if n == 0 else f"{name}-{n}", functions[m["Function"]], m, self.region)
+                        for name, m in self.provisioned.event_source_mappings.items()
+                        for n in range(self._batches_at_once(m))]
         self.schedules = {rule: ScheduleTimer(rule, functions[name], expression, arn, self.region)
                           for rule, (expression, arn, name) in self.provisioned.schedules.items()}
         self.scheduler = ScheduleRunner(ScheduleBook(), Targets(self.region, {
@@ -146,6 +150,10 @@ class LocalRuntime:
             timer.start()
         self.scheduler.start()
 
+    def _batches_at_once(self, mapping: dict[str, Any]) -> int:
+        sqs = str(mapping["EventSourceArn"]).startswith("arn:aws:sqs:")
+        return max(1, self.scaled_out.get(mapping["Function"], 1)) if sqs and self.workers else 1
+
     def _functions(self) -> dict[str, Function]:
         assert self.provisioned is not None
         specs = self.provisioned.functions
@@ -155,7 +163,7 @@ class LocalRuntime:
         # pollers, schedules and hooks invoke runs one at a time, as the demo's verified figures were measured.
         served = {name for _, _, name in self.provisioned.routes}
         self.processes = [Containers(self._zygote, spec, function_arn(spec, self.region), os.environ,
-                                     limit=CONCURRENCY if name in served else 1)
+                                     limit=max(CONCURRENCY if name in served else 1, self.scaled_out.get(name, 1)))
                           for name, spec in specs.items()]
         for process in self.processes:  # they load their handlers side by side
             process.start()

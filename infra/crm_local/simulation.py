@@ -13,8 +13,9 @@ pending; only paid ones are revenue (docs/revenue.md).
 The expected outcome is computed here from the simulated facts alone, never with the CRM's code, so
 the demo can check the CRM against it to the cent. Everything is drawn from one seeded generator.
 
-Deliveries go out in three waves, each drained before the next: anonymous browsing, then orders not
-tied to a browser, then whatever links a browser to a shopper (logins, orders naming the tracker's id).
+Deliveries go out in three waves: anonymous browsing and orders not tied to a browser (sent together by the
+demo: they write different profiles), then, once those are drained, whatever links a browser to a shopper
+(logins, orders naming the tracker's id).
 Which profile survives a link depends on arrival order, but with the waves the number of profiles that
 exist when each link lands, and so the number of merges, is known in advance.
 """

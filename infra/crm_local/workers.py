@@ -14,7 +14,11 @@ when an invocation finds every one busy, and stays warm.
 
 Workers are forked from one process (``Zygote``, started by ``python -m crm_local.workers FD``) that imported
 what the functions' modules import (boto3, pydantic, chalice, Powertools, the domain code) once, before any
-thread ran in it: eleven workers then cost one set of imports, not eleven, and share those pages.
+thread ran in it: eleven workers then cost one set of imports, not eleven, and share those pages. It also reads
+botocore's data for the services the functions call (``BOTOCORE_SERVICES``: service models, endpoint rules,
+partitions) into one loader that every session of a worker then shares: the functions make a session per client
+(crm.adapters.clients), and each new session's loader read and decoded those JSON files again, a few hundred
+milliseconds of a worker's first invocations on a busy machine (the demo's slowest requests were those).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from multiprocessing.reduction import recv_handle, send_handle
 from pathlib import Path
 from typing import Any
 
+import boto3
+import botocore.loaders
+import botocore.session
 from crm import clock
 
 from crm_local.lambdas import LambdaContext, load_handler
@@ -46,6 +53,8 @@ READY_TIMEOUT_SECONDS = 120.0
 # moto; a pollers' function uses one (a poller invokes one batch at a time, as Lambda does per shard).
 CONCURRENCY = 4
 STOP_TIMEOUT_SECONDS = 5.0
+# What the functions' code makes clients for (crm.adapters.clients), read once in the zygote.
+BOTOCORE_SERVICES = ("dynamodb", "events", "firehose", "s3", "scheduler", "secretsmanager", "sesv2", "sns", "sqs")
 
 
 class WorkerFailed(RuntimeError):
@@ -270,6 +279,23 @@ def imported_by(code_path: str, handler: str) -> list[str]:
     return modules
 
 
+def share_botocore_data(services: Iterable[str] = BOTOCORE_SERVICES) -> botocore.loaders.Loader:
+    """One loader for every botocore session made from now on (on botocore's default data path), holding what a
+    client of each service reads when it is made; the loader."""
+    shared = botocore.loaders.create_loader()
+    made = botocore.loaders.create_loader
+
+    def create_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        return shared if search_path_string is None else made(search_path_string)
+
+    botocore.session.create_loader = create_loader
+    for service in services:  # made and dropped: the loader keeps what they read
+        session = boto3.session.Session(aws_access_key_id="warming", aws_secret_access_key="warming",
+                                        region_name="us-east-1")
+        session.client(service, endpoint_url="http://127.0.0.1:9")  # type: ignore[call-overload]
+    return shared
+
+
 def zygote(connection: Connection) -> None:
     """Import what the handlers import, then fork a worker per request until the runtime closes the connection."""
     try:
@@ -280,6 +306,7 @@ def zygote(connection: Connection) -> None:
         for module in imported_by(code_path, handler):
             with contextlib.suppress(Exception):  # the worker itself will say what does not import
                 importlib.import_module(module)
+    share_botocore_data()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped as they exit
     while True:
         try:

@@ -41,6 +41,17 @@ class App:
             raise ValueError("the handler refused " + event["raise"])
         if event.get("exit"):
             os._exit(3)
+        if event.get("client"):  # the botocore data files a new session reads to make a client of the service
+            import boto3
+            import botocore.loaders
+            read = []
+            loading = botocore.loaders.JSONFileLoader.load_file
+            botocore.loaders.JSONFileLoader.load_file = lambda self, path: read.append(path) or loading(self, path)
+            try:
+                boto3.session.Session(region_name="us-east-1").client(event["client"])
+            finally:
+                botocore.loaders.JSONFileLoader.load_file = loading
+            return read
         if event.get("meet"):  # say it started, then hold until the test lets it go
             folder = Path(event["meet"])
             (folder / f"started-{os.getpid()}-{event['n']}").touch()
@@ -177,6 +188,12 @@ def test_a_function_limited_to_one_worker_runs_one_invocation_at_a_time(zygote: 
     finally:
         one.stop()
     assert len(set(pids)) == 1
+
+
+def test_a_worker_makes_its_clients_without_reading_botocores_data_again(worker: WorkerProcess) -> None:
+    assert worker.invoke({"client": "sqs"}) == []
+    assert worker.invoke({"client": "dynamodb"}) == []
+    assert worker.invoke({"client": "kinesis"}) != []  # not one the functions call: read when first made
 
 
 def test_the_zygote_imports_what_the_handlers_import(code: Path) -> None:

@@ -1,4 +1,5 @@
-"""The local runtime's TransactWriteItems behaves as DynamoDB's (and stock moto's): all writes or none."""
+"""The local runtime's TransactWriteItems behaves as DynamoDB's (and stock moto's): all writes or none; a global
+index is described with its item count, as DynamoDB describes it."""
 
 from __future__ import annotations
 
@@ -144,3 +145,25 @@ def test_the_item_size_limit_holds_as_in_stock_moto(table: Any) -> None:
     item = table.get_item(TableName="t", Key={"pk": {"S": "under"}})["Item"]
     assert (item["a0"]["S"], len(item["more"]["S"]), "over") == ("small", 10_000, "over")
     assert "Item" not in table.get_item(TableName="t", Key={"pk": {"S": "over"}})
+
+
+def test_a_global_index_is_described_with_the_count_of_items_it_holds(aws: None) -> None:
+    moto_patches.install()
+    try:
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.create_table(
+            TableName="indexed", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "ws", "b")],
+            GlobalSecondaryIndexes=[{"IndexName": "by_ws", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                     "KeySchema": [{"AttributeName": "ws", "KeyType": "HASH"},
+                                                   {"AttributeName": "b", "KeyType": "RANGE"}]}])
+        for pk, sk, extra in (("p1", "profile", {"ws": "w", "b": "1"}), ("p2", "profile", {"ws": "w", "b": "2"}),
+                              ("p2", "order#1", {"ws": "w"}), ("p3", "timeline", {})):
+            dynamodb.put_item(TableName="indexed", Item={"pk": {"S": pk}, "sk": {"S": sk},
+                                                         **{k: {"S": v} for k, v in extra.items()}})
+        described = dynamodb.describe_table(TableName="indexed")["Table"]
+    finally:
+        moto_patches.uninstall()
+    assert described["ItemCount"] == 4
+    assert [(i["IndexName"], i["ItemCount"]) for i in described["GlobalSecondaryIndexes"]] == [("by_ws", 2)]

@@ -1,5 +1,6 @@
-"""The local runtime's SQS retention check and EventBridge input transformers (moto_patches) answer what stock
-moto answers: an expired message is not received, and each event's own values reach the target."""
+"""The local runtime's SQS retention check, queue counts and EventBridge input transformers (moto_patches) answer
+what stock moto answers: an expired message is not received, visible, in-flight and delayed messages are counted
+apart and only visible ones received, and each event's own values reach the target."""
 
 from __future__ import annotations
 
@@ -37,6 +38,21 @@ def test_a_message_past_the_queues_retention_period_is_not_received(moto: str) -
     assert [m["Body"] for m in received] == []  # moto stops at the first expired message
     received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
     assert [m["Body"] for m in received] == ["new"]  # the expired one was taken in flight by the first receive
+
+
+def test_visible_in_flight_and_delayed_messages_are_counted_apart(moto: str) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    for body in ("taken", "waiting", "also waiting"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    taken = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)["Messages"]
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert [m["Body"] for m in taken] == ["taken"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"],
+            counts["ApproximateNumberOfMessagesDelayed"]) == ("2", "1", "1")
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert sorted(m["Body"] for m in received) == ["also waiting", "waiting"]
 
 
 def test_an_input_transformer_sends_each_events_own_values(moto: str) -> None:
