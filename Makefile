@@ -35,6 +35,7 @@ bench: $(STAMP) $(LIFETIMES)
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/predictions.py
+	$(BIN)/python bench/predictions_requests.py
 	$(BIN)/python bench/cost.py
 
 local: $(STAMP)
