@@ -14,7 +14,7 @@ Requests and units per profile (daily) and per refreshed order transfer to AWS; 
 reference store's profiles and orders and prices them with the Lambda time stated here. Times are this
 machine's (the models' CPU time per profile is what the daily run's Lambda time is scaled from).
 
-    .venv/bin/python bench/predictions_requests.py                  # 2,000 profiles, about a minute
+    .venv/bin/python bench/predictions_requests.py                  # 1,000 profiles, about half a minute alone
     .venv/bin/python bench/predictions_requests.py --profiles 10000
 """
 
@@ -40,8 +40,8 @@ from moto import mock_aws
 from segment_runs import Workspace, _order, _profile_item, batch_write, populate
 from segments import NOW, WORKSPACE
 
-PROFILES = 2_000
-REFRESHED = 200
+PROFILES = 1_000
+REFRESHED = 100
 SEED = 17
 
 
