@@ -437,8 +437,8 @@ def print_before(before: Mapping[str, Any], found: Mapping[str, Mapping[str, Any
     for group in GROUPS:
         b = sum(line.dollars for line in then if line.group == group)
         n = sum(line.dollars for line in now if line.group == group)
-        print(f"  {group:<9} before {_usd(b)}  now {_usd(n)}", file=out)
-    print(f"  {'all in':<9} before {_usd(sum(x.dollars for x in then))}  now {_usd(sum(x.dollars for x in now))}",
+        print(f"  {group:<11} before {_usd(b)}  now {_usd(n)}", file=out)
+    print(f"  {'all in':<11} before {_usd(sum(x.dollars for x in then))}  now {_usd(sum(x.dollars for x in now))}",
           file=out)
 
 
