@@ -30,9 +30,12 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 # Issue 12's starting point: the figures these scripts recorded at commit 0ccbb87 and its template's wiring,
 # kept so that every run prints the bill before beside the bill now (`--save-before` wrote it).
 BEFORE = Path(__file__).resolve().parent / "before.json"
+REFERENCE_PROFILES = 100_000  # DESIGN.md's reference store
 TARGET = 15.00  # DESIGN.md: "around $15 a month in infrastructure"; issue 12: <= $15.00
-SCRIPTS = ("profile_events", "ingest_path", "segment_runs", "flows", "segments", "backtest", "cold_start")
-PRICED = SCRIPTS[:4]  # what the bill is made of; the others give the issue's other figures
+SCRIPTS = ("profile_events", "ingest_path", "segment_runs", "flows", "predictions_requests", "segments", "backtest",
+           "cold_start")
+PRICED = SCRIPTS[:5]  # what the bill is made of; the others give the issue's other figures
+GROUPS = ("ingest", "segments", "flows", "predictions")
 
 # List prices, us-east-1, USD (DESIGN.md; check before quoting). Per million unless named otherwise.
 PER_MILLION = {
@@ -63,6 +66,13 @@ LONG_POLL_S = 20
 # Warm handler time a call (Lambda duration is billed; moto's times here say nothing about AWS's): the front
 # door's two AWS calls and Chalice; the profiles function per queued message; the outbox per stream batch.
 HANDLER_MS = {"WebhooksFunction": 30.0, "TrackFunction": 30.0, "ProfilesFunction": 60.0, "OutboxFunction": 20.0}
+# The predictions functions' time is their models' CPU time as bench/predictions_requests.py measured it, plus
+# this much per AWS request they make (moto's in-process time says nothing about AWS's round trips).
+AWS_REQUEST_S = 0.010
+# The orders the predictions worker refreshes a profile after: OrderPlaced and OrderRefunded from the bus
+# (template.yaml's PredictionOrdersRule), one each of these arrivals of profile_events' month.
+PREDICTED_AFTER = ("order created (new shopper)", "order created (returning)", "refund")
+RUNS_PER_MONTH = 30  # the daily fit (PredictionsScheduleFunction: cron 02:00 UTC)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ class Wiring:
     refresh: Source  # SegmentRefreshFunction's stream
     memory_mb: dict[str, int]
     firehose_interval_s: int
+    predictions: Source | None = None  # PredictionsFunction's SQS event source (None: a template without it)
 
     def gb(self, function: str) -> float:
         return self.memory_mb.get(function, self.memory_mb["Globals"]) / 1024
@@ -99,8 +110,10 @@ def _events(resource: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def wiring_from(stored: Mapping[str, Any]) -> Wiring:
+    predictions = stored.get("predictions")
     return Wiring(dict(stored["api"]), Source(**stored["ingest"]), Source(**stored["outbox"]),
-                  Source(**stored["refresh"]), dict(stored["memory_mb"]), int(stored["firehose_interval_s"]))
+                  Source(**stored["refresh"]), dict(stored["memory_mb"]), int(stored["firehose_interval_s"]),
+                  Source(**predictions) if predictions else None)
 
 
 def wiring_of(template: Path) -> Wiring:
@@ -134,7 +147,8 @@ def wiring_of(template: Path) -> Wiring:
             hints = resource["Properties"].get("ExtendedS3DestinationConfiguration", {}).get("BufferingHints", {})
             interval = int(hints.get("IntervalInSeconds", 300))
     return Wiring(api, source("ProfilesFunction", "SQS"), source("OutboxFunction", "DynamoDB"),
-                  source("SegmentRefreshFunction", "DynamoDB"), memory, interval)
+                  source("SegmentRefreshFunction", "DynamoDB"), memory, interval,
+                  source("PredictionsFunction", "SQS") if "PredictionsFunction" in functions else None)
 
 
 @dataclass(frozen=True)
@@ -254,12 +268,16 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
                          if folded else ")")))
     lines.append(Line("ingest", "DynamoDB RRU: profile upsert", rru * PER_MILLION["rru"] / 1e6,
                       f"{_m(rru)} measured (profile_events)"))
+    # The table has one stream shard at these rates; the window's records at the month's average rate (the local
+    # runtime hands a poller's whole backlog over at once, so its batches say nothing about AWS's).
     stream_batch = wiring.outbox.batch_at(changed / SECONDS_PER_MONTH)
     lines.append(Line("ingest", "Lambda: outbox function",
                       lambda_cost(wiring, "OutboxFunction", changed / stream_batch, HANDLER_MS["OutboxFunction"]),
-                      f"{_m(changed / stream_batch)} invocations: a stream batch of {stream_batch:.1f} profile writes"))
+                      f"{_m(changed / stream_batch)} invocations: a stream batch of {stream_batch:.1f} profile writes "
+                      f"(window {wiring.outbox.window_s:g} s at {changed / SECONDS_PER_MONTH:.2f} writes/s)"))
+    # Billed per entry (64 KB chunks): the outbox's 10 entries a PutEvents save requests, not dollars.
     lines.append(Line("ingest", "EventBridge: outbox events", published * PER_MILLION["eventbridge"] / 1e6,
-                      f"{_m(published)} events measured (profile_events)"))
+                      f"{_m(published)} entries measured (profile_events), in PutEvents of up to 10"))
     # A webhook's record is its body as measured (Shopify's order bodies pass 10 KB); a /track request's body is
     # a few hundred bytes an event, so one 5 KB increment.
     record_gb = FIREHOSE_RECORD_KB * 1024 / 2**30
@@ -310,6 +328,47 @@ def flows_lines(flows: Mapping[str, Any] | None) -> list[Line]:
     return [Line("flows", "flows' own requests", unit_cost(priced), how)]
 
 
+def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month: Month,
+                      profiles: int) -> list[Line]:
+    """The daily fit of the reference store's profiles and the refresh after each order placed or refunded, from
+    bench/predictions_requests.py's counts per profile and per order."""
+    if wiring.predictions is None:  # a template without the predictions functions (issue 12's start)
+        return []
+    if measured is None:
+        return [Line("predictions", "predictions: MISSING (run bench/predictions_requests.py)", 0.0, "")]
+    daily, refresh = counts(measured["daily_per_profile"]), counts(measured["refresh_per_order"])
+
+    def units(per_thing: Counts, times: float) -> dict[str, float]:
+        return {key[1]: value * times for key, value in per_thing.items() if key[0] == "unit"}
+
+    def requests(per_thing: Counts) -> float:
+        return sum(value for key, value in per_thing.items() if key[0] == "req")
+
+    run_s = profiles * (float(measured["daily_models_cpu_s_per_profile"]) + requests(daily) * AWS_REQUEST_S)
+    runs = RUNS_PER_MONTH
+    # A run: the schedule's invocation, one SQS task (send, receive, delete) and the worker's one long invocation.
+    daily_dollars = (unit_cost(units(daily, profiles * runs)) + 3 * runs * PER_MILLION["sqs"] / 1e6
+                     + lambda_cost(wiring, "PredictionsScheduleFunction", runs, HANDLER_MS["OutboxFunction"])
+                     + lambda_cost(wiring, "PredictionsFunction", runs, run_s * 1000))
+    orders = sum(n for kind, n in month.mix.items() if kind in PREDICTED_AFTER)
+    batch = wiring.predictions.batch_at(orders / SECONDS_PER_MONTH)
+    order_s = float(measured["refresh_models_cpu_s_per_order"]) + requests(refresh) * AWS_REQUEST_S
+    refresh_dollars = (unit_cost(units(refresh, orders))
+                       + (orders + 2 * orders / batch) * PER_MILLION["sqs"] / 1e6  # the rule's send; receive, delete
+                       + lambda_cost(wiring, "PredictionsFunction", orders / batch, 0.0)
+                       + orders * order_s * wiring.gb("PredictionsFunction") * LAMBDA_GB_SECOND_ARM)
+    per_profile, per_order = units(daily, 1.0), units(refresh, 1.0)
+    return [
+        Line("predictions", "predictions: daily fit", daily_dollars,
+             f"{runs} runs of {profiles:,} profiles: {requests(daily):.2f} requests, {per_profile.get('rru', 0):.2f} "
+             f"RRU, {per_profile.get('wru', 0):.2f} WRU a profile (written {measured['daily_written_share']:.0%}), "
+             f"{run_s:.0f} s a run (measured at {int(measured['profiles']):,} profiles)"),
+        Line("predictions", "predictions: refresh after orders", refresh_dollars,
+             f"{_m(orders)} orders and refunds x {requests(refresh):.2f} requests, {per_order.get('rru', 0):.2f} RRU, "
+             f"{per_order.get('wru', 0):.2f} WRU; batches of {batch:.1f}; {order_s * 1000:.0f} ms an order"),
+    ]
+
+
 def delivery_fees(flows: Mapping[str, Any] | None) -> list[str]:
     if flows is None:
         return []
@@ -322,7 +381,8 @@ def bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_reque
     month = Month({k: int(v) for k, v in events["monthly_mix"].items()}, frozenset(events["storefront"]),
                   per_track_request)
     return (ingest_lines(events, found.get("ingest_path"), wiring, month)
-            + segment_lines(found.get("segment_runs"), events, wiring, month) + flows_lines(found.get("flows")))
+            + segment_lines(found.get("segment_runs"), events, wiring, month) + flows_lines(found.get("flows"))
+            + predictions_lines(found.get("predictions_requests"), wiring, month, REFERENCE_PROFILES))
 
 
 def _requests(measured: Counts) -> float:
@@ -374,11 +434,11 @@ def print_before(before: Mapping[str, Any], found: Mapping[str, Mapping[str, Any
     print(f"before: {before['label']}, priced the same way (same mix and assumptions)"
           + (f"; as {', '.join(same_run)} measured it in this run (their labelled before)" if same_run else "")
           + "; now: this run", file=out)
-    for group in ("ingest", "segments", "flows"):
+    for group in GROUPS:
         b = sum(line.dollars for line in then if line.group == group)
         n = sum(line.dollars for line in now if line.group == group)
-        print(f"  {group:<9} before {_usd(b)}  now {_usd(n)}", file=out)
-    print(f"  {'all in':<9} before {_usd(sum(x.dollars for x in then))}  now {_usd(sum(x.dollars for x in now))}",
+        print(f"  {group:<11} before {_usd(b)}  now {_usd(n)}", file=out)
+    print(f"  {'all in':<11} before {_usd(sum(x.dollars for x in then))}  now {_usd(sum(x.dollars for x in now))}",
           file=out)
 
 
@@ -413,7 +473,8 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
           + "; Lambda arm64 at the template's memory", file=out)
     for fee in delivery_fees(found.get("flows")):
         print(f"not in the total: {fee}", file=out)
-    missing = [name for name in PRICED if name not in found]
+    missing = [name for name in PRICED if name not in found
+               and (name != "predictions_requests" or wiring.predictions is not None)]
     lines = bill(found, wiring, per_track_request)
     if before is not None:
         print_before(before, found, lines, per_track_request, out)

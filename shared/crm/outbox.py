@@ -117,6 +117,17 @@ def _refund_events(stored: OrderRecord, known: Mapping[str, Any]) -> list[AnyDom
     return events
 
 
+_BROWSER_IDENTITIES = frozenset({"anon", "cart", "checkout"})  # what a storefront browser alone is known by
+
+
+def _known(item: Mapping[str, Any]) -> bool:
+    """Whether a profile item (raw image: a hot path) names a shopper rather than only a browser: an email, a
+    phone, an order, or an identity a browser alone does not have (crm.identity)."""
+    return bool(item.get("email") or item.get("phone") or item.get("orders_count")
+                or any(str(identity).partition("#")[0] not in _BROWSER_IDENTITIES
+                       for identity in item.get("identities") or ()))
+
+
 def _statement_time(profile: Profile, field: str) -> str:
     """When the contact field was stated (its stamp's first part: "timestamp|source|...")."""
     return profile.contact_sources.get(field, "").partition("|")[0] or profile.updated_at.isoformat()
@@ -132,8 +143,9 @@ def _profile_events(item: dict[str, Any], old: dict[str, Any]) -> list[AnyDomain
                                profile_id=profile.merged_into, occurred_at=profile.updated_at,
                                merged_profile_id=profile_id)]
     events: list[AnyDomainEvent] = []
-    if not old:
-        # Kept as it was: a profile came to be, reachable or not (ContactCreated says it can be reached).
+    if _known(item) and not (old and _known(old)):
+        # A shopper the CRM did not know: a new profile, or a browser's profile that now names its shopper (an
+        # address, an account or an order). A browser alone is most storefront traffic and nobody acts on it.
         events.append(CustomerCreated(event_id=f"CustomerCreated:{ws}:{profile_id}", workspace_id=ws,
                                       profile_id=profile_id, occurred_at=profile.created_at))
     gained = [(channel, field) for channel, field in (("email", "email"), ("sms", "phone"))

@@ -73,6 +73,12 @@ Resources:
       Events:
         Stream: {Type: DynamoDB, Properties: {Stream: arn, StartingPosition: LATEST, BatchSize: 100,
                                               MaximumBatchingWindowInSeconds: 1}}
+  PredictionsFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      MemorySize: 1024
+      Events:
+        Orders: {Type: SQS, Properties: {Queue: arn, BatchSize: 10, MaximumBatchingWindowInSeconds: 5}}
   ArchiveStream:
     Type: AWS::KinesisFirehose::DeliveryStream
     Properties:
@@ -110,6 +116,7 @@ def test_the_wiring_is_read_from_the_template(cost: ModuleType, tmp_path: Path) 
     assert wiring.api == {"/webhooks/{platform}": "REST", "/track": "HTTP"}
     assert wiring.ingest == cost.Source(10, 20.0)
     assert wiring.outbox == cost.Source(100, 0.0) and wiring.refresh == cost.Source(100, 1.0)
+    assert wiring.predictions == cost.Source(10, 5.0)
     assert wiring.gb("ProfilesFunction") == 0.5 and wiring.gb("TrackFunction") == 0.25
     assert wiring.firehose_interval_s == 900
 
@@ -145,7 +152,7 @@ def test_the_last_line_is_the_total_and_names_what_did_not_run(cost: ModuleType,
     total = cost.print_bill(_found(), cost.wiring_of(template), 2.0, out)
     last = out.getvalue().splitlines()[-1]
     assert last.startswith(f"reference store all in: ${total:.2f} per month (target $15.00)")
-    assert "WITHOUT ingest_path, segment_runs, flows" in last
+    assert "WITHOUT ingest_path, segment_runs, flows, predictions_requests" in last
     assert total == pytest.approx(sum(line.dollars for line in cost.bill(_found(), cost.wiring_of(template), 2.0)))
 
 
@@ -218,3 +225,30 @@ def test_track_requests_are_priced_as_profile_events_recorded_the_snippet_sends(
     found = _found()["profile_events"]
     assert cost.events_per_track_request(found) == cost.UNRECORDED_EVENTS_PER_TRACK_REQUEST
     assert cost.events_per_track_request({**found, "events_per_track_request": 1.6}) == 1.6
+
+
+def test_predictions_are_priced_per_profile_daily_and_per_order_refreshed(cost: ModuleType, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+    wiring = cost.wiring_of(template)
+    found = _found()
+    found["profile_events"]["monthly_mix"] = {"order created (returning)": 200_000, "refund": 100_000}
+    found["predictions_requests"] = {
+        "profiles": 1000, "daily_written_share": 0.25, "daily_models_cpu_s_per_profile": 0.001,
+        "daily_per_profile": {"req dynamodb UpdateItem": 0.25, "unit wru": 0.25, "unit rru": 0.5},
+        "refresh_per_order": {"req dynamodb GetItem": 2.0, "unit rru": 1.0, "unit wru": 1.0},
+        "refresh_models_cpu_s_per_order": 0.002}
+    lines = {line.component: line.dollars for line in cost.bill(found, wiring, 2.0)}
+    month, profiles, runs = 30 * 24 * 3600, cost.REFERENCE_PROFILES, cost.RUNS_PER_MONTH
+    run_s = profiles * (0.001 + 0.25 * cost.AWS_REQUEST_S)
+    # units; a task's send, receive and delete; two invocations a run (the schedule at 256 MB for 20 ms, the worker
+    # at 1 GB for the run)
+    daily = ((0.25 * 0.625 + 0.5 * 0.125) * profiles * runs + 3 * runs * 0.40 + 2 * runs * 0.20) / 1e6 \
+        + runs * (run_s * 1.0 + 0.020 * 0.25) * cost.LAMBDA_GB_SECOND_ARM
+    assert lines["predictions: daily fit"] == pytest.approx(daily)
+    orders = 300_000  # the refunds count: OrderRefunded reaches the worker too
+    batch = max(1.0, orders / month * 5)
+    order_s = 0.002 + 2 * cost.AWS_REQUEST_S
+    refresh = ((0.625 + 0.125) * orders + (orders + 2 * orders / batch) * 0.40 + orders / batch * 0.20) / 1e6 \
+        + orders * order_s * 1.0 * cost.LAMBDA_GB_SECOND_ARM
+    assert lines["predictions: refresh after orders"] == pytest.approx(refresh)

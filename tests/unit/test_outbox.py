@@ -87,6 +87,21 @@ def test_inserted_profile_is_customer_created() -> None:
     assert (event.workspace_id, event.profile_id, event.occurred_at) == ("ws_a", PROFILE_ID, NOW)
 
 
+def _browser_image(**known: Any) -> dict[str, Any]:
+    profile = new_profile("ws_a", PROFILE_ID, NOW).model_copy(update={"identities": ("anon#st_a#b-1",), **known})
+    return to_item(keys.profile("ws_a", PROFILE_ID), "profile", profile)
+
+
+def test_a_browsers_profile_is_no_customer_until_it_names_its_shopper() -> None:
+    assert events_for(_record("INSERT", _browser_image(), "101")) == []
+    for named in ({"email": "shopper@example.com"}, {"identities": ("anon#st_a#b-1", "customer#st_a#9")},
+                  {"orders_count": 1}):
+        [*events] = events_for(_record("MODIFY", _browser_image(**named), "102", old_image=_browser_image()))
+        assert [e.event_id for e in events if isinstance(e, CustomerCreated)] == [f"CustomerCreated:ws_a:{PROFILE_ID}"]
+        assert not any(isinstance(e, CustomerCreated) for e in events_for(
+            _record("MODIFY", _browser_image(**named), "103", old_image=_browser_image(**named))))
+
+
 def test_event_ids_are_deterministic_for_a_redelivered_record() -> None:
     record = _record("INSERT", _order_image(), "100")
     assert events_for(record) == events_for(dict(record))
