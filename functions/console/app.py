@@ -340,6 +340,8 @@ def _segments_page(session: Session, status: int = 200, **context: Any) -> Respo
                  **_context(session, "segments"))
 
 
+# What a marketer's download carries (any of crm.segments.exports' fields can be asked for in the URL).
+EXPORT_FIELDS = ("email", "phone", "first_name", "last_name", "orders_count", "total_spent", "last_order_at")
 SAMPLE_DEFINITION = json.dumps({"all": [{"field": "orders_count", "op": "gte", "value": 2}]}, indent=2)
 
 
@@ -393,7 +395,33 @@ def segment(session: Session, segment_id: str) -> Response:
     return _html("segment.html", title=view["name"], segment=view, members=members["members"],
                  next_cursor=members["next_cursor"],
                  definition_json=json.dumps(view.get("definition"), indent=2, default=str),
+                 export_fields=",".join(EXPORT_FIELDS),
                  **_context(session, "segments"))
+
+
+@app.route("/console/segments/{segment_id}/export", methods=["GET"])
+@_page
+@_signed_in
+def export_segment(session: Session, segment_id: str) -> Response:
+    """The members as a CSV or JSON Lines download (?format=csv|jsonl), built at once: the asynchronous export
+    of a larger segment is the API's (POST /segments/{id}/exports)."""
+    from crm.segments import exports
+
+    try:
+        options = exports.options_from_query(dict(app.current_request.query_params or {}))
+        body = exports.direct_export(wiring.segment_store(), wiring.profile_repository(), session.workspace_id,
+                                     segment_id, options)
+    except exports.ExportInvalid as invalid:
+        raise Refused(400, "Export not made", str(invalid)) from None
+    except exports.ExportTooLarge:
+        raise Refused(413, "Too large to download here", "This segment is too large to download from the "
+                                                         "console at once: export it through the API's "
+                                                         "POST /segments/{id}/exports, which writes a file.") from None
+    except segment_service.SegmentNotFound:
+        raise Refused(404, "No such segment", "This workspace has no segment with this id.") from None
+    return Response(body=body, status_code=200, headers={
+        **SECURITY_HEADERS, "Content-Type": exports.CONTENT_TYPES[options.format], "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{exports.download_name(segment_id, options)}"'})
 
 
 @app.route("/console/static/{name}", methods=["GET"])

@@ -7,10 +7,13 @@ the post anyway); a form whose CSRF token is missing is refused with 403.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,6 +155,31 @@ def test_a_form_without_its_csrf_token_is_refused(local_stack: LocalStack, works
     page.get_by_role("heading", name="Form refused").wait_for()
     _, listed = local_stack.get("/segments", workspace["api_key"])
     assert "No token" not in [s["name"] for s in listed["segments"]]
+
+
+def test_a_segment_s_members_download_as_csv_with_the_count_the_api_gives(
+        local_stack: LocalStack, workspace: dict[str, str], browser: Any, tmp_path: Path) -> None:
+    status, created = local_stack.post("/segments", json.dumps({
+        "name": "Spent something", "definition": {"all": [{"field": "lifetime_value", "op": "gt", "value": "0"}]},
+    }).encode(), {"x-api-key": workspace["api_key"], "Content-Type": "application/json"})
+    assert status == 201
+    page = _signed_in(browser, _invite(local_stack, workspace, "editor.four@example.com", "editor"))
+    _open(page, "Segments")
+    page.get_by_role("link", name="Spent something").click()
+    for _ in range(60):  # its first computation runs beside the page
+        size = page.locator("[data-figure=segment-size]").inner_text()
+        if size.isdigit():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    _, listed = local_stack.get(f"/segments/{created['id']}", workspace["api_key"])
+    assert size == f"{listed['size']:,}" and listed["size"] >= 1
+    with page.expect_download() as downloading:
+        page.get_by_role("link", name="CSV").click()
+    saved = tmp_path / downloading.value.suggested_filename
+    downloading.value.save_as(saved)
+    rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
+    assert len(rows) == listed["size"] and ADA in {row["email"] for row in rows}
 
 
 def test_signed_out_pages_lead_to_the_sign_in_and_a_wrong_password_is_refused(

@@ -214,7 +214,7 @@ CONSOLE_ROUTES = {
     *(("GET", path, "ConsoleFunction") for path in (
         "/console", "/console/sign-in", "/console/invitation", "/console/customers", "/console/customers/{profile_id}",
         "/console/customers/{profile_id}/timeline", "/console/segments", "/console/segments/{segment_id}",
-        "/console/static/{name}")),
+        "/console/segments/{segment_id}/export", "/console/static/{name}")),
     *(("POST", path, "ConsoleFunction") for path in (
         "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments")),
 }
