@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from functools import wraps
 from pathlib import Path
@@ -422,6 +423,50 @@ def export_segment(session: Session, segment_id: str) -> Response:
     return Response(body=body, status_code=200, headers={
         **SECURITY_HEADERS, "Content-Type": exports.CONTENT_TYPES[options.format], "Cache-Control": "no-store",
         "Content-Disposition": f'attachment; filename="{exports.download_name(segment_id, options)}"'})
+
+
+FLOWS_DAYS = 30
+
+
+def _flows_page(session: Session, status: int = 200, **context: Any) -> Response:
+    today = utc_now().date()
+    first = today - timedelta(days=FLOWS_DAYS - 1)
+    held = wiring.currency_store().settings(session.workspace_id)
+    listed = pages.flows_earned(_flow_deps(), session.workspace_id, first, today, today)
+    return _html("flows.html", status=status, title="Flows", flows=listed, first=first, last=today,
+                 currency=held.reporting_currency if held else None,
+                 **{"changed": None, "problem": None, **context}, **_context(session, "flows"))
+
+
+@app.route("/console/flows", methods=["GET"])
+@_page
+@_signed_in
+def flows_list(session: Session) -> Response:
+    return _flows_page(session)
+
+
+@app.route("/console/flows/status", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def set_flow_status(session: Session) -> Response:
+    """"Go live" or "Back to draft": a flow goes live only once its templates and sender are ready (the message
+    says what is missing)."""
+    from crm.flows import manage as flows
+
+    form = _form()
+    _can_change(session, form)
+    flow_id, status = form.get("flow_id", ""), form.get("status", "")
+    try:
+        record = flows.set_status(wiring.flow_catalogue(), wiring.messaging_store(), session.workspace_id, flow_id,
+                                  {"status": status}, utc_now())
+    except flows.FlowNotFound:
+        raise Refused(404, "No such flow", "This workspace has no flow with this id.") from None
+    except (flows.FlowConflict, ValueError) as refused:
+        return _flows_page(session, status=409, problem=str(refused))
+    logger.info("console flow status", extra={"workspace_id": session.workspace_id, "flow_id": flow_id,
+                                              "status": record.status.value})
+    said = "is live" if record.status.value == "live" else "is back to draft"
+    return _flows_page(session, changed=f"{record.definition.name} {said}.")
 
 
 @app.route("/console/static/{name}", methods=["GET"])

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                    signed_in["viewer"])
             _shoot(browser, args.out, "segment", lambda page: page.goto(f"{root}/segments/builtin:vip"),
                    signed_in["editor"])
+            _shoot(browser, args.out, "flows", lambda page: page.goto(f"{root}/flows"), signed_in["editor"])
             browser.close()
     return 0
 

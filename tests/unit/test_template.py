@@ -214,9 +214,9 @@ CONSOLE_ROUTES = {
     *(("GET", path, "ConsoleFunction") for path in (
         "/console", "/console/sign-in", "/console/invitation", "/console/customers", "/console/customers/{profile_id}",
         "/console/customers/{profile_id}/timeline", "/console/segments", "/console/segments/{segment_id}",
-        "/console/segments/{segment_id}/export", "/console/static/{name}")),
+        "/console/segments/{segment_id}/export", "/console/flows", "/console/static/{name}")),
     *(("POST", path, "ConsoleFunction") for path in (
-        "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments")),
+        "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments", "/console/flows/status")),
 }
 
 

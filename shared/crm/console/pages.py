@@ -61,6 +61,18 @@ class FlowDeps:
     currency: CurrencyStore
 
 
+def flows_earned(flows: FlowDeps, workspace_id: str, first: date, last: date, today: date) -> tuple[FlowRevenue, ...]:
+    """Each flow of the workspace (the built-ins first) with what it earned from ``first`` to ``last``."""
+    period = {"from": first.isoformat(), "to": last.isoformat()}
+    earned = []
+    for record in flows.catalogue.list_flows(workspace_id):
+        stats = stats_query.flow_stats(flows.catalogue, flows.counters, flows.winners, flows.currency, workspace_id,
+                                       record.flow_id, period, today)
+        earned.append(FlowRevenue(record.flow_id, record.definition.name, record.status.value, stats.totals.revenue,
+                                  stats.totals.converted))
+    return tuple(earned)
+
+
 def dashboard(source: reports.ReportSource, flows: FlowDeps, segment_store: SegmentStore, workspace_id: str,
               query: Mapping[str, str], now: datetime) -> Dashboard:
     """Revenue, orders, AOV and repeat rate over ``?from=&to=`` (the reports' defaults: the last year), what
@@ -68,13 +80,7 @@ def dashboard(source: reports.ReportSource, flows: FlowDeps, segment_store: Segm
     StatsQueryInvalid name a bad parameter."""
     revenue = reports.build(source, workspace_id, "revenue", query, now)
     repeat = reports.build(source, workspace_id, "repeat_rate", query, now)
-    period = {"from": revenue.from_.isoformat(), "to": revenue.to.isoformat()}
-    earned = []
-    for record in flows.catalogue.list_flows(workspace_id):
-        stats = stats_query.flow_stats(flows.catalogue, flows.counters, flows.winners, flows.currency, workspace_id,
-                                       record.flow_id, period, now.date())
-        earned.append(FlowRevenue(record.flow_id, record.definition.name, record.status.value, stats.totals.revenue,
-                                  stats.totals.converted))
+    earned = flows_earned(flows, workspace_id, revenue.from_, revenue.to, now.date())
     listed = sorted(segments.list_segments(segment_store, workspace_id), key=lambda s: -(s["size"] or 0))
     largest = tuple({**s, "growth": segments.segment_view(segment_store, workspace_id, s["id"])["growth"]}
                     for s in listed[:LARGEST_SEGMENTS] if s["size"])
