@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from crm_local.browser import INSTALL_HINT, LAUNCH_ARGS, find_chromium
+from crm_local.demo import http
 
 from tests.builders import compact, placed_order_json, shopify_headers
 from tests.e2e.conftest import LocalStack
@@ -32,6 +33,9 @@ if CHROMIUM is None:
 SHOP, SHOP_SECRET = "e2e-console.myshopify.com", "e2e-console-secret"
 ADA = "ada.console@example.com"
 PASSWORD = "Correct-horse-battery-9"
+# The local runtime's SES has this sender verified from the start (crm_local.runtime.DEFAULT_SENDER).
+SENDER = {"from_address": "store@crm-local.example", "from_name": "Console Outfitters",
+          "postal_address": "1 Market Street, San Francisco, CA 94105"}
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +136,9 @@ def test_an_editor_saves_a_segment_and_a_viewer_cannot(local_stack: LocalStack, 
     viewer = _signed_in(browser, _invite(local_stack, workspace, "viewer@example.com", "viewer"))
     _open(viewer, "Segments")
     assert viewer.get_by_role("button", name="Save segment").is_disabled()
+    _open(viewer, "Flows")
+    assert viewer.get_by_role("button", name="Go live: Welcome series").is_disabled()
+    _open(viewer, "Segments")
     # The server refuses it too: the same form posted with the viewer's own session and CSRF token.
     token = viewer.locator("form[action$='/segments'] input[name=csrf_token]").get_attribute("value")
     answer = viewer.request.post(viewer.url, form={"csrf_token": token, "name": "Sneaky",
@@ -180,6 +187,27 @@ def test_a_segment_s_members_download_as_csv_with_the_count_the_api_gives(
     downloading.value.save_as(saved)
     rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
     assert len(rows) == listed["size"] and ADA in {row["email"] for row in rows}
+
+
+def test_an_editor_switches_a_built_in_flow_live_and_back(local_stack: LocalStack, workspace: dict[str, str],
+                                                           browser: Any) -> None:
+    page = _signed_in(browser, _invite(local_stack, workspace, "editor.five@example.com", "editor"))
+    _open(page, "Flows")
+    page.get_by_role("button", name="Go live: Welcome series").click()
+    # Without a sender the flow cannot send its emails: the page says what is missing.
+    assert "no from address" in page.get_by_role("alert").inner_text()
+    status, _ = http("PUT", f"{local_stack.api_url}/settings/messaging", json.dumps(SENDER).encode(),
+                     {"x-api-key": workspace["api_key"], "Content-Type": "application/json"})
+    assert status == 200
+    page.get_by_role("button", name="Go live: Welcome series").click()
+    page.get_by_text("Welcome series is live.").wait_for()
+    assert page.locator("[data-flow-status='builtin:welcome']").inner_text() == "live"
+    _, listed = local_stack.get("/flows", workspace["api_key"])
+    assert {f["id"]: f["status"] for f in listed["flows"]}["builtin:welcome"] == "live"
+    page.get_by_role("button", name="Back to draft: Welcome series").click()
+    page.get_by_text("Welcome series is back to draft.").wait_for()
+    _, listed = local_stack.get("/flows", workspace["api_key"])
+    assert {f["id"]: f["status"] for f in listed["flows"]}["builtin:welcome"] == "draft"
 
 
 def test_signed_out_pages_lead_to_the_sign_in_and_a_wrong_password_is_refused(
