@@ -335,7 +335,8 @@ def customer_timeline(session: Session, profile_id: str) -> Response:
 
 
 def _segments_page(session: Session, status: int = 200, **context: Any) -> Response:
-    context = {"saved": None, "problem": None, "draft_name": "", "draft_definition": SAMPLE_DEFINITION, **context}
+    context = {"saved": None, "problem": None, "draft_name": "", "draft_definition": SAMPLE_DEFINITION,
+               "count": None, "count_problem": None, **context}
     listed = segment_service.list_segments(wiring.segment_store(), session.workspace_id)
     return _html("segments.html", status=status, title="Segments", segments=listed, **context,
                  **_context(session, "segments"))
@@ -363,11 +364,9 @@ def save_segment(session: Session) -> Response:
     _can_change(session, form)
     name, definition = form.get("name", "").strip(), form.get("definition", "")
     try:
-        try:
-            parsed = json.loads(definition, parse_float=Decimal)
-        except ValueError as error:
-            raise SegmentInvalid(f"the definition is not JSON: {error}") from None
-        document = parse_segment({"name": name, "definition": parsed})
+        if not name:
+            raise SegmentInvalid("name: give the segment a name")
+        document = _draft(name, definition)
         record = segment_service.create(wiring.segment_store(), session.workspace_id, document, utc_now())
     except (SegmentInvalid, segment_service.SegmentConflict) as invalid:
         return _segments_page(session, status=400, problem=str(invalid), draft_name=name, draft_definition=definition)
@@ -377,6 +376,34 @@ def save_segment(session: Session) -> Response:
                     settings().segment_items_per_share, f"created {record.segment_id}")
     logger.info("console segment saved", extra={"workspace_id": session.workspace_id, "segment_id": record.segment_id})
     return _segments_page(session, saved=record.name)
+
+
+def _draft(name: str, definition: str) -> Any:
+    """The segment document a builder's form describes (SegmentInvalid naming what is wrong)."""
+    try:
+        parsed = json.loads(definition, parse_float=Decimal)
+    except ValueError as error:
+        raise SegmentInvalid(f"the definition is not JSON: {error}") from None
+    return parse_segment({"name": name or "draft", "definition": parsed})
+
+
+@app.route("/console/segments/preview", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def preview_segment(session: Session) -> Response:
+    """How many customers a draft matches now (nothing saved): the count alone for htmx, else the whole page."""
+    form = _form()
+    _check_csrf(session.session_id, form)
+    name, definition = form.get("name", "").strip(), form.get("definition", "")
+    count, problem = None, None
+    try:
+        count = segment_service.preview(wiring.segment_store(), wiring.segment_runs(), session.workspace_id,
+                                        _draft(name, definition), utc_now())
+    except (SegmentInvalid, segment_service.SegmentConflict) as invalid:
+        problem = str(invalid)
+    if app.current_request.headers.get("hx-request") == "true":
+        return _html("segment_count.html", count=count, count_problem=problem)
+    return _segments_page(session, count=count, count_problem=problem, draft_name=name, draft_definition=definition)
 
 
 @app.route("/console/segments/{segment_id}", methods=["GET"])

@@ -150,6 +150,24 @@ def test_an_editor_saves_a_segment_and_a_viewer_cannot(local_stack: LocalStack, 
     assert [s["name"] for s in listed["segments"] if not s["builtin"]] == ["Ordered once"]
 
 
+def test_the_builder_counts_a_draft_as_the_api_does(local_stack: LocalStack, workspace: dict[str, str],
+                                                     browser: Any) -> None:
+    definition = {"all": [{"field": "orders_count", "op": "gte", "value": 1}]}
+    page = _signed_in(browser, _invite(local_stack, workspace, "editor.six@example.com", "editor"))
+    _open(page, "Segments")
+    page.get_by_label("Definition").fill(json.dumps(definition))
+    count = page.locator("[data-figure=draft-count]")
+    count.wait_for()  # typed: htmx asks for the count after a pause, the page stays as it is
+    assert page.get_by_label("Definition").input_value() == json.dumps(definition)
+    draft = json.dumps({"name": "draft", "definition": definition}).encode()
+    status, preview = local_stack.post("/segments/preview", draft, {"x-api-key": workspace["api_key"],
+                                                                    "Content-Type": "application/json"})
+    assert status == 200 and preview["size"] >= 1
+    assert count.inner_text() == f"{preview['size']:,}"
+    page.get_by_label("Definition").fill('{"all": [{"field": "no_such_field", "op": "eq", "value": 1}]}')
+    page.locator("#segment-count .problem").wait_for()
+
+
 def test_a_form_without_its_csrf_token_is_refused(local_stack: LocalStack, workspace: dict[str, str],
                                                   browser: Any) -> None:
     page = _signed_in(browser, _invite(local_stack, workspace, "editor.three@example.com", "editor"))

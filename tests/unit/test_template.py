@@ -216,7 +216,8 @@ CONSOLE_ROUTES = {
         "/console/customers/{profile_id}/timeline", "/console/segments", "/console/segments/{segment_id}",
         "/console/segments/{segment_id}/export", "/console/flows", "/console/static/{name}")),
     *(("POST", path, "ConsoleFunction") for path in (
-        "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments", "/console/flows/status")),
+        "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments", "/console/flows/status",
+        "/console/segments/preview")),
 }
 
 
