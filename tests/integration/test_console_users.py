@@ -189,3 +189,30 @@ def test_errors_are_pages_without_a_stack_trace(provisioned: Provisioned, consol
     body = failed.body.decode()  # type: ignore[attr-defined]
     assert failed.status_code == 500 and "Something went wrong" in body  # type: ignore[attr-defined]
     assert "Traceback" not in body and "on fire" not in body
+
+
+def test_a_draft_is_counted_and_a_flow_switched_only_by_an_editor_within_the_role(
+        provisioned: Provisioned, console: tuple[Client, StoreRegistration]) -> None:
+    client, store = console
+    editor = _signed_in(provisioned, client, store, "ed4@example.com", "editor")
+    token = editor.csrf("/console/segments")
+    definition = '{"all": [{"field": "orders_count", "op": "gte", "value": 2}]}'
+    draft = {"csrf_token": token, "name": "", "definition": definition}
+    counted = editor.client.http.post("/console/segments/preview", body=urlencode(draft).encode(), headers={
+        **FORM, "hx-request": "true", "cookie": "; ".join(f"{k}={v}" for k, v in editor.cookies.items())})
+    assert counted.status_code == 200
+    assert '<strong data-figure="draft-count">1</strong>' in counted.body.decode()
+    assert "<html" not in counted.body.decode()  # htmx gets the count alone; a plain post the whole page
+    whole = editor.request("post", "/console/segments/preview", draft)
+    assert '<strong data-figure="draft-count">1</strong>' in whole.body.decode()  # type: ignore[attr-defined]
+    assert "<html" in whole.body.decode()  # type: ignore[attr-defined]
+
+    viewer = _signed_in(provisioned, client, store, "vi2@example.com", "viewer")
+    switch = {"flow_id": "builtin:welcome", "status": "live"}
+    refused = viewer.request("post", "/console/flows/status", {**switch, "csrf_token": viewer.csrf("/console/flows")})
+    assert refused.status_code == 403  # type: ignore[attr-defined]
+    not_ready = editor.request("post", "/console/flows/status", {**switch, "csrf_token": token})
+    assert not_ready.status_code == 409 and "no from address" in not_ready.body.decode()  # type: ignore[attr-defined]
+    back = editor.request("post", "/console/flows/status", {**switch, "status": "draft", "csrf_token": token})
+    assert back.status_code == 200  # type: ignore[attr-defined]
+    assert "Welcome series is back to draft." in back.body.decode()  # type: ignore[attr-defined]
