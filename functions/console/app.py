@@ -307,8 +307,8 @@ def customers(session: Session) -> Response:
 def _customer(session: Session, profile_id: str) -> pages.Customer:
     cursor = (app.current_request.query_params or {}).get("cursor")
     try:
-        found = pages.customer(wiring.profile_repository(), wiring.segment_store(), session.workspace_id, profile_id,
-                               cursor)
+        found = pages.customer(wiring.profile_repository(), wiring.segment_store(), _flow_deps(), wiring.flow_runs(),
+                               session.workspace_id, profile_id, cursor)
     except ValueError as error:
         raise Refused(400, "Page not found", f"{error}: open the customer again from the search.") from None
     if found is None:

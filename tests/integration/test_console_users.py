@@ -14,9 +14,11 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 from chalice.test import Client
+from crm.adapters.flow_runs import DynamoRunStore
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.stores import DynamoStoreDirectory
 from crm.adapters.users import CognitoUsers, ConsoleUser, PasswordRejected, SignInRefused, UserExists
+from crm.models.flows import FlowRun, RunStatus, StepOutcome, StepRecord
 from crm.models.profile import Profile
 from crm.models.stores import Platform, StoreRegistration
 from crm.ports import Change, IdentityLink
@@ -143,6 +145,15 @@ def test_a_signed_in_user_finds_a_customer_and_sees_their_net_total(
     assert "found by name" in by_name and "Ada Lovelace" in by_name
     dashboard = browser.request("get", "/console")
     assert dashboard.status_code == 200  # type: ignore[attr-defined]
+    assert "No flow has reached this customer." in page.body.decode()  # type: ignore[attr-defined]
+
+    sent = StepRecord(step_id="email_1", outcome=StepOutcome.SENT, at=NOW, channel="email", message_id="m-1")
+    DynamoRunStore(provisioned.outputs["TableName"]).create_run(FlowRun(
+        workspace_id=store.workspace_id, flow_id="builtin:welcome", flow_version=1, run_id="run-1",
+        profile_id="p_ada", trigger_type="profile_created", trigger_event_id="e-1", trigger={}, entered_at=NOW,
+        status=RunStatus.COMPLETED, ended_at=NOW, steps=(sent,)))
+    runs = browser.request("get", "/console/customers/p_ada").body.decode()  # type: ignore[attr-defined]
+    assert "<strong>Welcome series</strong>: completed" in runs and "email_1: sent (email)" in runs
 
 
 def test_a_viewer_changes_nothing_and_a_post_without_its_token_is_refused(

@@ -11,7 +11,8 @@ from typing import Any
 
 from crm.customers import PHONE_SHAPE, find_profile, timeline_page
 from crm.flows import stats_query
-from crm.flows.ports import FlowCatalogue, FlowCounters, SplitWinners
+from crm.flows.ports import FlowCatalogue, FlowCounters, RunStore, SplitWinners
+from crm.models.flows import FlowRun
 from crm.models.profile import Profile
 from crm.models.reports import RepeatData, RevenueData
 from crm.ports import CurrencyStore, ProfileRepository, SegmentStore
@@ -137,17 +138,21 @@ class Customer:
     profile: Profile
     segments: tuple[tuple[str, str], ...]  # (id, name) of the segments it is in
     timeline: dict[str, Any] = field(default_factory=dict)
+    runs: tuple[tuple[str, FlowRun], ...] = ()  # (flow name, run), newest first: each step says what was sent
 
 
-def customer(repository: ProfileRepository, segment_store: SegmentStore, workspace_id: str, profile_id: str,
-             cursor: str | None) -> Customer | None:
-    """A customer's 360 page: the profile (a merged one's survivor), its segments and a page of its timeline.
-    ValueError for a cursor this page did not hand out."""
+def customer(repository: ProfileRepository, segment_store: SegmentStore, flows: FlowDeps, runs: RunStore,
+             workspace_id: str, profile_id: str, cursor: str | None) -> Customer | None:
+    """A customer's 360 page: the profile (a merged one's survivor), its segments, its flow runs with the messages
+    they sent, and a page of its timeline. ValueError for a cursor this page did not hand out."""
     profile = repository.get_profile(workspace_id, profile_id)
     if profile is None:
         return None
     names = {s["id"]: s["name"] for s in segments.list_segments(segment_store, workspace_id)}
     held = segment_store.held_segments(workspace_id, profile.profile_id)
     member_of = sorted(held.segment_ids if held else ())
+    flow_names = {f.flow_id: f.definition.name for f in flows.catalogue.list_flows(workspace_id)}
+    its_runs = sorted(runs.runs_of_profile(workspace_id, profile.profile_id), key=lambda r: r.entered_at, reverse=True)
     return Customer(profile, tuple((s, names.get(s, s)) for s in member_of),
-                    timeline_page(repository, profile, TIMELINE_PAGE, cursor))
+                    timeline_page(repository, profile, TIMELINE_PAGE, cursor),
+                    tuple((flow_names.get(r.flow_id, r.flow_id), r) for r in its_runs))
