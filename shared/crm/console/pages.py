@@ -22,6 +22,9 @@ from crm.segments import service as segments
 # A name search reads the workspace's profiles one by one (no index holds names): it stops at this many
 # matches, and the page says to search by email or phone for a sure answer.
 MOST_NAME_MATCHES = 20
+# ... and reads at most this many profiles (a few seconds, a few hundred read units): a larger workspace is
+# searched by name in part, and the page says so.
+MOST_NAME_READS = 20_000
 TIMELINE_PAGE = 20
 LARGEST_SEGMENTS = 5
 
@@ -120,11 +123,11 @@ def search_customers(repository: ProfileRepository, workspace_id: str, text: str
     if kind == "name":
         words = asked.lower().split()
         found: list[Profile] = []
-        for profile in repository.workspace_profiles(workspace_id):
+        for read, profile in enumerate(repository.workspace_profiles(workspace_id), start=1):
             if profile.merged_into is None and _name_matches(profile, words):
                 found.append(profile)
-                if len(found) >= MOST_NAME_MATCHES:
-                    return SearchResult(asked, kind, tuple(found), incomplete=True)
+            if len(found) >= MOST_NAME_MATCHES or read >= MOST_NAME_READS:
+                return SearchResult(asked, kind, tuple(found), incomplete=True)
         return SearchResult(asked, kind, tuple(found))
     try:
         one = find_profile(repository, workspace_id, **{kind: asked})
