@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from crm_local.browser import INSTALL_HINT, LAUNCH_ARGS, find_chromium
-from crm_local.demo import STACK, Api, create_custom_segments, drive, free_port, recompute_all
+from crm_local.demo import STACK, Api, create_custom_segments, drive, free_port, recompute_all, set_rates
 from crm_local.demo_timing import Phases
 from crm_local.operations import add_store
 from crm_local.runtime import LocalRuntime
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         api = Api(runtime.api_url, shop.api_key)
         create_custom_segments(api)
         drive(runtime, stores, simulate(args.shoppers, 7), Phases())
+        set_rates(api)  # the EUR store's orders count in the workspace's USD totals, as in the demo
+        runtime.wait_idle()
         recompute_all(api)
         vip = api.ok("GET", "/segments/builtin:vip/members?limit=1")["members"]
         customer = vip[0] if vip else None
