@@ -154,6 +154,9 @@ def test_the_builder_counts_a_draft_as_the_api_does(local_stack: LocalStack, wor
                                                      browser: Any) -> None:
     definition = {"all": [{"field": "orders_count", "op": "gte", "value": 1}]}
     page = _signed_in(browser, _invite(local_stack, workspace, "editor.six@example.com", "editor"))
+    refused: list[str] = []  # what the Content-Security-Policy blocked (htmx runs under it, inline nothing)
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
     _open(page, "Segments")
     page.get_by_label("Definition").fill(json.dumps(definition))
     count = page.locator("[data-figure=draft-count]")
@@ -166,6 +169,7 @@ def test_the_builder_counts_a_draft_as_the_api_does(local_stack: LocalStack, wor
     assert count.inner_text() == f"{preview['size']:,}"
     page.get_by_label("Definition").fill('{"all": [{"field": "no_such_field", "op": "eq", "value": 1}]}')
     page.locator("#segment-count .problem").wait_for()
+    assert refused == []
 
 
 def test_a_form_without_its_csrf_token_is_refused(local_stack: LocalStack, workspace: dict[str, str],
