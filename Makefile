@@ -8,7 +8,7 @@ LIFETIMES := .venv-lifetimes/bin/python
 # make bench SEGMENT_SIZES="100000 1000000" adds the 1M-profile segment run (several minutes more)
 SEGMENT_SIZES ?= 100000
 
-.PHONY: demo test bench bench-upsert bench-segment-runs local clean sam-build checkov
+.PHONY: demo test bench bench-upsert bench-segment-runs local clean sam-build checkov chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/crm demo
 
-test: $(STAMP) $(CHECKOV)
+test: $(STAMP) $(CHECKOV) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/mypy bench
@@ -45,6 +45,19 @@ bench-upsert: $(STAMP)
 bench-segment-runs: $(STAMP)
 	$(BIN)/python bench/segment_runs.py
 	$(BIN)/python bench/predictions_requests.py
+
+# The console's browser tests drive the system's Chromium through Playwright (tests/e2e/test_console.py), never a
+# browser Playwright would download: root installs Debian's package; anyone else is told how, and the tests skip
+# saying why.
+chromium:
+	@test -n "$$CHROMIUM" || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the console's browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+	  echo "make test: no Chromium found, so the console's browser tests will be skipped."; \
+	  echo "  Install it with: sudo apt-get install chromium   (or set CHROMIUM=/path/to/chromium)"; \
+	fi
 
 local: $(STAMP)
 	$(BIN)/crm local --port 8000 --aws-port 5001

@@ -122,7 +122,12 @@ def calls(function: str, region: str, service: str, operation: str, params: dict
         group = params.get("GroupName", "default")
         return [Call(function, f"scheduler:{operation}",
                      f"arn:aws:scheduler:{region}:{ACCOUNT_ID}:schedule/{group}/{params['Name']}")]
-    return [Call(function, f"{service}:{operation}", None)]
+    return [Call(function, f"{service}:{operation}", _user_pool(region, params) if service == "cognito-idp" else None)]
+
+
+def _user_pool(region: str, params: dict[str, Any]) -> str | None:
+    pool = params.get("UserPoolId")
+    return f"arn:aws:cognito-idp:{region}:{ACCOUNT_ID}:userpool/{pool}" if pool else None
 
 
 class Recorder:

@@ -100,6 +100,14 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _users_add(args: argparse.Namespace) -> int:
+    from crm_local.users import add_user
+
+    api = args.api or ("http://127.0.0.1:8000" if _local_endpoint() else None)
+    print(json.dumps(add_user(args.stack, args.workspace, args.email, args.role, api)))
+    return 0
+
+
 def _dlq_list(args: argparse.Namespace) -> int:
     from crm_local.operations import list_dead_letters
 
@@ -338,6 +346,18 @@ def parser() -> argparse.ArgumentParser:
         if name == "revoke":
             keys_command.add_argument("--key-id", required=True, metavar="KEY_ID")
 
+    users = commands.add_parser("users", help="the console's users").add_subparsers(dest="users_command",
+                                                                                     required=True)
+    inviting = users.add_parser("add", help="invite a user into a workspace's console; prints the invitation link "
+                                            "(valid 7 days: the user chooses a password with it)")
+    inviting.add_argument("--workspace", required=True)
+    inviting.add_argument("--email", required=True)
+    inviting.add_argument("--role", choices=("viewer", "editor"), default="viewer",
+                          help="a viewer sees everything and changes nothing (default viewer)")
+    inviting.add_argument("--api", metavar="URL", help="the API the link points into (default: the stack's ApiUrl; "
+                                                       "http://127.0.0.1:8000 for a local stack)")
+    inviting.set_defaults(run=_users_add)
+
     dlq = commands.add_parser("dlq", help="the ingest dead-letter queue").add_subparsers(dest="dlq_command",
                                                                                           required=True)
     listing = dlq.add_parser("list", help="show parked deliveries and why")
@@ -480,10 +500,14 @@ def parser() -> argparse.ArgumentParser:
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
+def _local_endpoint() -> bool:
+    host = urlsplit(os.environ.get("AWS_ENDPOINT_URL", "")).hostname or ""
+    return host in LOOPBACK_HOSTS or host == "::1"
+
+
 def _local_stack_defaults() -> None:
     """Against the embedded stack (AWS_ENDPOINT_URL on loopback) no real credentials exist or are needed."""
-    host = urlsplit(os.environ.get("AWS_ENDPOINT_URL", "")).hostname or ""
-    if host in LOOPBACK_HOSTS or host == "::1":
+    if _local_endpoint():
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

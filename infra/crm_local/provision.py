@@ -209,6 +209,8 @@ class Provisioner:
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::Logs::SubscriptionFilter": self._subscription_filter,
             "AWS::Logs::LogGroup": self._log_group,
+            "AWS::Cognito::UserPool": self._user_pool,
+            "AWS::Cognito::UserPoolClient": self._user_pool_client,
         }
         self.ses_event_destinations: dict[str, list[dict[str, Any]]] = {}
         self.log_subscriptions: list[dict[str, Any]] = []
@@ -338,6 +340,23 @@ class Provisioner:
                     "MatchingEventTypes": [t[0].lower() + t[1:] for t in destination["MatchingEventTypes"]],
                     "SNSDestination": {"TopicARN": topic}})
         return Physical(name)
+
+    def _user_pool(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        """The pool with the template's username, sign-up, password and attribute settings (moto's cognito-idp
+        keeps them; AccountRecoverySetting and the like are no concern of a local stack)."""
+        kept = ("UsernameAttributes", "AdminCreateUserConfig", "Policies", "Schema")
+        name = p.get("UserPoolName") or self._default_name(logical_id)
+        pool = self._client("cognito-idp").create_user_pool(PoolName=name, **{k: p[k] for k in kept if k in p})
+        return Physical(pool["UserPool"]["Id"], {"Arn": pool["UserPool"]["Arn"],
+                                                 "ProviderName": f"cognito-idp.{self.region}.amazonaws.com/{name}"})
+
+    def _user_pool_client(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        kept = ("GenerateSecret", "ExplicitAuthFlows", "PreventUserExistenceErrors", "ReadAttributes",
+                "WriteAttributes")
+        answer = self._client("cognito-idp").create_user_pool_client(
+            UserPoolId=p["UserPoolId"], ClientName=p.get("ClientName") or self._default_name(logical_id),
+            **{k: p[k] for k in kept if k in p})
+        return Physical(answer["UserPoolClient"]["ClientId"])
 
     def _log_group(self, logical_id: str, p: dict[str, Any]) -> Physical:
         """Created, so that its Ref is its name (SNS's SMS status groups are named by SNS: a subscription finds

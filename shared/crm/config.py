@@ -44,6 +44,11 @@ class Settings(BaseModel):
     public_api_url: str | None = Field(default=None, alias="PUBLIC_API_URL")
     link_signing_secret: str | None = Field(default=None, alias="LINK_SIGNING_SECRET")
     ses_configuration_set: str | None = Field(default=None, alias="SES_CONFIGURATION_SET")
+    # The console (docs/console.md): its users' Cognito pool and app client, and the secret its sessions are
+    # signed with.
+    console_user_pool_id: str | None = Field(default=None, alias="CONSOLE_USER_POOL_ID")
+    console_client_id: str | None = Field(default=None, alias="CONSOLE_CLIENT_ID")
+    console_session_secret: str | None = Field(default=None, alias="CONSOLE_SESSION_SECRET")
 
     def require(self, name: str) -> str:
         """The value of an optional setting this code path cannot run without."""

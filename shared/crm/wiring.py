@@ -15,6 +15,7 @@ from crm.config import settings
 if TYPE_CHECKING:
     from crm.adapters.links import SqsLinkNotices
     from crm.adapters.secrets import LinkSigningKeys
+    from crm.adapters.users import CognitoUsers
     from crm.flows.conversions import ConversionsService
     from crm.flows.ports import (
         Attributions,
@@ -169,6 +170,19 @@ def currency_tasks() -> CurrencyTasks:
 def link_signing_keys() -> LinkSigningKeys:
     from crm.adapters.secrets import LinkSigningKeys
     return LinkSigningKeys()
+
+
+@cache
+def console_session_keys() -> LinkSigningKeys:
+    """The keys the console's session cookies and CSRF tokens are signed with (a secret of their own)."""
+    from crm.adapters.secrets import LinkSigningKeys
+    return LinkSigningKeys(settings().require("console_session_secret"))
+
+
+@cache
+def console_users() -> CognitoUsers:
+    from crm.adapters.users import CognitoUsers
+    return CognitoUsers()
 
 
 def links() -> Links:
@@ -342,5 +356,6 @@ def reset() -> None:
                     currency_store, currency_tasks, prediction_store, privacy_queue, flow_runs, wait_scheduler,
                     flow_catalogue, messaging_store, suppressions, email_sender, sms_sender, message_composer,
                     link_signing_keys, sender_identities, message_ledger, flow_counters, attributions,
-                    split_winners, held_split_winners, short_links, link_notices, affinity_store):
+                    split_winners, held_split_winners, short_links, link_notices, affinity_store,
+                    console_session_keys, console_users):
         factory.cache_clear()

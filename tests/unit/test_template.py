@@ -23,7 +23,8 @@ from tests.iam import star_is_confined
 
 FUNCTIONS = ("WebhooksFunction", "TrackFunction", "ProfilesFunction", "OutboxFunction", "ApiFunction",
              "SegmentRunsFunction", "SegmentTasksFunction", "SegmentRefreshFunction", "ExportsFunction",
-             "PrivacyFunction", "FlowsFunction", "PredictionsScheduleFunction", "PredictionsFunction")
+             "PrivacyFunction", "FlowsFunction", "PredictionsScheduleFunction", "PredictionsFunction",
+             "ConsoleFunction")
 # The functions that fit the prediction models: they also carry numpy and scipy (the science layer).
 FITTING = ("PredictionsScheduleFunction", "PredictionsFunction")
 
@@ -75,6 +76,13 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
     "PredictionsFunction": ({"TABLE_NAME"}, {
         *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem")),
         ("sqs:ReceiveMessage", "PredictionsQueue")}),
+    "ConsoleFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "CONSOLE_USER_POOL_ID", "CONSOLE_CLIENT_ID",
+                         "CONSOLE_SESSION_SECRET"}, {
+        *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem",
+                                                          "DescribeTable")),
+        ("sqs:SendMessage", "SegmentTasksQueue"), ("secretsmanager:GetSecretValue", "ConsoleSessionSecret"),
+        *((f"cognito-idp:{action}", "ConsoleUserPool") for action in (
+            "AdminInitiateAuth", "AdminRespondToAuthChallenge", "AdminGetUser"))}),
 }
 
 
@@ -203,6 +211,17 @@ def _routes(stack: Stack, api_type: str = "AWS::ApiGateway::RestApi") -> set[tup
     return found
 
 
+CONSOLE_ROUTES = {
+    *(("GET", path, "ConsoleFunction") for path in (
+        "/console", "/console/sign-in", "/console/invitation", "/console/customers", "/console/customers/{profile_id}",
+        "/console/customers/{profile_id}/timeline", "/console/segments", "/console/segments/{segment_id}",
+        "/console/segments/{segment_id}/export", "/console/flows", "/console/static/{name}")),
+    *(("POST", path, "ConsoleFunction") for path in (
+        "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments", "/console/flows/status",
+        "/console/segments/preview")),
+}
+
+
 def test_api_routes(stack: Stack) -> None:
     assert _routes(stack) == {
         ("POST", "/webhooks/{platform}", "WebhooksFunction"),
@@ -261,6 +280,7 @@ def test_api_routes(stack: Stack) -> None:
         ("GET", "/confirm/{token}", "TrackFunction"),
         ("POST", "/confirm/{token}", "TrackFunction"),
         ("GET", "/r/{code}", "TrackFunction"),
+        *CONSOLE_ROUTES,
     }
 
 
@@ -333,7 +353,8 @@ def _names(resource: Any) -> set[str]:
     return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
                               "OutboxDeadLetterQueue", "SegmentTasksQueue", "ExportsBucket", "ExportQueue",
                               "ExportDeadLetterQueue", "PrivacyQueue", "FlowsQueue", "FlowSchedules",
-                              "FlowsSchedulerRole", "PredictionsQueue")
+                              "FlowsSchedulerRole", "PredictionsQueue", "ConsoleUserPool",
+                              "ConsoleSessionSecret")
             if f'"{name}"' in text or f"${{{name}." in text or f"${{{name}}}" in text}
 
 

@@ -12,6 +12,7 @@ from crm_local.template import Stack
 READERS = {"WebhooksFunction", "ProfilesFunction"}  # signatures; the BigCommerce API token
 LINK_KEY_READERS = {"TrackFunction"}  # verifies unsubscribe and confirm links (the flows function signs them)
 LINK_SECRET = {"Ref": "LinkSigningSecret"}
+CONSOLE_SECRET = {"Ref": "ConsoleSessionSecret"}
 
 
 def _secret_statements(stack: Stack, function: str, link_key: bool = False) -> list[dict[str, Any]]:
@@ -21,8 +22,8 @@ def _secret_statements(stack: Stack, function: str, link_key: bool = False) -> l
     for policy in role.get("Policies", []):
         statements = policy["PolicyDocument"]["Statement"]
         for statement in statements if isinstance(statements, list) else [statements]:
-            if "secretsmanager:" in json.dumps(statement.get("Action")) and (
-                    (statement.get("Resource") == LINK_SECRET) is link_key):
+            if "secretsmanager:" in json.dumps(statement.get("Action")) and statement.get("Resource") != \
+                    CONSOLE_SECRET and ((statement.get("Resource") == LINK_SECRET) is link_key):
                 found.append(statement)
     return found
 
@@ -63,3 +64,18 @@ def test_only_the_functions_that_verify_or_sign_links_read_the_link_key_and_only
         assert statement["Action"] in (["secretsmanager:GetSecretValue"], "secretsmanager:GetSecretValue")
         environment = stack.resources[function]["Properties"]["Environment"]["Variables"]
         assert environment["LINK_SIGNING_SECRET"] == LINK_SECRET
+
+
+def test_only_the_console_reads_its_session_key_and_only_that_key(stack: Stack) -> None:
+    assert "GenerateSecretString" in stack.resources["ConsoleSessionSecret"]["Properties"]
+    for function in sorted(n for n, r in stack.resources.items() if r["Type"] == "AWS::Lambda::Function"):
+        role = stack.resources[f"{function}Role"]["Properties"]
+        statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]
+                      if "ConsoleSessionSecret" in json.dumps(s.get("Resource"))]
+        if function != "ConsoleFunction":
+            assert statements == [], f"{function} may read the console's session key"
+            continue
+        [statement] = statements
+        assert (statement["Action"], statement["Resource"]) == (["secretsmanager:GetSecretValue"], CONSOLE_SECRET)
+        assert stack.resources[function]["Properties"]["Environment"]["Variables"]["CONSOLE_SESSION_SECRET"] == \
+            CONSOLE_SECRET

@@ -1,0 +1,507 @@
+"""The marketer's console (docs/console.md): server-rendered pages of the workspace a signed-in user belongs to.
+
+Each page: the session cookie opened and its user checked in Cognito (crm.adapters.users), a form's CSRF token
+checked, a viewer refused anything that changes data, then one crm.console.pages function and a template. No
+stack trace reaches the browser: an error renders a page that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from functools import wraps
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from aws_lambda_powertools import Logger
+from chalice import Chalice, Response
+from crm import wiring
+from crm.adapters.users import PasswordRejected, SignInRefused
+from crm.clock import utc_now
+from crm.console import charts, pages, render
+from crm.console import session as sessions
+from crm.console.invitation import invitation_of
+from crm.console.session import Session
+from crm.flows.stats_query import StatsQueryInvalid
+from crm.reports.query import ReportQueryInvalid
+from crm.segments import service as segment_service
+from crm.segments.definition import SegmentInvalid, parse_segment
+
+app = Chalice(app_name="crm-console")
+logger = Logger(service="console")
+FORM = ["application/x-www-form-urlencoded"]
+STATIC = Path(__file__).parent / "static"
+STATIC_TYPES = {"htmx-2.0.11.min.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+# Scripts and styles from this console only, no inline script or style, no frames, forms post only here.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # an invitation link carries its token in the query
+    "X-Frame-Options": "DENY",
+}
+HTML = "text/html; charset=utf-8"
+
+
+class Refused(Exception):
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+def _root() -> str:
+    """The console's URL path: /console locally, /<stage>/console behind API Gateway's stage."""
+    request = app.current_request
+    event = request.to_original_event()
+    full, routed = str(request.context.get("path") or ""), str(event.get("path") or "")
+    stage = full[: -len(routed)] if routed and full.endswith(routed) else ""
+    return f"{stage}/console"
+
+
+def _headers(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**SECURITY_HEADERS, "Content-Type": HTML, "Cache-Control": "no-store", **(extra or {})}
+
+
+def _html(template: str, status: int = 200, cookie: str | None = None, **context: Any) -> Response:
+    context.setdefault("root", _root())
+    context.setdefault("session", None)
+    context.setdefault("csrf", None)
+    body = render.page(template, **context)
+    return Response(body=body, status_code=status, headers=_headers({"Set-Cookie": cookie} if cookie else None))
+
+
+def _redirect(location: str, cookie: str | None = None) -> Response:
+    headers = _headers({"Location": location})
+    if cookie:
+        headers["Set-Cookie"] = cookie
+    return Response(body="", status_code=303, headers=headers)
+
+
+def _cookies() -> dict[str, str]:
+    return sessions.read_cookies(app.current_request.headers.get("cookie"))
+
+
+def _form() -> dict[str, str]:
+    raw = app.current_request.raw_body or b""
+    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _session() -> Session | None:
+    """The signed-in session, if the cookie is valid and its user is still enabled in the pool (whose role
+    counts: a role changed by an administrator applies from the next request)."""
+    keys = wiring.console_session_keys().keys()
+    found = sessions.open_session(_cookies().get(sessions.SESSION_COOKIE), keys, utc_now())
+    if found is None:
+        return None
+    user = wiring.console_users().user(found.email)
+    if user is None or not user.enabled or user.workspace_id != found.workspace_id:
+        return None
+    return found.model_copy(update={"role": user.role})
+
+
+def _check_csrf(holder_id: str, form: dict[str, str]) -> None:
+    token = form.get("csrf_token") or app.current_request.headers.get("x-csrf-token")
+    if not sessions.csrf_valid(token, holder_id, wiring.console_session_keys().keys()):
+        raise Refused(403, "Form refused", "This form did not come from this console page (its security token is "
+                                           "missing or out of date): reload the page and try again.")
+
+
+def _page(view: Callable[..., Response]) -> Callable[..., Response]:
+    """A view whose refusals and failures are pages, never a stack trace; one log line per request."""
+
+    @wraps(view)
+    def handled(*args: Any, **kwargs: Any) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = view(*args, **kwargs)
+            status = response.status_code
+            return response
+        except Refused as refused:
+            status = refused.status
+            return _html("error.html", status=refused.status, title=refused.title, message=refused.message)
+        except Exception:
+            logger.exception("console page failed")
+            return _html("error.html", status=500, title="Something went wrong",
+                         message="The console could not load this page: the error is logged. Try again in a "
+                                 "moment; if it persists, tell whoever runs the CRM.")
+        finally:
+            request = app.current_request
+            logger.info("console request", extra={
+                "method": request.method, "route": request.path, "status": status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1)})
+    return handled
+
+
+def _signed_in(view: Callable[..., Response]) -> Callable[..., Response]:
+    """A page for signed-in users: the others go to the sign-in page; a POST needs its session's CSRF token."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Response:
+        session = _session()
+        if session is None:
+            if app.current_request.method != "GET":
+                raise Refused(403, "Signed out", "Your session has ended: sign in again.")
+            return _redirect(f"{_root()}/sign-in")
+        return view(session, *args, **kwargs)
+    return guarded
+
+
+def _can_change(session: Session, form: dict[str, str]) -> None:
+    _check_csrf(session.session_id, form)
+    if not session.can_change:
+        raise Refused(403, "Not allowed", "You are a viewer: viewers see everything and change nothing. Ask an "
+                                          "editor, or whoever runs the CRM, for the editor role.")
+
+
+def _context(session: Session, active: str) -> dict[str, Any]:
+    return {"session": session, "active": active,
+            "csrf": sessions.csrf_token(session.session_id, wiring.console_session_keys().keys())}
+
+
+# --- signing in ------------------------------------------------------------------------------------
+
+
+def _visitor() -> tuple[sessions.Visitor, str | None]:
+    """The visitor id the sign-in forms' CSRF token derives from, and the cookie to set when it is new."""
+    now = utc_now()
+    keys = wiring.console_session_keys().keys()
+    found = sessions.open_visitor(_cookies().get(sessions.VISITOR_COOKIE), keys, now)
+    if found is not None:
+        return found, None
+    visitor = sessions.new_visitor(now)
+    return visitor, sessions.cookie(sessions.VISITOR_COOKIE, sessions.seal_visitor(visitor, keys), _root(),
+                                    visitor.expires_at, now)
+
+
+def _visitor_form(template: str, status: int = 200, **context: Any) -> Response:
+    visitor, cookie = _visitor()
+    csrf = sessions.csrf_token(visitor.visitor_id, wiring.console_session_keys().keys())
+    return _html(template, status=status, cookie=cookie, csrf=csrf, **context)
+
+
+def _start_session(user_email: str, workspace_id: str, role: sessions.Role) -> Response:
+    now = utc_now()
+    session = sessions.new_session(user_email, workspace_id, role, now)
+    sealed = sessions.seal_session(session, wiring.console_session_keys().keys())
+    return _redirect(_root(), sessions.cookie(sessions.SESSION_COOKIE, sealed, _root(), session.expires_at, now))
+
+
+@app.route("/console/sign-in", methods=["GET"])
+@_page
+def sign_in_page() -> Response:
+    return _visitor_form("sign_in.html", title="Sign in", email="", problem=None, notice=None)
+
+
+@app.route("/console/sign-in", methods=["POST"], content_types=FORM)
+@_page
+def sign_in() -> Response:
+    form = _form()
+    visitor, _ = _visitor()
+    _check_csrf(visitor.visitor_id, form)
+    email = form.get("email", "").strip().lower()
+    try:
+        user = wiring.console_users().sign_in(email, form.get("password", ""))
+    except SignInRefused as refused:
+        return _visitor_form("sign_in.html", status=401, title="Sign in", email=email, problem=str(refused),
+                             notice=None)
+    logger.info("console sign-in", extra={"workspace_id": user.workspace_id, "role": user.role})
+    return _start_session(user.email, user.workspace_id, user.role)
+
+
+@app.route("/console/sign-out", methods=["POST"], content_types=FORM)
+@_page
+def sign_out() -> Response:
+    session = _session()
+    if session is not None:
+        _check_csrf(session.session_id, _form())
+    return _redirect(f"{_root()}/sign-in", sessions.cookie(sessions.SESSION_COOKIE, "", _root(), None, utc_now()))
+
+
+@app.route("/console/invitation", methods=["GET"])
+@_page
+def invitation_page() -> Response:
+    token = (app.current_request.query_params or {}).get("token")
+    invited = invitation_of(token)
+    if invited is None:
+        raise Refused(400, "Invitation not recognised", "This invitation link is incomplete: copy the whole link "
+                                                        "from the invitation, or ask for a new one.")
+    return _visitor_form("invitation.html", title="Choose your password", token=token, email=invited[0],
+                         problem=None)
+
+
+@app.route("/console/invitation", methods=["POST"], content_types=FORM)
+@_page
+def accept_invitation() -> Response:
+    form = _form()
+    visitor, _ = _visitor()
+    _check_csrf(visitor.visitor_id, form)
+    invited = invitation_of(form.get("token"))
+    if invited is None:
+        raise Refused(400, "Invitation not recognised", "This invitation link is incomplete: ask for a new one.")
+    email, temporary = invited
+    problem = None
+    if form.get("password", "") != form.get("confirm", ""):
+        problem = "The two passwords differ: type the same password twice."
+    else:
+        try:
+            user = wiring.console_users().accept(email, temporary, form.get("password", ""))
+        except (SignInRefused, PasswordRejected) as refused:
+            problem = str(refused)
+        else:
+            return _start_session(user.email, user.workspace_id, user.role)
+    return _visitor_form("invitation.html", status=400, title="Choose your password", token=form.get("token"),
+                         email=email, problem=problem)
+
+
+# --- pages -------------------------------------------------------------------------------------------
+
+
+def _flow_deps() -> pages.FlowDeps:
+    return pages.FlowDeps(wiring.flow_catalogue(), wiring.flow_counters(), wiring.split_winners(),
+                          wiring.currency_store())
+
+
+@app.route("/console", methods=["GET"])
+@_page
+@_signed_in
+def dashboard(session: Session) -> Response:
+    query = dict(app.current_request.query_params or {})
+    try:
+        board = pages.dashboard(wiring.report_source(), _flow_deps(), wiring.segment_store(), session.workspace_id,
+                                {k: v for k, v in query.items() if k in ("from", "to") and v}, utc_now())
+    except (ReportQueryInvalid, StatsQueryInvalid) as invalid:
+        raise Refused(400, "Range not shown", f"{invalid}: choose another range.") from None
+    points, by = board.revenue.points, _interval(board.revenue.points)
+    return _html("dashboard.html", title="Dashboard", board=board, **_context(session, "dashboard"),
+                 revenue_chart=charts.bar_chart(f"Revenue by {by}", [(p.start, p.revenue) for p in points], "{:,.2f}"),
+                 orders_chart=charts.bar_chart(f"Orders by {by}", [(p.start, p.orders) for p in points]),
+                 repeat_chart=charts.bar_chart(
+                     f"Repeat rate by {by} (%)",
+                     [(p.start, None if p.repeat_rate is None else p.repeat_rate * 100) for p in board.repeat.points],
+                     "{:,.1f}"))
+
+
+def _interval(points: Any) -> str:
+    if len(points) < 2:
+        return "period"
+    days = (points[1].start - points[0].start).days
+    return "day" if days == 1 else "week" if days == 7 else "month"
+
+
+@app.route("/console/customers", methods=["GET"])
+@_page
+@_signed_in
+def customers(session: Session) -> Response:
+    asked = (app.current_request.query_params or {}).get("q")
+    result = None if asked is None else pages.search_customers(wiring.profile_repository(), session.workspace_id,
+                                                                asked)
+    return _html("customers.html", title="Customers", result=result, **_context(session, "customers"))
+
+
+def _customer(session: Session, profile_id: str) -> pages.Customer:
+    cursor = (app.current_request.query_params or {}).get("cursor")
+    try:
+        found = pages.customer(wiring.profile_repository(), wiring.segment_store(), _flow_deps(), wiring.flow_runs(),
+                               session.workspace_id, profile_id, cursor)
+    except ValueError as error:
+        raise Refused(400, "Page not found", f"{error}: open the customer again from the search.") from None
+    if found is None:
+        raise Refused(404, "No such customer", "No customer of this workspace has this id: search for them again.")
+    return found
+
+
+@app.route("/console/customers/{profile_id}", methods=["GET"])
+@_page
+@_signed_in
+def customer(session: Session, profile_id: str) -> Response:
+    found = _customer(session, profile_id)
+    return _html("customer.html", title=found.profile.email or profile_id, customer=found,
+                 **_context(session, "customers"))
+
+
+@app.route("/console/customers/{profile_id}/timeline", methods=["GET"])
+@_page
+@_signed_in
+def customer_timeline(session: Session, profile_id: str) -> Response:
+    """The next page of a customer's timeline, for htmx to put in place of the "Older events" link."""
+    found = _customer(session, profile_id)
+    return _html("timeline.html", timeline=found.timeline, **_context(session, "customers"))
+
+
+def _segments_page(session: Session, status: int = 200, **context: Any) -> Response:
+    context = {"saved": None, "problem": None, "draft_name": "", "draft_definition": SAMPLE_DEFINITION,
+               "count": None, "count_problem": None, **context}
+    listed = segment_service.list_segments(wiring.segment_store(), session.workspace_id)
+    return _html("segments.html", status=status, title="Segments", segments=listed, **context,
+                 **_context(session, "segments"))
+
+
+# What a marketer's download carries (any of crm.segments.exports' fields can be asked for in the URL).
+EXPORT_FIELDS = ("email", "phone", "first_name", "last_name", "orders_count", "total_spent", "last_order_at")
+SAMPLE_DEFINITION = json.dumps({"all": [{"field": "orders_count", "op": "gte", "value": 2}]}, indent=2)
+
+
+@app.route("/console/segments", methods=["GET"])
+@_page
+@_signed_in
+def segments(session: Session) -> Response:
+    return _segments_page(session)
+
+
+@app.route("/console/segments", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def save_segment(session: Session) -> Response:
+    from crm.segments import runs
+
+    form = _form()
+    _can_change(session, form)
+    name, definition = form.get("name", "").strip(), form.get("definition", "")
+    try:
+        if not name:
+            raise SegmentInvalid("name: give the segment a name")
+        document = _draft(name, definition)
+        record = segment_service.create(wiring.segment_store(), session.workspace_id, document, utc_now())
+    except (SegmentInvalid, segment_service.SegmentConflict) as invalid:
+        return _segments_page(session, status=400, problem=str(invalid), draft_name=name, draft_definition=definition)
+    from crm.config import settings
+
+    runs.start_runs(wiring.segment_runs(), wiring.segment_tasks(), [session.workspace_id], utc_now(),
+                    settings().segment_items_per_share, f"created {record.segment_id}")
+    logger.info("console segment saved", extra={"workspace_id": session.workspace_id, "segment_id": record.segment_id})
+    return _segments_page(session, saved=record.name)
+
+
+def _draft(name: str, definition: str) -> Any:
+    """The segment document a builder's form describes (SegmentInvalid naming what is wrong)."""
+    try:
+        parsed = json.loads(definition, parse_float=Decimal)
+    except ValueError as error:
+        raise SegmentInvalid(f"the definition is not JSON: {error}") from None
+    return parse_segment({"name": name or "draft", "definition": parsed})
+
+
+@app.route("/console/segments/preview", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def preview_segment(session: Session) -> Response:
+    """How many customers a draft matches now (nothing saved): the count alone for htmx, else the whole page."""
+    form = _form()
+    _check_csrf(session.session_id, form)
+    name, definition = form.get("name", "").strip(), form.get("definition", "")
+    count, problem = None, None
+    try:
+        count = segment_service.preview(wiring.segment_store(), wiring.segment_runs(), session.workspace_id,
+                                        _draft(name, definition), utc_now())
+    except (SegmentInvalid, segment_service.SegmentConflict) as invalid:
+        problem = str(invalid)
+    if app.current_request.headers.get("hx-request") == "true":
+        return _html("segment_count.html", count=count, count_problem=problem)
+    return _segments_page(session, count=count, count_problem=problem, draft_name=name, draft_definition=definition)
+
+
+@app.route("/console/segments/{segment_id}", methods=["GET"])
+@_page
+@_signed_in
+def segment(session: Session, segment_id: str) -> Response:
+    store = wiring.segment_store()
+    cursor = (app.current_request.query_params or {}).get("cursor")
+    try:
+        view = segment_service.segment_view(store, session.workspace_id, segment_id)
+        members = segment_service.members_page(store, wiring.profile_repository(), session.workspace_id, segment_id,
+                                               50, cursor)
+    except segment_service.SegmentNotFound:
+        raise Refused(404, "No such segment", "This workspace has no segment with this id.") from None
+    except ValueError as error:
+        raise Refused(400, "Page not found", f"{error}: open the segment again from the list.") from None
+    return _html("segment.html", title=view["name"], segment=view, members=members["members"],
+                 next_cursor=members["next_cursor"],
+                 definition_json=json.dumps(view.get("definition"), indent=2, default=str),
+                 export_fields=",".join(EXPORT_FIELDS),
+                 **_context(session, "segments"))
+
+
+@app.route("/console/segments/{segment_id}/export", methods=["GET"])
+@_page
+@_signed_in
+def export_segment(session: Session, segment_id: str) -> Response:
+    """The members as a CSV or JSON Lines download (?format=csv|jsonl), built at once: the asynchronous export
+    of a larger segment is the API's (POST /segments/{id}/exports)."""
+    from crm.segments import exports
+
+    try:
+        options = exports.options_from_query(dict(app.current_request.query_params or {}))
+        body = exports.direct_export(wiring.segment_store(), wiring.profile_repository(), session.workspace_id,
+                                     segment_id, options)
+    except exports.ExportInvalid as invalid:
+        raise Refused(400, "Export not made", str(invalid)) from None
+    except exports.ExportTooLarge:
+        raise Refused(413, "Too large to download here", "This segment is too large to download from the "
+                                                         "console at once: export it through the API's "
+                                                         "POST /segments/{id}/exports, which writes a file.") from None
+    except segment_service.SegmentNotFound:
+        raise Refused(404, "No such segment", "This workspace has no segment with this id.") from None
+    return Response(body=body, status_code=200, headers={
+        **SECURITY_HEADERS, "Content-Type": exports.CONTENT_TYPES[options.format], "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{exports.download_name(segment_id, options)}"'})
+
+
+FLOWS_DAYS = 30
+
+
+def _flows_page(session: Session, status: int = 200, **context: Any) -> Response:
+    today = utc_now().date()
+    first = today - timedelta(days=FLOWS_DAYS - 1)
+    held = wiring.currency_store().settings(session.workspace_id)
+    listed = pages.flows_earned(_flow_deps(), session.workspace_id, first, today, today)
+    return _html("flows.html", status=status, title="Flows", flows=listed, first=first, last=today,
+                 currency=held.reporting_currency if held else None,
+                 **{"changed": None, "problem": None, **context}, **_context(session, "flows"))
+
+
+@app.route("/console/flows", methods=["GET"])
+@_page
+@_signed_in
+def flows_list(session: Session) -> Response:
+    return _flows_page(session)
+
+
+@app.route("/console/flows/status", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def set_flow_status(session: Session) -> Response:
+    """"Go live" or "Back to draft": a flow goes live only once its templates and sender are ready (the message
+    says what is missing)."""
+    from crm.flows import manage as flows
+
+    form = _form()
+    _can_change(session, form)
+    flow_id, status = form.get("flow_id", ""), form.get("status", "")
+    try:
+        record = flows.set_status(wiring.flow_catalogue(), wiring.messaging_store(), session.workspace_id, flow_id,
+                                  {"status": status}, utc_now())
+    except flows.FlowNotFound:
+        raise Refused(404, "No such flow", "This workspace has no flow with this id.") from None
+    except (flows.FlowConflict, ValueError) as refused:
+        return _flows_page(session, status=409, problem=str(refused))
+    logger.info("console flow status", extra={"workspace_id": session.workspace_id, "flow_id": flow_id,
+                                              "status": record.status.value})
+    said = "is live" if record.status.value == "live" else "is back to draft"
+    return _flows_page(session, changed=f"{record.definition.name} {said}.")
+
+
+@app.route("/console/static/{name}", methods=["GET"])
+@_page
+def static(name: str) -> Response:
+    if name not in STATIC_TYPES:
+        raise Refused(404, "Not found", "The console has no such file.")
+    # The names carry a version (htmx) or change with a deploy: a day in the browser's cache is safe.
+    return Response(body=(STATIC / name).read_text(), status_code=200,
+                    headers={**SECURITY_HEADERS, "Content-Type": STATIC_TYPES[name],
+                             "Cache-Control": "public, max-age=86400"})
