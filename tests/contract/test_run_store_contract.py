@@ -76,16 +76,6 @@ def test_a_step_is_claimed_once_and_unknown_until_recorded(runs: RunStore) -> No
     assert [r.status for r in runs.runs_of_profile(WS, "p1")] == [RunStatus.ACTIVE]
 
 
-def test_the_last_send_only_moves_forward(runs: RunStore) -> None:
-    assert runs.last_sent(WS, "p1", "email") is None
-    runs.note_sent(WS, "p1", "email", NOW)
-    runs.note_sent(WS, "p1", "email", NOW - timedelta(hours=1))  # a merge carrying an older send over
-    assert runs.last_sent(WS, "p1", "email") == NOW
-    runs.note_sent(WS, "p1", "email", NOW + timedelta(hours=1))
-    assert runs.last_sent(WS, "p1", "email") == NOW + timedelta(hours=1)
-    assert runs.last_sent(WS, "p1", "sms") is None
-
-
 @pytest.fixture(params=["fake", pytest.param("scheduler", marks=pytest.mark.integration)])
 def scheduler(request: pytest.FixtureRequest) -> tuple[WaitScheduler, Any]:
     if request.param == "fake":

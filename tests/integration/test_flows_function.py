@@ -23,6 +23,7 @@ from crm.adapters.flow_stats import DynamoFlowCounters, DynamoMessageLedger
 from crm.adapters.items import from_item, wire_key
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS
+from crm.flows.engine import last_send
 from crm.models.canonical import ComplianceRequest
 from crm.models.consent import Consent, ConsentState
 from crm.models.events import CheckoutStarted, DomainEvent, Item, OrderPlaced
@@ -164,8 +165,10 @@ def test_a_checkout_waits_in_a_one_time_schedule_then_sends_once(flows: Flows, m
     recorded = DynamoMessageLedger(flows.provisioned.outputs["TableName"]).find("ses-1", WS, "p1")
     assert claim is not None and recorded is not None and (recorded.run_id, recorded.step_id) == (run.run_id,
                                                                                                  "email_1")
-    last = store.last_sent(WS, "p1", "email")
-    assert last is not None and timedelta(0) <= last - claim.at < timedelta(seconds=1)
+    # Smart Sending's last send is the run's record of it (crm.flows.engine.last_send), nothing apart.
+    last = last_send(store.runs_of_profile(WS, "p1"), "email")
+    assert last is not None and last == next(s.at for s in run.steps if s.step_id == "email_1")
+    assert timedelta(0) <= claim.at - last < timedelta(seconds=1)
     timeline = DynamoProfileRepository(flows.provisioned.outputs["TableName"]).timeline(WS, ["p1"], None, 10)
     assert [(e.type, e.summary["step_id"]) for e in timeline] == [("flow_message", "email_1")]
 
@@ -248,13 +251,14 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
     answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(delivery)
     assert answer == {"batchItemFailures": []} and len(flows.email.sent) == 1
-    # Reads: the profile with its segments (one Query), the run, last send; writes: the claim, the last send,
-    # the timeline line (a plain put, not a transaction), the run (once); the message record, which is the
-    # step's record too (no pointer for an email: SES's tags find it, crm.adapters.flow_stats), one ADD per
-    # counters row the delivery touched (flow-wide, wait_4h, email_1: crm.flows.counting); the next wait's
-    # schedule. (The catalogue, settings, template, suppression and SES calls are fakes here.)
+    # Reads: the profile with its segments (one Query), the run, the profile's runs (Smart Sending's last send
+    # is their records: crm.flows.engine.last_send); writes: the claim, the timeline line (a plain put, not a
+    # transaction), the run (once); the message record, which is the step's record too (no pointer for an
+    # email: SES's tags find it, crm.adapters.flow_stats), one ADD per counters row the delivery touched
+    # (flow-wide, wait_4h, email_1: crm.flows.counting); the next wait's schedule. (The catalogue, settings,
+    # template, suppression and SES calls are fakes here.)
     assert sorted(made) == sorted([
-        "dynamodb:Query", "dynamodb:GetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:PutItem",
+        "dynamodb:Query", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
         "dynamodb:BatchWriteItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
         "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem"])
     # What the stats read: the message recorded where the feedback looks for it, the send counted.

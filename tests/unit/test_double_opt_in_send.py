@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from crm.flows.engine import FlowEvent
+from crm.flows.engine import FlowEvent, last_send
 from crm.flows.memory import MemoryFlowCounters, MemoryMessageLedger, MemorySplitWinners
 from crm.flows.service import CLAIM_GRACE, DOUBLE_OPT_IN_RUN, FlowsService, Report, StepInFlight
 from crm.messaging.defaults import DOUBLE_OPT_IN
@@ -18,7 +18,7 @@ from crm.messaging.optin import OptInMessages
 from crm.messaging.unsubscribe import LinkPurpose, Links, SigningKeys
 from crm.models.consent import ConsentState
 from crm.models.events import ConsentChanged, ConsentRequested
-from crm.models.flows import StepOutcome
+from crm.models.flows import FlowRun, StepOutcome, StepRecord
 from crm.models.ingest import IngestEnvelope
 from crm.models.messaging import EmailTemplate, MessagingSettings, TemplateRecord
 from crm.models.profile import Profile
@@ -149,10 +149,14 @@ def test_a_suppressed_address_gets_nothing() -> None:
 def test_smart_sending_does_not_hold_back_the_confirmation_nor_count_it() -> None:
     world = World()
     [requested] = world.publish(_subscribe())
-    world.runs.note_sent(WS, requested.profile_id, "email", NOW - timedelta(minutes=5))
+    reminded = NOW - timedelta(minutes=5)
+    world.runs.create_run(FlowRun(  # a flow's email five minutes ago: well inside Smart Sending's 16 h
+        workspace_id=WS, flow_id="f", flow_version=1, run_id="r1", profile_id=requested.profile_id,
+        trigger_type="CheckoutStarted", trigger_event_id="e1", trigger={}, entered_at=reminded,
+        steps=(StepRecord(step_id="mail", outcome=StepOutcome.SENT, at=reminded, channel="email"),)))
     world.deliver(requested)
     assert len(world.email.sent) == 1
-    assert world.runs.last_sent(WS, requested.profile_id, "email") == NOW - timedelta(minutes=5)
+    assert last_send(world.runs.runs_of_profile(WS, requested.profile_id), "email") == reminded
 
 
 def test_a_new_subscribe_is_a_new_request_and_gets_its_own_email() -> None:

@@ -25,6 +25,7 @@ from crm.flows.engine import (
     decide,
     enter,
     exit_from_profile,
+    last_send,
     on_event,
     random_path,
     send_step,
@@ -393,6 +394,21 @@ def test_a_skip_records_the_step_channel_and_reason() -> None:
     decision = first_send(shopper(consents={}))
     assert decision.record == StepRecord(step_id="mail", outcome=StepOutcome.SKIPPED, at=T0, reason="no_consent",
                                          channel="email")
+
+
+def test_the_last_send_is_the_latest_sent_record_on_the_channel_across_runs() -> None:
+    def run(run_id: str, *records: StepRecord) -> FlowRun:
+        return FlowRun(workspace_id="ws", flow_id=run_id, flow_version=1, run_id=run_id, profile_id="p1",
+                       trigger_type="OrderPlaced", trigger_event_id=run_id, trigger={}, entered_at=T0, steps=records)
+
+    welcome = run("welcome", StepRecord(step_id="w1", outcome=StepOutcome.SENT, at=T0 + HOUR, channel="email"),
+                  StepRecord(step_id="w2", outcome=StepOutcome.SKIPPED, at=T0 + 5 * HOUR, channel="email"))
+    texts = run("texts", StepRecord(step_id="t1", outcome=StepOutcome.SENT, at=T0 + 3 * HOUR, channel="sms"),
+                StepRecord(step_id="t2", outcome=StepOutcome.UNKNOWN, at=T0 + 4 * HOUR, channel="email"))
+    reminder = run("reminder", StepRecord(step_id="r1", outcome=StepOutcome.SENT, at=T0 + 2 * HOUR, channel="email"))
+    assert last_send([welcome, texts, reminder], "email") == T0 + 2 * HOUR  # a skip or an unknown is no send
+    assert last_send([welcome, texts, reminder], "sms") == T0 + 3 * HOUR
+    assert last_send([welcome], "sms") is None and last_send([], "email") is None
 
 
 def test_a_step_exempt_from_smart_sending() -> None:

@@ -257,6 +257,26 @@ def test_a_merged_profiles_run_moves_to_the_survivor_and_its_wake_up_finds_it() 
     assert [e.to for e in world.email.sent] == ["ann@example.com"]
 
 
+def test_smart_sending_spans_a_merge_the_merged_profiles_send_moving_with_its_run() -> None:
+    thanks = FlowDefinition(name="Thanks", trigger={"kind": "event", "event": "OrderPlaced"},
+                            reentry={"mode": "every_time"}, steps=(SendEmail(id="thanks", template_id="thanks"),))
+    world = World(_live("thanks", thanks), _live(ABANDONED_CHECKOUT, BUILTIN_FLOWS[ABANDONED_CHECKOUT]))
+    world.shopper("p1")
+    world.shopper("p2", email="ann.other@example.com")
+    world.deliver(checkout("p2", "c2"))
+    world.later(timedelta(hours=4))
+    assert [e.to for e in world.email.sent] == ["ann.other@example.com"]  # the merged profile's reminder
+    world.profiles.profiles[(WS, "p2")] = world.profiles.profiles[(WS, "p2")].model_copy(
+        update={"merged_into": "p1"})
+    world.deliver(ProfilesMerged(event_id="merge-1", workspace_id=WS, profile_id="p1", occurred_at=world.now,
+                                 merged_profile_id="p2"))
+    world.now += timedelta(hours=1)
+    report = world.deliver(order("p1", world.now))
+    # The survivor was never sent anything itself: the reminder's record moved with its run.
+    assert [(step, reason) for _, step, reason in report.skipped] == [("thanks", "smart_sending")]
+    assert len(world.email.sent) == 1
+
+
 def test_an_erasure_deletes_runs_and_their_wake_ups() -> None:
     world = World()
     world.shopper("p1")

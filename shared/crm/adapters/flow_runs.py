@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import zlib
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -23,7 +22,7 @@ from crm.adapters.clients import client, put_if_absent, query_items
 from crm.adapters.items import Item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_write
 from crm.config import settings
-from crm.flows.ports import ChannelName, StepAlreadyClaimed
+from crm.flows.ports import StepAlreadyClaimed
 from crm.models.flows import FlowRun, StepOutcome, StepRecord
 from crm.ports import ConcurrentUpdate
 
@@ -49,8 +48,8 @@ def run_of_item(item: Item) -> FlowRun:
 
 class DynamoRunStore:
     """A send costs one conditional put to claim it (its outcome is its message's record, crm.adapters.
-    flow_stats; a double opt-in's is written on the claim), a read and a conditional put of the channel's last
-    send (Smart Sending); a run one conditional put per delivery that moved it."""
+    flow_stats; a double opt-in's is written on the claim); a run one conditional put per delivery that moved it.
+    Smart Sending's last send is read off the profile's runs (crm.flows.engine.last_send), not written apart."""
 
     def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.table = table_name or settings().table_name
@@ -121,21 +120,3 @@ class DynamoRunStore:
                                        ExpressionAttributeValues={":record": {"S": record.model_dump_json()},
                                                                   ":entity": {"S": "flow_step"},
                                                                   ":at": {"S": record.at.isoformat()}})
-
-    def last_sent(self, workspace_id: str, profile_id: str, channel: ChannelName) -> datetime | None:
-        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
-                                            Key=wire_key(keys.last_sent(workspace_id, profile_id, channel)))
-        item = found.get("Item")
-        return datetime.fromisoformat(item["at"]["S"]) if item else None
-
-    def note_sent(self, workspace_id: str, profile_id: str, channel: ChannelName, at: datetime) -> None:
-        """Only ever moves forward: a late retry or a merge's older send never hides a newer one."""
-        item = {**wire_key(keys.last_sent(workspace_id, profile_id, channel)), "entity": {"S": "last_sent"},
-                "at": {"S": at.isoformat()}, "epoch": {"N": str(Decimal(str(at.timestamp())))}}
-        try:
-            client("dynamodb").put_item(TableName=self.table, Item=item,
-                                        ConditionExpression="attribute_not_exists(pk) OR epoch < :epoch",
-                                        ExpressionAttributeValues={":epoch": item["epoch"]})
-        except ClientError as error:
-            if not _refused(error):
-                raise

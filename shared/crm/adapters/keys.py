@@ -244,7 +244,6 @@ def currency_job(workspace_id: str, job_id: str) -> Key:
 #   Query lists a profile's runs when an exit event or a merge arrives):
 #                                                         WS#{ws}#PROFILE#{profile_id} / FLOWRUN#{run_id}
 # - a run's step claims (exactly once):                   WS#{ws}#PROFILE#{profile_id} / FLOWSTEP#{run_id}#{step_id}
-# - when the profile was last sent on a channel:          WS#{ws}#PROFILE#{profile_id} / LASTSENT#{channel}
 # - the suppression list, by a hash of the address:       WS#{ws}#SUPPRESSION#{sha256(address)} / SUPPRESSION
 # - messaging settings:                                   WS#{ws}#MESSAGING / SETTINGS
 # - templates:                                            WS#{ws}#TEMPLATES / {template_id}
@@ -266,10 +265,6 @@ def flow_run(workspace_id: str, profile_id: str, run_id: str) -> Key:
 
 def flow_step(workspace_id: str, profile_id: str, run_id: str, step_id: str) -> Key:
     return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": f"{FLOW_STEP_PREFIX}{run_id}#{step_id}"}
-
-
-def last_sent(workspace_id: str, profile_id: str, channel: str) -> Key:
-    return {"pk": f"{profile_prefix(workspace_id)}{profile_id}", "sk": f"LASTSENT#{channel}"}
 
 
 def suppression(workspace_id: str, address: str) -> Key:

@@ -19,7 +19,7 @@ ends, a send's when it is sent or skipped.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -243,6 +243,13 @@ def send_step(definition: FlowDefinition, run: FlowRun) -> SendEmail | SendSms |
     """The send step the run is at, if any: the service gathers SendFacts for its channel before ``decide``."""
     step = find_step(definition, run.next_step) if run.next_step else None
     return step if isinstance(step, SendEmail | SendSms) else None
+
+
+def last_send(runs: Iterable[FlowRun], channel: Channel) -> datetime | None:
+    """When the profile's runs last sent on ``channel``, by any flow (Smart Sending): a send is a record of its
+    run, which a merge moves with the run, so nothing is written apart for it."""
+    return max((record.at for run in runs for record in run.steps
+                if record.outcome is StepOutcome.SENT and record.channel == channel), default=None)
 
 
 def address_of(profile: Profile, channel: Channel) -> str | None:

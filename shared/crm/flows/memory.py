@@ -151,7 +151,6 @@ class MemoryRunStore:
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str, str], FlowRun] = {}  # (workspace, profile, run id)
         self.claims: dict[tuple[str, str, str, str], tuple[datetime, StepRecord | None]] = {}
-        self.sent: dict[tuple[str, str, str], datetime] = {}
         # run ids by (workspace, profile): a backtest holds every run of a month, and a profile's are read per event
         self._by_profile: dict[tuple[str, str], set[str]] = {}
 
@@ -205,13 +204,6 @@ class MemoryRunStore:
         at, _ = self.claims.get(key, (record.at, None))
         self.claims[key] = (at, record)
 
-    def last_sent(self, workspace_id: str, profile_id: str, channel: str) -> datetime | None:
-        return self.sent.get((workspace_id, profile_id, channel))
-
-    def note_sent(self, workspace_id: str, profile_id: str, channel: str, at: datetime) -> None:
-        held = self.sent.get((workspace_id, profile_id, channel))
-        if held is None or held < at:
-            self.sent[(workspace_id, profile_id, channel)] = at
 
 
 class MemoryWaitScheduler:

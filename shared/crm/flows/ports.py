@@ -78,11 +78,6 @@ class RunStore(Protocol):
 
     def record_step(self, run: FlowRun, record: StepRecord) -> None: ...
 
-    def last_sent(self, workspace_id: str, profile_id: str, channel: ChannelName) -> datetime | None:
-        """When the profile was last sent a message on the channel, by any flow (Smart Sending)."""
-        ...
-
-    def note_sent(self, workspace_id: str, profile_id: str, channel: ChannelName, at: datetime) -> None: ...
 
 
 class WaitScheduler(Protocol):

@@ -70,7 +70,6 @@ CLAIM_GRACE = timedelta(minutes=2)
 MAX_STEPS_AT_ONCE = 100
 _ATTEMPTS = 5
 _MERGE_HOPS = 10
-CHANNELS: tuple[engine.Channel, ...] = ("email", "sms")
 
 
 class MessageComposer(Protocol):
@@ -368,7 +367,6 @@ class FlowsService:
             variant=variant_of(flow.definition, send.step_id, run), trigger_type=run.trigger_type, sent_at=now))
         # The message's record is the step's: its claim is not written again (_step_claim reads the ledger).
         done = engine.apply(run, decision, now, message_id=message_id)
-        self.runs.note_sent(run.workspace_id, shopper.profile.profile_id, send.channel, now)
         self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
             workspace_id=run.workspace_id, profile_id=shopper.profile.profile_id, occurred_at=now,
             type="flow_message", ref=f"{run.run_id}:{send.step_id}",
@@ -464,7 +462,9 @@ class FlowsService:
 
     def _facts(self, run: FlowRun, profile: Profile, channel: engine.Channel) -> engine.SendFacts:
         address = engine.address_of(profile, channel)
-        last = self.runs.last_sent(run.workspace_id, profile.profile_id, channel)
+        # The runs as stored, this one as it is now (a send earlier in this delivery is not saved yet).
+        stored = self.runs.runs_of_profile(run.workspace_id, profile.profile_id)
+        last = engine.last_send([run, *(other for other in stored if other.run_id != run.run_id)], channel)
         if address is None:
             return engine.SendFacts(last_sent=last)
         if channel == "email":
@@ -562,10 +562,6 @@ class FlowsService:
                 active[run.flow_id] = moved
             if self.runs.create_run(moved) and moved.status is not run.status:
                 self._count(counting.merged_exit_counts(moved), moved)
-        for channel in CHANNELS:
-            at = self.runs.last_sent(workspace_id, merged_profile_id, channel)
-            if at is not None:
-                self.runs.note_sent(workspace_id, survivor_id, channel, at)
         self.ledger.move_messages(workspace_id, merged_profile_id, survivor_id)
         self.runs.delete_runs(workspace_id, merged_profile_id)
 
