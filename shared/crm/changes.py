@@ -289,17 +289,19 @@ def _activity_entry(event: ActivityEvent, profile: Profile) -> TimelineEntry:
 
 
 def _guard_last(change: Change | None, event: CanonicalEvent) -> Change | None:
-    """A change of one existing profile needs no transaction when a retry can finish what an interrupted write
-    began (docs/profile-writes.md): the profile goes first under its revision guard, then its identity links (each
-    under the pointer read), its lines, and last the item whose presence says the event is applied.
+    """A change of one profile needs no transaction when a retry can finish what an interrupted write began
+    (docs/profile-writes.md): an existing profile goes first under its revision guard, then its identity links
+    (each under the pointer read); a new profile after its links (a retry that finds them plans the same profile,
+    whose id comes from the event's first identity); then its lines, and last the item whose presence says the
+    event is applied.
 
     - An activity: its marker is last, and the profile carries the event's digest, so a retry that finds the
       digest writes only what is missing and counts nothing twice.
     - An account update: its account item (guarded by the version read) is last, and applying the same version
       again leaves the profile as it was (each field keeps its latest statement), so a retry simply repeats it.
 
-    New profiles, merges, orders and consent lines keep the transaction: their writes must not part."""
-    if change is None or len(change.profiles) != 1 or change.profiles[0][1] is None or change.order:
+    Merges, orders and consent lines keep the transaction: their writes must not part."""
+    if change is None or len(change.profiles) != 1 or change.order:
         return change
     profile, revision = change.profiles[0]
     if isinstance(event, ActivityEvent) and change.event is not None and change.customer is None and len(
@@ -385,7 +387,7 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
     """Activities of one shopper (a /track request's, read together: ``Reads.folded``) as one write: the longest
     run of them that are guard-last writes of the same profile, each planned on the profile as the previous one
     left it, written once with every line and marker. Returns (events taken, the change, how many it applies);
-    a first event that needs a transaction (a new profile, a link) is taken alone."""
+    a first event that cannot fold (a new profile, a link, a merge) is taken alone."""
     written: Change | None = None
     applied = 0
     for taken, event in enumerate(events):
@@ -393,14 +395,15 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
         change = plan(event, replace(context, event_seen=seen, already_held=False), now, read_history)
         if change is None:
             continue
-        # A change that links identities is written alone: the next event's plan read the pointers before it.
-        if written is None and (not change.guard_last or change.identities):
+        # Only a known profile's activity folds: a new profile, or a link, is written alone (the next event's
+        # plan read the pointers and profiles before it).
+        foldable = change.guard_last and not change.identities and change.profiles[0][1] is not None
+        if written is None and not foldable:
             return taken + 1, change, 1
-        profile, revision = change.profiles[0] if change.guard_last else (None, None)
-        if written is not None and (profile is None or change.identities
-                                    or profile.profile_id != written.profiles[0][0].profile_id):
+        profile, revision = change.profiles[0]
+        if written is not None and (not foldable or profile.profile_id != written.profiles[0][0].profile_id):
             return taken, written, applied
-        assert profile is not None and change.event is not None
+        assert change.event is not None
         written = change if written is None else replace(
             written, profiles=change.profiles, timeline=(*written.timeline, *change.timeline),
             folded=(*written.folded, change.event))

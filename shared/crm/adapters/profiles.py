@@ -162,16 +162,20 @@ class DynamoProfileRepository:
 
     def _commit_guard_last(self, change: Change) -> None:
         """Single writes at 1 unit per KB, not a transaction's 2, in the order crm.changes._guard_last relies on:
-        the profile under its revision guard (an activity's carries its digest), each identity link under the
-        pointer read, then the lines and the events' markers (a fold's too) in BatchWriteItem, and last an
-        account item under the version read. Lines and markers are the same items whoever repeats them: they
-        need no condition. A refused guard is a concurrent update: what was written is finished by the retry."""
+        the profile under its revision guard (an activity's carries its digest) and each identity link under the
+        pointer read (a new profile's links first), then the lines and the events' markers (a fold's too) in
+        BatchWriteItem, and last an account item under the version read. Lines and markers are the same items
+        whoever repeats them: they need no condition. A refused guard is a concurrent update: what was written is
+        finished by the retry."""
         ws = change.workspace_id
         (profile, revision), = change.profiles
-        assert revision is not None
-        self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
-        for link in change.identities:
-            self._put(self._link_put(ws, link))
+        profile_put = self._guarded_put(self._profile_item(ws, profile), "revision", revision)
+        links = [self._link_put(ws, link) for link in change.identities]
+        # A new profile is written after the links that lead to it: a retry that finds them plans the same profile
+        # (its id comes from the event's first identity, crm.changes._target) and writes it. An existing one goes
+        # first, so that a retry finds the digest it carries.
+        for put in [*links, profile_put] if revision is None else [profile_put, *links]:
+            self._put(put)
         markers = ({**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
                    for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded))
         batch_write(self.table, [
