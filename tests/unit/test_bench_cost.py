@@ -218,3 +218,14 @@ def test_track_requests_are_priced_as_profile_events_recorded_the_snippet_sends(
     found = _found()["profile_events"]
     assert cost.events_per_track_request(found) == cost.UNRECORDED_EVENTS_PER_TRACK_REQUEST
     assert cost.events_per_track_request({**found, "events_per_track_request": 1.6}) == 1.6
+
+
+def test_a_batch_write_is_billed_as_each_of_its_writes_but_what_was_left_unprocessed() -> None:
+    meter = _load("ingest_path")
+    small = {"pk": {"S": "a"}, "body": {"S": "x" * 100}}
+    large = {"pk": {"S": "b"}, "body": {"S": "x" * 1500}}  # two write units
+    params = {"RequestItems": {"t": [{"PutRequest": {"Item": small}}, {"PutRequest": {"Item": large}},
+                                     {"DeleteRequest": {"Key": {"pk": {"S": "c"}}}}]}}
+    assert meter.billed_units("dynamodb", "BatchWriteItem", params, {}) == {"rru": 0.0, "wru": 4.0}
+    left = {"UnprocessedItems": {"t": [{"PutRequest": {"Item": large}}]}}
+    assert meter.billed_units("dynamodb", "BatchWriteItem", params, left) == {"rru": 0.0, "wru": 2.0}
