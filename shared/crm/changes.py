@@ -387,7 +387,7 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
     """Activities of one shopper (a /track request's, read together: ``Reads.folded``) as one write: the longest
     run of them that are guard-last writes of the same profile, each planned on the profile as the previous one
     left it, written once with every line and marker. Returns (events taken, the change, how many it applies);
-    a first event that cannot fold (a new profile, a link, a merge) is taken alone."""
+    a first event that needs a transaction (a merge, a consent line) is taken alone."""
     written: Change | None = None
     applied = 0
     for taken, event in enumerate(events):
@@ -395,13 +395,13 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
         change = plan(event, replace(context, event_seen=seen, already_held=False), now, read_history)
         if change is None:
             continue
-        # Only a known profile's activity folds: a new profile, or a link, is written alone (the next event's
-        # plan read the pointers and profiles before it).
-        foldable = change.guard_last and not change.identities and change.profiles[0][1] is not None
-        if written is None and not foldable:
+        # The first may link identities or make the profile; the events after it fold onto that profile as it
+        # left it, once the links it writes are taken as read.
+        if written is None and not change.guard_last:
             return taken + 1, change, 1
         profile, revision = change.profiles[0]
-        if written is not None and (not foldable or profile.profile_id != written.profiles[0][0].profile_id):
+        if written is not None and (not change.guard_last or change.identities
+                                    or profile.profile_id != written.profiles[0][0].profile_id):
             return taken, written, applied
         assert change.event is not None
         written = change if written is None else replace(
@@ -409,8 +409,11 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
             folded=(*written.folded, change.event))
         applied += 1
         as_read = profile.model_copy(update={"revision": revision})  # the next event's guard stays the one read
-        context = replace(context, owners={identity: as_read if owner.profile_id == profile.profile_id else owner
-                                           for identity, owner in context.owners.items()})
+        linked = {link.identity for link in change.identities}
+        context = replace(
+            context, pointers={**context.pointers, **dict.fromkeys(linked, profile.profile_id)},
+            owners={**{identity: as_read if owner.profile_id == profile.profile_id else owner
+                       for identity, owner in context.owners.items()}, **dict.fromkeys(linked, as_read)})
     return len(events), written, applied
 
 

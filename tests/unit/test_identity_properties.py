@@ -19,7 +19,7 @@ from decimal import Decimal
 from unittest import mock
 
 from crm import recent
-from crm.ingestion import apply_event
+from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, OrderRemoved, RefundRecord
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem
@@ -218,17 +218,23 @@ class InterruptibleRepository(FakeProfileRepository):
 @given(data=st.data(), world=worlds())
 def test_writes_interrupted_anywhere_and_delivered_again_later_give_the_uninterrupted_profiles(
         data: st.DataObject, world: World) -> None:
-    """Each delivery may end after any of its writes; the queue delivers it again, maybe after other events."""
-    queue = list(data.draw(st.permutations(world.events), label="arrival"))
+    """Messages of one to three events (a /track request's activities fold into one write); each delivery may
+    end after any of its writes, and the queue delivers the message again, maybe after others."""
+    arrival = list(data.draw(st.permutations(world.events), label="arrival"))
+    queue: list[list[CanonicalEvent]] = []
+    while arrival:
+        size = data.draw(st.integers(1, 3), label="events in the message")
+        queue.append(arrival[:size])
+        arrival = arrival[size:]
     repository = InterruptibleRepository()
     step = 0
     while queue:
-        event = queue.pop(0)
-        repository.writes_left = data.draw(st.none() | st.integers(0, 4), label="writes before the end")
+        message = queue.pop(0)
+        repository.writes_left = data.draw(st.none() | st.integers(0, 5), label="writes before the end")
         try:
-            apply_event(repository, event, NOW + timedelta(seconds=step))
+            apply_events(repository, message, NOW + timedelta(seconds=step))
         except Interrupted:
-            queue.insert(data.draw(st.integers(0, len(queue)), label="delivered again at"), event)
+            queue.insert(data.draw(st.integers(0, len(queue)), label="delivered again at"), message)
         step += 1
     repository.writes_left = None
     assert _people(repository) == _people(_deliver(list(world.events)))
