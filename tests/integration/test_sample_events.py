@@ -181,3 +181,11 @@ def test_the_privacy_sample_erases_the_shopper_from_its_workspace_only_and_a_red
     assert job is not None and (job.stage, job.runs, job.archive.deliveries_removed) == (PrivacyStage.DONE, 1, 1)
     left = client("s3").get_object(Bucket=bucket, Key="deliveries/2026/11/20/09/batch")["Body"].read()
     assert [header.workspace_id for header, _ in unframe(left)] == ["ws_other"]
+
+
+def test_the_console_sample_sends_a_signed_out_visitor_to_sign_in(provisioned: Provisioned,
+                                                                  function_env: UseEnv) -> None:
+    answer = invoke(provisioned, function_env, "ConsoleFunction", sample("console-dashboard-signed-out.json"))
+    assert answer["statusCode"] in (302, 303), answer
+    location = answer["headers"].get("Location") or answer["headers"].get("location")
+    assert location is not None and location.endswith("/console/sign-in")
