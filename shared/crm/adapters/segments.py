@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -13,6 +13,7 @@ from crm.adapters.clients import client, query_items
 from crm.adapters.items import Item, from_item, plain, plain_item, serializer, to_item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
 from crm.adapters.workspace_index import partition_items, profile_partitions
+from crm.clock import as_utc
 from crm.config import settings
 from crm.models.profile import Profile
 from crm.models.segments import (
@@ -101,9 +102,7 @@ class DynamoSegmentStore:
                                     for item in self._query(pk, None, None)], self.backoff)
 
     def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
-                           growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
-        # The size is not set here: membership changes keep it with atomic additions, and a computation
-        # running beside them would otherwise write back a size it read before their additions.
+                           growth: Sequence[GrowthPoint], expected_version: int | None, *, size: int) -> None:
         values: dict[str, Any] = {":at": {"S": at.isoformat()},
                                   ":growth": serializer.serialize([plain(p.model_dump()) for p in growth])}
         names = {"#at": "last_computed_at", "#growth": "growth"}
@@ -121,6 +120,12 @@ class DynamoSegmentStore:
             "TableName": self.table, "Key": wire_key(keys.segment(workspace_id, segment_id)),
             "UpdateExpression": update, "ConditionExpression": condition, "ExpressionAttributeValues": values,
             "ExpressionAttributeNames": names}}]
+        writes.append({"Update": {
+            "TableName": self.table, "Key": wire_key(keys.segment_size(workspace_id, segment_id)),
+            "UpdateExpression": "SET #size = :size, #entity = :entity, #created = if_not_exists(#created, :at)",
+            "ExpressionAttributeNames": {"#size": "size", "#entity": "entity", "#created": "created_at"},
+            "ExpressionAttributeValues": {":size": {"N": str(size)}, ":entity": {"S": "segment_size"},
+                                          ":at": {"S": at.isoformat()}}}})
         if expected_version is None:  # a built-in's first computation: list it from now on
             writes.append({"Put": {"TableName": self.table, "Item": plain_item(
                 {**keys.segment_catalogue(workspace_id, segment_id), "entity": "segment_catalogue"})}})
@@ -159,6 +164,12 @@ class DynamoSegmentStore:
                                          self.backoff):
             yield from _profile_with_segments(partition)
 
+    def profiles_of_share(self, workspace_id: str, share: int = 0, shares: int = 1) -> Iterator[Profile]:
+        """One share's profiles alone (a run's sketch needs no sets: half the reads)."""
+        partitions = profile_partitions(self.table, workspace_id, share, shares)
+        for partition in partition_items(self.table, partitions, (keys.PROFILE_SK,), self.backoff):
+            yield Profile.model_validate(from_item(partition[0]))
+
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         """The profile's set of segments as it is now (one strongly consistent GetItem); None when it has none."""
         found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
@@ -173,9 +184,11 @@ class DynamoSegmentStore:
             yield from _profile_with_segments(partition)
 
     def file_due(self, workspace_id: str, due: Iterable[tuple[str, datetime]]) -> None:
-        """File each profile under the hour of its next time-relative change (an item each, key only)."""
+        """File each profile under the hour of its next time-relative change (a small item each). Nobody
+        deletes it (a delete costs what a write does): the table's TTL does, once no hourly run can read it."""
         _write_batches(self.table, [{"PutRequest": {"Item": plain_item(
-            {**keys.segment_due(workspace_id, _hour(at), pid), "entity": "segment_due"})}}
+            {**keys.segment_due(workspace_id, _hour(at), pid), "entity": "segment_due",
+             EXPIRES_AT: int((as_utc(at) + DUE_KEPT).timestamp())})}}
             for pid, at in due], self.backoff)
 
     def due_profiles(self, workspace_id: str, hour: datetime) -> list[str]:
@@ -185,15 +198,10 @@ class DynamoSegmentStore:
                    "ExpressionAttributeValues": {":pk": {"S": keys.segment_due_pk(workspace_id, _hour(hour))}}}
         return [str(item["sk"]["S"]) for item in query_items(request)]
 
-    def clear_due(self, workspace_id: str, hour: datetime, profile_ids: Iterable[str]) -> None:
-        _write_batches(self.table, [{"DeleteRequest": {"Key": wire_key(keys.segment_due(workspace_id, _hour(hour),
-                                                                                         pid))}}
-                                    for pid in profile_ids], self.backoff)
-
     def apply_membership(self, change: MembershipChange) -> None:
-        """The profile's new set, its member items and the segments' sizes, all or nothing, guarded by the
-        version of the set it replaces. More than one transaction's worth (100 items) goes in several, each
-        guarded by the version the one before wrote."""
+        """The profile's new set and its member items, all or nothing, guarded by the version of the set it
+        replaces. More than one transaction's worth (100 items) goes in several, each guarded by the version
+        the one before wrote. Sizes are not moved here: a run counts them (``record_computation``)."""
         moves = [(sid, True) for sid in change.entered] + [(sid, False) for sid in change.exited]
         current = set(change.segment_ids - set(change.entered)) | set(change.exited)
         version = change.expected_version
@@ -231,39 +239,22 @@ class DynamoSegmentStore:
     def _member_writes(self, change: MembershipChange, segment_id: str, entering: bool) -> list[dict[str, Any]]:
         ws, pid = change.workspace_id, change.profile_id
         member_key = keys.segment_member(ws, segment_id, pid)
-        if entering:
-            member: dict[str, Any] = {"Put": {"TableName": self.table, "Item": plain_item({
-                **member_key, "entity": "segment_member", "workspace_id": ws, "segment_id": segment_id,
-                "profile_id": pid, "entered_at": change.at.isoformat()})}}
-        else:
-            member = {"Delete": {"TableName": self.table, "Key": wire_key(member_key)}}
-        return [member, self._size_write(ws, segment_id, 1 if entering else -1, change.at)]
-
-    def _size_write(self, workspace_id: str, segment_id: str, delta: int, at: datetime) -> dict[str, Any]:
-        update: dict[str, Any] = {
-            "TableName": self.table, "Key": wire_key(keys.segment_size(workspace_id, segment_id)),
-            "UpdateExpression": "ADD #size :delta SET #entity = :entity, #created = if_not_exists(#created, :at)",
-            "ExpressionAttributeNames": {"#size": "size", "#entity": "entity", "#created": "created_at"},
-            "ExpressionAttributeValues": {":delta": {"N": str(delta)}, ":entity": {"S": "segment_size"},
-                                          ":at": {"S": at.isoformat()}}}
-        if not segment_id.startswith(BUILTIN_PREFIX):
-            # A custom segment's size item goes with it: one deleted meanwhile must not come back.
-            update["ConditionExpression"] = "attribute_exists(pk)"
-        return {"Update": update}
+        if not entering:
+            return [{"Delete": {"TableName": self.table, "Key": wire_key(member_key)}}]
+        put = {"Put": {"TableName": self.table, "Item": plain_item({
+            **member_key, "entity": "segment_member", "workspace_id": ws, "segment_id": segment_id,
+            "profile_id": pid, "entered_at": change.at.isoformat()})}}
+        if segment_id.startswith(BUILTIN_PREFIX):
+            return [put]
+        # A custom segment deleted meanwhile must not gain members again: its size item goes with it.
+        return [put, {"ConditionCheck": {"TableName": self.table, "Key": wire_key(keys.segment_size(ws, segment_id)),
+                                         "ConditionExpression": "attribute_exists(pk)"}}]
 
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
-        """An erased profile's member items and their share of the sizes (its set went with its partition).
-        Each segment on its own, guarded by the member item, so a retry never subtracts twice."""
-        for segment_id in sorted(segment_ids):
-            member = {"Delete": {"TableName": self.table,
-                                 "Key": wire_key(keys.segment_member(workspace_id, segment_id, profile_id)),
-                                 "ConditionExpression": "attribute_exists(pk)"}}
-            size = self._size_write(workspace_id, segment_id, -1, at)
-            try:
-                transact_write([member, size], self.backoff)
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
+        """An erased profile's member items (its set went with its partition); deleting one twice is no error."""
+        _write_batches(self.table, [{"DeleteRequest": {"Key": wire_key(keys.segment_member(workspace_id, sid,
+                                                                                            profile_id))}}
+                                    for sid in sorted(segment_ids)], self.backoff)
 
     def settings(self, workspace_id: str) -> BuiltinSettings:
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_settings(workspace_id)),
@@ -280,7 +271,7 @@ class DynamoSegmentStore:
                                                                          "segment_settings", settings))
 
 
-_MOVES_PER_TRANSACTION = 49  # two items each (member, size) and the set: within TransactWriteItems' 100
+_MOVES_PER_TRANSACTION = 49  # up to two items each (member, a custom segment's check) and the set: within 100
 _BUILTIN_RECORD = ("#entity = if_not_exists(#entity, :entity), #ws = if_not_exists(#ws, :ws), "
                    "#id = if_not_exists(#id, :id), #name = if_not_exists(#name, :id), "
                    "#created = if_not_exists(#created, :created), #updated = if_not_exists(#updated, :created), "
@@ -306,6 +297,14 @@ def _record(workspace_id: str, segment_id: str, items: dict[str, Item]) -> Segme
     else:
         return None
     return record.model_copy(update={"size": int(size["size"]) if size else 0})
+
+
+# The table's TimeToLiveSpecification attribute (template.yaml): DynamoDB deletes an item, for free, some
+# time after this epoch second.
+EXPIRES_AT = "expires_at"
+# An hour's entries are read by the hourly run after that hour, or by a later one within the horizon (25
+# hours, crm.segments.boundaries.HORIZON) when a run failed (crm.segments.runs.run_hour); kept longer.
+DUE_KEPT = timedelta(days=2)
 
 
 def _hour(at: datetime) -> str:
