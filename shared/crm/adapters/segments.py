@@ -199,56 +199,71 @@ class DynamoSegmentStore:
         return [str(item["sk"]["S"]) for item in query_items(request)]
 
     def apply_membership(self, change: MembershipChange) -> None:
-        """The profile's new set and its member items, all or nothing, guarded by the version of the set it
-        replaces. More than one transaction's worth (100 items) goes in several, each guarded by the version
-        the one before wrote. Sizes are not moved here: a run counts them (``record_computation``)."""
-        moves = [(sid, True) for sid in change.entered] + [(sid, False) for sid in change.exited]
-        current = set(change.segment_ids - set(change.entered)) | set(change.exited)
-        version = change.expected_version
-        for start in range(0, len(moves), _MOVES_PER_TRANSACTION):
-            chunk = moves[start:start + _MOVES_PER_TRANSACTION]
-            for segment_id, entering in chunk:
-                (current.add if entering else current.discard)(segment_id)
-            last = start + _MOVES_PER_TRANSACTION >= len(moves)
-            held = frozenset(change.segment_ids if last else current)
-            writes = [self._held_write(change, held, version)]
-            for segment_id, entering in chunk:
-                writes += self._member_writes(change, segment_id, entering)
-            try:
-                transact_write(writes, self.backoff)
-            except ClientError as error:
-                if error.response["Error"]["Code"] == "TransactionCanceledException":
-                    raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile") from None
-                raise
-            version += 1
-
-    def _held_write(self, change: MembershipChange, segment_ids: frozenset[str], expected: int) -> dict[str, Any]:
-        item = plain_item({**keys.profile_segments(change.workspace_id, change.profile_id),
-                            "entity": "profile_segments", "workspace_id": change.workspace_id,
-                            "profile_id": change.profile_id, "segment_ids": sorted(segment_ids),
-                            "version": expected + 1, "revision": change.revision,
-                            "updated_at": change.at.isoformat()})
-        put: dict[str, Any] = {"TableName": self.table, "Item": item}
-        if expected == 0:
+        """The member items entered and exited, then the profile's new set, guarded by the version of the set
+        it replaces. No transaction (it would bill every item twice): the member writes are idempotent (a
+        Put of the same item, a Delete of an absent one), so writing them first and the set last leaves
+        nothing a retry cannot finish. When the set moved meanwhile, another decision on newer data holds it:
+        the segments this change touched are set back to that decision (``_settle``) before ConcurrentUpdate.
+        Sizes are not moved here: a run counts them (``record_computation``)."""
+        ws, pid = change.workspace_id, change.profile_id
+        custom = [keys.segment_size(ws, sid) for sid in change.entered if not sid.startswith(BUILTIN_PREFIX)]
+        if custom and len(list(batch_get(self.table, [wire_key(k) for k in custom], consistent=True,
+                                         backoff=self.backoff))) < len(custom):
+            # Deleted since the rules were read: it gains no members (a read, at a fifth of a write's price).
+            raise ConcurrentUpdate(f"a segment {pid} entered was deleted meanwhile")
+        _write_batches(self.table, [self._member_request(change, sid, True) for sid in change.entered]
+                       + [self._member_request(change, sid, False) for sid in change.exited], self.backoff)
+        put: dict[str, Any] = {"TableName": self.table, "Item": plain_item({
+            **keys.profile_segments(ws, pid), "entity": "profile_segments", "workspace_id": ws, "profile_id": pid,
+            "segment_ids": sorted(change.segment_ids), "version": change.expected_version + 1,
+            "revision": change.revision, "updated_at": change.at.isoformat()})}
+        if change.expected_version == 0:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             put.update(ConditionExpression="#version = :expected", ExpressionAttributeNames={"#version": "version"},
-                       ExpressionAttributeValues={":expected": {"N": str(expected)}})
-        return {"Put": put}
+                       ExpressionAttributeValues={":expected": {"N": str(change.expected_version)}})
+        try:
+            client("dynamodb").put_item(**put)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            self._settle(change)
+            raise ConcurrentUpdate(f"the segments of {pid} changed meanwhile") from None
 
-    def _member_writes(self, change: MembershipChange, segment_id: str, entering: bool) -> list[dict[str, Any]]:
-        ws, pid = change.workspace_id, change.profile_id
-        member_key = keys.segment_member(ws, segment_id, pid)
+    def _member_request(self, change: MembershipChange, segment_id: str, entering: bool) -> dict[str, Any]:
+        key = keys.segment_member(change.workspace_id, segment_id, change.profile_id)
         if not entering:
-            return [{"Delete": {"TableName": self.table, "Key": wire_key(member_key)}}]
-        put = {"Put": {"TableName": self.table, "Item": plain_item({
-            **member_key, "entity": "segment_member", "workspace_id": ws, "segment_id": segment_id,
-            "profile_id": pid, "entered_at": change.at.isoformat()})}}
-        if segment_id.startswith(BUILTIN_PREFIX):
-            return [put]
-        # A custom segment deleted meanwhile must not gain members again: its size item goes with it.
-        return [put, {"ConditionCheck": {"TableName": self.table, "Key": wire_key(keys.segment_size(ws, segment_id)),
-                                         "ConditionExpression": "attribute_exists(pk)"}}]
+            return {"DeleteRequest": {"Key": wire_key(key)}}
+        return {"PutRequest": {"Item": plain_item({
+            **key, "entity": "segment_member", "workspace_id": change.workspace_id, "segment_id": segment_id,
+            "profile_id": change.profile_id, "entered_at": change.at.isoformat()})}}
+
+    def _settle(self, change: MembershipChange) -> None:
+        """Make the member items of the segments ``change`` touched agree with the set as it is now, until the
+        set stays the same over the writes (a decision made meanwhile writes its own members after its set)."""
+        touched = sorted({*change.entered, *change.exited})
+        held = self.held_segments(change.workspace_id, change.profile_id)
+        for _ in range(_SETTLE_ROUNDS):
+            members = held.segment_ids if held else frozenset()
+            for segment_id in touched:
+                self._assert_member(change, segment_id, segment_id in members)
+            again = self.held_segments(change.workspace_id, change.profile_id)
+            if again == held:
+                return
+            held = again
+        raise ConcurrentUpdate(f"the segments of {change.profile_id} kept changing")
+
+    def _assert_member(self, change: MembershipChange, segment_id: str, member: bool) -> None:
+        request = self._member_request(change, segment_id, member)
+        try:
+            if member:  # a stay already recorded keeps its entry time
+                client("dynamodb").put_item(TableName=self.table, Item=request["PutRequest"]["Item"],
+                                            ConditionExpression="attribute_not_exists(pk)")
+            else:
+                client("dynamodb").delete_item(TableName=self.table, Key=request["DeleteRequest"]["Key"])
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
         """An erased profile's member items (its set went with its partition); deleting one twice is no error."""
@@ -271,7 +286,7 @@ class DynamoSegmentStore:
                                                                          "segment_settings", settings))
 
 
-_MOVES_PER_TRANSACTION = 49  # up to two items each (member, a custom segment's check) and the set: within 100
+_SETTLE_ROUNDS = 5  # a profile's set rewritten more often than that while one change settles: the caller retries
 _BUILTIN_RECORD = ("#entity = if_not_exists(#entity, :entity), #ws = if_not_exists(#ws, :ws), "
                    "#id = if_not_exists(#id, :id), #name = if_not_exists(#name, :id), "
                    "#created = if_not_exists(#created, :created), #updated = if_not_exists(#updated, :created), "

@@ -192,9 +192,8 @@ def _record(store: SegmentStore, run: SegmentRun, rules: Rules) -> None:
         record = store.get(run.workspace_id, segment_id)
         if record is None and segment_id not in BY_ID:
             continue  # deleted during the run
-        growth = record.growth if record else ()
-        if growth and growth[-1].at == run.now:
-            continue  # recorded by an earlier delivery of this task
+        # A point at this instant is this run's (an earlier delivery) or a run's at the same instant: replaced.
+        growth = tuple(p for p in record.growth if p.at != run.now) if record else ()
         size = run.sizes.get(segment_id, 0)
         point = GrowthPoint(at=run.now, size=size)
         try:
