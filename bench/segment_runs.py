@@ -31,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from crm.adapters import clients, keys
-from crm.adapters.items import to_item, wire_key
+from crm.adapters.items import plain_item, to_item, wire_key
 from crm.adapters.segment_runs import DynamoSegmentRuns
 from crm.adapters.segments import DynamoSegmentStore, _profile_with_segments
 from crm.adapters.throttling import transact_write
@@ -645,7 +645,7 @@ class SizedSegmentStore(DynamoSegmentStore):
             held = frozenset(change.segment_ids if start + 49 >= len(moves) else current)
             writes = [self._held_write(change, held, version)]
             for segment_id, entering in chunk:
-                writes += [*self._member_writes(change, segment_id, entering)[:1],
+                writes += [self._member_write(change, segment_id, entering),
                            self._size_write(change, segment_id, 1 if entering else -1)]
             try:
                 transact_write(writes, self.backoff)
@@ -654,6 +654,27 @@ class SizedSegmentStore(DynamoSegmentStore):
                     raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile") from None
                 raise
             version += 1
+
+    def _held_write(self, change: MembershipChange, segment_ids: frozenset[str], expected: int) -> dict[str, Any]:
+        item = {**keys.profile_segments(change.workspace_id, change.profile_id), "entity": "profile_segments",
+                "workspace_id": change.workspace_id, "profile_id": change.profile_id,
+                "segment_ids": sorted(segment_ids), "version": expected + 1, "revision": change.revision,
+                "updated_at": change.at.isoformat()}
+        put: dict[str, Any] = {"TableName": self.table, "Item": plain_item(item)}
+        if expected == 0:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put.update(ConditionExpression="#version = :expected", ExpressionAttributeNames={"#version": "version"},
+                       ExpressionAttributeValues={":expected": {"N": str(expected)}})
+        return {"Put": put}
+
+    def _member_write(self, change: MembershipChange, segment_id: str, entering: bool) -> dict[str, Any]:
+        key = keys.segment_member(change.workspace_id, segment_id, change.profile_id)
+        if not entering:
+            return {"Delete": {"TableName": self.table, "Key": wire_key(key)}}
+        return {"Put": {"TableName": self.table, "Item": plain_item({
+            **key, "entity": "segment_member", "workspace_id": change.workspace_id, "segment_id": segment_id,
+            "profile_id": change.profile_id, "entered_at": change.at.isoformat()})}}
 
     def _size_write(self, change: MembershipChange, segment_id: str, delta: int) -> dict[str, Any]:
         update: dict[str, Any] = {
@@ -1198,7 +1219,7 @@ def print_report(r: Results, seconds: float) -> None:
     print("   filtered out or not; 'WRU sized' bills each written item by its size before and after, as DynamoDB does)")
     print_measured([r.first, r.daily, r.quiet, r.refresh, *([r.refresh_baseline] if r.refresh_baseline else []),
                     *(m for m in (r.hourly, r.hourly_idle) if m), r.baseline_first, r.baseline_daily])
-    for m in (r.daily, r.refresh):
+    for m in (r.daily, r.refresh, *([r.hourly] if r.hourly else [])):
         moves = sorted(((v, k[1].removeprefix(f"WS#{WORKSPACE}#SEGMENT#")) for k, v in m.counts.items()
                         if k[0] == "moves"), reverse=True)
         print(f"  {m.label} moved memberships of: " + ", ".join(f"{sid} {v:.0f}" for v, sid in moves))

@@ -136,7 +136,10 @@ def test_a_membership_change_is_guarded(backend: Backend) -> None:
     _save(backend, _profile(WS, "p1"))
     backend.segments.apply_membership(_change("p1", ("seg_1",), (), frozenset(), 0))
     with pytest.raises(ConcurrentUpdate):  # decided on a set that is no longer there
-        backend.segments.apply_membership(_change("p1", ("builtin:vip",), (), frozenset(), 0))
+        backend.segments.apply_membership(_change("p1", ("builtin:vip",), ("seg_1",), frozenset(), 0))
+    # The members it touched agree with the set that is there, whatever it wrote before it lost.
+    assert backend.segments.members(WS, "builtin:vip", None, 10) == []
+    assert [m.profile_id for m in backend.segments.members(WS, "seg_1", None, 10)] == ["p1"]
     backend.segments.delete(WS, "seg_1")
     _save(backend, _profile(WS, "p2"))
     with pytest.raises(ConcurrentUpdate):  # a deleted custom segment does not come back
