@@ -254,8 +254,8 @@ def _kind(action: str, op: Item, key: Key) -> str:
         return HELD
     if key[0].endswith("#MEMBERS"):
         return MEMBER
-    if key[1] == "SIZE":
-        return SIZE
+    if key[1] == "SIZE" and "ADD" in op.get("UpdateExpression", ""):
+        return SIZE  # a change's addition (the 00847b9 baseline); a run recording its count is bookkeeping
     if "#SEGDUE#" in key[0]:
         return DUE
     return BOOKKEEPING
@@ -714,8 +714,10 @@ def measure_visits(rig: Rig, workspace: Workspace, rng: random.Random, start: da
             mark, started = meter.mark(), time.perf_counter()
             applied = runs.Applied()
             for first in range(0, len(changes), batch):
+                # A second after the sample's last write (each profile's is a second after the one before):
+                # earlier, a write still in the future would not count, and its move would fall to a run.
                 applied += refresher(rig.store, rig.segment_runs, changes[first:first + batch],
-                                     written + timedelta(seconds=1), caches[i])
+                                     written + timedelta(seconds=len(changes)), caches[i])
             m = measured[i]
             measured[i] = Measured(m.label, add(m.counts, meter.since(mark)), m.seconds + time.perf_counter() - started,
                                    m.profiles + len(changes), m.entered + applied.entered, m.exited + applied.exited,
