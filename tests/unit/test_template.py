@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cfnlint.api import lint
 from crm.adapters.bigcommerce import TIMEOUT_SECONDS as BIGCOMMERCE_TIMEOUT_SECONDS
+from crm.adapters.segments import EXPIRES_AT
 from crm.config import Settings
 from crm.segments.exports import EXPORT_FILES_KEPT_DAYS, GIVE_UP_AFTER
 from crm_local.lambdas import load_handler
@@ -160,8 +161,6 @@ def test_outbox_function_reads_the_table_stream_reporting_item_failures(stack: S
 
 
 def test_the_table_expires_the_items_the_code_marks_to_expire(stack: Stack) -> None:
-    from crm.adapters.segments import EXPIRES_AT
-
     ttl = stack.resources["Table"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": EXPIRES_AT, "Enabled": True}
 
