@@ -420,6 +420,15 @@ class FakeSegmentStore:
             self.memberships.get((ws, segment_id), {}).pop(pid, None)
         self.member_writes += len(change.entered) + len(change.exited)
 
+    def apply_memberships(self, changes: Sequence[MembershipChange]) -> list[MembershipChange]:
+        lost = []
+        for change in changes:
+            try:
+                self.apply_membership(change)
+            except ConcurrentUpdate:
+                lost.append(change)
+        return lost
+
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
         for segment_id in segment_ids:
             self.memberships.get((workspace_id, segment_id), {}).pop(profile_id, None)

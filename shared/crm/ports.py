@@ -367,6 +367,10 @@ class SegmentStore(Protocol):
         ConcurrentUpdate when the set is no longer at ``change.expected_version``."""
         ...
 
+    def apply_memberships(self, changes: Sequence[MembershipChange]) -> list[MembershipChange]:
+        """Several profiles' changes, each as ``apply_membership`` writes it; those that did not land."""
+        ...
+
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
         """Remove an erased profile from these segments (its member items); idempotent."""
         ...

@@ -199,20 +199,44 @@ class DynamoSegmentStore:
         return [str(item["sk"]["S"]) for item in query_items(request)]
 
     def apply_membership(self, change: MembershipChange) -> None:
-        """The member items entered and exited, then the profile's new set, guarded by the version of the set
-        it replaces. No transaction (it would bill every item twice): the member writes are idempotent (a
-        Put of the same item, a Delete of an absent one), so writing them first and the set last leaves
-        nothing a retry cannot finish. When the set moved meanwhile, another decision on newer data holds it:
-        the segments this change touched are set back to that decision (``_settle``) before ConcurrentUpdate.
-        Sizes are not moved here: a run counts them (``record_computation``)."""
+        """One change as ``apply_memberships`` writes it; ConcurrentUpdate when it did not land."""
+        if self.apply_memberships([change]):
+            raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile")
+
+    def apply_memberships(self, changes: Sequence[MembershipChange]) -> list[MembershipChange]:
+        """The member items entered and exited, then each profile's new set, guarded by the version of the set
+        it replaces; the changes that did not land. No transaction (it would bill every item twice): the
+        member writes are idempotent (a Put of the same item, a Delete of an absent one), so writing them
+        first and the set last leaves nothing a retry cannot finish, and the members of many profiles go
+        together (BatchWriteItem, 25 a request). When a set moved meanwhile, another decision on newer data
+        holds it: the segments that change touched are set back to that decision (``_settle``). A change
+        entering a custom segment deleted since the rules were read writes nothing. Sizes are not moved
+        here: a run counts them (``record_computation``)."""
+        gone = self._deleted(changes)
+        landing = [c for c in changes if not gone & set(c.entered)]
+        _write_batches(self.table, [self._member_request(c, sid, True) for c in landing for sid in c.entered]
+                       + [self._member_request(c, sid, False) for c in landing for sid in c.exited], self.backoff)
+        lost = [c for c in changes if c not in landing]
+        for change in landing:
+            if not self._put_set(change):
+                self._settle(change)
+                lost.append(change)
+        return lost
+
+    def _deleted(self, changes: Sequence[MembershipChange]) -> set[str]:
+        """The custom segments these changes enter that are gone (a strongly consistent read of each once, at
+        a fifth of a write's price)."""
+        entered = sorted({(c.workspace_id, sid) for c in changes for sid in c.entered
+                          if not sid.startswith(BUILTIN_PREFIX)})
+        if not entered:
+            return set()
+        found = {str(item["pk"]["S"]) for item in batch_get(
+            self.table, [wire_key(keys.segment_size(ws, sid)) for ws, sid in entered], consistent=True,
+            backoff=self.backoff)}
+        return {sid for ws, sid in entered if keys.segment_size(ws, sid)["pk"] not in found}
+
+    def _put_set(self, change: MembershipChange) -> bool:
         ws, pid = change.workspace_id, change.profile_id
-        custom = [keys.segment_size(ws, sid) for sid in change.entered if not sid.startswith(BUILTIN_PREFIX)]
-        if custom and len(list(batch_get(self.table, [wire_key(k) for k in custom], consistent=True,
-                                         backoff=self.backoff))) < len(custom):
-            # Deleted since the rules were read: it gains no members (a read, at a fifth of a write's price).
-            raise ConcurrentUpdate(f"a segment {pid} entered was deleted meanwhile")
-        _write_batches(self.table, [self._member_request(change, sid, True) for sid in change.entered]
-                       + [self._member_request(change, sid, False) for sid in change.exited], self.backoff)
         put: dict[str, Any] = {"TableName": self.table, "Item": plain_item({
             **keys.profile_segments(ws, pid), "entity": "profile_segments", "workspace_id": ws, "profile_id": pid,
             "segment_ids": sorted(change.segment_ids), "version": change.expected_version + 1,
@@ -227,8 +251,8 @@ class DynamoSegmentStore:
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            self._settle(change)
-            raise ConcurrentUpdate(f"the segments of {pid} changed meanwhile") from None
+            return False
+        return True
 
     def _member_request(self, change: MembershipChange, segment_id: str, entering: bool) -> dict[str, Any]:
         key = keys.segment_member(change.workspace_id, segment_id, change.profile_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -146,8 +146,8 @@ def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segment
     profiles = iter(store.profiles_with_segments(task.workspace_id, task.share, task.shares))
     while together := list(islice(profiles, EVALUATED_TOGETHER)):
         decided = memberships_of_all([profile for profile, _ in together], rules)
-        for (profile, held), computed in zip(together, decided, strict=True):
-            applied += _apply_once(store, profile, held, rules, clock(), computed)
+        applied += _apply_all(store, together, decided, rules, clock())
+        for computed in decided:
             sizes.update(computed)
         # Whoever can cross a time boundary before the next daily run is filed for the hourly run.
         store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, run.now))
@@ -168,6 +168,21 @@ def _follow_up(task: RunTask, runs: SegmentRuns, tasks: TaskQueue, now: datetime
     if run is not None and run.rerun:
         following = start_run(runs, tasks, task.workspace_id, now, run.shares, f"follows {run.run_id}")
         runs.link_next(task.workspace_id, task.run_id, following.run_id)
+
+
+def _apply_all(store: SegmentStore, together: Sequence[tuple[Profile, HeldSegments]],
+               decided: Sequence[frozenset[str]], rules: Rules, at: datetime) -> Applied:
+    """A run's chunk of profiles decided: the changes written together; one whose set changed since the
+    run read it is left (whoever changed it decided on newer data)."""
+    applied, changes = Applied(), []
+    for (profile, held), computed in zip(together, decided, strict=True):
+        applied += Applied(profiles=int(profile.merged_into is None))
+        if (change := change_for(profile, held, rules, at, computed)) is not None:
+            changes.append(change)
+    lost = store.apply_memberships(changes)
+    for change in changes:
+        applied += Applied(conflicts=1) if change in lost else Applied(0, len(change.entered), len(change.exited))
+    return applied
 
 
 def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules: Rules, at: datetime,
@@ -246,9 +261,9 @@ def run_hour(task: HourlyTask, store: SegmentStore, runs: SegmentRuns, clock: Ca
             chunk = filed[start:start + EVALUATED_TOGETHER]
             together = list(store.profiles_by_id(task.workspace_id, chunk))
             decided = memberships_of_all([profile for profile, _ in together], rules)
-            for (profile, held), computed in zip(together, decided, strict=True):
-                kept = held.segment_ids & rules.segment_ids - timed
-                applied += _apply_once(store, profile, held, rules, clock(), computed & timed | kept)
+            kept = (held.segment_ids & rules.segment_ids - timed for _, held in together)
+            applied += _apply_all(store, together, [c & timed | k for c, k in zip(decided, kept, strict=True)],
+                                  rules, clock())
             store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, now))
         hour += HOUR
     runs.hourly_finished(task.workspace_id, task.hour - HOUR)
