@@ -151,6 +151,19 @@ def test_a_membership_change_is_guarded(backend: Backend) -> None:
     assert _held(backend, "p1").segment_ids == set()
 
 
+def test_changes_written_together_land_but_the_stale_one(backend: Backend) -> None:
+    backend.segments.put(record(), None)
+    _save(backend, *(_profile(WS, f"p{i}") for i in range(3)))
+    backend.segments.apply_membership(_change("p1", ("seg_1",), (), frozenset(), 0))
+    stale = _change("p1", ("builtin:vip",), (), frozenset(), 0)  # p1's set is at version 1 now
+    lost = backend.segments.apply_memberships([_change("p0", ("seg_1",), (), frozenset(), 0), stale,
+                                               _change("p2", ("builtin:vip",), (), frozenset(), 0)])
+    assert lost == [stale]
+    assert [m.profile_id for m in backend.segments.members(WS, "seg_1", None, 10)] == ["p0", "p1"]
+    assert [m.profile_id for m in backend.segments.members(WS, "builtin:vip", None, 10)] == ["p2"]
+    assert _held(backend, "p1") == HeldSegments(segment_ids=frozenset({"seg_1"}), version=1, revision=1)
+
+
 def test_a_profile_is_read_with_its_set_of_segments(backend: Backend) -> None:
     backend.segments.put(record(), None)
     _save(backend, _profile(WS, "p1", revision=4), _profile(WS, "p2"))
