@@ -354,7 +354,7 @@ class FakeSegmentStore:
                              updated_at=at)
 
     def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
-                           growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
+                           growth: Sequence[GrowthPoint], expected_version: int | None, *, size: int) -> None:
         held = self.records.get((workspace_id, segment_id))
         if expected_version is None:
             if held is not None and held.definition is not None:
@@ -363,7 +363,7 @@ class FakeSegmentStore:
         elif held is None or held.version != expected_version:
             raise ConcurrentUpdate(f"segment {segment_id} changed since it was computed")
         self.records[(workspace_id, segment_id)] = held.model_copy(update={
-            "last_computed_at": at, "growth": tuple(growth)})
+            "last_computed_at": at, "growth": tuple(growth), "size": size})
 
     def members(self, workspace_id: str, segment_id: str, after: str | None, limit: int) -> list[Member]:
         held = self.memberships.get((workspace_id, segment_id), {})
@@ -384,6 +384,9 @@ class FakeSegmentStore:
             if _share(profile.profile_id, shares) == share:
                 yield profile, self.held(workspace_id, profile.profile_id)
 
+    def profiles_of_share(self, workspace_id: str, share: int = 0, shares: int = 1) -> Iterator[Profile]:
+        return (profile for profile, _ in self.profiles_with_segments(workspace_id, share, shares))
+
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         self.held_reads += 1
         return self.held_sets.get((workspace_id, profile_id))
@@ -402,34 +405,33 @@ class FakeSegmentStore:
     def due_profiles(self, workspace_id: str, hour: datetime) -> list[str]:
         return sorted(self.due.get((workspace_id, hour), ()))
 
-    def clear_due(self, workspace_id: str, hour: datetime, profile_ids: Iterable[str]) -> None:
-        self.due.get((workspace_id, hour), set()).difference_update(profile_ids)
-
     def apply_membership(self, change: MembershipChange) -> None:
         ws, pid = change.workspace_id, change.profile_id
         if self.held(ws, pid).version != change.expected_version:
             raise ConcurrentUpdate(f"the segments of {pid} changed meanwhile")
-        for segment_id in (*change.entered, *change.exited):
+        for segment_id in change.entered:
             if not segment_id.startswith(BUILTIN_PREFIX) and (ws, segment_id) not in self.records:
                 raise ConcurrentUpdate(f"segment {segment_id} was deleted meanwhile")
         self.held_sets[(ws, pid)] = HeldSegments(segment_ids=change.segment_ids,
                                                  version=change.expected_version + 1, revision=change.revision)
         for segment_id in change.entered:
             self.memberships.setdefault((ws, segment_id), {})[pid] = Member(profile_id=pid, entered_at=change.at)
-            self._resize(ws, segment_id, 1, change.at)
         for segment_id in change.exited:
             self.memberships.get((ws, segment_id), {}).pop(pid, None)
-            self._resize(ws, segment_id, -1, change.at)
         self.member_writes += len(change.entered) + len(change.exited)
 
-    def _resize(self, workspace_id: str, segment_id: str, delta: int, at: datetime) -> None:
-        record = self.records.get((workspace_id, segment_id)) or self._builtin_record(workspace_id, segment_id, at)
-        self.records[(workspace_id, segment_id)] = record.model_copy(update={"size": record.size + delta})
+    def apply_memberships(self, changes: Sequence[MembershipChange]) -> list[MembershipChange]:
+        lost = []
+        for change in changes:
+            try:
+                self.apply_membership(change)
+            except ConcurrentUpdate:
+                lost.append(change)
+        return lost
 
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
         for segment_id in segment_ids:
-            if self.memberships.get((workspace_id, segment_id), {}).pop(profile_id, None) is not None:
-                self._resize(workspace_id, segment_id, -1, at)
+            self.memberships.get((workspace_id, segment_id), {}).pop(profile_id, None)
 
     def settings(self, workspace_id: str) -> BuiltinSettings:
         return self.stored_settings.get(workspace_id, BuiltinSettings())
@@ -448,6 +450,8 @@ class FakeSegmentRuns:
         self.sketch_store: dict[tuple[str, str, int], str] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, str] = {}
+        self.sized: dict[tuple[str, str], set[int]] = {}  # shares whose sizes were added
+        self.hours_done: dict[str, datetime] = {}
 
     def indexed_profiles(self) -> int:
         return self.items
@@ -483,9 +487,22 @@ class FakeSegmentRuns:
         return self._count(workspace_id, run_id, "sketched", share)
 
     def evaluated(self, workspace_id: str, run_id: str, share: int, profiles: int, entered: int,
-                  exited: int) -> SegmentRun:
-        return self._count(workspace_id, run_id, "evaluated", share, profiles=profiles, entered=entered,
-                           exited=exited)
+                  exited: int, sizes: Mapping[str, int]) -> SegmentRun:
+        run = self._count(workspace_id, run_id, "evaluated", share, profiles=profiles, entered=entered,
+                          exited=exited)
+        if share not in self.sized.setdefault((workspace_id, run_id), set()):
+            self.sized[(workspace_id, run_id)].add(share)
+            total = {sid: run.sizes.get(sid, 0) + sizes.get(sid, 0) for sid in run.sizes.keys() | sizes.keys()}
+            run = run.model_copy(update={"sizes": total})
+            self.runs[(workspace_id, run_id)] = run
+        return run
+
+    def hourly_done(self, workspace_id: str) -> datetime | None:
+        return self.hours_done.get(workspace_id)
+
+    def hourly_finished(self, workspace_id: str, hour: datetime) -> None:
+        if workspace_id not in self.hours_done or self.hours_done[workspace_id] < hour:
+            self.hours_done[workspace_id] = hour
 
     def advance(self, workspace_id: str, run_id: str, population: str) -> bool:
         run = self.runs[(workspace_id, run_id)]

@@ -313,8 +313,8 @@ class SegmentStore(Protocol):
         ...
 
     def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
-                           growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
-        """Store when a computation ran and the growth it saw (the size is kept by membership changes).
+                           growth: Sequence[GrowthPoint], expected_version: int | None, *, size: int) -> None:
+        """Store when a computation ran, the members it counted and the growth it saw.
         For a stored segment the version must still be ``expected_version`` (ConcurrentUpdate);
         ``expected_version`` None creates the record of a built-in segment when it has none."""
         ...
@@ -329,6 +329,10 @@ class SegmentStore(Protocol):
 
     def put_settings(self, workspace_id: str, settings: BuiltinSettings) -> None:
         """Replace the workspace's built-in segment settings whole (memberships change at the next computation)."""
+        ...
+
+    def profiles_of_share(self, workspace_id: str, share: int = 0, shares: int = 1) -> Iterator[Profile]:
+        """The profiles of one share as ``profiles_with_segments`` reads them, without their sets."""
         ...
 
     def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None:
@@ -358,17 +362,18 @@ class SegmentStore(Protocol):
         """The profiles filed under the hour ``hour`` (its first instant)."""
         ...
 
-    def clear_due(self, workspace_id: str, hour: datetime, profile_ids: Iterable[str]) -> None:
-        """Take these profiles off the hour's list (once the hourly run has evaluated them)."""
-        ...
 
     def apply_membership(self, change: MembershipChange) -> None:
-        """Write the profile's new set, add and remove its member items and move the sizes, all or nothing;
+        """Write the profile's new set and add and remove its member items, all or nothing;
         ConcurrentUpdate when the set is no longer at ``change.expected_version``."""
         ...
 
+    def apply_memberships(self, changes: Sequence[MembershipChange]) -> list[MembershipChange]:
+        """Several profiles' changes, each as ``apply_membership`` writes it; those that did not land."""
+        ...
+
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
-        """Remove an erased profile from these segments (member items and sizes); idempotent."""
+        """Remove an erased profile from these segments (its member items); idempotent."""
         ...
 
 
@@ -403,8 +408,17 @@ class SegmentRuns(Protocol):
         ...
 
     def evaluated(self, workspace_id: str, run_id: str, share: int, profiles: int, entered: int,
-                  exited: int) -> SegmentRun:
-        """Count the share as evaluated with its figures (once) and return the run."""
+                  exited: int, sizes: Mapping[str, int]) -> SegmentRun:
+        """Count the share as evaluated with its figures and its members of each segment (once) and return
+        the run."""
+        ...
+
+    def hourly_done(self, workspace_id: str) -> datetime | None:
+        """The last hour an hourly run of the workspace read (None before the first)."""
+        ...
+
+    def hourly_finished(self, workspace_id: str, hour: datetime) -> None:
+        """Record that the hours up to ``hour`` are read (an earlier hour never replaces a later one)."""
         ...
 
     def finish(self, workspace_id: str, run_id: str, at: datetime) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cfnlint.api import lint
 from crm.adapters.bigcommerce import TIMEOUT_SECONDS as BIGCOMMERCE_TIMEOUT_SECONDS
+from crm.adapters.segments import EXPIRES_AT
 from crm.config import Settings
 from crm.segments.exports import EXPORT_FILES_KEPT_DAYS, GIVE_UP_AFTER
 from crm_local.lambdas import load_handler
@@ -53,8 +54,8 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                              {("dynamodb:Query", "Table"), ("dynamodb:UpdateItem", "Table"),
                               ("dynamodb:ConditionCheckItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
                               ("s3:GetObject", "ArchiveBucket"), ("sqs:SendMessage", "SegmentTasksQueue")}),
-    "SegmentRefreshFunction": ({"TABLE_NAME"}, {("dynamodb:GetItem", "Table"), ("dynamodb:UpdateItem", "Table"),
-                                                ("dynamodb:ConditionCheckItem", "Table")}),
+    "SegmentRefreshFunction": ({"TABLE_NAME"}, {("dynamodb:GetItem", "Table"), ("dynamodb:PutItem", "Table"),
+                                                ("dynamodb:BatchWriteItem", "Table")}),
     "ExportsFunction": ({"TABLE_NAME", "EXPORT_BUCKET", "EXPORT_MAX_RECEIVES"}, {
         *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "Query", "PutItem",
                                                           "UpdateItem")),
@@ -166,6 +167,11 @@ def test_outbox_function_reads_the_table_stream_reporting_item_failures(stack: S
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     stream = stack.resources["Table"]["Properties"]["StreamSpecification"]
     assert stream["StreamViewType"] in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")  # events_for reads NewImage
+
+
+def test_the_table_expires_the_items_the_code_marks_to_expire(stack: Stack) -> None:
+    ttl = stack.resources["Table"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": EXPIRES_AT, "Enabled": True}
 
 
 def test_exports_function_reads_the_export_queue_one_job_at_a_time(stack: Stack) -> None:

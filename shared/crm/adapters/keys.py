@@ -28,6 +28,7 @@ Access patterns:
 - the segments one profile is in (the guard of every membership change; in the profile's partition, so a
   parallel Scan meets it next to the profile):     WS#{ws}#PROFILE#{profile_id} / SEGMENTS
 - a recomputation run, and the workspace's active one: WS#{ws}#SEGRUN#{run_id} / RUN, WS#{ws}#SEGRUN / ACTIVE
+- the last hour the hourly runs read:             WS#{ws}#SEGRUN / HOURLY
 - the population statistics of the last run (RFM quintiles, VIP threshold): WS#{ws}#SEGPOPULATION / POPULATION
 - every workspace (the schedule recomputes each): WORKSPACES / {ws}
 - the workspace's built-in segment settings:      WS#{ws} / SEGMENT_SETTINGS
@@ -191,6 +192,10 @@ def segment_run(workspace_id: str, run_id: str) -> Key:
 
 def active_segment_run(workspace_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}#SEGRUN", "sk": "ACTIVE"}
+
+
+def segment_hourly(workspace_id: str) -> Key:
+    return {"pk": f"WS#{workspace_id}#SEGRUN", "sk": "HOURLY"}
 
 
 def segment_population(workspace_id: str) -> Key:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -75,13 +75,13 @@ class DynamoSegmentRuns:
             for share in range(shares)]
 
     def _count_share(self, workspace_id: str, run_id: str, done: str, share: int,
-                     additions: dict[str, int]) -> SegmentRun:
+                     additions: Mapping[str, int]) -> SegmentRun:
         # The share joins a set of done shares, and its figures are added, only the first time: a task
-        # delivered twice is counted once.
-        names = {"#done": done, **{f"#{name}": name for name in additions}}
+        # delivered twice is counted once. Attributes are named by placeholders: a segment id is no name.
+        names = {"#done": done, **{f"#a{i}": name for i, name in enumerate(additions)}}
         values: dict[str, Any] = {":share": {"SS": [str(share)]}, ":one": {"S": str(share)},
-                                  **{f":{name}": {"N": str(v)} for name, v in additions.items()}}
-        adds = ", ".join(["#done :share", *(f"#{name} :{name}" for name in additions)])
+                                  **{f":a{i}": {"N": str(v)} for i, v in enumerate(additions.values())}}
+        adds = ", ".join(["#done :share", *(f"#a{i} :a{i}" for i in range(len(additions)))])
         try:
             client("dynamodb").update_item(
                 TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
@@ -100,9 +100,27 @@ class DynamoSegmentRuns:
         return self._count_share(workspace_id, run_id, "sketched_shares", share, {})
 
     def evaluated(self, workspace_id: str, run_id: str, share: int, profiles: int, entered: int,
-                  exited: int) -> SegmentRun:
+                  exited: int, sizes: Mapping[str, int]) -> SegmentRun:
         return self._count_share(workspace_id, run_id, "evaluated_shares", share,
-                                 {"profiles": profiles, "entered": entered, "exited": exited})
+                                 {"profiles": profiles, "entered": entered, "exited": exited,
+                                  **{_SIZE_PREFIX + sid: n for sid, n in sizes.items()}})
+
+    def hourly_done(self, workspace_id: str) -> datetime | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_hourly(workspace_id)),
+                                            ConsistentRead=True)
+        return datetime.fromisoformat(found["Item"]["hour"]["S"]) if "Item" in found else None
+
+    def hourly_finished(self, workspace_id: str, hour: datetime) -> None:
+        try:
+            client("dynamodb").put_item(
+                TableName=self.table, Item=plain_item({**keys.segment_hourly(workspace_id),
+                                                       "entity": "segment_hourly", "hour": hour.isoformat()}),
+                ConditionExpression="attribute_not_exists(pk) OR #hour < :hour",
+                ExpressionAttributeNames={"#hour": "hour"},
+                ExpressionAttributeValues={":hour": {"S": hour.isoformat()}})
+        except ClientError as error:
+            if not _cancelled(error):
+                raise
 
     def advance(self, workspace_id: str, run_id: str, population: str) -> bool:
         stats = population
@@ -169,8 +187,12 @@ class DynamoSegmentRuns:
         return str(found["Item"]["population"]["S"])
 
 
+_SIZE_PREFIX = "size:"  # a segment's members counted by the evaluating shares: one attribute each
+
+
 def _run(item: Item) -> SegmentRun:
     fields = {k: v for k, v in item.items() if k in SegmentRun.model_fields}
+    fields["sizes"] = {k.removeprefix(_SIZE_PREFIX): int(v) for k, v in item.items() if k.startswith(_SIZE_PREFIX)}
     fields["sketched"] = len(item.get("sketched_shares", ()))
     fields["evaluated"] = len(item.get("evaluated_shares", ()))
     if "population" in item:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -13,6 +13,7 @@ from crm.adapters.clients import client, query_items
 from crm.adapters.items import Item, from_item, plain, plain_item, serializer, to_item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
 from crm.adapters.workspace_index import partition_items, profile_partitions
+from crm.clock import as_utc
 from crm.config import settings
 from crm.models.profile import Profile
 from crm.models.segments import (
@@ -101,9 +102,7 @@ class DynamoSegmentStore:
                                     for item in self._query(pk, None, None)], self.backoff)
 
     def record_computation(self, workspace_id: str, segment_id: str, at: datetime,
-                           growth: Sequence[GrowthPoint], expected_version: int | None) -> None:
-        # The size is not set here: membership changes keep it with atomic additions, and a computation
-        # running beside them would otherwise write back a size it read before their additions.
+                           growth: Sequence[GrowthPoint], expected_version: int | None, *, size: int) -> None:
         values: dict[str, Any] = {":at": {"S": at.isoformat()},
                                   ":growth": serializer.serialize([plain(p.model_dump()) for p in growth])}
         names = {"#at": "last_computed_at", "#growth": "growth"}
@@ -121,6 +120,12 @@ class DynamoSegmentStore:
             "TableName": self.table, "Key": wire_key(keys.segment(workspace_id, segment_id)),
             "UpdateExpression": update, "ConditionExpression": condition, "ExpressionAttributeValues": values,
             "ExpressionAttributeNames": names}}]
+        writes.append({"Update": {
+            "TableName": self.table, "Key": wire_key(keys.segment_size(workspace_id, segment_id)),
+            "UpdateExpression": "SET #size = :size, #entity = :entity, #created = if_not_exists(#created, :at)",
+            "ExpressionAttributeNames": {"#size": "size", "#entity": "entity", "#created": "created_at"},
+            "ExpressionAttributeValues": {":size": {"N": str(size)}, ":entity": {"S": "segment_size"},
+                                          ":at": {"S": at.isoformat()}}}})
         if expected_version is None:  # a built-in's first computation: list it from now on
             writes.append({"Put": {"TableName": self.table, "Item": plain_item(
                 {**keys.segment_catalogue(workspace_id, segment_id), "entity": "segment_catalogue"})}})
@@ -159,6 +164,12 @@ class DynamoSegmentStore:
                                          self.backoff):
             yield from _profile_with_segments(partition)
 
+    def profiles_of_share(self, workspace_id: str, share: int = 0, shares: int = 1) -> Iterator[Profile]:
+        """One share's profiles alone (a run's sketch needs no sets: half the reads)."""
+        partitions = profile_partitions(self.table, workspace_id, share, shares)
+        for partition in partition_items(self.table, partitions, (keys.PROFILE_SK,), self.backoff):
+            yield Profile.model_validate(from_item(partition[0]))
+
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         """The profile's set of segments as it is now (one strongly consistent GetItem); None when it has none."""
         found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
@@ -173,9 +184,11 @@ class DynamoSegmentStore:
             yield from _profile_with_segments(partition)
 
     def file_due(self, workspace_id: str, due: Iterable[tuple[str, datetime]]) -> None:
-        """File each profile under the hour of its next time-relative change (an item each, key only)."""
+        """File each profile under the hour of its next time-relative change (a small item each). Nobody
+        deletes it (a delete costs what a write does): the table's TTL does, once no hourly run can read it."""
         _write_batches(self.table, [{"PutRequest": {"Item": plain_item(
-            {**keys.segment_due(workspace_id, _hour(at), pid), "entity": "segment_due"})}}
+            {**keys.segment_due(workspace_id, _hour(at), pid), "entity": "segment_due",
+             EXPIRES_AT: int((as_utc(at) + DUE_KEPT).timestamp())})}}
             for pid, at in due], self.backoff)
 
     def due_profiles(self, workspace_id: str, hour: datetime) -> list[str]:
@@ -185,85 +198,102 @@ class DynamoSegmentStore:
                    "ExpressionAttributeValues": {":pk": {"S": keys.segment_due_pk(workspace_id, _hour(hour))}}}
         return [str(item["sk"]["S"]) for item in query_items(request)]
 
-    def clear_due(self, workspace_id: str, hour: datetime, profile_ids: Iterable[str]) -> None:
-        _write_batches(self.table, [{"DeleteRequest": {"Key": wire_key(keys.segment_due(workspace_id, _hour(hour),
-                                                                                         pid))}}
-                                    for pid in profile_ids], self.backoff)
-
     def apply_membership(self, change: MembershipChange) -> None:
-        """The profile's new set, its member items and the segments' sizes, all or nothing, guarded by the
-        version of the set it replaces. More than one transaction's worth (100 items) goes in several, each
-        guarded by the version the one before wrote."""
-        moves = [(sid, True) for sid in change.entered] + [(sid, False) for sid in change.exited]
-        current = set(change.segment_ids - set(change.entered)) | set(change.exited)
-        version = change.expected_version
-        for start in range(0, len(moves), _MOVES_PER_TRANSACTION):
-            chunk = moves[start:start + _MOVES_PER_TRANSACTION]
-            for segment_id, entering in chunk:
-                (current.add if entering else current.discard)(segment_id)
-            last = start + _MOVES_PER_TRANSACTION >= len(moves)
-            held = frozenset(change.segment_ids if last else current)
-            writes = [self._held_write(change, held, version)]
-            for segment_id, entering in chunk:
-                writes += self._member_writes(change, segment_id, entering)
-            try:
-                transact_write(writes, self.backoff)
-            except ClientError as error:
-                if error.response["Error"]["Code"] == "TransactionCanceledException":
-                    raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile") from None
-                raise
-            version += 1
+        """One change as ``apply_memberships`` writes it; ConcurrentUpdate when it did not land."""
+        if self.apply_memberships([change]):
+            raise ConcurrentUpdate(f"the segments of {change.profile_id} changed meanwhile")
 
-    def _held_write(self, change: MembershipChange, segment_ids: frozenset[str], expected: int) -> dict[str, Any]:
-        item = plain_item({**keys.profile_segments(change.workspace_id, change.profile_id),
-                            "entity": "profile_segments", "workspace_id": change.workspace_id,
-                            "profile_id": change.profile_id, "segment_ids": sorted(segment_ids),
-                            "version": expected + 1, "revision": change.revision,
-                            "updated_at": change.at.isoformat()})
-        put: dict[str, Any] = {"TableName": self.table, "Item": item}
-        if expected == 0:
+    def apply_memberships(self, changes: Sequence[MembershipChange]) -> list[MembershipChange]:
+        """The member items entered and exited, then each profile's new set, guarded by the version of the set
+        it replaces; the changes that did not land. No transaction (it would bill every item twice): the
+        member writes are idempotent (a Put of the same item, a Delete of an absent one), so writing them
+        first and the set last leaves nothing a retry cannot finish, and the members of many profiles go
+        together (BatchWriteItem, 25 a request). When a set moved meanwhile, another decision on newer data
+        holds it: the segments that change touched are set back to that decision (``_settle``). A change
+        entering a custom segment deleted since the rules were read writes nothing. Sizes are not moved
+        here: a run counts them (``record_computation``)."""
+        gone = self._deleted(changes)
+        landing = [c for c in changes if not gone & set(c.entered)]
+        _write_batches(self.table, [self._member_request(c, sid, True) for c in landing for sid in c.entered]
+                       + [self._member_request(c, sid, False) for c in landing for sid in c.exited], self.backoff)
+        lost = [c for c in changes if c not in landing]
+        for change in landing:
+            if not self._put_set(change):
+                self._settle(change)
+                lost.append(change)
+        return lost
+
+    def _deleted(self, changes: Sequence[MembershipChange]) -> set[str]:
+        """The custom segments these changes enter that are gone (a strongly consistent read of each once, at
+        a fifth of a write's price)."""
+        entered = sorted({(c.workspace_id, sid) for c in changes for sid in c.entered
+                          if not sid.startswith(BUILTIN_PREFIX)})
+        if not entered:
+            return set()
+        found = {str(item["pk"]["S"]) for item in batch_get(
+            self.table, [wire_key(keys.segment_size(ws, sid)) for ws, sid in entered], consistent=True,
+            backoff=self.backoff)}
+        return {sid for ws, sid in entered if keys.segment_size(ws, sid)["pk"] not in found}
+
+    def _put_set(self, change: MembershipChange) -> bool:
+        ws, pid = change.workspace_id, change.profile_id
+        put: dict[str, Any] = {"TableName": self.table, "Item": plain_item({
+            **keys.profile_segments(ws, pid), "entity": "profile_segments", "workspace_id": ws, "profile_id": pid,
+            "segment_ids": sorted(change.segment_ids), "version": change.expected_version + 1,
+            "revision": change.revision, "updated_at": change.at.isoformat()})}
+        if change.expected_version == 0:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             put.update(ConditionExpression="#version = :expected", ExpressionAttributeNames={"#version": "version"},
-                       ExpressionAttributeValues={":expected": {"N": str(expected)}})
-        return {"Put": put}
+                       ExpressionAttributeValues={":expected": {"N": str(change.expected_version)}})
+        try:
+            client("dynamodb").put_item(**put)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
-    def _member_writes(self, change: MembershipChange, segment_id: str, entering: bool) -> list[dict[str, Any]]:
-        ws, pid = change.workspace_id, change.profile_id
-        member_key = keys.segment_member(ws, segment_id, pid)
-        if entering:
-            member: dict[str, Any] = {"Put": {"TableName": self.table, "Item": plain_item({
-                **member_key, "entity": "segment_member", "workspace_id": ws, "segment_id": segment_id,
-                "profile_id": pid, "entered_at": change.at.isoformat()})}}
-        else:
-            member = {"Delete": {"TableName": self.table, "Key": wire_key(member_key)}}
-        return [member, self._size_write(ws, segment_id, 1 if entering else -1, change.at)]
+    def _member_request(self, change: MembershipChange, segment_id: str, entering: bool) -> dict[str, Any]:
+        key = keys.segment_member(change.workspace_id, segment_id, change.profile_id)
+        if not entering:
+            return {"DeleteRequest": {"Key": wire_key(key)}}
+        return {"PutRequest": {"Item": plain_item({
+            **key, "entity": "segment_member", "workspace_id": change.workspace_id, "segment_id": segment_id,
+            "profile_id": change.profile_id, "entered_at": change.at.isoformat()})}}
 
-    def _size_write(self, workspace_id: str, segment_id: str, delta: int, at: datetime) -> dict[str, Any]:
-        update: dict[str, Any] = {
-            "TableName": self.table, "Key": wire_key(keys.segment_size(workspace_id, segment_id)),
-            "UpdateExpression": "ADD #size :delta SET #entity = :entity, #created = if_not_exists(#created, :at)",
-            "ExpressionAttributeNames": {"#size": "size", "#entity": "entity", "#created": "created_at"},
-            "ExpressionAttributeValues": {":delta": {"N": str(delta)}, ":entity": {"S": "segment_size"},
-                                          ":at": {"S": at.isoformat()}}}
-        if not segment_id.startswith(BUILTIN_PREFIX):
-            # A custom segment's size item goes with it: one deleted meanwhile must not come back.
-            update["ConditionExpression"] = "attribute_exists(pk)"
-        return {"Update": update}
+    def _settle(self, change: MembershipChange) -> None:
+        """Make the member items of the segments ``change`` touched agree with the set as it is now, until the
+        set stays the same over the writes (a decision made meanwhile writes its own members after its set)."""
+        touched = sorted({*change.entered, *change.exited})
+        held = self.held_segments(change.workspace_id, change.profile_id)
+        for _ in range(_SETTLE_ROUNDS):
+            members = held.segment_ids if held else frozenset()
+            for segment_id in touched:
+                self._assert_member(change, segment_id, segment_id in members)
+            again = self.held_segments(change.workspace_id, change.profile_id)
+            if again == held:
+                return
+            held = again
+        raise ConcurrentUpdate(f"the segments of {change.profile_id} kept changing")
+
+    def _assert_member(self, change: MembershipChange, segment_id: str, member: bool) -> None:
+        request = self._member_request(change, segment_id, member)
+        try:
+            if member:  # a stay already recorded keeps its entry time
+                client("dynamodb").put_item(TableName=self.table, Item=request["PutRequest"]["Item"],
+                                            ConditionExpression="attribute_not_exists(pk)")
+            else:
+                client("dynamodb").delete_item(TableName=self.table, Key=request["DeleteRequest"]["Key"])
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def forget_profile(self, workspace_id: str, profile_id: str, segment_ids: Iterable[str], at: datetime) -> None:
-        """An erased profile's member items and their share of the sizes (its set went with its partition).
-        Each segment on its own, guarded by the member item, so a retry never subtracts twice."""
-        for segment_id in sorted(segment_ids):
-            member = {"Delete": {"TableName": self.table,
-                                 "Key": wire_key(keys.segment_member(workspace_id, segment_id, profile_id)),
-                                 "ConditionExpression": "attribute_exists(pk)"}}
-            size = self._size_write(workspace_id, segment_id, -1, at)
-            try:
-                transact_write([member, size], self.backoff)
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
+        """An erased profile's member items (its set went with its partition); deleting one twice is no error."""
+        _write_batches(self.table, [{"DeleteRequest": {"Key": wire_key(keys.segment_member(workspace_id, sid,
+                                                                                            profile_id))}}
+                                    for sid in sorted(segment_ids)], self.backoff)
 
     def settings(self, workspace_id: str) -> BuiltinSettings:
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_settings(workspace_id)),
@@ -280,7 +310,7 @@ class DynamoSegmentStore:
                                                                          "segment_settings", settings))
 
 
-_MOVES_PER_TRANSACTION = 49  # two items each (member, size) and the set: within TransactWriteItems' 100
+_SETTLE_ROUNDS = 5  # a profile's set rewritten more often than that while one change settles: the caller retries
 _BUILTIN_RECORD = ("#entity = if_not_exists(#entity, :entity), #ws = if_not_exists(#ws, :ws), "
                    "#id = if_not_exists(#id, :id), #name = if_not_exists(#name, :id), "
                    "#created = if_not_exists(#created, :created), #updated = if_not_exists(#updated, :created), "
@@ -306,6 +336,14 @@ def _record(workspace_id: str, segment_id: str, items: dict[str, Item]) -> Segme
     else:
         return None
     return record.model_copy(update={"size": int(size["size"]) if size else 0})
+
+
+# The table's TimeToLiveSpecification attribute (template.yaml): DynamoDB deletes an item, for free, some
+# time after this epoch second.
+EXPIRES_AT = "expires_at"
+# An hour's entries are read by the hourly run after that hour, or by a later one within the horizon (25
+# hours, crm.segments.boundaries.HORIZON) when a run failed (crm.segments.runs.run_hour); kept longer.
+DUE_KEPT = timedelta(days=2)
 
 
 def _hour(at: datetime) -> str:

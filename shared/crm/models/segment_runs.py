@@ -30,6 +30,9 @@ class SegmentRun(BaseModel):
     profiles: int = 0
     entered: int = 0
     exited: int = 0
+    # Each segment's members at ``now`` as the evaluating shares decided them, summed over the shares: the
+    # sizes the run records (membership changes between runs do not move sizes).
+    sizes: dict[str, int] = Field(default_factory=dict)
     started_at: datetime
     finished_at: datetime | None = None
     # Settled by the sketch phase, used by every evaluating share: the JSON of crm.segments.builtin's

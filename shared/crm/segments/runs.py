@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -111,7 +112,7 @@ def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: Task
 
 
 def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue) -> None:
-    profiles = (p for p, _ in store.profiles_with_segments(task.workspace_id, task.share, task.shares))
+    profiles = store.profiles_of_share(task.workspace_id, task.share, task.shares)  # their sets are evaluate's business
     runs.put_sketch(task.workspace_id, task.run_id, task.share,
                     PopulationSketch.of_profiles(profiles, run.now).model_dump_json())
     run = runs.sketched(task.workspace_id, task.run_id, task.share)
@@ -141,15 +142,17 @@ def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segment
               clock: Callable[[], datetime]) -> None:
     rules = load_rules(store, task.workspace_id, run.now, population_of(run.population))
     applied = Applied()
+    sizes = Counter({segment_id: 0 for segment_id in rules.segment_ids})
     profiles = iter(store.profiles_with_segments(task.workspace_id, task.share, task.shares))
     while together := list(islice(profiles, EVALUATED_TOGETHER)):
         decided = memberships_of_all([profile for profile, _ in together], rules)
-        for (profile, held), computed in zip(together, decided, strict=True):
-            applied += _apply_once(store, profile, held, rules, clock(), computed)
+        applied += _apply_all(store, together, decided, rules, clock())
+        for computed in decided:
+            sizes.update(computed)
         # Whoever can cross a time boundary before the next daily run is filed for the hourly run.
         store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, run.now))
     run = runs.evaluated(task.workspace_id, task.run_id, task.share, applied.profiles, applied.entered,
-                         applied.exited)
+                         applied.exited, dict(sizes))
     if run.evaluated == run.shares:
         _record(store, run, rules)
         if runs.finish(task.workspace_id, task.run_id, clock()):
@@ -167,6 +170,21 @@ def _follow_up(task: RunTask, runs: SegmentRuns, tasks: TaskQueue, now: datetime
         runs.link_next(task.workspace_id, task.run_id, following.run_id)
 
 
+def _apply_all(store: SegmentStore, together: Sequence[tuple[Profile, HeldSegments]],
+               decided: Sequence[frozenset[str]], rules: Rules, at: datetime) -> Applied:
+    """A run's chunk of profiles decided: the changes written together; one whose set changed since the
+    run read it is left (whoever changed it decided on newer data)."""
+    applied, changes = Applied(), []
+    for (profile, held), computed in zip(together, decided, strict=True):
+        applied += Applied(profiles=int(profile.merged_into is None))
+        if (change := change_for(profile, held, rules, at, computed)) is not None:
+            changes.append(change)
+    lost = store.apply_memberships(changes)
+    for change in changes:
+        applied += Applied(conflicts=1) if change in lost else Applied(0, len(change.entered), len(change.exited))
+    return applied
+
+
 def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules: Rules, at: datetime,
                 computed: frozenset[str] | None = None) -> Applied:
     live = int(profile.merged_into is None)
@@ -182,18 +200,21 @@ def _apply_once(store: SegmentStore, profile: Profile, held: HeldSegments, rules
 
 
 def _record(store: SegmentStore, run: SegmentRun, rules: Rules) -> None:
-    """Each segment's computation: when, and a growth point at its size now (sizes move with every change)."""
+    """Each segment's computation: when, its size (the members the shares counted at the run's instant) and
+    a growth point at that size. Between runs the members move with the refresh and the sizes stay: a size
+    kept by every membership change would double what each change writes (docs/segments.md)."""
     for segment_id in sorted(rules.segment_ids):
         record = store.get(run.workspace_id, segment_id)
         if record is None and segment_id not in BY_ID:
             continue  # deleted during the run
-        growth = record.growth if record else ()
-        if growth and growth[-1].at == run.now:
-            continue  # recorded by an earlier delivery of this task
-        point = GrowthPoint(at=run.now, size=record.size if record else 0)
+        # A point at this instant is this run's (an earlier delivery) or a run's at the same instant: replaced.
+        growth = tuple(p for p in record.growth if p.at != run.now) if record else ()
+        size = run.sizes.get(segment_id, 0)
+        point = GrowthPoint(at=run.now, size=size)
         try:
             store.record_computation(run.workspace_id, segment_id, run.now, (*growth, point)[-GROWTH_KEPT:],
-                                     None if segment_id in BY_ID else record.version if record else None)
+                                     None if segment_id in BY_ID else record.version if record else None,
+                                     size=size)
         except ConcurrentUpdate:
             continue  # edited during the run: the edit started a run of its own
 
@@ -220,27 +241,32 @@ def start_hourly(tasks: TaskQueue, workspace_ids: Iterable[str], now: datetime) 
 def run_hour(task: HourlyTask, store: SegmentStore, runs: SegmentRuns, clock: Callable[[], datetime]) -> Applied:
     """Re-decide the time-relative segments of the profiles filed under the hours before ``task.hour``.
 
-    Every hour of the horizon is looked at, so an hour a failed task left behind is taken up by the next one.
-    Only the time-relative segments move (``timed_segments``): the profile's other memberships are kept as
-    held (its own changes keep them current). Each profile is filed again under its next boundary, then
-    taken off the hour just read: a task delivered twice re-decides what is still filed, and changes nothing."""
+    The hours read are those after the last one an hourly run finished (within the horizon), so an hour a
+    failed task left behind is taken up by the next one, and a task delivered twice reads nothing again
+    (re-reading would only re-decide, and change nothing). Only the time-relative segments move
+    (``timed_segments``): the profile's other memberships are kept as held (its own changes keep them
+    current). Each profile is filed again under its next boundary; an hour's entries are never deleted
+    (a delete costs what a write does): they expire (``crm.adapters.segments.DUE_KEPT``)."""
+    done = runs.hourly_done(task.workspace_id)
+    hour = task.hour - HORIZON if done is None else max(task.hour - HORIZON, done + HOUR)
+    if hour >= task.hour:
+        return Applied()
     now = clock()
     rules = load_rules(store, task.workspace_id, now, current_population(runs, task.workspace_id))
     timed = timed_segments(rules)
     applied = Applied()
-    hour = task.hour - HORIZON
     while hour < task.hour:
         filed = store.due_profiles(task.workspace_id, hour)
         for start in range(0, len(filed), EVALUATED_TOGETHER):
             chunk = filed[start:start + EVALUATED_TOGETHER]
             together = list(store.profiles_by_id(task.workspace_id, chunk))
             decided = memberships_of_all([profile for profile, _ in together], rules)
-            for (profile, held), computed in zip(together, decided, strict=True):
-                kept = held.segment_ids & rules.segment_ids - timed
-                applied += _apply_once(store, profile, held, rules, clock(), computed & timed | kept)
+            kept = (held.segment_ids & rules.segment_ids - timed for _, held in together)
+            applied += _apply_all(store, together, [c & timed | k for c, k in zip(decided, kept, strict=True)],
+                                  rules, clock())
             store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, now))
-            store.clear_due(task.workspace_id, hour, chunk)
         hour += HOUR
+    runs.hourly_finished(task.workspace_id, task.hour - HOUR)
     return applied
 
 
