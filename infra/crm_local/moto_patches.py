@@ -31,12 +31,17 @@ moto describes a table's global secondary indexes without their ItemCount, which
 every six hours) and the segment runs and currency jobs size their fan-out by: here it is the index's live count
 (the items holding the index's key attributes).
 
+moto's model data (``/moto-api/data.json``, what the demo and tests read sent mail and SMS from) checks that each
+attribute serializes, then serializes the whole again: a schedule group's map that gained a schedule in between
+(another request's thread) failed the answer with a 500. Here each attribute is copied as it was checked.
+
 moto's server also lists its package's folders (a listdir and a stat per service) on every request to
 find the service a host names; the list never changes while it runs, so it is listed once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
@@ -61,12 +66,14 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.models.utilities import bytesize
+from moto.moto_api._internal.responses import MotoAPIResponse
 from moto.sqs.models import Message, Queue, SQSBackend
 
 _ORIGINAL = DynamoDBBackend.transact_write_items
 _ORIGINAL_MODULES = backends.list_of_moto_modules
 _MODULES: tuple[str, ...] = ()
 _ORIGINAL_SERIALIZED = BaseResponse.serialized
+_ORIGINAL_MODEL_DATA = MotoAPIResponse.model_data
 # Operations whose answers are items and keys in wire form, counts, capacities and times: nothing to reshape.
 _PLAIN_JSON_OPERATIONS = {
     "dynamodb": frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem",
@@ -272,6 +279,26 @@ def set_attribute(self: LimitedSizeDict, key: str, value: Any) -> None:
     dict.__setitem__(self, key, value)
 
 
+def model_data(self: MotoAPIResponse, request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    from moto.core.model_instances import model_data as models_by_service
+
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for service in sorted(models_by_service):
+        models = models_by_service[service]
+        results[service] = {}
+        for name in sorted(models):
+            instances = results[service][name] = []
+            for instance in list(models[name].instances_tracked):  # type: ignore[attr-defined]
+                copied: dict[str, Any] = {}
+                for attr in dir(instance):
+                    if attr.startswith("_"):
+                        continue
+                    with contextlib.suppress(TypeError, AttributeError, ValueError, RuntimeError):
+                        copied[attr] = json.loads(json.dumps(getattr(instance, attr)))
+                instances.append(copied)
+    return 200, {"Content-Type": "application/javascript"}, json.dumps(results)
+
+
 def moto_modules() -> tuple[str, ...]:
     global _MODULES
     if not _MODULES:
@@ -292,6 +319,7 @@ def install() -> None:
     for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
         setattr(DynamoDBBackend, name, _atomic(operation))
     BaseResponse.serialized = serialized  # type: ignore[method-assign]
+    MotoAPIResponse.model_data = model_data  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -307,3 +335,4 @@ def uninstall() -> None:
     for name, operation in _ORIGINAL_ITEM_OPERATIONS.items():
         setattr(DynamoDBBackend, name, operation)
     BaseResponse.serialized = _ORIGINAL_SERIALIZED  # type: ignore[method-assign]
+    MotoAPIResponse.model_data = _ORIGINAL_MODEL_DATA  # type: ignore[method-assign]

@@ -141,6 +141,11 @@ def _config(known: dict[str, list[str]]) -> str:
                   'parameters = { "query.from" = { dictionary = "day", probability = 0.5 }, '
                   '"query.to" = { dictionary = "day", probability = 0.5 } }',
                   'checks = { positive_data_acceptance = { expected-statuses = ["2XX", "400", "401", "404"] } }']
+    # An ad platform's audience file has the platform's columns: `fields` beside format=meta_audience or
+    # google_audience is refused with a 400 (the operation's description says so; one parameter's value cannot
+    # forbid another parameter in JSON Schema).
+    lines += ["", "[[operations]]", 'include-path = "/segments/{segment_id}/export"', 'include-method = "GET"',
+              'checks = { positive_data_acceptance = { expected-statuses = ["2XX", "400", "401", "404", "409"] } }']
     # The same for a report's period (and a cohorts report asked by day or week); its names are the seven.
     lines += ["", "[[operations]]", 'include-path = "/reports/{name}"',
               'parameters = { "path.name" = { dictionary = "report", probability = 0.7 }, '

@@ -128,20 +128,36 @@ def template(subject: str) -> TemplateRecord:
 
 def test_settings_and_templates_are_held_for_the_ttl_and_the_apis_reads_are_fresh() -> None:
     source, clock = CountingMessaging(template("one")), Clock()
+    source.put_messaging_settings(WS, MessagingSettings(from_address="shop@example.com"))
     cache = MessagingCache(source, ttl=30, monotonic=clock)
     held = cache.held()
     for _ in range(3):
         held.messaging_settings(WS)
         assert (found := held.get_template(WS, "t1")) is not None and found.template.subject == "one"
-        assert held.get_template(WS, "missing") is None  # a template that is not there is held too
-    assert source.reads == 3
+    assert source.reads == 2
     source.put_template(template("two"))  # another container's write: seen once the ttl has passed
     assert (found := held.get_template(WS, "t1")) is not None and found.template.subject == "one"
     assert (fresh := cache.get_template(WS, "t1")) is not None and fresh.template.subject == "two"
     cache.messaging_settings(WS)
-    assert source.reads == 5
+    assert source.reads == 4
     clock.at = 30.0
     assert (found := held.get_template(WS, "t1")) is not None and found.template.subject == "two"
+
+
+def test_a_workspace_without_a_sender_or_a_template_is_read_afresh_until_it_has_them() -> None:
+    source = CountingMessaging()
+    source.put_messaging_settings(WS, MessagingSettings())
+    cache = MessagingCache(source, ttl=30, monotonic=Clock())
+    held = cache.held()
+    assert held.messaging_settings(WS).from_address is None and held.get_template(WS, "t1") is None
+    source.put_messaging_settings(WS, MessagingSettings(from_address="shop@example.com"))  # another container
+    source.put_template(template("one"))
+    assert held.messaging_settings(WS).from_address == "shop@example.com"
+    assert held.get_template(WS, "t1") is not None
+    reads = source.reads
+    held.messaging_settings(WS)
+    held.get_template(WS, "t1")
+    assert source.reads == reads  # held from now on
 
 
 def test_a_write_through_the_api_forgets_the_workspaces_held_settings_and_templates() -> None:

@@ -191,7 +191,9 @@ class MessagingCache:
     template) afresh, a read unit each, for what a marketer changes a few times a year. What holding can
     delay, by at most ``ttl`` in another container: a new sender, postal address, quiet hours or Smart Sending
     window, or a template's new text, reaching the sends (the flows' own checks, consent and suppression, are
-    read afresh for every send)."""
+    read afresh for every send). Settings with no sender and a template not found are not held: a workspace
+    setting up its first sender or template is read afresh until it has them, so its first sends are not held
+    back."""
 
     source: MessagingStore
     ttl: float = HELD_FOR_SECONDS
@@ -231,7 +233,10 @@ class MessagingCache:
         if held is None or now - held.read_at >= self.ttl:
             if len(self._settings) >= MAX_WORKSPACES:
                 del self._settings[next(iter(self._settings))]
-            held = self._settings[workspace_id] = _Held(self.source.messaging_settings(workspace_id), now)
+            settings = self.source.messaging_settings(workspace_id)
+            if settings.from_address is None and settings.sms_sender is None:
+                return settings
+            held = self._settings[workspace_id] = _Held(settings, now)
         return held.value
 
     def held_template(self, workspace_id: str, template_id: str) -> TemplateRecord | None:
@@ -240,7 +245,10 @@ class MessagingCache:
         if held is None or now - held.read_at >= self.ttl:
             if len(self._templates) >= MAX_WORKSPACES:
                 del self._templates[next(iter(self._templates))]
-            held = self._templates[key] = _Held(self.source.get_template(workspace_id, template_id), now)
+            record = self.source.get_template(workspace_id, template_id)
+            if record is None:
+                return None
+            held = self._templates[key] = _Held(record, now)
         return held.value
 
     def held(self) -> HeldMessaging:
