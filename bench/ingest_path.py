@@ -170,19 +170,6 @@ def _put_item(params: Item, parsed: Item) -> tuple[float, float]:
     return 0.0, write_units(item_size(params["Item"]))
 
 
-def _batch_write_item(params: Item, parsed: Item) -> tuple[float, float]:
-    """Each request is billed as its own PutItem or DeleteItem; unprocessed ones are not charged (yet)."""
-    units = 0.0
-    for table, requests in params["RequestItems"].items():
-        unprocessed = parsed.get("UnprocessedItems", {}).get(table, [])
-        for request in requests:
-            if request in unprocessed:
-                continue
-            put = request.get("PutRequest")
-            units += write_units(item_size(put["Item"])) if put else 1.0
-    return 0.0, units
-
-
 def _update_item(params: Item, parsed: Item) -> tuple[float, float]:
     """Approximated as the key plus the values the update writes."""
     return 0.0, write_units(item_size(params["Key"]) + item_size(params.get("ExpressionAttributeValues")))
@@ -203,7 +190,6 @@ _DYNAMODB_UNITS: dict[str, Callable[[Item, Item], tuple[float, float]]] = {
     "BatchGetItem": _batch_get_item,
     "Query": _query,
     "PutItem": _put_item,
-    "BatchWriteItem": _batch_write_item,
     "UpdateItem": _update_item,
     "DeleteItem": lambda p, r: (0.0, 1.0),
     "TransactWriteItems": _transact_write_items,
