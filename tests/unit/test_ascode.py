@@ -271,3 +271,8 @@ def test_any_segment_written_as_yaml_reads_back_and_crosses_the_wire_as_the_same
     assert comparable(parse_segment(from_file)) == comparable(held)
     over_the_wire = json.loads(json_text(from_file), parse_float=Decimal)
     assert comparable(parse_segment(over_the_wire)) == comparable(held)
+
+
+def test_text_that_yaml_1_1_writes_plain_but_1_2_reads_as_a_number_is_quoted() -> None:
+    for text in ("08", "0o17", "8", "true", "1e3", "on", "21:00"):
+        assert read(to_yaml({"value": text})).data == {"value": text}

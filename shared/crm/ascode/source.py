@@ -46,6 +46,12 @@ _Resolver.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
     list("-+0123456789."))
 
 
+def reads_as_text(plain: str) -> bool:
+    """Whether ``plain``, written unquoted, reads back as text here (not a number or a boolean)."""
+    tag: str = _Resolver().resolve(yaml.ScalarNode, plain, (True, False))  # type: ignore[no-untyped-call]
+    return tag == "tag:yaml.org,2002:str"
+
+
 class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
               yaml.constructor.SafeConstructor, _Resolver):
     def __init__(self, text: str) -> None:

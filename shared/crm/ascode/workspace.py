@@ -19,6 +19,7 @@ import yaml
 
 from crm.ascode.layout import DOCUMENT_SUFFIXES, SETTINGS_FILE, Kind, file_stem
 from crm.ascode.plan import Action, Held, Plan, Step
+from crm.ascode.source import reads_as_text
 from crm.models.flows import FlowDefinition, FlowStatus
 from crm.models.messaging import EmailTemplate, SmsTemplate
 from crm.segments.definition import parse_segment
@@ -135,7 +136,10 @@ def _decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.ScalarNode:
 
 
 def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+    # The reader takes YAML 1.2's core schema, the dumper 1.1's: text such as "08" is plain to one, a number to
+    # the other, so it is quoted.
+    style = "|" if "\n" in value else None if reads_as_text(value) else "'"
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
 _Dumper.add_representer(Decimal, _decimal)
