@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from chalice.test import Client
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.stores import DynamoStoreDirectory
 from crm.audiences import sha256_hex
@@ -18,13 +17,11 @@ from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.stores import Platform
 from crm.ports import Change
 from crm.stores import register_store
-from crm_local.lambdas import load_handler
 from crm_local.provision import Provisioned
 
 from tests.aws import client
 from tests.builders import NOW
 from tests.integration.test_segment_exports_api import World, profile
-from tests.segment_workers import SegmentWorkers
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +52,7 @@ def world(provisioned: Provisioned, function_env: UseEnv) -> World:
                  profile(b.workspace_id, "pb1", 1, email="other@example.com",
                          consents={"email": stated(Channel.EMAIL, ConsentState.SUBSCRIBED)})):
         repository.commit(Change(workspace_id=item.workspace_id, profiles=((item, None),)))
-    workers = SegmentWorkers(provisioned, function_env)
-    function_env("ApiFunction")
-    spec = provisioned.functions["ApiFunction"]
-    return World(provisioned, function_env, Client(load_handler(spec.code_path, spec.handler, spec.logical_id)), a, b,
-                 workers)
+    return World.started(provisioned, function_env, a, b)
 
 
 def rows(text: str) -> list[list[str]]:

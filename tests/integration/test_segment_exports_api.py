@@ -48,6 +48,14 @@ class World:
     b: StoreRegistration
     workers: SegmentWorkers
 
+    @classmethod
+    def started(cls, provisioned: Provisioned, use: UseEnv, a: StoreRegistration, b: StoreRegistration) -> World:
+        """The API function loaded in-process and the segment workers, over the two workspaces' stores."""
+        workers = SegmentWorkers(provisioned, use)
+        use("ApiFunction")
+        spec = provisioned.functions["ApiFunction"]
+        return cls(provisioned, use, Client(load_handler(spec.code_path, spec.handler, spec.logical_id)), a, b, workers)
+
     def call(self, method: str, path: str, key: str | None = None, body: Any = None) -> Any:
         self.use("ApiFunction")
         headers = {"x-api-key": key or self.a.api_key, "content-type": "application/json"}
@@ -101,11 +109,7 @@ def world(provisioned: Provisioned, function_env: UseEnv) -> World:
                  profile(ws, "pa4", 0, email="visitor@example.com"),
                  profile(b.workspace_id, "pb1", 1, email="other@example.com")):
         repository.commit(Change(workspace_id=item.workspace_id, profiles=((item, None),)))
-    workers = SegmentWorkers(provisioned, function_env)
-    function_env("ApiFunction")
-    spec = provisioned.functions["ApiFunction"]
-    return World(provisioned, function_env, Client(load_handler(spec.code_path, spec.handler, spec.logical_id)), a, b,
-                 workers)
+    return World.started(provisioned, function_env, a, b)
 
 
 def test_post_then_the_worker_then_the_presigned_url_downloads_the_file(world: World) -> None:
