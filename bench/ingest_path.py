@@ -175,6 +175,18 @@ def _update_item(params: Item, parsed: Item) -> tuple[float, float]:
     return 0.0, write_units(item_size(params["Key"]) + item_size(params.get("ExpressionAttributeValues")))
 
 
+def _batch_write_item(params: Item, parsed: Item) -> tuple[float, float]:
+    """Each put is billed as its own PutItem, each delete as one unit; unprocessed requests are not charged."""
+    units = 0.0
+    for table, requests in params["RequestItems"].items():
+        unprocessed = parsed.get("UnprocessedItems", {}).get(table, [])
+        for request in requests:
+            if request in unprocessed:
+                continue
+            units += write_units(item_size(request["PutRequest"]["Item"])) if "PutRequest" in request else 1.0
+    return 0.0, units
+
+
 def _transact_write_items(params: Item, parsed: Item) -> tuple[float, float]:
     """Transactional writes cost twice a plain write of each item."""
     units = 0.0
@@ -192,6 +204,7 @@ _DYNAMODB_UNITS: dict[str, Callable[[Item, Item], tuple[float, float]]] = {
     "PutItem": _put_item,
     "UpdateItem": _update_item,
     "DeleteItem": lambda p, r: (0.0, 1.0),
+    "BatchWriteItem": _batch_write_item,
     "TransactWriteItems": _transact_write_items,
 }
 
