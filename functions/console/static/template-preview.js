@@ -11,9 +11,9 @@
     }
   }
   document.addEventListener("DOMContentLoaded", refresh);
-  document.addEventListener("htmx:afterSwap", function (event) {
-    var source = event.detail && event.detail.elt;
-    if (source && source.matches && source.matches("form[data-live-preview]")) {
+  // htmx dispatches this on the element that made the request: here, the editor's form.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.target.matches && event.target.matches("form[data-live-preview]")) {
       refresh();
     }
   });
