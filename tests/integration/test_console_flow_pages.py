@@ -65,6 +65,11 @@ def test_a_flow_s_page_draws_its_steps_with_their_counts_and_saves_a_delay(
 
     viewer = _signed_in(provisioned, client, store, "flow.viewer@example.com", "viewer")
     page = _body(viewer.request("get", f"/console/flows/{FLOW}"))
+    # A draft's backtest reads and sends nothing: a viewer runs it too.
+    tested = viewer.request("get", f"/console/flows/{FLOW}?backtest_days=30")
+    assert _status(tested) == 200 and '<dd data-figure="backtest-entered">0</dd>' in _body(tested)
+    too_far = viewer.request("get", f"/console/flows/{FLOW}?backtest_days=500")
+    assert _status(too_far) == 400 and "days: Input should be less than or equal to 90" in _body(too_far)
     assert "<fieldset disabled>" in page
     refused = viewer.request("post", f"/console/flows/{FLOW}", {"csrf_token": viewer.csrf(f"/console/flows/{FLOW}"),
                                                                 "version": "1", "wait.wait_4h": "1",
