@@ -47,10 +47,10 @@ def _template_editor(url: str) -> Callable[[Any], None]:
     """The editor once its preview frame shows the rendered email."""
     def visit(page: Any) -> None:
         page.goto(url)
-        shown = page.frame_locator("iframe[name=email-preview]").locator("body *").first
-        shown.wait_for()
+        page.frame_locator("iframe[name=email-preview]").locator("body *").first.wait_for()
         # A frame below the fold is painted once scrolled to (a full-page shot of a phone left it blank).
-        shown.scroll_into_view_if_needed()
+        page.locator("iframe[name=email-preview]").scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
         page.evaluate("window.scrollTo(0, 0)")
     return visit
 
