@@ -48,10 +48,11 @@ def _template_editor(url: str) -> Callable[[Any], None]:
     def visit(page: Any) -> None:
         page.goto(url)
         page.frame_locator("iframe[name=email-preview]").locator("body *").first.wait_for()
-        # A frame below the fold is painted once scrolled to (a full-page shot of a phone left it blank).
-        page.locator("iframe[name=email-preview]").scroll_into_view_if_needed()
+        # The frame is sandboxed (another process): Chromium paints it in a full-page shot only within the
+        # viewport, so the viewport is made as tall as the page (a phone's shot showed it blank).
+        width = page.viewport_size["width"]
+        page.set_viewport_size({"width": width, "height": page.evaluate("document.documentElement.scrollHeight")})
         page.wait_for_timeout(300)
-        page.evaluate("window.scrollTo(0, 0)")
     return visit
 
 
