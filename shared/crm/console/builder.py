@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -296,8 +296,9 @@ def apply(tree: Node, action: str, segment_ids: list[str]) -> Node:
     node, parent = _at(tree, path)
     if node is None:
         return tree
-    made = {"add-condition": new_condition, "add-event": new_event, "add-group": new_group,
-            "add-segment": lambda: new_segment(segment_ids)}
+    made: dict[str, Callable[[], Node]] = {
+        "add-condition": new_condition, "add-event": new_event, "add-group": new_group,
+        "add-segment": lambda: new_segment(segment_ids)}
     if verb in made and node.group and (node.kind != "not" or not node.parts):
         node.parts.append(made[verb]())
     elif verb == "remove" and parent is not None and len(parent.parts) > 1:
@@ -334,8 +335,8 @@ def state(form: Mapping[str, str], segment_ids: list[str] | None = None) -> Buil
     action = form.get("action", "")
     typed = form.get("definition", "")
     if action == "reset":
-        tree = Node("all", parts=[new_condition()])
-        return Builder(tree, to_json(tree), to_json(tree))
+        fresh = Node("all", parts=[new_condition()])
+        return Builder(fresh, to_json(fresh), to_json(fresh))
     if action == "load" or not has_tree(form) or typed != form.get("written", typed):
         try:
             tree = load(typed)
