@@ -225,6 +225,10 @@ CONSOLE_ROUTES = {
     *(("POST", path, "ConsoleFunction") for path in (
         "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments", "/console/flows/status",
         "/console/segments/preview")),
+    # The segment builder's form and a segment's asynchronous export.
+    ("POST", "/console/segments/builder", "ConsoleFunction"),
+    ("POST", "/console/segments/{segment_id}/exports", "ConsoleFunction"),
+    ("GET", "/console/segments/{segment_id}/exports/{export_id}", "ConsoleFunction"),
 }
 
 
