@@ -43,6 +43,21 @@ def _shoot(browser: Any, out: Path, name: str, visit: Callable[[Any], None], sto
         context.close()
 
 
+def _build(page: Any, root: str) -> None:
+    page.goto(f"{root}/segments")
+    page.get_by_role("button", name="Add an event condition", exact=True).click()
+    page.locator("#n-1-op").wait_for()
+    page.get_by_role("button", name="Add a group", exact=True).click()
+    page.locator("#n-2-0-field").wait_for()
+    page.locator("[data-figure=draft-count]").wait_for()
+
+
+def _export(page: Any, segment: str) -> None:
+    page.goto(segment)
+    page.get_by_role("button", name="Start the export").click()
+    page.get_by_role("link", name="Download the file").wait_for(timeout=60_000)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/console"))
@@ -94,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             _shoot(browser, args.out, "segment", lambda page: page.goto(f"{root}/segments/builtin:vip"),
                    signed_in["editor"])
             _shoot(browser, args.out, "flows", lambda page: page.goto(f"{root}/flows"), signed_in["editor"])
+            # The segment builder (a condition, an event window, a nested group) and a segment's export, done.
+            _shoot(browser, args.out, "builder", lambda page: _build(page, root), signed_in["editor"])
+            _shoot(browser, args.out, "segment-export", lambda page: _export(page, f"{root}/segments/builtin:vip"),
+                   signed_in["editor"])
             browser.close()
     return 0
 
