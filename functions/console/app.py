@@ -531,7 +531,11 @@ def segment_export(session: Session, segment_id: str, export_id: str) -> Respons
         raise Refused(404, "No such export", "This segment has no export with this id: start a new one from "
                                              "the segment's page.") from None
     view = exports.export_view(job, wiring.export_files(), utc_now())
-    return _html("segment_export.html", title=f"Export of {segment_id}", export=view,
+    try:
+        name = segment_service.segment_view(wiring.segment_store(), session.workspace_id, segment_id)["name"]
+    except segment_service.SegmentNotFound:
+        name = segment_id  # deleted since: its export's file is still there
+    return _html("segment_export.html", title=f"Export of {name}", export=view, segment_name=name,
                  waiting=view["status"] in ("queued", "running"), **_context(session, "segments"))
 
 

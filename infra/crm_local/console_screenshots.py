@@ -45,9 +45,11 @@ def _shoot(browser: Any, out: Path, name: str, visit: Callable[[Any], None], sto
 
 def _build(page: Any, root: str) -> None:
     page.goto(f"{root}/segments")
-    page.get_by_role("button", name="Add an event condition", exact=True).click()
-    page.locator("#n-1-op").wait_for()
-    page.get_by_role("button", name="Add a group", exact=True).click()
+    page.get_by_role("button", name="Add event condition", exact=True).click()
+    page.locator("#n-1-within_days").fill("")  # ever: the simulated shoppers browsed months ago
+    page.locator("#n-1-within_days").press("Tab")
+    page.locator("#n-1-within_days[value='']").wait_for()
+    page.get_by_role("button", name="Add group", exact=True).click()
     page.locator("#n-2-0-field").wait_for()
     page.locator("[data-figure=draft-count]").wait_for()
 

@@ -262,15 +262,15 @@ def test_a_segment_built_in_the_builder_form_counts_as_the_api_previews_it_and_i
     page.locator("#n-0-value").press("Tab")
     expect(definition).to_have_value(re.compile(r'"op": "gt",\s*"value": "0"'))
     # An event condition added from the keyboard: "never viewed a product in the last 14 days".
-    page.get_by_role("button", name="Add an event condition", exact=True).focus()
+    page.get_by_role("button", name="Add event condition", exact=True).focus()
     page.keyboard.press("Enter")
     expect(definition).to_have_value(re.compile(r'"event": "product_viewed"'))
     page.locator("#n-1-op").select_option("none")
     expect(page.locator("#n-1-count")).to_have_count(0)  # "never" takes no count
     # A nested "any" group: at least one order, or an email consent of any state.
-    page.get_by_role("button", name="Add a group", exact=True).click()
+    page.get_by_role("button", name="Add group", exact=True).click()
     expect(definition).to_have_value(re.compile(r'"any"'))
-    page.get_by_role("button", name="Add a condition to group 3").click()
+    page.get_by_role("button", name="Add condition to group 3").click()
     expect(page.locator("#n-2-1-field")).to_have_count(1)
     page.locator("#n-2-1-field").select_option("consent.email")
     expect(definition).to_have_value(re.compile(r'"consent.email"'))
