@@ -265,6 +265,7 @@ def test_a_segment_built_in_the_builder_form_counts_as_the_api_previews_it_and_i
     page.get_by_role("button", name="Add event condition", exact=True).focus()
     page.keyboard.press("Enter")
     expect(definition).to_have_value(re.compile(r'"event": "product_viewed"'))
+    expect(page.get_by_role("button", name="Add event condition", exact=True)).to_be_focused()  # kept in the swap
     page.locator("#n-1-op").select_option("none")
     expect(page.locator("#n-1-count")).to_have_count(0)  # "never" takes no count
     # A nested "any" group: at least one order, or an email consent of any state.
