@@ -351,7 +351,9 @@ SAMPLE_DEFINITION = json.dumps({"all": [{"field": "orders_count", "op": "gte", "
 @_page
 @_signed_in
 def segments(session: Session) -> Response:
-    return _segments_page(session)
+    built = builder.start(SAMPLE_DEFINITION)
+    count, problem = _count(session, "", built.definition)  # the builder's count from the first look
+    return _segments_page(session, built=built, count=count, count_problem=problem)
 
 
 @app.route("/console/segments", methods=["POST"], content_types=FORM)

@@ -159,15 +159,22 @@ def test_the_builder_counts_a_draft_as_the_api_does(local_stack: LocalStack, wor
     page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
             else None)
     _open(page, "Segments")
-    page.get_by_label("Definition").fill(json.dumps(definition))
+    def previewed(definition: object) -> int:
+        draft = json.dumps({"name": "draft", "definition": definition}).encode()
+        status, preview = local_stack.post("/segments/preview", draft, {"x-api-key": workspace["api_key"],
+                                                                        "Content-Type": "application/json"})
+        assert status == 200
+        return int(preview["size"])
+
     count = page.locator("[data-figure=draft-count]")
-    count.wait_for()  # typed: htmx asks for the count after a pause, the page stays as it is
+    sample = json.loads(page.get_by_label("Definition").input_value())
+    assert count.inner_text() == f"{previewed(sample):,}"  # the sample's count from the first look
+    page.get_by_label("Definition").fill(json.dumps(definition))
+    size = previewed(definition)
+    assert size >= 1 and size != previewed(sample)
+    # Typed: htmx asks for the count after a pause, the page stays as it is.
+    sync_api.expect(count).to_have_text(f"{size:,}")
     assert page.get_by_label("Definition").input_value() == json.dumps(definition)
-    draft = json.dumps({"name": "draft", "definition": definition}).encode()
-    status, preview = local_stack.post("/segments/preview", draft, {"x-api-key": workspace["api_key"],
-                                                                    "Content-Type": "application/json"})
-    assert status == 200 and preview["size"] >= 1
-    assert count.inner_text() == f"{preview['size']:,}"
     page.get_by_label("Definition").fill('{"all": [{"field": "no_such_field", "op": "eq", "value": 1}]}')
     page.locator("#segment-count .problem").wait_for()
     assert refused == []
