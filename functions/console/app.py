@@ -22,7 +22,7 @@ from chalice import Chalice, Response
 from crm import wiring
 from crm.adapters.users import PasswordRejected, SignInRefused
 from crm.clock import utc_now
-from crm.console import charts, flow_page, pages, render, template_page
+from crm.console import builder, charts, flow_page, pages, render, template_page
 from crm.console import session as sessions
 from crm.console.invitation import invitation_of
 from crm.console.session import Session
@@ -338,9 +338,9 @@ def customer_timeline(session: Session, profile_id: str) -> Response:
 
 
 def _segments_page(session: Session, status: int = 200, **context: Any) -> Response:
-    context = {"saved": None, "problem": None, "draft_name": "", "draft_definition": SAMPLE_DEFINITION,
-               "count": None, "count_problem": None, **context}
     listed = segment_service.list_segments(wiring.segment_store(), session.workspace_id)
+    context = {"saved": None, "problem": None, "draft_name": "", "count": None, "count_problem": None,
+               **_builder_context(listed, context.pop("built", None) or builder.start(SAMPLE_DEFINITION)), **context}
     return _html("segments.html", status=status, title="Segments", segments=listed, **context,
                  **_context(session, "segments"))
 
@@ -354,7 +354,9 @@ SAMPLE_DEFINITION = json.dumps({"all": [{"field": "orders_count", "op": "gte", "
 @_page
 @_signed_in
 def segments(session: Session) -> Response:
-    return _segments_page(session)
+    built = builder.start(SAMPLE_DEFINITION)
+    count, problem = _count(session, "", built.definition)  # the builder's count from the first look
+    return _segments_page(session, built=built, count=count, count_problem=problem)
 
 
 @app.route("/console/segments", methods=["POST"], content_types=FORM)
@@ -365,14 +367,15 @@ def save_segment(session: Session) -> Response:
 
     form = _form()
     _can_change(session, form)
-    name, definition = form.get("name", "").strip(), form.get("definition", "")
+    name, built = form.get("name", "").strip(), None
     try:
+        built = builder.state(form)
         if not name:
             raise SegmentInvalid("name: give the segment a name")
-        document = _draft(name, definition)
+        document = _draft(name, built.definition)
         record = segment_service.create(wiring.segment_store(), session.workspace_id, document, utc_now())
     except (SegmentInvalid, segment_service.SegmentConflict) as invalid:
-        return _segments_page(session, status=400, problem=str(invalid), draft_name=name, draft_definition=definition)
+        return _segments_page(session, status=400, problem=str(invalid), draft_name=name, built=built)
     from crm.config import settings
 
     runs.start_runs(wiring.segment_runs(), wiring.segment_tasks(), [session.workspace_id], utc_now(),
@@ -397,16 +400,56 @@ def preview_segment(session: Session) -> Response:
     """How many customers a draft matches now (nothing saved): the count alone for htmx, else the whole page."""
     form = _form()
     _check_csrf(session.session_id, form)
-    name, definition = form.get("name", "").strip(), form.get("definition", "")
-    count, problem = None, None
-    try:
-        count = segment_service.preview(wiring.segment_store(), wiring.segment_runs(), session.workspace_id,
-                                        _draft(name, definition), utc_now())
-    except (SegmentInvalid, segment_service.SegmentConflict) as invalid:
-        problem = str(invalid)
+    built = _built(form)
+    count, problem = _count(session, form.get("name", "").strip(), built.definition)
     if app.current_request.headers.get("hx-request") == "true":
         return _html("segment_count.html", count=count, count_problem=problem)
-    return _segments_page(session, count=count, count_problem=problem, draft_name=name, draft_definition=definition)
+    return _segments_page(session, count=count, count_problem=problem, draft_name=form.get("name", "").strip(),
+                          built=built)
+
+
+# --- the segment builder's form (crm.console.builder) -----------------------------------------------------
+
+
+def _builder_context(listed: list[dict[str, Any]], built: builder.Builder) -> dict[str, Any]:
+    from crm.models.consent import ConsentState
+
+    return {"built": built, "choices": builder.choices(), "builder_label": builder.path_label,
+            "segment_names": {s["id"]: s["name"] for s in listed},
+            "consent_states": [state.value for state in ConsentState]}
+
+
+def _built(form: dict[str, str], segment_ids: list[str] | None = None) -> builder.Builder:
+    try:
+        return builder.state(form, segment_ids)
+    except SegmentInvalid as invalid:
+        raise Refused(400, "Form not understood", f"{invalid}: reload the segments page.") from None
+
+
+def _count(session: Session, name: str, definition: str) -> tuple[Any, str | None]:
+    """How many customers a draft matches now, or the DSL's message."""
+    try:
+        return segment_service.preview(wiring.segment_store(), wiring.segment_runs(), session.workspace_id,
+                                       _draft(name, definition), utc_now()), None
+    except (SegmentInvalid, segment_service.SegmentConflict) as invalid:
+        return None, str(invalid)
+
+
+@app.route("/console/segments/builder", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def segment_builder(session: Session) -> Response:
+    """The builder after a change or a button (add or remove a part, show typed JSON in the form), with the count
+    its definition matches: the builder alone for htmx, else the whole page."""
+    form = _form()
+    _check_csrf(session.session_id, form)
+    listed = segment_service.list_segments(wiring.segment_store(), session.workspace_id)
+    built = _built(form, [s["id"] for s in listed])
+    name = form.get("name", "").strip()
+    count, problem = _count(session, name, built.definition)
+    if app.current_request.headers.get("hx-request") == "true":
+        return _html("segment_builder.html", count=count, count_problem=problem, **_builder_context(listed, built))
+    return _segments_page(session, count=count, count_problem=problem, draft_name=name, built=built)
 
 
 @app.route("/console/segments/{segment_id}", methods=["GET"])
@@ -453,6 +496,52 @@ def export_segment(session: Session, segment_id: str) -> Response:
     return Response(body=body, status_code=200, headers={
         **SECURITY_HEADERS, "Content-Type": exports.CONTENT_TYPES[options.format], "Cache-Control": "no-store",
         "Content-Disposition": f'attachment; filename="{exports.download_name(segment_id, options)}"'})
+
+
+# --- a segment's asynchronous export (crm.segments.exports: the exports function writes the file) -----------
+
+
+@app.route("/console/segments/{segment_id}/exports", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def start_segment_export(session: Session, segment_id: str) -> Response:
+    """Queue an export of every member as CSV or JSON Lines (viewers too: it changes no data), then its page."""
+    from crm.segments import exports
+
+    form = _form()
+    _check_csrf(session.session_id, form)
+    try:
+        options = exports.options_from_query({"format": form.get("format", "csv"), "fields": ",".join(EXPORT_FIELDS)})
+        job = exports.start_export(wiring.export_jobs(), wiring.export_queue(), wiring.segment_store(),
+                                   session.workspace_id, segment_id, options, utc_now())
+    except exports.ExportInvalid as invalid:
+        raise Refused(400, "Export not started", str(invalid)) from None
+    except segment_service.SegmentNotFound:
+        raise Refused(404, "No such segment", "This workspace has no segment with this id.") from None
+    logger.info("console export started", extra={"workspace_id": session.workspace_id, "segment_id": segment_id,
+                                                 "export_id": job.export_id})
+    return _redirect(f"{_root()}/segments/{segment_id}/exports/{job.export_id}")
+
+
+@app.route("/console/segments/{segment_id}/exports/{export_id}", methods=["GET"])
+@_page
+@_signed_in
+def segment_export(session: Session, segment_id: str, export_id: str) -> Response:
+    """An export's status; its download link once done (htmx asks again every few seconds until then)."""
+    from crm.segments import exports
+
+    try:
+        job = exports.export_job(wiring.export_jobs(), session.workspace_id, segment_id, export_id)
+    except exports.ExportNotFound:
+        raise Refused(404, "No such export", "This segment has no export with this id: start a new one from "
+                                             "the segment's page.") from None
+    view = exports.export_view(job, wiring.export_files(), utc_now())
+    try:
+        name = segment_service.segment_view(wiring.segment_store(), session.workspace_id, segment_id)["name"]
+    except segment_service.SegmentNotFound:
+        name = segment_id  # deleted since: its export's file is still there
+    return _html("segment_export.html", title=f"Export of {name}", export=view, segment_name=name,
+                 waiting=view["status"] in ("queued", "running"), **_context(session, "segments"))
 
 
 FLOWS_DAYS = 30

@@ -56,6 +56,23 @@ def _template_editor(url: str) -> Callable[[Any], None]:
     return visit
 
 
+def _build(page: Any, root: str) -> None:
+    page.goto(f"{root}/segments")
+    page.get_by_role("button", name="Add event condition", exact=True).click()
+    page.locator("#n-1-within_days").fill("")  # ever: the simulated shoppers browsed months ago
+    page.locator("#n-1-within_days").press("Tab")
+    page.locator("#n-1-within_days[value='']").wait_for()
+    page.get_by_role("button", name="Add group", exact=True).click()
+    page.locator("#n-2-0-field").wait_for()
+    page.locator("[data-figure=draft-count]").wait_for()
+
+
+def _export(page: Any, segment: str) -> None:
+    page.goto(segment)
+    page.get_by_role("button", name="Start the export").click()
+    page.get_by_role("link", name="Download the file").wait_for(timeout=60_000)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/console"))
@@ -112,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             _shoot(browser, args.out, "flow", lambda page: page.goto(flow), signed_in["editor"])
             _shoot(browser, args.out, "templates", lambda page: page.goto(f"{root}/templates"), signed_in["editor"])
             _shoot(browser, args.out, "template", _template_editor(f"{root}/templates/builtin:abandoned_checkout_1"),
+                   signed_in["editor"])
+            # The segment builder (a condition, an event window, a nested group) and a segment's export, done.
+            _shoot(browser, args.out, "builder", lambda page: _build(page, root), signed_in["editor"])
+            _shoot(browser, args.out, "segment-export", lambda page: _export(page, f"{root}/segments/builtin:vip"),
                    signed_in["editor"])
             browser.close()
     return 0

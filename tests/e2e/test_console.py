@@ -159,15 +159,22 @@ def test_the_builder_counts_a_draft_as_the_api_does(local_stack: LocalStack, wor
     page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
             else None)
     _open(page, "Segments")
-    page.get_by_label("Definition").fill(json.dumps(definition))
+    def previewed(definition: object) -> int:
+        draft = json.dumps({"name": "draft", "definition": definition}).encode()
+        status, preview = local_stack.post("/segments/preview", draft, {"x-api-key": workspace["api_key"],
+                                                                        "Content-Type": "application/json"})
+        assert status == 200
+        return int(preview["size"])
+
     count = page.locator("[data-figure=draft-count]")
-    count.wait_for()  # typed: htmx asks for the count after a pause, the page stays as it is
+    sample = json.loads(page.get_by_label("Definition").input_value())
+    assert count.inner_text() == f"{previewed(sample):,}"  # the sample's count from the first look
+    page.get_by_label("Definition").fill(json.dumps(definition))
+    size = previewed(definition)
+    assert size >= 1 and size != previewed(sample)
+    # Typed: htmx asks for the count after a pause, the page stays as it is.
+    sync_api.expect(count).to_have_text(f"{size:,}")
     assert page.get_by_label("Definition").input_value() == json.dumps(definition)
-    draft = json.dumps({"name": "draft", "definition": definition}).encode()
-    status, preview = local_stack.post("/segments/preview", draft, {"x-api-key": workspace["api_key"],
-                                                                    "Content-Type": "application/json"})
-    assert status == 200 and preview["size"] >= 1
-    assert count.inner_text() == f"{preview['size']:,}"
     page.get_by_label("Definition").fill('{"all": [{"field": "no_such_field", "op": "eq", "value": 1}]}')
     page.locator("#segment-count .problem").wait_for()
     assert refused == []
@@ -336,3 +343,94 @@ def test_a_template_edit_shows_in_the_live_preview(local_stack: LocalStack, work
     assert refused == []
     _, unchanged = local_stack.get("/templates/builtin:abandoned_checkout_1", workspace["api_key"])
     assert unchanged["subject"] == template["subject"]  # a preview saves nothing
+def test_a_segment_built_in_the_builder_form_counts_as_the_api_previews_it_and_is_saved(
+        local_stack: LocalStack, workspace: dict[str, str], browser: Any) -> None:
+    expect = sync_api.expect
+    page = _signed_in(browser, _invite(local_stack, workspace, "builder.one@example.com", "editor"))
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
+    _open(page, "Segments")
+    definition = page.get_by_label("Definition")
+    # The sample's condition becomes "lifetime_value more than 0": the operators follow the field chosen.
+    page.locator("#n-0-field").select_option("lifetime_value")
+    expect(page.locator("#n-0-op option[value=between]")).to_have_count(1)
+    page.locator("#n-0-op").select_option("gt")
+    expect(definition).to_have_value(re.compile(r'"op": "gt"'))  # each change is in place before the next
+    page.locator("#n-0-value").fill("0")
+    page.locator("#n-0-value").press("Tab")
+    expect(definition).to_have_value(re.compile(r'"op": "gt",\s*"value": "0"'))
+    # An event condition added from the keyboard: "never viewed a product in the last 14 days".
+    page.get_by_role("button", name="Add event condition", exact=True).focus()
+    page.keyboard.press("Enter")
+    expect(definition).to_have_value(re.compile(r'"event": "product_viewed"'))
+    expect(page.get_by_role("button", name="Add event condition", exact=True)).to_be_focused()  # kept in the swap
+    page.locator("#n-1-op").select_option("none")
+    expect(page.locator("#n-1-count")).to_have_count(0)  # "never" takes no count
+    # A nested "any" group: at least one order, or an email consent of any state.
+    page.get_by_role("button", name="Add group", exact=True).click()
+    expect(definition).to_have_value(re.compile(r'"any"'))
+    page.get_by_role("button", name="Add condition to group 3").click()
+    expect(page.locator("#n-2-1-field")).to_have_count(1)
+    page.locator("#n-2-1-field").select_option("consent.email")
+    expect(definition).to_have_value(re.compile(r'"consent.email"'))
+    page.locator("#n-2-1-op").select_option("exists")
+    expected = {"all": [
+        {"field": "lifetime_value", "op": "gt", "value": "0"},
+        {"event": "product_viewed", "op": "none", "within_days": 14},
+        {"any": [{"field": "orders_count", "op": "gte", "value": 1}, {"field": "consent.email", "op": "exists"}]},
+    ]}
+    expect(definition).to_have_value(json.dumps(expected, indent=2))
+    count = page.locator("[data-figure=draft-count]")
+    draft = json.dumps({"name": "draft", "definition": expected}).encode()
+    status, preview = local_stack.post("/segments/preview", draft, {"x-api-key": workspace["api_key"],
+                                                                    "Content-Type": "application/json"})
+    assert status == 200 and preview["size"] >= 1
+    expect(count).to_have_text(f"{preview['size']:,}")
+
+    # JSON typed in is shown in the form once the box is left.
+    definition.fill(json.dumps({"not": {"segment": "builtin:vip", "op": "member"}}))
+    definition.press("Tab")
+    expect(page.locator("#n-0-segment")).to_have_value("builtin:vip")
+    page.get_by_role("button", name="Show this JSON in the form").click()
+    definition.fill(json.dumps(expected))
+    definition.press("Tab")
+    expect(page.locator("#n-2-1-field")).to_have_value("consent.email")
+
+    page.get_by_label("Name", exact=True).fill("Built in the form")
+    page.get_by_role("button", name="Save segment").click()
+    page.get_by_text("Segment “Built in the form” saved").wait_for()
+    _, listed = local_stack.get("/segments", workspace["api_key"])
+    saved = next(s for s in listed["segments"] if s["name"] == "Built in the form")
+    _, shown = local_stack.get(f"/segments/{saved['id']}", workspace["api_key"])
+    assert shown["definition"] == expected
+    assert refused == []
+
+
+def test_a_segment_s_asynchronous_export_is_linked_when_done_and_has_the_api_s_members(
+        local_stack: LocalStack, workspace: dict[str, str], browser: Any, tmp_path: Path) -> None:
+    status, created = local_stack.post("/segments", json.dumps({
+        "name": "Exported later", "definition": {"all": [{"field": "orders_count", "op": "gte", "value": 1}]},
+    }).encode(), {"x-api-key": workspace["api_key"], "Content-Type": "application/json"})
+    assert status == 201
+    page = _signed_in(browser, _invite(local_stack, workspace, "exporter@example.com", "viewer"))
+    _open(page, "Segments")
+    page.get_by_role("link", name="Exported later").click()
+    for _ in range(60):  # its first computation runs beside the page
+        if page.locator("[data-figure=segment-size]").inner_text().isdigit():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    _, listed = local_stack.get(f"/segments/{created['id']}", workspace["api_key"])
+    assert listed["size"] >= 1
+    page.get_by_label("Format").select_option("jsonl")
+    page.get_by_role("button", name="Start the export").click()
+    link = page.get_by_role("link", name="Download the file")
+    link.wait_for(timeout=60_000)  # htmx asks for the status again until the exports function is done
+    assert page.locator("[data-figure=export-rows]").inner_text() == f"{listed['size']:,}"
+    with page.expect_download() as downloading:
+        link.click()
+    saved = tmp_path / downloading.value.suggested_filename
+    downloading.value.save_as(saved)
+    rows = [json.loads(line) for line in saved.read_text(encoding="utf-8").splitlines()]
+    assert saved.suffix == ".jsonl" and len(rows) == listed["size"] and ADA in {row["email"] for row in rows}

@@ -231,6 +231,10 @@ CONSOLE_ROUTES = {
     *(("POST", path, "ConsoleFunction") for path in (
         "/console/flows/{flow_id}", "/console/flows/{flow_id}/test-send", "/console/templates/{template_id}",
         "/console/templates/{template_id}/preview", "/console/templates/{template_id}/rendered")),
+    # The segment builder's form and a segment's asynchronous export.
+    ("POST", "/console/segments/builder", "ConsoleFunction"),
+    ("POST", "/console/segments/{segment_id}/exports", "ConsoleFunction"),
+    ("GET", "/console/segments/{segment_id}/exports/{export_id}", "ConsoleFunction"),
 }
 
 
