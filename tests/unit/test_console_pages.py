@@ -40,3 +40,41 @@ def test_a_name_search_says_when_it_read_only_part_of_the_workspace() -> None:
 def test_an_unusable_phone_or_email_is_a_problem_not_an_error() -> None:
     found = pages.search_customers(_repository(), "ws", "not-an-email@")
     assert found.kind == "email" and found.problem and found.profiles == ()
+
+
+def test_a_customers_orders_come_with_their_items_a_page_at_a_time_merged_profiles_included() -> None:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    import pytest
+    from crm.ingestion import apply_event
+    from crm.models.orders import LineItem
+
+    from tests.builders import order
+
+    repository = FakeProfileRepository()
+    count = pages.ORDERS_PAGE + 3
+    for n in range(count):
+        placed = order(str(n), created_at=NOW - timedelta(days=n + 1)).model_copy(
+            update={"line_items": (LineItem(title=f"Item {n}", quantity=n + 1, price=Decimal("2.50")),)})
+        assert apply_event(repository, placed, NOW)
+    # An order by phone alone makes a second profile; one by both merges it into the email's.
+    assert apply_event(repository, order("by-phone", email=None, phone="+12025550123"), NOW)
+    assert apply_event(repository, order("both", phone="+12025550123", created_at=NOW), NOW)
+    profile_id = repository.profile_id_for_identity("ws_a", "email#shopper@example.com")
+    assert profile_id is not None
+    profile = repository.get_profile("ws_a", profile_id)
+    assert profile is not None and profile.merged_from
+
+    first = pages.customer_orders(repository, profile, None)
+    assert first.next_cursor is not None and len(first.orders) == pages.ORDERS_PAGE
+    second = pages.customer_orders(repository, profile, first.next_cursor)
+    assert second.next_cursor is None
+    listed = [r.order_id for r in first.orders + second.orders]
+    assert sorted(listed) == sorted([*map(str, range(count)), "by-phone", "both"]) and listed[0] == "both"
+    placed_at = [r.order.created_at for r in first.orders + second.orders if r.order is not None]
+    assert placed_at == sorted(placed_at, reverse=True)
+    assert {r.order_id: [i.title for i in r.order.line_items] for r in second.orders if r.order}[str(count - 1)] == \
+        [f"Item {count - 1}"]
+    with pytest.raises(ValueError):
+        pages.customer_orders(repository, profile, "not-a-cursor")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, query_items
 from crm.adapters.items import Item, from_item, serializer, to_compact_item, to_item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
 from crm.adapters.workspace_index import partition_items, profile_partitions
@@ -45,6 +46,7 @@ class DynamoProfileRepository:
     # sums, counts and consent maps), and every profile write pays for the item's bytes: an anonymous profile fits
     # in one write unit this way, not two. (True: every field written, as before issue 12; the bench measures it.)
     profile_defaults = False
+    TYPED_READ_PAGE = 100  # timeline lines read a request when only some types are wanted
 
     def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.table = table_name or settings().table_name
@@ -232,6 +234,35 @@ class DynamoProfileRepository:
         entries = [e for e in entries if before is None or e.sort_key < before]
         entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
         return entries[:limit]
+
+    def timeline_of(self, workspace_id: str, profile_ids: Sequence[str], types: Collection[str], before: str | None,
+                    limit: int) -> list[TimelineEntry]:
+        # No key holds a line's type before its time: the partition is read newest first and filtered, a
+        # page of TYPED_READ_PAGE lines at a time, until ``limit`` lines of these types are found.
+        entries: list[TimelineEntry] = []
+        wanted = sorted(types)
+        for profile_id in profile_ids:
+            pk = keys.profile(workspace_id, profile_id)["pk"]
+            values: dict[str, Any] = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX},
+                                      **{f":t{i}": {"S": kind} for i, kind in enumerate(wanted)}}
+            condition = "pk = :pk AND begins_with(sk, :prefix)"
+            if before is not None:
+                condition = "pk = :pk AND sk BETWEEN :prefix AND :before"
+                values[":before"] = {"S": before}
+            request = {"TableName": self.table, "KeyConditionExpression": condition,
+                       "FilterExpression": f"#type IN ({', '.join(f':t{i}' for i in range(len(wanted)))})",
+                       "ExpressionAttributeNames": {"#type": "type"}, "ExpressionAttributeValues": values,
+                       "ScanIndexForward": False, "Limit": max(limit + 1, self.TYPED_READ_PAGE),
+                       "ConsistentRead": True}
+            found = (TimelineEntry.model_validate(from_item(item)) for item in query_items(request))
+            entries += islice((e for e in found if before is None or e.sort_key < before), limit)
+        entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
+        return entries[:limit]
+
+    def order_records(self, workspace_id: str, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], OrderRecord]:
+        found = self._batch_get([keys.order(workspace_id, store_id, order_id) for store_id, order_id in refs])
+        records = (OrderRecord.model_validate(item) for item in found.values() if item.get("entity") == "order")
+        return {(r.store_id, r.order_id): r for r in records}
 
 
     def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
