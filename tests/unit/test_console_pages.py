@@ -1,11 +1,19 @@
-"""The console's customer search (crm.console.pages.search_customers) over the in-memory repository."""
+"""The console's customer search and a customer's orders (crm.console.pages) over the in-memory repository."""
 
 from __future__ import annotations
 
-from crm.console import pages
-from crm.models.profile import Profile
+from datetime import timedelta
+from decimal import Decimal
 
-from tests.builders import NOW
+import pytest
+from crm.console import pages
+from crm.ingestion import apply_event
+from crm.models.orders import LineItem
+from crm.models.profile import Profile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.builders import NOW, order
 from tests.fakes import FakeProfileRepository
 
 
@@ -43,15 +51,6 @@ def test_an_unusable_phone_or_email_is_a_problem_not_an_error() -> None:
 
 
 def test_a_customers_orders_come_with_their_items_a_page_at_a_time_merged_profiles_included() -> None:
-    from datetime import timedelta
-    from decimal import Decimal
-
-    import pytest
-    from crm.ingestion import apply_event
-    from crm.models.orders import LineItem
-
-    from tests.builders import order
-
     repository = FakeProfileRepository()
     count = pages.ORDERS_PAGE + 3
     for n in range(count):
@@ -78,3 +77,29 @@ def test_a_customers_orders_come_with_their_items_a_page_at_a_time_merged_profil
         [f"Item {count - 1}"]
     with pytest.raises(ValueError):
         pages.customer_orders(repository, profile, "not-a-cursor")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=2 * pages.ORDERS_PAGE + 5))
+def test_the_pages_of_orders_hold_each_order_once_newest_first(hours_ago: list[int]) -> None:
+    repository = FakeProfileRepository()
+    for n, hours in enumerate(hours_ago):
+        assert apply_event(repository, order(f"o{n}", created_at=NOW - timedelta(hours=hours)), NOW)
+    profile_id = repository.profile_id_for_identity("ws_a", "email#shopper@example.com")
+    if profile_id is None:
+        assert hours_ago == []
+        return
+    profile = repository.get_profile("ws_a", profile_id)
+    assert profile is not None
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = pages.customer_orders(repository, profile, cursor)
+        assert len(page.orders) <= pages.ORDERS_PAGE
+        seen += [r.order_id for r in page.orders]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(f"o{n}" for n in range(len(hours_ago)))
+    placed = [hours_ago[int(order_id[1:])] for order_id in seen]
+    assert placed == sorted(placed)  # hours ago ascending: newest first
