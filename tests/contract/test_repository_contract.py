@@ -310,7 +310,7 @@ def test_lines_of_some_types_page_past_the_others_and_their_orders_read_back(bac
             "occurred_at": NOW - timedelta(days=n), "email": "shopper@example.com"}), NOW)
     assert [e.type for e in backend.profiles.timeline(WS, [CANDIDATE], None, 2)] == ["product_viewed"] * 2
     if isinstance(backend.profiles, DynamoProfileRepository):
-        backend.profiles.TYPED_READ_PAGE = 1  # a read finds fewer lines of the type than asked: it reads on
+        backend.profiles.MOST_LINES_A_READ = 2  # a read finds fewer lines of the type than asked: it reads on
     first = backend.profiles.timeline_of(WS, [CANDIDATE], {"order"}, None, 2)
     rest = backend.profiles.timeline_of(WS, [CANDIDATE], {"order"}, first[-1].sort_key, 2)
     assert [e.ref for e in first + rest] == ["st_a:1", "st_a:2", "st_a:3"]
