@@ -35,6 +35,7 @@ bench: $(STAMP) $(LIFETIMES)
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/predictions.py
 	$(BIN)/python bench/affinity.py
+	$(BIN)/python bench/console_customer.py
 	$(BIN)/python bench/cost.py
 
 # Scripts whose figures are counted requests (their times are moto's, compared only within the script) share the

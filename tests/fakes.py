@@ -7,8 +7,9 @@ under moto, so a unit test that passes on a fake would pass on the adapter too.
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -258,6 +259,15 @@ class FakeProfileRepository:
                    if before is None or e.sort_key < before]
         entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
         return entries[:limit]
+
+    def timeline_of(self, workspace_id: str, profile_ids: Sequence[str], types: Collection[str], before: str | None,
+                    limit: int) -> list[TimelineEntry]:
+        every = self.timeline(workspace_id, profile_ids, before, sys.maxsize)
+        return [e for e in every if e.type in types][:limit]
+
+    def order_records(self, workspace_id: str, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], OrderRecord]:
+        found = (self.orders.get((workspace_id, *ref)) for ref in refs)
+        return {(r.store_id, r.order_id): r for r in found if r is not None}
 
     def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
         """Shares by a hash of the profile id, as DynamoDB shares by a hash of the key; a snapshot first,

@@ -308,10 +308,10 @@ def customers(session: Session) -> Response:
 
 
 def _customer(session: Session, profile_id: str) -> pages.Customer:
-    cursor = (app.current_request.query_params or {}).get("cursor")
+    query = app.current_request.query_params or {}
     try:
         found = pages.customer(wiring.profile_repository(), wiring.segment_store(), _flow_deps(), wiring.flow_runs(),
-                               session.workspace_id, profile_id, cursor)
+                               session.workspace_id, profile_id, query.get("cursor"), query.get("orders"))
     except ValueError as error:
         raise Refused(400, "Page not found", f"{error}: open the customer again from the search.") from None
     if found is None:
@@ -335,6 +335,22 @@ def customer_timeline(session: Session, profile_id: str) -> Response:
     """The next page of a customer's timeline, for htmx to put in place of the "Older events" link."""
     found = _customer(session, profile_id)
     return _html("timeline.html", timeline=found.timeline, **_context(session, "customers"))
+
+
+@app.route("/console/customers/{profile_id}/orders", methods=["GET"])
+@_page
+@_signed_in
+def customer_orders(session: Session, profile_id: str) -> Response:
+    """The next page of a customer's orders, for htmx to put in place of the "Older orders" link."""
+    repository = wiring.profile_repository()
+    profile = repository.get_profile(session.workspace_id, profile_id)
+    if profile is None:
+        raise Refused(404, "No such customer", "No customer of this workspace has this id: search for them again.")
+    try:
+        orders = pages.customer_orders(repository, profile, (app.current_request.query_params or {}).get("orders"))
+    except ValueError as error:
+        raise Refused(400, "Page not found", f"{error}: open the customer again from the search.") from None
+    return _html("orders.html", orders=orders, **_context(session, "customers"))
 
 
 def _segments_page(session: Session, status: int = 200, **context: Any) -> Response:

@@ -286,7 +286,7 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from crm_local.demo import run_demo
 
-    return run_demo(shoppers=args.shoppers, seed=args.seed, out_dir=args.out_dir)
+    return run_demo(shoppers=args.shoppers, seed=args.seed, out_dir=args.out_dir, serve=args.serve)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -493,6 +493,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--out-dir", type=Path, default=Path("demo-output"),
                       help="where the demo writes its segment export (default demo-output/ in the current "
                            "directory, which the repository's .gitignore leaves out)")
+    demo.add_argument("--serve", action="store_true",
+                      help="after the report, keep the demo's stack up for a look at the console until Ctrl-C")
     demo.set_defaults(run=_demo)
     return root
 

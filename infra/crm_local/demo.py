@@ -36,6 +36,7 @@ from crm.adapters.items import from_item
 from crm.models.profile import OrderRecord, Profile
 from crm.segments.rfm import GRID, GROUP_NAMES, RfmGroup
 
+from crm_local.demo_console import ConsoleLook, demo_user, show_console, until_interrupted
 from crm_local.demo_predictions import demo_predictions
 from crm_local.demo_reports import draw_reports
 from crm_local.demo_timing import Phases, percentile_ms
@@ -184,37 +185,46 @@ def queue_depth(url: str) -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-output")) -> int:
+def run_demo(shoppers: int = 250, seed: int = 7, out_dir: Path = Path("demo-output"), serve: bool = False,
+             until: Callable[[], None] = until_interrupted) -> int:
+    """The demo and its report, then the console's URL and sign-in; ``serve``: the main stack stays up after
+    the report until ``until`` returns (Ctrl-C)."""
     phases = Phases()
     simulation = simulate(shoppers, seed)
     # The simulation replays months of storefront browsing through /track, which refuses events older than a
     # week from a live page (docs/consent.md): the demo's runtime accepts its whole span.
     os.environ["TRACK_MAX_EVENT_AGE_DAYS"] = str(max(7, (datetime.now(UTC) - START).days + 1))
-    with PartBeside("the flows part", (*FLOWS, "--seed", str(seed))) as flows, \
-            PartBeside("the attribution part", ATTRIBUTION) as attribution:
-        # Their stacks start now, beside the main one's, and wait: each part runs once the history is answered.
-        flows.start()
-        attribution.start()
-        wrong, results, drained = main_parts(simulation, shoppers, seed, out_dir, phases, (flows, attribution))
-        with phases.phase("the flows and attribution parts' ends awaited"):
-            wrong += flows.finish()
-            wrong += attribution.finish()
-    phases.add("flows part, on its own stack", flows.seconds, beside=True)
-    phases.add("attribution part, on its own stack", attribution.seconds, beside=True)
-    phases.report(latencies(results))
+    with contextlib.ExitStack() as kept:
+        with PartBeside("the flows part", (*FLOWS, "--seed", str(seed))) as flows, \
+                PartBeside("the attribution part", ATTRIBUTION) as attribution:
+            # Their stacks start now, beside the main one's, and wait: each part runs once the history is answered.
+            flows.start()
+            attribution.start()
+            wrong, results, drained, look = main_parts(simulation, shoppers, seed, out_dir, phases,
+                                                       (flows, attribution), kept if serve else None)
+            with phases.phase("the flows and attribution parts' ends awaited"):
+                wrong += flows.finish()
+                wrong += attribution.finish()
+        phases.add("flows part, on its own stack", flows.seconds, beside=True)
+        phases.add("attribution part, on its own stack", attribution.seconds, beside=True)
+        phases.report(latencies(results))
+        show_console(look, serve, until)
     return 0 if drained and not wrong else 1
 
 
 def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, phases: Phases,
-               beside: Sequence[PartBeside]) -> tuple[list[str], list[Sent], bool]:
+               beside: Sequence[PartBeside], keep: contextlib.ExitStack | None = None,
+               ) -> tuple[list[str], list[Sent], bool, ConsoleLook]:
     """The history, its report and the segments on the main stack (the flows and attribution parts started
-    beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained."""
+    beside them once the history's requests are answered); the mismatches, the requests sent, whether it drained,
+    the console's demo user. ``keep``: the main stack is left running, for ``keep`` to stop."""
     # The segment runs and the currency job fan out over shares of the workspace's profiles (a share is one
     # worker's scan; 25,000 profiles each by default, so one share here): a share of about a quarter of the
     # workspace's profiles (about 1.2 a shopper), worked by four workers side by side, as Lambda scales out.
     os.environ["SEGMENT_ITEMS_PER_SHARE"] = str(max(1, -(-shoppers * 6 // 5) // SEGMENT_WORKERS))
-    with LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK,
-                      scaled_out={"SegmentTasksFunction": SEGMENT_WORKERS}) as runtime:
+    with contextlib.ExitStack() as running:
+        runtime = running.enter_context(LocalRuntime(port=free_port(), aws_port=free_port(), stack_name=STACK,
+                                                     scaled_out={"SegmentTasksFunction": SEGMENT_WORKERS}))
         print(f"local stack up: api {runtime.api_url}, aws {runtime.aws_endpoint}", flush=True)
         phases.add("simulated, stack up", phases.total(), cpu=time.process_time())
         outputs = stack_outputs(STACK)
@@ -263,9 +273,12 @@ def main_parts(simulation: Simulation, shoppers: int, seed: int, out_dir: Path, 
         with phases.phase("reports (charts drawn to demo-output/reports)"):
             wrong += draw_reports(lambda path: Api(runtime.api_url, shop.api_key).call("GET", path), out_dir,
                                   START.date())
+        look = demo_user(STACK, shop.workspace_id, runtime.api_url)
+        if keep is not None:
+            keep.push(running.pop_all())
         stopping, stopping_cpu = time.perf_counter(), time.process_time()
     phases.add("main stack stopped", time.perf_counter() - stopping, cpu=time.process_time() - stopping_cpu)
-    return wrong, results, drained
+    return wrong, results, drained, look
 
 
 def latencies(results: list[Sent]) -> dict[str, list[float]]:

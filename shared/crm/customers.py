@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Collection
 from typing import Any
 
 from crm.changes import distinct_entries
 from crm.contact import normalise_email, normalise_phone
-from crm.models.profile import Profile
+from crm.models.profile import Profile, TimelineEntry
 from crm.money import format_money
 from crm.ports import ProfileRepository
 
@@ -79,3 +80,16 @@ def timeline_page(repository: ProfileRepository, profile: Profile, limit: int, c
                     for e in page],
         "next_cursor": base64.urlsafe_b64encode(entries[limit - 1].sort_key.encode()).decode() if more else None,
     }
+
+
+def typed_page(repository: ProfileRepository, profile: Profile, types: Collection[str], limit: int,
+               cursor: str | None) -> tuple[list[TimelineEntry], str | None]:
+    """One page of a profile's timeline lines of these types (its merged profiles' included), newest first, and
+    the cursor of the next page (None on the last)."""
+    if not 1 <= limit <= MAX_TIMELINE_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_TIMELINE_PAGE}")
+    ids = [profile.profile_id, *profile.merged_from]
+    entries = repository.timeline_of(profile.workspace_id, ids, types, _cursor(cursor), limit + 1)
+    more = len(entries) > limit
+    return (distinct_entries(entries[:limit]),
+            base64.urlsafe_b64encode(entries[limit - 1].sort_key.encode()).decode() if more else None)

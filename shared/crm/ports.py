@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -276,6 +276,15 @@ class ProfileRepository(Protocol):
     def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
                  limit: int) -> list[TimelineEntry]:
         """Timeline entries of these profiles, newest first, older than the sort key ``before``."""
+        ...
+
+    def timeline_of(self, workspace_id: str, profile_ids: Sequence[str], types: Collection[str], before: str | None,
+                    limit: int) -> list[TimelineEntry]:
+        """As ``timeline``, only the entries of these types (an order's, a consent's...)."""
+        ...
+
+    def order_records(self, workspace_id: str, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], OrderRecord]:
+        """The stored orders among these (store id, order id), by that pair (read in batches)."""
         ...
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None: ...

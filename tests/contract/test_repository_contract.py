@@ -301,6 +301,25 @@ def test_timeline_pages_newest_first(backend: Backend) -> None:
     assert [e.ref for e in first + second + third] == ["st_a:1", "st_a:2", "st_a:3", "st_a:4", "st_a:5"]
 
 
+def test_lines_of_some_types_page_past_the_others_and_their_orders_read_back(backend: Backend) -> None:
+    hat = (LineItem(sku="H-1", title="Hat", quantity=2, price=Decimal("10.10")),)
+    _orders(backend.profiles, *(order(str(n), created_at=NOW - timedelta(days=2 * n)).model_copy(
+        update={"line_items": hat}) for n in range(1, 4)))
+    for n in range(1, 8):  # views between and around the orders: read, not answered
+        assert apply_event(backend.profiles, _view(f"e-{n}").model_copy(update={
+            "occurred_at": NOW - timedelta(days=n), "email": "shopper@example.com"}), NOW)
+    assert [e.type for e in backend.profiles.timeline(WS, [CANDIDATE], None, 2)] == ["product_viewed"] * 2
+    if isinstance(backend.profiles, DynamoProfileRepository):
+        backend.profiles.MOST_LINES_A_READ = 2  # a read finds fewer lines of the type than asked: it reads on
+    first = backend.profiles.timeline_of(WS, [CANDIDATE], {"order"}, None, 2)
+    rest = backend.profiles.timeline_of(WS, [CANDIDATE], {"order"}, first[-1].sort_key, 2)
+    assert [e.ref for e in first + rest] == ["st_a:1", "st_a:2", "st_a:3"]
+    found = backend.profiles.order_records(WS, [("st_a", "2"), ("st_a", "404"), ("st_b", "1")])
+    assert list(found) == [("st_a", "2")]
+    record = found[("st_a", "2")]
+    assert record.order is not None and record.order.line_items == hat and record.profile_id == CANDIDATE
+
+
 # --- ProfileRepository: conditional writes -------------------------------------------------------
 
 

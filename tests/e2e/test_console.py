@@ -1,8 +1,9 @@
 """The console in a real browser: Playwright driving the system's Chromium against `crm local` over HTTP.
 
 A user invited with `crm users add` chooses a password and signs in; finds a customer by email and sees the net
-total the API reports; an editor saves a segment, a viewer cannot (the button is disabled and the server refuses
-the post anyway); a form whose CSRF token is missing is refused with 403.
+total the API reports and their order with its items; an empty workspace's dashboard says so; an editor saves a
+segment, a viewer cannot (the button is disabled and the server refuses the post anyway); a form whose CSRF token
+is missing is refused with 403.
 """
 
 from __future__ import annotations
@@ -122,6 +123,27 @@ def test_an_invited_user_signs_in_and_finds_a_customer_by_email_with_their_net_t
     shown = page.locator("[data-figure=net-total]").inner_text()
     assert shown == f"{Decimal(customer['total_spent']):,.2f} {customer['currency']}"
     assert Decimal(customer["total_spent"]) > 0
+
+    # The order, with the items the store sent: its net is the customer's whole net total (its only order).
+    orders = page.get_by_role("region", name="Orders")
+    (placed,) = orders.get_by_role("article").all()
+    sent = placed_order_json()["line_items"]
+    rows = [[cell.inner_text() for cell in row.get_by_role("cell").all()]
+            for row in placed.get_by_role("row").all()[1:]]
+    assert [(row[0], int(row[2])) for row in rows] == [(item["title"], item["quantity"]) for item in sent]
+    assert placed.locator("[data-figure=order-net]").inner_text() == shown
+
+
+def test_an_empty_workspace_s_dashboard_says_how_data_comes_in(local_stack: LocalStack, browser: Any) -> None:
+    empty: dict[str, str] = json.loads(local_stack.crm("store", "add", "--platform", "shopify", "--domain",
+                                                       "e2e-console-empty.myshopify.com", "--webhook-secret", "s"))
+    page = _signed_in(browser, _invite(local_stack, empty, "editor.empty@example.com", "editor"))
+    assert "no orders in this range and no segment members yet" in page.get_by_role("status").inner_text()
+    assert page.locator("[data-figure=orders]").inner_text() == "0"
+    _open(page, "Customers")
+    page.get_by_label("Search customers").fill(ADA)  # the other workspace's customer is not this one's
+    page.get_by_label("Search customers").press("Enter")
+    assert page.get_by_role("link", name="Ada Lovelace").count() == 0
 
 
 def test_an_editor_saves_a_segment_and_a_viewer_cannot(local_stack: LocalStack, workspace: dict[str, str],

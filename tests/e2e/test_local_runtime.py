@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -345,6 +346,11 @@ def test_the_demo_runs_and_verifies_its_own_totals(tmp_path: Path) -> None:
     exported = written.decode("utf-8-sig").splitlines()
     assert exported[0] == "email,phone,first_name,last_name,orders_count,total_spent,last_order_at"
     assert len(exported) > 1 and f"{len(exported) - 1} rows and a header" in done.stdout
+    # Its last word: where the console was and how to sign in (the stack stops after it without --serve).
+    last = done.stdout.rstrip().splitlines()[-2:]
+    assert re.fullmatch(r"console: http://127\.0\.0\.1:\d+/console  sign in as \S+@\S+ with password \S{12,}",
+                        last[0]), last
+    assert "`crm demo --serve` keeps it up" in last[1]
 
 
 def test_a_taken_port_is_a_clear_error_not_a_hang() -> None:

@@ -227,3 +227,27 @@ def test_a_draft_is_counted_and_a_flow_switched_only_by_an_editor_within_the_rol
     back = editor.request("post", "/console/flows/status", {**switch, "status": "draft", "csrf_token": token})
     assert back.status_code == 200  # type: ignore[attr-defined]
     assert "Welcome series is back to draft." in back.body.decode()  # type: ignore[attr-defined]
+
+
+def test_a_customer_s_orders_show_their_items_and_a_bad_cursor_is_a_page(
+        provisioned: Provisioned, console: tuple[Client, StoreRegistration]) -> None:
+    from crm.ingestion import apply_event
+    from crm.models.orders import LineItem
+
+    from tests.builders import order
+
+    client, store = console
+    repository = DynamoProfileRepository(provisioned.outputs["TableName"])
+    placed = order("o-1", workspace_id=store.workspace_id, store_id=store.store_id, email="grace@shop.example",
+                   total=Decimal("30.00")).model_copy(update={"line_items": (
+                       LineItem(sku="HAT-1", title="Felt hat", quantity=2, price=Decimal("15.00")),)})
+    assert apply_event(repository, placed, NOW)
+    profile_id = repository.profile_id_for_identity(store.workspace_id, "email#grace@shop.example")
+    browser = _signed_in(provisioned, client, store, "orders@example.com", "viewer")
+    page = browser.request("get", f"/console/customers/{profile_id}").body.decode()  # type: ignore[attr-defined]
+    assert "Order o-1" in page and "<td>Felt hat</td><td>HAT-1</td><td class=\"number\">2</td>" in page
+    assert '<span data-figure="order-net">30.00 USD</span>' in page
+    older = browser.request("get", f"/console/customers/{profile_id}/orders?orders=nonsense")
+    assert older.status_code == 400 and "Traceback" not in older.body.decode()  # type: ignore[attr-defined]
+    missing = browser.request("get", "/console/customers/p_nobody/orders")
+    assert missing.status_code == 404  # type: ignore[attr-defined]

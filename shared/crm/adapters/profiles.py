@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +45,7 @@ class DynamoProfileRepository:
     # sums, counts and consent maps), and every profile write pays for the item's bytes: an anonymous profile fits
     # in one write unit this way, not two. (True: every field written, as before issue 12; the bench measures it.)
     profile_defaults = False
+    MOST_LINES_A_READ = 1000  # timeline lines one filtered query reads (timeline_of)
 
     def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.table = table_name or settings().table_name
@@ -232,6 +233,51 @@ class DynamoProfileRepository:
         entries = [e for e in entries if before is None or e.sort_key < before]
         entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
         return entries[:limit]
+
+    def timeline_of(self, workspace_id: str, profile_ids: Sequence[str], types: Collection[str], before: str | None,
+                    limit: int) -> list[TimelineEntry]:
+        entries: list[TimelineEntry] = []
+        wanted = sorted(types)
+        for profile_id in profile_ids:
+            pk = keys.profile(workspace_id, profile_id)["pk"]
+            values: dict[str, Any] = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX},
+                                      **{f":t{i}": {"S": kind} for i, kind in enumerate(wanted)}}
+            condition = "pk = :pk AND begins_with(sk, :prefix)"
+            if before is not None:
+                condition = "pk = :pk AND sk BETWEEN :prefix AND :before"
+                values[":before"] = {"S": before}
+            request = {"TableName": self.table, "KeyConditionExpression": condition,
+                       "FilterExpression": f"#type IN ({', '.join(f':t{i}' for i in range(len(wanted)))})",
+                       "ExpressionAttributeNames": {"#type": "type"}, "ExpressionAttributeValues": values,
+                       "ScanIndexForward": False, "ConsistentRead": True}
+            entries += self._typed_lines(request, before, limit)
+        entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
+        return entries[:limit]
+
+    def _typed_lines(self, request: dict[str, Any], before: str | None, limit: int) -> list[TimelineEntry]:
+        """Up to ``limit`` lines a filtered query finds, newest first. No key holds a line's type before its time,
+        and a query is billed for every line it reads, not only those it returns: the first read asks for
+        ``limit`` lines, each next one for as many as the share of wanted lines so far says are still needed
+        (twice as many as read so far while none is found; at most MOST_LINES_A_READ): a customer's orders among
+        much browsing take a read or two more, not a read of the whole partition (bench/console_customer.py)."""
+        found: list[TimelineEntry] = []
+        asked, scanned = limit, 0
+        while True:
+            answer = client("dynamodb").query(**request, Limit=asked)
+            scanned += int(answer.get("ScannedCount", asked))
+            found += [entry for entry in (TimelineEntry.model_validate(from_item(i)) for i in answer.get("Items", []))
+                      if before is None or entry.sort_key < before]
+            if len(found) >= limit or "LastEvaluatedKey" not in answer:
+                return found[:limit]
+            request = {**request, "ExclusiveStartKey": answer["LastEvaluatedKey"]}
+            missing = limit - len(found)
+            asked = min(self.MOST_LINES_A_READ, max(missing, -(-missing * scanned // len(found)))
+                        if found else 2 * scanned)
+
+    def order_records(self, workspace_id: str, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], OrderRecord]:
+        found = self._batch_get([keys.order(workspace_id, store_id, order_id) for store_id, order_id in refs])
+        records = (OrderRecord.model_validate(item) for item in found.values() if item.get("entity") == "order")
+        return {(r.store_id, r.order_id): r for r in records}
 
 
     def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:

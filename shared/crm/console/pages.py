@@ -9,11 +9,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from crm.customers import PHONE_SHAPE, find_profile, timeline_page
+from crm.customers import PHONE_SHAPE, find_profile, timeline_page, typed_page
 from crm.flows import stats_query
 from crm.flows.ports import FlowCatalogue, FlowCounters, RunStore, SplitWinners
 from crm.models.flows import FlowRun
-from crm.models.profile import Profile
+from crm.models.profile import OrderRecord, Profile, TimelineEntry
 from crm.models.reports import RepeatData, RevenueData
 from crm.ports import CurrencyStore, ProfileRepository, SegmentStore
 from crm.reports import query as reports
@@ -26,6 +26,9 @@ MOST_NAME_MATCHES = 20
 # searched by name in part, and the page says so.
 MOST_NAME_READS = 20_000
 TIMELINE_PAGE = 20
+ORDERS_PAGE = 10
+CONSENT_LINES = 20  # the newest statements and requests shown beside the consents (the rest: the timeline)
+CONSENT_TYPES = ("consent_changed", "consent_requested")
 LARGEST_SEGMENTS = 5
 
 
@@ -137,17 +140,39 @@ def search_customers(repository: ProfileRepository, workspace_id: str, text: str
 
 
 @dataclass(frozen=True)
+class OrdersPage:
+    profile_id: str
+    orders: tuple[OrderRecord, ...]  # newest first, each with its items
+    next_cursor: str | None = None
+
+
+def customer_orders(repository: ProfileRepository, profile: Profile, cursor: str | None) -> OrdersPage:
+    """A page of the customer's orders (its merged profiles' too) with their items, read through the order lines
+    of its timeline. ValueError for a cursor this page did not hand out."""
+    lines, next_cursor = typed_page(repository, profile, ("order",), ORDERS_PAGE, cursor)
+    refs = [(store_id, order_id) for store_id, _, order_id in (line.ref.partition(":") for line in lines)]
+    records = repository.order_records(profile.workspace_id, refs)
+    placed = (records.get(ref) for ref in refs)
+    return OrdersPage(profile.profile_id, tuple(r for r in placed if r is not None and r.order is not None),
+                      next_cursor)
+
+
+@dataclass(frozen=True)
 class Customer:
     profile: Profile
     segments: tuple[tuple[str, str], ...]  # (id, name) of the segments it is in
     timeline: dict[str, Any] = field(default_factory=dict)
     runs: tuple[tuple[str, FlowRun], ...] = ()  # (flow name, run), newest first: each step says what was sent
+    orders: OrdersPage | None = None
+    consent_history: tuple[TimelineEntry, ...] = ()  # newest first
 
 
 def customer(repository: ProfileRepository, segment_store: SegmentStore, flows: FlowDeps, runs: RunStore,
-             workspace_id: str, profile_id: str, cursor: str | None) -> Customer | None:
-    """A customer's 360 page: the profile (a merged one's survivor), its segments, its flow runs with the messages
-    they sent, and a page of its timeline. ValueError for a cursor this page did not hand out."""
+             workspace_id: str, profile_id: str, cursor: str | None,
+             orders_cursor: str | None = None) -> Customer | None:
+    """A customer's 360 page: the profile (a merged one's survivor), its consents' history, its segments, its flow
+    runs with the messages they sent, a page of its orders and one of its timeline. ValueError for a cursor this
+    page did not hand out."""
     profile = repository.get_profile(workspace_id, profile_id)
     if profile is None:
         return None
@@ -158,4 +183,6 @@ def customer(repository: ProfileRepository, segment_store: SegmentStore, flows: 
     its_runs = sorted(runs.runs_of_profile(workspace_id, profile.profile_id), key=lambda r: r.entered_at, reverse=True)
     return Customer(profile, tuple((s, names.get(s, s)) for s in member_of),
                     timeline_page(repository, profile, TIMELINE_PAGE, cursor),
-                    tuple((flow_names.get(r.flow_id, r.flow_id), r) for r in its_runs))
+                    tuple((flow_names.get(r.flow_id, r.flow_id), r) for r in its_runs),
+                    customer_orders(repository, profile, orders_cursor),
+                    tuple(typed_page(repository, profile, CONSENT_TYPES, CONSENT_LINES, None)[0]))
