@@ -83,7 +83,10 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                                                           "DescribeTable")),
         ("sqs:SendMessage", "SegmentTasksQueue"), ("secretsmanager:GetSecretValue", "ConsoleSessionSecret"),
         *((f"cognito-idp:{action}", "ConsoleUserPool") for action in (
-            "AdminInitiateAuth", "AdminRespondToAuthChallenge", "AdminGetUser"))}),
+            "AdminInitiateAuth", "AdminRespondToAuthChallenge", "AdminGetUser")),
+        # Settings: an API key created (its workspace checked) and revoked; the workspace's users managed.
+        ("dynamodb:ConditionCheckItem", "Table"), *((f"cognito-idp:{action}", "ConsoleUserPool") for action in (
+            "ListUsers", "AdminCreateUser", "AdminUpdateUserAttributes", "AdminDisableUser"))}),
 }
 
 
@@ -225,6 +228,10 @@ CONSOLE_ROUTES = {
     *(("POST", path, "ConsoleFunction") for path in (
         "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments", "/console/flows/status",
         "/console/segments/preview")),
+    *(("GET", f"/console/settings{path}", "ConsoleFunction") for path in (
+        "", "/keys", "/users", "/messaging", "/currency")),
+    *(("POST", f"/console/settings{path}", "ConsoleFunction") for path in (
+        "/keys", "/keys/revoke", "/users", "/users/role", "/users/disable", "/messaging", "/currency")),
 }
 
 
