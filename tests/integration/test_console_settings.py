@@ -41,6 +41,9 @@ def test_an_editor_creates_a_key_shown_once_and_revokes_it_and_the_api_refuses_i
     editor = _signed_in(provisioned, client, store, "keys@example.com", "editor")
     listed = _body(editor.request("get", "/console/settings/keys"))
     assert store.api_key_id in listed and store.api_key not in listed  # the store's first key, by id only
+    for form in ({}, {"csrf_token": "forged"}):
+        assert _status(editor.request("post", "/console/settings/keys", form)) == 403
+    assert len(directory.api_keys(store.workspace_id)) == 1
 
     created = _body(editor.request("post", "/console/settings/keys",
                                    {"csrf_token": editor.csrf("/console/settings/keys")}))
