@@ -512,6 +512,83 @@ def settings_index(session: Session) -> Response:
     return _settings_page(session, "settings.html", "Settings")
 
 
+def _stores_page(session: Session, status: int = 200, **context: Any) -> Response:
+    from crm.models.stores import Platform
+
+    listed = wiring.store_directory().workspace_stores(session.workspace_id)
+    return _settings_page(session, "settings_stores.html", "Stores", status=status, stores=listed,
+                          platforms=[p.value for p in Platform],
+                          **{"added": None, "secret": None, "rotated": None, "draft": {}, **context})
+
+
+@app.route("/console/settings/stores", methods=["GET"])
+@_page
+@_signed_in
+def settings_stores(session: Session) -> Response:
+    return _stores_page(session)
+
+
+@app.route("/console/settings/stores", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def add_store(session: Session) -> Response:
+    """A store of this workspace, as `crm store add --workspace`: its webhook secret and the workspace's new API key
+    are on this answer only, never logged."""
+    form = _form()
+    _can_change(session, form)
+    try:
+        added, secret = console_settings.add_store(
+            wiring.store_directory(), session.workspace_id, form.get("platform", ""), form.get("domain", ""),
+            form.get("webhook_secret", ""), form.get("api_token", ""), utc_now())
+    except console_settings.SettingRefused as refused:
+        draft = {name: form.get(name, "") for name in ("platform", "domain")}
+        return _stores_page(session, status=400, problem=str(refused), draft=draft)
+    logger.info("console store added", extra={"workspace_id": session.workspace_id, "store_id": added.store_id,
+                                              "key_id": added.api_key_id})
+    return _stores_page(session, done=f"Store {added.domain} ({added.platform}) is added.", added=added,
+                        secret=secret)
+
+
+@app.route("/console/settings/stores/rotate", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def rotate_store_secret(session: Session) -> Response:
+    from crm.stores import UnknownStore
+
+    form = _form()
+    _can_change(session, form)
+    try:
+        store, secret = console_settings.rotate_secret(wiring.store_directory(), wiring.store_vault(),
+                                                       session.workspace_id, form.get("store_id", ""),
+                                                       form.get("webhook_secret", ""))
+    except (console_settings.SettingRefused, UnknownStore) as refused:
+        return _stores_page(session, status=409, problem=str(refused))
+    logger.info("console store secret rotated", extra={"workspace_id": session.workspace_id,
+                                                       "store_id": store.store_id})
+    return _stores_page(session, done=f"{store.domain} has a new webhook secret: the old one still verifies until "
+                                      "you retire it.", rotated=store, secret=secret)
+
+
+@app.route("/console/settings/stores/retire", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def retire_store_secrets(session: Session) -> Response:
+    from crm.stores import UnknownStore
+
+    form = _form()
+    _can_change(session, form)
+    try:
+        store, retired = console_settings.retire_secrets(wiring.store_directory(), wiring.store_vault(),
+                                                         session.workspace_id, form.get("store_id", ""))
+    except (console_settings.SettingRefused, UnknownStore) as refused:
+        return _stores_page(session, status=409, problem=str(refused))
+    logger.info("console store secrets retired", extra={"workspace_id": session.workspace_id,
+                                                        "store_id": store.store_id, "retired": retired})
+    said = "no older secret to retire" if retired == 0 else \
+        f"{retired} older secret{'s' if retired > 1 else ''} retired: refused within a minute"
+    return _stores_page(session, done=f"{store.domain}: {said}.")
+
+
 def _keys_page(session: Session, status: int = 200, **context: Any) -> Response:
     listed = [api_keys.key_view(key, utc_now()) for key in wiring.store_directory().api_keys(session.workspace_id)]
     return _settings_page(session, "settings_keys.html", "API keys", status=status, keys=listed,

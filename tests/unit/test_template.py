@@ -229,9 +229,10 @@ CONSOLE_ROUTES = {
         "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments", "/console/flows/status",
         "/console/segments/preview")),
     *(("GET", f"/console/settings{path}", "ConsoleFunction") for path in (
-        "", "/keys", "/users", "/messaging", "/currency")),
+        "", "/stores", "/keys", "/users", "/messaging", "/currency")),
     *(("POST", f"/console/settings{path}", "ConsoleFunction") for path in (
-        "/keys", "/keys/revoke", "/users", "/users/role", "/users/disable", "/messaging", "/currency")),
+        "/stores", "/stores/rotate", "/stores/retire", "/keys", "/keys/revoke", "/users", "/users/role",
+        "/users/disable", "/messaging", "/currency")),
 }
 
 

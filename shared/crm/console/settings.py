@@ -5,12 +5,16 @@ what to do."""
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from crm.adapters.users import ConsoleUser, Invitation
 from crm.console.session import ROLES, Role
+from crm.models.stores import Platform, Store, StoreRegistration
+from crm.ports import SecretVault, StoreDirectory
+from crm.stores import normalise_domain, register_store, retire_webhook_secrets, rotate_webhook_secret
 
 # What the console checks of an address before Cognito sees it (the pool keeps it as the user's name).
 EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -129,3 +133,48 @@ def currency_document(form: Mapping[str, str]) -> dict[str, Any]:
             raise SettingRefused(f"rates, line {number}: write a currency and its rate, like EUR 1.10")
         rates[parts[0].upper()] = parts[1]
     return {"reporting_currency": form.get("reporting_currency", "").strip().upper(), "rates": rates}
+
+
+# --- stores ------------------------------------------------------------------------------------------
+
+
+def add_store(directory: StoreDirectory, workspace_id: str, platform: str, domain: str, webhook_secret: str,
+              api_token: str, now: datetime) -> tuple[StoreRegistration, str]:
+    """A store registered in the workspace as `crm store add --workspace` registers it, and the webhook secret it
+    verifies with: the platform's (typed in) or, left blank, a new random one to paste into the platform."""
+    try:
+        chosen = Platform(platform)
+    except ValueError:
+        raise SettingRefused(f"platform: choose one of {', '.join(p.value for p in Platform)}") from None
+    host = normalise_domain(domain)
+    if "." not in host or any(c.isspace() for c in host):
+        raise SettingRefused("domain: type the store's host, like shop.example.com")
+    secret = webhook_secret.strip() or secrets.token_urlsafe(32)
+    try:
+        registration = register_store(directory, chosen, host, secret, now, api_token or None,
+                                      workspace_id=workspace_id)
+    except ValueError as refused:  # taken domain, a BigCommerce store without its token
+        raise SettingRefused(str(refused)) from None
+    return registration, secret
+
+
+def _own_store(directory: StoreDirectory, workspace_id: str, store_id: str) -> Store:
+    for store in directory.workspace_stores(workspace_id):
+        if store.store_id == store_id:
+            return store
+    raise SettingRefused(f"this workspace has no store {store_id}")
+
+
+def rotate_secret(directory: StoreDirectory, vault: SecretVault, workspace_id: str, store_id: str,
+                  new_secret: str) -> tuple[Store, str]:
+    """A new webhook secret beside the store's current ones (the platform's, or a new random one): both verify
+    until ``retire_secrets`` (docs/security.md)."""
+    store = _own_store(directory, workspace_id, store_id)
+    return store, rotate_webhook_secret(vault, store.store_id, new_secret.strip() or None)
+
+
+def retire_secrets(directory: StoreDirectory, vault: SecretVault, workspace_id: str, store_id: str) -> tuple[
+        Store, int]:
+    """Only the newest webhook secret verifies from now on (each container within its minute's cache)."""
+    store = _own_store(directory, workspace_id, store_id)
+    return store, retire_webhook_secrets(vault, store.store_id)
