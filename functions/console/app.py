@@ -518,7 +518,8 @@ def _stores_page(session: Session, status: int = 200, **context: Any) -> Respons
     listed = wiring.store_directory().workspace_stores(session.workspace_id)
     return _settings_page(session, "settings_stores.html", "Stores", status=status, stores=listed,
                           platforms=[p.value for p in Platform],
-                          **{"added": None, "secret": None, "rotated": None, "draft": {}, **context})
+                          **{"added": None, "secret": None, "rotated": None,
+                             "draft": {"platform": "shopify", "domain": ""}, **context})
 
 
 @app.route("/console/settings/stores", methods=["GET"])

@@ -71,7 +71,7 @@ def test_a_viewer_sees_the_settings_and_every_change_is_refused(
         provisioned: Provisioned, settings_console: tuple[Client, StoreRegistration]) -> None:
     client, store = settings_console
     viewer = _signed_in(provisioned, client, store, "look@example.com", "viewer")
-    for page in ("", "/keys", "/users", "/messaging", "/currency"):
+    for page in ("", "/stores", "/keys", "/users", "/messaging", "/currency"):
         shown = viewer.request("get", f"/console/settings{page}")
         assert _status(shown) == 200 and "You are a viewer" in _body(shown), page
     keys = _body(viewer.request("get", "/console/settings/keys"))
@@ -81,11 +81,15 @@ def test_a_viewer_sees_the_settings_and_every_change_is_refused(
                        ("/users", {"email": "new@example.com", "role": "editor"}),
                        ("/users/role", {"email": "look@example.com", "role": "editor"}),
                        ("/users/disable", {"email": "look@example.com"}),
-                       ("/messaging", {"from_name": "Viewer"}), ("/currency", {"reporting_currency": "EUR"})):
+                       ("/messaging", {"from_name": "Viewer"}), ("/currency", {"reporting_currency": "EUR"}),
+                       ("/stores", {"platform": "custom", "domain": "viewer.example.com"}),
+                       ("/stores/rotate", {"store_id": store.store_id}),
+                       ("/stores/retire", {"store_id": store.store_id})):
         refused = viewer.request("post", f"/console/settings{path}", {"csrf_token": token, **form})
         assert _status(refused) == 403 and "You are a viewer" in _body(refused), path
     directory = DynamoStoreDirectory(provisioned.outputs["TableName"])
     assert authenticate(directory, store.api_key, NOW) is not None
+    assert directory.workspace_stores(store.workspace_id) == directory.workspace_stores(store.workspace_id)[:1]
     assert _users(provisioned).user("new@example.com") is None
     assert _users(provisioned).user("look@example.com").role == "viewer"  # type: ignore[union-attr]
 
@@ -153,3 +157,53 @@ def test_messaging_and_currency_are_saved_as_the_api_saves_them(
     assert 'data-figure="reporting-currency">EUR<' in _body(editor.request("get", "/console/settings/currency"))
     bad = editor.request("post", "/console/settings/currency", {"csrf_token": token, "reporting_currency": "EURO"})
     assert _status(bad) == 400 and "reporting_currency" in _body(bad)
+
+
+def test_an_editor_adds_a_store_and_rotates_then_retires_its_webhook_secret(
+        provisioned: Provisioned, settings_console: tuple[Client, StoreRegistration],
+        caplog: pytest.LogCaptureFixture) -> None:
+    from crm.models.stores import Platform
+
+    client, store = settings_console
+    table = provisioned.outputs["TableName"]
+    editor = _signed_in(provisioned, client, store, "stores@example.com", "editor")
+    token = editor.csrf("/console/settings/stores")
+
+    def post(path: str, **form: str) -> object:
+        return editor.request("post", f"/console/settings/stores{path}", {"csrf_token": token, **form})
+
+    added = post("", platform="woocommerce", domain="https://Woo.Example.com/shop", webhook_secret="",
+                 api_token="")
+    assert _status(added) == 200 and "Store woo.example.com (woocommerce) is added." in _body(added)
+    secret = unescape(re.search(r'id="webhook-secret" readonly value="([^"]+)"', _body(added)).group(1))  # type: ignore[union-attr]
+    api_key = unescape(re.search(r'id="store-api-key" readonly value="([^"]+)"', _body(added)).group(1))  # type: ignore[union-attr]
+    woo = DynamoStoreDirectory(table).store_by_domain(Platform.WOOCOMMERCE, "woo.example.com")
+    assert woo is not None and woo.workspace_id == store.workspace_id and woo.webhook_secrets == (secret,)
+    assert authenticate(DynamoStoreDirectory(table), api_key, NOW) is not None
+    listed = _body(editor.request("get", "/console/settings/stores"))
+    assert 'data-store="woo.example.com"' in listed and secret not in listed and api_key not in listed
+    taken = post("", platform="woocommerce", domain="woo.example.com", webhook_secret="x", api_token="")
+    assert _status(taken) == 400 and "already registered" in _body(taken)
+    no_token = post("", platform="bigcommerce", domain="big.example.com", webhook_secret="x", api_token="")
+    assert _status(no_token) == 400 and "needs an API token" in _body(no_token)
+
+    rotated = post("/rotate", store_id=woo.store_id)
+    assert _status(rotated) == 200 and "the old one still verifies" in _body(rotated)
+    new = unescape(re.search(r'id="webhook-secret" readonly value="([^"]+)"', _body(rotated)).group(1))  # type: ignore[union-attr]
+    # A container reading the vault afresh (each does within its minute's cache) verifies with both, then the newest.
+    assert DynamoStoreDirectory(table).store_by_domain(Platform.WOOCOMMERCE, "woo.example.com").webhook_secrets == (  # type: ignore[union-attr]
+        secret, new)
+    retired = post("/retire", store_id=woo.store_id)
+    assert _status(retired) == 200 and "1 older secret retired" in _body(retired)
+    assert DynamoStoreDirectory(table).store_by_domain(Platform.WOOCOMMERCE, "woo.example.com").webhook_secrets == (  # type: ignore[union-attr]
+        new,)
+    # Another workspace's store is not this workspace's to rotate.
+    other = DynamoStoreDirectory(table)
+    from crm.stores import register_store
+
+    stranger = register_store(other, Platform.SHOPIFY, "stranger.myshopify.com", "theirs", NOW)
+    refused = post("/rotate", store_id=stranger.store_id)
+    assert _status(refused) == 409 and "no store" in _body(refused)
+    assert other.store_by_domain(Platform.SHOPIFY, "stranger.myshopify.com").webhook_secrets == ("theirs",)  # type: ignore[union-attr]
+    logged = "\n".join(str(vars(record)) for record in caplog.records)
+    assert "console store added" in logged and secret not in logged and new not in logged and api_key not in logged
