@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 return lambda page: page.goto(url)
 
             _shoot(browser, args.out, "settings-keys", created_key, signed_in["editor"])
-            for page_name in ("users", "messaging", "currency"):
+            for page_name in ("stores", "users", "messaging", "currency"):
                 _shoot(browser, args.out, f"settings-{page_name}", visiting(f"{root}/settings/{page_name}"),
                        signed_in["editor"])
             _shoot(browser, args.out, "settings-viewer", lambda page: page.goto(f"{root}/settings/users"),
