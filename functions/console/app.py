@@ -22,11 +22,12 @@ from chalice import Chalice, Response
 from crm import api_keys, reporting, wiring
 from crm.adapters.users import PasswordRejected, SignInRefused, UserExists
 from crm.clock import utc_now
-from crm.console import charts, pages, render
+from crm.console import charts, flow_page, pages, render, template_page
 from crm.console import session as sessions
 from crm.console import settings as console_settings
 from crm.console.invitation import invitation_of, invitation_token, invitation_url
 from crm.console.session import ROLES, Session
+from crm.flows import stats_query
 from crm.flows.stats_query import StatsQueryInvalid
 from crm.reports.query import ReportQueryInvalid
 from crm.segments import service as segment_service
@@ -36,11 +37,13 @@ app = Chalice(app_name="crm-console")
 logger = Logger(service="console")
 FORM = ["application/x-www-form-urlencoded"]
 STATIC = Path(__file__).parent / "static"
-STATIC_TYPES = {"htmx-2.0.11.min.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+STATIC_TYPES = {"htmx-2.0.11.min.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8",
+                "template-preview.js": "text/javascript; charset=utf-8"}
 # Scripts and styles from this console only, no inline script or style, no frames, forms post only here.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                               "frame-src 'self'",  # the template editor's preview of the rendered email
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",  # an invitation link carries its token in the query
     "X-Frame-Options": "DENY",
@@ -490,11 +493,248 @@ def set_flow_status(session: Session) -> Response:
     except flows.FlowNotFound:
         raise Refused(404, "No such flow", "This workspace has no flow with this id.") from None
     except (flows.FlowConflict, ValueError) as refused:
+        if form.get("back_to") == "flow":
+            return _flow_page(session, flow_id, status=409, problem=str(refused))
         return _flows_page(session, status=409, problem=str(refused))
     logger.info("console flow status", extra={"workspace_id": session.workspace_id, "flow_id": flow_id,
                                               "status": record.status.value})
     said = "is live" if record.status.value == "live" else "is back to draft"
+    if form.get("back_to") == "flow":
+        return _flow_page(session, flow_id, changed=f"{record.definition.name} {said}.")
     return _flows_page(session, changed=f"{record.definition.name} {said}.")
+
+
+# --- a flow's page and the templates (docs/console.md: "A flow", "Templates") ----------------------------
+
+
+def _flow_page(session: Session, flow_id: str, status: int = 200, **context: Any) -> Response:
+    """The flow's diagram with its steps' counts over the last 30 days, its editor, test send and backtest."""
+    from crm.flows import manage as flows
+
+    today = utc_now().date()
+    first = today - timedelta(days=FLOWS_DAYS - 1)
+    try:
+        record = flows.get(wiring.flow_catalogue(), session.workspace_id, flow_id)
+    except flows.FlowNotFound:
+        raise Refused(404, "No such flow", "This workspace has no flow with this id: open it from the list.") from None
+    report = stats_query.flow_stats(wiring.flow_catalogue(), wiring.flow_counters(), wiring.split_winners(),
+                                    wiring.currency_store(), session.workspace_id, flow_id,
+                                    {"from": first.isoformat(), "to": today.isoformat()}, today)
+    messaging = wiring.messaging_store()
+    listed = messaging.list_templates(session.workspace_id)
+    names = {t.template_id: t.template.name for t in listed}
+    context = {"changed": None, "problem": None, "field_problems": {}, "edits": {}, "sent": None,
+               "send_problem": None, "send_to": "", "backtest": None, "backtest_problem": None,
+               "backtest_days": stats_query.DEFAULT_DAYS, **context}
+    return _html("flow.html", status=status, title=record.definition.name, flow=record, report=report,
+                 first=first, last=today, steps=flow_page.diagram(record.definition, report.steps, names),
+                 templates=flow_page.templates_by_channel(listed), delay_amount=flow_page.delay_amount,
+                 trigger=flows.trigger_summary(record.definition),
+                 not_ready=flows.readiness_problems(messaging, session.workspace_id, record.definition),
+                 email_steps=flow_page.email_steps(record.definition, names),
+                 **context, **_context(session, "flows"))
+
+
+@app.route("/console/flows/{flow_id}", methods=["GET"])
+@_page
+@_signed_in
+def flow(session: Session, flow_id: str) -> Response:
+    """The flow's page; ``?backtest_days=N`` also runs the backtest over the last N days (nothing is sent)."""
+    from crm.flows import backtests
+    from crm.flows import manage as flows
+
+    asked = (app.current_request.query_params or {}).get("backtest_days")
+    if asked is None:
+        return _flow_page(session, flow_id)
+    try:
+        request = backtests.parse_request({"flow_id": flow_id, "days": asked})
+    except ValueError as invalid:
+        return _flow_page(session, flow_id, status=400, backtest_problem=str(invalid), backtest_days=asked)
+    try:
+        tested = backtests.flow_to_test(wiring.flow_catalogue(), session.workspace_id, request, utc_now())
+    except flows.FlowNotFound:
+        raise Refused(404, "No such flow", "This workspace has no flow with this id: open it from the list.") from None
+    answer = backtests.backtest_workspace(
+        tested, request.days, utc_now(), timelines=wiring.profile_repository(), segments=wiring.segment_store(),
+        messaging=wiring.messaging_store(), suppressions=wiring.suppressions(),
+        budget_seconds=backtests.API_BUDGET_SECONDS)
+    return _flow_page(session, flow_id, backtest=answer, backtest_days=request.days)
+
+
+@app.route("/console/flows/{flow_id}", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def save_flow(session: Session, flow_id: str) -> Response:
+    """The editor's delays and messages saved as the API's PUT /flows/{id} saves a definition (its checks, its
+    version: a flow changed meanwhile is refused)."""
+    from crm.flows import manage as flows
+    from crm.flows.defaults import DefinitionInvalid
+
+    form = _form()
+    _can_change(session, form)
+    try:
+        current = flows.get(wiring.flow_catalogue(), session.workspace_id, flow_id)
+    except flows.FlowNotFound:
+        raise Refused(404, "No such flow", "This workspace has no flow with this id: open it from the list.") from None
+    held = form.get("version", "")
+    try:
+        document = flow_page.edited_definition(current.definition, form)
+        record = flows.replace(wiring.flow_catalogue(), session.workspace_id, flow_id, document, utc_now(),
+                               flows.expected_version(held))
+    except flow_page.EditRefused as refused:
+        return _flow_page(session, flow_id, status=400, field_problems=refused.problems, edits=form,
+                          problem="Nothing was saved: correct the fields marked below.")
+    except DefinitionInvalid as invalid:
+        step = flow_page.step_of_problem(current.definition.model_dump(mode="json"), str(invalid))
+        return _flow_page(session, flow_id, status=400, field_problems={step: str(invalid)} if step else {},
+                          edits=form, problem=f"Nothing was saved: {invalid}")
+    except flows.FlowConflict as conflict:
+        return _flow_page(session, flow_id, status=409, problem=f"Nothing was saved: {conflict}")
+    logger.info("console flow saved", extra={"workspace_id": session.workspace_id, "flow_id": flow_id,
+                                             "version": record.version})
+    return _flow_page(session, flow_id, changed=f"Saved: version {record.version}.")
+
+
+@app.route("/console/flows/{flow_id}/test-send", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def test_send(session: Session, flow_id: str) -> Response:
+    """One email step sent to the address typed, marked as a test, as the API's POST /flows/{id}/test-send."""
+    from botocore.exceptions import ClientError
+    from crm.flows import manage as flows
+    from crm.flows import proofs
+    from crm.flows.defaults import DefinitionInvalid
+
+    form = _form()
+    _can_change(session, form)
+    to = form.get("to", "").strip()
+    document = {"to": to, **({"step_id": form["step_id"]} if form.get("step_id") else {})}
+    try:
+        sent = proofs.send_proof(wiring.flow_catalogue(), wiring.messaging_store(), wiring.profile_repository(),
+                                 wiring.email_sender(), wiring.sender_identities(), session.workspace_id, flow_id,
+                                 document)
+    except flows.FlowNotFound:
+        raise Refused(404, "No such flow", "This workspace has no flow with this id: open it from the list.") from None
+    except (DefinitionInvalid, proofs.ProfileNotFound, flows.FlowConflict) as refused:
+        return _flow_page(session, flow_id, status=400, send_problem=str(refused), send_to=to)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in SES_REFUSALS:
+            raise
+        return _flow_page(session, flow_id, status=409, send_to=to,
+                          send_problem=f"SES refused the test: {error.response['Error'].get('Message', '')}")
+    logger.info("console test send", extra={"workspace_id": session.workspace_id, "flow_id": flow_id})
+    return _flow_page(session, flow_id, sent=sent, send_to=to)
+
+
+# SES's refusals of one message (a sandboxed account's unverified recipient, a paused account), as the API's.
+SES_REFUSALS = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "AccountSuspendedException",
+                          "SendingPausedException", "BadRequestException"})
+
+
+@app.route("/console/templates", methods=["GET"])
+@_page
+@_signed_in
+def templates_list(session: Session) -> Response:
+    from crm.messaging import manage as templates
+
+    listed = [templates.template_summary(r) for r in wiring.messaging_store().list_templates(session.workspace_id)]
+    return _html("templates.html", title="Templates", templates=listed, **_context(session, "templates"))
+
+
+def _template_page(session: Session, template_id: str, status: int = 200, **context: Any) -> Response:
+    from crm.messaging import manage as templates
+
+    try:
+        record = templates.get_template(wiring.messaging_store(), session.workspace_id, template_id)
+    except templates.TemplateNotFound:
+        raise Refused(404, "No such template", "This workspace has no template with this id: open it from the "
+                                               "list.") from None
+    draft = context.pop("draft", None) or template_page.form_of(record.template)
+    shown = context.pop("preview", None) or template_page.preview(
+        wiring.profile_repository(), wiring.messaging_store().messaging_settings(session.workspace_id),
+        session.workspace_id, record.template.channel, draft, context.get("customer"))
+    return _html("template.html", status=status, title=record.template.name, record=record, draft=draft,
+                 preview=shown, **{"saved": None, "problem": None, "customer": "", **context},
+                 **_context(session, "templates"))
+
+
+@app.route("/console/templates/{template_id}", methods=["GET"])
+@_page
+@_signed_in
+def template(session: Session, template_id: str) -> Response:
+    return _template_page(session, template_id)
+
+
+@app.route("/console/templates/{template_id}", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def save_template(session: Session, template_id: str) -> Response:
+    """The draft saved as the API's PUT /templates/{id} saves it (the same checks: a refusal names the line)."""
+    from crm.flows.defaults import DefinitionInvalid
+    from crm.messaging import manage as templates
+
+    form = _form()
+    _can_change(session, form)
+    channel = _template_channel(session, template_id)
+    try:
+        record = templates.replace_template(wiring.messaging_store(), wiring.flow_catalogue(), session.workspace_id,
+                                            template_id, template_page.draft_document(channel, form), utc_now())
+    except (DefinitionInvalid, templates.TemplateConflict) as refused:
+        return _template_page(session, template_id, status=400, draft=form, customer=form.get("customer", ""),
+                              problem=f"Nothing was saved: {refused}")
+    logger.info("console template saved", extra={"workspace_id": session.workspace_id, "template_id": template_id})
+    return _template_page(session, template_id, saved=record.template.name, customer=form.get("customer", ""))
+
+
+def _template_channel(session: Session, template_id: str) -> str:
+    from crm.messaging import manage as templates
+
+    try:
+        return templates.get_template(wiring.messaging_store(), session.workspace_id, template_id).template.channel
+    except templates.TemplateNotFound:
+        raise Refused(404, "No such template", "This workspace has no template with this id: open it from the "
+                                               "list.") from None
+
+
+def _draft_preview(session: Session, template_id: str, form: dict[str, str]) -> template_page.Preview:
+    return template_page.preview(wiring.profile_repository(),
+                                 wiring.messaging_store().messaging_settings(session.workspace_id),
+                                 session.workspace_id, _template_channel(session, template_id), form,
+                                 form.get("customer"))
+
+
+@app.route("/console/templates/{template_id}/preview", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def preview_template(session: Session, template_id: str) -> Response:
+    """The draft's problems, subject and text as it stands (nothing saved): the fragment alone for htmx, else
+    the whole page. Viewers may preview: it changes nothing."""
+    form = _form()
+    _check_csrf(session.session_id, form)
+    shown = _draft_preview(session, template_id, form)
+    if app.current_request.headers.get("hx-request") == "true":
+        return _html("template_check.html", preview=shown, template_id=template_id)
+    return _template_page(session, template_id, draft=form, preview=shown, customer=form.get("customer", ""))
+
+
+# The rendered email is shown in a frame of the editor: its own inline styles (a send's CSS is inlined) and
+# remote images allowed there, no script, no form, no link followed inside the console's origin.
+RENDERED_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; font-src https: data:; "
+                   "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox allow-popups")
+
+
+@app.route("/console/templates/{template_id}/rendered", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def rendered_template(session: Session, template_id: str) -> Response:
+    """The draft's HTML as a send renders it, for the editor's preview frame (the form posts into it)."""
+    form = _form()
+    _check_csrf(session.session_id, form)
+    shown = _draft_preview(session, template_id, form)
+    body = shown.html if shown.html is not None else render.page("template_rendered_problem.html", preview=shown)
+    return Response(body=body, status_code=200, headers={
+        **SECURITY_HEADERS, "Content-Security-Policy": RENDERED_POLICY, "X-Frame-Options": "SAMEORIGIN",
+        "Content-Type": HTML, "Cache-Control": "no-store"})
 
 
 # --- settings: API keys, users, messaging, currency (crm.console.settings) --------------------------

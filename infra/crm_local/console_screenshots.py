@@ -43,6 +43,19 @@ def _shoot(browser: Any, out: Path, name: str, visit: Callable[[Any], None], sto
         context.close()
 
 
+def _template_editor(url: str) -> Callable[[Any], None]:
+    """The editor once its preview frame shows the rendered email."""
+    def visit(page: Any) -> None:
+        page.goto(url)
+        page.frame_locator("iframe[name=email-preview]").locator("body *").first.wait_for()
+        # The frame is sandboxed (another process): Chromium paints it in a full-page shot only within the
+        # viewport, so the viewport is made as tall as the page (a phone's shot showed it blank).
+        width = page.viewport_size["width"]
+        page.set_viewport_size({"width": width, "height": page.evaluate("document.documentElement.scrollHeight")})
+        page.wait_for_timeout(300)
+    return visit
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/console"))
@@ -94,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
             _shoot(browser, args.out, "segment", lambda page: page.goto(f"{root}/segments/builtin:vip"),
                    signed_in["editor"])
             _shoot(browser, args.out, "flows", lambda page: page.goto(f"{root}/flows"), signed_in["editor"])
+            # A flow's page (its diagram, editor, test send and backtest) and the template editor's live preview.
+            flow = f"{root}/flows/builtin:abandoned_checkout?backtest_days=30"
+            _shoot(browser, args.out, "flow", lambda page: page.goto(flow), signed_in["editor"])
+            _shoot(browser, args.out, "templates", lambda page: page.goto(f"{root}/templates"), signed_in["editor"])
+            _shoot(browser, args.out, "template", _template_editor(f"{root}/templates/builtin:abandoned_checkout_1"),
+                   signed_in["editor"])
             # Settings: each page, the keys page as a key is created (its one showing), and a viewer's users page.
             def created_key(page: Any) -> None:
                 page.goto(f"{root}/settings/keys")

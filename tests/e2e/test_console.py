@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -241,3 +242,97 @@ def test_signed_out_pages_lead_to_the_sign_in_and_a_wrong_password_is_refused(
     page.get_by_label("Password").fill("Not-the-password-1")
     page.get_by_role("button", name="Sign in").click()
     assert page.get_by_role("alert").inner_text() == "wrong email or password"
+
+
+# --- a flow's page and the template editor -------------------------------------------------------------------
+
+ABANDONED = "builtin:abandoned_checkout"
+
+
+def _set_sender(stack: LocalStack, workspace: dict[str, str]) -> None:
+    status, _ = http("PUT", f"{stack.api_url}/settings/messaging", json.dumps(SENDER).encode(),
+                     {"x-api-key": workspace["api_key"], "Content-Type": "application/json"})
+    assert status == 200
+
+
+def test_a_built_in_flow_s_page_draws_its_steps_with_their_counts_and_saves_a_delay(
+        local_stack: LocalStack, workspace: dict[str, str], browser: Any) -> None:
+    page = _signed_in(browser, _invite(local_stack, workspace, "editor.flow@example.com", "editor"))
+    _open(page, "Flows")
+    page.get_by_role("link", name="Abandoned checkout").click()
+    page.get_by_role("heading", name="Abandoned checkout").wait_for()
+    _, flow = local_stack.get(f"/flows/{ABANDONED}", workspace["api_key"])
+    drawn = page.locator(".flow-diagram > .step").evaluate_all("steps => steps.map(s => s.dataset.step)")
+    assert drawn == [step["id"] for step in flow["definition"]["steps"]]
+    _, stats = local_stack.get(f"/flows/{ABANDONED}/stats", workspace["api_key"])
+    for step_id, counts in stats["steps"].items():
+        box = page.locator(f"[data-step='{step_id}']")
+        assert box.locator("[data-count=reached]").inner_text() == f"{counts['recipients']:,}"
+        if step_id.startswith("email"):
+            assert [box.locator(f"[data-count={name}]").inner_text() for name in ("sent", "opened", "converted")] \
+                == [f"{counts[name]:,}" for name in ("sent", "opened", "converted")]
+
+    page.get_by_label("Wait (wait_4h)", exact=True).fill("6")
+    page.get_by_label("Unit of the wait (wait_4h)").select_option("hours")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_text(re.compile(r"Saved: version \d+\.")).wait_for()
+    _, saved = local_stack.get(f"/flows/{ABANDONED}", workspace["api_key"])
+    assert saved["definition"]["steps"][0] == {**flow["definition"]["steps"][0], "duration": "PT6H"}
+    assert saved["version"] == flow["version"] + 1
+    # A wait longer than a flow may wait is refused beside its field, and nothing is saved.
+    page.get_by_label("Wait (wait_4h)", exact=True).fill("400")
+    page.get_by_label("Unit of the wait (wait_4h)").select_option("days")
+    page.get_by_role("button", name="Save changes").click()
+    assert "at most 365 days" in page.locator("#problem-wait_4h").inner_text()
+    _, unchanged = local_stack.get(f"/flows/{ABANDONED}", workspace["api_key"])
+    assert unchanged["version"] == saved["version"]
+
+
+def test_a_flow_s_test_send_lands_in_the_local_ses(local_stack: LocalStack, workspace: dict[str, str],
+                                                   browser: Any) -> None:
+    from crm_local.outbound import Outbox
+
+    _set_sender(local_stack, workspace)
+    outbox = Outbox(local_stack.aws_endpoint)
+    mark = outbox.mark()
+    page = _signed_in(browser, _invite(local_stack, workspace, "editor.test@example.com", "editor"))
+    _open(page, "Flows")
+    page.get_by_role("link", name="Abandoned checkout").click()
+    page.get_by_label("Send a test to (email address)").fill("proof.reader@example.com")
+    page.get_by_label("Email step").select_option("email_2")
+    page.get_by_role("button", name="Send test").click()
+    notice = page.locator("[data-sent-message]")
+    notice.wait_for()
+    message_id = notice.get_attribute("data-sent-message")
+    sent = [email for email in outbox.since(mark).emails if email.message_id == message_id]
+    assert len(sent) == 1 and sent[0].to == ["proof.reader@example.com"]
+    assert sent[0].subject is not None and sent[0].subject.startswith("[Test] ")
+    assert sent[0].tags.get("step") == "email_2" and sent[0].tags.get("test") == "true"
+
+
+def test_a_template_edit_shows_in_the_live_preview(local_stack: LocalStack, workspace: dict[str, str],
+                                                   browser: Any) -> None:
+    _, template = local_stack.get("/templates/builtin:abandoned_checkout_1", workspace["api_key"])
+    page = _signed_in(browser, _invite(local_stack, workspace, "editor.template@example.com", "editor"))
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
+    _open(page, "Templates")
+    page.get_by_role("link", name=template["name"]).click()
+    frame = page.frame_locator("iframe[name=email-preview]")
+    frame.locator("body").wait_for()
+    page.get_by_label("Subject").fill("A note for {{ profile.first_name }}")
+    page.get_by_label("HTML", exact=True).fill("<html><body><p class='x'>Still thinking it over, "
+                                               "{{ profile.first_name }}?</p></body></html>")
+    # htmx checks the draft after a pause; then the frame is posted the draft and shows the email as sent.
+    page.locator("[data-preview=subject]", has_text="A note for Ada").wait_for()
+    frame.get_by_text("Still thinking it over, Ada?").wait_for()
+    page.get_by_label("Preview for a customer (their email; empty: the sample shopper)").fill(ADA)
+    page.get_by_text(f"Rendered for {ADA}.").wait_for()  # the demo's Ada, not the sample shopper
+    frame.get_by_text("Still thinking it over, Ada?").wait_for()
+    page.get_by_label("HTML", exact=True).fill("<p>{% if %}</p>")
+    page.locator("[data-template-problems]").wait_for()
+    assert "html: line 1" in page.locator("[data-template-problems]").inner_text()
+    assert refused == []
+    _, unchanged = local_stack.get("/templates/builtin:abandoned_checkout_1", workspace["api_key"])
+    assert unchanged["subject"] == template["subject"]  # a preview saves nothing

@@ -228,6 +228,12 @@ CONSOLE_ROUTES = {
     *(("POST", path, "ConsoleFunction") for path in (
         "/console/sign-in", "/console/sign-out", "/console/invitation", "/console/segments", "/console/flows/status",
         "/console/segments/preview")),
+    # A flow's page and the template editor (docs/console.md).
+    *(("GET", path, "ConsoleFunction") for path in (
+        "/console/flows/{flow_id}", "/console/templates", "/console/templates/{template_id}")),
+    *(("POST", path, "ConsoleFunction") for path in (
+        "/console/flows/{flow_id}", "/console/flows/{flow_id}/test-send", "/console/templates/{template_id}",
+        "/console/templates/{template_id}/preview", "/console/templates/{template_id}/rendered")),
     *(("GET", f"/console/settings{path}", "ConsoleFunction") for path in (
         "", "/stores", "/keys", "/users", "/messaging", "/currency")),
     *(("POST", f"/console/settings{path}", "ConsoleFunction") for path in (
