@@ -94,6 +94,11 @@ class FakeStoreDirectory:
     def workspaces(self) -> Iterator[str]:
         yield from sorted(self.workspace_ids)
 
+    def workspace_stores(self, workspace_id: str) -> list[Store]:
+        found = (s.model_copy(update={"webhook_secrets": (), "api_token": None}) for s in self.stores.values()
+                 if s.workspace_id == workspace_id)
+        return sorted(found, key=lambda store: (store.created_at, store.store_id))
+
     def api_key(self, api_key: str) -> ApiKey | None:
         return self.keys.get(_key_hash(api_key))
 

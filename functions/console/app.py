@@ -19,13 +19,14 @@ from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 from chalice import Chalice, Response
-from crm import wiring
-from crm.adapters.users import PasswordRejected, SignInRefused
+from crm import api_keys, reporting, wiring
+from crm.adapters.users import PasswordRejected, SignInRefused, UserExists
 from crm.clock import utc_now
 from crm.console import builder, charts, flow_page, pages, render, template_page
 from crm.console import session as sessions
-from crm.console.invitation import invitation_of
-from crm.console.session import Session
+from crm.console import settings as console_settings
+from crm.console.invitation import invitation_of, invitation_token, invitation_url
+from crm.console.session import ROLES, Session
 from crm.flows import stats_query
 from crm.flows.stats_query import StatsQueryInvalid
 from crm.reports.query import ReportQueryInvalid
@@ -839,6 +840,283 @@ def rendered_template(session: Session, template_id: str) -> Response:
     return Response(body=body, status_code=200, headers={
         **SECURITY_HEADERS, "Content-Security-Policy": RENDERED_POLICY, "X-Frame-Options": "SAMEORIGIN",
         "Content-Type": HTML, "Cache-Control": "no-store"})
+
+
+# --- settings: API keys, users, messaging, currency (crm.console.settings) --------------------------
+
+
+def _settings_page(session: Session, template: str, title: str, status: int = 200, **context: Any) -> Response:
+    return _html(template, status=status, title=title, **{"done": None, "problem": None, **context},
+                 **_context(session, "settings"))
+
+
+@app.route("/console/settings", methods=["GET"])
+@_page
+@_signed_in
+def settings_index(session: Session) -> Response:
+    return _settings_page(session, "settings.html", "Settings")
+
+
+def _stores_page(session: Session, status: int = 200, **context: Any) -> Response:
+    from crm.models.stores import Platform
+
+    listed = wiring.store_directory().workspace_stores(session.workspace_id)
+    return _settings_page(session, "settings_stores.html", "Stores", status=status, stores=listed,
+                          platforms=[p.value for p in Platform],
+                          **{"added": None, "secret": None, "rotated": None,
+                             "draft": {"platform": "shopify", "domain": ""}, **context})
+
+
+@app.route("/console/settings/stores", methods=["GET"])
+@_page
+@_signed_in
+def settings_stores(session: Session) -> Response:
+    return _stores_page(session)
+
+
+@app.route("/console/settings/stores", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def add_store(session: Session) -> Response:
+    """A store of this workspace, as `crm store add --workspace`: its webhook secret and the workspace's new API key
+    are on this answer only, never logged."""
+    form = _form()
+    _can_change(session, form)
+    try:
+        added, secret = console_settings.add_store(
+            wiring.store_directory(), session.workspace_id, form.get("platform", ""), form.get("domain", ""),
+            form.get("webhook_secret", ""), form.get("api_token", ""), utc_now())
+    except console_settings.SettingRefused as refused:
+        draft = {name: form.get(name, "") for name in ("platform", "domain")}
+        return _stores_page(session, status=400, problem=str(refused), draft=draft)
+    logger.info("console store added", extra={"workspace_id": session.workspace_id, "store_id": added.store_id,
+                                              "key_id": added.api_key_id})
+    return _stores_page(session, done=f"Store {added.domain} ({added.platform}) is added.", added=added,
+                        secret=secret)
+
+
+@app.route("/console/settings/stores/rotate", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def rotate_store_secret(session: Session) -> Response:
+    from crm.stores import UnknownStore
+
+    form = _form()
+    _can_change(session, form)
+    try:
+        store, secret = console_settings.rotate_secret(wiring.store_directory(), wiring.store_vault(),
+                                                       session.workspace_id, form.get("store_id", ""),
+                                                       form.get("webhook_secret", ""))
+    except (console_settings.SettingRefused, UnknownStore) as refused:
+        return _stores_page(session, status=409, problem=str(refused))
+    logger.info("console store secret rotated", extra={"workspace_id": session.workspace_id,
+                                                       "store_id": store.store_id})
+    return _stores_page(session, done=f"{store.domain} has a new webhook secret: the old one still verifies until "
+                                      "you retire it.", rotated=store, secret=secret)
+
+
+@app.route("/console/settings/stores/retire", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def retire_store_secrets(session: Session) -> Response:
+    from crm.stores import UnknownStore
+
+    form = _form()
+    _can_change(session, form)
+    try:
+        store, retired = console_settings.retire_secrets(wiring.store_directory(), wiring.store_vault(),
+                                                         session.workspace_id, form.get("store_id", ""))
+    except (console_settings.SettingRefused, UnknownStore) as refused:
+        return _stores_page(session, status=409, problem=str(refused))
+    logger.info("console store secrets retired", extra={"workspace_id": session.workspace_id,
+                                                        "store_id": store.store_id, "retired": retired})
+    said = "no older secret to retire" if retired == 0 else \
+        f"{retired} older secret{'s' if retired > 1 else ''} retired: refused within a minute"
+    return _stores_page(session, done=f"{store.domain}: {said}.")
+
+
+def _keys_page(session: Session, status: int = 200, **context: Any) -> Response:
+    listed = [api_keys.key_view(key, utc_now()) for key in wiring.store_directory().api_keys(session.workspace_id)]
+    return _settings_page(session, "settings_keys.html", "API keys", status=status, keys=listed,
+                          **{"issued": None, **context})
+
+
+@app.route("/console/settings/keys", methods=["GET"])
+@_page
+@_signed_in
+def settings_keys(session: Session) -> Response:
+    return _keys_page(session)
+
+
+@app.route("/console/settings/keys", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def create_key(session: Session) -> Response:
+    """A new marketer API key, on this answer only (it is kept as a hash): never logged, never shown again."""
+    _can_change(session, _form())
+    issued = api_keys.create_api_key(wiring.store_directory(), session.workspace_id, utc_now())
+    logger.info("console api key created", extra={"workspace_id": session.workspace_id, "key_id": issued.key.key_id})
+    return _keys_page(session, issued=issued)
+
+
+@app.route("/console/settings/keys/revoke", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def revoke_key(session: Session) -> Response:
+    form = _form()
+    _can_change(session, form)
+    key_id = form.get("key_id", "")
+    try:
+        api_keys.revoke_api_key(wiring.store_directory(), session.workspace_id, key_id, utc_now())
+    except api_keys.UnknownApiKey:
+        return _keys_page(session, status=404, problem=f"This workspace has no API key {key_id}.")
+    logger.info("console api key revoked", extra={"workspace_id": session.workspace_id, "key_id": key_id})
+    return _keys_page(session, done=f"Key {key_id} is revoked: the API refuses it from its next request.")
+
+
+def _users_page(session: Session, status: int = 200, **context: Any) -> Response:
+    listed = wiring.console_users().workspace_users(session.workspace_id)
+    return _settings_page(session, "settings_users.html", "Users", status=status, users=listed, roles=ROLES,
+                          **{"invitation_link": None, "draft_email": "", **context})
+
+
+@app.route("/console/settings/users", methods=["GET"])
+@_page
+@_signed_in
+def settings_users(session: Session) -> Response:
+    return _users_page(session)
+
+
+def _console_url() -> str:
+    """The console's absolute URL, for an invitation link (as `crm users add --api` prints it)."""
+    headers = app.current_request.headers
+    host = headers.get("host", "127.0.0.1")
+    local = host.split(":")[0] in ("127.0.0.1", "localhost")
+    return f"{headers.get('x-forwarded-proto') or ('http' if local else 'https')}://{host}{_root()}"
+
+
+@app.route("/console/settings/users", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def invite_user(session: Session) -> Response:
+    form = _form()
+    _can_change(session, form)
+    try:
+        invitation = console_settings.invite(wiring.console_users(), session.workspace_id, form.get("email", ""),
+                                             form.get("role", ""))
+    except (console_settings.SettingRefused, UserExists) as refused:
+        return _users_page(session, status=400, problem=str(refused), draft_email=form.get("email", ""))
+    link = invitation_url(_console_url(), invitation_token(invitation.user.email, invitation.temporary_password))
+    logger.info("console user invited", extra={"workspace_id": session.workspace_id, "role": invitation.user.role})
+    return _users_page(session, done=f"{invitation.user.email} is invited as {invitation.user.role}.",
+                       invitation_link=link)
+
+
+@app.route("/console/settings/users/role", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def change_user_role(session: Session) -> Response:
+    form = _form()
+    _can_change(session, form)
+    try:
+        user = console_settings.change_role(wiring.console_users(), session.workspace_id, form.get("email", ""),
+                                            form.get("role", ""))
+    except console_settings.SettingRefused as refused:
+        return _users_page(session, status=409, problem=str(refused))
+    logger.info("console user role", extra={"workspace_id": session.workspace_id, "role": user.role})
+    return _users_page(session, done=f"{user.email} is now {'an' if user.role == 'editor' else 'a'} {user.role}.")
+
+
+@app.route("/console/settings/users/disable", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def disable_user(session: Session) -> Response:
+    form = _form()
+    _can_change(session, form)
+    try:
+        user = console_settings.disable(wiring.console_users(), session.workspace_id, form.get("email", ""))
+    except console_settings.SettingRefused as refused:
+        return _users_page(session, status=409, problem=str(refused))
+    logger.info("console user disabled", extra={"workspace_id": session.workspace_id})
+    return _users_page(session, done=f"{user.email} is disabled: they are signed out at their next request.")
+
+
+def _messaging_page(session: Session, status: int = 200, **context: Any) -> Response:
+    from crm.messaging import manage as messaging
+
+    held = wiring.messaging_store().messaging_settings(session.workspace_id)
+    view = messaging.settings_view(held, messaging.sender_verification(wiring.sender_identities(), held.from_address,
+                                                                       request=False))
+    return _settings_page(session, "settings_messaging.html", "Messaging", status=status, held=held, view=view,
+                          hours=console_settings.hours, **context)
+
+
+@app.route("/console/settings/messaging", methods=["GET"])
+@_page
+@_signed_in
+def settings_messaging(session: Session) -> Response:
+    return _messaging_page(session)
+
+
+@app.route("/console/settings/messaging", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def save_messaging(session: Session) -> Response:
+    """The API's PUT /settings/messaging: saved, and SES asked to verify a new from address."""
+    from crm.flows.defaults import DefinitionInvalid
+    from crm.messaging import manage as messaging
+
+    form = _form()
+    _can_change(session, form)
+    store = wiring.messaging_store()
+    held = store.messaging_settings(session.workspace_id).model_dump(mode="json")
+    try:
+        messaging.replace_settings(store, wiring.sender_identities(), session.workspace_id,
+                                   console_settings.messaging_document(held, form))
+    except (console_settings.SettingRefused, DefinitionInvalid) as refused:
+        return _messaging_page(session, status=400, problem=str(refused))
+    logger.info("console messaging settings", extra={"workspace_id": session.workspace_id})
+    return _messaging_page(session, done="Messaging settings saved.")
+
+
+def _currency_page(session: Session, status: int = 200, **context: Any) -> Response:
+    view = reporting.settings_view(wiring.currency_store().settings(session.workspace_id))
+    return _settings_page(session, "settings_currency.html", "Currency", status=status, view=view,
+                          rates_text="\n".join(f"{code} {rate}" for code, rate in view["rates"].items()), **context)
+
+
+@app.route("/console/settings/currency", methods=["GET"])
+@_page
+@_signed_in
+def settings_currency(session: Session) -> Response:
+    return _currency_page(session)
+
+
+@app.route("/console/settings/currency", methods=["POST"], content_types=FORM)
+@_page
+@_signed_in
+def save_currency(session: Session) -> Response:
+    """The API's PUT /settings/currency: held, and a job re-derives every customer's totals at them."""
+    from crm.config import settings
+    from crm.ports import ConcurrentUpdate
+    from crm.segments import runs
+
+    form = _form()
+    _can_change(session, form)
+    try:
+        request = reporting.parse_settings(json.dumps(console_settings.currency_document(form)))
+    except (console_settings.SettingRefused, reporting.CurrencySettingsInvalid) as refused:
+        return _currency_page(session, status=400, problem=str(refused))
+    shares = runs.shares_for(wiring.segment_runs().indexed_profiles(), settings().segment_items_per_share)
+    try:
+        held, job = reporting.replace_settings(wiring.currency_store(), wiring.currency_tasks(), session.workspace_id,
+                                               request, utc_now(), shares)
+    except ConcurrentUpdate:
+        return _currency_page(session, status=409, problem="The currency settings changed meanwhile: check them "
+                                                           "and save again.")
+    logger.info("console currency settings", extra={"workspace_id": session.workspace_id, "job_id": job.job_id})
+    return _currency_page(session, done=f"Totals are now reported in {held.reporting_currency}: every customer's "
+                                        "figures are being derived again.")
 
 
 @app.route("/console/static/{name}", methods=["GET"])

@@ -134,6 +134,21 @@ def main(argv: list[str] | None = None) -> int:
             _shoot(browser, args.out, "builder", lambda page: _build(page, root), signed_in["editor"])
             _shoot(browser, args.out, "segment-export", lambda page: _export(page, f"{root}/segments/builtin:vip"),
                    signed_in["editor"])
+            # Settings: each page, the keys page as a key is created (its one showing), and a viewer's users page.
+            def created_key(page: Any) -> None:
+                page.goto(f"{root}/settings/keys")
+                page.get_by_role("button", name="Create API key").click()
+                page.get_by_role("heading", name="New key", exact=False).wait_for()
+
+            def visiting(url: str) -> Callable[[Any], None]:
+                return lambda page: page.goto(url)
+
+            _shoot(browser, args.out, "settings-keys", created_key, signed_in["editor"])
+            for page_name in ("stores", "users", "messaging", "currency"):
+                _shoot(browser, args.out, f"settings-{page_name}", visiting(f"{root}/settings/{page_name}"),
+                       signed_in["editor"])
+            _shoot(browser, args.out, "settings-viewer", lambda page: page.goto(f"{root}/settings/users"),
+                   signed_in["viewer"])
             browser.close()
     return 0
 

@@ -234,6 +234,10 @@ class StoreDirectory(Protocol):
         write key already registered is refused (ValueError) and nothing is written."""
         ...
 
+    def workspace_stores(self, workspace_id: str) -> list[Store]:
+        """The workspace's stores, without their secrets, oldest first."""
+        ...
+
     def api_key(self, api_key: str) -> ApiKey | None:
         """The record of a marketer key, revoked and expired ones included (found by the key's hash)."""
         ...

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         PrivacyStore,
         ProfileRepository,
         RawArchive,
+        SecretVault,
         SegmentRuns,
         SegmentStore,
         StoreDirectory,
@@ -183,6 +184,14 @@ def console_session_keys() -> LinkSigningKeys:
 def console_users() -> CognitoUsers:
     from crm.adapters.users import CognitoUsers
     return CognitoUsers()
+
+
+def store_vault() -> SecretVault:
+    """Store secrets read afresh (not cached): the console's rotation adds to what the vault holds now."""
+    from datetime import timedelta
+
+    from crm.adapters.secrets import SecretsManagerVault
+    return SecretsManagerVault(ttl=timedelta(0))
 
 
 def links() -> Links:

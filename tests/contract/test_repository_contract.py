@@ -64,6 +64,18 @@ def test_registered_store_is_found_by_platform_and_domain(backend: Backend) -> N
     assert backend.stores.store_by_domain(Platform.SHOPIFY, "other.myshopify.com") is None
 
 
+def test_a_workspace_lists_its_own_stores_without_their_secrets(backend: Backend) -> None:
+    first = register_store(backend.stores, Platform.SHOPIFY, "a.myshopify.com", "secret-a", NOW)
+    second = register_store(backend.stores, Platform.WOOCOMMERCE, "b.example.com", "secret-b", NOW + timedelta(1),
+                            workspace_id=first.workspace_id)
+    register_store(backend.stores, Platform.SHOPIFY, "c.myshopify.com", "secret-c", NOW)  # another workspace's
+    listed = backend.stores.workspace_stores(first.workspace_id)
+    assert [(s.store_id, s.platform, s.domain) for s in listed] == [
+        (first.store_id, Platform.SHOPIFY, "a.myshopify.com"), (second.store_id, Platform.WOOCOMMERCE, "b.example.com")]
+    assert all(s.webhook_secrets == () and s.api_token is None for s in listed)
+    assert backend.stores.workspace_stores("ws_none") == []
+
+
 def test_api_key_resolves_to_its_workspace_only(backend: Backend) -> None:
     backend.stores.register(store(workspace_id="ws_a", domain="a.myshopify.com"), "crm_key_a")
     backend.stores.register(store(workspace_id="ws_b", store_id="st_b", domain="b.myshopify.com"), "crm_key_b")

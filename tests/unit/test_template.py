@@ -83,7 +83,10 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
                                                           "DescribeTable")),
         ("sqs:SendMessage", "SegmentTasksQueue"), ("secretsmanager:GetSecretValue", "ConsoleSessionSecret"),
         *((f"cognito-idp:{action}", "ConsoleUserPool") for action in (
-            "AdminInitiateAuth", "AdminRespondToAuthChallenge", "AdminGetUser"))}),
+            "AdminInitiateAuth", "AdminRespondToAuthChallenge", "AdminGetUser")),
+        # Settings: an API key created (its workspace checked) and revoked; the workspace's users managed.
+        ("dynamodb:ConditionCheckItem", "Table"), *((f"cognito-idp:{action}", "ConsoleUserPool") for action in (
+            "ListUsers", "AdminCreateUser", "AdminUpdateUserAttributes", "AdminDisableUser"))}),
 }
 
 
@@ -235,6 +238,11 @@ CONSOLE_ROUTES = {
     ("POST", "/console/segments/builder", "ConsoleFunction"),
     ("POST", "/console/segments/{segment_id}/exports", "ConsoleFunction"),
     ("GET", "/console/segments/{segment_id}/exports/{export_id}", "ConsoleFunction"),
+    *(("GET", f"/console/settings{path}", "ConsoleFunction") for path in (
+        "", "/stores", "/keys", "/users", "/messaging", "/currency")),
+    *(("POST", f"/console/settings{path}", "ConsoleFunction") for path in (
+        "/stores", "/stores/rotate", "/stores/retire", "/keys", "/keys/revoke", "/users", "/users/role",
+        "/users/disable", "/messaging", "/currency")),
 }
 
 

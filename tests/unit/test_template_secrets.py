@@ -1,5 +1,6 @@
-"""The store secrets' IAM grant in template.yaml: read-only, only to the functions that verify or call a
-store, only on this stack's prefix (the one crm.adapters.secrets names secrets under)."""
+"""The store secrets' IAM grant in template.yaml: read-only to the functions that verify or call a store, read and
+write to the console (its Settings add stores and rotate their secrets), nobody else, only on this stack's prefix (the
+one crm.adapters.secrets names secrets under)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from crm.adapters.secrets import secrets_prefix
 from crm_local.template import Stack
 
 READERS = {"WebhooksFunction", "ProfilesFunction"}  # signatures; the BigCommerce API token
+WRITERS = {"ConsoleFunction"}  # Settings: a store added, its webhook secret rotated or retired
+WRITER_ACTIONS = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:CreateSecret",
+                  "secretsmanager:DeleteSecret"]
 LINK_KEY_READERS = {"TrackFunction"}  # verifies unsubscribe and confirm links (the flows function signs them)
 LINK_SECRET = {"Ref": "LinkSigningSecret"}
 CONSOLE_SECRET = {"Ref": "ConsoleSessionSecret"}
@@ -30,15 +34,16 @@ def _secret_statements(stack: Stack, function: str, link_key: bool = False) -> l
 
 def test_only_the_webhooks_and_profiles_functions_read_store_secrets_on_the_stack_prefix(stack: Stack) -> None:
     functions = {name for name, resource in stack.resources.items() if resource["Type"] == "AWS::Lambda::Function"}
-    assert functions >= READERS
+    assert functions >= READERS | WRITERS
     for function in sorted(functions):
         statements = _secret_statements(stack, function)
-        if function not in READERS:
+        if function not in READERS | WRITERS:
             assert statements == [], f"{function} may touch secrets"
             continue
         [statement] = statements
         assert statement["Effect"] == "Allow"
-        assert statement["Action"] in (["secretsmanager:GetSecretValue"], "secretsmanager:GetSecretValue")
+        assert statement["Action"] in ((WRITER_ACTIONS,) if function in WRITERS else (
+            ["secretsmanager:GetSecretValue"], "secretsmanager:GetSecretValue"))
         template, names = statement["Resource"]["Fn::Sub"], {}
         if isinstance(template, list):
             template, names = template

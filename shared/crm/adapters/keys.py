@@ -97,6 +97,15 @@ def workspace_api_key(workspace_id: str, key_id: str) -> Key:
     return {"pk": workspace_api_keys(workspace_id), "sk": key_id}
 
 
+def workspace_stores(workspace_id: str) -> str:
+    """The partition of a workspace's store catalogue (the console's Settings list it with one Query)."""
+    return f"WS#{workspace_id}#STORES"
+
+
+def workspace_store(workspace_id: str, store_id: str) -> Key:
+    return {"pk": workspace_stores(workspace_id), "sk": store_id}
+
+
 def workspace(workspace_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}", "sk": "WORKSPACE"}
 

@@ -125,8 +125,11 @@ class DynamoStoreDirectory:
         key = ApiKey(key_id=api_key_id(api_key), workspace_id=store.workspace_id, created_at=store.created_at)
         store_item = {name: value for name, value in to_item(keys.store(store.platform, store.domain), "store",
                                                              store).items() if name not in _SECRET_FIELDS}
+        entry = {name: value for name, value in to_item(keys.workspace_store(store.workspace_id, store.store_id),
+                                                        "store_entry", store).items() if name not in _SECRET_FIELDS}
         items: list[dict[str, Any]] = [
             {"Put": {"TableName": self.table, "Item": store_item, "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"TableName": self.table, "Item": entry}},
             *self._api_key_puts(api_key, key),
         ]
         if store.write_key is not None:
@@ -155,6 +158,14 @@ class DynamoStoreDirectory:
                 raise UnknownWorkspace(f"workspace {store.workspace_id} does not exist") from None
             raise ValueError(f"{store.platform} store {store.domain} (or its write key) is already registered") \
                 from None
+
+    def workspace_stores(self, workspace_id: str) -> list[Store]:
+        """The workspace's stores (without their secrets), oldest first, from its catalogue (WS#<ws>#STORES),
+        which registration writes: a store registered before the catalogue existed is not in it."""
+        request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
+                                   "ExpressionAttributeValues": {":pk": {"S": keys.workspace_stores(workspace_id)}}}
+        found = [Store.model_validate(from_item(item)) for item in query_items(request)]
+        return sorted(found, key=lambda store: (store.created_at, store.store_id))
 
     # --- marketer API keys -------------------------------------------------------------------------
 

@@ -102,6 +102,30 @@ class CognitoUsers:
         return ConsoleUser(attributes.get("email", email), workspace_id, _role(attributes.get(_ROLE)),
                            bool(answer.get("Enabled", True)))
 
+    def workspace_users(self, workspace_id: str) -> list[ConsoleUser]:
+        """The workspace's users, by email. Cognito filters on standard attributes only, so the pool's users are
+        read page by page (60 each) and those of other workspaces dropped."""
+        found: list[ConsoleUser] = []
+        request: dict[str, object] = {"UserPoolId": self.user_pool_id, "Limit": 60}
+        while True:
+            answer = client("cognito-idp").list_users(**request)
+            for listed in answer.get("Users", []):
+                attributes = {a["Name"]: a["Value"] for a in listed.get("Attributes", [])}
+                if attributes.get(_WORKSPACE) == workspace_id:
+                    found.append(ConsoleUser(attributes.get("email", listed["Username"]), workspace_id,
+                                             _role(attributes.get(_ROLE)), bool(listed.get("Enabled", True))))
+            if not answer.get("PaginationToken"):
+                return sorted(found, key=lambda user: user.email)
+            request["PaginationToken"] = answer["PaginationToken"]
+
+    def set_role(self, email: str, role: Role) -> None:
+        client("cognito-idp").admin_update_user_attributes(
+            UserPoolId=self.user_pool_id, Username=email, UserAttributes=[{"Name": _ROLE, "Value": role}])
+
+    def disable(self, email: str) -> None:
+        """The user can no longer sign in, and a session of theirs ends at its next request."""
+        client("cognito-idp").admin_disable_user(UserPoolId=self.user_pool_id, Username=email)
+
     def sign_in(self, email: str, password: str) -> ConsoleUser:
         """The user, when the password is theirs (SignInRefused otherwise, or when they must first choose a
         password: an invitation's temporary password signs in only through ``accept``)."""
