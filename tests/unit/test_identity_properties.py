@@ -180,8 +180,8 @@ class Interrupted(Exception):
 
 class InterruptibleRepository(FakeProfileRepository):
     """Writes a guard-last change one item at a time in DynamoProfileRepository's order (a new profile after its
-    links, an existing one before them; lines and markers unconditionally; an account item last), and ends the
-    invocation once ``writes_left`` writes are done."""
+    links, an existing one before them; lines unconditionally, each the marker of its activity; an account item
+    last), and ends the invocation once ``writes_left`` writes are done."""
 
     writes_left: int | None = None
 
@@ -206,9 +206,6 @@ class InterruptibleRepository(FakeProfileRepository):
         for entry in change.timeline:
             self._spend()
             self.timelines.setdefault((ws, entry.profile_id), {})[entry.sort_key] = entry
-        for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded):
-            self._spend()
-            self.events[(ws, store_id, event_id)] = profile_id
         if change.customer is not None:
             self._spend()
             super().commit(Change(ws, customer=change.customer))
