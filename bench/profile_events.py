@@ -12,6 +12,7 @@ Request counts are deterministic and transfer to AWS; times are moto's and only 
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import random
 import sys
@@ -21,11 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from crm.adapters import clients
-from crm.adapters.items import from_item, to_item
+from crm.adapters import clients, keys
+from crm.adapters.items import from_item, serializer, to_item
 from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.throttling import transact_write
 from crm.identity import identities_of
 from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import (
@@ -46,7 +49,7 @@ from crm.profiles import apply_activity, apply_customer, apply_order_record, pro
 from crm_local import moto_patches
 from crm_local.event_shapes import stream_record
 from crm_local.template import load_stack
-from figures import per, record
+from figures import RESULTS, per, record
 from ingest_path import (
     PRICES,
     REGION,
@@ -464,7 +467,8 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
 class EveryChangeATransaction(DynamoProfileRepository):
     """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
     too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds, every
-    field of a profile written."""
+    field of a profile written; and each activity's marker item, which ours no longer writes (its timeline line
+    is its marker), here in a transaction after the change's: the same units."""
 
     profile_defaults = True
 
@@ -474,11 +478,17 @@ class EveryChangeATransaction(DynamoProfileRepository):
                 (profile.model_copy(update={"unmarked_events": ()}), revision)
                 for profile, revision in change.profiles))
         super().commit(change)
+        markers = [{**keys.event(change.workspace_id, store_id, event_id), "entity": "event", "profile_id": profile}
+                   for store_id, event_id, profile in (*([change.event] if change.event else []), *change.folded)]
+        if markers:
+            transact_write([{"Put": {"TableName": self.table, "Item": {k: serializer.serialize(v)
+                                                                        for k, v in marker.items()}}}
+                            for marker in markers], self.backoff)
 
 
 class EveryFieldWritten(DynamoProfileRepository):
-    """BEFORE this session (main at bc3f065, kept to be measured against): guard last and folding as ours, but a
-    profile item carries every field, those at their defaults too."""
+    """Ours (guard last, folding, lines as markers), but a profile item carries every field, those at their
+    defaults too, as main did before bc3f065's compact items: what the compact item saves."""
 
     profile_defaults = True
 
@@ -586,7 +596,7 @@ def run_requests(bench: Bench, design: str, repository: DynamoProfileRepository,
 def measure_folding(bench: Bench, workload: Workload, batching: Batching) -> list[FoldRun]:
     requests, source = track_requests(workload, batching.views_per_request), bench.outputs["TableName"]
     designs = (("ours, a request folded (apply_events)", DynamoProfileRepository, True),
-               ("main at bc3f065: folded, every profile field written", EveryFieldWritten, True),
+               ("ours folded, every profile field written (pre-bc3f065 item)", EveryFieldWritten, True),
                ("ours, one event at a time (apply_event)", DynamoProfileRepository, False),
                ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False))
     runs = []
@@ -643,8 +653,8 @@ def print_types(r: Results) -> None:
     ours, baseline = r.ours, r.baseline
     print("\n5. Profile upsert per event type: crm.ingestion.apply_event on DynamoProfileRepository, one event at a "
           "time")
-    print(f"   workload: {SHOPPERS} shoppers and {ANONYMOUS_BROWSERS} anonymous browsers, seed {SEED}: "
-          f"{len(r.workload.arrivals)} events in arrival order")
+    print(f"   workload: {len(r.workload.expected)} shoppers, seed {SEED}: {len(r.workload.arrivals)} events in "
+          "arrival order")
     print("   per event; events/s is wall time through apply_event on moto (in-process, moto-dominated: compare the")
     print("   designs with it, do not quote it as AWS throughput)")
     header, rows = operation_rows(ours)
@@ -671,9 +681,10 @@ def print_types(r: Results) -> None:
     print("\n   ours/baseline per event type (lower is cheaper; time is moto's)")
     print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, baseline)))
     print("  ours writes an event's items in one TransactWriteItems (2 WRU per KB: the price of atomicity and of the")
-    print("  guards that make retries and merges safe), except an activity that only updates one known profile:")
-    print("  PutItem of the profile under its revision, then BatchWriteItem of its timeline line and marker (guard")
-    print("  last, crm.changes). The baseline's PutItems are neither atomic nor merged.")
+    print("  guards that make retries and merges safe) only for orders, merges and consent lines; any other change of")
+    print("  one profile is single writes, the item that says the event is applied last (an activity's timeline")
+    print("  line, its marker; an account's item): guard last, crm.changes. The baseline's PutItems are neither")
+    print("  atomic nor merged.")
 
 
 def ratio_rows(ours: TypeRun, other: TypeRun) -> list[list[str]]:
@@ -769,8 +780,8 @@ def print_costs(r: Results) -> None:
     print(f"  the upsert (DynamoDB) ${before_upsert:.2f} -> ${upsert:.2f}, total on REST "
           f"${sum(c for _, c, _ in before_lines):.2f} -> ${total:.2f}.")
     folded, main, single, before = (product_view_cost(run) for run in r.folding)
-    print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before issue 12, ${main:.2f} at main bc3f065 "
-          f"(folded, every profile field written), ${single:.2f} one at a time, ${folded:.2f} folded as the snippet "
+    print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before issue 12, ${main:.2f} ours with "
+          f"every profile field written, ${single:.2f} one at a time, ${folded:.2f} folded as the snippet "
           "sends them:")
     print(f"  the upsert (DynamoDB) with views folded: ${upsert - single + folded:.2f}; total on REST "
           f"${total - single + folded:.2f}, on HTTP API ${http_total - single + folded:.2f}.")
@@ -780,13 +791,20 @@ def print_costs(r: Results) -> None:
     print("  webhook path). Excludes Lambda duration, storage, data transfer and idle long polls.")
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shoppers", type=int, default=SHOPPERS,
+                        help=f"shoppers in the workload (default {SHOPPERS}; fewer to iterate quickly)")
+    parser.add_argument("--browsers", type=int, default=ANONYMOUS_BROWSERS,
+                        help=f"anonymous browsers in the workload (default {ANONYMOUS_BROWSERS})")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where its JSON is recorded")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     fake_aws_environment()
     moto_patches.install()  # moto's own TransactWriteItems deep-copies the table on every call
     with mock_aws():
         bench = set_up(load_stack(TEMPLATE, region=REGION))
-        workload = build_workload(bench.store.workspace_id, bench.store.store_id, SHOPPERS, ANONYMOUS_BROWSERS,
+        workload = build_workload(bench.store.workspace_id, bench.store.store_id, args.shoppers, args.browsers,
                                   SEED)
         results = measure(bench, workload, measure_batching())
     print_types(results)
@@ -809,7 +827,8 @@ def main() -> int:
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),
-                              **({"before": figures_of(before)} if before is not None else {}), **folded_figures})
+                              **({"before": figures_of(before)} if before is not None else {}), **folded_figures},
+           args.results)
     return 0
 
 

@@ -1,13 +1,14 @@
 """Identity resolution by property: any interleaving, duplication and reordering of the same deliveries
-yields the same profiles (the same people, with the same totals to the cent) as in-order, once-only delivery.
+yields the same profiles (the same people, with the same totals to the cent) as in-order, once-only delivery;
+so does a delivery whose writes end after any one of them, delivered again later.
 
 Shoppers are generated with identities of their own (email, phone, platform account, browser id); their
 events carry different subsets of them (guest checkouts by phone, anonymous browsing, an identify that
-links a browser to an email, an account that ties email and phone together), so profiles are created
-apart and must merge whatever the arrival order. Orders get newer versions, cancellations, refunds that
-arrive on their own (even before their order) and removals. Profiles keep the times of only the latest
-``kept`` occurrences of each event (crm.recent), shrunk here so that merges of full lists and orders leaving
-them are common: those lists must come out the same too.
+links a browser to an email, a checkout under an email, an account that ties email and phone together), so
+profiles are created apart and must merge whatever the arrival order. Orders get newer versions,
+cancellations, refunds that arrive on their own (even before their order) and removals. Profiles keep the
+times of only the latest ``kept`` occurrences of each event (crm.recent), shrunk here so that merges of full
+lists and orders leaving them are common: those lists must come out the same too.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from decimal import Decimal
 from unittest import mock
 
 from crm import recent
-from crm.ingestion import apply_event
+from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, OrderRemoved, RefundRecord
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem
 from crm.models.profile import Profile
 from crm.models.stores import Platform
+from crm.ports import Change
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +62,28 @@ def shoppers(draw: st.DrawFn, number: int) -> Shopper:
     phone = draw(st.sampled_from([f"+1202555{number:04d}", None])) if email else f"+1202555{number:04d}"
     return Shopper(number, email, phone, draw(st.sampled_from([f"anon-{number}", None])),
                    draw(st.sampled_from([f"cust-{number}", None])))
+
+
+def _storefront(draw: st.DrawFn, shopper: Shopper) -> list[CanonicalEvent]:
+    """Views of the shopper's browser, an identify naming its email, a checkout under the email."""
+    events: list[CanonicalEvent] = []
+    if shopper.anonymous_id:
+        for view in range(draw(st.integers(0, 2))):
+            events.append(ActivityEvent(
+                workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"v-{shopper.number}-{view}",
+                type=ActivityType.PRODUCT_VIEWED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id))
+        if shopper.email and draw(st.booleans()):
+            events.append(ActivityEvent(
+                workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"id-{shopper.number}",
+                type=ActivityType.IDENTIFY, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
+                email=shopper.email, consents=(Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED,
+                                                       source="track:identify", at=_moment(draw)),)))
+    if shopper.email and draw(st.booleans()):
+        events.append(ActivityEvent(
+            workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"co-{shopper.number}",
+            type=ActivityType.CHECKOUT_STARTED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
+            email=shopper.email, checkout_token=f"tok-{shopper.number}"))
+    return events
 
 
 @st.composite
@@ -102,17 +126,7 @@ def worlds(draw: st.DrawFn) -> World:
                                            order_id=order_id, removed_at=created + timedelta(days=1)))
             counts = not cancelled and not removed
             net_by_order[order_id] = max(total - refunded, Decimal("0.00")) if counts else Decimal("0.00")
-        if shopper.anonymous_id:
-            for view in range(draw(st.integers(0, 2))):
-                events.append(ActivityEvent(
-                    workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"v-{shopper.number}-{view}",
-                    type=ActivityType.PRODUCT_VIEWED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id))
-            if shopper.email and draw(st.booleans()):
-                events.append(ActivityEvent(
-                    workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"id-{shopper.number}",
-                    type=ActivityType.IDENTIFY, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
-                    email=shopper.email, consents=(Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED,
-                                                           source="track:identify", at=_moment(draw)),)))
+        events += _storefront(draw, shopper)
         if shopper.customer_id and draw(st.booleans()):
             events.append(customer_record(shopper.customer_id, email=shopper.email, phone=shopper.phone,
                                           updated_at=_moment(draw), first_name=f"Name{shopper.number}"))
@@ -158,3 +172,87 @@ def test_any_interleaving_with_duplicates_gives_the_in_order_profiles(data: st.D
         assert {kind: len(times) for kind, times in profile.recent.activity_times().items()} == {
             kind: min(count, kept) for kind, count in profile.activity_counts.items()}
     assert sum((p.total_spent for p in live), Decimal("0.00")) == sum(world.net_by_order.values(), Decimal("0.00"))
+
+
+class Interrupted(Exception):
+    """The invocation ended between two writes (a timeout, a crash): the queue delivers the message again."""
+
+
+class InterruptibleRepository(FakeProfileRepository):
+    """Writes a guard-last change one item at a time in DynamoProfileRepository's order (a new profile after its
+    links, an existing one before them; lines unconditionally, each the marker of its activity; an account item
+    last), and ends the invocation once ``writes_left`` writes are done."""
+
+    writes_left: int | None = None
+
+    def _spend(self) -> None:
+        if self.writes_left is not None:
+            if self.writes_left == 0:
+                raise Interrupted
+            self.writes_left -= 1
+
+    def commit(self, change: Change) -> None:
+        if not change.guard_last:
+            self._spend()
+            super().commit(change)
+            return
+        ws = change.workspace_id
+        (_, revision), = change.profiles
+        profile = Change(ws, profiles=change.profiles)
+        links = [Change(ws, identities=(link,)) for link in change.identities]
+        for step in [*links, profile] if revision is None else [profile, *links]:
+            self._spend()
+            super().commit(step)
+        for entry in change.timeline:
+            self._spend()
+            self.timelines.setdefault((ws, entry.profile_id), {})[entry.sort_key] = entry
+        if change.customer is not None:
+            self._spend()
+            super().commit(Change(ws, customer=change.customer))
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data(), world=worlds())
+def test_writes_interrupted_anywhere_and_delivered_again_later_give_the_uninterrupted_profiles(
+        data: st.DataObject, world: World) -> None:
+    """Messages of one to three events (a /track request's activities fold into one write); each delivery may
+    end after any of its writes, and the queue delivers the message again, maybe after others."""
+    arrival = list(data.draw(st.permutations(world.events), label="arrival"))
+    queue: list[list[CanonicalEvent]] = []
+    while arrival:
+        size = data.draw(st.integers(1, 3), label="events in the message")
+        queue.append(arrival[:size])
+        arrival = arrival[size:]
+    repository = InterruptibleRepository()
+    step = 0
+    while queue:
+        message = queue.pop(0)
+        repository.writes_left = data.draw(st.none() | st.integers(0, 5), label="writes before the end")
+        try:
+            apply_events(repository, message, NOW + timedelta(seconds=step))
+        except Interrupted:
+            queue.insert(data.draw(st.integers(0, len(queue)), label="delivered again at"), message)
+        step += 1
+    repository.writes_left = None
+    assert _people(repository) == _people(_deliver(list(world.events)))
+
+
+def _view(number: int, anonymous_id: str = "a-new") -> ActivityEvent:
+    return ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"nv-{number}",
+                         type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW + timedelta(minutes=number),
+                         anonymous_id=anonymous_id)
+
+
+def test_a_new_browsers_request_ended_after_any_write_and_delivered_again_counts_each_view_once() -> None:
+    """The identity link of a new profile is written before the profile: a retry that finds the link and no
+    profile plans the profile anew, with every view of the request on it."""
+    views = [_view(0), _view(1)]
+    for writes in range(6):
+        repository = InterruptibleRepository()
+        repository.writes_left = writes
+        try:
+            apply_events(repository, views, NOW)
+        except Interrupted:
+            repository.writes_left = None
+            apply_events(repository, views, NOW + timedelta(seconds=1))
+        assert _people(repository) == _people(_deliver(list(views))), f"ended after {writes} writes"
