@@ -25,6 +25,7 @@ from typing import Any
 
 from crm.adapters import clients
 from crm.adapters.items import from_item, to_item
+from crm.adapters.outbox_targets import bus_types
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.identity import identities_of
 from crm.ingestion import apply_event, apply_events
@@ -37,6 +38,7 @@ from crm.models.canonical import (
     ProductRef,
     RefundRecord,
 )
+from crm.models.events import FLOW_EVENT_TYPES
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.profile import OrderRecord, Profile, new_profile
 from crm.models.stores import Platform
@@ -409,7 +411,8 @@ class TypeRun:
     seconds: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     applied: Counter[str] = field(default_factory=Counter)
-    published: Counter[str] = field(default_factory=Counter)  # domain events the outbox would publish
+    published: Counter[str] = field(default_factory=Counter)  # entries the outbox would put on the bus
+    queued: Counter[str] = field(default_factory=Counter)  # flow events it would send to the flows queue
 
     def per_event(self, kind: str, key: tuple[str, ...]) -> float:
         return self.counts.get(kind, {}).get(key, 0) / self.events[kind] if self.events[kind] else 0.0
@@ -432,16 +435,23 @@ class StreamTail:
         self.iterators = [self.streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"],
                                                           ShardIteratorType="LATEST")["ShardIterator"]
                           for shard in shards]
+        # None: every type (BusEventTypes "*")
+        self.bus_types = bus_types(load_stack(TEMPLATE, region=REGION).parameters["BusEventTypes"]["Default"])
 
-    def published(self) -> int:
-        """How many domain events the outbox makes of the records written since the last call."""
-        count, following = 0, []
+    def published(self) -> tuple[int, int]:
+        """The domain events the outbox makes of the records written since the last call: how many it puts on the
+        bus (the template's BusEventTypes), how many it sends to the flows queue (crm.adapters.outbox_targets)."""
+        bus = self.bus_types
+        on_bus, queued, following = 0, 0, []
         for iterator in self.iterators:
             answer = self.streams.get_records(ShardIterator=iterator)
-            count += sum(len(events_for(stream_record(r, self.arn))) for r in answer["Records"])
+            for change in answer["Records"]:
+                for event in events_for(stream_record(change, self.arn)):
+                    on_bus += bus is None or event.type in bus
+                    queued += event.type in FLOW_EVENT_TYPES
             following.append(answer["NextShardIterator"])
         self.iterators = following
-        return count
+        return on_bus, queued
 
 
 def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent, datetime], bool],
@@ -457,7 +467,9 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
         run.events[arrival.kind] += 1
         run.applied[arrival.kind] += changed
         if stream is not None:
-            run.published[arrival.kind] += stream.published()
+            on_bus, queued = stream.published()
+            run.published[arrival.kind] += on_bus
+            run.queued[arrival.kind] += queued
     return run
 
 
@@ -654,7 +666,9 @@ def print_types(r: Results) -> None:
     print(f"  {r.merged} anonymous profiles merged into shoppers by identifies")
     published = ", ".join(f"{kind} {ours.published[kind] / ours.events[kind]:.2f}" for kind in KINDS
                           if ours.events[kind])
-    print(f"  PutEvents entries per event (the outbox's domain events, docs/events.md): {published}")
+    queued = ", ".join(f"{kind} {ours.queued[kind] / ours.events[kind]:.2f}" for kind in KINDS if ours.events[kind])
+    print(f"  PutEvents entries per event (the outbox's domain events of BusEventTypes, docs/events.md): {published}")
+    print(f"  flow events per event (the outbox sends them to the flows queue, priced with flows): {queued}")
     print("\n   BEFORE (issue 12's start, same run, its own table): every change in one TransactWriteItems")
     header, rows = operation_rows(r.before)
     print(table(header, rows))
@@ -797,6 +811,7 @@ def main() -> int:
         kinds = [kind for kind in KINDS if run.events[kind]]
         return {"per_event": {kind: per(run.counts.get(kind, {}), run.events[kind]) for kind in kinds},
                 "published_per_event": {kind: run.published[kind] / run.events[kind] for kind in kinds},
+                "queued_per_event": {kind: run.queued[kind] / run.events[kind] for kind in kinds},
                 "changed_per_event": {kind: run.applied[kind] / run.events[kind] for kind in kinds}}
 
     before = getattr(results, "before", None)  # today's design at issue 12's start, when measured in this run
