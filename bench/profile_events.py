@@ -413,6 +413,7 @@ class TypeRun:
     applied: Counter[str] = field(default_factory=Counter)
     published: Counter[str] = field(default_factory=Counter)  # entries the outbox would put on the bus
     queued: Counter[str] = field(default_factory=Counter)  # flow events it would send to the flows queue
+    every: Counter[str] = field(default_factory=Counter)  # every domain event: the bus's entries before issue 12
 
     def per_event(self, kind: str, key: tuple[str, ...]) -> float:
         return self.counts.get(kind, {}).get(key, 0) / self.events[kind] if self.events[kind] else 0.0
@@ -438,20 +439,22 @@ class StreamTail:
         # None: every type (BusEventTypes "*")
         self.bus_types = bus_types(load_stack(TEMPLATE, region=REGION).parameters["BusEventTypes"]["Default"])
 
-    def published(self) -> tuple[int, int]:
+    def published(self) -> tuple[int, int, int]:
         """The domain events the outbox makes of the records written since the last call: how many it puts on the
-        bus (the template's BusEventTypes), how many it sends to the flows queue (crm.adapters.outbox_targets)."""
+        bus (the template's BusEventTypes), how many it sends to the flows queue (crm.adapters.outbox_targets), how
+        many there are (each was an entry on the bus before issue 12 routed them)."""
         bus = self.bus_types
-        on_bus, queued, following = 0, 0, []
+        on_bus, queued, every, following = 0, 0, 0, []
         for iterator in self.iterators:
             answer = self.streams.get_records(ShardIterator=iterator)
             for change in answer["Records"]:
                 for event in events_for(stream_record(change, self.arn)):
                     on_bus += bus is None or event.type in bus
                     queued += event.type in FLOW_EVENT_TYPES
+                    every += 1
             following.append(answer["NextShardIterator"])
         self.iterators = following
-        return on_bus, queued
+        return on_bus, queued, every
 
 
 def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent, datetime], bool],
@@ -467,9 +470,10 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
         run.events[arrival.kind] += 1
         run.applied[arrival.kind] += changed
         if stream is not None:
-            on_bus, queued = stream.published()
+            on_bus, queued, every = stream.published()
             run.published[arrival.kind] += on_bus
             run.queued[arrival.kind] += queued
+            run.every[arrival.kind] += every
     return run
 
 
@@ -669,6 +673,11 @@ def print_types(r: Results) -> None:
     queued = ", ".join(f"{kind} {ours.queued[kind] / ours.events[kind]:.2f}" for kind in KINDS if ours.events[kind])
     print(f"  PutEvents entries per event (the outbox's domain events of BusEventTypes, docs/events.md): {published}")
     print(f"  flow events per event (the outbox sends them to the flows queue, priced with flows): {queued}")
+    month_entries = {name: sum(n * getattr(ours, name)[k] / ours.events[k] for k, n in MONTHLY_MIX.items()
+                               if ours.events[k]) for name in ("published", "every")}
+    print(f"  bus entries a month, reference mix: {month_entries['published'] / 1e6:.2f}M "
+          f"(before issue 12 routed the flows' events to their queue: every event, "
+          f"{month_entries['every'] / 1e6:.2f}M)")
     print("\n   BEFORE (issue 12's start, same run, its own table): every change in one TransactWriteItems")
     header, rows = operation_rows(r.before)
     print(table(header, rows))
