@@ -7,12 +7,13 @@ import json
 from typing import Any
 
 import pytest
-from crm.adapters.outbox_targets import RoutedPublisher, bus_types
+from crm.adapters.outbox_targets import RoutedPublisher, bus_types, queue_body, send_batches
 from crm.connectors.base import PayloadNotUnderstood
 from crm.connectors.bigcommerce import map_order
 from crm.connectors.custom import CUSTOM, TOPIC
 from crm.connectors.shopify import SHOPIFY
 from crm.connectors.woocommerce import WOOCOMMERCE
+from crm.flows.inbox import BusEvent, read_message
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent
 from crm.models.events import FLOW_EVENT_TYPES, CustomerCreated, OrderPlaced
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
@@ -219,3 +220,19 @@ def test_the_outbox_routes_each_event_by_type_and_a_refusal_by_either_target_fai
     assert bus_types(" OrderPlaced , ContactCreated,") == {"OrderPlaced", "ContactCreated"}
     assert bus_types("") == frozenset()
     assert set(FLOW_EVENT_TYPES) >= {"CheckoutStarted", "ProductViewed", "OrderPlaced", "ProfilesMerged"}
+
+
+def test_the_outbox_sends_ten_to_a_batch_and_under_sqs_size_limit() -> None:
+    assert [len(batch) for batch in send_batches(["{}"] * 25)] == [10, 10, 5]
+    large = ["x" * 100_000] * 5  # SendMessageBatch takes 256 KiB in all
+    assert [len(batch) for batch in send_batches(large)] == [2, 2, 1]
+    assert [index for batch in send_batches(large) for index in batch] == list(range(5))
+    assert send_batches([]) == []
+
+
+def test_a_queued_event_is_what_the_flows_function_reads_as_a_bus_event() -> None:
+    placed = OrderPlaced(event_id="OrderPlaced:ws_a:st_a:1", workspace_id="ws_a", profile_id="p1", occurred_at=NOW,
+                         store_id="st_a", order_id="1", currency="USD", total_price="4.00", net_total="4.00")
+    read = read_message(queue_body(placed))
+    assert isinstance(read, BusEvent) and read.detail_type == "OrderPlaced"
+    assert OrderPlaced.model_validate(read.detail) == placed

@@ -31,7 +31,7 @@ def queue_body(event: AnyDomainEvent) -> str:
                        "detail": json.loads(event.model_dump_json())}, separators=(",", ":"))
 
 
-def _batches(bodies: Sequence[str]) -> list[list[int]]:
+def send_batches(bodies: Sequence[str]) -> list[list[int]]:
     batches: list[list[int]] = []
     size = 0
     for index, body in enumerate(bodies):
@@ -53,7 +53,7 @@ class SqsFlowEvents:
     def publish(self, events: Sequence[AnyDomainEvent]) -> list[int]:
         bodies = [queue_body(event) for event in events]
         failed: list[int] = []
-        for batch in _batches(bodies):
+        for batch in send_batches(bodies):
             answer = client("sqs").send_message_batch(QueueUrl=self.queue_url, Entries=[
                 {"Id": str(index), "MessageBody": bodies[index]} for index in batch])
             failed += [int(entry["Id"]) for entry in answer.get("Failed", [])]
