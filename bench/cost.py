@@ -275,9 +275,10 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
                       lambda_cost(wiring, "OutboxFunction", changed / stream_batch, HANDLER_MS["OutboxFunction"]),
                       f"{_m(changed / stream_batch)} invocations: a stream batch of {stream_batch:.1f} profile writes "
                       f"(window {wiring.outbox.window_s:g} s at {changed / SECONDS_PER_MONTH:.2f} writes/s)"))
-    # Billed per entry (64 KB chunks): the outbox's 10 entries a PutEvents save requests, not dollars.
+    # Billed per entry (64 KB chunks): the outbox's 10 entries a PutEvents save requests, not dollars. Only the
+    # template's BusEventTypes go on the bus; the flows' events go to their queue (their sends priced with flows).
     lines.append(Line("ingest", "EventBridge: outbox events", published * PER_MILLION["eventbridge"] / 1e6,
-                      f"{_m(published)} entries measured (profile_events), in PutEvents of up to 10"))
+                      f"{_m(published)} entries measured (profile_events: BusEventTypes), in PutEvents of up to 10"))
     # A webhook's record is its body as measured (Shopify's order bodies pass 10 KB); a /track request's body is
     # a few hundred bytes an event, so one 5 KB increment.
     record_gb = FIREHOSE_RECORD_KB * 1024 / 2**30

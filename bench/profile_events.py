@@ -27,6 +27,7 @@ from typing import Any
 
 from crm.adapters import clients, keys
 from crm.adapters.items import from_item, serializer, to_item
+from crm.adapters.outbox_targets import bus_types
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.throttling import transact_write
 from crm.identity import identities_of
@@ -40,6 +41,7 @@ from crm.models.canonical import (
     ProductRef,
     RefundRecord,
 )
+from crm.models.events import FLOW_EVENT_TYPES
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.profile import OrderRecord, Profile, new_profile
 from crm.models.stores import Platform
@@ -412,7 +414,9 @@ class TypeRun:
     seconds: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     applied: Counter[str] = field(default_factory=Counter)
-    published: Counter[str] = field(default_factory=Counter)  # domain events the outbox would publish
+    published: Counter[str] = field(default_factory=Counter)  # entries the outbox would put on the bus
+    queued: Counter[str] = field(default_factory=Counter)  # flow events it would send to the flows queue
+    every: Counter[str] = field(default_factory=Counter)  # every domain event: the bus's entries before issue 12
 
     def per_event(self, kind: str, key: tuple[str, ...]) -> float:
         return self.counts.get(kind, {}).get(key, 0) / self.events[kind] if self.events[kind] else 0.0
@@ -435,16 +439,25 @@ class StreamTail:
         self.iterators = [self.streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"],
                                                           ShardIteratorType="LATEST")["ShardIterator"]
                           for shard in shards]
+        # None: every type (BusEventTypes "*")
+        self.bus_types = bus_types(load_stack(TEMPLATE, region=REGION).parameters["BusEventTypes"]["Default"])
 
-    def published(self) -> int:
-        """How many domain events the outbox makes of the records written since the last call."""
-        count, following = 0, []
+    def published(self) -> tuple[int, int, int]:
+        """The domain events the outbox makes of the records written since the last call: how many it puts on the
+        bus (the template's BusEventTypes), how many it sends to the flows queue (crm.adapters.outbox_targets), how
+        many there are (each was an entry on the bus before issue 12 routed them)."""
+        bus = self.bus_types
+        on_bus, queued, every, following = 0, 0, 0, []
         for iterator in self.iterators:
             answer = self.streams.get_records(ShardIterator=iterator)
-            count += sum(len(events_for(stream_record(r, self.arn))) for r in answer["Records"])
+            for change in answer["Records"]:
+                for event in events_for(stream_record(change, self.arn)):
+                    on_bus += bus is None or event.type in bus
+                    queued += event.type in FLOW_EVENT_TYPES
+                    every += 1
             following.append(answer["NextShardIterator"])
         self.iterators = following
-        return count
+        return on_bus, queued, every
 
 
 def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent, datetime], bool],
@@ -460,7 +473,10 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
         run.events[arrival.kind] += 1
         run.applied[arrival.kind] += changed
         if stream is not None:
-            run.published[arrival.kind] += stream.published()
+            on_bus, queued, every = stream.published()
+            run.published[arrival.kind] += on_bus
+            run.queued[arrival.kind] += queued
+            run.every[arrival.kind] += every
     return run
 
 
@@ -664,7 +680,14 @@ def print_types(r: Results) -> None:
     print(f"  {r.merged} anonymous profiles merged into shoppers by identifies")
     published = ", ".join(f"{kind} {ours.published[kind] / ours.events[kind]:.2f}" for kind in KINDS
                           if ours.events[kind])
-    print(f"  PutEvents entries per event (the outbox's domain events, docs/events.md): {published}")
+    queued = ", ".join(f"{kind} {ours.queued[kind] / ours.events[kind]:.2f}" for kind in KINDS if ours.events[kind])
+    print(f"  PutEvents entries per event (the outbox's domain events of BusEventTypes, docs/events.md): {published}")
+    print(f"  flow events per event (the outbox sends them to the flows queue, priced with flows): {queued}")
+    month_entries = {name: sum(n * getattr(ours, name)[k] / ours.events[k] for k, n in MONTHLY_MIX.items()
+                               if ours.events[k]) for name in ("published", "every")}
+    print(f"  bus entries a month, reference mix: {month_entries['published'] / 1e6:.2f}M "
+          f"(before issue 12 routed the flows' events to their queue: every event, "
+          f"{month_entries['every'] / 1e6:.2f}M)")
     print("\n   BEFORE (issue 12's start, same run, its own table): every change in one TransactWriteItems")
     header, rows = operation_rows(r.before)
     print(table(header, rows))
@@ -815,6 +838,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kinds = [kind for kind in KINDS if run.events[kind]]
         return {"per_event": {kind: per(run.counts.get(kind, {}), run.events[kind]) for kind in kinds},
                 "published_per_event": {kind: run.published[kind] / run.events[kind] for kind in kinds},
+                "queued_per_event": {kind: run.queued[kind] / run.events[kind] for kind in kinds},
                 "changed_per_event": {kind: run.applied[kind] / run.events[kind] for kind in kinds}}
 
     before = getattr(results, "before", None)  # today's design at issue 12's start, when measured in this run

@@ -1,4 +1,4 @@
-"""Publishes domain events from the table's stream to the bus."""
+"""Publishes domain events from the table's stream: the flows' to the flows queue, the bus's to the bus."""
 
 from __future__ import annotations
 
@@ -16,5 +16,6 @@ logger = Logger(service="outbox")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     retry_from = publish_stream_batch(event.get("Records", []), wiring.event_publisher())
     if retry_from:
-        logger.warning("bus refused events; retrying from a sequence number", extra={"retry_from": retry_from})
+        logger.warning("the flows queue or the bus refused events; retrying from a sequence number",
+                       extra={"retry_from": retry_from})
     return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in retry_from]}

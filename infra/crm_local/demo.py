@@ -123,7 +123,7 @@ def send(api_url: str, stores: dict[str, Store], message: Message) -> Sent:
 
 
 class EventTap:
-    """A queue subscribed to every CRM event on the bus: the demo counts what the outbox published.
+    """A queue subscribed to every CRM event on the bus: the demo counts what the outbox put there.
 
     A thread empties it as the events arrive: moto's queue walks every message it holds on each receive and
     each delete, so a tap left to fill until the report (thousands of events) would cost the main process a
@@ -502,7 +502,8 @@ def report( outputs: dict[str, str], results: list[Sent], sending: float, extras
     print("profiles by first-touch channel:")
     for channel, count in first.most_common():
         print(f"  {channel:<26}{count:>6}")
-    print(f"events published         {dict(sorted(events.items())) or 'none'}")
+    print(f"events on the bus        {dict(sorted(events.items())) or 'none'} (BusEventTypes; the flows' events go "
+          "to their queue: docs/events.md)")
     print(f"ingest DLQ depth         {queue_depth(outputs['IngestDeadLetterQueueUrl'])} "
           "(the signed, unreadable delivery: archived and parked with its reason; `crm dlq list`)")
     return profiles

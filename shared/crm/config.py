@@ -20,6 +20,9 @@ class Settings(BaseModel):
     ingest_queue_url: str | None = Field(default=None, alias="INGEST_QUEUE_URL")
     ingest_dlq_url: str | None = Field(default=None, alias="INGEST_DLQ_URL")
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
+    # The domain event types the outbox puts on the bus, comma-separated, or "*" for all (crm.adapters.outbox_targets:
+    # the flows' events go to their queue whatever this says; template.yaml's BusEventTypes sets it).
+    bus_event_types: str = Field(default="*", alias="BUS_EVENT_TYPES")
     export_bucket: str | None = Field(default=None, alias="EXPORT_BUCKET")
     export_queue_url: str | None = Field(default=None, alias="EXPORT_QUEUE_URL")
     # The export queue's maxReceiveCount: the worker records a job as failed on its last attempt.

@@ -91,8 +91,8 @@ def ingest_queue() -> IngestQueue:
 
 @cache
 def event_publisher() -> EventPublisher:
-    from crm.adapters.messaging import EventBridgePublisher
-    return EventBridgePublisher()
+    from crm.adapters.outbox_targets import outbox_publisher
+    return outbox_publisher()
 
 
 @cache

@@ -8,7 +8,9 @@ import random
 from datetime import date, timedelta
 from decimal import Decimal
 
+import boto3
 import pytest
+from crm.adapters import keys
 from crm.adapters.flow_stats import DynamoAttributions, DynamoFlowCounters, DynamoMessageLedger, DynamoSplitWinners
 from crm.flows.memory import MemoryAttributions, MemoryFlowCounters, MemoryMessageLedger, MemorySplitWinners
 from crm.flows.ports import Attributions, FlowCounters, MessageLedger, SplitWinners
@@ -185,6 +187,50 @@ def test_a_flows_winners_are_not_counter_rows(counters: FlowCounters, request: p
     winners.decide(WS, FLOW, "ab", 1, NOW)
     assert _held(counters, date(2000, 1, 1), date(2100, 1, 1)) == {(DAY, ALL_STEPS, ALL_STEPS): {"entered": 1}}
 
+
+
+ROWS = [(ALL_STEPS, ALL_STEPS), ("wait_4h", ALL_STEPS), ("email_1", "ab:0"), ("email_1", "ab:1"), ("ab", "ab:0")]
+NAMES = ["entered", "sent", "recipients", "skipped:no_consent", "exited:exit_event:OrderPlaced"]
+
+
+def test_rows_added_together_read_as_the_sum_of_every_add(counters: FlowCounters) -> None:
+    """What one delivery counts on several rows is written together (DynamoDB: one item carries the others'
+    counters); rows read back are the sums per row, however the adds were grouped, on the day each named."""
+    draw = random.Random(12)
+    expected: dict[tuple[date, str, str], dict[str, Decimal]] = {}
+    for _ in range(60):
+        day = DAY + timedelta(days=draw.randrange(2))
+        rows = {row: {name: draw.randint(-1, 3) for name in draw.sample(NAMES, draw.randint(1, 3))}
+                for row in draw.sample(ROWS, draw.randint(1, len(ROWS)))}
+        if draw.random() < 0.3:
+            for (step_id, variant), counts in rows.items():
+                counters.add(WS, FLOW, day, counts, step_id, variant)
+        else:
+            counters.add_rows(WS, FLOW, day, rows)
+        for (step_id, variant), counts in rows.items():
+            held = expected.setdefault((day, step_id, variant), {})
+            for name, value in counts.items():
+                held[name] = held.get(name, Decimal(0)) + value
+    assert _held(counters, DAY, DAY + timedelta(days=1)) == expected
+    counters.add_rows(WS, FLOW, DAY, {})  # nothing counted, nothing written
+    counters.add_rows(WS, FLOW, DAY, {(ALL_STEPS, ALL_STEPS): {}})
+    assert _held(counters, DAY, DAY + timedelta(days=1)) == expected
+
+
+@pytest.mark.integration
+def test_a_deliverys_rows_are_one_write_on_its_first_step_row(provisioned: Provisioned) -> None:
+    """The flow-wide row rides on a step row's item (one UpdateItem a delivery); alone, it has its own."""
+    counters, table = DynamoFlowCounters(provisioned.outputs["TableName"]), provisioned.outputs["TableName"]
+    counters.add_rows(WS, FLOW, DAY, {(ALL_STEPS, ALL_STEPS): {"entered": 1}, ("wait_4h", ALL_STEPS): {"recipients": 1},
+                                      ("email_1", "ab:0"): {"sent": 1}})
+    counters.add_rows(WS, FLOW, DAY, {(ALL_STEPS, ALL_STEPS): {"completed": 1}})
+    items = boto3.client("dynamodb").query(
+        TableName=table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": keys.flow_counters_pk(WS, FLOW)}})["Items"]
+    assert sorted(item["sk"]["S"] for item in items) == [f"{DAY}#-#-", f"{DAY}#email_1#ab:0"]
+    assert _held(counters, DAY, DAY) == {
+        (DAY, ALL_STEPS, ALL_STEPS): {"entered": Decimal(1), "completed": Decimal(1)},
+        (DAY, "wait_4h", ALL_STEPS): {"recipients": Decimal(1)}, (DAY, "email_1", "ab:0"): {"sent": Decimal(1)}}
 
 # --- Attributions ---------------------------------------------------------------------------------------
 

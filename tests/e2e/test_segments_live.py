@@ -1,5 +1,6 @@
 """Segments kept current on `crm local`, over real HTTP: a shopper's own events move her into a segment
-within seconds (the stream refresh), SegmentEntered reaches the bus, and a recomputation run fans out
+within seconds (the stream refresh), SegmentEntered reaches the flows (the outbox sends it to their queue:
+a live flow on the segment starts a run for her), and a recomputation run fans out
 through the task queue, started by the API, by `crm segments run`, and by creating a segment."""
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from crm_local.demo import http
 
 from tests.e2e import waiting
 from tests.e2e.conftest import LocalStack
@@ -36,24 +39,20 @@ def shop(local_stack: LocalStack) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def bus_events(local_stack: LocalStack) -> Callable[[], list[dict[str, Any]]]:
-    """A queue subscribed to the bus's segment events, as a flow would subscribe; returns a reader."""
-    sqs, events = local_stack.client("sqs"), local_stack.client("events")
-    bus = local_stack.outputs()["EventBusName"]
-    url = sqs.create_queue(QueueName=f"e2e-segment-events-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="e2e-segment-events", EventBusName=bus,
-                    EventPattern=json.dumps({"detail-type": ["SegmentEntered", "SegmentExited"]}))
-    events.put_targets(Rule="e2e-segment-events", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
-    seen: list[dict[str, Any]] = []
-
-    def read() -> list[dict[str, Any]]:
-        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-            seen.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return seen
-
-    return read
+def segment_flow(local_stack: LocalStack, shop: dict[str, str]) -> str:
+    """A live flow started by entering the window shoppers segment, as a store would set one up; its id."""
+    headers = {"x-api-key": shop["api_key"], "content-type": "application/json"}
+    status, created = local_stack.post("/flows", json.dumps({
+        "name": "Window shoppers", "trigger": {"kind": "segment", "segment_id": "builtin:window_shoppers",
+                                               "on": "entered"},
+        "reentry": {"mode": "every_time"}, "steps": [{"kind": "tag", "id": "label", "tag": "window"}]}).encode(),
+        headers)
+    assert status == 201, created
+    flow_id = str(created["id"])
+    status, answer = http("PUT", f"{local_stack.api_url}/flows/{quote(flow_id, safe=':')}/status",
+                          json.dumps({"status": "live"}).encode(), headers)
+    assert status == 200, answer
+    return flow_id
 
 
 def track(stack: LocalStack, shop: dict[str, str], anonymous_id: str, *events: dict[str, Any]) -> None:
@@ -81,7 +80,7 @@ def run_done(stack: LocalStack, shop: dict[str, str], run_id: str) -> dict[str, 
 
 
 def test_a_shoppers_own_events_move_her_into_a_segment_within_seconds(
-        local_stack: LocalStack, shop: dict[str, str], bus_events: Callable[[], list[dict[str, Any]]]) -> None:
+        local_stack: LocalStack, shop: dict[str, str], segment_flow: str) -> None:
     browser = str(uuid.uuid4())
     track(local_stack, shop, browser, {"type": "page_viewed"}, {"type": "product_viewed"},
           {"type": "identify", "email": "Window.Shopper@Example.com"})
@@ -97,10 +96,15 @@ def test_a_shoppers_own_events_move_her_into_a_segment_within_seconds(
     moved_in = time.monotonic() - started
     assert moved_in < WITHIN_SECONDS
 
-    entered = eventually(lambda: [e for e in bus_events() if e["detail-type"] == "SegmentEntered"
-                                  and e["detail"]["segment_id"] == "builtin:window_shoppers"], "SegmentEntered")
-    assert entered[0]["detail"]["profile_id"] == profile["profile_id"]
-    assert entered[0]["source"] == "crm" and "email" not in json.dumps(entered[0]["detail"])
+    def runs() -> list[dict[str, Any]]:
+        status, answer = local_stack.get(f"/flows/{quote(segment_flow, safe=':')}/runs"
+                                         f"?profile_id={quote(profile['profile_id'])}", shop["api_key"])
+        assert status == 200, answer
+        found: list[dict[str, Any]] = answer["runs"] if isinstance(answer, dict) else answer
+        return found
+
+    [run] = eventually(runs, "a run of the segment's flow (SegmentEntered on the flows queue)")
+    assert run["profile_id"] == profile["profile_id"]
     # A size is what a run counted (docs/segments.md), and none has run: members move, the size waits.
     listed = {s["id"]: s for s in local_stack.get("/segments", shop["api_key"])[1]["segments"]}
     assert listed["builtin:window_shoppers"]["size"] is None

@@ -1,6 +1,7 @@
-"""The flow events on the stack provisioned from template.yaml: the bus's FlowEventsRule delivers exactly the
-flow event types to FlowsQueue (moto matches the rule's pattern), and a signed checkout arrives there as a
-CheckoutStarted with its items and recovery link, through webhooks -> profiles -> stream -> outbox -> bus."""
+"""The flow events on the stack provisioned from template.yaml: the outbox sends exactly the flow event types
+to FlowsQueue (crm.adapters.outbox_targets) in the envelope the flows function reads, puts on the bus only the
+types BusEventTypes names (the predictions rule's get there), and a signed checkout arrives on the flows queue as
+a CheckoutStarted with its items and recovery link, through webhooks -> profiles -> stream -> outbox."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from typing import Any
 import pytest
 from chalice.test import Client
 from crm.adapters.messaging import EventBridgePublisher
+from crm.adapters.outbox_targets import outbox_publisher
 from crm.adapters.stores import DynamoStoreDirectory
-from crm.models.events import EVENT_SOURCE, FLOW_EVENT_TYPES, Item, OrderPlaced
+from crm.flows.inbox import BusEvent, read_message
+from crm.models.events import CustomerCreated, Item, OrderPlaced, ProfilesMerged
 from crm.models.stores import Platform
 from crm.stores import register_store
 from crm_local.lambdas import Function, load_handler
 from crm_local.provision import Provisioned
-from crm_local.template import Stack
 
 from tests.aws import client, queue_arn, receive_all, sqs_event, stream_records
 from tests.builders import DOMAIN, NOW, SECRET, compact, fixture_json, shopify_headers
@@ -35,26 +37,43 @@ def _delivered(provisioned: Provisioned) -> list[dict[str, Any]]:
     return [json.loads(message["Body"]) for message in receive_all(_flows_queue(provisioned))]
 
 
-def test_the_rule_lists_every_flow_event_type(stack: Stack) -> None:
-    pattern = stack.resources["FlowEventsRule"]["Properties"]["EventPattern"]
-    assert pattern == {"source": [EVENT_SOURCE], "detail-type": list(FLOW_EVENT_TYPES)}
+def _placed(order_id: str = "1001") -> OrderPlaced:
+    return OrderPlaced(event_id=f"OrderPlaced:ws_a:st_a:{order_id}", workspace_id="ws_a", profile_id="p1",
+                       occurred_at=NOW, store_id="st_a", order_id=order_id, currency="USD", total_price="40.00",
+                       net_total="40.00", order_number=f"#{order_id}",
+                       items=(Item(title="Mug", quantity=2, price="20.00"),))
 
 
-def test_an_order_placed_on_the_bus_reaches_the_flows_queue(provisioned: Provisioned) -> None:
-    placed = OrderPlaced(event_id="OrderPlaced:ws_a:st_a:1001", workspace_id="ws_a", profile_id="p1",
-                         occurred_at=NOW, store_id="st_a", order_id="1001", currency="USD", total_price="40.00",
-                         net_total="40.00", order_number="#1001",
-                         items=(Item(title="Mug", quantity=2, price="20.00"),))
+def test_flow_events_go_to_the_flows_queue_and_the_bus_gets_its_types_alone(
+    provisioned: Provisioned, function_env: UseEnv,
+) -> None:
+    function_env("OutboxFunction")  # the template's FLOWS_QUEUE_URL, EVENT_BUS_NAME and BUS_EVENT_TYPES
+    publisher = outbox_publisher()
+    orders = [_placed(str(1000 + n)) for n in range(12)]  # two SendMessageBatch requests
+    merged = ProfilesMerged(event_id="ProfilesMerged:ws_a:p2", workspace_id="ws_a", profile_id="p1",
+                            occurred_at=NOW, merged_profile_id="p2")
+    created = CustomerCreated(event_id="CustomerCreated:ws_a:p1", workspace_id="ws_a", profile_id="p1",
+                              occurred_at=NOW)
+    assert publisher.publish([*orders, merged, created]) == []
 
-    assert EventBridgePublisher(provisioned.outputs["EventBusName"]).publish([placed]) == []
+    delivered = _delivered(provisioned)
+    assert sorted(m["detail"]["event_id"] for m in delivered) == sorted(
+        e.event_id for e in (*orders, merged, created))
+    for message in delivered:  # what the flows function reads, as EventBridge's rule delivered it
+        read = read_message(json.dumps(message))
+        assert isinstance(read, BusEvent) and read.detail_type == message["detail"]["type"]
+    [first] = [m for m in delivered if m["detail"]["event_id"] == orders[0].event_id]
+    assert OrderPlaced.model_validate(first["detail"]) == orders[0]
+    # On the bus, only BusEventTypes' (by default what PredictionOrdersRule reads): the orders reach the
+    # predictions queue, the merge and the new customer reach no rule.
+    predicted = [json.loads(m["Body"]) for m in receive_all(provisioned.physical["PredictionsQueue"].ref)]
+    assert sorted(m["detail"]["event_id"] for m in predicted) == sorted(e.event_id for e in orders)
 
-    [delivered] = _delivered(provisioned)
-    assert (delivered["source"], delivered["detail-type"]) == ("crm", "OrderPlaced")
-    assert OrderPlaced.model_validate(delivered["detail"]) == placed
 
-
-def test_other_sources_and_types_stay_off_the_flows_queue(provisioned: Provisioned) -> None:
+def test_events_put_on_the_bus_stay_off_the_flows_queue(provisioned: Provisioned) -> None:
+    """No rule on the bus feeds the flows queue: the outbox sends the flows' events there itself, once."""
     bus = provisioned.outputs["EventBusName"]
+    assert EventBridgePublisher(bus).publish([_placed()]) == []
     client("events").put_events(Entries=[
         {"EventBusName": bus, "Source": "crm", "DetailType": "SegmentRunFinished", "Detail": "{}"},
         {"EventBusName": bus, "Source": "someone.else", "DetailType": "OrderPlaced", "Detail": "{}"},
@@ -62,15 +81,11 @@ def test_other_sources_and_types_stay_off_the_flows_queue(provisioned: Provision
     assert _delivered(provisioned) == []
 
 
-def test_the_local_runtime_sets_the_queue_policy_for_the_rule(provisioned: Provisioned) -> None:
+def test_the_local_runtime_sets_the_queue_policy_for_its_senders(provisioned: Provisioned) -> None:
     attributes = client("sqs").get_queue_attributes(QueueUrl=_flows_queue(provisioned),
                                                     AttributeNames=["Policy", "RedrivePolicy"])["Attributes"]
     statements = {s["Sid"]: s for s in json.loads(attributes["Policy"])["Statement"]}
-    assert set(statements) == {"FlowEventsRule", "SesFeedbackRule", "InboundSmsTopic"}  # one policy, every sender
-    statement = statements["FlowEventsRule"]
-    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == \
-        provisioned.physical["FlowEventsRule"].attributes["Arn"]
+    assert set(statements) == {"SesFeedbackRule", "InboundSmsTopic"}  # one policy, every sender but the roles
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
 
 

@@ -118,12 +118,13 @@ def test_signed_order_becomes_a_profile_and_domain_events(
     assert client("sqs").receive_message(QueueUrl=provisioned.outputs["IngestDeadLetterQueueUrl"]).get(
         "Messages", []) == []
 
-    # The outbox turns the table's stream into events on the bus.
+    # The outbox turns the table's stream into events: the flows' on their queue, BusEventTypes' on the bus.
     sink = subscribe_queue_to_bus(provisioned.outputs["EventBusName"], f"{provisioned.stack_name}-sink")
     records = stream_records(provisioned)
     assert _run_outbox(provisioned, function_env, records) == {"batchItemFailures": []}
 
-    events = bus_events(sink)
+    assert [e["detail-type"] for e in bus_events(sink)] == ["OrderPlaced"]
+    events = bus_events(provisioned.outputs["FlowsQueueUrl"])
     # The sample order ticks "accepts marketing" (buyer_accepts_marketing): the profile's first email consent.
     assert sorted(e["detail-type"] for e in events) == [
         "ConsentChanged", "ContactCreated", "CustomerCreated", "OrderPlaced"]

@@ -112,7 +112,18 @@ def test_the_meter_counts_only_inside_the_flows_function_but_times_every_send(be
 def test_an_invocation_counts_lambda_the_queue_and_wake_ups(bench: ModuleType) -> None:
     meter = bench.FlowsMeter()
     meter.invoking([{"body": '{"kind": "wake", "run_id": "r"}'}, {"body": '{"detail-type": "CheckoutStarted"}'}])
-    per_batch = bench.RECORDS_PER_BATCH
+    per_batch, per_send = bench.RECORDS_PER_BATCH, bench.EVENTS_PER_SEND
     assert meter.counts["unit", "lambda"] == 2 / per_batch
-    assert meter.counts["unit", "sqs"] == 2 * (1 + 2 / per_batch)  # each message's send; receive, delete per batch
+    # The wake-up's send by the Scheduler, the event's share of the outbox's SendMessageBatch; receive and delete
+    # per batch.
+    assert meter.counts["unit", "sqs"] == pytest.approx(1 + 1 / per_send + 2 * 2 / per_batch)
     assert meter.counts["unit", "scheduler"] == 1
+    assert 1 < per_send <= 10
+
+
+def test_the_meter_times_the_outbox_sending_a_flow_event(bench: ModuleType) -> None:
+    meter = bench.FlowsMeter()
+    body = '{"version":"0","source":"crm","detail-type":"CheckoutStarted","detail":{}}'
+    meter._after({}, _model("sqs", "SendMessageBatch"), {"bench_params": {"Entries": [
+        {"Id": "0", "MessageBody": body}, {"Id": "1", "MessageBody": '{"kind":"wake"}'}]}})
+    assert [kind for _, kind in meter.published] == ["CheckoutStarted"] and not meter.counts

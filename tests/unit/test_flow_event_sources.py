@@ -7,12 +7,15 @@ import json
 from typing import Any
 
 import pytest
+from crm.adapters.outbox_targets import RoutedPublisher, bus_types, queue_body, send_batches
 from crm.connectors.base import PayloadNotUnderstood
 from crm.connectors.bigcommerce import map_order
 from crm.connectors.custom import CUSTOM, TOPIC
 from crm.connectors.shopify import SHOPIFY
 from crm.connectors.woocommerce import WOOCOMMERCE
+from crm.flows.inbox import BusEvent, read_message
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent
+from crm.models.events import FLOW_EVENT_TYPES, CustomerCreated, OrderPlaced
 from crm.models.ingest import DeliveryMeta, IngestEnvelope
 from crm.models.orders import CanonicalOrder
 from crm.models.stores import Platform
@@ -150,17 +153,86 @@ def test_the_flows_queue_outlasts_six_function_timeouts_and_parks_after_five_rec
                                       "maxReceiveCount": 5}
 
 
-def test_the_flow_events_rule_may_send_to_the_flows_queues_and_no_other_rule_by_default(stack: Stack) -> None:
-    rule = stack.resources["FlowEventsRule"]["Properties"]
-    assert rule["EventBusName"] == {"Ref": "EventBus"}
-    [target] = rule["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": ["FlowsQueue", "Arn"]}
+def test_the_outbox_sends_the_flow_events_and_no_rule_on_the_bus_feeds_the_flows_queue(stack: Stack) -> None:
+    """The flows' events go straight from the outbox (crm.adapters.outbox_targets): a rule on the bus sending
+    them too would deliver each twice (and bill each entry)."""
+    outbox = stack.resources["OutboxFunction"]["Properties"]
+    assert outbox["Environment"]["Variables"]["FLOWS_QUEUE_URL"] == {"Ref": "FlowsQueue"}
+    assert outbox["Environment"]["Variables"]["BUS_EVENT_TYPES"] == {"Ref": "BusEventTypes"}
+    [statements] = [policy["PolicyDocument"]["Statement"]
+                    for policy in stack.resources["OutboxFunctionRole"]["Properties"]["Policies"]]
+    sends = [s["Resource"] for s in statements if any(str(action).startswith("sqs:") for action in s["Action"])]
+    # The flows queue, and the stream's dead letters (Lambda sends a failed batch's description there).
+    assert sorted(sends, key=str) == [{"Fn::GetAtt": ["FlowsQueue", "Arn"]},
+                                      {"Fn::GetAtt": ["OutboxDeadLetterQueue", "Arn"]}]
+    for name, rule in stack.of_type("AWS::Events::Rule").items():
+        targets = [target["Arn"] for target in rule["Properties"].get("Targets", [])]
+        assert {"Fn::GetAtt": ["FlowsQueue", "Arn"]} not in targets or \
+            rule["Properties"].get("EventBusName") != {"Ref": "EventBus"}, name
     policies = {p["Properties"]["Queues"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
                 for p in stack.of_type("AWS::SQS::QueuePolicy").values()}
     for queue in ("FlowsQueue", "FlowsDeadLetterQueue"):
         by_service = [s for s in policies[queue] if "Service" in s["Principal"]]
         sources = [value.get("aws:SourceArn") for s in by_service for value in s.get("Condition", {}).values()]
-        assert {"Fn::GetAtt": ["FlowEventsRule", "Arn"]} in sources, queue
         # Without a source condition any rule or topic in any account could send.
         assert len(sources) == len(by_service) and all(sources), queue
         assert all(s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]} for s in by_service), queue
+
+
+def test_the_bus_carries_by_default_every_type_the_stacks_own_rules_read(stack: Stack) -> None:
+    """BusEventTypes' default (docs/events.md): a rule of the stack on the bus whose type the outbox left off it
+    would never fire."""
+    published = set(stack.parameters["BusEventTypes"]["Default"].split(","))
+    for name, rule in stack.of_type("AWS::Events::Rule").items():
+        if rule["Properties"].get("EventBusName") == {"Ref": "EventBus"}:
+            pattern = rule["Properties"]["EventPattern"]
+            assert pattern["source"] == ["crm"], name
+            assert set(pattern["detail-type"]) <= published, name
+
+
+def test_the_outbox_routes_each_event_by_type_and_a_refusal_by_either_target_fails_it() -> None:
+    sent: list[str] = []
+    bus: list[str] = []
+
+    class Recording:
+        def __init__(self, into: list[str]) -> None:
+            self.into = into
+
+        def publish(self, events: Any) -> list[int]:
+            self.into.extend(event.type for event in events)
+            return [index for index, event in enumerate(events) if event.type == "CustomerCreated"]
+
+    events = [OrderPlaced(event_id="OrderPlaced:ws_a:st_a:1", workspace_id="ws_a", profile_id="p1", occurred_at=NOW,
+                          store_id="st_a", order_id="1", currency="USD", total_price="4.00", net_total="4.00"),
+              CustomerCreated(event_id="CustomerCreated:ws_a:p1", workspace_id="ws_a", profile_id="p1",
+                              occurred_at=NOW)]
+    routed = RoutedPublisher(Recording(sent), Recording(bus), bus_types("*"))
+    assert routed.publish(events) == [1]  # a refused send is the event's failure, whichever target refused it
+    assert sent == bus == ["OrderPlaced", "CustomerCreated"]
+    sent.clear()
+    bus.clear()
+    # By default the bus takes what the stack's rules read; the flows their types whatever the bus takes.
+    assert RoutedPublisher(Recording(sent), Recording(bus), bus_types("OrderPlaced")).publish(events) == [1]
+    assert (sent, bus) == (["OrderPlaced", "CustomerCreated"], ["OrderPlaced"])
+    sent.clear()
+    assert RoutedPublisher(Recording(sent), Recording(bus), bus_types(""), ("CheckoutStarted",)).publish(events) == []
+    assert sent == []
+    assert bus_types(" OrderPlaced , ContactCreated,") == {"OrderPlaced", "ContactCreated"}
+    assert bus_types("") == frozenset()
+    assert set(FLOW_EVENT_TYPES) >= {"CheckoutStarted", "ProductViewed", "OrderPlaced", "ProfilesMerged"}
+
+
+def test_the_outbox_sends_ten_to_a_batch_and_under_sqs_size_limit() -> None:
+    assert [len(batch) for batch in send_batches(["{}"] * 25)] == [10, 10, 5]
+    large = ["x" * 100_000] * 5  # SendMessageBatch takes 256 KiB in all
+    assert [len(batch) for batch in send_batches(large)] == [2, 2, 1]
+    assert [index for batch in send_batches(large) for index in batch] == list(range(5))
+    assert send_batches([]) == []
+
+
+def test_a_queued_event_is_what_the_flows_function_reads_as_a_bus_event() -> None:
+    placed = OrderPlaced(event_id="OrderPlaced:ws_a:st_a:1", workspace_id="ws_a", profile_id="p1", occurred_at=NOW,
+                         store_id="st_a", order_id="1", currency="USD", total_price="4.00", net_total="4.00")
+    read = read_message(queue_body(placed))
+    assert isinstance(read, BusEvent) and read.detail_type == "OrderPlaced"
+    assert OrderPlaced.model_validate(read.detail) == placed

@@ -5,7 +5,8 @@ Each write that must count once is a condition DynamoDB checks, so a redelivered
 event or two invocations racing count nothing twice:
 
 - a message record: put if absent; each event type set once (``attribute_not_exists(events.#type)``);
-- counters: one item per flow, day, step and variant, ``ADD`` per name (attributes ``n:<name>``);
+- counters: one item per flow, day, step and variant, ``ADD`` per name (attributes ``n:<name>``), the rows one
+  delivery counted on written as one item's update;
 - an attribution: put if absent on the order's key; a refund adds once per refund id (``NOT contains``);
 - an A/B winner: put if absent, then whoever lost the race reads the stored one.
 """
@@ -30,6 +31,9 @@ from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEve
 # A counter is its own attribute, named after the counter: ADD needs a top-level (or existing) path, and the
 # prefix keeps counters apart from the item's other attributes.
 COUNTER_PREFIX = "n:"
+# Another row's counter, written with this item's (DynamoFlowCounters.add_rows): ``o:<step>|<variant>|<name>``
+# (step ids and variants hold no ``|``).
+CARRIED_PREFIX = "o:"
 # Above every character a step id or a variant holds: the end of a day's sort keys.
 _END_OF_DAY = "#\uffff"
 
@@ -149,17 +153,37 @@ class DynamoMessageLedger:
 # --- counters -------------------------------------------------------------------------------------------
 
 class DynamoFlowCounters:
-    """One UpdateItem per row written; the stats read one Query per flow and range of days."""
+    """One UpdateItem per flow and day a delivery counted on, however many rows it touched; the stats read one
+    Query per flow and range of days.
+
+    A delivery counts on the flow-wide row and a step's (a run's entry and its first wait, a send, an open):
+    rows written together are one item's update, the first step row's (its ``carrier``), the other rows'
+    counters carried on it as ``o:<step>|<variant>|<name>`` beside its own ``n:<name>``. A flow-wide item is
+    then written only by what counts on it alone (a run's end after its last step, a flow that is gone), so an
+    item holds its own step's counters and the flow-wide ones that came with them: small, one write unit.
+    The read sums every counter into the row it names, carried or not (items written before are read alike)."""
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table = table_name or settings().table_name
 
     def add(self, workspace_id: str, flow_id: str, day: date, counts: Mapping[str, int | Decimal],
             step_id: str = ALL_STEPS, variant: str = ALL_STEPS) -> None:
-        if not counts:
+        self.add_rows(workspace_id, flow_id, day, {(step_id, variant): counts})
+
+    def add_rows(self, workspace_id: str, flow_id: str, day: date,
+                 rows: Mapping[tuple[str, str], Mapping[str, int | Decimal]]) -> None:
+        counted = {row: counts for row, counts in rows.items() if counts}
+        if not counted:
             return
-        names = {f"#n{index}": f"{COUNTER_PREFIX}{name}" for index, name in enumerate(counts)}
-        values: dict[str, Any] = {f":n{index}": _number(value) for index, value in enumerate(counts.values())}
+        step_id, variant = _carrier(counted)
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        for row, counts in counted.items():
+            prefix = COUNTER_PREFIX if row == (step_id, variant) else f"{CARRIED_PREFIX}{row[0]}|{row[1]}|"
+            for name, value in counts.items():
+                index = len(names)
+                names[f"#n{index}"] = f"{prefix}{name}"
+                values[f":n{index}"] = _number(value)
         values |= {":ws": {"S": workspace_id}, ":flow": {"S": flow_id}, ":day": {"S": day.isoformat()},
                    ":step": {"S": step_id}, ":variant": {"S": variant}, ":entity": {"S": "flow_counters"}}
         update = ("SET #entity = :entity, #ws = :ws, #flow = :flow, #day = :day, #step = :step, #variant = :variant "
@@ -178,11 +202,29 @@ class DynamoFlowCounters:
                    "ExpressionAttributeValues": {":pk": {"S": keys.flow_counters_pk(workspace_id, flow_id)},
                                                  ":first": {"S": first_day.isoformat()},
                                                  ":last": {"S": last_day.isoformat() + _END_OF_DAY}}}
-        return [CounterRow(workspace_id=workspace_id, flow_id=flow_id, day=date.fromisoformat(item["day"]["S"]),
-                           step_id=item["step_id"]["S"], variant=item["variant"]["S"],
-                           counts={name.removeprefix(COUNTER_PREFIX): Decimal(value["N"])
-                                   for name, value in item.items() if name.startswith(COUNTER_PREFIX)})
-                for item in query_items(request) if item.get("entity", {}).get("S") == "flow_counters"]
+        totals: dict[tuple[date, str, str], dict[str, Decimal]] = {}
+        for item in query_items(request):
+            if item.get("entity", {}).get("S") != "flow_counters":
+                continue
+            day = date.fromisoformat(item["day"]["S"])
+            for attribute, value in item.items():
+                if attribute.startswith(COUNTER_PREFIX):
+                    step_id, variant, name = item["step_id"]["S"], item["variant"]["S"], attribute[len(COUNTER_PREFIX):]
+                elif attribute.startswith(CARRIED_PREFIX):
+                    step_id, variant, name = attribute[len(CARRIED_PREFIX):].split("|", 2)
+                else:
+                    continue
+                held = totals.setdefault((day, step_id, variant), {})
+                held[name] = held.get(name, Decimal(0)) + Decimal(value["N"])
+        return [CounterRow(workspace_id=workspace_id, flow_id=flow_id, day=day, step_id=step_id, variant=variant,
+                           counts=counts) for (day, step_id, variant), counts in sorted(totals.items())]
+
+
+def _carrier(rows: Mapping[tuple[str, str], object]) -> tuple[str, str]:
+    """The row whose item a write of ``rows`` updates: the first step row, so the flow-wide item, which every
+    delivery counts on, does not gather every step's counters (an item over 1 KB costs a second write unit)."""
+    steps = [row for row in rows if row != (ALL_STEPS, ALL_STEPS)]
+    return min(steps) if steps else (ALL_STEPS, ALL_STEPS)
 
 
 # --- attributions ---------------------------------------------------------------------------------------

@@ -253,9 +253,8 @@ class ConversionsService:
 
     def _count(self, attribution: Attribution, counts: dict[str, int | Decimal]) -> None:
         day = attribution.ordered_at.astimezone(UTC).date()
-        for step_id, variant in order_day_rows(attribution):
-            self.counters.add(attribution.workspace_id, attribution.flow_id, day, counts, step_id=step_id,
-                              variant=variant)
+        self.counters.add_rows(attribution.workspace_id, attribution.flow_id, day,
+                               dict.fromkeys(order_day_rows(attribution), counts))
 
 
 def _summary(attribution: Attribution) -> dict[str, Any]:

@@ -83,6 +83,11 @@ class MemoryFlowCounters:
         for name, value in counts.items():
             held[name] = held.get(name, Decimal(0)) + Decimal(value)
 
+    def add_rows(self, workspace_id: str, flow_id: str, day: date,
+                 rows: Mapping[tuple[str, str], Mapping[str, int | Decimal]]) -> None:
+        for (step_id, variant), counts in rows.items():
+            self.add(workspace_id, flow_id, day, counts, step_id, variant)
+
     def rows(self, workspace_id: str, flow_id: str, first_day: date, last_day: date) -> list[CounterRow]:
         return [CounterRow(workspace_id=ws, flow_id=flow, day=day, step_id=step, variant=variant,
                            counts=dict(counts))

@@ -171,6 +171,12 @@ class FlowCounters(Protocol):
     def add(self, workspace_id: str, flow_id: str, day: date, counts: Mapping[str, int | Decimal],
             step_id: str = ALL_STEPS, variant: str = ALL_STEPS) -> None: ...
 
+    def add_rows(self, workspace_id: str, flow_id: str, day: date,
+                 rows: Mapping[tuple[str, str], Mapping[str, int | Decimal]]) -> None:
+        """Add to several (step, variant) rows of one flow and day at once: what one delivery, message event or
+        attribution counted (DynamoDB: one write, crm.adapters.flow_stats)."""
+        ...
+
     def rows(self, workspace_id: str, flow_id: str, first_day: date, last_day: date) -> list[CounterRow]: ...
 
 

@@ -135,8 +135,8 @@ class FlowsService:
     _settings: dict[str, MessagingSettings] = field(default_factory=dict, init=False, repr=False)
     # Where each run ended by an exit in this invocation (the step it was at), for its save's counters.
     _exit_steps: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
-    # What this delivery's saves added to the counters, by row: written once per row when it is done
-    # (flush_counts), so a run that enters, sends and ends adds to each of its rows once, not once per doing.
+    # What this delivery's saves added to the counters, by row: written when it is done (flush_counts), one
+    # write per flow and day, so a run that enters, sends and ends adds to its rows once, not once per doing.
     _pending: dict[tuple[str, str, date, str, str], Counter[str]] = field(default_factory=dict, init=False,
                                                                          repr=False)
 
@@ -516,12 +516,16 @@ class FlowsService:
             row.update(add.counts)
 
     def flush_counts(self) -> None:
-        """Write what this delivery counted, one ADD per row (a crash before it loses those counts rather than
-        doubling them, as a crash between a save and its counters always did: crm.flows.counting)."""
+        """Write what this delivery counted, its rows of a flow and day together (a crash before it loses those
+        counts rather than doubling them, as a crash between a save and its counters always did:
+        crm.flows.counting)."""
         pending, self._pending = self._pending, {}
+        by_day: dict[tuple[str, str, date], dict[tuple[str, str], dict[str, int]]] = {}
         for (workspace_id, flow_id, day, step_id, variant), counts in pending.items():
             if counts:
-                self.counters.add(workspace_id, flow_id, day, dict(counts), step_id, variant)
+                by_day.setdefault((workspace_id, flow_id, day), {})[step_id, variant] = dict(counts)
+        for (workspace_id, flow_id, day), rows in by_day.items():
+            self.counters.add_rows(workspace_id, flow_id, day, rows)
 
     # ---- a merge, an erasure ----
     def merge(self, workspace_id: str, merged_profile_id: str, survivor_id: str, report: Report) -> None:

@@ -458,9 +458,8 @@ class MessageEvents:
             return None
         counts = message_event_counts(updated, event)
         if counts:
-            for step_id, variant in message_rows(updated):
-                self.counters.add(updated.workspace_id, updated.flow_id, event.at.date(), counts,
-                                  step_id=step_id, variant=variant)
+            self.counters.add_rows(updated.workspace_id, updated.flow_id, event.at.date(),
+                                   dict.fromkeys(message_rows(updated), counts))
         entry = timeline_entry(updated, event)
         if entry is not None:
             self.profiles.commit(Change(updated.workspace_id, timeline=(entry,)))

@@ -158,7 +158,7 @@ AnyDomainEvent = (
     OrderPlaced | OrderRefunded | OrderFulfilled | CheckoutStarted | ProductViewed | CustomerCreated | ContactCreated
     | ConsentChanged | ConsentRequested | ProfilesMerged | SegmentEntered | SegmentExited
 )
-# The detail-types the flows queue receives from the bus (template.yaml's FlowEventsRule).
+# The detail-types the flows read: the outbox sends them to the flows queue (crm.adapters.outbox_targets).
 FLOW_EVENT_TYPES: tuple[str, ...] = (
     "CheckoutStarted", "ProductViewed", "OrderPlaced", "OrderFulfilled", "ContactCreated", "ConsentChanged",
     "CustomerCreated", "ProfilesMerged", "SegmentEntered", "SegmentExited", "ConsentRequested", "OrderRefunded",
