@@ -35,7 +35,7 @@ TARGET = 15.00  # DESIGN.md: "around $15 a month in infrastructure"; issue 12: <
 SCRIPTS = ("profile_events", "ingest_path", "segment_runs", "flows", "predictions_requests", "segments", "backtest",
            "cold_start")
 PRICED = SCRIPTS[:5]  # what the bill is made of; the others give the issue's other figures
-GROUPS = ("ingest", "segments", "flows", "predictions")
+GROUPS = ("ingest", "segments", "flows", "predictions", "console")
 
 # List prices, us-east-1, USD (DESIGN.md; check before quoting). Per million unless named otherwise.
 PER_MILLION = {
@@ -73,6 +73,13 @@ AWS_REQUEST_S = 0.010
 # (template.yaml's PredictionOrdersRule), one each of these arrivals of profile_events' month.
 PREDICTED_AFTER = ("order created (new shopper)", "order created (returning)", "refund")
 RUNS_PER_MONTH = 30  # the daily fit (PredictionsScheduleFunction: cron 02:00 UTC)
+# The console (functions/console) serves the store's marketers, not its shoppers: assumed 3 users x 200 page
+# views a working day x 22 working days, each a request to the API its routes are on and one invocation of
+# ConsoleFunction (server-rendered HTML, a handful of AWS reads: the dashboard's report rollups, a segment
+# list, a profile and its timeline), at the template's memory.
+CONSOLE_USERS, CONSOLE_VIEWS_A_DAY, CONSOLE_WORKING_DAYS = 3, 200, 22
+CONSOLE_PAGE_MS = 300.0  # assumed: Chalice, Jinja and the page's reads
+CONSOLE_PAGE_RRU = 20.0  # assumed: e.g. a year of daily report rollups read eventually consistent
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class Wiring:
     memory_mb: dict[str, int]
     firehose_interval_s: int
     predictions: Source | None = None  # PredictionsFunction's SQS event source (None: a template without it)
+    console_api: str = "REST"  # the API type ConsoleFunction's routes are on
 
     def gb(self, function: str) -> float:
         return self.memory_mb.get(function, self.memory_mb["Globals"]) / 1024
@@ -113,7 +121,7 @@ def wiring_from(stored: Mapping[str, Any]) -> Wiring:
     predictions = stored.get("predictions")
     return Wiring(dict(stored["api"]), Source(**stored["ingest"]), Source(**stored["outbox"]),
                   Source(**stored["refresh"]), dict(stored["memory_mb"]), int(stored["firehose_interval_s"]),
-                  Source(**predictions) if predictions else None)
+                  Source(**predictions) if predictions else None, str(stored.get("console_api", "REST")))
 
 
 def wiring_of(template: Path) -> Wiring:
@@ -146,9 +154,11 @@ def wiring_of(template: Path) -> Wiring:
         if resource["Type"] == "AWS::KinesisFirehose::DeliveryStream":
             hints = resource["Properties"].get("ExtendedS3DestinationConfiguration", {}).get("BufferingHints", {})
             interval = int(hints.get("IntervalInSeconds", 300))
+    console = [event["Type"] for event in _events(functions.get("ConsoleFunction", {}))]
     return Wiring(api, source("ProfilesFunction", "SQS"), source("OutboxFunction", "DynamoDB"),
                   source("SegmentRefreshFunction", "DynamoDB"), memory, interval,
-                  source("PredictionsFunction", "SQS") if "PredictionsFunction" in functions else None)
+                  source("PredictionsFunction", "SQS") if "PredictionsFunction" in functions else None,
+                  "HTTP" if console and all(kind == "HttpApi" for kind in console) else "REST")
 
 
 @dataclass(frozen=True)
@@ -369,6 +379,18 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
     ]
 
 
+def console_lines(wiring: Wiring) -> list[Line]:
+    """The marketers' page views (assumed, CONSOLE_*): API requests, Lambda and the pages' reads."""
+    views = CONSOLE_USERS * CONSOLE_VIEWS_A_DAY * CONSOLE_WORKING_DAYS
+    dollars = (views * PER_MILLION[wiring.console_api] / 1e6
+               + lambda_cost(wiring, "ConsoleFunction", views, CONSOLE_PAGE_MS)
+               + unit_cost({"rru": views * CONSOLE_PAGE_RRU}))
+    return [Line("console", "console: marketers' page views", dollars,
+                 f"{views:,} page views ({CONSOLE_USERS} users x {CONSOLE_VIEWS_A_DAY} a working day x "
+                 f"{CONSOLE_WORKING_DAYS} days, assumed) on the {wiring.console_api} API, "
+                 f"{CONSOLE_PAGE_MS:.0f} ms and {CONSOLE_PAGE_RRU:.0f} RRU a page (assumed)")]
+
+
 def delivery_fees(flows: Mapping[str, Any] | None) -> list[str]:
     if flows is None:
         return []
@@ -382,7 +404,8 @@ def bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_reque
                   per_track_request)
     return (ingest_lines(events, found.get("ingest_path"), wiring, month)
             + segment_lines(found.get("segment_runs"), events, wiring, month) + flows_lines(found.get("flows"))
-            + predictions_lines(found.get("predictions_requests"), wiring, month, REFERENCE_PROFILES))
+            + predictions_lines(found.get("predictions_requests"), wiring, month, REFERENCE_PROFILES)
+            + console_lines(wiring))
 
 
 def _requests(measured: Counts) -> float:

@@ -252,3 +252,26 @@ def test_predictions_are_priced_per_profile_daily_and_per_order_refreshed(cost: 
     refresh = ((0.625 + 0.125) * orders + (orders + 2 * orders / batch) * 0.40 + orders / batch * 0.20) / 1e6 \
         + orders * order_s * 1.0 * cost.LAMBDA_GB_SECOND_ARM
     assert lines["predictions: refresh after orders"] == pytest.approx(refresh)
+
+
+def test_the_console_is_priced_from_its_assumed_page_views_on_its_api(cost: ModuleType, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    console = """
+  ConsoleFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      MemorySize: 512
+      Events:
+        Page: {Type: %s, Properties: {Path: /console, Method: get}}
+"""
+    views = cost.CONSOLE_USERS * cost.CONSOLE_VIEWS_A_DAY * cost.CONSOLE_WORKING_DAYS
+    priced = {}
+    for kind, price in (("Api", 3.50), ("HttpApi", 1.00)):
+        template.write_text(TEMPLATE.replace("  ArchiveStream:", console % kind + "  ArchiveStream:"))
+        wiring = cost.wiring_of(template)
+        [line] = [line for line in cost.bill(_found(), wiring, 2.0) if line.group == "console"]
+        priced[kind] = line.dollars
+        assert line.dollars == pytest.approx(
+            views * (price + 0.20 + cost.CONSOLE_PAGE_RRU * 0.125) / 1e6
+            + views * cost.CONSOLE_PAGE_MS / 1000 * 0.5 * cost.LAMBDA_GB_SECOND_ARM)
+    assert priced["Api"] - priced["HttpApi"] == pytest.approx(views * 2.50 / 1e6)
