@@ -361,11 +361,17 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
                      + lambda_cost(wiring, "PredictionsScheduleFunction", runs, HANDLER_MS["OutboxFunction"])
                      + lambda_cost(wiring, "PredictionsFunction", runs, run_s * 1000))
     orders = sum(n for kind, n in month.mix.items() if kind in PREDICTED_AFTER)
-    batch = wiring.predictions.batch_at(orders / SECONDS_PER_MONTH)
-    order_s = float(measured["refresh_models_cpu_s_per_order"]) + requests(refresh) * AWS_REQUEST_S
-    refresh_dollars = (unit_cost(units(refresh, orders))
-                       + (orders + 2 * orders / batch) * PER_MILLION["sqs"] / 1e6  # the rule's send; receive, delete
-                       + lambda_cost(wiring, "PredictionsFunction", orders / batch, 0.0)
+    # The queue's pollers share the orders as the ingest queue's do; a batch reads the kept fit once (a result
+    # recorded before the worker read it once a batch counted it in each order's figures).
+    batch = wiring.predictions.batch_at(orders / SECONDS_PER_MONTH, SQS_POLLERS)
+    fit_read = counts(measured.get("refresh_fit_read", {}))
+    batches = orders / batch
+    order_s = (float(measured["refresh_models_cpu_s_per_order"]) + requests(refresh) * AWS_REQUEST_S
+               + requests(fit_read) * AWS_REQUEST_S / batch)
+    receives = max(batches, SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S)  # at least the idle long polls
+    refresh_dollars = (unit_cost(units(refresh, orders)) + unit_cost(units(fit_read, batches))
+                       + (orders + receives + batches) * PER_MILLION["sqs"] / 1e6  # the rule's send; receive, delete
+                       + lambda_cost(wiring, "PredictionsFunction", batches, 0.0)
                        + orders * order_s * wiring.gb("PredictionsFunction") * LAMBDA_GB_SECOND_ARM)
     per_profile, per_order = units(daily, 1.0), units(refresh, 1.0)
     return [
@@ -375,7 +381,10 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
              f"{run_s:.0f} s a run (measured at {int(measured['profiles']):,} profiles)"),
         Line("predictions", "predictions: refresh after orders", refresh_dollars,
              f"{_m(orders)} orders and refunds x {requests(refresh):.2f} requests, {per_order.get('rru', 0):.2f} RRU, "
-             f"{per_order.get('wru', 0):.2f} WRU; batches of {batch:.1f}; {order_s * 1000:.0f} ms an order"),
+             f"{per_order.get('wru', 0):.2f} WRU; batches of {batch:.1f} (window {wiring.predictions.window_s:g} s, "
+             f"{SQS_POLLERS} pollers), the fit read once each ({requests(fit_read):.0f} request, "
+             f"{units(fit_read, 1.0).get('rru', 0):.1f} RRU); {_m(receives)} receives; "
+             f"{order_s * 1000:.0f} ms an order"),
     ]
 
 
