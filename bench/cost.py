@@ -35,7 +35,7 @@ TARGET = 15.00  # DESIGN.md: "around $15 a month in infrastructure"; issue 12: <
 SCRIPTS = ("profile_events", "ingest_path", "segment_runs", "flows", "predictions_requests", "segments", "backtest",
            "cold_start")
 PRICED = SCRIPTS[:5]  # what the bill is made of; the others give the issue's other figures
-GROUPS = ("ingest", "segments", "flows", "predictions")
+GROUPS = ("ingest", "segments", "flows", "predictions", "console")
 
 # List prices, us-east-1, USD (DESIGN.md; check before quoting). Per million unless named otherwise.
 PER_MILLION = {
@@ -73,6 +73,13 @@ AWS_REQUEST_S = 0.010
 # (template.yaml's PredictionOrdersRule), one each of these arrivals of profile_events' month.
 PREDICTED_AFTER = ("order created (new shopper)", "order created (returning)", "refund")
 RUNS_PER_MONTH = 30  # the daily fit (PredictionsScheduleFunction: cron 02:00 UTC)
+# The console (functions/console) serves the store's marketers, not its shoppers: assumed 3 users x 200 page
+# views a working day x 22 working days, each a request to the API its routes are on and one invocation of
+# ConsoleFunction (server-rendered HTML, a handful of AWS reads: the dashboard's report rollups, a segment
+# list, a profile and its timeline), at the template's memory.
+CONSOLE_USERS, CONSOLE_VIEWS_A_DAY, CONSOLE_WORKING_DAYS = 3, 200, 22
+CONSOLE_PAGE_MS = 300.0  # assumed: Chalice, Jinja and the page's reads
+CONSOLE_PAGE_RRU = 20.0  # assumed: e.g. a year of daily report rollups read eventually consistent
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class Wiring:
     memory_mb: dict[str, int]
     firehose_interval_s: int
     predictions: Source | None = None  # PredictionsFunction's SQS event source (None: a template without it)
+    console_api: str = "REST"  # the API type ConsoleFunction's routes are on
 
     def gb(self, function: str) -> float:
         return self.memory_mb.get(function, self.memory_mb["Globals"]) / 1024
@@ -113,7 +121,7 @@ def wiring_from(stored: Mapping[str, Any]) -> Wiring:
     predictions = stored.get("predictions")
     return Wiring(dict(stored["api"]), Source(**stored["ingest"]), Source(**stored["outbox"]),
                   Source(**stored["refresh"]), dict(stored["memory_mb"]), int(stored["firehose_interval_s"]),
-                  Source(**predictions) if predictions else None)
+                  Source(**predictions) if predictions else None, str(stored.get("console_api", "REST")))
 
 
 def wiring_of(template: Path) -> Wiring:
@@ -146,9 +154,11 @@ def wiring_of(template: Path) -> Wiring:
         if resource["Type"] == "AWS::KinesisFirehose::DeliveryStream":
             hints = resource["Properties"].get("ExtendedS3DestinationConfiguration", {}).get("BufferingHints", {})
             interval = int(hints.get("IntervalInSeconds", 300))
+    console = [event["Type"] for event in _events(functions.get("ConsoleFunction", {}))]
     return Wiring(api, source("ProfilesFunction", "SQS"), source("OutboxFunction", "DynamoDB"),
                   source("SegmentRefreshFunction", "DynamoDB"), memory, interval,
-                  source("PredictionsFunction", "SQS") if "PredictionsFunction" in functions else None)
+                  source("PredictionsFunction", "SQS") if "PredictionsFunction" in functions else None,
+                  "HTTP" if console and all(kind == "HttpApi" for kind in console) else "REST")
 
 
 @dataclass(frozen=True)
@@ -352,11 +362,17 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
                      + lambda_cost(wiring, "PredictionsScheduleFunction", runs, HANDLER_MS["OutboxFunction"])
                      + lambda_cost(wiring, "PredictionsFunction", runs, run_s * 1000))
     orders = sum(n for kind, n in month.mix.items() if kind in PREDICTED_AFTER)
-    batch = wiring.predictions.batch_at(orders / SECONDS_PER_MONTH)
-    order_s = float(measured["refresh_models_cpu_s_per_order"]) + requests(refresh) * AWS_REQUEST_S
-    refresh_dollars = (unit_cost(units(refresh, orders))
-                       + (orders + 2 * orders / batch) * PER_MILLION["sqs"] / 1e6  # the rule's send; receive, delete
-                       + lambda_cost(wiring, "PredictionsFunction", orders / batch, 0.0)
+    # The queue's pollers share the orders as the ingest queue's do; a batch reads the kept fit once (a result
+    # recorded before the worker read it once a batch counted it in each order's figures).
+    batch = wiring.predictions.batch_at(orders / SECONDS_PER_MONTH, SQS_POLLERS)
+    fit_read = counts(measured.get("refresh_fit_read", {}))
+    batches = orders / batch
+    order_s = (float(measured["refresh_models_cpu_s_per_order"]) + requests(refresh) * AWS_REQUEST_S
+               + requests(fit_read) * AWS_REQUEST_S / batch)
+    receives = max(batches, SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S)  # at least the idle long polls
+    refresh_dollars = (unit_cost(units(refresh, orders)) + unit_cost(units(fit_read, batches))
+                       + (orders + receives + batches) * PER_MILLION["sqs"] / 1e6  # the rule's send; receive, delete
+                       + lambda_cost(wiring, "PredictionsFunction", batches, 0.0)
                        + orders * order_s * wiring.gb("PredictionsFunction") * LAMBDA_GB_SECOND_ARM)
     per_profile, per_order = units(daily, 1.0), units(refresh, 1.0)
     return [
@@ -366,8 +382,23 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
              f"{run_s:.0f} s a run (measured at {int(measured['profiles']):,} profiles)"),
         Line("predictions", "predictions: refresh after orders", refresh_dollars,
              f"{_m(orders)} orders and refunds x {requests(refresh):.2f} requests, {per_order.get('rru', 0):.2f} RRU, "
-             f"{per_order.get('wru', 0):.2f} WRU; batches of {batch:.1f}; {order_s * 1000:.0f} ms an order"),
+             f"{per_order.get('wru', 0):.2f} WRU; batches of {batch:.1f} (window {wiring.predictions.window_s:g} s, "
+             f"{SQS_POLLERS} pollers), the fit read once each ({requests(fit_read):.0f} request, "
+             f"{units(fit_read, 1.0).get('rru', 0):.1f} RRU); {_m(receives)} receives; "
+             f"{order_s * 1000:.0f} ms an order"),
     ]
+
+
+def console_lines(wiring: Wiring) -> list[Line]:
+    """The marketers' page views (assumed, CONSOLE_*): API requests, Lambda and the pages' reads."""
+    views = CONSOLE_USERS * CONSOLE_VIEWS_A_DAY * CONSOLE_WORKING_DAYS
+    dollars = (views * PER_MILLION[wiring.console_api] / 1e6
+               + lambda_cost(wiring, "ConsoleFunction", views, CONSOLE_PAGE_MS)
+               + unit_cost({"rru": views * CONSOLE_PAGE_RRU}))
+    return [Line("console", "console: marketers' page views", dollars,
+                 f"{views:,} page views ({CONSOLE_USERS} users x {CONSOLE_VIEWS_A_DAY} a working day x "
+                 f"{CONSOLE_WORKING_DAYS} days, assumed) on the {wiring.console_api} API, "
+                 f"{CONSOLE_PAGE_MS:.0f} ms and {CONSOLE_PAGE_RRU:.0f} RRU a page (assumed)")]
 
 
 def delivery_fees(flows: Mapping[str, Any] | None) -> list[str]:
@@ -383,7 +414,8 @@ def bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_reque
                   per_track_request)
     return (ingest_lines(events, found.get("ingest_path"), wiring, month)
             + segment_lines(found.get("segment_runs"), events, wiring, month) + flows_lines(found.get("flows"))
-            + predictions_lines(found.get("predictions_requests"), wiring, month, REFERENCE_PROFILES))
+            + predictions_lines(found.get("predictions_requests"), wiring, month, REFERENCE_PROFILES)
+            + console_lines(wiring))
 
 
 def _requests(measured: Counts) -> float:

@@ -42,9 +42,9 @@ from crm.models.segments import BUILTIN_PREFIX, HeldSegments, MembershipChange, 
 from crm.ports import ConcurrentUpdate
 from crm.segments import runs
 from crm.segments.boundaries import HOUR, hour_of, next_change, timed_segments
-from crm.segments.builtin import PopulationStats
+from crm.segments.builtin import PopulationStats, SegmentContext
 from crm.segments.feed import ProfileChange
-from crm.segments.membership import memberships_of
+from crm.segments.membership import memberships_of, rules_for
 from crm_local import moto_patches
 from crm_local.template import load_stack
 from figures import record
@@ -767,6 +767,16 @@ def measure_rules(rig: Rig, now: datetime) -> Counts:
     return rig.bench.meter.since(mark)
 
 
+def measure_rules_before(rig: Rig, now: datetime) -> Counts:
+    """BASELINE: the rules as loaded before they read the custom records alone (every segment's record and size
+    item, the built-ins' too), on the same table in the same run."""
+    mark = rig.bench.meter.mark()
+    context = SegmentContext(now=now, settings=rig.store.settings(WORKSPACE),
+                             population=runs.current_population(rig.segment_runs, WORKSPACE))
+    rules_for(rig.store.list_segments(WORKSPACE), context)
+    return rig.bench.meter.since(mark)
+
+
 # --- BASELINE (written here only to be measured against) --------------------------------------------------------
 
 
@@ -1127,6 +1137,7 @@ class Results:
     refresh_baseline: Measured | None = None
     hourly: Measured | None = None
     hourly_idle: Measured | None = None
+    rules_before: Counts = field(default_factory=dict)
 
 
 def _compare(label: str, baseline: dict[str, int], rig: Rig) -> list[str]:
@@ -1177,7 +1188,7 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     untouched = sorted(set(ids) - set(chosen))
     sampled = active_sample(workspace, untouched, min(2 * args.refreshed, len(untouched)), rng)
     half = len(sampled) // 2
-    rules = measure_rules(rig, at)
+    rules, rules_before = measure_rules(rig, at), measure_rules_before(rig, at)
     refresh, refresh_baseline = measure_visits(
         rig, workspace, rng, at - timedelta(hours=1), args.visit_writes, args.refresh_batch,
         [("refresh", sampled[half:], runs.refresh), ("refresh (00847b9)", sampled[:half], refresh_before)])
@@ -1192,7 +1203,8 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     # and that hour's few profiles.
     idle = measure_hourly(rig, "hourly run, next hour", first_hour + HOURS_MEASURED * HOUR, 1)
     return Results(args, workspace, first, daily, quiet, refresh, baseline_first, baseline_daily, rules, chosen,
-                   items_before, bytes_before, stored.count(), problems, reads, refresh_baseline, hourly, idle)
+                   items_before, bytes_before, stored.count(), problems, reads, refresh_baseline, hourly, idle,
+                   rules_before)
 
 
 def print_report(r: Results, seconds: float) -> None:
@@ -1228,7 +1240,8 @@ def print_report(r: Results, seconds: float) -> None:
           f"{_per(fresh.get('unit', 'rru'), fresh.profiles)} RRU, "
           f"{_per(fresh.get('unit', 'wru_sized'), fresh.profiles)} WRU sized; "
           "loading the rules (once a minute per warm container): "
-          f"{requests_in(r.rules):.0f} requests, {rules_rru:.1f} RRU")
+          f"{requests_in(r.rules):.0f} requests, {rules_rru:.1f} RRU (before, every record and size item: "
+          f"{requests_in(r.rules_before):.0f} requests, {r.rules_before.get(('unit', 'rru'), 0.0):.1f} RRU)")
     for extra in (r.refresh_baseline, r.hourly):
         if extra is not None:
             m = extra

@@ -352,6 +352,9 @@ class FakeSegmentStore:
         return sorted((r for (ws, _), r in self.records.items() if ws == workspace_id
                        and (r.definition is not None or r.last_computed_at is not None)), key=lambda r: r.segment_id)
 
+    def custom_segments(self, workspace_id: str) -> list[SegmentRecord]:
+        return [r.model_copy(update={"size": 0}) for r in self.list_segments(workspace_id) if r.definition is not None]
+
     def put(self, record: SegmentRecord, expected_version: int | None) -> None:
         held = self.records.get((record.workspace_id, record.segment_id))
         if (held.version if held else None) != expected_version:

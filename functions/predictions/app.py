@@ -8,19 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.adapters.segment_runs import send_tasks
 from crm.clock import utc_now
 from crm.config import settings
 from crm.models.predictions import FitTask
-from crm.predictions.inbox import read_message
+from crm.predictions.inbox import sort_batch
 from crm.predictions.refresh import Models, refresh_profiles, run_workspace
 
 logger = Logger(service="predictions")
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def models() -> Models:
@@ -39,24 +36,38 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     return {"workspaces": len(tasks)}
 
 
-def handle_record(record: SQSRecord) -> None:
-    message = read_message(record.body)
-    now = utc_now()
-    if isinstance(message, FitTask):
-        outcome = run_workspace(wiring.prediction_store(), wiring.profile_repository(), models(),
-                                message.fit_workspace, now, wiring.affinity_store())
-        fit = outcome.fit
-        logger.info("workspace fitted", extra={
-            "workspace_id": message.fit_workspace, "status": fit.status if fit else None,
-            "chosen": fit.chosen if fit else None, "profiles": outcome.profiles, "written": outcome.written,
-            "products_written": outcome.products_written})
-        return
-    outcome = refresh_profiles(wiring.prediction_store(), wiring.profile_repository(), models(),
-                               message.detail.workspace_id, [message.detail.profile_id], now)
-    logger.info("prediction refreshed", extra={"event": message.detail_type, "profile_id": message.detail.profile_id,
-                                               "written": outcome.written})
+def _fit(task: FitTask) -> None:
+    outcome = run_workspace(wiring.prediction_store(), wiring.profile_repository(), models(), task.fit_workspace,
+                            utc_now(), wiring.affinity_store())
+    fit = outcome.fit
+    logger.info("workspace fitted", extra={
+        "workspace_id": task.fit_workspace, "status": fit.status if fit else None,
+        "chosen": fit.chosen if fit else None, "profiles": outcome.profiles, "written": outcome.written,
+        "products_written": outcome.products_written})
 
 
 @logger.inject_lambda_context
 def on_message(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    """Each fit on its own; the batch's orders refreshed a workspace at a time (its kept fit read once). A
+    message whose work failed is reported, and the queue delivers it again (then its dead-letter queue)."""
+    batch = sort_batch((record["messageId"], record["body"]) for record in event["Records"])
+    failed = [message_id for message_id, invalid in batch.unreadable]
+    for message_id, invalid in batch.unreadable:
+        logger.error("unreadable message", extra={"message_id": message_id, "error": str(invalid)})
+    for message_id, task in batch.fits:
+        try:
+            _fit(task)
+        except Exception:
+            logger.exception("fit failed", extra={"workspace_id": task.fit_workspace})
+            failed.append(message_id)
+    for workspace_id, named in batch.orders.items():
+        try:
+            outcome = refresh_profiles(wiring.prediction_store(), wiring.profile_repository(), models(),
+                                       workspace_id, list(named), utc_now())
+        except Exception:
+            logger.exception("predictions refresh failed", extra={"workspace_id": workspace_id})
+            failed += [message_id for ids in named.values() for message_id in ids]
+            continue
+        logger.info("predictions refreshed", extra={"workspace_id": workspace_id, "profiles": len(named),
+                                                    "written": outcome.written})
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -321,6 +321,10 @@ class SegmentStore(Protocol):
         """Every stored segment of the workspace, by id."""
         ...
 
+    def custom_segments(self, workspace_id: str) -> list[SegmentRecord]:
+        """The workspace's own segments (those with a definition), by id, their sizes left unread (0)."""
+        ...
+
     def put(self, record: SegmentRecord, expected_version: int | None) -> None:
         """Write the definition; ``expected_version`` None: it must be new. ConcurrentUpdate otherwise."""
         ...

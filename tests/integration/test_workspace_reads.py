@@ -176,3 +176,21 @@ def _profile_keys(table: str) -> list[str]:
     items = client("dynamodb").scan(TableName=table, FilterExpression="sk = :sk",
                                     ExpressionAttributeValues={":sk": {"S": keys.PROFILE_SK}})["Items"]
     return [i["pk"]["S"] for i in items]
+
+
+def test_the_rules_read_the_custom_segments_records_alone(table: str, provisioned: Provisioned,
+                                                          items_read: ItemsRead) -> None:
+    store, segment_runs = DynamoSegmentStore(table), DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"])
+    _run(table, provisioned, WS)  # every built-in computed: listed, each with its record and size
+    listed = store.list_segments(WS)
+    assert len(listed) > 1 and next(r for r in listed if r.segment_id == "seg_buyers").size == 7
+    items_read.returned.clear()
+    rules = runs.load_rules(store, WS, NOW, runs.current_population(segment_runs, WS))
+    assert [segment_id for segment_id, _ in rules.custom] == ["seg_buyers"]
+    custom = keys.segment(WS, "seg_buyers")
+    assert (custom["pk"], custom["sk"]) in items_read.returned
+    sizes = [keys.segment_size(WS, r.segment_id) for r in listed]
+    builtins = [keys.segment(WS, r.segment_id) for r in listed if not r.definition]
+    unread = {(k["pk"], k["sk"]) for k in sizes + builtins}
+    assert not unread & set(items_read.returned)
+    assert store.custom_segments(WS) == [r.model_copy(update={"size": 0}) for r in listed if r.definition]

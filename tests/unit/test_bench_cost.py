@@ -237,7 +237,8 @@ def test_predictions_are_priced_per_profile_daily_and_per_order_refreshed(cost: 
         "profiles": 1000, "daily_written_share": 0.25, "daily_models_cpu_s_per_profile": 0.001,
         "daily_per_profile": {"req dynamodb UpdateItem": 0.25, "unit wru": 0.25, "unit rru": 0.5},
         "refresh_per_order": {"req dynamodb GetItem": 2.0, "unit rru": 1.0, "unit wru": 1.0},
-        "refresh_models_cpu_s_per_order": 0.002}
+        "refresh_models_cpu_s_per_order": 0.002,
+        "refresh_fit_read": {"req dynamodb GetItem": 1.0, "unit rru": 2.0}}
     lines = {line.component: line.dollars for line in cost.bill(found, wiring, 2.0)}
     month, profiles, runs = 30 * 24 * 3600, cost.REFERENCE_PROFILES, cost.RUNS_PER_MONTH
     run_s = profiles * (0.001 + 0.25 * cost.AWS_REQUEST_S)
@@ -247,11 +248,47 @@ def test_predictions_are_priced_per_profile_daily_and_per_order_refreshed(cost: 
         + runs * (run_s * 1.0 + 0.020 * 0.25) * cost.LAMBDA_GB_SECOND_ARM
     assert lines["predictions: daily fit"] == pytest.approx(daily)
     orders = 300_000  # the refunds count: OrderRefunded reaches the worker too
-    batch = max(1.0, orders / month * 5)
-    order_s = 0.002 + 2 * cost.AWS_REQUEST_S
-    refresh = ((0.625 + 0.125) * orders + (orders + 2 * orders / batch) * 0.40 + orders / batch * 0.20) / 1e6 \
+    # Two pollers share a 5 s window: batches of one at this rate, each reading the fit (2 RRU); the pollers'
+    # idle long polls outnumber the batches.
+    batch = max(1.0, orders / month / 2 * 5)
+    order_s = 0.002 + 2 * cost.AWS_REQUEST_S + cost.AWS_REQUEST_S / batch
+    receives = max(orders / batch, 2 * month / 20)
+    refresh = ((0.625 + 0.125) * orders + 2 * 0.125 * orders / batch
+               + (orders + receives + orders / batch) * 0.40 + orders / batch * 0.20) / 1e6 \
         + orders * order_s * 1.0 * cost.LAMBDA_GB_SECOND_ARM
     assert lines["predictions: refresh after orders"] == pytest.approx(refresh)
+    # A minute's window: batches of 3.5 orders, the fit read and a delete once each; the idle polls stay.
+    wider = cost.Wiring(**{**vars(wiring), "predictions": cost.Source(10, 60)})
+    batched = {line.component: line.dollars for line in cost.bill(found, wider, 2.0)}
+    batch = orders / month / 2 * 60
+    assert batch == pytest.approx(3.47, abs=0.01)
+    saved = (2 * 0.125 + 0.40 + 0.20) * (orders - orders / batch) / 1e6 + (receives - 2 * month / 20) * 0.40 / 1e6 \
+        + orders * cost.AWS_REQUEST_S * (1 - 1 / batch) * cost.LAMBDA_GB_SECOND_ARM
+    assert lines["predictions: refresh after orders"] - batched["predictions: refresh after orders"] \
+        == pytest.approx(saved)
+
+
+def test_the_console_is_priced_from_its_assumed_page_views_on_its_api(cost: ModuleType, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    console = """
+  ConsoleFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      MemorySize: 512
+      Events:
+        Page: {Type: %s, Properties: {Path: /console, Method: get}}
+"""
+    views = cost.CONSOLE_USERS * cost.CONSOLE_VIEWS_A_DAY * cost.CONSOLE_WORKING_DAYS
+    priced = {}
+    for kind, price in (("Api", 3.50), ("HttpApi", 1.00)):
+        template.write_text(TEMPLATE.replace("  ArchiveStream:", console % kind + "  ArchiveStream:"))
+        wiring = cost.wiring_of(template)
+        [line] = [line for line in cost.bill(_found(), wiring, 2.0) if line.group == "console"]
+        priced[kind] = line.dollars
+        assert line.dollars == pytest.approx(
+            views * (price + 0.20 + cost.CONSOLE_PAGE_RRU * 0.125) / 1e6
+            + views * cost.CONSOLE_PAGE_MS / 1000 * 0.5 * cost.LAMBDA_GB_SECOND_ARM)
+    assert priced["Api"] - priced["HttpApi"] == pytest.approx(views * 2.50 / 1e6)
 
 
 def test_a_batch_write_is_billed_as_each_of_its_writes_but_what_was_left_unprocessed() -> None:

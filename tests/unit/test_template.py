@@ -417,3 +417,14 @@ def test_functions_share_the_crm_layer_and_only_those_that_fit_carry_the_science
         assert stack.resources[name]["Properties"]["Layers"] == [{"Ref": crm}, *fitting], name
     assert Path(stack.code_paths["CrmLayer"]) == TEMPLATE.parent / "shared"
     assert Path(stack.code_paths["ScienceLayer"]) == TEMPLATE.parent / "layers" / "science"
+
+
+def test_predictions_function_gathers_a_minute_of_orders_within_the_queues_visibility(stack: Stack) -> None:
+    [mapping] = _mappings(stack, "PredictionsFunction")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["PredictionsQueue", "Arn"]}
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    # Each batch reads a workspace's kept fit once and costs one receive, delete and invocation.
+    assert mapping["MaximumBatchingWindowInSeconds"] == 60 and mapping["BatchSize"] >= 4
+    timeout = stack.resources["PredictionsFunction"]["Properties"]["Timeout"]
+    visibility = stack.resources["PredictionsQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility >= 6 * timeout + mapping["MaximumBatchingWindowInSeconds"]

@@ -58,7 +58,7 @@ def new_run_id(now: datetime) -> str:
 
 def load_rules(store: SegmentStore, workspace_id: str, now: datetime, population: PopulationStats) -> Rules:
     context = SegmentContext(now=now, settings=store.settings(workspace_id), population=population)
-    return rules_for(store.list_segments(workspace_id), context)
+    return rules_for(store.custom_segments(workspace_id), context)
 
 
 def population_of(stats: str | None) -> PopulationStats:

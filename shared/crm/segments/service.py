@@ -56,7 +56,7 @@ def _check_references(store: SegmentStore, workspace_id: str, segment_id: str | 
                       document: SegmentDocument) -> None:
     """Every referenced segment exists (a built-in or one of this workspace's), and no cycle forms: a conflict
     with the workspace's other segments (409), not a malformed document (400)."""
-    stored = {r.segment_id: r for r in store.list_segments(workspace_id) if r.definition is not None}
+    stored = {r.segment_id: r for r in store.custom_segments(workspace_id)}
     for ref in sorted(referenced_segments(document.definition)):
         if ref not in BY_ID and ref not in stored and ref != segment_id:
             raise SegmentConflict(f"definition: refers to segment {ref!r}, which does not exist")
@@ -116,8 +116,8 @@ def replace(store: SegmentStore, workspace_id: str, segment_id: str, document: S
 def delete(store: SegmentStore, workspace_id: str, segment_id: str) -> None:
     _builtin_refused(segment_id, "deleted")
     _custom(store, workspace_id, segment_id)
-    referrers = sorted(r.segment_id for r in store.list_segments(workspace_id) if r.definition is not None
-                       and segment_id in referenced_segments(_document(r).definition))
+    referrers = sorted(r.segment_id for r in store.custom_segments(workspace_id)
+                       if segment_id in referenced_segments(_document(r).definition))
     if referrers:
         raise SegmentConflict(f"segment {segment_id} is used by {', '.join(referrers)}: change those first")
     store.delete(workspace_id, segment_id)
