@@ -46,6 +46,7 @@ from crm.profiles import (
     with_unmarked,
 )
 from crm.reporting import with_figures
+from crm.unwritten_orders import counted_in_flight, order_state, with_in_flight, without_in_flight
 
 _ACTIVITY_TYPES = frozenset(kind.value for kind in ActivityType)
 
@@ -215,16 +216,36 @@ def _order_change(event: CanonicalOrder, context: Context, now: datetime,
                          order=event, refunds=previous.refunds if previous else {},
                          refund_dates=previous.refund_dates if previous else {},
                          removed_at=previous.removed_at if previous else None)
-    profile, record = _with_order(target, previous, record, now, read_history)
+    # A first write of this order began with no record (crm.unwritten_orders); refunds may have arrived since.
+    alone = (OrderRecord(workspace_id=event.workspace_id, store_id=event.store_id, order_id=event.order_id,
+                         order=event),) if previous is not None and previous.order is None else ()
+    counted = _counted(target, previous, (record, *alone))
+    profile, record = _with_order(target, counted or previous, record, now, read_history)
     waiting = [] if previous is None or previous.order is not None else [
         _entry(profile, at, "refund", f"{event.store_id}:{event.order_id}:{refund_id}", event.store_id,
                amount=format_money(previous.refunds[refund_id]))
         for refund_id, at in sorted(previous.refund_dates.items())]
-    return Change(
+    return _rest_of(counted, target, Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile),
         order=(record, previous.version if previous else None), identities=target.links,
         timeline=(*target.timeline, *_order_entries(profile, record), *waiting),
-    )
+    ))
+
+
+def _counted(target: _Target, read: OrderRecord | None, candidates: Sequence[OrderRecord]) -> OrderRecord | None:
+    """The record the target profile counts when this event's earlier write ended before its record (as the
+    record it counts towards, to be replaced by the one written now), or None: it counts the record read."""
+    counted = counted_in_flight(target.profile, read, candidates)
+    return counted.model_copy(update={"profile_id": target.profile.profile_id}) if counted else None
+
+
+def _rest_of(counted: OrderRecord | None, target: _Target, change: Change) -> Change:
+    """A retry of an order change whose profile was written: when the profile counts what the record becomes,
+    only the links, lines and record are left to write (guard last, the record last)."""
+    if counted is None or target.tombstones or change.order is None or (
+            order_state(counted) != order_state(change.order[0])):
+        return change
+    return replace(change, profiles=(), guard_last=True)
 
 
 def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: datetime,
@@ -249,11 +270,12 @@ def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: 
     if owner is None or record.order is None:
         return Change(workspace_id=event.workspace_id, order=(record, expected))  # waits for its order
     target = _Target(owner, owner, (), (), ())
-    profile, record = _with_order(target, previous, record, now, read_history)
-    return Change(
+    counted = _counted(target, previous, (record,))
+    profile, record = _with_order(target, counted or previous, record, now, read_history)
+    return _rest_of(counted, target, Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile), order=(record, expected),
         timeline=(*_order_entries(profile, record), _entry(profile, at, kind, ref, event.store_id, **summary)),
-    )
+    ))
 
 
 def _activity_change(event: ActivityEvent, context: Context, now: datetime,
@@ -299,6 +321,23 @@ def _guard_last(change: Change | None, event: ActivityEvent) -> Change | None:
     profile, revision = change.profiles[0]
     return replace(change, profiles=((with_unmarked(profile, event_digest(event.store_id, event.event_id)),
                                       revision),), guard_last=True)
+
+
+def _order_guard_last(change: Change, consent_lines: bool, now: datetime) -> Change:
+    """An order change of one existing profile needs no transaction: the profile goes first under its revision,
+    saying what state the order record is being brought to (crm.unwritten_orders), then the identity links and
+    timeline lines, and last the record under its version. A retry that finds the profile written finishes the
+    rest; a conflict anywhere is read and planned again. New profiles, merges, consent lines and an order arriving
+    to a record that holds only its refunds keep the transaction."""
+    if change.guard_last or not change.profiles:
+        return change
+    assert change.order is not None
+    record, version = change.order
+    (profile, revision), *merged = change.profiles
+    if (merged or revision is None or version == "" or consent_lines or change.customer is not None
+            or change.event is not None):
+        return replace(change, profiles=((without_in_flight(profile, record, now), revision), *merged))
+    return replace(change, profiles=((with_in_flight(profile, record, now), revision),), guard_last=True)
 
 
 # The activity lines the outbox turns into flow events (crm.outbox): they carry what a message shows.
@@ -363,9 +402,12 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
         change = _customer_change(event, context, now)
     else:
         raise TypeError(f"{type(event).__name__} is not applied to profiles")
+    lines = len(change.timeline) if change is not None else 0
     change = _with_consent_history(change, context)
     if isinstance(event, ActivityEvent):
         change = _guard_last(change, event)
+    elif change is not None and change.order is not None:
+        change = _order_guard_last(change, len(change.timeline) != lines, now)
     return None if change is None else _in_reporting_currency(change, context.currency)
 
 
