@@ -7,7 +7,8 @@ links a browser to an email, an account that ties email and phone together), so 
 apart and must merge whatever the arrival order. Orders get newer versions, cancellations, refunds that
 arrive on their own (even before their order) and removals. Profiles keep the times of only the latest
 ``kept`` occurrences of each event (crm.recent), shrunk here so that merges of full lists and orders leaving
-them are common: those lists must come out the same too.
+them are common: those lists must come out the same too. So must deliveries whose writes end after any one of
+them, delivered again later.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from decimal import Decimal
 from unittest import mock
 
 from crm import recent
-from crm.ingestion import apply_event
+from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, OrderRemoved, RefundRecord
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem
 from crm.models.profile import Profile
 from crm.models.stores import Platform
+from crm.ports import Change
+from crm.unwritten_orders import OrderWriteUnfinished, order_ref, order_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -158,3 +161,76 @@ def test_any_interleaving_with_duplicates_gives_the_in_order_profiles(data: st.D
         assert {kind: len(times) for kind, times in profile.recent.activity_times().items()} == {
             kind: min(count, kept) for kind, count in profile.activity_counts.items()}
     assert sum((p.total_spent for p in live), Decimal("0.00")) == sum(world.net_by_order.values(), Decimal("0.00"))
+
+
+class Interrupted(Exception):
+    """The invocation ended between two writes (a timeout, a crash): the queue delivers the message again."""
+
+
+class InterruptibleRepository(FakeProfileRepository):
+    """Writes a guard-last change one item at a time in DynamoProfileRepository's order (an activity's profile,
+    then its lines and markers; an order's profile, links and lines, then its record), and ends the invocation
+    once ``writes_left`` writes are done."""
+
+    writes_left: int | None = None
+
+    def _spend(self) -> None:
+        if self.writes_left is not None:
+            if self.writes_left == 0:
+                raise Interrupted
+            self.writes_left -= 1
+
+    def commit(self, change: Change) -> None:
+        if not change.guard_last:
+            self._spend()
+            super().commit(change)
+            return
+        ws = change.workspace_id
+        steps = [Change(ws, profiles=(profile,)) for profile in change.profiles]
+        steps += [Change(ws, identities=(link,)) for link in change.identities]
+        for step in steps:
+            self._spend()
+            super().commit(step)
+        for entry in change.timeline:
+            self._spend()
+            self.timelines.setdefault((ws, entry.profile_id), {})[entry.sort_key] = entry
+        for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded):
+            self._spend()
+            self.events[(ws, store_id, event_id)] = profile_id
+        if change.order is not None:
+            self._spend()
+            super().commit(Change(ws, order=change.order))
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data(), world=worlds())
+def test_writes_interrupted_anywhere_and_delivered_again_later_give_the_uninterrupted_profiles(
+        data: st.DataObject, world: World) -> None:
+    """Messages of one to three events (a /track request's activities fold into one write); each delivery may
+    end after any of its writes, and the queue delivers the message again, maybe after others. A change of an
+    order whose earlier change was counted on its profile but whose record is not written yet waits: the queue
+    delivers it again after the others."""
+    arrival = list(data.draw(st.permutations(world.events), label="arrival"))
+    queue: list[list[CanonicalEvent]] = []
+    while arrival:
+        size = data.draw(st.integers(1, 3), label="events in the message")
+        queue.append(arrival[:size])
+        arrival = arrival[size:]
+    repository = InterruptibleRepository()
+    step = 0
+    while queue:
+        message = queue.pop(0)
+        repository.writes_left = data.draw(st.none() | st.integers(0, 5), label="writes before the end")
+        try:
+            apply_events(repository, message, NOW + timedelta(seconds=step))
+        except Interrupted:
+            queue.insert(data.draw(st.integers(0, len(queue)), label="delivered again at"), message)
+        except OrderWriteUnfinished:
+            queue.append(message)
+        step += 1
+    repository.writes_left = None
+    assert _people(repository) == _people(_deliver(list(world.events)))
+    records = {order_ref(store_id, order_id): record for (_, store_id, order_id), record in repository.orders.items()}
+    for profile in repository.live_profiles():  # every order write finished: each record is at the state counted
+        assert {ref: held.state for ref, held in profile.unwritten_orders.items()} == {
+            ref: order_state(records[ref]) for ref in profile.unwritten_orders}

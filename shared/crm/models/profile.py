@@ -205,7 +205,7 @@ class Profile(BaseModel):
     # Short digests of the latest activity events written to this profile before their markers (crm.changes
     # "guard last"): a retry that finds its event here writes only the marker and the timeline line.
     unmarked_events: tuple[str, ...] = ()
-    # Order changes counted here whose order record may not be written yet, by crm.profiles.order_digest: a
+    # Order changes counted here whose order record may not be written yet, by "store_id:order_id": a
     # retry that finds its own writes only the rest; another change of that order waits for it (crm.changes).
     unwritten_orders: dict[str, OrderInFlight] = Field(default_factory=dict)
     # The buy-till-you-die models' view of the shopper (crm.predictions), refreshed by the scheduled run.
