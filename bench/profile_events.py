@@ -463,15 +463,15 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
 
 class EveryChangeATransaction(DynamoProfileRepository):
     """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
-    too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds, every
-    field of a profile written."""
+    or order's too, in one TransactWriteItems, and profiles without the event digests and order states that
+    writing guard last adds, every field of a profile written."""
 
     profile_defaults = True
 
     def commit(self, change: Change) -> None:
         if change.guard_last:
             change = replace(change, guard_last=False, profiles=tuple(
-                (profile.model_copy(update={"unmarked_events": ()}), revision)
+                (profile.model_copy(update={"unmarked_events": (), "unwritten_orders": {}}), revision)
                 for profile, revision in change.profiles))
         super().commit(change)
 
@@ -673,7 +673,10 @@ def print_types(r: Results) -> None:
     print("  ours writes an event's items in one TransactWriteItems (2 WRU per KB: the price of atomicity and of the")
     print("  guards that make retries and merges safe), except an activity that only updates one known profile:")
     print("  PutItem of the profile under its revision, then BatchWriteItem of its timeline line and marker (guard")
-    print("  last, crm.changes). The baseline's PutItems are neither atomic nor merged.")
+    print("  last, crm.changes), and an order, refund or removal of a known profile: PutItem of the profile (with the")
+    print("  state the order record is brought to), its links, BatchWriteItem of its lines, and PutItem of the order")
+    print("  record under its version last (crm.unwritten_orders). The baseline's PutItems are neither atomic nor")
+    print("  merged.")
 
 
 def ratio_rows(ours: TypeRun, other: TypeRun) -> list[list[str]]:
