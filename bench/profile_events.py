@@ -12,6 +12,7 @@ Request counts are deterministic and transfer to AWS; times are moto's and only 
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import random
 import sys
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from crm.adapters import clients
@@ -46,7 +48,7 @@ from crm.profiles import apply_activity, apply_customer, apply_order_record, pro
 from crm_local import moto_patches
 from crm_local.event_shapes import stream_record
 from crm_local.template import load_stack
-from figures import per, record
+from figures import RESULTS, per, record
 from ingest_path import (
     PRICES,
     REGION,
@@ -643,8 +645,8 @@ def print_types(r: Results) -> None:
     ours, baseline = r.ours, r.baseline
     print("\n5. Profile upsert per event type: crm.ingestion.apply_event on DynamoProfileRepository, one event at a "
           "time")
-    print(f"   workload: {SHOPPERS} shoppers and {ANONYMOUS_BROWSERS} anonymous browsers, seed {SEED}: "
-          f"{len(r.workload.arrivals)} events in arrival order")
+    print(f"   workload: {len(r.workload.expected)} shoppers, seed {SEED}: {len(r.workload.arrivals)} events in "
+          "arrival order")
     print("   per event; events/s is wall time through apply_event on moto (in-process, moto-dominated: compare the")
     print("   designs with it, do not quote it as AWS throughput)")
     header, rows = operation_rows(ours)
@@ -783,13 +785,20 @@ def print_costs(r: Results) -> None:
     print("  webhook path). Excludes Lambda duration, storage, data transfer and idle long polls.")
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shoppers", type=int, default=SHOPPERS,
+                        help=f"shoppers in the workload (default {SHOPPERS}; fewer to iterate quickly)")
+    parser.add_argument("--browsers", type=int, default=ANONYMOUS_BROWSERS,
+                        help=f"anonymous browsers in the workload (default {ANONYMOUS_BROWSERS})")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where its JSON is recorded")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     fake_aws_environment()
     moto_patches.install()  # moto's own TransactWriteItems deep-copies the table on every call
     with mock_aws():
         bench = set_up(load_stack(TEMPLATE, region=REGION))
-        workload = build_workload(bench.store.workspace_id, bench.store.store_id, SHOPPERS, ANONYMOUS_BROWSERS,
+        workload = build_workload(bench.store.workspace_id, bench.store.store_id, args.shoppers, args.browsers,
                                   SEED)
         results = measure(bench, workload, measure_batching())
     print_types(results)
@@ -812,7 +821,8 @@ def main() -> int:
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),
-                              **({"before": figures_of(before)} if before is not None else {}), **folded_figures})
+                              **({"before": figures_of(before)} if before is not None else {}), **folded_figures},
+           args.results)
     return 0
 
 

@@ -310,17 +310,32 @@ def _activity_entry(event: ActivityEvent, profile: Profile) -> TimelineEntry:
                   **_message_fields(event, profile))
 
 
-def _guard_last(change: Change | None, event: ActivityEvent) -> Change | None:
-    """An activity that only updates one existing profile and adds its own timeline line needs no transaction:
-    the profile is written under its revision guard carrying the event's digest, then the line and the marker.
-    A retry after the profile write finds the digest and writes only those (idempotent); a conflict writes
-    nothing. New profiles, links, merges and consent lines keep the transaction: their writes must not part."""
-    if (change is None or len(change.profiles) != 1 or change.profiles[0][1] is None or change.identities
-            or len(change.timeline) != 1 or change.event is None or change.order or change.customer):
+def _guard_last(change: Change | None, event: CanonicalEvent) -> Change | None:
+    """A change of one profile needs no transaction when a retry can finish what an interrupted write began
+    (docs/profile-writes.md): an existing profile goes first under its revision guard, then its identity links
+    (each under the pointer read); a new profile after its links (a retry that finds them plans the same profile,
+    whose id comes from the event's first identity); then its lines, and last the item whose presence says the
+    event is applied.
+
+    - An activity: its marker is last, and the profile carries the event's digest, so a retry that finds the
+      digest writes only what is missing and counts nothing twice.
+    - An account update: its account item (guarded by the version read) is last, and applying the same version
+      again leaves the profile as it was (each field keeps its latest statement), so a retry simply repeats it.
+
+    Merges, orders and consent lines keep the transaction: their writes must not part."""
+    if change is None or len(change.profiles) != 1 or change.order:
         return change
     profile, revision = change.profiles[0]
-    return replace(change, profiles=((with_unmarked(profile, event_digest(event.store_id, event.event_id)),
-                                      revision),), guard_last=True)
+    if isinstance(event, ActivityEvent) and event.type is ActivityType.IDENTIFY and (
+            change.identities or revision is None):
+        return change  # an identify that links keeps its transaction: its write path is reworked with the orders'
+    if isinstance(event, ActivityEvent) and change.event is not None and change.customer is None and len(
+            change.timeline) == 1:
+        return replace(change, profiles=((with_unmarked(profile, event_digest(event.store_id, event.event_id)),
+                                          revision),), guard_last=True)
+    if isinstance(event, CustomerRecord) and change.customer is not None and change.event is None:
+        return replace(change, guard_last=True)
+    return change
 
 
 def _order_guard_last(change: Change, consent_lines: bool, now: datetime) -> Change:
@@ -404,10 +419,10 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
         raise TypeError(f"{type(event).__name__} is not applied to profiles")
     lines = len(change.timeline) if change is not None else 0
     change = _with_consent_history(change, context)
-    if isinstance(event, ActivityEvent):
-        change = _guard_last(change, event)
-    elif change is not None and change.order is not None:
+    if change is not None and change.order is not None:
         change = _order_guard_last(change, len(change.timeline) != lines, now)
+    elif change is not None and len(change.timeline) == lines:  # a consent line is written with its profile
+        change = _guard_last(change, event)
     return None if change is None else _in_reporting_currency(change, context.currency)
 
 
@@ -416,7 +431,7 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
     """Activities of one shopper (a /track request's, read together: ``Reads.folded``) as one write: the longest
     run of them that are guard-last writes of the same profile, each planned on the profile as the previous one
     left it, written once with every line and marker. Returns (events taken, the change, how many it applies);
-    a first event that needs a transaction (a new profile, a link) is taken alone."""
+    a first event that needs a transaction (a merge, a consent line) is taken alone."""
     written: Change | None = None
     applied = 0
     for taken, event in enumerate(events):
@@ -424,20 +439,34 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
         change = plan(event, replace(context, event_seen=seen, already_held=False), now, read_history)
         if change is None:
             continue
+        # The first may link identities or make the profile; the events after it fold onto that profile as it
+        # left it, with its identities taken as pointing at it (they do once the change is written).
         if written is None and not change.guard_last:
             return taken + 1, change, 1
-        profile, revision = change.profiles[0] if change.guard_last else (None, None)
-        if written is not None and (profile is None or profile.profile_id != written.profiles[0][0].profile_id):
+        if written is not None and (not change.guard_last or change.identities
+                                    or change.profiles[0][0].profile_id != written.profiles[0][0].profile_id):
             return taken, written, applied
-        assert profile is not None and change.event is not None
+        profile, revision = change.profiles[0]
+        assert change.event is not None
         written = change if written is None else replace(
             written, profiles=change.profiles, timeline=(*written.timeline, *change.timeline),
             folded=(*written.folded, change.event))
         applied += 1
-        as_read = profile.model_copy(update={"revision": revision})  # the next event's guard stays the one read
-        context = replace(context, owners={identity: as_read if owner.profile_id == profile.profile_id else owner
-                                           for identity, owner in context.owners.items()})
+        context = _as_written(context, event, profile, revision)
     return len(events), written, applied
+
+
+def _as_written(context: Context, event: ActivityEvent, profile: Profile, revision: int | None) -> Context:
+    """What the next event of a fold reads: ``profile`` as this event left it (its guard still the revision read)
+    owning each of the event's identities it holds. Those include identities whose pointer was read leading to
+    no profile (a new profile's links are written before it, and that write may have been interrupted): the
+    profile planned anew owns them now, so the next event lands on it instead of planning another."""
+    as_read = profile.model_copy(update={"revision": revision})
+    held = [identity for identity in identities_of(event) if identity in profile.identities]
+    return replace(
+        context, pointers={**context.pointers, **dict.fromkeys(held, profile.profile_id)},
+        owners={**{identity: as_read if owner.profile_id == profile.profile_id else owner
+                   for identity, owner in context.owners.items()}, **dict.fromkeys(held, as_read)})
 
 
 def _with_consent_history(change: Change | None, context: Context) -> Change | None:

@@ -305,7 +305,10 @@ def event_digest(store_id: str, event_id: str) -> str:
 
 
 def with_unmarked(profile: Profile, digest: str) -> Profile:
-    """The profile remembering an event applied to it whose marker is written after it."""
+    """The profile remembering an event applied to it whose marker is written after it (once: a retry that
+    rewrites the profile to finish its links must not push another event's digest out)."""
+    if digest in profile.unmarked_events:
+        return profile
     return profile.model_copy(update={"unmarked_events": (*profile.unmarked_events, digest)[-UNMARKED_KEPT:]})
 
 

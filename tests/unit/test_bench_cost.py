@@ -252,3 +252,14 @@ def test_predictions_are_priced_per_profile_daily_and_per_order_refreshed(cost: 
     refresh = ((0.625 + 0.125) * orders + (orders + 2 * orders / batch) * 0.40 + orders / batch * 0.20) / 1e6 \
         + orders * order_s * 1.0 * cost.LAMBDA_GB_SECOND_ARM
     assert lines["predictions: refresh after orders"] == pytest.approx(refresh)
+
+
+def test_a_batch_write_is_billed_as_each_of_its_writes_but_what_was_left_unprocessed() -> None:
+    meter = _load("ingest_path")
+    small = {"pk": {"S": "a"}, "body": {"S": "x" * 100}}
+    large = {"pk": {"S": "b"}, "body": {"S": "x" * 1500}}  # two write units
+    params = {"RequestItems": {"t": [{"PutRequest": {"Item": small}}, {"PutRequest": {"Item": large}},
+                                     {"DeleteRequest": {"Key": {"pk": {"S": "c"}}}}]}}
+    assert meter.billed_units("dynamodb", "BatchWriteItem", params, {}) == {"rru": 0.0, "wru": 4.0}
+    left = {"UnprocessedItems": {"t": [{"PutRequest": {"Item": large}}]}}
+    assert meter.billed_units("dynamodb", "BatchWriteItem", params, left) == {"rru": 0.0, "wru": 2.0}

@@ -1,14 +1,14 @@
 """Identity resolution by property: any interleaving, duplication and reordering of the same deliveries
-yields the same profiles (the same people, with the same totals to the cent) as in-order, once-only delivery.
+yields the same profiles (the same people, with the same totals to the cent) as in-order, once-only delivery;
+so does a delivery whose writes end after any one of them, delivered again later.
 
 Shoppers are generated with identities of their own (email, phone, platform account, browser id); their
 events carry different subsets of them (guest checkouts by phone, anonymous browsing, an identify that
-links a browser to an email, an account that ties email and phone together), so profiles are created
-apart and must merge whatever the arrival order. Orders get newer versions, cancellations, refunds that
-arrive on their own (even before their order) and removals. Profiles keep the times of only the latest
-``kept`` occurrences of each event (crm.recent), shrunk here so that merges of full lists and orders leaving
-them are common: those lists must come out the same too. So must deliveries whose writes end after any one of
-them, delivered again later.
+links a browser to an email, a checkout under an email, an account that ties email and phone together), so
+profiles are created apart and must merge whatever the arrival order. Orders get newer versions,
+cancellations, refunds that arrive on their own (even before their order) and removals. Profiles keep the
+times of only the latest ``kept`` occurrences of each event (crm.recent), shrunk here so that merges of full
+lists and orders leaving them are common: those lists must come out the same too.
 """
 
 from __future__ import annotations
@@ -65,6 +65,28 @@ def shoppers(draw: st.DrawFn, number: int) -> Shopper:
                    draw(st.sampled_from([f"cust-{number}", None])))
 
 
+def _storefront(draw: st.DrawFn, shopper: Shopper) -> list[CanonicalEvent]:
+    """Views of the shopper's browser, an identify naming its email, a checkout under the email."""
+    events: list[CanonicalEvent] = []
+    if shopper.anonymous_id:
+        for view in range(draw(st.integers(0, 2))):
+            events.append(ActivityEvent(
+                workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"v-{shopper.number}-{view}",
+                type=ActivityType.PRODUCT_VIEWED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id))
+        if shopper.email and draw(st.booleans()):
+            events.append(ActivityEvent(
+                workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"id-{shopper.number}",
+                type=ActivityType.IDENTIFY, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
+                email=shopper.email, consents=(Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED,
+                                                       source="track:identify", at=_moment(draw)),)))
+    if shopper.email and draw(st.booleans()):
+        events.append(ActivityEvent(
+            workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"co-{shopper.number}",
+            type=ActivityType.CHECKOUT_STARTED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
+            email=shopper.email, checkout_token=f"tok-{shopper.number}"))
+    return events
+
+
 @st.composite
 def worlds(draw: st.DrawFn) -> World:
     people = tuple(draw(shoppers(n)) for n in range(draw(st.integers(1, 4))))
@@ -105,17 +127,7 @@ def worlds(draw: st.DrawFn) -> World:
                                            order_id=order_id, removed_at=created + timedelta(days=1)))
             counts = not cancelled and not removed
             net_by_order[order_id] = max(total - refunded, Decimal("0.00")) if counts else Decimal("0.00")
-        if shopper.anonymous_id:
-            for view in range(draw(st.integers(0, 2))):
-                events.append(ActivityEvent(
-                    workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"v-{shopper.number}-{view}",
-                    type=ActivityType.PRODUCT_VIEWED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id))
-            if shopper.email and draw(st.booleans()):
-                events.append(ActivityEvent(
-                    workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"id-{shopper.number}",
-                    type=ActivityType.IDENTIFY, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
-                    email=shopper.email, consents=(Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED,
-                                                           source="track:identify", at=_moment(draw)),)))
+        events += _storefront(draw, shopper)
         if shopper.customer_id and draw(st.booleans()):
             events.append(customer_record(shopper.customer_id, email=shopper.email, phone=shopper.phone,
                                           updated_at=_moment(draw), first_name=f"Name{shopper.number}"))
@@ -168,9 +180,9 @@ class Interrupted(Exception):
 
 
 class InterruptibleRepository(FakeProfileRepository):
-    """Writes a guard-last change one item at a time in DynamoProfileRepository's order (an activity's profile,
-    then its lines and markers; an order's profile, links and lines, then its record), and ends the invocation
-    once ``writes_left`` writes are done."""
+    """Writes a guard-last change one item at a time in DynamoProfileRepository's order (a new profile after its
+    links, an existing one before them; lines and markers unconditionally; an account item or an order record
+    last), and ends the invocation once ``writes_left`` writes are done."""
 
     writes_left: int | None = None
 
@@ -186,9 +198,10 @@ class InterruptibleRepository(FakeProfileRepository):
             super().commit(change)
             return
         ws = change.workspace_id
-        steps = [Change(ws, profiles=(profile,)) for profile in change.profiles]
-        steps += [Change(ws, identities=(link,)) for link in change.identities]
-        for step in steps:
+        profiles = [Change(ws, profiles=(profile,)) for profile in change.profiles]
+        links = [Change(ws, identities=(link,)) for link in change.identities]
+        new = any(revision is None for _, revision in change.profiles)
+        for step in [*links, *profiles] if new else [*profiles, *links]:
             self._spend()
             super().commit(step)
         for entry in change.timeline:
@@ -197,6 +210,9 @@ class InterruptibleRepository(FakeProfileRepository):
         for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded):
             self._spend()
             self.events[(ws, store_id, event_id)] = profile_id
+        if change.customer is not None:
+            self._spend()
+            super().commit(Change(ws, customer=change.customer))
         if change.order is not None:
             self._spend()
             super().commit(Change(ws, order=change.order))
@@ -234,3 +250,24 @@ def test_writes_interrupted_anywhere_and_delivered_again_later_give_the_uninterr
     for profile in repository.live_profiles():  # every order write finished: each record is at the state counted
         assert {ref: held.state for ref, held in profile.unwritten_orders.items()} == {
             ref: order_state(records[ref]) for ref in profile.unwritten_orders}
+
+
+def _view(number: int, anonymous_id: str = "a-new") -> ActivityEvent:
+    return ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"nv-{number}",
+                         type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW + timedelta(minutes=number),
+                         anonymous_id=anonymous_id)
+
+
+def test_a_new_browsers_request_ended_after_any_write_and_delivered_again_counts_each_view_once() -> None:
+    """The identity link of a new profile is written before the profile: a retry that finds the link and no
+    profile plans the profile anew, with every view of the request on it."""
+    views = [_view(0), _view(1)]
+    for writes in range(6):
+        repository = InterruptibleRepository()
+        repository.writes_left = writes
+        try:
+            apply_events(repository, views, NOW)
+        except Interrupted:
+            repository.writes_left = None
+            apply_events(repository, views, NOW + timedelta(seconds=1))
+        assert _people(repository) == _people(_deliver(list(views))), f"ended after {writes} writes"

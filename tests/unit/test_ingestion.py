@@ -364,11 +364,15 @@ def _viewed(event_id: str, anonymous_id: str = "a-1") -> ActivityEvent:
                          type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW, anonymous_id=anonymous_id)
 
 
-def test_a_new_browsers_request_is_two_writes_and_a_known_ones_one(repository: FakeProfileRepository) -> None:
+def test_a_browsers_request_is_one_write_new_or_known(repository: FakeProfileRepository) -> None:
     outcome = apply_events(repository, [_viewed(f"e-{n}") for n in range(4)], NOW)
-    assert (outcome.applied, repository.saves) == (4, 2)  # the new profile in a transaction, then the rest folded
+    assert (outcome.applied, repository.saves) == (4, 1)  # the new profile with every view folded into it
+    profile_id = repository.profile_id_for_identity("ws_a", "anon#st_a#a-1")
+    assert profile_id is not None
+    profile = repository.get_profile("ws_a", profile_id)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 4}
     outcome = apply_events(repository, [_viewed(f"e-{n}") for n in range(4, 8)], NOW)
-    assert (outcome.applied, repository.saves) == (4, 3)
+    assert (outcome.applied, repository.saves) == (4, 2)
 
 
 def test_only_one_shoppers_consecutive_activities_fold(repository: FakeProfileRepository) -> None:

@@ -21,6 +21,7 @@ from crm.ports import (
     ChangeRefused,
     ConcurrentUpdate,
     Context,
+    IdentityLink,
     Reads,
 )
 
@@ -147,14 +148,8 @@ class DynamoProfileRepository:
                 to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
                 "version", version))
         if change.customer is not None:
-            state, version = change.customer
-            writes.append(self._guarded_put(
-                to_item(keys.customer(ws, state.store_id, state.customer_id), "customer", state), "version", version))
-        for link in change.identities:
-            item = {**keys.identity(ws, link.identity), "entity": "identity", "workspace_id": ws,
-                    "profile_id": link.profile_id}
-            writes.append(self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "profile_id",
-                                            link.previous_profile_id))
+            writes.append(self._customer_put(ws, *change.customer))
+        writes += [self._link_put(ws, link) for link in change.identities]
         for entry in change.timeline:
             writes.append({"Put": {"TableName": self.table, "Item": to_item(
                 keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline", entry)}})
@@ -166,15 +161,34 @@ class DynamoProfileRepository:
         _write_change(writes, self.backoff)
 
     def _commit_guard_last(self, change: Change) -> None:
-        """The profile under its revision guard (it carries the events' digests, crm.changes), then the timeline
-        lines and the events' markers (a fold's too) in BatchWriteItem: single writes at 1 unit per KB, not a
-        transaction's 2. Those later puts write the same items whoever repeats them: they need no condition."""
+        """Single writes at 1 unit per KB, not a transaction's 2, in the order crm.changes._guard_last relies on:
+        the profile under its revision guard (an activity's carries its digest) and each identity link under the
+        pointer read (a new profile's links first), then the lines and the events' markers (a fold's too) in
+        BatchWriteItem, and last an account item under the version read. Lines and markers are the same items
+        whoever repeats them: they need no condition. A refused guard is a concurrent update: what was written is
+        finished by the retry."""
         ws = change.workspace_id
         (profile, revision), = change.profiles
-        assert change.event is not None and revision is not None
-        put = self._guarded_put(self._profile_item(ws, profile), "revision", revision)["Put"]
+        profile_put = self._guarded_put(self._profile_item(ws, profile), "revision", revision)
+        links = [self._link_put(ws, link) for link in change.identities]
+        # A new profile is written after the links that lead to it: a retry that finds them plans the same profile
+        # (its id comes from the event's first identity, crm.changes._target) and writes it. An existing one goes
+        # first, so that a retry finds the digest it carries.
+        for put in [*links, profile_put] if revision is None else [profile_put, *links]:
+            self._put(put)
+        markers = ({**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
+                   for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded))
+        batch_write(self.table, [
+            *({"PutRequest": {"Item": to_item(keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline",
+                                              entry)}} for entry in change.timeline),
+            *({"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in marker.items()}}} for marker in markers),
+        ], self.backoff)
+        if change.customer is not None:
+            self._put(self._customer_put(ws, *change.customer))
+
+    def _put(self, put: dict[str, Any]) -> None:
         try:
-            client("dynamodb").put_item(**put)
+            client("dynamodb").put_item(**put["Put"])
         except ClientError as error:
             code = error.response["Error"]["Code"]
             if code == "ConditionalCheckFailedException":
@@ -182,13 +196,16 @@ class DynamoProfileRepository:
             if code == "ValidationException":
                 raise ChangeRefused(error.response["Error"].get("Message", str(error))) from None
             raise
-        markers = ({**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
-                   for store_id, event_id, profile_id in (change.event, *change.folded))
-        batch_write(self.table, [
-            *({"PutRequest": {"Item": to_item(keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline",
-                                              entry)}} for entry in change.timeline),
-            *({"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in marker.items()}}} for marker in markers),
-        ], self.backoff)
+
+    def _link_put(self, workspace_id: str, link: IdentityLink) -> dict[str, Any]:
+        item = {**keys.identity(workspace_id, link.identity), "entity": "identity", "workspace_id": workspace_id,
+                "profile_id": link.profile_id}
+        return self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "profile_id",
+                                 link.previous_profile_id)
+
+    def _customer_put(self, workspace_id: str, state: CustomerState, version: str | None) -> dict[str, Any]:
+        return self._guarded_put(to_item(keys.customer(workspace_id, state.store_id, state.customer_id), "customer",
+                                         state), "version", version)
 
     def _commit_order_last(self, change: Change) -> None:
         """Single writes at 1 unit per KB, not a transaction's 2, in the order crm.changes._order_guard_last relies
@@ -199,31 +216,17 @@ class DynamoProfileRepository:
         ws = change.workspace_id
         assert change.order is not None
         for profile, revision in change.profiles:
-            self._single_put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
+            self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         for link in change.identities:
-            item = {**keys.identity(ws, link.identity), "entity": "identity", "workspace_id": ws,
-                    "profile_id": link.profile_id}
-            self._single_put(self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "profile_id",
-                                               link.previous_profile_id))
+            self._put(self._link_put(ws, link))
         if change.timeline:
             batch_write(self.table, [{"PutRequest": {"Item": to_item(
                 keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline", entry)}} for entry in change.timeline],
                 self.backoff)
         record, version = change.order
-        self._single_put(self._guarded_put(
+        self._put(self._guarded_put(
             to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
             "version", version))
-
-    def _single_put(self, put: dict[str, Any]) -> None:
-        try:
-            client("dynamodb").put_item(**put["Put"])
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code == "ConditionalCheckFailedException":
-                raise ConcurrentUpdate(str(error)) from None
-            if code == "ValidationException":
-                raise ChangeRefused(error.response["Error"].get("Message", str(error))) from None
-            raise
 
     def _profile_item(self, workspace_id: str, profile: Profile) -> Item:
         form = to_item if self.profile_defaults else to_compact_item
