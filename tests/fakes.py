@@ -162,7 +162,6 @@ class FakeProfileRepository:
         self.identities: dict[tuple[str, str], str] = {}
         self.redacted: set[tuple[str, str]] = set()
         self.customers: dict[tuple[str, str, str], CustomerState] = {}
-        self.events: dict[tuple[str, str, str], str] = {}
         self.timelines: dict[tuple[str, str], dict[str, TimelineEntry]] = {}
         self.currency: dict[str, CurrencySettings] = {}  # shared with a FakeCurrencyStore, as the table is
         self.saves = 0
@@ -183,23 +182,27 @@ class FakeProfileRepository:
             owners = {i: p for i, pid in pointers.items() if (p := self._live(ws, pid)) is not None}
             order = self.orders.get((ws, *reads.order)) if reads.order else None
             customer = self.customers.get((ws, *reads.customer)) if reads.customer else None
-            event_seen = reads.event is not None and (ws, *reads.event) in self.events
             held_version = order.version if order else customer.version if customer else None
-            if (event_seen and not reads.folded) or (reads.version is not None and reads.version == held_version):
+            if reads.version is not None and reads.version == held_version:
                 return Context(owners={}, pointers=pointers, redacted=frozenset(
                     i for i in reads.identities if (ws, i) in self.redacted), order=order, order_owner=None,
-                    customer=customer, event_seen=event_seen, already_held=True)
+                    customer=customer, event_seen=False, already_held=True)
             if customer is not None and reads.customer and (owner := self._live(ws, customer.profile_id)):
                 owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", owner)
+            # An activity is applied if its line is on its profile or one merged into it, as the adapter reads.
+            lines = [self.timelines.get((ws, pid), {}) for owner in owners.values()
+                     for pid in (owner.profile_id, *owner.merged_from)]
+            seen = frozenset(event for event, sort_key in reads.lines.items()
+                             if any(held[sort_key].store_id == event[0] for held in lines if sort_key in held))
             return Context(
                 owners=owners, pointers=pointers,
                 redacted=frozenset(i for i in reads.identities if (ws, i) in self.redacted),
                 order=order,
                 order_owner=self._live(ws, order.profile_id) if order and order.profile_id else None,
                 customer=customer,
-                event_seen=reads.event is not None and (ws, *reads.event) in self.events,
+                event_seen=reads.event in seen,
                 currency=self.currency.get(ws),
-                seen=frozenset(event for event in reads.folded if (ws, *event) in self.events),
+                seen=seen,
             )
 
     def _guards_hold(self, change: Change) -> bool:
@@ -216,9 +219,6 @@ class FakeProfileRepository:
             state, version = change.customer
             checks.append((getattr(self.customers.get((ws, state.store_id, state.customer_id)), "version", None),
                            version))
-        if any((ws, store_id, event_id) in self.events
-               for store_id, event_id, _ in (*([change.event] if change.event else []), *change.folded)):
-            return False
         # An absent item reads as None, so "must be new" (expected None) and "still at this value" are one test.
         return all(held == expected for held, expected in checks)
 
@@ -242,8 +242,6 @@ class FakeProfileRepository:
                 self.customers[(ws, state.store_id, state.customer_id)] = state
             for entry in change.timeline:
                 self.timelines.setdefault((ws, entry.profile_id), {})[entry.sort_key] = entry
-            for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded):
-                self.events[(ws, store_id, event_id)] = profile_id
             self.saves += 1
 
     def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:

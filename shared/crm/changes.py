@@ -76,8 +76,23 @@ def reads_for(event: CanonicalEvent) -> Reads:
     if isinstance(event, CustomerRecord):
         return Reads(event.workspace_id, identities, customer=(store, event.customer_id), version=event.version)
     if isinstance(event, ActivityEvent):
-        return Reads(event.workspace_id, identities, event=(store, event.event_id))
+        return activity_reads([event])
     return Reads(event.workspace_id, identities)
+
+
+def activity_reads(events: Sequence[ActivityEvent]) -> Reads:
+    """The reads of one shopper's activities (the first's identities): each is applied if its timeline line is
+    on the profile (crm.ports.Reads.lines)."""
+    first = events[0]
+    return Reads(first.workspace_id, tuple(identities_of(first)), event=(first.store_id, first.event_id),
+                 folded=tuple((event.store_id, event.event_id) for event in events[1:]),
+                 lines={(event.store_id, event.event_id): line_key(event) for event in events})
+
+
+def line_key(event: ActivityEvent) -> str:
+    """The sort key of the activity's timeline line (crm.models.profile.TimelineEntry.sort_key)."""
+    return TimelineEntry(workspace_id=event.workspace_id, profile_id="", occurred_at=event.occurred_at,
+                         type=event.type.value, ref=event.event_id).sort_key
 
 
 @dataclass(frozen=True)
@@ -200,7 +215,9 @@ def _with_order(target: _Target, previous: OrderRecord | None, record: OrderReco
 def _links_only(event: CanonicalOrder | CustomerRecord, target: _Target, facts: Profile) -> Change | None:
     """An older version changes no totals, but who it names still counts: its identities link and merge as
     they would have on time, and its contact fields fill gaps (the newest record still wins each field)."""
-    if not target.links and not target.tombstones and facts == target.profile:
+    # Against the profile as read: an identity may point at it before the profile lists it (an order's links are
+    # written first, crm.changes._order_guard_last, and the write may have ended there).
+    if not target.links and not target.tombstones and facts == target.before:
         return None
     return Change(workspace_id=event.workspace_id, profiles=_profiles(target, facts), identities=target.links,
                   timeline=target.timeline)
@@ -209,7 +226,10 @@ def _links_only(event: CanonicalOrder | CustomerRecord, target: _Target, facts: 
 def _order_change(event: CanonicalOrder, context: Context, now: datetime,
                   read_history: ReadHistory) -> Change | None:
     previous = context.order
-    target = _target(event, context, now, anchor=context.order_owner)
+    # Placed on the profile its record names; before the record is written, on the one its order# identity leads
+    # to (an order written guard last links it first: crm.changes._order_guard_last).
+    anchor = context.order_owner or context.owners.get(f"order#{event.store_id}#{event.order_id}")
+    target = _target(event, context, now, anchor=anchor)
     if previous is not None and previous.order is not None and event.version <= previous.version:
         return _links_only(event, target, with_order_facts(target.profile, event))
     record = OrderRecord(workspace_id=event.workspace_id, store_id=event.store_id, order_id=event.order_id,
@@ -285,7 +305,7 @@ def _activity_change(event: ActivityEvent, context: Context, now: datetime,
     target = _target(event, context, now)
     profile = target.profile
     if event_digest(event.store_id, event.event_id) in profile.unmarked_events:
-        # Applied by a write whose marker never followed: only its line and marker are left to write.
+        # Applied by a write whose line never followed: only its line (and links) are left to write.
         return Change(workspace_id=event.workspace_id, profiles=_profiles(target, profile) if (
                           target.links or target.tombstones) else (), identities=target.links,
                       timeline=(*target.timeline, _activity_entry(event, profile)),
@@ -317,8 +337,8 @@ def _guard_last(change: Change | None, event: CanonicalEvent) -> Change | None:
     whose id comes from the event's first identity); then its lines, and last the item whose presence says the
     event is applied.
 
-    - An activity: its marker is last, and the profile carries the event's digest, so a retry that finds the
-      digest writes only what is missing and counts nothing twice.
+    - An activity: its line, its marker, is last, and the profile carries the event's digest, so a retry that
+      finds the digest writes only what is missing and counts nothing twice.
     - An account update: its account item (guarded by the version read) is last, and applying the same version
       again leaves the profile as it was (each field keeps its latest statement), so a retry simply repeats it.
 
@@ -339,10 +359,11 @@ def _guard_last(change: Change | None, event: CanonicalEvent) -> Change | None:
 
 
 def _order_guard_last(change: Change, consent_lines: bool, now: datetime) -> Change:
-    """An order change of one existing profile needs no transaction: the profile goes first under its revision,
-    saying what state the order record is being brought to (crm.unwritten_orders), then the identity links and
-    timeline lines, and last the record under its version. A retry that finds the profile written finishes the
-    rest; a conflict anywhere is read and planned again. New profiles, merges, consent lines and an order arriving
+    """An order change of one existing profile needs no transaction: its identity links go first (the order's own
+    anchors any other version of it to this profile before the record can), then the profile under its revision,
+    saying what state the order record is being brought to (crm.unwritten_orders), the timeline lines, and last
+    the record under its version. A retry that finds the profile written finishes the rest; a conflict anywhere
+    is read and planned again. New profiles, merges, consent lines and an order arriving
     to a record that holds only its refunds keep the transaction."""
     if change.guard_last or not change.profiles:
         return change
@@ -430,7 +451,7 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
          read_history: ReadHistory) -> tuple[int, Change | None, int]:
     """Activities of one shopper (a /track request's, read together: ``Reads.folded``) as one write: the longest
     run of them that are guard-last writes of the same profile, each planned on the profile as the previous one
-    left it, written once with every line and marker. Returns (events taken, the change, how many it applies);
+    left it, written once with every line. Returns (events taken, the change, how many it applies);
     a first event that needs a transaction (a merge, a consent line) is taken alone."""
     written: Change | None = None
     applied = 0

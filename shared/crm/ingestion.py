@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from crm.changes import ProfileHistory, ReadHistory, fold, history_of, plan, reads_for
+from crm.changes import ProfileHistory, ReadHistory, activity_reads, fold, history_of, plan, reads_for
 from crm.connectors.base import PayloadNotUnderstood
 from crm.identity import identities_of
 from crm.interpret import canonical_events
@@ -32,7 +32,7 @@ MAX_CONFLICT_RETRIES = 8
 # recomputed (crm.changes.ReadHistory: the rare path).
 _TIMELINE_PAGE = 500
 # A shopper's activities written in one write at most: their digests all stay on the profile until their
-# markers are written (crm.profiles.UNMARKED_KEPT, docs/profile-writes.md).
+# lines are written (crm.profiles.UNMARKED_KEPT, docs/profile-writes.md).
 FOLD_LIMIT = UNMARKED_KEPT
 
 
@@ -83,7 +83,7 @@ def apply_event(repository: ProfileRepository, event: CanonicalEvent, now: datet
 def apply_activities(repository: ProfileRepository, events: Sequence[ActivityEvent], now: datetime) -> tuple[int, int]:
     """Apply the first of a shopper's activities, and as many after it as fold into the same write (crm.changes.
     fold): (events taken, events that changed anything)."""
-    reads = replace(reads_for(events[0]), folded=tuple((event.store_id, event.event_id) for event in events[1:]))
+    reads = activity_reads(events)
     read_history = _history(repository)
     for _ in range(MAX_CONFLICT_RETRIES):
         taken, change, applied = fold(events, repository.load(reads), now, read_history)

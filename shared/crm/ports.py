@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -55,6 +55,9 @@ class Reads:
     event: tuple[str, str] | None = None  # (store_id, event_id): was it applied before?
     version: str | None = None  # the order's or account's version: held already, nothing more is read
     folded: tuple[tuple[str, str], ...] = ()  # (store_id, event_id) of further activities of the same shopper
+    # The sort key of each of those activities' timeline line, by (store_id, event_id): the line is the
+    # activity's marker (found on the shopper's profile or one merged into it, the activity is applied).
+    lines: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,11 @@ class Context:
     order_owner: Profile | None
     customer: CustomerState | None
     event_seen: bool
-    # The event is held already (the same order or account version, or the activity's marker): a duplicate,
+    # The event is held already (the same order or account version): a duplicate,
     # so profiles were not read.
     already_held: bool = False
     currency: CurrencySettings | None = None  # the workspace's reporting currency and rates (None: unset)
-    seen: frozenset[tuple[str, str]] = frozenset()  # which of ``Reads.folded`` have their markers
+    seen: frozenset[tuple[str, str]] = frozenset()  # which of ``Reads.folded`` have their lines
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class IdentityLink:
 
 @dataclass(frozen=True)
 class Change:
-    """Everything one event writes, atomically (or, ``guard_last``, profile first and marker last); each write
+    """Everything one event writes, atomically (or, ``guard_last``, profile first and lines last); each write
     is guarded by what was read."""
 
     workspace_id: str
@@ -94,11 +97,12 @@ class Change:
     customer: tuple[CustomerState, str | None] | None = None
     identities: tuple[IdentityLink, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
-    event: tuple[str, str, str] | None = None  # (store_id, event_id, profile_id): must be new
+    # (store_id, event_id, profile_id) of the activity applied: its timeline line is its marker (Reads.lines)
+    event: tuple[str, str, str] | None = None
     # The one profile written carries the event's digest (crm.profiles.with_unmarked): the repository may write
-    # it alone under its guard, then the rest, the event's marker last, without a transaction's 2x units.
+    # it alone under its guard, then the rest, the event's line last, without a transaction's 2x units.
     guard_last: bool = False
-    folded: tuple[tuple[str, str, str], ...] = ()  # markers of further activities applied with ``event``
+    folded: tuple[tuple[str, str, str], ...] = ()  # further activities applied with ``event``
 
 
 @dataclass(frozen=True)

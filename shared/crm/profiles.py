@@ -294,8 +294,8 @@ def apply_activity(profile: Profile, event: ActivityEvent, now: datetime) -> Pro
     return with_touch(updated, event.touch, event.from_browser)
 
 
-# How many activity events a profile remembers as written before their markers: a retry of one finds it here
-# unless this many other guard-last writes reached the same profile first (docs/profile-writes.md).
+# How many activity events a profile remembers as written before their lines (their markers): a retry of one
+# finds it here unless this many other guard-last writes reached the same profile first (docs/profile-writes.md).
 UNMARKED_KEPT = 10
 
 
@@ -305,7 +305,7 @@ def event_digest(store_id: str, event_id: str) -> str:
 
 
 def with_unmarked(profile: Profile, digest: str) -> Profile:
-    """The profile remembering an event applied to it whose marker is written after it (once: a retry that
+    """The profile remembering an event applied to it whose line is written after it (once: a retry that
     rewrites the profile to finish its links must not push another event's digest out)."""
     if digest in profile.unmarked_events:
         return profile

@@ -14,7 +14,7 @@ import pytest
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.stores import DynamoStoreDirectory
 from crm.api_keys import create_api_key
-from crm.changes import ProfileHistory, fold, plan, reads_for
+from crm.changes import ProfileHistory, activity_reads, fold, plan, reads_for
 from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, ProductRef, RefundRecord, Touch
 from crm.models.consent import Channel, Consent, ConsentState
@@ -340,8 +340,7 @@ def test_an_activity_is_applied_once(backend: Backend) -> None:
                            type=ActivityType.PAGE_VIEWED, occurred_at=NOW, anonymous_id="a-1")
     change = _plan(backend.profiles, viewed)
     backend.profiles.commit(change)
-    with pytest.raises(ConcurrentUpdate):
-        backend.profiles.commit(change.__class__(workspace_id=WS, event=change.event))
+    assert backend.profiles.load(reads_for(viewed)).event_seen  # its timeline line is its marker
     assert not apply_event(backend.profiles, viewed, NOW)
 
 
@@ -399,15 +398,14 @@ def test_a_shoppers_activities_fold_into_one_write_and_each_is_applied_once(back
         f"e-{n}" for n in range(1, 7)]
 
 
-def test_a_fold_that_lost_its_markers_is_completed_not_counted_again(backend: Backend) -> None:
+def test_a_fold_that_lost_its_lines_is_completed_not_counted_again(backend: Backend) -> None:
     assert apply_event(backend.profiles, _view("e-1"), NOW)
     views = [_view(f"e-{n}") for n in range(2, 5)]
-    taken, change, applied = fold(views, backend.profiles.load(replace(
-        reads_for(views[0]), folded=tuple(("st_a", v.event_id) for v in views[1:]))), NOW,
-        lambda profile, ref: ProfileHistory([], {}))
+    taken, change, applied = fold(views, backend.profiles.load(activity_reads(views)), NOW,
+                                  lambda profile, ref: ProfileHistory([], {}))
     assert (taken, applied) == (3, 3) and change is not None and len(change.folded) == 2
     backend.profiles.commit(replace(change, timeline=(), event=None, folded=(), guard_last=False))
-    assert apply_events(backend.profiles, views, NOW).applied == 3  # lines and markers only
+    assert apply_events(backend.profiles, views, NOW).applied == 3  # their lines only
     assert apply_events(backend.profiles, views, NOW).applied == 0
     profile = backend.profiles.get_profile(WS, change.profiles[0][0].profile_id)
     assert profile is not None and profile.activity_counts == {"product_viewed": 4}
@@ -476,3 +474,21 @@ def test_empty_strings_round_trip(backend: Backend) -> None:
     context = backend.profiles.load(reads_for(order("1")))
     assert context.order is not None and context.order.order is not None
     assert context.order.order.first_name == ""
+
+
+def test_a_view_whose_line_is_on_a_profile_merged_since_is_not_counted_again(backend: Backend) -> None:
+    """A line is the activity's marker, and it stays on the profile it was written to: after that profile is
+    merged, a late duplicate of the view finds it there."""
+    view = _view("e-1")
+    assert apply_event(backend.profiles, view, NOW)
+    assert apply_event(backend.profiles, order("1"), NOW)
+    # The browser's order: its email's profile and the browser's merge.
+    assert apply_event(backend.profiles, order("2").model_copy(update={"anonymous_id": "a-1"}), NOW)
+    profile_id = backend.profiles.profile_id_for_identity(WS, "anon#st_a#a-1")
+    assert profile_id is not None
+    survivor = backend.profiles.get_profile(WS, profile_id)
+    assert survivor is not None and survivor.merged_from
+    assert backend.profiles.load(reads_for(view)).event_seen
+    assert not apply_event(backend.profiles, view, NOW)
+    profile = backend.profiles.get_profile(WS, profile_id)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 1}

@@ -180,9 +180,10 @@ class Interrupted(Exception):
 
 
 class InterruptibleRepository(FakeProfileRepository):
-    """Writes a guard-last change one item at a time in DynamoProfileRepository's order (a new profile after its
-    links, an existing one before them; lines and markers unconditionally; an account item or an order record
-    last), and ends the invocation once ``writes_left`` writes are done."""
+    """Writes a guard-last change one item at a time in DynamoProfileRepository's order (a new profile, or an
+    order's, after its links, an existing activity's or account's before them; lines unconditionally, each the
+    marker of its activity; an account item or an order record last), and ends the invocation once
+    ``writes_left`` writes are done."""
 
     writes_left: int | None = None
 
@@ -200,16 +201,13 @@ class InterruptibleRepository(FakeProfileRepository):
         ws = change.workspace_id
         profiles = [Change(ws, profiles=(profile,)) for profile in change.profiles]
         links = [Change(ws, identities=(link,)) for link in change.identities]
-        new = any(revision is None for _, revision in change.profiles)
-        for step in [*links, *profiles] if new else [*profiles, *links]:
+        first_links = change.order is not None or any(revision is None for _, revision in change.profiles)
+        for step in [*links, *profiles] if first_links else [*profiles, *links]:
             self._spend()
             super().commit(step)
         for entry in change.timeline:
             self._spend()
             self.timelines.setdefault((ws, entry.profile_id), {})[entry.sort_key] = entry
-        for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded):
-            self._spend()
-            self.events[(ws, store_id, event_id)] = profile_id
         if change.customer is not None:
             self._spend()
             super().commit(Change(ws, customer=change.customer))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -86,12 +86,9 @@ class DynamoProfileRepository:
         wanted = list(identity_keys.values())
         order_key = keys.order(ws, *reads.order) if reads.order else None
         customer_key = keys.customer(ws, *reads.customer) if reads.customer else None
-        event_key = keys.event(ws, *reads.event) if reads.event else None
         currency_key = keys.currency_settings(ws)
-        wanted += [k for k in (order_key, customer_key, event_key, currency_key) if k is not None]
-        folded_keys = {event: keys.event(ws, *event) for event in reads.folded}
-        found = self._batch_get([*wanted, *folded_keys.values()])
-        seen = frozenset(event for event, key in folded_keys.items() if key["pk"] in found)
+        wanted += [k for k in (order_key, customer_key, currency_key) if k is not None]
+        found = self._batch_get(wanted)
         pointers: dict[str, str] = {}
         redacted: set[str] = set()
         for identity, key in identity_keys.items():
@@ -105,11 +102,10 @@ class DynamoProfileRepository:
         order = OrderRecord.model_validate(found[order_key["pk"]]) if order_key and order_key["pk"] in found else None
         customer = (CustomerState.model_validate(found[customer_key["pk"]])
                     if customer_key and customer_key["pk"] in found else None)
-        event_seen = event_key is not None and event_key["pk"] in found
         held_version = order.version if order else customer.version if customer else None
-        if (event_seen and not reads.folded) or (reads.version is not None and reads.version == held_version):
+        if reads.version is not None and reads.version == held_version:
             return Context(owners={}, pointers=pointers, redacted=frozenset(redacted), order=order, order_owner=None,
-                           customer=customer, event_seen=event_seen, already_held=True)
+                           customer=customer, event_seen=False, already_held=True)
         profile_ids = set(pointers.values())
         for owner in (order.profile_id if order else None, customer.profile_id if customer else None):
             if owner:
@@ -118,6 +114,8 @@ class DynamoProfileRepository:
         owners = {identity: live[pid] for identity, pid in pointers.items() if pid in live}
         if customer is not None and customer.profile_id in live and reads.customer:
             owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", live[customer.profile_id])
+        seen = self._lines_found(ws, owners.values(), reads.lines)
+        event_seen = reads.event in seen
         return Context(
             owners=owners, pointers=pointers, redacted=frozenset(redacted), order=order,
             order_owner=live.get(order.profile_id) if order and order.profile_id else None, customer=customer,
@@ -127,16 +125,30 @@ class DynamoProfileRepository:
             seen=seen,
         )
 
+    def _lines_found(self, workspace_id: str, owners: Iterable[Profile],
+                     lines: Mapping[tuple[str, str], str]) -> frozenset[tuple[str, str]]:
+        """The activities whose timeline line is on one of these profiles or a profile merged into one: applied
+        (the line was written with or after the profile it counts on, crm.changes). An activity's line is on the
+        profile that was live when it was written, so the profiles merged since are read too."""
+        profile_ids = sorted({pid for owner in owners for pid in (owner.profile_id, *owner.merged_from)})
+        wanted = {(keys.profile(workspace_id, pid)["pk"], sort_key): event
+                  for event, sort_key in lines.items() for pid in profile_ids}
+        if not wanted:
+            return frozenset()
+        found = (from_item(item) for item in batch_get(
+            self.table, [wire_key({"pk": pk, "sk": sk}) for pk, sk in wanted], consistent=True, backoff=self.backoff))
+        # A line's ref is its event id alone: its store must match too.
+        return frozenset(event for item in found if (event := wanted[(item["pk"], item["sk"])])[0] == item.get(
+            "store_id"))
+
     def commit(self, change: Change) -> None:
         if change.guard_last:
             (self._commit_order_last if change.order is not None else self._commit_guard_last)(change)
             return
-        if change.timeline and change == Change(change.workspace_id, timeline=change.timeline):
-            # Timeline lines alone (a flow's message): each is the same item whoever repeats it, so plain puts
-            # at 1 unit per KB do, not a transaction's 2.
-            batch_write(self.table, [{"PutRequest": {"Item": to_item(
-                keys.timeline(change.workspace_id, e.profile_id, e.sort_key), "timeline", e)}}
-                for e in change.timeline], self.backoff)
+        if change.timeline and not (change.profiles or change.order or change.customer or change.identities):
+            # Timeline lines alone (a flow's message, an activity's line after its profile was written): each is
+            # the same item whoever repeats it, so plain puts at 1 unit per KB do, not a transaction's 2.
+            self._put_lines(change.workspace_id, change.timeline)
             return
         ws = change.workspace_id
         writes: list[dict[str, Any]] = []
@@ -153,9 +165,6 @@ class DynamoProfileRepository:
         for entry in change.timeline:
             writes.append({"Put": {"TableName": self.table, "Item": to_item(
                 keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline", entry)}})
-        for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded):
-            item = {**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
-            writes.append(self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "pk", None))
         if not writes:
             return
         _write_change(writes, self.backoff)
@@ -163,9 +172,9 @@ class DynamoProfileRepository:
     def _commit_guard_last(self, change: Change) -> None:
         """Single writes at 1 unit per KB, not a transaction's 2, in the order crm.changes._guard_last relies on:
         the profile under its revision guard (an activity's carries its digest) and each identity link under the
-        pointer read (a new profile's links first), then the lines and the events' markers (a fold's too) in
-        BatchWriteItem, and last an account item under the version read. Lines and markers are the same items
-        whoever repeats them: they need no condition. A refused guard is a concurrent update: what was written is
+        pointer read (a new profile's links first), then the lines in BatchWriteItem (an activity's line is its
+        marker, crm.ports.Reads.lines), and last an account item under the version read. A line is the same item
+        whoever repeats it: it needs no condition. A refused guard is a concurrent update: what was written is
         finished by the retry."""
         ws = change.workspace_id
         (profile, revision), = change.profiles
@@ -176,15 +185,14 @@ class DynamoProfileRepository:
         # first, so that a retry finds the digest it carries.
         for put in [*links, profile_put] if revision is None else [profile_put, *links]:
             self._put(put)
-        markers = ({**keys.event(ws, store_id, event_id), "entity": "event", "profile_id": profile_id}
-                   for store_id, event_id, profile_id in (*([change.event] if change.event else []), *change.folded))
-        batch_write(self.table, [
-            *({"PutRequest": {"Item": to_item(keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline",
-                                              entry)}} for entry in change.timeline),
-            *({"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in marker.items()}}} for marker in markers),
-        ], self.backoff)
+        self._put_lines(ws, change.timeline)
         if change.customer is not None:
             self._put(self._customer_put(ws, *change.customer))
+
+    def _put_lines(self, workspace_id: str, lines: Sequence[TimelineEntry]) -> None:
+        batch_write(self.table, [{"PutRequest": {"Item": to_item(
+            keys.timeline(workspace_id, entry.profile_id, entry.sort_key), "timeline", entry)}} for entry in lines],
+            self.backoff)
 
     def _put(self, put: dict[str, Any]) -> None:
         try:
@@ -209,20 +217,18 @@ class DynamoProfileRepository:
 
     def _commit_order_last(self, change: Change) -> None:
         """Single writes at 1 unit per KB, not a transaction's 2, in the order crm.changes._order_guard_last relies
-        on: the profile under its revision (it says what the order record is being brought to; a retry that found
-        it writes none), each identity link under the pointer read, the timeline lines, and last the order record
-        under the version read, whose state says the change is applied. A refused guard is a concurrent update:
-        what was written is finished by the retry."""
+        on: each identity link under the pointer read (the order's own first, so that another version of the order
+        lands on this profile before its record says so), the profile under its revision (it says what the order
+        record is being brought to; a retry that found it writes none), the timeline lines, and last the order
+        record under the version read, whose state says the change is applied. A refused guard is a concurrent
+        update: what was written is finished by the retry."""
         ws = change.workspace_id
         assert change.order is not None
-        for profile, revision in change.profiles:
-            self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         for link in change.identities:
             self._put(self._link_put(ws, link))
-        if change.timeline:
-            batch_write(self.table, [{"PutRequest": {"Item": to_item(
-                keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline", entry)}} for entry in change.timeline],
-                self.backoff)
+        for profile, revision in change.profiles:
+            self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
+        self._put_lines(ws, change.timeline)
         record, version = change.order
         self._put(self._guarded_put(
             to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
