@@ -482,16 +482,16 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
 
 class EveryChangeATransaction(DynamoProfileRepository):
     """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
-    too, in one TransactWriteItems, and profiles without the event digests that writing guard last adds, every
-    field of a profile written; and each activity's marker item, which ours no longer writes (its timeline line
-    is its marker), here in a transaction after the change's: the same units."""
+    or order's too, in one TransactWriteItems, and profiles without the event digests and order states that
+    writing guard last adds, every field of a profile written; and each activity's marker item, which ours no
+    longer writes (its timeline line is its marker), here in a transaction after the change's: the same units."""
 
     profile_defaults = True
 
     def commit(self, change: Change) -> None:
         if change.guard_last:
             change = replace(change, guard_last=False, profiles=tuple(
-                (profile.model_copy(update={"unmarked_events": ()}), revision)
+                (profile.model_copy(update={"unmarked_events": (), "unwritten_orders": {}}), revision)
                 for profile, revision in change.profiles))
         super().commit(change)
         markers = [{**keys.event(change.workspace_id, store_id, event_id), "entity": "event", "profile_id": profile}
@@ -704,10 +704,11 @@ def print_types(r: Results) -> None:
     print("\n   ours/baseline per event type (lower is cheaper; time is moto's)")
     print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, baseline)))
     print("  ours writes an event's items in one TransactWriteItems (2 WRU per KB: the price of atomicity and of the")
-    print("  guards that make retries and merges safe) only for orders, merges and consent lines; any other change of")
-    print("  one profile is single writes, the item that says the event is applied last (an activity's timeline")
-    print("  line, its marker; an account's item): guard last, crm.changes. The baseline's PutItems are neither")
-    print("  atomic nor merged.")
+    print("  guards that make retries and merges safe) only for merges, consent lines and new shoppers' orders; any")
+    print("  other change of one profile is single writes, the item that says the event is applied last (an")
+    print("  activity's timeline line, its marker; an account's item; an order's record, after the profile that says")
+    print("  what state it brings the record to, crm.unwritten_orders): guard last, crm.changes. The baseline's")
+    print("  PutItems are neither atomic nor merged.")
 
 
 def ratio_rows(ours: TypeRun, other: TypeRun) -> list[list[str]]:

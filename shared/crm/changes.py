@@ -46,6 +46,7 @@ from crm.profiles import (
     with_unmarked,
 )
 from crm.reporting import with_figures
+from crm.unwritten_orders import counted_in_flight, order_state, with_in_flight, without_in_flight
 
 _ACTIVITY_TYPES = frozenset(kind.value for kind in ActivityType)
 
@@ -214,7 +215,9 @@ def _with_order(target: _Target, previous: OrderRecord | None, record: OrderReco
 def _links_only(event: CanonicalOrder | CustomerRecord, target: _Target, facts: Profile) -> Change | None:
     """An older version changes no totals, but who it names still counts: its identities link and merge as
     they would have on time, and its contact fields fill gaps (the newest record still wins each field)."""
-    if not target.links and not target.tombstones and facts == target.profile:
+    # Against the profile as read: an identity may point at it before the profile lists it (an order's links are
+    # written first, crm.changes._order_guard_last, and the write may have ended there).
+    if not target.links and not target.tombstones and facts == target.before:
         return None
     return Change(workspace_id=event.workspace_id, profiles=_profiles(target, facts), identities=target.links,
                   timeline=target.timeline)
@@ -223,23 +226,46 @@ def _links_only(event: CanonicalOrder | CustomerRecord, target: _Target, facts: 
 def _order_change(event: CanonicalOrder, context: Context, now: datetime,
                   read_history: ReadHistory) -> Change | None:
     previous = context.order
-    target = _target(event, context, now, anchor=context.order_owner)
+    # Placed on the profile its record names; before the record is written, on the one its order# identity leads
+    # to (an order written guard last links it first: crm.changes._order_guard_last).
+    anchor = context.order_owner or context.owners.get(f"order#{event.store_id}#{event.order_id}")
+    target = _target(event, context, now, anchor=anchor)
     if previous is not None and previous.order is not None and event.version <= previous.version:
         return _links_only(event, target, with_order_facts(target.profile, event))
     record = OrderRecord(workspace_id=event.workspace_id, store_id=event.store_id, order_id=event.order_id,
                          order=event, refunds=previous.refunds if previous else {},
                          refund_dates=previous.refund_dates if previous else {},
                          removed_at=previous.removed_at if previous else None)
-    profile, record = _with_order(target, previous, record, now, read_history)
+    # A first write of this order began with no record (crm.unwritten_orders); refunds may have arrived since.
+    alone = (OrderRecord(workspace_id=event.workspace_id, store_id=event.store_id, order_id=event.order_id,
+                         order=event),) if previous is not None and previous.order is None else ()
+    counted = _counted(target, previous, (record, *alone))
+    profile, record = _with_order(target, counted or previous, record, now, read_history)
     waiting = [] if previous is None or previous.order is not None else [
         _entry(profile, at, "refund", f"{event.store_id}:{event.order_id}:{refund_id}", event.store_id,
                amount=format_money(previous.refunds[refund_id]))
         for refund_id, at in sorted(previous.refund_dates.items())]
-    return Change(
+    return _rest_of(counted, target, Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile),
         order=(record, previous.version if previous else None), identities=target.links,
         timeline=(*target.timeline, *_order_entries(profile, record), *waiting),
-    )
+    ))
+
+
+def _counted(target: _Target, read: OrderRecord | None, candidates: Sequence[OrderRecord]) -> OrderRecord | None:
+    """The record the target profile counts when this event's earlier write ended before its record (as the
+    record it counts towards, to be replaced by the one written now), or None: it counts the record read."""
+    counted = counted_in_flight(target.profile, read, candidates)
+    return counted.model_copy(update={"profile_id": target.profile.profile_id}) if counted else None
+
+
+def _rest_of(counted: OrderRecord | None, target: _Target, change: Change) -> Change:
+    """A retry of an order change whose profile was written: when the profile counts what the record becomes,
+    only the links, lines and record are left to write (guard last, the record last)."""
+    if counted is None or target.tombstones or change.order is None or (
+            order_state(counted) != order_state(change.order[0])):
+        return change
+    return replace(change, profiles=(), guard_last=True)
 
 
 def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: datetime,
@@ -264,11 +290,12 @@ def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: 
     if owner is None or record.order is None:
         return Change(workspace_id=event.workspace_id, order=(record, expected))  # waits for its order
     target = _Target(owner, owner, (), (), ())
-    profile, record = _with_order(target, previous, record, now, read_history)
-    return Change(
+    counted = _counted(target, previous, (record,))
+    profile, record = _with_order(target, counted or previous, record, now, read_history)
+    return _rest_of(counted, target, Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile), order=(record, expected),
         timeline=(*_order_entries(profile, record), _entry(profile, at, kind, ref, event.store_id, **summary)),
-    )
+    ))
 
 
 def _activity_change(event: ActivityEvent, context: Context, now: datetime,
@@ -329,6 +356,24 @@ def _guard_last(change: Change | None, event: CanonicalEvent) -> Change | None:
     if isinstance(event, CustomerRecord) and change.customer is not None and change.event is None:
         return replace(change, guard_last=True)
     return change
+
+
+def _order_guard_last(change: Change, consent_lines: bool, now: datetime) -> Change:
+    """An order change of one existing profile needs no transaction: its identity links go first (the order's own
+    anchors any other version of it to this profile before the record can), then the profile under its revision,
+    saying what state the order record is being brought to (crm.unwritten_orders), the timeline lines, and last
+    the record under its version. A retry that finds the profile written finishes the rest; a conflict anywhere
+    is read and planned again. New profiles, merges, consent lines and an order arriving
+    to a record that holds only its refunds keep the transaction."""
+    if change.guard_last or not change.profiles:
+        return change
+    assert change.order is not None
+    record, version = change.order
+    (profile, revision), *merged = change.profiles
+    if (merged or revision is None or version == "" or consent_lines or change.customer is not None
+            or change.event is not None):
+        return replace(change, profiles=((without_in_flight(profile, record, now), revision), *merged))
+    return replace(change, profiles=((with_in_flight(profile, record, now), revision),), guard_last=True)
 
 
 # The activity lines the outbox turns into flow events (crm.outbox): they carry what a message shows.
@@ -395,7 +440,9 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
         raise TypeError(f"{type(event).__name__} is not applied to profiles")
     lines = len(change.timeline) if change is not None else 0
     change = _with_consent_history(change, context)
-    if change is not None and len(change.timeline) == lines:  # a consent line is written with its profile
+    if change is not None and change.order is not None:
+        change = _order_guard_last(change, len(change.timeline) != lines, now)
+    elif change is not None and len(change.timeline) == lines:  # a consent line is written with its profile
         change = _guard_last(change, event)
     return None if change is None else _in_reporting_currency(change, context.currency)
 

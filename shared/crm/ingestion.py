@@ -15,8 +15,17 @@ from crm.interpret import canonical_events
 from crm.models.canonical import ActivityEvent, CanonicalEvent, ComplianceRequest
 from crm.models.ingest import IngestEnvelope
 from crm.models.profile import Profile, TimelineEntry
-from crm.ports import ChangeRefused, ConcurrentUpdate, IngestQueue, ProfileRepository, RawArchive, StoreDirectory
+from crm.ports import (
+    ChangeRefused,
+    ConcurrentUpdate,
+    IngestQueue,
+    ProfileRepository,
+    RawArchive,
+    Reads,
+    StoreDirectory,
+)
 from crm.profiles import UNMARKED_KEPT
+from crm.unwritten_orders import unfinished
 
 MAX_CONFLICT_RETRIES = 8
 # A profile's timeline is read in pages of this many entries when its order dates or kept times must be
@@ -41,6 +50,8 @@ class Outcome:
 
 def _history(repository: ProfileRepository) -> ReadHistory:
     def read(profile: Profile, exclude_ref: str) -> ProfileHistory:
+        unfinished(profile, exclude_ref, lambda store_id, order_id: repository.load(
+            Reads(profile.workspace_id, order=(store_id, order_id))).order)
         ids = [profile.profile_id, *profile.merged_from]
         entries: list[TimelineEntry] = []
         before: str | None = None

@@ -400,6 +400,7 @@ def combine(survivor: Profile, others: Iterable[Profile], now: datetime) -> Prof
             changes[name] = getattr(result, name) if theirs is None else _later(getattr(result, name), theirs)
         changes["recent"] = _merged_recent(result.recent, other.recent)
         changes["unmarked_events"] = (*result.unmarked_events, *other.unmarked_events)[-UNMARKED_KEPT:]
+        changes["unwritten_orders"] = {**other.unwritten_orders, **result.unwritten_orders}
         result = with_figures(result.model_copy(update=changes), None)
     return without_browser_contact(result)
 

@@ -16,13 +16,14 @@ from crm.adapters.stores import DynamoStoreDirectory
 from crm.api_keys import create_api_key
 from crm.changes import ProfileHistory, activity_reads, fold, plan, reads_for
 from crm.ingestion import apply_event, apply_events
-from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, ProductRef, Touch
+from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, ProductRef, RefundRecord, Touch
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem
 from crm.models.stores import Platform
 from crm.ports import Change, ConcurrentUpdate, Context, ProfileRepository, Reads, StoreDirectory, UnknownWorkspace
 from crm.profiles import profile_id_for
 from crm.stores import register_store
+from crm.unwritten_orders import OrderWriteUnfinished, order_state
 from crm_local.provision import Provisioned
 
 from tests.builders import NOW, customer_record, order, store
@@ -439,6 +440,54 @@ def test_a_fold_that_lost_its_lines_is_completed_not_counted_again(backend: Back
     assert apply_events(backend.profiles, views, NOW).applied == 0
     profile = backend.profiles.get_profile(WS, change.profiles[0][0].profile_id)
     assert profile is not None and profile.activity_counts == {"product_viewed": 4}
+
+
+def _refund(refund_id: str, amount: str) -> RefundRecord:
+    return RefundRecord(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, order_id="1",
+                        refund_id=refund_id, amount=Decimal(amount), created_at=NOW)
+
+
+def test_an_order_change_of_a_known_profile_is_written_guard_last_the_record_last(backend: Backend) -> None:
+    _orders(backend.profiles, order("1", total=Decimal("40.00")))
+    update = order("1", total=Decimal("40.00"), updated_at=NOW)
+    change = _plan(backend.profiles, update)
+    assert change.guard_last and len(change.profiles) == 1 and change.order is not None
+    record = change.order[0]
+    assert change.profiles[0][0].unwritten_orders["st_a:1"].state == order_state(record)
+    backend.profiles.commit(change)
+    assert not apply_event(backend.profiles, update, NOW)
+    assert apply_event(backend.profiles, _refund("r-1", "15.50"), NOW)
+    assert not apply_event(backend.profiles, _refund("r-1", "15.50"), NOW)
+    profile = backend.profiles.get_profile(WS, change.profiles[0][0].profile_id)
+    assert profile is not None and (profile.orders_count, profile.total_spent) == (1, Decimal("24.50"))
+
+
+def test_an_order_write_that_ended_after_its_profile_is_finished_by_its_retry_and_others_wait(
+        backend: Backend) -> None:
+    _orders(backend.profiles, order("1", total=Decimal("40.00")))
+    assert apply_event(backend.profiles, _refund("r-1", "10.00"), NOW)
+    refund = _refund("r-2", "5.25")
+    change = _plan(backend.profiles, refund)
+    assert change.guard_last
+    # The invocation ends after the profile's write: the record still says r-2 never came.
+    backend.profiles.commit(replace(change, order=None, timeline=(), guard_last=False))
+    with pytest.raises(OrderWriteUnfinished):
+        apply_event(backend.profiles, order("1", total=Decimal("40.00"), updated_at=NOW), NOW)
+    retry = _plan(backend.profiles, refund)
+    assert retry.profiles == () and retry.order is not None and len(retry.timeline) == 2
+    assert apply_event(backend.profiles, refund, NOW)  # the lines and the record, not the profile again
+    assert not apply_event(backend.profiles, refund, NOW)
+    assert apply_event(backend.profiles, order("1", total=Decimal("40.00"), updated_at=NOW), NOW)
+    profile = backend.profiles.get_profile(WS, change.profiles[0][0].profile_id)
+    assert profile is not None and (profile.orders_count, profile.total_spent, profile.total_refunded) == (
+        1, Decimal("24.75"), Decimal("15.25"))
+    refunds = [e.ref for e in backend.profiles.timeline(WS, [profile.profile_id], None, 10) if e.type == "refund"]
+    assert sorted(refunds) == ["st_a:1:r-1", "st_a:1:r-2"]
+
+
+def test_a_new_shoppers_order_keeps_the_transaction(backend: Backend) -> None:
+    change = _plan(backend.profiles, order("1"))
+    assert not change.guard_last and change.profiles[0][1] is None
 
 
 def test_a_customer_version_read_guards_the_write(backend: Backend) -> None:

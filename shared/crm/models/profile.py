@@ -105,6 +105,16 @@ class Activity(BaseModel):
         return (self.at.isoformat(), self.event_id)
 
 
+class OrderInFlight(BaseModel):
+    """An order change written to its profile before its order record (crm.changes, "guard last"): the state
+    the record is being brought to, and when. Until the record holds that state, the profile already counts it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: str  # crm.profiles.order_state of the record being written
+    since: datetime
+
+
 class RecentTimes(BaseModel):
     """When the latest occurrences happened (crm.recent): per activity type, and the placement of counted
     orders; each newest first, at most crm.recent.RECENT_KEPT, in microseconds since the epoch.
@@ -195,6 +205,9 @@ class Profile(BaseModel):
     # Short digests of the latest activity events written to this profile before their markers (crm.changes
     # "guard last"): a retry that finds its event here writes only the marker and the timeline line.
     unmarked_events: tuple[str, ...] = ()
+    # Order changes counted here whose order record may not be written yet, by "store_id:order_id": a
+    # retry that finds its own writes only the rest; another change of that order waits for it (crm.changes).
+    unwritten_orders: dict[str, OrderInFlight] = Field(default_factory=dict)
     # The buy-till-you-die models' view of the shopper (crm.predictions), refreshed by the scheduled run.
     prediction: Prediction | None = None
     created_at: datetime
@@ -253,5 +266,5 @@ def new_profile(workspace_id: str, profile_id: str, now: datetime) -> Profile:
                    updated_at=now)
 
 
-__all__ = ["Activity", "CanonicalOrder", "CustomerState", "OrderRecord", "Profile", "RecentTimes", "TimelineEntry",
-           "new_profile"]
+__all__ = ["Activity", "CanonicalOrder", "CustomerState", "OrderInFlight", "OrderRecord", "Profile", "RecentTimes",
+           "TimelineEntry", "new_profile"]
