@@ -118,6 +118,8 @@ def comparable(items: dict[str, dict[str, Any]]) -> dict[str, Any]:
             continue
         kept[key] = {name: value for name, value in item.items() if name not in {"updated_at", "revision", "created_at"}
                      or entity not in {"profile", "timeline"}}
+        if entity == "profile" and "unwritten_orders" in item:  # each entry stamped when its order was written
+            kept[key]["unwritten_orders"] = sorted(item["unwritten_orders"]["M"])
         if entity == "timeline" and item.get("type", {}).get("S") == "profile_merged":
             kept[key] = {"type": "profile_merged"}  # stamped when the merge happened
     return kept

@@ -4,7 +4,9 @@ disabled (never the last editor), messaging and currency saved as the API's PUTs
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from html import unescape
 
 import pytest
@@ -25,6 +27,28 @@ settings_console = test_console_users.console
 pytestmark = pytest.mark.integration
 
 
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def console_log() -> Iterator[list[logging.LogRecord]]:
+    """What the console function's Powertools logger writes, on the logger itself: it does not propagate to the
+    root logger caplog watches, and an earlier test may have left its level above INFO."""
+    kept, logger = _Kept(), logging.getLogger("console")
+    level = logger.level
+    logger.addHandler(kept)
+    logger.setLevel(logging.INFO)
+    yield kept.records
+    logger.removeHandler(kept)
+    logger.setLevel(level)
+
+
 def _body(response: object) -> str:
     return response.body.decode()  # type: ignore[attr-defined,no-any-return]
 
@@ -35,7 +59,7 @@ def _status(response: object) -> int:
 
 def test_an_editor_creates_a_key_shown_once_and_revokes_it_and_the_api_refuses_it_after(
         provisioned: Provisioned, settings_console: tuple[Client, StoreRegistration],
-        caplog: pytest.LogCaptureFixture) -> None:
+        console_log: list[logging.LogRecord]) -> None:
     client, store = settings_console
     directory = DynamoStoreDirectory(provisioned.outputs["TableName"])
     editor = _signed_in(provisioned, client, store, "keys@example.com", "editor")
@@ -55,7 +79,7 @@ def test_an_editor_creates_a_key_shown_once_and_revokes_it_and_the_api_refuses_i
     assert issued is not None and issued.workspace_id == store.workspace_id
     again = _body(editor.request("get", "/console/settings/keys"))
     assert issued.key_id in again and key not in again  # shown once
-    logged = "\n".join(str(vars(record)) for record in caplog.records)  # messages with their extra fields
+    logged = "\n".join(str(vars(record)) for record in console_log)  # messages with their extra fields
     assert "console api key created" in logged and issued.key_id in logged and key not in logged  # never logged
 
     revoked = editor.request("post", "/console/settings/keys/revoke",
@@ -161,7 +185,7 @@ def test_messaging_and_currency_are_saved_as_the_api_saves_them(
 
 def test_an_editor_adds_a_store_and_rotates_then_retires_its_webhook_secret(
         provisioned: Provisioned, settings_console: tuple[Client, StoreRegistration],
-        caplog: pytest.LogCaptureFixture) -> None:
+        console_log: list[logging.LogRecord]) -> None:
     from crm.models.stores import Platform
 
     client, store = settings_console
@@ -205,5 +229,5 @@ def test_an_editor_adds_a_store_and_rotates_then_retires_its_webhook_secret(
     refused = post("/rotate", store_id=stranger.store_id)
     assert _status(refused) == 409 and "no store" in _body(refused)
     assert other.store_by_domain(Platform.SHOPIFY, "stranger.myshopify.com").webhook_secrets == ("theirs",)  # type: ignore[union-attr]
-    logged = "\n".join(str(vars(record)) for record in caplog.records)
+    logged = "\n".join(str(vars(record)) for record in console_log)
     assert "console store added" in logged and secret not in logged and new not in logged and api_key not in logged
