@@ -358,7 +358,8 @@ def _segments_page(session: Session, status: int = 200, **context: Any) -> Respo
     listed = segment_service.list_segments(wiring.segment_store(), session.workspace_id)
     context = {"saved": None, "problem": None, "draft_name": "", "count": None, "count_problem": None,
                **_builder_context(listed, context.pop("built", None) or builder.start(SAMPLE_DEFINITION)), **context}
-    return _html("segments.html", status=status, title="Segments", segments=listed, **context,
+    growth = pages.segment_growth(wiring.segment_store(), session.workspace_id)
+    return _html("segments.html", status=status, title="Segments", segments=listed, growth=growth, **context,
                  **_context(session, "segments"))
 
 

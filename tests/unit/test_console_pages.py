@@ -10,11 +10,12 @@ from crm.console import pages
 from crm.ingestion import apply_event
 from crm.models.orders import LineItem
 from crm.models.profile import Profile
+from crm.models.segments import GrowthPoint, SegmentRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.builders import NOW, order
-from tests.fakes import FakeProfileRepository
+from tests.fakes import FakeProfileRepository, FakeSegmentStore
 
 
 def _repository(*names: tuple[str, str]) -> FakeProfileRepository:
@@ -103,3 +104,17 @@ def test_the_pages_of_orders_hold_each_order_once_newest_first(hours_ago: list[i
     assert sorted(seen) == sorted(f"o{n}" for n in range(len(hours_ago)))
     placed = [hours_ago[int(order_id[1:])] for order_id in seen]
     assert placed == sorted(placed)  # hours ago ascending: newest first
+
+
+def test_a_segments_growth_is_its_size_now_less_its_first_kept_size_and_a_single_size_is_no_growth() -> None:
+    store = FakeSegmentStore()
+    days = [NOW - timedelta(days=3), NOW - timedelta(days=2), NOW]
+    for segment_id, sizes in (("grew", (10, 4, 25)), ("shrank", (8, 3)), ("once", (7,))):
+        points = tuple(GrowthPoint(at=at, size=size) for at, size in zip(days, sizes, strict=False))
+        store.records[("ws", segment_id)] = SegmentRecord(
+            workspace_id="ws", segment_id=segment_id, name=segment_id, definition="{}", created_at=NOW,
+            updated_at=NOW, size=sizes[-1], last_computed_at=NOW, growth=points)
+    store.records[("other", "grew")] = store.records[("ws", "grew")].model_copy(update={"workspace_id": "other"})
+
+    assert pages.segment_growth(store, "ws") == {"grew": (15, days[0].date().isoformat()),
+                                                 "shrank": (-5, days[0].date().isoformat())}

@@ -96,6 +96,12 @@ def dashboard(source: reports.ReportSource, flows: FlowDeps, segment_store: Segm
                      tuple(sorted(earned, key=lambda f: -f.revenue)), largest)
 
 
+def segment_growth(segment_store: SegmentStore, workspace_id: str) -> dict[str, tuple[int, str]]:
+    """Each listed segment's growth since its size was first kept, and that day (the segment list's "Growth")."""
+    return {record.segment_id: (record.growth[-1].size - record.growth[0].size, record.growth[0].at.date().isoformat())
+            for record in segment_store.list_segments(workspace_id) if len(record.growth) > 1}
+
+
 @dataclass(frozen=True)
 class SearchResult:
     asked: str
