@@ -36,15 +36,38 @@ import flows_today
 from backtest import REACHABLE_VIEWS
 from cost import SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
 from crm import wiring
-from crm.adapters import clients
+from crm.adapters import clients, keys
+from crm.adapters.flow_stats import CARRIED_PREFIX, COUNTER_PREFIX
+from crm.adapters.items import Item, wire_key
 from crm.clock import utc_now
+from crm.flows.actions import ExitReason
+from crm.flows.builtin import (
+    ABANDONED_CHECKOUT,
+    BROWSE_ABANDONMENT,
+    BUILTIN_FLOWS,
+    POST_PURCHASE,
+    VIP,
+    WELCOME,
+    WIN_BACK,
+)
+from crm.flows.definition import walk_steps
+from crm.models.flow_stats import ALL_STEPS, CounterName
+from crm.models.flows import (
+    Delay,
+    EventTrigger,
+    FlowDefinition,
+    SendEmail,
+    SendSms,
+    SkipReason,
+    WaitForEvent,
+)
 from crm_local.demo import http
 from crm_local.operations import add_store
 from crm_local.runtime import LocalRuntime
 from crm_local.template import read_sam
 from crm_local.wire import compact, shopify_fixture, shopify_headers
 from figures import billed, record
-from ingest_path import Counts, Meter, add, fake_aws_environment
+from ingest_path import Counts, Meter, add, fake_aws_environment, item_size, write_units
 
 FLOWS_FUNCTION = "FlowsFunction"
 SES_RULE = "SesFeedbackRule"
@@ -133,20 +156,125 @@ def events_per_send(template: Path, month: Mapping[str, int]) -> float:
 EVENTS_PER_SEND = events_per_send(TEMPLATE, REFERENCE_MONTH)
 
 
+# --- the counters' writes, a batch at a time ----------------------------------------------------------------------
+# The flows function writes what an SQS batch counted once per flow and day at the batch's end
+# (crm.flows.batch_counts), so a counter write is not any one step's: it is priced per batch, from how many of
+# the month's flows a batch of RECORDS_PER_BATCH messages counts on. The month's messages that count on each
+# built-in flow (starts, wake-ups, runs ended by an event, waits resumed by one; REFERENCE_MONTH's comments):
+FLOW_MIX: dict[str, dict[str, int]] = {
+    ABANDONED_CHECKOUT: {"run_start": 300_000, "delay": 450_000, "exit_on_event": 250_000},
+    BROWSE_ABANDONMENT: {"run_start": 150_000, "delay": 150_000},
+    WELCOME: {"run_start": 50_000, "delay": 50_000},
+    # An order's fulfilment resumes its run's wait_for (a trigger check in REFERENCE_MONTH): counted too.
+    POST_PURCHASE: {"run_start": 300_000, "delay": 150_000, "resumed": 150_000},
+    WIN_BACK: {"run_start": 30_000},
+    VIP: {"run_start": 20_000},
+}
+COUNTER_FLUSH = "counter_flush"  # the step kind of a batch's counter writes (per batch, not per step)
+
+
+def queue_messages(month: Mapping[str, int]) -> int:
+    """The flows queue's messages a month: the flow events and the wake-ups (records_per_batch's)."""
+    return month["trigger_check"] + month["delay"] + month["exit_on_event"]
+
+
+def flows_per_batch(mix: Mapping[str, Mapping[str, int]], messages: int, per_batch: float) -> dict[str, float]:
+    """Each flow's chance of being counted on in a batch: 1 - (1 - its share of the messages)^batch. Their sum
+    is the batch's expected writes (one a flow; a batch spans seconds, so one day but at midnight). At the mean
+    batch: the chance is concave in the batch's size, so varying batches make fewer writes, not more."""
+    return {flow: 1 - (1 - sum(kinds.values()) / messages) ** per_batch for flow, kinds in mix.items()}
+
+
+def _exit_reasons(definition: FlowDefinition) -> set[str]:
+    trigger = definition.trigger.event if isinstance(definition.trigger, EventTrigger) else None
+    reasons = {ExitReason.SUPERSEDED.value if exit.event == trigger else f"{ExitReason.EXIT_EVENT.value}:{exit.event}"
+               for exit in definition.exits}
+    return reasons | {ExitReason.WAIT_TIMEOUT.value for _, step in walk_steps(definition.steps)
+                      if isinstance(step, WaitForEvent) and step.on_timeout == "exit"}
+
+
+_MESSAGE_COUNTERS = (CounterName.BOUNCED, CounterName.OPENED, CounterName.CLICKED, CounterName.COMPLAINED,
+                     CounterName.UNSUBSCRIBED, CounterName.CONVERTED, CounterName.REVENUE, CounterName.RECOVERED,
+                     CounterName.RECOVERED_REVENUE)
+
+
+def fullest_counter_item(workspace_id: str, flow_id: str, definition: FlowDefinition) -> Item:
+    """A flow's counters item at its fullest: every counter the flow can have on a day (each skip and exit reason
+    its steps can give, every message event and conversion), every row carried on the first step row's item, as
+    ``DynamoFlowCounters.add_rows`` writes them; counts of 4 digits, revenue of 7. A batch's write lands on one
+    item, and over a day that item gathers the rows the batches carried on it: this bounds its size."""
+    exits = sorted(_exit_reasons(definition))
+    rows: dict[tuple[str, str], set[str]] = {(ALL_STEPS, ALL_STEPS): {
+        CounterName.ENTERED, CounterName.COMPLETED, CounterName.SENT, CounterName.DELIVERED, *_MESSAGE_COUNTERS,
+        *(f"{CounterName.EXITED}:{reason}" for reason in exits)}}
+    for _, step in walk_steps(definition.steps):
+        names = {CounterName.RECIPIENTS.value}
+        if isinstance(step, SendEmail | SendSms):
+            skips = {SkipReason.EXITED, SkipReason.NO_ADDRESS, SkipReason.NO_CONSENT, SkipReason.SUPPRESSED,
+                     *([SkipReason.FILTER] if definition.profile_filter else []),
+                     *([SkipReason.SMART_SENDING] if step.smart_sending else [])}
+            names |= {CounterName.SENT, CounterName.DELIVERED, *_MESSAGE_COUNTERS, "skipped:not_composed",
+                      *(f"{CounterName.SKIPPED}:{skip.value}" for skip in skips)}
+            rows[ALL_STEPS, ALL_STEPS] |= names - {CounterName.RECIPIENTS.value}
+        elif isinstance(step, Delay | WaitForEvent):
+            names |= {f"{CounterName.EXITED}:{reason}" for reason in exits}
+        rows[step.id, ALL_STEPS] = names
+    carrier = min(row for row in rows if row != (ALL_STEPS, ALL_STEPS))
+    day = "2026-12-04"
+    item: Item = {**wire_key(keys.flow_counters(workspace_id, flow_id, day, *carrier)),
+                  "entity": {"S": "flow_counters"}, "workspace_id": {"S": workspace_id}, "flow_id": {"S": flow_id},
+                  "day": {"S": day}, "step_id": {"S": carrier[0]}, "variant": {"S": carrier[1]}}
+    for row, names in rows.items():
+        prefix = COUNTER_PREFIX if row == carrier else f"{CARRIED_PREFIX}{row[0]}|{row[1]}|"
+        for name in names:
+            value = "99999.99" if "revenue" in name else "9999"
+            item[f"{prefix}{name}"] = {"N": value}
+    return item
+
+
+# A workspace id as the API makes them (a UUID), so the key's size is a real one.
+_WORKSPACE_ID = "0f9c2c1e-5b7a-4a8e-9c55-1c2d3e4f5a6b"
+
+
+@dataclass(frozen=True)
+class CounterWrites:
+    """The month's counter writes: one per counting delivery and flow (before: each delivery wrote its own at 1
+    WRU, as the meter priced an UpdateItem) and one per batch and flow (after: at its fullest item's units)."""
+
+    batches: float
+    chance: Mapping[str, float]  # flow -> chance a batch counts on it
+    item_bytes: Mapping[str, int]
+    deliveries: int
+
+    @property
+    def per_batch(self) -> Counts:
+        return {("req", "dynamodb", "UpdateItem"): sum(self.chance.values()),
+                ("unit", "wru"): sum(chance * write_units(self.item_bytes[flow])
+                                     for flow, chance in self.chance.items())}
+
+
+def counter_writes(month: Mapping[str, int], per_batch: float) -> CounterWrites:
+    messages = queue_messages(month)
+    return CounterWrites(batches=messages / per_batch, chance=flows_per_batch(FLOW_MIX, messages, per_batch),
+                         item_bytes={flow: item_size(fullest_counter_item(_WORKSPACE_ID, flow, BUILTIN_FLOWS[flow]))
+                                     for flow in FLOW_MIX},
+                         deliveries=sum(sum(kinds.values()) for kinds in FLOW_MIX.values()))
+
+
 @dataclass(frozen=True)
 class CostLine:
     component: str
     dollars: Decimal
 
 
-def monthly_cost(per_step: Mapping[str, Counts], month: Mapping[str, int]) -> list[CostLine]:
+def monthly_cost(per_step: Mapping[str, Counts], month: Mapping[str, int | float]) -> list[CostLine]:
     """Infrastructure dollars a month: each step kind's measured units times how often the month does it, at
     the list prices; one line per billed component, then the delivery fees apart (not in the total)."""
     billed: dict[str, Decimal] = {unit: Decimal(0) for unit in PRICES}
     for kind, times in month.items():
         for key, amount in per_step.get(kind, {}).items():
             if key[0] == "unit" and key[1] in billed:
-                billed[key[1]] += Decimal(str(amount)) * times
+                billed[key[1]] += Decimal(str(amount)) * Decimal(str(times))
     lines = [CostLine(f"{name} ({billed[unit] / 1_000_000:,.2f}M)", _cents(billed[unit] * price / 1_000_000))
              for unit, (name, price) in PRICES.items()]
     lines.append(CostLine("total, infrastructure", sum((line.dollars for line in lines), Decimal(0))))
@@ -158,9 +286,9 @@ def monthly_cost(per_step: Mapping[str, Counts], month: Mapping[str, int]) -> li
     return lines
 
 
-def _sent(per_step: Mapping[str, Counts], month: Mapping[str, int], unit: str) -> Decimal:
-    return sum((Decimal(str(per_step.get(kind, {}).get(("unit", unit), 0))) * times for kind, times in month.items()),
-               Decimal(0))
+def _sent(per_step: Mapping[str, Counts], month: Mapping[str, int | float], unit: str) -> Decimal:
+    return sum((Decimal(str(per_step.get(kind, {}).get(("unit", unit), 0))) * Decimal(str(times))
+                for kind, times in month.items()), Decimal(0))
 
 
 def _cents(value: Decimal) -> Decimal:
@@ -221,6 +349,12 @@ def step_kinds(shapes: Mapping[str, Counts]) -> dict[str, Counts]:
 # --- (a), (b) measured on the local runtime ------------------------------------------------------------------------
 
 
+def counter_write(service: str, operation: str, params: dict[str, Any]) -> bool:
+    """An UpdateItem of a flow's counters item (keys.flow_counters)."""
+    return service == "dynamodb" and operation == "UpdateItem" and "#FLOWSTATS#" in str(
+        params.get("Key", {}).get("pk", {}).get("S", ""))
+
+
 class FlowsMeter(Meter):
     """ingest_path's Meter, counting only while this thread runs the flows function; and when each email left."""
 
@@ -232,6 +366,9 @@ class FlowsMeter(Meter):
         self.published: list[tuple[float, str]] = []
         self.records_per_batch = RECORDS_PER_BATCH
         self.events_per_send = EVENTS_PER_SEND
+        # The counters' writes left out (a design that writes them per batch: priced by counter_writes, since
+        # the local poller's batches are not the month's)
+        self.counters_apart = False
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **kwargs: Any) -> None:
         service, operation = model.service_model.service_name, model.name
@@ -245,7 +382,8 @@ class FlowsMeter(Meter):
         if service == "sqs" and operation == "SendMessageBatch":
             self.published += [(now, str(json.loads(e["MessageBody"]).get("detail-type")))
                                for e in params.get("Entries", []) if '"source":"crm"' in e.get("MessageBody", "")]
-        if getattr(self.local, "flows", False):
+        if getattr(self.local, "flows", False) and not (self.counters_apart and counter_write(service, operation,
+                                                                                              params)):
             super()._after(parsed, model, context, **kwargs)
             for unit, amount in flow_units(service, operation, params).items():
                 self.counts["unit", unit] += amount  # type: ignore[assignment]
@@ -456,6 +594,7 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
         for design in DESIGNS:
             meter.records_per_batch = 1 if design == "today" else RECORDS_PER_BATCH
             meter.events_per_send = 1 if design == "today" else EVENTS_PER_SEND
+            meter.counters_apart = design != "today"
             with design_in_place(design, runtime):
                 designs[design] = {name: bench.shape(name, shape_runs, design) for name in SHAPES}
     return to_send, to_bus, designs
@@ -465,7 +604,25 @@ DESIGNS = ("today", "held")  # today's baseline (bench/flows_today.py, commit 0c
 DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; batches of 1)",
                  "held": f"after: catalogue held, unheard events read nothing, no SES Delivery events, "
                          f"batches of {RECORDS_PER_BATCH:.1f}, counter rows folded, flow events sent by the outbox "
-                         f"({EVENTS_PER_SEND:.1f} a SendMessageBatch)"}
+                         f"({EVENTS_PER_SEND:.1f} a SendMessageBatch); counter writes apart (below)"}
+# The month is priced three ways: today's baseline as measured; this design with its counters written per
+# delivery (issue 12's fifth pass: one UpdateItem of each counting delivery, 1 WRU as the meter prices it); and
+# with them written per batch (crm.flows.batch_counts), at each flow's fullest item.
+PRICED = ("today", "per_delivery", "held")
+PRICED_LABELS = {"today": DESIGN_LABELS["today"],
+                 "per_delivery": "counters per delivery (fifth pass)",
+                 "held": "after: counters per batch"}
+
+
+def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] = REFERENCE_MONTH,
+           per_batch: float = RECORDS_PER_BATCH) -> dict[str, tuple[dict[str, Counts], dict[str, int | float]]]:
+    """Each priced design's step kinds and month (the counters' writes a kind of their own, COUNTER_FLUSH)."""
+    writes = counter_writes(month, per_batch)
+    ours = dict(kinds["held"])
+    one_write: Counts = {("req", "dynamodb", "UpdateItem"): 1.0, ("unit", "wru"): 1.0}
+    return {"today": (dict(kinds["today"]), dict(month)),
+            "per_delivery": ({**ours, COUNTER_FLUSH: one_write}, {**month, COUNTER_FLUSH: writes.deliveries}),
+            "held": ({**ours, COUNTER_FLUSH: writes.per_batch}, {**month, COUNTER_FLUSH: writes.batches})}
 
 
 @contextmanager
@@ -530,14 +687,30 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
             print(_row(name, counts))
     print("\n## (c) monthly cost of flows, DESIGN.md's reference store (300k checkouts, 150k abandoned, 1M messages)\n")
     print("assumed month: " + ", ".join(f"{kind} {times:,}" for kind, times in REFERENCE_MONTH.items()))
-    costs = {design: monthly_cost(by_kind, REFERENCE_MONTH) for design, by_kind in kinds.items()}
-    print("\n| component | " + " | ".join(f"{DESIGN_LABELS[d]} $/month" for d in costs) + " |")
+    print_counter_writes(counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH))
+    costs = {design: monthly_cost(by_kind, month) for design, (by_kind, month) in priced(kinds).items()}
+    print("\n| component | " + " | ".join(f"{PRICED_LABELS[d]} $/month" for d in costs) + " |")
     print("|---|" + "--:|" * len(costs))
     for lines in zip(*costs.values(), strict=True):
         print(f"| {lines[-1].component} | " + " | ".join(str(line.dollars) for line in lines) + " |")
     total = {design: next(line.dollars for line in lines if line.component == "total, infrastructure")
              for design, lines in costs.items()}
-    print(f"\nflows' own requests, reference store: ${total['held']} per month (today's design ${total['today']})")
+    print(f"\nflows' own requests, reference store: ${total['held']} per month (counters per delivery "
+          f"${total['per_delivery']}; today's design ${total['today']})")
+
+
+def print_counter_writes(writes: CounterWrites) -> None:
+    print(f"\ncounter writes ({COUNTER_FLUSH}): {writes.batches:,.0f} batches a month of {RECORDS_PER_BATCH:.1f} "
+          f"messages; the month's counting deliveries by flow: " + ", ".join(
+              f"{flow.removeprefix('builtin:')} {sum(kinds.values()):,}" for flow, kinds in FLOW_MIX.items()))
+    print("\n| flow | counted on in a batch | fullest item | WRU a write |\n|---|--:|--:|--:|")
+    for flow, chance in writes.chance.items():
+        print(f"| {flow} | {chance:.2f} | {writes.item_bytes[flow]:,} B | {write_units(writes.item_bytes[flow]):.0f} |")
+    batch = writes.per_batch
+    writes_a_batch, wru_a_batch = batch["req", "dynamodb", "UpdateItem"], batch["unit", "wru"]
+    print(f"\nper batch: {writes_a_batch:.2f} writes, {wru_a_batch:.2f} WRU; a month: "
+          f"{writes.batches * writes_a_batch / 1e6:.2f}M writes, {writes.batches * wru_a_batch / 1e6:.2f}M WRU "
+          f"(per delivery: {writes.deliveries / 1e6:.2f}M writes, {writes.deliveries / 1e6:.2f}M WRU at 1 a write)")
 
 
 def main() -> int:
@@ -550,10 +723,16 @@ def main() -> int:
     print_report(to_send, to_bus, designs)
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
     kinds = {design: step_kinds(shapes) for design, shapes in designs.items()}
-    ours = kinds[DESIGNS[-1]]
-    record("flows", {"reference_month": REFERENCE_MONTH, "billed": billed(ours, REFERENCE_MONTH),
-                     "monthly": monthly_cost(ours, REFERENCE_MONTH),
-                     **({"before": {"billed": billed(kinds["today"], REFERENCE_MONTH)}} if "today" in kinds else {}),
+    designs_priced = priced(kinds)
+    ours, month = designs_priced["held"]
+    writes = counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH)
+    record("flows", {"reference_month": REFERENCE_MONTH, "billed": billed(ours, month),
+                     "monthly": monthly_cost(ours, month),
+                     "counter_writes": {"batches": writes.batches, "per_batch": writes.per_batch[
+                         "req", "dynamodb", "UpdateItem"], "wru_per_batch": writes.per_batch["unit", "wru"],
+                         "per_delivery": writes.deliveries},
+                     "before": {"billed": billed(*designs_priced["today"])},
+                     "per_delivery": {"billed": billed(*designs_priced["per_delivery"])},
                      "webhook_to_send_ms": {"p50": percentile(to_send, 0.5) * 1000,
                                             "p95": percentile(to_send, 0.95) * 1000}})
     return 0

@@ -28,6 +28,7 @@ from crm.flows import counting, engine
 from crm.flows.conversions import ConversionsService
 from crm.flows.counting import message_rows
 from crm.flows.engine import FlowEvent
+from crm.flows.ports import FlowCounters
 from crm.flows.service import FlowsService, Report, Shopper
 from crm.messaging.feedback import FeedbackDeps, MessageEvents
 from crm.models.flow_stats import CounterName, MessageEvent, MessageEventType, MessageRecord
@@ -135,8 +136,9 @@ _ANY_DEFINITION = FlowDefinition.model_validate({"name": "today", "steps": [{"ki
                                                  "trigger": {"kind": "event", "event": "OrderFulfilled"}})
 
 
-def flows_service() -> FlowsService:
-    """wiring.flows_service as it was: the catalogue listed afresh by every event."""
+def flows_service(counters: FlowCounters | None = None) -> FlowsService:
+    """wiring.flows_service as it was: the catalogue listed afresh by every event; every doing counted by a
+    write of its own in the table (``counters``, the flows function's batch, left unused)."""
     return TodayFlowsService(
         catalogue=DynamoFlowCatalogue(), runs=TodayRunStore(), scheduler=wiring.wait_scheduler(),
         profiles=TodayProfiles(), segments=wiring.segment_store(), messaging=wiring.messaging_store(),
@@ -145,8 +147,8 @@ def flows_service() -> FlowsService:
         counters=wiring.flow_counters(), winners=wiring.split_winners())
 
 
-def conversions_service() -> ConversionsService:
-    """wiring.conversions_service as it was: no check of the workspace's flows."""
+def conversions_service(counters: FlowCounters | None = None) -> ConversionsService:
+    """wiring.conversions_service as it was: no check of the workspace's flows; counted in the table."""
     return ConversionsService(ledger=wiring.message_ledger(), attributions=wiring.attributions(),
                               counters=wiring.flow_counters(), runs=wiring.flow_runs(),
                               profiles=wiring.profile_repository(), messaging=wiring.messaging_store(),
@@ -168,8 +170,8 @@ class TodayMessageEvents(MessageEvents):
 _FEEDBACK_DEPS = wiring.feedback_deps  # today's, before bench/flows.py puts feedback_deps below in its place
 
 
-def feedback_deps() -> FeedbackDeps:
-    built = _FEEDBACK_DEPS()
+def feedback_deps(counters: FlowCounters | None = None) -> FeedbackDeps:
+    built = _FEEDBACK_DEPS()  # counted in the table, an event at a time
     return replace(built, events=TodayMessageEvents(built.events.ledger, built.events.counters,
                                                     built.events.profiles))
 

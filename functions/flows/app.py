@@ -1,9 +1,11 @@
 """Runs flows: bus events start, resume and end runs; wake-ups move them past waits; SES events and inbound
 SMS go to the messaging feedback, and so do SNS's SMS delivery status lines (a CloudWatch Logs subscription
-invokes the function with them). One bad record never blocks or drops its neighbours."""
+invokes the function with them). One bad record never blocks or drops its neighbours. What an invocation's
+records count is written once per flow and day at its end (crm.flows.batch_counts), whatever became of them."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -13,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.clock import utc_now
+from crm.flows.batch_counts import BatchCounters
 from crm.flows.conversions import Outcome
 from crm.flows.engine import FlowEvent
 from crm.flows.inbox import BusEvent, LinkFollowed, SesEvent, SnsNotification, read_message
@@ -25,8 +28,8 @@ metrics = Metrics(service="flows")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def _feedback(message: SesEvent | SnsNotification | LinkFollowed) -> None:
-    deps, now = wiring.feedback_deps(), utc_now()
+def _feedback(message: SesEvent | SnsNotification | LinkFollowed, counters: BatchCounters) -> None:
+    deps, now = wiring.feedback_deps(counters), utc_now()
     if isinstance(message, SesEvent):
         outcome = apply_ses_event(message.detail, deps, now)
     elif isinstance(message, LinkFollowed):
@@ -64,21 +67,21 @@ def _attributed(outcome: Outcome, event: OrderPlaced | OrderRefunded) -> None:
         "recovered_checkout": bool(found and found.recovered_checkout)})
 
 
-def handle_record(record: SQSRecord) -> None:
+def handle_record(record: SQSRecord, counters: BatchCounters) -> None:
     message = read_message(record.body)
     if isinstance(message, SesEvent | SnsNotification | LinkFollowed):
-        _feedback(message)
+        _feedback(message, counters)
         return
     if isinstance(message, BusEvent) and message.detail_type == "OrderRefunded":
         refund = OrderRefunded.model_validate(message.detail)
-        _attributed(wiring.conversions_service().on_order_refunded(refund), refund)
+        _attributed(wiring.conversions_service(counters).on_order_refunded(refund), refund)
         return
-    service = wiring.flows_service()
+    service = wiring.flows_service(counters)
     if isinstance(message, BusEvent):
         _reported(service.on_event(FlowEvent.of(message.detail_type, message.detail)), record)
         if message.detail_type == "OrderPlaced":
             placed = OrderPlaced.model_validate(message.detail)
-            _attributed(wiring.conversions_service().on_order_placed(placed), placed)
+            _attributed(wiring.conversions_service(counters).on_order_placed(placed), placed)
     else:
         _reported(service.on_wake(message), record)
 
@@ -86,9 +89,17 @@ def handle_record(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "awslogs" in event:  # SMS delivery status (template.yaml SmsDeliveryStatus subscriptions)
-        outcome = apply_sms_statuses(event, wiring.feedback_deps())
-        logger.info("sms delivery status", extra={"ignored": outcome.ignored, **outcome.details})
-        return {}
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor,
-                                    context=context)
+    # A failed record keeps its counts: what it saved before failing is saved, and its redelivery cannot count
+    # it again (crm.flows.batch_counts).
+    counters = BatchCounters(wiring.flow_counters())
+    try:
+        if "awslogs" in event:  # SMS delivery status (template.yaml SmsDeliveryStatus subscriptions)
+            outcome = apply_sms_statuses(event, wiring.feedback_deps(counters))
+            logger.info("sms delivery status", extra={"ignored": outcome.ignored, **outcome.details})
+            return {}
+        return process_partial_response(event=event, record_handler=partial(handle_record, counters=counters),
+                                        processor=processor, context=context)
+    finally:
+        writes = counters.held
+        counters.flush()
+        logger.info("flow counters written", extra={"writes": writes})

@@ -321,33 +321,36 @@ def held_split_winners() -> SplitWinners:
     return HeldWinners(split_winners())
 
 
-def feedback_deps() -> FeedbackDeps:
-    """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS."""
+def feedback_deps(counters: FlowCounters | None = None) -> FeedbackDeps:
+    """SES feedback and inbound SMS (crm.messaging.feedback): the messaging store is read only for an SMS
+    (``counters``: where the events count, the table's by default; the flows function's batch, BatchCounters)."""
     from crm.messaging.feedback import FeedbackDeps
     return FeedbackDeps(suppressions=suppressions(), profiles=profile_repository(), archive=raw_archive(),
                         ingest=ingest_queue(), workspaces=lambda: store_directory().workspaces(),
                         messaging_settings=lambda workspace: messaging_store().messaging_settings(workspace),
-                        events=message_events())
+                        events=message_events(counters))
 
 
-def message_events() -> MessageEvents:
+def message_events(counters: FlowCounters | None = None) -> MessageEvents:
     """What became of flow messages: on the message, its flow's counters and the profile's timeline."""
     from crm.messaging.feedback import MessageEvents
-    return MessageEvents(ledger=message_ledger(), counters=flow_counters(), profiles=profile_repository())
+    return MessageEvents(ledger=message_ledger(), counters=counters or flow_counters(),
+                         profiles=profile_repository())
 
 
-def flows_service() -> FlowsService:
+def flows_service(counters: FlowCounters | None = None) -> FlowsService:
     from crm.flows.service import FlowsService
     return FlowsService(catalogue=held_flow_catalogue(), runs=flow_runs(), scheduler=wait_scheduler(),
                         profiles=profile_repository(), segments=segment_store(), messaging=held_messaging_store(),
                         suppressions=suppressions(), email=email_sender(), sms=sms_sender(),
                         composer=message_composer(), clock=utc_now, ledger=message_ledger(),
-                        counters=flow_counters(), winners=held_split_winners())
+                        counters=counters or flow_counters(), winners=held_split_winners())
 
 
-def conversions_service() -> ConversionsService:
+def conversions_service(counters: FlowCounters | None = None) -> ConversionsService:
     from crm.flows.conversions import ConversionsService
-    return ConversionsService(ledger=message_ledger(), attributions=attributions(), counters=flow_counters(),
+    return ConversionsService(ledger=message_ledger(), attributions=attributions(),
+                              counters=counters or flow_counters(),
                               runs=flow_runs(), profiles=profile_repository(), messaging=messaging_store(),
                               currency=currency_store(), clock=utc_now, catalogue=held_flow_catalogue())
 

@@ -296,3 +296,53 @@ def test_a_send_lost_between_claim_and_answer_emits_the_metric_the_alarm_watches
     assert emf[alarm["MetricName"]] == [1.0]
     [dimension] = alarm["Dimensions"]
     assert emf[dimension["Name"]] == dimension["Value"] and [dimension["Name"]] in directive["Dimensions"]
+
+
+def _shopper(table: str, profile_id: str, email: str) -> None:
+    consent = Consent(channel="email", state=ConsentState.SUBSCRIBED, source="shopify:customers/update",
+                      at=START - timedelta(days=9))
+    profile = new_profile(WS, profile_id, START - timedelta(days=9)).model_copy(
+        update={"email": email, "consents": {"email": consent}, "identities": (f"email#{email}",)})
+    DynamoProfileRepository(table).commit(Change(
+        WS, profiles=((profile, None),), identities=(IdentityLink(f"email#{email}", profile_id, None),)))
+
+
+def test_a_batch_counts_on_its_flows_rows_in_one_write_at_its_end(flows: Flows,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three shoppers' checkouts and a bad record in one batch, then their three wake-ups in another: each batch
+    writes the flow's counters once (crm.flows.batch_counts), and the rows hold every delivery's counts."""
+    table = flows.provisioned.outputs["TableName"]
+    for profile_id in ("p2", "p3"):
+        _shopper(table, profile_id, f"{profile_id}@example.com")
+    for profile_id in ("p1", "p2", "p3"):
+        flows.publish(_checkout(clock.utc_now()).model_copy(update={"profile_id": profile_id,
+                                                                     "event_id": f"checkout-{profile_id}"}))
+    flows.put("not json at all")
+    counter_writes: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "UpdateItem" and "#FLOWSTATS#" in params["Key"]["pk"]["S"]:
+            counter_writes.append(params["Key"]["sk"]["S"])
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    answer = flows.run_function()
+    assert len(answer["batchItemFailures"]) == 1  # the bad record, alone
+    assert len(counter_writes) == 1
+    runs = DynamoRunStore(table)
+    started = [run for p in ("p1", "p2", "p3") for run in runs.runs_of_profile(WS, p)]
+    assert len(started) == 3
+
+    _later(monkeypatch, timedelta(hours=4))
+    for run in started:
+        flows.fire(run.run_id, "wait_4h")
+    assert flows.run_function() == {"batchItemFailures": []}
+    assert len(counter_writes) == 2 and len(flows.email.sent) == 3
+    day = clock.utc_now().date()
+    rows = {(row.step_id, name): value for row in DynamoFlowCounters(table).rows(WS, ABANDONED_CHECKOUT, day, day)
+            for name, value in row.counts.items()}
+    assert {key: rows.get(key) for key in [("-", "entered"), ("-", "sent"), ("wait_4h", "recipients"),
+                                           ("email_1", "recipients"), ("email_1", "sent")]} == {
+        ("-", "entered"): 3, ("-", "sent"): 3, ("wait_4h", "recipients"): 3, ("email_1", "recipients"): 3,
+        ("email_1", "sent"): 3}

@@ -127,3 +127,67 @@ def test_the_meter_times_the_outbox_sending_a_flow_event(bench: ModuleType) -> N
     meter._after({}, _model("sqs", "SendMessageBatch"), {"bench_params": {"Entries": [
         {"Id": "0", "MessageBody": body}, {"Id": "1", "MessageBody": '{"kind":"wake"}'}]}})
     assert [kind for _, kind in meter.published] == ["CheckoutStarted"] and not meter.counts
+
+
+def test_the_flows_mix_is_the_reference_months(bench: ModuleType) -> None:
+    month, mix = bench.REFERENCE_MONTH, bench.FLOW_MIX
+    for kind in ("run_start", "delay", "exit_on_event"):
+        assert sum(kinds.get(kind, 0) for kinds in mix.values()) == month[kind]
+    assert set(mix) <= set(bench.BUILTIN_FLOWS)
+
+
+def test_a_batch_counts_on_each_flow_by_its_share_of_the_messages(bench: ModuleType) -> None:
+    mix = {"a": {"run_start": 500}, "b": {"delay": 100}}
+    chance = bench.flows_per_batch(mix, 1_000, 2.0)
+    assert chance == pytest.approx({"a": 1 - 0.5**2, "b": 1 - 0.9**2})
+    assert bench.flows_per_batch(mix, 1_000, 1.0) == pytest.approx({"a": 0.5, "b": 0.1})  # one message: its flow
+
+
+def test_counter_writes_are_priced_per_batch_at_each_flows_fullest_item(bench: ModuleType) -> None:
+    month = bench.REFERENCE_MONTH
+    writes = bench.counter_writes(month, 10.0)
+    assert writes.batches == bench.queue_messages(month) / 10.0
+    assert writes.deliveries == sum(sum(kinds.values()) for kinds in bench.FLOW_MIX.values())
+    per_batch = writes.per_batch
+    assert 1 < per_batch["req", "dynamodb", "UpdateItem"] < len(bench.FLOW_MIX)  # more than one flow, not all
+    assert per_batch["unit", "wru"] == pytest.approx(sum(
+        chance * bench.write_units(writes.item_bytes[flow]) for flow, chance in writes.chance.items()))
+    # A bigger batch: fewer batches, each counting on more flows; fewer writes in all.
+    bigger = bench.counter_writes(month, 20.0)
+    assert bigger.per_batch["req", "dynamodb", "UpdateItem"] > per_batch["req", "dynamodb", "UpdateItem"]
+    assert bigger.batches * bigger.per_batch["unit", "wru"] < writes.batches * per_batch["unit", "wru"]
+
+
+def test_the_fullest_item_holds_every_row_on_the_first_step_rows_item(bench: ModuleType) -> None:
+    flow = bench.ABANDONED_CHECKOUT
+    item = bench.fullest_counter_item("ws", flow, bench.BUILTIN_FLOWS[flow])
+    assert item["sk"]["S"].endswith("#email_1#-")  # email_1 < email_2 < wait_24h < wait_4h
+    assert "n:sent" in item and "o:email_2|-|sent" in item and "o:-|-|entered" in item
+    assert "o:wait_4h|-|exited:exit_event:OrderPlaced" in item and "o:-|-|exited:superseded" in item
+    assert bench.item_size(item) > 1024  # priced at 2 WRU a write, as DynamoDB bills an item past 1 KB
+
+
+def test_the_designs_priced_differ_only_in_the_counters_writes(bench: ModuleType) -> None:
+    kinds = {"today": {"email": _counts(3, wru=4.0)}, "held": {"email": _counts(3, wru=3.0)}}
+    designs = bench.priced(kinds, bench.REFERENCE_MONTH, 10.0)
+    writes = bench.counter_writes(bench.REFERENCE_MONTH, 10.0)
+    today, per_delivery, held = (designs[name] for name in ("today", "per_delivery", "held"))
+    assert today == (kinds["today"], dict(bench.REFERENCE_MONTH))
+    assert per_delivery[0]["email"] == held[0]["email"] == kinds["held"]["email"]
+    assert per_delivery[1][bench.COUNTER_FLUSH] == writes.deliveries
+    assert held[1][bench.COUNTER_FLUSH] == writes.batches
+    assert held[0][bench.COUNTER_FLUSH] == writes.per_batch
+
+
+def test_a_design_writing_counters_per_batch_leaves_them_out_of_the_measured_steps(bench: ModuleType) -> None:
+    meter = bench.FlowsMeter()
+    meter.local.flows = True
+    update = {"Key": {"pk": {"S": "WS#w#FLOWSTATS#f"}, "sk": {"S": "2026-12-04#-#-"}},
+              "ExpressionAttributeValues": {":n0": {"N": "1"}}}
+    run = {"Key": {"pk": {"S": "WS#w#PROFILE#p"}, "sk": {"S": "FLOWRUN#r"}}}
+    meter._after({}, _model("dynamodb", "UpdateItem"), {"bench_params": update})
+    assert meter.counts["req", "dynamodb", "UpdateItem"] == 1  # today's design: measured
+    meter.counters_apart = True
+    meter._after({}, _model("dynamodb", "UpdateItem"), {"bench_params": update})
+    meter._after({}, _model("dynamodb", "UpdateItem"), {"bench_params": run})
+    assert meter.counts["req", "dynamodb", "UpdateItem"] == 2  # the run's, not the counters'

@@ -6,7 +6,7 @@ event or two invocations racing count nothing twice:
 
 - a message record: put if absent; each event type set once (``attribute_not_exists(events.#type)``);
 - counters: one item per flow, day, step and variant, ``ADD`` per name (attributes ``n:<name>``), the rows one
-  delivery counted on written as one item's update;
+  batch counted on written as one item's update;
 - an attribution: put if absent on the order's key; a refund adds once per refund id (``NOT contains``);
 - an A/B winner: put if absent, then whoever lost the race reads the stored one.
 """
@@ -153,14 +153,16 @@ class DynamoMessageLedger:
 # --- counters -------------------------------------------------------------------------------------------
 
 class DynamoFlowCounters:
-    """One UpdateItem per flow and day a delivery counted on, however many rows it touched; the stats read one
+    """One UpdateItem per ``add_rows``: per flow and day a batch of the flows function counted on
+    (crm.flows.batch_counts), however many rows it touched; the stats read one
     Query per flow and range of days.
 
     A delivery counts on the flow-wide row and a step's (a run's entry and its first wait, a send, an open):
     rows written together are one item's update, the first step row's (its ``carrier``), the other rows'
     counters carried on it as ``o:<step>|<variant>|<name>`` beside its own ``n:<name>``. A flow-wide item is
-    then written only by what counts on it alone (a run's end after its last step, a flow that is gone), so an
-    item holds its own step's counters and the flow-wide ones that came with them: small, one write unit.
+    then written only by what counts on it alone (a batch that counted on no step of the flow). An item gathers
+    the rows carried on it over a day: at a built-in flow's fullest up to 1.8 KB, two write units a write
+    (docs/flow-runs.md says why that is kept).
     The read sums every counter into the row it names, carried or not (items written before are read alike)."""
 
     def __init__(self, table_name: str | None = None) -> None:

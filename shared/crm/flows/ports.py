@@ -173,7 +173,7 @@ class FlowCounters(Protocol):
 
     def add_rows(self, workspace_id: str, flow_id: str, day: date,
                  rows: Mapping[tuple[str, str], Mapping[str, int | Decimal]]) -> None:
-        """Add to several (step, variant) rows of one flow and day at once: what one delivery, message event or
+        """Add to several (step, variant) rows of one flow and day at once: what one batch, delivery, message event or
         attribution counted (DynamoDB: one write, crm.adapters.flow_stats)."""
         ...
 

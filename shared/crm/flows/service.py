@@ -135,8 +135,9 @@ class FlowsService:
     _settings: dict[str, MessagingSettings] = field(default_factory=dict, init=False, repr=False)
     # Where each run ended by an exit in this invocation (the step it was at), for its save's counters.
     _exit_steps: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
-    # What this delivery's saves added to the counters, by row: written when it is done (flush_counts), one
-    # write per flow and day, so a run that enters, sends and ends adds to its rows once, not once per doing.
+    # What this delivery's saves added to the counters, by row: handed to ``counters`` when it is done
+    # (flush_counts), one add per flow and day (the flows function's counters hold them for its whole batch,
+    # crm.flows.batch_counts), so a run that enters, sends and ends adds to its rows once, not once per doing.
     _pending: dict[tuple[str, str, date, str, str], Counter[str]] = field(default_factory=dict, init=False,
                                                                          repr=False)
 
