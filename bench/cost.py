@@ -379,9 +379,12 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
     # recorded before the worker read it once a batch counted it in each order's figures).
     batch = wiring.predictions.batch_at(orders / SECONDS_PER_MONTH, SQS_POLLERS)
     fit_read = counts(measured.get("refresh_fit_read", {}))
+    # The batch's profiles read in one request (units per order, in refresh_per_order); recorded before, a read
+    # per order was counted in each order's figures.
+    profiles_read = counts(measured.get("refresh_profiles_read", {}))
     batches = orders / batch
     order_s = (float(measured["refresh_models_cpu_s_per_order"]) + requests(refresh) * AWS_REQUEST_S
-               + requests(fit_read) * AWS_REQUEST_S / batch)
+               + (requests(fit_read) + requests(profiles_read)) * AWS_REQUEST_S / batch)
     receives = max(batches, SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S)  # at least the idle long polls
     refresh_dollars = (unit_cost(units(refresh, orders)) + unit_cost(units(fit_read, batches))
                        + (orders + receives + batches) * PER_MILLION["sqs"] / 1e6  # the rule's send; receive, delete
@@ -397,7 +400,8 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
              f"{_m(orders)} orders and refunds x {requests(refresh):.2f} requests, {per_order.get('rru', 0):.2f} RRU, "
              f"{per_order.get('wru', 0):.2f} WRU; batches of {batch:.1f} (window {wiring.predictions.window_s:g} s, "
              f"{SQS_POLLERS} pollers), the fit read once each ({requests(fit_read):.0f} request, "
-             f"{units(fit_read, 1.0).get('rru', 0):.1f} RRU); {_m(receives)} receives; "
+             f"{units(fit_read, 1.0).get('rru', 0):.1f} RRU) and the profiles in {requests(profiles_read):.0f} "
+             f"request; {_m(receives)} receives; "
              f"{order_s * 1000:.0f} ms an order"),
     ]
 

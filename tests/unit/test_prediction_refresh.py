@@ -121,6 +121,21 @@ def test_after_an_order_the_profile_is_predicted_again_with_the_kept_fit() -> No
     assert after.prediction.p_alive > before.prediction.p_alive
 
 
+def test_a_batch_naming_a_profile_twice_or_by_a_merged_id_refreshes_it_once() -> None:
+    repository, store, models = _world()
+    ann = _buy(repository, "ann@example.com", [300, 200, 100])
+    _buy(repository, "bob@example.com", [100, 40])
+    run_workspace(store, repository, models.models(), WS, NOW)
+    survivor = repository.get_profile(WS, ann)
+    assert survivor is not None
+    repository.profiles[(WS, "gone")] = survivor.model_copy(update={"profile_id": "gone", "merged_into": ann})
+    apply_event(repository, order("ann-new", email="ann@example.com", total=Decimal("50.00"), created_at=NOW), NOW)
+    writes, predicted = store.writes, models.predicted
+    outcome = refresh_profiles(store, repository, models.models(), WS, [ann, "gone", ann, "nobody"], NOW)
+    assert (outcome.profiles, outcome.written) == (1, 1)
+    assert (store.writes - writes, models.predicted - predicted) == (1, 1)
+
+
 def test_before_the_first_fit_a_refresh_leaves_the_profile_alone() -> None:
     repository, store, models = _world()
     ann = _buy(repository, "ann@example.com", [30])

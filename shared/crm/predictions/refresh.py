@@ -160,16 +160,15 @@ def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: M
 def refresh_profiles(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
                      profile_ids: Iterable[str], now: datetime, fit: WorkspaceFit | None = None) -> Outcome:
     """Predict these profiles again with the workspace's kept fit (``fit``, else read); a merged id
-    refreshes the profile it was merged into. Before the workspace's first fit there is nothing to predict
-    with, and nothing is written: its first scheduled run gives every profile its prediction."""
+    refreshes the profile it was merged into, and a profile named twice (two orders of a batch) once. The
+    profiles are read together, one batched read for all of them. Before the workspace's first fit there is
+    nothing to predict with, and nothing is written: its first scheduled run gives every profile its
+    prediction."""
     fit = fit or store.fit(workspace_id)
     if fit is None:
         return Outcome(profiles=0, written=0)
-    live = {}
-    for profile_id in dict.fromkeys(profile_ids):
-        profile = profiles.get_profile(workspace_id, profile_id)
-        if profile is not None:
-            live[profile.profile_id] = profile
+    found = profiles.get_profiles(workspace_id, set(profile_ids))
+    live = {profile.profile_id: profile for profile in found.values()}
     written = 0
     for profile in live.values():
         written += _write(store, profiles, profile, _predict_one(models, fit, profile, now),
