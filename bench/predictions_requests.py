@@ -7,8 +7,9 @@ on ``DynamoPredictionStore`` and ``DynamoProfileRepository``, metered by ingest_
 
 1. the daily run, first at NOW, then on each of the next ``--days`` days: the first fit writes every profile's
    prediction; the later ones, the steady state, write only what moved past the precision each figure is kept
-   to (docs/predictions-in-product.md). The month is 30 of their mean. The bench's shoppers take no order
-   after NOW, so each day's refit moves the parameters more than a live store's would: a conservative figure.
+   to (docs/predictions-in-product.md). The month is 30 of their mean. Between two runs the store takes
+   its orders of a day (its history's own rate over the last 90 days), each profile refreshed with the kept
+   fit as the worker does, unmetered: the runs after see what a live store's would.
    **Before** (labelled, the same run): the same profiles in a workspace of their own under the write rule of
    4759afa (every figure to a fixed step, the next order date to the day, money to 2 %).
 2. the refresh after an order: profiles that just took an order predicted again with the kept fit (what the
@@ -39,8 +40,11 @@ from typing import Any
 from crm.adapters.predictions import DynamoPredictionStore
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.models.predictions import Prediction
+from crm.models.profile import RecentTimes
 from crm.predictions import predict, refresh
+from crm.predictions.histories import order_times
 from crm.predictions.refresh import Models, Outcome, refresh_profiles, run_workspace
+from crm.recent import micros, with_time
 from crm_local import moto_patches
 from crm_local.template import load_stack
 from figures import Counts, per, record
@@ -51,6 +55,7 @@ from segments import NOW, WORKSPACE
 
 PROFILES = 1_000
 REFRESHED = 100
+RATE_DAYS = 90  # between two runs the store takes its orders a day of these last days (its history's own rate)
 DAYS = 4
 SEED = 17
 BEFORE_WORKSPACE = f"{WORKSPACE}-before"
@@ -138,12 +143,26 @@ class Daily:
     first: Counts
 
 
+def orders_a_day(workspace: Workspace) -> int:
+    """The generated store's orders a day over its last RATE_DAYS (about 4 at 1,000 profiles): the rate its
+    history was fitted at. The reference store's (a tenth of its profiles a day) would be a store changing
+    its ways overnight, and every refit would move with it."""
+    since = NOW - timedelta(days=RATE_DAYS)
+    return round(sum(1 for p in workspace.profiles.values() for at in order_times(p) if at > since) / RATE_DAYS)
+
+
 def daily_runs(bench: Bench, store: DynamoPredictionStore, profiles: DynamoProfileRepository, workspace_id: str,
-               days: int, label: str) -> Daily:
+               profile_ids: Sequence[str], a_day: int, days: int, label: str) -> Daily:
+    """The first fit, then ``days`` daily runs, measured; between two runs ``a_day`` profiles take an order
+    and are refreshed as the worker refreshes them (unmetered: the refresh is measured apart)."""
     first, outcome, _ = measured(bench, f"{label}: run 1 (first fit)", lambda models: run_workspace(
         store, profiles, models, workspace_id, NOW))
     total, written, cpu = Counts(), 0, 0.0
     for day in range(1, days + 1):
+        ordered = NOW + timedelta(days=day - 1, hours=9)
+        buyers = random.Random(SEED + day).sample(sorted(profile_ids), a_day)
+        took_an_order(profiles, workspace_id, buyers, ordered, SEED + day)
+        refresh_profiles(store, profiles, Timed().models(), workspace_id, buyers, ordered + timedelta(minutes=1))
         at = NOW + timedelta(days=day)
         counts, outcome, seconds = measured(bench, f"{label}: run {day + 1} ({day} d later)",
                                             lambda models, at=at: run_workspace(store, profiles, models,
@@ -152,14 +171,21 @@ def daily_runs(bench: Bench, store: DynamoPredictionStore, profiles: DynamoProfi
     return Daily(total, outcome.profiles * days, written, cpu, first)
 
 
-def took_an_order(table_name: str, workspace: Workspace, profile_ids: Sequence[str], at: datetime) -> None:
-    """These profiles took one more order (unmetered: the upsert is profile_events' to measure)."""
-    rng = random.Random(SEED)
+def took_an_order(profiles: DynamoProfileRepository, workspace_id: str, profile_ids: Sequence[str], at: datetime,
+                  seed: int) -> None:
+    """These profiles took one more order, on the profile as the table holds it (its stored prediction
+    kept) and with the order's time kept as the upsert keeps it (unmetered: the upsert is profile_events' to
+    measure)."""
+    rng = random.Random(seed)
+    held = profiles.get_profiles(workspace_id, profile_ids)
+    changed = []
     for pid in profile_ids:
-        profile = workspace.profiles[pid]
-        workspace.profiles[pid] = profile.model_copy(update={**_order(profile, rng, at), "updated_at": at,
-                                                             "revision": profile.revision + 1})
-    batch_write(table_name, (_profile_item(workspace.profiles[pid]) for pid in profile_ids))
+        profile = held[pid]
+        recent = profile.recent or RecentTimes()
+        kept = RecentTimes.of(recent.activity_times(), with_time(recent.order_times(), micros(at)))
+        changed.append(profile.model_copy(update={**_order(profile, rng, at), "recent": kept, "updated_at": at,
+                                                  "revision": profile.revision + 1}))
+    batch_write(profiles.table, (_profile_item(profile) for profile in changed))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,12 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         workspace = populate(table_name, args.profiles, timeline=0)
         populate(table_name, args.profiles, timeline=0, workspace_id=BEFORE_WORKSPACE)
         store, profiles = DynamoPredictionStore(table_name), DynamoProfileRepository(table_name)
+        ids, a_day = list(workspace.profiles), orders_a_day(workspace)
+        print(f"  between two runs {a_day} orders (the store's rate over its last {RATE_DAYS} days), refreshed")
         with write_rule(moved_to_the_day):
-            before = daily_runs(bench, store, profiles, BEFORE_WORKSPACE, args.days, "before (to the day)")
-        daily = daily_runs(bench, store, profiles, WORKSPACE, args.days, "now (kept to a precision)")
+            before = daily_runs(bench, store, profiles, BEFORE_WORKSPACE, ids, a_day, args.days,
+                                "before (to the day)")
+        daily = daily_runs(bench, store, profiles, WORKSPACE, ids, a_day, args.days, "now (kept to a precision)")
         buyers = sorted(pid for pid, p in workspace.profiles.items() if p.orders_count)[:args.refreshed]
         at = NOW + timedelta(days=args.days, hours=3)
-        took_an_order(table_name, workspace, buyers, at)
+        took_an_order(profiles, WORKSPACE, buyers, at, SEED)
         # The worker reads the workspace's kept fit once a batch (a minute of orders, template.yaml): that read
         # is counted apart, and cost.py spreads it over the batches the template's window makes.
         mark = bench.meter.mark()
