@@ -17,7 +17,7 @@ from crm.profiles import profile_id_for
 from crm.segments.definition import Definition, parse_segment
 from crm.segments.evaluate import matches
 from crm.segments.subject import subject_of
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.builders import NOW, order
@@ -119,6 +119,29 @@ def test_after_an_order_the_profile_is_predicted_again_with_the_kept_fit() -> No
     after = repository.get_profile(WS, ann)
     assert after is not None and after.prediction is not None and after.prediction.p_alive is not None
     assert after.prediction.p_alive > before.prediction.p_alive
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=4))
+def test_after_every_run_each_stored_prediction_reads_as_todays(days_later: list[int]) -> None:
+    """Whatever days the runs fall on, what a run leaves stored is within each figure's precision of what
+    the models say that day: a run writes every prediction that moved past it, and only those."""
+    repository, store, models = _world()
+    for email, days in [("ann@example.com", [300, 200, 10]), ("bob@example.com", [100, 40]),
+                        ("cat@example.com", [5]), ("dan@example.com", [700, 650, 600, 20])]:
+        _buy(repository, email, days)
+    run_workspace(store, repository, models.models(), WS, NOW)
+    for days in sorted(days_later):
+        now = NOW + timedelta(days=days)
+        before = {p.profile_id: p.prediction for p in repository.live_profiles()}
+        outcome = run_workspace(store, repository, models.models(), WS, now)
+        fit = store.fit(WS)
+        assert fit is not None
+        stored = {p.profile_id: p for p in repository.live_profiles()}
+        today = models.predict(fit, {pid: history_of(p) for pid, p in stored.items()}, now)
+        assert not any(moved(p.prediction, today[pid].model_copy(update={"currency": "USD"}))
+                       for pid, p in stored.items())
+        assert outcome.written == sum(stored[pid].prediction != held for pid, held in before.items())
 
 
 def test_a_batch_naming_a_profile_twice_or_by_a_merged_id_refreshes_it_once() -> None:
