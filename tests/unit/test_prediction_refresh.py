@@ -232,7 +232,7 @@ def test_what_counts_as_moved(change: dict[str, object], expected: bool) -> None
 @pytest.mark.parametrize(("days_off", "moved_by", "expected"), [
     (100, timedelta(days=9, hours=23), False), (100, timedelta(days=10), True),  # a tenth of 100 days
     (100, -timedelta(days=9), False), (100, -timedelta(days=10), True),  # the nearer date, 91 or 90 days off
-    (5, timedelta(hours=23), False), (5, timedelta(days=1), True),  # a week off or less: to the day
+    (5, timedelta(hours=23), False), (5, timedelta(days=1), True),  # ten days off or less: to the day
 ])
 def test_a_later_next_order_date_is_kept_to_a_tenth_of_the_time_until_it(days_off: int, moved_by: timedelta,
                                                                          expected: bool) -> None:

@@ -71,7 +71,7 @@ def next_order_precision(held: datetime, new: datetime, now: datetime) -> timede
     """How far apart two next-order dates may be and still read the same: a day, or a tenth of the time until
     the nearer of them. The expected wait of a shopper who does not buy barely changes from one day to the
     next, so the date itself slides with ``now``; to the day, that rewrote a quarter of all profiles daily. A
-    date that has come (or is a week off) is kept to the day."""
+    date that has come, or is ten days off or less, is kept to the day."""
     return max(NEXT_ORDER_STEP, (min(held, new) - now) * NEXT_ORDER_SHARE)
 
 
