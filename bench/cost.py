@@ -355,20 +355,36 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
     def requests(per_thing: Counts) -> float:
         return sum(value for key, value in per_thing.items() if key[0] == "req")
 
-    run_s = profiles * (float(measured["daily_models_cpu_s_per_profile"]) + requests(daily) * AWS_REQUEST_S)
     runs = RUNS_PER_MONTH
-    # A run: the schedule's invocation, one SQS task (send, receive, delete) and the worker's one long invocation.
-    daily_dollars = (unit_cost(units(daily, profiles * runs)) + 3 * runs * PER_MILLION["sqs"] / 1e6
-                     + lambda_cost(wiring, "PredictionsScheduleFunction", runs, HANDLER_MS["OutboxFunction"])
-                     + lambda_cost(wiring, "PredictionsFunction", runs, run_s * 1000))
+
+    def daily_cost(run: Mapping[str, Any]) -> tuple[float, float]:
+        """A month of daily runs in dollars, and a run's Lambda seconds, from a run's figures per profile."""
+        per_profile = counts(run["daily_per_profile"])
+        seconds = profiles * (float(run["daily_models_cpu_s_per_profile"]) + requests(per_profile) * AWS_REQUEST_S)
+        # A run: the schedule's invocation, one SQS task (send, receive, delete) and the worker's long invocation.
+        return (unit_cost(units(per_profile, profiles * runs)) + 3 * runs * PER_MILLION["sqs"] / 1e6
+                + lambda_cost(wiring, "PredictionsScheduleFunction", runs, HANDLER_MS["OutboxFunction"])
+                + lambda_cost(wiring, "PredictionsFunction", runs, seconds * 1000)), seconds
+
+    daily_dollars, run_s = daily_cost(measured)
+    # The same run's before (bench/predictions_requests.py's moved_to_the_day): the write rule it replaced.
+    before = measured.get("daily_before_write_rule")
+    before_per_profile = counts(before["daily_per_profile"]) if before else {}
+    before_note = "" if before is None else (
+        f"; the same run before the precisions (next order to the day): {requests(before_per_profile):.2f} "
+        f"requests, {units(before_per_profile, 1.0).get('wru', 0):.2f} WRU a profile (written "
+        f"{before['daily_written_share']:.0%}), ${daily_cost(before)[0]:.2f}")
     orders = sum(n for kind, n in month.mix.items() if kind in PREDICTED_AFTER)
     # The queue's pollers share the orders as the ingest queue's do; a batch reads the kept fit once (a result
     # recorded before the worker read it once a batch counted it in each order's figures).
     batch = wiring.predictions.batch_at(orders / SECONDS_PER_MONTH, SQS_POLLERS)
     fit_read = counts(measured.get("refresh_fit_read", {}))
+    # The batch's profiles read in one request (units per order, in refresh_per_order); recorded before, a read
+    # per order was counted in each order's figures.
+    profiles_read = counts(measured.get("refresh_profiles_read", {}))
     batches = orders / batch
     order_s = (float(measured["refresh_models_cpu_s_per_order"]) + requests(refresh) * AWS_REQUEST_S
-               + requests(fit_read) * AWS_REQUEST_S / batch)
+               + (requests(fit_read) + requests(profiles_read)) * AWS_REQUEST_S / batch)
     receives = max(batches, SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S)  # at least the idle long polls
     refresh_dollars = (unit_cost(units(refresh, orders)) + unit_cost(units(fit_read, batches))
                        + (orders + receives + batches) * PER_MILLION["sqs"] / 1e6  # the rule's send; receive, delete
@@ -379,12 +395,13 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
         Line("predictions", "predictions: daily fit", daily_dollars,
              f"{runs} runs of {profiles:,} profiles: {requests(daily):.2f} requests, {per_profile.get('rru', 0):.2f} "
              f"RRU, {per_profile.get('wru', 0):.2f} WRU a profile (written {measured['daily_written_share']:.0%}), "
-             f"{run_s:.0f} s a run (measured at {int(measured['profiles']):,} profiles)"),
+             f"{run_s:.0f} s a run (measured at {int(measured['profiles']):,} profiles){before_note}"),
         Line("predictions", "predictions: refresh after orders", refresh_dollars,
              f"{_m(orders)} orders and refunds x {requests(refresh):.2f} requests, {per_order.get('rru', 0):.2f} RRU, "
              f"{per_order.get('wru', 0):.2f} WRU; batches of {batch:.1f} (window {wiring.predictions.window_s:g} s, "
              f"{SQS_POLLERS} pollers), the fit read once each ({requests(fit_read):.0f} request, "
-             f"{units(fit_read, 1.0).get('rru', 0):.1f} RRU); {_m(receives)} receives; "
+             f"{units(fit_read, 1.0).get('rru', 0):.1f} RRU) and the profiles in {requests(profiles_read):.0f} "
+             f"request; {_m(receives)} receives; "
              f"{order_s * 1000:.0f} ms an order"),
     ]
 

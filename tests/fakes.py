@@ -253,6 +253,10 @@ class FakeProfileRepository:
     def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
         return self._live(workspace_id, profile_id)
 
+    def get_profiles(self, workspace_id: str, profile_ids: Collection[str]) -> dict[str, Profile]:
+        found = {pid: self._live(workspace_id, pid) for pid in profile_ids}
+        return {pid: profile for pid, profile in found.items() if profile is not None}
+
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
         return self.identities.get((workspace_id, identity))
 

@@ -281,6 +281,10 @@ class ProfileRepository(Protocol):
         """The live profile: a merged id is followed to the profile it was merged into."""
         ...
 
+    def get_profiles(self, workspace_id: str, profile_ids: Collection[str]) -> dict[str, Profile]:
+        """As ``get_profile`` for many ids in one read (batched): each id found, to its live profile."""
+        ...
+
     def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
                  limit: int) -> list[TimelineEntry]:
         """Timeline entries of these profiles, newest first, older than the sort key ``before``."""

@@ -301,6 +301,8 @@ def test_a_merged_profile_is_followed_to_its_survivor(backend: Backend) -> None:
     survivor = backend.profiles.get_profile(WS, email_owner)
     assert survivor is not None and backend.profiles.get_profile(WS, phone_owner) == survivor
     assert survivor.orders_count == 3 and len(survivor.merged_from) == 1
+    many = backend.profiles.get_profiles(WS, [email_owner, phone_owner, "nobody"])
+    assert many == {email_owner: survivor, phone_owner: survivor}  # each id to its live profile, in one read
     entries = backend.profiles.timeline(WS, [survivor.profile_id, *survivor.merged_from], None, 10)
     assert sorted(e.ref for e in entries if e.type == "order") == ["st_a:1", "st_a:2", "st_a:3"]
     assert [e.type for e in entries].count("profile_merged") == 1

@@ -194,3 +194,16 @@ def test_the_rules_read_the_custom_segments_records_alone(table: str, provisione
     unread = {(k["pk"], k["sk"]) for k in sizes + builtins}
     assert not unread & set(items_read.returned)
     assert store.custom_segments(WS) == [r.model_copy(update={"size": 0}) for r in listed if r.definition]
+
+
+def test_many_profiles_are_read_together_a_merged_id_followed(table: str, items_read: ItemsRead) -> None:
+    """The predictions' refresh of a batch's orders reads their profiles in one BatchGetItem (and one more
+    for the profiles merged ones were merged into), not one request per order."""
+    repository = DynamoProfileRepository(table)
+    merged = f"{WS}_p011"  # merged into p000 (_populate)
+    wanted = [f"{WS}_p001", f"{WS}_p002", f"{WS}_p001", merged, f"{WS}_nobody"]
+    found = repository.get_profiles(WS, wanted)
+    assert {pid: p.profile_id for pid, p in found.items()} == {
+        f"{WS}_p001": f"{WS}_p001", f"{WS}_p002": f"{WS}_p002", merged: f"{WS}_p000"}
+    assert found[merged] == repository.get_profile(WS, merged)
+    assert items_read.requests["BatchGetItem"] == 2 + 2  # the batch and its merge; then get_profile's two

@@ -267,6 +267,22 @@ def test_predictions_are_priced_per_profile_daily_and_per_order_refreshed(cost: 
     assert lines["predictions: refresh after orders"] - batched["predictions: refresh after orders"] \
         == pytest.approx(saved)
 
+    # The same run's labelled before (the write rule it replaced) is priced beside the daily line, not in the bill.
+    rule_before = {"daily_per_profile": {"req dynamodb UpdateItem": 0.5, "unit wru": 0.5, "unit rru": 0.5},
+                   "daily_written_share": 0.5, "daily_models_cpu_s_per_profile": 0.001}
+    found["predictions_requests"]["daily_before_write_rule"] = rule_before
+    with_before = {line.component: line for line in cost.bill(found, wiring, 2.0)}
+    assert with_before["predictions: daily fit"].dollars == pytest.approx(daily)
+    found["predictions_requests"] = {**found["predictions_requests"], **rule_before}
+    priced_before = {line.component: line.dollars for line in cost.bill(found, wiring, 2.0)}["predictions: daily fit"]
+    assert priced_before > daily
+    assert f"(written 50%), ${priced_before:.2f}" in with_before["predictions: daily fit"].how
+    # The batch's profiles read in one request: Lambda time for it once a batch, not once an order.
+    found["predictions_requests"]["refresh_profiles_read"] = {"req dynamodb BatchGetItem": 1.0}
+    shared = {line.component: line.dollars for line in cost.bill(found, wider, 2.0)}
+    assert shared["predictions: refresh after orders"] - batched["predictions: refresh after orders"] \
+        == pytest.approx(orders * cost.AWS_REQUEST_S / batch * cost.LAMBDA_GB_SECOND_ARM)
+
 
 def test_the_console_is_priced_from_its_assumed_page_views_on_its_api(cost: ModuleType, tmp_path: Path) -> None:
     template = tmp_path / "template.yaml"

@@ -254,6 +254,9 @@ class DynamoProfileRepository:
     def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
         return self._live_profiles(workspace_id, {profile_id}).get(profile_id)
 
+    def get_profiles(self, workspace_id: str, profile_ids: Collection[str]) -> dict[str, Profile]:
+        return self._live_profiles(workspace_id, set(profile_ids))
+
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
         found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.identity(workspace_id,
                                                                                                 identity)))

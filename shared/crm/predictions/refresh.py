@@ -10,9 +10,10 @@ itself (the functions that fit carry them in a layer of their own).
 - :func:`refresh_profiles` (after OrderPlaced/OrderRefunded): the named profiles predicted again with the
   kept fit, without fitting again.
 
-A prediction is written only when it moved enough to matter (:func:`moved`): the time since a shopper's
-last order grows every day, so every figure drifts a little every day, and rewriting every profile daily
-would cost the reference store more than its whole segments bill (docs/predictions-in-product.md).
+A prediction is written only when a figure moved past the precision it is kept to (:func:`moved`): the time
+since a shopper's last order grows every day, so every figure drifts a little every day, and rewriting every
+profile daily would cost the reference store more than its whole segments bill
+(docs/predictions-in-product.md).
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ Histories = Mapping[str, Sequence[tuple[datetime, Decimal]]]
 FitWorkspace = Callable[[str, Histories, datetime, PredictionSettings], WorkspaceFit]
 PredictProfiles = Callable[[WorkspaceFit, Histories, datetime], dict[str, Prediction]]
 
-# How far a figure must move before the stored prediction is written again.
-PROBABILITY_STEP = Decimal("0.01")  # p_alive, churn_probability
-ORDERS_STEP = Decimal("0.05")  # expected orders in 90 / 365 days
-MONEY_SHARE = Decimal("0.02")  # CLV and expected order value: 2 % of the stored figure ...
-MONEY_STEP = Decimal("0.50")  # ... or 50 cents, whichever is more
-NEXT_ORDER_STEP = timedelta(days=1)
+# The precision a stored prediction keeps (a product decision, docs/predictions-in-product.md): a figure is
+# written again when today's moved from the stored one by at least this much, never for less.
+PROBABILITY_STEP = Decimal("0.01")  # p_alive, churn_probability: a percentage point, as the console shows them
+ORDERS_STEP = Decimal("0.05")  # expected orders in 90 / 365 days: 0.05 orders ...
+ORDERS_SHARE = Decimal("0.05")  # ... or 5 % of the stored figure, whichever is more
+MONEY_STEP = Decimal("0.50")  # CLV and expected order value: 50 cents ...
+MONEY_SHARE = Decimal("0.05")  # ... or 5 % of the stored figure, whichever is more
+NEXT_ORDER_STEP = timedelta(days=1)  # next_order_expected_at: a day ...
+NEXT_ORDER_SHARE = 0.1  # ... or a tenth of the time from now until the nearer of the two dates, whichever is more
 CONFLICT_RETRIES = 3
 
 
@@ -57,35 +61,40 @@ class Outcome:
     products_written: int = 0  # products whose related products were written (new, moved or gone)
 
 
-def _money_moved(old: Decimal | None, new: Decimal | None) -> bool:
+def _figure_moved(old: Decimal | None, new: Decimal | None, step: Decimal, share: Decimal = Decimal(0)) -> bool:
     if old is None or new is None:
         return old is not new
-    return abs(new - old) >= max(MONEY_STEP, abs(old) * MONEY_SHARE)
+    return abs(new - old) >= max(step, abs(old) * share)
 
 
-def _step_moved(old: Decimal | None, new: Decimal | None, step: Decimal) -> bool:
-    if old is None or new is None:
-        return old is not new
-    return abs(new - old) >= step
+def next_order_precision(held: datetime, new: datetime, now: datetime) -> timedelta:
+    """How far apart two next-order dates may be and still read the same: a day, or a tenth of the time until
+    the nearer of them. The expected wait of a shopper who does not buy barely changes from one day to the
+    next, so the date itself slides with ``now``; to the day, that rewrote a quarter of all profiles daily. A
+    date that has come, or is ten days off or less, is kept to the day."""
+    return max(NEXT_ORDER_STEP, (min(held, new) - now) * NEXT_ORDER_SHARE)
+
+
+def _next_order_moved(held: Prediction, new: Prediction) -> bool:
+    old, fresh = held.next_order_expected_at, new.next_order_expected_at
+    if old is None or fresh is None:
+        return old is not fresh  # "within a year" or not is always news
+    return abs(fresh - old) >= next_order_precision(old, fresh, new.computed_at)
 
 
 def moved(held: Prediction | None, new: Prediction) -> bool:
     """Whether ``new`` says something ``held`` does not: another status, reason, model or currency, or a
-    figure moved by at least its step."""
+    figure moved past its precision (the constants above)."""
     if held is None:
         return True
     if (held.status, held.reason, held.model, held.currency) != (new.status, new.reason, new.model, new.currency):
         return True
-    if held.next_order_expected_at is None or new.next_order_expected_at is None:
-        if held.next_order_expected_at is not new.next_order_expected_at:
-            return True
-    elif abs(new.next_order_expected_at - held.next_order_expected_at) >= NEXT_ORDER_STEP:
-        return True
-    return (any(_step_moved(getattr(held, name), getattr(new, name), PROBABILITY_STEP)
-                for name in ("p_alive", "churn_probability"))
-            or any(_step_moved(getattr(held, name), getattr(new, name), ORDERS_STEP)
+    return (_next_order_moved(held, new)
+            or any(_figure_moved(getattr(held, name), getattr(new, name), PROBABILITY_STEP)
+                   for name in ("p_alive", "churn_probability"))
+            or any(_figure_moved(getattr(held, name), getattr(new, name), ORDERS_STEP, ORDERS_SHARE)
                    for name in ("expected_orders_90d", "expected_orders_365d"))
-            or any(_money_moved(getattr(held, name), getattr(new, name))
+            or any(_figure_moved(getattr(held, name), getattr(new, name), MONEY_STEP, MONEY_SHARE)
                    for name in ("clv", "expected_order_value")))
 
 
@@ -151,16 +160,15 @@ def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: M
 def refresh_profiles(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
                      profile_ids: Iterable[str], now: datetime, fit: WorkspaceFit | None = None) -> Outcome:
     """Predict these profiles again with the workspace's kept fit (``fit``, else read); a merged id
-    refreshes the profile it was merged into. Before the workspace's first fit there is nothing to predict
-    with, and nothing is written: its first scheduled run gives every profile its prediction."""
+    refreshes the profile it was merged into, and a profile named twice (two orders of a batch) once. The
+    profiles are read together, one batched read for all of them. Before the workspace's first fit there is
+    nothing to predict with, and nothing is written: its first scheduled run gives every profile its
+    prediction."""
     fit = fit or store.fit(workspace_id)
     if fit is None:
         return Outcome(profiles=0, written=0)
-    live = {}
-    for profile_id in dict.fromkeys(profile_ids):
-        profile = profiles.get_profile(workspace_id, profile_id)
-        if profile is not None:
-            live[profile.profile_id] = profile
+    found = profiles.get_profiles(workspace_id, set(profile_ids))
+    live = {profile.profile_id: profile for profile in found.values()}
     written = 0
     for profile in live.values():
         written += _write(store, profiles, profile, _predict_one(models, fit, profile, now),
@@ -168,4 +176,4 @@ def refresh_profiles(store: PredictionStore, profiles: ProfileRepository, models
     return Outcome(profiles=len(live), written=written, fit=fit)
 
 
-__all__ = ["Models", "Outcome", "moved", "refresh_profiles", "run_workspace"]
+__all__ = ["Models", "Outcome", "moved", "next_order_precision", "refresh_profiles", "run_workspace"]
