@@ -374,7 +374,8 @@ def _guard_last(change: Change | None, event: CanonicalEvent) -> Change | None:
     - An account update: its account item (guarded by the version read) is last, and applying the same version
       again leaves the profile as it was (each field keeps its latest statement), so a retry simply repeats it.
 
-    Merges, orders and consent lines keep the transaction: their writes must not part."""
+    Consent lines keep the transaction: a line and its profile must not part. Merges (crm.changes._merge_guard_last)
+    and orders (crm.changes._order_guard_last) are written guard last their own way."""
     if change is None or len(change.profiles) != 1 or change.order:
         return change
     profile, revision = change.profiles[0]
