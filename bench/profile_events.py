@@ -489,6 +489,7 @@ class EveryChangeATransaction(DynamoProfileRepository):
     profile_defaults = True
 
     def commit(self, change: Change) -> None:
+        change = _merge_in_one_transaction(change)
         if change.guard_last:
             change = replace(change, guard_last=False, profiles=tuple(
                 (profile.model_copy(update={"unmarked_events": (), "unwritten_orders": {}}), revision)
@@ -500,6 +501,14 @@ class EveryChangeATransaction(DynamoProfileRepository):
             transact_write([{"Put": {"TableName": self.table, "Item": {k: serializer.serialize(v)
                                                                         for k, v in marker.items()}}}
                             for marker in markers], self.backoff)
+
+
+def _merge_in_one_transaction(change: Change) -> Change:
+    """A merge as BEFORE wrote it: no profile marked as merging first, each tombstone under the revision read."""
+    read = {profile.profile_id: revision or 0 for profile, revision in change.merging}
+    return replace(change, merging=(), profiles=tuple(
+        (profile.model_copy(update={"revision": read[profile.profile_id] + 1}), read[profile.profile_id])
+        if profile.profile_id in read else (profile, revision) for profile, revision in change.profiles))
 
 
 class EveryFieldWritten(DynamoProfileRepository):

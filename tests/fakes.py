@@ -10,7 +10,7 @@ import hashlib
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from crm.archive import ArchivedDelivery, unframe
@@ -63,6 +63,7 @@ from crm.ports import (
     TaskQueue,
     UnknownWorkspace,
 )
+from crm.profiles import unmerged
 from crm.segments.runs import carry_out, run_hour
 
 
@@ -176,10 +177,21 @@ class FakeProfileRepository:
         self._lock = threading.RLock()
 
     def _live(self, workspace_id: str, profile_id: str) -> Profile | None:
+        return self._follow(workspace_id, profile_id)[0]
+
+    def _follow(self, workspace_id: str, profile_id: str) -> tuple[Profile | None, list[Profile]]:
+        """The live profile, and the profiles marked as merging met on the way, as the adapter follows them (a
+        marked profile whose survivor is gone is live again: crm.profiles.unmerged)."""
         profile = self.profiles.get((workspace_id, profile_id))
+        met: list[Profile] = []
         while profile is not None and profile.merged_into:
-            profile = self.profiles.get((workspace_id, profile.merged_into))
-        return profile
+            if profile.merging:
+                met.append(profile)
+            following = self.profiles.get((workspace_id, profile.merged_into))
+            if following is None and met and met[-1] is profile:
+                return unmerged(met.pop()), met
+            profile = following
+        return profile, met
 
     def load(self, reads: Reads) -> Context:
         ws = reads.workspace_id
@@ -195,8 +207,14 @@ class FakeProfileRepository:
                     customer=customer, event_seen=False, already_held=True)
             if customer is not None and reads.customer and (owner := self._live(ws, customer.profile_id)):
                 owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", owner)
+            merging: dict[str, dict[str, Profile]] = {}
+            for pid in {*pointers.values(), *(p.profile_id for p in (order, customer) if p and p.profile_id)}:
+                live, met = self._follow(ws, pid)
+                for marked in met if live is not None else ():
+                    merging.setdefault(live.profile_id, {})[marked.profile_id] = marked
             # An activity is applied if its line is on its profile or one merged into it, as the adapter reads.
-            lines = [self.timelines.get((ws, pid), {}) for owner in owners.values()
+            lines = [self.timelines.get((ws, pid), {}) for owner in [
+                *owners.values(), *(p for found in merging.values() for p in found.values())]
                      for pid in (owner.profile_id, *owner.merged_from)]
             seen = frozenset(event for event, sort_key in reads.lines.items()
                              if any(held[sort_key].store_id == event[0] for held in lines if sort_key in held))
@@ -208,7 +226,7 @@ class FakeProfileRepository:
                 customer=customer,
                 event_seen=reads.event in seen,
                 currency=self.currency.get(ws),
-                seen=seen,
+                seen=seen, merging={pid: tuple(found.values()) for pid, found in merging.items()},
             )
 
     def _guards_hold(self, change: Change) -> bool:
@@ -232,6 +250,9 @@ class FakeProfileRepository:
         hook, self.before_save = self.before_save, None
         if hook is not None:
             hook()
+        if change.merging:  # marked first, as the adapter writes them (its other writes are guarded by the marks)
+            self.commit(Change(change.workspace_id, profiles=change.merging))
+            change = replace(change, merging=())
         ws = change.workspace_id
         with self._lock:
             if not self._guards_hold(change):

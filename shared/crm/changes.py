@@ -124,12 +124,14 @@ def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Prof
     email = getattr(event, "email", None)
     resolution = resolve(identities, context.owners, email, anchor)
     group = [p for p in (resolution.primary, *resolution.merged) if p is not None]
+    moving, moved = _merging_into(group, context)
     if group:
         survivor = min(group, key=lambda p: p.profile_id)
         others = [p for p in group if p.profile_id != survivor.profile_id]
-        profile = combine(survivor, others, now) if others else survivor
-        if others and isinstance(event, ActivityEvent) and event.from_browser:
-            profile = with_signed_touches(profile, group)
+        joining = [*others, *moving]
+        profile = combine(survivor, joining, now) if joining else survivor
+        if joining and isinstance(event, ActivityEvent) and event.from_browser:
+            profile = with_signed_touches(profile, [*group, *moving])
         before: Profile | None = survivor
     else:
         others = []
@@ -142,18 +144,36 @@ def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Prof
         IdentityLink(identity, profile.profile_id, context.pointers.get(identity))
         for identity in resolution.claimed if context.pointers.get(identity) != profile.profile_id
     )
-    timeline: tuple[TimelineEntry, ...] = ()
-    if others:
-        # Stamped with the event's own time, not the clock's: a replay writes the same line.
-        kinds = sorted({identity.partition("#")[0] for identity in resolution.reason.split(", ")})
-        timeline = (TimelineEntry(
-            workspace_id=event.workspace_id, profile_id=profile.profile_id, occurred_at=_moment(event),
-            type="profile_merged",
-            ref="+".join(sorted(p.profile_id for p in others)),
-            summary={"merged": sorted(p.profile_id for p in others), "linked_by": kinds},
-        ),)
-    stones = tuple((tombstone(p, profile.profile_id, now), p.revision) for p in others)
+    # A merge left under way is finished by whoever reads it (the event that began it, delivered again, or any
+    # other reaching the survivor through a profile marked as merging): its line names every profile merged.
+    merged = [*others, *moving, *moved]
+    reason = [i for i in resolution.reason.split(", ") if i in context.owners] + [
+        identity for identity in identities if context.pointers.get(identity) in {p.profile_id for p in moving}]
+    timeline = (_merge_line(event, profile, merged, reason),) if merged else ()
+    stones = tuple((tombstone(p, profile.profile_id, now), p.revision) for p in merged)
     return _Target(profile, before, stones, links, timeline)
+
+
+def _merging_into(group: Sequence[Profile], context: Context) -> tuple[list[Profile], list[Profile]]:
+    """The profiles marked as merging into one of ``group`` (crm.changes._merge_guard_last) that were read on the
+    way: those whose contents it does not hold yet (its ``merged_from`` does not name them), and those it holds
+    that are still to be written as tombstones."""
+    moving: list[Profile] = []
+    moved: list[Profile] = []
+    for profile in group:
+        for marked in context.merging.get(profile.profile_id, ()):
+            (moved if marked.profile_id in profile.merged_from else moving).append(marked)
+    return moving, moved
+
+
+def _merge_line(event: CanonicalEvent, profile: Profile, merged: Sequence[Profile],
+                reason: Sequence[str]) -> TimelineEntry:
+    """Stamped with the event's own time, not the clock's: a replay writes the same line."""
+    kinds = sorted({identity.partition("#")[0] for identity in reason} or {"event"})
+    return TimelineEntry(
+        workspace_id=event.workspace_id, profile_id=profile.profile_id, occurred_at=_moment(event),
+        type="profile_merged", ref="+".join(sorted(p.profile_id for p in merged)),
+        summary={"merged": sorted(p.profile_id for p in merged), "linked_by": kinds})
 
 
 def _profiles(target: _Target, profile: Profile) -> tuple[tuple[Profile, int | None], ...]:
@@ -289,13 +309,25 @@ def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: 
     owner = context.order_owner
     if owner is None or record.order is None:
         return Change(workspace_id=event.workspace_id, order=(record, expected))  # waits for its order
-    target = _Target(owner, owner, (), (), ())
+    target = _owner_target(event, owner, context, now)
     counted = _counted(target, previous, (record,))
     profile, record = _with_order(target, counted or previous, record, now, read_history)
     return _rest_of(counted, target, Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile), order=(record, expected),
         timeline=(*_order_entries(profile, record), _entry(profile, at, kind, ref, event.store_id, **summary)),
     ))
+
+
+def _owner_target(event: RefundRecord | OrderRemoved, owner: Profile, context: Context, now: datetime) -> _Target:
+    """The order's profile, with any merge into it left under way finished (its writes then keep the
+    transaction: crm.changes._order_guard_last)."""
+    moving, moved = _merging_into([owner], context)
+    if not moving and not moved:
+        return _Target(owner, owner, (), (), ())
+    profile = combine(owner, moving, now) if moving else owner
+    merged = [*moving, *moved]
+    return _Target(profile, owner, tuple((tombstone(p, owner.profile_id, now), p.revision) for p in merged), (),
+                   (_merge_line(event, profile, merged, ()),))
 
 
 def _activity_change(event: ActivityEvent, context: Context, now: datetime,
@@ -342,7 +374,8 @@ def _guard_last(change: Change | None, event: CanonicalEvent) -> Change | None:
     - An account update: its account item (guarded by the version read) is last, and applying the same version
       again leaves the profile as it was (each field keeps its latest statement), so a retry simply repeats it.
 
-    Merges, orders and consent lines keep the transaction: their writes must not part."""
+    Consent lines keep the transaction: a line and its profile must not part. Merges (crm.changes._merge_guard_last)
+    and orders (crm.changes._order_guard_last) are written guard last their own way."""
     if change is None or len(change.profiles) != 1 or change.order:
         return change
     profile, revision = change.profiles[0]
@@ -356,6 +389,37 @@ def _guard_last(change: Change | None, event: CanonicalEvent) -> Change | None:
     if isinstance(event, CustomerRecord) and change.customer is not None and change.event is None:
         return replace(change, guard_last=True)
     return change
+
+
+def _merge_guard_last(change: Change | None, event: CanonicalEvent, context: Context) -> Change | None:
+    """An activity that merges profiles (an identify naming a known shopper's email from a browser) needs no
+    transaction: each merged profile is first marked as merging into the survivor, contents kept (from then on
+    every reader follows it to the survivor, so nothing lands on it and its contents stay what was read); then the
+    survivor is written holding their contents, naming them in ``merged_from`` and carrying the event's digest;
+    then the tombstones, the links and the lines, the activity's last. Whoever next reads a marked profile on the
+    way to its survivor finishes the merge (crm.changes._target): its contents are combined in once, because the
+    survivor's ``merged_from`` says whether it holds them, under its revision guard. Merges with a consent line,
+    an order or an account keep the transaction."""
+    if (change is None or change.guard_last or len(change.profiles) < 2 or not isinstance(event, ActivityEvent)
+            or change.event is None or change.order is not None or change.customer is not None):
+        return change
+    (survivor, revision), *stones = change.profiles
+    marked = {p.profile_id for found in context.merging.values() for p in found}
+    read = {p.profile_id: p for p in context.owners.values()}
+    merging: list[tuple[Profile, int | None]] = []
+    tombstones: list[tuple[Profile, int | None]] = []
+    for stone, stone_revision in stones:
+        as_read = read.get(stone.profile_id)
+        if stone.profile_id in marked:
+            tombstones.append((stone, stone_revision))
+            continue
+        if as_read is None or stone_revision is None:
+            return change
+        merging.append((as_read.model_copy(update={"merged_into": survivor.profile_id, "merging": True,
+                                                   "revision": stone_revision + 1}), stone_revision))
+        tombstones.append((stone.model_copy(update={"revision": stone_revision + 2}), stone_revision + 1))
+    survivor = with_unmarked(survivor, event_digest(event.store_id, event.event_id))
+    return replace(change, merging=tuple(merging), profiles=((survivor, revision), *tombstones), guard_last=True)
 
 
 def _order_guard_last(change: Change, consent_lines: bool, now: datetime) -> Change:
@@ -443,7 +507,7 @@ def plan(event: CanonicalEvent, context: Context, now: datetime, read_history: R
     if change is not None and change.order is not None:
         change = _order_guard_last(change, len(change.timeline) != lines, now)
     elif change is not None and len(change.timeline) == lines:  # a consent line is written with its profile
-        change = _guard_last(change, event)
+        change = _merge_guard_last(_guard_last(change, event), event, context)
     return None if change is None else _in_reporting_currency(change, context.currency)
 
 
@@ -462,9 +526,9 @@ def fold(events: Sequence[ActivityEvent], context: Context, now: datetime,
             continue
         # The first may link identities or make the profile; the events after it fold onto that profile as it
         # left it, with its identities taken as pointing at it (they do once the change is written).
-        if written is None and not change.guard_last:
+        if written is None and (not change.guard_last or len(change.profiles) != 1):  # a merge is written alone
             return taken + 1, change, 1
-        if written is not None and (not change.guard_last or change.identities
+        if written is not None and (not change.guard_last or len(change.profiles) != 1 or change.identities
                                     or change.profiles[0][0].profile_id != written.profiles[0][0].profile_id):
             return taken, written, applied
         profile, revision = change.profiles[0]

@@ -77,6 +77,9 @@ class Context:
     already_held: bool = False
     currency: CurrencySettings | None = None  # the workspace's reporting currency and rates (None: unset)
     seen: frozenset[tuple[str, str]] = frozenset()  # which of ``Reads.folded`` have their lines
+    # Profiles read on the way to a live one (its id the key) that are marked as merging into it (Profile.merging):
+    # a merge written guard last that the reader finishes (crm.changes._target).
+    merging: dict[str, tuple[Profile, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,10 @@ class Change:
     # it alone under its guard, then the rest, the event's line last, without a transaction's 2x units.
     guard_last: bool = False
     folded: tuple[tuple[str, str, str], ...] = ()  # further activities applied with ``event``
+    # A merge written guard last (crm.changes._merge_guard_last): each merged profile marked as merging into the
+    # survivor, contents kept, under the revision read, written before everything else; then ``profiles`` in
+    # order (the survivor, then the tombstones, each under the marked revision), the links, the lines.
+    merging: tuple[tuple[Profile, int | None], ...] = ()
 
 
 @dataclass(frozen=True)

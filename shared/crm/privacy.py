@@ -230,7 +230,9 @@ def _profiles_of(repository: ProfileRepository, request: ComplianceRequest) -> l
         *(f"order#{store}#{order_id}" for order_id in request.order_ids),
     ) if i]
     context = repository.load(Reads(request.workspace_id, tuple(identities)))
-    return list({p.profile_id: p for p in context.owners.values()}.values())
+    # A profile marked as merging into the shopper's (a merge under way) goes with it: its contents are theirs.
+    marked = (p for found in context.merging.values() for p in found)
+    return list({p.profile_id: p for p in (*context.owners.values(), *marked)}.values())
 
 
 def _export(holdings: Holdings) -> bytes:

@@ -438,3 +438,9 @@ def tombstone(profile: Profile, survivor_id: str, now: datetime) -> Profile:
     """What is left of a merged profile: a pointer to the survivor, no personal data."""
     return Profile(workspace_id=profile.workspace_id, profile_id=profile.profile_id, merged_into=survivor_id,
                    created_at=profile.created_at, updated_at=now, revision=profile.revision)
+
+
+def unmerged(marked: Profile) -> Profile:
+    """A profile marked as merging whose survivor is gone (a privacy request erased that shopper before the merge
+    was finished): live again as it was, the merge abandoned. The next write under its revision makes it so."""
+    return marked.model_copy(update={"merged_into": None, "merging": False})

@@ -525,3 +525,59 @@ def test_a_view_whose_line_is_on_a_profile_merged_since_is_not_counted_again(bac
     assert not apply_event(backend.profiles, view, NOW)
     profile = backend.profiles.get_profile(WS, profile_id)
     assert profile is not None and profile.activity_counts == {"product_viewed": 1}
+
+
+def _identify(event_id: str) -> ActivityEvent:
+    """The browser a-1 signing in as shopper@example.com: it merges the browser's profile and the email's."""
+    return ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=event_id,
+                         type=ActivityType.IDENTIFY, occurred_at=NOW, anonymous_id="a-1",
+                         email="shopper@example.com")
+
+
+def _browser_and_shopper(repository: ProfileRepository) -> None:
+    assert apply_event(repository, _view("e-1"), NOW)
+    assert apply_event(repository, order("1", total=Decimal("40.00")), NOW)
+
+
+def test_an_identify_that_merges_a_browser_is_written_guard_last_the_merged_profile_marked_first(
+        backend: Backend) -> None:
+    _browser_and_shopper(backend.profiles)
+    change = _plan(backend.profiles, _identify("i-1"))
+    ((marked, read), ) = change.merging
+    (survivor, _), (stone, marked_revision) = change.profiles
+    assert change.guard_last and marked.merging and marked.merged_into == survivor.profile_id == stone.merged_into
+    assert marked_revision == (read or 0) + 1 and marked.profile_id in survivor.merged_from
+    backend.profiles.commit(change)
+    assert not apply_event(backend.profiles, _identify("i-1"), NOW)
+    context = backend.profiles.load(reads_for(_view("e-2")))
+    assert context.merging == {} and {p.profile_id for p in context.owners.values()} == {survivor.profile_id}
+    profile = backend.profiles.get_profile(WS, marked.profile_id)
+    assert profile is not None and (profile.orders_count, profile.activity_counts) == (
+        1, {"identify": 1, "product_viewed": 1})
+
+
+def test_a_merge_that_ended_after_its_mark_is_finished_by_whoever_reads_the_marked_profile(
+        backend: Backend) -> None:
+    """The identify's invocation ends after its first write: the merged profile is marked, the survivor does not
+    hold it yet. A view of the browser, whose link still leads through the marked profile, reads the mark and
+    finishes the merge; the identify delivered again is applied once, and the view seen before the
+    merge is still seen."""
+    _browser_and_shopper(backend.profiles)
+    change = _plan(backend.profiles, _identify("i-1"))
+    backend.profiles.commit(Change(WS, profiles=change.merging))
+    ((marked, _), ) = change.merging
+    survivor_id = change.profiles[0][0].profile_id
+    context = backend.profiles.load(reads_for(_view("e-1")))
+    assert context.event_seen  # its line is on the marked profile
+    assert [p.profile_id for p in context.merging[survivor_id]] == [marked.profile_id]
+    assert apply_event(backend.profiles, _view("e-2"), NOW)
+    assert backend.profiles.load(reads_for(_view("e-2"))).merging == {}
+    assert apply_event(backend.profiles, _identify("i-1"), NOW)
+    assert not apply_event(backend.profiles, _identify("i-1"), NOW)
+    assert not apply_event(backend.profiles, _view("e-1"), NOW)
+    profile = backend.profiles.get_profile(WS, survivor_id)
+    assert profile is not None and (profile.orders_count, profile.total_spent, profile.activity_counts) == (
+        1, Decimal("40.00"), {"identify": 1, "product_viewed": 2})
+    assert set(profile.merged_from) == {marked.profile_id}
+    merges = [e for e in backend.profiles.timeline(WS, [survivor_id], None, 20) if e.type == "profile_merged"]
+    assert [e.summary["merged"] for e in merges] == [[marked.profile_id]]

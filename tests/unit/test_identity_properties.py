@@ -74,17 +74,57 @@ def _storefront(draw: st.DrawFn, shopper: Shopper) -> list[CanonicalEvent]:
                 workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"v-{shopper.number}-{view}",
                 type=ActivityType.PRODUCT_VIEWED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id))
         if shopper.email and draw(st.booleans()):
-            events.append(ActivityEvent(
-                workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"id-{shopper.number}",
-                type=ActivityType.IDENTIFY, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
-                email=shopper.email, consents=(Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED,
-                                                       source="track:identify", at=_moment(draw)),)))
+            events.append(_identify(draw, shopper, "id", consent=draw(st.booleans())))
     if shopper.email and draw(st.booleans()):
         events.append(ActivityEvent(
             workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"co-{shopper.number}",
             type=ActivityType.CHECKOUT_STARTED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
             email=shopper.email, checkout_token=f"tok-{shopper.number}"))
     return events
+
+
+def _identify(draw: st.DrawFn, shopper: Shopper, name: str, consent: bool) -> ActivityEvent:
+    """The browser signing in under the shopper's email (with or without a subscribe): it merges the browser's
+    profile and the email's when both exist."""
+    return ActivityEvent(
+        workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"{name}-{shopper.number}",
+        type=ActivityType.IDENTIFY, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
+        email=shopper.email, consents=(Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED,
+                                               source="track:identify", at=_moment(draw)),) if consent else ())
+
+
+@st.composite
+def merging_worlds(draw: st.DrawFn) -> World:
+    """Shoppers known by email (an account or an order first) who browse, then sign in from the browser, maybe
+    twice, while their views, orders naming the browser and checkouts keep coming: most identifies merge two
+    profiles, and the other events meet those merges half written."""
+    people = tuple(Shopper(number, f"s{number}@example.com", None, f"anon-{number}", f"cust-{number}")
+                   for number in range(draw(st.integers(1, 3))))
+    events: list[CanonicalEvent] = []
+    net_by_order: dict[str, Decimal] = {}
+    for shopper in people:
+        if draw(st.booleans()):
+            events.append(customer_record(shopper.customer_id or "", email=shopper.email, updated_at=_moment(draw),
+                                          first_name=f"Name{shopper.number}"))
+        for index in range(draw(st.integers(0, 2))):
+            order_id, total = f"{shopper.number}-{index}", cents(draw(st.integers(0, 50_000)))
+            created = _moment(draw)
+            events.append(order(order_id, created_at=created, updated_at=created, total=total,
+                                email=shopper.email).model_copy(update={
+                                    "anonymous_id": shopper.anonymous_id if draw(st.booleans()) else None}))
+            net_by_order[order_id] = total
+        for view in range(draw(st.integers(1, 3))):
+            events.append(ActivityEvent(
+                workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"v-{shopper.number}-{view}",
+                type=ActivityType.PRODUCT_VIEWED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id))
+        for name in ("id", "id2")[:draw(st.integers(1, 2))]:
+            events.append(_identify(draw, shopper, name, consent=draw(st.booleans()) and draw(st.booleans())))
+        if draw(st.booleans()):
+            events.append(ActivityEvent(
+                workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=f"co-{shopper.number}",
+                type=ActivityType.CHECKOUT_STARTED, occurred_at=_moment(draw), anonymous_id=shopper.anonymous_id,
+                email=shopper.email, checkout_token=f"tok-{shopper.number}"))
+    return World(people, tuple(events), net_by_order)
 
 
 @st.composite
@@ -181,7 +221,8 @@ class Interrupted(Exception):
 
 class InterruptibleRepository(FakeProfileRepository):
     """Writes a guard-last change one item at a time in DynamoProfileRepository's order (a new profile, or an
-    order's, after its links, an existing activity's or account's before them; lines unconditionally, each the
+    order's, after its links, an existing activity's or account's before them, a merge's marked profiles, survivor
+    and tombstones before them; lines unconditionally, each the
     marker of its activity; an account item or an order record last), and ends the invocation once
     ``writes_left`` writes are done."""
 
@@ -199,7 +240,7 @@ class InterruptibleRepository(FakeProfileRepository):
             super().commit(change)
             return
         ws = change.workspace_id
-        profiles = [Change(ws, profiles=(profile,)) for profile in change.profiles]
+        profiles = [Change(ws, profiles=(profile,)) for profile in (*change.merging, *change.profiles)]
         links = [Change(ws, identities=(link,)) for link in change.identities]
         first_links = change.order is not None or any(revision is None for _, revision in change.profiles)
         for step in [*links, *profiles] if first_links else [*profiles, *links]:
@@ -224,6 +265,19 @@ def test_writes_interrupted_anywhere_and_delivered_again_later_give_the_uninterr
     end after any of its writes, and the queue delivers the message again, maybe after others. A change of an
     order whose earlier change was counted on its profile but whose record is not written yet waits: the queue
     delivers it again after the others."""
+    _deliver_interrupted(data, world)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), world=merging_worlds())
+def test_merges_interrupted_anywhere_are_finished_by_whoever_comes_next(data: st.DataObject, world: World) -> None:
+    """An identify's merge written guard last (crm.changes._merge_guard_last) ended after any of its writes: the
+    identify delivered again, another identify of the same browser, a view of it, an order naming it or a
+    checkout under the email finishes it, each counted once, and the profiles equal in-order delivery's."""
+    _deliver_interrupted(data, world)
+
+
+def _deliver_interrupted(data: st.DataObject, world: World) -> None:
     arrival = list(data.draw(st.permutations(world.events), label="arrival"))
     queue: list[list[CanonicalEvent]] = []
     while arrival:

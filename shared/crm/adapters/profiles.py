@@ -24,6 +24,7 @@ from crm.ports import (
     IdentityLink,
     Reads,
 )
+from crm.profiles import unmerged
 
 
 def _write_change(writes: list[dict[str, Any]], backoff: Backoff) -> None:
@@ -63,23 +64,39 @@ class DynamoProfileRepository:
 
     def _live_profiles(self, workspace_id: str, profile_ids: set[str]) -> dict[str, Profile]:
         """Each id's live profile: merged profiles are followed to the profile they were merged into."""
+        return self._follow(workspace_id, profile_ids)[0]
+
+    def _follow(self, workspace_id: str, profile_ids: set[str]) -> tuple[dict[str, Profile],
+                                                                            dict[str, tuple[Profile, ...]]]:
+        """Each id's live profile, and the profiles marked as merging (crm.changes._merge_guard_last) met on the
+        way, by the live profile they lead to (crm.ports.Context.merging)."""
         held: dict[str, Profile] = {}
-        pending = set(profile_ids)
+        pending, asked = set(profile_ids), set(profile_ids)
         while pending:
             found = self._batch_get([keys.profile(workspace_id, pid) for pid in pending])
             for item in found.values():
                 profile = Profile.model_validate(item)
                 held[profile.profile_id] = profile
-            pending = {p.merged_into for p in held.values() if p.merged_into and p.merged_into not in held}
-            pending -= set(held)
+            # A survivor erased by a privacy request is asked for once (a merge left under way leads to it).
+            pending = {p.merged_into for p in held.values() if p.merged_into and p.merged_into not in asked}
+            asked |= pending
         live: dict[str, Profile] = {}
+        merging: dict[str, dict[str, Profile]] = {}
         for pid in profile_ids:
             current, hops = held.get(pid), 0
+            met: list[Profile] = []
             while current is not None and current.merged_into and hops < 50:
+                if current.merging:
+                    met.append(current)
                 current, hops = held.get(current.merged_into), hops + 1
+            if current is None and met and met[-1].merged_into not in held:
+                current = unmerged(met.pop())
             if current is not None:
                 live[pid] = current
-        return live
+                for profile in met:
+                    if profile.profile_id != current.profile_id:
+                        merging.setdefault(current.profile_id, {})[profile.profile_id] = profile
+        return live, {pid: tuple(found.values()) for pid, found in merging.items()}
 
     def load(self, reads: Reads) -> Context:
         ws = reads.workspace_id
@@ -111,11 +128,12 @@ class DynamoProfileRepository:
         for owner in (order.profile_id if order else None, customer.profile_id if customer else None):
             if owner:
                 profile_ids.add(owner)
-        live = self._live_profiles(ws, profile_ids)
+        live, merging = self._follow(ws, profile_ids)
         owners = {identity: live[pid] for identity, pid in pointers.items() if pid in live}
         if customer is not None and customer.profile_id in live and reads.customer:
             owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", live[customer.profile_id])
-        seen = self._lines_found(ws, owners.values(), reads.lines)
+        seen = self._lines_found(ws, [*owners.values(), *(p for found in merging.values() for p in found)],
+                                 reads.lines)
         event_seen = reads.event in seen
         return Context(
             owners=owners, pointers=pointers, redacted=frozenset(redacted), order=order,
@@ -123,7 +141,7 @@ class DynamoProfileRepository:
             event_seen=event_seen,
             currency=(CurrencySettings.model_validate(found[currency_key["pk"]])
                       if currency_key["pk"] in found else None),
-            seen=seen,
+            seen=seen, merging=merging,
         )
 
     def _lines_found(self, workspace_id: str, owners: Iterable[Profile],
@@ -143,6 +161,9 @@ class DynamoProfileRepository:
             "store_id"))
 
     def commit(self, change: Change) -> None:
+        if change.guard_last and (change.merging or len(change.profiles) > 1):
+            self._commit_merge_last(change)
+            return
         if change.guard_last:
             (self._commit_order_last if change.order is not None else self._commit_guard_last)(change)
             return
@@ -189,6 +210,20 @@ class DynamoProfileRepository:
         self._put_lines(ws, change.timeline)
         if change.customer is not None:
             self._put(self._customer_put(ws, *change.customer))
+
+    def _commit_merge_last(self, change: Change) -> None:
+        """A merge in single writes at 1 unit per KB, in the order crm.changes._merge_guard_last relies on: each
+        merged profile marked as merging into the survivor (its contents kept, under the revision read: from here
+        on every reader follows it to the survivor, and no write can land on it), then the survivor holding their
+        contents and listing them in ``merged_from`` (under its revision), then each tombstone (under the marked
+        revision), the identity links (under the pointers read) and last the lines, the activity's its marker. A
+        refused guard is a concurrent update: whoever reads a marked profile next finishes its merge."""
+        ws = change.workspace_id
+        for profile, revision in (*change.merging, *change.profiles):
+            self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
+        for link in change.identities:
+            self._put(self._link_put(ws, link))
+        self._put_lines(ws, change.timeline)
 
     def _put_lines(self, workspace_id: str, lines: Sequence[TimelineEntry]) -> None:
         batch_write(self.table, [{"PutRequest": {"Item": to_item(

@@ -153,6 +153,10 @@ class Profile(BaseModel):
     workspace_id: str
     profile_id: str
     merged_into: str | None = None
+    # Set with ``merged_into`` while a merge written guard last is under way (crm.changes._merge_guard_last): the
+    # profile keeps its contents until its survivor, which lists it in ``merged_from`` once it holds them, has
+    # them; then it is written as a tombstone. Readers follow ``merged_into`` either way.
+    merging: bool = False
     email: str | None = None
     phone: str | None = None
     first_name: str | None = None
