@@ -321,3 +321,21 @@ def test_a_browsers_requests_ended_after_any_write_and_delivered_again_hold_each
     assert _people(repository) == _people(_deliver(every))
     held = [event for items in repository.line_items.values() for events in items.values() for event in events]
     assert sorted(held) == sorted(("st_a", event.event_id) for event in every if isinstance(event, ActivityEvent))
+
+
+def test_a_request_delivered_again_whose_first_write_took_one_event_alone_holds_each_line_once() -> None:
+    """A request of 12 views whose first carries a consent statement (a transaction, written alone): its runs are
+    the first 10 and the last 2 whatever the first write took, so a delivery again finds the group of views 1-9
+    (keyed by view 1) from the first run and writes no line again (were the next run to begin after the first
+    write, at view 1, it would hold views 1-10, and a delivery again would read view 10's key alone)."""
+    subscribe = (Consent(channel=Channel.EMAIL, state=ConsentState.SUBSCRIBED, source="track:subscribe", at=BASE),)
+    views = [_view(n, "anon-c").model_copy(update={"occurred_at": BASE + timedelta(seconds=n),
+                                                   "consents": subscribe if n == 0 else ()}) for n in range(12)]
+    repository = FakeProfileRepository()
+    assert apply_events(repository, views, NOW).applied == 12
+    assert apply_events(repository, views, NOW + timedelta(seconds=1)).applied == 0
+    held = [event for items in repository.line_items.values() for events in items.values() for event in events]
+    assert sorted(held) == sorted(("st_a", view.event_id) for view in views)
+    [profile] = repository.live_profiles()
+    assert profile.activity_counts == {"product_viewed": 12}
+    assert len(repository.line_items[(WS, profile.profile_id)]) == 4  # view 0, its consent, views 1-9, views 10-11
