@@ -516,6 +516,14 @@ class EveryFieldWritten(DynamoProfileRepository):
     defaults too, as main did before bc3f065's compact items: what the compact item saves."""
 
     profile_defaults = True
+    lines_grouped = False  # main at bc3f065 wrote a line item per activity
+
+
+class LinePerActivity(DynamoProfileRepository):
+    """Ours, but a folded request's activity lines written an item each, as before issue 12's viewlines lane
+    (crm.adapters.timeline_items groups them): what the line group saves."""
+
+    lines_grouped = False
 
 
 def clone_table(name: str, source: str) -> tuple[str, str]:
@@ -623,7 +631,8 @@ def measure_folding(bench: Bench, workload: Workload, batching: Batching) -> lis
     designs = (("ours, a request folded (apply_events)", DynamoProfileRepository, True),
                ("ours folded, every profile field written (pre-bc3f065 item)", EveryFieldWritten, True),
                ("ours, one event at a time (apply_event)", DynamoProfileRepository, False),
-               ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False))
+               ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False),
+               ("BEFORE viewlines: ours folded, a line item per view", LinePerActivity, True))
     runs = []
     for number, (design, repository, folded) in enumerate(designs):
         table_name, _ = clone_table(f"{source}-views-{number}", source)
@@ -812,12 +821,16 @@ def print_costs(r: Results) -> None:
           f"writes ${before_views:.2f} -> ${views:.2f},")
     print(f"  the upsert (DynamoDB) ${before_upsert:.2f} -> ${upsert:.2f}, total on REST "
           f"${sum(c for _, c, _ in before_lines):.2f} -> ${total:.2f}.")
-    folded, main, single, before = (product_view_cost(run) for run in r.folding)
+    folded, main, single, before, *lines_apart = (product_view_cost(run) for run in r.folding)
     print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before issue 12, ${main:.2f} ours with "
           f"every profile field written, ${single:.2f} one at a time, ${folded:.2f} folded as the snippet "
           "sends them:")
     print(f"  the upsert (DynamoDB) with views folded: ${upsert - single + folded:.2f}; total on REST "
           f"${total - single + folded:.2f}, on HTTP API ${http_total - single + folded:.2f}.")
+    if lines_apart:
+        print(f"  BEFORE viewlines (same run, a line item per view): product views' DynamoDB ${lines_apart[0]:.2f} -> "
+              f"${folded:.2f} with a request's lines in one item; the upsert with views folded "
+              f"${upsert - single + lines_apart[0]:.2f} -> ${upsert - single + folded:.2f}.")
     print("  Assumes ~1.3 events/s, so SQS batches of one (a profiles invocation + ReceiveMessage + DeleteMessage per")
     print("  event) and one outbox invocation per transaction. The front door (one API request, one Lambda invocation,")
     print("  one SendMessage, a 5 KB Firehose record per event) is assumed, not measured here (section 1 measures the")
@@ -856,8 +869,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     views = results.batching.views_per_request
     folded_figures = {"folded": {"kind": PRODUCT_VIEW, "views_per_request": round(sum(views) / len(views), 2),
                                  "per_view": per(folded.counts, folded.views)},
-                      "folded_main_bc3f065": {"per_view": per(results.folding[1].counts, results.folding[1].views)}
-                      } if folded else {}
+                      "folded_main_bc3f065": {"per_view": per(results.folding[1].counts, results.folding[1].views)},
+                      **({"folded_line_per_view": {"per_view": per(results.folding[4].counts,
+                                                                   results.folding[4].views)}}
+                         if len(results.folding) > 4 else {})} if folded else {}
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),

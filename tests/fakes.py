@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from crm.adapters.timeline_items import GROUPED_TYPES, line_groups
 from crm.archive import ArchivedDelivery, unframe
 from crm.flows.memory import (
     MemoryFlowCatalogue,
@@ -170,6 +171,10 @@ class FakeProfileRepository:
         self.redacted: set[tuple[str, str]] = set()
         self.customers: dict[tuple[str, str, str], CustomerState] = {}
         self.timelines: dict[tuple[str, str], dict[str, TimelineEntry]] = {}
+        # The activities each timeline item holds, by its key, as the adapter stores them (a line alone, or a
+        # folded write's lines in one item keyed like its earliest: crm.adapters.timeline_items): what a read of
+        # an activity's line key finds.
+        self.line_items: dict[tuple[str, str], dict[str, frozenset[tuple[str, str]]]] = {}
         self.currency: dict[str, CurrencySettings] = {}  # shared with a FakeCurrencyStore, as the table is
         self.saves = 0
         self.conflicts = 0
@@ -212,12 +217,13 @@ class FakeProfileRepository:
                 live, met = self._follow(ws, pid)
                 for marked in met if live is not None else ():
                     merging.setdefault(live.profile_id, {})[marked.profile_id] = marked
-            # An activity is applied if its line is on its profile or one merged into it, as the adapter reads.
-            lines = [self.timelines.get((ws, pid), {}) for owner in [
+            # An activity is applied if its line is on its profile or one merged into it, as the adapter reads:
+            # every activity an item found at one of the line keys holds.
+            items = [self.line_items.get((ws, pid), {}) for owner in [
                 *owners.values(), *(p for found in merging.values() for p in found.values())]
                      for pid in (owner.profile_id, *owner.merged_from)]
-            seen = frozenset(event for event, sort_key in reads.lines.items()
-                             if any(held[sort_key].store_id == event[0] for held in lines if sort_key in held))
+            seen = frozenset(event for held in items for sort_key in reads.lines.values()
+                             for event in held.get(sort_key, ())).intersection(reads.lines)
             return Context(
                 owners=owners, pointers=pointers,
                 redacted=frozenset(i for i in reads.identities if (ws, i) in self.redacted),
@@ -267,9 +273,20 @@ class FakeProfileRepository:
             if change.customer is not None:
                 state = change.customer[0]
                 self.customers[(ws, state.store_id, state.customer_id)] = state
-            for entry in change.timeline:
-                self.timelines.setdefault((ws, entry.profile_id), {})[entry.sort_key] = entry
+            self.put_lines(ws, change.timeline, grouped=change.guard_last and bool(change.folded))
             self.saves += 1
+
+    def put_lines(self, workspace_id: str, lines: Sequence[TimelineEntry], grouped: bool = False) -> None:
+        """Lines as the adapter writes them: ``grouped``, each profile's activities in one item."""
+        for group in line_groups(lines) if grouped else [(entry,) for entry in lines]:
+            self.put_line_item(workspace_id, group)
+
+    def put_line_item(self, workspace_id: str, group: Sequence[TimelineEntry]) -> None:
+        first = group[0]
+        self.line_items.setdefault((workspace_id, first.profile_id), {})[first.sort_key] = frozenset(
+            (entry.store_id or "", entry.ref) for entry in group if entry.type in GROUPED_TYPES)
+        for entry in group:
+            self.timelines.setdefault((workspace_id, entry.profile_id), {})[entry.sort_key] = entry
 
     def get_profile(self, workspace_id: str, profile_id: str) -> Profile | None:
         return self._live(workspace_id, profile_id)

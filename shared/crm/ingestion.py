@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -80,21 +80,31 @@ def apply_event(repository: ProfileRepository, event: CanonicalEvent, now: datet
     raise TooManyConflicts(f"{type(event).__name__} of store {event.store_id}")
 
 
-def apply_activities(repository: ProfileRepository, events: Sequence[ActivityEvent], now: datetime) -> tuple[int, int]:
-    """Apply the first of a shopper's activities, and as many after it as fold into the same write (crm.changes.
-    fold): (events taken, events that changed anything)."""
+def apply_activities(repository: ProfileRepository, events: Sequence[ActivityEvent], now: datetime) -> int:
+    """Apply a shopper's activities (a run of a delivery, _same_shopper_run), as few writes as they fold into
+    (crm.changes.fold): how many changed anything. Every write reads every line key of the run: the lines one
+    write makes are one item keyed like its earliest (crm.adapters.timeline_items), an activity of this run
+    whichever way an earlier, interrupted delivery of it split the run into writes, so it is found."""
     reads = activity_reads(events)
     read_history = _history(repository)
-    for _ in range(MAX_CONFLICT_RETRIES):
-        taken, change, applied = fold(events, repository.load(reads), now, read_history)
-        if change is None:
-            return taken, 0
-        try:
-            repository.commit(change)
-        except ConcurrentUpdate:
-            continue
-        return taken, applied
-    raise TooManyConflicts(f"{type(events[0]).__name__} of store {events[0].store_id}")
+    applied = start = 0
+    while start < len(events):
+        for _ in range(MAX_CONFLICT_RETRIES):
+            context = repository.load(reads)
+            first = events[start]
+            context = replace(context, event_seen=(first.store_id, first.event_id) in context.seen)
+            taken, change, changed = fold(events[start:], context, now, read_history)
+            if change is not None:
+                try:
+                    repository.commit(change)
+                except ConcurrentUpdate:
+                    continue
+                applied += changed
+            start += taken
+            break
+        else:
+            raise TooManyConflicts(f"{type(events[start]).__name__} of store {events[start].store_id}")
+    return applied
 
 
 def _same_shopper_run(events: Sequence[CanonicalEvent]) -> list[ActivityEvent]:
@@ -119,7 +129,7 @@ def apply_events(repository: ProfileRepository, events: Sequence[CanonicalEvent]
     while pending:
         run = _same_shopper_run(pending)
         if len(run) > 1:
-            taken, changed = apply_activities(repository, run, now)
+            taken, changed = len(run), apply_activities(repository, run, now)
         else:
             taken, changed = 1, apply_event(repository, pending[0], now)
         applied += changed

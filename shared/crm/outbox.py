@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from crm.adapters.streams import image
+from crm.adapters.timeline_items import LINES_ENTITY, new_entries
 from crm.models.events import (
     AnyDomainEvent,
     CheckoutStarted,
@@ -227,6 +228,8 @@ def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
         return _profile_events(item, old)
     if entity == "timeline" and not old:  # a line written again (an order's newer version) is not news
         return _timeline_event(item)
+    if entity == LINES_ENTITY:  # a folded request's lines (crm.adapters.timeline_items): those it added
+        return [event for line in new_entries(item, before) for event in _timeline_event(line.model_dump(mode="json"))]
     return []
 
 

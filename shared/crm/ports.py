@@ -56,7 +56,8 @@ class Reads:
     version: str | None = None  # the order's or account's version: held already, nothing more is read
     folded: tuple[tuple[str, str], ...] = ()  # (store_id, event_id) of further activities of the same shopper
     # The sort key of each of those activities' timeline line, by (store_id, event_id): the line is the
-    # activity's marker (found on the shopper's profile or one merged into it, the activity is applied).
+    # activity's marker (found on the shopper's profile or one merged into it, the activity is applied). What is
+    # found at a key may be a group of a fold's lines keyed like its earliest: each activity it holds is applied.
     lines: dict[tuple[str, str], str] = field(default_factory=dict)
 
 

@@ -11,6 +11,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from crm.adapters import keys
+from crm.adapters.clients import client
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.stores import DynamoStoreDirectory
 from crm.api_keys import create_api_key
@@ -333,6 +335,39 @@ def test_lines_of_some_types_page_past_the_others_and_their_orders_read_back(bac
     assert list(found) == [("st_a", "2")]
     record = found[("st_a", "2")]
     assert record.order is not None and record.order.line_items == hat and record.profile_id == CANDIDATE
+
+
+
+def test_a_folded_requests_lines_held_in_fewer_items_read_back_as_lines_newest_first_each_once(
+        backend: Backend) -> None:
+    """A /track request's views 4 minutes apart fold into one write: one item a LINES_SPAN of them
+    (crm.adapters.timeline_items); an order placed among them keeps its own line, keyed after the group it is
+    read among. Pages of every size read each line once, in order, and a typed read finds the views in their
+    groups."""
+    start = NOW - timedelta(days=1)
+    _orders(backend.profiles, order("1", created_at=start + timedelta(minutes=6)))
+    views = [_view(f"e-{n}").model_copy(update={"occurred_at": start + timedelta(minutes=4 * n),
+                                                "email": "shopper@example.com"}) for n in range(8)]
+    assert apply_events(backend.profiles, views, NOW).applied == 8
+    every = backend.profiles.timeline(WS, [CANDIDATE], None, 100)
+    assert [e.ref for e in every] == ["e-7", "e-6", "e-5", "e-4", "e-3", "e-2", "st_a:1", "e-1", "e-0"]
+    assert [e.sort_key for e in every] == sorted((e.sort_key for e in every), reverse=True)
+    for size in (1, 2, 3):
+        read, before = [], None
+        while page := backend.profiles.timeline(WS, [CANDIDATE], before, size):
+            read, before = read + page, page[-1].sort_key
+        assert read == every, f"pages of {size}"
+        typed, before = [], None
+        while page := backend.profiles.timeline_of(WS, [CANDIDATE], {"product_viewed"}, before, size):
+            typed, before = typed + page, page[-1].sort_key
+        assert typed == [e for e in every if e.type == "product_viewed"], f"typed pages of {size}"
+    assert [e.ref for e in backend.profiles.timeline_of(WS, [CANDIDATE], {"order"}, None, 5)] == ["st_a:1"]
+    if isinstance(backend.profiles, DynamoProfileRepository):  # 8 lines in 3 items: 0-8, 12-20, 24-28 minutes
+        held = client("dynamodb").query(
+            TableName=backend.profiles.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :t)",
+            ExpressionAttributeValues={":pk": {"S": keys.profile(WS, CANDIDATE)["pk"]}, ":t": {"S": "T#"}})["Items"]
+        assert sorted(item["entity"]["S"] for item in held) == ["timeline", "timeline_lines", "timeline_lines",
+                                                                "timeline_lines"]
 
 
 # --- ProfileRepository: conditional writes -------------------------------------------------------

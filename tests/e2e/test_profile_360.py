@@ -35,7 +35,7 @@ SHOP, SHOP_SECRET = "e2e-360.myshopify.com", "e2e-360-secret"
 WOO, WOO_SECRET = "e2e-360-woo.example", "e2e-360-woo-secret"
 ADA = {"email": "ada@example.com", "phone": "+12025550101", "customer_id": 7_100_000_000_001}
 BROWSED_AT = datetime(2021, 12, 1, tzinfo=UTC)
-SHOPPER_DATA = {"profile", "identity", "order", "customer", "event", "timeline", "privacy_request"}
+SHOPPER_DATA = {"profile", "identity", "order", "customer", "event", "timeline", "timeline_lines", "privacy_request"}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from crm.adapters.clients import client, query_items
 from crm.adapters.items import Item, from_item, serializer, to_item, wire_key
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.throttling import batch_write
+from crm.adapters.timeline_items import entries_of, is_line_item
 from crm.config import settings
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
@@ -41,8 +42,8 @@ class DynamoPrivacyStore:
             for item in self._partition(keys.profile(workspace_id, profile_id)["pk"]):
                 if item["entity"] == "profile":
                     held.append(Profile.model_validate(item))
-                elif item["entity"] == "timeline":
-                    timeline.append(TimelineEntry.model_validate(item))
+                elif is_line_item(item):
+                    timeline += entries_of(item)
         order_refs = {tuple(e.ref.split(":", 1)) for e in timeline if e.type == "order"}
         order_refs |= {(store_id, order_id) for order_id in order_ids}
         accounts = {tuple(i.split("#", 2)[1:]) for p in held for i in p.identities if i.startswith("customer#")}

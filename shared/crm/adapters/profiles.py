@@ -12,6 +12,14 @@ from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.adapters.items import Item, from_item, serializer, to_compact_item, to_item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
+from crm.adapters.timeline_items import (
+    activities_in,
+    line_groups,
+    line_item,
+    may_group,
+    newest_first,
+    type_filter,
+)
 from crm.adapters.workspace_index import partition_items, profile_partitions
 from crm.config import settings
 from crm.models.currency import CurrencySettings
@@ -47,6 +55,9 @@ class DynamoProfileRepository:
     # sums, counts and consent maps), and every profile write pays for the item's bytes: an anonymous profile fits
     # in one write unit this way, not two. (True: every field written, as before issue 12; the bench measures it.)
     profile_defaults = False
+    # The lines of a folded /track request's activities are written as one item a profile (crm.adapters.
+    # timeline_items). (False: a line an item, as before issue 12's viewlines lane; the bench measures it.)
+    lines_grouped = True
     MOST_LINES_A_READ = 1000  # timeline lines one filtered query reads (timeline_of)
 
     def __init__(self, table_name: str | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
@@ -156,9 +167,11 @@ class DynamoProfileRepository:
             return frozenset()
         found = (from_item(item) for item in batch_get(
             self.table, [wire_key({"pk": pk, "sk": sk}) for pk, sk in wanted], consistent=True, backoff=self.backoff))
-        # A line's ref is its event id alone: its store must match too.
-        return frozenset(event for item in found if (event := wanted[(item["pk"], item["sk"])])[0] == item.get(
-            "store_id"))
+        # What is found at an activity's key is its line or the group its line is in (keyed like the group's
+        # earliest line, an activity of the same /track request: crm.ingestion reads every line key of the
+        # request's run): every activity held is applied. A line's ref is its event id alone: its store must
+        # match too.
+        return frozenset(event for item in found for event in activities_in(item)).intersection(lines)
 
     def commit(self, change: Change) -> None:
         if change.guard_last and (change.merging or len(change.profiles) > 1):
@@ -207,7 +220,7 @@ class DynamoProfileRepository:
         # first, so that a retry finds the digest it carries.
         for put in [*links, profile_put] if revision is None else [profile_put, *links]:
             self._put(put)
-        self._put_lines(ws, change.timeline)
+        self._put_lines(ws, change.timeline, grouped=bool(change.folded))
         if change.customer is not None:
             self._put(self._customer_put(ws, *change.customer))
 
@@ -223,12 +236,14 @@ class DynamoProfileRepository:
             self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         for link in change.identities:
             self._put(self._link_put(ws, link))
-        self._put_lines(ws, change.timeline)
+        self._put_lines(ws, change.timeline, grouped=bool(change.folded))
 
-    def _put_lines(self, workspace_id: str, lines: Sequence[TimelineEntry]) -> None:
-        batch_write(self.table, [{"PutRequest": {"Item": to_item(
-            keys.timeline(workspace_id, entry.profile_id, entry.sort_key), "timeline", entry)}} for entry in lines],
-            self.backoff)
+    def _put_lines(self, workspace_id: str, lines: Sequence[TimelineEntry], grouped: bool = False) -> None:
+        """Lines are the same items whoever writes them: no condition. ``grouped``: the activities of a fold, each
+        profile's written as one item (crm.adapters.timeline_items.line_groups)."""
+        items = line_groups(lines) if grouped and self.lines_grouped else [(entry,) for entry in lines]
+        batch_write(self.table, [{"PutRequest": {"Item": line_item(workspace_id, group)}} for group in items],
+                    self.backoff)
 
     def _put(self, put: dict[str, Any]) -> None:
         try:
@@ -302,59 +317,69 @@ class DynamoProfileRepository:
                  limit: int) -> list[TimelineEntry]:
         entries: list[TimelineEntry] = []
         for profile_id in profile_ids:
-            pk = keys.profile(workspace_id, profile_id)["pk"]
-            condition = "pk = :pk AND begins_with(sk, :prefix)"
-            values: dict[str, Any] = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX}}
-            if before is not None:
-                condition = "pk = :pk AND sk BETWEEN :prefix AND :before"
-                values = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX}, ":before": {"S": before}}
-            answer = client("dynamodb").query(TableName=self.table, KeyConditionExpression=condition,
-                                              ExpressionAttributeValues=values, ScanIndexForward=False,
-                                              Limit=limit + 1, ConsistentRead=True)
-            entries += [TimelineEntry.model_validate(from_item(item)) for item in answer.get("Items", [])]
-        entries = [e for e in entries if before is None or e.sort_key < before]
+            request = self._timeline_request(workspace_id, profile_id, before)
+            entries += self._lines(request, before, limit)
         entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
         return entries[:limit]
+
+    def _timeline_request(self, workspace_id: str, profile_id: str, before: str | None) -> dict[str, Any]:
+        pk = keys.profile(workspace_id, profile_id)["pk"]
+        values: dict[str, Any] = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX}}
+        condition = "pk = :pk AND begins_with(sk, :prefix)"
+        if before is not None:
+            condition = "pk = :pk AND sk BETWEEN :prefix AND :before"
+            values[":before"] = {"S": before}
+        return {"TableName": self.table, "KeyConditionExpression": condition, "ExpressionAttributeValues": values,
+                "ScanIndexForward": False, "ConsistentRead": True}
 
     def timeline_of(self, workspace_id: str, profile_ids: Sequence[str], types: Collection[str], before: str | None,
                     limit: int) -> list[TimelineEntry]:
         entries: list[TimelineEntry] = []
-        wanted = sorted(types)
+        expression, names, values = type_filter(types)
         for profile_id in profile_ids:
-            pk = keys.profile(workspace_id, profile_id)["pk"]
-            values: dict[str, Any] = {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX},
-                                      **{f":t{i}": {"S": kind} for i, kind in enumerate(wanted)}}
-            condition = "pk = :pk AND begins_with(sk, :prefix)"
-            if before is not None:
-                condition = "pk = :pk AND sk BETWEEN :prefix AND :before"
-                values[":before"] = {"S": before}
-            request = {"TableName": self.table, "KeyConditionExpression": condition,
-                       "FilterExpression": f"#type IN ({', '.join(f':t{i}' for i in range(len(wanted)))})",
-                       "ExpressionAttributeNames": {"#type": "type"}, "ExpressionAttributeValues": values,
-                       "ScanIndexForward": False, "ConsistentRead": True}
-            entries += self._typed_lines(request, before, limit)
+            request = self._timeline_request(workspace_id, profile_id, before)
+            request = {**request, "FilterExpression": expression, "ExpressionAttributeNames": names,
+                       "ExpressionAttributeValues": {**request["ExpressionAttributeValues"], **values}}
+            entries += self._lines(request, before, limit, types)
         entries.sort(key=lambda e: (e.sort_key, e.profile_id), reverse=True)
         return entries[:limit]
 
-    def _typed_lines(self, request: dict[str, Any], before: str | None, limit: int) -> list[TimelineEntry]:
-        """Up to ``limit`` lines a filtered query finds, newest first. No key holds a line's type before its time,
-        and a query is billed for every line it reads, not only those it returns: the first read asks for
-        ``limit`` lines, each next one for as many as the share of wanted lines so far says are still needed
-        (twice as many as read so far while none is found; at most MOST_LINES_A_READ): a customer's orders among
-        much browsing take a read or two more, not a read of the whole partition (bench/console_customer.py)."""
+    def _next_read(self, scanned: int, found: int, limit: int) -> int:
+        """No key holds a line's type before its time, and a query is billed for every line it reads, not only
+        those it returns: the first read asks for ``limit`` lines, each next one for as many as the share of wanted
+        lines so far says are still needed (twice as many as read so far while none is found; at most
+        MOST_LINES_A_READ): a customer's orders among much browsing take a read or two more, not a read of the
+        whole partition (bench/console_customer.py)."""
+        missing = max(1, limit - found)
+        return min(self.MOST_LINES_A_READ, max(missing, -(-missing * scanned // found)) if found else 2 * scanned)
+
+    def _lines(self, request: dict[str, Any], before: str | None, limit: int,
+               types: Collection[str] | None = None) -> list[TimelineEntry]:
+        """Up to ``limit`` lines older than ``before`` (of ``types``, if given) a query finds, newest first, lines
+        of groups included (crm.adapters.timeline_items.newest_first reads on while a later item can still hold a
+        newer line)."""
         found: list[TimelineEntry] = []
-        asked, scanned = limit, 0
-        while True:
-            answer = client("dynamodb").query(**request, Limit=asked)
-            scanned += int(answer.get("ScannedCount", asked))
-            found += [entry for entry in (TimelineEntry.model_validate(from_item(i)) for i in answer.get("Items", []))
-                      if before is None or entry.sort_key < before]
-            if len(found) >= limit or "LastEvaluatedKey" not in answer:
-                return found[:limit]
-            request = {**request, "ExclusiveStartKey": answer["LastEvaluatedKey"]}
-            missing = limit - len(found)
-            asked = min(self.MOST_LINES_A_READ, max(missing, -(-missing * scanned // len(found)))
-                        if found else 2 * scanned)
+        scanned = 0
+
+        def pages() -> Iterator[tuple[list[Item], str | None]]:
+            nonlocal scanned
+            query, asked = request, limit if types is not None else limit + 1
+            while True:
+                answer = client("dynamodb").query(**query, Limit=asked)
+                scanned += int(answer.get("ScannedCount", asked))
+                stopped = answer.get("LastEvaluatedKey")
+                yield [from_item(item) for item in answer.get("Items", [])], stopped["sk"]["S"] if stopped else None
+                if stopped is None:
+                    return
+                query = {**query, "ExclusiveStartKey": stopped}
+                asked = self._next_read(scanned, len(found), limit) if types is not None else limit + 1
+
+        for line in newest_first(pages(), may_group(types) if types is not None else True):
+            if (before is None or line.sort_key < before) and (types is None or line.type in types):
+                found.append(line)
+                if len(found) >= limit:
+                    break
+        return found
 
     def order_records(self, workspace_id: str, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], OrderRecord]:
         found = self._batch_get([keys.order(workspace_id, store_id, order_id) for store_id, order_id in refs])

@@ -24,6 +24,7 @@ from typing import Any
 from crm.adapters import keys
 from crm.adapters.clients import query_items
 from crm.adapters.items import from_item
+from crm.adapters.timeline_items import LINES_SPAN, entries_of, type_filter
 from crm.changes import distinct_entries
 from crm.clock import as_utc
 from crm.config import settings
@@ -64,15 +65,19 @@ class DynamoReportSource:
 
     def _timeline(self, profile: Profile, first: date, last: date) -> list[TimelineEntry]:
         pk = keys.profile(profile.workspace_id, profile.profile_id)["pk"]
-        # Lines sort by "T#<ISO time>#...": the period's days lie between "T#<first>" and "T#<last>~".
+        # Lines sort by "T#<ISO time>#...": the period's days lie between "T#<first>" and "T#<last>~". A group of a
+        # folded request's lines is keyed like its earliest, up to LINES_SPAN before its others.
+        start, end = f"{keys.TIMELINE_PREFIX}{first.isoformat()}", f"{keys.TIMELINE_PREFIX}{last.isoformat()}~"
+        earliest = datetime.combine(first, dt_time.min, UTC) - LINES_SPAN
+        expression, names, values = type_filter(("order", _CHECKOUT))
         request: dict[str, Any] = {
             "TableName": self.table, "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
-            "FilterExpression": "#type IN (:order, :checkout)", "ExpressionAttributeNames": {"#type": "type"},
+            "FilterExpression": expression, "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {":pk": {"S": pk},
-                                          ":first": {"S": f"{keys.TIMELINE_PREFIX}{first.isoformat()}"},
-                                          ":last": {"S": f"{keys.TIMELINE_PREFIX}{last.isoformat()}~"},
-                                          ":order": {"S": "order"}, ":checkout": {"S": _CHECKOUT}}}
-        return [TimelineEntry.model_validate(from_item(item)) for item in query_items(request)]
+                                          ":first": {"S": f"{keys.TIMELINE_PREFIX}{earliest.isoformat()}"},
+                                          ":last": {"S": end}, **values}}
+        return [entry for item in query_items(request) for entry in entries_of(from_item(item))
+                if entry.type in ("order", _CHECKOUT) and start <= entry.sort_key <= end]
 
     def period_facts(self, workspace_id: str, first: date, last: date) -> PeriodFacts:
         key = (self.table, workspace_id, first, last)
