@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import keys
 from crm.adapters.clients import client
-from crm.adapters.items import Item, from_item, serializer, to_compact_item, to_item, wire_key
+from crm.adapters.items import Item, from_item, serializer, to_item, to_packed_item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
 from crm.adapters.workspace_index import partition_items, profile_partitions
 from crm.config import settings
@@ -157,9 +157,7 @@ class DynamoProfileRepository:
             writes.append(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         if change.order is not None:
             record, version = change.order
-            writes.append(self._guarded_put(
-                to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
-                "version", version))
+            writes.append(self._guarded_put(self._order_item(ws, record), "version", version))
         if change.customer is not None:
             writes.append(self._customer_put(ws, *change.customer))
         writes += [self._link_put(ws, link) for link in change.identities]
@@ -231,14 +229,19 @@ class DynamoProfileRepository:
             self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         self._put_lines(ws, change.timeline)
         record, version = change.order
-        self._put(self._guarded_put(
-            to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
-            "version", version))
+        self._put(self._guarded_put(self._order_item(ws, record), "version", version))
 
     def _profile_item(self, workspace_id: str, profile: Profile) -> Item:
-        form = to_item if self.profile_defaults else to_compact_item
-        return form(keys.profile(workspace_id, profile.profile_id), "profile", profile,
-                    **keys.workspace_index(workspace_id, profile.profile_id))
+        key = keys.profile(workspace_id, profile.profile_id)
+        index = keys.workspace_index(workspace_id, profile.profile_id)
+        if self.profile_defaults:
+            return to_item(key, "profile", profile, **index)
+        # Packed (crm.adapters.items): what the guards name stays an attribute of its own.
+        return to_packed_item(key, "profile", profile, kept=("revision",), **index)
+
+    def _order_item(self, workspace_id: str, record: OrderRecord) -> Item:
+        return to_packed_item(keys.order(workspace_id, record.store_id, record.order_id), "order", record,
+                              version=record.version)
 
     def _guarded_put(self, item: Item, attribute: str, expected: str | int | None) -> dict[str, Any]:
         put: dict[str, Any] = {"TableName": self.table, "Item": item}
