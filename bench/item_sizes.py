@@ -16,14 +16,15 @@ import argparse
 import statistics
 import sys
 import time
+import timeit
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from crm.adapters import keys
-from crm.adapters.items import Item, from_item, to_compact_item, to_item
+from crm.adapters.items import Item, from_item
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.ingestion import apply_event
 from crm.models.profile import OrderRecord, Profile
@@ -32,7 +33,7 @@ from crm_local.template import load_stack
 from figures import RESULTS, record
 from ingest_path import REGION, TEMPLATE, attribute_size, fake_aws_environment, harness, item_size, set_up, table
 from moto import mock_aws
-from profile_events import ANONYMOUS_BROWSERS, SEED, SHOPPERS, build_workload
+from profile_events import ANONYMOUS_BROWSERS, SEED, SHOPPERS, UnpackedItems, build_workload
 
 SHOPPER, BROWSER, TOMBSTONE, ORDER = "shopper's profile", "anonymous browser's profile", "merged tombstone", \
     "order record"
@@ -55,12 +56,20 @@ def as_before(wire: Item) -> Item:
     """The item as main wrote it before the compact lane: a profile without the fields at their defaults, an order
     record every field, nothing packed."""
     plain = from_item(wire)
-    extra = {name: plain[name] for name in ("ws_bucket", "ws_order", "version") if name in plain}
-    if plain["entity"] == "order":
-        order = OrderRecord.model_validate(plain)
-        return to_item(keys.order(order.workspace_id, order.store_id, order.order_id), "order", order, **extra)
-    profile = Profile.model_validate(plain)
-    return to_compact_item(keys.profile(profile.workspace_id, profile.profile_id), "profile", profile, **extra)
+    return before_item(OrderRecord.model_validate(plain) if plain["entity"] == "order" else
+                       Profile.model_validate(plain))
+
+
+def before_item(model: Profile | OrderRecord) -> Item:
+    if isinstance(model, OrderRecord):
+        return UnpackedItems("table")._order_item(model.workspace_id, model)
+    return UnpackedItems("table")._profile_item(model.workspace_id, model)
+
+
+def now_item(model: Profile | OrderRecord) -> Item:
+    if isinstance(model, OrderRecord):
+        return DynamoProfileRepository("table")._order_item(model.workspace_id, model)
+    return DynamoProfileRepository("table")._profile_item(model.workspace_id, model)
 
 
 def units(size: int, per: int) -> int:
@@ -128,6 +137,29 @@ def report(held: dict[str, dict[str, list[Item]]], show: Callable[[str], None] =
     return figures
 
 
+def _per_item(work: Callable[[Any], object], items: Sequence[Any], repeats: int = 5) -> float:
+    """Microseconds an item, the best of a few rounds over every item (the machine is shared)."""
+    return min(timeit.repeat(lambda: [work(item) for item in items], number=1, repeat=repeats)) / len(items) * 1e6
+
+
+def _read(model: type[Profile | OrderRecord], item: Item) -> Profile | OrderRecord:
+    return model.model_validate(from_item(item))
+
+
+def cpu(held: dict[str, dict[str, list[Item]]]) -> list[list[str]]:
+    """What packing costs: a model's item written, and an item read back into its model, before and now."""
+    rows = []
+    for kind in KINDS:
+        if not held[kind]["now"]:
+            continue
+        model: type[Profile | OrderRecord] = OrderRecord if kind == ORDER else Profile
+        models = [model.model_validate(from_item(item)) for item in held[kind]["now"]]
+        figures = [_per_item(write, models) for write in (before_item, now_item)]
+        figures += [_per_item(partial(_read, model), held[kind][encoding]) for encoding in ("before", "now")]
+        rows.append([kind, *(f"{figure:.0f}" for figure in figures)])
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shoppers", type=int, default=SHOPPERS)
@@ -142,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Item sizes after bench/profile_events.py's workload ({args.shoppers} shoppers, {args.browsers} browsers, "
           f"seed {SEED}); before = main's plain compact item, now = as stored")
     figures = report(held)
+    print("\n  CPU, microseconds an item (best of 5 rounds over the workload's items, this machine): an item from its "
+          "model, and back")
+    print(table(["item", "write before", "write now", "read before", "read now"], cpu(held)))
     print(f"\n(item sizes ran in {time.perf_counter() - started:.0f} s)")
     record("item_sizes", figures, args.results)
     return 0
