@@ -480,11 +480,28 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
     return run
 
 
-class EveryChangeATransaction(DynamoProfileRepository):
+class UnpackedItems(DynamoProfileRepository):
+    """BEFORE the compact lane (issue 12; main at 4759afa), kept to be measured against: ours, but a profile item
+    holds its fields each as an attribute (those at their defaults left out) and an order record every field, none
+    packed into one deflated attribute (crm.adapters.items.to_packed_item)."""
+
+    def _profile_item(self, workspace_id: str, profile: Profile) -> Item:
+        if self.profile_defaults:
+            return super()._profile_item(workspace_id, profile)
+        return to_compact_item(keys.profile(workspace_id, profile.profile_id), "profile", profile,
+                               **keys.workspace_index(workspace_id, profile.profile_id))
+
+    def _order_item(self, workspace_id: str, record: OrderRecord) -> Item:
+        return to_item(keys.order(workspace_id, record.store_id, record.order_id), "order", record,
+                       version=record.version)
+
+
+class EveryChangeATransaction(UnpackedItems):
     """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
     or order's too, in one TransactWriteItems, and profiles without the event digests and order states that
-    writing guard last adds, every field of a profile written; and each activity's marker item, which ours no
-    longer writes (its timeline line is its marker), here in a transaction after the change's: the same units."""
+    writing guard last adds, every field of a profile and of an order record written, none packed; and each
+    activity's marker item, which ours no longer writes (its timeline line is its marker), here in a transaction
+    after the change's: the same units."""
 
     profile_defaults = True
 
@@ -500,20 +517,6 @@ class EveryChangeATransaction(DynamoProfileRepository):
             transact_write([{"Put": {"TableName": self.table, "Item": {k: serializer.serialize(v)
                                                                         for k, v in marker.items()}}}
                             for marker in markers], self.backoff)
-
-
-class UnpackedItems(DynamoProfileRepository):
-    """BEFORE the compact lane (issue 12; main at 4759afa), kept to be measured against: ours, but a profile item
-    holds its fields each as an attribute (those at their defaults left out) and an order record every field, none
-    packed into one deflated attribute (crm.adapters.items.to_packed_item)."""
-
-    def _profile_item(self, workspace_id: str, profile: Profile) -> Item:
-        return to_compact_item(keys.profile(workspace_id, profile.profile_id), "profile", profile,
-                               **keys.workspace_index(workspace_id, profile.profile_id))
-
-    def _order_item(self, workspace_id: str, record: OrderRecord) -> Item:
-        return to_item(keys.order(workspace_id, record.store_id, record.order_id), "order", record,
-                       version=record.version)
 
 
 class EveryFieldWritten(DynamoProfileRepository):

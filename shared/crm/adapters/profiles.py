@@ -42,9 +42,10 @@ def _write_change(writes: list[dict[str, Any]], backoff: Backoff) -> None:
 class DynamoProfileRepository:
     """Profiles, identities, orders, customer accounts, timelines; every write is guarded by what was read."""
 
-    # A profile is stored without its fields at their defaults. Most are, on most profiles (an anonymous browser's
-    # sums, counts and consent maps), and every profile write pays for the item's bytes: an anonymous profile fits
-    # in one write unit this way, not two. (True: every field written, as before issue 12; the bench measures it.)
+    # A profile is stored without its fields at their defaults, packed (crm.adapters.items.to_packed_item): most
+    # fields are at their defaults on most profiles, the rest deflates well, and every profile write pays for the
+    # item's bytes: a shopper fits in one write unit this way, not three. (True: every field written, as before
+    # issue 12; the bench measures it.)
     profile_defaults = False
     MOST_LINES_A_READ = 1000  # timeline lines one filtered query reads (timeline_of)
 
