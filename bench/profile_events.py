@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crm.adapters import clients, keys
-from crm.adapters.items import from_item, serializer, to_item
+from crm.adapters.items import Item, from_item, serializer, to_compact_item, to_item
 from crm.adapters.outbox_targets import bus_types
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.throttling import transact_write
@@ -480,11 +480,28 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
     return run
 
 
-class EveryChangeATransaction(DynamoProfileRepository):
+class UnpackedItems(DynamoProfileRepository):
+    """BEFORE the compact lane (issue 12; main at 4759afa), kept to be measured against: ours, but a profile item
+    holds its fields each as an attribute (those at their defaults left out) and an order record every field, none
+    packed into one deflated attribute (crm.adapters.items.to_packed_item)."""
+
+    def _profile_item(self, workspace_id: str, profile: Profile) -> Item:
+        if self.profile_defaults:
+            return super()._profile_item(workspace_id, profile)
+        return to_compact_item(keys.profile(workspace_id, profile.profile_id), "profile", profile,
+                               **keys.workspace_index(workspace_id, profile.profile_id))
+
+    def _order_item(self, workspace_id: str, record: OrderRecord) -> Item:
+        return to_item(keys.order(workspace_id, record.store_id, record.order_id), "order", record,
+                       version=record.version)
+
+
+class EveryChangeATransaction(UnpackedItems):
     """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
     or order's too, in one TransactWriteItems, and profiles without the event digests and order states that
-    writing guard last adds, every field of a profile written; and each activity's marker item, which ours no
-    longer writes (its timeline line is its marker), here in a transaction after the change's: the same units."""
+    writing guard last adds, every field of a profile and of an order record written, none packed; and each
+    activity's marker item, which ours no longer writes (its timeline line is its marker), here in a transaction
+    after the change's: the same units."""
 
     profile_defaults = True
 
@@ -567,8 +584,8 @@ def check_baseline(table_name: str, workspace_id: str, workload: Workload) -> st
 def merged_profiles(table_name: str) -> int:
     count = 0
     for page in harness("dynamodb").get_paginator("scan").paginate(TableName=table_name):
-        count += sum(1 for item in page["Items"] if item.get("entity", {}).get("S") == "profile"
-                     and "merged_into" in item)
+        count += sum(1 for item in map(from_item, page["Items"]) if item.get("entity") == "profile"
+                     and item.get("merged_into"))
     return count
 
 
@@ -647,6 +664,8 @@ class Results:
     before: TypeRun  # today's design at issue 12's start: every change a transaction
     baseline: TypeRun
     checks: tuple[str, str, str]
+    unpacked: TypeRun  # ours with items as main wrote them before the compact lane
+    unpacked_check: str
     merged: int
     folding: list[FoldRun]
     batching: Batching
@@ -657,6 +676,9 @@ def measure(bench: Bench, workload: Workload, batching: Batching) -> Results:
     repository = DynamoProfileRepository(table_name)
     stream = StreamTail(bench.provisioned.physical["Table"].attributes["StreamArn"])
     ours = run_design(bench, workload, lambda event, now: apply_event(repository, event, now), stream)
+    unpacked_table, _ = clone_table(f"{table_name}-unpacked", table_name)
+    unpacked_items = UnpackedItems(unpacked_table)
+    unpacked = run_design(bench, workload, lambda event, now: apply_event(unpacked_items, event, now), None)
     before_table, before_stream = clone_table(f"{table_name}-before", table_name)
     transactional = EveryChangeATransaction(before_table)
     before = run_design(bench, workload, lambda event, now: apply_event(transactional, event, now),
@@ -667,8 +689,9 @@ def measure(bench: Bench, workload: Workload, batching: Batching) -> Results:
     checks = (check_ours(repository, workspace_id, workload), check_ours(transactional, workspace_id, workload),
               check_baseline(bench.baseline.table, workspace_id, workload))
     merged = merged_profiles(table_name)
-    return Results(workload, ours, before, baseline, checks, merged, measure_folding(bench, workload, batching),
-                   batching)
+    return Results(workload, ours, before, baseline, checks, unpacked,
+                   check_ours(unpacked_items, workspace_id, workload), merged,
+                   measure_folding(bench, workload, batching), batching)
 
 
 # --- The report -----------------------------------------------------------------------------------------------
@@ -712,6 +735,13 @@ def print_types(r: Results) -> None:
     print(f"  checked: {r.checks[1]}")
     print("\n   ours/before per event type (lower is cheaper; time is moto's)")
     print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, r.before)))
+    print("\n   BEFORE the compact lane (main at 4759afa, same run, its own table): ours with a profile's fields each")
+    print("   an attribute (those at their defaults left out) and an order record's every field, none packed")
+    header, rows = operation_rows(r.unpacked)
+    print(table(header, rows))
+    print(f"  checked: {r.unpacked_check}")
+    print("\n   ours/unpacked per event type: profiles and order records packed into one deflated attribute")
+    print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, r.unpacked)))
     print("\n   baseline: append every event to its shopper's partition and recompute the profile from all of it")
     print("   (Query partition + PutItem event + PutItem profile; refunds/removals GetItem an order pointer first;")
     print("   no identity merge), on a fresh table")
@@ -821,6 +851,12 @@ def print_costs(r: Results) -> None:
           f"writes ${before_views:.2f} -> ${views:.2f},")
     print(f"  the upsert (DynamoDB) ${before_upsert:.2f} -> ${upsert:.2f}, total on REST "
           f"${sum(c for _, c, _ in before_lines):.2f} -> ${total:.2f}.")
+    unpacked_lines = monthly_lines(r.unpacked, r.batching.events_per_request)
+    unpacked_units = {name: cost for name, cost, _ in unpacked_lines if "profile upsert" in name}
+    print("  BEFORE the compact lane (items unpacked, same run): "
+          + ", ".join(f"{name.split(':')[0].removeprefix('DynamoDB ')} ${unpacked_units[name]:.2f} -> ${cost:.2f}"
+                      for name, cost, _ in lines if name in unpacked_units)
+          + f", the upsert (DynamoDB) ${sum(unpacked_units.values()):.2f} -> ${upsert:.2f}.")
     folded, main, single, before, *lines_apart = (product_view_cost(run) for run in r.folding)
     print(f"  Product views' DynamoDB (RRU + WRU) from 5b: ${before:.2f} before issue 12, ${main:.2f} ours with "
           f"every profile field written, ${single:.2f} one at a time, ${folded:.2f} folded as the snippet "
@@ -876,7 +912,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),
-                              **({"before": figures_of(before)} if before is not None else {}), **folded_figures},
+                              **({"before": figures_of(before)} if before is not None else {}), **folded_figures,
+                              "unpacked_items": figures_of(results.unpacked)},
            args.results)
     return 0
 

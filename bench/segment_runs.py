@@ -32,6 +32,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from crm.adapters import clients, keys
 from crm.adapters.items import plain_item, to_item, wire_key
+from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.segment_runs import DynamoSegmentRuns
 from crm.adapters.segments import DynamoSegmentStore, _profile_with_segments
 from crm.adapters.throttling import transact_write
@@ -435,9 +436,8 @@ class Workspace:
 
 
 def _profile_item(profile: Profile) -> Item:
-    """The profile as DynamoProfileRepository.commit writes it (with the workspace index's attributes)."""
-    ws, pid = profile.workspace_id, profile.profile_id
-    return to_item(keys.profile(ws, pid), "profile", profile, **keys.workspace_index(ws, pid))
+    """The profile as DynamoProfileRepository.commit writes it (packed, with the workspace index's attributes)."""
+    return DynamoProfileRepository("table")._profile_item(profile.workspace_id, profile)
 
 
 def populate(table_name: str, n: int, timeline: int | None, workspace_id: str = WORKSPACE) -> Workspace:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from crm.adapters.items import from_item
 
 from tests.builders import (
     compact,
@@ -112,15 +113,16 @@ def shopper_items(stack: LocalStack) -> dict[str, dict[str, Any]]:
 def comparable(items: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Profiles and records as they read, without processing moments and write counters."""
     kept = {}
-    for key, item in items.items():
-        entity = item["entity"]["S"]
+    for key, wire in items.items():
+        item = from_item(wire)  # a packed profile or order record unpacked (crm.adapters.items)
+        entity = item["entity"]
         if entity in {"privacy_request", "event"}:
             continue
         kept[key] = {name: value for name, value in item.items() if name not in {"updated_at", "revision", "created_at"}
                      or entity not in {"profile", "timeline"}}
         if entity == "profile" and "unwritten_orders" in item:  # each entry stamped when its order was written
-            kept[key]["unwritten_orders"] = sorted(item["unwritten_orders"]["M"])
-        if entity == "timeline" and item.get("type", {}).get("S") == "profile_merged":
+            kept[key]["unwritten_orders"] = sorted(item["unwritten_orders"])
+        if entity == "timeline" and item.get("type") == "profile_merged":
             kept[key] = {"type": "profile_merged"}  # stamped when the merge happened
     return kept
 

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import keys
 from crm.adapters.clients import client
-from crm.adapters.items import Item, from_item, serializer, to_compact_item, to_item, wire_key
+from crm.adapters.items import Item, from_item, serializer, to_item, to_packed_item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
 from crm.adapters.timeline_items import (
     activities_in,
@@ -51,9 +51,10 @@ def _write_change(writes: list[dict[str, Any]], backoff: Backoff) -> None:
 class DynamoProfileRepository:
     """Profiles, identities, orders, customer accounts, timelines; every write is guarded by what was read."""
 
-    # A profile is stored without its fields at their defaults. Most are, on most profiles (an anonymous browser's
-    # sums, counts and consent maps), and every profile write pays for the item's bytes: an anonymous profile fits
-    # in one write unit this way, not two. (True: every field written, as before issue 12; the bench measures it.)
+    # A profile is stored without its fields at their defaults, packed (crm.adapters.items.to_packed_item): most
+    # fields are at their defaults on most profiles, the rest deflates well, and every profile write pays for the
+    # item's bytes: a shopper fits in one write unit this way, not three. (True: every field written, as before
+    # issue 12; the bench measures it.)
     profile_defaults = False
     # The lines of a folded /track request's activities are written as one item a profile (crm.adapters.
     # timeline_items). (False: a line an item, as before issue 12's viewlines lane; the bench measures it.)
@@ -191,9 +192,7 @@ class DynamoProfileRepository:
             writes.append(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         if change.order is not None:
             record, version = change.order
-            writes.append(self._guarded_put(
-                to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
-                "version", version))
+            writes.append(self._guarded_put(self._order_item(ws, record), "version", version))
         if change.customer is not None:
             writes.append(self._customer_put(ws, *change.customer))
         writes += [self._link_put(ws, link) for link in change.identities]
@@ -281,14 +280,19 @@ class DynamoProfileRepository:
             self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         self._put_lines(ws, change.timeline)
         record, version = change.order
-        self._put(self._guarded_put(
-            to_item(keys.order(ws, record.store_id, record.order_id), "order", record, version=record.version),
-            "version", version))
+        self._put(self._guarded_put(self._order_item(ws, record), "version", version))
 
     def _profile_item(self, workspace_id: str, profile: Profile) -> Item:
-        form = to_item if self.profile_defaults else to_compact_item
-        return form(keys.profile(workspace_id, profile.profile_id), "profile", profile,
-                    **keys.workspace_index(workspace_id, profile.profile_id))
+        key = keys.profile(workspace_id, profile.profile_id)
+        index = keys.workspace_index(workspace_id, profile.profile_id)
+        if self.profile_defaults:
+            return to_item(key, "profile", profile, **index)
+        # Packed (crm.adapters.items): what the guards name stays an attribute of its own.
+        return to_packed_item(key, "profile", profile, kept=("revision",), **index)
+
+    def _order_item(self, workspace_id: str, record: OrderRecord) -> Item:
+        return to_packed_item(keys.order(workspace_id, record.store_id, record.order_id), "order", record,
+                              version=record.version)
 
     def _guarded_put(self, item: Item, attribute: str, expected: str | int | None) -> dict[str, Any]:
         put: dict[str, Any] = {"TableName": self.table, "Item": item}

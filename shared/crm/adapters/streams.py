@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
-_deserializer = TypeDeserializer()
+from crm.adapters.items import from_item
 
 
 def image(record: Mapping[str, Any], name: str) -> dict[str, Any] | None:
-    """The record's ``NewImage`` or ``OldImage`` as plain values; None when the record has none."""
+    """The record's ``NewImage`` or ``OldImage`` as plain values (a packed item unpacked, crm.adapters.items); None
+    when the record has none."""
     wire = record.get("dynamodb", {}).get(name)
-    return {k: _deserializer.deserialize(v) for k, v in wire.items()} if wire else None
+    return from_item(wire) if wire else None
 
 
 def images(records: Iterable[Mapping[str, Any]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import keys
 from crm.adapters.clients import client, query_items
+from crm.adapters.items import PACKED, from_item
 from crm.adapters.throttling import BATCH_GET_KEYS, DEFAULT_BACKOFF, Backoff, batch_get
 
 Item = dict[str, Any]
@@ -80,14 +81,15 @@ def backfill(table: str) -> int:
     sets only the two attributes, on an item that still exists (a profile erased meanwhile is left alone),
     and a profile written meanwhile carries them already. ``crm profiles index`` runs it."""
     request: dict[str, Any] = {
-        "TableName": table, "ProjectionExpression": "pk, sk, workspace_id, profile_id",
+        "TableName": table, "ProjectionExpression": f"pk, sk, workspace_id, profile_id, {PACKED}",
         "FilterExpression": "sk = :profile AND attribute_not_exists(ws_bucket)",
         "ExpressionAttributeValues": {":profile": {"S": keys.PROFILE_SK}}}
     indexed = 0
     while True:
         answer = client("dynamodb").scan(**request)
         for item in answer.get("Items", []):
-            attributes = keys.workspace_index(item["workspace_id"]["S"], item["profile_id"]["S"])
+            ids = from_item(item)  # a packed profile holds its ids in PACKED (crm.adapters.items)
+            attributes = keys.workspace_index(str(ids["workspace_id"]), str(ids["profile_id"]))
             try:
                 client("dynamodb").update_item(
                     TableName=table, Key={"pk": item["pk"], "sk": item["sk"]},
