@@ -219,7 +219,8 @@ def test_an_order_removed_after_its_profile_merged_stops_counting_in_the_dates_r
 
 def test_of_an_orders_line_on_a_merged_profile_and_its_survivor_at_one_version_the_survivors_is_read() -> None:
     """A refund or a removal rewrites the line at the same version on the survivor, which has the smaller id:
-    whichever order the copies are read in, the survivor's is the one kept (reports, the customer page, dates)."""
+    whichever order the copies are read in, the survivor's is kept (recomputed dates, the customer's timeline, a
+    privacy export)."""
     def line(profile_id: str, counted: bool) -> TimelineEntry:
         return TimelineEntry(workspace_id=WS, profile_id=profile_id, store_id="st_a", occurred_at=BASE, type="order",
                              ref="st_a:2-2", summary={"version": "v1", "counted": counted, "net": "0.00"})
