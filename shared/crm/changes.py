@@ -579,9 +579,18 @@ def distinct_entries(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
     for entry in entries:
         key = (entry.type, entry.ref)
         held = newest.get(key)
-        if held is None or str(entry.summary.get("version", "")) > str(held.summary.get("version", "")):
+        if held is None or _written_later(entry, held):
             newest[key] = entry
     return [entry for entry in entries if newest[(entry.type, entry.ref)] is entry]
+
+
+def _written_later(entry: TimelineEntry, other: TimelineEntry) -> bool:
+    """Whether ``entry`` is the later copy of ``other``'s line. A refund or a removal rewrites an order's line at
+    the same version (it may stop counting), on the profile the order is on by then: a merge's survivor, which
+    has the smaller id (crm.changes._target keeps the smallest), so the id decides whatever order they are read
+    in."""
+    version, other_version = str(entry.summary.get("version", "")), str(other.summary.get("version", ""))
+    return version > other_version or (version == other_version and entry.profile_id < other.profile_id)
 
 
 def counted_order_dates(entries: Sequence[TimelineEntry], exclude_ref: str) -> list[datetime]:
