@@ -258,6 +258,10 @@ class CounterWrites:
         return sum(chance * write_units(self.item_bytes_before[flow]) for flow, chance in self.chance.items())
 
     @property
+    def per_batch_before(self) -> Counts:
+        return {**self.per_batch, ("unit", "wru"): self.wru_per_batch_before}
+
+    @property
     def per_batch(self) -> Counts:
         return {("req", "dynamodb", "UpdateItem"): sum(self.chance.values()),
                 ("unit", "wru"): sum(chance * write_units(self.item_bytes[flow])
@@ -621,10 +625,11 @@ DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; bat
 # The month is priced three ways: today's baseline as measured; this design with its counters written per
 # delivery (issue 12's fifth pass: one UpdateItem of each counting delivery, 1 WRU as the meter prices it); and
 # with them written per batch (crm.flows.batch_counts), at each flow's fullest item.
-PRICED = ("today", "per_delivery", "held")
+PRICED = ("today", "per_delivery", "long_names", "held")
 PRICED_LABELS = {"today": DESIGN_LABELS["today"],
                  "per_delivery": "counters per delivery (fifth pass)",
-                 "held": "after: counters per batch"}
+                 "long_names": "before: counters per batch, long names",
+                 "held": "after: counters per batch, short names"}
 
 
 def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] = REFERENCE_MONTH,
@@ -635,6 +640,7 @@ def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] =
     one_write: Counts = {("req", "dynamodb", "UpdateItem"): 1.0, ("unit", "wru"): 1.0}
     return {"today": (dict(kinds["today"]), dict(month)),
             "per_delivery": ({**ours, COUNTER_FLUSH: one_write}, {**month, COUNTER_FLUSH: writes.deliveries}),
+            "long_names": ({**ours, COUNTER_FLUSH: writes.per_batch_before}, {**month, COUNTER_FLUSH: writes.batches}),
             "held": ({**ours, COUNTER_FLUSH: writes.per_batch}, {**month, COUNTER_FLUSH: writes.batches})}
 
 
@@ -708,7 +714,8 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
         print(f"| {lines[-1].component} | " + " | ".join(str(line.dollars) for line in lines) + " |")
     total = {design: next(line.dollars for line in lines if line.component == "total, infrastructure")
              for design, lines in costs.items()}
-    print(f"\nflows' own requests, reference store: ${total['held']} per month (counters per delivery "
+    print(f"\nflows' own requests, reference store: ${total['held']} per month (long counter names, before: "
+          f"${total['long_names']}; counters per delivery "
           f"${total['per_delivery']}; today's design ${total['today']})")
 
 

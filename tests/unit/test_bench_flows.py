@@ -181,6 +181,9 @@ def test_the_designs_priced_differ_only_in_the_counters_writes(bench: ModuleType
     assert per_delivery[1][bench.COUNTER_FLUSH] == writes.deliveries
     assert held[1][bench.COUNTER_FLUSH] == writes.batches
     assert held[0][bench.COUNTER_FLUSH] == writes.per_batch
+    long_names = designs["long_names"]  # the labelled before: the same writes at the long names' item sizes
+    assert long_names[1] == held[1] and long_names[0]["email"] == kinds["held"]["email"]
+    assert long_names[0][bench.COUNTER_FLUSH]["unit", "wru"] > writes.per_batch["unit", "wru"]
 
 
 def test_a_design_writing_counters_per_batch_leaves_them_out_of_the_measured_steps(bench: ModuleType) -> None:
