@@ -37,7 +37,7 @@ from backtest import REACHABLE_VIEWS
 from cost import SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
 from crm import wiring
 from crm.adapters import clients, keys
-from crm.adapters.flow_stats import CARRIED_PREFIX, COUNTER_PREFIX
+from crm.adapters.flow_stats import CARRIED_PREFIX, COUNTER_PREFIX, counter_attribute
 from crm.adapters.items import Item, wire_key
 from crm.clock import utc_now
 from crm.flows.actions import ExitReason
@@ -198,10 +198,17 @@ _MESSAGE_COUNTERS = (CounterName.BOUNCED, CounterName.OPENED, CounterName.CLICKE
                      CounterName.RECOVERED_REVENUE)
 
 
-def fullest_counter_item(workspace_id: str, flow_id: str, definition: FlowDefinition) -> Item:
+def long_counter_attribute(own: tuple[str, str], row: tuple[str, str], name: str) -> str:
+    """BEFORE (labelled): a counter's attribute as add_rows named it before the short names (counter_names)."""
+    return f"{COUNTER_PREFIX}{name}" if row == own else f"{CARRIED_PREFIX}{row[0]}|{row[1]}|{name}"
+
+
+def fullest_counter_item(workspace_id: str, flow_id: str, definition: FlowDefinition,
+                         attribute: Callable[[tuple[str, str], tuple[str, str], str], str] = counter_attribute) -> Item:
     """A flow's counters item at its fullest: every counter the flow can have on a day (each skip and exit reason
     its steps can give, every message event and conversion), every row carried on the first step row's item, as
-    ``DynamoFlowCounters.add_rows`` writes them; counts of 4 digits, revenue of 7. A batch's write lands on one
+    ``DynamoFlowCounters.add_rows`` writes them (``attribute``: its names; ``long_counter_attribute`` the
+    labelled before); counts of 4 digits, revenue of 7. A batch's write lands on one
     item, and over a day that item gathers the rows the batches carried on it: this bounds its size."""
     exits = sorted(_exit_reasons(definition))
     rows: dict[tuple[str, str], set[str]] = {(ALL_STEPS, ALL_STEPS): {
@@ -225,10 +232,9 @@ def fullest_counter_item(workspace_id: str, flow_id: str, definition: FlowDefini
                   "entity": {"S": "flow_counters"}, "workspace_id": {"S": workspace_id}, "flow_id": {"S": flow_id},
                   "day": {"S": day}, "step_id": {"S": carrier[0]}, "variant": {"S": carrier[1]}}
     for row, names in rows.items():
-        prefix = COUNTER_PREFIX if row == carrier else f"{CARRIED_PREFIX}{row[0]}|{row[1]}|"
         for name in names:
             value = "99999.99" if "revenue" in name else "9999"
-            item[f"{prefix}{name}"] = {"N": value}
+            item[attribute(carrier, row, name)] = {"N": value}
     return item
 
 
@@ -245,6 +251,15 @@ class CounterWrites:
     chance: Mapping[str, float]  # flow -> chance a batch counts on it
     item_bytes: Mapping[str, int]
     deliveries: int
+    item_bytes_before: Mapping[str, int]  # BEFORE (labelled): the fullest items with long counter names
+
+    @property
+    def wru_per_batch_before(self) -> float:
+        return sum(chance * write_units(self.item_bytes_before[flow]) for flow, chance in self.chance.items())
+
+    @property
+    def per_batch_before(self) -> Counts:
+        return {**self.per_batch, ("unit", "wru"): self.wru_per_batch_before}
 
     @property
     def per_batch(self) -> Counts:
@@ -258,7 +273,9 @@ def counter_writes(month: Mapping[str, int], per_batch: float) -> CounterWrites:
     return CounterWrites(batches=messages / per_batch, chance=flows_per_batch(FLOW_MIX, messages, per_batch),
                          item_bytes={flow: item_size(fullest_counter_item(_WORKSPACE_ID, flow, BUILTIN_FLOWS[flow]))
                                      for flow in FLOW_MIX},
-                         deliveries=sum(sum(kinds.values()) for kinds in FLOW_MIX.values()))
+                         deliveries=sum(sum(kinds.values()) for kinds in FLOW_MIX.values()),
+                         item_bytes_before={flow: item_size(fullest_counter_item(
+                             _WORKSPACE_ID, flow, BUILTIN_FLOWS[flow], long_counter_attribute)) for flow in FLOW_MIX})
 
 
 @dataclass(frozen=True)
@@ -608,10 +625,11 @@ DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; bat
 # The month is priced three ways: today's baseline as measured; this design with its counters written per
 # delivery (issue 12's fifth pass: one UpdateItem of each counting delivery, 1 WRU as the meter prices it); and
 # with them written per batch (crm.flows.batch_counts), at each flow's fullest item.
-PRICED = ("today", "per_delivery", "held")
+PRICED = ("today", "per_delivery", "long_names", "held")
 PRICED_LABELS = {"today": DESIGN_LABELS["today"],
                  "per_delivery": "counters per delivery (fifth pass)",
-                 "held": "after: counters per batch"}
+                 "long_names": "before: counters per batch, long names",
+                 "held": "after: counters per batch, short names"}
 
 
 def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] = REFERENCE_MONTH,
@@ -622,6 +640,7 @@ def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] =
     one_write: Counts = {("req", "dynamodb", "UpdateItem"): 1.0, ("unit", "wru"): 1.0}
     return {"today": (dict(kinds["today"]), dict(month)),
             "per_delivery": ({**ours, COUNTER_FLUSH: one_write}, {**month, COUNTER_FLUSH: writes.deliveries}),
+            "long_names": ({**ours, COUNTER_FLUSH: writes.per_batch_before}, {**month, COUNTER_FLUSH: writes.batches}),
             "held": ({**ours, COUNTER_FLUSH: writes.per_batch}, {**month, COUNTER_FLUSH: writes.batches})}
 
 
@@ -695,7 +714,8 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
         print(f"| {lines[-1].component} | " + " | ".join(str(line.dollars) for line in lines) + " |")
     total = {design: next(line.dollars for line in lines if line.component == "total, infrastructure")
              for design, lines in costs.items()}
-    print(f"\nflows' own requests, reference store: ${total['held']} per month (counters per delivery "
+    print(f"\nflows' own requests, reference store: ${total['held']} per month (long counter names, before: "
+          f"${total['long_names']}; counters per delivery "
           f"${total['per_delivery']}; today's design ${total['today']})")
 
 
@@ -703,14 +723,19 @@ def print_counter_writes(writes: CounterWrites) -> None:
     print(f"\ncounter writes ({COUNTER_FLUSH}): {writes.batches:,.0f} batches a month of {RECORDS_PER_BATCH:.1f} "
           f"messages; the month's counting deliveries by flow: " + ", ".join(
               f"{flow.removeprefix('builtin:')} {sum(kinds.values()):,}" for flow, kinds in FLOW_MIX.items()))
-    print("\n| flow | counted on in a batch | fullest item | WRU a write |\n|---|--:|--:|--:|")
+    print("\n| flow | counted on in a batch | fullest item, before: long names | WRU a write | fullest item, after: "
+          "short names | WRU a write |\n|---|--:|--:|--:|--:|--:|")
     for flow, chance in writes.chance.items():
-        print(f"| {flow} | {chance:.2f} | {writes.item_bytes[flow]:,} B | {write_units(writes.item_bytes[flow]):.0f} |")
+        before, after = writes.item_bytes_before[flow], writes.item_bytes[flow]
+        print(f"| {flow} | {chance:.2f} | {before:,} B | {write_units(before):.0f} | {after:,} B | "
+              f"{write_units(after):.0f} |")
     batch = writes.per_batch
     writes_a_batch, wru_a_batch = batch["req", "dynamodb", "UpdateItem"], batch["unit", "wru"]
     print(f"\nper batch: {writes_a_batch:.2f} writes, {wru_a_batch:.2f} WRU; a month: "
           f"{writes.batches * writes_a_batch / 1e6:.2f}M writes, {writes.batches * wru_a_batch / 1e6:.2f}M WRU "
-          f"(per delivery: {writes.deliveries / 1e6:.2f}M writes, {writes.deliveries / 1e6:.2f}M WRU at 1 a write)")
+          f"(per delivery: {writes.deliveries / 1e6:.2f}M writes, {writes.deliveries / 1e6:.2f}M WRU at 1 a write; "
+          f"before, long names: {writes.wru_per_batch_before:.2f} WRU a batch, "
+          f"{writes.batches * writes.wru_per_batch_before / 1e6:.2f}M WRU a month)")
 
 
 def main() -> int:

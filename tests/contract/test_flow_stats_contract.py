@@ -232,6 +232,35 @@ def test_a_deliverys_rows_are_one_write_on_its_first_step_row(provisioned: Provi
         (DAY, ALL_STEPS, ALL_STEPS): {"entered": Decimal(1), "completed": Decimal(1)},
         (DAY, "wait_4h", ALL_STEPS): {"recipients": Decimal(1)}, (DAY, "email_1", "ab:0"): {"sent": Decimal(1)}}
 
+
+
+@pytest.mark.integration
+def test_items_written_with_long_names_add_up_with_the_short_names_written_now(provisioned: Provisioned) -> None:
+    """Items written before hold ``n:<name>`` and ``o:<step>|<variant>|<name>``: a day's counts sum both; what is
+    written now is short (a name the short form cannot hold, with a ``|``, long)."""
+    table = provisioned.outputs["TableName"]
+    counters = DynamoFlowCounters(table)
+    key = keys.flow_counters(WS, FLOW, DAY.isoformat(), "email_1", ALL_STEPS)
+    boto3.client("dynamodb").put_item(TableName=table, Item={
+        "pk": {"S": key["pk"]}, "sk": {"S": key["sk"]}, "entity": {"S": "flow_counters"},
+        "workspace_id": {"S": WS}, "flow_id": {"S": FLOW}, "day": {"S": DAY.isoformat()},
+        "step_id": {"S": "email_1"}, "variant": {"S": ALL_STEPS}, "n:sent": {"N": "4"},
+        "o:-|-|exited:exit_event:OrderPlaced": {"N": "2"}, "o:wait_4h|-|recipients": {"N": "3"}})
+    counters.add_rows(WS, FLOW, DAY, {("email_1", ALL_STEPS): {"sent": 1, "odd|name": 1},
+                                      (ALL_STEPS, ALL_STEPS): {"exited:exit_event:OrderPlaced": 1, "entered": 1},
+                                      ("wait_4h", ALL_STEPS): {"recipients": 5},
+                                      ("split", "split:1"): {"recipients": 1}})
+    assert _held(counters, DAY, DAY) == {
+        (DAY, ALL_STEPS, ALL_STEPS): {"exited:exit_event:OrderPlaced": Decimal(3), "entered": Decimal(1)},
+        (DAY, "email_1", ALL_STEPS): {"sent": Decimal(5), "odd|name": Decimal(1)},
+        (DAY, "wait_4h", ALL_STEPS): {"recipients": Decimal(8)}, (DAY, "split", "split:1"): {"recipients": Decimal(1)}}
+    [item] = boto3.client("dynamodb").query(
+        TableName=table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": keys.flow_counters_pk(WS, FLOW)}})["Items"]
+    assert {name for name in item if "|" in name or ":" in name} == {
+        "n:sent", "o:-|-|exited:exit_event:OrderPlaced", "o:wait_4h|-|recipients",  # as written before
+        "|s", "n:odd|name", "-|EOrderPlaced", "-|e", "wait_4h|n", "split|split:1|n"}
+
 # --- Attributions ---------------------------------------------------------------------------------------
 
 def attributed(order_id: str = "o1", message_id: str = "m1", revenue: str = "78.10") -> Attribution:

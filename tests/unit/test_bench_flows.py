@@ -162,9 +162,13 @@ def test_the_fullest_item_holds_every_row_on_the_first_step_rows_item(bench: Mod
     flow = bench.ABANDONED_CHECKOUT
     item = bench.fullest_counter_item("ws", flow, bench.BUILTIN_FLOWS[flow])
     assert item["sk"]["S"].endswith("#email_1#-")  # email_1 < email_2 < wait_24h < wait_4h
-    assert "n:sent" in item and "o:email_2|-|sent" in item and "o:-|-|entered" in item
-    assert "o:wait_4h|-|exited:exit_event:OrderPlaced" in item and "o:-|-|exited:superseded" in item
-    assert bench.item_size(item) > 1024  # priced at 2 WRU a write, as DynamoDB bills an item past 1 KB
+    assert "|s" in item and "email_2|s" in item and "-|e" in item  # sent, email_2's sent, entered
+    assert "wait_4h|EOrderPlaced" in item and "-|S" in item  # exited:exit_event:OrderPlaced, exited:superseded
+    assert bench.item_size(item) < 1024  # 1 WRU a write
+    before = bench.fullest_counter_item("ws", flow, bench.BUILTIN_FLOWS[flow], bench.long_counter_attribute)
+    assert "n:sent" in before and "o:email_2|-|sent" in before and "o:wait_4h|-|exited:exit_event:OrderPlaced" in before
+    assert len(before) == len(item)  # the same counters, named long
+    assert bench.item_size(before) > 1024  # priced at 2 WRU a write, as DynamoDB bills an item past 1 KB
 
 
 def test_the_designs_priced_differ_only_in_the_counters_writes(bench: ModuleType) -> None:
@@ -177,6 +181,9 @@ def test_the_designs_priced_differ_only_in_the_counters_writes(bench: ModuleType
     assert per_delivery[1][bench.COUNTER_FLUSH] == writes.deliveries
     assert held[1][bench.COUNTER_FLUSH] == writes.batches
     assert held[0][bench.COUNTER_FLUSH] == writes.per_batch
+    long_names = designs["long_names"]  # the labelled before: the same writes at the long names' item sizes
+    assert long_names[1] == held[1] and long_names[0]["email"] == kinds["held"]["email"]
+    assert long_names[0][bench.COUNTER_FLUSH]["unit", "wru"] > writes.per_batch["unit", "wru"]
 
 
 def test_a_design_writing_counters_per_batch_leaves_them_out_of_the_measured_steps(bench: ModuleType) -> None:

@@ -5,8 +5,8 @@ Each write that must count once is a condition DynamoDB checks, so a redelivered
 event or two invocations racing count nothing twice:
 
 - a message record: put if absent; each event type set once (``attribute_not_exists(events.#type)``);
-- counters: one item per flow, day, step and variant, ``ADD`` per name (attributes ``n:<name>``), the rows one
-  batch counted on written as one item's update;
+- counters: one item per flow, day, step and variant, ``ADD`` per name (short attribute names,
+  crm.adapters.counter_names), the rows one batch counted on written as one item's update;
 - an attribution: put if absent on the order's key; a refund adds once per refund id (``NOT contains``);
 - an A/B winner: put if absent, then whoever lost the race reads the stored one.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from crm.adapters import keys
+from crm.adapters import counter_names, keys
 from crm.adapters.clients import client, put_if_absent, query_items
 from crm.adapters.items import Item, wire_key
 from crm.adapters.ses import tag_value
@@ -28,11 +28,11 @@ from crm.adapters.throttling import batch_write
 from crm.config import settings
 from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEvent, MessageEventType, MessageRecord
 
-# A counter is its own attribute, named after the counter: ADD needs a top-level (or existing) path, and the
-# prefix keeps counters apart from the item's other attributes.
+# A counter is its own attribute (ADD needs a top-level or existing path), named short (counter_names.short_name).
+# The long form, written before and read still: ``n:<name>`` the item's own row's counter, and another row's
+# carried on it ``o:<step>|<variant>|<name>`` (step ids and variants hold no ``|``); written yet for what the
+# short form cannot hold (a name with a ``|``).
 COUNTER_PREFIX = "n:"
-# Another row's counter, written with this item's (DynamoFlowCounters.add_rows): ``o:<step>|<variant>|<name>``
-# (step ids and variants hold no ``|``).
 CARRIED_PREFIX = "o:"
 # Above every character a step id or a variant holds: the end of a day's sort keys.
 _END_OF_DAY = "#\uffff"
@@ -159,11 +159,12 @@ class DynamoFlowCounters:
 
     A delivery counts on the flow-wide row and a step's (a run's entry and its first wait, a send, an open):
     rows written together are one item's update, the first step row's (its ``carrier``), the other rows'
-    counters carried on it as ``o:<step>|<variant>|<name>`` beside its own ``n:<name>``. A flow-wide item is
+    counters carried on it beside its own (``counter_attribute``: short names). A flow-wide item is
     then written only by what counts on it alone (a batch that counted on no step of the flow). An item gathers
-    the rows carried on it over a day: at a built-in flow's fullest up to 1.8 KB, two write units a write
-    (docs/flow-runs.md says why that is kept).
-    The read sums every counter into the row it names, carried or not (items written before are read alike)."""
+    the rows carried on it over a day: at a built-in flow's fullest under 1 KB, one write unit a write
+    (docs/flow-runs.md).
+    The read sums every counter into the row it names, carried or not, short or long (items written before,
+    with long names, are read alike)."""
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table = table_name or settings().table_name
@@ -181,10 +182,9 @@ class DynamoFlowCounters:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         for row, counts in counted.items():
-            prefix = COUNTER_PREFIX if row == (step_id, variant) else f"{CARRIED_PREFIX}{row[0]}|{row[1]}|"
             for name, value in counts.items():
                 index = len(names)
-                names[f"#n{index}"] = f"{prefix}{name}"
+                names[f"#n{index}"] = counter_attribute((step_id, variant), row, name)
                 values[f":n{index}"] = _number(value)
         values |= {":ws": {"S": workspace_id}, ":flow": {"S": flow_id}, ":day": {"S": day.isoformat()},
                    ":step": {"S": step_id}, ":variant": {"S": variant}, ":entity": {"S": "flow_counters"}}
@@ -209,17 +209,34 @@ class DynamoFlowCounters:
             if item.get("entity", {}).get("S") != "flow_counters":
                 continue
             day = date.fromisoformat(item["day"]["S"])
+            own = item["step_id"]["S"], item["variant"]["S"]
             for attribute, value in item.items():
-                if attribute.startswith(COUNTER_PREFIX):
-                    step_id, variant, name = item["step_id"]["S"], item["variant"]["S"], attribute[len(COUNTER_PREFIX):]
-                elif attribute.startswith(CARRIED_PREFIX):
-                    step_id, variant, name = attribute[len(CARRIED_PREFIX):].split("|", 2)
-                else:
+                counter = _counter(own, attribute)
+                if counter is None:
                     continue
+                step_id, variant, name = counter
                 held = totals.setdefault((day, step_id, variant), {})
                 held[name] = held.get(name, Decimal(0)) + Decimal(value["N"])
         return [CounterRow(workspace_id=workspace_id, flow_id=flow_id, day=day, step_id=step_id, variant=variant,
                            counts=counts) for (day, step_id, variant), counts in sorted(totals.items())]
+
+
+def counter_attribute(own: tuple[str, str], row: tuple[str, str], name: str) -> str:
+    """The attribute of ``row``'s counter ``name`` on the item of row ``own``: short, else the long form."""
+    short = counter_names.short_name(own, row, name)
+    if short is not None:
+        return short
+    return f"{COUNTER_PREFIX}{name}" if row == own else f"{CARRIED_PREFIX}{row[0]}|{row[1]}|{name}"
+
+
+def _counter(own: tuple[str, str], attribute: str) -> tuple[str, str, str] | None:
+    """(step, variant, name) of a counter attribute of the item of row ``own``, in either form; None if not one."""
+    if attribute.startswith(COUNTER_PREFIX):
+        return own[0], own[1], attribute[len(COUNTER_PREFIX):]
+    if attribute.startswith(CARRIED_PREFIX):
+        step_id, variant, name = attribute[len(CARRIED_PREFIX):].split("|", 2)
+        return step_id, variant, name
+    return counter_names.parse(own, attribute)
 
 
 def _carrier(rows: Mapping[tuple[str, str], object]) -> tuple[str, str]:
