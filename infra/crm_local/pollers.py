@@ -8,6 +8,7 @@ and the request through botocore and moto's server cost more than the read.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -36,6 +37,13 @@ LOCAL_RETRY_DELAY_SECONDS = 0
 def _queue_url(sqs: Any, arn: str) -> str:
     account, name = arn.split(":")[4:6]
     return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+
+
+def _stream_json(value: object) -> object:
+    """A stream record's values as Lambda's JSON event carries them: Binary (a packed item's) as base64 text."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return epoch_seconds(value)
 
 
 class Poller(threading.Thread):
@@ -190,7 +198,7 @@ class StreamPoller(Poller):
     def _get_records(self, iterator: str) -> dict[str, Any]:
         region, account = self.arn.split(":")[3:5]
         answer = dynamodbstreams_backends[account][region].get_records(iterator, self.batch_size)
-        wire: dict[str, Any] = json.loads(json.dumps(answer, default=epoch_seconds))
+        wire: dict[str, Any] = json.loads(json.dumps(answer, default=_stream_json))
         return wire
 
     def _poll_shard(self, shard_id: str, iterator: str) -> bool:
