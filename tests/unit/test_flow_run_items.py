@@ -72,6 +72,27 @@ def test_a_checkout_run_that_sent_twice_reads_back_and_is_under_a_kilobyte_where
     assert _size(item) <= 1024 < _size(_before(run))
 
 
+def test_a_post_purchase_run_that_sent_its_thanks_and_review_is_under_a_kilobyte_where_before_it_was_over() -> None:
+    lines = tuple(LineItem(title=f"Linen shirt, {colour}", price="64.00", product_id=f"71234567890{n}",
+                           sku=f"LS-{colour.upper()}-L", image_url=f"https://cdn.shopify.com/s/files/1/ls-{colour}.jpg")
+                  for n, colour in enumerate(("white", "sage")))
+    order = OrderPlaced(event_id=f"OrderPlaced:{WS}:st_01JDQ3V:5123456789012", workspace_id=WS, profile_id=PROFILE,
+                        occurred_at=NOW, store_id="st_01JDQ3V", order_id="5123456789012", currency="USD",
+                        total_price="128.00", net_total="128.00", order_number="#1042", items=lines,
+                        checkout_token="a1b2c3d4e5f6", cart_token="c1d2e3f4")
+    steps = (StepRecord(step_id="thanks", outcome=StepOutcome.SENT, at=NOW, channel="email", message_id=EMAIL_ID),
+             StepRecord(step_id="fulfilled", outcome=StepOutcome.WAITED, at=NOW + timedelta(days=2)),
+             StepRecord(step_id="review", outcome=StepOutcome.SENT, at=NOW + timedelta(days=9), channel="email",
+                        message_id=EMAIL_ID))
+    flow = "builtin:post_purchase"
+    run = FlowRun(workspace_id=WS, flow_id=flow, flow_version=1, run_id=run_id_for(flow, order.event_id),
+                  profile_id=PROFILE, trigger_type="OrderPlaced", trigger_event_id=order.event_id,
+                  trigger=order.model_dump(mode="json"), entered_at=NOW, status=RunStatus.COMPLETED,
+                  ended_at=NOW + timedelta(days=9), steps=steps, revision=3)
+    assert run_of_item(run_item(run)) == run
+    assert _size(run_item(run)) <= 1024 < _size(_before(run))
+
+
 def test_what_is_packed_is_the_runs_json_without_its_defaults() -> None:
     started = _checkout_run()
     packed = unpack(run_item(started)[PACKED]["B"])

@@ -115,20 +115,20 @@ _DICTIONARY_1 = (
 # What every flow run repeats (crm.adapters.flow_runs): its field names, its step records', and its trigger's, an
 # event's detail (a checkout's lines the most). The likeliest strings last: deflate reaches them in fewer bits.
 _DICTIONARY_2 = (
-    b'"trigger":{"event_id":"OrderFulfilled:","order_id":"","order_number":"#","fulfillment_id":"","tracking_url":"'
-    b'"total_price":"","financial_status":"paid","line_items":[{"discount_codes":[],"segment_id":"","channels":['
-    b'"customer_id":"","email":"@","phone":"+1","from_browser":false,"consent_state":"subscribed","source":"'
-    b'"steps":[{"step_id":"wait","outcome":"waited","at":"20"},{"step_id":"split","outcome":"split","path":1},'
-    b'{"step_id":"tag","outcome":"tagged"},{"step_id":"","outcome":"skipped","reason":"smart_sending","at":"20'
-    b'"exit_reason":"exit_event:OrderPlaced","status":"exited","ended_at":"20","status":"completed","ended_at":"20'
-    b'"waiting_for":"OrderFulfilled","trigger_type":"OrderPlaced","trigger_type":"CheckoutStarted",'
+    b'"trigger_type":"OrderFulfilled","waiting_for":"OrderFulfilled","trigger_type":"OrderPlaced",'
+    b'"order_id":"","order_number":"#","net_total":"","total_price":"","paid":false,"checkout_token":"",'
+    b'"cart_token":"","segment_id":"","channels":["email","sms"],"from_browser":true,"product":{'
+    b'{"step_id":"thanks","outcome":"sent","at":"20"},{"step_id":"fulfilled","outcome":"waited","at":"20"},'
+    b'{"step_id":"review","outcome":"skipped","reason":"smart_sending","at":"20"},{"step_id":"wait_7d",'
+    b'"status":"exited","exit_reason":"exit_event:OrderPlaced","ended_at":"20","status":"completed","ended_at":"20'
     b'"items":[{"title":"","price":"","product_id":"","variant_id":"","sku":"","image_url":"https://cdn.shopify.com'
     b'/s/files/1/products/.jpg?v=","product_url":"https:///products/"},{"title":"","quantity":2,"price":"'
     b'"recovery_url":"https://.myshopify.com/checkouts//recover?key=","value":"","currency":"USD"'
     b'"store_id":"st_","checkout_id":"","occurred_at":"20","profile_id":"'
     b'{"workspace_id":"ws_","flow_id":"builtin:abandoned_checkout","flow_version":1,"run_id":"","profile_id":"'
-    b'"trigger_event_id":"CheckoutStarted:","trigger":{"event_id":"CheckoutStarted:","workspace_id":"ws_",'
-    b'"entered_at":"20","next_step":"email_1","wake_at":"20","revision":1}'
+    b'"trigger_type":"CheckoutStarted","trigger_event_id":"CheckoutStarted:ws_","trigger":{"event_id":"'
+    b'CheckoutStarted:ws_","workspace_id":"ws_","entered_at":"20","next_step":"email_2","wake_at":"20"'
+    b'{"step_id":"wait_4h","outcome":"waited","at":"20"},{"step_id":"wait_24h","outcome":"waited","at":"20'
     b'{"step_id":"email_1","outcome":"sent","at":"20","channel":"email","message_id":"0100019'
 )
 _DICTIONARIES = {1: _DICTIONARY_1, 2: _DICTIONARY_2}
