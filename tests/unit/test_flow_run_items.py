@@ -145,3 +145,14 @@ def test_any_run_reads_back_as_it_was_written(trigger: dict[str, Any], steps: li
     assert run_of_item(run_item(run)) == run
     assert run_of_item({name: {"B": base64.b64encode(value["B"]).decode()} if "B" in value else value
                         for name, value in run_item(run).items()}) == run
+
+
+def test_a_run_packed_against_the_flow_run_dictionary_reads_for_good() -> None:
+    # Runs stay in the table: the dictionary they were packed against must never change (a new one takes a new
+    # version byte). This one was packed when the flow-run dictionary was written.
+    assert unpack(base64.b64decode(_PACKED_BY_THE_FLOW_RUN_DICTIONARY)) == _ITS_JSON
+
+
+_ITS_JSON = (b'{"workspace_id":"ws_a","flow_id":"builtin:abandoned_checkout",'
+             b'"steps":[{"step_id":"email_1","outcome":"sent"}]}')
+_PACKED_BY_THE_FLOW_RUN_DICTIONARY = "AsMWx4nERzLITZD8SITramNrAQ=="
