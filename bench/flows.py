@@ -15,6 +15,7 @@ for a given stack; latencies are this machine's (moto-bound, polled queues) and 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from backtest import REACHABLE_VIEWS
 from cost import SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
 from crm import wiring
 from crm.adapters import clients, keys
+from crm.adapters.flow_runs import PACKED_RUN, run_item, run_of_item
 from crm.adapters.flow_stats import CARRIED_PREFIX, COUNTER_PREFIX, counter_attribute
 from crm.adapters.items import Item, wire_key
 from crm.clock import utc_now
@@ -56,6 +59,7 @@ from crm.models.flows import (
     Delay,
     EventTrigger,
     FlowDefinition,
+    FlowRun,
     SendEmail,
     SendSms,
     SkipReason,
@@ -366,6 +370,18 @@ def step_kinds(shapes: Mapping[str, Counts]) -> dict[str, Counts]:
 # --- (a), (b) measured on the local runtime ------------------------------------------------------------------------
 
 
+# shape -> the last step of each run item the flows function put -> (bytes stored, bytes as stored before)
+RunSizes = dict[str, dict[str, list[tuple[int, int]]]]
+
+
+def run_item_before(run: FlowRun) -> Item:
+    """A run's item as stored before (issue 12's flowrun lane): its whole JSON zlib-compressed and base64'd."""
+    packed = base64.b64encode(zlib.compress(run.model_dump_json().encode(), 9)).decode()
+    item = {**run_item(run), "run_z": {"S": packed}}
+    del item[PACKED_RUN]
+    return item
+
+
 def counter_write(service: str, operation: str, params: dict[str, Any]) -> bool:
     """An UpdateItem of a flow's counters item (keys.flow_counters)."""
     return service == "dynamodb" and operation == "UpdateItem" and "#FLOWSTATS#" in str(
@@ -386,6 +402,8 @@ class FlowsMeter(Meter):
         # The counters' writes left out (a design that writes them per batch: priced by counter_writes, since
         # the local poller's batches are not the month's)
         self.counters_apart = False
+        self.shape = ""  # the shape being measured, for run_sizes
+        self.run_sizes: RunSizes = {}
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **kwargs: Any) -> None:
         service, operation = model.service_model.service_name, model.name
@@ -404,6 +422,12 @@ class FlowsMeter(Meter):
             super()._after(parsed, model, context, **kwargs)
             for unit, amount in flow_units(service, operation, params).items():
                 self.counts["unit", unit] += amount  # type: ignore[assignment]
+            if self.shape and service == "dynamodb" and operation == "PutItem" and str(params.get("Item", {}).get(
+                    "sk", {}).get("S", "")).startswith(keys.FLOW_RUN_PREFIX):
+                run = run_of_item(params["Item"])
+                step = run.steps[-1].step_id if run.steps else "(started)"
+                self.run_sizes.setdefault(self.shape, {}).setdefault(step, []).append(
+                    (item_size(params["Item"]), item_size(run_item_before(run))))
 
     def invoking(self, records: Iterable[dict[str, Any]]) -> None:
         """One invocation of the flows function, on its way in: Lambda, and the queue's own requests, per message
@@ -544,6 +568,7 @@ class FlowsBench:
     def shape(self, name: str, runs: int, design: str) -> Counts:
         """Requests and units per run of one flow shape (the flows function only), in a workspace of its own."""
         shape = SHAPES[name]
+        self.meter.shape = name if design == DESIGNS[-1] else ""
         workspace = self.workspace(f"{design}-{name}", shape)
         shoppers = self.shoppers(workspace, runs, phones=name == "sms")
         mark = self.meter.mark()
@@ -584,7 +609,7 @@ class FlowsBench:
         return to_send, to_bus
 
 
-def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], dict[str, dict[str, Counts]]]:
+def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], dict[str, dict[str, Counts]], RunSizes]:
     fake_aws_environment()
     os.environ.pop("AWS_ENDPOINT_URL", None)
     meter = FlowsMeter()
@@ -614,7 +639,7 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
             meter.counters_apart = design != "today"
             with design_in_place(design, runtime):
                 designs[design] = {name: bench.shape(name, shape_runs, design) for name in SHAPES}
-    return to_send, to_bus, designs
+    return to_send, to_bus, designs, meter.run_sizes
 
 
 DESIGNS = ("today", "held")  # today's baseline (bench/flows_today.py, commit 0ccbb87), then this design
@@ -738,14 +763,28 @@ def print_counter_writes(writes: CounterWrites) -> None:
           f"{writes.batches * writes.wru_per_batch_before / 1e6:.2f}M WRU a month)")
 
 
+def print_run_sizes(sizes: RunSizes) -> None:
+    print("\n## the run item's size at each save (this design's shapes), packed against before in the same run\n")
+    print("before: the run's whole JSON zlib-compressed and base64'd (run_z); after: without its defaults, deflated "
+          "against crm.adapters.items' flow-run dictionary, Binary (packed)\n")
+    print("| shape | saved after step | saves | before: bytes (max) | WRU | after: bytes (max) | WRU |\n"
+          "|---|---|--:|--:|--:|--:|--:|")
+    for shape, steps in sizes.items():
+        for step, pairs in steps.items():
+            after, before = max(p[0] for p in pairs), max(p[1] for p in pairs)
+            print(f"| {shape} | {step} | {len(pairs)} | {before:,} | {write_units(before):.0f} | {after:,} | "
+                  f"{write_units(after):.0f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--latency-runs", type=int, default=40)
     parser.add_argument("--shape-runs", type=int, default=20)
     args = parser.parse_args()
     started = time.perf_counter()
-    to_send, to_bus, designs = run(args.latency_runs, args.shape_runs)
+    to_send, to_bus, designs, run_sizes = run(args.latency_runs, args.shape_runs)
     print_report(to_send, to_bus, designs)
+    print_run_sizes(run_sizes)
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
     kinds = {design: step_kinds(shapes) for design, shapes in designs.items()}
     designs_priced = priced(kinds)

@@ -19,7 +19,7 @@ from typing import Any
 from crm import wiring
 from crm.adapters import keys
 from crm.adapters.flow_definitions import DynamoFlowCatalogue
-from crm.adapters.flow_runs import DynamoRunStore
+from crm.adapters.flow_runs import PACKED_RUN, DynamoRunStore
 from crm.adapters.flow_stats import DynamoMessageLedger
 from crm.adapters.items import Item, to_item
 from crm.adapters.profiles import DynamoProfileRepository, _write_change
@@ -89,7 +89,7 @@ class TodayRunStore(DynamoRunStore):
 
     def _run_item(self, run: FlowRun) -> Item:
         item = {**super()._run_item(run), "run": {"S": run.model_dump_json()}}
-        del item["run_z"]
+        del item[PACKED_RUN]
         return item
 
 

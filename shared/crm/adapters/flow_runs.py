@@ -2,10 +2,11 @@
 
 Everything a run touches lives in its profile's partition: an erasure of the partition takes it, and one
 Query lists a profile's runs. A run is stored as one attribute beside the few attributes a condition needs
-(``revision``): its JSON (its trigger is an event's detail, which may hold floats DynamoDB's types refuse),
-zlib-compressed and base64'd (``run_z``, a string: the table's stream and its filters handle no bytes), since a
-write costs a unit per KB and a checkout's detail makes a run 1-2 KB of JSON that compresses to about a third.
-Runs stored before as plain JSON (``run``) are still read.
+(``revision``): its JSON without the fields at their defaults (its trigger is an event's detail, which may hold
+floats DynamoDB's types refuse), deflated against a dictionary of what every run repeats (``packed``, Binary:
+crm.adapters.items.pack; nothing filters on it, the stream's filters name keys only), since a write costs a unit
+per started KB and a checkout's run with its send records passed 1 KB as zlib and base64. Runs stored before,
+that way (``run_z``) or as plain JSON (``run``), are still read.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import keys
 from crm.adapters.clients import client, put_if_absent, query_items
-from crm.adapters.items import Item, wire_key
+from crm.adapters.items import FLOW_RUNS, PACKED, Item, pack, unpack, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_write
 from crm.config import settings
 from crm.flows.ports import StepAlreadyClaimed
 from crm.models.flows import FlowRun, StepOutcome, StepRecord
 from crm.ports import ConcurrentUpdate
+
+# The stream's readers (the outbox's crm.adapters.streams) unpack the attribute as any packed item's: a Binary
+# under another name is a type their deserializer cannot read from Lambda's JSON (base64 text).
+PACKED_RUN = PACKED
 
 
 def _refused(error: ClientError) -> bool:
@@ -32,14 +37,16 @@ def _refused(error: ClientError) -> bool:
 
 
 def run_item(run: FlowRun) -> Item:
-    packed = base64.b64encode(zlib.compress(run.model_dump_json().encode(), 9)).decode()
+    packed = pack(run.model_dump_json(exclude_defaults=True).encode(), FLOW_RUNS)
     return {**wire_key(keys.flow_run(run.workspace_id, run.profile_id, run.run_id)),
             "entity": {"S": "flow_run"}, "flow_id": {"S": run.flow_id}, "status": {"S": run.status.value},
-            "revision": {"N": str(run.revision)}, "run_z": {"S": packed}}
+            "revision": {"N": str(run.revision)}, PACKED_RUN: {"B": packed}}
 
 
 def run_of_item(item: Item) -> FlowRun:
-    """The run of a stored item (wire form), compressed or, as stored before, plain JSON."""
+    """The run of a stored item (wire form): packed, or as stored before, zlib and base64 or plain JSON."""
+    if PACKED_RUN in item:
+        return FlowRun.model_validate_json(unpack(item[PACKED_RUN]["B"]))
     if "run_z" in item:
         return FlowRun.model_validate_json(zlib.decompress(base64.b64decode(item["run_z"]["S"])))
     return FlowRun.model_validate_json(item["run"]["S"])
