@@ -129,6 +129,13 @@ def test_only_what_keys_indexes_and_guards_name_stays_an_attribute_of_its_own() 
     assert OrderRecord.model_validate(from_item(order_item)) == record
 
 
+def test_a_guarded_attribute_is_written_at_its_default_too() -> None:
+    # The predictions' UpdateItem is conditioned on ``revision = :held``: a profile at revision 0 (as a bulk
+    # load writes it) must carry the attribute, or the condition never holds.
+    item = _item(_shopper().model_copy(update={"revision": 0}))
+    assert item["revision"] == {"N": "0"}
+
+
 def test_items_written_before_packing_still_read() -> None:
     # No migration: a profile or order record written every field, or compact, reads as it did.
     shopper = _shopper()

@@ -50,7 +50,8 @@ def to_packed_item(key: keys.Key, entity: str, model: BaseModel, kept: Collectio
     about a third. ``kept`` and ``extra`` stay attributes of their own: what a key, an index, a condition or a
     filter names (a profile's ``revision``, an order record's ``version``). Read back by ``from_item``."""
     body = model.model_dump_json(exclude_defaults=True, exclude_computed_fields=True, exclude=set(kept))
-    plain_fields = plain(model.model_dump(mode="python", include=set(kept), exclude_defaults=True))
+    # Kept even at their defaults: a condition on a missing attribute fails (a profile at revision 0).
+    plain_fields = plain(model.model_dump(mode="python", include=set(kept)))
     return {**_wire(key, entity, plain_fields, extra), PACKED: {"B": pack(body.encode())}}
 
 
