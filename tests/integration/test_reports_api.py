@@ -118,3 +118,18 @@ def test_crm_report_draws_the_chart(world: MarketerApi, tmp_path: Path, capsys: 
     drawn = path.read_bytes()
     assert drawn.startswith(signature) and len(drawn) > 5_000
     assert '"name": "cohorts"' in capsys.readouterr().out
+
+
+def test_orders_written_before_a_merge_count_on_the_survivor(world: MarketerApi, provisioned: Provisioned) -> None:
+    """A guest's order by phone and an order by email are two profiles; an order naming both merges them, and
+    the order line written before the merge stays on the merged profile: the report reads it there too."""
+    b, repository = world.b, DynamoProfileRepository(provisioned.outputs["TableName"])
+    placed = [("b-phone", None, "+14155550123", "3.00"), ("b-email", "dee@example.com", None, "4.00"),
+              ("b-both", "dee@example.com", "+14155550123", "5.00")]
+    for order_id, email, phone, total in placed:
+        assert apply_event(repository, order(order_id, workspace_id=b.workspace_id, store_id=b.store_id, email=email,
+                                             phone=phone, total=Decimal(total), created_at=MONTHS[2]), NOW)
+    merged = [p for p in repository.workspace_profiles(b.workspace_id) if p.merged_from]
+    assert len(merged) == 1 and merged[0].orders_count == 3
+    data = world.ok("get", f"/reports/revenue?{PERIOD}", key=b.api_key)["report"]["data"]
+    assert (data["orders"], data["revenue"]) == (4, "1012.00")

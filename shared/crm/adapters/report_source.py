@@ -63,8 +63,14 @@ class DynamoReportSource:
         self.currency = currency
         self.table = table_name or settings().table_name
 
-    def _timeline(self, profile: Profile, first: date, last: date) -> list[TimelineEntry]:
-        pk = keys.profile(profile.workspace_id, profile.profile_id)["pk"]
+    def _lines(self, profile: Profile, first: date, last: date) -> list[TimelineEntry]:
+        """The period's order and checkout lines of a live profile and of every profile merged into it: lines
+        written before a merge stay on the merged profile (crm.changes.distinct_entries picks one per order)."""
+        return [entry for profile_id in (profile.profile_id, *profile.merged_from)
+                for entry in self._timeline(profile.workspace_id, profile_id, first, last)]
+
+    def _timeline(self, workspace_id: str, profile_id: str, first: date, last: date) -> list[TimelineEntry]:
+        pk = keys.profile(workspace_id, profile_id)["pk"]
         # Lines sort by "T#<ISO time>#...": the period's days lie between "T#<first>" and "T#<last>~". A group of a
         # folded request's lines is keyed like its earliest, up to LINES_SPAN before its others.
         start, end = f"{keys.TIMELINE_PREFIX}{first.isoformat()}", f"{keys.TIMELINE_PREFIX}{last.isoformat()}~"
@@ -94,7 +100,7 @@ class DynamoReportSource:
         orders: list[OrderFact] = []
         checkouts: list[tuple[str, datetime]] = []
         with ThreadPoolExecutor(PARALLEL_READS) as pool:
-            timelines = pool.map(lambda profile: (profile, self._timeline(profile, first, last)), active)
+            timelines = pool.map(lambda profile: (profile, self._lines(profile, first, last)), active)
             for profile, entries in timelines:
                 for entry in distinct_entries(entries):
                     if entry.type == "order" and entry.summary.get("counted"):
