@@ -119,5 +119,6 @@ def import_key(store_id: str, imported_at: datetime, data: bytes, filename: str)
     digest = hashlib.sha256(data).hexdigest()[:16]
     # Keys become paths when someone syncs the bucket to disk: keep the name to portable characters.
     name = re.sub(r"[^A-Za-z0-9._-]", "_", PurePath(filename).name) or "upload.csv"
-    stamp = imported_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # To the microsecond: two imports of one file within a second are still two objects, two records of the import.
+    stamp = imported_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     return f"{IMPORT_PREFIX}{store_id}/{stamp}-{digest}-{name}"

@@ -244,7 +244,7 @@ def test_import_archives_the_file_then_applies_and_a_second_import_changes_nothi
     assert (first.as_json()["applied"], first.as_json()["unchanged"]) == (9, 0)
     (key,) = archive.objects
     assert key == first.archive_key
-    assert key.startswith(f"{IMPORT_PREFIX}st_import/20260301T120000Z-") and key.endswith("-orders_export.csv")
+    assert key.startswith(f"{IMPORT_PREFIX}st_import/20260301T120000.000000Z-") and key.endswith("-orders_export.csv")
     assert archive.objects[key].body == ORDERS
     assert archive.objects[key].metadata["store-id"] == "st_import"
 
