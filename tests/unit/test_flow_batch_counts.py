@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.builders import NOW
-from tests.unit.test_flow_counting import _totals
+from tests.unit.test_flow_counting import _totals, do_step
 from tests.unit.test_flow_service import WS, Retrying, checkout
 
 DAY = NOW.date()
@@ -127,7 +127,7 @@ def test_batched_counts_match_each_delivery_writing_its_own(steps: list[str | in
         if step == "batch ends":
             batch.flush()
         for world in (direct, batched):
-            _do(world, step)
+            do_step(world, step)
     for world in (direct, batched):
         world.email.crash_next = False
         world.now += timedelta(minutes=5)
@@ -138,14 +138,3 @@ def test_batched_counts_match_each_delivery_writing_its_own(steps: list[str | in
     assert _totals(batched, ABANDONED_CHECKOUT) == _totals(direct, ABANDONED_CHECKOUT)
     assert _totals(batched, ABANDONED_CHECKOUT)[(ALL_STEPS, ALL_STEPS)]["entered"] == 1
     assert len(table.writes) <= len(direct_writes.writes)
-
-
-def _do(world: Retrying, step: str | int) -> None:
-    if step == "checkout":
-        world.deliver(checkout("p1"))
-    elif step == "redeliver" and world.delivered:
-        world.wake_up(world.delivered[-1])
-    elif step == "crash":
-        world.email.crash_next = True
-    elif isinstance(step, int):
-        world.tick(timedelta(minutes=step))

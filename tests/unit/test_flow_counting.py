@@ -293,14 +293,7 @@ def test_whatever_is_duplicated_or_crashes_the_counters_match_what_was_done(step
     world.shopper("p1")
     world.deliver(checkout("p1"))
     for step in steps:
-        if step == "checkout":
-            world.deliver(checkout("p1"))
-        elif step == "redeliver" and world.delivered:
-            world.wake_up(world.delivered[-1])
-        elif step == "crash":
-            world.email.crash_next = True
-        elif isinstance(step, int):
-            world.tick(timedelta(minutes=step))
+        do_step(world, step)
     world.email.crash_next = False
     world.now += timedelta(minutes=5)
     for wake in list(world.delivered):
@@ -325,6 +318,19 @@ def _summed(adds: list[CounterAdd]) -> Counter[tuple[date, str, str, str]]:
     for add in adds:
         summed.update({(add.day, add.step_id, add.variant, name): value for name, value in add.counts.items()})
     return summed
+
+
+def do_step(world: Retrying, step: str | int) -> None:
+    """One step of a drawn history: a checkout, the last wake-up delivered again, a crash of the next send, or
+    minutes passing."""
+    if step == "checkout":
+        world.deliver(checkout("p1"))
+    elif step == "redeliver" and world.delivered:
+        world.wake_up(world.delivered[-1])
+    elif step == "crash":
+        world.email.crash_next = True
+    elif isinstance(step, int):
+        world.tick(timedelta(minutes=step))
 
 
 @settings(max_examples=60, deadline=None)
