@@ -30,7 +30,8 @@ def _local(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
     runtime = LocalRuntime(port=args.port, aws_port=args.aws_port, stack_name=args.stack,
                            template=args.template, log_level=args.log_level,
-                           senders=(DEFAULT_SENDER, *(args.sender or ())))
+                           senders=(DEFAULT_SENDER, *(args.sender or ())),
+                           parameters=dict(args.parameter_overrides or ()))
     runtime.start()
     try:
         print(f"ready: api {runtime.api_url} aws {runtime.aws_endpoint} stack {args.stack} "
@@ -193,6 +194,13 @@ def _clock_now(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parameter(value: str) -> tuple[str, str]:
+    name, equals, given = value.partition("=")
+    if not (name and equals):
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAME=VALUE")
+    return name, given
+
+
 def _duration(value: str) -> timedelta:
     from crm_local.clock_control import parse_duration
 
@@ -302,6 +310,8 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument("--sender", action="append", metavar="ADDRESS_OR_DOMAIN",
                        help="an SES sender identity to verify in the local SES (repeatable; store@crm-local.example "
                             "always is, and so is any sender a workspace's messaging settings name)")
+    local.add_argument("--parameter-overrides", nargs="+", type=_parameter, metavar="NAME=VALUE",
+                       help="template parameters, as sam deploy takes them (e.g. TableCapacity=provisioned)")
     local.set_defaults(run=_local)
 
     store = commands.add_parser("store", help="stores").add_subparsers(dest="store_command", required=True)

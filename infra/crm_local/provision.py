@@ -1,9 +1,10 @@
 """Create every resource of the translated template in the AWS that boto3 points at (moto locally).
 
-Resources are created with direct API calls, resolving Ref / Fn::GetAtt / Fn::Sub / Fn::Join
-ourselves: moto's CloudFormation cannot create SAM's API Gateway resources nor a rule on a
-`!Ref` bus. Only the Lambda service is emulated (by the runtime); IAM, API Gateway and Lambda
-resources get placeholder names, since chalice's local server and the pollers stand in for them.
+Resources are created with direct API calls, resolving Ref / Fn::GetAtt / Fn::Sub / Fn::Join / Fn::If
+ourselves (parameters at their defaults unless given, as ``sam deploy --parameter-overrides`` gives them):
+moto's CloudFormation cannot create SAM's API Gateway resources nor a rule on a `!Ref` bus. Only the Lambda
+service is emulated (by the runtime); IAM, API Gateway and Lambda resources get placeholder names, since
+chalice's local server and the pollers stand in for them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ import boto3
 from crm_local.template import Stack
 
 ACCOUNT_ID = "123456789012"
+# What ``!Ref AWS::NoValue`` resolves to: the property (or list entry) holding it is left out, as CloudFormation does.
+NO_VALUE = object()
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Resolver:
         self.pseudo = {"AWS::StackName": stack_name, "AWS::Region": region, "AWS::AccountId": ACCOUNT_ID,
                        "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": ""}
         self.physical = physical
+        self.condition: Callable[[str], bool] = lambda name: True
 
     def ref(self, name: str) -> str:
         return self.pseudo[name] if name in self.pseudo else self.physical[name].ref
@@ -74,13 +78,16 @@ class Resolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [v for v in (self.resolve(v) for v in value) if v is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             (key, argument), = value.items()
             if key == "Ref":
-                return self.ref(argument)
+                return NO_VALUE if argument == "AWS::NoValue" else self.ref(argument)
+            if key == "Fn::If":
+                name, chosen, otherwise = argument
+                return self.resolve(chosen if self.condition(name) else otherwise)
             if key == "Fn::GetAtt":
                 name, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
                 return self.attribute(name, attribute)
@@ -90,7 +97,7 @@ class Resolver:
                 return str(argument[0]).join(str(self.resolve(v)) for v in argument[1])
             if key.startswith("Fn::"):
                 raise ValueError(f"{key} is not supported by the local runtime")
-        return {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in ((k, self.resolve(v)) for k, v in value.items()) if v is not NO_VALUE}
 
     def _sub(self, argument: Any) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else argument
@@ -183,13 +190,27 @@ def dynamic_references(value: Any, secrets: Any) -> Any:
     return _DYNAMIC.sub(secret, value)
 
 
+def _throughput(given: Mapping[str, Any]) -> dict[str, int]:
+    """Capacity units as DynamoDB takes them (a template's parameters resolve to text)."""
+    return {name: int(units) for name, units in given.items()}
+
+
 class Provisioner:
-    def __init__(self, stack: Stack, stack_name: str, region: str) -> None:
+    def __init__(self, stack: Stack, stack_name: str, region: str,
+                 parameters: Mapping[str, str] | None = None) -> None:
         self.stack = stack
         self.stack_name = stack_name
         self.region = region
+        unknown = set(parameters or {}) - stack.parameters.keys()
+        if unknown:
+            raise ValueError(f"the template has no parameter {', '.join(sorted(unknown))}")
+        # Every parameter at its default but those given (sam deploy's --parameter-overrides).
+        self.parameters = {name: str(p.get("Default", "")) for name, p in stack.parameters.items()}
+        self.parameters.update(parameters or {})
         self.physical: dict[str, Physical] = {}
         self.resolver = Resolver(stack_name, region, self.physical)
+        self.resolver.pseudo.update(self.parameters)
+        self.resolver.condition = self.condition
         self.creators: dict[str, Callable[[str, dict[str, Any]], Physical]] = {
             "AWS::DynamoDB::Table": self._table,
             "AWS::S3::Bucket": self._bucket,
@@ -211,6 +232,8 @@ class Provisioner:
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::Cognito::UserPool": self._user_pool,
             "AWS::Cognito::UserPoolClient": self._user_pool_client,
+            "AWS::ApplicationAutoScaling::ScalableTarget": self._scalable_target,
+            "AWS::ApplicationAutoScaling::ScalingPolicy": self._scaling_policy,
         }
         self.ses_event_destinations: dict[str, list[dict[str, Any]]] = {}
         self.log_subscriptions: list[dict[str, Any]] = []
@@ -231,10 +254,11 @@ class Provisioner:
             "BillingMode": p.get("BillingMode", "PROVISIONED"),
         }
         if request["BillingMode"] == "PROVISIONED":
-            request["ProvisionedThroughput"] = p["ProvisionedThroughput"]
+            request["ProvisionedThroughput"] = _throughput(p["ProvisionedThroughput"])
         for optional in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
             if optional in p:
-                request[optional] = p[optional]
+                request[optional] = [{**index, "ProvisionedThroughput": _throughput(index["ProvisionedThroughput"])}
+                                     if "ProvisionedThroughput" in index else index for index in p[optional]]
         if "StreamSpecification" in p:
             request["StreamSpecification"] = {"StreamEnabled": True, **p["StreamSpecification"]}
         dynamodb = self._client("dynamodb")
@@ -245,6 +269,25 @@ class Provisioner:
         if "LatestStreamArn" in table:
             attributes["StreamArn"] = table["LatestStreamArn"]
         return Physical(name, attributes)
+
+    def _scalable_target(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        """Registered as CloudFormation would (moto keeps it; nothing scales locally): its Ref is the target's id."""
+        target = {"ServiceNamespace": p["ServiceNamespace"], "ResourceId": p["ResourceId"],
+                  "ScalableDimension": p["ScalableDimension"]}
+        self._client("application-autoscaling").register_scalable_target(
+            **target, MinCapacity=int(p["MinCapacity"]), MaxCapacity=int(p["MaxCapacity"]))
+        return Physical("|".join((p["ResourceId"], p["ScalableDimension"], p["ServiceNamespace"])),
+                        {"Target": json.dumps(target)})
+
+    def _scaling_policy(self, logical_id: str, p: dict[str, Any]) -> Physical:
+        [target] = [found for found in self.physical.values() if found.ref == p["ScalingTargetId"]]
+        configuration = p["TargetTrackingScalingPolicyConfiguration"]
+        arn = self._client("application-autoscaling").put_scaling_policy(
+            PolicyName=p["PolicyName"], PolicyType=p["PolicyType"], **json.loads(target.attributes["Target"]),
+            TargetTrackingScalingPolicyConfiguration={**configuration,
+                                                      "TargetValue": float(configuration["TargetValue"])},
+        )["PolicyARN"]
+        return Physical(arn, {"Arn": arn})
 
     def _bucket(self, logical_id: str, p: dict[str, Any]) -> Physical:
         name = p.get("BucketName") or self._default_name(logical_id).lower()
@@ -394,7 +437,7 @@ class Provisioner:
         return Physical(name, {"Arn": self._arn(kind, f"function:{name}" if kind == "lambda" else name)})
 
     def condition(self, name: str | None) -> bool:
-        """A template condition, with every parameter at its default (the local runtime is given none)."""
+        """A template condition, with the parameters as given (else at their defaults)."""
         if name is None:
             return True
         return self._holds(self.stack.conditions[name])
@@ -415,7 +458,6 @@ class Provisioner:
         raise ValueError(f"condition function {function} is not supported by the local runtime")
 
     def create_all(self) -> None:
-        self.resolver.pseudo.update({name: str(p.get("Default", "")) for name, p in self.stack.parameters.items()})
         resources = {n: r for n, r in self.stack.resources.items() if self.condition(r.get("Condition"))}
         for logical_id, resource in resources.items():
             if resource["Type"] not in self.creators:
@@ -495,8 +537,9 @@ class Provisioner:
         return outputs
 
 
-def provision(stack: Stack, stack_name: str = "crm", region: str = "us-east-1") -> Provisioned:
-    provisioner = Provisioner(stack, stack_name, region)
+def provision(stack: Stack, stack_name: str = "crm", region: str = "us-east-1",
+              parameters: Mapping[str, str] | None = None) -> Provisioned:
+    provisioner = Provisioner(stack, stack_name, region, parameters)
     provisioner.create_all()
     return Provisioned(
         stack_name=stack_name, region=region, physical=provisioner.physical,

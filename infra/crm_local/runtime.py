@@ -85,6 +85,8 @@ class LocalRuntime:
     # Functions whose SQS source is polled this many batches at once, as Lambda scales a queue's consumers out
     # (with workers; the demo works the segment runs' shares side by side); every other source one at a time.
     scaled_out: dict[str, int] = field(default_factory=dict)
+    # The template's parameters that differ from their defaults (`crm local --parameter-overrides`).
+    parameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -119,7 +121,7 @@ class LocalRuntime:
         self._moto.start()
         os.environ.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=self.aws_endpoint, AWS_DEFAULT_REGION=self.region,
                           AWS_REGION=self.region)
-        self.provisioned = provision(stack, self.stack_name, self.region)
+        self.provisioned = provision(stack, self.stack_name, self.region, self.parameters)
         self.verify_senders(*self.senders)
         mailbox_simulator.install(self.provisioned)
         ses_tracking.install(self.api_url)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,11 +96,13 @@ class LocalStack:
         raise AssertionError("the ingest queue did not drain")
 
 
-def start_local_stack(extra_env: Mapping[str, str] | None = None) -> LocalStack:
-    """`crm local` in a process of its own; ``extra_env`` adds settings (e.g. BIGCOMMERCE_API_URL)."""
+def start_local_stack(extra_env: Mapping[str, str] | None = None, arguments: Sequence[str] = ()) -> LocalStack:
+    """`crm local` in a process of its own; ``extra_env`` adds settings (e.g. BIGCOMMERCE_API_URL), ``arguments``
+    options of `crm local` (e.g. --parameter-overrides)."""
     port, aws_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "crm_local.cli", "local", "--port", str(port), "--aws-port", str(aws_port)],
+        [sys.executable, "-m", "crm_local.cli", "local", "--port", str(port), "--aws-port", str(aws_port),
+         *arguments],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **(extra_env or {})},
     )

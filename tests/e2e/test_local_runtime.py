@@ -324,6 +324,22 @@ def test_a_custom_storefront_posts_a_signed_order_to_events_and_the_customer_app
     local_stack.wait_drained()
     assert wait_for_customer(local_stack, shop["api_key"], "custom.buyer@example.com", orders=1) == profile
 
+def test_the_runtime_runs_on_a_provisioned_table_too() -> None:
+    # TableCapacity=provisioned (docs/scale.md): the table and its index with capacity and auto scaling; the
+    # webhook path works the same (moto does not throttle).
+    stack = start_local_stack(arguments=["--parameter-overrides", "TableCapacity=provisioned"])
+    try:
+        table = stack.client("dynamodb").describe_table(TableName=stack.outputs()["TableName"])["Table"]
+        assert table["BillingModeSummary"]["BillingMode"] == "PROVISIONED"
+        shop = json.loads(stack.crm("store", "add", "--platform", "shopify", "--domain", DOMAIN,
+                                    "--webhook-secret", SECRET))
+        body = order_body("provisioned.buyer@example.com", 9_000_000_031)
+        assert stack.post("/webhooks/shopify", body, signed(body, "e2e-provisioned"))[0] == 200
+        wait_for_customer(stack, shop["api_key"], "provisioned.buyer@example.com", orders=1)
+    finally:
+        assert stack.stop() == 0
+
+
 def test_sigterm_stops_the_runtime_cleanly() -> None:
     stack = start_local_stack()
     assert stack.stop() == 0

@@ -1,0 +1,85 @@
+"""template.yaml's TableCapacity: on-demand by default; provisioned, the table and its index get capacity that
+Application Auto Scaling tracks at 70 % between the parameters' bounds. Both modes lint and translate, and the
+local runtime resolves the table each way (docs/scale.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cfnlint.api import lint
+from crm_local.provision import Physical, Provisioner
+from crm_local.template import Stack
+
+from tests.builders import TEMPLATE
+
+SCALING = {"TableReadScaling": ("dynamodb:table:ReadCapacityUnits", "DynamoDBReadCapacityUtilization"),
+           "TableWriteScaling": ("dynamodb:table:WriteCapacityUnits", "DynamoDBWriteCapacityUtilization"),
+           "IndexReadScaling": ("dynamodb:index:ReadCapacityUnits", "DynamoDBReadCapacityUtilization"),
+           "IndexWriteScaling": ("dynamodb:index:WriteCapacityUnits", "DynamoDBWriteCapacityUtilization")}
+
+
+def _defaulting_to(mode: str) -> str:
+    text = TEMPLATE.read_text()
+    default = "    Default: on-demand\n    AllowedValues: [on-demand, provisioned]\n"
+    assert text.count(default) == 1
+    return text.replace(default, f"    Default: {mode}\n    AllowedValues: [on-demand, provisioned]\n")
+
+
+@pytest.mark.parametrize("mode", ["on-demand", "provisioned"])
+def test_cfn_lint_passes_in_either_mode(mode: str) -> None:
+    assert [str(m) for m in lint(_defaulting_to(mode), regions=["us-east-1"])] == []
+
+
+def test_on_demand_is_the_default(stack: Stack) -> None:
+    assert stack.parameters["TableCapacity"]["Default"] == "on-demand"
+    assert set(stack.parameters["TableCapacity"]["AllowedValues"]) == {"on-demand", "provisioned"}
+
+
+def _table(stack: Stack, parameters: dict[str, str]) -> tuple[dict[str, Any], Provisioner]:
+    provisioner = Provisioner(stack, "capacity", "us-east-1", parameters)
+    return provisioner.resolver.resolve(stack.resources["Table"]["Properties"]), provisioner
+
+
+def test_on_demand_the_table_and_its_index_have_no_capacity_and_nothing_scales(stack: Stack) -> None:
+    table, provisioner = _table(stack, {})
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert "ProvisionedThroughput" not in table
+    assert all("ProvisionedThroughput" not in index for index in table["GlobalSecondaryIndexes"])
+    for name in SCALING:
+        for resource in (name, f"{name}Policy"):
+            assert not provisioner.condition(stack.resources[resource].get("Condition"))
+
+
+def test_provisioned_the_table_and_every_index_start_at_the_minimum_and_scale_at_70_percent(stack: Stack) -> None:
+    bounds = {"TableMinReadCapacity": "7", "TableMaxReadCapacity": "300", "TableMinWriteCapacity": "3",
+              "TableMaxWriteCapacity": "200"}
+    table, provisioner = _table(stack, {"TableCapacity": "provisioned", **bounds})
+    assert table["BillingMode"] == "PROVISIONED"
+    minimum = {"ReadCapacityUnits": "7", "WriteCapacityUnits": "3"}
+    assert table["ProvisionedThroughput"] == minimum
+    assert [index["ProvisionedThroughput"] for index in table["GlobalSecondaryIndexes"]] == [minimum]
+    # One target a dimension of the table and of each index, none forgotten.
+    indexes = [index["IndexName"] for index in table["GlobalSecondaryIndexes"]]
+    provisioner.physical["Table"] = Physical(table["TableName"])  # as if created
+    targets = {name: provisioner.resolver.resolve(r["Properties"])
+               for name, r in stack.of_type("AWS::ApplicationAutoScaling::ScalableTarget").items()}
+    assert set(targets) == set(SCALING)
+    expected_ids = {"capacity-table", *(f"capacity-table/index/{name}" for name in indexes)}
+    assert {target["ResourceId"].removeprefix("table/") for target in targets.values()} == expected_ids
+    for name, (dimension, metric) in SCALING.items():
+        target = targets[name]
+        kind = "Read" if "Read" in dimension else "Write"
+        assert provisioner.condition(stack.resources[name]["Condition"])
+        assert (target["ServiceNamespace"], target["ScalableDimension"]) == ("dynamodb", dimension)
+        assert (target["MinCapacity"], target["MaxCapacity"]) == (bounds[f"TableMin{kind}Capacity"],
+                                                                  bounds[f"TableMax{kind}Capacity"])
+        policy = stack.resources[f"{name}Policy"]
+        assert policy["Properties"]["ScalingTargetId"] == {"Ref": name}
+        tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        assert tracking == {"TargetValue": 70, "PredefinedMetricSpecification": {"PredefinedMetricType": metric}}
+
+
+def test_an_unknown_parameter_is_refused(stack: Stack) -> None:
+    with pytest.raises(ValueError, match="TableCapacityy"):
+        Provisioner(stack, "capacity", "us-east-1", {"TableCapacityy": "provisioned"})
