@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from capacity import DIURNAL_UTC, Bounds, Load, bounds_of, index_dollars, paced, simulate
+from crm.segments.runs import DAILY_RUN_HOUR
 from crm_local.template import read_sam
 from figures import RESULTS, Counts, counts, plain, recorded
 
@@ -73,6 +75,14 @@ AWS_REQUEST_S = 0.010
 # (template.yaml's PredictionOrdersRule), one each of these arrivals of profile_events' month.
 PREDICTED_AFTER = ("order created (new shopper)", "order created (returning)", "refund")
 RUNS_PER_MONTH = 30  # the daily fit (PredictionsScheduleFunction: cron 02:00 UTC)
+FIT_HOUR = 2
+# A scheduled run's units come as fast as its tasks read and write: the daily segment run's 412 s of tasks are
+# 4 shares side by side (segment_runs' model), the daily fit's ~100 s one task (predictions_requests); about
+# 100 s either way, unpaced (assumed from those).
+RUN_SECONDS = 100.0
+# The scheduled runs' units a second if they were paced (not built: docs/scale.md says how it would be, and what
+# it would cost in Lambda time): priced beside today's unpaced runs.
+PACED_UNITS_PER_SECOND = 50.0
 # The console (functions/console) serves the store's marketers, not its shoppers: assumed 3 users x 200 page
 # views a working day x 22 working days, each a request to the API its routes are on and one invocation of
 # ConsoleFunction (server-rendered HTML, a handful of AWS reads: the dashboard's report rollups, a segment
@@ -167,6 +177,7 @@ class Line:
     component: str
     dollars: float
     how: str
+    loads: tuple[Load, ...] = ()  # the DynamoDB units it prices, a month, and when they come (bench/capacity.py)
 
 
 @dataclass(frozen=True)
@@ -197,6 +208,23 @@ class Month:
     def messages(self) -> float:
         """Queued for the profiles function: one per webhook delivery and one per /track request (crm.tracking)."""
         return self.webhooks + self.track_requests
+
+
+def _spread(component: str, units: Mapping[str, float]) -> tuple[Load, ...]:
+    """A month's DynamoDB units (``rru``, ``wru``; other units ignored) that come with the day's traffic."""
+    return tuple(Load(component, unit, units[unit]) for unit in ("rru", "wru") if units.get(unit))
+
+
+def _run_loads(component: str, units: Mapping[str, float]) -> tuple[Load, ...]:
+    """A scheduled run's units a month: the daily run's at DAILY_RUN_HOUR, the hourly runs' at every hour's start,
+    each at the pace its tasks read and write today (RUN_SECONDS); anything else with the day's traffic."""
+    if component.startswith("segments: daily"):
+        return tuple(Load(component, unit, n, at_hour=DAILY_RUN_HOUR, per_second=n / RUNS_PER_MONTH / RUN_SECONDS)
+                     for unit, n in units.items() if n)
+    if component.startswith("segments: hourly"):
+        return tuple(Load(component, unit, n, every_hour=True, per_second=n / RUNS_PER_MONTH / 24 / RUN_SECONDS)
+                     for unit, n in units.items() if n)
+    return _spread(component, units)
 
 
 def _m(value: float) -> str:
@@ -254,7 +282,8 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
         lines.append(Line("ingest", "front door's own AWS requests (not SQS)",
                           unit_cost({k: v for k, v in front_units.items() if k not in ("sqs", "firehose_gb")}),
                           f"{front_requests:.2f} requests a delivery measured (ingest_path), /track alike: "
-                          f"{', '.join(f'{k[2]} {v:.2f}' for k, v in sorted(front.items()) if k[0] == 'req')}"))
+                          f"{', '.join(f'{k[2]} {v:.2f}' for k, v in sorted(front.items()) if k[0] == 'req')}",
+                          _spread("front door", front_units)))
     else:
         lines.append(Line("ingest", "front door's own AWS requests: MISSING (run bench/ingest_path.py)", 0.0, ""))
     rate = requests / SECONDS_PER_MONTH
@@ -275,9 +304,9 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
     lines.append(Line("ingest", "DynamoDB WRU: profile upsert", wru * PER_MILLION["wru"] / 1e6,
                       f"{_m(wru)} measured (profile_events"
                       + (f"; {folded['kind']}: {folded['views_per_request']} a request folded into one write)"
-                         if folded else ")")))
+                         if folded else ")"), _spread("profile upsert", {"wru": wru})))
     lines.append(Line("ingest", "DynamoDB RRU: profile upsert", rru * PER_MILLION["rru"] / 1e6,
-                      f"{_m(rru)} measured (profile_events)"))
+                      f"{_m(rru)} measured (profile_events)", _spread("profile upsert", {"rru": rru})))
     # The table has one stream shard at these rates; the window's records at the month's average rate (the local
     # runtime hands a poller's whole backlog over at once, so its batches say nothing about AWS's).
     stream_batch = wiring.outbox.batch_at(changed / SECONDS_PER_MONTH)
@@ -307,23 +336,29 @@ def segment_lines(segments: Mapping[str, Any] | None, events: Mapping[str, Any],
     if segments is None:
         return [Line("segments", "segments: MISSING (run bench/segment_runs.py)", 0.0, "")]
     runs: dict[str, float] = {}
+    units: dict[str, dict[str, float]] = {}
     for line in segments["monthly"]:
         name = str(line["component"])
         if not name.startswith("refresh"):
             part = name.split(":")[0]
             runs[part] = runs.get(part, 0.0) + float(line["dollars"])
-    lines = [Line("segments", f"segments: {part}", dollars, "segment_runs' model (all its lines)")
+            for unit in ("rru", "wru"):
+                if unit.upper() in name:  # "daily runs: DynamoDB read RRU": its units at the list price
+                    units.setdefault(part, {})[unit] = float(line["dollars"]) / PER_MILLION[unit] * 1e6
+    lines = [Line("segments", f"segments: {part}", dollars, "segment_runs' model (all its lines)",
+                  _run_loads(f"segments: {part}", units.get(part, {})))
              for part, dollars in runs.items()]
     refresh = segments.get("refresh_per_write")
     if refresh:
         writes = sum(n * events["changed_per_event"].get(kind, 1.0) for kind, n in month.mix.items())
         batch = wiring.refresh.batch_at(writes / SECONDS_PER_MONTH)
-        units = unit_cost({"rru": writes * refresh["rru"], "wru": writes * refresh["wru"]})
+        refreshed = {"rru": writes * refresh["rru"], "wru": writes * refresh["wru"]}
+        units_dollars = unit_cost(refreshed)
         lambda_dollars = (writes / batch * PER_MILLION["lambda"] / 1e6
                           + writes * refresh["seconds"] * wiring.gb("SegmentRefreshFunction") * LAMBDA_GB_SECOND_ARM)
-        lines.append(Line("segments", "segments: event-driven refresh", units + lambda_dollars,
+        lines.append(Line("segments", "segments: event-driven refresh", units_dollars + lambda_dollars,
                           f"{_m(writes)} profile writes x {refresh['rru']:.2f} RRU, {refresh['wru']:.2f} WRU; "
-                          f"stream batches of {batch:.1f}"))
+                          f"stream batches of {batch:.1f}", _spread("segments: refresh", refreshed)))
     else:
         lines += [Line("segments", f"segments: {line['component']}", float(line["dollars"]), str(line["how"]))
                   for line in segments["monthly"] if str(line["component"]).startswith("refresh")]
@@ -336,7 +371,7 @@ def flows_lines(flows: Mapping[str, Any] | None) -> list[Line]:
     billed = {unit: float(v) for unit, v in flows["billed"].items()}
     priced = {unit: amount for unit, amount in billed.items() if unit in PER_MILLION}
     how = ", ".join(f"{unit} {_m(amount)}" for unit, amount in priced.items())
-    return [Line("flows", "flows' own requests", unit_cost(priced), how)]
+    return [Line("flows", "flows' own requests", unit_cost(priced), how, _spread("flows", priced))]
 
 
 def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month: Month,
@@ -391,18 +426,23 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
                        + lambda_cost(wiring, "PredictionsFunction", batches, 0.0)
                        + orders * order_s * wiring.gb("PredictionsFunction") * LAMBDA_GB_SECOND_ARM)
     per_profile, per_order = units(daily, 1.0), units(refresh, 1.0)
+    fitted = units(daily, profiles * runs)
     return [
         Line("predictions", "predictions: daily fit", daily_dollars,
              f"{runs} runs of {profiles:,} profiles: {requests(daily):.2f} requests, {per_profile.get('rru', 0):.2f} "
              f"RRU, {per_profile.get('wru', 0):.2f} WRU a profile (written {measured['daily_written_share']:.0%}), "
-             f"{run_s:.0f} s a run (measured at {int(measured['profiles']):,} profiles){before_note}"),
+             f"{run_s:.0f} s a run (measured at {int(measured['profiles']):,} profiles){before_note}",
+             tuple(Load("predictions: daily fit", unit, n, at_hour=FIT_HOUR, per_second=n / runs / RUN_SECONDS)
+                   for unit, n in fitted.items() if unit in ("rru", "wru") and n)),
         Line("predictions", "predictions: refresh after orders", refresh_dollars,
              f"{_m(orders)} orders and refunds x {requests(refresh):.2f} requests, {per_order.get('rru', 0):.2f} RRU, "
              f"{per_order.get('wru', 0):.2f} WRU; batches of {batch:.1f} (window {wiring.predictions.window_s:g} s, "
              f"{SQS_POLLERS} pollers), the fit read once each ({requests(fit_read):.0f} request, "
              f"{units(fit_read, 1.0).get('rru', 0):.1f} RRU) and the profiles in {requests(profiles_read):.0f} "
              f"request; {_m(receives)} receives; "
-             f"{order_s * 1000:.0f} ms an order"),
+             f"{order_s * 1000:.0f} ms an order",
+             _spread("predictions: refresh", {unit: units(refresh, orders).get(unit, 0.0)
+                                              + units(fit_read, batches).get(unit, 0.0) for unit in ("rru", "wru")})),
     ]
 
 
@@ -415,7 +455,8 @@ def console_lines(wiring: Wiring) -> list[Line]:
     return [Line("console", "console: marketers' page views", dollars,
                  f"{views:,} page views ({CONSOLE_USERS} users x {CONSOLE_VIEWS_A_DAY} a working day x "
                  f"{CONSOLE_WORKING_DAYS} days, assumed) on the {wiring.console_api} API, "
-                 f"{CONSOLE_PAGE_MS:.0f} ms and {CONSOLE_PAGE_RRU:.0f} RRU a page (assumed)")]
+                 f"{CONSOLE_PAGE_MS:.0f} ms and {CONSOLE_PAGE_RRU:.0f} RRU a page (assumed)",
+                 _spread("console", {"rru": views * CONSOLE_PAGE_RRU}))]
 
 
 def delivery_fees(flows: Mapping[str, Any] | None) -> list[str]:
@@ -493,7 +534,8 @@ def print_before(before: Mapping[str, Any], found: Mapping[str, Mapping[str, Any
 
 
 def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_request: float,
-               out: Any = sys.stdout, before: Mapping[str, Any] | None = None) -> float:
+               out: Any = sys.stdout, before: Mapping[str, Any] | None = None,
+               capacity: Bounds | None = None) -> float:
     events = found["profile_events"]
     month = Month({k: int(v) for k, v in events["monthly_mix"].items()}, frozenset(events["storefront"]),
                   per_track_request)
@@ -532,9 +574,66 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
     for line in lines:
         print(f"{line.component:<{width}}  {_usd(line.dollars)}  {line.how}", file=out)
     total = sum(line.dollars for line in lines)
+    if capacity is not None:
+        print_provisioned(lines, capacity, total, out)
     partial = f" (WITHOUT {', '.join(missing)}: not run here)" if missing else ""
     print(f"reference store all in: ${total:.2f} per month (target ${TARGET:.2f}){partial}", file=out)
     return total
+
+
+def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, out: Any) -> float:
+    """The same counted DynamoDB units as provisioned capacity (template.yaml's TableCapacity=provisioned),
+    auto scaled hour by hour (bench/capacity.py); the bill all in with it in place of the on-demand units."""
+    loads = [load for line in lines for load in line.loads]
+    monthly = {unit: sum(load.monthly for load in loads if load.unit == unit) for unit in ("rru", "wru")}
+    on_demand = unit_cost(monthly)
+    print(f"TableCapacity=provisioned (bench/capacity.py), the same counted units: {_m(monthly['rru'])} RRU and "
+          f"{_m(monthly['wru'])} WRU a month (on demand ${on_demand:.2f}); by the hour (UTC) under an assumed "
+          f"diurnal shape (a US store's evenings busiest; weights {min(DIURNAL_UTC):.2f}-{max(DIURNAL_UTC):.2f}), "
+          "plus the scheduled runs' bursts:", file=out)
+    weight = sum(DIURNAL_UTC)
+    for unit in ("rru", "wru"):
+        steady = sum(load.monthly for load in loads if load.unit == unit and not load.burst) / 30
+        print(f"  {unit.upper()} a second, hour by hour: "
+              + " ".join(f"{steady * w / weight / 3600:.0f}" for w in DIURNAL_UTC), file=out)
+    for load in loads:
+        if load.burst:
+            when = "every hour" if load.every_hour else f"{load.at_hour:02d}:00 UTC"
+            runs = 30 * (24 if load.every_hour else 1)
+            print(f"  burst: {load.component} {load.monthly / runs:,.0f} {load.unit.upper()} at {when}, "
+                  f"{load.per_second:,.0f} a second (unpaced)", file=out)
+    dollars = paced_dollars = 0.0
+    for label, laid_out in (("today (unpaced runs)", loads),
+                            (f"runs paced to {PACED_UNITS_PER_SECOND:.0f} units/s (not built)",
+                             paced(loads, PACED_UNITS_PER_SECOND))):
+        dimensions = [simulate(unit, laid_out, bounds.minimum[unit], bounds.maximum[unit], bounds.target)
+                      for unit in ("rru", "wru")]
+        table = sum(d.dollars_a_month for d in dimensions)
+        dollars, paced_dollars = (dollars, table) if dollars else (table, 0.0)
+        print(f"  auto scaling, {label}: target {bounds.target:.0%}, min {bounds.minimum['rru']:.0f}/"
+              f"{bounds.minimum['wru']:.0f}, max {bounds.maximum['rru']:.0f}/{bounds.maximum['wru']:.0f} RCU/WCU; "
+              f"${table:.2f} a month", file=out)
+        for d in dimensions:
+            print(f"    {'RCU' if d.unit == 'rru' else 'WCU'} by hour: "
+                  + " ".join(f"{c:.0f}" for c in d.capacity_by_hour)
+                  + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
+                    f"units, {d.throttled_share(True):.1%} of the bursts', longest wait {d.longest_wait_minutes} min",
+                  file=out)
+    index = index_dollars(bounds)
+    provisioned = total - on_demand + dollars + index
+    # Pacing would keep each run's function waiting: Lambda time at the function's memory (1 GB for both).
+    # A run's reads and writes go on together: it waits as long as the longer of the two takes paced.
+    longer: dict[str, float] = {}
+    for load in loads:
+        if load.at_hour is not None and load.per_second > PACED_UNITS_PER_SECOND:
+            extra = load.monthly / PACED_UNITS_PER_SECOND - load.monthly / load.per_second
+            longer[load.component] = max(longer.get(load.component, 0.0), extra)
+    waiting = sum(longer.values())
+    print(f"  the index at its minimum ${index:.2f}; paced, the runs would wait ~{waiting / 30:,.0f} s a day "
+          f"more (${waiting * LAMBDA_GB_SECOND_ARM:.2f} a month at 1 GB); all in paced: "
+          f"${total - on_demand + paced_dollars + index + waiting * LAMBDA_GB_SECOND_ARM:.2f}", file=out)
+    print(f"reference store all in, TableCapacity=provisioned: ${provisioned:.2f} per month", file=out)
+    return provisioned
 
 
 def events_per_track_request(events: Mapping[str, Any]) -> float:
@@ -563,8 +662,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         BEFORE.write_text(json.dumps({"label": args.save_before, "wiring": plain(wiring), "figures": kept},
                                      indent=1) + "\n")
     before = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
+    try:
+        capacity = bounds_of(read_sam(args.template))
+    except (KeyError, ValueError):  # a template from before TableCapacity
+        capacity = None
     print_bill(found, wiring, args.events_per_track_request or events_per_track_request(found["profile_events"]),
-               before=before)
+               before=before, capacity=capacity)
     return 0
 
 

@@ -1,0 +1,184 @@
+"""The table's DynamoDB units priced as provisioned capacity with auto scaling (template.yaml's
+``TableCapacity=provisioned``), for bench/cost.py: the same counted units the on-demand lines price, laid out
+over the day, with the capacity target tracking would keep and the share it would throttle.
+
+Nothing is measured here. The month's units come from bench/cost.py's lines (counted by the other scripts); when
+in the day they arrive is assumed (``DIURNAL_UTC``) and so is how auto scaling reacts (the ``SCALE_*`` rules,
+from AWS's documentation of DynamoDB auto scaling). A day is stepped minute by minute, twice (the second day
+starts with the capacity the first left), and the second is the month's every day.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+# Provisioned capacity, us-east-1, USD a unit-hour. Billed hourly: each hour is priced at the highest capacity
+# set in it (assumed; conservative for an hour with a scale-in).
+PER_UNIT_HOUR = {"wru": 0.00065, "rru": 0.00013}
+# When in the day (UTC) a store's traffic arrives, relative weights by hour. Assumed: the simulation gives its
+# events offsets from one another, not a time of day. A US store: evenings in the Americas (00:00-03:00 UTC)
+# busiest, about 1.6x the day's mean, nights (07:00-10:00 UTC) about 0.3x. docs/scale.md's 3x busiest hours
+# are a month's (a newsletter day); this is an ordinary day.
+DIURNAL_UTC = (1.60, 1.55, 1.40, 1.10, 0.80, 0.55, 0.40, 0.32, 0.30, 0.32, 0.40, 0.55,
+               0.70, 0.85, 0.95, 1.05, 1.10, 1.15, 1.20, 1.25, 1.30, 1.40, 1.50, 1.55)
+# Target tracking on the table's consumed/provisioned utilisation (template.yaml's scaling policies: 70 %):
+# capacity goes up after SCALE_OUT_MINUTES minutes above the target (CloudWatch's alarm: two datapoints of a
+# minute), to what was consumed over the target, and takes SCALE_OUT_TAKES minutes to apply; it goes down after
+# SCALE_IN_MINUTES minutes below the target less 20 points, to what was consumed over the target, at most once
+# an hour (DynamoDB allows 4 decreases at any time a day and one more for each hour without one: 27).
+SCALE_OUT_MINUTES, SCALE_OUT_TAKES = 2, 1
+SCALE_IN_MINUTES, SCALE_IN_MARGIN, SCALE_IN_EVERY = 15, 0.20, 60
+# Unused capacity is kept for bursts, up to five minutes of it (DynamoDB's burst capacity).
+BURST_SECONDS = 300
+MINUTES = 24 * 60
+DAYS_PER_MONTH = 30
+
+
+@dataclass(frozen=True)
+class Load:
+    """A month of one component's units of one kind (``rru`` or ``wru``) and when they come: spread over the day
+    by ``DIURNAL_UTC`` (``at_hour`` None), or a burst each day at ``at_hour`` (``every_hour``: at the start of every
+    hour) at ``per_second`` units a second until its units are done."""
+
+    component: str
+    unit: str
+    monthly: float
+    at_hour: int | None = None
+    per_second: float = 0.0
+    every_hour: bool = False
+
+    @property
+    def burst(self) -> bool:
+        return self.at_hour is not None or self.every_hour
+
+
+@dataclass
+class Dimension:
+    """One scaled dimension (the table's reads or writes) through a day."""
+
+    unit: str
+    minimum: float
+    maximum: float
+    target: float
+    capacity_by_hour: list[float] = field(default_factory=list)
+    offered: dict[bool, float] = field(default_factory=lambda: {False: 0.0, True: 0.0})  # by burst or not
+    throttled: dict[bool, float] = field(default_factory=lambda: {False: 0.0, True: 0.0})
+    longest_wait_minutes: int = 0
+
+    @property
+    def dollars_a_month(self) -> float:
+        return sum(self.capacity_by_hour) * PER_UNIT_HOUR[self.unit] * DAYS_PER_MONTH
+
+    def throttled_share(self, burst: bool | None = None) -> float:
+        kinds = (False, True) if burst is None else (burst,)
+        offered = sum(self.offered[k] for k in kinds)
+        return sum(self.throttled[k] for k in kinds) / offered if offered else 0.0
+
+
+def minute_demand(loads: Iterable[Load]) -> tuple[list[float], list[float]]:
+    """Units a minute through a day: (steady, bursts)."""
+    steady, bursts = [0.0] * MINUTES, [0.0] * MINUTES
+    weight = sum(DIURNAL_UTC)
+    for load in loads:
+        daily = load.monthly / DAYS_PER_MONTH
+        if not load.burst:
+            for minute in range(MINUTES):
+                steady[minute] += daily * DIURNAL_UTC[minute // 60] / weight / 60
+            continue
+        starts = range(0, MINUTES, 60) if load.every_hour else [60 * (load.at_hour or 0)]
+        each = daily / len(starts)
+        for start in starts:
+            left, minute = each, start
+            while left > 1e-9:
+                now = min(left, load.per_second * 60)
+                bursts[minute % MINUTES] += now
+                left, minute = left - now, minute + 1
+    return steady, bursts
+
+
+def simulate(unit: str, loads: Sequence[Load], minimum: float, maximum: float, target: float) -> Dimension:
+    """A day of target tracking for these loads; the units it cannot serve in a minute wait (retried: the SDK,
+    the adapters' backoff, the queues) and are offered again the next minute, first."""
+    steady, bursts = minute_demand(load for load in loads if load.unit == unit)
+    dimension = Dimension(unit, minimum, maximum, target)
+    capacity = max(minimum, min(maximum, math.ceil(steady[0] / 60 / target)))
+    credits, backlog, waited = 0.0, 0.0, 0
+    consumed: list[float] = []  # units a second, minute by minute
+    pending: tuple[int, float] | None = None  # (minute it applies, capacity)
+    last_decrease = -SCALE_IN_EVERY
+    for day in range(2):
+        hourly = [0.0] * 24
+        for minute in range(MINUTES):
+            t = day * MINUTES + minute
+            if pending and pending[0] <= t:
+                capacity, pending = pending[1], None
+            new = steady[minute] + bursts[minute]
+            available = capacity * 60 + credits
+            served = min(backlog + new, available)
+            refused = max(0.0, new - max(0.0, available - backlog))  # the backlog goes first
+            backlog = backlog + new - served
+            credits = min(BURST_SECONDS * capacity, credits + capacity * 60 - served)
+            waited = waited + 1 if backlog > 1e-6 else 0
+            consumed.append(served / 60)
+            hourly[minute // 60] = max(hourly[minute // 60], capacity)
+            if day == 1:
+                dimension.longest_wait_minutes = max(dimension.longest_wait_minutes, waited)
+                for burst, part in ((False, steady[minute]), (True, bursts[minute])):
+                    dimension.offered[burst] += part
+                    dimension.throttled[burst] += refused * part / new if new else 0.0
+            if pending is None and len(consumed) >= SCALE_OUT_MINUTES and all(
+                    c > target * capacity for c in consumed[-SCALE_OUT_MINUTES:]):
+                wanted = min(maximum, math.ceil(max(consumed[-SCALE_OUT_MINUTES:]) / target))
+                if wanted > capacity:
+                    pending = (t + SCALE_OUT_TAKES, wanted)
+            elif (pending is None and t - last_decrease >= SCALE_IN_EVERY and len(consumed) >= SCALE_IN_MINUTES
+                  and all(c < (target - SCALE_IN_MARGIN) * capacity for c in consumed[-SCALE_IN_MINUTES:])):
+                wanted = max(minimum, math.ceil(max(consumed[-SCALE_IN_MINUTES:]) / target))
+                if wanted < capacity:
+                    capacity, last_decrease = wanted, t
+        dimension.capacity_by_hour = hourly
+    return dimension
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What template.yaml sets for TableCapacity=provisioned: the parameters' defaults and the policies' target."""
+
+    minimum: dict[str, float]  # by unit: rru, wru
+    maximum: dict[str, float]
+    target: float
+    indexes: int
+
+
+def bounds_of(sam: dict[str, Any]) -> Bounds:
+    parameters, resources = sam.get("Parameters", {}), sam["Resources"]
+    targets = {float(r["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"])
+               for r in resources.values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"}
+    if len(targets) != 1:
+        raise ValueError(f"expected one target utilisation for the table's scaling policies, found {targets}")
+    [target] = targets
+
+    def default(name: str) -> float:
+        return float(parameters[name]["Default"])
+
+    indexes = sum(len(r["Properties"].get("GlobalSecondaryIndexes", [])) for r in resources.values()
+                  if r["Type"] == "AWS::DynamoDB::Table")
+    return Bounds({"rru": default("TableMinReadCapacity"), "wru": default("TableMinWriteCapacity")},
+                  {"rru": default("TableMaxReadCapacity"), "wru": default("TableMaxWriteCapacity")},
+                  target / 100, indexes)
+
+
+def paced(loads: Iterable[Load], per_second: float) -> list[Load]:
+    """The daily runs' bursts at no more than ``per_second`` units a second (each unit)."""
+    return [replace(load, per_second=min(load.per_second, per_second)) if load.at_hour is not None else load
+            for load in loads]
+
+
+def index_dollars(bounds: Bounds) -> float:
+    """The index at its minimum all month: its entries are keys only, written when a profile item is first
+    written and read by the daily runs' Query (~1k RRU a run at 100k profiles: within a unit's burst capacity)."""
+    return sum(bounds.minimum[unit] * PER_UNIT_HOUR[unit] for unit in PER_UNIT_HOUR) * 24 * DAYS_PER_MONTH \
+        * bounds.indexes
