@@ -151,6 +151,7 @@ class Bounds:
     maximum: dict[str, float]
     target: float
     indexes: int
+    task_units_per_second: float  # SegmentTasksFunction's pace (crm.adapters.pacing); 0: not paced
 
 
 def bounds_of(sam: dict[str, Any]) -> Bounds:
@@ -166,15 +167,19 @@ def bounds_of(sam: dict[str, Any]) -> Bounds:
 
     indexes = sum(len(r["Properties"].get("GlobalSecondaryIndexes", [])) for r in resources.values()
                   if r["Type"] == "AWS::DynamoDB::Table")
+    pace = resources["SegmentTasksFunction"]["Properties"]["Environment"]["Variables"].get(
+        "DYNAMODB_UNITS_PER_SECOND", "0")
+    if isinstance(pace, dict):  # !If [ProvisionedTable, provisioned's, on demand's]
+        pace = pace["Fn::If"][1]
     return Bounds({"rru": default("TableMinReadCapacity"), "wru": default("TableMinWriteCapacity")},
                   {"rru": default("TableMaxReadCapacity"), "wru": default("TableMaxWriteCapacity")},
-                  target / 100, indexes)
+                  target / 100, indexes, float(pace))
 
 
-def paced(loads: Iterable[Load], per_second: float) -> list[Load]:
-    """The daily runs' bursts at no more than ``per_second`` units a second (each unit)."""
-    return [replace(load, per_second=min(load.per_second, per_second)) if load.at_hour is not None else load
-            for load in loads]
+def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load]:
+    """The component's bursts at no more than ``per_second`` units a second (each unit)."""
+    return [replace(load, per_second=min(load.per_second, per_second)) if load.burst and load.component == component
+            else load for load in loads]
 
 
 def index_dollars(bounds: Bounds) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from capacity import DIURNAL_UTC, Bounds, Load, bounds_of, index_dollars, paced, simulate
+from crm.config import Settings
 from crm.segments.runs import DAILY_RUN_HOUR
 from crm_local.template import read_sam
 from figures import RESULTS, Counts, counts, plain, recorded
@@ -80,9 +82,6 @@ FIT_HOUR = 2
 # 4 shares side by side (segment_runs' model), the daily fit's ~100 s one task (predictions_requests); about
 # 100 s either way, unpaced (assumed from those).
 RUN_SECONDS = 100.0
-# The scheduled runs' units a second if they were paced (not built: docs/scale.md says how it would be, and what
-# it would cost in Lambda time): priced beside today's unpaced runs.
-PACED_UNITS_PER_SECOND = 50.0
 # The console (functions/console) serves the store's marketers, not its shoppers: assumed 3 users x 200 page
 # views a working day x 22 working days, each a request to the API its routes are on and one invocation of
 # ConsoleFunction (server-rendered HTML, a handful of AWS reads: the dashboard's report rollups, a segment
@@ -575,63 +574,63 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
         print(f"{line.component:<{width}}  {_usd(line.dollars)}  {line.how}", file=out)
     total = sum(line.dollars for line in lines)
     if capacity is not None:
-        print_provisioned(lines, capacity, total, out)
+        print_provisioned(lines, capacity, total, wiring, out)
     partial = f" (WITHOUT {', '.join(missing)}: not run here)" if missing else ""
     print(f"reference store all in: ${total:.2f} per month (target ${TARGET:.2f}){partial}", file=out)
     return total
 
 
-def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, out: Any) -> float:
+def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wiring: Wiring, out: Any) -> float:
     """The same counted DynamoDB units as provisioned capacity (template.yaml's TableCapacity=provisioned),
     auto scaled hour by hour (bench/capacity.py); the bill all in with it in place of the on-demand units."""
     loads = [load for line in lines for load in line.loads]
     monthly = {unit: sum(load.monthly for load in loads if load.unit == unit) for unit in ("rru", "wru")}
     on_demand = unit_cost(monthly)
     print(f"TableCapacity=provisioned (bench/capacity.py), the same counted units: {_m(monthly['rru'])} RRU and "
-          f"{_m(monthly['wru'])} WRU a month (on demand ${on_demand:.2f}); by the hour (UTC) under an assumed "
-          f"diurnal shape (a US store's evenings busiest; weights {min(DIURNAL_UTC):.2f}-{max(DIURNAL_UTC):.2f}), "
-          "plus the scheduled runs' bursts:", file=out)
+          f"{_m(monthly['wru'])} WRU a month (${on_demand:.2f} on demand), by the hour (UTC) under an assumed "
+          f"diurnal shape (a US store's evenings busiest: {min(DIURNAL_UTC):.2f}-{max(DIURNAL_UTC):.2f}x an "
+          "hour's mean) and the scheduled runs' bursts:", file=out)
     weight = sum(DIURNAL_UTC)
     for unit in ("rru", "wru"):
         steady = sum(load.monthly for load in loads if load.unit == unit and not load.burst) / 30
-        print(f"  {unit.upper()} a second, hour by hour: "
+        print(f"  {unit.upper()} a second, 00-23 UTC: "
               + " ".join(f"{steady * w / weight / 3600:.0f}" for w in DIURNAL_UTC), file=out)
+    # The daily segment run's shares go side by side, each task paced (template.yaml, crm.adapters.pacing).
+    shares = math.ceil(REFERENCE_PROFILES / Settings.model_fields["segment_items_per_share"].default)
+    run = "segments: daily runs"
+    pace = bounds.task_units_per_second * shares
     for load in loads:
         if load.burst:
             when = "every hour" if load.every_hour else f"{load.at_hour:02d}:00 UTC"
             runs = 30 * (24 if load.every_hour else 1)
             print(f"  burst: {load.component} {load.monthly / runs:,.0f} {load.unit.upper()} at {when}, "
-                  f"{load.per_second:,.0f} a second (unpaced)", file=out)
-    dollars = paced_dollars = 0.0
-    for label, laid_out in (("today (unpaced runs)", loads),
-                            (f"runs paced to {PACED_UNITS_PER_SECOND:.0f} units/s (not built)",
-                             paced(loads, PACED_UNITS_PER_SECOND))):
+                  f"{load.per_second:,.0f} a second unpaced"
+                  + (f", {min(pace, load.per_second):,.0f} paced ({bounds.task_units_per_second:g} a task x "
+                     f"{shares} shares)" if load.component == run and pace else ""), file=out)
+    # Paced, the run's tasks wait: Lambda time at their memory, as long as the longer of its reads and writes.
+    waiting = max((load.monthly / pace - load.monthly / load.per_second for load in loads
+                   if load.component == run and pace and load.per_second > pace), default=0.0)
+    waiting_dollars = waiting * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
+    index = index_dollars(bounds)
+    figures = {}
+    for label, laid_out in (("before: the run unpaced", loads), ("now: the run paced", paced(loads, pace, run))):
         dimensions = [simulate(unit, laid_out, bounds.minimum[unit], bounds.maximum[unit], bounds.target)
                       for unit in ("rru", "wru")]
-        table = sum(d.dollars_a_month for d in dimensions)
-        dollars, paced_dollars = (dollars, table) if dollars else (table, 0.0)
+        figures[label] = sum(d.dollars_a_month for d in dimensions)
         print(f"  auto scaling, {label}: target {bounds.target:.0%}, min {bounds.minimum['rru']:.0f}/"
-              f"{bounds.minimum['wru']:.0f}, max {bounds.maximum['rru']:.0f}/{bounds.maximum['wru']:.0f} RCU/WCU; "
-              f"${table:.2f} a month", file=out)
+              f"{bounds.minimum['wru']:.0f}, max {bounds.maximum['rru']:.0f}/{bounds.maximum['wru']:.0f} RCU/WCU: "
+              f"${figures[label]:.2f} a month", file=out)
         for d in dimensions:
             print(f"    {'RCU' if d.unit == 'rru' else 'WCU'} by hour: "
                   + " ".join(f"{c:.0f}" for c in d.capacity_by_hour)
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
                     f"units, {d.throttled_share(True):.1%} of the bursts', longest wait {d.longest_wait_minutes} min",
                   file=out)
-    index = index_dollars(bounds)
-    provisioned = total - on_demand + dollars + index
-    # Pacing would keep each run's function waiting: Lambda time at the function's memory (1 GB for both).
-    # A run's reads and writes go on together: it waits as long as the longer of the two takes paced.
-    longer: dict[str, float] = {}
-    for load in loads:
-        if load.at_hour is not None and load.per_second > PACED_UNITS_PER_SECOND:
-            extra = load.monthly / PACED_UNITS_PER_SECOND - load.monthly / load.per_second
-            longer[load.component] = max(longer.get(load.component, 0.0), extra)
-    waiting = sum(longer.values())
-    print(f"  the index at its minimum ${index:.2f}; paced, the runs would wait ~{waiting / 30:,.0f} s a day "
-          f"more (${waiting * LAMBDA_GB_SECOND_ARM:.2f} a month at 1 GB); all in paced: "
-          f"${total - on_demand + paced_dollars + index + waiting * LAMBDA_GB_SECOND_ARM:.2f}", file=out)
+    before, now = figures.values()
+    print(f"  + the index at its minimum ${index:.2f}; + the paced run's waiting, {waiting / 30:,.0f} s of tasks a "
+          f"day, ${waiting_dollars:.2f}; unpaced it would be ${total - on_demand + before + index:.2f} all in",
+          file=out)
+    provisioned = total - on_demand + now + index + waiting_dollars
     print(f"reference store all in, TableCapacity=provisioned: ${provisioned:.2f} per month", file=out)
     return provisioned
 

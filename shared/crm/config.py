@@ -87,7 +87,23 @@ def track_settings() -> TrackSettings:
     return TrackSettings.model_validate(dict(os.environ))
 
 
+class ClientSettings(BaseModel):
+    """How this process's AWS clients behave, read on their own: a client is made before any table is named."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # DynamoDB capacity units a second this process consumes at most on average (crm.adapters.pacing); 0, the
+    # default, does not pace. template.yaml sets it for the segment runs' tasks on a provisioned table only.
+    dynamodb_units_per_second: float = Field(default=0.0, ge=0, alias="DYNAMODB_UNITS_PER_SECOND")
+
+
+@cache
+def client_settings() -> ClientSettings:
+    return ClientSettings.model_validate(dict(os.environ))
+
+
 def reset() -> None:
     """Forget the cached settings (the local runtime and tests change the environment)."""
     settings.cache_clear()
     track_settings.cache_clear()
+    client_settings.cache_clear()

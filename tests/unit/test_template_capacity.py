@@ -83,3 +83,15 @@ def test_provisioned_the_table_and_every_index_start_at_the_minimum_and_scale_at
 def test_an_unknown_parameter_is_refused(stack: Stack) -> None:
     with pytest.raises(ValueError, match="TableCapacityy"):
         Provisioner(stack, "capacity", "us-east-1", {"TableCapacityy": "provisioned"})
+
+
+def test_the_segment_runs_tasks_are_paced_on_a_provisioned_table_only(stack: Stack) -> None:
+    variables = stack.resources["SegmentTasksFunction"]["Properties"]["Environment"]["Variables"]
+    paces = {mode: float(Provisioner(stack, "capacity", "us-east-1", {"TableCapacity": mode}).resolver.resolve(
+        variables["DYNAMODB_UNITS_PER_SECOND"])) for mode in ("on-demand", "provisioned")}
+    assert paces["on-demand"] == 0  # crm.config: 0 does not pace
+    assert paces["provisioned"] > 0
+    # No other function is paced: the webhooks' consumers keep what the table has.
+    paced = [name for name, r in stack.of_type("AWS::Lambda::Function").items()
+             if "DYNAMODB_UNITS_PER_SECOND" in r["Properties"].get("Environment", {}).get("Variables", {})]
+    assert paced == ["SegmentTasksFunction"]

@@ -15,6 +15,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from crm.adapters import pacing
+from crm.config import client_settings
+
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
@@ -30,8 +33,12 @@ def client(service: str) -> Any:
         with _lock:
             found = _clients.get(service)
             if found is None:
-                found = _clients[service] = boto3.session.Session().client(  # type: ignore[call-overload]
+                found = boto3.session.Session().client(  # type: ignore[call-overload]
                     service, config=_CONFIGS.get(service, _RETRIES))
+                rate = client_settings().dynamodb_units_per_second
+                if service == "dynamodb" and rate:
+                    pacing.install(found, pacing.Pacer(rate))
+                _clients[service] = found
     return found
 
 
