@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint
+from crm.config import Settings
 from crm_local.provision import Physical, Provisioner
 from crm_local.template import Stack
 
@@ -95,3 +96,14 @@ def test_the_segment_runs_tasks_are_paced_on_a_provisioned_table_only(stack: Sta
     paced = [name for name, r in stack.of_type("AWS::Lambda::Function").items()
              if "DYNAMODB_UNITS_PER_SECOND" in r["Properties"].get("Environment", {}).get("Variables", {})]
     assert paced == ["SegmentTasksFunction"]
+
+
+def test_a_paced_task_still_ends_its_share_well_within_the_timeout(stack: Stack) -> None:
+    # bench/segment_runs: a daily run reads ~1.53 RRU and writes ~0.22 WRU a profile; a task of one share may do
+    # all of its reading and writing (a run that reads each profile once), and a share is at most this many items.
+    units_per_item = 1.75
+    function = stack.resources["SegmentTasksFunction"]["Properties"]
+    pace = float(Provisioner(stack, "capacity", "us-east-1", {"TableCapacity": "provisioned"}).resolver.resolve(
+        function["Environment"]["Variables"]["DYNAMODB_UNITS_PER_SECOND"]))
+    items = Settings.model_fields["segment_items_per_share"].default
+    assert items * units_per_item / pace <= function["Timeout"] / 1.2
