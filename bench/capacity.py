@@ -177,9 +177,24 @@ def bounds_of(sam: dict[str, Any]) -> Bounds:
 
 
 def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load]:
-    """The component's bursts at no more than ``per_second`` units a second (each unit)."""
-    return [replace(load, per_second=min(load.per_second, per_second)) if load.burst and load.component == component
-            else load for load in loads]
+    """The component's bursts at no more than ``per_second`` units a second, reads and writes together (the
+    pacer counts every unit): each kind spread over the run's paced length."""
+    loads = list(loads)
+    run = [load for load in loads if load.burst and load.component == component]
+    if not run or not per_second:
+        return loads
+    seconds = max(sum(load.monthly for load in run) / per_second,
+                  max(load.monthly / load.per_second for load in run))  # a month of runs' seconds
+    return [replace(load, per_second=load.monthly / seconds) if load in run else load for load in loads]
+
+
+def paced_seconds(loads: Iterable[Load], per_second: float, component: str) -> float:
+    """How much longer a month of the component's runs takes paced than not."""
+    run = [load for load in loads if load.burst and load.component == component]
+    if not run or not per_second:
+        return 0.0
+    unpaced = max(load.monthly / load.per_second for load in run)
+    return max(0.0, sum(load.monthly for load in run) / per_second - unpaced)
 
 
 def index_dollars(bounds: Bounds) -> float:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capacity import DIURNAL_UTC, Bounds, Load, bounds_of, index_dollars, paced, simulate
+from capacity import DIURNAL_UTC, Bounds, Load, bounds_of, index_dollars, paced, paced_seconds, simulate
 from crm.config import Settings
 from crm.segments.runs import DAILY_RUN_HOUR
 from crm_local.template import read_sam
@@ -601,17 +601,18 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
     shares = math.ceil(REFERENCE_PROFILES / Settings.model_fields["segment_items_per_share"].default)
     run = "segments: daily runs"
     pace = bounds.task_units_per_second * shares
+    paced_rate = {load.unit: load.per_second for load in paced(loads, pace, run) if load.component == run}
     for load in loads:
         if load.burst:
             when = "every hour" if load.every_hour else f"{load.at_hour:02d}:00 UTC"
             runs = 30 * (24 if load.every_hour else 1)
             print(f"  burst: {load.component} {load.monthly / runs:,.0f} {load.unit.upper()} at {when}, "
                   f"{load.per_second:,.0f} a second unpaced"
-                  + (f", {min(pace, load.per_second):,.0f} paced ({bounds.task_units_per_second:g} a task x "
-                     f"{shares} shares)" if load.component == run and pace else ""), file=out)
-    # Paced, the run's tasks wait: Lambda time at their memory, as long as the longer of its reads and writes.
-    waiting = max((load.monthly / pace - load.monthly / load.per_second for load in loads
-                   if load.component == run and pace and load.per_second > pace), default=0.0)
+                  + (f", {paced_rate[load.unit]:,.0f} paced (reads and writes {bounds.task_units_per_second:g} "
+                     f"units a second a task x {shares} shares)" if load.component == run and pace else ""),
+                  file=out)
+    # Paced, the run's tasks wait: Lambda time at their memory.
+    waiting = paced_seconds(loads, pace, run)
     waiting_dollars = waiting * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
     index = index_dollars(bounds)
     figures = {}

@@ -94,3 +94,19 @@ def test_the_provisioned_line_sits_above_the_unchanged_headline(cost: ModuleType
     days = [capacity.simulate(unit, loads, 1, 1000, 0.7) for unit in ("rru", "wru")]
     expected = total - on_demand + sum(d.dollars_a_month for d in days) + capacity.index_dollars(bounds)
     assert provisioned == f"reference store all in, TableCapacity=provisioned: ${expected:.2f} per month"
+
+
+def test_a_paced_run_spreads_its_reads_and_writes_over_one_paced_length(capacity: ModuleType) -> None:
+    reads = capacity.Load("run", "rru", 30 * 150_000, at_hour=3, per_second=1500)
+    writes = capacity.Load("run", "wru", 30 * 30_000, at_hour=3, per_second=300)
+    other = capacity.Load("fit", "rru", 30 * 50_000, at_hour=2, per_second=500)
+    paced = {(load.component, load.unit): load.per_second
+             for load in capacity.paced([reads, writes, other], 240, "run")}
+    # 180,000 units a run at 240 a second: 750 s, each kind over all of it; the other burst untouched.
+    assert paced[("run", "rru")] == pytest.approx(150_000 / 750)
+    assert paced[("run", "wru")] == pytest.approx(30_000 / 750)
+    assert paced[("fit", "rru")] == 500
+    assert capacity.paced_seconds([reads, writes, other], 240, "run") == pytest.approx(30 * (750 - 100))
+    # A pace the run never reaches changes nothing.
+    assert capacity.paced([reads, writes], 10_000, "run") == [reads, writes]
+    assert capacity.paced_seconds([reads, writes], 10_000, "run") == 0.0
