@@ -82,7 +82,7 @@ def _events_attributes(message: MessageRecord) -> Item:
             "clicked_links": {"L": [{"S": link} for link in message.clicked_links]}}
 
 
-def _legacy_item(message: MessageRecord) -> Item:
+def legacy_message_item(message: MessageRecord) -> Item:
     """A record as written before issue 12's ledger lane (``MSG#<message id>``, apart from its timeline line): a
     merge moves such a record as it is, so that its own line, left where it was, is not shown twice."""
     static = message.model_dump_json(exclude={"events", "clicked_links"})
@@ -136,7 +136,7 @@ class DynamoMessageLedger:
     (where a tag would alter them, a pointer too). An SMS adds a pointer by message id (to the line's key), as its
     status carries no tags; and so does a message a merge moved (its tags name the merged profile). An event
     costs one conditional update. Records written before as items of their own (``MSG#<message id>``, beside a
-    line of their own) are read, noted, found and moved still (``_legacy_item``)."""
+    line of their own) are read, noted, found and moved still (``legacy_message_item``)."""
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table = table_name or settings().table_name
@@ -264,7 +264,7 @@ class DynamoMessageLedger:
         for item in moving:
             moved = _message(item).model_copy(update={"profile_id": to_profile_id})
             legacy = _is_legacy(item)
-            put_if_absent(self.table, _legacy_item(moved) if legacy else _line_item(moved))
+            put_if_absent(self.table, legacy_message_item(moved) if legacy else _line_item(moved))
             self._point(moved, legacy)
         batch_write(self.table, [{"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
                                  for item in moving])
