@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from crm.adapters import keys
 from crm.adapters.clients import put_if_absent
 from crm.adapters.flow_stats import DynamoMessageLedger, _message, legacy_message_item
+from crm.adapters.items import wire_key
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.ses import tag_value
-from crm.models.flow_stats import MessageRecord
+from crm.models.flow_stats import MessageEvent, MessageRecord
 from crm.models.profile import TimelineEntry
 from crm.ports import Change, ProfileRepository
 
@@ -38,6 +40,10 @@ class ThreeWritesLedger(DynamoMessageLedger):
     def find(self, message_id: str, workspace_id: str | None = None, profile_id: str | None = None,
              sent_at: datetime | None = None) -> MessageRecord | None:
         return super().find(message_id, workspace_id, profile_id)  # a record of its own: its key has no moment
+
+    def note_event(self, message: MessageRecord, event: MessageEvent) -> MessageRecord | None:
+        return self._note(wire_key(keys.flow_message(message.workspace_id, message.profile_id, message.message_id)),
+                          event)[1]
 
     def touches(self, workspace_id: str, profile_id: str, since: datetime) -> list[MessageRecord]:
         found = [_message(item) for item in self._legacy_items(workspace_id, profile_id, since)]
