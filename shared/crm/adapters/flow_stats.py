@@ -211,11 +211,11 @@ class DynamoMessageLedger:
         """The lines from ``since`` on (one Query of the timeline's keys from there, its messages' lines kept by
         the filter), and the legacy items (one Query of their prefix)."""
         pk = keys.profile(workspace_id, profile_id)["pk"]
+        start = f"{keys.TIMELINE_PREFIX}{since.astimezone(UTC).isoformat()}"
         lines = {"TableName": self.table, "ConsistentRead": True,
                  "KeyConditionExpression": "pk = :pk AND sk BETWEEN :from AND :to",
                  "FilterExpression": "#type = :type", "ExpressionAttributeNames": {"#type": "type"},
-                 "ExpressionAttributeValues": {":pk": {"S": pk},
-                                               ":from": {"S": f"{keys.TIMELINE_PREFIX}{since.isoformat()}"},
+                 "ExpressionAttributeValues": {":pk": {"S": pk}, ":from": {"S": start},
                                                ":to": {"S": f"{keys.TIMELINE_PREFIX}\uffff"},
                                                ":type": {"S": MESSAGE_LINE}}}
         items = (*query_items(lines), *self._legacy_items(workspace_id, profile_id, since))
