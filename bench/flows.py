@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import flows_ledger_before
 import flows_today
 from backtest import REACHABLE_VIEWS
 from cost import SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
@@ -642,18 +643,24 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
     return to_send, to_bus, designs, meter.run_sizes
 
 
-DESIGNS = ("today", "held")  # today's baseline (bench/flows_today.py, commit 0ccbb87), then this design
+# today's baseline (bench/flows_today.py, commit 0ccbb87), the ledger's labelled before (bench/flows_ledger_before.py:
+# an email's record apart from its timeline line), then this design (the last: its shapes are the run sizes' too)
+DESIGNS = ("today", "three_writes", "held")
 DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; batches of 1)",
                  "held": f"after: catalogue held, unheard events read nothing, no SES Delivery events, "
                          f"batches of {RECORDS_PER_BATCH:.1f}, counter rows folded, flow events sent by the outbox "
-                         f"({EVENTS_PER_SEND:.1f} a SendMessageBatch); counter writes apart (below)"}
+                         f"({EVENTS_PER_SEND:.1f} a SendMessageBatch), an email's record its timeline line; "
+                         f"counter writes apart (below)",
+                 "three_writes": "before: as after, but an email's record an item apart from its timeline line "
+                                 "(claim, record, line: 3 writes an email)"}
 # The month is priced three ways: today's baseline as measured; this design with its counters written per
 # delivery (issue 12's fifth pass: one UpdateItem of each counting delivery, 1 WRU as the meter prices it); and
 # with them written per batch (crm.flows.batch_counts), at each flow's fullest item.
-PRICED = ("today", "per_delivery", "long_names", "held")
+PRICED = ("today", "per_delivery", "long_names", "three_writes", "held")
 PRICED_LABELS = {"today": DESIGN_LABELS["today"],
                  "per_delivery": "counters per delivery (fifth pass)",
                  "long_names": "before: counters per batch, long names",
+                 "three_writes": "before: an email's record apart from its line",
                  "held": "after: counters per batch, short names"}
 
 
@@ -663,18 +670,30 @@ def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] =
     writes = counter_writes(month, per_batch)
     ours = dict(kinds["held"])
     one_write: Counts = {("req", "dynamodb", "UpdateItem"): 1.0, ("unit", "wru"): 1.0}
-    return {"today": (dict(kinds["today"]), dict(month)),
-            "per_delivery": ({**ours, COUNTER_FLUSH: one_write}, {**month, COUNTER_FLUSH: writes.deliveries}),
-            "long_names": ({**ours, COUNTER_FLUSH: writes.per_batch_before}, {**month, COUNTER_FLUSH: writes.batches}),
-            "held": ({**ours, COUNTER_FLUSH: writes.per_batch}, {**month, COUNTER_FLUSH: writes.batches})}
+    designs: dict[str, tuple[dict[str, Counts], dict[str, int | float]]] = {
+        "today": (dict(kinds["today"]), dict(month)),
+        "per_delivery": ({**ours, COUNTER_FLUSH: one_write}, {**month, COUNTER_FLUSH: writes.deliveries}),
+        "long_names": ({**ours, COUNTER_FLUSH: writes.per_batch_before}, {**month, COUNTER_FLUSH: writes.batches})}
+    if "three_writes" in kinds:
+        designs["three_writes"] = ({**kinds["three_writes"], COUNTER_FLUSH: writes.per_batch},
+                                   {**month, COUNTER_FLUSH: writes.batches})
+    return {**designs, "held": ({**ours, COUNTER_FLUSH: writes.per_batch}, {**month, COUNTER_FLUSH: writes.batches})}
 
 
 @contextmanager
 def design_in_place(design: str, runtime: Any) -> Iterator[None]:
     """The flows function's services as the design builds them (the handler asks crm.wiring per record), and
     the SES events the design's rule brings to the flows queue."""
-    if design != "today":
+    if design == "held":
         yield
+        return
+    ledger = wiring.message_ledger
+    wiring.message_ledger = flows_ledger_before.ThreeWritesLedger  # type: ignore[assignment]
+    if design == "three_writes":
+        try:
+            yield
+        finally:
+            wiring.message_ledger = ledger
         return
     built = wiring.flows_service, wiring.conversions_service, wiring.feedback_deps
     wiring.flows_service, wiring.conversions_service = flows_today.flows_service, flows_today.conversions_service
@@ -688,6 +707,7 @@ def design_in_place(design: str, runtime: Any) -> Iterator[None]:
         yield
     finally:
         events.put_rule(Name=rule, EventBusName="default", EventPattern=json.dumps(pattern))
+        wiring.message_ledger = ledger
         wiring.flows_service, wiring.conversions_service, wiring.feedback_deps = built
 
 
@@ -739,8 +759,9 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
         print(f"| {lines[-1].component} | " + " | ".join(str(line.dollars) for line in lines) + " |")
     total = {design: next(line.dollars for line in lines if line.component == "total, infrastructure")
              for design, lines in costs.items()}
-    print(f"\nflows' own requests, reference store: ${total['held']} per month (long counter names, before: "
-          f"${total['long_names']}; counters per delivery "
+    print(f"\nflows' own requests, reference store: ${total['held']} per month (an email's record apart from its "
+          f"line, before: ${total['three_writes']}; long counter names, before: ${total['long_names']}; counters per "
+          f"delivery "
           f"${total['per_delivery']}; today's design ${total['today']})")
 
 
@@ -796,6 +817,7 @@ def main() -> int:
                          "req", "dynamodb", "UpdateItem"], "wru_per_batch": writes.per_batch["unit", "wru"],
                          "per_delivery": writes.deliveries},
                      "before": {"billed": billed(*designs_priced["today"])},
+                     "three_writes": {"billed": billed(*designs_priced["three_writes"])},
                      "per_delivery": {"billed": billed(*designs_priced["per_delivery"])},
                      "webhook_to_send_ms": {"p50": percentile(to_send, 0.5) * 1000,
                                             "p95": percentile(to_send, 0.95) * 1000}})

@@ -3,7 +3,8 @@ in the same run: every event lists the workspace's flows (one Query, nothing hel
 that ever saved a flow reads the profile and its runs whether or not a flow listens to it; every paid OrderPlaced
 reads the messaging settings, the profile and its messages, whether or not a flow was ever saved. Its writes: a
 run created, then saved; each doing counted by an ADD of its own; a run stored as plain JSON; every message's
-pointer by id written; a timeline line as a transaction. SES's Delivery event of each email came to the flows
+pointer by id written; a timeline line as a transaction
+(beside the message's record: bench/flows_ledger_before.py). SES's Delivery event of each email came to the flows
 queue (bench/flows.py puts the rule's old pattern back while it measures this design) and was counted on the
 message's two counter rows.
 
@@ -20,7 +21,6 @@ from crm import wiring
 from crm.adapters import keys
 from crm.adapters.flow_definitions import DynamoFlowCatalogue
 from crm.adapters.flow_runs import PACKED_RUN, DynamoRunStore
-from crm.adapters.flow_stats import DynamoMessageLedger
 from crm.adapters.items import Item, to_item
 from crm.adapters.profiles import DynamoProfileRepository, _write_change
 from crm.clock import utc_now
@@ -34,6 +34,7 @@ from crm.messaging.feedback import FeedbackDeps, MessageEvents
 from crm.models.flow_stats import CounterName, MessageEvent, MessageEventType, MessageRecord
 from crm.models.flows import FlowDefinition, FlowRecord, FlowRun, FlowStatus, RunStatus, run_id_for
 from crm.ports import Change
+from flows_ledger_before import ThreeWritesLedger
 
 
 class TodayFlowsService(FlowsService):
@@ -93,13 +94,14 @@ class TodayRunStore(DynamoRunStore):
         return item
 
 
-class TodayLedger(DynamoMessageLedger):
-    """Every message's pointer by id, emails' too."""
+class TodayLedger(ThreeWritesLedger):
+    """Every message's pointer by id, emails' too; its record an item of its own beside its timeline line (written
+    in a transaction by TodayProfiles)."""
 
     def record_sent(self, message: MessageRecord) -> None:
         super().record_sent(message)
         if message.channel == "email":
-            self._point(message)
+            self._point(message, legacy=True)
 
 
 class TodayProfiles(DynamoProfileRepository):
@@ -143,7 +145,7 @@ def flows_service(counters: FlowCounters | None = None) -> FlowsService:
         catalogue=DynamoFlowCatalogue(), runs=TodayRunStore(), scheduler=wiring.wait_scheduler(),
         profiles=TodayProfiles(), segments=wiring.segment_store(), messaging=wiring.messaging_store(),
         suppressions=wiring.suppressions(), email=wiring.email_sender(), sms=wiring.sms_sender(),
-        composer=wiring.message_composer(), clock=utc_now, ledger=TodayLedger(),
+        composer=wiring.message_composer(), clock=utc_now, ledger=TodayLedger(TodayProfiles()),
         counters=wiring.flow_counters(), winners=wiring.split_winners())
 
 

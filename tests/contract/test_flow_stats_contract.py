@@ -66,9 +66,9 @@ def event(kind: MessageEventType, minutes: int = 5, link: str | None = None) -> 
 def test_a_message_is_recorded_once_and_found_by_its_tags_an_sms_by_id_alone(ledger: MessageLedger) -> None:
     ledger.record_sent(sent())
     ledger.record_sent(sent().model_copy(update={"step_id": "email_2"}))  # a retried send: the first stays
-    assert ledger.find("m1", WS, "p1") == sent()  # SES tags name the workspace and the profile
+    assert ledger.find("m1", WS, "p1", NOW) == sent()  # SES tags name the workspace, the profile and the moment
     assert ledger.find("m1") is None  # an email is always found by its tags: no pointer by id is written
-    assert ledger.find("m1", "ws_other", "p1") is None
+    assert ledger.find("m1", "ws_other", "p1", NOW) is None
     text = sent("s1").model_copy(update={"channel": "sms", "step_id": "sms_1"})
     ledger.record_sent(text)
     assert ledger.find("s1") == text  # an SMS status names the message only: its pointer
@@ -89,7 +89,7 @@ def test_each_event_type_is_noted_once_whatever_ses_repeats(ledger: MessageLedge
             assert kind not in first
             first[kind] = position
     assert set(first) == {MessageEventType.DELIVERED, MessageEventType.OPENED, MessageEventType.CLICKED}
-    held = ledger.find("m1", WS, "p1")
+    held = ledger.find("m1", WS, "p1", NOW)
     assert held is not None and held.variant is None
     assert held.events == {kind: NOW + timedelta(minutes=at) for kind, at in first.items()}
     assert held.clicked_links == ("https://shop.example/a",)  # the first click's link
@@ -104,12 +104,12 @@ def test_a_noted_event_answers_the_record_as_it_now_stands(ledger: MessageLedger
                                                       MessageEventType.CLICKED: NOW + timedelta(minutes=9)}
     assert clicked.clicked_links == ("https://shop.example/r/1?x=1&y=2",)
     assert ledger.note_event(sent(), event(MessageEventType.CLICKED, 12, link="https://shop.example/b")) is None
-    assert ledger.find("m1", WS, "p1") == clicked
+    assert ledger.find("m1", WS, "p1", NOW) == clicked
 
 
 def test_an_event_on_a_message_never_recorded_counts_nothing(ledger: MessageLedger) -> None:
     assert ledger.note_event(sent(), event(MessageEventType.DELIVERED)) is None
-    assert ledger.find("m1", WS, "p1") is None
+    assert ledger.find("m1", WS, "p1", NOW) is None
 
 
 def test_touches_are_the_profiles_messages_sent_since_in_time_order(ledger: MessageLedger) -> None:
@@ -125,6 +125,17 @@ def test_touches_are_the_profiles_messages_sent_since_in_time_order(ledger: Mess
     assert last.events == {MessageEventType.OPENED: NOW}
 
 
+def test_a_steps_message_is_found_by_the_moment_its_step_was_claimed(ledger: MessageLedger) -> None:
+    """A send is recorded at its claim's moment (crm.flows.service): a claim found later finds its message."""
+    ledger.record_sent(sent("m1"))
+    ledger.record_sent(sent("m2").model_copy(update={"run_id": "q" * 32}))  # another run's send at that moment
+    found = ledger.message_of_step(WS, "p1", "r" * 32, "email_1", NOW)
+    assert found is not None and found.message_id == "m1"
+    assert ledger.message_of_step(WS, "p1", "r" * 32, "email_2", NOW) is None
+    assert ledger.message_of_step(WS, "p1", "r" * 32, "email_1", NOW + timedelta(minutes=1)) is None
+    assert ledger.message_of_step(WS, "p2", "r" * 32, "email_1", NOW) is None
+
+
 def test_a_merge_moves_the_merged_profiles_messages_to_the_survivor_events_kept(ledger: MessageLedger) -> None:
     for message in (sent("m1"), sent("m2", minutes=3), sent("m_survivor", profile_id="p2"),
                     sent("m_elsewhere", workspace_id="ws_b")):
@@ -134,7 +145,7 @@ def test_a_merge_moves_the_merged_profiles_messages_to_the_survivor_events_kept(
     assert ledger.move_messages(WS, "p1", "p2") == 0  # a redelivered merge
     assert [m.message_id for m in ledger.touches(WS, "p2", NOW)] == ["m1", "m_survivor", "m2"]
     assert ledger.touches(WS, "p1", NOW - timedelta(days=1)) == []
-    moved = ledger.find("m1", WS, "p1")  # SES's tags still name the merged profile: the pointer follows
+    moved = ledger.find("m1", WS, "p1", NOW)  # SES's tags still name the merged profile: the pointer follows
     assert opened is not None and moved == opened.model_copy(update={"profile_id": "p2"})
     assert ledger.note_event(moved, event(MessageEventType.OPENED, 20)) is None  # still noted once
     assert ledger.note_event(moved, event(MessageEventType.CLICKED, 21, "https://a")) is not None

@@ -162,15 +162,18 @@ def test_a_checkout_waits_in_a_one_time_schedule_then_sends_once(flows: Flows, m
     assert [(s.outcome, s.message_id) for s in run.steps if s.step_id == "email_1"] == [(StepOutcome.SENT, "ses-1")]
     # The step's claim, whose outcome is its message's record (what a redelivery finds if the run's save is lost).
     claim = store.step_claim(run, "email_1")
-    recorded = DynamoMessageLedger(flows.provisioned.outputs["TableName"]).find("ses-1", WS, "p1")
-    assert claim is not None and recorded is not None and (recorded.run_id, recorded.step_id) == (run.run_id,
-                                                                                                 "email_1")
+    assert claim is not None
+    # Found as the feedback finds it, by SES's tags: the record's partition and moment, the claim's.
+    recorded = DynamoMessageLedger(flows.provisioned.outputs["TableName"]).find("ses-1", WS, "p1", claim.at)
+    assert recorded is not None and (recorded.run_id, recorded.step_id) == (run.run_id, "email_1")
     # Smart Sending's last send is the run's record of it (crm.flows.engine.last_send), nothing apart.
     last = last_send(store.runs_of_profile(WS, "p1"), "email")
     assert last is not None and last == next(s.at for s in run.steps if s.step_id == "email_1")
     assert timedelta(0) <= claim.at - last < timedelta(seconds=1)
     timeline = DynamoProfileRepository(flows.provisioned.outputs["TableName"]).timeline(WS, ["p1"], None, 10)
     assert [(e.type, e.summary["step_id"]) for e in timeline] == [("flow_message", "email_1")]
+    # The line is the record (one item: crm.adapters.flow_stats), at the claim's moment.
+    assert (timeline[0].occurred_at, timeline[0].ref, timeline[0].summary["run_id"]) == (claim.at, "ses-1", run.run_id)
 
 
 def test_an_order_ends_the_run_and_deletes_its_schedule(flows: Flows, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,18 +255,20 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
     answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(delivery)
     assert answer == {"batchItemFailures": []} and len(flows.email.sent) == 1
     # Reads: the profile with its segments (one Query), the run, the profile's runs (Smart Sending's last send
-    # is their records: crm.flows.engine.last_send); writes: the claim, the timeline line (a plain put, not a
-    # transaction), the run (once); the message record, which is the step's record too (no pointer for an
-    # email: SES's tags find it, crm.adapters.flow_stats), one ADD for the counters rows the delivery touched
+    # is their records: crm.flows.engine.last_send); writes: the claim, the run (once); the message record, which
+    # is the step's record and its timeline line too (no pointer for an email: SES's tags find it,
+    # crm.adapters.flow_stats), one ADD for the counters rows the delivery touched
     # (flow-wide, wait_4h, email_1: crm.flows.counting; one item carries them all); the next wait's schedule.
     # (The catalogue, settings, template, suppression and SES calls are fakes here.)
     assert sorted(made) == sorted([
         "dynamodb:Query", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
-        "dynamodb:BatchWriteItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
+        "dynamodb:PutItem", "scheduler:CreateSchedule",
         "dynamodb:PutItem", "dynamodb:UpdateItem"])
     # What the stats read: the message recorded where the feedback looks for it, the send counted.
     table = flows.provisioned.outputs["TableName"]
-    recorded = DynamoMessageLedger(table).find("ses-1", WS, run.profile_id)
+    claim = DynamoRunStore(table).step_claim(run, "email_1")
+    assert claim is not None
+    recorded = DynamoMessageLedger(table).find("ses-1", WS, run.profile_id, claim.at)
     assert recorded is not None and (recorded.run_id, recorded.step_id) == (run.run_id, "email_1")
     day = clock.utc_now().date()
     assert {(row.step_id, name): value for row in DynamoFlowCounters(table).rows(WS, ABANDONED_CHECKOUT, day, day)

@@ -171,7 +171,9 @@ def test_two_opens_of_a_flow_message_count_once_on_its_rows_and_its_delivery_nev
     assert _counts(table, workspace) == {key: {"opened": Decimal(1)} for key in (
         ("-", "-"), ("email_1", "split_1:2"))}
     lines = DynamoProfileRepository(table).timeline(workspace, ["p_0123456789abcdef"], None, 10)
-    assert [(e.type, e.ref) for e in lines] == [("email_opened", f"{EMAIL_ID}:opened")]
+    # The open's line, and the send's: the message's record (crm.adapters.flow_stats), found by SES's tags
+    # (workspace, profile, the moment it was sent) in one read.
+    assert [(e.type, e.ref) for e in lines] == [("email_opened", f"{EMAIL_ID}:opened"), ("flow_message", EMAIL_ID)]
 
 
 def test_sns_sms_delivery_status_lines_reach_the_flows_function_and_count(

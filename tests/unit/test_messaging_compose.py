@@ -25,6 +25,7 @@ from crm.models.affinity import ProductAffinity, RelatedProduct
 from crm.models.canonical import ProductRef
 from crm.models.consent import Channel, Consent, ConsentRequest, ConsentState
 from crm.models.events import CheckoutStarted, Item, OrderPlaced
+from crm.models.flow_stats import sent_of_tag
 from crm.models.flows import FlowRun
 from crm.models.messaging import EmailTemplate, MessagingSettings, SmsTemplate, TemplateRecord
 from crm.models.profile import Activity, Profile, new_profile
@@ -145,7 +146,8 @@ def test_a_flow_step_renders_with_the_runs_trigger_and_is_tagged_with_flow_step_
     assert email.to == "test@example.com"  # a test send goes to the address given, its link names it
     assert "https://shop.example/recover/c1" in email.html and "$78.00" in email.html
     assert email.tags == {"workspace": "w1", "flow": "builtin:abandoned_checkout", "step": "email_1",
-                          "run": "r" * 32, "profile": "p1"}
+                          "run": "r" * 32, "profile": "p1", "sent": str(int(NOW.timestamp()) * 1_000_000)}
+    assert sent_of_tag(email.tags["sent"]) == NOW  # the record's moment, so its key (crm.adapters.flow_stats)
     assert email.unsubscribe_url is not None
     claims = verify(_token(email.unsubscribe_url, LinkPurpose.UNSUBSCRIBE), KEYS, LinkPurpose.UNSUBSCRIBE, NOW)
     assert (claims.address, claims.store_id) == ("test@example.com", "s2")

@@ -4,7 +4,8 @@ the stats read (MessageLedger, FlowCounters, Attributions, SplitWinners).
 Each write that must count once is a condition DynamoDB checks, so a redelivered SES event, a repeated order
 event or two invocations racing count nothing twice:
 
-- a message record: put if absent; each event type set once (``attribute_not_exists(events.#type)``);
+- a message record (its timeline line): put if absent; each event type set once
+  (``attribute_not_exists(events.#type)``);
 - counters: one item per flow, day, step and variant, ``ADD`` per name (short attribute names,
   crm.adapters.counter_names), the rows one batch counted on written as one item's update;
 - an attribution: put if absent on the order's key; a refund adds once per refund id (``NOT contains``);
@@ -14,7 +15,7 @@ event or two invocations racing count nothing twice:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,11 +23,20 @@ from botocore.exceptions import ClientError
 
 from crm.adapters import counter_names, keys
 from crm.adapters.clients import client, put_if_absent, query_items
-from crm.adapters.items import Item, wire_key
+from crm.adapters.items import Item, from_item, to_item, wire_key
 from crm.adapters.ses import tag_value
 from crm.adapters.throttling import batch_write
 from crm.config import settings
-from crm.models.flow_stats import ALL_STEPS, Attribution, CounterRow, MessageEvent, MessageEventType, MessageRecord
+from crm.models.flow_stats import (
+    ALL_STEPS,
+    MESSAGE_LINE,
+    Attribution,
+    CounterRow,
+    MessageEvent,
+    MessageEventType,
+    MessageRecord,
+)
+from crm.models.profile import TimelineEntry
 
 # A counter is its own attribute (ADD needs a top-level or existing path), named short (counter_names.short_name).
 # The long form, written before and read still: ``n:<name>`` the item's own row's counter, and another row's
@@ -48,46 +58,106 @@ def _number(value: int | Decimal) -> dict[str, str]:
 
 # --- message records ------------------------------------------------------------------------------------
 
-def _message_item(message: MessageRecord) -> Item:
-    static = message.model_dump_json(exclude={"events", "clicked_links"})
-    return {**wire_key(keys.flow_message(message.workspace_id, message.profile_id, message.message_id)),
-            "entity": {"S": "flow_message"}, "message": {"S": static},
-            "sent_epoch": _number(Decimal(str(message.sent_at.timestamp()))),
-            "events": {"M": {kind.value: {"S": at.isoformat()} for kind, at in message.events.items()}},
+def _line_key(workspace_id: str, profile_id: str, sent_at: datetime, message_id: str) -> Item:
+    """The key of a message's record: its ``flow_message`` timeline line (TimelineEntry.sort_key's form)."""
+    return wire_key(keys.timeline(workspace_id, profile_id,
+                                  f"{keys.TIMELINE_PREFIX}{sent_at.astimezone(UTC).isoformat()}#{MESSAGE_LINE}#{message_id}"))
+
+
+def _line_item(message: MessageRecord) -> Item:
+    """The message as its timeline line (what the profile's timeline shows: flow, step, channel, message id), with
+    what the record adds in the line's summary and beside it (its events, its clicked links)."""
+    summary = {"flow_id": message.flow_id, "step_id": message.step_id, "channel": message.channel,
+               "message_id": message.message_id, "run_id": message.run_id, "flow_version": message.flow_version,
+               "trigger_type": message.trigger_type, "variant": message.variant}
+    line = TimelineEntry(workspace_id=message.workspace_id, profile_id=message.profile_id,
+                         occurred_at=message.sent_at, type=MESSAGE_LINE, ref=message.message_id,
+                         summary={name: value for name, value in summary.items() if value is not None})
+    item = to_item(keys.timeline(message.workspace_id, message.profile_id, line.sort_key), "timeline", line)
+    return {**item, **_events_attributes(message)}
+
+
+def _events_attributes(message: MessageRecord) -> Item:
+    return {"events": {"M": {kind.value: {"S": at.isoformat()} for kind, at in message.events.items()}},
             "clicked_links": {"L": [{"S": link} for link in message.clicked_links]}}
 
 
+def legacy_message_item(message: MessageRecord) -> Item:
+    """A record as written before issue 12's ledger lane (``MSG#<message id>``, apart from its timeline line): a
+    merge moves such a record as it is, so that its own line, left where it was, is not shown twice."""
+    static = message.model_dump_json(exclude={"events", "clicked_links"})
+    return {**wire_key(keys.flow_message(message.workspace_id, message.profile_id, message.message_id)),
+            "entity": {"S": "flow_message"}, "message": {"S": static},
+            "sent_epoch": _number(Decimal(str(message.sent_at.timestamp()))), **_events_attributes(message)}
+
+
 def _message(item: Item) -> MessageRecord:
-    return MessageRecord.model_validate_json(item["message"]["S"]).model_copy(update={
-        "events": {MessageEventType(kind): datetime.fromisoformat(at["S"])
-                   for kind, at in item.get("events", {}).get("M", {}).items()},
-        "clicked_links": tuple(link["S"] for link in item.get("clicked_links", {}).get("L", []))})
+    """The record of a line or of a legacy item (wire form)."""
+    events = {MessageEventType(kind): datetime.fromisoformat(at["S"])
+              for kind, at in item.get("events", {}).get("M", {}).items()}
+    links = tuple(link["S"] for link in item.get("clicked_links", {}).get("L", []))
+    if "message" in item:
+        return MessageRecord.model_validate_json(item["message"]["S"]).model_copy(update={
+            "events": events, "clicked_links": links})
+    line = from_item(item)
+    summary = line["summary"]
+    return MessageRecord(workspace_id=line["workspace_id"], profile_id=line["profile_id"],
+                         message_id=summary["message_id"], channel=summary["channel"], flow_id=summary["flow_id"],
+                         flow_version=int(summary["flow_version"]), step_id=summary["step_id"],
+                         run_id=summary["run_id"], variant=summary.get("variant"),
+                         trigger_type=summary["trigger_type"], sent_at=datetime.fromisoformat(line["occurred_at"]),
+                         events=events, clicked_links=links)
+
+
+def message_id_of_key(key: keys.Key) -> str | None:
+    """The message id a profile partition's key names, if it is a message record's (a privacy erasure deletes its
+    pointer, listed so; a ``flow_message`` line of before names a run's step, a pointer that is not there)."""
+    sort_key = str(key["sk"])
+    if sort_key.startswith(keys.FLOW_MESSAGE_PREFIX):
+        return sort_key.removeprefix(keys.FLOW_MESSAGE_PREFIX)
+    marker = f"#{MESSAGE_LINE}#"
+    if sort_key.startswith(keys.TIMELINE_PREFIX) and marker in sort_key:
+        return sort_key.split(marker, 1)[1]
+    return None
+
+
+def _is_legacy(item: Item) -> bool:
+    return str(item["sk"]["S"]).startswith(keys.FLOW_MESSAGE_PREFIX)
+
+
+def _is_record(item: Item) -> bool:
+    """A legacy record, or a line that is one (a ``flow_message`` line written beside a legacy record is not)."""
+    return _is_legacy(item) or "run_id" in item.get("summary", {}).get("M", {})
 
 
 class DynamoMessageLedger:
-    """An email sent costs one put: the record in the profile's partition (an erasure takes it), found by the
-    workspace and profile SES's tags carry (where a tag would alter them, a pointer too). An SMS adds a pointer
-    by message id, holding ids only, as its status carries no tags; and so does a message a merge moved (its
-    tags name the merged profile). An event costs one conditional update."""
+    """An email sent costs one put: its record is its ``flow_message`` timeline line, in the profile's partition
+    (an erasure takes it; the timeline shows it), found by the workspace, profile and send time SES's tags carry
+    (where a tag would alter them, a pointer too). An SMS adds a pointer by message id (to the line's key), as its
+    status carries no tags; and so does a message a merge moved (its tags name the merged profile). An event
+    costs one conditional update. Records written before as items of their own (``MSG#<message id>``, beside a
+    line of their own) are read, noted, found and moved still (``legacy_message_item``)."""
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table = table_name or settings().table_name
 
     def record_sent(self, message: MessageRecord) -> None:
-        put_if_absent(self.table, _message_item(message))
+        put_if_absent(self.table, _line_item(message))
         tagged = (tag_value(message.workspace_id), tag_value(message.profile_id))
         if message.channel != "email" or tagged != (message.workspace_id, message.profile_id):
             self._point(message)
 
-    def _point(self, message: MessageRecord) -> None:
+    def _point(self, message: MessageRecord, legacy: bool = False) -> None:
         pointer = {**wire_key(keys.message_pointer(message.message_id)), "entity": {"S": "message_pointer"},
                    "workspace_id": {"S": message.workspace_id}, "profile_id": {"S": message.profile_id}}
+        if not legacy:
+            pointer["sent_at"] = {"S": message.sent_at.isoformat()}
         client("dynamodb").put_item(TableName=self.table, Item=pointer)
 
-    def find(self, message_id: str, workspace_id: str | None = None,
-             profile_id: str | None = None) -> MessageRecord | None:
+    def find(self, message_id: str, workspace_id: str | None = None, profile_id: str | None = None,
+             sent_at: datetime | None = None) -> MessageRecord | None:
         if workspace_id is not None and profile_id is not None:
-            found = self._get(workspace_id, profile_id, message_id)
+            found = self._get(workspace_id, profile_id, message_id, sent_at)
             if found is not None:
                 return found
         # No tags (SMS), or tags that no longer name the partition (a profile id SES's tag rules changed).
@@ -95,14 +165,29 @@ class DynamoMessageLedger:
                                               Key=wire_key(keys.message_pointer(message_id))).get("Item")
         if pointer is None or (workspace_id is not None and pointer["workspace_id"]["S"] != workspace_id):
             return None
-        return self._get(pointer["workspace_id"]["S"], pointer["profile_id"]["S"], message_id)
+        pointed = datetime.fromisoformat(pointer["sent_at"]["S"]) if "sent_at" in pointer else None
+        return self._get(pointer["workspace_id"]["S"], pointer["profile_id"]["S"], message_id, pointed)
 
-    def _get(self, workspace_id: str, profile_id: str, message_id: str) -> MessageRecord | None:
-        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,
-                                            Key=wire_key(keys.flow_message(workspace_id, profile_id, message_id)))
-        return _message(found["Item"]) if "Item" in found else None
+    def _get(self, workspace_id: str, profile_id: str, message_id: str,
+             sent_at: datetime | None) -> MessageRecord | None:
+        """The line sent at ``sent_at``; without it (an email sent before its tag was set), the legacy item."""
+        key = (_line_key(workspace_id, profile_id, sent_at, message_id) if sent_at is not None
+               else wire_key(keys.flow_message(workspace_id, profile_id, message_id)))
+        found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True, Key=key).get("Item")
+        return _message(found) if found is not None else None
 
     def note_event(self, message: MessageRecord, event: MessageEvent) -> MessageRecord | None:
+        """On the message's line; on its legacy item when it has no line (one refused update more, for those only:
+        the refusal's old image tells a line that holds the event already from no line)."""
+        line = _line_key(message.workspace_id, message.profile_id, message.sent_at, message.message_id)
+        held, noted = self._note(line, event)
+        if held:
+            return noted
+        return self._note(wire_key(keys.flow_message(message.workspace_id, message.profile_id,
+                                                     message.message_id)), event)[1]
+
+    def _note(self, key: Item, event: MessageEvent) -> tuple[bool, MessageRecord | None]:
+        """Whether the item exists, and it updated (None: the event's type was on it before, or no item)."""
         update = "SET #events.#type = :at"
         values: dict[str, Any] = {":at": {"S": event.at.isoformat()}}
         if event.link is not None:
@@ -110,43 +195,79 @@ class DynamoMessageLedger:
             values[":link"] = {"L": [{"S": event.link}]}
         try:
             answer = client("dynamodb").update_item(
-                TableName=self.table,
-                Key=wire_key(keys.flow_message(message.workspace_id, message.profile_id, message.message_id)),
-                UpdateExpression=update,
+                TableName=self.table, Key=key, UpdateExpression=update,
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#events.#type)",
                 ExpressionAttributeNames={"#events": "events", "#type": event.type.value},
-                ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+                ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as error:
             if _refused(error):
-                return None  # seen before, or no such message (erased with its profile)
+                # seen before; or no such item (a legacy record, or one erased with its profile)
+                return "Item" in error.response, None
             raise
-        return _message(answer["Attributes"])
+        return True, _message(answer["Attributes"])
 
     def touches(self, workspace_id: str, profile_id: str, since: datetime) -> list[MessageRecord]:
-        pk = keys.flow_message(workspace_id, profile_id, "")["pk"]
-        request = {"TableName": self.table, "ConsistentRead": True,
-                   "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-                   "FilterExpression": "sent_epoch >= :since",
-                   "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.FLOW_MESSAGE_PREFIX},
-                                                 ":since": _number(Decimal(str(since.timestamp())))}}
-        found = [_message(item) for item in query_items(request)]
+        """The lines from ``since`` on (one Query of the timeline's keys from there, its messages' lines kept by
+        the filter), and the legacy items (one Query of their prefix)."""
+        pk = keys.profile(workspace_id, profile_id)["pk"]
+        start = f"{keys.TIMELINE_PREFIX}{since.astimezone(UTC).isoformat()}"
+        lines = {"TableName": self.table, "ConsistentRead": True,
+                 "KeyConditionExpression": "pk = :pk AND sk BETWEEN :from AND :to",
+                 "FilterExpression": "#type = :type", "ExpressionAttributeNames": {"#type": "type"},
+                 "ExpressionAttributeValues": {":pk": {"S": pk}, ":from": {"S": start},
+                                               ":to": {"S": f"{keys.TIMELINE_PREFIX}\uffff"},
+                                               ":type": {"S": MESSAGE_LINE}}}
+        items = (*query_items(lines), *self._legacy_items(workspace_id, profile_id, since))
+        found = [_message(item) for item in items if _is_record(item)]
         return sorted((m for m in found if m.sent_at >= since), key=lambda m: (m.sent_at, m.message_id))
 
-    def move_messages(self, workspace_id: str, from_profile_id: str, to_profile_id: str) -> int:
-        """Each message put in the survivor's partition (if absent) and pointed to, then the old ones
-        deleted in batches (the flows function's role deletes only so); a retry after a crash finds what is left
-        in the old partition and does the rest."""
-        pk = keys.flow_message(workspace_id, from_profile_id, "")["pk"]
+    def _legacy_items(self, workspace_id: str, profile_id: str, since: datetime | None = None) -> list[Item]:
+        pk = keys.flow_message(workspace_id, profile_id, "")["pk"]
+        request: dict[str, Any] = {
+            "TableName": self.table, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.FLOW_MESSAGE_PREFIX}}}
+        if since is not None:
+            request["FilterExpression"] = "sent_epoch >= :since"
+            request["ExpressionAttributeValues"][":since"] = _number(Decimal(str(since.timestamp())))
+        return list(query_items(request))
+
+    def message_of_step(self, workspace_id: str, profile_id: str, run_id: str, step_id: str,
+                        claimed_at: datetime) -> MessageRecord | None:
+        """The line whose time is the claim's (the service sends and records at the moment it claimed: one Query
+        of that moment's keys), else a legacy record sent since the claim."""
+        prefix = f"{keys.TIMELINE_PREFIX}{claimed_at.astimezone(UTC).isoformat()}#{MESSAGE_LINE}#"
         request = {"TableName": self.table, "ConsistentRead": True,
                    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-                   "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.FLOW_MESSAGE_PREFIX}}}
-        moving = [_message(item) for item in query_items(request)]
-        for message in moving:
-            moved = message.model_copy(update={"profile_id": to_profile_id})
-            put_if_absent(self.table, _message_item(moved))
-            self._point(moved)
-        batch_write(self.table, [{"DeleteRequest": {"Key": wire_key(keys.flow_message(
-            workspace_id, from_profile_id, message.message_id))}} for message in moving])
+                   "ExpressionAttributeValues": {":pk": {"S": keys.profile(workspace_id, profile_id)["pk"]},
+                                                 ":prefix": {"S": prefix}}}
+        for items in (query_items(request), self._legacy_items(workspace_id, profile_id, claimed_at)):
+            records = (_message(item) for item in items if _is_record(item))
+            found = next((m for m in records if (m.run_id, m.step_id) == (run_id, step_id)), None)
+            if found is not None:
+                return found
+        return None
+
+    def move_messages(self, workspace_id: str, from_profile_id: str, to_profile_id: str) -> int:
+        """Each message put in the survivor's partition (if absent; a line as a line, a legacy item as one) and
+        pointed to, then the old ones deleted in batches (the flows function's role deletes only so); a retry
+        after a crash finds what is left in the old partition and does the rest."""
+        pk = keys.profile(workspace_id, from_profile_id)["pk"]
+        lines = {"TableName": self.table, "ConsistentRead": True,
+                 "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                 "FilterExpression": "#type = :type", "ExpressionAttributeNames": {"#type": "type"},
+                 "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.TIMELINE_PREFIX},
+                                               ":type": {"S": MESSAGE_LINE}}}
+        moving = [item for item in (*query_items(lines), *self._legacy_items(workspace_id, from_profile_id))
+                  if _is_record(item)]
+        for item in moving:
+            moved = _message(item).model_copy(update={"profile_id": to_profile_id})
+            legacy = _is_legacy(item)
+            put_if_absent(self.table, legacy_message_item(moved) if legacy else _line_item(moved))
+            self._point(moved, legacy)
+        batch_write(self.table, [{"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
+                                 for item in moving])
         return len(moving)
 
 

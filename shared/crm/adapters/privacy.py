@@ -7,6 +7,7 @@ from typing import Any
 
 from crm.adapters import keys
 from crm.adapters.clients import client, query_items
+from crm.adapters.flow_stats import message_id_of_key
 from crm.adapters.items import Item, from_item, serializer, to_item, wire_key
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.throttling import batch_write
@@ -64,8 +65,7 @@ class DynamoPrivacyStore:
         the partition, so listed from it: a retry after a crash still finds them)."""
         held: list[keys.Key] = [{"pk": i["pk"], "sk": i["sk"]}
                                 for i in self._partition(keys.profile(workspace_id, profile_id)["pk"])]
-        pointers = [keys.message_pointer(str(k["sk"]).removeprefix(keys.FLOW_MESSAGE_PREFIX))
-                    for k in held if str(k["sk"]).startswith(keys.FLOW_MESSAGE_PREFIX)]
+        pointers = [keys.message_pointer(message_id) for message_id in map(message_id_of_key, held) if message_id]
         pointers += [keys.short_link(str(k["sk"]).removeprefix(keys.SHORT_LINK_PREFIX))
                      for k in held if str(k["sk"]).startswith(keys.SHORT_LINK_PREFIX)]
         return [*pointers, *held]

@@ -38,8 +38,8 @@ class MemoryMessageLedger:
         if message.channel != "email":
             self.pointed.add(message.message_id)
 
-    def find(self, message_id: str, workspace_id: str | None = None,
-             profile_id: str | None = None) -> MessageRecord | None:
+    def find(self, message_id: str, workspace_id: str | None = None, profile_id: str | None = None,
+             sent_at: datetime | None = None) -> MessageRecord | None:
         found = self.messages.get(message_id)
         if found is None or (workspace_id is not None and found.workspace_id != workspace_id):
             return None
@@ -63,6 +63,11 @@ class MemoryMessageLedger:
         return sorted((m for m in self.messages.values()
                        if m.workspace_id == workspace_id and m.profile_id == profile_id and m.sent_at >= since),
                       key=lambda m: (m.sent_at, m.message_id))
+
+    def message_of_step(self, workspace_id: str, profile_id: str, run_id: str, step_id: str,
+                        claimed_at: datetime) -> MessageRecord | None:
+        return next((m for m in self.touches(workspace_id, profile_id, claimed_at)
+                     if (m.run_id, m.step_id) == (run_id, step_id)), None)
 
     def move_messages(self, workspace_id: str, from_profile_id: str, to_profile_id: str) -> int:
         moving = [m for m in self.messages.values()

@@ -138,16 +138,25 @@ class SenderIdentities(Protocol):
 
 
 class MessageLedger(Protocol):
-    """Flow messages and what became of them (crm.adapters.flow_stats; keys.flow_message, keys.message_pointer)."""
+    """Flow messages and what became of them (crm.adapters.flow_stats: a message's record is its ``flow_message``
+    line on the profile's timeline; keys.message_pointer)."""
 
     def record_sent(self, message: MessageRecord) -> None:
-        """Store the message as sent (and its pointer by message id); a second call for the same id does nothing."""
+        """Store the message as sent, as its timeline line (and its pointer by message id where tags cannot find
+        it); a second call for the same id does nothing."""
         ...
 
-    def find(self, message_id: str, workspace_id: str | None = None,
-             profile_id: str | None = None) -> MessageRecord | None:
-        """The message by id and the ``workspace_id``/``profile_id`` its SES tags carry; by id alone only an SMS
-        (its status carries no tags) or a message a merge moved (its tags name the merged profile)."""
+    def find(self, message_id: str, workspace_id: str | None = None, profile_id: str | None = None,
+             sent_at: datetime | None = None) -> MessageRecord | None:
+        """The message by id and the ``workspace_id``/``profile_id``/``sent_at`` its SES tags carry
+        (crm.models.flow_stats.SENT_TAG; without it, an email sent before the tag); by id alone only an SMS (its
+        status carries no tags) or a message a merge moved (its tags name the merged profile)."""
+        ...
+
+    def message_of_step(self, workspace_id: str, profile_id: str, run_id: str, step_id: str,
+                        claimed_at: datetime) -> MessageRecord | None:
+        """The message the run's step sent, the step claimed at ``claimed_at`` (a send is recorded at its
+        claim's moment); None when there is none (a claim whose send never happened, or not yet)."""
         ...
 
     def note_event(self, message: MessageRecord, event: MessageEvent) -> MessageRecord | None:

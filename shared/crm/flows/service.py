@@ -361,18 +361,14 @@ class FlowsService:
             assert found is not None
             return self._claimed_before(run, decision, found, report)
         message_id = self.email.send(message) if isinstance(message, OutgoingEmail) else self.sms.send(message)
-        # Before anything else: SES may report the delivery within a second (crm.messaging.feedback finds it).
+        # Before anything else: SES may report the delivery within a second (crm.messaging.feedback finds it). The
+        # record is the step's outcome (its claim is not written again: _step_claim reads the ledger) and the
+        # send's line on the profile's timeline (one write: crm.adapters.flow_stats).
         self.ledger.record_sent(MessageRecord(
             workspace_id=run.workspace_id, profile_id=run.profile_id, message_id=message_id, channel=send.channel,
             flow_id=run.flow_id, flow_version=run.flow_version, step_id=send.step_id, run_id=run.run_id,
             variant=variant_of(flow.definition, send.step_id, run), trigger_type=run.trigger_type, sent_at=now))
-        # The message's record is the step's: its claim is not written again (_step_claim reads the ledger).
         done = engine.apply(run, decision, now, message_id=message_id)
-        self.profiles.commit(Change(run.workspace_id, timeline=(TimelineEntry(
-            workspace_id=run.workspace_id, profile_id=shopper.profile.profile_id, occurred_at=now,
-            type="flow_message", ref=f"{run.run_id}:{send.step_id}",
-            summary={"flow_id": run.flow_id, "step_id": send.step_id, "channel": send.channel,
-                     "message_id": message_id}),)))
         report.sent.append((run.run_id, send.step_id, message_id))
         return done
 
@@ -440,14 +436,15 @@ class FlowsService:
 
     def _step_claim(self, run: FlowRun, step_id: str) -> StepRecord | None:
         """What a claimed step of the run came to: a send is recorded as its message (MessageLedger.record_sent,
-        right after the send), not on its claim, so a claim without a record is looked up there first."""
+        right after the send, at the claim's moment), not on its claim, so a claim without a record is looked up
+        there first."""
         found = self.runs.step_claim(run, step_id)
         if found is None or found.outcome is not StepOutcome.UNKNOWN or found.reason is not None:
             return found
-        for message in self.ledger.touches(run.workspace_id, run.profile_id, found.at):
-            if (message.run_id, message.step_id) == (run.run_id, step_id):
-                return StepRecord(step_id=step_id, outcome=StepOutcome.SENT, at=message.sent_at,
-                                  channel=message.channel, message_id=message.message_id)
+        message = self.ledger.message_of_step(run.workspace_id, run.profile_id, run.run_id, step_id, found.at)
+        if message is not None:
+            return StepRecord(step_id=step_id, outcome=StepOutcome.SENT, at=message.sent_at, channel=message.channel,
+                              message_id=message.message_id)
         return found
 
     def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:

@@ -15,6 +15,7 @@ from crm.messaging.shortlinks import SmsLinks
 from crm.messaging.unsubscribe import LinkOrigin, LinkPurpose, Links
 from crm.models.consent import Channel
 from crm.models.events import DomainEvent
+from crm.models.flow_stats import SENT_TAG, sent_tag
 from crm.models.flows import FlowRun
 from crm.models.messaging import (
     EmailTemplate,
@@ -117,8 +118,10 @@ class FlowMessages:
               step_id: str, to: str, now: datetime) -> OutgoingEmail:
         if not isinstance(template.template, EmailTemplate):
             raise CannotCompose(f"template {template.template_id} is not an email template")
-        # ``profile``: the message record's partition (crm.flows.ports.MessageLedger.find reads it directly).
-        tags = {"flow": run.flow_id, "step": step_id, "run": run.run_id, "profile": run.profile_id}
+        # ``profile`` and ``sent`` (the send's moment, ``now``): the message record's partition and key, its timeline
+        # line's (crm.flows.ports.MessageLedger.find reads it directly).
+        tags = {"flow": run.flow_id, "step": step_id, "run": run.run_id, "profile": run.profile_id,
+                SENT_TAG: sent_tag(now)}
         trigger = trigger_event(run.trigger_type, run.trigger)
         extra = ({"cross_sell": cross_sell_products(self.affinity(), profile, trigger)}
                  if self.affinity is not None and uses_cross_sell(template.template) else {})

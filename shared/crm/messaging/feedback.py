@@ -59,14 +59,15 @@ from crm.flows.inbox import LinkFollowed
 from crm.flows.ports import FlowCounters, MessageLedger, Suppressions
 from crm.messaging.statements import ShopperStatement, statement_envelope
 from crm.models.consent import Channel, ConsentState
-from crm.models.flow_stats import MessageEvent, MessageEventType, MessageRecord
+from crm.models.flow_stats import SENT_TAG, MessageEvent, MessageEventType, MessageRecord, sent_of_tag
 from crm.models.messaging import MessagingSettings
 from crm.models.profile import TimelineEntry
 from crm.ports import Change, IngestQueue, ProfileRepository, RawArchive
 from crm.webhooks import store_delivery
 
 WORKSPACE_TAG = "workspace"  # the SES message tag naming the sending workspace (crm.adapters.ses)
-PROFILE_TAG = "profile"  # the recipient's profile (crm.messaging.compose): finds the message without its pointer
+PROFILE_TAG = "profile"  # the recipient's profile (crm.messaging.compose): finds the message without its pointer,
+# with the moment it was sent (crm.models.flow_stats.SENT_TAG): its record's key
 COMPLAINT_SOURCE = "ses complaint"
 SMS_STOP_SOURCE = "sms STOP"
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT",
@@ -437,11 +438,11 @@ class MessageEvents:
     profiles: ProfileRepository
 
     def record(self, event: MessageEvent, workspace_id: str | None = None, profile_id: str | None = None,
-               message: MessageRecord | None = None) -> str:
+               message: MessageRecord | None = None, sent_at: datetime | None = None) -> str:
         """Record the event on its message; answers what was done, for the log: "recorded", "repeated" (this
         type was recorded on the message before: nothing counted) or "not a flow message" (a double opt-in
         email, or a message sent before messages were recorded)."""
-        found = message or self.ledger.find(event.message_id, workspace_id, profile_id)
+        found = message or self.ledger.find(event.message_id, workspace_id, profile_id, sent_at)
         if found is None:
             return "not a flow message"
         if event.type is MessageEventType.CLICKED and found.channel == "email" and \
@@ -528,7 +529,8 @@ def apply_ses_event(detail: Mapping[str, Any], deps: FeedbackDeps, now: datetime
     withdrawn = sum(_statement(deps, workspace, f"email#{statement.email}", statement, now)
                     for statement in feedback.withdraw)
     message_event = ses_message_event(event)
-    recorded = deps.events.record(message_event, workspace, event.mail.tag(PROFILE_TAG)) \
+    recorded = deps.events.record(message_event, workspace, event.mail.tag(PROFILE_TAG),
+                                  sent_at=sent_of_tag(event.mail.tag(SENT_TAG))) \
         if message_event is not None else "no message event"
     return FeedbackOutcome(suppressed=len(feedback.suppress), withdrawn=withdrawn, workspaces=(workspace,),
                            note=feedback.note, details={"event_type": event.event_type,

@@ -13,7 +13,7 @@ per-flow counters the stats API reads (GET /flows/{id}/stats). Written down befo
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
@@ -55,11 +55,32 @@ class MessageEvent(BaseModel):
     detail: str | None = None  # a bounce's sub-type, a delay's reason, a failure's provider response
 
 
+# A flow message's record is its line on the profile's timeline, of this type (crm.adapters.flow_stats).
+MESSAGE_LINE = "flow_message"
+# The SES message tag holding the moment the message was sent (its record's time, so its line's key): whole
+# microseconds since the epoch, as a tag's characters allow (crm.messaging.compose sets it, the feedback reads it).
+SENT_TAG = "sent"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def sent_tag(sent_at: datetime) -> str:
+    return str((sent_at - _EPOCH) // timedelta(microseconds=1))
+
+
+def sent_of_tag(value: str | None) -> datetime | None:
+    """The moment a ``sent`` tag holds; None for none or one that is no number (an email sent before the tag)."""
+    if value is None or not value.isdigit():
+        return None
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
 class MessageRecord(BaseModel):
     """A flow message sent, and the first time each event happened to it.
 
-    Key: the profile's partition (crm.adapters.keys.flow_message), so an erasure takes it with the profile;
-    crm.adapters.keys.message_pointer finds it from the message id alone (SMS status carries no tags)."""
+    Stored as its ``flow_message`` line on the profile's timeline (crm.adapters.flow_stats; before, an item of its
+    own, crm.adapters.keys.flow_message, still read), so an erasure takes it with the profile; SES's tags
+    (workspace, profile, ``sent``) find it, and crm.adapters.keys.message_pointer from the message id alone (SMS
+    status carries no tags)."""
 
     model_config = ConfigDict(frozen=True)
 
