@@ -251,14 +251,15 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
     answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(delivery)
     assert answer == {"batchItemFailures": []} and len(flows.email.sent) == 1
-    # Reads: the profile with its segments (one Query), the run, the profile's runs (Smart Sending's last send
-    # is their records: crm.flows.engine.last_send); writes: the claim, the timeline line (a plain put, not a
-    # transaction), the run (once); the message record, which is the step's record too (no pointer for an
-    # email: SES's tags find it, crm.adapters.flow_stats), one ADD for the counters rows the delivery touched
-    # (flow-wide, wait_4h, email_1: crm.flows.counting; one item carries them all); the next wait's schedule.
+    # Reads: the profile with its segments (one Query), the profile's runs (one Query: the run is found among
+    # them, and Smart Sending's last send is their records, crm.flows.engine.last_send); writes: the claim, the
+    # timeline line (a plain put, not a transaction), the run (once); the message record, which is the step's
+    # record too (no pointer for an email: SES's tags find it, crm.adapters.flow_stats), one ADD for the counters
+    # rows the delivery touched (flow-wide, wait_4h, email_1: crm.flows.counting; one item carries them all); the
+    # next wait's schedule.
     # (The catalogue, settings, template, suppression and SES calls are fakes here.)
     assert sorted(made) == sorted([
-        "dynamodb:Query", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
+        "dynamodb:Query", "dynamodb:Query", "dynamodb:PutItem",
         "dynamodb:BatchWriteItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
         "dynamodb:PutItem", "dynamodb:UpdateItem"])
     # What the stats read: the message recorded where the feedback looks for it, the send counted.

@@ -506,3 +506,36 @@ class HeldListing:
 
     def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None:
         return self.source.get_flow(workspace_id, flow_id)
+
+
+class CountedRuns(FakeRunStore):
+    """The run store, counting the reads a delivery makes of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get_run(self, workspace_id: str, profile_id: str, run_id: str) -> FlowRun | None:
+        self.reads.append("get_run")
+        return super().get_run(workspace_id, profile_id, run_id)
+
+    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None) -> list[FlowRun]:
+        self.reads.append("runs_of_profile")
+        return super().runs_of_profile(workspace_id, profile_id, flow_id)
+
+
+def test_a_delivery_reads_the_profiles_runs_once_for_its_run_and_every_sends_smart_sending() -> None:
+    """A wake-up finds its run among the profile's runs and its send's Smart Sending reads the same (one Query,
+    not a GetItem and a Query); an event's starts read the runs it already read, with its own saves."""
+    both = FlowDefinition.model_validate({**BUILTIN_FLOWS[ABANDONED_CHECKOUT].model_dump(mode="json"),
+                                          "name": "second reminder flow"})
+    world = World(_live(ABANDONED_CHECKOUT, BUILTIN_FLOWS[ABANDONED_CHECKOUT]), _live("second", both))
+    world.runs = world.service.runs = CountedRuns()
+    world.shopper("p1")
+    world.deliver(checkout("p1"))
+    assert world.runs.reads == ["runs_of_profile"]
+    world.runs.reads.clear()
+    [first, second] = world.later(timedelta(hours=4))
+    assert world.runs.reads == ["runs_of_profile", "runs_of_profile"]  # one a wake-up
+    # Smart Sending held the second flow's reminder: it read the first's send, saved by the first wake-up.
+    assert len(first.sent) == 1 and second.sent == [] and len(world.email.sent) == 1
