@@ -251,24 +251,41 @@ class FlowsService:
             self.flush_counts()
 
     def _on_wake(self, wake: WakeUp) -> Report:
+        """The runs are read eventually consistently first (half the read units): what is decided on a run older
+        than the stored one is refused by the run's save (its condition on the revision read), and then decided
+        again on a strongly consistent read; a wake-up is dropped only on a strongly consistent read."""
         report = Report()
+        try:
+            self._wake(wake, report, consistent=False)
+        except ConcurrentUpdate:
+            # What the first try sent stays sent and reported (its claims keep it from going again); nothing it
+            # decided was saved or counted.
+            report = Report(sent=report.sent, unknown=report.unknown)
+            self._held_runs.clear()
+            self._exit_steps.clear()
+            self._wake(wake, report, consistent=True)
+        return report
+
+    def _wake(self, wake: WakeUp, report: Report, *, consistent: bool) -> None:
         shopper = self._shopper(wake.workspace_id, wake.profile_id)
         run = None
         if shopper is not None:
             # A merged profile's runs moved to the survivor under the same ids. The run is found among the
             # profile's runs (one Query, in place of a GetItem), which its sends' Smart Sending reads too.
-            run = self._runs_of(wake.workspace_id, shopper.profile.profile_id).get(wake.run_id)
-        awaited = run is not None and (run.next_step, run.wake_at) == (wake.step_id, wake.due_at)
-        if shopper is None or run is None or run.status is not RunStatus.ACTIVE or not (
-                awaited or run.wake_at is None):
+            held = (wake.workspace_id, shopper.profile.profile_id)
+            run = self._runs_of(*held, consistent=consistent).get(wake.run_id)
+            if not consistent and not _acts_on(wake, run):
+                # Perhaps read from before the run's last save: read again, consistently, before dropping it.
+                del self._held_runs[held]
+                run = self._runs_of(*held).get(wake.run_id)
+        if shopper is None or run is None or not _acts_on(wake, run):
             report.ignored.append(f"stale wake-up {wake.run_id}/{wake.step_id}")
-            return report
+            return
         flow = self.catalogue.get_flow(wake.workspace_id, run.flow_id)
         if flow is None:
             self._save(run, self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report))
-            return report
+            return
         self.advance(run, flow, shopper, report)
-        return report
 
     # ---- advancing a run ----
     @overload
@@ -467,13 +484,13 @@ class FlowsService:
         moved_on = Decision(action=Proceed(found.step_id), record=found, next_step=decision.next_step)
         return engine.apply(run, moved_on, self.clock())
 
-    def _runs_of(self, workspace_id: str, profile_id: str) -> dict[str, FlowRun]:
-        """The profile's runs, read once per delivery (one strongly consistent Query) and kept as its saves
-        leave them: what the table holds, as far as this delivery can know without reading it again."""
+    def _runs_of(self, workspace_id: str, profile_id: str, *, consistent: bool = True) -> dict[str, FlowRun]:
+        """The profile's runs, read once per delivery (one Query) and kept as its saves leave them: what the
+        table holds, as far as this delivery can know without reading it again."""
         held = self._held_runs.get((workspace_id, profile_id))
         if held is None:
-            held = self._held_runs[workspace_id, profile_id] = {
-                run.run_id: run for run in self.runs.runs_of_profile(workspace_id, profile_id)}
+            read = self.runs.runs_of_profile(workspace_id, profile_id, consistent=consistent)
+            held = self._held_runs[workspace_id, profile_id] = {run.run_id: run for run in read}
         return held
 
     def _stored(self, run: FlowRun) -> None:
@@ -593,6 +610,13 @@ class FlowsService:
                 self._count(counting.merged_exit_counts(moved), moved)
         self.ledger.move_messages(workspace_id, merged_profile_id, survivor_id)
         self.runs.delete_runs(workspace_id, merged_profile_id)
+
+
+def _acts_on(wake: WakeUp, run: FlowRun | None) -> bool:
+    """Whether the wake-up moves the run: it is still at that step for that moment, or was left mid-way (a
+    delivery died while it was doing steps); any other is stale."""
+    return run is not None and run.status is RunStatus.ACTIVE and (
+        (run.next_step, run.wake_at) == (wake.step_id, wake.due_at) or run.wake_at is None)
 
 
 def _nothing_to_read(event: FlowEvent, flows: Iterable[FlowRecord]) -> str | None:
