@@ -474,8 +474,10 @@ class FlowsService:
         return found
 
     def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:
-        """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send."""
-        if found.outcome is StepOutcome.UNKNOWN:
+        """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send. An
+        UNKNOWN recorded on the claim before (``reason``: by a delivery whose run's save was then refused) is
+        taken as it is: reported once, and not a send in flight."""
+        if found.outcome is StepOutcome.UNKNOWN and found.reason is None:
             if self.clock() - found.at < CLAIM_GRACE:
                 raise StepInFlight(f"step {found.step_id} of run {run.run_id} claimed at {found.at.isoformat()}")
             found = found.model_copy(update={"at": self.clock(), "reason": "claimed, never recorded"})
