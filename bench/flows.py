@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 import flows_ledger_before
+import flows_reads_before
 import flows_today
 from backtest import REACHABLE_VIEWS
 from cost import SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
@@ -643,9 +644,10 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
     return to_send, to_bus, designs, meter.run_sizes
 
 
-# today's baseline (bench/flows_today.py, commit 0ccbb87), the ledger's labelled before (bench/flows_ledger_before.py:
-# an email's record apart from its timeline line), then this design (the last: its shapes are the run sizes' too)
-DESIGNS = ("today", "three_writes", "held")
+# today's baseline (bench/flows_today.py, commit 0ccbb87); the ledger's labelled before (bench/flows_ledger_before.py:
+# an email's record apart from its timeline line); this design with its runs read as before the flowreads lane
+# (bench/flows_reads_before.py); then this design (the last: its shapes are the run sizes' too)
+DESIGNS = ("today", "three_writes", "reads_before", "held")
 DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; batches of 1)",
                  "held": f"after: catalogue held, unheard events read nothing, no SES Delivery events, "
                          f"batches of {RECORDS_PER_BATCH:.1f}, counter rows folded, flow events sent by the outbox "
@@ -653,14 +655,18 @@ DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; bat
                          f"counter writes apart (below)",
                  "three_writes": "before: as after, but an email's record an item apart from its timeline line "
                                  "(claim, record, line: 3 writes an email)"}
+DESIGN_LABELS["reads_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ") + "; a wake-up reads "
+                                 "its run by GetItem and every send's Smart Sending Queries the runs again")
+DESIGN_LABELS["held"] += "; a delivery reads the profile's runs once (a wake-up's run among them)"
 # The month is priced three ways: today's baseline as measured; this design with its counters written per
 # delivery (issue 12's fifth pass: one UpdateItem of each counting delivery, 1 WRU as the meter prices it); and
 # with them written per batch (crm.flows.batch_counts), at each flow's fullest item.
-PRICED = ("today", "per_delivery", "long_names", "three_writes", "held")
+PRICED = ("today", "per_delivery", "long_names", "three_writes", "reads_before", "held")
 PRICED_LABELS = {"today": DESIGN_LABELS["today"],
                  "per_delivery": "counters per delivery (fifth pass)",
                  "long_names": "before: counters per batch, long names",
                  "three_writes": "before: an email's record apart from its line",
+                 "reads_before": "before: runs read again by a wake-up and each send",
                  "held": "after: counters per batch, short names"}
 
 
@@ -674,9 +680,10 @@ def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] =
         "today": (dict(kinds["today"]), dict(month)),
         "per_delivery": ({**ours, COUNTER_FLUSH: one_write}, {**month, COUNTER_FLUSH: writes.deliveries}),
         "long_names": ({**ours, COUNTER_FLUSH: writes.per_batch_before}, {**month, COUNTER_FLUSH: writes.batches})}
-    if "three_writes" in kinds:
-        designs["three_writes"] = ({**kinds["three_writes"], COUNTER_FLUSH: writes.per_batch},
-                                   {**month, COUNTER_FLUSH: writes.batches})
+    for before in ("three_writes", "reads_before"):
+        if before in kinds:
+            designs[before] = ({**kinds[before], COUNTER_FLUSH: writes.per_batch},
+                               {**month, COUNTER_FLUSH: writes.batches})
     return {**designs, "held": ({**ours, COUNTER_FLUSH: writes.per_batch}, {**month, COUNTER_FLUSH: writes.batches})}
 
 
@@ -684,6 +691,14 @@ def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] =
 def design_in_place(design: str, runtime: Any) -> Iterator[None]:
     """The flows function's services as the design builds them (the handler asks crm.wiring per record), and
     the SES events the design's rule brings to the flows queue."""
+    if design == "reads_before":
+        built_service = wiring.flows_service
+        wiring.flows_service = flows_reads_before.flows_service
+        try:
+            yield
+        finally:
+            wiring.flows_service = built_service
+        return
     if design == "held":
         yield
         return
@@ -759,9 +774,9 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
         print(f"| {lines[-1].component} | " + " | ".join(str(line.dollars) for line in lines) + " |")
     total = {design: next(line.dollars for line in lines if line.component == "total, infrastructure")
              for design, lines in costs.items()}
-    print(f"\nflows' own requests, reference store: ${total['held']} per month (an email's record apart from its "
-          f"line, before: ${total['three_writes']}; long counter names, before: ${total['long_names']}; counters per "
-          f"delivery "
+    print(f"\nflows' own requests, reference store: ${total['held']} per month (runs read again, before: "
+          f"${total['reads_before']}; an email's record apart from its line, before: ${total['three_writes']}; "
+          f"long counter names, before: ${total['long_names']}; counters per delivery "
           f"${total['per_delivery']}; today's design ${total['today']})")
 
 
@@ -819,6 +834,7 @@ def main() -> int:
                      "before": {"billed": billed(*designs_priced["today"])},
                      "three_writes": {"billed": billed(*designs_priced["three_writes"])},
                      "per_delivery": {"billed": billed(*designs_priced["per_delivery"])},
+                     "reads_before": {"billed": billed(*designs_priced["reads_before"])},
                      "webhook_to_send_ms": {"p50": percentile(to_send, 0.5) * 1000,
                                             "p95": percentile(to_send, 0.95) * 1000}})
     return 0

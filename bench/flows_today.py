@@ -35,9 +35,10 @@ from crm.models.flow_stats import CounterName, MessageEvent, MessageEventType, M
 from crm.models.flows import FlowDefinition, FlowRecord, FlowRun, FlowStatus, RunStatus, run_id_for
 from crm.ports import Change
 from flows_ledger_before import ThreeWritesLedger
+from flows_reads_before import ReadsBeforeFlowsService
 
 
-class TodayFlowsService(FlowsService):
+class TodayFlowsService(ReadsBeforeFlowsService):
     def on_event(self, event: FlowEvent) -> Report:
         report = Report()
         ws = event.workspace_id

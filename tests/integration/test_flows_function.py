@@ -245,25 +245,30 @@ def test_a_wake_up_that_sends_costs_a_handful_of_requests(flows: Flows, monkeypa
     flows.fire(run.run_id, "wait_4h")
     delivery = sqs_event(receive_all(flows.queue_url), queue_arn(flows.queue_url))
     made: list[str] = []
+    runs_read_consistently: list[bool] = []
     original = botocore.client.BaseClient._make_api_call
 
     def counting(client: Any, operation: str, params: dict[str, Any]) -> Any:
         made.append(f"{client.meta.service_model.service_name}:{operation}")
+        if operation == "Query" and params["ExpressionAttributeValues"].get(":prefix") == {"S": "FLOWRUN#"}:
+            runs_read_consistently.append(params["ConsistentRead"])
         return original(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
     answer = Function(flows.provisioned.functions["FlowsFunction"]).invoke(delivery)
     assert answer == {"batchItemFailures": []} and len(flows.email.sent) == 1
-    # Reads: the profile with its segments (one Query), the run, the profile's runs (Smart Sending's last send
-    # is their records: crm.flows.engine.last_send); writes: the claim, the run (once); the message record, which
-    # is the step's record and its timeline line too (no pointer for an email: SES's tags find it,
-    # crm.adapters.flow_stats), one ADD for the counters rows the delivery touched
-    # (flow-wide, wait_4h, email_1: crm.flows.counting; one item carries them all); the next wait's schedule.
+    # Reads: the profile with its segments (one Query), the profile's runs (one eventually consistent Query: the
+    # run is found among them, and Smart Sending's last send is their records, crm.flows.engine.last_send);
+    # writes: the claim, the run (once); the message record, which is the step's record and its timeline line
+    # too (no pointer for an email: SES's tags find it, crm.adapters.flow_stats), one ADD for the counters rows
+    # the delivery touched (flow-wide, wait_4h, email_1: crm.flows.counting; one item carries them all); the
+    # next wait's schedule.
     # (The catalogue, settings, template, suppression and SES calls are fakes here.)
     assert sorted(made) == sorted([
-        "dynamodb:Query", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
+        "dynamodb:Query", "dynamodb:Query", "dynamodb:PutItem",
         "dynamodb:PutItem", "scheduler:CreateSchedule",
         "dynamodb:PutItem", "dynamodb:UpdateItem"])
+    assert runs_read_consistently == [False]
     # What the stats read: the message recorded where the feedback looks for it, the send counted.
     table = flows.provisioned.outputs["TableName"]
     claim = DynamoRunStore(table).step_claim(run, "email_1")

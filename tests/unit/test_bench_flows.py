@@ -172,7 +172,8 @@ def test_the_fullest_item_holds_every_row_on_the_first_step_rows_item(bench: Mod
 
 
 def test_the_designs_priced_differ_only_in_the_counters_writes(bench: ModuleType) -> None:
-    kinds = {"today": {"email": _counts(3, wru=4.0)}, "held": {"email": _counts(3, wru=3.0)}}
+    kinds = {"today": {"email": _counts(3, wru=4.0)}, "reads_before": {"email": _counts(4, wru=3.0)},
+             "held": {"email": _counts(3, wru=3.0)}}
     designs = bench.priced(kinds, bench.REFERENCE_MONTH, 10.0)
     writes = bench.counter_writes(bench.REFERENCE_MONTH, 10.0)
     today, per_delivery, held = (designs[name] for name in ("today", "per_delivery", "held"))
@@ -184,6 +185,8 @@ def test_the_designs_priced_differ_only_in_the_counters_writes(bench: ModuleType
     long_names = designs["long_names"]  # the labelled before: the same writes at the long names' item sizes
     assert long_names[1] == held[1] and long_names[0]["email"] == kinds["held"]["email"]
     assert long_names[0][bench.COUNTER_FLUSH]["unit", "wru"] > writes.per_batch["unit", "wru"]
+    reads_before = designs["reads_before"]  # the labelled before of the runs' reads: its steps, this design's writes
+    assert reads_before == ({**kinds["reads_before"], bench.COUNTER_FLUSH: writes.per_batch}, held[1])
 
 
 def test_a_design_writing_counters_per_batch_leaves_them_out_of_the_measured_steps(bench: ModuleType) -> None:

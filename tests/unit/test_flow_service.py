@@ -29,7 +29,7 @@ from crm.models.flows import (
 )
 from crm.models.messaging import EmailTemplate, SmsTemplate, TemplateRecord
 from crm.models.profile import Profile, new_profile
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.builders import NOW
@@ -369,13 +369,31 @@ class Retrying(World):
         self.now = until
 
 
+_DELIVERIES = st.lists(st.one_of(st.just("checkout"), st.just("redeliver"), st.just("crash"), st.just("catch_up"),
+                                 st.integers(min_value=1, max_value=30 * 60)), max_size=30)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(st.just("checkout"), st.just("redeliver"), st.just("crash"),
-                          st.integers(min_value=1, max_value=30 * 60)), max_size=30))
+@given(_DELIVERIES)
 def test_whatever_is_duplicated_or_crashes_each_reminder_goes_at_most_once(steps: list[str | int]) -> None:
     """Deliveries duplicated, replayed late, or dying mid-send (SQS retries them): a step is sent once, or
     recorded unknown and never sent; and once everything has been retried, the run has done both steps."""
+    _each_reminder_at_most_once(Retrying(), steps)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_DELIVERIES)
+# email_2's UNKNOWN recorded by a try whose save was refused, then taken as it is (not as a send in flight)
+@example(["catch_up", 1, 431, "crash", 1, 1007])
+def test_read_from_a_replica_behind_each_reminder_still_goes_at_most_once(steps: list[str | int]) -> None:
+    """The same, with the wake-ups' eventually consistent reads of the runs served by a replica that catches up
+    only now and then (``catch_up``): what they decide on an older run is refused by its save and decided again."""
     world = Retrying()
+    _lagging(world)
+    _each_reminder_at_most_once(world, steps)
+
+
+def _each_reminder_at_most_once(world: Retrying, steps: list[str | int]) -> None:
     world.shopper("p1")
     world.deliver(checkout("p1"))
     crashed = False
@@ -386,6 +404,8 @@ def test_whatever_is_duplicated_or_crashes_each_reminder_goes_at_most_once(steps
             world.wake_up(world.delivered[-1])
         elif step == "crash":
             world.email.crash_next, crashed = True, True
+        elif step == "catch_up" and isinstance(world.runs, LaggingRuns):
+            world.runs.catch_up()
         elif isinstance(step, int):
             world.tick(timedelta(minutes=step))
     world.email.crash_next = False
@@ -507,3 +527,97 @@ class HeldListing:
 
     def get_flow(self, workspace_id: str, flow_id: str) -> FlowRecord | None:
         return self.source.get_flow(workspace_id, flow_id)
+
+
+class CountedRuns(FakeRunStore):
+    """The run store, counting the reads a delivery makes of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get_run(self, workspace_id: str, profile_id: str, run_id: str) -> FlowRun | None:
+        self.reads.append("get_run")
+        return super().get_run(workspace_id, profile_id, run_id)
+
+    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None, *,
+                        consistent: bool = True) -> list[FlowRun]:
+        self.reads.append("runs_of_profile" if consistent else "runs_of_profile, eventually")
+        return super().runs_of_profile(workspace_id, profile_id, flow_id)
+
+
+def test_a_delivery_reads_the_profiles_runs_once_for_its_run_and_every_sends_smart_sending() -> None:
+    """A wake-up finds its run among the profile's runs and its send's Smart Sending reads the same (one Query,
+    not a GetItem and a Query); an event's starts read the runs it already read, with its own saves."""
+    both = FlowDefinition.model_validate({**BUILTIN_FLOWS[ABANDONED_CHECKOUT].model_dump(mode="json"),
+                                          "name": "second reminder flow"})
+    world = World(_live(ABANDONED_CHECKOUT, BUILTIN_FLOWS[ABANDONED_CHECKOUT]), _live("second", both))
+    world.runs = world.service.runs = CountedRuns()
+    world.shopper("p1")
+    world.deliver(checkout("p1"))
+    assert world.runs.reads == ["runs_of_profile"]
+    world.runs.reads.clear()
+    [first, second] = world.later(timedelta(hours=4))
+    assert world.runs.reads == ["runs_of_profile, eventually"] * 2  # one a wake-up
+    # Smart Sending held the second flow's reminder: it read the first's send, saved by the first wake-up.
+    assert len(first.sent) == 1 and second.sent == [] and len(world.email.sent) == 1
+
+
+class LaggingRuns(FakeRunStore):
+    """A run store whose eventually consistent reads come from a replica that has seen the writes up to its last
+    ``catch_up`` only; strongly consistent reads see them all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replica: dict[tuple[str, str], list[FlowRun]] = {}
+        self.reads: list[str] = []
+
+    def catch_up(self) -> None:
+        self.replica = {key: FakeRunStore.runs_of_profile(self, *key) for key in self._by_profile}
+
+    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None, *,
+                        consistent: bool = True) -> list[FlowRun]:
+        self.reads.append("consistent" if consistent else "eventual")
+        held = super().runs_of_profile(workspace_id, profile_id) if consistent else self.replica.get(
+            (workspace_id, profile_id), [])
+        return [run for run in held if flow_id is None or run.flow_id == flow_id]
+
+
+def _lagging(world: World) -> LaggingRuns:
+    world.runs = world.service.runs = LaggingRuns()
+    return world.runs
+
+
+def test_a_wake_up_redelivered_before_the_replica_saw_its_save_is_refused_by_the_save_and_sends_once() -> None:
+    """The second delivery decides on the replica's run (still at wait_4h): the claim keeps email_1 from going
+    again, the save's revision refuses what it decided, and the consistent read again finds it stale."""
+    world = World()
+    runs = _lagging(world)
+    world.shopper("p1")
+    world.deliver(checkout("p1"))
+    runs.catch_up()
+    [wake] = world.scheduler.fire_due(NOW + timedelta(hours=4))
+    world.now = wake.due_at
+    runs.reads.clear()
+    first = world.service.on_wake(wake)
+    second = world.service.on_wake(wake)
+
+    assert len(first.sent) == 1 and second.sent == [] and len(world.email.sent) == 1
+    assert second.ignored == [f"stale wake-up {wake.run_id}/wait_4h"]
+    assert runs.reads == ["eventual", "eventual", "consistent"]
+    run = world.run_of("p1")
+    assert (run.next_step, run.revision) == ("wait_24h", 1)  # created, then saved once
+    sent = {(row.step_id, name): value for row in world.counters.rows(WS, ABANDONED_CHECKOUT, NOW.date(), NOW.date())
+            for name, value in row.counts.items() if name == "sent"}
+    assert sent == {("-", "sent"): 1, ("email_1", "sent"): 1}  # counted by the save that held, once
+
+
+def test_a_wake_up_the_replica_finds_stale_is_read_again_consistently_before_it_is_dropped() -> None:
+    world = World()
+    runs = _lagging(world)
+    world.shopper("p1")
+    world.deliver(checkout("p1"))  # the replica has not seen the run yet
+    runs.reads.clear()
+    world.later(timedelta(hours=4))
+    assert runs.reads == ["eventual", "consistent"] and len(world.email.sent) == 1
+    assert world.run_of("p1").next_step == "wait_24h"

@@ -83,15 +83,17 @@ class DynamoRunStore:
                 raise ConcurrentUpdate(f"flow run {run.run_id} changed since revision {expected_revision}") from None
             raise
 
-    def _partition(self, workspace_id: str, profile_id: str, prefix: str) -> list[Item]:
+    def _partition(self, workspace_id: str, profile_id: str, prefix: str, consistent: bool = True) -> list[Item]:
         pk = keys.flow_run(workspace_id, profile_id, "")["pk"]
-        request: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True,
+        request: dict[str, Any] = {"TableName": self.table, "ConsistentRead": consistent,
                                    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
                                    "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": prefix}}}
         return list(query_items(request))
 
-    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None) -> list[FlowRun]:
-        runs = [run_of_item(item) for item in self._partition(workspace_id, profile_id, keys.FLOW_RUN_PREFIX)]
+    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None, *,
+                        consistent: bool = True) -> list[FlowRun]:
+        runs = [run_of_item(item) for item in self._partition(workspace_id, profile_id, keys.FLOW_RUN_PREFIX,
+                                                              consistent)]
         return [run for run in runs if flow_id is None or run.flow_id == flow_id]
 
     def delete_runs(self, workspace_id: str, profile_id: str) -> list[FlowRun]:

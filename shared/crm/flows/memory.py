@@ -182,7 +182,9 @@ class MemoryRunStore:
             raise ConcurrentUpdate(f"flow run {run.run_id} changed since revision {expected_revision}")
         self.runs[key] = run
 
-    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None) -> list[FlowRun]:
+    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None, *,
+                        consistent: bool = True) -> list[FlowRun]:
+        """As fresh as a strongly consistent read, whichever is asked for."""
         held = (self.runs[(workspace_id, profile_id, run_id)]
                 for run_id in sorted(self._by_profile.get((workspace_id, profile_id), ())))
         return [run for run in held if flow_id is None or run.flow_id == flow_id]

@@ -63,7 +63,12 @@ class RunStore(Protocol):
         """Raises crm.ports.ConcurrentUpdate when the run changed since it was read."""
         ...
 
-    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None) -> list[FlowRun]: ...
+    def runs_of_profile(self, workspace_id: str, profile_id: str, flow_id: str | None = None, *,
+                        consistent: bool = True) -> list[FlowRun]:
+        """The profile's runs (of ``flow_id`` only, if given). ``consistent=False``: read eventually consistently
+        (half the read units), so perhaps missing the last moments' saves: only for a decision a condition of
+        the run's save refuses when it was made on an older run (crm.flows.service ``_on_wake``)."""
+        ...
     def delete_runs(self, workspace_id: str, profile_id: str) -> list[FlowRun]:
         """Delete every run of the profile (an erasure); returns them, so their schedules can go too."""
         ...

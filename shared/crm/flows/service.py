@@ -140,6 +140,9 @@ class FlowsService:
     # crm.flows.batch_counts), so a run that enters, sends and ends adds to its rows once, not once per doing.
     _pending: dict[tuple[str, str, date, str, str], Counter[str]] = field(default_factory=dict, init=False,
                                                                          repr=False)
+    # The profile's runs as this delivery read them (one Query) and then saved them, by (workspace, profile) and
+    # run id: a wake-up finds its run among them, and every send's Smart Sending reads them, not the table again.
+    _held_runs: dict[tuple[str, str], dict[str, FlowRun]] = field(default_factory=dict, init=False, repr=False)
 
     def _shopper(self, workspace_id: str, profile_id: str) -> Shopper | None:
         for _ in range(_MERGE_HOPS):
@@ -157,6 +160,7 @@ class FlowsService:
         try:
             return self._on_event(event)
         finally:
+            self._held_runs.clear()
             self.flush_counts()
 
     def _on_event(self, event: FlowEvent) -> Report:
@@ -179,7 +183,7 @@ class FlowsService:
         if event.type == "ConsentRequested":  # no flow starts, waits or exits on it (models.flows.TriggerEvent)
             self._confirm_request(event, shopper, report)
             return report
-        runs = self.runs.runs_of_profile(ws, shopper.profile.profile_id)
+        runs = list(self._runs_of(ws, shopper.profile.profile_id).values())
         for run in runs:
             if run.status is RunStatus.ACTIVE:
                 self._follow(run, flows.get(run.flow_id), shopper, event, report)
@@ -243,26 +247,45 @@ class FlowsService:
         try:
             return self._on_wake(wake)
         finally:
+            self._held_runs.clear()
             self.flush_counts()
 
     def _on_wake(self, wake: WakeUp) -> Report:
+        """The runs are read eventually consistently first (half the read units): what is decided on a run older
+        than the stored one is refused by the run's save (its condition on the revision read), and then decided
+        again on a strongly consistent read; a wake-up is dropped only on a strongly consistent read."""
         report = Report()
+        try:
+            self._wake(wake, report, consistent=False)
+        except ConcurrentUpdate:
+            # What the first try sent stays sent and reported (its claims keep it from going again); nothing it
+            # decided was saved or counted.
+            report = Report(sent=report.sent, unknown=report.unknown)
+            self._held_runs.clear()
+            self._exit_steps.clear()
+            self._wake(wake, report, consistent=True)
+        return report
+
+    def _wake(self, wake: WakeUp, report: Report, *, consistent: bool) -> None:
         shopper = self._shopper(wake.workspace_id, wake.profile_id)
         run = None
         if shopper is not None:
-            # A merged profile's runs moved to the survivor under the same ids.
-            run = self.runs.get_run(wake.workspace_id, shopper.profile.profile_id, wake.run_id)
-        awaited = run is not None and (run.next_step, run.wake_at) == (wake.step_id, wake.due_at)
-        if shopper is None or run is None or run.status is not RunStatus.ACTIVE or not (
-                awaited or run.wake_at is None):
+            # A merged profile's runs moved to the survivor under the same ids. The run is found among the
+            # profile's runs (one Query, in place of a GetItem), which its sends' Smart Sending reads too.
+            held = (wake.workspace_id, shopper.profile.profile_id)
+            run = self._runs_of(*held, consistent=consistent).get(wake.run_id)
+            if not consistent and not _acts_on(wake, run):
+                # Perhaps read from before the run's last save: read again, consistently, before dropping it.
+                del self._held_runs[held]
+                run = self._runs_of(*held).get(wake.run_id)
+        if shopper is None or run is None or not _acts_on(wake, run):
             report.ignored.append(f"stale wake-up {wake.run_id}/{wake.step_id}")
-            return report
+            return
         flow = self.catalogue.get_flow(wake.workspace_id, run.flow_id)
         if flow is None:
             self._save(run, self._carry_out(run, Decision(action=engine.Exit("flow_deleted")), shopper, report))
-            return report
+            return
         self.advance(run, flow, shopper, report)
-        return report
 
     # ---- advancing a run ----
     @overload
@@ -448,8 +471,10 @@ class FlowsService:
         return found
 
     def _claimed_before(self, run: FlowRun, decision: Decision, found: StepRecord, report: Report) -> FlowRun:
-        """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send."""
-        if found.outcome is StepOutcome.UNKNOWN:
+        """A claim from an earlier delivery: its record if it has one, else UNKNOWN; never a second send. An
+        UNKNOWN recorded on the claim before (``reason``: by a delivery whose run's save was then refused) is
+        taken as it is: reported once, and not a send in flight."""
+        if found.outcome is StepOutcome.UNKNOWN and found.reason is None:
             if self.clock() - found.at < CLAIM_GRACE:
                 raise StepInFlight(f"step {found.step_id} of run {run.run_id} claimed at {found.at.isoformat()}")
             found = found.model_copy(update={"at": self.clock(), "reason": "claimed, never recorded"})
@@ -458,10 +483,26 @@ class FlowsService:
         moved_on = Decision(action=Proceed(found.step_id), record=found, next_step=decision.next_step)
         return engine.apply(run, moved_on, self.clock())
 
+    def _runs_of(self, workspace_id: str, profile_id: str, *, consistent: bool = True) -> dict[str, FlowRun]:
+        """The profile's runs, read once per delivery (one Query) and kept as its saves leave them: what the
+        table holds, as far as this delivery can know without reading it again."""
+        held = self._held_runs.get((workspace_id, profile_id))
+        if held is None:
+            read = self.runs.runs_of_profile(workspace_id, profile_id, consistent=consistent)
+            held = self._held_runs[workspace_id, profile_id] = {run.run_id: run for run in read}
+        return held
+
+    def _stored(self, run: FlowRun) -> None:
+        """A run this delivery stored: the profile's held runs (if it read them) hold it as stored."""
+        held = self._held_runs.get((run.workspace_id, run.profile_id))
+        if held is not None:
+            held[run.run_id] = run
+
     def _facts(self, run: FlowRun, profile: Profile, channel: engine.Channel) -> engine.SendFacts:
         address = engine.address_of(profile, channel)
-        # The runs as stored, this one as it is now (a send earlier in this delivery is not saved yet).
-        stored = self.runs.runs_of_profile(run.workspace_id, profile.profile_id)
+        # The runs as stored (read once by this delivery, with its own saves), this one as it is now (a send
+        # earlier in this delivery is not saved yet).
+        stored = self._runs_of(run.workspace_id, profile.profile_id).values()
         last = engine.last_send([run, *(other for other in stored if other.run_id != run.run_id)], channel)
         if address is None:
             return engine.SendFacts(last_sent=last)
@@ -492,6 +533,7 @@ class FlowsService:
             return before
         saved = after.model_copy(update={"revision": before.revision + 1})
         self.runs.save_run(saved, before.revision)
+        self._stored(saved)
         self._count(counting.run_counts(before, saved, flow.definition if flow else None,
                                         exit_step=self._exit_steps.pop(saved.run_id, None)), saved)
         return saved
@@ -502,6 +544,7 @@ class FlowsService:
         if not self.runs.create_run(after):
             self._exit_steps.pop(after.run_id, None)
             return None
+        self._stored(after)
         self._count(counting.entry_counts(entered), after)
         self._count(counting.run_counts(entered, after, flow.definition,
                                         exit_step=self._exit_steps.pop(after.run_id, None)), after)
@@ -566,6 +609,13 @@ class FlowsService:
                 self._count(counting.merged_exit_counts(moved), moved)
         self.ledger.move_messages(workspace_id, merged_profile_id, survivor_id)
         self.runs.delete_runs(workspace_id, merged_profile_id)
+
+
+def _acts_on(wake: WakeUp, run: FlowRun | None) -> bool:
+    """Whether the wake-up moves the run: it is still at that step for that moment, or was left mid-way (a
+    delivery died while it was doing steps); any other is stale."""
+    return run is not None and run.status is RunStatus.ACTIVE and (
+        (run.next_step, run.wake_at) == (wake.step_id, wake.due_at) or run.wake_at is None)
 
 
 def _nothing_to_read(event: FlowEvent, flows: Iterable[FlowRecord]) -> str | None:
