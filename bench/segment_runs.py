@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 from botocore.exceptions import ClientError
 from crm.adapters import clients, keys
@@ -46,6 +47,7 @@ from crm.segments import runs
 from crm.segments.boundaries import HOUR, hour_of, next_change, timed_segments
 from crm.segments.builtin import PopulationStats, SegmentContext
 from crm.segments.feed import ProfileChange
+from crm.segments.inputs import moves_nothing
 from crm.segments.membership import memberships_of, rules_for
 from crm_local import moto_patches
 from crm_local.template import load_stack
@@ -121,6 +123,7 @@ DUE = "filed for the hourly run"  # crm.segments.boundaries: a key-only item per
 HOURS_MEASURED = 22  # hourly runs measured one after another, from the refresh to the next daily run
 HOURLY_RUNS_A_DAY = 24
 MEMBERSHIP_KINDS = (HELD, MEMBER, SIZE)
+EVALUATING_ALL = "refresh, every write evaluated (before)"
 
 Item = dict[str, Any]
 Key = tuple[str, str]
@@ -564,6 +567,7 @@ class Measured:
     exited: int = 0
     moved: list[str] = field(default_factory=list)  # profiles whose set of segments was written
     tasks: int = 0  # Lambda invocations: a run's tasks, the refresh's batches
+    skipped: int = 0  # refreshed writes whose images agree on what every rule reads (crm.segments.inputs)
     run: SegmentRun | None = None
 
     def get(self, *key: str) -> float:
@@ -712,8 +716,24 @@ def measure_visits(rig: Rig, workspace: Workspace, rng: random.Random, start: da
             m = measured[i]
             measured[i] = Measured(m.label, add(m.counts, meter.since(mark)), m.seconds + time.perf_counter() - started,
                                    m.profiles + len(changes), m.entered + applied.entered, m.exited + applied.exited,
-                                   m.moved + list(rig.ledger.profiles_moved), m.tasks + math.ceil(len(changes) / batch))
+                                   m.moved + list(rig.ledger.profiles_moved), m.tasks + math.ceil(len(changes) / batch),
+                                   skipped=m.skipped + _skipped(changes, caches[i]))
     return measured
+
+
+def _skipped(changes: Sequence[ProfileChange], cache: runs.RulesCache) -> int:
+    """How many of these writes the refresh decides without evaluating a segment (the rules as its cache holds
+    them: no request)."""
+    rules = cache.held[WORKSPACE][1]
+    return sum(1 for c in changes if c.before is not None and moves_nothing(c.before, c.after, rules))
+
+
+def refresh_evaluating_all(store: DynamoSegmentStore, segment_runs: DynamoSegmentRuns,
+                           changes: Sequence[ProfileChange], now: datetime, cache: runs.RulesCache) -> runs.Applied:
+    """BASELINE (bench only): the refresh before it skipped a write no rule reads (crm.segments.inputs): both
+    images of every write evaluated."""
+    with patch.object(runs, "moves_nothing", lambda *_: False):
+        return runs.refresh(store, segment_runs, changes, now, cache)
 
 
 def active_sample(workspace: Workspace, candidates: Sequence[str], count: int, rng: random.Random) -> list[str]:
@@ -1111,7 +1131,8 @@ def monthly(s: Scaled, refresh: Refresh, hourly: HourlyDay, rules_rru: float) ->
 
 
 def print_monthly(scaled: Sequence[Scaled], refresh: Refresh, hourly: Sequence[HourlyDay], rules_rru: float,
-                  baseline_daily: Sequence[float], refresh_baseline: Refresh | None) -> None:
+                  baseline_daily: Sequence[float], refresh_baseline: Refresh | None,
+                  refresh_unskipped: Refresh | None = None) -> None:
     costs = [monthly(s, refresh, h, rules_rru) for s, h in zip(scaled, hourly, strict=True)]
     rows = [[name, *(f"${c[i][1]:.2f}" for c in costs), costs[0][i][2]] for i, (name, _, _) in enumerate(costs[0])]
     rows.append(["total", *(f"${sum(d for _, d, _ in c):.2f}" for c in costs), ""])
@@ -1127,6 +1148,14 @@ def print_monthly(scaled: Sequence[Scaled], refresh: Refresh, hourly: Sequence[H
         ours = [sum(d for _, d, _ in refresh_lines(s, refresh)) for s in scaled]
         old = [sum(d for _, d, _ in c) for c in before]
         rows.append(["refresh: ours/before", *(ratio(a, b) for a, b in zip(ours, old, strict=True)), "same run"])
+    if refresh_unskipped is not None:
+        before = [refresh_lines(s, refresh_unskipped, EVALUATING_ALL) for s in scaled]
+        rows += [[name, *(f"${c[i][1]:.2f}" for c in before), before[0][i][2]] for i, (name, _, _) in
+                 enumerate(before[0])]
+        ours = [sum(d for _, d, _ in refresh_lines(s, refresh)) for s in scaled]
+        old = [sum(d for _, d, _ in c) for c in before]
+        rows.append([f"refresh: ours/{EVALUATING_ALL}", *(ratio(a, b) for a, b in zip(ours, old, strict=True)),
+                     "same run"])
     print(table(["$/month", *(f"{s.profiles:,} profiles" for s in scaled), f"how ({scaled[0].profiles:,})"], rows))
 
 
@@ -1154,6 +1183,7 @@ class Results:
     hourly: Measured | None = None
     hourly_idle: Measured | None = None
     rules_before: Counts = field(default_factory=dict)
+    refresh_unskipped: Measured | None = None
 
 
 def _compare(label: str, baseline: dict[str, int], rig: Rig) -> list[str]:
@@ -1203,12 +1233,13 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     # Two samples of the same size take one write each: the refresh before (baseline) re-decides one, ours the other.
     at = day + timedelta(hours=2)
     untouched = sorted(set(ids) - set(chosen))
-    sampled = active_sample(workspace, untouched, min(2 * args.refreshed, len(untouched)), rng)
-    half = len(sampled) // 2
+    sampled = active_sample(workspace, untouched, min(3 * args.refreshed, len(untouched)), rng)
+    third = len(sampled) // 3
     rules, rules_before = measure_rules(rig, at), measure_rules_before(rig, at)
-    refresh, refresh_baseline = measure_visits(
+    refresh, refresh_baseline, refresh_unskipped = measure_visits(
         rig, workspace, rng, at - timedelta(hours=1), args.visit_writes, args.refresh_batch,
-        [("refresh", sampled[half:], runs.refresh), ("refresh (00847b9)", sampled[:half], refresh_before)])
+        [("refresh", sampled[:third], runs.refresh), ("refresh (00847b9)", sampled[third:2 * third], refresh_before),
+         (EVALUATING_ALL, sampled[2 * third:], refresh_evaluating_all)])
     problems += check_state(rig, workspace.segment_ids, refresh.label)
 
     # A day of hourly runs after the refresh (a day's: up to the next daily run, which files the day after).
@@ -1221,7 +1252,7 @@ def run_bench(rig: Rig, args: argparse.Namespace) -> Results:
     idle = measure_hourly(rig, "hourly run, next hour", first_hour + HOURS_MEASURED * HOUR, 1)
     return Results(args, workspace, first, daily, quiet, refresh, baseline_first, baseline_daily, rules, chosen,
                    items_before, bytes_before, stored.count(), problems, reads, refresh_baseline, hourly, idle,
-                   rules_before)
+                   rules_before, refresh_unskipped)
 
 
 def print_report(r: Results, seconds: float) -> None:
@@ -1239,6 +1270,7 @@ def print_report(r: Results, seconds: float) -> None:
     print("\n1. What each run and the refresh did and cost (requests by the meter; RRU includes each Scan's items,")
     print("   filtered out or not; 'WRU sized' bills each written item by its size before and after, as DynamoDB does)")
     print_measured([r.first, r.daily, r.quiet, r.refresh, *([r.refresh_baseline] if r.refresh_baseline else []),
+                    *([r.refresh_unskipped] if r.refresh_unskipped else []),
                     *(m for m in (r.hourly, r.hourly_idle) if m), r.baseline_first, r.baseline_daily])
     for m in (r.daily, r.refresh, *([r.hourly] if r.hourly else [])):
         moves = sorted(((v, k[1].removeprefix(f"WS#{WORKSPACE}#SEGMENT#")) for k, v in m.counts.items()
@@ -1259,7 +1291,10 @@ def print_report(r: Results, seconds: float) -> None:
           "loading the rules (once a minute per warm container): "
           f"{requests_in(r.rules):.0f} requests, {rules_rru:.1f} RRU (before, every record and size item: "
           f"{requests_in(r.rules_before):.0f} requests, {r.rules_before.get(('unit', 'rru'), 0.0):.1f} RRU)")
-    for extra in (r.refresh_baseline, r.hourly):
+    print(f"  refresh: {fresh.skipped:,} of {fresh.profiles:,} writes "
+          f"({_per(100 * fresh.skipped, fresh.profiles, 0)} %) changed nothing any rule, built-in or time boundary "
+          f"reads and were decided without evaluating a segment ('{EVALUATING_ALL}' evaluates them all)")
+    for extra in (r.refresh_baseline, r.refresh_unskipped, r.hourly):
         if extra is not None:
             m = extra
             print(f"  {m.label}: {m.profiles:,} profiles evaluated, {len(m.moved):,} moved; per profile "
@@ -1321,7 +1356,8 @@ def print_extrapolation(r: Results) -> None:
           "change, on a sample of as many profiles in the same run")
     print_monthly(scaled, refresh_of(r.refresh), hourly, r.rules.get(("unit", "rru"), 0.0),
                   [s.daily(s.wru_baseline) for s in scaled],
-                  refresh_of(r.refresh_baseline) if r.refresh_baseline else None)
+                  refresh_of(r.refresh_baseline) if r.refresh_baseline else None,
+                  refresh_of(r.refresh_unskipped) if r.refresh_unskipped else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

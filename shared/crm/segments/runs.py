@@ -36,6 +36,7 @@ from crm.ports import ConcurrentUpdate, SegmentRuns, SegmentStore, TaskQueue
 from crm.segments.boundaries import HORIZON, HOUR, due, hour_of, timed_segments
 from crm.segments.builtin import BY_ID, PopulationSketch, PopulationStats, SegmentContext
 from crm.segments.feed import ProfileChange
+from crm.segments.inputs import moves_nothing
 from crm.segments.membership import Rules, change_for, memberships_of, memberships_of_all, rules_for
 
 # A share's profiles are decided this many at a time: columns of this length, and no more held at once.
@@ -310,10 +311,12 @@ def refresh(store: SegmentStore, runs: SegmentRuns, changes: Iterable[ProfileCha
             cache: RulesCache | None = None) -> Applied:
     """Re-decide the memberships of profiles that just changed, at ``now``, with the last run's statistics.
 
-    The stream's images carry the profile before and after the write: both are evaluated at ``now``, and when
-    they are in the same segments the write moved nothing (what time moves is the runs'): nothing is read or
-    written. Otherwise the profile's set is read and the change written under its version. A profile written
-    several times in a batch is decided once, from its first image before to its last image after."""
+    The stream's images carry the profile before and after the write. When they agree on everything the rules
+    and time boundaries read (crm.segments.inputs), the write moved nothing and nothing is evaluated; else
+    both are evaluated at ``now``, and when they are in the same segments the write moved nothing either (what
+    time moves is the runs'): nothing is read or written. Otherwise the profile's set is read and the change
+    written under its version. A profile written several times in a batch is decided once, from its first
+    image before to its last image after."""
     cache = cache or RulesCache()
     latest: dict[tuple[str, str], ProfileChange] = {}
     for change in changes:
@@ -328,6 +331,10 @@ def refresh(store: SegmentStore, runs: SegmentRuns, changes: Iterable[ProfileCha
 
 def _refresh_one(store: SegmentStore, change: ProfileChange, rules: Rules, now: datetime) -> Applied:
     profile = change.after
+    if change.before is not None and moves_nothing(change.before, profile, rules):
+        # Nothing any segment or time boundary reads changed (a name, an identity, the upsert's bookkeeping):
+        # no segment is evaluated, and what time moves is the runs'.
+        return Applied(profiles=int(profile.merged_into is None))
     _file_if_moved(store, change, rules, now)
     computed = memberships_of(profile, rules)
     before = memberships_of(change.before, rules) if change.before is not None else frozenset()
