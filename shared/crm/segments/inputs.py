@@ -60,25 +60,41 @@ def _reads(rules: Rules) -> _Reads:
     return reads
 
 
+def _builtin(profile: Profile) -> tuple[object, ...]:
+    checkout = profile.last_checkout
+    return (profile.merged_into, profile.orders_count, profile.total_spent, profile.first_order_at,
+            profile.last_order_at, None if checkout is None else checkout.at, views(profile))
+
+
+def _fields(profile: Profile, reads: _Reads, now: datetime) -> tuple[object, ...]:
+    bare = Subject(profile=profile)  # the profile's own fields: no reader of these looks at events
+    return tuple(READERS[name](bare, now) for name in reads.fields)
+
+
+def _events(profile: Profile, reads: _Reads) -> tuple[object, ...]:
+    if not reads.events:
+        return ()
+    subject = subject_of(profile)
+    return tuple(tuple(subject.occurrences(event)) for event in reads.events)
+
+
 def segment_inputs(profile: Profile, rules: Rules) -> tuple[object, ...]:
     """Everything of the profile a membership or a time boundary under ``rules`` can depend on."""
-    checkout = profile.last_checkout
-    builtin = (profile.merged_into, profile.orders_count, profile.total_spent, profile.first_order_at,
-               profile.last_order_at, None if checkout is None else checkout.at, views(profile))
     reads = _reads(rules)
-    now: datetime = rules.context.now
-    bare = Subject(profile=profile)  # the profile's own fields: no reader of these looks at events
-    fields = tuple(READERS[name](bare, now) for name in reads.fields)
-    if not reads.events:
-        return (*builtin, *fields)
-    subject = subject_of(profile)
-    return (*builtin, *fields, *(tuple(subject.occurrences(event)) for event in reads.events))
+    return (*_builtin(profile), *_fields(profile, reads, rules.context.now), *_events(profile, reads))
 
 
 def moves_nothing(before: Profile, after: Profile, rules: Rules) -> bool:
     """Whether a write from ``before`` to ``after`` leaves every membership and time boundary as it was
-    (conservative: it may say False of a write that moved nothing, never True of one that moved something)."""
-    return segment_inputs(before, rules) == segment_inputs(after, rules)
+    (conservative: it may say False of a write that moved nothing, never True of one that moved something).
+
+    ``segment_inputs`` compared a part at a time, the cheapest first: most writes (a view, a checkout, an
+    order) differ in what the built-ins read, and are told apart before an event's occurrences are placed."""
+    if _builtin(before) != _builtin(after):
+        return False
+    reads = _reads(rules)
+    now: datetime = rules.context.now
+    return _fields(before, reads, now) == _fields(after, reads, now) and _events(before, reads) == _events(after, reads)
 
 
 __all__ = ["moves_nothing", "segment_inputs"]
