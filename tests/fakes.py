@@ -442,9 +442,6 @@ class FakeSegmentStore:
             if _share(profile.profile_id, shares) == share:
                 yield profile, self.held(workspace_id, profile.profile_id)
 
-    def profiles_of_share(self, workspace_id: str, share: int = 0, shares: int = 1) -> Iterator[Profile]:
-        return (profile for profile, _ in self.profiles_with_segments(workspace_id, share, shares))
-
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         self.held_reads += 1
         return self.held_sets.get((workspace_id, profile_id))
@@ -506,6 +503,7 @@ class FakeSegmentRuns:
         self.runs: dict[tuple[str, str], SegmentRun] = {}
         self.active: dict[str, str] = {}
         self.sketch_store: dict[tuple[str, str, int], str] = {}
+        self.kept: dict[tuple[str, str, int], list[tuple[Profile, HeldSegments]]] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, str] = {}
         self.sized: dict[tuple[str, str], set[int]] = {}  # shares whose sizes were added
@@ -530,6 +528,15 @@ class FakeSegmentRuns:
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]:
         return [self.sketch_store[(workspace_id, run_id, share)] for share in range(shares)]
+
+    def keep_profiles(self, workspace_id: str, run_id: str, share: int,
+                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
+        self.kept[(workspace_id, run_id, share)] = list(profiles)
+
+    def kept_profiles(self, workspace_id: str, run_id: str,
+                      share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
+        kept = self.kept.get((workspace_id, run_id, share))
+        return None if kept is None else iter(kept)
 
     def _count(self, workspace_id: str, run_id: str, phase: str, share: int, **figures: int) -> SegmentRun:
         run = self.runs[(workspace_id, run_id)]

@@ -364,10 +364,6 @@ class SegmentStore(Protocol):
         """Replace the workspace's built-in segment settings whole (memberships change at the next computation)."""
         ...
 
-    def profiles_of_share(self, workspace_id: str, share: int = 0, shares: int = 1) -> Iterator[Profile]:
-        """The profiles of one share as ``profiles_with_segments`` reads them, without their sets."""
-        ...
-
     def profile_with_segments(self, workspace_id: str, profile_id: str) -> tuple[Profile, HeldSegments] | None:
         """The profile and the segments it is in, read together as they are now; None once erased."""
         ...
@@ -429,6 +425,17 @@ class SegmentRuns(Protocol):
         ...
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]: ...
+
+    def keep_profiles(self, workspace_id: str, run_id: str, share: int,
+                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
+        """Keep one share's profiles with their sets, as the sketch read them, for the share's evaluation:
+        a run reads each profile from the table once. Keeping them again replaces them whole."""
+        ...
+
+    def kept_profiles(self, workspace_id: str, run_id: str,
+                      share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
+        """The share's profiles as ``keep_profiles`` kept them, in order; None when none were kept."""
+        ...
 
     def sketched(self, workspace_id: str, run_id: str, share: int) -> SegmentRun:
         """Count the share as sketched (once, however often it is told) and return the run."""

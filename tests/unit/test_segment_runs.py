@@ -5,6 +5,7 @@ recomputation for random shoppers and event streams."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -152,6 +153,47 @@ def test_a_run_over_four_shares_decides_what_one_worker_does_and_redelivery_chan
     for sid, ids in members(one).items():
         record = one.get(WS, sid)
         assert record is not None and record.size == len(ids) and record.last_computed_at == NOW
+
+
+class CountingReads(FakeSegmentStore):
+    """Counts the shares' reads of the profiles with their sets."""
+
+    def __init__(self, repository: FakeProfileRepository) -> None:
+        super().__init__(repository)
+        self.share_reads = 0
+
+    def profiles_with_segments(self, workspace_id: str, share: int = 0,
+                               shares: int = 1) -> Iterator[tuple[Profile, HeldSegments]]:
+        self.share_reads += 1
+        return super().profiles_with_segments(workspace_id, share, shares)
+
+
+def test_a_run_reads_each_share_once_and_evaluates_what_its_sketch_kept() -> None:
+    repository, _ = world_of(POPULATION)
+    store, segment_runs = CountingReads(repository), FakeSegmentRuns()
+    run = run_all(store, NOW, shares=4, segment_runs=segment_runs)
+    assert store.share_reads == 4  # the sketch's; the evaluation reads the work files
+    kept = [pair for share in range(4) for pair in segment_runs.kept_profiles(WS, run.run_id, share) or ()]
+    assert sorted(profile.profile_id for profile, _ in kept) == sorted(p.profile_id for p in POPULATION)
+    _, fresh = world_of(POPULATION)
+    run_all(fresh, NOW, shares=4)
+    assert members(store) == members(fresh) and members(store)
+
+
+def test_a_run_sketched_without_work_files_reads_its_profiles_again() -> None:
+    """A run whose sketch ran before the work files were kept (a deployment mid-run) still evaluates."""
+
+    class Forgetful(FakeSegmentRuns):
+        def keep_profiles(self, workspace_id: str, run_id: str, share: int,
+                          profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
+            for _ in profiles:  # read (the sketch needs them), but not kept
+                pass
+
+    _, store = world_of(POPULATION)
+    _, fresh = world_of(POPULATION)
+    run_all(store, NOW, shares=2, segment_runs=Forgetful())
+    run_all(fresh, NOW, shares=2)
+    assert members(store) == members(fresh) and members(store)
 
 
 def test_a_second_run_writes_only_what_time_changed() -> None:

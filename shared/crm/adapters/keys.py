@@ -220,6 +220,11 @@ def segment_sketch_object(workspace_id: str, run_id: str, share: int) -> str:
     return f"segment-runs/{workspace_id}/{run_id}/sketch-{share:04d}.json"
 
 
+def segment_profiles_object(workspace_id: str, run_id: str, share: int) -> str:
+    """The S3 key of one share's profiles and their sets, as the run's sketch read them (JSON Lines)."""
+    return f"segment-runs/{workspace_id}/{run_id}/profiles-{share:04d}.jsonl"
+
+
 def segment_settings(workspace_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}", "sk": "SEGMENT_SETTINGS"}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,10 +12,13 @@ from pydantic import BaseModel
 
 from crm.adapters import keys
 from crm.adapters.clients import client
+from crm.adapters.export_files import S3ExportFiles
 from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.throttling import transact_write
 from crm.config import settings
+from crm.models.profile import Profile
 from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
+from crm.models.segments import HeldSegments
 
 
 def _cancelled(error: ClientError) -> bool:
@@ -73,6 +76,25 @@ class DynamoSegmentRuns:
         return [client("s3").get_object(
             Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share))["Body"].read().decode()
             for share in range(shares)]
+
+    def keep_profiles(self, workspace_id: str, run_id: str, share: int,
+                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
+        # Streamed a part at a time (a share of 25,000 profiles is some 40 MB): one object, visible whole
+        # once complete, so a task delivered twice replaces it and a reader sees one delivery's or the other's.
+        lines = (_Kept(profile=profile, held=held).model_dump_json().encode() + b"\n" for profile, held in profiles)
+        S3ExportFiles(self.bucket).write(keys.segment_profiles_object(workspace_id, run_id, share), lines,
+                                         "application/x-ndjson", f"profiles-{share:04d}.jsonl")
+
+    def kept_profiles(self, workspace_id: str, run_id: str,
+                      share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
+        try:
+            body = client("s3").get_object(Bucket=self.bucket,
+                                           Key=keys.segment_profiles_object(workspace_id, run_id, share))["Body"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                raise
+            return None
+        return ((kept.profile, kept.held) for kept in map(_Kept.model_validate_json, body.iter_lines(_READ_CHUNK)))
 
     def _count_share(self, workspace_id: str, run_id: str, done: str, share: int,
                      additions: Mapping[str, int]) -> SegmentRun:
@@ -187,6 +209,14 @@ class DynamoSegmentRuns:
         return str(found["Item"]["population"]["S"])
 
 
+class _Kept(BaseModel):
+    """One line of a share's kept profiles."""
+
+    profile: Profile
+    held: HeldSegments
+
+
+_READ_CHUNK = 1024 * 1024  # bytes of a kept file read at a time (botocore's default is 1 KB)
 _SIZE_PREFIX = "size:"  # a segment's members counted by the evaluating shares: one attribute each
 
 

@@ -181,12 +181,6 @@ class DynamoSegmentStore:
                                          self.backoff):
             yield from _profile_with_segments(partition)
 
-    def profiles_of_share(self, workspace_id: str, share: int = 0, shares: int = 1) -> Iterator[Profile]:
-        """One share's profiles alone (a run's sketch needs no sets: half the reads)."""
-        partitions = profile_partitions(self.table, workspace_id, share, shares)
-        for partition in partition_items(self.table, partitions, (keys.PROFILE_SK,), self.backoff):
-            yield Profile.model_validate(from_item(partition[0]))
-
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         """The profile's set of segments as it is now (one strongly consistent GetItem); None when it has none."""
         found = client("dynamodb").get_item(TableName=self.table, ConsistentRead=True,

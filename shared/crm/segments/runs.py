@@ -6,10 +6,11 @@ threshold) is settled by a *run*, on a schedule or on request, over every profil
 instant, fanned out over shares of the workspace's profiles (one worker per share, through a queue; the
 store reads a share from the workspace's own index, never the whole table):
 
-1. sketch: each share summarises its buyers (a mergeable PopulationSketch). The share that finishes last
-   merges the sketches into the population statistics, which the run and then the incremental path use,
-   and queues phase 2.
-2. evaluate: each share decides every segment for each of its profiles at the run's instant and writes
+1. sketch: each share reads its profiles with their sets (the run's only read of them), summarises its
+   buyers (a mergeable PopulationSketch) and keeps what it read in the run's S3 work file. The share that
+   finishes last merges the sketches into the population statistics, which the run and then the
+   incremental path use, and queues phase 2.
+2. evaluate: each share decides every segment for each of its kept profiles at the run's instant and writes
    only the differences. The share that finishes last records each segment's computation and ends the run.
 
 Both paths decide through :func:`crm.segments.membership.change_for` and write under the version of the
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -35,6 +36,7 @@ from crm.ports import ConcurrentUpdate, SegmentRuns, SegmentStore, TaskQueue
 from crm.segments.boundaries import HORIZON, HOUR, due, hour_of, timed_segments
 from crm.segments.builtin import BY_ID, PopulationSketch, PopulationStats, SegmentContext
 from crm.segments.feed import ProfileChange
+from crm.segments.inputs import moves_nothing
 from crm.segments.membership import Rules, change_for, memberships_of, memberships_of_all, rules_for
 
 # A share's profiles are decided this many at a time: columns of this length, and no more held at once.
@@ -112,9 +114,19 @@ def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: Task
 
 
 def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue) -> None:
-    profiles = store.profiles_of_share(task.workspace_id, task.share, task.shares)  # their sets are evaluate's business
-    runs.put_sketch(task.workspace_id, task.run_id, task.share,
-                    PopulationSketch.of_profiles(profiles, run.now).model_dump_json())
+    """Read the share's profiles with their sets (the run's one read of them), sketch its buyers, and keep
+    what was read for the share's evaluation."""
+    sketch = PopulationSketch()
+
+    def sketched() -> Iterator[tuple[Profile, HeldSegments]]:
+        nonlocal sketch
+        read = iter(store.profiles_with_segments(task.workspace_id, task.share, task.shares))
+        while together := list(islice(read, EVALUATED_TOGETHER)):
+            sketch = sketch.merge(PopulationSketch.of_profiles([profile for profile, _ in together], run.now))
+            yield from together
+
+    runs.keep_profiles(task.workspace_id, task.run_id, task.share, sketched())
+    runs.put_sketch(task.workspace_id, task.run_id, task.share, sketch.model_dump_json())
     run = runs.sketched(task.workspace_id, task.run_id, task.share)
     if run.sketched < run.shares:
         return
@@ -143,7 +155,11 @@ def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segment
     rules = load_rules(store, task.workspace_id, run.now, population_of(run.population))
     applied = Applied()
     sizes = Counter({segment_id: 0 for segment_id in rules.segment_ids})
-    profiles = iter(store.profiles_with_segments(task.workspace_id, task.share, task.shares))
+    # As the sketch read them: a profile written since is the refresh's to decide, and the set's version
+    # guards each change (one whose set moved meanwhile is left, as below).
+    kept = runs.kept_profiles(task.workspace_id, task.run_id, task.share)
+    profiles = iter(kept if kept is not None else store.profiles_with_segments(task.workspace_id, task.share,
+                                                                               task.shares))
     while together := list(islice(profiles, EVALUATED_TOGETHER)):
         decided = memberships_of_all([profile for profile, _ in together], rules)
         applied += _apply_all(store, together, decided, rules, clock())
@@ -295,10 +311,12 @@ def refresh(store: SegmentStore, runs: SegmentRuns, changes: Iterable[ProfileCha
             cache: RulesCache | None = None) -> Applied:
     """Re-decide the memberships of profiles that just changed, at ``now``, with the last run's statistics.
 
-    The stream's images carry the profile before and after the write: both are evaluated at ``now``, and when
-    they are in the same segments the write moved nothing (what time moves is the runs'): nothing is read or
-    written. Otherwise the profile's set is read and the change written under its version. A profile written
-    several times in a batch is decided once, from its first image before to its last image after."""
+    The stream's images carry the profile before and after the write. When they agree on everything the rules
+    and time boundaries read (crm.segments.inputs), the write moved nothing and nothing is evaluated; else
+    both are evaluated at ``now``, and when they are in the same segments the write moved nothing either (what
+    time moves is the runs'): nothing is read or written. Otherwise the profile's set is read and the change
+    written under its version. A profile written several times in a batch is decided once, from its first
+    image before to its last image after."""
     cache = cache or RulesCache()
     latest: dict[tuple[str, str], ProfileChange] = {}
     for change in changes:
@@ -313,6 +331,10 @@ def refresh(store: SegmentStore, runs: SegmentRuns, changes: Iterable[ProfileCha
 
 def _refresh_one(store: SegmentStore, change: ProfileChange, rules: Rules, now: datetime) -> Applied:
     profile = change.after
+    if change.before is not None and moves_nothing(change.before, profile, rules):
+        # Nothing any segment or time boundary reads changed (a name, an identity, the upsert's bookkeeping):
+        # no segment is evaluated, and what time moves is the runs'.
+        return Applied(profiles=int(profile.merged_into is None))
     _file_if_moved(store, change, rules, now)
     computed = memberships_of(profile, rules)
     before = memberships_of(change.before, rules) if change.before is not None else frozenset()
