@@ -261,6 +261,16 @@ def line_report(held: Held, show: Callable[[str], None] = print) -> dict[str, An
         rows.append([kind, "bench", "as stored", "", *summary(sizes)])
         figures[kind] = {"n": len(sizes), "mean": statistics.fmean(sizes)}
     show(table(header, rows))
+    folded = [*held.lines.get(GROUP, []), *held.lines.get(FOLDED_ALONE, [])]
+    if folded:  # the line items a request's views cost, the rest of a view's writes being its profile's
+        views = sum(len(lines) for lines in folded)
+        for payload in ("bench", "storefront"):
+            per_view = {encoding: sum(units(item_size(encode(held.workspace_id, tuple(
+                storefront_shaped(line) for line in lines) if payload == "storefront" else lines)), 1024)
+                for lines in folded) / views for encoding, encode in encoders.items()}
+            figures[f"folded line items {payload} wru_a_view"] = per_view
+            show(f"  {payload} payloads: the folded requests' line items {per_view['before']:.2f} -> "
+                 f"{per_view['now']:.2f} WRU a view (before -> now, {views} views in {len(folded)} items)")
     return figures
 
 
