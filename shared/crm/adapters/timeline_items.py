@@ -6,7 +6,8 @@ write per KB of each item, and a view's line is far under a KB, so 1.64 views a 
 1.64. The group is keyed like its earliest line (its key is that line's key, so a read of that event's line finds
 it), holds lines whose times lie within LINES_SPAN of that one, and names the types it holds (``types``) so that
 a query filtered by type finds it. Every reader sees lines: ``entries_of`` expands an item, ``newest_first``
-orders the lines of items read newest key first, ``type_filter`` is the filter of a typed read.
+orders the lines of items read newest key first, ``type_filter`` is the filter of a typed read. Every item, a line
+or a group, is packed against the timeline's dictionary (``line_item``); items written plain before still read.
 
 docs/profile-writes.md ("A /track request's lines in one item").
 """
