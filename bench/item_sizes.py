@@ -7,18 +7,29 @@ in the encoding main wrote before the compact lane (``to_compact_item``: fields 
 packed), the same items in the same run: the labelled BEFORE. A write is billed a unit per started KB, a
 consistent read a unit per started 4 KB.
 
+The timeline's items too (the linepack lane): each line the workload's events write, by type, and the line groups of
+its product views folded as the snippet sends them (bench/profile_events.py section 5b's requests, on a table of
+their own), each sized as stored now (packed, crm.adapters.timeline_items.line_item) and as main wrote it before
+(plain, profile_events.plain_line_item: the labelled BEFORE linepack), with the bench's payloads and with the same
+lines shaped as a real store's snippet sends them (storefront_shaped: event ids that are UUIDs, Shopify's product and
+variant ids, long titles, product links with their variant, pictures on Shopify's CDN, a checkout's recovery link).
+Identity links and account (customer) items are sized as stored.
+
     .venv/bin/python bench/item_sizes.py [--shoppers 60 --browsers 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import sys
 import time
 import timeit
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -26,14 +37,25 @@ from typing import Any
 
 from crm.adapters.items import Item, from_item
 from crm.adapters.profiles import DynamoProfileRepository
-from crm.ingestion import apply_event
-from crm.models.profile import OrderRecord, Profile
+from crm.adapters.timeline_items import GROUPED_TYPES, LINES_ENTITY, entries_of, is_line_item, line_item
+from crm.ingestion import apply_event, apply_events
+from crm.models.profile import OrderRecord, Profile, TimelineEntry
 from crm_local import moto_patches
 from crm_local.template import load_stack
 from figures import RESULTS, record
 from ingest_path import REGION, TEMPLATE, attribute_size, fake_aws_environment, harness, item_size, set_up, table
 from moto import mock_aws
-from profile_events import ANONYMOUS_BROWSERS, SEED, SHOPPERS, UnpackedItems, build_workload
+from profile_events import (
+    ANONYMOUS_BROWSERS,
+    SEED,
+    SHOPPERS,
+    UnpackedItems,
+    build_workload,
+    clone_table,
+    plain_line_item,
+    track_requests,
+)
+from track_batching import measure as measure_batching
 
 SHOPPER, BROWSER, TOMBSTONE, ORDER = "shopper's profile", "anonymous browser's profile", "merged tombstone", \
     "order record"
@@ -97,25 +119,94 @@ def weights(items: Sequence[Item]) -> list[tuple[str, float, float]]:
                   key=lambda row: -row[1])
 
 
-def measure(shoppers: int, browsers: int) -> dict[str, dict[str, list[Item]]]:
-    """Every sized item of the workload's table, by kind: as stored now and as main stored it before."""
+@dataclass
+class Held:
+    models: dict[str, dict[str, list[Item]]]  # profiles and order records, by kind: "now" and "before"
+    lines: dict[str, list[tuple[TimelineEntry, ...]]]  # each timeline item's lines, by kind
+    others: dict[str, list[Item]]  # identity links and account items, as stored
+    workspace_id: str
+
+
+def measure(shoppers: int, browsers: int) -> Held:
+    """Every sized item of the workload's table, by kind (profiles and orders as stored now and as main stored
+    them before), and the line items of its product views folded into /track requests on a table of their own."""
     bench = set_up(load_stack(TEMPLATE, region=REGION))
-    workload = build_workload(bench.store.workspace_id, bench.store.store_id, shoppers, browsers, SEED)
+    workspace_id = bench.store.workspace_id
+    workload = build_workload(workspace_id, bench.store.store_id, shoppers, browsers, SEED)
     table_name = bench.outputs["TableName"]
+    folded_table, _ = clone_table(f"{table_name}-folded", table_name)
     repository = DynamoProfileRepository(table_name)
     for arrival in workload.arrivals:
         apply_event(repository, arrival.event, arrival.at + timedelta(seconds=1))
-    held: dict[str, dict[str, list[Item]]] = {kind: {"now": [], "before": []} for kind in KINDS}
-    for page in harness("dynamodb").get_paginator("scan").paginate(TableName=table_name):
-        for wire in page["Items"]:
-            kind = kind_of(from_item(wire))
-            if kind is not None:
-                held[kind]["now"].append(wire)
-                held[kind]["before"].append(as_before(wire))
+    folded = DynamoProfileRepository(folded_table)
+    for request in track_requests(workload, measure_batching().views_per_request):
+        apply_events(folded, request, request[-1].occurred_at + timedelta(seconds=1))
+    held = Held({kind: {"now": [], "before": []} for kind in KINDS}, defaultdict(list), defaultdict(list),
+                workspace_id)
+    for wire in scan(table_name):
+        plain = from_item(wire)
+        kind = kind_of(plain)
+        if kind is not None:
+            held.models[kind]["now"].append(wire)
+            held.models[kind]["before"].append(as_before(wire))
+        elif is_line_item(plain):
+            held.lines[f"line: {plain['type']}"].append(tuple(entries_of(plain)))
+        elif plain.get("entity") in ("identity", "customer"):
+            held.others[f"{plain['entity']} item"].append(wire)
+    for wire in scan(folded_table):
+        plain = from_item(wire)
+        if is_line_item(plain):
+            lines = tuple(entries_of(plain))
+            held.lines[GROUP if plain["entity"] == LINES_ENTITY else FOLDED_ALONE].append(lines)
     return held
 
 
+def scan(table_name: str) -> Iterator[Item]:
+    for page in harness("dynamodb").get_paginator("scan").paginate(TableName=table_name):
+        yield from page["Items"]
+
+
+GROUP, FOLDED_ALONE = "folded request's line group", "folded request's line alone"
+_STORE_DOMAIN = "www.northwind-outfitters.com"
+_CDN = "https://cdn.shopify.com/s/files/1/0612/3456/7890/files/"
+
+
+def storefront_shaped(line: TimelineEntry) -> TimelineEntry:
+    """The line as a real store's snippet and webhooks make it: an activity's event id a UUID, Shopify's product and
+    variant ids, a title with its variant, the product's link with its variant, its picture on Shopify's CDN, a
+    checkout's recovery link (the bench's workload sends short titles, ids and links and no pictures)."""
+    def digest(text: str) -> int:
+        return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
+
+    def item(product: dict[str, Any]) -> dict[str, Any]:
+        title = str(product.get("title") or "Product")
+        handle = f"{title.lower().replace(' ', '-')}-organic-cotton-blend"
+        product_id, variant_id = 8 * 10**12 + digest(title) % 10**12, 44 * 10**12 + digest(handle) % 10**12
+        return {**product, "title": f"{title} - Organic Cotton Blend, Charcoal / M", "product_id": str(product_id),
+                "variant_id": str(variant_id), "sku": f"{title[:3].upper()}-CHR-M",
+                "image_url": f"{_CDN}{handle}-charcoal-front.jpg?v=1698765432",
+                "product_url": f"https://{_STORE_DOMAIN}/products/{handle}"}
+
+    summary = dict(line.summary)
+    held = summary.get("items")  # an order line's is a count
+    items = [item(product) for product in held] if isinstance(held, list) else []
+    if items:
+        summary["items"] = items
+        summary["products"] = [product["title"] for product in items]
+    if summary.get("url"):
+        summary["url"] = (f"{items[0]['product_url']}?variant={items[0]['variant_id']}" if items
+                          else f"https://{_STORE_DOMAIN}/collections/all?utm_source=newsletter&utm_medium=email")
+    if line.type == "checkout_started":
+        token = hashlib.sha256(line.ref.encode()).hexdigest()
+        summary["checkout"] = token[:32]
+        summary["recovery_url"] = f"https://{_STORE_DOMAIN}/checkouts/cn/{token[:32]}/recover?key={token[32:]}"
+    ref = str(uuid.UUID(int=digest(line.ref) << 64 | digest(line.ref[::-1]))) if line.type in GROUPED_TYPES \
+        else line.ref
+    return line.model_copy(update={"ref": ref, "summary": summary})
+
+
 def report(held: dict[str, dict[str, list[Item]]], show: Callable[[str], None] = print) -> dict[str, Any]:
+    """Profiles and order records, before and now."""
     header = ["item", "encoding", "n", "mean B", "p50", "p90", "max", "<= 1 KB", "WRU a write", "RRU a read"]
     rows, figures = [], {}
     for kind in KINDS:
@@ -146,6 +237,43 @@ def _read(model: type[Profile | OrderRecord], item: Item) -> Profile | OrderReco
     return model.model_validate(from_item(item))
 
 
+def line_report(held: Held, show: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every timeline item by kind, with the bench's payloads and shaped as a real store's, BEFORE linepack (plain)
+    and now (packed); identity links and account items as stored."""
+    header = ["item", "payload", "encoding", "lines", "n", "mean B", "p50", "p90", "max", "<= 1 KB", "WRU a write",
+              "RRU a read"]
+    rows, figures = [], {}
+    encoders = {"before": plain_line_item, "now": line_item}
+    for kind in sorted(held.lines, key=lambda name: (name.startswith("line:"), name)):
+        found = held.lines[kind]
+        shaped = [tuple(storefront_shaped(line) for line in lines) for lines in found]
+        for payload, items in (("bench", found), ("storefront", shaped)):
+            for encoding, encode in encoders.items():
+                sizes = [item_size(encode(held.workspace_id, lines)) for lines in items]
+                rows.append([kind, payload, encoding, f"{statistics.fmean(len(lines) for lines in items):.2f}",
+                             *summary(sizes)])
+                figures[f"{kind} {payload} {encoding}"] = {
+                    "n": len(sizes), "mean": statistics.fmean(sizes),
+                    "over_1kb": sum(size > 1024 for size in sizes) / len(sizes),
+                    "wru": statistics.fmean(units(size, 1024) for size in sizes)}
+    for kind, stored in sorted(held.others.items()):
+        sizes = [item_size(item) for item in stored]
+        rows.append([kind, "bench", "as stored", "", *summary(sizes)])
+        figures[kind] = {"n": len(sizes), "mean": statistics.fmean(sizes)}
+    show(table(header, rows))
+    folded = [*held.lines.get(GROUP, []), *held.lines.get(FOLDED_ALONE, [])]
+    if folded:  # the line items a request's views cost, the rest of a view's writes being its profile's
+        views = sum(len(lines) for lines in folded)
+        for payload in ("bench", "storefront"):
+            per_view = {encoding: sum(units(item_size(encode(held.workspace_id, tuple(
+                storefront_shaped(line) for line in lines) if payload == "storefront" else lines)), 1024)
+                for lines in folded) / views for encoding, encode in encoders.items()}
+            figures[f"folded line items {payload} wru_a_view"] = per_view
+            show(f"  {payload} payloads: the folded requests' line items {per_view['before']:.2f} -> "
+                 f"{per_view['now']:.2f} WRU a view (before -> now, {views} views in {len(folded)} items)")
+    return figures
+
+
 def cpu(held: dict[str, dict[str, list[Item]]]) -> list[list[str]]:
     """What packing costs: a model's item written, and an item read back into its model, before and now."""
     rows = []
@@ -156,6 +284,24 @@ def cpu(held: dict[str, dict[str, list[Item]]]) -> list[list[str]]:
         models = [model.model_validate(from_item(item)) for item in held[kind]["now"]]
         figures = [_per_item(write, models) for write in (before_item, now_item)]
         figures += [_per_item(partial(_read, model), held[kind][encoding]) for encoding in ("before", "now")]
+        rows.append([kind, *(f"{figure:.0f}" for figure in figures)])
+    return rows
+
+
+def _line_read(item: Item) -> list[TimelineEntry]:
+    return entries_of(from_item(item))
+
+
+def line_cpu(held: Held) -> list[list[str]]:
+    """What packing a timeline item costs: written from its lines, and read back into lines, before and now."""
+    rows = []
+    for kind in (GROUP, "line: checkout_started"):
+        found = held.lines.get(kind)
+        if not found:
+            continue
+        figures = [_per_item(partial(encode, held.workspace_id), found) for encode in (plain_line_item, line_item)]
+        figures += [_per_item(_line_read, [encode(held.workspace_id, lines) for lines in found])
+                    for encode in (plain_line_item, line_item)]
         rows.append([kind, *(f"{figure:.0f}" for figure in figures)])
     return rows
 
@@ -173,10 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         held = measure(args.shoppers, args.browsers)
     print(f"Item sizes after bench/profile_events.py's workload ({args.shoppers} shoppers, {args.browsers} browsers, "
           f"seed {SEED}); before = main's plain compact item, now = as stored")
-    figures = report(held)
+    figures = report(held.models)
     print("\n  CPU, microseconds an item (best of 5 rounds over the workload's items, this machine): an item from its "
           "model, and back")
-    print(table(["item", "write before", "write now", "read before", "read now"], cpu(held)))
+    print(table(["item", "write before", "write now", "read before", "read now"], cpu(held.models) + line_cpu(held)))
+    print("\nTimeline items (the workload's lines one event at a time; its product views folded into /track requests "
+          "on a table of their own);\n  before = BEFORE linepack (plain), now = as stored (packed); storefront = the "
+          "same lines shaped as a real store's (storefront_shaped)")
+    figures["timeline"] = line_report(held)
     print(f"\n(item sizes ran in {time.perf_counter() - started:.0f} s)")
     record("item_sizes", figures, args.results)
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import random
 import sys
 import time
@@ -26,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from crm.adapters import clients, keys
-from crm.adapters.items import Item, from_item, serializer, to_compact_item, to_item
+from crm.adapters.items import Item, from_item, plain_item, serializer, to_compact_item, to_item
 from crm.adapters.outbox_targets import bus_types
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.throttling import transact_write
+from crm.adapters.timeline_items import LINE_FIELDS, LINES_ENTITY
 from crm.identity import identities_of
 from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import (
@@ -43,7 +45,7 @@ from crm.models.canonical import (
 )
 from crm.models.events import FLOW_EVENT_TYPES
 from crm.models.orders import CanonicalOrder, LineItem, version_stamp
-from crm.models.profile import OrderRecord, Profile, new_profile
+from crm.models.profile import OrderRecord, Profile, TimelineEntry, new_profile
 from crm.models.stores import Platform
 from crm.outbox import events_for
 from crm.ports import Change
@@ -480,7 +482,30 @@ def run_design(bench: Bench, workload: Workload, apply: Callable[[CanonicalEvent
     return run
 
 
-class UnpackedItems(DynamoProfileRepository):
+def plain_line_item(workspace_id: str, lines: Sequence[TimelineEntry]) -> Item:
+    """A timeline item as main wrote it before the linepack lane (issue 12): a line's fields each an attribute, a
+    group's lines one JSON string beside its owner and time, nothing packed (crm.adapters.timeline_items.line_item
+    packs them)."""
+    first = lines[0]
+    key = keys.timeline(workspace_id, first.profile_id, first.sort_key)
+    if len(lines) == 1:
+        return to_item(key, "timeline", first)
+    body = [{name: value for name, value in line.model_dump(mode="json", include=set(LINE_FIELDS)).items()
+             if value not in (None, {})} for line in lines]
+    return plain_item({**key, "entity": LINES_ENTITY, "workspace_id": workspace_id, "profile_id": first.profile_id,
+                       "occurred_at": first.occurred_at.isoformat(), "types": {line.type for line in lines},
+                       "lines": json.dumps(body, separators=(",", ":"), ensure_ascii=False)})
+
+
+class LinesUnpacked(DynamoProfileRepository):
+    """BEFORE the linepack lane (issue 12), kept to be measured against: ours, but a timeline line or a folded
+    request's line group written plain (``plain_line_item``), not packed."""
+
+    def _line_item(self, workspace_id: str, lines: Sequence[TimelineEntry]) -> Item:
+        return plain_line_item(workspace_id, lines)
+
+
+class UnpackedItems(LinesUnpacked):
     """BEFORE the compact lane (issue 12; main at 4759afa), kept to be measured against: ours, but a profile item
     holds its fields each as an attribute (those at their defaults left out) and an order record every field, none
     packed into one deflated attribute (crm.adapters.items.to_packed_item)."""
@@ -528,7 +553,7 @@ def _merge_in_one_transaction(change: Change) -> Change:
         if profile.profile_id in read else (profile, revision) for profile, revision in change.profiles))
 
 
-class EveryFieldWritten(DynamoProfileRepository):
+class EveryFieldWritten(LinesUnpacked):
     """Ours (guard last, folding, lines as markers), but a profile item carries every field, those at their
     defaults too, as main did before bc3f065's compact items: what the compact item saves."""
 
@@ -536,7 +561,7 @@ class EveryFieldWritten(DynamoProfileRepository):
     lines_grouped = False  # main at bc3f065 wrote a line item per activity
 
 
-class LinePerActivity(DynamoProfileRepository):
+class LinePerActivity(LinesUnpacked):
     """Ours, but a folded request's activity lines written an item each, as before issue 12's viewlines lane
     (crm.adapters.timeline_items groups them): what the line group saves."""
 
@@ -649,7 +674,8 @@ def measure_folding(bench: Bench, workload: Workload, batching: Batching) -> lis
                ("ours folded, every profile field written (pre-bc3f065 item)", EveryFieldWritten, True),
                ("ours, one event at a time (apply_event)", DynamoProfileRepository, False),
                ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False),
-               ("BEFORE viewlines: ours folded, a line item per view", LinePerActivity, True))
+               ("BEFORE viewlines: ours folded, a line item per view", LinePerActivity, True),
+               ("BEFORE linepack: ours folded, lines and groups unpacked", LinesUnpacked, True))
     runs = []
     for number, (design, repository, folded) in enumerate(designs):
         table_name, _ = clone_table(f"{source}-views-{number}", source)
@@ -867,6 +893,10 @@ def print_costs(r: Results) -> None:
         print(f"  BEFORE viewlines (same run, a line item per view): product views' DynamoDB ${lines_apart[0]:.2f} -> "
               f"${folded:.2f} with a request's lines in one item; the upsert with views folded "
               f"${upsert - single + lines_apart[0]:.2f} -> ${upsert - single + folded:.2f}.")
+    if len(lines_apart) > 1:
+        print(f"  BEFORE linepack (same run, lines and groups unpacked): product views' DynamoDB "
+              f"${lines_apart[1]:.2f} -> ${folded:.2f} with them packed; the upsert with views folded "
+              f"${upsert - single + lines_apart[1]:.2f} -> ${upsert - single + folded:.2f}.")
     print("  Assumes ~1.3 events/s, so SQS batches of one (a profiles invocation + ReceiveMessage + DeleteMessage per")
     print("  event) and one outbox invocation per transaction. The front door (one API request, one Lambda invocation,")
     print("  one SendMessage, a 5 KB Firehose record per event) is assumed, not measured here (section 1 measures the")
@@ -908,7 +938,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "folded_main_bc3f065": {"per_view": per(results.folding[1].counts, results.folding[1].views)},
                       **({"folded_line_per_view": {"per_view": per(results.folding[4].counts,
                                                                    results.folding[4].views)}}
-                         if len(results.folding) > 4 else {})} if folded else {}
+                         if len(results.folding) > 4 else {}),
+                      **({"folded_lines_unpacked": {"per_view": per(results.folding[5].counts,
+                                                                    results.folding[5].views)}}
+                         if len(results.folding) > 5 else {})} if folded else {}
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),

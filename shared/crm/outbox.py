@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from crm.adapters.streams import image
-from crm.adapters.timeline_items import LINES_ENTITY, new_entries
+from crm.adapters.timeline_items import is_line_item, new_entries
 from crm.models.events import (
     AnyDomainEvent,
     CheckoutStarted,
@@ -207,6 +207,12 @@ def _timeline_event(line: dict[str, Any]) -> list[AnyDomainEvent]:
                            order_id=order_id, items=_items(summary))]
 
 
+def _as_written(line: TimelineEntry) -> dict[str, Any]:
+    """A line's values as a plain line item held them: its time as ``isoformat`` writes it (a consent event's id
+    holds it), not JSON's ``Z``."""
+    return {**line.model_dump(mode="json"), "occurred_at": line.occurred_at.isoformat()}
+
+
 _TIMELINE_EVENTS = frozenset({"consent_changed", "consent_requested", "checkout_started", "product_viewed",
                               "order_fulfilled"})
 
@@ -226,10 +232,8 @@ def events_for(record: Mapping[str, Any]) -> list[AnyDomainEvent]:
         return _order_events(item, old)
     if entity == "profile":
         return _profile_events(item, old)
-    if entity == "timeline" and not old:  # a line written again (an order's newer version) is not news
-        return _timeline_event(item)
-    if entity == LINES_ENTITY:  # a folded request's lines (crm.adapters.timeline_items): those it added
-        return [event for line in new_entries(item, before) for event in _timeline_event(line.model_dump(mode="json"))]
+    if is_line_item(item):  # the lines a write added (a line written again, an order's newer version, is not news)
+        return [event for line in new_entries(item, before) for event in _timeline_event(_as_written(line))]
     return []
 
 

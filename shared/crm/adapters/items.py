@@ -48,11 +48,13 @@ def to_packed_item(key: keys.Key, entity: str, model: BaseModel, kept: Collectio
     the fields at their defaults, deflated against a dictionary of the names and formats every such item repeats.
     DynamoDB bills a write per started KB of the whole item, and a profile's or an order record's JSON deflates to
     about a third. ``kept`` and ``extra`` stay attributes of their own: what a key, an index, a condition or a
-    filter names (a profile's ``revision``, an order record's ``version``). Read back by ``from_item``."""
+    filter names (a profile's ``revision``, an order record's ``version``). The entity names the dictionary
+    (``DICTIONARY_OF``). Read back by ``from_item``."""
     body = model.model_dump_json(exclude_defaults=True, exclude_computed_fields=True, exclude=set(kept))
     # Kept even at their defaults: a condition on a missing attribute fails (a profile at revision 0).
     plain_fields = plain(model.model_dump(mode="python", include=set(kept)))
-    return {**_wire(key, entity, plain_fields, extra), PACKED: {"B": pack(body.encode())}}
+    packed = pack(body.encode(), DICTIONARY_OF.get(entity, PROFILES))
+    return {**_wire(key, entity, plain_fields, extra), PACKED: {"B": packed}}
 
 
 def _wire(key: keys.Key, entity: str, body: dict[str, Any], extra: dict[str, Any]) -> Item:
@@ -132,8 +134,30 @@ _DICTIONARY_2 = (
     b'{"step_id":"wait_4h","outcome":"waited","at":"20"},{"step_id":"wait_24h","outcome":"waited","at":"20'
     b'{"step_id":"email_1","outcome":"sent","at":"20","channel":"email","message_id":"0100019'
 )
-_DICTIONARIES = {1: _DICTIONARY_1, 2: _DICTIONARY_2}
-PROFILES, FLOW_RUNS = 1, 2  # the dictionaries' versions
+# What every timeline line repeats (crm.adapters.timeline_items): a line's and a line group's field names, the
+# summaries crm.changes, crm.consent and the flows write, a storefront's item links. The likeliest last.
+_DICTIONARY_3 = (
+    b'"type":"flow_message","summary":{"flow_id":"builtin:","step_id":"email_1","channel":"email","message_id":"'
+    b'"type":"order_attributed","summary":{"order":"st_","variant":"","touch":"","touched_at":"20","revenue":"'
+    b'"recovered_checkout":false,"type":"email_opened","type":"email_clicked","link":"https://","detail":"'
+    b'"type":"consent_changed","summary":{"channel":"email","old":"not_subscribed","new":"subscribed","source":"'
+    b'shopify:customers/update","type":"consent_requested","type":"double_opt_in_sent","type":"account_created",'
+    b'"type":"profile_merged","summary":{"merged":[""],"linked_by":["anon","email","customer","order"]},'
+    b'"type":"refund","summary":{"amount":"","type":"order_cancelled","type":"order_removed","type":"order_fulfilled"'
+    b'"type":"order","summary":{"number":"#","currency":"USD","total":"","net":"","counted":true,"status":"paid",'
+    b'"version":"T00:00:00.000000Z|0001-01-01T00:00:00.000000Z","items":2,"channel":"direct"},'
+    b'"type":"identify","type":"page_viewed","type":"cart_viewed","type":"product_added_to_cart",'
+    b'"type":"checkout_started","summary":{"url":"https://","checkout":"","recovery_url":"https://.myshopify.com/'
+    b'checkouts//recover?key=","value":"","currency":"USD","from_browser":true,"reachable":true,'
+    b'"image_url":"https://cdn.shopify.com/s/files/1/products/.jpg?v=","product_url":"https:///products/"},'
+    b'{"workspace_id":"ws_","profile_id":"","occurred_at":"20","lines":[{"store_id":"st_","occurred_at":"20'
+    b'{"workspace_id":"ws_","profile_id":"","store_id":"st_","occurred_at":"20'
+    b':00+00:00","type":"product_viewed","ref":"","summary":{"url":"https:///products/","products":["'
+    b'"],"items":[{"title":"","quantity":1,"price":"","product_id":"","variant_id":"","sku":"'
+)
+_DICTIONARIES = {1: _DICTIONARY_1, 2: _DICTIONARY_2, 3: _DICTIONARY_3}
+PROFILES, FLOW_RUNS, TIMELINE = 1, 2, 3  # the dictionaries' versions
+DICTIONARY_OF = {"timeline": TIMELINE, "timeline_lines": TIMELINE}  # an entity's, when not PROFILES
 _LATEST = PROFILES
 
 

@@ -196,9 +196,7 @@ class DynamoProfileRepository:
         if change.customer is not None:
             writes.append(self._customer_put(ws, *change.customer))
         writes += [self._link_put(ws, link) for link in change.identities]
-        for entry in change.timeline:
-            writes.append({"Put": {"TableName": self.table, "Item": to_item(
-                keys.timeline(ws, entry.profile_id, entry.sort_key), "timeline", entry)}})
+        writes += [{"Put": {"TableName": self.table, "Item": self._line_item(ws, (line,))}} for line in change.timeline]
         if not writes:
             return
         _write_change(writes, self.backoff)
@@ -241,8 +239,11 @@ class DynamoProfileRepository:
         """Lines are the same items whoever writes them: no condition. ``grouped``: the activities of a fold, each
         profile's written as one item (crm.adapters.timeline_items.line_groups)."""
         items = line_groups(lines) if grouped and self.lines_grouped else [(entry,) for entry in lines]
-        batch_write(self.table, [{"PutRequest": {"Item": line_item(workspace_id, group)}} for group in items],
+        batch_write(self.table, [{"PutRequest": {"Item": self._line_item(workspace_id, group)}} for group in items],
                     self.backoff)
+
+    def _line_item(self, workspace_id: str, lines: Sequence[TimelineEntry]) -> Item:
+        return line_item(workspace_id, lines)
 
     def _put(self, put: dict[str, Any]) -> None:
         try:

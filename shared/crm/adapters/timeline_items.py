@@ -6,7 +6,8 @@ write per KB of each item, and a view's line is far under a KB, so 1.64 views a 
 1.64. The group is keyed like its earliest line (its key is that line's key, so a read of that event's line finds
 it), holds lines whose times lie within LINES_SPAN of that one, and names the types it holds (``types``) so that
 a query filtered by type finds it. Every reader sees lines: ``entries_of`` expands an item, ``newest_first``
-orders the lines of items read newest key first, ``type_filter`` is the filter of a typed read.
+orders the lines of items read newest key first, ``type_filter`` is the filter of a typed read. Every item, a line
+or a group, is packed against the timeline's dictionary (``line_item``); items written plain before still read.
 
 docs/profile-writes.md ("A /track request's lines in one item").
 """
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from crm.adapters import keys
-from crm.adapters.items import Item, plain_item, to_item
+from crm.adapters.items import DICTIONARY_OF, PACKED, Item, pack, plain_item, to_packed_item
 from crm.models.canonical import ActivityType
 from crm.models.profile import TimelineEntry
 
@@ -31,7 +32,7 @@ LINES_ENTITY = "timeline_lines"
 LINES_SPAN = timedelta(minutes=10)
 MOST_LINES_A_GROUP = 20  # a /track request's most (storefront/crm-track.js); far under DynamoDB's 400 KB
 GROUPED_TYPES = frozenset(kind.value for kind in ActivityType)
-_LINE_FIELDS = ("store_id", "occurred_at", "type", "ref", "summary")
+LINE_FIELDS = ("store_id", "occurred_at", "type", "ref", "summary")
 
 
 def line_groups(lines: Sequence[TimelineEntry]) -> list[tuple[TimelineEntry, ...]]:
@@ -54,17 +55,20 @@ def line_groups(lines: Sequence[TimelineEntry]) -> list[tuple[TimelineEntry, ...
 
 
 def line_item(workspace_id: str, lines: Sequence[TimelineEntry]) -> Item:
-    """The wire item of one line, or of a group of one profile's lines (its earliest first)."""
+    """The wire item of one line, or of a group of one profile's lines (its earliest first): packed against the
+    timeline's dictionary (crm.adapters.items.TIMELINE), but for what a read filters on (a line's ``type``, a
+    group's ``types``, ``type_filter``) and the keys. DynamoDB bills a write per started KB: a group of a few views,
+    or a checkout's line with its items' pictures and links, passes 1 KB plain and deflates to about a third."""
     first = lines[0]
     key = keys.timeline(workspace_id, first.profile_id, first.sort_key)
     if len(lines) == 1:
-        return to_item(key, "timeline", first)
-    body = [{name: value for name, value in line.model_dump(mode="json", include=set(_LINE_FIELDS)).items()
-             if value not in (None, {})} for line in lines]
-    return plain_item({**key, "entity": LINES_ENTITY, "workspace_id": workspace_id, "profile_id": first.profile_id,
-                       "occurred_at": first.occurred_at.isoformat(), "types": {line.type for line in lines},
-                       # one string, not a list of maps: DynamoDB counts each map's names and overheads again
-                       "lines": json.dumps(body, separators=(",", ":"), ensure_ascii=False)})
+        return to_packed_item(key, "timeline", first, kept=("type",))
+    body = {"workspace_id": workspace_id, "profile_id": first.profile_id, "occurred_at": first.occurred_at.isoformat(),
+            "lines": [{name: value for name, value in line.model_dump(mode="json", include=set(LINE_FIELDS)).items()
+                       if value not in (None, {})} for line in lines]}
+    packed = pack(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), DICTIONARY_OF[LINES_ENTITY])
+    return {**plain_item({**key, "entity": LINES_ENTITY, "types": {line.type for line in lines}}),
+            PACKED: {"B": packed}}
 
 
 def is_line_item(item: Mapping[str, Any]) -> bool:
@@ -76,7 +80,9 @@ def entries_of(item: Mapping[str, Any]) -> list[TimelineEntry]:
     if item.get("entity") != LINES_ENTITY:
         return [TimelineEntry.model_validate(item)]
     owner = {"workspace_id": item["workspace_id"], "profile_id": item["profile_id"]}
-    return [TimelineEntry.model_validate({**owner, **line}) for line in json.loads(str(item["lines"]))]
+    lines = item["lines"]  # a list unpacked; one JSON string in a group written before groups were packed
+    return [TimelineEntry.model_validate({**owner, **line}) for line in (json.loads(lines) if isinstance(lines, str)
+                                                                         else lines)]
 
 
 def new_entries(item: Mapping[str, Any] | None, before: Mapping[str, Any] | None) -> list[TimelineEntry]:
