@@ -51,8 +51,11 @@ class Outcome:
 
 def _history(repository: ProfileRepository) -> ReadHistory:
     def read(profile: Profile, exclude_ref: str) -> ProfileHistory:
-        unfinished(profile, exclude_ref, lambda store_id, order_id: repository.load(
-            Reads(profile.workspace_id, order=(store_id, order_id))).order)
+        # The records of the other orders the profile counts in flight, in one read of the records alone.
+        records = repository.order_records(profile.workspace_id, [
+            (store_id, order_id) for ref in profile.unwritten_orders if ref != exclude_ref
+            for store_id, _, order_id in [ref.partition(":")]])
+        unfinished(profile, exclude_ref, lambda store_id, order_id: records.get((store_id, order_id)))
         ids = [profile.profile_id, *profile.merged_from]
         entries: list[TimelineEntry] = []
         before: str | None = None
