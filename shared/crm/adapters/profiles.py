@@ -155,9 +155,10 @@ class DynamoProfileRepository:
             if owner:
                 profile_ids.add(owner)
         live, merging = self._follow(ws, profile_ids, reads.consistent)
-        if not reads.consistent and not profile_ids.issubset(live):
-            # An identity or a record names a profile that is not there (a new profile's write ended after its
-            # links, or it was erased): whether the identity still names it, no write planned on it would check.
+        named_by_items = {*pointers.values(), *(r.profile_id for r in (order, customer) if r and r.profile_id)}
+        if not reads.consistent and not named_by_items.issubset(live):
+            # A link or a record names a profile that is not there (a new profile's write ended after its links,
+            # or it was erased): whether the link still names it, no write planned on it would check.
             return self.load(replace(reads, consistent=True))
         owners = {identity: live[pid] for identity, pid in pointers.items() if pid in live}
         if customer is not None and customer.profile_id in live and reads.customer:
