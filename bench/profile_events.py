@@ -48,7 +48,7 @@ from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.profile import OrderRecord, Profile, TimelineEntry, new_profile
 from crm.models.stores import Platform
 from crm.outbox import events_for
-from crm.ports import Change
+from crm.ports import Change, Context, Reads
 from crm.profiles import apply_activity, apply_customer, apply_order_record, profile_id_for
 from crm_local import moto_patches
 from crm_local.event_shapes import stream_record
@@ -505,6 +505,15 @@ class LinesUnpacked(DynamoProfileRepository):
         return plain_line_item(workspace_id, lines)
 
 
+class EveryReadConsistent(DynamoProfileRepository):
+    """BEFORE issue 12's upreads lane, kept to be measured against: ours, but every read consistent (the identities,
+    records and currency settings in one BatchGetItem, the profiles in another), as crm.ingestion's first read was
+    before it read the identities, profiles and settings eventually consistent (crm.ports.Reads.consistent)."""
+
+    def load(self, reads: Reads) -> Context:
+        return super().load(replace(reads, consistent=True))
+
+
 class UnpackedItems(LinesUnpacked):
     """BEFORE the compact lane (issue 12; main at 4759afa), kept to be measured against: ours, but a profile item
     holds its fields each as an attribute (those at their defaults left out) and an order record every field, none
@@ -521,12 +530,12 @@ class UnpackedItems(LinesUnpacked):
                        version=record.version)
 
 
-class EveryChangeATransaction(UnpackedItems):
+class EveryChangeATransaction(UnpackedItems, EveryReadConsistent):
     """BEFORE (issue 12's starting point, kept to be measured against): every change, a guard-last activity's
     or order's too, in one TransactWriteItems, and profiles without the event digests and order states that
     writing guard last adds, every field of a profile and of an order record written, none packed; and each
     activity's marker item, which ours no longer writes (its timeline line is its marker), here in a transaction
-    after the change's: the same units."""
+    after the change's: the same units; every read consistent."""
 
     profile_defaults = True
 
@@ -675,7 +684,8 @@ def measure_folding(bench: Bench, workload: Workload, batching: Batching) -> lis
                ("ours, one event at a time (apply_event)", DynamoProfileRepository, False),
                ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False),
                ("BEFORE viewlines: ours folded, a line item per view", LinePerActivity, True),
-               ("BEFORE linepack: ours folded, lines and groups unpacked", LinesUnpacked, True))
+               ("BEFORE linepack: ours folded, lines and groups unpacked", LinesUnpacked, True),
+               ("BEFORE upreads: ours folded, every read consistent", EveryReadConsistent, True))
     runs = []
     for number, (design, repository, folded) in enumerate(designs):
         table_name, _ = clone_table(f"{source}-views-{number}", source)
@@ -691,6 +701,7 @@ class Results:
     baseline: TypeRun
     checks: tuple[str, str, str]
     unpacked: TypeRun  # ours with items as main wrote them before the compact lane
+    consistent: TypeRun  # ours with every read consistent, as before the upreads lane
     unpacked_check: str
     merged: int
     folding: list[FoldRun]
@@ -709,13 +720,17 @@ def measure(bench: Bench, workload: Workload, batching: Batching) -> Results:
     transactional = EveryChangeATransaction(before_table)
     before = run_design(bench, workload, lambda event, now: apply_event(transactional, event, now),
                         StreamTail(before_stream))
+    consistent_table, _ = clone_table(f"{table_name}-consistent", table_name)
+    every_read_consistent = EveryReadConsistent(consistent_table)
+    consistent = run_design(bench, workload, lambda event, now: apply_event(every_read_consistent, event, now),
+                            None)
     naive = AppendAndRecompute(bench.baseline.table)
     baseline = run_design(bench, workload, naive.apply, None)
     workspace_id = bench.store.workspace_id
     checks = (check_ours(repository, workspace_id, workload), check_ours(transactional, workspace_id, workload),
               check_baseline(bench.baseline.table, workspace_id, workload))
     merged = merged_profiles(table_name)
-    return Results(workload, ours, before, baseline, checks, unpacked,
+    return Results(workload, ours, before, baseline, checks, unpacked, consistent,
                    check_ours(unpacked_items, workspace_id, workload), merged,
                    measure_folding(bench, workload, batching), batching)
 
@@ -768,6 +783,13 @@ def print_types(r: Results) -> None:
     print(f"  checked: {r.unpacked_check}")
     print("\n   ours/unpacked per event type: profiles and order records packed into one deflated attribute")
     print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, r.unpacked)))
+    print("\n   BEFORE upreads (same run, its own table): ours with every read consistent, the identities, records and")
+    print("   settings in one BatchGetItem (ours reads the records first, consistently, and the identities, profiles")
+    print("   and settings eventually consistent: half the units; a duplicate reads its record alone)")
+    header, rows = operation_rows(r.consistent)
+    print(table(header, rows))
+    print("\n   ours/every read consistent per event type")
+    print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, r.consistent)))
     print("\n   baseline: append every event to its shopper's partition and recompute the profile from all of it")
     print("   (Query partition + PutItem event + PutItem profile; refunds/removals GetItem an order pointer first;")
     print("   no identity merge), on a fresh table")
@@ -897,6 +919,13 @@ def print_costs(r: Results) -> None:
         print(f"  BEFORE linepack (same run, lines and groups unpacked): product views' DynamoDB "
               f"${lines_apart[1]:.2f} -> ${folded:.2f} with them packed; the upsert with views folded "
               f"${upsert - single + lines_apart[1]:.2f} -> ${upsert - single + folded:.2f}.")
+    consistent_lines = monthly_lines(r.consistent, r.batching.events_per_request)
+    read_before, read_now = (next((cost, how) for name, cost, how in figures if name == "DynamoDB RRU: profile upsert")
+                             for figures in (consistent_lines, lines))
+    print(f"  BEFORE upreads (every read consistent, same run): the upsert's RRU ${read_before[0]:.2f} -> "
+          f"${read_now[0]:.2f} ({read_before[1]} -> {read_now[1]}, views one at a time)"
+          + (f"; product views' DynamoDB folded ${lines_apart[2]:.2f} -> ${folded:.2f}" if len(lines_apart) > 2
+             else "") + ".")
     print("  Assumes ~1.3 events/s, so SQS batches of one (a profiles invocation + ReceiveMessage + DeleteMessage per")
     print("  event) and one outbox invocation per transaction. The front door (one API request, one Lambda invocation,")
     print("  one SendMessage, a 5 KB Firehose record per event) is assumed, not measured here (section 1 measures the")
@@ -941,12 +970,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                          if len(results.folding) > 4 else {}),
                       **({"folded_lines_unpacked": {"per_view": per(results.folding[5].counts,
                                                                     results.folding[5].views)}}
-                         if len(results.folding) > 5 else {})} if folded else {}
+                          if len(results.folding) > 5 else {}),
+                      **({"folded_every_read_consistent": {"per_view": per(results.folding[6].counts,
+                                                                           results.folding[6].views)}}
+                         if len(results.folding) > 6 else {})} if folded else {}
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),
                               **({"before": figures_of(before)} if before is not None else {}), **folded_figures,
-                              "unpacked_items": figures_of(results.unpacked)},
+                              "unpacked_items": figures_of(results.unpacked),
+                              "every_read_consistent": figures_of(results.consistent)},
            args.results)
     return 0
 

@@ -18,6 +18,7 @@ from crm.models.profile import Profile, TimelineEntry
 from crm.ports import (
     ChangeRefused,
     ConcurrentUpdate,
+    Context,
     IngestQueue,
     ProfileRepository,
     RawArchive,
@@ -25,7 +26,7 @@ from crm.ports import (
     StoreDirectory,
 )
 from crm.profiles import UNMARKED_KEPT
-from crm.unwritten_orders import unfinished
+from crm.unwritten_orders import OrderWriteUnfinished, unfinished
 
 MAX_CONFLICT_RETRIES = 8
 # A profile's timeline is read in pages of this many entries when its order dates or kept times must be
@@ -50,8 +51,11 @@ class Outcome:
 
 def _history(repository: ProfileRepository) -> ReadHistory:
     def read(profile: Profile, exclude_ref: str) -> ProfileHistory:
-        unfinished(profile, exclude_ref, lambda store_id, order_id: repository.load(
-            Reads(profile.workspace_id, order=(store_id, order_id))).order)
+        # The records of the other orders the profile counts in flight, in one read of the records alone.
+        records = repository.order_records(profile.workspace_id, [
+            (store_id, order_id) for ref in profile.unwritten_orders if ref != exclude_ref
+            for store_id, _, order_id in [ref.partition(":")]])
+        unfinished(profile, exclude_ref, lambda store_id, order_id: records.get((store_id, order_id)))
         ids = [profile.profile_id, *profile.merged_from]
         entries: list[TimelineEntry] = []
         before: str | None = None
@@ -64,42 +68,91 @@ def _history(repository: ProfileRepository) -> ReadHistory:
     return read
 
 
-def apply_event(repository: ProfileRepository, event: CanonicalEvent, now: datetime) -> bool:
-    """Apply one event to its profile; False when it changed nothing (duplicate, stale or erased)."""
+class _ReadAgain(Exception):
+    """An eventually consistent read that may be stale where no guard would refuse a plan made on it: read
+    again, consistently."""
+
+
+def _read(repository: ProfileRepository, reads: Reads, consistent: bool) -> Context:
+    """What the table holds for ``reads``; not ``consistent``, the identities, profiles and currency settings
+    eventually consistent (half the read units: every write planned on them is guarded, and a refused one is
+    read again consistently, docs/profile-writes.md)."""
+    context = repository.load(replace(reads, consistent=consistent))
+    if not consistent and _settings_behind(context):
+        raise _ReadAgain
+    return context
+
+
+def _settings_behind(context: Context) -> bool:
+    """A profile read states its figures at newer currency settings than those read: the settings' read is
+    stale, and figures derived at them would replace newer ones with no guard to refuse it."""
+    held = context.currency.version if context.currency else 0
+    read = [*context.owners.values(), *(p for found in context.merging.values() for p in found)]
+    if context.order_owner is not None:
+        read.append(context.order_owner)
+    return any(profile.currency_settings_version > held for profile in read)
+
+
+def apply_event(repository: ProfileRepository, event: CanonicalEvent, now: datetime,
+                consistent: bool = False) -> bool:
+    """Apply one event to its profile; False when it changed nothing (duplicate, stale or erased).
+    ``consistent``: read consistently from the first (the event follows a write of the same delivery, which an
+    eventually consistent read would likely miss)."""
     reads = reads_for(event)
     read_history = _history(repository)
     for _ in range(MAX_CONFLICT_RETRIES):
-        change = plan(event, repository.load(reads), now, read_history)
-        if change is None:
-            return False
         try:
+            context = _read(repository, reads, consistent)
+            change = plan(event, context, now, read_history)
+            if change is None and not (consistent or context.already_held or context.event_seen):
+                raise _ReadAgain  # nothing to do, decided on what may be stale: confirmed consistently
+            if change is None:
+                return False
             repository.commit(change)
-        except ConcurrentUpdate:
+        except (ConcurrentUpdate, _ReadAgain):
+            consistent = True
+            continue
+        except OrderWriteUnfinished:
+            if consistent:
+                raise
+            consistent = True  # a profile read stale may show a change of the order since finished
             continue
         return True
     raise TooManyConflicts(f"{type(event).__name__} of store {event.store_id}")
 
 
-def apply_activities(repository: ProfileRepository, events: Sequence[ActivityEvent], now: datetime) -> int:
+def apply_activities(repository: ProfileRepository, events: Sequence[ActivityEvent], now: datetime,
+                     consistent: bool = False) -> int:
     """Apply a shopper's activities (a run of a delivery, _same_shopper_run), as few writes as they fold into
     (crm.changes.fold): how many changed anything. Every write reads every line key of the run: the lines one
     write makes are one item keyed like its earliest (crm.adapters.timeline_items), an activity of this run
-    whichever way an earlier, interrupted delivery of it split the run into writes, so it is found."""
+    whichever way an earlier, interrupted delivery of it split the run into writes, so it is found. Read
+    eventually consistent first unless ``consistent`` (as apply_event), consistently after a write."""
     reads = activity_reads(events)
     read_history = _history(repository)
     applied = start = 0
     while start < len(events):
         for _ in range(MAX_CONFLICT_RETRIES):
-            context = repository.load(reads)
-            first = events[start]
-            context = replace(context, event_seen=(first.store_id, first.event_id) in context.seen)
-            taken, change, changed = fold(events[start:], context, now, read_history)
-            if change is not None:
-                try:
+            try:
+                context = _read(repository, reads, consistent)
+                first = events[start]
+                context = replace(context, event_seen=(first.store_id, first.event_id) in context.seen)
+                taken, change, changed = fold(events[start:], context, now, read_history)
+                if change is None and not consistent and not context.seen.issuperset(
+                        (event.store_id, event.event_id) for event in events[start:]):
+                    raise _ReadAgain
+                if change is not None:
                     repository.commit(change)
-                except ConcurrentUpdate:
-                    continue
-                applied += changed
+                    applied += changed
+                    consistent = True  # the next write of the run reads what this one wrote
+            except (ConcurrentUpdate, _ReadAgain):
+                consistent = True
+                continue
+            except OrderWriteUnfinished:
+                if consistent:
+                    raise
+                consistent = True
+                continue
             start += taken
             break
         else:
@@ -128,10 +181,11 @@ def apply_events(repository: ProfileRepository, events: Sequence[CanonicalEvent]
     applied = 0
     while pending:
         run = _same_shopper_run(pending)
+        # After a write, reads are consistent: an eventually consistent one would likely miss it.
         if len(run) > 1:
-            taken, changed = len(run), apply_activities(repository, run, now)
+            taken, changed = len(run), apply_activities(repository, run, now, consistent=applied > 0)
         else:
-            taken, changed = 1, apply_event(repository, pending[0], now)
+            taken, changed = 1, apply_event(repository, pending[0], now, consistent=applied > 0)
         applied += changed
         pending = pending[taken:]
     return Outcome(applied=applied, unchanged=len(events) - len(compliance) - applied, compliance=compliance)

@@ -59,6 +59,10 @@ class Reads:
     # activity's marker (found on the shopper's profile or one merged into it, the activity is applied). What is
     # found at a key may be a group of a fold's lines keyed like its earliest: each activity it holds is applied.
     lines: dict[tuple[str, str], str] = field(default_factory=dict)
+    # False: the identities, the profiles and the currency settings are read eventually consistent (half the read
+    # units; crm.ingestion reads that way first and consistently again after a refused write). The order and
+    # account records and the activities' lines, which decide what no guard checks, are read consistently always.
+    consistent: bool = True
 
 
 @dataclass(frozen=True)

@@ -333,14 +333,15 @@ def test_merges_interrupted_anywhere_are_finished_by_whoever_comes_next(data: st
     _deliver_interrupted(data, world)
 
 
-def _deliver_interrupted(data: st.DataObject, world: World) -> None:
+def _deliver_interrupted(data: st.DataObject, world: World,
+                         repository: InterruptibleRepository | None = None) -> None:
     arrival = list(data.draw(st.permutations(world.events), label="arrival"))
     queue: list[list[CanonicalEvent]] = []
     while arrival:
         size = data.draw(st.integers(1, 3), label="events in the message")
         queue.append(arrival[:size])
         arrival = arrival[size:]
-    repository = InterruptibleRepository()
+    repository = repository or InterruptibleRepository()
     step = 0
     while queue:
         message = queue.pop(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -65,11 +66,11 @@ class DynamoProfileRepository:
         self.table = table_name or settings().table_name
         self.backoff = backoff
 
-    def _batch_get(self, wanted: list[keys.Key]) -> dict[str, Item]:
-        """Items by pk, read consistently (what DynamoDB leaves unprocessed is asked again after a backoff)."""
+    def _batch_get(self, wanted: list[keys.Key], consistent: bool = True) -> dict[str, Item]:
+        """Items by pk (what DynamoDB leaves unprocessed is asked again after a backoff)."""
         found: dict[str, Item] = {}
         unique = list({k["pk"]: k for k in wanted}.values())
-        for item in batch_get(self.table, [wire_key(k) for k in unique], consistent=True, backoff=self.backoff):
+        for item in batch_get(self.table, [wire_key(k) for k in unique], consistent, self.backoff):
             plain = from_item(item)
             found[plain["pk"]] = plain
         return found
@@ -78,15 +79,16 @@ class DynamoProfileRepository:
         """Each id's live profile: merged profiles are followed to the profile they were merged into."""
         return self._follow(workspace_id, profile_ids)[0]
 
-    def _follow(self, workspace_id: str, profile_ids: set[str]) -> tuple[dict[str, Profile],
-                                                                            dict[str, tuple[Profile, ...]]]:
+    def _follow(self, workspace_id: str, profile_ids: set[str], consistent: bool = True) -> tuple[
+            dict[str, Profile], dict[str, tuple[Profile, ...]]]:
         """Each id's live profile, and the profiles marked as merging (crm.changes._merge_guard_last) met on the
-        way, by the live profile they lead to (crm.ports.Context.merging)."""
+        way, by the live profile they lead to (crm.ports.Context.merging). Not ``consistent``: read eventually
+        consistent, and a profile not found asked again consistently (something names it: a stale "not found"
+        would plan on no profile, where no guard refuses it)."""
         held: dict[str, Profile] = {}
         pending, asked = set(profile_ids), set(profile_ids)
         while pending:
-            found = self._batch_get([keys.profile(workspace_id, pid) for pid in pending])
-            for item in found.values():
+            for item in self._profile_items(workspace_id, pending, consistent).values():
                 profile = Profile.model_validate(item)
                 held[profile.profile_id] = profile
             # A survivor erased by a privacy request is asked for once (a merge left under way leads to it).
@@ -110,6 +112,13 @@ class DynamoProfileRepository:
                         merging.setdefault(current.profile_id, {})[profile.profile_id] = profile
         return live, {pid: tuple(found.values()) for pid, found in merging.items()}
 
+    def _profile_items(self, workspace_id: str, profile_ids: set[str], consistent: bool) -> dict[str, Item]:
+        wanted = [keys.profile(workspace_id, pid) for pid in profile_ids]
+        found = self._batch_get(wanted, consistent)
+        if not consistent and len(found) < len(wanted):
+            found |= self._batch_get([k for k in wanted if k["pk"] not in found])
+        return found
+
     def load(self, reads: Reads) -> Context:
         ws = reads.workspace_id
         identity_keys = {identity: keys.identity(ws, identity) for identity in reads.identities}
@@ -117,8 +126,17 @@ class DynamoProfileRepository:
         order_key = keys.order(ws, *reads.order) if reads.order else None
         customer_key = keys.customer(ws, *reads.customer) if reads.customer else None
         currency_key = keys.currency_settings(ws)
-        wanted += [k for k in (order_key, customer_key, currency_key) if k is not None]
-        found = self._batch_get(wanted)
+        records = [k for k in (order_key, customer_key) if k is not None]
+        # Not ``reads.consistent``: the records first, consistently (what they hold decides with no guard: a
+        # duplicate, an order's refunds), then the rest eventually consistent, unless the event is held already.
+        found = self._batch_get(records if not reads.consistent else [*wanted, *records, currency_key])
+        order = OrderRecord.model_validate(found[order_key["pk"]]) if order_key and order_key["pk"] in found else None
+        customer = (CustomerState.model_validate(found[customer_key["pk"]])
+                    if customer_key and customer_key["pk"] in found else None)
+        held_version = order.version if order else customer.version if customer else None
+        already_held = reads.version is not None and reads.version == held_version
+        if not reads.consistent and not already_held:
+            found |= self._batch_get([*wanted, currency_key], consistent=False)
         pointers: dict[str, str] = {}
         redacted: set[str] = set()
         for identity, key in identity_keys.items():
@@ -129,18 +147,19 @@ class DynamoProfileRepository:
                 redacted.add(identity)
             else:
                 pointers[identity] = str(item["profile_id"])
-        order = OrderRecord.model_validate(found[order_key["pk"]]) if order_key and order_key["pk"] in found else None
-        customer = (CustomerState.model_validate(found[customer_key["pk"]])
-                    if customer_key and customer_key["pk"] in found else None)
-        held_version = order.version if order else customer.version if customer else None
-        if reads.version is not None and reads.version == held_version:
+        if already_held:
             return Context(owners={}, pointers=pointers, redacted=frozenset(redacted), order=order, order_owner=None,
                            customer=customer, event_seen=False, already_held=True)
         profile_ids = set(pointers.values())
         for owner in (order.profile_id if order else None, customer.profile_id if customer else None):
             if owner:
                 profile_ids.add(owner)
-        live, merging = self._follow(ws, profile_ids)
+        live, merging = self._follow(ws, profile_ids, reads.consistent)
+        named_by_items = {*pointers.values(), *(r.profile_id for r in (order, customer) if r and r.profile_id)}
+        if not reads.consistent and not named_by_items.issubset(live):
+            # A link or a record names a profile that is not there (a new profile's write ended after its links,
+            # or it was erased): whether the link still names it, no write planned on it would check.
+            return self.load(replace(reads, consistent=True))
         owners = {identity: live[pid] for identity, pid in pointers.items() if pid in live}
         if customer is not None and customer.profile_id in live and reads.customer:
             owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", live[customer.profile_id])
