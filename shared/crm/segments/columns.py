@@ -31,7 +31,8 @@ from crm.segments.definition import (
     MemberOf,
     MemberOp,
     Not,
-    nodes,
+    referenced_events,
+    referenced_fields,
 )
 from crm.segments.evaluate import COUNTS, DAY, READERS, Subject, normal, resolve
 from crm.segments.fields import FIELDS, Kind, Op
@@ -93,13 +94,10 @@ class Batch:
     def prepare(self, definitions: Iterable[Definition]) -> None:
         """Read now every column these definitions name (otherwise each is read on first use)."""
         for definition in definitions:
-            for node in nodes(definition):
-                if isinstance(node, Condition):
-                    self._column(node.field)
-                elif isinstance(node, EventCondition):
-                    self._event_times(node.event)
-                    if node.since is not None:
-                        self._event_times(node.since.event)
+            for field in referenced_fields(definition):
+                self._column(field)
+            for event in referenced_events(definition):
+                self._event_times(event)
 
     def set_members(self, segment_id: str, mask: Mask) -> None:
         self._members[segment_id] = mask

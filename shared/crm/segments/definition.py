@@ -330,6 +330,17 @@ def referenced_segments(definition: Definition) -> frozenset[str]:
     return frozenset(node.segment for node in nodes(definition) if isinstance(node, MemberOf))
 
 
+def referenced_fields(definition: Definition) -> frozenset[str]:
+    """The profile fields a definition's conditions read."""
+    return frozenset(node.field for node in nodes(definition) if isinstance(node, Condition))
+
+
+def referenced_events(definition: Definition) -> frozenset[str]:
+    """The event types a definition's event conditions count or anchor on."""
+    return frozenset(event for node in nodes(definition) if isinstance(node, EventCondition)
+                     for event in (node.event, *((node.since.event,) if node.since is not None else ())))
+
+
 def segment_cycle(references: Mapping[str, Iterable[str]]) -> tuple[str, ...] | None:
     """A cycle among segments that refer to each other (``("a", "b", "a")``), or None.
 

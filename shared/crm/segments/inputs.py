@@ -26,7 +26,7 @@ from datetime import datetime
 
 from crm.models.profile import Profile
 from crm.segments.builtin import views
-from crm.segments.definition import Condition, EventCondition, nodes
+from crm.segments.definition import referenced_events, referenced_fields
 from crm.segments.evaluate import READERS, Subject
 from crm.segments.membership import Rules
 from crm.segments.subject import subject_of
@@ -45,16 +45,8 @@ def _reads(rules: Rules) -> _Reads:
     global _last_reads
     if _last_reads is not None and _last_reads[0] is rules:
         return _last_reads[1]
-    fields: set[str] = set()
-    events: set[str] = set()
-    for _, definition in rules.custom:
-        for node in nodes(definition):
-            if isinstance(node, Condition):
-                fields.add(node.field)
-            elif isinstance(node, EventCondition):
-                events.add(node.event)
-                if node.since is not None:
-                    events.add(node.since.event)
+    fields = {field for _, definition in rules.custom for field in referenced_fields(definition)}
+    events = {event for _, definition in rules.custom for event in referenced_events(definition)}
     reads = _Reads(tuple(sorted(fields)), tuple(sorted(events)))
     _last_reads = (rules, reads)
     return reads
