@@ -73,6 +73,17 @@ class _ReadAgain(Exception):
     again, consistently."""
 
 
+# What makes an event be read again, consistently: a refused write, a plan on what may be stale, and an order
+# write left unfinished (a profile read stale may show a change of the order since finished).
+_READ_AGAIN = (ConcurrentUpdate, _ReadAgain, OrderWriteUnfinished)
+
+
+def _unless_read_consistently(error: Exception, consistent: bool) -> None:
+    """An unfinished order write met on a consistent read is the queue's to retry later: raised."""
+    if consistent and isinstance(error, OrderWriteUnfinished):
+        raise error
+
+
 def _read(repository: ProfileRepository, reads: Reads, consistent: bool) -> Context:
     """What the table holds for ``reads``; not ``consistent``, the identities, profiles and currency settings
     eventually consistent (half the read units: every write planned on them is guarded, and a refused one is
@@ -109,13 +120,9 @@ def apply_event(repository: ProfileRepository, event: CanonicalEvent, now: datet
             if change is None:
                 return False
             repository.commit(change)
-        except (ConcurrentUpdate, _ReadAgain):
+        except _READ_AGAIN as error:
+            _unless_read_consistently(error, consistent)
             consistent = True
-            continue
-        except OrderWriteUnfinished:
-            if consistent:
-                raise
-            consistent = True  # a profile read stale may show a change of the order since finished
             continue
         return True
     raise TooManyConflicts(f"{type(event).__name__} of store {event.store_id}")
@@ -145,12 +152,8 @@ def apply_activities(repository: ProfileRepository, events: Sequence[ActivityEve
                     repository.commit(change)
                     applied += changed
                     consistent = True  # the next write of the run reads what this one wrote
-            except (ConcurrentUpdate, _ReadAgain):
-                consistent = True
-                continue
-            except OrderWriteUnfinished:
-                if consistent:
-                    raise
+            except _READ_AGAIN as error:
+                _unless_read_consistently(error, consistent)
                 consistent = True
                 continue
             start += taken
