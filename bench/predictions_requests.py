@@ -39,18 +39,22 @@ from typing import Any
 
 from crm.adapters.predictions import DynamoPredictionStore
 from crm.adapters.profiles import DynamoProfileRepository
-from crm.models.predictions import Prediction
+from crm.adapters.segment_runs import DynamoSegmentRuns
+from crm.adapters.segments import DynamoSegmentStore
+from crm.models.predictions import FitTask, Prediction
 from crm.models.profile import RecentTimes
 from crm.predictions import predict, refresh
+from crm.predictions.daily import fit_daily
 from crm.predictions.histories import order_times
 from crm.predictions.refresh import Models, Outcome, refresh_profiles, run_workspace
 from crm.recent import micros, with_time
+from crm.segments import runs
 from crm_local import moto_patches
 from crm_local.template import load_stack
 from figures import Counts, per, record
 from ingest_path import REGION, TEMPLATE, Bench, add, fake_aws_environment, requests_in, set_up
 from moto import mock_aws
-from segment_runs import Workspace, _order, _profile_item, batch_write, populate
+from segment_runs import InProcessQueue, Workspace, _order, _profile_item, batch_write, populate
 from segments import NOW, WORKSPACE
 
 PROFILES = 1_000
@@ -59,6 +63,7 @@ RATE_DAYS = 90  # between two runs the store takes its orders a day of these las
 DAYS = 4
 SEED = 17
 BEFORE_WORKSPACE = f"{WORKSPACE}-before"
+TABLE_WORKSPACE = f"{WORKSPACE}-table"
 BATCH_READ: tuple[str, ...] = ("req", "dynamodb", "BatchGetItem")
 
 
@@ -151,12 +156,50 @@ def orders_a_day(workspace: Workspace) -> int:
     return round(sum(1 for p in workspace.profiles.values() for at in order_times(p) if at > since) / RATE_DAYS)
 
 
+Fit = Callable[[Models, str, datetime], Outcome]
+
+
+def table_read(store: DynamoPredictionStore, profiles: DynamoProfileRepository) -> Fit:
+    """Before (labelled, the same run): the fit reads every live profile from the table, as at 23396a8."""
+    return lambda models, workspace_id, at: run_workspace(store, profiles, models, workspace_id, at)
+
+
+def from_the_segment_run(bench: Bench, store: DynamoPredictionStore, profiles: DynamoProfileRepository) -> Fit:
+    """Now: the day's segment run reads the profiles (unmetered: segment_runs measures it), and the fit, queued at
+    the run's hour, reads its work files (crm.predictions.daily)."""
+    table = bench.outputs["TableName"]
+    segment_store = DynamoSegmentStore(table)
+    segment_runs = DynamoSegmentRuns(table, bench.outputs["ArchiveBucketName"])
+
+    def fit(models: Models, workspace_id: str, at: datetime) -> Outcome:
+        tasks = InProcessQueue()
+        with bench_unmetered(bench):
+            runs.start_run(segment_runs, tasks, workspace_id, at, 1, runs.SCHEDULE)
+            tasks.drain(segment_store, segment_runs, lambda: at)
+        outcome = fit_daily(FitTask(fit_workspace=workspace_id, queued_at=at), at, store, profiles, segment_runs,
+                            models)
+        assert isinstance(outcome, Outcome) and outcome.read_from != "table", "the fit did not find the run's files"
+        return outcome
+
+    return fit
+
+
+@contextmanager
+def bench_unmetered(bench: Bench) -> Iterator[None]:
+    """What happens inside is taken back out of the meter's counts (another bench's to measure)."""
+    mark = bench.meter.mark()
+    try:
+        yield
+    finally:
+        for key, value in bench.meter.since(mark).items():
+            bench.meter.counts[key] -= value  # type: ignore[assignment]
+
+
 def daily_runs(bench: Bench, store: DynamoPredictionStore, profiles: DynamoProfileRepository, workspace_id: str,
-               profile_ids: Sequence[str], a_day: int, days: int, label: str) -> Daily:
+               profile_ids: Sequence[str], a_day: int, days: int, label: str, fit: Fit) -> Daily:
     """The first fit, then ``days`` daily runs, measured; between two runs ``a_day`` profiles take an order
     and are refreshed as the worker refreshes them (unmetered: the refresh is measured apart)."""
-    first, outcome, _ = measured(bench, f"{label}: run 1 (first fit)", lambda models: run_workspace(
-        store, profiles, models, workspace_id, NOW))
+    first, outcome, _ = measured(bench, f"{label}: run 1 (first fit)", lambda models: fit(models, workspace_id, NOW))
     total, written, cpu = Counts(), 0, 0.0
     for day in range(1, days + 1):
         ordered = NOW + timedelta(days=day - 1, hours=9)
@@ -165,10 +208,17 @@ def daily_runs(bench: Bench, store: DynamoPredictionStore, profiles: DynamoProfi
         refresh_profiles(store, profiles, Timed().models(), workspace_id, buyers, ordered + timedelta(minutes=1))
         at = NOW + timedelta(days=day)
         counts, outcome, seconds = measured(bench, f"{label}: run {day + 1} ({day} d later)",
-                                            lambda models, at=at: run_workspace(store, profiles, models,
-                                                                                workspace_id, at))
+                                            lambda models, at=at: fit(models, workspace_id, at))
         total, written, cpu = add(total, counts), written + outcome.written, cpu + seconds
     return Daily(total, outcome.profiles * days, written, cpu, first)
+
+
+def same_predictions(profiles: DynamoProfileRepository, one: str, other: str) -> bool:
+    """Whether two workspaces of the same generated profiles (the same ids) hold the same prediction on each."""
+    def held(workspace_id: str) -> dict[str, Any]:
+        return {p.profile_id: p.prediction for p in profiles.workspace_profiles(workspace_id)}
+
+    return held(one) == held(other)
 
 
 def took_an_order(profiles: DynamoProfileRepository, workspace_id: str, profile_ids: Sequence[str], at: datetime,
@@ -203,13 +253,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         table_name = bench.outputs["TableName"]
         workspace = populate(table_name, args.profiles, timeline=0)
         populate(table_name, args.profiles, timeline=0, workspace_id=BEFORE_WORKSPACE)
+        populate(table_name, args.profiles, timeline=0, workspace_id=TABLE_WORKSPACE)
         store, profiles = DynamoPredictionStore(table_name), DynamoProfileRepository(table_name)
         ids, a_day = list(workspace.profiles), orders_a_day(workspace)
         print(f"  between two runs {a_day} orders (the store's rate over its last {RATE_DAYS} days), refreshed")
         with write_rule(moved_to_the_day):
             before = daily_runs(bench, store, profiles, BEFORE_WORKSPACE, ids, a_day, args.days,
-                                "before (to the day)")
-        daily = daily_runs(bench, store, profiles, WORKSPACE, ids, a_day, args.days, "now (kept to a precision)")
+                                "before (to the day)", table_read(store, profiles))
+        table_runs = daily_runs(bench, store, profiles, TABLE_WORKSPACE, ids, a_day, args.days,
+                                "before (reads the table)", table_read(store, profiles))
+        daily = daily_runs(bench, store, profiles, WORKSPACE, ids, a_day, args.days, "now (the run's work file)",
+                           from_the_segment_run(bench, store, profiles))
+        same = same_predictions(profiles, TABLE_WORKSPACE, WORKSPACE)
+        print(f"  the same predictions from the table and from the run's work file: {same}")
+        if not same:
+            print("!!! the fit on the run's work file predicted otherwise than on the table", file=sys.stderr)
+            return 1
         buyers = sorted(pid for pid, p in workspace.profiles.items() if p.orders_count)[:args.refreshed]
         at = NOW + timedelta(days=args.days, hours=3)
         took_an_order(profiles, WORKSPACE, buyers, at, SEED)
@@ -225,11 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # units are each profile's, per order).
     batch_read: Counts = {key: value for key, value in refresh.items() if key == BATCH_READ}
     per_order = {key: value for key, value in refresh.items() if key != BATCH_READ}
-    for label, runs in (("before (to the day)", before), ("now (kept to a precision)", daily)):
-        n = runs.profiles
-        print(f"  per profile a day, {label}, runs 2-{args.days + 1}: {requests_in(runs.counts) / n:.3f} "
-              f"requests, {runs.counts.get(('unit', 'rru'), 0) / n:.3f} RRU, "
-              f"{runs.counts.get(('unit', 'wru'), 0) / n:.3f} WRU; written {runs.written / n:.1%}")
+    for label, runs_of in (("before (to the day)", before), ("before (reads the table)", table_runs),
+                           ("now (the run's work file)", daily)):
+        n = runs_of.profiles
+        print(f"  per profile a day, {label}, runs 2-{args.days + 1}: {requests_in(runs_of.counts) / n:.3f} "
+              f"requests, {runs_of.counts.get(('unit', 'rru'), 0) / n:.3f} RRU, "
+              f"{runs_of.counts.get(('unit', 'wru'), 0) / n:.3f} WRU; written {runs_of.written / n:.1%}; "
+              f"models {runs_of.cpu_s / n * 1e6:.0f} us CPU a profile")
     print(f"  per order refreshed: {requests_in(per_order) / len(buyers):.2f} requests, "
           f"{refresh.get(('unit', 'rru'), 0) / len(buyers):.2f} RRU, "
           f"{refresh.get(('unit', 'wru'), 0) / len(buyers):.2f} WRU; written {refreshed.written}/{len(buyers)}; "
@@ -249,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "daily_before_write_rule": {"daily_per_profile": per(before.counts, before.profiles),
                                     "daily_written_share": before.written / before.profiles,
                                     "daily_models_cpu_s_per_profile": before.cpu_s / before.profiles},
+        # The same run's before of the fit reading the table itself (at 23396a8), for cost.py's comparison.
+        "daily_before_table_read": {"daily_per_profile": per(table_runs.counts, table_runs.profiles),
+                                    "daily_written_share": table_runs.written / table_runs.profiles,
+                                    "daily_models_cpu_s_per_profile": table_runs.cpu_s / table_runs.profiles},
     })
     return 0
 

@@ -44,7 +44,7 @@ def _fit(task: FitTask) -> None:
     outcome = fit_daily(task, utc_now(), wiring.prediction_store(), wiring.profile_repository(),
                         wiring.segment_runs(), models(), wiring.affinity_store())
     if isinstance(outcome, Later):
-        send_fit_later(outcome.task, outcome.delay)
+        send_fit_later(outcome.task)
         logger.info("fit waits for the day's segment run", extra={"workspace_id": task.fit_workspace})
         return
     fit = outcome.fit

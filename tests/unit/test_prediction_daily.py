@@ -14,7 +14,7 @@ from crm.ingestion import apply_event
 from crm.models.predictions import FitTask, PredictionSettings
 from crm.models.profile import Profile
 from crm.predictions import predict
-from crm.predictions.daily import RECHECK_AFTER, WAIT_FOR_SNAPSHOT, Later, fit_daily
+from crm.predictions.daily import MOST_WAITS, Later, fit_daily
 from crm.predictions.histories import history_of
 from crm.predictions.refresh import Models, Outcome, run_workspace
 from crm.profiles import profile_id_for
@@ -111,8 +111,8 @@ def test_the_fit_waits_for_the_days_run_then_reads_it() -> None:
     store, segment_runs = _world(unread)
     _segment_run(unread, segment_runs, RUN_AT - timedelta(days=1))  # yesterday's: not the day's
     task = FitTask(fit_workspace=WS, queued_at=RUN_AT)
-    assert fit_daily(task, RUN_AT + timedelta(seconds=1), store, unread, segment_runs, REAL) == Later(
-        task, RECHECK_AFTER)
+    waiting = fit_daily(task, RUN_AT + timedelta(seconds=1), store, unread, segment_runs, REAL)
+    assert waiting == Later(task.model_copy(update={"waited": 1}))
     assert store.fit(WS) is None
     _segment_run(unread, segment_runs, RUN_AT)
     outcome = fit_daily(task, RUN_AT + timedelta(minutes=30), store, unread, segment_runs, REAL)
@@ -120,17 +120,18 @@ def test_the_fit_waits_for_the_days_run_then_reads_it() -> None:
 
 
 @pytest.mark.parametrize("lost", ["no run", "a work file gone"])
-def test_without_the_days_run_the_fit_reads_the_table_once_the_wait_is_over(lost: str) -> None:
+def test_without_the_days_run_the_fit_reads_the_table_once_it_has_waited_its_most(lost: str) -> None:
     repository = FakeProfileRepository()
     _shop(repository)
     store, segment_runs = _world(repository)
     if lost == "a work file gone":
         _segment_run(repository, segment_runs, RUN_AT)
         del segment_runs.kept[next(iter(segment_runs.kept))]
-    task = FitTask(fit_workspace=WS, queued_at=RUN_AT)
-    assert isinstance(fit_daily(task, RUN_AT + WAIT_FOR_SNAPSHOT - timedelta(seconds=1), store, repository,
-                                segment_runs, REAL), Later)
-    outcome = fit_daily(task, RUN_AT + WAIT_FOR_SNAPSHOT, store, repository, segment_runs, REAL)
+    task = FitTask(fit_workspace=WS, queued_at=RUN_AT, waited=MOST_WAITS - 1)
+    assert fit_daily(task, RUN_AT, store, repository, segment_runs, REAL) == Later(
+        task.model_copy(update={"waited": MOST_WAITS}))
+    outcome = fit_daily(task.model_copy(update={"waited": MOST_WAITS}), RUN_AT, store, repository, segment_runs,
+                        REAL)
     assert isinstance(outcome, Outcome) and outcome.read_from == "table" and outcome.written == 40
 
 

@@ -92,3 +92,4 @@ class FitTask(BaseModel):
     # When the schedule queued it: the fit reads the profiles the day's segment run read after about then
     # (crm.predictions.daily); a task without it (queued by hand) reads the table at once.
     queued_at: UtcDateTime | None = None
+    waited: int = Field(default=0, ge=0)  # how often it went back to its queue to wait for the segment run

@@ -5,7 +5,7 @@ The segment run reads every profile of a workspace once a day and keeps them in 
 back to its queue a quarter of an hour at a time, until the run has read every share, then fits on those
 profiles: the same data a read of the table would have given at the run's instant, without the day's
 burst of some 0.5 RRU a profile. A run that does not come (it failed, or its files are gone) leaves the fit
-to read the table itself, as it always did, once ``WAIT_FOR_SNAPSHOT`` has passed.
+to read the table itself, as it always did, once it has waited ``MOST_WAITS`` times.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from crm.segments.snapshot import latest_snapshot
 # A segment run whose instant is at most this long before the fit was queued read the day's profiles (the
 # daily run starts at the schedule's hour, the fit's too; a recompute just before serves as well).
 SNAPSHOT_BEFORE = timedelta(hours=1)
-# How long a fit waits for the day's run to have read every profile (a paced run reads for a few hours).
-WAIT_FOR_SNAPSHOT = timedelta(hours=6)
-# How long a waiting fit is handed back to its queue for: SQS's longest message delay (900 s).
-RECHECK_AFTER = timedelta(minutes=15)
+# How often a fit goes back to its queue to wait for the day's run to have read every profile: 6 hours at SQS's
+# longest delay (a paced run reads for a few hours). Counted, not timed: `crm local`'s clock stands still while
+# a fit waits there (it waits no time: crm.config's fit_recheck_seconds).
+MOST_WAITS = 24
 
 
 @dataclass(frozen=True)
 class Later:
-    """Not yet: the fit goes back to its queue for ``delay``."""
+    """Not yet: the fit goes back to its queue (for SQS's longest delay, 900 s: crm.config's
+    fit_recheck_seconds)."""
 
     task: FitTask
-    delay: timedelta
 
 
 def fit_daily(task: FitTask, now: datetime, store: PredictionStore, profiles: ProfileRepository,
@@ -42,12 +42,12 @@ def fit_daily(task: FitTask, now: datetime, store: PredictionStore, profiles: Pr
     if task.queued_at is None:
         return run_workspace(store, profiles, models, task.fit_workspace, now, affinity)
     snapshot = latest_snapshot(runs, task.fit_workspace, task.queued_at - SNAPSHOT_BEFORE)
-    if snapshot is None and now < task.queued_at + WAIT_FOR_SNAPSHOT:
-        return Later(task, RECHECK_AFTER)
+    if snapshot is None and task.waited < MOST_WAITS:
+        return Later(task.model_copy(update={"waited": task.waited + 1}))
     if snapshot is None:
         return run_workspace(store, profiles, models, task.fit_workspace, now, affinity)
     outcome = run_workspace(store, profiles, models, task.fit_workspace, now, affinity, snapshot=snapshot.profiles)
     return replace(outcome, read_from=snapshot.run_id)
 
 
-__all__ = ["RECHECK_AFTER", "SNAPSHOT_BEFORE", "WAIT_FOR_SNAPSHOT", "Later", "fit_daily"]
+__all__ = ["MOST_WAITS", "SNAPSHOT_BEFORE", "Later", "fit_daily"]
