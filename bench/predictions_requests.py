@@ -5,13 +5,17 @@ the stack provisioned from template.yaml, a workspace of synthetic profiles (ben
 written as segment_runs writes them, with their order times) goes through the real ``crm.predictions.refresh``
 on ``DynamoPredictionStore`` and ``DynamoProfileRepository``, metered by ingest_path's meter:
 
-1. the daily run, first at NOW, then on each of the next ``--days`` days: the first fit writes every profile's
+1. the daily run, first at NOW, then on each of the next ``--days`` days, reading the profiles from the day's
+   segment run's work files (crm.predictions.daily; the segment run itself is segment_runs' to measure and is
+   taken out of the counts): the first fit writes every profile's
    prediction; the later ones, the steady state, write only what moved past the precision each figure is kept
    to (docs/predictions-in-product.md). The month is 30 of their mean. Between two runs the store takes
    its orders of a day (its history's own rate over the last 90 days), each profile refreshed with the kept
    fit as the worker does, unmetered: the runs after see what a live store's would.
-   **Before** (labelled, the same run): the same profiles in a workspace of their own under the write rule of
-   4759afa (every figure to a fixed step, the next order date to the day, money to 2 %).
+   **Before** (labelled, the same run), the same profiles each in a workspace of their own: "reads the
+   table", the fit reading every profile itself through the workspace index (23396a8; its predictions must
+   equal the work file's, else exit 1); "to the day", reading the table under the write rule of 4759afa
+   (every figure to a fixed step, the next order date to the day, money to 2 %).
 2. the refresh after an order: profiles that just took an order predicted again with the kept fit (what the
    worker does for each OrderPlaced and OrderRefunded the bus hands it); the fit's read, once a batch of
    orders, is counted apart.
@@ -20,7 +24,7 @@ Requests and units per profile (daily) and per refreshed order transfer to AWS; 
 reference store's profiles and orders and prices them with the Lambda time stated here. Times are this
 machine's (the models' CPU time per profile is what the daily run's Lambda time is scaled from).
 
-    .venv/bin/python bench/predictions_requests.py                  # 1,000 profiles, about half a minute alone
+    .venv/bin/python bench/predictions_requests.py                  # 1,000 profiles, about a minute alone
     .venv/bin/python bench/predictions_requests.py --profiles 10000
 """
 
@@ -156,12 +160,18 @@ def orders_a_day(workspace: Workspace) -> int:
     return round(sum(1 for p in workspace.profiles.values() for at in order_times(p) if at > since) / RATE_DAYS)
 
 
-Fit = Callable[[Models, str, datetime], Outcome]
+@dataclass
+class Fit:
+    """How a design's daily fit runs: ``before`` what happens ahead of it, unmeasured (another bench's to
+    measure); ``run`` the fit itself, measured."""
+
+    run: Callable[[Models, str, datetime], Outcome]
+    before: Callable[[str, datetime], None] = lambda workspace_id, at: None
 
 
 def table_read(store: DynamoPredictionStore, profiles: DynamoProfileRepository) -> Fit:
     """Before (labelled, the same run): the fit reads every live profile from the table, as at 23396a8."""
-    return lambda models, workspace_id, at: run_workspace(store, profiles, models, workspace_id, at)
+    return Fit(lambda models, workspace_id, at: run_workspace(store, profiles, models, workspace_id, at))
 
 
 def from_the_segment_run(bench: Bench, store: DynamoPredictionStore, profiles: DynamoProfileRepository) -> Fit:
@@ -171,17 +181,19 @@ def from_the_segment_run(bench: Bench, store: DynamoPredictionStore, profiles: D
     segment_store = DynamoSegmentStore(table)
     segment_runs = DynamoSegmentRuns(table, bench.outputs["ArchiveBucketName"])
 
-    def fit(models: Models, workspace_id: str, at: datetime) -> Outcome:
+    def segment_run(workspace_id: str, at: datetime) -> None:
         tasks = InProcessQueue()
         with bench_unmetered(bench):
             runs.start_run(segment_runs, tasks, workspace_id, at, 1, runs.SCHEDULE)
             tasks.drain(segment_store, segment_runs, lambda: at)
+
+    def fit(models: Models, workspace_id: str, at: datetime) -> Outcome:
         outcome = fit_daily(FitTask(fit_workspace=workspace_id, queued_at=at), at, store, profiles, segment_runs,
                             models)
         assert isinstance(outcome, Outcome) and outcome.read_from != "table", "the fit did not find the run's files"
         return outcome
 
-    return fit
+    return Fit(fit, segment_run)
 
 
 @contextmanager
@@ -199,7 +211,9 @@ def daily_runs(bench: Bench, store: DynamoPredictionStore, profiles: DynamoProfi
                profile_ids: Sequence[str], a_day: int, days: int, label: str, fit: Fit) -> Daily:
     """The first fit, then ``days`` daily runs, measured; between two runs ``a_day`` profiles take an order
     and are refreshed as the worker refreshes them (unmetered: the refresh is measured apart)."""
-    first, outcome, _ = measured(bench, f"{label}: run 1 (first fit)", lambda models: fit(models, workspace_id, NOW))
+    fit.before(workspace_id, NOW)
+    first, outcome, _ = measured(bench, f"{label}: run 1 (first fit)",
+                                 lambda models: fit.run(models, workspace_id, NOW))
     total, written, cpu = Counts(), 0, 0.0
     for day in range(1, days + 1):
         ordered = NOW + timedelta(days=day - 1, hours=9)
@@ -207,8 +221,9 @@ def daily_runs(bench: Bench, store: DynamoPredictionStore, profiles: DynamoProfi
         took_an_order(profiles, workspace_id, buyers, ordered, SEED + day)
         refresh_profiles(store, profiles, Timed().models(), workspace_id, buyers, ordered + timedelta(minutes=1))
         at = NOW + timedelta(days=day)
+        fit.before(workspace_id, at)
         counts, outcome, seconds = measured(bench, f"{label}: run {day + 1} ({day} d later)",
-                                            lambda models, at=at: fit(models, workspace_id, at))
+                                            lambda models, at=at: fit.run(models, workspace_id, at))
         total, written, cpu = add(total, counts), written + outcome.written, cpu + seconds
     return Daily(total, outcome.profiles * days, written, cpu, first)
 
