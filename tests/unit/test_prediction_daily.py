@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import pytest
 from crm.ingestion import apply_event
 from crm.models.predictions import FitTask, PredictionSettings
 from crm.models.profile import Profile
@@ -119,19 +118,25 @@ def test_the_fit_waits_for_the_days_run_then_reads_it() -> None:
     assert isinstance(outcome, Outcome) and outcome.written == 40
 
 
-@pytest.mark.parametrize("lost", ["no run", "a work file gone"])
-def test_without_the_days_run_the_fit_reads_the_table_once_it_has_waited_its_most(lost: str) -> None:
+def test_without_the_days_run_the_fit_reads_the_table_once_it_has_waited_its_most() -> None:
     repository = FakeProfileRepository()
     _shop(repository)
     store, segment_runs = _world(repository)
-    if lost == "a work file gone":
-        _segment_run(repository, segment_runs, RUN_AT)
-        del segment_runs.kept[next(iter(segment_runs.kept))]
     task = FitTask(fit_workspace=WS, queued_at=RUN_AT, waited=MOST_WAITS - 1)
     assert fit_daily(task, RUN_AT, store, repository, segment_runs, REAL) == Later(
         task.model_copy(update={"waited": MOST_WAITS}))
     outcome = fit_daily(task.model_copy(update={"waited": MOST_WAITS}), RUN_AT, store, repository, segment_runs,
                         REAL)
+    assert isinstance(outcome, Outcome) and outcome.read_from == "table" and outcome.written == 40
+
+
+def test_a_run_whose_work_file_is_gone_leaves_the_fit_to_the_table_at_once() -> None:
+    repository = FakeProfileRepository()
+    _shop(repository)
+    store, segment_runs = _world(repository)
+    _segment_run(repository, segment_runs, RUN_AT)
+    del segment_runs.kept[max(segment_runs.kept)]  # the last share's: the shares before it were read already
+    outcome = fit_daily(FitTask(fit_workspace=WS, queued_at=RUN_AT), RUN_AT, store, repository, segment_runs, REAL)
     assert isinstance(outcome, Outcome) and outcome.read_from == "table" and outcome.written == 40
 
 

@@ -4,8 +4,8 @@ The segment run reads every profile of a workspace once a day and keeps them in 
 (crm.segments.snapshot). The schedule queues each workspace's fit at the run's hour; the fit waits, handed
 back to its queue a quarter of an hour at a time, until the run has read every share, then fits on those
 profiles: the same data a read of the table would have given at the run's instant, without the day's
-burst of some 0.5 RRU a profile. A run that does not come (it failed, or its files are gone) leaves the fit
-to read the table itself, as it always did, once it has waited ``MOST_WAITS`` times.
+burst of some 0.5 RRU a profile. A run that does not come (it failed) leaves the fit to read the table
+itself, as it always did, once it has waited ``MOST_WAITS`` times; so does a run whose files are gone, at once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from crm.models.predictions import FitTask
 from crm.ports import AffinityStore, PredictionStore, ProfileRepository, SegmentRuns
 from crm.predictions.refresh import Models, Outcome, run_workspace
-from crm.segments.snapshot import latest_snapshot
+from crm.segments.snapshot import SnapshotGone, latest_snapshot
 
 # A segment run whose instant is at most this long before the fit was queued read the day's profiles (the
 # daily run starts at the schedule's hour, the fit's too; a recompute just before serves as well).
@@ -44,10 +44,16 @@ def fit_daily(task: FitTask, now: datetime, store: PredictionStore, profiles: Pr
     snapshot = latest_snapshot(runs, task.fit_workspace, task.queued_at - SNAPSHOT_BEFORE)
     if snapshot is None and task.waited < MOST_WAITS:
         return Later(task.model_copy(update={"waited": task.waited + 1}))
-    if snapshot is None:
-        return run_workspace(store, profiles, models, task.fit_workspace, now, affinity)
-    outcome = run_workspace(store, profiles, models, task.fit_workspace, now, affinity, snapshot=snapshot.profiles)
-    return replace(outcome, read_from=snapshot.run_id)
+    if snapshot is not None:
+        try:
+            # The profiles are all read before anything is written (run_workspace), so a file found missing
+            # midway leaves nothing half done.
+            outcome = run_workspace(store, profiles, models, task.fit_workspace, now, affinity,
+                                    snapshot=snapshot.profiles)
+            return replace(outcome, read_from=snapshot.run_id)
+        except SnapshotGone:
+            pass
+    return run_workspace(store, profiles, models, task.fit_workspace, now, affinity)
 
 
 __all__ = ["MOST_WAITS", "SNAPSHOT_BEFORE", "Later", "fit_daily"]

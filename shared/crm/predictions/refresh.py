@@ -150,7 +150,7 @@ def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: M
     snapshot holds, so a profile written since is read again and predicted on what it holds now."""
     settings = store.settings(workspace_id) or PredictionSettings()
     read = profiles.workspace_profiles(workspace_id) if snapshot is None else snapshot
-    held = {p.profile_id: p for p in read if p.merged_into is None}
+    held = {p.profile_id: p for p in read if p.merged_into is None}  # every profile read before any write
     products_written = _refresh_affinity(affinity, workspace_id, held, now) if affinity is not None else 0
     histories: dict[str, History] = {pid: history_of(p) for pid, p in held.items()}
     fit = models.fit(workspace_id, histories, now, settings)
