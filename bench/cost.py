@@ -78,8 +78,13 @@ AWS_REQUEST_S = 0.010
 # The orders the predictions worker refreshes a profile after: OrderPlaced and OrderRefunded from the bus
 # (template.yaml's PredictionOrdersRule), one each of these arrivals of profile_events' month.
 PREDICTED_AFTER = ("order created (new shopper)", "order created (returning)", "refund")
-RUNS_PER_MONTH = 30  # the daily fit (PredictionsScheduleFunction: cron 02:00 UTC)
-FIT_HOUR = 2
+RUNS_PER_MONTH = 30  # the daily fit (PredictionsScheduleFunction: cron 03:00 UTC, with the segment run)
+FIT_HOUR = 3  # it reads the segment run's work files once the run has read every profile (crm.predictions.daily)
+S3_GET_PER_MILLION = 0.40  # S3 Standard GET requests (the fit's read of the run's work files)
+# Assumed: the fit, queued as the segment run starts, waits on its queue a quarter of an hour at a time until the
+# run has read every profile (an hour, paced): each wait an SQS send, receive and delete, an invocation and the
+# run's two items read (1.5 RRU).
+FIT_WAITS, FIT_WAIT_RRU = 4, 1.5
 # A scheduled run's units come as fast as its tasks read and write: the daily segment run's 412 s of tasks are
 # 4 shares side by side (segment_runs' model), the daily fit's ~100 s one task (predictions_requests); about
 # 100 s either way, unpaced (assumed from those).
@@ -398,7 +403,12 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
         per_profile = counts(run["daily_per_profile"])
         seconds = profiles * (float(run["daily_models_cpu_s_per_profile"]) + requests(per_profile) * AWS_REQUEST_S)
         # A run: the schedule's invocation, one SQS task (send, receive, delete) and the worker's long invocation.
+        s3_gets = per_profile.get(("req", "s3", "GetObject"), 0.0) * profiles * runs
+        waits = FIT_WAITS * runs if s3_gets else 0  # a fit that read the table did not wait
         return (unit_cost(units(per_profile, profiles * runs)) + 3 * runs * PER_MILLION["sqs"] / 1e6
+                + s3_gets * S3_GET_PER_MILLION / 1e6
+                + (waits * 3 * PER_MILLION["sqs"] + waits * PER_MILLION["lambda"] + waits * FIT_WAIT_RRU
+                   * PER_MILLION["rru"]) / 1e6
                 + lambda_cost(wiring, "PredictionsScheduleFunction", runs, HANDLER_MS["OutboxFunction"])
                 + lambda_cost(wiring, "PredictionsFunction", runs, seconds * 1000)), seconds
 
@@ -410,6 +420,13 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
         f"; the same run before the precisions (next order to the day): {requests(before_per_profile):.2f} "
         f"requests, {units(before_per_profile, 1.0).get('wru', 0):.2f} WRU a profile (written "
         f"{before['daily_written_share']:.0%}), ${daily_cost(before)[0]:.2f}")
+    # The same run's before of the fit reading every profile from the table (the fit now reads the segment
+    # run's work files: crm.predictions.daily).
+    table_read = measured.get("daily_before_table_read")
+    if table_read is not None:
+        read_per_profile = counts(table_read["daily_per_profile"])
+        before_note += (f"; the same run reading the table: {units(read_per_profile, 1.0).get('rru', 0):.3f} RRU a "
+                        f"profile, ${daily_cost(table_read)[0]:.2f}")
     orders = sum(n for kind, n in month.mix.items() if kind in PREDICTED_AFTER)
     # The queue's pollers share the orders as the ingest queue's do; a batch reads the kept fit once (a result
     # recorded before the worker read it once a batch counted it in each order's figures).

@@ -506,6 +506,7 @@ class FakeSegmentRuns:
         self.kept: dict[tuple[str, str, int], list[tuple[Profile, HeldSegments]]] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, str] = {}
+        self.population_runs: dict[str, str] = {}
         self.sized: dict[tuple[str, str], set[int]] = {}  # shares whose sizes were added
         self.hours_done: dict[str, datetime] = {}
 
@@ -576,6 +577,7 @@ class FakeSegmentRuns:
         self.runs[(workspace_id, run_id)] = run.model_copy(update={"phase": RunPhase.EVALUATE,
                                                                    "population": population})
         self.populations[workspace_id] = population
+        self.population_runs[workspace_id] = run_id
         return True
 
     def finish(self, workspace_id: str, run_id: str, at: datetime) -> bool:
@@ -598,6 +600,9 @@ class FakeSegmentRuns:
 
     def population(self, workspace_id: str) -> str | None:
         return self.populations.get(workspace_id)
+
+    def population_run_id(self, workspace_id: str) -> str | None:
+        return self.population_runs.get(workspace_id)
 
 
 class FakeTaskQueue:

@@ -31,6 +31,9 @@ class Settings(BaseModel):
     segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
     # The predictions function's queue: the schedule's fit of each workspace, and orders placed or refunded.
     predictions_queue_url: str | None = Field(default=None, alias="PREDICTIONS_QUEUE_URL")
+    # How long a daily fit waiting for the segment run's read goes back to its queue for (SQS's longest delay);
+    # `crm local` sets 0: moto's delays are wall-clock time, which the local clock's fast-forward does not move.
+    fit_recheck_seconds: int = Field(default=900, ge=0, le=900, alias="FIT_RECHECK_SECONDS")
     # How many profiles (items of the workspace index) one worker of a segment recomputation reads: about as
     # many as when a worker scanned 500,000 table items (~21 a profile), well inside Lambda's 900 s on
     # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).

@@ -481,6 +481,11 @@ class SegmentRuns(Protocol):
         """The statistics of the workspace's last run as advance() was given them (None before any)."""
         ...
 
+    def population_run_id(self, workspace_id: str) -> str | None:
+        """The run whose statistics population() gives: the last run whose every share was read and kept
+        (advance() succeeded), so its work files are whole; None before any."""
+        ...
+
 
 class CurrencyStore(Protocol):
     """A workspace's reporting currency and rates, and the jobs that re-derive its profiles' figures."""

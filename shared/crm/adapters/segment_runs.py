@@ -208,6 +208,11 @@ class DynamoSegmentRuns:
             return None
         return str(found["Item"]["population"]["S"])
 
+    def population_run_id(self, workspace_id: str) -> str | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_population(workspace_id)),
+                                            ProjectionExpression="run_id")
+        return str(found["Item"]["run_id"]["S"]) if "Item" in found else None
+
 
 class _Kept(BaseModel):
     """One line of a share's kept profiles."""
