@@ -49,6 +49,11 @@ class Load:
     at_hour: int | None = None
     per_second: float = 0.0
     every_hour: bool = False
+    # Chained (the daily segment run on a provisioned table): the day's units come in this many hops, each all at
+    # once (a task reads its share as fast as the table serves it), one every ``units a hop / per_second``
+    # seconds from ``after_seconds`` past the hour: the queue holds each next hop back (crm.adapters.pacing).
+    hops: int = 0
+    after_seconds: float = 0.0
 
     @property
     def burst(self) -> bool:
@@ -90,6 +95,13 @@ def minute_demand(loads: Iterable[Load]) -> tuple[list[float], list[float]]:
             continue
         starts = range(0, MINUTES, 60) if load.every_hour else [60 * (load.at_hour or 0)]
         each = daily / len(starts)
+        if load.hops:
+            hop = each / load.hops
+            for start in starts:
+                for n in range(load.hops):
+                    second = load.after_seconds + n * hop / load.per_second
+                    bursts[(start + int(second // 60)) % MINUTES] += hop
+            continue
         for start in starts:
             left, minute = each, start
             while left > 1e-9:
@@ -152,6 +164,7 @@ class Bounds:
     target: float
     indexes: int
     task_units_per_second: float  # SegmentTasksFunction's pace (crm.adapters.pacing); 0: not paced
+    default_mode: str = "on-demand"  # the TableCapacity a deployment gets unless told
 
 
 def bounds_of(sam: dict[str, Any]) -> Bounds:
@@ -173,7 +186,8 @@ def bounds_of(sam: dict[str, Any]) -> Bounds:
         pace = pace["Fn::If"][1]
     return Bounds({"rru": default("TableMinReadCapacity"), "wru": default("TableMinWriteCapacity")},
                   {"rru": default("TableMaxReadCapacity"), "wru": default("TableMaxWriteCapacity")},
-                  target / 100, indexes, float(pace))
+                  target / 100, indexes, float(pace),
+                  str(parameters.get("TableCapacity", {}).get("Default", "on-demand")))
 
 
 def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load]:
@@ -186,6 +200,27 @@ def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load
     seconds = max(sum(load.monthly for load in run) / per_second,
                   max(load.monthly / load.per_second for load in run))  # a month of runs' seconds
     return [replace(load, per_second=load.monthly / seconds) if load in run else load for load in loads]
+
+
+def chained(loads: Iterable[Load], per_second: float, component: str, hops: int) -> list[Load]:
+    """The component's daily run chained at ``per_second`` units a second, reads and writes together (the meter
+    counts every unit): a first phase of ``hops`` hops that read (the sketch reads every profile), then a second
+    of as many that write (the evaluation; its few reads counted with the first phase's, which makes the read
+    hops a little larger than they are)."""
+    loads = list(loads)
+    run = {load.unit: load for load in loads if load.burst and load.component == component and not load.every_hour}
+    if not run or not per_second:
+        return loads
+    reading = run["rru"].monthly / DAYS_PER_MONTH / per_second if "rru" in run else 0.0
+    return [replace(load, per_second=per_second, hops=hops, after_seconds=reading if load.unit == "wru" else 0.0)
+            if run.get(load.unit) is load else load for load in loads]
+
+
+def run_hours(loads: Iterable[Load], component: str) -> float:
+    """How long a day's run of the component takes, first unit to last (hours)."""
+    run = [load for load in loads if load.burst and load.component == component and not load.every_hour]
+    return max((load.after_seconds + load.monthly / DAYS_PER_MONTH / load.per_second for load in run),
+               default=0.0) / 3600
 
 
 def paced_seconds(loads: Iterable[Load], per_second: float, component: str) -> float:
