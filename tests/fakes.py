@@ -524,7 +524,7 @@ class FakeSegmentRuns:
         run = self.runs.get((workspace_id, run_id))
         if run is None:
             return None
-        phase = "evaluated" if run.phase is RunPhase.EVALUATE else "sketched"
+        phase = {RunPhase.SKETCH: "sketched", RunPhase.EVALUATE: "evaluated"}.get(run.phase, "")
         return run.model_copy(update={"counted": frozenset(self.done.get((workspace_id, run_id, phase), ()))})
 
     def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:

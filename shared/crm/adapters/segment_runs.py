@@ -225,8 +225,9 @@ def _run(item: Item) -> SegmentRun:
     fields["sizes"] = {k.removeprefix(_SIZE_PREFIX): int(v) for k, v in item.items() if k.startswith(_SIZE_PREFIX)}
     fields["sketched"] = len(item.get("sketched_shares", ()))
     fields["evaluated"] = len(item.get("evaluated_shares", ()))
-    phase_done = "evaluated_shares" if item.get("phase") == RunPhase.EVALUATE else "sketched_shares"
-    fields["counted"] = frozenset(int(share) for share in item.get(phase_done, ()))
+    phase_done = {RunPhase.SKETCH: "sketched_shares", RunPhase.EVALUATE: "evaluated_shares"}.get(
+        RunPhase(item.get("phase", RunPhase.SKETCH)))
+    fields["counted"] = frozenset(int(share) for share in item.get(phase_done, ())) if phase_done else frozenset()
     if "population" in item:
         fields["population"] = str(item["population"])
     return SegmentRun.model_validate(fields)
