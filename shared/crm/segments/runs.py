@@ -13,6 +13,10 @@ store reads a share from the workspace's own index, never the whole table):
 2. evaluate: each share decides every segment for each of its kept profiles at the run's instant and writes
    only the differences. The share that finishes last records each segment's computation and ends the run.
 
+A *chained* run (the schedule's daily run on a provisioned table) does each phase one share after another, each
+task queueing the next share, held back by the pause its own share asks (crm.adapters.pacing), before it counts
+its own: the run keeps to a pace of capacity units without any task waiting.
+
 Both paths decide through :func:`crm.segments.membership.change_for` and write under the version of the
 profile's set of segments, so neither overwrites a decision it has not seen. Every task may be delivered
 twice: a share is counted once, a phase moves on once, and a write that changes nothing is not made.
