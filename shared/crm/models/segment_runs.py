@@ -43,8 +43,9 @@ class SegmentRun(BaseModel):
     rerun: bool = False
     next_run_id: str | None = None
     # The shares counted in the run's current phase (a chained task delivered again after its share was counted
-    # has nothing left to do: the next share was handed on before this one was counted).
-    counted: frozenset[int] = frozenset()
+    # has nothing left to do: the next share was handed on before this one was counted). Read from the sets the
+    # run's record keeps, never stored as a field of its own.
+    counted: frozenset[int] = Field(default=frozenset(), exclude=True)
 
 
 class RunTask(BaseModel):
