@@ -49,3 +49,20 @@ def test_the_setting_paces_the_shared_client_and_its_absence_does_not(aws: None,
     reset_crm_caches()
     assert "ConsumedCapacity" not in clients.client("dynamodb").put_item(TableName=table, Item={"pk": {"S": "q"}})
     assert clients.dynamodb_meter() is None
+
+
+def test_a_segment_task_asks_for_the_pause_its_own_units_take_at_the_pace(aws: None,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm import wiring
+
+    monkeypatch.setenv("DYNAMODB_UNITS_PER_SECOND", "0.5")
+    reset_crm_caches()
+    table = _table()
+    clients.client("dynamodb").put_item(TableName=table, Item={"pk": {"S": "before"}})  # not the task's
+    pause = wiring.segment_task_pause()
+    for n in range(3):
+        clients.client("dynamodb").put_item(TableName=table, Item={"pk": {"S": f"p{n}"}})
+    assert 4 <= pause() <= 6  # 3 units at half a unit a second, less the moment the calls took
+    monkeypatch.delenv("DYNAMODB_UNITS_PER_SECOND")
+    reset_crm_caches()
+    assert wiring.segment_task_pause()() == 0
