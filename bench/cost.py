@@ -9,9 +9,10 @@ memory sizes). It measures nothing itself: it prices what the others counted, so
     .venv/bin/python bench/cost.py --template OLD.yaml   # the same counts under another wiring
 
 Its last lines are one line per component, the same DynamoDB units priced as provisioned capacity with auto
-scaling (bench/capacity.py: ``reference store all in, TableCapacity=provisioned: $X.XX per month``) and, last,
-``reference store all in: $X.XX per month (target $15.00)``, on demand (the template's default); the assumed
-monthly mix and the wiring are printed above them. Components whose script has not run here are
+scaling (bench/capacity.py), the bill in the mode the template does not default to (``reference store all in,
+TableCapacity=on-demand: $X.XX per month``) and, last, ``reference store all in: $X.XX per month (target
+$15.00)`` in the template's default mode (provisioned); the assumed monthly mix and the wiring are printed above
+them. Components whose script has not run here are
 named as missing and left out of the total (which then says so).
 """
 
