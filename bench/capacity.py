@@ -72,10 +72,28 @@ class Dimension:
     offered: dict[bool, float] = field(default_factory=lambda: {False: 0.0, True: 0.0})  # by burst or not
     throttled: dict[bool, float] = field(default_factory=lambda: {False: 0.0, True: 0.0})
     longest_wait_minutes: int = 0
+    # Each burst component's units offered and refused (what ``throttled[True]`` sums).
+    burst_offered: dict[str, float] = field(default_factory=dict)
+    burst_throttled: dict[str, float] = field(default_factory=dict)
 
     @property
     def dollars_a_month(self) -> float:
         return sum(self.capacity_by_hour) * PER_UNIT_HOUR[self.unit] * DAYS_PER_MONTH
+
+    def count(self, steady: float, bursts: float, by_component: dict[str, float], refused: float) -> None:
+        """A minute's new units offered, and those refused shared out in proportion to what each offered."""
+        new = steady + bursts
+        for burst, part in ((False, steady), (True, bursts)):
+            self.offered[burst] += part
+            self.throttled[burst] += refused * part / new if new else 0.0
+        for component, part in by_component.items():
+            self.burst_offered[component] = self.burst_offered.get(component, 0.0) + part
+            self.burst_throttled[component] = self.burst_throttled.get(component, 0.0) + (
+                refused * part / new if new else 0.0)
+
+    def component_throttled_share(self, component: str) -> float:
+        offered = self.burst_offered.get(component, 0.0)
+        return self.burst_throttled.get(component, 0.0) / offered if offered else 0.0
 
     def throttled_share(self, burst: bool | None = None) -> float:
         kinds = (False, True) if burst is None else (burst,)
@@ -115,6 +133,9 @@ def simulate(unit: str, loads: Sequence[Load], minimum: float, maximum: float, t
     """A day of target tracking for these loads; the units it cannot serve in a minute wait (retried: the SDK,
     the adapters' backoff, the queues) and are offered again the next minute, first."""
     steady, bursts = minute_demand(load for load in loads if load.unit == unit)
+    components = {load.component for load in loads if load.unit == unit and load.burst}
+    by_component = {c: minute_demand(load for load in loads if load.unit == unit and load.component == c)[1]
+                    for c in sorted(components)}
     dimension = Dimension(unit, minimum, maximum, target)
     capacity = max(minimum, min(maximum, math.ceil(steady[0] / 60 / target)))
     credits, backlog, waited = 0.0, 0.0, 0
@@ -138,9 +159,8 @@ def simulate(unit: str, loads: Sequence[Load], minimum: float, maximum: float, t
             hourly[minute // 60] = max(hourly[minute // 60], capacity)
             if day == 1:
                 dimension.longest_wait_minutes = max(dimension.longest_wait_minutes, waited)
-                for burst, part in ((False, steady[minute]), (True, bursts[minute])):
-                    dimension.offered[burst] += part
-                    dimension.throttled[burst] += refused * part / new if new else 0.0
+                dimension.count(steady[minute], bursts[minute],
+                                {c: demand[minute] for c, demand in by_component.items()}, refused)
             if pending is None and len(consumed) >= SCALE_OUT_MINUTES and all(
                     c > target * capacity for c in consumed[-SCALE_OUT_MINUTES:]):
                 wanted = min(maximum, math.ceil(max(consumed[-SCALE_OUT_MINUTES:]) / target))

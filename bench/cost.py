@@ -664,8 +664,8 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
             print(f"    {'RCU' if d.unit == 'rru' else 'WCU'} by hour: "
                   + " ".join(f"{c:.0f}" for c in d.capacity_by_hour)
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
-                    f"units, {d.throttled_share(True):.1%} of the bursts', longest wait {d.longest_wait_minutes} min",
-                  file=out)
+                    f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
+                    f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
     before_unpaced, before_sleeping, now = figures.values()
     sleeping_all_in = total - on_demand + before_sleeping + index
     print(f"  + the index at its minimum ${index:.2f}; all in, before: "

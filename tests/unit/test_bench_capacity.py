@@ -147,3 +147,19 @@ def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_
     assert last.startswith(f"reference store all in: ${headline:.2f} per month (target $15.00)")
     assert headline != pytest.approx(on_demand_total)
     assert "now: the run chained on its queue, 20 units a second" in out.getvalue()
+
+
+def test_each_bursts_throttled_share_is_its_own_and_the_chained_hops_fit_the_burst_credits(
+        capacity: ModuleType) -> None:
+    steady = capacity.Load("steady", "rru", 30 * 24 * 3600 * 10.0)
+    run = capacity.Load("run", "rru", 30 * 150_000, at_hour=3, per_second=1500)
+    fit = capacity.Load("fit", "rru", 30 * 50_000, at_hour=12, per_second=500)
+    unpaced = capacity.simulate("rru", [steady, run, fit], 1, 1000, 0.7)
+    assert unpaced.component_throttled_share("run") > 0.5 and unpaced.component_throttled_share("fit") > 0.5
+    offered = sum(unpaced.burst_offered.values())
+    assert offered == pytest.approx(unpaced.offered[True])
+    assert sum(unpaced.burst_throttled.values()) == pytest.approx(unpaced.throttled[True])
+    # Chained at 20 units a second in 32 hops of ~4,700 units: each hop within what the table keeps unused.
+    chained = capacity.simulate("rru", capacity.chained([steady, run, fit], 20, "run", 32), 1, 1000, 0.7)
+    assert chained.component_throttled_share("run") < 0.05 < unpaced.component_throttled_share("run")
+    assert chained.component_throttled_share("unknown") == 0.0
