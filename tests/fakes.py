@@ -522,7 +522,11 @@ class FakeSegmentRuns:
         return run
 
     def get(self, workspace_id: str, run_id: str) -> SegmentRun | None:
-        return self.runs.get((workspace_id, run_id))
+        run = self.runs.get((workspace_id, run_id))
+        if run is None:
+            return None
+        phase = {RunPhase.SKETCH: "sketched", RunPhase.EVALUATE: "evaluated"}.get(run.phase, "")
+        return run.model_copy(update={"counted": frozenset(self.done.get((workspace_id, run_id, phase), ()))})
 
     def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
         self.sketch_store[(workspace_id, run_id, share)] = sketch
@@ -608,9 +612,11 @@ class FakeSegmentRuns:
 class FakeTaskQueue:
     def __init__(self) -> None:
         self.tasks: list[RunTask | HourlyTask] = []
+        self.delays: list[int] = []  # each send's delay, in order
 
-    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None:
+    def send(self, tasks: Sequence[RunTask | HourlyTask], delay_seconds: int = 0) -> None:
         self.tasks.extend(tasks)
+        self.delays.append(delay_seconds)
 
     def drain(self, store: FakeSegmentStore, runs: FakeSegmentRuns, clock: Callable[[], datetime]) -> int:
         """Carry out every queued task (and those they queue), as the task function's workers would."""

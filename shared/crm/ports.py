@@ -544,7 +544,9 @@ class CurrencyTasks(Protocol):
 
 
 class TaskQueue(Protocol):
-    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None: ...
+    def send(self, tasks: Sequence[RunTask | HourlyTask], delay_seconds: int = 0) -> None:
+        """Queue the tasks, each delivered no sooner than ``delay_seconds`` from now (at most 900)."""
+        ...
 
 
 class RawArchive(Protocol):
