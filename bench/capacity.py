@@ -49,6 +49,11 @@ class Load:
     at_hour: int | None = None
     per_second: float = 0.0
     every_hour: bool = False
+    # Chained (the daily segment run on a provisioned table): the day's units come in this many hops, each all at
+    # once (a task reads its share as fast as the table serves it), one every ``units a hop / per_second``
+    # seconds from ``after_seconds`` past the hour: the queue holds each next hop back (crm.adapters.pacing).
+    hops: int = 0
+    after_seconds: float = 0.0
 
     @property
     def burst(self) -> bool:
@@ -67,10 +72,28 @@ class Dimension:
     offered: dict[bool, float] = field(default_factory=lambda: {False: 0.0, True: 0.0})  # by burst or not
     throttled: dict[bool, float] = field(default_factory=lambda: {False: 0.0, True: 0.0})
     longest_wait_minutes: int = 0
+    # Each burst component's units offered and refused (what ``throttled[True]`` sums).
+    burst_offered: dict[str, float] = field(default_factory=dict)
+    burst_throttled: dict[str, float] = field(default_factory=dict)
 
     @property
     def dollars_a_month(self) -> float:
         return sum(self.capacity_by_hour) * PER_UNIT_HOUR[self.unit] * DAYS_PER_MONTH
+
+    def count(self, steady: float, bursts: float, by_component: dict[str, float], refused: float) -> None:
+        """A minute's new units offered, and those refused shared out in proportion to what each offered."""
+        new = steady + bursts
+        for burst, part in ((False, steady), (True, bursts)):
+            self.offered[burst] += part
+            self.throttled[burst] += refused * part / new if new else 0.0
+        for component, part in by_component.items():
+            self.burst_offered[component] = self.burst_offered.get(component, 0.0) + part
+            self.burst_throttled[component] = self.burst_throttled.get(component, 0.0) + (
+                refused * part / new if new else 0.0)
+
+    def component_throttled_share(self, component: str) -> float:
+        offered = self.burst_offered.get(component, 0.0)
+        return self.burst_throttled.get(component, 0.0) / offered if offered else 0.0
 
     def throttled_share(self, burst: bool | None = None) -> float:
         kinds = (False, True) if burst is None else (burst,)
@@ -90,6 +113,13 @@ def minute_demand(loads: Iterable[Load]) -> tuple[list[float], list[float]]:
             continue
         starts = range(0, MINUTES, 60) if load.every_hour else [60 * (load.at_hour or 0)]
         each = daily / len(starts)
+        if load.hops:
+            hop = each / load.hops
+            for start in starts:
+                for n in range(load.hops):
+                    second = load.after_seconds + n * hop / load.per_second
+                    bursts[(start + int(second // 60)) % MINUTES] += hop
+            continue
         for start in starts:
             left, minute = each, start
             while left > 1e-9:
@@ -103,6 +133,9 @@ def simulate(unit: str, loads: Sequence[Load], minimum: float, maximum: float, t
     """A day of target tracking for these loads; the units it cannot serve in a minute wait (retried: the SDK,
     the adapters' backoff, the queues) and are offered again the next minute, first."""
     steady, bursts = minute_demand(load for load in loads if load.unit == unit)
+    components = {load.component for load in loads if load.unit == unit and load.burst}
+    by_component = {c: minute_demand(load for load in loads if load.unit == unit and load.component == c)[1]
+                    for c in sorted(components)}
     dimension = Dimension(unit, minimum, maximum, target)
     capacity = max(minimum, min(maximum, math.ceil(steady[0] / 60 / target)))
     credits, backlog, waited = 0.0, 0.0, 0
@@ -126,9 +159,8 @@ def simulate(unit: str, loads: Sequence[Load], minimum: float, maximum: float, t
             hourly[minute // 60] = max(hourly[minute // 60], capacity)
             if day == 1:
                 dimension.longest_wait_minutes = max(dimension.longest_wait_minutes, waited)
-                for burst, part in ((False, steady[minute]), (True, bursts[minute])):
-                    dimension.offered[burst] += part
-                    dimension.throttled[burst] += refused * part / new if new else 0.0
+                dimension.count(steady[minute], bursts[minute],
+                                {c: demand[minute] for c, demand in by_component.items()}, refused)
             if pending is None and len(consumed) >= SCALE_OUT_MINUTES and all(
                     c > target * capacity for c in consumed[-SCALE_OUT_MINUTES:]):
                 wanted = min(maximum, math.ceil(max(consumed[-SCALE_OUT_MINUTES:]) / target))
@@ -152,6 +184,7 @@ class Bounds:
     target: float
     indexes: int
     task_units_per_second: float  # SegmentTasksFunction's pace (crm.adapters.pacing); 0: not paced
+    default_mode: str = "on-demand"  # the TableCapacity a deployment gets unless told
 
 
 def bounds_of(sam: dict[str, Any]) -> Bounds:
@@ -173,7 +206,8 @@ def bounds_of(sam: dict[str, Any]) -> Bounds:
         pace = pace["Fn::If"][1]
     return Bounds({"rru": default("TableMinReadCapacity"), "wru": default("TableMinWriteCapacity")},
                   {"rru": default("TableMaxReadCapacity"), "wru": default("TableMaxWriteCapacity")},
-                  target / 100, indexes, float(pace))
+                  target / 100, indexes, float(pace),
+                  str(parameters.get("TableCapacity", {}).get("Default", "on-demand")))
 
 
 def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load]:
@@ -186,6 +220,27 @@ def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load
     seconds = max(sum(load.monthly for load in run) / per_second,
                   max(load.monthly / load.per_second for load in run))  # a month of runs' seconds
     return [replace(load, per_second=load.monthly / seconds) if load in run else load for load in loads]
+
+
+def chained(loads: Iterable[Load], per_second: float, component: str, hops: int) -> list[Load]:
+    """The component's daily run chained at ``per_second`` units a second, reads and writes together (the meter
+    counts every unit): a first phase of ``hops`` hops that read (the sketch reads every profile), then a second
+    of as many that write (the evaluation; its few reads counted with the first phase's, which makes the read
+    hops a little larger than they are)."""
+    loads = list(loads)
+    run = {load.unit: load for load in loads if load.burst and load.component == component and not load.every_hour}
+    if not run or not per_second:
+        return loads
+    reading = run["rru"].monthly / DAYS_PER_MONTH / per_second if "rru" in run else 0.0
+    return [replace(load, per_second=per_second, hops=hops, after_seconds=reading if load.unit == "wru" else 0.0)
+            if run.get(load.unit) is load else load for load in loads]
+
+
+def run_hours(loads: Iterable[Load], component: str) -> float:
+    """How long a day's run of the component takes, first unit to last (hours)."""
+    run = [load for load in loads if load.burst and load.component == component and not load.every_hour]
+    return max((load.after_seconds + load.monthly / DAYS_PER_MONTH / load.per_second for load in run),
+               default=0.0) / 3600
 
 
 def paced_seconds(loads: Iterable[Load], per_second: float, component: str) -> float:

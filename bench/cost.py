@@ -9,9 +9,10 @@ memory sizes). It measures nothing itself: it prices what the others counted, so
     .venv/bin/python bench/cost.py --template OLD.yaml   # the same counts under another wiring
 
 Its last lines are one line per component, the same DynamoDB units priced as provisioned capacity with auto
-scaling (bench/capacity.py: ``reference store all in, TableCapacity=provisioned: $X.XX per month``) and, last,
-``reference store all in: $X.XX per month (target $15.00)``, on demand (the template's default); the assumed
-monthly mix and the wiring are printed above them. Components whose script has not run here are
+scaling (bench/capacity.py), the bill in the mode the template does not default to (``reference store all in,
+TableCapacity=on-demand: $X.XX per month``) and, last, ``reference store all in: $X.XX per month (target
+$15.00)`` in the template's default mode (provisioned); the assumed monthly mix and the wiring are printed above
+them. Components whose script has not run here are
 named as missing and left out of the total (which then says so).
 """
 
@@ -26,10 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capacity import DIURNAL_UTC, Bounds, Load, bounds_of, index_dollars, paced, paced_seconds, simulate
+from capacity import (
+    DIURNAL_UTC,
+    Bounds,
+    Load,
+    bounds_of,
+    chained,
+    index_dollars,
+    paced,
+    paced_seconds,
+    run_hours,
+    simulate,
+)
 from crm.archive import FIREHOSE_RECORD_BYTES
 from crm.config import Settings
-from crm.segments.runs import DAILY_RUN_HOUR
+from crm.segments.runs import DAILY_RUN_HOUR, MOST_SHARES
 from crm_local.template import read_sam
 from figures import RESULTS, Counts, counts, plain, recorded
 
@@ -79,8 +91,13 @@ AWS_REQUEST_S = 0.010
 # The orders the predictions worker refreshes a profile after: OrderPlaced and OrderRefunded from the bus
 # (template.yaml's PredictionOrdersRule), one each of these arrivals of profile_events' month.
 PREDICTED_AFTER = ("order created (new shopper)", "order created (returning)", "refund")
-RUNS_PER_MONTH = 30  # the daily fit (PredictionsScheduleFunction: cron 02:00 UTC)
-FIT_HOUR = 2
+RUNS_PER_MONTH = 30  # the daily fit (PredictionsScheduleFunction: cron 03:00 UTC, with the segment run)
+FIT_HOUR = 3  # it reads the segment run's work files once the run has read every profile (crm.predictions.daily)
+S3_GET_PER_MILLION = 0.40  # S3 Standard GET requests (the fit's read of the run's work files)
+# Assumed: the fit, queued as the segment run starts, waits on its queue a quarter of an hour at a time until the
+# run has read every profile (an hour, paced): each wait an SQS send, receive and delete, an invocation and the
+# run's two items read (1.5 RRU).
+FIT_WAITS, FIT_WAIT_RRU = 4, 1.5
 # A scheduled run's units come as fast as its tasks read and write: the daily segment run's 412 s of tasks are
 # 4 shares side by side (segment_runs' model), the daily fit's ~100 s one task (predictions_requests); about
 # 100 s either way, unpaced (assumed from those).
@@ -421,7 +438,12 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
         per_profile = counts(run["daily_per_profile"])
         seconds = profiles * (float(run["daily_models_cpu_s_per_profile"]) + requests(per_profile) * AWS_REQUEST_S)
         # A run: the schedule's invocation, one SQS task (send, receive, delete) and the worker's long invocation.
+        s3_gets = per_profile.get(("req", "s3", "GetObject"), 0.0) * profiles * runs
+        waits = FIT_WAITS * runs if s3_gets else 0  # a fit that read the table did not wait
         return (unit_cost(units(per_profile, profiles * runs)) + 3 * runs * PER_MILLION["sqs"] / 1e6
+                + s3_gets * S3_GET_PER_MILLION / 1e6
+                + (waits * 3 * PER_MILLION["sqs"] + waits * PER_MILLION["lambda"] + waits * FIT_WAIT_RRU
+                   * PER_MILLION["rru"]) / 1e6
                 + lambda_cost(wiring, "PredictionsScheduleFunction", runs, HANDLER_MS["OutboxFunction"])
                 + lambda_cost(wiring, "PredictionsFunction", runs, seconds * 1000)), seconds
 
@@ -433,6 +455,13 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
         f"; the same run before the precisions (next order to the day): {requests(before_per_profile):.2f} "
         f"requests, {units(before_per_profile, 1.0).get('wru', 0):.2f} WRU a profile (written "
         f"{before['daily_written_share']:.0%}), ${daily_cost(before)[0]:.2f}")
+    # The same run's before of the fit reading every profile from the table (the fit now reads the segment
+    # run's work files: crm.predictions.daily).
+    table_read = measured.get("daily_before_table_read")
+    if table_read is not None:
+        read_per_profile = counts(table_read["daily_per_profile"])
+        before_note += (f"; the same run reading the table: {units(read_per_profile, 1.0).get('rru', 0):.3f} RRU a "
+                        f"profile, ${daily_cost(table_read)[0]:.2f}")
     orders = sum(n for kind, n in month.mix.items() if kind in PREDICTED_AFTER)
     # The queue's pollers share the orders as the ingest queue's do; a batch reads the kept fit once (a result
     # recorded before the worker read it once a batch counted it in each order's figures).
@@ -601,11 +630,25 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
     for line in lines:
         print(f"{line.component:<{width}}  {_usd(line.dollars)}  {line.how}", file=out)
     total = sum(line.dollars for line in lines)
+    headline = total
     if capacity is not None:
-        print_provisioned(lines, capacity, total, wiring, out)
+        # The last line prices the template's default capacity mode, the line above it the other.
+        provisioned = print_provisioned(lines, capacity, total, wiring, out)
+        if capacity.default_mode == "provisioned":
+            print(f"reference store all in, TableCapacity=on-demand: ${total:.2f} per month", file=out)
+            headline = provisioned
+        else:
+            print(f"reference store all in, TableCapacity=provisioned: ${provisioned:.2f} per month", file=out)
     partial = f" (WITHOUT {', '.join(missing)}: not run here)" if missing else ""
-    print(f"reference store all in: ${total:.2f} per month (target ${TARGET:.2f}){partial}", file=out)
-    return total
+    print(f"reference store all in: ${headline:.2f} per month (target ${TARGET:.2f}){partial}", file=out)
+    return headline
+
+
+# Before this session's queue pacing (template.yaml until 2026-12-05): each of the daily run's tasks slept inside
+# Lambda to keep to 60 units a second, its shares side by side (crm.adapters.pacing's Pacer); a labelled before.
+SLEEPING_TASK_UNITS_PER_SECOND = 60.0
+# A chained hop's Lambda time beyond the work itself (its invocation, the run's record, its rules): assumed.
+HOP_OVERHEAD_MS = 150.0
 
 
 def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wiring: Wiring, out: Any) -> float:
@@ -623,45 +666,55 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
         steady = sum(load.monthly for load in loads if load.unit == unit and not load.burst) / 30
         print(f"  {unit.upper()} a second, 00-23 UTC: "
               + " ".join(f"{steady * w / weight / 3600:.0f}" for w in DIURNAL_UTC), file=out)
-    # The daily segment run's shares go side by side, each task paced (template.yaml, crm.adapters.pacing).
-    shares = math.ceil(REFERENCE_PROFILES / Settings.model_fields["segment_items_per_share"].default)
     run = "segments: daily runs"
-    pace = bounds.task_units_per_second * shares
-    paced_rate = {load.unit: load.per_second for load in paced(loads, pace, run) if load.component == run}
     for load in loads:
         if load.burst:
             when = "every hour" if load.every_hour else f"{load.at_hour:02d}:00 UTC"
             runs = 30 * (24 if load.every_hour else 1)
             print(f"  burst: {load.component} {load.monthly / runs:,.0f} {load.unit.upper()} at {when}, "
-                  f"{load.per_second:,.0f} a second unpaced"
-                  + (f", {paced_rate[load.unit]:,.0f} paced (reads and writes {bounds.task_units_per_second:g} "
-                     f"units a second a task x {shares} shares)" if load.component == run and pace else ""),
-                  file=out)
-    # Paced, the run's tasks wait: Lambda time at their memory.
-    waiting = paced_seconds(loads, pace, run)
+                  f"{load.per_second:,.0f} a second unpaced", file=out)
+    # Before: the run's shares side by side, each task sleeping to keep its pace (Lambda time at its memory).
+    shares = math.ceil(REFERENCE_PROFILES / Settings.model_fields["segment_items_per_share"].default)
+    sleeping_pace = SLEEPING_TASK_UNITS_PER_SECOND * shares
+    waiting = paced_seconds(loads, sleeping_pace, run)
     waiting_dollars = waiting * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
+    # Now: chained, one share per index bucket a phase, the queue holding each next hop back; no task waits.
+    pace = bounds.task_units_per_second
+    hops = 2 * MOST_SHARES * RUNS_PER_MONTH  # a month's hops: two phases of one per bucket
+    unpaced_tasks = 2 * shares * RUNS_PER_MONTH
+    # Each hop beyond the unpaced run's tasks: an SQS send, receive and delete, and an invocation.
+    extra_requests = (hops - unpaced_tasks) * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
+    hop_lambda = hops * HOP_OVERHEAD_MS / 1000 * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
+    hop_dollars = extra_requests + hop_lambda if pace else 0.0
+    layouts = (("before: the run unpaced", loads, 0.0),
+               (f"before: the run's {shares} shares side by side, each task sleeping to keep "
+                f"{SLEEPING_TASK_UNITS_PER_SECOND:g} units a second", paced(loads, sleeping_pace, run),
+                waiting_dollars),
+               (f"now: the run chained on its queue, {pace:g} units a second in hops of one index bucket "
+                f"({MOST_SHARES} a phase)", chained(loads, pace, run, MOST_SHARES), hop_dollars))
     index = index_dollars(bounds)
     figures = {}
-    for label, laid_out in (("before: the run unpaced", loads), ("now: the run paced", paced(loads, pace, run))):
+    for label, laid_out, tasks in layouts:
         dimensions = [simulate(unit, laid_out, bounds.minimum[unit], bounds.maximum[unit], bounds.target)
                       for unit in ("rru", "wru")]
-        figures[label] = sum(d.dollars_a_month for d in dimensions)
+        figures[label] = sum(d.dollars_a_month for d in dimensions) + tasks
+        hours = run_hours(laid_out, run)
         print(f"  auto scaling, {label}: target {bounds.target:.0%}, min {bounds.minimum['rru']:.0f}/"
               f"{bounds.minimum['wru']:.0f}, max {bounds.maximum['rru']:.0f}/{bounds.maximum['wru']:.0f} RCU/WCU: "
-              f"${figures[label]:.2f} a month", file=out)
+              f"${figures[label] - tasks:.2f} a month + its tasks' extra ${tasks:.2f}; the run from "
+              f"{DAILY_RUN_HOUR:02d}:00 UTC takes {hours * 60:,.0f} min", file=out)
         for d in dimensions:
             print(f"    {'RCU' if d.unit == 'rru' else 'WCU'} by hour: "
                   + " ".join(f"{c:.0f}" for c in d.capacity_by_hour)
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
-                    f"units, {d.throttled_share(True):.1%} of the bursts', longest wait {d.longest_wait_minutes} min",
-                  file=out)
-    before, now = figures.values()
-    print(f"  + the index at its minimum ${index:.2f}; + the paced run's waiting, {waiting / 30:,.0f} s of tasks a "
-          f"day, ${waiting_dollars:.2f}; unpaced it would be ${total - on_demand + before + index:.2f} all in",
-          file=out)
-    provisioned = total - on_demand + now + index + waiting_dollars
-    print(f"reference store all in, TableCapacity=provisioned: ${provisioned:.2f} per month", file=out)
-    return provisioned
+                    f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
+                    f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
+    before_unpaced, before_sleeping, now = figures.values()
+    sleeping_all_in = total - on_demand + before_sleeping + index
+    print(f"  + the index at its minimum ${index:.2f}; all in, before: "
+          f"${total - on_demand + before_unpaced + index:.2f} unpaced, ${sleeping_all_in:.2f} with sleeping tasks "
+          f"({waiting / 30:,.0f} s of waiting a day)", file=out)
+    return total - on_demand + now + index
 
 
 def events_per_track_request(events: Mapping[str, Any]) -> float:

@@ -541,7 +541,7 @@ class InProcessQueue:
     def __init__(self) -> None:
         self.tasks: list[RunTask | HourlyTask] = []
 
-    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None:
+    def send(self, tasks: Sequence[RunTask | HourlyTask], delay_seconds: int = 0) -> None:
         self.tasks.extend(tasks)
 
     def drain(self, store: DynamoSegmentStore, segment_runs: DynamoSegmentRuns, clock: Callable[[], datetime]) -> int:

@@ -506,6 +506,7 @@ class FakeSegmentRuns:
         self.kept: dict[tuple[str, str, int], list[tuple[Profile, HeldSegments]]] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, str] = {}
+        self.population_runs: dict[str, str] = {}
         self.sized: dict[tuple[str, str], set[int]] = {}  # shares whose sizes were added
         self.hours_done: dict[str, datetime] = {}
 
@@ -521,7 +522,11 @@ class FakeSegmentRuns:
         return run
 
     def get(self, workspace_id: str, run_id: str) -> SegmentRun | None:
-        return self.runs.get((workspace_id, run_id))
+        run = self.runs.get((workspace_id, run_id))
+        if run is None:
+            return None
+        phase = {RunPhase.SKETCH: "sketched", RunPhase.EVALUATE: "evaluated"}.get(run.phase, "")
+        return run.model_copy(update={"counted": frozenset(self.done.get((workspace_id, run_id, phase), ()))})
 
     def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
         self.sketch_store[(workspace_id, run_id, share)] = sketch
@@ -576,6 +581,7 @@ class FakeSegmentRuns:
         self.runs[(workspace_id, run_id)] = run.model_copy(update={"phase": RunPhase.EVALUATE,
                                                                    "population": population})
         self.populations[workspace_id] = population
+        self.population_runs[workspace_id] = run_id
         return True
 
     def finish(self, workspace_id: str, run_id: str, at: datetime) -> bool:
@@ -599,13 +605,18 @@ class FakeSegmentRuns:
     def population(self, workspace_id: str) -> str | None:
         return self.populations.get(workspace_id)
 
+    def population_run_id(self, workspace_id: str) -> str | None:
+        return self.population_runs.get(workspace_id)
+
 
 class FakeTaskQueue:
     def __init__(self) -> None:
         self.tasks: list[RunTask | HourlyTask] = []
+        self.delays: list[int] = []  # each send's delay, in order
 
-    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None:
+    def send(self, tasks: Sequence[RunTask | HourlyTask], delay_seconds: int = 0) -> None:
         self.tasks.extend(tasks)
+        self.delays.append(delay_seconds)
 
     def drain(self, store: FakeSegmentStore, runs: FakeSegmentRuns, clock: Callable[[], datetime]) -> int:
         """Carry out every queued task (and those they queue), as the task function's workers would."""

@@ -10,12 +10,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
+from crm.adapters.prediction_tasks import send_fit_later
 from crm.adapters.segment_runs import send_tasks
 from crm.clock import utc_now
 from crm.config import settings
 from crm.models.predictions import FitTask
+from crm.predictions.daily import Later, fit_daily
 from crm.predictions.inbox import sort_batch
-from crm.predictions.refresh import Models, refresh_profiles, run_workspace
+from crm.predictions.refresh import Models, refresh_profiles
 
 logger = Logger(service="predictions")
 
@@ -30,20 +32,26 @@ def models() -> Models:
 @logger.inject_lambda_context
 def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Queue a fit of every workspace (one worker each)."""
-    tasks = [FitTask(fit_workspace=workspace_id) for workspace_id in wiring.store_directory().workspaces()]
+    queued_at = utc_now()
+    tasks = [FitTask(fit_workspace=workspace_id, queued_at=queued_at)
+             for workspace_id in wiring.store_directory().workspaces()]
     send_tasks(settings().require("predictions_queue_url"), tasks, "prediction")
     logger.info("prediction fits queued", extra={"workspaces": len(tasks)})
     return {"workspaces": len(tasks)}
 
 
 def _fit(task: FitTask) -> None:
-    outcome = run_workspace(wiring.prediction_store(), wiring.profile_repository(), models(), task.fit_workspace,
-                            utc_now(), wiring.affinity_store())
+    outcome = fit_daily(task, utc_now(), wiring.prediction_store(), wiring.profile_repository(),
+                        wiring.segment_runs(), models(), wiring.affinity_store())
+    if isinstance(outcome, Later):
+        send_fit_later(outcome.task)
+        logger.info("fit waits for the day's segment run", extra={"workspace_id": task.fit_workspace})
+        return
     fit = outcome.fit
     logger.info("workspace fitted", extra={
         "workspace_id": task.fit_workspace, "status": fit.status if fit else None,
         "chosen": fit.chosen if fit else None, "profiles": outcome.profiles, "written": outcome.written,
-        "products_written": outcome.products_written})
+        "products_written": outcome.products_written, "read_from": outcome.read_from})
 
 
 @logger.inject_lambda_context

@@ -38,7 +38,8 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         logger.info("hourly segment runs queued", extra={"workspaces": len(hourly)})
         return {"hourly": len(hourly)}
     started = runs.start_runs(wiring.segment_runs(), wiring.segment_tasks(), wiring.store_directory().workspaces(),
-                              utc_now(), settings().segment_items_per_share, runs.SCHEDULE)
+                              utc_now(), settings().segment_items_per_share, runs.SCHEDULE,
+                              paced=settings().daily_segment_run_paced)
     ids = {workspace_id: run.run_id for workspace_id, run in started.items()}
     logger.info("segment runs started", extra={"runs": ids})
     return {"runs": ids}
@@ -54,7 +55,8 @@ def _carry_out(record: SQSRecord) -> None:
         logger.info("hourly segment run done", extra={"workspace_id": task.workspace_id, "profiles": applied.profiles,
                                                       "entered": applied.entered, "exited": applied.exited})
         return
-    runs.carry_out(task, wiring.segment_store(), wiring.segment_runs(), wiring.segment_tasks(), utc_now)
+    runs.carry_out(task, wiring.segment_store(), wiring.segment_runs(), wiring.segment_tasks(), utc_now,
+                   wiring.segment_task_pause())
     logger.info("segment task done", extra={"task": task.model_dump(mode="json")})
 
 

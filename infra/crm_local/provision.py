@@ -537,9 +537,18 @@ class Provisioner:
         return outputs
 
 
+# Where the local runtime departs from the template's defaults. moto never throttles, so a provisioned table's
+# pacing (the daily segment run chained at the tasks' pace, docs/scale.md) would only make local runs wait:
+# locally the table is on demand unless `crm local --parameter-overrides TableCapacity=provisioned` asks.
+LOCAL_PARAMETERS = {"TableCapacity": "on-demand"}
+
+
 def provision(stack: Stack, stack_name: str = "crm", region: str = "us-east-1",
               parameters: Mapping[str, str] | None = None) -> Provisioned:
-    provisioner = Provisioner(stack, stack_name, region, parameters)
+    """The stack created as the local runtime, its tests and the benches run it (LOCAL_PARAMETERS unless given)."""
+    given = {**{name: value for name, value in LOCAL_PARAMETERS.items() if name in stack.parameters},
+             **(parameters or {})}
+    provisioner = Provisioner(stack, stack_name, region, given)
     provisioner.create_all()
     return Provisioned(
         stack_name=stack_name, region=region, physical=provisioner.physical,

@@ -127,6 +127,7 @@ class LocalRuntime:
         ses_tracking.install(self.api_url)
         os.environ.update(function_environment(self.provisioned, self.log_level))
         os.environ["PUBLIC_API_URL"] = self.api_url  # the links in emails point at the local API
+        os.environ["FIT_RECHECK_SECONDS"] = "0"  # a fit waiting for the segment run looks again at once
         config.reset()
         wiring.reset()
         clients.reset()

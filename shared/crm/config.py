@@ -31,10 +31,16 @@ class Settings(BaseModel):
     segment_tasks_url: str | None = Field(default=None, alias="SEGMENT_TASKS_URL")
     # The predictions function's queue: the schedule's fit of each workspace, and orders placed or refunded.
     predictions_queue_url: str | None = Field(default=None, alias="PREDICTIONS_QUEUE_URL")
+    # How long a daily fit waiting for the segment run's read goes back to its queue for (SQS's longest delay);
+    # `crm local` sets 0: moto's delays are wall-clock time, which the local clock's fast-forward does not move.
+    fit_recheck_seconds: int = Field(default=900, ge=0, le=900, alias="FIT_RECHECK_SECONDS")
     # How many profiles (items of the workspace index) one worker of a segment recomputation reads: about as
     # many as when a worker scanned 500,000 table items (~21 a profile), well inside Lambda's 900 s on
     # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).
     segment_items_per_share: int = Field(default=25_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
+    # The schedule's daily run chained, one share after another at the segment tasks' pace (crm.segments.runs;
+    # template.yaml sets it on a provisioned table only, where the tasks' DYNAMODB_UNITS_PER_SECOND is set).
+    daily_segment_run_paced: bool = Field(default=False, alias="DAILY_SEGMENT_RUN_PACED")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
     # Flows (crm.flows.service): where a wait's one-time schedule goes, and who may put its wake-up there.
     flows_queue_arn: str | None = Field(default=None, alias="FLOWS_QUEUE_ARN")
@@ -92,8 +98,9 @@ class ClientSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    # DynamoDB capacity units a second this process consumes at most on average (crm.adapters.pacing); 0, the
-    # default, does not pace. template.yaml sets it for the segment runs' tasks on a provisioned table only.
+    # DynamoDB capacity units a second a chained segment run's tasks keep to on average, the queue holding each
+    # next share back as long as one ran ahead (crm.adapters.pacing); 0, the default, does not pace.
+    # template.yaml sets it for the segment runs' tasks on a provisioned table only.
     dynamodb_units_per_second: float = Field(default=0.0, ge=0, alias="DYNAMODB_UNITS_PER_SECOND")
 
 

@@ -481,6 +481,11 @@ class SegmentRuns(Protocol):
         """The statistics of the workspace's last run as advance() was given them (None before any)."""
         ...
 
+    def population_run_id(self, workspace_id: str) -> str | None:
+        """The run whose statistics population() gives: the last run whose every share was read and kept
+        (advance() succeeded), so its work files are whole; None before any."""
+        ...
+
 
 class CurrencyStore(Protocol):
     """A workspace's reporting currency and rates, and the jobs that re-derive its profiles' figures."""
@@ -539,7 +544,9 @@ class CurrencyTasks(Protocol):
 
 
 class TaskQueue(Protocol):
-    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None: ...
+    def send(self, tasks: Sequence[RunTask | HourlyTask], delay_seconds: int = 0) -> None:
+        """Queue the tasks, each delivered no sooner than ``delay_seconds`` from now (at most 900)."""
+        ...
 
 
 class RawArchive(Protocol):

@@ -13,6 +13,8 @@ from crm.clock import utc_now
 from crm.config import settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from crm.adapters.links import SqsLinkNotices
     from crm.adapters.secrets import LinkSigningKeys
     from crm.adapters.users import CognitoUsers
@@ -123,6 +125,16 @@ def segment_runs() -> SegmentRuns:
 def segment_tasks() -> TaskQueue:
     from crm.adapters.segment_runs import SqsTaskQueue
     return SqsTaskQueue()
+
+
+def segment_task_pause() -> Callable[[], int]:
+    """From now, how long a chained segment task's next share waits (crm.adapters.pacing; 0 when not paced)."""
+    from crm.adapters.clients import dynamodb_meter
+    meter = dynamodb_meter()
+    if meter is None:
+        return lambda: 0
+    start = meter.reading()
+    return lambda: meter.pause_since(start)
 
 
 @cache

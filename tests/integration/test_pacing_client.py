@@ -1,5 +1,5 @@
-"""A DynamoDB client paced by crm.adapters.pacing asks every consuming call for its consumed capacity and waits
-when the process is ahead of its rate; DYNAMODB_UNITS_PER_SECOND paces the process's shared client."""
+"""A DynamoDB client metered by crm.adapters.pacing asks every consuming call for its consumed capacity and counts
+it, never waiting; DYNAMODB_UNITS_PER_SECOND meters the process's shared client."""
 
 from __future__ import annotations
 
@@ -21,23 +21,18 @@ def _table() -> str:
     return "paced"
 
 
-def test_a_paced_client_waits_for_the_units_it_consumed(aws: None) -> None:
+def test_a_metered_client_counts_the_units_it_consumed_and_waits_for_none(aws: None) -> None:
     table = _table()
-    slept: list[float] = []
     now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    pacing.install(dynamodb, pacing.Pacer(2.0, clock=lambda: now[0], sleep=sleep))
+    meter = pacing.Meter(2.0, clock=lambda: now[0])
+    pacing.install(dynamodb, meter)
+    start = meter.reading()
     answers = [dynamodb.put_item(TableName=table, Item={"pk": {"S": f"p{n}"}}) for n in range(6)]
-    dynamodb.describe_table(TableName=table)  # not a consuming call: not asked for capacity, not paced
+    dynamodb.describe_table(TableName=table)  # not a consuming call: not asked for capacity
     consumed = sum(pacing.units_of(answer) for answer in answers)
-    assert consumed == 6.0
-    # The first second's allowance (2 units) is free; the last call's unit is owed by the next call.
-    assert sum(slept) == pytest.approx((consumed - 2.0 - 1.0) / 2.0)
+    assert consumed == meter.units == 6.0
+    assert now[0] == 0.0 and meter.pause_since(start) == 3  # 6 units at 2 a second: the next share waits 3 s
 
 
 def test_the_setting_paces_the_shared_client_and_its_absence_does_not(aws: None,
@@ -47,7 +42,27 @@ def test_the_setting_paces_the_shared_client_and_its_absence_does_not(aws: None,
     paced = clients.client("dynamodb")
     table = _table()
     answer = paced.put_item(TableName=table, Item={"pk": {"S": "p"}})
-    assert pacing.units_of(answer) == 1.0  # the pacer asked for it
+    assert pacing.units_of(answer) == 1.0  # the meter asked for it
+    meter = clients.dynamodb_meter()
+    assert meter is not None and meter.units == 1.0 and meter.per_second == 25
     monkeypatch.delenv("DYNAMODB_UNITS_PER_SECOND")
     reset_crm_caches()
     assert "ConsumedCapacity" not in clients.client("dynamodb").put_item(TableName=table, Item={"pk": {"S": "q"}})
+    assert clients.dynamodb_meter() is None
+
+
+def test_a_segment_task_asks_for_the_pause_its_own_units_take_at_the_pace(aws: None,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm import wiring
+
+    monkeypatch.setenv("DYNAMODB_UNITS_PER_SECOND", "0.5")
+    reset_crm_caches()
+    table = _table()
+    clients.client("dynamodb").put_item(TableName=table, Item={"pk": {"S": "before"}})  # not the task's
+    pause = wiring.segment_task_pause()
+    for n in range(3):
+        clients.client("dynamodb").put_item(TableName=table, Item={"pk": {"S": f"p{n}"}})
+    assert 4 <= pause() <= 6  # 3 units at half a unit a second, less the moment the calls took
+    monkeypatch.delenv("DYNAMODB_UNITS_PER_SECOND")
+    reset_crm_caches()
+    assert wiring.segment_task_pause()() == 0

@@ -19,18 +19,23 @@ import pytest
 from chalice.test import Client
 from crm.adapters.predictions import DynamoPredictionStore
 from crm.adapters.profiles import DynamoProfileRepository
+from crm.adapters.segment_runs import DynamoSegmentRuns
+from crm.adapters.segments import DynamoSegmentStore
 from crm.adapters.stores import DynamoStoreDirectory
 from crm.ingestion import apply_event
 from crm.models.events import OrderPlaced
 from crm.models.predictions import PredictionSettings
+from crm.models.segment_runs import RunTask
 from crm.models.stores import Platform, StoreRegistration
 from crm.profiles import profile_id_for
+from crm.segments import runs
 from crm.stores import register_store
 from crm_local.event_shapes import sqs_record
 from crm_local.lambdas import LambdaContext, load_handler
 from crm_local.provision import Provisioned
 
 from tests.builders import NOW, order
+from tests.fakes import FakeTaskQueue
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +84,19 @@ class Predictions:
         return self.handlers["PredictionsScheduleFunction"]({}, LambdaContext(
             function_name="PredictionsScheduleFunction"))
 
+    def segment_run(self, workspace_id: str) -> None:
+        """The day's segment run of the workspace at LATER (its tasks carried out here), whose work files the
+        fit reads."""
+        table = self.provisioned.outputs["TableName"]
+        store = DynamoSegmentStore(table)
+        segment_runs = DynamoSegmentRuns(table, self.provisioned.outputs["ArchiveBucketName"])
+        tasks = FakeTaskQueue()
+        runs.start_run(segment_runs, tasks, workspace_id, LATER, 2, runs.SCHEDULE)
+        while tasks.tasks:
+            task = tasks.tasks.pop(0)
+            assert isinstance(task, RunTask)
+            runs.carry_out(task, store, segment_runs, tasks, lambda: LATER)
+
     def drain(self) -> list[dict[str, Any]]:
         """Every queued message through the worker, as Lambda's SQS poller would; the bodies."""
         sqs = boto3.client("sqs", region_name=self.provisioned.region)
@@ -111,6 +129,8 @@ def test_the_schedule_fits_each_workspace_and_an_order_refreshes_its_profile(
     store = DynamoPredictionStore(table)
     store.put_settings(shop.workspace_id, PredictionSettings(min_repeat_buyers=10))
 
+    for workspace in (shop, empty):
+        predictions.segment_run(workspace.workspace_id)
     assert predictions.schedule() == {"workspaces": 2}
     fitted = predictions.drain()
     assert sorted(body["fit_workspace"] for body in fitted) == sorted([shop.workspace_id, empty.workspace_id])
@@ -172,3 +192,41 @@ def test_the_schedule_fits_each_workspace_and_an_order_refreshes_its_profile(
     assert after is not None and after.prediction is not None and after.prediction.p_alive is not None
     assert before.prediction.p_alive is not None and after.prediction.p_alive > before.prediction.p_alive
     assert store.fit(shop.workspace_id) == fit  # predicted with the kept fit, not fitted again
+
+
+def test_the_fit_waits_on_its_queue_for_the_days_segment_run_and_reads_no_profile_from_the_table(
+        provisioned: Provisioned, predictions: Predictions, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = provisioned.outputs["TableName"]
+    directory, repository = DynamoStoreDirectory(table), DynamoProfileRepository(table)
+    shop = register_store(directory, Platform.SHOPIFY, "a.myshopify.com", "secret-a", NOW)
+    kinds = _history(shop, repository)
+    store = DynamoPredictionStore(table)
+    store.put_settings(shop.workspace_id, PredictionSettings(min_repeat_buyers=10))
+    sqs = boto3.client("sqs", region_name=provisioned.region)
+
+    def delayed() -> int:
+        attributes = sqs.get_queue_attributes(QueueUrl=predictions.url, AttributeNames=["All"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+    assert predictions.schedule() == {"workspaces": 1}
+    [waited] = predictions.drain()  # no run yet today: the fit goes back to its queue, a quarter of an hour
+    assert store.fit(shop.workspace_id) is None and delayed() == 1
+
+    predictions.segment_run(shop.workspace_id)
+    # The fit delivered again after its delay (moto keeps the 900 s): the same body, on the worker as Lambda
+    # hands it over; no profile is read from the table (its workspace index is not queried).
+    worker = sys.modules["crm_function_PredictionsFunction"]
+    read_the_table = []
+    monkeypatch.setattr(DynamoProfileRepository, "workspace_profiles",
+                        lambda *args, **kwargs: read_the_table.append(args) or iter(()))
+    predictions.function_env("PredictionsFunction")
+    message = {"messageId": "again", "receiptHandle": "r", "body": json.dumps(waited), "attributes": {},
+               "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": predictions.arn,
+               "awsRegion": provisioned.region}
+    answer = worker.on_message({"Records": [message]}, LambdaContext(function_name="PredictionsFunction"))
+    assert answer == {"batchItemFailures": []} and read_the_table == []
+    fit = store.fit(shop.workspace_id)
+    assert fit is not None and fit.status == "fitted" and fit.customers == 40
+    for profile_id in kinds:
+        profile = repository.get_profile(shop.workspace_id, profile_id)
+        assert profile is not None and profile.prediction is not None and profile.prediction.computed_at == LATER

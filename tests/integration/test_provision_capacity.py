@@ -40,3 +40,14 @@ def test_the_table_is_created_in_either_mode(aws: None, stack: Stack, mode: str)
         (f"table/{name}/index/{index['IndexName']}", "dynamodb:index:WriteCapacityUnits", 4)}
     assert sorted((p["ScalableDimension"], p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"])
                   for p in policies) == sorted((t["ScalableDimension"], 70.0) for t in targets)
+
+
+def test_the_local_runtime_stays_on_demand_unless_asked(aws: None, stack: Stack) -> None:
+    """The template defaults to provisioned, but moto never throttles: locally the daily run would only wait."""
+    assert stack.parameters["TableCapacity"]["Default"] == "provisioned"
+    provisioned = provision(stack, stack_name=f"c{uuid.uuid4().hex[:8]}", region=REGION)
+    table = boto3.client("dynamodb", region_name=REGION).describe_table(
+        TableName=provisioned.physical["Table"].ref)["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert provisioned.functions["SegmentTasksFunction"].environment["DYNAMODB_UNITS_PER_SECOND"] == "0"
+    assert provisioned.functions["SegmentRunsFunction"].environment["DAILY_SEGMENT_RUN_PACED"] == "false"

@@ -70,7 +70,7 @@ def test_the_bounds_are_the_templates(capacity: ModuleType) -> None:
     bounds = capacity.bounds_of(read_sam(TEMPLATE))
     assert bounds.target == 0.7 and bounds.indexes == 1
     assert bounds.minimum == {"rru": 1.0, "wru": 1.0} and bounds.maximum == {"rru": 1000.0, "wru": 1000.0}
-    assert bounds.task_units_per_second > 0
+    assert bounds.task_units_per_second > 0 and bounds.default_mode == "provisioned"
 
 
 def test_the_provisioned_line_sits_above_the_unchanged_headline(cost: ModuleType, capacity: ModuleType,
@@ -110,3 +110,56 @@ def test_a_paced_run_spreads_its_reads_and_writes_over_one_paced_length(capacity
     # A pace the run never reaches changes nothing.
     assert capacity.paced([reads, writes], 10_000, "run") == [reads, writes]
     assert capacity.paced_seconds([reads, writes], 10_000, "run") == 0.0
+
+
+def test_a_chained_run_comes_in_hops_at_its_pace_reads_then_writes(capacity: ModuleType) -> None:
+    reads = capacity.Load("run", "rru", 30 * 160_000, at_hour=3, per_second=1600)
+    writes = capacity.Load("run", "wru", 30 * 32_000, at_hour=3, per_second=320)
+    hourly = capacity.Load("run", "rru", 30 * 24 * 300, every_hour=True, per_second=3)
+    laid_out = capacity.chained([reads, writes, hourly], 20, "run", 32)
+    chained_reads, chained_writes, untouched = laid_out
+    assert untouched == hourly
+    # 5,000-unit read hops every 250 s, then 1,000-unit write hops every 50 s from the reads' end (8,000 s).
+    _, read_minutes = capacity.minute_demand([chained_reads])
+    _, write_minutes = capacity.minute_demand([chained_writes])
+    assert sum(read_minutes) == pytest.approx(160_000) and sum(write_minutes) == pytest.approx(32_000)
+    assert max(read_minutes) == pytest.approx(5_000) and read_minutes.index(5_000) == 180
+    assert write_minutes.index(next(m for m in write_minutes if m)) == 180 + 8_000 // 60
+    assert capacity.run_hours(laid_out, "run") == pytest.approx((160_000 + 32_000) / 20 / 3600)
+    # Unpaced (no pace set) nothing changes.
+    assert capacity.chained([reads, writes], 0, "run", 32) == [reads, writes]
+
+
+def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_line_above_on_demand(
+        cost: ModuleType, capacity: ModuleType, tmp_path: Path) -> None:
+    from tests.unit.test_bench_cost import TEMPLATE as SMALL_TEMPLATE
+
+    template = tmp_path / "template.yaml"
+    template.write_text(SMALL_TEMPLATE)
+    wiring = cost.wiring_of(template)
+    lines = cost.bill(_found(), wiring, 2.0)
+    on_demand_total = sum(line.dollars for line in lines)
+    out = io.StringIO()
+    bounds = capacity.Bounds({"rru": 1, "wru": 1}, {"rru": 1000, "wru": 1000}, 0.7, 1, 20.0, "provisioned")
+    headline = cost.print_bill(_found(), wiring, 2.0, out, capacity=bounds)
+    *_, other, last = out.getvalue().splitlines()
+    assert other == f"reference store all in, TableCapacity=on-demand: ${on_demand_total:.2f} per month"
+    assert last.startswith(f"reference store all in: ${headline:.2f} per month (target $15.00)")
+    assert headline != pytest.approx(on_demand_total)
+    assert "now: the run chained on its queue, 20 units a second" in out.getvalue()
+
+
+def test_each_bursts_throttled_share_is_its_own_and_the_chained_hops_fit_the_burst_credits(
+        capacity: ModuleType) -> None:
+    steady = capacity.Load("steady", "rru", 30 * 24 * 3600 * 10.0)
+    run = capacity.Load("run", "rru", 30 * 150_000, at_hour=3, per_second=1500)
+    fit = capacity.Load("fit", "rru", 30 * 50_000, at_hour=12, per_second=500)
+    unpaced = capacity.simulate("rru", [steady, run, fit], 1, 1000, 0.7)
+    assert unpaced.component_throttled_share("run") > 0.5 and unpaced.component_throttled_share("fit") > 0.5
+    offered = sum(unpaced.burst_offered.values())
+    assert offered == pytest.approx(unpaced.offered[True])
+    assert sum(unpaced.burst_throttled.values()) == pytest.approx(unpaced.throttled[True])
+    # Chained at 20 units a second in 32 hops of ~4,700 units: each hop within what the table keeps unused.
+    chained = capacity.simulate("rru", capacity.chained([steady, run, fit], 20, "run", 32), 1, 1000, 0.7)
+    assert chained.component_throttled_share("run") < 0.05 < unpaced.component_throttled_share("run")
+    assert chained.component_throttled_share("unknown") == 0.0

@@ -1,68 +1,66 @@
-"""crm.adapters.pacing: a process's DynamoDB units held to a rate, with an injected clock and sleeper."""
+"""crm.adapters.pacing: how far a process's DynamoDB units ran ahead of a pace, with an injected clock."""
 
 from __future__ import annotations
 
 import pytest
-from crm.adapters.pacing import Pacer, units_of
+from crm.adapters.pacing import LONGEST_PAUSE_SECONDS, Meter, units_of
 from hypothesis import given
 from hypothesis import strategies as st
 
 
-class FakeTime:
+class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
-        self.slept: list[float] = []
 
-    def clock(self) -> float:
+    def __call__(self) -> float:
         return self.now
 
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+
+def test_work_within_the_pace_asks_no_pause() -> None:
+    clock = FakeClock()
+    meter = Meter(10, clock)
+    start = meter.reading()
+    meter.consumed(50.0)
+    clock.now += 5.0
+    assert meter.pause_since(start) == 0
 
 
-def test_within_the_rate_nothing_waits() -> None:
-    time = FakeTime()
-    pacer = Pacer(10, time.clock, time.sleep)
-    for _ in range(20):
-        pacer.wait_for_allowance()
-        pacer.consumed(1.0)
-        time.now += 0.1
-    assert time.slept == []
+def test_a_burst_asks_for_the_seconds_its_units_take_at_the_pace_less_those_it_took() -> None:
+    clock = FakeClock()
+    meter = Meter(20, clock)
+    meter.consumed(999.0)  # before the task: not its units
+    start = meter.reading()
+    meter.consumed(3_200.0)  # a bucket of profiles read in 4 s
+    clock.now += 4.0
+    assert meter.pause_since(start) == 156  # 3,200 / 20 = 160 s of pace
 
 
-def test_a_call_over_the_rate_makes_the_next_one_wait_for_the_units_it_owes() -> None:
-    time = FakeTime()
-    pacer = Pacer(10, time.clock, time.sleep)
-    pacer.wait_for_allowance()
-    pacer.consumed(35.0)  # a batch read: 25 units over the second's allowance
-    pacer.wait_for_allowance()
-    assert time.slept == [pytest.approx(2.5)]
+def test_the_pause_is_at_most_what_a_queue_can_hold_a_message_back() -> None:
+    clock = FakeClock()
+    meter = Meter(1, clock)
+    start = meter.reading()
+    meter.consumed(10_000.0)
+    assert meter.pause_since(start) == LONGEST_PAUSE_SECONDS == 900
 
 
-def test_an_idle_process_saves_up_no_more_than_a_second() -> None:
-    time = FakeTime()
-    pacer = Pacer(10, time.clock, time.sleep)
-    pacer.wait_for_allowance()
-    time.now += 3600
-    pacer.consumed(30.0)
-    pacer.wait_for_allowance()
-    assert time.slept == [pytest.approx(2.0)]
-
-
-@given(st.lists(st.tuples(st.floats(0, 50), st.floats(0, 2)), min_size=1, max_size=40))
-def test_over_any_run_the_rate_is_kept_to_within_a_second_of_allowance(calls: list[tuple[float, float]]) -> None:
-    time = FakeTime()
-    pacer = Pacer(10, time.clock, time.sleep)
+@given(st.lists(st.tuples(st.floats(0, 5_000), st.floats(0, 60)), min_size=1, max_size=40),
+       st.floats(1, 100))
+def test_work_and_its_pauses_together_keep_to_the_pace(hops: list[tuple[float, float]], pace: float) -> None:
+    """A chain of tasks each followed by the pause it asks: its units over its time stay within the pace (as
+    long as no pause is cut short by the queue's limit)."""
+    clock = FakeClock()
+    meter = Meter(pace, clock)
     consumed = 0.0
-    for units, pause in calls:
-        pacer.wait_for_allowance()
-        pacer.consumed(units)
+    for units, seconds in hops:
+        start = meter.reading()
+        meter.consumed(units)
         consumed += units
-        time.now += pause
-    pacer.wait_for_allowance()
-    # Every unit but the first second's allowance was waited for.
-    assert consumed <= 10 * (time.now + 1) + 1e-6
+        clock.now += seconds
+        pause = meter.pause_since(start)
+        if pause == LONGEST_PAUSE_SECONDS:
+            return
+        clock.now += pause
+    assert consumed <= pace * clock.now + 1e-6
 
 
 def test_units_are_read_from_one_table_or_several() -> None:
@@ -71,6 +69,6 @@ def test_units_are_read_from_one_table_or_several() -> None:
     assert units_of({}) == 0.0
 
 
-def test_a_rate_must_be_positive() -> None:
+def test_a_pace_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
-        Pacer(0)
+        Meter(0)

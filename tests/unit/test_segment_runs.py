@@ -16,7 +16,7 @@ from crm.adapters import keys
 from crm.ingestion import apply_event
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.profile import Profile
-from crm.models.segment_runs import RunPhase, SegmentRun
+from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
 from crm.models.segments import HeldSegments, SegmentRecord
 from crm.ports import Change, ConcurrentUpdate
 from crm.segments import runs
@@ -214,6 +214,64 @@ def test_one_run_at_a_time_per_workspace_and_a_stale_one_is_replaced() -> None:
     assert other.run_id != first.run_id
     late = runs.start_run(segment_runs, tasks, WS, NOW + runs.RUN_STALE_AFTER + DAY, 2, "schedule")
     assert late.run_id != first.run_id
+
+
+def test_a_chained_run_goes_one_share_at_a_time_each_handed_on_after_the_pause_its_task_asks() -> None:
+    _, one = world_of(POPULATION)
+    _, chained = world_of(POPULATION)
+    single = run_all(one, NOW)
+    segment_runs, tasks = FakeSegmentRuns(items=len(POPULATION)), FakeTaskQueue()
+    [started] = runs.start_runs(segment_runs, tasks, [WS], NOW, 25_000, runs.SCHEDULE, paced=True).values()
+    assert started.shares == runs.MOST_SHARES and len(tasks.tasks) == 1  # one share per index bucket
+    pauses = iter(range(1, 1000))
+    carried = []
+    while tasks.tasks:
+        assert len(tasks.tasks) == 1  # never two shares side by side
+        task = tasks.tasks.pop(0)
+        assert isinstance(task, RunTask) and task.chained
+        carried.append((task.phase, task.share))
+        runs.carry_out(task, chained, segment_runs, tasks, lambda: NOW, lambda: next(pauses))
+    assert carried == [(phase, share) for phase in (RunPhase.SKETCH, RunPhase.EVALUATE)
+                       for share in range(runs.MOST_SHARES)]
+    # The start's task went at once; every later one after the pause the task before it asked for.
+    assert tasks.delays == list(range(0, 2 * runs.MOST_SHARES))
+    done = segment_runs.get(WS, started.run_id)
+    assert done is not None and done.phase is RunPhase.DONE
+    assert members(chained) == members(one) and members(one)
+    assert (done.profiles, done.entered, done.exited) == (single.profiles, single.entered, single.exited)
+    for sid, ids in members(chained).items():
+        record = chained.get(WS, sid)
+        assert record is not None and record.size == len(ids)
+
+
+def test_a_chained_share_delivered_again_hands_on_again_until_counted_and_counts_once() -> None:
+    repository, _ = world_of(POPULATION)
+    store, segment_runs, tasks = CountingReads(repository), FakeSegmentRuns(), FakeTaskQueue()
+    run = runs.start_run(segment_runs, tasks, WS, NOW, 3, runs.SCHEDULE, chained=True)
+    first = tasks.tasks.pop(0)
+    assert isinstance(first, RunTask)
+
+    # The worker dies after handing share 1 on and before counting share 0: SQS delivers share 0 again.
+    counted = segment_runs.sketched
+    segment_runs.sketched = lambda *args: (_ for _ in ()).throw(RuntimeError("killed"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="killed"):
+        runs.carry_out(first, store, segment_runs, tasks, lambda: NOW)
+    segment_runs.sketched = counted  # type: ignore[method-assign]
+    runs.carry_out(first, store, segment_runs, tasks, lambda: NOW)
+    assert [(t.share, t.phase) for t in tasks.tasks if isinstance(t, RunTask)] == [(1, RunPhase.SKETCH)] * 2
+    reads = store.share_reads
+    runs.carry_out(first, store, segment_runs, tasks, lambda: NOW)  # counted now: nothing to do
+    assert store.share_reads == reads and len(tasks.tasks) == 2
+    while tasks.tasks:  # share 1 twice: the second delivery finds it counted and stops there
+        task = tasks.tasks.pop(0)
+        assert isinstance(task, RunTask)
+        runs.carry_out(task, store, segment_runs, tasks, lambda: NOW)
+    done = segment_runs.get(WS, run.run_id)
+    assert done is not None and (done.phase, done.sketched, done.evaluated) == (RunPhase.DONE, 3, 3)
+    assert done.profiles == len(POPULATION)
+    _, fresh = world_of(POPULATION)
+    run_all(fresh, NOW)
+    assert members(store) == members(fresh)
 
 
 def test_shares_scale_with_the_index_up_to_its_buckets() -> None:

@@ -15,6 +15,7 @@ from crm.adapters.bigcommerce import TIMEOUT_SECONDS as BIGCOMMERCE_TIMEOUT_SECO
 from crm.adapters.segments import EXPIRES_AT
 from crm.config import Settings
 from crm.segments.exports import EXPORT_FILES_KEPT_DAYS, GIVE_UP_AFTER
+from crm.segments.runs import DAILY_RUN_HOUR
 from crm_local.lambdas import load_handler
 from crm_local.provision import Provisioner
 from crm_local.template import Stack
@@ -75,9 +76,10 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
         ("iam:PassRole", "FlowsSchedulerRole"), ("sqs:ReceiveMessage", "FlowsQueue")}),
     "PredictionsScheduleFunction": ({"TABLE_NAME", "PREDICTIONS_QUEUE_URL"},
                                     {("dynamodb:Query", "Table"), ("sqs:SendMessage", "PredictionsQueue")}),
-    "PredictionsFunction": ({"TABLE_NAME"}, {
+    "PredictionsFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "PREDICTIONS_QUEUE_URL"}, {
         *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem")),
-        ("sqs:ReceiveMessage", "PredictionsQueue")}),
+        ("sqs:ReceiveMessage", "PredictionsQueue"), ("sqs:SendMessage", "PredictionsQueue"),
+        ("s3:GetObject", "ArchiveBucket")}),
     "ConsoleFunction": ({"TABLE_NAME", "SEGMENT_TASKS_URL", "CONSOLE_USER_POOL_ID", "CONSOLE_CLIENT_ID",
                          "CONSOLE_SESSION_SECRET"}, {
         *((f"dynamodb:{action}", "Table") for action in ("GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem",
@@ -418,6 +420,15 @@ def test_functions_share_the_crm_layer_and_only_those_that_fit_carry_the_science
         assert stack.resources[name]["Properties"]["Layers"] == [{"Ref": crm}, *fitting], name
     assert Path(stack.code_paths["CrmLayer"]) == TEMPLATE.parent / "shared"
     assert Path(stack.code_paths["ScienceLayer"]) == TEMPLATE.parent / "layers" / "science"
+
+
+def test_the_daily_fit_is_queued_at_the_segment_runs_hour(stack: Stack) -> None:
+    """The fit reads the profiles the day's segment run read (crm.predictions.daily): it is queued at the
+    run's hour and waits for it; queued hours later it would find the run's files from the day before."""
+    rules = [r["Properties"] for r in stack.of_type("AWS::Events::Rule").values()
+             if any(t["Arn"] == {"Fn::GetAtt": ["PredictionsScheduleFunction", "Arn"]}
+                    for t in r["Properties"]["Targets"])]
+    assert [rule["ScheduleExpression"] for rule in rules] == [f"cron(0 {DAILY_RUN_HOUR} * * ? *)"]
 
 
 def test_predictions_function_gathers_a_minute_of_orders_within_the_queues_visibility(stack: Stack) -> None:

@@ -1,6 +1,6 @@
-"""template.yaml's TableCapacity: on-demand by default; provisioned, the table and its index get capacity that
-Application Auto Scaling tracks at 70 % between the parameters' bounds. Both modes lint and translate, and the
-local runtime resolves the table each way (docs/scale.md)."""
+"""template.yaml's TableCapacity: provisioned by default, the table and its index getting capacity that
+Application Auto Scaling tracks at 70 % between the parameters' bounds; on demand, none. Both modes lint and
+translate, and the local runtime resolves the table each way (docs/scale.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ SCALING = {"TableReadScaling": ("dynamodb:table:ReadCapacityUnits", "DynamoDBRea
 
 def _defaulting_to(mode: str) -> str:
     text = TEMPLATE.read_text()
-    default = "    Default: on-demand\n    AllowedValues: [on-demand, provisioned]\n"
+    default = "    Default: provisioned\n    AllowedValues: [on-demand, provisioned]\n"
     assert text.count(default) == 1
     return text.replace(default, f"    Default: {mode}\n    AllowedValues: [on-demand, provisioned]\n")
 
@@ -32,8 +32,8 @@ def test_cfn_lint_passes_in_either_mode(mode: str) -> None:
     assert [str(m) for m in lint(_defaulting_to(mode), regions=["us-east-1"])] == []
 
 
-def test_on_demand_is_the_default(stack: Stack) -> None:
-    assert stack.parameters["TableCapacity"]["Default"] == "on-demand"
+def test_provisioned_is_the_default(stack: Stack) -> None:
+    assert stack.parameters["TableCapacity"]["Default"] == "provisioned"
     assert set(stack.parameters["TableCapacity"]["AllowedValues"]) == {"on-demand", "provisioned"}
 
 
@@ -43,7 +43,7 @@ def _table(stack: Stack, parameters: dict[str, str]) -> tuple[dict[str, Any], Pr
 
 
 def test_on_demand_the_table_and_its_index_have_no_capacity_and_nothing_scales(stack: Stack) -> None:
-    table, provisioner = _table(stack, {})
+    table, provisioner = _table(stack, {"TableCapacity": "on-demand"})
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert "ProvisionedThroughput" not in table
     assert all("ProvisionedThroughput" not in index for index in table["GlobalSecondaryIndexes"])
@@ -98,12 +98,19 @@ def test_the_segment_runs_tasks_are_paced_on_a_provisioned_table_only(stack: Sta
     assert paced == ["SegmentTasksFunction"]
 
 
-def test_a_paced_task_still_ends_its_share_well_within_the_timeout(stack: Stack) -> None:
-    # bench/segment_runs: a daily run reads ~1.53 RRU and writes ~0.22 WRU a profile; a task of one share may do
-    # all of its reading and writing (a run that reads each profile once), and a share is at most this many items.
-    units_per_item = 1.75
-    function = stack.resources["SegmentTasksFunction"]["Properties"]
-    pace = float(Provisioner(stack, "capacity", "us-east-1", {"TableCapacity": "provisioned"}).resolver.resolve(
-        function["Environment"]["Variables"]["DYNAMODB_UNITS_PER_SECOND"]))
-    items = Settings.model_fields["segment_items_per_share"].default
-    assert items * units_per_item / pace <= function["Timeout"] / 1.2
+def test_provisioned_by_default_the_daily_run_is_chained_at_a_pace_whose_hops_a_queue_can_hold_back(
+        stack: Stack) -> None:
+    """Each hop reads (or writes) one index bucket at once and asks the queue to hold the next back for its
+    units at the pace; SQS holds a message at most 900 s, so a bucket at the reference size must fit in that."""
+    def variable(function: str, name: str, parameters: dict[str, str]) -> Any:
+        variables = stack.resources[function]["Properties"]["Environment"]["Variables"]
+        return Provisioner(stack, "capacity", "us-east-1", parameters).resolver.resolve(variables[name])
+
+    paced = {mode: variable("SegmentRunsFunction", "DAILY_SEGMENT_RUN_PACED", {"TableCapacity": mode})
+             for mode in ("on-demand", "provisioned")}
+    assert paced == {"on-demand": "false", "provisioned": "true"}
+    assert Settings.model_validate({"TABLE_NAME": "t", "DAILY_SEGMENT_RUN_PACED": "true"}).daily_segment_run_paced
+    pace = float(variable("SegmentTasksFunction", "DYNAMODB_UNITS_PER_SECOND", {}))
+    # bench/segment_runs: a daily run reads ~1.02 RRU a profile (phase 1) at 100k profiles over 32 buckets.
+    units_a_bucket = 100_000 / 32 * 1.02
+    assert 0 < units_a_bucket / pace <= 900

@@ -20,6 +20,7 @@ from crm.config import client_settings
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
+_meters: dict[str, pacing.Meter] = {}
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
 # Presigned S3 URLs are signed with SigV4 (botocore still presigns with SigV2 by default, which newer
 # regions refuse and which cannot say how long it is valid in the URL itself).
@@ -37,9 +38,16 @@ def client(service: str) -> Any:
                     service, config=_CONFIGS.get(service, _RETRIES))
                 rate = client_settings().dynamodb_units_per_second
                 if service == "dynamodb" and rate:
-                    pacing.install(found, pacing.Pacer(rate))
+                    _meters[service] = pacing.Meter(rate)
+                    pacing.install(found, _meters[service])
                 _clients[service] = found
     return found
+
+
+def dynamodb_meter() -> pacing.Meter | None:
+    """What the process's DynamoDB client consumed, when a pace is set (DYNAMODB_UNITS_PER_SECOND)."""
+    client("dynamodb")
+    return _meters.get("dynamodb")
 
 
 def query_items(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -67,3 +75,4 @@ def reset() -> None:
     """Drop the clients (after the endpoint or credentials change)."""
     with _lock:
         _clients.clear()
+        _meters.clear()

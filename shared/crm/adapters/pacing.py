@@ -1,54 +1,60 @@
-"""A process's DynamoDB consumption held to a rate, so that a long scheduled job (the daily segment run's
-tasks) leaves a provisioned table's capacity to the webhooks' consumers (docs/scale.md).
+"""How far a process's DynamoDB consumption runs ahead of a pace, so that the daily segment run's chained tasks
+(crm.segments.runs) leave a provisioned table's capacity to the webhooks' consumers (docs/scale.md).
 
-DynamoDB says what each call consumed when asked (``ReturnConsumedCapacity``); the pacer asks on every call that
-can answer, counts the units, and before the next call waits as long as the process is ahead of its rate. The
-allowance refills at ``per_second`` and holds at most one second of it, so an idle container does not save up a
-burst. The clock and the sleeper are injected: tests never wait.
+DynamoDB says what each call consumed when asked (``ReturnConsumedCapacity``); the meter asks on every call that
+can answer and counts the units. Nothing here waits: a task reads its share as fast as the table serves it (one
+index bucket, within DynamoDB's burst credits) and then asks how long the next share should wait, which the
+queue does for it (SQS DelaySeconds), so no Lambda is billed for waiting. The clock is injected: tests never
+wait.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # The operations that report consumed capacity when asked; any other (DescribeTable...) refuses the parameter.
 CONSUMING = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem",
              "TransactGetItems", "TransactWriteItems")
+# The longest a message can be held back on a queue (SQS's DelaySeconds).
+LONGEST_PAUSE_SECONDS = 900
 
 
-class Pacer:
-    """At most ``per_second`` units a second on average, one second's worth at once."""
+@dataclass(frozen=True)
+class Reading:
+    units: float
+    at: float
 
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+
+class Meter:
+    """The units a process consumed, and how long it would have to stop to be back at ``per_second``."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         if per_second <= 0:
-            raise ValueError("a pacer needs a positive rate")
+            raise ValueError("a pace needs a positive rate")
         self.per_second = per_second
-        self.clock, self.sleep = clock, sleep
-        self._allowance = per_second
-        self._last: float | None = None
+        self.clock = clock
+        self.units = 0.0
         self._lock = threading.Lock()
-
-    def wait_for_allowance(self) -> None:
-        """Before a call: wait until the units already consumed are within the rate."""
-        with self._lock:
-            owed = -self._refilled() / self.per_second
-        if owed > 0:
-            self.sleep(owed)
 
     def consumed(self, units: float) -> None:
         with self._lock:
-            self._allowance = self._refilled() - units
+            self.units += units
 
-    def _refilled(self) -> float:
-        now = self.clock()
-        if self._last is not None:
-            self._allowance = min(self.per_second, self._allowance + (now - self._last) * self.per_second)
-        self._last = now
-        return self._allowance
+    def reading(self) -> Reading:
+        with self._lock:
+            return Reading(self.units, self.clock())
+
+    def pause_since(self, start: Reading) -> int:
+        """Whole seconds the work since ``start`` ran ahead of the pace (0 when it did not), at most what a queue
+        can hold a message back: consumed units take ``units / per_second`` seconds at the pace."""
+        now = self.reading()
+        ahead = (now.units - start.units) / self.per_second - (now.at - start.at)
+        return min(LONGEST_PAUSE_SECONDS, max(0, math.ceil(ahead)))
 
 
 def units_of(answer: Mapping[str, Any]) -> float:
@@ -57,15 +63,14 @@ def units_of(answer: Mapping[str, Any]) -> float:
     return sum(float(c.get("CapacityUnits", 0.0)) for c in ([reported] if isinstance(reported, dict) else reported))
 
 
-def install(dynamodb: Any, pacer: Pacer) -> None:
-    """Pace every consuming call of this boto3 DynamoDB client."""
+def install(dynamodb: Any, meter: Meter) -> None:
+    """Count every consuming call of this boto3 DynamoDB client."""
 
     def ask(params: dict[str, Any], **_: Any) -> None:
-        pacer.wait_for_allowance()
         params.setdefault("ReturnConsumedCapacity", "TOTAL")
 
     def count(parsed: Mapping[str, Any], **_: Any) -> None:
-        pacer.consumed(units_of(parsed))
+        meter.consumed(units_of(parsed))
 
     for operation in CONSUMING:
         dynamodb.meta.events.register(f"provide-client-params.dynamodb.{operation}", ask)

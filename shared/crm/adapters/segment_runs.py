@@ -208,6 +208,11 @@ class DynamoSegmentRuns:
             return None
         return str(found["Item"]["population"]["S"])
 
+    def population_run_id(self, workspace_id: str) -> str | None:
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.segment_population(workspace_id)),
+                                            ProjectionExpression="run_id")
+        return str(found["Item"]["run_id"]["S"]) if "Item" in found else None
+
 
 class _Kept(BaseModel):
     """One line of a share's kept profiles."""
@@ -225,16 +230,21 @@ def _run(item: Item) -> SegmentRun:
     fields["sizes"] = {k.removeprefix(_SIZE_PREFIX): int(v) for k, v in item.items() if k.startswith(_SIZE_PREFIX)}
     fields["sketched"] = len(item.get("sketched_shares", ()))
     fields["evaluated"] = len(item.get("evaluated_shares", ()))
+    phase_done = {RunPhase.SKETCH: "sketched_shares", RunPhase.EVALUATE: "evaluated_shares"}.get(
+        RunPhase(item.get("phase", RunPhase.SKETCH)))
+    fields["counted"] = frozenset(int(share) for share in item.get(phase_done, ())) if phase_done else frozenset()
     if "population" in item:
         fields["population"] = str(item["population"])
     return SegmentRun.model_validate(fields)
 
 
-def send_tasks(queue_url: str | None, tasks: Sequence[BaseModel], kind: str) -> None:
-    """Tasks onto the segment task queue (its URL from settings unless given), ten to a request."""
+def send_tasks(queue_url: str | None, tasks: Sequence[BaseModel], kind: str, delay_seconds: int = 0) -> None:
+    """Tasks onto the segment task queue (its URL from settings unless given), ten to a request, each delivered
+    no sooner than ``delay_seconds`` from now (SQS's DelaySeconds: 0 to 900)."""
     url = queue_url or settings().require("segment_tasks_url")
+    delay = {"DelaySeconds": delay_seconds} if delay_seconds else {}
     for start in range(0, len(tasks), 10):
-        batch = [{"Id": str(i), "MessageBody": json.dumps(t.model_dump(mode="json"))}
+        batch = [{"Id": str(i), "MessageBody": json.dumps(t.model_dump(mode="json")), **delay}
                  for i, t in enumerate(tasks[start:start + 10])]
         answer = client("sqs").send_message_batch(QueueUrl=url, Entries=batch)
         if answer.get("Failed"):
@@ -245,5 +255,5 @@ class SqsTaskQueue:
     def __init__(self, queue_url: str | None = None) -> None:
         self._url = queue_url
 
-    def send(self, tasks: Sequence[RunTask | HourlyTask]) -> None:
-        send_tasks(self._url, tasks, "segment")
+    def send(self, tasks: Sequence[RunTask | HourlyTask], delay_seconds: int = 0) -> None:
+        send_tasks(self._url, tasks, "segment", delay_seconds)

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crm.clock import UtcDateTime
+
 ModelName = Literal["bgnbd", "mbgnbd"]
 PredictionState = Literal["predicted", "insufficient_history", "workspace_not_fitted"]
 FitState = Literal["fitted", "too_few_repeat_buyers", "no_orders"]
@@ -87,3 +89,7 @@ class FitTask(BaseModel):
 
     fit_workspace: str
     reason: str = "schedule"
+    # When the schedule queued it: the fit reads the profiles the day's segment run read after about then
+    # (crm.predictions.daily); a task without it (queued by hand) reads the table at once.
+    queued_at: UtcDateTime | None = None
+    waited: int = Field(default=0, ge=0)  # how often it went back to its queue to wait for the segment run

@@ -42,6 +42,10 @@ class SegmentRun(BaseModel):
     # so that what was asked is computed with everything changed before the asking.
     rerun: bool = False
     next_run_id: str | None = None
+    # The shares counted in the run's current phase (a chained task delivered again after its share was counted
+    # has nothing left to do: the next share was handed on before this one was counted). Read from the sets the
+    # run's record keeps, never stored as a field of its own.
+    counted: frozenset[int] = Field(default=frozenset(), exclude=True)
 
 
 class RunTask(BaseModel):
@@ -54,6 +58,10 @@ class RunTask(BaseModel):
     phase: RunPhase
     share: int = Field(ge=0)
     shares: int = Field(ge=1)
+    # The shares one after another, not side by side: each task hands the next share back to the queue, delayed
+    # as long as its own share ran ahead of the pace (crm.segments.runs, docs/scale.md). The schedule's daily run
+    # on a provisioned table is chained; a run someone asked for is not.
+    chained: bool = False
 
 
 class HourlyTask(BaseModel):

@@ -59,6 +59,7 @@ class Outcome:
     written: int
     fit: WorkspaceFit | None = None
     products_written: int = 0  # products whose related products were written (new, moved or gone)
+    read_from: str = "table"  # where the daily fit read the profiles: the table, or a segment run's id
 
 
 def _figure_moved(old: Decimal | None, new: Decimal | None, step: Decimal, share: Decimal = Decimal(0)) -> bool:
@@ -139,11 +140,17 @@ def _refresh_affinity(affinity: AffinityStore, workspace_id: str, held: Mapping[
 
 
 def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
-                  now: datetime, affinity: AffinityStore | None = None) -> Outcome:
+                  now: datetime, affinity: AffinityStore | None = None,
+                  snapshot: Iterable[Profile] | None = None) -> Outcome:
     """Fit the workspace on every live profile's history, keep the fit, and write what moved; with
-    ``affinity``, the products bought together from the same read of the profiles."""
+    ``affinity``, the products bought together from the same read of the profiles.
+
+    ``snapshot``: the workspace's profiles as read a little earlier (the day's segment run's work files,
+    crm.segments.snapshot), in place of a read of the table. Each write is guarded by the revision the
+    snapshot holds, so a profile written since is read again and predicted on what it holds now."""
     settings = store.settings(workspace_id) or PredictionSettings()
-    held = {p.profile_id: p for p in profiles.workspace_profiles(workspace_id)}
+    read = profiles.workspace_profiles(workspace_id) if snapshot is None else snapshot
+    held = {p.profile_id: p for p in read if p.merged_into is None}  # every profile read before any write
     products_written = _refresh_affinity(affinity, workspace_id, held, now) if affinity is not None else 0
     histories: dict[str, History] = {pid: history_of(p) for pid, p in held.items()}
     fit = models.fit(workspace_id, histories, now, settings)

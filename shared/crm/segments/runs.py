@@ -13,6 +13,10 @@ store reads a share from the workspace's own index, never the whole table):
 2. evaluate: each share decides every segment for each of its kept profiles at the run's instant and writes
    only the differences. The share that finishes last records each segment's computation and ends the run.
 
+A *chained* run (the schedule's daily run on a provisioned table) does each phase one share after another, each
+task queueing the next share, held back by the pause its own share asks (crm.adapters.pacing), before it counts
+its own: the run keeps to a pace of capacity units without any task waiting.
+
 Both paths decide through :func:`crm.segments.membership.change_for` and write under the version of the
 profile's set of segments, so neither overwrites a decision it has not seen. Every task may be delivered
 twice: a share is counted once, a phase moves on once, and a write that changes nothing is not made.
@@ -41,12 +45,20 @@ from crm.segments.membership import Rules, change_for, memberships_of, membershi
 
 # A share's profiles are decided this many at a time: columns of this length, and no more held at once.
 EVALUATED_TOGETHER = 2_000
-# A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh.
-RUN_STALE_AFTER = timedelta(hours=1)
+# A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh. A chained
+# run (the daily run on a provisioned table) takes about two hours at the reference store's size.
+RUN_STALE_AFTER = timedelta(hours=3)
 # No more shares than the workspace index has buckets (crm.adapters.keys.WORKSPACE_BUCKETS): a share reads
 # whole buckets.
 MOST_SHARES = 32
 CONFLICT_RETRIES = 3
+# A chained task's answer to "how long should the next share wait?": the seconds it ran ahead of its pace
+# (crm.adapters.pacing measures it; at most SQS's 900 s). No task waits itself: the queue holds the next one.
+Pause = Callable[[], int]
+
+
+def _no_pause() -> int:
+    return 0
 
 
 def shares_for(profiles: int, profiles_per_share: int) -> int:
@@ -77,8 +89,9 @@ SCHEDULE = "schedule"
 
 
 def start_run(runs: SegmentRuns, tasks: TaskQueue, workspace_id: str, now: datetime, shares: int,
-              reason: str) -> SegmentRun:
+              reason: str, chained: bool = False) -> SegmentRun:
     """Start a run of the workspace, or return the one already under way (one at a time per workspace).
+    A chained run queues its first share only: each share hands the next one on (``RunTask.chained``).
 
     A request that finds a run under way (other than the schedule's own) asks for another run after it:
     the one under way may have read the segments before the change that prompted the request. The run
@@ -87,33 +100,47 @@ def start_run(runs: SegmentRuns, tasks: TaskQueue, workspace_id: str, now: datet
                      started_at=now)
     started = runs.start(run, now - RUN_STALE_AFTER)
     if started.run_id == run.run_id:
-        tasks.send([RunTask(workspace_id=workspace_id, run_id=run.run_id, phase=RunPhase.SKETCH, share=share,
-                            shares=shares) for share in range(shares)])
+        tasks.send(_phase_tasks(workspace_id, run.run_id, RunPhase.SKETCH, shares, chained))
     elif reason != SCHEDULE:
         runs.request_rerun(workspace_id, started.run_id)
     return started
 
 
 def start_runs(runs: SegmentRuns, tasks: TaskQueue, workspace_ids: Iterable[str], now: datetime,
-               items_per_share: int, reason: str) -> dict[str, SegmentRun]:
-    """A run of each workspace (see start_run), fanned out over as many shares as the index's size asks."""
-    shares = shares_for(runs.indexed_profiles(), items_per_share)
-    return {ws: start_run(runs, tasks, ws, now, shares, reason) for ws in workspace_ids}
+               items_per_share: int, reason: str, paced: bool = False) -> dict[str, SegmentRun]:
+    """A run of each workspace (see start_run), fanned out over as many shares as the index's size asks; or,
+    ``paced``, chained over one share per index bucket, the smallest hop a share can be."""
+    shares = MOST_SHARES if paced else shares_for(runs.indexed_profiles(), items_per_share)
+    return {ws: start_run(runs, tasks, ws, now, shares, reason, paced) for ws in workspace_ids}
+
+
+def _phase_tasks(workspace_id: str, run_id: str, phase: RunPhase, shares: int, chained: bool) -> list[RunTask]:
+    return [RunTask(workspace_id=workspace_id, run_id=run_id, phase=phase, share=share, shares=shares,
+                    chained=chained) for share in range(1 if chained else shares)]
+
+
+def _hand_on(task: RunTask, tasks: TaskQueue, pause: Pause) -> None:
+    """A chained task queues the next share before its own is counted: a crash in between leaves the task to be
+    delivered again, which hands the share on again (a share counted already is skipped: see carry_out)."""
+    if task.chained and task.share + 1 < task.shares:
+        tasks.send([task.model_copy(update={"share": task.share + 1})], pause())
 
 
 def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
-              clock: Callable[[], datetime]) -> None:
-    """One worker's share of one phase; a task for a phase the run has left is done already."""
+              clock: Callable[[], datetime], pause: Pause = _no_pause) -> None:
+    """One worker's share of one phase; a task for a phase the run has left, or a chained share counted in it
+    already, is done already. ``pause`` says how long the next chained share waits."""
     run = runs.get(task.workspace_id, task.run_id)
-    if run is None or run.phase is not task.phase:
+    if run is None or run.phase is not task.phase or (task.chained and task.share in run.counted):
         return
     if task.phase is RunPhase.SKETCH:
-        _sketch(task, run, store, runs, tasks)
+        _sketch(task, run, store, runs, tasks, pause)
     else:
-        _evaluate(task, run, store, runs, tasks, clock)
+        _evaluate(task, run, store, runs, tasks, clock, pause)
 
 
-def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue) -> None:
+def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
+            pause: Pause) -> None:
     """Read the share's profiles with their sets (the run's one read of them), sketch its buyers, and keep
     what was read for the share's evaluation."""
     sketch = PopulationSketch()
@@ -127,6 +154,7 @@ def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRu
 
     runs.keep_profiles(task.workspace_id, task.run_id, task.share, sketched())
     runs.put_sketch(task.workspace_id, task.run_id, task.share, sketch.model_dump_json())
+    _hand_on(task, tasks, pause)
     run = runs.sketched(task.workspace_id, task.run_id, task.share)
     if run.sketched < run.shares:
         return
@@ -134,8 +162,8 @@ def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRu
                                                 runs.sketches(task.workspace_id, task.run_id, run.shares)))
     population = PopulationStats.from_sketch(merged, store.settings(task.workspace_id))
     if runs.advance(task.workspace_id, task.run_id, population.model_dump_json()):
-        tasks.send([RunTask(workspace_id=task.workspace_id, run_id=task.run_id, phase=RunPhase.EVALUATE,
-                            share=share, shares=run.shares) for share in range(run.shares)])
+        tasks.send(_phase_tasks(task.workspace_id, task.run_id, RunPhase.EVALUATE, run.shares, task.chained),
+                   pause() if task.chained else 0)
 
 
 @dataclass(frozen=True)
@@ -151,7 +179,7 @@ class Applied:
 
 
 def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
-              clock: Callable[[], datetime]) -> None:
+              clock: Callable[[], datetime], pause: Pause) -> None:
     rules = load_rules(store, task.workspace_id, run.now, population_of(run.population))
     applied = Applied()
     sizes = Counter({segment_id: 0 for segment_id in rules.segment_ids})
@@ -167,6 +195,7 @@ def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segment
             sizes.update(computed)
         # Whoever can cross a time boundary before the next daily run is filed for the hourly run.
         store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, run.now))
+    _hand_on(task, tasks, pause)
     run = runs.evaluated(task.workspace_id, task.run_id, task.share, applied.profiles, applied.entered,
                          applied.exited, dict(sizes))
     if run.evaluated == run.shares:
@@ -369,6 +398,7 @@ __all__ = [
     "RUN_STALE_AFTER",
     "SCHEDULE",
     "Applied",
+    "Pause",
     "RulesCache",
     "carry_out",
     "current_population",
