@@ -39,6 +39,7 @@ from capacity import (
     run_hours,
     simulate,
 )
+from crm.archive import FIREHOSE_RECORD_BYTES
 from crm.config import Settings
 from crm.segments.runs import DAILY_RUN_HOUR, MOST_SHARES
 from crm_local.template import read_sam
@@ -336,16 +337,38 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
     # template's BusEventTypes go on the bus; the flows' events go to their queue (their sends priced with flows).
     lines.append(Line("ingest", "EventBridge: outbox events", published * PER_MILLION["eventbridge"] / 1e6,
                       f"{_m(published)} entries measured (profile_events: BusEventTypes), in PutEvents of up to 10"))
-    # A webhook's record is its body as measured (Shopify's order bodies pass 10 KB); a /track request's body is
-    # a few hundred bytes an event, so one 5 KB increment.
-    record_gb = FIREHOSE_RECORD_KB * 1024 / 2**30
-    firehose_gb = front.get(("unit", "firehose_gb"), record_gb) * month.webhooks + record_gb * month.track_requests
-    s3_puts = SECONDS_PER_MONTH / wiring.firehose_interval_s
-    lines.append(Line("ingest", "Firehose archive",
-                      firehose_gb * FIREHOSE_PER_GB + s3_puts * PER_MILLION["s3_put"] / 1e6,
-                      f"{_m(requests)} records ({firehose_gb:.1f} GB: a webhook's as measured, /track's 5 KB), "
-                      f"<= 1 S3 object per {wiring.firehose_interval_s} s"))
+    lines.append(firehose_line(ingest, wiring, month, batch))
     return lines
+
+
+def firehose_line(ingest: Mapping[str, Any] | None, wiring: Wiring, month: Month, batch: float) -> Line:
+    """The archive: the profiles function packs a batch's frames into one record (crm.archive.pack), billed in
+    5 KB steps, so a month is its batches' bytes as measured. The labelled before: the front door's record a
+    delivery (a webhook's as measured at the door, a /track request's one 5 KB step)."""
+    s3_puts = SECONDS_PER_MONTH / wiring.firehose_interval_s
+    s3 = s3_puts * PER_MILLION["s3_put"] / 1e6
+    step = FIREHOSE_RECORD_KB * 1024
+    at_the_door = counts(ingest.get("webhook_archived_at_the_door_per_delivery", {})) if ingest else {}
+    before_gb = (at_the_door.get(("unit", "firehose_gb"), step / 2**30) * month.webhooks
+                 + step / 2**30 * month.track_requests)
+    before = f"before (a record a delivery at the door): {_m(month.messages)} records, {before_gb:.1f} GB, " \
+             f"${before_gb * FIREHOSE_PER_GB + s3:.2f}"
+    frames = ingest.get("archived_frame_bytes") if ingest else None
+    if not frames:
+        return Line("ingest", "Firehose archive (frame sizes MISSING: run bench/ingest_path.py)",
+                    before_gb * FIREHOSE_PER_GB + s3, before)
+    track = frames["track"]["fixed"] + frames["track"]["per_event"] * month.events_per_track_request
+    frame_bytes = (frames["webhook"] * month.webhooks + track * month.track_requests) / month.messages
+    batch_bytes = batch * frame_bytes
+    records_a_batch = math.ceil(batch_bytes / FIREHOSE_RECORD_BYTES)
+    billed = records_a_batch * math.ceil(batch_bytes / records_a_batch / step) * step
+    batches = month.messages / batch
+    firehose_gb = batches * billed / 2**30
+    return Line("ingest", "Firehose archive", firehose_gb * FIREHOSE_PER_GB + s3,
+                f"{_m(batches * records_a_batch)} records, one a batch of {batch:.1f} messages "
+                f"({batch_bytes / 1024:.1f} KB: frames as measured, a webhook {frames['webhook'] / 1024:.1f} KB, "
+                f"a /track request {track / 1024:.1f} KB), {firehose_gb:.2f} GB billed in 5 KB steps, "
+                f"<= 1 S3 object per {wiring.firehose_interval_s} s; {before}")
 
 
 def segment_lines(segments: Mapping[str, Any] | None, events: Mapping[str, Any], wiring: Wiring,
@@ -518,8 +541,11 @@ def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
         ms = ingest["webhook_handler_ms"]
         before = counts(ingest.get("webhook_before_issue12_per_delivery", {}))
         cold = counts(ingest.get("webhook_cold_container", {}))
+        at_the_door = counts(ingest.get("webhook_archived_at_the_door_per_delivery", {}))
         lines.append(f"webhook: {_requests(front):.2f} AWS requests a delivery on a warm container"
                      + (f", {_requests(cold):.0f} on a new one" if cold else "")
+                     + (f", {_requests(at_the_door):.2f} archiving at the door (before the archive lane, same run)"
+                        if at_the_door else "")
                      + (f", {_requests(before):.2f} before issue 12 (same run)" if before else "")
                      + f" (ingest_path; handler on moto p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms)")
         if track := ingest.get("track_requests_per_request"):
