@@ -38,7 +38,7 @@ import flows_ledger_before
 import flows_reads_before
 import flows_today
 from backtest import REACHABLE_VIEWS
-from cost import SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
+from cost import LONG_POLL_S, SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
 from crm import wiring
 from crm.adapters import clients, keys
 from crm.adapters.flow_runs import PACKED_RUN, run_item, run_of_item
@@ -130,21 +130,31 @@ REFERENCE_MONTH: dict[str, int] = {
 
 
 
-def records_per_batch(template: Path, month: Mapping[str, int]) -> float:
+def records_per_batch(template: Path, month: Mapping[str, int], window_s: float | None = None) -> float:
     """What shares one receive, one delete and one invocation: the flows queue's messages (the month's flow
     events and wake-ups) at their average rate under the flows function's SQS event source as the template
-    sets it (BatchSize, MaximumBatchingWindowInSeconds), shared by Lambda's pollers, as bench/cost.py prices the
-    ingest queue. Without a window (before issue 12) a batch was about one message."""
+    sets it (BatchSize, MaximumBatchingWindowInSeconds; ``window_s`` in its place), shared by Lambda's pollers,
+    as bench/cost.py prices the ingest queue. Without a window (before issue 12) a batch was about one message."""
+    source = flows_source(template)
+    window = source.window_s if window_s is None else window_s
+    messages = month["trigger_check"] + month["delay"] + month["exit_on_event"]
+    return Source(source.batch_size, window).batch_at(messages / SECONDS_PER_MONTH, SQS_POLLERS)
+
+
+def flows_source(template: Path) -> Source:
+    """The flows function's SQS event source as the template sets it."""
     for event in read_sam(template)["Resources"][FLOWS_FUNCTION]["Properties"]["Events"].values():
         if event["Type"] == "SQS":
             props = event["Properties"]
-            source = Source(int(props.get("BatchSize", 10)), float(props.get("MaximumBatchingWindowInSeconds", 0)))
-            messages = month["trigger_check"] + month["delay"] + month["exit_on_event"]
-            return source.batch_at(messages / SECONDS_PER_MONTH, SQS_POLLERS)
+            return Source(int(props.get("BatchSize", 10)), float(props.get("MaximumBatchingWindowInSeconds", 0)))
     raise ValueError(f"{FLOWS_FUNCTION} has no SQS event source in {template}")
 
 
 RECORDS_PER_BATCH = records_per_batch(TEMPLATE, REFERENCE_MONTH)
+# BEFORE (labelled): the flows queue's batching window until issue 12's flowcut lane (60 s since). Every design
+# measured before that lane is priced at it.
+WINDOW_BEFORE_S = 20.0
+RECORDS_PER_BATCH_BEFORE = records_per_batch(TEMPLATE, REFERENCE_MONTH, WINDOW_BEFORE_S)
 
 
 def events_per_send(template: Path, month: Mapping[str, int]) -> float:
@@ -177,11 +187,34 @@ FLOW_MIX: dict[str, dict[str, int]] = {
     VIP: {"run_start": 20_000},
 }
 COUNTER_FLUSH = "counter_flush"  # the step kind of a batch's counter writes (per batch, not per step)
+# The receives the pollers make beyond one a batch: Lambda long-polls the queue (LONG_POLL_S) whether or not
+# messages come, and an empty receive is billed (bench/cost.py prices the ingest queue the same way), so a
+# window long enough to make batches rarer than the idle polls saves deletes, invocations and counter writes,
+# not receives.
+IDLE_RECEIVES = "idle_receives"
+IDLE_RECEIVE: Counts = {("req", "sqs", "ReceiveMessage"): 1.0, ("unit", "sqs"): 1.0}
 
 
 def queue_messages(month: Mapping[str, int]) -> int:
     """The flows queue's messages a month: the flow events and the wake-ups (records_per_batch's)."""
     return month["trigger_check"] + month["delay"] + month["exit_on_event"]
+
+
+def idle_receives(month: Mapping[str, int], per_batch: float) -> float:
+    """The month's receives beyond one a batch: the pollers' idle long polls the batches leave over."""
+    return max(0.0, SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S - queue_messages(month) / per_batch)
+
+
+def at_batch(counts: Counts, measured_at: float, priced_at: float) -> Counts:
+    """``counts`` (a shape's or a step kind's, measured with the queue's receive, delete and invocation shared
+    by ``measured_at`` messages) as they are with those shared by ``priced_at``: the figures a batching window
+    changes; what the function reads and writes stays as measured."""
+    messages = counts.get(MESSAGES, 0)
+    if not messages:
+        return dict(counts)
+    share = 1 / priced_at - 1 / measured_at
+    return {**counts, ("unit", "lambda"): counts.get(("unit", "lambda"), 0) + messages * share,
+            ("unit", "sqs"): counts.get(("unit", "sqs"), 0) + 2 * messages * share}
 
 
 def flows_per_batch(mix: Mapping[str, Mapping[str, int]], messages: int, per_batch: float) -> dict[str, float]:
@@ -636,12 +669,22 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
         to_send, to_bus = bench.latency(latency_runs)
         designs = {}
         for design in DESIGNS:
-            meter.records_per_batch = 1 if design == "today" else RECORDS_PER_BATCH
+            meter.records_per_batch = 1 if design == "today" else RECORDS_PER_BATCH_BEFORE
             meter.events_per_send = 1 if design == "today" else EVENTS_PER_SEND
             meter.counters_apart = design != "today"
             with design_in_place(design, runtime):
                 designs[design] = {name: bench.shape(name, shape_runs, design) for name in SHAPES}
-    return to_send, to_bus, designs, meter.run_sizes
+    return to_send, to_bus, with_window(designs), meter.run_sizes
+
+
+def with_window(designs: Mapping[str, dict[str, Counts]]) -> dict[str, dict[str, Counts]]:
+    """The measured designs (every one but today's at the window before, WINDOW_BEFORE_S) with this design at
+    the template's window too: the same requests, its batches' share of the queue and the invocations at
+    RECORDS_PER_BATCH (the local poller's batches are not AWS's, so a window is priced, not measured)."""
+    ours = designs["held"]
+    return {**{design: shapes for design, shapes in designs.items() if design != "held"}, "window_before": ours,
+            "held": {name: at_batch(counts, RECORDS_PER_BATCH_BEFORE, RECORDS_PER_BATCH)
+                     for name, counts in ours.items()}}
 
 
 # today's baseline (bench/flows_today.py, commit 0ccbb87); the ledger's labelled before (bench/flows_ledger_before.py:
@@ -650,41 +693,56 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
 DESIGNS = ("today", "three_writes", "reads_before", "held")
 DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; batches of 1)",
                  "held": f"after: catalogue held, unheard events read nothing, no SES Delivery events, "
-                         f"batches of {RECORDS_PER_BATCH:.1f}, counter rows folded, flow events sent by the outbox "
-                         f"({EVENTS_PER_SEND:.1f} a SendMessageBatch), an email's record its timeline line; "
+                         f"batches of {RECORDS_PER_BATCH_BEFORE:.1f}, counter rows folded, flow events sent by the "
+                         f"outbox ({EVENTS_PER_SEND:.1f} a SendMessageBatch), an email's record its timeline line; "
                          f"counter writes apart (below)",
                  "three_writes": "before: as after, but an email's record an item apart from its timeline line "
                                  "(claim, record, line: 3 writes an email)"}
 DESIGN_LABELS["reads_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ") + "; a wake-up reads "
                                  "its run by GetItem and every send's Smart Sending Queries the runs again")
 DESIGN_LABELS["held"] += "; a delivery reads the profile's runs once (a wake-up's run among them)"
+DESIGN_LABELS["window_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ")
+                                  + f" (the flows queue's batching window {WINDOW_BEFORE_S:.0f} s)")
+DESIGN_LABELS["held"] = (DESIGN_LABELS["held"].replace(f"batches of {RECORDS_PER_BATCH_BEFORE:.1f}",
+                                                       f"batches of {RECORDS_PER_BATCH:.1f}")
+                         + f" (the flows queue's batching window {flows_source(TEMPLATE).window_s:.0f} s)")
 # The month is priced three ways: today's baseline as measured; this design with its counters written per
 # delivery (issue 12's fifth pass: one UpdateItem of each counting delivery, 1 WRU as the meter prices it); and
 # with them written per batch (crm.flows.batch_counts), at each flow's fullest item.
-PRICED = ("today", "per_delivery", "long_names", "three_writes", "reads_before", "held")
+PRICED = ("today", "per_delivery", "long_names", "three_writes", "reads_before", "window_before", "held")
 PRICED_LABELS = {"today": DESIGN_LABELS["today"],
                  "per_delivery": "counters per delivery (fifth pass)",
                  "long_names": "before: counters per batch, long names",
                  "three_writes": "before: an email's record apart from its line",
                  "reads_before": "before: runs read again by a wake-up and each send",
-                 "held": "after: counters per batch, short names"}
+                 "window_before": f"before: a {WINDOW_BEFORE_S:.0f} s batching window",
+                 "held": f"after: a {flows_source(TEMPLATE).window_s:.0f} s batching window"}
 
 
 def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] = REFERENCE_MONTH,
-           per_batch: float = RECORDS_PER_BATCH) -> dict[str, tuple[dict[str, Counts], dict[str, int | float]]]:
-    """Each priced design's step kinds and month (the counters' writes a kind of their own, COUNTER_FLUSH)."""
-    writes = counter_writes(month, per_batch)
-    ours = dict(kinds["held"])
+           per_batch: float = RECORDS_PER_BATCH, per_batch_before: float = RECORDS_PER_BATCH_BEFORE,
+           ) -> dict[str, tuple[dict[str, Counts], dict[str, int | float]]]:
+    """Each priced design's step kinds and month (the counters' writes a kind of their own, COUNTER_FLUSH, and
+    the pollers' idle receives, IDLE_RECEIVES): this design's at ``per_batch`` messages a batch, the designs
+    before it at ``per_batch_before`` (the window before, WINDOW_BEFORE_S)."""
+    writes, writes_before = counter_writes(month, per_batch), counter_writes(month, per_batch_before)
+
+    def batched(by_kind: Mapping[str, Counts], counter_flush: Counts, at: float,
+                flushes: float) -> tuple[dict[str, Counts], dict[str, int | float]]:
+        return ({**by_kind, COUNTER_FLUSH: counter_flush, IDLE_RECEIVES: IDLE_RECEIVE},
+                {**month, COUNTER_FLUSH: flushes, IDLE_RECEIVES: idle_receives(month, at)})
+
+    ours, before = dict(kinds["held"]), dict(kinds.get("window_before", kinds["held"]))
     one_write: Counts = {("req", "dynamodb", "UpdateItem"): 1.0, ("unit", "wru"): 1.0}
     designs: dict[str, tuple[dict[str, Counts], dict[str, int | float]]] = {
         "today": (dict(kinds["today"]), dict(month)),
-        "per_delivery": ({**ours, COUNTER_FLUSH: one_write}, {**month, COUNTER_FLUSH: writes.deliveries}),
-        "long_names": ({**ours, COUNTER_FLUSH: writes.per_batch_before}, {**month, COUNTER_FLUSH: writes.batches})}
-    for before in ("three_writes", "reads_before"):
-        if before in kinds:
-            designs[before] = ({**kinds[before], COUNTER_FLUSH: writes.per_batch},
-                               {**month, COUNTER_FLUSH: writes.batches})
-    return {**designs, "held": ({**ours, COUNTER_FLUSH: writes.per_batch}, {**month, COUNTER_FLUSH: writes.batches})}
+        "per_delivery": batched(before, one_write, per_batch_before, writes_before.deliveries),
+        "long_names": batched(before, writes_before.per_batch_before, per_batch_before, writes_before.batches)}
+    for earlier in ("three_writes", "reads_before", "window_before"):
+        if earlier in kinds:
+            designs[earlier] = batched(kinds[earlier], writes_before.per_batch, per_batch_before,
+                                       writes_before.batches)
+    return {**designs, "held": batched(ours, writes.per_batch, per_batch, writes.batches)}
 
 
 @contextmanager
@@ -767,6 +825,7 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
     print("\n## (c) monthly cost of flows, DESIGN.md's reference store (300k checkouts, 150k abandoned, 1M messages)\n")
     print("assumed month: " + ", ".join(f"{kind} {times:,}" for kind, times in REFERENCE_MONTH.items()))
     print_counter_writes(counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH))
+    print_window(REFERENCE_MONTH)
     costs = {design: monthly_cost(by_kind, month) for design, (by_kind, month) in priced(kinds).items()}
     print("\n| component | " + " | ".join(f"{PRICED_LABELS[d]} $/month" for d in costs) + " |")
     print("|---|" + "--:|" * len(costs))
@@ -774,7 +833,8 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
         print(f"| {lines[-1].component} | " + " | ".join(str(line.dollars) for line in lines) + " |")
     total = {design: next(line.dollars for line in lines if line.component == "total, infrastructure")
              for design, lines in costs.items()}
-    print(f"\nflows' own requests, reference store: ${total['held']} per month (runs read again, before: "
+    print(f"\nflows' own requests, reference store: ${total['held']} per month ({WINDOW_BEFORE_S:.0f} s batching "
+          f"window, before: ${total['window_before']}; runs read again, before: "
           f"${total['reads_before']}; an email's record apart from its line, before: ${total['three_writes']}; "
           f"long counter names, before: ${total['long_names']}; counters per delivery "
           f"${total['per_delivery']}; today's design ${total['today']})")
@@ -797,6 +857,21 @@ def print_counter_writes(writes: CounterWrites) -> None:
           f"(per delivery: {writes.deliveries / 1e6:.2f}M writes, {writes.deliveries / 1e6:.2f}M WRU at 1 a write; "
           f"before, long names: {writes.wru_per_batch_before:.2f} WRU a batch, "
           f"{writes.batches * writes.wru_per_batch_before / 1e6:.2f}M WRU a month)")
+
+
+def print_window(month: Mapping[str, int]) -> None:
+    """The flows queue's batches a month at the window before and the template's: what a batch shares."""
+    print(f"\nthe flows queue's batching window ({queue_messages(month) / 1e6:.2f}M messages a month, "
+          f"{SQS_POLLERS} pollers long-polling {LONG_POLL_S} s):\n")
+    print("| window | messages a batch | batches = deletes = invocations | receives (at least the idle polls) | "
+          "counter writes | counter WRU |\n|---|--:|--:|--:|--:|--:|")
+    for label, at in ((f"before: {WINDOW_BEFORE_S:.0f} s", RECORDS_PER_BATCH_BEFORE),
+                      (f"after: {flows_source(TEMPLATE).window_s:.0f} s", RECORDS_PER_BATCH)):
+        writes = counter_writes(month, at)
+        batches = writes.batches
+        print(f"| {label} | {at:.1f} | {batches / 1e6:.3f}M | {(batches + idle_receives(month, at)) / 1e6:.3f}M | "
+              f"{batches * writes.per_batch['req', 'dynamodb', 'UpdateItem'] / 1e6:.3f}M | "
+              f"{batches * writes.per_batch['unit', 'wru'] / 1e6:.3f}M |")
 
 
 def print_run_sizes(sizes: RunSizes) -> None:
@@ -835,6 +910,7 @@ def main() -> int:
                      "three_writes": {"billed": billed(*designs_priced["three_writes"])},
                      "per_delivery": {"billed": billed(*designs_priced["per_delivery"])},
                      "reads_before": {"billed": billed(*designs_priced["reads_before"])},
+                     "window_before": {"billed": billed(*designs_priced["window_before"])},
                      "webhook_to_send_ms": {"p50": percentile(to_send, 0.5) * 1000,
                                             "p95": percentile(to_send, 0.95) * 1000}})
     return 0
