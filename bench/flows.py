@@ -824,7 +824,8 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
             print(_row(name, counts))
     print("\n## (c) monthly cost of flows, DESIGN.md's reference store (300k checkouts, 150k abandoned, 1M messages)\n")
     print("assumed month: " + ", ".join(f"{kind} {times:,}" for kind, times in REFERENCE_MONTH.items()))
-    print_counter_writes(counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH))
+    print_counter_writes(counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH),
+                         counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH_BEFORE))
     print_window(REFERENCE_MONTH)
     costs = {design: monthly_cost(by_kind, month) for design, (by_kind, month) in priced(kinds).items()}
     print("\n| component | " + " | ".join(f"{PRICED_LABELS[d]} $/month" for d in costs) + " |")
@@ -840,7 +841,9 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
           f"${total['per_delivery']}; today's design ${total['today']})")
 
 
-def print_counter_writes(writes: CounterWrites) -> None:
+def print_counter_writes(writes: CounterWrites, at_window_before: CounterWrites) -> None:
+    """The counters' writes at the template's window; the long names' labelled before at the window before, as
+    that design is priced."""
     print(f"\ncounter writes ({COUNTER_FLUSH}): {writes.batches:,.0f} batches a month of {RECORDS_PER_BATCH:.1f} "
           f"messages; the month's counting deliveries by flow: " + ", ".join(
               f"{flow.removeprefix('builtin:')} {sum(kinds.values()):,}" for flow, kinds in FLOW_MIX.items()))
@@ -855,8 +858,9 @@ def print_counter_writes(writes: CounterWrites) -> None:
     print(f"\nper batch: {writes_a_batch:.2f} writes, {wru_a_batch:.2f} WRU; a month: "
           f"{writes.batches * writes_a_batch / 1e6:.2f}M writes, {writes.batches * wru_a_batch / 1e6:.2f}M WRU "
           f"(per delivery: {writes.deliveries / 1e6:.2f}M writes, {writes.deliveries / 1e6:.2f}M WRU at 1 a write; "
-          f"before, long names: {writes.wru_per_batch_before:.2f} WRU a batch, "
-          f"{writes.batches * writes.wru_per_batch_before / 1e6:.2f}M WRU a month)")
+          f"before, long names, batches of {RECORDS_PER_BATCH_BEFORE:.1f}: "
+          f"{at_window_before.wru_per_batch_before:.2f} WRU a batch, "
+          f"{at_window_before.batches * at_window_before.wru_per_batch_before / 1e6:.2f}M WRU a month)")
 
 
 def print_window(month: Mapping[str, int]) -> None:
