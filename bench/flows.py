@@ -44,8 +44,10 @@ from crm.adapters import clients, keys
 from crm.adapters.flow_runs import PACKED_RUN, run_item, run_of_item
 from crm.adapters.flow_stats import CARRIED_PREFIX, COUNTER_PREFIX, counter_attribute
 from crm.adapters.items import Item, wire_key
+from crm.adapters.outbox_targets import SqsFlowEvents
 from crm.clock import utc_now
-from crm.flows.actions import ExitReason
+from crm.flows import service as flows_service_module
+from crm.flows.actions import ExitReason, FlowEvent
 from crm.flows.builtin import (
     ABANDONED_CHECKOUT,
     BROWSE_ABANDONMENT,
@@ -55,12 +57,15 @@ from crm.flows.builtin import (
     WELCOME,
     WIN_BACK,
 )
+from crm.flows.catalogue import event_types
 from crm.flows.definition import walk_steps
+from crm.models.events import SegmentEntered
 from crm.models.flow_stats import ALL_STEPS, CounterName
 from crm.models.flows import (
     Delay,
     EventTrigger,
     FlowDefinition,
+    FlowRecord,
     FlowRun,
     SendEmail,
     SendSms,
@@ -438,6 +443,7 @@ class FlowsMeter(Meter):
         # the local poller's batches are not the month's)
         self.counters_apart = False
         self.shape = ""  # the shape being measured, for run_sizes
+        self.profiles: dict[str, list[str]] = {}  # workspace -> the profiles of the flow events the outbox sent
         self.run_sizes: RunSizes = {}
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **kwargs: Any) -> None:
@@ -450,8 +456,12 @@ class FlowsMeter(Meter):
         if service == "events" and operation == "PutEvents":
             self.published += [(now, str(e.get("DetailType"))) for e in params.get("Entries", [])]
         if service == "sqs" and operation == "SendMessageBatch":
-            self.published += [(now, str(json.loads(e["MessageBody"]).get("detail-type")))
-                               for e in params.get("Entries", []) if '"source":"crm"' in e.get("MessageBody", "")]
+            bodies = [json.loads(e["MessageBody"]) for e in params.get("Entries", [])
+                      if '"source":"crm"' in e.get("MessageBody", "")]
+            self.published += [(now, str(body.get("detail-type"))) for body in bodies]
+            for detail in (body.get("detail", {}) for body in bodies):
+                if detail.get("profile_id"):
+                    self.profiles.setdefault(str(detail.get("workspace_id")), []).append(str(detail["profile_id"]))
         if getattr(self.local, "flows", False) and not (self.counters_apart and counter_write(service, operation,
                                                                                               params)):
             super()._after(parsed, model, context, **kwargs)
@@ -493,6 +503,7 @@ class Workspace:
     api_url: str
     domain: str
     api_key: str
+    workspace_id: str = ""
     flow_id: str | None = None
     shoppers: list[str] = field(default_factory=list)
 
@@ -543,14 +554,24 @@ def _order(email: str) -> dict[str, Any]:
     return payload
 
 
-# A live flow the checkouts are heard by but never start (its trigger's filter never holds), and one they are
-# not heard by at all (it starts on a fulfilment and has no exits).
+# A live flow the checkouts are heard by but never start (the profile it is for never matches: read, as a
+# re-entry rule or a filter refuses the month's trigger checks), and one they are not heard by at all (it starts
+# on a fulfilment and has no exits). Before issue 12's flowcut lane the heard flow's trigger filter refused them
+# (NEVER_HOLDS): that is now decided on the event alone (crm.flows.catalogue.hears), reading nothing.
 NEVER_HOLDS = [{"property": "checkout_id", "op": "eq", "value": "no-such-checkout"}]
+NEVER_MATCHES = {"field": "orders_count", "op": "gte", "value": 1_000_000}
+SEGMENT_STARTED = "builtin:vip"  # segment_other's flow starts on entering it; its events enter another
+SEGMENT_OTHER = "builtin:window_shoppers"
 SHAPES: dict[str, dict[str, Any] | None] = {
     "no_flow": None,
     "no_flow_order": None,  # orders, not checkouts: attribution in a workspace that never saved a flow
-    "heard": {"trigger": {"kind": "event", "event": "CheckoutStarted", "where": NEVER_HOLDS},
-              "steps": [{"kind": "exit", "id": "done"}]},
+    "heard": {"profile_filter": NEVER_MATCHES, "steps": [{"kind": "exit", "id": "done"}]},
+    "heard_filtered": {"trigger": {"kind": "event", "event": "CheckoutStarted", "where": NEVER_HOLDS},
+                       "steps": [{"kind": "exit", "id": "done"}]},
+    # Entries of a segment no flow starts on (every membership a refresh or a run moves reaches the flows queue),
+    # in a workspace whose live flow starts on another segment's: per entry, not per run.
+    "segment_other": {"trigger": {"kind": "segment", "segment_id": SEGMENT_STARTED, "on": "entered"},
+                      "steps": [{"kind": "exit", "id": "done"}]},
     "unheard": {"trigger": {"kind": "event", "event": "OrderFulfilled"}, "steps": [{"kind": "exit", "id": "done"}]},
     "exit": {"steps": [{"kind": "exit", "id": "done"}]},
     "email": {"steps": [{"kind": "email", "id": "mail", "template_id": EMAIL_TEMPLATE, "smart_sending": False}]},
@@ -576,7 +597,7 @@ class FlowsBench:
     def workspace(self, name: str, shape: dict[str, Any] | None) -> Workspace:
         domain = f"{DOMAIN_PREFIX}-{name.replace('_', '-')}.myshopify.com"
         registered = add_store(self.runtime.stack_name, "shopify", domain, SECRET)
-        workspace = Workspace(self.runtime.api_url, domain, registered.api_key)
+        workspace = Workspace(self.runtime.api_url, domain, registered.api_key, registered.workspace_id)
         workspace.ok("PUT", "/settings/messaging", SENDER)
         if shape is not None:
             if any(s.get("template_id") == SMS_TEMPLATE_ID for s in shape["steps"]):
@@ -606,6 +627,8 @@ class FlowsBench:
         self.meter.shape = name if design == DESIGNS[-1] else ""
         workspace = self.workspace(f"{design}-{name}", shape)
         shoppers = self.shoppers(workspace, runs, phones=name == "sms")
+        if name == "segment_other":
+            return self.segment_entries(workspace, shoppers, runs)
         mark = self.meter.mark()
         for email, phone in shoppers:
             if name == "no_flow_order":
@@ -620,6 +643,24 @@ class FlowsBench:
         if shape is not None and shape["steps"][0]["kind"] == "delay":
             self.runtime.advance_clock(timedelta(hours=1, minutes=5))
             self.idle()
+        return per_run(self.meter.since(mark), runs)
+
+    def segment_entries(self, workspace: Workspace, shoppers: list[tuple[str, str | None]], runs: int) -> Counts:
+        """Each shopper enters SEGMENT_OTHER: the SegmentEntered the outbox would send for a member item, put on
+        the flows queue as it does (crm.adapters.outbox_targets). The shoppers' checkouts before the mark name
+        their profiles (no flow of the workspace hears a checkout)."""
+        for email, phone in shoppers:
+            workspace.webhook("checkouts/create", _checkout(email, phone, workspace.domain))
+        self.idle()
+        profiles = sorted(set(self.meter.profiles.get(workspace.workspace_id, [])))
+        if len(profiles) != len(shoppers):
+            raise RuntimeError(f"{len(profiles)} profiles seen for {len(shoppers)} shoppers")
+        mark = self.meter.mark()
+        queue = SqsFlowEvents(self.runtime.provisioned.physical["FlowsQueue"].ref)
+        queue.publish([SegmentEntered(event_id=f"SegmentEntered:{workspace.workspace_id}:{profile}",
+                                      workspace_id=workspace.workspace_id, profile_id=profile,
+                                      occurred_at=utc_now(), segment_id=SEGMENT_OTHER) for profile in profiles])
+        self.idle()
         return per_run(self.meter.since(mark), runs)
 
     def latency(self, runs: int) -> tuple[list[float], list[float]]:
@@ -690,7 +731,7 @@ def with_window(designs: Mapping[str, dict[str, Counts]]) -> dict[str, dict[str,
 # today's baseline (bench/flows_today.py, commit 0ccbb87); the ledger's labelled before (bench/flows_ledger_before.py:
 # an email's record apart from its timeline line); this design with its runs read as before the flowreads lane
 # (bench/flows_reads_before.py); then this design (the last: its shapes are the run sizes' too)
-DESIGNS = ("today", "three_writes", "reads_before", "held")
+DESIGNS = ("today", "three_writes", "reads_before", "hears_before", "held")
 DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; batches of 1)",
                  "held": f"after: catalogue held, unheard events read nothing, no SES Delivery events, "
                          f"batches of {RECORDS_PER_BATCH_BEFORE:.1f}, counter rows folded, flow events sent by the "
@@ -701,6 +742,9 @@ DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; bat
 DESIGN_LABELS["reads_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ") + "; a wake-up reads "
                                  "its run by GetItem and every send's Smart Sending Queries the runs again")
 DESIGN_LABELS["held"] += "; a delivery reads the profile's runs once (a wake-up's run among them)"
+DESIGN_LABELS["hears_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ") + "; a start heard by "
+                                 "the event's type alone (a segment entry of any segment, a trigger its filter "
+                                 "refuses: the profile and its runs read)")
 DESIGN_LABELS["window_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ")
                                   + f" (the flows queue's batching window {WINDOW_BEFORE_S:.0f} s)")
 DESIGN_LABELS["held"] = (DESIGN_LABELS["held"].replace(f"batches of {RECORDS_PER_BATCH_BEFORE:.1f}",
@@ -745,10 +789,26 @@ def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] =
     return {**designs, "held": batched(ours, writes.per_batch, per_batch, writes.batches)}
 
 
+def hears_by_type(flows: Iterable[FlowRecord], event: FlowEvent) -> bool:
+    """BEFORE (labelled): crm.flows.catalogue.listens_to until issue 12's flowcut lane: any saved flow whose
+    trigger, exits or waits name the event's type hears it, whatever its segment or the trigger's filter."""
+    return any(event.type in event_types(flow.definition) for flow in flows if flow.version > 0)
+
+
 @contextmanager
 def design_in_place(design: str, runtime: Any) -> Iterator[None]:
     """The flows function's services as the design builds them (the handler asks crm.wiring per record), and
     the SES events the design's rule brings to the flows queue."""
+    if design == "hears_before":
+        # The service module's own name for it (it imports hears from crm.flows.catalogue).
+        names = vars(flows_service_module)
+        heard = names["hears"]
+        names["hears"] = hears_by_type
+        try:
+            yield
+        finally:
+            names["hears"] = heard
+        return
     if design == "reads_before":
         built_service = wiring.flows_service
         wiring.flows_service = flows_reads_before.flows_service
@@ -810,7 +870,9 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
     print(f"{'ratio to the baseline':<45} p50 {ratio:.2f}x")
     print("\n## (b) the flows function's AWS requests and units, per run of each shape and per step kind\n")
     print("shapes: no_flow / no_flow_order = checkouts / paid orders in a workspace that never saved a flow; heard = "
-          "checkouts a live flow hears and never starts on; unheard = checkouts in a workspace whose live flow "
+          "checkouts a live flow hears and never starts on (its profile filter refuses them); heard_filtered = "
+          "checkouts its trigger filter refuses; segment_other = entries of a segment no flow starts on, where a "
+          "live flow starts on another's; unheard = checkouts in a workspace whose live flow "
           "listens to fulfilments only; the rest start the named steps. Each design in workspaces of its own.")
     header = "| {} | requests | RRU | WRU | SQS req | Scheduler | by operation |\n|---|--:|--:|--:|--:|--:|---|"
     kinds = {design: step_kinds(shapes) for design, shapes in designs.items()}
@@ -822,6 +884,8 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
         print("\n" + header.format("step kind (per occurrence)"))
         for name, counts in kinds[design].items():
             print(_row(name, counts))
+    if "hears_before" in designs:
+        print("\n" + "\n".join(what_a_start_hears(designs)))
     print("\n## (c) monthly cost of flows, DESIGN.md's reference store (300k checkouts, 150k abandoned, 1M messages)\n")
     print("assumed month: " + ", ".join(f"{kind} {times:,}" for kind, times in REFERENCE_MONTH.items()))
     print_counter_writes(counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH),
@@ -839,6 +903,32 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
           f"${total['reads_before']}; an email's record apart from its line, before: ${total['three_writes']}; "
           f"long counter names, before: ${total['long_names']}; counters per delivery "
           f"${total['per_delivery']}; today's design ${total['today']})")
+
+
+# What crm.flows.catalogue.hears decides on the event alone, per event: (shape, what it is)
+HEARD_ALONE = (("segment_other", f"an entry of a segment no flow starts on ({SEGMENT_OTHER}; the live flow starts on "
+                                 f"{SEGMENT_STARTED})"),
+               ("heard_filtered", "a checkout the live flow's trigger filter refuses"))
+
+
+def start_heard(designs: Mapping[str, Mapping[str, Counts]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per event of each HEARD_ALONE shape: requests and read units, heard by the type alone (before) and by
+    the trigger (after)."""
+    def figures(counts: Counts) -> dict[str, float]:
+        return {"requests": sum(v for k, v in counts.items() if k[0] == "req"), "rru": counts.get(("unit", "rru"), 0)}
+    return {shape: {"before": figures(designs["hears_before"][shape]), "after": figures(designs["held"][shape])}
+            for shape, _ in HEARD_ALONE}
+
+
+def what_a_start_hears(designs: Mapping[str, Mapping[str, Counts]]) -> list[str]:
+    heard = start_heard(designs)
+    lines = ["### a start heard on the event alone (crm.flows.catalogue.hears), per event, before -> after\n",
+             "| event | requests | RRU |\n|---|--:|--:|"]
+    for shape, what in HEARD_ALONE:
+        before, after = heard[shape]["before"], heard[shape]["after"]
+        lines.append(f"| {what} | {before['requests']:.2f} -> {after['requests']:.2f} | "
+                     f"{before['rru']:.2f} -> {after['rru']:.2f} |")
+    return lines
 
 
 def print_counter_writes(writes: CounterWrites, at_window_before: CounterWrites) -> None:
@@ -915,6 +1005,7 @@ def main() -> int:
                      "per_delivery": {"billed": billed(*designs_priced["per_delivery"])},
                      "reads_before": {"billed": billed(*designs_priced["reads_before"])},
                      "window_before": {"billed": billed(*designs_priced["window_before"])},
+                     "start_heard": start_heard(designs),
                      "webhook_to_send_ms": {"p50": percentile(to_send, 0.5) * 1000,
                                             "p95": percentile(to_send, 0.95) * 1000}})
     return 0

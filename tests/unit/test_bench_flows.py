@@ -235,3 +235,23 @@ def test_a_design_writing_counters_per_batch_leaves_them_out_of_the_measured_ste
     meter._after({}, _model("dynamodb", "UpdateItem"), {"bench_params": update})
     meter._after({}, _model("dynamodb", "UpdateItem"), {"bench_params": run})
     assert meter.counts["req", "dynamodb", "UpdateItem"] == 2  # the run's, not the counters'
+
+
+def test_the_labelled_before_hears_a_start_by_the_events_type_alone(bench: ModuleType) -> None:
+    from crm.flows.actions import FlowEvent
+    from crm.flows.builtin import BUILTIN_FLOWS, VIP
+    from crm.flows.catalogue import hears
+    from crm.models.flows import FlowRecord, FlowStatus
+
+    from tests.builders import NOW
+
+    vip = FlowRecord(workspace_id="w", flow_id=VIP, status=FlowStatus.LIVE, version=1,
+                     definition=BUILTIN_FLOWS[VIP], created_at=NOW, updated_at=NOW)
+    other = FlowEvent(type="SegmentEntered", event_id="e", workspace_id="w", profile_id="p", occurred_at=NOW,
+                      detail={"segment_id": bench.SEGMENT_OTHER})
+    assert bench.hears_by_type([vip], other) and not hears([vip], other)
+    measured = {"hears_before": {"segment_other": _counts(2, rru=2.0), "heard_filtered": _counts(2, rru=2.0)},
+                "held": {"segment_other": {}, "heard_filtered": {}}}
+    heard = bench.start_heard(measured)
+    assert heard["segment_other"] == {"before": {"requests": 2, "rru": 2.0}, "after": {"requests": 0, "rru": 0}}
+    assert "| 2.00 -> 0.00 | 2.00 -> 0.00 |" in bench.what_a_start_hears(measured)[2]
