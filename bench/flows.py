@@ -78,7 +78,7 @@ from crm_local.runtime import LocalRuntime
 from crm_local.template import read_sam
 from crm_local.wire import compact, shopify_fixture, shopify_headers
 from figures import billed, record
-from ingest_path import Counts, Meter, add, fake_aws_environment, item_size, write_units
+from ingest_path import Counts, Meter, add, fake_aws_environment, item_size, read_units, write_units
 
 FLOWS_FUNCTION = "FlowsFunction"
 SES_RULE = "SesFeedbackRule"
@@ -981,6 +981,37 @@ def print_run_sizes(sizes: RunSizes) -> None:
                   f"{write_units(after):.0f} |")
 
 
+# Runs a profile holds (every run it ever had stays in its partition: nothing expires them)
+RUNS_HELD = (1, 6, 12, 30, 100)
+
+
+def runs_read(run_bytes: int, month: Mapping[str, int] = REFERENCE_MONTH) -> list[tuple[int, int, float, Decimal]]:
+    """What a trigger check's Query of the profile's runs reads as the profile's runs accumulate: (runs held,
+    bytes, RRU strongly consistent, the month's trigger checks' read dollars beyond the one unit the bench's
+    shapes measure), each run at ``run_bytes``. The shapes start every profile with no run, so their 1 RRU is
+    a new shopper's."""
+    price = PRICES["rru"][1]
+    rows = []
+    for runs in RUNS_HELD:
+        size = runs * run_bytes
+        units = read_units(size, consistent=True)
+        extra = Decimal(str(units - 1)) * month["trigger_check"] * price / 1_000_000
+        rows.append((runs, size, units, _cents(extra)))
+    return rows
+
+
+def print_runs_read(sizes: RunSizes) -> None:
+    largest = max((max(p[0] for p in pairs) for steps in sizes.values() for pairs in steps.values()), default=0)
+    if not largest:
+        return
+    print(f"\n## a trigger check's read of the profile's runs as they accumulate (each at the largest run saved "
+          f"above, {largest:,} B; strongly consistent)\n")
+    print("| runs the profile holds | bytes | RRU a check's runs Query | the month's trigger checks: RRU $ beyond "
+          "1 a check |\n|--:|--:|--:|--:|")
+    for runs, size, units, extra in runs_read(largest):
+        print(f"| {runs} | {size:,} | {units:.0f} | {extra} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--latency-runs", type=int, default=40)
@@ -990,6 +1021,7 @@ def main() -> int:
     to_send, to_bus, designs, run_sizes = run(args.latency_runs, args.shape_runs)
     print_report(to_send, to_bus, designs)
     print_run_sizes(run_sizes)
+    print_runs_read(run_sizes)
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
     kinds = {design: step_kinds(shapes) for design, shapes in designs.items()}
     designs_priced = priced(kinds)

@@ -255,3 +255,11 @@ def test_the_labelled_before_hears_a_start_by_the_events_type_alone(bench: Modul
     heard = bench.start_heard(measured)
     assert heard["segment_other"] == {"before": {"requests": 2, "rru": 2.0}, "after": {"requests": 0, "rru": 0}}
     assert "| 2.00 -> 0.00 | 2.00 -> 0.00 |" in bench.what_a_start_hears(measured)[2]
+
+
+def test_a_checks_read_of_the_runs_grows_a_unit_per_4_kb_of_runs_held(bench: ModuleType) -> None:
+    rows = bench.runs_read(1024, {"trigger_check": 2_000_000})
+    by_runs = {runs: (size, units, extra) for runs, size, units, extra in rows}
+    assert by_runs[1] == (1024, 1.0, Decimal("0.00"))  # a new shopper's: what the shapes measure
+    assert by_runs[6] == (6144, 2.0, Decimal("0.25"))  # one unit more a check: 2M x $0.125/M
+    assert by_runs[100][1] == 25.0 and by_runs[100][2] == Decimal("6.00")
