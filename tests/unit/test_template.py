@@ -440,3 +440,15 @@ def test_predictions_function_gathers_a_minute_of_orders_within_the_queues_visib
     timeout = stack.resources["PredictionsFunction"]["Properties"]["Timeout"]
     visibility = stack.resources["PredictionsQueue"]["Properties"]["VisibilityTimeout"]
     assert visibility >= 6 * timeout + mapping["MaximumBatchingWindowInSeconds"]
+
+
+def test_flows_function_gathers_a_minute_of_messages_within_the_queues_visibility(stack: Stack) -> None:
+    [mapping] = [m for m in _mappings(stack, "FlowsFunction")
+                 if m["EventSourceArn"] == {"Fn::GetAtt": ["FlowsQueue", "Arn"]}]
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    # A batch shares a delete, an invocation and one counter write per flow (bench/flows.py); a step goes out
+    # at most a minute late.
+    assert 20 < mapping["MaximumBatchingWindowInSeconds"] <= 60 and mapping["BatchSize"] == 100
+    timeout = stack.resources["FlowsFunction"]["Properties"]["Timeout"]
+    visibility = stack.resources["FlowsQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility >= 6 * timeout + mapping["MaximumBatchingWindowInSeconds"]
