@@ -39,6 +39,7 @@ from capacity import (
     run_hours,
     simulate,
 )
+from crm.adapters.pacing import WRITE_UNIT_WEIGHT
 from crm.archive import FIREHOSE_RECORD_BYTES
 from crm.config import Settings
 from crm.segments.runs import DAILY_RUN_HOUR, MOST_SHARES
@@ -690,8 +691,12 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                (f"before: the run's {shares} shares side by side, each task sleeping to keep "
                 f"{SLEEPING_TASK_UNITS_PER_SECOND:g} units a second", paced(loads, sleeping_pace, run),
                 waiting_dollars),
-               (f"now: the run chained on its queue, {pace:g} units a second in hops of one index bucket "
-                f"({MOST_SHARES} a phase)", chained(loads, pace, run, MOST_SHARES), hop_dollars))
+               (f"before: the run chained on its queue, {pace:g} units a second in hops of one index bucket "
+                f"({MOST_SHARES} a phase), a write unit counted as a read unit",
+                chained(loads, pace, run, MOST_SHARES), hop_dollars),
+               (f"now: the same, a write unit counted as {WRITE_UNIT_WEIGHT} read units (what provisioned capacity "
+                f"charges for it: writes at {pace / WRITE_UNIT_WEIGHT:g} a second)",
+                chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT), hop_dollars))
     index = index_dollars(bounds)
     figures = {}
     for label, laid_out, tasks in layouts:
@@ -709,7 +714,7 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
                     f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
                     f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
-    before_unpaced, before_sleeping, now = figures.values()
+    before_unpaced, before_sleeping, _, now = figures.values()
     sleeping_all_in = total - on_demand + before_sleeping + index
     print(f"  + the index at its minimum ${index:.2f}; all in, before: "
           f"${total - on_demand + before_unpaced + index:.2f} unpaced, ${sleeping_all_in:.2f} with sleeping tasks "

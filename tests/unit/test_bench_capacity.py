@@ -146,7 +146,8 @@ def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_
     assert other == f"reference store all in, TableCapacity=on-demand: ${on_demand_total:.2f} per month"
     assert last.startswith(f"reference store all in: ${headline:.2f} per month (target $15.00)")
     assert headline != pytest.approx(on_demand_total)
-    assert "now: the run chained on its queue, 20 units a second" in out.getvalue()
+    assert "before: the run chained on its queue, 20 units a second" in out.getvalue()
+    assert "now: the same, a write unit counted as 5 read units" in out.getvalue()
 
 
 def test_each_bursts_throttled_share_is_its_own_and_the_chained_hops_fit_the_burst_credits(
@@ -163,3 +164,13 @@ def test_each_bursts_throttled_share_is_its_own_and_the_chained_hops_fit_the_bur
     chained = capacity.simulate("rru", capacity.chained([steady, run, fit], 20, "run", 32), 1, 1000, 0.7)
     assert chained.component_throttled_share("run") < 0.05 < unpaced.component_throttled_share("run")
     assert chained.component_throttled_share("unknown") == 0.0
+
+
+def test_a_chained_run_writes_at_its_pace_divided_by_the_write_weight_after_its_reads(
+        capacity: ModuleType) -> None:
+    loads = [capacity.Load("run", "rru", 30 * 6_000, at_hour=3, per_second=600.0),
+             capacity.Load("run", "wru", 30 * 1_200, at_hour=3, per_second=120.0)]
+    reads, writes = capacity.chained(loads, 20.0, "run", 32, write_weight=5)
+    assert reads.per_second == 20.0 and writes.per_second == 4.0
+    assert writes.after_seconds == 300.0  # 6,000 read units at 20 a second come first
+    assert capacity.run_hours([reads, writes], "run") == pytest.approx((300 + 1_200 / 4) / 3600)
