@@ -138,6 +138,8 @@ class Wiring:
     firehose_interval_s: int
     predictions: Source | None = None  # PredictionsFunction's SQS event source (None: a template without it)
     console_api: str = "REST"  # the API type ConsoleFunction's routes are on
+    # Functions on an SQS queue whose requests no other line prices: their pollers' idle long polls still bill.
+    idle_queues: tuple[str, ...] = ()
 
     def gb(self, function: str) -> float:
         return self.memory_mb.get(function, self.memory_mb["Globals"]) / 1024
@@ -151,7 +153,8 @@ def wiring_from(stored: Mapping[str, Any]) -> Wiring:
     predictions = stored.get("predictions")
     return Wiring(dict(stored["api"]), Source(**stored["ingest"]), Source(**stored["outbox"]),
                   Source(**stored["refresh"]), dict(stored["memory_mb"]), int(stored["firehose_interval_s"]),
-                  Source(**predictions) if predictions else None, str(stored.get("console_api", "REST")))
+                  Source(**predictions) if predictions else None, str(stored.get("console_api", "REST")),
+                  tuple(stored.get("idle_queues", ())))
 
 
 def wiring_of(template: Path) -> Wiring:
@@ -185,10 +188,12 @@ def wiring_of(template: Path) -> Wiring:
             hints = resource["Properties"].get("ExtendedS3DestinationConfiguration", {}).get("BufferingHints", {})
             interval = int(hints.get("IntervalInSeconds", 300))
     console = [event["Type"] for event in _events(functions.get("ConsoleFunction", {}))]
+    idle = tuple(sorted(name for name, r in functions.items() if name not in QUEUES_PRICED_BY_THEIR_LINES
+                        and any(event["Type"] == "SQS" for event in _events(r))))
     return Wiring(api, source("ProfilesFunction", "SQS"), source("OutboxFunction", "DynamoDB"),
                   source("SegmentRefreshFunction", "DynamoDB"), memory, interval,
                   source("PredictionsFunction", "SQS") if "PredictionsFunction" in functions else None,
-                  "HTTP" if console and all(kind == "HttpApi" for kind in console) else "REST")
+                  "HTTP" if console and all(kind == "HttpApi" for kind in console) else "REST", idle)
 
 
 @dataclass(frozen=True)
@@ -500,6 +505,22 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
     ]
 
 
+# The SQS consumers whose receives their own lines price (ingest, predictions' refresh, flows in bench/flows.py).
+QUEUES_PRICED_BY_THEIR_LINES = frozenset({"ProfilesFunction", "PredictionsFunction", "FlowsFunction"})
+# The part of the bill an otherwise idle queue belongs to.
+IDLE_QUEUE_GROUPS = {"SegmentTasksFunction": "segments"}
+
+
+def idle_queue_lines(wiring: Wiring) -> list[Line]:
+    """Lambda's pollers long-poll every queue it consumes, busy or not, and SQS bills each receive: the queues
+    mostly idle (the segment runs' tasks, exports, erasures), their work's own requests being few."""
+    receives = SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S
+    return [Line(IDLE_QUEUE_GROUPS.get(function, "console"), f"SQS: {function}'s queue, idle polls",
+                 receives * PER_MILLION["sqs"] / 1e6,
+                 f"{_m(receives)} receives ({SQS_POLLERS} pollers' {LONG_POLL_S} s long polls)")
+            for function in wiring.idle_queues]
+
+
 def console_lines(wiring: Wiring) -> list[Line]:
     """The marketers' page views (assumed, CONSOLE_*): API requests, Lambda and the pages' reads."""
     views = CONSOLE_USERS * CONSOLE_VIEWS_A_DAY * CONSOLE_WORKING_DAYS
@@ -527,7 +548,7 @@ def bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_reque
     return (ingest_lines(events, found.get("ingest_path"), wiring, month)
             + segment_lines(found.get("segment_runs"), events, wiring, month) + flows_lines(found.get("flows"))
             + predictions_lines(found.get("predictions_requests"), wiring, month, REFERENCE_PROFILES)
-            + console_lines(wiring))
+            + console_lines(wiring) + idle_queue_lines(wiring))
 
 
 def _requests(measured: Counts) -> float:

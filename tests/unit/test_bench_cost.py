@@ -341,3 +341,13 @@ def test_the_archive_is_priced_by_the_consumers_packed_records_against_a_record_
     assert cost.firehose_line(large, wiring, month, 9.5).dollars == pytest.approx(
         950_000 / 9.5 * 3 * per_record / 2**30 * cost.FIREHOSE_PER_GB + s3)
     assert "MISSING" in cost.firehose_line(None, wiring, month, 9.5).component
+
+
+def test_the_queues_no_line_prices_are_billed_their_idle_polls(cost: ModuleType) -> None:
+    wiring = cost.wiring_of(cost.TEMPLATE)  # ours
+    assert set(wiring.idle_queues) == {"SegmentTasksFunction", "ExportsFunction", "PrivacyFunction"}
+    lines = cost.idle_queue_lines(wiring)
+    polls = cost.SQS_POLLERS * cost.SECONDS_PER_MONTH / cost.LONG_POLL_S
+    assert [line.dollars for line in lines] == [pytest.approx(polls * 0.40 / 1e6)] * 3
+    assert {line.group for line in lines} == {"segments", "console"}
+    assert cost.wiring_from({**cost.plain(wiring), "idle_queues": []}).idle_queues == ()
