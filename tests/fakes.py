@@ -64,7 +64,7 @@ from crm.ports import (
     TaskQueue,
     UnknownWorkspace,
 )
-from crm.profiles import unmerged
+from crm.profiles import named_profile_id, unmerged
 from crm.segments.runs import carry_out, run_hour
 
 
@@ -202,7 +202,11 @@ class FakeProfileRepository:
         ws = reads.workspace_id
         with self._lock:
             pointers = {i: self.identities[(ws, i)] for i in reads.identities if (ws, i) in self.identities}
-            owners = {i: p for i, pid in pointers.items() if (p := self._live(ws, pid)) is not None}
+            # Without a link item an identity leads to the profile named after it, if that exists, as the adapter
+            # reads (a redacted identity's item is a link to no one).
+            leads_to = {**{i: named for i in reads.identities
+                           if (ws, i) not in self.redacted and (named := named_profile_id(ws, i))}, **pointers}
+            owners = {i: p for i, pid in leads_to.items() if (p := self._live(ws, pid)) is not None}
             order = self.orders.get((ws, *reads.order)) if reads.order else None
             customer = self.customers.get((ws, *reads.customer)) if reads.customer else None
             held_version = order.version if order else customer.version if customer else None
@@ -213,7 +217,7 @@ class FakeProfileRepository:
             if customer is not None and reads.customer and (owner := self._live(ws, customer.profile_id)):
                 owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", owner)
             merging: dict[str, dict[str, Profile]] = {}
-            for pid in {*pointers.values(), *(p.profile_id for p in (order, customer) if p and p.profile_id)}:
+            for pid in {*leads_to.values(), *(p.profile_id for p in (order, customer) if p and p.profile_id)}:
                 live, met = self._follow(ws, pid)
                 for marked in met if live is not None else ():
                     merging.setdefault(live.profile_id, {})[marked.profile_id] = marked
@@ -296,7 +300,11 @@ class FakeProfileRepository:
         return {pid: profile for pid, profile in found.items() if profile is not None}
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
-        return self.identities.get((workspace_id, identity))
+        if (workspace_id, identity) in self.redacted:
+            return None
+        named = named_profile_id(workspace_id, identity)
+        return self.identities.get((workspace_id, identity),
+                                   named if named and (workspace_id, named) in self.profiles else None)
 
     def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
                  limit: int) -> list[TimelineEntry]:

@@ -36,6 +36,7 @@ from crm.profiles import (
     combine,
     event_digest,
     linked,
+    named_profile_id,
     profile_id_for,
     tombstone,
     with_order_dates,
@@ -140,18 +141,27 @@ def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Prof
     profile = linked(profile, resolution.claimed, event.store_id)
     if isinstance(event, CanonicalOrder) or (isinstance(event, ActivityEvent) and not event.from_browser):
         profile = with_signed_browsers(profile, resolution.claimed)
+    # An identity without a link item leads to the profile named after it (docs/profile-writes.md): its link is
+    # written only to say something else.
     links = tuple(
         IdentityLink(identity, profile.profile_id, context.pointers.get(identity))
-        for identity in resolution.claimed if context.pointers.get(identity) != profile.profile_id
+        for identity in resolution.claimed if _leads_to(context, event.workspace_id, identity) != profile.profile_id
     )
     # A merge left under way is finished by whoever reads it (the event that began it, delivered again, or any
     # other reaching the survivor through a profile marked as merging): its line names every profile merged.
     merged = [*others, *moving, *moved]
     reason = [i for i in resolution.reason.split(", ") if i in context.owners] + [
-        identity for identity in identities if context.pointers.get(identity) in {p.profile_id for p in moving}]
+        identity for identity in identities
+        if _leads_to(context, event.workspace_id, identity) in {p.profile_id for p in moving}]
     timeline = (_merge_line(event, profile, merged, reason),) if merged else ()
     stones = tuple((tombstone(p, profile.profile_id, now), p.revision) for p in merged)
     return _Target(profile, before, stones, links, timeline)
+
+
+def _leads_to(context: Context, workspace_id: str, identity: str) -> str | None:
+    """The profile id an identity leads to as read: its link item's, or without one the profile named after it
+    (crm.profiles.named_profile_id), which the reader looks for (crm.ports.ProfileRepository.load)."""
+    return context.pointers.get(identity) or named_profile_id(workspace_id, identity)
 
 
 def _merging_into(group: Sequence[Profile], context: Context) -> tuple[list[Profile], list[Profile]]:

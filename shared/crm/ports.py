@@ -71,7 +71,9 @@ class Context:
     (merged profiles already followed to their survivor)."""
 
     owners: dict[str, Profile]
-    pointers: dict[str, str]  # identity -> the profile id its item holds (maybe a merged one)
+    # identity -> the profile id its link item holds (maybe a merged one). An identity without one leads to the
+    # profile named after it (crm.profiles.profile_id_for), if that exists: ``owners`` says so.
+    pointers: dict[str, str]
     redacted: frozenset[str]  # identities erased by a privacy request: never stored again
     order: OrderRecord | None
     order_owner: Profile | None
@@ -283,7 +285,10 @@ class SecretVault(Protocol):
 
 
 class ProfileRepository(Protocol):
-    def load(self, reads: Reads) -> Context: ...
+    def load(self, reads: Reads) -> Context:
+        """What the table holds for the reads. An identity's link item, when present, says which profile it leads
+        to (redacted: none, ever); without one it leads to the profile named after it, if that exists."""
+        ...
 
     def commit(self, change: Change) -> None:
         """Write everything atomically; ConcurrentUpdate if anything read has changed since."""
@@ -311,7 +316,9 @@ class ProfileRepository(Protocol):
         """The stored orders among these (store id, order id), by that pair (read in batches)."""
         ...
 
-    def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None: ...
+    def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
+        """The profile id the identity leads to, as ``load`` reads it (maybe a merged one; None: no one)."""
+        ...
 
     def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
         """Every live (not merged) profile of the workspace, a page at a time, in no particular order, read

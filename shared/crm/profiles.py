@@ -39,6 +39,14 @@ def profile_id_for(workspace_id: str, identity: str) -> str:
     return uuid.uuid5(_PROFILE_NAMESPACE, f"{workspace_id}|{identity}").hex
 
 
+def named_profile_id(workspace_id: str, identity: str) -> str | None:
+    """Where an identity without a link item leads: the profile named after it, if that exists. None for an
+    identity gathered per purchase (an order, a cart, a checkout): those keep their link items, so that each new one
+    is not looked for at its derived key as well (a profile is seldom named after one: an order with no email,
+    account, phone or browser)."""
+    return None if identity.startswith(_PER_PURCHASE) else profile_id_for(workspace_id, identity)
+
+
 @dataclass(frozen=True)
 class Contribution:
     """What one order adds to its profile's totals."""
