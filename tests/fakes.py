@@ -230,6 +230,9 @@ class FakeProfileRepository:
                              for event in held.get(sort_key, ())).intersection(reads.lines)
             return Context(
                 owners=owners, pointers=pointers,
+                unnamed=frozenset(i for i in reads.identities if (ws, i) not in self.identities
+                                  and (ws, i) not in self.redacted and (named := named_profile_id(ws, i))
+                                  and (ws, named) not in self.profiles),
                 redacted=frozenset(i for i in reads.identities if (ws, i) in self.redacted),
                 order=order,
                 order_owner=self._live(ws, order.profile_id) if order and order.profile_id else None,
@@ -245,6 +248,8 @@ class FakeProfileRepository:
             *((getattr(self.profiles.get((ws, p.profile_id)), "revision", None), revision)
               for p, revision in change.profiles),
             *((self.identities.get((ws, link.identity)), link.previous_profile_id) for link in change.identities),
+            *((self.profiles.get((ws, link.named_tombstone.profile_id)), None) for link in change.identities
+              if link.named_tombstone is not None),
         ]
         if change.order is not None:
             record, version = change.order
@@ -271,6 +276,8 @@ class FakeProfileRepository:
             for profile, _ in change.profiles:
                 self.profiles[(ws, profile.profile_id)] = profile
             for link in change.identities:
+                if link.named_tombstone is not None:
+                    self.profiles[(ws, link.named_tombstone.profile_id)] = link.named_tombstone
                 self.identities[(ws, link.identity)] = link.profile_id
             if change.order is not None:
                 self.orders[(ws, change.order[0].store_id, change.order[0].order_id)] = change.order[0]

@@ -87,6 +87,8 @@ class Context:
     # Profiles read on the way to a live one (its id the key) that are marked as merging into it (Profile.merging):
     # a merge written guard last that the reader finishes (crm.changes._target).
     merging: dict[str, tuple[Profile, ...]] = field(default_factory=dict)
+    # Identities without a link item whose named profile (crm.profiles.named_profile_id) was not in the table.
+    unnamed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,12 @@ class IdentityLink:
     identity: str
     profile_id: str
     previous_profile_id: str | None  # None: the identity must be new
+    # The identity has no link item and the profile named after it was read as absent (Context.unnamed), and this
+    # link leads elsewhere: that named profile as a tombstone merged into ``profile_id``, which the repository
+    # writes first under ``attribute_not_exists``. A first write of the named profile at the same moment (a new
+    # browser's first view, which writes no link) and this link cannot both succeed: whichever comes second is
+    # refused and planned again. Without it the view would land on a profile nothing leads to.
+    named_tombstone: Profile | None = None
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,14 @@ def profile_id_for(workspace_id: str, identity: str) -> str:
 
 
 def named_profile_id(workspace_id: str, identity: str) -> str | None:
-    """Where an identity without a link item leads: the profile named after it, if that exists. None for an
-    identity gathered per purchase (an order, a cart, a checkout): those keep their link items, so that each new one
-    is not looked for at its derived key as well (a profile is seldom named after one: an order with no email,
-    account, phone or browser)."""
-    return None if identity.startswith(_PER_PURCHASE) else profile_id_for(workspace_id, identity)
+    """Where an identity without a link item leads: the profile named after it, if that exists. Only a storefront
+    browser's (``anon#``): a new browser's first /track request is the one frequent first write of a profile, and
+    its own link was a write of its own (docs/profile-writes.md). Every other identity keeps its link item, even to
+    the profile named after it: linking one of them elsewhere needs no more than the link's own guard, while linking
+    a browser with no link and no profile to another profile takes the browser's name too
+    (crm.ports.IdentityLink.named_tombstone), and an email, an account or a phone is linked to another profile often
+    (every new email signed in from a known browser)."""
+    return profile_id_for(workspace_id, identity) if identity.startswith("anon#") else None
 
 
 @dataclass(frozen=True)

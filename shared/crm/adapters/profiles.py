@@ -81,9 +81,10 @@ class DynamoProfileRepository:
 
     def _follow(self, workspace_id: str, profile_ids: set[str], consistent: bool = True,
                 read: Mapping[str, Item | None] | None = None, named: Collection[str] = ()) -> tuple[
-            dict[str, Profile], dict[str, tuple[Profile, ...]]]:
+            dict[str, Profile], dict[str, tuple[Profile, ...]], set[str]]:
         """Each id's live profile, and the profiles marked as merging (crm.changes._merge_guard_last) met on the
-        way, by the live profile they lead to (crm.ports.Context.merging). Not ``consistent``: read eventually
+        way, by the live profile they lead to (crm.ports.Context.merging), and the ids of every profile item found.
+        Not ``consistent``: read eventually
         consistent, and a profile not found asked again consistently (something names it: a stale "not found"
         would plan on no profile, where no guard refuses it), but for the ``named`` ones, looked for only because
         an identity without a link is named after them: a new profile planned on a stale "not found" is refused by
@@ -117,7 +118,7 @@ class DynamoProfileRepository:
                 for profile in met:
                     if profile.profile_id != current.profile_id:
                         merging.setdefault(current.profile_id, {})[profile.profile_id] = profile
-        return live, {pid: tuple(found.values()) for pid, found in merging.items()}
+        return live, {pid: tuple(found.values()) for pid, found in merging.items()}, set(held)
 
     def _profile_items(self, workspace_id: str, profile_ids: set[str], consistent: bool,
                        named: Collection[str] = ()) -> dict[str, Item]:
@@ -173,7 +174,7 @@ class DynamoProfileRepository:
             if owner:
                 profile_ids.add(owner)
         named_by_items = {*pointers.values(), *(r.profile_id for r in (order, customer) if r and r.profile_id)}
-        live, merging = self._follow(ws, profile_ids, reads.consistent,
+        live, merging, held = self._follow(ws, profile_ids, reads.consistent,
                                      {pid: found.get(key["pk"]) for pid, key in first_named.items()
                                       if pid in profile_ids},
                                      profile_ids - named_by_items)
@@ -194,6 +195,7 @@ class DynamoProfileRepository:
             currency=(CurrencySettings.model_validate(found[currency_key["pk"]])
                       if currency_key["pk"] in found else None),
             seen=seen, merging=merging,
+            unnamed=frozenset(identity for identity in unlinked if identity in named and named[identity] not in held),
         )
 
     def _named(self, workspace_id: str, identities: Sequence[str]) -> dict[str, str]:
@@ -239,7 +241,7 @@ class DynamoProfileRepository:
             writes.append(self._guarded_put(self._order_item(ws, record), "version", version))
         if change.customer is not None:
             writes.append(self._customer_put(ws, *change.customer))
-        writes += [self._link_put(ws, link) for link in change.identities]
+        writes += [put for link in change.identities for put in self._link_puts(ws, link)]
         writes += [{"Put": {"TableName": self.table, "Item": self._line_item(ws, (line,))}} for line in change.timeline]
         if not writes:
             return
@@ -255,7 +257,7 @@ class DynamoProfileRepository:
         ws = change.workspace_id
         (profile, revision), = change.profiles
         profile_put = self._guarded_put(self._profile_item(ws, profile), "revision", revision)
-        links = [self._link_put(ws, link) for link in change.identities]
+        links = [put for link in change.identities for put in self._link_puts(ws, link)]
         # A new profile is written after the links that lead to it: a retry that finds them plans the same profile
         # (its id comes from the event's first identity, crm.changes._target) and writes it. An existing one goes
         # first, so that a retry finds the digest it carries.
@@ -276,7 +278,8 @@ class DynamoProfileRepository:
         for profile, revision in (*change.merging, *change.profiles):
             self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         for link in change.identities:
-            self._put(self._link_put(ws, link))
+            for put in self._link_puts(ws, link):
+                self._put(put)
         self._put_lines(ws, change.timeline, grouped=bool(change.folded))
 
     def _put_lines(self, workspace_id: str, lines: Sequence[TimelineEntry], grouped: bool = False) -> None:
@@ -300,11 +303,21 @@ class DynamoProfileRepository:
                 raise ChangeRefused(error.response["Error"].get("Message", str(error))) from None
             raise
 
-    def _link_put(self, workspace_id: str, link: IdentityLink) -> dict[str, Any]:
+    def _link_puts(self, workspace_id: str, link: IdentityLink) -> list[dict[str, Any]]:
+        """The link under the pointer read, after the profile named after its identity when it takes that name
+        (crm.ports.IdentityLink.named_tombstone): a tombstone merged into the link's profile, which no reader needs
+        (the link wins) but which refuses the first write of that profile, and is refused by it. Interrupted
+        between the two, the tombstone alone leads the identity where the link would. Without the workspace index's
+        attributes: the segment runs never read it."""
         item = {**keys.identity(workspace_id, link.identity), "entity": "identity", "workspace_id": workspace_id,
                 "profile_id": link.profile_id}
-        return self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "profile_id",
-                                 link.previous_profile_id)
+        put = self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "profile_id",
+                                link.previous_profile_id)
+        if link.named_tombstone is None:
+            return [put]
+        stone = link.named_tombstone
+        return [self._guarded_put(to_packed_item(keys.profile(workspace_id, stone.profile_id), "profile", stone,
+                                                 kept=("revision",)), "revision", None), put]
 
     def _customer_put(self, workspace_id: str, state: CustomerState, version: str | None) -> dict[str, Any]:
         return self._guarded_put(to_item(keys.customer(workspace_id, state.store_id, state.customer_id), "customer",
@@ -320,7 +333,8 @@ class DynamoProfileRepository:
         ws = change.workspace_id
         assert change.order is not None
         for link in change.identities:
-            self._put(self._link_put(ws, link))
+            for put in self._link_puts(ws, link):
+                self._put(put)
         for profile, revision in change.profiles:
             self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         self._put_lines(ws, change.timeline)
