@@ -256,9 +256,7 @@ def test_saved_order_profile_identities_and_timeline_read_back_equal(backend: Ba
     assert context.order == change.order[0]
     assert context.order_owner == profile
     assert context.owners == {IDENTITY: profile, "order#st_a#1": profile}
-    # The profile is named after the email (CANDIDATE): that link item is not written, the email leads there anyway.
-    assert change.identities == (IdentityLink("order#st_a#1", CANDIDATE, None),)
-    assert context.pointers == {"order#st_a#1": CANDIDATE}
+    assert context.pointers == {IDENTITY: CANDIDATE, "order#st_a#1": CANDIDATE}
     assert backend.profiles.get_profile(WS, CANDIDATE) == profile
     assert backend.profiles.profile_id_for_identity(WS, IDENTITY) == CANDIDATE
     assert backend.profiles.timeline(WS, [CANDIDATE], None, 10) == list(change.timeline)
@@ -467,6 +465,28 @@ def test_a_profile_named_after_an_order_keeps_the_orders_link_and_a_later_versio
     assert apply_event(backend.profiles, order("9", email=None, updated_at=NOW, total=Decimal("12.00")), NOW)
     profile = backend.profiles.get_profile(WS, named)
     assert profile is not None and (profile.orders_count, profile.spent_by_currency) == (1, {"USD": Decimal("12.00")})
+
+
+def test_a_link_of_a_browser_with_no_profile_elsewhere_takes_its_name_and_its_first_view_is_refused(
+        backend: Backend) -> None:
+    """The browser has no link and no profile: an identify linking it to the shopper's profile writes the browser's
+    name too (a tombstone into the shopper's). A first view planned before that (no link, no profile: its own
+    profile, no link) is refused, and planned again lands on the shopper's profile."""
+    named = profile_id_for(WS, BROWSER)
+    assert apply_event(backend.profiles, order("1"), NOW)
+    view = _plan(backend.profiles, _view("e-1"))
+    assert view.identities == () and [(p.profile_id, revision) for p, revision in view.profiles] == [(named, None)]
+    identify = ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id="id-1",
+                             type=ActivityType.IDENTIFY, occurred_at=NOW, anonymous_id="a-1",
+                             email="shopper@example.com")
+    assert apply_event(backend.profiles, identify, NOW)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(view)
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    shopper = backend.profiles.get_profile(WS, CANDIDATE)
+    assert shopper is not None and shopper.activity_counts == {"identify": 1, "product_viewed": 1}
+    assert backend.profiles.get_profile(WS, named) == shopper  # the tombstone leads there too
+    assert backend.profiles.profile_id_for_identity(WS, BROWSER) == CANDIDATE
 
 
 def test_an_old_tables_link_to_the_profile_named_after_it_still_leads_there_and_is_not_written_again(
