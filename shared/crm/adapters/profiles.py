@@ -84,11 +84,11 @@ class DynamoProfileRepository:
             dict[str, Profile], dict[str, tuple[Profile, ...]], set[str]]:
         """Each id's live profile, and the profiles marked as merging (crm.changes._merge_guard_last) met on the
         way, by the live profile they lead to (crm.ports.Context.merging), and the ids of every profile item found.
-        Not ``consistent``: read eventually
-        consistent, and a profile not found asked again consistently (something names it: a stale "not found"
-        would plan on no profile, where no guard refuses it), but for the ``named`` ones, looked for only because
-        an identity without a link is named after them: a new profile planned on a stale "not found" is refused by
-        its ``attribute_not_exists``. ``read``: profile items already read, by id (None: not there)."""
+        Not ``consistent``: read eventually consistent, and a profile not found asked again consistently (something
+        names it: a stale "not found" would plan on no profile, where no guard refuses it), but for the ``named``
+        ones, looked for only because an identity without a link is named after them: a new profile or a link
+        taking that name planned on a stale "not found" is refused by its ``attribute_not_exists``. ``read``:
+        profile items already read, by id (None: not there)."""
         read = read or {}
         held = {pid: Profile.model_validate(item) for pid, item in read.items() if item is not None}
         asked = {*profile_ids, *read}
@@ -175,9 +175,9 @@ class DynamoProfileRepository:
                 profile_ids.add(owner)
         named_by_items = {*pointers.values(), *(r.profile_id for r in (order, customer) if r and r.profile_id)}
         live, merging, held = self._follow(ws, profile_ids, reads.consistent,
-                                     {pid: found.get(key["pk"]) for pid, key in first_named.items()
-                                      if pid in profile_ids},
-                                     profile_ids - named_by_items)
+                                           {pid: found.get(key["pk"]) for pid, key in first_named.items()
+                                            if pid in profile_ids},
+                                           profile_ids - named_by_items)
         if not reads.consistent and not named_by_items.issubset(live):
             # A link or a record names a profile that is not there (a new profile's write ended after its links,
             # or it was erased): whether the link still names it, no write planned on it would check.
