@@ -228,8 +228,13 @@ class FakeProfileRepository:
                      for pid in (owner.profile_id, *owner.merged_from)]
             seen = frozenset(event for held in items for sort_key in reads.lines.values()
                              for event in held.get(sort_key, ())).intersection(reads.lines)
+            first = reads.identities[:1]
+            taken = {i: self.profiles.get((ws, named)) for i in first
+                     if (ws, i) not in self.redacted and (named := named_profile_id(ws, i))}
             return Context(
                 owners=owners, pointers=pointers,
+                named_into={i: self.identities.get((ws, i)) or stone.merged_into for i, stone in taken.items()
+                            if stone is not None and stone.merged_into},
                 unnamed=frozenset(i for i in reads.identities if (ws, i) not in self.identities
                                   and (ws, i) not in self.redacted and (named := named_profile_id(ws, i))
                                   and (ws, named) not in self.profiles),

@@ -136,7 +136,10 @@ def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Prof
         before: Profile | None = survivor
     else:
         others = []
-        profile = new_profile(event.workspace_id, profile_id_for(event.workspace_id, identities[0]), now)
+        # A first identity whose name a tombstone holds (a link took it for a profile not written yet: its write
+        # ended between the two) gives the id it leads to, as the interrupted write's retry plans.
+        named = context.named_into.get(identities[0]) or profile_id_for(event.workspace_id, identities[0])
+        profile = new_profile(event.workspace_id, named, now)
         before = None
     profile = linked(profile, resolution.claimed, event.store_id)
     if isinstance(event, CanonicalOrder) or (isinstance(event, ActivityEvent) and not event.from_browser):

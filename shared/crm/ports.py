@@ -89,6 +89,10 @@ class Context:
     merging: dict[str, tuple[Profile, ...]] = field(default_factory=dict)
     # Identities without a link item whose named profile (crm.profiles.named_profile_id) was not in the table.
     unnamed: frozenset[str] = frozenset()
+    # The first identity, when its named profile is a tombstone (IdentityLink.named_tombstone, or a merge's): the
+    # id a new profile for it takes instead of that name, held: its link's, or without one the tombstone's
+    # ``merged_into`` (a link's write that ended between the tombstone and its profile; its retry plans the same).
+    named_into: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,10 @@ class DynamoProfileRepository:
                       if currency_key["pk"] in found else None),
             seen=seen, merging=merging,
             unnamed=frozenset(identity for identity in unlinked if identity in named and named[identity] not in held),
+            named_into={identity: pointers.get(identity) or str(item["merged_into"])
+                        for identity in reads.identities[:1] if identity in named
+                        and (item := found.get(first_named[named[identity]]["pk"])) is not None
+                        and item.get("merged_into")},
         )
 
     def _named(self, workspace_id: str, identities: Sequence[str]) -> dict[str, str]:
