@@ -48,7 +48,7 @@ from crm.models.orders import CanonicalOrder, LineItem, version_stamp
 from crm.models.profile import OrderRecord, Profile, TimelineEntry, new_profile
 from crm.models.stores import Platform
 from crm.outbox import events_for
-from crm.ports import Change, Context, Reads
+from crm.ports import Change, Context, IdentityLink, Reads
 from crm.profiles import apply_activity, apply_customer, apply_order_record, profile_id_for
 from crm_local import moto_patches
 from crm_local.event_shapes import stream_record
@@ -577,6 +577,27 @@ class LinePerActivity(LinesUnpacked):
     lines_grouped = False
 
 
+class OwnLinkWritten(DynamoProfileRepository):
+    """BEFORE the ownlink2 lane (issue 12; main at 05d01b5), kept to be measured against: ours, but a new profile's
+    link for the identity it is named after written too (before it, with the others; ours leaves out a browser's
+    only), and read back through that link alone: no profile looked for at a browser's derived key, so no link
+    takes a browser's name either (crm.ports.IdentityLink.named_tombstone)."""
+
+    def _named(self, workspace_id: str, identities: Sequence[str]) -> dict[str, str]:
+        return {}
+
+    def commit(self, change: Change) -> None:
+        ws = change.workspace_id
+        linked = {link.identity for link in change.identities}
+        order = [f"order#{change.order[0].store_id}#{change.order[0].order_id}"] if change.order else []
+        own = tuple(
+            IdentityLink(identity, profile.profile_id, None)
+            for profile, revision in change.profiles if revision is None and not profile.merged_into
+            for identity in (*profile.identities, *order)
+            if identity not in linked and profile_id_for(ws, identity) == profile.profile_id)
+        super().commit(replace(change, identities=(*own, *change.identities)) if own else change)
+
+
 def clone_table(name: str, source: str) -> tuple[str, str]:
     """A table with ``source``'s keys, indexes and stream, empty: (name, stream ARN)."""
     dynamodb = harness("dynamodb")
@@ -685,7 +706,8 @@ def measure_folding(bench: Bench, workload: Workload, batching: Batching) -> lis
                ("BEFORE: one event at a time, each a transaction", EveryChangeATransaction, False),
                ("BEFORE viewlines: ours folded, a line item per view", LinePerActivity, True),
                ("BEFORE linepack: ours folded, lines and groups unpacked", LinesUnpacked, True),
-               ("BEFORE upreads: ours folded, every read consistent", EveryReadConsistent, True))
+               ("BEFORE upreads: ours folded, every read consistent", EveryReadConsistent, True),
+               ("BEFORE ownlink2: ours folded, a browser's own link written (main)", OwnLinkWritten, True))
     runs = []
     for number, (design, repository, folded) in enumerate(designs):
         table_name, _ = clone_table(f"{source}-views-{number}", source)
@@ -706,6 +728,8 @@ class Results:
     merged: int
     folding: list[FoldRun]
     batching: Batching
+    own_link: TypeRun  # ours with a new browser's own link written, as main at 05d01b5 (BEFORE ownlink2)
+    own_link_check: str
 
 
 def measure(bench: Bench, workload: Workload, batching: Batching) -> Results:
@@ -724,6 +748,9 @@ def measure(bench: Bench, workload: Workload, batching: Batching) -> Results:
     every_read_consistent = EveryReadConsistent(consistent_table)
     consistent = run_design(bench, workload, lambda event, now: apply_event(every_read_consistent, event, now),
                             None)
+    own_link_table, _ = clone_table(f"{table_name}-ownlink", table_name)
+    own_link_written = OwnLinkWritten(own_link_table)
+    own_link = run_design(bench, workload, lambda event, now: apply_event(own_link_written, event, now), None)
     naive = AppendAndRecompute(bench.baseline.table)
     baseline = run_design(bench, workload, naive.apply, None)
     workspace_id = bench.store.workspace_id
@@ -732,7 +759,8 @@ def measure(bench: Bench, workload: Workload, batching: Batching) -> Results:
     merged = merged_profiles(table_name)
     return Results(workload, ours, before, baseline, checks, unpacked, consistent,
                    check_ours(unpacked_items, workspace_id, workload), merged,
-                   measure_folding(bench, workload, batching), batching)
+                   measure_folding(bench, workload, batching), batching, own_link,
+                   check_ours(own_link_written, workspace_id, workload))
 
 
 # --- The report -----------------------------------------------------------------------------------------------
@@ -790,6 +818,14 @@ def print_types(r: Results) -> None:
     print(table(header, rows))
     print("\n   ours/every read consistent per event type")
     print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, r.consistent)))
+    print("\n   BEFORE ownlink2 (main at 05d01b5, same run, its own table): ours, but a new browser's profile's link")
+    print("   for the browser written too, and identities read through their links alone")
+    header, rows = operation_rows(r.own_link)
+    print(table(header, rows))
+    print(f"  checked: {r.own_link_check}")
+    print("\n   ours/BEFORE ownlink2 per event type: no link item for a browser's own profile (a link elsewhere")
+    print("   takes the browser's name when it has no profile: the race's guard)")
+    print(table(["event type", "requests", "RRU", "WRU", "time"], ratio_rows(ours, r.own_link)))
     print("\n   baseline: append every event to its shopper's partition and recompute the profile from all of it")
     print("   (Query partition + PutItem event + PutItem profile; refunds/removals GetItem an order pointer first;")
     print("   no identity merge), on a fresh table")
@@ -911,6 +947,14 @@ def print_costs(r: Results) -> None:
           "sends them:")
     print(f"  the upsert (DynamoDB) with views folded: ${upsert - single + folded:.2f}; total on REST "
           f"${total - single + folded:.2f}, on HTTP API ${http_total - single + folded:.2f}.")
+    own_lines = monthly_lines(r.own_link, r.batching.events_per_request)
+    own_units = {name: cost for name, cost, _ in own_lines if "profile upsert" in name}
+    own_folded = product_view_cost(r.folding[7]) if len(r.folding) > 7 else single
+    print("  BEFORE ownlink2 (same run, a browser's own link written): "
+          + ", ".join(f"{name.split(':')[0].removeprefix('DynamoDB ')} ${own_units[name]:.2f} -> ${cost:.2f}"
+                      for name, cost, _ in lines if name in own_units)
+          + f" one event at a time; product views folded ${own_folded:.2f} -> ${folded:.2f}; the upsert with views "
+            f"folded ${sum(own_units.values()) - single + own_folded:.2f} -> ${upsert - single + folded:.2f}.")
     if lines_apart:
         print(f"  BEFORE viewlines (same run, a line item per view): product views' DynamoDB ${lines_apart[0]:.2f} -> "
               f"${folded:.2f} with a request's lines in one item; the upsert with views folded "
@@ -973,13 +1017,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                           if len(results.folding) > 5 else {}),
                       **({"folded_every_read_consistent": {"per_view": per(results.folding[6].counts,
                                                                            results.folding[6].views)}}
-                         if len(results.folding) > 6 else {})} if folded else {}
+                         if len(results.folding) > 6 else {}),
+                      **({"folded_own_link_written": {"per_view": per(results.folding[7].counts,
+                                                                      results.folding[7].views)}}
+                         if len(results.folding) > 7 else {})} if folded else {}
     record("profile_events", {"monthly_mix": MONTHLY_MIX, "storefront": STOREFRONT, "checks": results.checks,
                               "events_per_track_request": results.batching.events_per_request,
                               **figures_of(results.ours), "baseline": figures_of(results.baseline),
                               **({"before": figures_of(before)} if before is not None else {}), **folded_figures,
                               "unpacked_items": figures_of(results.unpacked),
-                              "every_read_consistent": figures_of(results.consistent)},
+                              "every_read_consistent": figures_of(results.consistent),
+                              "own_link_written": figures_of(results.own_link)},
            args.results)
     return 0
 

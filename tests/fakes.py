@@ -64,7 +64,7 @@ from crm.ports import (
     TaskQueue,
     UnknownWorkspace,
 )
-from crm.profiles import unmerged
+from crm.profiles import named_profile_id, unmerged
 from crm.segments.runs import carry_out, run_hour
 
 
@@ -202,7 +202,11 @@ class FakeProfileRepository:
         ws = reads.workspace_id
         with self._lock:
             pointers = {i: self.identities[(ws, i)] for i in reads.identities if (ws, i) in self.identities}
-            owners = {i: p for i, pid in pointers.items() if (p := self._live(ws, pid)) is not None}
+            # Without a link item an identity leads to the profile named after it, if that exists, as the adapter
+            # reads (a redacted identity's item is a link to no one).
+            leads_to = {**{i: named for i in reads.identities
+                           if (ws, i) not in self.redacted and (named := named_profile_id(ws, i))}, **pointers}
+            owners = {i: p for i, pid in leads_to.items() if (p := self._live(ws, pid)) is not None}
             order = self.orders.get((ws, *reads.order)) if reads.order else None
             customer = self.customers.get((ws, *reads.customer)) if reads.customer else None
             held_version = order.version if order else customer.version if customer else None
@@ -213,7 +217,7 @@ class FakeProfileRepository:
             if customer is not None and reads.customer and (owner := self._live(ws, customer.profile_id)):
                 owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", owner)
             merging: dict[str, dict[str, Profile]] = {}
-            for pid in {*pointers.values(), *(p.profile_id for p in (order, customer) if p and p.profile_id)}:
+            for pid in {*leads_to.values(), *(p.profile_id for p in (order, customer) if p and p.profile_id)}:
                 live, met = self._follow(ws, pid)
                 for marked in met if live is not None else ():
                     merging.setdefault(live.profile_id, {})[marked.profile_id] = marked
@@ -224,8 +228,16 @@ class FakeProfileRepository:
                      for pid in (owner.profile_id, *owner.merged_from)]
             seen = frozenset(event for held in items for sort_key in reads.lines.values()
                              for event in held.get(sort_key, ())).intersection(reads.lines)
+            first = reads.identities[:1]
+            taken = {i: self.profiles.get((ws, named)) for i in first
+                     if (ws, i) not in self.redacted and (named := named_profile_id(ws, i))}
             return Context(
                 owners=owners, pointers=pointers,
+                named_into={i: self.identities.get((ws, i)) or stone.merged_into for i, stone in taken.items()
+                            if stone is not None and stone.merged_into},
+                unnamed=frozenset(i for i in reads.identities if (ws, i) not in self.identities
+                                  and (ws, i) not in self.redacted and (named := named_profile_id(ws, i))
+                                  and (ws, named) not in self.profiles),
                 redacted=frozenset(i for i in reads.identities if (ws, i) in self.redacted),
                 order=order,
                 order_owner=self._live(ws, order.profile_id) if order and order.profile_id else None,
@@ -241,6 +253,8 @@ class FakeProfileRepository:
             *((getattr(self.profiles.get((ws, p.profile_id)), "revision", None), revision)
               for p, revision in change.profiles),
             *((self.identities.get((ws, link.identity)), link.previous_profile_id) for link in change.identities),
+            *((self.profiles.get((ws, link.named_tombstone.profile_id)), None) for link in change.identities
+              if link.named_tombstone is not None),
         ]
         if change.order is not None:
             record, version = change.order
@@ -267,6 +281,8 @@ class FakeProfileRepository:
             for profile, _ in change.profiles:
                 self.profiles[(ws, profile.profile_id)] = profile
             for link in change.identities:
+                if link.named_tombstone is not None:
+                    self.profiles[(ws, link.named_tombstone.profile_id)] = link.named_tombstone
                 self.identities[(ws, link.identity)] = link.profile_id
             if change.order is not None:
                 self.orders[(ws, change.order[0].store_id, change.order[0].order_id)] = change.order[0]
@@ -296,7 +312,11 @@ class FakeProfileRepository:
         return {pid: profile for pid, profile in found.items() if profile is not None}
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
-        return self.identities.get((workspace_id, identity))
+        if (workspace_id, identity) in self.redacted:
+            return None
+        named = named_profile_id(workspace_id, identity)
+        return self.identities.get((workspace_id, identity),
+                                   named if named and (workspace_id, named) in self.profiles else None)
 
     def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
                  limit: int) -> list[TimelineEntry]:

@@ -36,6 +36,7 @@ from crm.profiles import (
     combine,
     event_digest,
     linked,
+    named_profile_id,
     profile_id_for,
     tombstone,
     with_order_dates,
@@ -135,23 +136,43 @@ def _target(event: CanonicalEvent, context: Context, now: datetime, anchor: Prof
         before: Profile | None = survivor
     else:
         others = []
-        profile = new_profile(event.workspace_id, profile_id_for(event.workspace_id, identities[0]), now)
+        # A first identity whose name a tombstone holds (a link took it for a profile not written yet: its write
+        # ended between the two) gives the id it leads to, as the interrupted write's retry plans.
+        named = context.named_into.get(identities[0]) or profile_id_for(event.workspace_id, identities[0])
+        profile = new_profile(event.workspace_id, named, now)
         before = None
     profile = linked(profile, resolution.claimed, event.store_id)
     if isinstance(event, CanonicalOrder) or (isinstance(event, ActivityEvent) and not event.from_browser):
         profile = with_signed_browsers(profile, resolution.claimed)
+    # An identity without a link item leads to the profile named after it (docs/profile-writes.md): its link is
+    # written only to say something else, and then takes that name too if no profile has it yet.
     links = tuple(
-        IdentityLink(identity, profile.profile_id, context.pointers.get(identity))
-        for identity in resolution.claimed if context.pointers.get(identity) != profile.profile_id
+        IdentityLink(identity, profile.profile_id, context.pointers.get(identity),
+                     named_tombstone=_name_taken(context, event.workspace_id, identity, profile.profile_id, now))
+        for identity in resolution.claimed if _leads_to(context, event.workspace_id, identity) != profile.profile_id
     )
     # A merge left under way is finished by whoever reads it (the event that began it, delivered again, or any
     # other reaching the survivor through a profile marked as merging): its line names every profile merged.
     merged = [*others, *moving, *moved]
     reason = [i for i in resolution.reason.split(", ") if i in context.owners] + [
-        identity for identity in identities if context.pointers.get(identity) in {p.profile_id for p in moving}]
+        identity for identity in identities
+        if _leads_to(context, event.workspace_id, identity) in {p.profile_id for p in moving}]
     timeline = (_merge_line(event, profile, merged, reason),) if merged else ()
     stones = tuple((tombstone(p, profile.profile_id, now), p.revision) for p in merged)
     return _Target(profile, before, stones, links, timeline)
+
+
+def _leads_to(context: Context, workspace_id: str, identity: str) -> str | None:
+    """The profile id an identity leads to as read: its link item's, or without one the profile named after it
+    (crm.profiles.named_profile_id), which the reader looks for (crm.ports.ProfileRepository.load)."""
+    return context.pointers.get(identity) or named_profile_id(workspace_id, identity)
+
+
+def _name_taken(context: Context, workspace_id: str, identity: str, profile_id: str, now: datetime) -> Profile | None:
+    """The tombstone a link written elsewhere leaves at the name of an identity with no link and no profile of its
+    own (crm.ports.IdentityLink.named_tombstone)."""
+    named = named_profile_id(workspace_id, identity) if identity in context.unnamed else None
+    return tombstone(new_profile(workspace_id, named, now), profile_id, now) if named else None
 
 
 def _merging_into(group: Sequence[Profile], context: Context) -> tuple[list[Profile], list[Profile]]:
@@ -550,6 +571,7 @@ def _as_written(context: Context, event: ActivityEvent, profile: Profile, revisi
     held = [identity for identity in identities_of(event) if identity in profile.identities]
     return replace(
         context, pointers={**context.pointers, **dict.fromkeys(held, profile.profile_id)},
+        unnamed=context.unnamed.difference(held),
         owners={**{identity: as_read if owner.profile_id == profile.profile_id else owner
                    for identity, owner in context.owners.items()}, **dict.fromkeys(held, as_read)})
 

@@ -138,7 +138,9 @@ def _profile_events(item: dict[str, Any], old: dict[str, Any]) -> list[AnyDomain
     profile = Profile.model_validate(item)
     ws, profile_id = profile.workspace_id, profile.profile_id
     if profile.merged_into:
-        if old.get("merged_into"):
+        # A tombstone new to the table is the name a link took (crm.ports.IdentityLink.named_tombstone): nothing
+        # was merged.
+        if not old or old.get("merged_into"):
             return []
         return [ProfilesMerged(event_id=f"ProfilesMerged:{ws}:{profile_id}", workspace_id=ws,
                                profile_id=profile.merged_into, occurred_at=profile.updated_at,

@@ -71,7 +71,9 @@ class Context:
     (merged profiles already followed to their survivor)."""
 
     owners: dict[str, Profile]
-    pointers: dict[str, str]  # identity -> the profile id its item holds (maybe a merged one)
+    # identity -> the profile id its link item holds (maybe a merged one). An identity without one leads to the
+    # profile named after it (crm.profiles.profile_id_for), if that exists: ``owners`` says so.
+    pointers: dict[str, str]
     redacted: frozenset[str]  # identities erased by a privacy request: never stored again
     order: OrderRecord | None
     order_owner: Profile | None
@@ -85,6 +87,12 @@ class Context:
     # Profiles read on the way to a live one (its id the key) that are marked as merging into it (Profile.merging):
     # a merge written guard last that the reader finishes (crm.changes._target).
     merging: dict[str, tuple[Profile, ...]] = field(default_factory=dict)
+    # Identities without a link item whose named profile (crm.profiles.named_profile_id) was not in the table.
+    unnamed: frozenset[str] = frozenset()
+    # The first identity, when its named profile is a tombstone (IdentityLink.named_tombstone, or a merge's): the
+    # id a new profile for it takes instead of that name, held: its link's, or without one the tombstone's
+    # ``merged_into`` (a link's write that ended between the tombstone and its profile; its retry plans the same).
+    named_into: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,12 @@ class IdentityLink:
     identity: str
     profile_id: str
     previous_profile_id: str | None  # None: the identity must be new
+    # The identity has no link item and the profile named after it was read as absent (Context.unnamed), and this
+    # link leads elsewhere: that named profile as a tombstone merged into ``profile_id``, which the repository
+    # writes first under ``attribute_not_exists``. A first write of the named profile at the same moment (a new
+    # browser's first view, which writes no link) and this link cannot both succeed: whichever comes second is
+    # refused and planned again. Without it the view would land on a profile nothing leads to.
+    named_tombstone: Profile | None = None
 
 
 @dataclass(frozen=True)
@@ -283,7 +297,10 @@ class SecretVault(Protocol):
 
 
 class ProfileRepository(Protocol):
-    def load(self, reads: Reads) -> Context: ...
+    def load(self, reads: Reads) -> Context:
+        """What the table holds for the reads. An identity's link item, when present, says which profile it leads
+        to (redacted: none, ever); without one it leads to the profile named after it, if that exists."""
+        ...
 
     def commit(self, change: Change) -> None:
         """Write everything atomically; ConcurrentUpdate if anything read has changed since."""
@@ -311,7 +328,9 @@ class ProfileRepository(Protocol):
         """The stored orders among these (store id, order id), by that pair (read in batches)."""
         ...
 
-    def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None: ...
+    def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
+        """The profile id the identity leads to, as ``load`` reads it (maybe a merged one; None: no one)."""
+        ...
 
     def workspace_profiles(self, workspace_id: str, segment: int = 0, total_segments: int = 1) -> Iterator[Profile]:
         """Every live (not merged) profile of the workspace, a page at a time, in no particular order, read

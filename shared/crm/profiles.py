@@ -39,6 +39,17 @@ def profile_id_for(workspace_id: str, identity: str) -> str:
     return uuid.uuid5(_PROFILE_NAMESPACE, f"{workspace_id}|{identity}").hex
 
 
+def named_profile_id(workspace_id: str, identity: str) -> str | None:
+    """Where an identity without a link item leads: the profile named after it, if that exists. Only a storefront
+    browser's (``anon#``): a new browser's first /track request is the one frequent first write of a profile, and
+    its own link was a write of its own (docs/profile-writes.md). Every other identity keeps its link item, even to
+    the profile named after it: linking one of them elsewhere needs no more than the link's own guard, while linking
+    a browser with no link and no profile to another profile takes the browser's name too
+    (crm.ports.IdentityLink.named_tombstone), and an email, an account or a phone is linked to another profile often
+    (every new email signed in from a known browser)."""
+    return profile_id_for(workspace_id, identity) if identity.startswith("anon#") else None
+
+
 @dataclass(frozen=True)
 class Contribution:
     """What one order adds to its profile's totals."""

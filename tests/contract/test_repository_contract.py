@@ -21,8 +21,18 @@ from crm.ingestion import apply_event, apply_events
 from crm.models.canonical import ActivityEvent, ActivityType, CanonicalEvent, ProductRef, RefundRecord, Touch
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.orders import CanonicalOrder, LineItem
+from crm.models.profile import new_profile
 from crm.models.stores import Platform
-from crm.ports import Change, ConcurrentUpdate, Context, ProfileRepository, Reads, StoreDirectory, UnknownWorkspace
+from crm.ports import (
+    Change,
+    ConcurrentUpdate,
+    Context,
+    IdentityLink,
+    ProfileRepository,
+    Reads,
+    StoreDirectory,
+    UnknownWorkspace,
+)
 from crm.profiles import profile_id_for
 from crm.stores import register_store
 from crm.unwritten_orders import OrderWriteUnfinished, order_state
@@ -415,6 +425,79 @@ def test_an_activity_is_applied_once(backend: Backend) -> None:
 def _view(event_id: str) -> ActivityEvent:
     return ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id=event_id,
                          type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW, anonymous_id="a-1")
+
+
+BROWSER = "anon#st_a#a-1"
+
+
+def test_an_identity_without_a_link_item_leads_to_the_profile_named_after_it_until_a_link_says_otherwise(
+        backend: Backend) -> None:
+    named = profile_id_for(WS, BROWSER)
+    first = _plan(backend.profiles, _view("e-1"))
+    assert first.identities == () and first.profiles[0][0].profile_id == named  # a new browser's: no link written
+    backend.profiles.commit(first)
+    # First among the event's identities (read with the links) or not (once its link is found missing).
+    for identities in ((BROWSER,), (IDENTITY, BROWSER)):
+        context = backend.profiles.load(Reads(WS, identities))
+        assert (context.pointers, context.owners[BROWSER].profile_id) == ({}, named)
+    assert backend.profiles.profile_id_for_identity(WS, BROWSER) == named
+    assert apply_event(backend.profiles, _view("e-2"), NOW)
+    profile = backend.profiles.get_profile(WS, named)
+    assert profile is not None and profile.activity_counts == {"product_viewed": 2}
+    # A link item wins (an identity moved by a merge, say): the browser leads where it says.
+    elsewhere = new_profile(WS, "p-elsewhere", NOW)
+    backend.profiles.commit(Change(WS, profiles=((elsewhere, None),),
+                                   identities=(IdentityLink(BROWSER, "p-elsewhere", None),)))
+    assert backend.profiles.load(Reads(WS, (BROWSER,))).owners[BROWSER].profile_id == "p-elsewhere"
+    assert backend.profiles.profile_id_for_identity(WS, BROWSER) == "p-elsewhere"
+
+
+def test_a_profile_named_after_an_order_keeps_the_orders_link_and_a_later_version_lands_on_it(
+        backend: Backend) -> None:
+    """Per-purchase identities (order#, cart#, checkout#) are not looked for at their derived key: a new one comes
+    with every purchase. The rare profile named after one (an order with no email) keeps that link."""
+    anonymous = order("9", email=None)
+    named = profile_id_for(WS, "order#st_a#9")
+    change = _plan(backend.profiles, anonymous)
+    assert change.identities == (IdentityLink("order#st_a#9", named, None),)
+    backend.profiles.commit(change)
+    assert backend.profiles.profile_id_for_identity(WS, "order#st_a#9") == named
+    assert apply_event(backend.profiles, order("9", email=None, updated_at=NOW, total=Decimal("12.00")), NOW)
+    profile = backend.profiles.get_profile(WS, named)
+    assert profile is not None and (profile.orders_count, profile.spent_by_currency) == (1, {"USD": Decimal("12.00")})
+
+
+def test_a_link_of_a_browser_with_no_profile_elsewhere_takes_its_name_and_its_first_view_is_refused(
+        backend: Backend) -> None:
+    """The browser has no link and no profile: an identify linking it to the shopper's profile writes the browser's
+    name too (a tombstone into the shopper's). A first view planned before that (no link, no profile: its own
+    profile, no link) is refused, and planned again lands on the shopper's profile."""
+    named = profile_id_for(WS, BROWSER)
+    assert apply_event(backend.profiles, order("1"), NOW)
+    view = _plan(backend.profiles, _view("e-1"))
+    assert view.identities == () and [(p.profile_id, revision) for p, revision in view.profiles] == [(named, None)]
+    identify = ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id="id-1",
+                             type=ActivityType.IDENTIFY, occurred_at=NOW, anonymous_id="a-1",
+                             email="shopper@example.com")
+    assert apply_event(backend.profiles, identify, NOW)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(view)
+    assert apply_event(backend.profiles, _view("e-1"), NOW)
+    shopper = backend.profiles.get_profile(WS, CANDIDATE)
+    assert shopper is not None and shopper.activity_counts == {"identify": 1, "product_viewed": 1}
+    assert backend.profiles.get_profile(WS, named) == shopper  # the tombstone leads there too
+    assert backend.profiles.profile_id_for_identity(WS, BROWSER) == CANDIDATE
+
+
+def test_an_old_tables_link_to_the_profile_named_after_it_still_leads_there_and_is_not_written_again(
+        backend: Backend) -> None:
+    named = profile_id_for(WS, BROWSER)
+    backend.profiles.commit(Change(WS, profiles=((new_profile(WS, named, NOW), None),),
+                                   identities=(IdentityLink(BROWSER, named, None),)))
+    context = backend.profiles.load(reads_for(_view("e-1")))
+    assert (context.pointers, context.owners[BROWSER].profile_id) == ({BROWSER: named}, named)
+    change = _plan(backend.profiles, _view("e-1"))
+    assert change.identities == () and change.profiles[0][0].profile_id == named
 
 
 def test_an_activity_on_a_known_profile_is_written_guard_last_and_applied_once(backend: Backend) -> None:

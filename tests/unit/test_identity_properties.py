@@ -13,7 +13,7 @@ lists and orders leaving them are common: those lists must come out the same too
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from unittest import mock
@@ -297,7 +297,10 @@ class InterruptibleRepository(FakeProfileRepository):
             return
         ws = change.workspace_id
         profiles = [Change(ws, profiles=(profile,)) for profile in (*change.merging, *change.profiles)]
-        links = [Change(ws, identities=(link,)) for link in change.identities]
+        # A link that takes its identity's name writes that tombstone first (DynamoProfileRepository._link_puts).
+        links = [step for link in change.identities for step in (
+            *([Change(ws, profiles=((link.named_tombstone, None),))] if link.named_tombstone else []),
+            Change(ws, identities=(replace(link, named_tombstone=None),)))]
         first_links = change.order is not None or any(revision is None for _, revision in change.profiles)
         for step in [*links, *profiles] if first_links else [*profiles, *links]:
             self._spend()

@@ -130,6 +130,13 @@ def test_a_merged_profile_is_announced_once() -> None:
     assert events_for(_record("MODIFY", after, "107", old_image=after)) == []
 
 
+def test_a_tombstone_new_to_the_table_announces_no_merge() -> None:
+    """A link taking its identity's name (crm.ports.IdentityLink.named_tombstone) writes a tombstone where no profile
+    was: nothing was merged, nobody is new."""
+    taken = new_profile("ws_a", "p-named", NOW).model_copy(update={"merged_into": PROFILE_ID})
+    assert events_for(_record("INSERT", to_item(keys.profile("ws_a", "p-named"), "profile", taken), "108")) == []
+
+
 def test_remove_publishes_nothing() -> None:
     assert events_for(_record("REMOVE", None, "103", old_image=_profile_image())) == []
 

@@ -33,7 +33,7 @@ from crm.ports import (
     IdentityLink,
     Reads,
 )
-from crm.profiles import unmerged
+from crm.profiles import named_profile_id, unmerged
 
 
 def _write_change(writes: list[dict[str, Any]], backoff: Backoff) -> None:
@@ -79,16 +79,24 @@ class DynamoProfileRepository:
         """Each id's live profile: merged profiles are followed to the profile they were merged into."""
         return self._follow(workspace_id, profile_ids)[0]
 
-    def _follow(self, workspace_id: str, profile_ids: set[str], consistent: bool = True) -> tuple[
-            dict[str, Profile], dict[str, tuple[Profile, ...]]]:
+    def _follow(self, workspace_id: str, profile_ids: set[str], consistent: bool = True,
+                read: Mapping[str, Item | None] | None = None, named: Collection[str] = ()) -> tuple[
+            dict[str, Profile], dict[str, tuple[Profile, ...]], set[str]]:
         """Each id's live profile, and the profiles marked as merging (crm.changes._merge_guard_last) met on the
-        way, by the live profile they lead to (crm.ports.Context.merging). Not ``consistent``: read eventually
-        consistent, and a profile not found asked again consistently (something names it: a stale "not found"
-        would plan on no profile, where no guard refuses it)."""
-        held: dict[str, Profile] = {}
-        pending, asked = set(profile_ids), set(profile_ids)
+        way, by the live profile they lead to (crm.ports.Context.merging), and the ids of every profile item found.
+        Not ``consistent``: read eventually consistent, and a profile not found asked again consistently (something
+        names it: a stale "not found" would plan on no profile, where no guard refuses it), but for the ``named``
+        ones, looked for only because an identity without a link is named after them: a new profile or a link
+        taking that name planned on a stale "not found" is refused by its ``attribute_not_exists``. ``read``:
+        profile items already read, by id (None: not there)."""
+        read = read or {}
+        held = {pid: Profile.model_validate(item) for pid, item in read.items() if item is not None}
+        asked = {*profile_ids, *read}
+        pending = (set(profile_ids) - set(read)) | {
+            p.merged_into for p in held.values() if p.merged_into and p.merged_into not in asked}
+        asked |= pending
         while pending:
-            for item in self._profile_items(workspace_id, pending, consistent).values():
+            for item in self._profile_items(workspace_id, pending, consistent, set(named)).values():
                 profile = Profile.model_validate(item)
                 held[profile.profile_id] = profile
             # A survivor erased by a privacy request is asked for once (a merge left under way leads to it).
@@ -110,19 +118,27 @@ class DynamoProfileRepository:
                 for profile in met:
                     if profile.profile_id != current.profile_id:
                         merging.setdefault(current.profile_id, {})[profile.profile_id] = profile
-        return live, {pid: tuple(found.values()) for pid, found in merging.items()}
+        return live, {pid: tuple(found.values()) for pid, found in merging.items()}, set(held)
 
-    def _profile_items(self, workspace_id: str, profile_ids: set[str], consistent: bool) -> dict[str, Item]:
+    def _profile_items(self, workspace_id: str, profile_ids: set[str], consistent: bool,
+                       named: Collection[str] = ()) -> dict[str, Item]:
         wanted = [keys.profile(workspace_id, pid) for pid in profile_ids]
         found = self._batch_get(wanted, consistent)
-        if not consistent and len(found) < len(wanted):
-            found |= self._batch_get([k for k in wanted if k["pk"] not in found])
+        missing = [keys.profile(workspace_id, pid) for pid in profile_ids - set(named)]
+        if not consistent and (missing := [k for k in missing if k["pk"] not in found]):
+            found |= self._batch_get(missing)
         return found
 
     def load(self, reads: Reads) -> Context:
         ws = reads.workspace_id
         identity_keys = {identity: keys.identity(ws, identity) for identity in reads.identities}
-        wanted = list(identity_keys.values())
+        # An identity without a link item leads to the profile named after it, if that exists (no link is written
+        # to say so: docs/profile-writes.md). The first identity's, the name a new profile would take, is read
+        # with the links: a browser's own profile is found in this one request. The others' once their links are
+        # known to be missing.
+        named = self._named(ws, reads.identities)
+        first_named = {named[i]: keys.profile(ws, named[i]) for i in reads.identities[:1] if i in named}
+        wanted = [*identity_keys.values(), *first_named.values()]
         order_key = keys.order(ws, *reads.order) if reads.order else None
         customer_key = keys.customer(ws, *reads.customer) if reads.customer else None
         currency_key = keys.currency_settings(ws)
@@ -139,9 +155,11 @@ class DynamoProfileRepository:
             found |= self._batch_get([*wanted, currency_key], consistent=False)
         pointers: dict[str, str] = {}
         redacted: set[str] = set()
+        unlinked: list[str] = []
         for identity, key in identity_keys.items():
             item = found.get(key["pk"])
             if item is None:
+                unlinked.append(identity)
                 continue
             if item.get("redacted"):
                 redacted.add(identity)
@@ -150,17 +168,21 @@ class DynamoProfileRepository:
         if already_held:
             return Context(owners={}, pointers=pointers, redacted=frozenset(redacted), order=order, order_owner=None,
                            customer=customer, event_seen=False, already_held=True)
-        profile_ids = set(pointers.values())
+        leads_to = {**{identity: named[identity] for identity in unlinked if identity in named}, **pointers}
+        profile_ids = set(leads_to.values())
         for owner in (order.profile_id if order else None, customer.profile_id if customer else None):
             if owner:
                 profile_ids.add(owner)
-        live, merging = self._follow(ws, profile_ids, reads.consistent)
         named_by_items = {*pointers.values(), *(r.profile_id for r in (order, customer) if r and r.profile_id)}
+        live, merging, held = self._follow(ws, profile_ids, reads.consistent,
+                                           {pid: found.get(key["pk"]) for pid, key in first_named.items()
+                                            if pid in profile_ids},
+                                           profile_ids - named_by_items)
         if not reads.consistent and not named_by_items.issubset(live):
             # A link or a record names a profile that is not there (a new profile's write ended after its links,
             # or it was erased): whether the link still names it, no write planned on it would check.
             return self.load(replace(reads, consistent=True))
-        owners = {identity: live[pid] for identity, pid in pointers.items() if pid in live}
+        owners = {identity: live[pid] for identity, pid in leads_to.items() if pid in live}
         if customer is not None and customer.profile_id in live and reads.customer:
             owners.setdefault(f"customer#{reads.customer[0]}#{reads.customer[1]}", live[customer.profile_id])
         seen = self._lines_found(ws, [*owners.values(), *(p for found in merging.values() for p in found)],
@@ -173,7 +195,16 @@ class DynamoProfileRepository:
             currency=(CurrencySettings.model_validate(found[currency_key["pk"]])
                       if currency_key["pk"] in found else None),
             seen=seen, merging=merging,
+            unnamed=frozenset(identity for identity in unlinked if identity in named and named[identity] not in held),
+            named_into={identity: pointers.get(identity) or str(item["merged_into"])
+                        for identity in reads.identities[:1] if identity in named
+                        and (item := found.get(first_named[named[identity]]["pk"])) is not None
+                        and item.get("merged_into")},
         )
+
+    def _named(self, workspace_id: str, identities: Sequence[str]) -> dict[str, str]:
+        """Where each identity leads without a link item: its named profile's id (crm.profiles.named_profile_id)."""
+        return {identity: named for identity in identities if (named := named_profile_id(workspace_id, identity))}
 
     def _lines_found(self, workspace_id: str, owners: Iterable[Profile],
                      lines: Mapping[tuple[str, str], str]) -> frozenset[tuple[str, str]]:
@@ -214,7 +245,7 @@ class DynamoProfileRepository:
             writes.append(self._guarded_put(self._order_item(ws, record), "version", version))
         if change.customer is not None:
             writes.append(self._customer_put(ws, *change.customer))
-        writes += [self._link_put(ws, link) for link in change.identities]
+        writes += [put for link in change.identities for put in self._link_puts(ws, link)]
         writes += [{"Put": {"TableName": self.table, "Item": self._line_item(ws, (line,))}} for line in change.timeline]
         if not writes:
             return
@@ -230,7 +261,7 @@ class DynamoProfileRepository:
         ws = change.workspace_id
         (profile, revision), = change.profiles
         profile_put = self._guarded_put(self._profile_item(ws, profile), "revision", revision)
-        links = [self._link_put(ws, link) for link in change.identities]
+        links = [put for link in change.identities for put in self._link_puts(ws, link)]
         # A new profile is written after the links that lead to it: a retry that finds them plans the same profile
         # (its id comes from the event's first identity, crm.changes._target) and writes it. An existing one goes
         # first, so that a retry finds the digest it carries.
@@ -251,7 +282,8 @@ class DynamoProfileRepository:
         for profile, revision in (*change.merging, *change.profiles):
             self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         for link in change.identities:
-            self._put(self._link_put(ws, link))
+            for put in self._link_puts(ws, link):
+                self._put(put)
         self._put_lines(ws, change.timeline, grouped=bool(change.folded))
 
     def _put_lines(self, workspace_id: str, lines: Sequence[TimelineEntry], grouped: bool = False) -> None:
@@ -275,11 +307,21 @@ class DynamoProfileRepository:
                 raise ChangeRefused(error.response["Error"].get("Message", str(error))) from None
             raise
 
-    def _link_put(self, workspace_id: str, link: IdentityLink) -> dict[str, Any]:
+    def _link_puts(self, workspace_id: str, link: IdentityLink) -> list[dict[str, Any]]:
+        """The link under the pointer read, after the profile named after its identity when it takes that name
+        (crm.ports.IdentityLink.named_tombstone): a tombstone merged into the link's profile, which no reader needs
+        (the link wins) but which refuses the first write of that profile, and is refused by it. Interrupted
+        between the two, the tombstone alone leads the identity where the link would. Without the workspace index's
+        attributes: the segment runs never read it."""
         item = {**keys.identity(workspace_id, link.identity), "entity": "identity", "workspace_id": workspace_id,
                 "profile_id": link.profile_id}
-        return self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "profile_id",
-                                 link.previous_profile_id)
+        put = self._guarded_put({k: serializer.serialize(v) for k, v in item.items()}, "profile_id",
+                                link.previous_profile_id)
+        if link.named_tombstone is None:
+            return [put]
+        stone = link.named_tombstone
+        return [self._guarded_put(to_packed_item(keys.profile(workspace_id, stone.profile_id), "profile", stone,
+                                                 kept=("revision",)), "revision", None), put]
 
     def _customer_put(self, workspace_id: str, state: CustomerState, version: str | None) -> dict[str, Any]:
         return self._guarded_put(to_item(keys.customer(workspace_id, state.store_id, state.customer_id), "customer",
@@ -295,7 +337,8 @@ class DynamoProfileRepository:
         ws = change.workspace_id
         assert change.order is not None
         for link in change.identities:
-            self._put(self._link_put(ws, link))
+            for put in self._link_puts(ws, link):
+                self._put(put)
         for profile, revision in change.profiles:
             self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         self._put_lines(ws, change.timeline)
@@ -332,10 +375,15 @@ class DynamoProfileRepository:
         return self._live_profiles(workspace_id, set(profile_ids))
 
     def profile_id_for_identity(self, workspace_id: str, identity: str) -> str | None:
-        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(keys.identity(workspace_id,
-                                                                                                identity)))
-        item = from_item(found["Item"]) if "Item" in found else {}
-        return str(item["profile_id"]) if item.get("profile_id") else None
+        """Its link item's profile id (a redacted one's: None), or without one the profile named after it, read
+        in the same request."""
+        named = self._named(workspace_id, [identity]).get(identity)
+        link = keys.identity(workspace_id, identity)
+        found = self._batch_get([link, *([keys.profile(workspace_id, named)] if named else [])])
+        if link["pk"] in found:
+            item = found[link["pk"]]
+            return str(item["profile_id"]) if item.get("profile_id") else None
+        return named if len(found) else None
 
     def timeline(self, workspace_id: str, profile_ids: Sequence[str], before: str | None,
                  limit: int) -> list[TimelineEntry]:
