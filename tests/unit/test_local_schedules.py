@@ -67,7 +67,7 @@ def test_the_template_schedules_the_segment_runs_hourly_and_the_prediction_fits_
              if "ScheduleExpression" in r["Properties"]}
     assert sorted((p["ScheduleExpression"], p["Targets"][0]["Arn"]["Fn::GetAtt"][0]) for p in rules.values()) == [
         ("cron(0 * * * ? *)", "SegmentRunsFunction"),
-        ("cron(0 2 * * ? *)", "PredictionsScheduleFunction")]
+        ("cron(0 3 * * ? *)", "PredictionsScheduleFunction")]  # the segment run's hour: the fit reads its files
 
 
 def _stream_record(event_name: str, sk: str) -> dict[str, Any]:
