@@ -41,15 +41,14 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 
 
 def _fit(task: FitTask) -> None:
-    ahead = wiring.fit_write_pause()
     outcome = fit_daily(task, utc_now(), wiring.prediction_store(), wiring.profile_repository(),
-                        wiring.segment_runs(), models(), wiring.affinity_store(), ahead)
+                        wiring.segment_runs(), models(), wiring.affinity_store(), wiring.fit_write_pause)
     if isinstance(outcome, Later):
         send_fit_later(outcome.task)
         logger.info("fit waits for the day's segment run", extra={"workspace_id": task.fit_workspace})
         return
     if isinstance(outcome, Rest):
-        pause = ahead()
+        pause = outcome.outcome.held_back
         send_fit_later(outcome.task, pause)
         logger.info("fit's rest handed on", extra={"workspace_id": task.fit_workspace, "pause_seconds": pause,
                                                    "rest_after": outcome.task.rest_after,

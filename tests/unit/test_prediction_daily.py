@@ -186,16 +186,18 @@ def _paced(repository: FakeProfileRepository, units_a_hop: int) -> tuple[Metered
     return store, FakeSegmentRuns(), meter
 
 
-def _ahead(meter: Meter) -> Callable[[], int]:
-    start = meter.reading()
-    return lambda: meter.pause_since(start)
+def _ahead(meter: Meter) -> Callable[[], Callable[[], int]]:
+    def pace() -> Callable[[], int]:
+        start = meter.reading()
+        return lambda: meter.pause_since(start)
+    return pace
 
 
 def _until_done(task: FitTask, store: Metered, repository: FakeProfileRepository, segment_runs: FakeSegmentRuns,
                 meter: Meter, now: datetime) -> list[Rest]:
     """Each message as the worker takes it (a meter reading of its own), every rest delivered in turn."""
     rests = []
-    while isinstance(outcome := fit_daily(task, now, store, repository, segment_runs, REAL, ahead=_ahead(meter)),
+    while isinstance(outcome := fit_daily(task, now, store, repository, segment_runs, REAL, pace=_ahead(meter)),
                      Rest):
         rests.append(outcome)
         task = outcome.task
@@ -226,18 +228,18 @@ def test_a_rest_delivered_again_writes_nothing_twice_and_a_rest_of_a_replaced_fi
     _segment_run(repository, segment_runs, RUN_AT)
     now = RUN_AT + timedelta(minutes=20)
     first = fit_daily(FitTask(fit_workspace=WS, queued_at=RUN_AT), now, store, repository, segment_runs, REAL,
-                      ahead=_ahead(meter))
+                      pace=_ahead(meter))
     assert isinstance(first, Rest) and first.task.read_from == first.outcome.read_from
-    second = fit_daily(first.task, now, store, repository, segment_runs, REAL, ahead=_ahead(meter))
+    second = fit_daily(first.task, now, store, repository, segment_runs, REAL, pace=_ahead(meter))
     assert isinstance(second, Rest) and store.writes == 30
     # The first rest delivered again: the profiles the second hop wrote are found newer and not written again
     # (they wrote no units either), the ones after them are; the second hop's own rest then finds them written.
-    again = fit_daily(first.task, now, store, repository, segment_runs, REAL, ahead=_ahead(meter))
+    again = fit_daily(first.task, now, store, repository, segment_runs, REAL, pace=_ahead(meter))
     assert isinstance(again, Outcome) and again.written == 10 and store.writes == 40
-    after = fit_daily(second.task, now, store, repository, segment_runs, REAL, ahead=_ahead(meter))
+    after = fit_daily(second.task, now, store, repository, segment_runs, REAL, pace=_ahead(meter))
     assert isinstance(after, Outcome) and after.written == 0 and store.writes == 40
     store.put_fit(store.fits[WS].model_copy(update={"fitted_at": now + timedelta(days=1)}))  # the next day's fit
-    stopped = fit_daily(first.task, now, store, repository, segment_runs, REAL, ahead=_ahead(meter))
+    stopped = fit_daily(first.task, now, store, repository, segment_runs, REAL, pace=_ahead(meter))
     assert isinstance(stopped, Outcome) and stopped.profiles == 0 and store.writes == 40
 
 
@@ -246,7 +248,7 @@ def test_a_fit_that_read_the_table_writes_at_once_paced_or_not() -> None:
     _shop(repository)
     store, segment_runs, meter = _paced(repository, units_a_hop=5)
     outcome = fit_daily(FitTask(fit_workspace=WS), RUN_AT, store, repository, segment_runs, REAL,
-                        ahead=_ahead(meter))
+                        pace=_ahead(meter))
     assert isinstance(outcome, Outcome) and outcome.read_from == "table" and outcome.written == 40
 
 
@@ -256,8 +258,8 @@ def test_a_rest_whose_files_are_gone_writes_the_rest_from_the_table_at_once() ->
     store, segment_runs, meter = _paced(repository, units_a_hop=10)
     _segment_run(repository, segment_runs, RUN_AT)
     first = fit_daily(FitTask(fit_workspace=WS, queued_at=RUN_AT), RUN_AT, store, repository, segment_runs, REAL,
-                      ahead=_ahead(meter))
+                      pace=_ahead(meter))
     assert isinstance(first, Rest)
     segment_runs.kept.clear()
-    rest = fit_daily(first.task, RUN_AT, store, repository, segment_runs, REAL, ahead=_ahead(meter))
+    rest = fit_daily(first.task, RUN_AT, store, repository, segment_runs, REAL, pace=_ahead(meter))
     assert isinstance(rest, Outcome) and rest.written == 30 and store.writes == 40

@@ -7,7 +7,7 @@ profiles: the same data a read of the table would have given at the run's instan
 burst of some 0.5 RRU a profile. A run that does not come (it failed) leaves the fit to read the table
 itself, as it always did, once it has waited ``MOST_WAITS`` times; so does a run whose files are gone, at once.
 
-On a provisioned table the fit's writes keep to a pace (crm.adapters.pacing's meter, given as ``ahead``): once
+On a provisioned table the fit's writes keep to a pace (crm.adapters.pacing's meter, given as ``pace``): once
 a minute ahead of it, the fit stops and hands the rest back to its queue (:class:`Rest`), held back as long as
 it ran ahead. The rest reads the run's files again and writes, with the kept fit, the profiles after the last
 one written, in id order: the predictions one pass would have written, and none of them twice (a rest
@@ -18,14 +18,14 @@ its rest would read the table again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from crm.models.predictions import FitTask
 from crm.models.profile import Profile
 from crm.ports import AffinityStore, PredictionStore, ProfileRepository, SegmentRuns
-from crm.predictions.refresh import Models, Outcome, run_workspace, write_moved
+from crm.predictions.refresh import Models, Outcome, Pace, run_workspace, write_moved
 from crm.segments.snapshot import SnapshotGone, latest_snapshot, snapshot_of
 
 # A segment run whose instant is at most this long before the fit was queued read the day's profiles (the
@@ -61,7 +61,7 @@ def _rest(task: FitTask, outcome: Outcome, read_from: str) -> Outcome | Rest:
 
 
 def write_rest(task: FitTask, store: PredictionStore, profiles: ProfileRepository, runs: SegmentRuns,
-               models: Models, ahead: Callable[[], int] | None = None) -> Outcome | Rest:
+               models: Models, pace: Pace | None = None) -> Outcome | Rest:
     """The rest of a paced fit: the profiles after ``rest_after``, read again from the run's files, predicted
     with the kept fit as of its instant; nothing when that fit was replaced meanwhile."""
     fit = store.fit(task.fit_workspace)
@@ -75,20 +75,20 @@ def write_rest(task: FitTask, store: PredictionStore, profiles: ProfileRepositor
         except SnapshotGone:
             read = None
     if read is None:  # the files expired meanwhile: the rest from the table, at once (its read is the burst)
-        read, ahead = profiles.workspace_profiles(task.fit_workspace), None
+        read, pace = profiles.workspace_profiles(task.fit_workspace), None
     held = {p.profile_id: p for p in read if p.merged_into is None}
-    outcome = write_moved(store, profiles, models, fit, held, fit.fitted_at, after=task.rest_after, ahead=ahead)
+    outcome = write_moved(store, profiles, models, fit, held, fit.fitted_at, after=task.rest_after, pace=pace)
     return _rest(task, replace(outcome, read_from=task.read_from), task.read_from)
 
 
 def fit_daily(task: FitTask, now: datetime, store: PredictionStore, profiles: ProfileRepository,
               runs: SegmentRuns, models: Models, affinity: AffinityStore | None = None,
-              ahead: Callable[[], int] | None = None) -> Outcome | Later | Rest:
+              pace: Pace | None = None) -> Outcome | Later | Rest:
     """Fit the task's workspace on the day's snapshot of its profiles; wait for it while it may still come;
-    read the table when it does not (or for a task queued by hand, without ``queued_at``). ``ahead``: how far
-    the writes ran ahead of their pace (none: written at once)."""
+    read the table when it does not (or for a task queued by hand, without ``queued_at``). ``pace``: the
+    writes' pace (none: written at once)."""
     if task.rest_after is not None:
-        return write_rest(task, store, profiles, runs, models, ahead)
+        return write_rest(task, store, profiles, runs, models, pace)
     if task.queued_at is None:
         return run_workspace(store, profiles, models, task.fit_workspace, now, affinity)
     snapshot = latest_snapshot(runs, task.fit_workspace, task.queued_at - SNAPSHOT_BEFORE)
@@ -99,7 +99,7 @@ def fit_daily(task: FitTask, now: datetime, store: PredictionStore, profiles: Pr
             # The profiles are all read before anything is written (run_workspace), so a file found missing
             # midway leaves nothing half done.
             outcome = run_workspace(store, profiles, models, task.fit_workspace, now, affinity,
-                                    snapshot=snapshot.profiles, ahead=ahead)
+                                    snapshot=snapshot.profiles, pace=pace)
             return _rest(task, replace(outcome, read_from=snapshot.run_id), snapshot.run_id)
         except SnapshotGone:
             pass
