@@ -120,7 +120,7 @@ def _flow(flow_id: str, *, never_triggered: bool = False) -> FlowRecord:
     definition = BUILTIN_FLOWS[flow_id]
     if never_triggered:  # an event the history never has: the service's per-event cost without any run
         # Exits on every kind of event the history has (a run would end on none: there is none), so that each
-        # event is heard and reads the profile and its runs (crm.flows.catalogue.listens_to) as a live store's do.
+        # event is heard and reads the profile and its runs (crm.flows.catalogue.hears) as a live store's do.
         heard = tuple(ExitEvent(event=kind, where=(PropertyFilter(property="no_such_property", op=FilterOp.EXISTS),))
                       for kind in ("CheckoutStarted", "ProductViewed", "OrderPlaced", "OrderFulfilled"))
         definition = definition.model_copy(update={"trigger": EventTrigger(event="ContactCreated"), "exits": heard})

@@ -227,18 +227,22 @@ def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load
     return [replace(load, per_second=load.monthly / seconds) if load in run else load for load in loads]
 
 
-def chained(loads: Iterable[Load], per_second: float, component: str, hops: int) -> list[Load]:
+def chained(loads: Iterable[Load], per_second: float, component: str, hops: int,
+            write_weight: float = 1.0) -> list[Load]:
     """The component's daily run chained at ``per_second`` units a second, reads and writes together (the meter
-    counts every unit): a first phase of ``hops`` hops that read (the sketch reads every profile), then a second
-    of as many that write (the evaluation; its few reads counted with the first phase's, which makes the read
-    hops a little larger than they are)."""
+    counts every unit, a write unit as ``write_weight``: crm.adapters.pacing.WRITE_UNIT_WEIGHT): a first phase of
+    ``hops`` hops that read (the sketch reads every profile), then a second of as many that write (the
+    evaluation; its few reads counted with the first phase's, which makes the read hops a little larger than
+    they are)."""
     loads = list(loads)
     run = {load.unit: load for load in loads if load.burst and load.component == component and not load.every_hour}
     if not run or not per_second:
         return loads
     reading = run["rru"].monthly / DAYS_PER_MONTH / per_second if "rru" in run else 0.0
-    return [replace(load, per_second=per_second, hops=hops, after_seconds=reading if load.unit == "wru" else 0.0)
-            if run.get(load.unit) is load else load for load in loads]
+    return [replace(load, per_second=per_second / write_weight, hops=hops, after_seconds=reading)
+            if load.unit == "wru" and run.get(load.unit) is load
+            else replace(load, per_second=per_second, hops=hops) if run.get(load.unit) is load
+            else load for load in loads]
 
 
 def read_phase_seconds(loads: Iterable[Load], component: str) -> float:
@@ -248,18 +252,22 @@ def read_phase_seconds(loads: Iterable[Load], component: str) -> float:
 
 
 def paced_after(loads: Iterable[Load], per_second: float, component: str, hop_seconds: float,
-                after_seconds: float) -> list[Load]:
-    """The component's daily burst from ``after_seconds`` past its hour at ``per_second`` units a second, each
-    kind in hops of ``hop_seconds`` of the pace's units, each all at once (the daily fit's writes on a
-    provisioned table, crm.predictions.daily: it writes until a hop's units ahead, and the queue holds the rest
-    back as long)."""
+                after_seconds: float, write_weight: float = 1.0) -> list[Load]:
+    """The component's daily burst from ``after_seconds`` past its hour at ``per_second`` units a second (a write
+    unit counted as ``write_weight``), each kind in hops of ``hop_seconds`` of the pace's units, each all at
+    once (the daily fit's writes on a provisioned table, crm.predictions.daily: it writes until a hop's units
+    ahead, and the queue holds the rest back as long)."""
     loads = list(loads)
     if not per_second:
         return loads
     run = [load for load in loads if load.burst and load.component == component and not load.every_hour]
-    return [replace(load, per_second=per_second, after_seconds=after_seconds,
-                    hops=max(1, math.ceil(load.monthly / DAYS_PER_MONTH / (per_second * hop_seconds))))
-            if load in run else load for load in loads]
+
+    def laid(load: Load) -> Load:
+        pace = per_second / write_weight if load.unit == "wru" else per_second
+        return replace(load, per_second=pace, after_seconds=after_seconds,
+                       hops=max(1, math.ceil(load.monthly / DAYS_PER_MONTH / (pace * hop_seconds))))
+
+    return [laid(load) if load in run else load for load in loads]
 
 
 def run_hours(loads: Iterable[Load], component: str) -> float:

@@ -41,6 +41,8 @@ from capacity import (
     run_hours,
     simulate,
 )
+from crm.adapters.pacing import WRITE_UNIT_WEIGHT
+from crm.archive import FIREHOSE_RECORD_BYTES
 from crm.config import Settings
 from crm.predictions.refresh import HOP_AHEAD_SECONDS
 from crm.segments.runs import DAILY_RUN_HOUR, MOST_SHARES
@@ -139,6 +141,8 @@ class Wiring:
     firehose_interval_s: int
     predictions: Source | None = None  # PredictionsFunction's SQS event source (None: a template without it)
     console_api: str = "REST"  # the API type ConsoleFunction's routes are on
+    # Functions on an SQS queue whose requests no other line prices: their pollers' idle long polls still bill.
+    idle_queues: tuple[str, ...] = ()
 
     def gb(self, function: str) -> float:
         return self.memory_mb.get(function, self.memory_mb["Globals"]) / 1024
@@ -152,7 +156,8 @@ def wiring_from(stored: Mapping[str, Any]) -> Wiring:
     predictions = stored.get("predictions")
     return Wiring(dict(stored["api"]), Source(**stored["ingest"]), Source(**stored["outbox"]),
                   Source(**stored["refresh"]), dict(stored["memory_mb"]), int(stored["firehose_interval_s"]),
-                  Source(**predictions) if predictions else None, str(stored.get("console_api", "REST")))
+                  Source(**predictions) if predictions else None, str(stored.get("console_api", "REST")),
+                  tuple(stored.get("idle_queues", ())))
 
 
 def wiring_of(template: Path) -> Wiring:
@@ -186,10 +191,12 @@ def wiring_of(template: Path) -> Wiring:
             hints = resource["Properties"].get("ExtendedS3DestinationConfiguration", {}).get("BufferingHints", {})
             interval = int(hints.get("IntervalInSeconds", 300))
     console = [event["Type"] for event in _events(functions.get("ConsoleFunction", {}))]
+    idle = tuple(sorted(name for name, r in functions.items() if name not in QUEUES_PRICED_BY_THEIR_LINES
+                        and any(event["Type"] == "SQS" for event in _events(r))))
     return Wiring(api, source("ProfilesFunction", "SQS"), source("OutboxFunction", "DynamoDB"),
                   source("SegmentRefreshFunction", "DynamoDB"), memory, interval,
                   source("PredictionsFunction", "SQS") if "PredictionsFunction" in functions else None,
-                  "HTTP" if console and all(kind == "HttpApi" for kind in console) else "REST")
+                  "HTTP" if console and all(kind == "HttpApi" for kind in console) else "REST", idle)
 
 
 @dataclass(frozen=True)
@@ -339,16 +346,38 @@ def ingest_lines(events: Mapping[str, Any], ingest: Mapping[str, Any] | None, wi
     # template's BusEventTypes go on the bus; the flows' events go to their queue (their sends priced with flows).
     lines.append(Line("ingest", "EventBridge: outbox events", published * PER_MILLION["eventbridge"] / 1e6,
                       f"{_m(published)} entries measured (profile_events: BusEventTypes), in PutEvents of up to 10"))
-    # A webhook's record is its body as measured (Shopify's order bodies pass 10 KB); a /track request's body is
-    # a few hundred bytes an event, so one 5 KB increment.
-    record_gb = FIREHOSE_RECORD_KB * 1024 / 2**30
-    firehose_gb = front.get(("unit", "firehose_gb"), record_gb) * month.webhooks + record_gb * month.track_requests
-    s3_puts = SECONDS_PER_MONTH / wiring.firehose_interval_s
-    lines.append(Line("ingest", "Firehose archive",
-                      firehose_gb * FIREHOSE_PER_GB + s3_puts * PER_MILLION["s3_put"] / 1e6,
-                      f"{_m(requests)} records ({firehose_gb:.1f} GB: a webhook's as measured, /track's 5 KB), "
-                      f"<= 1 S3 object per {wiring.firehose_interval_s} s"))
+    lines.append(firehose_line(ingest, wiring, month, batch))
     return lines
+
+
+def firehose_line(ingest: Mapping[str, Any] | None, wiring: Wiring, month: Month, batch: float) -> Line:
+    """The archive: the profiles function packs a batch's frames into one record (crm.archive.pack), billed in
+    5 KB steps, so a month is its batches' bytes as measured. The labelled before: the front door's record a
+    delivery (a webhook's as measured at the door, a /track request's one 5 KB step)."""
+    s3_puts = SECONDS_PER_MONTH / wiring.firehose_interval_s
+    s3 = s3_puts * PER_MILLION["s3_put"] / 1e6
+    step = FIREHOSE_RECORD_KB * 1024
+    at_the_door = counts(ingest.get("webhook_archived_at_the_door_per_delivery", {})) if ingest else {}
+    before_gb = (at_the_door.get(("unit", "firehose_gb"), step / 2**30) * month.webhooks
+                 + step / 2**30 * month.track_requests)
+    before = f"before (a record a delivery at the door): {_m(month.messages)} records, {before_gb:.1f} GB, " \
+             f"${before_gb * FIREHOSE_PER_GB + s3:.2f}"
+    frames = ingest.get("archived_frame_bytes") if ingest else None
+    if not frames:
+        return Line("ingest", "Firehose archive (frame sizes MISSING: run bench/ingest_path.py)",
+                    before_gb * FIREHOSE_PER_GB + s3, before)
+    track = frames["track"]["fixed"] + frames["track"]["per_event"] * month.events_per_track_request
+    frame_bytes = (frames["webhook"] * month.webhooks + track * month.track_requests) / month.messages
+    batch_bytes = batch * frame_bytes
+    records_a_batch = math.ceil(batch_bytes / FIREHOSE_RECORD_BYTES)
+    billed = records_a_batch * math.ceil(batch_bytes / records_a_batch / step) * step
+    batches = month.messages / batch
+    firehose_gb = batches * billed / 2**30
+    return Line("ingest", "Firehose archive", firehose_gb * FIREHOSE_PER_GB + s3,
+                f"{_m(batches * records_a_batch)} records, one a batch of {batch:.1f} messages "
+                f"({batch_bytes / 1024:.1f} KB: frames as measured, a webhook {frames['webhook'] / 1024:.1f} KB, "
+                f"a /track request {track / 1024:.1f} KB), {firehose_gb:.2f} GB billed in 5 KB steps, "
+                f"<= 1 S3 object per {wiring.firehose_interval_s} s; {before}")
 
 
 def segment_lines(segments: Mapping[str, Any] | None, events: Mapping[str, Any], wiring: Wiring,
@@ -479,6 +508,22 @@ def predictions_lines(measured: Mapping[str, Any] | None, wiring: Wiring, month:
     ]
 
 
+# The SQS consumers whose receives their own lines price (ingest, predictions' refresh, flows in bench/flows.py).
+QUEUES_PRICED_BY_THEIR_LINES = frozenset({"ProfilesFunction", "PredictionsFunction", "FlowsFunction"})
+# The part of the bill an otherwise idle queue belongs to.
+IDLE_QUEUE_GROUPS = {"SegmentTasksFunction": "segments"}
+
+
+def idle_queue_lines(wiring: Wiring) -> list[Line]:
+    """Lambda's pollers long-poll every queue it consumes, busy or not, and SQS bills each receive: the queues
+    mostly idle (the segment runs' tasks, exports, erasures), their work's own requests being few."""
+    receives = SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S
+    return [Line(IDLE_QUEUE_GROUPS.get(function, "console"), f"SQS: {function}'s queue, idle polls",
+                 receives * PER_MILLION["sqs"] / 1e6,
+                 f"{_m(receives)} receives ({SQS_POLLERS} pollers' {LONG_POLL_S} s long polls)")
+            for function in wiring.idle_queues]
+
+
 def console_lines(wiring: Wiring) -> list[Line]:
     """The marketers' page views (assumed, CONSOLE_*): API requests, Lambda and the pages' reads."""
     views = CONSOLE_USERS * CONSOLE_VIEWS_A_DAY * CONSOLE_WORKING_DAYS
@@ -506,7 +551,7 @@ def bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track_reque
     return (ingest_lines(events, found.get("ingest_path"), wiring, month)
             + segment_lines(found.get("segment_runs"), events, wiring, month) + flows_lines(found.get("flows"))
             + predictions_lines(found.get("predictions_requests"), wiring, month, REFERENCE_PROFILES)
-            + console_lines(wiring))
+            + console_lines(wiring) + idle_queue_lines(wiring))
 
 
 def _requests(measured: Counts) -> float:
@@ -521,8 +566,11 @@ def issue_figures(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
         ms = ingest["webhook_handler_ms"]
         before = counts(ingest.get("webhook_before_issue12_per_delivery", {}))
         cold = counts(ingest.get("webhook_cold_container", {}))
+        at_the_door = counts(ingest.get("webhook_archived_at_the_door_per_delivery", {}))
         lines.append(f"webhook: {_requests(front):.2f} AWS requests a delivery on a warm container"
                      + (f", {_requests(cold):.0f} on a new one" if cold else "")
+                     + (f", {_requests(at_the_door):.2f} archiving at the door (before the archive lane, same run)"
+                        if at_the_door else "")
                      + (f", {_requests(before):.2f} before issue 12 (same run)" if before else "")
                      + f" (ingest_path; handler on moto p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms)")
         if track := ingest.get("track_requests_per_request"):
@@ -674,8 +722,9 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
     # Now: the daily fit too, after the run's read phase (it waits for it), its writes at its pace in hops of
     # a minute's units, each rest a send, receive, delete and invocation and a read of the run's files again.
     fit, fit_pace = "predictions: daily fit", bounds.fit_units_per_second
-    run_chained = chained(loads, pace, run, MOST_SHARES)
-    fit_paced = paced_after(run_chained, fit_pace, fit, HOP_AHEAD_SECONDS, read_phase_seconds(run_chained, run))
+    run_chained = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT)
+    fit_paced = paced_after(run_chained, fit_pace, fit, HOP_AHEAD_SECONDS, read_phase_seconds(run_chained, run),
+                            WRITE_UNIT_WEIGHT)
     rests = sum(load.hops - 1 for load in fit_paced if load.component == fit and load.unit == "wru") * RUNS_PER_MONTH
     rest_dollars = (rests * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
                     + rests * FIT_REST_HOP_S * wiring.gb("PredictionsFunction") * LAMBDA_GB_SECOND_ARM)
@@ -684,11 +733,14 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                 f"{SLEEPING_TASK_UNITS_PER_SECOND:g} units a second", paced(loads, sleeping_pace, run),
                 waiting_dollars),
                (f"before: the run chained on its queue, {pace:g} units a second in hops of one index bucket "
-                f"({MOST_SHARES} a phase); the fit's writes at {DAILY_RUN_HOUR:02d}:00 unpaced", run_chained,
-                hop_dollars),
+                f"({MOST_SHARES} a phase), a write unit counted as a read unit",
+                chained(loads, pace, run, MOST_SHARES), hop_dollars),
+               (f"before: the same, a write unit counted as {WRITE_UNIT_WEIGHT} read units (what provisioned "
+                f"capacity charges for it: writes at {pace / WRITE_UNIT_WEIGHT:g} a second); the fit's writes at "
+                f"{DAILY_RUN_HOUR:02d}:00 unpaced", run_chained, hop_dollars),
                (f"now: the run chained so; the fit's writes after the run's read phase at {fit_pace:g} units a "
-                f"second, {HOP_AHEAD_SECONDS} s of them a hop ({rests // RUNS_PER_MONTH} rests a day)", fit_paced,
-                hop_dollars + rest_dollars),
+                f"second ({fit_pace / WRITE_UNIT_WEIGHT:g} WRU), {HOP_AHEAD_SECONDS} s of them a hop "
+                f"({rests // RUNS_PER_MONTH} rests a day)", fit_paced, hop_dollars + rest_dollars),
                ("what if: now, without the hourly runs' bursts (what pacing them could save at most)",
                 [load for load in fit_paced if not load.every_hour], hop_dollars + rest_dollars),
                (f"what if: now, each hourly run at {HOURLY_WHAT_IF_PER_SECOND:g} unit a second of each kind (not "
@@ -713,7 +765,7 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
                     f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
                     f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
-    before_unpaced, before_sleeping, before_fit, now, without_hourly, hourly_paced = figures.values()
+    before_unpaced, before_sleeping, _, before_fit, now, without_hourly, hourly_paced = figures.values()
     print(f"  the fit paced: ${now - before_fit:+.2f} a month (its rests' requests and Lambda ${rest_dollars:.2f} "
           f"included); the hourly runs' bursts cost ${now - without_hourly:.2f} a month of capacity, "
           f"${hourly_paced - without_hourly:.2f} paced so", file=out)

@@ -38,14 +38,16 @@ import flows_ledger_before
 import flows_reads_before
 import flows_today
 from backtest import REACHABLE_VIEWS
-from cost import SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
+from cost import LONG_POLL_S, SECONDS_PER_MONTH, SQS_POLLERS, TEMPLATE, Source
 from crm import wiring
 from crm.adapters import clients, keys
 from crm.adapters.flow_runs import PACKED_RUN, run_item, run_of_item
 from crm.adapters.flow_stats import CARRIED_PREFIX, COUNTER_PREFIX, counter_attribute
 from crm.adapters.items import Item, wire_key
+from crm.adapters.outbox_targets import SqsFlowEvents
 from crm.clock import utc_now
-from crm.flows.actions import ExitReason
+from crm.flows import service as flows_service_module
+from crm.flows.actions import ExitReason, FlowEvent
 from crm.flows.builtin import (
     ABANDONED_CHECKOUT,
     BROWSE_ABANDONMENT,
@@ -55,12 +57,15 @@ from crm.flows.builtin import (
     WELCOME,
     WIN_BACK,
 )
+from crm.flows.catalogue import event_types
 from crm.flows.definition import walk_steps
+from crm.models.events import SegmentEntered
 from crm.models.flow_stats import ALL_STEPS, CounterName
 from crm.models.flows import (
     Delay,
     EventTrigger,
     FlowDefinition,
+    FlowRecord,
     FlowRun,
     SendEmail,
     SendSms,
@@ -73,7 +78,7 @@ from crm_local.runtime import LocalRuntime
 from crm_local.template import read_sam
 from crm_local.wire import compact, shopify_fixture, shopify_headers
 from figures import billed, record
-from ingest_path import Counts, Meter, add, fake_aws_environment, item_size, write_units
+from ingest_path import Counts, Meter, add, fake_aws_environment, item_size, read_units, write_units
 
 FLOWS_FUNCTION = "FlowsFunction"
 SES_RULE = "SesFeedbackRule"
@@ -130,21 +135,31 @@ REFERENCE_MONTH: dict[str, int] = {
 
 
 
-def records_per_batch(template: Path, month: Mapping[str, int]) -> float:
+def records_per_batch(template: Path, month: Mapping[str, int], window_s: float | None = None) -> float:
     """What shares one receive, one delete and one invocation: the flows queue's messages (the month's flow
     events and wake-ups) at their average rate under the flows function's SQS event source as the template
-    sets it (BatchSize, MaximumBatchingWindowInSeconds), shared by Lambda's pollers, as bench/cost.py prices the
-    ingest queue. Without a window (before issue 12) a batch was about one message."""
+    sets it (BatchSize, MaximumBatchingWindowInSeconds; ``window_s`` in its place), shared by Lambda's pollers,
+    as bench/cost.py prices the ingest queue. Without a window (before issue 12) a batch was about one message."""
+    source = flows_source(template)
+    window = source.window_s if window_s is None else window_s
+    messages = month["trigger_check"] + month["delay"] + month["exit_on_event"]
+    return Source(source.batch_size, window).batch_at(messages / SECONDS_PER_MONTH, SQS_POLLERS)
+
+
+def flows_source(template: Path) -> Source:
+    """The flows function's SQS event source as the template sets it."""
     for event in read_sam(template)["Resources"][FLOWS_FUNCTION]["Properties"]["Events"].values():
         if event["Type"] == "SQS":
             props = event["Properties"]
-            source = Source(int(props.get("BatchSize", 10)), float(props.get("MaximumBatchingWindowInSeconds", 0)))
-            messages = month["trigger_check"] + month["delay"] + month["exit_on_event"]
-            return source.batch_at(messages / SECONDS_PER_MONTH, SQS_POLLERS)
+            return Source(int(props.get("BatchSize", 10)), float(props.get("MaximumBatchingWindowInSeconds", 0)))
     raise ValueError(f"{FLOWS_FUNCTION} has no SQS event source in {template}")
 
 
 RECORDS_PER_BATCH = records_per_batch(TEMPLATE, REFERENCE_MONTH)
+# BEFORE (labelled): the flows queue's batching window until issue 12's flowcut lane (60 s since). Every design
+# measured before that lane is priced at it.
+WINDOW_BEFORE_S = 20.0
+RECORDS_PER_BATCH_BEFORE = records_per_batch(TEMPLATE, REFERENCE_MONTH, WINDOW_BEFORE_S)
 
 
 def events_per_send(template: Path, month: Mapping[str, int]) -> float:
@@ -177,11 +192,34 @@ FLOW_MIX: dict[str, dict[str, int]] = {
     VIP: {"run_start": 20_000},
 }
 COUNTER_FLUSH = "counter_flush"  # the step kind of a batch's counter writes (per batch, not per step)
+# The receives the pollers make beyond one a batch: Lambda long-polls the queue (LONG_POLL_S) whether or not
+# messages come, and an empty receive is billed (bench/cost.py prices the ingest queue the same way), so a
+# window long enough to make batches rarer than the idle polls saves deletes, invocations and counter writes,
+# not receives.
+IDLE_RECEIVES = "idle_receives"
+IDLE_RECEIVE: Counts = {("req", "sqs", "ReceiveMessage"): 1.0, ("unit", "sqs"): 1.0}
 
 
 def queue_messages(month: Mapping[str, int]) -> int:
     """The flows queue's messages a month: the flow events and the wake-ups (records_per_batch's)."""
     return month["trigger_check"] + month["delay"] + month["exit_on_event"]
+
+
+def idle_receives(month: Mapping[str, int], per_batch: float) -> float:
+    """The month's receives beyond one a batch: the pollers' idle long polls the batches leave over."""
+    return max(0.0, SQS_POLLERS * SECONDS_PER_MONTH / LONG_POLL_S - queue_messages(month) / per_batch)
+
+
+def at_batch(counts: Counts, measured_at: float, priced_at: float) -> Counts:
+    """``counts`` (a shape's or a step kind's, measured with the queue's receive, delete and invocation shared
+    by ``measured_at`` messages) as they are with those shared by ``priced_at``: the figures a batching window
+    changes; what the function reads and writes stays as measured."""
+    messages = counts.get(MESSAGES, 0)
+    if not messages:
+        return dict(counts)
+    share = 1 / priced_at - 1 / measured_at
+    return {**counts, ("unit", "lambda"): counts.get(("unit", "lambda"), 0) + messages * share,
+            ("unit", "sqs"): counts.get(("unit", "sqs"), 0) + 2 * messages * share}
 
 
 def flows_per_batch(mix: Mapping[str, Mapping[str, int]], messages: int, per_batch: float) -> dict[str, float]:
@@ -405,6 +443,7 @@ class FlowsMeter(Meter):
         # the local poller's batches are not the month's)
         self.counters_apart = False
         self.shape = ""  # the shape being measured, for run_sizes
+        self.profiles: dict[str, list[str]] = {}  # workspace -> the profiles of the flow events the outbox sent
         self.run_sizes: RunSizes = {}
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **kwargs: Any) -> None:
@@ -417,8 +456,12 @@ class FlowsMeter(Meter):
         if service == "events" and operation == "PutEvents":
             self.published += [(now, str(e.get("DetailType"))) for e in params.get("Entries", [])]
         if service == "sqs" and operation == "SendMessageBatch":
-            self.published += [(now, str(json.loads(e["MessageBody"]).get("detail-type")))
-                               for e in params.get("Entries", []) if '"source":"crm"' in e.get("MessageBody", "")]
+            bodies = [json.loads(e["MessageBody"]) for e in params.get("Entries", [])
+                      if '"source":"crm"' in e.get("MessageBody", "")]
+            self.published += [(now, str(body.get("detail-type"))) for body in bodies]
+            for detail in (body.get("detail", {}) for body in bodies):
+                if detail.get("profile_id"):
+                    self.profiles.setdefault(str(detail.get("workspace_id")), []).append(str(detail["profile_id"]))
         if getattr(self.local, "flows", False) and not (self.counters_apart and counter_write(service, operation,
                                                                                               params)):
             super()._after(parsed, model, context, **kwargs)
@@ -460,6 +503,7 @@ class Workspace:
     api_url: str
     domain: str
     api_key: str
+    workspace_id: str = ""
     flow_id: str | None = None
     shoppers: list[str] = field(default_factory=list)
 
@@ -510,14 +554,24 @@ def _order(email: str) -> dict[str, Any]:
     return payload
 
 
-# A live flow the checkouts are heard by but never start (its trigger's filter never holds), and one they are
-# not heard by at all (it starts on a fulfilment and has no exits).
+# A live flow the checkouts are heard by but never start (the profile it is for never matches: read, as a
+# re-entry rule or a filter refuses the month's trigger checks), and one they are not heard by at all (it starts
+# on a fulfilment and has no exits). Before issue 12's flowcut lane the heard flow's trigger filter refused them
+# (NEVER_HOLDS): that is now decided on the event alone (crm.flows.catalogue.hears), reading nothing.
 NEVER_HOLDS = [{"property": "checkout_id", "op": "eq", "value": "no-such-checkout"}]
+NEVER_MATCHES = {"field": "orders_count", "op": "gte", "value": 1_000_000}
+SEGMENT_STARTED = "builtin:vip"  # segment_other's flow starts on entering it; its events enter another
+SEGMENT_OTHER = "builtin:window_shoppers"
 SHAPES: dict[str, dict[str, Any] | None] = {
     "no_flow": None,
     "no_flow_order": None,  # orders, not checkouts: attribution in a workspace that never saved a flow
-    "heard": {"trigger": {"kind": "event", "event": "CheckoutStarted", "where": NEVER_HOLDS},
-              "steps": [{"kind": "exit", "id": "done"}]},
+    "heard": {"profile_filter": NEVER_MATCHES, "steps": [{"kind": "exit", "id": "done"}]},
+    "heard_filtered": {"trigger": {"kind": "event", "event": "CheckoutStarted", "where": NEVER_HOLDS},
+                       "steps": [{"kind": "exit", "id": "done"}]},
+    # Entries of a segment no flow starts on (every membership a refresh or a run moves reaches the flows queue),
+    # in a workspace whose live flow starts on another segment's: per entry, not per run.
+    "segment_other": {"trigger": {"kind": "segment", "segment_id": SEGMENT_STARTED, "on": "entered"},
+                      "steps": [{"kind": "exit", "id": "done"}]},
     "unheard": {"trigger": {"kind": "event", "event": "OrderFulfilled"}, "steps": [{"kind": "exit", "id": "done"}]},
     "exit": {"steps": [{"kind": "exit", "id": "done"}]},
     "email": {"steps": [{"kind": "email", "id": "mail", "template_id": EMAIL_TEMPLATE, "smart_sending": False}]},
@@ -543,7 +597,7 @@ class FlowsBench:
     def workspace(self, name: str, shape: dict[str, Any] | None) -> Workspace:
         domain = f"{DOMAIN_PREFIX}-{name.replace('_', '-')}.myshopify.com"
         registered = add_store(self.runtime.stack_name, "shopify", domain, SECRET)
-        workspace = Workspace(self.runtime.api_url, domain, registered.api_key)
+        workspace = Workspace(self.runtime.api_url, domain, registered.api_key, registered.workspace_id)
         workspace.ok("PUT", "/settings/messaging", SENDER)
         if shape is not None:
             if any(s.get("template_id") == SMS_TEMPLATE_ID for s in shape["steps"]):
@@ -573,6 +627,8 @@ class FlowsBench:
         self.meter.shape = name if design == DESIGNS[-1] else ""
         workspace = self.workspace(f"{design}-{name}", shape)
         shoppers = self.shoppers(workspace, runs, phones=name == "sms")
+        if name == "segment_other":
+            return self.segment_entries(workspace, shoppers, runs)
         mark = self.meter.mark()
         for email, phone in shoppers:
             if name == "no_flow_order":
@@ -587,6 +643,24 @@ class FlowsBench:
         if shape is not None and shape["steps"][0]["kind"] == "delay":
             self.runtime.advance_clock(timedelta(hours=1, minutes=5))
             self.idle()
+        return per_run(self.meter.since(mark), runs)
+
+    def segment_entries(self, workspace: Workspace, shoppers: list[tuple[str, str | None]], runs: int) -> Counts:
+        """Each shopper enters SEGMENT_OTHER: the SegmentEntered the outbox would send for a member item, put on
+        the flows queue as it does (crm.adapters.outbox_targets). The shoppers' checkouts before the mark name
+        their profiles (no flow of the workspace hears a checkout)."""
+        for email, phone in shoppers:
+            workspace.webhook("checkouts/create", _checkout(email, phone, workspace.domain))
+        self.idle()
+        profiles = sorted(set(self.meter.profiles.get(workspace.workspace_id, [])))
+        if len(profiles) != len(shoppers):
+            raise RuntimeError(f"{len(profiles)} profiles seen for {len(shoppers)} shoppers")
+        mark = self.meter.mark()
+        queue = SqsFlowEvents(self.runtime.provisioned.physical["FlowsQueue"].ref)
+        queue.publish([SegmentEntered(event_id=f"SegmentEntered:{workspace.workspace_id}:{profile}",
+                                      workspace_id=workspace.workspace_id, profile_id=profile,
+                                      occurred_at=utc_now(), segment_id=SEGMENT_OTHER) for profile in profiles])
+        self.idle()
         return per_run(self.meter.since(mark), runs)
 
     def latency(self, runs: int) -> tuple[list[float], list[float]]:
@@ -636,61 +710,105 @@ def run(latency_runs: int, shape_runs: int) -> tuple[list[float], list[float], d
         to_send, to_bus = bench.latency(latency_runs)
         designs = {}
         for design in DESIGNS:
-            meter.records_per_batch = 1 if design == "today" else RECORDS_PER_BATCH
+            meter.records_per_batch = 1 if design == "today" else RECORDS_PER_BATCH_BEFORE
             meter.events_per_send = 1 if design == "today" else EVENTS_PER_SEND
             meter.counters_apart = design != "today"
             with design_in_place(design, runtime):
                 designs[design] = {name: bench.shape(name, shape_runs, design) for name in SHAPES}
-    return to_send, to_bus, designs, meter.run_sizes
+    return to_send, to_bus, with_window(designs), meter.run_sizes
+
+
+def with_window(designs: Mapping[str, dict[str, Counts]]) -> dict[str, dict[str, Counts]]:
+    """The measured designs (every one but today's at the window before, WINDOW_BEFORE_S) with this design at
+    the template's window too: the same requests, its batches' share of the queue and the invocations at
+    RECORDS_PER_BATCH (the local poller's batches are not AWS's, so a window is priced, not measured)."""
+    ours = designs["held"]
+    return {**{design: shapes for design, shapes in designs.items() if design != "held"}, "window_before": ours,
+            "held": {name: at_batch(counts, RECORDS_PER_BATCH_BEFORE, RECORDS_PER_BATCH)
+                     for name, counts in ours.items()}}
 
 
 # today's baseline (bench/flows_today.py, commit 0ccbb87); the ledger's labelled before (bench/flows_ledger_before.py:
 # an email's record apart from its timeline line); this design with its runs read as before the flowreads lane
 # (bench/flows_reads_before.py); then this design (the last: its shapes are the run sizes' too)
-DESIGNS = ("today", "three_writes", "reads_before", "held")
+DESIGNS = ("today", "three_writes", "reads_before", "hears_before", "held")
 DESIGN_LABELS = {"today": "before: today's design (baseline, commit 0ccbb87; batches of 1)",
                  "held": f"after: catalogue held, unheard events read nothing, no SES Delivery events, "
-                         f"batches of {RECORDS_PER_BATCH:.1f}, counter rows folded, flow events sent by the outbox "
-                         f"({EVENTS_PER_SEND:.1f} a SendMessageBatch), an email's record its timeline line; "
+                         f"batches of {RECORDS_PER_BATCH_BEFORE:.1f}, counter rows folded, flow events sent by the "
+                         f"outbox ({EVENTS_PER_SEND:.1f} a SendMessageBatch), an email's record its timeline line; "
                          f"counter writes apart (below)",
                  "three_writes": "before: as after, but an email's record an item apart from its timeline line "
                                  "(claim, record, line: 3 writes an email)"}
 DESIGN_LABELS["reads_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ") + "; a wake-up reads "
                                  "its run by GetItem and every send's Smart Sending Queries the runs again")
 DESIGN_LABELS["held"] += "; a delivery reads the profile's runs once (a wake-up's run among them)"
+DESIGN_LABELS["hears_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ") + "; a start heard by "
+                                 "the event's type alone (a segment entry of any segment, a trigger its filter "
+                                 "refuses: the profile and its runs read)")
+DESIGN_LABELS["window_before"] = ("before: " + DESIGN_LABELS["held"].removeprefix("after: ")
+                                  + f" (the flows queue's batching window {WINDOW_BEFORE_S:.0f} s)")
+DESIGN_LABELS["held"] = (DESIGN_LABELS["held"].replace(f"batches of {RECORDS_PER_BATCH_BEFORE:.1f}",
+                                                       f"batches of {RECORDS_PER_BATCH:.1f}")
+                         + f" (the flows queue's batching window {flows_source(TEMPLATE).window_s:.0f} s)")
 # The month is priced three ways: today's baseline as measured; this design with its counters written per
 # delivery (issue 12's fifth pass: one UpdateItem of each counting delivery, 1 WRU as the meter prices it); and
 # with them written per batch (crm.flows.batch_counts), at each flow's fullest item.
-PRICED = ("today", "per_delivery", "long_names", "three_writes", "reads_before", "held")
+PRICED = ("today", "per_delivery", "long_names", "three_writes", "reads_before", "window_before", "held")
 PRICED_LABELS = {"today": DESIGN_LABELS["today"],
                  "per_delivery": "counters per delivery (fifth pass)",
                  "long_names": "before: counters per batch, long names",
                  "three_writes": "before: an email's record apart from its line",
                  "reads_before": "before: runs read again by a wake-up and each send",
-                 "held": "after: counters per batch, short names"}
+                 "window_before": f"before: a {WINDOW_BEFORE_S:.0f} s batching window",
+                 "held": f"after: a {flows_source(TEMPLATE).window_s:.0f} s batching window"}
 
 
 def priced(kinds: Mapping[str, Mapping[str, Counts]], month: Mapping[str, int] = REFERENCE_MONTH,
-           per_batch: float = RECORDS_PER_BATCH) -> dict[str, tuple[dict[str, Counts], dict[str, int | float]]]:
-    """Each priced design's step kinds and month (the counters' writes a kind of their own, COUNTER_FLUSH)."""
-    writes = counter_writes(month, per_batch)
-    ours = dict(kinds["held"])
+           per_batch: float = RECORDS_PER_BATCH, per_batch_before: float = RECORDS_PER_BATCH_BEFORE,
+           ) -> dict[str, tuple[dict[str, Counts], dict[str, int | float]]]:
+    """Each priced design's step kinds and month (the counters' writes a kind of their own, COUNTER_FLUSH, and
+    the pollers' idle receives, IDLE_RECEIVES): this design's at ``per_batch`` messages a batch, the designs
+    before it at ``per_batch_before`` (the window before, WINDOW_BEFORE_S)."""
+    writes, writes_before = counter_writes(month, per_batch), counter_writes(month, per_batch_before)
+
+    def batched(by_kind: Mapping[str, Counts], counter_flush: Counts, at: float,
+                flushes: float) -> tuple[dict[str, Counts], dict[str, int | float]]:
+        return ({**by_kind, COUNTER_FLUSH: counter_flush, IDLE_RECEIVES: IDLE_RECEIVE},
+                {**month, COUNTER_FLUSH: flushes, IDLE_RECEIVES: idle_receives(month, at)})
+
+    ours, before = dict(kinds["held"]), dict(kinds.get("window_before", kinds["held"]))
     one_write: Counts = {("req", "dynamodb", "UpdateItem"): 1.0, ("unit", "wru"): 1.0}
     designs: dict[str, tuple[dict[str, Counts], dict[str, int | float]]] = {
         "today": (dict(kinds["today"]), dict(month)),
-        "per_delivery": ({**ours, COUNTER_FLUSH: one_write}, {**month, COUNTER_FLUSH: writes.deliveries}),
-        "long_names": ({**ours, COUNTER_FLUSH: writes.per_batch_before}, {**month, COUNTER_FLUSH: writes.batches})}
-    for before in ("three_writes", "reads_before"):
-        if before in kinds:
-            designs[before] = ({**kinds[before], COUNTER_FLUSH: writes.per_batch},
-                               {**month, COUNTER_FLUSH: writes.batches})
-    return {**designs, "held": ({**ours, COUNTER_FLUSH: writes.per_batch}, {**month, COUNTER_FLUSH: writes.batches})}
+        "per_delivery": batched(before, one_write, per_batch_before, writes_before.deliveries),
+        "long_names": batched(before, writes_before.per_batch_before, per_batch_before, writes_before.batches)}
+    for earlier in ("three_writes", "reads_before", "window_before"):
+        if earlier in kinds:
+            designs[earlier] = batched(kinds[earlier], writes_before.per_batch, per_batch_before,
+                                       writes_before.batches)
+    return {**designs, "held": batched(ours, writes.per_batch, per_batch, writes.batches)}
+
+
+def hears_by_type(flows: Iterable[FlowRecord], event: FlowEvent) -> bool:
+    """BEFORE (labelled): crm.flows.catalogue.listens_to until issue 12's flowcut lane: any saved flow whose
+    trigger, exits or waits name the event's type hears it, whatever its segment or the trigger's filter."""
+    return any(event.type in event_types(flow.definition) for flow in flows if flow.version > 0)
 
 
 @contextmanager
 def design_in_place(design: str, runtime: Any) -> Iterator[None]:
     """The flows function's services as the design builds them (the handler asks crm.wiring per record), and
     the SES events the design's rule brings to the flows queue."""
+    if design == "hears_before":
+        # The service module's own name for it (it imports hears from crm.flows.catalogue).
+        names = vars(flows_service_module)
+        heard = names["hears"]
+        names["hears"] = hears_by_type
+        try:
+            yield
+        finally:
+            names["hears"] = heard
+        return
     if design == "reads_before":
         built_service = wiring.flows_service
         wiring.flows_service = flows_reads_before.flows_service
@@ -752,7 +870,9 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
     print(f"{'ratio to the baseline':<45} p50 {ratio:.2f}x")
     print("\n## (b) the flows function's AWS requests and units, per run of each shape and per step kind\n")
     print("shapes: no_flow / no_flow_order = checkouts / paid orders in a workspace that never saved a flow; heard = "
-          "checkouts a live flow hears and never starts on; unheard = checkouts in a workspace whose live flow "
+          "checkouts a live flow hears and never starts on (its profile filter refuses them); heard_filtered = "
+          "checkouts its trigger filter refuses; segment_other = entries of a segment no flow starts on, where a "
+          "live flow starts on another's; unheard = checkouts in a workspace whose live flow "
           "listens to fulfilments only; the rest start the named steps. Each design in workspaces of its own.")
     header = "| {} | requests | RRU | WRU | SQS req | Scheduler | by operation |\n|---|--:|--:|--:|--:|--:|---|"
     kinds = {design: step_kinds(shapes) for design, shapes in designs.items()}
@@ -764,9 +884,13 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
         print("\n" + header.format("step kind (per occurrence)"))
         for name, counts in kinds[design].items():
             print(_row(name, counts))
+    if "hears_before" in designs:
+        print("\n" + "\n".join(what_a_start_hears(designs)))
     print("\n## (c) monthly cost of flows, DESIGN.md's reference store (300k checkouts, 150k abandoned, 1M messages)\n")
     print("assumed month: " + ", ".join(f"{kind} {times:,}" for kind, times in REFERENCE_MONTH.items()))
-    print_counter_writes(counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH))
+    print_counter_writes(counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH),
+                         counter_writes(REFERENCE_MONTH, RECORDS_PER_BATCH_BEFORE))
+    print_window(REFERENCE_MONTH)
     costs = {design: monthly_cost(by_kind, month) for design, (by_kind, month) in priced(kinds).items()}
     print("\n| component | " + " | ".join(f"{PRICED_LABELS[d]} $/month" for d in costs) + " |")
     print("|---|" + "--:|" * len(costs))
@@ -774,13 +898,42 @@ def print_report(to_send: list[float], to_bus: list[float], designs: dict[str, d
         print(f"| {lines[-1].component} | " + " | ".join(str(line.dollars) for line in lines) + " |")
     total = {design: next(line.dollars for line in lines if line.component == "total, infrastructure")
              for design, lines in costs.items()}
-    print(f"\nflows' own requests, reference store: ${total['held']} per month (runs read again, before: "
+    print(f"\nflows' own requests, reference store: ${total['held']} per month ({WINDOW_BEFORE_S:.0f} s batching "
+          f"window, before: ${total['window_before']}; runs read again, before: "
           f"${total['reads_before']}; an email's record apart from its line, before: ${total['three_writes']}; "
           f"long counter names, before: ${total['long_names']}; counters per delivery "
           f"${total['per_delivery']}; today's design ${total['today']})")
 
 
-def print_counter_writes(writes: CounterWrites) -> None:
+# What crm.flows.catalogue.hears decides on the event alone, per event: (shape, what it is)
+HEARD_ALONE = (("segment_other", f"an entry of a segment no flow starts on ({SEGMENT_OTHER}; the live flow starts on "
+                                 f"{SEGMENT_STARTED})"),
+               ("heard_filtered", "a checkout the live flow's trigger filter refuses"))
+
+
+def start_heard(designs: Mapping[str, Mapping[str, Counts]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per event of each HEARD_ALONE shape: requests and read units, heard by the type alone (before) and by
+    the trigger (after)."""
+    def figures(counts: Counts) -> dict[str, float]:
+        return {"requests": sum(v for k, v in counts.items() if k[0] == "req"), "rru": counts.get(("unit", "rru"), 0)}
+    return {shape: {"before": figures(designs["hears_before"][shape]), "after": figures(designs["held"][shape])}
+            for shape, _ in HEARD_ALONE}
+
+
+def what_a_start_hears(designs: Mapping[str, Mapping[str, Counts]]) -> list[str]:
+    heard = start_heard(designs)
+    lines = ["### a start heard on the event alone (crm.flows.catalogue.hears), per event, before -> after\n",
+             "| event | requests | RRU |\n|---|--:|--:|"]
+    for shape, what in HEARD_ALONE:
+        before, after = heard[shape]["before"], heard[shape]["after"]
+        lines.append(f"| {what} | {before['requests']:.2f} -> {after['requests']:.2f} | "
+                     f"{before['rru']:.2f} -> {after['rru']:.2f} |")
+    return lines
+
+
+def print_counter_writes(writes: CounterWrites, at_window_before: CounterWrites) -> None:
+    """The counters' writes at the template's window; the long names' labelled before at the window before, as
+    that design is priced."""
     print(f"\ncounter writes ({COUNTER_FLUSH}): {writes.batches:,.0f} batches a month of {RECORDS_PER_BATCH:.1f} "
           f"messages; the month's counting deliveries by flow: " + ", ".join(
               f"{flow.removeprefix('builtin:')} {sum(kinds.values()):,}" for flow, kinds in FLOW_MIX.items()))
@@ -795,8 +948,24 @@ def print_counter_writes(writes: CounterWrites) -> None:
     print(f"\nper batch: {writes_a_batch:.2f} writes, {wru_a_batch:.2f} WRU; a month: "
           f"{writes.batches * writes_a_batch / 1e6:.2f}M writes, {writes.batches * wru_a_batch / 1e6:.2f}M WRU "
           f"(per delivery: {writes.deliveries / 1e6:.2f}M writes, {writes.deliveries / 1e6:.2f}M WRU at 1 a write; "
-          f"before, long names: {writes.wru_per_batch_before:.2f} WRU a batch, "
-          f"{writes.batches * writes.wru_per_batch_before / 1e6:.2f}M WRU a month)")
+          f"before, long names, batches of {RECORDS_PER_BATCH_BEFORE:.1f}: "
+          f"{at_window_before.wru_per_batch_before:.2f} WRU a batch, "
+          f"{at_window_before.batches * at_window_before.wru_per_batch_before / 1e6:.2f}M WRU a month)")
+
+
+def print_window(month: Mapping[str, int]) -> None:
+    """The flows queue's batches a month at the window before and the template's: what a batch shares."""
+    print(f"\nthe flows queue's batching window ({queue_messages(month) / 1e6:.2f}M messages a month, "
+          f"{SQS_POLLERS} pollers long-polling {LONG_POLL_S} s):\n")
+    print("| window | messages a batch | batches = deletes = invocations | receives (at least the idle polls) | "
+          "counter writes | counter WRU |\n|---|--:|--:|--:|--:|--:|")
+    for label, at in ((f"before: {WINDOW_BEFORE_S:.0f} s", RECORDS_PER_BATCH_BEFORE),
+                      (f"after: {flows_source(TEMPLATE).window_s:.0f} s", RECORDS_PER_BATCH)):
+        writes = counter_writes(month, at)
+        batches = writes.batches
+        print(f"| {label} | {at:.1f} | {batches / 1e6:.3f}M | {(batches + idle_receives(month, at)) / 1e6:.3f}M | "
+              f"{batches * writes.per_batch['req', 'dynamodb', 'UpdateItem'] / 1e6:.3f}M | "
+              f"{batches * writes.per_batch['unit', 'wru'] / 1e6:.3f}M |")
 
 
 def print_run_sizes(sizes: RunSizes) -> None:
@@ -812,6 +981,37 @@ def print_run_sizes(sizes: RunSizes) -> None:
                   f"{write_units(after):.0f} |")
 
 
+# Runs a profile holds (every run it ever had stays in its partition: nothing expires them)
+RUNS_HELD = (1, 6, 12, 30, 100)
+
+
+def runs_read(run_bytes: int, month: Mapping[str, int] = REFERENCE_MONTH) -> list[tuple[int, int, float, Decimal]]:
+    """What a trigger check's Query of the profile's runs reads as the profile's runs accumulate: (runs held,
+    bytes, RRU strongly consistent, the month's trigger checks' read dollars beyond the one unit the bench's
+    shapes measure), each run at ``run_bytes``. The shapes start every profile with no run, so their 1 RRU is
+    a new shopper's."""
+    price = PRICES["rru"][1]
+    rows = []
+    for runs in RUNS_HELD:
+        size = runs * run_bytes
+        units = read_units(size, consistent=True)
+        extra = Decimal(str(units - 1)) * month["trigger_check"] * price / 1_000_000
+        rows.append((runs, size, units, _cents(extra)))
+    return rows
+
+
+def print_runs_read(sizes: RunSizes) -> None:
+    largest = max((max(p[0] for p in pairs) for steps in sizes.values() for pairs in steps.values()), default=0)
+    if not largest:
+        return
+    print(f"\n## a trigger check's read of the profile's runs as they accumulate (each at the largest run saved "
+          f"above, {largest:,} B; strongly consistent)\n")
+    print("| runs the profile holds | bytes | RRU a check's runs Query | the month's trigger checks: RRU $ beyond "
+          "1 a check |\n|--:|--:|--:|--:|")
+    for runs, size, units, extra in runs_read(largest):
+        print(f"| {runs} | {size:,} | {units:.0f} | {extra} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--latency-runs", type=int, default=40)
@@ -821,6 +1021,7 @@ def main() -> int:
     to_send, to_bus, designs, run_sizes = run(args.latency_runs, args.shape_runs)
     print_report(to_send, to_bus, designs)
     print_run_sizes(run_sizes)
+    print_runs_read(run_sizes)
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s)")
     kinds = {design: step_kinds(shapes) for design, shapes in designs.items()}
     designs_priced = priced(kinds)
@@ -835,6 +1036,8 @@ def main() -> int:
                      "three_writes": {"billed": billed(*designs_priced["three_writes"])},
                      "per_delivery": {"billed": billed(*designs_priced["per_delivery"])},
                      "reads_before": {"billed": billed(*designs_priced["reads_before"])},
+                     "window_before": {"billed": billed(*designs_priced["window_before"])},
+                     "start_heard": start_heard(designs),
                      "webhook_to_send_ms": {"p50": percentile(to_send, 0.5) * 1000,
                                             "p95": percentile(to_send, 0.95) * 1000}})
     return 0

@@ -46,6 +46,7 @@ from crm.adapters.items import from_item, to_item
 from crm.adapters.messaging import SqsIngestQueue
 from crm.adapters.secrets import SecretsManagerVault
 from crm.adapters.stores import STORE_CACHE_TTL, DynamoStoreDirectory
+from crm.archive import frame, frames_to_archive
 from crm.clock import utc_now
 from crm.connectors import connector_for
 from crm.connectors.base import DeliveryRejected, base64_hmac_sha256_matches
@@ -321,6 +322,8 @@ class Bench:
     store: StoreRegistration
     meter: Meter
     baseline: Baseline
+    # The mean frame the profiles function archives for one of the bench's deliveries (measure_profiles).
+    webhook_frame_bytes: float = 0.0
 
     def use_function(self, logical_id: str) -> None:
         """The process environment of one function, as Lambda sets it."""
@@ -592,15 +595,37 @@ def verify(table: str, expected: Expected) -> str:
     return f"{right}/{len(wanted)} profiles match"
 
 
-def store_lookup_app(bench: Bench, cache_ttl: timedelta) -> Chalice:
+class ArchivedAtTheDoor:
+    """The design BEFORE the archive lane (issue 12), as a labelled baseline: the front door wrote each
+    delivery's frame to Firehose (a PutRecord, billed 5 KB at least) before enqueueing it; a body the message
+    cannot carry was an S3 object then as now (accept_webhook still writes it)."""
+
+    def __init__(self, bench: Bench, queue: SqsIngestQueue) -> None:
+        self.stream = bench.provisioned.physical["ArchiveStream"].ref
+        self.queue = queue
+
+    def enqueue(self, envelope: IngestEnvelope) -> None:
+        if envelope.body is not None:
+            clients.client("firehose").put_record(DeliveryStreamName=self.stream,
+                                                  Record={"Data": frame(envelope, envelope.body.encode())})
+        self.queue.enqueue(envelope)
+
+    def dead_letter(self, message: str, reason: str) -> None:
+        self.queue.dead_letter(message, reason)
+
+
+def store_lookup_app(bench: Bench, cache_ttl: timedelta, archive_at_the_door: bool = False) -> Chalice:
     """Our webhook path (crm.webhooks.accept_webhook, the function's adapters) in a container of its own,
     with its store lookups kept for ``cache_ttl``; ``timedelta(0)`` is the design BEFORE issue 12 (a store
-    GetItem per delivery), measured here as a labelled baseline. It enqueues to a queue of its own, so the
-    profile sections see only the function's messages."""
+    GetItem per delivery), measured here as a labelled baseline, and ``archive_at_the_door`` the design before
+    the archive lane (ArchivedAtTheDoor). It enqueues to a queue of its own, so the profile sections see only
+    the function's messages."""
     app = Chalice(app_name="bench-store-lookup")
     table = bench.outputs["TableName"]
     stores = DynamoStoreDirectory(table, SecretsManagerVault(table), cache_ttl=cache_ttl)
-    queue = SqsIngestQueue(harness("sqs").create_queue(QueueName=f"{STACK}-lookup-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+    own = SqsIngestQueue(harness("sqs").create_queue(QueueName=f"{STACK}-lookup-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+    # Before issue 12 the door archived too.
+    queue = ArchivedAtTheDoor(bench, own) if archive_at_the_door or cache_ttl == timedelta(0) else own
 
     @app.route("/webhooks/{platform}", methods=["POST"], content_types=ANY_BODY)
     def receive(platform: str) -> Response:
@@ -616,25 +641,29 @@ def store_lookup_app(bench: Bench, cache_ttl: timedelta) -> Chalice:
 
 @dataclass
 class StoreLookups:
-    """The webhook's requests per delivery around the store cache: a new container's first delivery, and
-    every delivery of the design before issue 12 (no store cache); and /track's per request (before, a new
-    container's first, warm)."""
+    """The webhook's requests per delivery around the store cache: a new container's first delivery, every
+    delivery of the design before issue 12 (no store cache, archived at the door), and of the design before
+    the archive lane (archived at the door, warm); and /track's per request (before, a new container's first,
+    warm, warm archived at the door)."""
 
     cold: Counts
     before: Run
     track: dict[str, float]
+    archived_at_the_door: Run
 
 
 TRACK_REQUESTS = 100
 
 
-def track_requests_per_request(bench: Bench, cache_ttl: timedelta, requests: int, warm: bool = False) -> float:
+def track_requests_per_request(bench: Bench, cache_ttl: timedelta, requests: int, warm: bool = False,
+                               archive_at_the_door: bool = False) -> float:
     """POST /track's path (crm.tracking.accept_track with the function's adapters) in a new container:
     AWS requests per request over ``requests`` page views (after one uncounted first request if ``warm``),
-    enqueued to a queue of its own."""
+    enqueued to a queue of its own (archived at the door first for the labelled befores)."""
     table = bench.outputs["TableName"]
     stores = DynamoStoreDirectory(table, cache_ttl=cache_ttl)
-    queue = SqsIngestQueue(harness("sqs").create_queue(QueueName=f"{STACK}-track-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+    own = SqsIngestQueue(harness("sqs").create_queue(QueueName=f"{STACK}-track-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+    queue = ArchivedAtTheDoor(bench, own) if archive_at_the_door or cache_ttl == timedelta(0) else own
     limiter = TokenBucketLimiter(rate=1e9, burst=1e9, clock=time.monotonic)
     headers = {"Origin": f"https://{DOMAIN}", "Content-Type": "text/plain"}
     mark = bench.meter.mark()
@@ -657,10 +686,35 @@ def measure_store_lookups(bench: Bench, deliveries: list[Delivery]) -> StoreLook
         raise SystemExit(f"a new container answered {answer.status_code}: {answer.body!r}")
     cold = bench.meter.since(mark)
     before = post_all(bench, Client(store_lookup_app(bench, timedelta(0))), "/webhooks/shopify", deliveries)
+    at_the_door = post_all(bench, Client(store_lookup_app(bench, STORE_CACHE_TTL, archive_at_the_door=True)),
+                           "/webhooks/shopify", deliveries)
     track = {"before": track_requests_per_request(bench, timedelta(0), TRACK_REQUESTS),
              "cold": track_requests_per_request(bench, STORE_CACHE_TTL, 1),
-             "warm": track_requests_per_request(bench, STORE_CACHE_TTL, TRACK_REQUESTS, warm=True)}
-    return StoreLookups(cold, before, track)
+             "warm": track_requests_per_request(bench, STORE_CACHE_TTL, TRACK_REQUESTS, warm=True),
+             "warm_archived_at_the_door": track_requests_per_request(bench, STORE_CACHE_TTL, TRACK_REQUESTS,
+                                                                     warm=True, archive_at_the_door=True)}
+    return StoreLookups(cold, before, track, at_the_door)
+
+
+TRACK_FRAME_EVENTS = 20  # the snippet's largest batch
+
+
+def track_frame_bytes(bench: Bench) -> dict[str, float]:
+    """A /track request's archived frame, as the profiles function frames it: its fixed bytes (header, write
+    key, anonymous id) and its bytes per page view, from a request of one view and one of TRACK_FRAME_EVENTS."""
+    def framed(views: int) -> int:
+        body = json.dumps({"write_key": bench.store.write_key, "anonymous_id": "4f1c9a2e-anon", "events": [
+            {"type": "page_viewed", "event_id": f"pv-{uuid.uuid4()}", "occurred_at": utc_now().isoformat(),
+             "url": f"https://{DOMAIN}/products/classic-leather-jacket-{n}?utm_source=newsletter",
+             "referrer": "https://www.google.com/"} for n in range(views)]})
+        envelope = IngestEnvelope(platform=Platform.SHOPIFY, source="track", workspace_id=bench.store.workspace_id,
+                                  store_id=bench.store.store_id, meta=DeliveryMeta(topic="track", delivery_id="x" * 64),
+                                  received_at=utc_now(), body=body)
+        return len(frame(envelope, body.encode()))
+
+    one, many = framed(1), framed(TRACK_FRAME_EVENTS)
+    per_event = (many - one) / (TRACK_FRAME_EVENTS - 1)
+    return {"fixed": one - per_event, "per_event": per_event}
 
 
 # --- The measurements -----------------------------------------------------------------------------------------
@@ -681,6 +735,8 @@ class Results:
     verified: tuple[str, str]
     heavy: list[tuple[int, Counts, float, Counts, float]]
     firehose_interval: int | None
+    webhook_frame_bytes: float
+    track_frame: dict[str, float]
     store_lookups: StoreLookups | None = None
 
 
@@ -704,6 +760,8 @@ def measure_profiles(bench: Bench, expected: Expected) -> tuple[Run, Run, Counts
     bench.use_function("ProfilesFunction")
     profiles = Function(bench.provisioned.functions["ProfilesFunction"])
     mute_function_logs()
+    bodies = [m["Body"] for m in messages]
+    bench.webhook_frame_bytes = sum(map(len, frames_to_archive(bodies))) / len(bodies)
     ours = invoke_batches(bench, lambda e, _: profiles.invoke(e), "ProfilesFunction",
                           sqs_batches(messages, arn))
     naive = NaiveProfiles(bench.baseline.table)
@@ -834,11 +892,18 @@ def print_webhooks(r: Results) -> None:
               f"{requests_in(before.counts) / n:.2f}")
         print(f"    a new container's first delivery: {requests_in(cold):.0f} ("
               + ", ".join(f"{k[2]} {v:.0f}" for k, v in sorted(cold.items()) if k[0] == "req") + ")")
-        print(f"    a warm container (ours, above): {requests_in(r.ours_webhook.counts) / n:.2f}")
+        at_the_door = r.store_lookups.archived_at_the_door
+        print(f"    a warm container archiving at the door (Firehose PutRecord, then SQS; before the archive lane, "
+              f"same run): {requests_in(at_the_door.counts) / n:.2f}")
+        print(f"    a warm container (ours, above: the profiles function archives): "
+              f"{requests_in(r.ours_webhook.counts) / n:.2f}")
         track = r.store_lookups.track
         print(f"  POST /track (crm.tracking.accept_track, {TRACK_REQUESTS} page views), AWS requests per request: "
               f"before issue 12 {track['before']:.2f}, a new container's first {track['cold']:.0f}, "
-              f"warm {track['warm']:.2f}")
+              f"warm archiving at the door {track['warm_archived_at_the_door']:.2f}, warm {track['warm']:.2f}")
+        print(f"  archived frames (header + body, as the profiles function packs them): a delivery here "
+              f"{r.webhook_frame_bytes:,.0f} bytes; a /track request {r.track_frame['fixed']:,.0f} bytes + "
+              f"{r.track_frame['per_event']:,.0f} a page view")
 
 
 def print_profiles(r: Results) -> None:
@@ -991,9 +1056,10 @@ def main() -> int:
         lap("profiles")
         heavy = measure_heavy_customer(bench)
         lap("history")
+        track_frame = track_frame_bytes(bench)
     print_report(Results(deliveries, expected, moto_ms, ours_webhook, baseline_webhook, floor, claim_checks,
                          ours_profiles, baseline_profiles, outbox, verified, heavy, firehose_flush_interval(stack),
-                         store_lookups))
+                         bench.webhook_frame_bytes, track_frame, store_lookups))
     print(f"\n(bench ran in {time.perf_counter() - started:.0f} s: "
           + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items()) + ")")
     record("ingest_path", {
@@ -1003,6 +1069,8 @@ def main() -> int:
         "webhook_handler_ms": {"p50": ours_webhook.ms(0.5), "p95": ours_webhook.ms(0.95)},
         "webhook_cold_container": store_lookups.cold,
         "webhook_before_issue12_per_delivery": per(store_lookups.before.counts, len(deliveries)),
+        "webhook_archived_at_the_door_per_delivery": per(store_lookups.archived_at_the_door.counts, len(deliveries)),
+        "archived_frame_bytes": {"webhook": bench.webhook_frame_bytes, "track": track_frame},
         "track_requests_per_request": store_lookups.track,
         "profiles_per_order": per(add(ours_profiles.counts, outbox), len(expected.orders)),
         "firehose_interval_s": firehose_flush_interval(stack)})

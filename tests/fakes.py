@@ -685,9 +685,10 @@ class FakeRawArchive:
         self.objects: dict[str, ArchivedObject] = {}
         self.frames: list[bytes] = []
 
-    def append(self, framed_delivery: bytes) -> None:
-        list(unframe(framed_delivery))  # refuse what a replay could not read back
-        self.frames.append(bytes(framed_delivery))
+    def append(self, framed_deliveries: Sequence[bytes]) -> None:
+        for framed in framed_deliveries:
+            list(unframe(framed))  # refuse what a replay could not read back
+            self.frames.append(bytes(framed))
 
     def deliveries(self) -> list[tuple[ArchivedDelivery, bytes]]:
         return [delivery for framed in self.frames for delivery in unframe(framed)]

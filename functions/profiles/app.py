@@ -1,4 +1,5 @@
-"""Applies queued deliveries to profiles; one bad record never blocks or drops its neighbours."""
+"""Archives queued deliveries, then applies them to profiles; one bad record never blocks or drops its
+neighbours."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm import wiring
 from crm.adapters.bigcommerce import TIMEOUT_SECONDS
+from crm.archive import archive_messages
 from crm.clock import utc_now
 from crm.ingestion import apply_envelope
 from crm.privacy import hand_over
@@ -40,5 +42,8 @@ def apply_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The whole batch is archived before any of it is applied: if the archive refuses, this raises and the
+    # queue delivers every record again (docs/hostile-input.md).
+    archive_messages([record["body"] for record in event["Records"]], wiring.raw_archive())
     return process_partial_response(event=event, record_handler=apply_record, processor=processor,
                                     context=context)

@@ -1,31 +1,42 @@
 """The raw archive's record format: every delivery, byte for byte, with who sent it and when.
 
-Deliveries that fit an SQS message are archived through Kinesis Data Firehose, which batches many
-into one S3 object (one S3 PUT per delivery is the most expensive part of a naive archive). Each
-record is a frame: one JSON header line, then exactly ``body_length`` raw bytes, then a newline, so
-the body is stored verbatim whatever it contains. Larger or non-UTF-8 bodies are stored as S3
-objects of their own, with the header as object metadata.
+Deliveries that fit an SQS message travel in the ingest queue's message, and the queue's consumer (the
+profiles function) archives a batch's bodies through Kinesis Data Firehose before it applies any of them
+(``archive_messages``): one PutRecordBatch a batch, the batch's frames packed into as few records as fit, so
+Firehose bills the bytes, not 5 KB a delivery, and batches many into one S3 object (one S3 PUT per delivery
+is the most expensive part of a naive archive). The front door makes one request a delivery, the queue's
+(docs/hostile-input.md says why nothing is lost). Each frame is one JSON header line, then exactly
+``body_length`` raw bytes, then a newline, so the body is stored verbatim whatever it contains, and frames
+packed together read back one by one (``unframe``). Larger or non-UTF-8 bodies are stored by the front door as
+S3 objects of their own, with the header as object metadata, and the message points at them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import PurePath
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from crm.models.ingest import DeliveryMeta, DeliverySource, IngestEnvelope
 from crm.models.stores import Platform
+from crm.ports import RawArchive
 
 FIREHOSE_PREFIX = "deliveries/"
 OBJECT_PREFIX = "raw/"
+# Firehose takes at most 1,000 KiB a record.
+FIREHOSE_RECORD_BYTES = 1_000 * 1024
 
 
 class ArchiveFormatError(ValueError):
     """An archive object that is not in the format written here."""
+
+
+class ArchiveRefused(RuntimeError):
+    """The archive did not take every frame of a batch: the batch is not applied, the queue delivers it again."""
 
 
 class ArchivedDelivery(BaseModel):
@@ -47,7 +58,8 @@ class ArchivedDelivery(BaseModel):
         text = None if archive_key else body.decode("utf-8")
         return IngestEnvelope(platform=self.platform, source=self.source, workspace_id=self.workspace_id,
                               store_id=self.store_id,
-                              meta=self.meta, received_at=self.received_at, archive_key=archive_key, body=text)
+                              meta=self.meta, received_at=self.received_at, archive_key=archive_key, body=text,
+                              archived=True)
 
 
 def header_of(envelope: IngestEnvelope, raw_body: bytes) -> ArchivedDelivery:
@@ -74,6 +86,50 @@ def unframe(data: bytes) -> Iterator[tuple[ArchivedDelivery, bytes]]:
             raise ArchiveFormatError(f"frame at byte {position} does not end where its length says")
         yield header, data[start:end]
         position = end + 1
+
+
+def pack(frames: Iterable[bytes], record_limit: int = FIREHOSE_RECORD_BYTES) -> list[bytes]:
+    """The frames, in order, joined into as few records as ``record_limit`` allows, none split: a record lands
+    in one S3 object whole, so every frame of it reads back (a frame larger than the limit, which a queue
+    message cannot carry, would be a record alone)."""
+    records: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for framed in frames:
+        if pending and size + len(framed) > record_limit:
+            records.append(b"".join(pending))
+            pending, size = [], 0
+        pending.append(framed)
+        size += len(framed)
+    if pending:
+        records.append(b"".join(pending))
+    return records
+
+
+def frames_to_archive(messages: Iterable[str]) -> list[bytes]:
+    """The frames of a batch of ingest messages that the consumer archives: every body that travelled in its
+    message. Not one already in the archive: a body the front door stored as an object of its own (the message
+    names its ``archive_key``) or one read back by a replay (``archived``). A message that is not an ingest
+    envelope has no header to frame it with; no sender of ours writes one, and it is dead-lettered verbatim."""
+    frames: list[bytes] = []
+    for message in messages:
+        try:
+            envelope = IngestEnvelope.model_validate_json(message)
+        except ValidationError:
+            continue
+        if envelope.body is not None and not envelope.archived:
+            frames.append(frame(envelope, envelope.body.encode()))
+    return frames
+
+
+def archive_messages(messages: Sequence[str], archive: RawArchive) -> int:
+    """Archive a batch's bodies before any of it is applied; raises when the archive refuses, so the queue
+    delivers the whole batch again (nothing is applied unarchived; what was archived is archived again, and
+    a replay applies a delivery twice as it does once). Answers how many frames were archived."""
+    frames = frames_to_archive(messages)
+    if frames:
+        archive.append(frames)
+    return len(frames)
 
 
 def object_metadata(envelope: IngestEnvelope) -> dict[str, str]:

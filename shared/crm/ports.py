@@ -550,8 +550,9 @@ class TaskQueue(Protocol):
 
 
 class RawArchive(Protocol):
-    def append(self, framed_delivery: bytes) -> None:
-        """Archive one framed delivery (crm.archive.frame) in a batched object."""
+    def append(self, framed_deliveries: Sequence[bytes]) -> None:
+        """Archive framed deliveries (crm.archive.frame) in batched objects, in one request; raises unless
+        every one was accepted."""
         ...
 
     def put(self, key: str, body: bytes, metadata: Mapping[str, str]) -> None: ...

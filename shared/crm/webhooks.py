@@ -1,7 +1,8 @@
-"""Accepting a store webhook: verify who sent it, archive the raw body, enqueue it.
+"""Accepting a store webhook: verify who sent it, enqueue it with its raw body.
 
-Two AWS writes per delivery: the archive (a Firehose record, or an S3 object when the body cannot
-travel in the queue message) and the queue message.
+One AWS write per delivery: the queue message, which carries the body; the queue's consumer archives it
+before applying it (crm.archive.archive_messages). A body that cannot travel in the message (too large, or
+not UTF-8) is archived here, as an S3 object of its own that the message names: two writes.
 
 Nothing here interprets the body: a delivery that is signed correctly is kept even when we cannot
 read it yet, and the profiles function decides what it means. (A connector may read the few body
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from crm.archive import OBJECT_PREFIX, frame, object_metadata
+from crm.archive import OBJECT_PREFIX, object_metadata
 from crm.connectors import connector_for
 from crm.connectors.base import DeliveryRejected
 from crm.models.ingest import MAX_MESSAGE_BYTES, DeliveryMeta, IngestEnvelope
@@ -97,14 +98,14 @@ def accept_webhook(
 def store_delivery(
     envelope: IngestEnvelope, raw_body: bytes, archive: RawArchive, queue: IngestQueue, archive_name: str,
 ) -> IngestEnvelope:
-    """Archive the raw body, then enqueue: what every accepted request (webhook or /track) goes through.
+    """Enqueue the raw body (archived by the queue's consumer), or archive it first when the message cannot
+    carry it: what every accepted request (webhook, /track, a followed link, a statement) goes through.
 
     ``envelope`` carries the body as text when it is UTF-8; ``archive_name`` is the first folder of a
-    stand-alone object's key. Returns the envelope as enqueued.
+    stand-alone object's key. Returns the envelope as enqueued. Raises when the queue (or the object's
+    write) refuses: the caller answers 503 and the sender retries, as when the archive refused.
     """
-    if envelope.body is not None and len(envelope.model_dump_json().encode()) <= MAX_MESSAGE_BYTES:
-        archive.append(frame(envelope, raw_body))
-    else:
+    if envelope.body is None or len(envelope.model_dump_json().encode()) > MAX_MESSAGE_BYTES:
         # Too large for a queue message, or not text: an object of its own that the message points to.
         key = archive_key(archive_name, envelope.store_id, envelope.received_at, envelope.meta.delivery_id,
                           raw_body)

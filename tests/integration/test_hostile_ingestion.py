@@ -1,9 +1,10 @@
 """Hostile input at every ingestion endpoint (issue 9, findings 5, 6 and 13): the webhooks and track Chalice
 apps and the profiles function, in-process over the fakes (so a few hundred requests take seconds).
 
-What must hold: nothing reaches a 5xx, signed or not; a correctly signed body is archived and enqueued; and
-the profiles function either applies it or parks it in the dead-letter queue with a reason on its first
-attempt: a body that can never be read is not retried until the queue gives up."""
+What must hold: nothing reaches a 5xx, signed or not; a correctly signed body is enqueued, and archived by
+the profiles function before anything else; and the profiles function either applies it or parks it in the
+dead-letter queue with a reason on its first attempt: a body that can never be read is not retried until the
+queue gives up."""
 
 from __future__ import annotations
 
@@ -195,9 +196,9 @@ def test_a_signed_poison_body_is_parked_at_once_with_its_reason(
         ingestion: Ingestion, body: bytes, reason: str) -> None:
     status, _ = ingestion.post("/webhooks/shopify", body, shopify_headers(body, delivery_id="poison-1"))
     assert status == 200
-    assert ingestion.archived_bodies() == [body]
 
     assert ingestion.run_profiles() == {"batchItemFailures": []}  # not left for the queue to retry
+    assert ingestion.archived_bodies() == [body]  # archived, then parked
     [parked] = ingestion.queue.dead_letters
     assert parked.reason.startswith("orders/create poison-1: ")
     assert reason in parked.reason
@@ -435,9 +436,9 @@ def test_fuzz_signed_bodies_are_archived_then_applied_or_parked_at_once(monkeypa
             counts["refused"] += 1
             return
         counts["accepted"] += 1
+        assert harness.run_profiles() == {"batchItemFailures": []}, "left for the queue to retry"
         archived = harness.archived_bodies()
         assert len(archived) == len(archived_before) + 1 and body in archived
-        assert harness.run_profiles() == {"batchItemFailures": []}, "left for the queue to retry"
         parked = harness.queue.dead_letters[parked_before:]
         assert all(dead.reason.strip() for dead in parked)
         counts["parked"] += len(parked)

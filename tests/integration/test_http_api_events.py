@@ -20,7 +20,7 @@ from crm_local.event_shapes import http_api_event
 from crm_local.lambdas import Function
 from crm_local.provision import Provisioned
 
-from tests.aws import client, receive_all
+from tests.aws import client, queue_arn, receive_all, sqs_event
 from tests.builders import (
     CUSTOM_DOMAIN,
     CUSTOM_SECRET,
@@ -69,6 +69,9 @@ def test_a_signed_store_webhook_is_accepted_from_the_http_api(
     assert json.loads(answer["body"]) == {"status": "accepted", "delivery_id": "d-http"}
     [message] = receive_all(provisioned.outputs["IngestQueueUrl"])
     assert IngestEnvelope.model_validate_json(message["Body"]).meta.delivery_id == "d-http"
+    assert _archived(provisioned) == []  # archived by the profiles function, before it applies the delivery
+    event = sqs_event([message], queue_arn(provisioned.outputs["IngestQueueUrl"]))
+    assert _invoke(provisioned, function_env, "ProfilesFunction", event) == {"batchItemFailures": []}
     assert _archived(provisioned) == [body]  # the exact bytes the store signed
 
 

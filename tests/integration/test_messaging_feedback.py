@@ -210,9 +210,9 @@ def test_an_inbound_stop_withdraws_sms_consent_through_the_profiles_path(
     event = sqs_event(messages, queue_arn(_flows_queue(provisioned)))
     requests.clear()
     assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
-    # The workspaces (one Query), the phone's identity and its profile, then the statement archived and queued.
-    assert requests == ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "firehose:PutRecord",
-                        "sqs:SendMessage"]
+    # The workspaces (one Query), the phone's identity and its profile, then the statement queued (the profiles
+    # function archives it).
+    assert requests == ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "sqs:SendMessage"]
 
     statements = receive_all(provisioned.outputs["IngestQueueUrl"])
     [envelope] = [IngestEnvelope.model_validate_json(m["Body"]) for m in statements]
@@ -242,8 +242,8 @@ def test_a_complaint_suppresses_and_queues_the_email_consent_statement(
     event = sqs_event(messages, queue_arn(_flows_queue(provisioned)))
     requests.clear()
     assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
-    assert requests == ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "firehose:PutRecord",
-                        "sqs:SendMessage", "dynamodb:GetItem", "dynamodb:GetItem"]
+    assert requests == ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "sqs:SendMessage",
+                        "dynamodb:GetItem", "dynamodb:GetItem"]
     assert DynamoSuppressions(provisioned.outputs["TableName"]).is_suppressed(registration.workspace_id,
                                                                              "recipient@example.com")
     [statement] = [IngestEnvelope.model_validate_json(m["Body"])

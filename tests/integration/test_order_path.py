@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 from collections.abc import Callable
 from decimal import Decimal
@@ -16,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from chalice.test import Client
 from crm.adapters.items import from_item
+from crm.adapters.messaging import SqsIngestQueue
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.stores import DynamoStoreDirectory
 from crm.archive import unframe
@@ -91,20 +93,21 @@ def test_signed_order_becomes_a_profile_and_domain_events(
     assert response.status_code == 200
     assert response.json_body == {"status": "accepted", "delivery_id": "545ebdd4-b7be"}
 
-    # The webhook archived the exact bytes (through Firehose into the bucket) and enqueued an envelope.
+    # The webhook enqueued an envelope with the exact bytes, its one request.
     messages = receive_all(provisioned.outputs["IngestQueueUrl"])
     assert len(messages) == 1
     envelope = IngestEnvelope.model_validate_json(messages[0]["Body"])
     assert (envelope.workspace_id, envelope.store_id) == (registration.workspace_id, registration.store_id)
     bucket = provisioned.outputs["ArchiveBucketName"]
+    assert "Contents" not in client("s3").list_objects_v2(Bucket=bucket, Prefix="deliveries/")
+
+    # The profiles function archives the batch (through Firehose into the bucket), then applies it.
+    assert _run_profiles(provisioned, function_env, messages) == {"batchItemFailures": []}
     [listed] = client("s3").list_objects_v2(Bucket=bucket, Prefix="deliveries/")["Contents"]
     [(header, archived)] = unframe(client("s3").get_object(Bucket=bucket, Key=listed["Key"])["Body"].read())
     assert archived == body
     assert header.meta.topic == "orders/create"
-    assert header.envelope(archived) == envelope
-
-    # The profiles function applies the queued delivery.
-    assert _run_profiles(provisioned, function_env, messages) == {"batchItemFailures": []}
+    assert header.envelope(archived) == envelope.model_copy(update={"archived": True})
 
     table = provisioned.outputs["TableName"]
     repository = DynamoProfileRepository(table)
@@ -270,17 +273,53 @@ def test_large_delivery_travels_through_the_archive(
     assert profile.total_spent == Decimal("404.95")
 
 
-def test_a_delivery_that_cannot_be_archived_is_answered_503_so_the_platform_retries(
+def test_a_delivery_the_queue_refuses_is_answered_503_so_the_platform_retries(
     provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("ARCHIVE_STREAM", f"{provisioned.stack_name}-no-such-stream")
-    reset_crm_caches()
+    def refuse(*_: object) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}, "SendMessage")
+
+    queue_url = provisioned.outputs["IngestQueueUrl"]
+    monkeypatch.setattr(SqsIngestQueue, "enqueue", refuse)
     body = placed_order_bytes()
     response = _post(webhooks, body, shopify_headers(body, delivery_id="unstorable"))
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
-    assert receive_all(provisioned.outputs["IngestQueueUrl"]) == []
+    assert receive_all(queue_url) == []
+
+
+def test_a_batch_the_archive_refuses_is_not_applied_and_comes_back_whole(
+    provisioned: Provisioned, function_env: UseEnv, registration: StoreRegistration, webhooks: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bodies = [placed_order_bytes(id=n) for n in (1, 2)]
+    for n, body in enumerate(bodies):
+        assert _post(webhooks, body, shopify_headers(body, delivery_id=f"d-{n}")).status_code == 200
+    messages = receive_all(provisioned.outputs["IngestQueueUrl"])
+    function_env("ProfilesFunction")
+    stream = os.environ["ARCHIVE_STREAM"]
+    monkeypatch.setenv("ARCHIVE_STREAM", f"{provisioned.stack_name}-no-such-stream")
+    reset_crm_caches()
+    event = sqs_event(messages, queue_arn(provisioned.outputs["IngestQueueUrl"]))
+    # The invocation fails: SQS makes every record visible again (and dead-letters them after maxReceiveCount).
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        Function(provisioned.functions["ProfilesFunction"]).invoke(event)
+    table = provisioned.outputs["TableName"]
+    assert "Item" not in client("dynamodb").get_item(TableName=table, Key={
+        "pk": {"S": f"WS#{registration.workspace_id}#ORDER#{registration.store_id}#1"}, "sk": {"S": "ORDER"}})
+    bucket = provisioned.outputs["ArchiveBucketName"]
+    assert "Contents" not in client("s3").list_objects_v2(Bucket=bucket, Prefix="deliveries/")
+
+    # The batch again, the archive back: archived in one record, then applied.
+    monkeypatch.setenv("ARCHIVE_STREAM", stream)
+    reset_crm_caches()
+    assert _run_profiles(provisioned, function_env, messages) == {"batchItemFailures": []}
+    [listed] = client("s3").list_objects_v2(Bucket=bucket, Prefix="deliveries/")["Contents"]
+    archived = unframe(client("s3").get_object(Bucket=bucket, Key=listed["Key"])["Body"].read())
+    assert [(header.meta.delivery_id, body) for header, body in archived] == [("d-0", bodies[0]), ("d-1", bodies[1])]
+    assert "Item" in client("dynamodb").get_item(TableName=table, Key={
+        "pk": {"S": f"WS#{registration.workspace_id}#ORDER#{registration.store_id}#1"}, "sk": {"S": "ORDER"}})
 
 
 def test_a_signed_order_the_table_cannot_hold_is_parked_at_once_with_its_reason(

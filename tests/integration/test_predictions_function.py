@@ -234,7 +234,7 @@ def test_the_fit_waits_on_its_queue_for_the_days_segment_run_and_reads_no_profil
 
 def test_a_paced_fit_writes_a_minutes_units_then_hands_the_rest_to_its_queue_held_back(
         provisioned: Provisioned, predictions: Predictions, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a provisioned table (a tenth of a unit a second here, so that 40 profiles take hops) the worker
+    """On a provisioned table (half a unit a second here, a write counted as five: 40 profiles take hops) the worker
     writes until it is a minute ahead of the pace and sends the rest back with the delay it ran ahead; no hop
     waits. Every profile is predicted once the rests are delivered (each as Lambda would hand it over)."""
     table = provisioned.outputs["TableName"]
@@ -243,7 +243,7 @@ def test_a_paced_fit_writes_a_minutes_units_then_hands_the_rest_to_its_queue_hel
     kinds = _history(shop, repository)
     store = DynamoPredictionStore(table)
     store.put_settings(shop.workspace_id, PredictionSettings(min_repeat_buyers=10))
-    provisioned.functions["PredictionsFunction"].environment["DYNAMODB_UNITS_PER_SECOND"] = "0.1"
+    provisioned.functions["PredictionsFunction"].environment["DYNAMODB_UNITS_PER_SECOND"] = "0.5"
     assert predictions.schedule() == {"workspaces": 1}
     [waiting] = predictions.drain()
     predictions.segment_run(shop.workspace_id)

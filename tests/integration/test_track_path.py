@@ -73,20 +73,20 @@ def test_accepted_events_are_archived_and_enqueued_then_read_as_tracking(
     envelope = IngestEnvelope.model_validate_json(message["Body"])
     assert (envelope.source, envelope.platform, envelope.workspace_id, envelope.store_id) == (
         "track", Platform.SHOPIFY, registration.workspace_id, registration.store_id)
-    bucket = provisioned.outputs["ArchiveBucketName"]
-    [listed] = client("s3").list_objects_v2(Bucket=bucket, Prefix="deliveries/")["Contents"]
-    [(header, archived)] = unframe(client("s3").get_object(Bucket=bucket, Key=listed["Key"])["Body"].read())
-    assert archived == raw
-    assert header.envelope(archived) == envelope
-    [page, identify] = track_events(envelope, archived)
+    [page, identify] = track_events(envelope, raw)
     assert page.touch is not None and page.touch.source == "ig"
     assert identify.email == "anon@example.com"
 
-    # The profiles function reads it as tracking (not as a Shopify webhook) and parks nothing.
+    # The profiles function archives it, reads it as tracking (not as a Shopify webhook) and parks nothing.
     function_env("ProfilesFunction")
     event = sqs_event([message], queue_arn(provisioned.outputs["IngestQueueUrl"]))
     assert Function(provisioned.functions["ProfilesFunction"]).invoke(event) == {"batchItemFailures": []}
     assert receive_all(provisioned.outputs["IngestDeadLetterQueueUrl"]) == []
+    bucket = provisioned.outputs["ArchiveBucketName"]
+    [listed] = client("s3").list_objects_v2(Bucket=bucket, Prefix="deliveries/")["Contents"]
+    [(header, archived)] = unframe(client("s3").get_object(Bucket=bucket, Key=listed["Key"])["Body"].read())
+    assert archived == raw
+    assert header.envelope(archived) == envelope.model_copy(update={"archived": True})
 
 
 @pytest.mark.parametrize(("headers", "raw", "status"), [

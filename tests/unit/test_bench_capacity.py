@@ -148,6 +148,7 @@ def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_
     assert last.startswith(f"reference store all in: ${headline:.2f} per month (target $15.00)")
     assert headline != pytest.approx(on_demand_total)
     assert "before: the run chained on its queue, 20 units a second" in out.getvalue()
+    assert "before: the same, a write unit counted as 5 read units" in out.getvalue()
     assert "now: the run chained so; the fit's writes after the run's read phase at 5 units a second" in out.getvalue()
 
 
@@ -169,6 +170,9 @@ def test_the_fits_writes_come_after_the_runs_read_phase_in_hops_of_a_minute_at_i
     # Hops a little under a minute apart (equal hops of at most a minute's units): two in a minute at most.
     assert max(minutes) <= 2 * 2_900 / paced_fit.hops + 1e-6
     assert capacity.paced_after(run_chained, 0, "fit", 60, after) == run_chained  # not paced: as it was
+    # A write unit counted as five: 25 units a second are 5 write units, the same hops.
+    *_, weighted, _ = capacity.paced_after(run_chained, 25, "fit", 60, after, 5)
+    assert (weighted.per_second, weighted.hops) == (5, paced_fit.hops)
 
 
 def test_each_bursts_throttled_share_is_its_own_and_the_chained_hops_fit_the_burst_credits(
@@ -185,3 +189,13 @@ def test_each_bursts_throttled_share_is_its_own_and_the_chained_hops_fit_the_bur
     chained = capacity.simulate("rru", capacity.chained([steady, run, fit], 20, "run", 32), 1, 1000, 0.7)
     assert chained.component_throttled_share("run") < 0.05 < unpaced.component_throttled_share("run")
     assert chained.component_throttled_share("unknown") == 0.0
+
+
+def test_a_chained_run_writes_at_its_pace_divided_by_the_write_weight_after_its_reads(
+        capacity: ModuleType) -> None:
+    loads = [capacity.Load("run", "rru", 30 * 6_000, at_hour=3, per_second=600.0),
+             capacity.Load("run", "wru", 30 * 1_200, at_hour=3, per_second=120.0)]
+    reads, writes = capacity.chained(loads, 20.0, "run", 32, write_weight=5)
+    assert reads.per_second == 20.0 and writes.per_second == 4.0
+    assert writes.after_seconds == 300.0  # 6,000 read units at 20 a second come first
+    assert capacity.run_hours([reads, writes], "run") == pytest.approx((300 + 1_200 / 4) / 3600)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -316,3 +317,37 @@ def test_a_batch_write_is_billed_as_each_of_its_writes_but_what_was_left_unproce
     assert meter.billed_units("dynamodb", "BatchWriteItem", params, {}) == {"rru": 0.0, "wru": 4.0}
     left = {"UnprocessedItems": {"t": [{"PutRequest": {"Item": large}}]}}
     assert meter.billed_units("dynamodb", "BatchWriteItem", params, left) == {"rru": 0.0, "wru": 2.0}
+
+
+def test_the_archive_is_priced_by_the_consumers_packed_records_against_a_record_a_delivery(
+        cost: ModuleType, tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+    wiring = cost.wiring_of(template)
+    month = cost.Month(mix={"order": 900_000, "view": 100_000}, storefront=frozenset({"view"}),
+                       events_per_track_request=2.0)
+    s3 = cost.SECONDS_PER_MONTH / wiring.firehose_interval_s * cost.PER_MILLION["s3_put"] / 1e6
+    ingest = {"archived_frame_bytes": {"webhook": 3000.0, "track": {"fixed": 400.0, "per_event": 200.0}},
+              "webhook_archived_at_the_door_per_delivery": {"unit firehose_gb": 10 * 1024 / 2**30}}
+    line = cost.firehose_line(ingest, wiring, month, 9.5)
+    # 950k messages, a frame of (900k x 3,000 + 50k x 800) / 950k bytes: 27.4 KB a batch of 9.5, billed 30 KB.
+    assert line.dollars == pytest.approx(950_000 / 9.5 * 30 * 1024 / 2**30 * cost.FIREHOSE_PER_GB + s3)
+    before = (900_000 * 10 + 50_000 * 5) * 1024 / 2**30 * cost.FIREHOSE_PER_GB + s3
+    assert f"before (a record a delivery at the door): 0.95M records, 8.8 GB, ${before:.2f}" in line.how
+    # Frames near SQS's limit: a batch is three records of whole frames, each rounded up on its own.
+    large = {**ingest, "archived_frame_bytes": {"webhook": 240_000.0, "track": {"fixed": 240_000.0,
+                                                                                "per_event": 0.0}}}
+    per_record = math.ceil(9.5 * 240_000 / 3 / 5120) * 5120
+    assert cost.firehose_line(large, wiring, month, 9.5).dollars == pytest.approx(
+        950_000 / 9.5 * 3 * per_record / 2**30 * cost.FIREHOSE_PER_GB + s3)
+    assert "MISSING" in cost.firehose_line(None, wiring, month, 9.5).component
+
+
+def test_the_queues_no_line_prices_are_billed_their_idle_polls(cost: ModuleType) -> None:
+    wiring = cost.wiring_of(cost.TEMPLATE)  # ours
+    assert set(wiring.idle_queues) == {"SegmentTasksFunction", "ExportsFunction", "PrivacyFunction"}
+    lines = cost.idle_queue_lines(wiring)
+    polls = cost.SQS_POLLERS * cost.SECONDS_PER_MONTH / cost.LONG_POLL_S
+    assert [line.dollars for line in lines] == [pytest.approx(polls * 0.40 / 1e6)] * 3
+    assert {line.group for line in lines} == {"segments", "console"}
+    assert cost.wiring_from({**cost.plain(wiring), "idle_queues": []}).idle_queues == ()

@@ -174,19 +174,53 @@ def test_the_fullest_item_holds_every_row_on_the_first_step_rows_item(bench: Mod
 def test_the_designs_priced_differ_only_in_the_counters_writes(bench: ModuleType) -> None:
     kinds = {"today": {"email": _counts(3, wru=4.0)}, "reads_before": {"email": _counts(4, wru=3.0)},
              "held": {"email": _counts(3, wru=3.0)}}
-    designs = bench.priced(kinds, bench.REFERENCE_MONTH, 10.0)
-    writes = bench.counter_writes(bench.REFERENCE_MONTH, 10.0)
+    month = bench.REFERENCE_MONTH
+    designs = bench.priced(kinds, month, 20.0, 10.0)  # this design's batches of 20, the designs before's of 10
+    writes, before = bench.counter_writes(month, 20.0), bench.counter_writes(month, 10.0)
     today, per_delivery, held = (designs[name] for name in ("today", "per_delivery", "held"))
-    assert today == (kinds["today"], dict(bench.REFERENCE_MONTH))
+    assert today == (kinds["today"], dict(month))
     assert per_delivery[0]["email"] == held[0]["email"] == kinds["held"]["email"]
-    assert per_delivery[1][bench.COUNTER_FLUSH] == writes.deliveries
+    assert per_delivery[1][bench.COUNTER_FLUSH] == before.deliveries
     assert held[1][bench.COUNTER_FLUSH] == writes.batches
     assert held[0][bench.COUNTER_FLUSH] == writes.per_batch
+    assert held[1][bench.IDLE_RECEIVES] == bench.idle_receives(month, 20.0)
     long_names = designs["long_names"]  # the labelled before: the same writes at the long names' item sizes
-    assert long_names[1] == held[1] and long_names[0]["email"] == kinds["held"]["email"]
-    assert long_names[0][bench.COUNTER_FLUSH]["unit", "wru"] > writes.per_batch["unit", "wru"]
-    reads_before = designs["reads_before"]  # the labelled before of the runs' reads: its steps, this design's writes
-    assert reads_before == ({**kinds["reads_before"], bench.COUNTER_FLUSH: writes.per_batch}, held[1])
+    assert long_names[1][bench.COUNTER_FLUSH] == before.batches and long_names[0]["email"] == kinds["held"]["email"]
+    assert long_names[0][bench.COUNTER_FLUSH]["unit", "wru"] > before.per_batch["unit", "wru"]
+    reads_before = designs["reads_before"]  # the labelled before of the runs' reads: its steps, at its window
+    assert reads_before[0] == {**kinds["reads_before"], bench.COUNTER_FLUSH: before.per_batch,
+                               bench.IDLE_RECEIVES: bench.IDLE_RECEIVE}
+    assert reads_before[1] == long_names[1] == {**month, bench.COUNTER_FLUSH: before.batches,
+                                                bench.IDLE_RECEIVES: bench.idle_receives(month, 10.0)}
+
+
+def test_a_longer_window_saves_deletes_invocations_and_counter_writes_never_the_idle_receives(
+        bench: ModuleType) -> None:
+    month = bench.REFERENCE_MONTH
+    polls = bench.SQS_POLLERS * bench.SECONDS_PER_MONTH / bench.LONG_POLL_S
+    messages = bench.queue_messages(month)
+    # Batches of one message each: far more receives than idle polls, none left over.
+    assert bench.idle_receives(month, 1.0) == 0
+    # Batches rarer than the polls: the receives are the polls, whatever the batch.
+    for per_batch in (messages / polls * 2, messages / polls * 10):
+        assert messages / per_batch + bench.idle_receives(month, per_batch) == pytest.approx(polls)
+    shape = {bench.MESSAGES: 2.0, ("unit", "lambda"): 2 / 10, ("unit", "sqs"): 1 + 2 * 2 / 10, ("unit", "rru"): 3.0}
+    wider = bench.at_batch(shape, 10.0, 30.0)
+    assert wider[("unit", "lambda")] == pytest.approx(2 / 30)
+    assert wider[("unit", "sqs")] == pytest.approx(1 + 2 * 2 / 30)  # the sends stay; the batch's two shared wider
+    assert wider[("unit", "rru")] == 3.0 and wider[bench.MESSAGES] == 2.0
+    assert bench.at_batch({("unit", "rru"): 1.0}, 10.0, 30.0) == {("unit", "rru"): 1.0}  # no message: nothing shared
+
+
+def test_this_design_is_priced_at_the_templates_window_and_its_before_at_the_window_before(bench: ModuleType) -> None:
+    measured = {"today": {"heard": {bench.MESSAGES: 1.0, ("unit", "sqs"): 3.0}},
+                "held": {"heard": {bench.MESSAGES: 1.0, ("unit", "lambda"): 1 / bench.RECORDS_PER_BATCH_BEFORE}}}
+    designs = bench.with_window(measured)
+    assert designs["today"] == measured["today"] and designs["window_before"] == measured["held"]
+    assert designs["held"]["heard"][("unit", "lambda")] == pytest.approx(1 / bench.RECORDS_PER_BATCH)
+    assert list(designs)[-1] == "held"  # the last: the report's "after"
+    assert bench.flows_source(bench.TEMPLATE).window_s > bench.WINDOW_BEFORE_S
+    assert bench.RECORDS_PER_BATCH > bench.RECORDS_PER_BATCH_BEFORE
 
 
 def test_a_design_writing_counters_per_batch_leaves_them_out_of_the_measured_steps(bench: ModuleType) -> None:
@@ -201,3 +235,31 @@ def test_a_design_writing_counters_per_batch_leaves_them_out_of_the_measured_ste
     meter._after({}, _model("dynamodb", "UpdateItem"), {"bench_params": update})
     meter._after({}, _model("dynamodb", "UpdateItem"), {"bench_params": run})
     assert meter.counts["req", "dynamodb", "UpdateItem"] == 2  # the run's, not the counters'
+
+
+def test_the_labelled_before_hears_a_start_by_the_events_type_alone(bench: ModuleType) -> None:
+    from crm.flows.actions import FlowEvent
+    from crm.flows.builtin import BUILTIN_FLOWS, VIP
+    from crm.flows.catalogue import hears
+    from crm.models.flows import FlowRecord, FlowStatus
+
+    from tests.builders import NOW
+
+    vip = FlowRecord(workspace_id="w", flow_id=VIP, status=FlowStatus.LIVE, version=1,
+                     definition=BUILTIN_FLOWS[VIP], created_at=NOW, updated_at=NOW)
+    other = FlowEvent(type="SegmentEntered", event_id="e", workspace_id="w", profile_id="p", occurred_at=NOW,
+                      detail={"segment_id": bench.SEGMENT_OTHER})
+    assert bench.hears_by_type([vip], other) and not hears([vip], other)
+    measured = {"hears_before": {"segment_other": _counts(2, rru=2.0), "heard_filtered": _counts(2, rru=2.0)},
+                "held": {"segment_other": {}, "heard_filtered": {}}}
+    heard = bench.start_heard(measured)
+    assert heard["segment_other"] == {"before": {"requests": 2, "rru": 2.0}, "after": {"requests": 0, "rru": 0}}
+    assert "| 2.00 -> 0.00 | 2.00 -> 0.00 |" in bench.what_a_start_hears(measured)[2]
+
+
+def test_a_checks_read_of_the_runs_grows_a_unit_per_4_kb_of_runs_held(bench: ModuleType) -> None:
+    rows = bench.runs_read(1024, {"trigger_check": 2_000_000})
+    by_runs = {runs: (size, units, extra) for runs, size, units, extra in rows}
+    assert by_runs[1] == (1024, 1.0, Decimal("0.00"))  # a new shopper's: what the shapes measure
+    assert by_runs[6] == (6144, 2.0, Decimal("0.25"))  # one unit more a check: 2M x $0.125/M
+    assert by_runs[100][1] == 25.0 and by_runs[100][2] == Decimal("6.00")

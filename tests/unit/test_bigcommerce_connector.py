@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from crm.archive import archive_messages
 from crm.connectors import connector_for
 from crm.connectors.base import PayloadNotUnderstood, SignatureMissing
 from crm.connectors.bigcommerce import (
@@ -148,6 +149,7 @@ def test_signed_delivery_is_accepted_with_scope_as_topic_and_webhook_id_as_deliv
     assert (queued.platform, queued.store_id, queued.workspace_id) == (Platform.BIGCOMMERCE, "st_bc", "ws_a")
     assert (queued.meta.topic, queued.meta.delivery_id) == ("store/order/statusUpdated", "msg_42")
     assert queued.body == body.decode()
+    assert archive_messages(queue.messages, archive) == 1
     assert len(archive.deliveries()) == 1
 
 

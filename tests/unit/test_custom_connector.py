@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from crm.archive import archive_messages
 from crm.connectors import connector_for
 from crm.connectors.base import MissingHeader, PayloadNotUnderstood, SignatureMissing, sign_base64_hmac_sha256
 from crm.connectors.custom import CUSTOM, MAX_BATCH, TOPIC
@@ -156,6 +157,7 @@ def test_a_signed_delivery_is_archived_and_enqueued_for_the_custom_store(stores:
     assert (queued.platform, queued.workspace_id, queued.store_id) == (Platform.CUSTOM, "ws_a", "st_custom")
     assert (queued.meta.topic, queued.meta.delivery_id) == (TOPIC, "ev-7")
     assert queued.body is not None and queued.body.encode() == body
+    archive_messages(queue.messages, archive)
     [(_, archived)] = archive.deliveries()
     assert archived == body
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crm.archive import archive_messages
 from crm.flows.memory import MemoryFlowCounters, MemoryMessageLedger
 from crm.ingestion import apply_envelope, apply_events
 from crm.messaging.feedback import (
@@ -77,7 +78,8 @@ class World:
         return profile.consents.get(channel.value)
 
     def run_ingest(self) -> None:
-        """The profiles function: apply what was enqueued, as it would."""
+        """The profiles function: archive what was enqueued, then apply it, as it would."""
+        archive_messages(self.queue.messages, self.archive)
         for message in self.queue.messages:
             outcome = apply_envelope(message, self.profiles, self.archive, self.queue, NOW, FakeStoreDirectory())
             assert outcome.dead_lettered is None, outcome
@@ -138,8 +140,8 @@ def test_a_complaint_suppresses_and_withdraws_email_consent_through_the_profiles
     assert world.suppressions.held[(WORKSPACE, "recipient@example.com")][0] == "complaint (abuse)"
     [envelope] = world.queue.envelopes
     assert (envelope.source, envelope.workspace_id, envelope.store_id) == ("statement", WORKSPACE, "st_a")
-    assert [d.meta.delivery_id for d, _ in world.archive.deliveries()] == [envelope.meta.delivery_id]  # kept raw
     world.run_ingest()
+    assert [d.meta.delivery_id for d, _ in world.archive.deliveries()] == [envelope.meta.delivery_id]  # kept raw
     consent = world.profile_consent(Channel.EMAIL, "email#recipient@example.com")
     assert consent == Consent(channel=Channel.EMAIL, state=ConsentState.UNSUBSCRIBED, source=COMPLAINT_SOURCE,
                               at=datetime(2026, 3, 5, 1, 11, 58, tzinfo=UTC))

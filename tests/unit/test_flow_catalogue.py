@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE
-from crm.flows.catalogue import CatalogueCache, HeldWinners, MessagingCache, event_types, listens_to
+from crm.flows.actions import FlowEvent
+from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE, VIP, VIP_SEGMENT, WELCOME
+from crm.flows.catalogue import CatalogueCache, HeldWinners, MessagingCache, event_types, hears
 from crm.flows.memory import MemoryFlowCatalogue, MemoryMessagingStore, MemorySplitWinners
-from crm.models.flows import FlowDefinition, FlowRecord, FlowStatus
+from crm.models.flows import FlowDefinition, FlowRecord, FlowStatus, SegmentTrigger
 from crm.models.messaging import EmailTemplate, MessagingSettings, TemplateRecord
 
 from tests.builders import NOW
@@ -78,8 +79,31 @@ def test_the_events_a_flow_listens_to_are_its_trigger_exits_and_waits() -> None:
     assert event_types(BUILTIN_FLOWS[ABANDONED_CHECKOUT]) == {"CheckoutStarted", "OrderPlaced"}
     post_purchase = event_types(BUILTIN_FLOWS[POST_PURCHASE])
     assert "OrderPlaced" in post_purchase
-    assert listens_to([flow()], "OrderPlaced") and not listens_to([flow()], "ProductViewed")
-    assert not listens_to([flow(version=0)], "CheckoutStarted")  # a built-in never saved holds no run
+    assert hears([flow()], event("OrderPlaced")) and not hears([flow()], event("ProductViewed"))
+    assert not hears([flow(version=0)], event("CheckoutStarted"))  # a built-in never saved holds no run
+
+
+def event(event_type: str, **detail: object) -> FlowEvent:
+    return FlowEvent(type=event_type, event_id="e1", workspace_id=WS, profile_id="p1", occurred_at=NOW,
+                     detail=dict(detail))
+
+
+def test_a_start_is_heard_on_the_event_alone_an_end_or_a_resume_by_its_type() -> None:
+    vip = flow(VIP, definition=BUILTIN_FLOWS[VIP])  # starts on entering builtin:vip; no exits
+    assert hears([vip], event("SegmentEntered", segment_id=VIP_SEGMENT))
+    assert not hears([vip], event("SegmentEntered", segment_id="builtin:window_shoppers"))
+    assert not hears([vip], event("SegmentExited", segment_id=VIP_SEGMENT))
+    # A trigger's filter is checked on the event (the welcome series starts on a subscription).
+    welcome = flow(WELCOME, definition=BUILTIN_FLOWS[WELCOME])
+    trigger = BUILTIN_FLOWS[WELCOME].trigger
+    assert not isinstance(trigger, SegmentTrigger) and trigger.where
+    assert not hears([welcome], event("ConsentChanged"))  # none of the filter's properties: it fails
+    # A draft starts nothing, but its runs go on: its exits are heard, whatever their filters.
+    assert not hears([vip.model_copy(update={"status": FlowStatus.DRAFT})],
+                     event("SegmentEntered", segment_id=VIP_SEGMENT))  # the trigger: only a live flow starts
+    draft = flow().model_copy(update={"status": FlowStatus.DRAFT})
+    # The abandoned checkout's exits: any order, and a checkout other than the trigger's (a filter on the run).
+    assert hears([draft], event("OrderPlaced")) and hears([draft], event("CheckoutStarted", checkout_id="c9"))
 
 
 class CountingWinners(MemorySplitWinners):

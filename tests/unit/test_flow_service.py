@@ -8,12 +8,20 @@ import contextlib
 from datetime import datetime, timedelta
 
 import pytest
-from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE
+from crm.flows.builtin import ABANDONED_CHECKOUT, BUILTIN_FLOWS, POST_PURCHASE, VIP, VIP_SEGMENT
 from crm.flows.engine import FlowEvent
 from crm.flows.memory import MemoryFlowCounters, MemoryMessageLedger, MemorySplitWinners
 from crm.flows.service import CLAIM_GRACE, FlowsService, Report, StepInFlight, forget_runs
 from crm.models.consent import Consent, ConsentState
-from crm.models.events import CheckoutStarted, DomainEvent, Item, OrderFulfilled, OrderPlaced, ProfilesMerged
+from crm.models.events import (
+    CheckoutStarted,
+    DomainEvent,
+    Item,
+    OrderFulfilled,
+    OrderPlaced,
+    ProfilesMerged,
+    SegmentEntered,
+)
 from crm.models.flows import (
     FlowDefinition,
     FlowRecord,
@@ -498,8 +506,27 @@ def test_an_event_no_saved_flow_listens_to_reads_neither_the_profile_nor_its_run
     fulfilled = OrderFulfilled(event_id="fulfilled-1", workspace_id=WS, profile_id="p1", occurred_at=NOW,
                                store_id="st", order_id="o1")
     report = world.deliver(fulfilled)
-    assert reads == [] and report.ignored == ["no flow listens to OrderFulfilled"]
+    assert reads == [] and report.ignored == ["no flow starts, ends or resumes a run on this OrderFulfilled"]
     assert world.deliver(order("p1", NOW)).ignored == [] and reads == ["p1"]  # an exit event: read
+
+
+def test_a_segment_entry_no_flow_starts_on_reads_nothing_and_the_flows_own_segment_starts_its_run() -> None:
+    # A segment-triggered flow hears the entries of its own segment, not every segment's: each membership a
+    # refresh or a run moves reaches the flows queue, and only these can start a run.
+    world = World(_live(VIP, BUILTIN_FLOWS[VIP]))
+    world.shopper("p1")
+    reads: list[str] = []
+    segments = world.service.segments
+    original = segments.profile_with_segments
+    segments.profile_with_segments = lambda ws, pid: reads.append(pid) or original(ws, pid)  # type: ignore[method-assign]
+    other = SegmentEntered(event_id="entered-other", workspace_id=WS, profile_id="p1", occurred_at=NOW,
+                           segment_id="builtin:window_shoppers")
+    report = world.deliver(other)
+    assert reads == [] and report.started == []
+    assert report.ignored == ["no flow starts, ends or resumes a run on this SegmentEntered"]
+    own = SegmentEntered(event_id="entered-vip", workspace_id=WS, profile_id="p1", occurred_at=NOW,
+                         segment_id=VIP_SEGMENT)
+    assert len(world.deliver(own).started) == 1 and reads == ["p1"]
 
 
 def test_a_flow_paused_since_the_listing_was_read_starts_no_run() -> None:

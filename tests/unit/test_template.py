@@ -35,11 +35,12 @@ NEEDS: dict[str, tuple[set[str], set[tuple[str, str]]]] = {
     "WebhooksFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_QUEUE_URL"},
                          {("dynamodb:GetItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
                           ("sqs:SendMessage", "IngestQueue")}),
-    "TrackFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "ARCHIVE_STREAM", "INGEST_QUEUE_URL"},
+    "TrackFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_QUEUE_URL"},
                       {("dynamodb:GetItem", "Table"), ("s3:PutObject", "ArchiveBucket"),
                        ("sqs:SendMessage", "IngestQueue")}),
-    "ProfilesFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "INGEST_DLQ_URL", "PRIVACY_QUEUE_URL"},
-                         {("dynamodb:GetItem", "Table"), ("dynamodb:BatchGetItem", "Table"),
+    "ProfilesFunction": ({"TABLE_NAME", "ARCHIVE_BUCKET", "ARCHIVE_STREAM", "INGEST_DLQ_URL", "PRIVACY_QUEUE_URL"},
+                         {("firehose:PutRecordBatch", "ArchiveStream"),
+                          ("dynamodb:GetItem", "Table"), ("dynamodb:BatchGetItem", "Table"),
                           ("dynamodb:PutItem", "Table"), ("s3:GetObject", "ArchiveBucket"),
                           ("sqs:SendMessage", "IngestDeadLetterQueue"), ("sqs:SendMessage", "PrivacyQueue")}),
     "OutboxFunction": ({"TABLE_NAME", "EVENT_BUS_NAME"}, {("events:PutEvents", "EventBus")}),
@@ -379,7 +380,7 @@ def _names(resource: Any) -> set[str]:
     return {name for name in ("Table", "ArchiveBucket", "IngestQueue", "IngestDeadLetterQueue", "EventBus",
                               "OutboxDeadLetterQueue", "SegmentTasksQueue", "ExportsBucket", "ExportQueue",
                               "ExportDeadLetterQueue", "PrivacyQueue", "FlowsQueue", "FlowSchedules",
-                              "FlowsSchedulerRole", "PredictionsQueue", "ConsoleUserPool",
+                              "FlowsSchedulerRole", "PredictionsQueue", "ConsoleUserPool", "ArchiveStream",
                               "ConsoleSessionSecret")
             if f'"{name}"' in text or f"${{{name}." in text or f"${{{name}}}" in text}
 
@@ -438,4 +439,16 @@ def test_predictions_function_gathers_a_minute_of_orders_within_the_queues_visib
     assert mapping["MaximumBatchingWindowInSeconds"] == 60 and mapping["BatchSize"] >= 4
     timeout = stack.resources["PredictionsFunction"]["Properties"]["Timeout"]
     visibility = stack.resources["PredictionsQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility >= 6 * timeout + mapping["MaximumBatchingWindowInSeconds"]
+
+
+def test_flows_function_gathers_a_minute_of_messages_within_the_queues_visibility(stack: Stack) -> None:
+    [mapping] = [m for m in _mappings(stack, "FlowsFunction")
+                 if m["EventSourceArn"] == {"Fn::GetAtt": ["FlowsQueue", "Arn"]}]
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    # A batch shares a delete, an invocation and one counter write per flow (bench/flows.py); a step goes out
+    # at most a minute late.
+    assert 20 < mapping["MaximumBatchingWindowInSeconds"] <= 60 and mapping["BatchSize"] == 100
+    timeout = stack.resources["FlowsFunction"]["Properties"]["Timeout"]
+    visibility = stack.resources["FlowsQueue"]["Properties"]["VisibilityTimeout"]
     assert visibility >= 6 * timeout + mapping["MaximumBatchingWindowInSeconds"]

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from botocore.exceptions import ClientError
 
 from crm.adapters.clients import client
+from crm.archive import ArchiveRefused, pack
 from crm.config import settings
 from crm.models.canonical import ComplianceRequest
 from crm.models.events import EVENT_SOURCE, AnyDomainEvent
@@ -19,16 +20,42 @@ from crm.ports import ConcurrentUpdate
 _PUT_EVENTS_BATCH = 10
 
 
+# PutRecordBatch takes at most 500 records and 4 MiB a call.
+_PUT_RECORDS_BATCH = 500
+_PUT_RECORDS_BYTES = 4 * 1024 * 1024
+
+
+def _calls(records: Sequence[bytes]) -> Iterator[list[bytes]]:
+    call: list[bytes] = []
+    size = 0
+    for record in records:
+        if call and (len(call) == _PUT_RECORDS_BATCH or size + len(record) > _PUT_RECORDS_BYTES):
+            yield call
+            call, size = [], 0
+        call.append(record)
+        size += len(record)
+    if call:
+        yield call
+
+
 class FirehoseS3Archive:
-    """Small deliveries through Firehose (batched into S3 objects), large ones straight to S3."""
+    """Deliveries that travelled in queue messages through Firehose (batched into S3 objects), large ones
+    straight to S3."""
 
     def __init__(self, bucket: str | None = None, stream: str | None = None) -> None:
         self.bucket = bucket
         self.stream = stream
 
-    def append(self, framed_delivery: bytes) -> None:
+    def append(self, framed_deliveries: Sequence[bytes]) -> None:
         stream = self.stream or settings().require("archive_stream")
-        client("firehose").put_record(DeliveryStreamName=stream, Record={"Data": framed_delivery})
+        # A queue batch (10 messages of <= 250 KB) is one call; the call's own limits matter only past that.
+        for call in _calls(pack(framed_deliveries)):
+            answer = client("firehose").put_record_batch(DeliveryStreamName=stream,
+                                                         Records=[{"Data": record} for record in call])
+            if answer.get("FailedPutCount"):
+                errors = {str(r["ErrorCode"]) for r in answer.get("RequestResponses", []) if r.get("ErrorCode")}
+                raise ArchiveRefused(f"Firehose refused {answer['FailedPutCount']} of {len(call)} records: "
+                                     f"{', '.join(sorted(errors))}")
 
     def put(self, key: str, body: bytes, metadata: Mapping[str, str]) -> None:
         bucket = self.bucket or settings().require("archive_bucket")

@@ -2,10 +2,11 @@
 (crm.segments.runs) leave a provisioned table's capacity to the webhooks' consumers (docs/scale.md).
 
 DynamoDB says what each call consumed when asked (``ReturnConsumedCapacity``); the meter asks on every call that
-can answer and counts the units. Nothing here waits: a task reads its share as fast as the table serves it (one
-index bucket, within DynamoDB's burst credits) and then asks how long the next share should wait, which the
-queue does for it (SQS DelaySeconds), so no Lambda is billed for waiting. The clock is injected: tests never
-wait.
+can answer and counts the units, a write unit as WRITE_UNIT_WEIGHT read units: a pace is what the run may cost
+the table, and provisioned capacity charges a write unit five times a read unit. Nothing here waits: a task
+reads its share as fast as the table serves it (one index bucket, within DynamoDB's burst credits) and then
+asks how long the next share should wait, which the queue does for it (SQS DelaySeconds), so no Lambda is
+billed for waiting. The clock is injected: tests never wait.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from typing import Any
 # The operations that report consumed capacity when asked; any other (DescribeTable...) refuses the parameter.
 CONSUMING = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem",
              "TransactGetItems", "TransactWriteItems")
+# The calls whose units are write units.
+WRITING = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+# A write capacity unit-hour against a read capacity unit-hour, provisioned, us-east-1: $0.00065 / $0.00013.
+# Counted at its price, a run's writes go out at a fifth of the pace of its reads, so its write phase raises the
+# table's write capacity (the dearer one) five times less.
+WRITE_UNIT_WEIGHT = 5
 # The longest a message can be held back on a queue (SQS's DelaySeconds).
 LONGEST_PAUSE_SECONDS = 900
 
@@ -31,7 +38,8 @@ class Reading:
 
 
 class Meter:
-    """The units a process consumed, and how long it would have to stop to be back at ``per_second``."""
+    """The units a process consumed (a write unit weighing WRITE_UNIT_WEIGHT), and how long it would have to
+    stop to be back at ``per_second``."""
 
     def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         if per_second <= 0:
@@ -69,9 +77,12 @@ def install(dynamodb: Any, meter: Meter) -> None:
     def ask(params: dict[str, Any], **_: Any) -> None:
         params.setdefault("ReturnConsumedCapacity", "TOTAL")
 
-    def count(parsed: Mapping[str, Any], **_: Any) -> None:
-        meter.consumed(units_of(parsed))
+    def counter(weight: int) -> Callable[..., None]:
+        def count(parsed: Mapping[str, Any], **_: Any) -> None:
+            meter.consumed(weight * units_of(parsed))
+        return count
 
     for operation in CONSUMING:
         dynamodb.meta.events.register(f"provide-client-params.dynamodb.{operation}", ask)
-        dynamodb.meta.events.register(f"after-call.dynamodb.{operation}", count)
+        dynamodb.meta.events.register(f"after-call.dynamodb.{operation}",
+                                      counter(WRITE_UNIT_WEIGHT if operation in WRITING else 1))

@@ -24,9 +24,11 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from crm import clock
+from crm.flows.actions import FlowEvent
 from crm.flows.definition import walk_steps
+from crm.flows.engine import triggers
 from crm.flows.ports import FlowCatalogue, MessagingStore, SplitWinners
-from crm.models.flows import FlowDefinition, FlowRecord, SegmentTrigger, WaitForEvent
+from crm.models.flows import FlowDefinition, FlowRecord, FlowStatus, SegmentTrigger, WaitForEvent
 from crm.models.messaging import MessagingSettings, TemplateRecord
 
 T = TypeVar("T")
@@ -51,15 +53,25 @@ def event_types(definition: FlowDefinition) -> frozenset[str]:
         kinds = {"SegmentEntered" if trigger.on == "entered" else "SegmentExited"}
     else:
         kinds = {trigger.event}
-    kinds |= {exit_event.event for exit_event in definition.exits}
+    return frozenset(kinds) | ends_or_resumes(definition)
+
+
+def ends_or_resumes(definition: FlowDefinition) -> frozenset[str]:
+    """The bus events that may end or resume a run under way: its exits (the trigger's own kind among them
+    supersedes) and the events its wait_for steps wait for."""
+    kinds = {exit_event.event for exit_event in definition.exits}
     kinds |= {step.event for _, step in walk_steps(definition.steps) if isinstance(step, WaitForEvent)}
     return frozenset(kinds)
 
 
-def listens_to(flows: Iterable[FlowRecord], event_type: str) -> bool:
-    """Whether any saved flow (live, or a draft whose runs go on) starts, ends or resumes a run on the event.
+def hears(flows: Iterable[FlowRecord], event: FlowEvent) -> bool:
+    """Whether any saved flow may start, end or resume a run on ``event``. A start is decided on the event
+    alone: a live flow whose trigger it is (its type and filter, or entering or leaving its very segment),
+    since a trigger's filter cannot refer to a run. An exit or a wait_for may refer to the run's trigger, so
+    only its type can be checked before the runs are read; a draft's runs go on, so its exits and waits count.
     Built-ins never saved start nothing and hold no runs."""
-    return any(event_type in event_types(flow.definition) for flow in flows if flow.version > 0)
+    return any((flow.status is FlowStatus.LIVE and triggers(flow.definition, event))
+               or event.type in ends_or_resumes(flow.definition) for flow in flows if flow.version > 0)
 
 
 @dataclass

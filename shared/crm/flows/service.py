@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal, Protocol, overload
 
 from crm.flows import counting, engine
-from crm.flows.catalogue import ever_saved, listens_to
+from crm.flows.catalogue import ever_saved, hears
 from crm.flows.definition import find_step, variant_of
 from crm.flows.engine import Decision, FlowEvent, Proceed
 from crm.flows.ports import (
@@ -624,8 +624,8 @@ def _nothing_to_read(event: FlowEvent, flows: Iterable[FlowRecord]) -> str | Non
     on it (a merge still moves the merged profile's runs)."""
     if not ever_saved(flows):
         return "no flow ever saved in the workspace"
-    if event.type != "ProfilesMerged" and not listens_to(flows, event.type):
-        return f"no flow listens to {event.type}"
+    if event.type != "ProfilesMerged" and not hears(flows, event):
+        return f"no flow starts, ends or resumes a run on this {event.type}"
     return None
 
 

@@ -45,3 +45,6 @@ class IngestEnvelope(BaseModel):
     # Set when the body did not fit the message and lives as an S3 object of its own.
     archive_key: str | None = None
     body: str | None = None
+    # Set when the message was read back from the archive (`crm replay`): the profiles function, which archives
+    # every body it receives before applying it (crm.archive.archive_messages), does not archive it again.
+    archived: bool = False

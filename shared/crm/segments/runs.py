@@ -46,8 +46,10 @@ from crm.segments.membership import Rules, change_for, memberships_of, membershi
 # A share's profiles are decided this many at a time: columns of this length, and no more held at once.
 EVALUATED_TOGETHER = 2_000
 # A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh. A chained
-# run (the daily run on a provisioned table) takes about two hours at the reference store's size.
-RUN_STALE_AFTER = timedelta(hours=3)
+# run (the daily run on a provisioned table) takes about three hours at the reference store's size (its writes
+# paced at a fifth of its reads, crm.adapters.pacing.WRITE_UNIT_WEIGHT): twice that, so a run under way is not
+# taken for dead.
+RUN_STALE_AFTER = timedelta(hours=6)
 # No more shares than the workspace index has buckets (crm.adapters.keys.WORKSPACE_BUCKETS): a share reads
 # whole buckets.
 MOST_SHARES = 32
