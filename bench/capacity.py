@@ -185,6 +185,7 @@ class Bounds:
     indexes: int
     task_units_per_second: float  # SegmentTasksFunction's pace (crm.adapters.pacing); 0: not paced
     default_mode: str = "on-demand"  # the TableCapacity a deployment gets unless told
+    fit_units_per_second: float = 0.0  # PredictionsFunction's pace for the daily fit's writes; 0: not paced
 
 
 def bounds_of(sam: dict[str, Any]) -> Bounds:
@@ -200,14 +201,18 @@ def bounds_of(sam: dict[str, Any]) -> Bounds:
 
     indexes = sum(len(r["Properties"].get("GlobalSecondaryIndexes", [])) for r in resources.values()
                   if r["Type"] == "AWS::DynamoDB::Table")
-    pace = resources["SegmentTasksFunction"]["Properties"]["Environment"]["Variables"].get(
-        "DYNAMODB_UNITS_PER_SECOND", "0")
-    if isinstance(pace, dict):  # !If [ProvisionedTable, provisioned's, on demand's]
-        pace = pace["Fn::If"][1]
+    def pace_of(function: str) -> float:
+        pace = resources.get(function, {}).get("Properties", {}).get("Environment", {}).get("Variables", {}).get(
+            "DYNAMODB_UNITS_PER_SECOND", "0")
+        if isinstance(pace, dict):  # !If [ProvisionedTable, provisioned's, on demand's]
+            pace = pace["Fn::If"][1]
+        return float(pace)
+
     return Bounds({"rru": default("TableMinReadCapacity"), "wru": default("TableMinWriteCapacity")},
                   {"rru": default("TableMaxReadCapacity"), "wru": default("TableMaxWriteCapacity")},
-                  target / 100, indexes, float(pace),
-                  str(parameters.get("TableCapacity", {}).get("Default", "on-demand")))
+                  target / 100, indexes, pace_of("SegmentTasksFunction"),
+                  str(parameters.get("TableCapacity", {}).get("Default", "on-demand")),
+                  pace_of("PredictionsFunction"))
 
 
 def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load]:
@@ -238,6 +243,31 @@ def chained(loads: Iterable[Load], per_second: float, component: str, hops: int,
             if load.unit == "wru" and run.get(load.unit) is load
             else replace(load, per_second=per_second, hops=hops) if run.get(load.unit) is load
             else load for load in loads]
+
+
+def read_phase_seconds(loads: Iterable[Load], component: str) -> float:
+    """How long a chained daily run's first phase reads (seconds past its hour): what the daily fit waits for."""
+    return max((load.after_seconds for load in loads
+                if load.burst and load.component == component and not load.every_hour and load.hops), default=0.0)
+
+
+def paced_after(loads: Iterable[Load], per_second: float, component: str, hop_seconds: float,
+                after_seconds: float, write_weight: float = 1.0) -> list[Load]:
+    """The component's daily burst from ``after_seconds`` past its hour at ``per_second`` units a second (a write
+    unit counted as ``write_weight``), each kind in hops of ``hop_seconds`` of the pace's units, each all at
+    once (the daily fit's writes on a provisioned table, crm.predictions.daily: it writes until a hop's units
+    ahead, and the queue holds the rest back as long)."""
+    loads = list(loads)
+    if not per_second:
+        return loads
+    run = [load for load in loads if load.burst and load.component == component and not load.every_hour]
+
+    def laid(load: Load) -> Load:
+        pace = per_second / write_weight if load.unit == "wru" else per_second
+        return replace(load, per_second=pace, after_seconds=after_seconds,
+                       hops=max(1, math.ceil(load.monthly / DAYS_PER_MONTH / (pace * hop_seconds))))
+
+    return [laid(load) if load in run else load for load in loads]
 
 
 def run_hours(loads: Iterable[Load], component: str) -> float:

@@ -23,7 +23,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,16 @@ from capacity import (
     chained,
     index_dollars,
     paced,
+    paced_after,
     paced_seconds,
+    read_phase_seconds,
     run_hours,
     simulate,
 )
 from crm.adapters.pacing import WRITE_UNIT_WEIGHT
 from crm.archive import FIREHOSE_RECORD_BYTES
 from crm.config import Settings
+from crm.predictions.refresh import HOP_AHEAD_SECONDS
 from crm.segments.runs import DAILY_RUN_HOUR, MOST_SHARES
 from crm_local.template import read_sam
 from figures import RESULTS, Counts, counts, plain, recorded
@@ -673,6 +676,14 @@ SLEEPING_TASK_UNITS_PER_SECOND = 60.0
 HOP_OVERHEAD_MS = 150.0
 
 
+# A paced fit's rest (crm.predictions.daily) reads the run's work files again and predicts the profiles left:
+# assumed 30 s of PredictionsFunction a hop at 100k profiles (the fit's ~90 s a run less its fitting; not measured).
+FIT_REST_HOP_S = 30.0
+# A what-if, not the design: the hourly segment runs (every_hour loads) spread at this pace, reads and writes each.
+# They are not paced (their tasks read as fast as the table serves); the line says what pacing them would save.
+HOURLY_WHAT_IF_PER_SECOND = 1.0
+
+
 def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wiring: Wiring, out: Any) -> float:
     """The same counted DynamoDB units as provisioned capacity (template.yaml's TableCapacity=provisioned),
     auto scaled hour by hour (bench/capacity.py); the bill all in with it in place of the on-demand units."""
@@ -708,6 +719,15 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
     extra_requests = (hops - unpaced_tasks) * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
     hop_lambda = hops * HOP_OVERHEAD_MS / 1000 * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
     hop_dollars = extra_requests + hop_lambda if pace else 0.0
+    # Now: the daily fit too, after the run's read phase (it waits for it), its writes at its pace in hops of
+    # a minute's units, each rest a send, receive, delete and invocation and a read of the run's files again.
+    fit, fit_pace = "predictions: daily fit", bounds.fit_units_per_second
+    run_chained = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT)
+    fit_paced = paced_after(run_chained, fit_pace, fit, HOP_AHEAD_SECONDS, read_phase_seconds(run_chained, run),
+                            WRITE_UNIT_WEIGHT)
+    rests = sum(load.hops - 1 for load in fit_paced if load.component == fit and load.unit == "wru") * RUNS_PER_MONTH
+    rest_dollars = (rests * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
+                    + rests * FIT_REST_HOP_S * wiring.gb("PredictionsFunction") * LAMBDA_GB_SECOND_ARM)
     layouts = (("before: the run unpaced", loads, 0.0),
                (f"before: the run's {shares} shares side by side, each task sleeping to keep "
                 f"{SLEEPING_TASK_UNITS_PER_SECOND:g} units a second", paced(loads, sleeping_pace, run),
@@ -715,9 +735,19 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                (f"before: the run chained on its queue, {pace:g} units a second in hops of one index bucket "
                 f"({MOST_SHARES} a phase), a write unit counted as a read unit",
                 chained(loads, pace, run, MOST_SHARES), hop_dollars),
-               (f"now: the same, a write unit counted as {WRITE_UNIT_WEIGHT} read units (what provisioned capacity "
-                f"charges for it: writes at {pace / WRITE_UNIT_WEIGHT:g} a second)",
-                chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT), hop_dollars))
+               (f"before: the same, a write unit counted as {WRITE_UNIT_WEIGHT} read units (what provisioned "
+                f"capacity charges for it: writes at {pace / WRITE_UNIT_WEIGHT:g} a second); the fit's writes at "
+                f"{DAILY_RUN_HOUR:02d}:00 unpaced", run_chained, hop_dollars),
+               (f"now: the run chained so; the fit's writes after the run's read phase at {fit_pace:g} units a "
+                f"second ({fit_pace / WRITE_UNIT_WEIGHT:g} WRU), {HOP_AHEAD_SECONDS} s of them a hop "
+                f"({rests // RUNS_PER_MONTH} rests a day)", fit_paced, hop_dollars + rest_dollars),
+               ("what if: now, without the hourly runs' bursts (what pacing them could save at most)",
+                [load for load in fit_paced if not load.every_hour], hop_dollars + rest_dollars),
+               (f"what if: now, each hourly run at {HOURLY_WHAT_IF_PER_SECOND:g} unit a second of each kind (not "
+                f"over ~{RUN_SECONDS:.0f} s)",
+                [replace(load, per_second=HOURLY_WHAT_IF_PER_SECOND) if load.every_hour else load
+                 for load in fit_paced],
+                hop_dollars + rest_dollars))
     index = index_dollars(bounds)
     figures = {}
     for label, laid_out, tasks in layouts:
@@ -735,7 +765,10 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
                     f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
                     f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
-    before_unpaced, before_sleeping, _, now = figures.values()
+    before_unpaced, before_sleeping, _, before_fit, now, without_hourly, hourly_paced = figures.values()
+    print(f"  the fit paced: ${now - before_fit:+.2f} a month (its rests' requests and Lambda ${rest_dollars:.2f} "
+          f"included); the hourly runs' bursts cost ${now - without_hourly:.2f} a month of capacity, "
+          f"${hourly_paced - without_hourly:.2f} paced so", file=out)
     sleeping_all_in = total - on_demand + before_sleeping + index
     print(f"  + the index at its minimum ${index:.2f}; all in, before: "
           f"${total - on_demand + before_unpaced + index:.2f} unpaced, ${sleeping_all_in:.2f} with sleeping tasks "

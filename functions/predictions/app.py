@@ -15,7 +15,7 @@ from crm.adapters.segment_runs import send_tasks
 from crm.clock import utc_now
 from crm.config import settings
 from crm.models.predictions import FitTask
-from crm.predictions.daily import Later, fit_daily
+from crm.predictions.daily import Later, Rest, fit_daily
 from crm.predictions.inbox import sort_batch
 from crm.predictions.refresh import Models, refresh_profiles
 
@@ -42,10 +42,17 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 
 def _fit(task: FitTask) -> None:
     outcome = fit_daily(task, utc_now(), wiring.prediction_store(), wiring.profile_repository(),
-                        wiring.segment_runs(), models(), wiring.affinity_store())
+                        wiring.segment_runs(), models(), wiring.affinity_store(), wiring.fit_write_pause)
     if isinstance(outcome, Later):
         send_fit_later(outcome.task)
         logger.info("fit waits for the day's segment run", extra={"workspace_id": task.fit_workspace})
+        return
+    if isinstance(outcome, Rest):
+        pause = outcome.outcome.held_back
+        send_fit_later(outcome.task, pause)
+        logger.info("fit's rest handed on", extra={"workspace_id": task.fit_workspace, "pause_seconds": pause,
+                                                   "rest_after": outcome.task.rest_after,
+                                                   "written": outcome.outcome.written})
         return
     fit = outcome.fit
     logger.info("workspace fitted", extra={

@@ -137,6 +137,12 @@ def segment_task_pause() -> Callable[[], int]:
     return lambda: meter.pause_since(start)
 
 
+def fit_write_pause() -> Callable[[], int]:
+    """From now, how far the predictions fit's writes ran ahead of their pace (the same meter as the segment
+    tasks', DYNAMODB_UNITS_PER_SECOND on the predictions function; 0 when not paced)."""
+    return segment_task_pause()
+
+
 @cache
 def export_jobs() -> ExportJobStore:
     from crm.adapters.export_jobs import DynamoExportJobStore

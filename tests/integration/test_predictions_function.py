@@ -230,3 +230,46 @@ def test_the_fit_waits_on_its_queue_for_the_days_segment_run_and_reads_no_profil
     for profile_id in kinds:
         profile = repository.get_profile(shop.workspace_id, profile_id)
         assert profile is not None and profile.prediction is not None and profile.prediction.computed_at == LATER
+
+
+def test_a_paced_fit_writes_a_minutes_units_then_hands_the_rest_to_its_queue_held_back(
+        provisioned: Provisioned, predictions: Predictions, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a provisioned table (half a unit a second here, a write counted as five: 40 profiles take hops) the worker
+    writes until it is a minute ahead of the pace and sends the rest back with the delay it ran ahead; no hop
+    waits. Every profile is predicted once the rests are delivered (each as Lambda would hand it over)."""
+    table = provisioned.outputs["TableName"]
+    directory, repository = DynamoStoreDirectory(table), DynamoProfileRepository(table)
+    shop = register_store(directory, Platform.SHOPIFY, "a.myshopify.com", "secret-a", NOW)
+    kinds = _history(shop, repository)
+    store = DynamoPredictionStore(table)
+    store.put_settings(shop.workspace_id, PredictionSettings(min_repeat_buyers=10))
+    provisioned.functions["PredictionsFunction"].environment["DYNAMODB_UNITS_PER_SECOND"] = "0.5"
+    assert predictions.schedule() == {"workspaces": 1}
+    [waiting] = predictions.drain()
+    predictions.segment_run(shop.workspace_id)
+    worker = sys.modules["crm_function_PredictionsFunction"]
+    sent: list[tuple[dict[str, Any], int | None]] = []
+    real_send = worker.send_fit_later
+    monkeypatch.setattr(worker, "send_fit_later", lambda task, delay=None: (
+        sent.append((json.loads(task.model_dump_json()), delay)), real_send(task, delay))[-1])
+    predictions.function_env("PredictionsFunction")
+    body: dict[str, Any] | None = waiting
+    hops = 0
+    while body is not None:
+        hops += 1
+        message = {"messageId": f"hop{hops}", "receiptHandle": "r", "body": json.dumps(body), "attributes": {},
+                   "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                   "eventSourceARN": predictions.arn, "awsRegion": provisioned.region}
+        answer = worker.on_message({"Records": [message]}, LambdaContext(function_name="PredictionsFunction"))
+        assert answer == {"batchItemFailures": []}
+        body = sent[-1][0] if len(sent) == hops else None
+    assert hops >= 3 and len(sent) == hops - 1
+    fit = store.fit(shop.workspace_id)
+    assert fit is not None and fit.status == "fitted"
+    for rest, delay in sent:
+        assert rest["read_from"].startswith("run_") and rest["fitted_at"] is not None
+        assert delay is not None and 60 <= delay <= 900  # a minute ahead at least, within what SQS holds back
+    assert sorted(rest["rest_after"] for rest, _ in sent) == [rest["rest_after"] for rest, _ in sent]
+    for profile_id in kinds:
+        profile = repository.get_profile(shop.workspace_id, profile_id)
+        assert profile is not None and profile.prediction is not None and profile.prediction.computed_at == LATER

@@ -50,4 +50,5 @@ def test_the_local_runtime_stays_on_demand_unless_asked(aws: None, stack: Stack)
         TableName=provisioned.physical["Table"].ref)["Table"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert provisioned.functions["SegmentTasksFunction"].environment["DYNAMODB_UNITS_PER_SECOND"] == "0"
+    assert provisioned.functions["PredictionsFunction"].environment["DYNAMODB_UNITS_PER_SECOND"] == "0"
     assert provisioned.functions["SegmentRunsFunction"].environment["DAILY_SEGMENT_RUN_PACED"] == "false"

@@ -71,6 +71,7 @@ def test_the_bounds_are_the_templates(capacity: ModuleType) -> None:
     assert bounds.target == 0.7 and bounds.indexes == 1
     assert bounds.minimum == {"rru": 1.0, "wru": 1.0} and bounds.maximum == {"rru": 1000.0, "wru": 1000.0}
     assert bounds.task_units_per_second > 0 and bounds.default_mode == "provisioned"
+    assert bounds.fit_units_per_second > 0
 
 
 def test_the_provisioned_line_sits_above_the_unchanged_headline(cost: ModuleType, capacity: ModuleType,
@@ -140,14 +141,38 @@ def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_
     lines = cost.bill(_found(), wiring, 2.0)
     on_demand_total = sum(line.dollars for line in lines)
     out = io.StringIO()
-    bounds = capacity.Bounds({"rru": 1, "wru": 1}, {"rru": 1000, "wru": 1000}, 0.7, 1, 20.0, "provisioned")
+    bounds = capacity.Bounds({"rru": 1, "wru": 1}, {"rru": 1000, "wru": 1000}, 0.7, 1, 20.0, "provisioned", 5.0)
     headline = cost.print_bill(_found(), wiring, 2.0, out, capacity=bounds)
     *_, other, last = out.getvalue().splitlines()
     assert other == f"reference store all in, TableCapacity=on-demand: ${on_demand_total:.2f} per month"
     assert last.startswith(f"reference store all in: ${headline:.2f} per month (target $15.00)")
     assert headline != pytest.approx(on_demand_total)
     assert "before: the run chained on its queue, 20 units a second" in out.getvalue()
-    assert "now: the same, a write unit counted as 5 read units" in out.getvalue()
+    assert "before: the same, a write unit counted as 5 read units" in out.getvalue()
+    assert "now: the run chained so; the fit's writes after the run's read phase at 5 units a second" in out.getvalue()
+
+
+def test_the_fits_writes_come_after_the_runs_read_phase_in_hops_of_a_minute_at_its_pace(
+        capacity: ModuleType) -> None:
+    reads = capacity.Load("run", "rru", 30 * 160_000, at_hour=3, per_second=1600)
+    writes = capacity.Load("run", "wru", 30 * 32_000, at_hour=3, per_second=320)
+    fit = capacity.Load("fit", "wru", 30 * 2_900, at_hour=3, per_second=29)
+    hourly = capacity.Load("run", "rru", 30 * 24 * 300, every_hour=True, per_second=3)
+    run_chained = capacity.chained([reads, writes, fit, hourly], 20, "run", 32)
+    after = capacity.read_phase_seconds(run_chained, "run")
+    assert after == pytest.approx(160_000 / 20)  # the reads' 8,000 s; the hourly run is not the daily one
+    *_, paced_fit, untouched = capacity.paced_after(run_chained, 5, "fit", 60, after)
+    assert untouched == hourly
+    assert paced_fit.hops == math.ceil(2_900 / 300)  # a minute at 5 units a second: 300 units a hop
+    _, minutes = capacity.minute_demand([paced_fit])
+    assert sum(minutes) == pytest.approx(2_900)
+    assert minutes.index(next(m for m in minutes if m)) == 180 + 8_000 // 60
+    # Hops a little under a minute apart (equal hops of at most a minute's units): two in a minute at most.
+    assert max(minutes) <= 2 * 2_900 / paced_fit.hops + 1e-6
+    assert capacity.paced_after(run_chained, 0, "fit", 60, after) == run_chained  # not paced: as it was
+    # A write unit counted as five: 25 units a second are 5 write units, the same hops.
+    *_, weighted, _ = capacity.paced_after(run_chained, 25, "fit", 60, after, 5)
+    assert (weighted.per_second, weighted.hops) == (5, paced_fit.hops)
 
 
 def test_each_bursts_throttled_share_is_its_own_and_the_chained_hops_fit_the_burst_credits(

@@ -5,20 +5,23 @@ the table when the run does not come."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from crm.adapters.pacing import Meter
 from crm.ingestion import apply_event
-from crm.models.predictions import FitTask, PredictionSettings
+from crm.models.predictions import FitTask, Prediction, PredictionSettings
 from crm.models.profile import Profile
 from crm.predictions import predict
-from crm.predictions.daily import MOST_WAITS, Later, fit_daily
+from crm.predictions.daily import MOST_WAITS, Later, Rest, fit_daily
 from crm.predictions.histories import history_of
-from crm.predictions.refresh import Models, Outcome, run_workspace
+from crm.predictions.refresh import HOP_AHEAD_SECONDS, Models, Outcome, run_workspace
 from crm.profiles import profile_id_for
 from crm.segments import runs
 from crm.segments.snapshot import latest_snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.builders import NOW, order
 from tests.fakes import FakePredictionStore, FakeProfileRepository, FakeSegmentRuns, FakeSegmentStore, FakeTaskQueue
@@ -161,3 +164,102 @@ def test_the_snapshot_is_every_profile_the_run_read_merged_ones_too() -> None:
     assert snapshot is not None and snapshot.taken_at == RUN_AT
     assert sorted(p.profile_id for p in snapshot.profiles) == sorted(ids)
     assert latest_snapshot(segment_runs, WS, RUN_AT + timedelta(seconds=1)) is None  # older than asked
+
+
+class Metered(FakePredictionStore):
+    """Each prediction written a unit on the meter, as DynamoDB would report a small profile item's write."""
+
+    def __init__(self, profiles: FakeProfileRepository, meter: Meter) -> None:
+        super().__init__(profiles)
+        self.meter = meter
+
+    def write_prediction(self, profile: Profile, prediction: Prediction) -> None:
+        super().write_prediction(profile, prediction)
+        self.meter.consumed(1)
+
+
+def _paced(repository: FakeProfileRepository, units_a_hop: int) -> tuple[Metered, FakeSegmentRuns, Meter]:
+    # A clock that stands still: each hop runs ahead by all it writes, HOP_AHEAD_SECONDS' worth at most.
+    meter = Meter(per_second=units_a_hop / HOP_AHEAD_SECONDS, clock=lambda: 0.0)
+    store = Metered(repository, meter)
+    store.put_settings(WS, FEW)
+    return store, FakeSegmentRuns(), meter
+
+
+def _ahead(meter: Meter) -> Callable[[], Callable[[], int]]:
+    def pace() -> Callable[[], int]:
+        start = meter.reading()
+        return lambda: meter.pause_since(start)
+    return pace
+
+
+def _until_done(task: FitTask, store: Metered, repository: FakeProfileRepository, segment_runs: FakeSegmentRuns,
+                meter: Meter, now: datetime) -> list[Rest]:
+    """Each message as the worker takes it (a meter reading of its own), every rest delivered in turn."""
+    rests = []
+    while isinstance(outcome := fit_daily(task, now, store, repository, segment_runs, REAL, pace=_ahead(meter)),
+                     Rest):
+        rests.append(outcome)
+        task = outcome.task
+    return rests
+
+
+@settings(max_examples=12, deadline=None)
+@given(units_a_hop=st.integers(min_value=1, max_value=45))
+def test_a_paced_fit_writes_what_one_pass_writes_each_once_in_hops_a_minute_ahead_at_most(units_a_hop: int) -> None:
+    table, unread = _twins()
+    from_table, _ = _world(table)
+    store, segment_runs, meter = _paced(unread, units_a_hop)
+    _segment_run(unread, segment_runs, RUN_AT)
+    now = RUN_AT + timedelta(minutes=20)
+    run_workspace(from_table, table, REAL, WS, now)
+    rests = _until_done(FitTask(fit_workspace=WS, queued_at=RUN_AT), store, unread, segment_runs, meter, now)
+    assert len(rests) == -(-40 // units_a_hop) - 1  # a hop a minute's units, the last one done
+    assert all(r.outcome.written == units_a_hop for r in rests)
+    assert store.writes == from_table.writes == 40  # none twice
+    assert {pid: p.prediction for (_, pid), p in unread.profiles.items()} == {
+        pid: p.prediction for (_, pid), p in table.profiles.items()}
+
+
+def test_a_rest_delivered_again_writes_nothing_twice_and_a_rest_of_a_replaced_fit_stops() -> None:
+    repository = FakeProfileRepository()
+    _shop(repository)
+    store, segment_runs, meter = _paced(repository, units_a_hop=15)
+    _segment_run(repository, segment_runs, RUN_AT)
+    now = RUN_AT + timedelta(minutes=20)
+    first = fit_daily(FitTask(fit_workspace=WS, queued_at=RUN_AT), now, store, repository, segment_runs, REAL,
+                      pace=_ahead(meter))
+    assert isinstance(first, Rest) and first.task.read_from == first.outcome.read_from
+    second = fit_daily(first.task, now, store, repository, segment_runs, REAL, pace=_ahead(meter))
+    assert isinstance(second, Rest) and store.writes == 30
+    # The first rest delivered again: the profiles the second hop wrote are found newer and not written again
+    # (they wrote no units either), the ones after them are; the second hop's own rest then finds them written.
+    again = fit_daily(first.task, now, store, repository, segment_runs, REAL, pace=_ahead(meter))
+    assert isinstance(again, Outcome) and again.written == 10 and store.writes == 40
+    after = fit_daily(second.task, now, store, repository, segment_runs, REAL, pace=_ahead(meter))
+    assert isinstance(after, Outcome) and after.written == 0 and store.writes == 40
+    store.put_fit(store.fits[WS].model_copy(update={"fitted_at": now + timedelta(days=1)}))  # the next day's fit
+    stopped = fit_daily(first.task, now, store, repository, segment_runs, REAL, pace=_ahead(meter))
+    assert isinstance(stopped, Outcome) and stopped.profiles == 0 and store.writes == 40
+
+
+def test_a_fit_that_read_the_table_writes_at_once_paced_or_not() -> None:
+    repository = FakeProfileRepository()
+    _shop(repository)
+    store, segment_runs, meter = _paced(repository, units_a_hop=5)
+    outcome = fit_daily(FitTask(fit_workspace=WS), RUN_AT, store, repository, segment_runs, REAL,
+                        pace=_ahead(meter))
+    assert isinstance(outcome, Outcome) and outcome.read_from == "table" and outcome.written == 40
+
+
+def test_a_rest_whose_files_are_gone_writes_the_rest_from_the_table_at_once() -> None:
+    repository = FakeProfileRepository()
+    _shop(repository)
+    store, segment_runs, meter = _paced(repository, units_a_hop=10)
+    _segment_run(repository, segment_runs, RUN_AT)
+    first = fit_daily(FitTask(fit_workspace=WS, queued_at=RUN_AT), RUN_AT, store, repository, segment_runs, REAL,
+                      pace=_ahead(meter))
+    assert isinstance(first, Rest)
+    segment_runs.kept.clear()
+    rest = fit_daily(first.task, RUN_AT, store, repository, segment_runs, REAL, pace=_ahead(meter))
+    assert isinstance(rest, Outcome) and rest.written == 30 and store.writes == 40

@@ -86,8 +86,10 @@ def test_an_unknown_parameter_is_refused(stack: Stack) -> None:
         Provisioner(stack, "capacity", "us-east-1", {"TableCapacityy": "provisioned"})
 
 
-def test_the_segment_runs_tasks_are_paced_on_a_provisioned_table_only(stack: Stack) -> None:
-    variables = stack.resources["SegmentTasksFunction"]["Properties"]["Environment"]["Variables"]
+@pytest.mark.parametrize("function", ["SegmentTasksFunction", "PredictionsFunction"])
+def test_the_segment_runs_tasks_and_the_predictions_fit_are_paced_on_a_provisioned_table_only(
+        stack: Stack, function: str) -> None:
+    variables = stack.resources[function]["Properties"]["Environment"]["Variables"]
     paces = {mode: float(Provisioner(stack, "capacity", "us-east-1", {"TableCapacity": mode}).resolver.resolve(
         variables["DYNAMODB_UNITS_PER_SECOND"])) for mode in ("on-demand", "provisioned")}
     assert paces["on-demand"] == 0  # crm.config: 0 does not pace
@@ -95,7 +97,7 @@ def test_the_segment_runs_tasks_are_paced_on_a_provisioned_table_only(stack: Sta
     # No other function is paced: the webhooks' consumers keep what the table has.
     paced = [name for name, r in stack.of_type("AWS::Lambda::Function").items()
              if "DYNAMODB_UNITS_PER_SECOND" in r["Properties"].get("Environment", {}).get("Variables", {})]
-    assert paced == ["SegmentTasksFunction"]
+    assert sorted(paced) == ["PredictionsFunction", "SegmentTasksFunction"]
 
 
 def test_provisioned_by_default_the_daily_run_is_chained_at_a_pace_whose_hops_a_queue_can_hold_back(

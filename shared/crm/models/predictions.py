@@ -93,3 +93,8 @@ class FitTask(BaseModel):
     # (crm.predictions.daily); a task without it (queued by hand) reads the table at once.
     queued_at: UtcDateTime | None = None
     waited: int = Field(default=0, ge=0)  # how often it went back to its queue to wait for the segment run
+    # The rest of a paced fit (crm.predictions.daily): the profiles after ``rest_after`` (in id order) still to
+    # be written with the kept fit of ``fitted_at``, read again from segment run ``read_from``'s work files.
+    rest_after: str | None = None
+    fitted_at: UtcDateTime | None = None
+    read_from: str | None = None

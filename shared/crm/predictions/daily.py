@@ -6,17 +6,27 @@ back to its queue a quarter of an hour at a time, until the run has read every s
 profiles: the same data a read of the table would have given at the run's instant, without the day's
 burst of some 0.5 RRU a profile. A run that does not come (it failed) leaves the fit to read the table
 itself, as it always did, once it has waited ``MOST_WAITS`` times; so does a run whose files are gone, at once.
+
+On a provisioned table the fit's writes keep to a pace (crm.adapters.pacing's meter, given as ``pace``): once
+a minute ahead of it, the fit stops and hands the rest back to its queue (:class:`Rest`), held back as long as
+it ran ahead. The rest reads the run's files again and writes, with the kept fit, the profiles after the last
+one written, in id order: the predictions one pass would have written, and none of them twice (a rest
+delivered again finds the profiles it wrote at a newer revision, reads them and writes nothing; a rest whose
+fit was replaced, by a fit delivered again or the next day's, stops). A fit that read the table writes at once:
+its rest would read the table again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from crm.models.predictions import FitTask
+from crm.models.profile import Profile
 from crm.ports import AffinityStore, PredictionStore, ProfileRepository, SegmentRuns
-from crm.predictions.refresh import Models, Outcome, run_workspace
-from crm.segments.snapshot import SnapshotGone, latest_snapshot
+from crm.predictions.refresh import Models, Outcome, Pace, run_workspace, write_moved
+from crm.segments.snapshot import SnapshotGone, latest_snapshot, snapshot_of
 
 # A segment run whose instant is at most this long before the fit was queued read the day's profiles (the
 # daily run starts at the schedule's hour, the fit's too; a recompute just before serves as well).
@@ -35,10 +45,50 @@ class Later:
     task: FitTask
 
 
+@dataclass(frozen=True)
+class Rest:
+    """Written so far: the rest goes back to the queue, held back as long as the writes ran ahead of their pace."""
+
+    outcome: Outcome
+    task: FitTask
+
+
+def _rest(task: FitTask, outcome: Outcome, read_from: str) -> Outcome | Rest:
+    if outcome.rest_after is None or outcome.fit is None:
+        return outcome
+    return Rest(outcome, task.model_copy(update={"rest_after": outcome.rest_after,
+                                                 "fitted_at": outcome.fit.fitted_at, "read_from": read_from}))
+
+
+def write_rest(task: FitTask, store: PredictionStore, profiles: ProfileRepository, runs: SegmentRuns,
+               models: Models, pace: Pace | None = None) -> Outcome | Rest:
+    """The rest of a paced fit: the profiles after ``rest_after``, read again from the run's files, predicted
+    with the kept fit as of its instant; nothing when that fit was replaced meanwhile."""
+    fit = store.fit(task.fit_workspace)
+    if fit is None or fit.fitted_at != task.fitted_at or task.read_from is None:
+        return Outcome(profiles=0, written=0, read_from=task.read_from or "table")
+    snapshot = snapshot_of(runs, task.fit_workspace, task.read_from)
+    read: Iterable[Profile] | None = None
+    if snapshot is not None:
+        try:
+            read = list(snapshot.profiles)
+        except SnapshotGone:
+            read = None
+    if read is None:  # the files expired meanwhile: the rest from the table, at once (its read is the burst)
+        read, pace = profiles.workspace_profiles(task.fit_workspace), None
+    held = {p.profile_id: p for p in read if p.merged_into is None}
+    outcome = write_moved(store, profiles, models, fit, held, fit.fitted_at, after=task.rest_after, pace=pace)
+    return _rest(task, replace(outcome, read_from=task.read_from), task.read_from)
+
+
 def fit_daily(task: FitTask, now: datetime, store: PredictionStore, profiles: ProfileRepository,
-              runs: SegmentRuns, models: Models, affinity: AffinityStore | None = None) -> Outcome | Later:
+              runs: SegmentRuns, models: Models, affinity: AffinityStore | None = None,
+              pace: Pace | None = None) -> Outcome | Later | Rest:
     """Fit the task's workspace on the day's snapshot of its profiles; wait for it while it may still come;
-    read the table when it does not (or for a task queued by hand, without ``queued_at``)."""
+    read the table when it does not (or for a task queued by hand, without ``queued_at``). ``pace``: the
+    writes' pace (none: written at once)."""
+    if task.rest_after is not None:
+        return write_rest(task, store, profiles, runs, models, pace)
     if task.queued_at is None:
         return run_workspace(store, profiles, models, task.fit_workspace, now, affinity)
     snapshot = latest_snapshot(runs, task.fit_workspace, task.queued_at - SNAPSHOT_BEFORE)
@@ -49,11 +99,11 @@ def fit_daily(task: FitTask, now: datetime, store: PredictionStore, profiles: Pr
             # The profiles are all read before anything is written (run_workspace), so a file found missing
             # midway leaves nothing half done.
             outcome = run_workspace(store, profiles, models, task.fit_workspace, now, affinity,
-                                    snapshot=snapshot.profiles)
-            return replace(outcome, read_from=snapshot.run_id)
+                                    snapshot=snapshot.profiles, pace=pace)
+            return _rest(task, replace(outcome, read_from=snapshot.run_id), snapshot.run_id)
         except SnapshotGone:
             pass
     return run_workspace(store, profiles, models, task.fit_workspace, now, affinity)
 
 
-__all__ = ["MOST_WAITS", "SNAPSHOT_BEFORE", "Later", "fit_daily"]
+__all__ = ["MOST_WAITS", "SNAPSHOT_BEFORE", "Later", "Rest", "fit_daily", "write_rest"]

@@ -19,7 +19,7 @@ profile daily would cost the reference store more than its whole segments bill
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -32,6 +32,9 @@ from crm.predictions.histories import History, history_of
 Histories = Mapping[str, Sequence[tuple[datetime, Decimal]]]
 FitWorkspace = Callable[[str, Histories, datetime, PredictionSettings], WorkspaceFit]
 PredictProfiles = Callable[[WorkspaceFit, Histories, datetime], dict[str, Prediction]]
+# Starts a reading of the DynamoDB meter (crm.wiring.fit_write_pause); what it gives says, whenever asked, how
+# many seconds the units consumed since ran ahead of the pace.
+Pace = Callable[[], Callable[[], int]]
 
 # The precision a stored prediction keeps (a product decision, docs/predictions-in-product.md): a figure is
 # written again when today's moved from the stored one by at least this much, never for less.
@@ -43,6 +46,10 @@ MONEY_SHARE = Decimal("0.05")  # ... or 5 % of the stored figure, whichever is m
 NEXT_ORDER_STEP = timedelta(days=1)  # next_order_expected_at: a day ...
 NEXT_ORDER_SHARE = 0.1  # ... or a tenth of the time from now until the nearer of the two dates, whichever is more
 CONFLICT_RETRIES = 3
+# A paced fit writes until it is this far ahead of its pace, then hands the rest to its queue for as long
+# (crm.predictions.daily): a minute's units at once, which target tracking (two minutes above its target)
+# does not answer by scaling the table out, and few hops, each of which reads the profiles again.
+HOP_AHEAD_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ class Outcome:
     fit: WorkspaceFit | None = None
     products_written: int = 0  # products whose related products were written (new, moved or gone)
     read_from: str = "table"  # where the daily fit read the profiles: the table, or a segment run's id
+    # A paced fit that ran ahead of its pace stopped after this profile (in id order): the rest is written later.
+    rest_after: str | None = None
+    held_back: int = 0  # seconds the writes ran ahead of their pace: how long the rest waits on the queue
 
 
 def _figure_moved(old: Decimal | None, new: Decimal | None, step: Decimal, share: Decimal = Decimal(0)) -> bool:
@@ -139,15 +149,36 @@ def _refresh_affinity(affinity: AffinityStore, workspace_id: str, held: Mapping[
     return len(put) + len(deleted)
 
 
+def write_moved(store: PredictionStore, profiles: ProfileRepository, models: Models, fit: WorkspaceFit,
+                held: Mapping[str, Profile], now: datetime, after: str | None = None,
+                pace: Pace | None = None) -> Outcome:
+    """Predict the held profiles after ``after`` (in id order) with ``fit`` as of ``now``, and write what
+    moved; with ``pace``, stop once the writes are ``HOP_AHEAD_SECONDS`` ahead of it, saying after which
+    profile (``rest_after``) and how far ahead (``held_back``). A profile's prediction depends on its history
+    alone, so the rest predicted later with the same fit is what one pass would have written."""
+    remaining = sorted(pid for pid in held if after is None or pid > after)
+    predictions = models.predict(fit, {pid: history_of(held[pid]) for pid in remaining}, now)
+    ahead = pace() if pace is not None else None  # from the first write: the fitting before consumed nothing
+    written = 0
+    for profile_id in remaining:
+        profile = held[profile_id]
+        written += _write(store, profiles, profile, _in_currency(predictions[profile_id], profile),
+                          lambda current: _predict_one(models, fit, current, now))
+        if ahead is not None and profile_id != remaining[-1] and (seconds := ahead()) >= HOP_AHEAD_SECONDS:
+            return Outcome(profiles=len(held), written=written, fit=fit, rest_after=profile_id, held_back=seconds)
+    return Outcome(profiles=len(held), written=written, fit=fit)
+
+
 def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
                   now: datetime, affinity: AffinityStore | None = None,
-                  snapshot: Iterable[Profile] | None = None) -> Outcome:
+                  snapshot: Iterable[Profile] | None = None, pace: Pace | None = None) -> Outcome:
     """Fit the workspace on every live profile's history, keep the fit, and write what moved; with
     ``affinity``, the products bought together from the same read of the profiles.
 
     ``snapshot``: the workspace's profiles as read a little earlier (the day's segment run's work files,
     crm.segments.snapshot), in place of a read of the table. Each write is guarded by the revision the
-    snapshot holds, so a profile written since is read again and predicted on what it holds now."""
+    snapshot holds, so a profile written since is read again and predicted on what it holds now.
+    ``pace``: the writes' pace (:func:`write_moved`)."""
     settings = store.settings(workspace_id) or PredictionSettings()
     read = profiles.workspace_profiles(workspace_id) if snapshot is None else snapshot
     held = {p.profile_id: p for p in read if p.merged_into is None}  # every profile read before any write
@@ -155,13 +186,7 @@ def run_workspace(store: PredictionStore, profiles: ProfileRepository, models: M
     histories: dict[str, History] = {pid: history_of(p) for pid, p in held.items()}
     fit = models.fit(workspace_id, histories, now, settings)
     store.put_fit(fit)
-    predictions = models.predict(fit, histories, now)
-    written = 0
-    for profile_id, profile in held.items():
-        prediction = _in_currency(predictions[profile_id], profile)
-        written += _write(store, profiles, profile, prediction,
-                          lambda current: _predict_one(models, fit, current, now))
-    return Outcome(profiles=len(held), written=written, fit=fit, products_written=products_written)
+    return replace(write_moved(store, profiles, models, fit, held, now, pace=pace), products_written=products_written)
 
 
 def refresh_profiles(store: PredictionStore, profiles: ProfileRepository, models: Models, workspace_id: str,
@@ -183,4 +208,5 @@ def refresh_profiles(store: PredictionStore, profiles: ProfileRepository, models
     return Outcome(profiles=len(live), written=written, fit=fit)
 
 
-__all__ = ["Models", "Outcome", "moved", "next_order_precision", "refresh_profiles", "run_workspace"]
+__all__ = ["HOP_AHEAD_SECONDS", "Models", "Outcome", "Pace", "moved", "next_order_precision", "refresh_profiles",
+           "run_workspace", "write_moved"]

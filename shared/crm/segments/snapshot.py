@@ -54,4 +54,10 @@ def latest_snapshot(runs: SegmentRuns, workspace_id: str, taken_since: datetime)
     return Snapshot(run_id=run.run_id, taken_at=run.now, profiles=_profiles(runs, run))
 
 
-__all__ = ["Snapshot", "SnapshotGone", "latest_snapshot"]
+def snapshot_of(runs: SegmentRuns, workspace_id: str, run_id: str) -> Snapshot | None:
+    """The profiles of this run of the workspace, read again (a paced fit's rest); None when the run is gone."""
+    run = runs.get(workspace_id, run_id)
+    return None if run is None else Snapshot(run_id=run.run_id, taken_at=run.now, profiles=_profiles(runs, run))
+
+
+__all__ = ["Snapshot", "SnapshotGone", "latest_snapshot", "snapshot_of"]
