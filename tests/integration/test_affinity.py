@@ -64,6 +64,7 @@ def test_the_daily_run_stores_related_products_and_the_api_answers_them(
         type=ActivityType.PRODUCT_VIEWED, occurred_at=NOW, email="shopper7@example.com",
         url="https://a.example/tie", products=(ProductRef(title="Tie", product_id="id-tie"),)), NOW)
 
+    predictions.segment_run(shop.workspace_id)  # the day's run, whose work files the fit reads
     predictions.schedule()
     predictions.drain()
     store = DynamoAffinityStore(table)
