@@ -55,6 +55,7 @@ from crm.ports import (
     ExportJobStore,
     ExportQueue,
     IngestQueue,
+    ProfilePage,
     ProfileRepository,
     RawArchive,
     Reads,
@@ -385,6 +386,7 @@ class FakeSegmentStore:
         self.stored_settings: dict[str, BuiltinSettings] = {}
         self.due: dict[tuple[str, datetime], set[str]] = {}  # (workspace, hour): profiles filed under it
         self.held_reads = 0
+        self.page_size = 1_000  # profiles a page of profile_pages holds (the adapter's index page)
 
     def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
         return self.records.get((workspace_id, segment_id))
@@ -441,6 +443,17 @@ class FakeSegmentStore:
         for profile in found:
             if _share(profile.profile_id, shares) == share:
                 yield profile, self.held(workspace_id, profile.profile_id)
+
+    def profile_pages(self, workspace_id: str, share: int = 0, shares: int = 1,
+                      after: str | None = None) -> Iterator[ProfilePage]:
+        """Pages of ``page_size`` profiles in profile id order, resumed after a page's last profile id."""
+        share_of = sorted(self.profiles_with_segments(workspace_id, share, shares), key=lambda p: p[0].profile_id)
+        rest = [pair for pair in share_of if after is None or pair[0].profile_id > after]
+        for start in range(0, len(rest), self.page_size):
+            page = rest[start:start + self.page_size]
+            yield ProfilePage(page, page[-1][0].profile_id if start + self.page_size < len(rest) else None)
+        if not rest:
+            yield ProfilePage([], None)
 
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         self.held_reads += 1

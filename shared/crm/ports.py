@@ -95,6 +95,14 @@ class IdentityLink:
 
 
 @dataclass(frozen=True)
+class ProfilePage:
+    """One page of a share's profiles with their sets, and where the share goes on after it (None: it ends)."""
+
+    profiles: list[tuple[Profile, HeldSegments]]
+    resume: str | None
+
+
+@dataclass(frozen=True)
 class Change:
     """Everything one event writes, atomically (or, ``guard_last``, profile first and lines last); each write
     is guarded by what was read."""
@@ -377,6 +385,12 @@ class SegmentStore(Protocol):
         """Every profile of one share of the workspace (merged ones too) with the segments it is in, read
         as workspace_profiles reads; the shares 0..shares-1 together hold each profile once, and each share
         is an even, random part of the workspace (so the first shares of a bounded read are a fair sample)."""
+        ...
+
+    def profile_pages(self, workspace_id: str, share: int = 0, shares: int = 1,
+                      after: str | None = None) -> Iterator[ProfilePage]:
+        """profiles_with_segments a page at a time, from ``after`` (a page's ``resume``; None: the share's start):
+        a reader may stop at any page and hand the rest of the share on to another."""
         ...
 
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
