@@ -35,7 +35,7 @@ from crm.models.messaging import (
 from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import (
     BUILTIN_PREFIX,
     BuiltinSettings,
@@ -515,8 +515,9 @@ class FakeSegmentRuns:
         self.items = items
         self.runs: dict[tuple[str, str], SegmentRun] = {}
         self.active: dict[str, str] = {}
-        self.sketch_store: dict[tuple[str, str, int], str] = {}
-        self.kept: dict[tuple[str, str, int], list[tuple[Profile, HeldSegments]]] = {}
+        self.sketch_store: dict[tuple[str, str, int, str | None], str] = {}
+        self.kept: dict[tuple[str, str, int, str | None], list[tuple[Profile, HeldSegments]]] = {}
+        self.parts: dict[tuple[str, str], dict[tuple[int, int], RunPart]] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, str] = {}
         self.population_runs: dict[str, str] = {}
@@ -539,22 +540,34 @@ class FakeSegmentRuns:
         if run is None:
             return None
         phase = {RunPhase.SKETCH: "sketched", RunPhase.EVALUATE: "evaluated"}.get(run.phase, "")
-        return run.model_copy(update={"counted": frozenset(self.done.get((workspace_id, run_id, phase), ()))})
+        return run.model_copy(update={"counted": frozenset(self.done.get((workspace_id, run_id, phase), ())),
+                                      "parts": tuple(self.parts.get((workspace_id, run_id), {}).values())})
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
-        self.sketch_store[(workspace_id, run_id, share)] = sketch
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str, token: str | None = None) -> None:
+        self.sketch_store[(workspace_id, run_id, share, token)] = sketch
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]:
-        return [self.sketch_store[(workspace_id, run_id, share)] for share in range(shares)]
+        return [self.sketch_store[(workspace_id, run_id, share, None)] for share in range(shares)]
+
+    def part_sketches(self, workspace_id: str, run_id: str, share: int, tokens: Sequence[str]) -> list[str]:
+        return [self.sketch_store[(workspace_id, run_id, share, token)] for token in tokens]
+
+    def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
+        return self.parts.setdefault((workspace_id, run_id), {}).setdefault((part.share, part.part), part)
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,
-                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
-        self.kept[(workspace_id, run_id, share)] = list(profiles)
+                      profiles: Iterable[tuple[Profile, HeldSegments]], token: str | None = None) -> None:
+        self.kept[(workspace_id, run_id, share, token)] = list(profiles)
 
     def kept_profiles(self, workspace_id: str, run_id: str,
                       share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
-        kept = self.kept.get((workspace_id, run_id, share))
-        return None if kept is None else iter(kept)
+        run = self.get(workspace_id, run_id)
+        tokens: list[str | None] = [part.token for part in run.parts_of(share)] if run else []
+        if not tokens and (workspace_id, run_id, share, None) in self.kept:
+            tokens = [None]
+        if not tokens or any((workspace_id, run_id, share, token) not in self.kept for token in tokens):
+            return None
+        return (pair for token in tokens for pair in self.kept[(workspace_id, run_id, share, token)])
 
     def _count(self, workspace_id: str, run_id: str, phase: str, share: int, **figures: int) -> SegmentRun:
         run = self.runs[(workspace_id, run_id)]

@@ -18,7 +18,7 @@ from crm.models.ingest import IngestEnvelope
 from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segment_runs import HourlyTask, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPart, RunTask, SegmentRun
 from crm.models.segments import (
     BuiltinSettings,
     GrowthPoint,
@@ -438,21 +438,32 @@ class SegmentRuns(Protocol):
 
     def get(self, workspace_id: str, run_id: str) -> SegmentRun | None: ...
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
-        """Keep one share's sketch (the JSON of crm.segments.builtin.PopulationSketch)."""
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str, token: str | None = None) -> None:
+        """Keep one share's sketch (the JSON of crm.segments.builtin.PopulationSketch), or, given a ``token``,
+        one part's."""
+        ...
+
+    def part_sketches(self, workspace_id: str, run_id: str, share: int, tokens: Sequence[str]) -> list[str]:
+        """The sketches of these parts of the share (``put_sketch`` with their tokens)."""
+        ...
+
+    def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
+        """Record a part of a chained share's sketch unless one is recorded already; the one recorded."""
         ...
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]: ...
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,
-                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
+                      profiles: Iterable[tuple[Profile, HeldSegments]], token: str | None = None) -> None:
         """Keep one share's profiles with their sets, as the sketch read them, for the share's evaluation:
-        a run reads each profile from the table once. Keeping them again replaces them whole."""
+        a run reads each profile from the table once. Keeping them again replaces them whole. Given a ``token``,
+        they are one part of the share (``record_part``)."""
         ...
 
     def kept_profiles(self, workspace_id: str, run_id: str,
                       share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
-        """The share's profiles as ``keep_profiles`` kept them, in order; None when none were kept."""
+        """The share's profiles as ``keep_profiles`` kept them, in order (its recorded parts one after another,
+        when it has any); None when none were kept."""
         ...
 
     def sketched(self, workspace_id: str, run_id: str, share: int) -> SegmentRun:

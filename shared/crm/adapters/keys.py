@@ -215,14 +215,30 @@ def workspace_entry(workspace_id: str) -> Key:
     return {"pk": WORKSPACES_PK, "sk": workspace_id}
 
 
-def segment_sketch_object(workspace_id: str, run_id: str, share: int) -> str:
-    """The S3 key of one share's population sketch (too large for an item at 50,000 distinct amounts)."""
-    return f"segment-runs/{workspace_id}/{run_id}/sketch-{share:04d}.json"
+def segment_sketch_object(workspace_id: str, run_id: str, share: int, token: str | None = None) -> str:
+    """The S3 key of one share's population sketch (too large for an item at 50,000 distinct amounts), or of
+    one part's (a chained share's hop, crm.models.segment_runs.RunPart)."""
+    part = f"-{token}" if token else ""
+    return f"segment-runs/{workspace_id}/{run_id}/sketch-{share:04d}{part}.json"
 
 
-def segment_profiles_object(workspace_id: str, run_id: str, share: int) -> str:
-    """The S3 key of one share's profiles and their sets, as the run's sketch read them (JSON Lines)."""
-    return f"segment-runs/{workspace_id}/{run_id}/profiles-{share:04d}.jsonl"
+def segment_profiles_object(workspace_id: str, run_id: str, share: int, token: str | None = None) -> str:
+    """The S3 key of one share's profiles and their sets, as the run's sketch read them (JSON Lines), or of
+    one part's."""
+    part = f"-{token}" if token else ""
+    return f"segment-runs/{workspace_id}/{run_id}/profiles-{share:04d}{part}.jsonl"
+
+
+def segment_run_part(share: int, part: int) -> str:
+    """The attribute of a run's record that records one part of a chained share."""
+    return f"part:{share}:{part}"
+
+
+def segment_run_part_of(attribute: str) -> tuple[int, int] | None:
+    """The share and part an attribute of a run's record records (``segment_run_part``), if it records one."""
+    kind, _, numbers = attribute.partition(":")
+    share, _, part = numbers.partition(":")
+    return (int(share), int(part)) if kind == "part" and share.isdigit() and part.isdigit() else None
 
 
 def segment_settings(workspace_id: str) -> Key:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.throttling import transact_write
 from crm.config import settings
 from crm.models.profile import Profile
-from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import HeldSegments
 
 
@@ -68,9 +68,34 @@ class DynamoSegmentRuns:
                                             ConsistentRead=True)
         return _run(from_item(found["Item"])) if "Item" in found else None
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
-        client("s3").put_object(Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share),
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str, token: str | None = None) -> None:
+        client("s3").put_object(Bucket=self.bucket,
+                                Key=keys.segment_sketch_object(workspace_id, run_id, share, token),
                                 Body=sketch.encode(), ContentType="application/json")
+
+    def part_sketches(self, workspace_id: str, run_id: str, share: int, tokens: Sequence[str]) -> list[str]:
+        return [client("s3").get_object(
+            Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share, token))["Body"].read()
+            .decode() for token in tokens]
+
+    def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
+        resume = {"S": part.resume} if part.resume is not None else {"NULL": True}
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
+                UpdateExpression="SET #part = :part",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#part)",
+                ExpressionAttributeNames={"#part": keys.segment_run_part(part.share, part.part)},
+                ExpressionAttributeValues={":part": {"M": {"token": {"S": part.token}, "resume": resume}}})
+        except ClientError as error:
+            if not _cancelled(error):
+                raise
+            run = self.get(workspace_id, run_id)
+            recorded = [p for p in run.parts_of(part.share) if p.part == part.part] if run else []
+            if not recorded:
+                raise LookupError(f"no run {run_id} in workspace {workspace_id}") from error
+            return recorded[0]
+        return part
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]:
         return [client("s3").get_object(
@@ -78,23 +103,41 @@ class DynamoSegmentRuns:
             for share in range(shares)]
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,
-                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
+                      profiles: Iterable[tuple[Profile, HeldSegments]], token: str | None = None) -> None:
         # Streamed a part at a time (a share of 25,000 profiles is some 40 MB): one object, visible whole
         # once complete, so a task delivered twice replaces it and a reader sees one delivery's or the other's.
         lines = (_Kept(profile=profile, held=held).model_dump_json().encode() + b"\n" for profile, held in profiles)
-        S3ExportFiles(self.bucket).write(keys.segment_profiles_object(workspace_id, run_id, share), lines,
-                                         "application/x-ndjson", f"profiles-{share:04d}.jsonl")
+        key = keys.segment_profiles_object(workspace_id, run_id, share, token)
+        S3ExportFiles(self.bucket).write(key, lines, "application/x-ndjson", key.rsplit("/", 1)[-1])
 
     def kept_profiles(self, workspace_id: str, run_id: str,
                       share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
+        run = self.get(workspace_id, run_id)
+        tokens: list[str | None] = [part.token for part in run.parts_of(share)] if run else []
+        found = [self._kept_file(workspace_id, run_id, share, token) for token in tokens or [None]]
+        files = [file for file in found if file is not None]
+        if len(files) < len(found):
+            return None
+        return (pair for file in files for pair in file())
+
+    def _kept_file(self, workspace_id: str, run_id: str, share: int,
+                   token: str | None) -> Callable[[], Iterator[tuple[Profile, HeldSegments]]] | None:
+        """A kept file's reader, None when it is not there. The file is opened when read: a body held open
+        while the parts before it are parsed would time out."""
+        key = keys.segment_profiles_object(workspace_id, run_id, share, token)
         try:
-            body = client("s3").get_object(Bucket=self.bucket,
-                                           Key=keys.segment_profiles_object(workspace_id, run_id, share))["Body"]
+            client("s3").head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if error.response["Error"]["Code"] not in ("NoSuchKey", "404"):
                 raise
             return None
-        return ((kept.profile, kept.held) for kept in map(_Kept.model_validate_json, body.iter_lines(_READ_CHUNK)))
+
+        def read() -> Iterator[tuple[Profile, HeldSegments]]:
+            body = client("s3").get_object(Bucket=self.bucket, Key=key)["Body"]
+            for kept in map(_Kept.model_validate_json, body.iter_lines(_READ_CHUNK)):
+                yield kept.profile, kept.held
+
+        return read
 
     def _count_share(self, workspace_id: str, run_id: str, done: str, share: int,
                      additions: Mapping[str, int]) -> SegmentRun:
@@ -233,6 +276,8 @@ def _run(item: Item) -> SegmentRun:
     phase_done = {RunPhase.SKETCH: "sketched_shares", RunPhase.EVALUATE: "evaluated_shares"}.get(
         RunPhase(item.get("phase", RunPhase.SKETCH)))
     fields["counted"] = frozenset(int(share) for share in item.get(phase_done, ())) if phase_done else frozenset()
+    fields["parts"] = tuple(RunPart(share=numbers[0], part=numbers[1], **value) for name, value in item.items()
+                            if (numbers := keys.segment_run_part_of(name)) is not None)
     if "population" in item:
         fields["population"] = str(item["population"])
     return SegmentRun.model_validate(fields)
