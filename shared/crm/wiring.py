@@ -10,7 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from crm.clock import utc_now
-from crm.config import settings
+from crm.config import client_settings, settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -135,6 +135,17 @@ def segment_task_pause() -> Callable[[], int]:
         return lambda: 0
     start = meter.reading()
     return lambda: meter.pause_since(start)
+
+
+def segment_hop_spent() -> Callable[[], bool]:
+    """From now, whether a chained segment task's hop has consumed its share of the pace (SEGMENT_HOP_SECONDS of
+    it; never when not paced: the share is then read whole)."""
+    from crm.adapters.clients import dynamodb_meter
+    meter = dynamodb_meter()
+    if meter is None:
+        return lambda: False
+    start, seconds = meter.reading(), client_settings().segment_hop_seconds
+    return lambda: meter.paced_seconds_since(start) >= seconds
 
 
 @cache
