@@ -36,10 +36,11 @@ from capacity import (
     index_dollars,
     paced,
     paced_seconds,
+    read_hops,
     run_hours,
     simulate,
 )
-from crm.config import Settings
+from crm.config import ClientSettings, Settings
 from crm.segments.runs import DAILY_RUN_HOUR, MOST_SHARES
 from crm_local.template import read_sam
 from figures import RESULTS, Counts, counts, plain, recorded
@@ -654,18 +655,29 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
     waiting_dollars = waiting * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
     # Now: chained, one share per index bucket a phase, the queue holding each next hop back; no task waits.
     pace = bounds.task_units_per_second
-    hops = 2 * MOST_SHARES * RUNS_PER_MONTH  # a month's hops: two phases of one per bucket
     unpaced_tasks = 2 * shares * RUNS_PER_MONTH
-    # Each hop beyond the unpaced run's tasks: an SQS send, receive and delete, and an invocation.
-    extra_requests = (hops - unpaced_tasks) * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
-    hop_lambda = hops * HOP_OVERHEAD_MS / 1000 * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
-    hop_dollars = extra_requests + hop_lambda if pace else 0.0
+
+    def hop_dollars(laid_out: Sequence[Load]) -> float:
+        """A month's hops beyond the unpaced run's tasks: each an SQS send, receive and delete, an invocation and
+        its overhead."""
+        hops = (read_hops(laid_out, run) + MOST_SHARES) * RUNS_PER_MONTH
+        extra_requests = (hops - unpaced_tasks) * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
+        hop_lambda = hops * HOP_OVERHEAD_MS / 1000 * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
+        return extra_requests + hop_lambda if pace else 0.0
+
+    # Before subhops: each hop read a whole index bucket; now a read hop stops after SEGMENT_HOP_SECONDS of the pace.
+    by_bucket = chained(loads, pace, run, MOST_SHARES)
+    hop_seconds = ClientSettings.model_fields["segment_hop_seconds"].default
+    by_minute = chained(loads, pace, run, MOST_SHARES, hop_seconds)
     layouts = (("before: the run unpaced", loads, 0.0),
                (f"before: the run's {shares} shares side by side, each task sleeping to keep "
                 f"{SLEEPING_TASK_UNITS_PER_SECOND:g} units a second", paced(loads, sleeping_pace, run),
                 waiting_dollars),
-               (f"now: the run chained on its queue, {pace:g} units a second in hops of one index bucket "
-                f"({MOST_SHARES} a phase)", chained(loads, pace, run, MOST_SHARES), hop_dollars))
+               (f"before: the run chained on its queue, {pace:g} units a second in hops of one index bucket "
+                f"({MOST_SHARES} a phase)", by_bucket, hop_dollars(by_bucket)),
+               (f"now: the run chained on its queue, {pace:g} units a second, its reading hops {hop_seconds:g} s of "
+                f"the pace each ({read_hops(by_minute, run)} reading, {MOST_SHARES} writing)", by_minute,
+                hop_dollars(by_minute)))
     index = index_dollars(bounds)
     figures = {}
     for label, laid_out, tasks in layouts:
@@ -683,7 +695,7 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
                     f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
                     f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
-    before_unpaced, before_sleeping, now = figures.values()
+    before_unpaced, before_sleeping, _, now = figures.values()
     sleeping_all_in = total - on_demand + before_sleeping + index
     print(f"  + the index at its minimum ${index:.2f}; all in, before: "
           f"${total - on_demand + before_unpaced + index:.2f} unpaced, ${sleeping_all_in:.2f} with sleeping tasks "
