@@ -517,7 +517,7 @@ class FakeSegmentRuns:
         self.active: dict[str, str] = {}
         self.sketch_store: dict[tuple[str, str, int, str | None], str] = {}
         self.kept: dict[tuple[str, str, int, str | None], list[tuple[Profile, HeldSegments]]] = {}
-        self.parts: dict[tuple[str, str], dict[tuple[int, int], RunPart]] = {}
+        self.recorded: dict[tuple[str, str], dict[tuple[int, int], RunPart]] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, str] = {}
         self.population_runs: dict[str, str] = {}
@@ -540,8 +540,7 @@ class FakeSegmentRuns:
         if run is None:
             return None
         phase = {RunPhase.SKETCH: "sketched", RunPhase.EVALUATE: "evaluated"}.get(run.phase, "")
-        return run.model_copy(update={"counted": frozenset(self.done.get((workspace_id, run_id, phase), ())),
-                                      "parts": tuple(self.parts.get((workspace_id, run_id), {}).values())})
+        return run.model_copy(update={"counted": frozenset(self.done.get((workspace_id, run_id, phase), ()))})
 
     def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str, token: str | None = None) -> None:
         self.sketch_store[(workspace_id, run_id, share, token)] = sketch
@@ -553,7 +552,11 @@ class FakeSegmentRuns:
         return [self.sketch_store[(workspace_id, run_id, share, token)] for token in tokens]
 
     def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
-        return self.parts.setdefault((workspace_id, run_id), {}).setdefault((part.share, part.part), part)
+        return self.recorded.setdefault((workspace_id, run_id), {}).setdefault((part.share, part.part), part)
+
+    def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
+        recorded = self.recorded.get((workspace_id, run_id), {})
+        return [recorded[key] for key in sorted(recorded) if key[0] == share]
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,
                       profiles: Iterable[tuple[Profile, HeldSegments]], token: str | None = None) -> None:
@@ -561,8 +564,7 @@ class FakeSegmentRuns:
 
     def kept_profiles(self, workspace_id: str, run_id: str,
                       share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
-        run = self.get(workspace_id, run_id)
-        tokens: list[str | None] = [part.token for part in run.parts_of(share)] if run else []
+        tokens: list[str | None] = [part.token for part in self.parts(workspace_id, run_id, share)]
         if not tokens and (workspace_id, run_id, share, None) in self.kept:
             tokens = [None]
         if not tokens or any((workspace_id, run_id, share, token) not in self.kept for token in tokens):

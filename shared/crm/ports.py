@@ -451,6 +451,10 @@ class SegmentRuns(Protocol):
         """Record a part of a chained share's sketch unless one is recorded already; the one recorded."""
         ...
 
+    def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
+        """The share's recorded parts, in order (as recorded: a part recorded a moment ago is among them)."""
+        ...
+
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]: ...
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,

@@ -28,6 +28,7 @@ Access patterns:
 - the segments one profile is in (the guard of every membership change; in the profile's partition, so a
   parallel Scan meets it next to the profile):     WS#{ws}#PROFILE#{profile_id} / SEGMENTS
 - a recomputation run, and the workspace's active one: WS#{ws}#SEGRUN#{run_id} / RUN, WS#{ws}#SEGRUN / ACTIVE
+- a chained share's recorded part, beside its run:   WS#{ws}#SEGRUN#{run_id} / PART#{share:04d}#{part:06d}
 - the last hour the hourly runs read:             WS#{ws}#SEGRUN / HOURLY
 - the population statistics of the last run (RFM quintiles, VIP threshold): WS#{ws}#SEGPOPULATION / POPULATION
 - every workspace (the schedule recomputes each): WORKSPACES / {ws}
@@ -229,16 +230,15 @@ def segment_profiles_object(workspace_id: str, run_id: str, share: int, token: s
     return f"segment-runs/{workspace_id}/{run_id}/profiles-{share:04d}{part}.jsonl"
 
 
-def segment_run_part(share: int, part: int) -> str:
-    """The attribute of a run's record that records one part of a chained share."""
-    return f"part:{share}:{part}"
+def segment_run_parts(workspace_id: str, run_id: str, share: int) -> Key:
+    """The run's partition and the sort key prefix of one chained share's recorded parts (an item each, beside
+    the run's record: a record holding them would grow past an item's 400 KB at a million profiles)."""
+    return {"pk": segment_run(workspace_id, run_id)["pk"], "sk": f"PART#{share:04d}#"}
 
 
-def segment_run_part_of(attribute: str) -> tuple[int, int] | None:
-    """The share and part an attribute of a run's record records (``segment_run_part``), if it records one."""
-    kind, _, numbers = attribute.partition(":")
-    share, _, part = numbers.partition(":")
-    return (int(share), int(part)) if kind == "part" and share.isdigit() and part.isdigit() else None
+def segment_run_part(workspace_id: str, run_id: str, share: int, part: int) -> Key:
+    prefix = segment_run_parts(workspace_id, run_id, share)
+    return {"pk": prefix["pk"], "sk": f"{prefix['sk']}{part:06d}"}
 
 
 def segment_settings(workspace_id: str) -> Key:

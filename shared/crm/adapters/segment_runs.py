@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, put_if_absent, query_items
 from crm.adapters.export_files import S3ExportFiles
 from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.throttling import transact_write
@@ -79,23 +79,18 @@ class DynamoSegmentRuns:
             .decode() for token in tokens]
 
     def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
-        resume = {"S": part.resume} if part.resume is not None else {"NULL": True}
-        try:
-            client("dynamodb").update_item(
-                TableName=self.table, Key=wire_key(keys.segment_run(workspace_id, run_id)),
-                UpdateExpression="SET #part = :part",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#part)",
-                ExpressionAttributeNames={"#part": keys.segment_run_part(part.share, part.part)},
-                ExpressionAttributeValues={":part": {"M": {"token": {"S": part.token}, "resume": resume}}})
-        except ClientError as error:
-            if not _cancelled(error):
-                raise
-            run = self.get(workspace_id, run_id)
-            recorded = [p for p in run.parts_of(part.share) if p.part == part.part] if run else []
-            if not recorded:
-                raise LookupError(f"no run {run_id} in workspace {workspace_id}") from error
-            return recorded[0]
-        return part
+        key = keys.segment_run_part(workspace_id, run_id, part.share, part.part)
+        if put_if_absent(self.table, plain_item({**key, "entity": "segment_run_part", **part.model_dump()})):
+            return part
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(key), ConsistentRead=True)["Item"]
+        return _part(from_item(found))
+
+    def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
+        prefix = keys.segment_run_parts(workspace_id, run_id, share)
+        return [_part(from_item(item)) for item in query_items({
+            "TableName": self.table, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :part)",
+            "ExpressionAttributeValues": {":pk": {"S": prefix["pk"]}, ":part": {"S": prefix["sk"]}}})]
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]:
         return [client("s3").get_object(
@@ -112,8 +107,7 @@ class DynamoSegmentRuns:
 
     def kept_profiles(self, workspace_id: str, run_id: str,
                       share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
-        run = self.get(workspace_id, run_id)
-        tokens: list[str | None] = [part.token for part in run.parts_of(share)] if run else []
+        tokens: list[str | None] = [part.token for part in self.parts(workspace_id, run_id, share)]
         found = [self._kept_file(workspace_id, run_id, share, token) for token in tokens or [None]]
         files = [file for file in found if file is not None]
         if len(files) < len(found):
@@ -268,6 +262,10 @@ _READ_CHUNK = 1024 * 1024  # bytes of a kept file read at a time (botocore's def
 _SIZE_PREFIX = "size:"  # a segment's members counted by the evaluating shares: one attribute each
 
 
+def _part(item: Item) -> RunPart:
+    return RunPart.model_validate({k: v for k, v in item.items() if k in RunPart.model_fields})
+
+
 def _run(item: Item) -> SegmentRun:
     fields = {k: v for k, v in item.items() if k in SegmentRun.model_fields}
     fields["sizes"] = {k.removeprefix(_SIZE_PREFIX): int(v) for k, v in item.items() if k.startswith(_SIZE_PREFIX)}
@@ -276,8 +274,6 @@ def _run(item: Item) -> SegmentRun:
     phase_done = {RunPhase.SKETCH: "sketched_shares", RunPhase.EVALUATE: "evaluated_shares"}.get(
         RunPhase(item.get("phase", RunPhase.SKETCH)))
     fields["counted"] = frozenset(int(share) for share in item.get(phase_done, ())) if phase_done else frozenset()
-    fields["parts"] = tuple(RunPart(share=numbers[0], part=numbers[1], **value) for name, value in item.items()
-                            if (numbers := keys.segment_run_part_of(name)) is not None)
     if "population" in item:
         fields["population"] = str(item["population"])
     return SegmentRun.model_validate(fields)

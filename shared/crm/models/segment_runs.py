@@ -59,11 +59,6 @@ class SegmentRun(BaseModel):
     # has nothing left to do: the next share was handed on before this one was counted). Read from the sets the
     # run's record keeps, never stored as a field of its own.
     counted: frozenset[int] = Field(default=frozenset(), exclude=True)
-    # The chained sketch's parts recorded so far (read from the run's record, never stored as a field of its own).
-    parts: tuple[RunPart, ...] = Field(default=(), exclude=True)
-
-    def parts_of(self, share: int) -> list[RunPart]:
-        return sorted((p for p in self.parts if p.share == share), key=lambda p: p.part)
 
 
 class RunTask(BaseModel):

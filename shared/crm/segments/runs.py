@@ -154,7 +154,8 @@ def _sketch_part(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segm
     keep the part and its sketch under a token of this delivery's, and record the part (the first delivery to
     record it wins; another goes on from what was recorded, its own files left unread). True when the share is
     read to its end (its parts' sketches then merged into the share's)."""
-    recorded = next((p for p in run.parts_of(task.share) if p.part == task.part), None)
+    recorded = next((p for p in runs.parts(task.workspace_id, task.run_id, task.share) if p.part == task.part),
+                    None)
     if recorded is None:
         token, sketch, resume = secrets.token_hex(4), PopulationSketch(), task.after
 
@@ -174,9 +175,8 @@ def _sketch_part(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segm
     if recorded.resume is not None:
         tasks.send([task.model_copy(update={"part": task.part + 1, "after": recorded.resume})], pause())
         return False
-    run = runs.get(task.workspace_id, task.run_id) or run
     parts = runs.part_sketches(task.workspace_id, task.run_id, task.share,
-                               [part.token for part in run.parts_of(task.share)])
+                               [part.token for part in runs.parts(task.workspace_id, task.run_id, task.share)])
     merged = reduce(PopulationSketch.merge, map(PopulationSketch.model_validate_json, parts))
     runs.put_sketch(task.workspace_id, task.run_id, task.share, merged.model_dump_json())
     return True
