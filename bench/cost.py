@@ -37,13 +37,14 @@ from capacity import (
     paced,
     paced_after,
     paced_seconds,
+    read_hops,
     read_phase_seconds,
     run_hours,
     simulate,
 )
 from crm.adapters.pacing import WRITE_UNIT_WEIGHT
 from crm.archive import FIREHOSE_RECORD_BYTES
-from crm.config import Settings
+from crm.config import ClientSettings, Settings
 from crm.predictions.refresh import HOP_AHEAD_SECONDS
 from crm.segments.runs import DAILY_RUN_HOUR, MOST_SHARES
 from crm_local.template import read_sam
@@ -713,41 +714,61 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
     waiting_dollars = waiting * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
     # Now: chained, one share per index bucket a phase, the queue holding each next hop back; no task waits.
     pace = bounds.task_units_per_second
-    hops = 2 * MOST_SHARES * RUNS_PER_MONTH  # a month's hops: two phases of one per bucket
     unpaced_tasks = 2 * shares * RUNS_PER_MONTH
-    # Each hop beyond the unpaced run's tasks: an SQS send, receive and delete, and an invocation.
-    extra_requests = (hops - unpaced_tasks) * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
-    hop_lambda = hops * HOP_OVERHEAD_MS / 1000 * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
-    hop_dollars = extra_requests + hop_lambda if pace else 0.0
-    # Now: the daily fit too, after the run's read phase (it waits for it), its writes at its pace in hops of
-    # a minute's units, each rest a send, receive, delete and invocation and a read of the run's files again.
+
+    def hop_dollars(laid_out: Sequence[Load]) -> float:
+        """A month's hops beyond the unpaced run's tasks: each an SQS send, receive and delete, an invocation and
+        its overhead."""
+        hops = (read_hops(laid_out, run) + MOST_SHARES) * RUNS_PER_MONTH
+        extra_requests = (hops - unpaced_tasks) * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
+        hop_lambda = hops * HOP_OVERHEAD_MS / 1000 * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
+        return extra_requests + hop_lambda if pace else 0.0
+
+    # The daily fit too, after the run's read phase (it waits for it), its writes at its pace in hops of a
+    # minute's units, each rest a send, receive, delete and invocation and a read of the run's files again.
     fit, fit_pace = "predictions: daily fit", bounds.fit_units_per_second
-    run_chained = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT)
-    fit_paced = paced_after(run_chained, fit_pace, fit, HOP_AHEAD_SECONDS, read_phase_seconds(run_chained, run),
-                            WRITE_UNIT_WEIGHT)
-    rests = sum(load.hops - 1 for load in fit_paced if load.component == fit and load.unit == "wru") * RUNS_PER_MONTH
-    rest_dollars = (rests * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
-                    + rests * FIT_REST_HOP_S * wiring.gb("PredictionsFunction") * LAMBDA_GB_SECOND_ARM)
+
+    def fit_after(run_laid_out: list[Load]) -> tuple[list[Load], int]:
+        laid = paced_after(run_laid_out, fit_pace, fit, HOP_AHEAD_SECONDS, read_phase_seconds(run_laid_out, run),
+                           WRITE_UNIT_WEIGHT)
+        return laid, sum(load.hops - 1 for load in laid if load.component == fit and load.unit == "wru")
+
+    def rest_dollars(rests_a_day: int) -> float:
+        rests = rests_a_day * RUNS_PER_MONTH
+        return (rests * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
+                + rests * FIT_REST_HOP_S * wiring.gb("PredictionsFunction") * LAMBDA_GB_SECOND_ARM)
+
+    # Before subhops: each hop read a whole index bucket; now a read hop stops after SEGMENT_HOP_SECONDS of the pace.
+    by_bucket = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT)
+    by_bucket_fit, by_bucket_rests = fit_after(by_bucket)
+    hop_seconds = ClientSettings.model_fields["segment_hop_seconds"].default
+    by_minute = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT, hop_seconds)
+    fit_paced, rests_a_day = fit_after(by_minute)
+    now_tasks = hop_dollars(by_minute) + rest_dollars(rests_a_day)
     layouts = (("before: the run unpaced", loads, 0.0),
                (f"before: the run's {shares} shares side by side, each task sleeping to keep "
                 f"{SLEEPING_TASK_UNITS_PER_SECOND:g} units a second", paced(loads, sleeping_pace, run),
                 waiting_dollars),
                (f"before: the run chained on its queue, {pace:g} units a second in hops of one index bucket "
                 f"({MOST_SHARES} a phase), a write unit counted as a read unit",
-                chained(loads, pace, run, MOST_SHARES), hop_dollars),
+                chained(loads, pace, run, MOST_SHARES), hop_dollars(by_bucket)),
                (f"before: the same, a write unit counted as {WRITE_UNIT_WEIGHT} read units (what provisioned "
                 f"capacity charges for it: writes at {pace / WRITE_UNIT_WEIGHT:g} a second); the fit's writes at "
-                f"{DAILY_RUN_HOUR:02d}:00 unpaced", run_chained, hop_dollars),
-               (f"now: the run chained so; the fit's writes after the run's read phase at {fit_pace:g} units a "
+                f"{DAILY_RUN_HOUR:02d}:00 unpaced", by_bucket, hop_dollars(by_bucket)),
+               (f"before: the same; the fit's writes after the run's read phase at {fit_pace:g} units a "
                 f"second ({fit_pace / WRITE_UNIT_WEIGHT:g} WRU), {HOP_AHEAD_SECONDS} s of them a hop "
-                f"({rests // RUNS_PER_MONTH} rests a day)", fit_paced, hop_dollars + rest_dollars),
+                f"({by_bucket_rests} rests a day)", by_bucket_fit,
+                hop_dollars(by_bucket) + rest_dollars(by_bucket_rests)),
+               (f"now: the same, the run's reading hops {hop_seconds:g} s of the pace each "
+                f"({read_hops(by_minute, run)} reading, {MOST_SHARES} writing; {rests_a_day} fit rests a day)",
+                fit_paced, now_tasks),
                ("what if: now, without the hourly runs' bursts (what pacing them could save at most)",
-                [load for load in fit_paced if not load.every_hour], hop_dollars + rest_dollars),
+                [load for load in fit_paced if not load.every_hour], now_tasks),
                (f"what if: now, each hourly run at {HOURLY_WHAT_IF_PER_SECOND:g} unit a second of each kind (not "
                 f"over ~{RUN_SECONDS:.0f} s)",
                 [replace(load, per_second=HOURLY_WHAT_IF_PER_SECOND) if load.every_hour else load
                  for load in fit_paced],
-                hop_dollars + rest_dollars))
+                now_tasks))
     index = index_dollars(bounds)
     figures = {}
     for label, laid_out, tasks in layouts:
@@ -765,9 +786,11 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
                     f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
                     f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
-    before_unpaced, before_sleeping, _, before_fit, now, without_hourly, hourly_paced = figures.values()
-    print(f"  the fit paced: ${now - before_fit:+.2f} a month (its rests' requests and Lambda ${rest_dollars:.2f} "
-          f"included); the hourly runs' bursts cost ${now - without_hourly:.2f} a month of capacity, "
+    before_unpaced, before_sleeping, _, before_fit, by_bucket_now, now, without_hourly, hourly_paced = \
+        figures.values()
+    print(f"  the fit paced: ${by_bucket_now - before_fit:+.2f} a month (its rests' requests and Lambda "
+          f"${rest_dollars(by_bucket_rests):.2f} included); reading hops of a minute: ${now - by_bucket_now:+.2f}; "
+          f"the hourly runs' bursts cost ${now - without_hourly:.2f} a month of capacity, "
           f"${hourly_paced - without_hourly:.2f} paced so", file=out)
     sleeping_all_in = total - on_demand + before_sleeping + index
     print(f"  + the index at its minimum ${index:.2f}; all in, before: "

@@ -35,7 +35,7 @@ from crm.models.messaging import (
 from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import (
     BUILTIN_PREFIX,
     BuiltinSettings,
@@ -55,6 +55,7 @@ from crm.ports import (
     ExportJobStore,
     ExportQueue,
     IngestQueue,
+    ProfilePage,
     ProfileRepository,
     RawArchive,
     Reads,
@@ -405,6 +406,7 @@ class FakeSegmentStore:
         self.stored_settings: dict[str, BuiltinSettings] = {}
         self.due: dict[tuple[str, datetime], set[str]] = {}  # (workspace, hour): profiles filed under it
         self.held_reads = 0
+        self.page_size = 1_000  # profiles a page of profile_pages holds (the adapter's index page)
 
     def get(self, workspace_id: str, segment_id: str) -> SegmentRecord | None:
         return self.records.get((workspace_id, segment_id))
@@ -461,6 +463,17 @@ class FakeSegmentStore:
         for profile in found:
             if _share(profile.profile_id, shares) == share:
                 yield profile, self.held(workspace_id, profile.profile_id)
+
+    def profile_pages(self, workspace_id: str, share: int = 0, shares: int = 1,
+                      after: str | None = None) -> Iterator[ProfilePage]:
+        """Pages of ``page_size`` profiles in profile id order, resumed after a page's last profile id."""
+        share_of = sorted(self.profiles_with_segments(workspace_id, share, shares), key=lambda p: p[0].profile_id)
+        rest = [pair for pair in share_of if after is None or pair[0].profile_id > after]
+        for start in range(0, len(rest), self.page_size):
+            page = rest[start:start + self.page_size]
+            yield ProfilePage(page, page[-1][0].profile_id if start + self.page_size < len(rest) else None)
+        if not rest:
+            yield ProfilePage([], None)
 
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         self.held_reads += 1
@@ -522,8 +535,9 @@ class FakeSegmentRuns:
         self.items = items
         self.runs: dict[tuple[str, str], SegmentRun] = {}
         self.active: dict[str, str] = {}
-        self.sketch_store: dict[tuple[str, str, int], str] = {}
-        self.kept: dict[tuple[str, str, int], list[tuple[Profile, HeldSegments]]] = {}
+        self.sketch_store: dict[tuple[str, str, int, str | None], str] = {}
+        self.kept: dict[tuple[str, str, int, str | None], list[tuple[Profile, HeldSegments]]] = {}
+        self.recorded: dict[tuple[str, str], dict[tuple[int, int], RunPart]] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, str] = {}
         self.population_runs: dict[str, str] = {}
@@ -548,20 +562,34 @@ class FakeSegmentRuns:
         phase = {RunPhase.SKETCH: "sketched", RunPhase.EVALUATE: "evaluated"}.get(run.phase, "")
         return run.model_copy(update={"counted": frozenset(self.done.get((workspace_id, run_id, phase), ()))})
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
-        self.sketch_store[(workspace_id, run_id, share)] = sketch
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str, token: str | None = None) -> None:
+        self.sketch_store[(workspace_id, run_id, share, token)] = sketch
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]:
-        return [self.sketch_store[(workspace_id, run_id, share)] for share in range(shares)]
+        return [self.sketch_store[(workspace_id, run_id, share, None)] for share in range(shares)]
+
+    def part_sketches(self, workspace_id: str, run_id: str, share: int, tokens: Sequence[str]) -> list[str]:
+        return [self.sketch_store[(workspace_id, run_id, share, token)] for token in tokens]
+
+    def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
+        return self.recorded.setdefault((workspace_id, run_id), {}).setdefault((part.share, part.part), part)
+
+    def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
+        recorded = self.recorded.get((workspace_id, run_id), {})
+        return [recorded[key] for key in sorted(recorded) if key[0] == share]
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,
-                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
-        self.kept[(workspace_id, run_id, share)] = list(profiles)
+                      profiles: Iterable[tuple[Profile, HeldSegments]], token: str | None = None) -> None:
+        self.kept[(workspace_id, run_id, share, token)] = list(profiles)
 
     def kept_profiles(self, workspace_id: str, run_id: str,
                       share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
-        kept = self.kept.get((workspace_id, run_id, share))
-        return None if kept is None else iter(kept)
+        tokens: list[str | None] = [part.token for part in self.parts(workspace_id, run_id, share)]
+        if not tokens and (workspace_id, run_id, share, None) in self.kept:
+            tokens = [None]
+        if not tokens or any((workspace_id, run_id, share, token) not in self.kept for token in tokens):
+            return None
+        return (pair for token in tokens for pair in self.kept[(workspace_id, run_id, share, token)])
 
     def _count(self, workspace_id: str, run_id: str, phase: str, share: int, **figures: int) -> SegmentRun:
         run = self.runs[(workspace_id, run_id)]

@@ -56,7 +56,7 @@ def _carry_out(record: SQSRecord) -> None:
                                                       "entered": applied.entered, "exited": applied.exited})
         return
     runs.carry_out(task, wiring.segment_store(), wiring.segment_runs(), wiring.segment_tasks(), utc_now,
-                   wiring.segment_task_pause())
+                   wiring.segment_task_pause(), wiring.segment_hop_spent())
     logger.info("segment task done", extra={"task": task.model_dump(mode="json")})
 
 

@@ -102,6 +102,9 @@ class ClientSettings(BaseModel):
     # next share back as long as one ran ahead (crm.adapters.pacing); 0, the default, does not pace.
     # template.yaml sets it for the segment runs' tasks on a provisioned table only.
     dynamodb_units_per_second: float = Field(default=0.0, ge=0, alias="DYNAMODB_UNITS_PER_SECOND")
+    # A chained sketch's hop reads its share until it has consumed this many seconds of the pace's units, then
+    # hands the rest on (crm.segments.runs): a hop's burst stays within a minute of the pace, not a whole bucket.
+    segment_hop_seconds: float = Field(default=60.0, gt=0, alias="SEGMENT_HOP_SECONDS")
 
 
 @cache

@@ -18,7 +18,7 @@ from crm.models.ingest import IngestEnvelope
 from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segment_runs import HourlyTask, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPart, RunTask, SegmentRun
 from crm.models.segments import (
     BuiltinSettings,
     GrowthPoint,
@@ -106,6 +106,14 @@ class IdentityLink:
     # browser's first view, which writes no link) and this link cannot both succeed: whichever comes second is
     # refused and planned again. Without it the view would land on a profile nothing leads to.
     named_tombstone: Profile | None = None
+
+
+@dataclass(frozen=True)
+class ProfilePage:
+    """One page of a share's profiles with their sets, and where the share goes on after it (None: it ends)."""
+
+    profiles: list[tuple[Profile, HeldSegments]]
+    resume: str | None
 
 
 @dataclass(frozen=True)
@@ -398,6 +406,12 @@ class SegmentStore(Protocol):
         is an even, random part of the workspace (so the first shares of a bounded read are a fair sample)."""
         ...
 
+    def profile_pages(self, workspace_id: str, share: int = 0, shares: int = 1,
+                      after: str | None = None) -> Iterator[ProfilePage]:
+        """profiles_with_segments a page at a time, from ``after`` (a page's ``resume``; None: the share's start):
+        a reader may stop at any page and hand the rest of the share on to another."""
+        ...
+
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         """The profile's set of segments as it is now; None when none was ever written (or it was erased)."""
         ...
@@ -443,21 +457,36 @@ class SegmentRuns(Protocol):
 
     def get(self, workspace_id: str, run_id: str) -> SegmentRun | None: ...
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
-        """Keep one share's sketch (the JSON of crm.segments.builtin.PopulationSketch)."""
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str, token: str | None = None) -> None:
+        """Keep one share's sketch (the JSON of crm.segments.builtin.PopulationSketch), or, given a ``token``,
+        one part's."""
+        ...
+
+    def part_sketches(self, workspace_id: str, run_id: str, share: int, tokens: Sequence[str]) -> list[str]:
+        """The sketches of these parts of the share (``put_sketch`` with their tokens)."""
+        ...
+
+    def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
+        """Record a part of a chained share's sketch unless one is recorded already; the one recorded."""
+        ...
+
+    def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
+        """The share's recorded parts, in order (as recorded: a part recorded a moment ago is among them)."""
         ...
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]: ...
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,
-                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
+                      profiles: Iterable[tuple[Profile, HeldSegments]], token: str | None = None) -> None:
         """Keep one share's profiles with their sets, as the sketch read them, for the share's evaluation:
-        a run reads each profile from the table once. Keeping them again replaces them whole."""
+        a run reads each profile from the table once. Keeping them again replaces them whole. Given a ``token``,
+        they are one part of the share (``record_part``)."""
         ...
 
     def kept_profiles(self, workspace_id: str, run_id: str,
                       share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
-        """The share's profiles as ``keep_profiles`` kept them, in order; None when none were kept."""
+        """The share's profiles as ``keep_profiles`` kept them, in order (its recorded parts one after another,
+        when it has any); None when none were kept."""
         ...
 
     def sketched(self, workspace_id: str, run_id: str, share: int) -> SegmentRun:

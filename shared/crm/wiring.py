@@ -10,7 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from crm.clock import utc_now
-from crm.config import settings
+from crm.config import client_settings, settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -141,6 +141,17 @@ def fit_write_pause() -> Callable[[], int]:
     """From now, how far the predictions fit's writes ran ahead of their pace (the same meter as the segment
     tasks', DYNAMODB_UNITS_PER_SECOND on the predictions function; 0 when not paced)."""
     return segment_task_pause()
+
+
+def segment_hop_spent() -> Callable[[], bool]:
+    """From now, whether a chained segment task's hop has consumed its share of the pace (SEGMENT_HOP_SECONDS of
+    it; never when not paced: the share is then read whole)."""
+    from crm.adapters.clients import dynamodb_meter
+    meter = dynamodb_meter()
+    if meter is None:
+        return lambda: False
+    start, seconds = meter.reading(), client_settings().segment_hop_seconds
+    return lambda: meter.paced_seconds_since(start) >= seconds
 
 
 @cache

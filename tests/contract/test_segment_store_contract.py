@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import islice
 
 import pytest
 from crm.adapters.profiles import DynamoProfileRepository
@@ -247,3 +248,30 @@ def test_the_workspace_scan_skips_merged_profiles_and_shares_partition_it(backen
     shared = [p.profile_id for share in range(3) for p in backend.profiles.workspace_profiles(WS, share, 3)]
     assert sorted(shared) == everyone
     assert sorted(backend.profiles.profiles_by_id(WS, ["p1", "gone", "missing", "other"])) == ["p1"]
+
+
+def test_a_share_read_page_by_page_resumes_where_any_page_stopped(backend: Backend,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that stops after any page and hands its ``resume`` on reads every profile of the share once."""
+    monkeypatch.setattr("crm.adapters.workspace_index.INDEX_PAGE", 3)
+    if isinstance(backend.segments, FakeSegmentStore):
+        backend.segments.page_size = 3
+    _save(backend, *(_profile(WS, f"p{i:02d}") for i in range(20)), _profile("ws_b", "x"))
+    for share, shares in ((0, 1), (1, 4)):
+        whole = sorted(p.profile_id for p, _ in backend.segments.profiles_with_segments(WS, share, shares))
+        for stop_after in (1, 2):
+            read: list[str] = []
+            after: str | None = None
+            hops = 0
+            while True:
+                hops += 1
+                pages = backend.segments.profile_pages(WS, share, shares, after)
+                for page in islice(pages, stop_after):
+                    read += [p.profile_id for p, _ in page.profiles]
+                    after = page.resume
+                    if after is None:
+                        break
+                if after is None:
+                    break
+            assert sorted(read) == whole
+            assert hops > 1 or len(whole) <= 3 * stop_after

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import boto3
+import pytest
 from crm.adapters.clients import client
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.adapters.segment_runs import DynamoSegmentRuns, SqsTaskQueue
@@ -17,6 +18,7 @@ from crm.models.profile import Profile
 from crm.models.segment_runs import RunPhase, RunTask
 from crm.ports import Change
 from crm.segments import runs
+from crm.segments.snapshot import latest_snapshot
 from crm_local.provision import Provisioned
 
 from tests.builders import NOW
@@ -87,3 +89,34 @@ def test_a_task_handed_on_is_held_back_by_the_queue(provisioned: Provisioned) ->
     received = boto3.client("sqs", region_name=provisioned.region).receive_message(
         QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
     assert [RunTask.model_validate_json(m["Body"]).share for m in received] == [2]
+
+
+def test_a_chained_share_read_in_hops_keeps_every_profile_once_for_the_run_and_the_fit(
+        provisioned: Provisioned, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each hop reads one index page and hands the rest of its share on (the Query's LastEvaluatedKey in the task):
+    the run counts every profile once, and its work files, read back part after part, hold each once."""
+    monkeypatch.setattr("crm.adapters.workspace_index.INDEX_PAGE", 2)
+    table = provisioned.outputs["TableName"]
+    repository = DynamoProfileRepository(table)
+    ids = [f"p{n:02d}" for n in range(12)]
+    for pid in ids:
+        repository.commit(Change(workspace_id=WS, profiles=((Profile(
+            workspace_id=WS, profile_id=pid, created_at=NOW - 90 * DAY, updated_at=NOW), None),)))
+    store, segment_runs = DynamoSegmentStore(table), DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"])
+    tasks = FakeTaskQueue()
+    started = runs.start_run(segment_runs, tasks, WS, NOW, 2, runs.SCHEDULE, chained=True)
+    carried: list[RunTask] = []
+    while tasks.tasks:
+        task = tasks.tasks.pop(0)
+        assert isinstance(task, RunTask)
+        if task in carried:
+            continue  # the copies handed on by a second delivery
+        carried.append(task)
+        for _ in range(2):  # every task delivered twice: the second goes on from the part the first recorded
+            runs.carry_out(task, store, segment_runs, tasks, lambda: NOW, lambda: 0, lambda: True)
+    done = segment_runs.get(WS, started.run_id)
+    assert done is not None and (done.phase, done.profiles) == (RunPhase.DONE, len(ids))
+    hops = sum(task.phase is RunPhase.SKETCH for task in carried)
+    assert hops > 2 and sum(len(segment_runs.parts(WS, started.run_id, share)) for share in range(2)) == hops
+    snapshot = latest_snapshot(segment_runs, WS, NOW)
+    assert snapshot is not None and sorted(p.profile_id for p in snapshot.profiles) == ids

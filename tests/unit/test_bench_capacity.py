@@ -131,6 +131,21 @@ def test_a_chained_run_comes_in_hops_at_its_pace_reads_then_writes(capacity: Mod
     assert capacity.chained([reads, writes], 0, "run", 32) == [reads, writes]
 
 
+def test_a_chained_runs_reading_hops_follow_the_hop_size_its_writing_hops_the_buckets(capacity: ModuleType) -> None:
+    reads = capacity.Load("run", "rru", 30 * 160_000, at_hour=3, per_second=1600)
+    writes = capacity.Load("run", "wru", 30 * 32_000, at_hour=3, per_second=320)
+    by_bucket = capacity.chained([reads, writes], 20, "run", 32)
+    by_minute = capacity.chained([reads, writes], 20, "run", 32, 60)
+    # 160,000 units at 20 a second are 8,000 s: 134 hops of a minute of the pace (1,200 units), not 32 of 5,000.
+    assert capacity.read_hops(by_bucket, "run") == 32 and capacity.read_hops(by_minute, "run") == 134
+    assert [load.hops for load in by_minute if load.unit == "wru"] == [32]
+    _, read_minutes = capacity.minute_demand([by_minute[0]])
+    assert sum(read_minutes) == pytest.approx(160_000) and max(read_minutes) < 1_200 * 2
+    assert capacity.run_hours(by_minute, "run") == capacity.run_hours(by_bucket, "run")
+    # A hop never reads more than a bucket: a small run keeps one hop a bucket.
+    assert capacity.read_hops(capacity.chained([reads, writes], 20, "run", 32, 3_600), "run") == 32
+
+
 def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_line_above_on_demand(
         cost: ModuleType, capacity: ModuleType, tmp_path: Path) -> None:
     from tests.unit.test_bench_cost import TEMPLATE as SMALL_TEMPLATE

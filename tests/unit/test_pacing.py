@@ -72,3 +72,13 @@ def test_units_are_read_from_one_table_or_several() -> None:
 def test_a_pace_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Meter(0)
+
+
+def test_a_hop_measures_the_seconds_its_own_units_take_at_the_pace_however_fast_it_ran() -> None:
+    clock = FakeClock()
+    meter = Meter(20, clock)
+    meter.consumed(500.0)  # before the hop: not its units
+    start = meter.reading()
+    meter.consumed(1_200.0)
+    clock.now += 3.0
+    assert meter.paced_seconds_since(start) == 60.0

@@ -5,10 +5,12 @@ recomputation for random shoppers and event streams."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import cycle
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from crm.adapters import keys
 from crm.ingestion import apply_event
 from crm.models.consent import Channel, Consent, ConsentState
 from crm.models.profile import Profile
-from crm.models.segment_runs import RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import HeldSegments, SegmentRecord
 from crm.ports import Change, ConcurrentUpdate
 from crm.segments import runs
@@ -272,6 +274,74 @@ def test_a_chained_share_delivered_again_hands_on_again_until_counted_and_counts
     _, fresh = world_of(POPULATION)
     run_all(fresh, NOW)
     assert members(store) == members(fresh)
+
+
+def after_pages(pages: int) -> runs.Spent:
+    """A hop's budget: spent once it has read this many pages (it is asked at the end of each)."""
+    asked = iter(range(pages - 1))
+    return lambda: next(asked, None) is None
+
+
+def test_a_chained_share_read_in_hops_keeps_every_profile_once_however_often_and_wherever_a_hop_stops() -> None:
+    _, one = world_of(POPULATION)
+    single = run_all(one, NOW)
+    _, chained = world_of(POPULATION)
+    chained.page_size = 2
+    segment_runs, tasks = FakeSegmentRuns(), FakeTaskQueue()
+    run = runs.start_run(segment_runs, tasks, WS, NOW, 3, runs.SCHEDULE, chained=True)
+    budgets = cycle([1, 2, 100])  # pages each delivery reads before it has read enough: two deliveries differ
+    carried: list[RunTask] = []
+    delivered: Counter[RunTask] = Counter()
+    while tasks.tasks:
+        task = tasks.tasks.pop(0)
+        assert isinstance(task, RunTask)
+        delivered[task] += 1
+        if delivered[task] > 2:
+            continue  # every distinct task is delivered twice; more copies are more of the same
+        if delivered[task] == 1:
+            carried.append(task)
+            tasks.tasks.append(task)  # delivered again later: after the part it handed on was read
+        runs.carry_out(task, chained, segment_runs, tasks, lambda: NOW, spent=after_pages(next(budgets)))
+    done = segment_runs.get(WS, run.run_id)
+    assert done is not None and (done.phase, done.sketched, done.evaluated) == (RunPhase.DONE, 3, 3)
+    hops = [t for t in carried if t.phase is RunPhase.SKETCH]
+    assert len(hops) > 3 and {t.part for t in hops} > {0}  # the shares were read in parts
+    assert sum(len(segment_runs.parts(WS, run.run_id, share)) for share in range(3)) == len(hops)
+    for share in range(3):  # each share's kept profiles, part after part: its profiles once each, in order
+        kept = segment_runs.kept_profiles(WS, run.run_id, share)
+        assert kept is not None
+        assert [p.profile_id for p, _ in kept] == sorted(p.profile_id for p, _ in chained.profiles_with_segments(
+            WS, share, 3))
+    assert (done.profiles, done.entered, done.exited) == (single.profiles, single.entered, single.exited)
+    assert members(chained) == members(one) and members(one)
+    assert done.population == single.population
+
+
+def test_two_deliveries_of_a_hop_at_once_go_on_from_the_part_recorded_first() -> None:
+    _, one = world_of(POPULATION)
+    run_all(one, NOW)
+    _, chained = world_of(POPULATION)
+    chained.page_size = 2
+    segment_runs, tasks = FakeSegmentRuns(), FakeTaskQueue()
+    run = runs.start_run(segment_runs, tasks, WS, NOW, 1, runs.SCHEDULE, chained=True)
+    first = tasks.tasks.pop(0)
+    assert isinstance(first, RunTask)
+    record = segment_runs.record_part
+
+    def the_other_delivery_records_first(workspace_id: str, run_id: str, part: RunPart) -> RunPart:
+        segment_runs.record_part = record  # type: ignore[method-assign]
+        runs.carry_out(first, chained, segment_runs, tasks, lambda: NOW, spent=lambda: True)  # one page
+        return record(workspace_id, run_id, part)
+
+    segment_runs.record_part = the_other_delivery_records_first  # type: ignore[method-assign]
+    runs.carry_out(first, chained, segment_runs, tasks, lambda: NOW, spent=after_pages(2))
+    # Both handed on the rest of the share from where the first recorded part stopped: after one page.
+    recorded = segment_runs.parts(WS, run.run_id, 0)[0]
+    assert [t.after for t in tasks.tasks if isinstance(t, RunTask)] == [recorded.resume] * 2
+    tasks.drain(chained, segment_runs, lambda: NOW)
+    kept = segment_runs.kept_profiles(WS, run.run_id, 0)
+    assert kept is not None and [p.profile_id for p, _ in kept] == sorted(p.profile_id for p in POPULATION)
+    assert members(chained) == members(one)
 
 
 def test_shares_scale_with_the_index_up_to_its_buckets() -> None:

@@ -28,6 +28,7 @@ Access patterns:
 - the segments one profile is in (the guard of every membership change; in the profile's partition, so a
   parallel Scan meets it next to the profile):     WS#{ws}#PROFILE#{profile_id} / SEGMENTS
 - a recomputation run, and the workspace's active one: WS#{ws}#SEGRUN#{run_id} / RUN, WS#{ws}#SEGRUN / ACTIVE
+- a chained share's recorded part, beside its run:   WS#{ws}#SEGRUN#{run_id} / PART#{share:04d}#{part:06d}
 - the last hour the hourly runs read:             WS#{ws}#SEGRUN / HOURLY
 - the population statistics of the last run (RFM quintiles, VIP threshold): WS#{ws}#SEGPOPULATION / POPULATION
 - every workspace (the schedule recomputes each): WORKSPACES / {ws}
@@ -215,14 +216,29 @@ def workspace_entry(workspace_id: str) -> Key:
     return {"pk": WORKSPACES_PK, "sk": workspace_id}
 
 
-def segment_sketch_object(workspace_id: str, run_id: str, share: int) -> str:
-    """The S3 key of one share's population sketch (too large for an item at 50,000 distinct amounts)."""
-    return f"segment-runs/{workspace_id}/{run_id}/sketch-{share:04d}.json"
+def segment_sketch_object(workspace_id: str, run_id: str, share: int, token: str | None = None) -> str:
+    """The S3 key of one share's population sketch (too large for an item at 50,000 distinct amounts), or of
+    one part's (a chained share's hop, crm.models.segment_runs.RunPart)."""
+    part = f"-{token}" if token else ""
+    return f"segment-runs/{workspace_id}/{run_id}/sketch-{share:04d}{part}.json"
 
 
-def segment_profiles_object(workspace_id: str, run_id: str, share: int) -> str:
-    """The S3 key of one share's profiles and their sets, as the run's sketch read them (JSON Lines)."""
-    return f"segment-runs/{workspace_id}/{run_id}/profiles-{share:04d}.jsonl"
+def segment_profiles_object(workspace_id: str, run_id: str, share: int, token: str | None = None) -> str:
+    """The S3 key of one share's profiles and their sets, as the run's sketch read them (JSON Lines), or of
+    one part's."""
+    part = f"-{token}" if token else ""
+    return f"segment-runs/{workspace_id}/{run_id}/profiles-{share:04d}{part}.jsonl"
+
+
+def segment_run_parts(workspace_id: str, run_id: str, share: int) -> Key:
+    """The run's partition and the sort key prefix of one chained share's recorded parts (an item each, beside
+    the run's record: a record holding them would grow past an item's 400 KB at a million profiles)."""
+    return {"pk": segment_run(workspace_id, run_id)["pk"], "sk": f"PART#{share:04d}#"}
+
+
+def segment_run_part(workspace_id: str, run_id: str, share: int, part: int) -> Key:
+    prefix = segment_run_parts(workspace_id, run_id, share)
+    return {"pk": prefix["pk"], "sk": f"{prefix['sk']}{part:06d}"}
 
 
 def segment_settings(workspace_id: str) -> Key:

@@ -57,6 +57,10 @@ class Meter:
         with self._lock:
             return Reading(self.units, self.clock())
 
+    def paced_seconds_since(self, start: Reading) -> float:
+        """How long the units consumed since ``start`` take at the pace."""
+        return (self.reading().units - start.units) / self.per_second
+
     def pause_since(self, start: Reading) -> int:
         """Whole seconds the work since ``start`` ran ahead of the pace (0 when it did not), at most what a queue
         can hold a message back: consumed units take ``units / per_second`` seconds at the pace."""

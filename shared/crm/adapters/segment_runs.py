@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,13 +11,13 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from crm.adapters import keys
-from crm.adapters.clients import client
+from crm.adapters.clients import client, put_if_absent, query_items
 from crm.adapters.export_files import S3ExportFiles
 from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.throttling import transact_write
 from crm.config import settings
 from crm.models.profile import Profile
-from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import HeldSegments
 
 
@@ -68,9 +68,29 @@ class DynamoSegmentRuns:
                                             ConsistentRead=True)
         return _run(from_item(found["Item"])) if "Item" in found else None
 
-    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str) -> None:
-        client("s3").put_object(Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share),
+    def put_sketch(self, workspace_id: str, run_id: str, share: int, sketch: str, token: str | None = None) -> None:
+        client("s3").put_object(Bucket=self.bucket,
+                                Key=keys.segment_sketch_object(workspace_id, run_id, share, token),
                                 Body=sketch.encode(), ContentType="application/json")
+
+    def part_sketches(self, workspace_id: str, run_id: str, share: int, tokens: Sequence[str]) -> list[str]:
+        return [client("s3").get_object(
+            Bucket=self.bucket, Key=keys.segment_sketch_object(workspace_id, run_id, share, token))["Body"].read()
+            .decode() for token in tokens]
+
+    def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
+        key = keys.segment_run_part(workspace_id, run_id, part.share, part.part)
+        if put_if_absent(self.table, plain_item({**key, "entity": "segment_run_part", **part.model_dump()})):
+            return part
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(key), ConsistentRead=True)["Item"]
+        return _part(from_item(found))
+
+    def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
+        prefix = keys.segment_run_parts(workspace_id, run_id, share)
+        return [_part(from_item(item)) for item in query_items({
+            "TableName": self.table, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :part)",
+            "ExpressionAttributeValues": {":pk": {"S": prefix["pk"]}, ":part": {"S": prefix["sk"]}}})]
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]:
         return [client("s3").get_object(
@@ -78,23 +98,40 @@ class DynamoSegmentRuns:
             for share in range(shares)]
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,
-                      profiles: Iterable[tuple[Profile, HeldSegments]]) -> None:
+                      profiles: Iterable[tuple[Profile, HeldSegments]], token: str | None = None) -> None:
         # Streamed a part at a time (a share of 25,000 profiles is some 40 MB): one object, visible whole
         # once complete, so a task delivered twice replaces it and a reader sees one delivery's or the other's.
         lines = (_Kept(profile=profile, held=held).model_dump_json().encode() + b"\n" for profile, held in profiles)
-        S3ExportFiles(self.bucket).write(keys.segment_profiles_object(workspace_id, run_id, share), lines,
-                                         "application/x-ndjson", f"profiles-{share:04d}.jsonl")
+        key = keys.segment_profiles_object(workspace_id, run_id, share, token)
+        S3ExportFiles(self.bucket).write(key, lines, "application/x-ndjson", key.rsplit("/", 1)[-1])
 
     def kept_profiles(self, workspace_id: str, run_id: str,
                       share: int) -> Iterator[tuple[Profile, HeldSegments]] | None:
+        tokens: list[str | None] = [part.token for part in self.parts(workspace_id, run_id, share)]
+        found = [self._kept_file(workspace_id, run_id, share, token) for token in tokens or [None]]
+        files = [file for file in found if file is not None]
+        if len(files) < len(found):
+            return None
+        return (pair for file in files for pair in file())
+
+    def _kept_file(self, workspace_id: str, run_id: str, share: int,
+                   token: str | None) -> Callable[[], Iterator[tuple[Profile, HeldSegments]]] | None:
+        """A kept file's reader, None when it is not there. The file is opened when read: a body held open
+        while the parts before it are parsed would time out."""
+        key = keys.segment_profiles_object(workspace_id, run_id, share, token)
         try:
-            body = client("s3").get_object(Bucket=self.bucket,
-                                           Key=keys.segment_profiles_object(workspace_id, run_id, share))["Body"]
+            client("s3").head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if error.response["Error"]["Code"] not in ("NoSuchKey", "404"):
                 raise
             return None
-        return ((kept.profile, kept.held) for kept in map(_Kept.model_validate_json, body.iter_lines(_READ_CHUNK)))
+
+        def read() -> Iterator[tuple[Profile, HeldSegments]]:
+            body = client("s3").get_object(Bucket=self.bucket, Key=key)["Body"]
+            for kept in map(_Kept.model_validate_json, body.iter_lines(_READ_CHUNK)):
+                yield kept.profile, kept.held
+
+        return read
 
     def _count_share(self, workspace_id: str, run_id: str, done: str, share: int,
                      additions: Mapping[str, int]) -> SegmentRun:
@@ -223,6 +260,10 @@ class _Kept(BaseModel):
 
 _READ_CHUNK = 1024 * 1024  # bytes of a kept file read at a time (botocore's default is 1 KB)
 _SIZE_PREFIX = "size:"  # a segment's members counted by the evaluating shares: one attribute each
+
+
+def _part(item: Item) -> RunPart:
+    return RunPart.model_validate({k: v for k, v in item.items() if k in RunPart.model_fields})
 
 
 def _run(item: Item) -> SegmentRun:

@@ -12,7 +12,7 @@ from crm.adapters import keys
 from crm.adapters.clients import client, query_items
 from crm.adapters.items import Item, from_item, plain, plain_item, serializer, to_item, wire_key
 from crm.adapters.throttling import DEFAULT_BACKOFF, Backoff, batch_get, batch_write, transact_write
-from crm.adapters.workspace_index import partition_items, profile_partitions
+from crm.adapters.workspace_index import partition_items, partition_pages, profile_partitions
 from crm.clock import as_utc
 from crm.config import settings
 from crm.models.profile import Profile
@@ -27,6 +27,7 @@ from crm.models.segments import (
 )
 from crm.ports import (
     ConcurrentUpdate,
+    ProfilePage,
 )
 
 
@@ -180,6 +181,14 @@ class DynamoSegmentStore:
         for partition in partition_items(self.table, partitions, (keys.PROFILE_SK, keys.PROFILE_SEGMENTS_SK),
                                          self.backoff):
             yield from _profile_with_segments(partition)
+
+    def profile_pages(self, workspace_id: str, share: int = 0, shares: int = 1,
+                      after: str | None = None) -> Iterator[ProfilePage]:
+        for partitions, resume in partition_pages(self.table, workspace_id, share, shares, after):
+            profiles = [pair for partition in partition_items(
+                self.table, partitions, (keys.PROFILE_SK, keys.PROFILE_SEGMENTS_SK), self.backoff)
+                for pair in _profile_with_segments(partition)]
+            yield ProfilePage(profiles, resume)
 
     def held_segments(self, workspace_id: str, profile_id: str) -> HeldSegments | None:
         """The profile's set of segments as it is now (one strongly consistent GetItem); None when it has none."""

@@ -14,6 +14,7 @@ profile once, and each bucket is an even, random part of the workspace.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -45,6 +46,34 @@ def profile_partitions(table: str, workspace_id: str, share: int = 0, shares: in
             "KeyConditionExpression": "ws_bucket = :bucket",
             "ExpressionAttributeValues": {":bucket": {"S": keys.workspace_bucket(workspace_id, bucket)}}}
         yield from (str(entry["pk"]["S"]) for entry in query_items(request))
+
+
+def partition_pages(table: str, workspace_id: str, share: int = 0, shares: int = 1,
+                    after: str | None = None) -> Iterator[tuple[list[str], str | None]]:
+    """profile_partitions an index page at a time, from the position ``after`` (a page's own, None: the start),
+    each page with the position after it (None after the share's last page). A position is the bucket and the
+    Query's LastEvaluatedKey, as JSON: whoever holds it resumes the share where the page stopped."""
+    buckets = list(buckets_of(share, shares))
+    bucket, start = json.loads(after) if after else (buckets[0], None)
+    for index in range(buckets.index(bucket), len(buckets)):
+        request: dict[str, Any] = {
+            "TableName": table, "IndexName": keys.WORKSPACE_INDEX, "Limit": INDEX_PAGE,
+            "KeyConditionExpression": "ws_bucket = :bucket",
+            "ExpressionAttributeValues": {":bucket": {"S": keys.workspace_bucket(workspace_id, buckets[index])}}}
+        if start is not None:
+            request["ExclusiveStartKey"] = start
+        while True:
+            answer = client("dynamodb").query(**request)
+            stopped = answer.get("LastEvaluatedKey")
+            if stopped is not None:
+                resume: str | None = json.dumps([buckets[index], stopped])
+            else:
+                resume = json.dumps([buckets[index + 1], None]) if index + 1 < len(buckets) else None
+            yield [str(entry["pk"]["S"]) for entry in answer.get("Items", [])], resume
+            if stopped is None:
+                break
+            request["ExclusiveStartKey"] = stopped
+        start = None
 
 
 def partition_items(table: str, partitions: Iterable[str], sort_keys: tuple[str, ...],
@@ -107,4 +136,4 @@ def backfill(table: str) -> int:
         request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
-__all__ = ["INDEX_PAGE", "backfill", "buckets_of", "partition_items", "profile_partitions"]
+__all__ = ["INDEX_PAGE", "backfill", "buckets_of", "partition_items", "partition_pages", "profile_partitions"]

@@ -14,6 +14,19 @@ class RunPhase(StrEnum):
     DONE = "done"
 
 
+class RunPart(BaseModel):
+    """A part of a chained share's sketch, as the run recorded it first: the hop that read it kept its profiles
+    and sketch under ``token``, and the share goes on at ``resume`` (None: the share ended with it). A hop
+    delivered twice records nothing new: it goes on from what was recorded, so the parts never overlap."""
+
+    model_config = ConfigDict(frozen=True)
+
+    share: int = Field(ge=0)
+    part: int = Field(ge=0)
+    token: str
+    resume: str | None
+
+
 class SegmentRun(BaseModel):
     """A recomputation of every segment of a workspace at one instant, fanned out over scan shares."""
 
@@ -62,6 +75,10 @@ class RunTask(BaseModel):
     # as long as its own share ran ahead of the pace (crm.segments.runs, docs/scale.md). The schedule's daily run
     # on a provisioned table is chained; a run someone asked for is not.
     chained: bool = False
+    # A chained sketch's share is read in hops of about a minute of the pace: the hop's part of the share and
+    # where in the share it starts (crm.ports.ProfilePage.resume; None: at the share's start).
+    part: int = Field(default=0, ge=0)
+    after: str | None = None
 
 
 class HourlyTask(BaseModel):

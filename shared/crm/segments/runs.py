@@ -34,7 +34,7 @@ from functools import reduce
 from itertools import islice
 
 from crm.models.profile import Profile
-from crm.models.segment_runs import HourlyTask, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments
 from crm.ports import ConcurrentUpdate, SegmentRuns, SegmentStore, TaskQueue
 from crm.segments.boundaries import HORIZON, HOUR, due, hour_of, timed_segments
@@ -57,10 +57,18 @@ CONFLICT_RETRIES = 3
 # A chained task's answer to "how long should the next share wait?": the seconds it ran ahead of its pace
 # (crm.adapters.pacing measures it; at most SQS's 900 s). No task waits itself: the queue holds the next one.
 Pause = Callable[[], int]
+# A chained sketch task's answer to "has this hop read enough?", asked at each page of its share: then it keeps
+# what it read and hands the rest of the share on (a bucket read whole would ask hours of the pace's capacity
+# within a minute, and more pause than a queue can hold past ~550,000 profiles).
+Spent = Callable[[], bool]
 
 
 def _no_pause() -> int:
     return 0
+
+
+def _never_spent() -> bool:
+    return False
 
 
 def shares_for(profiles: int, profiles_per_share: int) -> int:
@@ -125,37 +133,76 @@ def _hand_on(task: RunTask, tasks: TaskQueue, pause: Pause) -> None:
     """A chained task queues the next share before its own is counted: a crash in between leaves the task to be
     delivered again, which hands the share on again (a share counted already is skipped: see carry_out)."""
     if task.chained and task.share + 1 < task.shares:
-        tasks.send([task.model_copy(update={"share": task.share + 1})], pause())
+        tasks.send([task.model_copy(update={"share": task.share + 1, "part": 0, "after": None})], pause())
 
 
 def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
-              clock: Callable[[], datetime], pause: Pause = _no_pause) -> None:
+              clock: Callable[[], datetime], pause: Pause = _no_pause, spent: Spent = _never_spent) -> None:
     """One worker's share of one phase; a task for a phase the run has left, or a chained share counted in it
-    already, is done already. ``pause`` says how long the next chained share waits."""
+    already, is done already. ``pause`` says how long the next chained share (or part) waits; ``spent``, when a
+    chained sketch's hop has read enough of its share."""
     run = runs.get(task.workspace_id, task.run_id)
     if run is None or run.phase is not task.phase or (task.chained and task.share in run.counted):
         return
     if task.phase is RunPhase.SKETCH:
-        _sketch(task, run, store, runs, tasks, pause)
+        _sketch(task, run, store, runs, tasks, pause, spent)
     else:
         _evaluate(task, run, store, runs, tasks, clock, pause)
 
 
+def _sketch_part(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
+                 pause: Pause, spent: Spent) -> bool:
+    """A chained hop: read the share from ``task.after`` until ``spent`` (at a page's end) or the share ends,
+    keep the part and its sketch under a token of this delivery's, and record the part (the first delivery to
+    record it wins; another goes on from what was recorded, its own files left unread). True when the share is
+    read to its end (its parts' sketches then merged into the share's)."""
+    recorded = next((p for p in runs.parts(task.workspace_id, task.run_id, task.share) if p.part == task.part),
+                    None)
+    if recorded is None:
+        token, sketch, resume = secrets.token_hex(4), PopulationSketch(), task.after
+
+        def read() -> Iterator[tuple[Profile, HeldSegments]]:
+            nonlocal sketch, resume
+            for page in store.profile_pages(task.workspace_id, task.share, task.shares, task.after):
+                sketch = sketch.merge(PopulationSketch.of_profiles([profile for profile, _ in page.profiles], run.now))
+                yield from page.profiles
+                resume = page.resume
+                if resume is None or spent():
+                    return
+
+        runs.keep_profiles(task.workspace_id, task.run_id, task.share, read(), token)
+        runs.put_sketch(task.workspace_id, task.run_id, task.share, sketch.model_dump_json(), token)
+        recorded = runs.record_part(task.workspace_id, task.run_id,
+                                    RunPart(share=task.share, part=task.part, token=token, resume=resume))
+    if recorded.resume is not None:
+        tasks.send([task.model_copy(update={"part": task.part + 1, "after": recorded.resume})], pause())
+        return False
+    parts = runs.part_sketches(task.workspace_id, task.run_id, task.share,
+                               [part.token for part in runs.parts(task.workspace_id, task.run_id, task.share)])
+    merged = reduce(PopulationSketch.merge, map(PopulationSketch.model_validate_json, parts))
+    runs.put_sketch(task.workspace_id, task.run_id, task.share, merged.model_dump_json())
+    return True
+
+
 def _sketch(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
-            pause: Pause) -> None:
+            pause: Pause, spent: Spent) -> None:
     """Read the share's profiles with their sets (the run's one read of them), sketch its buyers, and keep
-    what was read for the share's evaluation."""
-    sketch = PopulationSketch()
+    what was read for the share's evaluation; a chained share in hops (``_sketch_part``)."""
+    if task.chained:
+        if not _sketch_part(task, run, store, runs, tasks, pause, spent):
+            return
+    else:
+        sketch = PopulationSketch()
 
-    def sketched() -> Iterator[tuple[Profile, HeldSegments]]:
-        nonlocal sketch
-        read = iter(store.profiles_with_segments(task.workspace_id, task.share, task.shares))
-        while together := list(islice(read, EVALUATED_TOGETHER)):
-            sketch = sketch.merge(PopulationSketch.of_profiles([profile for profile, _ in together], run.now))
-            yield from together
+        def sketched() -> Iterator[tuple[Profile, HeldSegments]]:
+            nonlocal sketch
+            read = iter(store.profiles_with_segments(task.workspace_id, task.share, task.shares))
+            while together := list(islice(read, EVALUATED_TOGETHER)):
+                sketch = sketch.merge(PopulationSketch.of_profiles([profile for profile, _ in together], run.now))
+                yield from together
 
-    runs.keep_profiles(task.workspace_id, task.run_id, task.share, sketched())
-    runs.put_sketch(task.workspace_id, task.run_id, task.share, sketch.model_dump_json())
+        runs.keep_profiles(task.workspace_id, task.run_id, task.share, sketched())
+        runs.put_sketch(task.workspace_id, task.run_id, task.share, sketch.model_dump_json())
     _hand_on(task, tasks, pause)
     run = runs.sketched(task.workspace_id, task.run_id, task.share)
     if run.sketched < run.shares:
@@ -402,6 +449,7 @@ __all__ = [
     "Applied",
     "Pause",
     "RulesCache",
+    "Spent",
     "carry_out",
     "current_population",
     "is_daily",
