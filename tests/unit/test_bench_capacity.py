@@ -135,7 +135,7 @@ def test_a_chained_runs_reading_hops_follow_the_hop_size_its_writing_hops_the_bu
     reads = capacity.Load("run", "rru", 30 * 160_000, at_hour=3, per_second=1600)
     writes = capacity.Load("run", "wru", 30 * 32_000, at_hour=3, per_second=320)
     by_bucket = capacity.chained([reads, writes], 20, "run", 32)
-    by_minute = capacity.chained([reads, writes], 20, "run", 32, 60)
+    by_minute = capacity.chained([reads, writes], 20, "run", 32, hop_seconds=60)
     # 160,000 units at 20 a second are 8,000 s: 134 hops of a minute of the pace (1,200 units), not 32 of 5,000.
     assert capacity.read_hops(by_bucket, "run") == 32 and capacity.read_hops(by_minute, "run") == 134
     assert [load.hops for load in by_minute if load.unit == "wru"] == [32]
@@ -143,7 +143,7 @@ def test_a_chained_runs_reading_hops_follow_the_hop_size_its_writing_hops_the_bu
     assert sum(read_minutes) == pytest.approx(160_000) and max(read_minutes) < 1_200 * 2
     assert capacity.run_hours(by_minute, "run") == capacity.run_hours(by_bucket, "run")
     # A hop never reads more than a bucket: a small run keeps one hop a bucket.
-    assert capacity.read_hops(capacity.chained([reads, writes], 20, "run", 32, 3_600), "run") == 32
+    assert capacity.read_hops(capacity.chained([reads, writes], 20, "run", 32, hop_seconds=3_600), "run") == 32
 
 
 def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_line_above_on_demand(
@@ -164,7 +164,8 @@ def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_
     assert headline != pytest.approx(on_demand_total)
     assert "before: the run chained on its queue, 20 units a second" in out.getvalue()
     assert "before: the same, a write unit counted as 5 read units" in out.getvalue()
-    assert "now: the run chained so; the fit's writes after the run's read phase at 5 units a second" in out.getvalue()
+    assert "before: the same; the fit's writes after the run's read phase at 5 units a second" in out.getvalue()
+    assert "now: the same, the run's reading hops 60 s of the pace each" in out.getvalue()
 
 
 def test_the_fits_writes_come_after_the_runs_read_phase_in_hops_of_a_minute_at_its_pace(
