@@ -15,7 +15,8 @@ store reads a share from the workspace's own index, never the whole table):
 
 A *chained* run (the schedule's daily run on a provisioned table) does each phase one share after another, each
 task queueing the next share, held back by the pause its own share asks (crm.adapters.pacing), before it counts
-its own: the run keeps to a pace of capacity units without any task waiting.
+its own: the run keeps to a pace of capacity units without any task waiting. Each share goes in hops of about a
+minute of the pace, in either phase, each hop's part recorded beside the run by the first delivery to record it.
 
 Both paths decide through :func:`crm.segments.membership.change_for` and write under the version of the
 profile's set of segments, so neither overwrites a decision it has not seen. Every task may be delivered
@@ -60,9 +61,10 @@ CONFLICT_RETRIES = 3
 # A chained task's answer to "how long should the next share wait?": the seconds it ran ahead of its pace
 # (crm.adapters.pacing measures it; at most SQS's 900 s). No task waits itself: the queue holds the next one.
 Pause = Callable[[], int]
-# A chained sketch task's answer to "has this hop read enough?", asked at each page of its share: then it keeps
-# what it read and hands the rest of the share on (a bucket read whole would ask hours of the pace's capacity
-# within a minute, and more pause than a queue can hold past ~550,000 profiles).
+# A chained task's answer to "has this hop consumed its minute of the pace?", asked at each page a sketch reads and
+# every EVALUATED_PER_HOP_CHECK profiles an evaluation writes: then it records its part and hands the rest of the
+# share on (a bucket read or written whole would ask hours of the pace's capacity within a minute, and more pause
+# than a queue can hold past ~550,000 profiles).
 Spent = Callable[[], bool]
 
 
@@ -144,7 +146,7 @@ def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: Task
               clock: Callable[[], datetime], pause: Pause = _no_pause, spent: Spent = _never_spent) -> None:
     """One worker's share of one phase; a task for a phase the run has left, or a chained share counted in it
     already, is done already. ``pause`` says how long the next chained share (or part) waits; ``spent``, when a
-    chained sketch's hop has read enough of its share."""
+    chained hop has consumed enough of the pace (read or written enough of its share)."""
     run = runs.get(task.workspace_id, task.run_id)
     if run is None or run.phase is not task.phase or (task.chained and task.share in run.counted):
         return
