@@ -228,21 +228,24 @@ def paced(loads: Iterable[Load], per_second: float, component: str) -> list[Load
 
 
 def chained(loads: Iterable[Load], per_second: float, component: str, hops: int,
-            write_weight: float = 1.0, hop_seconds: float = 0.0) -> list[Load]:
+            write_weight: float = 1.0, hop_seconds: float = 0.0, write_hop_seconds: float = 0.0) -> list[Load]:
     """The component's daily run chained at ``per_second`` units a second, reads and writes together (the meter
     counts every unit, a write unit as ``write_weight``: crm.adapters.pacing.WRITE_UNIT_WEIGHT): a first phase of
     ``hops`` hops that read (the sketch reads every profile), then a second of as many that write (the
     evaluation; its few reads counted with the first phase's, which makes the read hops a little larger than
     they are). With ``hop_seconds``, a read hop stops once it has read that many seconds of the pace
     (crm.segments.runs: a hop smaller than a bucket), so the first phase has as many hops as its units make,
-    never fewer than ``hops``."""
+    never fewer than ``hops``; with ``write_hop_seconds``, so does the second (a writing hop stops after that
+    many seconds of the pace's units, at a profile boundary)."""
     loads = list(loads)
     run = {load.unit: load for load in loads if load.burst and load.component == component and not load.every_hour}
     if not run or not per_second:
         return loads
     reading = run["rru"].monthly / DAYS_PER_MONTH / per_second if "rru" in run else 0.0
     read_hops = max(hops, math.ceil(reading / hop_seconds)) if hop_seconds else hops
-    return [replace(load, per_second=per_second / write_weight, hops=hops, after_seconds=reading)
+    writing = run["wru"].monthly / DAYS_PER_MONTH / (per_second / write_weight) if "wru" in run else 0.0
+    write_hops = max(hops, math.ceil(writing / write_hop_seconds)) if write_hop_seconds else hops
+    return [replace(load, per_second=per_second / write_weight, hops=write_hops, after_seconds=reading)
             if load.unit == "wru" and run.get(load.unit) is load
             else replace(load, per_second=per_second, hops=read_hops) if run.get(load.unit) is load
             else load for load in loads]
@@ -276,6 +279,12 @@ def paced_after(loads: Iterable[Load], per_second: float, component: str, hop_se
 def read_hops(loads: Iterable[Load], component: str) -> int:
     """How many hops a day's chained run of the component reads in (``chained``)."""
     return max((load.hops for load in loads if load.burst and load.component == component and load.unit == "rru"
+                and not load.every_hour), default=0)
+
+
+def write_hops(loads: Iterable[Load], component: str) -> int:
+    """How many hops a day's chained run of the component writes in (``chained``)."""
+    return max((load.hops for load in loads if load.burst and load.component == component and load.unit == "wru"
                 and not load.every_hour), default=0)
 
 

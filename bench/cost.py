@@ -41,6 +41,7 @@ from capacity import (
     read_phase_seconds,
     run_hours,
     simulate,
+    write_hops,
 )
 from crm.adapters.pacing import WRITE_UNIT_WEIGHT
 from crm.archive import FIREHOSE_RECORD_BYTES
@@ -719,7 +720,7 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
     def hop_dollars(laid_out: Sequence[Load]) -> float:
         """A month's hops beyond the unpaced run's tasks: each an SQS send, receive and delete, an invocation and
         its overhead."""
-        hops = (read_hops(laid_out, run) + MOST_SHARES) * RUNS_PER_MONTH
+        hops = (read_hops(laid_out, run) + max(write_hops(laid_out, run), MOST_SHARES)) * RUNS_PER_MONTH
         extra_requests = (hops - unpaced_tasks) * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
         hop_lambda = hops * HOP_OVERHEAD_MS / 1000 * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM
         return extra_requests + hop_lambda if pace else 0.0
@@ -742,7 +743,11 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
     by_bucket = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT)
     by_bucket_fit, by_bucket_rests = fit_after(by_bucket)
     hop_seconds = ClientSettings.model_fields["segment_hop_seconds"].default
-    by_minute = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT, hop_seconds)
+    # Before evalhops: a writing hop wrote a whole bucket (~674 WRU in seconds, which target tracking answered with
+    # hours of scaled-out writes); now it stops after SEGMENT_HOP_SECONDS of the pace too.
+    reads_by_minute = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT, hop_seconds)
+    reads_by_minute_fit, reads_by_minute_rests = fit_after(reads_by_minute)
+    by_minute = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT, hop_seconds, hop_seconds)
     fit_paced, rests_a_day = fit_after(by_minute)
     now_tasks = hop_dollars(by_minute) + rest_dollars(rests_a_day)
     layouts = (("before: the run unpaced", loads, 0.0),
@@ -759,9 +764,13 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                 f"second ({fit_pace / WRITE_UNIT_WEIGHT:g} WRU), {HOP_AHEAD_SECONDS} s of them a hop "
                 f"({by_bucket_rests} rests a day)", by_bucket_fit,
                 hop_dollars(by_bucket) + rest_dollars(by_bucket_rests)),
-               (f"now: the same, the run's reading hops {hop_seconds:g} s of the pace each "
-                f"({read_hops(by_minute, run)} reading, {MOST_SHARES} writing; {rests_a_day} fit rests a day)",
-                fit_paced, now_tasks),
+               (f"before: the same, the run's reading hops {hop_seconds:g} s of the pace each, writing hops a "
+                f"bucket each ({read_hops(reads_by_minute, run)} reading, {write_hops(reads_by_minute, run)} "
+                f"writing; {reads_by_minute_rests} fit rests a day)", reads_by_minute_fit,
+                hop_dollars(reads_by_minute) + rest_dollars(reads_by_minute_rests)),
+               (f"now: the same, the run's reading and writing hops {hop_seconds:g} s of the pace each "
+                f"({read_hops(by_minute, run)} reading, {write_hops(by_minute, run)} writing; {rests_a_day} fit "
+                f"rests a day)", fit_paced, now_tasks),
                ("what if: now, without the hourly runs' bursts (what pacing them could save at most)",
                 [load for load in fit_paced if not load.every_hour], now_tasks),
                (f"what if: now, each hourly run at {HOURLY_WHAT_IF_PER_SECOND:g} unit a second of each kind (not "
@@ -786,10 +795,12 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
                     f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
                     f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
-    before_unpaced, before_sleeping, _, before_fit, by_bucket_now, now, without_hourly, hourly_paced = \
-        figures.values()
+    before_unpaced, before_sleeping, _, before_fit, by_bucket_now, reads_by_minute_now, now, without_hourly, \
+        hourly_paced = figures.values()
     print(f"  the fit paced: ${by_bucket_now - before_fit:+.2f} a month (its rests' requests and Lambda "
-          f"${rest_dollars(by_bucket_rests):.2f} included); reading hops of a minute: ${now - by_bucket_now:+.2f}; "
+          f"${rest_dollars(by_bucket_rests):.2f} included); reading hops of a minute: "
+          f"${reads_by_minute_now - by_bucket_now:+.2f}; "
+          f"writing hops of a minute: ${now - reads_by_minute_now:+.2f}; "
           f"the hourly runs' bursts cost ${now - without_hourly:.2f} a month of capacity, "
           f"${hourly_paced - without_hourly:.2f} paced so", file=out)
     sleeping_all_in = total - on_demand + before_sleeping + index

@@ -35,7 +35,7 @@ from crm.models.messaging import (
 from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segment_runs import HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import EvaluatedPart, HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import (
     BUILTIN_PREFIX,
     BuiltinSettings,
@@ -538,6 +538,7 @@ class FakeSegmentRuns:
         self.sketch_store: dict[tuple[str, str, int, str | None], str] = {}
         self.kept: dict[tuple[str, str, int, str | None], list[tuple[Profile, HeldSegments]]] = {}
         self.recorded: dict[tuple[str, str], dict[tuple[int, int], RunPart]] = {}
+        self.recorded_evaluated: dict[tuple[str, str], dict[tuple[int, int], EvaluatedPart]] = {}
         self.done: dict[tuple[str, str, str], set[int]] = {}
         self.populations: dict[str, str] = {}
         self.population_runs: dict[str, str] = {}
@@ -576,6 +577,14 @@ class FakeSegmentRuns:
 
     def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
         recorded = self.recorded.get((workspace_id, run_id), {})
+        return [recorded[key] for key in sorted(recorded) if key[0] == share]
+
+    def record_evaluated_part(self, workspace_id: str, run_id: str, part: EvaluatedPart) -> EvaluatedPart:
+        return self.recorded_evaluated.setdefault((workspace_id, run_id), {}).setdefault((part.share, part.part),
+                                                                                         part)
+
+    def evaluated_parts(self, workspace_id: str, run_id: str, share: int) -> list[EvaluatedPart]:
+        recorded = self.recorded_evaluated.get((workspace_id, run_id), {})
         return [recorded[key] for key in sorted(recorded) if key[0] == share]
 
     def keep_profiles(self, workspace_id: str, run_id: str, share: int,

@@ -18,7 +18,7 @@ from crm.models.ingest import IngestEnvelope
 from crm.models.predictions import Prediction, PredictionSettings, WorkspaceFit
 from crm.models.privacy import PrivacyJob
 from crm.models.profile import CustomerState, OrderRecord, Profile, TimelineEntry
-from crm.models.segment_runs import HourlyTask, RunPart, RunTask, SegmentRun
+from crm.models.segment_runs import EvaluatedPart, HourlyTask, RunPart, RunTask, SegmentRun
 from crm.models.segments import (
     BuiltinSettings,
     GrowthPoint,
@@ -472,6 +472,14 @@ class SegmentRuns(Protocol):
 
     def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
         """The share's recorded parts, in order (as recorded: a part recorded a moment ago is among them)."""
+        ...
+
+    def record_evaluated_part(self, workspace_id: str, run_id: str, part: EvaluatedPart) -> EvaluatedPart:
+        """Record a part of a chained share's evaluation unless one is recorded already; the one recorded."""
+        ...
+
+    def evaluated_parts(self, workspace_id: str, run_id: str, share: int) -> list[EvaluatedPart]:
+        """The share's recorded evaluation parts, in order (a part recorded a moment ago is among them)."""
         ...
 
     def sketches(self, workspace_id: str, run_id: str, shares: int) -> list[str]: ...

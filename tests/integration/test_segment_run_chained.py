@@ -120,3 +120,40 @@ def test_a_chained_share_read_in_hops_keeps_every_profile_once_for_the_run_and_t
     assert hops > 2 and sum(len(segment_runs.parts(WS, started.run_id, share)) for share in range(2)) == hops
     snapshot = latest_snapshot(segment_runs, WS, NOW)
     assert snapshot is not None and sorted(p.profile_id for p in snapshot.profiles) == ids
+
+
+def test_a_chained_share_written_in_hops_counts_every_member_once_however_often_a_hop_is_delivered(
+        provisioned: Provisioned, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each evaluation hop writes two profiles and hands the rest of its share on (the start in the task), every
+    hop delivered twice, the second after its successor: on a first run every member entered once, and the
+    sizes recorded are the members the parts counted."""
+    monkeypatch.setattr(runs, "EVALUATED_PER_HOP_CHECK", 2)
+    table = provisioned.outputs["TableName"]
+    repository = DynamoProfileRepository(table)
+    for n in range(12):
+        repository.commit(Change(workspace_id=WS, profiles=((Profile(
+            workspace_id=WS, profile_id=f"p{n:02d}", created_at=NOW - 90 * DAY, updated_at=NOW,
+            orders_count=n % 3, first_order_at=NOW - n * DAY if n % 3 else None,
+            last_order_at=NOW - n * DAY if n % 3 else None), None),)))
+    store, segment_runs = DynamoSegmentStore(table), DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"])
+    tasks = FakeTaskQueue()
+    started = runs.start_run(segment_runs, tasks, WS, NOW, 2, runs.SCHEDULE, chained=True)
+    delivered: Counter[RunTask] = Counter()
+    while tasks.tasks:
+        task = tasks.tasks.pop(0)
+        assert isinstance(task, RunTask)
+        delivered[task] += 1
+        if delivered[task] > 2:
+            continue
+        if delivered[task] == 1:
+            tasks.tasks.append(task)  # again, after its successor
+        runs.carry_out(task, store, segment_runs, tasks, lambda: NOW, lambda: 0, lambda: True)
+    done = segment_runs.get(WS, started.run_id)
+    assert done is not None and (done.phase, done.profiles, done.exited) == (RunPhase.DONE, 12, 0)
+    parts = [segment_runs.evaluated_parts(WS, started.run_id, share) for share in range(2)]
+    assert [[(p.start, p.end, p.ended) for p in share] for share in parts] == [
+        [(0, 2, False), (2, 4, False), (4, 6, True)]] * 2
+    assert done.entered == sum(done.sizes.values()) > 0
+    for segment_id, size in done.sizes.items():
+        record = store.get(WS, segment_id)
+        assert record is not None and record.size == size

@@ -146,6 +146,22 @@ def test_a_chained_runs_reading_hops_follow_the_hop_size_its_writing_hops_the_bu
     assert capacity.read_hops(capacity.chained([reads, writes], 20, "run", 32, hop_seconds=3_600), "run") == 32
 
 
+def test_a_chained_runs_writing_hops_follow_the_hop_size_when_asked(capacity: ModuleType) -> None:
+    reads = capacity.Load("run", "rru", 30 * 160_000, at_hour=3, per_second=1600)
+    writes = capacity.Load("run", "wru", 30 * 32_000, at_hour=3, per_second=320)
+    by_bucket = capacity.chained([reads, writes], 20, "run", 32, 5, hop_seconds=60)
+    by_minute = capacity.chained([reads, writes], 20, "run", 32, 5, hop_seconds=60, write_hop_seconds=60)
+    # 32,000 WRU at 4 a second (a write counted as five units) are 8,000 s: 134 hops of a minute (240 WRU).
+    assert capacity.write_hops(by_bucket, "run") == 32 and capacity.write_hops(by_minute, "run") == 134
+    assert capacity.read_hops(by_minute, "run") == capacity.read_hops(by_bucket, "run")
+    _, write_minutes = capacity.minute_demand([by_minute[1]])
+    assert sum(write_minutes) == pytest.approx(32_000) and max(write_minutes) < 240 * 2
+    assert capacity.run_hours(by_minute, "run") == capacity.run_hours(by_bucket, "run")
+    # A hop never writes more than a bucket: a small run keeps one hop a bucket.
+    small = capacity.chained([reads, writes], 20, "run", 32, 5, hop_seconds=60, write_hop_seconds=3_600)
+    assert capacity.write_hops(small, "run") == 32
+
+
 def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_line_above_on_demand(
         cost: ModuleType, capacity: ModuleType, tmp_path: Path) -> None:
     from tests.unit.test_bench_cost import TEMPLATE as SMALL_TEMPLATE
@@ -165,7 +181,9 @@ def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_
     assert "before: the run chained on its queue, 20 units a second" in out.getvalue()
     assert "before: the same, a write unit counted as 5 read units" in out.getvalue()
     assert "before: the same; the fit's writes after the run's read phase at 5 units a second" in out.getvalue()
-    assert "now: the same, the run's reading hops 60 s of the pace each" in out.getvalue()
+    assert ("before: the same, the run's reading hops 60 s of the pace each, writing hops a bucket each"
+            in out.getvalue())
+    assert "now: the same, the run's reading and writing hops 60 s of the pace each" in out.getvalue()
 
 
 def test_the_fits_writes_come_after_the_runs_read_phase_in_hops_of_a_minute_at_its_pace(

@@ -317,6 +317,51 @@ def test_a_chained_share_read_in_hops_keeps_every_profile_once_however_often_and
     assert done.population == single.population
 
 
+@pytest.mark.parametrize(("step", "checks"), [(1, [1]), (2, [1]), (1, [3, 1, 7]), (4, [2, 5])])
+def test_a_chained_share_written_in_hops_counts_each_profile_once_however_often_each_hop_is_delivered(
+        monkeypatch: pytest.MonkeyPatch, step: int, checks: list[int]) -> None:
+    """Every task delivered twice, the second after the one it handed on: the members, figures and sizes of a
+    one-worker run, and the share's recorded parts cover its kept profiles end to end, once each."""
+    _, one = world_of(POPULATION)
+    single = run_all(one, NOW)
+    _, chained = world_of(POPULATION)
+    monkeypatch.setattr(runs, "EVALUATED_PER_HOP_CHECK", step)
+    segment_runs, tasks = FakeSegmentRuns(), FakeTaskQueue()
+    run = runs.start_run(segment_runs, tasks, WS, NOW, 3, runs.SCHEDULE, chained=True)
+    budgets = cycle(checks)  # the groups of ``step`` profiles a delivery writes before its minute is spent
+    delivered: Counter[RunTask] = Counter()
+    hops: list[RunTask] = []
+    while tasks.tasks:
+        task = tasks.tasks.pop(0)
+        assert isinstance(task, RunTask)
+        delivered[task] += 1
+        if delivered[task] > 2:
+            continue
+        if delivered[task] == 1:
+            hops.append(task)
+            tasks.tasks.append(task)  # again, after its successor
+        runs.carry_out(task, chained, segment_runs, tasks, lambda: NOW, spent=after_pages(next(budgets)))
+    done = segment_runs.get(WS, run.run_id)
+    assert done is not None and (done.phase, done.evaluated) == (RunPhase.DONE, 3)
+    assert members(chained) == members(one) and members(one)
+    assert (done.profiles, done.entered, done.exited) == (single.profiles, single.entered, single.exited)
+    assert {sid: n for sid, n in done.sizes.items() if n} == {sid: n for sid, n in single.sizes.items() if n}
+    for sid, ids in members(chained).items():
+        record = chained.get(WS, sid)
+        assert record is not None and record.size == len(ids)
+    written = [t for t in hops if t.phase is RunPhase.EVALUATE]
+    assert len(written) > 3 and {t.part for t in written} > {0}  # the shares were written in parts
+    for share in range(3):
+        parts = segment_runs.evaluated_parts(WS, run.run_id, share)
+        kept = segment_runs.kept_profiles(WS, run.run_id, share)
+        assert kept is not None
+        assert [(p.start, p.end) for p in parts] == list(zip([0, *(p.end for p in parts[:-1])],
+                                                             [p.end for p in parts], strict=True))
+        assert parts[-1].end == len(list(kept)) and [p.ended for p in parts] == [False] * (len(parts) - 1) + [True]
+        assert all(p.end - p.start <= step * max(checks) for p in parts)
+    assert sum(len(segment_runs.evaluated_parts(WS, run.run_id, share)) for share in range(3)) == len(written)
+
+
 def test_two_deliveries_of_a_hop_at_once_go_on_from_the_part_recorded_first() -> None:
     _, one = world_of(POPULATION)
     run_all(one, NOW)

@@ -241,6 +241,16 @@ def segment_run_part(workspace_id: str, run_id: str, share: int, part: int) -> K
     return {"pk": prefix["pk"], "sk": f"{prefix['sk']}{part:06d}"}
 
 
+def segment_run_evaluated_parts(workspace_id: str, run_id: str, share: int) -> Key:
+    """The sort key prefix of one chained share's recorded evaluation parts, beside its sketch's parts."""
+    return {"pk": segment_run(workspace_id, run_id)["pk"], "sk": f"EVALUATED#{share:04d}#"}
+
+
+def segment_run_evaluated_part(workspace_id: str, run_id: str, share: int, part: int) -> Key:
+    prefix = segment_run_evaluated_parts(workspace_id, run_id, share)
+    return {"pk": prefix["pk"], "sk": f"{prefix['sk']}{part:06d}"}
+
+
 def segment_settings(workspace_id: str) -> Key:
     return {"pk": f"WS#{workspace_id}", "sk": "SEGMENT_SETTINGS"}
 

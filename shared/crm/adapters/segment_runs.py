@@ -17,7 +17,7 @@ from crm.adapters.items import Item, from_item, plain_item, to_item, wire_key
 from crm.adapters.throttling import transact_write
 from crm.config import settings
 from crm.models.profile import Profile
-from crm.models.segment_runs import HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import EvaluatedPart, HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import HeldSegments
 
 
@@ -88,6 +88,21 @@ class DynamoSegmentRuns:
     def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
         prefix = keys.segment_run_parts(workspace_id, run_id, share)
         return [_part(from_item(item)) for item in query_items({
+            "TableName": self.table, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :part)",
+            "ExpressionAttributeValues": {":pk": {"S": prefix["pk"]}, ":part": {"S": prefix["sk"]}}})]
+
+    def record_evaluated_part(self, workspace_id: str, run_id: str, part: EvaluatedPart) -> EvaluatedPart:
+        key = keys.segment_run_evaluated_part(workspace_id, run_id, part.share, part.part)
+        if put_if_absent(self.table, plain_item({**key, "entity": "segment_run_evaluated_part",
+                                                 **part.model_dump()})):
+            return part
+        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(key), ConsistentRead=True)["Item"]
+        return _evaluated_part(from_item(found))
+
+    def evaluated_parts(self, workspace_id: str, run_id: str, share: int) -> list[EvaluatedPart]:
+        prefix = keys.segment_run_evaluated_parts(workspace_id, run_id, share)
+        return [_evaluated_part(from_item(item)) for item in query_items({
             "TableName": self.table, "ConsistentRead": True,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :part)",
             "ExpressionAttributeValues": {":pk": {"S": prefix["pk"]}, ":part": {"S": prefix["sk"]}}})]
@@ -264,6 +279,10 @@ _SIZE_PREFIX = "size:"  # a segment's members counted by the evaluating shares: 
 
 def _part(item: Item) -> RunPart:
     return RunPart.model_validate({k: v for k, v in item.items() if k in RunPart.model_fields})
+
+
+def _evaluated_part(item: Item) -> EvaluatedPart:
+    return EvaluatedPart.model_validate({k: v for k, v in item.items() if k in EvaluatedPart.model_fields})
 
 
 def _run(item: Item) -> SegmentRun:

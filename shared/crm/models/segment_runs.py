@@ -27,6 +27,25 @@ class RunPart(BaseModel):
     resume: str | None
 
 
+class EvaluatedPart(BaseModel):
+    """A part of a chained share's evaluation, as the run recorded it first: the hop evaluated the share's kept
+    profiles from ``start`` up to ``end`` (their fixed order) and counted these figures. The share is counted
+    once, with its parts' sums, when a part ends it; a hop delivered again goes on from ``end`` as recorded and
+    counts nothing of its own, so every profile is counted in exactly one part."""
+
+    model_config = ConfigDict(frozen=True)
+
+    share: int = Field(ge=0)
+    part: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    ended: bool  # the share's last part
+    profiles: int = Field(default=0, ge=0)
+    entered: int = Field(default=0, ge=0)
+    exited: int = Field(default=0, ge=0)
+    sizes: dict[str, int] = Field(default_factory=dict)
+
+
 class SegmentRun(BaseModel):
     """A recomputation of every segment of a workspace at one instant, fanned out over scan shares."""
 
@@ -79,6 +98,9 @@ class RunTask(BaseModel):
     # where in the share it starts (crm.ports.ProfilePage.resume; None: at the share's start).
     part: int = Field(default=0, ge=0)
     after: str | None = None
+    # A chained evaluation's share is written in hops of about a minute of the pace too: the hop starts at this
+    # index of the share's kept profiles (an EvaluatedPart's ``end``).
+    start: int = Field(default=0, ge=0)
 
 
 class HourlyTask(BaseModel):

@@ -15,7 +15,8 @@ store reads a share from the workspace's own index, never the whole table):
 
 A *chained* run (the schedule's daily run on a provisioned table) does each phase one share after another, each
 task queueing the next share, held back by the pause its own share asks (crm.adapters.pacing), before it counts
-its own: the run keeps to a pace of capacity units without any task waiting.
+its own: the run keeps to a pace of capacity units without any task waiting. Each share goes in hops of about a
+minute of the pace, in either phase, each hop's part recorded beside the run by the first delivery to record it.
 
 Both paths decide through :func:`crm.segments.membership.change_for` and write under the version of the
 profile's set of segments, so neither overwrites a decision it has not seen. Every task may be delivered
@@ -34,7 +35,7 @@ from functools import reduce
 from itertools import islice
 
 from crm.models.profile import Profile
-from crm.models.segment_runs import HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
+from crm.models.segment_runs import EvaluatedPart, HourlyTask, RunPart, RunPhase, RunTask, SegmentRun
 from crm.models.segments import GROWTH_KEPT, GrowthPoint, HeldSegments
 from crm.ports import ConcurrentUpdate, SegmentRuns, SegmentStore, TaskQueue
 from crm.segments.boundaries import HORIZON, HOUR, due, hour_of, timed_segments
@@ -45,6 +46,9 @@ from crm.segments.membership import Rules, change_for, memberships_of, membershi
 
 # A share's profiles are decided this many at a time: columns of this length, and no more held at once.
 EVALUATED_TOGETHER = 2_000
+# A chained evaluation's hop asks whether it has spent its minute of the pace after this many profiles (a
+# profile writes some 0.2 WRU on a day's run: about 5 s of the pace at 4 WRU a second between questions).
+EVALUATED_PER_HOP_CHECK = 100
 # A run whose worker died holds the workspace's lock this long; then the next schedule starts afresh. A chained
 # run (the daily run on a provisioned table) takes about three hours at the reference store's size (its writes
 # paced at a fifth of its reads, crm.adapters.pacing.WRITE_UNIT_WEIGHT): twice that, so a run under way is not
@@ -57,9 +61,10 @@ CONFLICT_RETRIES = 3
 # A chained task's answer to "how long should the next share wait?": the seconds it ran ahead of its pace
 # (crm.adapters.pacing measures it; at most SQS's 900 s). No task waits itself: the queue holds the next one.
 Pause = Callable[[], int]
-# A chained sketch task's answer to "has this hop read enough?", asked at each page of its share: then it keeps
-# what it read and hands the rest of the share on (a bucket read whole would ask hours of the pace's capacity
-# within a minute, and more pause than a queue can hold past ~550,000 profiles).
+# A chained task's answer to "has this hop consumed its minute of the pace?", asked at each page a sketch reads and
+# every EVALUATED_PER_HOP_CHECK profiles an evaluation writes: then it records its part and hands the rest of the
+# share on (a bucket read or written whole would ask hours of the pace's capacity within a minute, and more pause
+# than a queue can hold past ~550,000 profiles).
 Spent = Callable[[], bool]
 
 
@@ -133,21 +138,22 @@ def _hand_on(task: RunTask, tasks: TaskQueue, pause: Pause) -> None:
     """A chained task queues the next share before its own is counted: a crash in between leaves the task to be
     delivered again, which hands the share on again (a share counted already is skipped: see carry_out)."""
     if task.chained and task.share + 1 < task.shares:
-        tasks.send([task.model_copy(update={"share": task.share + 1, "part": 0, "after": None})], pause())
+        tasks.send([task.model_copy(update={"share": task.share + 1, "part": 0, "after": None, "start": 0})],
+                   pause())
 
 
 def carry_out(task: RunTask, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
               clock: Callable[[], datetime], pause: Pause = _no_pause, spent: Spent = _never_spent) -> None:
     """One worker's share of one phase; a task for a phase the run has left, or a chained share counted in it
     already, is done already. ``pause`` says how long the next chained share (or part) waits; ``spent``, when a
-    chained sketch's hop has read enough of its share."""
+    chained hop has consumed enough of the pace (read or written enough of its share)."""
     run = runs.get(task.workspace_id, task.run_id)
     if run is None or run.phase is not task.phase or (task.chained and task.share in run.counted):
         return
     if task.phase is RunPhase.SKETCH:
         _sketch(task, run, store, runs, tasks, pause, spent)
     else:
-        _evaluate(task, run, store, runs, tasks, clock, pause)
+        _evaluate(task, run, store, runs, tasks, clock, pause, spent)
 
 
 def _sketch_part(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
@@ -228,22 +234,21 @@ class Applied:
 
 
 def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
-              clock: Callable[[], datetime], pause: Pause) -> None:
+              clock: Callable[[], datetime], pause: Pause, spent: Spent) -> None:
     rules = load_rules(store, task.workspace_id, run.now, population_of(run.population))
-    applied = Applied()
-    sizes = Counter({segment_id: 0 for segment_id in rules.segment_ids})
     # As the sketch read them: a profile written since is the refresh's to decide, and the set's version
     # guards each change (one whose set moved meanwhile is left, as below).
     kept = runs.kept_profiles(task.workspace_id, task.run_id, task.share)
     profiles = iter(kept if kept is not None else store.profiles_with_segments(task.workspace_id, task.share,
                                                                                task.shares))
-    while together := list(islice(profiles, EVALUATED_TOGETHER)):
-        decided = memberships_of_all([profile for profile, _ in together], rules)
-        applied += _apply_all(store, together, decided, rules, clock())
-        for computed in decided:
-            sizes.update(computed)
-        # Whoever can cross a time boundary before the next daily run is filed for the hourly run.
-        store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, run.now))
+    if task.chained:
+        counted = _evaluate_part(task, run, store, runs, tasks, clock, pause, spent, rules, profiles)
+        if counted is None:
+            return
+        applied, sizes = counted
+    else:
+        applied, sizes, _ = _evaluate_profiles(task, run, store, clock, rules, profiles, EVALUATED_TOGETHER,
+                                               _never_spent)
     _hand_on(task, tasks, pause)
     run = runs.evaluated(task.workspace_id, task.run_id, task.share, applied.profiles, applied.entered,
                          applied.exited, dict(sizes))
@@ -251,6 +256,54 @@ def _evaluate(task: RunTask, run: SegmentRun, store: SegmentStore, runs: Segment
         _record(store, run, rules)
         if runs.finish(task.workspace_id, task.run_id, clock()):
             _follow_up(task, runs, tasks, clock())
+
+
+def _evaluate_profiles(task: RunTask, run: SegmentRun, store: SegmentStore, clock: Callable[[], datetime],
+                       rules: Rules, profiles: Iterator[tuple[Profile, HeldSegments]], together_at_most: int,
+                       spent: Spent) -> tuple[Applied, Counter[str], int]:
+    """Decide and write ``profiles`` ``together_at_most`` at a time until they end or ``spent`` (asked after
+    each group); what was counted, each segment's members among them, and how many were evaluated."""
+    applied, evaluated = Applied(), 0
+    sizes = Counter({segment_id: 0 for segment_id in rules.segment_ids})
+    while together := list(islice(profiles, together_at_most)):
+        decided = memberships_of_all([profile for profile, _ in together], rules)
+        applied += _apply_all(store, together, decided, rules, clock())
+        for computed in decided:
+            sizes.update(computed)
+        # Whoever can cross a time boundary before the next daily run is filed for the hourly run.
+        store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, run.now))
+        evaluated += len(together)
+        if spent():
+            break
+    return applied, sizes, evaluated
+
+
+def _evaluate_part(task: RunTask, run: SegmentRun, store: SegmentStore, runs: SegmentRuns, tasks: TaskQueue,
+                   clock: Callable[[], datetime], pause: Pause, spent: Spent, rules: Rules,
+                   profiles: Iterator[tuple[Profile, HeldSegments]]) -> tuple[Applied, Counter[str]] | None:
+    """A chained hop: evaluate the share's kept profiles from ``task.start`` until ``spent`` (asked every
+    EVALUATED_PER_HOP_CHECK profiles) or the share ends, and record the part with its figures (the first delivery
+    to record it wins; another goes on from what was recorded, its own figures dropped). The share's figures,
+    its parts' sums, once its last part is recorded; None while the rest of the share is handed on."""
+    recorded = next((p for p in runs.evaluated_parts(task.workspace_id, task.run_id, task.share)
+                     if p.part == task.part), None)
+    if recorded is None:
+        applied, sizes, evaluated = _evaluate_profiles(task, run, store, clock, rules,
+                                                       islice(profiles, task.start, None),
+                                                       EVALUATED_PER_HOP_CHECK, spent)
+        end = task.start + evaluated
+        recorded = runs.record_evaluated_part(task.workspace_id, task.run_id, EvaluatedPart(
+            share=task.share, part=task.part, start=task.start, end=end, ended=next(profiles, None) is None,
+            profiles=applied.profiles, entered=applied.entered, exited=applied.exited, sizes=dict(sizes)))
+    if not recorded.ended:
+        tasks.send([task.model_copy(update={"part": task.part + 1, "start": recorded.end})], pause())
+        return None
+    parts = runs.evaluated_parts(task.workspace_id, task.run_id, task.share)
+    applied = sum((Applied(p.profiles, p.entered, p.exited) for p in parts), Applied())
+    sizes = Counter({segment_id: 0 for segment_id in rules.segment_ids})
+    for part in parts:
+        sizes.update(part.sizes)
+    return applied, sizes
 
 
 def _due_of(profiles: Iterable[Profile], rules: Rules, now: datetime) -> list[tuple[str, datetime]]:
