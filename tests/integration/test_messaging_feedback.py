@@ -212,7 +212,8 @@ def test_an_inbound_stop_withdraws_sms_consent_through_the_profiles_path(
     assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
     # The workspaces (one Query), the phone's identity and its profile, then the statement queued (the profiles
     # function archives it).
-    assert requests == ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "sqs:SendMessage"]
+    # (the identity's link read with the profile named after it, in one BatchGetItem: docs/profile-writes.md)
+    assert requests == ["dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchGetItem", "sqs:SendMessage"]
 
     statements = receive_all(provisioned.outputs["IngestQueueUrl"])
     [envelope] = [IngestEnvelope.model_validate_json(m["Body"]) for m in statements]
@@ -242,7 +243,7 @@ def test_a_complaint_suppresses_and_queues_the_email_consent_statement(
     event = sqs_event(messages, queue_arn(_flows_queue(provisioned)))
     requests.clear()
     assert Function(provisioned.functions["FlowsFunction"]).invoke(event) == {"batchItemFailures": []}
-    assert requests == ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "sqs:SendMessage",
+    assert requests == ["dynamodb:UpdateItem", "dynamodb:BatchGetItem", "dynamodb:BatchGetItem", "sqs:SendMessage",
                         "dynamodb:GetItem", "dynamodb:GetItem"]
     assert DynamoSuppressions(provisioned.outputs["TableName"]).is_suppressed(registration.workspace_id,
                                                                              "recipient@example.com")
