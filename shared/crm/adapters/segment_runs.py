@@ -80,29 +80,31 @@ class DynamoSegmentRuns:
 
     def record_part(self, workspace_id: str, run_id: str, part: RunPart) -> RunPart:
         key = keys.segment_run_part(workspace_id, run_id, part.share, part.part)
-        if put_if_absent(self.table, plain_item({**key, "entity": "segment_run_part", **part.model_dump()})):
-            return part
-        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(key), ConsistentRead=True)["Item"]
-        return _part(from_item(found))
+        found = self._already_written(key, "segment_run_part", part.model_dump())
+        return part if found is None else _part(found)
 
     def parts(self, workspace_id: str, run_id: str, share: int) -> list[RunPart]:
-        prefix = keys.segment_run_parts(workspace_id, run_id, share)
-        return [_part(from_item(item)) for item in query_items({
-            "TableName": self.table, "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :part)",
-            "ExpressionAttributeValues": {":pk": {"S": prefix["pk"]}, ":part": {"S": prefix["sk"]}}})]
+        return [_part(item) for item in self._under(keys.segment_run_parts(workspace_id, run_id, share))]
 
     def record_evaluated_part(self, workspace_id: str, run_id: str, part: EvaluatedPart) -> EvaluatedPart:
         key = keys.segment_run_evaluated_part(workspace_id, run_id, part.share, part.part)
-        if put_if_absent(self.table, plain_item({**key, "entity": "segment_run_evaluated_part",
-                                                 **part.model_dump()})):
-            return part
-        found = client("dynamodb").get_item(TableName=self.table, Key=wire_key(key), ConsistentRead=True)["Item"]
-        return _evaluated_part(from_item(found))
+        found = self._already_written(key, "segment_run_evaluated_part", part.model_dump())
+        return part if found is None else _evaluated_part(found)
 
     def evaluated_parts(self, workspace_id: str, run_id: str, share: int) -> list[EvaluatedPart]:
-        prefix = keys.segment_run_evaluated_parts(workspace_id, run_id, share)
-        return [_evaluated_part(from_item(item)) for item in query_items({
+        return [_evaluated_part(item)
+                for item in self._under(keys.segment_run_evaluated_parts(workspace_id, run_id, share))]
+
+    def _already_written(self, key: dict[str, str], entity: str, fields: dict[str, Any]) -> Any:
+        """None when these fields are the first written at ``key``; else what its first writer wrote."""
+        if put_if_absent(self.table, plain_item({**key, "entity": entity, **fields})):
+            return None
+        return from_item(client("dynamodb").get_item(TableName=self.table, Key=wire_key(key),
+                                                     ConsistentRead=True)["Item"])
+
+    def _under(self, prefix: dict[str, str]) -> list[Any]:
+        """The items of ``prefix["pk"]`` whose sort keys begin with ``prefix["sk"]``, read consistently."""
+        return [from_item(item) for item in query_items({
             "TableName": self.table, "ConsistentRead": True,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :part)",
             "ExpressionAttributeValues": {":pk": {"S": prefix["pk"]}, ":part": {"S": prefix["sk"]}}})]
