@@ -28,7 +28,8 @@ WS = "ws_chain"
 DAY = timedelta(days=1)
 
 
-def test_a_chained_run_hands_each_share_on_and_skips_one_counted(provisioned: Provisioned) -> None:
+def _twelve_profiles(provisioned: Provisioned) -> str:
+    """Twelve profiles of WS, a third without orders; the table's name."""
     table = provisioned.outputs["TableName"]
     repository = DynamoProfileRepository(table)
     for n in range(12):
@@ -36,6 +37,11 @@ def test_a_chained_run_hands_each_share_on_and_skips_one_counted(provisioned: Pr
             workspace_id=WS, profile_id=f"p{n:02d}", created_at=NOW - 90 * DAY, updated_at=NOW,
             orders_count=n % 3, first_order_at=NOW - n * DAY if n % 3 else None,
             last_order_at=NOW - n * DAY if n % 3 else None), None),)))
+    return table
+
+
+def test_a_chained_run_hands_each_share_on_and_skips_one_counted(provisioned: Provisioned) -> None:
+    table = _twelve_profiles(provisioned)
     store, segment_runs = DynamoSegmentStore(table), DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"])
     tasks = FakeTaskQueue()
     started = runs.start_run(segment_runs, tasks, WS, NOW, 4, runs.SCHEDULE, chained=True)
@@ -128,13 +134,7 @@ def test_a_chained_share_written_in_hops_counts_every_member_once_however_often_
     hop delivered twice, the second after its successor: on a first run every member entered once, and the
     sizes recorded are the members the parts counted."""
     monkeypatch.setattr(runs, "EVALUATED_PER_HOP_CHECK", 2)
-    table = provisioned.outputs["TableName"]
-    repository = DynamoProfileRepository(table)
-    for n in range(12):
-        repository.commit(Change(workspace_id=WS, profiles=((Profile(
-            workspace_id=WS, profile_id=f"p{n:02d}", created_at=NOW - 90 * DAY, updated_at=NOW,
-            orders_count=n % 3, first_order_at=NOW - n * DAY if n % 3 else None,
-            last_order_at=NOW - n * DAY if n % 3 else None), None),)))
+    table = _twelve_profiles(provisioned)
     store, segment_runs = DynamoSegmentStore(table), DynamoSegmentRuns(table, provisioned.outputs["ArchiveBucketName"])
     tasks = FakeTaskQueue()
     started = runs.start_run(segment_runs, tasks, WS, NOW, 2, runs.SCHEDULE, chained=True)
