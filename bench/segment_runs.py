@@ -550,7 +550,7 @@ class InProcessQueue:
         while self.tasks:
             task = self.tasks.pop(0)
             if isinstance(task, HourlyTask):
-                runs.run_hour(task, store, segment_runs, clock)
+                runs.run_hour(task, store, segment_runs, clock, self)
             else:
                 runs.carry_out(task, store, segment_runs, self, clock)
             done += 1

@@ -681,7 +681,7 @@ class FakeTaskQueue:
         while self.tasks:
             task = self.tasks.pop(0)
             if isinstance(task, HourlyTask):
-                run_hour(task, store, runs, clock)
+                run_hour(task, store, runs, clock, self)
             else:
                 carry_out(task, store, runs, self, clock)
             done += 1

@@ -34,7 +34,8 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     invoked by hand; at every other hour of the schedule, queue each workspace's hourly run instead."""
     scheduled = event.get("time")
     if isinstance(scheduled, str) and not runs.is_daily(datetime.fromisoformat(scheduled)):
-        hourly = runs.start_hourly(wiring.segment_tasks(), wiring.store_directory().workspaces(), utc_now())
+        hourly = runs.start_hourly(wiring.segment_tasks(), wiring.store_directory().workspaces(), utc_now(),
+                                   chained=settings().daily_segment_run_paced)
         logger.info("hourly segment runs queued", extra={"workspaces": len(hourly)})
         return {"hourly": len(hourly)}
     started = runs.start_runs(wiring.segment_runs(), wiring.segment_tasks(), wiring.store_directory().workspaces(),
@@ -51,7 +52,7 @@ def _carry_out(record: SQSRecord) -> None:
         _rederive(task)
         return
     if isinstance(task, HourlyTask):
-        applied = runs.run_hour(task, wiring.segment_store(), wiring.segment_runs(), utc_now)
+        applied = runs.run_hour(task, wiring.segment_store(), wiring.segment_runs(), utc_now, wiring.segment_tasks())
         logger.info("hourly segment run done", extra={"workspace_id": task.workspace_id, "profiles": applied.profiles,
                                                       "entered": applied.entered, "exited": applied.exited})
         return

@@ -38,8 +38,9 @@ class Settings(BaseModel):
     # many as when a worker scanned 500,000 table items (~21 a profile), well inside Lambda's 900 s on
     # bench/segment_runs.py's figures. The run fans out over ceil(indexed profiles / this) shares (at most 32).
     segment_items_per_share: int = Field(default=25_000, ge=1, alias="SEGMENT_ITEMS_PER_SHARE")
-    # The schedule's daily run chained, one share after another at the segment tasks' pace (crm.segments.runs;
-    # template.yaml sets it on a provisioned table only, where the tasks' DYNAMODB_UNITS_PER_SECOND is set).
+    # The schedule's daily run chained, one share after another at the segment tasks' pace, and its hourly runs in
+    # slices spread over half an hour (crm.segments.runs; template.yaml sets it on a provisioned table only, where
+    # the tasks' DYNAMODB_UNITS_PER_SECOND is set).
     daily_segment_run_paced: bool = Field(default=False, alias="DAILY_SEGMENT_RUN_PACED")
     bigcommerce_api_url: str = Field(default="https://api.bigcommerce.com", alias="BIGCOMMERCE_API_URL")
     # Flows (crm.flows.service): where a wait's one-time schedule goes, and who may put its wake-up there.

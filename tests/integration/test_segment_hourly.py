@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from crm.adapters import keys
 from crm.adapters.clients import client
 from crm.adapters.profiles import DynamoProfileRepository
@@ -33,8 +34,9 @@ def _buyer(profile_id: str, last_order: timedelta) -> Profile:
                    orders_count=1, first_order_at=NOW - last_order, last_order_at=NOW - last_order)
 
 
+@pytest.mark.parametrize("chained", [False, True], ids=["at_once", "chained"])
 def test_the_hourly_run_reads_only_the_profiles_filed_and_moves_their_timed_segments(
-        provisioned: Provisioned) -> None:
+        provisioned: Provisioned, chained: bool) -> None:
     table = provisioned.outputs["TableName"]
     repository = DynamoProfileRepository(table)
     shoppers = [_buyer("p_churn", 180 * DAY - 3 * HOUR),
@@ -62,7 +64,7 @@ def test_the_hourly_run_reads_only_the_profiles_filed_and_moves_their_timed_segm
     events.register("before-parameter-build.dynamodb", seen)
     try:
         at = NOW + 4 * HOUR + timedelta(minutes=1)
-        runs.start_hourly(tasks, [WS], at)
+        runs.start_hourly(tasks, [WS], at, chained=chained)
         tasks.drain(store, segment_runs, lambda: at)  # type: ignore[arg-type]
     finally:
         events.unregister("before-parameter-build.dynamodb", seen)

@@ -228,3 +228,67 @@ def test_the_hourly_schedule_is_the_full_run_at_the_daily_hour_only() -> None:
     tasks = FakeTaskQueue()
     queued = runs.start_hourly(tasks, [WS, "ws_b"], daily + HOUR + timedelta(minutes=1))
     assert tasks.tasks == queued and {t.hour for t in queued} == {daily + HOUR}
+
+
+def _crossing_together(count: int) -> tuple[FakeProfileRepository, FakeSegmentStore, datetime]:
+    """The world, with ``count`` more buyers who all cross 180 days since their last order within one hour."""
+    repository, store = _world()
+    crossing = hour_of(NOW) + 5 * HOUR
+    for i in range(count):
+        last = NOW - (crossing + timedelta(minutes=i % 60) - 180 * DAY)
+        shopper = profile(f"p_lapse{i:02d}", first=300 * DAY, last=last)
+        repository.profiles[(WS, shopper.profile_id)] = shopper
+    return repository, store, crossing
+
+
+def test_a_chained_hourly_run_decides_the_hour_in_slices_handed_on_and_the_same_as_at_once() -> None:
+    decided: dict[bool, dict[str, frozenset[str]]] = {}
+    for chained in (False, True):
+        repository, store, crossing = _crossing_together(50)
+        segment_runs, tasks = FakeSegmentRuns(), FakeTaskQueue()
+        runs.start_run(segment_runs, tasks, WS, NOW, 1, runs.SCHEDULE)
+        tasks.drain(store, segment_runs, lambda: NOW)
+        for hour in range(1, 6):  # the hours before the crossing, read as they end
+            at = hour_of(NOW) + hour * HOUR + timedelta(minutes=1)
+            runs.start_hourly(tasks, [WS], at, chained=chained)
+            tasks.drain(store, segment_runs, lambda at=at: at)  # type: ignore[misc]
+        filed = store.due_profiles(WS, crossing)
+        assert {f"p_lapse{i:02d}" for i in range(50)} <= set(filed)
+
+        read: list[list[str]] = []
+        reading = store.profiles_by_id
+
+        def counted(workspace_id: str, profile_ids: Any, read: list[list[str]] = read,
+                    reading: Any = reading) -> Any:
+            read.append(list(profile_ids))
+            return reading(workspace_id, profile_ids)
+
+        store.profiles_by_id = counted  # type: ignore[method-assign]
+        at = crossing + HOUR + timedelta(minutes=1)
+        tasks.delays.clear()
+        queued = runs.start_hourly(tasks, [WS], at, chained=chained)
+        hops = 0
+        while tasks.tasks:
+            task = tasks.tasks.pop(0)
+            runs.run_hour(task, store, segment_runs, lambda at=at: at, tasks)  # type: ignore[misc]
+            hops += 1
+            if hops == 2:  # the second slice delivered twice: the rest is handed on twice, decided the same
+                runs.run_hour(task, store, segment_runs, lambda at=at: at, tasks)  # type: ignore[misc]
+        assert segment_runs.hourly_done(WS) == crossing
+        assert [pid for pids in read for pid in pids if pid in filed] == [pid for pids in read for pid in pids]
+        decided[chained] = {pid: store.held(WS, pid).segment_ids for (_, pid) in repository.profiles}
+        if not chained:
+            assert hops == 1 and read == [filed] and tasks.delays == [0]
+            continue
+        slice_size = -(-len(filed) // runs.HOURLY_SLICES)
+        assert max(len(pids) for pids in read) == slice_size < len(filed)
+        slices = -(-len(filed) // slice_size)
+        assert slices <= runs.HOURLY_SLICES and hops == slices + slices - 2  # the twice-delivered slice's rest
+        # Each slice after the first is held back, so the hour is spread over half an hour at most.
+        delay = int(runs.HOURLY_SLICE_DELAY.total_seconds())
+        assert queued[0].chained and tasks.delays[0] == 0 and set(tasks.delays[1:]) == {delay}
+        assert (slices - 1) * delay <= 30 * 60
+        # Each profile filed is decided once, but the twice-delivered slice's rest is decided twice.
+        assert sorted(pid for pids in read for pid in pids) == sorted(filed + filed[slice_size:])
+    assert decided[True] == decided[False]
+    assert all("builtin:churn_risk" in decided[True][f"p_lapse{i:02d}"] for i in range(50))

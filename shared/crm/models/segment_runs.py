@@ -111,3 +111,8 @@ class HourlyTask(BaseModel):
 
     workspace_id: str
     hour: datetime
+    # Hourly slices, one after another (crm.segments.runs.run_hour): the schedule's on a provisioned table. A
+    # slice handed on names the hour it reads and the last profile decided before it (None: the hour's first).
+    chained: bool = False
+    reading: datetime | None = None
+    after: str | None = None

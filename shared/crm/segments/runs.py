@@ -378,14 +378,24 @@ def is_daily(scheduled_at: datetime) -> bool:
     return scheduled_at.astimezone(UTC).hour == DAILY_RUN_HOUR
 
 
-def start_hourly(tasks: TaskQueue, workspace_ids: Iterable[str], now: datetime) -> list[HourlyTask]:
+# On a provisioned table an hourly run all at once at the hour is a burst target tracking answers by scaling the
+# table out, and it scales in only so often: most of an hour billed at the burst's capacity, every hour. A chained
+# hourly run (the schedule's, on a provisioned table) takes each hour's profiles in this many slices instead, one
+# every HOURLY_SLICE_DELAY: a trickle within the steady traffic, done within half an hour (bench/capacity.py).
+HOURLY_SLICES = 12
+HOURLY_SLICE_DELAY = timedelta(seconds=150)
+
+
+def start_hourly(tasks: TaskQueue, workspace_ids: Iterable[str], now: datetime,
+                 chained: bool = False) -> list[HourlyTask]:
     """A task per workspace for the hour that just ended (carried out by the task workers)."""
-    hourly = [HourlyTask(workspace_id=ws, hour=hour_of(now)) for ws in workspace_ids]
+    hourly = [HourlyTask(workspace_id=ws, hour=hour_of(now), chained=chained) for ws in workspace_ids]
     tasks.send(hourly)
     return hourly
 
 
-def run_hour(task: HourlyTask, store: SegmentStore, runs: SegmentRuns, clock: Callable[[], datetime]) -> Applied:
+def run_hour(task: HourlyTask, store: SegmentStore, runs: SegmentRuns, clock: Callable[[], datetime],
+             tasks: TaskQueue) -> Applied:
     """Re-decide the time-relative segments of the profiles filed under the hours before ``task.hour``.
 
     The hours read are those after the last one an hourly run finished (within the horizon), so an hour a
@@ -393,27 +403,52 @@ def run_hour(task: HourlyTask, store: SegmentStore, runs: SegmentRuns, clock: Ca
     (re-reading would only re-decide, and change nothing). Only the time-relative segments move
     (``timed_segments``): the profile's other memberships are kept as held (its own changes keep them
     current). Each profile is filed again under its next boundary; an hour's entries are never deleted
-    (a delete costs what a write does): they expire (``crm.adapters.segments.DUE_KEPT``)."""
-    done = runs.hourly_done(task.workspace_id)
-    hour = task.hour - HORIZON if done is None else max(task.hour - HORIZON, done + HOUR)
+    (a delete costs what a write does): they expire (``crm.adapters.segments.DUE_KEPT``).
+
+    A chained task decides one slice of an hour's profiles (``HOURLY_SLICES`` an hour) and hands the rest on,
+    delayed, as a task that names the hour it is reading and the last profile decided. A hop delivered twice
+    hands the rest on twice: the rest is decided twice, the same way."""
+    if task.reading is None:
+        done = runs.hourly_done(task.workspace_id)
+        hour = task.hour - HORIZON if done is None else max(task.hour - HORIZON, done + HOUR)
+    else:
+        hour = task.reading
     if hour >= task.hour:
         return Applied()
     now = clock()
     rules = load_rules(store, task.workspace_id, now, current_population(runs, task.workspace_id))
-    timed = timed_segments(rules)
-    applied = Applied()
+    applied, after = Applied(), task.after
     while hour < task.hour:
         filed = store.due_profiles(task.workspace_id, hour)
-        for start in range(0, len(filed), EVALUATED_TOGETHER):
-            chunk = filed[start:start + EVALUATED_TOGETHER]
-            together = list(store.profiles_by_id(task.workspace_id, chunk))
-            decided = memberships_of_all([profile for profile, _ in together], rules)
-            kept = (held.segment_ids & rules.segment_ids - timed for _, held in together)
-            applied += _apply_all(store, together, [c & timed | k for c, k in zip(decided, kept, strict=True)],
-                                  rules, clock())
-            store.file_due(task.workspace_id, _due_of((profile for profile, _ in together), rules, now))
-        hour += HOUR
+        left = [pid for pid in filed if after is None or pid > after]  # filed in key order
+        if task.chained and len(left) > (slice_size := math.ceil(len(filed) / HOURLY_SLICES)):
+            applied += _decide_due(store, task.workspace_id, left[:slice_size], rules, now, clock)
+            tasks.send([task.model_copy(update={"reading": hour, "after": left[slice_size - 1]})],
+                       int(HOURLY_SLICE_DELAY.total_seconds()))
+            return applied
+        applied += _decide_due(store, task.workspace_id, left, rules, now, clock)
+        hour, after = hour + HOUR, None
+        if task.chained and left and hour < task.hour:  # an hour a failed run left behind: its own slices
+            tasks.send([task.model_copy(update={"reading": hour, "after": None})],
+                       int(HOURLY_SLICE_DELAY.total_seconds()))
+            return applied
     runs.hourly_finished(task.workspace_id, task.hour - HOUR)
+    return applied
+
+
+def _decide_due(store: SegmentStore, workspace_id: str, filed: Sequence[str], rules: Rules, now: datetime,
+                clock: Callable[[], datetime]) -> Applied:
+    """Re-decide the time-relative segments of these filed profiles, and file each under its next boundary."""
+    timed = timed_segments(rules)
+    applied = Applied()
+    for start in range(0, len(filed), EVALUATED_TOGETHER):
+        chunk = filed[start:start + EVALUATED_TOGETHER]
+        together = list(store.profiles_by_id(workspace_id, chunk))
+        decided = memberships_of_all([profile for profile, _ in together], rules)
+        kept = (held.segment_ids & rules.segment_ids - timed for _, held in together)
+        applied += _apply_all(store, together, [c & timed | k for c, k in zip(decided, kept, strict=True)],
+                              rules, clock())
+        store.file_due(workspace_id, _due_of((profile for profile, _ in together), rules, now))
     return applied
 
 
