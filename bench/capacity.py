@@ -251,6 +251,21 @@ def chained(loads: Iterable[Load], per_second: float, component: str, hops: int,
             else load for load in loads]
 
 
+def sliced(loads: Iterable[Load], slices: int, spacing_seconds: float, component: str,
+           extra_rru: float = 0.0) -> list[Load]:
+    """The component's hourly runs each in ``slices`` slices, one every ``spacing_seconds`` from the hour's start
+    (crm.segments.runs.HOURLY_SLICES: a chained hourly run hands each next slice on through the queue, delayed),
+    each all at once; ``extra_rru`` a month more reads for what each slice handed on reads again."""
+    loads = list(loads)
+
+    def laid(load: Load) -> Load:
+        monthly = load.monthly + (extra_rru if load.unit == "rru" else 0.0)
+        each = monthly / DAYS_PER_MONTH / 24 / slices
+        return replace(load, monthly=monthly, hops=slices, per_second=each / spacing_seconds)
+
+    return [laid(load) if load.every_hour and load.component == component else load for load in loads]
+
+
 def read_phase_seconds(loads: Iterable[Load], component: str) -> float:
     """How long a chained daily run's first phase reads (seconds past its hour): what the daily fit waits for."""
     return max((load.after_seconds for load in loads

@@ -23,7 +23,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,14 @@ from capacity import (
     read_phase_seconds,
     run_hours,
     simulate,
+    sliced,
     write_hops,
 )
 from crm.adapters.pacing import WRITE_UNIT_WEIGHT
 from crm.archive import FIREHOSE_RECORD_BYTES
 from crm.config import ClientSettings, Settings
 from crm.predictions.refresh import HOP_AHEAD_SECONDS
-from crm.segments.runs import DAILY_RUN_HOUR, MOST_SHARES
+from crm.segments.runs import DAILY_RUN_HOUR, HOURLY_SLICE_DELAY, HOURLY_SLICES, MOST_SHARES
 from crm_local.template import read_sam
 from figures import RESULTS, Counts, counts, plain, recorded
 
@@ -660,7 +661,8 @@ def print_bill(found: Mapping[str, Mapping[str, Any]], wiring: Wiring, per_track
     headline = total
     if capacity is not None:
         # The last line prices the template's default capacity mode, the line above it the other.
-        provisioned = print_provisioned(lines, capacity, total, wiring, out)
+        provisioned = print_provisioned(lines, capacity, total, wiring, out,
+                                        found.get("segment_runs", {}).get("hourly_slice"))
         if capacity.default_mode == "provisioned":
             print(f"reference store all in, TableCapacity=on-demand: ${total:.2f} per month", file=out)
             headline = provisioned
@@ -681,12 +683,10 @@ HOP_OVERHEAD_MS = 150.0
 # A paced fit's rest (crm.predictions.daily) reads the run's work files again and predicts the profiles left:
 # assumed 30 s of PredictionsFunction a hop at 100k profiles (the fit's ~90 s a run less its fitting; not measured).
 FIT_REST_HOP_S = 30.0
-# A what-if, not the design: the hourly segment runs (every_hour loads) spread at this pace, reads and writes each.
-# They are not paced (their tasks read as fast as the table serves); the line says what pacing them would save.
-HOURLY_WHAT_IF_PER_SECOND = 1.0
 
 
-def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wiring: Wiring, out: Any) -> float:
+def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wiring: Wiring, out: Any,
+                      hourly_slice: Mapping[str, float] | None = None) -> float:
     """The same counted DynamoDB units as provisioned capacity (template.yaml's TableCapacity=provisioned),
     auto scaled hour by hour (bench/capacity.py); the bill all in with it in place of the on-demand units."""
     loads = [load for line in lines for load in line.loads]
@@ -750,6 +750,16 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
     by_minute = chained(loads, pace, run, MOST_SHARES, WRITE_UNIT_WEIGHT, hop_seconds, hop_seconds)
     fit_paced, rests_a_day = fit_after(by_minute)
     now_tasks = hop_dollars(by_minute) + rest_dollars(rests_a_day)
+    # The hourly runs chained (crm.segments.runs.HOURLY_SLICES): each slice after a run's first is a send, receive,
+    # delete and invocation more, and reads the rules and its hour again (segment_runs' next-hour run's units).
+    hourly, spacing = "segments: hourly runs", HOURLY_SLICE_DELAY.total_seconds()
+    slice_rru = (hourly_slice or {}).get("rru", 0.0)
+    slicing = bool(pace) and any(load.every_hour and load.component == hourly for load in loads)
+    more_slices = (HOURLY_SLICES - 1) * 24 * RUNS_PER_MONTH if slicing else 0
+    extra_slice_rru = more_slices * slice_rru
+    slice_dollars = (more_slices * (3 * PER_MILLION["sqs"] + PER_MILLION["lambda"]) / 1e6
+                     + more_slices * (hourly_slice or {}).get("seconds", HOP_OVERHEAD_MS / 1000)
+                     * wiring.gb("SegmentTasksFunction") * LAMBDA_GB_SECOND_ARM)
     layouts = (("before: the run unpaced", loads, 0.0),
                (f"before: the run's {shares} shares side by side, each task sleeping to keep "
                 f"{SLEEPING_TASK_UNITS_PER_SECOND:g} units a second", paced(loads, sleeping_pace, run),
@@ -768,16 +778,15 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                 f"bucket each ({read_hops(reads_by_minute, run)} reading, {write_hops(reads_by_minute, run)} "
                 f"writing; {reads_by_minute_rests} fit rests a day)", reads_by_minute_fit,
                 hop_dollars(reads_by_minute) + rest_dollars(reads_by_minute_rests)),
-               (f"now: the same, the run's reading and writing hops {hop_seconds:g} s of the pace each "
+               (f"before: the same, the run's reading and writing hops {hop_seconds:g} s of the pace each "
                 f"({read_hops(by_minute, run)} reading, {write_hops(by_minute, run)} writing; {rests_a_day} fit "
-                f"rests a day)", fit_paced, now_tasks),
-               ("what if: now, without the hourly runs' bursts (what pacing them could save at most)",
+                f"rests a day); each hourly run all at once at the hour", fit_paced, now_tasks),
+               ("what if: the same without the hourly runs (what spreading them could save at most)",
                 [load for load in fit_paced if not load.every_hour], now_tasks),
-               (f"what if: now, each hourly run at {HOURLY_WHAT_IF_PER_SECOND:g} unit a second of each kind (not "
-                f"over ~{RUN_SECONDS:.0f} s)",
-                [replace(load, per_second=HOURLY_WHAT_IF_PER_SECOND) if load.every_hour else load
-                 for load in fit_paced],
-                now_tasks))
+               (f"now: the same, each hourly run in {HOURLY_SLICES} slices {spacing:g} s apart, each slice after the "
+                f"first reading the rules and its hour again ({slice_rru:g} RRU)",
+                sliced(fit_paced, HOURLY_SLICES, spacing, hourly, extra_slice_rru) if slicing else fit_paced,
+                now_tasks + slice_dollars))
     index = index_dollars(bounds)
     figures = {}
     for label, laid_out, tasks in layouts:
@@ -795,14 +804,15 @@ def print_provisioned(lines: Sequence[Line], bounds: Bounds, total: float, wirin
                   + f"; throttled (retried, nothing lost): {d.throttled_share(False):.2%} of the steady traffic's "
                     f"units, {d.throttled_share(True):.1%} of the bursts' ({d.component_throttled_share(run):.1%} of "
                     f"the daily segment run's), longest wait {d.longest_wait_minutes} min", file=out)
-    before_unpaced, before_sleeping, _, before_fit, by_bucket_now, reads_by_minute_now, now, without_hourly, \
-        hourly_paced = figures.values()
+    before_unpaced, before_sleeping, _, before_fit, by_bucket_now, reads_by_minute_now, at_once, without_hourly, \
+        now = figures.values()
     print(f"  the fit paced: ${by_bucket_now - before_fit:+.2f} a month (its rests' requests and Lambda "
           f"${rest_dollars(by_bucket_rests):.2f} included); reading hops of a minute: "
           f"${reads_by_minute_now - by_bucket_now:+.2f}; "
-          f"writing hops of a minute: ${now - reads_by_minute_now:+.2f}; "
-          f"the hourly runs' bursts cost ${now - without_hourly:.2f} a month of capacity, "
-          f"${hourly_paced - without_hourly:.2f} paced so", file=out)
+          f"writing hops of a minute: ${at_once - reads_by_minute_now:+.2f}; "
+          f"the hourly runs in slices: ${now - at_once:+.2f} (their extra requests and Lambda "
+          f"${slice_dollars:.2f} included; without the hourly runs at all ${without_hourly - at_once:+.2f})",
+          file=out)
     sleeping_all_in = total - on_demand + before_sleeping + index
     print(f"  + the index at its minimum ${index:.2f}; all in, before: "
           f"${total - on_demand + before_unpaced + index:.2f} unpaced, ${sleeping_all_in:.2f} with sleeping tasks "

@@ -777,7 +777,8 @@ def measure_hourly(rig: Rig, label: str, first: datetime, hours: int = HOURS_MEA
         at = first + hour * HOUR
         for task in runs.start_hourly(rig.queue, [WORKSPACE], at):
             rig.queue.tasks.remove(task)
-            applied += runs.run_hour(task, rig.store, rig.segment_runs, lambda at=at: at)  # type: ignore[misc]
+            applied += runs.run_hour(task, rig.store, rig.segment_runs, lambda at=at: at,  # type: ignore[misc]
+                                     rig.queue)
             tasks += 1
     seconds, counts = time.perf_counter() - started, meter.since(mark)
     return Measured(label, counts, seconds, applied.profiles, applied.entered, applied.exited,
@@ -1428,6 +1429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     record("segment_runs", {"profiles": REFERENCE_PROFILES, "profile_writes": PROFILE_WRITES,
                             "refresh_batch": results.args.refresh_batch, "refresh_per_write": refreshed,
                             "refresh_per_write_before": refresh_of(r.refresh_baseline) if r.refresh_baseline else None,
+                            # What an hourly run's slice handed on reads again (bench/cost.py: on a provisioned
+                            # table each run is HOURLY_SLICES of them): the rules and the hour's Query, as the
+                            # next hour's run reads them (its cursor's read too, so a little more).
+                            "hourly_slice": {"rru": r.hourly_idle.get("unit", "rru"),
+                                             "seconds": r.hourly_idle.lambda_seconds},
                             "monthly": [{"component": c, "dollars": d, "how": h}
                                         for c, d, h in monthly(reference, refreshed, hourly,
                                                                r.rules.get(("unit", "rru"), 0.0))],

@@ -183,7 +183,8 @@ def test_with_provisioned_the_templates_default_the_last_line_prices_it_and_the_
     assert "before: the same; the fit's writes after the run's read phase at 5 units a second" in out.getvalue()
     assert ("before: the same, the run's reading hops 60 s of the pace each, writing hops a bucket each"
             in out.getvalue())
-    assert "now: the same, the run's reading and writing hops 60 s of the pace each" in out.getvalue()
+    assert "before: the same, the run's reading and writing hops 60 s of the pace each" in out.getvalue()
+    assert "now: the same, each hourly run in 12 slices 150 s apart" in out.getvalue()
 
 
 def test_the_fits_writes_come_after_the_runs_read_phase_in_hops_of_a_minute_at_its_pace(
@@ -233,3 +234,22 @@ def test_a_chained_run_writes_at_its_pace_divided_by_the_write_weight_after_its_
     assert reads.per_second == 20.0 and writes.per_second == 4.0
     assert writes.after_seconds == 300.0  # 6,000 read units at 20 a second come first
     assert capacity.run_hours([reads, writes], "run") == pytest.approx((300 + 1_200 / 4) / 3600)
+
+
+def test_hourly_runs_in_slices_spread_each_hours_units_and_keep_the_table_scaled_in(capacity: ModuleType) -> None:
+    steady = capacity.Load("steady", "rru", 30 * 24 * 3600 * 2.0)
+    hourly = [capacity.Load("hourly", "rru", 30 * 24 * 600.0, every_hour=True, per_second=6.0),
+              capacity.Load("hourly", "wru", 30 * 24 * 120.0, every_hour=True, per_second=1.2)]
+    laid = capacity.sliced([steady, *hourly], 12, 150.0, "hourly", extra_rru=30 * 24 * 11 * 5.0)
+    assert laid[0] == steady
+    reads, writes = laid[1:]
+    assert reads.monthly == pytest.approx(30 * 24 * (600 + 55)) and writes.monthly == hourly[1].monthly
+    assert (reads.hops, writes.hops) == (12, 12)
+    assert reads.per_second == pytest.approx(655 / 12 / 150) and writes.per_second == pytest.approx(10 / 150)
+    _, bursts = capacity.minute_demand([reads])
+    # Each hour's units land in the minutes its twelve slices start (one every 150 s: 0, 2, 5, 7, ... 27).
+    assert sum(bursts[:60]) == pytest.approx(655) and sum(1 for b in bursts[:60] if b) == 12
+    assert max(m for m in range(60) if bursts[m]) == 27
+    at_once = capacity.simulate("rru", [steady, hourly[0]], 1, 1000, 0.7)
+    spread = capacity.simulate("rru", [steady, reads], 1, 1000, 0.7)
+    assert spread.dollars_a_month < at_once.dollars_a_month
