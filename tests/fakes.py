@@ -67,6 +67,7 @@ from crm.ports import (
 )
 from crm.profiles import named_profile_id, unmerged
 from crm.segments.runs import carry_out, run_hour
+from crm.unwritten_orders import order_state
 
 
 def _key_hash(api_key: str) -> str:
@@ -258,8 +259,9 @@ class FakeProfileRepository:
               if link.named_tombstone is not None),
         ]
         if change.order is not None:
-            record, version = change.order
-            checks.append((getattr(self.orders.get((ws, record.store_id, record.order_id)), "version", None), version))
+            record, read = change.order
+            held = self.orders.get((ws, record.store_id, record.order_id))
+            checks.append((held and order_state(held), read and order_state(read)))
         if change.customer is not None:
             state, version = change.customer
             checks.append((getattr(self.customers.get((ws, state.store_id, state.customer_id)), "version", None),

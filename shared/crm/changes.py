@@ -288,7 +288,7 @@ def _order_change(event: CanonicalOrder, context: Context, now: datetime,
         for refund_id, at in sorted(previous.refund_dates.items())]
     return _rest_of(counted, target, Change(
         workspace_id=event.workspace_id, profiles=_profiles(target, profile),
-        order=(record, previous.version if previous else None), identities=target.links,
+        order=(record, previous), identities=target.links,
         timeline=(*target.timeline, *_order_entries(profile, record), *waiting),
     ))
 
@@ -326,15 +326,14 @@ def _order_amendment(event: RefundRecord | OrderRemoved, context: Context, now: 
             return None
         record = held.model_copy(update={"removed_at": event.removed_at})
         at, kind, ref, summary = event.removed_at, "order_removed", f"{event.store_id}:{event.order_id}", {}
-    expected = previous.version if previous else None
     owner = context.order_owner
     if owner is None or record.order is None:
-        return Change(workspace_id=event.workspace_id, order=(record, expected))  # waits for its order
+        return Change(workspace_id=event.workspace_id, order=(record, previous))  # waits for its order
     target = _owner_target(event, owner, context, now)
     counted = _counted(target, previous, (record,))
     profile, record = _with_order(target, counted or previous, record, now, read_history)
     return _rest_of(counted, target, Change(
-        workspace_id=event.workspace_id, profiles=_profiles(target, profile), order=(record, expected),
+        workspace_id=event.workspace_id, profiles=_profiles(target, profile), order=(record, previous),
         timeline=(*_order_entries(profile, record), _entry(profile, at, kind, ref, event.store_id, **summary)),
     ))
 
@@ -447,16 +446,16 @@ def _order_guard_last(change: Change, consent_lines: bool, now: datetime) -> Cha
     """An order change of one existing profile needs no transaction: its identity links go first (the order's own
     anchors any other version of it to this profile before the record can), then the profile under its revision,
     saying what state the order record is being brought to (crm.unwritten_orders), the timeline lines, and last
-    the record under its version. A retry that finds the profile written finishes the rest; a conflict anywhere
+    the record under the state read. A retry that finds the profile written finishes the rest; a conflict anywhere
     is read and planned again. New profiles, merges, consent lines and an order arriving
     to a record that holds only its refunds keep the transaction."""
     if change.guard_last or not change.profiles:
         return change
     assert change.order is not None
-    record, version = change.order
+    record, read = change.order
     (profile, revision), *merged = change.profiles
-    if (merged or revision is None or version == "" or consent_lines or change.customer is not None
-            or change.event is not None):
+    if (merged or revision is None or (read is not None and read.order is None) or consent_lines
+            or change.customer is not None or change.event is not None):
         return replace(change, profiles=((without_in_flight(profile, record, now), revision), *merged))
     return replace(change, profiles=((with_in_flight(profile, record, now), revision),), guard_last=True)
 

@@ -123,7 +123,9 @@ class Change:
 
     workspace_id: str
     profiles: tuple[tuple[Profile, int | None], ...] = ()  # (profile, revision read; None: must be new)
-    order: tuple[OrderRecord, str | None] | None = None  # (record, version read; None: must be new)
+    # (record, the record as read; None: must be new). The record is guarded by what it says (its state: version,
+    # refunds, removal), not its version alone: refunds and removals leave the version as it was.
+    order: tuple[OrderRecord, OrderRecord | None] | None = None
     customer: tuple[CustomerState, str | None] | None = None
     identities: tuple[IdentityLink, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()

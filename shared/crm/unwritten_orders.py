@@ -1,5 +1,5 @@
 """Order changes written guard last: the profile first, under its revision, carrying the state the change brings
-the order record to; the record last, under its version (docs/profile-writes.md).
+the order record to; the record last, under the state read (docs/profile-writes.md).
 
 While the record is behind that state, the profile counts a change the table does not show yet: the event's own
 retry recognises it (one of the records it would write has that state) and writes only the rest; any other change

@@ -413,6 +413,33 @@ def test_an_order_version_read_guards_the_write(backend: Backend) -> None:
         backend.profiles.commit(stale)
 
 
+def test_refunds_of_an_order_yet_to_come_read_at_once_are_both_kept(backend: Backend) -> None:
+    """Refunds leave an order's version as it was (a record holding only refunds has none): the record is
+    guarded by what it says, so the second of two refunds read together is refused and read again."""
+    assert apply_event(backend.profiles, _refund("r-1", "1.00"), NOW)
+    second, third = _plan(backend.profiles, _refund("r-2", "2.00")), _plan(backend.profiles, _refund("r-3", "3.00"))
+    backend.profiles.commit(second)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(third)
+    assert apply_event(backend.profiles, _refund("r-3", "3.00"), NOW)
+    held = backend.profiles.load(reads_for(order("1"))).order
+    assert held is not None and held.refunds == {"r-1": Decimal("1.00"), "r-2": Decimal("2.00"),
+                                                 "r-3": Decimal("3.00")}
+
+
+def test_a_refund_that_arrives_while_its_order_is_first_written_is_kept(backend: Backend) -> None:
+    assert apply_event(backend.profiles, _refund("r-1", "1.00"), NOW)
+    placed = order("1", total=Decimal("40.00"))
+    stale = _plan(backend.profiles, placed)
+    assert apply_event(backend.profiles, _refund("r-2", "2.50"), NOW)
+    with pytest.raises(ConcurrentUpdate):
+        backend.profiles.commit(stale)
+    assert apply_event(backend.profiles, placed, NOW)
+    profile = backend.profiles.get_profile(WS, CANDIDATE)
+    assert profile is not None and (profile.total_spent, profile.total_refunded) == (Decimal("36.50"),
+                                                                                     Decimal("3.50"))
+
+
 def test_an_activity_is_applied_once(backend: Backend) -> None:
     viewed = ActivityEvent(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, event_id="e-1",
                            type=ActivityType.PAGE_VIEWED, occurred_at=NOW, anonymous_id="a-1")

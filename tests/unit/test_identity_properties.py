@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from unittest import mock
 
 from crm import recent
@@ -202,6 +203,50 @@ def deliveries(draw: st.DrawFn) -> tuple[World, list[CanonicalEvent]]:
     every = list(world.events)
     duplicates = draw(st.lists(st.sampled_from(every), max_size=6)) if every else []
     return world, draw(st.permutations(every + duplicates))
+
+
+def _deliver_interleaved(events: list[CanonicalEvent], between: list[bool]) -> FakeProfileRepository:
+    """Each event in turn; where ``between`` says so, the next event is applied between this one's read and its
+    write (after it, if this one writes nothing), and is not delivered again."""
+    repository = FakeProfileRepository()
+    queue = list(events)
+    step = 0
+    while queue:
+        event = queue.pop(0)
+        if queue and between[step % len(between)]:
+            other, at = queue.pop(0), NOW + timedelta(seconds=step, milliseconds=1)
+            repository.before_save = partial(apply_event, repository, other, at)
+        apply_event(repository, event, NOW + timedelta(seconds=step))
+        unused, repository.before_save = repository.before_save, None
+        if unused is not None:
+            unused()
+        step += 1
+    return repository
+
+
+def _refund_between_its_orders_read_and_write() -> tuple[World, list[CanonicalEvent], list[bool]]:
+    """Found by the test below: a refund of an order yet to come, then the order, read; a second refund written
+    before the order is. The order's write was guarded by the record's version, which refunds leave as it was
+    (empty here), so it overwrote the record and the second refund was lost."""
+    placed = order("o-1", email="r@example.com", total=Decimal("40.00"))
+    refunds = [RefundRecord(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, order_id="o-1",
+                            refund_id=refund_id, amount=Decimal(amount), created_at=BASE)
+               for refund_id, amount in (("r0", "1.00"), ("r1", "0.01"))]
+    world = World((), (refunds[0], placed, refunds[1]), {"o-1": Decimal("38.99")})
+    return world, list(world.events), [False, True]
+
+
+@settings(max_examples=150, deadline=None)
+@given(delivered=deliveries(), between=st.lists(st.booleans(), min_size=1, max_size=8))
+@example(delivered=_refund_between_its_orders_read_and_write()[:2],
+         between=_refund_between_its_orders_read_and_write()[2])
+def test_an_event_applied_between_anothers_read_and_write_gives_the_in_order_profiles(
+        delivered: tuple[World, list[CanonicalEvent]], between: list[bool]) -> None:
+    world, arrival = delivered
+    interleaved = _deliver_interleaved(arrival, between)
+    assert _people(interleaved) == _people(_deliver(list(world.events)))
+    assert sum((p.total_spent for p in interleaved.live_profiles()), Decimal("0.00")) == sum(
+        world.net_by_order.values(), Decimal("0.00"))
 
 
 def _removed_after_a_merge() -> tuple[World, list[CanonicalEvent]]:

@@ -4,12 +4,11 @@ is written at the same moment, and the other way round: otherwise the profile's 
 
 The interleaving: an event read, then another event applied whole, then the first event's write (the fake's
 ``before_save``), at any point, among shoppers' first views, identifies, checkouts and orders naming the browser.
-(Over the whole of test_identity_properties.py's ``worlds``, orders' versions, refunds and removals included, the
-same interleaving finds differences on main too: not this lane's.)"""
+(The same interleaving over the whole of test_identity_properties.py's ``worlds`` is a test there.)"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 from crm.ingestion import apply_event
@@ -20,28 +19,7 @@ from hypothesis import strategies as st
 
 from tests.builders import NOW, order
 from tests.fakes import FakeProfileRepository
-from tests.unit.test_identity_properties import WS, World, _deliver, _people
-
-
-def _deliver_interleaved(events: list[CanonicalEvent], between: list[bool]) -> FakeProfileRepository:
-    """Each event in turn; where ``between`` says so, the next event is applied between this one's read and its
-    write (and is not delivered again after)."""
-    repository = FakeProfileRepository()
-    queue = list(events)
-    step = 0
-    while queue:
-        event = queue.pop(0)
-        if queue and between[step % len(between)]:
-            other, at = queue.pop(0), NOW + timedelta(seconds=step, milliseconds=1)
-
-            def other_writer(other: CanonicalEvent = other, at: datetime = at) -> None:
-                apply_event(repository, other, at)
-
-            repository.before_save = other_writer
-        apply_event(repository, event, NOW + timedelta(seconds=step))
-        repository.before_save = None
-        step += 1
-    return repository
+from tests.unit.test_identity_properties import WS, World, _deliver, _deliver_interleaved, _people
 
 
 @st.composite

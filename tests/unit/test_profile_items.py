@@ -18,6 +18,7 @@ from crm.models.consent import Channel, Consent, ConsentRequest, ConsentState
 from crm.models.predictions import Prediction
 from crm.models.profile import Activity, OrderInFlight, OrderRecord, Profile, RecentTimes, new_profile
 from crm.profiles import tombstone
+from crm.unwritten_orders import order_state
 from hypothesis import given, settings
 
 from tests.builders import NOW, order
@@ -124,8 +125,9 @@ def test_only_what_keys_indexes_and_guards_name_stays_an_attribute_of_its_own() 
     assert item["revision"] == {"N": "7"}
     record = OrderRecord(workspace_id="ws_a", store_id="st_a", order_id="1001", profile_id="p-1", order=order())
     order_item = _REPOSITORY._order_item("ws_a", record)
-    assert set(order_item) == {"pk", "sk", "entity", "version", PACKED}
+    assert set(order_item) == {"pk", "sk", "entity", "version", "state", PACKED}
     assert order_item["version"] == {"S": record.version}
+    assert order_item["state"] == {"S": order_state(record)}
     assert OrderRecord.model_validate(from_item(order_item)) == record
 
 

@@ -34,6 +34,7 @@ from crm.ports import (
     Reads,
 )
 from crm.profiles import named_profile_id, unmerged
+from crm.unwritten_orders import order_state
 
 
 def _write_change(writes: list[dict[str, Any]], backoff: Backoff) -> None:
@@ -241,8 +242,7 @@ class DynamoProfileRepository:
         for profile, revision in change.profiles:
             writes.append(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         if change.order is not None:
-            record, version = change.order
-            writes.append(self._guarded_put(self._order_item(ws, record), "version", version))
+            writes.append(self._order_put(ws, *change.order))
         if change.customer is not None:
             writes.append(self._customer_put(ws, *change.customer))
         writes += [put for link in change.identities for put in self._link_puts(ws, link)]
@@ -332,8 +332,8 @@ class DynamoProfileRepository:
         on: each identity link under the pointer read (the order's own first, so that another version of the order
         lands on this profile before its record says so), the profile under its revision (it says what the order
         record is being brought to; a retry that found it writes none), the timeline lines, and last the order
-        record under the version read, whose state says the change is applied. A refused guard is a concurrent
-        update: what was written is finished by the retry."""
+        record under the state read (``_order_put``), which says the change is applied. A refused guard is a
+        concurrent update: what was written is finished by the retry."""
         ws = change.workspace_id
         assert change.order is not None
         for link in change.identities:
@@ -342,8 +342,7 @@ class DynamoProfileRepository:
         for profile, revision in change.profiles:
             self._put(self._guarded_put(self._profile_item(ws, profile), "revision", revision))
         self._put_lines(ws, change.timeline)
-        record, version = change.order
-        self._put(self._guarded_put(self._order_item(ws, record), "version", version))
+        self._put(self._order_put(ws, *change.order))
 
     def _profile_item(self, workspace_id: str, profile: Profile) -> Item:
         key = keys.profile(workspace_id, profile.profile_id)
@@ -353,9 +352,22 @@ class DynamoProfileRepository:
         # Packed (crm.adapters.items): what the guards name stays an attribute of its own.
         return to_packed_item(key, "profile", profile, kept=("revision",), **index)
 
+    def _order_put(self, workspace_id: str, record: OrderRecord, read: OrderRecord | None) -> dict[str, Any]:
+        """The record under the state read: a refund or a removal leaves the version as it was, so two of them
+        (or one and the order's first write) read at the same version would overwrite each other. A record
+        written before the state was kept is guarded by its version once; its next write keeps the state."""
+        item = self._order_item(workspace_id, record)
+        if read is None:
+            return self._guarded_put(item, "state", None)
+        return {"Put": {
+            "TableName": self.table, "Item": item,
+            "ConditionExpression": "#state = :state OR (attribute_not_exists(#state) AND #version = :version)",
+            "ExpressionAttributeNames": {"#state": "state", "#version": "version"},
+            "ExpressionAttributeValues": {":state": {"S": order_state(read)}, ":version": {"S": read.version}}}}
+
     def _order_item(self, workspace_id: str, record: OrderRecord) -> Item:
         return to_packed_item(keys.order(workspace_id, record.store_id, record.order_id), "order", record,
-                              version=record.version)
+                              version=record.version, state=order_state(record))
 
     def _guarded_put(self, item: Item, attribute: str, expected: str | int | None) -> dict[str, Any]:
         put: dict[str, Any] = {"TableName": self.table, "Item": item}
