@@ -4,6 +4,7 @@ book without any listing, fire onto their SQS queue with their Input as the body
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,6 +82,28 @@ def test_a_due_schedule_lands_on_its_queue_and_is_deleted(emulated: tuple[Clock,
     assert [json.loads(b)["name"] for b in bodies(url)] == ["fr-run-2-reminder", "fr-run-1-reminder"]
     left = client.list_schedules(GroupName="crm-flows")["Schedules"]
     assert [s["Name"] for s in left] == ["fr-run-3-reminder"]  # disabled: neither fired nor deleted
+
+
+def test_a_clock_moved_by_fire_after_fires_its_due_schedules_there_whoever_else_checks(
+        emulated: tuple[Clock, ScheduleRunner]) -> None:
+    """`crm clock advance` reports what its move fired: the runner's own check, running the moment the clock
+    moved, waits for the advance's delivery and finds nothing left."""
+    clock, runner = emulated
+    url, arn = queue()
+    client = boto3.client("scheduler")
+    client.create_schedule_group(Name="crm-flows")
+    create(client, "fr-run-1-reminder", NOW + timedelta(hours=1), arn)
+    checked: list[list[str]] = []
+    check = threading.Thread(target=lambda: checked.append([f.name for f in runner.fire_due()]))
+
+    def move() -> None:
+        clock.now = NOW + timedelta(hours=2)
+        check.start()
+        check.join(timeout=0.2)  # it cannot take the schedule while the move's delivery holds the runner
+
+    assert [f.name for f in runner.fire_after(move)] == ["fr-run-1-reminder"]
+    check.join(timeout=10)
+    assert checked == [[]] and len(bodies(url)) == 1
 
 
 def test_schedules_written_before_the_book_listened_are_found_once(aws: None) -> None:
