@@ -375,8 +375,9 @@ class ScheduleRunner(threading.Thread):
             return self._deliver_due(now)
 
     def fire_after(self, move_clock: Callable[[], None]) -> list[Fired]:
-        """Move the clock and deliver what fell due, with no other firer between the two (this thread's every
-        CHECK_EVERY_SECONDS would otherwise take what the move made due, and the caller report none fired)."""
+        """Move the clock and deliver what fell due, with no other firer between the two: this thread's own
+        check, every CHECK_EVERY_SECONDS, would otherwise take what the move made due, and the caller would report
+        none fired."""
         with self._firing:
             move_clock()
             return self._deliver_due(None)
