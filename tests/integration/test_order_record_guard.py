@@ -4,8 +4,6 @@ state from their next write on (crm.adapters.profiles, ``_order_put``)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from crm.adapters import keys
 from crm.adapters.clients import client
@@ -13,18 +11,15 @@ from crm.adapters.items import Item, to_packed_item, wire_key
 from crm.adapters.profiles import DynamoProfileRepository
 from crm.changes import reads_for
 from crm.ingestion import apply_event
-from crm.models.canonical import RefundRecord
 from crm.models.profile import OrderRecord
-from crm.models.stores import Platform
 from crm.ports import ConcurrentUpdate
 from crm.unwritten_orders import order_state
 from crm_local.provision import Provisioned
 
 from tests.builders import NOW
-from tests.contract.test_repository_contract import _plan
+from tests.contract.test_repository_contract import WS, _plan, _refund
 
 pytestmark = pytest.mark.integration
-WS = "ws_a"
 
 
 class BeforeTheState(DynamoProfileRepository):
@@ -33,11 +28,6 @@ class BeforeTheState(DynamoProfileRepository):
     def _order_item(self, workspace_id: str, record: OrderRecord) -> Item:
         return to_packed_item(keys.order(workspace_id, record.store_id, record.order_id), "order", record,
                               version=record.version)
-
-
-def _refund(refund_id: str, amount: str) -> RefundRecord:
-    return RefundRecord(workspace_id=WS, store_id="st_a", platform=Platform.SHOPIFY, order_id="1",
-                        refund_id=refund_id, amount=Decimal(amount), created_at=NOW)
 
 
 def _stored(table: str) -> Item:
